@@ -1,0 +1,38 @@
+# virtform — common tasks. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+EXAMPLES ?= manifests/examples
+URI ?= qemu:///system
+VIRTFORM := node dist/cli/main.js
+
+.PHONY: help setup build demo test test-unit test-integration test-faults bench clean-test typecheck
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup: ## install Debian packages, start libvirtd, npm ci, build (idempotent; root)
+	bash scripts/setup-host.sh
+
+build: ## compile TypeScript to dist/
+	npm run -s build
+
+typecheck: ## type-check without emitting
+	npx tsc -p tsconfig.json --noEmit
+
+demo: setup ## converge the example manifests on qemu:///system and show status
+	$(VIRTFORM) validate $(EXAMPLES)
+	$(VIRTFORM) reconcile $(EXAMPLES) --uri $(URI) --dry-run
+	$(VIRTFORM) reconcile $(EXAMPLES) --uri $(URI)
+	$(VIRTFORM) status --uri $(URI)
+
+test: setup ## the whole suite: unit + integration against the real libvirtd
+	npx vitest run
+
+test-unit: ## unit tests only (no libvirtd needed)
+	npx vitest run --project unit
+
+test-integration: setup ## integration tests against the real libvirtd
+	npx vitest run --project integration
+
+clean-test: ## remove every vftest* libvirt object left by tests
+	bash scripts/cleanup-test-objects.sh vftest

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# virtform host set-up: installs libvirt + QEMU, fixes /dev/kvm permissions, starts virtlogd and
+# libvirtd without systemd, installs npm dependencies and builds. Idempotent: a second run changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*"; }
+need_root() { [ "$(id -u)" -eq 0 ] || { echo "setup-host.sh must run as root (it installs packages and starts libvirtd)" >&2; exit 1; }; }
+need_root
+
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  log "Debian packages present"
+fi
+
+# /dev/kvm: udev on a normal host makes it root:kvm 0660. Left root:root 0600, libvirt re-probes QEMU
+# capabilities on every call (about 30 s per define/start).
+if [ -e /dev/kvm ]; then
+  getent group kvm >/dev/null || groupadd -r kvm
+  if [ "$(stat -c '%G:%a' /dev/kvm)" != "kvm:660" ]; then
+    log "setting /dev/kvm to root:kvm 0660"
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+  fi
+else
+  log "no /dev/kvm: domains will use TCG (type='qemu')"
+fi
+
+mkdir -p /var/run/libvirt /var/lib/virtform
+if ! pgrep -x virtlogd >/dev/null; then log "starting virtlogd"; virtlogd -d; fi
+if ! pgrep -x libvirtd >/dev/null; then log "starting libvirtd"; libvirtd -d; fi
+
+for i in $(seq 1 120); do
+  if virsh -c qemu:///system version >/dev/null 2>&1; then break; fi
+  [ "$i" -eq 120 ] && { echo "libvirtd did not answer within 60 s" >&2; exit 1; }
+  sleep 0.5
+done
+log "libvirtd answers: $(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' || true)"
+
+if [ "${VIRTFORM_SKIP_NPM:-0}" != "1" ]; then
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    log "npm ci"; npm ci --no-audit --no-fund
+  fi
+  log "building"; npm run -s build
+fi
+log "host ready"

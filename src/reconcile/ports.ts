@@ -1,0 +1,243 @@
+/**
+ * Ports: the only view the reconciler has of the outside world.
+ *
+ * The reconciler (observe → diff → plan → apply) depends on these interfaces and nothing else:
+ * not on XDR, XML or SQL. `src/reconcile/adapters/libvirt-host.ts` implements {@link HostPort}
+ * over the libvirt RPC client; `test/support/fake-host.ts` implements it in memory for unit tests.
+ */
+
+export type ResourceKind = 'StoragePool' | 'Volume' | 'Network' | 'VirtualMachine';
+
+/** Ownership marker virtform writes into the objects it creates (where the XML format allows). */
+export interface OwnerMarker {
+  /** Resource kind and manifest name. */
+  kind: ResourceKind;
+  name: string;
+  /** Hash of the normalized desired spec applied last. */
+  specHash: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observed objects: what bulk list calls return, cheaply, for every object on the host.
+// ---------------------------------------------------------------------------------------------
+
+export interface ObservedPool {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+}
+
+export interface ObservedVolume {
+  pool: string;
+  name: string;
+  /** Volume key: for directory pools, the file path. */
+  key: string;
+}
+
+export interface ObservedNetwork {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+}
+
+export interface ObservedDomain {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+}
+
+/** One bulk snapshot of the host: a constant number of list calls, independent of inventory size. */
+export interface HostSnapshot {
+  pools: ObservedPool[];
+  networks: ObservedNetwork[];
+  domains: ObservedDomain[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Desired definitions handed to the host (already normalized: bytes, resolved paths, etc.).
+// ---------------------------------------------------------------------------------------------
+
+export interface PoolDef {
+  name: string;
+  path: string;
+  marker: OwnerMarker;
+}
+
+export type VolumeFormat = 'qcow2' | 'raw';
+
+export interface VolumeDef {
+  pool: string;
+  name: string;
+  capacityBytes: number;
+  format: VolumeFormat;
+  /** Copy-on-write backing store: path and format of the backing volume. */
+  backing?: { path: string; format: VolumeFormat };
+  /** Import the contents of a local image file. */
+  sourcePath?: string;
+}
+
+export interface DhcpHost {
+  mac: string;
+  ip: string;
+  name?: string;
+}
+
+export interface NetworkDef {
+  name: string;
+  mode: 'isolated' | 'nat' | 'bridge';
+  /** For mode bridge: existing host bridge name. */
+  bridge?: string;
+  /** IPv4 address of the host side and prefix, derived from the CIDR (first usable address). */
+  ipv4?: { address: string; prefix: number };
+  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
+  marker: OwnerMarker;
+}
+
+export interface DomainDiskDef {
+  /** Path of the volume file. */
+  path: string;
+  format: VolumeFormat;
+  bus: 'virtio' | 'sata' | 'scsi' | 'ide';
+  /** Target device name, e.g. vda. */
+  target: string;
+  bootOrder?: number;
+}
+
+export interface DomainNicDef {
+  network: string;
+  mac?: string;
+  model: string;
+}
+
+export interface DomainDef {
+  name: string;
+  /** Keep the libvirt UUID stable across redefinitions. */
+  uuid?: string;
+  type: 'kvm' | 'qemu';
+  vcpus: number;
+  memoryKiB: number;
+  description?: string;
+  disks: DomainDiskDef[];
+  nics: DomainNicDef[];
+  marker: OwnerMarker;
+}
+
+/** Details read back from the host for one object, on demand (only for objects that need it). */
+export interface DomainDetail {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+  vcpus: number;
+  memoryKiB: number;
+  description?: string;
+  disks: { path: string; target: string; bus: string; bootOrder?: number }[];
+  nics: { network: string; mac: string; model: string }[];
+  marker?: OwnerMarker;
+}
+
+export interface NetworkDetail {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+  mode: 'isolated' | 'nat' | 'bridge';
+  bridge?: string;
+  ipv4?: { address: string; prefix: number };
+  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
+  marker?: OwnerMarker;
+}
+
+export interface PoolDetail {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+  path: string;
+  marker?: OwnerMarker;
+}
+
+export interface VolumeDetail {
+  pool: string;
+  name: string;
+  key: string;
+  path: string;
+  capacityBytes: number;
+  format: string;
+  backingPath?: string;
+}
+
+/** Errors a host raises that the reconciler must tell apart. */
+export type HostErrorCode =
+  | 'not-found'
+  | 'already-exists'
+  | 'invalid'
+  | 'operation-failed'
+  | 'connection'
+  | 'unknown';
+
+export class HostError extends Error {
+  constructor(
+    public readonly code: HostErrorCode,
+    message: string,
+    /** libvirt's numeric error code, when the error came from libvirt. */
+    public readonly libvirtCode?: number,
+  ) {
+    super(message);
+    this.name = 'HostError';
+  }
+}
+
+/**
+ * Every operation is idempotent at the port level where libvirt allows it cheaply:
+ * `start*` on an active object and `stop*` on an inactive one succeed without change;
+ * `delete*`/`undefine*` of a missing object succeed. `define*` overwrites an existing definition
+ * (libvirt's define semantics). `createVolume` fails with `already-exists` if the volume exists.
+ */
+export interface HostPort {
+  /** Domain type to use for VMs: 'kvm' when the host offers it, else 'qemu' (TCG). */
+  domainType(): Promise<'kvm' | 'qemu'>;
+
+  snapshot(): Promise<HostSnapshot>;
+  listVolumes(pool: string): Promise<ObservedVolume[]>;
+
+  getPool(name: string): Promise<PoolDetail | null>;
+  getNetwork(name: string): Promise<NetworkDetail | null>;
+  getDomain(name: string): Promise<DomainDetail | null>;
+  getVolume(pool: string, name: string): Promise<VolumeDetail | null>;
+
+  definePool(def: PoolDef): Promise<void>;
+  /** Build (mkdir) and start a defined pool; idempotent. */
+  startPool(name: string): Promise<void>;
+  refreshPool(name: string): Promise<void>;
+  setPoolAutostart(name: string, autostart: boolean): Promise<void>;
+  /** Stop and undefine a pool; the directory is removed only when `deleteDir` and empty. */
+  deletePool(name: string, opts?: { deleteDir?: boolean }): Promise<void>;
+
+  createVolume(def: VolumeDef): Promise<VolumeDetail>;
+  resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void>;
+  deleteVolume(pool: string, name: string): Promise<void>;
+
+  defineNetwork(def: NetworkDef): Promise<void>;
+  startNetwork(name: string): Promise<void>;
+  stopNetwork(name: string): Promise<void>;
+  setNetworkAutostart(name: string, autostart: boolean): Promise<void>;
+  /** Add or remove one DHCP static host entry on a network, live and in the persistent config. */
+  updateNetworkDhcpHost(name: string, op: 'add' | 'delete', host: DhcpHost): Promise<void>;
+  undefineNetwork(name: string): Promise<void>;
+
+  defineDomain(def: DomainDef): Promise<{ uuid: string }>;
+  startDomain(name: string): Promise<void>;
+  /** Graceful shutdown with a timeout, then forced off. Blank-disk test VMs go straight to destroy. */
+  stopDomain(name: string, opts?: { graceful?: boolean; timeoutMs?: number }): Promise<void>;
+  setDomainAutostart(name: string, autostart: boolean): Promise<void>;
+  undefineDomain(name: string): Promise<void>;
+
+  /** Number of mutating calls made so far (for "a converged apply makes zero mutating calls"). */
+  mutationCount(): number;
+
+  close(): Promise<void>;
+}
