@@ -1,0 +1,78 @@
+/**
+ * Table types for kysely. Kept dialect-neutral: timestamps are ISO-8601 text, JSON is text,
+ * booleans are integers (0/1), ids are integer autoincrement.
+ */
+import type { Generated } from 'kysely';
+
+export interface ResourcesTable {
+  id: Generated<number>;
+  kind: string;
+  name: string;
+  uuid: string | null;
+  spec_hash: string | null;
+  generation: number;
+  desired_state: string | null;
+  observed_status: string | null;
+  last_error: string | null;
+  attempts: number;
+  /** JSON object as text. */
+  details: string;
+  created_at: string;
+  updated_at: string;
+  last_applied_revision: number | null;
+}
+
+export interface JournalTable {
+  id: Generated<number>;
+  run_id: string;
+  kind: string;
+  name: string;
+  action: string;
+  /** JSON object as text. */
+  intent: string;
+  status: 'open' | 'succeeded' | 'failed' | 'abandoned';
+  error: string | null;
+  attempt: number;
+  started_at: string;
+  finished_at: string | null;
+}
+
+export interface RevisionsTable {
+  id: Generated<number>;
+  run_id: string;
+  manifest_digest: string;
+  git_commit: string | null;
+  /** 0/1 */
+  git_dirty: number;
+  started_at: string;
+  finished_at: string | null;
+  outcome: string;
+  /** JSON object as text. */
+  summary: string;
+}
+
+export interface EventsTable {
+  id: Generated<number>;
+  at: string;
+  level: string;
+  kind: string | null;
+  name: string | null;
+  message: string;
+}
+
+export interface LocksTable {
+  name: string;
+  pid: number;
+  hostname: string;
+  command: string;
+  acquired_at: string;
+  heartbeat_at: string;
+}
+
+export interface StateDatabase {
+  resources: ResourcesTable;
+  journal: JournalTable;
+  revisions: RevisionsTable;
+  events: EventsTable;
+  locks: LocksTable;
+}

@@ -1,0 +1,467 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect, type Selectable } from 'kysely';
+import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
+import { migrationProvider } from './migrations/index.js';
+import type { JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
+
+export interface ResourceRecord {
+  kind: string;
+  name: string;
+  uuid: string | null;
+  specHash: string | null;
+  /** 0 until a spec hash is first recorded; +1 each time a different spec hash is recorded. */
+  generation: number;
+  desiredState: string | null;
+  observedStatus: string | null;
+  lastError: string | null;
+  attempts: number;
+  details: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+  lastAppliedRevision: number | null;
+}
+
+export type JournalStatus = 'open' | 'succeeded' | 'failed' | 'abandoned';
+
+export interface JournalEntry {
+  id: number;
+  runId: string;
+  kind: string;
+  name: string;
+  action: string;
+  intent: Record<string, unknown>;
+  status: JournalStatus;
+  error: string | null;
+  attempt: number;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+export interface RevisionRecord {
+  id: number;
+  runId: string;
+  manifestDigest: string;
+  gitCommit: string | null;
+  gitDirty: boolean;
+  startedAt: string;
+  finishedAt: string | null;
+  outcome: string;
+  summary: Record<string, unknown>;
+}
+
+export interface EventRecord {
+  at: string;
+  level: string;
+  kind: string | null;
+  name: string | null;
+  message: string;
+}
+
+export type ResourceUpsert = { kind: string; name: string } & Partial<
+  Omit<ResourceRecord, 'kind' | 'name' | 'createdAt' | 'updatedAt' | 'generation'>
+>;
+
+export interface OpenOptions {
+  /** Clock, for tests. Default: `() => new Date()`. */
+  now?: () => Date;
+  /** SQLite busy timeout in ms (default 5000). */
+  busyTimeoutMs?: number;
+}
+
+const DEFAULT_LIMIT = 50;
+
+function parseJson(text: string | null | undefined): Record<string, unknown> {
+  if (!text) return {};
+  try {
+    const v: unknown = JSON.parse(text);
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+function toResource(r: Selectable<ResourcesTable>): ResourceRecord {
+  return {
+    kind: r.kind,
+    name: r.name,
+    uuid: r.uuid,
+    specHash: r.spec_hash,
+    generation: Number(r.generation),
+    desiredState: r.desired_state,
+    observedStatus: r.observed_status,
+    lastError: r.last_error,
+    attempts: Number(r.attempts),
+    details: parseJson(r.details),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    lastAppliedRevision: r.last_applied_revision === null ? null : Number(r.last_applied_revision),
+  };
+}
+
+function toJournal(r: Selectable<JournalTable>): JournalEntry {
+  return {
+    id: Number(r.id),
+    runId: r.run_id,
+    kind: r.kind,
+    name: r.name,
+    action: r.action,
+    intent: parseJson(r.intent),
+    status: r.status,
+    error: r.error,
+    attempt: Number(r.attempt),
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+  };
+}
+
+function toRevision(r: Selectable<RevisionsTable>): RevisionRecord {
+  return {
+    id: Number(r.id),
+    runId: r.run_id,
+    manifestDigest: r.manifest_digest,
+    gitCommit: r.git_commit,
+    gitDirty: Number(r.git_dirty) !== 0,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    outcome: r.outcome,
+    summary: parseJson(r.summary),
+  };
+}
+
+/**
+ * virtform's persistent state: resources, operation journal, applied revisions, events and the
+ * single-writer lock. All queries go through kysely's query builder (dialect-neutral); only
+ * {@link openStateStore} knows it is SQLite.
+ */
+export class StateStore {
+  readonly path: string;
+  /** The kysely instance, for advanced queries and tests. Prefer the repositories below. */
+  readonly db: Kysely<StateDatabase>;
+  readonly #sqlite: Database.Database;
+  readonly #clock: () => Date;
+  #closed = false;
+
+  /** Use {@link openStateStore}. */
+  constructor(path: string, sqlite: Database.Database, clock: () => Date = () => new Date()) {
+    this.path = path;
+    this.#sqlite = sqlite;
+    this.#clock = clock;
+    this.db = new Kysely<StateDatabase>({ dialect: new SqliteDialect({ database: sqlite }) });
+  }
+
+  #now(): string {
+    return this.#clock().toISOString();
+  }
+
+  readonly resources = {
+    get: async (kind: string, name: string): Promise<ResourceRecord | undefined> => {
+      const row = await this.db
+        .selectFrom('resources')
+        .selectAll()
+        .where('kind', '=', kind)
+        .where('name', '=', name)
+        .executeTakeFirst();
+      return row ? toResource(row) : undefined;
+    },
+
+    /** All resources (optionally of one kind), ordered by kind then name. */
+    list: async (kind?: string): Promise<ResourceRecord[]> => {
+      let q = this.db.selectFrom('resources').selectAll();
+      if (kind !== undefined) q = q.where('kind', '=', kind);
+      const rows = await q.orderBy('kind').orderBy('name').execute();
+      return rows.map(toResource);
+    },
+
+    /** Insert or update; fields not given (undefined) keep their value; generation increments when specHash changes. */
+    upsert: async (r: ResourceUpsert): Promise<ResourceRecord> => {
+      return this.db.transaction().execute(async (trx) => {
+        const now = this.#now();
+        const existing = await trx
+          .selectFrom('resources')
+          .selectAll()
+          .where('kind', '=', r.kind)
+          .where('name', '=', r.name)
+          .executeTakeFirst();
+        if (!existing) {
+          await trx
+            .insertInto('resources')
+            .values({
+              kind: r.kind,
+              name: r.name,
+              uuid: r.uuid ?? null,
+              spec_hash: r.specHash ?? null,
+              generation: r.specHash ? 1 : 0,
+              desired_state: r.desiredState ?? null,
+              observed_status: r.observedStatus ?? null,
+              last_error: r.lastError ?? null,
+              attempts: r.attempts ?? 0,
+              details: JSON.stringify(r.details ?? {}),
+              created_at: now,
+              updated_at: now,
+              last_applied_revision: r.lastAppliedRevision ?? null,
+            })
+            .execute();
+        } else {
+          const specChanged = r.specHash !== undefined && r.specHash !== null && r.specHash !== existing.spec_hash;
+          await trx
+            .updateTable('resources')
+            .set({
+              ...(r.uuid !== undefined && { uuid: r.uuid }),
+              ...(r.specHash !== undefined && { spec_hash: r.specHash }),
+              ...(specChanged && { generation: Number(existing.generation) + 1 }),
+              ...(r.desiredState !== undefined && { desired_state: r.desiredState }),
+              ...(r.observedStatus !== undefined && { observed_status: r.observedStatus }),
+              ...(r.lastError !== undefined && { last_error: r.lastError }),
+              ...(r.attempts !== undefined && { attempts: r.attempts }),
+              ...(r.details !== undefined && { details: JSON.stringify(r.details ?? {}) }),
+              ...(r.lastAppliedRevision !== undefined && { last_applied_revision: r.lastAppliedRevision }),
+              updated_at: now,
+            })
+            .where('id', '=', existing.id)
+            .execute();
+        }
+        const row = await trx
+          .selectFrom('resources')
+          .selectAll()
+          .where('kind', '=', r.kind)
+          .where('name', '=', r.name)
+          .executeTakeFirstOrThrow();
+        return toResource(row);
+      });
+    },
+
+    /**
+     * Update observed status / last error / attempts. Fields not given keep their value.
+     * If the resource has no row yet, one is created (generation 0, no spec hash).
+     */
+    setStatus: async (
+      kind: string,
+      name: string,
+      s: { observedStatus?: string | null; lastError?: string | null; attempts?: number },
+    ): Promise<void> => {
+      await this.resources.upsert({
+        kind,
+        name,
+        ...(s.observedStatus !== undefined && { observedStatus: s.observedStatus }),
+        ...(s.lastError !== undefined && { lastError: s.lastError }),
+        ...(s.attempts !== undefined && { attempts: s.attempts }),
+      });
+    },
+
+    delete: async (kind: string, name: string): Promise<void> => {
+      await this.db.deleteFrom('resources').where('kind', '=', kind).where('name', '=', name).execute();
+    },
+  };
+
+  readonly journal = {
+    /** Record that a step is about to run; returns the entry id (status `open`). */
+    begin: async (e: {
+      runId: string;
+      kind: string;
+      name: string;
+      action: string;
+      intent: Record<string, unknown>;
+      attempt?: number;
+    }): Promise<number> => {
+      const row = await this.db
+        .insertInto('journal')
+        .values({
+          run_id: e.runId,
+          kind: e.kind,
+          name: e.name,
+          action: e.action,
+          intent: JSON.stringify(e.intent ?? {}),
+          status: 'open',
+          error: null,
+          attempt: e.attempt ?? 1,
+          started_at: this.#now(),
+          finished_at: null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      return Number(row.id);
+    },
+
+    /**
+     * Close an open entry. Finishing an already closed entry is a no-op (the first outcome stays);
+     * an unknown id throws.
+     */
+    finish: async (id: number, outcome: 'succeeded' | 'failed' | 'abandoned', error?: string): Promise<void> => {
+      const res = await this.db
+        .updateTable('journal')
+        .set({ status: outcome, error: error ?? null, finished_at: this.#now() })
+        .where('id', '=', id)
+        .where('status', '=', 'open')
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) {
+        const exists = await this.db.selectFrom('journal').select('id').where('id', '=', id).executeTakeFirst();
+        if (!exists) throw new Error(`journal entry ${id} does not exist`);
+      }
+    },
+
+    /** Entries still `open` (interrupted steps), oldest first. */
+    listOpen: async (): Promise<JournalEntry[]> => {
+      const rows = await this.db.selectFrom('journal').selectAll().where('status', '=', 'open').orderBy('id', 'asc').execute();
+      return rows.map(toJournal);
+    },
+
+    /** Most recent entries, newest first. */
+    recent: async (limit: number = DEFAULT_LIMIT): Promise<JournalEntry[]> => {
+      const rows = await this.db.selectFrom('journal').selectAll().orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(toJournal);
+    },
+
+    /** Most recent entries for one resource, newest first. */
+    forResource: async (kind: string, name: string, limit: number = DEFAULT_LIMIT): Promise<JournalEntry[]> => {
+      const rows = await this.db
+        .selectFrom('journal')
+        .selectAll()
+        .where('kind', '=', kind)
+        .where('name', '=', name)
+        .orderBy('id', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map(toJournal);
+    },
+  };
+
+  readonly revisions = {
+    /** Record the start of an apply run; outcome is `running` until {@link finish}. */
+    start: async (r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number> => {
+      const row = await this.db
+        .insertInto('revisions')
+        .values({
+          run_id: r.runId,
+          manifest_digest: r.manifestDigest,
+          git_commit: r.gitCommit ?? null,
+          git_dirty: r.gitDirty ? 1 : 0,
+          started_at: this.#now(),
+          finished_at: null,
+          outcome: 'running',
+          summary: '{}',
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      return Number(row.id);
+    },
+
+    finish: async (id: number, outcome: string, summary: Record<string, unknown>): Promise<void> => {
+      const res = await this.db
+        .updateTable('revisions')
+        .set({ outcome, summary: JSON.stringify(summary ?? {}), finished_at: this.#now() })
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) throw new Error(`revision ${id} does not exist`);
+    },
+
+    /** Newest revision (by id), optionally only with the given outcome. */
+    latest: async (opts?: { outcome?: string }): Promise<RevisionRecord | undefined> => {
+      let q = this.db.selectFrom('revisions').selectAll();
+      if (opts?.outcome !== undefined) q = q.where('outcome', '=', opts.outcome);
+      const row = await q.orderBy('id', 'desc').limit(1).executeTakeFirst();
+      return row ? toRevision(row) : undefined;
+    },
+
+    get: async (id: number): Promise<RevisionRecord | undefined> => {
+      const row = await this.db.selectFrom('revisions').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toRevision(row) : undefined;
+    },
+  };
+
+  readonly events = {
+    append: async (e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; message: string }): Promise<void> => {
+      await this.db
+        .insertInto('events')
+        .values({ at: this.#now(), level: e.level, kind: e.kind ?? null, name: e.name ?? null, message: e.message })
+        .execute();
+    },
+
+    /** Most recent events, newest first. */
+    recent: async (limit: number = DEFAULT_LIMIT): Promise<EventRecord[]> => {
+      return this.db
+        .selectFrom('events')
+        .select(['at', 'level', 'kind', 'name', 'message'])
+        .orderBy('id', 'desc')
+        .limit(limit)
+        .execute();
+    },
+  };
+
+  /**
+   * Single-writer lock: throws LockHeldError (message names the holder's pid, host and command)
+   * when another live process holds it; takes over a lock whose holder pid is dead on this host.
+   * `owner.pid` / `owner.hostname` override the recorded identity (tests only).
+   */
+  acquireWriterLock(owner: LockOwner): Promise<WriterLock> {
+    return acquireWriterLock(
+      {
+        db: this.db,
+        now: () => this.#now(),
+        dbPath: this.path,
+        deleteSync: (name, pid, acquiredAt) => {
+          if (this.#closed || !this.#sqlite.open) return;
+          this.#sqlite.prepare('DELETE FROM locks WHERE name = ? AND pid = ? AND acquired_at = ?').run(name, pid, acquiredAt);
+        },
+      },
+      owner,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.db.destroy();
+  }
+}
+
+/**
+ * Open (creating if needed) the state DB at `path`: parent directories, WAL mode, busy timeout,
+ * foreign keys, then pending migrations. `':memory:'` is accepted (tests).
+ */
+export async function openStateStore(path: string, opts: OpenOptions = {}): Promise<StateStore> {
+  const memory = path === ':memory:' || path === '';
+  if (!memory) mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new Database(path);
+  try {
+    sqlite.pragma(`busy_timeout = ${Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000))}`);
+    if (!memory) sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma('foreign_keys = ON');
+  } catch (err) {
+    sqlite.close();
+    throw err;
+  }
+  const store = new StateStore(path, sqlite, opts.now);
+  try {
+    await migrate(store.db, sqlite);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}
+
+/**
+ * Run pending migrations. Kysely's SQLite adapter neither locks nor wraps migrations in a
+ * transaction, so we hold `BEGIN IMMEDIATE` on the (single) connection around the migrator:
+ * concurrent openers on the same file are serialized (busy_timeout) and a failed migration
+ * rolls back completely.
+ */
+async function migrate(db: Kysely<StateDatabase>, sqlite: Database.Database): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrationProvider });
+  sqlite.exec('BEGIN IMMEDIATE');
+  let ok = false;
+  try {
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error');
+      const msg = error instanceof Error ? error.message : String(error);
+      throw new Error(`state DB migration${failed ? ` ${failed.migrationName}` : ''} failed: ${msg}`, { cause: error });
+    }
+    ok = true;
+  } finally {
+    if (sqlite.inTransaction) sqlite.exec(ok ? 'COMMIT' : 'ROLLBACK');
+  }
+}
