@@ -134,6 +134,9 @@ function toRevision(r: Selectable<RevisionsTable>): RevisionRecord {
  * virtform's persistent state: resources, operation journal, applied revisions, events and the
  * single-writer lock. All queries go through kysely's query builder (dialect-neutral); only
  * {@link openStateStore} knows it is SQLite.
+ *
+ * Open one StateStore per DB file per process: better-sqlite3 is synchronous, so two connections
+ * to the same file in one thread can stall each other for `busy_timeout` on overlapping writes.
  */
 export class StateStore {
   readonly path: string;
@@ -449,7 +452,17 @@ export async function openStateStore(path: string, opts: OpenOptions = {}): Prom
  * concurrent openers on the same file are serialized (busy_timeout) and a failed migration
  * rolls back completely.
  */
+let migrationChain: Promise<unknown> = Promise.resolve();
+
 async function migrate(db: Kysely<StateDatabase>, sqlite: Database.Database): Promise<void> {
+  // In one thread, a second connection's BEGIN IMMEDIATE would block the event loop (busy_timeout
+  // is a synchronous wait) while the first migration awaits: serialize migrations in-process.
+  const run = migrationChain.then(() => migrateLocked(db, sqlite));
+  migrationChain = run.catch(() => undefined);
+  return run;
+}
+
+async function migrateLocked(db: Kysely<StateDatabase>, sqlite: Database.Database): Promise<void> {
   const migrator = new Migrator({ db, provider: migrationProvider });
   sqlite.exec('BEGIN IMMEDIATE');
   let ok = false;

@@ -1,0 +1,270 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openStateStore, type StateStore } from '../../../src/state/index.js';
+
+const TABLES = ['events', 'journal', 'locks', 'resources', 'revisions'];
+
+let dir: string;
+const stores: StateStore[] = [];
+
+async function open(path = join(dir, 'state.db'), now?: () => Date): Promise<StateStore> {
+  const s = await openStateStore(path, now ? { now } : {});
+  stores.push(s);
+  return s;
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'vf-state-'));
+});
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('openStateStore', () => {
+  it('creates parent directories, all tables, WAL mode and foreign keys', async () => {
+    const path = join(dir, 'a', 'b', 'state.db');
+    const s = await open(path);
+    expect(s.path).toBe(path);
+    expect(existsSync(path)).toBe(true);
+    await s.close();
+
+    const raw = new Database(path, { readonly: true });
+    try {
+      const tables = (raw.prepare("select name from sqlite_master where type = 'table'").all() as { name: string }[]).map((r) => r.name);
+      for (const t of TABLES) expect(tables).toContain(t);
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('reports journal_mode wal and foreign_keys on through the open store', async () => {
+    const s = await open();
+    const { sql } = await import('kysely');
+    const jm = await sql<{ journal_mode: string }>`PRAGMA journal_mode`.execute(s.db);
+    expect(jm.rows[0]?.journal_mode).toBe('wal');
+    const fk = await sql<{ foreign_keys: number }>`PRAGMA foreign_keys`.execute(s.db);
+    expect(fk.rows[0]?.foreign_keys).toBe(1);
+    const bt = await sql<{ timeout: number }>`PRAGMA busy_timeout`.execute(s.db);
+    expect(bt.rows[0]?.timeout).toBeGreaterThan(0);
+  });
+
+  it('is idempotent on reopen: migrations run once, data survives', async () => {
+    const path = join(dir, 'state.db');
+    const s1 = await open(path);
+    await s1.resources.upsert({ kind: 'Network', name: 'net0', specHash: 'h' });
+    await s1.close();
+    const s2 = await open(path);
+    expect((await s2.resources.get('Network', 'net0'))?.specHash).toBe('h');
+    await s2.close();
+    const s3 = await open(path);
+    const rows = await s3.db
+      .withTables<{ kysely_migration: { name: string; timestamp: string } }>()
+      .selectFrom('kysely_migration')
+      .select('name')
+      .execute();
+    expect(rows.map((r) => r.name)).toEqual(['0001_initial']);
+  });
+
+  it('serializes concurrent opens of a fresh file in one process', async () => {
+    const path = join(dir, 'fresh.db');
+    const [a, b] = await Promise.all([open(path), open(path)]);
+    expect(await a.resources.list()).toEqual([]);
+    expect(await b.resources.list()).toEqual([]);
+  });
+
+  it('accepts :memory:', async () => {
+    const s = await open(':memory:');
+    await s.events.append({ level: 'info', message: 'hi' });
+    expect((await s.events.recent()).map((e) => e.message)).toEqual(['hi']);
+  });
+});
+
+describe('resources', () => {
+  it('inserts with defaults, generation 1 when a spec hash is given', async () => {
+    const s = await open();
+    const r = await s.resources.upsert({ kind: 'Volume', name: 'disk0', specHash: 'h1', details: { path: '/p/disk0.qcow2', pool: 'p' } });
+    expect(r).toMatchObject({
+      kind: 'Volume',
+      name: 'disk0',
+      uuid: null,
+      specHash: 'h1',
+      generation: 1,
+      desiredState: null,
+      observedStatus: null,
+      lastError: null,
+      attempts: 0,
+      details: { path: '/p/disk0.qcow2', pool: 'p' },
+      lastAppliedRevision: null,
+    });
+    expect(r.createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(r.updatedAt).toBe(r.createdAt);
+    expect(await s.resources.get('Volume', 'disk0')).toEqual(r);
+    expect(await s.resources.get('Volume', 'nope')).toBeUndefined();
+  });
+
+  it('increments generation only when the spec hash changes; partial updates keep other fields', async () => {
+    let t = Date.parse('2025-01-01T00:00:00.000Z');
+    const s = await open(undefined, () => new Date((t += 1000)));
+    const rev = await s.revisions.start({ runId: 'r1', manifestDigest: 'd' });
+    const first = await s.resources.upsert({
+      kind: 'VirtualMachine',
+      name: 'vm1',
+      uuid: 'u-1',
+      specHash: 'h1',
+      desiredState: 'running',
+      details: { a: 1 },
+      lastAppliedRevision: rev,
+    });
+    expect(first.generation).toBe(1);
+
+    const same = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', specHash: 'h1' });
+    expect(same.generation).toBe(1);
+
+    const changed = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', specHash: 'h2' });
+    expect(changed.generation).toBe(2);
+    expect(changed).toMatchObject({ uuid: 'u-1', desiredState: 'running', details: { a: 1 }, lastAppliedRevision: rev });
+    expect(changed.createdAt).toBe(first.createdAt);
+    expect(changed.updatedAt > first.updatedAt).toBe(true);
+
+    const partial = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', observedStatus: 'running', desiredState: null });
+    expect(partial).toMatchObject({ specHash: 'h2', generation: 2, observedStatus: 'running', desiredState: null, uuid: 'u-1' });
+
+    expect((await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', specHash: 'h1' })).generation).toBe(3);
+  });
+
+  it('inserts with generation 0 when no spec hash is given, then 1 on the first hash', async () => {
+    const s = await open();
+    expect((await s.resources.upsert({ kind: 'StoragePool', name: 'p' })).generation).toBe(0);
+    expect((await s.resources.upsert({ kind: 'StoragePool', name: 'p', specHash: 'x' })).generation).toBe(1);
+  });
+
+  it('setStatus updates only the given fields and creates a row if missing', async () => {
+    const s = await open();
+    await s.resources.upsert({ kind: 'Network', name: 'n', specHash: 'h', observedStatus: 'pending', attempts: 0 });
+    await s.resources.setStatus('Network', 'n', { observedStatus: 'failed', lastError: 'boom', attempts: 2 });
+    expect(await s.resources.get('Network', 'n')).toMatchObject({ observedStatus: 'failed', lastError: 'boom', attempts: 2, specHash: 'h', generation: 1 });
+    await s.resources.setStatus('Network', 'n', { lastError: null });
+    expect(await s.resources.get('Network', 'n')).toMatchObject({ observedStatus: 'failed', lastError: null, attempts: 2 });
+
+    await s.resources.setStatus('Network', 'other', { observedStatus: 'failed' });
+    expect(await s.resources.get('Network', 'other')).toMatchObject({ observedStatus: 'failed', generation: 0, specHash: null });
+  });
+
+  it('keeps (kind, name) unique, lists by kind ordered by name, deletes', async () => {
+    const s = await open();
+    await s.resources.upsert({ kind: 'Volume', name: 'b' });
+    await s.resources.upsert({ kind: 'Volume', name: 'a' });
+    await s.resources.upsert({ kind: 'Network', name: 'a' });
+    await s.resources.upsert({ kind: 'Volume', name: 'a', uuid: 'x' });
+    expect((await s.resources.list()).map((r) => `${r.kind}/${r.name}`)).toEqual(['Network/a', 'Volume/a', 'Volume/b']);
+    expect((await s.resources.list('Volume')).map((r) => r.name)).toEqual(['a', 'b']);
+    expect(await s.resources.list('StoragePool')).toEqual([]);
+
+    await s.resources.delete('Volume', 'a');
+    await s.resources.delete('Volume', 'missing');
+    expect((await s.resources.list()).map((r) => `${r.kind}/${r.name}`)).toEqual(['Network/a', 'Volume/b']);
+  });
+
+  it('enforces the foreign key to revisions', async () => {
+    const s = await open();
+    await expect(s.resources.upsert({ kind: 'Volume', name: 'v', lastAppliedRevision: 999 })).rejects.toThrow(/FOREIGN KEY/);
+  });
+});
+
+describe('journal', () => {
+  it('begin/finish/listOpen/recent/forResource', async () => {
+    const s = await open();
+    const a = await s.journal.begin({ runId: 'r1', kind: 'Volume', name: 'v1', action: 'create', intent: { path: '/p/v1' } });
+    const b = await s.journal.begin({ runId: 'r1', kind: 'VirtualMachine', name: 'vm', action: 'start', intent: { uuid: 'u' }, attempt: 2 });
+    const c = await s.journal.begin({ runId: 'r1', kind: 'Volume', name: 'v1', action: 'delete', intent: {} });
+    expect(b).toBeGreaterThan(a);
+    expect(c).toBeGreaterThan(b);
+
+    expect((await s.journal.listOpen()).map((e) => e.id)).toEqual([a, b, c]);
+
+    await s.journal.finish(a, 'succeeded');
+    await s.journal.finish(b, 'failed', 'domain crashed');
+    const open_ = await s.journal.listOpen();
+    expect(open_).toHaveLength(1);
+    expect(open_[0]).toMatchObject({ id: c, runId: 'r1', kind: 'Volume', name: 'v1', action: 'delete', status: 'open', error: null, finishedAt: null, attempt: 1 });
+
+    const recent = await s.journal.recent();
+    expect(recent.map((e) => e.id)).toEqual([c, b, a]);
+    expect(recent[1]).toMatchObject({ status: 'failed', error: 'domain crashed', attempt: 2, intent: { uuid: 'u' } });
+    expect(recent[1]?.finishedAt).not.toBeNull();
+    expect(recent[2]).toMatchObject({ status: 'succeeded', error: null, intent: { path: '/p/v1' } });
+    expect((await s.journal.recent(2)).map((e) => e.id)).toEqual([c, b]);
+
+    expect((await s.journal.forResource('Volume', 'v1')).map((e) => e.id)).toEqual([c, a]);
+    expect((await s.journal.forResource('Volume', 'v1', 1)).map((e) => e.id)).toEqual([c]);
+    expect(await s.journal.forResource('Volume', 'zz')).toEqual([]);
+
+    await s.journal.finish(c, 'abandoned');
+    expect(await s.journal.listOpen()).toEqual([]);
+  });
+
+  it('finish is a no-op on a closed entry and throws for an unknown id', async () => {
+    const s = await open();
+    const id = await s.journal.begin({ runId: 'r', kind: 'Network', name: 'n', action: 'create', intent: {} });
+    await s.journal.finish(id, 'failed', 'first');
+    await s.journal.finish(id, 'succeeded');
+    expect((await s.journal.recent(1))[0]).toMatchObject({ status: 'failed', error: 'first' });
+    await expect(s.journal.finish(12345, 'succeeded')).rejects.toThrow(/12345/);
+  });
+
+  it('persists open entries across reopen (crash recovery)', async () => {
+    const path = join(dir, 'state.db');
+    const s1 = await open(path);
+    const id = await s1.journal.begin({ runId: 'r', kind: 'Volume', name: 'v', action: 'create', intent: { path: '/x' } });
+    await s1.close();
+    const s2 = await open(path);
+    expect(await s2.journal.listOpen()).toMatchObject([{ id, intent: { path: '/x' }, status: 'open' }]);
+  });
+});
+
+describe('revisions', () => {
+  it('start/finish/get/latest', async () => {
+    const s = await open();
+    expect(await s.revisions.latest()).toBeUndefined();
+    const r1 = await s.revisions.start({ runId: 'run-1', manifestDigest: 'sha256:aa', gitCommit: 'abc123', gitDirty: true });
+    let rec = await s.revisions.get(r1);
+    expect(rec).toMatchObject({ id: r1, runId: 'run-1', manifestDigest: 'sha256:aa', gitCommit: 'abc123', gitDirty: true, outcome: 'running', finishedAt: null, summary: {} });
+
+    await s.revisions.finish(r1, 'succeeded', { created: 2, updated: 0 });
+    rec = await s.revisions.get(r1);
+    expect(rec).toMatchObject({ outcome: 'succeeded', summary: { created: 2, updated: 0 } });
+    expect(rec?.finishedAt).not.toBeNull();
+
+    const r2 = await s.revisions.start({ runId: 'run-2', manifestDigest: 'sha256:bb' });
+    expect(await s.revisions.get(r2)).toMatchObject({ gitCommit: null, gitDirty: false });
+    await s.revisions.finish(r2, 'failed', { failed: 1 });
+
+    expect((await s.revisions.latest())?.id).toBe(r2);
+    expect((await s.revisions.latest({ outcome: 'succeeded' }))?.id).toBe(r1);
+    expect(await s.revisions.latest({ outcome: 'partial' })).toBeUndefined();
+    expect(await s.revisions.get(9999)).toBeUndefined();
+    await expect(s.revisions.finish(9999, 'failed', {})).rejects.toThrow(/9999/);
+  });
+});
+
+describe('events', () => {
+  it('append and recent (newest first, limited)', async () => {
+    let t = Date.parse('2025-06-01T00:00:00.000Z');
+    const s = await open(undefined, () => new Date((t += 1)));
+    await s.events.append({ level: 'info', message: 'apply started' });
+    await s.events.append({ level: 'warn', kind: 'VirtualMachine', name: 'vm1', message: 'retrying' });
+    await s.events.append({ level: 'error', kind: 'Volume', name: 'v', message: 'failed' });
+    const all = await s.events.recent();
+    expect(all).toEqual([
+      { at: '2025-06-01T00:00:00.003Z', level: 'error', kind: 'Volume', name: 'v', message: 'failed' },
+      { at: '2025-06-01T00:00:00.002Z', level: 'warn', kind: 'VirtualMachine', name: 'vm1', message: 'retrying' },
+      { at: '2025-06-01T00:00:00.001Z', level: 'info', kind: null, name: null, message: 'apply started' },
+    ]);
+    expect((await s.events.recent(1)).map((e) => e.message)).toEqual(['failed']);
+  });
+});
