@@ -1,0 +1,159 @@
+/**
+ * Domain (VM) XML.
+ *
+ * Built documents: `<domain type='kvm|qemu'>` with name, optional uuid and description, the owner
+ * marker in `<metadata>`, memory in KiB, a static vCPU count, an x86_64 `hvm` OS on the `pc`
+ * machine type, per-disk `<boot order>` (no `<os><boot>`), destroy/restart/destroy lifecycle
+ * actions, file-backed disks, `type='network'` NICs, a pty serial console, no graphics and no
+ * memory balloon.
+ */
+import { markerMetadata, readMarker } from './marker.js';
+import {
+  LibvirtXmlError,
+  type DomainDef,
+  type ParsedDomain,
+  type ParsedDomainDisk,
+  type ParsedDomainNic,
+} from './types.js';
+import {
+  attr,
+  child,
+  childText,
+  children,
+  el,
+  parseIntStrict,
+  parseRoot,
+  renderXml,
+  requireInt,
+  requireNonEmpty,
+  scaledBytes,
+  text,
+  toSafeNumber,
+  type XElement,
+} from './xml-util.js';
+
+const BUSES = new Set(['virtio', 'sata', 'scsi', 'ide']);
+const FORMATS = new Set(['qcow2', 'raw']);
+
+export function buildDomainXml(def: DomainDef): string {
+  if (def.type !== 'kvm' && def.type !== 'qemu') {
+    throw new LibvirtXmlError('invalid-input', `domain type must be kvm or qemu, got ${String(def.type)}`);
+  }
+  requireNonEmpty(def.name, 'domain name');
+  requireInt(def.vcpus, 'vcpus', 1);
+  requireInt(def.memoryKiB, 'memoryKiB', 1);
+
+  const targets = new Set<string>();
+  const bootOrders = new Set<number>();
+  const disks: XElement[] = def.disks.map((d, i) => {
+    requireNonEmpty(d.path, `disk ${i} path`);
+    requireNonEmpty(d.target, `disk ${i} target`);
+    if (!FORMATS.has(d.format)) throw new LibvirtXmlError('invalid-input', `disk ${i}: unknown format ${String(d.format)}`);
+    if (!BUSES.has(d.bus)) throw new LibvirtXmlError('invalid-input', `disk ${i}: unknown bus ${String(d.bus)}`);
+    if (targets.has(d.target)) throw new LibvirtXmlError('invalid-input', `duplicate disk target ${d.target}`);
+    targets.add(d.target);
+    if (d.bootOrder !== undefined) {
+      requireInt(d.bootOrder, `disk ${i} bootOrder`, 1);
+      if (bootOrders.has(d.bootOrder)) throw new LibvirtXmlError('invalid-input', `duplicate boot order ${d.bootOrder}`);
+      bootOrders.add(d.bootOrder);
+    }
+    return el('disk', { type: 'file', device: 'disk' }, [
+      el('driver', { name: 'qemu', type: d.format }),
+      el('source', { file: d.path }),
+      el('target', { dev: d.target, bus: d.bus }),
+      d.bootOrder !== undefined && el('boot', { order: d.bootOrder }),
+    ]);
+  });
+
+  const nics: XElement[] = def.nics.map((n, i) =>
+    el('interface', { type: 'network' }, [
+      n.mac !== undefined && el('mac', { address: requireNonEmpty(n.mac, `nic ${i} mac`) }),
+      el('source', { network: requireNonEmpty(n.network, `nic ${i} network`) }),
+      el('model', { type: requireNonEmpty(n.model, `nic ${i} model`) }),
+    ]),
+  );
+
+  const doc = el('domain', { type: def.type }, [
+    el('name', undefined, def.name),
+    def.uuid !== undefined && el('uuid', undefined, requireNonEmpty(def.uuid, 'uuid')),
+    def.description !== undefined && el('description', undefined, def.description),
+    markerMetadata(def.marker),
+    el('memory', { unit: 'KiB' }, def.memoryKiB),
+    el('currentMemory', { unit: 'KiB' }, def.memoryKiB),
+    el('vcpu', { placement: 'static' }, def.vcpus),
+    el('os', undefined, [el('type', { arch: 'x86_64', machine: 'pc' }, 'hvm')]),
+    el('features', undefined, [el('acpi'), el('apic')]),
+    el('on_poweroff', undefined, 'destroy'),
+    el('on_reboot', undefined, 'restart'),
+    el('on_crash', undefined, 'destroy'),
+    el('devices', undefined, [
+      ...disks,
+      ...nics,
+      el('serial', { type: 'pty' }, [el('target', { port: 0 })]),
+      el('console', { type: 'pty' }, [el('target', { type: 'serial', port: 0 })]),
+      el('memballoon', { model: 'none' }),
+    ]),
+  ]);
+  return renderXml(doc);
+}
+
+/**
+ * Read a domain document (as returned by virDomainGetXMLDesc / `virsh dumpxml`).
+ * Returns {@link ParsedDomain}: everything in `DomainDetail` except `active`/`autostart`.
+ * Memory is `<memory>` (the maximum) converted to KiB from whatever unit libvirt used; vCPUs is
+ * the `<vcpu>` count. Only `device='disk'` disks are reported.
+ */
+export function parseDomainXml(xml: string): ParsedDomain {
+  const root = parseRoot(xml, 'domain');
+  const name = childText(root, 'name');
+  if (!name) throw new LibvirtXmlError('unexpected-document', 'domain XML has no <name>');
+  const memory = child(root, 'memory');
+  const memoryBytes = memory ? scaledBytes(memory, 'domain memory', 'KiB') : 0n;
+  // libvirt rounds memory up to whole KiB.
+  const memoryKiB = toSafeNumber((memoryBytes + 1023n) / 1024n, 'domain memory');
+  const vcpu = child(root, 'vcpu');
+  const vcpus = vcpu ? parseIntStrict(text(vcpu), 'domain vcpu') : 0;
+
+  const devices = child(root, 'devices');
+  const disks: ParsedDomainDisk[] = [];
+  for (const d of children(devices, 'disk')) {
+    if ((attr(d, 'device') ?? 'disk') !== 'disk') continue;
+    const source = child(d, 'source');
+    const pool = attr(source, 'pool');
+    const volume = attr(source, 'volume');
+    const path =
+      attr(source, 'file') ?? attr(source, 'dev') ?? (pool !== undefined && volume !== undefined ? `${pool}/${volume}` : '');
+    const target = child(d, 'target');
+    const disk: ParsedDomainDisk = { path, target: attr(target, 'dev') ?? '', bus: attr(target, 'bus') ?? '' };
+    const order = attr(child(d, 'boot'), 'order');
+    if (order !== undefined) disk.bootOrder = parseIntStrict(order, 'disk boot order');
+    const format = attr(child(d, 'driver'), 'type');
+    if (format !== undefined) disk.format = format;
+    disks.push(disk);
+  }
+
+  const nics: ParsedDomainNic[] = children(devices, 'interface').map((n) => {
+    const source = child(n, 'source');
+    return {
+      network: attr(source, 'network') ?? attr(source, 'bridge') ?? '',
+      mac: attr(child(n, 'mac'), 'address') ?? '',
+      model: attr(child(n, 'model'), 'type') ?? '',
+      type: attr(n, 'type') ?? '',
+    };
+  });
+
+  const out: ParsedDomain = {
+    name,
+    uuid: childText(root, 'uuid') ?? '',
+    type: attr(root, 'type') ?? '',
+    vcpus,
+    memoryKiB,
+    disks,
+    nics,
+  };
+  const description = childText(root, 'description');
+  if (description !== undefined) out.description = description;
+  const marker = readMarker(root);
+  if (marker) out.marker = marker;
+  return out;
+}
