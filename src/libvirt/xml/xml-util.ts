@@ -163,6 +163,10 @@ export function parseRoot(xml: string, rootTag: string): XNode {
   if (typeof xml !== 'string' || xml.trim() === '') {
     throw new LibvirtXmlError('malformed-xml', `empty ${rootTag} XML`);
   }
+  // XML end-of-line handling: a raw CR (alone or before LF) reads as LF. libvirt writes a CR in
+  // text content raw (not as &#13;), so a CR stored in e.g. a description reads back as LF, exactly
+  // as libvirt itself reads its own config files; only a `&#13;` reference yields a CR.
+  xml = xml.replace(/\r\n?/g, '\n');
   const valid = XMLValidator.validate(xml);
   if (valid !== true) {
     throw new LibvirtXmlError('malformed-xml', `malformed ${rootTag} XML: ${valid.err.msg} (line ${valid.err.line})`);
