@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { chooseDomainType, LibvirtXmlError, parseCapabilities } from '../../../src/libvirt/xml/index.js';
+import { fixture } from './helpers.js';
+
+function caps(guests: string): string {
+  return `<capabilities><host><cpu><arch>x86_64</arch></cpu></host>${guests}</capabilities>`;
+}
+const guest = (os: string, arch: string, types: string[]) =>
+  `<guest><os_type>${os}</os_type><arch name='${arch}'><wordsize>64</wordsize>${types
+    .map((t) => `<domain type='${t}'/>`)
+    .join('')}</arch></guest>`;
+
+describe('parseCapabilities', () => {
+  it('reads the real libvirt 9.0 capabilities of this host (KVM available)', () => {
+    const c = parseCapabilities(fixture('libvirt9-caps.xml'));
+    expect(c.hostArch).toBe('x86_64');
+    expect(c.guests.map((g) => g.arch)).toEqual(['i686', 'x86_64']);
+    expect(c.x86_64HvmDomainTypes).toEqual(['kvm', 'qemu']);
+    expect(chooseDomainType(c)).toBe('kvm');
+  });
+
+  it('TCG only', () => {
+    const c = parseCapabilities(caps(guest('hvm', 'x86_64', ['qemu'])));
+    expect(c.x86_64HvmDomainTypes).toEqual(['qemu']);
+    expect(chooseDomainType(c)).toBe('qemu');
+  });
+
+  it('kvm offered only for another arch or os type does not count', () => {
+    const c = parseCapabilities(caps(guest('hvm', 'i686', ['qemu', 'kvm']) + guest('xen', 'x86_64', ['kvm']) + guest('hvm', 'x86_64', ['qemu'])));
+    expect(c.x86_64HvmDomainTypes).toEqual(['qemu']);
+  });
+
+  it('no x86_64 hvm guest: chooseDomainType throws', () => {
+    const c = parseCapabilities(caps(guest('hvm', 'aarch64', ['qemu'])));
+    expect(c.x86_64HvmDomainTypes).toEqual([]);
+    expect(() => chooseDomainType(c)).toThrow(LibvirtXmlError);
+    expect(parseCapabilities('<capabilities/>').guests).toEqual([]);
+  });
+});
