@@ -1,0 +1,37 @@
+/**
+ * virtform manifest layer: load a folder of YAML manifests, validate all of it (JSON Schemas in
+ * `schemas/` plus cross-manifest rules) and return the desired state or every error at once.
+ */
+export type {
+  ResourceKind,
+  SourceLocation,
+  ManifestMetadata,
+  Manifest,
+  StoragePoolManifest,
+  VolumeManifest,
+  NetworkManifest,
+  VirtualMachineManifest,
+  AnyManifest,
+  DesiredState,
+} from './model.js';
+export { API_VERSION, RESOURCE_KINDS } from './model.js';
+export type {
+  StoragePoolSpec,
+  VolumeSpec,
+  NetworkSpec,
+  VirtualMachineSpec,
+  Dhcp,
+  DhcpHost,
+  VmDisk,
+  VmNic,
+  Labels,
+  Size,
+  ManifestSpecs,
+} from './types.generated.js';
+export type { ManifestError } from './errors.js';
+export { formatManifestError } from './errors.js';
+export type { LoadResult } from './loader.js';
+export { loadManifests, digestManifests, NAME_RE } from './loader.js';
+export { parseSize, formatSize, ManifestSizeError } from './size.js';
+export { SCHEMA_DIR } from './schema.js';
+export { MAX_FILE_BYTES, MAX_DEPTH, MAX_ALIAS_COUNT, MAX_EXPANDED_NODES } from './yaml-source.js';

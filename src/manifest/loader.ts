@@ -1,0 +1,224 @@
+/**
+ * Loading a manifest folder: find `*.yaml`/`*.yml` files recursively (skipping dot-directories and
+ * dot-files, not following symlinked directories), parse every document, validate everything and
+ * return either the complete desired state or every error found, sorted by file, line, column.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fieldPathString as fieldPath, quote, sortErrors, type ManifestError } from './errors.js';
+import {
+  API_VERSION,
+  RESOURCE_KINDS,
+  type AnyManifest,
+  type DesiredState,
+  type NetworkManifest,
+  type ResourceKind,
+  type StoragePoolManifest,
+  type VirtualMachineManifest,
+  type VolumeManifest,
+} from './model.js';
+import { validateAgainstSchema } from './schema.js';
+import { checkSemantics, type Entry } from './semantics.js';
+import { MAX_FILE_BYTES, docToJs, locate, parseYamlFile, type SourceDoc } from './yaml-source.js';
+
+const execFileAsync = promisify(execFile);
+
+export type LoadResult = { ok: true; desired: DesiredState } | { ok: false; errors: ManifestError[] };
+
+export const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const YAML_EXT = /\.ya?ml$/;
+
+/** Recursively list YAML files (relative paths, '/'-separated, sorted). */
+async function listYamlFiles(root: string, rel = ''): Promise<string[]> {
+  const entries = await readdir(join(root, rel), { withFileTypes: true });
+  const out: string[] = [];
+  for (const ent of entries) {
+    if (ent.name.startsWith('.')) continue;
+    const relPath = rel ? `${rel}/${ent.name}` : ent.name;
+    if (ent.isDirectory()) out.push(...(await listYamlFiles(root, relPath)));
+    else if (YAML_EXT.test(ent.name)) {
+      if (ent.isFile()) out.push(relPath);
+      else if (ent.isSymbolicLink()) {
+        const st = await stat(join(root, relPath)).catch(() => undefined);
+        if (st?.isFile()) out.push(relPath);
+      }
+    }
+  }
+  return out.sort();
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function docError(sd: SourceDoc, path: (string | number)[], message: string, extra: Partial<ManifestError> = {}): ManifestError {
+  const pos = locate(sd, path, {});
+  return { file: sd.file, line: pos.line, col: pos.col, ...extra, ...(path.length ? { field: path.join('.') } : {}), message };
+}
+
+/** Check apiVersion/kind and the kind's schema; returns the entry (if the kind is known) and errors. */
+function checkDocument(sd: SourceDoc, errors: ManifestError[]): Entry | undefined {
+  const js = docToJs(sd);
+  if (!js.ok) {
+    errors.push(js.error);
+    return undefined;
+  }
+  const data = js.value;
+  if (!isPlainObject(data)) {
+    const what = Array.isArray(data) ? 'a list' : data === null ? 'null' : `a ${typeof data}`;
+    errors.push(docError(sd, [], `document must be a mapping with apiVersion, kind, metadata and spec, got ${what}`));
+    return undefined;
+  }
+  const kindValue = data.kind;
+  const kind = typeof kindValue === 'string' && (RESOURCE_KINDS as readonly string[]).includes(kindValue) ? (kindValue as ResourceKind) : undefined;
+  const meta = data.metadata;
+  const rawName = isPlainObject(meta) ? meta.name : undefined;
+  const name = typeof rawName === 'string' && NAME_RE.test(rawName) ? rawName : undefined;
+  const who: Partial<ManifestError> = { ...(kind ? { kind } : {}), ...(name ? { name } : {}) };
+
+  let ok = true;
+  if (!('apiVersion' in data)) {
+    errors.push(docError(sd, [], `missing required field "apiVersion" (expected ${quote(API_VERSION)})`, { ...who, field: 'apiVersion' }));
+    ok = false;
+  } else if (data.apiVersion !== API_VERSION) {
+    errors.push(docError(sd, ['apiVersion'], `unsupported apiVersion ${quote(data.apiVersion)} (expected ${quote(API_VERSION)})`, who));
+    ok = false;
+  }
+  if (!('kind' in data)) {
+    errors.push(docError(sd, [], `missing required field "kind" (one of ${RESOURCE_KINDS.join(', ')})`, { ...who, field: 'kind' }));
+    return undefined;
+  }
+  if (!kind) {
+    errors.push(docError(sd, ['kind'], `unknown kind ${quote(kindValue)} (expected one of ${RESOURCE_KINDS.join(', ')})`, who));
+    return undefined;
+  }
+  for (const p of validateAgainstSchema(kind, data)) {
+    if (p.path[0] === 'apiVersion' || p.path[0] === 'kind') continue;
+    const pos = locate(sd, p.locatePath, { key: p.atKey });
+    errors.push({
+      file: sd.file,
+      line: pos.line,
+      col: pos.col,
+      ...who,
+      ...(p.path.length ? { field: fieldPath(p.path) } : {}),
+      message: p.message,
+    });
+    ok = false;
+  }
+  return { sd, kind, ...(name ? { name } : {}), valid: ok, data: data as Entry['data'] };
+}
+
+/** Stable JSON: object keys sorted. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (isPlainObject(value)) {
+    return `{${Object.keys(value)
+      .sort()
+      .filter((k) => value[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** sha256 over the manifests sorted by kind and name, without source positions. */
+export function digestManifests(manifests: AnyManifest[]): string {
+  const normalized = manifests
+    .map((m) => ({ apiVersion: m.apiVersion, kind: m.kind, metadata: m.metadata, spec: m.spec }))
+    .sort((a, b) => (a.kind === b.kind ? (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0) : a.kind < b.kind ? -1 : 1));
+  return createHash('sha256').update(canonical(normalized)).digest('hex');
+}
+
+async function gitInfo(dir: string): Promise<{ gitCommit?: string; gitDirty?: boolean }> {
+  try {
+    const opts = { cwd: dir, timeout: 10_000, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } };
+    const inside = await execFileAsync('git', ['rev-parse', '--is-inside-work-tree'], opts);
+    if (inside.stdout.trim() !== 'true') return {};
+    const head = await execFileAsync('git', ['rev-parse', '--verify', '-q', 'HEAD'], opts).catch(() => undefined);
+    const commit = head?.stdout.trim();
+    if (!commit) return {};
+    const status = await execFileAsync('git', ['status', '--porcelain', '--untracked-files=normal', '--', '.'], opts);
+    return { gitCommit: commit, gitDirty: status.stdout.trim().length > 0 };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Load and validate every manifest under `dir` (a directory, or a single YAML file).
+ * All-or-nothing: any error makes the result `ok: false` with every error found.
+ * An empty folder is `ok: true` with zero manifests.
+ */
+export async function loadManifests(dir: string): Promise<LoadResult> {
+  const st = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) {
+    const why = st.code === 'ENOENT' ? 'does not exist' : `cannot be read (${st.code ?? st.message})`;
+    return { ok: false, errors: [{ file: dir, line: 1, col: 1, message: `manifest directory ${why}` }] };
+  }
+  let files: string[];
+  let gitDir = dir;
+  if (st.isDirectory()) {
+    try {
+      files = (await listYamlFiles(dir)).map((rel) => join(dir, rel));
+    } catch (err) {
+      return { ok: false, errors: [{ file: dir, line: 1, col: 1, message: `cannot list manifest directory: ${(err as Error).message}` }] };
+    }
+  } else if (st.isFile()) {
+    files = [dir];
+    gitDir = join(dir, '..');
+  } else {
+    return { ok: false, errors: [{ file: dir, line: 1, col: 1, message: 'not a directory or regular file' }] };
+  }
+  files.sort();
+
+  const errors: ManifestError[] = [];
+  const entries: Entry[] = [];
+  for (const file of files) {
+    let bytes: Buffer;
+    try {
+      const fst = await stat(file);
+      if (fst.size > MAX_FILE_BYTES) {
+        errors.push({ file, line: 1, col: 1, message: `file is ${fst.size} bytes, larger than the ${MAX_FILE_BYTES}-byte (1 MiB) limit` });
+        continue;
+      }
+      bytes = await readFile(file);
+    } catch (err) {
+      errors.push({ file, line: 1, col: 1, message: `cannot read file: ${(err as Error).message}` });
+      continue;
+    }
+    const parsed = parseYamlFile(file, bytes);
+    errors.push(...parsed.errors);
+    for (const sd of parsed.docs) {
+      const entry = checkDocument(sd, errors);
+      if (entry) entries.push(entry);
+    }
+  }
+  errors.push(...(await checkSemantics(entries)));
+  if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
+
+  const manifests: AnyManifest[] = entries.map((e) => {
+    const d = e.data as unknown as Omit<AnyManifest, 'source'>;
+    return {
+      apiVersion: API_VERSION,
+      kind: e.kind,
+      metadata: d.metadata,
+      spec: d.spec,
+      source: { file: e.sd.file, line: e.sd.start.line, col: e.sd.start.col },
+    } as AnyManifest;
+  });
+  const desired: DesiredState = {
+    dir,
+    files,
+    manifests,
+    pools: manifests.filter((m): m is StoragePoolManifest => m.kind === 'StoragePool'),
+    volumes: manifests.filter((m): m is VolumeManifest => m.kind === 'Volume'),
+    networks: manifests.filter((m): m is NetworkManifest => m.kind === 'Network'),
+    vms: manifests.filter((m): m is VirtualMachineManifest => m.kind === 'VirtualMachine'),
+    digest: digestManifests(manifests),
+    ...(await gitInfo(gitDir)),
+  };
+  return { ok: true, desired };
+}

@@ -1,0 +1,56 @@
+/** Public manifest types. Spec types are generated from the JSON Schemas (types.generated.ts). */
+import type {
+  ManifestMetadata,
+  NetworkSpec,
+  StoragePoolSpec,
+  VirtualMachineSpec,
+  VolumeSpec,
+} from './types.generated.js';
+
+export type ResourceKind = 'StoragePool' | 'Volume' | 'Network' | 'VirtualMachine';
+
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine'];
+
+export const API_VERSION = 'virtform.dev/v1';
+
+/** Where a manifest document starts: file as given/joined (dir + relative path), 1-based line/col. */
+export interface SourceLocation {
+  file: string;
+  line: number;
+  col: number;
+}
+
+export type { ManifestMetadata };
+
+export interface Manifest<K extends ResourceKind, S> {
+  apiVersion: 'virtform.dev/v1';
+  kind: K;
+  metadata: ManifestMetadata;
+  spec: S;
+  source: SourceLocation;
+}
+
+export type StoragePoolManifest = Manifest<'StoragePool', StoragePoolSpec>;
+export type VolumeManifest = Manifest<'Volume', VolumeSpec>;
+export type NetworkManifest = Manifest<'Network', NetworkSpec>;
+export type VirtualMachineManifest = Manifest<'VirtualMachine', VirtualMachineSpec>;
+export type AnyManifest = StoragePoolManifest | VolumeManifest | NetworkManifest | VirtualMachineManifest;
+
+export interface DesiredState {
+  /** The directory (or single file) that was loaded, as given. */
+  dir: string;
+  /** Files read, sorted. */
+  files: string[];
+  /** All manifests, in file order (files sorted, then document order). */
+  manifests: AnyManifest[];
+  pools: StoragePoolManifest[];
+  volumes: VolumeManifest[];
+  networks: NetworkManifest[];
+  vms: VirtualMachineManifest[];
+  /** sha256 hex over the normalized manifests (stable under file order, whitespace and comments). */
+  digest: string;
+  /** HEAD commit when `dir` is inside a git work tree, else undefined. */
+  gitCommit?: string;
+  /** Whether files under `dir` differ from HEAD (tracked changes or untracked files); undefined outside git. */
+  gitDirty?: boolean;
+}

@@ -1,0 +1,144 @@
+/**
+ * JSON Schema validation of manifest documents with ajv (draft 2020-12).
+ *
+ * Schemas are read at runtime from `<package root>/schemas/`, found relative to this module so it
+ * works from `src/manifest/` (tsx, vitest) and from `dist/manifest/` (after tsc) alike.
+ * Validation fills schema defaults into the data (`useDefaults`).
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { ResourceKind } from './model.js';
+import { fieldPathString, quote, type FieldPath } from './errors.js';
+
+export const SCHEMA_DIR = fileURLToPath(new URL('../../schemas/', import.meta.url));
+
+const KIND_FILES: Record<ResourceKind, string> = {
+  StoragePool: 'storagepool.schema.json',
+  Volume: 'volume.schema.json',
+  Network: 'network.schema.json',
+  VirtualMachine: 'virtualmachine.schema.json',
+};
+
+let validators: Record<ResourceKind, ValidateFunction> | undefined;
+
+function readSchema(file: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(`${SCHEMA_DIR}${file}`, 'utf8')) as Record<string, unknown>;
+}
+
+function getValidators(): Record<ResourceKind, ValidateFunction> {
+  if (validators) return validators;
+  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true });
+  ajv.addSchema(readSchema('common.schema.json'));
+  const out = {} as Record<ResourceKind, ValidateFunction>;
+  for (const [kind, file] of Object.entries(KIND_FILES) as [ResourceKind, string][]) {
+    out[kind] = ajv.compile(readSchema(file));
+  }
+  validators = out;
+  return out;
+}
+
+/** A schema problem: field path, whether to point at the key rather than the value, and a message. */
+export interface SchemaProblem {
+  path: FieldPath;
+  atKey: boolean;
+  /** Path of the node to point at when it differs from `path` (missing fields point at their parent). */
+  locatePath: FieldPath;
+  message: string;
+}
+
+const PATTERN_MESSAGES: Record<string, string> = {
+  ResourceName: 'must be a name of 1-63 lowercase ASCII letters, digits and "-", starting with a letter or digit',
+  Size: 'must be a size such as 10GiB, 512MiB, 1G or a byte count',
+  MacAddress: 'must be a MAC address such as 52:54:00:12:34:56',
+  Ipv4Address: 'must be an IPv4 address such as 10.0.0.1',
+  Ipv4Cidr: 'must be an IPv4 CIDR with a prefix length of 8..30, such as 10.200.0.0/24',
+};
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'list';
+  if (typeof v === 'object') return 'mapping';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number';
+  return typeof v;
+}
+
+/** Decode an ajv instancePath into segments, with numeric segments where the data has arrays. */
+function decodePath(instancePath: string, data: unknown): FieldPath {
+  if (!instancePath) return [];
+  const out: FieldPath = [];
+  let cur: unknown = data;
+  for (const raw of instancePath.slice(1).split('/')) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(cur)) {
+      out.push(Number(seg));
+      cur = cur[Number(seg)];
+    } else {
+      out.push(seg);
+      cur = cur && typeof cur === 'object' ? (cur as Record<string, unknown>)[seg] : undefined;
+    }
+  }
+  return out;
+}
+
+function describe(e: ErrorObject, path: FieldPath): SchemaProblem | undefined {
+  const p = e.params as Record<string, unknown>;
+  const parent = (e.parentSchema ?? {}) as Record<string, unknown>;
+  const value = e.data;
+  const base = { path, atKey: false, locatePath: path };
+  switch (e.keyword) {
+    case 'required': {
+      const missing = String(p.missingProperty);
+      return { path: [...path, missing], atKey: false, locatePath: path, message: `missing required field "${missing}"` };
+    }
+    case 'additionalProperties': {
+      const extra = String(p.additionalProperty);
+      const allowed = Object.keys((parent.properties ?? {}) as object);
+      return {
+        path: [...path, extra],
+        atKey: true,
+        locatePath: [...path, extra],
+        message: `unknown field ${quote(extra)}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ''}`,
+      };
+    }
+    case 'type': {
+      const want = Array.isArray(p.type) ? (p.type as string[]).join(' or ') : String(p.type);
+      return { ...base, message: `must be ${want === 'object' ? 'a mapping' : want === 'array' ? 'a list' : `a ${want}`}, got ${typeName(value)}${typeof value === 'number' || typeof value === 'string' ? ` ${quote(value)}` : ''}` };
+    }
+    case 'enum':
+      return { ...base, message: `must be one of ${(p.allowedValues as unknown[]).map((v) => String(v)).join(', ')}, got ${quote(value)}` };
+    case 'const':
+      return { ...base, message: `must be ${quote(p.allowedValue)}, got ${quote(value)}` };
+    case 'pattern': {
+      if (e.propertyName !== undefined) {
+        const key = e.propertyName;
+        return { path: [...path, key], atKey: true, locatePath: [...path, key], message: `invalid key ${quote(key)}` };
+      }
+      const title = typeof parent.title === 'string' ? parent.title : '';
+      const msg = PATTERN_MESSAGES[title] ?? `must match ${String(p.pattern)}`;
+      return { ...base, message: `${msg}, got ${quote(value)}` };
+    }
+    case 'propertyNames':
+      return undefined; // reported by the nested pattern error, at the key
+    case 'minimum':
+    case 'maximum':
+      return { ...base, message: `must be ${String(p.comparison)} ${String(p.limit)}, got ${quote(value)}` };
+    default:
+      return { ...base, message: e.message ?? `fails ${e.keyword}` };
+  }
+}
+
+/** Validate one document against its kind's schema (filling defaults). */
+export function validateAgainstSchema(kind: ResourceKind, data: unknown): SchemaProblem[] {
+  const validate = getValidators()[kind];
+  if (validate(data)) return [];
+  const problems: SchemaProblem[] = [];
+  for (const e of validate.errors ?? []) {
+    const path = decodePath(e.instancePath, data);
+    const problem = describe(e, path);
+    if (problem) problems.push(problem);
+  }
+  return problems;
+}
+
+export { fieldPathString };

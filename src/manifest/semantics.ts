@@ -1,0 +1,323 @@
+/**
+ * Checks that JSON Schema cannot express: sizes, paths, references between manifests, cycles,
+ * network address plans, MAC/IP uniqueness and exclusive disk use.
+ *
+ * Decisions (documented here and in the schemas):
+ *   - A backing volume may live in a different pool than its clone (the backing path is absolute).
+ *   - A clone's capacity must be >= its backing volume's capacity.
+ *   - A volume that backs another volume may not be attached to a VM (writing to it would corrupt
+ *     every clone); a volume may be attached to at most one VM, once.
+ *   - `source` images must exist as regular files at load time, and fit in `capacity`.
+ *   - The same MAC may appear in one VM NIC and one DHCP host reservation, and then the NIC must
+ *     attach to the network that holds the reservation. Two NICs or two reservations with the same
+ *     MAC are errors. MACs must be unicast (first octet even). Comparison ignores case.
+ *   - Network CIDRs must not overlap; DHCP addresses must be usable (not the network, broadcast or
+ *     host/gateway address, which is the first usable one).
+ */
+import { stat } from 'node:fs/promises';
+import { dirname, isAbsolute, posix, resolve } from 'node:path';
+import type { ManifestError, FieldPath } from './errors.js';
+import { fieldPathString, quote } from './errors.js';
+import { cidrsOverlap, intToIp, ipToInt, parseCidr, unusableReason, type Cidr } from './ipv4.js';
+import type { ResourceKind } from './model.js';
+import { ManifestSizeError, formatSize, parseSize } from './size.js';
+import { locate, type SourceDoc } from './yaml-source.js';
+import type { NetworkSpec, StoragePoolSpec, VirtualMachineSpec, VolumeSpec } from './types.generated.js';
+
+export const MIN_MEMORY = 16 * 1024 ** 2;
+export const MAX_MEMORY = 4 * 1024 ** 4;
+export const MAX_CAPACITY = 64 * 1024 ** 4;
+
+/** One document of a known kind, after schema validation (`valid`) and defaults. */
+export interface Entry {
+  sd: SourceDoc;
+  kind: ResourceKind;
+  /** metadata.name when it is a valid name. */
+  name?: string;
+  /** Passed apiVersion, kind and schema checks: `data` matches the kind's spec type. */
+  valid: boolean;
+  data: { metadata: { name: string }; spec: unknown };
+}
+
+type Spec<K extends ResourceKind> = K extends 'StoragePool'
+  ? StoragePoolSpec
+  : K extends 'Volume'
+    ? VolumeSpec
+    : K extends 'Network'
+      ? NetworkSpec
+      : VirtualMachineSpec;
+
+export function specOf<K extends ResourceKind>(e: Entry, _kind: K): Spec<K> {
+  return e.data.spec as Spec<K>;
+}
+
+function where(e: Entry): string {
+  return `${e.sd.file}:${e.sd.start.line}`;
+}
+
+export class Reporter {
+  readonly errors: ManifestError[] = [];
+  at(e: Entry, path: FieldPath, message: string, opts: { key?: boolean } = {}): void {
+    const pos = locate(e.sd, path, opts);
+    this.errors.push({
+      file: e.sd.file,
+      line: pos.line,
+      col: pos.col,
+      kind: e.kind,
+      ...(e.name ? { name: e.name } : {}),
+      ...(path.length ? { field: fieldPathString(path) } : {}),
+      message,
+    });
+  }
+}
+
+function sizeOrReport(r: Reporter, e: Entry, path: FieldPath, value: string | number): number | undefined {
+  try {
+    return parseSize(value);
+  } catch (err) {
+    if (err instanceof ManifestSizeError) {
+      r.at(e, path, err.message);
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+function hasDotDot(p: string): boolean {
+  return p.split(/[\\/]/).includes('..');
+}
+
+function isUnicast(mac: string): boolean {
+  return (parseInt(mac.slice(0, 2), 16) & 1) === 0;
+}
+
+export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]> {
+  const r = new Reporter();
+  const byKind = (k: ResourceKind): Entry[] => entries.filter((e) => e.kind === k);
+
+  // Names: first definition wins; later ones are duplicates. Invalid documents still claim their
+  // names so that references to them are not reported as dangling on top of their own errors.
+  const names: Record<ResourceKind, Map<string, Entry>> = {
+    StoragePool: new Map(),
+    Volume: new Map(),
+    Network: new Map(),
+    VirtualMachine: new Map(),
+  };
+  for (const e of entries) {
+    if (!e.name) continue;
+    const first = names[e.kind].get(e.name);
+    if (first) r.at(e, ['metadata', 'name'], `duplicate ${e.kind} name ${quote(e.name)} (first defined at ${where(first)})`);
+    else names[e.kind].set(e.name, e);
+  }
+  const validNamed = (k: ResourceKind, name: string): Entry | undefined => {
+    const t = names[k].get(name);
+    return t && t.valid ? t : undefined;
+  };
+  const refCheck = (e: Entry, path: FieldPath, k: ResourceKind, name: string): Entry | undefined => {
+    const t = names[k].get(name);
+    if (!t) {
+      r.at(e, path, `${k} ${quote(name)} is not defined`);
+      return undefined;
+    }
+    return t.valid ? t : undefined;
+  };
+
+  // ---- StoragePools --------------------------------------------------------------------------
+  const poolPaths: { e: Entry; path: string }[] = [];
+  for (const e of byKind('StoragePool')) {
+    if (!e.valid) continue;
+    const spec = specOf(e, 'StoragePool');
+    const p = spec.path;
+    if (hasDotDot(p)) r.at(e, ['spec', 'path'], `path ${quote(p)} must not contain ".." segments`);
+    else if (p === '/') r.at(e, ['spec', 'path'], 'path must not be the root directory');
+    else if (posix.normalize(p) !== p || p.endsWith('/')) {
+      r.at(e, ['spec', 'path'], `path ${quote(p)} is not normalized (expected ${quote(posix.normalize(p).replace(/\/+$/, '') || '/')})`);
+    } else {
+      for (const other of poolPaths) {
+        if (other.path === p) {
+          r.at(e, ['spec', 'path'], `path ${quote(p)} is already used by StoragePool ${quote(other.e.name)} (${where(other.e)})`);
+        } else if (p.startsWith(`${other.path}/`) || other.path.startsWith(`${p}/`)) {
+          r.at(e, ['spec', 'path'], `path ${quote(p)} is nested with StoragePool ${quote(other.e.name)} path ${quote(other.path)} (${where(other.e)})`);
+        }
+      }
+      poolPaths.push({ e, path: p });
+    }
+  }
+
+  // ---- Volumes -------------------------------------------------------------------------------
+  const capacities = new Map<string, number>();
+  for (const e of byKind('Volume')) {
+    if (!e.valid) continue;
+    const spec = specOf(e, 'Volume');
+    const cap = sizeOrReport(r, e, ['spec', 'capacity'], spec.capacity);
+    if (cap !== undefined) {
+      if (cap <= 0) r.at(e, ['spec', 'capacity'], 'capacity must be greater than 0');
+      else if (cap > MAX_CAPACITY) r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} exceeds the 64TiB limit`);
+      else if (e.name) capacities.set(e.name, cap);
+    }
+    refCheck(e, ['spec', 'pool'], 'StoragePool', spec.pool);
+    if (spec.backingVolume !== undefined && spec.source !== undefined) {
+      r.at(e, ['spec', 'source'], 'source and backingVolume are mutually exclusive');
+    }
+    if (spec.backingVolume !== undefined) {
+      if (spec.format === 'raw') r.at(e, ['spec', 'backingVolume'], 'a backingVolume (copy-on-write clone) requires format qcow2, not raw');
+      refCheck(e, ['spec', 'backingVolume'], 'Volume', spec.backingVolume);
+    }
+    if (spec.source !== undefined) {
+      const src = spec.source;
+      if (hasDotDot(src)) {
+        r.at(e, ['spec', 'source'], `source ${quote(src)} must not contain ".." segments`);
+      } else {
+        const abs = isAbsolute(src) ? posix.normalize(src) : resolve(dirname(resolve(e.sd.file)), src);
+        spec.source = abs; // the loader rewrites relative paths to absolute ones
+        const st = await stat(abs).catch(() => undefined);
+        if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs)} does not exist`);
+        else if (!st.isFile()) r.at(e, ['spec', 'source'], `source image ${quote(abs)} is not a regular file`);
+        else if (cap !== undefined && cap > 0 && st.size > cap) {
+          r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (${st.size} bytes)`);
+        }
+      }
+    }
+  }
+  // Backing: cycles, capacity.
+  const backingOf = (name: string): string | undefined => {
+    const t = validNamed('Volume', name);
+    return t ? specOf(t, 'Volume').backingVolume : undefined;
+  };
+  const backingTargets = new Map<string, string>(); // backing volume → first clone
+  for (const e of byKind('Volume')) {
+    if (!e.valid || !e.name || names.Volume.get(e.name) !== e) continue;
+    const spec = specOf(e, 'Volume');
+    if (spec.backingVolume === undefined) continue;
+    if (!backingTargets.has(spec.backingVolume)) backingTargets.set(spec.backingVolume, e.name);
+    const chain = [e.name];
+    let cur: string | undefined = spec.backingVolume;
+    let cycle = false;
+    const seen = new Set(chain);
+    while (cur !== undefined) {
+      chain.push(cur);
+      if (cur === e.name) {
+        cycle = true;
+        break;
+      }
+      if (seen.has(cur)) break; // a cycle further down the chain: reported on its members
+      seen.add(cur);
+      cur = backingOf(cur);
+    }
+    if (cycle) {
+      r.at(e, ['spec', 'backingVolume'], `backing chain forms a cycle: ${chain.join(' -> ')}`);
+      continue;
+    }
+    const mine = capacities.get(e.name);
+    const theirs = capacities.get(spec.backingVolume);
+    if (mine !== undefined && theirs !== undefined && mine < theirs) {
+      r.at(e, ['spec', 'capacity'], `capacity ${formatSize(mine)} is smaller than backing volume ${quote(spec.backingVolume)} (${formatSize(theirs)})`);
+    }
+  }
+
+  // ---- Networks ------------------------------------------------------------------------------
+  const cidrs: { e: Entry; cidr: Cidr; text: string }[] = [];
+  const reservedMacs = new Map<string, { e: Entry; path: FieldPath; network: string }>();
+  const staticIps = new Map<string, Entry>();
+  for (const e of byKind('Network')) {
+    if (!e.valid) continue;
+    const spec = specOf(e, 'Network');
+    if (spec.mode === 'bridge') {
+      if (spec.bridge === undefined) r.at(e, ['spec', 'bridge'], 'missing required field "bridge" (required for mode bridge)');
+      if (spec.cidr !== undefined) r.at(e, ['spec', 'cidr'], 'cidr is not allowed with mode bridge (addresses come from the bridged LAN)');
+      if (spec.dhcp !== undefined) r.at(e, ['spec', 'dhcp'], 'dhcp is not allowed with mode bridge');
+      continue;
+    }
+    if (spec.bridge !== undefined) r.at(e, ['spec', 'bridge'], `bridge is only allowed with mode bridge, not ${spec.mode}`);
+    if (spec.cidr === undefined) {
+      r.at(e, ['spec', 'cidr'], `missing required field "cidr" (required for mode ${spec.mode})`);
+      continue;
+    }
+    const cidr = parseCidr(spec.cidr);
+    if (cidr.hostBits) {
+      r.at(e, ['spec', 'cidr'], `cidr ${spec.cidr} has host bits set (did you mean ${intToIp(cidr.base)}/${cidr.prefix}?)`);
+      continue;
+    }
+    for (const other of cidrs) {
+      if (cidrsOverlap(cidr, other.cidr)) {
+        r.at(e, ['spec', 'cidr'], `cidr ${spec.cidr} overlaps ${other.text} of Network ${quote(other.e.name)} (${where(other.e)})`);
+      }
+    }
+    cidrs.push({ e, cidr, text: spec.cidr });
+    const dhcp = spec.dhcp;
+    if (!dhcp) continue;
+    const startBad = unusableReason(dhcp.start, cidr, spec.cidr);
+    const endBad = unusableReason(dhcp.end, cidr, spec.cidr);
+    if (startBad) r.at(e, ['spec', 'dhcp', 'start'], `DHCP range start ${startBad}`);
+    if (endBad) r.at(e, ['spec', 'dhcp', 'end'], `DHCP range end ${endBad}`);
+    if (!startBad && !endBad && ipToInt(dhcp.start) > ipToInt(dhcp.end)) {
+      r.at(e, ['spec', 'dhcp', 'end'], `DHCP range end ${dhcp.end} is before start ${dhcp.start}`);
+    }
+    (dhcp.hosts ?? []).forEach((h, i) => {
+      const bad = unusableReason(h.ip, cidr, spec.cidr!);
+      if (bad) r.at(e, ['spec', 'dhcp', 'hosts', i, 'ip'], `DHCP host ${bad}`);
+      else {
+        const prev = staticIps.get(h.ip);
+        if (prev) r.at(e, ['spec', 'dhcp', 'hosts', i, 'ip'], `static IP ${h.ip} is already reserved (${where(prev)})`);
+        else staticIps.set(h.ip, e);
+      }
+      const mac = h.mac.toLowerCase();
+      if (!isUnicast(mac)) r.at(e, ['spec', 'dhcp', 'hosts', i, 'mac'], `MAC ${h.mac} is a multicast address (first octet must be even)`);
+      const prevMac = reservedMacs.get(mac);
+      if (prevMac) r.at(e, ['spec', 'dhcp', 'hosts', i, 'mac'], `MAC ${h.mac} is already reserved by Network ${quote(prevMac.network)} (${where(prevMac.e)})`);
+      else reservedMacs.set(mac, { e, path: ['spec', 'dhcp', 'hosts', i, 'mac'], network: e.name ?? '' });
+    });
+  }
+
+  // ---- VirtualMachines -----------------------------------------------------------------------
+  const diskOwners = new Map<string, Entry>();
+  const nicMacs = new Map<string, Entry>();
+  for (const e of byKind('VirtualMachine')) {
+    if (!e.valid) continue;
+    const spec = specOf(e, 'VirtualMachine');
+    const mem = sizeOrReport(r, e, ['spec', 'memory'], spec.memory);
+    if (mem !== undefined) {
+      if (mem < MIN_MEMORY) r.at(e, ['spec', 'memory'], `memory ${formatSize(mem)} is below the 16MiB minimum`);
+      else if (mem > MAX_MEMORY) r.at(e, ['spec', 'memory'], `memory ${formatSize(mem)} exceeds the 4TiB limit`);
+      else if (mem % 1024 !== 0) r.at(e, ['spec', 'memory'], `memory ${mem} bytes is not a whole number of KiB`);
+    }
+    const boots = new Map<number, number>();
+    const ownVolumes = new Set<string>();
+    (spec.disks ?? []).forEach((d, i) => {
+      const path: FieldPath = ['spec', 'disks', i, 'volume'];
+      if (ownVolumes.has(d.volume)) r.at(e, path, `volume ${quote(d.volume)} is attached twice to this VM`);
+      else if (refCheck(e, path, 'Volume', d.volume) !== undefined || names.Volume.has(d.volume)) {
+        const owner = diskOwners.get(d.volume);
+        if (owner && owner !== e) {
+          r.at(e, path, `volume ${quote(d.volume)} is already attached to VirtualMachine ${quote(owner.name)} (${where(owner)}); a disk can't be attached to two VMs`);
+        } else diskOwners.set(d.volume, e);
+        const clone = backingTargets.get(d.volume);
+        if (clone !== undefined) {
+          r.at(e, path, `volume ${quote(d.volume)} is the backing volume of ${quote(clone)} and cannot be attached to a VM`);
+        }
+      }
+      ownVolumes.add(d.volume);
+      if (d.boot !== undefined) {
+        const prev = boots.get(d.boot);
+        if (prev !== undefined) r.at(e, ['spec', 'disks', i, 'boot'], `boot order ${d.boot} is already used by disks[${prev}]`);
+        else boots.set(d.boot, i);
+      }
+    });
+    (spec.nics ?? []).forEach((n, i) => {
+      refCheck(e, ['spec', 'nics', i, 'network'], 'Network', n.network);
+      if (n.mac === undefined) return;
+      const path: FieldPath = ['spec', 'nics', i, 'mac'];
+      const mac = n.mac.toLowerCase();
+      if (!isUnicast(mac)) r.at(e, path, `MAC ${n.mac} is a multicast address (first octet must be even)`);
+      const prev = nicMacs.get(mac);
+      if (prev) {
+        r.at(e, path, `MAC ${n.mac} is already used by a NIC of VirtualMachine ${quote(prev.name)} (${where(prev)})`);
+      } else nicMacs.set(mac, e);
+      const reserved = reservedMacs.get(mac);
+      if (reserved && reserved.network !== n.network) {
+        r.at(e, path, `MAC ${n.mac} has a DHCP reservation in Network ${quote(reserved.network)} (${where(reserved.e)}) but this NIC attaches to ${quote(n.network)}`);
+      }
+    });
+  }
+  return r.errors;
+}
