@@ -76,7 +76,8 @@ export function buildDomainXml(def: DomainDef): string {
   const doc = el('domain', { type: def.type }, [
     el('name', undefined, def.name),
     def.uuid !== undefined && el('uuid', undefined, requireNonEmpty(def.uuid, 'uuid')),
-    def.description !== undefined && el('description', undefined, def.description),
+    // An empty description is the same as none: libvirt does not keep an empty <description>.
+    !!def.description && el('description', undefined, def.description),
     markerMetadata(def.marker),
     el('memory', { unit: 'KiB' }, def.memoryKiB),
     el('currentMemory', { unit: 'KiB' }, def.memoryKiB),

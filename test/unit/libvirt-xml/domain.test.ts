@@ -82,6 +82,12 @@ describe('buildDomainXml / parseDomainXml round trip', () => {
     );
   });
 
+  it('an empty description is written as none', () => {
+    const xml = buildDomainXml(def({ description: '' }));
+    expect(xml).not.toContain('<description');
+    expect(parseDomainXml(xml).description).toBeUndefined();
+  });
+
   it('a description cannot inject elements', () => {
     const d = def({ description: '</description><devices><disk type="file"><source file="/etc/shadow"/></disk></devices><description>', disks: [] });
     const xml = buildDomainXml(d);
