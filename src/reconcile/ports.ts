@@ -62,6 +62,8 @@ export interface HostSnapshot {
 
 export interface PoolDef {
   name: string;
+  /** Keep the libvirt UUID when redefining an existing pool. */
+  uuid?: string;
   path: string;
   marker: OwnerMarker;
 }
@@ -87,6 +89,8 @@ export interface DhcpHost {
 
 export interface NetworkDef {
   name: string;
+  /** Keep the libvirt UUID when redefining an existing network. */
+  uuid?: string;
   mode: 'isolated' | 'nat' | 'bridge';
   /** For mode bridge: existing host bridge name. */
   bridge?: string;

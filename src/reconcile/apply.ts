@@ -1,0 +1,348 @@
+/**
+ * Apply: run the plan's steps on the host, in dependency order, with bounded concurrency.
+ *
+ * Every step is journaled before it touches the host and after it finishes, and is idempotent:
+ * a step re-run after a crash finds half-done work (a volume that exists, a domain defined but not
+ * started, a network defined but inactive) and completes it. Failed steps are retried with
+ * exponential backoff and jitter; when attempts run out the resource is marked failed with the
+ * error, its dependents are skipped with a reason, and independent branches still complete.
+ */
+import PQueue from 'p-queue';
+import { HostError, type HostPort, type ResourceKind } from './ports.js';
+import type { Desired, DesiredNetwork, DesiredPool, DesiredVm, DesiredVolume } from './desired.js';
+import type { Observed } from './observe.js';
+import type { Plan, PlanStep } from './plan.js';
+import { MUTATING_OPS_LABEL, type StepOp } from './diff.js';
+import { domainDef, networkDef, poolDef, volumeDef } from './defs.js';
+import type { JournalEntry, ResourceRecord } from '../state/index.js';
+
+/** The part of the state store apply writes to. */
+export interface ApplyStore {
+  resources: {
+    get(kind: string, name: string): Promise<ResourceRecord | undefined>;
+    upsert(r: { kind: string; name: string } & Partial<Omit<ResourceRecord, 'kind' | 'name' | 'createdAt' | 'updatedAt' | 'generation'>>): Promise<ResourceRecord>;
+    setStatus(kind: string, name: string, s: { observedStatus?: string | null; lastError?: string | null; attempts?: number }): Promise<void>;
+    delete(kind: string, name: string): Promise<void>;
+  };
+  journal: {
+    begin(e: { runId: string; kind: string; name: string; action: string; intent: Record<string, unknown>; attempt?: number }): Promise<number>;
+    finish(id: number, outcome: 'succeeded' | 'failed' | 'abandoned', error?: string): Promise<void>;
+  };
+}
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, baseDelayMs: 250, maxDelayMs: 5_000 };
+
+export type StepStatus = 'succeeded' | 'failed' | 'skipped';
+
+export interface StepOutcome {
+  step: PlanStep;
+  status: StepStatus;
+  attempts: number;
+  ms: number;
+  error?: string;
+}
+
+export type ApplyEvent =
+  | { type: 'start'; step: PlanStep }
+  | { type: 'retry'; step: PlanStep; attempt: number; delayMs: number; error: string }
+  | { type: 'done'; outcome: StepOutcome };
+
+export interface ApplyOptions {
+  host: HostPort;
+  store: ApplyStore;
+  desired: Desired;
+  observed: Observed;
+  runId: string;
+  revisionId?: number;
+  concurrency?: number;
+  retry?: RetryPolicy;
+  /** Test hook: called at every journal boundary (after begin, after the host call). */
+  boundary?: (label: string) => void;
+  onEvent?: (e: ApplyEvent) => void;
+  /** Timeout for a graceful VM shutdown before it is forced off. */
+  shutdownTimeoutMs?: number;
+}
+
+export interface ApplyResult {
+  outcomes: StepOutcome[];
+  failed: Map<string, string>;
+  skipped: Map<string, string>;
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function retryable(e: unknown): boolean {
+  if (e instanceof HostError) return e.code !== 'invalid' && e.code !== 'already-exists';
+  return true;
+}
+
+export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** What the journal remembers about a step: enough for a later run to find and finish or clean it. */
+function intentOf(step: PlanStep, desired: Desired): Record<string, unknown> {
+  const d = desired.byKey.get(step.key);
+  const intent: Record<string, unknown> = { op: step.op.op, reason: step.change.reason };
+  if (step.op.op === 'volume.delete') Object.assign(intent, { pool: step.op.pool, volName: step.op.volName });
+  else if (d?.kind === 'Volume') Object.assign(intent, { pool: d.config.pool, volName: d.config.volName, path: d.config.path });
+  else if (d?.kind === 'StoragePool') Object.assign(intent, { path: d.config.path });
+  if (d) intent.specHash = d.specHash;
+  return intent;
+}
+
+export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult> {
+  const { host, store, desired, observed, runId } = opts;
+  const policy = opts.retry ?? DEFAULT_RETRY;
+  const queue = new PQueue({ concurrency: Math.max(1, opts.concurrency ?? 4) });
+  const outcomes = new Map<number, StepOutcome>();
+  const failed = new Map<string, string>();
+  const skipped = new Map<string, string>();
+  const waiting = new Map<number, Set<number>>();
+  const dependents = new Map<number, number[]>();
+  let domainType: Promise<'kvm' | 'qemu'> | undefined;
+  const getDomainType = (): Promise<'kvm' | 'qemu'> => (domainType ??= host.domainType());
+
+  for (const s of plan.steps) {
+    waiting.set(s.id, new Set(s.deps));
+    for (const d of s.deps) dependents.set(d, [...(dependents.get(d) ?? []), s.id]);
+  }
+
+  const uuidOf = (kind: ResourceKind, name: string, replacing: boolean): string | undefined => {
+    if (replacing) return undefined;
+    if (kind === 'StoragePool') return observed.pools.get(name)?.uuid;
+    if (kind === 'Network') return observed.networks.get(name)?.uuid;
+    if (kind === 'VirtualMachine') return observed.domains.get(name)?.uuid;
+    return undefined;
+  };
+
+  const record = async (
+    step: PlanStep,
+    fields: { uuid?: string | null; observedStatus: string; desiredState?: string | null; config?: boolean },
+  ): Promise<void> => {
+    const d = desired.byKey.get(step.key);
+    await store.resources.upsert({
+      kind: step.kind,
+      name: step.name,
+      ...(fields.uuid !== undefined ? { uuid: fields.uuid } : {}),
+      ...(fields.config && d ? { specHash: d.specHash, details: { config: d.config } } : {}),
+      ...(fields.desiredState !== undefined ? { desiredState: fields.desiredState } : {}),
+      observedStatus: fields.observedStatus,
+      lastError: null,
+      attempts: 0,
+      ...(opts.revisionId !== undefined ? { lastAppliedRevision: opts.revisionId } : {}),
+    });
+  };
+
+  /** Execute one step against the host; idempotent. */
+  const execute = async (step: PlanStep, op: StepOp): Promise<void> => {
+    const replacing = step.change.action === 'replace';
+    const boundary = (): void => opts.boundary?.(`${step.key}:${op.op}:called`);
+    switch (op.op) {
+      case 'pool.ensure': {
+        const d = desired.byKey.get(step.key) as DesiredPool;
+        if (op.define) await host.definePool(poolDef(d, uuidOf('StoragePool', d.name, replacing)));
+        await host.startPool(d.name);
+        if (op.autostart !== undefined) await host.setPoolAutostart(d.name, op.autostart);
+        const detail = op.define ? await host.getPool(d.name) : undefined;
+        boundary();
+        await record(step, {
+          uuid: detail?.uuid ?? uuidOf('StoragePool', d.name, false) ?? null,
+          observedStatus: 'active', desiredState: 'active', config: true,
+        });
+        return;
+      }
+      case 'pool.delete':
+        await host.deletePool(step.name, { deleteDir: true });
+        boundary();
+        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
+        return;
+      case 'volume.create': {
+        const d = desired.byKey.get(step.key) as DesiredVolume;
+        let detail;
+        try {
+          detail = await host.createVolume(volumeDef(d));
+        } catch (e) {
+          if (!(e instanceof HostError && e.code === 'already-exists') || !(op.recreate || replacing)) throw e;
+          // Ours, from an interrupted run: its contents are unknown, so make it again.
+          await host.deleteVolume(d.config.pool, d.config.volName);
+          detail = await host.createVolume(volumeDef(d));
+        }
+        boundary();
+        await record(step, { uuid: detail.key, observedStatus: 'ready', config: true });
+        return;
+      }
+      case 'volume.resize': {
+        const d = desired.byKey.get(step.key) as DesiredVolume;
+        const detail = await host.getVolume(d.config.pool, d.config.volName);
+        if (!detail) throw new HostError('not-found', `volume ${d.config.volName} vanished from pool ${d.config.pool}`);
+        if (detail.capacityBytes < op.capacityBytes) await host.resizeVolume(d.config.pool, d.config.volName, op.capacityBytes);
+        boundary();
+        await record(step, { uuid: detail.key, observedStatus: 'ready', config: true });
+        return;
+      }
+      case 'volume.delete':
+        await host.deleteVolume(op.pool, op.volName);
+        boundary();
+        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
+        return;
+      case 'network.ensure': {
+        const d = desired.byKey.get(step.key) as DesiredNetwork;
+        if (op.define) await host.defineNetwork(networkDef(d, uuidOf('Network', d.name, replacing)));
+        if (op.start || op.define) await host.startNetwork(d.name);
+        for (const h of op.deleteHosts) await host.updateNetworkDhcpHost(d.name, 'delete', h);
+        for (const h of op.addHosts) await host.updateNetworkDhcpHost(d.name, 'add', h);
+        if (op.autostart !== undefined) await host.setNetworkAutostart(d.name, op.autostart);
+        const detail = op.define ? await host.getNetwork(d.name) : undefined;
+        boundary();
+        await record(step, {
+          uuid: detail?.uuid ?? uuidOf('Network', d.name, false) ?? null,
+          observedStatus: 'active', desiredState: 'active', config: true,
+        });
+        return;
+      }
+      case 'network.delete':
+        await host.stopNetwork(step.name);
+        await host.undefineNetwork(step.name);
+        boundary();
+        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
+        return;
+      case 'vm.define': {
+        const d = desired.byKey.get(step.key) as DesiredVm;
+        let uuid = uuidOf('VirtualMachine', d.name, replacing);
+        if (op.define) uuid = (await host.defineDomain(domainDef(d, await getDomainType(), uuid))).uuid;
+        if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
+        boundary();
+        await record(step, {
+          uuid: uuid ?? null, observedStatus: observed.domains.get(d.name)?.active ? 'running' : 'stopped',
+          desiredState: d.state, config: op.define,
+        });
+        return;
+      }
+      case 'vm.start': {
+        const d = desired.byKey.get(step.key) as DesiredVm;
+        await host.startDomain(step.name);
+        boundary();
+        await record(step, { observedStatus: 'running', desiredState: d.state });
+        return;
+      }
+      case 'vm.stop': {
+        const d = desired.byKey.get(step.key) as DesiredVm | undefined;
+        await host.stopDomain(step.name, { graceful: op.graceful, timeoutMs: opts.shutdownTimeoutMs });
+        boundary();
+        await record(step, { observedStatus: 'stopped', desiredState: d?.state ?? 'stopped' });
+        return;
+      }
+      case 'vm.delete':
+        await host.stopDomain(step.name, { graceful: false });
+        await host.undefineDomain(step.name);
+        boundary();
+        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
+        return;
+      case 'record.forget':
+        await store.resources.delete(step.kind, step.name);
+        return;
+    }
+  };
+
+  const runStep = async (step: PlanStep): Promise<StepOutcome> => {
+    const started = Date.now();
+    opts.onEvent?.({ type: 'start', step });
+    let lastError = '';
+    for (let attempt = 1; attempt <= policy.maxAttempts; attempt += 1) {
+      const jid = await store.journal.begin({
+        runId, kind: step.kind, name: step.name, action: step.op.op, intent: intentOf(step, desired), attempt,
+      });
+      opts.boundary?.(`${step.key}:${step.op.op}:begin`);
+      try {
+        await execute(step, step.op);
+        await store.journal.finish(jid, 'succeeded');
+        return { step, status: 'succeeded', attempts: attempt, ms: Date.now() - started };
+      } catch (e) {
+        lastError = errorText(e);
+        await store.journal.finish(jid, 'failed', lastError);
+        if (!retryable(e) || attempt === policy.maxAttempts) {
+          return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError };
+        }
+        const delayMs = backoffDelay(policy, attempt);
+        opts.onEvent?.({ type: 'retry', step, attempt, delayMs, error: lastError });
+        await sleep(delayMs);
+      }
+    }
+    return { step, status: 'failed', attempts: policy.maxAttempts, ms: Date.now() - started, error: lastError };
+  };
+
+  const finished = new Promise<void>((resolveAll, rejectAll) => {
+    let remaining = plan.steps.length;
+    if (remaining === 0) resolveAll();
+    const complete = (outcome: StepOutcome): void => {
+      outcomes.set(outcome.step.id, outcome);
+      opts.onEvent?.({ type: 'done', outcome });
+      if (outcome.status === 'failed' && outcome.error) failed.set(outcome.step.key, outcome.error);
+      if (outcome.status === 'skipped' && outcome.error && !failed.has(outcome.step.key)) skipped.set(outcome.step.key, outcome.error);
+      remaining -= 1;
+      for (const next of dependents.get(outcome.step.id) ?? []) {
+        const w = waiting.get(next)!;
+        w.delete(outcome.step.id);
+        const nextStep = plan.steps[next]!;
+        if (outcome.status !== 'succeeded') {
+          if (!outcomes.has(next) && !w.has(-1)) {
+            w.add(-1); // poisoned: skip once its other deps are done
+            (nextStep as PlanStep & { skipReason?: string }).skipReason ??=
+              `skipped: ${outcome.step.key} ${outcome.status === 'failed' ? 'failed' : 'was skipped'}`;
+          }
+        }
+        if (w.size === 0 || (w.size === 1 && w.has(-1))) schedule(nextStep);
+      }
+      if (remaining === 0) resolveAll();
+    };
+    const schedule = (step: PlanStep): void => {
+      const w = waiting.get(step.id)!;
+      if (w.has(-1)) {
+        w.clear();
+        complete({ step, status: 'skipped', attempts: 0, ms: 0, error: (step as PlanStep & { skipReason?: string }).skipReason });
+        return;
+      }
+      queue.add(() => runStep(step)).then(complete, rejectAll);
+    };
+    for (const s of plan.steps) if (s.deps.length === 0) schedule(s);
+  });
+  await finished;
+  await queue.onIdle();
+
+  // Resource-level status for failures and skips.
+  for (const [key, error] of [...failed, ...skipped]) {
+    const [kind, ...rest] = key.split('/');
+    const name = rest.join('/');
+    const attempts = [...outcomes.values()].filter((o) => o.step.key === key).reduce((n, o) => n + o.attempts, 0);
+    const existing = await store.resources.get(kind!, name);
+    if (existing) {
+      await store.resources.setStatus(kind!, name, {
+        observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts: existing.attempts + attempts,
+      });
+    } else if (desired.byKey.has(key)) {
+      await store.resources.upsert({
+        kind: kind!, name, uuid: null, observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts,
+      });
+    }
+  }
+
+  return { outcomes: plan.steps.map((s) => outcomes.get(s.id)!).filter(Boolean), failed, skipped };
+}
+
+export function stepLabel(step: PlanStep): string {
+  return `${MUTATING_OPS_LABEL[step.op.op]} ${step.kind}/${step.name}`;
+}
+
+export type { JournalEntry };

@@ -1,0 +1,105 @@
+/**
+ * One reconcile run: observe → diff → plan → (apply) → record.
+ *
+ * The caller owns the writer lock and the connections; the engine only needs the ports.
+ */
+import { randomUUID } from 'node:crypto';
+import type { HostPort } from './ports.js';
+import type { Desired } from './desired.js';
+import { observe, type Observed, type StateReader } from './observe.js';
+import { diff } from './diff.js';
+import { buildPlan, type Plan } from './plan.js';
+import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
+
+export interface EngineStore extends StateReader, ApplyStore {
+  journal: StateReader['journal'] & ApplyStore['journal'];
+  resources: StateReader['resources'] & ApplyStore['resources'];
+  revisions: {
+    start(r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number>;
+    finish(id: number, outcome: string, summary: Record<string, unknown>): Promise<void>;
+  };
+  events: { append(e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; message: string }): Promise<void> };
+}
+
+export interface ReconcileOptions {
+  host: HostPort;
+  store: EngineStore;
+  desired: Desired;
+  dryRun?: boolean;
+  concurrency?: number;
+  retry?: RetryPolicy;
+  gracefulStop?: boolean;
+  shutdownTimeoutMs?: number;
+  boundary?: (label: string) => void;
+  onPlan?: (plan: Plan) => void;
+  onEvent?: (e: ApplyEvent) => void;
+}
+
+export interface ReconcileResult {
+  runId: string;
+  plan: Plan;
+  observed: Observed;
+  applied?: ApplyResult;
+  revisionId?: number;
+  outcome: 'noop' | 'planned' | 'succeeded' | 'failed';
+  /** Mutating host calls made by this run. */
+  mutations: number;
+  durationMs: number;
+}
+
+export async function planOnly(host: HostPort, store: StateReader, desired: Desired, gracefulStop = true): Promise<{ plan: Plan; observed: Observed }> {
+  const observed = await observe(host, store, desired);
+  const plan = buildPlan(desired, diff(desired, observed, { gracefulStop }));
+  return { plan, observed };
+}
+
+export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult> {
+  const started = Date.now();
+  const runId = randomUUID();
+  const mutationsBefore = opts.host.mutationCount();
+  const { plan, observed } = await planOnly(opts.host, opts.store, opts.desired, opts.gracefulStop ?? true);
+  opts.onPlan?.(plan);
+  const base = { runId, plan, observed };
+  if (opts.dryRun) {
+    return { ...base, outcome: plan.noop ? 'noop' : 'planned', mutations: 0, durationMs: Date.now() - started };
+  }
+
+  const revisionId = await opts.store.revisions.start({
+    runId, manifestDigest: opts.desired.digest, gitCommit: opts.desired.gitCommit ?? null, gitDirty: opts.desired.gitDirty ?? false,
+  });
+  const applied = await apply(plan, {
+    host: opts.host, store: opts.store, desired: opts.desired, observed, runId, revisionId,
+    concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs,
+  });
+
+  // Operations an interrupted earlier run left open are resolved by this run unless it failed on them.
+  for (const [key, entries] of observed.openJournal) {
+    if (applied.failed.has(key) || plan.blocked.has(key)) continue;
+    for (const e of entries) await opts.store.journal.finish(e.id, 'abandoned', `resolved by run ${runId}`);
+  }
+  for (const [key, reason] of plan.blocked) {
+    const [kind, ...name] = key.split('/');
+    await opts.store.events.append({ level: 'warn', kind, name: name.join('/'), message: `blocked: ${reason}` });
+  }
+  for (const [key, error] of applied.failed) {
+    const [kind, ...name] = key.split('/');
+    await opts.store.events.append({ level: 'error', kind, name: name.join('/'), message: error });
+  }
+
+  const ok = applied.failed.size === 0 && applied.skipped.size === 0 && plan.blocked.size === 0;
+  const summary = {
+    ...plan.summary,
+    steps: plan.steps.length,
+    failed: applied.failed.size,
+    skipped: applied.skipped.size,
+    blocked: plan.blocked.size,
+  };
+  await opts.store.revisions.finish(revisionId, ok ? 'succeeded' : 'failed', summary);
+  return {
+    ...base, applied, revisionId,
+    outcome: ok ? (plan.noop ? 'noop' : 'succeeded') : 'failed',
+    mutations: opts.host.mutationCount() - mutationsBefore,
+    durationMs: Date.now() - started,
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * Ownership: which host objects virtform may change or delete.
+ *
+ * The state DB is authoritative: an object is owned when the DB records it under the same
+ * identity (libvirt UUID for pools, networks and domains; the volume key, i.e. its file path, for
+ * volumes). An object named in an operation still open in the journal (an earlier run was
+ * interrupted between calling libvirt and recording the result) is owned too: that is how a rerun
+ * finishes or cleans half-done work instead of failing with "already exists" or leaving an orphan.
+ * Anything else is foreign: never changed, never deleted; a manifest naming it is a conflict unless
+ * it sets `metadata.adopt: true`.
+ */
+import type { ResourceKind } from './ports.js';
+import type { Observed } from './observe.js';
+import { resourceKey } from './desired.js';
+
+export type Ownership =
+  | { state: 'absent' }
+  | { state: 'owned'; via: 'record' | 'journal'; id: string }
+  | { state: 'foreign'; id: string; reason: string };
+
+/** Identity of the observed object of this kind and name, or undefined when it does not exist. */
+export function observedIdentity(
+  observed: Observed,
+  kind: ResourceKind,
+  name: string,
+  volume?: { pool: string; volName: string },
+): string | undefined {
+  switch (kind) {
+    case 'StoragePool':
+      return observed.pools.get(name)?.uuid;
+    case 'Network':
+      return observed.networks.get(name)?.uuid;
+    case 'VirtualMachine':
+      return observed.domains.get(name)?.uuid;
+    case 'Volume':
+      if (!volume) return undefined;
+      return observed.volumes.get(volume.pool)?.get(volume.volName)?.key;
+  }
+}
+
+export function ownershipOf(
+  observed: Observed,
+  kind: ResourceKind,
+  name: string,
+  volume?: { pool: string; volName: string },
+): Ownership {
+  const id = observedIdentity(observed, kind, name, volume);
+  if (id === undefined) return { state: 'absent' };
+  const key = resourceKey(kind, name);
+  const record = observed.records.get(key);
+  if (record?.uuid && record.uuid === id) return { state: 'owned', via: 'record', id };
+  if ((observed.openJournal.get(key) ?? []).length > 0) return { state: 'owned', via: 'journal', id };
+  const reason = record?.uuid
+    ? `a ${kind} named ${name} exists but is not the one virtform created (uuid ${id}, recorded ${record.uuid})`
+    : `a ${kind} named ${name} already exists and is not managed by virtform`;
+  return { state: 'foreign', id, reason };
+}

@@ -1,0 +1,165 @@
+/**
+ * Plan: the changes as a dependency-ordered graph of steps.
+ *
+ * Build-up steps (create, define, start, resize) run after the build-up steps of what they depend
+ * on: pools → volumes → backing volumes before their clones → networks → VMs. Teardown steps
+ * (stop, delete) run after the teardown steps of everything that uses the object: a VM is stopped
+ * and undefined before its volumes and networks go, clones before their backing volume, volumes
+ * before their pool. Within one resource, steps run in order (a replace deletes, then creates).
+ * A conflict blocks its resource and everything that depends on it.
+ */
+import type { ResourceKind } from './ports.js';
+import type { Desired, DesiredResource, VolumeConfig, VmConfig } from './desired.js';
+import { dependenciesOf, resourceKey } from './desired.js';
+import { TEARDOWN_OPS, type ResourceChange, type StepOp } from './diff.js';
+
+export interface PlanStep {
+  id: number;
+  key: string;
+  kind: ResourceKind;
+  name: string;
+  op: StepOp;
+  teardown: boolean;
+  deps: number[];
+  change: ResourceChange;
+}
+
+export interface PlanSummary {
+  create: number;
+  change: number;
+  replace: number;
+  delete: number;
+  conflict: number;
+}
+
+export interface Plan {
+  changes: ResourceChange[];
+  steps: PlanStep[];
+  /** Resources that will not be touched because they, or something they depend on, conflict. */
+  blocked: Map<string, string>;
+  summary: PlanSummary;
+  noop: boolean;
+}
+
+/** Dependencies recorded in a previous config (for objects being deleted). */
+function recordedDependencies(kind: ResourceKind, previous: unknown): string[] {
+  if (!previous || typeof previous !== 'object') return [];
+  if (kind === 'Volume') {
+    const v = previous as VolumeConfig;
+    return [resourceKey('StoragePool', v.pool), ...(v.backingVolume ? [resourceKey('Volume', v.backingVolume)] : [])];
+  }
+  if (kind === 'VirtualMachine') {
+    const vm = previous as VmConfig;
+    return [
+      ...(vm.disks ?? []).map((d) => resourceKey('Volume', d.volume)),
+      ...(vm.nics ?? []).map((n) => resourceKey('Network', n.network)),
+    ];
+  }
+  return [];
+}
+
+export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
+  // Blocked: conflicts and, transitively, the desired resources that depend on them.
+  const blocked = new Map<string, string>();
+  for (const c of changes) if (c.action === 'conflict') blocked.set(c.key, c.reason);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const r of desired.resources) {
+      const key = resourceKey(r.kind, r.name);
+      if (blocked.has(key)) continue;
+      const dep = dependenciesOf(r).find((d) => blocked.has(d));
+      if (dep) {
+        blocked.set(key, `depends on ${dep}, which is blocked`);
+        grew = true;
+      }
+    }
+  }
+
+  const steps: PlanStep[] = [];
+  const byKey = new Map<string, PlanStep[]>();
+  for (const c of changes) {
+    if (blocked.has(c.key)) continue;
+    let prev: PlanStep | undefined;
+    for (const op of c.steps) {
+      const step: PlanStep = {
+        id: steps.length, key: c.key, kind: c.kind, name: c.name, op,
+        teardown: TEARDOWN_OPS.has(op.op), deps: prev ? [prev.id] : [], change: c,
+      };
+      steps.push(step);
+      byKey.set(c.key, [...(byKey.get(c.key) ?? []), step]);
+      prev = step;
+    }
+  }
+
+  // users(X): resources that depend on X, by their desired config or by their recorded config.
+  const users = new Map<string, Set<string>>();
+  const addUse = (user: string, dep: string): void => {
+    users.set(dep, (users.get(dep) ?? new Set()).add(user));
+  };
+  for (const r of desired.resources) for (const d of dependenciesOf(r)) addUse(resourceKey(r.kind, r.name), d);
+  for (const c of changes) for (const d of recordedDependencies(c.kind, c.previous)) addUse(c.key, d);
+
+  const desiredByKey = new Map<string, DesiredResource>(desired.resources.map((r) => [resourceKey(r.kind, r.name), r]));
+  for (const step of steps) {
+    const deps = new Set(step.deps);
+    if (step.teardown) {
+      for (const user of users.get(step.key) ?? []) {
+        for (const s of byKey.get(user) ?? []) if (s.teardown) deps.add(s.id);
+      }
+    } else {
+      const r = desiredByKey.get(step.key);
+      for (const d of r ? dependenciesOf(r) : []) {
+        for (const s of byKey.get(d) ?? []) if (!s.teardown) deps.add(s.id);
+      }
+    }
+    deps.delete(step.id);
+    step.deps = [...deps].sort((a, b) => a - b);
+  }
+  assertAcyclic(steps);
+
+  const summary: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0 };
+  for (const c of changes) {
+    if (c.action === 'create') summary.create += 1;
+    else if (c.action === 'update') summary.change += 1;
+    else if (c.action === 'replace') summary.replace += 1;
+    else if (c.action === 'delete') summary.delete += 1;
+    else summary.conflict += 1;
+  }
+  return { changes, steps, blocked, summary, noop: changes.length === 0 };
+}
+
+function assertAcyclic(steps: PlanStep[]): void {
+  const indegree = new Map(steps.map((s) => [s.id, s.deps.length]));
+  const dependents = new Map<number, number[]>();
+  for (const s of steps) for (const d of s.deps) dependents.set(d, [...(dependents.get(d) ?? []), s.id]);
+  const ready = steps.filter((s) => s.deps.length === 0).map((s) => s.id);
+  let seen = 0;
+  while (ready.length > 0) {
+    const id = ready.pop()!;
+    seen += 1;
+    for (const next of dependents.get(id) ?? []) {
+      const n = (indegree.get(next) ?? 0) - 1;
+      indegree.set(next, n);
+      if (n === 0) ready.push(next);
+    }
+  }
+  if (seen !== steps.length) {
+    const stuck = steps.filter((s) => (indegree.get(s.id) ?? 0) > 0).map((s) => `${s.key}:${s.op.op}`);
+    throw new Error(`internal error: plan has a dependency cycle among ${stuck.join(', ')}`);
+  }
+}
+
+/** Steps in an order that respects dependencies (for display and sequential runs). */
+export function topologicalOrder(plan: Plan): PlanStep[] {
+  const done = new Set<number>();
+  const out: PlanStep[] = [];
+  const visit = (s: PlanStep): void => {
+    if (done.has(s.id)) return;
+    done.add(s.id);
+    for (const d of s.deps) visit(plan.steps[d]!);
+    out.push(s);
+  };
+  for (const s of plan.steps) visit(s);
+  return out;
+}

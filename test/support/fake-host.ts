@@ -1,0 +1,216 @@
+/**
+ * In-memory implementation of the reconciler's HostPort, for unit tests of diff, plan and apply.
+ * Behaves like libvirt where the reconciler relies on it: define overwrites (same UUID required
+ * for an existing name), start/stop are idempotent, a volume can't be created twice, deleting a
+ * pool with volumes fails. Failures can be injected per operation and resource name.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  HostError,
+  type DhcpHost, type DomainDef, type DomainDetail, type HostPort, type HostSnapshot, type NetworkDef,
+  type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
+} from '../../src/reconcile/ports.js';
+
+interface Obj<D> { uuid: string; def: D; active: boolean; autostart: boolean }
+
+export class FakeHost implements HostPort {
+  pools = new Map<string, Obj<PoolDef>>();
+  volumes = new Map<string, Map<string, VolumeDetail>>();
+  networks = new Map<string, Obj<NetworkDef>>();
+  domains = new Map<string, Obj<DomainDef>>();
+  calls: string[] = [];
+  private mutations = 0;
+  /** `op:name` → remaining failures (Infinity = always). op is the HostPort method name. */
+  failures = new Map<string, number>();
+  type: 'kvm' | 'qemu' = 'qemu';
+
+  failNext(op: keyof HostPort, name: string, times = 1): void {
+    this.failures.set(`${op}:${name}`, times);
+  }
+
+  private call(op: string, name: string, mutating: boolean): void {
+    this.calls.push(`${op}:${name}`);
+    if (mutating) this.mutations += 1;
+    const key = `${op}:${name}`;
+    const left = this.failures.get(key);
+    if (left !== undefined && left > 0) {
+      this.failures.set(key, left - 1);
+      throw new HostError('operation-failed', `injected failure: ${op} ${name}`);
+    }
+  }
+
+  mutationCount(): number {
+    return this.mutations;
+  }
+  async domainType(): Promise<'kvm' | 'qemu'> {
+    return this.type;
+  }
+  async snapshot(): Promise<HostSnapshot> {
+    this.call('snapshot', '*', false);
+    const list = <D>(m: Map<string, Obj<D>>) =>
+      [...m].map(([name, o]) => ({ name, uuid: o.uuid, active: o.active, autostart: o.autostart }));
+    return { pools: list(this.pools), networks: list(this.networks), domains: list(this.domains) };
+  }
+  async listVolumes(pool: string): Promise<ObservedVolume[]> {
+    this.call('listVolumes', pool, false);
+    if (!this.pools.get(pool)?.active) throw new HostError('invalid', `pool ${pool} is not active`);
+    return [...(this.volumes.get(pool)?.values() ?? [])].map((v) => ({ pool, name: v.name, key: v.key }));
+  }
+
+  async getPool(name: string): Promise<PoolDetail | null> {
+    this.call('getPool', name, false);
+    const p = this.pools.get(name);
+    return p ? { name, uuid: p.uuid, active: p.active, autostart: p.autostart, path: p.def.path, marker: p.def.marker } : null;
+  }
+  async getNetwork(name: string): Promise<NetworkDetail | null> {
+    this.call('getNetwork', name, false);
+    const n = this.networks.get(name);
+    if (!n) return null;
+    const { marker, ...rest } = n.def;
+    return { ...rest, uuid: n.uuid, active: n.active, autostart: n.autostart, marker };
+  }
+  async getDomain(name: string): Promise<DomainDetail | null> {
+    this.call('getDomain', name, false);
+    const d = this.domains.get(name);
+    if (!d) return null;
+    return {
+      name, uuid: d.uuid, active: d.active, autostart: d.autostart, vcpus: d.def.vcpus, memoryKiB: d.def.memoryKiB,
+      description: d.def.description, disks: d.def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, bootOrder: x.bootOrder })),
+      nics: d.def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: d.def.marker,
+    };
+  }
+  async getVolume(pool: string, name: string): Promise<VolumeDetail | null> {
+    this.call('getVolume', name, false);
+    return this.volumes.get(pool)?.get(name) ?? null;
+  }
+
+  private define<D extends { name: string; uuid?: string }>(m: Map<string, Obj<D>>, def: D): Obj<D> {
+    const existing = m.get(def.name);
+    if (existing && def.uuid && existing.uuid !== def.uuid)
+      throw new HostError('already-exists', `${def.name} already exists with uuid ${existing.uuid}`);
+    if (existing && !def.uuid) throw new HostError('already-exists', `${def.name} already exists with uuid ${existing.uuid}`);
+    const obj = existing ?? { uuid: def.uuid ?? randomUUID(), def, active: false, autostart: false };
+    obj.def = def;
+    m.set(def.name, obj);
+    return obj;
+  }
+  private need<D>(m: Map<string, Obj<D>>, name: string, what: string): Obj<D> {
+    const o = m.get(name);
+    if (!o) throw new HostError('not-found', `${what} ${name} not found`);
+    return o;
+  }
+
+  async definePool(def: PoolDef): Promise<void> {
+    this.call('definePool', def.name, true);
+    this.define(this.pools, def);
+    if (!this.volumes.has(def.name)) this.volumes.set(def.name, new Map());
+  }
+  async startPool(name: string): Promise<void> {
+    this.call('startPool', name, true);
+    this.need(this.pools, name, 'pool').active = true;
+  }
+  async refreshPool(name: string): Promise<void> {
+    this.call('refreshPool', name, false);
+  }
+  async setPoolAutostart(name: string, autostart: boolean): Promise<void> {
+    this.call('setPoolAutostart', name, true);
+    this.need(this.pools, name, 'pool').autostart = autostart;
+  }
+  async deletePool(name: string): Promise<void> {
+    this.call('deletePool', name, true);
+    if (!this.pools.has(name)) return;
+    if ((this.volumes.get(name)?.size ?? 0) > 0) throw new HostError('operation-failed', `pool ${name} is not empty`);
+    this.pools.delete(name);
+    this.volumes.delete(name);
+  }
+
+  async createVolume(def: VolumeDef): Promise<VolumeDetail> {
+    this.call('createVolume', def.name, true);
+    const pool = this.need(this.pools, def.pool, 'pool');
+    if (!pool.active) throw new HostError('invalid', `pool ${def.pool} is not active`);
+    const vols = this.volumes.get(def.pool)!;
+    if (vols.has(def.name)) throw new HostError('already-exists', `volume ${def.name} already exists`);
+    if (def.backing && ![...this.volumes.values()].some((m) => [...m.values()].some((v) => v.path === def.backing!.path)))
+      throw new HostError('not-found', `backing store ${def.backing.path} does not exist`);
+    const path = `${pool.def.path}/${def.name}`;
+    const v: VolumeDetail = {
+      pool: def.pool, name: def.name, key: path, path, capacityBytes: def.capacityBytes, format: def.format,
+      ...(def.backing ? { backingPath: def.backing.path } : {}),
+    };
+    vols.set(def.name, v);
+    return v;
+  }
+  async resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void> {
+    this.call('resizeVolume', name, true);
+    const v = this.volumes.get(pool)?.get(name);
+    if (!v) throw new HostError('not-found', `volume ${name} not found`);
+    v.capacityBytes = capacityBytes;
+  }
+  async deleteVolume(pool: string, name: string): Promise<void> {
+    this.call('deleteVolume', name, true);
+    this.volumes.get(pool)?.delete(name);
+  }
+
+  async defineNetwork(def: NetworkDef): Promise<void> {
+    this.call('defineNetwork', def.name, true);
+    this.define(this.networks, def);
+  }
+  async startNetwork(name: string): Promise<void> {
+    this.call('startNetwork', name, true);
+    this.need(this.networks, name, 'network').active = true;
+  }
+  async stopNetwork(name: string): Promise<void> {
+    this.call('stopNetwork', name, true);
+    const n = this.networks.get(name);
+    if (n) n.active = false;
+  }
+  async setNetworkAutostart(name: string, autostart: boolean): Promise<void> {
+    this.call('setNetworkAutostart', name, true);
+    this.need(this.networks, name, 'network').autostart = autostart;
+  }
+  async updateNetworkDhcpHost(name: string, op: 'add' | 'delete', host: DhcpHost): Promise<void> {
+    this.call('updateNetworkDhcpHost', name, true);
+    const n = this.need(this.networks, name, 'network');
+    const dhcp = n.def.dhcp;
+    if (!dhcp) throw new HostError('invalid', `network ${name} has no DHCP`);
+    const others = dhcp.hosts.filter((h) => h.mac !== host.mac);
+    n.def = { ...n.def, dhcp: { ...dhcp, hosts: op === 'add' ? [...others, host] : others } };
+  }
+  async undefineNetwork(name: string): Promise<void> {
+    this.call('undefineNetwork', name, true);
+    this.networks.delete(name);
+  }
+
+  async defineDomain(def: DomainDef): Promise<{ uuid: string }> {
+    this.call('defineDomain', def.name, true);
+    return { uuid: this.define(this.domains, def).uuid };
+  }
+  async startDomain(name: string): Promise<void> {
+    this.call('startDomain', name, true);
+    const d = this.need(this.domains, name, 'domain');
+    for (const disk of d.def.disks) {
+      if (![...this.volumes.values()].some((m) => [...m.values()].some((v) => v.path === disk.path)))
+        throw new HostError('operation-failed', `cannot access storage file ${disk.path}`);
+    }
+    for (const nic of d.def.nics) {
+      if (!this.networks.get(nic.network)?.active) throw new HostError('operation-failed', `network ${nic.network} is not active`);
+    }
+    d.active = true;
+  }
+  async stopDomain(name: string): Promise<void> {
+    this.call('stopDomain', name, true);
+    const d = this.domains.get(name);
+    if (d) d.active = false;
+  }
+  async setDomainAutostart(name: string, autostart: boolean): Promise<void> {
+    this.call('setDomainAutostart', name, true);
+    this.need(this.domains, name, 'domain').autostart = autostart;
+  }
+  async undefineDomain(name: string): Promise<void> {
+    this.call('undefineDomain', name, true);
+    const d = this.domains.get(name);
+    if (d?.active) throw new HostError('operation-failed', `domain ${name} is running`);
+    this.domains.delete(name);
+  }
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,344 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { FakeHost } from '../../support/fake-host.js';
+import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { openStateStore, type StateStore } from '../../../src/state/index.js';
+import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
+import type { Desired } from '../../../src/reconcile/desired.js';
+
+const FAST_RETRY = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 };
+const P = 'vftest-eng';
+
+let work: string;
+let host: FakeHost;
+let store: StateStore;
+let mdir: string;
+
+async function desired(opts: Partial<Parameters<typeof labManifests>[0]> = {}): Promise<Desired> {
+  writeManifests(mdir, labManifests({ poolPath: '/srv/pools/eng', ...opts }));
+  return desiredFrom(mdir);
+}
+
+async function run(d: Desired, extra: Partial<Parameters<typeof reconcile>[0]> = {}) {
+  return reconcile({ host, store, desired: d, retry: FAST_RETRY, gracefulStop: false, ...extra });
+}
+
+beforeEach(async () => {
+  work = tempDir();
+  mdir = join(work, 'manifests');
+  host = new FakeHost();
+  store = await openStateStore(join(work, 'state.db'));
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('create and converge', () => {
+  it('creates everything, then a second run plans nothing and makes zero mutating calls', async () => {
+    const d = await desired();
+    const first = await run(d);
+    expect(first.outcome).toBe('succeeded');
+    expect(first.plan.summary).toMatchObject({ create: 7, change: 0, replace: 0, delete: 0 });
+    expect([...host.pools.keys()]).toEqual([`${P}-pool`]);
+    expect([...host.volumes.get(`${P}-pool`)!.keys()].sort()).toEqual([`${P}-base.qcow2`, `${P}-data.img`, `${P}-root.qcow2`]);
+    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-root.qcow2`)!.backingPath).toBe(`/srv/pools/eng/${P}-base.qcow2`);
+    expect(host.networks.get(`${P}-net`)!.active).toBe(true);
+    expect(host.domains.get(`${P}-vm1`)!.active).toBe(true);
+    expect(host.domains.get(`${P}-vm2`)!.active).toBe(false);
+
+    const second = await run(await desired());
+    expect(second.plan.noop).toBe(true);
+    expect(second.outcome).toBe('noop');
+    expect(second.mutations).toBe(0);
+    expect(await store.journal.listOpen()).toEqual([]);
+  });
+
+  it('observes with a constant number of host calls, whatever the inventory', async () => {
+    await run(await desired());
+    host.calls = [];
+    await planOnly(host, store, await desired());
+    // one snapshot + one volume listing for the one pool
+    expect(host.calls).toEqual(['snapshot:*', `listVolumes:${P}-pool`]);
+  });
+
+  it('records uuids, spec hashes and the applied revision', async () => {
+    const d = await desired();
+    const result = await run(d);
+    const vm = await store.resources.get('VirtualMachine', `${P}-vm1`);
+    expect(vm?.uuid).toBe(host.domains.get(`${P}-vm1`)!.uuid);
+    expect(vm?.specHash).toBe(d.byKey.get(`VirtualMachine/${P}-vm1`)!.specHash);
+    expect(vm?.lastAppliedRevision).toBe(result.revisionId);
+    const rev = await store.revisions.latest();
+    expect(rev?.manifestDigest).toBe(d.digest);
+    expect(rev?.outcome).toBe('succeeded');
+  });
+});
+
+describe('plan ordering', () => {
+  it('orders pools → volumes → backing before clone → networks → VMs', async () => {
+    const { plan } = await planOnly(host, store, await desired());
+    const stepOf = (key: string, op: string) => plan.steps.find((s) => s.key === key && s.op.op === op)!;
+    const dependsOn = (a: { id: number; deps: number[] }, b: { id: number }): boolean => {
+      const seen = new Set<number>();
+      const stack = [...a.deps];
+      while (stack.length) {
+        const id = stack.pop()!;
+        if (id === b.id) return true;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        stack.push(...plan.steps[id]!.deps);
+      }
+      return false;
+    };
+    const pool = stepOf(`StoragePool/${P}-pool`, 'pool.ensure');
+    const base = stepOf(`Volume/${P}-base`, 'volume.create');
+    const root = stepOf(`Volume/${P}-root`, 'volume.create');
+    const net = stepOf(`Network/${P}-net`, 'network.ensure');
+    const start = stepOf(`VirtualMachine/${P}-vm1`, 'vm.start');
+    const define = stepOf(`VirtualMachine/${P}-vm1`, 'vm.define');
+    expect(dependsOn(base, pool)).toBe(true);
+    expect(dependsOn(root, base)).toBe(true);
+    expect(dependsOn(start, root)).toBe(true);
+    expect(dependsOn(start, net)).toBe(true);
+    expect(dependsOn(start, define)).toBe(true);
+    expect(dependsOn(net, pool)).toBe(false); // independent branches run in parallel
+  });
+
+  it('deletes in reverse order: VMs, then clones, volumes and networks, then pools', async () => {
+    await run(await desired());
+    writeManifests(mdir, {});
+    const { plan } = await planOnly(host, store, await desiredFrom(mdir));
+    expect(plan.summary.delete).toBe(7);
+    const order: string[] = [];
+    const result = await run(await desiredFrom(mdir), {
+      concurrency: 1, onEvent: (e) => { if (e.type === 'start') order.push(e.step.key); },
+    });
+    expect(result.outcome).toBe('succeeded');
+    const idx = (k: string): number => order.indexOf(k);
+    expect(idx(`VirtualMachine/${P}-vm1`)).toBeLessThan(idx(`Volume/${P}-root`));
+    expect(idx(`VirtualMachine/${P}-vm1`)).toBeLessThan(idx(`Network/${P}-net`));
+    expect(idx(`Volume/${P}-root`)).toBeLessThan(idx(`Volume/${P}-base`));
+    expect(idx(`Volume/${P}-base`)).toBeLessThan(idx(`StoragePool/${P}-pool`));
+    expect(host.pools.size + host.networks.size + host.domains.size).toBe(0);
+    expect(await store.resources.list()).toEqual([]);
+  });
+});
+
+describe('changes', () => {
+  beforeEach(async () => {
+    await run(await desired());
+  });
+
+  it('updates VM memory by redefining with the same UUID, effective on next boot', async () => {
+    const uuid = host.domains.get(`${P}-vm1`)!.uuid;
+    const d = await desired({ vm1Memory: '96MiB' });
+    const { plan } = await planOnly(host, store, d);
+    const c = plan.changes.find((x) => x.name === `${P}-vm1`)!;
+    expect(c.action).toBe('update');
+    expect(c.fields).toContainEqual({ field: 'spec.memoryKiB', before: 65536, after: 98304 });
+    expect(c.notes.join()).toMatch(/next boot/);
+    await run(d);
+    expect(host.domains.get(`${P}-vm1`)!.uuid).toBe(uuid);
+    expect(host.domains.get(`${P}-vm1`)!.def.memoryKiB).toBe(98304);
+    expect((await run(d)).plan.noop).toBe(true);
+  });
+
+  it('replaces a volume whose format changes, stopping and restarting the VM using it', async () => {
+    const d = await desired({ rootFormat: 'raw' });
+    const { plan } = await planOnly(host, store, d);
+    const c = plan.changes.find((x) => x.name === `${P}-root`)!;
+    expect(c.action).toBe('replace');
+    expect(c.reason).toMatch(/format is immutable/);
+    const vm = plan.changes.find((x) => x.name === `${P}-vm1`)!;
+    expect(vm.steps.map((s) => s.op)).toEqual(['vm.stop', 'vm.define', 'vm.start']);
+    const result = await run(d);
+    expect(result.outcome).toBe('succeeded');
+    const vols = host.volumes.get(`${P}-pool`)!;
+    expect(vols.has(`${P}-root.qcow2`)).toBe(false);
+    expect(vols.get(`${P}-root.img`)?.format).toBe('raw');
+    expect(host.domains.get(`${P}-vm1`)!.active).toBe(true);
+    expect(host.domains.get(`${P}-vm1`)!.def.disks[0]!.path).toBe(`/srv/pools/eng/${P}-root.img`);
+  });
+
+  it('grows a volume in place and refuses to shrink it silently (replace)', async () => {
+    const grow = await desired({ dataCapacity: '48MiB' });
+    const g = (await planOnly(host, store, grow)).plan.changes.find((x) => x.name === `${P}-data`)!;
+    expect(g.action).toBe('update');
+    expect(g.steps).toEqual([{ op: 'volume.resize', capacityBytes: 48 * 1024 * 1024 }]);
+    await run(grow);
+    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-data.img`)!.capacityBytes).toBe(48 * 1024 * 1024);
+    const shrink = await desired({ dataCapacity: '16MiB' });
+    const s = (await planOnly(host, store, shrink)).plan.changes.find((x) => x.name === `${P}-data`)!;
+    expect(s.action).toBe('replace');
+    expect(s.reason).toMatch(/cannot shrink/);
+  });
+
+  it('updates DHCP host entries live without recreating the network', async () => {
+    const uuid = host.networks.get(`${P}-net`)!.uuid;
+    const d = await desired({ extraHosts: '\n      - {mac: "52:54:00:aa:00:02", ip: 10.231.0.12}' });
+    const c = (await planOnly(host, store, d)).plan.changes.find((x) => x.name === `${P}-net`)!;
+    expect(c.action).toBe('update');
+    host.calls = [];
+    await run(d);
+    expect(host.calls).toContain(`updateNetworkDhcpHost:${P}-net`);
+    expect(host.calls).not.toContain(`defineNetwork:${P}-net`);
+    expect(host.networks.get(`${P}-net`)!.uuid).toBe(uuid);
+    expect(host.networks.get(`${P}-net`)!.def.dhcp!.hosts.map((h) => h.ip).sort()).toEqual(['10.231.0.11', '10.231.0.12']);
+  });
+
+  it('replaces a network whose CIDR changes and restarts the running VM on it', async () => {
+    const d = await desired({ cidr: '10.232.0.0/24' });
+    const { plan } = await planOnly(host, store, d);
+    expect(plan.changes.find((x) => x.name === `${P}-net`)!.action).toBe('replace');
+    expect(plan.changes.find((x) => x.name === `${P}-vm1`)!.steps.map((s) => s.op)).toEqual(['vm.stop', 'vm.start']);
+    expect((await run(d)).outcome).toBe('succeeded');
+    expect(host.networks.get(`${P}-net`)!.def.ipv4).toEqual({ address: '10.232.0.1', prefix: 24 });
+    expect(host.domains.get(`${P}-vm1`)!.active).toBe(true);
+  });
+
+  it('stops a VM whose desired state becomes stopped', async () => {
+    const d = await desired({ vm1State: 'stopped' });
+    const c = (await planOnly(host, store, d)).plan.changes.find((x) => x.name === `${P}-vm1`)!;
+    expect(c.fields).toContainEqual({ field: 'spec.state', before: 'running', after: 'stopped' });
+    await run(d);
+    expect(host.domains.get(`${P}-vm1`)!.active).toBe(false);
+  });
+
+  it('prunes a VM removed from the manifests, and nothing else', async () => {
+    const d = await desired({ withVm2: false });
+    const { plan } = await planOnly(host, store, d);
+    expect(plan.changes.map((c) => [c.name, c.action])).toEqual([[`${P}-vm2`, 'delete']]);
+    await run(d);
+    expect(host.domains.has(`${P}-vm2`)).toBe(false);
+    expect(await store.resources.get('VirtualMachine', `${P}-vm2`)).toBeUndefined();
+  });
+});
+
+describe('drift', () => {
+  it('starts a VM stopped outside virtform, restarts a destroyed network, recreates a deleted volume', async () => {
+    await run(await desired());
+    host.domains.get(`${P}-vm1`)!.active = false;
+    host.networks.get(`${P}-net`)!.active = false;
+    host.volumes.get(`${P}-pool`)!.delete(`${P}-data.img`);
+    const { plan } = await planOnly(host, store, await desired());
+    const byName = new Map(plan.changes.map((c) => [c.name, c]));
+    expect(byName.get(`${P}-vm1`)!.reason).toMatch(/stopped \(drift\)/);
+    expect(byName.get(`${P}-net`)!.reason).toMatch(/inactive \(drift\)/);
+    expect(byName.get(`${P}-data`)!.action).toBe('create');
+    expect(byName.get(`${P}-data`)!.reason).toMatch(/missing on the host/);
+    expect((await run(await desired())).outcome).toBe('succeeded');
+    expect(host.domains.get(`${P}-vm1`)!.active).toBe(true);
+    expect(host.networks.get(`${P}-net`)!.active).toBe(true);
+    expect(host.volumes.get(`${P}-pool`)!.has(`${P}-data.img`)).toBe(true);
+    expect((await run(await desired())).plan.noop).toBe(true);
+  });
+});
+
+describe('ownership', () => {
+  it('reports a conflict for a foreign object with a manifest name and blocks its dependents', async () => {
+    await host.defineNetwork({ name: `${P}-net`, mode: 'isolated', marker: { kind: 'Network', name: 'x', specHash: 'x' } });
+    const before = host.mutationCount();
+    const result = await run(await desired());
+    const net = result.plan.changes.find((c) => c.name === `${P}-net`)!;
+    expect(net.action).toBe('conflict');
+    expect(net.reason).toMatch(/not managed by virtform.*adopt/);
+    expect(result.plan.blocked.get(`VirtualMachine/${P}-vm1`)).toMatch(/Network\/vftest-eng-net/);
+    expect(result.outcome).toBe('failed');
+    expect(host.calls.filter((c) => c.endsWith(`:${P}-net`) && !c.startsWith('get'))).toEqual([`defineNetwork:${P}-net`]);
+    expect(host.domains.has(`${P}-vm1`)).toBe(false);
+    expect(host.pools.has(`${P}-pool`)).toBe(true); // independent work still completes
+    expect(host.mutationCount()).toBeGreaterThan(before);
+  });
+
+  it('never deletes a foreign object that took the name of a pruned resource', async () => {
+    await run(await desired());
+    // Someone replaces vm2 with their own domain of the same name.
+    host.domains.delete(`${P}-vm2`);
+    await host.defineDomain({ name: `${P}-vm2`, type: 'qemu', vcpus: 1, memoryKiB: 1024, disks: [], nics: [], marker: { kind: 'VirtualMachine', name: 'x', specHash: 'x' } });
+    const result = await run(await desired({ withVm2: false }));
+    const c = result.plan.changes.find((x) => x.name === `${P}-vm2`)!;
+    expect(c.steps).toEqual([{ op: 'record.forget' }]);
+    expect(host.domains.has(`${P}-vm2`)).toBe(true);
+  });
+
+  it('adopts a foreign object when the manifest sets metadata.adopt', async () => {
+    await host.defineNetwork({ name: `${P}-net`, mode: 'isolated', marker: { kind: 'Network', name: 'x', specHash: 'x' } });
+    const uuid = host.networks.get(`${P}-net`)!.uuid;
+    const files = labManifests({ poolPath: '/srv/pools/eng' });
+    files['network.yaml'] = files['network.yaml']!.replace(`metadata: {name: ${P}-net}`, `metadata: {name: ${P}-net, adopt: true}`);
+    writeManifests(mdir, files);
+    const result = await run(await desiredFrom(mdir));
+    expect(result.outcome).toBe('succeeded');
+    expect(host.networks.get(`${P}-net`)!.uuid).toBe(uuid);
+    expect(host.networks.get(`${P}-net`)!.def.ipv4?.address).toBe('10.231.0.1');
+    expect((await store.resources.get('Network', `${P}-net`))?.uuid).toBe(uuid);
+  });
+});
+
+describe('failures', () => {
+  it('retries a failing step with backoff, then succeeds', async () => {
+    host.failNext('startDomain', `${P}-vm1`, 2);
+    const retries: number[] = [];
+    const result = await run(await desired(), { onEvent: (e) => { if (e.type === 'retry') retries.push(e.attempt); } });
+    expect(result.outcome).toBe('succeeded');
+    expect(retries).toEqual([1, 2]);
+    expect(host.domains.get(`${P}-vm1`)!.active).toBe(true);
+  });
+
+  it('marks a resource failed after its attempts, skips dependents, completes independent work', async () => {
+    host.failNext('createVolume', `${P}-base.qcow2`, Infinity);
+    const result = await run(await desired());
+    expect(result.outcome).toBe('failed');
+    expect(result.applied!.failed.get(`Volume/${P}-base`)).toMatch(/injected failure/);
+    expect(result.applied!.skipped.get(`Volume/${P}-root`)).toMatch(/Volume\/vftest-eng-base failed/);
+    const rec = await store.resources.get('Volume', `${P}-base`);
+    expect(rec?.observedStatus).toBe('failed');
+    expect(rec?.attempts).toBe(3);
+    expect(rec?.lastError).toMatch(/injected failure/);
+    expect(host.domains.get(`${P}-vm2`)).toBeDefined(); // vm2 uses no volume
+    expect(host.domains.has(`${P}-vm1`)).toBe(false);
+    // The next run, with the fault gone, converges; the reason names the earlier failure.
+    host.failures.clear();
+    const { plan } = await planOnly(host, store, await desired());
+    expect(plan.changes.find((c) => c.name === `${P}-base`)!.reason).toMatch(/retrying after failure/);
+    expect((await run(await desired())).outcome).toBe('succeeded');
+    expect((await run(await desired())).plan.noop).toBe(true);
+  });
+});
+
+describe('crash recovery', () => {
+  it('finishes work an interrupted run left open in the journal instead of conflicting', async () => {
+    const d = await desired();
+    // Simulate: the journal says a run began creating the network and the VM, libvirt has them,
+    // but the run died before recording the result.
+    const runId = 'crashed-run';
+    await store.journal.begin({ runId, kind: 'Network', name: `${P}-net`, action: 'network.ensure', intent: {} });
+    await host.defineNetwork({ name: `${P}-net`, mode: 'isolated', marker: { kind: 'Network', name: `${P}-net`, specHash: 'x' } });
+    await store.journal.begin({ runId, kind: 'Volume', name: `${P}-base`, action: 'volume.create', intent: { pool: `${P}-pool`, volName: `${P}-base.qcow2` } });
+    await host.definePool({ name: `${P}-pool`, path: '/srv/pools/eng', marker: { kind: 'StoragePool', name: `${P}-pool`, specHash: 'x' } });
+    await host.startPool(`${P}-pool`);
+    await host.createVolume({ pool: `${P}-pool`, name: `${P}-base.qcow2`, capacityBytes: 1, format: 'qcow2' });
+    await store.journal.begin({ runId, kind: 'StoragePool', name: `${P}-pool`, action: 'pool.ensure', intent: {} });
+
+    const result = await run(d);
+    expect(result.plan.changes.every((c) => c.action !== 'conflict')).toBe(true);
+    expect(result.plan.changes.find((c) => c.name === `${P}-base`)!.reason).toMatch(/interrupted/);
+    expect(result.outcome).toBe('succeeded');
+    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-base.qcow2`)!.capacityBytes).toBe(64 * 1024 * 1024);
+    expect(await store.journal.listOpen()).toEqual([]);
+    expect((await run(d)).plan.noop).toBe(true);
+  });
+
+  it('deletes a half-created object that is no longer declared', async () => {
+    await store.journal.begin({ runId: 'r', kind: 'VirtualMachine', name: `${P}-gone`, action: 'vm.define', intent: {} });
+    await host.defineDomain({ name: `${P}-gone`, type: 'qemu', vcpus: 1, memoryKiB: 1024, disks: [], nics: [], marker: { kind: 'VirtualMachine', name: `${P}-gone`, specHash: 'x' } });
+    const result = await run(await desired());
+    const c = result.plan.changes.find((x) => x.name === `${P}-gone`)!;
+    expect(c.action).toBe('delete');
+    expect(c.reason).toMatch(/interrupted/);
+    expect(host.domains.has(`${P}-gone`)).toBe(false);
+    expect(await store.journal.listOpen()).toEqual([]);
+  });
+});
