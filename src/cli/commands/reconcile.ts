@@ -1,0 +1,115 @@
+import { CliError, EXIT, errorMessage, loadDesired, openStore, useColor } from '../common.js';
+import { openHost } from '../../reconcile/adapters/libvirt-host.js';
+import { reconcile } from '../../reconcile/engine.js';
+import { crashAtBoundary, parseFaultSpec, withInjectedFaults } from '../../reconcile/faults.js';
+import { LockHeldError, type WriterLock } from '../../state/index.js';
+import { planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
+import type { HostPort } from '../../reconcile/ports.js';
+
+export interface ReconcileFlags {
+  uri: string;
+  db?: string;
+  dryRun?: boolean;
+  detailedExitcode?: boolean;
+  json?: boolean;
+  allowEmpty?: boolean;
+  concurrency: number;
+  maxAttempts: number;
+  retryDelay: number;
+  shutdownTimeout: number;
+  color?: boolean;
+}
+
+export async function runReconcile(dir: string, o: ReconcileFlags): Promise<number> {
+  const out = (s: string): void => void process.stdout.write(s);
+  const err = (s: string): void => void process.stderr.write(s);
+  const style = { color: !o.json && useColor(o.color) };
+
+  const loaded = await loadDesired(dir);
+  if (!loaded.ok) {
+    err(`${loaded.text}\n${loaded.errors.length} error(s) in ${dir}; nothing was changed\n`);
+    return EXIT.invalid;
+  }
+  if (loaded.desired.empty && !o.allowEmpty) {
+    err(`virtform: no manifests found in ${dir}; refusing to continue, since that would delete everything virtform manages.\n` +
+      `Check the path, or pass --allow-empty to tear the whole environment down.\n`);
+    return EXIT.invalid;
+  }
+
+  const store = await openStore(o.db);
+  let lock: WriterLock | undefined;
+  let host: HostPort | undefined;
+  const releaseOnSignal = (signal: NodeJS.Signals): void => {
+    lock?.releaseSync();
+    err(`virtform: interrupted by ${signal}; the journal records the step in flight and the next run finishes it\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  try {
+    if (!o.dryRun) {
+      lock = await store.acquireWriterLock({ command: `virtform reconcile ${dir}` });
+      process.once('SIGINT', releaseOnSignal);
+      process.once('SIGTERM', releaseOnSignal);
+    }
+    host = await openHost(o.uri);
+    const faults = process.env.VIRTFORM_TEST_FAIL;
+    const effectiveHost = faults ? withInjectedFaults(host, parseFaultSpec(faults)) : host;
+    const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
+
+    const result = await reconcile({
+      host: effectiveHost,
+      store,
+      desired: loaded.desired,
+      dryRun: o.dryRun,
+      concurrency: o.concurrency,
+      retry: { maxAttempts: o.maxAttempts, baseDelayMs: o.retryDelay, maxDelayMs: Math.max(o.retryDelay * 20, 1) },
+      shutdownTimeoutMs: o.shutdownTimeout * 1000,
+      boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
+      onPlan: (plan) => {
+        if (!o.json) out(renderPlan(plan, style));
+        if (!o.json && !o.dryRun && !plan.noop) out('\n');
+      },
+      onEvent: (e) => {
+        const line = renderApplyEvent(e, style);
+        if (line) (o.json ? err : out)(`${line}\n`);
+      },
+    });
+
+    if (o.json) {
+      out(`${JSON.stringify({
+        runId: result.runId, dryRun: o.dryRun === true, outcome: result.outcome, plan: planToJson(result.plan),
+        mutations: result.mutations, durationMs: result.durationMs,
+        steps: result.applied?.outcomes.map((s) => ({
+          resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
+        })) ?? [],
+      }, null, 2)}\n`);
+    }
+    if (o.dryRun) {
+      return o.detailedExitcode && !result.plan.noop ? EXIT.changes : EXIT.ok;
+    }
+    if (!o.json && !result.plan.noop) {
+      const ok = result.applied!.outcomes.filter((s) => s.status === 'succeeded').length;
+      out(`\nApply ${result.outcome === 'failed' ? 'finished with errors' : 'complete'}: ${ok} step(s) succeeded, ` +
+        `${result.applied!.failed.size} resource(s) failed, ${result.applied!.skipped.size} skipped, ` +
+        `${result.plan.blocked.size} blocked (${(result.durationMs / 1000).toFixed(1)}s).\n`);
+      if (result.plan.blocked.size > 0) out(`${summaryLine(result.plan)}\n`);
+    }
+    return result.outcome === 'failed' ? EXIT.failure : EXIT.ok;
+  } catch (e) {
+    if (e instanceof LockHeldError) {
+      err(`virtform: ${e.message}\n`);
+      return EXIT.failure;
+    }
+    if (e instanceof CliError) {
+      err(`virtform: ${e.message}\n`);
+      return e.exitCode;
+    }
+    err(`virtform: ${errorMessage(e)}\n`);
+    return EXIT.failure;
+  } finally {
+    process.off('SIGINT', releaseOnSignal);
+    process.off('SIGTERM', releaseOnSignal);
+    await host?.close().catch(() => undefined);
+    await lock?.release().catch(() => undefined);
+    await store.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,37 @@
+/** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
+import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
+import { buildDesired, type Desired } from '../reconcile/desired.js';
+import { defaultDbPath, openStateStore, type StateStore } from '../state/index.js';
+
+export const EXIT = { ok: 0, failure: 1, invalid: 2, changes: 3 } as const;
+
+export class CliError extends Error {
+  constructor(message: string, public readonly exitCode: number = EXIT.failure) {
+    super(message);
+  }
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+export type LoadedDesired =
+  | { ok: true; desired: Desired; manifestCount: number }
+  | { ok: false; errors: ManifestError[]; text: string };
+
+/** Load and validate a manifest folder; nothing is written anywhere. */
+export async function loadDesired(dir: string): Promise<LoadedDesired> {
+  const result = await loadManifests(dir);
+  if (!result.ok) {
+    return { ok: false, errors: result.errors, text: result.errors.map(formatManifestError).join('\n') };
+  }
+  return { ok: true, desired: buildDesired(result.desired), manifestCount: result.desired.manifests.length };
+}
+
+export async function openStore(dbPath: string | undefined): Promise<StateStore> {
+  return openStateStore(dbPath ?? defaultDbPath());
+}
+
+export function useColor(flag: boolean | undefined, stream: NodeJS.WriteStream = process.stdout): boolean {
+  return flag !== false && stream.isTTY === true && !process.env.NO_COLOR;
+}

@@ -1,0 +1,107 @@
+/** Human and machine renderings of plans, apply progress and status. */
+import type { Plan } from '../reconcile/plan.js';
+import type { FieldChange, ResourceChange } from '../reconcile/diff.js';
+import type { ApplyEvent } from '../reconcile/apply.js';
+import { stepLabel } from '../reconcile/apply.js';
+
+export interface Style {
+  color: boolean;
+}
+
+const CODES = { red: 31, green: 32, yellow: 33, cyan: 36, dim: 2, bold: 1 } as const;
+export function paint(style: Style, code: keyof typeof CODES, text: string): string {
+  return style.color ? `\x1b[${CODES[code]}m${text}\x1b[0m` : text;
+}
+
+const SYMBOL: Record<ResourceChange['action'], string> = {
+  create: '+', update: '~', replace: '-/+', delete: '-', conflict: '!',
+};
+const COLOR: Record<ResourceChange['action'], keyof typeof CODES> = {
+  create: 'green', update: 'yellow', replace: 'yellow', delete: 'red', conflict: 'red',
+};
+const VERB: Record<ResourceChange['action'], string> = {
+  create: 'will be created', update: 'will be updated in place', replace: 'must be replaced',
+  delete: 'will be deleted', conflict: 'conflicts and will not be touched',
+};
+
+const BYTE_FIELDS = /capacityBytes$/;
+const KIB_FIELDS = /memoryKiB$/;
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1 && v % 1024 === 0) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${v}${units[i]}`;
+}
+
+function value(field: string, v: unknown): string {
+  if (v === undefined) return '(none)';
+  if (typeof v === 'number' && BYTE_FIELDS.test(field)) return formatBytes(v);
+  if (typeof v === 'number' && KIB_FIELDS.test(field)) return formatBytes(v * 1024);
+  return JSON.stringify(v);
+}
+
+function fieldLine(style: Style, action: ResourceChange['action'], f: FieldChange): string {
+  if (action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}`;
+  if (f.after === undefined) return `      ${paint(style, 'red', '-')} ${f.field}: ${value(f.field, f.before)}`;
+  return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}`;
+}
+
+export function renderPlan(plan: Plan, style: Style): string {
+  const lines: string[] = [];
+  if (plan.noop) return 'No changes. Infrastructure matches the manifests.\n';
+  lines.push('virtform will perform the following actions:', '');
+  for (const c of plan.changes) {
+    const blocked = plan.blocked.get(c.key);
+    const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}`;
+    lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${VERB[c.action]}: ${c.reason}`)}`);
+    lines.push(`${paint(style, COLOR[c.action], head)}`);
+    if (blocked && c.action !== 'conflict') lines.push(`      ${paint(style, 'red', '!')} blocked: ${blocked}`);
+    for (const f of c.fields) lines.push(fieldLine(style, c.action, f));
+    for (const n of c.notes) lines.push(`      ${paint(style, 'cyan', 'note:')} ${n}`);
+    lines.push('');
+  }
+  const dependents = [...plan.blocked].filter(([k]) => !plan.changes.some((c) => c.key === k && c.action === 'conflict'));
+  for (const [key, reason] of dependents) {
+    if (!plan.changes.some((c) => c.key === key)) lines.push(`  ${paint(style, 'red', '!')} ${key}: ${reason}`);
+  }
+  if (dependents.length > 0) lines.push('');
+  lines.push(summaryLine(plan));
+  return `${lines.join('\n')}\n`;
+}
+
+export function summaryLine(plan: Plan): string {
+  const s = plan.summary;
+  const base = `Plan: ${s.create} to create, ${s.change} to change, ${s.replace} to replace, ${s.delete} to delete.`;
+  return s.conflict > 0 ? `${base} ${s.conflict} in conflict.` : base;
+}
+
+export function planToJson(plan: Plan): Record<string, unknown> {
+  return {
+    noop: plan.noop,
+    summary: plan.summary,
+    changes: plan.changes.map((c) => ({
+      kind: c.kind, name: c.name, action: c.action, reason: c.reason, fields: c.fields, notes: c.notes,
+      ownership: c.ownership, blocked: plan.blocked.get(c.key) ?? null,
+      steps: c.steps.map((s) => s.op),
+    })),
+    blocked: Object.fromEntries(plan.blocked),
+    steps: plan.steps.map((s) => ({ id: s.id, resource: s.key, op: s.op.op, deps: s.deps })),
+  };
+}
+
+export function renderApplyEvent(e: ApplyEvent, style: Style): string | undefined {
+  if (e.type === 'start') return style.color ? `${paint(style, 'dim', '…')} ${stepLabel(e.step)}` : undefined;
+  if (e.type === 'retry') {
+    return `${paint(style, 'yellow', '↻')} ${stepLabel(e.step)}: attempt ${e.attempt} failed (${e.error}); retrying in ${e.delayMs} ms`;
+  }
+  const o = e.outcome;
+  const secs = `${(o.ms / 1000).toFixed(2)}s`;
+  if (o.status === 'succeeded') return `${paint(style, 'green', '✓')} ${stepLabel(o.step)} (${secs})`;
+  if (o.status === 'skipped') return `${paint(style, 'yellow', '↷')} ${stepLabel(o.step)}: ${o.error ?? 'skipped'}`;
+  return `${paint(style, 'red', '✗')} ${stepLabel(o.step)} failed after ${o.attempts} attempt(s) (${secs}): ${o.error}`;
+}
