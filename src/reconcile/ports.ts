@@ -195,6 +195,23 @@ export class HostError extends Error {
   }
 }
 
+/** A domain lifecycle event (started, stopped, crashed, defined, undefined, …). */
+export interface DomainLifecycleEvent {
+  name: string;
+  uuid: string;
+  /** libvirt's event name: defined, undefined, started, suspended, resumed, stopped, shutdown, pmsuspended, crashed. */
+  event: string;
+  detail: number;
+}
+
+/** One host call, for metrics. */
+export interface HostCallInfo {
+  procedure: string;
+  ms: number;
+  mutating: boolean;
+  error?: Error;
+}
+
 /**
  * Every operation is idempotent at the port level where libvirt allows it cheaply:
  * `start*` on an active object and `stop*` on an inactive one succeed without change;
@@ -242,6 +259,13 @@ export interface HostPort {
 
   /** Number of mutating calls made so far (for "a converged apply makes zero mutating calls"). */
   mutationCount(): number;
+
+  /** Subscribe to domain lifecycle events; resolves once registered; returns an unsubscribe function. */
+  subscribeDomainEvents(cb: (e: DomainLifecycleEvent) => void): Promise<() => Promise<void>>;
+  /** `cb` runs once if the connection to the host is lost (daemon restart, socket closed). */
+  onDisconnect(cb: (err: Error) => void): void;
+  /** Observe every call made to the host (count, latency, errors). */
+  setCallObserver(cb: ((info: HostCallInfo) => void) | undefined): void;
 
   close(): Promise<void>;
 }

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   HostError,
-  type DhcpHost, type DomainDef, type DomainDetail, type HostPort, type HostSnapshot, type NetworkDef,
+  type DhcpHost, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostPort, type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
 } from '../../src/reconcile/ports.js';
 
@@ -30,6 +30,7 @@ export class FakeHost implements HostPort {
 
   private call(op: string, name: string, mutating: boolean): void {
     this.calls.push(`${op}:${name}`);
+    this.observer?.({ procedure: op, ms: 0, mutating });
     if (mutating) this.mutations += 1;
     const key = `${op}:${name}`;
     const left = this.failures.get(key);
@@ -211,6 +212,32 @@ export class FakeHost implements HostPort {
     const d = this.domains.get(name);
     if (d?.active) throw new HostError('operation-failed', `domain ${name} is running`);
     this.domains.delete(name);
+  }
+  private eventSubscribers = new Set<(e: DomainLifecycleEvent) => void>();
+  private disconnectHandlers: ((err: Error) => void)[] = [];
+  private observer: ((info: HostCallInfo) => void) | undefined;
+  async subscribeDomainEvents(cb: (e: DomainLifecycleEvent) => void): Promise<() => Promise<void>> {
+    this.eventSubscribers.add(cb);
+    return async () => {
+      this.eventSubscribers.delete(cb);
+    };
+  }
+  onDisconnect(cb: (err: Error) => void): void {
+    this.disconnectHandlers.push(cb);
+  }
+  setCallObserver(cb: ((info: HostCallInfo) => void) | undefined): void {
+    this.observer = cb;
+  }
+  /** Test helper: emit a lifecycle event as libvirt would. */
+  emitDomainEvent(name: string, event: string): void {
+    const uuid = this.domains.get(name)?.uuid ?? '00000000-0000-0000-0000-000000000000';
+    for (const cb of this.eventSubscribers) cb({ name, uuid, event, detail: 0 });
+  }
+  /** Test helper: simulate the daemon going away. */
+  disconnect(err = new Error('connection closed')): void {
+    const handlers = this.disconnectHandlers;
+    this.disconnectHandlers = [];
+    for (const cb of handlers) cb(err);
   }
   async close(): Promise<void> {}
 }
