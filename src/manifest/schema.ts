@@ -29,6 +29,7 @@ function readSchema(file: string): Record<string, unknown> {
 function getValidators(): Record<ResourceKind, ValidateFunction> {
   if (validators) return validators;
   const ajv = new Ajv2020({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true });
+  ajv.addKeyword({ keyword: PATTERN_MESSAGE_KEYWORD, schemaType: 'string' });
   ajv.addSchema(readSchema('common.schema.json'));
   const out = {} as Record<ResourceKind, ValidateFunction>;
   for (const [kind, file] of Object.entries(KIND_FILES) as [ResourceKind, string][]) {
@@ -47,18 +48,13 @@ export interface SchemaProblem {
   message: string;
 }
 
-const PATTERN_MESSAGES: Record<string, string> = {
-  ResourceName: 'must be a name of 1-63 lowercase ASCII letters, digits and "-", starting with a letter or digit',
-  Size: 'must be a size such as 10GiB, 512MiB, 1G or a byte count',
-  MacAddress: 'must be a MAC address such as 52:54:00:12:34:56',
-  Ipv4Address: 'must be an IPv4 address such as 10.0.0.1',
-  Ipv4Cidr: 'must be an IPv4 CIDR with a prefix length of 8..30, such as 10.200.0.0/24',
-};
+/** Annotation keyword next to `pattern`: the human message for a pattern mismatch. */
+export const PATTERN_MESSAGE_KEYWORD = 'x-pattern-message';
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'list';
-  if (typeof v === 'object') return 'mapping';
+  if (typeof v === 'object') return Object.getPrototypeOf(v) === Object.prototype ? 'mapping' : 'tagged value';
   if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number';
   return typeof v;
 }
@@ -103,19 +99,21 @@ function describe(e: ErrorObject, path: FieldPath): SchemaProblem | undefined {
     }
     case 'type': {
       const want = Array.isArray(p.type) ? (p.type as string[]).join(' or ') : String(p.type);
-      return { ...base, message: `must be ${want === 'object' ? 'a mapping' : want === 'array' ? 'a list' : `a ${want}`}, got ${typeName(value)}${typeof value === 'number' || typeof value === 'string' ? ` ${quote(value)}` : ''}` };
+      const article = want === 'object' ? 'a mapping' : want === 'array' ? 'a list' : want === 'integer' ? 'an integer' : `a ${want}`;
+      return { ...base, message: `must be ${article}, got ${typeName(value)}${typeof value === 'number' || typeof value === 'string' ? ` ${quote(value)}` : ''}` };
     }
     case 'enum':
       return { ...base, message: `must be one of ${(p.allowedValues as unknown[]).map((v) => String(v)).join(', ')}, got ${quote(value)}` };
     case 'const':
       return { ...base, message: `must be ${quote(p.allowedValue)}, got ${quote(value)}` };
     case 'pattern': {
+      const custom = parent[PATTERN_MESSAGE_KEYWORD];
       if (e.propertyName !== undefined) {
         const key = e.propertyName;
-        return { path: [...path, key], atKey: true, locatePath: [...path, key], message: `invalid key ${quote(key)}` };
+        const why = typeof custom === 'string' ? `: ${custom}` : '';
+        return { path: [...path, key], atKey: true, locatePath: [...path, key], message: `invalid key ${quote(key)}${why}` };
       }
-      const title = typeof parent.title === 'string' ? parent.title : '';
-      const msg = PATTERN_MESSAGES[title] ?? `must match ${String(p.pattern)}`;
+      const msg = typeof custom === 'string' ? custom : `must match ${String(p.pattern)}`;
       return { ...base, message: `${msg}, got ${quote(value)}` };
     }
     case 'propertyNames':

@@ -171,8 +171,8 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
         const abs = isAbsolute(src) ? posix.normalize(src) : resolve(dirname(resolve(e.sd.file)), src);
         spec.source = abs; // the loader rewrites relative paths to absolute ones
         const st = await stat(abs).catch(() => undefined);
-        if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs)} does not exist`);
-        else if (!st.isFile()) r.at(e, ['spec', 'source'], `source image ${quote(abs)} is not a regular file`);
+        if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} does not exist`);
+        else if (!st.isFile()) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is not a regular file`);
         else if (cap !== undefined && cap > 0 && st.size > cap) {
           r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (${st.size} bytes)`);
         }
