@@ -122,6 +122,34 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
     return t.valid ? t : undefined;
   };
 
+  // Documents that failed the schema get only their references checked (defensively), so one
+  // run still reports every dangling reference; other rules need a well-typed spec.
+  const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const refIfName = (e: Entry, path: FieldPath, k: ResourceKind, v: unknown): void => {
+    if (typeof v === 'string' && NAME.test(v)) refCheck(e, path, k, v);
+  };
+  for (const e of entries) {
+    if (e.valid) continue;
+    const spec: unknown = isObj(e.data) ? e.data.spec : undefined;
+    if (!isObj(spec)) continue;
+    if (e.kind === 'Volume') {
+      refIfName(e, ['spec', 'pool'], 'StoragePool', spec.pool);
+      refIfName(e, ['spec', 'backingVolume'], 'Volume', spec.backingVolume);
+    } else if (e.kind === 'VirtualMachine') {
+      if (Array.isArray(spec.disks)) {
+        spec.disks.forEach((d: unknown, i) => {
+          if (isObj(d)) refIfName(e, ['spec', 'disks', i, 'volume'], 'Volume', d.volume);
+        });
+      }
+      if (Array.isArray(spec.nics)) {
+        spec.nics.forEach((n: unknown, i) => {
+          if (isObj(n)) refIfName(e, ['spec', 'nics', i, 'network'], 'Network', n.network);
+        });
+      }
+    }
+  }
+
   // ---- StoragePools --------------------------------------------------------------------------
   const poolPaths: { e: Entry; path: string }[] = [];
   for (const e of byKind('StoragePool')) {
