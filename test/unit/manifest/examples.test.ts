@@ -1,0 +1,121 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { RESOURCE_KINDS, SCHEMA_DIR, formatManifestError, loadManifests, type DesiredState } from '../../../src/manifest/index.js';
+
+const EXAMPLES = fileURLToPath(new URL('../../../manifests/examples', import.meta.url));
+const BRIEF = fileURLToPath(new URL('../../fixtures/manifests/valid/brief', import.meta.url));
+
+/** Fields that cannot appear in examples that must converge with isolated networks only. */
+const EXEMPT = new Set(['Network:spec.bridge']);
+
+type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Schema; $defs?: Record<string, Schema> };
+
+function readSchema(file: string): Schema {
+  return JSON.parse(readFileSync(`${SCHEMA_DIR}${file}`, 'utf8')) as Schema;
+}
+
+/** Every object field path a kind's schema allows, e.g. `spec.disks[].bus`. */
+function schemaFields(file: string): string[] {
+  const own = readSchema(file);
+  const common = readSchema('common.schema.json');
+  // Resolve a $ref relative to the schema document it appears in.
+  const resolve = (s: Schema, base: Schema): [Schema, Schema] => {
+    if (!s.$ref) return [s, base];
+    const [doc, ptr] = s.$ref.split('#');
+    const target = doc ? common : base;
+    return resolve(target.$defs![ptr!.split('/').pop()!]!, target);
+  };
+  const out: string[] = [];
+  const walk = (s: Schema, base: Schema, prefix: string): void => {
+    const [r, b] = resolve(s, base);
+    if (r.items) walk(r.items, b, `${prefix}[]`);
+    for (const [k, v] of Object.entries(r.properties ?? {})) {
+      const p = prefix ? `${prefix}.${k}` : k;
+      out.push(p);
+      walk(v, b, p);
+    }
+  };
+  walk(own, own, '');
+  return out;
+}
+
+function usedFields(value: unknown, prefix: string, out: Set<string>): void {
+  if (Array.isArray(value)) value.forEach((v) => usedFields(v, `${prefix}[]`, out));
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const p = prefix ? `${prefix}.${k}` : k;
+      out.add(p);
+      // labels are free-form: record the field, not its keys
+      if (k !== 'labels') usedFields(v, p, out);
+    }
+  }
+}
+
+async function load(dir: string): Promise<DesiredState> {
+  const r = await loadManifests(dir);
+  if (!r.ok) throw new Error(r.errors.map(formatManifestError).join('\n'));
+  return r.desired;
+}
+
+describe('manifests/examples', () => {
+  it('validates with zero errors', async () => {
+    const d = await load(EXAMPLES);
+    expect(d.manifests.length).toBeGreaterThan(0);
+    expect(d.files.length).toBeGreaterThan(1);
+  });
+
+  it('uses every kind and every schema field', async () => {
+    const d = await load(EXAMPLES);
+    const files: Record<string, string> = {
+      StoragePool: 'storagepool.schema.json',
+      Volume: 'volume.schema.json',
+      Network: 'network.schema.json',
+      VirtualMachine: 'virtualmachine.schema.json',
+    };
+    for (const kind of RESOURCE_KINDS) {
+      const used = new Set<string>();
+      const docs = d.manifests.filter((m) => m.kind === kind);
+      expect(docs.length, kind).toBeGreaterThan(0);
+      // Defaults are filled in by the loader, so look at what the files themselves say.
+      for (const m of docs) usedFields(rawDocument(m.source.file, m.source.line), '', used);
+      const missing = schemaFields(files[kind]!).filter((f) => !used.has(f) && !EXEMPT.has(`${kind}:${f}`));
+      expect(missing, `${kind} fields not used by any example`).toEqual([]);
+    }
+  });
+
+  it('has a stopped VM, a raw volume, a backing clone, an imported source and only isolated networks', async () => {
+    const d = await load(EXAMPLES);
+    expect(d.vms.some((v) => v.spec.state === 'stopped')).toBe(true);
+    expect(d.vms.some((v) => v.spec.state === 'running')).toBe(true);
+    expect(d.volumes.some((v) => v.spec.format === 'raw')).toBe(true);
+    expect(d.volumes.some((v) => v.spec.backingVolume)).toBe(true);
+    expect(d.volumes.some((v) => v.spec.source?.endsWith('/manifests/examples/images/seed.img'))).toBe(true);
+    expect(d.networks.every((n) => n.spec.mode === 'isolated')).toBe(true);
+    expect(d.pools.map((p) => p.spec.path)).toEqual(['/var/lib/virtform/pools/lab']);
+  });
+
+  it('the manifest from the design brief validates as-is', async () => {
+    const d = await load(BRIEF);
+    expect(d.manifests.map((m) => `${m.kind}/${m.metadata.name}`)).toEqual([
+      'StoragePool/lab-pool',
+      'Volume/base-image',
+      'Volume/web-1-root',
+      'Network/lab-net',
+      'VirtualMachine/web-1',
+    ]);
+  });
+});
+
+/** The document that starts at `line` in `file`, parsed again without defaults. */
+function rawDocument(file: string, line: number): unknown {
+  const text = readFileSync(file, 'utf8');
+  const docs = parseAllDocuments(text);
+  const list = Array.isArray(docs) ? docs : [];
+  const lineStarts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === '\n') lineStarts.push(i + 1);
+  const offset = lineStarts[line - 1]!;
+  const doc = list.find((d) => d.contents && d.contents.range[0] <= offset && offset < d.contents.range[2]);
+  return doc?.toJS();
+}
