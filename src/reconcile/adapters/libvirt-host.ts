@@ -1,0 +1,432 @@
+/**
+ * HostPort over libvirt: the reconciler's port implemented with virtform's RPC client and XML
+ * builders. This is the only reconcile file that knows about libvirt calls and XML.
+ *
+ * Observation uses bulk list calls only (a constant number per snapshot). Operations are made
+ * idempotent here: starting what runs, stopping what is stopped and deleting what is gone succeed
+ * without a change, so a step re-run after a crash completes instead of failing.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import {
+  ConnectionError,
+  LibvirtClient,
+  LibvirtError,
+  VIR_CONNECT_LIST_DOMAINS_AUTOSTART,
+  VIR_CONNECT_LIST_NETWORKS_ACTIVE,
+  VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
+  VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE,
+  VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART,
+  VIR_DOMAIN_UNDEFINE_NVRAM,
+  VIR_DOMAIN_UNDEFINE_MANAGED_SAVE,
+  VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+  VIR_NETWORK_SECTION_IP_DHCP_HOST,
+  VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+  VIR_NETWORK_UPDATE_COMMAND_DELETE,
+  VIR_ERR_NO_DOMAIN,
+  VIR_ERR_NO_NETWORK,
+  VIR_ERR_NO_STORAGE_POOL,
+  VIR_ERR_NO_STORAGE_VOL,
+  VIR_ERR_DOM_EXIST,
+  VIR_ERR_NETWORK_EXIST,
+  VIR_ERR_STORAGE_VOL_EXIST,
+  VIR_ERR_XML_ERROR,
+  VIR_ERR_XML_INVALID_SCHEMA,
+  VIR_ERR_INVALID_ARG,
+  VIR_ERR_CONFIG_UNSUPPORTED,
+  type Domain,
+  type Network,
+  type StoragePool,
+  type StorageVol,
+} from '../../libvirt/index.js';
+import {
+  buildDhcpHostXml,
+  buildDomainXml,
+  buildNetworkXml,
+  buildPoolXml,
+  buildVolumeXml,
+  chooseDomainType,
+  parseCapabilities,
+  parseDomainXml,
+  parseNetworkXml,
+  parsePoolXml,
+  parseVolumeXml,
+} from '../../libvirt/xml/index.js';
+import {
+  HostError,
+  type DhcpHost, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostPort,
+  type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
+  type VolumeDef, type VolumeDetail,
+} from '../ports.js';
+
+const run = promisify(execFile);
+
+const VIR_NETWORK_UPDATE_AFFECT_LIVE = 1;
+const VIR_NETWORK_UPDATE_AFFECT_CONFIG = 2;
+
+const NOT_FOUND = new Set([VIR_ERR_NO_DOMAIN, VIR_ERR_NO_NETWORK, VIR_ERR_NO_STORAGE_POOL, VIR_ERR_NO_STORAGE_VOL]);
+const EXISTS = new Set([VIR_ERR_DOM_EXIST, VIR_ERR_NETWORK_EXIST, VIR_ERR_STORAGE_VOL_EXIST]);
+const INVALID = new Set([VIR_ERR_XML_ERROR, VIR_ERR_XML_INVALID_SCHEMA, VIR_ERR_INVALID_ARG, VIR_ERR_CONFIG_UNSUPPORTED]);
+
+/** libvirt errors → HostError codes the reconciler tells apart. */
+export function toHostError(e: unknown, context: string): HostError {
+  if (e instanceof HostError) return e;
+  if (e instanceof LibvirtError) {
+    const code = NOT_FOUND.has(e.code) ? 'not-found' : EXISTS.has(e.code) ? 'already-exists' : INVALID.has(e.code) ? 'invalid' : 'operation-failed';
+    return new HostError(code, `${context}: ${e.message}`, e.code);
+  }
+  if (e instanceof ConnectionError) return new HostError('connection', `${context}: ${e.message}`);
+  return new HostError('unknown', `${context}: ${e instanceof Error ? e.message : String(e)}`);
+}
+
+function isNotFound(e: unknown): boolean {
+  return e instanceof LibvirtError && NOT_FOUND.has(e.code);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface LibvirtHostOptions {
+  /** Import volume contents with qemu-img on this machine (only for local connections). */
+  allowLocalImport?: boolean;
+}
+
+export class LibvirtHost implements HostPort {
+  private mutations = 0;
+  private domainTypeCache: Promise<'kvm' | 'qemu'> | undefined;
+  private readonly local: boolean;
+
+  constructor(readonly client: LibvirtClient, opts: LibvirtHostOptions = {}) {
+    this.local = opts.allowLocalImport ?? !/\+tcp|\+ssh|\+tls|:\/\/[^/]/.test(client.uri);
+  }
+
+  /** Wrap one port operation: count it if it mutates and translate errors. */
+  private async op<T>(context: string, mutating: boolean, fn: () => Promise<T>): Promise<T> {
+    if (mutating) this.mutations += 1;
+    try {
+      return await fn();
+    } catch (e) {
+      throw toHostError(e, context);
+    }
+  }
+
+  mutationCount(): number {
+    return this.mutations;
+  }
+
+  domainType(): Promise<'kvm' | 'qemu'> {
+    this.domainTypeCache ??= this.op('capabilities', false, async () =>
+      chooseDomainType(parseCapabilities(await this.client.connectGetCapabilities())));
+    return this.domainTypeCache;
+  }
+
+  snapshot(): Promise<HostSnapshot> {
+    return this.op('list objects', false, async () => {
+      const c = this.client;
+      const [domains, autoDomains, networks, activeNets, autoNets, pools, activePools, autoPools] = await Promise.all([
+        c.connectListAllDomains(0),
+        c.connectListAllDomains(VIR_CONNECT_LIST_DOMAINS_AUTOSTART),
+        c.connectListAllNetworks(0),
+        c.connectListAllNetworks(VIR_CONNECT_LIST_NETWORKS_ACTIVE),
+        c.connectListAllNetworks(VIR_CONNECT_LIST_NETWORKS_AUTOSTART),
+        c.connectListAllStoragePools(0),
+        c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE),
+        c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART),
+      ]);
+      const ids = (l: { uuid: string }[]): Set<string> => new Set(l.map((x) => x.uuid));
+      const autoD = ids(autoDomains);
+      const actN = ids(activeNets);
+      const autoN = ids(autoNets);
+      const actP = ids(activePools);
+      const autoP = ids(autoPools);
+      return {
+        domains: domains.map((d) => ({ name: d.name, uuid: d.uuid, active: d.id !== -1, autostart: autoD.has(d.uuid) })),
+        networks: networks.map((n) => ({ name: n.name, uuid: n.uuid, active: actN.has(n.uuid), autostart: autoN.has(n.uuid) })),
+        pools: pools.map((p) => ({ name: p.name, uuid: p.uuid, active: actP.has(p.uuid), autostart: autoP.has(p.uuid) })),
+      };
+    });
+  }
+
+  listVolumes(pool: string): Promise<ObservedVolume[]> {
+    return this.op(`list volumes of pool ${pool}`, false, async () => {
+      const p = await this.client.storagePoolLookupByName(pool);
+      // Re-read the directory so files removed behind libvirt's back are seen (no definition changes).
+      await this.client.storagePoolRefresh(p).catch(() => undefined);
+      const vols = await this.client.storagePoolListAllVolumes(p, 0);
+      return vols.map((v) => ({ pool, name: v.name, key: v.key }));
+    });
+  }
+
+  // --- lookups (null when absent) ------------------------------------------------------------
+
+  private async maybe<T>(fn: () => Promise<T>): Promise<T | null> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (isNotFound(e)) return null;
+      throw e;
+    }
+  }
+  private pool(name: string): Promise<StoragePool | null> {
+    return this.maybe(() => this.client.storagePoolLookupByName(name));
+  }
+  private network(name: string): Promise<Network | null> {
+    return this.maybe(() => this.client.networkLookupByName(name));
+  }
+  private domain(name: string): Promise<Domain | null> {
+    return this.maybe(() => this.client.domainLookupByName(name));
+  }
+  private async volume(pool: string, name: string): Promise<StorageVol | null> {
+    const p = await this.pool(pool);
+    return p ? this.maybe(() => this.client.storageVolLookupByName(p, name)) : null;
+  }
+
+  getPool(name: string): Promise<PoolDetail | null> {
+    return this.op(`get pool ${name}`, false, async () => {
+      const p = await this.pool(name);
+      if (!p) return null;
+      const [xml, active, autostart] = await Promise.all([
+        this.client.storagePoolGetXmlDesc(p, 0), this.client.storagePoolIsActive(p), this.client.storagePoolGetAutostart(p),
+      ]);
+      return { ...parsePoolXml(xml), active, autostart };
+    });
+  }
+  getNetwork(name: string): Promise<NetworkDetail | null> {
+    return this.op(`get network ${name}`, false, async () => {
+      const n = await this.network(name);
+      if (!n) return null;
+      const [xml, active, autostart] = await Promise.all([
+        this.client.networkGetXmlDesc(n, 0), this.client.networkIsActive(n), this.client.networkGetAutostart(n),
+      ]);
+      return { ...parseNetworkXml(xml), active, autostart };
+    });
+  }
+  getDomain(name: string): Promise<DomainDetail | null> {
+    return this.op(`get domain ${name}`, false, async () => {
+      const d = await this.domain(name);
+      if (!d) return null;
+      const [xml, autostart] = await Promise.all([this.client.domainGetXmlDesc(d, 0), this.client.domainGetAutostart(d)]);
+      return { ...parseDomainXml(xml), active: d.id !== -1, autostart };
+    });
+  }
+  getVolume(pool: string, name: string): Promise<VolumeDetail | null> {
+    return this.op(`get volume ${pool}/${name}`, false, async () => {
+      const v = await this.volume(pool, name);
+      if (!v) return null;
+      return parseVolumeXml(await this.client.storageVolGetXmlDesc(v, 0), pool);
+    });
+  }
+
+  // --- pools ---------------------------------------------------------------------------------
+
+  definePool(def: PoolDef): Promise<void> {
+    return this.op(`define pool ${def.name}`, true, async () => {
+      await this.client.storagePoolDefineXml(buildPoolXml(def), 0);
+    });
+  }
+  startPool(name: string): Promise<void> {
+    return this.op(`start pool ${name}`, true, async () => {
+      const p = await this.client.storagePoolLookupByName(name);
+      if (await this.client.storagePoolIsActive(p)) return;
+      await this.client.storagePoolBuild(p, 0).catch(() => undefined); // mkdir; fine if it exists
+      await this.client.storagePoolCreate(p, 0);
+    });
+  }
+  refreshPool(name: string): Promise<void> {
+    return this.op(`refresh pool ${name}`, false, async () => {
+      await this.client.storagePoolRefresh(await this.client.storagePoolLookupByName(name), 0);
+    });
+  }
+  setPoolAutostart(name: string, autostart: boolean): Promise<void> {
+    return this.op(`set autostart of pool ${name}`, true, async () => {
+      await this.client.storagePoolSetAutostart(await this.client.storagePoolLookupByName(name), autostart);
+    });
+  }
+  deletePool(name: string, opts: { deleteDir?: boolean } = {}): Promise<void> {
+    return this.op(`delete pool ${name}`, true, async () => {
+      const p = await this.pool(name);
+      if (!p) return;
+      if (await this.client.storagePoolIsActive(p)) await this.client.storagePoolDestroy(p);
+      // Removes the directory only when it is empty: files virtform does not know stay.
+      if (opts.deleteDir) await this.client.storagePoolDelete(p, 0).catch(() => undefined);
+      await this.client.storagePoolUndefine(p);
+    });
+  }
+
+  // --- volumes -------------------------------------------------------------------------------
+
+  createVolume(def: VolumeDef): Promise<VolumeDetail> {
+    return this.op(`create volume ${def.pool}/${def.name}`, true, async () => {
+      const p = await this.client.storagePoolLookupByName(def.pool);
+      const vol = await this.client.storageVolCreateXml(p, buildVolumeXml(def), 0);
+      if (def.sourcePath) {
+        try {
+          await this.importImage(vol, def);
+        } catch (e) {
+          await this.client.storageVolDelete(vol, 0).catch(() => undefined); // leave nothing half-imported
+          throw e;
+        }
+      }
+      return parseVolumeXml(await this.client.storageVolGetXmlDesc(vol, 0), def.pool);
+    });
+  }
+
+  /** Copy a local image into a freshly created volume (qemu-img, no shell). */
+  private async importImage(vol: StorageVol, def: VolumeDef): Promise<void> {
+    if (!this.local) throw new HostError('invalid', `importing ${def.sourcePath} needs a local libvirt connection`);
+    const target = await this.client.storageVolGetPath(vol);
+    let info: { format?: string; 'virtual-size'?: number };
+    try {
+      info = JSON.parse((await run('qemu-img', ['info', '--output=json', '--', def.sourcePath!])).stdout) as typeof info;
+    } catch (e) {
+      throw new HostError('invalid', `cannot read source image ${def.sourcePath}: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const size = info['virtual-size'] ?? 0;
+    if (size > def.capacityBytes) {
+      throw new HostError('invalid', `source image ${def.sourcePath} (${size} bytes) is larger than the volume capacity (${def.capacityBytes} bytes)`);
+    }
+    await run('qemu-img', ['convert', '-n', '-f', info.format ?? 'raw', '-O', def.format, '--', def.sourcePath!, target]);
+  }
+
+  resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void> {
+    return this.op(`resize volume ${pool}/${name}`, true, async () => {
+      const p = await this.client.storagePoolLookupByName(pool);
+      await this.client.storageVolResize(await this.client.storageVolLookupByName(p, name), capacityBytes, 0);
+    });
+  }
+  deleteVolume(pool: string, name: string): Promise<void> {
+    return this.op(`delete volume ${pool}/${name}`, true, async () => {
+      const v = await this.volume(pool, name);
+      if (v) await this.client.storageVolDelete(v, 0);
+    });
+  }
+
+  // --- networks ------------------------------------------------------------------------------
+
+  defineNetwork(def: NetworkDef): Promise<void> {
+    return this.op(`define network ${def.name}`, true, async () => {
+      await this.client.networkDefineXml(buildNetworkXml(def));
+    });
+  }
+  startNetwork(name: string): Promise<void> {
+    return this.op(`start network ${name}`, true, async () => {
+      const n = await this.client.networkLookupByName(name);
+      if (!(await this.client.networkIsActive(n))) await this.client.networkCreate(n);
+    });
+  }
+  stopNetwork(name: string): Promise<void> {
+    return this.op(`stop network ${name}`, true, async () => {
+      const n = await this.network(name);
+      if (n && (await this.client.networkIsActive(n))) await this.client.networkDestroy(n);
+    });
+  }
+  setNetworkAutostart(name: string, autostart: boolean): Promise<void> {
+    return this.op(`set autostart of network ${name}`, true, async () => {
+      await this.client.networkSetAutostart(await this.client.networkLookupByName(name), autostart);
+    });
+  }
+  updateNetworkDhcpHost(name: string, op: 'add' | 'delete', host: DhcpHost): Promise<void> {
+    return this.op(`${op} DHCP host ${host.mac} on network ${name}`, true, async () => {
+      const n = await this.client.networkLookupByName(name);
+      const active = await this.client.networkIsActive(n);
+      const flags = VIR_NETWORK_UPDATE_AFFECT_CONFIG | (active ? VIR_NETWORK_UPDATE_AFFECT_LIVE : 0);
+      const command = op === 'add' ? VIR_NETWORK_UPDATE_COMMAND_ADD_LAST : VIR_NETWORK_UPDATE_COMMAND_DELETE;
+      try {
+        await this.client.networkUpdate(n, command, VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, buildDhcpHostXml(host), flags);
+      } catch (e) {
+        // Idempotent: adding an entry that is there, or deleting one that is gone, is done already.
+        const hosts = parseNetworkXml(await this.client.networkGetXmlDesc(n, 0)).dhcp?.hosts ?? [];
+        const present = hosts.some((h) => h.mac.toLowerCase() === host.mac.toLowerCase() && h.ip === host.ip);
+        if ((op === 'add') !== present) throw e;
+      }
+    });
+  }
+  undefineNetwork(name: string): Promise<void> {
+    return this.op(`undefine network ${name}`, true, async () => {
+      const n = await this.network(name);
+      if (n) await this.client.networkUndefine(n);
+    });
+  }
+
+  // --- domains -------------------------------------------------------------------------------
+
+  defineDomain(def: DomainDef): Promise<{ uuid: string }> {
+    return this.op(`define domain ${def.name}`, true, async () => {
+      const d = await this.client.domainDefineXml(buildDomainXml(def));
+      return { uuid: d.uuid };
+    });
+  }
+  startDomain(name: string): Promise<void> {
+    return this.op(`start domain ${name}`, true, async () => {
+      const d = await this.client.domainLookupByName(name);
+      if (!(await this.client.domainIsActive(d))) await this.client.domainCreate(d);
+    });
+  }
+  stopDomain(name: string, opts: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    return this.op(`stop domain ${name}`, true, async () => {
+      const d = await this.domain(name);
+      if (!d || !(await this.client.domainIsActive(d))) return;
+      const timeoutMs = opts.timeoutMs ?? 60_000;
+      if (opts.graceful !== false && timeoutMs > 0) {
+        await this.client.domainShutdown(d).catch(() => undefined);
+        const deadline = Date.now() + timeoutMs;
+        while (Date.now() < deadline) {
+          if (!(await this.client.domainIsActive(d))) return;
+          await sleep(250);
+        }
+      }
+      try {
+        await this.client.domainDestroy(d);
+      } catch (e) {
+        if (await this.client.domainIsActive(d)) throw e; // it stopped meanwhile: done
+      }
+    });
+  }
+  setDomainAutostart(name: string, autostart: boolean): Promise<void> {
+    return this.op(`set autostart of domain ${name}`, true, async () => {
+      await this.client.domainSetAutostart(await this.client.domainLookupByName(name), autostart);
+    });
+  }
+  undefineDomain(name: string): Promise<void> {
+    return this.op(`undefine domain ${name}`, true, async () => {
+      const d = await this.domain(name);
+      if (!d) return;
+      try {
+        await this.client.domainUndefineFlags(
+          d, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM,
+        );
+      } catch (e) {
+        if (isNotFound(e)) return;
+        await this.client.domainUndefine(d); // drivers without those flags
+      }
+    });
+  }
+
+  // --- events and plumbing -------------------------------------------------------------------
+
+  async subscribeDomainEvents(cb: (e: DomainLifecycleEvent) => void): Promise<() => Promise<void>> {
+    const sub = await this.op('register domain events', false, () => this.client.domainEventLifecycleRegister());
+    sub.on('event', (ev) => cb({ name: ev.domain.name, uuid: ev.domain.uuid, event: String(ev.eventName), detail: ev.detail }));
+    return () => sub.close();
+  }
+  onDisconnect(cb: (err: Error) => void): void {
+    this.client.once('disconnect', (err) => {
+      if (err.reason !== 'closed') cb(err);
+    });
+  }
+  setCallObserver(cb: ((info: HostCallInfo) => void) | undefined): void {
+    this.client.onCall = cb ? (info) => cb(info) : undefined;
+  }
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}
+
+export async function openHost(uri: string, opts: LibvirtHostOptions & { timeoutMs?: number } = {}): Promise<HostPort & LibvirtHost> {
+  let client: LibvirtClient;
+  try {
+    client = await LibvirtClient.connect(uri, { timeoutMs: opts.timeoutMs });
+  } catch (e) {
+    throw new HostError('connection', `cannot connect to libvirt at ${uri}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return new LibvirtHost(client, opts);
+}
