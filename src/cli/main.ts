@@ -96,6 +96,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--retry-delay <ms>', 'base backoff delay', num('--retry-delay', 0), 250)
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait', num('--shutdown-timeout', 0), 60)
     .option('--allow-empty', 'accept an empty manifest folder (deletes everything virtform owns)')
+    .option('--reconnect-max <seconds>', 'cap of the exponential backoff between reconnect attempts', num('--reconnect-max', 0.1), 30)
     .action(async (dir: string, o) => {
       process.exitCode = await runWatch(dir, o);
     });

@@ -1,6 +1,113 @@
-import { EXIT } from '../common.js';
+/**
+ * `virtform watch DIR`: the long-running GitOps controller. Logs are JSON lines on stderr.
+ * Exit codes: 0 after a graceful stop (SIGINT/SIGTERM), 1 runtime failure (lock held, listener
+ * could not bind), 2 invalid input (bad flags, empty folder without --allow-empty).
+ */
+import { EXIT, errorMessage, openStore } from '../common.js';
+import { openHost } from '../../reconcile/adapters/libvirt-host.js';
+import { parseFaultSpec, withInjectedFaults } from '../../reconcile/faults.js';
+import { LockHeldError, type StateStore } from '../../state/index.js';
+import {
+  EmptyManifestsError, WatchController, isLogLevel, jsonLogger, parseListen, startStatusServer,
+  type ListenAddress, type StatusServer,
+} from '../../watch/index.js';
 
-export async function runWatch(_dir: string, _o: Record<string, unknown>): Promise<number> {
-  process.stderr.write('virtform watch: not available in this build\n');
-  return EXIT.failure;
+export interface WatchFlags {
+  uri: string;
+  db?: string;
+  resync: number;
+  debounce: number;
+  listen: string | false;
+  logLevel: string;
+  concurrency: number;
+  maxAttempts: number;
+  retryDelay: number;
+  shutdownTimeout: number;
+  allowEmpty?: boolean;
+  reconnectMax?: number;
+}
+
+export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
+  if (!isLogLevel(o.logLevel)) {
+    process.stderr.write(`virtform: --log-level must be one of debug, info, warn, error\n`);
+    return EXIT.invalid;
+  }
+  const log = jsonLogger({ level: o.logLevel });
+  let listen: ListenAddress | undefined;
+  try {
+    listen = o.listen === false ? undefined : parseListen(o.listen);
+  } catch (e) {
+    log.error(errorMessage(e));
+    return EXIT.invalid;
+  }
+
+  let store: StateStore | undefined;
+  let controller: WatchController | undefined;
+  let server: StatusServer | undefined;
+  const faults = process.env.VIRTFORM_TEST_FAIL;
+  try {
+    store = await openStore(o.db);
+    controller = new WatchController({
+      dir,
+      store,
+      connect: () => openHost(o.uri),
+      wrapHost: faults ? (h) => withInjectedFaults(h, parseFaultSpec(faults)) : undefined,
+      allowEmpty: o.allowEmpty,
+      debounceMs: o.debounce,
+      resyncMs: o.resync * 1000,
+      reconnect: { initialDelayMs: 500, maxDelayMs: (o.reconnectMax ?? 30) * 1000 },
+      concurrency: o.concurrency,
+      retry: { maxAttempts: o.maxAttempts, baseDelayMs: o.retryDelay, maxDelayMs: Math.max(o.retryDelay * 20, 1) },
+      shutdownTimeoutMs: o.shutdownTimeout * 1000,
+      lockCommand: `virtform watch ${dir}`,
+      logger: log,
+    });
+
+    // Signals: the first one stops gracefully (the run in flight completes); a second one exits at once.
+    let signalled: NodeJS.Signals | undefined;
+    let onSignal!: (s: NodeJS.Signals) => void;
+    const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
+      onSignal = (s) => {
+        if (signalled) {
+          log.warn('second signal: exiting without waiting for the run in flight', { signal: s });
+          controller?.releaseLockSync();
+          process.exit(s === 'SIGINT' ? 130 : 143);
+        }
+        signalled = s;
+        resolve(s);
+      };
+    });
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      log.info('starting', { dir, uri: o.uri, db: store.path, pid: process.pid });
+      await controller.start();
+      if (listen) {
+        server = await startStatusServer(controller, listen, log);
+        log.info('listening', { host: server.host, port: server.port, url: `http://${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}/` });
+      }
+      const signal = await stopRequested;
+      log.info('shutdown requested', { signal });
+      await controller.stop();
+      return EXIT.ok;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  } catch (e) {
+    if (e instanceof EmptyManifestsError) {
+      log.error(e.message, { dir });
+      return EXIT.invalid;
+    }
+    if (e instanceof LockHeldError) {
+      log.error(e.message);
+      return EXIT.failure;
+    }
+    log.error('watch failed', { error: errorMessage(e) });
+    return EXIT.failure;
+  } finally {
+    await server?.close().catch(() => undefined);
+    await controller?.stop().catch(() => undefined);
+    await store?.close().catch(() => undefined);
+  }
 }

@@ -1,0 +1,108 @@
+/**
+ * The watcher's HTTP listener (node:http, loopback only):
+ *   /healthz  200 while the process runs
+ *   /readyz   200 once connected and the first reconcile finished, else 503
+ *   /status   JSON: last run, connection, manifest errors, resources from the state DB
+ *   /metrics  Prometheus text exposition
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { WatchController } from './controller.js';
+import type { Logger } from './logger.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+const LOOPBACK_NAMES = new Set(['127.0.0.1', 'localhost', '::1']);
+
+/** True for 127.0.0.0/8, ::1 and `localhost`. */
+export function isLoopbackHost(host: string): boolean {
+  if (LOOPBACK_NAMES.has(host)) return true;
+  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
+  return m !== null && m.slice(1).every((x) => Number(x) <= 255);
+}
+
+/** Parse `host:port`, `[v6]:port` or a bare `port` (host 127.0.0.1); refuses non-loopback hosts. */
+export function parseListen(spec: string): ListenAddress {
+  let host = '127.0.0.1';
+  let portText = spec.trim();
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(portText);
+  if (v6) {
+    host = v6[1]!;
+    portText = v6[2]!;
+  } else if (portText.includes(':')) {
+    const i = portText.lastIndexOf(':');
+    host = portText.slice(0, i);
+    portText = portText.slice(i + 1);
+  }
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new Error(`--listen: invalid port in ${JSON.stringify(spec)}`);
+  if (!isLoopbackHost(host)) {
+    throw new Error(`--listen: refusing to listen on ${host}: the status endpoint binds to loopback only (127.0.0.1 or ::1)`);
+  }
+  return { host: host === 'localhost' ? '127.0.0.1' : host, port: Number(portText) };
+}
+
+export interface StatusServer {
+  readonly port: number;
+  readonly host: string;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+export async function startStatusServer(controller: WatchController, addr: ListenAddress, log?: Logger): Promise<StatusServer> {
+  if (!isLoopbackHost(addr.host)) throw new Error(`refusing to listen on non-loopback host ${addr.host}`);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (code: number, type: string, body: string): void => {
+      res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      send(405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return;
+    }
+    switch (path) {
+      case '/healthz':
+        send(200, 'text/plain; charset=utf-8', 'ok\n');
+        return;
+      case '/readyz': {
+        const ready = controller.ready;
+        send(ready ? 200 : 503, 'text/plain; charset=utf-8', ready ? 'ready\n' : `not ready (connection: ${controller.connectionState})\n`);
+        return;
+      }
+      case '/metrics':
+        send(200, 'text/plain; version=0.0.4; charset=utf-8', controller.metrics.render());
+        return;
+      case '/status':
+        controller.status().then(
+          (s) => send(200, 'application/json; charset=utf-8', `${JSON.stringify(s, null, 2)}\n`),
+          (e: unknown) => send(500, 'application/json; charset=utf-8', `${JSON.stringify({ error: String(e) })}\n`),
+        );
+        return;
+      default:
+        send(404, 'text/plain; charset=utf-8', 'not found: try /healthz /readyz /status /metrics\n');
+    }
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(addr.port, addr.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (e) => log?.error('http listener error', { error: e.message }));
+  const bound = server.address() as AddressInfo;
+  return {
+    port: bound.port,
+    host: bound.address,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
