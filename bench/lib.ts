@@ -1,0 +1,90 @@
+/** Small helpers shared by the bench scripts: flags, statistics, Markdown, machine details. */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname } from 'node:path';
+
+/** `--out file.md --sizes 100,1000` → { out: 'file.md', sizes: '100,1000' }; bare `--flag` → 'true'. */
+export function flags(argv = process.argv.slice(2)): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) continue;
+    const eq = a.indexOf('=');
+    if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1);
+    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) out[a.slice(2)] = argv[++i]!;
+    else out[a.slice(2)] = 'true';
+  }
+  return out;
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Nearest-rank percentile (p in 0..100). */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const rank = Math.min(s.length, Math.max(1, Math.ceil((p / 100) * s.length)));
+  return s[rank - 1]!;
+}
+
+export const ms = (x: number): string => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : 'n/a');
+export const ratio = (a: number, b: number): string => (b > 0 ? `${(a / b).toFixed(2)}x` : 'n/a');
+export const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+export function table(head: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]): string => `| ${cells.map(String).join(' | ')} |`;
+  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const t = performance.now();
+  const value = await fn();
+  return { value, ms: performance.now() - t };
+}
+
+/** Run `fn` with at most `limit` in flight over `items`. */
+export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+function sh(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function machine(): Record<string, string> {
+  const libvirt = sh('virsh', ['-c', 'qemu:///system', 'version']).split('\n').find((l) => l.includes('Running against daemon') || l.includes('Using library'));
+  return {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: String(cpus().length),
+    memory: mib(totalmem()),
+    node: process.version,
+    libvirt: libvirt?.split(':').slice(1).join(':').trim() ?? 'unknown',
+    kernel: sh('uname', ['-r']),
+    date: new Date().toISOString(),
+  };
+}
+
+export function machineBlock(): string {
+  return Object.entries(machine()).map(([k, v]) => `- ${k}: ${v}`).join('\n');
+}
+
+export function writeReport(path: string | undefined, text: string): void {
+  process.stdout.write(`${text}\n`);
+  if (!path) return;
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, text.endsWith('\n') ? text : `${text}\n`);
+}
