@@ -201,7 +201,7 @@ export class WatchController {
     if (this.#started) throw new Error('watch controller already started');
     this.#started = true;
     const first = await this.#load();
-    if (first.ok && first.desired.empty && !this.#o.allowEmpty) throw new EmptyManifestsError(this.#o.dir);
+    if (!first.ok && first.empty) throw new EmptyManifestsError(this.#o.dir);
     this.#lock = await this.#o.store.acquireWriterLock({ command: this.#o.lockCommand ?? `virtform watch ${this.#o.dir}` });
     try {
       await this.#refreshOwned();
@@ -404,7 +404,7 @@ export class WatchController {
   }
 
   /** Load the folder; on success it becomes the last good desired state. */
-  async #load(): Promise<{ ok: true; desired: Desired } | { ok: false }> {
+  async #load(): Promise<{ ok: true; desired: Desired } | { ok: false; empty?: boolean }> {
     let result: Awaited<ReturnType<typeof loadManifests>>;
     try {
       result = await loadManifests(this.#o.dir);
@@ -432,7 +432,7 @@ export class WatchController {
       this.#manifestProblem = `no manifests found in ${this.#o.dir}; refusing to delete everything virtform manages (no --allow-empty)`;
       this.metrics.manifestErrors.set(1);
       this.#log.error('manifest error', { error: this.#manifestProblem });
-      return { ok: false };
+      return { ok: false, empty: true };
     }
     this.#manifestErrors = [];
     this.#manifestProblem = undefined;
@@ -560,7 +560,9 @@ export class WatchController {
     this.#log.warn('disconnected from libvirtd', { error: errText(err) });
     conn.setCallObserver(undefined);
     this.#host = this.#rawHost = undefined;
+    const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = undefined;
+    void unsubscribe?.().catch(() => undefined);
     void conn.close().catch(() => undefined);
     this.#setConn('disconnected', { lastError: errText(err) });
     this.#connecting = this.#connectLoop();

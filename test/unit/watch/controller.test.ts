@@ -1,0 +1,322 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { openStateStore, LockHeldError, type StateStore } from '../../../src/state/index.js';
+import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
+import type { HostPort } from '../../../src/reconcile/ports.js';
+import { GatedHost, parsePrometheus, sampleValue, sleep, waitFor } from './helpers.js';
+
+const P = 'vftest-watch';
+const VM1 = `${P}-vm1`;
+const DEBOUNCE = 400;
+
+let work: string;
+let mdir: string;
+let store: StateStore;
+let host: GatedHost;
+let controller: WatchController | undefined;
+let logs: Record<string, unknown>[];
+let connectAttempts: number;
+let failConnects: number;
+
+function manifests(opts: Partial<Parameters<typeof labManifests>[0]> = {}): Record<string, string> {
+  return labManifests({ prefix: P, poolPath: '/srv/pools/watch', ...opts });
+}
+
+function make(extra: Partial<WatchOptions> = {}): WatchController {
+  controller = new WatchController({
+    dir: mdir,
+    store,
+    connect: async (): Promise<HostPort> => {
+      connectAttempts += 1;
+      if (failConnects > 0) {
+        failConnects -= 1;
+        throw new Error('connection refused');
+      }
+      return host;
+    },
+    debounceMs: DEBOUNCE,
+    eventDebounceMs: 20,
+    resyncMs: 0,
+    heartbeatMs: 0,
+    gracefulStop: false,
+    retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 },
+    reconnect: { initialDelayMs: 10, maxDelayMs: 40, factor: 2 },
+    logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }),
+    ...extra,
+  });
+  return controller;
+}
+
+async function startConverged(extra: Partial<WatchOptions> = {}): Promise<WatchController> {
+  const c = make(extra);
+  await c.start();
+  await waitFor(() => c.ready, 'the initial reconcile');
+  await c.idle();
+  return c;
+}
+
+function metric(c: WatchController, name: string, labels: Record<string, string> = {}): number {
+  return sampleValue(parsePrometheus(c.metrics.render()), name, labels);
+}
+
+function runsFrom(source: TriggerSource): number {
+  return logs.filter((l) => l.msg === 'reconcile started' && (l.sources as string[]).includes(source)).length;
+}
+
+beforeEach(async () => {
+  work = tempDir('vftest-watch-');
+  mdir = join(work, 'manifests');
+  writeManifests(mdir, manifests());
+  store = await openStateStore(join(work, 'state.db'));
+  host = new GatedHost();
+  logs = [];
+  connectAttempts = 0;
+  failConnects = 0;
+  controller = undefined;
+});
+
+afterEach(async () => {
+  host.open();
+  await controller?.stop();
+  await store.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('start', () => {
+  it('runs the initial reconcile, becomes ready and holds the writer lock', async () => {
+    const c = make();
+    expect(c.ready).toBe(false);
+    await c.start();
+    await waitFor(() => c.ready, 'ready');
+    expect(host.domains.get(VM1)?.active).toBe(true);
+    expect(c.lastRun?.outcome).toBe('succeeded');
+    expect(c.lastRun?.plan?.create).toBe(7);
+    expect(metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
+    expect(metric(c, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
+    expect(metric(c, 'virtform_connected')).toBe(1);
+    expect(metric(c, 'virtform_resources', { kind: 'VirtualMachine', state: 'running' })).toBe(1);
+    await expect(store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
+  });
+
+  it('refuses an empty folder unless allowEmpty, without taking the lock', async () => {
+    writeManifests(mdir, {});
+    await expect(make().start()).rejects.toBeInstanceOf(EmptyManifestsError);
+    const lock = await store.acquireWriterLock({ command: 'test' });
+    await lock.release();
+    controller = undefined;
+    const c = make({ allowEmpty: true });
+    await c.start();
+    await waitFor(() => c.ready, 'ready with an empty folder');
+    expect(c.lastRun?.outcome).toBe('noop');
+  });
+
+  it('keeps retrying the first connection with backoff and reconciles once connected', async () => {
+    failConnects = 2;
+    const c = make();
+    await c.start();
+    await waitFor(() => c.ready, 'ready after failed connects');
+    expect(connectAttempts).toBe(3);
+    expect(logs.filter((l) => l.msg === 'connection failed').map((l) => l.retryInMs)).toEqual([10, 20]);
+    expect(metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
+  });
+});
+
+describe('run loop', () => {
+  it('a burst of 50 manifest writes causes exactly one reconcile', async () => {
+    const c = await startConverged();
+    const runsBefore = c.runCount;
+    for (let i = 0; i < 50; i++) {
+      writeFileSync(join(mdir, `extra-${String(i).padStart(2, '0')}.yaml`), `apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-extra-${i}}
+spec: {pool: ${P}-pool, capacity: 1MiB, format: raw}
+`);
+    }
+    await waitFor(() => c.runCount > runsBefore, 'the file-triggered run', 20_000);
+    await c.idle();
+    // Give any straggling file event time to (wrongly) cause a second run.
+    await sleep(DEBOUNCE * 3);
+    await c.idle();
+    expect(c.runCount - runsBefore).toBe(1);
+    expect(runsFrom('file')).toBe(1);
+    expect(metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(1);
+    expect(host.volumes.get(`${P}-pool`)!.size).toBe(3 + 50);
+    expect(c.lastRun?.plan?.create).toBe(50);
+  });
+
+  it('triggers during a run coalesce into exactly one follow-up run, never overlapping', async () => {
+    const c = await startConverged();
+    const runsBefore = c.runCount;
+    host.maxInSnapshot = 0;
+    host.hold = true;
+    c.trigger('resync');
+    await waitFor(() => host.waiting === 1, 'the run to reach the gate');
+    for (let i = 0; i < 5; i++) c.trigger('resync');
+    host.emitDomainEvent(VM1, 'stopped');
+    writeFileSync(join(mdir, 'vms.yaml'), manifests({ vm1Memory: '96MiB' })['vms.yaml']!);
+    await sleep(DEBOUNCE + 200); // the file trigger lands while the first run is still held
+    expect(c.runCount).toBe(runsBefore); // still in flight
+    host.open();
+    await waitFor(() => c.runCount === runsBefore + 2, 'the follow-up run');
+    await c.idle();
+    await sleep(100);
+    await c.idle();
+    expect(c.runCount).toBe(runsBefore + 2);
+    expect(c.maxConcurrentRuns).toBe(1);
+    expect(host.maxInSnapshot).toBe(1);
+    // started/finished log lines strictly alternate: no overlap
+    const seq = logs.filter((l) => l.msg === 'reconcile started' || l.msg === 'reconcile finished').map((l) => l.msg);
+    seq.forEach((m, i) => expect(m).toBe(i % 2 === 0 ? 'reconcile started' : 'reconcile finished'));
+    expect(new Set(c.lastRun!.sources)).toEqual(new Set(['resync', 'event', 'file']));
+    expect(host.domains.get(VM1)!.def.memoryKiB).toBe(96 * 1024);
+  });
+});
+
+describe('manifest errors', () => {
+  it('an invalid edit logs every error with file:line, keeps the last good state and changes nothing; a fix converges', async () => {
+    const c = await startConverged();
+    const goodDigest = c.lastGoodDesired!.digest;
+    const mutations = host.mutationCount();
+    writeFileSync(join(mdir, 'vms.yaml'), manifests({ vm1Memory: 'lots' })['vms.yaml']!.replace('vcpus: 1', 'vcpus: -3'));
+    await waitFor(() => c.lastRun?.outcome === 'invalid', 'the invalid run');
+    const errors = logs.filter((l) => l.msg === 'manifest error');
+    expect(errors.length).toBeGreaterThanOrEqual(2);
+    for (const e of errors) {
+      expect(String(e.file)).toMatch(/vms\.yaml$/);
+      expect(e.line).toBeGreaterThan(0);
+      expect(String(e.text)).toMatch(/vms\.yaml:\d+:\d+: /);
+    }
+    const status = await c.status();
+    expect(status.manifests.valid).toBe(false);
+    expect(status.manifests.errors.length).toBe(errors.length);
+    expect(status.manifests.digest).toBe(goodDigest);
+    expect(metric(c, 'virtform_manifest_errors')).toBe(errors.length);
+    expect(metric(c, 'virtform_reconcile_runs_total', { outcome: 'invalid' })).toBe(1);
+
+    // While the folder is invalid nothing changes, not even on a resync after outside drift.
+    host.domains.get(VM1)!.active = false;
+    c.trigger('resync');
+    await waitFor(() => c.runCount >= 3, 'the resync run');
+    await c.idle();
+    expect(host.mutationCount()).toBe(mutations);
+    expect(c.lastGoodDesired!.digest).toBe(goodDigest);
+    expect(host.domains.get(VM1)!.active).toBe(false);
+
+    writeManifests(mdir, manifests({ vm1Memory: '128MiB' }));
+    await waitFor(() => c.lastRun?.outcome === 'succeeded', 'the converging run after the fix');
+    expect(host.domains.get(VM1)!.def.memoryKiB).toBe(128 * 1024);
+    expect(host.domains.get(VM1)!.active).toBe(true);
+    expect(c.lastGoodDesired!.digest).not.toBe(goodDigest);
+    expect(metric(c, 'virtform_manifest_errors')).toBe(0);
+    expect((await c.status()).manifests).toMatchObject({ valid: true, errors: [] });
+  });
+
+  it('an edit that empties the folder is refused like reconcile does and deletes nothing', async () => {
+    const c = await startConverged();
+    const mutations = host.mutationCount();
+    for (const f of ['storage.yaml', 'network.yaml', 'vms.yaml']) rmSync(join(mdir, f));
+    await waitFor(() => c.lastRun?.outcome === 'invalid', 'the refused run');
+    expect(host.mutationCount()).toBe(mutations);
+    expect(host.domains.has(VM1)).toBe(true);
+    expect((await c.status()).manifests.errors[0]).toMatch(/no manifests found/);
+  });
+
+  it('ignores editor temp files and .git/', async () => {
+    expect(['/m/.vms.yaml.swp', '/m/vms.yaml~', '/m/.#vms.yaml', '/m/4913', '/m/.git/HEAD', '/m/.git'].every(isIgnoredPath)).toBe(true);
+    expect(['/m/vms.yaml', '/m/sub/net.yml', '/m/gitlab.yaml'].some(isIgnoredPath)).toBe(false);
+    const c = await startConverged();
+    const runs = c.runCount;
+    mkdirSync(join(mdir, '.git'), { recursive: true });
+    writeFileSync(join(mdir, '.git', 'bad.yaml'), 'x: [');
+    writeFileSync(join(mdir, '.#vms.yaml'), 'x');
+    writeFileSync(join(mdir, '.vms.yaml.swp'), 'x');
+    writeFileSync(join(mdir, 'vms.yaml~'), 'x');
+    writeFileSync(join(mdir, '4913'), '');
+    await sleep(DEBOUNCE * 3);
+    await c.idle();
+    expect(c.runCount).toBe(runs);
+    expect(metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(0);
+  });
+});
+
+describe('lifecycle events', () => {
+  it('an owned VM stopped outside virtform is started again; a foreign VM event is ignored', async () => {
+    const c = await startConverged();
+    host.domains.set('foreign-vm', {
+      uuid: '11111111-2222-3333-4444-555555555555', active: true, autostart: false,
+      def: { ...host.domains.get(VM1)!.def, name: 'foreign-vm' },
+    });
+    const runs = c.runCount;
+    host.domains.get('foreign-vm')!.active = false;
+    host.emitDomainEvent('foreign-vm', 'stopped');
+    await sleep(300);
+    await c.idle();
+    expect(c.runCount).toBe(runs);
+    expect(metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(0);
+    expect(host.domains.get('foreign-vm')!.active).toBe(false);
+
+    const drift = metric(c, 'virtform_drift_corrections_total');
+    host.domains.get(VM1)!.active = false; // "virsh destroy"
+    host.emitDomainEvent(VM1, 'stopped');
+    await waitFor(() => host.domains.get(VM1)!.active, 'the VM to be started again');
+    await c.idle();
+    expect(metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(1);
+    expect(metric(c, 'virtform_drift_corrections_total')).toBe(drift + 1);
+    expect(metric(c, 'virtform_apply_steps_total', { op: 'vm.start', outcome: 'succeeded' })).toBe(2);
+  });
+});
+
+describe('connection', () => {
+  it('on disconnect: not ready, reconnects with capped exponential backoff, re-registers events, resyncs', async () => {
+    const c = await startConverged();
+    failConnects = 4;
+    const attempts = connectAttempts;
+    host.disconnect(new Error('libvirtd went away'));
+    expect(c.ready).toBe(false);
+    expect(c.connectionState).toBe('disconnected');
+    expect(metric(c, 'virtform_connected')).toBe(0);
+    host.domains.get(VM1)!.active = false; // killed while we were not listening
+    await waitFor(() => c.ready, 'reconnect');
+    expect(connectAttempts - attempts).toBe(5);
+    expect(logs.filter((l) => l.msg === 'connection failed').map((l) => l.retryInMs)).toEqual([10, 20, 40, 40]);
+    await waitFor(() => host.domains.get(VM1)!.active, 'the resync after reconnect to restart the VM');
+    expect(metric(c, 'virtform_triggers_total', { source: 'reconnect' })).toBe(1);
+    expect(metric(c, 'virtform_connected')).toBe(1);
+    // events are delivered on the new registration
+    await c.idle();
+    host.domains.get(VM1)!.active = false;
+    host.emitDomainEvent(VM1, 'crashed');
+    await waitFor(() => host.domains.get(VM1)!.active, 'event-driven restart after reconnect');
+  });
+});
+
+describe('stop', () => {
+  it('waits for the run in flight, starts no new run, closes and releases the lock', async () => {
+    const c = await startConverged();
+    host.hold = true;
+    writeManifests(mdir, manifests({ vm1Memory: '80MiB' }));
+    await waitFor(() => host.waiting === 1, 'a run in flight');
+    let stopped = false;
+    const stopping = c.stop().then(() => {
+      stopped = true;
+    });
+    c.trigger('resync');
+    await sleep(100);
+    expect(stopped).toBe(false);
+    await expect(store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
+    const runs = c.runCount;
+    host.open();
+    await stopping;
+    expect(c.runCount).toBe(runs + 1); // the run in flight completed …
+    expect(c.lastRun?.outcome).toBe('succeeded');
+    expect(host.domains.get(VM1)!.def.memoryKiB).toBe(80 * 1024);
+    await sleep(50);
+    expect(c.runCount).toBe(runs + 1); // … and nothing ran after it
+    expect(c.connectionState).toBe('closed');
+    expect(metric(c, 'virtform_up')).toBe(0);
+    const lock = await store.acquireWriterLock({ command: 'test' });
+    await lock.release();
+  });
+});

@@ -1,0 +1,171 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { openStateStore, type StateStore } from '../../../src/state/index.js';
+import {
+  WatchController, WatchMetrics, isLoopbackHost, parseListen, startStatusServer, Histogram, Counter, type StatusServer,
+} from '../../../src/watch/index.js';
+import { FakeHost } from '../../support/fake-host.js';
+import { parsePrometheus, sampleValue, waitFor } from './helpers.js';
+
+const P = 'vftest-watch';
+
+let work: string;
+let store: StateStore;
+let controller: WatchController | undefined;
+let server: StatusServer | undefined;
+
+beforeEach(async () => {
+  work = tempDir('vftest-watch-http-');
+  writeManifests(join(work, 'm'), labManifests({ prefix: P, poolPath: '/srv/pools/watch' }));
+  store = await openStateStore(join(work, 'state.db'));
+});
+afterEach(async () => {
+  await server?.close();
+  await controller?.stop();
+  await store.close();
+  rmSync(work, { recursive: true, force: true });
+  server = controller = undefined;
+});
+
+async function get(path: string): Promise<{ status: number; type: string; body: string }> {
+  const r = await fetch(`http://127.0.0.1:${server!.port}${path}`);
+  return { status: r.status, type: r.headers.get('content-type') ?? '', body: await r.text() };
+}
+
+describe('listen address', () => {
+  it('accepts loopback only', () => {
+    expect(parseListen('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(parseListen('localhost:9465')).toEqual({ host: '127.0.0.1', port: 9465 });
+    expect(parseListen('[::1]:80')).toEqual({ host: '::1', port: 80 });
+    expect(parseListen('9465')).toEqual({ host: '127.0.0.1', port: 9465 });
+    for (const bad of ['0.0.0.0:9465', '10.1.2.3:1', '[::]:1', 'example.com:80', ':80', '127.0.0.1:99999', '127.0.0.1:x']) {
+      expect(() => parseListen(bad), bad).toThrow(/--listen/);
+    }
+    expect(isLoopbackHost('127.1.2.3')).toBe(true);
+    expect(isLoopbackHost('127.1.2.300')).toBe(false);
+  });
+});
+
+describe('metrics text', () => {
+  it('renders counters, gauges and histograms that parse as Prometheus text', () => {
+    const m = new WatchMetrics();
+    m.runs.inc({ outcome: 'succeeded' });
+    m.steps.inc({ op: 'vm.start', outcome: 'failed' }, 2);
+    m.calls.inc({ procedure: 'weird"name\\with\nstuff' });
+    m.runDuration.observe(0.3);
+    m.runDuration.observe(100);
+    m.callDuration.observe(0.002, { procedure: 'snapshot' });
+    const samples = parsePrometheus(m.render());
+    expect(sampleValue(samples, 'virtform_up')).toBe(1);
+    expect(sampleValue(samples, 'virtform_apply_steps_total', { op: 'vm.start', outcome: 'failed' })).toBe(2);
+    expect(sampleValue(samples, 'virtform_libvirt_calls_total', { procedure: 'weird"name\\with\nstuff' })).toBe(1);
+    expect(sampleValue(samples, 'virtform_reconcile_duration_seconds_count')).toBe(2);
+    expect(sampleValue(samples, 'virtform_reconcile_duration_seconds_sum')).toBeCloseTo(100.3);
+    expect(sampleValue(samples, 'virtform_reconcile_duration_seconds_bucket', { le: '0.5' })).toBe(1);
+    expect(sampleValue(samples, 'virtform_reconcile_duration_seconds_bucket', { le: '+Inf' })).toBe(2);
+  });
+
+  it('the test parser rejects malformed exposition (so it can fail)', () => {
+    expect(() => parsePrometheus('foo 1\n')).toThrow(/before its # TYPE/);
+    expect(() => parsePrometheus('# TYPE foo counter\nfoo{a=b} 1\n')).toThrow(/not a valid sample/);
+    expect(() => parsePrometheus('# TYPE foo counter\nfoo one\n')).toThrow(/not a valid sample/);
+    expect(() => parsePrometheus('# TYPE foo counter\nfoo 1')).toThrow(/newline/);
+    expect(() => parsePrometheus('# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n')).toThrow(/cumulative/);
+    const h = new Histogram('h', 'x', [1, 2]);
+    expect(() => new Histogram('bad', 'x', [2, 1])).toThrow();
+    expect(() => new Counter('bad name', 'x')).toThrow();
+    h.observe(1.5);
+    expect(parsePrometheus(`# TYPE h histogram\n${h.render().slice(1).slice(1).join('\n')}\n`).length).toBe(5);
+  });
+});
+
+describe('HTTP listener', () => {
+  it('serves /healthz, /readyz 503 → 200, /status and /metrics whose counters move', async () => {
+    const host = new FakeHost();
+    let letConnect!: () => void;
+    const connectGate = new Promise<void>((r) => (letConnect = r));
+    let refuse = 0;
+    controller = new WatchController({
+      dir: join(work, 'm'), store, resyncMs: 0, heartbeatMs: 0, debounceMs: 100, gracefulStop: false,
+      retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+      reconnect: { initialDelayMs: 50, maxDelayMs: 100 },
+      connect: async () => {
+        await connectGate;
+        if (refuse > 0) {
+          refuse -= 1;
+          throw new Error('connection refused');
+        }
+        return host;
+      },
+    });
+    await controller.start();
+    server = await startStatusServer(controller, { host: '127.0.0.1', port: 0 });
+    expect(server.port).toBeGreaterThan(0);
+    expect(server.host).toBe('127.0.0.1');
+
+    expect((await get('/healthz')).status).toBe(200);
+    const notReady = await get('/readyz');
+    expect(notReady.status).toBe(503);
+    expect(notReady.body).toMatch(/connecting/);
+    expect((await get('/nope')).status).toBe(404);
+
+    letConnect();
+    await waitFor(async () => (await get('/readyz')).status === 200, '/readyz 200');
+
+    const m1 = await get('/metrics');
+    expect(m1.type).toMatch(/^text\/plain; version=0\.0\.4/);
+    const s1 = parsePrometheus(m1.body);
+    const names = new Set(s1.map((s) => s.name));
+    for (const n of [
+      'virtform_up', 'virtform_connected', 'virtform_reconcile_runs_total', 'virtform_reconcile_duration_seconds_bucket',
+      'virtform_reconcile_duration_seconds_sum', 'virtform_reconcile_duration_seconds_count', 'virtform_apply_steps_total',
+      'virtform_resources', 'virtform_libvirt_calls_total', 'virtform_libvirt_call_duration_seconds_bucket',
+      'virtform_manifest_errors', 'virtform_triggers_total',
+    ]) expect(names, n).toContain(n);
+    expect(sampleValue(s1, 'virtform_connected')).toBe(1);
+    expect(sampleValue(s1, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
+    expect(sampleValue(s1, 'virtform_apply_steps_total', { op: 'vm.start', outcome: 'succeeded' })).toBe(1);
+    expect(sampleValue(s1, 'virtform_libvirt_calls_total', { procedure: 'snapshot' })).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(s1, 'virtform_resources', { kind: 'Volume', state: 'ready' })).toBe(3);
+
+    host.failNext('getDomain', `${P}-vm1`);
+    controller.trigger('resync');
+    await waitFor(() => controller!.runCount === 2, 'the resync run');
+    await controller.idle();
+    const s2 = parsePrometheus((await get('/metrics')).body);
+    expect(sampleValue(s2, 'virtform_reconcile_runs_total', { outcome: 'noop' })).toBe(1);
+    expect(sampleValue(s2, 'virtform_triggers_total', { source: 'resync' })).toBe(1);
+    expect(sampleValue(s2, 'virtform_libvirt_calls_total', { procedure: 'snapshot' }))
+      .toBe(sampleValue(s1, 'virtform_libvirt_calls_total', { procedure: 'snapshot' }) + 1);
+    expect(sampleValue(s2, 'virtform_reconcile_duration_seconds_count')).toBe(2);
+
+    const status = JSON.parse((await get('/status')).body) as Record<string, any>;
+    expect(status.ready).toBe(true);
+    expect(status.connection.state).toBe('connected');
+    expect(status.runs.total).toBe(2);
+    expect(status.runs.last).toMatchObject({ outcome: 'noop', sources: ['resync'], plan: { noop: true, create: 0 }, failures: [] });
+    expect(status.runs.lastReconcile.outcome).toBe('noop');
+    expect(status.manifests).toMatchObject({ valid: true, errors: [], resources: 7 });
+    expect(status.resources).toHaveLength(7);
+    expect(status.resources.find((r: { name: string }) => r.name === `${P}-vm1`)).toMatchObject({
+      kind: 'VirtualMachine', desiredState: 'running', observedStatus: 'running',
+    });
+
+    refuse = 3;
+    host.disconnect();
+    const down = await get('/readyz');
+    expect(down.status).toBe(503);
+    expect(down.body).toMatch(/disconnected/);
+    expect(sampleValue(parsePrometheus((await get('/metrics')).body), 'virtform_connected')).toBe(0);
+    await waitFor(async () => (await get('/readyz')).status === 200, '/readyz 200 after reconnect');
+    expect((await get('/healthz')).status).toBe(200);
+  });
+
+  it('refuses to bind a non-loopback address', async () => {
+    controller = new WatchController({ dir: join(work, 'm'), store, connect: async () => new FakeHost() });
+    await expect(startStatusServer(controller, { host: '0.0.0.0', port: 0 })).rejects.toThrow(/non-loopback/);
+    controller = undefined;
+  });
+});
