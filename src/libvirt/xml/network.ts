@@ -75,7 +75,10 @@ export function buildNetworkXml(def: NetworkDef): string {
     ]);
   }
 
-  return renderXml(el('network', undefined, [el('name', undefined, def.name), markerMetadata(def.marker), ...forward, ip]));
+  return renderXml(el('network', undefined, [
+    el('name', undefined, def.name),
+    def.uuid !== undefined && el('uuid', undefined, requireNonEmpty(def.uuid, 'uuid')),
+    markerMetadata(def.marker), ...forward, ip]));
 }
 
 /** Prefix length of a dotted IPv4 netmask, or undefined when it is not a contiguous mask. */

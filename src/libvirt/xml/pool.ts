@@ -13,6 +13,7 @@ export function buildPoolXml(def: PoolDef): string {
   return renderXml(
     el('pool', { type: 'dir' }, [
       el('name', undefined, requireNonEmpty(def.name, 'pool name')),
+      def.uuid !== undefined && el('uuid', undefined, requireNonEmpty(def.uuid, 'uuid')),
       el('target', undefined, [el('path', undefined, requireNonEmpty(def.path, 'pool path'))]),
     ]),
   );

@@ -32,6 +32,8 @@ export type VolumeFormat = 'qcow2' | 'raw';
 
 export interface PoolDef {
   name: string;
+  /** Keep the UUID of an existing pool when redefining it. */
+  uuid?: string;
   path: string;
   marker: OwnerMarker;
 }
@@ -55,6 +57,8 @@ export type NetworkMode = 'isolated' | 'nat' | 'bridge';
 
 export interface NetworkDef {
   name: string;
+  /** Keep the UUID of an existing network when redefining it. */
+  uuid?: string;
   mode: NetworkMode;
   bridge?: string;
   ipv4?: { address: string; prefix: number };
