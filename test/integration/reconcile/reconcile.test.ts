@@ -1,0 +1,227 @@
+/**
+ * The reconcile engine against the real libvirtd (qemu:///system): KVM/TCG domains with blank
+ * disks, isolated networks, a directory pool under /var/lib/virtform-test.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { openHost, type LibvirtHost } from '../../../src/reconcile/adapters/libvirt-host.js';
+import { openStateStore, type StateStore } from '../../../src/state/index.js';
+import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
+import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { cleanupPrefix, ensureBuilt, inventory, orphans, runCli, virsh, virshOk } from '../../support/real-host.js';
+
+const P = 'vftest-rec';
+const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
+const FAST = { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 };
+
+let work: string;
+let mdir: string;
+let dbPath: string;
+let host: LibvirtHost;
+let store: StateStore;
+
+type Opts = Partial<Parameters<typeof labManifests>[0]>;
+const files = (o: Opts = {}): Record<string, string> => labManifests({ prefix: P, poolPath: POOL_DIR, cidr: '10.231.0.0/24', ...o });
+async function desired(o: Opts = {}) {
+  writeManifests(mdir, files(o));
+  return desiredFrom(mdir);
+}
+async function apply(o: Opts = {}) {
+  return reconcile({ host, store, desired: await desired(o), retry: FAST, gracefulStop: false });
+}
+async function expectOk(args: string[]): Promise<void> {
+  const r = await runCli(args);
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+}
+const declaredAll = {
+  domains: [`${P}-vm1`, `${P}-vm2`], networks: [`${P}-net`], pools: [`${P}-pool`],
+  volumes: [`${P}-pool/${P}-base.qcow2`, `${P}-pool/${P}-data.img`, `${P}-pool/${P}-root.qcow2`],
+  files: [`${POOL_DIR}/${P}-base.qcow2`, `${POOL_DIR}/${P}-data.img`, `${POOL_DIR}/${P}-root.qcow2`],
+};
+
+beforeAll(async () => {
+  cleanupPrefix(P);
+  ensureBuilt();
+  work = tempDir();
+  mdir = join(work, 'manifests');
+  dbPath = join(work, 'state.db');
+  host = await openHost('qemu:///system');
+  store = await openStateStore(dbPath);
+});
+afterAll(async () => {
+  await host?.close();
+  await store?.close();
+  cleanupPrefix(P);
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('reconcile on qemu:///system', () => {
+  it('converges the lab; a second dry-run is "No changes." and a second apply makes zero mutating calls', async () => {
+    const first = await apply();
+    expect(first.outcome).toBe('succeeded');
+    const inv = inventory(P);
+    expect(inv.domains).toEqual([`${P}-vm1`, `${P}-vm2`]);
+    expect(inv.runningDomains).toEqual([`${P}-vm1`]);
+    expect(inv.activeNetworks).toEqual([`${P}-net`]);
+    expect(inv.volumes).toEqual(declaredAll.volumes);
+    expect(virsh('vol-dumpxml', '--pool', `${P}-pool`, `${P}-root.qcow2`)).toContain(`<path>${POOL_DIR}/${P}-base.qcow2</path>`);
+    expect(orphans(P, declaredAll)).toEqual([]);
+
+    const dry = await runCli(['reconcile', mdir, '--db', dbPath, '--dry-run', '--detailed-exitcode']);
+    expect(dry.stdout).toContain('No changes.');
+    expect(dry.code).toBe(0);
+
+    const mutatingBefore = host.client.mutatingCallCount;
+    const callsBefore = host.client.callCount;
+    const second = await apply();
+    expect(second.plan.noop).toBe(true);
+    expect(host.client.mutatingCallCount - mutatingBefore).toBe(0);
+    // observe is bulk: 8 list calls + lookup/refresh/list for the one pool
+    expect(host.client.callCount - callsBefore).toBeLessThanOrEqual(11);
+  });
+
+  it('updates memory in place keeping the UUID, grows a volume, adds a DHCP host live', async () => {
+    const uuid = virsh('domuuid', `${P}-vm1`).trim();
+    const result = await apply({
+      vm1Memory: '96MiB', dataCapacity: '48MiB',
+      extraHosts: '\n      - {mac: "52:54:00:aa:00:02", ip: 10.231.0.12}',
+    });
+    expect(result.outcome).toBe('succeeded');
+    expect(result.plan.summary).toMatchObject({ create: 0, change: 3, replace: 0, delete: 0 });
+    expect(virsh('domuuid', `${P}-vm1`).trim()).toBe(uuid);
+    expect(virsh('dumpxml', '--inactive', `${P}-vm1`)).toMatch(/<memory unit='KiB'>98304<\/memory>/);
+    expect(virsh('vol-info', '--bytes', '--pool', `${P}-pool`, `${P}-data.img`)).toMatch(/Capacity:\s+50331648 bytes/);
+    expect(virsh('net-dumpxml', `${P}-net`)).toContain("mac='52:54:00:aa:00:02'");
+    expect((await apply({ vm1Memory: '96MiB', dataCapacity: '48MiB', extraHosts: '\n      - {mac: "52:54:00:aa:00:02", ip: 10.231.0.12}' })).plan.noop).toBe(true);
+  });
+
+  it('replaces a volume whose format changes, restarting the VM that uses it', async () => {
+    const result = await apply({ rootFormat: 'raw' });
+    expect(result.outcome).toBe('succeeded');
+    const c = result.plan.changes.find((x) => x.name === `${P}-root`)!;
+    expect(c.action).toBe('replace');
+    const inv = inventory(P);
+    expect(inv.volumes).toContain(`${P}-pool/${P}-root.img`);
+    expect(inv.volumes).not.toContain(`${P}-pool/${P}-root.qcow2`);
+    expect(inv.runningDomains).toContain(`${P}-vm1`);
+    expect(virsh('dumpxml', `${P}-vm1`)).toContain(`${POOL_DIR}/${P}-root.img`);
+    expect(orphans(P, {
+      ...declaredAll,
+      volumes: [`${P}-pool/${P}-base.qcow2`, `${P}-pool/${P}-data.img`, `${P}-pool/${P}-root.img`],
+      files: [`${POOL_DIR}/${P}-base.qcow2`, `${POOL_DIR}/${P}-data.img`, `${POOL_DIR}/${P}-root.img`],
+    })).toEqual([]);
+    expect((await apply()).outcome).toBe('succeeded'); // and back
+  });
+
+  it('stops a VM declared stopped and prunes a VM removed from the manifests', async () => {
+    const result = await apply({ vm1State: 'stopped', withVm2: false });
+    expect(result.outcome).toBe('succeeded');
+    expect(result.plan.changes.map((c) => `${c.action} ${c.name}`).sort()).toEqual([`delete ${P}-vm2`, `update ${P}-vm1`]);
+    const inv = inventory(P);
+    expect(inv.domains).toEqual([`${P}-vm1`]);
+    expect(inv.runningDomains).toEqual([]);
+    expect((await apply()).outcome).toBe('succeeded');
+    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+  });
+
+  it('corrects drift: a domain destroyed, a network destroyed, a volume deleted outside virtform', async () => {
+    virsh('destroy', `${P}-vm1`);
+    virsh('net-destroy', `${P}-net`);
+    virsh('vol-delete', '--pool', `${P}-pool`, `${P}-data.img`);
+    const dry = await runCli(['reconcile', mdir, '--db', dbPath, '--dry-run', '--detailed-exitcode']);
+    expect(dry.code).toBe(3);
+    expect(dry.stdout).toMatch(/VirtualMachine\/vftest-rec-vm1 will be updated in place: domain is stopped \(drift\)/);
+    expect(dry.stdout).toMatch(/Network\/vftest-rec-net will be updated in place: network is inactive \(drift\)/);
+    expect(dry.stdout).toMatch(/Volume\/vftest-rec-data will be created: recorded but missing on the host \(drift\)/);
+    const applied = await runCli(['reconcile', mdir, '--db', dbPath]);
+    expect(applied.code).toBe(0);
+    const inv = inventory(P);
+    expect(inv.runningDomains).toEqual([`${P}-vm1`]);
+    expect(inv.activeNetworks).toEqual([`${P}-net`]);
+    expect(inv.volumes).toContain(`${P}-pool/${P}-data.img`);
+    expect(orphans(P, declaredAll)).toEqual([]);
+  });
+
+  it('refuses to touch a foreign object that collides with a manifest; adopts it with metadata.adopt', async () => {
+    const foreign = `${P}-foreign`;
+    const xml = join(work, 'foreign.xml');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(xml, `<network><name>${foreign}</name><ip address='10.233.0.1' prefix='24'/></network>`);
+    virsh('net-define', xml);
+    const before = virsh('net-dumpxml', foreign);
+    const extra = `---
+apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${foreign}__ADOPT__}
+spec: {mode: isolated, cidr: 10.234.0.0/24}
+`;
+    const f = files();
+    writeManifests(mdir, { ...f, 'foreign.yaml': extra.replace('__ADOPT__', '') });
+    const r = await runCli(['reconcile', mdir, '--db', dbPath]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/Network\/vftest-rec-foreign conflicts and will not be touched: .*not managed by virtform/);
+    expect(virsh('net-dumpxml', foreign)).toBe(before);
+    expect(virshOk('net-info', foreign)).toBe(true);
+
+    writeManifests(mdir, { ...f, 'foreign.yaml': extra.replace('__ADOPT__', ', adopt: true') });
+    const adopted = await runCli(['reconcile', mdir, '--db', dbPath]);
+    expect(adopted.code).toBe(0);
+    expect(virsh('net-dumpxml', foreign)).toContain("address='10.234.0.1'");
+    // Now owned: removing it from the manifests prunes it.
+    writeManifests(mdir, f);
+    await expectOk(['reconcile', mdir, '--db', dbPath]);
+    expect(virshOk('net-info', foreign)).toBe(false);
+  });
+
+  it('retries an injected start failure, reports it with exit 1, and the rerun converges', async () => {
+    virsh('destroy', `${P}-vm1`);
+    const failed = await runCli(['reconcile', mdir, '--db', dbPath, '--retry-delay', '10'], { VIRTFORM_TEST_FAIL: `startDomain:${P}-vm1` });
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toMatch(/↻ start domain VirtualMachine\/vftest-rec-vm1: attempt 1 failed/);
+    expect(failed.stdout).toMatch(/✗ start domain VirtualMachine\/vftest-rec-vm1 failed after 3 attempt\(s\)/);
+    const status = JSON.parse((await runCli(['status', '--db', dbPath, '--json'])).stdout) as { resources: { name: string; status: string; lastError: string; attempts: number }[] };
+    const vm = status.resources.find((r) => r.name === `${P}-vm1`)!;
+    expect(vm.status).toBe('failed');
+    expect(vm.lastError).toMatch(/injected failure/);
+    expect(vm.attempts).toBe(3);
+    expect(orphans(P, declaredAll)).toEqual([]);
+    await expectOk(['reconcile', mdir, '--db', dbPath]);
+    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+  });
+
+  it('leaves no volume file behind when an image import fails, and finishes the rest', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const img = join(work, 'not-an-image.qcow2');
+    // A qcow2 header that qemu-img can't read: a real failure, after libvirt created the volume.
+    writeFileSync(img, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(60, 0xff)]));
+    const bad = `---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-import}
+spec: {pool: ${P}-pool, capacity: 16MiB, format: raw, source: ${img}}
+`;
+    writeManifests(mdir, { ...files(), 'import.yaml': bad });
+    const r = await runCli(['reconcile', mdir, '--db', dbPath, '--retry-delay', '10', '--max-attempts', '2']);
+    expect(r.code).toBe(1);
+    // An unreadable image is invalid input, not a transient failure: no retry.
+    expect(r.stdout).toMatch(/✗ create volume Volume\/vftest-rec-import failed after 1 attempt\(s\).*cannot read source image/);
+    expect(orphans(P, declaredAll)).toEqual([]); // no vftest-rec-import.img file left
+    writeManifests(mdir, files());
+    await expectOk(['reconcile', mdir, '--db', dbPath]);
+  });
+
+  it('tears everything down with --allow-empty, and refuses an empty folder without it', async () => {
+    writeManifests(mdir, {});
+    const refused = await runCli(['reconcile', mdir, '--db', dbPath]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/no manifests found/);
+    expect(inventory(P).domains.length).toBe(2);
+    const torn = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty']);
+    expect(torn.code).toBe(0);
+    const inv = inventory(P);
+    expect([...inv.domains, ...inv.networks, ...inv.pools, ...inv.files]).toEqual([]);
+    const { plan } = await planOnly(host, store, await desiredFrom(mdir));
+    expect(plan.noop).toBe(true);
+  });
+});
