@@ -24,8 +24,25 @@ const VERB: Record<ResourceChange['action'], string> = {
   delete: 'will be deleted', conflict: 'conflicts and will not be touched',
 };
 
-const BYTE_FIELDS = /capacityBytes$/;
-const KIB_FIELDS = /memoryKiB$/;
+const BYTE_FIELDS = /\.capacity$/;
+const KIB_FIELDS = /\.memory$/;
+
+/** Internal config keys → the manifest's field names. */
+const FIELD_NAMES: [RegExp, string][] = [
+  [/\.capacityBytes$/, '.capacity'],
+  [/\.memoryKiB$/, '.memory'],
+  [/\.dhcpHosts/, '.dhcp.hosts'],
+  [/\.dhcpRange\./, '.dhcp.'],
+  [/\.sourcePath$/, '.source'],
+  [/\.bootOrder$/, '.boot'],
+];
+
+/** Values virtform derives from others (file names, paths, disk targets): shown only when they change. */
+const DERIVED = /\.(volName|path|backingPath|ipv4\.\w+|disks\[\d+\]\.(path|format|target))$/;
+
+export function displayField(field: string): string {
+  return FIELD_NAMES.reduce((f, [re, to]) => f.replace(re, to), field);
+}
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -45,7 +62,8 @@ function value(field: string, v: unknown): string {
   return JSON.stringify(v);
 }
 
-function fieldLine(style: Style, action: ResourceChange['action'], f: FieldChange): string {
+function fieldLine(style: Style, action: ResourceChange['action'], raw: FieldChange): string {
+  const f = { ...raw, field: displayField(raw.field) };
   if (action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}`;
   if (f.after === undefined) return `      ${paint(style, 'red', '-')} ${f.field}: ${value(f.field, f.before)}`;
   return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}`;
@@ -61,7 +79,10 @@ export function renderPlan(plan: Plan, style: Style): string {
     lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${VERB[c.action]}: ${c.reason}`)}`);
     lines.push(`${paint(style, COLOR[c.action], head)}`);
     if (blocked && c.action !== 'conflict') lines.push(`      ${paint(style, 'red', '!')} blocked: ${blocked}`);
-    for (const f of c.fields) lines.push(fieldLine(style, c.action, f));
+    for (const f of c.fields) {
+      if (c.action === 'create' && c.kind !== 'StoragePool' && DERIVED.test(f.field)) continue;
+      lines.push(fieldLine(style, c.action, f));
+    }
     for (const n of c.notes) lines.push(`      ${paint(style, 'cyan', 'note:')} ${n}`);
     lines.push('');
   }

@@ -1,0 +1,104 @@
+/**
+ * Crash safety on the real libvirtd: the CLI is killed with SIGKILL at every journal boundary
+ * (after a step is journaled, and after its libvirt call but before its result is recorded) of an
+ * apply of 10 resources and of their teardown; each time a rerun converges, leaves no undeclared
+ * owned object or volume file, and closes every journal entry.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, type Declared } from '../../support/real-host.js';
+
+const P = 'vftest-crash';
+const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
+
+const extra = `apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-extra}
+spec: {pool: ${P}-pool, capacity: 64MiB, format: qcow2, backingVolume: ${P}-base}
+---
+apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${P}-net2}
+spec: {mode: isolated, cidr: 10.236.0.0/24}
+---
+apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: ${P}-vm3}
+spec:
+  vcpus: 1
+  memory: 32MiB
+  state: stopped
+  disks: [{volume: ${P}-extra}]
+  nics: [{network: ${P}-net2}]
+`;
+
+const declared: Declared = {
+  domains: [`${P}-vm1`, `${P}-vm2`, `${P}-vm3`],
+  networks: [`${P}-net`, `${P}-net2`],
+  pools: [`${P}-pool`],
+  volumes: [`${P}-base.qcow2`, `${P}-data.img`, `${P}-extra.qcow2`, `${P}-root.qcow2`].map((v) => `${P}-pool/${v}`),
+  files: [`${P}-base.qcow2`, `${P}-data.img`, `${P}-extra.qcow2`, `${P}-root.qcow2`].map((v) => `${POOL_DIR}/${v}`),
+};
+const NOTHING: Declared = { domains: [], networks: [], pools: [], volumes: [], files: [] };
+
+let work: string;
+let full: string;
+let empty: string;
+
+beforeAll(() => {
+  cleanupPrefix(P);
+  ensureBuilt();
+  work = tempDir();
+  full = writeManifests(join(work, 'full'), {
+    ...labManifests({ prefix: P, poolPath: POOL_DIR, cidr: '10.235.0.0/24' }),
+    'extra.yaml': extra,
+  });
+  empty = writeManifests(join(work, 'empty'), {});
+});
+afterAll(() => {
+  cleanupPrefix(P);
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function stepCount(dir: string, db: string, extraArgs: string[] = []): Promise<number> {
+  const r = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--json', ...extraArgs]);
+  expect(r.code, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout) as { plan: { steps: unknown[] } }).plan.steps.length;
+}
+
+async function converge(label: string, dir: string, db: string, want: Declared, extraArgs: string[] = []): Promise<void> {
+  const r = await runCli(['reconcile', dir, '--db', db, '--shutdown-timeout', '0', ...extraArgs]);
+  expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
+  const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...extraArgs]);
+  expect(again.code, `${label}: ${again.stdout}\n${again.stderr}`).toBe(0);
+  expect(orphans(P, want), label).toEqual([]);
+  expect(openJournal(db), label).toEqual([]);
+}
+
+describe('SIGKILL at every journal boundary', () => {
+  it('apply of 10 resources and their teardown: every rerun converges with no orphans', async () => {
+    const db0 = join(work, 'probe.db');
+    const applySteps = await stepCount(full, db0);
+    expect(applySteps).toBeGreaterThanOrEqual(11);
+    const applyBoundaries = applySteps * 2;
+    const teardownBoundaries = declared.domains.length + declared.networks.length + declared.pools.length + declared.volumes.length;
+    const outcomes: string[] = [];
+
+    for (let k = 1; k <= applyBoundaries; k += 1) {
+      const db = join(work, `round-${k}.db`);
+      const crashed = await runCli(['reconcile', full, '--db', db, '--shutdown-timeout', '0'], { VIRTFORM_TEST_CRASH_AT: String(k) });
+      expect(crashed.signal, `round ${k}: ${crashed.stdout}\n${crashed.stderr}`).toBe('SIGKILL');
+      await converge(`round ${k} apply`, full, db, declared);
+
+      // Tear down, crashing at a boundary of the deletes (two per delete step), then finish it.
+      const t = ((k - 1) % (teardownBoundaries * 2)) + 1;
+      const torn = await runCli(['reconcile', empty, '--db', db, '--allow-empty'], { VIRTFORM_TEST_CRASH_AT: String(t) });
+      expect(torn.signal, `round ${k} teardown ${t}: ${torn.stdout}\n${torn.stderr}`).toBe('SIGKILL');
+      await converge(`round ${k} teardown ${t}`, empty, db, NOTHING, ['--allow-empty']);
+      outcomes.push(`${k}/${t}`);
+    }
+    expect(outcomes).toHaveLength(applyBoundaries);
+  }, 600_000);
+});

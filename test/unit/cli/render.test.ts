@@ -1,0 +1,59 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { FakeHost } from '../../support/fake-host.js';
+import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { openStateStore, type StateStore } from '../../../src/state/index.js';
+import { planOnly, reconcile } from '../../../src/reconcile/engine.js';
+import { planToJson, renderPlan, summaryLine } from '../../../src/cli/render.js';
+
+let work: string;
+let store: StateStore;
+let host: FakeHost;
+const plain = { color: false };
+
+beforeEach(async () => {
+  work = tempDir();
+  host = new FakeHost();
+  store = await openStateStore(join(work, 'db'));
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('plan rendering', () => {
+  it('prints creates with manifest field names, a terraform-like summary, then "No changes."', async () => {
+    const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'r', poolPath: '/srv/r' }));
+    const d = await desiredFrom(dir);
+    const { plan } = await planOnly(host, store, d);
+    const text = renderPlan(plan, plain);
+    expect(text).toContain('  + StoragePool/r-pool');
+    expect(text).toContain('      + spec.path: "/srv/r"');
+    expect(text).toContain('      + spec.capacity: 64MiB');
+    expect(text).toContain('      + spec.memory: 64MiB');
+    expect(text).not.toContain('capacityBytes');
+    expect(text).not.toContain('volName'); // derived values are not listed on create
+    expect(text.trim().split('\n').at(-1)).toBe('Plan: 7 to create, 0 to change, 0 to replace, 0 to delete.');
+    expect(text).not.toMatch(/\x1b\[/);
+
+    await reconcile({ host, store, desired: d, gracefulStop: false });
+    const again = await planOnly(host, store, d);
+    expect(renderPlan(again.plan, plain)).toBe('No changes. Infrastructure matches the manifests.\n');
+  });
+
+  it('shows updates as before → after, replaces with -/+ and the reason, deletes with -', async () => {
+    const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'r', poolPath: '/srv/r' }));
+    await reconcile({ host, store, desired: await desiredFrom(dir), gracefulStop: false });
+    writeManifests(dir, labManifests({ prefix: 'r', poolPath: '/srv/r', vm1Memory: '128MiB', rootFormat: 'raw', withVm2: false }));
+    const { plan } = await planOnly(host, store, await desiredFrom(dir));
+    const text = renderPlan(plan, plain);
+    expect(text).toContain('      ~ spec.memory: 64MiB → 128MiB');
+    expect(text).toMatch(/# Volume\/r-root must be replaced: format is immutable \(qcow2 → raw\)\n-\/\+ Volume\/r-root/);
+    expect(text).toContain('  - VirtualMachine/r-vm2');
+    expect(summaryLine(plan)).toBe('Plan: 0 to create, 1 to change, 1 to replace, 1 to delete.');
+    const json = planToJson(plan) as { summary: Record<string, number>; changes: { name: string; action: string; steps: { op: string }[] }[] };
+    expect(json.summary).toMatchObject({ create: 0, change: 1, replace: 1, delete: 1 });
+    expect(json.changes.find((c) => c.name === 'r-root')!.steps.map((s) => s.op)).toEqual(['volume.delete', 'volume.create']);
+  });
+});
