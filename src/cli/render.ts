@@ -108,7 +108,7 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     changes: plan.changes.map((c) => ({
       kind: c.kind, name: c.name, action: c.action, reason: c.reason, fields: c.fields, notes: c.notes,
       ownership: c.ownership, blocked: plan.blocked.get(c.key) ?? null,
-      steps: c.steps.map((s) => s.op),
+      steps: c.steps,
     })),
     blocked: Object.fromEntries(plan.blocked),
     steps: plan.steps.map((s) => ({ id: s.id, resource: s.key, op: s.op.op, deps: s.deps })),
