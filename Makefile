@@ -5,7 +5,7 @@ EXAMPLES ?= manifests/examples
 URI ?= qemu:///system
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo test test-unit test-integration test-faults bench clean-test typecheck
+.PHONY: help setup build demo demo-destroy test test-unit test-integration test-faults bench clean-test typecheck
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ demo: setup ## converge the example manifests on qemu:///system and show status
 	$(VIRTFORM) reconcile $(EXAMPLES) --uri $(URI) --dry-run
 	$(VIRTFORM) reconcile $(EXAMPLES) --uri $(URI)
 	$(VIRTFORM) status --uri $(URI)
+
+demo-destroy: setup ## delete everything the demo created (prune with an empty manifest set)
+	mkdir -p /tmp/virtform-empty && $(VIRTFORM) reconcile /tmp/virtform-empty --uri $(URI) --allow-empty
 
 test: setup ## the whole suite: unit + integration against the real libvirtd
 	npx vitest run
