@@ -1,12 +1,28 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, resolve } from 'node:path';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 // Integration tests talk to the real libvirtd. Every object they create is named with the
 // `vftest` prefix; this removes leftovers before the run (e.g. from a killed run) and after it.
+// When another test run is alive on this machine (a lock file names its pid), the sweep is left to
+// it, so two runs never delete each other's objects.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const cleanup = () =>
+const LOCK = '/tmp/virtform-integration-tests.pid';
+const cleanup = (): void => {
   execFileSync('bash', [resolve(root, 'scripts/cleanup-test-objects.sh'), 'vftest'], { stdio: 'inherit' });
+};
+
+function otherRunAlive(): boolean {
+  try {
+    const pid = Number(readFileSync(LOCK, 'utf8').trim());
+    if (!pid || pid === process.pid) return false;
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export default function setup(): () => void {
   try {
@@ -14,6 +30,11 @@ export default function setup(): () => void {
   } catch {
     throw new Error('libvirtd is not answering on qemu:///system: run `make setup` (as root) first');
   }
+  if (otherRunAlive()) return () => undefined;
+  writeFileSync(LOCK, String(process.pid));
   cleanup();
-  return cleanup;
+  return () => {
+    cleanup();
+    rmSync(LOCK, { force: true });
+  };
 }
