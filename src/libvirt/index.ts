@@ -1,0 +1,28 @@
+/**
+ * Pure-TypeScript client of libvirt's remote RPC protocol. Self-contained: imports nothing from
+ * the rest of virtform (only Node built-ins), so it can be published on its own.
+ */
+export {
+  type CallInfo,
+  type ConnectOptions,
+  type DomainInfo,
+  type DomainState,
+  LibvirtClient,
+  type LibvirtClientEvents,
+  type ProcedureStats,
+  type StoragePoolInfo,
+  type StorageVolInfo,
+} from './client.js';
+export {
+  ConnectionError,
+  type ConnectionErrorReason,
+  isLibvirtError,
+  LibvirtError,
+  type RemoteErrorFields,
+  XdrError,
+} from './errors.js';
+export { DomainEventSubscription, type DomainLifecycleEvent } from './events.js';
+export * from './protocol.js';
+export { buildPacket, decodeError, type IncomingMessage, type PacketSocket, Transport } from './transport.js';
+export { DEFAULT_SOCKET, DEFAULT_SOCKET_RO, parseUri, type ParsedUri, socketPathFor, UriError } from './uri.js';
+export { UUID_BYTES, uuidToBytes, uuidToString, XdrReader, XdrWriter } from './xdr.js';
