@@ -283,6 +283,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     return { step, status: 'failed', attempts: policy.maxAttempts, ms: Date.now() - started, error: lastError };
   };
 
+  const skipReasons = new Map<number, string>();
   const finished = new Promise<void>((resolveAll, rejectAll) => {
     let remaining = plan.steps.length;
     if (remaining === 0) resolveAll();
@@ -295,23 +296,18 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       for (const next of dependents.get(outcome.step.id) ?? []) {
         const w = waiting.get(next)!;
         w.delete(outcome.step.id);
-        const nextStep = plan.steps[next]!;
-        if (outcome.status !== 'succeeded') {
-          if (!outcomes.has(next) && !w.has(-1)) {
-            w.add(-1); // poisoned: skip once its other deps are done
-            (nextStep as PlanStep & { skipReason?: string }).skipReason ??=
-              `skipped: ${outcome.step.key} ${outcome.status === 'failed' ? 'failed' : 'was skipped'}`;
-          }
+        if (outcome.status !== 'succeeded' && !skipReasons.has(next)) {
+          skipReasons.set(next, `skipped: ${outcome.step.key} ${outcome.status === 'failed' ? 'failed' : 'was skipped'}`);
         }
-        if (w.size === 0 || (w.size === 1 && w.has(-1))) schedule(nextStep);
+        if (w.size === 0) schedule(plan.steps[next]!);
       }
       if (remaining === 0) resolveAll();
     };
+    // A step runs once all its prerequisites are done; it is skipped if any of them did not succeed.
     const schedule = (step: PlanStep): void => {
-      const w = waiting.get(step.id)!;
-      if (w.has(-1)) {
-        w.clear();
-        complete({ step, status: 'skipped', attempts: 0, ms: 0, error: (step as PlanStep & { skipReason?: string }).skipReason });
+      const reason = skipReasons.get(step.id);
+      if (reason) {
+        complete({ step, status: 'skipped', attempts: 0, ms: 0, error: reason });
         return;
       }
       queue.add(() => runStep(step)).then(complete, rejectAll);
