@@ -1,0 +1,170 @@
+/**
+ * SIGKILL the apply process at random journal boundaries, over many rounds, then rerun without the
+ * hook: every rerun converges (exit 0, then `--dry-run --detailed-exitcode` exits 0), nothing is
+ * orphaned (`orphans()` against the declared set) and the journal has no open operation left.
+ *
+ * Seeded: VIRTFORM_FAULT_SEED (printed; random by default), VIRTFORM_FAULT_ROUNDS (default 50).
+ * Between rounds the manifests sometimes change (a VM added/removed, memory, vcpus, state, or the
+ * whole folder emptied and later restored) so deletes, updates and stops get crashed too. Writes bench/results/faults.md.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openHost } from '../../src/reconcile/adapters/libvirt-host.js';
+import { planOnly } from '../../src/reconcile/engine.js';
+import { openStateStore } from '../../src/state/index.js';
+import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { desiredFrom, tempDir, writeManifests } from '../support/manifests.js';
+import {
+  declaredFrom, describeVariant, ensureLibvirtd, faultManifests, isConnectionTrouble, prng, randInt, RESULTS, whileLibvirtdFlaps, type Variant,
+} from './support.js';
+
+const P = 'vftest-fault-k';
+const POOL_PATH = `${TEST_POOL_ROOT}/${P}-pool`;
+const SEED = Number(process.env.VIRTFORM_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const ROUNDS = Number(process.env.VIRTFORM_FAULT_ROUNDS ?? 50);
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty'];
+
+interface Round {
+  round: number;
+  variant: string;
+  changed: boolean;
+  steps: number;
+  concurrency: number;
+  crashAt: number;
+  crash: string;
+  boundary: string;
+  recoveryExit: number | null;
+  recoveryMs: number;
+  dryRunExit: number | null;
+  orphans: string[];
+  openJournal: number;
+  /** Times libvirtd was found down (restarted by another suite) and a step was retried. */
+  disturbed: number;
+}
+
+const rounds: Round[] = [];
+let work: string;
+let started = 0;
+
+async function stepsPending(dir: string, db: string): Promise<number> {
+  const host = await openHost('qemu:///system');
+  const store = await openStateStore(db);
+  try {
+    return (await planOnly(host, store, await desiredFrom(dir))).plan.steps.length;
+  } finally {
+    await store.close();
+    await host.close();
+  }
+}
+
+function mutate(v: Variant, rnd: () => number): Variant {
+  if (v.empty) return { ...v, empty: false };
+  if (rnd() < 0.1) return { ...v, empty: true }; // tear everything down (deletes get crashed too)
+  const n = { ...v };
+  switch (randInt(rnd, 0, 3)) {
+    case 0: n.vms = v.vms === 4 ? 3 : 4; break;
+    case 1: n.vm1Memory = v.vm1Memory === '64MiB' ? '96MiB' : '64MiB'; break;
+    case 2: n.vm2State = v.vm2State === 'running' ? 'stopped' : 'running'; break;
+    default: n.vm3Vcpus = v.vm3Vcpus === 1 ? 2 : 1;
+  }
+  return n;
+}
+
+function report(): void {
+  const crashed = rounds.filter((r) => r.crash === 'SIGKILL').length;
+  const ok = rounds.filter((r) => r.recoveryExit === 0 && r.dryRunExit === 0 && r.orphans.length === 0 && r.openJournal === 0).length;
+  const rows = rounds.map((r) =>
+    `| ${r.round} | ${r.variant}${r.changed ? ' (changed)' : ''} | ${r.steps} | ${r.concurrency} | ${r.crashAt} | ${r.crash} | ${r.boundary.replace(/\|/g, '/')} | ` +
+    `${r.recoveryExit} | ${(r.recoveryMs / 1000).toFixed(1)} | ${r.dryRunExit} | ${r.orphans.length ? r.orphans.join(', ') : 'none'} | ${r.openJournal} | ${r.disturbed} |`);
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(join(RESULTS, 'faults.md'), `# Fault suite: SIGKILL at random journal boundaries
+
+Seed ${SEED} (rerun: \`VIRTFORM_FAULT_SEED=${SEED} VIRTFORM_FAULT_ROUNDS=${ROUNDS} npx vitest run -c vitest.faults.config.ts test/faults/crash-rounds.test.ts\`),
+${rounds.length} rounds in ${((Date.now() - started) / 1000).toFixed(0)} s on qemu:///system, ${new Date().toISOString()}.
+Manifests: 1 pool, qcow2 base + a CoW clone root per VM + 2 raw data volumes, 1 isolated network, 3-4 VMs (12-14 resources).
+
+- crashed by SIGKILL: ${crashed}/${rounds.length}
+- rounds disturbed by libvirtd restarts from other suites (steps retried once it answered again): ${rounds.filter((r) => r.disturbed > 0).length}
+- converged afterwards (exit 0, dry-run --detailed-exitcode 0, no orphans, no open journal entry): **${ok}/${rounds.length}**
+
+| round | variant | steps pending | concurrency | crash at | crash run | boundary label | rerun exit | rerun s | dry-run exit | orphans | open journal | libvirtd restarts seen |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${rows.join('\n')}
+`);
+}
+
+beforeAll(async () => {
+  await ensureLibvirtd();
+  ensureBuilt();
+  cleanupPrefix(P);
+  work = tempDir(`${P}-`);
+  started = Date.now();
+  console.log(`[faults] crash rounds: seed=${SEED} rounds=${ROUNDS} (override with VIRTFORM_FAULT_SEED / VIRTFORM_FAULT_ROUNDS)`);
+});
+
+afterAll(() => {
+  if (rounds.length) report();
+  cleanupPrefix(P);
+});
+
+describe('SIGKILL at random journal boundaries', () => {
+  it(`converges with no orphans after every crash (${ROUNDS} rounds)`, async () => {
+    const rnd = prng(SEED);
+    const dir = join(work, 'm');
+    const db = join(work, 'state.db');
+    let variant: Variant = { vms: 4, vm1Memory: '64MiB', vm2State: 'stopped', vm3Vcpus: 1 };
+    for (let round = 1; round <= ROUNDS; round++) {
+      let changed = round > 1 && rnd() < 0.5;
+      if (changed) variant = mutate(variant, rnd);
+      writeManifests(dir, faultManifests(P, POOL_PATH, variant));
+      const note = { disturbed: 0 };
+      const trouble = (x: { code: number | null; stdout: string; stderr: string }): boolean =>
+        x.code !== 0 && isConnectionTrouble(x.stderr + x.stdout);
+      const pending = (): Promise<number> => whileLibvirtdFlaps(() => stepsPending(dir, db), () => false, note);
+      let steps = await pending();
+      for (let i = 0; steps === 0 && i < 4; i++) {
+        variant = mutate(variant, rnd);
+        changed = true;
+        writeManifests(dir, faultManifests(P, POOL_PATH, variant));
+        steps = await pending();
+      }
+      const crashAt = randInt(rnd, 1, Math.max(1, 2 * steps));
+      const concurrency = randInt(rnd, 1, 4);
+      const crash = await runCli(['reconcile', dir, '--db', db, '--concurrency', String(concurrency), ...COMMON], { VIRTFORM_TEST_CRASH_AT: String(crashAt) });
+      const boundary = /\[test\] crashing at boundary \d+: (.*)/.exec(crash.stderr)?.[1] ?? '';
+      let crashOutcome = crash.signal === 'SIGKILL' ? 'SIGKILL' : `exit ${crash.code}`;
+      if (trouble(crash)) {
+        note.disturbed += 1;
+        crashOutcome += ' (libvirtd went away)';
+        await ensureLibvirtd(60_000);
+      }
+
+      const t = performance.now();
+      const rerun = await whileLibvirtdFlaps(() => runCli(['reconcile', dir, '--db', db, ...COMMON]), trouble, note);
+      const recoveryMs = performance.now() - t;
+      const dry = await whileLibvirtdFlaps(
+        () => runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]), trouble, note);
+      const declared = await declaredFrom(dir);
+      const left = await whileLibvirtdFlaps(() => orphans(P, declared), () => false, note);
+      const open = openJournal(db);
+      const r: Round = {
+        round, variant: describeVariant(variant), changed, steps, concurrency, crashAt, crash: crashOutcome, boundary,
+        recoveryExit: rerun.code, recoveryMs, dryRunExit: dry.code, orphans: left, openJournal: open.length, disturbed: note.disturbed,
+      };
+      rounds.push(r);
+      console.log(`[faults] round ${round}: ${r.variant} steps=${steps} c=${concurrency} crashAt=${crashAt} -> ${crashOutcome} [${boundary}]; ` +
+        `rerun ${rerun.code} (${(recoveryMs / 1000).toFixed(1)} s), dry-run ${dry.code}, orphans ${left.length}, open journal ${open.length}${note.disturbed ? `, libvirtd down ${note.disturbed}x (retried)` : ''}`);
+
+      // A crash run either dies at the boundary or (when fewer boundaries occur than planned) completes.
+      if (!crashOutcome.includes('libvirtd went away')) {
+        expect(['SIGKILL', 'exit 0'], `round ${round} crash run: ${crash.stderr.slice(-2000)}`).toContain(crashOutcome);
+      }
+      expect(rerun.code, `round ${round} rerun:\n${rerun.stdout.slice(-3000)}\n${rerun.stderr.slice(-3000)}`).toBe(0);
+      expect(dry.code, `round ${round} dry-run after rerun:\n${dry.stdout.slice(-3000)}\n${dry.stderr.slice(-2000)}\nrerun was:\n${rerun.stdout.slice(-3000)}`).toBe(0);
+      expect(left, `round ${round} orphans`).toEqual([]);
+      expect(open, `round ${round} open journal`).toEqual([]);
+    }
+    expect(rounds.filter((r) => r.crash === 'SIGKILL').length).toBeGreaterThanOrEqual(Math.ceil(ROUNDS * 0.8) - rounds.filter((r) => r.disturbed > 0).length);
+  });
+});

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// Fault suite: crash/kill/disk-full/lock scenarios against the real libvirtd (objects vftest-fault-*).
+// One file at a time; long timeouts (the crash rounds run many short CLI processes).
+// test/faults/global-setup.ts waits for libvirtd (other suites restart it), then runs the shared
+// test/support/global-setup.ts (vftest cleanup before and after).
+export default defineConfig({
+  test: {
+    include: ['test/faults/**/*.test.ts'],
+    globalSetup: ['test/faults/global-setup.ts'],
+    fileParallelism: false,
+    testTimeout: 600_000,
+    hookTimeout: 180_000,
+  },
+});
