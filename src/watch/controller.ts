@@ -11,6 +11,7 @@
  * unit tests); a lost connection is re-established with capped exponential backoff, events are
  * re-registered and a resync follows.
  */
+import { existsSync } from 'node:fs';
 import { basename, resolve as resolvePath, sep } from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
@@ -146,6 +147,7 @@ export class WatchController {
   #active = 0;
 
   #watcher: FSWatcher | undefined;
+  #rewatching = false;
   #fileTimer: NodeJS.Timeout | undefined;
   #burstStart: number | undefined;
   #eventTimer: NodeJS.Timeout | undefined;
@@ -477,8 +479,42 @@ export class WatchController {
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
   }
 
+  /** Re-create the file watcher once the folder exists again, then reload. */
+  async #rewatch(): Promise<void> {
+    if (this.#rewatching) return;
+    this.#rewatching = true;
+    try {
+      const old = this.#watcher;
+      this.#watcher = undefined;
+      await old?.close().catch(() => undefined);
+      while (!this.#stopping) {
+        await new Promise((r) => setTimeout(r, Math.max(100, this.debounceMs)));
+        if (this.#stopping) return;
+        if (existsSync(this.#o.dir)) {
+          await this.#startFileWatcher();
+          if (this.#stopping) {
+            await this.#watcher?.close().catch(() => undefined);
+            return;
+          }
+          this.#log.info('manifest folder is back; watching it again', { dir: this.#o.dir });
+          this.trigger('file');
+          return;
+        }
+      }
+    } catch (e) {
+      this.#log.error('could not watch the manifest folder again; the periodic resync still reloads it', { error: errText(e) });
+    } finally {
+      this.#rewatching = false;
+    }
+  }
+
   #onFileEvent(event: string, path: string): void {
     if (this.#stopping) return;
+    if (event === 'unlinkDir' && path === this.#o.dir) {
+      // The folder itself was removed (e.g. replaced by a deploy tool): the watch on it is gone.
+      this.#log.warn('manifest folder removed; watching for it to come back', { dir: this.#o.dir });
+      void this.#rewatch();
+    }
     const isDirEvent = event === 'addDir' || event === 'unlinkDir';
     if (!isDirEvent && !isManifestFile(path)) return;
     this.#log.debug('manifest change', { event, path });

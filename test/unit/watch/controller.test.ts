@@ -5,7 +5,7 @@ import { labManifests, tempDir, writeManifests } from '../../support/manifests.j
 import { openStateStore, LockHeldError, type StateStore } from '../../../src/state/index.js';
 import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
 import type { HostPort } from '../../../src/reconcile/ports.js';
-import { GatedHost, parsePrometheus, sampleValue, sleep, waitFor } from './helpers.js';
+import { GatedHost, parsePrometheus, sampleValue, sleep, waitFor, writeFilesInPlace } from './helpers.js';
 
 const P = 'vftest-watch';
 const VM1 = `${P}-vm1`;
@@ -204,7 +204,7 @@ describe('manifest errors', () => {
     expect(c.lastGoodDesired!.digest).toBe(goodDigest);
     expect(host.domains.get(VM1)!.active).toBe(false);
 
-    writeManifests(mdir, manifests({ vm1Memory: '128MiB' }));
+    writeFilesInPlace(mdir, manifests({ vm1Memory: '128MiB' }));
     await waitFor(() => c.lastRun?.outcome === 'succeeded', 'the converging run after the fix');
     expect(host.domains.get(VM1)!.def.memoryKiB).toBe(128 * 1024);
     expect(host.domains.get(VM1)!.active).toBe(true);
@@ -238,6 +238,20 @@ describe('manifest errors', () => {
     await c.idle();
     expect(c.runCount).toBe(runs);
     expect(metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(0);
+  });
+});
+
+describe('folder replaced', () => {
+  it('watches the folder again after it was removed and re-created', async () => {
+    const c = await startConverged();
+    rmSync(mdir, { recursive: true, force: true });
+    await waitFor(() => logs.some((l) => l.msg === 'manifest folder removed; watching for it to come back'), 'the removal to be noticed');
+    writeFilesInPlace(mdir, manifests({ vm1Memory: '72MiB' }));
+    await waitFor(() => host.domains.get(VM1)!.def.memoryKiB === 72 * 1024, 'the re-created folder to converge');
+    expect(host.domains.has(VM1)).toBe(true);
+    await c.idle();
+    writeFilesInPlace(mdir, manifests({ vm1Memory: '88MiB' }));
+    await waitFor(() => host.domains.get(VM1)!.def.memoryKiB === 88 * 1024, 'a later edit in the re-created folder');
   });
 });
 
@@ -296,7 +310,7 @@ describe('stop', () => {
   it('waits for the run in flight, starts no new run, closes and releases the lock', async () => {
     const c = await startConverged();
     host.hold = true;
-    writeManifests(mdir, manifests({ vm1Memory: '80MiB' }));
+    writeFilesInPlace(mdir, manifests({ vm1Memory: '80MiB' }));
     await waitFor(() => host.waiting === 1, 'a run in flight');
     let stopped = false;
     const stopping = c.stop().then(() => {

@@ -1,4 +1,6 @@
 /** Shared helpers for the watch tests: polling, a Prometheus text parser, a gated FakeHost. */
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { FakeHost } from '../../support/fake-host.js';
 import type { HostSnapshot } from '../../../src/reconcile/ports.js';
 
@@ -128,4 +130,18 @@ export class GatedHost extends FakeHost {
     this.#release = [];
     for (const f of r) f();
   }
+}
+
+/**
+ * Rewrite a manifest folder in place, the way `git pull` does: each file is written to a temp name
+ * and renamed over the old one; files not in `files` are removed. The folder itself stays.
+ */
+export function writeFilesInPlace(dir: string, files: Record<string, string>): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, text] of Object.entries(files)) {
+    const tmp = join(dir, `.${name}.tmp-${process.pid}`);
+    writeFileSync(tmp, text);
+    renameSync(tmp, join(dir, name));
+  }
+  for (const f of readdirSync(dir)) if (!(f in files) && /\.ya?ml$/.test(f)) rmSync(join(dir, f));
 }
