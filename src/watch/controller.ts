@@ -493,7 +493,8 @@ export class WatchController {
         if (existsSync(this.#o.dir)) {
           await this.#startFileWatcher();
           if (this.#stopping) {
-            await this.#watcher?.close().catch(() => undefined);
+            const w = this.#watcher as FSWatcher | undefined;
+            await w?.close().catch(() => undefined);
             return;
           }
           this.#log.info('manifest folder is back; watching it again', { dir: this.#o.dir });
