@@ -1,0 +1,76 @@
+/**
+ * Two virtform processes applying at once (same DB, same manifests): exactly one proceeds, the
+ * other exits 1 naming the holder's pid. An injected, retried failure keeps the winner inside its
+ * apply for a few seconds so the two runs certainly overlap. Objects: vftest-fault-l-*.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { tempDir, writeManifests } from '../support/manifests.js';
+import { declaredFrom, ensureLibvirtd, spawnCli } from './support.js';
+
+const P = 'vftest-fault-l';
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--allow-empty'];
+let work: string;
+
+const manifests = {
+  'env.yaml': `apiVersion: virtform.dev/v1
+kind: StoragePool
+metadata: {name: ${P}-pool}
+spec: {path: ${TEST_POOL_ROOT}/${P}-pool}
+---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-root}
+spec: {pool: ${P}-pool, capacity: 8MiB, format: qcow2}
+---
+apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${P}-net}
+spec: {mode: isolated, cidr: 10.236.0.0/24}
+---
+apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: ${P}-vm}
+spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-root}], nics: [{network: ${P}-net}]}
+`,
+};
+
+beforeAll(async () => {
+  await ensureLibvirtd();
+  ensureBuilt();
+  cleanupPrefix(P);
+  work = tempDir(`${P}-`);
+});
+afterAll(() => cleanupPrefix(P));
+
+describe('two applies at once on one state DB', () => {
+  it('exactly one proceeds; the other exits 1 naming the holder pid (3 races)', async () => {
+    const dir = writeManifests(join(work, 'm'), manifests);
+    const empty = writeManifests(join(work, 'empty'), {});
+    const db = join(work, 'state.db');
+    // defineNetwork fails twice, retried after 1.5 s and 3 s: the winner holds the lock >= 4.5 s.
+    const env = { VIRTFORM_TEST_FAIL: `defineNetwork:${P}-net:2` };
+    const args = ['reconcile', dir, '--db', db, '--max-attempts', '3', '--retry-delay', '1500', ...COMMON];
+    for (let race = 1; race <= 3; race++) {
+      const a = spawnCli(args, env);
+      const b = spawnCli(args, env);
+      const [ra, rb] = await Promise.all([a.done, b.done]);
+      const results = [{ pid: a.pid, ...ra }, { pid: b.pid, ...rb }];
+      const winners = results.filter((r) => r.code === 0);
+      const losers = results.filter((r) => r.code === 1);
+      console.log(`[faults] lock race ${race}: exits ${results.map((r) => `pid ${r.pid} -> ${r.code} (${(r.ms / 1000).toFixed(1)} s)`).join(', ')}; ` +
+        `loser says: ${losers[0]?.stderr.trim().slice(0, 200)}`);
+      expect(winners, JSON.stringify(results.map((r) => [r.code, r.stderr.slice(-500)]))).toHaveLength(1);
+      expect(losers).toHaveLength(1);
+      expect(losers[0]!.stderr).toContain(`locked by pid ${winners[0]!.pid}`);
+      expect(losers[0]!.stdout).not.toMatch(/^✓ /m); // it applied nothing
+      const dry = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]);
+      expect(dry.code, dry.stdout).toBe(0);
+      expect(orphans(P, await declaredFrom(dir))).toEqual([]);
+      expect(openJournal(db)).toEqual([]);
+      const down = await runCli(['reconcile', empty, '--db', db, ...COMMON]);
+      expect(down.code, down.stdout + down.stderr).toBe(0);
+    }
+  });
+});
