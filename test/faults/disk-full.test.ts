@@ -1,0 +1,108 @@
+/**
+ * Disk full and a read-only pool path, for real: tmpfs mounts under /var/lib/virtform-test.
+ *   - vftest-fault-s-small: 2 MiB tmpfs; a raw volume imported from a 6 MiB random image → ENOSPC.
+ *   - vftest-fault-s-ro: read-only tmpfs; creating a qcow2 volume there → EROFS (root is not stopped
+ *     by permission bits, so a read-only mount is the closest real "permission denied").
+ * Expect: exit 1, each failure names its resource, no partial volume file or libvirt volume is
+ * left, and the rest of the plan (another pool, volume, network, VM) completes. Unmounted afterwards.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupPrefix, ensureBuilt, inventory, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { tempDir, writeManifests } from '../support/manifests.js';
+import { declaredFrom, ensureLibvirtd } from './support.js';
+
+const P = 'vftest-fault-s';
+const SMALL = `${TEST_POOL_ROOT}/${P}-small`;
+const RO = `${TEST_POOL_ROOT}/${P}-ro`;
+const OK = `${TEST_POOL_ROOT}/${P}-okpool`;
+const SRC = `/tmp/${P}-src/big.raw`;
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '1', '--allow-empty'];
+let work: string;
+let mounted = false;
+let mountError = '';
+
+const umount = (p: string): void => void spawnSync('umount', ['-l', p], { stdio: 'ignore' });
+
+beforeAll(async () => {
+  await ensureLibvirtd();
+  ensureBuilt();
+  umount(SMALL);
+  umount(RO);
+  cleanupPrefix(P);
+  work = tempDir(`${P}-`);
+  mkdirSync(SMALL, { recursive: true });
+  mkdirSync(RO, { recursive: true });
+  const a = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', SMALL], { encoding: 'utf8' });
+  const b = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', RO], { encoding: 'utf8' });
+  mounted = a.status === 0 && b.status === 0;
+  mountError = `${a.stderr ?? ''} ${b.stderr ?? ''}`.trim();
+  if (!mounted) console.warn(`[faults] cannot mount tmpfs here (${mountError}); disk-full test skipped`);
+  mkdirSync(join(SRC, '..'), { recursive: true });
+  writeFileSync(SRC, randomBytes(6 * 1024 * 1024)); // incompressible, not sparse
+});
+
+afterAll(() => {
+  umount(SMALL);
+  umount(RO);
+  cleanupPrefix(P);
+  rmSync(join(SRC, '..'), { recursive: true, force: true });
+});
+
+const doc = (s: string): string => `apiVersion: virtform.dev/v1\n${s}\n`;
+const baseDocs = [
+  `kind: StoragePool\nmetadata: {name: ${P}-okpool}\nspec: {path: ${OK}}`,
+  `kind: Volume\nmetadata: {name: ${P}-okvol}\nspec: {pool: ${P}-okpool, capacity: 4MiB, format: raw}`,
+  `kind: Network\nmetadata: {name: ${P}-net}\nspec: {mode: isolated, cidr: 10.237.0.0/24}`,
+  `kind: VirtualMachine\nmetadata: {name: ${P}-vm1}\nspec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-okvol}], nics: [{network: ${P}-net}]}`,
+  `kind: StoragePool\nmetadata: {name: ${P}-small}\nspec: {path: ${SMALL}}`,
+  `kind: StoragePool\nmetadata: {name: ${P}-ro}\nspec: {path: ${RO}}`,
+];
+const failingDocs = [
+  `kind: Volume\nmetadata: {name: ${P}-big}\nspec: {pool: ${P}-small, capacity: 8MiB, format: raw, source: ${SRC}}`,
+  `kind: Volume\nmetadata: {name: ${P}-rovol}\nspec: {pool: ${P}-ro, capacity: 4MiB, format: qcow2}`,
+  `kind: VirtualMachine\nmetadata: {name: ${P}-vm2}\nspec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-big}], nics: []}`,
+];
+
+describe('disk full and read-only pool paths', () => {
+  it('fails those volumes cleanly, leaves nothing behind, completes the rest', async () => {
+    if (!mounted) {
+      console.warn(`[faults] SKIPPED (no tmpfs mount: ${mountError})`);
+      return;
+    }
+    const dir = writeManifests(join(work, 'm'), { 'env.yaml': [...baseDocs, ...failingDocs].map(doc).join('---\n') });
+    const db = join(work, 'state.db');
+    const r = await runCli(['reconcile', dir, '--db', db, ...COMMON]);
+    const text = r.stdout + r.stderr;
+    console.log(`[faults] disk full / read-only: exit ${r.code}\n${text.split('\n').filter((l) => /^[✗!]|failed|error/i.test(l)).slice(0, 12).join('\n')}`);
+    expect(r.code, text).toBe(1);
+    // Each failure names the resource and says why.
+    expect(text).toMatch(new RegExp(`Volume/${P}-big[\\s\\S]{0,400}(No space left|ENOSPC)`, 'i'));
+    expect(text).toMatch(new RegExp(`Volume/${P}-rovol[^\\n]*(Read-only file system|EROFS|Permission denied)`, 'i'));
+    expect(r.stderr).not.toMatch(/\n\s+at .+:\d+:\d+\)?\n/); // no stack trace
+
+    // Nothing half-made: no file in either mount, no libvirt volume in those pools, no domain that needs one.
+    expect(readdirSync(SMALL)).toEqual([]);
+    expect(readdirSync(RO)).toEqual([]);
+    const inv = inventory(P);
+    expect(inv.volumes.filter((v) => v.startsWith(`${P}-small/`) || v.startsWith(`${P}-ro/`))).toEqual([]);
+    expect(inv.domains).toEqual([`${P}-vm1`]);
+    // The rest completed.
+    expect(inv.pools).toEqual([`${P}-okpool`, `${P}-ro`, `${P}-small`]);
+    expect(inv.volumes).toEqual([`${P}-okpool/${P}-okvol.img`]);
+    expect(inv.networks).toEqual([`${P}-net`]);
+    expect(orphans(P, await declaredFrom(dir))).toEqual([]);
+    expect(openJournal(db)).toEqual([]);
+
+    // Drop the impossible volumes: converges.
+    const fixed = writeManifests(join(work, 'm'), { 'env.yaml': baseDocs.map(doc).join('---\n') });
+    const again = await runCli(['reconcile', fixed, '--db', db, ...COMMON]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    const dry = await runCli(['reconcile', fixed, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]);
+    expect(dry.code, dry.stdout).toBe(0);
+    expect(orphans(P, await declaredFrom(fixed))).toEqual([]);
+  });
+});
