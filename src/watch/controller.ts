@@ -392,7 +392,7 @@ export class WatchController {
       });
       this.#lastReconcile = run;
       const fields = { seq, sources, outcome: run.outcome, durationMs: run.durationMs, plan: run.plan, mutations: run.mutations, failures: run.failures.length, blocked: run.blocked.length };
-      if (run.outcome === 'failed') this.#log.error('reconcile finished with failures', { ...fields, failed: run.failures });
+      if (run.outcome === 'failed') this.#log.error('reconcile finished with failures', { ...fields, failed: run.failures.slice(0, 10) });
       else this.#log.info('reconcile finished', fields);
     } catch (e) {
       this.metrics.runDuration.observe((Date.now() - started) / 1000);
