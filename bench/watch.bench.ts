@@ -162,7 +162,9 @@ spec: {mode: isolated, cidr: 10.238.0.0/16}
   }
   process.stderr.write(`edit-to-converged: ${latencies.map((x) => x.toFixed(0)).join(', ')} ms\n`);
 
-  // Idle: nothing changes; measure CPU and RSS.
+  // Idle: nothing changes; measure CPU and RSS (after the last edit's follow-up run has passed).
+  await c.idle();
+  await new Promise((r) => setTimeout(r, 1500));
   await c.idle();
   if (typeof global.gc === 'function') global.gc();
   const runsBefore = c.runCount;
