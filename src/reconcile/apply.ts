@@ -67,6 +67,8 @@ export interface ApplyOptions {
   onEvent?: (e: ApplyEvent) => void;
   /** Timeout for a graceful VM shutdown before it is forced off. */
   shutdownTimeoutMs?: number;
+  /** Once aborted, steps in flight finish and no new step (or retry) starts; the next run does the rest. */
+  signal?: AbortSignal;
 }
 
 export interface ApplyResult {
@@ -275,6 +277,9 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         if (!retryable(e) || attempt === policy.maxAttempts) {
           return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError };
         }
+        if (opts.signal?.aborted) {
+          return { step, status: 'skipped', attempts: attempt, ms: Date.now() - started, error: `not retried: shutting down (${lastError})` };
+        }
         const delayMs = backoffDelay(policy, attempt);
         opts.onEvent?.({ type: 'retry', step, attempt, delayMs, error: lastError });
         await sleep(delayMs);
@@ -305,12 +310,14 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     };
     // A step runs once all its prerequisites are done; it is skipped if any of them did not succeed.
     const schedule = (step: PlanStep): void => {
-      const reason = skipReasons.get(step.id);
+      const reason = skipReasons.get(step.id) ?? (opts.signal?.aborted ? 'not started: shutting down' : undefined);
       if (reason) {
         complete({ step, status: 'skipped', attempts: 0, ms: 0, error: reason });
         return;
       }
-      queue.add(() => runStep(step)).then(complete, rejectAll);
+      queue.add(() => (opts.signal?.aborted
+        ? Promise.resolve<StepOutcome>({ step, status: 'skipped', attempts: 0, ms: 0, error: 'not started: shutting down' })
+        : runStep(step))).then(complete, rejectAll);
     };
     for (const s of plan.steps) if (s.deps.length === 0) schedule(s);
   });

@@ -33,6 +33,8 @@ export interface ReconcileOptions {
   boundary?: (label: string) => void;
   onPlan?: (plan: Plan) => void;
   onEvent?: (e: ApplyEvent) => void;
+  /** Stop starting new steps (graceful shutdown); steps in flight finish. */
+  signal?: AbortSignal;
 }
 
 export interface ReconcileResult {
@@ -41,7 +43,8 @@ export interface ReconcileResult {
   observed: Observed;
   applied?: ApplyResult;
   revisionId?: number;
-  outcome: 'noop' | 'planned' | 'succeeded' | 'failed';
+  /** `interrupted`: a graceful shutdown stopped the run before all steps had started. */
+  outcome: 'noop' | 'planned' | 'succeeded' | 'failed' | 'interrupted';
   /** Mutating host calls made by this run. */
   mutations: number;
   durationMs: number;
@@ -70,7 +73,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const applied = await apply(plan, {
     host: opts.host, store: opts.store, desired: opts.desired, observed, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
-    shutdownTimeoutMs: opts.shutdownTimeoutMs,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal,
   });
 
   // Operations an interrupted earlier run left open are resolved by this run unless it failed on them.
@@ -95,10 +98,12 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     skipped: applied.skipped.size,
     blocked: plan.blocked.size,
   };
-  await opts.store.revisions.finish(revisionId, ok ? 'succeeded' : 'failed', summary);
+  const interrupted = !ok && opts.signal?.aborted === true && applied.failed.size === 0;
+  const outcome = ok ? (plan.noop ? 'noop' : 'succeeded') : interrupted ? 'interrupted' : 'failed';
+  await opts.store.revisions.finish(revisionId, outcome === 'noop' ? 'succeeded' : outcome, summary);
   return {
     ...base, applied, revisionId,
-    outcome: ok ? (plan.noop ? 'noop' : 'succeeded') : 'failed',
+    outcome,
     mutations: opts.host.mutationCount() - mutationsBefore,
     durationMs: Date.now() - started,
   };

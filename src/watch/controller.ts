@@ -158,6 +158,8 @@ export class WatchController {
 
   #started = false;
   #stopping = false;
+  /** Aborted on stop(): the run in flight finishes its current steps and starts no new ones. */
+  readonly #abort = new AbortController();
   #stopPromise: Promise<void> | undefined;
 
   constructor(opts: WatchOptions) {
@@ -253,6 +255,7 @@ export class WatchController {
 
   async #doStop(): Promise<void> {
     this.#stopping = true;
+    this.#abort.abort();
     this.#log.info('stopping', { runInFlight: this.#inFlight });
     clearTimeout(this.#fileTimer);
     clearTimeout(this.#eventTimer);
@@ -364,6 +367,7 @@ export class WatchController {
         retry: this.#o.retry,
         gracefulStop: this.#o.gracefulStop,
         shutdownTimeoutMs: this.#o.shutdownTimeoutMs,
+        signal: this.#abort.signal,
         onEvent: (e) => {
           if (e.type === 'retry') {
             this.#log.warn('step retry', { resource: e.step.key, op: e.step.op.op, attempt: e.attempt, delayMs: e.delayMs, error: e.error });

@@ -342,3 +342,26 @@ describe('crash recovery', () => {
     expect(await store.journal.listOpen()).toEqual([]);
   });
 });
+
+describe('graceful shutdown', () => {
+  it('an abort lets the step in flight finish, starts nothing new, and the next run completes the plan', async () => {
+    const abort = new AbortController();
+    const result = await run(await desired(), {
+      concurrency: 1,
+      signal: abort.signal,
+      onEvent: (e) => { if (e.type === 'start' && e.step.kind === 'StoragePool') abort.abort(); },
+    });
+    const statuses = result.applied!.outcomes.map((o) => `${o.step.key}:${o.status}`);
+    expect(statuses[0], statuses.join()).toBe('StoragePool/vftest-eng-pool:succeeded');
+    expect(statuses.slice(1).every((s) => s.endsWith(':skipped')), statuses.join()).toBe(true);
+    expect(result.applied!.outcomes.filter((o) => o.status === 'skipped').every((o) => /shutting down|skipped:/.test(o.error ?? ''))).toBe(true);
+    expect(result.outcome).toBe('interrupted');
+    expect(host.pools.size).toBe(1);
+    expect(host.domains.size).toBe(0);
+    expect(await store.journal.listOpen()).toEqual([]);
+    const next = await run(await desired());
+    expect(next.outcome).toBe('succeeded');
+    expect((await run(await desired())).plan.noop).toBe(true);
+  });
+});
+

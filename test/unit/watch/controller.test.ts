@@ -323,9 +323,11 @@ describe('stop', () => {
     const runs = c.runCount;
     host.open();
     await stopping;
-    expect(c.runCount).toBe(runs + 1); // the run in flight completed …
-    expect(c.lastRun?.outcome).toBe('succeeded');
-    expect(host.domains.get(VM1)!.def.memoryKiB).toBe(80 * 1024);
+    expect(c.runCount).toBe(runs + 1); // the run in flight finished …
+    // It was stopped while observing, so it started no step: the change waits for the next start.
+    expect(c.lastRun?.outcome).toBe('interrupted');
+    expect(host.domains.get(VM1)!.def.memoryKiB).toBe(64 * 1024);
+    expect(await store.journal.listOpen()).toEqual([]);
     await sleep(50);
     expect(c.runCount).toBe(runs + 1); // … and nothing ran after it
     expect(c.connectionState).toBe('closed');
