@@ -17,7 +17,8 @@
  * else is changed; observation and planning run unmodified.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openHost } from '../src/reconcile/adapters/libvirt-host.js';
@@ -43,30 +44,38 @@ const REPS = Number(f.reps ?? 7);
 const NETS = 20;
 const PIPELINE = Number(f.concurrency ?? 16);
 const SEQ_MAX = Number(f['seq-max'] ?? 1000);
+const PROFILE = f.profile !== 'false'; // CPU profile of planOnly at the largest size (default on)
 const P = 'vftest-bench';
 const ROOT = resolve(import.meta.dirname, '..');
 
 const pad = (i: number): string => String(i).padStart(5, '0');
 
-/** Manifests for N domains, N volumes (one per domain), 20 isolated networks, 1 pool. */
-export function manifestsYaml(n: number): string {
-  const docs: string[] = [
-    `kind: StoragePool\nmetadata: {name: ${P}-pool}\nspec: {path: /var/lib/virtform-test/${P}-obs-pool}`,
-  ];
-  for (let k = 0; k < NETS; k++) docs.push(`kind: Network\nmetadata: {name: ${P}-net${k}}\nspec: {mode: isolated, cidr: 10.200.${k}.0/24}`);
-  for (let i = 0; i < n; i++) {
-    docs.push(`kind: Volume\nmetadata: {name: ${P}-v${pad(i)}}\nspec: {pool: ${P}-pool, capacity: 1MiB, format: raw}`);
-    docs.push(`kind: VirtualMachine\nmetadata: {name: ${P}-d${pad(i)}}\nspec: {vcpus: 1, memory: 64MiB, state: stopped, ` +
-      `disks: [{volume: ${P}-v${pad(i)}}], nics: [{network: ${P}-net${i % NETS}}]}`);
+const doc = (body: string): string => `apiVersion: virtform.dev/v1\n${body}\n`;
+
+/**
+ * Manifests for N domains, N volumes (one per domain), 20 isolated networks, 1 pool, as files of
+ * 250 domains each (the loader refuses files over 1 MiB).
+ */
+export function manifestFiles(n: number): Record<string, string> {
+  const base: string[] = [`kind: StoragePool\nmetadata: {name: ${P}-pool}\nspec: {path: /var/lib/virtform-test/${P}-obs-pool}`];
+  for (let k = 0; k < NETS; k++) base.push(`kind: Network\nmetadata: {name: ${P}-net${k}}\nspec: {mode: isolated, cidr: 10.200.${k}.0/24}`);
+  const files: Record<string, string> = { 'base.yaml': base.map(doc).join('---\n') };
+  for (let start = 0; start < n; start += 250) {
+    const docs: string[] = [];
+    for (let i = start; i < Math.min(n, start + 250); i++) {
+      docs.push(`kind: Volume\nmetadata: {name: ${P}-v${pad(i)}}\nspec: {pool: ${P}-pool, capacity: 1MiB, format: raw}`);
+      docs.push(`kind: VirtualMachine\nmetadata: {name: ${P}-d${pad(i)}}\nspec: {vcpus: 1, memory: 64MiB, state: stopped, ` +
+        `disks: [{volume: ${P}-v${pad(i)}}], nics: [{network: ${P}-net${i % NETS}}]}`);
+    }
+    files[`vms-${pad(start)}.yaml`] = docs.map(doc).join('---\n');
   }
-  return docs.map((d) => `apiVersion: virtform.dev/v1\n${d}\n`).join('---\n');
+  return files;
 }
 
 async function desiredFor(dir: string, n: number): Promise<{ desired: Desired; loadMs: number }> {
   rmSync(dir, { recursive: true, force: true });
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'all.yaml'), manifestsYaml(n));
+  for (const [name, text] of Object.entries(manifestFiles(n))) writeFileSync(join(dir, name), text);
   const t = performance.now();
   const r = await loadManifests(dir);
   if (!r.ok) throw new Error(`generated manifests invalid: ${r.errors.slice(0, 3).map((e) => e.message).join('; ')}`);
@@ -100,6 +109,47 @@ async function perResource(c: LibvirtClient, names: string[], concurrency: numbe
     await c.domainGetState(d);
     await c.domainGetXmlDesc(d, 0);
   });
+}
+
+interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
+
+/** CPU-profile `fn` and return the top functions by self time (ms) with their file:line. */
+async function profile(fn: () => Promise<void>, top = 15): Promise<(string | number)[][]> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  await fn();
+  const { profile: prof } = await session.post('Profiler.stop') as unknown as { profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] } };
+  session.disconnect();
+  const self = new Map<number, number>();
+  prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0) / 1000));
+  const parent = new Map<number, number>();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  // tsx-transformed modules report line 1, so functions are keyed by name and file; native frames
+  // (sqlite, GC, socket writes) are attributed to the nearest JavaScript caller.
+  const label = (n: ProfileNode): string => {
+    const url = n.callFrame.url.replace(/^file:\/\//, '').replace(`${ROOT}/`, '');
+    return `${n.callFrame.functionName || '(anonymous)'} (${url || 'native'})`;
+  };
+  const byFn = new Map<string, number>();
+  let total = 0;
+  for (const n of prof.nodes) {
+    const t = self.get(n.id) ?? 0;
+    if (['(idle)', '(program)'].includes(n.callFrame.functionName)) continue;
+    if (n.callFrame.url === 'node:inspector' || (!n.callFrame.url && n.callFrame.functionName === 'dispatch')) continue; // the profiler itself
+    total += t;
+    let key = label(n);
+    if (!n.callFrame.url) {
+      let p = parent.get(n.id);
+      while (p !== undefined && !byId.get(p)!.callFrame.url) p = parent.get(p);
+      if (p !== undefined) key = `${key} ← ${label(byId.get(p)!)}`;
+    }
+    byFn.set(key, (byFn.get(key) ?? 0) + t);
+  }
+  return [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => [k, ms(v), `${((100 * v) / total).toFixed(1)}%`]);
 }
 
 /** Peak RSS of `virtform reconcile --dry-run` in a fresh process (everything to create: the test driver starts empty). */
@@ -139,6 +189,7 @@ async function main(): Promise<void> {
   const breakdown: (string | number)[][] = [];
   const notes: string[] = [];
   let rss: (string | number)[] | undefined;
+  let hot: (string | number)[][] = [];
   let lastDir = '';
 
   try {
@@ -188,6 +239,11 @@ async function main(): Promise<void> {
       if (!noop) notes.push(`n=${n}: planOnly was NOT a no-op after converging (see FINDINGS)`);
       if (rssPeak > 0) rss = [`in-process planOnly, converged, n=${n} (sampled every 2 ms)`, mib(rssPeak), `heapUsed now ${mib(process.memoryUsage().heapUsed)}`];
 
+      if (PROFILE && n === Math.max(...SIZES)) {
+        hot = await profile(async () => {
+          for (let i = 0; i < 5; i++) await planOnly(host, store, desired);
+        });
+      }
       const names = desired.resources.filter((r) => r.kind === 'VirtualMachine').map((r) => r.name);
       const piped: number[] = [];
       let pipedCalls = 0;
@@ -211,6 +267,7 @@ async function main(): Promise<void> {
   } finally {
     await host.close().catch(() => undefined);
     await store.close().catch(() => undefined);
+    if (rows.length < SIZES.length) rmSync(work, { recursive: true, force: true });
   }
 
   const nMax = Math.max(...SIZES);
@@ -249,7 +306,11 @@ ${targets.join('\n')}
 
 ${table(['domains', 'observe() total', 'host.snapshot() (8 lists)', 'listVolumes (lookup+refresh+list)', 'state DB reads', 'diff + buildPlan (CPU)', 'load+validate manifests (once)', 'converge from previous size (once)'], breakdown)}
 
-## Memory
+${hot.length ? `## CPU profile: 5 x planOnly at ${Math.max(...SIZES)} domains, top functions by self time
+
+${table(['function (file); native frames ← their JavaScript caller', 'self ms', 'share'], hot)}
+
+` : ''}## Memory
 
 ${table(['what', 'peak RSS', 'detail'], [
   ...(rss ? [rss] : []),
@@ -260,4 +321,18 @@ ${table(['what', 'peak RSS', 'detail'], [
 ${notes.length ? `## Notes\n\n${notes.join('\n')}\n` : ''}`);
 }
 
-await main();
+// Another engineer's tests may restart libvirtd, which drops the test driver's state with the
+// connection: start over (a few times) when that happens.
+for (let attempt = 1; ; attempt++) {
+  try {
+    await main();
+    break;
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (attempt >= 3 || !/ECONNRESET|EPIPE|connection|ENOENT|ECONNREFUSED/i.test(msg)) throw e;
+    process.stderr.write(`attempt ${attempt} lost the libvirt connection (${msg.slice(0, 200)}); starting over\n`);
+    for (let i = 0; i < 30 && spawnSync('virsh', ['-c', 'qemu:///system', 'version'], { stdio: 'ignore' }).status !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
