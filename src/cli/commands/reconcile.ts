@@ -39,7 +39,16 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
   const store = await openStore(o.db);
   let lock: WriterLock | undefined;
   let host: HostPort | undefined;
+  // First SIGINT/SIGTERM: finish the steps in flight and start no new one (exit 1, the next run
+  // does the rest). A second one: release the lock and exit at once (the journal keeps the record).
+  const abort = new AbortController();
   const releaseOnSignal = (signal: NodeJS.Signals): void => {
+    if (!abort.signal.aborted) {
+      abort.abort();
+      err(`virtform: ${signal}: finishing the steps in flight, starting no new ones (again to stop at once)\n`);
+      process.once(signal, releaseOnSignal);
+      return;
+    }
     lock?.releaseSync();
     err(`virtform: interrupted by ${signal}; the journal records the step in flight and the next run finishes it\n`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
@@ -63,6 +72,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       concurrency: o.concurrency,
       retry: { maxAttempts: o.maxAttempts, baseDelayMs: o.retryDelay, maxDelayMs: Math.max(o.retryDelay * 20, 1) },
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
+      signal: abort.signal,
       boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
       onPlan: (plan) => {
         if (!o.json) out(renderPlan(plan, style));
@@ -88,12 +98,13 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
     }
     if (!o.json && !result.plan.noop) {
       const ok = result.applied!.outcomes.filter((s) => s.status === 'succeeded').length;
-      out(`\nApply ${result.outcome === 'failed' ? 'finished with errors' : 'complete'}: ${ok} step(s) succeeded, ` +
+      const verdict = result.outcome === 'interrupted' ? 'interrupted' : result.outcome === 'failed' ? 'finished with errors' : 'complete';
+      out(`\nApply ${verdict}: ${ok} step(s) succeeded, ` +
         `${result.applied!.failed.size} resource(s) failed, ${result.applied!.skipped.size} skipped, ` +
         `${result.plan.blocked.size} blocked (${(result.durationMs / 1000).toFixed(1)}s).\n`);
       if (result.plan.blocked.size > 0) out(`${summaryLine(result.plan)}\n`);
     }
-    return result.outcome === 'failed' ? EXIT.failure : EXIT.ok;
+    return result.outcome === 'failed' || result.outcome === 'interrupted' ? EXIT.failure : EXIT.ok;
   } catch (e) {
     if (e instanceof LockHeldError) {
       err(`virtform: ${e.message}\n`);

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, type Declared } from '../../support/real-host.js';
+import { spawn } from 'node:child_process';
+import { CLI, ROOT, cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, type Declared } from '../../support/real-host.js';
 
 const P = 'vftest-crash';
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
@@ -102,3 +103,30 @@ describe('SIGKILL at every journal boundary', () => {
     expect(outcomes).toHaveLength(applyBoundaries);
   }, 600_000);
 });
+
+describe('SIGTERM', () => {
+  it('finishes the step in flight, starts no new one, exits 1; the rerun converges', async () => {
+    const db = join(work, 'sigterm.db');
+    const child = spawn(process.execPath, [CLI, 'reconcile', full, '--db', db, '--concurrency', '1'], {
+      cwd: ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    await new Promise<void>((r) => child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (stdout.includes('✓ ')) r();
+    }));
+    child.kill('SIGTERM');
+    const code = await exited;
+    expect(code, `${stdout}\n${stderr}`).toBe(1);
+    expect(stderr).toMatch(/SIGTERM: finishing the steps in flight/);
+    expect(stdout).toMatch(/Apply interrupted: /);
+    expect(stdout).toMatch(/not started: shutting down/);
+    expect(openJournal(db)).toEqual([]);
+    await converge('after SIGTERM', full, db, declared);
+    await converge('teardown', empty, db, NOTHING, ['--allow-empty']);
+  });
+});
+
