@@ -113,8 +113,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   const skipped = new Map<string, string>();
   const waiting = new Map<number, Set<number>>();
   const dependents = new Map<number, number[]>();
-  let domainType: Promise<'kvm' | 'qemu'> | undefined;
-  const getDomainType = (): Promise<'kvm' | 'qemu'> => (domainType ??= host.domainType());
+  let connectionLost: string | undefined;
 
   for (const s of plan.steps) {
     waiting.set(s.id, new Set(s.deps));
@@ -223,7 +222,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       case 'vm.define': {
         const d = desired.byKey.get(step.key) as DesiredVm;
         let uuid = uuidOf('VirtualMachine', d.name, replacing);
-        if (op.define) uuid = (await host.defineDomain(domainDef(d, await getDomainType(), uuid))).uuid;
+        if (op.define) uuid = (await host.defineDomain(domainDef(d, await host.domainType(), uuid))).uuid;
         if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
         boundary();
         await record(step, {
@@ -273,6 +272,13 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         return { step, status: 'succeeded', attempts: attempt, ms: Date.now() - started };
       } catch (e) {
         lastError = errorText(e);
+        if (e instanceof HostError && e.code === 'connection') {
+          // The call's outcome on the host is unknown: the entry stays open, so the next run treats
+          // whatever it finds under this name as half-done work of its own. No retry on a dead
+          // connection, and no new step starts.
+          connectionLost ??= lastError;
+          return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError };
+        }
         await store.journal.finish(jid, 'failed', lastError);
         if (!retryable(e) || attempt === policy.maxAttempts) {
           return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError };
@@ -289,6 +295,9 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   };
 
   const skipReasons = new Map<number, string>();
+  const stopReason = (): string | undefined =>
+    connectionLost ? `not started: connection to libvirt lost (${connectionLost})`
+      : opts.signal?.aborted ? 'not started: shutting down' : undefined;
   const finished = new Promise<void>((resolveAll, rejectAll) => {
     let remaining = plan.steps.length;
     if (remaining === 0) resolveAll();
@@ -310,14 +319,15 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     };
     // A step runs once all its prerequisites are done; it is skipped if any of them did not succeed.
     const schedule = (step: PlanStep): void => {
-      const reason = skipReasons.get(step.id) ?? (opts.signal?.aborted ? 'not started: shutting down' : undefined);
+      const reason = skipReasons.get(step.id) ?? stopReason();
       if (reason) {
         complete({ step, status: 'skipped', attempts: 0, ms: 0, error: reason });
         return;
       }
-      queue.add(() => (opts.signal?.aborted
-        ? Promise.resolve<StepOutcome>({ step, status: 'skipped', attempts: 0, ms: 0, error: 'not started: shutting down' })
-        : runStep(step))).then(complete, rejectAll);
+      queue.add(() => {
+        const late = stopReason();
+        return late ? Promise.resolve<StepOutcome>({ step, status: 'skipped', attempts: 0, ms: 0, error: late }) : runStep(step);
+      }).then(complete, rejectAll);
     };
     for (const s of plan.steps) if (s.deps.length === 0) schedule(s);
   });

@@ -114,11 +114,15 @@ export class LibvirtHost implements HostPort {
   }
 
   domainType(): Promise<'kvm' | 'qemu'> {
+    // Cached on success only: a failed lookup (e.g. a dropped connection) is asked again next time.
     this.domainTypeCache ??= this.op('capabilities', false, async () => {
       const caps = parseCapabilities(await this.client.connectGetCapabilities());
       // libvirt's test driver offers only its own 'test' type and accepts type='qemu' documents.
       if (caps.x86_64HvmDomainTypes.length === 0 && /^test[+:]/.test(this.client.uri)) return 'qemu';
       return chooseDomainType(caps);
+    });
+    this.domainTypeCache.catch(() => {
+      this.domainTypeCache = undefined;
     });
     return this.domainTypeCache;
   }
@@ -282,13 +286,19 @@ export class LibvirtHost implements HostPort {
     try {
       info = JSON.parse((await run('qemu-img', ['info', '--output=json', '--', def.sourcePath!])).stdout) as typeof info;
     } catch (e) {
-      throw new HostError('invalid', `cannot read source image ${def.sourcePath}: ${(e as Error).message.split('\n')[0]}`);
+      const stderr = String((e as { stderr?: string }).stderr ?? '').trim().split('\n').filter(Boolean);
+      throw new HostError('invalid', `cannot read source image ${def.sourcePath}: ${stderr.at(-1) ?? (e as Error).message.split('\n')[0]}`);
     }
     const size = info['virtual-size'] ?? 0;
     if (size > def.capacityBytes) {
       throw new HostError('invalid', `source image ${def.sourcePath} (${size} bytes) is larger than the volume capacity (${def.capacityBytes} bytes)`);
     }
-    await run('qemu-img', ['convert', '-n', '-f', info.format ?? 'raw', '-O', def.format, '--', def.sourcePath!, target]);
+    try {
+      await run('qemu-img', ['convert', '-n', '-f', info.format ?? 'raw', '-O', def.format, '--', def.sourcePath!, target]);
+    } catch (e) {
+      const stderr = String((e as { stderr?: string }).stderr ?? '').trim().split('\n').filter(Boolean);
+      throw new HostError('operation-failed', `importing ${def.sourcePath}: ${stderr.at(-1) ?? (e as Error).message.split('\n')[0]}`);
+    }
   }
 
   resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void> {

@@ -6,6 +6,7 @@ import { desiredFrom, labManifests, tempDir, writeManifests } from '../../suppor
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
 import type { Desired } from '../../../src/reconcile/desired.js';
+import { HostError } from '../../../src/reconcile/ports.js';
 
 const FAST_RETRY = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-eng';
@@ -361,6 +362,36 @@ describe('graceful shutdown', () => {
     expect(await store.journal.listOpen()).toEqual([]);
     const next = await run(await desired());
     expect(next.outcome).toBe('succeeded');
+    expect((await run(await desired())).plan.noop).toBe(true);
+  });
+});
+
+describe('lost connection', () => {
+  it('keeps the journal entry open when a call\'s outcome is unknown, stops the run, and the next run claims the object', async () => {
+    const original = host.createVolume.bind(host);
+    let dropped = false;
+    host.createVolume = async (def) => {
+      const v = await original(def); // libvirtd did the work …
+      if (def.name === `${P}-base.qcow2` && !dropped) {
+        dropped = true; // … but the connection died before the reply
+        throw new HostError('connection', 'connection closed by the peer (the call was in flight; its outcome on the host is unknown)');
+      }
+      return v;
+    };
+    const first = await run(await desired(), { concurrency: 1 });
+    expect(first.outcome).toBe('failed');
+    expect(first.applied!.failed.get(`Volume/${P}-base`)).toMatch(/outcome on the host is unknown/);
+    expect(first.applied!.outcomes.find((o) => o.step.key === `Volume/${P}-base`)!.attempts).toBe(1); // no retry
+    expect(first.applied!.outcomes.filter((o) => o.status === 'skipped').some((o) => /connection to libvirt lost/.test(o.error ?? ''))).toBe(true);
+    const open = await store.journal.listOpen();
+    expect(open.map((e) => `${e.kind}/${e.name}:${e.action}`)).toEqual([`Volume/${P}-base:volume.create`]);
+
+    const second = await run(await desired());
+    const base = second.plan.changes.find((c) => c.name === `${P}-base`)!;
+    expect(base.action).toBe('create');
+    expect(base.reason).toMatch(/interrupted/);
+    expect(second.outcome).toBe('succeeded');
+    expect(await store.journal.listOpen()).toEqual([]);
     expect((await run(await desired())).plan.noop).toBe(true);
   });
 });
