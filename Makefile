@@ -16,8 +16,8 @@ setup: ## install Debian packages, start libvirtd, npm ci, build (idempotent; ro
 build: ## compile TypeScript to dist/
 	npm run -s build
 
-typecheck: ## type-check without emitting
-	npx tsc -p tsconfig.json --noEmit
+typecheck: ## type-check sources, tests, benches and scripts (incl. the XML ↔ port type compatibility check)
+	npx tsc -p tsconfig.test.json
 
 demo: setup ## converge the example manifests on qemu:///system and show status
 	$(VIRTFORM) validate $(EXAMPLES)
@@ -28,7 +28,7 @@ demo: setup ## converge the example manifests on qemu:///system and show status
 demo-destroy: setup ## delete everything the demo created (prune with an empty manifest set)
 	mkdir -p /tmp/virtform-empty && $(VIRTFORM) reconcile /tmp/virtform-empty --uri $(URI) --allow-empty
 
-test: setup ## the whole suite: unit + integration against the real libvirtd
+test: setup typecheck ## the whole suite: type-check, unit + integration against the real libvirtd
 	npx vitest run
 
 test-unit: ## unit tests only (no libvirtd needed)
