@@ -99,8 +99,12 @@ async function main(): Promise<void> {
       const running = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--name'], { encoding: 'utf8' })
         .split('\n').filter((n) => n.startsWith(P)).length;
       const retries = r.steps.reduce((n, s) => n + s.attempts - 1, 0);
+      // Objects that vanished between apply and prune (another suite's `vftest` cleanup, a crash) are
+      // only forgotten by the prune, not deleted: flag them, they make the prune numbers incomparable.
+      const vanished = d.steps.filter((s) => s.op === 'record.forget').length;
       summary.push([c, r.steps.length, (up.wallMs / 1000).toFixed(2), (r.durationMs / 1000).toFixed(2),
-        (r.steps.length / (r.durationMs / 1000)).toFixed(1), retries, (down.wallMs / 1000).toFixed(2), (d.durationMs / 1000).toFixed(2), running]);
+        (r.steps.length / (r.durationMs / 1000)).toFixed(1), retries, (down.wallMs / 1000).toFixed(2), (d.durationMs / 1000).toFixed(2),
+        vanished ? `**${vanished}**` : 0, running]);
       const ops = [...new Set([...r.steps, ...d.steps].map((s) => s.op))].sort();
       for (const op of ops) {
         const xs = [...r.steps, ...d.steps].filter((s) => s.op === op && s.status === 'succeeded').map((s) => s.ms);
@@ -126,7 +130,10 @@ ${machineBlock()}
 
 ## Wall time
 
-${table(['concurrency', 'steps', 'apply wall s (process)', 'apply s (engine)', 'steps/s', 'retries', 'prune wall s', 'prune s (engine)', 'left running after prune'], summary)}
+${table(['concurrency', 'steps', 'apply wall s (process)', 'apply s (engine)', 'steps/s', 'retries', 'prune wall s', 'prune s (engine)', 'gone before prune (record.forget)', 'left running after prune'], summary)}
+
+"gone before prune" > 0 means objects were removed behind virtform's back between apply and prune (on a shared host: another
+suite's \`cleanup-test-objects.sh vftest\` global setup): that run's prune did less work and its numbers are not comparable.
 
 Speed-up of apply wall time vs concurrency ${summary[0]?.[0]}: ${summary.map((s) => `${s[0]} → ${(base / Number(s[2])).toFixed(2)}x`).join(', ')}.
 
