@@ -9,7 +9,7 @@
 # Needs root and a running libvirtd (make setup). Benchmarks create only vftest-bench-* objects and
 # remove them. Logs go to ${BENCH_LOGS:-/tmp/virtform-bench-logs}/<name>.log.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 RESULTS=bench/results
 LOGS="${BENCH_LOGS:-/tmp/virtform-bench-logs}"
 mkdir -p "$RESULTS" "$LOGS"
