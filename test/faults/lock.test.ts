@@ -57,12 +57,16 @@ describe('two applies at once on one state DB', () => {
       const b = spawnCli(args, env);
       const [ra, rb] = await Promise.all([a.done, b.done]);
       const results = [{ pid: a.pid, ...ra }, { pid: b.pid, ...rb }];
-      const winners = results.filter((r) => r.code === 0);
-      const losers = results.filter((r) => r.code === 1);
+      // The loser is refused before it touches anything; the winner is the one that was not refused.
+      const refused = (r: { stderr: string }): boolean => /is locked by pid \d+/.test(r.stderr);
+      const winners = results.filter((r) => !refused(r));
+      const losers = results.filter((r) => refused(r));
       console.log(`[faults] lock race ${race}: exits ${results.map((r) => `pid ${r.pid} -> ${r.code} (${(r.ms / 1000).toFixed(1)} s)`).join(', ')}; ` +
         `loser says: ${losers[0]?.stderr.trim().slice(0, 200)}`);
       expect(winners, JSON.stringify(results.map((r) => [r.code, r.stderr.slice(-500)]))).toHaveLength(1);
       expect(losers).toHaveLength(1);
+      expect(losers[0]!.code).toBe(1);
+      expect(winners[0]!.code, `winner's run:\n${winners[0]!.stdout.slice(-4000)}\n${winners[0]!.stderr.slice(-2000)}`).toBe(0);
       expect(losers[0]!.stderr).toContain(`locked by pid ${winners[0]!.pid}`);
       expect(losers[0]!.stdout).not.toMatch(/^✓ /m); // it applied nothing
       const dry = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]);
