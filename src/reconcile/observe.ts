@@ -4,12 +4,15 @@
  * Never one lookup per resource for the whole inventory.
  */
 import type { HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
-import type { JournalEntry, ResourceRecord } from '../state/index.js';
+import type { JournalEntry, ResourceIndexEntry, ResourceRecord } from '../state/index.js';
 import type { Desired } from './desired.js';
 import { resourceKey } from './desired.js';
 
 export interface StateReader {
-  resources: { list(kind?: string): Promise<ResourceRecord[]> };
+  resources: {
+    index(): Promise<ResourceIndexEntry[]>;
+    getMany(keys: { kind: string; name: string }[]): Promise<ResourceRecord[]>;
+  };
   journal: { listOpen(): Promise<JournalEntry[]> };
 }
 
@@ -20,7 +23,8 @@ export interface Observed {
   domains: Map<string, ObservedDomain>;
   /** Volumes per active pool that is desired or recorded; a pool missing here was not listed. */
   volumes: Map<string, Map<string, ObservedVolume>>;
-  records: Map<string, ResourceRecord>;
+  /** What the state DB records, by key; full records (with `details`) where the spec changed or the resource is pruned. */
+  records: Map<string, ResourceIndexEntry & Partial<Pick<ResourceRecord, 'details'>>>;
   /** Open journal entries left by an interrupted earlier run, by resource key. */
   openJournal: Map<string, JournalEntry[]>;
   /** Number of host calls made while observing. */
@@ -29,41 +33,47 @@ export interface Observed {
 
 export async function observe(host: HostPort, state: StateReader, desired: Desired): Promise<Observed> {
   let hostCalls = 0;
-  const [snapshot, records, open] = await Promise.all([
-    host.snapshot().then((s) => {
-      hostCalls += 1;
-      return s;
-    }),
-    state.resources.list(),
-    state.journal.listOpen(),
-  ]);
-
-  const recordMap = new Map(records.map((r) => [resourceKey(r.kind, r.name), r]));
+  const counted = <T>(p: Promise<T>): Promise<T> => p.then((v) => {
+    hostCalls += 1;
+    return v;
+  });
+  // Put the list calls on the wire first: the state DB read below is synchronous (better-sqlite3),
+  // so libvirtd answers while we read. Volumes of desired pools are listed right away too; a pool
+  // that does not exist or is inactive simply has no listing.
+  const listing = new Map<string, Promise<ObservedVolume[] | undefined>>();
+  const listPool = (name: string): void => {
+    if (!listing.has(name)) listing.set(name, counted(host.listVolumes(name)).catch(() => undefined));
+  };
+  const snapshotP = counted(host.snapshot());
+  for (const r of desired.resources) if (r.kind === 'StoragePool') listPool(r.name);
+  await new Promise<void>((r) => setImmediate(r));
+  const [summaries, open] = await Promise.all([state.resources.index(), state.journal.listOpen()]);
+  // Recorded configs are needed only where the spec changed or the resource is to be pruned.
+  const recordMap: Observed['records'] = new Map(summaries.map((r) => [resourceKey(r.kind, r.name), r]));
+  const needDetails = summaries.filter((r) => desired.byKey.get(resourceKey(r.kind, r.name))?.specHash !== r.specHash);
+  if (needDetails.length > 0) {
+    for (const full of await state.resources.getMany(needDetails)) recordMap.set(resourceKey(full.kind, full.name), full);
+  }
+  const records = summaries;
   const openJournal = new Map<string, JournalEntry[]>();
   for (const e of open) {
     const key = resourceKey(e.kind, e.name);
     openJournal.set(key, [...(openJournal.get(key) ?? []), e]);
   }
-
-  const pools = new Map(snapshot.pools.map((p) => [p.name, p]));
-  // Pools whose volumes we need: desired pools, pools we remember owning, pools named in journal intents.
-  const relevant = new Set<string>();
-  for (const r of desired.resources) if (r.kind === 'StoragePool') relevant.add(r.name);
-  for (const r of records) if (r.kind === 'StoragePool') relevant.add(r.name);
+  // Pools we remember owning, or that an interrupted operation names, are listed too.
+  for (const r of records) if (r.kind === 'StoragePool') listPool(r.name);
   for (const e of open) {
-    if (e.kind === 'StoragePool') relevant.add(e.name);
-    if (e.kind === 'Volume' && typeof e.intent.pool === 'string') relevant.add(e.intent.pool);
+    if (e.kind === 'StoragePool') listPool(e.name);
+    if (e.kind === 'Volume' && typeof e.intent.pool === 'string') listPool(e.intent.pool);
   }
+
+  const snapshot = await snapshotP;
+  const pools = new Map(snapshot.pools.map((p) => [p.name, p]));
   const volumes = new Map<string, Map<string, ObservedVolume>>();
-  await Promise.all(
-    [...relevant]
-      .filter((name) => pools.get(name)?.active)
-      .map(async (name) => {
-        const list = await host.listVolumes(name);
-        hostCalls += 1;
-        volumes.set(name, new Map(list.map((v) => [v.name, v])));
-      }),
-  );
+  for (const [name, p] of listing) {
+    const list = await p;
+    if (list && pools.get(name)?.active) volumes.set(name, new Map(list.map((v) => [v.name, v])));
+  }
 
   return {
     snapshot,

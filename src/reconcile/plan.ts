@@ -62,7 +62,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   // Blocked: conflicts and, transitively, the desired resources that depend on them.
   const blocked = new Map<string, string>();
   for (const c of changes) if (c.action === 'conflict') blocked.set(c.key, c.reason);
-  let grew = true;
+  let grew = blocked.size > 0;
   while (grew) {
     grew = false;
     for (const r of desired.resources) {
@@ -92,6 +92,10 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
     }
   }
 
+  if (steps.length === 0) {
+    return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0 };
+  }
+
   // users(X): resources that depend on X, by their desired config or by their recorded config.
   const users = new Map<string, Set<string>>();
   const addUse = (user: string, dep: string): void => {
@@ -118,6 +122,10 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   }
   assertAcyclic(steps);
 
+  return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0 };
+}
+
+function summarize(changes: ResourceChange[]): PlanSummary {
   const summary: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0 };
   for (const c of changes) {
     if (c.action === 'create') summary.create += 1;
@@ -126,7 +134,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
     else if (c.action === 'delete') summary.delete += 1;
     else summary.conflict += 1;
   }
-  return { changes, steps, blocked, summary, noop: changes.length === 0 };
+  return summary;
 }
 
 function assertAcyclic(steps: PlanStep[]): void {

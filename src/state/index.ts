@@ -6,6 +6,7 @@ export {
   openStateStore,
   StateStore,
   type ResourceRecord,
+  type ResourceIndexEntry,
   type ResourceUpsert,
   type JournalEntry,
   type JournalStatus,

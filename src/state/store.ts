@@ -6,6 +6,9 @@ import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
 import type { JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 
+/** What {@link StateStore.resources.index} returns for each resource. */
+export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'>;
+
 export interface ResourceRecord {
   kind: string;
   name: string;
@@ -175,6 +178,35 @@ export class StateStore {
       if (kind !== undefined) q = q.where('kind', '=', kind);
       const rows = await q.orderBy('kind').orderBy('name').execute();
       return rows.map(toResource);
+    },
+
+    /**
+     * The narrow view of every resource that observing a large inventory needs (identity, applied
+     * spec hash, desired state, last error): about half the cost of a full listing.
+     */
+    index: async (): Promise<ResourceIndexEntry[]> => {
+      const rows = await this.db
+        .selectFrom('resources')
+        .select(['kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error'])
+        .execute();
+      return rows.map((r) => ({
+        kind: r.kind, name: r.name, uuid: r.uuid, specHash: r.spec_hash, desiredState: r.desired_state, lastError: r.last_error,
+      }));
+    },
+
+    /** Full records (with details) for the given kind/name pairs; missing ones are left out. */
+    getMany: async (keys: { kind: string; name: string }[]): Promise<ResourceRecord[]> => {
+      const out: ResourceRecord[] = [];
+      for (let i = 0; i < keys.length; i += 200) {
+        const chunk = keys.slice(i, i + 200);
+        const rows = await this.db
+          .selectFrom('resources')
+          .selectAll()
+          .where((eb) => eb.or(chunk.map((k) => eb.and([eb('kind', '=', k.kind), eb('name', '=', k.name)]))))
+          .execute();
+        out.push(...rows.map(toResource));
+      }
+      return out;
     },
 
     /** Insert or update; fields not given (undefined) keep their value; generation increments when specHash changes. */

@@ -268,3 +268,28 @@ describe('events', () => {
     expect((await s.events.recent(1)).map((e) => e.message)).toEqual(['failed']);
   });
 });
+
+describe('resources.index and getMany', () => {
+  it('indexes every resource without details, and fetches full records for chosen keys', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vftest-state-'));
+    const store = await openStateStore(join(dir, 'state.db'));
+    try {
+      for (let i = 0; i < 450; i += 1) {
+        await store.resources.upsert({ kind: 'Volume', name: `v${i}`, uuid: `/p/v${i}`, specHash: `h${i}`, details: { config: { i } } });
+      }
+      const index = await store.resources.index();
+      expect(index).toHaveLength(450);
+      expect(index.find((r) => r.name === 'v7')).toEqual({
+        kind: 'Volume', name: 'v7', uuid: '/p/v7', specHash: 'h7', desiredState: null, lastError: null,
+      });
+      const keys = [...Array(450).keys()].filter((i) => i % 2 === 0).map((i) => ({ kind: 'Volume', name: `v${i}` }));
+      const full = await store.resources.getMany([...keys, { kind: 'Volume', name: 'missing' }]);
+      expect(full).toHaveLength(225); // spans two chunks of 200
+      expect(full.find((r) => r.name === 'v300')?.details).toEqual({ config: { i: 300 } });
+      expect((await store.resources.list())[0]!.details).toHaveProperty('config');
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
