@@ -37,5 +37,11 @@ test-unit: ## unit tests only (no libvirtd needed)
 test-integration: setup ## integration tests against the real libvirtd
 	npx vitest run --project integration
 
+test-faults: setup ## fault suite: SIGKILL rounds, libvirtd kill, disk full, lock race (root; ~4-5 min)
+	npx vitest run -c vitest.faults.config.ts
+
+bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)
+	bash bench/run-all.sh
+
 clean-test: ## remove every vftest* libvirt object left by tests
 	bash scripts/cleanup-test-objects.sh vftest
