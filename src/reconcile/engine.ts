@@ -12,7 +12,7 @@ import { buildPlan, type Plan } from './plan.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
 export interface EngineStore extends StateReader, ApplyStore {
-  journal: StateReader['journal'] & ApplyStore['journal'];
+  journal: StateReader['journal'] & ApplyStore['journal'] & { resolve(ids: number[]): Promise<void> };
   resources: StateReader['resources'] & ApplyStore['resources'];
   revisions: {
     start(r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number>;
@@ -76,11 +76,11 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal,
   });
 
-  // Operations an interrupted earlier run left open are resolved by this run unless it failed on them.
-  for (const [key, entries] of observed.openJournal) {
-    if (applied.failed.has(key) || plan.blocked.has(key)) continue;
-    for (const e of entries) await opts.store.journal.finish(e.id, 'abandoned', `resolved by run ${runId}`);
-  }
+  // Unresolved operations of earlier runs are resolved by this run unless it failed on them.
+  const resolved = [...observed.openJournal]
+    .filter(([key]) => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.blocked.has(key))
+    .flatMap(([, entries]) => entries.map((e) => e.id));
+  if (resolved.length > 0) await opts.store.journal.resolve(resolved);
   for (const [key, reason] of plan.blocked) {
     const [kind, ...name] = key.split('/');
     await opts.store.events.append({ level: 'warn', kind, name: name.join('/'), message: `blocked: ${reason}` });

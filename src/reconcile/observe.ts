@@ -13,7 +13,7 @@ export interface StateReader {
     index(): Promise<ResourceIndexEntry[]>;
     getMany(keys: { kind: string; name: string }[]): Promise<ResourceRecord[]>;
   };
-  journal: { listOpen(): Promise<JournalEntry[]> };
+  journal: { listUnresolved(): Promise<JournalEntry[]> };
 }
 
 export interface Observed {
@@ -25,7 +25,11 @@ export interface Observed {
   volumes: Map<string, Map<string, ObservedVolume>>;
   /** What the state DB records, by key; full records (with `details`) where the spec changed or the resource is pruned. */
   records: Map<string, ResourceIndexEntry & Partial<Pick<ResourceRecord, 'details'>>>;
-  /** Open journal entries left by an interrupted earlier run, by resource key. */
+  /**
+   * Journal entries of earlier runs whose effects no record accounts for, by resource key: open
+   * ones (the run was interrupted) and failed ones not followed by a success (a step that failed
+   * after creating something). Either makes what exists under that name virtform's.
+   */
   openJournal: Map<string, JournalEntry[]>;
   /** Number of host calls made while observing. */
   hostCalls: number;
@@ -47,7 +51,7 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   const snapshotP = counted(host.snapshot());
   for (const r of desired.resources) if (r.kind === 'StoragePool') listPool(r.name);
   await new Promise<void>((r) => setImmediate(r));
-  const [summaries, open] = await Promise.all([state.resources.index(), state.journal.listOpen()]);
+  const [summaries, open] = await Promise.all([state.resources.index(), state.journal.listUnresolved()]);
   // Recorded configs are needed only where the spec changed or the resource is to be pruned.
   const recordMap: Observed['records'] = new Map(summaries.map((r) => [resourceKey(r.kind, r.name), r]));
   const needDetails = summaries.filter((r) => desired.byKey.get(resourceKey(r.kind, r.name))?.specHash !== r.specHash);

@@ -342,6 +342,45 @@ export class StateStore {
       return rows.map(toJournal);
     },
 
+    /**
+     * Entries whose work may have left something on the host that no record accounts for: `open`
+     * ones (interrupted) and `failed` ones not followed by a success or a resolution for the same
+     * resource. Oldest first.
+     */
+    listUnresolved: async (): Promise<JournalEntry[]> => {
+      const rows = await this.db
+        .selectFrom('journal as j')
+        .selectAll('j')
+        .where('j.status', 'in', ['open', 'failed'])
+        .where(({ not, exists, selectFrom }) => not(exists(
+          selectFrom('journal as k')
+            .select('k.id')
+            .whereRef('k.kind', '=', 'j.kind')
+            .whereRef('k.name', '=', 'j.name')
+            .whereRef('k.id', '>', 'j.id')
+            .where('k.status', 'in', ['succeeded', 'abandoned']),
+        )))
+        .orderBy('j.id', 'asc')
+        .execute();
+      return rows.map(toJournal);
+    },
+
+    /** Mark open or failed entries resolved (`abandoned`), keeping their error text. */
+    resolve: async (ids: number[]): Promise<void> => {
+      for (let i = 0; i < ids.length; i += 500) {
+        await this.db
+          .updateTable('journal')
+          .set((eb) => ({
+            status: 'abandoned',
+            error: eb.fn.coalesce('error', eb.val('')),
+            finished_at: this.#now(),
+          }))
+          .where('id', 'in', ids.slice(i, i + 500))
+          .where('status', 'in', ['open', 'failed'])
+          .execute();
+      }
+    },
+
     /** Most recent entries, newest first. */
     recent: async (limit: number = DEFAULT_LIMIT): Promise<JournalEntry[]> => {
       const rows = await this.db.selectFrom('journal').selectAll().orderBy('id', 'desc').limit(limit).execute();

@@ -396,3 +396,21 @@ describe('lost connection', () => {
   });
 });
 
+describe('a step that failed after creating something', () => {
+  it('keeps the object virtform made its own: the next run finishes it instead of reporting a conflict', async () => {
+    host.failNext('startNetwork', `${P}-net`, Infinity); // defined, then the start fails every time
+    const first = await run(await desired());
+    expect(first.outcome).toBe('failed');
+    expect(host.networks.has(`${P}-net`)).toBe(true);
+    expect(await store.resources.get('Network', `${P}-net`).then((r) => r?.uuid ?? null)).toBeNull();
+    host.failures.clear();
+    const second = await run(await desired());
+    const net = second.plan.changes.find((c) => c.name === `${P}-net`)!;
+    expect(net.action).not.toBe('conflict');
+    expect(second.outcome).toBe('succeeded');
+    expect(host.networks.get(`${P}-net`)!.active).toBe(true);
+    expect(await store.journal.listUnresolved()).toEqual([]);
+    expect((await run(await desired())).plan.noop).toBe(true);
+  });
+});
+

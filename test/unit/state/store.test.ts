@@ -293,3 +293,28 @@ describe('resources.index and getMany', () => {
     }
   });
 });
+
+describe('journal.listUnresolved and resolve', () => {
+  it('lists open entries and failed ones not followed by a success; resolve closes them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vftest-state-'));
+    const store = await openStateStore(join(dir, 'state.db'));
+    try {
+      const j = store.journal;
+      const a1 = await j.begin({ runId: 'r', kind: 'Network', name: 'a', action: 'network.ensure', intent: {} });
+      await j.finish(a1, 'failed', 'boom');
+      const a2 = await j.begin({ runId: 'r', kind: 'Network', name: 'a', action: 'network.ensure', intent: {} });
+      await j.finish(a2, 'succeeded'); // a: failed then succeeded → resolved
+      const b1 = await j.begin({ runId: 'r', kind: 'Network', name: 'b', action: 'network.ensure', intent: {} });
+      await j.finish(b1, 'failed', 'boom'); // b: failed last → unresolved
+      const c1 = await j.begin({ runId: 'r', kind: 'Volume', name: 'c', action: 'volume.create', intent: {} }); // open
+      expect((await j.listUnresolved()).map((e) => `${e.name}:${e.status}`)).toEqual(['b:failed', 'c:open']);
+      await j.resolve([b1, c1]);
+      expect(await j.listUnresolved()).toEqual([]);
+      expect((await j.forResource('Network', 'b'))[0]).toMatchObject({ status: 'abandoned', error: 'boom' });
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
