@@ -35,10 +35,12 @@ fi
 
 mkdir -p /var/run/libvirt /var/lib/virtform
 if ! pgrep -x virtlogd >/dev/null; then log "starting virtlogd"; virtlogd -d; fi
-if ! pgrep -x libvirtd >/dev/null; then log "starting libvirtd"; libvirtd -d; fi
-
+# Decide by "does it answer", not by pgrep: a libvirtd killed a moment ago can still be listed
+# (a zombie not yet reaped) while holding its pid file. Start one whenever none is alive.
+libvirtd_alive() { ps -C libvirtd -o stat= 2>/dev/null | grep -qv '^Z'; }
 for i in $(seq 1 120); do
   if virsh -c qemu:///system version >/dev/null 2>&1; then break; fi
+  if ! libvirtd_alive; then log "starting libvirtd"; libvirtd -d || true; fi
   [ "$i" -eq 120 ] && { echo "libvirtd did not answer within 60 s" >&2; exit 1; }
   sleep 0.5
 done

@@ -9,16 +9,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConnectionError, LibvirtClient } from '../../../src/libvirt/index.js';
+import { startLibvirtd } from '../../support/libvirtd.js';
 
 const URI = 'qemu:///system';
 
-function daemonRunning(): boolean {
-  return spawnSync('pgrep', ['-x', 'libvirtd']).status === 0;
-}
-
-function startDaemon(): void {
-  if (!daemonRunning()) execFileSync('libvirtd', ['-d'], { stdio: 'ignore' });
-}
 
 async function connectWhenUp(timeoutMs: number): Promise<{ client: LibvirtClient; waitedMs: number }> {
   const t0 = Date.now();
@@ -38,7 +32,7 @@ async function connectWhenUp(timeoutMs: number): Promise<{ client: LibvirtClient
 afterAll(async () => {
   // Whatever happened above, leave a running, answering daemon for the next suites.
   spawnSync('pkill', ['-CONT', '-x', 'libvirtd']);
-  startDaemon();
+  await startLibvirtd();
   const { client } = await connectWhenUp(60_000);
   await client.close();
 });
@@ -85,8 +79,7 @@ describe('daemon restart', () => {
     expect((down as ConnectionError).reason).toBe('connect');
 
     // Restart and reconnect.
-    await new Promise((r) => setTimeout(r, 200));
-    startDaemon();
+    startLibvirtd().catch(() => undefined); // waits for the killed daemon to be reaped, then starts a new one
     const { client: c2, waitedMs } = await connectWhenUp(60_000);
     console.info(`pending calls failed ${failedAfterMs} ms after SIGKILL; reconnected ${waitedMs} ms after restart`);
     try {
