@@ -22,7 +22,7 @@ spec: {pool: ${P}-pool, capacity: 64MiB, format: qcow2, backingVolume: ${P}-base
 apiVersion: virtform.dev/v1
 kind: Network
 metadata: {name: ${P}-net2}
-spec: {mode: isolated, cidr: 10.236.0.0/24}
+spec: {mode: isolated, cidr: 10.241.0.0/24}
 ---
 apiVersion: virtform.dev/v1
 kind: VirtualMachine

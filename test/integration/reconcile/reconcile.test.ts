@@ -154,7 +154,7 @@ describe('reconcile on qemu:///system', () => {
 apiVersion: virtform.dev/v1
 kind: Network
 metadata: {name: ${foreign}__ADOPT__}
-spec: {mode: isolated, cidr: 10.234.0.0/24}
+spec: {mode: isolated, cidr: 10.242.0.0/24}
 `;
     const f = files();
     writeManifests(mdir, { ...f, 'foreign.yaml': extra.replace('__ADOPT__', '') });
@@ -167,7 +167,7 @@ spec: {mode: isolated, cidr: 10.234.0.0/24}
     writeManifests(mdir, { ...f, 'foreign.yaml': extra.replace('__ADOPT__', ', adopt: true') });
     const adopted = await runCli(['reconcile', mdir, '--db', dbPath]);
     expect(adopted.code).toBe(0);
-    expect(virsh('net-dumpxml', foreign)).toContain("address='10.234.0.1'");
+    expect(virsh('net-dumpxml', foreign)).toContain("address='10.242.0.1'");
     // Now owned: removing it from the manifests prunes it.
     writeManifests(mdir, f);
     await expectOk(['reconcile', mdir, '--db', dbPath]);
