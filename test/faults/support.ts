@@ -1,7 +1,7 @@
 /** Helpers for the fault suite: seeded randomness, manifest variants, declared sets, CLI with pid. */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { CLI, ROOT, type Declared } from '../support/real-host.js';
+import { ROOT, type Declared } from '../support/real-host.js';
 import { desiredFrom } from '../support/manifests.js';
 
 /** mulberry32: small, fast, good enough to pick crash points reproducibly. */
@@ -74,32 +74,7 @@ export function faultManifests(p: string, poolPath: string, v: Variant, cidr = '
   return { 'env.yaml': docs.map((d) => `apiVersion: virtform.dev/v1\n${d}\n`).join('---\n') };
 }
 
-export interface Spawned {
-  pid: number;
-  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }>;
-  stdoutSoFar: () => string;
-}
-
-/** Spawn the CLI and expose its pid (runCli hides it). */
-export function spawnCli(args: string[], env: Record<string, string> = {}, timeoutMs = 180_000): Spawned {
-  const t = performance.now();
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }>((res, rej) => {
-    child.on('error', rej);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      res({ code, signal, stdout, stderr, ms: performance.now() - t });
-    });
-  });
-  return { pid: child.pid!, done, stdoutSoFar: () => stdout };
-}
+export { spawnCli, type Spawned } from '../support/real-host.js';
 
 export function libvirtdUp(): boolean {
   return spawnSync('virsh', ['-c', 'qemu:///system', 'version'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
