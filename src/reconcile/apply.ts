@@ -146,14 +146,26 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     });
   };
 
+  /**
+   * UUID to define an object with: the observed one (none when replacing it); on a retry, the
+   * current one, since the failed attempt may have created the object already.
+   */
+  const defineUuid = async (kind: ResourceKind, name: string, replacing: boolean, attempt: number): Promise<string | undefined> => {
+    if (attempt === 1) return uuidOf(kind, name, replacing);
+    const current = kind === 'StoragePool' ? await host.getPool(name)
+      : kind === 'Network' ? await host.getNetwork(name)
+        : await host.getDomain(name);
+    return current?.uuid;
+  };
+
   /** Execute one step against the host; idempotent. */
-  const execute = async (step: PlanStep, op: StepOp): Promise<void> => {
+  const execute = async (step: PlanStep, op: StepOp, attempt: number): Promise<void> => {
     const replacing = step.change.action === 'replace';
     const boundary = (): void => opts.boundary?.(`${step.key}:${op.op}:called`);
     switch (op.op) {
       case 'pool.ensure': {
         const d = desired.byKey.get(step.key) as DesiredPool;
-        if (op.define) await host.definePool(poolDef(d, uuidOf('StoragePool', d.name, replacing)));
+        if (op.define) await host.definePool(poolDef(d, await defineUuid('StoragePool', d.name, replacing, attempt)));
         await host.startPool(d.name);
         if (op.autostart !== undefined) await host.setPoolAutostart(d.name, op.autostart);
         const detail = op.define ? await host.getPool(d.name) : undefined;
@@ -200,7 +212,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         return;
       case 'network.ensure': {
         const d = desired.byKey.get(step.key) as DesiredNetwork;
-        if (op.define) await host.defineNetwork(networkDef(d, uuidOf('Network', d.name, replacing)));
+        if (op.define) await host.defineNetwork(networkDef(d, await defineUuid('Network', d.name, replacing, attempt)));
         if (op.start || op.define) await host.startNetwork(d.name);
         for (const h of op.deleteHosts) await host.updateNetworkDhcpHost(d.name, 'delete', h);
         for (const h of op.addHosts) await host.updateNetworkDhcpHost(d.name, 'add', h);
@@ -221,7 +233,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         return;
       case 'vm.define': {
         const d = desired.byKey.get(step.key) as DesiredVm;
-        let uuid = uuidOf('VirtualMachine', d.name, replacing);
+        let uuid = op.define ? await defineUuid('VirtualMachine', d.name, replacing, attempt) : uuidOf('VirtualMachine', d.name, false);
         if (op.define) uuid = (await host.defineDomain(domainDef(d, await host.domainType(), uuid))).uuid;
         if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
         boundary();
@@ -267,7 +279,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       });
       opts.boundary?.(`${step.key}:${step.op.op}:begin`);
       try {
-        await execute(step, step.op);
+        await execute(step, step.op, attempt);
         await store.journal.finish(jid, 'succeeded');
         return { step, status: 'succeeded', attempts: attempt, ms: Date.now() - started };
       } catch (e) {

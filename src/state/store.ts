@@ -75,6 +75,25 @@ export interface OpenOptions {
 
 const DEFAULT_LIMIT = 50;
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Retry a read-then-write transaction that SQLite refused with SQLITE_BUSY. In WAL mode a deferred
+ * transaction that read before another connection wrote cannot upgrade to a writer, and SQLite
+ * fails it at once instead of waiting `busy_timeout`; running it again from the start succeeds.
+ */
+async function withBusyRetry<T>(fn: () => Promise<T>, attempts = 20): Promise<T> {
+  for (let i = 1; ; i += 1) {
+    try {
+      return await fn();
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? '';
+      if (!code.startsWith('SQLITE_BUSY') || i >= attempts) throw e;
+      await sleep(Math.min(250, 5 * 2 ** i) * (0.5 + Math.random() / 2));
+    }
+  }
+}
+
 function parseJson(text: string | null | undefined): Record<string, unknown> {
   if (!text) return {};
   try {
@@ -211,7 +230,7 @@ export class StateStore {
 
     /** Insert or update; fields not given (undefined) keep their value; generation increments when specHash changes. */
     upsert: async (r: ResourceUpsert): Promise<ResourceRecord> => {
-      return this.db.transaction().execute(async (trx) => {
+      return withBusyRetry(() => this.db.transaction().execute(async (trx) => {
         const now = this.#now();
         const existing = await trx
           .selectFrom('resources')
@@ -264,7 +283,7 @@ export class StateStore {
           .where('name', '=', r.name)
           .executeTakeFirstOrThrow();
         return toResource(row);
-      });
+      }));
     },
 
     /**

@@ -414,3 +414,17 @@ describe('a step that failed after creating something', () => {
   });
 });
 
+describe('retrying a define', () => {
+  it('redefines with the UUID of what the failed attempt created, instead of failing with "already exists"', async () => {
+    host.failNext('setPoolAutostart', `${P}-pool`, 1); // attempt 1: defined + started, then fails
+    host.failNext('setDomainAutostart', `${P}-vm2`, 1);
+    const result = await run(await desired());
+    expect(result.outcome, JSON.stringify([...result.applied!.failed])).toBe('succeeded');
+    const pool = result.applied!.outcomes.find((o) => o.step.key === `StoragePool/${P}-pool`)!;
+    expect(pool.attempts).toBe(2);
+    expect((await store.resources.get('StoragePool', `${P}-pool`))?.uuid).toBe(host.pools.get(`${P}-pool`)!.uuid);
+    expect((await store.resources.get('VirtualMachine', `${P}-vm2`))?.uuid).toBe(host.domains.get(`${P}-vm2`)!.uuid);
+    expect((await run(await desired())).plan.noop).toBe(true);
+  });
+});
+
