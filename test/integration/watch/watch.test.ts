@@ -178,11 +178,12 @@ describe('virtform watch on qemu:///system', () => {
   });
 
   it('an invalid edit changes nothing; a later fix converges', async () => {
-    const invalidRuns = () => count('manifest error', (l) => typeof l.file === 'string' && Number(l.line) > 0);
+    // The error this edit introduces (an edit in place, as an editor or `git pull` does).
+    const invalidRuns = () => count('manifest error', (l) => typeof l.file === 'string' && Number(l.line) > 0 && /vm\.yaml:\d+:\d+: .*memory/.test(String(l.text)));
     const before = invalidRuns();
     const steps = count('step done');
     const files = manifests({ hosts: ['11', '12', '13'], broken: true });
-    writeManifests(mdir, files);
+    writeFilesInPlace(mdir, files);
     await waitFor(() => invalidRuns() > before, 'the manifest error log', 20_000);
     const err = logs.filter((l) => l.msg === 'manifest error').at(-1)!;
     expect(String(err.text)).toMatch(/vm\.yaml:\d+:\d+: .*memory/);
