@@ -5,12 +5,6 @@ import { defaultDbPath, openStateStore, type StateStore } from '../state/index.j
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, changes: 3 } as const;
 
-export class CliError extends Error {
-  constructor(message: string, public readonly exitCode: number = EXIT.failure) {
-    super(message);
-  }
-}
-
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }

@@ -12,7 +12,7 @@ import { HostError, type HostPort, type ResourceKind } from './ports.js';
 import type { Desired, DesiredNetwork, DesiredPool, DesiredVm, DesiredVolume } from './desired.js';
 import type { Observed } from './observe.js';
 import type { Plan, PlanStep } from './plan.js';
-import { MUTATING_OPS_LABEL, type StepOp } from './diff.js';
+import { STEP_LABELS, type StepOp } from './diff.js';
 import { domainDef, networkDef, poolDef, volumeDef } from './defs.js';
 import type { JournalEntry, ResourceRecord } from '../state/index.js';
 
@@ -367,7 +367,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
 }
 
 export function stepLabel(step: PlanStep): string {
-  return `${MUTATING_OPS_LABEL[step.op.op]} ${step.kind}/${step.name}`;
+  return `${STEP_LABELS[step.op.op]} ${step.kind}/${step.name}`;
 }
 
 export type { JournalEntry };

@@ -43,7 +43,7 @@ export const TEARDOWN_OPS = new Set<StepOp['op']>([
   'pool.delete', 'volume.delete', 'network.delete', 'vm.stop', 'vm.delete', 'record.forget',
 ]);
 
-export const MUTATING_OPS_LABEL: Record<StepOp['op'], string> = {
+export const STEP_LABELS: Record<StepOp['op'], string> = {
   'pool.ensure': 'ensure pool', 'pool.delete': 'delete pool',
   'volume.create': 'create volume', 'volume.resize': 'resize volume', 'volume.delete': 'delete volume',
   'network.ensure': 'ensure network', 'network.delete': 'delete network',

@@ -158,16 +158,3 @@ function assertAcyclic(steps: PlanStep[]): void {
   }
 }
 
-/** Steps in an order that respects dependencies (for display and sequential runs). */
-export function topologicalOrder(plan: Plan): PlanStep[] {
-  const done = new Set<number>();
-  const out: PlanStep[] = [];
-  const visit = (s: PlanStep): void => {
-    if (done.has(s.id)) return;
-    done.add(s.id);
-    for (const d of s.deps) visit(plan.steps[d]!);
-    out.push(s);
-  };
-  for (const s of plan.steps) visit(s);
-  return out;
-}

@@ -233,7 +233,6 @@ export interface HostPort {
   definePool(def: PoolDef): Promise<void>;
   /** Build (mkdir) and start a defined pool; idempotent. */
   startPool(name: string): Promise<void>;
-  refreshPool(name: string): Promise<void>;
   setPoolAutostart(name: string, autostart: boolean): Promise<void>;
   /** Stop and undefine a pool; the directory is removed only when `deleteDir` and empty. */
   deletePool(name: string, opts?: { deleteDir?: boolean }): Promise<void>;

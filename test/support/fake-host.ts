@@ -110,9 +110,6 @@ export class FakeHost implements HostPort {
     this.call('startPool', name, true);
     this.need(this.pools, name, 'pool').active = true;
   }
-  async refreshPool(name: string): Promise<void> {
-    this.call('refreshPool', name, false);
-  }
   async setPoolAutostart(name: string, autostart: boolean): Promise<void> {
     this.call('setPoolAutostart', name, true);
     this.need(this.pools, name, 'pool').autostart = autostart;

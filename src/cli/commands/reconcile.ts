@@ -1,4 +1,4 @@
-import { CliError, EXIT, errorMessage, loadDesired, openStore, useColor } from '../common.js';
+import { EXIT, errorMessage, loadDesired, openStore, useColor } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, parseFaultSpec, withInjectedFaults } from '../../reconcile/faults.js';
@@ -109,10 +109,6 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
     if (e instanceof LockHeldError) {
       err(`virtform: ${e.message}\n`);
       return EXIT.failure;
-    }
-    if (e instanceof CliError) {
-      err(`virtform: ${e.message}\n`);
-      return e.exitCode;
     }
     err(`virtform: ${errorMessage(e)}\n`);
     return EXIT.failure;

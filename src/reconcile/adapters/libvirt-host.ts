@@ -239,11 +239,6 @@ export class LibvirtHost implements HostPort {
       await this.client.storagePoolCreate(p, 0);
     });
   }
-  refreshPool(name: string): Promise<void> {
-    return this.op(`refresh pool ${name}`, false, async () => {
-      await this.client.storagePoolRefresh(await this.client.storagePoolLookupByName(name), 0);
-    });
-  }
   setPoolAutostart(name: string, autostart: boolean): Promise<void> {
     return this.op(`set autostart of pool ${name}`, true, async () => {
       await this.client.storagePoolSetAutostart(await this.client.storagePoolLookupByName(name), autostart);
