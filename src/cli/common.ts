@@ -1,9 +1,15 @@
 /** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
 import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
+import type { RetryPolicy } from '../reconcile/apply.js';
 import { defaultDbPath, openStateStore, type StateStore } from '../state/index.js';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, changes: 3 } as const;
+
+/** The retry policy of the --max-attempts and --retry-delay flags. */
+export function retryPolicy(o: { maxAttempts: number; retryDelay: number }): RetryPolicy {
+  return { maxAttempts: o.maxAttempts, baseDelayMs: o.retryDelay, maxDelayMs: Math.max(o.retryDelay * 20, 1) };
+}
 
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

@@ -42,6 +42,12 @@ export function withInjectedFaults(host: HostPort, faults: Map<string, number>):
   });
 }
 
+/** The host wrapper `VIRTFORM_TEST_FAIL` asks for (each call counts failures afresh), or none. */
+export function faultWrapperFromEnv(env: NodeJS.ProcessEnv = process.env): ((host: HostPort) => HostPort) | undefined {
+  const spec = env.VIRTFORM_TEST_FAIL;
+  return spec ? (host) => withInjectedFaults(host, parseFaultSpec(spec)) : undefined;
+}
+
 /** A boundary callback that SIGKILLs this process at the n-th call. */
 export function crashAtBoundary(n: number, log?: (label: string) => void): (label: string) => void {
   let count = 0;

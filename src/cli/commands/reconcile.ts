@@ -1,7 +1,7 @@
-import { EXIT, errorMessage, loadDesired, openStore, useColor } from '../common.js';
+import { EXIT, errorMessage, loadDesired, openStore, retryPolicy, useColor } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
-import { crashAtBoundary, parseFaultSpec, withInjectedFaults } from '../../reconcile/faults.js';
+import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LockHeldError, type WriterLock } from '../../state/index.js';
 import { planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
 import type { HostPort } from '../../reconcile/ports.js';
@@ -60,8 +60,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       process.once('SIGTERM', releaseOnSignal);
     }
     host = await openHost(o.uri);
-    const faults = process.env.VIRTFORM_TEST_FAIL;
-    const effectiveHost = faults ? withInjectedFaults(host, parseFaultSpec(faults)) : host;
+    const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
     const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
 
     const result = await reconcile({
@@ -70,7 +69,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       desired: loaded.desired,
       dryRun: o.dryRun,
       concurrency: o.concurrency,
-      retry: { maxAttempts: o.maxAttempts, baseDelayMs: o.retryDelay, maxDelayMs: Math.max(o.retryDelay * 20, 1) },
+      retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       signal: abort.signal,
       boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,

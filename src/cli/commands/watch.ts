@@ -3,9 +3,9 @@
  * Exit codes: 0 after a graceful stop (SIGINT/SIGTERM), 1 runtime failure (lock held, listener
  * could not bind), 2 invalid input (bad flags, empty folder without --allow-empty).
  */
-import { EXIT, errorMessage, openStore } from '../common.js';
+import { EXIT, errorMessage, openStore, retryPolicy } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
-import { parseFaultSpec, withInjectedFaults } from '../../reconcile/faults.js';
+import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LockHeldError, type StateStore } from '../../state/index.js';
 import {
   EmptyManifestsError, WatchController, isLogLevel, jsonLogger, parseListen, startStatusServer,
@@ -44,20 +44,19 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
   let store: StateStore | undefined;
   let controller: WatchController | undefined;
   let server: StatusServer | undefined;
-  const faults = process.env.VIRTFORM_TEST_FAIL;
   try {
     store = await openStore(o.db);
     controller = new WatchController({
       dir,
       store,
       connect: () => openHost(o.uri),
-      wrapHost: faults ? (h) => withInjectedFaults(h, parseFaultSpec(faults)) : undefined,
+      wrapHost: faultWrapperFromEnv(),
       allowEmpty: o.allowEmpty,
       debounceMs: o.debounce,
       resyncMs: o.resync * 1000,
       reconnect: { initialDelayMs: 500, maxDelayMs: (o.reconnectMax ?? 30) * 1000 },
       concurrency: o.concurrency,
-      retry: { maxAttempts: o.maxAttempts, baseDelayMs: o.retryDelay, maxDelayMs: Math.max(o.retryDelay * 20, 1) },
+      retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       lockCommand: `virtform watch ${dir}`,
       logger: log,
