@@ -177,28 +177,18 @@ export interface ParsedDomain {
   marker?: OwnerMarker;
 }
 
-/** `NetworkDetail` without `active`/`autostart`. */
-export interface ParsedNetwork {
-  name: string;
-  uuid: string;
-  mode: NetworkMode;
-  /** Only for mode 'bridge': the host bridge the network forwards to. The bridge libvirt creates
-   * for isolated/nat networks (virbrN) is an implementation detail and is not reported here. */
-  bridge?: string;
-  ipv4?: { address: string; prefix: number };
-  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
-  marker?: OwnerMarker;
-}
+/**
+ * `NetworkDetail` without `active`/`autostart`. `bridge` is reported only for mode 'bridge' (the
+ * host bridge the network forwards to); the virbrN bridge libvirt makes for isolated/nat networks
+ * is an implementation detail.
+ */
+export type ParsedNetwork = Omit<NetworkDetail, 'active' | 'autostart'>;
 
-/** `PoolDetail` without `active`/`autostart`. Pool XML has no place for a marker: always undefined. */
-export interface ParsedPool {
-  name: string;
-  uuid: string;
+/** `PoolDetail` without `active`/`autostart`, with the pool's type. Pool XML has no place for a marker: always undefined. */
+export type ParsedPool = Omit<PoolDetail, 'active' | 'autostart'> & {
   /** Pool type attribute (dir, logical, ...). */
   type: string;
-  path: string;
-  marker?: OwnerMarker;
-}
+};
 
 /** `VolumeDetail` without `pool`. */
 export interface ParsedVolume {
