@@ -44,6 +44,8 @@ export interface VmConfig {
 interface Base<K extends ResourceKind, C> {
   kind: K;
   name: string;
+  /** `resourceKey(kind, name)`, computed once: observe, diff and plan look resources up by it. */
+  key: string;
   adopt: boolean;
   labels: Record<string, string>;
   config: C;
@@ -143,7 +145,7 @@ export function buildDesired(state: DesiredState): Desired {
   for (const p of state.pools) {
     const config: PoolConfig = { path: posix.normalize(p.spec.path) };
     resources.push({
-      kind: 'StoragePool', name: p.metadata.name, adopt: p.metadata.adopt === true, labels: labelsOf(p),
+      kind: 'StoragePool', name: p.metadata.name, key: resourceKey('StoragePool', p.metadata.name), adopt: p.metadata.adopt === true, labels: labelsOf(p),
       config, specHash: hashConfig(config), autostart: p.spec.autostart ?? true, source: p.source,
     });
   }
@@ -160,7 +162,7 @@ export function buildDesired(state: DesiredState): Desired {
       sourcePath: v.spec.source,
     };
     resources.push({
-      kind: 'Volume', name: v.metadata.name, adopt: v.metadata.adopt === true, labels: labelsOf(v),
+      kind: 'Volume', name: v.metadata.name, key: resourceKey('Volume', v.metadata.name), adopt: v.metadata.adopt === true, labels: labelsOf(v),
       config, specHash: hashConfig(config), source: v.source,
     });
   }
@@ -177,7 +179,7 @@ export function buildDesired(state: DesiredState): Desired {
         .sort((a, b) => a.mac.localeCompare(b.mac)),
     };
     resources.push({
-      kind: 'Network', name: n.metadata.name, adopt: n.metadata.adopt === true, labels: labelsOf(n),
+      kind: 'Network', name: n.metadata.name, key: resourceKey('Network', n.metadata.name), adopt: n.metadata.adopt === true, labels: labelsOf(n),
       config, specHash: hashConfig(config), autostart: n.spec.autostart ?? true, source: n.source,
     });
   }
@@ -202,7 +204,7 @@ export function buildDesired(state: DesiredState): Desired {
       })),
     };
     resources.push({
-      kind: 'VirtualMachine', name: vm.metadata.name, adopt: vm.metadata.adopt === true, labels: labelsOf(vm),
+      kind: 'VirtualMachine', name: vm.metadata.name, key: resourceKey('VirtualMachine', vm.metadata.name), adopt: vm.metadata.adopt === true, labels: labelsOf(vm),
       config, specHash: hashConfig(config), autostart: vm.spec.autostart ?? false,
       state: (vm.spec.state ?? 'running') as 'running' | 'stopped', source: vm.source,
     });
@@ -210,7 +212,7 @@ export function buildDesired(state: DesiredState): Desired {
 
   return {
     resources,
-    byKey: new Map(resources.map((r) => [resourceKey(r.kind, r.name), r])),
+    byKey: new Map(resources.map((r) => [r.key, r])),
     digest: state.digest,
     gitCommit: state.gitCommit,
     gitDirty: state.gitDirty,

@@ -126,7 +126,7 @@ function change(
   extra: Partial<ResourceChange> = {},
 ): ResourceChange {
   return {
-    key: resourceKey(r.kind, r.name), kind: r.kind, name: r.name, action, reason,
+    key: r.key, kind: r.kind, name: r.name, action, reason,
     fields: [], notes: [], steps: [], desired: r, ownership: ownership.state, ...extra,
   };
 }
@@ -151,8 +151,8 @@ function conflictOrAdopt(r: DesiredResource, own: Ownership): ResourceChange | u
 // ---------------------------------------------------------------------------------------------
 
 function diffPool(r: DesiredPool, observed: Observed): ResourceChange | undefined {
-  const key = resourceKey(r.kind, r.name);
-  const own = ownershipOf(observed, r.kind, r.name);
+  const key = r.key;
+  const own = ownershipOf(observed, r.kind, r.name, undefined, key);
   const conflict = conflictOrAdopt(r, own);
   if (conflict) return conflict;
   const obs = observed.pools.get(r.name);
@@ -193,14 +193,16 @@ function diffPool(r: DesiredPool, observed: Observed): ResourceChange | undefine
 }
 
 function diffVolume(r: DesiredVolume, observed: Observed): ResourceChange | undefined {
-  const key = resourceKey(r.kind, r.name);
-  const poolListed = observed.volumes.has(r.config.pool);
-  const own = ownershipOf(observed, r.kind, r.name, r.config);
+  const key = r.key;
+  const own = ownershipOf(observed, r.kind, r.name, r.config, key);
+  const record = observed.records.get(key);
+  // Owned and applied with this very spec: nothing to do (the common case of a converged host).
+  if (own.state === 'owned' && record?.specHash === r.specHash) return undefined;
   const conflict = conflictOrAdopt(r, own);
   if (conflict) return conflict;
-  const record = observed.records.get(key);
   const prev = recordedConfig(observed, key) as VolumeConfig | undefined;
   if (own.state === 'absent') {
+    const poolListed = observed.volumes.has(r.config.pool);
     if (!poolListed && record?.specHash === r.specHash) return undefined; // pool inactive: verified next run
     if (record && prev && record.specHash !== r.specHash && prev.path !== r.config.path) {
       // The old file (other name or pool) goes; the new one is created.
@@ -214,7 +216,6 @@ function diffVolume(r: DesiredVolume, observed: Observed): ResourceChange | unde
     });
   }
   const adopting = own.state === 'foreign';
-  if (!adopting && record?.specHash === r.specHash) return undefined;
   if (!prev && own.state === 'owned' && own.via === 'journal') {
     // Created by an interrupted run and never recorded: its contents are unknown, so make it again.
     return change(r, 'create', 'finishing a creation interrupted in an earlier run', own, {
@@ -258,8 +259,8 @@ function hostKey(h: DhcpHost): string {
 }
 
 function diffNetwork(r: DesiredNetwork, observed: Observed): ResourceChange | undefined {
-  const key = resourceKey(r.kind, r.name);
-  const own = ownershipOf(observed, r.kind, r.name);
+  const key = r.key;
+  const own = ownershipOf(observed, r.kind, r.name, undefined, key);
   const conflict = conflictOrAdopt(r, own);
   if (conflict) return conflict;
   const obs = observed.networks.get(r.name);
@@ -320,12 +321,17 @@ function diffNetwork(r: DesiredNetwork, observed: Observed): ResourceChange | un
 }
 
 function diffVm(r: DesiredVm, observed: Observed, opts: DiffOptions): ResourceChange | undefined {
-  const key = resourceKey(r.kind, r.name);
-  const own = ownershipOf(observed, r.kind, r.name);
-  const conflict = conflictOrAdopt(r, own);
-  if (conflict) return conflict;
+  const key = r.key;
+  const own = ownershipOf(observed, r.kind, r.name, undefined, key);
   const obs = observed.domains.get(r.name);
   const record = observed.records.get(key);
+  const wantRunning = r.state === 'running';
+  // Owned, applied with this very spec, in the desired state: nothing to do (a converged host).
+  if (own.state === 'owned' && obs && record?.specHash === r.specHash && obs.autostart === r.autostart && obs.active === wantRunning) {
+    return undefined;
+  }
+  const conflict = conflictOrAdopt(r, own);
+  if (conflict) return conflict;
   if (own.state === 'absent' || !obs) {
     return change(r, 'create', createReason(record), own, {
       fields: fieldChanges(undefined, { ...r.config, state: r.state, autostart: r.autostart }),
@@ -342,7 +348,6 @@ function diffVm(r: DesiredVm, observed: Observed, opts: DiffOptions): ResourceCh
   const reasons: string[] = [];
   const notes: string[] = [];
   const steps: StepOp[] = [];
-  const wantRunning = r.state === 'running';
   if (obs.active && !wantRunning) {
     steps.push({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
     fields.push({ field: 'spec.state', before: 'running', after: 'stopped' });
@@ -369,12 +374,16 @@ function diffVm(r: DesiredVm, observed: Observed, opts: DiffOptions): ResourceCh
   return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields, notes, steps, adopt: adopting });
 }
 
+/** Keys that the state DB records or the journal names but no manifest declares, each once. */
+function* undeclaredKeys(desired: Desired, observed: Observed): Generator<string> {
+  for (const key of observed.records.keys()) if (!desired.byKey.has(key)) yield key;
+  for (const key of observed.openJournal.keys()) if (!desired.byKey.has(key) && !observed.records.has(key)) yield key;
+}
+
 /** Deletes for what virtform owns (recorded, or half-created in an interrupted run) but no manifest declares. */
 function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
   const out: ResourceChange[] = [];
-  const keys = new Set([...observed.records.keys(), ...observed.openJournal.keys()]);
-  for (const key of keys) {
-    if (desired.byKey.has(key)) continue;
+  for (const key of undeclaredKeys(desired, observed)) {
     const record = observed.records.get(key);
     const journal = observed.openJournal.get(key) ?? [];
     const kind = (record?.kind ?? journal[0]?.kind) as ResourceKind;
@@ -388,7 +397,7 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
       const volName = fromRecord?.volName ?? (intent?.volName as string | undefined);
       if (pool && volName) volume = { pool, volName };
     }
-    const own = ownershipOf(observed, kind, name, volume);
+    const own = ownershipOf(observed, kind, name, volume, key);
     const base = { key, kind, name, fields: [], notes: [] as string[], previous: prev, ownership: own.state };
     if (own.state === 'owned') {
       const steps: StepOp[] =
@@ -444,11 +453,11 @@ function addRestartsForReplacedDependencies(
       ...r.config.nics.map((n) => resourceKey('Network', n.network)),
     ].filter((k) => replaced.has(k));
     if (uses.length === 0) continue;
-    const key = resourceKey(r.kind, r.name);
+    const key = r.key;
     let c = changes.find((x) => x.key === key);
     if (c?.action === 'conflict') continue;
     if (!c) {
-      c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name));
+      c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name, undefined, key));
       changes.push(c);
     }
     const why = `restarted because ${uses.join(', ')} is replaced`;

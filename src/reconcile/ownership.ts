@@ -18,6 +18,8 @@ export type Ownership =
   | { state: 'owned'; via: 'record' | 'journal'; id: string }
   | { state: 'foreign'; id: string; reason: string };
 
+const ABSENT: Ownership = Object.freeze({ state: 'absent' });
+
 /** Identity of the observed object of this kind and name, or undefined when it does not exist. */
 export function observedIdentity(
   observed: Observed,
@@ -38,15 +40,16 @@ export function observedIdentity(
   }
 }
 
+/** `key` is `resourceKey(kind, name)`, passed by callers that have it already. */
 export function ownershipOf(
   observed: Observed,
   kind: ResourceKind,
   name: string,
   volume?: { pool: string; volName: string },
+  key = resourceKey(kind, name),
 ): Ownership {
   const id = observedIdentity(observed, kind, name, volume);
-  if (id === undefined) return { state: 'absent' };
-  const key = resourceKey(kind, name);
+  if (id === undefined) return ABSENT;
   const record = observed.records.get(key);
   if (record?.uuid && record.uuid === id) return { state: 'owned', via: 'record', id };
   if ((observed.openJournal.get(key) ?? []).length > 0) return { state: 'owned', via: 'journal', id };

@@ -9,7 +9,7 @@
  * A conflict blocks its resource and everything that depends on it.
  */
 import type { ResourceKind } from './ports.js';
-import type { Desired, DesiredResource, VolumeConfig, VmConfig } from './desired.js';
+import type { Desired, VolumeConfig, VmConfig } from './desired.js';
 import { dependenciesOf, resourceKey } from './desired.js';
 import { TEARDOWN_OPS, type ResourceChange, type StepOp } from './diff.js';
 
@@ -66,7 +66,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   while (grew) {
     grew = false;
     for (const r of desired.resources) {
-      const key = resourceKey(r.kind, r.name);
+      const key = r.key;
       if (blocked.has(key)) continue;
       const dep = dependenciesOf(r).find((d) => blocked.has(d));
       if (dep) {
@@ -101,10 +101,9 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   const addUse = (user: string, dep: string): void => {
     users.set(dep, (users.get(dep) ?? new Set()).add(user));
   };
-  for (const r of desired.resources) for (const d of dependenciesOf(r)) addUse(resourceKey(r.kind, r.name), d);
+  for (const r of desired.resources) for (const d of dependenciesOf(r)) addUse(r.key, d);
   for (const c of changes) for (const d of recordedDependencies(c.kind, c.previous)) addUse(c.key, d);
 
-  const desiredByKey = new Map<string, DesiredResource>(desired.resources.map((r) => [resourceKey(r.kind, r.name), r]));
   for (const step of steps) {
     const deps = new Set(step.deps);
     if (step.teardown) {
@@ -112,7 +111,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
         for (const s of byKey.get(user) ?? []) if (s.teardown) deps.add(s.id);
       }
     } else {
-      const r = desiredByKey.get(step.key);
+      const r = desired.byKey.get(step.key);
       for (const d of r ? dependenciesOf(r) : []) {
         for (const s of byKey.get(d) ?? []) if (!s.teardown) deps.add(s.id);
       }
