@@ -234,7 +234,11 @@ async function main(): Promise<void> {
         dpT.push(performance.now() - t);
         snapT.push((await timed(() => host.snapshot())).ms);
         volT.push((await timed(() => host.listVolumes(`${P}-pool`))).ms);
-        dbT.push((await timed(() => Promise.all([store.resources.list(), store.journal.listOpen()]))).ms);
+        // the reads observe makes: unresolved journal entries + the resource index (paged)
+        dbT.push((await timed(async () => {
+          await store.journal.listUnresolved();
+          for await (const page of store.resources.indexPages(500)) void page;
+        })).ms);
       }
       if (!noop) notes.push(`n=${n}: planOnly was NOT a no-op after converging (see FINDINGS)`);
       if (rssPeak > 0) rss = [`in-process planOnly, converged, n=${n} (sampled every 2 ms)`, mib(rssPeak), `heapUsed now ${mib(process.memoryUsage().heapUsed)}`];
@@ -304,7 +308,7 @@ ${targets.join('\n')}
 
 ## Where planOnly's time goes (medians, ms; each part timed separately)
 
-${table(['domains', 'observe() total', 'host.snapshot() (8 lists)', 'listVolumes (lookup+refresh+list)', 'state DB reads', 'diff + buildPlan (CPU)', 'load+validate manifests (once)', 'converge from previous size (once)'], breakdown)}
+${table(['domains', 'observe() total', 'host.snapshot() (8 lists)', 'listVolumes (lookup+refresh+list)', 'state DB reads (journal + index pages)', 'diff + buildPlan (CPU)', 'load+validate manifests (once)', 'converge from previous size (once)'], breakdown)}
 
 ${hot.length ? `## CPU profile: 5 x planOnly at ${Math.max(...SIZES)} domains, top functions by self time
 

@@ -10,7 +10,7 @@ import { resourceKey } from './desired.js';
 
 export interface StateReader {
   resources: {
-    index(): Promise<ResourceIndexEntry[]>;
+    indexPages(pageSize: number): AsyncIterable<ResourceIndexEntry[]>;
     getMany(keys: { kind: string; name: string }[]): Promise<ResourceRecord[]>;
   };
   journal: { listUnresolved(): Promise<JournalEntry[]> };
@@ -24,7 +24,7 @@ export interface Observed {
   /** Volumes per active pool that is desired or recorded; a pool missing here was not listed. */
   volumes: Map<string, Map<string, ObservedVolume>>;
   /** What the state DB records, by key; full records (with `details`) where the spec changed or the resource is pruned. */
-  records: Map<string, ResourceIndexEntry & Partial<Pick<ResourceRecord, 'details'>>>;
+  records: Map<string, Omit<ResourceIndexEntry, 'id'> & Partial<Pick<ResourceRecord, 'details'>>>;
   /**
    * Journal entries of earlier runs whose effects no record accounts for, by resource key: open
    * ones (the run was interrupted) and failed ones not followed by a success (a step that failed
@@ -35,37 +35,53 @@ export interface Observed {
   hostCalls: number;
 }
 
+/** Rows of the state index read at a time (about a millisecond each) before letting I/O in. */
+const INDEX_PAGE_ROWS = 500;
+
+const turnOfEventLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 export async function observe(host: HostPort, state: StateReader, desired: Desired): Promise<Observed> {
   let hostCalls = 0;
   const counted = <T>(p: Promise<T>): Promise<T> => p.then((v) => {
     hostCalls += 1;
     return v;
   });
-  // Put the list calls on the wire first: the state DB read below is synchronous (better-sqlite3),
-  // so libvirtd answers while we read. Volumes of desired pools are listed right away too; a pool
-  // that does not exist or is inactive simply has no listing.
+  // Put the list calls on the wire first. The state DB reads below are synchronous (better-sqlite3),
+  // so they go in pages with a turn of the event loop between them: libvirtd's replies are handled
+  // as they come, and the volume listing's chained calls (lookup, refresh, list) go out meanwhile
+  // instead of after the whole read. Volumes of desired pools are listed right away; a pool that
+  // does not exist or is inactive simply has no listing.
   const listing = new Map<string, Promise<ObservedVolume[] | undefined>>();
   const listPool = (name: string): void => {
     if (!listing.has(name)) listing.set(name, counted(host.listVolumes(name)).catch(() => undefined));
   };
   const snapshotP = counted(host.snapshot());
   for (const r of desired.resources) if (r.kind === 'StoragePool') listPool(r.name);
-  await new Promise<void>((r) => setImmediate(r));
-  const [summaries, open] = await Promise.all([state.resources.index(), state.journal.listUnresolved()]);
+  await turnOfEventLoop();
+  const open = await state.journal.listUnresolved();
   // Recorded configs are needed only where the spec changed or the resource is to be pruned.
-  const recordMap: Observed['records'] = new Map(summaries.map((r) => [resourceKey(r.kind, r.name), r]));
-  const needDetails = summaries.filter((r) => desired.byKey.get(resourceKey(r.kind, r.name))?.specHash !== r.specHash);
+  const recordMap: Observed['records'] = new Map();
+  const needDetails: ResourceIndexEntry[] = [];
+  const recordedPools: string[] = [];
+  for await (const page of state.resources.indexPages(INDEX_PAGE_ROWS)) {
+    for (const r of page) {
+      const key = resourceKey(r.kind, r.name);
+      recordMap.set(key, r);
+      if (desired.byKey.get(key)?.specHash !== r.specHash) needDetails.push(r);
+      if (r.kind === 'StoragePool') recordedPools.push(r.name);
+    }
+    await turnOfEventLoop();
+  }
   if (needDetails.length > 0) {
     for (const full of await state.resources.getMany(needDetails)) recordMap.set(resourceKey(full.kind, full.name), full);
   }
-  const records = summaries;
   const openJournal = new Map<string, JournalEntry[]>();
   for (const e of open) {
     const key = resourceKey(e.kind, e.name);
     openJournal.set(key, [...(openJournal.get(key) ?? []), e]);
   }
   // Pools we remember owning, or that an interrupted operation names, are listed too.
-  for (const r of records) if (r.kind === 'StoragePool') listPool(r.name);
+  for (const name of recordedPools) listPool(name);
   for (const e of open) {
     if (e.kind === 'StoragePool') listPool(e.name);
     if (e.kind === 'Volume' && typeof e.intent.pool === 'string') listPool(e.intent.pool);

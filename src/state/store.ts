@@ -6,8 +6,11 @@ import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
 import type { JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 
-/** What {@link StateStore.resources.index} returns for each resource. */
-export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'>;
+/** What {@link StateStore.resources.indexPages} returns for each resource. */
+export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
+  /** The row's id: the pages' keyset. */
+  id: number;
+};
 
 export interface ResourceRecord {
   kind: string;
@@ -101,6 +104,23 @@ function parseJson(text: string | null | undefined): Record<string, unknown> {
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
   } catch {
     return {};
+  }
+}
+
+/** See {@link StateStore.resources.indexPages}. */
+async function* indexPages(db: Kysely<StateDatabase>, pageSize: number): AsyncGenerator<ResourceIndexEntry[]> {
+  for (let after = 0; ;) {
+    const rows = await db
+      .selectFrom('resources')
+      .select(['id', 'kind', 'name', 'uuid', 'spec_hash as specHash', 'desired_state as desiredState', 'last_error as lastError'])
+      .where('id', '>', after)
+      .orderBy('id')
+      .limit(pageSize)
+      .execute();
+    if (rows.length === 0) return;
+    yield rows;
+    if (rows.length < pageSize) return;
+    after = rows[rows.length - 1]!.id;
   }
 }
 
@@ -201,17 +221,11 @@ export class StateStore {
 
     /**
      * The narrow view of every resource that observing a large inventory needs (identity, applied
-     * spec hash, desired state, last error): about half the cost of a full listing.
+     * spec hash, desired state, last error), in pages of `pageSize` rows by id (keyset pagination).
+     * better-sqlite3 reads synchronously: a caller that yields to I/O between pages keeps its
+     * network replies flowing while it reads. Pages are separate statements, like any two reads.
      */
-    index: async (): Promise<ResourceIndexEntry[]> => {
-      const rows = await this.db
-        .selectFrom('resources')
-        .select(['kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error'])
-        .execute();
-      return rows.map((r) => ({
-        kind: r.kind, name: r.name, uuid: r.uuid, specHash: r.spec_hash, desiredState: r.desired_state, lastError: r.last_error,
-      }));
-    },
+    indexPages: (pageSize: number): AsyncGenerator<ResourceIndexEntry[]> => indexPages(this.db, pageSize),
 
     /** Full records (with details) for the given kind/name pairs; missing ones are left out. */
     getMany: async (keys: { kind: string; name: string }[]): Promise<ResourceRecord[]> => {

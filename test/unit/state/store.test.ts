@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
+import { openStateStore, type ResourceIndexEntry, type StateStore } from '../../../src/state/index.js';
 
 const TABLES = ['events', 'journal', 'locks', 'resources', 'revisions'];
 
@@ -269,19 +269,33 @@ describe('events', () => {
   });
 });
 
-describe('resources.index and getMany', () => {
-  it('indexes every resource without details, and fetches full records for chosen keys', async () => {
+const collectPages = async (store: StateStore, size: number): Promise<ResourceIndexEntry[][]> => {
+  const pages: ResourceIndexEntry[][] = [];
+  for await (const page of store.resources.indexPages(size)) pages.push(page);
+  return pages;
+};
+
+describe('resources.indexPages and getMany', () => {
+  it('indexes every resource without details, in pages, and fetches full records for chosen keys', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vftest-state-'));
     const store = await openStateStore(join(dir, 'state.db'));
     try {
+      expect(await collectPages(store, 100)).toEqual([]);
       for (let i = 0; i < 450; i += 1) {
         await store.resources.upsert({ kind: 'Volume', name: `v${i}`, uuid: `/p/v${i}`, specHash: `h${i}`, details: { config: { i } } });
       }
-      const index = await store.resources.index();
-      expect(index).toHaveLength(450);
+      await store.resources.delete('Volume', 'v121'); // a gap in the ids
+      const pages = await collectPages(store, 100);
+      expect(pages.map((p) => p.length)).toEqual([100, 100, 100, 100, 49]);
+      const index = pages.flat();
+      expect(new Set(index.map((r) => r.name)).size).toBe(449);
+      expect(index.some((r) => r.name === 'v121')).toBe(false);
       expect(index.find((r) => r.name === 'v7')).toEqual({
-        kind: 'Volume', name: 'v7', uuid: '/p/v7', specHash: 'h7', desiredState: null, lastError: null,
+        id: expect.any(Number), kind: 'Volume', name: 'v7', uuid: '/p/v7', specHash: 'h7', desiredState: null, lastError: null,
       });
+      // A page size that divides the count exactly ends without an empty page; one page of all.
+      expect((await collectPages(store, 449)).map((p) => p.length)).toEqual([449]);
+      expect((await collectPages(store, 1000)).map((p) => p.length)).toEqual([449]);
       const keys = [...Array(450).keys()].filter((i) => i % 2 === 0).map((i) => ({ kind: 'Volume', name: `v${i}` }));
       const full = await store.resources.getMany([...keys, { kind: 'Volume', name: 'missing' }]);
       expect(full).toHaveLength(225); // spans two chunks of 200
