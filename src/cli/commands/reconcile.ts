@@ -1,5 +1,6 @@
 import { EXIT, errorMessage, loadDesired, openStore, retryPolicy, useColor } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
+import type { DomainTypeChoice } from '../../libvirt/xml/index.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LockHeldError, type WriterLock } from '../../state/index.js';
@@ -8,6 +9,8 @@ import type { HostPort } from '../../reconcile/ports.js';
 
 export interface ReconcileFlags {
   uri: string;
+  /** auto (default) | kvm | qemu */
+  domainType?: DomainTypeChoice;
   db?: string;
   dryRun?: boolean;
   detailedExitcode?: boolean;
@@ -59,7 +62,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       process.once('SIGINT', releaseOnSignal);
       process.once('SIGTERM', releaseOnSignal);
     }
-    host = await openHost(o.uri);
+    host = await openHost(o.uri, { domainType: o.domainType });
     const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
     const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
 

@@ -5,6 +5,7 @@
  */
 import { EXIT, errorMessage, openStore, retryPolicy } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
+import type { DomainTypeChoice } from '../../libvirt/xml/index.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LockHeldError, type StateStore } from '../../state/index.js';
 import {
@@ -14,6 +15,8 @@ import {
 
 export interface WatchFlags {
   uri: string;
+  /** auto (default) | kvm | qemu */
+  domainType?: DomainTypeChoice;
   db?: string;
   resync: number;
   debounce: number;
@@ -49,7 +52,7 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
     controller = new WatchController({
       dir,
       store,
-      connect: () => openHost(o.uri),
+      connect: () => openHost(o.uri, { domainType: o.domainType }),
       wrapHost: faultWrapperFromEnv(),
       allowEmpty: o.allowEmpty,
       debounceMs: o.debounce,

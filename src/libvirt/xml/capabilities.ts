@@ -43,9 +43,22 @@ export function parseCapabilities(xml: string): HostCapabilities {
   return { hostArch, guests, x86_64HvmDomainTypes };
 }
 
-/** 'kvm' when the host offers it for x86_64 hvm, else 'qemu' (TCG); throws when neither. */
-export function chooseDomainType(caps: HostCapabilities): 'kvm' | 'qemu' {
-  const t = caps.x86_64HvmDomainTypes[0];
+/** What the operator asks for: `auto` picks the best the host offers. */
+export type DomainTypeChoice = 'auto' | 'kvm' | 'qemu';
+
+/**
+ * `auto`: 'kvm' when the host offers it for x86_64 hvm, else 'qemu' (TCG). `kvm` or `qemu`: that
+ * type, which the host must offer. Throws when the choice cannot be met.
+ */
+export function chooseDomainType(caps: Pick<HostCapabilities, 'x86_64HvmDomainTypes'>, choice: DomainTypeChoice = 'auto'): 'kvm' | 'qemu' {
+  const offered = caps.x86_64HvmDomainTypes;
+  if (choice !== 'auto') {
+    if (offered.includes(choice)) return choice;
+    throw new LibvirtXmlError('unexpected-document',
+      `domain type '${choice}' was asked for, but the host offers ${offered.length ? offered.map((t) => `'${t}'`).join(' and ') : 'no x86_64 hvm domain type'}` +
+      (choice === 'kvm' ? ' (is /dev/kvm present and accessible to libvirt\'s QEMU?)' : ''));
+  }
+  const t = offered[0];
   if (!t) throw new LibvirtXmlError('unexpected-document', 'host offers no x86_64 hvm domain type (kvm or qemu)');
   return t;
 }

@@ -4,6 +4,6 @@ export { buildDomainXml, parseDomainXml } from './domain.js';
 export { buildNetworkXml, buildDhcpHostXml, parseNetworkXml } from './network.js';
 export { buildPoolXml, parsePoolXml } from './pool.js';
 export { buildVolumeXml, parseVolumeXml } from './volume.js';
-export { parseCapabilities, chooseDomainType, type HostCapabilities, type GuestCapability } from './capabilities.js';
+export { parseCapabilities, chooseDomainType, type DomainTypeChoice, type HostCapabilities, type GuestCapability } from './capabilities.js';
 export { OWNER_NS, OWNER_PREFIX } from './marker.js';
 export { escapeAttr, escapeText, decodeEntities } from './xml-util.js';

@@ -46,6 +46,7 @@ import {
   buildPoolXml,
   buildVolumeXml,
   chooseDomainType,
+  type DomainTypeChoice,
   parseCapabilities,
   parseDomainXml,
   parseNetworkXml,
@@ -88,15 +89,19 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export interface LibvirtHostOptions {
   /** Import volume contents with qemu-img on this machine (only for local connections). */
   allowLocalImport?: boolean;
+  /** Domain type of the domains virtform defines: `auto` (default) is kvm when offered, else qemu (TCG). */
+  domainType?: DomainTypeChoice;
 }
 
 export class LibvirtHost implements HostPort {
   private mutations = 0;
   private domainTypeCache: Promise<'kvm' | 'qemu'> | undefined;
   private readonly local: boolean;
+  private readonly domainTypeChoice: DomainTypeChoice;
 
   constructor(readonly client: LibvirtClient, opts: LibvirtHostOptions = {}) {
     this.local = opts.allowLocalImport ?? !/\+tcp|\+ssh|\+tls|:\/\/[^/]/.test(client.uri);
+    this.domainTypeChoice = opts.domainType ?? 'auto';
   }
 
   /** Wrap one port operation: count it if it mutates and translate errors. */
@@ -118,8 +123,13 @@ export class LibvirtHost implements HostPort {
     this.domainTypeCache ??= this.op('capabilities', false, async () => {
       const caps = parseCapabilities(await this.client.connectGetCapabilities());
       // libvirt's test driver offers only its own 'test' type and accepts type='qemu' documents.
-      if (caps.x86_64HvmDomainTypes.length === 0 && /^test[+:]/.test(this.client.uri)) return 'qemu';
-      return chooseDomainType(caps);
+      const testDriver = caps.x86_64HvmDomainTypes.length === 0 && /^test[+:]/.test(this.client.uri);
+      try {
+        return chooseDomainType(testDriver ? { x86_64HvmDomainTypes: ['qemu'] } : caps, this.domainTypeChoice);
+      } catch (e) {
+        // Not a passing condition: retrying will not make the host offer another type.
+        throw new HostError('invalid', e instanceof Error ? e.message : String(e));
+      }
     });
     this.domainTypeCache.catch(() => {
       this.domainTypeCache = undefined;

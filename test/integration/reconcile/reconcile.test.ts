@@ -211,6 +211,32 @@ spec: {pool: ${P}-pool, capacity: 16MiB, format: raw, source: ${img}}
     await expectOk(['reconcile', mdir, '--db', dbPath]);
   });
 
+  it('--domain-type qemu defines and starts a TCG domain even where KVM is offered; kvm where it is not offered fails clearly', async () => {
+    const dir = join(work, 'tcg');
+    const db = join(work, 'tcg.db');
+    const vm = `${P}-tcg`;
+    writeManifests(dir, { 'vm.yaml': `apiVersion: virtform.dev/v1\nkind: VirtualMachine\nmetadata: {name: ${vm}}\nspec: {vcpus: 1, memory: 64MiB}\n` });
+    const bad = await runCli(['reconcile', dir, '--db', db, '--domain-type', 'xen']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--domain-type.*xen.*(auto, kvm, qemu)/s);
+    expect(virshOk('dominfo', vm)).toBe(false);
+
+    await expectOk(['reconcile', dir, '--db', db, '--domain-type', 'qemu']);
+    expect(virsh('dumpxml', vm)).toMatch(/^<domain type='qemu'/);
+    expect(virsh('domstate', vm).trim()).toBe('running');
+    await expectOk(['reconcile', writeManifests(join(work, 'tcg-none'), {}), '--db', db, '--allow-empty']);
+    expect(virshOk('dominfo', vm)).toBe(false);
+
+    // libvirt's test driver offers no kvm: the define step fails at once (not retried) and says why.
+    const testDb = join(work, 'tcg-test.db');
+    const r = await runCli(['reconcile', dir, '--db', testDb, '--uri', 'test+unix:///default', '--domain-type', 'kvm', '--json']);
+    expect(r.code).toBe(1);
+    const steps = (JSON.parse(r.stdout) as { steps: { op: string; status: string; attempts: number; error: string | null }[] }).steps;
+    expect(steps).toContainEqual(expect.objectContaining({
+      op: 'vm.define', status: 'failed', attempts: 1, error: expect.stringMatching(/domain type 'kvm' was asked for, but the host offers 'qemu'/),
+    }));
+  });
+
   it('tears everything down with --allow-empty, and refuses an empty folder without it', async () => {
     writeManifests(mdir, {});
     const refused = await runCli(['reconcile', mdir, '--db', dbPath]);

@@ -37,3 +37,18 @@ describe('parseCapabilities', () => {
     expect(parseCapabilities('<capabilities/>').guests).toEqual([]);
   });
 });
+
+describe('chooseDomainType with an operator choice', () => {
+  const both = { x86_64HvmDomainTypes: ['kvm', 'qemu'] as ('kvm' | 'qemu')[] };
+  const tcgOnly = { x86_64HvmDomainTypes: ['qemu'] as ('kvm' | 'qemu')[] };
+  it('auto prefers kvm; an explicit offered type is taken as asked', () => {
+    expect(chooseDomainType(both, 'auto')).toBe('kvm');
+    expect(chooseDomainType(both, 'qemu')).toBe('qemu');
+    expect(chooseDomainType(both, 'kvm')).toBe('kvm');
+    expect(chooseDomainType(tcgOnly, 'qemu')).toBe('qemu');
+  });
+  it('a type the host does not offer is an error naming what it does offer', () => {
+    expect(() => chooseDomainType(tcgOnly, 'kvm')).toThrow(/domain type 'kvm' was asked for, but the host offers 'qemu' \(is \/dev\/kvm/);
+    expect(() => chooseDomainType({ x86_64HvmDomainTypes: [] }, 'qemu')).toThrow(/host offers no x86_64 hvm domain type/);
+  });
+});

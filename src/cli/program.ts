@@ -1,0 +1,106 @@
+/**
+ * The command tree of the virtform CLI (flags, help, choices); `main.ts` runs it and maps errors
+ * to exit codes.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { runValidate } from './commands/validate.js';
+import { runReconcile } from './commands/reconcile.js';
+import { runStatus } from './commands/status.js';
+import { runWatch } from './commands/watch.js';
+
+function int(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+function num(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('virtform')
+    .description('Declarative reconciliation controller for KVM/QEMU hosts: YAML manifests in, converged libvirt out.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    // Throw instead of exiting on usage errors, so they map to exit 2. Set before the subcommands
+    // are added: they copy it from here (set later, a bad flag of a subcommand exited 1).
+    .exitOverride()
+    .addHelpText('after', `
+Exit codes: 0 success · 1 apply/runtime failure · 2 invalid input · 3 changes pending (--dry-run --detailed-exitcode)
+Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
+
+  const uriOption = (): Option => new Option('--uri <uri>', 'libvirt connection URI').default(process.env.VIRTFORM_URI ?? 'qemu:///system');
+  const dbOption = (): Option => new Option('--db <path>', 'state DB file (default: /var/lib/virtform/state.db as root, else XDG data dir)')
+    .default(process.env.VIRTFORM_DB);
+  const domainTypeOption = (): Option => new Option('--domain-type <type>',
+    'domain type of the VMs virtform defines: auto = kvm when the host offers it, else qemu (TCG)')
+    .choices(['auto', 'kvm', 'qemu']).default('auto');
+
+  program.command('validate')
+    .description('validate a manifest folder: every problem at once, as file:line:col: kind/name: field: message')
+    .argument('<dir>', 'folder of *.yaml / *.yml manifests (searched recursively)')
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, o: { json?: boolean }) => {
+      process.exitCode = await runValidate(dir, o);
+    });
+
+  program.command('reconcile')
+    .description('converge the host to the manifests (with --dry-run: print the plan and change nothing)')
+    .argument('<dir>', 'folder of manifests')
+    .addOption(uriOption())
+    .addOption(dbOption())
+    .option('--dry-run', 'print the plan only; touch nothing')
+    .option('--detailed-exitcode', 'with --dry-run: exit 3 when changes are pending, 0 when none')
+    .option('--json', 'machine-readable plan and result on stdout')
+    .option('--allow-empty', 'accept a folder with no manifests: deletes everything virtform owns in this DB')
+    .option('--concurrency <n>', 'parallel apply steps', int('--concurrency', 1, 64), 4)
+    .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
+    .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
+    .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait before forcing it off', num('--shutdown-timeout', 0), 60)
+    .addOption(domainTypeOption())
+    .option('--no-color', 'plain output even on a terminal')
+    .action(async (dir: string, o) => {
+      process.exitCode = await runReconcile(dir, o);
+    });
+
+  program.command('status')
+    .description('each managed resource: desired vs observed state, last error, attempts, last applied revision')
+    .argument('[dir]', 'manifest folder: also list declared resources not created yet')
+    .addOption(uriOption())
+    .addOption(dbOption())
+    .option('--json', 'print as JSON')
+    .option('--offline', 'do not contact libvirtd; show what the state DB knows')
+    .action(async (dir: string | undefined, o) => {
+      process.exitCode = await runStatus(dir, o);
+    });
+
+  program.command('watch')
+    .description('long-running controller: reconcile on manifest changes, libvirt events and a periodic resync')
+    .argument('<dir>', 'folder of manifests')
+    .addOption(uriOption())
+    .addOption(dbOption())
+    .option('--resync <seconds>', 'periodic full reconcile interval', num('--resync', 1), 300)
+    .option('--debounce <ms>', 'quiet time after file changes before reconciling', num('--debounce', 0), 500)
+    .option('--listen <host:port>', 'HTTP listener for /healthz /readyz /status /metrics (loopback only)', '127.0.0.1:9465')
+    .option('--no-listen', 'no HTTP listener')
+    .option('--log-level <level>', 'debug | info | warn | error', 'info')
+    .option('--concurrency <n>', 'parallel apply steps', int('--concurrency', 1, 64), 4)
+    .option('--max-attempts <n>', 'attempts per step', int('--max-attempts', 1, 20), 3)
+    .option('--retry-delay <ms>', 'base backoff delay', num('--retry-delay', 0), 250)
+    .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait', num('--shutdown-timeout', 0), 60)
+    .option('--allow-empty', 'accept an empty manifest folder (deletes everything virtform owns)')
+    .option('--reconnect-max <seconds>', 'cap of the exponential backoff between reconnect attempts', num('--reconnect-max', 0.1), 30)
+    .addOption(domainTypeOption())
+    .action(async (dir: string, o) => {
+      process.exitCode = await runWatch(dir, o);
+    });
+
+  return program;
+}
