@@ -5,7 +5,7 @@ EXAMPLES ?= manifests/examples
 URI ?= qemu:///system
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo demo-destroy test test-unit test-integration test-faults bench clean-test typecheck
+.PHONY: help setup build demo demo-destroy test test-unit test-integration test-faults bench clean-test typecheck vagrant-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test-faults: setup ## fault suite: SIGKILL rounds, libvirtd kill, disk full, loc
 
 bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)
 	bash bench/run-all.sh
+
+vagrant-check: ## vagrant validate (libvirt + VirtualBox providers); PROVISION=1 also runs the VM's provisioning on this host
+	PROVISION=$(PROVISION) bash scripts/vagrant-check.sh
 
 clean-test: ## remove every vftest* libvirt object left by tests
 	bash scripts/cleanup-test-objects.sh vftest

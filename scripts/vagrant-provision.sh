@@ -6,8 +6,12 @@
 # Node 20 comes from the NodeSource apt repository (https://deb.nodesource.com/node_20.x): Debian
 # 12's own nodejs is 18, and virtform needs >= 20.19. This needs internet access from the VM,
 # which a developer laptop has.
+#
+# VIRTFORM_SRC (default /vagrant) names the checkout to set up; `make vagrant-check PROVISION=1`
+# points it at a copy to run this script on a Debian 12 host without a VM.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+SRC="${VIRTFORM_SRC:-/vagrant}"
 
 log() { printf '[provision] %s\n' "$*"; }
 [ "$(id -u)" -eq 0 ] || { echo "run as root (vagrant provisions with privileged: true)" >&2; exit 1; }
@@ -45,8 +49,8 @@ else
   log "WARNING: no /dev/kvm (nested virtualization off on the host?): VMs will use TCG, slower"
 fi
 
-cd /vagrant
-log "make setup"
+cd "$SRC"
+log "make setup in $SRC"
 make setup
 log "make demo"
 make demo
