@@ -293,6 +293,14 @@ describe('resources.indexPages and getMany', () => {
       expect(index.find((r) => r.name === 'v7')).toEqual({
         id: expect.any(Number), kind: 'Volume', name: 'v7', uuid: '/p/v7', specHash: 'h7', desiredState: null, lastError: null,
       });
+      // Text survives the JSON page encoding exactly: quotes, backslashes, control characters, non-BMP.
+      const odd = 'vm "q" \\ ✓ 🚀';
+      const err = 'line1\n"quoted" \\ back\ttab \u0001 é';
+      await store.resources.upsert({ kind: 'VirtualMachine', name: odd, uuid: null, specHash: 'h', desiredState: 'running', lastError: err });
+      expect((await collectPages(store, 1000)).flat().find((r) => r.kind === 'VirtualMachine')).toEqual({
+        id: expect.any(Number), kind: 'VirtualMachine', name: odd, uuid: null, specHash: 'h', desiredState: 'running', lastError: err,
+      });
+      await store.resources.delete('VirtualMachine', odd);
       // A page size that divides the count exactly ends without an empty page; one page of all.
       expect((await collectPages(store, 449)).map((p) => p.length)).toEqual([449]);
       expect((await collectPages(store, 1000)).map((p) => p.length)).toEqual([449]);
