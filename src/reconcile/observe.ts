@@ -35,7 +35,7 @@ export interface Observed {
   hostCalls: number;
 }
 
-/** Rows of the state index read at a time (about a millisecond each) before letting I/O in. */
+/** Rows of the state index read at a time (about half a millisecond each) before letting I/O in. */
 const INDEX_PAGE_ROWS = 500;
 
 const turnOfEventLoop = (): Promise<void> => new Promise((r) => setImmediate(r));

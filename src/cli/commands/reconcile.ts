@@ -1,6 +1,5 @@
 import { EXIT, errorMessage, loadDesired, openStore, retryPolicy, useColor } from '../common.js';
-import { openHost } from '../../reconcile/adapters/libvirt-host.js';
-import type { DomainTypeChoice } from '../../libvirt/xml/index.js';
+import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LockHeldError, type WriterLock } from '../../state/index.js';
@@ -10,7 +9,7 @@ import type { HostPort } from '../../reconcile/ports.js';
 export interface ReconcileFlags {
   uri: string;
   /** auto (default) | kvm | qemu */
-  domainType?: DomainTypeChoice;
+  domainType?: LibvirtHostOptions['domainType'];
   db?: string;
   dryRun?: boolean;
   detailedExitcode?: boolean;

@@ -4,8 +4,7 @@
  * could not bind), 2 invalid input (bad flags, empty folder without --allow-empty).
  */
 import { EXIT, errorMessage, openStore, retryPolicy } from '../common.js';
-import { openHost } from '../../reconcile/adapters/libvirt-host.js';
-import type { DomainTypeChoice } from '../../libvirt/xml/index.js';
+import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LockHeldError, type StateStore } from '../../state/index.js';
 import {
@@ -16,7 +15,7 @@ import {
 export interface WatchFlags {
   uri: string;
   /** auto (default) | kvm | qemu */
-  domainType?: DomainTypeChoice;
+  domainType?: LibvirtHostOptions['domainType'];
   db?: string;
   resync: number;
   debounce: number;
