@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   type Domain,
@@ -205,6 +206,23 @@ describe('UUIDs and libvirt structs', () => {
     expect(uuidToString(uuidToBytes('6695EB01F6A4830479AA97F2502E193F'))).toBe(s);
     expect(() => uuidToBytes('not-a-uuid')).toThrow(/invalid UUID/);
     expect(() => uuidToString(Buffer.alloc(15))).toThrow(/16 bytes/);
+  });
+
+  it('uuidToString: every byte value, views at an offset, and strings that outlive the next call', () => {
+    expect(uuidToString(Buffer.alloc(16))).toBe('00000000-0000-0000-0000-000000000000');
+    expect(uuidToString(Buffer.alloc(16, 0xff))).toBe('ffffffff-ffff-ffff-ffff-ffffffffffff');
+    const seen: string[] = [];
+    for (let i = 0; i < 500; i++) {
+      const u = randomUUID();
+      const wire = Buffer.concat([Buffer.from([i & 0xff, 7, 7]), uuidToBytes(u), Buffer.from([9])]);
+      seen.push(uuidToString(wire.subarray(3, 19)));
+      expect(seen[i]).toBe(u);
+    }
+    expect(new Set(seen).size).toBe(500); // earlier results are not overwritten by later calls
+    for (let v = 0; v < 256; v++) {
+      const hh = v.toString(16).padStart(2, '0');
+      expect(uuidToString(Buffer.alloc(16, v))).toBe([8, 4, 4, 4, 12].map((n) => hh.repeat(n / 2)).join('-'));
+    }
   });
 
   it('round-trips remote_nonnull_domain (uuid is 16 raw bytes, no length)', () => {
