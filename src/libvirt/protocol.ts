@@ -6,7 +6,7 @@
  * part of libvirt's stable wire ABI.
  */
 import { XdrError } from './errors.js';
-import { type XdrReader, type XdrWriter, UUID_BYTES, uuidToBytes, uuidToString } from './xdr.js';
+import { type XdrReader, type XdrWriter, UUID_BYTES, uuidToBytes } from './xdr.js';
 
 // ---------------------------------------------------------------------------------------------
 // Packet header (virnetprotocol.x)
@@ -485,7 +485,7 @@ export function writeUuid(w: XdrWriter, uuid: string): void {
 }
 
 export function readUuid(r: XdrReader): string {
-  return uuidToString(r.opaqueFixed(UUID_BYTES));
+  return r.uuid();
 }
 
 export function writeNonnullString(w: XdrWriter, s: string): void {

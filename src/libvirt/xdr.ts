@@ -16,8 +16,6 @@ const INT64_MIN = -(1n << 63n);
 const INT64_MAX = (1n << 63n) - 1n;
 const UINT64_MAX = (1n << 64n) - 1n;
 
-const utf8 = new TextDecoder('utf-8', { fatal: false });
-
 function pad(n: number): number {
   return (4 - (n & 3)) & 3;
 }
@@ -258,8 +256,17 @@ export class XdrReader {
     if (len > max) throw new XdrError(`string length ${len} exceeds its limit ${max}`);
     const p = pad(len);
     this.need(len + p, `string of ${len} bytes`);
-    const s = utf8.decode(this.buf.subarray(this.pos, this.pos + len));
+    // Decoded in place (no view object per string); invalid UTF-8 becomes U+FFFD, as TextDecoder does.
+    const s = this.buf.toString('utf8', this.pos, this.pos + len);
     this.pos += len + p;
+    return s;
+  }
+
+  /** A 16-byte UUID (fixed opaque, no padding) in its canonical text form, read in place. */
+  uuid(): string {
+    this.need(UUID_BYTES, 'uuid');
+    const s = uuidText(this.buf, this.pos);
+    this.pos += UUID_BYTES;
     return s;
   }
 
@@ -306,23 +313,27 @@ const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{1
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 const DASH = 0x2d;
 /** Reused for every UUID: its text is copied out by toString, so nothing holds on to it. */
-const uuidText = Buffer.alloc(36);
+const uuidScratch = Buffer.alloc(36);
 
 /**
- * Lower-case canonical form. Written byte by byte into a scratch buffer and read out as one flat
- * string: a list of 1,000 domains decodes 1,000 of these, and the hex-then-slices version made
- * six strings each (measured ~3x slower with the Set insert that follows in observe).
+ * The 16 bytes at `at` as lower-case canonical text, written into a scratch buffer and read out
+ * as one flat string: a list of 1,000 domains decodes 1,000 of these, and the hex-then-slices
+ * version made six strings each (measured ~3x slower with the Set insert that follows in observe).
  */
-export function uuidToString(bytes: Uint8Array): string {
-  if (bytes.length !== UUID_BYTES) throw new XdrError(`UUID must be 16 bytes, got ${bytes.length}`);
+function uuidText(bytes: Uint8Array, at: number): string {
   let o = 0;
   for (let i = 0; i < UUID_BYTES; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) uuidText[o++] = DASH;
-    const v = bytes[i]!;
-    uuidText[o++] = HEX_DIGITS[v >> 4]!;
-    uuidText[o++] = HEX_DIGITS[v & 15]!;
+    if (i === 4 || i === 6 || i === 8 || i === 10) uuidScratch[o++] = DASH;
+    const v = bytes[at + i]!;
+    uuidScratch[o++] = HEX_DIGITS[v >> 4]!;
+    uuidScratch[o++] = HEX_DIGITS[v & 15]!;
   }
-  return uuidText.toString('latin1', 0, 36);
+  return uuidScratch.toString('latin1', 0, 36);
+}
+
+export function uuidToString(bytes: Uint8Array): string {
+  if (bytes.length !== UUID_BYTES) throw new XdrError(`UUID must be 16 bytes, got ${bytes.length}`);
+  return uuidText(bytes, 0);
 }
 
 /** Accepts the canonical form (or 32 hex digits without dashes). */

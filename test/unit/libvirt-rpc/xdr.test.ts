@@ -112,6 +112,27 @@ describe('XDR strings and opaque data', () => {
     r.done();
   });
 
+  it('decodes invalid UTF-8 from the wire with U+FFFD replacements (as TextDecoder does), reading on after it', () => {
+    const bad = [[0x61, 0xff, 0x62], [0xe2, 0x82, 0x41], [0xf0, 0x9f, 0x98], [0xed, 0xa0, 0x80, 0x41], [0xc0, 0xaf]];
+    const b = Buffer.concat([...bad.map((x) => enc((w) => w.opaque(Buffer.from(x)))), enc((w) => w.string('tail'))]);
+    const r = new XdrReader(b);
+    const td = new TextDecoder('utf-8', { fatal: false });
+    for (const x of bad) expect(r.string()).toBe(td.decode(Buffer.from(x)));
+    expect(r.string()).toBe('tail');
+    r.done();
+  });
+
+  it('reads a UUID in place, at any offset in a larger message', () => {
+    const u = '6695eb01-f6a4-8304-79aa-97f2502e193f';
+    const b = enc((w) => { w.uint(7); w.opaqueFixed(uuidToBytes(u), 16); w.string('after'); });
+    const r = new XdrReader(Buffer.concat([Buffer.from([1, 2, 3]), b]).subarray(3));
+    expect(r.uint()).toBe(7);
+    expect(r.uuid()).toBe(u);
+    expect(r.string()).toBe('after');
+    r.done();
+    expect(() => new XdrReader(Buffer.alloc(15)).uuid()).toThrow(XdrError);
+  });
+
   it('counts string limits in UTF-8 bytes', () => {
     expect(() => new XdrWriter().string('éé', 3)).toThrow(/limit 3/);
     const b = enc((w) => w.string('abcdef'));
