@@ -112,8 +112,8 @@ type IndexTuple = [number, string, string, string | null, string | null, string 
 /**
  * See {@link StateStore.resources.indexPages}. Each page comes back as ONE JSON array of row tuples
  * built by SQLite (`json_group_array`), parsed with JSON.parse: about half the cost of letting the
- * driver build a JS object per row (1.8 vs 3.8 ms for 2,000 rows measured here), which is most of
- * what a no-op plan spends outside libvirt. PostgreSQL's equivalent is
+ * driver build a JS object per row (1.8 vs 3.8 ms for 2,000 rows measured here), a good part of
+ * what a no-op plan spends besides waiting for libvirt. PostgreSQL's equivalent is
  * `json_agg(json_build_array(...))` (returned already parsed).
  */
 async function* indexPages(db: Kysely<StateDatabase>, pageSize: number): AsyncGenerator<ResourceIndexEntry[]> {
