@@ -52,26 +52,32 @@ fi
 [ "${PROVISION:-0}" = 1 ] || { log "ok (PROVISION=1 also runs the provisioning script on this host)"; exit 0; }
 
 [ "$(id -u)" -eq 0 ] || { echo "PROVISION=1 needs root (the provisioning script runs as root in the VM)" >&2; exit 1; }
-EXAMPLE_OBJECTS='^(web-1|db-1|lab-net|lab-pool)$'
-if virsh -q -c qemu:///system list --all --name 2>/dev/null | grep -Eq "$EXAMPLE_OBJECTS" \
-  || virsh -q -c qemu:///system net-list --all --name 2>/dev/null | grep -Eq "$EXAMPLE_OBJECTS" \
-  || virsh -q -c qemu:///system pool-list --all --name 2>/dev/null | grep -Eq "$EXAMPLE_OBJECTS"; then
+# Domains, networks and pools of manifests/examples that exist on this host, one per line.
+example_objects() {
+  for list in list net-list pool-list; do
+    virsh -q -c qemu:///system "$list" --all --name 2>/dev/null
+  done | grep -E '^(web-1|db-1|lab-net|lab-pool)$' || true
+}
+if [ -n "$(example_objects)" ]; then
   echo "the example objects (web-1, db-1, lab-net, lab-pool) already exist on this host: run 'make demo-destroy' first" >&2
   exit 1
 fi
 
 SRC="$WORK/src"
-log "copying the repo to $SRC with the Vagrantfile's rsync excludes"
-rsync -a --exclude .git/ --exclude node_modules/ --exclude dist/ --exclude .vagrant/ --exclude coverage/ \
-  --exclude '*.db' --exclude '*.db-wal' --exclude '*.db-shm' "$ROOT/" "$SRC/"
+# The Vagrantfile's own rsync__exclude list, read from it so the two cannot drift apart.
+excludes=()
+while IFS= read -r pattern; do excludes+=(--exclude "$pattern"); done < <(
+  sed -n 's/.*rsync__exclude: \[\(.*\)\].*/\1/p' Vagrantfile | grep -o '"[^"]*"' | tr -d '"')
+[ "${#excludes[@]}" -gt 0 ] || { echo "no rsync__exclude list found in the Vagrantfile" >&2; exit 1; }
+log "copying the repo to $SRC with the Vagrantfile's rsync excludes (${excludes[*]})"
+rsync -a "${excludes[@]}" "$ROOT/" "$SRC/"
 export VIRTFORM_DB="$WORK/state.db"
 status=0
 log "scripts/vagrant-provision.sh (VIRTFORM_SRC=$SRC, VIRTFORM_DB=$VIRTFORM_DB)"
 VIRTFORM_SRC="$SRC" bash "$SRC/scripts/vagrant-provision.sh" || status=$?
 log "tearing the demo down"
 make -C "$SRC" -s demo-destroy || status=1
-left=$( { virsh -q -c qemu:///system list --all --name; virsh -q -c qemu:///system net-list --all --name; \
-  virsh -q -c qemu:///system pool-list --all --name; } 2>/dev/null | grep -E "$EXAMPLE_OBJECTS" || true)
+left=$(example_objects)
 if [ -n "$left" ]; then echo "left behind after demo-destroy: $left" >&2; status=1; fi
 [ "$status" -eq 0 ] && log "ok: provisioned, demo converged and torn down" || log "FAILED (exit $status)"
 exit "$status"
