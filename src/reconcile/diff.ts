@@ -74,6 +74,8 @@ export interface ResourceChange {
   ownership: Ownership['state'];
   /** Adopting a foreign object declared with metadata.adopt. */
   adopt?: boolean;
+  /** The change corrects drift: the host no longer matches what virtform applied. */
+  drift: boolean;
 }
 
 export interface DiffOptions {
@@ -127,7 +129,7 @@ function change(
 ): ResourceChange {
   return {
     key: r.key, kind: r.kind, name: r.name, action, reason,
-    fields: [], notes: [], steps: [], desired: r, ownership: ownership.state, ...extra,
+    fields: [], notes: [], steps: [], desired: r, ownership: ownership.state, drift: false, ...extra,
   };
 }
 
@@ -136,6 +138,10 @@ function interruptedOr(own: Ownership, otherwise: string): string {
 }
 
 /** Why something recorded must be created: it vanished (drift) or its creation failed before. */
+function isMissingDrift(record: { uuid: string | null } | undefined): boolean {
+  return !!record?.uuid;
+}
+
 function createReason(record: { uuid: string | null; lastError: string | null } | undefined): string {
   if (!record) return 'new';
   if (!record.uuid) return record.lastError ? `retrying after failure: ${record.lastError}` : 'new';
@@ -158,6 +164,7 @@ function diffPool(r: DesiredPool, observed: Observed): ResourceChange | undefine
   const obs = observed.pools.get(r.name);
   if (own.state === 'absent' || !obs) {
     return change(r, 'create', createReason(observed.records.get(key)), own, {
+      drift: isMissingDrift(observed.records.get(key)),
       fields: fieldChanges(undefined, { ...r.config, autostart: r.autostart }),
       steps: [{ op: 'pool.ensure', define: true, start: true, autostart: r.autostart }],
     });
@@ -173,6 +180,7 @@ function diffPool(r: DesiredPool, observed: Observed): ResourceChange | undefine
   }
   const fields: FieldChange[] = [];
   const reasons: string[] = [];
+  let drift = false;
   if (configChanged) {
     fields.push(...fieldChanges(prev, r.config));
     reasons.push(adopting ? 'adopting existing pool (metadata.adopt)' : interruptedOr(own, 'definition changed'));
@@ -180,11 +188,12 @@ function diffPool(r: DesiredPool, observed: Observed): ResourceChange | undefine
   if (!obs.active) {
     fields.push({ field: 'status', before: 'inactive', after: 'active' });
     reasons.push('pool is inactive (drift)');
+    drift = true;
   }
   if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
   if (fields.length === 0 && !configChanged) return undefined;
   return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
-    fields, adopt: adopting,
+    fields, adopt: adopting, drift,
     steps: [{
       op: 'pool.ensure', define: configChanged, start: !obs.active,
       autostart: obs.autostart !== r.autostart || configChanged ? r.autostart : undefined,
@@ -212,6 +221,7 @@ function diffVolume(r: DesiredVolume, observed: Observed): ResourceChange | unde
       });
     }
     return change(r, 'create', createReason(record), own, {
+      drift: isMissingDrift(record),
       fields: fieldChanges(undefined, r.config), steps: [{ op: 'volume.create' }],
     });
   }
@@ -268,6 +278,7 @@ function diffNetwork(r: DesiredNetwork, observed: Observed): ResourceChange | un
   const full = { ...r.config, autostart: r.autostart };
   if (own.state === 'absent' || !obs) {
     return change(r, 'create', createReason(record), own, {
+      drift: isMissingDrift(record),
       fields: fieldChanges(undefined, full),
       steps: [{ op: 'network.ensure', define: true, start: true, autostart: r.autostart, addHosts: [], deleteHosts: [] }],
     });
@@ -288,6 +299,7 @@ function diffNetwork(r: DesiredNetwork, observed: Observed): ResourceChange | un
   }
   const fields: FieldChange[] = [];
   const reasons: string[] = [];
+  let drift = false;
   let addHosts: DhcpHost[] = [];
   let deleteHosts: DhcpHost[] = [];
   let define = false;
@@ -307,11 +319,12 @@ function diffNetwork(r: DesiredNetwork, observed: Observed): ResourceChange | un
   if (!obs.active) {
     fields.push({ field: 'status', before: 'inactive', after: 'active' });
     reasons.push('network is inactive (drift)');
+    drift = true;
   }
   if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
   if (fields.length === 0 && !configChanged) return undefined;
   return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
-    fields, adopt: adopting,
+    fields, adopt: adopting, drift,
     steps: [{
       op: 'network.ensure', define, start: !obs.active,
       autostart: obs.autostart !== r.autostart || define ? r.autostart : undefined,
@@ -334,6 +347,7 @@ function diffVm(r: DesiredVm, observed: Observed, opts: DiffOptions): ResourceCh
   if (conflict) return conflict;
   if (own.state === 'absent' || !obs) {
     return change(r, 'create', createReason(record), own, {
+      drift: isMissingDrift(record),
       fields: fieldChanges(undefined, { ...r.config, state: r.state, autostart: r.autostart }),
       steps: [
         { op: 'vm.define', define: true, autostart: r.autostart },
@@ -348,6 +362,7 @@ function diffVm(r: DesiredVm, observed: Observed, opts: DiffOptions): ResourceCh
   const reasons: string[] = [];
   const notes: string[] = [];
   const steps: StepOp[] = [];
+  let drift = false;
   if (obs.active && !wantRunning) {
     steps.push({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
     fields.push({ field: 'spec.state', before: 'running', after: 'stopped' });
@@ -369,9 +384,10 @@ function diffVm(r: DesiredVm, observed: Observed, opts: DiffOptions): ResourceCh
     steps.push({ op: 'vm.start' });
     fields.push({ field: 'spec.state', before: 'stopped', after: 'running' });
     reasons.push(record?.desiredState === 'running' ? 'domain is stopped (drift)' : 'desired running');
+    drift = record?.desiredState === 'running';
   }
   if (steps.length === 0) return undefined;
-  return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields, notes, steps, adopt: adopting });
+  return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields, notes, steps, adopt: adopting, drift });
 }
 
 /** Keys that the state DB records or the journal names but no manifest declares, each once. */
@@ -398,7 +414,7 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
       if (pool && volName) volume = { pool, volName };
     }
     const own = ownershipOf(observed, kind, name, volume, key);
-    const base = { key, kind, name, fields: [], notes: [] as string[], previous: prev, ownership: own.state };
+    const base = { key, kind, name, fields: [], notes: [] as string[], previous: prev, ownership: own.state, drift: false };
     if (own.state === 'owned') {
       const steps: StepOp[] =
         kind === 'StoragePool' ? [{ op: 'pool.delete' }]

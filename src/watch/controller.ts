@@ -374,7 +374,7 @@ export class WatchController {
           } else if (e.type === 'done') {
             const o = e.outcome;
             this.metrics.steps.inc({ op: o.step.op.op, outcome: o.status });
-            if (o.status === 'succeeded' && /drift/i.test(o.step.change.reason)) this.metrics.driftCorrections.inc();
+            if (o.status === 'succeeded' && o.step.change.drift) this.metrics.driftCorrections.inc();
             const fields = { resource: o.step.key, op: o.step.op.op, status: o.status, attempts: o.attempts, ms: o.ms, reason: o.step.change.reason, error: o.error };
             if (o.status === 'succeeded') this.#log.info('step done', fields);
             else this.#log.error('step not done', fields);
