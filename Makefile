@@ -16,7 +16,7 @@ setup: ## install Debian packages, start libvirtd, npm ci, build (idempotent; ro
 build: ## compile TypeScript to dist/
 	npm run -s build
 
-typecheck: ## type-check sources, tests, benches and scripts (incl. the XML ↔ port type compatibility check)
+typecheck: ## type-check sources, tests, benches and scripts
 	npx tsc -p tsconfig.test.json
 
 demo: setup ## converge the example manifests on qemu:///system and show status

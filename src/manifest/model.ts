@@ -7,9 +7,10 @@ import type {
   VolumeSpec,
 } from './types.generated.js';
 
-export type ResourceKind = 'StoragePool' | 'Volume' | 'Network' | 'VirtualMachine';
+export type { ResourceKind } from '../model/kinds.js';
+import type { ResourceKind } from '../model/kinds.js';
 
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine'];
+export { RESOURCE_KINDS } from '../model/kinds.js';
 
 export const API_VERSION = 'virtform.dev/v1';
 

@@ -8,12 +8,14 @@
  * error, its dependents are skipped with a reason, and independent branches still complete.
  */
 import PQueue from 'p-queue';
-import { HostError, type HostPort, type ResourceKind } from './ports.js';
-import type { Desired, DesiredNetwork, DesiredPool, DesiredVm, DesiredVolume } from './desired.js';
+import { parseResourceKey } from '../model/kinds.js';
+import { HostError, type HostPort } from './ports.js';
+import type { Desired } from './desired.js';
 import type { Observed } from './observe.js';
 import type { Plan, PlanStep } from './plan.js';
-import { STEP_LABELS, type StepOp } from './diff.js';
-import { domainDef, networkDef, poolDef, volumeDef } from './defs.js';
+import { stepOpLabel } from './diff.js';
+import { kindOf } from './kinds/index.js';
+import type { ExecContext } from './kinds/types.js';
 import type { JournalEntry, ResourceRecord } from '../state/index.js';
 
 /** The part of the state store apply writes to. */
@@ -97,9 +99,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 function intentOf(step: PlanStep, desired: Desired): Record<string, unknown> {
   const d = desired.byKey.get(step.key);
   const intent: Record<string, unknown> = { op: step.op.op, reason: step.change.reason };
-  if (step.op.op === 'volume.delete') Object.assign(intent, { pool: step.op.pool, volName: step.op.volName });
-  else if (d?.kind === 'Volume') Object.assign(intent, { pool: d.config.pool, volName: d.config.volName, path: d.config.path });
-  else if (d?.kind === 'StoragePool') Object.assign(intent, { path: d.config.path });
+  if (step.op.op !== 'record.forget') Object.assign(intent, kindOf(step.kind).intent(step.op, d?.kind === step.kind ? d : undefined));
   if (d) intent.specHash = d.specHash;
   return intent;
 }
@@ -120,14 +120,6 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     for (const d of s.deps) dependents.set(d, [...(dependents.get(d) ?? []), s.id]);
   }
 
-  const uuidOf = (kind: ResourceKind, name: string, replacing: boolean): string | undefined => {
-    if (replacing) return undefined;
-    if (kind === 'StoragePool') return observed.pools.get(name)?.uuid;
-    if (kind === 'Network') return observed.networks.get(name)?.uuid;
-    if (kind === 'VirtualMachine') return observed.domains.get(name)?.uuid;
-    return undefined;
-  };
-
   const record = async (
     step: PlanStep,
     fields: { uuid?: string | null; observedStatus: string; desiredState?: string | null; config?: boolean },
@@ -146,127 +138,23 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     });
   };
 
-  /**
-   * UUID to define an object with: the observed one (none when replacing it); on a retry, the
-   * current one, since the failed attempt may have created the object already.
-   */
-  const defineUuid = async (kind: ResourceKind, name: string, replacing: boolean, attempt: number): Promise<string | undefined> => {
-    if (attempt === 1) return uuidOf(kind, name, replacing);
-    const current = kind === 'StoragePool' ? await host.getPool(name)
-      : kind === 'Network' ? await host.getNetwork(name)
-        : await host.getDomain(name);
-    return current?.uuid;
-  };
-
-  /** Execute one step against the host; idempotent. */
-  const execute = async (step: PlanStep, op: StepOp, attempt: number): Promise<void> => {
-    const replacing = step.change.action === 'replace';
-    const boundary = (): void => opts.boundary?.(`${step.key}:${op.op}:called`);
-    switch (op.op) {
-      case 'pool.ensure': {
-        const d = desired.byKey.get(step.key) as DesiredPool;
-        if (op.define) await host.definePool(poolDef(d, await defineUuid('StoragePool', d.name, replacing, attempt)));
-        await host.startPool(d.name);
-        if (op.autostart !== undefined) await host.setPoolAutostart(d.name, op.autostart);
-        const detail = op.define ? await host.getPool(d.name) : undefined;
-        boundary();
-        await record(step, {
-          uuid: detail?.uuid ?? uuidOf('StoragePool', d.name, false) ?? null,
-          observedStatus: 'active', desiredState: 'active', config: true,
-        });
-        return;
-      }
-      case 'pool.delete':
-        await host.deletePool(step.name, { deleteDir: true });
-        boundary();
-        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
-        return;
-      case 'volume.create': {
-        const d = desired.byKey.get(step.key) as DesiredVolume;
-        let detail;
-        try {
-          detail = await host.createVolume(volumeDef(d));
-        } catch (e) {
-          if (!(e instanceof HostError && e.code === 'already-exists') || !(op.recreate || replacing)) throw e;
-          // Ours, from an interrupted run: its contents are unknown, so make it again.
-          await host.deleteVolume(d.config.pool, d.config.volName);
-          detail = await host.createVolume(volumeDef(d));
-        }
-        boundary();
-        await record(step, { uuid: detail.key, observedStatus: 'ready', config: true });
-        return;
-      }
-      case 'volume.resize': {
-        const d = desired.byKey.get(step.key) as DesiredVolume;
-        const detail = await host.getVolume(d.config.pool, d.config.volName);
-        if (!detail) throw new HostError('not-found', `volume ${d.config.volName} vanished from pool ${d.config.pool}`);
-        if (detail.capacityBytes < op.capacityBytes) await host.resizeVolume(d.config.pool, d.config.volName, op.capacityBytes);
-        boundary();
-        await record(step, { uuid: detail.key, observedStatus: 'ready', config: true });
-        return;
-      }
-      case 'volume.delete':
-        await host.deleteVolume(op.pool, op.volName);
-        boundary();
-        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
-        return;
-      case 'network.ensure': {
-        const d = desired.byKey.get(step.key) as DesiredNetwork;
-        if (op.define) await host.defineNetwork(networkDef(d, await defineUuid('Network', d.name, replacing, attempt)));
-        if (op.start || op.define) await host.startNetwork(d.name);
-        for (const h of op.deleteHosts) await host.updateNetworkDhcpHost(d.name, 'delete', h);
-        for (const h of op.addHosts) await host.updateNetworkDhcpHost(d.name, 'add', h);
-        if (op.autostart !== undefined) await host.setNetworkAutostart(d.name, op.autostart);
-        const detail = op.define ? await host.getNetwork(d.name) : undefined;
-        boundary();
-        await record(step, {
-          uuid: detail?.uuid ?? uuidOf('Network', d.name, false) ?? null,
-          observedStatus: 'active', desiredState: 'active', config: true,
-        });
-        return;
-      }
-      case 'network.delete':
-        await host.stopNetwork(step.name);
-        await host.undefineNetwork(step.name);
-        boundary();
-        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
-        return;
-      case 'vm.define': {
-        const d = desired.byKey.get(step.key) as DesiredVm;
-        let uuid = op.define ? await defineUuid('VirtualMachine', d.name, replacing, attempt) : uuidOf('VirtualMachine', d.name, false);
-        if (op.define) uuid = (await host.defineDomain(domainDef(d, await host.domainType(), uuid))).uuid;
-        if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
-        boundary();
-        await record(step, {
-          uuid: uuid ?? null, observedStatus: observed.domains.get(d.name)?.active ? 'running' : 'stopped',
-          desiredState: d.state, config: op.define,
-        });
-        return;
-      }
-      case 'vm.start': {
-        const d = desired.byKey.get(step.key) as DesiredVm;
-        await host.startDomain(step.name);
-        boundary();
-        await record(step, { observedStatus: 'running', desiredState: d.state });
-        return;
-      }
-      case 'vm.stop': {
-        const d = desired.byKey.get(step.key) as DesiredVm | undefined;
-        await host.stopDomain(step.name, { graceful: op.graceful, timeoutMs: opts.shutdownTimeoutMs });
-        boundary();
-        await record(step, { observedStatus: 'stopped', desiredState: d?.state ?? 'stopped' });
-        return;
-      }
-      case 'vm.delete':
-        await host.stopDomain(step.name, { graceful: false });
-        await host.undefineDomain(step.name);
-        boundary();
-        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
-        return;
-      case 'record.forget':
-        await store.resources.delete(step.kind, step.name);
-        return;
+  /** Execute one step against the host through its kind's module; idempotent. */
+  const execute = async (step: PlanStep, attempt: number): Promise<void> => {
+    if (step.op.op === 'record.forget') {
+      await store.resources.delete(step.kind, step.name);
+      return;
     }
+    const ctx: ExecContext<unknown> = {
+      host, step, desired: desired.byKey.get(step.key), observed, attempt,
+      replacing: step.change.action === 'replace',
+      shutdownTimeoutMs: opts.shutdownTimeoutMs,
+      boundary: () => opts.boundary?.(`${step.key}:${step.op.op}:called`),
+      record: (fields) => record(step, fields),
+      forgetIfUndeclared: async () => {
+        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
+      },
+    };
+    await kindOf(step.kind).execute(step.op, ctx);
   };
 
   const runStep = async (step: PlanStep): Promise<StepOutcome> => {
@@ -279,7 +167,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       });
       opts.boundary?.(`${step.key}:${step.op.op}:begin`);
       try {
-        await execute(step, step.op, attempt);
+        await execute(step, attempt);
         await store.journal.finish(jid, 'succeeded');
         return { step, status: 'succeeded', attempts: attempt, ms: Date.now() - started };
       } catch (e) {
@@ -348,17 +236,16 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
 
   // Resource-level status for failures and skips.
   for (const [key, error] of [...failed, ...skipped]) {
-    const [kind, ...rest] = key.split('/');
-    const name = rest.join('/');
+    const { kind, name } = parseResourceKey(key);
     const attempts = [...outcomes.values()].filter((o) => o.step.key === key).reduce((n, o) => n + o.attempts, 0);
-    const existing = await store.resources.get(kind!, name);
+    const existing = await store.resources.get(kind, name);
     if (existing) {
-      await store.resources.setStatus(kind!, name, {
+      await store.resources.setStatus(kind, name, {
         observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts: existing.attempts + attempts,
       });
     } else if (desired.byKey.has(key)) {
       await store.resources.upsert({
-        kind: kind!, name, uuid: null, observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts,
+        kind: kind, name, uuid: null, observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts,
       });
     }
   }
@@ -367,7 +254,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
 }
 
 export function stepLabel(step: PlanStep): string {
-  return `${STEP_LABELS[step.op.op]} ${step.kind}/${step.name}`;
+  return `${stepOpLabel(step.op.op)} ${step.key}`;
 }
 
 export type { JournalEntry };

@@ -4,6 +4,7 @@
  * The caller owns the writer lock and the connections; the engine only needs the ports.
  */
 import { randomUUID } from 'node:crypto';
+import { parseResourceKey } from '../model/kinds.js';
 import type { HostPort } from './ports.js';
 import type { Desired } from './desired.js';
 import { observe, type Observed, type StateReader } from './observe.js';
@@ -82,12 +83,12 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     .flatMap(([, entries]) => entries.map((e) => e.id));
   if (resolved.length > 0) await opts.store.journal.resolve(resolved);
   for (const [key, reason] of plan.blocked) {
-    const [kind, ...name] = key.split('/');
-    await opts.store.events.append({ level: 'warn', kind, name: name.join('/'), message: `blocked: ${reason}` });
+    const { kind, name } = parseResourceKey(key);
+    await opts.store.events.append({ level: 'warn', kind, name, message: `blocked: ${reason}` });
   }
   for (const [key, error] of applied.failed) {
-    const [kind, ...name] = key.split('/');
-    await opts.store.events.append({ level: 'error', kind, name: name.join('/'), message: error });
+    const { kind, name } = parseResourceKey(key);
+    await opts.store.events.append({ level: 'error', kind, name, message: error });
   }
 
   const ok = applied.failed.size === 0 && applied.skipped.size === 0 && plan.blocked.size === 0;

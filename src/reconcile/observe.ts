@@ -3,10 +3,12 @@
  * pools that matter (one list call per pool), merged with what the state DB remembers.
  * Never one lookup per resource for the whole inventory.
  */
+import type { ResourceKind } from '../model/kinds.js';
 import type { HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
 import type { JournalEntry, ResourceIndexEntry, ResourceRecord } from '../state/index.js';
 import type { Desired } from './desired.js';
-import { resourceKey } from './desired.js';
+import { resourceKey } from '../model/kinds.js';
+import { kindOf } from './kinds/index.js';
 
 export interface StateReader {
   resources: {
@@ -56,7 +58,7 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     if (!listing.has(name)) listing.set(name, counted(host.listVolumes(name)).catch(() => undefined));
   };
   const snapshotP = counted(host.snapshot());
-  for (const r of desired.resources) if (r.kind === 'StoragePool') listPool(r.name);
+  for (const r of desired.resources) for (const p of kindOf(r.kind).poolsToList?.({ desired: r }) ?? []) listPool(p);
   await turnOfEventLoop();
   const open = await state.journal.listUnresolved();
   // Recorded configs are needed only where the spec changed or the resource is to be pruned.
@@ -68,7 +70,8 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
       const key = resourceKey(r.kind, r.name);
       recordMap.set(key, r);
       if (desired.byKey.get(key)?.specHash !== r.specHash) needDetails.push(r);
-      if (r.kind === 'StoragePool') recordedPools.push(r.name);
+      const pools = kindOf(r.kind as ResourceKind).poolsToList?.({ recordName: r.name });
+      if (pools) recordedPools.push(...pools);
     }
     await turnOfEventLoop();
   }
@@ -82,10 +85,7 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   }
   // Pools we remember owning, or that an interrupted operation names, are listed too.
   for (const name of recordedPools) listPool(name);
-  for (const e of open) {
-    if (e.kind === 'StoragePool') listPool(e.name);
-    if (e.kind === 'Volume' && typeof e.intent.pool === 'string') listPool(e.intent.pool);
-  }
+  for (const e of open) for (const p of kindOf(e.kind as ResourceKind).poolsToList?.({ journal: e }) ?? []) listPool(p);
 
   const snapshot = await snapshotP;
   const pools = new Map(snapshot.pools.map((p) => [p.name, p]));

@@ -3,15 +3,16 @@
  *
  * The state DB is authoritative: an object is owned when the DB records it under the same
  * identity (libvirt UUID for pools, networks and domains; the volume key, i.e. its file path, for
- * volumes). An object named in an operation still open in the journal (an earlier run was
- * interrupted between calling libvirt and recording the result) is owned too: that is how a rerun
- * finishes or cleans half-done work instead of failing with "already exists" or leaving an orphan.
- * Anything else is foreign: never changed, never deleted; a manifest naming it is a conflict unless
- * it sets `metadata.adopt: true`.
+ * volumes: each kind's module says how to find it). An object named in an operation still open in
+ * the journal (an earlier run was interrupted between calling libvirt and recording the result) is
+ * owned too: that is how a rerun finishes or cleans half-done work instead of failing with
+ * "already exists" or leaving an orphan. Anything else is foreign: never changed, never deleted; a
+ * manifest naming it is a conflict unless it sets `metadata.adopt: true`.
  */
-import type { ResourceKind } from './ports.js';
+import { resourceKey, type ResourceKind } from '../model/kinds.js';
 import type { Observed } from './observe.js';
-import { resourceKey } from './desired.js';
+import { kindOf } from './kinds/index.js';
+import type { Locator } from './kinds/types.js';
 
 export type Ownership =
   | { state: 'absent' }
@@ -20,35 +21,15 @@ export type Ownership =
 
 const ABSENT: Ownership = Object.freeze({ state: 'absent' });
 
-/** Identity of the observed object of this kind and name, or undefined when it does not exist. */
-export function observedIdentity(
-  observed: Observed,
-  kind: ResourceKind,
-  name: string,
-  volume?: { pool: string; volName: string },
-): string | undefined {
-  switch (kind) {
-    case 'StoragePool':
-      return observed.pools.get(name)?.uuid;
-    case 'Network':
-      return observed.networks.get(name)?.uuid;
-    case 'VirtualMachine':
-      return observed.domains.get(name)?.uuid;
-    case 'Volume':
-      if (!volume) return undefined;
-      return observed.volumes.get(volume.pool)?.get(volume.volName)?.key;
-  }
-}
-
 /** `key` is `resourceKey(kind, name)`, passed by callers that have it already. */
 export function ownershipOf(
   observed: Observed,
   kind: ResourceKind,
   name: string,
-  volume?: { pool: string; volName: string },
+  where: Locator = {},
   key = resourceKey(kind, name),
 ): Ownership {
-  const id = observedIdentity(observed, kind, name, volume);
+  const id = kindOf(kind).identity(observed, name, where);
   if (id === undefined) return ABSENT;
   const record = observed.records.get(key);
   if (record?.uuid && record.uuid === id) return { state: 'owned', via: 'record', id };

@@ -8,10 +8,11 @@
  * before their pool. Within one resource, steps run in order (a replace deletes, then creates).
  * A conflict blocks its resource and everything that depends on it.
  */
-import type { ResourceKind } from './ports.js';
-import type { Desired, VolumeConfig, VmConfig } from './desired.js';
-import { dependenciesOf, resourceKey } from './desired.js';
-import { TEARDOWN_OPS, type ResourceChange, type StepOp } from './diff.js';
+import type { ResourceKind } from '../model/kinds.js';
+import type { Desired } from './desired.js';
+import { dependenciesOf } from './desired.js';
+import { isTeardown, type ResourceChange, type StepOp } from './diff.js';
+import { kindOf } from './kinds/index.js';
 
 export interface PlanStep {
   id: number;
@@ -41,23 +42,6 @@ export interface Plan {
   noop: boolean;
 }
 
-/** Dependencies recorded in a previous config (for objects being deleted). */
-function recordedDependencies(kind: ResourceKind, previous: unknown): string[] {
-  if (!previous || typeof previous !== 'object') return [];
-  if (kind === 'Volume') {
-    const v = previous as VolumeConfig;
-    return [resourceKey('StoragePool', v.pool), ...(v.backingVolume ? [resourceKey('Volume', v.backingVolume)] : [])];
-  }
-  if (kind === 'VirtualMachine') {
-    const vm = previous as VmConfig;
-    return [
-      ...(vm.disks ?? []).map((d) => resourceKey('Volume', d.volume)),
-      ...(vm.nics ?? []).map((n) => resourceKey('Network', n.network)),
-    ];
-  }
-  return [];
-}
-
 export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   // Blocked: conflicts and, transitively, the desired resources that depend on them.
   const blocked = new Map<string, string>();
@@ -84,7 +68,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
     for (const op of c.steps) {
       const step: PlanStep = {
         id: steps.length, key: c.key, kind: c.kind, name: c.name, op,
-        teardown: TEARDOWN_OPS.has(op.op), deps: prev ? [prev.id] : [], change: c,
+        teardown: isTeardown(op.op), deps: prev ? [prev.id] : [], change: c,
       };
       steps.push(step);
       byKey.set(c.key, [...(byKey.get(c.key) ?? []), step]);
@@ -102,7 +86,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
     users.set(dep, (users.get(dep) ?? new Set()).add(user));
   };
   for (const r of desired.resources) for (const d of dependenciesOf(r)) addUse(r.key, d);
-  for (const c of changes) for (const d of recordedDependencies(c.kind, c.previous)) addUse(c.key, d);
+  for (const c of changes) for (const d of kindOf(c.kind).recordedDependencies(c.previous)) addUse(c.key, d);
 
   for (const step of steps) {
     const deps = new Set(step.deps);

@@ -6,16 +6,14 @@
  * over the libvirt RPC client; `test/support/fake-host.ts` implements it in memory for unit tests.
  */
 
-export type ResourceKind = 'StoragePool' | 'Volume' | 'Network' | 'VirtualMachine';
-
-/** Ownership marker virtform writes into the objects it creates (where the XML format allows). */
-export interface OwnerMarker {
-  /** Resource kind and manifest name. */
-  kind: ResourceKind;
-  name: string;
-  /** Hash of the normalized desired spec applied last. */
-  specHash: string;
-}
+export type { ResourceKind } from '../model/kinds.js';
+export type {
+  OwnerMarker, VolumeFormat, PoolDef, VolumeDef, DhcpHost, NetworkMode, NetworkDef, DomainDiskDef, DomainNicDef,
+  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail,
+} from '../model/definitions.js';
+import type {
+  DhcpHost, DomainDef, DomainDetail, NetworkDef, NetworkDetail, PoolDef, PoolDetail, VolumeDef, VolumeDetail,
+} from '../model/definitions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Observed objects: what bulk list calls return, cheaply, for every object on the host.
@@ -54,124 +52,6 @@ export interface HostSnapshot {
   pools: ObservedPool[];
   networks: ObservedNetwork[];
   domains: ObservedDomain[];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Desired definitions handed to the host (already normalized: bytes, resolved paths, etc.).
-// ---------------------------------------------------------------------------------------------
-
-export interface PoolDef {
-  name: string;
-  /** Keep the libvirt UUID when redefining an existing pool. */
-  uuid?: string;
-  path: string;
-  marker: OwnerMarker;
-}
-
-export type VolumeFormat = 'qcow2' | 'raw';
-
-export interface VolumeDef {
-  pool: string;
-  name: string;
-  capacityBytes: number;
-  format: VolumeFormat;
-  /** Copy-on-write backing store: path and format of the backing volume. */
-  backing?: { path: string; format: VolumeFormat };
-  /** Import the contents of a local image file. */
-  sourcePath?: string;
-}
-
-export interface DhcpHost {
-  mac: string;
-  ip: string;
-  name?: string;
-}
-
-export interface NetworkDef {
-  name: string;
-  /** Keep the libvirt UUID when redefining an existing network. */
-  uuid?: string;
-  mode: 'isolated' | 'nat' | 'bridge';
-  /** For mode bridge: existing host bridge name. */
-  bridge?: string;
-  /** IPv4 address of the host side and prefix, derived from the CIDR (first usable address). */
-  ipv4?: { address: string; prefix: number };
-  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
-  marker: OwnerMarker;
-}
-
-export interface DomainDiskDef {
-  /** Path of the volume file. */
-  path: string;
-  format: VolumeFormat;
-  bus: 'virtio' | 'sata' | 'scsi' | 'ide';
-  /** Target device name, e.g. vda. */
-  target: string;
-  bootOrder?: number;
-}
-
-export interface DomainNicDef {
-  network: string;
-  mac?: string;
-  model: string;
-}
-
-export interface DomainDef {
-  name: string;
-  /** Keep the libvirt UUID stable across redefinitions. */
-  uuid?: string;
-  type: 'kvm' | 'qemu';
-  vcpus: number;
-  memoryKiB: number;
-  description?: string;
-  disks: DomainDiskDef[];
-  nics: DomainNicDef[];
-  marker: OwnerMarker;
-}
-
-/** Details read back from the host for one object, on demand (only for objects that need it). */
-export interface DomainDetail {
-  name: string;
-  uuid: string;
-  active: boolean;
-  autostart: boolean;
-  vcpus: number;
-  memoryKiB: number;
-  description?: string;
-  disks: { path: string; target: string; bus: string; bootOrder?: number }[];
-  nics: { network: string; mac: string; model: string }[];
-  marker?: OwnerMarker;
-}
-
-export interface NetworkDetail {
-  name: string;
-  uuid: string;
-  active: boolean;
-  autostart: boolean;
-  mode: 'isolated' | 'nat' | 'bridge';
-  bridge?: string;
-  ipv4?: { address: string; prefix: number };
-  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
-  marker?: OwnerMarker;
-}
-
-export interface PoolDetail {
-  name: string;
-  uuid: string;
-  active: boolean;
-  autostart: boolean;
-  path: string;
-  marker?: OwnerMarker;
-}
-
-export interface VolumeDetail {
-  pool: string;
-  name: string;
-  key: string;
-  path: string;
-  capacityBytes: number;
-  format: string;
-  backingPath?: string;
 }
 
 /** Errors a host raises that the reconciler must tell apart. */

@@ -1,11 +1,9 @@
 /**
  * Types of the libvirt XML layer.
  *
- * This directory is self-contained (it imports nothing from the rest of virtform). The definition
- * and detail types below are declared here but kept STRUCTURALLY IDENTICAL to the ones in
- * `src/reconcile/ports.ts` (same field names and types), so an adapter can hand a `DomainDef`
- * from the reconciler straight to `buildDomainXml`, and spread a parsed document into a
- * `DomainDetail`:
+ * The definition and detail types (`*Def`, `*Detail`) are virtform's single model of host objects
+ * in `src/model/` (re-exported here), so the reconciler's `DomainDef` goes straight into
+ * `buildDomainXml`, and a parsed document spreads into a `DomainDetail`:
  *
  * ```ts
  * const detail: DomainDetail = { ...parseDomainXml(xml), active, autostart };
@@ -14,127 +12,16 @@
  * Parsers return `Parsed*` types: the `*Detail` type without the fields that XML does not carry
  * (`active`/`autostart` come from list calls; a volume's pool is the pool it was looked up in).
  * Some parsed types carry a few extra read-only fields (e.g. the domain `type`, a disk's
- * `format`); extra fields do not break assignability to the ports' types.
+ * `format`). The XML layer imports only `src/model/` from the rest of virtform.
  */
 
-export type ResourceKind = 'StoragePool' | 'Volume' | 'Network' | 'VirtualMachine';
-
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine'];
-
-/** Ownership marker virtform writes into the objects it creates (where the XML format allows). */
-export interface OwnerMarker {
-  kind: ResourceKind;
-  name: string;
-  specHash: string;
-}
-
-export type VolumeFormat = 'qcow2' | 'raw';
-
-export interface PoolDef {
-  name: string;
-  /** Keep the UUID of an existing pool when redefining it. */
-  uuid?: string;
-  path: string;
-  marker: OwnerMarker;
-}
-
-export interface VolumeDef {
-  pool: string;
-  name: string;
-  capacityBytes: number;
-  format: VolumeFormat;
-  backing?: { path: string; format: VolumeFormat };
-  sourcePath?: string;
-}
-
-export interface DhcpHost {
-  mac: string;
-  ip: string;
-  name?: string;
-}
-
-export type NetworkMode = 'isolated' | 'nat' | 'bridge';
-
-export interface NetworkDef {
-  name: string;
-  /** Keep the UUID of an existing network when redefining it. */
-  uuid?: string;
-  mode: NetworkMode;
-  bridge?: string;
-  ipv4?: { address: string; prefix: number };
-  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
-  marker: OwnerMarker;
-}
-
-export interface DomainDiskDef {
-  path: string;
-  format: VolumeFormat;
-  bus: 'virtio' | 'sata' | 'scsi' | 'ide';
-  target: string;
-  bootOrder?: number;
-}
-
-export interface DomainNicDef {
-  network: string;
-  mac?: string;
-  model: string;
-}
-
-export interface DomainDef {
-  name: string;
-  uuid?: string;
-  type: 'kvm' | 'qemu';
-  vcpus: number;
-  memoryKiB: number;
-  description?: string;
-  disks: DomainDiskDef[];
-  nics: DomainNicDef[];
-  marker: OwnerMarker;
-}
-
-export interface DomainDetail {
-  name: string;
-  uuid: string;
-  active: boolean;
-  autostart: boolean;
-  vcpus: number;
-  memoryKiB: number;
-  description?: string;
-  disks: { path: string; target: string; bus: string; bootOrder?: number }[];
-  nics: { network: string; mac: string; model: string }[];
-  marker?: OwnerMarker;
-}
-
-export interface NetworkDetail {
-  name: string;
-  uuid: string;
-  active: boolean;
-  autostart: boolean;
-  mode: NetworkMode;
-  bridge?: string;
-  ipv4?: { address: string; prefix: number };
-  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
-  marker?: OwnerMarker;
-}
-
-export interface PoolDetail {
-  name: string;
-  uuid: string;
-  active: boolean;
-  autostart: boolean;
-  path: string;
-  marker?: OwnerMarker;
-}
-
-export interface VolumeDetail {
-  pool: string;
-  name: string;
-  key: string;
-  path: string;
-  capacityBytes: number;
-  format: string;
-  backingPath?: string;
-}
+export type { ResourceKind } from '../../model/kinds.js';
+export { RESOURCE_KINDS } from '../../model/kinds.js';
+export type {
+  OwnerMarker, VolumeFormat, PoolDef, VolumeDef, DhcpHost, NetworkMode, NetworkDef, DomainDiskDef, DomainNicDef,
+  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail,
+} from '../../model/definitions.js';
+import type { NetworkDetail, PoolDetail, OwnerMarker, VolumeDetail } from '../../model/definitions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Parser results.
@@ -191,14 +78,7 @@ export type ParsedPool = Omit<PoolDetail, 'active' | 'autostart'> & {
 };
 
 /** `VolumeDetail` without `pool`. */
-export interface ParsedVolume {
-  name: string;
-  key: string;
-  path: string;
-  capacityBytes: number;
-  format: string;
-  backingPath?: string;
-}
+export type ParsedVolume = Omit<VolumeDetail, 'pool'>;
 
 /** Errors of the XML layer: invalid input to a builder, or a document a parser cannot read. */
 export class LibvirtXmlError extends Error {

@@ -1,0 +1,122 @@
+/**
+ * Definitions of host objects: what virtform hands to a host (`*Def`, normalized: bytes, resolved
+ * paths) and what it reads back (`*Detail`). One declaration, used by the reconciler's port
+ * (`src/reconcile/ports.ts`), the libvirt XML builders/parsers (`src/libvirt/xml/`) and the
+ * adapter between them.
+ */
+import type { ResourceKind } from './kinds.js';
+
+/** Ownership marker virtform writes into the objects it creates (where the XML format allows). */
+export interface OwnerMarker {
+  kind: ResourceKind;
+  name: string;
+  specHash: string;
+}
+
+export type VolumeFormat = 'qcow2' | 'raw';
+
+export interface PoolDef {
+  name: string;
+  /** Keep the UUID of an existing pool when redefining it. */
+  uuid?: string;
+  path: string;
+  marker: OwnerMarker;
+}
+
+export interface VolumeDef {
+  pool: string;
+  name: string;
+  capacityBytes: number;
+  format: VolumeFormat;
+  backing?: { path: string; format: VolumeFormat };
+  sourcePath?: string;
+}
+
+export interface DhcpHost {
+  mac: string;
+  ip: string;
+  name?: string;
+}
+
+export type NetworkMode = 'isolated' | 'nat' | 'bridge';
+
+export interface NetworkDef {
+  name: string;
+  /** Keep the UUID of an existing network when redefining it. */
+  uuid?: string;
+  mode: NetworkMode;
+  bridge?: string;
+  ipv4?: { address: string; prefix: number };
+  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
+  marker: OwnerMarker;
+}
+
+export interface DomainDiskDef {
+  path: string;
+  format: VolumeFormat;
+  bus: 'virtio' | 'sata' | 'scsi' | 'ide';
+  target: string;
+  bootOrder?: number;
+}
+
+export interface DomainNicDef {
+  network: string;
+  mac?: string;
+  model: string;
+}
+
+export interface DomainDef {
+  name: string;
+  uuid?: string;
+  type: 'kvm' | 'qemu';
+  vcpus: number;
+  memoryKiB: number;
+  description?: string;
+  disks: DomainDiskDef[];
+  nics: DomainNicDef[];
+  marker: OwnerMarker;
+}
+
+export interface DomainDetail {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+  vcpus: number;
+  memoryKiB: number;
+  description?: string;
+  disks: { path: string; target: string; bus: string; bootOrder?: number }[];
+  nics: { network: string; mac: string; model: string }[];
+  marker?: OwnerMarker;
+}
+
+export interface NetworkDetail {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+  mode: NetworkMode;
+  bridge?: string;
+  ipv4?: { address: string; prefix: number };
+  dhcp?: { start: string; end: string; hosts: DhcpHost[] };
+  marker?: OwnerMarker;
+}
+
+export interface PoolDetail {
+  name: string;
+  uuid: string;
+  active: boolean;
+  autostart: boolean;
+  path: string;
+  marker?: OwnerMarker;
+}
+
+export interface VolumeDetail {
+  pool: string;
+  name: string;
+  key: string;
+  path: string;
+  capacityBytes: number;
+  format: string;
+  backingPath?: string;
+}

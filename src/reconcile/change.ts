@@ -1,0 +1,130 @@
+/**
+ * The change model: what diff decides for one resource (create, update, replace, delete or
+ * conflict), the field-level before → after, the reason, and the steps that carry it out; plus
+ * the helpers every kind's diff shares. Kind-specific decisions live in `kinds/<kind>.ts`.
+ */
+import type { ResourceKind } from '../model/kinds.js';
+import type { Observed } from './observe.js';
+import type { Ownership } from './ownership.js';
+import { canonicalJson } from './resource.js';
+import type { DesiredResource, StepOp } from './kinds/index.js';
+
+export type { StepOp };
+
+export type ChangeAction = 'create' | 'update' | 'replace' | 'delete' | 'conflict';
+
+export interface FieldChange {
+  field: string;
+  before: unknown;
+  after: unknown;
+}
+
+export interface ResourceChange {
+  key: string;
+  kind: ResourceKind;
+  name: string;
+  action: ChangeAction;
+  reason: string;
+  fields: FieldChange[];
+  notes: string[];
+  steps: StepOp[];
+  desired?: DesiredResource;
+  /** Config recorded at the last apply (for deletes and replaces). */
+  previous?: unknown;
+  ownership: Ownership['state'];
+  /** Adopting a foreign object declared with metadata.adopt. */
+  adopt?: boolean;
+  /** The change corrects drift: the host no longer matches what virtform applied. */
+  drift: boolean;
+}
+
+export interface DiffOptions {
+  /** Stop VMs gracefully (ACPI) before forcing them off. */
+  gracefulStop?: boolean;
+}
+
+/** What a kind's diff gets besides its desired resource. */
+export interface DiffContext {
+  observed: Observed;
+  opts: DiffOptions;
+}
+
+/** The config recorded in the state DB when virtform last applied the resource. */
+export function recordedConfig<C>(observed: Observed, key: string): C | undefined {
+  const cfg = observed.records.get(key)?.details?.config;
+  return cfg && typeof cfg === 'object' ? (cfg as C) : undefined;
+}
+
+function flatten(value: unknown, prefix: string, out: Map<string, unknown>): void {
+  if (Array.isArray(value)) {
+    if (value.length === 0) out.set(prefix, []);
+    value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
+  } else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) if (v !== undefined) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else if (value !== undefined) {
+    out.set(prefix, value);
+  }
+}
+
+/** Field-level differences between two configs, as `path: before → after`. */
+export function fieldChanges(before: unknown, after: unknown, prefix = 'spec'): FieldChange[] {
+  const a = new Map<string, unknown>();
+  const b = new Map<string, unknown>();
+  flatten(before, prefix, a);
+  flatten(after, prefix, b);
+  const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
+  return keys
+    .filter((k) => canonicalJson(a.get(k)) !== canonicalJson(b.get(k)))
+    .map((k) => ({ field: k, before: a.get(k), after: b.get(k) }));
+}
+
+/** The fields of `obj` named in `keys` (for comparing a subset of two configs). */
+export function pick<T extends object>(obj: T | undefined, keys: readonly (keyof T)[]): Partial<T> {
+  const out: Partial<T> = {};
+  if (!obj) return out;
+  for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
+  return out;
+}
+
+/** Whether any of `keys` differs between two configs. */
+export function differsIn<T extends object>(a: T | undefined, b: T | undefined, keys: readonly (keyof T)[]): boolean {
+  return canonicalJson(pick(a, keys)) !== canonicalJson(pick(b, keys));
+}
+
+export function change(
+  r: DesiredResource,
+  action: ChangeAction,
+  reason: string,
+  ownership: Ownership,
+  extra: Partial<ResourceChange> = {},
+): ResourceChange {
+  return {
+    key: r.key, kind: r.kind, name: r.name, action, reason,
+    fields: [], notes: [], steps: [], desired: r, ownership: ownership.state, drift: false, ...extra,
+  };
+}
+
+export function interruptedOr(own: Ownership, otherwise: string): string {
+  return own.state === 'owned' && own.via === 'journal' ? 'finishing an operation interrupted in an earlier run' : otherwise;
+}
+
+type RecordView = { uuid: string | null; lastError: string | null } | undefined;
+
+/** A recorded object that has gone missing from the host is drift. */
+export function isMissingDrift(record: RecordView): boolean {
+  return !!record?.uuid;
+}
+
+/** Why something recorded must be created: it vanished (drift) or its creation failed before. */
+export function createReason(record: RecordView): string {
+  if (!record) return 'new';
+  if (!record.uuid) return record.lastError ? `retrying after failure: ${record.lastError}` : 'new';
+  return 'recorded but missing on the host (drift)';
+}
+
+/** A conflict when the object of that name is foreign and the manifest does not adopt it. */
+export function conflictOrAdopt(r: DesiredResource, own: Ownership): ResourceChange | undefined {
+  if (own.state !== 'foreign') return undefined;
+  if (r.adopt) return undefined;
+  return change(r, 'conflict', `${own.reason}; set metadata.adopt: true to let virtform take it over`, own);
+}

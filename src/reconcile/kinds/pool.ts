@@ -1,0 +1,131 @@
+/**
+ * StoragePool: a libvirt `dir` pool. Identity: its libvirt UUID. The path is immutable (a new
+ * path replaces the pool); autostart and the active state are reconciled live.
+ */
+import { posix } from 'node:path';
+import { resourceKey } from '../../model/kinds.js';
+import type { PoolDef } from '../../model/definitions.js';
+import { hashConfig, type DesiredBase } from '../resource.js';
+import {
+  change, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
+  type FieldChange,
+} from '../change.js';
+import { ownershipOf } from '../ownership.js';
+import { listedState, uuidToDefine } from './common.js';
+import type { KindHandler } from './types.js';
+
+export interface PoolConfig {
+  path: string;
+}
+export type DesiredPool = DesiredBase<'StoragePool', PoolConfig> & { autostart: boolean };
+
+export type PoolOp =
+  | { op: 'pool.ensure'; define: boolean; start: boolean; autostart?: boolean }
+  | { op: 'pool.delete' };
+
+export function poolDef(r: DesiredPool, uuid?: string): PoolDef {
+  return { name: r.name, uuid, path: r.config.path, marker: { kind: r.kind, name: r.name, specHash: r.specHash } };
+}
+
+export const poolKind: KindHandler<DesiredPool, PoolOp> = {
+  kind: 'StoragePool',
+  ops: {
+    'pool.ensure': { label: 'ensure pool', teardown: false },
+    'pool.delete': { label: 'delete pool', teardown: true },
+  },
+  fields: [{ field: 'path', manifest: 'spec.path', effect: 'replace' }],
+
+  build(state, ctx) {
+    return state.pools.map((p) => {
+      const config: PoolConfig = { path: posix.normalize(p.spec.path) };
+      return {
+        kind: 'StoragePool', name: p.metadata.name, host: ctx.host, key: resourceKey('StoragePool', p.metadata.name, ctx.host),
+        adopt: p.metadata.adopt === true, labels: { ...(p.metadata.labels ?? {}) },
+        config, specHash: hashConfig(config), autostart: p.spec.autostart ?? true, source: p.source,
+      };
+    });
+  },
+  dependencies: () => [],
+  recordedDependencies: () => [],
+
+  identity: (observed, name) => observed.pools.get(name)?.uuid,
+  poolsToList: ({ desired, recordName, journal }) => [desired?.name ?? recordName ?? journal?.name].filter((n): n is string => !!n),
+
+  diff(r, { observed }) {
+    const key = r.key;
+    const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
+    const conflict = conflictOrAdopt(r, own);
+    if (conflict) return conflict;
+    const obs = observed.pools.get(r.name);
+    const record = observed.records.get(key);
+    if (own.state === 'absent' || !obs) {
+      return change(r, 'create', createReason(record), own, {
+        drift: isMissingDrift(record),
+        fields: fieldChanges(undefined, { ...r.config, autostart: r.autostart }),
+        steps: [{ op: 'pool.ensure', define: true, start: true, autostart: r.autostart }],
+      });
+    }
+    const prev = recordedConfig<PoolConfig>(observed, key);
+    const adopting = own.state === 'foreign';
+    const configChanged = adopting || record?.specHash !== r.specHash;
+    if (configChanged && prev && prev.path !== r.config.path) {
+      return change(r, 'replace', 'spec.path is immutable for a directory pool', own, {
+        fields: fieldChanges(prev, r.config), previous: prev,
+        steps: [{ op: 'pool.delete' }, { op: 'pool.ensure', define: true, start: true, autostart: r.autostart }],
+      });
+    }
+    const fields: FieldChange[] = [];
+    const reasons: string[] = [];
+    let drift = false;
+    if (configChanged) {
+      fields.push(...fieldChanges(prev, r.config));
+      reasons.push(adopting ? 'adopting existing pool (metadata.adopt)' : interruptedOr(own, 'definition changed'));
+    }
+    if (!obs.active) {
+      fields.push({ field: 'status', before: 'inactive', after: 'active' });
+      reasons.push('pool is inactive (drift)');
+      drift = true;
+    }
+    if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
+    if (fields.length === 0 && !configChanged) return undefined;
+    return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
+      fields, adopt: adopting, drift,
+      steps: [{
+        op: 'pool.ensure', define: configChanged, start: !obs.active,
+        autostart: obs.autostart !== r.autostart || configChanged ? r.autostart : undefined,
+      }],
+    });
+  },
+  deleteSteps: () => [{ op: 'pool.delete' }],
+
+  intent: (_op, d) => (d ? { path: d.config.path } : {}),
+  async execute(op, ctx): Promise<void> {
+    const { host, step } = ctx;
+    switch (op.op) {
+      case 'pool.ensure': {
+        const d = ctx.desired!;
+        if (op.define) {
+          const uuid = await uuidToDefine(ctx, ctx.observed.pools.get(d.name)?.uuid, () => host.getPool(d.name));
+          await host.definePool(poolDef(d, uuid));
+        }
+        await host.startPool(d.name);
+        if (op.autostart !== undefined) await host.setPoolAutostart(d.name, op.autostart);
+        const detail = op.define ? await host.getPool(d.name) : undefined;
+        ctx.boundary();
+        await ctx.record({
+          uuid: detail?.uuid ?? ctx.observed.pools.get(d.name)?.uuid ?? null,
+          observedStatus: 'active', desiredState: 'active', config: true,
+        });
+        return;
+      }
+      case 'pool.delete':
+        await host.deletePool(step.name, { deleteDir: true });
+        ctx.boundary();
+        await ctx.forgetIfUndeclared();
+        return;
+    }
+  },
+
+  desiredStatus: () => 'active',
+  observedStatus: (view, r) => listedState(view.snapshot, (s) => s.pools, r.name),
+};

@@ -1,0 +1,108 @@
+/**
+ * The contract of a resource kind. Everything virtform knows about one kind lives in that kind's
+ * module (`pool.ts`, `volume.ts`, `network.ts`, `vm.ts`), which implements {@link KindHandler}:
+ * normalization of its manifests, identity and ownership of its observed objects, dependencies,
+ * the diff (driven by a per-field spec), the steps it executes, and its status columns. The
+ * generic stages (`desired.ts`, `diff.ts`, `plan.ts`, `apply.ts`, `ownership.ts`) only dispatch.
+ */
+import type { DesiredState } from '../../manifest/index.js';
+import type { ResourceKind } from '../../model/kinds.js';
+import type { VolumeFormat } from '../../model/definitions.js';
+import type { HostPort, HostSnapshot } from '../ports.js';
+import type { Observed } from '../observe.js';
+import type { DiffContext, DiffOptions, ResourceChange } from '../change.js';
+import type { PlanStep } from '../plan.js';
+import type { JournalEntry } from '../../state/index.js';
+
+/** Cross-kind lookups while normalizing manifests (volume paths need pool paths, disks need volumes). */
+export interface BuildContext {
+  host: string;
+  poolPath(pool: string): string;
+  volumePath(volume: string): string;
+  volumeFormat(volume: string): VolumeFormat;
+}
+
+/** Where to find an object whose identity needs more than its name (a volume: its pool and file). */
+export interface Locator {
+  /** The desired or recorded config. */
+  config?: unknown;
+  /** Intents of the journal entries that name the resource. */
+  intents?: Record<string, unknown>[];
+}
+
+/** How a change of one field takes effect. */
+export type ChangeEffect = 'live' | 'restart' | 'replace';
+
+/** One field of a kind's config, as the diff treats it. */
+export interface FieldSpec<C> {
+  /** Field of the normalized config. */
+  field: keyof C & string;
+  /** Where the user writes it in a manifest. */
+  manifest: string;
+  /** Unit of the normalized value, where it has one. */
+  unit?: 'bytes' | 'KiB';
+  /** How a change takes effect: applied live, on the next boot, or by recreating the object. */
+  effect: ChangeEffect | ((before: unknown, after: unknown) => ChangeEffect);
+}
+
+/** What a step's execution gets from apply. */
+export interface ExecContext<R> {
+  host: HostPort;
+  step: PlanStep;
+  /** The desired resource of the step's key (absent for deletes of undeclared resources). */
+  desired: R | undefined;
+  observed: Observed;
+  attempt: number;
+  /** The step belongs to a replace (the object is recreated: no UUID is kept). */
+  replacing: boolean;
+  shutdownTimeoutMs?: number;
+  /** Journal boundary after the host calls (crash-test hook). */
+  boundary(): void;
+  /** Record the resource as applied. `config: true` records the desired config and spec hash. */
+  record(fields: { uuid?: string | null; observedStatus: string; desiredState?: string | null; config?: boolean }): Promise<void>;
+  /** Delete the record when no manifest declares the resource any more. */
+  forgetIfUndeclared(): Promise<void>;
+}
+
+/** Status columns of one resource. */
+export interface StatusView {
+  snapshot: HostSnapshot | undefined;
+  /** Keys (file paths) of the volumes seen in the listed pools. */
+  volumeKeys: Set<string>;
+}
+
+export interface KindHandler<R extends { kind: ResourceKind; name: string; key: string } = never, O extends { op: string } = never> {
+  readonly kind: ResourceKind;
+  /** Labels of this kind's step operations, and which of them tear down. */
+  readonly ops: { readonly [K in O['op']]: { label: string; teardown: boolean } };
+  /** Per-field spec of the config: manifest name, unit, and how a change takes effect. */
+  readonly fields: readonly FieldSpec<R extends { config: infer C } ? C : never>[];
+
+  /** Normalize this kind's manifests into desired resources. */
+  build(state: DesiredState, ctx: BuildContext): R[];
+  /** Keys of the resources this one depends on (ordering, skipping dependents, blocking). */
+  dependencies(r: R): string[];
+  /** Dependencies named by a config recorded at an earlier apply (for deletes and replaces). */
+  recordedDependencies(previous: unknown): string[];
+
+  /** libvirt identity of the observed object (a UUID; a volume's key), or undefined when absent. */
+  identity(observed: Observed, name: string, where: Locator): string | undefined;
+  /** Pools whose volumes observe must list for a desired resource, a record or a journal entry. */
+  poolsToList?(from: { desired?: R; recordName?: string; journal?: JournalEntry }): string[];
+
+  diff(r: R, ctx: DiffContext): ResourceChange | undefined;
+  /** Adjust other kinds' changes once every resource has been diffed (e.g. restart VMs whose disk is replaced). */
+  afterDiff?(desired: R[], observed: Observed, changes: ResourceChange[], opts: DiffOptions): void;
+  /** Steps that delete an owned object no manifest declares; undefined when it cannot be located. */
+  deleteSteps(name: string, where: Locator): O[] | undefined;
+
+  /** What the journal keeps about a step so that a later run can find and finish or clean it. */
+  intent(op: O, desired: R | undefined): Record<string, unknown>;
+  /** Carry out one step on the host; idempotent. */
+  execute(op: O, ctx: ExecContext<R>): Promise<void>;
+
+  /** Status columns: what the manifest asks for, and what the host shows. */
+  desiredStatus(r: R): string;
+  /** What the host shows of the object; `uuid` is the recorded identity (null when none). */
+  observedStatus(view: StatusView, r: { name: string; uuid: string | null }): string;
+}

@@ -1,0 +1,231 @@
+/**
+ * Volume: a file in a `dir` pool (`<pool path>/<name>.qcow2|.img`). Identity: its libvirt key
+ * (the file path). Capacity grows in place; format, backing volume, source image, pool, and a
+ * shrink replace the volume (recreated empty).
+ */
+import { posix } from 'node:path';
+import { resourceKey } from '../../model/kinds.js';
+import type { VolumeDef, VolumeFormat } from '../../model/definitions.js';
+import { parseSize } from '../../manifest/index.js';
+import { hashConfig, type DesiredBase } from '../resource.js';
+import { HostError } from '../ports.js';
+import {
+  change, conflictOrAdopt, createReason, differsIn, fieldChanges, isMissingDrift, recordedConfig,
+} from '../change.js';
+import { ownershipOf } from '../ownership.js';
+import type { KindHandler, Locator } from './types.js';
+
+export interface VolumeConfig {
+  pool: string;
+  /** libvirt volume name (file name inside the pool directory). */
+  volName: string;
+  path: string;
+  format: VolumeFormat;
+  capacityBytes: number;
+  backingVolume?: string;
+  backingPath?: string;
+  sourcePath?: string;
+}
+export type DesiredVolume = DesiredBase<'Volume', VolumeConfig>;
+
+export type VolumeOp =
+  | { op: 'volume.create'; recreate?: boolean }
+  | { op: 'volume.resize'; capacityBytes: number }
+  | { op: 'volume.delete'; pool: string; volName: string };
+
+export function volumeFileName(name: string, format: VolumeFormat): string {
+  return `${name}.${format === 'qcow2' ? 'qcow2' : 'img'}`;
+}
+
+export function volumeDef(r: DesiredVolume): VolumeDef {
+  const c = r.config;
+  return {
+    pool: c.pool,
+    name: c.volName,
+    capacityBytes: c.capacityBytes,
+    format: c.format,
+    ...(c.backingPath ? { backing: { path: c.backingPath, format: 'qcow2' as const } } : {}),
+    ...(c.sourcePath ? { sourcePath: c.sourcePath } : {}),
+  };
+}
+
+/** Pool and file name of a volume, from its config or from the journal entries that name it. */
+function locate(where: Locator): { pool: string; volName: string } | undefined {
+  const config = where.config as Partial<VolumeConfig> | undefined;
+  const intent = where.intents?.find((i) => typeof i.pool === 'string');
+  const pool = config?.pool ?? (intent?.pool as string | undefined);
+  const volName = config?.volName ?? (intent?.volName as string | undefined);
+  return pool && volName ? { pool, volName } : undefined;
+}
+
+/** Fields whose change recreates the volume. */
+const IMMUTABLE = ['pool', 'volName', 'path', 'format', 'backingVolume', 'backingPath', 'sourcePath'] as const;
+
+function replaceReason(prev: VolumeConfig, next: VolumeConfig): string {
+  if (prev.format !== next.format) return `format is immutable (${prev.format} → ${next.format})`;
+  if ((prev.backingVolume ?? '') !== (next.backingVolume ?? '') || prev.backingPath !== next.backingPath)
+    return 'backing volume is immutable';
+  if ((prev.sourcePath ?? '') !== (next.sourcePath ?? '')) return 'source image changed';
+  if (prev.pool !== next.pool || prev.path !== next.path) return 'volume moves to another pool or path';
+  if (next.capacityBytes < prev.capacityBytes) return 'capacity cannot shrink in place';
+  return 'immutable field changed';
+}
+
+export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
+  kind: 'Volume',
+  ops: {
+    'volume.create': { label: 'create volume', teardown: false },
+    'volume.resize': { label: 'resize volume', teardown: false },
+    'volume.delete': { label: 'delete volume', teardown: true },
+  },
+  fields: [
+    { field: 'pool', manifest: 'spec.pool', effect: 'replace' },
+    { field: 'volName', manifest: 'metadata.name', effect: 'replace' },
+    { field: 'path', manifest: 'spec.pool', effect: 'replace' },
+    { field: 'format', manifest: 'spec.format', effect: 'replace' },
+    { field: 'capacityBytes', manifest: 'spec.capacity', unit: 'bytes', effect: (a, b) => (Number(b) < Number(a) ? 'replace' : 'live') },
+    { field: 'backingVolume', manifest: 'spec.backingVolume', effect: 'replace' },
+    { field: 'backingPath', manifest: 'spec.backingVolume', effect: 'replace' },
+    { field: 'sourcePath', manifest: 'spec.source', effect: 'replace' },
+  ],
+
+  build(state, ctx) {
+    return state.volumes.map((v) => {
+      const format = ctx.volumeFormat(v.metadata.name);
+      const config: VolumeConfig = {
+        pool: v.spec.pool,
+        volName: volumeFileName(v.metadata.name, format),
+        path: ctx.volumePath(v.metadata.name),
+        format,
+        capacityBytes: parseSize(v.spec.capacity as string | number),
+        backingVolume: v.spec.backingVolume,
+        backingPath: v.spec.backingVolume ? ctx.volumePath(v.spec.backingVolume) : undefined,
+        sourcePath: v.spec.source,
+      };
+      return {
+        kind: 'Volume', name: v.metadata.name, host: ctx.host, key: resourceKey('Volume', v.metadata.name, ctx.host),
+        adopt: v.metadata.adopt === true, labels: { ...(v.metadata.labels ?? {}) },
+        config, specHash: hashConfig(config), source: v.source,
+      };
+    });
+  },
+  dependencies: (r) => [
+    resourceKey('StoragePool', r.config.pool, r.host),
+    ...(r.config.backingVolume ? [resourceKey('Volume', r.config.backingVolume, r.host)] : []),
+  ],
+  recordedDependencies(previous) {
+    const v = previous as VolumeConfig | undefined;
+    if (!v) return [];
+    return [resourceKey('StoragePool', v.pool), ...(v.backingVolume ? [resourceKey('Volume', v.backingVolume)] : [])];
+  },
+
+  identity(observed, _name, where) {
+    const at = locate(where);
+    return at ? observed.volumes.get(at.pool)?.get(at.volName)?.key : undefined;
+  },
+  poolsToList: ({ journal }) => (journal && typeof journal.intent.pool === 'string' ? [journal.intent.pool] : []),
+
+  diff(r, { observed }) {
+    const key = r.key;
+    const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
+    const record = observed.records.get(key);
+    // Owned and applied with this very spec: nothing to do (the common case of a converged host).
+    if (own.state === 'owned' && record?.specHash === r.specHash) return undefined;
+    const conflict = conflictOrAdopt(r, own);
+    if (conflict) return conflict;
+    const prev = recordedConfig<VolumeConfig>(observed, key);
+    if (own.state === 'absent') {
+      const poolListed = observed.volumes.has(r.config.pool);
+      if (!poolListed && record?.specHash === r.specHash) return undefined; // pool inactive: verified next run
+      if (record && prev && record.specHash !== r.specHash && prev.path !== r.config.path) {
+        // The old file (other name or pool) goes; the new one is created.
+        return change(r, 'replace', replaceReason(prev, r.config), own, {
+          fields: fieldChanges(prev, r.config), previous: prev,
+          steps: [{ op: 'volume.delete', pool: prev.pool, volName: prev.volName }, { op: 'volume.create' }],
+        });
+      }
+      return change(r, 'create', createReason(record), own, {
+        drift: isMissingDrift(record),
+        fields: fieldChanges(undefined, r.config), steps: [{ op: 'volume.create' }],
+      });
+    }
+    const adopting = own.state === 'foreign';
+    if (!prev && own.state === 'owned' && own.via === 'journal') {
+      // Created by an interrupted run and never recorded: its contents are unknown, so make it again.
+      return change(r, 'create', 'finishing a creation interrupted in an earlier run', own, {
+        fields: fieldChanges(undefined, r.config), steps: [{ op: 'volume.create', recreate: true }],
+      });
+    }
+    if (!prev) {
+      // Adopted, or recorded without config: take the object as it is and record it.
+      return change(r, 'update', adopting ? 'adopting existing volume (metadata.adopt)' : 'recording volume', own, {
+        adopt: adopting, steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
+      });
+    }
+    if (differsIn(prev, r.config, IMMUTABLE) || r.config.capacityBytes < prev.capacityBytes) {
+      return change(r, 'replace', replaceReason(prev, r.config), own, {
+        fields: fieldChanges(prev, r.config), previous: prev,
+        notes: ['the volume is recreated empty: its current contents are lost'],
+        steps: [{ op: 'volume.delete', pool: prev.pool, volName: prev.volName }, { op: 'volume.create' }],
+      });
+    }
+    return change(r, 'update', 'capacity grows in place', own, {
+      fields: fieldChanges(prev, r.config),
+      steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
+    });
+  },
+  deleteSteps(_name, where) {
+    const at = locate(where);
+    return at ? [{ op: 'volume.delete', pool: at.pool, volName: at.volName }] : undefined;
+  },
+
+  intent(op, d) {
+    if (op.op === 'volume.delete') return { pool: op.pool, volName: op.volName };
+    return d ? { pool: d.config.pool, volName: d.config.volName, path: d.config.path } : {};
+  },
+  async execute(op, ctx): Promise<void> {
+    const { host } = ctx;
+    switch (op.op) {
+      case 'volume.create': {
+        const d = ctx.desired!;
+        let detail;
+        try {
+          detail = await host.createVolume(volumeDef(d));
+        } catch (e) {
+          if (!(e instanceof HostError && e.code === 'already-exists') || !(op.recreate || ctx.replacing)) throw e;
+          // Ours, from an interrupted run: its contents are unknown, so make it again.
+          await host.deleteVolume(d.config.pool, d.config.volName);
+          detail = await host.createVolume(volumeDef(d));
+        }
+        ctx.boundary();
+        await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
+        return;
+      }
+      case 'volume.resize': {
+        const d = ctx.desired!;
+        const detail = await host.getVolume(d.config.pool, d.config.volName);
+        if (!detail) throw new HostError('not-found', `volume ${d.config.volName} vanished from pool ${d.config.pool}`);
+        if (detail.capacityBytes < op.capacityBytes) await host.resizeVolume(d.config.pool, d.config.volName, op.capacityBytes);
+        ctx.boundary();
+        await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
+        return;
+      }
+      case 'volume.delete':
+        await host.deleteVolume(op.pool, op.volName);
+        ctx.boundary();
+        await ctx.forgetIfUndeclared();
+        return;
+    }
+  },
+
+  desiredStatus: () => 'present',
+  observedStatus(view, r) {
+    if (!view.snapshot) return 'unknown';
+    return r.uuid !== null && view.volumeKeys.has(r.uuid) ? 'present' : 'absent';
+  },
+};
+
+/** Path of a volume file, given its pool's path. */
+export function volumeFilePath(poolPath: string, name: string, format: VolumeFormat): string {
+  return posix.join(poolPath, volumeFileName(name, format));
+}

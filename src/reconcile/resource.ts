@@ -1,0 +1,40 @@
+/**
+ * What every desired resource has, whatever its kind, and the canonical hashing of configs.
+ * Kind-specific configs live in `kinds/<kind>.ts`.
+ */
+import { createHash } from 'node:crypto';
+import type { ResourceKind } from '../model/kinds.js';
+
+export interface DesiredBase<K extends ResourceKind, C> {
+  kind: K;
+  name: string;
+  /** Host the resource lives on (today always the implicit local host). */
+  host: string;
+  /** `resourceKey(kind, name, host)`, computed once: observe, diff and plan look resources up by it. */
+  key: string;
+  adopt: boolean;
+  labels: Record<string, string>;
+  /** The part of the resource that is its object's definition, hashed into `specHash`. */
+  config: C;
+  specHash: string;
+  source?: { file: string; line: number; col: number };
+}
+
+/** Stable JSON: keys sorted, undefined dropped. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => {
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      const out: Record<string, unknown> = {};
+      for (const key of Object.keys(v as Record<string, unknown>).sort()) {
+        const item = (v as Record<string, unknown>)[key];
+        if (item !== undefined) out[key] = item;
+      }
+      return out;
+    }
+    return v;
+  });
+}
+
+export function hashConfig(config: unknown): string {
+  return createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
+}
