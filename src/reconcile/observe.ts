@@ -3,7 +3,8 @@
  * pools that matter (one list call per pool), merged with what the state DB remembers.
  * Never one lookup per resource for the whole inventory.
  */
-import type { ResourceKind } from '../model/kinds.js';
+import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
+import type { Locator } from './kinds/types.js';
 import type { HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
 import type { JournalEntry, ResourceIndexEntry, ResourceRecord } from '../state/index.js';
 import type { Desired } from './desired.js';
@@ -33,6 +34,11 @@ export interface Observed {
    * after creating something). Either makes what exists under that name virtform's.
    */
   openJournal: Map<string, JournalEntry[]>;
+  /**
+   * Persistent definitions read back from the host, by resource key, for every declared,
+   * recorded or journaled resource whose object exists: what diff compares with the desired state.
+   */
+  definitions: Map<string, unknown>;
   /** Number of host calls made while observing. */
   hostCalls: number;
 }
@@ -95,7 +101,7 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     if (list && pools.get(name)?.active) volumes.set(name, new Map(list.map((v) => [v.name, v])));
   }
 
-  return {
+  const observed: Observed = {
     snapshot,
     pools,
     networks: new Map(snapshot.networks.map((n) => [n.name, n])),
@@ -103,6 +109,23 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     volumes,
     records: recordMap,
     openJournal,
+    definitions: new Map(),
     hostCalls,
   };
+
+  // Deep comparison: the definitions of everything declared, recorded or journaled that exists.
+  const wanted = new Map<ResourceKind, Map<string, { name: string; where: Locator }>>(RESOURCE_KINDS.map((k) => [k, new Map()]));
+  for (const r of desired.resources) wanted.get(r.kind)!.set(r.key, { name: r.name, where: { config: r.config } });
+  for (const [key, r] of recordMap) {
+    const w = wanted.get(r.kind as ResourceKind);
+    if (w && !w.has(key)) w.set(key, { name: r.name, where: { config: r.details?.config, intents: openJournal.get(key)?.map((j) => j.intent) } });
+  }
+  for (const [key, entries] of openJournal) {
+    const w = wanted.get(entries[0]!.kind as ResourceKind);
+    if (w && !w.has(key)) w.set(key, { name: entries[0]!.name, where: { intents: entries.map((j) => j.intent) } });
+  }
+  const reads = await Promise.all(RESOURCE_KINDS.map((k) => counted(kindOf(k).readDefinitions(host, observed, wanted.get(k)!))));
+  for (const m of reads) for (const [key, d] of m) observed.definitions.set(key, d);
+  observed.hostCalls = hostCalls;
+  return observed;
 }

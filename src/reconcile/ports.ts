@@ -43,8 +43,18 @@ export interface ObservedNetwork {
 export interface ObservedDomain {
   name: string;
   uuid: string;
+  /** libvirt's domain id: -1 while inactive, a new number at every start. */
+  id: number;
   active: boolean;
   autostart: boolean;
+}
+
+/** Persistent definitions read back for listed objects, by name (volumes: by volume key, the file path). */
+export interface HostDefinitions {
+  domains(list: ObservedDomain[]): Promise<Map<string, DomainDetail>>;
+  networks(list: ObservedNetwork[]): Promise<Map<string, NetworkDetail>>;
+  pools(list: ObservedPool[]): Promise<Map<string, PoolDetail>>;
+  volumes(list: ObservedVolume[]): Promise<Map<string, VolumeDetail>>;
 }
 
 /** One bulk snapshot of the host: a constant number of list calls, independent of inventory size. */
@@ -104,6 +114,12 @@ export interface HostPort {
 
   snapshot(): Promise<HostSnapshot>;
   listVolumes(pool: string): Promise<ObservedVolume[]>;
+
+  /**
+   * The persistent (inactive) definitions of objects already listed: one call per object, no
+   * lookups, pipelined. Objects gone since they were listed are left out of the result.
+   */
+  readonly definitions: HostDefinitions;
 
   getPool(name: string): Promise<PoolDetail | null>;
   getNetwork(name: string): Promise<NetworkDetail | null>;

@@ -7,11 +7,11 @@
 import { randomUUID } from 'node:crypto';
 import {
   HostError,
-  type DhcpHost, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostPort, type HostSnapshot, type NetworkDef,
+  type DhcpHost, type DomainDef, type HostDefinitions, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostPort, type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
 } from '../../src/reconcile/ports.js';
 
-interface Obj<D> { uuid: string; def: D; active: boolean; autostart: boolean }
+interface Obj<D> { uuid: string; def: D; active: boolean; autostart: boolean; id?: number }
 
 export class FakeHost implements HostPort {
   pools = new Map<string, Obj<PoolDef>>();
@@ -20,6 +20,7 @@ export class FakeHost implements HostPort {
   domains = new Map<string, Obj<DomainDef>>();
   calls: string[] = [];
   private mutations = 0;
+  private nextDomainId = 1;
   /** `op:name` → remaining failures (Infinity = always). op is the HostPort method name. */
   failures = new Map<string, number>();
   type: 'kvm' | 'qemu' = 'qemu';
@@ -50,7 +51,33 @@ export class FakeHost implements HostPort {
     this.call('snapshot', '*', false);
     const list = <D>(m: Map<string, Obj<D>>) =>
       [...m].map(([name, o]) => ({ name, uuid: o.uuid, active: o.active, autostart: o.autostart }));
-    return { pools: list(this.pools), networks: list(this.networks), domains: list(this.domains) };
+    const domains = [...this.domains].map(([name, o]) => ({ name, uuid: o.uuid, id: o.active ? (o.id ?? 1) : -1, active: o.active, autostart: o.autostart }));
+    return { pools: list(this.pools), networks: list(this.networks), domains };
+  }
+
+  /** Like the adapter: one read per listed object, objects gone since listing left out. */
+  readonly definitions: HostDefinitions = {
+    domains: async (list) => this.describe('describeDomain', list, (n) => this.domainDetail(n)),
+    networks: async (list) => this.describe('describeNetwork', list, (n) => this.networkDetail(n)),
+    pools: async (list) => this.describe('describePool', list, (n) => this.poolDetail(n)),
+    volumes: async (list) => {
+      const out = new Map<string, VolumeDetail>();
+      for (const v of list) {
+        this.call('describeVolume', v.name, false);
+        const d = this.volumes.get(v.pool)?.get(v.name);
+        if (d) out.set(v.key, d);
+      }
+      return out;
+    },
+  };
+  private describe<D>(op: string, list: { name: string }[], get: (name: string) => D | null): Map<string, D> {
+    const out = new Map<string, D>();
+    for (const o of list) {
+      this.call(op, o.name, false);
+      const d = get(o.name);
+      if (d) out.set(o.name, d);
+    }
+    return out;
   }
   async listVolumes(pool: string): Promise<ObservedVolume[]> {
     this.call('listVolumes', pool, false);
@@ -60,11 +87,17 @@ export class FakeHost implements HostPort {
 
   async getPool(name: string): Promise<PoolDetail | null> {
     this.call('getPool', name, false);
+    return this.poolDetail(name);
+  }
+  private poolDetail(name: string): PoolDetail | null {
     const p = this.pools.get(name);
     return p ? { name, uuid: p.uuid, active: p.active, autostart: p.autostart, path: p.def.path, marker: p.def.marker } : null;
   }
   async getNetwork(name: string): Promise<NetworkDetail | null> {
     this.call('getNetwork', name, false);
+    return this.networkDetail(name);
+  }
+  private networkDetail(name: string): NetworkDetail | null {
     const n = this.networks.get(name);
     if (!n) return null;
     const { marker, ...rest } = n.def;
@@ -72,6 +105,9 @@ export class FakeHost implements HostPort {
   }
   async getDomain(name: string): Promise<DomainDetail | null> {
     this.call('getDomain', name, false);
+    return this.domainDetail(name);
+  }
+  private domainDetail(name: string): DomainDetail | null {
     const d = this.domains.get(name);
     if (!d) return null;
     return {
@@ -194,6 +230,7 @@ export class FakeHost implements HostPort {
       if (!this.networks.get(nic.network)?.active) throw new HostError('operation-failed', `network ${nic.network} is not active`);
     }
     d.active = true;
+    d.id = this.nextDomainId++;
   }
   async stopDomain(name: string): Promise<void> {
     this.call('stopDomain', name, true);

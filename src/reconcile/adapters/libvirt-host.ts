@@ -18,6 +18,9 @@ import {
   VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE,
   VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART,
   VIR_DOMAIN_UNDEFINE_NVRAM,
+  VIR_DOMAIN_XML_INACTIVE,
+  VIR_NETWORK_XML_INACTIVE,
+  VIR_STORAGE_XML_INACTIVE,
   VIR_DOMAIN_UNDEFINE_MANAGED_SAVE,
   VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
   VIR_NETWORK_SECTION_IP_DHCP_HOST,
@@ -56,11 +59,14 @@ import {
 import {
   HostError,
   type DhcpHost, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostPort,
-  type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
+  type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail,
 } from '../ports.js';
 
 const run = promisify(execFile);
+
+/** Definition reads kept on the wire at once by `definitions` (enough to keep libvirtd's workers busy). */
+const DESCRIBE_IN_FLIGHT = 16;
 
 const VIR_NETWORK_UPDATE_AFFECT_LIVE = 1;
 const VIR_NETWORK_UPDATE_AFFECT_CONFIG = 2;
@@ -157,7 +163,7 @@ export class LibvirtHost implements HostPort {
       const actP = ids(activePools);
       const autoP = ids(autoPools);
       return {
-        domains: domains.map((d) => ({ name: d.name, uuid: d.uuid, active: d.id !== -1, autostart: autoD.has(d.uuid) })),
+        domains: domains.map((d) => ({ name: d.name, uuid: d.uuid, id: d.id, active: d.id !== -1, autostart: autoD.has(d.uuid) })),
         networks: networks.map((n) => ({ name: n.name, uuid: n.uuid, active: actN.has(n.uuid), autostart: autoN.has(n.uuid) })),
         pools: pools.map((p) => ({ name: p.name, uuid: p.uuid, active: actP.has(p.uuid), autostart: autoP.has(p.uuid) })),
       };
@@ -171,6 +177,48 @@ export class LibvirtHost implements HostPort {
       await this.client.storagePoolRefresh(p).catch(() => undefined);
       const vols = await this.client.storagePoolListAllVolumes(p, 0);
       return vols.map((v) => ({ pool, name: v.name, key: v.key }));
+    });
+  }
+
+  // --- persistent definitions of listed objects (one call each, pipelined) ---------------------
+
+  readonly definitions: HostDefinitions = {
+    domains: (list) => this.describe('domain definitions', list, async (d) => {
+      const xml = await this.client.domainGetXmlDesc({ name: d.name, uuid: d.uuid, id: d.id }, VIR_DOMAIN_XML_INACTIVE);
+      return { ...parseDomainXml(xml), active: d.active, autostart: d.autostart };
+    }),
+    networks: (list) => this.describe('network definitions', list, async (n) => {
+      const xml = await this.client.networkGetXmlDesc({ name: n.name, uuid: n.uuid }, VIR_NETWORK_XML_INACTIVE);
+      return { ...parseNetworkXml(xml), active: n.active, autostart: n.autostart };
+    }),
+    pools: (list) => this.describe('pool definitions', list, async (p) => {
+      const xml = await this.client.storagePoolGetXmlDesc({ name: p.name, uuid: p.uuid }, VIR_STORAGE_XML_INACTIVE);
+      return { ...parsePoolXml(xml), active: p.active, autostart: p.autostart };
+    }),
+    volumes: (list) => this.describe('volume definitions', list, async (v) =>
+      parseVolumeXml(await this.client.storageVolGetXmlDesc({ pool: v.pool, name: v.name, key: v.key }, 0), v.pool), (v) => v.key),
+  };
+
+  /**
+   * One read per object, at most DESCRIBE_IN_FLIGHT on the wire at once (libvirtd works on
+   * `max_client_requests`, 5 by default, per client and queues the rest); objects that vanished
+   * since they were listed are left out.
+   */
+  private describe<T extends { name: string }, D>(
+    context: string, list: T[], read: (o: T) => Promise<D>, keyOf: (o: T) => string = (o) => o.name,
+  ): Promise<Map<string, D>> {
+    return this.op(context, false, async () => {
+      const out = new Map<string, D>();
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < list.length) {
+          const o = list[next++]!;
+          const d = await this.maybe(() => read(o));
+          if (d !== null) out.set(keyOf(o), d);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(DESCRIBE_IN_FLIGHT, list.length) }, worker));
+      return out;
     });
   }
 

@@ -1,6 +1,6 @@
 /** Small pieces several kind modules share. */
 import type { HostSnapshot } from '../ports.js';
-import type { ExecContext } from './types.js';
+import type { ExecContext, Locator } from './types.js';
 
 /**
  * UUID to define an object with: the observed one (none when replacing it); on a retry, the
@@ -27,4 +27,28 @@ export function listedState(
   const o = list(snapshot).find((x) => x.name === name);
   if (!o) return 'absent';
   return o.active ? active : inactive;
+}
+
+/**
+ * Definitions of listed objects (pools, networks, domains) for the wanted resources, by key:
+ * only objects the bulk listing shows are read, one call each.
+ */
+export async function readListed<O extends { name: string }, D>(
+  listed: Map<string, O>,
+  wanted: Map<string, { name: string; where: Locator }>,
+  read: (list: O[]) => Promise<Map<string, D>>,
+): Promise<Map<string, unknown>> {
+  const keyByName = new Map<string, string>();
+  const list: O[] = [];
+  for (const [key, w] of wanted) {
+    const o = listed.get(w.name);
+    if (o && !keyByName.has(w.name)) {
+      keyByName.set(w.name, key);
+      list.push(o);
+    }
+  }
+  const out = new Map<string, unknown>();
+  if (list.length === 0) return out;
+  for (const [name, d] of await read(list)) out.set(keyByName.get(name)!, d);
+  return out;
 }

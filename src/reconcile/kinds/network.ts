@@ -11,7 +11,7 @@ import {
   type FieldChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
-import { listedState, uuidToDefine } from './common.js';
+import { listedState, readListed, uuidToDefine } from './common.js';
 import type { KindHandler } from './types.js';
 
 export interface NetworkConfig {
@@ -103,6 +103,8 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
   recordedDependencies: () => [],
 
   identity: (observed, name) => observed.networks.get(name)?.uuid,
+
+  readDefinitions: (host, observed, wanted) => readListed(observed.networks, wanted, (l) => host.definitions.networks(l)),
 
   diff(r, { observed }) {
     const key = r.key;

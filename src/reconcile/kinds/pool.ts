@@ -11,7 +11,7 @@ import {
   type FieldChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
-import { listedState, uuidToDefine } from './common.js';
+import { listedState, readListed, uuidToDefine } from './common.js';
 import type { KindHandler } from './types.js';
 
 export interface PoolConfig {
@@ -50,6 +50,8 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
 
   identity: (observed, name) => observed.pools.get(name)?.uuid,
   poolsToList: ({ desired, recordName, journal }) => [desired?.name ?? recordName ?? journal?.name].filter((n): n is string => !!n),
+
+  readDefinitions: (host, observed, wanted) => readListed(observed.pools, wanted, (l) => host.definitions.pools(l)),
 
   diff(r, { observed }) {
     const key = r.key;

@@ -90,6 +90,13 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   /** Pools whose volumes observe must list for a desired resource, a record or a journal entry. */
   poolsToList?(from: { desired?: R; recordName?: string; journal?: JournalEntry }): string[];
 
+  /**
+   * Read the persistent definitions of this kind's objects that exist on the host, for the
+   * resources in `wanted` (declared, recorded or named by the journal), by resource key. Diff
+   * compares them with the desired state: this is how changes made outside virtform are seen.
+   */
+  readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, { name: string; where: Locator }>): Promise<Map<string, unknown>>;
+
   diff(r: R, ctx: DiffContext): ResourceChange | undefined;
   /** Adjust other kinds' changes once every resource has been diffed (e.g. restart VMs whose disk is replaced). */
   afterDiff?(desired: R[], observed: Observed, changes: ResourceChange[], opts: DiffOptions): void;

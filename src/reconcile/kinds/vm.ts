@@ -13,7 +13,7 @@ import {
   type FieldChange, type ResourceChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
-import { uuidToDefine } from './common.js';
+import { readListed, uuidToDefine } from './common.js';
 import type { KindHandler } from './types.js';
 
 export type DiskBus = 'virtio' | 'sata' | 'scsi' | 'ide';
@@ -116,6 +116,8 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   recordedDependencies: (previous) => (previous ? usedKeys(previous as VmConfig) : []),
 
   identity: (observed, name) => observed.domains.get(name)?.uuid,
+
+  readDefinitions: (host, observed, wanted) => readListed(observed.domains, wanted, (l) => host.definitions.domains(l)),
 
   diff(r, { observed, opts }) {
     const key = r.key;

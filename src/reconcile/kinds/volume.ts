@@ -125,6 +125,23 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   },
   poolsToList: ({ journal }) => (journal && typeof journal.intent.pool === 'string' ? [journal.intent.pool] : []),
 
+  async readDefinitions(host, observed, wanted) {
+    const keyByVolume = new Map<string, string>();
+    const list = [];
+    for (const [key, w] of wanted) {
+      const at = locate(w.where);
+      const v = at ? observed.volumes.get(at.pool)?.get(at.volName) : undefined;
+      if (v && !keyByVolume.has(v.key)) {
+        keyByVolume.set(v.key, key);
+        list.push(v);
+      }
+    }
+    const out = new Map<string, unknown>();
+    if (list.length === 0) return out;
+    for (const [volKey, d] of await host.definitions.volumes(list)) out.set(keyByVolume.get(volKey)!, d);
+    return out;
+  },
+
   diff(r, { observed }) {
     const key = r.key;
     const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);

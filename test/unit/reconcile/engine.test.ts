@@ -56,12 +56,19 @@ describe('create and converge', () => {
     expect(await store.journal.listOpen()).toEqual([]);
   });
 
-  it('observes with a constant number of host calls, whatever the inventory', async () => {
+  it('observes with bulk listings plus one definition read per managed object, never a lookup', async () => {
     await run(await desired());
     host.calls = [];
     await planOnly(host, store, await desired());
-    // one snapshot + one volume listing for the one pool
-    expect(host.calls).toEqual(['snapshot:*', `listVolumes:${P}-pool`]);
+    // one snapshot + one volume listing for the one pool, then each object's persistent definition
+    expect(host.calls).toEqual([
+      'snapshot:*', `listVolumes:${P}-pool`,
+      `describePool:${P}-pool`,
+      `describeVolume:${P}-base.qcow2`, `describeVolume:${P}-root.qcow2`, `describeVolume:${P}-data.img`,
+      `describeNetwork:${P}-net`,
+      `describeDomain:${P}-vm1`, `describeDomain:${P}-vm2`,
+    ]);
+    expect(host.calls.some((c) => c.startsWith('get'))).toBe(false);
   });
 
   it('records uuids, spec hashes and the applied revision', async () => {
@@ -247,7 +254,7 @@ describe('ownership', () => {
     expect(net.reason).toMatch(/not managed by virtform.*adopt/);
     expect(result.plan.blocked.get(`VirtualMachine/${P}-vm1`)).toMatch(/Network\/vftest-eng-net/);
     expect(result.outcome).toBe('failed');
-    expect(host.calls.filter((c) => c.endsWith(`:${P}-net`) && !c.startsWith('get'))).toEqual([`defineNetwork:${P}-net`]);
+    expect(host.calls.filter((c) => c.endsWith(`:${P}-net`) && !/^(get|describe)/.test(c))).toEqual([`defineNetwork:${P}-net`]);
     expect(host.domains.has(`${P}-vm1`)).toBe(false);
     expect(host.pools.has(`${P}-pool`)).toBe(true); // independent work still completes
     expect(host.mutationCount()).toBeGreaterThan(before);
