@@ -64,9 +64,10 @@ function value(field: string, v: unknown): string {
 
 function fieldLine(style: Style, action: ResourceChange['action'], raw: FieldChange): string {
   const f = { ...raw, field: displayField(raw.field) };
-  if (action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}`;
-  if (f.after === undefined) return `      ${paint(style, 'red', '-')} ${f.field}: ${value(f.field, f.before)}`;
-  return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}`;
+  const drift = f.drift ? ' (drift)' : '';
+  if (action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}${drift}`;
+  if (f.after === undefined) return `      ${paint(style, 'red', '-')} ${f.field}: ${value(f.field, f.before)}${drift}`;
+  return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}${drift}`;
 }
 
 export function renderPlan(plan: Plan, style: Style): string {

@@ -8,6 +8,7 @@ import type { Observed } from './observe.js';
 import type { Ownership } from './ownership.js';
 import { canonicalJson } from './resource.js';
 import type { DesiredResource, StepOp } from './kinds/index.js';
+import type { ChangeEffect, FieldSpec } from './kinds/types.js';
 
 export type { StepOp };
 
@@ -17,6 +18,8 @@ export interface FieldChange {
   field: string;
   before: unknown;
   after: unknown;
+  /** The host's value moved away from what virtform applied (before is the host's real value). */
+  drift?: boolean;
 }
 
 export interface ResourceChange {
@@ -53,6 +56,16 @@ export interface DiffContext {
 export function recordedConfig<C>(observed: Observed, key: string): C | undefined {
   const cfg = observed.records.get(key)?.details?.config;
   return cfg && typeof cfg === 'object' ? (cfg as C) : undefined;
+}
+
+/**
+ * The config virtform applied last: the recorded one, or the desired one when the recorded spec
+ * hash is the desired one's (observe reads recorded configs only where the hashes differ).
+ */
+export function appliedConfig<C>(observed: Observed, r: { key: string; specHash: string; config: C }): C | undefined {
+  const record = observed.records.get(r.key);
+  if (!record) return undefined;
+  return record.specHash === r.specHash ? r.config : recordedConfig<C>(observed, r.key);
 }
 
 function flatten(value: unknown, prefix: string, out: Map<string, unknown>): void {
@@ -127,4 +140,33 @@ export function conflictOrAdopt(r: DesiredResource, own: Ownership): ResourceCha
   if (own.state !== 'foreign') return undefined;
   if (r.adopt) return undefined;
   return change(r, 'conflict', `${own.reason}; set metadata.adopt: true to let virtform take it over`, own);
+}
+
+/** One field of a config whose host value differs from the desired one. */
+export interface ConfigDifference {
+  field: string;
+  effect: ChangeEffect;
+  /** What virtform applied last equals the desired value: the host moved (drift), the manifest did not. */
+  drift: boolean;
+  changes: FieldChange[];
+}
+
+/**
+ * Compare a desired config with the host's actual one, field by field along a kind's field spec.
+ * `recorded` (the config applied last) tells drift (the host changed) from a manifest edit.
+ */
+export function compareConfigs<C extends object>(
+  spec: readonly FieldSpec<C>[], desired: C, actual: C, recorded: C | undefined,
+): ConfigDifference[] {
+  const out: ConfigDifference[] = [];
+  for (const f of spec) {
+    const before = actual[f.field];
+    const after = desired[f.field];
+    if (canonicalJson(before) === canonicalJson(after)) continue;
+    const drift = recorded !== undefined && canonicalJson(recorded[f.field]) === canonicalJson(after);
+    const effect = typeof f.effect === 'function' ? f.effect(before, after) : f.effect;
+    const changes = fieldChanges({ [f.field]: before }, { [f.field]: after }).map((c) => (drift ? { ...c, drift } : c));
+    out.push({ field: f.field, effect, drift, changes });
+  }
+  return out;
 }

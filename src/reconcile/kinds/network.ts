@@ -4,10 +4,10 @@
  * the network (the VMs attached to it are stopped before and started after).
  */
 import { resourceKey } from '../../model/kinds.js';
-import type { DhcpHost, NetworkDef } from '../../model/definitions.js';
+import type { DhcpHost, NetworkDef, NetworkDetail } from '../../model/definitions.js';
 import { canonicalJson, hashConfig, type DesiredBase } from '../resource.js';
 import {
-  change, conflictOrAdopt, createReason, differsIn, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
+  appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
@@ -57,12 +57,30 @@ export function networkDef(r: DesiredNetwork, uuid?: string): NetworkDef {
   };
 }
 
+/** The host's definition in the shape of a desired config (for a field-by-field comparison). */
+function actualConfig(actual: NetworkDetail, desired: NetworkConfig): NetworkConfig {
+  const ipv4 = actual.ipv4;
+  const sameIp = canonicalJson(ipv4) === canonicalJson(desired.ipv4);
+  return {
+    mode: actual.mode,
+    bridge: actual.mode === 'bridge' ? actual.bridge : desired.bridge,
+    cidr: ipv4 ? (sameIp ? desired.cidr : `${cidrNetworkAddress(ipv4.address, ipv4.prefix)}/${ipv4.prefix}`) : undefined,
+    ipv4: ipv4 ? { address: ipv4.address, prefix: ipv4.prefix } : undefined,
+    dhcpRange: actual.dhcp ? { start: actual.dhcp.start, end: actual.dhcp.end } : undefined,
+    dhcpHosts: (actual.dhcp?.hosts ?? [])
+      .map((h) => ({ mac: h.mac.toLowerCase(), ip: h.ip, ...(h.name ? { name: h.name } : {}) }))
+      .sort((a, b) => a.mac.localeCompare(b.mac)),
+  };
+}
+
+function cidrNetworkAddress(address: string, prefix: number): string {
+  const size = 2 ** (32 - prefix);
+  return intToIp(Math.floor(ipToInt(address) / size) * size);
+}
+
 function hostKey(h: DhcpHost): string {
   return canonicalJson({ mac: h.mac.toLowerCase(), ip: h.ip, name: h.name });
 }
-
-/** Fields whose change recreates the network. */
-const IMMUTABLE = ['mode', 'bridge', 'cidr', 'ipv4', 'dhcpRange'] as const;
 
 export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
   kind: 'Network',
@@ -112,9 +130,10 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
     const obs = observed.networks.get(r.name);
+    const actual = observed.definitions.get(key) as NetworkDetail | undefined;
     const record = observed.records.get(key);
     const full = { ...r.config, autostart: r.autostart };
-    if (own.state === 'absent' || !obs) {
+    if (own.state === 'absent' || !obs || !actual) {
       return change(r, 'create', createReason(record), own, {
         drift: isMissingDrift(record),
         fields: fieldChanges(undefined, full),
@@ -123,10 +142,15 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     }
     const adopting = own.state === 'foreign';
     const prev = recordedConfig<NetworkConfig>(observed, key);
-    const configChanged = adopting || record?.specHash !== r.specHash;
-    if (configChanged && prev && differsIn(prev, r.config, IMMUTABLE)) {
-      return change(r, 'replace', 'mode, bridge, CIDR or DHCP range changed: the network is recreated', own, {
-        fields: fieldChanges(prev, r.config), previous: prev,
+    // The host's real definition, not what the DB remembers, is what the manifest is compared with.
+    const differences = compareConfigs(networkKind.fields, r.config, actualConfig(actual, r.config), appliedConfig(observed, r));
+    const immutable = differences.filter((d) => d.effect === 'replace');
+    if (immutable.length > 0) {
+      const drift = immutable.every((d) => d.drift);
+      return change(r, 'replace', drift
+        ? 'mode, bridge, CIDR or DHCP range was changed outside virtform (drift): the network is recreated'
+        : 'mode, bridge, CIDR or DHCP range changed: the network is recreated', own, {
+        fields: differences.flatMap((d) => d.changes), previous: prev, drift,
         notes: ['VMs attached to it are stopped before and started after'],
         steps: [
           { op: 'network.delete' },
@@ -137,29 +161,28 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     const fields: FieldChange[] = [];
     const reasons: string[] = [];
     let drift = false;
-    let addHosts: DhcpHost[] = [];
-    let deleteHosts: DhcpHost[] = [];
-    let define = false;
-    if (configChanged) {
-      if (prev) {
-        const before = new Set(prev.dhcpHosts.map(hostKey));
-        const after = new Set(r.config.dhcpHosts.map(hostKey));
-        addHosts = r.config.dhcpHosts.filter((h) => !before.has(hostKey(h)));
-        deleteHosts = prev.dhcpHosts.filter((h) => !after.has(hostKey(h)));
-        fields.push(...fieldChanges(prev, r.config));
-        reasons.push('DHCP host entries changed (updated live)');
-      } else {
-        define = true; // adopted: take it over with our definition
-        reasons.push(adopting ? 'adopting existing network (metadata.adopt)' : interruptedOr(own, 'recording network'));
-      }
+    // DHCP hosts are made equal to the manifest's (absolute, from the host's real list).
+    const hosts = differences.find((d) => d.field === 'dhcpHosts');
+    const current = actualConfig(actual, r.config).dhcpHosts;
+    const want = new Set(r.config.dhcpHosts.map(hostKey));
+    const have = new Set(current.map(hostKey));
+    const addHosts = r.config.dhcpHosts.filter((h) => !have.has(hostKey(h)));
+    const deleteHosts = current.filter((h) => !want.has(hostKey(h)));
+    if (hosts) {
+      fields.push(...hosts.changes);
+      reasons.push(hosts.drift ? 'DHCP host entries changed outside virtform (drift): updated live' : 'DHCP host entries changed (updated live)');
+      drift ||= hosts.drift;
     }
+    // Adopting, or the owner marker is gone: write virtform's definition (with its marker).
+    const define = adopting || !actual.marker;
+    if (define) reasons.push(adopting ? 'adopting existing network (metadata.adopt)' : interruptedOr(own, 'owner marker missing: redefining'));
     if (!obs.active) {
       fields.push({ field: 'status', before: 'inactive', after: 'active' });
       reasons.push('network is inactive (drift)');
       drift = true;
     }
     if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
-    if (fields.length === 0 && !configChanged) return undefined;
+    if (fields.length === 0 && !define) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
       steps: [{
@@ -177,13 +200,20 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     switch (op.op) {
       case 'network.ensure': {
         const d = ctx.desired!;
-        if (op.define) {
-          const uuid = await uuidToDefine(ctx, ctx.observed.networks.get(d.name)?.uuid, () => host.getNetwork(d.name));
+        const define = async (): Promise<void> => {
+          // A replaced network keeps its UUID: it is the same network, with another address plan.
+          const uuid = await uuidToDefine({ ...ctx, replacing: false }, ctx.observed.networks.get(d.name)?.uuid, () => host.getNetwork(d.name));
           await host.defineNetwork(networkDef(d, uuid));
-        }
+        };
+        // A new network is defined, then started. An existing one gets its DHCP hosts changed
+        // live and in its config first, and is redefined (adoption, lost marker) after, so the
+        // definition never holds hosts the running network lacks.
+        const exists = ctx.observed.networks.has(d.name) && !ctx.replacing;
+        if (op.define && !exists) await define();
         if (op.start || op.define) await host.startNetwork(d.name);
         for (const h of op.deleteHosts) await host.updateNetworkDhcpHost(d.name, 'delete', h);
         for (const h of op.addHosts) await host.updateNetworkDhcpHost(d.name, 'add', h);
+        if (op.define && exists) await define();
         if (op.autostart !== undefined) await host.setNetworkAutostart(d.name, op.autostart);
         const detail = op.define ? await host.getNetwork(d.name) : undefined;
         ctx.boundary();

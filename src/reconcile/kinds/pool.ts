@@ -4,10 +4,10 @@
  */
 import { posix } from 'node:path';
 import { resourceKey } from '../../model/kinds.js';
-import type { PoolDef } from '../../model/definitions.js';
+import type { PoolDef, PoolDetail } from '../../model/definitions.js';
 import { hashConfig, type DesiredBase } from '../resource.js';
 import {
-  change, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
+  appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
@@ -59,8 +59,9 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
     const obs = observed.pools.get(r.name);
+    const actual = observed.definitions.get(key) as PoolDetail | undefined;
     const record = observed.records.get(key);
-    if (own.state === 'absent' || !obs) {
+    if (own.state === 'absent' || !obs || !actual) {
       return change(r, 'create', createReason(record), own, {
         drift: isMissingDrift(record),
         fields: fieldChanges(undefined, { ...r.config, autostart: r.autostart }),
@@ -69,32 +70,36 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
     }
     const prev = recordedConfig<PoolConfig>(observed, key);
     const adopting = own.state === 'foreign';
-    const configChanged = adopting || record?.specHash !== r.specHash;
-    if (configChanged && prev && prev.path !== r.config.path) {
-      return change(r, 'replace', 'spec.path is immutable for a directory pool', own, {
-        fields: fieldChanges(prev, r.config), previous: prev,
+    // The pool's real target path, not the recorded one, is compared with the manifest.
+    const differences = compareConfigs(poolKind.fields, r.config, { path: posix.normalize(actual.path) }, appliedConfig(observed, r));
+    if (differences.length > 0) {
+      const drift = differences.every((d) => d.drift);
+      return change(r, 'replace', drift
+        ? 'the pool\'s path was changed outside virtform (drift): it is redefined at the declared path'
+        : 'spec.path is immutable for a directory pool', own, {
+        fields: differences.flatMap((d) => d.changes), previous: prev, drift, adopt: adopting,
+        notes: ['volume files stay where they are; volumes of the pool are checked again once it is active'],
         steps: [{ op: 'pool.delete' }, { op: 'pool.ensure', define: true, start: true, autostart: r.autostart }],
       });
     }
     const fields: FieldChange[] = [];
     const reasons: string[] = [];
     let drift = false;
-    if (configChanged) {
-      fields.push(...fieldChanges(prev, r.config));
-      reasons.push(adopting ? 'adopting existing pool (metadata.adopt)' : interruptedOr(own, 'definition changed'));
-    }
+    if (adopting) reasons.push('adopting existing pool (metadata.adopt)');
+    else if (own.state === 'owned' && own.via === 'journal') reasons.push(interruptedOr(own, ''));
     if (!obs.active) {
       fields.push({ field: 'status', before: 'inactive', after: 'active' });
       reasons.push('pool is inactive (drift)');
       drift = true;
     }
     if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
-    if (fields.length === 0 && !configChanged) return undefined;
+    const define = adopting || (own.state === 'owned' && own.via === 'journal');
+    if (fields.length === 0 && !define) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
       steps: [{
-        op: 'pool.ensure', define: configChanged, start: !obs.active,
-        autostart: obs.autostart !== r.autostart || configChanged ? r.autostart : undefined,
+        op: 'pool.ensure', define, start: !obs.active,
+        autostart: obs.autostart !== r.autostart || define ? r.autostart : undefined,
       }],
     });
   },

@@ -176,13 +176,23 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields, notes, steps, adopt: adopting, drift });
   },
 
-  /** A running VM whose volume or network is replaced is stopped first and started again after. */
+  /**
+   * A running VM whose volume or network is replaced is stopped first and started again after.
+   * So is one attached to a network virtform starts again after it went down: libvirt does not
+   * put a running VM's interfaces back on the bridge of a restarted network.
+   */
   afterDiff(vms, observed, changes, opts) {
-    const replaced = new Set(changes.filter((c) => c.action === 'replace').map((c) => c.key));
-    if (replaced.size === 0) return;
+    const disrupted = new Map<string, string>();
+    for (const c of changes) {
+      if (c.action === 'replace') disrupted.set(c.key, 'is replaced');
+      else if (c.kind === 'Network' && c.steps.some((s) => s.op === 'network.ensure' && s.start)) {
+        disrupted.set(c.key, 'is started again (its running VMs lost their connection to it)');
+      }
+    }
+    if (disrupted.size === 0) return;
     for (const r of vms) {
       if (!observed.domains.get(r.name)?.active) continue;
-      const uses = usedKeys(r.config, r.host).filter((k) => replaced.has(k));
+      const uses = usedKeys(r.config, r.host).filter((k) => disrupted.has(k));
       if (uses.length === 0) continue;
       let c: ResourceChange | undefined = changes.find((x) => x.key === r.key);
       if (c?.action === 'conflict') continue;
@@ -190,7 +200,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key));
         changes.push(c);
       }
-      const why = `restarted because ${uses.join(', ')} is replaced`;
+      const why = `restarted because ${uses.map((k) => `${k} ${disrupted.get(k)}`).join(', ')}`;
       c.reason = c.reason ? `${c.reason}; ${why}` : why;
       if (!c.steps.some((s) => s.op === 'vm.stop')) c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
       if (r.state === 'running' && !c.steps.some((s) => s.op === 'vm.start')) c.steps.push({ op: 'vm.start' });

@@ -5,12 +5,12 @@
  */
 import { posix } from 'node:path';
 import { resourceKey } from '../../model/kinds.js';
-import type { VolumeDef, VolumeFormat } from '../../model/definitions.js';
+import type { VolumeDef, VolumeDetail, VolumeFormat } from '../../model/definitions.js';
 import { parseSize } from '../../manifest/index.js';
 import { hashConfig, type DesiredBase } from '../resource.js';
 import { HostError } from '../ports.js';
 import {
-  change, conflictOrAdopt, createReason, differsIn, fieldChanges, isMissingDrift, recordedConfig,
+  appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, isMissingDrift, recordedConfig,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
 import type { KindHandler, Locator } from './types.js';
@@ -29,7 +29,8 @@ export interface VolumeConfig {
 export type DesiredVolume = DesiredBase<'Volume', VolumeConfig>;
 
 export type VolumeOp =
-  | { op: 'volume.create'; recreate?: boolean }
+  /** `recreate`: an existing file is ours with unknown contents; `ifMissing`: keep the file when it exists. */
+  | { op: 'volume.create'; recreate?: boolean; ifMissing?: boolean }
   | { op: 'volume.resize'; capacityBytes: number }
   | { op: 'volume.delete'; pool: string; volName: string };
 
@@ -57,9 +58,6 @@ function locate(where: Locator): { pool: string; volName: string } | undefined {
   const volName = config?.volName ?? (intent?.volName as string | undefined);
   return pool && volName ? { pool, volName } : undefined;
 }
-
-/** Fields whose change recreates the volume. */
-const IMMUTABLE = ['pool', 'volName', 'path', 'format', 'backingVolume', 'backingPath', 'sourcePath'] as const;
 
 function replaceReason(prev: VolumeConfig, next: VolumeConfig): string {
   if (prev.format !== next.format) return `format is immutable (${prev.format} → ${next.format})`;
@@ -146,14 +144,17 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     const key = r.key;
     const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
     const record = observed.records.get(key);
-    // Owned and applied with this very spec: nothing to do (the common case of a converged host).
-    if (own.state === 'owned' && record?.specHash === r.specHash) return undefined;
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
     const prev = recordedConfig<VolumeConfig>(observed, key);
     if (own.state === 'absent') {
-      const poolListed = observed.volumes.has(r.config.pool);
-      if (!poolListed && record?.specHash === r.specHash) return undefined; // pool inactive: verified next run
+      if (record && !observed.volumes.has(r.config.pool)) {
+        // The pool is inactive or gone, so its volumes could not be listed: once the pool's own
+        // step has made it active, the volume is checked and created if it is missing.
+        return change(r, 'create', `pool StoragePool/${r.config.pool} is not active: the volume is checked once it is, and created if missing`, own, {
+          fields: fieldChanges(undefined, r.config), steps: [{ op: 'volume.create', ifMissing: true }],
+        });
+      }
       if (record && prev && record.specHash !== r.specHash && prev.path !== r.config.path) {
         // The old file (other name or pool) goes; the new one is created.
         return change(r, 'replace', replaceReason(prev, r.config), own, {
@@ -167,29 +168,52 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       });
     }
     const adopting = own.state === 'foreign';
+    const actual = observed.definitions.get(key) as VolumeDetail | undefined;
     if (!prev && own.state === 'owned' && own.via === 'journal') {
       // Created by an interrupted run and never recorded: its contents are unknown, so make it again.
       return change(r, 'create', 'finishing a creation interrupted in an earlier run', own, {
         fields: fieldChanges(undefined, r.config), steps: [{ op: 'volume.create', recreate: true }],
       });
     }
-    if (!prev) {
+    if (!actual) {
+      // Listed a moment ago, gone now: made again, as if it had not been listed.
+      return change(r, 'create', createReason(record), own, {
+        drift: isMissingDrift(record), fields: fieldChanges(undefined, r.config), steps: [{ op: 'volume.create' }],
+      });
+    }
+    // What the file really is (capacity, format, backing store), against the manifest. What the
+    // host cannot tell (the image a volume was imported from) comes from the record.
+    const real: VolumeConfig = {
+      ...(prev ?? r.config),
+      path: actual.path,
+      capacityBytes: actual.capacityBytes,
+      format: (actual.format || (prev ?? r.config).format) as VolumeFormat,
+      backingPath: actual.backingPath,
+    };
+    const differences = compareConfigs(volumeKind.fields, r.config, real, appliedConfig(observed, r));
+    if (differences.some((d) => d.effect === 'replace')) {
+      const drift = differences.every((d) => d.drift);
+      const why = replaceReason(real, r.config);
+      return change(r, 'replace', drift ? `changed outside virtform (drift): ${why}` : why, own, {
+        fields: differences.flatMap((d) => d.changes), previous: prev, drift, adopt: adopting,
+        notes: ['the volume is recreated empty: its current contents are lost'],
+        steps: [{ op: 'volume.delete', pool: real.pool, volName: real.volName }, { op: 'volume.create' }],
+      });
+    }
+    if (differences.length > 0) {
+      const drift = differences.every((d) => d.drift);
+      return change(r, 'update', drift ? 'capacity was changed outside virtform (drift): grows in place' : 'capacity grows in place', own, {
+        fields: differences.flatMap((d) => d.changes), drift, adopt: adopting,
+        steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
+      });
+    }
+    if (adopting || (!prev && record?.specHash !== r.specHash)) {
       // Adopted, or recorded without config: take the object as it is and record it.
       return change(r, 'update', adopting ? 'adopting existing volume (metadata.adopt)' : 'recording volume', own, {
         adopt: adopting, steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
       });
     }
-    if (differsIn(prev, r.config, IMMUTABLE) || r.config.capacityBytes < prev.capacityBytes) {
-      return change(r, 'replace', replaceReason(prev, r.config), own, {
-        fields: fieldChanges(prev, r.config), previous: prev,
-        notes: ['the volume is recreated empty: its current contents are lost'],
-        steps: [{ op: 'volume.delete', pool: prev.pool, volName: prev.volName }, { op: 'volume.create' }],
-      });
-    }
-    return change(r, 'update', 'capacity grows in place', own, {
-      fields: fieldChanges(prev, r.config),
-      steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
-    });
+    return undefined;
   },
   deleteSteps(_name, where) {
     const at = locate(where);
@@ -205,14 +229,25 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     switch (op.op) {
       case 'volume.create': {
         const d = ctx.desired!;
-        let detail;
+        const recorded = ctx.observed.records.get(d.key)?.uuid;
+        let detail = op.ifMissing ? await host.getVolume(d.config.pool, d.config.volName) : null;
+        if (detail && detail.key !== recorded) {
+          throw new HostError('already-exists', `a volume ${d.config.volName} that virtform did not record exists in pool ${d.config.pool} (${detail.key})`);
+        }
         try {
-          detail = await host.createVolume(volumeDef(d));
+          detail ??= await host.createVolume(volumeDef(d));
         } catch (e) {
-          if (!(e instanceof HostError && e.code === 'already-exists') || !(op.recreate || ctx.replacing)) throw e;
-          // Ours, from an interrupted run: its contents are unknown, so make it again.
-          await host.deleteVolume(d.config.pool, d.config.volName);
-          detail = await host.createVolume(volumeDef(d));
+          if (!(e instanceof HostError && e.code === 'already-exists')) throw e;
+          const existing = await host.getVolume(d.config.pool, d.config.volName);
+          if (existing && existing.key === recorded && !op.recreate && !ctx.replacing) {
+            // The file virtform recorded, seen again (its pool was inactive or redefined): keep it.
+            detail = existing;
+          } else {
+            if (!(op.recreate || ctx.replacing)) throw e;
+            // Ours, from an interrupted run: its contents are unknown, so make it again.
+            await host.deleteVolume(d.config.pool, d.config.volName);
+            detail = await host.createVolume(volumeDef(d));
+          }
         }
         ctx.boundary();
         await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
