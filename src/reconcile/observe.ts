@@ -124,6 +124,18 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     const w = wanted.get(entries[0]!.kind as ResourceKind);
     if (w && !w.has(key)) w.set(key, { name: entries[0]!.name, where: { intents: entries.map((j) => j.intent) } });
   }
+  // Every network and pool on the host is read, managed or not: a new network's CIDR or a new
+  // pool's path is checked against them before anything is created (there are few of them).
+  for (const n of snapshot.networks) {
+    const w = wanted.get('Network')!;
+    const key = resourceKey('Network', n.name);
+    if (!w.has(key)) w.set(key, { name: n.name, where: {} });
+  }
+  for (const p of snapshot.pools) {
+    const w = wanted.get('StoragePool')!;
+    const key = resourceKey('StoragePool', p.name);
+    if (!w.has(key)) w.set(key, { name: p.name, where: {} });
+  }
   const reads = await Promise.all(RESOURCE_KINDS.map((k) => counted(kindOf(k).readDefinitions(host, observed, wanted.get(k)!))));
   for (const m of reads) for (const [key, d] of m) observed.definitions.set(key, d);
   observed.hostCalls = hostCalls;

@@ -12,6 +12,7 @@ import {
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
 import { listedState, readListed, uuidToDefine } from './common.js';
+import type { Observed } from '../observe.js';
 import type { KindHandler } from './types.js';
 
 export interface NetworkConfig {
@@ -78,6 +79,31 @@ function cidrNetworkAddress(address: string, prefix: number): string {
   return intToIp(Math.floor(ipToInt(address) / size) * size);
 }
 
+function subnetOf(ip: { address: string; prefix: number }): [number, number] {
+  const size = 2 ** (32 - ip.prefix);
+  const start = Math.floor(ipToInt(ip.address) / size) * size;
+  return [start, start + size - 1];
+}
+
+/**
+ * Another network on the host (managed or not) whose IPv4 subnet overlaps the one a network is
+ * about to be created with: libvirt would refuse to start it, so it is a conflict in the plan.
+ */
+function overlappingNetwork(r: DesiredNetwork, observed: Observed): string | undefined {
+  if (!r.config.ipv4) return undefined;
+  const [a0, a1] = subnetOf(r.config.ipv4);
+  for (const name of observed.networks.keys()) {
+    if (name === r.name) continue;
+    const other = observed.definitions.get(resourceKey('Network', name, r.host)) as NetworkDetail | undefined;
+    if (!other?.ipv4) continue;
+    const [b0, b1] = subnetOf(other.ipv4);
+    if (a0 <= b1 && b0 <= a1) {
+      return `CIDR ${r.config.cidr} overlaps network ${name} (${intToIp(b0)}/${other.ipv4.prefix}) on the host; choose another CIDR`;
+    }
+  }
+  return undefined;
+}
+
 function hostKey(h: DhcpHost): string {
   return canonicalJson({ mac: h.mac.toLowerCase(), ip: h.ip, name: h.name });
 }
@@ -134,6 +160,8 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     const record = observed.records.get(key);
     const full = { ...r.config, autostart: r.autostart };
     if (own.state === 'absent' || !obs || !actual) {
+      const clash = overlappingNetwork(r, observed);
+      if (clash) return change(r, 'conflict', clash, own);
       return change(r, 'create', createReason(record), own, {
         drift: isMissingDrift(record),
         fields: fieldChanges(undefined, full),
@@ -146,6 +174,8 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     const differences = compareConfigs(networkKind.fields, r.config, actualConfig(actual, r.config), appliedConfig(observed, r));
     const immutable = differences.filter((d) => d.effect === 'replace');
     if (immutable.length > 0) {
+      const clash = overlappingNetwork(r, observed);
+      if (clash) return change(r, 'conflict', clash, own);
       const drift = immutable.every((d) => d.drift);
       return change(r, 'replace', drift
         ? 'mode, bridge, CIDR or DHCP range was changed outside virtform (drift): the network is recreated'

@@ -13,6 +13,7 @@ import {
 import { ownershipOf } from '../ownership.js';
 import { listedState, readListed, uuidToDefine } from './common.js';
 import type { KindHandler } from './types.js';
+import type { Observed } from '../observe.js';
 
 export interface PoolConfig {
   path: string;
@@ -25,6 +26,22 @@ export type PoolOp =
 
 export function poolDef(r: DesiredPool, uuid?: string): PoolDef {
   return { name: r.name, uuid, path: r.config.path, marker: { kind: r.kind, name: r.name, specHash: r.specHash } };
+}
+
+const inside = (a: string, b: string): boolean => a === b || a.startsWith(b.endsWith('/') ? b : `${b}/`);
+
+/** Another pool on the host whose directory is, contains, or lies inside this one's. */
+function nestedPool(r: DesiredPool, observed: Observed): string | undefined {
+  for (const name of observed.pools.keys()) {
+    if (name === r.name) continue;
+    const other = observed.definitions.get(resourceKey('StoragePool', name, r.host)) as PoolDetail | undefined;
+    if (!other?.path) continue;
+    const theirs = posix.normalize(other.path);
+    if (inside(r.config.path, theirs) || inside(theirs, r.config.path)) {
+      return `path ${r.config.path} ${r.config.path === theirs ? 'is the directory of' : inside(r.config.path, theirs) ? 'lies inside the directory of' : 'contains the directory of'} pool ${name} (${theirs}) on the host`;
+    }
+  }
+  return undefined;
 }
 
 export const poolKind: KindHandler<DesiredPool, PoolOp> = {
@@ -62,6 +79,8 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
     const actual = observed.definitions.get(key) as PoolDetail | undefined;
     const record = observed.records.get(key);
     if (own.state === 'absent' || !obs || !actual) {
+      const clash = nestedPool(r, observed);
+      if (clash) return change(r, 'conflict', clash, own);
       return change(r, 'create', createReason(record), own, {
         drift: isMissingDrift(record),
         fields: fieldChanges(undefined, { ...r.config, autostart: r.autostart }),
@@ -73,6 +92,8 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
     // The pool's real target path, not the recorded one, is compared with the manifest.
     const differences = compareConfigs(poolKind.fields, r.config, { path: posix.normalize(actual.path) }, appliedConfig(observed, r));
     if (differences.length > 0) {
+      const clash = nestedPool(r, observed);
+      if (clash) return change(r, 'conflict', clash, own);
       const drift = differences.every((d) => d.drift);
       return change(r, 'replace', drift
         ? 'the pool\'s path was changed outside virtform (drift): it is redefined at the declared path'

@@ -166,3 +166,30 @@ describe('deep drift: pools and volumes', () => {
     expect((await run(true)).plan.noop).toBe(true);
   });
 });
+
+describe('host conflicts found while planning, not at apply', () => {
+  it('a new network whose CIDR overlaps a network already on the host is a conflict', async () => {
+    await host.defineNetwork({ name: 'other-net', mode: 'isolated', ipv4: { address: '10.232.0.1', prefix: 16 }, marker: undefined as never });
+    const files = labManifests({ poolPath: '/srv/pools/eng', cidr: '10.232.5.0/24', prefix: 'vftest-two' });
+    writeManifests(mdir, {
+      ...labManifests({ poolPath: '/srv/pools/eng' }),
+      'network2.yaml': files['network.yaml']!.replace(/vftest-two-net/g, 'vftest-eng-net2').replace('52:54:00:aa:00:01', '52:54:00:aa:00:02'),
+    });
+    const c = changeOf((await run(true)).plan.changes, 'Network/vftest-eng-net2')!;
+    expect(c.action).toBe('conflict');
+    expect(c.reason).toBe('CIDR 10.232.5.0/24 overlaps network other-net (10.232.0.0/16) on the host; choose another CIDR');
+    expect((await run()).outcome).toBe('failed');
+    expect(host.networks.has('vftest-eng-net2')).toBe(false);
+  });
+
+  it('a new pool inside another pool\'s directory is a conflict', async () => {
+    await host.definePool({ name: 'other-pool', path: '/srv/pools', marker: undefined as never });
+    writeManifests(mdir, {
+      ...labManifests({ poolPath: '/srv/pools/eng' }),
+      'pool2.yaml': 'apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: vftest-eng-pool2}\nspec: {path: /srv/pools/two}\n',
+    });
+    const c = changeOf((await run(true)).plan.changes, 'StoragePool/vftest-eng-pool2')!;
+    expect(c.action).toBe('conflict');
+    expect(c.reason).toBe('path /srv/pools/two lies inside the directory of pool other-pool (/srv/pools) on the host');
+  });
+});
