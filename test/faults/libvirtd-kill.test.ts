@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
 import { tempDir, writeManifests } from '../support/manifests.js';
+import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../support/libvirtd.js';
 import { declaredFrom, ensureLibvirtd, faultManifests, isConnectionTrouble, spawnCli, whileLibvirtdFlaps } from './support.js';
 
 const P = 'vftest-fault-d';
@@ -31,9 +32,9 @@ async function killLibvirtdWhenApplied(stepsDone: number, child: ReturnType<type
     await new Promise((r) => setTimeout(r, 20));
   }
   const seen = child.stdoutSoFar().match(/^✓ /gm)?.length ?? 0;
-  spawnSync('pkill', ['-KILL', '-x', 'libvirtd']);
+  signalLibvirtd('SIGKILL');
   await new Promise((r) => setTimeout(r, 300));
-  spawnSync('libvirtd', ['-d'], { stdio: 'ignore' });
+  spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: 'ignore' });
   await ensureLibvirtd(60_000);
   return seen;
 }

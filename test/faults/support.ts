@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT, type Declared } from '../support/real-host.js';
 import { desiredFrom } from '../support/manifests.js';
+import { LIBVIRTD_PIDFILE, libvirtdAlive } from '../support/libvirtd.js';
 
 /** mulberry32: small, fast, good enough to pick crash points reproducibly. */
 export function prng(seed: number): () => number {
@@ -86,8 +87,8 @@ export async function ensureLibvirtd(timeoutMs = 30_000): Promise<void> {
   let started = false;
   while (Date.now() < deadline) {
     if (libvirtdUp()) return;
-    if (!started && spawnSync('pgrep', ['-x', 'libvirtd'], { stdio: 'ignore' }).status !== 0) {
-      spawnSync('libvirtd', ['-d'], { stdio: 'ignore' });
+    if (!started && !libvirtdAlive()) {
+      spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: 'ignore' });
       started = true;
     }
     await new Promise((r) => setTimeout(r, 250));

@@ -9,7 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConnectionError, LibvirtClient } from '../../../src/libvirt/index.js';
-import { startLibvirtd } from '../../support/libvirtd.js';
+import { signalLibvirtd, startLibvirtd } from '../../support/libvirtd.js';
 
 const URI = 'qemu:///system';
 
@@ -31,7 +31,7 @@ async function connectWhenUp(timeoutMs: number): Promise<{ client: LibvirtClient
 
 afterAll(async () => {
   // Whatever happened above, leave a running, answering daemon for the next suites.
-  spawnSync('pkill', ['-CONT', '-x', 'libvirtd']);
+  signalLibvirtd('SIGCONT');
   await startLibvirtd();
   const { client } = await connectWhenUp(60_000);
   await client.close();
@@ -44,7 +44,7 @@ describe('daemon restart', () => {
     const disconnected = new Promise<ConnectionError>((r) => c.once('disconnect', r));
 
     // Freeze the daemon so these calls cannot be answered, then kill it.
-    execFileSync('pkill', ['-STOP', '-x', 'libvirtd']);
+    signalLibvirtd('SIGSTOP');
     let pending: Promise<unknown>[];
     try {
       pending = [c.connectGetVersion(), c.connectListAllDomains(), c.domainLookupByName('vftest-rpc-restart')].map((p) =>
@@ -56,7 +56,7 @@ describe('daemon restart', () => {
       await new Promise((r) => setTimeout(r, 100));
       expect(c.pendingCalls).toBe(3);
     } finally {
-      execFileSync('pkill', ['-KILL', '-x', 'libvirtd']);
+      signalLibvirtd('SIGKILL');
     }
     const killedAt = Date.now();
     const errors = await Promise.all(pending);

@@ -77,8 +77,12 @@ describe('reconcile on qemu:///system', () => {
     const second = await apply();
     expect(second.plan.noop).toBe(true);
     expect(host.client.mutatingCallCount - mutatingBefore).toBe(0);
-    // observe is bulk: 8 list calls + lookup/refresh/list for the one pool
-    expect(host.client.callCount - callsBefore).toBeLessThanOrEqual(11);
+    // observe: 8 bulk list calls + lookup/refresh/list for the one pool, then one definition read
+    // per object: the 7 managed ones (pool, 3 volumes, network, 2 domains) and every other
+    // network and pool on the host (their CIDRs and paths are checked before creating), no lookups
+    const others = virsh('net-list', '--all', '--name').split('\n').filter((n) => n.trim() && !n.startsWith(P)).length
+      + virsh('pool-list', '--all', '--name').split('\n').filter((n) => n.trim() && !n.startsWith(P)).length;
+    expect(host.client.callCount - callsBefore).toBe(11 + 7 + others);
   });
 
   it('updates memory in place keeping the UUID, grows a volume, adds a DHCP host live', async () => {

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { tempDir, writeManifests } from '../../support/manifests.js';
 import { openStateStore } from '../../../src/state/index.js';
 import { parsePrometheus, sampleValue, waitFor, writeFilesInPlace } from '../../unit/watch/helpers.js';
+import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../../support/libvirtd.js';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const URI = 'qemu:///system';
@@ -141,7 +142,7 @@ afterAll(async () => {
   if (child && exitCode === undefined) {
     child.kill('SIGKILL');
   }
-  if (!tryVirsh('version')) spawnSync('libvirtd', ['-d']);
+  if (!tryVirsh('version')) spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE]);
   execFileSync('bash', [join(ROOT, 'scripts/cleanup-test-objects.sh'), P]);
   rmSync(work, { recursive: true, force: true });
 }, 60_000);
@@ -201,10 +202,10 @@ describe('virtform watch on qemu:///system', () => {
 
   it('survives a libvirtd restart: readyz 503 then 200, and a later edit still converges', async () => {
     const reconnects = sampleValue(await metrics(), 'virtform_triggers_total', { source: 'reconnect' });
-    spawnSync('pkill', ['-KILL', '-x', 'libvirtd']);
+    signalLibvirtd('SIGKILL');
     await waitFor(async () => (await http('/readyz')).status === 503, 'readyz 503', 15_000);
     await new Promise((r) => setTimeout(r, 1500)); // a few reconnect attempts fail meanwhile
-    const started = spawnSync('libvirtd', ['-d']);
+    const started = spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE]);
     expect(started.status).toBe(0);
     await waitFor(async () => (await http('/readyz')).status === 200, 'readyz 200 after the restart', 40_000);
     const m = await metrics();
