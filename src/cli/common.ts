@@ -1,4 +1,5 @@
 /** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
+import { stat } from 'node:fs/promises';
 import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
@@ -13,6 +14,19 @@ export function retryPolicy(o: { maxAttempts: number; retryDelay: number }): Ret
 
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * `reconcile` and `watch` converge the host to the WHOLE folder: given one file of it, everything
+ * the other files declare would be planned for deletion. Returns the refusal message when `dir`
+ * exists and is not a directory (a missing path is left to the loader, which reports it).
+ */
+export async function notAManifestFolder(dir: string, command: 'reconcile' | 'watch'): Promise<string | undefined> {
+  const st = await stat(dir).catch(() => undefined);
+  if (st === undefined || st.isDirectory()) return undefined;
+  return `${dir} is not a folder: \`virtform ${command}\` takes the whole manifest folder ` +
+    `(given one file, everything the other manifests declare would be deleted); ` +
+    `pass the folder, or check a single file with \`virtform validate ${dir}\``;
 }
 
 export type LoadedDesired =

@@ -1,4 +1,4 @@
-import { EXIT, errorMessage, loadDesired, openStore, retryPolicy, useColor } from '../common.js';
+import { EXIT, errorMessage, loadDesired, notAManifestFolder, openStore, retryPolicy, useColor } from '../common.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
@@ -27,6 +27,11 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
   const err = (s: string): void => void process.stderr.write(s);
   const style = { color: !o.json && useColor(o.color) };
 
+  const notFolder = await notAManifestFolder(dir, 'reconcile');
+  if (notFolder) {
+    err(`virtform: ${notFolder}; nothing was changed\n`);
+    return EXIT.invalid;
+  }
   const loaded = await loadDesired(dir);
   if (!loaded.ok) {
     err(`${loaded.text}\n${loaded.errors.length} error(s) in ${dir}; nothing was changed\n`);

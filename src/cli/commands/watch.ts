@@ -3,7 +3,7 @@
  * Exit codes: 0 after a graceful stop (SIGINT/SIGTERM), 1 runtime failure (lock held, listener
  * could not bind), 2 invalid input (bad flags, empty folder without --allow-empty).
  */
-import { EXIT, errorMessage, openStore, retryPolicy } from '../common.js';
+import { EXIT, errorMessage, notAManifestFolder, openStore, retryPolicy } from '../common.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LockHeldError, type StateStore } from '../../state/index.js';
@@ -40,6 +40,12 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
     listen = o.listen === false ? undefined : parseListen(o.listen);
   } catch (e) {
     log.error(errorMessage(e));
+    return EXIT.invalid;
+  }
+
+  const notFolder = await notAManifestFolder(dir, 'watch');
+  if (notFolder) {
+    log.error(notFolder, { dir });
     return EXIT.invalid;
   }
 
