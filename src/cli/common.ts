@@ -16,6 +16,23 @@ export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** One manifest error as the `--json` outputs print it: every key present, null when unknown. */
+export interface JsonManifestError {
+  file: string;
+  line: number;
+  col: number;
+  kind: string | null;
+  name: string | null;
+  field: string | null;
+  message: string;
+}
+
+export function manifestErrorsJson(errors: readonly ManifestError[]): JsonManifestError[] {
+  return errors.map((e) => ({
+    file: e.file, line: e.line, col: e.col, kind: e.kind ?? null, name: e.name ?? null, field: e.field ?? null, message: e.message,
+  }));
+}
+
 /**
  * `reconcile` and `watch` converge the host to the WHOLE folder: given one file of it, everything
  * the other files declare would be planned for deletion. Returns the refusal message when `dir`

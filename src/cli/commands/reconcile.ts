@@ -1,4 +1,6 @@
-import { EXIT, errorMessage, loadDesired, notAManifestFolder, openStore, retryPolicy, useColor } from '../common.js';
+import {
+  EXIT, errorMessage, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, retryPolicy, useColor, type JsonManifestError,
+} from '../common.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
@@ -27,20 +29,28 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
   const err = (s: string): void => void process.stderr.write(s);
   const style = { color: !o.json && useColor(o.color) };
 
+  // Invalid input: the text on stderr; with --json also one document on stdout listing every error.
+  const invalid = (errors: JsonManifestError[]): number => {
+    if (o.json) out(`${JSON.stringify({ dryRun: o.dryRun === true, outcome: 'invalid', errors }, null, 2)}\n`);
+    return EXIT.invalid;
+  };
+  const wholeInput = (message: string): JsonManifestError[] =>
+    [{ file: dir, line: 1, col: 1, kind: null, name: null, field: null, message }];
+
   const notFolder = await notAManifestFolder(dir, 'reconcile');
   if (notFolder) {
     err(`virtform: ${notFolder}; nothing was changed\n`);
-    return EXIT.invalid;
+    return invalid(wholeInput(notFolder));
   }
   const loaded = await loadDesired(dir);
   if (!loaded.ok) {
     err(`${loaded.text}\n${loaded.errors.length} error(s) in ${dir}; nothing was changed\n`);
-    return EXIT.invalid;
+    return invalid(manifestErrorsJson(loaded.errors));
   }
   if (loaded.desired.empty && !o.allowEmpty) {
     err(`virtform: no manifests found in ${dir}; refusing to continue, since that would delete everything virtform manages.\n` +
       `Check the path, or pass --allow-empty to tear the whole environment down.\n`);
-    return EXIT.invalid;
+    return invalid(wholeInput('no manifests found; refusing to continue, since that would delete everything virtform manages (--allow-empty tears the whole environment down)'));
   }
 
   const store = await openStore(o.db);
