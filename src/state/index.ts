@@ -13,6 +13,7 @@ export {
   type RevisionRecord,
   type EventRecord,
   type OpenOptions,
+  StateDbOpenError,
 } from './store.js';
 export { LockHeldError, isPidAlive, WRITER_LOCK_NAME, type WriterLock, type LockOwner } from './lock.js';
 export type { StateDatabase } from './schema.js';

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type Selectable } from 'kysely';
@@ -544,13 +544,102 @@ export class StateStore {
 }
 
 /**
+ * The state DB could not be opened. The message names the path and the reason, e.g.
+ * `cannot open state DB /x/y/state.db: directory /x/y is not writable (EACCES)`.
+ */
+export class StateDbOpenError extends Error {
+  readonly path: string;
+  readonly reason: string;
+  /** errno or SQLite code of the underlying error, when known (EACCES, SQLITE_NOTADB, ...). */
+  readonly code: string | undefined;
+
+  constructor(path: string, reason: string, code: string | undefined, cause: unknown) {
+    super(`cannot open state DB ${path}: ${reason}`, { cause });
+    this.name = 'StateDbOpenError';
+    this.path = path;
+    this.reason = reason;
+    this.code = code;
+  }
+}
+
+const codeOf = (e: unknown): string | undefined => {
+  const c = (e as { code?: unknown } | null)?.code;
+  return typeof c === 'string' ? c : undefined;
+};
+
+function accessError(path: string, mode: number): string | undefined {
+  try {
+    accessSync(path, mode);
+    return undefined;
+  } catch (e) {
+    return codeOf(e) ?? 'error';
+  }
+}
+
+/** The closest existing ancestor of `dir` (`dir` itself when it exists). */
+function existingAncestor(dir: string): string {
+  for (let d = dir; ; d = dirname(d)) {
+    try {
+      statSync(d);
+      return d;
+    } catch {
+      if (dirname(d) === d) return d;
+    }
+  }
+}
+
+/** Why creating the DB's folder failed, in words: which existing path is in the way. */
+function mkdirReason(dir: string, e: unknown): string {
+  const code = codeOf(e);
+  const base = existingAncestor(dirname(dir));
+  const st = statSync(base, { throwIfNoEntry: false });
+  if (st && !st.isDirectory()) return `cannot create directory ${dir}: ${base} is not a directory`;
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return `cannot create directory ${dir}: ${base} is not writable (${code})`;
+  }
+  return `cannot create directory ${dir}: ${e instanceof Error ? e.message : String(e)}`;
+}
+
+/** Why SQLite could not open or use the file, in words, from what the file system says. */
+function sqliteReason(path: string, e: unknown): string {
+  const code = codeOf(e);
+  const message = e instanceof Error ? e.message : String(e);
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (st?.isDirectory()) return `${path} is a directory, not a database file`;
+  if (code === 'SQLITE_NOTADB') return `${path} is not a SQLite database (${code})`;
+  if (code?.startsWith('SQLITE_CORRUPT')) return `the database file is corrupt (${code}: ${message})`;
+  if (st && !st.isFile()) return `${path} is not a regular file`;
+  const dir = dirname(path);
+  if (st) {
+    const denied = accessError(path, fsConstants.R_OK | fsConstants.W_OK);
+    if (denied) return `file ${path} is not readable and writable (${denied})`;
+  }
+  // SQLite writes the -wal and -shm files (and a new DB file) next to the DB.
+  const dirDenied = accessError(dir, fsConstants.W_OK | fsConstants.X_OK);
+  if (dirDenied) return `directory ${dir} is not writable (${dirDenied})`;
+  return code ? `${message} (${code})` : message;
+}
+
+/**
  * Open (creating if needed) the state DB at `path`: parent directories, WAL mode, busy timeout,
- * foreign keys, then pending migrations. `':memory:'` is accepted (tests).
+ * foreign keys, then pending migrations. `':memory:'` is accepted (tests, dry-runs without a DB).
+ * Throws {@link StateDbOpenError} (path and reason) when the file cannot be created, opened or used.
  */
 export async function openStateStore(path: string, opts: OpenOptions = {}): Promise<StateStore> {
   const memory = path === ':memory:' || path === '';
-  if (!memory) mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new Database(path);
+  if (!memory) {
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (e) {
+      throw new StateDbOpenError(path, mkdirReason(dirname(path), e), codeOf(e), e);
+    }
+  }
+  let sqlite: Database.Database;
+  try {
+    sqlite = new Database(path);
+  } catch (e) {
+    throw new StateDbOpenError(path, sqliteReason(path, e), codeOf(e), e);
+  }
   try {
     sqlite.pragma(`busy_timeout = ${Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000))}`);
     if (!memory) sqlite.pragma('journal_mode = WAL');
@@ -558,14 +647,20 @@ export async function openStateStore(path: string, opts: OpenOptions = {}): Prom
     sqlite.pragma('foreign_keys = ON');
   } catch (err) {
     sqlite.close();
-    throw err;
+    throw new StateDbOpenError(path, sqliteReason(path, err), codeOf(err), err);
   }
   const store = new StateStore(path, sqlite, opts.now);
   try {
     await migrate(store.db, sqlite);
   } catch (err) {
     await store.close();
-    throw err;
+    const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
+    const code = codeOf(cause);
+    // A migration that failed on its own terms keeps its message; file problems get the diagnosis.
+    const reason = code?.startsWith('SQLITE_') && code !== 'SQLITE_ERROR' && code !== 'SQLITE_CONSTRAINT'
+      ? sqliteReason(path, cause)
+      : err instanceof Error ? err.message : String(err);
+    throw new StateDbOpenError(path, reason, code, err);
   }
   return store;
 }

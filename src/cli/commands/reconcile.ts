@@ -4,7 +4,7 @@ import {
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
-import { LockHeldError, type WriterLock } from '../../state/index.js';
+import { LockHeldError, type StateStore, type WriterLock } from '../../state/index.js';
 import { planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
 import type { HostPort } from '../../reconcile/ports.js';
 
@@ -53,7 +53,14 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
     return invalid(wholeInput('no manifests found; refusing to continue, since that would delete everything virtform manages (--allow-empty tears the whole environment down)'));
   }
 
-  const store = await openStore(o.db);
+  let store: StateStore;
+  try {
+    store = await openStore(o.db);
+  } catch (e) {
+    // StateDbOpenError: the message names the DB path and the reason.
+    err(`virtform: ${errorMessage(e)}\n`);
+    return EXIT.failure;
+  }
   let lock: WriterLock | undefined;
   let host: HostPort | undefined;
   // First SIGINT/SIGTERM: finish the steps in flight and start no new one (exit 1, the next run
