@@ -1,4 +1,5 @@
 /** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
@@ -59,8 +60,20 @@ export async function loadDesired(dir: string): Promise<LoadedDesired> {
   return { ok: true, desired: buildDesired(result.desired), manifestCount: result.desired.manifests.length };
 }
 
-export async function openStore(dbPath: string | undefined): Promise<StateStore> {
-  return openStateStore(dbPath ?? defaultDbPath());
+export interface OpenStoreOptions {
+  /**
+   * false (dry-runs): never create the DB file or its folders. A DB that does not exist opens as
+   * an EMPTY in-memory state (migrated schema, `store.path === ':memory:'`), so the plan is the one
+   * a first apply would make and nothing is written. Default true.
+   */
+  create?: boolean;
+}
+
+/** Open the state DB of `--db` (default {@link defaultDbPath}); throws StateDbOpenError naming path and reason. */
+export async function openStore(dbPath: string | undefined, opts: OpenStoreOptions = {}): Promise<StateStore> {
+  const path = dbPath ?? defaultDbPath();
+  if (opts.create === false && !existsSync(path)) return openStateStore(':memory:');
+  return openStateStore(path);
 }
 
 export function useColor(flag: boolean | undefined, stream: NodeJS.WriteStream = process.stdout): boolean {

@@ -4,7 +4,7 @@ import {
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
-import { LockHeldError, type StateStore, type WriterLock } from '../../state/index.js';
+import { LockHeldError, defaultDbPath, type StateStore, type WriterLock } from '../../state/index.js';
 import { planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
 import type { HostPort } from '../../reconcile/ports.js';
 
@@ -55,11 +55,15 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
 
   let store: StateStore;
   try {
-    store = await openStore(o.db);
+    store = await openStore(o.db, { create: !o.dryRun });
   } catch (e) {
     // StateDbOpenError: the message names the DB path and the reason.
     err(`virtform: ${errorMessage(e)}\n`);
     return EXIT.failure;
+  }
+  if (store.path === ':memory:') {
+    err(`virtform: state DB ${o.db ?? defaultDbPath()} does not exist: planning against an empty state ` +
+      `(a dry-run creates nothing; the first apply creates it)\n`);
   }
   let lock: WriterLock | undefined;
   let host: HostPort | undefined;
