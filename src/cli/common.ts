@@ -4,7 +4,8 @@ import { stat } from 'node:fs/promises';
 import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
-import { defaultDbPath, openStateStore, type StateStore } from '../state/index.js';
+import type { HostPort } from '../reconcile/ports.js';
+import { defaultDbPath, openStateStore, type HostBinding, type StateStore } from '../state/index.js';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, changes: 3 } as const;
 
@@ -74,6 +75,17 @@ export async function openStore(dbPath: string | undefined, opts: OpenStoreOptio
   const path = dbPath ?? defaultDbPath();
   if (opts.create === false && !existsSync(path)) return openStateStore(':memory:');
   return openStateStore(path);
+}
+
+/**
+ * Every command that connects to libvirt and uses a state DB calls this before it reads the DB
+ * against the host: it checks that the connection reaches the host the DB's records describe
+ * (driver + libvirt host UUID) and, with `record` (apply, watch), records the host identity on
+ * first use and refreshes it after. Throws HostMismatchError (it names both hosts; exit 1) when the
+ * DB holds records of another host. Dry-runs pass `record: false` and write nothing.
+ */
+export async function verifyHostIdentity(store: StateStore, host: Pick<HostPort, 'hostIdentity'>, opts: { record: boolean }): Promise<HostBinding> {
+  return store.hosts.bind(await host.hostIdentity(), { record: opts.record });
 }
 
 export function useColor(flag: boolean | undefined, stream: NodeJS.WriteStream = process.stdout): boolean {

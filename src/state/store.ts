@@ -4,7 +4,8 @@ import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type Selectable } from 'kysely';
 import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
-import type { JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
+import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
+import type { HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 
 /** What {@link StateStore.resources.indexPages} returns for each resource. */
 export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
@@ -175,6 +176,12 @@ function toJournal(r: Selectable<JournalTable>): JournalEntry {
     attempt: Number(r.attempt),
     startedAt: r.started_at,
     finishedAt: r.finished_at,
+  };
+}
+
+function toHost(r: Selectable<HostsTable>): HostRecord {
+  return {
+    id: r.id, uri: r.uri, hostname: r.hostname, uuid: r.host_uuid, driver: r.driver, firstSeen: r.first_seen, lastSeen: r.last_seen,
   };
 }
 
@@ -451,6 +458,55 @@ export class StateStore {
         .limit(limit)
         .execute();
       return rows.map(toJournal);
+    },
+  };
+
+  readonly hosts = {
+    get: async (id: string = DEFAULT_HOST_ID): Promise<HostRecord | undefined> => {
+      const row = await this.db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toHost(row) : undefined;
+    },
+
+    list: async (): Promise<HostRecord[]> => {
+      const rows = await this.db.selectFrom('hosts').selectAll().orderBy('id').execute();
+      return rows.map(toHost);
+    },
+
+    /**
+     * Check that the host behind a connection is the one this DB's records of host `id` describe,
+     * and (with `record`) record its identity: on first use, and `last_seen`/URI/hostname after.
+     * Throws {@link HostMismatchError} when another host (driver + libvirt host UUID) is recorded
+     * and the DB still holds its records (resources, or journal entries open or failed). A recorded
+     * host with no records left is replaced by this one (`rebound`). Without `record` (dry-runs)
+     * nothing is written.
+     */
+    bind: async (identity: HostIdentity, opts: { id?: string; record: boolean }): Promise<HostBinding> => {
+      const id = opts.id ?? DEFAULT_HOST_ID;
+      return withBusyRetry(() => this.db.transaction().execute(async (trx) => {
+        const now = this.#now();
+        const row = await trx.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+        const fields = { uri: identity.uri, hostname: identity.hostname, host_uuid: identity.uuid, driver: identity.driver };
+        if (!row) {
+          if (opts.record) await trx.insertInto('hosts').values({ id, ...fields, first_seen: now, last_seen: now }).execute();
+          return { status: 'first-use', recorded: opts.record };
+        }
+        const previous = toHost(row);
+        if (sameHost(previous, identity)) {
+          if (opts.record) await trx.updateTable('hosts').set({ ...fields, last_seen: now }).where('id', '=', id).execute();
+          return { status: 'same', host: opts.record ? { ...previous, ...identity, lastSeen: now } : previous };
+        }
+        const count = async (table: 'resources' | 'journal', open: boolean): Promise<number> => {
+          let q = trx.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('host', '=', id);
+          if (open) q = q.where('status', 'in', ['open', 'failed']);
+          return Number((await q.executeTakeFirstOrThrow()).n);
+        };
+        const held = { resources: await count('resources', false), openJournal: await count('journal', true) };
+        if (held.resources > 0 || held.openJournal > 0) throw new HostMismatchError(this.path, previous, identity, held);
+        if (opts.record) {
+          await trx.updateTable('hosts').set({ ...fields, first_seen: now, last_seen: now }).where('id', '=', id).execute();
+        }
+        return { status: 'rebound', previous, recorded: opts.record };
+      }));
     },
   };
 

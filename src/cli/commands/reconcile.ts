@@ -1,5 +1,6 @@
 import {
-  EXIT, errorMessage, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, retryPolicy, useColor, type JsonManifestError,
+  EXIT, errorMessage, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, retryPolicy, useColor, verifyHostIdentity,
+  type JsonManifestError,
 } from '../common.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
@@ -88,6 +89,8 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       process.once('SIGTERM', releaseOnSignal);
     }
     host = await openHost(o.uri, { domainType: o.domainType });
+    // Refuses (HostMismatchError, exit 1) a DB that holds the records of another host.
+    await verifyHostIdentity(store, host, { record: !o.dryRun });
     const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
     const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
 
