@@ -1,8 +1,11 @@
 /** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
+import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
-import { defaultDbPath, openStateStore, type StateStore } from '../state/index.js';
+import type { HostPort } from '../reconcile/ports.js';
+import { defaultDbPath, openStateStore, type HostBinding, type StateStore } from '../state/index.js';
 
 export const EXIT = { ok: 0, failure: 1, invalid: 2, changes: 3 } as const;
 
@@ -13,6 +16,36 @@ export function retryPolicy(o: { maxAttempts: number; retryDelay: number }): Ret
 
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** One manifest error as the `--json` outputs print it: every key present, null when unknown. */
+export interface JsonManifestError {
+  file: string;
+  line: number;
+  col: number;
+  kind: string | null;
+  name: string | null;
+  field: string | null;
+  message: string;
+}
+
+export function manifestErrorsJson(errors: readonly ManifestError[]): JsonManifestError[] {
+  return errors.map((e) => ({
+    file: e.file, line: e.line, col: e.col, kind: e.kind ?? null, name: e.name ?? null, field: e.field ?? null, message: e.message,
+  }));
+}
+
+/**
+ * `reconcile` and `watch` converge the host to the WHOLE folder: given one file of it, everything
+ * the other files declare would be planned for deletion. Returns the refusal message when `dir`
+ * exists and is not a directory (a missing path is left to the loader, which reports it).
+ */
+export async function notAManifestFolder(dir: string, command: 'reconcile' | 'watch'): Promise<string | undefined> {
+  const st = await stat(dir).catch(() => undefined);
+  if (st === undefined || st.isDirectory()) return undefined;
+  return `${dir} is not a folder: \`virtform ${command}\` takes the whole manifest folder ` +
+    `(given one file, everything the other manifests declare would be deleted); ` +
+    `pass the folder, or check a single file with \`virtform validate ${dir}\``;
 }
 
 export type LoadedDesired =
@@ -28,8 +61,31 @@ export async function loadDesired(dir: string): Promise<LoadedDesired> {
   return { ok: true, desired: buildDesired(result.desired), manifestCount: result.desired.manifests.length };
 }
 
-export async function openStore(dbPath: string | undefined): Promise<StateStore> {
-  return openStateStore(dbPath ?? defaultDbPath());
+export interface OpenStoreOptions {
+  /**
+   * false (dry-runs): never create the DB file or its folders. A DB that does not exist opens as
+   * an EMPTY in-memory state (migrated schema, `store.path === ':memory:'`), so the plan is the one
+   * a first apply would make and nothing is written. Default true.
+   */
+  create?: boolean;
+}
+
+/** Open the state DB of `--db` (default {@link defaultDbPath}); throws StateDbOpenError naming path and reason. */
+export async function openStore(dbPath: string | undefined, opts: OpenStoreOptions = {}): Promise<StateStore> {
+  const path = dbPath ?? defaultDbPath();
+  if (opts.create === false && !existsSync(path)) return openStateStore(':memory:');
+  return openStateStore(path);
+}
+
+/**
+ * Every command that connects to libvirt and uses a state DB calls this before it reads the DB
+ * against the host: it checks that the connection reaches the host the DB's records describe
+ * (driver + libvirt host UUID) and, with `record` (apply, watch), records the host identity on
+ * first use and refreshes it after. Throws HostMismatchError (it names both hosts; exit 1) when the
+ * DB holds records of another host. Dry-runs pass `record: false` and write nothing.
+ */
+export async function verifyHostIdentity(store: StateStore, host: Pick<HostPort, 'hostIdentity'>, opts: { record: boolean }): Promise<HostBinding> {
+  return store.hosts.bind(await host.hostIdentity(), { record: opts.record });
 }
 
 export function useColor(flag: boolean | undefined, stream: NodeJS.WriteStream = process.stdout): boolean {

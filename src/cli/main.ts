@@ -4,8 +4,10 @@
  *
  * Exit codes (stable, for scripts):
  *   0  success (reconcile converged, validate found no problem, dry-run with nothing to do)
- *   1  apply or runtime failure (a step failed, libvirtd unreachable, the writer lock is held)
- *   2  invalid input (manifest errors, empty manifest folder without --allow-empty, bad flags)
+ *   1  apply or runtime failure (a step failed, libvirtd unreachable, the writer lock is held, the
+ *      state DB cannot be opened or holds the records of another libvirt host)
+ *   2  invalid input (manifest errors, empty manifest folder without --allow-empty, a file given to
+ *      reconcile/watch instead of a folder, bad flags)
  *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending
  */
 import { CommanderError } from 'commander';

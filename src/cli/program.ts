@@ -45,7 +45,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
 
   program.command('validate')
     .description('validate a manifest folder: every problem at once, as file:line:col: kind/name: field: message')
-    .argument('<dir>', 'folder of *.yaml / *.yml manifests (searched recursively)')
+    .argument('<dir>', 'folder of *.yaml / *.yml manifests (searched recursively), or one manifest file')
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, o: { json?: boolean }) => {
       process.exitCode = await runValidate(dir, o);
@@ -53,7 +53,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
 
   program.command('reconcile')
     .description('converge the host to the manifests (with --dry-run: print the plan and change nothing)')
-    .argument('<dir>', 'folder of manifests')
+    .argument('<dir>', 'folder of manifests (the whole set: a single file is refused)')
     .addOption(uriOption())
     .addOption(dbOption())
     .option('--dry-run', 'print the plan only; touch nothing')
@@ -83,7 +83,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
 
   program.command('watch')
     .description('long-running controller: reconcile on manifest changes, libvirt events and a periodic resync')
-    .argument('<dir>', 'folder of manifests')
+    .argument('<dir>', 'folder of manifests (the whole set: a single file is refused)')
     .addOption(uriOption())
     .addOption(dbOption())
     .option('--resync <seconds>', 'periodic full reconcile interval', num('--resync', 1), 300)

@@ -32,6 +32,6 @@ export type { ManifestError } from './errors.js';
 export { formatManifestError } from './errors.js';
 export type { LoadResult } from './loader.js';
 export { loadManifests, digestManifests, NAME_RE } from './loader.js';
-export { parseSize, formatSize, ManifestSizeError } from './size.js';
+export { parseSize, formatSize, roundUpToKiB, ManifestSizeError } from './size.js';
 export { SCHEMA_DIR } from './schema.js';
 export { MAX_FILE_BYTES, MAX_DEPTH, MAX_ALIAS_COUNT, MAX_EXPANDED_NODES } from './yaml-source.js';

@@ -20,7 +20,7 @@ import type { ManifestError, FieldPath } from './errors.js';
 import { fieldPathString, quote } from './errors.js';
 import { cidrsOverlap, intToIp, ipToInt, parseCidr, unusableReason, type Cidr } from './ipv4.js';
 import type { ResourceKind } from './model.js';
-import { ManifestSizeError, formatSize, parseSize } from './size.js';
+import { ManifestSizeError, formatSize, parseSize, roundUpToKiB } from './size.js';
 import { locate, type SourceDoc } from './yaml-source.js';
 import type { NetworkSpec, StoragePoolSpec, VirtualMachineSpec, VolumeSpec } from './types.generated.js';
 
@@ -80,6 +80,15 @@ function sizeOrReport(r: Reporter, e: Entry, path: FieldPath, value: string | nu
       return undefined;
     }
     throw err;
+  }
+}
+
+/** Whether {@link formatSize} shows `bytes` without rounding (8MiB yes, 15.26MiB no). */
+function formatsExactly(bytes: number): boolean {
+  try {
+    return parseSize(formatSize(bytes)) === bytes;
+  } catch {
+    return false;
   }
 }
 
@@ -303,11 +312,15 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
   for (const e of byKind('VirtualMachine')) {
     if (!e.valid) continue;
     const spec = specOf(e, 'VirtualMachine');
-    const mem = sizeOrReport(r, e, ['spec', 'memory'], spec.memory);
-    if (mem !== undefined) {
-      if (mem < MIN_MEMORY) r.at(e, ['spec', 'memory'], `memory ${formatSize(mem)} is below the 16MiB minimum`);
-      else if (mem > MAX_MEMORY) r.at(e, ['spec', 'memory'], `memory ${formatSize(mem)} exceeds the 4TiB limit`);
-      else if (mem % 1024 !== 0) r.at(e, ['spec', 'memory'], `memory ${mem} bytes is not a whole number of KiB`);
+    const given = sizeOrReport(r, e, ['spec', 'memory'], spec.memory);
+    if (given !== undefined) {
+      // libvirt counts memory in KiB: a size that is not a whole KiB (e.g. 1GB = 10^9 bytes) is
+      // rounded UP, and the manifest carries the rounded byte count from here on.
+      const mem = roundUpToKiB(given);
+      const shown = formatsExactly(mem) ? formatSize(mem) : `${mem} bytes`;
+      if (mem < MIN_MEMORY) r.at(e, ['spec', 'memory'], `memory ${shown} is below the 16MiB minimum`);
+      else if (mem > MAX_MEMORY) r.at(e, ['spec', 'memory'], `memory ${shown} exceeds the 4TiB limit`);
+      else if (mem !== given) spec.memory = mem;
     }
     const boots = new Map<number, number>();
     const ownVolumes = new Set<string>();

@@ -8,6 +8,8 @@
  *   - `KB`, `MB`, `GB`, `TB`: powers of 1000.
  * A decimal number is allowed only if the result is a whole number of bytes (`1.5GiB` ok, `0.5B` not).
  * Results above Number.MAX_SAFE_INTEGER (2^53-1) bytes are rejected.
+ * `memory` is then rounded UP to a whole KiB ({@link roundUpToKiB}: libvirt takes memory in KiB),
+ * so `1GB` (10^9 bytes) is 976563KiB.
  */
 
 export class ManifestSizeError extends Error {
@@ -70,6 +72,11 @@ export function parseSize(text: string | number): number {
   const bytes = numerator / scale;
   if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw new ManifestSizeError(`size ${show(text)} is too large (max 2^53-1 bytes)`);
   return Number(bytes);
+}
+
+/** `bytes` rounded up to a whole KiB (memory sizes: libvirt counts memory in KiB). */
+export function roundUpToKiB(bytes: number): number {
+  return Math.ceil(bytes / KIB) * KIB;
 }
 
 /** Human-readable binary size, e.g. 1073741824 → "1GiB", 1536 → "1.5KiB". */

@@ -108,9 +108,21 @@ export interface HostCallInfo {
  * `delete*`/`undefine*` of a missing object succeed. `define*` overwrites an existing definition
  * (libvirt's define semantics). `createVolume` fails with `already-exists` if the volume exists.
  */
+/** Who a connection talks to (state DB records are tied to it): see src/state/hosts.ts. */
+export interface HostIdentity {
+  uri: string;
+  hostname: string;
+  /** `<host><uuid>` of the capabilities XML; null when the driver reports none. */
+  uuid: string | null;
+  /** Driver part of the URI scheme: qemu, test, ... */
+  driver: string;
+}
+
 export interface HostPort {
   /** Domain type to use for VMs: 'kvm' when the host offers it, else 'qemu' (TCG). */
   domainType(): Promise<'kvm' | 'qemu'>;
+  /** URI, hostname, libvirt host UUID and driver of the host behind this connection. */
+  hostIdentity(): Promise<HostIdentity>;
 
   snapshot(): Promise<HostSnapshot>;
   listVolumes(pool: string): Promise<ObservedVolume[]>;

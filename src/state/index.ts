@@ -13,6 +13,10 @@ export {
   type RevisionRecord,
   type EventRecord,
   type OpenOptions,
+  StateDbOpenError,
 } from './store.js';
+export {
+  DEFAULT_HOST_ID, HostMismatchError, describeHost, sameHost, type HostBinding, type HostIdentity, type HostRecord,
+} from './hosts.js';
 export { LockHeldError, isPidAlive, WRITER_LOCK_NAME, type WriterLock, type LockOwner } from './lock.js';
 export type { StateDatabase } from './schema.js';

@@ -20,6 +20,8 @@ export interface ResourcesTable {
   created_at: string;
   updated_at: string;
   last_applied_revision: number | null;
+  /** The host (hosts.id) the record describes; default 'local' (migration 0002). */
+  host: Generated<string>;
 }
 
 export interface JournalTable {
@@ -35,6 +37,8 @@ export interface JournalTable {
   attempt: number;
   started_at: string;
   finished_at: string | null;
+  /** The host (hosts.id) the step ran against; default 'local' (migration 0002). */
+  host: Generated<string>;
 }
 
 export interface RevisionsTable {
@@ -69,7 +73,22 @@ export interface LocksTable {
   heartbeat_at: string;
 }
 
+/** One libvirt host this DB has managed (migration 0002). */
+export interface HostsTable {
+  id: string;
+  /** Connection URI last used for it. */
+  uri: string;
+  hostname: string;
+  /** `<host><uuid>` of the capabilities XML; null when the driver reports none (the test driver). */
+  host_uuid: string | null;
+  /** Driver part of the URI scheme: qemu, test, ... */
+  driver: string;
+  first_seen: string;
+  last_seen: string;
+}
+
 export interface StateDatabase {
+  hosts: HostsTable;
   resources: ResourcesTable;
   journal: JournalTable;
   revisions: RevisionsTable;

@@ -1,10 +1,11 @@
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type Selectable } from 'kysely';
 import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
-import type { JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
+import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
+import type { HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 
 /** What {@link StateStore.resources.indexPages} returns for each resource. */
 export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
@@ -175,6 +176,12 @@ function toJournal(r: Selectable<JournalTable>): JournalEntry {
     attempt: Number(r.attempt),
     startedAt: r.started_at,
     finishedAt: r.finished_at,
+  };
+}
+
+function toHost(r: Selectable<HostsTable>): HostRecord {
+  return {
+    id: r.id, uri: r.uri, hostname: r.hostname, uuid: r.host_uuid, driver: r.driver, firstSeen: r.first_seen, lastSeen: r.last_seen,
   };
 }
 
@@ -454,6 +461,55 @@ export class StateStore {
     },
   };
 
+  readonly hosts = {
+    get: async (id: string = DEFAULT_HOST_ID): Promise<HostRecord | undefined> => {
+      const row = await this.db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toHost(row) : undefined;
+    },
+
+    list: async (): Promise<HostRecord[]> => {
+      const rows = await this.db.selectFrom('hosts').selectAll().orderBy('id').execute();
+      return rows.map(toHost);
+    },
+
+    /**
+     * Check that the host behind a connection is the one this DB's records of host `id` describe,
+     * and (with `record`) record its identity: on first use, and `last_seen`/URI/hostname after.
+     * Throws {@link HostMismatchError} when another host (driver + libvirt host UUID) is recorded
+     * and the DB still holds its records (resources, or journal entries open or failed). A recorded
+     * host with no records left is replaced by this one (`rebound`). Without `record` (dry-runs)
+     * nothing is written.
+     */
+    bind: async (identity: HostIdentity, opts: { id?: string; record: boolean }): Promise<HostBinding> => {
+      const id = opts.id ?? DEFAULT_HOST_ID;
+      return withBusyRetry(() => this.db.transaction().execute(async (trx) => {
+        const now = this.#now();
+        const row = await trx.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+        const fields = { uri: identity.uri, hostname: identity.hostname, host_uuid: identity.uuid, driver: identity.driver };
+        if (!row) {
+          if (opts.record) await trx.insertInto('hosts').values({ id, ...fields, first_seen: now, last_seen: now }).execute();
+          return { status: 'first-use', recorded: opts.record };
+        }
+        const previous = toHost(row);
+        if (sameHost(previous, identity)) {
+          if (opts.record) await trx.updateTable('hosts').set({ ...fields, last_seen: now }).where('id', '=', id).execute();
+          return { status: 'same', host: opts.record ? { ...previous, ...identity, lastSeen: now } : previous };
+        }
+        const count = async (table: 'resources' | 'journal', open: boolean): Promise<number> => {
+          let q = trx.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('host', '=', id);
+          if (open) q = q.where('status', 'in', ['open', 'failed']);
+          return Number((await q.executeTakeFirstOrThrow()).n);
+        };
+        const held = { resources: await count('resources', false), openJournal: await count('journal', true) };
+        if (held.resources > 0 || held.openJournal > 0) throw new HostMismatchError(this.path, previous, identity, held);
+        if (opts.record) {
+          await trx.updateTable('hosts').set({ ...fields, first_seen: now, last_seen: now }).where('id', '=', id).execute();
+        }
+        return { status: 'rebound', previous, recorded: opts.record };
+      }));
+    },
+  };
+
   readonly revisions = {
     /** Record the start of an apply run; outcome is `running` until {@link finish}. */
     start: async (r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number> => {
@@ -544,13 +600,102 @@ export class StateStore {
 }
 
 /**
+ * The state DB could not be opened. The message names the path and the reason, e.g.
+ * `cannot open state DB /x/y/state.db: directory /x/y is not writable (EACCES)`.
+ */
+export class StateDbOpenError extends Error {
+  readonly path: string;
+  readonly reason: string;
+  /** errno or SQLite code of the underlying error, when known (EACCES, SQLITE_NOTADB, ...). */
+  readonly code: string | undefined;
+
+  constructor(path: string, reason: string, code: string | undefined, cause: unknown) {
+    super(`cannot open state DB ${path}: ${reason}`, { cause });
+    this.name = 'StateDbOpenError';
+    this.path = path;
+    this.reason = reason;
+    this.code = code;
+  }
+}
+
+const codeOf = (e: unknown): string | undefined => {
+  const c = (e as { code?: unknown } | null)?.code;
+  return typeof c === 'string' ? c : undefined;
+};
+
+function accessError(path: string, mode: number): string | undefined {
+  try {
+    accessSync(path, mode);
+    return undefined;
+  } catch (e) {
+    return codeOf(e) ?? 'error';
+  }
+}
+
+/** The closest existing ancestor of `dir` (`dir` itself when it exists). */
+function existingAncestor(dir: string): string {
+  for (let d = dir; ; d = dirname(d)) {
+    try {
+      statSync(d);
+      return d;
+    } catch {
+      if (dirname(d) === d) return d;
+    }
+  }
+}
+
+/** Why creating the DB's folder failed, in words: which existing path is in the way. */
+function mkdirReason(dir: string, e: unknown): string {
+  const code = codeOf(e);
+  const base = existingAncestor(dirname(dir));
+  const st = statSync(base, { throwIfNoEntry: false });
+  if (st && !st.isDirectory()) return `cannot create directory ${dir}: ${base} is not a directory`;
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return `cannot create directory ${dir}: ${base} is not writable (${code})`;
+  }
+  return `cannot create directory ${dir}: ${e instanceof Error ? e.message : String(e)}`;
+}
+
+/** Why SQLite could not open or use the file, in words, from what the file system says. */
+function sqliteReason(path: string, e: unknown): string {
+  const code = codeOf(e);
+  const message = e instanceof Error ? e.message : String(e);
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (st?.isDirectory()) return `${path} is a directory, not a database file`;
+  if (code === 'SQLITE_NOTADB') return `${path} is not a SQLite database (${code})`;
+  if (code?.startsWith('SQLITE_CORRUPT')) return `the database file is corrupt (${code}: ${message})`;
+  if (st && !st.isFile()) return `${path} is not a regular file`;
+  const dir = dirname(path);
+  if (st) {
+    const denied = accessError(path, fsConstants.R_OK | fsConstants.W_OK);
+    if (denied) return `file ${path} is not readable and writable (${denied})`;
+  }
+  // SQLite writes the -wal and -shm files (and a new DB file) next to the DB.
+  const dirDenied = accessError(dir, fsConstants.W_OK | fsConstants.X_OK);
+  if (dirDenied) return `directory ${dir} is not writable (${dirDenied})`;
+  return code ? `${message} (${code})` : message;
+}
+
+/**
  * Open (creating if needed) the state DB at `path`: parent directories, WAL mode, busy timeout,
- * foreign keys, then pending migrations. `':memory:'` is accepted (tests).
+ * foreign keys, then pending migrations. `':memory:'` is accepted (tests, dry-runs without a DB).
+ * Throws {@link StateDbOpenError} (path and reason) when the file cannot be created, opened or used.
  */
 export async function openStateStore(path: string, opts: OpenOptions = {}): Promise<StateStore> {
   const memory = path === ':memory:' || path === '';
-  if (!memory) mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new Database(path);
+  if (!memory) {
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (e) {
+      throw new StateDbOpenError(path, mkdirReason(dirname(path), e), codeOf(e), e);
+    }
+  }
+  let sqlite: Database.Database;
+  try {
+    sqlite = new Database(path);
+  } catch (e) {
+    throw new StateDbOpenError(path, sqliteReason(path, e), codeOf(e), e);
+  }
   try {
     sqlite.pragma(`busy_timeout = ${Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000))}`);
     if (!memory) sqlite.pragma('journal_mode = WAL');
@@ -558,14 +703,20 @@ export async function openStateStore(path: string, opts: OpenOptions = {}): Prom
     sqlite.pragma('foreign_keys = ON');
   } catch (err) {
     sqlite.close();
-    throw err;
+    throw new StateDbOpenError(path, sqliteReason(path, err), codeOf(err), err);
   }
   const store = new StateStore(path, sqlite, opts.now);
   try {
     await migrate(store.db, sqlite);
   } catch (err) {
     await store.close();
-    throw err;
+    const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
+    const code = codeOf(cause);
+    // A migration that failed on its own terms keeps its message; file problems get the diagnosis.
+    const reason = code?.startsWith('SQLITE_') && code !== 'SQLITE_ERROR' && code !== 'SQLITE_CONSTRAINT'
+      ? sqliteReason(path, cause)
+      : err instanceof Error ? err.message : String(err);
+    throw new StateDbOpenError(path, reason, code, err);
   }
   return store;
 }

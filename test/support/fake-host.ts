@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   HostError,
-  type DhcpHost, type DomainDef, type HostDefinitions, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostPort, type HostSnapshot, type NetworkDef,
+  type DhcpHost, type DomainDef, type HostDefinitions, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostIdentity, type HostPort, type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
 } from '../../src/reconcile/ports.js';
 
@@ -24,6 +24,8 @@ export class FakeHost implements HostPort {
   /** `op:name` → remaining failures (Infinity = always). op is the HostPort method name. */
   failures = new Map<string, number>();
   type: 'kvm' | 'qemu' = 'qemu';
+  /** What hostIdentity() reports. */
+  identity: HostIdentity = { uri: 'test:///fake', hostname: 'fake-host', uuid: '00000000-0000-4000-8000-00000000fa4e', driver: 'test' };
 
   failNext(op: keyof HostPort, name: string, times = 1): void {
     this.failures.set(`${op}:${name}`, times);
@@ -46,6 +48,10 @@ export class FakeHost implements HostPort {
   }
   async domainType(): Promise<'kvm' | 'qemu'> {
     return this.type;
+  }
+  async hostIdentity(): Promise<HostIdentity> {
+    this.call('hostIdentity', '*', false);
+    return { ...this.identity };
   }
   async snapshot(): Promise<HostSnapshot> {
     this.call('snapshot', '*', false);

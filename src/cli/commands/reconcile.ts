@@ -1,8 +1,11 @@
-import { EXIT, errorMessage, loadDesired, openStore, retryPolicy, useColor } from '../common.js';
+import {
+  EXIT, errorMessage, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, retryPolicy, useColor, verifyHostIdentity,
+  type JsonManifestError,
+} from '../common.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
-import { LockHeldError, type WriterLock } from '../../state/index.js';
+import { LockHeldError, defaultDbPath, type StateStore, type WriterLock } from '../../state/index.js';
 import { planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
 import type { HostPort } from '../../reconcile/ports.js';
 
@@ -27,18 +30,42 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
   const err = (s: string): void => void process.stderr.write(s);
   const style = { color: !o.json && useColor(o.color) };
 
+  // Invalid input: the text on stderr; with --json also one document on stdout listing every error.
+  const invalid = (errors: JsonManifestError[]): number => {
+    if (o.json) out(`${JSON.stringify({ dryRun: o.dryRun === true, outcome: 'invalid', errors }, null, 2)}\n`);
+    return EXIT.invalid;
+  };
+  const wholeInput = (message: string): JsonManifestError[] =>
+    [{ file: dir, line: 1, col: 1, kind: null, name: null, field: null, message }];
+
+  const notFolder = await notAManifestFolder(dir, 'reconcile');
+  if (notFolder) {
+    err(`virtform: ${notFolder}; nothing was changed\n`);
+    return invalid(wholeInput(notFolder));
+  }
   const loaded = await loadDesired(dir);
   if (!loaded.ok) {
     err(`${loaded.text}\n${loaded.errors.length} error(s) in ${dir}; nothing was changed\n`);
-    return EXIT.invalid;
+    return invalid(manifestErrorsJson(loaded.errors));
   }
   if (loaded.desired.empty && !o.allowEmpty) {
     err(`virtform: no manifests found in ${dir}; refusing to continue, since that would delete everything virtform manages.\n` +
       `Check the path, or pass --allow-empty to tear the whole environment down.\n`);
-    return EXIT.invalid;
+    return invalid(wholeInput('no manifests found; refusing to continue, since that would delete everything virtform manages (--allow-empty tears the whole environment down)'));
   }
 
-  const store = await openStore(o.db);
+  let store: StateStore;
+  try {
+    store = await openStore(o.db, { create: !o.dryRun });
+  } catch (e) {
+    // StateDbOpenError: the message names the DB path and the reason.
+    err(`virtform: ${errorMessage(e)}\n`);
+    return EXIT.failure;
+  }
+  if (store.path === ':memory:') {
+    err(`virtform: state DB ${o.db ?? defaultDbPath()} does not exist: planning against an empty state ` +
+      `(a dry-run creates nothing; the first apply creates it)\n`);
+  }
   let lock: WriterLock | undefined;
   let host: HostPort | undefined;
   // First SIGINT/SIGTERM: finish the steps in flight and start no new one (exit 1, the next run
@@ -62,6 +89,8 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       process.once('SIGTERM', releaseOnSignal);
     }
     host = await openHost(o.uri, { domainType: o.domainType });
+    // Refuses (HostMismatchError, exit 1) a DB that holds the records of another host.
+    await verifyHostIdentity(store, host, { record: !o.dryRun });
     const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
     const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
 

@@ -1,12 +1,12 @@
 /**
  * `virtform watch DIR`: the long-running GitOps controller. Logs are JSON lines on stderr.
  * Exit codes: 0 after a graceful stop (SIGINT/SIGTERM), 1 runtime failure (lock held, listener
- * could not bind), 2 invalid input (bad flags, empty folder without --allow-empty).
+ * could not bind, the state DB holds the records of another libvirt host), 2 invalid input (bad flags, empty folder without --allow-empty).
  */
-import { EXIT, errorMessage, openStore, retryPolicy } from '../common.js';
+import { EXIT, errorMessage, notAManifestFolder, openStore, retryPolicy, verifyHostIdentity } from '../common.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
-import { LockHeldError, type StateStore } from '../../state/index.js';
+import { HostMismatchError, LockHeldError, type StateStore } from '../../state/index.js';
 import {
   EmptyManifestsError, WatchController, isLogLevel, jsonLogger, parseListen, startStatusServer,
   type ListenAddress, type StatusServer,
@@ -43,15 +43,35 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
     return EXIT.invalid;
   }
 
+  const notFolder = await notAManifestFolder(dir, 'watch');
+  if (notFolder) {
+    log.error(notFolder, { dir });
+    return EXIT.invalid;
+  }
+
   let store: StateStore | undefined;
   let controller: WatchController | undefined;
   let server: StatusServer | undefined;
+  let wrongHost!: (e: HostMismatchError) => void;
+  const hostMismatch = new Promise<HostMismatchError>((resolve) => (wrongHost = resolve));
   try {
     store = await openStore(o.db);
     controller = new WatchController({
       dir,
       store,
-      connect: () => openHost(o.uri, { domainType: o.domainType }),
+      // Every (re)connection first checks that libvirt is still the host the DB describes; another
+      // host ends the watch (exit 1) before anything is observed or applied.
+      connect: async () => {
+        const h = await openHost(o.uri, { domainType: o.domainType });
+        try {
+          await verifyHostIdentity(store!, h, { record: true });
+        } catch (e) {
+          await h.close().catch(() => undefined);
+          if (e instanceof HostMismatchError) wrongHost(e);
+          throw e;
+        }
+        return h;
+      },
       wrapHost: faultWrapperFromEnv(),
       allowEmpty: o.allowEmpty,
       debounceMs: o.debounce,
@@ -87,8 +107,13 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
         server = await startStatusServer(controller, listen, log);
         log.info('listening', { host: server.host, port: server.port, url: `http://${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}/` });
       }
-      const signal = await stopRequested;
-      log.info('shutdown requested', { signal });
+      const stop = await Promise.race([stopRequested, hostMismatch]);
+      if (stop instanceof HostMismatchError) {
+        log.error(stop.message, { db: store.path, uri: o.uri });
+        await controller.stop();
+        return EXIT.failure;
+      }
+      log.info('shutdown requested', { signal: stop });
       await controller.stop();
       return EXIT.ok;
     } finally {

@@ -15,6 +15,8 @@ export interface GuestCapability {
 export interface HostCapabilities {
   /** Host CPU architecture (`<host><cpu><arch>`), '' if absent. */
   hostArch: string;
+  /** The host's UUID (`<host><uuid>`), null if absent (libvirt's test driver reports none). */
+  hostUuid: string | null;
   guests: GuestCapability[];
   /** Domain types (of kvm, qemu) offered for x86_64 hvm guests, kvm first when present. */
   x86_64HvmDomainTypes: ('kvm' | 'qemu')[];
@@ -23,6 +25,7 @@ export interface HostCapabilities {
 export function parseCapabilities(xml: string): HostCapabilities {
   const root = parseRoot(xml, 'capabilities');
   const hostArch = childText(child(child(root, 'host'), 'cpu'), 'arch') ?? '';
+  const hostUuid = childText(child(root, 'host'), 'uuid')?.trim() || null;
   const guests: GuestCapability[] = [];
   for (const g of children(root, 'guest')) {
     const osType = text(child(g, 'os_type')).trim();
@@ -40,7 +43,7 @@ export function parseCapabilities(xml: string): HostCapabilities {
     guests.filter((g) => g.osType === 'hvm' && g.arch === 'x86_64').flatMap((g) => g.domainTypes),
   );
   const x86_64HvmDomainTypes = (['kvm', 'qemu'] as const).filter((t) => offered.has(t));
-  return { hostArch, guests, x86_64HvmDomainTypes };
+  return { hostArch, hostUuid, guests, x86_64HvmDomainTypes };
 }
 
 /** What the operator asks for: `auto` picks the best the host offers. */

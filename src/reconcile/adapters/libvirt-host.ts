@@ -12,6 +12,7 @@ import {
   ConnectionError,
   LibvirtClient,
   LibvirtError,
+  parseUri,
   VIR_CONNECT_LIST_DOMAINS_AUTOSTART,
   VIR_CONNECT_LIST_NETWORKS_ACTIVE,
   VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
@@ -63,7 +64,7 @@ import {
 } from '../../libvirt/xml/index.js';
 import {
   HostError,
-  type DhcpHost, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostPort,
+  type DhcpHost, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
   type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail,
 } from '../ports.js';
@@ -150,6 +151,14 @@ export class LibvirtHost implements HostPort {
       this.domainTypeCache = undefined;
     });
     return this.domainTypeCache;
+  }
+
+  hostIdentity(): Promise<HostIdentity> {
+    return this.op('host identity', false, async () => {
+      const caps = parseCapabilities(await this.client.connectGetCapabilities());
+      const hostname = await this.client.connectGetHostname();
+      return { uri: this.client.uri, hostname, uuid: caps.hostUuid, driver: parseUri(this.client.uri).driver };
+    });
   }
 
   snapshot(): Promise<HostSnapshot> {

@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import * as m0001 from './0001_initial.js';
+import * as m0002 from './0002_hosts.js';
 
 /**
  * All migrations, imported explicitly (no filesystem scanning, so this works from `dist/` and
@@ -7,6 +8,7 @@ import * as m0001 from './0001_initial.js';
  */
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
+  '0002_hosts': m0002,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -19,6 +19,13 @@ describe('parseCapabilities', () => {
     expect(chooseDomainType(c)).toBe('kvm');
   });
 
+  it('host UUID: <host><uuid> when present, null when the driver reports none (test driver)', () => {
+    expect(parseCapabilities(fixture('libvirt9-caps.xml')).hostUuid).toBe('7f2f6a65-832b-4fc7-a605-9cbe7c4a85c0');
+    const xml = '<capabilities><host><uuid> aca42082-0fa6-4126-89cb-d995ec095b97 </uuid><cpu><arch>x86_64</arch></cpu></host></capabilities>';
+    expect(parseCapabilities(xml).hostUuid).toBe('aca42082-0fa6-4126-89cb-d995ec095b97');
+    expect(parseCapabilities(caps('')).hostUuid).toBeNull();
+  });
+
   it('TCG only', () => {
     const c = parseCapabilities(caps(guest('hvm', 'x86_64', ['qemu'])));
     expect(c.x86_64HvmDomainTypes).toEqual(['qemu']);

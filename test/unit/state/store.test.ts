@@ -67,7 +67,7 @@ describe('openStateStore', () => {
       .selectFrom('kysely_migration')
       .select('name')
       .execute();
-    expect(rows.map((r) => r.name)).toEqual(['0001_initial']);
+    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts']);
   });
 
   it('serializes concurrent opens of a fresh file in one process', async () => {
