@@ -22,6 +22,7 @@ import { cidrsOverlap, intToIp, ipToInt, parseCidr, unusableReason, type Cidr } 
 import type { ResourceKind } from './model.js';
 import { ManifestSizeError, formatSize, parseSize, roundUpToKiB } from './size.js';
 import { locate, type SourceDoc } from './yaml-source.js';
+import { readImageHeader } from './image.js';
 import type { NetworkSpec, StoragePoolSpec, VirtualMachineSpec, VolumeSpec } from './types.generated.js';
 
 export const MIN_MEMORY = 16 * 1024 ** 2;
@@ -210,8 +211,14 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
         const st = await stat(abs).catch(() => undefined);
         if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} does not exist`);
         else if (!st.isFile()) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is not a regular file`);
-        else if (cap !== undefined && cap > 0 && st.size > cap) {
-          r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (${st.size} bytes)`);
+        else {
+          const img = await readImageHeader(abs, st.size).catch(() => undefined);
+          if (!img) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} cannot be read`);
+          else if (img.backingFile) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is a qcow2 image with a backing file: refused (it could read other host files)`);
+          else if (img.externalDataFile) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is a qcow2 image with an external data file: refused (it could read other host files)`);
+          else if (cap !== undefined && cap > 0 && img.virtualSize > cap) {
+            r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (${img.format}, ${img.virtualSize} bytes virtual size)`);
+          }
         }
       }
     }
