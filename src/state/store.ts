@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type Selectable } from 'kysely';
+import { backoffDelay, sleep } from '../util/backoff.js';
 import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
 import type { JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
@@ -78,7 +79,8 @@ export interface OpenOptions {
 
 const DEFAULT_LIMIT = 50;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** SQLITE_BUSY retries: 10 ms doubling to 250 ms, half of it random. */
+const BUSY_BACKOFF = { baseMs: 10, maxMs: 250 } as const;
 
 /**
  * Retry a read-then-write transaction that SQLite refused with SQLITE_BUSY. In WAL mode a deferred
@@ -92,7 +94,7 @@ async function withBusyRetry<T>(fn: () => Promise<T>, attempts = 20): Promise<T>
     } catch (e) {
       const code = (e as { code?: string }).code ?? '';
       if (!code.startsWith('SQLITE_BUSY') || i >= attempts) throw e;
-      await sleep(Math.min(250, 5 * 2 ** i) * (0.5 + Math.random() / 2));
+      await sleep(backoffDelay(BUSY_BACKOFF, i));
     }
   }
 }
