@@ -57,8 +57,8 @@ async function startConverged(extra: Partial<WatchOptions> = {}): Promise<WatchC
   return c;
 }
 
-function metric(c: WatchController, name: string, labels: Record<string, string> = {}): number {
-  return sampleValue(parsePrometheus(c.metrics.render()), name, labels);
+async function metric(c: WatchController, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return sampleValue(parsePrometheus(await c.metrics.render()), name, labels);
 }
 
 function runsFrom(source: TriggerSource): number {
@@ -93,10 +93,10 @@ describe('start', () => {
     expect(host.domains.get(VM1)?.active).toBe(true);
     expect(c.lastRun?.outcome).toBe('succeeded');
     expect(c.lastRun?.plan?.create).toBe(7);
-    expect(metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
-    expect(metric(c, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
-    expect(metric(c, 'virtform_connected')).toBe(1);
-    expect(metric(c, 'virtform_resources', { kind: 'VirtualMachine', state: 'running' })).toBe(1);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
+    expect(await metric(c, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
+    expect(await metric(c, 'virtform_connected')).toBe(1);
+    expect(await metric(c, 'virtform_resources', { kind: 'VirtualMachine', state: 'running' })).toBe(1);
     await expect(store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
   });
 
@@ -119,7 +119,7 @@ describe('start', () => {
     await waitFor(() => c.ready, 'ready after failed connects');
     expect(connectAttempts).toBe(3);
     expect(logs.filter((l) => l.msg === 'connection failed').map((l) => l.retryInMs)).toEqual([10, 20]);
-    expect(metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
   });
 });
 
@@ -141,7 +141,7 @@ spec: {pool: ${P}-pool, capacity: 1MiB, format: raw}
     await c.idle();
     expect(c.runCount - runsBefore).toBe(1);
     expect(runsFrom('file')).toBe(1);
-    expect(metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(1);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(1);
     expect(host.volumes.get(`${P}-pool`)!.size).toBe(3 + 50);
     expect(c.lastRun?.plan?.create).toBe(50);
   });
@@ -192,8 +192,8 @@ describe('manifest errors', () => {
     expect(status.manifests.valid).toBe(false);
     expect(status.manifests.errors.length).toBe(errors.length);
     expect(status.manifests.digest).toBe(goodDigest);
-    expect(metric(c, 'virtform_manifest_errors')).toBe(errors.length);
-    expect(metric(c, 'virtform_reconcile_runs_total', { outcome: 'invalid' })).toBe(1);
+    expect(await metric(c, 'virtform_manifest_errors')).toBe(errors.length);
+    expect(await metric(c, 'virtform_reconcile_runs_total', { outcome: 'invalid' })).toBe(1);
 
     // While the folder is invalid nothing changes, not even on a resync after outside drift.
     host.domains.get(VM1)!.active = false;
@@ -209,7 +209,7 @@ describe('manifest errors', () => {
     expect(host.domains.get(VM1)!.def.memoryKiB).toBe(128 * 1024);
     expect(host.domains.get(VM1)!.active).toBe(true);
     expect(c.lastGoodDesired!.digest).not.toBe(goodDigest);
-    expect(metric(c, 'virtform_manifest_errors')).toBe(0);
+    expect(await metric(c, 'virtform_manifest_errors')).toBe(0);
     expect((await c.status()).manifests).toMatchObject({ valid: true, errors: [] });
   });
 
@@ -237,7 +237,7 @@ describe('manifest errors', () => {
     await sleep(DEBOUNCE * 3);
     await c.idle();
     expect(c.runCount).toBe(runs);
-    expect(metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(0);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(0);
   });
 });
 
@@ -268,17 +268,17 @@ describe('lifecycle events', () => {
     await sleep(300);
     await c.idle();
     expect(c.runCount).toBe(runs);
-    expect(metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(0);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(0);
     expect(host.domains.get('foreign-vm')!.active).toBe(false);
 
-    const drift = metric(c, 'virtform_drift_corrections_total');
+    const drift = await metric(c, 'virtform_drift_corrections_total');
     host.domains.get(VM1)!.active = false; // "virsh destroy"
     host.emitDomainEvent(VM1, 'stopped');
     await waitFor(() => host.domains.get(VM1)!.active, 'the VM to be started again');
     await c.idle();
-    expect(metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(1);
-    expect(metric(c, 'virtform_drift_corrections_total')).toBe(drift + 1);
-    expect(metric(c, 'virtform_apply_steps_total', { op: 'vm.start', outcome: 'succeeded' })).toBe(2);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(1);
+    expect(await metric(c, 'virtform_drift_corrections_total')).toBe(drift + 1);
+    expect(await metric(c, 'virtform_apply_steps_total', { op: 'vm.start', outcome: 'succeeded' })).toBe(2);
   });
 });
 
@@ -290,14 +290,14 @@ describe('connection', () => {
     host.disconnect(new Error('libvirtd went away'));
     expect(c.ready).toBe(false);
     expect(c.connectionState).toBe('disconnected');
-    expect(metric(c, 'virtform_connected')).toBe(0);
+    expect(await metric(c, 'virtform_connected')).toBe(0);
     host.domains.get(VM1)!.active = false; // killed while we were not listening
     await waitFor(() => c.ready, 'reconnect');
     expect(connectAttempts - attempts).toBe(5);
     expect(logs.filter((l) => l.msg === 'connection failed').map((l) => l.retryInMs)).toEqual([10, 20, 40, 40]);
     await waitFor(() => host.domains.get(VM1)!.active, 'the resync after reconnect to restart the VM');
-    expect(metric(c, 'virtform_triggers_total', { source: 'reconnect' })).toBe(1);
-    expect(metric(c, 'virtform_connected')).toBe(1);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'reconnect' })).toBe(1);
+    expect(await metric(c, 'virtform_connected')).toBe(1);
     // events are delivered on the new registration
     await c.idle();
     host.domains.get(VM1)!.active = false;
@@ -331,7 +331,7 @@ describe('stop', () => {
     await sleep(50);
     expect(c.runCount).toBe(runs + 1); // … and nothing ran after it
     expect(c.connectionState).toBe('closed');
-    expect(metric(c, 'virtform_up')).toBe(0);
+    expect(await metric(c, 'virtform_up')).toBe(0);
     const lock = await store.acquireWriterLock({ command: 'test' });
     await lock.release();
   });
