@@ -336,3 +336,114 @@ describe('stop', () => {
     await lock.release();
   });
 });
+
+describe('requeue and stalled', () => {
+  const extraVolume = (capacity: string): string => `apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-bad}
+spec: {pool: ${P}-pool, capacity: ${capacity}, format: raw}
+`;
+
+  it('a failed run is requeued with jittered exponential backoff (default 1 s doubling) and converges within seconds', async () => {
+    const c = await startConverged(); // default requeue policy: 1 s doubling to 60 s, half jittered
+    const runs = c.runCount;
+    // Two runs' worth of failures (2 attempts per run): the 1st and 2nd runs fail, the 3rd converges.
+    host.failNext('startDomain', VM1, 4);
+    host.domains.get(VM1)!.active = false; // "virsh destroy"
+    const t0 = Date.now();
+    host.emitDomainEvent(VM1, 'stopped');
+    await waitFor(() => c.lastRun?.outcome === 'failed' && c.runCount === runs + 1, 'the failing run');
+    const status = await c.status();
+    expect(status.requeue.attempt).toBe(1);
+    expect(status.requeue.pending).toMatchObject({ reason: 'failed' });
+    expect(await metric(c, 'virtform_backoff_seconds')).toBeGreaterThanOrEqual(0.5);
+    expect(await metric(c, 'virtform_backoff_seconds')).toBeLessThanOrEqual(1);
+    expect(status.resources.find((r) => r.name === VM1)).toMatchObject({ status: 'failed', observed: 'stopped', desired: 'running' });
+
+    await waitFor(() => host.domains.get(VM1)!.active, 'the requeued runs to start the VM', 10_000);
+    await c.idle();
+    const convergedMs = Date.now() - t0;
+    expect(convergedMs).toBeLessThan(6_000); // the resync is off: only the requeue can have done it
+    expect(c.lastRun?.outcome).toBe('succeeded');
+    expect(c.runCount).toBe(runs + 3);
+    const requeues = logs.filter((l) => l.msg === 'requeue');
+    expect(requeues.map((l) => [l.attempt, l.reason])).toEqual([[1, 'failed'], [2, 'failed']]);
+    expect(Number(requeues[0]!.delayMs)).toBeGreaterThanOrEqual(500);
+    expect(Number(requeues[0]!.delayMs)).toBeLessThanOrEqual(1000);
+    expect(Number(requeues[1]!.delayMs)).toBeGreaterThanOrEqual(1000);
+    expect(Number(requeues[1]!.delayMs)).toBeLessThanOrEqual(2000);
+    expect(logs.filter((l) => l.msg === 'reconcile started').slice(-2).map((l) => l.sources)).toEqual([['requeue'], ['requeue']]);
+    expect(await metric(c, 'virtform_requeue_total', { reason: 'failed' })).toBe(2);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'requeue' })).toBe(2);
+    expect(await metric(c, 'virtform_backoff_seconds')).toBe(0); // reset on success
+    const after = await c.status();
+    expect(after.requeue).toEqual({ attempt: 0 });
+    expect(after.resources.find((r) => r.name === VM1)).toMatchObject({ status: 'converged', observed: 'running' });
+  });
+
+  it('a run that throws (the connection dropped mid-run) is requeued too', async () => {
+    const c = await startConverged({ requeue: { initialDelayMs: 20, maxDelayMs: 40 } });
+    const snapshot = host.snapshot.bind(host);
+    let throws = 1;
+    host.snapshot = async () => {
+      if (throws-- > 0) throw new Error('socket hang up');
+      return snapshot();
+    };
+    c.trigger('resync');
+    await waitFor(() => logs.some((l) => l.msg === 'requeue' && l.reason === 'error'), 'the requeue after the error');
+    await waitFor(() => c.lastRun?.outcome === 'noop', 'the requeued run');
+    expect(await metric(c, 'virtform_requeue_total', { reason: 'error' })).toBe(1);
+  });
+
+  it('an invalid definition stalls the resource: no requeue, shown in /status, until a manifest change', async () => {
+    const c = await startConverged({ requeue: { initialDelayMs: 50, maxDelayMs: 100 } });
+    host.failNext('createVolume', `${P}-bad.img`, Infinity, 'invalid');
+    writeFileSync(join(mdir, 'bad.yaml'), extraVolume('1MiB'));
+    await waitFor(() => c.lastRun?.outcome === 'failed', 'the failing run');
+    const runs = c.runCount;
+    await sleep(600); // many requeue delays of this policy
+    await c.idle();
+    expect(c.runCount).toBe(runs);
+    expect(logs.filter((l) => l.msg === 'requeue')).toEqual([]);
+    expect(logs.some((l) => l.msg === 'stalled: not retrying until a manifest change or a lifecycle event')).toBe(true);
+    expect(await metric(c, 'virtform_stalled_resources')).toBe(1);
+    expect(await metric(c, 'virtform_requeue_total', { reason: 'failed' })).toBe(0);
+    const status = await c.status();
+    expect(status.stalled).toHaveLength(1);
+    expect(status.stalled[0]).toMatchObject({ resource: `Volume/${P}-bad`, reason: expect.stringMatching(/^invalid: injected failure/) });
+    expect(status.resources.find((r) => r.name === `${P}-bad`)).toMatchObject({ status: 'stalled', observed: 'absent' });
+    expect(status.requeue.pending).toBeUndefined();
+    expect(c.lastRun?.stalled).toEqual([{ resource: `Volume/${P}-bad`, reason: expect.stringMatching(/^invalid:/) }]);
+
+    // An input change is retried: the fix converges and clears the stall.
+    host.failures.clear();
+    writeFileSync(join(mdir, 'bad.yaml'), extraVolume('2MiB'));
+    await waitFor(() => c.lastRun?.outcome === 'succeeded', 'the run after the manifest change');
+    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-bad.img`)?.capacityBytes).toBe(2 * 1024 * 1024);
+    expect((await c.status()).stalled).toEqual([]);
+    expect(await metric(c, 'virtform_stalled_resources')).toBe(0);
+  });
+
+  it('a conflict with a foreign object stalls it instead of requeueing', async () => {
+    const c = await startConverged({ requeue: { initialDelayMs: 50, maxDelayMs: 100 } });
+    host.networks.set(`${P}-foreign`, {
+      uuid: '22222222-3333-4444-5555-666666666666', active: true, autostart: false,
+      def: { ...host.networks.get(`${P}-net`)!.def, name: `${P}-foreign` },
+    });
+    writeFileSync(join(mdir, 'foreign.yaml'), `apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${P}-foreign}
+spec: {mode: isolated, cidr: 10.232.0.0/24}
+`);
+    await waitFor(() => c.lastRun?.outcome === 'failed', 'the conflicting run');
+    const runs = c.runCount;
+    await sleep(500);
+    await c.idle();
+    expect(c.runCount).toBe(runs);
+    const status = await c.status();
+    expect(status.stalled.map((s) => s.resource)).toEqual([`Network/${P}-foreign`]);
+    expect(status.stalled[0]!.reason).toMatch(/^conflict: .*adopt/);
+    expect(status.resources.find((r) => r.name === `${P}-foreign`)).toMatchObject({ status: 'stalled' });
+    expect(logs.filter((l) => l.msg === 'requeue')).toEqual([]);
+  });
+});
