@@ -28,8 +28,9 @@ export async function loadDesired(dir: string): Promise<LoadedDesired> {
   return { ok: true, desired: buildDesired(result.desired), manifestCount: result.desired.manifests.length };
 }
 
-export async function openStore(dbPath: string | undefined): Promise<StateStore> {
-  return openStateStore(dbPath ?? defaultDbPath());
+/** `mustExist`: open an existing DB only (throws StateDbMissingError, creates no file or folder). */
+export async function openStore(dbPath: string | undefined, opts: { mustExist?: boolean } = {}): Promise<StateStore> {
+  return openStateStore(dbPath ?? defaultDbPath(), { mustExist: opts.mustExist });
 }
 
 export function useColor(flag: boolean | undefined, stream: NodeJS.WriteStream = process.stdout): boolean {

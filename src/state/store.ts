@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type Selectable } from 'kysely';
@@ -75,6 +75,16 @@ export interface OpenOptions {
   now?: () => Date;
   /** SQLite busy timeout in ms (default 5000). */
   busyTimeoutMs?: number;
+  /** Open an existing DB only: a missing file is a {@link StateDbMissingError}, nothing is created. */
+  mustExist?: boolean;
+}
+
+/** `openStateStore(path, { mustExist: true })` on a path where no state DB exists. */
+export class StateDbMissingError extends Error {
+  override readonly name = 'StateDbMissingError';
+  constructor(readonly path: string) {
+    super(`state DB ${path} does not exist (nothing has been applied with this --db yet)`);
+  }
 }
 
 const DEFAULT_LIMIT = 50;
@@ -551,8 +561,9 @@ export class StateStore {
  */
 export async function openStateStore(path: string, opts: OpenOptions = {}): Promise<StateStore> {
   const memory = path === ':memory:' || path === '';
-  if (!memory) mkdirSync(dirname(path), { recursive: true });
-  const sqlite = new Database(path);
+  if (opts.mustExist && !memory && !existsSync(path)) throw new StateDbMissingError(path);
+  if (!memory && !opts.mustExist) mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new Database(path, { fileMustExist: opts.mustExist === true && !memory });
   try {
     sqlite.pragma(`busy_timeout = ${Math.max(0, Math.trunc(opts.busyTimeoutMs ?? 5000))}`);
     if (!memory) sqlite.pragma('journal_mode = WAL');
