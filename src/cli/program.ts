@@ -97,6 +97,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait', num('--shutdown-timeout', 0), 60)
     .option('--allow-empty', 'accept an empty manifest folder (deletes everything virtform owns)')
     .option('--reconnect-max <seconds>', 'cap of the exponential backoff between reconnect attempts', num('--reconnect-max', 0.1), 30)
+    .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
     .addOption(domainTypeOption())
     .action(async (dir: string, o) => {
       process.exitCode = await runWatch(dir, o);
