@@ -3,7 +3,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { openStateStore, LockHeldError, type StateStore } from '../../../src/state/index.js';
-import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
+import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type Enqueue, type Source, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
 import type { HostPort } from '../../../src/reconcile/ports.js';
 import { GatedHost, parsePrometheus, sampleValue, sleep, waitFor, writeFilesInPlace } from './helpers.js';
 
@@ -445,5 +445,31 @@ spec: {mode: isolated, cidr: 10.232.0.0/24}
     expect(status.stalled[0]!.reason).toMatch(/^conflict: .*adopt/);
     expect(status.resources.find((r) => r.name === `${P}-foreign`)).toMatchObject({ status: 'stalled' });
     expect(logs.filter((l) => l.msg === 'requeue')).toEqual([]);
+  });
+});
+
+describe('sources', () => {
+  it('a plugged-in source (as a future git poller would be) feeds the same queue and runner', async () => {
+    let enqueue: Enqueue | undefined;
+    let stopped = false;
+    const git: Source = {
+      name: 'git',
+      async start(e) {
+        enqueue = e;
+      },
+      async stop() {
+        stopped = true;
+      },
+    };
+    const c = await startConverged({ sources: [git] });
+    const runs = c.runCount;
+    writeFilesInPlace(mdir, manifests({ vm1Memory: '80MiB' })); // as if the poller checked out a new revision …
+    enqueue!('git'); // … and asked for a run (the folder watch fires too, after its debounce)
+    await waitFor(() => host.domains.get(VM1)!.def.memoryKiB === 80 * 1024, 'the run the source asked for');
+    expect(logs.find((l) => l.msg === 'reconcile started' && (l.sources as string[]).includes('git'))).toBeDefined();
+    expect(await metric(c, 'virtform_triggers_total', { source: 'git' })).toBe(1);
+    expect(c.runCount).toBeGreaterThan(runs);
+    await c.stop();
+    expect(stopped).toBe(true);
   });
 });
