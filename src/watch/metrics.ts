@@ -48,7 +48,7 @@ export class WatchMetrics {
     this.triggers = counter('virtform_triggers_total', 'Reconcile triggers by source (file, event, resync, reconnect, initial, requeue)', ['source']);
     this.reconnects = counter('virtform_reconnect_attempts_total', 'Attempts to (re)connect to libvirtd');
     this.requeues = counter('virtform_requeue_total', 'Failed or interrupted runs requeued with backoff, by reason (failed, error, interrupted)', ['reason']);
-    this.backoff = gauge('virtform_backoff_seconds', 'Delay of the pending requeue after a failed run (0 when none is pending)');
+    this.backoff = gauge('virtform_backoff_seconds', 'Backoff delay chosen at the last requeue of a failed run; 0 after a successful or stalled run');
     this.stalled = gauge('virtform_stalled_resources', 'Resources whose last failure cannot succeed by retrying; they wait for a manifest change or an event');
     this.up.set(1);
     this.connected.set(0);
