@@ -71,7 +71,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     });
 
   program.command('status')
-    .description('each managed resource: desired vs observed state, last error, attempts, last applied revision')
+    .description('each managed resource: desired vs observed state, derived status (converged, drifted, failed, pending), last error, attempts, last applied revision; exit 1 when the DB is missing or libvirt unreachable (unless --offline)')
     .argument('[dir]', 'manifest folder: also list declared resources not created yet')
     .addOption(uriOption())
     .addOption(dbOption())
@@ -97,6 +97,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait', num('--shutdown-timeout', 0), 60)
     .option('--allow-empty', 'accept an empty manifest folder (deletes everything virtform owns)')
     .option('--reconnect-max <seconds>', 'cap of the exponential backoff between reconnect attempts', num('--reconnect-max', 0.1), 30)
+    .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
     .addOption(domainTypeOption())
     .action(async (dir: string, o) => {
       process.exitCode = await runWatch(dir, o);

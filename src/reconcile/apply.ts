@@ -17,6 +17,7 @@ import { stepOpLabel } from './diff.js';
 import { kindOf } from './kinds/index.js';
 import type { ExecContext } from './kinds/types.js';
 import type { JournalEntry, ResourceRecord } from '../state/index.js';
+import { backoffDelay as jitteredDelay } from '../util/backoff.js';
 
 /** The part of the state store apply writes to. */
 export interface ApplyStore {
@@ -89,8 +90,7 @@ function retryable(e: unknown): boolean {
 }
 
 export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+  return jitteredDelay({ baseMs: policy.baseDelayMs, maxMs: policy.maxDelayMs }, attempt, random);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,7 +1,8 @@
-import { accessSync, constants as fsConstants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type Selectable } from 'kysely';
+import { backoffDelay, sleep } from '../util/backoff.js';
 import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
 import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
@@ -75,11 +76,22 @@ export interface OpenOptions {
   now?: () => Date;
   /** SQLite busy timeout in ms (default 5000). */
   busyTimeoutMs?: number;
+  /** Open an existing DB only: a missing file is a {@link StateDbMissingError}, nothing is created. */
+  mustExist?: boolean;
+}
+
+/** `openStateStore(path, { mustExist: true })` on a path where no state DB exists. */
+export class StateDbMissingError extends Error {
+  override readonly name = 'StateDbMissingError';
+  constructor(readonly path: string) {
+    super(`state DB ${path} does not exist (nothing has been applied with this --db yet)`);
+  }
 }
 
 const DEFAULT_LIMIT = 50;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** SQLITE_BUSY retries: 10 ms doubling to 250 ms, half of it random. */
+const BUSY_BACKOFF = { baseMs: 10, maxMs: 250 } as const;
 
 /**
  * Retry a read-then-write transaction that SQLite refused with SQLITE_BUSY. In WAL mode a deferred
@@ -93,7 +105,7 @@ async function withBusyRetry<T>(fn: () => Promise<T>, attempts = 20): Promise<T>
     } catch (e) {
       const code = (e as { code?: string }).code ?? '';
       if (!code.startsWith('SQLITE_BUSY') || i >= attempts) throw e;
-      await sleep(Math.min(250, 5 * 2 ** i) * (0.5 + Math.random() / 2));
+      await sleep(backoffDelay(BUSY_BACKOFF, i));
     }
   }
 }
@@ -683,7 +695,8 @@ function sqliteReason(path: string, e: unknown): string {
  */
 export async function openStateStore(path: string, opts: OpenOptions = {}): Promise<StateStore> {
   const memory = path === ':memory:' || path === '';
-  if (!memory) {
+  if (opts.mustExist && !memory && !existsSync(path)) throw new StateDbMissingError(path);
+  if (!memory && !opts.mustExist) {
     try {
       mkdirSync(dirname(path), { recursive: true });
     } catch (e) {
@@ -692,7 +705,7 @@ export async function openStateStore(path: string, opts: OpenOptions = {}): Prom
   }
   let sqlite: Database.Database;
   try {
-    sqlite = new Database(path);
+    sqlite = new Database(path, { fileMustExist: opts.mustExist === true && !memory });
   } catch (e) {
     throw new StateDbOpenError(path, sqliteReason(path, e), codeOf(e), e);
   }

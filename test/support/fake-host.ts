@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  HostError,
+  HostError, type HostErrorCode,
   type DhcpHost, type DomainDef, type HostDefinitions, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostIdentity, type HostPort, type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
 } from '../../src/reconcile/ports.js';
@@ -27,8 +27,12 @@ export class FakeHost implements HostPort {
   /** What hostIdentity() reports. */
   identity: HostIdentity = { uri: 'test:///fake', hostname: 'fake-host', uuid: '00000000-0000-4000-8000-00000000fa4e', driver: 'test' };
 
-  failNext(op: keyof HostPort, name: string, times = 1): void {
+  /** `op:name` → the HostError code of the injected failure (default operation-failed). */
+  failureCodes = new Map<string, HostErrorCode>();
+
+  failNext(op: keyof HostPort, name: string, times = 1, code: HostErrorCode = 'operation-failed'): void {
     this.failures.set(`${op}:${name}`, times);
+    this.failureCodes.set(`${op}:${name}`, code);
   }
 
   private call(op: string, name: string, mutating: boolean): void {
@@ -39,7 +43,7 @@ export class FakeHost implements HostPort {
     const left = this.failures.get(key);
     if (left !== undefined && left > 0) {
       this.failures.set(key, left - 1);
-      throw new HostError('operation-failed', `injected failure: ${op} ${name}`);
+      throw new HostError(this.failureCodes.get(key) ?? 'operation-failed', `injected failure: ${op} ${name}`);
     }
   }
 

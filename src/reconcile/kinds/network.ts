@@ -263,5 +263,6 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
   },
 
   desiredStatus: () => 'active',
+  defaultDesiredStatus: 'active',
   observedStatus: (view, r) => listedState(view.snapshot, (s) => s.networks, r.name),
 };

@@ -155,5 +155,6 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
   },
 
   desiredStatus: () => 'active',
+  defaultDesiredStatus: 'active',
   observedStatus: (view, r) => listedState(view.snapshot, (s) => s.pools, r.name),
 };

@@ -64,11 +64,13 @@ export interface ExecContext<R> {
   forgetIfUndeclared(): Promise<void>;
 }
 
-/** Status columns of one resource. */
+/** What the host showed, for the status columns. */
 export interface StatusView {
-  snapshot: HostSnapshot | undefined;
-  /** Keys (file paths) of the volumes seen in the listed pools. */
+  snapshot: HostSnapshot;
+  /** Keys (file paths) of the volumes listed in the active pools that were asked. */
   volumeKeys: Set<string>;
+  /** `pool/name` of the same volumes. */
+  volumeNames: Set<string>;
 }
 
 export interface KindHandler<R extends { kind: ResourceKind; name: string; key: string } = never, O extends { op: string } = never> {
@@ -110,6 +112,8 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
 
   /** Status columns: what the manifest asks for, and what the host shows. */
   desiredStatus(r: R): string;
-  /** What the host shows of the object; `uuid` is the recorded identity (null when none). */
-  observedStatus(view: StatusView, r: { name: string; uuid: string | null }): string;
+  /** What a record of this kind asked for when neither the manifest nor the record says. */
+  readonly defaultDesiredStatus: string;
+  /** What the host shows of the object; `uuid` is the recorded identity (null when none), `config` the desired or recorded one. */
+  observedStatus(view: StatusView, r: { name: string; uuid: string | null; config: unknown }): string;
 }

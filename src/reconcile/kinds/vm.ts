@@ -13,7 +13,7 @@ import {
   type FieldChange, type ResourceChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
-import { readListed, uuidToDefine } from './common.js';
+import { listedState, readListed, uuidToDefine } from './common.js';
 import type { KindHandler } from './types.js';
 
 export type DiskBus = 'virtio' | 'sata' | 'scsi' | 'ide';
@@ -248,9 +248,6 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   },
 
   desiredStatus: (r) => r.state,
-  observedStatus(view, r) {
-    if (!view.snapshot) return 'unknown';
-    const o = view.snapshot.domains.find((x) => x.name === r.name);
-    return !o ? 'absent' : o.active ? 'running' : 'stopped';
-  },
+  defaultDesiredStatus: 'running',
+  observedStatus: (view, r) => listedState(view.snapshot, (s) => s.domains, r.name, 'running', 'stopped'),
 };

@@ -271,9 +271,11 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   },
 
   desiredStatus: () => 'present',
+  defaultDesiredStatus: 'present',
   observedStatus(view, r) {
-    if (!view.snapshot) return 'unknown';
-    return r.uuid !== null && view.volumeKeys.has(r.uuid) ? 'present' : 'absent';
+    const at = locate({ config: r.config });
+    const known = (r.uuid !== null && view.volumeKeys.has(r.uuid)) || (at !== undefined && view.volumeNames.has(`${at.pool}/${at.volName}`));
+    return known ? 'present' : 'absent';
   },
 };
 
