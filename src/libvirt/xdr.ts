@@ -289,6 +289,14 @@ export class XdrReader {
     return out;
   }
 
+  /** `n` raw bytes, no length and no padding (stream data), as a view (not a copy). */
+  bytes(n: number = this.remaining): Buffer {
+    this.need(n, `${n} raw bytes`);
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
   opaque(max = UINT32_MAX): Buffer {
     const len = this.uint();
     if (len > max) throw new XdrError(`opaque length ${len} exceeds its limit ${max}`);
