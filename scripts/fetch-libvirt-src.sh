@@ -47,6 +47,8 @@ SRC
   fi
   tmp=$(mktemp -d "$CACHE/.dl.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
+  # apt downloads as _apt where it can write (else it warns and downloads as root).
+  chmod 755 "$tmp"; chown _apt "$tmp" 2>/dev/null || true
   if ! (cd "$tmp" && apt-get source --download-only -qq libvirt >&2); then
     # A stale index: refresh once and retry.
     if [ "$(id -u)" = 0 ]; then apt-get update -qq >&2 || true; fi

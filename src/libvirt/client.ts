@@ -45,6 +45,7 @@ import {
   PROCEDURES,
   type ProcedureName,
   readRemoteDomainEventCallbackLifecycleMsg,
+  type RemoteStorageVolUploadArgs,
   writeRemoteStorageVolDownloadArgs,
   writeRemoteStorageVolUploadArgs,
   REMOTE_AUTH_NONE,
@@ -583,11 +584,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     flags = 0,
     opts: VolStreamOptions = {},
   ): Promise<LibvirtStream> {
-    const sparse = (flags & VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) !== 0;
-    const stream = new LibvirtStream({ transport: this.transport, proc: PROCEDURES.storageVolUpload.proc, name: 'storageVolUpload' }, { ...opts, sparse });
-    const args = { vol, offset: BigInt(offset), length: BigInt(length), flags };
-    await this.rpc('storageVolUpload', (w) => writeRemoteStorageVolUploadArgs(w, args), () => undefined, {}, stream);
-    return stream;
+    return this.volStream('storageVolUpload', writeRemoteStorageVolUploadArgs, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM, { vol, offset, length, flags }, opts);
   }
 
   /**
@@ -602,10 +599,21 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     flags = 0,
     opts: VolStreamOptions = {},
   ): Promise<LibvirtStream> {
-    const sparse = (flags & VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM) !== 0;
-    const stream = new LibvirtStream({ transport: this.transport, proc: PROCEDURES.storageVolDownload.proc, name: 'storageVolDownload' }, { ...opts, sparse });
-    const args = { vol, offset: BigInt(offset), length: BigInt(length), flags };
-    await this.rpc('storageVolDownload', (w) => writeRemoteStorageVolDownloadArgs(w, args), () => undefined, {}, stream);
+    return this.volStream('storageVolDownload', writeRemoteStorageVolDownloadArgs, VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM, { vol, offset, length, flags }, opts);
+  }
+
+  /** Upload and download: the same arguments; the stream is sparse when `sparseFlag` is in the flags. */
+  private async volStream(
+    name: 'storageVolUpload' | 'storageVolDownload',
+    write: (w: XdrWriter, a: RemoteStorageVolUploadArgs) => void,
+    sparseFlag: number,
+    a: { vol: StorageVol; offset: number | bigint; length: number | bigint; flags: number },
+    opts: VolStreamOptions,
+  ): Promise<LibvirtStream> {
+    const sparse = (a.flags & sparseFlag) !== 0;
+    const stream = new LibvirtStream({ transport: this.transport, proc: PROCEDURES[name].proc, name }, { ...opts, sparse });
+    const args = { vol: a.vol, offset: BigInt(a.offset), length: BigInt(a.length), flags: a.flags };
+    await this.rpc(name, (w) => write(w, args), () => undefined, {}, stream);
     return stream;
   }
 

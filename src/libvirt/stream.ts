@@ -7,9 +7,10 @@
  *   VIR_NET_MESSAGE_LEGACY_PAYLOAD_MAX per packet;
  * - STREAM_HOLE, status CONTINUE: a `virNetStreamHole` (a run of zeros of `length` bytes), only on
  *   sparse streams (VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM / ..._DOWNLOAD_SPARSE_STREAM);
- * - STREAM, status OK, empty: end of data. The side that finishes sends it and the other confirms
- *   with the same; when the daemon sends it first (end of a download) this side answers it, as
- *   virStreamFinish does, and waits for the confirmation;
+ * - STREAM with no payload: end of data. This side finishes with an empty STREAM/OK and the
+ *   daemon confirms with an empty STREAM/OK; the daemon ends a download with an empty
+ *   STREAM/CONTINUE, which this side answers with its finish, as virStreamFinish does, and waits
+ *   for the confirmation (libvirt's client, too, takes any empty STREAM packet as the end);
  * - STREAM (or REPLY), status ERROR: a `remote_error`, the stream failed; this side aborts with an
  *   empty STREAM/ERROR.
  *
@@ -120,28 +121,27 @@ export class LibvirtStream extends Duplex implements StreamSink {
       return;
     }
     if (header.type !== MessageType.STREAM) return;
-    if (header.status === MessageStatus.CONTINUE) {
-      if (body.length === 0) return;
+    if (body.length > 0) {
       this.bytesIn += body.length;
       this.push(body);
       return;
     }
-    if (header.status === MessageStatus.OK) {
-      if (this.finishSent) {
-        // The daemon confirmed our finish (or abort).
-        this.close();
-        const c = this.confirm;
-        this.confirm = undefined;
-        c?.resolve();
-        this.push(null);
-        return;
-      }
-      // End of the daemon's data: answer with our finish and wait for its confirmation.
-      this.sendFinish().then(
-        () => this.push(null),
-        (err: Error) => this.destroy(err),
-      );
+    // No payload: end of the stream (libvirt's client treats it so whatever the status: the
+    // daemon ends a download with an empty CONTINUE packet, and confirms a finish with an empty OK).
+    if (this.finishSent) {
+      // The daemon confirmed our finish (or abort).
+      this.close();
+      const c = this.confirm;
+      this.confirm = undefined;
+      c?.resolve();
+      this.push(null);
+      return;
     }
+    // End of the daemon's data: answer with our finish and wait for its confirmation.
+    this.sendFinish().then(
+      () => this.push(null),
+      (err: Error) => this.destroy(err),
+    );
   }
 
   /** @internal */

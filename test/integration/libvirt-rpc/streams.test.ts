@@ -96,7 +96,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe('storage volume streams on qemu:///system', () => {
+describe('storage volume streams on qemu:///system', { timeout: 60_000 }, () => {
   let sparseVol: StorageVol;
   let sparsePath: string;
 

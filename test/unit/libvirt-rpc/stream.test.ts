@@ -142,7 +142,8 @@ describe('download', () => {
       setTimeout(() => {
         send(conn, header, MessageType.STREAM_HOLE, MessageStatus.CONTINUE, (w) => writeVirNetStreamHole(w, { length: 3n, flags: 0 }));
         send(conn, header, MessageType.STREAM, MessageStatus.CONTINUE, (w) => w.bytes(Buffer.from('late')));
-        send(conn, header, MessageType.STREAM, MessageStatus.OK);
+        // libvirtd 9.0.0 ends a download with an empty STREAM/CONTINUE packet
+        send(conn, header, MessageType.STREAM, MessageStatus.CONTINUE);
       }, 10);
       return {};
     });
