@@ -158,7 +158,29 @@ interface EventRegistration {
  * or a stream). The compiler checks the list: a generated method left in with another signature
  * than this class's would not merge.
  */
+/** Procedures whose `int` result is a boolean (autostart, is-active, is-persistent). */
+const BOOLEAN_RESULT = [
+  'domainGetAutostart',
+  'domainIsActive',
+  'domainIsPersistent',
+  'networkGetAutostart',
+  'networkIsActive',
+  'networkIsPersistent',
+  'storagePoolGetAutostart',
+  'storagePoolIsActive',
+  'storagePoolIsPersistent',
+] as const;
+/** Procedures whose `int autostart` argument is a boolean. */
+const BOOLEAN_AUTOSTART = ['domainSetAutostart', 'networkSetAutostart', 'storagePoolSetAutostart'] as const;
+type BooleanResult = (typeof BOOLEAN_RESULT)[number];
+type BooleanAutostart = (typeof BOOLEAN_AUTOSTART)[number];
+type BooleanAdapters = { [K in BooleanResult]: (...args: Parameters<RemoteCalls[K]>) => Promise<boolean> } & {
+  [K in BooleanAutostart]: (obj: Parameters<RemoteCalls[K]>[0], autostart: boolean) => Promise<void>;
+};
+
 type HandWritten =
+  | BooleanResult
+  | BooleanAutostart
   | 'connectGetVersion'
   | 'connectGetLibVersion'
   | 'connectSupportsFeature'
@@ -167,19 +189,7 @@ type HandWritten =
   | 'connectListAllStoragePools'
   | 'domainGetState'
   | 'domainGetInfo'
-  | 'domainSetAutostart'
-  | 'domainGetAutostart'
-  | 'domainIsActive'
-  | 'domainIsPersistent'
-  | 'networkSetAutostart'
-  | 'networkGetAutostart'
-  | 'networkIsActive'
-  | 'networkIsPersistent'
   | 'networkUpdate'
-  | 'storagePoolSetAutostart'
-  | 'storagePoolGetAutostart'
-  | 'storagePoolIsActive'
-  | 'storagePoolIsPersistent'
   | 'storagePoolGetInfo'
   | 'storagePoolListAllVolumes'
   | 'storageVolGetInfo'
@@ -208,7 +218,7 @@ export interface VolStreamOptions extends Omit<LibvirtStreamOptions, 'sparse'> {
 // The generated call stubs (all but HandWritten) are LibvirtClient methods: installed on its
 // prototype at the end of this file.
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-export interface LibvirtClient extends Omit<RemoteCalls<LibvirtStream>, HandWritten | 'rpc' | 'rpcStream'> {}
+export interface LibvirtClient extends Omit<RemoteCalls<LibvirtStream>, HandWritten | 'rpc' | 'rpcStream'>, BooleanAdapters {}
 
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
@@ -474,38 +484,6 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     };
   }
 
-  domainSetAutostart(dom: Domain, autostart: boolean): Promise<void> {
-    return this.remote.domainSetAutostart(dom, autostart ? 1 : 0);
-  }
-
-  async domainGetAutostart(dom: Domain): Promise<boolean> {
-    return (await this.remote.domainGetAutostart(dom)) !== 0;
-  }
-
-  async domainIsActive(dom: Domain): Promise<boolean> {
-    return (await this.remote.domainIsActive(dom)) !== 0;
-  }
-
-  async domainIsPersistent(dom: Domain): Promise<boolean> {
-    return (await this.remote.domainIsPersistent(dom)) !== 0;
-  }
-
-  networkSetAutostart(net: Network, autostart: boolean): Promise<void> {
-    return this.remote.networkSetAutostart(net, autostart ? 1 : 0);
-  }
-
-  async networkGetAutostart(net: Network): Promise<boolean> {
-    return (await this.remote.networkGetAutostart(net)) !== 0;
-  }
-
-  async networkIsActive(net: Network): Promise<boolean> {
-    return (await this.remote.networkIsActive(net)) !== 0;
-  }
-
-  async networkIsPersistent(net: Network): Promise<boolean> {
-    return (await this.remote.networkIsPersistent(net)) !== 0;
-  }
-
   /**
    * virNetworkUpdate. `command`: VIR_NETWORK_UPDATE_COMMAND_*; `section`: VIR_NETWORK_SECTION_*;
    * `parentIndex`: which `<ip>` element (-1 = first/any); `flags`: VIR_NETWORK_UPDATE_AFFECT_*.
@@ -529,22 +507,6 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     }
     const [first, second] = this.networkUpdateCorrectOrder ? [command, section] : [section, command];
     return this.remote.networkUpdate(net, first, second, parentIndex, xml, flags);
-  }
-
-  storagePoolSetAutostart(pool: StoragePool, autostart: boolean): Promise<void> {
-    return this.remote.storagePoolSetAutostart(pool, autostart ? 1 : 0);
-  }
-
-  async storagePoolGetAutostart(pool: StoragePool): Promise<boolean> {
-    return (await this.remote.storagePoolGetAutostart(pool)) !== 0;
-  }
-
-  async storagePoolIsActive(pool: StoragePool): Promise<boolean> {
-    return (await this.remote.storagePoolIsActive(pool)) !== 0;
-  }
-
-  async storagePoolIsPersistent(pool: StoragePool): Promise<boolean> {
-    return (await this.remote.storagePoolIsPersistent(pool)) !== 0;
   }
 
   async storagePoolGetInfo(pool: StoragePool): Promise<StoragePoolInfo> {
@@ -684,6 +646,27 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     }
     // Other events are not subscribed to by this client; ignore them.
   }
+}
+
+// The boolean adapters: the generated call, with its int result or argument as a boolean.
+type Remote = Record<string, (...a: unknown[]) => Promise<unknown>>;
+for (const name of BOOLEAN_RESULT) {
+  Object.defineProperty(LibvirtClient.prototype, name, {
+    value: async function (this: LibvirtClient, ...args: unknown[]) {
+      return (await (this.remote as unknown as Remote)[name]!(...args)) !== 0;
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+for (const name of BOOLEAN_AUTOSTART) {
+  Object.defineProperty(LibvirtClient.prototype, name, {
+    value: function (this: LibvirtClient, obj: unknown, autostart: boolean) {
+      return (this.remote as unknown as Remote)[name]!(obj, autostart ? 1 : 0);
+    },
+    writable: true,
+    configurable: true,
+  });
 }
 
 // Install the generated call stubs as LibvirtClient methods, except those written above.
