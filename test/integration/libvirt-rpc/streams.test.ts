@@ -1,9 +1,11 @@
 /**
  * libvirt's stream protocol on qemu:///system: storage volume upload and download, plain and
  * sparse (STREAM_HOLE), checked against the volume's file on disk (contents, and `du` for the
- * holes), plus opening and closing a console stream is not covered here (it needs a guest).
+ * holes); and a domain console stream (a diskless 64 MiB guest whose firmware writes to its
+ * serial console).
  *
- * Creates a dir pool `vftest-proto-<pid>` in a temp dir with raw volumes, removes all of it after.
+ * Creates a dir pool `vftest-proto-<pid>` in a temp dir with raw volumes and a domain
+ * `vftest-proto-con-<pid>`, and removes all of it after.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,12 +21,14 @@ import {
   type LibvirtStream,
   type StoragePool,
   type StorageVol,
+  VIR_DOMAIN_START_PAUSED,
   VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM,
   VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM,
 } from '../../../src/libvirt/index.js';
 
 const URI = 'qemu:///system';
 const POOL = `vftest-proto-${process.pid}`;
+const DOM = `vftest-proto-con-${process.pid}`;
 const MiB = 2 ** 20;
 const SIZE = 16 * MiB;
 
@@ -84,6 +88,11 @@ beforeAll(async () => {
 afterAll(async () => {
   if (c) {
     const quiet = (p: Promise<unknown>) => p.catch(() => undefined);
+    const d = await c.domainLookupByName(DOM).catch(() => undefined);
+    if (d) {
+      await quiet(c.domainDestroy(d));
+      await quiet(c.domainUndefine(d));
+    }
     const p = await c.storagePoolLookupByName(POOL).catch(() => undefined);
     if (p) {
       for (const v of await c.storagePoolListAllVolumes(p).catch(() => [])) await quiet(c.storageVolDelete(v));
@@ -143,15 +152,52 @@ describe('storage volume streams on qemu:///system', { timeout: 60_000 }, () => 
     expect((await c.storageVolGetInfo(sparseVol)).capacity).toBe(SIZE);
   });
 
-  it('a partial download (offset, length) and a daemon-side stream error', async () => {
+  it('a partial download (offset, length); refusals leave the volume as it was', async () => {
     const down = await c.storageVolDownload(sparseVol, MiB - 10, 20, 0);
     expect((await readAll(down)).bytes.equals(data.subarray(MiB - 10, MiB + 10))).toBe(true);
     // Holes on a stream not opened as sparse: refused before anything is sent.
     const up = await c.storageVolUpload(sparseVol, 0, SIZE, 0);
     await expect(pipeline(Readable.from([{ hole: 4096 }], { objectMode: true }), up)).rejects.toThrow(/sparse stream/);
-    // Uploading past the end of the volume: the daemon refuses the call itself.
-    await expect(c.storageVolUpload(sparseVol, SIZE * 2, 10, 0)).rejects.toBeInstanceOf(LibvirtError);
+    // An upload into a volume that does not exist: the daemon refuses the call itself.
+    const missing = { ...sparseVol, name: 'vftest-proto-missing.raw', key: join(dir, 'vftest-proto-missing.raw') };
+    await expect(c.storageVolUpload(missing, 0, 10, 0)).rejects.toBeInstanceOf(LibvirtError);
     expect((await c.storageVolGetInfo(sparseVol)).capacity).toBe(SIZE);
     expect(readFileSync(sparsePath).equals(data)).toBe(true);
+  });
+});
+
+describe('domain console stream on qemu:///system', { timeout: 60_000 }, () => {
+  it('domainOpenConsole: the firmware output arrives on the duplex stream; end() closes it', async () => {
+    const caps = await c.connectGetCapabilities();
+    const type = caps.includes("<domain type='kvm'") ? 'kvm' : 'qemu';
+    const dom = await c.domainDefineXml(`<domain type='${type}'>
+  <name>${DOM}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type><bios useserial='yes'/></os>
+  <devices><serial type='pty'/><console type='pty'/></devices>
+</domain>`);
+    const running = await c.domainCreateWithFlags(dom, VIR_DOMAIN_START_PAUSED);
+    const con = await c.domainOpenConsole(running, null, 0);
+    let text = '';
+    const seen = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no firmware output on the console within 30 s (got ${JSON.stringify(text)})`)), 30_000);
+      con.on('data', (b: Buffer) => {
+        text += b.toString('latin1');
+        if (/SeaBIOS|Booting|No bootable/.test(text)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      con.on('error', reject);
+    });
+    await c.domainResume(running);
+    await seen;
+    expect(con.bytesIn).toBeGreaterThan(0);
+    con.write('\r');
+    con.end();
+    await new Promise((resolve, reject) => con.on('finish', resolve).on('error', reject));
+    await c.domainDestroy(running);
+    await c.domainUndefine(running);
   });
 });
