@@ -170,3 +170,18 @@ export function compareConfigs<C extends object>(
   }
   return out;
 }
+
+/**
+ * The runtime part of a listed object's update (pools, networks): started again when inactive
+ * (drift), autostart set when it differs. Appends to `fields` and `reasons`; true when inactive.
+ */
+export function runtimeDifferences(
+  what: string, obs: { active: boolean; autostart: boolean }, autostart: boolean, fields: FieldChange[], reasons: string[],
+): boolean {
+  if (!obs.active) {
+    fields.push({ field: 'status', before: 'inactive', after: 'active' });
+    reasons.push(`${what} is inactive (drift)`);
+  }
+  if (obs.autostart !== autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: autostart });
+  return !obs.active;
+}

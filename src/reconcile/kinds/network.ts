@@ -5,9 +5,9 @@
  */
 import { resourceKey } from '../../model/kinds.js';
 import type { DhcpHost, NetworkDef, NetworkDetail } from '../../model/definitions.js';
-import { canonicalJson, hashConfig, type DesiredBase } from '../resource.js';
+import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
 import {
-  appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
+  appliedConfig, change, compareConfigs, runtimeDifferences, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
@@ -136,11 +136,7 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
           .map((h) => ({ mac: h.mac.toLowerCase(), ip: h.ip, ...(h.name ? { name: h.name } : {}) }))
           .sort((a, b) => a.mac.localeCompare(b.mac)),
       };
-      return {
-        kind: 'Network', name: n.metadata.name, host: ctx.host, key: resourceKey('Network', n.metadata.name, ctx.host),
-        adopt: n.metadata.adopt === true, labels: { ...(n.metadata.labels ?? {}) },
-        config, specHash: hashConfig(config), autostart: n.spec.autostart ?? true, source: n.source,
-      };
+      return { ...desiredBase('Network', n, ctx.host, config), autostart: n.spec.autostart ?? true };
     });
   },
   dependencies: () => [],
@@ -206,12 +202,7 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     // Adopting, or the owner marker is gone: write virtform's definition (with its marker).
     const define = adopting || !actual.marker;
     if (define) reasons.push(adopting ? 'adopting existing network (metadata.adopt)' : interruptedOr(own, 'owner marker missing: redefining'));
-    if (!obs.active) {
-      fields.push({ field: 'status', before: 'inactive', after: 'active' });
-      reasons.push('network is inactive (drift)');
-      drift = true;
-    }
-    if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
+    drift = runtimeDifferences('network', obs, r.autostart, fields, reasons) || drift;
     if (fields.length === 0 && !define) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,

@@ -7,7 +7,7 @@
 import { resourceKey } from '../../model/kinds.js';
 import type { DomainDef, VolumeFormat } from '../../model/definitions.js';
 import { parseSize } from '../../manifest/index.js';
-import { hashConfig, type DesiredBase } from '../resource.js';
+import { desiredBase, type DesiredBase } from '../resource.js';
 import {
   change, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange, type ResourceChange,
@@ -105,10 +105,8 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         })),
       };
       return {
-        kind: 'VirtualMachine', name: vm.metadata.name, host: ctx.host, key: resourceKey('VirtualMachine', vm.metadata.name, ctx.host),
-        adopt: vm.metadata.adopt === true, labels: { ...(vm.metadata.labels ?? {}) },
-        config, specHash: hashConfig(config), autostart: vm.spec.autostart ?? false,
-        state: (vm.spec.state ?? 'running') as 'running' | 'stopped', source: vm.source,
+        ...desiredBase('VirtualMachine', vm, ctx.host, config),
+        autostart: vm.spec.autostart ?? false, state: (vm.spec.state ?? 'running') as 'running' | 'stopped',
       };
     });
   },

@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import { resourceKey } from '../../model/kinds.js';
 import type { VolumeDef, VolumeDetail, VolumeFormat } from '../../model/definitions.js';
 import { parseSize } from '../../manifest/index.js';
-import { hashConfig, type DesiredBase } from '../resource.js';
+import { desiredBase, type DesiredBase } from '../resource.js';
 import { HostError } from '../ports.js';
 import {
   appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, isMissingDrift, recordedConfig,
@@ -100,11 +100,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         backingPath: v.spec.backingVolume ? ctx.volumePath(v.spec.backingVolume) : undefined,
         sourcePath: v.spec.source,
       };
-      return {
-        kind: 'Volume', name: v.metadata.name, host: ctx.host, key: resourceKey('Volume', v.metadata.name, ctx.host),
-        adopt: v.metadata.adopt === true, labels: { ...(v.metadata.labels ?? {}) },
-        config, specHash: hashConfig(config), source: v.source,
-      };
+      return desiredBase('Volume', v, ctx.host, config);
     });
   },
   dependencies: (r) => [
