@@ -197,8 +197,9 @@ spec: {mode: isolated, cidr: 10.242.0.0/24}
   it('leaves no volume file behind when an image import fails, and finishes the rest', async () => {
     const { writeFileSync } = await import('node:fs');
     const img = join(work, 'not-an-image.qcow2');
-    // A qcow2 header that qemu-img can't read: a real failure, after libvirt created the volume.
-    writeFileSync(img, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(60, 0xff)]));
+    // A qcow2 header that passes virtform's own header check (no backing file, size 0) but that
+    // qemu-img can't read (version 0xffffffff): a real failure, after libvirt created the volume.
+    writeFileSync(img, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(4, 0xff), Buffer.alloc(56, 0)]));
     const bad = `---
 apiVersion: virtform.dev/v1
 kind: Volume
