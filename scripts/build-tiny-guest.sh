@@ -239,9 +239,9 @@ while :; do sleep 3600; done
 EOF
 chmod 0755 "$ROOT/init" "$ROOT/etc/udhcpc.script"
 
-# Deterministic archive: fixed mtimes, sorted names, root-owned (cpio -R 0:0).
+# Deterministic archive: fixed mtimes, sorted names, root-owned, inodes renumbered (--reproducible).
 find "$ROOT" -exec touch -h -d @0 {} +
-(cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -n -9 > "$WORK/initrd.img"
+(cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -n -9 > "$WORK/initrd.img"
 
 mkdir -p "$WORK/out"
 cp "$VMLINUZ" "$WORK/out/vmlinuz"
@@ -253,5 +253,8 @@ chmod 0755 "$WORK/out"
 rm -rf "$OUT"
 mv "$WORK/out" "$OUT"
 ln -sfn "$KEY" "$CACHE/current"
+# Older builds and packages are not used again: keep only this build and its two .debs.
+for d in "$CACHE"/linux-image-*; do [ "$d" = "$OUT" ] || rm -rf "$d"; done
+for f in "$CACHE"/debs/*.deb; do [ "$f" = "$KDEB" ] || [ "$f" = "$BDEB" ] || rm -f "$f"; done
 log "built $OUT ($(du -h "$OUT/initrd.img" | cut -f1) initrd)"
 echo "$OUT"
