@@ -182,6 +182,9 @@ cat > "$ROOT/init" <<'EOF'
 #   vf-marker: TEXT                for each user-data line `#vf-marker: TEXT`
 #   vf-guest: ip ADDRESS           udhcpc obtained ADDRESS on eth0
 #   vf-guest: error TEXT           something failed (the guest stays up)
+#   vf-guest: log: TEXT            udhcpc's output up to the lease
+#   vf-guest: uptime seed=S ip=S   seconds since kernel start when the seed was read / lease taken
+#   vf-guest: ready                all done; the guest idles (udhcpc keeps renewing)
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -190,6 +193,7 @@ mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 exec </dev/console >/dev/console 2>&1
 say() { echo "vf-guest: $*"; }
 say boot "$(uname -r)"
+up() { cut -d' ' -f1 /proc/uptime; }
 while read -r m; do insmod "/lib/modules/$m.ko" || say error "insmod $m"; done < /etc/modules.order
 
 seed=
@@ -205,6 +209,7 @@ for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
   [ -n "$seed" ] && break
   sleep 0.5
 done
+t_seed=$(up)
 
 # meta-data is YAML; the flat `key: value` lines are enough here (quotes stripped).
 md() { sed -n "s/^$1:[[:space:]]*//p" /mnt/seed/meta-data | head -1 | sed "s/^[\"']//; s/[\"'][[:space:]]*\$//; s/[[:space:]]*\$//"; }
@@ -226,14 +231,21 @@ fi
 
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
+  # A discover sent before the link has carrier is lost (udhcpc then waits its -T seconds).
+  ip link set eth0 up
+  n=0
+  while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
   # Foreground udhcpc in the background: it keeps renewing the lease while the guest runs.
-  udhcpc -f -i eth0 -s /etc/udhcpc.script -t 30 -T 2 ${name:+-x hostname:$name} >/run/udhcpc.log 2>&1 &
+  udhcpc -f -i eth0 -s /etc/udhcpc.script -t 60 -T 1 ${name:+-x hostname:$name} >/run/udhcpc.log 2>&1 &
   n=0
   while [ ! -s /run/vf-ip ] && [ $n -lt 300 ]; do sleep 0.2; n=$((n+1)); done
-  if [ -s /run/vf-ip ]; then say ip "$(cat /run/vf-ip)"; else say error "no DHCP lease"; cat /run/udhcpc.log; fi
+  t_ip=$(up)
+  if [ -s /run/vf-ip ]; then say ip "$(cat /run/vf-ip)"; else say error "no DHCP lease"; fi
+  sed 's/^/vf-guest: log: /' /run/udhcpc.log
 else
   say error "no eth0"
 fi
+say uptime "seed=$t_seed ip=${t_ip:-none}"
 say ready
 while :; do sleep 3600; done
 EOF

@@ -111,7 +111,7 @@ describe('tiny guest: direct kernel boot + NoCloud seed on an isolated network',
       netXml,
       `<network>
   <name>${NET}</name>
-  <bridge name='${BRIDGE}'/>
+  <bridge name='${BRIDGE}' stp='off' delay='0'/>
   <ip address='${SUBNET}.1' netmask='255.255.255.0'>
     <dhcp><range start='${SUBNET}.${RANGE.start}' end='${SUBNET}.${RANGE.end}'/></dhcp>
   </ip>
@@ -205,10 +205,12 @@ describe('tiny guest: direct kernel boot + NoCloud seed on an isolated network',
       await sleep(500);
     }
     const readyMs = Date.now() - t0;
+    const uptime = /^vf-guest: uptime (.*)$/m.exec(log)?.[1] ?? '?';
+    const dhcpLog = log.split('\n').filter((l) => l.startsWith('vf-guest: log: '));
     const context = `console log:\n${log}\nleases:\n${JSON.stringify(leases())}`;
     // eslint-disable-next-line no-console
     console.log(
-      `[tiny-guest] ${VIRT}: build script ${buildMs} ms, start->lease ${leaseMs} ms, start->ready ${readyMs} ms, kernel ${readFileSync(join(guestDir, 'kernel-version'), 'utf8').trim()}`,
+      `[tiny-guest] ${VIRT}: build script ${buildMs} ms, start->lease ${leaseMs} ms, start->ready ${readyMs} ms, guest uptime ${uptime}, kernel ${readFileSync(join(guestDir, 'kernel-version'), 'utf8').trim()}\n${dhcpLog.join('\n')}`,
     );
 
     expect(log, context).toMatch(/^vf-guest: seed \/dev\/sr0$/m);
