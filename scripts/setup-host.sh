@@ -9,8 +9,9 @@ need_root() { [ "$(id -u)" -eq 0 ] || { echo "setup-host.sh must run as root (it
 need_root
 
 # xorriso, genisoimage (isoinfo): the unit tests read the NoCloud seed images back with them;
+# python3-yaml: PyYAML, the parser cloud-init reads meta-data with, checks the seed's YAML;
 # cpio: scripts/build-tiny-guest.sh packs the tiny guest's initramfs.
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio)
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

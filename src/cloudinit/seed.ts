@@ -97,7 +97,7 @@ export function seedFiles(input: SeedInput): SeedFile[] {
 function networkConfigText(nc: Record<string, unknown> | string): string {
   let obj: unknown;
   if (typeof nc === 'string') {
-    const doc = parseDocument(nc);
+    const doc = parseDocument(nc, { version: '1.1' }); // as cloud-init (PyYAML) reads it
     if (doc.errors.length > 0) throw new SeedError('networkConfig', `not valid YAML: ${doc.errors[0]!.message}`);
     if (!isMap(doc.contents)) throw new SeedError('networkConfig', 'must be a YAML mapping');
     obj = doc.toJS();
@@ -114,8 +114,13 @@ function networkConfigText(nc: Record<string, unknown> | string): string {
   return typeof nc === 'string' ? nc : yaml(nc);
 }
 
+/**
+ * cloud-init reads meta-data and network-config with PyYAML, a YAML 1.1 parser: there an unquoted
+ * MAC address `52:54:00:12:34:56` is a base-60 integer and `yes`/`on`/`no` are booleans. Writing
+ * with the YAML 1.1 schema quotes every such string.
+ */
 function yaml(v: unknown): string {
-  return stringify(v, { sortMapEntries: true, lineWidth: 0 });
+  return stringify(v, { version: '1.1', sortMapEntries: true, lineWidth: 0 });
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -5,6 +6,21 @@ import { buildNoCloudSeed, SeedError, seedFiles } from '../../../src/cloudinit/s
 import { readIso, requireTools } from './iso-reader.js';
 
 beforeAll(requireTools);
+
+/** Parses YAML with PyYAML, the YAML 1.1 parser cloud-init reads meta-data and network-config with. */
+function pyyaml(text: string): unknown {
+  try {
+    return JSON.parse(
+      execFileSync('/usr/bin/python3', ['-c', 'import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))'], {
+        input: text,
+        encoding: 'utf8',
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+    );
+  } catch (e) {
+    throw new Error(`PyYAML (Debian python3-yaml, /usr/bin/python3) is needed for this test: ${(e as Error).message}`);
+  }
+}
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake user@host';
 
@@ -40,6 +56,17 @@ describe('NoCloud seed', () => {
     expect(parse(v.contents.get('network-config')!.toString())).toEqual({ version: 2, ethernets: { eth0: { dhcp4: true } } });
     // What is in the image is exactly what seedFiles reports.
     for (const f of s.files) expect(v.contents.get(f.name)!.toString()).toBe(f.text);
+  });
+
+  it('strings that YAML 1.1 (PyYAML, as cloud-init reads) would take for numbers or booleans stay strings', () => {
+    const tricky = { mac: '52:54:00:12:34:56', yes: 'yes', on: 'on', no: 'no', y: 'y', time: '12:30', octal: '0755', under: '1_000' };
+    const files = seedFiles({
+      vmName: 'on',
+      metaData: { 'instance-id': '1:2:3', ...tricky },
+      networkConfig: { version: 2, ethernets: { eth0: { match: { macaddress: '52:54:00:12:34:56' }, dhcp4: true } } },
+    });
+    expect(pyyaml(files[1]!.text)).toEqual({ 'instance-id': '1:2:3', 'local-hostname': 'on', ...tricky });
+    expect(pyyaml(files[2]!.text)).toEqual({ version: 2, ethernets: { eth0: { match: { macaddress: '52:54:00:12:34:56' }, dhcp4: true } } });
   });
 
   it('network-config text is kept as written (v1 and v2, also under network:)', () => {
