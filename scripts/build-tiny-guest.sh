@@ -26,11 +26,11 @@ die() { printf '[tiny-guest] error: %s\n' "$*" >&2; exit 1; }
 CACHE="${VIRTFORM_TINY_GUEST_CACHE:-/var/cache/virtform/tiny-guest}"
 META_PKG=linux-image-cloud-amd64
 BUSYBOX_PKG=busybox-static
-# Drivers for a `pc` (i440FX) machine: the seed CD-ROM on the PIIX IDE controller (the cloud
-# kernel has no AHCI driver at all), ISO 9660 with Joliet, virtio NIC and disk. Their
-# dependencies (libata, scsi_mod, cdrom, virtio, virtio_ring, net_failover, ...) are added from
-# each module's own `depends=` field.
-ROOT_MODULES=(ata_piix ata_generic sr_mod isofs virtio_pci virtio_net virtio_blk)
+# Drivers: the seed CD-ROM on the PIIX IDE controller of a `pc` (i440FX) machine, or on virtio-scsi
+# (q35's own CD-ROM bus is SATA/AHCI, and the cloud kernel has no AHCI driver at all); ISO 9660
+# with Joliet; virtio NIC, disk and SCSI. Their dependencies (libata, scsi_mod, cdrom, virtio,
+# virtio_ring, net_failover, ...) are added from each module's own `depends=` field.
+ROOT_MODULES=(ata_piix ata_generic sr_mod isofs virtio_pci virtio_net virtio_blk virtio_scsi)
 
 SCRIPT_HASH=$(sha256sum "$0" | cut -c1-12)
 
