@@ -202,8 +202,11 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     // Adopting, or the owner marker is gone: write virtform's definition (with its marker).
     const define = adopting || !actual.marker;
     if (define) reasons.push(adopting ? 'adopting existing network (metadata.adopt)' : interruptedOr(own, 'owner marker missing: redefining'));
+    // Made by an interrupted run, or applied with another spec that the host already matches: record it.
+    const unrecorded = own.state === 'owned' && (own.via === 'journal' || record?.specHash !== r.specHash);
+    if (unrecorded && !define && fields.length === 0) reasons.push(interruptedOr(own, 'the host already matches the manifest: recording it'));
     drift = runtimeDifferences('network', obs, r.autostart, fields, reasons) || drift;
-    if (fields.length === 0 && !define) return undefined;
+    if (fields.length === 0 && !define && !unrecorded) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
       steps: [{

@@ -101,11 +101,13 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
     }
     const fields: FieldChange[] = [];
     const reasons: string[] = [];
+    // Made by an interrupted run, or applied with another spec that the host already matches: record it.
+    const unrecorded = own.state === 'owned' && (own.via === 'journal' || record?.specHash !== r.specHash);
     if (adopting) reasons.push('adopting existing pool (metadata.adopt)');
-    else if (own.state === 'owned' && own.via === 'journal') reasons.push(interruptedOr(own, ''));
+    else if (unrecorded) reasons.push(interruptedOr(own, 'the host already matches the manifest: recording it'));
     const drift = runtimeDifferences('pool', obs, r.autostart, fields, reasons);
     const define = adopting || (own.state === 'owned' && own.via === 'journal');
-    if (fields.length === 0 && !define) return undefined;
+    if (fields.length === 0 && !define && !unrecorded) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
       steps: [{

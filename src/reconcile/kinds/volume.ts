@@ -203,8 +203,8 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
       });
     }
-    if (adopting || (!prev && record?.specHash !== r.specHash)) {
-      // Adopted, or recorded without config: take the object as it is and record it.
+    if (adopting || record?.specHash !== r.specHash) {
+      // Adopted, recorded without config, or applied with another spec the file already matches: record it.
       return change(r, 'update', adopting ? 'adopting existing volume (metadata.adopt)' : 'recording volume', own, {
         adopt: adopting, steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
       });
