@@ -366,6 +366,7 @@ export class WatchController {
         concurrency: this.#o.concurrency,
         retry: this.#o.retry,
         gracefulStop: this.#o.gracefulStop,
+        allowDataLoss: false, // never destroys data unattended: such changes are held (result.held)
         shutdownTimeoutMs: this.#o.shutdownTimeoutMs,
         signal: this.#abort.signal,
         onEvent: (e) => {
@@ -398,6 +399,7 @@ export class WatchController {
       const fields = { seq, sources, outcome: run.outcome, durationMs: run.durationMs, plan: run.plan, mutations: run.mutations, failures: run.failures.length, blocked: run.blocked.length };
       if (run.outcome === 'failed') this.#log.error('reconcile finished with failures', { ...fields, failed: run.failures.slice(0, 10) });
       else this.#log.info('reconcile finished', fields);
+      if (result.held.size > 0) this.#log.warn('changes held: they would destroy data; watch never consents (run reconcile --allow-data-loss)', { held: [...result.held].slice(0, 10).map(([resource, reason]) => ({ resource, reason })) });
     } catch (e) {
       this.metrics.runDuration.observe((Date.now() - started) / 1000);
       finish({ outcome: 'error', failures: [], blocked: [], error: errText(e) });

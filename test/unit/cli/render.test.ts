@@ -46,7 +46,7 @@ describe('plan rendering', () => {
     const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'r', poolPath: '/srv/r' }));
     await reconcile({ host, store, desired: await desiredFrom(dir), gracefulStop: false });
     writeManifests(dir, labManifests({ prefix: 'r', poolPath: '/srv/r', vm1Memory: '128MiB', rootFormat: 'raw', withVm2: false }));
-    const { plan } = await planOnly(host, store, await desiredFrom(dir));
+    const { plan } = await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true });
     const text = renderPlan(plan, plain);
     expect(text).toContain('      ~ spec.memory: 64MiB → 128MiB');
     expect(text).toMatch(/# Volume\/r-root must be replaced: format is immutable \(qcow2 → raw\)\n-\/\+ Volume\/r-root/);

@@ -121,7 +121,7 @@ describe('plan ordering', () => {
     expect(plan.summary.delete).toBe(7);
     const order: string[] = [];
     const result = await run(await desiredFrom(mdir), {
-      concurrency: 1, onEvent: (e) => { if (e.type === 'start') order.push(e.step.key); },
+      concurrency: 1, allowDataLoss: true, onEvent: (e) => { if (e.type === 'start') order.push(e.step.key); },
     });
     expect(result.outcome).toBe('succeeded');
     const idx = (k: string): number => order.indexOf(k);
@@ -161,7 +161,7 @@ describe('changes', () => {
     expect(c.reason).toMatch(/format is immutable/);
     const vm = plan.changes.find((x) => x.name === `${P}-vm1`)!;
     expect(vm.steps.map((s) => s.op)).toEqual(['vm.stop', 'vm.define', 'vm.start']);
-    const result = await run(d);
+    const result = await run(d, { allowDataLoss: true });
     expect(result.outcome).toBe('succeeded');
     const vols = host.volumes.get(`${P}-pool`)!;
     expect(vols.has(`${P}-root.qcow2`)).toBe(false);
