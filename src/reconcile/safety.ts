@@ -10,10 +10,12 @@
  *
  * Without consent (`reconcile --allow-data-loss`) such a change is held, and so is everything that
  * depends on it: what is built on it (a clone on a held base, a VM restarted for a held disk), what
- * uses it and is deleted with it (the VM of a held disk: deleting it first would make the disk look
- * unattached, and so derived, to the next run), and what it needs and is torn down (its pool). The
+ * uses a held volume and is deleted with it (the VM of a held disk: deleting it first would make the
+ * disk look unattached, and so derived, to the next run), and what a held change needs and is torn
+ * down (its pool; the network of a held VM). The
  * plan lists held changes apart from conflicts (`plan.held`); apply runs none of their steps.
  */
+import { parseResourceKey, type ResourceKind } from '../model/kinds.js';
 import type { DomainDetail, VolumeDetail } from '../model/definitions.js';
 import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
@@ -23,6 +25,8 @@ import { isTeardown } from './diff.js';
 import { kindOf } from './kinds/index.js';
 import type { VmConfig } from './kinds/vm.js';
 import type { VolumeConfig } from './kinds/volume.js';
+
+const kindOfKey = (key: string): ResourceKind => parseResourceKey(key).kind;
 
 export interface SafetyOptions {
   /** Consent to data loss: classify, but hold nothing. */
@@ -66,7 +70,7 @@ export function dataLossOf(c: ResourceChange, desired: Desired, observed: Observ
     if (configs.some((v) => (v.disks ?? []).some((d) => d.volume === c.name || (path !== undefined && d.path === path)))) users.add(vm);
   }
   for (const [key, d] of observed.definitions) {
-    if (!key.startsWith('VirtualMachine/') || path === undefined) continue;
+    if (kindOfKey(key) !== 'VirtualMachine' || path === undefined) continue;
     if (((d as DomainDetail).disks ?? []).some((disk) => disk.path === path)) users.add(key);
   }
   for (const u of [...users].sort()) why.push(`attached to ${u}`);
@@ -77,7 +81,7 @@ export function dataLossOf(c: ResourceChange, desired: Desired, observed: Observ
     if (configs.some((v) => v.backingVolume === c.name || (path !== undefined && v.backingPath === path))) clones.add(key);
   }
   for (const [key, d] of observed.definitions) {
-    if (key === c.key || !key.startsWith('Volume/') || path === undefined) continue;
+    if (key === c.key || kindOfKey(key) !== 'Volume' || path === undefined) continue;
     if ((d as VolumeDetail).backingPath === path) clones.add(key);
   }
   for (const k of [...clones].sort()) why.push(`backs ${k}`);
@@ -120,8 +124,10 @@ export function holdDataLoss(desired: Desired, observed: Observed, changes: Reso
     grew = false;
     for (const c of live) {
       if (held.has(c.key)) continue;
-      // Built on, or using, something held.
-      const dep = needsOf.get(c.key)!.find((d) => held.has(d));
+      // Built on something held; or, for a teardown, using a held volume (the VM of a held disk, the
+      // clone of a held base: gone first, they would leave the volume looking derived to the next run).
+      const tearsDownOnly = c.steps.every((s) => isTeardown(s.op));
+      const dep = needsOf.get(c.key)!.find((d) => held.has(d) && (!tearsDownOnly || kindOfKey(d) === 'Volume'));
       if (dep) {
         held.set(c.key, `depends on ${dep}, which is held`);
         grew = true;
