@@ -35,6 +35,7 @@ const FIELD_NAMES: [RegExp, string][] = [
   [/\.dhcpRange\./, '.dhcp.'],
   [/\.sourcePath$/, '.source'],
   [/\.bootOrder$/, '.boot'],
+  [/^spec\.deletionPolicy$/, 'metadata.deletionPolicy'],
 ];
 
 /** Values virtform derives from others (file names, paths, disk targets): shown only when they change. */
