@@ -4,9 +4,10 @@
  *
  * Exit codes (stable, for scripts):
  *   0  success (reconcile converged, validate found no problem, dry-run with nothing to do)
- *   1  apply or runtime failure (a step failed, libvirtd unreachable, the writer lock is held)
+ *   1  apply or runtime failure (a step failed, libvirtd unreachable, the writer lock is held), or
+ *      changes held because they would destroy data and --allow-data-loss was not given
  *   2  invalid input (manifest errors, empty manifest folder without --allow-empty, bad flags)
- *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending
+ *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending (held ones included)
  */
 import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';
