@@ -193,8 +193,8 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         steps: [{ op: 'volume.delete', pool: prev.pool, volName: prev.volName }, { op: 'volume.create' }],
       });
     }
-    const reason = r.config.capacityBytes > prev.capacityBytes ? 'capacity grows in place'
-      : prev.deletionPolicy !== r.config.deletionPolicy ? 'deletion policy changed (recorded only)' : 'capacity grows in place';
+    const policyOnly = r.config.capacityBytes === prev.capacityBytes && prev.deletionPolicy !== r.config.deletionPolicy;
+    const reason = policyOnly ? 'deletion policy changed (recorded only)' : 'capacity grows in place';
     return change(r, 'update', reason, own, {
       fields: fieldChanges(prev, r.config),
       steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
