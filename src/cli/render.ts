@@ -35,6 +35,7 @@ const FIELD_NAMES: [RegExp, string][] = [
   [/\.dhcpRange\./, '.dhcp.'],
   [/\.sourcePath$/, '.source'],
   [/\.bootOrder$/, '.boot'],
+  [/^spec\.deletionPolicy$/, 'metadata.deletionPolicy'],
 ];
 
 /** Values virtform derives from others (file names, paths, disk targets): shown only when they change. */
@@ -76,16 +77,33 @@ export function renderPlan(plan: Plan, style: Style): string {
   lines.push('virtform will perform the following actions:', '');
   for (const c of plan.changes) {
     const blocked = plan.blocked.get(c.key);
+    const held = plan.held.get(c.key);
     const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}`;
-    lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${VERB[c.action]}: ${c.reason}`)}`);
-    lines.push(`${paint(style, COLOR[c.action], head)}`);
+    const what = c.release
+      ? `will be released (deletionPolicy: ${c.release.policy}): ${c.release.kept}`
+      : `${VERB[c.action]}: ${c.reason}`;
+    lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${what}`)}`);
+    lines.push(`${paint(style, c.release ? 'cyan' : COLOR[c.action], head)}`);
     if (blocked && c.action !== 'conflict') lines.push(`      ${paint(style, 'red', '!')} blocked: ${blocked}`);
+    for (const loss of c.dataLoss ?? []) {
+      const size = loss.sizeBytes !== undefined ? ` (${formatBytes(loss.sizeBytes)})` : '';
+      const consent = held ? '' : ' [consented: --allow-data-loss]';
+      lines.push(`      ${paint(style, 'red', '!')} data loss${consent}: ${loss.volume}${loss.path ? ` file ${loss.path}` : ''}${size}: ${loss.why.join('; ')}`);
+    }
+    if (held) lines.push(`      ${paint(style, 'red', '!')} held: ${c.dataLoss?.length ? 'needs --allow-data-loss' : held}`);
     for (const f of c.fields) {
       if (c.action === 'create' && c.kind !== 'StoragePool' && DERIVED.test(f.field)) continue;
       lines.push(fieldLine(style, c.action, f));
     }
     for (const n of c.notes) lines.push(`      ${paint(style, 'cyan', 'note:')} ${n}`);
+    if (c.release) lines.push(`      ${paint(style, 'cyan', 'note:')} nothing is deleted; virtform forgets it (a manifest with metadata.adopt: true takes it back)`);
     lines.push('');
+  }
+  const direct = plan.changes.filter((c) => plan.held.has(c.key) && c.dataLoss?.length).length;
+  if (plan.held.size > 0) {
+    lines.push(paint(style, 'red', `${plan.held.size} change(s) held: ${direct} would destroy data (marked "data loss"), ` +
+      `the others depend on them. None of their steps run.`));
+    lines.push('To consent to the data loss, run again with --allow-data-loss.', '');
   }
   const dependents = [...plan.blocked].filter(([k]) => !plan.changes.some((c) => c.key === k && c.action === 'conflict'));
   for (const [key, reason] of dependents) {
@@ -98,8 +116,13 @@ export function renderPlan(plan: Plan, style: Style): string {
 
 export function summaryLine(plan: Plan): string {
   const s = plan.summary;
-  const base = `Plan: ${s.create} to create, ${s.change} to change, ${s.replace} to replace, ${s.delete} to delete.`;
-  return s.conflict > 0 ? `${base} ${s.conflict} in conflict.` : base;
+  const deletes = s.release > 0 ? `${s.delete - s.release} to delete, ${s.release} to release` : `${s.delete} to delete`;
+  const base = `Plan: ${s.create} to create, ${s.change} to change, ${s.replace} to replace, ${deletes}.`;
+  const extra = [
+    ...(s.conflict > 0 ? [`${s.conflict} in conflict.`] : []),
+    ...(s.held > 0 ? [`${s.held} held (data loss; needs --allow-data-loss).`] : []),
+  ];
+  return [base, ...extra].join(' ');
 }
 
 export function planToJson(plan: Plan): Record<string, unknown> {
@@ -109,9 +132,11 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     changes: plan.changes.map((c) => ({
       kind: c.kind, name: c.name, action: c.action, reason: c.reason, fields: c.fields, notes: c.notes,
       ownership: c.ownership, blocked: plan.blocked.get(c.key) ?? null,
+      held: plan.held.get(c.key) ?? null, dataLoss: c.dataLoss ?? [], release: c.release ?? null,
       steps: c.steps,
     })),
     blocked: Object.fromEntries(plan.blocked),
+    held: Object.fromEntries(plan.held),
     steps: plan.steps.map((s) => ({ id: s.id, resource: s.key, op: s.op.op, deps: s.deps })),
   };
 }

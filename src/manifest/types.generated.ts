@@ -185,3 +185,21 @@ export interface ManifestMetadata {
    */
   adopt?: boolean;
 }
+/**
+ * Metadata of a Volume: the common fields plus what happens to the file when the manifest is removed.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "VolumeMetadata".
+ */
+export interface VolumeMetadata {
+  name: ResourceName;
+  labels?: Labels;
+  /**
+   * Take over an existing, unmanaged host object of the same name instead of refusing to touch it.
+   */
+  adopt?: boolean;
+  /**
+   * What happens to the volume's file when its manifest is removed: Delete (default) deletes it (subject to the data-loss hold: reconcile --allow-data-loss); Retain keeps the file and only drops virtform's record of it (a manifest with metadata.adopt can take it back).
+   */
+  deletionPolicy?: 'Delete' | 'Retain';
+}

@@ -39,11 +39,33 @@ export interface ResourceChange {
   adopt?: boolean;
   /** The change corrects drift: the host no longer matches what virtform applied. */
   drift: boolean;
+  /**
+   * A removed manifest whose object is kept (`metadata.deletionPolicy: Retain`): the record is
+   * forgotten and nothing is deleted. `kept` says what stays (e.g. `file /path`).
+   */
+  release?: { policy: 'Retain'; kept: string };
+  /** What the change's steps would destroy (filled by the data-loss pass, `safety.ts`). */
+  dataLoss?: DataLoss[];
+  /** Why the change is held for consent (`reconcile --allow-data-loss`); unset when it may run. */
+  held?: string;
+}
+
+/** Contents a step would destroy: a volume's file, and why it is not derived data. */
+export interface DataLoss {
+  /** Resource key of the volume. */
+  volume: string;
+  path?: string;
+  /** Virtual size, where the host reported it. */
+  sizeBytes?: number;
+  /** e.g. `attached to VirtualMachine/x`, `holds imported image /src.qcow2`, `backs Volume/y`. */
+  why: string[];
 }
 
 export interface DiffOptions {
   /** Stop VMs gracefully (ACPI) before forcing them off. */
   gracefulStop?: boolean;
+  /** Consent to steps that destroy data (`--allow-data-loss`); without it they are held. */
+  allowDataLoss?: boolean;
 }
 
 /** What a kind's diff gets besides its desired resource. */

@@ -44,8 +44,14 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
     const where = { config: prev, intents: journal.map((j) => j.intent) };
     const own = ownershipOf(observed, kind, name, where, key);
     const base = { key, kind, name, fields: [], notes: [] as string[], previous: prev, ownership: own.state, drift: false };
-    const steps = own.state === 'owned' ? kindOf(kind).deleteSteps(name, where) as StepOp[] | undefined : undefined;
-    if (steps) {
+    const release = own.state === 'owned' ? kindOf(kind).release?.(name, where) : undefined;
+    const steps = own.state === 'owned' && !release ? kindOf(kind).deleteSteps(name, where) as StepOp[] | undefined : undefined;
+    if (release) {
+      out.push({
+        ...base, action: 'delete', steps: [{ op: 'record.forget' }], release,
+        reason: `no longer declared; released (deletionPolicy: ${release.policy}): ${release.kept}`,
+      });
+    } else if (steps) {
       out.push({
         ...base, action: 'delete', steps,
         reason: record ? 'no longer declared in manifests' : 'left half-created by an interrupted run and no longer declared',

@@ -6,7 +6,8 @@
  * (stop, delete) run after the teardown steps of everything that uses the object: a VM is stopped
  * and undefined before its volumes and networks go, clones before their backing volume, volumes
  * before their pool. Within one resource, steps run in order (a replace deletes, then creates).
- * A conflict blocks its resource and everything that depends on it.
+ * A conflict blocks its resource and everything that depends on it. A change held for consent
+ * to data loss (`safety.ts`) is listed in `held`, apart from the blocked ones; neither runs.
  */
 import type { ResourceKind } from '../model/kinds.js';
 import type { Desired } from './desired.js';
@@ -31,6 +32,10 @@ export interface PlanSummary {
   replace: number;
   delete: number;
   conflict: number;
+  /** Removed manifests whose objects are kept (deletionPolicy: Retain); also counted in `delete`. */
+  release: number;
+  /** Changes held for consent to data loss (plus what depends on them). */
+  held: number;
 }
 
 export interface Plan {
@@ -38,11 +43,16 @@ export interface Plan {
   steps: PlanStep[];
   /** Resources that will not be touched because they, or something they depend on, conflict. */
   blocked: Map<string, string>;
+  /**
+   * Resources whose changes are held: they would destroy data and `--allow-data-loss` was not
+   * given, or they depend on such a change. Reason by key. Their steps are not in `steps`.
+   */
+  held: Map<string, string>;
   summary: PlanSummary;
   noop: boolean;
 }
 
-export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
+export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map<string, string> = new Map()): Plan {
   // Blocked: conflicts and, transitively, the desired resources that depend on them.
   const blocked = new Map<string, string>();
   for (const c of changes) if (c.action === 'conflict') blocked.set(c.key, c.reason);
@@ -63,7 +73,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   const steps: PlanStep[] = [];
   const byKey = new Map<string, PlanStep[]>();
   for (const c of changes) {
-    if (blocked.has(c.key)) continue;
+    if (blocked.has(c.key) || held.has(c.key)) continue;
     let prev: PlanStep | undefined;
     for (const op of c.steps) {
       const step: PlanStep = {
@@ -77,7 +87,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   }
 
   if (steps.length === 0) {
-    return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0 };
+    return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0 };
   }
 
   // users(X): resources that depend on X, by their desired config or by their recorded config.
@@ -105,12 +115,14 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   }
   assertAcyclic(steps);
 
-  return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0 };
+  return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0 };
 }
 
-function summarize(changes: ResourceChange[]): PlanSummary {
-  const summary: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0 };
+function summarize(changes: ResourceChange[], held: Map<string, string>): PlanSummary {
+  const summary: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0, release: 0, held: 0 };
   for (const c of changes) {
+    if (c.release) summary.release += 1;
+    if (held.has(c.key)) summary.held += 1;
     if (c.action === 'create') summary.create += 1;
     else if (c.action === 'update') summary.change += 1;
     else if (c.action === 'replace') summary.replace += 1;

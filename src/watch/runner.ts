@@ -43,6 +43,8 @@ export interface RunInfo {
   mutations?: number;
   failures: { resource: string; error: string; code?: string }[];
   blocked: { resource: string; reason: string }[];
+  /** Changes held because they would destroy data (watch never consents). */
+  held?: { resource: string; reason: string }[];
   /** Resources this run left stalled (not retried until an input changes). */
   stalled?: { resource: string; reason: string }[];
   /** Set when this run was requeued. */
@@ -236,6 +238,7 @@ export class Runner {
         concurrency: o.concurrency,
         retry: o.retry,
         gracefulStop: o.gracefulStop,
+        allowDataLoss: false, // never destroys data unattended: such changes are held (result.held)
         shutdownTimeoutMs: o.shutdownTimeoutMs,
         signal: o.signal,
         onEvent: (e) => {
@@ -265,6 +268,7 @@ export class Runner {
         mutations: result.mutations,
         failures,
         blocked,
+        held: [...result.held].map(([resource, reason]) => ({ resource, reason })),
       });
       this.#lastReconcile = run;
       this.#settle(run, [...(result.applied?.skipped ?? new Map<string, string>()).values()]);
@@ -299,6 +303,20 @@ export class Runner {
       return;
     }
     if (o.signal.aborted) return; // stopping: the next start does the rest
+    if (run.outcome === 'held') {
+      // Retrying cannot give consent: wait for an input change (or `reconcile --allow-data-loss`).
+      const stalled = (run.held ?? []).map((h) => ({ resource: h.resource, reason: `held: ${h.reason}` }));
+      this.#setStalled(stalled);
+      run.stalled = stalled;
+      this.#backoff.reset();
+      o.queue.cancelDelayed();
+      this.#requeueReason = undefined;
+      m.backoff.set(0);
+      this.#log.warn('changes held: they would destroy data; watch never consents (run reconcile --allow-data-loss)', {
+        seq: run.seq, held: stalled.slice(0, 10),
+      });
+      return;
+    }
     let reason: string;
     if (run.outcome === 'failed') {
       const stalled: { resource: string; reason: string }[] = [

@@ -23,7 +23,7 @@ const P = 'vftest-fault-k';
 const POOL_PATH = `${TEST_POOL_ROOT}/${P}-pool`;
 const SEED = Number(process.env.VIRTFORM_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Number(process.env.VIRTFORM_FAULT_ROUNDS ?? 50);
-const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty'];
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty', '--allow-data-loss'];
 
 interface Round {
   round: number;
@@ -51,7 +51,7 @@ async function stepsPending(dir: string, db: string): Promise<number> {
   const host = await openHost('qemu:///system');
   const store = await openStateStore(db);
   try {
-    return (await planOnly(host, store, await desiredFrom(dir))).plan.steps.length;
+    return (await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true })).plan.steps.length;
   } finally {
     await store.close();
     await host.close();

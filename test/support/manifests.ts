@@ -25,7 +25,7 @@ export async function desiredFrom(dir: string): Promise<Desired> {
 /** A small but complete environment: 1 pool, 3 volumes (one a clone), 1 network, 2 VMs. */
 export function labManifests(opts: {
   prefix?: string; poolPath: string; cidr?: string; vm1State?: 'running' | 'stopped'; vm1Memory?: string;
-  rootFormat?: 'qcow2' | 'raw'; dataCapacity?: string; extraHosts?: string; withVm2?: boolean;
+  rootFormat?: 'qcow2' | 'raw'; dataCapacity?: string; extraHosts?: string; withVm2?: boolean; baseCapacity?: string;
 }): Record<string, string> {
   const p = opts.prefix ?? 'vftest-eng';
   const rootSpec = opts.rootFormat === 'raw'
@@ -40,7 +40,7 @@ spec: {path: ${opts.poolPath}, autostart: true}
 apiVersion: virtform.dev/v1
 kind: Volume
 metadata: {name: ${p}-base}
-spec: {pool: ${p}-pool, capacity: 64MiB, format: qcow2}
+spec: {pool: ${p}-pool, capacity: ${opts.baseCapacity ?? '64MiB'}, format: qcow2}
 ---
 apiVersion: virtform.dev/v1
 kind: Volume

@@ -104,6 +104,11 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   afterDiff?(desired: R[], observed: Observed, changes: ResourceChange[], opts: DiffOptions): void;
   /** Steps that delete an owned object no manifest declares; undefined when it cannot be located. */
   deleteSteps(name: string, where: Locator): O[] | undefined;
+  /**
+   * An owned object no manifest declares that is to be kept rather than deleted (a volume recorded
+   * with `deletionPolicy: Retain`): what stays. Its record is forgotten instead; undefined deletes.
+   */
+  release?(name: string, where: Locator): { policy: 'Retain'; kept: string } | undefined;
 
   /** What the journal keeps about a step so that a later run can find and finish or clean it. */
   intent(op: O, desired: R | undefined): Record<string, unknown>;

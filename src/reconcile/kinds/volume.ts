@@ -25,6 +25,12 @@ export interface VolumeConfig {
   backingVolume?: string;
   backingPath?: string;
   sourcePath?: string;
+  /**
+   * `Retain`: when the manifest is removed the file is kept and only the record is dropped. Absent
+   * means `Delete` (kept out of the config, so the spec hash of such volumes is what it always was).
+   * Recorded with the config, so a removed manifest still knows it.
+   */
+  deletionPolicy?: 'Retain';
 }
 export type DesiredVolume = DesiredBase<'Volume', VolumeConfig>;
 
@@ -99,6 +105,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         backingVolume: v.spec.backingVolume,
         backingPath: v.spec.backingVolume ? ctx.volumePath(v.spec.backingVolume) : undefined,
         sourcePath: v.spec.source,
+        deletionPolicy: v.metadata.deletionPolicy === 'Retain' ? 'Retain' : undefined,
       };
       return desiredBase('Volume', v, ctx.host, config);
     });
@@ -205,11 +212,54 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     }
     if (adopting || record?.specHash !== r.specHash) {
       // Adopted, recorded without config, or applied with another spec the file already matches: record it.
-      return change(r, 'update', adopting ? 'adopting existing volume (metadata.adopt)' : 'recording volume', own, {
+      const policyOnly = !!prev && prev.deletionPolicy !== r.config.deletionPolicy;
+      const why = adopting ? 'adopting existing volume (metadata.adopt)' : policyOnly ? 'deletion policy changed (recorded only)' : 'recording volume';
+      return change(r, 'update', why, own, {
         adopt: adopting, steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
       });
     }
     return undefined;
+  },
+  /**
+   * A volume whose base is replaced is replaced too: a clone is a delta on its backing file, so on
+   * a new base it must be made again (else it sits on the wrong, empty base). Clones of clones
+   * follow. Running VMs using any of them are then restarted by the VM kind's `afterDiff`, which
+   * runs after this one. Whether the loss of their contents is allowed is `safety.ts`'s call.
+   */
+  afterDiff(volumes, observed, changes) {
+    const replaced = changes.filter((c) => c.kind === 'Volume' && c.action === 'replace').map((c) => c.name);
+    const seen = new Set(replaced);
+    for (let i = 0; i < replaced.length; i += 1) {
+      const base = replaced[i]!;
+      for (const clone of volumes) {
+        if (clone.config.backingVolume !== base || seen.has(clone.name)) continue;
+        seen.add(clone.name);
+        const at = changes.findIndex((c) => c.key === clone.key);
+        const existing = at >= 0 ? changes[at] : undefined;
+        if (existing && existing.action !== 'update') {
+          // Created anyway (on the new base), already replaced, or in conflict (not ours to touch).
+          if (existing.action === 'replace') replaced.push(clone.name);
+          continue;
+        }
+        const own = ownershipOf(observed, clone.kind, clone.name, { config: clone.config }, clone.key);
+        if (own.state !== 'owned') continue;
+        const prev = recordedConfig<VolumeConfig>(observed, clone.key) ?? clone.config;
+        const baseKey = resourceKey('Volume', base, clone.host);
+        const c = change(clone, 'replace', `its backing volume ${baseKey} is replaced: recreated on the new one`, own, {
+          fields: existing?.fields ?? [], previous: prev,
+          notes: [`the clone is recreated empty on the new ${baseKey}: what was written to it is lost`],
+          steps: [{ op: 'volume.delete', pool: prev.pool, volName: prev.volName }, { op: 'volume.create' }],
+        });
+        if (existing) changes[at] = c;
+        else changes.push(c);
+        replaced.push(clone.name);
+      }
+    }
+  },
+  release(_name, where) {
+    const config = where.config as Partial<VolumeConfig> | undefined;
+    if (config?.deletionPolicy !== 'Retain') return undefined;
+    return { policy: 'Retain', kept: config.path ? `file ${config.path} kept` : 'file kept' };
   },
   deleteSteps(_name, where) {
     const at = locate(where);

@@ -27,8 +27,8 @@ async function desired(o: Opts = {}) {
   writeManifests(mdir, files(o));
   return desiredFrom(mdir);
 }
-async function apply(o: Opts = {}) {
-  return reconcile({ host, store, desired: await desired(o), retry: FAST, gracefulStop: false });
+async function apply(o: Opts = {}, allowDataLoss = false) {
+  return reconcile({ host, store, desired: await desired(o), retry: FAST, gracefulStop: false, allowDataLoss });
 }
 async function expectOk(args: string[]): Promise<void> {
   const r = await runCli(args);
@@ -101,7 +101,7 @@ describe('reconcile on qemu:///system', () => {
   });
 
   it('replaces a volume whose format changes, restarting the VM that uses it', async () => {
-    const result = await apply({ rootFormat: 'raw' });
+    const result = await apply({ rootFormat: 'raw' }, true);
     expect(result.outcome).toBe('succeeded');
     const c = result.plan.changes.find((x) => x.name === `${P}-root`)!;
     expect(c.action).toBe('replace');
@@ -115,7 +115,7 @@ describe('reconcile on qemu:///system', () => {
       volumes: [`${P}-pool/${P}-base.qcow2`, `${P}-pool/${P}-data.img`, `${P}-pool/${P}-root.img`],
       files: [`${POOL_DIR}/${P}-base.qcow2`, `${POOL_DIR}/${P}-data.img`, `${POOL_DIR}/${P}-root.img`],
     })).toEqual([]);
-    expect((await apply()).outcome).toBe('succeeded'); // and back
+    expect((await apply({}, true)).outcome).toBe('succeeded'); // and back
   });
 
   it('stops a VM declared stopped and prunes a VM removed from the manifests', async () => {
@@ -229,7 +229,7 @@ spec: {pool: ${P}-pool, capacity: 16MiB, format: raw, source: ${img}}
     await expectOk(['reconcile', dir, '--db', db, '--domain-type', 'qemu']);
     expect(virsh('dumpxml', vm)).toMatch(/^<domain type='qemu'/);
     expect(virsh('domstate', vm).trim()).toBe('running');
-    await expectOk(['reconcile', writeManifests(join(work, 'tcg-none'), {}), '--db', db, '--allow-empty']);
+    await expectOk(['reconcile', writeManifests(join(work, 'tcg-none'), {}), '--db', db, '--allow-empty', '--allow-data-loss']);
     expect(virshOk('dominfo', vm)).toBe(false);
 
     // libvirt's test driver offers no kvm: the define step fails at once (not retried) and says why.
@@ -242,13 +242,20 @@ spec: {pool: ${P}-pool, capacity: 16MiB, format: raw, source: ${img}}
     }));
   });
 
-  it('tears everything down with --allow-empty, and refuses an empty folder without it', async () => {
+  it('tears everything down with --allow-empty --allow-data-loss, refuses an empty folder without --allow-empty, holds attached disks without --allow-data-loss', async () => {
     writeManifests(mdir, {});
     const refused = await runCli(['reconcile', mdir, '--db', dbPath]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/no manifests found/);
     expect(inventory(P).domains.length).toBe(2);
-    const torn = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty']);
+    const held = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty']);
+    expect(held.code, `${held.stdout}\n${held.stderr}`).toBe(1);
+    expect(held.stdout).toMatch(/! data loss: Volume\/vftest-rec-data file .*vftest-rec-data\.img \(32MiB\): attached to VirtualMachine\/vftest-rec-vm1/);
+    expect(held.stdout).toContain('To consent to the data loss, run again with --allow-data-loss.');
+    const afterHold = inventory(P);
+    expect(afterHold.domains).toEqual([`${P}-vm1`]); // vm2 has no disks: deleted
+    expect(afterHold.files).toEqual(declaredAll.files);
+    const torn = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty', '--allow-data-loss']);
     expect(torn.code).toBe(0);
     const inv = inventory(P);
     expect([...inv.domains, ...inv.networks, ...inv.pools, ...inv.files]).toEqual([]);
