@@ -93,7 +93,40 @@ export interface KnownBug {
   matches: (d: Difference) => boolean;
 }
 
-export const KNOWN_BUGS: KnownBug[] = [];
+const UNDECLARED_MAC = /^nic\[\d+\] mac \(undeclared: stable across readbacks\)$/;
+/** Same `Kind/name`, another spec-hash (a marker that is there but names an older spec). */
+const staleHash = (d: Difference): boolean =>
+  d.actual !== '(none)' && d.expected.split(' ')[0] === d.actual.split(' ')[0] && d.expected !== d.actual;
+
+export const KNOWN_BUGS: KnownBug[] = [
+  {
+    id: 'KNOWN_BUG_1',
+    what: 'issue #12 item 1: a NIC without a declared MAC gets a new MAC at every redefinition of its VM',
+    matches: (d) => d.resource.startsWith('VirtualMachine/') && UNDECLARED_MAC.test(d.field),
+  },
+  {
+    id: 'KNOWN_BUG_3',
+    what: 'issue #12 item 3: replacing a base volume keeps its clones, which now sit on the new, empty base',
+    matches: (d) => d.resource.startsWith('Volume/') &&
+      (d.field === 'backing file born before the clone' || d.field === 'backing file of an unchanged clone'),
+  },
+  {
+    id: 'KNOWN_BUG_5',
+    what: 'issue #12 item 5: adopting an ACTIVE network redefines it but does not restart it: the live network keeps its old IP/DHCP range and has no owner marker',
+    matches: (d) => d.resource.startsWith('Network/') &&
+      (d.field === 'live dhcp range' || d.field === 'live ipv4' || (d.field === 'live owner marker' && d.actual === '(none)')),
+  },
+  {
+    id: 'KNOWN_BUG_7',
+    what: 'issue #12 item 7: a network virtform starts again (after it was destroyed under running VMs) leaves their taps off its bridge',
+    matches: (d) => d.resource.startsWith('VirtualMachine/') && /^tap \S+ \([0-9a-f:]+\) master$/.test(d.field) && d.actual === '(none)',
+  },
+  {
+    id: 'KNOWN_BUG_N1',
+    what: 'found by the oracle: a live DHCP-host update leaves the network\'s owner marker with the previous spec-hash (no redefinition)',
+    matches: (d) => d.resource.startsWith('Network/') && (d.field === 'owner marker' || d.field === 'live owner marker') && staleHash(d),
+  },
+];
 
 // ---------------------------------------------------------------------------------------------
 // Small XML reading helpers (every element is an array, text in '#text', attributes '@_x').
@@ -276,14 +309,20 @@ function compareNetwork(r: DesiredNetwork, facts: HostFacts, d: Diffs): void {
     d.eq(`${label}dhcp range`, want.range, view.range);
     d.eq(`${label}dhcp hosts`, want.hosts, view.hosts);
   };
+  const marker = (x: XNode, label: string): void => {
+    const m = ownerMarker(x);
+    d.eq(`${label}owner marker`, `${r.kind}/${r.name} ${r.specHash}`, m ? `${m.kind}/${m.name} ${m.specHash}` : undefined);
+  };
   check(netView(root), '');
-  const m = ownerMarker(root);
-  d.eq('owner marker', `${r.kind}/${r.name} ${r.specHash}`, m ? `${m.kind}/${m.name} ${m.specHash}` : undefined);
+  marker(root, '');
   const info = parseInfo(f!.info);
   d.eq('active', 'yes', info.Active);
   d.eq('autostart', r.autostart ? 'yes' : 'no', info.Autostart);
   const live = parseDoc(f!.liveXml, 'network');
-  if (info.Active === 'yes' && live) check(netView(live), 'live ');
+  if (info.Active === 'yes' && live) {
+    check(netView(live), 'live ');
+    marker(live, 'live ');
+  }
 }
 
 interface QemuImgInfo {
@@ -537,19 +576,41 @@ export interface ReadbackResult {
   known: { bug: KnownBug; difference: Difference }[];
   snapshot: Snapshot;
   ms: number;
+  /** ms spent loading the manifests, reading the host, comparing. */
+  parts: { load: number; host: number; compare: number };
 }
 
 export async function readback(dir: string, uri: string, prev?: Snapshot): Promise<ReadbackResult> {
-  const t = performance.now();
+  const t0 = performance.now();
   const exp = await loadExpected(dir);
+  const t1 = performance.now();
   const facts = await readHost(exp, uri);
+  const t2 = performance.now();
   const { differences, snapshot } = compareReadback(exp, facts, prev);
+  const t3 = performance.now();
   const known: ReadbackResult['known'] = [];
   for (const difference of differences) {
     const bug = KNOWN_BUGS.find((b) => b.matches(difference));
     if (bug) known.push({ bug, difference });
   }
-  return { differences, known, snapshot, ms: performance.now() - t };
+  return { differences, known, snapshot, ms: t3 - t0, parts: { load: t1 - t0, host: t2 - t1, compare: t3 - t2 } };
+}
+
+/**
+ * Combine an older snapshot with a newer one. `keep: 'last'`: the newer observation wins (compare
+ * consecutive readbacks; entries of other manifest folders are kept). `keep: 'first'` (default):
+ * the older observation wins: a MAC first seen
+ * before a crash must still be there after the recovery (its key names the domain UUID, so a
+ * recreated domain is a new key); a clone keeps its first-seen backing inode while it is the same file.
+ */
+export function mergeSnapshots(older: Snapshot | undefined, newer: Snapshot, keep: 'first' | 'last' = 'first'): Snapshot {
+  if (!older) return newer;
+  if (keep === 'last') return { macs: { ...older.macs, ...newer.macs }, clones: { ...older.clones, ...newer.clones } };
+  const clones = { ...newer.clones };
+  for (const [path, c] of Object.entries(older.clones)) {
+    if (!clones[path] || clones[path]!.ino === c.ino) clones[path] = c;
+  }
+  return { macs: { ...newer.macs, ...older.macs }, clones };
 }
 
 export function formatDifferences(diffs: Difference[]): string {
@@ -564,23 +625,55 @@ export function formatDifferences(diffs: Difference[]): string {
 /** Per-process timings (ms) of every readback, for reports. */
 export const readbackTimings: number[] = [];
 
+function failures(r: ReadbackResult, label: string): Difference[] {
+  const strict = process.env.VIRTFORM_READBACK_STRICT === '1';
+  if (r.known.length) {
+    process.stderr.write(`[readback] ${label}: known bugs still present${strict ? ' (STRICT: failing)' : ''}:\n` +
+      r.known.map((k) => `  ${k.bug.id} (${k.bug.what}): ${k.difference.resource} ${k.difference.field}: expected ${k.difference.expected}, actual ${k.difference.actual}`).join('\n') + '\n');
+  }
+  const knownSet = new Set(r.known.map((k) => k.difference));
+  return strict ? r.differences : r.differences.filter((d) => !knownSet.has(d));
+}
+
+function note(r: ReadbackResult, label: string): void {
+  readbackTimings.push(r.ms);
+  if (process.env.VIRTFORM_READBACK_TIMING) {
+    process.stderr.write(`[readback] ${label}: ${r.ms.toFixed(0)} ms (load ${r.parts.load.toFixed(0)}, host ${r.parts.host.toFixed(0)}, compare ${r.parts.compare.toFixed(1)})\n`);
+  }
+}
+
+const failure = (dir: string, label: string, diffs: Difference[]): Error =>
+  new Error(`readback${label ? ` (${label})` : ''}: the host differs from the manifests in ${dir}:\n${formatDifferences(diffs)}`);
+
 /**
  * Read back and throw a readable table when the host differs from the manifests. Returns the
  * snapshot to pass to the next call (MAC stability, clone/base pairing).
  */
 export async function expectReadbackMatches(dir: string, uri: string, prev?: Snapshot, label = ''): Promise<Snapshot> {
   const r = await readback(dir, uri, prev);
-  readbackTimings.push(r.ms);
-  if (process.env.VIRTFORM_READBACK_TIMING) process.stderr.write(`[readback] ${label} ${r.ms.toFixed(0)} ms\n`);
-  const strict = process.env.VIRTFORM_READBACK_STRICT === '1';
-  const knownSet = new Set(r.known.map((k) => k.difference));
-  if (r.known.length) {
-    process.stderr.write(`[readback] ${label}: known bugs still present${strict ? ' (STRICT: failing)' : ''}:\n` +
-      r.known.map((k) => `  ${k.bug.id} (${k.bug.what}): ${k.difference.resource} ${k.difference.field}: expected ${k.difference.expected}, actual ${k.difference.actual}`).join('\n') + '\n');
-  }
-  const failing = strict ? r.differences : r.differences.filter((d) => !knownSet.has(d));
-  if (failing.length) {
-    throw new Error(`readback${label ? ` (${label})` : ''}: the host differs from the manifests in ${dir}:\n${formatDifferences(failing)}`);
-  }
+  note(r, label);
+  const failing = failures(r, label);
+  if (failing.length) throw failure(dir, label, failing);
   return r.snapshot;
+}
+
+/**
+ * For an asynchronous controller (watch): read back until the host matches (every `intervalMs`),
+ * throwing the last table of differences after `timeoutMs`.
+ */
+export async function waitForReadbackMatch(dir: string, uri: string, prev?: Snapshot, label = '', timeoutMs = 20_000, intervalMs = 250): Promise<Snapshot> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await readback(dir, uri, prev);
+    note(r, label);
+    const strict = process.env.VIRTFORM_READBACK_STRICT === '1';
+    const knownSet = new Set(r.known.map((k) => k.difference));
+    const failing = strict ? r.differences : r.differences.filter((d) => !knownSet.has(d));
+    if (failing.length === 0) {
+      failures(r, label); // print the known bugs once
+      return r.snapshot;
+    }
+    if (Date.now() > deadline) throw failure(dir, `${label}, still after ${timeoutMs} ms`, failing);
+    await new Promise((res) => setTimeout(res, intervalMs));
+  }
 }
