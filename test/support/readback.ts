@@ -625,7 +625,8 @@ export function formatDifferences(diffs: Difference[]): string {
 /** Per-process timings (ms) of every readback, for reports. */
 export const readbackTimings: number[] = [];
 
-function failures(r: ReadbackResult, label: string): Difference[] {
+/** The differences that fail a test (known bugs apart unless VIRTFORM_READBACK_STRICT=1); prints the known ones. */
+export function failures(r: ReadbackResult, label: string): Difference[] {
   const strict = process.env.VIRTFORM_READBACK_STRICT === '1';
   if (r.known.length) {
     process.stderr.write(`[readback] ${label}: known bugs still present${strict ? ' (STRICT: failing)' : ''}:\n` +
@@ -668,7 +669,7 @@ export async function waitForReadbackMatch(dir: string, uri: string, prev?: Snap
     note(r, label);
     const strict = process.env.VIRTFORM_READBACK_STRICT === '1';
     const knownSet = new Set(r.known.map((k) => k.difference));
-    const failing = strict ? r.differences : r.differences.filter((d) => !knownSet.has(d));
+    const failing = strict ? r.differences : r.differences.filter((x) => !knownSet.has(x));
     if (failing.length === 0) {
       failures(r, label); // print the known bugs once
       return r.snapshot;
