@@ -48,6 +48,8 @@ interface Round {
   /** Known-bug ids the readback saw this round. */
   knownBugs: string[];
   readbackMs: number;
+  /** The readback right after the crash (its snapshot only). */
+  crashReadbackMs: number;
   /** Times libvirtd was found down (restarted by another suite) and a step was retried. */
   disturbed: number;
 }
@@ -99,7 +101,8 @@ Manifests: 1 pool, qcow2 base + a CoW clone root per VM + 2 raw data volumes, 1 
 - rounds disturbed by libvirtd restarts from other suites (steps retried once it answered again): ${rounds.filter((r) => r.disturbed > 0).length}
 - converged afterwards (exit 0, dry-run --detailed-exitcode 0, no orphans, no open journal entry, read-back oracle: libvirt equals the manifests, known bugs apart): **${ok}/${rounds.length}**
 - rounds where a known bug (test/support/readback.ts KNOWN_BUGS) showed: ${rounds.filter((r) => r.knownBugs.length).length} (${[...new Set(rounds.flatMap((r) => r.knownBugs))].join(', ') || 'none'})
-- readback per round: median ${(rbMs[Math.floor(rbMs.length / 2)] ?? 0).toFixed(0)} ms, max ${(rbMs.at(-1) ?? 0).toFixed(0)} ms
+- readback per round (after the rerun): median ${(rbMs[Math.floor(rbMs.length / 2)] ?? 0).toFixed(0)} ms, max ${(rbMs.at(-1) ?? 0).toFixed(0)} ms; ` +
+  `all readbacks (two per round) ${((rounds.reduce((n, r) => n + r.readbackMs + r.crashReadbackMs, 0)) / 1000).toFixed(1)} s
 
 | round | variant | steps pending | concurrency | crash at | crash run | boundary label | rerun exit | rerun s | dry-run exit | orphans | open journal | readback differences | known bugs | libvirtd restarts seen |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
@@ -173,12 +176,12 @@ describe('SIGKILL at random journal boundaries', () => {
       const r: Round = {
         round, variant: describeVariant(variant), changed, steps, concurrency, crashAt, crash: crashOutcome, boundary,
         recoveryExit: rerun.code, recoveryMs, dryRunExit: dry.code, orphans: left, openJournal: open.length,
-        readback: failing, knownBugs: [...new Set(rb.known.map((k) => k.bug.id))], readbackMs: rb.ms, disturbed: note.disturbed,
+        readback: failing, knownBugs: [...new Set(rb.known.map((k) => k.bug.id))], readbackMs: rb.ms, crashReadbackMs: crashed.ms, disturbed: note.disturbed,
       };
       rounds.push(r);
       console.log(`[faults] round ${round}: ${r.variant} steps=${steps} c=${concurrency} crashAt=${crashAt} -> ${crashOutcome} [${boundary}]; ` +
         `rerun ${rerun.code} (${(recoveryMs / 1000).toFixed(1)} s), dry-run ${dry.code}, orphans ${left.length}, open journal ${open.length}, ` +
-        `readback ${failing.length} difference(s)${r.knownBugs.length ? ` + known ${r.knownBugs.join(',')}` : ''} (${rb.ms.toFixed(0)} ms)${note.disturbed ? `, libvirtd down ${note.disturbed}x (retried)` : ''}`);
+        `readback ${failing.length} difference(s)${r.knownBugs.length ? ` + known ${r.knownBugs.join(',')}` : ''} (${rb.ms.toFixed(0)} ms; after the crash ${crashed.ms.toFixed(0)} ms)${note.disturbed ? `, libvirtd down ${note.disturbed}x (retried)` : ''}`);
 
       // A crash run either dies at the boundary or (when fewer boundaries occur than planned) completes.
       if (!crashOutcome.includes('libvirtd went away')) {
