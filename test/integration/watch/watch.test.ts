@@ -10,9 +10,9 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, writeManifests } from '../../support/manifests.js';
+import { expectReadbackMatches, mergeSnapshots, waitForReadbackMatch, type Snapshot } from '../../support/readback.js';
 import { openStateStore } from '../../../src/state/index.js';
 import { parsePrometheus, sampleValue, waitFor, writeFilesInPlace } from '../../unit/watch/helpers.js';
-import { expectReadbackMatches, mergeSnapshots, waitForReadbackMatch, type Snapshot } from '../../support/readback.js';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const URI = 'qemu:///system';
