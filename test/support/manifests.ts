@@ -25,7 +25,8 @@ export async function desiredFrom(dir: string): Promise<Desired> {
 /** A small but complete environment: 1 pool, 3 volumes (one a clone), 1 network, 2 VMs. */
 export function labManifests(opts: {
   prefix?: string; poolPath: string; cidr?: string; vm1State?: 'running' | 'stopped'; vm1Memory?: string;
-  rootFormat?: 'qcow2' | 'raw'; dataCapacity?: string; extraHosts?: string; withVm2?: boolean; baseCapacity?: string;
+  rootFormat?: 'qcow2' | 'raw'; dataCapacity?: string; extraHosts?: string; withVm2?: boolean;
+  vm2Memory?: string; baseCapacity?: string;
 }): Record<string, string> {
   const p = opts.prefix ?? 'vftest-eng';
   const rootSpec = opts.rootFormat === 'raw'
@@ -80,7 +81,7 @@ kind: VirtualMachine
 metadata: {name: ${p}-vm2}
 spec:
   vcpus: 1
-  memory: 64MiB
+  memory: ${opts.vm2Memory ?? '64MiB'}
   state: stopped
   disks: []
   nics: [{network: ${p}-net}]

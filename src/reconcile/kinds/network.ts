@@ -237,7 +237,10 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
         if (op.start || op.define) await host.startNetwork(d.name);
         for (const h of op.deleteHosts) await host.updateNetworkDhcpHost(d.name, 'delete', h);
         for (const h of op.addHosts) await host.updateNetworkDhcpHost(d.name, 'add', h);
-        if (op.define && exists) await define();
+        // The persistent definition's owner marker carries the spec applied: after a live change
+        // of DHCP hosts it is written again (the running network's copy follows at its next start).
+        const hostsChanged = op.addHosts.length + op.deleteHosts.length > 0;
+        if ((op.define || hostsChanged) && exists) await define();
         if (op.autostart !== undefined) await host.setNetworkAutostart(d.name, op.autostart);
         const detail = op.define ? await host.getNetwork(d.name) : undefined;
         ctx.boundary();
