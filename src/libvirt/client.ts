@@ -896,6 +896,48 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     return this.rpc('storageVolGetPath', (w) => writeStorageVol(w, vol), readNonnullString);
   }
 
+  // --- hand stubs (to be replaced by generated ones) -----------------------------------------
+
+  /** virDomainSetVcpusFlags; `flags`: VIR_DOMAIN_AFFECT_* (and VIR_DOMAIN_VCPU_MAXIMUM). */
+  domainSetVcpusFlags(dom: Domain, nvcpus: number, flags = 0): Promise<void> {
+    return this.rpc('domainSetVcpusFlags', (w) => {
+      writeDomain(w, dom);
+      w.uint(nvcpus);
+      w.uint(flags);
+    }, decodeVoid);
+  }
+
+  /** virDomainSetMemoryFlags: memory in KiB; `flags`: VIR_DOMAIN_AFFECT_* (and VIR_DOMAIN_MEM_MAXIMUM). */
+  domainSetMemoryFlags(dom: Domain, memoryKiB: number | bigint, flags = 0): Promise<void> {
+    return this.rpc('domainSetMemoryFlags', (w) => {
+      writeDomain(w, dom);
+      w.uhyper(memoryKiB);
+      w.uint(flags);
+    }, decodeVoid);
+  }
+
+  /** virDomainBlockResize: `disk` is a target (vda) or source path; `flags`: VIR_DOMAIN_BLOCK_RESIZE_BYTES for bytes. */
+  domainBlockResize(dom: Domain, disk: string, size: number | bigint, flags = 0): Promise<void> {
+    return this.rpc('domainBlockResize', (w) => {
+      writeDomain(w, dom);
+      writeNonnullString(w, disk);
+      w.uhyper(size);
+      w.uint(flags);
+    }, decodeVoid);
+  }
+
+  /** virDomainSetMetadata (`type` VIR_DOMAIN_METADATA_*; `metadata` null removes it). */
+  domainSetMetadata(dom: Domain, type: number, metadata: string | null, key: string | null, uri: string | null, flags = 0): Promise<void> {
+    return this.rpc('domainSetMetadata', (w) => {
+      writeDomain(w, dom);
+      w.int(type);
+      writeOptString(w, metadata);
+      writeOptString(w, key);
+      writeOptString(w, uri);
+      w.uint(flags);
+    }, decodeVoid);
+  }
+
   /** Resizes to `capacity` bytes (or by it, with VIR_STORAGE_VOL_RESIZE_DELTA). */
   storageVolResize(vol: StorageVol, capacity: number | bigint, flags = 0): Promise<void> {
     return this.rpc(

@@ -168,6 +168,11 @@ export const PROCEDURES = {
   connectDomainEventCallbackRegisterAny: p(316),
   connectDomainEventCallbackDeregisterAny: p(317),
   domainDefineXmlFlags: p(350, true),
+  // Hand stubs (to be replaced by generated ones): live vCPU/memory/description changes, live disk growth.
+  domainSetVcpusFlags: p(199, true),
+  domainSetMemoryFlags: p(204, true),
+  domainBlockResize: p(251, true),
+  domainSetMetadata: p(264, true),
 } as const satisfies Record<string, ProcedureInfo>;
 
 export type ProcedureName = keyof typeof PROCEDURES;
@@ -248,6 +253,13 @@ export const VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA = 1 << 4;
 
 export const VIR_DOMAIN_DESTROY_DEFAULT = 0;
 export const VIR_DOMAIN_DESTROY_GRACEFUL = 1 << 0;
+
+// virDomainModificationImpact, virDomainBlockResizeFlags, virDomainMetadataType (hand stubs).
+export const VIR_DOMAIN_AFFECT_CURRENT = 0;
+export const VIR_DOMAIN_AFFECT_LIVE = 1 << 0;
+export const VIR_DOMAIN_AFFECT_CONFIG = 1 << 1;
+export const VIR_DOMAIN_BLOCK_RESIZE_BYTES = 1 << 0;
+export const VIR_DOMAIN_METADATA_DESCRIPTION = 0;
 
 export const VIR_NETWORK_XML_INACTIVE = 1 << 0;
 export const VIR_STORAGE_XML_INACTIVE = 1 << 0;
