@@ -309,6 +309,17 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
       else if (mem > MAX_MEMORY) r.at(e, ['spec', 'memory'], `memory ${formatSize(mem)} exceeds the 4TiB limit`);
       else if (mem % 1024 !== 0) r.at(e, ['spec', 'memory'], `memory ${mem} bytes is not a whole number of KiB`);
     }
+    if (spec.maxMemory !== undefined) {
+      const max = sizeOrReport(r, e, ['spec', 'maxMemory'], spec.maxMemory);
+      if (max !== undefined) {
+        if (max > MAX_MEMORY) r.at(e, ['spec', 'maxMemory'], `maxMemory ${formatSize(max)} exceeds the 4TiB limit`);
+        else if (max % 1024 !== 0) r.at(e, ['spec', 'maxMemory'], `maxMemory ${max} bytes is not a whole number of KiB`);
+        else if (mem !== undefined && max < mem) r.at(e, ['spec', 'maxMemory'], `maxMemory ${formatSize(max)} is below memory ${formatSize(mem)}`);
+      }
+    }
+    if (spec.maxVcpus !== undefined && spec.maxVcpus < spec.vcpus) {
+      r.at(e, ['spec', 'maxVcpus'], `maxVcpus ${spec.maxVcpus} is below vcpus ${spec.vcpus}`);
+    }
     const boots = new Map<number, number>();
     const ownVolumes = new Set<string>();
     (spec.disks ?? []).forEach((d, i) => {

@@ -8,6 +8,7 @@ import type { Observed } from './observe.js';
 import type { Ownership } from './ownership.js';
 import { canonicalJson } from './resource.js';
 import type { DesiredResource, StepOp } from './kinds/index.js';
+import type { ChangeEffect } from './kinds/types.js';
 
 export type { StepOp };
 
@@ -17,6 +18,10 @@ export interface FieldChange {
   field: string;
   before: unknown;
   after: unknown;
+  /** How the change takes effect on the running object (`[live]`/`[restart]` in the plan), where the kind says. */
+  effect?: ChangeEffect;
+  /** `before` is not what virtform applied last: the object was changed outside virtform. */
+  drift?: boolean;
 }
 
 export interface ResourceChange {

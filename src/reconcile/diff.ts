@@ -61,6 +61,17 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
   return out;
 }
 
+/** Notes about declared resources that need no change (e.g. a VM waiting for a restart). */
+export function notices(desired: Desired, observed: Observed, changes: ResourceChange[], opts: DiffOptions = {}): string[] {
+  const changed = new Set(changes.map((c) => c.key));
+  const out: string[] = [];
+  for (const r of desired.resources) {
+    const hook = kindOf(r.kind).notices;
+    if (hook && !changed.has(r.key)) out.push(...hook(r, { observed, opts }));
+  }
+  return out;
+}
+
 export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {}): ResourceChange[] {
   const ctx = { observed, opts };
   const changes: ResourceChange[] = [];

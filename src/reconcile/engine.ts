@@ -8,7 +8,7 @@ import { parseResourceKey } from '../model/kinds.js';
 import type { HostPort } from './ports.js';
 import type { Desired } from './desired.js';
 import { observe, type Observed, type StateReader } from './observe.js';
-import { diff } from './diff.js';
+import { diff, notices } from './diff.js';
 import { buildPlan, type Plan } from './plan.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
@@ -53,7 +53,9 @@ export interface ReconcileResult {
 
 export async function planOnly(host: HostPort, store: StateReader, desired: Desired, gracefulStop = true): Promise<{ plan: Plan; observed: Observed }> {
   const observed = await observe(host, store, desired);
-  const plan = buildPlan(desired, diff(desired, observed, { gracefulStop }));
+  const changes = diff(desired, observed, { gracefulStop });
+  const plan = buildPlan(desired, changes);
+  plan.notices = notices(desired, observed, changes, { gracefulStop });
   return { plan, observed };
 }
 

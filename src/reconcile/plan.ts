@@ -12,7 +12,7 @@ import type { ResourceKind } from '../model/kinds.js';
 import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
 import { isTeardown, type ResourceChange, type StepOp } from './diff.js';
-import { kindOf } from './kinds/index.js';
+import { kindOf, opInfo } from './kinds/index.js';
 
 export interface PlanStep {
   id: number;
@@ -40,6 +40,8 @@ export interface Plan {
   blocked: Map<string, string>;
   summary: PlanSummary;
   noop: boolean;
+  /** Notes about resources that need no change (a VM still waiting for a restart): shown, never applied. */
+  notices: string[];
 }
 
 export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
@@ -77,7 +79,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   }
 
   if (steps.length === 0) {
-    return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0 };
+    return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0, notices: [] };
   }
 
   // users(X): resources that depend on X, by their desired config or by their recorded config.
@@ -99,13 +101,22 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
       for (const d of r ? dependenciesOf(r) : []) {
         for (const s of byKey.get(d) ?? []) if (!s.teardown) deps.add(s.id);
       }
+      // E.g. growing a volume: after a VM using it is stopped in this plan (its leading stop steps).
+      if (opInfo(step.op.op).afterUsersStop) {
+        for (const user of users.get(step.key) ?? []) {
+          for (const s of byKey.get(user) ?? []) {
+            if (!s.teardown) break;
+            deps.add(s.id);
+          }
+        }
+      }
     }
     deps.delete(step.id);
     step.deps = [...deps].sort((a, b) => a - b);
   }
   assertAcyclic(steps);
 
-  return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0 };
+  return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0, notices: [] };
 }
 
 function summarize(changes: ResourceChange[]): PlanSummary {
