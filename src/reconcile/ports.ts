@@ -125,6 +125,8 @@ export interface HostPort {
   getNetwork(name: string): Promise<NetworkDetail | null>;
   /** The domain's persistent definition (inactive XML), with its state. */
   getDomain(name: string): Promise<DomainDetail | null>;
+  /** The definition a running domain runs with (live XML) and its libvirt domain id; null when not running. */
+  getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null>;
   getVolume(pool: string, name: string): Promise<VolumeDetail | null>;
 
   definePool(def: PoolDef): Promise<void>;

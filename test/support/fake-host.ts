@@ -124,9 +124,16 @@ export class FakeHost implements HostPort {
     this.call('getDomain', name, false);
     return this.domainDetail(name);
   }
-  private domainDetail(name: string): DomainDetail | null {
+  async getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null> {
+    this.call('getRunningDomain', name, false);
     const d = this.domains.get(name);
-    if (!d) return null;
+    if (!d?.active || !d.live) return null;
+    return { ...this.domainDetail(name, d.live)!, id: d.id ?? 1 };
+  }
+  private domainDetail(name: string, def?: DomainDef): DomainDetail | null {
+    const o = this.domains.get(name);
+    if (!o) return null;
+    const d = def ? { ...o, def } : o;
     return {
       name, uuid: d.uuid, active: d.active, autostart: d.autostart,
       vcpus: d.def.vcpus, maxVcpus: d.def.maxVcpus ?? d.def.vcpus,

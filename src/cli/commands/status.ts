@@ -3,6 +3,7 @@ import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import { resourceKey, KIND_ORDER } from '../../reconcile/desired.js';
 import type { HostSnapshot, ResourceKind } from '../../reconcile/ports.js';
 import type { ResourceRecord, RevisionRecord } from '../../state/index.js';
+import { restartText, type RestartRequired } from '../../reconcile/kinds/vm.js';
 
 export interface StatusRow {
   kind: string;
@@ -15,6 +16,18 @@ export interface StatusRow {
   generation: number;
   revision: { id: number; gitCommit: string | null; manifestDigest: string; finishedAt: string | null } | null;
   updatedAt: string | null;
+  /** VMs: changes applied to the persistent definition that the running domain takes at its next boot. */
+  restartRequired: RestartRequired | null;
+}
+
+/** The record's restart-required mark while the domain it was set on still runs (same libvirt domain id). */
+function restartRequiredOf(snapshot: HostSnapshot | undefined, r: ResourceRecord): RestartRequired | null {
+  if (r.kind !== 'VirtualMachine') return null;
+  const rr = (r.details.facts as { restartRequired?: RestartRequired } | undefined)?.restartRequired;
+  if (!rr) return null;
+  if (!snapshot) return rr; // offline: as recorded
+  const d = snapshot.domains.find((x) => x.name === r.name);
+  return d?.active && d.id === rr.domainId ? rr : null;
 }
 
 function observedState(snapshot: HostSnapshot | undefined, r: { kind: string; name: string }, volumeKnown: boolean): string {
@@ -87,11 +100,12 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
         observed: observedState(snapshot, r, r.uuid !== null && volumes.has(r.uuid)),
         status: r.observedStatus ?? 'unknown', lastError: r.lastError, attempts: r.attempts, generation: r.generation,
         revision: await revisionOf(r.lastAppliedRevision), updatedAt: r.updatedAt,
+        restartRequired: restartRequiredOf(snapshot, r),
       });
     }
     for (const [key, d] of declared) {
       if (seen.has(key)) continue;
-      rows.push({ kind: d.kind, name: d.name, desired: d.desired, observed: observedState(snapshot, d, false), status: 'not created', lastError: null, attempts: 0, generation: 0, revision: null, updatedAt: null });
+      rows.push({ kind: d.kind, name: d.name, desired: d.desired, observed: observedState(snapshot, d, false), status: 'not created', lastError: null, attempts: 0, generation: 0, revision: null, updatedAt: null, restartRequired: null });
     }
     rows.sort((a, b) => KIND_ORDER.indexOf(a.kind as ResourceKind) - KIND_ORDER.indexOf(b.kind as ResourceKind) || a.name.localeCompare(b.name));
     const latest = await store.revisions.latest();
@@ -107,13 +121,14 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
     }
     const header = ['RESOURCE', 'DESIRED', 'OBSERVED', 'STATUS', 'ATTEMPTS', 'REVISION', 'LAST ERROR'];
     const table = rows.map((r) => [
-      `${r.kind}/${r.name}`, r.desired, r.observed, r.status, String(r.attempts),
+      `${r.kind}/${r.name}`, r.desired, r.observed, r.restartRequired ? `${r.status} (restart required)` : r.status, String(r.attempts),
       r.revision ? `#${r.revision.id}${r.revision.gitCommit ? ` ${r.revision.gitCommit.slice(0, 10)}` : ''}` : '-',
       r.lastError ? r.lastError.replace(/\s+/g, ' ').slice(0, 80) : '-',
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
     const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
     process.stdout.write(`${[fmt(header), ...table.map(fmt)].join('\n')}\n`);
+    for (const r of rows) if (r.restartRequired) process.stdout.write(`\n${r.kind}/${r.name}: ${restartText(r.restartRequired)}\n`);
     if (latest) {
       process.stdout.write(`\nLast run: #${latest.id} ${latest.outcome} at ${latest.finishedAt ?? latest.startedAt}` +
         `${latest.gitCommit ? ` (git ${latest.gitCommit.slice(0, 10)}${latest.gitDirty ? ', dirty' : ''})` : ''}, digest ${latest.manifestDigest.slice(0, 12)}\n`);

@@ -279,6 +279,14 @@ export class LibvirtHost implements HostPort {
       return { ...parseDomainXml(xml), active: d.id !== -1, autostart };
     });
   }
+  getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null> {
+    return this.op(`get running domain ${name}`, false, async () => {
+      const d = await this.domain(name);
+      if (!d || d.id === -1) return null;
+      const [xml, autostart] = await Promise.all([this.client.domainGetXmlDesc(d, 0), this.client.domainGetAutostart(d)]);
+      return { ...parseDomainXml(xml), active: true, autostart, id: d.id };
+    });
+  }
   getVolume(pool: string, name: string): Promise<VolumeDetail | null> {
     return this.op(`get volume ${pool}/${name}`, false, async () => {
       const v = await this.volume(pool, name);

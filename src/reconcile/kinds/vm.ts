@@ -80,7 +80,7 @@ export interface VmFacts {
 }
 
 export type VmOp =
-  | { op: 'vm.define'; define: boolean; autostart?: boolean; restartRequired?: RestartRequired | null }
+  | { op: 'vm.define'; define: boolean; autostart?: boolean }
   | { op: 'vm.live'; vcpus?: number; memoryKiB?: number; description?: string | null }
   | { op: 'vm.start' }
   | { op: 'vm.stop'; graceful: boolean; restart?: boolean }
@@ -489,12 +489,15 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
           : fields.length > 0 ? interruptedOr(own, 'definition changed')
           : !cur ? interruptedOr(own, 'definition unreadable') : 'recording the declared config';
         reasons.push(why);
-        if (running && wantRunning && restart.length > 0) restartRequired = mergeRestart(pending, restart);
+        // What the plan expects to be left for the next boot. A line that is drift was most likely
+        // changed in the persistent definition only (`virsh … --config`): the running domain still
+        // has the value asked for. apply records the real difference, running against defined.
+        const forBoot = restart.filter((f) => !f.drift);
+        if (running && wantRunning && forBoot.length > 0) restartRequired = mergeRestart(pending, forBoot);
       }
       steps.push({
         op: 'vm.define', define: redefine,
         autostart: obs.autostart !== r.autostart || redefine ? r.autostart : undefined,
-        ...(redefine ? { restartRequired: running && wantRunning ? restartRequired ?? pending ?? null : null } : {}),
       });
       if (obs.autostart !== r.autostart) lines.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
     }
@@ -508,7 +511,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       steps.push(op);
     }
     const mark = running && wantRunning ? restartRequired ?? pending : undefined;
-    if (mark && restartNow) {
+    if (restartNow && restart.length > 0 && !mark) {
+      steps.push({ op: 'vm.stop', graceful: true, restart: true }, { op: 'vm.start' });
+      reasons.push('restart required (restartPolicy: OnChange)');
+    } else if (mark && restartNow) {
       steps.push({ op: 'vm.stop', graceful: true, restart: true }, { op: 'vm.start' });
       reasons.push('restart required (restartPolicy: OnChange)');
       notes.push(`restarts the VM to apply: ${restartText(mark).replace(/^restart required for /, '')}`);
@@ -552,7 +558,6 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       if (r.state === 'running') c.steps.push({ op: 'vm.start' });
       // Restarted anyway: nothing is left for the next boot.
       c.notes = c.notes.filter((n) => !n.includes('next boot') && !n.startsWith('restarts the VM'));
-      for (const s of c.steps) if (s.op === 'vm.define' && s.define) s.restartRequired = null;
     }
   },
 
@@ -592,16 +597,14 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         uuid = (await host.defineDomain(domainDef(d, await host.domainType(), uuid, resolved))).uuid;
         if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
         ctx.boundary();
-        const rr = op.restartRequired && observedDomain?.active
-          ? { ...op.restartRequired, since: op.restartRequired.since ?? new Date().toISOString(), domainId: op.restartRequired.domainId ?? observedDomain.id }
-          : undefined;
         const next: VmFacts = {
           balloon: 'virtio',
           nics: d.config.nics.map((n, i) => ({ network: n.network, model: n.model, mac: resolved[i]!, declared: !!n.mac })),
         };
         await ctx.record({
           uuid: uuid ?? null, observedStatus: observedDomain?.active ? 'running' : 'stopped',
-          desiredState: d.state, config: true, facts: { ...next, restartRequired: rr ?? null },
+          desiredState: d.state, config: true,
+          facts: { ...next, restartRequired: observedDomain?.active ? await restartState(host, d.name, facts.restartRequired) : null },
         });
         return;
       }
@@ -610,7 +613,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         if (op.memoryKiB !== undefined) await host.setDomainMemory(step.name, op.memoryKiB);
         if (op.description !== undefined) await host.setDomainDescription(step.name, op.description ?? undefined);
         ctx.boundary();
-        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state });
+        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: await restartState(host, step.name, facts.restartRequired) } });
         return;
       case 'vm.start': {
         await host.startDomain(step.name);
@@ -640,6 +643,38 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     return !o ? 'absent' : o.active ? 'running' : 'stopped';
   },
 };
+
+/** Lists shown compactly in restart notes: `vda=/p/root.qcow2 (virtio)`, `52:54:00:…@net (virtio)`. */
+const diskList = (d: DomainDetail): string => d.disks.map((x) => `${x.target}=${x.path} (${x.bus}${x.bootOrder ? `, boot ${x.bootOrder}` : ''})`).sort().join(', ');
+const nicList = (d: DomainDetail): string => d.nics.map((x) => `${x.mac.toLowerCase()}@${x.network} (${x.model})`).sort().join(', ');
+
+/**
+ * What the running domain has that its persistent definition changed (taken at the next boot):
+ * the running (live) definition against the persistent one, for everything that is not applied
+ * live. null when nothing is left (or the domain is not running).
+ */
+async function restartState(host: HostPort, name: string, previous: RestartRequired | undefined): Promise<RestartRequired | null> {
+  const [live, defined] = await Promise.all([host.getRunningDomain(name), host.getDomain(name)]);
+  if (!live || !defined) return null;
+  const pairs: [string, unknown, unknown][] = [
+    ['spec.vcpus', live.vcpus, defined.vcpus],
+    ['spec.maxVcpus', live.maxVcpus, defined.maxVcpus],
+    ['spec.maxMemoryKiB', live.maxMemoryKiB, defined.maxMemoryKiB],
+    ['domain.memballoon', live.balloon, defined.balloon],
+    ['spec.disks', diskList(live), diskList(defined)],
+    ['spec.nics', nicList(live), nicList(defined)],
+  ];
+  const differ = pairs.filter(([, a, b]) => canonicalJson(a) !== canonicalJson(b));
+  if (differ.length === 0) return null;
+  const same = previous && previous.domainId === live.id;
+  return {
+    fields: differ.map(([f]) => f),
+    running: Object.fromEntries(differ.map(([f, a]) => [f, a])),
+    defined: Object.fromEntries(differ.map(([f, , b]) => [f, b])),
+    since: same && previous.since ? previous.since : new Date().toISOString(),
+    domainId: live.id,
+  };
+}
 
 function stopNote(graceful: boolean): string {
   return graceful
