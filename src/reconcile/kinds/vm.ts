@@ -450,8 +450,9 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       fields.push(...compareVm(cur, r.config, match));
       const prev = adopting ? undefined : recordedConfig<VmConfig>(observed, key) ?? (record?.specHash === r.specHash ? r.config : undefined);
       const sinceApplied = new Set<string>();
-      if (prev) {
-        for (const f of compareVm(cur, prev, matchNics(prev.nics, cur.nics, facts?.nics))) {
+      if (prev && fields.length > 0) {
+        const applied = prev === r.config ? fields : compareVm(cur, prev, matchNics(prev.nics, cur.nics, facts?.nics));
+        for (const f of applied) {
           // An older virtform defined domains without a balloon: not drift.
           if (f.field === 'domain.memballoon' && facts?.balloon !== 'virtio') continue;
           sinceApplied.add(f.field);
