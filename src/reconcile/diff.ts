@@ -47,7 +47,7 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
     const steps = own.state === 'owned' ? kindOf(kind).deleteSteps(name, where) as StepOp[] | undefined : undefined;
     if (steps) {
       out.push({
-        ...base, action: 'delete', steps,
+        ...base, action: 'delete', steps, notes: kindOf(kind).deleteNotes?.(name, observed) ?? [],
         reason: record ? 'no longer declared in manifests' : 'left half-created by an interrupted run and no longer declared',
       });
     } else {

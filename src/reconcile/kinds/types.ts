@@ -109,6 +109,8 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   notices?(r: R, ctx: DiffContext): string[];
   /** Adjust other kinds' changes once every resource has been diffed (e.g. restart VMs whose disk is replaced). */
   afterDiff?(desired: R[], observed: Observed, changes: ResourceChange[], opts: DiffOptions): void;
+  /** Notes for the plan about deleting an owned object (e.g. a running VM is forced off). */
+  deleteNotes?(name: string, observed: Observed): string[];
   /** Steps that delete an owned object no manifest declares; undefined when it cannot be located. */
   deleteSteps(name: string, where: Locator): O[] | undefined;
 

@@ -568,6 +568,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     return rr ? [`${r.key}: ${restartText(rr)}`] : [];
   },
   deleteSteps: () => [{ op: 'vm.delete' }],
+  deleteNotes: (name, observed) => (observed.domains.get(name)?.active ? [stopNote(false)] : []),
 
   intent: () => ({}),
   async execute(op, ctx): Promise<void> {

@@ -258,6 +258,18 @@ describe('live or restart, per change of a running VM', () => {
   });
 });
 
+describe('a plan that forces a running VM off says so', () => {
+  it('notes it on a prune of the running VM', async () => {
+    const p = await plan();
+    expect(p.changes).toEqual([]);
+    writeManifests(mdir, { 'base.yaml': files()['base.yaml']! });
+    const pruned = (await planOnly(host, store, await desiredFrom(mdir))).plan;
+    const c = pruned.changes.find((x) => x.name === VM)!;
+    expect(c.action).toBe('delete');
+    expect(renderPlan(pruned, plain)).toContain('note: the running VM is forced off (no graceful shutdown)');
+  });
+});
+
 describe('adopting an existing domain', () => {
   it('redefines it with the manifest config, keeps its UUID and adds the marker', async () => {
     const uuid = vm().uuid;
