@@ -3,6 +3,8 @@ import type { Plan } from '../reconcile/plan.js';
 import type { FieldChange, ResourceChange } from '../reconcile/diff.js';
 import type { ApplyEvent } from '../reconcile/apply.js';
 import { stepLabel } from '../reconcile/apply.js';
+import { kindOf } from '../reconcile/kinds/index.js';
+import type { ChangeEffect } from '../reconcile/kinds/types.js';
 
 export interface Style {
   color: boolean;
@@ -25,12 +27,13 @@ const VERB: Record<ResourceChange['action'], string> = {
 };
 
 const BYTE_FIELDS = /\.capacity$/;
-const KIB_FIELDS = /\.memory$/;
+const KIB_FIELDS = /\.(memory|maxMemory)$/;
 
 /** Internal config keys → the manifest's field names. */
 const FIELD_NAMES: [RegExp, string][] = [
   [/\.capacityBytes$/, '.capacity'],
   [/\.memoryKiB$/, '.memory'],
+  [/\.maxMemoryKiB$/, '.maxMemory'],
   [/\.dhcpHosts/, '.dhcp.hosts'],
   [/\.dhcpRange\./, '.dhcp.'],
   [/\.sourcePath$/, '.source'],
@@ -63,17 +66,31 @@ function value(field: string, v: unknown): string {
   return JSON.stringify(v);
 }
 
-function fieldLine(style: Style, action: ResourceChange['action'], raw: FieldChange): string {
+/** The effect of a replace's field from its kind's field spec (`[replace]` where it recreates the object). */
+function replaceEffect(c: ResourceChange, f: FieldChange): ChangeEffect | undefined {
+  const name = /^spec\.(\w+)/.exec(f.field)?.[1];
+  const spec = (kindOf(c.kind).fields as readonly { field: string; effect: ChangeEffect | ((b: unknown, a: unknown) => ChangeEffect) }[])
+    .find((x) => x.field === name);
+  if (!spec) return undefined;
+  return typeof spec.effect === 'string' ? spec.effect : spec.effect(f.before, f.after);
+}
+
+function fieldLine(style: Style, c: ResourceChange, raw: FieldChange): string {
   const f = { ...raw, field: displayField(raw.field) };
-  const drift = f.drift ? ' (drift)' : '';
-  if (action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}${drift}`;
-  if (f.after === undefined) return `      ${paint(style, 'red', '-')} ${f.field}: ${value(f.field, f.before)}${drift}`;
-  return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}${drift}`;
+  const effect = c.action === 'update' ? raw.effect : c.action === 'replace' ? replaceEffect(c, raw) : undefined;
+  const marks = `${raw.drift ? ` ${paint(style, 'yellow', '(drift)')}` : ''}${effect ? ` ${paint(style, 'cyan', `[${effect}]`)}` : ''}`;
+  if (c.action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}${marks}`;
+  if (f.after === undefined) return `      ${paint(style, 'red', '-')} ${f.field}: ${value(f.field, f.before)}${marks}`;
+  return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}${marks}`;
 }
 
 export function renderPlan(plan: Plan, style: Style): string {
   const lines: string[] = [];
-  if (plan.noop) return 'No changes. Infrastructure matches the manifests.\n';
+  const notices = (plan.notices ?? []).map((n) => `  ${paint(style, 'cyan', 'note:')} ${n}`);
+  if (plan.noop) {
+    if (notices.length === 0) return 'No changes. Infrastructure matches the manifests.\n';
+    return `No changes to apply; the manifests are applied, but:\n${notices.join('\n')}\n`;
+  }
   lines.push('virtform will perform the following actions:', '');
   for (const c of plan.changes) {
     const blocked = plan.blocked.get(c.key);
@@ -93,7 +110,7 @@ export function renderPlan(plan: Plan, style: Style): string {
     if (held) lines.push(`      ${paint(style, 'red', '!')} held: ${c.dataLoss?.length ? 'needs --allow-data-loss' : held}`);
     for (const f of c.fields) {
       if (c.action === 'create' && c.kind !== 'StoragePool' && DERIVED.test(f.field)) continue;
-      lines.push(fieldLine(style, c.action, f));
+      lines.push(fieldLine(style, c, f));
     }
     for (const n of c.notes) lines.push(`      ${paint(style, 'cyan', 'note:')} ${n}`);
     if (c.release) lines.push(`      ${paint(style, 'cyan', 'note:')} nothing is deleted; virtform forgets it (a manifest with metadata.adopt: true takes it back)`);
@@ -110,6 +127,7 @@ export function renderPlan(plan: Plan, style: Style): string {
     if (!plan.changes.some((c) => c.key === key)) lines.push(`  ${paint(style, 'red', '!')} ${key}: ${reason}`);
   }
   if (dependents.length > 0) lines.push('');
+  if (notices.length > 0) lines.push(...notices, '');
   lines.push(summaryLine(plan));
   return `${lines.join('\n')}\n`;
 }
@@ -137,6 +155,7 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     })),
     blocked: Object.fromEntries(plan.blocked),
     held: Object.fromEntries(plan.held),
+    notices: plan.notices ?? [],
     steps: plan.steps.map((s) => ({ id: s.id, resource: s.key, op: s.op.op, deps: s.deps })),
   };
 }

@@ -127,7 +127,16 @@ export interface DhcpHost {
  */
 export interface VirtualMachineSpec {
   vcpus: number;
+  /**
+   * vCPU maximum (default: vcpus). vCPUs up to it are plugged into a running VM without a restart.
+   */
+  maxVcpus?: number;
   memory: Size;
+  maxMemory?: Size;
+  /**
+   * What virtform does when a change to a running VM needs a restart: Never (default: mark it restart required) or OnChange (shut it down gracefully and start it).
+   */
+  restartPolicy?: 'Never' | 'OnChange';
   state?: 'running' | 'stopped';
   /**
    * Start the VM when libvirtd starts.

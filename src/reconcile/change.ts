@@ -18,6 +18,8 @@ export interface FieldChange {
   field: string;
   before: unknown;
   after: unknown;
+  /** How the change takes effect on the running object (`[live]`/`[restart]` in the plan), where the kind says. */
+  effect?: ChangeEffect;
   /** The host's value moved away from what virtform applied (before is the host's real value). */
   drift?: boolean;
 }

@@ -53,7 +53,7 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
       });
     } else if (steps) {
       out.push({
-        ...base, action: 'delete', steps,
+        ...base, action: 'delete', steps, notes: kindOf(kind).deleteNotes?.(name, observed) ?? [],
         reason: record ? 'no longer declared in manifests' : 'left half-created by an interrupted run and no longer declared',
       });
     } else {
@@ -63,6 +63,17 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
         reason: own.state === 'absent' ? 'no longer declared; already gone from the host' : 'no longer declared; the object with that name is not ours',
       });
     }
+  }
+  return out;
+}
+
+/** Notes about declared resources that need no change (e.g. a VM waiting for a restart). */
+export function notices(desired: Desired, observed: Observed, changes: ResourceChange[], opts: DiffOptions = {}): string[] {
+  const changed = new Set(changes.map((c) => c.key));
+  const out: string[] = [];
+  for (const r of desired.resources) {
+    const hook = kindOf(r.kind).notices;
+    if (hook && !changed.has(r.key)) out.push(...hook(r, { observed, opts }));
   }
   return out;
 }

@@ -8,7 +8,7 @@ import { parseResourceKey } from '../model/kinds.js';
 import type { HostPort } from './ports.js';
 import type { Desired } from './desired.js';
 import { observe, type Observed, type StateReader } from './observe.js';
-import { diff } from './diff.js';
+import { diff, notices } from './diff.js';
 import { buildPlan, type Plan } from './plan.js';
 import { holdDataLoss } from './safety.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
@@ -76,6 +76,7 @@ export async function planOnly(
   const changes = diff(desired, observed, { gracefulStop, allowDataLoss });
   const held = holdDataLoss(desired, observed, changes, { allowDataLoss });
   const plan = buildPlan(desired, changes, held);
+  plan.notices = notices(desired, observed, changes, { gracefulStop });
   return { plan, observed };
 }
 

@@ -13,7 +13,7 @@ import type { ResourceKind } from '../model/kinds.js';
 import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
 import { isTeardown, type ResourceChange, type StepOp } from './diff.js';
-import { kindOf } from './kinds/index.js';
+import { kindOf, opInfo } from './kinds/index.js';
 
 export interface PlanStep {
   id: number;
@@ -50,6 +50,8 @@ export interface Plan {
   held: Map<string, string>;
   summary: PlanSummary;
   noop: boolean;
+  /** Notes about resources that need no change (a VM still waiting for a restart): shown, never applied. */
+  notices: string[];
 }
 
 export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map<string, string> = new Map()): Plan {
@@ -87,7 +89,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map
   }
 
   if (steps.length === 0) {
-    return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0 };
+    return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
   }
 
   // users(X): resources that depend on X, by their desired config or by their recorded config.
@@ -109,13 +111,22 @@ export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map
       for (const d of r ? dependenciesOf(r) : []) {
         for (const s of byKey.get(d) ?? []) if (!s.teardown) deps.add(s.id);
       }
+      // E.g. growing a volume: after a VM using it is stopped in this plan (its leading stop steps).
+      if (opInfo(step.op.op).afterUsersStop) {
+        for (const user of users.get(step.key) ?? []) {
+          for (const s of byKey.get(user) ?? []) {
+            if (!s.teardown) break;
+            deps.add(s.id);
+          }
+        }
+      }
     }
     deps.delete(step.id);
     step.deps = [...deps].sort((a, b) => a - b);
   }
   assertAcyclic(steps);
 
-  return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0 };
+  return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
 }
 
 function summarize(changes: ResourceChange[], held: Map<string, string>): PlanSummary {

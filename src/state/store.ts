@@ -12,6 +12,11 @@ import type { HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDat
 export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
   /** The row's id: the pages' keyset. */
   id: number;
+  /**
+   * `details.facts`, when the record has any: the little a kind keeps about its object beyond the
+   * applied config and needs on every run (a VM's resolved MACs and pending restart).
+   */
+  facts?: Record<string, unknown>;
 };
 
 export interface ResourceRecord {
@@ -120,7 +125,7 @@ function parseJson(text: string | null | undefined): Record<string, unknown> {
   }
 }
 
-type IndexTuple = [number, string, string, string | null, string | null, string | null, string | null];
+type IndexTuple = [number, string, string, string | null, string | null, string | null, string | null, Record<string, unknown> | null];
 
 /**
  * See {@link StateStore.resources.indexPages}. Each page comes back as ONE JSON array of row tuples
@@ -133,22 +138,23 @@ async function* indexPages(db: Kysely<StateDatabase>, pageSize: number): AsyncGe
   for (let after = 0; ;) {
     const page = db
       .selectFrom('resources')
-      .select(['id', 'kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error'])
+      .select(['id', 'kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error', 'details'])
       .where('id', '>', after)
       .orderBy('id')
       .limit(pageSize)
       .as('page');
     const { rows } = await db
       .selectFrom(page)
-      .select(sql<string>`json_group_array(json_array(id, kind, name, uuid, spec_hash, desired_state, last_error))`.as('rows'))
+      .select(sql<string>`json_group_array(json_array(id, kind, name, uuid, spec_hash, desired_state, last_error, json_extract(details, '$.facts')))`.as('rows'))
       .executeTakeFirstOrThrow();
     const tuples = (typeof rows === 'string' ? JSON.parse(rows) : rows) as IndexTuple[];
     if (tuples.length === 0) return;
     const entries: ResourceIndexEntry[] = new Array(tuples.length);
     let last = after;
     for (let i = 0; i < tuples.length; i++) {
-      const [id, kind, name, uuid, specHash, desiredState, lastError] = tuples[i]!;
+      const [id, kind, name, uuid, specHash, desiredState, lastError, facts] = tuples[i]!;
       entries[i] = { id, kind, name, uuid, specHash, desiredState, lastError };
+      if (facts && typeof facts === 'object') entries[i]!.facts = facts;
       if (id > last) last = id;
     }
     yield entries;

@@ -50,6 +50,10 @@ export interface StatusRow {
   generation: number;
   revision: StatusRevision | null;
   updatedAt: string | null;
+  /** VMs: changes applied to the persistent definition that the running domain takes at its next boot. */
+  restartRequired: unknown;
+  /** One line the table prints below itself (e.g. "restart required for spec.vcpus (running with 1, defined 2)"). */
+  note: { flag: string; text: string } | null;
 }
 
 /** What the host showed (undefined when it was not asked, offline, or could not be reached). */
@@ -74,6 +78,11 @@ export interface StatusSummary {
 export function revisionLabel(rev: Pick<RevisionRecord, 'id' | 'gitCommit' | 'gitDirty'>): string {
   const commit = rev.gitCommit ? ` ${rev.gitCommit.slice(0, 10)}${rev.gitDirty ? '-dirty' : ''}` : rev.gitDirty ? ' dirty' : '';
   return `#${rev.id}${commit}`;
+}
+
+function noteOf(host: HostView | undefined, kind: string, name: string, r: ResourceRecord | undefined): Pick<StatusRow, 'restartRequired' | 'note'> {
+  const n = r && isResourceKind(kind) ? kindOf(kind).statusNote?.(host, { name, facts: r.details.facts }) : undefined;
+  return { restartRequired: n?.flag === 'restart required' ? n.data : null, note: n ? { flag: n.flag, text: n.text } : null };
 }
 
 /** What the host shows of a resource, through its kind's module; `unknown` when the host was not asked. */
@@ -120,6 +129,7 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       kind, name, desired, observed, status, reason,
       recordedStatus: r?.observedStatus ?? null, lastError: r?.lastError ?? null, attempts: r?.attempts ?? 0, generation: r?.generation ?? 0,
       revision: revisionOf(r?.lastAppliedRevision ?? null), updatedAt: r?.updatedAt ?? null,
+      ...noteOf(input.host, kind, name, r),
     };
   };
   for (const r of input.records) {

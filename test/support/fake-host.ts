@@ -3,15 +3,32 @@
  * Behaves like libvirt where the reconciler relies on it: define overwrites (same UUID required
  * for an existing name), start/stop are idempotent, a volume can't be created twice, deleting a
  * pool with volumes fails. Failures can be injected per operation and resource name.
+ *
+ * Domains behave like libvirt's QEMU driver under TCG: a NIC defined without a MAC gets a new
+ * random 52:54:00 MAC at every define; a running domain keeps the definition it was started
+ * with (`live`) and gets a new domain id at every start; vCPUs can be plugged live up to the
+ * maximum but not unplugged (QEMU refuses the device_del); memory and description change live
+ * within the maximum; a volume attached to a running domain cannot be resized with the volume
+ * API (qemu-img cannot take the write lock), only through the domain (block resize).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import {
   HostError, type HostErrorCode,
   type DhcpHost, type DomainDef, type HostDefinitions, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostIdentity, type HostPort, type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
 } from '../../src/reconcile/ports.js';
 
-interface Obj<D> { uuid: string; def: D; active: boolean; autostart: boolean; id?: number }
+interface Obj<D> {
+  uuid: string; def: D; active: boolean; autostart: boolean; id?: number;
+  /** Domains: the definition the running domain was started with (changed by live calls). */
+  live?: D;
+  /** Domains: the `<memballoon model>` of the persistent definition (virtform writes virtio). */
+  balloon?: string;
+}
+
+export function randomMac(): string {
+  return `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
+}
 
 export class FakeHost implements HostPort {
   pools = new Map<string, Obj<PoolDef>>();
@@ -117,12 +134,23 @@ export class FakeHost implements HostPort {
     this.call('getDomain', name, false);
     return this.domainDetail(name);
   }
-  private domainDetail(name: string): DomainDetail | null {
+  async getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null> {
+    this.call('getRunningDomain', name, false);
     const d = this.domains.get(name);
-    if (!d) return null;
+    if (!d?.active || !d.live) return null;
+    return { ...this.domainDetail(name, d.live)!, id: d.id ?? 1 };
+  }
+  private domainDetail(name: string, def?: DomainDef): DomainDetail | null {
+    const o = this.domains.get(name);
+    if (!o) return null;
+    const d = def ? { ...o, def } : o;
     return {
-      name, uuid: d.uuid, active: d.active, autostart: d.autostart, vcpus: d.def.vcpus, memoryKiB: d.def.memoryKiB,
-      description: d.def.description, disks: d.def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, bootOrder: x.bootOrder })),
+      name, uuid: d.uuid, active: d.active, autostart: d.autostart,
+      vcpus: d.def.vcpus, maxVcpus: d.def.maxVcpus ?? d.def.vcpus,
+      memoryKiB: d.def.memoryKiB, maxMemoryKiB: d.def.maxMemoryKiB ?? d.def.memoryKiB, balloon: d.balloon ?? 'virtio',
+      // libvirt does not keep an empty description
+      ...(d.def.description ? { description: d.def.description } : {}),
+      disks: d.def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
       nics: d.def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: d.def.marker,
     };
   }
@@ -188,6 +216,8 @@ export class FakeHost implements HostPort {
     this.call('resizeVolume', name, true);
     const v = this.volumes.get(pool)?.get(name);
     if (!v) throw new HostError('not-found', `volume ${name} not found`);
+    if ([...this.domains.values()].some((d) => d.active && d.live?.disks.some((x) => x.path === v.path)))
+      throw new HostError('operation-failed', `qemu-img: Could not open '${v.path}': Failed to get "write" lock`);
     v.capacityBytes = capacityBytes;
   }
   async deleteVolume(pool: string, name: string): Promise<void> {
@@ -227,7 +257,47 @@ export class FakeHost implements HostPort {
 
   async defineDomain(def: DomainDef): Promise<{ uuid: string }> {
     this.call('defineDomain', def.name, true);
-    return { uuid: this.define(this.domains, def).uuid };
+    // libvirt: a NIC without a MAC gets a new generated one at every define
+    const withMacs = { ...def, nics: def.nics.map((n) => (n.mac ? n : { ...n, mac: randomMac() })) };
+    const o = this.define(this.domains, withMacs);
+    o.balloon = 'virtio';
+    return { uuid: o.uuid };
+  }
+  private running(name: string): Obj<DomainDef> & { live: DomainDef } {
+    const d = this.need(this.domains, name, 'domain');
+    if (!d.active || !d.live) throw new HostError('operation-failed', `domain ${name} is not running`);
+    return d as Obj<DomainDef> & { live: DomainDef };
+  }
+  async setDomainVcpus(name: string, vcpus: number): Promise<void> {
+    this.call('setDomainVcpus', name, true);
+    const d = this.need(this.domains, name, 'domain');
+    if (d.active && d.live) {
+      const max = d.live.maxVcpus ?? d.live.vcpus;
+      if (vcpus > max) throw new HostError('invalid', `requested vcpus is greater than max allowable vcpus for the live domain: ${vcpus} > ${max}`);
+      if (vcpus < d.live.vcpus) throw new HostError('operation-failed', "unable to execute QEMU command 'device_del': acpi: device unplug request for not supported device type: qemu64-x86_64-cpu");
+      d.live = { ...d.live, vcpus };
+    }
+    d.def = { ...d.def, vcpus };
+  }
+  async setDomainMemory(name: string, memoryKiB: number): Promise<void> {
+    this.call('setDomainMemory', name, true);
+    const d = this.need(this.domains, name, 'domain');
+    const max = (d.live ?? d.def).maxMemoryKiB ?? (d.live ?? d.def).memoryKiB;
+    if (memoryKiB > max) throw new HostError('invalid', 'cannot set memory higher than max memory');
+    if (d.active && d.live) d.live = { ...d.live, memoryKiB };
+    d.def = { ...d.def, memoryKiB };
+  }
+  async setDomainDescription(name: string, description: string | undefined): Promise<void> {
+    this.call('setDomainDescription', name, true);
+    const d = this.need(this.domains, name, 'domain');
+    if (d.active && d.live) d.live = { ...d.live, description };
+    d.def = { ...d.def, description };
+  }
+  async resizeDomainDisk(name: string, path: string, capacityBytes: number): Promise<void> {
+    this.call('resizeDomainDisk', name, true);
+    const d = this.running(name);
+    if (!d.live.disks.some((x) => x.path === path)) throw new HostError('invalid', `disk '${path}' was not found in the domain config`);
+    for (const m of this.volumes.values()) for (const v of m.values()) if (v.path === path) v.capacityBytes = capacityBytes;
   }
   async startDomain(name: string): Promise<void> {
     this.call('startDomain', name, true);
@@ -239,13 +309,18 @@ export class FakeHost implements HostPort {
     for (const nic of d.def.nics) {
       if (!this.networks.get(nic.network)?.active) throw new HostError('operation-failed', `network ${nic.network} is not active`);
     }
+    if (d.active) return;
     d.active = true;
     d.id = this.nextDomainId++;
+    d.live = d.def;
   }
   async stopDomain(name: string): Promise<void> {
     this.call('stopDomain', name, true);
     const d = this.domains.get(name);
-    if (d) d.active = false;
+    if (d) {
+      d.active = false;
+      d.live = undefined;
+    }
   }
   async setDomainAutostart(name: string, autostart: boolean): Promise<void> {
     this.call('setDomainAutostart', name, true);

@@ -86,11 +86,12 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
 export function renderTable(rows: StatusRow[]): string {
   const header = ['RESOURCE', 'DESIRED', 'OBSERVED', 'STATUS', 'ATTEMPTS', 'REVISION', 'LAST ERROR / REASON'];
   const table = rows.map((r) => [
-    `${r.kind}/${r.name}`, r.desired, r.observed, r.status, String(r.attempts),
+    `${r.kind}/${r.name}`, r.desired, r.observed, r.note ? `${r.status} (${r.note.flag})` : r.status, String(r.attempts),
     r.revision ? r.revision.label : '-',
     (r.lastError ?? (r.status === 'converged' ? null : r.reason))?.replace(/\s+/g, ' ').slice(0, 80) ?? '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-  return `${[fmt(header), ...table.map(fmt)].join('\n')}\n`;
+  const notes = rows.filter((r) => r.note).map((r) => `\n${r.kind}/${r.name}: ${r.note!.text}\n`).join('');
+  return `${[fmt(header), ...table.map(fmt)].join('\n')}\n${notes}`;
 }

@@ -42,7 +42,7 @@ export interface FieldSpec<C> {
   /** Unit of the normalized value, where it has one. */
   unit?: 'bytes' | 'KiB';
   /** How a change takes effect: applied live, on the next boot, or by recreating the object. */
-  effect: ChangeEffect | ((before: unknown, after: unknown) => ChangeEffect);
+  effect: ChangeEffect | ((before: unknown, after: unknown, whole?: unknown) => ChangeEffect);
 }
 
 /** What a step's execution gets from apply. */
@@ -59,7 +59,11 @@ export interface ExecContext<R> {
   /** Journal boundary after the host calls (crash-test hook). */
   boundary(): void;
   /** Record the resource as applied. `config: true` records the desired config and spec hash. */
-  record(fields: { uuid?: string | null; observedStatus: string; desiredState?: string | null; config?: boolean }): Promise<void>;
+  record(fields: {
+    uuid?: string | null; observedStatus: string; desiredState?: string | null; config?: boolean;
+    /** Merged into `details.facts` (kept across records); a null value removes that fact. */
+    facts?: Record<string, unknown>;
+  }): Promise<void>;
   /** Delete the record when no manifest declares the resource any more. */
   forgetIfUndeclared(): Promise<void>;
 }
@@ -75,8 +79,11 @@ export interface StatusView {
 
 export interface KindHandler<R extends { kind: ResourceKind; name: string; key: string } = never, O extends { op: string } = never> {
   readonly kind: ResourceKind;
-  /** Labels of this kind's step operations, and which of them tear down. */
-  readonly ops: { readonly [K in O['op']]: { label: string; teardown: boolean } };
+  /**
+   * Labels of this kind's step operations, and which of them tear down. `afterUsersStop`: a
+   * build-up step that runs after the resources using this one are stopped in the same plan.
+   */
+  readonly ops: { readonly [K in O['op']]: { label: string; teardown: boolean; afterUsersStop?: boolean } };
   /** Per-field spec of the config: manifest name, unit, and how a change takes effect. */
   readonly fields: readonly FieldSpec<R extends { config: infer C } ? C : never>[];
 
@@ -100,8 +107,12 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, { name: string; where: Locator }>): Promise<Map<string, unknown>>;
 
   diff(r: R, ctx: DiffContext): ResourceChange | undefined;
+  /** Notes for the plan about a resource that needs no change (e.g. a VM still waiting for a restart). */
+  notices?(r: R, ctx: DiffContext): string[];
   /** Adjust other kinds' changes once every resource has been diffed (e.g. restart VMs whose disk is replaced). */
   afterDiff?(desired: R[], observed: Observed, changes: ResourceChange[], opts: DiffOptions): void;
+  /** Notes for the plan about deleting an owned object (e.g. a running VM is forced off). */
+  deleteNotes?(name: string, observed: Observed): string[];
   /** Steps that delete an owned object no manifest declares; undefined when it cannot be located. */
   deleteSteps(name: string, where: Locator): O[] | undefined;
   /**
@@ -119,6 +130,11 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   desiredStatus(r: R): string;
   /** What a record of this kind asked for when neither the manifest nor the record says. */
   readonly defaultDesiredStatus: string;
+  /**
+   * A note the status shows beside the row (VMs: "restart required for …" while the running
+   * domain lags its persistent definition); `view` is undefined when the host was not asked.
+   */
+  statusNote?(view: StatusView | undefined, r: { name: string; facts: unknown }): { flag: string; text: string; data: unknown } | undefined;
   /** What the host shows of the object; `uuid` is the recorded identity (null when none), `config` the desired or recorded one. */
   observedStatus(view: StatusView, r: { name: string; uuid: string | null; config: unknown }): string;
 }

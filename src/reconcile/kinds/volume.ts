@@ -14,6 +14,7 @@ import {
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
 import type { KindHandler, Locator } from './types.js';
+import { runningDomainWithDisk } from './vm.js';
 
 export interface VolumeConfig {
   pool: string;
@@ -79,7 +80,8 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   kind: 'Volume',
   ops: {
     'volume.create': { label: 'create volume', teardown: false },
-    'volume.resize': { label: 'resize volume', teardown: false },
+    // After a VM using the volume is stopped in the same plan (a running one is grown through the domain).
+    'volume.resize': { label: 'resize volume', teardown: false, afterUsersStop: true },
     'volume.delete': { label: 'delete volume', teardown: true },
   },
   fields: [
@@ -303,7 +305,12 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         const d = ctx.desired!;
         const detail = await host.getVolume(d.config.pool, d.config.volName);
         if (!detail) throw new HostError('not-found', `volume ${d.config.volName} vanished from pool ${d.config.pool}`);
-        if (detail.capacityBytes < op.capacityBytes) await host.resizeVolume(d.config.pool, d.config.volName, op.capacityBytes);
+        if (detail.capacityBytes < op.capacityBytes) {
+          // A running VM's QEMU holds the image's write lock: grow it through the domain (block resize).
+          const domain = await runningDomainWithDisk(host, ctx.observed, detail.path);
+          if (domain) await host.resizeDomainDisk(domain, detail.path, op.capacityBytes);
+          else await host.resizeVolume(d.config.pool, d.config.volName, op.capacityBytes);
+        }
         ctx.boundary();
         await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
         return;

@@ -145,7 +145,9 @@ describe('changes', () => {
     const { plan } = await planOnly(host, store, d);
     const c = plan.changes.find((x) => x.name === `${P}-vm1`)!;
     expect(c.action).toBe('update');
-    expect(c.fields).toContainEqual({ field: 'spec.memoryKiB', before: 65536, after: 98304 });
+    // no maxMemory declared: the maximum grows too, which needs a restart
+    expect(c.fields).toContainEqual({ field: 'spec.memoryKiB', before: 65536, after: 98304, effect: 'restart' });
+    expect(c.fields).toContainEqual({ field: 'spec.maxMemoryKiB', before: 65536, after: 98304, effect: 'restart' });
     expect(c.notes.join()).toMatch(/next boot/);
     await run(d);
     expect(host.domains.get(`${P}-vm1`)!.uuid).toBe(uuid);

@@ -35,7 +35,7 @@ function vm(name: string, disks: string[], state: 'running' | 'stopped' = 'runni
   const config = vmCfg(disks);
   return {
     kind: 'VirtualMachine', name, host: 'local', key: `VirtualMachine/${name}`, adopt: false, labels: {},
-    config, specHash: hashConfig(config), autostart: false, state,
+    config, specHash: hashConfig(config), autostart: false, state, restartPolicy: 'Never',
   };
 }
 function desiredOf(resources: DesiredResource[]): Desired {
