@@ -1,0 +1,797 @@
+/**
+ * diff(desired, observed, opts) on plain objects, one table row per situation and kind.
+ * Each row asserts the full observable result of today's diff: every change in order, with its
+ * action, reason text, field before/after list, notes, steps, ownership, adopt and drift flags
+ * and the recorded config it replaces or deletes. It is the regression net for the per-kind split
+ * of src/reconcile/, so it goes through the public functions only.
+ */
+import { describe, expect, it } from 'vitest';
+import { diff, type DiffOptions, type FieldChange, type ResourceChange, type StepOp } from '../../../src/reconcile/diff.js';
+import { convergedHost, desiredOf, observed, res, uuidFor, type ManifestSet, type ObservedBuilder } from '../../support/observed.js';
+import { BASE, DATA, HOST1, HOST2, lab, MiB, NET, POOL, POOL_Q, ROOT, VM1, VM2 } from './fixtures.js';
+import type { Desired } from '../../../src/reconcile/desired.js';
+
+interface Want {
+  key: string;
+  action: ResourceChange['action'];
+  reason: string;
+  fields?: FieldChange[];
+  notes?: string[];
+  steps: StepOp[];
+  ownership: ResourceChange['ownership'];
+  drift?: boolean;
+  adopt?: boolean;
+  previous?: unknown;
+}
+
+interface Row {
+  name: string;
+  desired: ManifestSet;
+  /** The host and state DB; `d` is the desired state of this row. */
+  host: (d: Desired) => ObservedBuilder;
+  opts?: DiffOptions;
+  want: Want[];
+}
+
+function view(c: ResourceChange): Want {
+  return {
+    key: c.key, action: c.action, reason: c.reason, fields: c.fields, notes: c.notes, steps: c.steps,
+    ownership: c.ownership, drift: c.drift, adopt: c.adopt, previous: c.previous,
+  };
+}
+function full(w: Want): Want {
+  return { fields: [], notes: [], drift: false, adopt: undefined, previous: undefined, ...w };
+}
+const f = (field: string, before: unknown, after: unknown): FieldChange => ({ field, before, after });
+/** Config recorded for a resource as built from other manifests (what an earlier apply stored). */
+const cfg = (set: ManifestSet, kind: Parameters<typeof res>[1], name: string): unknown => res(desiredOf(set), kind, name).config;
+const hostOf = (set: ManifestSet) => convergedHost(desiredOf(set));
+
+const P = '/pools/p';
+const ENSURE_NET_NEW: StepOp = { op: 'network.ensure', define: true, start: true, autostart: false, addHosts: [], deleteHosts: [] };
+const POOL_CREATE_FIELDS = [f('spec.autostart', undefined, true), f('spec.path', undefined, P)];
+const BASE_CREATE_FIELDS = [
+  f('spec.capacityBytes', undefined, 64 * MiB), f('spec.format', undefined, 'qcow2'), f('spec.path', undefined, `${P}/base.qcow2`),
+  f('spec.pool', undefined, 'p'), f('spec.volName', undefined, 'base.qcow2'),
+];
+const NET_CREATE_FIELDS = [
+  f('spec.autostart', undefined, false), f('spec.cidr', undefined, '10.231.0.0/24'),
+  f('spec.dhcpHosts[0].ip', undefined, '10.231.0.11'), f('spec.dhcpHosts[0].mac', undefined, '52:54:00:aa:00:01'),
+  f('spec.dhcpRange.end', undefined, '10.231.0.199'), f('spec.dhcpRange.start', undefined, '10.231.0.100'),
+  f('spec.ipv4.address', undefined, '10.231.0.1'), f('spec.ipv4.prefix', undefined, 24), f('spec.mode', undefined, 'isolated'),
+];
+const VM2_CREATE_FIELDS = [
+  f('spec.autostart', undefined, false), f('spec.disks', undefined, []), f('spec.memoryKiB', undefined, 65536),
+  f('spec.nics[0].model', undefined, 'virtio'), f('spec.nics[0].network', undefined, 'net'),
+  f('spec.state', undefined, 'stopped'), f('spec.vcpus', undefined, 1),
+];
+const NOT_MANAGED = (kind: string, name: string) =>
+  `a ${kind} named ${name} already exists and is not managed by virtform; set metadata.adopt: true to let virtform take it over`;
+const LOST = 'the volume is recreated empty: its current contents are lost';
+const JUST_POOL = { pools: [POOL] };
+const POOL_AND_VOLS = { pools: [POOL], volumes: [BASE, ROOT, DATA] };
+const NET_ONLY = { networks: [NET] };
+
+// ---------------------------------------------------------------------------------------------
+const poolRows: Row[] = [
+  {
+    name: 'create: new',
+    desired: JUST_POOL, host: () => observed(),
+    want: [{ key: 'StoragePool/p', action: 'create', reason: 'new', ownership: 'absent', fields: POOL_CREATE_FIELDS,
+      steps: [{ op: 'pool.ensure', define: true, start: true, autostart: true }] }],
+  },
+  {
+    name: 'create: retry after a failed first attempt (record without uuid)',
+    desired: JUST_POOL, host: () => observed().record('StoragePool', 'p', { lastError: 'permission denied' }),
+    want: [{ key: 'StoragePool/p', action: 'create', reason: 'retrying after failure: permission denied', ownership: 'absent',
+      fields: POOL_CREATE_FIELDS, steps: [{ op: 'pool.ensure', define: true, start: true, autostart: true }] }],
+  },
+  {
+    name: 'create: recorded with uuid but missing on the host (drift)',
+    desired: JUST_POOL, host: (d) => convergedHost(d).without('StoragePool', 'p'),
+    want: [{ key: 'StoragePool/p', action: 'create', reason: 'recorded but missing on the host (drift)', ownership: 'absent', drift: true,
+      fields: POOL_CREATE_FIELDS, steps: [{ op: 'pool.ensure', define: true, start: true, autostart: true }] }],
+  },
+  { name: 'converged: no change', desired: JUST_POOL, host: (d) => convergedHost(d), want: [] },
+  {
+    name: 'update: autostart differs on the host',
+    desired: JUST_POOL, host: (d) => convergedHost(d).pool('p', { autostart: false }),
+    // NOTE(bug)? autostart flipped on the host behind virtform's back is not flagged as drift (drift: false).
+    want: [{ key: 'StoragePool/p', action: 'update', reason: 'autostart differs', ownership: 'owned', adopt: false,
+      fields: [f('spec.autostart', false, true)], steps: [{ op: 'pool.ensure', define: false, start: false, autostart: true }] }],
+  },
+  {
+    name: 'update: pool inactive (drift)',
+    desired: JUST_POOL, host: (d) => convergedHost(d).pool('p', { active: false }),
+    want: [{ key: 'StoragePool/p', action: 'update', reason: 'pool is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [f('status', 'inactive', 'active')], steps: [{ op: 'pool.ensure', define: false, start: true, autostart: undefined }] }],
+  },
+  {
+    name: 'update: inactive and autostart off at once',
+    desired: JUST_POOL, host: (d) => convergedHost(d).pool('p', { active: false, autostart: false }),
+    want: [{ key: 'StoragePool/p', action: 'update', reason: 'pool is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [f('status', 'inactive', 'active'), f('spec.autostart', false, true)],
+      steps: [{ op: 'pool.ensure', define: false, start: true, autostart: true }] }],
+  },
+  {
+    name: 'replace: spec.path changed',
+    desired: JUST_POOL, host: () => hostOf({ pools: [{ ...POOL, path: '/pools/old' }] }),
+    want: [{ key: 'StoragePool/p', action: 'replace', reason: 'spec.path is immutable for a directory pool', ownership: 'owned',
+      fields: [f('spec.path', '/pools/old', P)], previous: { path: '/pools/old' },
+      steps: [{ op: 'pool.delete' }, { op: 'pool.ensure', define: true, start: true, autostart: true }] }],
+  },
+  {
+    name: 'conflict: a foreign pool with that name',
+    desired: JUST_POOL, host: () => observed().pool('p'),
+    want: [{ key: 'StoragePool/p', action: 'conflict', reason: NOT_MANAGED('StoragePool', 'p'), ownership: 'foreign', steps: [] }],
+  },
+  {
+    name: 'conflict: recorded uuid differs from the host object',
+    desired: JUST_POOL,
+    host: (d) => convergedHost(d).pool('p', { uuid: uuidFor('StoragePool', 'p', 1) }),
+    want: [{ key: 'StoragePool/p', action: 'conflict', ownership: 'foreign', steps: [],
+      reason: `a StoragePool named p exists but is not the one virtform created (uuid ${uuidFor('StoragePool', 'p', 1)}, recorded ${uuidFor('StoragePool', 'p')}); set metadata.adopt: true to let virtform take it over` }],
+  },
+  {
+    name: 'adopt: foreign pool with metadata.adopt',
+    desired: { pools: [{ ...POOL, adopt: true }] }, host: () => observed().pool('p'),
+    want: [{ key: 'StoragePool/p', action: 'update', reason: 'adopting existing pool (metadata.adopt)', ownership: 'foreign', adopt: true,
+      fields: [f('spec.path', undefined, P)], steps: [{ op: 'pool.ensure', define: true, start: false, autostart: true }] }],
+  },
+  {
+    name: 'journal-owned: pool left by an interrupted run',
+    desired: JUST_POOL, host: () => observed().pool('p', { active: false }).journal('StoragePool', 'p'),
+    want: [{ key: 'StoragePool/p', action: 'update', ownership: 'owned', adopt: false, drift: true,
+      reason: 'finishing an operation interrupted in an earlier run; pool is inactive (drift)',
+      fields: [f('spec.path', undefined, P), f('status', 'inactive', 'active')],
+      steps: [{ op: 'pool.ensure', define: true, start: true, autostart: true }] }],
+  },
+  {
+    name: 'delete: recorded pool no longer declared',
+    desired: {}, host: () => hostOf(JUST_POOL),
+    want: [{ key: 'StoragePool/p', action: 'delete', reason: 'no longer declared in manifests', ownership: 'owned',
+      previous: { path: P }, steps: [{ op: 'pool.delete' }] }],
+  },
+  {
+    name: 'record.forget: recorded pool no longer declared and gone',
+    desired: {}, host: () => hostOf(JUST_POOL).without('StoragePool', 'p'),
+    want: [{ key: 'StoragePool/p', action: 'delete', reason: 'no longer declared; already gone from the host', ownership: 'absent',
+      previous: { path: P }, steps: [{ op: 'record.forget' }] }],
+  },
+  {
+    name: 'record.forget: recorded pool no longer declared, the name now foreign',
+    desired: {}, host: () => hostOf(JUST_POOL).pool('p', { uuid: uuidFor('StoragePool', 'p', 7) }),
+    want: [{ key: 'StoragePool/p', action: 'delete', reason: 'no longer declared; the object with that name is not ours', ownership: 'foreign',
+      previous: { path: P }, steps: [{ op: 'record.forget' }],
+      notes: [`a StoragePool named p exists but is not the one virtform created (uuid ${uuidFor('StoragePool', 'p', 7)}, recorded ${uuidFor('StoragePool', 'p')}): left untouched`] }],
+  },
+  {
+    name: 'delete: pool half-created by an interrupted run, not declared',
+    desired: {}, host: () => observed().pool('p').journal('StoragePool', 'p'),
+    want: [{ key: 'StoragePool/p', action: 'delete', reason: 'left half-created by an interrupted run and no longer declared', ownership: 'owned',
+      steps: [{ op: 'pool.delete' }] }],
+  },
+  {
+    name: 'nothing: a foreign pool nobody declares or records is ignored',
+    desired: {}, host: () => observed().pool('p').network('n').domain('d'),
+    want: [],
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+const volumeRows: Row[] = [
+  {
+    name: 'create: new',
+    desired: { pools: [POOL], volumes: [BASE] }, host: () => hostOf(JUST_POOL),
+    want: [{ key: 'Volume/base', action: 'create', reason: 'new', ownership: 'absent', fields: BASE_CREATE_FIELDS, steps: [{ op: 'volume.create' }] }],
+  },
+  {
+    name: 'create: a clone shows its backing fields',
+    desired: { pools: [POOL], volumes: [BASE, ROOT] }, host: () => hostOf({ pools: [POOL], volumes: [BASE] }),
+    want: [{ key: 'Volume/root', action: 'create', reason: 'new', ownership: 'absent', steps: [{ op: 'volume.create' }],
+      fields: [
+        f('spec.backingPath', undefined, `${P}/base.qcow2`), f('spec.backingVolume', undefined, 'base'),
+        f('spec.capacityBytes', undefined, 64 * MiB), f('spec.format', undefined, 'qcow2'), f('spec.path', undefined, `${P}/root.qcow2`),
+        f('spec.pool', undefined, 'p'), f('spec.volName', undefined, 'root.qcow2'),
+      ] }],
+  },
+  {
+    name: 'create: recorded but missing on the host (drift)',
+    desired: { pools: [POOL], volumes: [BASE] }, host: (d) => convergedHost(d).without('Volume', 'base.qcow2'),
+    want: [{ key: 'Volume/base', action: 'create', reason: 'recorded but missing on the host (drift)', ownership: 'absent', drift: true,
+      fields: BASE_CREATE_FIELDS, steps: [{ op: 'volume.create' }] }],
+  },
+  {
+    name: 'create: retry after failure',
+    desired: { pools: [POOL], volumes: [BASE] }, host: () => hostOf(JUST_POOL).record('Volume', 'base', { lastError: 'no space left' }),
+    want: [{ key: 'Volume/base', action: 'create', reason: 'retrying after failure: no space left', ownership: 'absent',
+      fields: BASE_CREATE_FIELDS, steps: [{ op: 'volume.create' }] }],
+  },
+  { name: 'converged: no change', desired: POOL_AND_VOLS, host: (d) => convergedHost(d), want: [] },
+  {
+    name: 'pool inactive: recorded volumes with an unchanged spec are left to the next run',
+    desired: POOL_AND_VOLS, host: (d) => convergedHost(d).pool('p', { active: false }),
+    want: [{ key: 'StoragePool/p', action: 'update', reason: 'pool is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [f('status', 'inactive', 'active')], steps: [{ op: 'pool.ensure', define: false, start: true, autostart: undefined }] }],
+  },
+  {
+    name: 'pool inactive: a volume whose spec changed is created (the pool is not listed)',
+    desired: { pools: [POOL], volumes: [{ ...DATA, capacity: '64MiB' }] },
+    host: () => hostOf({ pools: [POOL], volumes: [DATA] }).pool('p', { active: false }),
+    want: [
+      { key: 'StoragePool/p', action: 'update', reason: 'pool is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
+        fields: [f('status', 'inactive', 'active')], steps: [{ op: 'pool.ensure', define: false, start: true, autostart: undefined }] },
+      // NOTE(bug): the volume exists (recorded with uuid) but its pool is not listed, so it reads as
+      // 'recorded but missing on the host (drift)' and is created instead of grown: apply's
+      // createVolume then fails with already-exists on this run (the next run grows it).
+      { key: 'Volume/data', action: 'create', reason: 'recorded but missing on the host (drift)', ownership: 'absent', drift: true,
+        steps: [{ op: 'volume.create' }],
+        fields: [
+          f('spec.capacityBytes', undefined, 64 * MiB), f('spec.format', undefined, 'raw'), f('spec.path', undefined, `${P}/data.img`),
+          f('spec.pool', undefined, 'p'), f('spec.volName', undefined, 'data.img'),
+        ] },
+    ],
+  },
+  {
+    name: 'update: capacity grows in place',
+    desired: { pools: [POOL], volumes: [{ ...DATA, capacity: '64MiB' }] }, host: () => hostOf({ pools: [POOL], volumes: [DATA] }),
+    want: [{ key: 'Volume/data', action: 'update', reason: 'capacity grows in place', ownership: 'owned',
+      fields: [f('spec.capacityBytes', 32 * MiB, 64 * MiB)], steps: [{ op: 'volume.resize', capacityBytes: 64 * MiB }] }],
+  },
+  {
+    name: 'replace: capacity shrinks',
+    desired: { pools: [POOL], volumes: [{ ...DATA, capacity: '16MiB' }] }, host: () => hostOf({ pools: [POOL], volumes: [DATA] }),
+    want: [{ key: 'Volume/data', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned',
+      fields: [f('spec.capacityBytes', 32 * MiB, 16 * MiB)], notes: [LOST],
+      previous: cfg({ pools: [POOL], volumes: [DATA] }, 'Volume', 'data'),
+      steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] }],
+  },
+  {
+    name: 'replace: format changes (the file name changes with it)',
+    desired: { pools: [POOL], volumes: [{ ...DATA, format: 'qcow2' }] }, host: () => hostOf({ pools: [POOL], volumes: [DATA] }),
+    // NOTE(bug): the old file data.img is deleted, yet this replace carries no 'contents are lost'
+    // note (the new name makes the new volume "absent", so the path-change branch is taken).
+    want: [{ key: 'Volume/data', action: 'replace', reason: 'format is immutable (raw → qcow2)', ownership: 'absent',
+      fields: [
+        f('spec.format', 'raw', 'qcow2'), f('spec.path', `${P}/data.img`, `${P}/data.qcow2`), f('spec.volName', 'data.img', 'data.qcow2'),
+      ],
+      previous: cfg({ pools: [POOL], volumes: [DATA] }, 'Volume', 'data'),
+      steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] }],
+  },
+  {
+    name: 'replace: backing volume removed',
+    desired: { pools: [POOL], volumes: [BASE, { ...ROOT, backingVolume: undefined }] }, host: () => hostOf({ pools: [POOL], volumes: [BASE, ROOT] }),
+    want: [{ key: 'Volume/root', action: 'replace', reason: 'backing volume is immutable', ownership: 'owned',
+      fields: [f('spec.backingPath', `${P}/base.qcow2`, undefined), f('spec.backingVolume', 'base', undefined)], notes: [LOST],
+      previous: cfg({ pools: [POOL], volumes: [BASE, ROOT] }, 'Volume', 'root'),
+      steps: [{ op: 'volume.delete', pool: 'p', volName: 'root.qcow2' }, { op: 'volume.create' }] }],
+  },
+  {
+    name: 'replace: source image changed',
+    desired: { pools: [POOL], volumes: [{ ...DATA, source: '/images/b.img' }] },
+    host: () => hostOf({ pools: [POOL], volumes: [{ ...DATA, source: '/images/a.img' }] }),
+    want: [{ key: 'Volume/data', action: 'replace', reason: 'source image changed', ownership: 'owned',
+      fields: [f('spec.sourcePath', '/images/a.img', '/images/b.img')], notes: [LOST],
+      previous: cfg({ pools: [POOL], volumes: [{ ...DATA, source: '/images/a.img' }] }, 'Volume', 'data'),
+      steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] }],
+  },
+  {
+    name: 'replace: moves to another pool',
+    desired: { pools: [POOL, POOL_Q], volumes: [{ ...DATA, pool: 'q' }] }, host: () => hostOf({ pools: [POOL, POOL_Q], volumes: [DATA] }),
+    want: [{ key: 'Volume/data', action: 'replace', reason: 'volume moves to another pool or path', ownership: 'absent',
+      fields: [f('spec.path', `${P}/data.img`, '/pools/q/data.img'), f('spec.pool', 'p', 'q')],
+      previous: cfg({ pools: [POOL], volumes: [DATA] }, 'Volume', 'data'),
+      steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] }],
+  },
+  {
+    name: 'conflict: a foreign file with the volume name',
+    desired: { pools: [POOL], volumes: [DATA] }, host: () => hostOf(JUST_POOL).volume('p', 'data.img', `${P}/data.img`),
+    want: [{ key: 'Volume/data', action: 'conflict', reason: NOT_MANAGED('Volume', 'data'), ownership: 'foreign', steps: [] }],
+  },
+  {
+    name: 'adopt: a foreign file with metadata.adopt is taken as it is',
+    desired: { pools: [POOL], volumes: [{ ...DATA, adopt: true }] }, host: () => hostOf(JUST_POOL).volume('p', 'data.img', `${P}/data.img`),
+    want: [{ key: 'Volume/data', action: 'update', reason: 'adopting existing volume (metadata.adopt)', ownership: 'foreign', adopt: true,
+      steps: [{ op: 'volume.resize', capacityBytes: 32 * MiB }] }],
+  },
+  {
+    name: 'journal-owned: created by an interrupted run, never recorded: made again',
+    desired: { pools: [POOL], volumes: [BASE] },
+    host: () => hostOf(JUST_POOL).volume('p', 'base.qcow2', `${P}/base.qcow2`).journal('Volume', 'base', { intent: { pool: 'p', volName: 'base.qcow2' } }),
+    want: [{ key: 'Volume/base', action: 'create', reason: 'finishing a creation interrupted in an earlier run', ownership: 'owned',
+      fields: BASE_CREATE_FIELDS, steps: [{ op: 'volume.create', recreate: true }] }],
+  },
+  {
+    name: 'update: recorded (owned) without a recorded config: recorded as it is',
+    desired: { pools: [POOL], volumes: [DATA] },
+    host: () => hostOf(JUST_POOL).volume('p', 'data.img', `${P}/data.img`).record('Volume', 'data', { uuid: `${P}/data.img`, specHash: 'old' }),
+    want: [{ key: 'Volume/data', action: 'update', reason: 'recording volume', ownership: 'owned', adopt: false,
+      steps: [{ op: 'volume.resize', capacityBytes: 32 * MiB }] }],
+  },
+  {
+    name: 'delete: recorded volume no longer declared',
+    desired: JUST_POOL, host: () => hostOf({ pools: [POOL], volumes: [DATA] }),
+    want: [{ key: 'Volume/data', action: 'delete', reason: 'no longer declared in manifests', ownership: 'owned',
+      previous: cfg({ pools: [POOL], volumes: [DATA] }, 'Volume', 'data'), steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }] }],
+  },
+  {
+    name: 'record.forget: recorded volume no longer declared and gone',
+    desired: JUST_POOL, host: () => hostOf({ pools: [POOL], volumes: [DATA] }).without('Volume', 'data.img'),
+    want: [{ key: 'Volume/data', action: 'delete', reason: 'no longer declared; already gone from the host', ownership: 'absent',
+      previous: cfg({ pools: [POOL], volumes: [DATA] }, 'Volume', 'data'), steps: [{ op: 'record.forget' }] }],
+  },
+  {
+    name: 'record.forget: recorded volume not declared in an inactive (unlisted) pool',
+    desired: JUST_POOL, host: () => hostOf({ pools: [POOL], volumes: [DATA] }).pool('p', { active: false }),
+    want: [
+      { key: 'StoragePool/p', action: 'update', reason: 'pool is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
+        fields: [f('status', 'inactive', 'active')], steps: [{ op: 'pool.ensure', define: false, start: true, autostart: undefined }] },
+      // NOTE(bug): the file was never listed (pool inactive), yet the record is forgotten as
+      // 'already gone from the host': the owned file is orphaned and never deleted later.
+      { key: 'Volume/data', action: 'delete', reason: 'no longer declared; already gone from the host', ownership: 'absent',
+        previous: cfg({ pools: [POOL], volumes: [DATA] }, 'Volume', 'data'), steps: [{ op: 'record.forget' }] },
+    ],
+  },
+  {
+    name: 'delete: volume half-created by an interrupted run, located by the journal intent',
+    desired: JUST_POOL,
+    host: () => hostOf(JUST_POOL).volume('p', 'data.img', `${P}/data.img`).journal('Volume', 'data', { intent: { pool: 'p', volName: 'data.img' } }),
+    want: [{ key: 'Volume/data', action: 'delete', reason: 'left half-created by an interrupted run and no longer declared', ownership: 'owned',
+      steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }] }],
+  },
+  {
+    name: 'record.forget: journal entry without pool/volName intent cannot locate the file',
+    desired: JUST_POOL,
+    host: () => hostOf(JUST_POOL).volume('p', 'data.img', `${P}/data.img`).journal('Volume', 'data'),
+    want: [{ key: 'Volume/data', action: 'delete', reason: 'no longer declared; already gone from the host', ownership: 'absent',
+      steps: [{ op: 'record.forget' }] }],
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+const withHosts = (hosts: unknown[]) => ({ networks: [{ ...NET, dhcp: { ...NET.dhcp, hosts } }] });
+const networkRows: Row[] = [
+  {
+    name: 'create: new',
+    desired: NET_ONLY, host: () => observed(),
+    want: [{ key: 'Network/net', action: 'create', reason: 'new', ownership: 'absent', fields: NET_CREATE_FIELDS, steps: [ENSURE_NET_NEW] }],
+  },
+  {
+    name: 'create: recorded but missing on the host (drift)',
+    desired: NET_ONLY, host: (d) => convergedHost(d).without('Network', 'net'),
+    want: [{ key: 'Network/net', action: 'create', reason: 'recorded but missing on the host (drift)', ownership: 'absent', drift: true,
+      fields: NET_CREATE_FIELDS, steps: [ENSURE_NET_NEW] }],
+  },
+  { name: 'converged: no change', desired: NET_ONLY, host: (d) => convergedHost(d), want: [] },
+  {
+    name: 'update: autostart differs',
+    desired: NET_ONLY, host: (d) => convergedHost(d).network('net', { autostart: true }),
+    want: [{ key: 'Network/net', action: 'update', reason: 'autostart differs', ownership: 'owned', adopt: false,
+      fields: [f('spec.autostart', true, false)],
+      steps: [{ op: 'network.ensure', define: false, start: false, autostart: false, addHosts: [], deleteHosts: [] }] }],
+  },
+  {
+    name: 'update: network inactive (drift)',
+    desired: NET_ONLY, host: (d) => convergedHost(d).network('net', { active: false, autostart: false }),
+    want: [{ key: 'Network/net', action: 'update', reason: 'network is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [f('status', 'inactive', 'active')],
+      steps: [{ op: 'network.ensure', define: false, start: true, autostart: undefined, addHosts: [], deleteHosts: [] }] }],
+  },
+  {
+    name: 'update: DHCP host added (live)',
+    desired: withHosts([HOST1, HOST2]), host: () => hostOf(NET_ONLY).network('net', { autostart: false }),
+    want: [{ key: 'Network/net', action: 'update', reason: 'DHCP host entries changed (updated live)', ownership: 'owned', adopt: false,
+      fields: [f('spec.dhcpHosts[1].ip', undefined, '10.231.0.12'), f('spec.dhcpHosts[1].mac', undefined, '52:54:00:aa:00:02'),
+        f('spec.dhcpHosts[1].name', undefined, 'two')],
+      steps: [{ op: 'network.ensure', define: false, start: false, autostart: undefined, deleteHosts: [],
+        addHosts: [{ mac: '52:54:00:aa:00:02', ip: '10.231.0.12', name: 'two' }] }] }],
+  },
+  {
+    name: 'update: DHCP host removed (live)',
+    desired: withHosts([HOST1]), host: () => hostOf(withHosts([HOST1, HOST2])).network('net', { autostart: false }),
+    want: [{ key: 'Network/net', action: 'update', reason: 'DHCP host entries changed (updated live)', ownership: 'owned', adopt: false,
+      fields: [f('spec.dhcpHosts[1].ip', '10.231.0.12', undefined), f('spec.dhcpHosts[1].mac', '52:54:00:aa:00:02', undefined),
+        f('spec.dhcpHosts[1].name', 'two', undefined)],
+      steps: [{ op: 'network.ensure', define: false, start: false, autostart: undefined, addHosts: [],
+        deleteHosts: [{ mac: '52:54:00:aa:00:02', ip: '10.231.0.12', name: 'two' }] }] }],
+  },
+  {
+    name: 'update: DHCP host changes its IP (delete old, add new), all hosts removed field is []',
+    desired: withHosts([{ ...HOST1, ip: '10.231.0.21' }]), host: () => hostOf(NET_ONLY).network('net', { autostart: false }),
+    want: [{ key: 'Network/net', action: 'update', reason: 'DHCP host entries changed (updated live)', ownership: 'owned', adopt: false,
+      fields: [f('spec.dhcpHosts[0].ip', '10.231.0.11', '10.231.0.21')],
+      steps: [{ op: 'network.ensure', define: false, start: false, autostart: undefined,
+        addHosts: [{ mac: '52:54:00:aa:00:01', ip: '10.231.0.21' }], deleteHosts: [{ mac: '52:54:00:aa:00:01', ip: '10.231.0.11' }] }] }],
+  },
+  {
+    name: 'update: all DHCP hosts removed',
+    desired: withHosts([]), host: () => hostOf(NET_ONLY).network('net', { autostart: false }),
+    want: [{ key: 'Network/net', action: 'update', reason: 'DHCP host entries changed (updated live)', ownership: 'owned', adopt: false,
+      fields: [f('spec.dhcpHosts', undefined, []), f('spec.dhcpHosts[0].ip', '10.231.0.11', undefined), f('spec.dhcpHosts[0].mac', '52:54:00:aa:00:01', undefined)],
+      steps: [{ op: 'network.ensure', define: false, start: false, autostart: undefined, addHosts: [],
+        deleteHosts: [{ mac: '52:54:00:aa:00:01', ip: '10.231.0.11' }] }] }],
+  },
+  {
+    name: 'replace: CIDR changed',
+    desired: { networks: [{ ...NET, cidr: '10.232.0.0/24', dhcp: { start: '10.232.0.100', end: '10.232.0.199', hosts: [] } }] },
+    host: () => hostOf(NET_ONLY).network('net', { autostart: false }),
+    want: [{ key: 'Network/net', action: 'replace', reason: 'mode, bridge, CIDR or DHCP range changed: the network is recreated', ownership: 'owned',
+      notes: ['VMs attached to it are stopped before and started after'], previous: cfg(NET_ONLY, 'Network', 'net'),
+      fields: [
+        f('spec.cidr', '10.231.0.0/24', '10.232.0.0/24'), f('spec.dhcpHosts', undefined, []),
+        f('spec.dhcpHosts[0].ip', '10.231.0.11', undefined), f('spec.dhcpHosts[0].mac', '52:54:00:aa:00:01', undefined),
+        f('spec.dhcpRange.end', '10.231.0.199', '10.232.0.199'), f('spec.dhcpRange.start', '10.231.0.100', '10.232.0.100'),
+        f('spec.ipv4.address', '10.231.0.1', '10.232.0.1'),
+      ],
+      steps: [{ op: 'network.delete' }, ENSURE_NET_NEW] }],
+  },
+  {
+    name: 'replace: DHCP range changed',
+    desired: { networks: [{ ...NET, dhcp: { ...NET.dhcp, end: '10.231.0.150' } }] }, host: () => hostOf(NET_ONLY).network('net', { autostart: false }),
+    want: [{ key: 'Network/net', action: 'replace', reason: 'mode, bridge, CIDR or DHCP range changed: the network is recreated', ownership: 'owned',
+      notes: ['VMs attached to it are stopped before and started after'], previous: cfg(NET_ONLY, 'Network', 'net'),
+      fields: [f('spec.dhcpRange.end', '10.231.0.199', '10.231.0.150')], steps: [{ op: 'network.delete' }, ENSURE_NET_NEW] }],
+  },
+  {
+    name: 'conflict: a foreign network with that name',
+    desired: NET_ONLY, host: () => observed().network('net'),
+    want: [{ key: 'Network/net', action: 'conflict', reason: NOT_MANAGED('Network', 'net'), ownership: 'foreign', steps: [] }],
+  },
+  {
+    name: 'adopt: a foreign network is redefined with our definition',
+    desired: { networks: [{ ...NET, adopt: true }] }, host: () => observed().network('net', { autostart: true }),
+    // NOTE(bug)? unlike an adopted pool (which lists its spec fields), an adopted network lists no
+    // definition fields: only autostart shows what will change.
+    want: [{ key: 'Network/net', action: 'update', reason: 'adopting existing network (metadata.adopt)', ownership: 'foreign', adopt: true,
+      fields: [f('spec.autostart', true, false)],
+      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [], deleteHosts: [] }] }],
+  },
+  {
+    name: 'journal-owned: network left by an interrupted run',
+    desired: NET_ONLY, host: () => observed().network('net', { autostart: false }).journal('Network', 'net'),
+    want: [{ key: 'Network/net', action: 'update', reason: 'finishing an operation interrupted in an earlier run', ownership: 'owned', adopt: false,
+      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [], deleteHosts: [] }] }],
+  },
+  {
+    name: 'update: recorded (owned) without config: redefined and recorded',
+    desired: NET_ONLY,
+    host: () => observed().network('net', { autostart: false }).record('Network', 'net', { uuid: uuidFor('Network', 'net'), specHash: 'old' }),
+    want: [{ key: 'Network/net', action: 'update', reason: 'recording network', ownership: 'owned', adopt: false,
+      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [], deleteHosts: [] }] }],
+  },
+  {
+    name: 'delete: recorded network no longer declared',
+    desired: {}, host: () => hostOf(NET_ONLY),
+    want: [{ key: 'Network/net', action: 'delete', reason: 'no longer declared in manifests', ownership: 'owned',
+      previous: cfg(NET_ONLY, 'Network', 'net'), steps: [{ op: 'network.delete' }] }],
+  },
+  {
+    name: 'record.forget: recorded network gone from the host',
+    desired: {}, host: () => hostOf(NET_ONLY).without('Network', 'net'),
+    want: [{ key: 'Network/net', action: 'delete', reason: 'no longer declared; already gone from the host', ownership: 'absent',
+      previous: cfg(NET_ONLY, 'Network', 'net'), steps: [{ op: 'record.forget' }] }],
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+const LAB = lab();
+const vmRows: Row[] = [
+  {
+    name: 'create: new, stopped',
+    desired: lab({ vm1: null }), host: () => hostOf(lab({ vm1: null, vm2: null })),
+    want: [{ key: 'VirtualMachine/vm2', action: 'create', reason: 'new', ownership: 'absent', fields: VM2_CREATE_FIELDS,
+      steps: [{ op: 'vm.define', define: true, autostart: false }] }],
+  },
+  {
+    name: 'create: new, running (define then start), all fields',
+    desired: lab({ vm2: null }), host: () => hostOf(lab({ vm1: null, vm2: null })),
+    want: [{ key: 'VirtualMachine/vm1', action: 'create', reason: 'new', ownership: 'absent',
+      fields: [
+        f('spec.autostart', undefined, false),
+        f('spec.disks[0].bootOrder', undefined, 1), f('spec.disks[0].bus', undefined, 'virtio'), f('spec.disks[0].format', undefined, 'qcow2'),
+        f('spec.disks[0].path', undefined, `${P}/root.qcow2`), f('spec.disks[0].target', undefined, 'vda'), f('spec.disks[0].volume', undefined, 'root'),
+        f('spec.disks[1].bus', undefined, 'virtio'), f('spec.disks[1].format', undefined, 'raw'), f('spec.disks[1].path', undefined, `${P}/data.img`),
+        f('spec.disks[1].target', undefined, 'vdb'), f('spec.disks[1].volume', undefined, 'data'),
+        f('spec.memoryKiB', undefined, 65536), f('spec.nics[0].mac', undefined, '52:54:00:aa:00:01'),
+        f('spec.nics[0].model', undefined, 'virtio'), f('spec.nics[0].network', undefined, 'net'),
+        f('spec.state', undefined, 'running'), f('spec.vcpus', undefined, 1),
+      ],
+      steps: [{ op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] }],
+  },
+  {
+    name: 'create: recorded but missing on the host (drift)',
+    desired: lab({ vm1: null }), host: (d) => convergedHost(d).without('VirtualMachine', 'vm2'),
+    want: [{ key: 'VirtualMachine/vm2', action: 'create', reason: 'recorded but missing on the host (drift)', ownership: 'absent', drift: true,
+      fields: VM2_CREATE_FIELDS, steps: [{ op: 'vm.define', define: true, autostart: false }] }],
+  },
+  { name: 'converged: no change (whole lab)', desired: LAB, host: (d) => convergedHost(d), want: [] },
+  {
+    name: 'update: vcpus on a running VM: redefined, takes effect on next boot',
+    desired: lab({ vm1: { vcpus: 2 } }), host: () => hostOf(LAB),
+    want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'definition changed', ownership: 'owned', adopt: false,
+      fields: [f('spec.vcpus', 1, 2)], notes: ['definition changes take effect on next boot'],
+      steps: [{ op: 'vm.define', define: true, autostart: false }] }],
+  },
+  {
+    name: 'update: memory on a stopped VM: redefined, no note',
+    desired: lab({ vm2: { memory: '128MiB' } }), host: () => hostOf(LAB),
+    want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'definition changed', ownership: 'owned', adopt: false,
+      fields: [f('spec.memoryKiB', 65536, 131072)], steps: [{ op: 'vm.define', define: true, autostart: false }] }],
+  },
+  {
+    name: 'update: desired running, was desired stopped: start',
+    desired: lab({ vm2: { state: 'running' } }), host: () => hostOf(LAB),
+    want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'desired running', ownership: 'owned', adopt: false,
+      fields: [f('spec.state', 'stopped', 'running')], steps: [{ op: 'vm.start' }] }],
+  },
+  {
+    name: 'update: stopped behind our back (drift): start',
+    desired: LAB, host: (d) => convergedHost(d).domain('vm1', { active: false }),
+    want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'domain is stopped (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [f('spec.state', 'stopped', 'running')], steps: [{ op: 'vm.start' }] }],
+  },
+  {
+    name: 'update: desired stopped: graceful stop by default',
+    desired: lab({ vm1: { state: 'stopped' } }), host: () => hostOf(LAB),
+    want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'desired stopped', ownership: 'owned', adopt: false,
+      fields: [f('spec.state', 'running', 'stopped')], steps: [{ op: 'vm.stop', graceful: true }] }],
+  },
+  {
+    name: 'update: desired stopped with gracefulStop: false',
+    desired: lab({ vm1: { state: 'stopped' } }), host: () => hostOf(LAB), opts: { gracefulStop: false },
+    want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'desired stopped', ownership: 'owned', adopt: false,
+      fields: [f('spec.state', 'running', 'stopped')], steps: [{ op: 'vm.stop', graceful: false }] }],
+  },
+  {
+    name: 'update: running VM started externally while desired stopped (no drift flag)',
+    desired: LAB, host: (d) => convergedHost(d).domain('vm2', { active: true }),
+    // NOTE(bug)? a VM started behind virtform's back is stopped, but drift stays false (only the
+    // stopped-while-desired-running direction is flagged as drift).
+    want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'desired stopped', ownership: 'owned', adopt: false,
+      fields: [f('spec.state', 'running', 'stopped')], steps: [{ op: 'vm.stop', graceful: true }] }],
+  },
+  {
+    name: 'update: autostart differs',
+    desired: LAB, host: (d) => convergedHost(d).domain('vm2', { active: false, autostart: true }),
+    want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'autostart differs', ownership: 'owned', adopt: false,
+      fields: [f('spec.autostart', true, false)], steps: [{ op: 'vm.define', define: false, autostart: false }] }],
+  },
+  {
+    name: 'update: redefine and stop at once: stop first, no next-boot note',
+    desired: lab({ vm1: { state: 'stopped', vcpus: 2 } }), host: () => hostOf(LAB),
+    want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'desired stopped; definition changed', ownership: 'owned', adopt: false,
+      fields: [f('spec.state', 'running', 'stopped'), f('spec.vcpus', 1, 2)],
+      steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }] }],
+  },
+  {
+    name: 'update: redefine a stopped VM that should run: define then start',
+    desired: lab({ vm2: { state: 'running', vcpus: 2 } }), host: () => hostOf(LAB),
+    want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'definition changed; desired running', ownership: 'owned', adopt: false,
+      fields: [f('spec.vcpus', 1, 2), f('spec.state', 'stopped', 'running')],
+      steps: [{ op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] }],
+  },
+  {
+    name: 'conflict: a foreign domain with that name',
+    desired: lab({ vm1: null }), host: () => hostOf(lab({ vm1: null, vm2: null })).domain('vm2'),
+    want: [{ key: 'VirtualMachine/vm2', action: 'conflict', reason: NOT_MANAGED('VirtualMachine', 'vm2'), ownership: 'foreign', steps: [] }],
+  },
+  {
+    name: 'adopt: a foreign running domain is redefined (takes effect on next boot) and stopped',
+    desired: lab({ vm1: null, vm2: { adopt: true } }), host: () => hostOf(lab({ vm1: null, vm2: null })).domain('vm2', { active: true, autostart: true }),
+    want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'desired stopped; adopting existing domain (metadata.adopt)', ownership: 'foreign', adopt: true,
+      fields: [f('spec.state', 'running', 'stopped'), ...VM2_CREATE_FIELDS.filter((x) => x.field !== 'spec.autostart' && x.field !== 'spec.state'),
+        f('spec.autostart', true, false)],
+      steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }] }],
+  },
+  {
+    name: 'journal-owned: domain defined by an interrupted run, not started yet',
+    desired: lab({ vm2: null }), host: () => hostOf(lab({ vm1: null, vm2: null })).domain('vm1', { active: false }).journal('VirtualMachine', 'vm1'),
+    want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'finishing an operation interrupted in an earlier run; desired running', ownership: 'owned', adopt: false,
+      fields: [
+        f('spec.disks[0].bootOrder', undefined, 1), f('spec.disks[0].bus', undefined, 'virtio'), f('spec.disks[0].format', undefined, 'qcow2'),
+        f('spec.disks[0].path', undefined, `${P}/root.qcow2`), f('spec.disks[0].target', undefined, 'vda'), f('spec.disks[0].volume', undefined, 'root'),
+        f('spec.disks[1].bus', undefined, 'virtio'), f('spec.disks[1].format', undefined, 'raw'), f('spec.disks[1].path', undefined, `${P}/data.img`),
+        f('spec.disks[1].target', undefined, 'vdb'), f('spec.disks[1].volume', undefined, 'data'),
+        f('spec.memoryKiB', undefined, 65536), f('spec.nics[0].mac', undefined, '52:54:00:aa:00:01'),
+        f('spec.nics[0].model', undefined, 'virtio'), f('spec.nics[0].network', undefined, 'net'), f('spec.vcpus', undefined, 1),
+        f('spec.state', 'stopped', 'running'),
+      ],
+      steps: [{ op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] }],
+  },
+  {
+    name: 'delete: recorded domain no longer declared',
+    desired: lab({ vm1: null }), host: () => hostOf(LAB),
+    want: [{ key: 'VirtualMachine/vm1', action: 'delete', reason: 'no longer declared in manifests', ownership: 'owned',
+      previous: cfg(LAB, 'VirtualMachine', 'vm1'), steps: [{ op: 'vm.delete' }] }],
+  },
+  {
+    name: 'record.forget: recorded domain gone',
+    desired: lab({ vm1: null }), host: () => hostOf(LAB).without('VirtualMachine', 'vm1'),
+    want: [{ key: 'VirtualMachine/vm1', action: 'delete', reason: 'no longer declared; already gone from the host', ownership: 'absent',
+      previous: cfg(LAB, 'VirtualMachine', 'vm1'), steps: [{ op: 'record.forget' }] }],
+  },
+  {
+    name: 'delete: domain half-created by an interrupted run, not declared',
+    desired: lab({ vm1: null, vm2: null }), host: () => hostOf(lab({ vm1: null, vm2: null })).domain('vm9', { active: false }).journal('VirtualMachine', 'vm9'),
+    want: [{ key: 'VirtualMachine/vm9', action: 'delete', reason: 'left half-created by an interrupted run and no longer declared', ownership: 'owned',
+      steps: [{ op: 'vm.delete' }] }],
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+const RESTART = (why: string) => `restarted because ${why} is replaced`;
+const DATA_SHRUNK = lab({ data: { capacity: '16MiB' } });
+const NET_RECIDR = lab({ net: { cidr: '10.232.0.0/24', dhcp: { start: '10.232.0.100', end: '10.232.0.199', hosts: [{ ...HOST1, ip: '10.232.0.11' }] } } });
+const crossRows: Row[] = [
+  {
+    name: 'replace volume used by a running VM: the VM is stopped and started again',
+    desired: DATA_SHRUNK, host: () => hostOf(LAB),
+    want: [
+      { key: 'Volume/data', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned',
+        fields: [f('spec.capacityBytes', 32 * MiB, 16 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
+      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Volume/data'), ownership: 'owned',
+        steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }] },
+    ],
+  },
+  {
+    name: 'replace volume used by a stopped VM: no restart',
+    desired: DATA_SHRUNK, host: (d) => convergedHost(desiredOf(LAB)).domain('vm1', { active: false }).record('VirtualMachine', 'vm1', {
+      uuid: uuidFor('VirtualMachine', 'vm1'), specHash: res(d, 'VirtualMachine', 'vm1').specHash, desiredState: 'running',
+    }),
+    want: [
+      { key: 'Volume/data', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned',
+        fields: [f('spec.capacityBytes', 32 * MiB, 16 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
+      { key: 'VirtualMachine/vm1', action: 'update', reason: 'domain is stopped (drift)', ownership: 'owned', adopt: false, drift: true,
+        fields: [f('spec.state', 'stopped', 'running')], steps: [{ op: 'vm.start' }] },
+    ],
+  },
+  {
+    name: 'replace network: running VMs on it restart (with a redefine the next-boot note is dropped); stopped VMs are left',
+    desired: { ...NET_RECIDR, vms: [{ ...VM1, vcpus: 2 }, VM2] }, host: () => hostOf(LAB),
+    want: [
+      { key: 'Network/net', action: 'replace', reason: 'mode, bridge, CIDR or DHCP range changed: the network is recreated', ownership: 'owned',
+        notes: ['VMs attached to it are stopped before and started after'], previous: cfg(LAB, 'Network', 'net'),
+        fields: [
+          f('spec.cidr', '10.231.0.0/24', '10.232.0.0/24'), f('spec.dhcpHosts[0].ip', '10.231.0.11', '10.232.0.11'),
+          f('spec.dhcpRange.end', '10.231.0.199', '10.232.0.199'), f('spec.dhcpRange.start', '10.231.0.100', '10.232.0.100'),
+          f('spec.ipv4.address', '10.231.0.1', '10.232.0.1'),
+        ],
+        steps: [{ op: 'network.delete' }, ENSURE_NET_NEW] },
+      { key: 'VirtualMachine/vm1', action: 'update', reason: `definition changed; ${RESTART('Network/net')}`, ownership: 'owned', adopt: false,
+        fields: [f('spec.vcpus', 1, 2)], notes: [],
+        steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] },
+    ],
+  },
+  {
+    name: 'replace both a volume and the network of a running VM: one restart naming both; gracefulStop: false',
+    desired: { ...NET_RECIDR, volumes: DATA_SHRUNK.volumes }, host: () => hostOf(LAB), opts: { gracefulStop: false },
+    want: [
+      { key: 'Volume/data', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned',
+        fields: [f('spec.capacityBytes', 32 * MiB, 16 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
+      { key: 'Network/net', action: 'replace', reason: 'mode, bridge, CIDR or DHCP range changed: the network is recreated', ownership: 'owned',
+        notes: ['VMs attached to it are stopped before and started after'], previous: cfg(LAB, 'Network', 'net'),
+        fields: [
+          f('spec.cidr', '10.231.0.0/24', '10.232.0.0/24'), f('spec.dhcpHosts[0].ip', '10.231.0.11', '10.232.0.11'),
+          f('spec.dhcpRange.end', '10.231.0.199', '10.232.0.199'), f('spec.dhcpRange.start', '10.231.0.100', '10.232.0.100'),
+          f('spec.ipv4.address', '10.231.0.1', '10.232.0.1'),
+        ],
+        steps: [{ op: 'network.delete' }, ENSURE_NET_NEW] },
+      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Volume/data, Network/net'), ownership: 'owned',
+        steps: [{ op: 'vm.stop', graceful: false }, { op: 'vm.start' }] },
+    ],
+  },
+  {
+    name: 'replace a volume of a running VM that should stop: stopped once, not started',
+    desired: lab({ data: { capacity: '16MiB' }, vm1: { state: 'stopped' } }), host: () => hostOf(LAB),
+    want: [
+      { key: 'Volume/data', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned',
+        fields: [f('spec.capacityBytes', 32 * MiB, 16 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
+      { key: 'VirtualMachine/vm1', action: 'update', reason: `desired stopped; ${RESTART('Volume/data')}`, ownership: 'owned', adopt: false,
+        fields: [f('spec.state', 'running', 'stopped')], steps: [{ op: 'vm.stop', graceful: true }] },
+    ],
+  },
+  {
+    name: 'replace pool path: volumes move with it, the running VM using them is redefined and restarted',
+    desired: { ...LAB, pools: [{ ...POOL, path: '/pools/new' }], vms: [VM1] }, host: () => hostOf({ ...LAB, vms: [VM1] }),
+    want: [
+      { key: 'StoragePool/p', action: 'replace', reason: 'spec.path is immutable for a directory pool', ownership: 'owned',
+        fields: [f('spec.path', P, '/pools/new')], previous: { path: P },
+        steps: [{ op: 'pool.delete' }, { op: 'pool.ensure', define: true, start: true, autostart: true }] },
+      { key: 'Volume/base', action: 'replace', reason: 'volume moves to another pool or path', ownership: 'owned',
+        fields: [f('spec.path', `${P}/base.qcow2`, '/pools/new/base.qcow2')], notes: [LOST], previous: cfg(LAB, 'Volume', 'base'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'base.qcow2' }, { op: 'volume.create' }] },
+      { key: 'Volume/data', action: 'replace', reason: 'volume moves to another pool or path', ownership: 'owned',
+        fields: [f('spec.path', `${P}/data.img`, '/pools/new/data.img')], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
+      { key: 'Volume/root', action: 'replace', reason: 'backing volume is immutable', ownership: 'owned',
+        fields: [f('spec.backingPath', `${P}/base.qcow2`, '/pools/new/base.qcow2'), f('spec.path', `${P}/root.qcow2`, '/pools/new/root.qcow2')],
+        notes: [LOST], previous: cfg(LAB, 'Volume', 'root'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'root.qcow2' }, { op: 'volume.create' }] },
+      { key: 'VirtualMachine/vm1', action: 'update', reason: `definition changed; ${RESTART('Volume/root, Volume/data')}`, ownership: 'owned', adopt: false,
+        fields: [f('spec.disks[0].path', `${P}/root.qcow2`, '/pools/new/root.qcow2'), f('spec.disks[1].path', `${P}/data.img`, '/pools/new/data.img')],
+        steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] },
+    ],
+  },
+  {
+    name: 'replace a backing volume: the clone on it and the running VM using the clone are untouched',
+    desired: lab({ base: { capacity: '32MiB' } }), host: () => hostOf(LAB),
+    // NOTE(bug): base (the backing file of root) is deleted and re-created empty, but root is not
+    // replaced and vm1 (running on root) is not restarted: the clone is left on a new, empty backing file.
+    want: [
+      { key: 'Volume/base', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned',
+        fields: [f('spec.capacityBytes', 64 * MiB, 32 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'base'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'base.qcow2' }, { op: 'volume.create' }] },
+    ],
+  },
+  {
+    name: 'a conflicting VM is not restarted for a replaced volume',
+    desired: DATA_SHRUNK, host: () => hostOf(LAB).domain('vm1', { uuid: uuidFor('VirtualMachine', 'vm1', 3) }),
+    want: [
+      { key: 'Volume/data', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned',
+        fields: [f('spec.capacityBytes', 32 * MiB, 16 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
+      { key: 'VirtualMachine/vm1', action: 'conflict', ownership: 'foreign', steps: [],
+        reason: `a VirtualMachine named vm1 exists but is not the one virtform created (uuid ${uuidFor('VirtualMachine', 'vm1', 3)}, recorded ${uuidFor('VirtualMachine', 'vm1')}); set metadata.adopt: true to let virtform take it over` },
+    ],
+  },
+  {
+    name: 'order: changes sorted by kind (pools, volumes, networks, VMs) then name, prunes included',
+    desired: { pools: [POOL], volumes: [{ ...DATA, name: 'zz' }, { ...DATA, name: 'aa' }], vms: [{ ...VM2, name: 'vm0', nics: [] }] },
+    host: () => observed().record('Network', 'gone', { uuid: 'x' }).record('Volume', 'mm', { uuid: 'y' }),
+    want: [
+      { key: 'StoragePool/p', action: 'create', reason: 'new', ownership: 'absent', fields: POOL_CREATE_FIELDS,
+        steps: [{ op: 'pool.ensure', define: true, start: true, autostart: true }] },
+      { key: 'Volume/aa', action: 'create', reason: 'new', ownership: 'absent', steps: [{ op: 'volume.create' }],
+        fields: [f('spec.capacityBytes', undefined, 32 * MiB), f('spec.format', undefined, 'raw'), f('spec.path', undefined, `${P}/aa.img`),
+          f('spec.pool', undefined, 'p'), f('spec.volName', undefined, 'aa.img')] },
+      { key: 'Volume/mm', action: 'delete', reason: 'no longer declared; already gone from the host', ownership: 'absent', steps: [{ op: 'record.forget' }] },
+      { key: 'Volume/zz', action: 'create', reason: 'new', ownership: 'absent', steps: [{ op: 'volume.create' }],
+        fields: [f('spec.capacityBytes', undefined, 32 * MiB), f('spec.format', undefined, 'raw'), f('spec.path', undefined, `${P}/zz.img`),
+          f('spec.pool', undefined, 'p'), f('spec.volName', undefined, 'zz.img')] },
+      { key: 'Network/gone', action: 'delete', reason: 'no longer declared; already gone from the host', ownership: 'absent', steps: [{ op: 'record.forget' }] },
+      { key: 'VirtualMachine/vm0', action: 'create', reason: 'new', ownership: 'absent', steps: [{ op: 'vm.define', define: true, autostart: false }],
+        fields: [f('spec.autostart', undefined, false), f('spec.disks', undefined, []), f('spec.memoryKiB', undefined, 65536),
+          f('spec.nics', undefined, []), f('spec.state', undefined, 'stopped'), f('spec.vcpus', undefined, 1)] },
+    ],
+  },
+];
+
+const tables: [string, Row[]][] = [
+  ['StoragePool', poolRows], ['Volume', volumeRows], ['Network', networkRows], ['VirtualMachine', vmRows], ['across kinds', crossRows],
+];
+
+for (const [kind, rows] of tables) {
+  describe(`diff table: ${kind}`, () => {
+    it.each(rows.map((r) => [r.name, r] as const))('%s', (_name, row) => {
+      const d = desiredOf(row.desired);
+      const o = row.host(d).build();
+      const got = diff(d, o, row.opts);
+      expect(got.map(view)).toEqual(row.want.map(full));
+      // Every change carries the desired resource it was computed for (none for prunes).
+      for (const c of got) expect(c.desired).toBe(d.byKey.get(c.key));
+      // diff is pure: the same inputs give the same result.
+      expect(diff(d, o, row.opts).map(view)).toEqual(got.map(view));
+    });
+  });
+}
+
+describe('diff table: metadata', () => {
+  it('has rows for every kind', () => {
+    expect(tables.map(([k, rows]) => [k, rows.length > 0])).toEqual(tables.map(([k]) => [k, true]));
+  });
+  it('does not mutate its inputs', () => {
+    const d = desiredOf(DATA_SHRUNK);
+    const o = hostOf(LAB).build();
+    const before = JSON.stringify([[...o.records], [...o.volumes].map(([k, v]) => [k, [...v]]), d.resources]);
+    diff(d, o);
+    expect(JSON.stringify([[...o.records], [...o.volumes].map(([k, v]) => [k, [...v]]), d.resources])).toBe(before);
+  });
+  it('returns undefined-free, sorted field lists (fields are sorted by path within a config diff)', () => {
+    const got = diff(desiredOf(lab({ vm1: { vcpus: 4, memory: '256MiB' } })), hostOf(LAB).build());
+    expect(got.map((c) => c.fields.map((x) => x.field))).toEqual([['spec.memoryKiB', 'spec.vcpus']]);
+  });
+});
