@@ -203,9 +203,16 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
       reasons.push(hosts.drift ? 'DHCP host entries changed outside virtform (drift): updated live' : 'DHCP host entries changed (updated live)');
       drift ||= hosts.drift;
     }
-    // Adopting, or the owner marker is gone: write virtform's definition (with its marker).
-    const define = adopting || !actual.marker;
-    if (define) reasons.push(adopting ? 'adopting existing network (metadata.adopt)' : interruptedOr(own, 'owner marker missing: redefining'));
+    // Adopting, the owner marker is gone, or the network is ours but not recorded under this spec
+    // with its config (an earlier run was interrupted before recording it, or the record has no
+    // config): write virtform's definition (with its marker) and record it. Without the change,
+    // the run that resolves the journal would leave the network unrecorded, hence foreign.
+    const unrecorded = own.state === 'owned' && (own.via === 'journal' || (!prev && record?.specHash !== r.specHash));
+    const define = adopting || !actual.marker || unrecorded;
+    if (define) {
+      reasons.push(adopting ? 'adopting existing network (metadata.adopt)'
+        : interruptedOr(own, actual.marker ? 'recording network' : 'owner marker missing: redefining'));
+    }
     if (!obs.active) {
       fields.push({ field: 'status', before: 'inactive', after: 'active' });
       reasons.push('network is inactive (drift)');
