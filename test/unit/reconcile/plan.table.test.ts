@@ -97,6 +97,39 @@ const rows: Row[] = [
     summary: { replace: 1, change: 1 },
   },
   {
+    name: 'network inactive (drift): started again; the running VM on it is stopped (in parallel) and started after it',
+    desired: LAB, host: (d) => convergedHost(d).network('net', { active: false }),
+    steps: [
+      [0, 'Network/net', 'network.ensure', F, []],
+      [1, 'VirtualMachine/vm1', 'vm.stop', T, []],
+      [2, 'VirtualMachine/vm1', 'vm.start', F, [0, 1]],
+    ],
+    summary: { change: 2 },
+  },
+  {
+    name: 'network range changed outside virtform: same chain as a declared replace (stop VM → delete → ensure → start VM)',
+    desired: LAB, host: (d) => convergedHost(d).networkDef('net', { dhcp: { start: '10.231.0.100', end: '10.231.0.150', hosts: [{ mac: '52:54:00:aa:00:01', ip: '10.231.0.11' }] } }),
+    steps: [
+      [0, 'Network/net', 'network.delete', T, [2]],
+      [1, 'Network/net', 'network.ensure', F, [0]],
+      [2, 'VirtualMachine/vm1', 'vm.stop', T, []],
+      [3, 'VirtualMachine/vm1', 'vm.start', F, [1, 2]],
+    ],
+    summary: { replace: 1, change: 1 },
+  },
+  {
+    name: 'pool gone: recreated, then its recorded volumes are checked and created if missing (backing before clone)',
+    desired: { pools: [POOL], volumes: [BASE, { name: 'root', pool: 'p', capacity: '64MiB', format: 'qcow2', backingVolume: 'base' }, DATA] },
+    host: (d) => convergedHost(d).without('StoragePool', 'p'),
+    steps: [
+      [0, 'StoragePool/p', 'pool.ensure', F, []],
+      [1, 'Volume/base', 'volume.create', F, [0]],
+      [2, 'Volume/data', 'volume.create', F, [0]],
+      [3, 'Volume/root', 'volume.create', F, [0, 1]],
+    ],
+    summary: { create: 4 },
+  },
+  {
     name: 'replace the pool path: the whole chain is torn down in reverse and built up again',
     desired: { ...LAB, pools: [{ ...POOL, path: '/pools/new' }], vms: [VM1] }, host: () => hostOf({ ...LAB, vms: [VM1] }),
     steps: [
@@ -205,7 +238,7 @@ function stepRows(plan: Plan): StepRow[] {
 describe('plan table', () => {
   it.each(rows.map((r) => [r.name, r] as const))('%s', (_name, row) => {
     const d = desiredOf(row.desired);
-    const changes0 = diff(d, row.host(d).build());
+    const changes0 = diff(d, row.host(d).build(d));
     const changes = row.edit ? row.edit(changes0) : changes0;
     const plan = buildPlan(d, changes);
     expect(stepRows(plan)).toEqual(row.steps);
@@ -232,7 +265,7 @@ describe('plan table', () => {
 describe('plan acyclicity guard', () => {
   it('throws naming the stuck steps when hand-made changes form a cycle', () => {
     const d = desiredOf(lab({ data: { capacity: '16MiB' } }));
-    const changes = diff(d, hostOf(LAB).build());
+    const changes = diff(d, hostOf(LAB).build(d));
     expect(changes.map((c) => [c.key, c.steps.map((s) => s.op)])).toEqual([
       ['Volume/data', ['volume.delete', 'volume.create']],
       ['VirtualMachine/vm1', ['vm.stop', 'vm.start']],
@@ -248,7 +281,7 @@ describe('plan acyclicity guard', () => {
   });
   it('a conflict resource is left out before the cycle check (blocked steps never enter the graph)', () => {
     const d = desiredOf(lab({ data: { capacity: '16MiB' } }));
-    const changes = diff(d, hostOf(LAB).build());
+    const changes = diff(d, hostOf(LAB).build(d));
     const vm = changes[1]!;
     const plan = buildPlan(d, [changes[0]!, { ...vm, action: 'conflict', reason: 'hand-made', steps: [...vm.steps].reverse() }]);
     expect(stepRows(plan)).toEqual([
@@ -260,7 +293,7 @@ describe('plan acyclicity guard', () => {
   it('every table plan has a topological order', () => {
     for (const row of rows) {
       const d = desiredOf(row.desired);
-      const plan = buildPlan(d, diff(d, row.host(d).build()));
+      const plan = buildPlan(d, diff(d, row.host(d).build(d)));
       const done = new Set<number>();
       let progress = true;
       while (progress) {
