@@ -234,6 +234,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         if (detail && detail.key !== recorded) {
           throw new HostError('already-exists', `a volume ${d.config.volName} that virtform did not record exists in pool ${d.config.pool} (${detail.key})`);
         }
+        let kept = detail !== null;
         try {
           detail ??= await host.createVolume(volumeDef(d));
         } catch (e) {
@@ -242,12 +243,19 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
           if (existing && existing.key === recorded && !op.recreate && !ctx.replacing) {
             // The file virtform recorded, seen again (its pool was inactive or redefined): keep it.
             detail = existing;
+            kept = true;
           } else {
             if (!(op.recreate || ctx.replacing)) throw e;
             // Ours, from an interrupted run: its contents are unknown, so make it again.
             await host.deleteVolume(d.config.pool, d.config.volName);
             detail = await host.createVolume(volumeDef(d));
           }
+        }
+        if (kept && detail.capacityBytes < d.config.capacityBytes) {
+          // A kept file is recorded with the declared config: grow it to the declared size first,
+          // as a resize would (a larger file or another format is planned as a replace next run).
+          await host.resizeVolume(d.config.pool, d.config.volName, d.config.capacityBytes);
+          detail = { ...detail, capacityBytes: d.config.capacityBytes };
         }
         ctx.boundary();
         await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });

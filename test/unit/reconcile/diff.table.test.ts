@@ -311,9 +311,8 @@ const volumeRows: Row[] = [
       { key: 'StoragePool/p', action: 'update', reason: 'pool is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
         fields: [f('status', 'inactive', 'active')], steps: [{ op: 'pool.ensure', define: false, start: true, autostart: undefined }] },
       // Formerly a NOTE(bug) ('recorded but missing (drift)' and a plain create that failed with
-      // already-exists at apply): the file is now kept when it is there (ifMissing).
-      // NOTE(bug): ifMissing keeps the existing 32 MiB file without growing it, yet records the new
-      // 64 MiB config: the next run grows it and calls that drift ('changed outside virtform').
+      // already-exists at apply): the file is now kept when it is there (ifMissing), and apply
+      // grows a kept file to the declared size (test/unit/reconcile/drift.test.ts).
       { key: 'Volume/data', action: 'create', reason: POOL_INACTIVE_CHECK, ownership: 'absent',
         steps: [{ op: 'volume.create', ifMissing: true }],
         fields: [
