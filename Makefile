@@ -5,7 +5,7 @@ EXAMPLES ?= manifests/examples
 URI ?= qemu:///system
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo demo-destroy test test-unit test-integration test-faults bench clean-test typecheck vagrant-check
+.PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults bench clean-test typecheck vagrant-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,8 +25,8 @@ demo: setup ## converge the example manifests on qemu:///system and show status
 	$(VIRTFORM) reconcile $(EXAMPLES) --uri $(URI)
 	$(VIRTFORM) status --uri $(URI)
 
-demo-destroy: setup ## delete everything the demo created (prune with an empty manifest set)
-	mkdir -p /tmp/virtform-empty && $(VIRTFORM) reconcile /tmp/virtform-empty --uri $(URI) --allow-empty
+demo-destroy: setup ## delete everything the demo created (prune with an empty manifest set; consents to the data loss)
+	mkdir -p /tmp/virtform-empty && $(VIRTFORM) reconcile /tmp/virtform-empty --uri $(URI) --allow-empty --allow-data-loss
 
 test: setup typecheck ## the whole suite: type-check, unit + integration against the real libvirtd
 	npx vitest run
@@ -42,6 +42,12 @@ test-faults: setup ## fault suite: SIGKILL rounds, libvirtd kill, disk full, loc
 
 bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)
 	bash bench/run-all.sh
+
+gen-protocol: ## regenerate src/libvirt/generated/ from libvirt 9.0.0's sources (Debian source package, cached)
+	npx tsx scripts/gen-protocol.ts
+
+check-protocol: ## fail (exit 1) when src/libvirt/generated/ differs from what libvirt's sources generate; exit 2 when they cannot be fetched
+	npx tsx scripts/gen-protocol.ts --check
 
 vagrant-check: ## vagrant validate (libvirt + VirtualBox providers); PROVISION=1 also runs the VM's provisioning on this host
 	PROVISION=$(PROVISION) bash scripts/vagrant-check.sh

@@ -1,7 +1,7 @@
 /**
  * Apply throughput on qemu:///system: create and start 40 tiny VMs (64 MiB, 1 vCPU, TCG by default, no OS),
  * each with a copy-on-write qcow2 clone of one small base volume, on one isolated network, with
- * `--concurrency` 1, 4 and 8; teardown by prune (empty folder + --allow-empty) between runs.
+ * `--concurrency` 1, 4 and 8; teardown by prune (empty folder + --allow-empty --allow-data-loss) between runs.
  *
  *   npx tsx bench/apply.bench.ts --out bench/results/apply.md [--vms 40] [--concurrency 1,4,8] [--domain-type qemu|kvm]
  *
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   mkdirSync(empty);
   writeFileSync(join(dir, 'env.yaml'), manifests(VMS));
   const db = join(work, 'state.db');
-  const common = ['--uri', 'qemu:///system', '--db', db, '--json', '--shutdown-timeout', '0', '--allow-empty', '--domain-type', DOMAIN_TYPE];
+  const common = ['--uri', 'qemu:///system', '--db', db, '--json', '--shutdown-timeout', '0', '--allow-empty', '--allow-data-loss', '--domain-type', DOMAIN_TYPE];
 
   const summary: (string | number)[][] = [];
   let destroyRef: number[] = [];

@@ -8,7 +8,10 @@ log() { printf '[setup] %s\n' "$*"; }
 need_root() { [ "$(id -u)" -eq 0 ] || { echo "setup-host.sh must run as root (it installs packages and starts libvirtd)" >&2; exit 1; }; }
 need_root
 
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps)
+# xorriso, genisoimage (isoinfo): the unit tests read the NoCloud seed images back with them;
+# python3-yaml: PyYAML, the parser cloud-init reads meta-data with, checks the seed's YAML;
+# cpio: scripts/build-tiny-guest.sh packs the tiny guest's initramfs.
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -68,13 +68,15 @@ export interface OpenStoreOptions {
    * a first apply would make and nothing is written. Default true.
    */
   create?: boolean;
+  /** Open an existing DB only (`status`): throws StateDbMissingError, creates no file or folder. */
+  mustExist?: boolean;
 }
 
 /** Open the state DB of `--db` (default {@link defaultDbPath}); throws StateDbOpenError naming path and reason. */
 export async function openStore(dbPath: string | undefined, opts: OpenStoreOptions = {}): Promise<StateStore> {
   const path = dbPath ?? defaultDbPath();
-  if (opts.create === false && !existsSync(path)) return openStateStore(':memory:');
-  return openStateStore(path);
+  if (opts.create === false && !opts.mustExist && !existsSync(path)) return openStateStore(':memory:');
+  return openStateStore(path, { mustExist: opts.mustExist });
 }
 
 /**

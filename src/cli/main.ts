@@ -5,10 +5,11 @@
  * Exit codes (stable, for scripts):
  *   0  success (reconcile converged, validate found no problem, dry-run with nothing to do)
  *   1  apply or runtime failure (a step failed, libvirtd unreachable, the writer lock is held, the
- *      state DB cannot be opened or holds the records of another libvirt host)
+ *      state DB cannot be opened or holds the records of another libvirt host), or changes held
+ *      because they would destroy data and --allow-data-loss was not given
  *   2  invalid input (manifest errors, empty manifest folder without --allow-empty, a file given to
  *      reconcile/watch instead of a folder, bad flags)
- *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending
+ *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending (held ones included)
  */
 import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';

@@ -33,7 +33,8 @@ export function buildProgram(): Command {
     // are added: they copy it from here (set later, a bad flag of a subcommand exited 1).
     .exitOverride()
     .addHelpText('after', `
-Exit codes: 0 success · 1 apply/runtime failure · 2 invalid input · 3 changes pending (--dry-run --detailed-exitcode)
+Exit codes: 0 success · 1 apply/runtime failure, or changes held for --allow-data-loss · 2 invalid input · 3 changes pending,
+held ones included (--dry-run --detailed-exitcode)
 Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
 
   const uriOption = (): Option => new Option('--uri <uri>', 'libvirt connection URI').default(process.env.VIRTFORM_URI ?? 'qemu:///system');
@@ -60,6 +61,8 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--detailed-exitcode', 'with --dry-run: exit 3 when changes are pending, 0 when none')
     .option('--json', 'machine-readable plan and result on stdout')
     .option('--allow-empty', 'accept a folder with no manifests: deletes everything virtform owns in this DB')
+    .option('--allow-data-loss', 'consent to steps that destroy data: deleting or replacing a volume that holds an imported ' +
+      'image, is attached to a VM or backs another volume (without it they are held, exit 1); --allow-empty does not imply it')
     .option('--concurrency <n>', 'parallel apply steps', int('--concurrency', 1, 64), 4)
     .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
     .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
@@ -71,7 +74,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     });
 
   program.command('status')
-    .description('each managed resource: desired vs observed state, last error, attempts, last applied revision')
+    .description('each managed resource: desired vs observed state, derived status (converged, drifted, failed, pending), last error, attempts, last applied revision; exit 1 when the DB is missing or libvirt unreachable (unless --offline)')
     .argument('[dir]', 'manifest folder: also list declared resources not created yet')
     .addOption(uriOption())
     .addOption(dbOption())
@@ -97,6 +100,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait', num('--shutdown-timeout', 0), 60)
     .option('--allow-empty', 'accept an empty manifest folder (deletes everything virtform owns)')
     .option('--reconnect-max <seconds>', 'cap of the exponential backoff between reconnect attempts', num('--reconnect-max', 0.1), 30)
+    .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
     .addOption(domainTypeOption())
     .action(async (dir: string, o) => {
       process.exitCode = await runWatch(dir, o);

@@ -3,6 +3,8 @@ import type { Plan } from '../reconcile/plan.js';
 import type { FieldChange, ResourceChange } from '../reconcile/diff.js';
 import type { ApplyEvent } from '../reconcile/apply.js';
 import { stepLabel } from '../reconcile/apply.js';
+import { kindOf } from '../reconcile/kinds/index.js';
+import type { ChangeEffect } from '../reconcile/kinds/types.js';
 
 export interface Style {
   color: boolean;
@@ -25,16 +27,18 @@ const VERB: Record<ResourceChange['action'], string> = {
 };
 
 const BYTE_FIELDS = /\.capacity$/;
-const KIB_FIELDS = /\.memory$/;
+const KIB_FIELDS = /\.(memory|maxMemory)$/;
 
 /** Internal config keys → the manifest's field names. */
 const FIELD_NAMES: [RegExp, string][] = [
   [/\.capacityBytes$/, '.capacity'],
   [/\.memoryKiB$/, '.memory'],
+  [/\.maxMemoryKiB$/, '.maxMemory'],
   [/\.dhcpHosts/, '.dhcp.hosts'],
   [/\.dhcpRange\./, '.dhcp.'],
   [/\.sourcePath$/, '.source'],
   [/\.bootOrder$/, '.boot'],
+  [/^spec\.deletionPolicy$/, 'metadata.deletionPolicy'],
 ];
 
 /** Values virtform derives from others (file names, paths, disk targets): shown only when they change. */
@@ -62,44 +66,81 @@ function value(field: string, v: unknown): string {
   return JSON.stringify(v);
 }
 
-function fieldLine(style: Style, action: ResourceChange['action'], raw: FieldChange): string {
+/** The effect of a replace's field from its kind's field spec (`[replace]` where it recreates the object). */
+function replaceEffect(c: ResourceChange, f: FieldChange): ChangeEffect | undefined {
+  const name = /^spec\.(\w+)/.exec(f.field)?.[1];
+  const spec = (kindOf(c.kind).fields as readonly { field: string; effect: ChangeEffect | ((b: unknown, a: unknown) => ChangeEffect) }[])
+    .find((x) => x.field === name);
+  if (!spec) return undefined;
+  return typeof spec.effect === 'string' ? spec.effect : spec.effect(f.before, f.after);
+}
+
+function fieldLine(style: Style, c: ResourceChange, raw: FieldChange): string {
   const f = { ...raw, field: displayField(raw.field) };
-  const drift = f.drift ? ' (drift)' : '';
-  if (action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}${drift}`;
-  if (f.after === undefined) return `      ${paint(style, 'red', '-')} ${f.field}: ${value(f.field, f.before)}${drift}`;
-  return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}${drift}`;
+  const effect = c.action === 'update' ? raw.effect : c.action === 'replace' ? replaceEffect(c, raw) : undefined;
+  const marks = `${raw.drift ? ` ${paint(style, 'yellow', '(drift)')}` : ''}${effect ? ` ${paint(style, 'cyan', `[${effect}]`)}` : ''}`;
+  if (c.action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}${marks}`;
+  if (f.after === undefined) return `      ${paint(style, 'red', '-')} ${f.field}: ${value(f.field, f.before)}${marks}`;
+  return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}${marks}`;
 }
 
 export function renderPlan(plan: Plan, style: Style): string {
   const lines: string[] = [];
-  if (plan.noop) return 'No changes. Infrastructure matches the manifests.\n';
+  const notices = (plan.notices ?? []).map((n) => `  ${paint(style, 'cyan', 'note:')} ${n}`);
+  if (plan.noop) {
+    if (notices.length === 0) return 'No changes. Infrastructure matches the manifests.\n';
+    return `No changes to apply; the manifests are applied, but:\n${notices.join('\n')}\n`;
+  }
   lines.push('virtform will perform the following actions:', '');
   for (const c of plan.changes) {
     const blocked = plan.blocked.get(c.key);
+    const held = plan.held.get(c.key);
     const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}`;
-    lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${VERB[c.action]}: ${c.reason}`)}`);
-    lines.push(`${paint(style, COLOR[c.action], head)}`);
+    const what = c.release
+      ? `will be released (deletionPolicy: ${c.release.policy}): ${c.release.kept}`
+      : `${VERB[c.action]}: ${c.reason}`;
+    lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${what}`)}`);
+    lines.push(`${paint(style, c.release ? 'cyan' : COLOR[c.action], head)}`);
     if (blocked && c.action !== 'conflict') lines.push(`      ${paint(style, 'red', '!')} blocked: ${blocked}`);
+    for (const loss of c.dataLoss ?? []) {
+      const size = loss.sizeBytes !== undefined ? ` (${formatBytes(loss.sizeBytes)})` : '';
+      const consent = held ? '' : ' [consented: --allow-data-loss]';
+      lines.push(`      ${paint(style, 'red', '!')} data loss${consent}: ${loss.volume}${loss.path ? ` file ${loss.path}` : ''}${size}: ${loss.why.join('; ')}`);
+    }
+    if (held) lines.push(`      ${paint(style, 'red', '!')} held: ${c.dataLoss?.length ? 'needs --allow-data-loss' : held}`);
     for (const f of c.fields) {
       if (c.action === 'create' && c.kind !== 'StoragePool' && DERIVED.test(f.field)) continue;
-      lines.push(fieldLine(style, c.action, f));
+      lines.push(fieldLine(style, c, f));
     }
     for (const n of c.notes) lines.push(`      ${paint(style, 'cyan', 'note:')} ${n}`);
+    if (c.release) lines.push(`      ${paint(style, 'cyan', 'note:')} nothing is deleted; virtform forgets it (a manifest with metadata.adopt: true takes it back)`);
     lines.push('');
+  }
+  const direct = plan.changes.filter((c) => plan.held.has(c.key) && c.dataLoss?.length).length;
+  if (plan.held.size > 0) {
+    lines.push(paint(style, 'red', `${plan.held.size} change(s) held: ${direct} would destroy data (marked "data loss"), ` +
+      `the others depend on them. None of their steps run.`));
+    lines.push('To consent to the data loss, run again with --allow-data-loss.', '');
   }
   const dependents = [...plan.blocked].filter(([k]) => !plan.changes.some((c) => c.key === k && c.action === 'conflict'));
   for (const [key, reason] of dependents) {
     if (!plan.changes.some((c) => c.key === key)) lines.push(`  ${paint(style, 'red', '!')} ${key}: ${reason}`);
   }
   if (dependents.length > 0) lines.push('');
+  if (notices.length > 0) lines.push(...notices, '');
   lines.push(summaryLine(plan));
   return `${lines.join('\n')}\n`;
 }
 
 export function summaryLine(plan: Plan): string {
   const s = plan.summary;
-  const base = `Plan: ${s.create} to create, ${s.change} to change, ${s.replace} to replace, ${s.delete} to delete.`;
-  return s.conflict > 0 ? `${base} ${s.conflict} in conflict.` : base;
+  const deletes = s.release > 0 ? `${s.delete - s.release} to delete, ${s.release} to release` : `${s.delete} to delete`;
+  const base = `Plan: ${s.create} to create, ${s.change} to change, ${s.replace} to replace, ${deletes}.`;
+  const extra = [
+    ...(s.conflict > 0 ? [`${s.conflict} in conflict.`] : []),
+    ...(s.held > 0 ? [`${s.held} held (data loss; needs --allow-data-loss).`] : []),
+  ];
+  return [base, ...extra].join(' ');
 }
 
 export function planToJson(plan: Plan): Record<string, unknown> {
@@ -109,9 +150,12 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     changes: plan.changes.map((c) => ({
       kind: c.kind, name: c.name, action: c.action, reason: c.reason, fields: c.fields, notes: c.notes,
       ownership: c.ownership, blocked: plan.blocked.get(c.key) ?? null,
+      held: plan.held.get(c.key) ?? null, dataLoss: c.dataLoss ?? [], release: c.release ?? null,
       steps: c.steps,
     })),
     blocked: Object.fromEntries(plan.blocked),
+    held: Object.fromEntries(plan.held),
+    notices: plan.notices ?? [],
     steps: plan.steps.map((s) => ({ id: s.id, resource: s.key, op: s.op.op, deps: s.deps })),
   };
 }

@@ -8,10 +8,8 @@
  * - {@link XdrError}: a payload could not be encoded or decoded.
  */
 
-/** `virErrorLevel`. */
-export const VIR_ERR_NONE = 0;
-export const VIR_ERR_WARNING = 1;
-export const VIR_ERR_ERROR = 2;
+/** `virErrorLevel` (generated from virterror.h). */
+export { VIR_ERR_ERROR, VIR_ERR_NONE, VIR_ERR_WARNING } from './generated/constants.js';
 
 /** The `remote_error` struct as sent by the daemon (see `virNetMessageError`). */
 export interface RemoteErrorFields {

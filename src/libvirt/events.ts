@@ -19,9 +19,8 @@ import {
   type DomainEventName,
   domainEventDetailName,
   domainEventName,
-  readDomain,
+  type RemoteDomainEventCallbackLifecycleMsg,
 } from './protocol.js';
-import type { XdrReader } from './xdr.js';
 
 export interface DomainLifecycleEvent {
   domain: Domain;
@@ -38,19 +37,16 @@ export interface DomainLifecycleEvent {
   receivedAt: number;
 }
 
-/** Decodes `remote_domain_event_callback_lifecycle_msg`. */
-export function readLifecycleMsg(r: XdrReader): DomainLifecycleEvent {
-  const callbackId = r.int();
-  const domain = readDomain(r);
-  const event = r.int();
-  const detail = r.int();
+/** The event of a decoded `remote_domain_event_callback_lifecycle_msg` (the generated codec reads it). */
+export function lifecycleEvent(m: RemoteDomainEventCallbackLifecycleMsg): DomainLifecycleEvent {
+  const { dom: domain, event, detail } = m.msg;
   return {
     domain,
     event,
     eventName: domainEventName(event),
     detail,
     detailName: domainEventDetailName(event, detail),
-    callbackId,
+    callbackId: m.callbackID,
     receivedAt: Date.now(),
   };
 }

@@ -12,6 +12,7 @@ export {
   type ProcedureStats,
   type StoragePoolInfo,
   type StorageVolInfo,
+  type VolStreamOptions,
 } from './client.js';
 export {
   ConnectionError,
@@ -22,7 +23,8 @@ export {
   XdrError,
 } from './errors.js';
 export { DomainEventSubscription, type DomainLifecycleEvent } from './events.js';
+export { LibvirtStream, type LibvirtStreamOptions, type StreamHole } from './stream.js';
 export * from './protocol.js';
-export { buildPacket, decodeError, type IncomingMessage, type PacketSocket, Transport } from './transport.js';
+export { buildPacket, decodeError, type IncomingMessage, type PacketSocket, type StreamSink, Transport } from './transport.js';
 export { DEFAULT_SOCKET, DEFAULT_SOCKET_RO, parseUri, type ParsedUri, socketPathFor, UriError } from './uri.js';
-export { UUID_BYTES, uuidToBytes, uuidToString, XdrReader, XdrWriter } from './xdr.js';
+export { safeNumber, UUID_BYTES, uuidToBytes, uuidToString, XdrReader, XdrWriter } from './xdr.js';

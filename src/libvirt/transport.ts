@@ -9,8 +9,12 @@
  *   this side pings the peer when the connection is idle and drops it when nothing has been heard
  *   for `intervalMs * count`.
  * - Async MESSAGE packets of other programs (events) are handed to `onMessage`.
- * - Packet kinds this client does not handle (streams, replies with file descriptors) fail the
- *   call they belong to with a clear error, or are ignored; they never leave a call hanging.
+ * - Streams (libvirt's stream protocol): a call made with `callStream` registers a
+ *   {@link StreamSink} under its serial; after the call's reply, the STREAM / STREAM_HOLE packets
+ *   (and error replies) with that serial go to the sink, and `sendStream` sends this side's.
+ *   STREAM packets for a call made without one fail that call with a clear error.
+ * - Replies with file descriptors fail the call they belong to with a clear error; unknown
+ *   packets are ignored; nothing leaves a call hanging.
  * - When the socket dies, every pending call is rejected at once with a {@link ConnectionError};
  *   `closed` resolves and `onClose` fires.
  */
@@ -70,6 +74,16 @@ export interface IncomingMessage {
   body: Buffer;
 }
 
+/** Receives the stream packets of one stream call (see {@link Transport.callStream}). */
+export interface StreamSink {
+  /** A STREAM, STREAM_HOLE, or (error) REPLY packet with the stream's serial, after the call's reply. */
+  onPacket(header: PacketHeader, body: Buffer): void;
+  /** The connection ended. */
+  onClose(err: ConnectionError): void;
+  /** Told the stream's serial before the call is sent. */
+  attach?(serial: number): void;
+}
+
 interface Pending {
   resolve: (body: Buffer) => void;
   reject: (err: Error) => void;
@@ -85,6 +99,8 @@ export class Transport {
   private readonly callTimeoutMs: number;
   private serial = 0;
   private readonly pending = new Map<number, Pending>();
+  private readonly streams = new Map<number, StreamSink>();
+  private drainWaiters: (() => void)[] = [];
 
   // Receive buffer: a list of chunks, so a big packet arriving in many chunks is copied once.
   private chunks: Buffer[] = [];
@@ -116,6 +132,10 @@ export class Transport {
     socket.on('error', (err) => this.fail('lost', `connection to ${this.label} failed: ${err.message}`, err));
     socket.on('end', () => this.fail('lost', `connection to ${this.label} closed by the peer`));
     socket.on('close', () => this.fail('lost', `connection to ${this.label} closed`));
+    (socket as Partial<Socket>).on?.('drain', () => {
+      this.needDrain = false;
+      for (const w of this.drainWaiters.splice(0)) w();
+    });
   }
 
   /** Opens a unix socket (`path`) or TCP connection (`host`, `port`). */
@@ -174,11 +194,65 @@ export class Transport {
    * {@link ConnectionError} when the connection fails or the call times out.
    */
   call(proc: number, encode?: (w: XdrWriter) => void, opts: CallOptions = {}): Promise<Buffer> {
+    return this.callInternal(proc, encode, opts).promise;
+  }
+
+  /**
+   * Sends a call that opens a stream: like {@link call}, and the stream's later packets (same
+   * serial) go to `sink`. Resolves with the call's reply body and the serial to send stream
+   * packets with; on an error reply the sink is dropped.
+   */
+  async callStream(
+    proc: number,
+    encode: ((w: XdrWriter) => void) | undefined,
+    sink: StreamSink,
+    opts: CallOptions = {},
+  ): Promise<{ body: Buffer; serial: number }> {
+    const { promise, serial } = this.callInternal(proc, encode, opts, sink);
+    try {
+      return { body: await promise, serial };
+    } catch (err) {
+      this.streams.delete(serial);
+      throw err;
+    }
+  }
+
+  /** Sends one packet of a stream; returns false when the socket's buffer is full (see {@link drained}). */
+  sendStream(proc: number, serial: number, type: number, status: number, payload?: Uint8Array | ((w: XdrWriter) => void)): boolean {
+    if (this.closedFlag) return false;
+    const header = { prog: REMOTE_PROGRAM, vers: REMOTE_PROTOCOL_VERSION, proc, type, serial, status };
+    const packet =
+      typeof payload === 'function' || payload === undefined
+        ? buildPacket(header, payload)
+        : buildPacket(header, undefined, payload);
+    this.send(packet);
+    return !this.needDrain;
+  }
+
+  private needDrain = false;
+
+  /** Resolves when the socket can take more data (at once if it can), or the connection ended. */
+  drained(): Promise<void> {
+    if (!this.needDrain || this.closedFlag) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Stops routing a stream's packets (after it finished or was aborted). */
+  endStream(serial: number): void {
+    this.streams.delete(serial);
+  }
+
+  private callInternal(
+    proc: number,
+    encode: ((w: XdrWriter) => void) | undefined,
+    opts: CallOptions,
+    sink?: StreamSink,
+  ): { promise: Promise<Buffer>; serial: number } {
     const name = opts.name ?? `proc${proc}`;
     if (this.closedFlag) {
       const e = new ConnectionError(this.closeError?.reason ?? 'closed', `${name}: ${this.closeError?.message ?? 'connection is closed'}`);
       e.procedure = name;
-      return Promise.reject(e);
+      return { promise: Promise.reject(e), serial: 0 };
     }
     this.serial = (this.serial + 1) >>> 0;
     if (this.serial === 0) this.serial = 1;
@@ -197,9 +271,13 @@ export class Transport {
         encode,
       );
     } catch (err) {
-      return Promise.reject(err);
+      return { promise: Promise.reject(err), serial };
     }
-    return new Promise<Buffer>((resolve, reject) => {
+    if (sink) {
+      this.streams.set(serial, sink);
+      sink.attach?.(serial);
+    }
+    const promise = new Promise<Buffer>((resolve, reject) => {
       const timeoutMs = opts.timeoutMs ?? this.callTimeoutMs;
       const entry: Pending = { resolve, reject, name, timer: undefined };
       if (timeoutMs > 0) {
@@ -214,6 +292,7 @@ export class Transport {
       this.pending.set(serial, entry);
       this.send(packet);
     });
+    return { promise, serial };
   }
 
   /** Sends a packet without expecting a reply (keepalive, or tests). */
@@ -232,7 +311,7 @@ export class Transport {
         this.socket.uncork?.();
       });
     }
-    this.socket.write(packet);
+    if (!this.socket.write(packet)) this.needDrain = true;
   }
 
   /**
@@ -353,6 +432,14 @@ export class Transport {
       return;
     }
 
+    if (header.type === MessageType.REPLY || header.type === MessageType.STREAM || header.type === MessageType.STREAM_HOLE) {
+      const sink = this.streams.get(header.serial);
+      if (sink && !(header.type === MessageType.REPLY && this.pending.has(header.serial))) {
+        sink.onPacket(header, body);
+        return;
+      }
+    }
+
     switch (header.type) {
       case MessageType.REPLY: {
         const p = this.takePending(header);
@@ -426,6 +513,10 @@ export class Transport {
       e.procedure = p.name;
       p.reject(e);
     }
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    for (const s of streams) s.onClose(err);
+    for (const w of this.drainWaiters.splice(0)) w();
     this.chunks = [];
     this.buffered = 0;
     if (reason === 'closed') {
@@ -440,11 +531,12 @@ export class Transport {
   }
 }
 
-/** Encodes one packet: length, header, payload. */
-export function buildPacket(header: PacketHeader, encode?: (w: XdrWriter) => void): Buffer {
-  const w = new XdrWriter(256, LEN_BYTES);
+/** Encodes one packet: length, header, payload (XDR written by `encode`, or raw bytes: stream data). */
+export function buildPacket(header: PacketHeader, encode?: (w: XdrWriter) => void, raw?: Uint8Array): Buffer {
+  const w = new XdrWriter(raw ? PACKET_PREFIX + raw.length : 256, LEN_BYTES);
   writeHeader(w, header);
   if (encode) encode(w);
+  if (raw) w.bytes(raw);
   const len = w.length;
   if (len > MAX_PACKET_BYTES) throw new ConnectionError('protocol', `packet of ${len} bytes exceeds the limit ${MAX_PACKET_BYTES}`);
   w.patchUint(0, len);

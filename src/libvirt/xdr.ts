@@ -87,6 +87,27 @@ export class XdrWriter {
     return this.int(v ? 1 : 0);
   }
 
+  /** IEEE 754 single precision. */
+  float(v: number): this {
+    this.ensure(4);
+    this.buf.writeFloatBE(v, this.pos);
+    this.pos += 4;
+    return this;
+  }
+
+  /** IEEE 754 double precision. */
+  double(v: number): this {
+    this.ensure(8);
+    this.buf.writeDoubleBE(v, this.pos);
+    this.pos += 8;
+    return this;
+  }
+
+  /** A UUID in canonical text form (or 32 hex digits), sent as 16 raw bytes. */
+  uuid(uuid: string): this {
+    return this.raw(uuidToBytes(uuid));
+  }
+
   /** Fixed-length opaque data: exactly `len` bytes, padded. */
   opaqueFixed(data: Uint8Array, len: number): this {
     if (data.length !== len) throw new XdrError(`fixed opaque must be ${len} bytes, got ${data.length}`);
@@ -102,6 +123,7 @@ export class XdrWriter {
 
   /** A string, UTF-8 encoded. */
   string(s: string, max = UINT32_MAX): this {
+    if (typeof s !== 'string') throw new XdrError(`expected a string, got ${s === null ? 'null' : typeof s}`);
     const len = Buffer.byteLength(s, 'utf8');
     if (len > max) throw new XdrError(`string longer than its limit ${max}: ${len} bytes`);
     this.uint(len);
@@ -132,6 +154,14 @@ export class XdrWriter {
   fixedArray<T>(items: readonly T[], len: number, enc: (w: this, v: T) => void): this {
     if (items.length !== len) throw new XdrError(`fixed array must have ${len} items, got ${items.length}`);
     for (const it of items) enc(this, it);
+    return this;
+  }
+
+  /** Raw bytes, no length and no padding (stream data). */
+  bytes(data: Uint8Array): this {
+    this.ensure(data.length);
+    this.buf.set(data, this.pos);
+    this.pos += data.length;
     return this;
   }
 
@@ -206,6 +236,20 @@ export class XdrReader {
     return v;
   }
 
+  float(): number {
+    this.need(4, 'float');
+    const v = this.buf.readFloatBE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  double(): number {
+    this.need(8, 'double');
+    const v = this.buf.readDoubleBE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
   hyper(): bigint {
     this.need(8, 'hyper');
     const v = this.buf.readBigInt64BE(this.pos);
@@ -242,6 +286,14 @@ export class XdrReader {
     this.need(len + p, `fixed opaque[${len}]`);
     const out = Buffer.from(this.buf.subarray(this.pos, this.pos + len));
     this.pos += len + p;
+    return out;
+  }
+
+  /** `n` raw bytes, no length and no padding (stream data), as a view (not a copy). */
+  bytes(n: number = this.remaining): Buffer {
+    this.need(n, `${n} raw bytes`);
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
     return out;
   }
 
@@ -296,7 +348,8 @@ export class XdrReader {
   }
 }
 
-function safeNumber(v: bigint, what: string): number {
+/** A 64-bit value as a number; throws {@link XdrError} when it is not a safe integer. */
+export function safeNumber(v: bigint, what: string): number {
   if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
     throw new XdrError(`${what} ${v} is not a safe integer; read it as a bigint`);
   }

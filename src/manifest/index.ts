@@ -6,6 +6,7 @@ export type {
   ResourceKind,
   SourceLocation,
   ManifestMetadata,
+  VolumeMetadata,
   Manifest,
   StoragePoolManifest,
   VolumeManifest,

@@ -4,6 +4,7 @@ import type {
   NetworkSpec,
   StoragePoolSpec,
   VirtualMachineSpec,
+  VolumeMetadata,
   VolumeSpec,
 } from './types.generated.js';
 
@@ -21,18 +22,18 @@ export interface SourceLocation {
   col: number;
 }
 
-export type { ManifestMetadata };
+export type { ManifestMetadata, VolumeMetadata };
 
-export interface Manifest<K extends ResourceKind, S> {
+export interface Manifest<K extends ResourceKind, S, M extends ManifestMetadata = ManifestMetadata> {
   apiVersion: 'virtform.dev/v1';
   kind: K;
-  metadata: ManifestMetadata;
+  metadata: M;
   spec: S;
   source: SourceLocation;
 }
 
 export type StoragePoolManifest = Manifest<'StoragePool', StoragePoolSpec>;
-export type VolumeManifest = Manifest<'Volume', VolumeSpec>;
+export type VolumeManifest = Manifest<'Volume', VolumeSpec, VolumeMetadata>;
 export type NetworkManifest = Manifest<'Network', NetworkSpec>;
 export type VirtualMachineManifest = Manifest<'VirtualMachine', VirtualMachineSpec>;
 export type AnyManifest = StoragePoolManifest | VolumeManifest | NetworkManifest | VirtualMachineManifest;

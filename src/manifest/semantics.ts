@@ -22,6 +22,7 @@ import { cidrsOverlap, intToIp, ipToInt, parseCidr, unusableReason, type Cidr } 
 import type { ResourceKind } from './model.js';
 import { ManifestSizeError, formatSize, parseSize, roundUpToKiB } from './size.js';
 import { locate, type SourceDoc } from './yaml-source.js';
+import { readImageHeader } from './image.js';
 import type { NetworkSpec, StoragePoolSpec, VirtualMachineSpec, VolumeSpec } from './types.generated.js';
 
 export const MIN_MEMORY = 16 * 1024 ** 2;
@@ -210,8 +211,14 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
         const st = await stat(abs).catch(() => undefined);
         if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} does not exist`);
         else if (!st.isFile()) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is not a regular file`);
-        else if (cap !== undefined && cap > 0 && st.size > cap) {
-          r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (${st.size} bytes)`);
+        else {
+          const img = await readImageHeader(abs, st.size).catch(() => undefined);
+          if (!img) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} cannot be read`);
+          else if (img.backingFile) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is a qcow2 image with a backing file: refused (it could read other host files)`);
+          else if (img.externalDataFile) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is a qcow2 image with an external data file: refused (it could read other host files)`);
+          else if (cap !== undefined && cap > 0 && img.virtualSize > cap) {
+            r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (${img.format}, ${img.virtualSize} bytes virtual size)`);
+          }
         }
       }
     }
@@ -313,14 +320,26 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
     if (!e.valid) continue;
     const spec = specOf(e, 'VirtualMachine');
     const given = sizeOrReport(r, e, ['spec', 'memory'], spec.memory);
-    if (given !== undefined) {
-      // libvirt counts memory in KiB: a size that is not a whole KiB (e.g. 1GB = 10^9 bytes) is
-      // rounded UP, and the manifest carries the rounded byte count from here on.
-      const mem = roundUpToKiB(given);
+    // libvirt counts memory in KiB: a size that is not a whole KiB (e.g. 1GB = 10^9 bytes) is
+    // rounded UP, and the manifest carries the rounded byte count from here on.
+    const mem = given === undefined ? undefined : roundUpToKiB(given);
+    if (given !== undefined && mem !== undefined) {
       const shown = formatsExactly(mem) ? formatSize(mem) : `${mem} bytes`;
       if (mem < MIN_MEMORY) r.at(e, ['spec', 'memory'], `memory ${shown} is below the 16MiB minimum`);
       else if (mem > MAX_MEMORY) r.at(e, ['spec', 'memory'], `memory ${shown} exceeds the 4TiB limit`);
       else if (mem !== given) spec.memory = mem;
+    }
+    if (spec.maxMemory !== undefined) {
+      const maxGiven = sizeOrReport(r, e, ['spec', 'maxMemory'], spec.maxMemory);
+      const max = maxGiven === undefined ? undefined : roundUpToKiB(maxGiven); // rounded up like memory
+      if (max !== undefined && max !== maxGiven) spec.maxMemory = max;
+      if (max !== undefined) {
+        if (max > MAX_MEMORY) r.at(e, ['spec', 'maxMemory'], `maxMemory ${formatSize(max)} exceeds the 4TiB limit`);
+        else if (mem !== undefined && max < mem) r.at(e, ['spec', 'maxMemory'], `maxMemory ${formatSize(max)} is below memory ${formatSize(mem)}`);
+      }
+    }
+    if (spec.maxVcpus !== undefined && spec.maxVcpus < spec.vcpus) {
+      r.at(e, ['spec', 'maxVcpus'], `maxVcpus ${spec.maxVcpus} is below vcpus ${spec.vcpus}`);
     }
     const boots = new Map<number, number>();
     const ownVolumes = new Set<string>();

@@ -127,7 +127,16 @@ export interface DhcpHost {
  */
 export interface VirtualMachineSpec {
   vcpus: number;
+  /**
+   * vCPU maximum (default: vcpus). vCPUs up to it are plugged into a running VM without a restart.
+   */
+  maxVcpus?: number;
   memory: Size;
+  maxMemory?: Size;
+  /**
+   * What virtform does when a change to a running VM needs a restart: Never (default: mark it restart required) or OnChange (shut it down gracefully and start it).
+   */
+  restartPolicy?: 'Never' | 'OnChange';
   state?: 'running' | 'stopped';
   /**
    * Start the VM when libvirtd starts.
@@ -184,4 +193,22 @@ export interface ManifestMetadata {
    * Take over an existing, unmanaged host object of the same name instead of refusing to touch it.
    */
   adopt?: boolean;
+}
+/**
+ * Metadata of a Volume: the common fields plus what happens to the file when the manifest is removed.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "VolumeMetadata".
+ */
+export interface VolumeMetadata {
+  name: ResourceName;
+  labels?: Labels;
+  /**
+   * Take over an existing, unmanaged host object of the same name instead of refusing to touch it.
+   */
+  adopt?: boolean;
+  /**
+   * What happens to the volume's file when its manifest is removed: Delete (default) deletes it (subject to the data-loss hold: reconcile --allow-data-loss); Retain keeps the file and only drops virtform's record of it (a manifest with metadata.adopt can take it back).
+   */
+  deletionPolicy?: 'Delete' | 'Retain';
 }

@@ -69,8 +69,14 @@ export interface DomainDef {
   name: string;
   uuid?: string;
   type: 'kvm' | 'qemu';
+  /** vCPUs the domain runs with (`<vcpu current>`). */
   vcpus: number;
+  /** vCPU maximum (`<vcpu>`), default `vcpus`: vCPUs up to it can be plugged into a running domain. */
+  maxVcpus?: number;
+  /** Memory the domain runs with (`<currentMemory>`, the balloon target). */
   memoryKiB: number;
+  /** Memory maximum (`<memory>`), default `memoryKiB`. */
+  maxMemoryKiB?: number;
   description?: string;
   disks: DomainDiskDef[];
   nics: DomainNicDef[];
@@ -82,10 +88,19 @@ export interface DomainDetail {
   uuid: string;
   active: boolean;
   autostart: boolean;
+  /** `<vcpu current>` (the `<vcpu>` count when there is no `current`). */
   vcpus: number;
+  /** `<vcpu>`: the vCPU maximum. */
+  maxVcpus: number;
+  /** `<currentMemory>` in KiB (`<memory>` when absent). */
   memoryKiB: number;
+  /** `<memory>` in KiB: the memory maximum. */
+  maxMemoryKiB: number;
+  /** `<memballoon model>` ('virtio' when absent: libvirt adds one to x86 QEMU domains). */
+  balloon: string;
   description?: string;
-  disks: { path: string; target: string; bus: string; bootOrder?: number }[];
+  disks: { path: string; target: string; bus: string; bootOrder?: number; format?: string }[];
+  /** `model` is libvirt's default for x86 QEMU (rtl8139) when the XML names none. */
   nics: { network: string; mac: string; model: string }[];
   marker?: OwnerMarker;
 }

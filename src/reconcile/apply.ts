@@ -17,6 +17,7 @@ import { stepOpLabel } from './diff.js';
 import { kindOf } from './kinds/index.js';
 import type { ExecContext } from './kinds/types.js';
 import type { JournalEntry, ResourceRecord } from '../state/index.js';
+import { backoffDelay as jitteredDelay } from '../util/backoff.js';
 
 /** The part of the state store apply writes to. */
 export interface ApplyStore {
@@ -89,8 +90,7 @@ function retryable(e: unknown): boolean {
 }
 
 export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+  return jitteredDelay({ baseMs: policy.baseDelayMs, maxMs: policy.maxDelayMs }, attempt, random);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -122,14 +122,30 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
 
   const record = async (
     step: PlanStep,
-    fields: { uuid?: string | null; observedStatus: string; desiredState?: string | null; config?: boolean },
+    fields: Parameters<ExecContext<unknown>['record']>[0],
   ): Promise<void> => {
     const d = desired.byKey.get(step.key);
+    // `details.facts` (see ResourceIndexEntry.facts) are kept across records; `fields.facts` is
+    // merged into them (a null value removes that fact).
+    let details: Record<string, unknown> | undefined;
+    if (fields.config && d) details = { config: d.config };
+    if (fields.facts !== undefined || details) {
+      const existing = (await store.resources.get(step.kind, step.name))?.details ?? {};
+      details ??= { ...existing };
+      const facts: Record<string, unknown> = { ...((existing.facts as Record<string, unknown> | undefined) ?? {}) };
+      for (const [k, v] of Object.entries(fields.facts ?? {})) {
+        if (v === null || v === undefined) delete facts[k];
+        else facts[k] = v;
+      }
+      if (Object.keys(facts).length > 0) details.facts = facts;
+      else delete details.facts;
+    }
     await store.resources.upsert({
       kind: step.kind,
       name: step.name,
       ...(fields.uuid !== undefined ? { uuid: fields.uuid } : {}),
-      ...(fields.config && d ? { specHash: d.specHash, details: { config: d.config } } : {}),
+      ...(fields.config && d ? { specHash: d.specHash } : {}),
+      ...(details ? { details } : {}),
       ...(fields.desiredState !== undefined ? { desiredState: fields.desiredState } : {}),
       observedStatus: fields.observedStatus,
       lastError: null,

@@ -18,6 +18,8 @@ export interface FieldChange {
   field: string;
   before: unknown;
   after: unknown;
+  /** How the change takes effect on the running object (`[live]`/`[restart]` in the plan), where the kind says. */
+  effect?: ChangeEffect;
   /** The host's value moved away from what virtform applied (before is the host's real value). */
   drift?: boolean;
 }
@@ -39,11 +41,33 @@ export interface ResourceChange {
   adopt?: boolean;
   /** The change corrects drift: the host no longer matches what virtform applied. */
   drift: boolean;
+  /**
+   * A removed manifest whose object is kept (`metadata.deletionPolicy: Retain`): the record is
+   * forgotten and nothing is deleted. `kept` says what stays (e.g. `file /path`).
+   */
+  release?: { policy: 'Retain'; kept: string };
+  /** What the change's steps would destroy (filled by the data-loss pass, `safety.ts`). */
+  dataLoss?: DataLoss[];
+  /** Why the change is held for consent (`reconcile --allow-data-loss`); unset when it may run. */
+  held?: string;
+}
+
+/** Contents a step would destroy: a volume's file, and why it is not derived data. */
+export interface DataLoss {
+  /** Resource key of the volume. */
+  volume: string;
+  path?: string;
+  /** Virtual size, where the host reported it. */
+  sizeBytes?: number;
+  /** e.g. `attached to VirtualMachine/x`, `holds imported image /src.qcow2`, `backs Volume/y`. */
+  why: string[];
 }
 
 export interface DiffOptions {
   /** Stop VMs gracefully (ACPI) before forcing them off. */
   gracefulStop?: boolean;
+  /** Consent to steps that destroy data (`--allow-data-loss`); without it they are held. */
+  allowDataLoss?: boolean;
 }
 
 /** What a kind's diff gets besides its desired resource. */
@@ -169,4 +193,19 @@ export function compareConfigs<C extends object>(
     out.push({ field: f.field, effect, drift, changes });
   }
   return out;
+}
+
+/**
+ * The runtime part of a listed object's update (pools, networks): started again when inactive
+ * (drift), autostart set when it differs. Appends to `fields` and `reasons`; true when inactive.
+ */
+export function runtimeDifferences(
+  what: string, obs: { active: boolean; autostart: boolean }, autostart: boolean, fields: FieldChange[], reasons: string[],
+): boolean {
+  if (!obs.active) {
+    fields.push({ field: 'status', before: 'inactive', after: 'active' });
+    reasons.push(`${what} is inactive (drift)`);
+  }
+  if (obs.autostart !== autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: autostart });
+  return !obs.active;
 }

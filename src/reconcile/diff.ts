@@ -44,10 +44,16 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
     const where = { config: prev, intents: journal.map((j) => j.intent) };
     const own = ownershipOf(observed, kind, name, where, key);
     const base = { key, kind, name, fields: [], notes: [] as string[], previous: prev, ownership: own.state, drift: false };
-    const steps = own.state === 'owned' ? kindOf(kind).deleteSteps(name, where) as StepOp[] | undefined : undefined;
-    if (steps) {
+    const release = own.state === 'owned' ? kindOf(kind).release?.(name, where) : undefined;
+    const steps = own.state === 'owned' && !release ? kindOf(kind).deleteSteps(name, where) as StepOp[] | undefined : undefined;
+    if (release) {
       out.push({
-        ...base, action: 'delete', steps,
+        ...base, action: 'delete', steps: [{ op: 'record.forget' }], release,
+        reason: `no longer declared; released (deletionPolicy: ${release.policy}): ${release.kept}`,
+      });
+    } else if (steps) {
+      out.push({
+        ...base, action: 'delete', steps, notes: kindOf(kind).deleteNotes?.(name, observed) ?? [],
         reason: record ? 'no longer declared in manifests' : 'left half-created by an interrupted run and no longer declared',
       });
     } else {
@@ -57,6 +63,17 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
         reason: own.state === 'absent' ? 'no longer declared; already gone from the host' : 'no longer declared; the object with that name is not ours',
       });
     }
+  }
+  return out;
+}
+
+/** Notes about declared resources that need no change (e.g. a VM waiting for a restart). */
+export function notices(desired: Desired, observed: Observed, changes: ResourceChange[], opts: DiffOptions = {}): string[] {
+  const changed = new Set(changes.map((c) => c.key));
+  const out: string[] = [];
+  for (const r of desired.resources) {
+    const hook = kindOf(r.kind).notices;
+    if (hook && !changed.has(r.key)) out.push(...hook(r, { observed, opts }));
   }
   return out;
 }

@@ -8,8 +8,9 @@ import { parseResourceKey } from '../model/kinds.js';
 import type { HostPort } from './ports.js';
 import type { Desired } from './desired.js';
 import { observe, type Observed, type StateReader } from './observe.js';
-import { diff } from './diff.js';
+import { diff, notices } from './diff.js';
 import { buildPlan, type Plan } from './plan.js';
+import { holdDataLoss } from './safety.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
 export interface EngineStore extends StateReader, ApplyStore {
@@ -30,6 +31,11 @@ export interface ReconcileOptions {
   concurrency?: number;
   retry?: RetryPolicy;
   gracefulStop?: boolean;
+  /**
+   * Consent to steps that destroy data (`--allow-data-loss`). Default false: such changes, and
+   * what depends on them, are held (`plan.held`), and the run ends `held`.
+   */
+  allowDataLoss?: boolean;
   shutdownTimeoutMs?: number;
   boundary?: (label: string) => void;
   onPlan?: (plan: Plan) => void;
@@ -44,16 +50,33 @@ export interface ReconcileResult {
   observed: Observed;
   applied?: ApplyResult;
   revisionId?: number;
-  /** `interrupted`: a graceful shutdown stopped the run before all steps had started. */
-  outcome: 'noop' | 'planned' | 'succeeded' | 'failed' | 'interrupted';
+  /**
+   * `interrupted`: a graceful shutdown stopped the run before all steps had started. `held`:
+   * everything else was done, but changes that would destroy data were held for consent
+   * (`plan.held`, also in `held`).
+   */
+  outcome: 'noop' | 'planned' | 'succeeded' | 'failed' | 'interrupted' | 'held';
+  /** Resources whose changes were held for consent to data loss, with the reason of each. */
+  held: Map<string, string>;
   /** Mutating host calls made by this run. */
   mutations: number;
   durationMs: number;
 }
 
-export async function planOnly(host: HostPort, store: StateReader, desired: Desired, gracefulStop = true): Promise<{ plan: Plan; observed: Observed }> {
+export interface PlanOptions {
+  /** Consent to data loss; without it, destructive changes are held (see `safety.ts`). */
+  allowDataLoss?: boolean;
+}
+
+export async function planOnly(
+  host: HostPort, store: StateReader, desired: Desired, gracefulStop = true, opts: PlanOptions = {},
+): Promise<{ plan: Plan; observed: Observed }> {
   const observed = await observe(host, store, desired);
-  const plan = buildPlan(desired, diff(desired, observed, { gracefulStop }));
+  const allowDataLoss = opts.allowDataLoss ?? false;
+  const changes = diff(desired, observed, { gracefulStop, allowDataLoss });
+  const held = holdDataLoss(desired, observed, changes, { allowDataLoss });
+  const plan = buildPlan(desired, changes, held);
+  plan.notices = notices(desired, observed, changes, { gracefulStop });
   return { plan, observed };
 }
 
@@ -61,9 +84,11 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const started = Date.now();
   const runId = randomUUID();
   const mutationsBefore = opts.host.mutationCount();
-  const { plan, observed } = await planOnly(opts.host, opts.store, opts.desired, opts.gracefulStop ?? true);
+  const { plan, observed } = await planOnly(opts.host, opts.store, opts.desired, opts.gracefulStop ?? true, {
+    allowDataLoss: opts.allowDataLoss ?? false,
+  });
   opts.onPlan?.(plan);
-  const base = { runId, plan, observed };
+  const base = { runId, plan, observed, held: plan.held };
   if (opts.dryRun) {
     return { ...base, outcome: plan.noop ? 'noop' : 'planned', mutations: 0, durationMs: Date.now() - started };
   }
@@ -79,12 +104,16 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
 
   // Unresolved operations of earlier runs are resolved by this run unless it failed on them.
   const resolved = [...observed.openJournal]
-    .filter(([key]) => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.blocked.has(key))
+    .filter(([key]) => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.blocked.has(key) && !plan.held.has(key))
     .flatMap(([, entries]) => entries.map((e) => e.id));
   if (resolved.length > 0) await opts.store.journal.resolve(resolved);
   for (const [key, reason] of plan.blocked) {
     const { kind, name } = parseResourceKey(key);
     await opts.store.events.append({ level: 'warn', kind, name, message: `blocked: ${reason}` });
+  }
+  for (const [key, reason] of plan.held) {
+    const { kind, name } = parseResourceKey(key);
+    await opts.store.events.append({ level: 'warn', kind, name, message: `held (data loss; needs --allow-data-loss): ${reason}` });
   }
   for (const [key, error] of applied.failed) {
     const { kind, name } = parseResourceKey(key);
@@ -92,15 +121,17 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   }
 
   const ok = applied.failed.size === 0 && applied.skipped.size === 0 && plan.blocked.size === 0;
+  const onlyHeld = ok && plan.held.size > 0;
   const summary = {
     ...plan.summary,
     steps: plan.steps.length,
     failed: applied.failed.size,
     skipped: applied.skipped.size,
     blocked: plan.blocked.size,
+    held: plan.held.size,
   };
   const interrupted = !ok && opts.signal?.aborted === true && applied.failed.size === 0;
-  const outcome = ok ? (plan.noop ? 'noop' : 'succeeded') : interrupted ? 'interrupted' : 'failed';
+  const outcome = onlyHeld ? 'held' : ok ? (plan.noop ? 'noop' : 'succeeded') : interrupted ? 'interrupted' : 'failed';
   await opts.store.revisions.finish(revisionId, outcome === 'noop' ? 'succeeded' : outcome, summary);
   return {
     ...base, applied, revisionId,

@@ -64,6 +64,7 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     if (!listing.has(name)) listing.set(name, counted(host.listVolumes(name)).catch(() => undefined));
   };
   const snapshotP = counted(host.snapshot());
+  snapshotP.catch(() => undefined); // awaited below: a failure meanwhile is not an unhandled rejection
   for (const r of desired.resources) for (const p of kindOf(r.kind).poolsToList?.({ desired: r }) ?? []) listPool(p);
   await turnOfEventLoop();
   const open = await state.journal.listUnresolved();

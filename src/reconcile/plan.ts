@@ -6,13 +6,14 @@
  * (stop, delete) run after the teardown steps of everything that uses the object: a VM is stopped
  * and undefined before its volumes and networks go, clones before their backing volume, volumes
  * before their pool. Within one resource, steps run in order (a replace deletes, then creates).
- * A conflict blocks its resource and everything that depends on it.
+ * A conflict blocks its resource and everything that depends on it. A change held for consent
+ * to data loss (`safety.ts`) is listed in `held`, apart from the blocked ones; neither runs.
  */
 import type { ResourceKind } from '../model/kinds.js';
 import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
 import { isTeardown, type ResourceChange, type StepOp } from './diff.js';
-import { kindOf } from './kinds/index.js';
+import { kindOf, opInfo } from './kinds/index.js';
 
 export interface PlanStep {
   id: number;
@@ -31,6 +32,10 @@ export interface PlanSummary {
   replace: number;
   delete: number;
   conflict: number;
+  /** Removed manifests whose objects are kept (deletionPolicy: Retain); also counted in `delete`. */
+  release: number;
+  /** Changes held for consent to data loss (plus what depends on them). */
+  held: number;
 }
 
 export interface Plan {
@@ -38,11 +43,18 @@ export interface Plan {
   steps: PlanStep[];
   /** Resources that will not be touched because they, or something they depend on, conflict. */
   blocked: Map<string, string>;
+  /**
+   * Resources whose changes are held: they would destroy data and `--allow-data-loss` was not
+   * given, or they depend on such a change. Reason by key. Their steps are not in `steps`.
+   */
+  held: Map<string, string>;
   summary: PlanSummary;
   noop: boolean;
+  /** Notes about resources that need no change (a VM still waiting for a restart): shown, never applied. */
+  notices: string[];
 }
 
-export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
+export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map<string, string> = new Map()): Plan {
   // Blocked: conflicts and, transitively, the desired resources that depend on them.
   const blocked = new Map<string, string>();
   for (const c of changes) if (c.action === 'conflict') blocked.set(c.key, c.reason);
@@ -63,7 +75,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   const steps: PlanStep[] = [];
   const byKey = new Map<string, PlanStep[]>();
   for (const c of changes) {
-    if (blocked.has(c.key)) continue;
+    if (blocked.has(c.key) || held.has(c.key)) continue;
     let prev: PlanStep | undefined;
     for (const op of c.steps) {
       const step: PlanStep = {
@@ -77,7 +89,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
   }
 
   if (steps.length === 0) {
-    return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0 };
+    return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
   }
 
   // users(X): resources that depend on X, by their desired config or by their recorded config.
@@ -99,18 +111,29 @@ export function buildPlan(desired: Desired, changes: ResourceChange[]): Plan {
       for (const d of r ? dependenciesOf(r) : []) {
         for (const s of byKey.get(d) ?? []) if (!s.teardown) deps.add(s.id);
       }
+      // E.g. growing a volume: after a VM using it is stopped in this plan (its leading stop steps).
+      if (opInfo(step.op.op).afterUsersStop) {
+        for (const user of users.get(step.key) ?? []) {
+          for (const s of byKey.get(user) ?? []) {
+            if (!s.teardown) break;
+            deps.add(s.id);
+          }
+        }
+      }
     }
     deps.delete(step.id);
     step.deps = [...deps].sort((a, b) => a - b);
   }
   assertAcyclic(steps);
 
-  return { changes, steps, blocked, summary: summarize(changes), noop: changes.length === 0 };
+  return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
 }
 
-function summarize(changes: ResourceChange[]): PlanSummary {
-  const summary: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0 };
+function summarize(changes: ResourceChange[], held: Map<string, string>): PlanSummary {
+  const summary: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0, release: 0, held: 0 };
   for (const c of changes) {
+    if (c.release) summary.release += 1;
+    if (held.has(c.key)) summary.held += 1;
     if (c.action === 'create') summary.create += 1;
     else if (c.action === 'update') summary.change += 1;
     else if (c.action === 'replace') summary.replace += 1;

@@ -135,7 +135,10 @@ export interface HostPort {
 
   getPool(name: string): Promise<PoolDetail | null>;
   getNetwork(name: string): Promise<NetworkDetail | null>;
+  /** The domain's persistent definition (inactive XML), with its state. */
   getDomain(name: string): Promise<DomainDetail | null>;
+  /** The definition a running domain runs with (live XML) and its libvirt domain id; null when not running. */
+  getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null>;
   getVolume(pool: string, name: string): Promise<VolumeDetail | null>;
 
   definePool(def: PoolDef): Promise<void>;
@@ -163,6 +166,14 @@ export interface HostPort {
   stopDomain(name: string, opts?: { graceful?: boolean; timeoutMs?: number }): Promise<void>;
   setDomainAutostart(name: string, autostart: boolean): Promise<void>;
   undefineDomain(name: string): Promise<void>;
+  /** vCPUs of a running domain, live and in its persistent definition (within its maximum). */
+  setDomainVcpus(name: string, vcpus: number): Promise<void>;
+  /** Memory (balloon target) of a running domain, live and in its persistent definition (within its maximum). */
+  setDomainMemory(name: string, memoryKiB: number): Promise<void>;
+  /** Description of a domain, live (when running) and in its persistent definition. */
+  setDomainDescription(name: string, description: string | undefined): Promise<void>;
+  /** Grow the disk of a running domain whose source is `path` (virDomainBlockResize, in bytes). */
+  resizeDomainDisk(name: string, path: string, capacityBytes: number): Promise<void>;
 
   /** Number of mutating calls made so far (for "a converged apply makes zero mutating calls"). */
   mutationCount(): number;

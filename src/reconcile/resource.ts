@@ -3,7 +3,7 @@
  * Kind-specific configs live in `kinds/<kind>.ts`.
  */
 import { createHash } from 'node:crypto';
-import type { ResourceKind } from '../model/kinds.js';
+import { resourceKey, type ResourceKind } from '../model/kinds.js';
 
 export interface DesiredBase<K extends ResourceKind, C> {
   kind: K;
@@ -37,4 +37,20 @@ export function canonicalJson(value: unknown): string {
 
 export function hashConfig(config: unknown): string {
   return createHash('sha256').update(canonicalJson(config)).digest('hex').slice(0, 16);
+}
+
+/** The part of a manifest every kind normalizes the same way. */
+interface ManifestHead {
+  metadata: { name: string; labels?: Record<string, string>; adopt?: boolean };
+  source?: { file: string; line: number; col: number };
+}
+
+/** The kind-independent fields of a desired resource, from its manifest and normalized config. */
+export function desiredBase<K extends ResourceKind, C>(kind: K, m: ManifestHead, host: string, config: C): DesiredBase<K, C> {
+  const name = m.metadata.name;
+  return {
+    kind, name, host, key: resourceKey(kind, name, host),
+    adopt: m.metadata.adopt === true, labels: { ...(m.metadata.labels ?? {}) },
+    config, specHash: hashConfig(config), source: m.source,
+  };
 }

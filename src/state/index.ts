@@ -4,6 +4,7 @@
 export { defaultDbPath } from './paths.js';
 export {
   openStateStore,
+  StateDbMissingError,
   StateStore,
   type ResourceRecord,
   type ResourceIndexEntry,

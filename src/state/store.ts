@@ -1,7 +1,8 @@
-import { accessSync, constants as fsConstants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type Selectable } from 'kysely';
+import { backoffDelay, sleep } from '../util/backoff.js';
 import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
 import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
@@ -11,6 +12,11 @@ import type { HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDat
 export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
   /** The row's id: the pages' keyset. */
   id: number;
+  /**
+   * `details.facts`, when the record has any: the little a kind keeps about its object beyond the
+   * applied config and needs on every run (a VM's resolved MACs and pending restart).
+   */
+  facts?: Record<string, unknown>;
 };
 
 export interface ResourceRecord {
@@ -75,11 +81,22 @@ export interface OpenOptions {
   now?: () => Date;
   /** SQLite busy timeout in ms (default 5000). */
   busyTimeoutMs?: number;
+  /** Open an existing DB only: a missing file is a {@link StateDbMissingError}, nothing is created. */
+  mustExist?: boolean;
+}
+
+/** `openStateStore(path, { mustExist: true })` on a path where no state DB exists. */
+export class StateDbMissingError extends Error {
+  override readonly name = 'StateDbMissingError';
+  constructor(readonly path: string) {
+    super(`state DB ${path} does not exist (nothing has been applied with this --db yet)`);
+  }
 }
 
 const DEFAULT_LIMIT = 50;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** SQLITE_BUSY retries: 10 ms doubling to 250 ms, half of it random. */
+const BUSY_BACKOFF = { baseMs: 10, maxMs: 250 } as const;
 
 /**
  * Retry a read-then-write transaction that SQLite refused with SQLITE_BUSY. In WAL mode a deferred
@@ -93,7 +110,7 @@ async function withBusyRetry<T>(fn: () => Promise<T>, attempts = 20): Promise<T>
     } catch (e) {
       const code = (e as { code?: string }).code ?? '';
       if (!code.startsWith('SQLITE_BUSY') || i >= attempts) throw e;
-      await sleep(Math.min(250, 5 * 2 ** i) * (0.5 + Math.random() / 2));
+      await sleep(backoffDelay(BUSY_BACKOFF, i));
     }
   }
 }
@@ -108,7 +125,7 @@ function parseJson(text: string | null | undefined): Record<string, unknown> {
   }
 }
 
-type IndexTuple = [number, string, string, string | null, string | null, string | null, string | null];
+type IndexTuple = [number, string, string, string | null, string | null, string | null, string | null, Record<string, unknown> | null];
 
 /**
  * See {@link StateStore.resources.indexPages}. Each page comes back as ONE JSON array of row tuples
@@ -121,22 +138,23 @@ async function* indexPages(db: Kysely<StateDatabase>, pageSize: number): AsyncGe
   for (let after = 0; ;) {
     const page = db
       .selectFrom('resources')
-      .select(['id', 'kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error'])
+      .select(['id', 'kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error', 'details'])
       .where('id', '>', after)
       .orderBy('id')
       .limit(pageSize)
       .as('page');
     const { rows } = await db
       .selectFrom(page)
-      .select(sql<string>`json_group_array(json_array(id, kind, name, uuid, spec_hash, desired_state, last_error))`.as('rows'))
+      .select(sql<string>`json_group_array(json_array(id, kind, name, uuid, spec_hash, desired_state, last_error, json_extract(details, '$.facts')))`.as('rows'))
       .executeTakeFirstOrThrow();
     const tuples = (typeof rows === 'string' ? JSON.parse(rows) : rows) as IndexTuple[];
     if (tuples.length === 0) return;
     const entries: ResourceIndexEntry[] = new Array(tuples.length);
     let last = after;
     for (let i = 0; i < tuples.length; i++) {
-      const [id, kind, name, uuid, specHash, desiredState, lastError] = tuples[i]!;
+      const [id, kind, name, uuid, specHash, desiredState, lastError, facts] = tuples[i]!;
       entries[i] = { id, kind, name, uuid, specHash, desiredState, lastError };
+      if (facts && typeof facts === 'object') entries[i]!.facts = facts;
       if (id > last) last = id;
     }
     yield entries;
@@ -683,7 +701,8 @@ function sqliteReason(path: string, e: unknown): string {
  */
 export async function openStateStore(path: string, opts: OpenOptions = {}): Promise<StateStore> {
   const memory = path === ':memory:' || path === '';
-  if (!memory) {
+  if (opts.mustExist && !memory && !existsSync(path)) throw new StateDbMissingError(path);
+  if (!memory && !opts.mustExist) {
     try {
       mkdirSync(dirname(path), { recursive: true });
     } catch (e) {
@@ -692,7 +711,7 @@ export async function openStateStore(path: string, opts: OpenOptions = {}): Prom
   }
   let sqlite: Database.Database;
   try {
-    sqlite = new Database(path);
+    sqlite = new Database(path, { fileMustExist: opts.mustExist === true && !memory });
   } catch (e) {
     throw new StateDbOpenError(path, sqliteReason(path, e), codeOf(e), e);
   }

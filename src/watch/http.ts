@@ -2,8 +2,9 @@
  * The watcher's HTTP listener (node:http, loopback only):
  *   /healthz  200 while the process runs
  *   /readyz   200 once connected and the first reconcile finished, else 503
- *   /status   JSON: last run, connection, manifest errors, resources from the state DB
- *   /metrics  Prometheus text exposition
+ *   /status   JSON: last run, requeue, stalled resources, connection, manifest errors, and the
+ *             per-resource report `virtform status --json` prints (src/status/)
+ *   /metrics  Prometheus text exposition (prom-client)
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -73,7 +74,10 @@ export async function startStatusServer(controller: WatchController, addr: Liste
         return;
       }
       case '/metrics':
-        send(200, 'text/plain; version=0.0.4; charset=utf-8', controller.metrics.render());
+        controller.metrics.render().then(
+          (text) => send(200, controller.metrics.contentType, text),
+          (e: unknown) => send(500, 'text/plain; charset=utf-8', `metrics failed: ${String(e)}\n`),
+        );
         return;
       case '/status':
         controller.status().then(

@@ -1,7 +1,9 @@
 /**
  * SIGKILL the apply process at random journal boundaries, over many rounds, then rerun without the
  * hook: every rerun converges (exit 0, then `--dry-run --detailed-exitcode` exits 0), nothing is
- * orphaned (`orphans()` against the declared set) and the journal has no open operation left.
+ * orphaned (`orphans()` against the declared set), the journal has no open operation left, and the
+ * read-back oracle (test/support/readback.ts, issue #12) finds libvirt equal to the manifests, with
+ * every generated MAC and clone/base pair seen before the rerun unchanged.
  *
  * Seeded: VIRTFORM_FAULT_SEED (printed; random by default), VIRTFORM_FAULT_ROUNDS (default 50).
  * Between rounds the manifests sometimes change (a VM added/removed, memory, vcpus, state, or the
@@ -15,6 +17,7 @@ import { planOnly } from '../../src/reconcile/engine.js';
 import { openStateStore } from '../../src/state/index.js';
 import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
 import { desiredFrom, tempDir, writeManifests } from '../support/manifests.js';
+import { failures, formatDifferences, mergeSnapshots, readback, type Difference, type Snapshot } from '../support/readback.js';
 import {
   declaredFrom, describeVariant, ensureLibvirtd, faultManifests, isConnectionTrouble, prng, randInt, RESULTS, whileLibvirtdFlaps, type Variant,
 } from './support.js';
@@ -23,7 +26,8 @@ const P = 'vftest-fault-k';
 const POOL_PATH = `${TEST_POOL_ROOT}/${P}-pool`;
 const SEED = Number(process.env.VIRTFORM_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Number(process.env.VIRTFORM_FAULT_ROUNDS ?? 50);
-const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty'];
+const URI = 'qemu:///system';
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty', '--allow-data-loss'];
 
 interface Round {
   round: number;
@@ -39,6 +43,13 @@ interface Round {
   dryRunExit: number | null;
   orphans: string[];
   openJournal: number;
+  /** Read-back oracle (issue #12): differences between libvirt and the manifests after the rerun, known bugs apart. */
+  readback: Difference[];
+  /** Known-bug ids the readback saw this round. */
+  knownBugs: string[];
+  readbackMs: number;
+  /** The readback right after the crash (its snapshot only). */
+  crashReadbackMs: number;
   /** Times libvirtd was found down (restarted by another suite) and a step was retried. */
   disturbed: number;
 }
@@ -51,7 +62,7 @@ async function stepsPending(dir: string, db: string): Promise<number> {
   const host = await openHost('qemu:///system');
   const store = await openStateStore(db);
   try {
-    return (await planOnly(host, store, await desiredFrom(dir))).plan.steps.length;
+    return (await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true })).plan.steps.length;
   } finally {
     await store.close();
     await host.close();
@@ -73,10 +84,12 @@ function mutate(v: Variant, rnd: () => number): Variant {
 
 function report(): void {
   const crashed = rounds.filter((r) => r.crash === 'SIGKILL').length;
-  const ok = rounds.filter((r) => r.recoveryExit === 0 && r.dryRunExit === 0 && r.orphans.length === 0 && r.openJournal === 0).length;
+  const ok = rounds.filter((r) => r.recoveryExit === 0 && r.dryRunExit === 0 && r.orphans.length === 0 && r.openJournal === 0 && r.readback.length === 0).length;
+  const rbMs = rounds.map((r) => r.readbackMs).sort((a, b) => a - b);
   const rows = rounds.map((r) =>
     `| ${r.round} | ${r.variant}${r.changed ? ' (changed)' : ''} | ${r.steps} | ${r.concurrency} | ${r.crashAt} | ${r.crash} | ${r.boundary.replace(/\|/g, '/')} | ` +
-    `${r.recoveryExit} | ${(r.recoveryMs / 1000).toFixed(1)} | ${r.dryRunExit} | ${r.orphans.length ? r.orphans.join(', ') : 'none'} | ${r.openJournal} | ${r.disturbed} |`);
+    `${r.recoveryExit} | ${(r.recoveryMs / 1000).toFixed(1)} | ${r.dryRunExit} | ${r.orphans.length ? r.orphans.join(', ') : 'none'} | ${r.openJournal} | ` +
+    `${r.readback.length ? r.readback.map((x) => `${x.resource} ${x.field}`.replace(/\|/g, '/')).join(', ') : 'none'} | ${r.knownBugs.join(', ') || '-'} | ${r.disturbed} |`);
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, 'faults.md'), `# Fault suite: SIGKILL at random journal boundaries
 
@@ -86,10 +99,13 @@ Manifests: 1 pool, qcow2 base + a CoW clone root per VM + 2 raw data volumes, 1 
 
 - crashed by SIGKILL: ${crashed}/${rounds.length}
 - rounds disturbed by libvirtd restarts from other suites (steps retried once it answered again): ${rounds.filter((r) => r.disturbed > 0).length}
-- converged afterwards (exit 0, dry-run --detailed-exitcode 0, no orphans, no open journal entry): **${ok}/${rounds.length}**
+- converged afterwards (exit 0, dry-run --detailed-exitcode 0, no orphans, no open journal entry, read-back oracle: libvirt equals the manifests, known bugs apart): **${ok}/${rounds.length}**
+- rounds where a known bug (test/support/readback.ts KNOWN_BUGS) showed: ${rounds.filter((r) => r.knownBugs.length).length} (${[...new Set(rounds.flatMap((r) => r.knownBugs))].join(', ') || 'none'})
+- readback per round (after the rerun): median ${(rbMs[Math.floor(rbMs.length / 2)] ?? 0).toFixed(0)} ms, max ${(rbMs.at(-1) ?? 0).toFixed(0)} ms; ` +
+  `all readbacks (two per round) ${((rounds.reduce((n, r) => n + r.readbackMs + r.crashReadbackMs, 0)) / 1000).toFixed(1)} s
 
-| round | variant | steps pending | concurrency | crash at | crash run | boundary label | rerun exit | rerun s | dry-run exit | orphans | open journal | libvirtd restarts seen |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| round | variant | steps pending | concurrency | crash at | crash run | boundary label | rerun exit | rerun s | dry-run exit | orphans | open journal | readback differences | known bugs | libvirtd restarts seen |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 `);
 }
@@ -114,6 +130,8 @@ describe('SIGKILL at random journal boundaries', () => {
     const dir = join(work, 'm');
     const db = join(work, 'state.db');
     let variant: Variant = { vms: 4, vm1Memory: '64MiB', vm2State: 'stopped', vm3Vcpus: 1 };
+    /** Generated MACs and clone/base inodes as last read back (issue #12: they must not change under the same domain/clone). */
+    let seen: Snapshot | undefined;
     for (let round = 1; round <= ROUNDS; round++) {
       let changed = round > 1 && rnd() < 0.5;
       if (changed) variant = mutate(variant, rnd);
@@ -140,6 +158,10 @@ describe('SIGKILL at random journal boundaries', () => {
         await ensureLibvirtd(60_000);
       }
 
+      // What the crash left (not converged): only its MACs and clone/base pairs are kept, first sighting winning.
+      const crashed = await whileLibvirtdFlaps(() => readback(dir, URI, seen), () => false, note);
+      const prev = mergeSnapshots(seen, crashed.snapshot, 'first');
+
       const t = performance.now();
       const rerun = await whileLibvirtdFlaps(() => runCli(['reconcile', dir, '--db', db, ...COMMON]), trouble, note);
       const recoveryMs = performance.now() - t;
@@ -148,13 +170,18 @@ describe('SIGKILL at random journal boundaries', () => {
       const declared = await declaredFrom(dir);
       const left = await whileLibvirtdFlaps(() => orphans(P, declared), () => false, note);
       const open = openJournal(db);
+      const rb = await whileLibvirtdFlaps(() => readback(dir, URI, prev), () => false, note);
+      const failing = failures(rb, `round ${round}`);
+      seen = mergeSnapshots(prev, rb.snapshot, 'last');
       const r: Round = {
         round, variant: describeVariant(variant), changed, steps, concurrency, crashAt, crash: crashOutcome, boundary,
-        recoveryExit: rerun.code, recoveryMs, dryRunExit: dry.code, orphans: left, openJournal: open.length, disturbed: note.disturbed,
+        recoveryExit: rerun.code, recoveryMs, dryRunExit: dry.code, orphans: left, openJournal: open.length,
+        readback: failing, knownBugs: [...new Set(rb.known.map((k) => k.bug.id))], readbackMs: rb.ms, crashReadbackMs: crashed.ms, disturbed: note.disturbed,
       };
       rounds.push(r);
       console.log(`[faults] round ${round}: ${r.variant} steps=${steps} c=${concurrency} crashAt=${crashAt} -> ${crashOutcome} [${boundary}]; ` +
-        `rerun ${rerun.code} (${(recoveryMs / 1000).toFixed(1)} s), dry-run ${dry.code}, orphans ${left.length}, open journal ${open.length}${note.disturbed ? `, libvirtd down ${note.disturbed}x (retried)` : ''}`);
+        `rerun ${rerun.code} (${(recoveryMs / 1000).toFixed(1)} s), dry-run ${dry.code}, orphans ${left.length}, open journal ${open.length}, ` +
+        `readback ${failing.length} difference(s)${r.knownBugs.length ? ` + known ${r.knownBugs.join(',')}` : ''} (${rb.ms.toFixed(0)} ms; after the crash ${crashed.ms.toFixed(0)} ms)${note.disturbed ? `, libvirtd down ${note.disturbed}x (retried)` : ''}`);
 
       // A crash run either dies at the boundary or (when fewer boundaries occur than planned) completes.
       if (!crashOutcome.includes('libvirtd went away')) {
@@ -164,6 +191,7 @@ describe('SIGKILL at random journal boundaries', () => {
       expect(dry.code, `round ${round} dry-run after rerun:\n${dry.stdout.slice(-3000)}\n${dry.stderr.slice(-2000)}\nrerun was:\n${rerun.stdout.slice(-3000)}`).toBe(0);
       expect(left, `round ${round} orphans`).toEqual([]);
       expect(open, `round ${round} open journal`).toEqual([]);
+      expect(failing, `round ${round} readback:\n${formatDifferences(failing)}`).toEqual([]);
     }
     expect(rounds.filter((r) => r.crash === 'SIGKILL').length).toBeGreaterThanOrEqual(Math.ceil(ROUNDS * 0.8) - rounds.filter((r) => r.disturbed > 0).length);
   });

@@ -20,7 +20,7 @@ const SMALL = `${TEST_POOL_ROOT}/${P}-small`;
 const RO = `${TEST_POOL_ROOT}/${P}-ro`;
 const OK = `${TEST_POOL_ROOT}/${P}-okpool`;
 const SRC = `/tmp/${P}-src/big.raw`;
-const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '1', '--allow-empty'];
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '1', '--allow-empty', '--allow-data-loss'];
 let work: string;
 let mounted = false;
 let mountError = '';

@@ -6,8 +6,10 @@
  * - define overwrites an object of the same name and UUID; the same name with another (or no)
  *   UUID fails with `operation-failed` ("already exists with uuid"); so does a pool on a path
  *   another pool uses;
- * - redefining an active object changes its persistent definition only: get* shows the running
- *   definition until the object is stopped;
+ * - an active object runs the definition it was started with (`live`, one mechanism for every
+ *   kind): redefining it changes its persistent definition (`def`) only; getPool/getNetwork and
+ *   getRunningDomain show the running definition, getDomain and `definitions` the persistent one,
+ *   until the object is stopped;
  * - start/stop are idempotent; undefining an active network or a running domain leaves it running
  *   as a transient object that vanishes when stopped (and whose autostart cannot be set);
  * - a volume can't be created twice (`already-exists`), not in an inactive pool, not with a
@@ -16,19 +18,24 @@
  * - deleting a pool undefines it even with volumes in it: the files stay and reappear when a pool
  *   is defined on the same directory again;
  * - DHCP host entries follow libvirt's network-update rules (no duplicate MAC, name or IP);
- * - NICs without a MAC get a generated 52:54:00 one;
+ * - NICs without a MAC get a new random 52:54:00 MAC at every define (libvirt's QEMU driver);
+ * - domains behave like the QEMU driver under TCG: a new domain id at every start; vCPUs can be
+ *   plugged live up to the maximum but not unplugged (QEMU refuses the device_del); memory and
+ *   description change live (and in the persistent definition) within the maximum; a volume
+ *   attached to a running domain cannot be resized with the volume API (qemu-img cannot take the
+ *   write lock), only through the domain (block resize);
  * - with `lifecycleEvents = true`, the domain lifecycle events the daemon sends for the fake's own
  *   calls (defined, undefined, started, stopped) are delivered asynchronously to subscribers.
  *   Off by default: the watch tests count runs, and the controller schedules a run for every
  *   event of an owned domain, including the ones its own apply causes (see the contract report);
  * - `definitions` reads the PERSISTENT definitions (libvirt's INACTIVE XML), one call per object:
- *   after a redefinition of an active object it shows the new definition while get* still shows
- *   the running one; running domains get a new id at every start.
- * Failures can be injected per operation and resource name.
+ *   after a redefinition of an active object it shows the new definition while getNetwork,
+ *   getPool and getRunningDomain still show the running one.
+ * Failures can be injected per operation and resource name (with the HostError code to throw).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
-  HostError,
+  HostError, type HostErrorCode,
   type DhcpHost, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
   type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
@@ -40,12 +47,22 @@ interface Obj<D> {
   def: D;
   active: boolean;
   autostart: boolean;
-  /** The definition the running object uses, when it differs from `def` (redefined while active). */
+  /**
+   * The definition the running object uses: set when it starts, changed by live calls, not by a
+   * redefinition; dropped when it stops. (An object a test marks active without starting it runs
+   * `def` until its first redefinition.)
+   */
   live?: D;
   /** Undefined while running: gone when stopped. */
   transient?: boolean;
   /** Domains: libvirt's domain id while running (a new one at every start). */
   id?: number;
+  /** Domains: the `<memballoon model>` of the definition (virtform writes virtio). */
+  balloon?: string;
+}
+
+export function randomMac(): string {
+  return `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
@@ -76,8 +93,12 @@ export class FakeHost implements HostPort {
   /** What hostIdentity() reports. */
   identity: HostIdentity = { uri: 'test:///fake', hostname: 'fake-host', uuid: '00000000-0000-4000-8000-00000000fa4e', driver: 'test' };
 
-  failNext(op: keyof HostPort, name: string, times = 1): void {
+  /** `op:name` → the HostError code of the injected failure (default operation-failed). */
+  failureCodes = new Map<string, HostErrorCode>();
+
+  failNext(op: keyof HostPort, name: string, times = 1, code: HostErrorCode = 'operation-failed'): void {
     this.failures.set(`${op}:${name}`, times);
+    this.failureCodes.set(`${op}:${name}`, code);
   }
 
   private call(op: string, name: string, mutating: boolean): void {
@@ -88,7 +109,7 @@ export class FakeHost implements HostPort {
     const left = this.failures.get(key);
     if (left !== undefined && left > 0) {
       this.failures.set(key, left - 1);
-      throw new HostError('operation-failed', `injected failure: ${op} ${name}`);
+      throw new HostError(this.failureCodes.get(key) ?? 'operation-failed', `injected failure: ${op} ${name}`);
     }
   }
 
@@ -146,8 +167,9 @@ export class FakeHost implements HostPort {
   }
 
   /**
-   * What get* shows (`current`): the running definition while active, else the persistent one.
-   * What `definitions` shows (`persistent`): always the persistent one.
+   * What getPool/getNetwork/getRunningDomain show (`current`): the running definition while
+   * active, else the persistent one. What getDomain and `definitions` show (`persistent`): always
+   * the persistent one.
    */
   private shown<D>(o: Obj<D>, view: View = 'current'): D {
     return view === 'current' && o.active && o.live ? o.live : o.def;
@@ -174,17 +196,31 @@ export class FakeHost implements HostPort {
   }
   async getDomain(name: string): Promise<DomainDetail | null> {
     this.call('getDomain', name, false);
-    return this.domainDetail(name);
+    return this.domainDetail(name, 'persistent');
   }
-  private domainDetail(name: string, view: View = 'current'): DomainDetail | null {
+  async getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null> {
+    this.call('getRunningDomain', name, false);
+    const d = this.domains.get(name);
+    if (!d?.active) return null;
+    return { ...this.domainDetail(name, 'current')!, id: d.id ?? 1 };
+  }
+  private domainDetail(name: string, view: View): DomainDetail | null {
     const d = this.domains.get(name);
     if (!d) return null;
     const def = this.shown(d, view);
     return {
-      name, uuid: d.uuid, active: d.active, autostart: d.autostart, vcpus: def.vcpus, memoryKiB: def.memoryKiB,
-      description: def.description, disks: def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, bootOrder: x.bootOrder })),
+      name, uuid: d.uuid, active: d.active, autostart: d.autostart,
+      vcpus: def.vcpus, maxVcpus: def.maxVcpus ?? def.vcpus,
+      memoryKiB: def.memoryKiB, maxMemoryKiB: def.maxMemoryKiB ?? def.memoryKiB, balloon: d.balloon ?? 'virtio',
+      // libvirt does not keep an empty description
+      ...(def.description ? { description: def.description } : {}),
+      disks: def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
       nics: def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: def.marker,
     };
+  }
+  /** The running definition of an active object (its `def` if a test marked it active directly). */
+  private liveOf<D>(o: Obj<D>): D | undefined {
+    return o.active ? (o.live ?? o.def) : undefined;
   }
   async getVolume(pool: string, name: string): Promise<VolumeDetail | null> {
     this.call('getVolume', name, false);
@@ -203,7 +239,7 @@ export class FakeHost implements HostPort {
       if (other) throw failed(`${what} '${other[0]}' is already defined with uuid ${def.uuid}`);
     }
     if (existing) {
-      if (existing.active && !existing.live) existing.live = existing.def;
+      if (existing.active) existing.live ??= existing.def;
       existing.def = def;
       existing.transient = false;
       return { obj: existing, updated: true };
@@ -245,6 +281,7 @@ export class FakeHost implements HostPort {
     const p = this.need(this.pools, name, 'storage pool');
     if (p.active) return;
     p.active = true;
+    p.live = p.def;
   }
   async setPoolAutostart(name: string, autostart: boolean): Promise<void> {
     this.call('setPoolAutostart', name, true);
@@ -284,6 +321,8 @@ export class FakeHost implements HostPort {
     const v = this.volumes.get(pool)?.get(name);
     if (!v) throw new HostError('not-found', `storage volume not found: no storage vol with matching name '${name}'`);
     if (capacityBytes < v.capacityBytes) throw invalid("Can't shrink capacity below current capacity unless shrink flag explicitly specified");
+    if ([...this.domains.values()].some((d) => this.liveOf(d)?.disks.some((x) => x.path === v.path)))
+      throw failed(`qemu-img: Could not open '${v.path}': Failed to get "write" lock`);
     v.capacityBytes = capacityBytes;
   }
   async deleteVolume(pool: string, name: string): Promise<void> {
@@ -303,7 +342,9 @@ export class FakeHost implements HostPort {
   async startNetwork(name: string): Promise<void> {
     this.call('startNetwork', name, true);
     const n = this.need(this.networks, name, 'network');
+    if (n.active) return;
     n.active = true;
+    n.live = n.def;
   }
   async stopNetwork(name: string): Promise<void> {
     this.call('stopNetwork', name, true);
@@ -339,13 +380,49 @@ export class FakeHost implements HostPort {
   async defineDomain(def: DomainDef): Promise<{ uuid: string }> {
     this.call('defineDomain', def.name, true);
     validateDomain(def);
-    const stored: DomainDef = {
-      ...def,
-      nics: def.nics.map((nic) => ({ ...nic, mac: nic.mac ?? `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}` })),
-    };
+    // libvirt: a NIC without a MAC gets a new generated one at every define
+    const stored: DomainDef = { ...def, nics: def.nics.map((nic) => ({ ...nic, mac: nic.mac ?? randomMac() })) };
     const { obj, updated } = this.define(this.domains, stored, 'domain');
+    obj.balloon = 'virtio';
     this.emit(def.name, obj.uuid, 'defined', updated ? 1 : 0);
     return { uuid: obj.uuid };
+  }
+  /**
+   * The live calls (LIVE|CONFIG on a running domain, CONFIG on a stopped one): the change is
+   * checked against, and made to, the running definition and the persistent one.
+   */
+  private liveChange(name: string, check: (d: DomainDef, which: 'live' | 'persistent') => void, change: (d: DomainDef) => DomainDef): void {
+    const d = this.need(this.domains, name, 'domain');
+    const live = this.liveOf(d);
+    if (live) check(live, 'live');
+    check(d.def, 'persistent');
+    if (live) d.live = change(live);
+    d.def = change(d.def);
+  }
+  async setDomainVcpus(name: string, vcpus: number): Promise<void> {
+    this.call('setDomainVcpus', name, true);
+    this.liveChange(name, (d, which) => {
+      const max = d.maxVcpus ?? d.vcpus;
+      if (vcpus > max) throw invalid(`requested vcpus is greater than max allowable vcpus for the ${which} domain: ${vcpus} > ${max}`);
+      if (which === 'live' && vcpus < d.vcpus) throw failed("unable to execute QEMU command 'device_del': acpi: device unplug request for not supported device type: qemu64-x86_64-cpu");
+    }, (d) => ({ ...d, vcpus }));
+  }
+  async setDomainMemory(name: string, memoryKiB: number): Promise<void> {
+    this.call('setDomainMemory', name, true);
+    this.liveChange(name, (d) => {
+      if (memoryKiB > (d.maxMemoryKiB ?? d.memoryKiB)) throw invalid('cannot set memory higher than max memory');
+    }, (d) => ({ ...d, memoryKiB }));
+  }
+  async setDomainDescription(name: string, description: string | undefined): Promise<void> {
+    this.call('setDomainDescription', name, true);
+    this.liveChange(name, () => undefined, (d) => ({ ...d, description }));
+  }
+  async resizeDomainDisk(name: string, path: string, capacityBytes: number): Promise<void> {
+    this.call('resizeDomainDisk', name, true);
+    const live = this.liveOf(this.need(this.domains, name, 'domain'));
+    if (!live) throw failed(`domain is not running`);
+    if (!live.disks.some((x) => x.path === path)) throw invalid(`disk '${path}' was not found in the domain config`);
+    for (const m of this.volumes.values()) for (const v of m.values()) if (v.path === path) v.capacityBytes = capacityBytes;
   }
   async startDomain(name: string): Promise<void> {
     this.call('startDomain', name, true);
@@ -360,6 +437,7 @@ export class FakeHost implements HostPort {
     }
     d.active = true;
     d.id = this.nextDomainId++;
+    d.live = d.def;
     this.emit(name, d.uuid, 'started', 0);
   }
   async stopDomain(name: string): Promise<void> {

@@ -33,12 +33,14 @@ export interface HostQuirks {
   keepsFilesOfDeletedPool: boolean;
   /** Redefining an active network takes effect when it is restarted (the test driver drops it). */
   redefineActiveNetworkApplies: boolean;
+  /** vCPU/memory/description changes of a running domain apply live and to its config in one call (LIVE|CONFIG). */
+  liveDomainChanges: boolean;
 }
 
 export const LIBVIRTD: HostQuirks = {
   volumeExistsCode: 'already-exists', resize: true, checksVolumes: true, checksOnStart: true,
   transientNetworks: true, transientDomainRefusesAutostart: true, keepsFilesOfDeletedPool: true,
-  redefineActiveNetworkApplies: true,
+  redefineActiveNetworkApplies: true, liveDomainChanges: true,
 };
 
 export interface HostContractOptions {
@@ -162,6 +164,7 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       expect(await host.getPool(n('nopool'))).toBeNull();
       expect(await host.getNetwork(n('nonet'))).toBeNull();
       expect(await host.getDomain(n('novm'))).toBeNull();
+      expect(await host.getRunningDomain(n('novm'))).toBeNull();
       expect(await host.getVolume(n('nopool'), 'x.img')).toBeNull();
     });
 
@@ -177,6 +180,10 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       await rejectsWith(host.updateNetworkDhcpHost(n('nonet'), 'add', nh), 'not-found', 'updateNetworkDhcpHost');
       await rejectsWith(host.startDomain(n('novm')), 'not-found', 'startDomain');
       await rejectsWith(host.setDomainAutostart(n('novm'), true), 'not-found', 'setDomainAutostart');
+      await rejectsWith(host.setDomainVcpus(n('novm'), 1), 'not-found', 'setDomainVcpus');
+      await rejectsWith(host.setDomainMemory(n('novm'), 64 * 1024), 'not-found', 'setDomainMemory');
+      await rejectsWith(host.setDomainDescription(n('novm'), 'x'), 'not-found', 'setDomainDescription');
+      await rejectsWith(host.resizeDomainDisk(n('novm'), '/nowhere.img', MiB), 'not-found', 'resizeDomainDisk');
     });
 
     it('stop, delete and undefine of missing objects succeed', async () => {
@@ -454,10 +461,11 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       expect(running!.id).toBeGreaterThan(0);
       expect(await waitEvent('run', 'started', e0)).toMatchObject({ name: def.name, uuid, event: 'started' });
 
-      // Redefining a running domain: get* shows the running definition, `definitions` the
-      // persistent (inactive) one, which the next boot uses.
-      await host.defineDomain({ ...def, uuid, vcpus: 2, marker: marker('VirtualMachine', 'run', 'spec-2') });
-      expect(await host.getDomain(def.name)).toMatchObject({ active: true, vcpus: 1, marker: def.marker });
+      // Redefining a running domain: getRunningDomain shows the running definition (and the
+      // domain id), getDomain and `definitions` the persistent (inactive) one, which the next boot uses.
+      await host.defineDomain({ ...def, uuid, vcpus: 2, maxVcpus: 2, marker: marker('VirtualMachine', 'run', 'spec-2') });
+      expect(await host.getRunningDomain(def.name)).toMatchObject({ active: true, id: running!.id, vcpus: 1, maxVcpus: 1, marker: def.marker });
+      expect(await host.getDomain(def.name)).toMatchObject({ active: true, vcpus: 2, maxVcpus: 2, marker: marker('VirtualMachine', 'run', 'spec-2') });
       const persistent = await host.definitions.domains([running!]);
       expect([...persistent.keys()]).toEqual([def.name]);
       expect(persistent.get(def.name)).toMatchObject({ name: def.name, uuid, active: true, vcpus: 2, marker: marker('VirtualMachine', 'run', 'spec-2') });
@@ -466,6 +474,7 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       await host.stopDomain(def.name, { graceful: false });
       await host.stopDomain(def.name, { graceful: false });
       expect(await host.getDomain(def.name)).toMatchObject({ active: false, vcpus: 2, marker: marker('VirtualMachine', 'run', 'spec-2') });
+      expect(await host.getRunningDomain(def.name)).toBeNull();
       expect(await waitEvent('run', 'stopped', e1)).toMatchObject({ uuid, event: 'stopped' });
       expect(eventsOf('run').filter((e) => e === 'started' || e === 'stopped')).toEqual(['started', 'stopped']);
 
@@ -493,6 +502,52 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       expect(await host.getDomain(def.name)).toBeNull();
       expect(mine((await host.snapshot()).domains)).toEqual([]);
       await host.stopNetwork(n('runnet'));
+    });
+
+    it('domains: vCPUs, memory and description change live and in the persistent definition, within the maxima; a running domain grows its disk', async () => {
+      const disk = await poolWithDisk('livepool', 'live');
+      const def = await domDef('live', [disk], [], { vcpus: 1, maxVcpus: 2, memoryKiB: 64 * 1024, maxMemoryKiB: 96 * 1024 });
+      await host.defineDomain(def);
+      // Stopped: the persistent definition only.
+      await host.setDomainDescription(def.name, 'stopped description');
+      expect(await host.getDomain(def.name)).toMatchObject({ active: false, description: 'stopped description' });
+      expect(await host.getRunningDomain(def.name)).toBeNull();
+      await rejectsWith(host.setDomainVcpus(def.name, 3), 'invalid', 'vCPUs above the maximum of a stopped domain');
+      if (q.resize) await rejectsWith(host.resizeDomainDisk(def.name, disk, 2 * MiB), 'operation-failed', 'block resize of a stopped domain');
+
+      if (!q.liveDomainChanges) {
+        await host.undefineDomain(def.name);
+        return;
+      }
+      await host.startDomain(def.name);
+      const [running] = mine((await host.snapshot()).domains);
+      // The running view's memoryKiB (live <currentMemory>) is what the guest holds: with no guest
+      // balloon driver (this VM boots nothing) qemu:///system reports the maximum, not the target;
+      // the contract leaves it open there and checks the persistent target.
+      expect(await host.getRunningDomain(def.name)).toMatchObject({
+        name: def.name, active: true, id: running!.id, vcpus: 1, maxVcpus: 2, maxMemoryKiB: 96 * 1024, balloon: 'virtio',
+        description: 'stopped description', marker: def.marker,
+      });
+      await host.setDomainVcpus(def.name, 2);
+      await host.setDomainMemory(def.name, 80 * 1024);
+      await host.setDomainDescription(def.name, 'live description');
+      for (const d of [await host.getRunningDomain(def.name), await host.getDomain(def.name)]) {
+        expect(d).toMatchObject({ active: true, vcpus: 2, maxVcpus: 2, maxMemoryKiB: 96 * 1024, description: 'live description' });
+      }
+      expect(await host.getDomain(def.name)).toMatchObject({ memoryKiB: 80 * 1024 });
+      await rejectsWith(host.setDomainVcpus(def.name, 3), 'invalid', 'vCPUs above the maximum');
+      await rejectsWith(host.setDomainMemory(def.name, 128 * 1024), 'invalid', 'memory above the maximum');
+      expect(await host.getRunningDomain(def.name)).toMatchObject({ vcpus: 2 });
+      expect(await host.getDomain(def.name)).toMatchObject({ vcpus: 2, memoryKiB: 80 * 1024 });
+
+      if (q.resize) {
+        await host.resizeDomainDisk(def.name, disk, 2 * MiB);
+        expect(await host.getVolume(n('livepool'), 'live.img')).toMatchObject({ capacityBytes: 2 * MiB });
+        await rejectsWith(host.resizeDomainDisk(def.name, `${disk}.other`, 4 * MiB), 'invalid', 'block resize of a disk the domain does not have');
+      }
+      await host.stopDomain(def.name, { graceful: false });
+      expect(await host.getDomain(def.name)).toMatchObject({ active: false, vcpus: 2, memoryKiB: 80 * 1024, description: 'live description' });
+      await host.undefineDomain(def.name);
     });
 
     it('domains: starting fails for an inactive network (operation-failed), a missing network (not-found), a missing disk (operation-failed)', async () => {

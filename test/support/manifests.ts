@@ -26,6 +26,7 @@ export async function desiredFrom(dir: string): Promise<Desired> {
 export function labManifests(opts: {
   prefix?: string; poolPath: string; cidr?: string; vm1State?: 'running' | 'stopped'; vm1Memory?: string;
   rootFormat?: 'qcow2' | 'raw'; dataCapacity?: string; extraHosts?: string; withVm2?: boolean;
+  vm2Memory?: string; baseCapacity?: string;
 }): Record<string, string> {
   const p = opts.prefix ?? 'vftest-eng';
   const rootSpec = opts.rootFormat === 'raw'
@@ -40,7 +41,7 @@ spec: {path: ${opts.poolPath}, autostart: true}
 apiVersion: virtform.dev/v1
 kind: Volume
 metadata: {name: ${p}-base}
-spec: {pool: ${p}-pool, capacity: 64MiB, format: qcow2}
+spec: {pool: ${p}-pool, capacity: ${opts.baseCapacity ?? '64MiB'}, format: qcow2}
 ---
 apiVersion: virtform.dev/v1
 kind: Volume
@@ -80,7 +81,7 @@ kind: VirtualMachine
 metadata: {name: ${p}-vm2}
 spec:
   vcpus: 1
-  memory: 64MiB
+  memory: ${opts.vm2Memory ?? '64MiB'}
   state: stopped
   disks: []
   nics: [{network: ${p}-net}]

@@ -157,7 +157,9 @@ export class ObservedBuilder {
     const active = o.active ?? was?.active ?? true;
     const id = active ? (was?.active ? was.id : this.domainId++) : -1;
     this.domains.set(name, { name, uuid: o.uuid ?? was?.uuid ?? uuidFor('VirtualMachine', name), id, active, autostart: o.autostart ?? was?.autostart ?? false });
-    if (o.def || !this.domainDefs.has(name)) this.domainDefs.set(name, o.def ?? { name, vcpus: 1, memoryKiB: 64 * 1024, disks: [], nics: [] });
+    if (o.def || !this.domainDefs.has(name)) {
+      this.domainDefs.set(name, o.def ?? { name, vcpus: 1, maxVcpus: 1, memoryKiB: 64 * 1024, maxMemoryKiB: 64 * 1024, balloon: 'virtio', disks: [], nics: [] });
+    }
     return this;
   }
 
@@ -194,16 +196,22 @@ export class ObservedBuilder {
     const { config, ...rest } = o;
     this.records.set(resourceKey(kind, name), {
       kind, name, uuid: null, specHash: null, desiredState: null, lastError: null, ...rest,
-      ...(config !== undefined ? { details: { config } as ResourceRecord['details'] } : {}),
+      ...(config !== undefined ? { details: { config, ...(rest.facts ? { facts: rest.facts } : {}) } as ResourceRecord['details'] } : {}),
     });
     return this;
   }
-  /** Record a desired resource as applied: uuid (volume: key path), specHash and config. */
+  /**
+   * Record a desired resource as applied: uuid (volume: key path), specHash and config; a VM also
+   * with the facts its define records (the MAC of each NIC, the virtio balloon).
+   */
   applied(r: DesiredResource, o: RecordInit = {}): this {
     const uuid = r.kind === 'Volume' ? r.config.path : uuidFor(r.kind, r.name);
+    const facts = r.kind === 'VirtualMachine'
+      ? { balloon: 'virtio', nics: r.config.nics.map((n, i) => ({ network: n.network, model: n.model, mac: n.mac ?? generatedMac(r.name, i), declared: !!n.mac })) }
+      : undefined;
     return this.record(r.kind, r.name, {
       uuid, specHash: r.specHash, config: r.config,
-      desiredState: r.kind === 'VirtualMachine' ? r.state : 'active', ...o,
+      desiredState: r.kind === 'VirtualMachine' ? r.state : 'active', ...(facts ? { facts } : {}), ...o,
     });
   }
   /** An unresolved journal entry (an interrupted or failed run) naming kind/name. */
@@ -306,8 +314,9 @@ function definitionOf(r: DesiredResource): PoolDefinition | NetworkDefinition | 
     case 'VirtualMachine': {
       const d = domainDef(r, 'qemu');
       return {
-        name: d.name, vcpus: d.vcpus, memoryKiB: d.memoryKiB, ...(d.description !== undefined ? { description: d.description } : {}),
-        disks: d.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
+        name: d.name, vcpus: d.vcpus, maxVcpus: d.maxVcpus ?? d.vcpus, memoryKiB: d.memoryKiB, maxMemoryKiB: d.maxMemoryKiB ?? d.memoryKiB,
+        balloon: 'virtio', ...(d.description ? { description: d.description } : {}),
+        disks: d.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
         nics: d.nics.map((x, i) => ({ network: x.network, mac: x.mac ?? generatedMac(d.name, i), model: x.model })),
         marker: d.marker as OwnerMarker,
       };

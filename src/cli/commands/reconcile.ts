@@ -18,6 +18,8 @@ export interface ReconcileFlags {
   detailedExitcode?: boolean;
   json?: boolean;
   allowEmpty?: boolean;
+  /** Consent to steps that destroy data; without it they are held (exit 1). */
+  allowDataLoss?: boolean;
   concurrency: number;
   maxAttempts: number;
   retryDelay: number;
@@ -99,6 +101,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       store,
       desired: loaded.desired,
       dryRun: o.dryRun,
+      allowDataLoss: o.allowDataLoss === true,
       concurrency: o.concurrency,
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
@@ -117,6 +120,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
     if (o.json) {
       out(`${JSON.stringify({
         runId: result.runId, dryRun: o.dryRun === true, outcome: result.outcome, plan: planToJson(result.plan),
+        held: Object.fromEntries(result.held),
         mutations: result.mutations, durationMs: result.durationMs,
         steps: result.applied?.outcomes.map((s) => ({
           resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
@@ -128,13 +132,16 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
     }
     if (!o.json && !result.plan.noop) {
       const ok = result.applied!.outcomes.filter((s) => s.status === 'succeeded').length;
-      const verdict = result.outcome === 'interrupted' ? 'interrupted' : result.outcome === 'failed' ? 'finished with errors' : 'complete';
+      const verdict = result.outcome === 'interrupted' ? 'interrupted' : result.outcome === 'failed' ? 'finished with errors'
+        : result.outcome === 'held' ? 'incomplete' : 'complete';
+      const held = result.held.size > 0 ? `, ${result.held.size} held` : '';
       out(`\nApply ${verdict}: ${ok} step(s) succeeded, ` +
         `${result.applied!.failed.size} resource(s) failed, ${result.applied!.skipped.size} skipped, ` +
-        `${result.plan.blocked.size} blocked (${(result.durationMs / 1000).toFixed(1)}s).\n`);
-      if (result.plan.blocked.size > 0) out(`${summaryLine(result.plan)}\n`);
+        `${result.plan.blocked.size} blocked${held} (${(result.durationMs / 1000).toFixed(1)}s).\n`);
+      if (result.plan.blocked.size > 0 || result.held.size > 0) out(`${summaryLine(result.plan)}\n`);
+      if (result.held.size > 0) out('Held changes were not made: they would destroy data. To consent, run again with --allow-data-loss.\n');
     }
-    return result.outcome === 'failed' || result.outcome === 'interrupted' ? EXIT.failure : EXIT.ok;
+    return result.outcome === 'failed' || result.outcome === 'interrupted' || result.outcome === 'held' ? EXIT.failure : EXIT.ok;
   } catch (e) {
     if (e instanceof LockHeldError) {
       err(`virtform: ${e.message}\n`);

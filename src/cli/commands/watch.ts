@@ -27,6 +27,7 @@ export interface WatchFlags {
   shutdownTimeout: number;
   allowEmpty?: boolean;
   reconnectMax?: number;
+  requeueMax?: number;
 }
 
 export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
@@ -77,6 +78,7 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
       debounceMs: o.debounce,
       resyncMs: o.resync * 1000,
       reconnect: { initialDelayMs: 500, maxDelayMs: (o.reconnectMax ?? 30) * 1000 },
+      requeue: { initialDelayMs: 1000, maxDelayMs: (o.requeueMax ?? 60) * 1000 },
       concurrency: o.concurrency,
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,

@@ -2,10 +2,11 @@
  * Domain (VM) XML.
  *
  * Built documents: `<domain type='kvm|qemu'>` with name, optional uuid and description, the owner
- * marker in `<metadata>`, memory in KiB, a static vCPU count, an x86_64 `hvm` OS on the `pc`
- * machine type, per-disk `<boot order>` (no `<os><boot>`), destroy/restart/destroy lifecycle
- * actions, file-backed disks, `type='network'` NICs, a pty serial console, no graphics and no
- * memory balloon.
+ * marker in `<metadata>`, `<memory>` (the maximum) and `<currentMemory>` in KiB, `<vcpu
+ * current='N'>MAX</vcpu>`, an x86_64 `hvm` OS on the `pc` machine type, per-disk `<boot order>`
+ * (no `<os><boot>`), destroy/restart/destroy lifecycle actions, file-backed disks,
+ * `type='network'` NICs, a pty serial console, no graphics and a virtio memory balloon (so memory
+ * below the maximum can be changed on a running domain; vCPUs below the maximum can be plugged).
  */
 import { markerMetadata, readMarker } from './marker.js';
 import {
@@ -42,6 +43,10 @@ export function buildDomainXml(def: DomainDef): string {
   requireNonEmpty(def.name, 'domain name');
   requireInt(def.vcpus, 'vcpus', 1);
   requireInt(def.memoryKiB, 'memoryKiB', 1);
+  const maxVcpus = def.maxVcpus ?? def.vcpus;
+  const maxMemoryKiB = def.maxMemoryKiB ?? def.memoryKiB;
+  requireInt(maxVcpus, 'maxVcpus', def.vcpus);
+  requireInt(maxMemoryKiB, 'maxMemoryKiB', def.memoryKiB);
 
   const targets = new Set<string>();
   const bootOrders = new Set<number>();
@@ -79,9 +84,9 @@ export function buildDomainXml(def: DomainDef): string {
     // An empty description is the same as none: libvirt does not keep an empty <description>.
     !!def.description && el('description', undefined, def.description),
     markerMetadata(def.marker),
-    el('memory', { unit: 'KiB' }, def.memoryKiB),
+    el('memory', { unit: 'KiB' }, maxMemoryKiB),
     el('currentMemory', { unit: 'KiB' }, def.memoryKiB),
-    el('vcpu', { placement: 'static' }, def.vcpus),
+    el('vcpu', { placement: 'static', current: def.vcpus }, maxVcpus),
     el('os', undefined, [el('type', { arch: 'x86_64', machine: 'pc' }, 'hvm')]),
     el('features', undefined, [el('acpi'), el('apic')]),
     el('on_poweroff', undefined, 'destroy'),
@@ -92,7 +97,7 @@ export function buildDomainXml(def: DomainDef): string {
       ...nics,
       el('serial', { type: 'pty' }, [el('target', { port: 0 })]),
       el('console', { type: 'pty' }, [el('target', { type: 'serial', port: 0 })]),
-      el('memballoon', { model: 'none' }),
+      el('memballoon', { model: 'virtio' }),
     ]),
   ]);
   return renderXml(doc);
@@ -101,19 +106,27 @@ export function buildDomainXml(def: DomainDef): string {
 /**
  * Read a domain document (as returned by virDomainGetXMLDesc / `virsh dumpxml`).
  * Returns {@link ParsedDomain}: everything in `DomainDetail` except `active`/`autostart`.
- * Memory is `<memory>` (the maximum) converted to KiB from whatever unit libvirt used; vCPUs is
- * the `<vcpu>` count. Only `device='disk'` disks are reported.
+ * `maxMemoryKiB` is `<memory>` and `memoryKiB` is `<currentMemory>` (`<memory>` when absent),
+ * converted to KiB from whatever unit libvirt used; `maxVcpus` is the `<vcpu>` count and `vcpus`
+ * its `current` attribute (the count when absent). Only `device='disk'` disks are reported. What
+ * libvirt fills in by default for x86 QEMU domains is reported as such: a NIC without `<model>`
+ * is `rtl8139`, a domain without `<memballoon>` has a `virtio` one.
  */
 export function parseDomainXml(xml: string): ParsedDomain {
   const root = parseRoot(xml, 'domain');
   const name = childText(root, 'name');
   if (!name) throw new LibvirtXmlError('unexpected-document', 'domain XML has no <name>');
-  const memory = child(root, 'memory');
-  const memoryBytes = memory ? scaledBytes(memory, 'domain memory', 'KiB') : 0n;
   // libvirt rounds memory up to whole KiB.
-  const memoryKiB = toSafeNumber((memoryBytes + 1023n) / 1024n, 'domain memory');
+  const kib = (tag: string): number | undefined => {
+    const e = child(root, tag);
+    return e ? toSafeNumber((scaledBytes(e, `domain ${tag}`, 'KiB') + 1023n) / 1024n, `domain ${tag}`) : undefined;
+  };
+  const maxMemoryKiB = kib('memory') ?? 0;
+  const memoryKiB = kib('currentMemory') ?? maxMemoryKiB;
   const vcpu = child(root, 'vcpu');
-  const vcpus = vcpu ? parseIntStrict(text(vcpu), 'domain vcpu') : 0;
+  const maxVcpus = vcpu ? parseIntStrict(text(vcpu), 'domain vcpu') : 0;
+  const current = attr(vcpu, 'current');
+  const vcpus = current !== undefined ? parseIntStrict(current, 'domain vcpu current') : maxVcpus;
 
   const devices = child(root, 'devices');
   const disks: ParsedDomainDisk[] = [];
@@ -138,7 +151,7 @@ export function parseDomainXml(xml: string): ParsedDomain {
     return {
       network: attr(source, 'network') ?? attr(source, 'bridge') ?? '',
       mac: attr(child(n, 'mac'), 'address') ?? '',
-      model: attr(child(n, 'model'), 'type') ?? '',
+      model: attr(child(n, 'model'), 'type') ?? 'rtl8139',
       type: attr(n, 'type') ?? '',
     };
   });
@@ -148,7 +161,10 @@ export function parseDomainXml(xml: string): ParsedDomain {
     uuid: childText(root, 'uuid') ?? '',
     type: attr(root, 'type') ?? '',
     vcpus,
+    maxVcpus,
     memoryKiB,
+    maxMemoryKiB,
+    balloon: attr(child(devices, 'memballoon'), 'model') ?? 'virtio',
     disks,
     nics,
   };

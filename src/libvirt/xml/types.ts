@@ -44,7 +44,7 @@ export interface ParsedDomainNic {
   network: string;
   /** '' when the XML has no `<mac>` (libvirt always writes one for defined domains). */
   mac: string;
-  /** `model@type`, '' when absent. */
+  /** `model@type`; libvirt's x86 QEMU default `rtl8139` when absent. */
   model: string;
   /** The interface type (network, bridge, user, ...). */
   type: string;
@@ -57,7 +57,10 @@ export interface ParsedDomain {
   /** Domain type attribute: kvm or qemu (or another hypervisor type for foreign XML). */
   type: string;
   vcpus: number;
+  maxVcpus: number;
   memoryKiB: number;
+  maxMemoryKiB: number;
+  balloon: string;
   description?: string;
   disks: ParsedDomainDisk[];
   nics: ParsedDomainNic[];

@@ -43,6 +43,10 @@ import {
   VIR_ERR_ARGUMENT_UNSUPPORTED,
   VIR_ERR_OPERATION_UNSUPPORTED,
   VIR_ERR_ACCESS_DENIED,
+  VIR_DOMAIN_AFFECT_CONFIG,
+  VIR_DOMAIN_AFFECT_LIVE,
+  VIR_DOMAIN_BLOCK_RESIZE_BYTES,
+  VIR_DOMAIN_METADATA_DESCRIPTION,
   type Domain,
   type Network,
   type StoragePool,
@@ -307,8 +311,17 @@ export class LibvirtHost implements HostPort {
     return this.op(`get domain ${name}`, false, async () => {
       const d = await this.domain(name);
       if (!d) return null;
-      const [xml, autostart] = await Promise.all([this.client.domainGetXmlDesc(d, 0), this.client.domainGetAutostart(d)]);
+      // The persistent definition, like `definitions`: what a redefinition starts from.
+      const [xml, autostart] = await Promise.all([this.client.domainGetXmlDesc(d, VIR_DOMAIN_XML_INACTIVE), this.client.domainGetAutostart(d)]);
       return { ...parseDomainXml(xml), active: d.id !== -1, autostart };
+    });
+  }
+  getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null> {
+    return this.op(`get running domain ${name}`, false, async () => {
+      const d = await this.domain(name);
+      if (!d || d.id === -1) return null;
+      const [xml, autostart] = await Promise.all([this.client.domainGetXmlDesc(d, 0), this.client.domainGetAutostart(d)]);
+      return { ...parseDomainXml(xml), active: true, autostart, id: d.id };
     });
   }
   getVolume(pool: string, name: string): Promise<VolumeDetail | null> {
@@ -488,6 +501,34 @@ export class LibvirtHost implements HostPort {
   setDomainAutostart(name: string, autostart: boolean): Promise<void> {
     return this.op(`set autostart of domain ${name}`, true, async () => {
       await this.client.domainSetAutostart(await this.client.domainLookupByName(name), autostart);
+    });
+  }
+  /** LIVE|CONFIG on a running domain, CONFIG on a stopped one. */
+  private async affect(d: Domain): Promise<number> {
+    return VIR_DOMAIN_AFFECT_CONFIG | ((await this.client.domainIsActive(d)) ? VIR_DOMAIN_AFFECT_LIVE : 0);
+  }
+  setDomainVcpus(name: string, vcpus: number): Promise<void> {
+    return this.op(`set vCPUs of domain ${name} to ${vcpus}`, true, async () => {
+      const d = await this.client.domainLookupByName(name);
+      await this.client.domainSetVcpusFlags(d, vcpus, await this.affect(d));
+    });
+  }
+  setDomainMemory(name: string, memoryKiB: number): Promise<void> {
+    return this.op(`set memory of domain ${name} to ${memoryKiB} KiB`, true, async () => {
+      const d = await this.client.domainLookupByName(name);
+      await this.client.domainSetMemoryFlags(d, memoryKiB, await this.affect(d));
+    });
+  }
+  setDomainDescription(name: string, description: string | undefined): Promise<void> {
+    return this.op(`set description of domain ${name}`, true, async () => {
+      const d = await this.client.domainLookupByName(name);
+      await this.client.domainSetMetadata(d, VIR_DOMAIN_METADATA_DESCRIPTION, description || null, null, null, await this.affect(d));
+    });
+  }
+  resizeDomainDisk(name: string, path: string, capacityBytes: number): Promise<void> {
+    return this.op(`grow disk ${path} of running domain ${name}`, true, async () => {
+      const d = await this.client.domainLookupByName(name);
+      await this.client.domainBlockResize(d, path, capacityBytes, VIR_DOMAIN_BLOCK_RESIZE_BYTES);
     });
   }
   undefineDomain(name: string): Promise<void> {

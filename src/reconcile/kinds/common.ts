@@ -15,15 +15,14 @@ export async function uuidToDefine(
   return (await current())?.uuid;
 }
 
-/** `active`/`inactive`/`absent` of a listed object (pools, networks), or `unknown` without a snapshot. */
+/** `active`/`inactive`/`absent` of a listed object (pools, networks, domains). */
 export function listedState(
-  snapshot: HostSnapshot | undefined,
+  snapshot: HostSnapshot,
   list: (s: HostSnapshot) => { name: string; active: boolean }[],
   name: string,
   active = 'active',
   inactive = 'inactive',
 ): string {
-  if (!snapshot) return 'unknown';
   const o = list(snapshot).find((x) => x.name === name);
   if (!o) return 'absent';
   return o.active ? active : inactive;

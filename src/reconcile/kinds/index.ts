@@ -34,10 +34,10 @@ export function kindOf(kind: ResourceKind): AnyKindHandler {
 const FORGET = { label: 'forget record', teardown: true };
 
 /** Label and teardown flag of any step operation. */
-export function opInfo(op: StepOp['op']): { label: string; teardown: boolean } {
+export function opInfo(op: StepOp['op']): { label: string; teardown: boolean; afterUsersStop?: boolean } {
   if (op === 'record.forget') return FORGET;
   for (const h of Object.values(KINDS) as AnyKindHandler[]) {
-    const info = (h.ops as Record<string, { label: string; teardown: boolean }>)[op];
+    const info = (h.ops as Record<string, { label: string; teardown: boolean; afterUsersStop?: boolean }>)[op];
     if (info) return info;
   }
   throw new Error(`internal error: unknown step operation ${op}`);

@@ -5,9 +5,9 @@
  */
 import { resourceKey } from '../../model/kinds.js';
 import type { DhcpHost, NetworkDef, NetworkDetail } from '../../model/definitions.js';
-import { canonicalJson, hashConfig, type DesiredBase } from '../resource.js';
+import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
 import {
-  appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
+  appliedConfig, change, compareConfigs, runtimeDifferences, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
@@ -136,11 +136,7 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
           .map((h) => ({ mac: h.mac.toLowerCase(), ip: h.ip, ...(h.name ? { name: h.name } : {}) }))
           .sort((a, b) => a.mac.localeCompare(b.mac)),
       };
-      return {
-        kind: 'Network', name: n.metadata.name, host: ctx.host, key: resourceKey('Network', n.metadata.name, ctx.host),
-        adopt: n.metadata.adopt === true, labels: { ...(n.metadata.labels ?? {}) },
-        config, specHash: hashConfig(config), autostart: n.spec.autostart ?? true, source: n.source,
-      };
+      return { ...desiredBase('Network', n, ctx.host, config), autostart: n.spec.autostart ?? true };
     });
   },
   dependencies: () => [],
@@ -203,23 +199,14 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
       reasons.push(hosts.drift ? 'DHCP host entries changed outside virtform (drift): updated live' : 'DHCP host entries changed (updated live)');
       drift ||= hosts.drift;
     }
-    // Adopting, the owner marker is gone, or the network is ours but not recorded under this spec
-    // with its config (an earlier run was interrupted before recording it, or the record has no
-    // config): write virtform's definition (with its marker) and record it. Without the change,
-    // the run that resolves the journal would leave the network unrecorded, hence foreign.
-    const unrecorded = own.state === 'owned' && (own.via === 'journal' || (!prev && record?.specHash !== r.specHash));
-    const define = adopting || !actual.marker || unrecorded;
-    if (define) {
-      reasons.push(adopting ? 'adopting existing network (metadata.adopt)'
-        : interruptedOr(own, actual.marker ? 'recording network' : 'owner marker missing: redefining'));
-    }
-    if (!obs.active) {
-      fields.push({ field: 'status', before: 'inactive', after: 'active' });
-      reasons.push('network is inactive (drift)');
-      drift = true;
-    }
-    if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
-    if (fields.length === 0 && !define) return undefined;
+    // Adopting, or the owner marker is gone: write virtform's definition (with its marker).
+    const define = adopting || !actual.marker;
+    if (define) reasons.push(adopting ? 'adopting existing network (metadata.adopt)' : interruptedOr(own, 'owner marker missing: redefining'));
+    // Made by an interrupted run, or applied with another spec that the host already matches: record it.
+    const unrecorded = own.state === 'owned' && (own.via === 'journal' || record?.specHash !== r.specHash);
+    if (unrecorded && !define && fields.length === 0) reasons.push(interruptedOr(own, 'the host already matches the manifest: recording it'));
+    drift = runtimeDifferences('network', obs, r.autostart, fields, reasons) || drift;
+    if (fields.length === 0 && !define && !unrecorded) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
       steps: [{
@@ -250,7 +237,10 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
         if (op.start || op.define) await host.startNetwork(d.name);
         for (const h of op.deleteHosts) await host.updateNetworkDhcpHost(d.name, 'delete', h);
         for (const h of op.addHosts) await host.updateNetworkDhcpHost(d.name, 'add', h);
-        if (op.define && exists) await define();
+        // The persistent definition's owner marker carries the spec applied: after a live change
+        // of DHCP hosts it is written again (the running network's copy follows at its next start).
+        const hostsChanged = op.addHosts.length + op.deleteHosts.length > 0;
+        if ((op.define || hostsChanged) && exists) await define();
         if (op.autostart !== undefined) await host.setNetworkAutostart(d.name, op.autostart);
         const detail = op.define ? await host.getNetwork(d.name) : undefined;
         ctx.boundary();
@@ -270,5 +260,6 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
   },
 
   desiredStatus: () => 'active',
+  defaultDesiredStatus: 'active',
   observedStatus: (view, r) => listedState(view.snapshot, (s) => s.networks, r.name),
 };

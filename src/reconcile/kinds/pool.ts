@@ -5,9 +5,9 @@
 import { posix } from 'node:path';
 import { resourceKey } from '../../model/kinds.js';
 import type { PoolDef, PoolDetail } from '../../model/definitions.js';
-import { hashConfig, type DesiredBase } from '../resource.js';
+import { desiredBase, type DesiredBase } from '../resource.js';
 import {
-  appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
+  appliedConfig, change, compareConfigs, runtimeDifferences, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
@@ -55,11 +55,7 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
   build(state, ctx) {
     return state.pools.map((p) => {
       const config: PoolConfig = { path: posix.normalize(p.spec.path) };
-      return {
-        kind: 'StoragePool', name: p.metadata.name, host: ctx.host, key: resourceKey('StoragePool', p.metadata.name, ctx.host),
-        adopt: p.metadata.adopt === true, labels: { ...(p.metadata.labels ?? {}) },
-        config, specHash: hashConfig(config), autostart: p.spec.autostart ?? true, source: p.source,
-      };
+      return { ...desiredBase('StoragePool', p, ctx.host, config), autostart: p.spec.autostart ?? true };
     });
   },
   dependencies: () => [],
@@ -105,17 +101,13 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
     }
     const fields: FieldChange[] = [];
     const reasons: string[] = [];
-    let drift = false;
+    // Made by an interrupted run, or applied with another spec that the host already matches: record it.
+    const unrecorded = own.state === 'owned' && (own.via === 'journal' || record?.specHash !== r.specHash);
     if (adopting) reasons.push('adopting existing pool (metadata.adopt)');
-    else if (own.state === 'owned' && own.via === 'journal') reasons.push(interruptedOr(own, ''));
-    if (!obs.active) {
-      fields.push({ field: 'status', before: 'inactive', after: 'active' });
-      reasons.push('pool is inactive (drift)');
-      drift = true;
-    }
-    if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
+    else if (unrecorded) reasons.push(interruptedOr(own, 'the host already matches the manifest: recording it'));
+    const drift = runtimeDifferences('pool', obs, r.autostart, fields, reasons);
     const define = adopting || (own.state === 'owned' && own.via === 'journal');
-    if (fields.length === 0 && !define) return undefined;
+    if (fields.length === 0 && !define && !unrecorded) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
       steps: [{
@@ -155,5 +147,6 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
   },
 
   desiredStatus: () => 'active',
+  defaultDesiredStatus: 'active',
   observedStatus: (view, r) => listedState(view.snapshot, (s) => s.pools, r.name),
 };

@@ -42,7 +42,7 @@ export interface FieldSpec<C> {
   /** Unit of the normalized value, where it has one. */
   unit?: 'bytes' | 'KiB';
   /** How a change takes effect: applied live, on the next boot, or by recreating the object. */
-  effect: ChangeEffect | ((before: unknown, after: unknown) => ChangeEffect);
+  effect: ChangeEffect | ((before: unknown, after: unknown, whole?: unknown) => ChangeEffect);
 }
 
 /** What a step's execution gets from apply. */
@@ -59,22 +59,31 @@ export interface ExecContext<R> {
   /** Journal boundary after the host calls (crash-test hook). */
   boundary(): void;
   /** Record the resource as applied. `config: true` records the desired config and spec hash. */
-  record(fields: { uuid?: string | null; observedStatus: string; desiredState?: string | null; config?: boolean }): Promise<void>;
+  record(fields: {
+    uuid?: string | null; observedStatus: string; desiredState?: string | null; config?: boolean;
+    /** Merged into `details.facts` (kept across records); a null value removes that fact. */
+    facts?: Record<string, unknown>;
+  }): Promise<void>;
   /** Delete the record when no manifest declares the resource any more. */
   forgetIfUndeclared(): Promise<void>;
 }
 
-/** Status columns of one resource. */
+/** What the host showed, for the status columns. */
 export interface StatusView {
-  snapshot: HostSnapshot | undefined;
-  /** Keys (file paths) of the volumes seen in the listed pools. */
+  snapshot: HostSnapshot;
+  /** Keys (file paths) of the volumes listed in the active pools that were asked. */
   volumeKeys: Set<string>;
+  /** `pool/name` of the same volumes. */
+  volumeNames: Set<string>;
 }
 
 export interface KindHandler<R extends { kind: ResourceKind; name: string; key: string } = never, O extends { op: string } = never> {
   readonly kind: ResourceKind;
-  /** Labels of this kind's step operations, and which of them tear down. */
-  readonly ops: { readonly [K in O['op']]: { label: string; teardown: boolean } };
+  /**
+   * Labels of this kind's step operations, and which of them tear down. `afterUsersStop`: a
+   * build-up step that runs after the resources using this one are stopped in the same plan.
+   */
+  readonly ops: { readonly [K in O['op']]: { label: string; teardown: boolean; afterUsersStop?: boolean } };
   /** Per-field spec of the config: manifest name, unit, and how a change takes effect. */
   readonly fields: readonly FieldSpec<R extends { config: infer C } ? C : never>[];
 
@@ -98,10 +107,19 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, { name: string; where: Locator }>): Promise<Map<string, unknown>>;
 
   diff(r: R, ctx: DiffContext): ResourceChange | undefined;
+  /** Notes for the plan about a resource that needs no change (e.g. a VM still waiting for a restart). */
+  notices?(r: R, ctx: DiffContext): string[];
   /** Adjust other kinds' changes once every resource has been diffed (e.g. restart VMs whose disk is replaced). */
   afterDiff?(desired: R[], observed: Observed, changes: ResourceChange[], opts: DiffOptions): void;
+  /** Notes for the plan about deleting an owned object (e.g. a running VM is forced off). */
+  deleteNotes?(name: string, observed: Observed): string[];
   /** Steps that delete an owned object no manifest declares; undefined when it cannot be located. */
   deleteSteps(name: string, where: Locator): O[] | undefined;
+  /**
+   * An owned object no manifest declares that is to be kept rather than deleted (a volume recorded
+   * with `deletionPolicy: Retain`): what stays. Its record is forgotten instead; undefined deletes.
+   */
+  release?(name: string, where: Locator): { policy: 'Retain'; kept: string } | undefined;
 
   /** What the journal keeps about a step so that a later run can find and finish or clean it. */
   intent(op: O, desired: R | undefined): Record<string, unknown>;
@@ -110,6 +128,13 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
 
   /** Status columns: what the manifest asks for, and what the host shows. */
   desiredStatus(r: R): string;
-  /** What the host shows of the object; `uuid` is the recorded identity (null when none). */
-  observedStatus(view: StatusView, r: { name: string; uuid: string | null }): string;
+  /** What a record of this kind asked for when neither the manifest nor the record says. */
+  readonly defaultDesiredStatus: string;
+  /**
+   * A note the status shows beside the row (VMs: "restart required for …" while the running
+   * domain lags its persistent definition); `view` is undefined when the host was not asked.
+   */
+  statusNote?(view: StatusView | undefined, r: { name: string; facts: unknown }): { flag: string; text: string; data: unknown } | undefined;
+  /** What the host shows of the object; `uuid` is the recorded identity (null when none), `config` the desired or recorded one. */
+  observedStatus(view: StatusView, r: { name: string; uuid: string | null; config: unknown }): string;
 }

@@ -1,36 +1,89 @@
 /**
  * VirtualMachine: a libvirt domain. Identity: its libvirt UUID (kept across redefinitions).
- * vCPUs, memory, description, disks and NICs change by redefinition (on a running VM they take
- * effect on the next boot); state (running/stopped) and autostart are reconciled live. A running
- * VM whose volume or network is replaced is stopped first and started again after.
+ *
+ * Diff compares the desired config with the domain's real persistent definition (read by observe
+ * from the inactive XML): vCPUs and their maximum, memory and its maximum, description, the memory
+ * balloon, disks (path, format, bus, target, boot order) and NICs (network, model, MAC). A field
+ * that differs from what virtform applied last is drift. Disks are matched by source path, then
+ * target; NICs by MAC (declared, or the one virtform chose and recorded, or the current one), never
+ * by list position. A NIC declared without a MAC keeps the MAC it got once.
+ *
+ * On a running VM, a change is applied live where libvirt and QEMU take it (measured under TCG:
+ * plugging vCPUs up to the maximum, memory up to the maximum through the balloon, the
+ * description), always also to the persistent definition; anything else takes effect at the next
+ * boot: the record keeps a restart-required mark until the domain has been restarted (its libvirt
+ * domain id changes at every start), or virtform restarts it (`restartPolicy: OnChange`). state
+ * (running/stopped) and autostart are reconciled live. A running VM whose volume or network is
+ * replaced is stopped first and started again after.
  */
+import { randomBytes } from 'node:crypto';
 import { resourceKey } from '../../model/kinds.js';
-import type { DomainDef, VolumeFormat } from '../../model/definitions.js';
+import type { DomainDef, DomainDetail, VolumeFormat } from '../../model/definitions.js';
 import { parseSize } from '../../manifest/index.js';
-import { hashConfig, type DesiredBase } from '../resource.js';
+import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
 import {
   change, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange, type ResourceChange,
 } from '../change.js';
+import type { HostPort } from '../ports.js';
+import type { Observed } from '../observe.js';
 import { ownershipOf } from '../ownership.js';
-import { readListed, uuidToDefine } from './common.js';
-import type { KindHandler } from './types.js';
+import { listedState, readListed, uuidToDefine } from './common.js';
+import type { ChangeEffect, KindHandler } from './types.js';
 
 export type DiskBus = 'virtio' | 'sata' | 'scsi' | 'ide';
 
 export interface VmConfig {
   vcpus: number;
+  /** Only when declared (the effective maximum is then `vcpus`), so older spec hashes stay valid. */
+  maxVcpus?: number;
   memoryKiB: number;
+  /** Only when declared (default `memoryKiB`). */
+  maxMemoryKiB?: number;
   description?: string;
   disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
   nics: { network: string; mac?: string; model: string }[];
 }
-export type DesiredVm = DesiredBase<'VirtualMachine', VmConfig> & { autostart: boolean; state: 'running' | 'stopped' };
+export type RestartPolicy = 'Never' | 'OnChange';
+export type DesiredVm = DesiredBase<'VirtualMachine', VmConfig> & {
+  autostart: boolean; state: 'running' | 'stopped'; restartPolicy: RestartPolicy;
+};
+
+/** A NIC as virtform last defined it: the MAC it resolved (declared or chosen once). */
+export interface ResolvedNic {
+  network: string;
+  model: string;
+  mac: string;
+  declared: boolean;
+}
+
+/** A running domain whose persistent definition has changes it only takes at the next boot. */
+export interface RestartRequired {
+  /** Plan field names (`spec.vcpus`, `spec.disks[1].bus`, …). */
+  fields: string[];
+  /** What the running domain has, per field (as first seen). */
+  running: Record<string, unknown>;
+  /** What the persistent definition has now, per field. */
+  defined: Record<string, unknown>;
+  /** ISO time the first of these changes was applied. */
+  since?: string;
+  /** libvirt's id of the running domain then; a restart gives it another one. */
+  domainId?: number;
+}
+
+/** What a VM's record keeps in `details.facts` (read on every run through the state index). */
+export interface VmFacts {
+  nics?: ResolvedNic[];
+  /** The memory balloon virtio virtform defined the domain with (absent: defined by an older virtform, `none`). */
+  balloon?: string;
+  restartRequired?: RestartRequired;
+}
 
 export type VmOp =
   | { op: 'vm.define'; define: boolean; autostart?: boolean }
+  | { op: 'vm.live'; vcpus?: number; memoryKiB?: number; description?: string | null }
   | { op: 'vm.start' }
-  | { op: 'vm.stop'; graceful: boolean }
+  | { op: 'vm.stop'; graceful: boolean; restart?: boolean }
   | { op: 'vm.delete' };
 
 /** Disk target names in attach order for a bus: vda, vdb… for virtio; sda… for sata/scsi; hda… for ide. */
@@ -45,17 +98,20 @@ export function diskTarget(bus: string, index: number): string {
   return prefix + suffix;
 }
 
-export function domainDef(r: DesiredVm, type: 'kvm' | 'qemu', uuid?: string): DomainDef {
+/** The domain definition of a desired VM; `macs[i]` is the MAC of `nics[i]` (declared or resolved). */
+export function domainDef(r: DesiredVm, type: 'kvm' | 'qemu', uuid?: string, macs: (string | undefined)[] = []): DomainDef {
   const c = r.config;
   return {
     name: r.name,
     uuid,
     type,
     vcpus: c.vcpus,
+    maxVcpus: c.maxVcpus ?? c.vcpus,
     memoryKiB: c.memoryKiB,
+    maxMemoryKiB: c.maxMemoryKiB ?? c.memoryKiB,
     description: c.description,
     disks: c.disks.map((d) => ({ path: d.path, format: d.format, bus: d.bus, target: d.target, bootOrder: d.bootOrder })),
-    nics: c.nics.map((n) => ({ network: n.network, mac: n.mac, model: n.model })),
+    nics: c.nics.map((n, i) => ({ network: n.network, mac: n.mac ?? macs[i], model: n.model })),
     marker: { kind: r.kind, name: r.name, specHash: r.specHash },
   };
 }
@@ -67,28 +123,268 @@ function usedKeys(c: Pick<VmConfig, 'disks' | 'nics'>, host?: string): string[] 
   ];
 }
 
+// ---------------------------------------------------------------------------------------------
+// Matching the desired disks and NICs with the ones in the definition
+// ---------------------------------------------------------------------------------------------
+
+const lower = (m: string | undefined): string | undefined => (m ? m.toLowerCase() : undefined);
+
+export interface NicMatch {
+  /** Desired NIC index → index of the NIC in the current definition that it is. */
+  pairs: Map<number, number>;
+  /** MAC of each desired NIC: declared, else recorded (chosen once), else the matched NIC's; undefined: a new NIC. */
+  macs: (string | undefined)[];
+}
+
+/**
+ * Which current NIC each desired NIC is, by MAC, never by position: a declared MAC matches that
+ * MAC; a NIC without one takes the MAC virtform recorded for it (recorded NICs matched on network
+ * and model, then network, in order), else matches the current NIC on the same network and model,
+ * then the same network, in definition order.
+ */
+export function matchNics(
+  want: readonly { network: string; model: string; mac?: string }[],
+  current: readonly { network: string; model: string; mac: string }[],
+  recorded: readonly ResolvedNic[] = [],
+): NicMatch {
+  const used = new Set<number>();
+  const pairs = new Map<number, number>();
+  const declared = new Set(want.map((n) => lower(n.mac)).filter((m): m is string => !!m));
+  const claim = (i: number, pick: (c: { network: string; model: string; mac: string }) => boolean): void => {
+    const j = current.findIndex((c, k) => !used.has(k) && pick(c));
+    if (j >= 0) {
+      used.add(j);
+      pairs.set(i, j);
+    }
+  };
+  want.forEach((n, i) => {
+    if (n.mac) claim(i, (c) => lower(c.mac) === lower(n.mac));
+  });
+  const rec = recorded.filter((x) => !x.declared && !declared.has(x.mac.toLowerCase()));
+  const recUsed = new Set<number>();
+  const recMac: (string | undefined)[] = want.map(() => undefined);
+  for (const strict of [true, false]) {
+    want.forEach((n, i) => {
+      if (n.mac || recMac[i]) return;
+      const k = rec.findIndex((x, k2) => !recUsed.has(k2) && x.network === n.network && (!strict || x.model === n.model));
+      if (k >= 0) {
+        recUsed.add(k);
+        recMac[i] = rec[k]!.mac.toLowerCase();
+      }
+    });
+  }
+  want.forEach((n, i) => {
+    if (!n.mac && recMac[i]) claim(i, (c) => lower(c.mac) === recMac[i]);
+  });
+  for (const strict of [true, false]) {
+    want.forEach((n, i) => {
+      if (n.mac || pairs.has(i)) return;
+      claim(i, (c) => !declared.has(c.mac.toLowerCase()) && c.network === n.network && (!strict || c.model === n.model));
+    });
+  }
+  const macs = want.map((n, i) => lower(n.mac) ?? recMac[i] ?? (pairs.has(i) ? lower(current[pairs.get(i)!]!.mac) : undefined));
+  return { pairs, macs };
+}
+
+/** Which current disk each desired disk is: the one with its source path, else the one on its target. */
+function matchDisks(want: VmConfig['disks'], current: DomainDetail['disks']): Map<number, number> {
+  const used = new Set<number>();
+  const pairs = new Map<number, number>();
+  for (const same of [(a: VmConfig['disks'][number], b: DomainDetail['disks'][number]) => a.path === b.path,
+    (a: VmConfig['disks'][number], b: DomainDetail['disks'][number]) => a.target === b.target]) {
+    want.forEach((d, i) => {
+      if (pairs.has(i)) return;
+      const j = current.findIndex((c, k) => !used.has(k) && same(d, c));
+      if (j >= 0) {
+        used.add(j);
+        pairs.set(i, j);
+      }
+    });
+  }
+  return pairs;
+}
+
+/** A MAC virtform chooses for a new NIC (libvirt's and QEMU's 52:54:00 prefix), unused in the domain. */
+export function freshMac(taken: Set<string>): string {
+  for (;;) {
+    const mac = `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
+    if (!taken.has(mac)) return mac;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparing a desired config with the definition
+// ---------------------------------------------------------------------------------------------
+
+/** Field name of a plan line → the VmConfig field of the `fields` spec. */
+function configField(field: string): keyof VmConfig | 'balloon' {
+  const m = /^spec\.(\w+)/.exec(field);
+  if (field === 'domain.memballoon') return 'balloon';
+  return (m?.[1] ?? field) as keyof VmConfig;
+}
+
+/** Differences between the definition and a config, as plan lines (`before` = the definition's). */
+export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): FieldChange[] {
+  const out: FieldChange[] = [];
+  const put = (field: string, before: unknown, after: unknown): void => {
+    if (canonicalJson(before) !== canonicalJson(after)) out.push({ field, before, after });
+  };
+  put('spec.vcpus', cur.vcpus, want.vcpus);
+  put('spec.maxVcpus', cur.maxVcpus, want.maxVcpus ?? want.vcpus);
+  put('spec.memoryKiB', cur.memoryKiB, want.memoryKiB);
+  put('spec.maxMemoryKiB', cur.maxMemoryKiB, want.maxMemoryKiB ?? want.memoryKiB);
+  put('spec.description', cur.description || undefined, want.description || undefined);
+  put('domain.memballoon', cur.balloon, 'virtio');
+
+  const disks = matchDisks(want.disks, cur.disks);
+  const paired = new Set(disks.values());
+  want.disks.forEach((d, i) => {
+    const j = disks.get(i);
+    const c = j === undefined ? undefined : cur.disks[j]!;
+    const at = `spec.disks[${i}]`;
+    if (!c || c.path === d.path) put(`${at}.volume`, c ? d.volume : undefined, d.volume);
+    put(`${at}.path`, c?.path, d.path);
+    put(`${at}.format`, c ? c.format ?? d.format : undefined, d.format);
+    put(`${at}.bus`, c?.bus, d.bus);
+    put(`${at}.target`, c?.target, d.target);
+    put(`${at}.bootOrder`, c?.bootOrder, d.bootOrder);
+  });
+  cur.disks.forEach((c, j) => {
+    if (!paired.has(j)) out.push({ field: `spec.disks[${c.target}]`, before: { path: c.path, bus: c.bus, bootOrder: c.bootOrder }, after: undefined });
+  });
+
+  const pairedNics = new Set(nics.pairs.values());
+  want.nics.forEach((n, i) => {
+    const j = nics.pairs.get(i);
+    const c = j === undefined ? undefined : cur.nics[j]!;
+    const at = `spec.nics[${i}]`;
+    put(`${at}.network`, c?.network, n.network);
+    put(`${at}.model`, c?.model, n.model);
+    if (nics.macs[i] !== undefined) put(`${at}.mac`, lower(c?.mac), nics.macs[i]);
+  });
+  cur.nics.forEach((c, j) => {
+    if (!pairedNics.has(j)) out.push({ field: `spec.nics[${c.mac}]`, before: { network: c.network, model: c.model, mac: c.mac }, after: undefined });
+  });
+  return out;
+}
+
+/** How each line takes effect on a running domain (`pending`: restart-required fields not yet taken). */
+function effectOf(f: FieldChange, cur: DomainDetail, want: VmConfig, pending: Set<string>): ChangeEffect {
+  const spec = vmFields.find((x) => x.field === configField(f.field));
+  if (!spec) return 'restart';
+  if (typeof spec.effect === 'string') return spec.effect;
+  return spec.effect(f.before, f.after, { cur, want, pending });
+}
+
+/** The restart-required mark of a record, if the domain is still the one it was set on. */
+export function pendingRestart(observed: Observed, key: string, name: string): RestartRequired | undefined {
+  const rr = factsOf(observed, key)?.restartRequired;
+  const d = observed.domains.get(name);
+  return rr && d?.active && rr.domainId === d.id ? rr : undefined;
+}
+
+export function factsOf(observed: Observed, key: string): VmFacts | undefined {
+  const r = observed.records.get(key);
+  const f = (r && 'facts' in r ? r.facts : undefined) ?? r?.details?.facts;
+  return f && typeof f === 'object' ? (f as VmFacts) : undefined;
+}
+
+function show(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : v === undefined ? '(none)' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
+/** `restart required for spec.vcpus (running with 1, defined 2), spec.disks[1].bus (…)`. */
+export function restartText(rr: RestartRequired): string {
+  const parts = rr.fields.map((f) => {
+    const unit = /memoryKiB$/i.test(f);
+    const v = (x: unknown): string => (unit && typeof x === 'number' ? `${x / 1024}MiB` : show(x));
+    const field = f.replace(/memoryKiB$/, 'memory').replace(/MemoryKiB$/, 'Memory').replace(/\.bootOrder$/, '.boot');
+    return `${field} (running with ${v(rr.running[f])}, defined ${v(rr.defined[f])})`;
+  });
+  return `restart required for ${parts.join(', ')}`;
+}
+
+/** Merge restart-requiring lines into the mark still pending on the same running domain. */
+function mergeRestart(pending: RestartRequired | undefined, lines: FieldChange[]): RestartRequired | undefined {
+  const running: Record<string, unknown> = { ...(pending?.running ?? {}) };
+  const defined: Record<string, unknown> = { ...(pending?.defined ?? {}) };
+  for (const f of lines) {
+    if (!(f.field in running)) running[f.field] = f.before;
+    defined[f.field] = f.after;
+  }
+  const fields = Object.keys(defined).filter((k) => canonicalJson(running[k]) !== canonicalJson(defined[k]));
+  if (fields.length === 0) return undefined;
+  return {
+    fields,
+    running: Object.fromEntries(fields.map((k) => [k, running[k]])),
+    defined: Object.fromEntries(fields.map((k) => [k, defined[k]])),
+    ...(pending?.since ? { since: pending.since } : {}),
+    ...(pending?.domainId !== undefined ? { domainId: pending.domainId } : {}),
+  };
+}
+
+type EffectCtx = { cur: DomainDetail; want: VmConfig; pending: Set<string> };
+const shapePending = (p: Set<string>): boolean => [...p].some((f) => /^spec\.max|^domain\./.test(f));
+
+/** Per-field spec (what `[live]`/`[restart]` in the plan come from). Measured on QEMU 7.2 TCG, libvirt 9.0. */
+const vmFields = [
+  {
+    // Plugging vCPUs up to the maximum works without a guest; unplugging needs the guest (QEMU refuses it under TCG).
+    field: 'vcpus', manifest: 'spec.vcpus',
+    effect: (b: unknown, a: unknown, w?: unknown) => {
+      const { cur, want, pending } = w as EffectCtx;
+      const max = want.maxVcpus ?? want.vcpus;
+      return Number(a) > Number(b) && cur.maxVcpus === max && !shapePending(pending) ? 'live' : 'restart';
+    },
+  },
+  { field: 'maxVcpus', manifest: 'spec.maxVcpus', effect: 'restart' },
+  {
+    // The balloon target changes live within the maximum (a guest balloon driver then gives the memory back).
+    field: 'memoryKiB', manifest: 'spec.memory', unit: 'KiB',
+    effect: (_b: unknown, _a: unknown, w?: unknown) => {
+      const { cur, want, pending } = w as EffectCtx;
+      return cur.maxMemoryKiB === (want.maxMemoryKiB ?? want.memoryKiB) && cur.balloon === 'virtio' && !shapePending(pending) ? 'live' : 'restart';
+    },
+  },
+  { field: 'maxMemoryKiB', manifest: 'spec.maxMemory', unit: 'KiB', effect: 'restart' },
+  { field: 'description', manifest: 'spec.description', effect: 'live' },
+  { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
+  { field: 'nics', manifest: 'spec.nics', effect: 'restart' },
+] as const satisfies readonly { field: keyof VmConfig; manifest: string; unit?: 'KiB'; effect: ChangeEffect | ((b: unknown, a: unknown, w?: unknown) => ChangeEffect) }[];
+
+/** The domain that runs with a disk on `path` right now (its persistent definition has it), if any. */
+export async function runningDomainWithDisk(host: HostPort, observed: Observed, path: string): Promise<string | undefined> {
+  const names = new Set<string>();
+  for (const d of observed.definitions.values()) {
+    const dom = d as Partial<DomainDetail>;
+    if (Array.isArray(dom.disks) && Array.isArray(dom.nics) && dom.name && dom.disks.some((x) => x.path === path)) names.add(dom.name);
+  }
+  for (const name of names) {
+    const now = await host.getDomain(name);
+    if (now?.active && now.disks.some((x) => x.path === path)) return name;
+  }
+  return undefined;
+}
+
 export const vmKind: KindHandler<DesiredVm, VmOp> = {
   kind: 'VirtualMachine',
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
+    'vm.live': { label: 'change running domain', teardown: false },
     'vm.start': { label: 'start domain', teardown: false },
     'vm.stop': { label: 'stop domain', teardown: true },
     'vm.delete': { label: 'delete domain', teardown: true },
   },
-  fields: [
-    { field: 'vcpus', manifest: 'spec.vcpus', effect: 'restart' },
-    { field: 'memoryKiB', manifest: 'spec.memory', unit: 'KiB', effect: 'restart' },
-    { field: 'description', manifest: 'spec.description', effect: 'restart' },
-    { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
-    { field: 'nics', manifest: 'spec.nics', effect: 'restart' },
-  ],
+  fields: vmFields,
 
   build(state, ctx) {
     return state.vms.map((vm) => {
       const busCounters = new Map<string, number>();
       const config: VmConfig = {
         vcpus: vm.spec.vcpus,
+        ...(vm.spec.maxVcpus !== undefined ? { maxVcpus: vm.spec.maxVcpus } : {}),
         memoryKiB: Math.floor(parseSize(vm.spec.memory as string | number) / 1024),
+        ...(vm.spec.maxMemory !== undefined ? { maxMemoryKiB: Math.floor(parseSize(vm.spec.maxMemory as string | number) / 1024) } : {}),
         description: vm.spec.description,
         disks: (vm.spec.disks ?? []).map((d) => {
           const bus = (d.bus ?? 'virtio') as DiskBus;
@@ -105,10 +401,9 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         })),
       };
       return {
-        kind: 'VirtualMachine', name: vm.metadata.name, host: ctx.host, key: resourceKey('VirtualMachine', vm.metadata.name, ctx.host),
-        adopt: vm.metadata.adopt === true, labels: { ...(vm.metadata.labels ?? {}) },
-        config, specHash: hashConfig(config), autostart: vm.spec.autostart ?? false,
-        state: (vm.spec.state ?? 'running') as 'running' | 'stopped', source: vm.source,
+        ...desiredBase('VirtualMachine', vm, ctx.host, config),
+        autostart: vm.spec.autostart ?? false, state: (vm.spec.state ?? 'running') as 'running' | 'stopped',
+        restartPolicy: (vm.spec.restartPolicy ?? 'Never') as RestartPolicy,
       };
     });
   },
@@ -124,11 +419,9 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
     const obs = observed.domains.get(r.name);
     const record = observed.records.get(key);
+    const cur = observed.definitions.get(key) as DomainDetail | undefined;
     const wantRunning = r.state === 'running';
-    // Owned, applied with this very spec, in the desired state: nothing to do (a converged host).
-    if (own.state === 'owned' && obs && record?.specHash === r.specHash && obs.autostart === r.autostart && obs.active === wantRunning) {
-      return undefined;
-    }
+    const graceful = opts.gracefulStop ?? true;
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
     if (own.state === 'absent' || !obs) {
@@ -142,38 +435,101 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       });
     }
     const adopting = own.state === 'foreign';
-    const prev = recordedConfig<VmConfig>(observed, key);
-    const configChanged = adopting || record?.specHash !== r.specHash;
+    const facts = adopting ? undefined : factsOf(observed, key);
+    const running = obs.active;
+    const pending = adopting ? undefined : pendingRestart(observed, key, r.name);
+    const pendingFields = new Set(pending?.fields ?? []);
+
+    // The real definition against the manifest; against what virtform applied last for drift.
     const fields: FieldChange[] = [];
+    let drift = false;
+    if (cur) {
+      const match = matchNics(r.config.nics, cur.nics, facts?.nics);
+      fields.push(...compareVm(cur, r.config, match));
+      const prev = adopting ? undefined : recordedConfig<VmConfig>(observed, key) ?? (record?.specHash === r.specHash ? r.config : undefined);
+      const sinceApplied = new Set<string>();
+      if (prev && fields.length > 0) {
+        const applied = prev === r.config ? fields : compareVm(cur, prev, matchNics(prev.nics, cur.nics, facts?.nics));
+        for (const f of applied) {
+          // An older virtform defined domains without a balloon: not drift.
+          if (f.field === 'domain.memballoon' && facts?.balloon !== 'virtio') continue;
+          sinceApplied.add(f.field);
+        }
+      }
+      for (const f of fields) {
+        f.effect = effectOf(f, cur, r.config, pendingFields);
+        if (sinceApplied.has(f.field)) f.drift = drift = true;
+      }
+    }
+    const specChanged = !adopting && record?.specHash !== r.specHash;
+    const redefine = fields.length > 0 || adopting || specChanged || !cur;
+
+    // Converged: definition, state and autostart match (a pending restart is a notice, not a change).
+    const restartNow = r.restartPolicy === 'OnChange' && running && wantRunning;
+    if (!redefine && obs.autostart === r.autostart && running === wantRunning && !(restartNow && pending)) return undefined;
+
     const reasons: string[] = [];
     const notes: string[] = [];
     const steps: VmOp[] = [];
-    let drift = false;
-    if (obs.active && !wantRunning) {
-      steps.push({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
-      fields.push({ field: 'spec.state', before: 'running', after: 'stopped' });
+    const lines: FieldChange[] = [];
+    if (running && !wantRunning) {
+      steps.push({ op: 'vm.stop', graceful });
+      lines.push({ field: 'spec.state', before: 'running', after: 'stopped' });
       reasons.push('desired stopped');
     }
-    if (configChanged || obs.autostart !== r.autostart) {
-      steps.push({
-        op: 'vm.define', define: configChanged,
-        autostart: obs.autostart !== r.autostart || configChanged ? r.autostart : undefined,
-      });
-      if (configChanged) {
-        fields.push(...fieldChanges(prev, r.config));
-        reasons.push(adopting ? 'adopting existing domain (metadata.adopt)' : interruptedOr(own, 'definition changed'));
-        if (obs.active && wantRunning) notes.push('definition changes take effect on next boot');
+    const live = running && wantRunning ? fields.filter((f) => f.effect === 'live') : [];
+    const restart = running && wantRunning ? fields.filter((f) => f.effect !== 'live') : [];
+    let restartRequired: RestartRequired | undefined;
+    if (redefine || obs.autostart !== r.autostart) {
+      lines.push(...fields);
+      if (redefine) {
+        const why = adopting ? 'adopting existing domain (metadata.adopt)'
+          : drift ? 'definition changed outside virtform (drift)'
+          : fields.length > 0 ? interruptedOr(own, 'definition changed')
+          : !cur ? interruptedOr(own, 'definition unreadable') : 'recording the declared config';
+        reasons.push(why);
+        // What the plan expects to be left for the next boot. A line that is drift was most likely
+        // changed in the persistent definition only (`virsh … --config`): the running domain still
+        // has the value asked for. apply records the real difference, running against defined.
+        const forBoot = restart.filter((f) => !f.drift);
+        if (running && wantRunning && forBoot.length > 0) restartRequired = mergeRestart(pending, forBoot);
       }
-      if (obs.autostart !== r.autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
+      steps.push({
+        op: 'vm.define', define: redefine,
+        autostart: obs.autostart !== r.autostart || redefine ? r.autostart : undefined,
+      });
+      if (obs.autostart !== r.autostart) lines.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
     }
-    if (!obs.active && wantRunning) {
+    if (live.length > 0) {
+      const op: Extract<VmOp, { op: 'vm.live' }> = { op: 'vm.live' };
+      for (const f of live) {
+        if (f.field === 'spec.vcpus') op.vcpus = r.config.vcpus;
+        if (f.field === 'spec.memoryKiB') op.memoryKiB = r.config.memoryKiB;
+        if (f.field === 'spec.description') op.description = r.config.description || null;
+      }
+      steps.push(op);
+    }
+    const mark = running && wantRunning ? restartRequired ?? pending : undefined;
+    if (restartNow && restart.length > 0 && !mark) {
+      steps.push({ op: 'vm.stop', graceful: true, restart: true }, { op: 'vm.start' });
+      reasons.push('restart required (restartPolicy: OnChange)');
+    } else if (mark && restartNow) {
+      steps.push({ op: 'vm.stop', graceful: true, restart: true }, { op: 'vm.start' });
+      reasons.push('restart required (restartPolicy: OnChange)');
+      notes.push(`restarts the VM to apply: ${restartText(mark).replace(/^restart required for /, '')}`);
+    } else if (mark) {
+      notes.push(`${restartText(mark)}; takes effect on next boot (restartPolicy: Never)`);
+    }
+    if (!running && wantRunning) {
       steps.push({ op: 'vm.start' });
-      fields.push({ field: 'spec.state', before: 'stopped', after: 'running' });
+      lines.push({ field: 'spec.state', before: 'stopped', after: 'running' });
       reasons.push(record?.desiredState === 'running' ? 'domain is stopped (drift)' : 'desired running');
-      drift = record?.desiredState === 'running';
+      drift ||= record?.desiredState === 'running';
     }
+    const stop = steps.find((s): s is Extract<VmOp, { op: 'vm.stop' }> => s.op === 'vm.stop');
+    if (stop) notes.push(stopNote(stop.graceful));
     if (steps.length === 0) return undefined;
-    return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields, notes, steps, adopt: adopting, drift });
+    return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields: lines, notes, steps, adopt: adopting, drift });
   },
 
   /**
@@ -202,37 +558,80 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       }
       const why = `restarted because ${uses.map((k) => `${k} ${disrupted.get(k)}`).join(', ')}`;
       c.reason = c.reason ? `${c.reason}; ${why}` : why;
-      if (!c.steps.some((s) => s.op === 'vm.stop')) c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
-      if (r.state === 'running' && !c.steps.some((s) => s.op === 'vm.start')) c.steps.push({ op: 'vm.start' });
-      c.notes = c.notes.filter((n) => !n.includes('next boot'));
+      // The restart of restartPolicy: OnChange is this one now.
+      c.steps = c.steps.filter((s) => !(s.op === 'vm.stop' && s.restart) && !(s.op === 'vm.start'));
+      if (!c.steps.some((s) => s.op === 'vm.stop')) {
+        c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
+        c.notes.push(stopNote(opts.gracefulStop ?? true));
+      }
+      if (r.state === 'running') c.steps.push({ op: 'vm.start' });
+      // Restarted anyway: nothing is left for the next boot.
+      c.notes = c.notes.filter((n) => !n.includes('next boot') && !n.startsWith('restarts the VM'));
     }
   },
+
+  /** A restart-required mark still pending on the running domain, when nothing else changes. */
+  notices(r, { observed }) {
+    const rr = pendingRestart(observed, r.key, r.name);
+    return rr ? [`${r.key}: ${restartText(rr)}`] : [];
+  },
   deleteSteps: () => [{ op: 'vm.delete' }],
+  deleteNotes: (name, observed) => (observed.domains.get(name)?.active ? [stopNote(false)] : []),
 
   intent: () => ({}),
   async execute(op, ctx): Promise<void> {
     const { host, step } = ctx;
     const observedDomain = ctx.observed.domains.get(step.name);
+    const facts = (ctx.replacing ? undefined : factsOf(ctx.observed, step.key)) ?? {};
     switch (op.op) {
       case 'vm.define': {
         const d = ctx.desired!;
-        let uuid = op.define
-          ? await uuidToDefine(ctx, observedDomain?.uuid, () => host.getDomain(d.name))
-          : observedDomain?.uuid;
-        if (op.define) uuid = (await host.defineDomain(domainDef(d, await host.domainType(), uuid))).uuid;
+        if (!op.define) {
+          if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
+          ctx.boundary();
+          await ctx.record({ uuid: observedDomain?.uuid ?? null, observedStatus: observedDomain?.active ? 'running' : 'stopped', desiredState: d.state });
+          return;
+        }
+        // The definition a redefinition starts from (its MACs are kept): the one observed, or on a
+        // retry the current one (the failed attempt may have defined it already).
+        const current = ctx.attempt === 1 ? (ctx.observed.definitions.get(step.key) as DomainDetail | undefined) : (await host.getDomain(d.name)) ?? undefined;
+        let uuid = await uuidToDefine(ctx, observedDomain?.uuid, async () => current ?? null);
+        const { macs } = matchNics(d.config.nics, current?.nics ?? [], facts.nics);
+        const taken = new Set([...macs, ...(current?.nics ?? []).map((n) => n.mac.toLowerCase())].filter((m): m is string => !!m));
+        const resolved = macs.map((m) => {
+          if (m) return m;
+          const fresh = freshMac(taken);
+          taken.add(fresh);
+          return fresh;
+        });
+        uuid = (await host.defineDomain(domainDef(d, await host.domainType(), uuid, resolved))).uuid;
         if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
         ctx.boundary();
+        const next: VmFacts = {
+          balloon: 'virtio',
+          nics: d.config.nics.map((n, i) => ({ network: n.network, model: n.model, mac: resolved[i]!, declared: !!n.mac })),
+        };
         await ctx.record({
           uuid: uuid ?? null, observedStatus: observedDomain?.active ? 'running' : 'stopped',
-          desiredState: d.state, config: op.define,
+          desiredState: d.state, config: true,
+          facts: { ...next, restartRequired: observedDomain?.active ? await restartState(host, d.name, facts.restartRequired) : null },
         });
         return;
       }
-      case 'vm.start':
+      case 'vm.live':
+        if (op.vcpus !== undefined) await host.setDomainVcpus(step.name, op.vcpus);
+        if (op.memoryKiB !== undefined) await host.setDomainMemory(step.name, op.memoryKiB);
+        if (op.description !== undefined) await host.setDomainDescription(step.name, op.description ?? undefined);
+        ctx.boundary();
+        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: await restartState(host, step.name, facts.restartRequired) } });
+        return;
+      case 'vm.start': {
         await host.startDomain(step.name);
         ctx.boundary();
-        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state });
+        // Started (again): nothing is left for the next boot.
+        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: null } });
         return;
+      }
       case 'vm.stop':
         await host.stopDomain(step.name, { graceful: op.graceful, timeoutMs: ctx.shutdownTimeoutMs });
         ctx.boundary();
@@ -248,9 +647,52 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   },
 
   desiredStatus: (r) => r.state,
-  observedStatus(view, r) {
-    if (!view.snapshot) return 'unknown';
-    const o = view.snapshot.domains.find((x) => x.name === r.name);
-    return !o ? 'absent' : o.active ? 'running' : 'stopped';
+  defaultDesiredStatus: 'running',
+  observedStatus: (view, r) => listedState(view.snapshot, (s) => s.domains, r.name, 'running', 'stopped'),
+  statusNote(view, r) {
+    const rr = (r.facts as { restartRequired?: RestartRequired } | undefined)?.restartRequired;
+    if (!rr) return undefined;
+    // The mark holds while the domain it was set on still runs (same libvirt domain id); offline: as recorded.
+    const d = view?.snapshot.domains.find((x) => x.name === r.name);
+    if (view && !(d?.active && d.id === rr.domainId)) return undefined;
+    return { flag: 'restart required', text: restartText(rr), data: rr };
   },
 };
+
+/** Lists shown compactly in restart notes: `vda=/p/root.qcow2 (virtio)`, `52:54:00:…@net (virtio)`. */
+const diskList = (d: DomainDetail): string => d.disks.map((x) => `${x.target}=${x.path} (${x.bus}${x.bootOrder ? `, boot ${x.bootOrder}` : ''})`).sort().join(', ');
+const nicList = (d: DomainDetail): string => d.nics.map((x) => `${x.mac.toLowerCase()}@${x.network} (${x.model})`).sort().join(', ');
+
+/**
+ * What the running domain has that its persistent definition changed (taken at the next boot):
+ * the running (live) definition against the persistent one, for everything that is not applied
+ * live. null when nothing is left (or the domain is not running).
+ */
+async function restartState(host: HostPort, name: string, previous: RestartRequired | undefined): Promise<RestartRequired | null> {
+  const [live, defined] = await Promise.all([host.getRunningDomain(name), host.getDomain(name)]);
+  if (!live || !defined) return null;
+  const pairs: [string, unknown, unknown][] = [
+    ['spec.vcpus', live.vcpus, defined.vcpus],
+    ['spec.maxVcpus', live.maxVcpus, defined.maxVcpus],
+    ['spec.maxMemoryKiB', live.maxMemoryKiB, defined.maxMemoryKiB],
+    ['domain.memballoon', live.balloon, defined.balloon],
+    ['spec.disks', diskList(live), diskList(defined)],
+    ['spec.nics', nicList(live), nicList(defined)],
+  ];
+  const differ = pairs.filter(([, a, b]) => canonicalJson(a) !== canonicalJson(b));
+  if (differ.length === 0) return null;
+  const same = previous && previous.domainId === live.id;
+  return {
+    fields: differ.map(([f]) => f),
+    running: Object.fromEntries(differ.map(([f, a]) => [f, a])),
+    defined: Object.fromEntries(differ.map(([f, , b]) => [f, b])),
+    since: same && previous.since ? previous.since : new Date().toISOString(),
+    domainId: live.id,
+  };
+}
+
+function stopNote(graceful: boolean): string {
+  return graceful
+    ? 'the running VM is shut down (ACPI) and forced off if it is still running after --shutdown-timeout'
+    : 'the running VM is forced off (no graceful shutdown)';
+}

@@ -7,13 +7,14 @@ import { posix } from 'node:path';
 import { resourceKey } from '../../model/kinds.js';
 import type { VolumeDef, VolumeDetail, VolumeFormat } from '../../model/definitions.js';
 import { parseSize } from '../../manifest/index.js';
-import { hashConfig, type DesiredBase } from '../resource.js';
+import { desiredBase, type DesiredBase } from '../resource.js';
 import { HostError } from '../ports.js';
 import {
   appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, isMissingDrift, recordedConfig,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
 import type { KindHandler, Locator } from './types.js';
+import { runningDomainWithDisk } from './vm.js';
 
 export interface VolumeConfig {
   pool: string;
@@ -25,6 +26,12 @@ export interface VolumeConfig {
   backingVolume?: string;
   backingPath?: string;
   sourcePath?: string;
+  /**
+   * `Retain`: when the manifest is removed the file is kept and only the record is dropped. Absent
+   * means `Delete` (kept out of the config, so the spec hash of such volumes is what it always was).
+   * Recorded with the config, so a removed manifest still knows it.
+   */
+  deletionPolicy?: 'Retain';
 }
 export type DesiredVolume = DesiredBase<'Volume', VolumeConfig>;
 
@@ -73,7 +80,8 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   kind: 'Volume',
   ops: {
     'volume.create': { label: 'create volume', teardown: false },
-    'volume.resize': { label: 'resize volume', teardown: false },
+    // After a VM using the volume is stopped in the same plan (a running one is grown through the domain).
+    'volume.resize': { label: 'resize volume', teardown: false, afterUsersStop: true },
     'volume.delete': { label: 'delete volume', teardown: true },
   },
   fields: [
@@ -99,12 +107,9 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         backingVolume: v.spec.backingVolume,
         backingPath: v.spec.backingVolume ? ctx.volumePath(v.spec.backingVolume) : undefined,
         sourcePath: v.spec.source,
+        deletionPolicy: v.metadata.deletionPolicy === 'Retain' ? 'Retain' : undefined,
       };
-      return {
-        kind: 'Volume', name: v.metadata.name, host: ctx.host, key: resourceKey('Volume', v.metadata.name, ctx.host),
-        adopt: v.metadata.adopt === true, labels: { ...(v.metadata.labels ?? {}) },
-        config, specHash: hashConfig(config), source: v.source,
-      };
+      return desiredBase('Volume', v, ctx.host, config);
     });
   },
   dependencies: (r) => [
@@ -207,13 +212,56 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
       });
     }
-    if (adopting || (!prev && record?.specHash !== r.specHash)) {
-      // Adopted, or recorded without config: take the object as it is and record it.
-      return change(r, 'update', adopting ? 'adopting existing volume (metadata.adopt)' : 'recording volume', own, {
+    if (adopting || record?.specHash !== r.specHash) {
+      // Adopted, recorded without config, or applied with another spec the file already matches: record it.
+      const policyOnly = !!prev && prev.deletionPolicy !== r.config.deletionPolicy;
+      const why = adopting ? 'adopting existing volume (metadata.adopt)' : policyOnly ? 'deletion policy changed (recorded only)' : 'recording volume';
+      return change(r, 'update', why, own, {
         adopt: adopting, steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
       });
     }
     return undefined;
+  },
+  /**
+   * A volume whose base is replaced is replaced too: a clone is a delta on its backing file, so on
+   * a new base it must be made again (else it sits on the wrong, empty base). Clones of clones
+   * follow. Running VMs using any of them are then restarted by the VM kind's `afterDiff`, which
+   * runs after this one. Whether the loss of their contents is allowed is `safety.ts`'s call.
+   */
+  afterDiff(volumes, observed, changes) {
+    const replaced = changes.filter((c) => c.kind === 'Volume' && c.action === 'replace').map((c) => c.name);
+    const seen = new Set(replaced);
+    for (let i = 0; i < replaced.length; i += 1) {
+      const base = replaced[i]!;
+      for (const clone of volumes) {
+        if (clone.config.backingVolume !== base || seen.has(clone.name)) continue;
+        seen.add(clone.name);
+        const at = changes.findIndex((c) => c.key === clone.key);
+        const existing = at >= 0 ? changes[at] : undefined;
+        if (existing && existing.action !== 'update') {
+          // Created anyway (on the new base), already replaced, or in conflict (not ours to touch).
+          if (existing.action === 'replace') replaced.push(clone.name);
+          continue;
+        }
+        const own = ownershipOf(observed, clone.kind, clone.name, { config: clone.config }, clone.key);
+        if (own.state !== 'owned') continue;
+        const prev = recordedConfig<VolumeConfig>(observed, clone.key) ?? clone.config;
+        const baseKey = resourceKey('Volume', base, clone.host);
+        const c = change(clone, 'replace', `its backing volume ${baseKey} is replaced: recreated on the new one`, own, {
+          fields: existing?.fields ?? [], previous: prev,
+          notes: [`the clone is recreated empty on the new ${baseKey}: what was written to it is lost`],
+          steps: [{ op: 'volume.delete', pool: prev.pool, volName: prev.volName }, { op: 'volume.create' }],
+        });
+        if (existing) changes[at] = c;
+        else changes.push(c);
+        replaced.push(clone.name);
+      }
+    }
+  },
+  release(_name, where) {
+    const config = where.config as Partial<VolumeConfig> | undefined;
+    if (config?.deletionPolicy !== 'Retain') return undefined;
+    return { policy: 'Retain', kept: config.path ? `file ${config.path} kept` : 'file kept' };
   },
   deleteSteps(_name, where) {
     const at = locate(where);
@@ -265,7 +313,12 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         const d = ctx.desired!;
         const detail = await host.getVolume(d.config.pool, d.config.volName);
         if (!detail) throw new HostError('not-found', `volume ${d.config.volName} vanished from pool ${d.config.pool}`);
-        if (detail.capacityBytes < op.capacityBytes) await host.resizeVolume(d.config.pool, d.config.volName, op.capacityBytes);
+        if (detail.capacityBytes < op.capacityBytes) {
+          // A running VM's QEMU holds the image's write lock: grow it through the domain (block resize).
+          const domain = await runningDomainWithDisk(host, ctx.observed, detail.path);
+          if (domain) await host.resizeDomainDisk(domain, detail.path, op.capacityBytes);
+          else await host.resizeVolume(d.config.pool, d.config.volName, op.capacityBytes);
+        }
         ctx.boundary();
         await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
         return;
@@ -279,9 +332,11 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   },
 
   desiredStatus: () => 'present',
+  defaultDesiredStatus: 'present',
   observedStatus(view, r) {
-    if (!view.snapshot) return 'unknown';
-    return r.uuid !== null && view.volumeKeys.has(r.uuid) ? 'present' : 'absent';
+    const at = locate({ config: r.config });
+    const known = (r.uuid !== null && view.volumeKeys.has(r.uuid)) || (at !== undefined && view.volumeNames.has(`${at.pool}/${at.volName}`));
+    return known ? 'present' : 'absent';
   },
 };
 

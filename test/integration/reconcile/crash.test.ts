@@ -2,7 +2,8 @@
  * Crash safety on the real libvirtd: the CLI is killed with SIGKILL at every journal boundary
  * (after a step is journaled, and after its libvirt call but before its result is recorded) of an
  * apply of 10 resources and of their teardown; each time a rerun converges, leaves no undeclared
- * owned object or volume file, and closes every journal entry.
+ * owned object or volume file, closes every journal entry, and the read-back oracle
+ * (test/support/readback.ts, issue #12) finds libvirt's definitions equal to the manifests.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { rmSync } from 'node:fs';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { spawn } from 'node:child_process';
 import { CLI, ROOT, cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, type Declared } from '../../support/real-host.js';
+import { expectReadbackMatches, readback, type Snapshot } from '../../support/readback.js';
 
 const P = 'vftest-crash';
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
@@ -69,13 +71,24 @@ async function stepCount(dir: string, db: string, extraArgs: string[] = []): Pro
   return (JSON.parse(r.stdout) as { plan: { steps: unknown[] } }).plan.steps.length;
 }
 
-async function converge(label: string, dir: string, db: string, want: Declared, extraArgs: string[] = []): Promise<void> {
+/** What the host looked like right after a crash (not converged: only its snapshot is kept, for MAC/base stability). */
+async function afterCrash(dir: string): Promise<Snapshot> {
+  return (await readback(dir, 'qemu:///system')).snapshot;
+}
+
+/**
+ * Rerun to convergence, then check it: exit 0, a dry-run with no changes, no orphans, no open
+ * journal entry, and the read-back oracle (issue #12): libvirt's actual definitions equal the
+ * manifests, and no generated MAC / clone's base seen right after the crash (`seen`) changed.
+ */
+async function converge(label: string, dir: string, db: string, want: Declared, extraArgs: string[] = [], seen?: Snapshot): Promise<void> {
   const r = await runCli(['reconcile', dir, '--db', db, '--shutdown-timeout', '0', ...extraArgs]);
   expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
   const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...extraArgs]);
   expect(again.code, `${label}: ${again.stdout}\n${again.stderr}`).toBe(0);
   expect(orphans(P, want), label).toEqual([]);
   expect(openJournal(db), label).toEqual([]);
+  await expectReadbackMatches(dir, 'qemu:///system', seen, label);
 }
 
 describe('SIGKILL at every journal boundary', () => {
@@ -94,13 +107,13 @@ describe('SIGKILL at every journal boundary', () => {
       expect(orphans(P, NOTHING), `before round ${k} (left by round ${k - 1})`).toEqual([]);
       const crashed = await runCli(['reconcile', full, '--db', db, '--shutdown-timeout', '0'], { VIRTFORM_TEST_CRASH_AT: String(k) });
       expect(crashed.signal, `round ${k}: ${crashed.stdout}\n${crashed.stderr}`).toBe('SIGKILL');
-      await converge(`round ${k} apply`, full, db, declared);
+      await converge(`round ${k} apply`, full, db, declared, [], await afterCrash(full));
 
       // Tear down, crashing at a boundary of the deletes (two per delete step), then finish it.
       const t = ((k - 1) % (teardownBoundaries * 2)) + 1;
-      const torn = await runCli(['reconcile', empty, '--db', db, '--allow-empty'], { VIRTFORM_TEST_CRASH_AT: String(t) });
+      const torn = await runCli(['reconcile', empty, '--db', db, '--allow-empty', '--allow-data-loss'], { VIRTFORM_TEST_CRASH_AT: String(t) });
       expect(torn.signal, `round ${k} teardown ${t}: ${torn.stdout}\n${torn.stderr}`).toBe('SIGKILL');
-      await converge(`round ${k} teardown ${t}`, empty, db, NOTHING, ['--allow-empty']);
+      await converge(`round ${k} teardown ${t}`, empty, db, NOTHING, ['--allow-empty', '--allow-data-loss']);
       outcomes.push(`${k}/${t}`);
     }
     expect(outcomes).toHaveLength(Math.min(to!, applyBoundaries) - from! + 1);
@@ -131,8 +144,8 @@ describe('SIGTERM', () => {
     expect(stdout).toMatch(/Apply interrupted: /);
     expect(stdout).toMatch(/not started: shutting down/);
     expect(openJournal(db)).toEqual([]);
-    await converge('after SIGTERM', full, db, declared);
-    await converge('teardown', empty, db, NOTHING, ['--allow-empty']);
+    await converge('after SIGTERM', full, db, declared, [], await afterCrash(full));
+    await converge('teardown', empty, db, NOTHING, ['--allow-empty', '--allow-data-loss']);
   });
 });
 

@@ -23,8 +23,8 @@ let db: string;
 
 const cli = (...args: string[]) => runCli([...args, '--uri', 'qemu:///system', '--db', db, '--shutdown-timeout', '0']);
 
-async function converge(): Promise<void> {
-  const r = await cli('reconcile', mdir);
+async function converge(...extra: string[]): Promise<void> {
+  const r = await cli('reconcile', mdir, ...extra);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   const again = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
   expect(again.code, again.stdout).toBe(0);
@@ -129,8 +129,12 @@ describe('deep drift of networks, pools and volumes', () => {
     rmSync(path);
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', path, '32M']);
     virsh('pool-refresh', `${P}-pool`);
-    await expectDrift(/-\/\+ Volume\/vftest-drift-data/, /format.*"qcow2".*→.*"raw".*\(drift\)/);
-    await converge();
+    await expectDrift(/-\/\+ Volume\/vftest-drift-data/, /format.*"qcow2".*→.*"raw".*\(drift\)/, /! held: needs --allow-data-loss/);
+    // The file is attached to vm1: recreating it destroys its contents, so it waits for consent.
+    const held = await cli('reconcile', mdir);
+    expect(held.code, held.stdout).toBe(1);
+    expect(existsSync(path)).toBe(true);
+    await converge('--allow-data-loss');
     const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-U', path], { encoding: 'utf8' })) as { format: string };
     expect(info.format).toBe('raw');
   });

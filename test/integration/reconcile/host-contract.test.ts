@@ -38,6 +38,7 @@ const TEST_DRIVER: HostQuirks = {
   transientDomainRefusesAutostart: false,
   keepsFilesOfDeletedPool: false, // no real directory
   redefineActiveNetworkApplies: false, // the new definition is lost: the old one shows after a restart
+  liveDomainChanges: false, // setMemoryFlags: "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive"
 };
 
 describeHostContract('libvirt adapter on test+unix:///default', () => openHost('test+unix:///default'), {

@@ -10,10 +10,12 @@ import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
 import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { cleanupPrefix, ensureBuilt, inventory, orphans, runCli, virsh, virshOk } from '../../support/real-host.js';
+import { expectReadbackMatches, mergeSnapshots, type Snapshot } from '../../support/readback.js';
 
 const P = 'vftest-rec';
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 const FAST = { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 };
+const URI = 'qemu:///system';
 
 let work: string;
 let mdir: string;
@@ -27,8 +29,13 @@ async function desired(o: Opts = {}) {
   writeManifests(mdir, files(o));
   return desiredFrom(mdir);
 }
-async function apply(o: Opts = {}) {
-  return reconcile({ host, store, desired: await desired(o), retry: FAST, gracefulStop: false });
+async function apply(o: Opts = {}, allowDataLoss = false) {
+  return reconcile({ host, store, desired: await desired(o), retry: FAST, gracefulStop: false, allowDataLoss });
+}
+/** Issue #12: read libvirt back and compare it with the manifests (snapshots carried across scenarios). */
+let snap: Snapshot | undefined;
+async function oracle(label: string, dir = mdir): Promise<void> {
+  snap = mergeSnapshots(snap, await expectReadbackMatches(dir, URI, snap, label), 'last');
 }
 async function expectOk(args: string[]): Promise<void> {
   const r = await runCli(args);
@@ -67,6 +74,7 @@ describe('reconcile on qemu:///system', () => {
     expect(inv.volumes).toEqual(declaredAll.volumes);
     expect(virsh('vol-dumpxml', '--pool', `${P}-pool`, `${P}-root.qcow2`)).toContain(`<path>${POOL_DIR}/${P}-base.qcow2</path>`);
     expect(orphans(P, declaredAll)).toEqual([]);
+    await oracle('lab converged');
 
     const dry = await runCli(['reconcile', mdir, '--db', dbPath, '--dry-run', '--detailed-exitcode']);
     expect(dry.stdout).toContain('No changes.');
@@ -76,6 +84,7 @@ describe('reconcile on qemu:///system', () => {
     const callsBefore = host.client.callCount;
     const second = await apply();
     expect(second.plan.noop).toBe(true);
+    await oracle('second apply');
     expect(host.client.mutatingCallCount - mutatingBefore).toBe(0);
     // observe: 8 bulk list calls + lookup/refresh/list for the one pool, then one definition read
     // per object: the 7 managed ones (pool, 3 volumes, network, 2 domains) and every other
@@ -97,11 +106,13 @@ describe('reconcile on qemu:///system', () => {
     expect(virsh('dumpxml', '--inactive', `${P}-vm1`)).toMatch(/<memory unit='KiB'>98304<\/memory>/);
     expect(virsh('vol-info', '--bytes', '--pool', `${P}-pool`, `${P}-data.img`)).toMatch(/Capacity:\s+50331648 bytes/);
     expect(virsh('net-dumpxml', `${P}-net`)).toContain("mac='52:54:00:aa:00:02'");
+    await oracle('memory, capacity, DHCP host updated');
     expect((await apply({ vm1Memory: '96MiB', dataCapacity: '48MiB', extraHosts: '\n      - {mac: "52:54:00:aa:00:02", ip: 10.231.0.12}' })).plan.noop).toBe(true);
+    await oracle('noop after updates');
   });
 
   it('replaces a volume whose format changes, restarting the VM that uses it', async () => {
-    const result = await apply({ rootFormat: 'raw' });
+    const result = await apply({ rootFormat: 'raw' }, true);
     expect(result.outcome).toBe('succeeded');
     const c = result.plan.changes.find((x) => x.name === `${P}-root`)!;
     expect(c.action).toBe('replace');
@@ -115,7 +126,9 @@ describe('reconcile on qemu:///system', () => {
       volumes: [`${P}-pool/${P}-base.qcow2`, `${P}-pool/${P}-data.img`, `${P}-pool/${P}-root.img`],
       files: [`${POOL_DIR}/${P}-base.qcow2`, `${POOL_DIR}/${P}-data.img`, `${POOL_DIR}/${P}-root.img`],
     })).toEqual([]);
-    expect((await apply()).outcome).toBe('succeeded'); // and back
+    await oracle('root replaced by a raw volume');
+    expect((await apply({}, true)).outcome).toBe('succeeded'); // and back
+    await oracle('root back to a clone');
   });
 
   it('stops a VM declared stopped and prunes a VM removed from the manifests', async () => {
@@ -125,8 +138,10 @@ describe('reconcile on qemu:///system', () => {
     const inv = inventory(P);
     expect(inv.domains).toEqual([`${P}-vm1`]);
     expect(inv.runningDomains).toEqual([]);
+    await oracle('vm1 stopped, vm2 pruned');
     expect((await apply()).outcome).toBe('succeeded');
     expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    await oracle('vm1 running, vm2 back');
   });
 
   it('corrects drift: a domain destroyed, a network destroyed, a volume deleted outside virtform', async () => {
@@ -145,6 +160,7 @@ describe('reconcile on qemu:///system', () => {
     expect(inv.activeNetworks).toEqual([`${P}-net`]);
     expect(inv.volumes).toContain(`${P}-pool/${P}-data.img`);
     expect(orphans(P, declaredAll)).toEqual([]);
+    await oracle('drift corrected');
   });
 
   it('refuses to touch a foreign object that collides with a manifest; adopts it with metadata.adopt', async () => {
@@ -172,10 +188,12 @@ spec: {mode: isolated, cidr: 10.242.0.0/24}
     const adopted = await runCli(['reconcile', mdir, '--db', dbPath]);
     expect(adopted.code).toBe(0);
     expect(virsh('net-dumpxml', foreign)).toContain("address='10.242.0.1'");
+    await oracle('foreign network adopted');
     // Now owned: removing it from the manifests prunes it.
     writeManifests(mdir, f);
     await expectOk(['reconcile', mdir, '--db', dbPath]);
     expect(virshOk('net-info', foreign)).toBe(false);
+    await oracle('adopted network pruned');
   });
 
   it('retries an injected start failure, reports it with exit 1, and the rerun converges', async () => {
@@ -192,13 +210,15 @@ spec: {mode: isolated, cidr: 10.242.0.0/24}
     expect(orphans(P, declaredAll)).toEqual([]);
     await expectOk(['reconcile', mdir, '--db', dbPath]);
     expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    await oracle('rerun after injected start failures');
   });
 
   it('leaves no volume file behind when an image import fails, and finishes the rest', async () => {
     const { writeFileSync } = await import('node:fs');
     const img = join(work, 'not-an-image.qcow2');
-    // A qcow2 header that qemu-img can't read: a real failure, after libvirt created the volume.
-    writeFileSync(img, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(60, 0xff)]));
+    // A qcow2 header that passes virtform's own header check (no backing file, size 0) but that
+    // qemu-img can't read (version 0xffffffff): a real failure, after libvirt created the volume.
+    writeFileSync(img, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(4, 0xff), Buffer.alloc(56, 0)]));
     const bad = `---
 apiVersion: virtform.dev/v1
 kind: Volume
@@ -213,6 +233,62 @@ spec: {pool: ${P}-pool, capacity: 16MiB, format: raw, source: ${img}}
     expect(orphans(P, declaredAll)).toEqual([]); // no vftest-rec-import.img file left
     writeManifests(mdir, files());
     await expectOk(['reconcile', mdir, '--db', dbPath]);
+    await oracle('import dropped');
+  });
+
+  it('issue #12 item 1: a NIC without a declared MAC keeps its MAC when its VM is redefined', async () => {
+    await oracle('before vm2 is redefined'); // remembers vm2's generated MAC
+    const r = await apply({ vm2Memory: '96MiB' });
+    expect(r.outcome).toBe('succeeded');
+    expect(r.plan.changes.map((c) => `${c.action} ${c.name}`)).toEqual([`update ${P}-vm2`]);
+    await oracle('vm2 redefined');
+    expect((await apply()).outcome).toBe('succeeded');
+    await oracle('vm2 redefined back');
+  });
+
+  it('issue #12 item 3: replacing a base volume does not leave its clone on the new, empty base', async () => {
+    await oracle('before the base is replaced'); // remembers which base file the clone sits on
+    const held = await apply({ baseCapacity: '32MiB' }); // a shrink replaces the volume: data loss, held
+    expect(held.outcome).toBe('held');
+    const r = await apply({ baseCapacity: '32MiB' }, true);
+    expect(r.outcome).toBe('succeeded');
+    expect(r.plan.changes.find((c) => c.name === `${P}-base`)?.action).toBe('replace');
+    expect(r.plan.changes.find((c) => c.name === `${P}-root`)?.action).toBe('replace'); // the clone with it
+    await oracle('base replaced');
+    expect((await apply({}, true)).outcome).toBe('succeeded');
+    await oracle('root cloned again');
+  });
+
+  it('issue #12 item 5: adopting an ACTIVE foreign network takes over its whole definition, live too, and marks it', async () => {
+    const foreign = `${P}-foreign2`;
+    const xml = join(work, 'foreign2.xml');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(xml, `<network><name>${foreign}</name><ip address='10.243.0.1' prefix='24'><dhcp><range start='10.243.0.10' end='10.243.0.20'/></dhcp></ip></network>`);
+    virsh('net-define', xml);
+    virsh('net-start', foreign);
+    const f = files();
+    writeManifests(mdir, { ...f, 'foreign.yaml': `apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${foreign}, adopt: true}
+spec: {mode: isolated, cidr: 10.243.0.0/24, dhcp: {start: 10.243.0.100, end: 10.243.0.199}, autostart: false}
+` });
+    await expectOk(['reconcile', mdir, '--db', dbPath]);
+    await oracle('active foreign network adopted');
+    writeManifests(mdir, f);
+    await expectOk(['reconcile', mdir, '--db', dbPath]);
+    expect(virshOk('net-info', foreign)).toBe(false);
+  });
+
+  it('issue #12 item 7: a network virtform starts again puts the running VMs\' taps back on its bridge', async () => {
+    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    virsh('net-destroy', `${P}-net`); // the VM keeps running; its tap loses the bridge
+    const r = await apply();
+    expect(r.outcome).toBe('succeeded');
+    await oracle('network started again under a running VM');
+    // Leave fresh taps behind for the scenarios after this one.
+    virsh('destroy', `${P}-vm1`);
+    expect((await apply()).outcome).toBe('succeeded');
+    await oracle('vm1 started again');
   });
 
   it('--domain-type qemu defines and starts a TCG domain even where KVM is offered; kvm where it is not offered fails clearly', async () => {
@@ -228,7 +304,8 @@ spec: {pool: ${P}-pool, capacity: 16MiB, format: raw, source: ${img}}
     await expectOk(['reconcile', dir, '--db', db, '--domain-type', 'qemu']);
     expect(virsh('dumpxml', vm)).toMatch(/^<domain type='qemu'/);
     expect(virsh('domstate', vm).trim()).toBe('running');
-    await expectOk(['reconcile', writeManifests(join(work, 'tcg-none'), {}), '--db', db, '--allow-empty']);
+    await oracle('TCG domain', dir);
+    await expectOk(['reconcile', writeManifests(join(work, 'tcg-none'), {}), '--db', db, '--allow-empty', '--allow-data-loss']);
     expect(virshOk('dominfo', vm)).toBe(false);
 
     // libvirt's test driver offers no kvm: the define step fails at once (not retried) and says why.
@@ -241,13 +318,20 @@ spec: {pool: ${P}-pool, capacity: 16MiB, format: raw, source: ${img}}
     }));
   });
 
-  it('tears everything down with --allow-empty, and refuses an empty folder without it', async () => {
+  it('tears everything down with --allow-empty --allow-data-loss, refuses an empty folder without --allow-empty, holds attached disks without --allow-data-loss', async () => {
     writeManifests(mdir, {});
     const refused = await runCli(['reconcile', mdir, '--db', dbPath]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/no manifests found/);
     expect(inventory(P).domains.length).toBe(2);
-    const torn = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty']);
+    const held = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty']);
+    expect(held.code, `${held.stdout}\n${held.stderr}`).toBe(1);
+    expect(held.stdout).toMatch(/! data loss: Volume\/vftest-rec-data file .*vftest-rec-data\.img \(32MiB\): attached to VirtualMachine\/vftest-rec-vm1/);
+    expect(held.stdout).toContain('To consent to the data loss, run again with --allow-data-loss.');
+    const afterHold = inventory(P);
+    expect(afterHold.domains).toEqual([`${P}-vm1`]); // vm2 has no disks: deleted
+    expect(afterHold.files).toEqual(declaredAll.files);
+    const torn = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty', '--allow-data-loss']);
     expect(torn.code).toBe(0);
     const inv = inventory(P);
     expect([...inv.domains, ...inv.networks, ...inv.pools, ...inv.files]).toEqual([]);

@@ -10,6 +10,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir, writeManifests } from '../../support/manifests.js';
+import { expectReadbackMatches, mergeSnapshots, waitForReadbackMatch, type Snapshot } from '../../support/readback.js';
 import { openStateStore } from '../../../src/state/index.js';
 import { parsePrometheus, sampleValue, waitFor, writeFilesInPlace } from '../../unit/watch/helpers.js';
 import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../../support/libvirtd.js';
@@ -70,6 +71,11 @@ let child: ChildProcess | undefined;
 let exitCode: number | null | undefined;
 let port = 0;
 const logs: Record<string, unknown>[] = [];
+/** Issue #12: the watcher converges asynchronously, so the read-back oracle waits (20 s at most) for libvirt to equal the manifests. */
+let snap: Snapshot | undefined;
+async function converged(label: string): Promise<void> {
+  snap = mergeSnapshots(snap, await waitForReadbackMatch(mdir, URI, snap, label), 'last');
+}
 
 function cli(): { cmd: string; args: string[] } {
   if (existsSync(join(ROOT, 'dist/cli/main.js'))) return { cmd: process.execPath, args: [join(ROOT, 'dist/cli/main.js')] };
@@ -155,12 +161,14 @@ describe('virtform watch on qemu:///system', () => {
     const m = await metrics();
     expect(sampleValue(m, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBeGreaterThanOrEqual(1);
     expect(sampleValue(m, 'virtform_connected')).toBe(1);
+    await converged('initial');
   });
 
   it('converges a manifest edit without a manual command', async () => {
     const before = parsePrometheus((await http('/metrics')).body);
     writeFilesInPlace(mdir, manifests({ hosts: ['11', '12'] }));
     await waitFor(() => dhcpHosts().includes('52:54:00:7a:00:12'), 'the new DHCP host', 20_000);
+    await converged('DHCP host added');
     const after = await metrics();
     expect(sampleValue(after, 'virtform_triggers_total', { source: 'file' })).toBeGreaterThan(sampleValue(before, 'virtform_triggers_total', { source: 'file' }));
     expect(sampleValue(after, 'virtform_apply_steps_total', { op: 'network.ensure', outcome: 'succeeded' }))
@@ -176,6 +184,7 @@ describe('virtform watch on qemu:///system', () => {
     expect(Date.now() - t0).toBeLessThan(20_000);
     expect(sampleValue(m, 'virtform_triggers_total', { source: 'event' })).toBeGreaterThanOrEqual(1);
     await waitFor(async () => sampleValue(await metrics(), 'virtform_drift_corrections_total') > drift, 'drift counted');
+    await converged('destroyed VM started again');
   });
 
   it('an invalid edit changes nothing; a later fix converges', async () => {
@@ -198,6 +207,7 @@ describe('virtform watch on qemu:///system', () => {
     writeFilesInPlace(mdir, manifests({ hosts: ['11', '12', '13'] }));
     await waitFor(() => dhcpHosts().includes('52:54:00:7a:00:13'), 'the fix to converge', 20_000);
     expect(sampleValue(await metrics(), 'virtform_manifest_errors')).toBe(0);
+    await converged('fixed edit');
   });
 
   it('survives a libvirtd restart: readyz 503 then 200, and a later edit still converges', async () => {
@@ -219,6 +229,7 @@ describe('virtform watch on qemu:///system', () => {
     await new Promise((r) => setTimeout(r, 500));
     virsh('destroy', VM);
     await waitFor(() => tryVirsh('domstate', VM) === 'running', 'the VM to run again after the restart', 20_000);
+    await converged('after the libvirtd restart');
   });
 
   it('/metrics parses and its libvirt call counters move', async () => {
@@ -232,6 +243,7 @@ describe('virtform watch on qemu:///system', () => {
     expect(calls(b)).toBeGreaterThan(calls(a));
     expect(sampleValue(b, 'virtform_reconcile_duration_seconds_count')).toBeGreaterThan(sampleValue(a, 'virtform_reconcile_duration_seconds_count'));
     await waitFor(async () => sampleValue(await metrics(), 'virtform_resources', { kind: 'VirtualMachine', state: 'running' }) === 1, 'the VM gauge');
+    await converged('edit counted in /metrics');
   });
 
   it('SIGTERM exits 0 and releases the writer lock', async () => {
@@ -249,5 +261,6 @@ describe('virtform watch on qemu:///system', () => {
     const { cmd, args } = cli();
     const r = spawnSync(cmd, [...args, 'reconcile', mdir, '--uri', URI, '--db', db, '--shutdown-timeout', '0'], { cwd: ROOT, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
+    await expectReadbackMatches(mdir, URI, snap, 'reconcile after the watcher stopped');
   });
 });

@@ -46,7 +46,7 @@ describe('plan rendering', () => {
     const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'r', poolPath: '/srv/r' }));
     await reconcile({ host, store, desired: await desiredFrom(dir), gracefulStop: false });
     writeManifests(dir, labManifests({ prefix: 'r', poolPath: '/srv/r', vm1Memory: '128MiB', rootFormat: 'raw', withVm2: false }));
-    const { plan } = await planOnly(host, store, await desiredFrom(dir));
+    const { plan } = await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true });
     const text = renderPlan(plan, plain);
     expect(text).toContain('      ~ spec.memory: 64MiB → 128MiB');
     expect(text).toMatch(/# Volume\/r-root must be replaced: format is immutable \(qcow2 → raw\)\n-\/\+ Volume\/r-root/);
@@ -55,5 +55,41 @@ describe('plan rendering', () => {
     const json = planToJson(plan) as { summary: Record<string, number>; changes: { name: string; action: string; steps: { op: string }[] }[] };
     expect(json.summary).toMatchObject({ create: 0, change: 1, replace: 1, delete: 1 });
     expect(json.changes.find((c) => c.name === 'r-root')!.steps.map((s) => s.op)).toEqual(['volume.delete', 'volume.create']);
+  });
+
+  it('shows what a held change would destroy, what it takes with it, and how to consent', async () => {
+    const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'r', poolPath: '/srv/r' }));
+    await reconcile({ host, store, desired: await desiredFrom(dir), gracefulStop: false });
+    writeManifests(dir, labManifests({ prefix: 'r', poolPath: '/srv/r', baseCapacity: '32MiB' }));
+    const { plan } = await planOnly(host, store, await desiredFrom(dir));
+    const text = renderPlan(plan, plain);
+    expect(text).toContain('      ! data loss: Volume/r-base file /srv/r/r-base.qcow2 (64MiB): backs Volume/r-root\n      ! held: needs --allow-data-loss');
+    expect(text).toContain('      ! data loss: Volume/r-root file /srv/r/r-root.qcow2 (64MiB): attached to VirtualMachine/r-vm1');
+    expect(text).toMatch(/# Volume\/r-root must be replaced: its backing volume Volume\/r-base is replaced: recreated on the new one\n-\/\+ Volume\/r-root/);
+    expect(text).toContain('  ~ VirtualMachine/r-vm1\n      ! held: depends on Volume/r-root, which is held');
+    expect(text).toContain('3 change(s) held: 2 would destroy data (marked "data loss"), the others depend on them. None of their steps run.\n' +
+      'To consent to the data loss, run again with --allow-data-loss.');
+    expect(summaryLine(plan)).toBe('Plan: 0 to create, 1 to change, 2 to replace, 0 to delete. 3 held (data loss; needs --allow-data-loss).');
+    const json = planToJson(plan) as { held: Record<string, string>; changes: { name: string; held: string | null; dataLoss: { why: string[] }[] }[] };
+    expect(Object.keys(json.held).sort()).toEqual(['VirtualMachine/r-vm1', 'Volume/r-base', 'Volume/r-root']);
+    expect(json.changes.find((c) => c.name === 'r-base')!.dataLoss[0]!.why).toEqual(['backs Volume/r-root']);
+
+    const consented = renderPlan((await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true })).plan, plain);
+    expect(consented).toContain('      ! data loss [consented: --allow-data-loss]: Volume/r-base file /srv/r/r-base.qcow2 (64MiB): backs Volume/r-root');
+    expect(consented).not.toMatch(/held/);
+  });
+
+  it('shows a release (deletionPolicy: Retain) as such, not as a delete', async () => {
+    const files = labManifests({ prefix: 'r', poolPath: '/srv/r' });
+    const dir = writeManifests(join(work, 'm'), {
+      ...files, 'keep.yaml': 'apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: r-keep, deletionPolicy: Retain}\nspec: {pool: r-pool, capacity: 1MiB}\n',
+    });
+    await reconcile({ host, store, desired: await desiredFrom(dir), gracefulStop: false });
+    writeManifests(dir, files);
+    const { plan } = await planOnly(host, store, await desiredFrom(dir));
+    const text = renderPlan(plan, plain);
+    expect(text).toContain('  # Volume/r-keep will be released (deletionPolicy: Retain): file /srv/r/r-keep.qcow2 kept\n  - Volume/r-keep\n');
+    expect(text).toContain('note: nothing is deleted; virtform forgets it (a manifest with metadata.adopt: true takes it back)');
+    expect(summaryLine(plan)).toBe('Plan: 0 to create, 0 to change, 0 to replace, 0 to delete, 1 to release.');
   });
 });

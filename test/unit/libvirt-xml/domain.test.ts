@@ -140,7 +140,11 @@ describe('parseDomainXml on libvirt output shapes', () => {
       uuid: '2c964bbf-8540-4a07-9c1b-4a2eabe6b1d2',
       type: 'kvm',
       vcpus: 2,
+      maxVcpus: 2,
       memoryKiB: 65536,
+      maxMemoryKiB: 65536,
+      // this fixture was built before virtform gave domains a balloon
+      balloon: 'none',
       // built with "\r\n": libvirt writes the CR raw, so it reads back as a line feed.
       description: `x</description><devices>\n\t y <>&"' é😀`,
       disks: [
@@ -190,8 +194,12 @@ describe('parseDomainXml on libvirt output shapes', () => {
   </devices>
 </domain>`;
     const p = parseDomainXml(xml);
-    expect(p.memoryKiB).toBe(1024 * 1024);
-    expect(p.vcpus).toBe(4);
+    // <memory> is the maximum, <currentMemory> what the domain runs with; <vcpu> the maximum, current= the count
+    expect(p.maxMemoryKiB).toBe(1024 * 1024);
+    expect(p.memoryKiB).toBe(524288);
+    expect(p.maxVcpus).toBe(4);
+    expect(p.vcpus).toBe(1);
+    expect(p.balloon).toBe('virtio'); // libvirt's default when the XML names none
     expect(p.type).toBe('qemu');
     expect(p.description).toBeUndefined();
     expect(p.marker).toBeUndefined();

@@ -52,6 +52,11 @@ function full(w: Want): Want {
 const f = (field: string, before: unknown, after: unknown): FieldChange => ({ field, before, after });
 /** A field whose host value moved away from what virtform applied (the manifest did not change). */
 const fd = (field: string, before: unknown, after: unknown): FieldChange => ({ field, before, after, drift: true });
+/** A VM field a running domain takes at its next boot (`[restart]`); a VM's fields carry their effect. */
+const fr = (field: string, before: unknown, after: unknown): FieldChange => ({ field, before, after, effect: 'restart' });
+/** What the plan says about stopping a running VM (vm.stop graceful, or forced off). */
+const GRACEFUL_STOP = 'the running VM is shut down (ACPI) and forced off if it is still running after --shutdown-timeout';
+const FORCED_OFF = 'the running VM is forced off (no graceful shutdown)';
 /** Config recorded for a resource as built from other manifests (what an earlier apply stored). */
 const cfg = (set: ManifestSet, kind: Parameters<typeof res>[1], name: string): unknown => res(desiredOf(set), kind, name).config;
 const hostOf = (set: ManifestSet) => convergedHost(desiredOf(set));
@@ -675,15 +680,16 @@ const networkRows: Row[] = [
   {
     name: 'journal-owned: network left by an interrupted run',
     desired: NET_ONLY, host: () => observed().network('net', { autostart: false, def: netDefOf() }).journal('Network', 'net'),
+    // The host matches the manifest: a record-only ensure (nothing redefined).
     want: [{ key: 'Network/net', action: 'update', reason: 'finishing an operation interrupted in an earlier run', ownership: 'owned', adopt: false,
-      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [], deleteHosts: [] }] }],
+      steps: [{ op: 'network.ensure', define: false, start: false, autostart: undefined, addHosts: [], deleteHosts: [] }] }],
   },
   {
-    name: 'update: recorded (owned) without config: redefined and recorded',
+    name: 'update: recorded (owned) without config, the host matches: recorded (nothing redefined)',
     desired: NET_ONLY,
     host: () => observed().network('net', { autostart: false, def: netDefOf() }).record('Network', 'net', { uuid: uuidFor('Network', 'net'), specHash: 'old' }),
-    want: [{ key: 'Network/net', action: 'update', reason: 'recording network', ownership: 'owned', adopt: false,
-      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [], deleteHosts: [] }] }],
+    want: [{ key: 'Network/net', action: 'update', reason: 'the host already matches the manifest: recording it', ownership: 'owned', adopt: false,
+      steps: [{ op: 'network.ensure', define: false, start: false, autostart: undefined, addHosts: [], deleteHosts: [] }] }],
   },
   {
     name: 'update (drift): a DHCP host deleted outside virtform is added back, from the host\'s real list',
@@ -785,14 +791,16 @@ const vmRows: Row[] = [
     name: 'update: vcpus on a running VM: redefined, takes effect on next boot',
     desired: lab({ vm1: { vcpus: 2 } }), host: () => hostOf(LAB),
     want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'definition changed', ownership: 'owned', adopt: false,
-      fields: [f('spec.vcpus', 1, 2)], notes: ['definition changes take effect on next boot'],
+      // vcpus without maxVcpus: the maximum follows; both wait for the next boot (restart required).
+      fields: [fr('spec.vcpus', 1, 2), fr('spec.maxVcpus', 1, 2)],
+      notes: ['restart required for spec.vcpus (running with 1, defined 2), spec.maxVcpus (running with 1, defined 2); takes effect on next boot (restartPolicy: Never)'],
       steps: [{ op: 'vm.define', define: true, autostart: false }] }],
   },
   {
     name: 'update: memory on a stopped VM: redefined, no note',
     desired: lab({ vm2: { memory: '128MiB' } }), host: () => hostOf(LAB),
     want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'definition changed', ownership: 'owned', adopt: false,
-      fields: [f('spec.memoryKiB', 65536, 131072)], steps: [{ op: 'vm.define', define: true, autostart: false }] }],
+      fields: [fr('spec.memoryKiB', 65536, 131072), fr('spec.maxMemoryKiB', 65536, 131072)], steps: [{ op: 'vm.define', define: true, autostart: false }] }],
   },
   {
     name: 'update: desired running, was desired stopped: start',
@@ -810,13 +818,13 @@ const vmRows: Row[] = [
     name: 'update: desired stopped: graceful stop by default',
     desired: lab({ vm1: { state: 'stopped' } }), host: () => hostOf(LAB),
     want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'desired stopped', ownership: 'owned', adopt: false,
-      fields: [f('spec.state', 'running', 'stopped')], steps: [{ op: 'vm.stop', graceful: true }] }],
+      fields: [f('spec.state', 'running', 'stopped')], notes: [GRACEFUL_STOP], steps: [{ op: 'vm.stop', graceful: true }] }],
   },
   {
     name: 'update: desired stopped with gracefulStop: false',
     desired: lab({ vm1: { state: 'stopped' } }), host: () => hostOf(LAB), opts: { gracefulStop: false },
     want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'desired stopped', ownership: 'owned', adopt: false,
-      fields: [f('spec.state', 'running', 'stopped')], steps: [{ op: 'vm.stop', graceful: false }] }],
+      fields: [f('spec.state', 'running', 'stopped')], notes: [FORCED_OFF], steps: [{ op: 'vm.stop', graceful: false }] }],
   },
   {
     name: 'update: running VM started externally while desired stopped (no drift flag)',
@@ -824,7 +832,7 @@ const vmRows: Row[] = [
     // NOTE(bug)? a VM started behind virtform's back is stopped, but drift stays false (only the
     // stopped-while-desired-running direction is flagged as drift).
     want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'desired stopped', ownership: 'owned', adopt: false,
-      fields: [f('spec.state', 'running', 'stopped')], steps: [{ op: 'vm.stop', graceful: true }] }],
+      fields: [f('spec.state', 'running', 'stopped')], notes: [GRACEFUL_STOP], steps: [{ op: 'vm.stop', graceful: true }] }],
   },
   {
     name: 'update: autostart differs',
@@ -836,14 +844,14 @@ const vmRows: Row[] = [
     name: 'update: redefine and stop at once: stop first, no next-boot note',
     desired: lab({ vm1: { state: 'stopped', vcpus: 2 } }), host: () => hostOf(LAB),
     want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'desired stopped; definition changed', ownership: 'owned', adopt: false,
-      fields: [f('spec.state', 'running', 'stopped'), f('spec.vcpus', 1, 2)],
+      fields: [f('spec.state', 'running', 'stopped'), fr('spec.vcpus', 1, 2), fr('spec.maxVcpus', 1, 2)], notes: [GRACEFUL_STOP],
       steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }] }],
   },
   {
     name: 'update: redefine a stopped VM that should run: define then start',
     desired: lab({ vm2: { state: 'running', vcpus: 2 } }), host: () => hostOf(LAB),
     want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'definition changed; desired running', ownership: 'owned', adopt: false,
-      fields: [f('spec.vcpus', 1, 2), f('spec.state', 'stopped', 'running')],
+      fields: [fr('spec.vcpus', 1, 2), fr('spec.maxVcpus', 1, 2), f('spec.state', 'stopped', 'running')],
       steps: [{ op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] }],
   },
   {
@@ -855,21 +863,23 @@ const vmRows: Row[] = [
     name: 'adopt: a foreign running domain is redefined (takes effect on next boot) and stopped',
     desired: lab({ vm1: null, vm2: { adopt: true } }), host: () => hostOf(lab({ vm1: null, vm2: null })).domain('vm2', { active: true, autostart: true }),
     want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'desired stopped; adopting existing domain (metadata.adopt)', ownership: 'foreign', adopt: true,
-      fields: [f('spec.state', 'running', 'stopped'), ...VM2_CREATE_FIELDS.filter((x) => x.field !== 'spec.autostart' && x.field !== 'spec.state'),
+      // Compared with the domain's real definition (1 vCPU, 64 MiB, no disk, no NIC): only the NIC differs.
+      fields: [f('spec.state', 'running', 'stopped'), fr('spec.nics[0].network', undefined, 'net'), fr('spec.nics[0].model', undefined, 'virtio'),
         f('spec.autostart', true, false)],
+      notes: [GRACEFUL_STOP],
       steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }] }],
   },
   {
     name: 'journal-owned: domain defined by an interrupted run, not started yet',
     desired: lab({ vm2: null }), host: () => hostOf(lab({ vm1: null, vm2: null })).domain('vm1', { active: false }).journal('VirtualMachine', 'vm1'),
     want: [{ key: 'VirtualMachine/vm1', action: 'update', reason: 'finishing an operation interrupted in an earlier run; desired running', ownership: 'owned', adopt: false,
+      // Compared with the domain's real definition (1 vCPU, 64 MiB, no disk, no NIC), in field-spec order.
       fields: [
-        f('spec.disks[0].bootOrder', undefined, 1), f('spec.disks[0].bus', undefined, 'virtio'), f('spec.disks[0].format', undefined, 'qcow2'),
-        f('spec.disks[0].path', undefined, `${P}/root.qcow2`), f('spec.disks[0].target', undefined, 'vda'), f('spec.disks[0].volume', undefined, 'root'),
-        f('spec.disks[1].bus', undefined, 'virtio'), f('spec.disks[1].format', undefined, 'raw'), f('spec.disks[1].path', undefined, `${P}/data.img`),
-        f('spec.disks[1].target', undefined, 'vdb'), f('spec.disks[1].volume', undefined, 'data'),
-        f('spec.memoryKiB', undefined, 65536), f('spec.nics[0].mac', undefined, '52:54:00:aa:00:01'),
-        f('spec.nics[0].model', undefined, 'virtio'), f('spec.nics[0].network', undefined, 'net'), f('spec.vcpus', undefined, 1),
+        fr('spec.disks[0].volume', undefined, 'root'), fr('spec.disks[0].path', undefined, `${P}/root.qcow2`), fr('spec.disks[0].format', undefined, 'qcow2'),
+        fr('spec.disks[0].bus', undefined, 'virtio'), fr('spec.disks[0].target', undefined, 'vda'), fr('spec.disks[0].bootOrder', undefined, 1),
+        fr('spec.disks[1].volume', undefined, 'data'), fr('spec.disks[1].path', undefined, `${P}/data.img`), fr('spec.disks[1].format', undefined, 'raw'),
+        fr('spec.disks[1].bus', undefined, 'virtio'), fr('spec.disks[1].target', undefined, 'vdb'),
+        fr('spec.nics[0].network', undefined, 'net'), fr('spec.nics[0].model', undefined, 'virtio'), fr('spec.nics[0].mac', undefined, '52:54:00:aa:00:01'),
         f('spec.state', 'stopped', 'running'),
       ],
       steps: [{ op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] }],
@@ -877,7 +887,7 @@ const vmRows: Row[] = [
   {
     name: 'delete: recorded domain no longer declared',
     desired: lab({ vm1: null }), host: () => hostOf(LAB),
-    want: [{ key: 'VirtualMachine/vm1', action: 'delete', reason: 'no longer declared in manifests', ownership: 'owned',
+    want: [{ key: 'VirtualMachine/vm1', action: 'delete', reason: 'no longer declared in manifests', ownership: 'owned', notes: [FORCED_OFF],
       previous: cfg(LAB, 'VirtualMachine', 'vm1'), steps: [{ op: 'vm.delete' }] }],
   },
   {
@@ -914,7 +924,7 @@ const crossRows: Row[] = [
       { key: 'Volume/data', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned', adopt: false,
         fields: [f('spec.capacityBytes', 32 * MiB, 16 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
         steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
-      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Volume/data'), ownership: 'owned',
+      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Volume/data'), ownership: 'owned', notes: [GRACEFUL_STOP],
         steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }] },
     ],
   },
@@ -940,7 +950,7 @@ const crossRows: Row[] = [
         fields: NET_RECIDR_FIELDS,
         steps: [{ op: 'network.delete' }, ENSURE_NET_NEW] },
       { key: 'VirtualMachine/vm1', action: 'update', reason: `definition changed; ${RESTART('Network/net')}`, ownership: 'owned', adopt: false,
-        fields: [f('spec.vcpus', 1, 2)], notes: [],
+        fields: [fr('spec.vcpus', 1, 2), fr('spec.maxVcpus', 1, 2)], notes: [GRACEFUL_STOP],
         steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] },
     ],
   },
@@ -955,7 +965,7 @@ const crossRows: Row[] = [
         notes: ['VMs attached to it are stopped before and started after'], previous: cfg(LAB, 'Network', 'net'),
         fields: NET_RECIDR_FIELDS,
         steps: [{ op: 'network.delete' }, ENSURE_NET_NEW] },
-      { key: 'VirtualMachine/vm1', action: 'update', reason: `${RESTART('Volume/data')}, ${RESTARTS('Network/net')}`, ownership: 'owned',
+      { key: 'VirtualMachine/vm1', action: 'update', reason: `${RESTART('Volume/data')}, ${RESTARTS('Network/net')}`, ownership: 'owned', notes: [FORCED_OFF],
         steps: [{ op: 'vm.stop', graceful: false }, { op: 'vm.start' }] },
     ],
   },
@@ -967,7 +977,7 @@ const crossRows: Row[] = [
         fields: [f('spec.capacityBytes', 32 * MiB, 16 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
         steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
       { key: 'VirtualMachine/vm1', action: 'update', reason: `desired stopped; ${RESTART('Volume/data')}`, ownership: 'owned', adopt: false,
-        fields: [f('spec.state', 'running', 'stopped')], steps: [{ op: 'vm.stop', graceful: true }] },
+        fields: [f('spec.state', 'running', 'stopped')], notes: [GRACEFUL_STOP], steps: [{ op: 'vm.stop', graceful: true }] },
     ],
   },
   {
@@ -988,8 +998,8 @@ const crossRows: Row[] = [
         notes: [LOST], previous: cfg(LAB, 'Volume', 'root'),
         steps: [{ op: 'volume.delete', pool: 'p', volName: 'root.qcow2' }, { op: 'volume.create' }] },
       { key: 'VirtualMachine/vm1', action: 'update', reason: `definition changed; ${RESTART('Volume/root')}, ${RESTARTS('Volume/data')}`, ownership: 'owned', adopt: false,
-        fields: [f('spec.disks[0].path', `${P}/root.qcow2`, '/pools/new/root.qcow2'), f('spec.disks[1].path', `${P}/data.img`, '/pools/new/data.img')],
-        steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] },
+        fields: [fr('spec.disks[0].path', `${P}/root.qcow2`, '/pools/new/root.qcow2'), fr('spec.disks[1].path', `${P}/data.img`, '/pools/new/data.img')],
+        notes: [GRACEFUL_STOP], steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }, { op: 'vm.start' }] },
     ],
   },
   {
@@ -998,7 +1008,7 @@ const crossRows: Row[] = [
     want: [
       { key: 'Network/net', action: 'update', reason: 'network is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
         fields: [f('status', 'inactive', 'active')], steps: [ENSURE_LIVE({ start: true })] },
-      { key: 'VirtualMachine/vm1', action: 'update', ownership: 'owned', steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }],
+      { key: 'VirtualMachine/vm1', action: 'update', ownership: 'owned', notes: [GRACEFUL_STOP], steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }],
         reason: 'restarted because Network/net is started again (its running VMs lost their connection to it)' },
     ],
   },
@@ -1008,7 +1018,7 @@ const crossRows: Row[] = [
     want: [
       { key: 'Network/net', action: 'create', reason: 'recorded but missing on the host (drift)', ownership: 'absent', drift: true,
         fields: NET_CREATE_FIELDS, steps: [ENSURE_NET_NEW] },
-      { key: 'VirtualMachine/vm1', action: 'update', ownership: 'owned', steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }],
+      { key: 'VirtualMachine/vm1', action: 'update', ownership: 'owned', notes: [GRACEFUL_STOP], steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }],
         reason: 'restarted because Network/net is started again (its running VMs lost their connection to it)' },
     ],
   },
@@ -1029,7 +1039,7 @@ const crossRows: Row[] = [
       { key: 'Network/net', action: 'replace', reason: RECREATE_NET_DRIFT, ownership: 'owned', drift: true,
         notes: [NET_VMS_NOTE], previous: cfg(LAB, 'Network', 'net'),
         fields: [fd('spec.dhcpRange.end', '10.231.0.150', '10.231.0.199')], steps: [{ op: 'network.delete' }, ENSURE_NET_NEW] },
-      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Network/net'), ownership: 'owned',
+      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Network/net'), ownership: 'owned', notes: [GRACEFUL_STOP],
         steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }] },
     ],
   },
@@ -1040,7 +1050,7 @@ const crossRows: Row[] = [
       { key: 'Volume/data', action: 'replace', reason: 'changed outside virtform (drift): format is immutable (qcow2 → raw)', ownership: 'owned',
         adopt: false, drift: true, fields: [fd('spec.format', 'qcow2', 'raw')], notes: [LOST], previous: cfg(LAB, 'Volume', 'data'),
         steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] },
-      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Volume/data'), ownership: 'owned',
+      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Volume/data'), ownership: 'owned', notes: [GRACEFUL_STOP],
         steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }] },
     ],
   },
@@ -1053,14 +1063,18 @@ const crossRows: Row[] = [
     ],
   },
   {
-    name: 'replace a backing volume: the clone on it and the running VM using the clone are untouched',
+    name: 'replace a backing volume: the clone on it is recreated on the new base, the running VM using the clone is restarted',
     desired: lab({ base: { capacity: '32MiB' } }), host: () => hostOf(LAB),
-    // NOTE(bug): base (the backing file of root) is deleted and re-created empty, but root is not
-    // replaced and vm1 (running on root) is not restarted: the clone is left on a new, empty backing file.
+    // (Was NOTE(bug): the clone was left on a new, empty backing file. Fixed on main: clone cascade.)
     want: [
       { key: 'Volume/base', action: 'replace', reason: 'capacity cannot shrink in place', ownership: 'owned', adopt: false,
         fields: [f('spec.capacityBytes', 64 * MiB, 32 * MiB)], notes: [LOST], previous: cfg(LAB, 'Volume', 'base'),
         steps: [{ op: 'volume.delete', pool: 'p', volName: 'base.qcow2' }, { op: 'volume.create' }] },
+      { key: 'Volume/root', action: 'replace', reason: 'its backing volume Volume/base is replaced: recreated on the new one', ownership: 'owned',
+        notes: ['the clone is recreated empty on the new Volume/base: what was written to it is lost'], previous: cfg(LAB, 'Volume', 'root'),
+        steps: [{ op: 'volume.delete', pool: 'p', volName: 'root.qcow2' }, { op: 'volume.create' }] },
+      { key: 'VirtualMachine/vm1', action: 'update', reason: RESTART('Volume/root'), ownership: 'owned', notes: [GRACEFUL_STOP],
+        steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.start' }] },
     ],
   },
   {
@@ -1126,9 +1140,9 @@ describe('diff table: metadata', () => {
     diff(d, o);
     expect(JSON.stringify([[...o.records], [...o.volumes].map(([k, v]) => [k, [...v]]), d.resources])).toBe(before);
   });
-  it('returns undefined-free, sorted field lists (fields are sorted by path within a config diff)', () => {
+  it('returns undefined-free field lists in the kind\'s field order (VM: vcpus, maxVcpus, memory, maxMemory)', () => {
     const d = desiredOf(lab({ vm1: { vcpus: 4, memory: '256MiB' } }));
     const got = diff(d, hostOf(LAB).build(d));
-    expect(got.map((c) => c.fields.map((x) => x.field))).toEqual([['spec.memoryKiB', 'spec.vcpus']]);
+    expect(got.map((c) => c.fields.map((x) => x.field))).toEqual([['spec.vcpus', 'spec.maxVcpus', 'spec.memoryKiB', 'spec.maxMemoryKiB']]);
   });
 });

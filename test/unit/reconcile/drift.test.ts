@@ -207,3 +207,17 @@ describe('host conflicts found while planning, not at apply', () => {
     expect(c.reason).toBe('path /srv/pools/two lies inside the directory of pool other-pool (/srv/pools) on the host');
   });
 });
+
+describe('interrupted runs whose work is complete on the host', () => {
+  it('a network an interrupted run created and started, but never recorded, is recorded by the rerun', async () => {
+    // As after a SIGKILL between "network defined and started" and "recorded": no record, an open journal entry.
+    await store.resources.delete('Network', `${P}-net`);
+    await store.journal.begin({ runId: 'killed', kind: 'Network', name: `${P}-net`, action: 'network.ensure', intent: { op: 'network.ensure' } });
+    const c = changeOf((await run(true)).plan.changes, `Network/${P}-net`)!;
+    expect(c).toMatchObject({ action: 'update', reason: 'finishing an operation interrupted in an earlier run', ownership: 'owned' });
+    expect((await run()).outcome).toBe('succeeded');
+    expect((await store.resources.get('Network', `${P}-net`))?.uuid).toBe(host.networks.get(`${P}-net`)!.uuid);
+    const again = (await run(true)).plan;
+    expect(again.noop).toBe(true);
+  });
+});

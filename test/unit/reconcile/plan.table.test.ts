@@ -29,7 +29,7 @@ const hostOf = (set: ManifestSet) => convergedHost(desiredOf(set));
 const LAB = lab();
 const T = true;
 const F = false;
-const ZERO: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0 };
+const ZERO: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0, release: 0, held: 0 };
 const NOT_MANAGED = (kind: string, name: string) =>
   `a ${kind} named ${name} already exists and is not managed by virtform; set metadata.adopt: true to let virtform take it over`;
 const BLOCKED_BY = (key: string) => `depends on ${key}, which is blocked`;
@@ -148,16 +148,20 @@ const rows: Row[] = [
     summary: { replace: 4, change: 1 },
   },
   {
-    name: 'replace a backing volume: its clone is not touched',
+    name: 'replace a backing volume: the clone is recreated on the new base, the VM on it stopped first and started last',
     desired: lab({ base: { capacity: '32MiB' } }), host: () => hostOf(LAB),
-    // NOTE(bug): the backing file of Volume/root is deleted and re-created empty while root (and
-    // the running vm1 on it) stay as they are: no replace of the clone, no restart, no ordering
-    // against root. See the matching diff row.
+    // (Was NOTE(bug): base was recreated under root and the running vm1. Fixed on main: clone
+    // cascade; the VM stops before root is deleted, root is deleted before base, and the VM
+    // starts once root is made again on the new base.)
     steps: [
-      [0, 'Volume/base', 'volume.delete', T, []],
+      [0, 'Volume/base', 'volume.delete', T, [2]],
       [1, 'Volume/base', 'volume.create', F, [0]],
+      [2, 'Volume/root', 'volume.delete', T, [4]],
+      [3, 'Volume/root', 'volume.create', F, [1, 2]],
+      [4, 'VirtualMachine/vm1', 'vm.stop', T, []],
+      [5, 'VirtualMachine/vm1', 'vm.start', F, [3, 4]],
     ],
-    summary: { replace: 1 },
+    summary: { replace: 2, change: 1 },
   },
   {
     name: 'a mix: new volume and DHCP host alongside a VM redefine; independent chains have no deps',

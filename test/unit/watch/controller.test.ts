@@ -3,7 +3,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { openStateStore, LockHeldError, type StateStore } from '../../../src/state/index.js';
-import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
+import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type Enqueue, type Source, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
 import type { HostPort } from '../../../src/reconcile/ports.js';
 import { GatedHost, parsePrometheus, sampleValue, sleep, waitFor, writeFilesInPlace } from './helpers.js';
 
@@ -57,8 +57,8 @@ async function startConverged(extra: Partial<WatchOptions> = {}): Promise<WatchC
   return c;
 }
 
-function metric(c: WatchController, name: string, labels: Record<string, string> = {}): number {
-  return sampleValue(parsePrometheus(c.metrics.render()), name, labels);
+async function metric(c: WatchController, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return sampleValue(parsePrometheus(await c.metrics.render()), name, labels);
 }
 
 function runsFrom(source: TriggerSource): number {
@@ -93,10 +93,10 @@ describe('start', () => {
     expect(host.domains.get(VM1)?.active).toBe(true);
     expect(c.lastRun?.outcome).toBe('succeeded');
     expect(c.lastRun?.plan?.create).toBe(7);
-    expect(metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
-    expect(metric(c, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
-    expect(metric(c, 'virtform_connected')).toBe(1);
-    expect(metric(c, 'virtform_resources', { kind: 'VirtualMachine', state: 'running' })).toBe(1);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
+    expect(await metric(c, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
+    expect(await metric(c, 'virtform_connected')).toBe(1);
+    expect(await metric(c, 'virtform_resources', { kind: 'VirtualMachine', state: 'running' })).toBe(1);
     await expect(store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
   });
 
@@ -119,7 +119,7 @@ describe('start', () => {
     await waitFor(() => c.ready, 'ready after failed connects');
     expect(connectAttempts).toBe(3);
     expect(logs.filter((l) => l.msg === 'connection failed').map((l) => l.retryInMs)).toEqual([10, 20]);
-    expect(metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
   });
 });
 
@@ -141,7 +141,7 @@ spec: {pool: ${P}-pool, capacity: 1MiB, format: raw}
     await c.idle();
     expect(c.runCount - runsBefore).toBe(1);
     expect(runsFrom('file')).toBe(1);
-    expect(metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(1);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(1);
     expect(host.volumes.get(`${P}-pool`)!.size).toBe(3 + 50);
     expect(c.lastRun?.plan?.create).toBe(50);
   });
@@ -192,8 +192,8 @@ describe('manifest errors', () => {
     expect(status.manifests.valid).toBe(false);
     expect(status.manifests.errors.length).toBe(errors.length);
     expect(status.manifests.digest).toBe(goodDigest);
-    expect(metric(c, 'virtform_manifest_errors')).toBe(errors.length);
-    expect(metric(c, 'virtform_reconcile_runs_total', { outcome: 'invalid' })).toBe(1);
+    expect(await metric(c, 'virtform_manifest_errors')).toBe(errors.length);
+    expect(await metric(c, 'virtform_reconcile_runs_total', { outcome: 'invalid' })).toBe(1);
 
     // While the folder is invalid nothing changes, not even on a resync after outside drift.
     host.domains.get(VM1)!.active = false;
@@ -209,7 +209,7 @@ describe('manifest errors', () => {
     expect(host.domains.get(VM1)!.def.memoryKiB).toBe(128 * 1024);
     expect(host.domains.get(VM1)!.active).toBe(true);
     expect(c.lastGoodDesired!.digest).not.toBe(goodDigest);
-    expect(metric(c, 'virtform_manifest_errors')).toBe(0);
+    expect(await metric(c, 'virtform_manifest_errors')).toBe(0);
     expect((await c.status()).manifests).toMatchObject({ valid: true, errors: [] });
   });
 
@@ -237,7 +237,7 @@ describe('manifest errors', () => {
     await sleep(DEBOUNCE * 3);
     await c.idle();
     expect(c.runCount).toBe(runs);
-    expect(metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(0);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(0);
   });
 });
 
@@ -268,17 +268,17 @@ describe('lifecycle events', () => {
     await sleep(300);
     await c.idle();
     expect(c.runCount).toBe(runs);
-    expect(metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(0);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(0);
     expect(host.domains.get('foreign-vm')!.active).toBe(false);
 
-    const drift = metric(c, 'virtform_drift_corrections_total');
+    const drift = await metric(c, 'virtform_drift_corrections_total');
     host.domains.get(VM1)!.active = false; // "virsh destroy"
     host.emitDomainEvent(VM1, 'stopped');
     await waitFor(() => host.domains.get(VM1)!.active, 'the VM to be started again');
     await c.idle();
-    expect(metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(1);
-    expect(metric(c, 'virtform_drift_corrections_total')).toBe(drift + 1);
-    expect(metric(c, 'virtform_apply_steps_total', { op: 'vm.start', outcome: 'succeeded' })).toBe(2);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(1);
+    expect(await metric(c, 'virtform_drift_corrections_total')).toBe(drift + 1);
+    expect(await metric(c, 'virtform_apply_steps_total', { op: 'vm.start', outcome: 'succeeded' })).toBe(2);
   });
 });
 
@@ -290,14 +290,14 @@ describe('connection', () => {
     host.disconnect(new Error('libvirtd went away'));
     expect(c.ready).toBe(false);
     expect(c.connectionState).toBe('disconnected');
-    expect(metric(c, 'virtform_connected')).toBe(0);
+    expect(await metric(c, 'virtform_connected')).toBe(0);
     host.domains.get(VM1)!.active = false; // killed while we were not listening
     await waitFor(() => c.ready, 'reconnect');
     expect(connectAttempts - attempts).toBe(5);
     expect(logs.filter((l) => l.msg === 'connection failed').map((l) => l.retryInMs)).toEqual([10, 20, 40, 40]);
     await waitFor(() => host.domains.get(VM1)!.active, 'the resync after reconnect to restart the VM');
-    expect(metric(c, 'virtform_triggers_total', { source: 'reconnect' })).toBe(1);
-    expect(metric(c, 'virtform_connected')).toBe(1);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'reconnect' })).toBe(1);
+    expect(await metric(c, 'virtform_connected')).toBe(1);
     // events are delivered on the new registration
     await c.idle();
     host.domains.get(VM1)!.active = false;
@@ -331,8 +331,145 @@ describe('stop', () => {
     await sleep(50);
     expect(c.runCount).toBe(runs + 1); // … and nothing ran after it
     expect(c.connectionState).toBe('closed');
-    expect(metric(c, 'virtform_up')).toBe(0);
+    expect(await metric(c, 'virtform_up')).toBe(0);
     const lock = await store.acquireWriterLock({ command: 'test' });
     await lock.release();
+  });
+});
+
+describe('requeue and stalled', () => {
+  const extraVolume = (capacity: string): string => `apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-bad}
+spec: {pool: ${P}-pool, capacity: ${capacity}, format: raw}
+`;
+
+  it('a failed run is requeued with jittered exponential backoff (default 1 s doubling) and converges within seconds', async () => {
+    const c = await startConverged(); // default requeue policy: 1 s doubling to 60 s, half jittered
+    const runs = c.runCount;
+    // Two runs' worth of failures (2 attempts per run): the 1st and 2nd runs fail, the 3rd converges.
+    host.failNext('startDomain', VM1, 4);
+    host.domains.get(VM1)!.active = false; // "virsh destroy"
+    const t0 = Date.now();
+    host.emitDomainEvent(VM1, 'stopped');
+    await waitFor(() => c.lastRun?.outcome === 'failed' && c.runCount === runs + 1, 'the failing run');
+    const status = await c.status();
+    expect(status.requeue.attempt).toBe(1);
+    expect(status.requeue.pending).toMatchObject({ reason: 'failed' });
+    expect(await metric(c, 'virtform_backoff_seconds')).toBeGreaterThanOrEqual(0.5);
+    expect(await metric(c, 'virtform_backoff_seconds')).toBeLessThanOrEqual(1);
+    expect(status.resources.find((r) => r.name === VM1)).toMatchObject({ status: 'failed', observed: 'stopped', desired: 'running' });
+
+    await waitFor(() => host.domains.get(VM1)!.active, 'the requeued runs to start the VM', 10_000);
+    await c.idle();
+    const convergedMs = Date.now() - t0;
+    expect(convergedMs).toBeLessThan(6_000); // the resync is off: only the requeue can have done it
+    expect(c.lastRun?.outcome).toBe('succeeded');
+    expect(c.runCount).toBe(runs + 3);
+    const requeues = logs.filter((l) => l.msg === 'requeue');
+    expect(requeues.map((l) => [l.attempt, l.reason])).toEqual([[1, 'failed'], [2, 'failed']]);
+    expect(Number(requeues[0]!.delayMs)).toBeGreaterThanOrEqual(500);
+    expect(Number(requeues[0]!.delayMs)).toBeLessThanOrEqual(1000);
+    expect(Number(requeues[1]!.delayMs)).toBeGreaterThanOrEqual(1000);
+    expect(Number(requeues[1]!.delayMs)).toBeLessThanOrEqual(2000);
+    expect(logs.filter((l) => l.msg === 'reconcile started').slice(-2).map((l) => l.sources)).toEqual([['requeue'], ['requeue']]);
+    expect(await metric(c, 'virtform_requeue_total', { reason: 'failed' })).toBe(2);
+    expect(await metric(c, 'virtform_triggers_total', { source: 'requeue' })).toBe(2);
+    expect(await metric(c, 'virtform_backoff_seconds')).toBe(0); // reset on success
+    const after = await c.status();
+    expect(after.requeue).toEqual({ attempt: 0 });
+    expect(after.resources.find((r) => r.name === VM1)).toMatchObject({ status: 'converged', observed: 'running' });
+  });
+
+  it('a run that throws (the connection dropped mid-run) is requeued too', async () => {
+    const c = await startConverged({ requeue: { initialDelayMs: 20, maxDelayMs: 40 } });
+    const snapshot = host.snapshot.bind(host);
+    let throws = 1;
+    host.snapshot = async () => {
+      if (throws-- > 0) throw new Error('socket hang up');
+      return snapshot();
+    };
+    c.trigger('resync');
+    await waitFor(() => logs.some((l) => l.msg === 'requeue' && l.reason === 'error'), 'the requeue after the error');
+    await waitFor(() => c.lastRun?.outcome === 'noop', 'the requeued run');
+    expect(await metric(c, 'virtform_requeue_total', { reason: 'error' })).toBe(1);
+  });
+
+  it('an invalid definition stalls the resource: no requeue, shown in /status, until a manifest change', async () => {
+    const c = await startConverged({ requeue: { initialDelayMs: 50, maxDelayMs: 100 } });
+    host.failNext('createVolume', `${P}-bad.img`, Infinity, 'invalid');
+    writeFileSync(join(mdir, 'bad.yaml'), extraVolume('1MiB'));
+    await waitFor(() => c.lastRun?.outcome === 'failed', 'the failing run');
+    const runs = c.runCount;
+    await sleep(600); // many requeue delays of this policy
+    await c.idle();
+    expect(c.runCount).toBe(runs);
+    expect(logs.filter((l) => l.msg === 'requeue')).toEqual([]);
+    expect(logs.some((l) => l.msg === 'stalled: not retrying until a manifest change or a lifecycle event')).toBe(true);
+    expect(await metric(c, 'virtform_stalled_resources')).toBe(1);
+    expect(await metric(c, 'virtform_requeue_total', { reason: 'failed' })).toBe(0);
+    const status = await c.status();
+    expect(status.stalled).toHaveLength(1);
+    expect(status.stalled[0]).toMatchObject({ resource: `Volume/${P}-bad`, reason: expect.stringMatching(/^invalid: injected failure/) });
+    expect(status.resources.find((r) => r.name === `${P}-bad`)).toMatchObject({ status: 'stalled', observed: 'absent' });
+    expect(status.requeue.pending).toBeUndefined();
+    expect(c.lastRun?.stalled).toEqual([{ resource: `Volume/${P}-bad`, reason: expect.stringMatching(/^invalid:/) }]);
+
+    // An input change is retried: the fix converges and clears the stall.
+    host.failures.clear();
+    writeFileSync(join(mdir, 'bad.yaml'), extraVolume('2MiB'));
+    await waitFor(() => c.lastRun?.outcome === 'succeeded', 'the run after the manifest change');
+    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-bad.img`)?.capacityBytes).toBe(2 * 1024 * 1024);
+    expect((await c.status()).stalled).toEqual([]);
+    expect(await metric(c, 'virtform_stalled_resources')).toBe(0);
+  });
+
+  it('a conflict with a foreign object stalls it instead of requeueing', async () => {
+    const c = await startConverged({ requeue: { initialDelayMs: 50, maxDelayMs: 100 } });
+    host.networks.set(`${P}-foreign`, {
+      uuid: '22222222-3333-4444-5555-666666666666', active: true, autostart: false,
+      def: { ...host.networks.get(`${P}-net`)!.def, name: `${P}-foreign` },
+    });
+    writeFileSync(join(mdir, 'foreign.yaml'), `apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${P}-foreign}
+spec: {mode: isolated, cidr: 10.232.0.0/24}
+`);
+    await waitFor(() => c.lastRun?.outcome === 'failed', 'the conflicting run');
+    const runs = c.runCount;
+    await sleep(500);
+    await c.idle();
+    expect(c.runCount).toBe(runs);
+    const status = await c.status();
+    expect(status.stalled.map((s) => s.resource)).toEqual([`Network/${P}-foreign`]);
+    expect(status.stalled[0]!.reason).toMatch(/^conflict: .*adopt/);
+    expect(status.resources.find((r) => r.name === `${P}-foreign`)).toMatchObject({ status: 'stalled' });
+    expect(logs.filter((l) => l.msg === 'requeue')).toEqual([]);
+  });
+});
+
+describe('sources', () => {
+  it('a plugged-in source (as a future git poller would be) feeds the same queue and runner', async () => {
+    let enqueue: Enqueue | undefined;
+    let stopped = false;
+    const git: Source = {
+      name: 'git',
+      async start(e) {
+        enqueue = e;
+      },
+      async stop() {
+        stopped = true;
+      },
+    };
+    const c = await startConverged({ sources: [git] });
+    const runs = c.runCount;
+    writeFilesInPlace(mdir, manifests({ vm1Memory: '80MiB' })); // as if the poller checked out a new revision …
+    enqueue!('git'); // … and asked for a run (the folder watch fires too, after its debounce)
+    await waitFor(() => host.domains.get(VM1)!.def.memoryKiB === 80 * 1024, 'the run the source asked for');
+    expect(logs.find((l) => l.msg === 'reconcile started' && (l.sources as string[]).includes('git'))).toBeDefined();
+    expect(await metric(c, 'virtform_triggers_total', { source: 'git' })).toBe(1);
+    expect(c.runCount).toBeGreaterThan(runs);
+    await c.stop();
+    expect(stopped).toBe(true);
   });
 });

@@ -23,7 +23,7 @@ export interface Sample {
 
 const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
 const LABEL = `[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\[\\\\n"])*"`;
-const SAMPLE_RE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL})(?:,${LABEL})*)?\\})? (-?[0-9.eE+-]+|[+-]Inf|NaN)(?: -?[0-9]+)?$`);
+const SAMPLE_RE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL})(?:,${LABEL})*)?\\})? (-?[0-9.eE+-]+|[+-]Inf|[Nn]a[Nn])(?: -?[0-9]+)?$`);
 const HELP_RE = new RegExp(`^# HELP (${NAME}) .*$`);
 const TYPE_RE = new RegExp(`^# TYPE (${NAME}) (counter|gauge|histogram|summary|untyped)$`);
 
@@ -40,6 +40,7 @@ export function parsePrometheus(text: string): Sample[] {
     const bad = (why: string): never => {
       throw new Error(`line ${i + 1}: ${why}: ${JSON.stringify(line)}`);
     };
+    if (line === '') return; // empty lines are ignored by the format (prom-client separates families with one)
     if (line.startsWith('#')) {
       const t = TYPE_RE.exec(line);
       if (t) {
@@ -60,8 +61,9 @@ export function parsePrometheus(text: string): Sample[] {
       labels[lm[1]!] = lm[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"').replace(/\\\\/g, '\\');
     }
     const v = m![3]!;
-    const value = v === '+Inf' ? Infinity : v === '-Inf' ? -Infinity : Number(v);
-    if (v !== 'NaN' && Number.isNaN(value)) bad('value is not a number');
+    const nan = /^nan$/i.test(v); // Prometheus parses floats like Go's ParseFloat: NaN in any case
+    const value = v === '+Inf' ? Infinity : v === '-Inf' ? -Infinity : nan ? NaN : Number(v);
+    if (!nan && Number.isNaN(value)) bad('value is not a number');
     if (type === 'counter' && value < 0) bad('negative counter');
     samples.push({ name, labels, value });
   });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import {
-  WatchController, WatchMetrics, isLoopbackHost, parseListen, startStatusServer, Histogram, Counter, type StatusServer,
+  WatchController, WatchMetrics, isLoopbackHost, parseListen, startStatusServer, type StatusServer,
 } from '../../../src/watch/index.js';
 import { FakeHost } from '../../support/fake-host.js';
 import { parsePrometheus, sampleValue, waitFor } from './helpers.js';
@@ -49,15 +49,18 @@ describe('listen address', () => {
 });
 
 describe('metrics text', () => {
-  it('renders counters, gauges and histograms that parse as Prometheus text', () => {
+  it('renders counters, gauges and histograms that parse as Prometheus text, with the process metrics', async () => {
     const m = new WatchMetrics();
     m.runs.inc({ outcome: 'succeeded' });
     m.steps.inc({ op: 'vm.start', outcome: 'failed' }, 2);
     m.calls.inc({ procedure: 'weird"name\\with\nstuff' });
     m.runDuration.observe(0.3);
     m.runDuration.observe(100);
-    m.callDuration.observe(0.002, { procedure: 'snapshot' });
-    const samples = parsePrometheus(m.render());
+    m.callDuration.observe({ procedure: 'snapshot' }, 0.002);
+    m.requeues.inc({ reason: 'failed' });
+    m.backoff.set(2.5);
+    const text = await m.render();
+    const samples = parsePrometheus(text);
     expect(sampleValue(samples, 'virtform_up')).toBe(1);
     expect(sampleValue(samples, 'virtform_apply_steps_total', { op: 'vm.start', outcome: 'failed' })).toBe(2);
     expect(sampleValue(samples, 'virtform_libvirt_calls_total', { procedure: 'weird"name\\with\nstuff' })).toBe(1);
@@ -65,19 +68,33 @@ describe('metrics text', () => {
     expect(sampleValue(samples, 'virtform_reconcile_duration_seconds_sum')).toBeCloseTo(100.3);
     expect(sampleValue(samples, 'virtform_reconcile_duration_seconds_bucket', { le: '0.5' })).toBe(1);
     expect(sampleValue(samples, 'virtform_reconcile_duration_seconds_bucket', { le: '+Inf' })).toBe(2);
+    expect(sampleValue(samples, 'virtform_libvirt_call_duration_seconds_bucket', { procedure: 'snapshot', le: '0.0025' })).toBe(1);
+    expect(sampleValue(samples, 'virtform_requeue_total', { reason: 'failed' })).toBe(1);
+    expect(sampleValue(samples, 'virtform_backoff_seconds')).toBe(2.5);
+    // prom-client's default process metrics: CPU, RSS, event-loop lag
+    expect(sampleValue(samples, 'process_resident_memory_bytes')).toBeGreaterThan(0);
+    expect(samples.some((s) => s.name === 'process_cpu_seconds_total')).toBe(true);
+    expect(samples.some((s) => s.name === 'nodejs_eventloop_lag_seconds')).toBe(true);
+    expect(m.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+    // without them, only virtform_* families
+    const bare = parsePrometheus(await new WatchMetrics({ defaultMetrics: false }).render());
+    expect(bare.every((s) => s.name.startsWith('virtform_'))).toBe(true);
   });
 
-  it('the test parser rejects malformed exposition (so it can fail)', () => {
+  it('the test parser rejects malformed exposition (so it can fail)', async () => {
     expect(() => parsePrometheus('foo 1\n')).toThrow(/before its # TYPE/);
     expect(() => parsePrometheus('# TYPE foo counter\nfoo{a=b} 1\n')).toThrow(/not a valid sample/);
     expect(() => parsePrometheus('# TYPE foo counter\nfoo one\n')).toThrow(/not a valid sample/);
     expect(() => parsePrometheus('# TYPE foo counter\nfoo 1')).toThrow(/newline/);
+    expect(() => parsePrometheus('# TYPE foo counter\n# TYPE foo counter\nfoo 1\n')).toThrow(/typed twice/);
     expect(() => parsePrometheus('# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n')).toThrow(/cumulative/);
-    const h = new Histogram('h', 'x', [1, 2]);
-    expect(() => new Histogram('bad', 'x', [2, 1])).toThrow();
-    expect(() => new Counter('bad name', 'x')).toThrow();
-    h.observe(1.5);
-    expect(parsePrometheus(`# TYPE h histogram\n${h.render().slice(1).slice(1).join('\n')}\n`).length).toBe(5);
+    expect(() => parsePrometheus('# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 2\n')).toThrow(/_count/);
+    const m = new WatchMetrics({ defaultMetrics: false });
+    m.runDuration.observe(1.5);
+    const text = await m.render();
+    expect(parsePrometheus(text).filter((s) => s.name.startsWith('virtform_reconcile_duration_seconds')).length).toBe(15 + 1 + 2);
+    // the same histogram with its +Inf bucket removed is caught
+    expect(() => parsePrometheus(text.replace(/^virtform_reconcile_duration_seconds_bucket\{le="\+Inf"\}.*\n/m, ''))).toThrow(/\+Inf/);
   });
 });
 
@@ -150,8 +167,21 @@ describe('HTTP listener', () => {
     expect(status.manifests).toMatchObject({ valid: true, errors: [], resources: 7 });
     expect(status.resources).toHaveLength(7);
     expect(status.resources.find((r: { name: string }) => r.name === `${P}-vm1`)).toMatchObject({
-      kind: 'VirtualMachine', desiredState: 'running', observedStatus: 'running',
+      // the same row as `virtform status --json`: observed live from the host, status derived
+      kind: 'VirtualMachine', desired: 'running', observed: 'running', status: 'converged', recordedStatus: 'running',
     });
+    expect(status.summary).toEqual({ total: 7, byStatus: { converged: 7 } });
+    expect(status.hostError).toBeNull();
+    expect(status.stalled).toEqual([]);
+    expect(status.requeue).toEqual({ attempt: 0 });
+    // a VM destroyed outside virtform shows as drifted at once (before any run)
+    host.domains.get(`${P}-vm1`)!.active = false;
+    await new Promise((r) => setTimeout(r, 1100)); // past the /status host-view cache
+    const drifted = JSON.parse((await get('/status')).body) as Record<string, any>;
+    expect(drifted.resources.find((r: { name: string }) => r.name === `${P}-vm1`)).toMatchObject({
+      desired: 'running', observed: 'stopped', status: 'drifted', recordedStatus: 'running',
+    });
+    host.domains.get(`${P}-vm1`)!.active = true;
 
     refuse = 3;
     host.disconnect();

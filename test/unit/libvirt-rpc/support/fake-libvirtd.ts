@@ -151,6 +151,8 @@ export class FakeLibvirtd {
   readonly handlers = new Map<number, Handler>();
   /** Keepalive packets received from clients. */
   readonly keepalive: PacketHeader[] = [];
+  /** Called for STREAM / STREAM_HOLE packets from clients (body = the payload). */
+  onStreamPacket: ((conn: FakeConn, header: PacketHeader, body: XdrReader) => void) | undefined;
   private constructor(
     readonly server: Server,
     readonly path: string,
@@ -200,6 +202,10 @@ export class FakeLibvirtd {
   async dispatch(conn: FakeConn, header: PacketHeader, args: XdrReader): Promise<void> {
     if (header.prog === KEEPALIVE_PROGRAM) {
       this.keepalive.push(header);
+      return;
+    }
+    if (header.type === MessageType.STREAM || header.type === MessageType.STREAM_HOLE) {
+      this.onStreamPacket?.(conn, header, args);
       return;
     }
     if (header.type !== MessageType.CALL) return;

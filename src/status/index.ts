@@ -1,0 +1,3 @@
+/** The status report shared by `virtform status` and the watcher's `/status`. */
+export { buildStatus, revisionLabel, type StatusRow, type StatusRevision, type StatusInput, type StatusSummary, type HostView, type ResourceStatus } from './build.js';
+export { observeForStatus, revisionsFor } from './observe.js';

@@ -1,0 +1,40 @@
+/**
+ * What `status` asks the host: one snapshot (the bulk list calls) plus one volume listing per
+ * active pool that holds a recorded or declared volume. Read-only.
+ */
+import type { DesiredResource } from '../reconcile/desired.js';
+import type { HostPort } from '../reconcile/ports.js';
+import type { ResourceRecord, RevisionRecord } from '../state/index.js';
+import type { HostView } from './build.js';
+
+export async function observeForStatus(host: Pick<HostPort, 'snapshot' | 'listVolumes'>, records: ResourceRecord[], declared?: readonly DesiredResource[]): Promise<HostView> {
+  const snapshot = await host.snapshot();
+  const pools = new Set<string>();
+  for (const r of records) {
+    const pool = (r.details.config as { pool?: string } | undefined)?.pool;
+    if (r.kind === 'Volume' && pool) pools.add(pool);
+  }
+  for (const d of declared ?? []) if (d.kind === 'Volume') pools.add(d.config.pool);
+  const volumeKeys = new Set<string>();
+  const volumeNames = new Set<string>();
+  for (const p of pools) {
+    if (!snapshot.pools.find((x) => x.name === p)?.active) continue;
+    for (const v of await host.listVolumes(p)) {
+      volumeKeys.add(v.key);
+      volumeNames.add(`${p}/${v.name}`);
+    }
+  }
+  return { snapshot, volumeKeys, volumeNames };
+}
+
+/** The revisions the records point at, by id. */
+export async function revisionsFor(
+  store: { revisions: { get(id: number): Promise<RevisionRecord | undefined> } }, records: ResourceRecord[],
+): Promise<Map<number, RevisionRecord>> {
+  const out = new Map<number, RevisionRecord>();
+  for (const id of new Set(records.map((r) => r.lastAppliedRevision).filter((x): x is number => x !== null))) {
+    const rev = await store.revisions.get(id);
+    if (rev) out.set(id, rev);
+  }
+  return out;
+}

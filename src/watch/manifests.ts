@@ -1,0 +1,84 @@
+/**
+ * The desired state as the watcher sees it: the manifest folder loaded at the start of every run.
+ * A load that fails (invalid manifests, unreadable folder, an empty folder without allowEmpty)
+ * keeps the last good desired state and reports every error; nothing is applied from a broken
+ * folder.
+ */
+import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
+import { buildDesired, type Desired } from '../reconcile/desired.js';
+import { silentLogger, type Logger } from './logger.js';
+import type { WatchMetrics } from './metrics.js';
+
+export type LoadResult = { ok: true; desired: Desired } | { ok: false; empty?: boolean };
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+export class ManifestState {
+  #lastGood: Desired | undefined;
+  #errors: ManifestError[] = [];
+  #problem: string | undefined;
+  readonly #log: Logger;
+
+  constructor(readonly dir: string, private readonly o: { allowEmpty?: boolean; metrics: WatchMetrics; logger?: Logger }) {
+    this.#log = o.logger ?? silentLogger;
+  }
+
+  /** The desired state last loaded without errors. */
+  get lastGood(): Desired | undefined {
+    return this.#lastGood;
+  }
+
+  get valid(): boolean {
+    return this.#errors.length === 0 && this.#problem === undefined;
+  }
+
+  /** Number of errors of the last load (0 when valid). */
+  get errorCount(): number {
+    return this.#errors.length + (this.#problem ? 1 : 0);
+  }
+
+  /** The errors of the last load, formatted `file:line:col: kind/name: field: message`. */
+  get errors(): string[] {
+    return [...this.#errors.map(formatManifestError), ...(this.#problem ? [this.#problem] : [])];
+  }
+
+  async load(): Promise<LoadResult> {
+    const m = this.o.metrics;
+    let result: Awaited<ReturnType<typeof loadManifests>>;
+    try {
+      result = await loadManifests(this.dir);
+    } catch (e) {
+      return this.#fail(`cannot read ${this.dir}: ${errText(e)}`);
+    }
+    if (!result.ok) {
+      this.#errors = result.errors;
+      this.#problem = undefined;
+      m.manifestErrors.set(result.errors.length);
+      for (const e of result.errors) {
+        this.#log.error('manifest error', {
+          file: e.file, line: e.line, col: e.col, kind: e.kind, name: e.name, field: e.field, error: e.message, text: formatManifestError(e),
+        });
+      }
+      return { ok: false };
+    }
+    const desired = buildDesired(result.desired);
+    if (desired.empty && !this.o.allowEmpty) {
+      return { ...this.#fail(`no manifests found in ${this.dir}; refusing to delete everything virtform manages (no --allow-empty)`), empty: true };
+    }
+    this.#errors = [];
+    this.#problem = undefined;
+    m.manifestErrors.set(0);
+    this.#lastGood = desired;
+    return { ok: true, desired };
+  }
+
+  #fail(problem: string): { ok: false } {
+    this.#errors = [];
+    this.#problem = problem;
+    this.o.metrics.manifestErrors.set(1);
+    this.#log.error('manifest error', { error: problem });
+    return { ok: false };
+  }
+}

@@ -1,0 +1,364 @@
+/**
+ * The runner: takes the world from the queue and reconciles it, one run at a time.
+ *
+ * Runs never overlap: the loop takes the queue's item (every source that asked since the last
+ * take), runs one full reconcile, and loops while the queue is dirty again, so triggers during a
+ * run make exactly one follow-up run. Manifests are loaded at the start of every run.
+ *
+ * After a run:
+ * - succeeded / noop: the requeue backoff is reset and nothing is stalled;
+ * - failed with a failure that retrying can fix, `error` (the run threw, e.g. the connection
+ *   dropped) or `interrupted` (not stopping): the run is REQUEUED after a jittered exponential
+ *   backoff (default 1 s doubling to 60 s);
+ * - failed only on what retrying cannot fix (a definition libvirt refuses as invalid, HostError
+ *   code `invalid`; a conflict with an object virtform does not own): those resources are STALLED
+ *   and the runner waits for an input change (a manifest edit, a lifecycle event, the resync)
+ *   instead of requeueing;
+ * - invalid manifests: nothing changed and nothing is requeued; the next file change reloads.
+ */
+import { reconcile, type ReconcileResult } from '../reconcile/engine.js';
+import type { RetryPolicy } from '../reconcile/apply.js';
+import { HostError, type HostErrorCode, type HostPort } from '../reconcile/ports.js';
+import type { StateStore } from '../state/index.js';
+import { Backoff, type BackoffPolicy } from '../util/backoff.js';
+import { silentLogger, type Logger } from './logger.js';
+import type { ManifestState } from './manifests.js';
+import type { WatchMetrics } from './metrics.js';
+import type { CoalescingQueue, TriggerSource } from './queue.js';
+import type { HostConnection } from './sources/connection.js';
+
+export type RunOutcome = ReconcileResult['outcome'] | 'invalid' | 'error';
+
+export interface RunInfo {
+  seq: number;
+  sources: TriggerSource[];
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  outcome: RunOutcome;
+  runId?: string;
+  revisionId?: number;
+  manifestDigest?: string;
+  plan?: { create: number; change: number; replace: number; delete: number; conflict: number; steps: number; noop: boolean };
+  mutations?: number;
+  failures: { resource: string; error: string; code?: string }[];
+  blocked: { resource: string; reason: string }[];
+  /** Changes held because they would destroy data (watch never consents). */
+  held?: { resource: string; reason: string }[];
+  /** Resources this run left stalled (not retried until an input changes). */
+  stalled?: { resource: string; reason: string }[];
+  /** Set when this run was requeued. */
+  requeue?: { attempt: number; delayMs: number; reason: string };
+  error?: string;
+}
+
+export interface StalledResource {
+  resource: string;
+  reason: string;
+  since: string;
+}
+
+export interface RequeueInfo {
+  /** Requeues since the last successful run. */
+  attempt: number;
+  /** The delayed run waiting, if any. */
+  pending?: { delayMs: number; dueAt: string; reason: string };
+}
+
+export interface RunnerOptions {
+  queue: CoalescingQueue;
+  connection: HostConnection;
+  manifests: ManifestState;
+  store: StateStore;
+  metrics: WatchMetrics;
+  logger?: Logger;
+  /** Aborted on stop: the run in flight finishes its current steps and starts no new ones. */
+  signal: AbortSignal;
+  concurrency?: number;
+  retry?: RetryPolicy;
+  gracefulStop?: boolean;
+  shutdownTimeoutMs?: number;
+  /** Requeue backoff after a failed run (default 1 s doubling to 60 s, half jittered). */
+  requeue?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number; jitter?: number };
+  /** Called after every run that reached the engine or failed loading (refresh owned set, gauges). */
+  afterRun?: () => Promise<void>;
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Wrap a host so that every HostError it throws is remembered by message: apply reports a failed
+ * step by its error text, and this recovers the error's code (to tell `invalid` from transient).
+ */
+function recordingErrors(host: HostPort, codes: Map<string, HostErrorCode>): HostPort {
+  return new Proxy(host, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const r = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (r instanceof Promise) {
+          return r.catch((e: unknown) => {
+            if (e instanceof HostError) codes.set(e.message, e.code);
+            throw e;
+          });
+        }
+        return r;
+      };
+    },
+  });
+}
+
+/** Failures no retry can fix: HostError code `invalid` (libvirt refused the definition). */
+const STALLING_CODES = new Set<string>(['invalid']);
+
+export class Runner {
+  readonly #o: RunnerOptions;
+  readonly #log: Logger;
+  readonly #backoff: Backoff;
+  #loop: Promise<void> | undefined;
+  #inFlight = false;
+  #seq = 0;
+  #firstReconcileDone = false;
+  #lastRun: RunInfo | undefined;
+  #lastReconcile: RunInfo | undefined;
+  #stalled = new Map<string, StalledResource>();
+  #active = 0;
+  /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
+  maxConcurrentRuns = 0;
+
+  constructor(o: RunnerOptions) {
+    this.#o = o;
+    this.#log = o.logger ?? silentLogger;
+    const r = o.requeue ?? {};
+    const policy: BackoffPolicy = { baseMs: r.initialDelayMs ?? 1000, maxMs: r.maxDelayMs ?? 60_000, factor: r.factor ?? 2, jitter: r.jitter ?? 0.5 };
+    this.#backoff = new Backoff(policy);
+  }
+
+  get inFlight(): boolean {
+    return this.#inFlight;
+  }
+
+  get firstReconcileDone(): boolean {
+    return this.#firstReconcileDone;
+  }
+
+  /** Completed runs (of any outcome). */
+  get runCount(): number {
+    return this.#seq - (this.#inFlight ? 1 : 0);
+  }
+
+  get lastRun(): RunInfo | undefined {
+    return this.#lastRun;
+  }
+
+  get lastReconcile(): RunInfo | undefined {
+    return this.#lastReconcile;
+  }
+
+  get stalled(): StalledResource[] {
+    return [...this.#stalled.values()];
+  }
+
+  get requeue(): RequeueInfo {
+    const d = this.#o.queue.delayed;
+    return {
+      attempt: this.#backoff.attempt,
+      ...(d ? { pending: { delayMs: d.delayMs, dueAt: d.dueAt, reason: this.#requeueReason ?? 'failed' } } : {}),
+    };
+  }
+
+  #requeueReason: string | undefined;
+
+  /** Start the loop if it is not running (the queue calls this on every add). */
+  kick(): void {
+    this.#loop ??= this.#runLoop();
+  }
+
+  /** Resolves when no run is in flight or pending (a delayed requeue does not count). */
+  async idle(): Promise<void> {
+    while (this.#loop) await this.#loop;
+  }
+
+  async #runLoop(): Promise<void> {
+    try {
+      await new Promise<void>((r) => setImmediate(r)); // let a synchronous burst of adds coalesce
+      while (this.#o.queue.dirty && !this.#o.signal.aborted) {
+        const sources = this.#o.queue.take();
+        this.#active += 1;
+        this.maxConcurrentRuns = Math.max(this.maxConcurrentRuns, this.#active);
+        try {
+          await this.#runOnce(sources);
+        } finally {
+          this.#active -= 1;
+        }
+      }
+    } finally {
+      // Cleared synchronously after the last check of the queue: an add after this starts a new loop.
+      this.#loop = undefined;
+    }
+  }
+
+  async #runOnce(sources: TriggerSource[]): Promise<void> {
+    const o = this.#o;
+    const m = o.metrics;
+    const connected = o.connection.host;
+    if (!connected) {
+      this.#log.debug('not connected; run deferred until reconnect', { sources });
+      return;
+    }
+    this.#inFlight = true;
+    const seq = ++this.#seq;
+    const started = Date.now();
+    const base = { seq, sources, startedAt: new Date(started).toISOString() };
+    const finish = (info: Omit<RunInfo, keyof typeof base | 'finishedAt' | 'durationMs'>): RunInfo => {
+      const run: RunInfo = { ...base, finishedAt: new Date().toISOString(), durationMs: Date.now() - started, ...info };
+      this.#lastRun = run;
+      m.runs.inc({ outcome: run.outcome });
+      return run;
+    };
+    try {
+      const loaded = await o.manifests.load();
+      if (!loaded.ok) {
+        finish({ outcome: 'invalid', failures: [], blocked: [], error: 'manifests invalid; last good state kept, nothing changed' });
+        this.#log.warn('manifests invalid: nothing changed; keeping the last good desired state', {
+          errors: o.manifests.errorCount, sources, lastGoodDigest: o.manifests.lastGood?.digest,
+        });
+        return;
+      }
+      const desired = loaded.desired;
+      this.#log.info('reconcile started', { seq, sources, digest: desired.digest, resources: desired.resources.length });
+      const codes = new Map<string, HostErrorCode>();
+      const result = await reconcile({
+        host: recordingErrors(connected, codes),
+        store: o.store,
+        desired,
+        concurrency: o.concurrency,
+        retry: o.retry,
+        gracefulStop: o.gracefulStop,
+        allowDataLoss: false, // never destroys data unattended: such changes are held (result.held)
+        shutdownTimeoutMs: o.shutdownTimeoutMs,
+        signal: o.signal,
+        onEvent: (e) => {
+          if (e.type === 'retry') {
+            this.#log.warn('step retry', { resource: e.step.key, op: e.step.op.op, attempt: e.attempt, delayMs: e.delayMs, error: e.error });
+          } else if (e.type === 'done') {
+            const s = e.outcome;
+            m.steps.inc({ op: s.step.op.op, outcome: s.status });
+            if (s.status === 'succeeded' && s.step.change.drift) m.driftCorrections.inc();
+            const fields = { resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, reason: s.step.change.reason, error: s.error };
+            if (s.status === 'succeeded') this.#log.info('step done', fields);
+            else this.#log.error('step not done', fields);
+          }
+        },
+      });
+      this.#firstReconcileDone = true;
+      m.runDuration.observe(result.durationMs / 1000);
+      const sum = result.plan.summary;
+      const failures = [...(result.applied?.failed ?? new Map<string, string>())].map(([resource, error]) => ({ resource, error, code: codes.get(error) }));
+      const blocked = [...result.plan.blocked].map(([resource, reason]) => ({ resource, reason }));
+      const run = finish({
+        outcome: result.outcome,
+        runId: result.runId,
+        revisionId: result.revisionId,
+        manifestDigest: desired.digest,
+        plan: { ...sum, steps: result.plan.steps.length, noop: result.plan.noop },
+        mutations: result.mutations,
+        failures,
+        blocked,
+        held: [...result.held].map(([resource, reason]) => ({ resource, reason })),
+      });
+      this.#lastReconcile = run;
+      this.#settle(run, [...(result.applied?.skipped ?? new Map<string, string>()).values()]);
+      const fields = {
+        seq, sources, outcome: run.outcome, durationMs: run.durationMs, plan: run.plan, mutations: run.mutations,
+        failures: run.failures.length, blocked: run.blocked.length,
+      };
+      if (run.outcome === 'failed') this.#log.error('reconcile finished with failures', { ...fields, failed: run.failures.slice(0, 10) });
+      else this.#log.info('reconcile finished', fields);
+    } catch (e) {
+      m.runDuration.observe((Date.now() - started) / 1000);
+      const run = finish({ outcome: 'error', failures: [], blocked: [], error: errText(e) });
+      this.#log.error('reconcile aborted', { seq, sources, error: errText(e) });
+      this.#settle(run, []);
+    } finally {
+      this.#inFlight = false;
+      await o.afterRun?.().catch(() => undefined);
+    }
+  }
+
+  /** Decide what follows a run: reset, requeue with backoff, or stall. */
+  #settle(run: RunInfo, skipReasons: string[]): void {
+    const o = this.#o;
+    const m = o.metrics;
+    if (run.outcome === 'noop' || run.outcome === 'succeeded') {
+      if (this.#backoff.attempt > 0) this.#log.info('converged after requeue', { seq: run.seq, requeues: this.#backoff.attempt });
+      this.#backoff.reset();
+      o.queue.cancelDelayed();
+      this.#requeueReason = undefined;
+      m.backoff.set(0);
+      this.#setStalled([]);
+      return;
+    }
+    if (o.signal.aborted) return; // stopping: the next start does the rest
+    if (run.outcome === 'held') {
+      // Retrying cannot give consent: wait for an input change (or `reconcile --allow-data-loss`).
+      const stalled = (run.held ?? []).map((h) => ({ resource: h.resource, reason: `held: ${h.reason}` }));
+      this.#setStalled(stalled);
+      run.stalled = stalled;
+      this.#backoff.reset();
+      o.queue.cancelDelayed();
+      this.#requeueReason = undefined;
+      m.backoff.set(0);
+      this.#log.warn('changes held: they would destroy data; watch never consents (run reconcile --allow-data-loss)', {
+        seq: run.seq, held: stalled.slice(0, 10),
+      });
+      return;
+    }
+    let reason: string;
+    if (run.outcome === 'failed') {
+      const stalled: { resource: string; reason: string }[] = [
+        ...run.failures.filter((f) => f.code !== undefined && STALLING_CODES.has(f.code)).map((f) => ({ resource: f.resource, reason: `invalid: ${f.error}` })),
+        ...run.blocked.map((b) => ({ resource: b.resource, reason: `conflict: ${b.reason}` })),
+      ];
+      this.#setStalled(stalled);
+      run.stalled = stalled;
+      const retryable = run.failures.some((f) => f.code === undefined || !STALLING_CODES.has(f.code))
+        // a step not started for any reason other than a failed or skipped prerequisite (connection lost)
+        || skipReasons.some((r) => !r.startsWith('skipped: '));
+      if (!retryable) {
+        this.#backoff.reset();
+        o.queue.cancelDelayed();
+        this.#requeueReason = undefined;
+        m.backoff.set(0);
+        this.#log.warn('stalled: not retrying until a manifest change or a lifecycle event', {
+          seq: run.seq, resources: stalled.map((s) => s.resource), stalled: stalled.slice(0, 10),
+        });
+        return;
+      }
+      reason = 'failed';
+    } else if (run.outcome === 'error' || run.outcome === 'interrupted') {
+      reason = run.outcome;
+    } else {
+      return; // invalid manifests: wait for the next change
+    }
+    const delayMs = this.#backoff.next();
+    const attempt = this.#backoff.attempt;
+    run.requeue = { attempt, delayMs, reason };
+    this.#requeueReason = reason;
+    m.requeues.inc({ reason });
+    m.backoff.set(delayMs / 1000);
+    this.#log.warn('requeue', { seq: run.seq, reason, attempt, delayMs, failures: run.failures.length, error: run.error });
+    o.queue.addAfter('requeue', delayMs);
+  }
+
+  #setStalled(list: { resource: string; reason: string }[]): void {
+    const now = new Date().toISOString();
+    const next = new Map<string, StalledResource>();
+    for (const s of list) next.set(s.resource, { ...s, since: this.#stalled.get(s.resource)?.since ?? now });
+    this.#stalled = next;
+    this.#o.metrics.stalled.set(next.size);
+  }
+}

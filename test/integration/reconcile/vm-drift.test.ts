@@ -1,0 +1,242 @@
+/**
+ * VirtualMachine against the real libvirtd (qemu:///system, TCG domains without an OS): the drift
+ * hunt for every VM field (changed with `virsh … --config` or a redefinition, seen by a dry-run as
+ * drift, corrected by reconcile, read back equal to the manifest), stable MACs, NIC removal by
+ * MAC, live and restart changes, the restart-required mark, and growing a volume attached to a
+ * running VM.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
+import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
+import { tempDir, writeManifests } from '../../support/manifests.js';
+import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+
+const P = 'vftest-restart';
+const VM = `${P}-vm`;
+const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
+
+interface Opts { vcpus?: number; memory?: string; maxMemory?: string; nics?: string; disks?: string; dataCapacity?: string; state?: string; extraVolume?: boolean }
+function files(o: Opts = {}): Record<string, string> {
+  return {
+    'base.yaml': `apiVersion: virtform.dev/v1
+kind: StoragePool
+metadata: {name: ${P}-pool}
+spec: {path: ${POOL_DIR}}
+---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-root}
+spec: {pool: ${P}-pool, capacity: 16MiB}
+---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-data}
+spec: {pool: ${P}-pool, capacity: ${o.dataCapacity ?? '16MiB'}, format: raw}
+---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-extra}
+spec: {pool: ${P}-pool, capacity: 16MiB, format: raw}
+---
+apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${P}-a}
+spec: {mode: isolated, cidr: 10.243.0.0/24, autostart: false}
+---
+apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${P}-b}
+spec: {mode: isolated, cidr: 10.244.0.0/24, autostart: false}
+`,
+    'vm.yaml': `apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: ${VM}}
+spec:
+  vcpus: ${o.vcpus ?? 1}
+  maxVcpus: 2
+  memory: ${o.memory ?? '64MiB'}
+  maxMemory: ${o.maxMemory ?? '128MiB'}
+  state: ${o.state ?? 'running'}
+  disks: ${o.disks ?? `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}]`}
+  nics: ${o.nics ?? `[{network: ${P}-a}, {network: ${P}-b, model: e1000}]`}
+`,
+  };
+}
+
+let work: string;
+let mdir: string;
+let db: string;
+const cli = (args: string[]) => runCli([...args, '--db', db]);
+async function reconcileOk(o: Opts = {}): Promise<string> {
+  writeManifests(mdir, files(o));
+  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+  return r.stdout;
+}
+async function dryRun(o: Opts = {}): Promise<{ code: number | null; stdout: string }> {
+  writeManifests(mdir, files(o));
+  const r = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+  return { code: r.code, stdout: r.stdout + r.stderr };
+}
+const definition = () => parseDomainXml(virsh('dumpxml', '--inactive', VM));
+const liveXml = () => parseDomainXml(virsh('dumpxml', VM));
+/** Redefine the persistent definition with `edit` applied to its XML (what `virsh edit` does). */
+function redefine(edit: (xml: string) => string): void {
+  const file = join(work, 'edited.xml');
+  const xml = virsh('dumpxml', '--inactive', VM);
+  const next = edit(xml);
+  expect(next).not.toBe(xml);
+  writeFileSync(file, next);
+  virsh('define', file);
+}
+/** What the manifest says, as it reads back from the definition. */
+const manifestView = (macs: string[]) => ({
+  vcpus: 1, maxVcpus: 2, memoryKiB: 65536, maxMemoryKiB: 131072, balloon: 'virtio', description: undefined,
+  disks: [
+    { path: `${POOL_DIR}/${P}-root.qcow2`, target: 'vda', bus: 'virtio', bootOrder: 1, format: 'qcow2' },
+    { path: `${POOL_DIR}/${P}-data.img`, target: 'vdb', bus: 'virtio', format: 'raw' },
+  ],
+  nics: [
+    { network: `${P}-a`, mac: macs[0], model: 'virtio', type: 'network' },
+    { network: `${P}-b`, mac: macs[1], model: 'e1000', type: 'network' },
+  ],
+});
+const view = (d: ReturnType<typeof definition>) => ({
+  vcpus: d.vcpus, maxVcpus: d.maxVcpus, memoryKiB: d.memoryKiB, maxMemoryKiB: d.maxMemoryKiB, balloon: d.balloon,
+  description: d.description, disks: d.disks, nics: d.nics,
+});
+
+let macs: string[] = [];
+
+beforeAll(async () => {
+  cleanupPrefix(P);
+  ensureBuilt();
+  work = tempDir();
+  mdir = join(work, 'manifests');
+  db = join(work, 'state.db');
+  await reconcileOk();
+  macs = definition().nics.map((n) => n.mac);
+});
+afterAll(() => {
+  cleanupPrefix(P);
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('VM drift hunt on qemu:///system', () => {
+  it('starts converged: the definition reads back as the manifest, a dry-run has nothing to do', async () => {
+    expect(macs.every((m) => /^52:54:00:/.test(m))).toBe(true);
+    expect(view(definition())).toEqual(manifestView(macs));
+    const dry = await dryRun();
+    expect(dry.code, dry.stdout).toBe(0);
+    expect(dry.stdout).toContain('No changes.');
+  });
+
+  const xmlNic = (xml: string, i: number, f: (nic: string) => string): string => {
+    let n = -1;
+    return xml.replace(/<interface[\s\S]*?<\/interface>/g, (m) => (++n === i ? f(m) : m));
+  };
+  const xmlDisk = (xml: string, target: string, f: (disk: string) => string): string =>
+    xml.replace(/<disk[\s\S]*?<\/disk>/g, (m) => (m.includes(`dev='${target}'`) ? f(m) : m));
+
+  const hunt: [string, () => void, RegExp][] = [
+    ['virsh setvcpus --config', () => virsh('setvcpus', VM, '2', '--config'), /~ spec\.vcpus: 2 → 1 \(drift\)/],
+    ['virsh setmem --config', () => virsh('setmem', VM, '49152', '--config'), /~ spec\.memory: 48MiB → 64MiB \(drift\)/],
+    ['virsh setmaxmem --config', () => virsh('setmaxmem', VM, '262144', '--config'), /~ spec\.maxMemory: 256MiB → 128MiB \(drift\)/],
+    ['virsh desc --config', () => virsh('desc', VM, '--config', 'set by hand'), /spec\.description: "set by hand".*\(drift\)/],
+    ['virsh detach-disk --config', () => virsh('detach-disk', VM, 'vdb', '--config'), /\+ spec\.disks\[1\]\.path: .*\(drift\)/],
+    ['virsh attach-disk --config', () => virsh('attach-disk', VM, `${POOL_DIR}/${P}-extra.img`, 'vdc', '--config', '--subdriver', 'raw'), /- spec\.disks\[vdc\]: .*\(drift\)/],
+    ['disk bus (redefined)', () => redefine((x) => xmlDisk(x, 'vdb', (d) => d.replace(/<target dev='vdb' bus='virtio'\/>/, "<target dev='sdb' bus='sata'/>").replace(/<address [^>]*\/>/, ''))), /~ spec\.disks\[1\]\.bus: "sata" → "virtio" \(drift\)/],
+    ['boot order (redefined)', () => redefine((x) => xmlDisk(xmlDisk(x, 'vda', (d) => d.replace(/\s*<boot order='1'\/>/, '')), 'vdb', (d) => d.replace(/<\/disk>/, "<boot order='1'/></disk>"))), /spec\.disks\[\d\]\.boot: .*\(drift\)/],
+    ['disk source (redefined)', () => redefine((x) => x.replace(`${POOL_DIR}/${P}-data.img`, `${POOL_DIR}/${P}-extra.img`)), /~ spec\.disks\[1\]\.path: ".*-extra\.img" → ".*-data\.img" \(drift\)/],
+    ['NIC model (redefined)', () => redefine((x) => xmlNic(x, 0, (n) => n.replace(/<model type='virtio'\/>/, "<model type='rtl8139'/>"))), /~ spec\.nics\[0\]\.model: "rtl8139" → "virtio" \(drift\)/],
+    ['NIC MAC (redefined)', () => redefine((x) => x.replace(macs[0]!, '52:54:00:de:ad:01')), /~ spec\.nics\[0\]\.mac: "52:54:00:de:ad:01" → ".*" \(drift\)/],
+    ['NIC network (redefined)', () => redefine((x) => xmlNic(x, 1, (n) => n.replace(`network='${P}-b'`, `network='${P}-a'`))), /~ spec\.nics\[1\]\.network: "vftest-restart-a" → "vftest-restart-b" \(drift\)/],
+    ['virsh detach-interface --config', () => virsh('detach-interface', VM, 'network', '--mac', macs[1]!, '--config'), /\+ spec\.nics\[1\]\.network: "vftest-restart-b" \(drift\)/],
+    ['virsh attach-interface --config', () => virsh('attach-interface', VM, 'network', `${P}-a`, '--config'), /- spec\.nics\[52:54:00:[0-9a-f:]+\]: .*"model":"rtl8139".*\(drift\)/],
+  ];
+  for (const [what, mutate, line] of hunt) {
+    it(`${what}: dry-run exit 3 with the field as drift, reconcile, read-back equals the manifest`, async () => {
+      mutate();
+      const dry = await dryRun();
+      expect(dry.code, dry.stdout).toBe(3);
+      expect(dry.stdout).toMatch(line);
+      await reconcileOk();
+      expect(view(definition())).toEqual(manifestView(macs));
+      const again = await dryRun();
+      expect(again.code, again.stdout).toBe(0);
+    });
+  }
+});
+
+describe('MACs, live and restart changes, restart-required', () => {
+  it('keeps the generated MACs across a vCPU edit, a NIC added and a disk added; removes a NIC by MAC', async () => {
+    await reconcileOk({ vcpus: 2 });
+    expect(definition().nics.map((n) => n.mac)).toEqual(macs);
+    await reconcileOk({ vcpus: 2, nics: `[{network: ${P}-a}, {network: ${P}-b, model: e1000}, {network: ${P}-b}]` });
+    const three = definition().nics.map((n) => n.mac);
+    expect(three.slice(0, 2)).toEqual(macs);
+    await reconcileOk({ vcpus: 2, nics: `[{network: ${P}-a}, {network: ${P}-b, model: e1000}, {network: ${P}-b}]`, disks: `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}, {volume: ${P}-extra}]` });
+    expect(definition().nics.map((n) => n.mac)).toEqual(three);
+    // remove nics[0]: shown as that NIC going, the others keep MAC and model
+    const dry = await dryRun({ vcpus: 2, nics: `[{network: ${P}-b, model: e1000}, {network: ${P}-b}]`, disks: `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}, {volume: ${P}-extra}]` });
+    expect(dry.stdout).toContain(`- spec.nics[${macs[0]}]: {"network":"vftest-restart-a","model":"virtio","mac":"${macs[0]}"}`);
+    expect(dry.stdout, dry.stdout).not.toMatch(/spec\.nics\[0\]\.model/);
+    await reconcileOk({ vcpus: 2, nics: `[{network: ${P}-b, model: e1000}, {network: ${P}-b}]`, disks: `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}, {volume: ${P}-extra}]` });
+    expect(definition().nics.map((n) => [n.mac, n.model])).toEqual([[three[1], 'e1000'], [three[2], 'virtio']]);
+    await reconcileOk(); // back to the manifest of the drift hunt (a NIC on a again: a fresh MAC)
+    macs = definition().nics.map((n) => n.mac);
+  });
+
+  it('plans vCPU plug and memory within the maxima [live] and applies them to the running domain', async () => {
+    // start from a domain booted with the current definition (the maxima are in it)
+    virsh('destroy', VM);
+    virsh('start', VM);
+    const dry = await dryRun({ vcpus: 2, memory: '96MiB' });
+    expect(dry.code).toBe(3);
+    expect(dry.stdout, dry.stdout).toContain('~ spec.vcpus: 1 → 2 [live]');
+    expect(dry.stdout).toContain('~ spec.memory: 64MiB → 96MiB [live]');
+    expect(dry.stdout).not.toMatch(/restart required/);
+    await reconcileOk({ vcpus: 2, memory: '96MiB' });
+    expect(virsh('vcpucount', VM, '--live', '--current').trim()).toBe('2');
+    expect(definition()).toMatchObject({ vcpus: 2, memoryKiB: 98304 });
+    const status = await cli(['status', '--json']);
+    const row = (JSON.parse(status.stdout) as { resources: { kind: string; name: string; restartRequired: unknown }[] }).resources.find((r) => r.name === VM);
+    expect(row?.restartRequired).toBeNull();
+  });
+
+  it('marks a restart change [restart], keeps restart required in status and plans until virsh destroy + start', async () => {
+    const dry = await dryRun({ vcpus: 1, memory: '96MiB', maxMemory: '192MiB' });
+    expect(dry.stdout).toContain('~ spec.vcpus: 2 → 1 [restart]');
+    expect(dry.stdout).toContain('~ spec.maxMemory: 128MiB → 192MiB [restart]');
+    await reconcileOk({ vcpus: 1, memory: '96MiB', maxMemory: '192MiB' });
+    expect(liveXml().vcpus).toBe(2);
+    expect(definition().vcpus).toBe(1);
+    const again = await dryRun({ vcpus: 1, memory: '96MiB', maxMemory: '192MiB' });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain(`VirtualMachine/${VM}: restart required for spec.vcpus (running with 2, defined 1), spec.maxMemory (running with 128MiB, defined 192MiB)`);
+    const status = await cli(['status']);
+    expect(status.stdout).toMatch(/running \(restart required\)/);
+    const json = JSON.parse((await cli(['status', '--json'])).stdout) as { resources: { name: string; restartRequired: { fields: string[] } | null }[] };
+    expect(json.resources.find((r) => r.name === VM)?.restartRequired?.fields).toEqual(['spec.vcpus', 'spec.maxMemoryKiB']);
+    virsh('destroy', VM);
+    virsh('start', VM);
+    const after = await dryRun({ vcpus: 1, memory: '96MiB', maxMemory: '192MiB' });
+    expect(after.code).toBe(0);
+    expect(after.stdout).toContain('No changes.');
+    const cleared = JSON.parse((await cli(['status', '--json'])).stdout) as { resources: { name: string; restartRequired: unknown }[] };
+    expect(cleared.resources.find((r) => r.name === VM)?.restartRequired).toBeNull();
+  });
+
+  it('grows a volume attached to the running VM through the domain', async () => {
+    await reconcileOk({ vcpus: 1, memory: '96MiB', maxMemory: '192MiB', dataCapacity: '32MiB' });
+    expect(virsh('vol-info', '--bytes', '--pool', `${P}-pool`, `${P}-data.img`)).toMatch(/Capacity:\s+33554432 bytes/);
+    expect(virsh('domblkinfo', VM, 'vdb')).toMatch(/Capacity:\s+33554432/);
+    // and with state: stopped in the same edit: stopped first, then the volume grows
+    const out = await reconcileOk({ vcpus: 1, memory: '96MiB', maxMemory: '192MiB', dataCapacity: '48MiB', state: 'stopped' });
+    expect(out.indexOf(`stop domain VirtualMachine/${VM}`)).toBeLessThan(out.indexOf(`resize volume Volume/${P}-data`));
+    expect(virsh('vol-info', '--bytes', '--pool', `${P}-pool`, `${P}-data.img`)).toMatch(/Capacity:\s+50331648 bytes/);
+    expect(virsh('domstate', VM).trim()).toBe('shut off');
+  });
+});
+

@@ -1,0 +1,87 @@
+/**
+ * `virtform status` against the real libvirtd on qemu:///system (issue #12): after `virsh destroy`
+ * the STATUS column says drifted (observed stopped, desired running), not the last apply's
+ * "running"; a reconcile brings it back to converged. Objects are vftest-status-*; the network is
+ * isolated and the VM boots no OS.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir, writeManifests } from '../../support/manifests.js';
+import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+
+const P = 'vftest-status';
+const VM = `${P}-vm`;
+
+const files = {
+  'all.yaml': `apiVersion: virtform.dev/v1
+kind: StoragePool
+metadata: {name: ${P}-pool}
+spec: {path: /var/lib/virtform-test/${P}-pool, autostart: false}
+---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}-root}
+spec: {pool: ${P}-pool, capacity: 16MiB, format: qcow2}
+---
+apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${P}-net}
+spec: {mode: isolated, cidr: 10.239.78.0/24, autostart: false}
+---
+apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: ${VM}}
+spec:
+  vcpus: 1
+  memory: 64MiB
+  state: running
+  disks: [{volume: ${P}-root, bus: virtio, boot: 1}]
+  nics: [{network: ${P}-net}]
+`,
+};
+
+let work: string;
+let mdir: string;
+let db: string;
+
+interface Row { kind: string; name: string; desired: string; observed: string; status: string; recordedStatus: string }
+async function statusJson(): Promise<{ code: number | null; rows: Row[] }> {
+  const r = await runCli(['status', mdir, '--db', db, '--json']);
+  return { code: r.code, rows: (JSON.parse(r.stdout) as { resources: Row[] }).resources };
+}
+
+beforeAll(async () => {
+  ensureBuilt();
+  cleanupPrefix(P);
+  work = tempDir('vftest-status-int-');
+  mdir = writeManifests(join(work, 'm'), files);
+  db = join(work, 'state.db');
+  const r = await runCli(['reconcile', mdir, '--db', db, '--shutdown-timeout', '0']);
+  expect(r.code, r.stderr + r.stdout).toBe(0);
+}, 120_000);
+
+afterAll(() => {
+  cleanupPrefix(P);
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('virtform status on qemu:///system', () => {
+  it('after virsh destroy: observed stopped and STATUS drifted; a reconcile converges it again', async () => {
+    const before = await statusJson();
+    expect(before.code).toBe(0);
+    expect(before.rows.map((r) => r.status)).toEqual(['converged', 'converged', 'converged', 'converged']);
+
+    virsh('destroy', VM);
+    const after = await statusJson();
+    expect(after.code).toBe(0);
+    expect(after.rows.find((r) => r.name === VM)).toMatchObject({ desired: 'running', observed: 'stopped', status: 'drifted', recordedStatus: 'running' });
+    const table = await runCli(['status', mdir, '--db', db]);
+    expect(table.code).toBe(0);
+    const line = table.stdout.split('\n').find((l) => l.startsWith(`VirtualMachine/${VM} `))!;
+    expect(line.split(/\s{2,}/).slice(0, 4)).toEqual([`VirtualMachine/${VM}`, 'running', 'stopped', 'drifted']);
+
+    expect((await runCli(['reconcile', mdir, '--db', db, '--shutdown-timeout', '0'])).code).toBe(0);
+    expect((await statusJson()).rows.find((r) => r.name === VM)).toMatchObject({ observed: 'running', status: 'converged' });
+  });
+});
