@@ -1,28 +1,63 @@
 /**
  * In-memory implementation of the reconciler's HostPort, for unit tests of diff, plan and apply.
- * Behaves like libvirt where the reconciler relies on it: define overwrites (same UUID required
- * for an existing name), start/stop are idempotent, a volume can't be created twice, deleting a
- * pool with volumes fails. Failures can be injected per operation and resource name.
  *
- * Domains behave like libvirt's QEMU driver under TCG: a NIC defined without a MAC gets a new
- * random 52:54:00 MAC at every define; a running domain keeps the definition it was started
- * with (`live`) and gets a new domain id at every start; vCPUs can be plugged live up to the
- * maximum but not unplugged (QEMU refuses the device_del); memory and description change live
- * within the maximum; a volume attached to a running domain cannot be resized with the volume
- * API (qemu-img cannot take the write lock), only through the domain (block resize).
+ * It behaves like libvirtd (qemu:///system) as seen through the real adapter; the HostPort
+ * contract suite (test/support/host-contract.ts) runs against both and keeps them in step:
+ * - define overwrites an object of the same name and UUID; the same name with another (or no)
+ *   UUID fails with `operation-failed` ("already exists with uuid"); so does a pool on a path
+ *   another pool uses;
+ * - an active object runs the definition it was started with (`live`, one mechanism for every
+ *   kind): redefining it changes its persistent definition (`def`) only; getPool/getNetwork and
+ *   getRunningDomain show the running definition, getDomain and `definitions` the persistent one,
+ *   until the object is stopped;
+ * - start/stop are idempotent; undefining an active network or a running domain leaves it running
+ *   as a transient object that vanishes when stopped (and whose autostart cannot be set);
+ * - a volume can't be created twice (`already-exists`), not in an inactive pool, not with a
+ *   missing backing file; volumes can grow, not shrink (`invalid`); the volumes of an inactive
+ *   pool can't be listed or looked up (`operation-failed`);
+ * - deleting a pool undefines it even with volumes in it: the files stay and reappear when a pool
+ *   is defined on the same directory again;
+ * - DHCP host entries follow libvirt's network-update rules (no duplicate MAC, name or IP);
+ * - NICs without a MAC get a new random 52:54:00 MAC at every define (libvirt's QEMU driver);
+ * - domains behave like the QEMU driver under TCG: a new domain id at every start; vCPUs can be
+ *   plugged live up to the maximum but not unplugged (QEMU refuses the device_del); memory and
+ *   description change live (and in the persistent definition) within the maximum; a volume
+ *   attached to a running domain cannot be resized with the volume API (qemu-img cannot take the
+ *   write lock), only through the domain (block resize);
+ * - with `lifecycleEvents = true`, the domain lifecycle events the daemon sends for the fake's own
+ *   calls (defined, undefined, started, stopped) are delivered asynchronously to subscribers.
+ *   Off by default: the watch tests count runs, and the controller schedules a run for every
+ *   event of an owned domain, including the ones its own apply causes (see the contract report);
+ * - `definitions` reads the PERSISTENT definitions (libvirt's INACTIVE XML), one call per object:
+ *   after a redefinition of an active object it shows the new definition while getNetwork,
+ *   getPool and getRunningDomain still show the running one.
+ * Failures can be injected per operation and resource name (with the HostError code to throw).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
   HostError, type HostErrorCode,
-  type DhcpHost, type DomainDef, type HostDefinitions, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostIdentity, type HostPort, type HostSnapshot, type NetworkDef,
+  type DhcpHost, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
+  type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
 } from '../../src/reconcile/ports.js';
 
 interface Obj<D> {
-  uuid: string; def: D; active: boolean; autostart: boolean; id?: number;
-  /** Domains: the definition the running domain was started with (changed by live calls). */
+  uuid: string;
+  /** The persistent definition (what `virsh dumpxml --inactive` shows). */
+  def: D;
+  active: boolean;
+  autostart: boolean;
+  /**
+   * The definition the running object uses: set when it starts, changed by live calls, not by a
+   * redefinition; dropped when it stops. (An object a test marks active without starting it runs
+   * `def` until its first redefinition.)
+   */
   live?: D;
-  /** Domains: the `<memballoon model>` of the persistent definition (virtform writes virtio). */
+  /** Undefined while running: gone when stopped. */
+  transient?: boolean;
+  /** Domains: libvirt's domain id while running (a new one at every start). */
+  id?: number;
+  /** Domains: the `<memballoon model>` of the definition (virtform writes virtio). */
   balloon?: string;
 }
 
@@ -30,17 +65,31 @@ export function randomMac(): string {
   return `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
 }
 
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const DISK_TARGET = /^(vd|sd|hd|xvd)[a-z]+$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+/** Which definition a read shows: the running one (get*) or the persistent one (`definitions`). */
+type View = 'current' | 'persistent';
+
+const invalid = (msg: string): HostError => new HostError('invalid', msg);
+const failed = (msg: string): HostError => new HostError('operation-failed', msg);
+
 export class FakeHost implements HostPort {
   pools = new Map<string, Obj<PoolDef>>();
   volumes = new Map<string, Map<string, VolumeDetail>>();
   networks = new Map<string, Obj<NetworkDef>>();
   domains = new Map<string, Obj<DomainDef>>();
+  /** Volume files left in the directory of a deleted pool, by directory path. */
+  leftFiles = new Map<string, Map<string, VolumeDetail>>();
   calls: string[] = [];
   private mutations = 0;
   private nextDomainId = 1;
   /** `op:name` → remaining failures (Infinity = always). op is the HostPort method name. */
   failures = new Map<string, number>();
   type: 'kvm' | 'qemu' = 'qemu';
+  /** Deliver defined/undefined/started/stopped events for this fake's own calls, as libvirtd does. */
+  lifecycleEvents = false;
   /** What hostIdentity() reports. */
   identity: HostIdentity = { uri: 'test:///fake', hostname: 'fake-host', uuid: '00000000-0000-4000-8000-00000000fa4e', driver: 'test' };
 
@@ -82,17 +131,21 @@ export class FakeHost implements HostPort {
     return { pools: list(this.pools), networks: list(this.networks), domains };
   }
 
-  /** Like the adapter: one read per listed object, objects gone since listing left out. */
+  /**
+   * Like the adapter: one read per listed object, objects gone since listing left out. These are
+   * the persistent definitions (the adapter reads with the INACTIVE flag), not what get* shows.
+   */
   readonly definitions: HostDefinitions = {
-    domains: async (list) => this.describe('describeDomain', list, (n) => this.domainDetail(n)),
-    networks: async (list) => this.describe('describeNetwork', list, (n) => this.networkDetail(n)),
-    pools: async (list) => this.describe('describePool', list, (n) => this.poolDetail(n)),
+    domains: async (list) => this.describe('describeDomain', list, (n) => this.domainDetail(n, 'persistent')),
+    networks: async (list) => this.describe('describeNetwork', list, (n) => this.networkDetail(n, 'persistent')),
+    pools: async (list) => this.describe('describePool', list, (n) => this.poolDetail(n, 'persistent')),
     volumes: async (list) => {
       const out = new Map<string, VolumeDetail>();
       for (const v of list) {
         this.call('describeVolume', v.name, false);
+        if (this.pools.get(v.pool)?.active === false) throw failed(`storage pool '${v.pool}' is not active`);
         const d = this.volumes.get(v.pool)?.get(v.name);
-        if (d) out.set(v.key, d);
+        if (d) out.set(v.key, { ...d });
       }
       return out;
     },
@@ -108,229 +161,308 @@ export class FakeHost implements HostPort {
   }
   async listVolumes(pool: string): Promise<ObservedVolume[]> {
     this.call('listVolumes', pool, false);
-    if (!this.pools.get(pool)?.active) throw new HostError('invalid', `pool ${pool} is not active`);
+    const p = this.need(this.pools, pool, 'storage pool');
+    if (!p.active) throw failed(`storage pool '${pool}' is not active`);
     return [...(this.volumes.get(pool)?.values() ?? [])].map((v) => ({ pool, name: v.name, key: v.key }));
+  }
+
+  /**
+   * What getPool/getNetwork/getRunningDomain show (`current`): the running definition while
+   * active, else the persistent one. What getDomain and `definitions` show (`persistent`): always
+   * the persistent one.
+   */
+  private shown<D>(o: Obj<D>, view: View = 'current'): D {
+    return view === 'current' && o.active && o.live ? o.live : o.def;
   }
 
   async getPool(name: string): Promise<PoolDetail | null> {
     this.call('getPool', name, false);
     return this.poolDetail(name);
   }
-  private poolDetail(name: string): PoolDetail | null {
+  private poolDetail(name: string, view: View = 'current'): PoolDetail | null {
     const p = this.pools.get(name);
-    return p ? { name, uuid: p.uuid, active: p.active, autostart: p.autostart, path: p.def.path, marker: p.def.marker } : null;
+    // libvirt's pool XML has no <metadata>: the owner marker is not stored for pools.
+    return p ? { name, uuid: p.uuid, active: p.active, autostart: p.autostart, path: this.shown(p, view).path } : null;
   }
   async getNetwork(name: string): Promise<NetworkDetail | null> {
     this.call('getNetwork', name, false);
     return this.networkDetail(name);
   }
-  private networkDetail(name: string): NetworkDetail | null {
+  private networkDetail(name: string, view: View = 'current'): NetworkDetail | null {
     const n = this.networks.get(name);
     if (!n) return null;
-    const { marker, ...rest } = n.def;
+    const { marker, uuid: _u, ...rest } = this.shown(n, view);
     return { ...rest, uuid: n.uuid, active: n.active, autostart: n.autostart, marker };
   }
   async getDomain(name: string): Promise<DomainDetail | null> {
     this.call('getDomain', name, false);
-    return this.domainDetail(name);
+    return this.domainDetail(name, 'persistent');
   }
   async getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null> {
     this.call('getRunningDomain', name, false);
     const d = this.domains.get(name);
-    if (!d?.active || !d.live) return null;
-    return { ...this.domainDetail(name, d.live)!, id: d.id ?? 1 };
+    if (!d?.active) return null;
+    return { ...this.domainDetail(name, 'current')!, id: d.id ?? 1 };
   }
-  private domainDetail(name: string, def?: DomainDef): DomainDetail | null {
-    const o = this.domains.get(name);
-    if (!o) return null;
-    const d = def ? { ...o, def } : o;
+  private domainDetail(name: string, view: View): DomainDetail | null {
+    const d = this.domains.get(name);
+    if (!d) return null;
+    const def = this.shown(d, view);
     return {
       name, uuid: d.uuid, active: d.active, autostart: d.autostart,
-      vcpus: d.def.vcpus, maxVcpus: d.def.maxVcpus ?? d.def.vcpus,
-      memoryKiB: d.def.memoryKiB, maxMemoryKiB: d.def.maxMemoryKiB ?? d.def.memoryKiB, balloon: d.balloon ?? 'virtio',
+      vcpus: def.vcpus, maxVcpus: def.maxVcpus ?? def.vcpus,
+      memoryKiB: def.memoryKiB, maxMemoryKiB: def.maxMemoryKiB ?? def.memoryKiB, balloon: d.balloon ?? 'virtio',
       // libvirt does not keep an empty description
-      ...(d.def.description ? { description: d.def.description } : {}),
-      disks: d.def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
-      nics: d.def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: d.def.marker,
+      ...(def.description ? { description: def.description } : {}),
+      disks: def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
+      nics: def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: def.marker,
     };
+  }
+  /** The running definition of an active object (its `def` if a test marked it active directly). */
+  private liveOf<D>(o: Obj<D>): D | undefined {
+    return o.active ? (o.live ?? o.def) : undefined;
   }
   async getVolume(pool: string, name: string): Promise<VolumeDetail | null> {
     this.call('getVolume', name, false);
-    return this.volumes.get(pool)?.get(name) ?? null;
+    if (this.pools.get(pool)?.active === false) throw failed(`storage pool '${pool}' is not active`);
+    const v = this.volumes.get(pool)?.get(name);
+    return v ? { ...v } : null;
   }
 
-  private define<D extends { name: string; uuid?: string }>(m: Map<string, Obj<D>>, def: D): Obj<D> {
+  private define<D extends { name: string; uuid?: string }>(m: Map<string, Obj<D>>, def: D, what: string): { obj: Obj<D>; updated: boolean } {
+    if (def.name.includes('/')) throw invalid(`name ${def.name} cannot contain '/'`);
     const existing = m.get(def.name);
-    if (existing && def.uuid && existing.uuid !== def.uuid)
-      throw new HostError('already-exists', `${def.name} already exists with uuid ${existing.uuid}`);
-    if (existing && !def.uuid) throw new HostError('already-exists', `${def.name} already exists with uuid ${existing.uuid}`);
-    const obj = existing ?? { uuid: def.uuid ?? randomUUID(), def, active: false, autostart: false };
-    obj.def = def;
+    if (existing && existing.uuid !== def.uuid)
+      throw failed(`${what} '${def.name}' already exists with uuid ${existing.uuid}`);
+    if (!existing && def.uuid) {
+      const other = [...m].find(([, o]) => o.uuid === def.uuid);
+      if (other) throw failed(`${what} '${other[0]}' is already defined with uuid ${def.uuid}`);
+    }
+    if (existing) {
+      if (existing.active) existing.live ??= existing.def;
+      existing.def = def;
+      existing.transient = false;
+      return { obj: existing, updated: true };
+    }
+    const obj: Obj<D> = { uuid: def.uuid ?? randomUUID(), def, active: false, autostart: false };
     m.set(def.name, obj);
-    return obj;
+    return { obj, updated: false };
   }
   private need<D>(m: Map<string, Obj<D>>, name: string, what: string): Obj<D> {
     const o = m.get(name);
-    if (!o) throw new HostError('not-found', `${what} ${name} not found`);
+    if (!o) throw new HostError('not-found', `${what} not found: no ${what} with matching name '${name}'`);
     return o;
+  }
+  private setAutostart<D>(o: Obj<D>, what: string, autostart: boolean): void {
+    if (o.transient) throw failed(`cannot set autostart for transient ${what}`);
+    o.autostart = autostart;
+  }
+  /** Stop an object: it runs its persistent definition next time, or vanishes if transient. */
+  private deactivate<D>(m: Map<string, Obj<D>>, name: string, o: Obj<D>): void {
+    o.active = false;
+    o.live = undefined;
+    if (o.transient) m.delete(name);
   }
 
   async definePool(def: PoolDef): Promise<void> {
     this.call('definePool', def.name, true);
-    this.define(this.pools, def);
-    if (!this.volumes.has(def.name)) this.volumes.set(def.name, new Map());
+    const clash = [...this.pools].find(([n, p]) => n !== def.name && p.uuid !== def.uuid && p.def.path === def.path);
+    if (clash || (def.uuid && [...this.pools].some(([n, p]) => n !== def.name && p.uuid === def.uuid)))
+      throw failed(`Storage source conflict with pool: '${(clash ?? [...this.pools].find(([, p]) => p.uuid === def.uuid)!)[0]}'`);
+    this.define(this.pools, def, 'pool');
+    if (!this.volumes.has(def.name)) {
+      this.volumes.set(def.name, this.leftFiles.get(def.path) ?? new Map());
+      this.leftFiles.delete(def.path);
+      for (const v of this.volumes.get(def.name)!.values()) v.pool = def.name;
+    }
   }
   async startPool(name: string): Promise<void> {
     this.call('startPool', name, true);
-    this.need(this.pools, name, 'pool').active = true;
+    const p = this.need(this.pools, name, 'storage pool');
+    if (p.active) return;
+    p.active = true;
+    p.live = p.def;
   }
   async setPoolAutostart(name: string, autostart: boolean): Promise<void> {
     this.call('setPoolAutostart', name, true);
-    this.need(this.pools, name, 'pool').autostart = autostart;
+    this.setAutostart(this.need(this.pools, name, 'storage pool'), 'pool', autostart);
   }
   async deletePool(name: string): Promise<void> {
     this.call('deletePool', name, true);
-    if (!this.pools.has(name)) return;
-    if ((this.volumes.get(name)?.size ?? 0) > 0) throw new HostError('operation-failed', `pool ${name} is not empty`);
+    const p = this.pools.get(name);
+    if (!p) return;
+    // Destroy, remove the directory only if empty, undefine: files in it stay on disk.
+    const files = this.volumes.get(name);
+    if (files && files.size > 0) this.leftFiles.set(p.def.path, files);
     this.pools.delete(name);
     this.volumes.delete(name);
   }
 
   async createVolume(def: VolumeDef): Promise<VolumeDetail> {
     this.call('createVolume', def.name, true);
-    const pool = this.need(this.pools, def.pool, 'pool');
-    if (!pool.active) throw new HostError('invalid', `pool ${def.pool} is not active`);
+    const pool = this.need(this.pools, def.pool, 'storage pool');
+    if (!pool.active) throw failed(`storage pool '${def.pool}' is not active`);
+    if (def.name.includes('/')) throw failed(`volume name '${def.name}' cannot contain '/'`);
     const vols = this.volumes.get(def.pool)!;
-    if (vols.has(def.name)) throw new HostError('already-exists', `volume ${def.name} already exists`);
-    if (def.backing && ![...this.volumes.values()].some((m) => [...m.values()].some((v) => v.path === def.backing!.path)))
-      throw new HostError('not-found', `backing store ${def.backing.path} does not exist`);
-    const path = `${pool.def.path}/${def.name}`;
+    if (vols.has(def.name)) throw new HostError('already-exists', `storage volume '${def.name}' exists already`);
+    if (def.backing && !this.fileExists(def.backing.path))
+      throw failed(`inaccessible backing store volume ${def.backing.path}: No such file or directory`);
+    const path = `${this.shown(pool).path}/${def.name}`;
     const v: VolumeDetail = {
       pool: def.pool, name: def.name, key: path, path, capacityBytes: def.capacityBytes, format: def.format,
       ...(def.backing ? { backingPath: def.backing.path } : {}),
     };
     vols.set(def.name, v);
-    return v;
+    return { ...v };
   }
   async resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void> {
     this.call('resizeVolume', name, true);
+    this.need(this.pools, pool, 'storage pool');
     const v = this.volumes.get(pool)?.get(name);
-    if (!v) throw new HostError('not-found', `volume ${name} not found`);
-    if ([...this.domains.values()].some((d) => d.active && d.live?.disks.some((x) => x.path === v.path)))
-      throw new HostError('operation-failed', `qemu-img: Could not open '${v.path}': Failed to get "write" lock`);
+    if (!v) throw new HostError('not-found', `storage volume not found: no storage vol with matching name '${name}'`);
+    if (capacityBytes < v.capacityBytes) throw invalid("Can't shrink capacity below current capacity unless shrink flag explicitly specified");
+    if ([...this.domains.values()].some((d) => this.liveOf(d)?.disks.some((x) => x.path === v.path)))
+      throw failed(`qemu-img: Could not open '${v.path}': Failed to get "write" lock`);
     v.capacityBytes = capacityBytes;
   }
   async deleteVolume(pool: string, name: string): Promise<void> {
     this.call('deleteVolume', name, true);
     this.volumes.get(pool)?.delete(name);
   }
+  private fileExists(path: string): boolean {
+    return [...this.volumes.values(), ...this.leftFiles.values()].some((m) => [...m.values()].some((v) => v.path === path));
+  }
 
   async defineNetwork(def: NetworkDef): Promise<void> {
     this.call('defineNetwork', def.name, true);
-    this.define(this.networks, def);
+    if (def.ipv4 && (!IPV4.test(def.ipv4.address) || def.ipv4.prefix < 0 || def.ipv4.prefix > 32))
+      throw invalid(`Invalid address ${def.ipv4.address}/${def.ipv4.prefix} in network '${def.name}'`);
+    this.define(this.networks, def, 'network');
   }
   async startNetwork(name: string): Promise<void> {
     this.call('startNetwork', name, true);
-    this.need(this.networks, name, 'network').active = true;
+    const n = this.need(this.networks, name, 'network');
+    if (n.active) return;
+    n.active = true;
+    n.live = n.def;
   }
   async stopNetwork(name: string): Promise<void> {
     this.call('stopNetwork', name, true);
     const n = this.networks.get(name);
-    if (n) n.active = false;
+    if (n?.active) this.deactivate(this.networks, name, n);
   }
   async setNetworkAutostart(name: string, autostart: boolean): Promise<void> {
     this.call('setNetworkAutostart', name, true);
-    this.need(this.networks, name, 'network').autostart = autostart;
+    this.setAutostart(this.need(this.networks, name, 'network'), 'network', autostart);
   }
   async updateNetworkDhcpHost(name: string, op: 'add' | 'delete', host: DhcpHost): Promise<void> {
     this.call('updateNetworkDhcpHost', name, true);
     const n = this.need(this.networks, name, 'network');
-    const dhcp = n.def.dhcp;
-    if (!dhcp) throw new HostError('invalid', `network ${name} has no DHCP`);
-    const others = dhcp.hosts.filter((h) => h.mac !== host.mac);
-    n.def = { ...n.def, dhcp: { ...dhcp, hosts: op === 'add' ? [...others, host] : others } };
+    // libvirt updates the live definition (when active) and the persistent one, with the same rules.
+    const defs: NetworkDef[] = [n.def, ...(n.active && n.live ? [n.live] : [])];
+    const [updated, ...others] = defs.map((d) => updateDhcp(d, op, host));
+    n.def = updated!;
+    if (n.active && n.live) n.live = others[0];
   }
   async undefineNetwork(name: string): Promise<void> {
     this.call('undefineNetwork', name, true);
-    this.networks.delete(name);
+    const n = this.networks.get(name);
+    if (!n) return;
+    if (n.active) {
+      // Keeps running until stopped; its only definition is now the running one (libvirt drops the
+      // persistent one), which is also what the INACTIVE XML of a transient object shows.
+      n.transient = true;
+      n.def = n.live ?? n.def;
+      n.live = undefined;
+    } else this.networks.delete(name);
   }
 
   async defineDomain(def: DomainDef): Promise<{ uuid: string }> {
     this.call('defineDomain', def.name, true);
+    validateDomain(def);
     // libvirt: a NIC without a MAC gets a new generated one at every define
-    const withMacs = { ...def, nics: def.nics.map((n) => (n.mac ? n : { ...n, mac: randomMac() })) };
-    const o = this.define(this.domains, withMacs);
-    o.balloon = 'virtio';
-    return { uuid: o.uuid };
+    const stored: DomainDef = { ...def, nics: def.nics.map((nic) => ({ ...nic, mac: nic.mac ?? randomMac() })) };
+    const { obj, updated } = this.define(this.domains, stored, 'domain');
+    obj.balloon = 'virtio';
+    this.emit(def.name, obj.uuid, 'defined', updated ? 1 : 0);
+    return { uuid: obj.uuid };
   }
-  private running(name: string): Obj<DomainDef> & { live: DomainDef } {
+  /**
+   * The live calls (LIVE|CONFIG on a running domain, CONFIG on a stopped one): the change is
+   * checked against, and made to, the running definition and the persistent one.
+   */
+  private liveChange(name: string, check: (d: DomainDef, which: 'live' | 'persistent') => void, change: (d: DomainDef) => DomainDef): void {
     const d = this.need(this.domains, name, 'domain');
-    if (!d.active || !d.live) throw new HostError('operation-failed', `domain ${name} is not running`);
-    return d as Obj<DomainDef> & { live: DomainDef };
+    const live = this.liveOf(d);
+    if (live) check(live, 'live');
+    check(d.def, 'persistent');
+    if (live) d.live = change(live);
+    d.def = change(d.def);
   }
   async setDomainVcpus(name: string, vcpus: number): Promise<void> {
     this.call('setDomainVcpus', name, true);
-    const d = this.need(this.domains, name, 'domain');
-    if (d.active && d.live) {
-      const max = d.live.maxVcpus ?? d.live.vcpus;
-      if (vcpus > max) throw new HostError('invalid', `requested vcpus is greater than max allowable vcpus for the live domain: ${vcpus} > ${max}`);
-      if (vcpus < d.live.vcpus) throw new HostError('operation-failed', "unable to execute QEMU command 'device_del': acpi: device unplug request for not supported device type: qemu64-x86_64-cpu");
-      d.live = { ...d.live, vcpus };
-    }
-    d.def = { ...d.def, vcpus };
+    this.liveChange(name, (d, which) => {
+      const max = d.maxVcpus ?? d.vcpus;
+      if (vcpus > max) throw invalid(`requested vcpus is greater than max allowable vcpus for the ${which} domain: ${vcpus} > ${max}`);
+      if (which === 'live' && vcpus < d.vcpus) throw failed("unable to execute QEMU command 'device_del': acpi: device unplug request for not supported device type: qemu64-x86_64-cpu");
+    }, (d) => ({ ...d, vcpus }));
   }
   async setDomainMemory(name: string, memoryKiB: number): Promise<void> {
     this.call('setDomainMemory', name, true);
-    const d = this.need(this.domains, name, 'domain');
-    const max = (d.live ?? d.def).maxMemoryKiB ?? (d.live ?? d.def).memoryKiB;
-    if (memoryKiB > max) throw new HostError('invalid', 'cannot set memory higher than max memory');
-    if (d.active && d.live) d.live = { ...d.live, memoryKiB };
-    d.def = { ...d.def, memoryKiB };
+    this.liveChange(name, (d) => {
+      if (memoryKiB > (d.maxMemoryKiB ?? d.memoryKiB)) throw invalid('cannot set memory higher than max memory');
+    }, (d) => ({ ...d, memoryKiB }));
   }
   async setDomainDescription(name: string, description: string | undefined): Promise<void> {
     this.call('setDomainDescription', name, true);
-    const d = this.need(this.domains, name, 'domain');
-    if (d.active && d.live) d.live = { ...d.live, description };
-    d.def = { ...d.def, description };
+    this.liveChange(name, () => undefined, (d) => ({ ...d, description }));
   }
   async resizeDomainDisk(name: string, path: string, capacityBytes: number): Promise<void> {
     this.call('resizeDomainDisk', name, true);
-    const d = this.running(name);
-    if (!d.live.disks.some((x) => x.path === path)) throw new HostError('invalid', `disk '${path}' was not found in the domain config`);
+    const live = this.liveOf(this.need(this.domains, name, 'domain'));
+    if (!live) throw failed(`domain is not running`);
+    if (!live.disks.some((x) => x.path === path)) throw invalid(`disk '${path}' was not found in the domain config`);
     for (const m of this.volumes.values()) for (const v of m.values()) if (v.path === path) v.capacityBytes = capacityBytes;
   }
   async startDomain(name: string): Promise<void> {
     this.call('startDomain', name, true);
     const d = this.need(this.domains, name, 'domain');
-    for (const disk of d.def.disks) {
-      if (![...this.volumes.values()].some((m) => [...m.values()].some((v) => v.path === disk.path)))
-        throw new HostError('operation-failed', `cannot access storage file ${disk.path}`);
-    }
-    for (const nic of d.def.nics) {
-      if (!this.networks.get(nic.network)?.active) throw new HostError('operation-failed', `network ${nic.network} is not active`);
-    }
     if (d.active) return;
+    for (const nic of d.def.nics) {
+      const net = this.need(this.networks, nic.network, 'network');
+      if (!net.active) throw failed(`network '${nic.network}' is not active`);
+    }
+    for (const disk of d.def.disks) {
+      if (!this.fileExists(disk.path)) throw failed(`Cannot access storage file '${disk.path}': No such file or directory`);
+    }
     d.active = true;
     d.id = this.nextDomainId++;
     d.live = d.def;
+    this.emit(name, d.uuid, 'started', 0);
   }
   async stopDomain(name: string): Promise<void> {
     this.call('stopDomain', name, true);
     const d = this.domains.get(name);
-    if (d) {
-      d.active = false;
-      d.live = undefined;
-    }
+    if (!d?.active) return;
+    this.deactivate(this.domains, name, d);
+    this.emit(name, d.uuid, 'stopped', 1);
   }
   async setDomainAutostart(name: string, autostart: boolean): Promise<void> {
     this.call('setDomainAutostart', name, true);
-    this.need(this.domains, name, 'domain').autostart = autostart;
+    this.setAutostart(this.need(this.domains, name, 'domain'), 'domain', autostart);
   }
   async undefineDomain(name: string): Promise<void> {
     this.call('undefineDomain', name, true);
     const d = this.domains.get(name);
-    if (d?.active) throw new HostError('operation-failed', `domain ${name} is running`);
-    this.domains.delete(name);
+    if (!d) return;
+    if (d.active) {
+      // Keeps running until stopped; its only definition is now the running one (libvirt drops the
+      // persistent one), which is also what the INACTIVE XML of a transient object shows.
+      d.transient = true;
+      d.def = d.live ?? d.def;
+      d.live = undefined;
+    } else this.domains.delete(name);
+    this.emit(name, d.uuid, 'undefined', 0);
   }
   private eventSubscribers = new Set<(e: DomainLifecycleEvent) => void>();
   private disconnectHandlers: ((err: Error) => void)[] = [];
@@ -347,7 +479,15 @@ export class FakeHost implements HostPort {
   setCallObserver(cb: ((info: HostCallInfo) => void) | undefined): void {
     this.observer = cb;
   }
-  /** Test helper: emit a lifecycle event as libvirt would. */
+  /** Deliver a lifecycle event after the call that caused it returns, as the daemon does. */
+  private emit(name: string, uuid: string, event: string, detail: number): void {
+    const subscribers = [...this.eventSubscribers];
+    if (!this.lifecycleEvents || subscribers.length === 0) return;
+    setImmediate(() => {
+      for (const cb of subscribers) if (this.eventSubscribers.has(cb)) cb({ name, uuid, event, detail });
+    });
+  }
+  /** Test helper: emit a lifecycle event as libvirt would (synchronously). */
   emitDomainEvent(name: string, event: string): void {
     const uuid = this.domains.get(name)?.uuid ?? '00000000-0000-0000-0000-000000000000';
     for (const cb of this.eventSubscribers) cb({ name, uuid, event, detail: 0 });
@@ -359,4 +499,55 @@ export class FakeHost implements HostPort {
     for (const cb of handlers) cb(err);
   }
   async close(): Promise<void> {}
+}
+
+/** Definition checks libvirt (or the adapter's XML builder) makes, as `invalid`. */
+function validateDomain(def: DomainDef): void {
+  if (def.name.includes('/')) throw invalid(`name ${def.name} cannot contain '/'`);
+  if (!Number.isInteger(def.vcpus) || def.vcpus < 1) throw invalid(`vcpus must be an integer >= 1, got ${def.vcpus}`);
+  if (!Number.isInteger(def.memoryKiB) || def.memoryKiB < 1) throw invalid(`memoryKiB must be an integer >= 1, got ${def.memoryKiB}`);
+  const targets = new Set<string>();
+  const boots = new Set<number>();
+  for (const d of def.disks) {
+    if (targets.has(d.target)) throw invalid(`duplicate disk target ${d.target}`);
+    targets.add(d.target);
+    if (d.bootOrder !== undefined) {
+      if (boots.has(d.bootOrder)) throw invalid(`duplicate boot order ${d.bootOrder}`);
+      boots.add(d.bootOrder);
+    }
+    if (!DISK_TARGET.test(d.target)) throw invalid(`Unknown disk name '${d.target}' and no address specified`);
+  }
+  for (const nic of def.nics) {
+    if (nic.mac === undefined) continue;
+    if (!MAC.test(nic.mac)) throw invalid(`unable to parse mac address '${nic.mac}'`);
+    if (parseInt(nic.mac.slice(0, 2), 16) & 1) throw invalid(`expected unicast mac address, found multicast '${nic.mac}'`);
+  }
+}
+
+/** libvirt's network-update rules for `<ip><dhcp><host>` (add-last / delete), as the adapter sees them. */
+function updateDhcp(def: NetworkDef, op: 'add' | 'delete', host: DhcpHost): NetworkDef {
+  if (!def.ipv4) throw failed(`couldn't update dhcp host entry - no <ip> element found in network '${def.name}'`);
+  const hosts = def.dhcp?.hosts ?? [];
+  const same = (h: DhcpHost): boolean => h.mac.toLowerCase() === host.mac.toLowerCase() && h.ip === host.ip;
+  if (op === 'add') {
+    const clash = hosts.find((h) => h.mac.toLowerCase() === host.mac.toLowerCase() || h.ip === host.ip || (host.name !== undefined && h.name === host.name));
+    if (clash) {
+      if (same(clash)) return def; // the adapter treats an entry that is there as done
+      throw failed(`there is an existing dhcp host entry in network '${def.name}' that matches "<host mac='${host.mac}' name='${host.name ?? '(null)'}' ip='${host.ip}'/>"`);
+    }
+    return { ...def, dhcp: { start: def.dhcp?.start ?? '', end: def.dhcp?.end ?? '', hosts: [...hosts, { ...host }] } };
+  }
+  // Delete: every attribute given must match (libvirt compares MACs as written).
+  const i = hosts.findIndex((h) => h.mac === host.mac && h.ip === host.ip && (host.name === undefined || h.name === host.name));
+  if (i < 0) {
+    if (hosts.some(same)) throw failed(`couldn't locate a matching dhcp host entry in network '${def.name}'`);
+    return def; // gone already
+  }
+  const rest = hosts.filter((_h, j) => j !== i);
+  const dhcp = def.dhcp!;
+  if (rest.length === 0 && dhcp.start === '' && dhcp.end === '') {
+    const { dhcp: _d, ...withoutDhcp } = def;
+    return withoutDhcp;
+  }
+  return { ...def, dhcp: { ...dhcp, hosts: rest } };
 }

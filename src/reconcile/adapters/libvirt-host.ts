@@ -60,6 +60,7 @@ import {
   buildVolumeXml,
   chooseDomainType,
   type DomainTypeChoice,
+  LibvirtXmlError,
   parseCapabilities,
   parseDomainXml,
   parseNetworkXml,
@@ -97,6 +98,9 @@ export function toHostError(e: unknown, context: string): HostError {
     return new HostError(code, `${context}: ${e.message}`, e.code);
   }
   if (e instanceof ConnectionError) return new HostError('connection', `${context}: ${e.message}`);
+  // A definition the XML builder rejects (vcpus 0, prefix > 32, duplicate disk target…) is bad
+  // input, like libvirt's own XML errors: not worth retrying.
+  if (e instanceof LibvirtXmlError && e.code === 'invalid-input') return new HostError('invalid', `${context}: ${e.message}`);
   return new HostError('unknown', `${context}: ${e instanceof Error ? e.message : String(e)}`);
 }
 

@@ -13,7 +13,7 @@ import {
   appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, isMissingDrift, recordedConfig,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
-import type { KindHandler, Locator } from './types.js';
+import type { ExecContext, KindHandler, Locator } from './types.js';
 import { runningDomainWithDisk } from './vm.js';
 
 export interface VolumeConfig {
@@ -282,6 +282,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         if (detail && detail.key !== recorded) {
           throw new HostError('already-exists', `a volume ${d.config.volName} that virtform did not record exists in pool ${d.config.pool} (${detail.key})`);
         }
+        let kept = detail !== null;
         try {
           detail ??= await host.createVolume(volumeDef(d));
         } catch (e) {
@@ -290,12 +291,19 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
           if (existing && existing.key === recorded && !op.recreate && !ctx.replacing) {
             // The file virtform recorded, seen again (its pool was inactive or redefined): keep it.
             detail = existing;
+            kept = true;
           } else {
             if (!(op.recreate || ctx.replacing)) throw e;
             // Ours, from an interrupted run: its contents are unknown, so make it again.
             await host.deleteVolume(d.config.pool, d.config.volName);
             detail = await host.createVolume(volumeDef(d));
           }
+        }
+        if (kept && detail.capacityBytes < d.config.capacityBytes) {
+          // A kept file is recorded with the declared config: grow it to the declared size first,
+          // as a resize would (a larger file or another format is planned as a replace next run).
+          await grow(ctx, d.config.pool, d.config.volName, detail.path, d.config.capacityBytes);
+          detail = { ...detail, capacityBytes: d.config.capacityBytes };
         }
         ctx.boundary();
         await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
@@ -305,12 +313,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         const d = ctx.desired!;
         const detail = await host.getVolume(d.config.pool, d.config.volName);
         if (!detail) throw new HostError('not-found', `volume ${d.config.volName} vanished from pool ${d.config.pool}`);
-        if (detail.capacityBytes < op.capacityBytes) {
-          // A running VM's QEMU holds the image's write lock: grow it through the domain (block resize).
-          const domain = await runningDomainWithDisk(host, ctx.observed, detail.path);
-          if (domain) await host.resizeDomainDisk(domain, detail.path, op.capacityBytes);
-          else await host.resizeVolume(d.config.pool, d.config.volName, op.capacityBytes);
-        }
+        if (detail.capacityBytes < op.capacityBytes) await grow(ctx, d.config.pool, d.config.volName, detail.path, op.capacityBytes);
         ctx.boundary();
         await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
         return;
@@ -335,4 +338,11 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
 /** Path of a volume file, given its pool's path. */
 export function volumeFilePath(poolPath: string, name: string, format: VolumeFormat): string {
   return posix.join(poolPath, volumeFileName(name, format));
+}
+
+/** Grow a volume file. A running VM's QEMU holds the image's write lock: grow it through the domain (block resize). */
+async function grow(ctx: ExecContext<DesiredVolume>, pool: string, volName: string, path: string, capacityBytes: number): Promise<void> {
+  const domain = await runningDomainWithDisk(ctx.host, ctx.observed, path);
+  if (domain) await ctx.host.resizeDomainDisk(domain, path, capacityBytes);
+  else await ctx.host.resizeVolume(pool, volName, capacityBytes);
 }

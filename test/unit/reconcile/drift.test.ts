@@ -167,6 +167,20 @@ describe('deep drift: pools and volumes', () => {
   });
 });
 
+describe('a kept file of an inactive pool whose manifest grew', () => {
+  it('is grown in the same run, not recorded at the new size while still small (and called drift next run)', async () => {
+    host.pools.get(`${P}-pool`)!.active = false;
+    writeManifests(mdir, labManifests({ poolPath: '/srv/pools/eng', dataCapacity: '64MiB' }));
+    const plan = (await run(true)).plan;
+    expect(changeOf(plan.changes, `Volume/${P}-data`)!.steps).toEqual([{ op: 'volume.create', ifMissing: true }]);
+    host.calls = [];
+    expect((await run()).outcome).toBe('succeeded');
+    expect(host.calls.filter((c) => c.startsWith('createVolume'))).toEqual([]);
+    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-data.img`)!.capacityBytes).toBe(64 * 1024 * 1024);
+    expect((await run(true)).plan.noop).toBe(true);
+  });
+});
+
 describe('host conflicts found while planning, not at apply', () => {
   it('a new network whose CIDR overlaps a network already on the host is a conflict', async () => {
     await host.defineNetwork({ name: 'other-net', mode: 'isolated', ipv4: { address: '10.232.0.1', prefix: 16 }, marker: undefined as never });
