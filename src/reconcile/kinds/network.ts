@@ -199,8 +199,13 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
       reasons.push(hosts.drift ? 'DHCP host entries changed outside virtform (drift): updated live' : 'DHCP host entries changed (updated live)');
       drift ||= hosts.drift;
     }
-    // Adopting, or the owner marker is gone: write virtform's definition (with its marker).
-    const define = adopting || !actual.marker;
+    // Adopting, the owner marker is gone, or an interrupted run defined it: write virtform's
+    // definition (with its marker). A definition an interrupted run left is written again rather
+    // than trusted: libvirt can hand two networks defined at the same moment the same bridge name
+    // (seen in the crash matrix: "error creating bridge interface virbr1: File exists" on start),
+    // and a new definition gets a bridge name that is free now.
+    const interrupted = own.state === 'owned' && own.via === 'journal';
+    const define = adopting || !actual.marker || interrupted;
     if (define) reasons.push(adopting ? 'adopting existing network (metadata.adopt)' : interruptedOr(own, 'owner marker missing: redefining'));
     // Made by an interrupted run, or applied with another spec that the host already matches: record it.
     const unrecorded = own.state === 'owned' && (own.via === 'journal' || record?.specHash !== r.specHash);
@@ -232,15 +237,17 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
         // A new network is defined, then started. An existing one gets its DHCP hosts changed
         // live and in its config first, and is redefined (adoption, lost marker) after, so the
         // definition never holds hosts the running network lacks.
+        // An inactive one is defined before it is started, like a new one.
         const exists = ctx.observed.networks.has(d.name) && !ctx.replacing;
-        if (op.define && !exists) await define();
+        const defineFirst = op.define && (!exists || op.start);
+        if (defineFirst) await define();
         if (op.start || op.define) await host.startNetwork(d.name);
         for (const h of op.deleteHosts) await host.updateNetworkDhcpHost(d.name, 'delete', h);
         for (const h of op.addHosts) await host.updateNetworkDhcpHost(d.name, 'add', h);
         // The persistent definition's owner marker carries the spec applied: after a live change
         // of DHCP hosts it is written again (the running network's copy follows at its next start).
         const hostsChanged = op.addHosts.length + op.deleteHosts.length > 0;
-        if ((op.define || hostsChanged) && exists) await define();
+        if (((op.define && !defineFirst) || hostsChanged) && exists) await define();
         if (op.autostart !== undefined) await host.setNetworkAutostart(d.name, op.autostart);
         const detail = op.define ? await host.getNetwork(d.name) : undefined;
         ctx.boundary();
