@@ -37,7 +37,7 @@ test-unit: ## unit tests only (no libvirtd needed)
 test-integration: setup ## integration tests against the real libvirtd
 	npx vitest run --project integration
 
-test-faults: setup ## fault suite: SIGKILL rounds, libvirtd kill, disk full, lock race (root; ~4-5 min)
+test-faults: setup ## fault suite: crash matrix, SIGKILL rounds, libvirtd kill, disk full, lock race (root; ~8-9 min)
 	npx vitest run -c vitest.faults.config.ts
 
 bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)

@@ -1,12 +1,13 @@
 import { defineConfig } from 'vitest/config';
 
-// Fault suite: crash/kill/disk-full/lock scenarios against the real libvirtd (objects vftest-fault-*).
+// Fault suite: crash/kill/disk-full/lock scenarios against the real libvirtd (objects vftest-fault-*),
+// and the crash matrix (SIGKILL at every journal boundary, vftest-crash-*).
 // One file at a time; long timeouts (the crash rounds run many short CLI processes).
 // test/faults/global-setup.ts waits for libvirtd (other suites restart it), then runs the shared
 // test/support/global-setup.ts (vftest cleanup before and after).
 export default defineConfig({
   test: {
-    include: ['test/faults/**/*.test.ts'],
+    include: ['test/faults/**/*.test.ts', 'test/integration/reconcile/crash.test.ts'],
     globalSetup: ['test/faults/global-setup.ts'],
     fileParallelism: false,
     testTimeout: 600_000,
