@@ -64,6 +64,8 @@ export function dataLossOf(c: ResourceChange, desired: Desired, observed: Observ
 
   const source = cfg?.sourcePath;
   if (source) why.push(`holds imported image ${source}`);
+  // An adopted volume was made by someone else: whatever it holds is theirs, not derived data.
+  if (c.adopt) why.push('adopted: its contents were not made by virtform');
 
   const users = new Set<string>();
   for (const [vm, configs] of known.vms) {

@@ -122,6 +122,11 @@ describe('data-loss classification', () => {
       desired: [vol('disk'), vm('vm', ['disk'])], host: { volumes: [disk], vms: { vm: vmCfg(['disk']) } }, change: volumeChange('update', disk), held: false,
     },
     {
+      name: 'an adopted volume whose file does not match the manifest (replaced on adoption)',
+      desired: [vol('blank', { capacityBytes: 1 << 19 })], host: { volumes: [blank] }, change: volumeChange('replace', blank, { adopt: true, ownership: 'foreign' }),
+      held: true, why: ['adopted: its contents were not made by virtform'],
+    },
+    {
       name: 'a volume holding an imported image',
       desired: [], host: { volumes: [imported] }, change: volumeChange('delete', imported), held: true, why: ['holds imported image /images/seed.img'],
     },
