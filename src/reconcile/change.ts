@@ -115,19 +115,6 @@ export function fieldChanges(before: unknown, after: unknown, prefix = 'spec'): 
     .map((k) => ({ field: k, before: a.get(k), after: b.get(k) }));
 }
 
-/** The fields of `obj` named in `keys` (for comparing a subset of two configs). */
-export function pick<T extends object>(obj: T | undefined, keys: readonly (keyof T)[]): Partial<T> {
-  const out: Partial<T> = {};
-  if (!obj) return out;
-  for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
-  return out;
-}
-
-/** Whether any of `keys` differs between two configs. */
-export function differsIn<T extends object>(a: T | undefined, b: T | undefined, keys: readonly (keyof T)[]): boolean {
-  return canonicalJson(pick(a, keys)) !== canonicalJson(pick(b, keys));
-}
-
 export function change(
   r: DesiredResource,
   action: ChangeAction,

@@ -94,7 +94,6 @@ export interface KnownBug {
   matches: (d: Difference) => boolean;
 }
 
-const UNDECLARED_MAC = /^nic\[\d+\] mac \(undeclared: stable across readbacks\)$/;
 export const KNOWN_BUGS: KnownBug[] = [
   // Empty: issue #12 items 1, 3, 5 and 7 and the stale network marker are fixed; a difference
   // the oracle finds fails the test. Add an entry here only with the bug it stands for.
