@@ -150,6 +150,19 @@ export interface HostPort {
 
   createVolume(def: VolumeDef): Promise<VolumeDetail>;
   resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void>;
+  /**
+   * Write `data` into an existing volume from offset 0 through libvirt's storage-volume upload
+   * stream (works on a remote host too). Runs of at least 64 KiB of zeros are sent as holes
+   * (sparse stream) unless `sparse: false`. Resolves once the daemon confirmed the data is on the
+   * volume; on failure the stream is aborted and the error thrown (the caller deletes the volume).
+   * `onProgress` is called with the bytes handed to the stream so far (data and holes).
+   */
+  uploadVolume(
+    pool: string,
+    name: string,
+    data: AsyncIterable<Uint8Array>,
+    opts?: { sparse?: boolean; onProgress?: (bytes: number) => void },
+  ): Promise<void>;
   deleteVolume(pool: string, name: string): Promise<void>;
 
   defineNetwork(def: NetworkDef): Promise<void>;

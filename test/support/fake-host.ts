@@ -315,6 +315,29 @@ export class FakeHost implements HostPort {
     vols.set(def.name, v);
     return { ...v };
   }
+  /** Bytes written by `uploadVolume`, by volume path (the fake keeps them in memory). */
+  contents = new Map<string, Buffer>();
+  async uploadVolume(
+    pool: string,
+    name: string,
+    data: AsyncIterable<Uint8Array>,
+    opts: { sparse?: boolean; onProgress?: (bytes: number) => void } = {},
+  ): Promise<void> {
+    this.call('uploadVolume', name, true);
+    this.need(this.pools, pool, 'storage pool');
+    const v = this.volumes.get(pool)?.get(name);
+    if (!v) throw new HostError('not-found', `storage volume not found: no storage vol with matching name '${name}'`);
+    const parts: Buffer[] = [];
+    let sent = 0;
+    for await (const chunk of data) {
+      parts.push(Buffer.from(chunk));
+      sent += chunk.byteLength;
+      opts.onProgress?.(sent);
+    }
+    const all = Buffer.concat(parts);
+    if (all.length > v.capacityBytes && v.format === 'raw') throw invalid(`upload of ${all.length} bytes exceeds the volume's capacity ${v.capacityBytes}`);
+    this.contents.set(v.path, all);
+  }
   async resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void> {
     this.call('resizeVolume', name, true);
     this.need(this.pools, pool, 'storage pool');

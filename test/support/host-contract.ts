@@ -35,12 +35,14 @@ export interface HostQuirks {
   redefineActiveNetworkApplies: boolean;
   /** vCPU/memory/description changes of a running domain apply live and to its config in one call (LIVE|CONFIG). */
   liveDomainChanges: boolean;
+  /** Volumes take uploads (virStorageVolUpload; the test driver has none). */
+  upload: boolean;
 }
 
 export const LIBVIRTD: HostQuirks = {
   volumeExistsCode: 'already-exists', resize: true, checksVolumes: true, checksOnStart: true,
   transientNetworks: true, transientDomainRefusesAutostart: true, keepsFilesOfDeletedPool: true,
-  redefineActiveNetworkApplies: true, liveDomainChanges: true,
+  redefineActiveNetworkApplies: true, liveDomainChanges: true, upload: true,
 };
 
 export interface HostContractOptions {
@@ -55,6 +57,8 @@ export interface HostContractOptions {
   quirks?: HostQuirks;
   /** Wait at most this long for a lifecycle event (ms). */
   eventTimeoutMs?: number;
+  /** Read a volume's bytes by path (outside the port) to check uploads; omitted: not checked. */
+  readVolume?: (host: HostPort, path: string) => Buffer;
 }
 
 const MiB = 1024 * 1024;
@@ -283,6 +287,31 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       await host.deleteVolume(pool.name, 'base.qcow2');
       await host.deleteVolume(pool.name, 'data.img');
       expect(await host.listVolumes(pool.name)).toEqual([]);
+      await host.deletePool(pool.name, { deleteDir: true });
+    });
+
+    it('volumes: uploadVolume writes the bytes (zero runs sent as holes), reports progress, fails for a missing volume', async () => {
+      if (!q.upload) return;
+      const pool = poolDef('upload');
+      await host.definePool(pool);
+      await host.startPool(pool.name);
+      const v = await host.createVolume({ pool: pool.name, name: 'up.img', capacityBytes: MiB, format: 'raw' });
+      const head = Buffer.from('virtform upload\n');
+      const tail = Buffer.alloc(4096, 0xab);
+      const chunks = [head, Buffer.alloc(512 * 1024), tail];
+      const expected = Buffer.concat(chunks);
+      const progress: number[] = [];
+      async function* gen(): AsyncGenerator<Uint8Array> {
+        for (const c of chunks) yield c;
+      }
+      await host.uploadVolume(pool.name, 'up.img', gen(), { onProgress: (b) => progress.push(b) });
+      expect(progress.at(-1)).toBe(expected.length);
+      if (opts.readVolume) expect(opts.readVolume(host, v.path).subarray(0, expected.length).equals(expected)).toBe(true);
+      async function* none(): AsyncGenerator<Uint8Array> {
+        yield head;
+      }
+      await rejectsWith(host.uploadVolume(pool.name, 'missing.img', none()), 'not-found', 'uploading into a missing volume');
+      await host.deleteVolume(pool.name, 'up.img');
       await host.deletePool(pool.name, { deleteDir: true });
     });
 

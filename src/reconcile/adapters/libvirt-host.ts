@@ -47,6 +47,7 @@ import {
   VIR_DOMAIN_AFFECT_LIVE,
   VIR_DOMAIN_BLOCK_RESIZE_BYTES,
   VIR_DOMAIN_METADATA_DESCRIPTION,
+  VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM,
   type Domain,
   type Network,
   type StoragePool,
@@ -78,6 +79,8 @@ const run = promisify(execFile);
 
 /** Definition reads kept on the wire at once by `definitions` (enough to keep libvirtd's workers busy). */
 const DESCRIBE_IN_FLIGHT = 16;
+/** Runs of zeros at least this long are sent as holes on a sparse upload. */
+const UPLOAD_HOLE_MIN = 64 * 1024;
 
 const VIR_NETWORK_UPDATE_AFFECT_LIVE = 1;
 const VIR_NETWORK_UPDATE_AFFECT_CONFIG = 2;
@@ -402,6 +405,40 @@ export class LibvirtHost implements HostPort {
       const stderr = String((e as { stderr?: string }).stderr ?? '').trim().split('\n').filter(Boolean);
       throw new HostError('operation-failed', `importing ${def.sourcePath}: ${stderr.at(-1) ?? (e as Error).message.split('\n')[0]}`);
     }
+  }
+
+  uploadVolume(
+    pool: string,
+    name: string,
+    data: AsyncIterable<Uint8Array>,
+    opts: { sparse?: boolean; onProgress?: (bytes: number) => void } = {},
+  ): Promise<void> {
+    // Not retried by `op`: the data iterable is consumed once; the caller starts over.
+    return this.op(`upload volume ${pool}/${name}`, true, async () => {
+      const p = await this.client.storagePoolLookupByName(pool);
+      const vol = await this.client.storageVolLookupByName(p, name);
+      const sparse = opts.sparse !== false;
+      const stream = await this.client.storageVolUpload(vol, 0, 0, sparse ? VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM : 0, sparse ? { detectHoles: UPLOAD_HOLE_MIN } : {});
+      const finished = new Promise<void>((resolve, reject) => {
+        stream.once('finish', resolve);
+        stream.once('error', reject);
+      });
+      finished.catch(() => undefined);
+      let sent = 0;
+      try {
+        for await (const chunk of data) {
+          if (!stream.write(chunk)) await new Promise<void>((r, j) => { stream.once('drain', r); stream.once('error', j); });
+          sent += chunk.byteLength;
+          opts.onProgress?.(sent);
+        }
+      } catch (e) {
+        stream.destroy(e as Error);
+        await finished.catch(() => undefined);
+        throw e;
+      }
+      stream.end();
+      await finished;
+    });
   }
 
   resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void> {

@@ -5,7 +5,7 @@
  * departures from the qemu driver are listed in TEST_DRIVER.
  */
 import { afterAll, beforeAll } from 'vitest';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { openHost } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { describeHostContract, LIBVIRTD, type HostQuirks } from '../../support/host-contract.js';
 import { cleanupPrefix, TEST_POOL_ROOT } from '../../support/real-host.js';
@@ -26,6 +26,7 @@ describeHostContract('libvirt adapter on qemu:///system', () => openHost('qemu:/
   subnet: [248, 1],
   domainType: 'kvm-or-qemu',
   quirks: LIBVIRTD,
+  readVolume: (_host, path) => readFileSync(path),
 });
 
 /** libvirt's test driver (in-memory, per connection) departs from the qemu driver here. */
@@ -38,6 +39,7 @@ const TEST_DRIVER: HostQuirks = {
   transientDomainRefusesAutostart: false,
   keepsFilesOfDeletedPool: false, // no real directory
   redefineActiveNetworkApplies: false, // the new definition is lost: the old one shows after a restart
+  upload: false, // "this function is not supported by the connection driver: virStorageVolUpload"
   liveDomainChanges: false, // setMemoryFlags: "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive"
 };
 

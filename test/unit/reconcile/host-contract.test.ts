@@ -12,4 +12,5 @@ describeHostContract('FakeHost', async () => {
   subnet: [248, 1],
   domainType: 'qemu',
   eventTimeoutMs: 2_000,
+  readVolume: (host, path) => (host as FakeHost).contents.get(path) ?? Buffer.alloc(0),
 });
