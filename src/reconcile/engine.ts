@@ -11,6 +11,7 @@ import { observe, type Observed, type StateReader } from './observe.js';
 import { diff, notices } from './diff.js';
 import { buildPlan, type Plan } from './plan.js';
 import { holdDataLoss } from './safety.js';
+import type { ImageCache } from './images.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
 export interface EngineStore extends StateReader, ApplyStore {
@@ -42,6 +43,8 @@ export interface ReconcileOptions {
   onEvent?: (e: ApplyEvent) => void;
   /** Stop starting new steps (graceful shutdown); steps in flight finish. */
   signal?: AbortSignal;
+  /** Cache of downloaded images (`spec.source.url`); a temp-dir cache when absent. */
+  images?: ImageCache;
 }
 
 export interface ReconcileResult {
@@ -99,7 +102,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const applied = await apply(plan, {
     host: opts.host, store: opts.store, desired: opts.desired, observed, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
-    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal, images: opts.images,
   });
 
   // Unresolved operations of earlier runs are resolved by this run unless it failed on them.

@@ -91,7 +91,7 @@ describe('manifests/examples', () => {
     expect(d.vms.some((v) => v.spec.state === 'running')).toBe(true);
     expect(d.volumes.some((v) => v.spec.format === 'raw')).toBe(true);
     expect(d.volumes.some((v) => v.spec.backingVolume)).toBe(true);
-    expect(d.volumes.some((v) => v.spec.source?.endsWith('/manifests/examples/images/seed.img'))).toBe(true);
+    expect(d.volumes.some((v) => typeof v.spec.source === 'string' && v.spec.source.endsWith('/manifests/examples/images/seed.img'))).toBe(true);
     expect(d.networks.every((n) => n.spec.mode === 'isolated')).toBe(true);
     expect(d.pools.map((p) => p.spec.path)).toEqual(['/var/lib/virtform/pools/lab']);
   });
