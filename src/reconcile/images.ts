@@ -23,7 +23,7 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { readImageHeader, type ImageHeader } from '../manifest/image.js';
@@ -205,6 +205,12 @@ export class ImageCache {
     const names = await readdir(this.dir).catch(() => [] as string[]);
     const removed: string[] = [];
     for (const n of names) {
+      const convert = /^convert\.(\d+)\./.exec(n);
+      if (convert) {
+        // A converted copy left by a killed run (never one of a live process).
+        if (!pidAlive(Number(convert[1]))) await rm(join(this.dir, n), { force: true });
+        continue;
+      }
       const sha = n.slice(0, 64);
       if (!/^[0-9a-f]{64}/.test(n) || (keep.has(sha) && n === sha)) continue;
       if (keep.has(sha) && this.inflight.has(sha)) continue;
@@ -213,6 +219,22 @@ export class ImageCache {
     }
     return removed;
   }
+}
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The image cache of a state DB: `images/` beside the DB file (a temp-dir cache for an in-memory DB). */
+export function imageCacheFor(dbPath: string | undefined, opts: ImageCacheOptions = {}): ImageCache {
+  if (!dbPath || dbPath === ':memory:') return new ImageCache(defaultImageCache().dir, opts);
+  return new ImageCache(join(dirname(dbPath), 'images'), opts);
 }
 
 /** The cache used when none is given (tests, library use): a folder in the temp dir. */
