@@ -158,6 +158,7 @@ export class ImageCache {
   /** GET with redirects (http and https only), a timeout for connecting, the response and every read. */
   private get(url: URL, shown: string, redirects = 0): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
+      let response: IncomingMessage | undefined;
       if (url.protocol !== 'http:' && url.protocol !== 'https:') {
         reject(new HostError('invalid', `downloading ${shown}: redirected to ${redactUrl(url.toString())}: only http and https are supported`));
         return;
@@ -186,10 +187,14 @@ export class ImageCache {
           return;
         }
         res.on('error', () => undefined); // reported through the pipeline
+        response = res;
         resolve(res);
       });
       req.setTimeout(this.timeoutMs, () => {
-        req.destroy(Object.assign(new Error(`timed out: no answer or data for ${this.timeoutMs / 1000}s`), { code: 'ETIMEDOUT' }));
+        const err = Object.assign(new Error(`timed out: no answer or data for ${this.timeoutMs / 1000}s`), { code: 'ETIMEDOUT' });
+        // Once the body flows, the error must reach the response stream (the pipeline reads it).
+        if (response) response.destroy(err);
+        req.destroy(err);
       });
       req.on('error', (e) => reject(downloadError(shown, e)));
     });
