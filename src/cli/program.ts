@@ -67,6 +67,8 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
     .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait before forcing it off', num('--shutdown-timeout', 0), 60)
+    .option('--download-timeout <seconds>', 'image download (spec.source.url): fail after this long without connection, answer or data; '
+      + 'images are cached by sha256 in images/ beside the state DB', num('--download-timeout', 0.1), 30)
     .addOption(domainTypeOption())
     .option('--no-color', 'plain output even on a terminal')
     .action(async (dir: string, o) => {

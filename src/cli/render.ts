@@ -37,6 +37,7 @@ const FIELD_NAMES: [RegExp, string][] = [
   [/\.dhcpHosts/, '.dhcp.hosts'],
   [/\.dhcpRange\./, '.dhcp.'],
   [/\.sourcePath$/, '.source'],
+  [/\.sourceSha256$/, '.source'],
   [/\.bootOrder$/, '.boot'],
   [/^spec\.deletionPolicy$/, 'metadata.deletionPolicy'],
 ];
@@ -161,6 +162,7 @@ export function planToJson(plan: Plan): Record<string, unknown> {
 }
 
 export function renderApplyEvent(e: ApplyEvent, style: Style): string | undefined {
+  if (e.type === 'progress') return undefined; // drawn by the CLI's progress line
   if (e.type === 'start') return style.color ? `${paint(style, 'dim', '…')} ${stepLabel(e.step)}` : undefined;
   if (e.type === 'retry') {
     return `${paint(style, 'yellow', '↻')} ${stepLabel(e.step)}: attempt ${e.attempt} failed (${e.error}); retrying in ${e.delayMs} ms`;

@@ -207,6 +207,7 @@ export async function loadManifests(dir: string): Promise<LoadResult> {
       metadata: d.metadata,
       spec: d.spec,
       source: { file: e.sd.file, line: e.sd.start.line, col: e.sd.start.col },
+      ...(e.image ? { image: e.image } : {}),
     } as AnyManifest;
   });
   const desired: DesiredState = {

@@ -8,6 +8,8 @@ import type {
   VolumeSpec,
 } from './types.generated.js';
 
+import type { LocalImageInfo } from './image.js';
+export type { LocalImageInfo };
 export type { ResourceKind } from '../model/kinds.js';
 import type { ResourceKind } from '../model/kinds.js';
 
@@ -33,7 +35,10 @@ export interface Manifest<K extends ResourceKind, S, M extends ManifestMetadata 
 }
 
 export type StoragePoolManifest = Manifest<'StoragePool', StoragePoolSpec>;
-export type VolumeManifest = Manifest<'Volume', VolumeSpec, VolumeMetadata>;
+export type VolumeManifest = Manifest<'Volume', VolumeSpec, VolumeMetadata> & {
+  /** A local `spec.source` file as the loader found it (content digest and header); not written in YAML. */
+  image?: LocalImageInfo;
+};
 export type NetworkManifest = Manifest<'Network', NetworkSpec>;
 export type VirtualMachineManifest = Manifest<'VirtualMachine', VirtualMachineSpec>;
 export type AnyManifest = StoragePoolManifest | VolumeManifest | NetworkManifest | VirtualMachineManifest;

@@ -99,6 +99,7 @@ function describe(e: ErrorObject, path: FieldPath): SchemaProblem | undefined {
     }
     case 'type': {
       const want = Array.isArray(p.type) ? (p.type as string[]).join(' or ') : String(p.type);
+      if (want.startsWith('a ')) return { ...base, message: `must be ${want}, got ${typeName(value)}${typeof value === 'number' ? ` ${quote(value)}` : ''}` };
       const article = want === 'object' ? 'a mapping' : want === 'array' ? 'a list' : want === 'integer' ? 'an integer' : `a ${want}`;
       return { ...base, message: `must be ${article}, got ${typeName(value)}${typeof value === 'number' || typeof value === 'string' ? ` ${quote(value)}` : ''}` };
     }
@@ -126,12 +127,38 @@ function describe(e: ErrorObject, path: FieldPath): SchemaProblem | undefined {
   }
 }
 
+/**
+ * A failed `oneOf` (e.g. Volume `spec.source`: a path or `{url, sha256}`) makes ajv report every
+ * branch's errors. Keep those of the branch the value's type selects (a string: the first that
+ * does not fail on type); when no branch takes that type, one error saying what is accepted.
+ */
+function pickOneOfBranch(errors: ErrorObject[]): ErrorObject[] {
+  let out = errors;
+  for (const one of errors.filter((e) => e.keyword === 'oneOf')) {
+    const prefix = `${one.schemaPath}/`;
+    const inBranch = (e: ErrorObject): number | undefined => {
+      if (!e.schemaPath.startsWith(prefix)) return undefined;
+      const i = Number(e.schemaPath.slice(prefix.length).split('/')[0]);
+      return Number.isInteger(i) ? i : undefined;
+    };
+    const branches = ((one.parentSchema as { oneOf?: { type?: string; title?: string }[] } | undefined)?.oneOf ?? []);
+    const typeFails = new Set(out.filter((e) => e.keyword === 'type' && e.instancePath === one.instancePath).map(inBranch));
+    const chosen = branches.findIndex((_b, i) => !typeFails.has(i));
+    out = out.filter((e) => e !== one && (inBranch(e) === undefined || inBranch(e) === chosen));
+    if (chosen < 0) {
+      const kinds = branches.map((b) => (b.type === 'object' ? 'a mapping' : `a ${b.type ?? 'value'}`)).join(' or ');
+      out.push({ ...one, keyword: 'type', params: { type: kinds }, message: undefined } as ErrorObject);
+    }
+  }
+  return out;
+}
+
 /** Validate one document against its kind's schema (filling defaults). */
 export function validateAgainstSchema(kind: ResourceKind, data: unknown): SchemaProblem[] {
   const validate = getValidators()[kind];
   if (validate(data)) return [];
   const problems: SchemaProblem[] = [];
-  for (const e of validate.errors ?? []) {
+  for (const e of pickOneOfBranch(validate.errors ?? [])) {
     const path = decodePath(e.instancePath, data);
     const problem = describe(e, path);
     if (problem) problems.push(problem);

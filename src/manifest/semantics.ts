@@ -22,7 +22,7 @@ import { cidrsOverlap, intToIp, ipToInt, parseCidr, unusableReason, type Cidr } 
 import type { ResourceKind } from './model.js';
 import { ManifestSizeError, formatSize, parseSize, roundUpToKiB } from './size.js';
 import { locate, type SourceDoc } from './yaml-source.js';
-import { readImageHeader } from './image.js';
+import { fileSha256, readImageHeader, type LocalImageInfo } from './image.js';
 import type { NetworkSpec, StoragePoolSpec, VirtualMachineSpec, VolumeSpec } from './types.generated.js';
 
 export const MIN_MEMORY = 16 * 1024 ** 2;
@@ -38,6 +38,8 @@ export interface Entry {
   /** Passed apiVersion, kind and schema checks: `data` matches the kind's spec type. */
   valid: boolean;
   data: { metadata: { name: string }; spec: unknown };
+  /** Volume: what the loader read of its local `source` file. */
+  image?: LocalImageInfo;
 }
 
 type Spec<K extends ResourceKind> = K extends 'StoragePool'
@@ -222,7 +224,10 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
   for (const e of byKind('Volume')) {
     if (!e.valid) continue;
     const spec = specOf(e, 'Volume');
-    const cap = sizeOrReport(r, e, ['spec', 'capacity'], spec.capacity);
+    const cap = spec.capacity === undefined ? undefined : sizeOrReport(r, e, ['spec', 'capacity'], spec.capacity);
+    if (spec.capacity === undefined && spec.source === undefined) {
+      r.at(e, ['spec', 'capacity'], 'capacity is required (it may be left out only with a source image, whose virtual size it then is)');
+    }
     if (cap !== undefined) {
       if (cap <= 0) r.at(e, ['spec', 'capacity'], 'capacity must be greater than 0');
       else if (cap > MAX_CAPACITY) r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} exceeds the 64TiB limit`);
@@ -236,7 +241,16 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
       if (spec.format === 'raw') r.at(e, ['spec', 'backingVolume'], 'a backingVolume (copy-on-write clone) requires format qcow2, not raw');
       refCheck(e, ['spec', 'backingVolume'], 'Volume', spec.backingVolume);
     }
-    if (spec.source !== undefined) {
+    if (typeof spec.source === 'object') {
+      try {
+        const u = new URL(spec.source.url);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') r.at(e, ['spec', 'source', 'url'], 'only http:// and https:// URLs are supported');
+        else if (!u.hostname) r.at(e, ['spec', 'source', 'url'], 'the URL has no host');
+      } catch {
+        r.at(e, ['spec', 'source', 'url'], 'is not a valid URL');
+      }
+      spec.source.sha256 = spec.source.sha256.toLowerCase();
+    } else if (spec.source !== undefined) {
       const src = spec.source;
       if (hasDotDot(src)) {
         r.at(e, ['spec', 'source'], `source ${quote(src)} must not contain ".." segments`);
@@ -253,6 +267,14 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
           else if (img.externalDataFile) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is a qcow2 image with an external data file: refused (it could read other host files)`);
           else if (cap !== undefined && cap > 0 && img.virtualSize > cap) {
             r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (${img.format}, ${img.virtualSize} bytes virtual size)`);
+          } else {
+            const sha256 = await fileSha256(abs, st).catch(() => undefined);
+            if (!sha256) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} cannot be read`);
+            else {
+              e.image = { sha256, size: st.size, format: img.format, virtualSize: img.virtualSize };
+              // Left out: the image's virtual size (known now, from the file's header).
+              if (cap === undefined && e.name && img.virtualSize > 0) capacities.set(e.name, img.virtualSize);
+            }
           }
         }
       }

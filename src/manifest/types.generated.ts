@@ -19,6 +19,10 @@ export type ResourceName = string;
  */
 export type Size = string | number;
 /**
+ * Local image file to import: a path; a relative path is resolved against the manifest file's directory (the loader rewrites it to an absolute path). The file is identified by its content (sha256), not its path.
+ */
+export type LocalImagePath = string;
+/**
  * An IPv4 network in CIDR notation with a prefix length between 8 and 30, host bits zero, e.g. 10.200.0.0/24.
  *
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
@@ -74,16 +78,29 @@ export interface StoragePoolSpec {
  */
 export interface VolumeSpec {
   pool: ResourceName;
-  capacity: Size;
+  capacity?: Size;
   /**
    * Image format.
    */
   format?: 'qcow2' | 'raw';
   backingVolume?: ResourceName;
   /**
-   * Local image file to import. A relative path is resolved against the manifest file's directory; the loader rewrites it to an absolute path. Mutually exclusive with backingVolume.
+   * Image to import into the volume: a local file path, or {url, sha256} to download over http(s). Mutually exclusive with backingVolume. A changed image (sha256) replaces the volume; the same image at another path or URL is no change.
    */
-  source?: string;
+  source?: LocalImagePath | UrlImageSource;
+}
+/**
+ * An image downloaded over http or https (redirects followed), verified against sha256 before the volume counts as ready. Its format (qcow2 or raw) must equal the volume's format.
+ */
+export interface UrlImageSource {
+  /**
+   * http:// or https:// URL of the image. Credentials in it (user:password@) are sent as HTTP basic auth and never printed. A private CA is trusted through NODE_EXTRA_CA_CERTS.
+   */
+  url: string;
+  /**
+   * Expected SHA-256 of the downloaded bytes (64 hex digits).
+   */
+  sha256: string;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema

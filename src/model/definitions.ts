@@ -29,7 +29,6 @@ export interface VolumeDef {
   capacityBytes: number;
   format: VolumeFormat;
   backing?: { path: string; format: VolumeFormat };
-  sourcePath?: string;
 }
 
 export interface DhcpHost {

@@ -16,6 +16,7 @@ import type { Plan, PlanStep } from './plan.js';
 import { stepOpLabel } from './diff.js';
 import { kindOf } from './kinds/index.js';
 import type { ExecContext } from './kinds/types.js';
+import type { ImageCache, ImageProgress } from './images.js';
 import type { JournalEntry, ResourceRecord } from '../state/index.js';
 import { backoffDelay as jitteredDelay } from '../util/backoff.js';
 
@@ -54,7 +55,9 @@ export interface StepOutcome {
 export type ApplyEvent =
   | { type: 'start'; step: PlanStep }
   | { type: 'retry'; step: PlanStep; attempt: number; delayMs: number; error: string }
-  | { type: 'done'; outcome: StepOutcome };
+  | { type: 'done'; outcome: StepOutcome }
+  /** A long step's progress (an image download or upload). */
+  | { type: 'progress'; step: PlanStep; progress: ImageProgress };
 
 export interface ApplyOptions {
   host: HostPort;
@@ -72,6 +75,8 @@ export interface ApplyOptions {
   shutdownTimeoutMs?: number;
   /** Once aborted, steps in flight finish and no new step (or retry) starts; the next run does the rest. */
   signal?: AbortSignal;
+  /** Cache of downloaded images (`spec.source.url`). */
+  images?: ImageCache;
 }
 
 export interface ApplyResult {
@@ -169,6 +174,8 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       forgetIfUndeclared: async () => {
         if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
       },
+      images: opts.images,
+      progress: (progress) => opts.onEvent?.({ type: 'progress', step, progress }),
     };
     await kindOf(step.kind).execute(step.op, ctx);
   };

@@ -11,6 +11,7 @@ import { observe, type Observed, type StateReader } from './observe.js';
 import { diff, notices } from './diff.js';
 import { buildPlan, type Plan } from './plan.js';
 import { holdDataLoss } from './safety.js';
+import { imageCacheFor, type ImageCache } from './images.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
 export interface EngineStore extends StateReader, ApplyStore {
@@ -21,6 +22,8 @@ export interface EngineStore extends StateReader, ApplyStore {
     finish(id: number, outcome: string, summary: Record<string, unknown>): Promise<void>;
   };
   events: { append(e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; message: string }): Promise<void> };
+  /** The DB file (its folder holds the image cache, `images/`). */
+  readonly path?: string;
 }
 
 export interface ReconcileOptions {
@@ -42,6 +45,8 @@ export interface ReconcileOptions {
   onEvent?: (e: ApplyEvent) => void;
   /** Stop starting new steps (graceful shutdown); steps in flight finish. */
   signal?: AbortSignal;
+  /** Cache of downloaded images (`spec.source.url`); a temp-dir cache when absent. */
+  images?: ImageCache;
 }
 
 export interface ReconcileResult {
@@ -96,11 +101,16 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const revisionId = await opts.store.revisions.start({
     runId, manifestDigest: opts.desired.digest, gitCommit: opts.desired.gitCommit ?? null, gitDirty: opts.desired.gitDirty ?? false,
   });
+  const images = opts.images ?? imageCacheFor(opts.store.path);
   const applied = await apply(plan, {
     host: opts.host, store: opts.store, desired: opts.desired, observed, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
-    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal, images,
   });
+  // Downloaded images no declared volume names any more, partial downloads and converted copies
+  // left by killed runs, are removed.
+  const keep = new Set(opts.desired.resources.flatMap((r) => (r.kind === 'Volume' && r.image?.kind === 'url' ? [r.image.sha256] : [])));
+  await images.prune(keep).catch(() => undefined);
 
   // Unresolved operations of earlier runs are resolved by this run unless it failed on them.
   const resolved = [...observed.openJournal]

@@ -24,7 +24,8 @@ import { recordedConfig, type DataLoss, type ResourceChange } from './change.js'
 import { isTeardown } from './diff.js';
 import { kindOf } from './kinds/index.js';
 import type { VmConfig } from './kinds/vm.js';
-import type { VolumeConfig } from './kinds/volume.js';
+import type { DesiredVolume, VolumeConfig } from './kinds/volume.js';
+import { redactUrl } from './images.js';
 
 const kindOfKey = (key: string): ResourceKind => parseResourceKey(key).kind;
 
@@ -62,7 +63,12 @@ export function dataLossOf(c: ResourceChange, desired: Desired, observed: Observ
   const path = detail?.path ?? cfg?.path;
   const why: string[] = [];
 
-  const source = cfg?.sourcePath;
+  // The image is named by where the manifest takes it from (a URL without its credentials), else by its digest.
+  const image = c.desired?.kind === 'Volume' ? (c.desired as DesiredVolume).image : undefined;
+  const sha = cfg?.sourceSha256 && !cfg.sourceSha256.startsWith('path:') ? ` (sha256 ${cfg.sourceSha256.slice(0, 12)}…)` : '';
+  const source = image && (c.previous === undefined || (c.previous as VolumeConfig).sourceSha256 === image.sha256)
+    ? (image.kind === 'url' ? redactUrl(image.url) : image.path) + sha
+    : cfg?.sourcePath ?? (sha ? `image${sha}` : undefined);
   if (source) why.push(`holds imported image ${source}`);
   // An adopted volume was made by someone else: whatever it holds is theirs, not derived data.
   if (c.adopt) why.push('adopted: its contents were not made by virtform');

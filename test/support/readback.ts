@@ -313,12 +313,16 @@ function compareVolume(r: DesiredVolume, facts: HostFacts, paths: Map<string, st
   const backingPath = c.backingVolume ? paths.get(c.backingVolume) : undefined;
   // libvirt's view of the volume
   const vol = parseDoc(facts.volumes[`${c.pool}/${posix.basename(path)}`] ?? '', 'volume');
+  let libvirtCapacity: string | undefined;
   if (!vol) d.add('libvirt volume', `${c.pool}/${posix.basename(path)}`, '(not listed)');
   else {
     const t = first(vol, 'target');
     d.eq('libvirt path', path, txt(first(t, 'path')));
     d.eq('libvirt format', c.format, at(first(t, 'format'), 'type'));
-    d.eq('libvirt capacity', String(c.capacityBytes), String(scaled(first(vol, 'capacity'), 'bytes')));
+    // An imported image without a declared capacity has its own virtual size: libvirt and the
+    // file (qemu-img, below) must then agree with each other.
+    libvirtCapacity = String(scaled(first(vol, 'capacity'), 'bytes'));
+    if (c.capacityBytes !== undefined) d.eq('libvirt capacity', String(c.capacityBytes), libvirtCapacity);
     d.eq('libvirt backing', backingPath, txt(first(first(vol, 'backingStore'), 'path')) || undefined);
   }
   // the file itself
@@ -331,7 +335,7 @@ function compareVolume(r: DesiredVolume, facts: HostFacts, paths: Map<string, st
     return d.add('qemu-img info', 'readable', show(file.qemuImg?.slice(0, 200)));
   }
   d.eq('file format', c.format, info.format);
-  d.eq('file virtual size', String(c.capacityBytes), String(info['virtual-size']));
+  d.eq('file virtual size', c.capacityBytes !== undefined ? String(c.capacityBytes) : libvirtCapacity, String(info['virtual-size']));
   const actualBacking = info['full-backing-filename'] ?? info['backing-filename'];
   d.eq('file backing', backingPath, actualBacking);
   if (!backingPath || !actualBacking) return;

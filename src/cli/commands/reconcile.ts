@@ -8,6 +8,8 @@ import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js'
 import { LockHeldError, defaultDbPath, type StateStore, type WriterLock } from '../../state/index.js';
 import { planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
 import type { HostPort } from '../../reconcile/ports.js';
+import { imageCacheFor } from '../../reconcile/images.js';
+import { ProgressLine } from '../progress.js';
 
 export interface ReconcileFlags {
   uri: string;
@@ -24,6 +26,8 @@ export interface ReconcileFlags {
   maxAttempts: number;
   retryDelay: number;
   shutdownTimeout: number;
+  /** Seconds without connection, answer or data before an image download fails (default 30). */
+  downloadTimeout?: number;
   color?: boolean;
 }
 
@@ -95,6 +99,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
     await verifyHostIdentity(store, host, { record: !o.dryRun });
     const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
     const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
+    const progress = new ProgressLine({ write: err, isTTY: process.stderr.isTTY === true }, o.json === true);
 
     const result = await reconcile({
       host: effectiveHost,
@@ -106,13 +111,16 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       signal: abort.signal,
+      images: imageCacheFor(store.path, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
       boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
       onPlan: (plan) => {
         if (!o.json) out(renderPlan(plan, style));
         if (!o.json && !o.dryRun && !plan.noop) out('\n');
       },
       onEvent: (e) => {
+        if (progress.handle(e)) return;
         const line = renderApplyEvent(e, style);
+        progress.clear();
         if (line) (o.json ? err : out)(`${line}\n`);
       },
     });

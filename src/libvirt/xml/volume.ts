@@ -4,9 +4,8 @@
  * No ownership marker: volume XML has no metadata/description element (libvirt 9.0). A volume's
  * owner follows from its pool and virtform's state database.
  *
- * `VolumeDef.pool` is not part of the document (the pool is chosen by the API call), and
- * `VolumeDef.sourcePath` (importing a local image) is done by uploading after creation, not by
- * XML: the builder ignores both.
+ * `VolumeDef.pool` is not part of the document (the pool is chosen by the API call): the builder
+ * ignores it. An imported image is uploaded after creation (the Volume kind), not given in XML.
  */
 import { LibvirtXmlError, type ParsedVolume, type VolumeDef, type VolumeDetail } from './types.js';
 import {

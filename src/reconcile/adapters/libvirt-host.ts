@@ -114,8 +114,6 @@ function isNotFound(e: unknown): boolean {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface LibvirtHostOptions {
-  /** Import volume contents with qemu-img on this machine (only for local connections). */
-  allowLocalImport?: boolean;
   /** Domain type of the domains virtform defines: `auto` (default) is kvm when offered, else qemu (TCG). */
   domainType?: DomainTypeChoice;
 }
@@ -123,11 +121,9 @@ export interface LibvirtHostOptions {
 export class LibvirtHost implements HostPort {
   private mutations = 0;
   private domainTypeCache: Promise<'kvm' | 'qemu'> | undefined;
-  private readonly local: boolean;
   private readonly domainTypeChoice: DomainTypeChoice;
 
   constructor(readonly client: LibvirtClient, opts: LibvirtHostOptions = {}) {
-    this.local = opts.allowLocalImport ?? !/\+tcp|\+ssh|\+tls|:\/\/[^/]/.test(client.uri);
     this.domainTypeChoice = opts.domainType ?? 'auto';
   }
 
@@ -372,39 +368,8 @@ export class LibvirtHost implements HostPort {
     return this.op(`create volume ${def.pool}/${def.name}`, true, async () => {
       const p = await this.client.storagePoolLookupByName(def.pool);
       const vol = await this.client.storageVolCreateXml(p, buildVolumeXml(def), 0);
-      if (def.sourcePath) {
-        try {
-          await this.importImage(vol, def);
-        } catch (e) {
-          await this.client.storageVolDelete(vol, 0).catch(() => undefined); // leave nothing half-imported
-          throw e;
-        }
-      }
       return parseVolumeXml(await this.client.storageVolGetXmlDesc(vol, 0), def.pool);
     });
-  }
-
-  /** Copy a local image into a freshly created volume (qemu-img, no shell). */
-  private async importImage(vol: StorageVol, def: VolumeDef): Promise<void> {
-    if (!this.local) throw new HostError('invalid', `importing ${def.sourcePath} needs a local libvirt connection`);
-    const target = await this.client.storageVolGetPath(vol);
-    let info: { format?: string; 'virtual-size'?: number };
-    try {
-      info = JSON.parse((await run('qemu-img', ['info', '--output=json', '--', def.sourcePath!])).stdout) as typeof info;
-    } catch (e) {
-      const stderr = String((e as { stderr?: string }).stderr ?? '').trim().split('\n').filter(Boolean);
-      throw new HostError('invalid', `cannot read source image ${def.sourcePath}: ${stderr.at(-1) ?? (e as Error).message.split('\n')[0]}`);
-    }
-    const size = info['virtual-size'] ?? 0;
-    if (size > def.capacityBytes) {
-      throw new HostError('invalid', `source image ${def.sourcePath} (${size} bytes) is larger than the volume capacity (${def.capacityBytes} bytes)`);
-    }
-    try {
-      await run('qemu-img', ['convert', '-n', '-f', info.format ?? 'raw', '-O', def.format, '--', def.sourcePath!, target]);
-    } catch (e) {
-      const stderr = String((e as { stderr?: string }).stderr ?? '').trim().split('\n').filter(Boolean);
-      throw new HostError('operation-failed', `importing ${def.sourcePath}: ${stderr.at(-1) ?? (e as Error).message.split('\n')[0]}`);
-    }
   }
 
   uploadVolume(

@@ -13,6 +13,7 @@ import type { Observed } from '../observe.js';
 import type { DiffContext, DiffOptions, ResourceChange } from '../change.js';
 import type { PlanStep } from '../plan.js';
 import type { JournalEntry } from '../../state/index.js';
+import type { ImageCache, ImageProgress } from '../images.js';
 
 /** Cross-kind lookups while normalizing manifests (volume paths need pool paths, disks need volumes). */
 export interface BuildContext {
@@ -66,6 +67,10 @@ export interface ExecContext<R> {
   }): Promise<void>;
   /** Delete the record when no manifest declares the resource any more. */
   forgetIfUndeclared(): Promise<void>;
+  /** Where downloaded images are cached (a default temp-dir cache when absent). */
+  images?: ImageCache;
+  /** Progress of a long step (an image download or upload). */
+  progress?(p: ImageProgress): void;
 }
 
 /** What the host showed, for the status columns. */

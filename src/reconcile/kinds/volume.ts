@@ -15,6 +15,15 @@ import {
 import { ownershipOf } from '../ownership.js';
 import type { ExecContext, KindHandler, Locator } from './types.js';
 import { runningDomainWithDisk } from './vm.js';
+import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileSha256, readImageHeader, type ImageHeader } from '../../manifest/image.js';
+import { defaultImageCache, redactUrl, verifiedFileBytes } from '../images.js';
+
+const execFileP = promisify(execFile);
 
 export interface VolumeConfig {
   pool: string;
@@ -22,9 +31,19 @@ export interface VolumeConfig {
   volName: string;
   path: string;
   format: VolumeFormat;
-  capacityBytes: number;
+  /**
+   * Declared virtual size. Absent only for an imported image without `spec.capacity`: the image's
+   * virtual size, known once it is imported (recorded as the fact `imageVirtualSize`).
+   */
+  capacityBytes?: number;
   backingVolume?: string;
   backingPath?: string;
+  /**
+   * The imported image, by content: the sha256 of a local `source` file or of a URL's bytes. Its
+   * path or URL is not part of the config (the same image elsewhere is no change).
+   */
+  sourceSha256?: string;
+  /** Recorded by virtform before sources were identified by content; read for migration only. */
   sourcePath?: string;
   /**
    * `Retain`: when the manifest is removed the file is kept and only the record is dropped. Absent
@@ -33,7 +52,11 @@ export interface VolumeConfig {
    */
   deletionPolicy?: 'Retain';
 }
-export type DesiredVolume = DesiredBase<'Volume', VolumeConfig>;
+/** Where an imported image comes from (outside the config: a new path or URL of the same image is no change). */
+export type VolumeImage =
+  | { kind: 'url'; url: string; sha256: string }
+  | { kind: 'file'; path: string; sha256: string; size: number; format: VolumeFormat; virtualSize: number };
+export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & { image?: VolumeImage };
 
 export type VolumeOp =
   /** `recreate`: an existing file is ours with unknown contents; `ifMissing`: keep the file when it exists. */
@@ -45,16 +68,23 @@ export function volumeFileName(name: string, format: VolumeFormat): string {
   return `${name}.${format === 'qcow2' ? 'qcow2' : 'img'}`;
 }
 
-export function volumeDef(r: DesiredVolume): VolumeDef {
+/** The volume to create; an imported image's volume is created with the image's size when no capacity is declared. */
+export function volumeDef(r: DesiredVolume, imageVirtualSize?: number): VolumeDef {
   const c = r.config;
   return {
     pool: c.pool,
     name: c.volName,
-    capacityBytes: c.capacityBytes,
+    capacityBytes: c.capacityBytes ?? imageVirtualSize ?? 0,
     format: c.format,
     ...(c.backingPath ? { backing: { path: c.backingPath, format: 'qcow2' as const } } : {}),
-    ...(c.sourcePath ? { sourcePath: c.sourcePath } : {}),
   };
+}
+
+/** The capacity the volume should have: declared, or the imported image's (recorded) virtual size. */
+function wantedCapacity(c: VolumeConfig, facts: Record<string, unknown> | undefined, fallback: number): number {
+  if (c.capacityBytes !== undefined) return c.capacityBytes;
+  const v = facts?.imageVirtualSize;
+  return typeof v === 'number' ? v : fallback;
 }
 
 /** Pool and file name of a volume, from its config or from the journal entries that name it. */
@@ -70,9 +100,9 @@ function replaceReason(prev: VolumeConfig, next: VolumeConfig): string {
   if (prev.format !== next.format) return `format is immutable (${prev.format} → ${next.format})`;
   if ((prev.backingVolume ?? '') !== (next.backingVolume ?? '') || prev.backingPath !== next.backingPath)
     return 'backing volume is immutable';
-  if ((prev.sourcePath ?? '') !== (next.sourcePath ?? '')) return 'source image changed';
+  if ((prev.sourceSha256 ?? '') !== (next.sourceSha256 ?? '')) return 'source image changed (another sha256)';
   if (prev.pool !== next.pool || prev.path !== next.path) return 'volume moves to another pool or path';
-  if (next.capacityBytes < prev.capacityBytes) return 'capacity cannot shrink in place';
+  if ((next.capacityBytes ?? 0) < (prev.capacityBytes ?? 0)) return 'capacity cannot shrink in place';
   return 'immutable field changed';
 }
 
@@ -92,24 +122,37 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     { field: 'capacityBytes', manifest: 'spec.capacity', unit: 'bytes', effect: (a, b) => (Number(b) < Number(a) ? 'replace' : 'live') },
     { field: 'backingVolume', manifest: 'spec.backingVolume', effect: 'replace' },
     { field: 'backingPath', manifest: 'spec.backingVolume', effect: 'replace' },
-    { field: 'sourcePath', manifest: 'spec.source', effect: 'replace' },
+    { field: 'sourceSha256', manifest: 'spec.source', effect: 'replace' },
   ],
 
   build(state, ctx) {
     return state.volumes.map((v) => {
       const format = ctx.volumeFormat(v.metadata.name);
+      const src = v.spec.source;
+      let image: VolumeImage | undefined;
+      if (typeof src === 'object') image = { kind: 'url', url: src.url, sha256: src.sha256.toLowerCase() };
+      else if (typeof src === 'string') {
+        // The loader read the file (content digest and header); without it (a hand-made desired
+        // state) the path stands in for the content.
+        const info = v.image;
+        image = info
+          ? { kind: 'file', path: src, sha256: info.sha256, size: info.size, format: info.format, virtualSize: info.virtualSize }
+          : { kind: 'file', path: src, sha256: `path:${src}`, size: 0, format, virtualSize: 0 };
+      }
+      const declared = v.spec.capacity === undefined ? undefined : parseSize(v.spec.capacity as string | number);
       const config: VolumeConfig = {
         pool: v.spec.pool,
         volName: volumeFileName(v.metadata.name, format),
         path: ctx.volumePath(v.metadata.name),
         format,
-        capacityBytes: parseSize(v.spec.capacity as string | number),
+        // A local image's virtual size is known from its header: the capacity it defaults to.
+        capacityBytes: declared ?? (image?.kind === 'file' && image.virtualSize > 0 ? image.virtualSize : undefined),
         backingVolume: v.spec.backingVolume,
         backingPath: v.spec.backingVolume ? ctx.volumePath(v.spec.backingVolume) : undefined,
-        sourcePath: v.spec.source,
+        sourceSha256: image?.sha256,
         deletionPolicy: v.metadata.deletionPolicy === 'Retain' ? 'Retain' : undefined,
       };
-      return desiredBase('Volume', v, ctx.host, config);
+      return { ...desiredBase('Volume', v, ctx.host, config), ...(image ? { image } : {}) };
     });
   },
   dependencies: (r) => [
@@ -195,10 +238,21 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       format: (actual.format || (prev ?? r.config).format) as VolumeFormat,
       backingPath: actual.backingPath,
     };
-    const differences = compareConfigs(volumeKind.fields, r.config, real, appliedConfig(observed, r));
+    // Recorded by an earlier virtform by path only: taken to hold the declared image (identified
+    // by content from now on) rather than replaced, since nothing says the contents differ.
+    const migrated = !!prev && prev.sourceSha256 === undefined && prev.sourcePath !== undefined && r.config.sourceSha256 !== undefined;
+    if (migrated) real.sourceSha256 = r.config.sourceSha256;
+    delete real.sourcePath;
+    // Without a declared capacity, the imported image's virtual size is the one to keep.
+    const facts = record?.facts;
+    const want: VolumeConfig = { ...r.config, capacityBytes: wantedCapacity(r.config, facts, actual.capacityBytes) };
+    const appliedRaw = appliedConfig(observed, r);
+    const applied = appliedRaw ? { ...appliedRaw, capacityBytes: wantedCapacity(appliedRaw, facts, actual.capacityBytes) } : undefined;
+    if (applied && migrated) applied.sourceSha256 = r.config.sourceSha256;
+    const differences = compareConfigs(volumeKind.fields, want, real, applied);
     if (differences.some((d) => d.effect === 'replace')) {
       const drift = differences.every((d) => d.drift);
-      const why = replaceReason(real, r.config);
+      const why = replaceReason(real, want);
       return change(r, 'replace', drift ? `changed outside virtform (drift): ${why}` : why, own, {
         fields: differences.flatMap((d) => d.changes), previous: prev, drift, adopt: adopting,
         notes: ['the volume is recreated empty: its current contents are lost'],
@@ -209,15 +263,17 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       const drift = differences.every((d) => d.drift);
       return change(r, 'update', drift ? 'capacity was changed outside virtform (drift): grows in place' : 'capacity grows in place', own, {
         fields: differences.flatMap((d) => d.changes), drift, adopt: adopting,
-        steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
+        steps: [{ op: 'volume.resize', capacityBytes: want.capacityBytes! }],
       });
     }
     if (adopting || record?.specHash !== r.specHash) {
       // Adopted, recorded without config, or applied with another spec the file already matches: record it.
       const policyOnly = !!prev && prev.deletionPolicy !== r.config.deletionPolicy;
-      const why = adopting ? 'adopting existing volume (metadata.adopt)' : policyOnly ? 'deletion policy changed (recorded only)' : 'recording volume';
+      const why = adopting ? 'adopting existing volume (metadata.adopt)' : policyOnly ? 'deletion policy changed (recorded only)'
+        : migrated ? 'source image recorded by content (sha256) instead of by path (recorded only)' : 'recording volume';
       return change(r, 'update', why, own, {
-        adopt: adopting, steps: [{ op: 'volume.resize', capacityBytes: r.config.capacityBytes }],
+        adopt: adopting, steps: [{ op: 'volume.resize', capacityBytes: want.capacityBytes! }],
+        ...(migrated ? { notes: [`the volume is taken to hold the image it was imported from (${prev!.sourcePath}); from now on a source is identified by its sha256`] } : {}),
       });
     }
     return undefined;
@@ -283,8 +339,13 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
           throw new HostError('already-exists', `a volume ${d.config.volName} that virtform did not record exists in pool ${d.config.pool} (${detail.key})`);
         }
         let kept = detail !== null;
+        // An image is downloaded (or found in the cache) and judged before the volume exists:
+        // a bad checksum, a 404 or a refused header leaves no volume behind.
+        const image = !kept && d.image ? await prepareImage(ctx, d) : undefined;
+        if (image) ctx.boundary();
+        const def = volumeDef(d, image?.header.virtualSize);
         try {
-          detail ??= await host.createVolume(volumeDef(d));
+          detail ??= await host.createVolume(def);
         } catch (e) {
           if (!(e instanceof HostError && e.code === 'already-exists')) throw e;
           const existing = await host.getVolume(d.config.pool, d.config.volName);
@@ -296,17 +357,24 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
             if (!(op.recreate || ctx.replacing)) throw e;
             // Ours, from an interrupted run: its contents are unknown, so make it again.
             await host.deleteVolume(d.config.pool, d.config.volName);
-            detail = await host.createVolume(volumeDef(d));
+            detail = await host.createVolume(def);
           }
         }
-        if (kept && detail.capacityBytes < d.config.capacityBytes) {
+        if (image && !kept) {
+          ctx.boundary();
+          detail = await uploadImage(ctx, d, image, detail);
+        }
+        const facts = image ? { imageVirtualSize: image.header.virtualSize } : undefined;
+        const capacity = wantedCapacity(d.config, facts ?? ctx.observed.records.get(d.key)?.facts, detail.capacityBytes);
+        if ((kept || image) && detail.capacityBytes < capacity) {
           // A kept file is recorded with the declared config: grow it to the declared size first,
           // as a resize would (a larger file or another format is planned as a replace next run).
-          await grow(ctx, d.config.pool, d.config.volName, detail.path, d.config.capacityBytes);
-          detail = { ...detail, capacityBytes: d.config.capacityBytes };
+          // An imported image is grown from its own virtual size to the declared capacity.
+          await grow(ctx, d.config.pool, d.config.volName, detail.path, capacity);
+          detail = { ...detail, capacityBytes: capacity };
         }
         ctx.boundary();
-        await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
+        await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true, ...(facts ? { facts } : {}) });
         return;
       }
       case 'volume.resize': {
@@ -338,6 +406,94 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
 /** Path of a volume file, given its pool's path. */
 export function volumeFilePath(poolPath: string, name: string, format: VolumeFormat): string {
   return posix.join(poolPath, volumeFileName(name, format));
+}
+
+/** An image ready to be written into a volume: a local file (the source, a cached download or a converted copy). */
+interface PreparedImage {
+  path: string;
+  header: ImageHeader;
+  /** Digest the bytes read must have (absent for a converted temp copy). */
+  sha256?: string;
+  /** Delete the file after the upload (a converted copy). */
+  temporary: boolean;
+  /** The file is a cached download (removed when its bytes turn out not to match its sha256). */
+  cached: boolean;
+  shown: string;
+}
+
+/** Download (URL) or check (local file) the image, judge its header, convert a local image of another format. */
+async function prepareImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume): Promise<PreparedImage> {
+  const img = d.image!;
+  const c = d.config;
+  const images = ctx.images ?? defaultImageCache();
+  let path: string;
+  let header: ImageHeader;
+  let shown: string;
+  if (img.kind === 'url') {
+    shown = redactUrl(img.url);
+    // A raw image is at most its capacity; a qcow2 file a little more (metadata): refuse far bigger downloads early.
+    const maxBytes = c.capacityBytes !== undefined ? Math.ceil(c.capacityBytes * 1.1) + 64 * 1024 ** 2 : undefined;
+    const got = await images.fetch(img.url, img.sha256, (p) => ctx.progress?.(p), maxBytes);
+    path = got.path;
+    header = got.header;
+  } else {
+    shown = img.path;
+    path = img.path;
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile()) throw new HostError('invalid', `source image ${path} does not exist any more`);
+    header = await readImageHeader(path, st.size);
+  }
+  if (header.backingFile) throw new HostError('invalid', `image ${shown} is a qcow2 image with a backing file: refused (it could make QEMU read other host files)`);
+  if (header.externalDataFile) throw new HostError('invalid', `image ${shown} is a qcow2 image with an external data file: refused (it could make QEMU read other host files)`);
+  if (c.capacityBytes !== undefined && header.virtualSize > c.capacityBytes) {
+    throw new HostError('invalid', `image ${shown} (${header.format}, virtual size ${header.virtualSize} bytes) is larger than the volume's capacity (${c.capacityBytes} bytes)`);
+  }
+  if (header.format === c.format) return { path, header, sha256: img.sha256.startsWith('path:') ? undefined : img.sha256, temporary: false, cached: img.kind === 'url', shown };
+  if (img.kind === 'url') {
+    throw new HostError('invalid', `image ${shown} is ${header.format}, but the volume's format is ${c.format}: set spec.format: ${header.format} (a downloaded image is not converted)`);
+  }
+  // A local image of another format: converted by qemu-img on this machine into a temp copy, which is uploaded.
+  if (!img.sha256.startsWith('path:')) {
+    const now = await fileSha256(path);
+    if (now !== img.sha256) throw new HostError('invalid', `image ${path} changed since it was read: its sha256 is now ${now}, expected ${img.sha256}`);
+  }
+  await mkdir(images.dir, { recursive: true, mode: 0o700 });
+  const tmp = join(images.dir, `convert.${process.pid}.${randomBytes(4).toString('hex')}.${c.format}`);
+  try {
+    await execFileP('qemu-img', ['convert', '-f', header.format, '-O', c.format, '--', path, tmp]);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    const stderr = String((e as { stderr?: string }).stderr ?? '').trim().split('\n').filter(Boolean);
+    throw new HostError('operation-failed', `converting ${path} to ${c.format}: ${stderr.at(-1) ?? (e as Error).message.split('\n')[0]}`);
+  }
+  const st = await stat(tmp);
+  return { path: tmp, header: await readImageHeader(tmp, st.size), temporary: true, cached: false, shown };
+}
+
+/** Stream the image into the freshly created volume (sparse); on any failure the volume is deleted. */
+async function uploadImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume, image: PreparedImage, created: VolumeDetail): Promise<VolumeDetail> {
+  const { pool, volName } = d.config;
+  try {
+    const total = (await stat(image.path)).size;
+    let last = 0;
+    const onBytes = (n: number): void => {
+      const now = Date.now();
+      if (now - last >= 200 || n === total) {
+        last = now;
+        ctx.progress?.({ phase: 'upload', bytes: n, total });
+      }
+    };
+    await ctx.host.uploadVolume(pool, volName, verifiedFileBytes(image.path, image.sha256, onBytes), { sparse: true });
+    return (await ctx.host.getVolume(pool, volName)) ?? created;
+  } catch (e) {
+    await ctx.host.deleteVolume(pool, volName).catch(() => undefined); // leave nothing half-imported
+    if (image.cached && e instanceof HostError && e.message.includes('changed since it was read')) {
+      await rm(image.path, { force: true }).catch(() => undefined);
+    }
+    throw e;
+  } finally {
+    if (image.temporary) await rm(image.path, { force: true }).catch(() => undefined);
+  }
 }
 
 /** Grow a volume file. A running VM's QEMU holds the image's write lock: grow it through the domain (block resize). */

@@ -418,8 +418,9 @@ const volumeRows: Row[] = [
     name: 'replace: source image changed',
     desired: { pools: [POOL], volumes: [{ ...DATA, source: '/images/b.img' }] },
     host: () => hostOf({ pools: [POOL], volumes: [{ ...DATA, source: '/images/a.img' }] }),
-    want: [{ key: 'Volume/data', action: 'replace', reason: 'source image changed', ownership: 'owned', adopt: false,
-      fields: [f('spec.sourcePath', '/images/a.img', '/images/b.img')], notes: [LOST],
+    want: [{ key: 'Volume/data', action: 'replace', reason: 'source image changed (another sha256)', ownership: 'owned', adopt: false,
+      // Built without the loader (no file read), the path stands in for the content digest.
+      fields: [f('spec.sourceSha256', 'path:/images/a.img', 'path:/images/b.img')], notes: [LOST],
       previous: cfg({ pools: [POOL], volumes: [{ ...DATA, source: '/images/a.img' }] }, 'Volume', 'data'),
       steps: [{ op: 'volume.delete', pool: 'p', volName: 'data.img' }, { op: 'volume.create' }] }],
   },

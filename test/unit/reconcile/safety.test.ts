@@ -61,7 +61,7 @@ function observedOf(h: HostSetup): Observed {
     records.set(`Volume/${name}`, {
       kind: 'Volume', name, uuid: v.path, specHash: hashConfig(v), desiredState: null, lastError: null, details: { config: v },
     });
-    const d: VolumeDetail = { pool: v.pool, name: v.volName, key: v.path, path: v.path, capacityBytes: v.capacityBytes, format: v.format, backingPath: v.backingPath };
+    const d: VolumeDetail = { pool: v.pool, name: v.volName, key: v.path, path: v.path, capacityBytes: v.capacityBytes!, format: v.format, backingPath: v.backingPath };
     if (!definitions.has(`Volume/${name}`)) definitions.set(`Volume/${name}`, d);
   }
   const domains = new Map<string, { name: string; uuid: string; id: number; active: boolean; autostart: boolean }>();
@@ -88,7 +88,7 @@ function observedOf(h: HostSetup): Observed {
 function volumeChange(action: 'delete' | 'replace' | 'update', cfg: VolumeConfig, extra: Partial<ResourceChange> = {}): ResourceChange {
   const name = cfg.volName.replace(/\.(qcow2|img)$/, '');
   const steps: ResourceChange['steps'] = action === 'update'
-    ? [{ op: 'volume.resize', capacityBytes: cfg.capacityBytes * 2 }]
+    ? [{ op: 'volume.resize', capacityBytes: cfg.capacityBytes! * 2 }]
     : [{ op: 'volume.delete', pool: cfg.pool, volName: cfg.volName }, ...(action === 'replace' ? [{ op: 'volume.create' as const }] : [])];
   return {
     key: `Volume/${name}`, kind: 'Volume', name, action, reason: 'test', fields: [], notes: [], steps,
