@@ -55,6 +55,7 @@ import {
   VIR_ERR_AGENT_UNRESPONSIVE,
   VIR_ERR_AGENT_UNSYNCED,
   VIR_ERR_OPERATION_INVALID,
+  VIR_ERR_INTERNAL_ERROR,
   type Domain,
   type Network,
   type StoragePool,
@@ -382,6 +383,11 @@ export class LibvirtHost implements HostPort {
         // connected" / does not answer (AGENT_UNRESPONSIVE, AGENT_UNSYNCED), "domain is not
         // running" (OPERATION_INVALID): this source has nothing to say now; not a failure.
         if (e instanceof LibvirtError && UNAVAILABLE.has(e.code)) return { unavailable: e.message };
+        // libvirt 9.0 reads the ARP table over netlink and fails on an empty neighbour table
+        // ("internal error: wrong nlmsg len"): no ARP entry, so nothing to say.
+        if (source === 'arp' && e instanceof LibvirtError && e.code === VIR_ERR_INTERNAL_ERROR) {
+          return { unavailable: `the host's ARP table could not be read: ${e.message}` };
+        }
         throw e;
       }
     });
