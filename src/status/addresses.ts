@@ -75,6 +75,8 @@ export interface ObserveAddressesOptions {
    * (a poll loop passes the same set each time). Agents that are merely not connected yet are.
    */
   noAgent?: Set<string>;
+  /** Ask the interface query only for NICs on DHCP networks (the ones a wait is for). */
+  waitedOnly?: boolean;
 }
 
 /** Whether a network definition hands out addresses by DHCP. */
@@ -155,7 +157,7 @@ export async function observeAddresses(
         : [];
       return { mac, network: n.network, dhcp: dhcp.get(n.network) ?? false, addresses };
     });
-    const queried = nics.filter((n) => !viaLeases.has(n.network));
+    const queried = nics.filter((n) => !viaLeases.has(n.network) && (!opts.waitedOnly || n.dhcp));
     if (queried.length > 0) await queryInterfaces(host, d, queried, dhcp, opts, errors);
     for (const n of nics) n.addresses.sort(byFamily);
     out.set(v.name, { running: true, nics, ready: nics.every((n) => !n.dhcp || n.addresses.length > 0), note: noteOf(nics) });

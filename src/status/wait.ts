@@ -3,8 +3,9 @@
  * network with DHCP (src/status/addresses.ts says which NICs count and where addresses come from).
  *
  * Each poll makes one host snapshot (is every VM still running?) and one DHCP-lease read per
- * virtform network the VMs use (plus the interface queries of VMs on other networks); polls back
- * off from 0.5 s to 2 s. libvirt 9.0 has no event for a new DHCP lease (its network events are
+ * virtform network the VMs use (plus the interface queries of VMs with NICs on other DHCP
+ * networks); polls back off from 0.5 s to 2 s. Once every VM is ready, NICs on networks without
+ * DHCP are asked about once (agent, ARP), for the report. libvirt 9.0 has no event for a new DHCP lease (its network events are
  * lifecycle only; VIR_NETWORK_EVENT_ID_METADATA_CHANGE, libvirt 9.8, is about metadata), so leases
  * are polled. Domain lifecycle events are subscribed to when the host offers them: a VM that stops
  * or crashes ends the wait at once ("VM x is shut off; it will not get an address"), without
@@ -88,13 +89,21 @@ export async function waitForAddresses(host: WaitHost, targets: readonly Address
       polls += 1;
       const snapshot: HostSnapshot = await host.snapshot();
       const failures = notRunning(snapshot, targets, lastEvent);
-      const report = await observeAddresses(host, snapshot, targets, o.managed, { noAgent });
+      // While waiting, only the NICs waited for are asked about; once all have one, every NIC (for the report).
+      let report = await observeAddresses(host, snapshot, targets, o.managed, { noAgent, waitedOnly: true });
       vms = report.vms;
       errors = report.errors;
       if (failures.length > 0) return result('not-running', failures);
       const waiting = targets.filter((t) => !vms.get(t.name)?.ready).map((t) => t.name);
       o.onProgress?.({ waiting, ready: targets.filter((t) => vms.get(t.name)?.ready).map((t) => t.name), elapsedMs: now() - start, polls });
-      if (waiting.length === 0) return result('ready');
+      if (waiting.length === 0) {
+        if (targets.some((t) => t.nics.some((n) => !o.managed.get(n.network)))) {
+          report = await observeAddresses(host, snapshot, targets, o.managed, { noAgent });
+          vms = report.vms;
+          errors = report.errors;
+        }
+        return result('ready');
+      }
       const left = deadline - now();
       if (left <= 0) return result('timeout');
       await new Promise<void>((resolve) => {
@@ -121,10 +130,10 @@ function notRunning(snapshot: HostSnapshot, targets: readonly AddressTarget[], e
     const d = snapshot.domains.find((x) => x.name === t.name);
     if (d?.active) continue;
     const e = events.get(t.name);
-    const state = !d ? 'gone from the host'
+    const state = !d ? 'is gone from the host'
       : e?.event === 'crashed' ? 'crashed'
-        : e?.event === 'stopped' ? (STOPPED_DETAIL[e.detail] ?? 'shut off') : 'shut off';
-    out.push({ vm: t.name, reason: `VM ${t.name} is ${state}; it will not get an address` });
+        : `is ${e?.event === 'stopped' ? (STOPPED_DETAIL[e.detail] ?? 'shut off') : 'shut off'}`;
+    out.push({ vm: t.name, reason: `VM ${t.name} ${state}; it will not get an address` });
   }
   return out;
 }
