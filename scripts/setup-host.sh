@@ -11,7 +11,9 @@ need_root
 # xorriso, genisoimage (isoinfo): the unit tests read the NoCloud seed images back with them;
 # python3-yaml: PyYAML, the parser cloud-init reads meta-data with, checks the seed's YAML;
 # cpio: scripts/build-tiny-guest.sh packs the tiny guest's initramfs.
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml)
+# ovmf: UEFI firmware for spec.boot.firmware: uefi (libvirt's firmware autoselection reads its
+# descriptors in /usr/share/qemu/firmware).
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -47,6 +49,22 @@ for i in $(seq 1 120); do
   [ "$i" -eq 120 ] && { echo "libvirtd did not answer within 60 s" >&2; exit 1; }
   sleep 0.5
 done
+# The tiny guest (Debian cloud kernel + busybox initramfs reading a NoCloud seed) that the example
+# manifests boot: built or taken from the cache by scripts/build-tiny-guest.sh, then copied to a
+# stable place the manifests name (copies, not links into the cache: libvirt changes the owner of
+# a kernel and initrd while a domain runs from them, and a rebuild replaces the cache directory).
+TINY=/var/lib/virtform/tiny-guest
+if [ "${VIRTFORM_SKIP_TINY_GUEST:-0}" != "1" ]; then
+  built=$(bash scripts/build-tiny-guest.sh)
+  mkdir -p "$TINY"
+  for f in vmlinuz initrd.img kernel-version; do
+    if ! cmp -s "$built/$f" "$TINY/$f"; then
+      log "tiny guest: $TINY/$f (from $built)"
+      install -m 0644 "$built/$f" "$TINY/.$f.tmp" && mv -f "$TINY/.$f.tmp" "$TINY/$f"
+    fi
+  done
+fi
+
 log "libvirtd answers: $(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' || true)"
 
 if [ "${VIRTFORM_SKIP_NPM:-0}" != "1" ]; then

@@ -97,6 +97,41 @@ function hasDotDot(p: string): boolean {
   return p.split(/[\\/]/).includes('..');
 }
 
+/**
+ * spec.boot: a kernel is a host path or a declared raw Volume, not both (same for the initrd);
+ * paths are absolute without ".." segments; an initrd or a command line needs a kernel. A volume
+ * holding a kernel or initrd is read by QEMU at start, so it must not also be a VM's disk.
+ */
+function checkBoot(
+  r: Reporter, e: Entry, boot: NonNullable<VirtualMachineSpec['boot']>,
+  ref: (path: FieldPath, name: string) => Entry | undefined, diskOwners: Map<string, Entry>,
+): void {
+  const at = (f: string): FieldPath => ['spec', 'boot', f];
+  for (const [file, vol] of [['kernel', 'kernelVolume'], ['initrd', 'initrdVolume']] as const) {
+    const path = boot[file];
+    const volume = boot[vol];
+    if (path !== undefined && volume !== undefined) r.at(e, at(vol), `${file} and ${vol} are mutually exclusive`);
+    if (path !== undefined) {
+      if (hasDotDot(path)) r.at(e, at(file), `${file} path ${quote(path)} must not contain ".." segments`);
+      else if (posix.normalize(path) !== path) r.at(e, at(file), `${file} path ${quote(path)} is not normalized (expected ${quote(posix.normalize(path))})`);
+    }
+    if (volume !== undefined) {
+      const t = ref(at(vol), volume);
+      if (t && specOf(t, 'Volume').format !== 'raw') {
+        r.at(e, at(vol), `volume ${quote(volume)} holds a ${file}: it must have format raw, not ${specOf(t, 'Volume').format ?? 'qcow2'}`);
+      }
+      const owner = diskOwners.get(volume);
+      if (owner) r.at(e, at(vol), `volume ${quote(volume)} is attached as a disk to VirtualMachine ${quote(owner.name)} (${where(owner)}); it cannot also be a ${file}`);
+    }
+  }
+  const hasKernel = boot.kernel !== undefined || boot.kernelVolume !== undefined;
+  if (!hasKernel) {
+    for (const f of ['initrd', 'initrdVolume', 'cmdline'] as const) {
+      if (boot[f] !== undefined) r.at(e, at(f), `${f} needs a kernel (spec.boot.kernel or spec.boot.kernelVolume)`);
+    }
+  }
+}
+
 function isUnicast(mac: string): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 0;
 }
@@ -363,6 +398,7 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
         else boots.set(d.boot, i);
       }
     });
+    if (spec.boot) checkBoot(r, e, spec.boot, (path, name) => refCheck(e, path, 'Volume', name), diskOwners);
     (spec.nics ?? []).forEach((n, i) => {
       refCheck(e, ['spec', 'nics', i, 'network'], 'Network', n.network);
       if (n.mac === undefined) return;

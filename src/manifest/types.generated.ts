@@ -39,6 +39,11 @@ export type Ipv4Address = string;
  * via the `definition` "MacAddress".
  */
 export type MacAddress = string;
+/**
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "HostPath".
+ */
+export type HostPath = string;
 
 /**
  * Spec type of each manifest kind.
@@ -143,6 +148,7 @@ export interface VirtualMachineSpec {
    */
   autostart?: boolean;
   description?: string;
+  boot?: VmBoot;
   /**
    * @maxItems 20
    */
@@ -151,6 +157,26 @@ export interface VirtualMachineSpec {
    * @maxItems 16
    */
   nics?: VmNic[];
+}
+/**
+ * How the VM boots: firmware, and optionally a kernel (with initrd and command line) booted directly by QEMU instead of a bootloader on a disk.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "VmBoot".
+ */
+export interface VmBoot {
+  /**
+   * bios (SeaBIOS, default) or uefi (OVMF, chosen by libvirt's firmware autoselection; the VM gets its own NVRAM file, deleted with the VM).
+   */
+  firmware?: 'bios' | 'uefi';
+  kernel?: HostPath;
+  kernelVolume?: ResourceName;
+  initrd?: HostPath;
+  initrdVolume?: ResourceName;
+  /**
+   * Kernel command line (needs kernel or kernelVolume).
+   */
+  cmdline?: string;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema

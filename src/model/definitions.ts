@@ -65,6 +65,18 @@ export interface DomainNicDef {
   model: string;
 }
 
+/**
+ * How a domain boots: `firmware` (absent: BIOS; `efi`: libvirt's firmware autoselection picks
+ * OVMF and makes the domain its own NVRAM file), and a kernel booted directly by QEMU with its
+ * initrd and command line.
+ */
+export interface DomainBoot {
+  firmware?: 'efi';
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+}
+
 export interface DomainDef {
   name: string;
   uuid?: string;
@@ -78,6 +90,8 @@ export interface DomainDef {
   /** Memory maximum (`<memory>`), default `memoryKiB`. */
   maxMemoryKiB?: number;
   description?: string;
+  /** Absent: BIOS, boot from the disks. */
+  boot?: DomainBoot;
   disks: DomainDiskDef[];
   nics: DomainNicDef[];
   marker: OwnerMarker;
@@ -99,6 +113,8 @@ export interface DomainDetail {
   /** `<memballoon model>` ('virtio' when absent: libvirt adds one to x86 QEMU domains). */
   balloon: string;
   description?: string;
+  /** `<os>`: firmware (`efi` for `<os firmware='efi'>` or a pflash loader), kernel, initrd, cmdline; absent when none is set. */
+  boot?: DomainBoot;
   disks: { path: string; target: string; bus: string; bootOrder?: number; format?: string }[];
   /** `model` is libvirt's default for x86 QEMU (rtl8139) when the XML names none. */
   nics: { network: string; mac: string; model: string }[];

@@ -290,6 +290,8 @@ export class FakeHost implements HostPort {
       memoryKiB: def.memoryKiB, maxMemoryKiB: def.maxMemoryKiB ?? def.memoryKiB, balloon: d.balloon ?? 'virtio',
       // libvirt does not keep an empty description
       ...(def.description ? { description: def.description } : {}),
+      // libvirt does not keep an empty <cmdline/>; the parser reports no boot when <os> has none of these
+      ...(bootDetail(def.boot) ? { boot: bootDetail(def.boot) } : {}),
       disks: def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
       nics: def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: def.marker,
     };
@@ -607,6 +609,13 @@ export class FakeHost implements HostPort {
 }
 
 /** Definition checks libvirt (or the adapter's XML builder) makes, as `invalid`. */
+function bootDetail(b: DomainDef['boot']): DomainDetail['boot'] {
+  if (!b) return undefined;
+  const out = { ...b };
+  if (!out.cmdline) delete out.cmdline;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
 function validateDomain(def: DomainDef): void {
   if (def.name.includes('/')) throw invalid(`name ${def.name} cannot contain '/'`);
   if (!Number.isInteger(def.vcpus) || def.vcpus < 1) throw invalid(`vcpus must be an integer >= 1, got ${def.vcpus}`);

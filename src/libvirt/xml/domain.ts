@@ -11,6 +11,7 @@
 import { markerMetadata, readMarker } from './marker.js';
 import {
   LibvirtXmlError,
+  type DomainBoot,
   type DomainDef,
   type ParsedDomain,
   type ParsedDomainDisk,
@@ -31,12 +32,16 @@ import {
   text,
   toSafeNumber,
   type XElement,
+  type XNode,
 } from './xml-util.js';
 
 const BUSES = new Set(['virtio', 'sata', 'scsi', 'ide']);
 const FORMATS = new Set(['qcow2', 'raw']);
 
 export function buildDomainXml(def: DomainDef): string {
+  if ((def.boot?.initrd !== undefined || def.boot?.cmdline !== undefined) && def.boot?.kernel === undefined) {
+    throw new LibvirtXmlError('invalid-input', 'boot initrd/cmdline need a boot kernel');
+  }
   if (def.type !== 'kvm' && def.type !== 'qemu') {
     throw new LibvirtXmlError('invalid-input', `domain type must be kvm or qemu, got ${String(def.type)}`);
   }
@@ -87,7 +92,14 @@ export function buildDomainXml(def: DomainDef): string {
     el('memory', { unit: 'KiB' }, maxMemoryKiB),
     el('currentMemory', { unit: 'KiB' }, def.memoryKiB),
     el('vcpu', { placement: 'static', current: def.vcpus }, maxVcpus),
-    el('os', undefined, [el('type', { arch: 'x86_64', machine: 'pc' }, 'hvm')]),
+    el('os', def.boot?.firmware === 'efi' ? { firmware: 'efi' } : undefined, [
+      el('type', { arch: 'x86_64', machine: 'pc' }, 'hvm'),
+      // No secure boot: its OVMF build needs SMM, which the `pc` machine type does not have.
+      def.boot?.firmware === 'efi' && el('firmware', undefined, [el('feature', { enabled: 'no', name: 'secure-boot' })]),
+      def.boot?.kernel !== undefined && el('kernel', undefined, requireNonEmpty(def.boot.kernel, 'boot kernel')),
+      def.boot?.initrd !== undefined && el('initrd', undefined, requireNonEmpty(def.boot.initrd, 'boot initrd')),
+      def.boot?.cmdline !== undefined && el('cmdline', undefined, def.boot.cmdline),
+    ]),
     el('features', undefined, [el('acpi'), el('apic')]),
     el('on_poweroff', undefined, 'destroy'),
     el('on_reboot', undefined, 'restart'),
@@ -170,7 +182,27 @@ export function parseDomainXml(xml: string): ParsedDomain {
   };
   const description = childText(root, 'description');
   if (description !== undefined) out.description = description;
+  const boot = parseBoot(child(root, 'os'));
+  if (boot) out.boot = boot;
   const marker = readMarker(root);
   if (marker) out.marker = marker;
   return out;
+}
+
+/**
+ * `<os>` → boot: `firmware='efi'` (autoselection, before or after libvirt resolved it) or a
+ * pflash `<loader>` is `efi`; kernel, initrd and cmdline as written (an empty `<cmdline/>` is none).
+ */
+function parseBoot(os: XNode | undefined): DomainBoot | undefined {
+  if (!os) return undefined;
+  const out: DomainBoot = {};
+  const loader = child(os, 'loader');
+  if (attr(os, 'firmware') === 'efi' || attr(loader, 'type') === 'pflash') out.firmware = 'efi';
+  const kernel = childText(os, 'kernel');
+  const initrd = childText(os, 'initrd');
+  const cmdline = childText(os, 'cmdline');
+  if (kernel) out.kernel = kernel;
+  if (initrd) out.initrd = initrd;
+  if (cmdline) out.cmdline = cmdline;
+  return Object.keys(out).length > 0 ? out : undefined;
 }

@@ -19,9 +19,9 @@ export type { ResourceKind } from '../../model/kinds.js';
 export { RESOURCE_KINDS } from '../../model/kinds.js';
 export type {
   OwnerMarker, VolumeFormat, PoolDef, VolumeDef, DhcpHost, NetworkMode, NetworkDef, DomainDiskDef, DomainNicDef,
-  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail,
+  DomainBoot, DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail,
 } from '../../model/definitions.js';
-import type { NetworkDetail, PoolDetail, OwnerMarker, VolumeDetail } from '../../model/definitions.js';
+import type { DomainBoot, NetworkDetail, PoolDetail, OwnerMarker, VolumeDetail } from '../../model/definitions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Parser results.
@@ -62,6 +62,7 @@ export interface ParsedDomain {
   maxMemoryKiB: number;
   balloon: string;
   description?: string;
+  boot?: DomainBoot;
   disks: ParsedDomainDisk[];
   nics: ParsedDomainNic[];
   marker?: OwnerMarker;

@@ -18,7 +18,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { resourceKey } from '../../model/kinds.js';
-import type { DomainDef, DomainDetail, VolumeFormat } from '../../model/definitions.js';
+import type { DomainBoot, DomainDef, DomainDetail, VolumeFormat } from '../../model/definitions.js';
+import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
 import { parseSize } from '../../manifest/index.js';
 import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
 import {
@@ -29,7 +30,7 @@ import type { HostPort } from '../ports.js';
 import type { Observed } from '../observe.js';
 import { ownershipOf } from '../ownership.js';
 import { listedState, readListed, uuidToDefine } from './common.js';
-import type { ChangeEffect, KindHandler } from './types.js';
+import type { BuildContext, ChangeEffect, KindHandler } from './types.js';
 
 export type DiskBus = 'virtio' | 'sata' | 'scsi' | 'ide';
 
@@ -41,8 +42,19 @@ export interface VmConfig {
   /** Only when declared (default `memoryKiB`). */
   maxMemoryKiB?: number;
   description?: string;
+  /** Only when something is declared beyond the defaults (BIOS, no kernel), so older spec hashes stay valid. */
+  boot?: VmBoot;
   disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
   nics: { network: string; mac?: string; model: string }[];
+}
+/** spec.boot normalized: kernel/initrd are host paths (a volume's file path when given as a volume). */
+export interface VmBoot {
+  firmware?: 'uefi';
+  kernel?: string;
+  kernelVolume?: string;
+  initrd?: string;
+  initrdVolume?: string;
+  cmdline?: string;
 }
 export type RestartPolicy = 'Never' | 'OnChange';
 export type DesiredVm = DesiredBase<'VirtualMachine', VmConfig> & {
@@ -110,15 +122,26 @@ export function domainDef(r: DesiredVm, type: 'kvm' | 'qemu', uuid?: string, mac
     memoryKiB: c.memoryKiB,
     maxMemoryKiB: c.maxMemoryKiB ?? c.memoryKiB,
     description: c.description,
+    ...(c.boot ? { boot: domainBoot(c.boot) } : {}),
     disks: c.disks.map((d) => ({ path: d.path, format: d.format, bus: d.bus, target: d.target, bootOrder: d.bootOrder })),
     nics: c.nics.map((n, i) => ({ network: n.network, mac: n.mac ?? macs[i], model: n.model })),
     marker: { kind: r.kind, name: r.name, specHash: r.specHash },
   };
 }
 
-function usedKeys(c: Pick<VmConfig, 'disks' | 'nics'>, host?: string): string[] {
+function domainBoot(b: VmBoot): DomainBoot {
+  return {
+    ...(b.firmware === 'uefi' ? { firmware: 'efi' as const } : {}),
+    ...(b.kernel !== undefined ? { kernel: b.kernel } : {}),
+    ...(b.initrd !== undefined ? { initrd: b.initrd } : {}),
+    ...(b.cmdline !== undefined ? { cmdline: b.cmdline } : {}),
+  };
+}
+
+function usedKeys(c: Pick<VmConfig, 'disks' | 'nics' | 'boot'>, host?: string): string[] {
   return [
     ...(c.disks ?? []).map((d) => resourceKey('Volume', d.volume, host)),
+    ...[c.boot?.kernelVolume, c.boot?.initrdVolume].filter((v): v is string => !!v).map((v) => resourceKey('Volume', v, host)),
     ...(c.nics ?? []).map((n) => resourceKey('Network', n.network, host)),
   ];
 }
@@ -235,6 +258,10 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): Fi
   put('spec.maxMemoryKiB', cur.maxMemoryKiB, want.maxMemoryKiB ?? want.memoryKiB);
   put('spec.description', cur.description || undefined, want.description || undefined);
   put('domain.memballoon', cur.balloon, 'virtio');
+  put('spec.boot.firmware', cur.boot?.firmware === 'efi' ? 'uefi' : 'bios', want.boot?.firmware ?? 'bios');
+  put('spec.boot.kernel', cur.boot?.kernel, want.boot?.kernel);
+  put('spec.boot.initrd', cur.boot?.initrd, want.boot?.initrd);
+  put('spec.boot.cmdline', cur.boot?.cmdline, want.boot?.cmdline);
 
   const disks = matchDisks(want.disks, cur.disks);
   const paired = new Set(disks.values());
@@ -348,6 +375,8 @@ const vmFields = [
   },
   { field: 'maxMemoryKiB', manifest: 'spec.maxMemory', unit: 'KiB', effect: 'restart' },
   { field: 'description', manifest: 'spec.description', effect: 'live' },
+  // QEMU reads firmware, kernel, initrd and command line when it starts.
+  { field: 'boot', manifest: 'spec.boot', effect: 'restart' },
   { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
   { field: 'nics', manifest: 'spec.nics', effect: 'restart' },
 ] as const satisfies readonly { field: keyof VmConfig; manifest: string; unit?: 'KiB'; effect: ChangeEffect | ((b: unknown, a: unknown, w?: unknown) => ChangeEffect) }[];
@@ -386,6 +415,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         memoryKiB: Math.floor(parseSize(vm.spec.memory as string | number) / 1024),
         ...(vm.spec.maxMemory !== undefined ? { maxMemoryKiB: Math.floor(parseSize(vm.spec.maxMemory as string | number) / 1024) } : {}),
         description: vm.spec.description,
+        ...(vm.spec.boot ? bootConfig(vm.spec.boot, ctx) : {}),
         disks: (vm.spec.disks ?? []).map((d) => {
           const bus = (d.bus ?? 'virtio') as DiskBus;
           const family = bus === 'virtio' ? 'vd' : bus === 'ide' ? 'hd' : 'sd';
@@ -676,6 +706,7 @@ async function restartState(host: HostPort, name: string, previous: RestartRequi
     ['spec.maxVcpus', live.maxVcpus, defined.maxVcpus],
     ['spec.maxMemoryKiB', live.maxMemoryKiB, defined.maxMemoryKiB],
     ['domain.memballoon', live.balloon, defined.balloon],
+    ['spec.boot', live.boot, defined.boot],
     ['spec.disks', diskList(live), diskList(defined)],
     ['spec.nics', nicList(live), nicList(defined)],
   ];
@@ -689,6 +720,22 @@ async function restartState(host: HostPort, name: string, previous: RestartRequi
     since: same && previous.since ? previous.since : new Date().toISOString(),
     domainId: live.id,
   };
+}
+
+/** spec.boot → `{ boot }` when it declares anything beyond the defaults (BIOS, no kernel), else `{}`. */
+function bootConfig(b: NonNullable<VirtualMachineSpec['boot']>, ctx: BuildContext): { boot?: VmBoot } {
+  const out: VmBoot = {};
+  if (b.firmware === 'uefi') out.firmware = 'uefi';
+  if (b.kernelVolume !== undefined) {
+    out.kernelVolume = b.kernelVolume;
+    out.kernel = ctx.volumePath(b.kernelVolume);
+  } else if (b.kernel !== undefined) out.kernel = b.kernel;
+  if (b.initrdVolume !== undefined) {
+    out.initrdVolume = b.initrdVolume;
+    out.initrd = ctx.volumePath(b.initrdVolume);
+  } else if (b.initrd !== undefined) out.initrd = b.initrd;
+  if (b.cmdline) out.cmdline = b.cmdline;
+  return Object.keys(out).length > 0 ? { boot: out } : {};
 }
 
 function stopNote(graceful: boolean): string {
