@@ -83,7 +83,7 @@ export async function waitAfterApply(
   };
 
   for (const n of notWaited) text(`  VirtualMachine/${n.vm}: NIC ${n.mac} on ${n.network} is not waited for: the network has no DHCP\n`);
-  for (const t of targets) if (t.nics.length === 0) text(`  VirtualMachine/${t.name}: no NIC, nothing to wait for\n`);
+  for (const t of targets) if (t.nics.length === 0 && result.vms.get(t.name)?.running) text(`  VirtualMachine/${t.name}: no NIC, nothing to wait for\n`);
   if (result.outcome !== 'not-running') text(renderAddresses(targets, result));
   for (const e of result.errors) io.err(`virtform: addresses: ${e}\n`);
   const secs = (result.elapsedMs / 1000).toFixed(1);
