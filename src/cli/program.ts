@@ -33,7 +33,7 @@ export function buildProgram(): Command {
     // are added: they copy it from here (set later, a bad flag of a subcommand exited 1).
     .exitOverride()
     .addHelpText('after', `
-Exit codes: 0 success · 1 apply/runtime failure, or changes held for --allow-data-loss · 2 invalid input · 3 changes pending,
+Exit codes: 0 success · 1 apply/runtime failure, changes held for --allow-data-loss, or --wait timed out / a waited VM is not running · 2 invalid input · 3 changes pending,
 held ones included (--dry-run --detailed-exitcode)
 Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
 
@@ -70,6 +70,9 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--download-timeout <seconds>', 'image download (spec.source.url): fail after this long without connection, answer or data; '
       + 'images are cached by sha256 in images/ beside the state DB', num('--download-timeout', 0.1), 30)
     .addOption(domainTypeOption())
+    .option('--wait', 'after a successful apply, wait until every VM declared running has an address on each NIC on a DHCP network ' +
+      '(NICs on networks without DHCP are not waited for), then print the addresses; exit 1 on timeout or when such a VM is not running')
+    .option('--wait-timeout <seconds>', 'with --wait: how long to wait for the addresses', num('--wait-timeout', 0), 300)
     .option('--no-color', 'plain output even on a terminal')
     .action(async (dir: string, o) => {
       process.exitCode = await runReconcile(dir, o);

@@ -64,6 +64,46 @@ export interface HostSnapshot {
   domains: ObservedDomain[];
 }
 
+/** IP address family of a lease or an interface address. */
+export type AddressFamily = 'ipv4' | 'ipv6';
+
+/** One DHCP lease of a libvirt network (virNetworkGetDHCPLeases), as dnsmasq handed it out. */
+export interface DhcpLease {
+  /** Lowercase MAC of the client (null for an IPv6 lease libvirt could not match to a MAC). */
+  mac: string | null;
+  ip: string;
+  prefix: number;
+  family: AddressFamily;
+  hostname: string | null;
+  clientId: string | null;
+  /** Unix seconds the lease expires at (0: never). libvirt leaves out leases that have expired. */
+  expiresAt: number;
+  /** The network's bridge. */
+  iface: string;
+}
+
+/**
+ * Where libvirt's interface-address query (virDomainInterfaceAddresses) takes the addresses from:
+ * the DHCP leases of the domain's libvirt networks, the QEMU guest agent inside the guest (needs
+ * a guest-agent channel and the agent running), or the host's ARP table.
+ */
+export type InterfaceAddressSource = 'lease' | 'agent' | 'arp';
+
+/** One interface of a running domain with its addresses, as the query reports it. */
+export interface InterfaceAddresses {
+  /** Guest interface name (agent: `eth0`) or host-side device (`vnet3`). */
+  name: string;
+  /** Lowercase MAC, or null when the source does not say (the agent's loopback). */
+  mac: string | null;
+  addresses: { ip: string; prefix: number; family: AddressFamily }[];
+}
+
+/**
+ * Answer of the interface-address query: the interfaces, or why this source has nothing to say for
+ * this domain (no guest-agent channel, agent not connected, domain not running): not an error.
+ */
+export type DomainAddresses = { interfaces: InterfaceAddresses[] } | { unavailable: string };
+
 /** Errors a host raises that the reconciler must tell apart. */
 export type HostErrorCode =
   | 'not-found'
@@ -140,6 +180,20 @@ export interface HostPort {
   /** The definition a running domain runs with (live XML) and its libvirt domain id; null when not running. */
   getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null>;
   getVolume(pool: string, name: string): Promise<VolumeDetail | null>;
+
+  /**
+   * The DHCP leases of listed networks (virNetworkGetDHCPLeases), by network name: one call per
+   * active network, no lookups, pipelined; an inactive network has none (no call). A network gone
+   * since it was listed is left out. A driver without DHCP leases fails (`invalid`).
+   */
+  networkLeases(list: ObservedNetwork[]): Promise<Map<string, DhcpLease[]>>;
+  /**
+   * Addresses of a listed domain's interfaces from one source (virDomainInterfaceAddresses), one
+   * call, no lookup. `{unavailable}` when that source cannot answer for this domain: the domain is
+   * not running, it has no guest-agent channel, or the agent is not connected or does not answer.
+   * Read-only for every source (libvirt's ACL counts the agent query as a domain write).
+   */
+  domainInterfaceAddresses(domain: ObservedDomain, source: InterfaceAddressSource): Promise<DomainAddresses>;
 
   definePool(def: PoolDef): Promise<void>;
   /** Build (mkdir) and start a defined pool; idempotent. */

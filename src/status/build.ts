@@ -20,6 +20,7 @@ import { isResourceKind, type ResourceKind } from '../model/kinds.js';
 import { kindOf } from '../reconcile/kinds/index.js';
 import type { StatusView } from '../reconcile/kinds/types.js';
 import type { ResourceRecord, RevisionRecord } from '../state/index.js';
+import type { AddressReport, NicAddresses } from './addresses.js';
 
 export type ResourceStatus = 'converged' | 'drifted' | 'failed' | 'pending' | 'stalled' | 'applied' | 'unknown';
 
@@ -54,10 +55,19 @@ export interface StatusRow {
   restartRequired: unknown;
   /** One line the table prints below itself (e.g. "restart required for spec.vcpus (running with 1, defined 2)"). */
   note: { flag: string; text: string } | null;
+  /**
+   * VMs: the IP addresses of each NIC (by MAC) with their source (src/status/addresses.ts); null
+   * for other kinds, and for a VM that is not running or when the host was not asked.
+   */
+  addresses: NicAddresses[] | null;
+  /** VMs: running, and every NIC on a network with DHCP has an address (null for other kinds). */
+  addressesReady: boolean | null;
+  /** VMs: which NICs are still waited for, and which are not waited for (network without DHCP). */
+  addressesNote: string | null;
 }
 
 /** What the host showed (undefined when it was not asked, offline, or could not be reached). */
-export type HostView = StatusView;
+export type HostView = StatusView & { addresses?: AddressReport };
 
 export interface StatusInput {
   records: ResourceRecord[];
@@ -83,6 +93,12 @@ export function revisionLabel(rev: Pick<RevisionRecord, 'id' | 'gitCommit' | 'gi
 function noteOf(host: HostView | undefined, kind: string, name: string, r: ResourceRecord | undefined): Pick<StatusRow, 'restartRequired' | 'note'> {
   const n = r && isResourceKind(kind) ? kindOf(kind).statusNote?.(host, { name, facts: r.details.facts }) : undefined;
   return { restartRequired: n?.flag === 'restart required' ? n.data : null, note: n ? { flag: n.flag, text: n.text } : null };
+}
+
+function addressesOf(host: HostView | undefined, kind: string, name: string): Pick<StatusRow, 'addresses' | 'addressesReady' | 'addressesNote'> {
+  if (kind !== 'VirtualMachine') return { addresses: null, addressesReady: null, addressesNote: null };
+  const a = host?.addresses?.vms.get(name);
+  return { addresses: a?.nics ?? null, addressesReady: a?.ready ?? false, addressesNote: a?.running ? a.note : null };
 }
 
 /** What the host shows of a resource, through its kind's module; `unknown` when the host was not asked. */
@@ -130,6 +146,7 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       recordedStatus: r?.observedStatus ?? null, lastError: r?.lastError ?? null, attempts: r?.attempts ?? 0, generation: r?.generation ?? 0,
       revision: revisionOf(r?.lastAppliedRevision ?? null), updatedAt: r?.updatedAt ?? null,
       ...noteOf(input.host, kind, name, r),
+      ...addressesOf(input.host, kind, name),
     };
   };
   for (const r of input.records) {

@@ -1,3 +1,8 @@
 /** The status report shared by `virtform status` and the watcher's `/status`. */
 export { buildStatus, revisionLabel, type StatusRow, type StatusRevision, type StatusInput, type StatusSummary, type HostView, type ResourceStatus } from './build.js';
 export { observeForStatus, revisionsFor } from './observe.js';
+export {
+  addressLabel, managedNetworks, networkHasDhcp, observeAddresses, recordedNics,
+  type AddressReport, type AddressTarget, type NicAddress, type NicAddresses, type VmAddresses,
+} from './addresses.js';
+export { waitForAddresses, type WaitFailure, type WaitOptions, type WaitResult } from './wait.js';

@@ -1,13 +1,18 @@
 /**
  * What `status` asks the host: one snapshot (the bulk list calls) plus one volume listing per
- * active pool that holds a recorded or declared volume. Read-only.
+ * active pool that holds a recorded or declared volume, and the addresses of the running managed
+ * VMs (src/status/addresses.ts: one lease read per virtform DHCP network they use, at most three
+ * interface queries per running VM on other networks). Read-only.
  */
 import type { DesiredResource } from '../reconcile/desired.js';
 import type { HostPort } from '../reconcile/ports.js';
 import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
+import { managedNetworks, observeAddresses, recordedNics } from './addresses.js';
 
-export async function observeForStatus(host: Pick<HostPort, 'snapshot' | 'listVolumes'>, records: ResourceRecord[], declared?: readonly DesiredResource[]): Promise<HostView> {
+type StatusHost = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 'domainInterfaceAddresses' | 'definitions'>;
+
+export async function observeForStatus(host: StatusHost, records: ResourceRecord[], declared?: readonly DesiredResource[]): Promise<HostView> {
   const snapshot = await host.snapshot();
   const pools = new Set<string>();
   for (const r of records) {
@@ -24,7 +29,9 @@ export async function observeForStatus(host: Pick<HostPort, 'snapshot' | 'listVo
       volumeNames.add(`${p}/${v.name}`);
     }
   }
-  return { snapshot, volumeKeys, volumeNames };
+  const vms = records.filter((r) => r.kind === 'VirtualMachine').map((r) => ({ name: r.name, nics: recordedNics(r) }));
+  const addresses = await observeAddresses(host, snapshot, vms, managedNetworks(records, declared));
+  return { snapshot, volumeKeys, volumeNames, addresses };
 }
 
 /** The revisions the records point at, by id. */

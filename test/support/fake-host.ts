@@ -31,11 +31,18 @@
  * - `definitions` reads the PERSISTENT definitions (libvirt's INACTIVE XML), one call per object:
  *   after a redefinition of an active object it shows the new definition while getNetwork,
  *   getPool and getRunningDomain still show the running one.
+ * - addresses: `leases` holds each network's DHCP leases (a test hands them out with `giveLease`,
+ *   or `guestDhcp = true` makes every started domain take one per NIC on a network with a DHCP
+ *   range, like a guest that asks at once); leases outlive the domain, as dnsmasq's do. The
+ *   interface-address query answers from them (`lease`), from `agentAddresses` (`agent`: a domain
+ *   not in it has no guest-agent channel) and from `arp` (MAC → IP); like libvirt, only interfaces
+ *   with an address are listed, and a domain that is not running is `unavailable`.
  * Failures can be injected per operation and resource name (with the HostError code to throw).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
   HostError, type HostErrorCode,
+  type DhcpLease, type DomainAddresses, type InterfaceAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DhcpHost, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
   type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
@@ -92,6 +99,75 @@ export class FakeHost implements HostPort {
   lifecycleEvents = false;
   /** What hostIdentity() reports. */
   identity: HostIdentity = { uri: 'test:///fake', hostname: 'fake-host', uuid: '00000000-0000-4000-8000-00000000fa4e', driver: 'test' };
+
+  /** DHCP leases by network name (see the header). */
+  leases = new Map<string, DhcpLease[]>();
+  /** Every started domain takes a lease per NIC on a network with a DHCP range. */
+  guestDhcp = false;
+  /** What the guest agent of a domain reports, by domain name; a domain not here has no agent channel. */
+  agentAddresses = new Map<string, InterfaceAddresses[]>();
+  /** The host's ARP table: MAC → IPv4. */
+  arp = new Map<string, string>();
+
+  /**
+   * Hand out a lease on `network` to `mac` (the next free address of the DHCP range unless `ip` is
+   * given), as dnsmasq does when a guest asks; returns it.
+   */
+  giveLease(network: string, mac: string, opts: { ip?: string; hostname?: string; family?: 'ipv4' | 'ipv6' } = {}): DhcpLease {
+    const n = this.need(this.networks, network, 'network');
+    const def = n.live ?? n.def;
+    const list = this.leases.get(network) ?? [];
+    const existing = list.find((l) => l.mac === mac.toLowerCase() && (opts.family ?? 'ipv4') === l.family);
+    if (existing && !opts.ip) return existing;
+    let ip = opts.ip;
+    if (!ip) {
+      const range = def.dhcp;
+      if (!range?.start) throw new Error(`fake: network ${network} has no DHCP range`);
+      const toN = (a: string): number => a.split('.').reduce((x, o) => x * 256 + Number(o), 0);
+      const toS = (x: number): string => [24, 16, 8, 0].map((b) => (x >>> b) & 255).join('.');
+      const used = new Set(list.map((l) => l.ip));
+      for (let x = toN(range.start); x <= toN(range.end); x++) if (!used.has(toS(x))) { ip = toS(x); break; }
+      if (!ip) throw new Error(`fake: DHCP range of ${network} is full`);
+    }
+    const lease: DhcpLease = {
+      mac: mac.toLowerCase(), ip, prefix: opts.family === 'ipv6' ? 64 : (def.ipv4?.prefix ?? 24), family: opts.family ?? 'ipv4',
+      hostname: opts.hostname ?? null, clientId: null, expiresAt: Math.floor(Date.now() / 1000) + 3600, iface: def.bridge ?? `virbr-${network}`,
+    };
+    this.leases.set(network, [...list.filter((l) => l !== existing), lease]);
+    return lease;
+  }
+
+  async networkLeases(list: ObservedNetwork[]): Promise<Map<string, DhcpLease[]>> {
+    const out = new Map<string, DhcpLease[]>();
+    for (const n of list) {
+      if (!n.active) continue;
+      this.call('networkLeases', n.name, false);
+      if (!this.networks.has(n.name)) continue;
+      out.set(n.name, (this.leases.get(n.name) ?? []).map((l) => ({ ...l })));
+    }
+    return out;
+  }
+
+  async domainInterfaceAddresses(domain: ObservedDomain, source: InterfaceAddressSource): Promise<DomainAddresses> {
+    this.call('domainInterfaceAddresses', domain.name, false);
+    const d = this.domains.get(domain.name);
+    if (!d) throw new HostError('not-found', `Domain not found: no domain with matching name '${domain.name}'`);
+    const live = this.liveOf(d);
+    if (!d.active || !live) return { unavailable: 'Requested operation is not valid: domain is not running' };
+    if (source === 'agent') {
+      const a = this.agentAddresses.get(domain.name);
+      return a ? { interfaces: a.map((i) => ({ ...i, addresses: i.addresses.map((x) => ({ ...x })) })) } : { unavailable: 'argument unsupported: QEMU guest agent is not configured' };
+    }
+    const interfaces: InterfaceAddresses[] = [];
+    live.nics.forEach((nic, i) => {
+      const mac = nic.mac!.toLowerCase();
+      const addresses = source === 'lease'
+        ? (this.leases.get(nic.network) ?? []).filter((l) => l.mac === mac).map((l) => ({ ip: l.ip, prefix: l.prefix, family: l.family }))
+        : this.arp.has(mac) ? [{ ip: this.arp.get(mac)!, prefix: 0, family: 'ipv4' as const }] : [];
+      if (addresses.length > 0) interfaces.push({ name: `vnet${i}`, mac, addresses });
+    });
+    return { interfaces };
+  }
 
   /** `op:name` → the HostError code of the injected failure (default operation-failed). */
   failureCodes = new Map<string, HostErrorCode>();
@@ -463,6 +539,12 @@ export class FakeHost implements HostPort {
     d.active = true;
     d.id = this.nextDomainId++;
     d.live = d.def;
+    if (this.guestDhcp) {
+      for (const nic of d.def.nics) {
+        const net = this.networks.get(nic.network)!;
+        if ((net.live ?? net.def).dhcp?.start) this.giveLease(nic.network, nic.mac!);
+      }
+    }
     this.emit(name, d.uuid, 'started', 0);
   }
   async stopDomain(name: string): Promise<void> {

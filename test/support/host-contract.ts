@@ -37,6 +37,14 @@ export interface HostQuirks {
   liveDomainChanges: boolean;
   /** Volumes take uploads (virStorageVolUpload; the test driver has none). */
   upload: boolean;
+  /** Networks report DHCP leases (virNetworkGetDHCPLeases; the test driver has none: `invalid`). Default true. */
+  leases?: boolean;
+  /**
+   * The interface-address query makes addresses up for every interface of a running domain, from
+   * any source (the test driver: 192.168.122.x), instead of reporting what a guest really has
+   * (libvirtd: nothing for a guest that boots nothing; no agent without a channel). Default false.
+   */
+  madeUpInterfaceAddresses?: boolean;
 }
 
 export const LIBVIRTD: HostQuirks = {
@@ -597,6 +605,62 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
         await host.undefineDomain(d.name);
       }
       await host.undefineNetwork(n('failnet'));
+    });
+
+    it('addresses: networkLeases reads active networks only (one call each, none for an inactive one); the interface query of a guest that asks nothing; agent unavailable without a channel; a stopped domain is unavailable', async () => {
+      const disk = await poolWithDisk('addrpool', 'addr');
+      const mac = '52:54:00:fe:0a:01';
+      await host.defineNetwork(netDef('addrnet', b));
+      await host.startNetwork(n('addrnet'));
+      await host.defineNetwork(netDef('addridle', b + 1));
+      const dom = await domDef('addr', [disk], [{ network: 'addrnet', mac }]);
+      await host.defineDomain(dom);
+      await host.startDomain(dom.name);
+      try {
+        const snap = await host.snapshot();
+        const nets = mine(snap.networks).filter((x) => x.name === n('addrnet') || x.name === n('addridle'));
+        expect(nets.map((x) => [x.name, x.active])).toEqual([[n('addridle'), false], [n('addrnet'), true]]);
+        const seen: HostCallInfo[] = [];
+        host.setCallObserver((i) => seen.push(i));
+        if (q.leases === false) {
+          await rejectsWith(host.networkLeases(nets), 'invalid', 'networkLeases on a driver without DHCP leases');
+        } else {
+          const leases = await host.networkLeases(nets);
+          // The guest boots nothing: it never asks for an address.
+          expect([...leases.entries()]).toEqual([[n('addrnet'), []]]);
+          expect(seen.length).toBe(1);
+          expect(seen[0]!.mutating).toBe(false);
+        }
+        host.setCallObserver(undefined);
+
+        const d = mine(snap.domains).find((x) => x.name === dom.name)!;
+        expect(d.active).toBe(true);
+        for (const source of ['lease', 'agent', 'arp'] as const) {
+          const r = await host.domainInterfaceAddresses(d, source);
+          if (q.madeUpInterfaceAddresses) {
+            expect('interfaces' in r, `${source}: ${JSON.stringify(r)}`).toBe(true);
+            const iface = (r as { interfaces: { mac: string | null; addresses: { family: string }[] }[] }).interfaces.find((i) => i.mac === mac);
+            expect(iface?.addresses[0]?.family, source).toBe('ipv4');
+          } else if (source === 'agent') {
+            expect(r, source).toEqual({ unavailable: expect.stringMatching(/guest agent is not configured/i) });
+          } else if (source === 'arp' && 'unavailable' in r) {
+            // libvirt 9.0 fails to read an empty neighbour table ("wrong nlmsg len"): no entry either way.
+            expect(r.unavailable).toMatch(/ARP table could not be read/);
+          } else {
+            expect(r, source).toEqual({ interfaces: [] });
+          }
+        }
+        await host.stopDomain(dom.name, { graceful: false });
+        for (const source of ['lease', 'agent', 'arp'] as const) {
+          expect(await host.domainInterfaceAddresses(d, source), `stopped, ${source}`).toEqual({ unavailable: expect.stringMatching(/not running/i) });
+        }
+      } finally {
+        await host.stopDomain(dom.name, { graceful: false });
+        await host.undefineDomain(dom.name);
+        await host.stopNetwork(n('addrnet'));
+        await host.undefineNetwork(n('addrnet'));
+        await host.undefineNetwork(n('addridle'));
+      }
     });
 
     it('mutationCount counts every mutating call (no-ops and failures too) and nothing else', async () => {

@@ -10,6 +10,7 @@ import { planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render
 import type { HostPort } from '../../reconcile/ports.js';
 import { imageCacheFor } from '../../reconcile/images.js';
 import { ProgressLine } from '../progress.js';
+import { waitAfterApply, type WaitReport } from '../wait.js';
 
 export interface ReconcileFlags {
   uri: string;
@@ -29,6 +30,10 @@ export interface ReconcileFlags {
   /** Seconds without connection, answer or data before an image download fails (default 30). */
   downloadTimeout?: number;
   color?: boolean;
+  /** After a successful apply, wait for the addresses of the VMs declared running (src/cli/wait.ts). */
+  wait?: boolean;
+  /** Seconds (default 300). */
+  waitTimeout?: number;
 }
 
 export async function runReconcile(dir: string, o: ReconcileFlags): Promise<number> {
@@ -44,6 +49,11 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
   const wholeInput = (message: string): JsonManifestError[] =>
     [{ file: dir, line: 1, col: 1, kind: null, name: null, field: null, message }];
 
+  if (o.wait && o.dryRun) {
+    const m = '--wait cannot be combined with --dry-run (a dry-run starts nothing to wait for)';
+    err(`virtform: ${m}\n`);
+    return invalid(wholeInput(m));
+  }
   const notFolder = await notAManifestFolder(dir, 'reconcile');
   if (notFolder) {
     err(`virtform: ${notFolder}; nothing was changed\n`);
@@ -125,17 +135,21 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       },
     });
 
-    if (o.json) {
+    let wait: { ok: boolean; report: WaitReport } | undefined;
+    const printJson = (): void => {
+      if (!o.json) return;
       out(`${JSON.stringify({
         runId: result.runId, dryRun: o.dryRun === true, outcome: result.outcome, plan: planToJson(result.plan),
+        ...(o.wait ? { wait: wait?.report ?? null } : {}),
         held: Object.fromEntries(result.held),
         mutations: result.mutations, durationMs: result.durationMs,
         steps: result.applied?.outcomes.map((s) => ({
           resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
         })) ?? [],
       }, null, 2)}\n`);
-    }
+    };
     if (o.dryRun) {
+      printJson();
       return o.detailedExitcode && !result.plan.noop ? EXIT.changes : EXIT.ok;
     }
     if (!o.json && !result.plan.noop) {
@@ -149,6 +163,20 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       if (result.plan.blocked.size > 0 || result.held.size > 0) out(`${summaryLine(result.plan)}\n`);
       if (result.held.size > 0) out('Held changes were not made: they would destroy data. To consent, run again with --allow-data-loss.\n');
     }
+    // --wait: only after a successful (or converged) apply; the writer lock is not needed for it.
+    const applied = result.outcome === 'succeeded' || result.outcome === 'noop';
+    if (o.wait && applied) {
+      await lock?.release();
+      lock = undefined;
+      wait = await waitAfterApply(host, loaded.desired.resources, await store.resources.list(), { timeoutSeconds: o.waitTimeout ?? 300, signal: abort.signal }, {
+        out, err, json: o.json === true, progress: o.json ? process.stderr : process.stdout,
+      });
+    } else if (o.wait) {
+      err(`virtform: --wait: not waiting for addresses, the apply did not succeed (${result.outcome})\n`);
+    }
+
+    printJson();
+    if (wait && !wait.ok) return EXIT.failure;
     return result.outcome === 'failed' || result.outcome === 'interrupted' || result.outcome === 'held' ? EXIT.failure : EXIT.ok;
   } catch (e) {
     if (e instanceof LockHeldError) {

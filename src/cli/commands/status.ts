@@ -11,7 +11,7 @@ import { EXIT, errorMessage, loadDesired, openStore } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import type { DesiredResource } from '../../reconcile/desired.js';
 import { StateDbMissingError, defaultDbPath, type StateStore } from '../../state/index.js';
-import { buildStatus, observeForStatus, revisionsFor, type HostView, type StatusRow } from '../../status/index.js';
+import { addressLabel, buildStatus, observeForStatus, revisionsFor, type HostView, type StatusRow } from '../../status/index.js';
 
 export type { StatusRow } from '../../status/index.js';
 
@@ -60,6 +60,7 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
     if (o.json) {
       process.stdout.write(`${JSON.stringify({
         uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, latestRevision: latest ?? null, summary, resources: rows,
+        addressErrors: host?.addresses?.errors ?? [],
       }, null, 2)}\n`);
       if (hostError) process.stderr.write(`virtform: cannot reach libvirt at ${o.uri}: ${hostError}\n`);
       return code;
@@ -73,6 +74,7 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
       return code;
     }
     process.stdout.write(renderTable(rows));
+    for (const e of host?.addresses?.errors ?? []) process.stderr.write(`virtform: addresses: ${e}\n`);
     if (latest) {
       process.stdout.write(`\nLast run: #${latest.id} ${latest.outcome} at ${latest.finishedAt ?? latest.startedAt}` +
         `${latest.gitCommit ? ` (git ${latest.gitCommit.slice(0, 10)}${latest.gitDirty ? ', dirty' : ''})` : ''}, digest ${latest.manifestDigest.slice(0, 12)}\n`);
@@ -84,14 +86,24 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
 }
 
 export function renderTable(rows: StatusRow[]): string {
-  const header = ['RESOURCE', 'DESIRED', 'OBSERVED', 'STATUS', 'ATTEMPTS', 'REVISION', 'LAST ERROR / REASON'];
+  const header = ['RESOURCE', 'DESIRED', 'OBSERVED', 'STATUS', 'ATTEMPTS', 'REVISION', 'ADDRESSES', 'LAST ERROR / REASON'];
   const table = rows.map((r) => [
     `${r.kind}/${r.name}`, r.desired, r.observed, r.note ? `${r.status} (${r.note.flag})` : r.status, String(r.attempts),
-    r.revision ? r.revision.label : '-',
+    r.revision ? r.revision.label : '-', addressCell(r),
     (r.lastError ?? (r.status === 'converged' ? null : r.reason))?.replace(/\s+/g, ' ').slice(0, 80) ?? '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-  const notes = rows.filter((r) => r.note).map((r) => `\n${r.kind}/${r.name}: ${r.note!.text}\n`).join('');
+  const notes = rows.filter((r) => r.note).map((r) => `\n${r.kind}/${r.name}: ${r.note!.text}\n`).join('') +
+    rows.filter((r) => r.addressesNote).map((r) => `\n${r.kind}/${r.name}: ${r.addressesNote}\n`).join('');
   return `${[fmt(header), ...table.map(fmt)].join('\n')}\n${notes}`;
+}
+
+/**
+ * The ADDRESSES cell of a VM: per NIC its addresses with their source (`192.168.1.5/24 (lease)`),
+ * `waiting` for a NIC on a DHCP network without one yet, `-` for none; NICs separated by `; `.
+ */
+export function addressCell(r: StatusRow): string {
+  if (!r.addresses || r.addresses.length === 0) return '-';
+  return r.addresses.map((n) => (n.addresses.length > 0 ? n.addresses.map(addressLabel).join(', ') : n.dhcp ? 'waiting' : '-')).join('; ');
 }

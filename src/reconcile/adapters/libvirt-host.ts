@@ -48,6 +48,14 @@ import {
   VIR_DOMAIN_BLOCK_RESIZE_BYTES,
   VIR_DOMAIN_METADATA_DESCRIPTION,
   VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM,
+  VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+  VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+  VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+  VIR_IP_ADDR_TYPE_IPV6,
+  VIR_ERR_AGENT_UNRESPONSIVE,
+  VIR_ERR_AGENT_UNSYNCED,
+  VIR_ERR_OPERATION_INVALID,
+  VIR_ERR_INTERNAL_ERROR,
   type Domain,
   type Network,
   type StoragePool,
@@ -70,7 +78,8 @@ import {
 } from '../../libvirt/xml/index.js';
 import {
   HostError,
-  type DhcpHost, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
+  type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
+  type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
   type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail,
 } from '../ports.js';
@@ -92,6 +101,9 @@ const INVALID = new Set([
   VIR_ERR_XML_ERROR, VIR_ERR_XML_INVALID_SCHEMA, VIR_ERR_INVALID_ARG, VIR_ERR_CONFIG_UNSUPPORTED, VIR_ERR_NO_SUPPORT,
   VIR_ERR_INVALID_MAC, VIR_ERR_ARGUMENT_UNSUPPORTED, VIR_ERR_OPERATION_UNSUPPORTED, VIR_ERR_ACCESS_DENIED,
 ]);
+
+/** Errors of the interface-address query that mean "this source cannot answer for this domain now". */
+const UNAVAILABLE = new Set([VIR_ERR_AGENT_UNRESPONSIVE, VIR_ERR_AGENT_UNSYNCED, VIR_ERR_ARGUMENT_UNSUPPORTED, VIR_ERR_OPERATION_INVALID]);
 
 /** libvirt errors → HostError codes the reconciler tells apart. */
 export function toHostError(e: unknown, context: string): HostError {
@@ -328,6 +340,52 @@ export class LibvirtHost implements HostPort {
       const v = await this.volume(pool, name);
       if (!v) return null;
       return parseVolumeXml(await this.client.storageVolGetXmlDesc(v, 0), pool);
+    });
+  }
+
+  // --- addresses (read-only) ----------------------------------------------------------------
+
+  networkLeases(list: ObservedNetwork[]): Promise<Map<string, DhcpLease[]>> {
+    return this.describe('DHCP leases', list.filter((n) => n.active), async (n) => {
+      const { leases } = await this.client.networkGetDhcpLeases({ name: n.name, uuid: n.uuid }, null, 1, 0);
+      return leases.map((l): DhcpLease => ({
+        mac: l.mac ? l.mac.toLowerCase() : null,
+        ip: l.ipaddr,
+        prefix: l.prefix,
+        family: l.type === VIR_IP_ADDR_TYPE_IPV6 ? 'ipv6' : 'ipv4',
+        hostname: l.hostname || null,
+        clientId: l.clientid || null,
+        expiresAt: Number(l.expirytime),
+        iface: l.iface,
+      }));
+    });
+  }
+
+  domainInterfaceAddresses(domain: ObservedDomain, source: InterfaceAddressSource): Promise<DomainAddresses> {
+    const src = source === 'agent' ? VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT
+      : source === 'arp' ? VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP : VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE;
+    return this.op(`interface addresses (${source}) of domain ${domain.name}`, false, async () => {
+      try {
+        const ifaces = await this.client.domainInterfaceAddresses({ name: domain.name, uuid: domain.uuid, id: domain.id }, src, 0);
+        return {
+          interfaces: ifaces.map((i) => ({
+            name: i.name,
+            mac: i.hwaddr ? i.hwaddr.toLowerCase() : null,
+            addresses: i.addrs.map((a) => ({ ip: a.addr, prefix: a.prefix, family: a.type === VIR_IP_ADDR_TYPE_IPV6 ? 'ipv6' as const : 'ipv4' as const })),
+          })),
+        };
+      } catch (e) {
+        // "QEMU guest agent is not configured" (no channel: ARGUMENT_UNSUPPORTED), "... is not
+        // connected" / does not answer (AGENT_UNRESPONSIVE, AGENT_UNSYNCED), "domain is not
+        // running" (OPERATION_INVALID): this source has nothing to say now; not a failure.
+        if (e instanceof LibvirtError && UNAVAILABLE.has(e.code)) return { unavailable: e.message };
+        // libvirt 9.0 reads the ARP table over netlink and fails on an empty neighbour table
+        // ("internal error: wrong nlmsg len"): no ARP entry, so nothing to say.
+        if (source === 'arp' && e instanceof LibvirtError && e.code === VIR_ERR_INTERNAL_ERROR) {
+          return { unavailable: `the host's ARP table could not be read: ${e.message}` };
+        }
+        throw e;
+      }
     });
   }
 

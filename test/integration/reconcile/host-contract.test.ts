@@ -40,6 +40,8 @@ const TEST_DRIVER: HostQuirks = {
   keepsFilesOfDeletedPool: false, // no real directory
   redefineActiveNetworkApplies: false, // the new definition is lost: the old one shows after a restart
   upload: false, // "this function is not supported by the connection driver: virStorageVolUpload"
+  leases: false, // "this function is not supported by the connection driver: virNetworkGetDHCPLeases"
+  madeUpInterfaceAddresses: true, // testDomainInterfaceAddresses: 192.168.122.x for every interface, whatever the source
   liveDomainChanges: false, // setMemoryFlags: "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive"
 };
 

@@ -448,6 +448,23 @@ spec: {mode: isolated, cidr: 10.232.0.0/24}
   });
 });
 
+describe('/status: addresses', () => {
+  it('each VM row has addresses (by MAC, with their source) and addressesReady; a stopped VM has none', async () => {
+    host.guestDhcp = true;
+    const c = await startConverged();
+    const status = await c.status();
+    const vm1 = status.resources.find((r) => r.name === VM1)!;
+    const lease = host.leases.get(`${P}-net`)!.find((l) => l.mac === '52:54:00:aa:00:01')!;
+    expect(vm1).toMatchObject({
+      addressesReady: true, addressesNote: null,
+      addresses: [{ mac: '52:54:00:aa:00:01', network: `${P}-net`, dhcp: true, addresses: [{ ip: lease.ip, prefix: 24, family: 'ipv4', source: 'lease', hostname: null }] }],
+    });
+    expect(status.resources.find((r) => r.name === `${P}-vm2`)).toMatchObject({ addresses: null, addressesReady: false });
+    expect(status.resources.find((r) => r.kind === 'Network')).toMatchObject({ addresses: null, addressesReady: null });
+    await c.stop();
+  });
+});
+
 describe('sources', () => {
   it('a plugged-in source (as a future git poller would be) feeds the same queue and runner', async () => {
     let enqueue: Enqueue | undefined;
