@@ -19,7 +19,7 @@ export type { ResourceKind } from '../../model/kinds.js';
 export { RESOURCE_KINDS } from '../../model/kinds.js';
 export type {
   OwnerMarker, VolumeFormat, PoolDef, VolumeDef, DhcpHost, NetworkMode, NetworkDef, DomainDiskDef, DomainNicDef,
-  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail,
+  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail, CpuMode, DomainCpuDef, GraphicsType, DomainGraphicsDef, DomainCapabilities,
 } from '../../model/definitions.js';
 import type { NetworkDetail, PoolDetail, OwnerMarker, VolumeDetail } from '../../model/definitions.js';
 
@@ -62,6 +62,9 @@ export interface ParsedDomain {
   maxMemoryKiB: number;
   balloon: string;
   description?: string;
+  cpu?: { mode: string; model?: string };
+  graphics: { type: string; listen?: string; port?: number }[];
+  guestAgent: boolean;
   disks: ParsedDomainDisk[];
   nics: ParsedDomainNic[];
   marker?: OwnerMarker;

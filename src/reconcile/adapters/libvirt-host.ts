@@ -63,6 +63,7 @@ import {
   type DomainTypeChoice,
   LibvirtXmlError,
   parseCapabilities,
+  parseDomainCapabilities,
   parseDomainXml,
   parseNetworkXml,
   parsePoolXml,
@@ -70,7 +71,7 @@ import {
 } from '../../libvirt/xml/index.js';
 import {
   HostError,
-  type DhcpHost, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
+  type DhcpHost, type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
   type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail,
 } from '../ports.js';
@@ -123,6 +124,7 @@ export interface LibvirtHostOptions {
 export class LibvirtHost implements HostPort {
   private mutations = 0;
   private domainTypeCache: Promise<'kvm' | 'qemu'> | undefined;
+  private domainCapsCache: Promise<DomainCapabilities | null> | undefined;
   private readonly local: boolean;
   private readonly domainTypeChoice: DomainTypeChoice;
 
@@ -162,6 +164,26 @@ export class LibvirtHost implements HostPort {
       this.domainTypeCache = undefined;
     });
     return this.domainTypeCache;
+  }
+
+  domainCapabilities(): Promise<DomainCapabilities | null> {
+    // Asked once per connection (a few ms: libvirt caches QEMU's probe), cached on success only.
+    this.domainCapsCache ??= (async () => {
+      const virttype = await this.domainType();
+      return this.op('domain capabilities', false, async () => {
+        try {
+          return parseDomainCapabilities(await this.client.connectGetDomainCapabilities(null, 'x86_64', null, virttype, 0));
+        } catch (e) {
+          // libvirt's test driver has no domain capabilities.
+          if (e instanceof LibvirtError && e.code === VIR_ERR_NO_SUPPORT) return null;
+          throw e;
+        }
+      });
+    })();
+    this.domainCapsCache.catch(() => {
+      this.domainCapsCache = undefined;
+    });
+    return this.domainCapsCache;
   }
 
   hostIdentity(): Promise<HostIdentity> {

@@ -106,6 +106,8 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
    */
   readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, { name: string; where: Locator }>): Promise<Map<string, unknown>>;
 
+  /** Whether diff checks this resource against the host's domain capabilities (observe reads them once for all). */
+  needsDomainCapabilities?(r: R): boolean;
   diff(r: R, ctx: DiffContext): ResourceChange | undefined;
   /** Notes for the plan about a resource that needs no change (e.g. a VM still waiting for a restart). */
   notices?(r: R, ctx: DiffContext): string[];
