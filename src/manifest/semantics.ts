@@ -348,9 +348,6 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
         r.at(e, ['spec', 'cpu', 'model'], `a cpu model is only for mode custom, not ${spec.cpu.mode}`);
       }
     }
-    if (spec.graphics?.listen !== undefined && (spec.graphics.type ?? 'none') === 'none') {
-      r.at(e, ['spec', 'graphics', 'listen'], 'listen needs graphics type vnc or spice');
-    }
     const boots = new Map<number, number>();
     const ownVolumes = new Set<string>();
     (spec.disks ?? []).forEach((d, i) => {
