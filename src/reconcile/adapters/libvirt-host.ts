@@ -12,6 +12,8 @@ import {
   ConnectionError,
   LibvirtClient,
   LibvirtError,
+  type LibvirtStream,
+  VIR_DOMAIN_CONSOLE_FORCE,
   parseUri,
   VIR_CONNECT_LIST_DOMAINS_AUTOSTART,
   VIR_CONNECT_LIST_NETWORKS_ACTIVE,
@@ -622,6 +624,47 @@ export class LibvirtHost implements HostPort {
   }
   close(): Promise<void> {
     return this.client.close();
+  }
+}
+
+/** Why a console cannot be attached: the VM does not exist, does not run, or another client holds its console. */
+export class ConsoleError extends Error {
+  constructor(readonly reason: 'not-found' | 'not-running' | 'busy' | 'failed', message: string) {
+    super(message);
+    this.name = 'ConsoleError';
+  }
+}
+
+/**
+ * The serial console of a running domain as a duplex byte stream (libvirt's console stream:
+ * virDomainOpenConsole on the first console, works over every transport). `force` takes the
+ * console over from another client holding it (VIR_DOMAIN_CONSOLE_FORCE). Not on the HostPort:
+ * the reconciler has no use for it.
+ */
+export async function openDomainConsole(host: LibvirtHost, name: string, opts: { force?: boolean } = {}): Promise<LibvirtStream> {
+  const c = host.client;
+  let dom;
+  try {
+    dom = await c.domainLookupByName(name);
+  } catch (e) {
+    if (isNotFound(e)) throw new ConsoleError('not-found', `no VM (libvirt domain) named ${name} on ${c.uri}`);
+    throw toHostError(e, `look up domain ${name}`);
+  }
+  const state = await c.domainGetState(dom).catch((e: unknown) => {
+    throw toHostError(e, `state of domain ${name}`);
+  });
+  // 1 running, 2 blocked, 3 paused: a console is there (a paused guest just prints nothing).
+  if (![1, 2, 3].includes(state.state)) {
+    throw new ConsoleError('not-running', `VM ${name} is not running (${state.stateName}): its console exists only while it runs; start it (state: running in its manifest, or virsh start ${name})`);
+  }
+  try {
+    return await c.domainOpenConsole(dom, null, opts.force ? VIR_DOMAIN_CONSOLE_FORCE : 0);
+  } catch (e) {
+    if (e instanceof LibvirtError && /active console session exists/i.test(e.message)) {
+      throw new ConsoleError('busy', `another client holds the console of VM ${name} (libvirt: ${e.message}); --force takes it over`);
+    }
+    if (e instanceof LibvirtError && /not running/i.test(e.message)) throw new ConsoleError('not-running', `VM ${name} is not running: ${e.message}`);
+    throw new ConsoleError('failed', `cannot open the console of VM ${name}: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
