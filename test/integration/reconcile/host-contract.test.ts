@@ -40,6 +40,8 @@ const TEST_DRIVER: HostQuirks = {
   keepsFilesOfDeletedPool: false, // no real directory
   redefineActiveNetworkApplies: false, // the new definition is lost: the old one shows after a restart
   upload: false, // "this function is not supported by the connection driver: virStorageVolUpload"
+  writesDefaultCpu: false, // a definition without <cpu> reads back without one
+  domainCapabilities: false, // "this function is not supported by the connection driver: virConnectGetDomainCapabilities"
   liveDomainChanges: false, // setMemoryFlags: "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive"
 };
 
