@@ -54,6 +54,8 @@ export interface StatusRow {
   restartRequired: unknown;
   /** One line the table prints below itself (e.g. "restart required for spec.vcpus (running with 1, defined 2)"). */
   note: { flag: string; text: string } | null;
+  /** VMs with graphics, while running: type, listen address and port of the VNC/SPICE server (only then present). */
+  graphics?: { type: string; listen?: string; port?: number }[];
 }
 
 /** What the host showed (undefined when it was not asked, offline, or could not be reached). */
@@ -130,6 +132,7 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       recordedStatus: r?.observedStatus ?? null, lastError: r?.lastError ?? null, attempts: r?.attempts ?? 0, generation: r?.generation ?? 0,
       revision: revisionOf(r?.lastAppliedRevision ?? null), updatedAt: r?.updatedAt ?? null,
       ...noteOf(input.host, kind, name, r),
+      ...(kind === 'VirtualMachine' && input.host?.graphics?.has(name) ? { graphics: input.host.graphics.get(name)! } : {}),
     };
   };
   for (const r of input.records) {

@@ -7,7 +7,7 @@ import type { HostPort } from '../reconcile/ports.js';
 import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
 
-export async function observeForStatus(host: Pick<HostPort, 'snapshot' | 'listVolumes'>, records: ResourceRecord[], declared?: readonly DesiredResource[]): Promise<HostView> {
+export async function observeForStatus(host: Pick<HostPort, 'snapshot' | 'listVolumes'> & Partial<Pick<HostPort, 'getRunningDomain'>>, records: ResourceRecord[], declared?: readonly DesiredResource[]): Promise<HostView> {
   const snapshot = await host.snapshot();
   const pools = new Set<string>();
   for (const r of records) {
@@ -24,7 +24,20 @@ export async function observeForStatus(host: Pick<HostPort, 'snapshot' | 'listVo
       volumeNames.add(`${p}/${v.name}`);
     }
   }
-  return { snapshot, volumeKeys, volumeNames };
+  // The port libvirt gave the VNC/SPICE server of each running VM that has graphics (one live
+  // definition read per such VM).
+  const graphics = new Map<string, { type: string; listen?: string; port?: number }[]>();
+  if (host.getRunningDomain) {
+    const withGraphics = new Set<string>();
+    for (const r of records) if (r.kind === 'VirtualMachine' && (r.details.config as { graphics?: unknown } | undefined)?.graphics) withGraphics.add(r.name);
+    for (const d of declared ?? []) if (d.kind === 'VirtualMachine' && d.config.graphics) withGraphics.add(d.name);
+    for (const name of withGraphics) {
+      if (!snapshot.domains.find((x) => x.name === name)?.active) continue;
+      const live = await host.getRunningDomain(name).catch(() => null);
+      if (live && live.graphics.length > 0) graphics.set(name, live.graphics);
+    }
+  }
+  return { snapshot, volumeKeys, volumeNames, graphics };
 }
 
 /** The revisions the records point at, by id. */

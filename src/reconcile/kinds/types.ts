@@ -75,6 +75,8 @@ export interface StatusView {
   volumeKeys: Set<string>;
   /** `pool/name` of the same volumes. */
   volumeNames: Set<string>;
+  /** Running VMs with graphics: type, listen address and the port libvirt picked, by VM name. */
+  graphics?: Map<string, { type: string; listen?: string; port?: number }[]>;
 }
 
 export interface KindHandler<R extends { kind: ResourceKind; name: string; key: string } = never, O extends { op: string } = never> {

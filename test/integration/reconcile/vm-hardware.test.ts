@@ -80,6 +80,10 @@ describe.sequential('VM cpu, graphics and guest agent on qemu:///system', () => 
     const live = parseDomainXml(virsh('dumpxml', VM));
     expect(live.graphics[0]!.port).toBeGreaterThanOrEqual(5900);
     expect(virsh('domdisplay', VM).trim()).toMatch(/^vnc:\/\/127\.0\.0\.1:\d+$/);
+    // status --json shows the port of the running VM's VNC server
+    const st = await cli(['status', '--json']);
+    const rows = (JSON.parse(st.stdout) as { resources: { kind: string; name: string; graphics?: unknown }[] }).resources;
+    expect(rows.find((x) => x.name === VM)?.graphics).toEqual([{ type: 'vnc', listen: '127.0.0.1', port: live.graphics[0]!.port }]);
     const dry = await dryRun('cpu: {mode: host-model}\ngraphics: {type: vnc, listen: 127.0.0.1}');
     expect(dry.code, dry.out).toBe(0);
     expect(dry.out).toContain('No changes.');

@@ -77,6 +77,7 @@ describe('parseDomainCapabilities (virsh domcapabilities of libvirt 9.0 / QEMU 7
     expect(c.domainType).toBe('qemu');
     expect(c.cpuModes).toEqual(['maximum', 'host-model', 'custom']);
     expect(c.cpuModels.find((m) => m.name === 'Westmere')).toEqual({ name: 'Westmere', usable: true });
+    expect(c.cpuModels.filter((m) => m.usable).length).toBe(18);
     expect(c.graphicsTypes).toContain('spice');
   });
 
