@@ -88,7 +88,10 @@ export function buildDomainXml(def: DomainDef): string {
   if (def.cpu) {
     if (!CPU_MODES.has(def.cpu.mode)) throw new LibvirtXmlError('invalid-input', `unknown cpu mode ${String(def.cpu.mode)}`);
     if (def.cpu.mode === 'custom') {
-      cpu = el('cpu', { mode: 'custom', match: 'exact' }, [el('model', { fallback: 'allow' }, requireNonEmpty(def.cpu.model ?? '', 'cpu model'))]);
+      // check='none', as libvirt's own default model: QEMU runs a model the host CPU cannot fully
+      // provide without the missing features. With libvirt's check='partial' for a declared model,
+      // KVM refused qemu64 here ("Host CPU does not provide required features: svm").
+      cpu = el('cpu', { mode: 'custom', match: 'exact', check: 'none' }, [el('model', { fallback: 'allow' }, requireNonEmpty(def.cpu.model ?? '', 'cpu model'))]);
     } else {
       if (def.cpu.model !== undefined) throw new LibvirtXmlError('invalid-input', `cpu mode ${def.cpu.mode} takes no model`);
       cpu = el('cpu', { mode: def.cpu.mode });

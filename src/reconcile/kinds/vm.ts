@@ -314,7 +314,7 @@ export function capabilityProblem(r: DesiredVm, caps: DomainCapabilities, notes:
       const usable = caps.cpuModels.filter((x) => x.usable).map((x) => x.name);
       problems.push(`spec.cpu.model ${c.cpu.model} is not a CPU model the host knows for ${type} domains; usable models: ${usable.join(', ') || 'none'}`);
     } else if (!m.usable) {
-      notes.push(`CPU model ${m.name} is listed as not usable on this host (the host CPU lacks some of its features): QEMU may run it without them`);
+      notes.push(`CPU model ${m.name} is listed as not usable on this host (the host CPU lacks some of its features): QEMU runs it without them`);
     }
   }
   if (c.graphics && !caps.graphicsTypes.includes(c.graphics.type)) {
