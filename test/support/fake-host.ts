@@ -24,6 +24,11 @@
  *   description change live (and in the persistent definition) within the maximum; a volume
  *   attached to a running domain cannot be resized with the volume API (qemu-img cannot take the
  *   write lock), only through the domain (block resize);
+ * - domain capabilities are this machine's (libvirt 9.0, QEMU 7.2) for `type` (`domainCaps` overrides,
+ *   null = none, as the test driver): no host-passthrough under TCG. A definition without `<cpu>`
+ *   reads back as libvirt writes it (custom qemu64); the guest agent channel is there unless
+ *   `guestAgent: false`; a running domain's graphics has a port. Start refuses what libvirtd
+ *   refuses (a CPU mode or graphics type not offered, an unknown custom model);
  * - with `lifecycleEvents = true`, the domain lifecycle events the daemon sends for the fake's own
  *   calls (defined, undefined, started, stopped) are delivered asynchronously to subscribers.
  *   Off by default: the watch tests count runs, and the controller schedules a run for every

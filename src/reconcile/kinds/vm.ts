@@ -3,7 +3,11 @@
  *
  * Diff compares the desired config with the domain's real persistent definition (read by observe
  * from the inactive XML): vCPUs and their maximum, memory and its maximum, description, the memory
- * balloon, disks (path, format, bus, target, boot order) and NICs (network, model, MAC). A field
+ * balloon, the CPU mode and model (undeclared: libvirt's default), graphics type and listen address
+ * (not the port libvirt picks), the guest agent channel, disks (path, format, bus, target, boot
+ * order) and NICs (network, model, MAC). A declared CPU mode or model, or a graphics type, that the
+ * host's domain capabilities do not offer is a conflict in the plan (libvirt would define it and
+ * refuse it only at start). A field
  * that differs from what virtform applied last is drift. Disks are matched by source path, then
  * target; NICs by MAC (declared, or the one virtform chose and recorded, or the current one), never
  * by list position. A NIC declared without a MAC keeps the MAC it got once.
