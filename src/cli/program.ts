@@ -7,6 +7,7 @@ import { runValidate } from './commands/validate.js';
 import { runReconcile } from './commands/reconcile.js';
 import { runStatus } from './commands/status.js';
 import { runWatch } from './commands/watch.js';
+import { runConsole } from './commands/console.js';
 
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -109,6 +110,21 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .addOption(domainTypeOption())
     .action(async (dir: string, o) => {
       process.exitCode = await runWatch(dir, o);
+    });
+
+  program.command('console')
+    .description("attach the terminal to a running VM's serial console through libvirt's console stream (like virsh console); Ctrl-] leaves")
+    .argument('<vm>', 'VirtualMachine (libvirt domain) name')
+    .addOption(uriOption())
+    .option('--force', 'take the console over from another client holding it (that client is disconnected)')
+    .addHelpText('after', `
+On a terminal, keys go to the guest raw (Ctrl-C too) and the terminal is restored when the session ends.
+Without a terminal, stdin and stdout are pipes: stdin goes to the guest, the guest's output to stdout,
+and a 0x1d byte (Ctrl-]) or the end of stdin leaves. Messages go to stderr.
+Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM stopped;
+1 no such VM, VM not running, console held by another client (use --force), connection or stream failure.`)
+    .action(async (vm: string, o: { uri: string; force?: boolean }) => {
+      process.exitCode = await runConsole(vm, o);
     });
 
   return program;

@@ -212,6 +212,13 @@ class BoundRemoteCalls extends RemoteCalls<LibvirtStream> {
 
 const num = (v: bigint, what: string): number => safeNumber(v, what);
 
+/**
+ * Procedures whose ACL in remote_protocol.x asks a write permission although they change no
+ * object: connect-get-domain-capabilities (`connect:write`, because it may probe the QEMU
+ * binary) only reads what the hypervisor offers. Counted as not mutating.
+ */
+const READS_ONLY = new Set<string>(['connectGetDomainCapabilities']);
+
 /** Stream options of the upload/download methods. */
 export interface VolStreamOptions extends Omit<LibvirtStreamOptions, 'sparse'> {}
 
@@ -352,6 +359,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
 
   /** Whether a procedure changes host state (from its ACL annotations; see procedures.ts). */
   static isMutating(procedure: string): boolean {
+    if (READS_ONLY.has(procedure)) return false;
     return (PROCEDURES as Record<string, { mutating: boolean }>)[procedure]?.mutating ?? false;
   }
 
@@ -382,7 +390,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     opts: { timeoutMs?: number } = {},
     stream?: StreamSink,
   ): Promise<T> {
-    const info = PROCEDURES[name];
+    const info = { ...PROCEDURES[name], mutating: LibvirtClient.isMutating(name) };
     const start = performance.now();
     let error: Error | undefined;
     try {

@@ -398,6 +398,13 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
     if (spec.maxVcpus !== undefined && spec.maxVcpus < spec.vcpus) {
       r.at(e, ['spec', 'maxVcpus'], `maxVcpus ${spec.maxVcpus} is below vcpus ${spec.vcpus}`);
     }
+    if (spec.cpu) {
+      if (spec.cpu.mode === 'custom' && spec.cpu.model === undefined) {
+        r.at(e, ['spec', 'cpu', 'mode'], 'cpu mode custom needs a model (e.g. model: Westmere)');
+      } else if (spec.cpu.mode !== 'custom' && spec.cpu.model !== undefined) {
+        r.at(e, ['spec', 'cpu', 'model'], `a cpu model is only for mode custom, not ${spec.cpu.mode}`);
+      }
+    }
     const boots = new Map<number, number>();
     const ownVolumes = new Set<string>();
     (spec.disks ?? []).forEach((d, i) => {

@@ -155,6 +155,7 @@ export interface VirtualMachineSpec {
   maxVcpus?: number;
   memory: Size;
   maxMemory?: Size;
+  cpu?: VmCpu;
   /**
    * What virtform does when a change to a running VM needs a restart: Never (default: mark it restart required) or OnChange (shut it down gracefully and start it).
    */
@@ -166,6 +167,11 @@ export interface VirtualMachineSpec {
   autostart?: boolean;
   description?: string;
   boot?: VmBoot;
+  graphics?: VmGraphics;
+  /**
+   * Give the VM the QEMU guest agent's virtio channel (org.qemu.guest_agent.0), which libvirt uses to ask a guest running qemu-guest-agent for its addresses, to freeze filesystems, etc. Default true. Adding or removing it takes effect at the next boot.
+   */
+  guestAgent?: boolean;
   /**
    * @maxItems 20
    */
@@ -174,6 +180,22 @@ export interface VirtualMachineSpec {
    * @maxItems 16
    */
   nics?: VmNic[];
+}
+/**
+ * The guest CPU (libvirt's <cpu mode>). Checked against the host's domain capabilities when planning: a mode or model the host does not offer is a conflict.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "VmCpu".
+ */
+export interface VmCpu {
+  /**
+   * host-passthrough (the host CPU as is; KVM only), host-model (the closest named model with the host's features), maximum (everything the hypervisor can emulate or pass through), custom (a named model).
+   */
+  mode: 'host-passthrough' | 'host-model' | 'maximum' | 'custom';
+  /**
+   * CPU model of mode custom (required with custom, not allowed otherwise), e.g. Westmere, EPYC, qemu64: one of the models the host's domain capabilities list.
+   */
+  model?: string;
 }
 /**
  * How the VM boots: firmware, and optionally a kernel (with initrd and command line) booted directly by QEMU instead of a bootloader on a disk.
@@ -194,6 +216,16 @@ export interface VmBoot {
    * Kernel command line (needs kernel or kernelVolume).
    */
   cmdline?: string;
+}
+/**
+ * A graphical console (VNC or SPICE server in QEMU; libvirt picks a free port when the VM starts).
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "VmGraphics".
+ */
+export interface VmGraphics {
+  type: 'none' | 'vnc' | 'spice';
+  listen?: Ipv4Address;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema

@@ -76,6 +76,23 @@ export interface DomainBoot {
   cmdline?: string;
 }
 
+/** `<cpu mode>`: what the guest CPU is (libvirt's modes; `custom` names a model). */
+export type CpuMode = 'host-passthrough' | 'host-model' | 'maximum' | 'custom';
+
+export interface DomainCpuDef {
+  mode: CpuMode;
+  /** The CPU model of `custom` (`<model>`), e.g. `Westmere`; only with `custom`. */
+  model?: string;
+}
+
+export type GraphicsType = 'vnc' | 'spice';
+
+export interface DomainGraphicsDef {
+  type: GraphicsType;
+  /** Address the VNC/SPICE server listens on (`listen`). */
+  listen: string;
+}
+
 export interface DomainDef {
   name: string;
   uuid?: string;
@@ -91,6 +108,12 @@ export interface DomainDef {
   description?: string;
   /** Absent: BIOS, boot from the disks. */
   boot?: DomainBoot;
+  /** `<cpu mode>`; absent: no `<cpu>` element (libvirt's default, `custom` qemu64 on x86). */
+  cpu?: DomainCpuDef;
+  /** One `<graphics autoport='yes'>` device (with the video device libvirt adds); absent: none. */
+  graphics?: DomainGraphicsDef;
+  /** The QEMU guest agent's virtio channel (`org.qemu.guest_agent.0`, a unix socket libvirt places). Default true. */
+  guestAgent?: boolean;
   disks: DomainDiskDef[];
   nics: DomainNicDef[];
   marker: OwnerMarker;
@@ -114,10 +137,35 @@ export interface DomainDetail {
   description?: string;
   /** `<os>`: firmware (`efi` for `<os firmware='efi'>` or a pflash loader), kernel, initrd, cmdline; absent when none is set. */
   boot?: DomainBoot;
+  /** `<cpu mode>` and its `<model>` (libvirt writes `custom` qemu64 into x86 definitions without one); absent when the XML has no `<cpu>`. */
+  cpu?: { mode: string; model?: string };
+  /** `<graphics>` devices: type, listen address, and the port of a running domain (absent: autoport, not running). */
+  graphics: { type: string; listen?: string; port?: number }[];
+  /** A virtio channel named `org.qemu.guest_agent.0` exists. */
+  guestAgent: boolean;
   disks: { path: string; target: string; bus: string; bootOrder?: number; format?: string }[];
   /** `model` is libvirt's default for x86 QEMU (rtl8139) when the XML names none. */
   nics: { network: string; mac: string; model: string }[];
   marker?: OwnerMarker;
+}
+
+/**
+ * What the hypervisor offers for the domains virtform defines (`virConnectGetDomainCapabilities`
+ * for x86_64 and the domain type in use / `virsh domcapabilities --virttype kvm|qemu`).
+ */
+export interface DomainCapabilities {
+  /** `<domain>`: kvm or qemu. */
+  domainType: string;
+  /** `<machine>`, e.g. pc-i440fx-7.2. */
+  machine: string;
+  /** CPU modes with `supported='yes'` (host-passthrough is absent under TCG). */
+  cpuModes: string[];
+  /** Models of the `custom` mode; `usable: false` = the host CPU lacks some of the model's features. */
+  cpuModels: { name: string; usable: boolean }[];
+  /** `<graphics>` types (empty when graphics are not supported). */
+  graphicsTypes: string[];
+  /** `<channel>` types (empty when the element is missing: older libvirt). */
+  channelTypes: string[];
 }
 
 export interface NetworkDetail {

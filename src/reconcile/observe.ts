@@ -5,7 +5,7 @@
  */
 import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import type { Locator } from './kinds/types.js';
-import type { HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
+import type { DomainCapabilities, HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
 import type { JournalEntry, ResourceIndexEntry, ResourceRecord } from '../state/index.js';
 import type { Desired } from './desired.js';
 import { resourceKey } from '../model/kinds.js';
@@ -39,6 +39,11 @@ export interface Observed {
    * recorded or journaled resource whose object exists: what diff compares with the desired state.
    */
   definitions: Map<string, unknown>;
+  /**
+   * The host's domain capabilities (CPU modes and models, graphics types), read only when a
+   * desired resource's kind asks for them (`needsDomainCapabilities`); null: the host has none.
+   */
+  domainCapabilities?: DomainCapabilities | null;
   /** Number of host calls made while observing. */
   hostCalls: number;
 }
@@ -137,7 +142,12 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     const key = resourceKey('StoragePool', p.name);
     if (!w.has(key)) w.set(key, { name: p.name, where: {} });
   }
+  // Checked against what the hypervisor offers: one call, only when something declares what needs it.
+  const needCaps = desired.resources.some((r) => (kindOf(r.kind).needsDomainCapabilities as ((x: unknown) => boolean) | undefined)?.(r));
+  const capsP = needCaps ? counted(host.domainCapabilities()).catch(() => undefined) : Promise.resolve(undefined);
   const reads = await Promise.all(RESOURCE_KINDS.map((k) => counted(kindOf(k).readDefinitions(host, observed, wanted.get(k)!))));
+  const caps = await capsP;
+  if (caps !== undefined) observed.domainCapabilities = caps;
   for (const m of reads) for (const [key, d] of m) observed.definitions.set(key, d);
   observed.hostCalls = hostCalls;
   return observed;

@@ -9,10 +9,10 @@
 export type { ResourceKind } from '../model/kinds.js';
 export type {
   OwnerMarker, VolumeFormat, PoolDef, VolumeDef, DhcpHost, NetworkMode, NetworkDef, DomainDiskDef, DomainNicDef,
-  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail,
+  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail, DomainCapabilities,
 } from '../model/definitions.js';
 import type {
-  DhcpHost, DomainDef, DomainDetail, NetworkDef, NetworkDetail, PoolDef, PoolDetail, VolumeDef, VolumeDetail,
+  DhcpHost, DomainCapabilities, DomainDef, DomainDetail, NetworkDef, NetworkDetail, PoolDef, PoolDetail, VolumeDef, VolumeDetail,
 } from '../model/definitions.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +161,11 @@ export interface HostIdentity {
 export interface HostPort {
   /** Domain type to use for VMs: 'kvm' when the host offers it, else 'qemu' (TCG). */
   domainType(): Promise<'kvm' | 'qemu'>;
+  /**
+   * What the hypervisor offers for domains of {@link domainType} (CPU modes and models, graphics
+   * types): libvirt's domain capabilities. null when the driver has none (libvirt's test driver).
+   */
+  domainCapabilities(): Promise<DomainCapabilities | null>;
   /** URI, hostname, libvirt host UUID and driver of the host behind this connection. */
   hostIdentity(): Promise<HostIdentity>;
 

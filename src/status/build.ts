@@ -64,6 +64,8 @@ export interface StatusRow {
   addressesReady: boolean | null;
   /** VMs: which NICs are still waited for, and which are not waited for (network without DHCP). */
   addressesNote: string | null;
+  /** VMs with graphics, while running: type, listen address and port of the VNC/SPICE server (only then present). */
+  graphics?: { type: string; listen?: string; port?: number }[];
 }
 
 /** What the host showed (undefined when it was not asked, offline, or could not be reached). */
@@ -147,6 +149,7 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       revision: revisionOf(r?.lastAppliedRevision ?? null), updatedAt: r?.updatedAt ?? null,
       ...noteOf(input.host, kind, name, r),
       ...addressesOf(input.host, kind, name),
+      ...(kind === 'VirtualMachine' && input.host?.graphics?.has(name) ? { graphics: input.host.graphics.get(name)! } : {}),
     };
   };
   for (const r of input.records) {

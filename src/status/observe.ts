@@ -10,7 +10,7 @@ import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
 import { managedNetworks, observeAddresses, recordedNics } from './addresses.js';
 
-type StatusHost = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 'domainInterfaceAddresses' | 'definitions'>;
+type StatusHost = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 'domainInterfaceAddresses' | 'definitions'> & Partial<Pick<HostPort, 'getRunningDomain'>>;
 
 export async function observeForStatus(host: StatusHost, records: ResourceRecord[], declared?: readonly DesiredResource[]): Promise<HostView> {
   const snapshot = await host.snapshot();
@@ -31,7 +31,20 @@ export async function observeForStatus(host: StatusHost, records: ResourceRecord
   }
   const vms = records.filter((r) => r.kind === 'VirtualMachine').map((r) => ({ name: r.name, nics: recordedNics(r) }));
   const addresses = await observeAddresses(host, snapshot, vms, managedNetworks(records, declared));
-  return { snapshot, volumeKeys, volumeNames, addresses };
+  // The port libvirt gave the VNC/SPICE server of each running VM that has graphics (one live
+  // definition read per such VM).
+  const graphics = new Map<string, { type: string; listen?: string; port?: number }[]>();
+  if (host.getRunningDomain) {
+    const withGraphics = new Set<string>();
+    for (const r of records) if (r.kind === 'VirtualMachine' && (r.details.config as { graphics?: unknown } | undefined)?.graphics) withGraphics.add(r.name);
+    for (const d of declared ?? []) if (d.kind === 'VirtualMachine' && d.config.graphics) withGraphics.add(d.name);
+    for (const name of withGraphics) {
+      if (!snapshot.domains.find((x) => x.name === name)?.active) continue;
+      const live = await host.getRunningDomain(name).catch(() => null);
+      if (live && live.graphics.length > 0) graphics.set(name, live.graphics);
+    }
+  }
+  return { snapshot, volumeKeys, volumeNames, addresses, graphics };
 }
 
 /** The revisions the records point at, by id. */

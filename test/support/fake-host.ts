@@ -24,6 +24,11 @@
  *   description change live (and in the persistent definition) within the maximum; a volume
  *   attached to a running domain cannot be resized with the volume API (qemu-img cannot take the
  *   write lock), only through the domain (block resize);
+ * - domain capabilities are this machine's (libvirt 9.0, QEMU 7.2) for `type` (`domainCaps` overrides,
+ *   null = none, as the test driver): no host-passthrough under TCG. A definition without `<cpu>`
+ *   reads back as libvirt writes it (custom qemu64); the guest agent channel is there unless
+ *   `guestAgent: false`; a running domain's graphics has a port. Start refuses what libvirtd
+ *   refuses (a CPU mode or graphics type not offered, an unknown custom model);
  * - with `lifecycleEvents = true`, the domain lifecycle events the daemon sends for the fake's own
  *   calls (defined, undefined, started, stopped) are delivered asynchronously to subscribers.
  *   Off by default: the watch tests count runs, and the controller schedules a run for every
@@ -43,7 +48,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import {
   HostError, type HostErrorCode,
   type DhcpLease, type DomainAddresses, type InterfaceAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
-  type DhcpHost, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
+  type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
   type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
 } from '../../src/reconcile/ports.js';
@@ -66,6 +71,21 @@ interface Obj<D> {
   id?: number;
   /** Domains: the `<memballoon model>` of the definition (virtform writes virtio). */
   balloon?: string;
+}
+
+/**
+ * Domain capabilities as this machine's libvirt 9.0 / QEMU 7.2 reports them (`virsh domcapabilities
+ * --virttype kvm|qemu`): under TCG host-passthrough is not offered; a few of the custom models.
+ */
+export function fakeDomainCapabilities(type: 'kvm' | 'qemu'): DomainCapabilities {
+  return {
+    domainType: type,
+    machine: 'pc-i440fx-7.2',
+    cpuModes: type === 'kvm' ? ['host-passthrough', 'maximum', 'host-model', 'custom'] : ['maximum', 'host-model', 'custom'],
+    cpuModels: ['qemu64', 'kvm64', 'Westmere', 'Nehalem', 'EPYC', 'pentium3'].map((name) => ({ name, usable: type === 'qemu' ? name !== 'EPYC' : name === 'pentium3' })),
+    graphicsTypes: ['sdl', 'vnc', 'spice', 'egl-headless', 'dbus'],
+    channelTypes: ['pty', 'unix', 'spicevmc'],
+  };
 }
 
 export function randomMac(): string {
@@ -192,6 +212,12 @@ export class FakeHost implements HostPort {
   mutationCount(): number {
     return this.mutations;
   }
+  /** What domainCapabilities() reports; undefined: {@link fakeDomainCapabilities} of `type`; null: none (as the test driver). */
+  domainCaps: DomainCapabilities | null | undefined;
+  async domainCapabilities(): Promise<DomainCapabilities | null> {
+    this.call('domainCapabilities', '*', false);
+    return this.domainCaps === undefined ? fakeDomainCapabilities(this.type) : this.domainCaps;
+  }
   async domainType(): Promise<'kvm' | 'qemu'> {
     return this.type;
   }
@@ -292,6 +318,11 @@ export class FakeHost implements HostPort {
       ...(def.description ? { description: def.description } : {}),
       // libvirt does not keep an empty <cmdline/>; the parser reports no boot when <os> has none of these
       ...(bootDetail(def.boot) ? { boot: bootDetail(def.boot) } : {}),
+      // libvirt writes `custom` qemu64 into an x86 definition without <cpu>
+      cpu: def.cpu ? { ...def.cpu } : { mode: 'custom', model: 'qemu64' },
+      // a running domain's graphics has the port libvirt picked (5900 + n)
+      graphics: def.graphics ? [{ type: def.graphics.type, listen: def.graphics.listen, ...(view === 'current' && d.active ? { port: 5900 + (d.id ?? 0) } : {}) }] : [],
+      guestAgent: def.guestAgent ?? true,
       disks: def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
       nics: def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: def.marker,
     };
@@ -536,6 +567,14 @@ export class FakeHost implements HostPort {
     for (const disk of d.def.disks) {
       if (!this.fileExists(disk.path)) throw failed(`Cannot access storage file '${disk.path}': No such file or directory`);
     }
+    // libvirtd defines these and refuses them at start (measured: libvirt 9.0, QEMU 7.2).
+    const caps = this.domainCaps === undefined ? fakeDomainCapabilities(this.type) : this.domainCaps;
+    const cpu = d.def.cpu;
+    if (caps && cpu && !caps.cpuModes.includes(cpu.mode)) {
+      throw invalid(`unsupported configuration: CPU mode '${cpu.mode}' for x86_64 ${d.def.type} domain on x86_64 host is not supported by hypervisor`);
+    }
+    if (caps && cpu?.mode === 'custom' && !caps.cpuModels.some((m) => m.name === cpu.model)) throw failed(`internal error: Unknown CPU model ${cpu.model}`);
+    if (caps && d.def.graphics && !caps.graphicsTypes.includes(d.def.graphics.type)) throw invalid(`unsupported configuration: ${d.def.graphics.type} graphics are not supported with this QEMU`);
     d.active = true;
     d.id = this.nextDomainId++;
     d.live = d.def;

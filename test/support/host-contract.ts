@@ -45,12 +45,16 @@ export interface HostQuirks {
    * (libvirtd: nothing for a guest that boots nothing; no agent without a channel). Default false.
    */
   madeUpInterfaceAddresses?: boolean;
+  /** The host reports domain capabilities (virConnectGetDomainCapabilities; the test driver has none). */
+  domainCapabilities: boolean;
+  /** A definition without `<cpu>` reads back with the driver's default (qemu driver: custom qemu64; the test driver keeps none). */
+  writesDefaultCpu: boolean;
 }
 
 export const LIBVIRTD: HostQuirks = {
   volumeExistsCode: 'already-exists', resize: true, checksVolumes: true, checksOnStart: true,
   transientNetworks: true, transientDomainRefusesAutostart: true, keepsFilesOfDeletedPool: true,
-  redefineActiveNetworkApplies: true, liveDomainChanges: true, upload: true,
+  redefineActiveNetworkApplies: true, liveDomainChanges: true, upload: true, domainCapabilities: true, writesDefaultCpu: true,
 };
 
 export interface HostContractOptions {
@@ -171,6 +175,71 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       if (opts.domainType === 'kvm-or-qemu') expect(['kvm', 'qemu']).toContain(t);
       else expect(t).toBe(opts.domainType);
     });
+
+    it('reports the domain capabilities of the domain type in use (or null where the driver has none)', async () => {
+      const caps = await host.domainCapabilities();
+      if (!q.domainCapabilities) {
+        expect(caps).toBeNull();
+        return;
+      }
+      const type = await host.domainType();
+      expect(caps).not.toBeNull();
+      expect(caps!.domainType).toBe(type);
+      expect(caps!.cpuModes).toEqual(expect.arrayContaining(['host-model', 'maximum', 'custom']));
+      // measured on libvirt 9.0 / QEMU 7.2: TCG has no host CPU to pass through
+      expect(caps!.cpuModes.includes('host-passthrough')).toBe(type === 'kvm');
+      expect(caps!.cpuModels.map((m) => m.name)).toEqual(expect.arrayContaining(['qemu64', 'Westmere']));
+      expect(caps!.graphicsTypes).toContain('vnc');
+      expect(caps!.channelTypes).toContain('unix');
+      expect(await host.domainCapabilities()).toEqual(caps);
+    });
+
+    it('domains: cpu mode, graphics and the guest agent channel are read back; a running domain shows its graphics port', async () => {
+      const disk = await poolWithDisk('hwpool', 'hw');
+      const def = await domDef('hw', [disk], [], { cpu: { mode: 'maximum' }, graphics: { type: 'vnc', listen: '127.0.0.1' }, guestAgent: true });
+      try {
+        await domainHardware(def);
+      } finally {
+        await host.stopDomain(def.name, { graceful: false }).catch(() => undefined);
+        const undefBefore = events.length;
+        await host.undefineDomain(def.name).catch(() => undefined);
+        // Delivered asynchronously: let it arrive here, not in the middle of the next test's events.
+        await waitEvent('hw', 'undefined', undefBefore).catch(() => undefined);
+        for (const v of await host.listVolumes(n('hwpool')).catch(() => [])) await host.deleteVolume(n('hwpool'), v.name).catch(() => undefined);
+        await host.deletePool(n('hwpool'), { deleteDir: true }).catch(() => undefined);
+      }
+    });
+
+    async function domainHardware(def: DomainDef): Promise<void> {
+      await host.defineDomain(def);
+      const d = (await host.getDomain(def.name))!;
+      expect(d.cpu).toEqual({ mode: 'maximum' });
+      expect(d.graphics).toEqual([{ type: 'vnc', listen: '127.0.0.1' }]);
+      expect(d.guestAgent).toBe(true);
+      await host.defineDomain({ ...def, uuid: d.uuid, cpu: { mode: 'custom', model: 'Westmere' }, graphics: undefined, guestAgent: false });
+      const e = (await host.getDomain(def.name))!;
+      expect(e.cpu).toEqual({ mode: 'custom', model: 'Westmere' });
+      expect(e.graphics).toEqual([]);
+      expect(e.guestAgent).toBe(false);
+      // no <cpu>: the definition shows libvirt's default
+      await host.defineDomain({ ...def, uuid: d.uuid, cpu: undefined });
+      expect((await host.getDomain(def.name))!.cpu).toEqual(q.writesDefaultCpu ? { mode: 'custom', model: 'qemu64' } : undefined);
+      if (q.checksOnStart) {
+        await host.startDomain(def.name);
+        const live = (await host.getRunningDomain(def.name))!;
+        expect(live.graphics).toEqual([{ type: 'vnc', listen: '127.0.0.1', port: expect.any(Number) }]);
+        expect(live.graphics[0]!.port).toBeGreaterThanOrEqual(5900);
+        // the persistent definition keeps autoport (no port)
+        expect((await host.getDomain(def.name))!.graphics).toEqual([{ type: 'vnc', listen: '127.0.0.1' }]);
+        await host.stopDomain(def.name, { graceful: false });
+      }
+      if ((await host.domainType()) === 'qemu' && q.checksOnStart) {
+        // defined, then refused at start: why virtform checks the domain capabilities when planning
+        await host.defineDomain({ ...def, uuid: d.uuid, cpu: { mode: 'host-passthrough' } });
+        const err = await rejectsWith(host.startDomain(def.name), 'invalid', 'host-passthrough under TCG');
+        expect(err.message).toMatch(/CPU mode 'host-passthrough' for x86_64 qemu domain on x86_64 host is not supported by hypervisor/);
+      }
+    }
 
     it('get* return null for missing objects (and getVolume for a missing pool)', async () => {
       expect(await host.getPool(n('nopool'))).toBeNull();

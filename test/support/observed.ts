@@ -97,6 +97,8 @@ type RecordInit = Partial<Omit<ResourceIndexEntry, 'id' | 'kind' | 'name'>> & { 
 type PoolDefinition = Omit<PoolDetail, 'uuid' | 'active' | 'autostart'>;
 type NetworkDefinition = Omit<NetworkDetail, 'uuid' | 'active' | 'autostart'>;
 type DomainDefinition = Omit<DomainDetail, 'uuid' | 'active' | 'autostart'>;
+/** What libvirt writes into an x86 definition without `<cpu>`. */
+const DEFAULT_CPU = { mode: 'custom', model: 'qemu64' };
 
 export class ObservedBuilder {
   readonly pools = new Map<string, ObservedPool>();
@@ -158,7 +160,7 @@ export class ObservedBuilder {
     const id = active ? (was?.active ? was.id : this.domainId++) : -1;
     this.domains.set(name, { name, uuid: o.uuid ?? was?.uuid ?? uuidFor('VirtualMachine', name), id, active, autostart: o.autostart ?? was?.autostart ?? false });
     if (o.def || !this.domainDefs.has(name)) {
-      this.domainDefs.set(name, o.def ?? { name, vcpus: 1, maxVcpus: 1, memoryKiB: 64 * 1024, maxMemoryKiB: 64 * 1024, balloon: 'virtio', disks: [], nics: [] });
+      this.domainDefs.set(name, o.def ?? { name, vcpus: 1, maxVcpus: 1, memoryKiB: 64 * 1024, maxMemoryKiB: 64 * 1024, balloon: 'virtio', cpu: DEFAULT_CPU, graphics: [], guestAgent: true, disks: [], nics: [] });
     }
     return this;
   }
@@ -316,6 +318,9 @@ function definitionOf(r: DesiredResource): PoolDefinition | NetworkDefinition | 
       return {
         name: d.name, vcpus: d.vcpus, maxVcpus: d.maxVcpus ?? d.vcpus, memoryKiB: d.memoryKiB, maxMemoryKiB: d.maxMemoryKiB ?? d.memoryKiB,
         balloon: 'virtio', ...(d.description ? { description: d.description } : {}),
+        cpu: d.cpu ? { ...d.cpu } : DEFAULT_CPU,
+        graphics: d.graphics ? [{ type: d.graphics.type, listen: d.graphics.listen }] : [],
+        guestAgent: d.guestAgent ?? true,
         disks: d.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
         nics: d.nics.map((x, i) => ({ network: x.network, mac: x.mac ?? generatedMac(d.name, i), model: x.model })),
         marker: d.marker as OwnerMarker,

@@ -9,7 +9,8 @@
  * the manifest loader (src/manifest) and buildDesired (normalized sizes, disk targets, defaults).
  *
  * Checked per kind:
- * - VirtualMachine: exists, vcpus, memory and currentMemory (KiB), description, state, autostart,
+ * - VirtualMachine: exists, vcpus, memory and currentMemory (KiB), description, cpu mode/model,
+ *   graphics type/listen, the guest agent channel, state, autostart,
  *   disks (matched by target: source file, bus, boot order, driver type), NICs in order (network,
  *   model, MAC == declared MAC; an undeclared MAC must stay the same between two readbacks of the
  *   same domain UUID: pass the previous snapshot), owner marker (kind, name, spec-hash); for a
@@ -399,6 +400,15 @@ function compareVm(
   d.eq('owner marker', `${r.kind}/${r.name} ${r.specHash}`, m ? `${m.kind}/${m.name} ${m.specHash}` : undefined);
 
   const devices = first(root, 'devices');
+  // cpu: the declared mode (and model of custom); undeclared: none, or libvirt's default custom qemu64.
+  const cpu = first(root, 'cpu');
+  const cpuText = cpu ? `${at(cpu, 'mode') ?? 'custom'}${(at(cpu, 'mode') ?? 'custom') === 'custom' ? ` ${txt(first(cpu, 'model'))?.trim() ?? ''}` : ''}` : undefined;
+  if (c.cpu) d.eq('cpu', `${c.cpu.mode}${c.cpu.mode === 'custom' ? ` ${c.cpu.model}` : ''}`, cpuText);
+  else if (cpuText !== undefined) d.eq('cpu (undeclared: libvirt default)', 'custom qemu64', cpuText);
+  const graphics = kids(devices, 'graphics').map((g) => `${at(g, 'type')} ${at(g, 'listen') ?? at(first(g, 'listen'), 'address') ?? '(no listen)'}`);
+  d.eq('graphics', c.graphics ? `${c.graphics.type} ${c.graphics.listen}` : '(none)', graphics.join(', ') || '(none)');
+  const agent = kids(devices, 'channel').some((x) => at(first(x, 'target'), 'name') === 'org.qemu.guest_agent.0');
+  d.eq('guest agent channel', c.guestAgent === false ? 'no' : 'yes', agent ? 'yes' : 'no');
   const disks = kids(devices, 'disk').filter((x) => (at(x, 'device') ?? 'disk') === 'disk');
   const byTarget = new Map(disks.map((x) => [at(first(x, 'target'), 'dev') ?? '', x]));
   d.eq('disk targets', c.disks.map((x) => x.target).sort().join(',') || '(none)', [...byTarget.keys()].sort().join(',') || '(none)');

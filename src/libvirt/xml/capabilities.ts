@@ -2,7 +2,7 @@
  * Host capabilities (`virConnectGetCapabilities` / `virsh capabilities`): which domain types the
  * host offers for x86_64 `hvm` guests, to choose KVM or TCG.
  */
-import { LibvirtXmlError } from './types.js';
+import { LibvirtXmlError, type DomainCapabilities } from './types.js';
 import { attr, child, childText, children, parseRoot, text } from './xml-util.js';
 
 export interface GuestCapability {
@@ -64,4 +64,36 @@ export function chooseDomainType(caps: Pick<HostCapabilities, 'x86_64HvmDomainTy
   const t = offered[0];
   if (!t) throw new LibvirtXmlError('unexpected-document', 'host offers no x86_64 hvm domain type (kvm or qemu)');
   return t;
+}
+
+/** The `<value>`s of `<enum name=…>` under an element. */
+function enumValues(node: ReturnType<typeof child>, name: string): string[] {
+  const e = children(node, 'enum').find((x) => attr(x, 'name') === name);
+  return children(e, 'value').map((v) => text(v).trim());
+}
+
+/**
+ * Domain capabilities (`virConnectGetDomainCapabilities` / `virsh domcapabilities`): the CPU modes
+ * and custom models, graphics and channel types the hypervisor offers for one domain type.
+ */
+export function parseDomainCapabilities(xml: string): DomainCapabilities {
+  const root = parseRoot(xml, 'domainCapabilities');
+  const cpu = child(root, 'cpu');
+  const modes = children(cpu, 'mode');
+  const cpuModes = modes.filter((m) => attr(m, 'supported') === 'yes').map((m) => attr(m, 'name') ?? '').filter(Boolean);
+  const custom = modes.find((m) => attr(m, 'name') === 'custom' && attr(m, 'supported') === 'yes');
+  const cpuModels = children(custom, 'model').map((m) => ({ name: text(m).trim(), usable: attr(m, 'usable') !== 'no' }));
+  const devices = child(root, 'devices');
+  const supported = (tag: string, name: string): string[] => {
+    const e = child(devices, tag);
+    return e && attr(e, 'supported') === 'yes' ? enumValues(e, name) : [];
+  };
+  return {
+    domainType: childText(root, 'domain')?.trim() ?? '',
+    machine: childText(root, 'machine')?.trim() ?? '',
+    cpuModes,
+    cpuModels,
+    graphicsTypes: supported('graphics', 'type'),
+    channelTypes: supported('channel', 'type'),
+  };
 }

@@ -5,8 +5,10 @@
  * marker in `<metadata>`, `<memory>` (the maximum) and `<currentMemory>` in KiB, `<vcpu
  * current='N'>MAX</vcpu>`, an x86_64 `hvm` OS on the `pc` machine type, per-disk `<boot order>`
  * (no `<os><boot>`), destroy/restart/destroy lifecycle actions, file-backed disks,
- * `type='network'` NICs, a pty serial console, no graphics and a virtio memory balloon (so memory
- * below the maximum can be changed on a running domain; vCPUs below the maximum can be plugged).
+ * `type='network'` NICs, a pty serial console, a virtio memory balloon (so memory below the maximum
+ * can be changed on a running domain; vCPUs below the maximum can be plugged), and optionally a
+ * `<cpu mode>` (with `<model>` for custom), one `<graphics type='vnc|spice' listen autoport='yes'>`
+ * and the QEMU guest agent's virtio channel (`<channel type='unix'>`, libvirt picks the socket).
  */
 import { markerMetadata, readMarker } from './marker.js';
 import {
@@ -37,6 +39,10 @@ import {
 
 const BUSES = new Set(['virtio', 'sata', 'scsi', 'ide']);
 const FORMATS = new Set(['qcow2', 'raw']);
+const CPU_MODES = new Set(['host-passthrough', 'host-model', 'maximum', 'custom']);
+const GRAPHICS = new Set(['vnc', 'spice']);
+/** The virtio-serial port name the QEMU guest agent listens on. */
+export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
 
 export function buildDomainXml(def: DomainDef): string {
   if ((def.boot?.initrd !== undefined || def.boot?.cmdline !== undefined) && def.boot?.kernel === undefined) {
@@ -83,6 +89,27 @@ export function buildDomainXml(def: DomainDef): string {
     ]),
   );
 
+  let cpu: XElement | false = false;
+  if (def.cpu) {
+    if (!CPU_MODES.has(def.cpu.mode)) throw new LibvirtXmlError('invalid-input', `unknown cpu mode ${String(def.cpu.mode)}`);
+    if (def.cpu.mode === 'custom') {
+      // check='none', as libvirt's own default model: QEMU runs a model the host CPU cannot fully
+      // provide without the missing features. With libvirt's check='partial' for a declared model,
+      // KVM refused qemu64 here ("Host CPU does not provide required features: svm").
+      cpu = el('cpu', { mode: 'custom', match: 'exact', check: 'none' }, [el('model', { fallback: 'allow' }, requireNonEmpty(def.cpu.model ?? '', 'cpu model'))]);
+    } else {
+      if (def.cpu.model !== undefined) throw new LibvirtXmlError('invalid-input', `cpu mode ${def.cpu.mode} takes no model`);
+      cpu = el('cpu', { mode: def.cpu.mode });
+    }
+  }
+  let graphics: XElement | false = false;
+  if (def.graphics) {
+    if (!GRAPHICS.has(def.graphics.type)) throw new LibvirtXmlError('invalid-input', `unknown graphics type ${String(def.graphics.type)}`);
+    graphics = el('graphics', { type: def.graphics.type, autoport: 'yes', listen: requireNonEmpty(def.graphics.listen, 'graphics listen') }, [
+      el('listen', { type: 'address', address: def.graphics.listen }),
+    ]);
+  }
+
   const doc = el('domain', { type: def.type }, [
     el('name', undefined, def.name),
     def.uuid !== undefined && el('uuid', undefined, requireNonEmpty(def.uuid, 'uuid')),
@@ -101,6 +128,7 @@ export function buildDomainXml(def: DomainDef): string {
       def.boot?.cmdline !== undefined && el('cmdline', undefined, def.boot.cmdline),
     ]),
     el('features', undefined, [el('acpi'), el('apic')]),
+    cpu,
     el('on_poweroff', undefined, 'destroy'),
     el('on_reboot', undefined, 'restart'),
     el('on_crash', undefined, 'destroy'),
@@ -109,6 +137,8 @@ export function buildDomainXml(def: DomainDef): string {
       ...nics,
       el('serial', { type: 'pty' }, [el('target', { port: 0 })]),
       el('console', { type: 'pty' }, [el('target', { type: 'serial', port: 0 })]),
+      (def.guestAgent ?? true) && el('channel', { type: 'unix' }, [el('target', { type: 'virtio', name: GUEST_AGENT_CHANNEL })]),
+      graphics,
       el('memballoon', { model: 'virtio' }),
     ]),
   ]);
@@ -122,7 +152,10 @@ export function buildDomainXml(def: DomainDef): string {
  * converted to KiB from whatever unit libvirt used; `maxVcpus` is the `<vcpu>` count and `vcpus`
  * its `current` attribute (the count when absent). Only `device='disk'` disks are reported. What
  * libvirt fills in by default for x86 QEMU domains is reported as such: a NIC without `<model>`
- * is `rtl8139`, a domain without `<memballoon>` has a `virtio` one.
+ * is `rtl8139`, a domain without `<memballoon>` has a `virtio` one. `cpu` is the `<cpu>` element's
+ * mode (custom when absent) and, for custom, its model (libvirt writes `custom` qemu64 into a
+ * definition that has none); `graphics` lists every `<graphics>` with its listen address (the
+ * attribute, else the first `<listen type='address'>`) and a port above 0 (a running domain's).
  */
 export function parseDomainXml(xml: string): ParsedDomain {
   const root = parseRoot(xml, 'domain');
@@ -168,6 +201,19 @@ export function parseDomainXml(xml: string): ParsedDomain {
     };
   });
 
+  const graphics = children(devices, 'graphics').map((g) => {
+    const out: { type: string; listen?: string; port?: number } = { type: attr(g, 'type') ?? '' };
+    const listen = attr(g, 'listen') ?? attr(children(g, 'listen').find((l) => (attr(l, 'type') ?? 'address') === 'address'), 'address');
+    if (listen !== undefined) out.listen = listen;
+    const port = attr(g, 'port');
+    if (port !== undefined && /^\d+$/.test(port) && Number(port) > 0) out.port = Number(port);
+    return out;
+  });
+  const guestAgent = children(devices, 'channel').some((c) => {
+    const t = child(c, 'target');
+    return attr(t, 'type') === 'virtio' && attr(t, 'name') === GUEST_AGENT_CHANNEL;
+  });
+
   const out: ParsedDomain = {
     name,
     uuid: childText(root, 'uuid') ?? '',
@@ -177,6 +223,8 @@ export function parseDomainXml(xml: string): ParsedDomain {
     memoryKiB,
     maxMemoryKiB,
     balloon: attr(child(devices, 'memballoon'), 'model') ?? 'virtio',
+    graphics,
+    guestAgent,
     disks,
     nics,
   };
@@ -184,6 +232,13 @@ export function parseDomainXml(xml: string): ParsedDomain {
   if (description !== undefined) out.description = description;
   const boot = parseBoot(child(root, 'os'));
   if (boot) out.boot = boot;
+  const cpuEl = child(root, 'cpu');
+  if (cpuEl) {
+    // libvirt's default mode is custom; host-model definitions may carry a <model> too (not ours).
+    const mode = attr(cpuEl, 'mode') ?? 'custom';
+    const model = childText(cpuEl, 'model')?.trim();
+    out.cpu = mode === 'custom' && model ? { mode, model } : { mode };
+  }
   const marker = readMarker(root);
   if (marker) out.marker = marker;
   return out;

@@ -1,9 +1,9 @@
 /** libvirt XML builders and parsers (self-contained: no imports from the rest of virtform). */
 export * from './types.js';
-export { buildDomainXml, parseDomainXml } from './domain.js';
+export { buildDomainXml, parseDomainXml, GUEST_AGENT_CHANNEL } from './domain.js';
 export { buildNetworkXml, buildDhcpHostXml, parseNetworkXml } from './network.js';
 export { buildPoolXml, parsePoolXml } from './pool.js';
 export { buildVolumeXml, parseVolumeXml } from './volume.js';
-export { parseCapabilities, chooseDomainType, type DomainTypeChoice, type HostCapabilities, type GuestCapability } from './capabilities.js';
+export { parseCapabilities, parseDomainCapabilities, chooseDomainType, type DomainTypeChoice, type HostCapabilities, type GuestCapability } from './capabilities.js';
 export { OWNER_NS, OWNER_PREFIX } from './marker.js';
 export { escapeAttr, escapeText, decodeEntities } from './xml-util.js';

@@ -19,7 +19,7 @@ export type { ResourceKind } from '../../model/kinds.js';
 export { RESOURCE_KINDS } from '../../model/kinds.js';
 export type {
   OwnerMarker, VolumeFormat, PoolDef, VolumeDef, DhcpHost, NetworkMode, NetworkDef, DomainDiskDef, DomainNicDef,
-  DomainBoot, DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail,
+  DomainBoot, DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail, CpuMode, DomainCpuDef, GraphicsType, DomainGraphicsDef, DomainCapabilities,
 } from '../../model/definitions.js';
 import type { DomainBoot, NetworkDetail, PoolDetail, OwnerMarker, VolumeDetail } from '../../model/definitions.js';
 
@@ -63,6 +63,9 @@ export interface ParsedDomain {
   balloon: string;
   description?: string;
   boot?: DomainBoot;
+  cpu?: { mode: string; model?: string };
+  graphics: { type: string; listen?: string; port?: number }[];
+  guestAgent: boolean;
   disks: ParsedDomainDisk[];
   nics: ParsedDomainNic[];
   marker?: OwnerMarker;

@@ -12,6 +12,8 @@ import {
   ConnectionError,
   LibvirtClient,
   LibvirtError,
+  type LibvirtStream,
+  VIR_DOMAIN_CONSOLE_FORCE,
   parseUri,
   VIR_CONNECT_LIST_DOMAINS_AUTOSTART,
   VIR_CONNECT_LIST_NETWORKS_ACTIVE,
@@ -71,6 +73,7 @@ import {
   type DomainTypeChoice,
   LibvirtXmlError,
   parseCapabilities,
+  parseDomainCapabilities,
   parseDomainXml,
   parseNetworkXml,
   parsePoolXml,
@@ -79,7 +82,7 @@ import {
 import {
   HostError,
   type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
-  type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
+  type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
   type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail,
 } from '../ports.js';
@@ -133,6 +136,7 @@ export interface LibvirtHostOptions {
 export class LibvirtHost implements HostPort {
   private mutations = 0;
   private domainTypeCache: Promise<'kvm' | 'qemu'> | undefined;
+  private domainCapsCache: Promise<DomainCapabilities | null> | undefined;
   private readonly domainTypeChoice: DomainTypeChoice;
 
   constructor(readonly client: LibvirtClient, opts: LibvirtHostOptions = {}) {
@@ -170,6 +174,26 @@ export class LibvirtHost implements HostPort {
       this.domainTypeCache = undefined;
     });
     return this.domainTypeCache;
+  }
+
+  domainCapabilities(): Promise<DomainCapabilities | null> {
+    // Asked once per connection (a few ms: libvirt caches QEMU's probe), cached on success only.
+    this.domainCapsCache ??= (async () => {
+      const virttype = await this.domainType();
+      return this.op('domain capabilities', false, async () => {
+        try {
+          return parseDomainCapabilities(await this.client.connectGetDomainCapabilities(null, 'x86_64', null, virttype, 0));
+        } catch (e) {
+          // libvirt's test driver has no domain capabilities.
+          if (e instanceof LibvirtError && e.code === VIR_ERR_NO_SUPPORT) return null;
+          throw e;
+        }
+      });
+    })();
+    this.domainCapsCache.catch(() => {
+      this.domainCapsCache = undefined;
+    });
+    return this.domainCapsCache;
   }
 
   hostIdentity(): Promise<HostIdentity> {
@@ -623,6 +647,47 @@ export class LibvirtHost implements HostPort {
   }
   close(): Promise<void> {
     return this.client.close();
+  }
+}
+
+/** Why a console cannot be attached: the VM does not exist, does not run, or another client holds its console. */
+export class ConsoleError extends Error {
+  constructor(readonly reason: 'not-found' | 'not-running' | 'busy' | 'failed', message: string) {
+    super(message);
+    this.name = 'ConsoleError';
+  }
+}
+
+/**
+ * The serial console of a running domain as a duplex byte stream (libvirt's console stream:
+ * virDomainOpenConsole on the first console, works over every transport). `force` takes the
+ * console over from another client holding it (VIR_DOMAIN_CONSOLE_FORCE). Not on the HostPort:
+ * the reconciler has no use for it.
+ */
+export async function openDomainConsole(host: LibvirtHost, name: string, opts: { force?: boolean } = {}): Promise<LibvirtStream> {
+  const c = host.client;
+  let dom;
+  try {
+    dom = await c.domainLookupByName(name);
+  } catch (e) {
+    if (isNotFound(e)) throw new ConsoleError('not-found', `no VM (libvirt domain) named ${name} on ${c.uri}`);
+    throw toHostError(e, `look up domain ${name}`);
+  }
+  const state = await c.domainGetState(dom).catch((e: unknown) => {
+    throw toHostError(e, `state of domain ${name}`);
+  });
+  // 1 running, 2 blocked, 3 paused: a console is there (a paused guest just prints nothing).
+  if (![1, 2, 3].includes(state.state)) {
+    throw new ConsoleError('not-running', `VM ${name} is not running (${state.stateName}): its console exists only while it runs; start it (state: running in its manifest, or virsh start ${name})`);
+  }
+  try {
+    return await c.domainOpenConsole(dom, null, opts.force ? VIR_DOMAIN_CONSOLE_FORCE : 0);
+  } catch (e) {
+    if (e instanceof LibvirtError && /active console session exists/i.test(e.message)) {
+      throw new ConsoleError('busy', `another client holds the console of VM ${name} (libvirt: ${e.message}); --force takes it over`);
+    }
+    if (e instanceof LibvirtError && /not running/i.test(e.message)) throw new ConsoleError('not-running', `VM ${name} is not running: ${e.message}`);
+    throw new ConsoleError('failed', `cannot open the console of VM ${name}: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 

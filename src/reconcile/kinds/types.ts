@@ -80,6 +80,8 @@ export interface StatusView {
   volumeKeys: Set<string>;
   /** `pool/name` of the same volumes. */
   volumeNames: Set<string>;
+  /** Running VMs with graphics: type, listen address and the port libvirt picked, by VM name. */
+  graphics?: Map<string, { type: string; listen?: string; port?: number }[]>;
 }
 
 export interface KindHandler<R extends { kind: ResourceKind; name: string; key: string } = never, O extends { op: string } = never> {
@@ -111,6 +113,8 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
    */
   readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, { name: string; where: Locator }>): Promise<Map<string, unknown>>;
 
+  /** Whether diff checks this resource against the host's domain capabilities (observe reads them once for all). */
+  needsDomainCapabilities?(r: R): boolean;
   diff(r: R, ctx: DiffContext): ResourceChange | undefined;
   /** Notes for the plan about a resource that needs no change (e.g. a VM still waiting for a restart). */
   notices?(r: R, ctx: DiffContext): string[];

@@ -3,7 +3,11 @@
  *
  * Diff compares the desired config with the domain's real persistent definition (read by observe
  * from the inactive XML): vCPUs and their maximum, memory and its maximum, description, the memory
- * balloon, disks (path, format, bus, target, boot order) and NICs (network, model, MAC). A field
+ * balloon, the CPU mode and model (undeclared: libvirt's default), graphics type and listen address
+ * (not the port libvirt picks), the guest agent channel, disks (path, format, bus, target, boot
+ * order) and NICs (network, model, MAC). A declared CPU mode or model, or a graphics type, that the
+ * host's domain capabilities do not offer is a conflict in the plan (libvirt would define it and
+ * refuse it only at start). A field
  * that differs from what virtform applied last is drift. Disks are matched by source path, then
  * target; NICs by MAC (declared, or the one virtform chose and recorded, or the current one), never
  * by list position. A NIC declared without a MAC keeps the MAC it got once.
@@ -18,7 +22,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { resourceKey } from '../../model/kinds.js';
-import type { DomainBoot, DomainDef, DomainDetail, VolumeFormat } from '../../model/definitions.js';
+import type { CpuMode, DomainBoot, DomainCapabilities, DomainDef, DomainDetail, GraphicsType, VolumeFormat } from '../../model/definitions.js';
 import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
 import { parseSize } from '../../manifest/index.js';
 import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
@@ -44,6 +48,12 @@ export interface VmConfig {
   description?: string;
   /** Only when something is declared beyond the defaults (BIOS, no kernel), so older spec hashes stay valid. */
   boot?: VmBoot;
+  /** Only when declared: undeclared is libvirt's default (no `<cpu>`; it writes `custom` qemu64). */
+  cpu?: { mode: CpuMode; model?: string };
+  /** Only when declared with a type other than none. */
+  graphics?: { type: GraphicsType; listen: string };
+  /** Only when false (the default is true: the channel is there), so older spec hashes stay valid. */
+  guestAgent?: false;
   disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
   nics: { network: string; mac?: string; model: string }[];
 }
@@ -88,6 +98,8 @@ export interface VmFacts {
   nics?: ResolvedNic[];
   /** The memory balloon virtio virtform defined the domain with (absent: defined by an older virtform, `none`). */
   balloon?: string;
+  /** Whether virtform defined the domain with the guest agent channel (absent: by a virtform from before the channel, without it). */
+  guestAgent?: boolean;
   restartRequired?: RestartRequired;
 }
 
@@ -123,6 +135,9 @@ export function domainDef(r: DesiredVm, type: 'kvm' | 'qemu', uuid?: string, mac
     maxMemoryKiB: c.maxMemoryKiB ?? c.memoryKiB,
     description: c.description,
     ...(c.boot ? { boot: domainBoot(c.boot) } : {}),
+    ...(c.cpu ? { cpu: { ...c.cpu } } : {}),
+    ...(c.graphics ? { graphics: { ...c.graphics } } : {}),
+    guestAgent: c.guestAgent ?? true,
     disks: c.disks.map((d) => ({ path: d.path, format: d.format, bus: d.bus, target: d.target, bootOrder: d.bootOrder })),
     nics: c.nics.map((n, i) => ({ network: n.network, mac: n.mac ?? macs[i], model: n.model })),
     marker: { kind: r.kind, name: r.name, specHash: r.specHash },
@@ -262,6 +277,12 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): Fi
   put('spec.boot.kernel', cur.boot?.kernel, want.boot?.kernel);
   put('spec.boot.initrd', cur.boot?.initrd, want.boot?.initrd);
   put('spec.boot.cmdline', cur.boot?.cmdline, want.boot?.cmdline);
+  // Undeclared: libvirt's default, which it writes into the definition as `custom` qemu64.
+  const curCpu = cur.cpu && !(want.cpu === undefined && isDefaultCpu(cur.cpu)) ? cur.cpu : undefined;
+  put('spec.cpu', curCpu, want.cpu);
+  // Type and listen address only: libvirt fills in the port of a running domain (autoport).
+  put('spec.graphics', graphicsOf(cur), want.graphics);
+  put('spec.guestAgent', cur.guestAgent, want.guestAgent ?? true);
 
   const disks = matchDisks(want.disks, cur.disks);
   const paired = new Set(disks.values());
@@ -293,6 +314,44 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): Fi
     if (!pairedNics.has(j)) out.push({ field: `spec.nics[${c.mac}]`, before: { network: c.network, model: c.model, mac: c.mac }, after: undefined });
   });
   return out;
+}
+
+/** What libvirt writes into an x86 definition that has no `<cpu>`. */
+export function isDefaultCpu(cpu: { mode: string; model?: string }): boolean {
+  return cpu.mode === 'custom' && cpu.model === 'qemu64';
+}
+
+/** The declared part of a definition's graphics: undefined (none), one `{type, listen}`, or the list when there are several. */
+function graphicsOf(d: Pick<DomainDetail, 'graphics'>): unknown {
+  const g = (d.graphics ?? []).map((x) => ({ type: x.type, listen: x.listen }));
+  return g.length === 0 ? undefined : g.length === 1 ? g[0] : g;
+}
+
+/**
+ * Why the host cannot run what a VM declares (its domain capabilities for the domain type in use),
+ * else undefined; `notes` gets what it can run with a caveat.
+ */
+export function capabilityProblem(r: DesiredVm, caps: DomainCapabilities, notes: string[]): string | undefined {
+  const c = r.config;
+  const problems: string[] = [];
+  const type = caps.domainType || 'this';
+  if (c.cpu && !caps.cpuModes.includes(c.cpu.mode)) {
+    problems.push(`spec.cpu.mode ${c.cpu.mode} is not offered by the host for ${type} domains` +
+      `${caps.domainType === 'qemu' && c.cpu.mode === 'host-passthrough' ? ' (TCG emulates the CPU: there is no host CPU to pass through)' : ''}` +
+      `; it offers ${caps.cpuModes.join(', ') || 'none'}`);
+  } else if (c.cpu?.mode === 'custom' && c.cpu.model !== undefined) {
+    const m = caps.cpuModels.find((x) => x.name === c.cpu!.model);
+    if (!m) {
+      const usable = caps.cpuModels.filter((x) => x.usable).map((x) => x.name);
+      problems.push(`spec.cpu.model ${c.cpu.model} is not a CPU model the host knows for ${type} domains; usable models: ${usable.join(', ') || 'none'}`);
+    } else if (!m.usable) {
+      notes.push(`CPU model ${m.name} is listed as not usable on this host (the host CPU lacks some of its features): QEMU runs it without them`);
+    }
+  }
+  if (c.graphics && !caps.graphicsTypes.includes(c.graphics.type)) {
+    problems.push(`spec.graphics.type ${c.graphics.type} is not offered by the host's QEMU; it offers ${caps.graphicsTypes.filter((t) => t === 'vnc' || t === 'spice').join(', ') || 'no graphics'}`);
+  }
+  return problems.length ? `VirtualMachine ${r.name}: ${problems.join('; ')}` : undefined;
 }
 
 /** How each line takes effect on a running domain (`pending`: restart-required fields not yet taken). */
@@ -377,6 +436,9 @@ const vmFields = [
   { field: 'description', manifest: 'spec.description', effect: 'live' },
   // QEMU reads firmware, kernel, initrd and command line when it starts.
   { field: 'boot', manifest: 'spec.boot', effect: 'restart' },
+  { field: 'cpu', manifest: 'spec.cpu', effect: 'restart' },
+  { field: 'graphics', manifest: 'spec.graphics', effect: 'restart' },
+  { field: 'guestAgent', manifest: 'spec.guestAgent', effect: 'restart' },
   { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
   { field: 'nics', manifest: 'spec.nics', effect: 'restart' },
 ] as const satisfies readonly { field: keyof VmConfig; manifest: string; unit?: 'KiB'; effect: ChangeEffect | ((b: unknown, a: unknown, w?: unknown) => ChangeEffect) }[];
@@ -416,6 +478,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         ...(vm.spec.maxMemory !== undefined ? { maxMemoryKiB: Math.floor(parseSize(vm.spec.maxMemory as string | number) / 1024) } : {}),
         description: vm.spec.description,
         ...(vm.spec.boot ? bootConfig(vm.spec.boot, ctx) : {}),
+        ...(vm.spec.cpu ? { cpu: { mode: vm.spec.cpu.mode as CpuMode, ...(vm.spec.cpu.model !== undefined ? { model: vm.spec.cpu.model } : {}) } } : {}),
+        ...(vm.spec.graphics && (vm.spec.graphics.type ?? 'none') !== 'none'
+          ? { graphics: { type: vm.spec.graphics.type as GraphicsType, listen: vm.spec.graphics.listen ?? '127.0.0.1' } } : {}),
+        ...(vm.spec.guestAgent === false ? { guestAgent: false as const } : {}),
         disks: (vm.spec.disks ?? []).map((d) => {
           const bus = (d.bus ?? 'virtio') as DiskBus;
           const family = bus === 'virtio' ? 'vd' : bus === 'ide' ? 'hd' : 'sd';
@@ -444,6 +510,8 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
 
   readDefinitions: (host, observed, wanted) => readListed(observed.domains, wanted, (l) => host.definitions.domains(l)),
 
+  needsDomainCapabilities: (r) => r.config.cpu !== undefined || r.config.graphics !== undefined,
+
   diff(r, { observed, opts }) {
     const key = r.key;
     const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
@@ -454,8 +522,14 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     const graceful = opts.gracefulStop ?? true;
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
+    // What the definition asks of the hypervisor, checked before it is defined (libvirt would
+    // define it and refuse it only at start).
+    const capsNotes: string[] = [];
+    const unmet = observed.domainCapabilities ? capabilityProblem(r, observed.domainCapabilities, capsNotes) : undefined;
     if (own.state === 'absent' || !obs) {
+      if (unmet) return change(r, 'conflict', unmet, own);
       return change(r, 'create', createReason(record), own, {
+        notes: capsNotes,
         drift: isMissingDrift(record),
         fields: fieldChanges(undefined, { ...r.config, state: r.state, autostart: r.autostart }),
         steps: [
@@ -483,6 +557,8 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         for (const f of applied) {
           // An older virtform defined domains without a balloon: not drift.
           if (f.field === 'domain.memballoon' && facts?.balloon !== 'virtio') continue;
+          // Nor without the guest agent channel: adding it is a change of this version, not drift.
+          if (f.field === 'spec.guestAgent' && facts?.guestAgent === undefined) continue;
           sinceApplied.add(f.field);
         }
       }
@@ -493,13 +569,14 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     }
     const specChanged = !adopting && record?.specHash !== r.specHash;
     const redefine = fields.length > 0 || adopting || specChanged || !cur;
+    if (redefine && unmet) return change(r, 'conflict', unmet, own);
 
     // Converged: definition, state and autostart match (a pending restart is a notice, not a change).
     const restartNow = r.restartPolicy === 'OnChange' && running && wantRunning;
     if (!redefine && obs.autostart === r.autostart && running === wantRunning && !(restartNow && pending)) return undefined;
 
     const reasons: string[] = [];
-    const notes: string[] = [];
+    const notes: string[] = redefine ? [...capsNotes] : [];
     const steps: VmOp[] = [];
     const lines: FieldChange[] = [];
     if (running && !wantRunning) {
@@ -639,6 +716,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         ctx.boundary();
         const next: VmFacts = {
           balloon: 'virtio',
+          guestAgent: d.config.guestAgent ?? true,
           nics: d.config.nics.map((n, i) => ({ network: n.network, model: n.model, mac: resolved[i]!, declared: !!n.mac })),
         };
         await ctx.record({
@@ -707,6 +785,10 @@ async function restartState(host: HostPort, name: string, previous: RestartRequi
     ['spec.maxMemoryKiB', live.maxMemoryKiB, defined.maxMemoryKiB],
     ['domain.memballoon', live.balloon, defined.balloon],
     ['spec.boot', live.boot, defined.boot],
+    // A running host-model domain shows the custom model libvirt expanded it into.
+    ['spec.cpu', liveCpu(live.cpu, defined.cpu), defined.cpu],
+    ['spec.graphics', graphicsOf(live), graphicsOf(defined)],
+    ['spec.guestAgent', live.guestAgent, defined.guestAgent],
     ['spec.disks', diskList(live), diskList(defined)],
     ['spec.nics', nicList(live), nicList(defined)],
   ];
@@ -736,6 +818,10 @@ function bootConfig(b: NonNullable<VirtualMachineSpec['boot']>, ctx: BuildContex
   } else if (b.initrd !== undefined) out.initrd = b.initrd;
   if (b.cmdline) out.cmdline = b.cmdline;
   return Object.keys(out).length > 0 ? { boot: out } : {};
+}
+
+function liveCpu(live: DomainDetail['cpu'], defined: DomainDetail['cpu']): DomainDetail['cpu'] {
+  return defined?.mode === 'host-model' && live?.mode === 'custom' ? defined : live;
 }
 
 function stopNote(graceful: boolean): string {

@@ -42,6 +42,8 @@ const TEST_DRIVER: HostQuirks = {
   upload: false, // "this function is not supported by the connection driver: virStorageVolUpload"
   leases: false, // "this function is not supported by the connection driver: virNetworkGetDHCPLeases"
   madeUpInterfaceAddresses: true, // testDomainInterfaceAddresses: 192.168.122.x for every interface, whatever the source
+  writesDefaultCpu: false, // a definition without <cpu> reads back without one
+  domainCapabilities: false, // "this function is not supported by the connection driver: virConnectGetDomainCapabilities"
   liveDomainChanges: false, // setMemoryFlags: "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive"
 };
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseDomainType, LibvirtXmlError, parseCapabilities } from '../../../src/libvirt/xml/index.js';
+import { chooseDomainType, LibvirtXmlError, parseCapabilities, parseDomainCapabilities } from '../../../src/libvirt/xml/index.js';
 import { fixture } from './helpers.js';
 
 function caps(guests: string): string {
@@ -57,5 +57,32 @@ describe('chooseDomainType with an operator choice', () => {
   it('a type the host does not offer is an error naming what it does offer', () => {
     expect(() => chooseDomainType(tcgOnly, 'kvm')).toThrow(/domain type 'kvm' was asked for, but the host offers 'qemu' \(is \/dev\/kvm/);
     expect(() => chooseDomainType({ x86_64HvmDomainTypes: [] }, 'qemu')).toThrow(/host offers no x86_64 hvm domain type/);
+  });
+});
+
+describe('parseDomainCapabilities (virsh domcapabilities of libvirt 9.0 / QEMU 7.2 on this machine)', () => {
+  it('kvm: every cpu mode; the custom models with their usability; vnc and spice', () => {
+    const c = parseDomainCapabilities(fixture('libvirt9-domcaps-kvm.xml'));
+    expect(c.domainType).toBe('kvm');
+    expect(c.machine).toBe('pc-i440fx-7.2');
+    expect(c.cpuModes).toEqual(['host-passthrough', 'maximum', 'host-model', 'custom']);
+    expect(c.cpuModels.length).toBe(53);
+    expect(c.cpuModels.filter((m) => m.usable).map((m) => m.name)).toEqual(['pentium3', 'pentium2', 'pentium', '486']);
+    expect(c.graphicsTypes).toEqual(['sdl', 'vnc', 'spice', 'egl-headless', 'dbus']);
+    expect(c.channelTypes).toEqual(['pty', 'unix', 'spicevmc']);
+  });
+
+  it('qemu (TCG): no host-passthrough', () => {
+    const c = parseDomainCapabilities(fixture('libvirt9-domcaps-qemu.xml'));
+    expect(c.domainType).toBe('qemu');
+    expect(c.cpuModes).toEqual(['maximum', 'host-model', 'custom']);
+    expect(c.cpuModels.find((m) => m.name === 'Westmere')).toEqual({ name: 'Westmere', usable: true });
+    expect(c.cpuModels.filter((m) => m.usable).length).toBe(18);
+    expect(c.graphicsTypes).toContain('spice');
+  });
+
+  it('graphics not supported, no cpu element: empty lists', () => {
+    const c = parseDomainCapabilities(`<domainCapabilities><domain>qemu</domain><devices><graphics supported='no'/></devices></domainCapabilities>`);
+    expect(c).toEqual({ domainType: 'qemu', machine: '', cpuModes: [], cpuModels: [], graphicsTypes: [], channelTypes: [] });
   });
 });

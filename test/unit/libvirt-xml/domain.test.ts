@@ -145,6 +145,10 @@ describe('parseDomainXml on libvirt output shapes', () => {
       maxMemoryKiB: 65536,
       // this fixture was built before virtform gave domains a balloon
       balloon: 'none',
+      // libvirt's default, written into a definition without <cpu>
+      cpu: { mode: 'custom', model: 'qemu64' },
+      graphics: [],
+      guestAgent: false,
       // built with "\r\n": libvirt writes the CR raw, so it reads back as a line feed.
       description: `x</description><devices>\n\t y <>&"' é😀`,
       disks: [
@@ -245,5 +249,62 @@ describe('parseDomainXml on libvirt output shapes', () => {
     expect(() => parseDomainXml('<network><name>x</name></network>')).toThrow(LibvirtXmlError);
     expect(() => parseDomainXml('<domain><memory>1</memory></domain>')).toThrow(/no <name>/);
     expect(() => parseDomainXml("<domain><name>x</name><memory unit='parsec'>1</memory></domain>")).toThrow(/unknown unit/);
+  });
+});
+
+/** The built document without the pretty-printing whitespace between tags. */
+const flat = (xml: string): string => xml.replace(/>\s+</g, '><');
+
+describe('cpu, graphics and the guest agent channel', () => {
+  it('round-trips every cpu mode; custom carries its model', () => {
+    for (const mode of ['host-passthrough', 'host-model', 'maximum'] as const) {
+      const xml = flat(buildDomainXml(def({ cpu: { mode } })));
+      expect(xml).toContain(`<cpu mode="${mode}"/>`);
+      expect(parseDomainXml(xml).cpu).toEqual({ mode });
+    }
+    const xml = flat(buildDomainXml(def({ cpu: { mode: 'custom', model: 'Westmere' } })));
+    expect(xml).toMatch(/<cpu mode="custom" match="exact" check="none"><model fallback="allow">Westmere<\/model><\/cpu>/);
+    expect(parseDomainXml(xml).cpu).toEqual({ mode: 'custom', model: 'Westmere' });
+    // no <cpu> at all: nothing reported (libvirt writes its default into the definition)
+    expect(parseDomainXml(buildDomainXml(def())).cpu).toBeUndefined();
+  });
+
+  it('rejects a model without custom, custom without a model, unknown modes', () => {
+    expect(() => buildDomainXml(def({ cpu: { mode: 'host-model', model: 'EPYC' } }))).toThrow(/takes no model/);
+    expect(() => buildDomainXml(def({ cpu: { mode: 'custom' } }))).toThrow(/cpu model/);
+    expect(() => buildDomainXml(def({ cpu: { mode: 'fast' as 'custom' } }))).toThrow(/unknown cpu mode/);
+    expect(() => buildDomainXml(def({ graphics: { type: 'rdp' as 'vnc', listen: '127.0.0.1' } }))).toThrow(/unknown graphics type/);
+  });
+
+  it('graphics: vnc/spice with listen and autoport; none by default', () => {
+    const xml = flat(buildDomainXml(def({ graphics: { type: 'vnc', listen: '127.0.0.1' } })));
+    expect(xml).toContain('<graphics type="vnc" autoport="yes" listen="127.0.0.1"><listen type="address" address="127.0.0.1"/></graphics>');
+    expect(parseDomainXml(xml).graphics).toEqual([{ type: 'vnc', listen: '127.0.0.1' }]);
+    expect(parseDomainXml(buildDomainXml(def({ graphics: { type: 'spice', listen: '0.0.0.0' } }))).graphics).toEqual([{ type: 'spice', listen: '0.0.0.0' }]);
+    expect(flat(buildDomainXml(def()))).not.toContain('<graphics');
+    expect(parseDomainXml(buildDomainXml(def())).graphics).toEqual([]);
+  });
+
+  it('reads libvirt 9.0 shapes: the inactive port -1, a running port, listen only as a child element', () => {
+    const dom = (devices: string): string => `<domain type='qemu'><name>g</name><devices>${devices}</devices></domain>`;
+    expect(parseDomainXml(dom(`<graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'><listen type='address' address='127.0.0.1'/></graphics>`)).graphics)
+      .toEqual([{ type: 'vnc', listen: '127.0.0.1' }]);
+    expect(parseDomainXml(dom(`<graphics type='vnc' port='5900' autoport='yes' listen='127.0.0.1'><listen type='address' address='127.0.0.1'/></graphics>`)).graphics)
+      .toEqual([{ type: 'vnc', listen: '127.0.0.1', port: 5900 }]);
+    expect(parseDomainXml(dom(`<graphics type='spice' autoport='yes'><listen type='address' address='10.0.0.1'/></graphics>`)).graphics)
+      .toEqual([{ type: 'spice', listen: '10.0.0.1' }]);
+    expect(parseDomainXml(dom(`<graphics type='sdl'/>`)).graphics).toEqual([{ type: 'sdl' }]);
+  });
+
+  it('the guest agent channel is on by default and can be left out; only the agent name counts', () => {
+    const xml = flat(buildDomainXml(def()));
+    expect(xml).toContain('<channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/></channel>');
+    expect(parseDomainXml(xml).guestAgent).toBe(true);
+    expect(parseDomainXml(buildDomainXml(def({ guestAgent: false }))).guestAgent).toBe(false);
+    const other = `<domain type='qemu'><name>g</name><devices><channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel></devices></domain>`;
+    expect(parseDomainXml(other).guestAgent).toBe(false);
+    // as libvirt 9.0 writes it back (socket path and address filled in)
+    const back = `<domain type='qemu'><name>g</name><devices><channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-1-g/org.qemu.guest_agent.0'/><target type='virtio' name='org.qemu.guest_agent.0' state='disconnected'/><alias name='channel0'/><address type='virtio-serial' controller='0' bus='0' port='1'/></channel></devices></domain>`;
+    expect(parseDomainXml(back).guestAgent).toBe(true);
   });
 });
