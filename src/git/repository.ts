@@ -352,6 +352,7 @@ export class GitRepository {
    * file names are relative to the repository root.
    */
   async validate(sha: string): Promise<Validation> {
+    await this.init();
     try {
       await this.verify(sha);
     } catch (e) {
