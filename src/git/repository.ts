@@ -401,9 +401,11 @@ export function rebaseState(state: DesiredState, from: string, to: string): Desi
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
     return v;
   };
-  const manifests = state.manifests.map((m) => ({ ...m, spec: walk(m.spec) })) as DesiredState['manifests'];
+  const manifests = state.manifests.map((m) => ({ ...m, spec: walk(m.spec), source: { ...m.source, file: walk(m.source.file) as string } })) as DesiredState['manifests'];
   return {
     ...state,
+    dir: walk(state.dir) as string,
+    files: state.files.map((f) => walk(f) as string),
     manifests,
     digest: digestManifests(manifests),
     pools: manifests.filter((m) => m.kind === 'StoragePool') as DesiredState['pools'],

@@ -11,7 +11,8 @@
  */
 import type { GitSourceRecord, StateStore } from '../state/index.js';
 import { GitError } from './exec.js';
-import { GitRepository, refString, short, type Validation } from './repository.js';
+import type { DesiredState } from '../manifest/index.js';
+import { GitRepository, rebaseState, refString, short, type Validation } from './repository.js';
 
 export interface GitSourceStatus {
   id: string;
@@ -75,6 +76,8 @@ export class GitSync {
   /** The commit in applied/ (what runs reconcile). */
   #desired: string | null = null;
   #staged: string | null = null;
+  /** The staged commit's manifests as validated, with the paths of the applied checkout. */
+  #stagedState: DesiredState | undefined;
   #rejected: string | null = null;
   #error: string | null = null;
   #errorKind: string | null = null;
@@ -198,6 +201,7 @@ export class GitSync {
         await this.#save({ rejectedCommit: sha, error: v.reason, errorKind: this.#errorKind, errorAt: now });
         return { result: 'rejected', commit: sha, reason: v.reason, validation: v, repeated };
       }
+      this.#stagedState = rebaseState(v.state, this.repo.checkoutRoot('candidate'), this.repo.checkoutRoot('applied'));
       this.repo.move('candidate', 'staged');
       this.#staged = sha;
       if (this.#rejected !== null || this.#error !== null) {
@@ -214,16 +218,20 @@ export class GitSync {
    * Move the staged commit into applied/ (call with no run in flight: a run reads applied/).
    * Returns the folder to load and its commit, or undefined when no commit is available yet.
    */
-  async promote(): Promise<{ dir: string; commit: string } | undefined> {
+  async promote(): Promise<{ dir: string; commit: string; state?: DesiredState } | undefined> {
     return this.repo.exclusive(async () => {
+      let state: DesiredState | undefined;
       if (this.#staged && this.repo.checkedOut('staged') === this.#staged) {
         this.repo.move('staged', 'applied');
         this.#desired = this.#staged;
         this.#staged = null;
+        state = this.#stagedState;
         await this.repo.pin(this.#desired).catch(() => undefined);
       }
+      this.#stagedState = undefined;
       if (!this.#desired) return undefined;
-      return { dir: this.repo.manifestDir('applied'), commit: this.#desired };
+      // The first run of a commit takes its manifests as validated (no second parse of the folder).
+      return { dir: this.repo.manifestDir('applied'), commit: this.#desired, ...(state ? { state } : {}) };
     });
   }
 

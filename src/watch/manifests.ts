@@ -4,7 +4,7 @@
  * keeps the last good desired state and reports every error; nothing is applied from a broken
  * folder.
  */
-import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
+import { loadManifests, formatManifestError, type DesiredState, type ManifestError } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { WatchMetrics } from './metrics.js';
@@ -18,7 +18,8 @@ export type LoadResult = { ok: true; desired: Desired } | { ok: false; empty?: b
 export interface ManifestProvider {
   /** For logs: the folder or the (redacted) repository URL. */
   readonly label: string;
-  prepare(): Promise<{ ok: true; dir: string; gitCommit?: string } | { ok: false; problem: string }>;
+  /** `state`: the folder's manifests already loaded and validated (the first run of a new commit). */
+  prepare(): Promise<{ ok: true; dir: string; gitCommit?: string; state?: DesiredState } | { ok: false; problem: string }>;
 }
 
 function errText(e: unknown): string {
@@ -58,15 +59,17 @@ export class ManifestState {
     const m = this.o.metrics;
     let dir = this.dir;
     let gitCommit: string | undefined;
+    let preloaded: DesiredState | undefined;
     if (this.o.provider) {
       const p = await this.o.provider.prepare().catch((e: unknown) => ({ ok: false as const, problem: errText(e) }));
       if (!p.ok) return this.#fail(p.problem);
       dir = p.dir;
       gitCommit = p.gitCommit;
+      preloaded = p.state;
     }
     let result: Awaited<ReturnType<typeof loadManifests>>;
     try {
-      result = await loadManifests(dir);
+      result = preloaded ? { ok: true, desired: preloaded } : await loadManifests(dir);
     } catch (e) {
       return this.#fail(`cannot read ${dir}: ${errText(e)}`);
     }

@@ -51,6 +51,10 @@ export class TestRepo {
     git(this.work, 'remote', 'add', 'origin', this.bare);
   }
 
+  head(): string {
+    return git(this.work, 'rev-parse', 'HEAD');
+  }
+
   get url(): string {
     return `file://${this.bare}`;
   }

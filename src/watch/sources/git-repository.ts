@@ -11,6 +11,7 @@
  * 5 s), capped at max(interval, 5 min)); it never stops the watcher.
  */
 import { GitError, short, type GitSourceStatus, type GitSync } from '../../git/index.js';
+import type { DesiredState } from '../../manifest/index.js';
 import { Backoff } from '../../util/backoff.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { ManifestProvider } from '../manifests.js';
@@ -108,8 +109,11 @@ export class GitRepositorySource implements Source, ManifestProvider {
   async #pollOnce(): Promise<void> {
     const s = this.sync;
     let sha: string;
+    const t0 = performance.now();
+    let fetchMs = 0;
     try {
       sha = await s.fetch();
+      fetchMs = Math.round(performance.now() - t0);
     } catch (e) {
       const delay = this.#backoff.next();
       this.#failureDelay = delay;
@@ -124,7 +128,9 @@ export class GitRepositorySource implements Source, ManifestProvider {
     this.#backoff.reset();
     this.#failureDelay = undefined;
     try {
+      const t1 = performance.now();
       const c = await s.consider(sha);
+      const validateMs = Math.round(performance.now() - t1);
       if (c.result === 'current') {
         this.#log.debug('git: no new commit', { commit: short(sha) });
         return;
@@ -142,7 +148,7 @@ export class GitRepositorySource implements Source, ManifestProvider {
       }
       this.#problem = undefined;
       this.#log.info('git: new commit fetched and validated', {
-        url: s.repo.displayUrl, fetched: short(sha), applied: short(s.appliedCommit), manifests: c.validation.manifests, summary: s.status().summary,
+        url: s.repo.displayUrl, fetched: short(sha), applied: short(s.appliedCommit), manifests: c.validation.manifests, fetchMs, validateMs, summary: s.status().summary,
       });
       this.#enqueue('git');
     } catch (e) {
@@ -151,9 +157,9 @@ export class GitRepositorySource implements Source, ManifestProvider {
   }
 
   /** ManifestProvider: the applied checkout, after moving a staged commit into it. */
-  async prepare(): Promise<{ ok: true; dir: string; gitCommit: string } | { ok: false; problem: string }> {
+  async prepare(): Promise<{ ok: true; dir: string; gitCommit: string; state?: DesiredState } | { ok: false; problem: string }> {
     const p = await this.sync.promote();
-    if (p) return { ok: true, dir: p.dir, gitCommit: p.commit };
+    if (p) return { ok: true, dir: p.dir, gitCommit: p.commit, ...(p.state ? { state: p.state } : {}) };
     const st = this.sync.status();
     const why = st.fetchError ? `the fetch failed: ${st.fetchError}` : st.error ? `fetched ${short(st.fetchedCommit)} was refused: ${st.error}` : this.#problem ?? 'waiting for the first fetch';
     return { ok: false, problem: `no valid commit of ${this.label} to apply yet (${why})` };

@@ -167,6 +167,31 @@ describe('watch --git', () => {
     expect((await store.revisions.latest())?.gitCommit).toBe(a);
   });
 
+  it('a Volume source relative to its manifest keeps its path from commit to commit (no replace)', async () => {
+    const img = 'x'.repeat(4096);
+    const withImage = (memory: string): Record<string, string> => ({
+      ...files({ vm1Memory: memory }),
+      'images/seed.raw': img,
+      'image.yaml': `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-img}\nspec: {pool: ${P}-pool, capacity: 1MiB, format: raw, source: images/seed.raw}\n`,
+    });
+    repo.commit(withImage('64MiB'), { folder: 'env' });
+    const c = start();
+    await c.start();
+    await waitFor(() => c.ready, 'ready');
+    await c.idle();
+    expect(c.lastRun?.outcome).toBe('succeeded');
+    const sourcePath = (await store.resources.get('Volume', `${P}-img`))?.details;
+    expect(JSON.stringify(sourcePath)).toContain(join(source!.sync.repo.cacheDir, 'applied', 'env', 'images', 'seed.raw'));
+    repo.commit(withImage('96MiB'), { folder: 'env' });
+    await waitFor(async () => (await c.status()).git?.appliedCommit === repo.head(), 'the second commit applied', 10_000);
+    await c.idle();
+    expect(c.lastRun?.plan?.replace).toBe(0);
+    c.trigger('resync');
+    await waitFor(() => c.lastRun?.sources.includes('resync') === true, 'the resync run');
+    await c.idle();
+    expect(c.lastRun?.plan?.noop).toBe(true);
+  });
+
   it('with no valid commit at all, nothing is applied and status says why', async () => {
     repo.commit({ 'vms.yaml': 'apiVersion: virtform.dev/v1\nkind: VirtualMachine\n' }, { folder: 'env' });
     const c = start();
