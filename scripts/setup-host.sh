@@ -11,7 +11,9 @@ need_root
 # xorriso, genisoimage (isoinfo): the unit tests read the NoCloud seed images back with them;
 # python3-yaml: PyYAML, the parser cloud-init reads meta-data with, checks the seed's YAML;
 # cpio: scripts/build-tiny-guest.sh packs the tiny guest's initramfs.
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml)
+# git: the --git manifest source runs Debian's git (fetch, checkout, verify-commit); openssh-client
+# for ssh remotes and ssh commit signatures (ssh-keygen -Y verify; the tests make keys with it).
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml git openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
