@@ -142,6 +142,7 @@ export class WatchController {
     this.#manifests = new ManifestState(this.#o.dir, { allowEmpty: opts.allowEmpty, metrics: this.metrics, logger: log, provider: opts.git });
     this.#connection = new HostConnection({ connect: opts.connect, wrapHost: opts.wrapHost, reconnect: opts.reconnect, metrics: this.metrics, logger: log });
     this.#events = new LifecycleEventSource(this.#connection, opts.eventDebounceMs ?? 100, log);
+    opts.git?.attachMetrics(this.metrics);
     this.#folder = new ManifestFolderSource({ dir: this.#o.dir, debounceMs: opts.debounceMs, maxDebounceMs: opts.maxDebounceMs, logger: log });
     this.#runner = new Runner({
       queue: this.#queue, connection: this.#connection, manifests: this.#manifests, store: opts.store, metrics: this.metrics, logger: log,

@@ -16,6 +16,7 @@ import { Backoff } from '../../util/backoff.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { ManifestProvider } from '../manifests.js';
 import { errText, type Enqueue, type Source } from './types.js';
+import type { WatchMetrics } from '../metrics.js';
 
 export interface GitRepositorySourceOptions {
   sync: GitSync;
@@ -39,6 +40,7 @@ export class GitRepositorySource implements Source, ManifestProvider {
   #stopped = false;
   /** The restore problem, shown until a good commit is available. */
   #problem: string | undefined;
+  #metrics: WatchMetrics | undefined;
 
   constructor(o: GitRepositorySourceOptions) {
     this.sync = o.sync;
@@ -50,6 +52,16 @@ export class GitRepositorySource implements Source, ManifestProvider {
       factor: 2,
       jitter: 0.3,
     });
+  }
+
+  /** The controller hands its metrics over (virtform_git_fetches_total, virtform_git_fetched_differs). */
+  attachMetrics(m: WatchMetrics): void {
+    this.#metrics = m;
+    this.#gauge();
+  }
+
+  #gauge(): void {
+    this.#metrics?.gitDiffers.set(this.sync.fetchedCommit !== null && this.sync.fetchedCommit !== this.sync.appliedCommit ? 1 : 0);
   }
 
   get label(): string {
@@ -117,6 +129,7 @@ export class GitRepositorySource implements Source, ManifestProvider {
     } catch (e) {
       const delay = this.#backoff.next();
       this.#failureDelay = delay;
+      this.#metrics?.gitFetches.inc({ outcome: 'failed' });
       this.#log.warn('git fetch failed', {
         url: s.repo.displayUrl, ref: s.status().ref, attempt: this.#backoff.attempt, retryInMs: delay,
         error: e instanceof GitError ? e.message : s.repo.redactor.text(errText(e)),
@@ -131,6 +144,8 @@ export class GitRepositorySource implements Source, ManifestProvider {
       const t1 = performance.now();
       const c = await s.consider(sha);
       const validateMs = Math.round(performance.now() - t1);
+      this.#metrics?.gitFetches.inc({ outcome: c.result === 'current' ? 'unchanged' : c.result === 'rejected' ? 'refused' : 'new' });
+      this.#gauge();
       if (c.result === 'current') {
         this.#log.debug('git: no new commit', { commit: short(sha) });
         return;
@@ -170,6 +185,7 @@ export class GitRepositorySource implements Source, ManifestProvider {
     if (!run.gitCommit || run.outcome === 'invalid' || run.outcome === 'error') return;
     const before = this.sync.appliedCommit;
     await this.sync.recordRun(run.gitCommit, run.outcome, run.revisionId);
+    this.#gauge();
     if (before !== run.gitCommit) {
       this.#log.info('git: commit applied', { commit: short(run.gitCommit), previous: short(before), outcome: run.outcome, summary: this.sync.status().summary });
     }

@@ -12,7 +12,7 @@ import { TestRepo } from '../../support/git.js';
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { GitRepository, GitSync, type GitSourceSpec } from '../../../src/git/index.js';
 import { GitRepositorySource, WatchController, jsonLogger } from '../../../src/watch/index.js';
-import { GatedHost, waitFor } from './helpers.js';
+import { GatedHost, parsePrometheus, sampleValue, waitFor } from './helpers.js';
 
 const P = 'vftest-gitw';
 const VM1 = `${P}-vm1`;
@@ -98,6 +98,9 @@ describe('watch --git', () => {
     expect(st.git?.summary).toMatch(new RegExp(`^fetched ${bad.slice(0, 7)}, applied ${a.slice(0, 7)}: validation failed at env/vms\\.yaml:`));
     expect(logs.some((l) => l.msg === 'git: fetched commit refused; nothing changed, the applied commit stays' && String(l.summary).includes('validation failed'))).toBe(true);
     expect(c.runCount).toBe(runs); // no run for a refused commit
+    const m = parsePrometheus(await c.metrics.render());
+    expect(sampleValue(m, 'virtform_git_fetches_total', { outcome: 'refused' })).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(m, 'virtform_git_fetched_differs')).toBe(1);
     expect(host.domains.get(VM1)?.active).toBe(true);
     // Refused once, logged once (later fetches of the same commit are quiet).
     await new Promise((r) => setTimeout(r, INTERVAL * 3));
@@ -116,6 +119,10 @@ describe('watch --git', () => {
     const after = await c.status();
     expect(after.git?.appliedCommit).toBe(fixed);
     expect(after.git?.error).toBeNull();
+    const m2 = parsePrometheus(await c.metrics.render());
+    expect(sampleValue(m2, 'virtform_git_fetched_differs')).toBe(0);
+    expect(sampleValue(m2, 'virtform_git_fetches_total', { outcome: 'new' })).toBeGreaterThanOrEqual(2);
+    expect(sampleValue(m2, 'virtform_triggers_total', { source: 'git' })).toBeGreaterThanOrEqual(1);
   });
 
   it('fetch failures are logged with backoff and shown in status; the watcher keeps going and recovers', async () => {
