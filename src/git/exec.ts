@@ -22,6 +22,8 @@ export interface GitRunOptions {
   redactor?: Redactor;
   /** Exit codes that are not an error (default: only 0). */
   okCodes?: number[];
+  /** Kills git (SIGKILL) when aborted: a watcher that stops does not wait for a slow fetch. */
+  signal?: AbortSignal;
 }
 
 export interface GitResult {
@@ -33,7 +35,7 @@ export interface GitResult {
 /** git failed: the message is git's own (last lines of stderr), with secrets redacted. */
 export class GitError extends Error {
   override readonly name = 'GitError';
-  constructor(message: string, readonly code: number | null, readonly stderr: string, readonly timedOut = false) {
+  constructor(message: string, readonly code: number | null, readonly stderr: string, readonly timedOut = false, readonly aborted = false) {
     super(message);
   }
 }
@@ -70,6 +72,7 @@ export function runGit(args: string[], o: GitRunOptions = {}): Promise<GitResult
   return new Promise((resolve, reject) => {
     execFile('git', full, {
       cwd: o.cwd, env: cleanGitEnv(o.env), timeout, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'utf8', windowsHide: true,
+      ...(o.signal ? { signal: o.signal } : {}),
     }, (err, stdout, stderr) => {
       const red = (s: string): string => (o.redactor ? o.redactor.text(s) : s);
       if (!err) {
@@ -79,6 +82,10 @@ export function runGit(args: string[], o: GitRunOptions = {}): Promise<GitResult
       const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: string };
       if (e.code === 'ENOENT') {
         reject(new GitError('git is not installed (Debian: apt-get install git; scripts/setup-host.sh installs it)', null, ''));
+        return;
+      }
+      if (e.name === 'AbortError' || o.signal?.aborted) {
+        reject(new GitError('git was stopped (the watcher is shutting down)', null, '', false, true));
         return;
       }
       const code = typeof e.code === 'number' ? e.code : null;

@@ -142,6 +142,7 @@ export class GitRepository {
   readonly ephemeral: boolean;
   #chain: Promise<unknown> = Promise.resolve();
   #initialized = false;
+  readonly #abort = new AbortController();
 
   constructor(spec: GitSourceSpec, o: GitRepositoryOptions) {
     this.spec = { ...spec, path: normalizeGitPath(spec.path) };
@@ -191,7 +192,7 @@ export class GitRepository {
     return run;
   }
 
-  #git(args: string[], o: { env?: Record<string, string>; timeoutMs?: number; okCodes?: number[] } = {}) {
+  #git(args: string[], o: { env?: Record<string, string>; timeoutMs?: number; okCodes?: number[]; signal?: AbortSignal } = {}) {
     return runGit([`--git-dir=${this.gitDir}`, ...args], { ...o, redactor: this.redactor });
   }
 
@@ -209,6 +210,11 @@ export class GitRepository {
       writeFileSync(join(this.gitDir, 'objects', 'info', 'alternates'), `${cacheObjects}\n`);
     }
     this.#initialized = true;
+  }
+
+  /** Kill the network calls in flight and refuse new ones (a watcher stopping). */
+  abort(): void {
+    this.#abort.abort();
   }
 
   /** Remove an ephemeral repository's folder. */
@@ -230,7 +236,7 @@ export class GitRepository {
 
   async #fetch(refspecs: string[]): Promise<void> {
     await this.#git(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--force', '--', this.remote.url, ...refspecs], {
-      env: this.#netEnv(), timeoutMs: this.spec.fetchTimeoutMs ?? 120_000,
+      env: this.#netEnv(), timeoutMs: this.spec.fetchTimeoutMs ?? 120_000, signal: this.#abort.signal,
     });
   }
 

@@ -175,6 +175,7 @@ export class GitSync {
       await this.#save({ fetchedCommit: sha, fetchedAt: now, fetchError: null, fetchErrorAt: null });
       return sha;
     } catch (e) {
+      if (e instanceof GitError && e.aborted) throw e; // stopping: not a fetch failure worth recording
       const msg = e instanceof GitError ? e.message : this.repo.redactor.text(e instanceof Error ? e.message : String(e));
       this.#fetchError = msg;
       this.#fetchErrorAt = now;

@@ -77,7 +77,10 @@ export class GitRepositorySource implements Source, ManifestProvider {
     this.#problem = await this.sync.restore().catch((e: unknown) => `cannot restore the applied commit: ${errText(e)}`);
     if (this.#problem) this.#log.warn('git: applied commit not restored', { url: this.sync.repo.displayUrl, problem: this.#problem });
     else if (this.sync.desiredCommit) this.#log.info('git: applied commit restored from the cache', { commit: this.sync.desiredCommit });
-    await this.#poll(false);
+    // With a restored commit the watcher starts at once (a slow or hanging remote does not delay
+    // drift correction); a new commit found by this first fetch is staged and taken by the first run.
+    const first = this.#poll(false);
+    if (!this.sync.desiredCommit) await first;
   }
 
   async start(enqueue: Enqueue): Promise<void> {
@@ -89,6 +92,7 @@ export class GitRepositorySource implements Source, ManifestProvider {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.sync.repo.abort(); // a fetch in flight is killed, not waited for
     await this.#polling?.catch(() => undefined);
   }
 
@@ -127,6 +131,7 @@ export class GitRepositorySource implements Source, ManifestProvider {
       sha = await s.fetch();
       fetchMs = Math.round(performance.now() - t0);
     } catch (e) {
+      if (this.#stopped || (e instanceof GitError && e.aborted)) return;
       const delay = this.#backoff.next();
       this.#failureDelay = delay;
       this.#metrics?.gitFetches.inc({ outcome: 'failed' });

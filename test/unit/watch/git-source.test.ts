@@ -6,6 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { renameSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { labManifests, tempDir } from '../../support/manifests.js';
 import { TestRepo } from '../../support/git.js';
@@ -197,6 +198,28 @@ describe('watch --git', () => {
     await waitFor(() => c.lastRun?.sources.includes('resync') === true, 'the resync run');
     await c.idle();
     expect(c.lastRun?.plan?.noop).toBe(true);
+  });
+
+  it('stop() kills a fetch that hangs instead of waiting for its timeout', async () => {
+    const sockets: Socket[] = [];
+    const srv = createServer((sock) => void sockets.push(sock)); // accepts, never answers
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const sync = new GitSync(new GitRepository({ url: `git://127.0.0.1:${port}/hang.git`, ref: { kind: 'default' }, path: '' }, { cacheRoot: join(work, 'git') }), store);
+      const s = new GitRepositorySource({ sync, intervalMs: 60_000 });
+      await sync.restore();
+      const poll = s.pollNow();
+      await waitFor(() => sockets.length > 0, 'git to connect');
+      const t0 = Date.now();
+      await s.stop();
+      await poll;
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(sync.status().fetchError).toBeNull(); // a stop is not recorded as a fetch failure
+    } finally {
+      for (const k of sockets) k.destroy();
+      srv.close();
+    }
   });
 
   it('with no valid commit at all, nothing is applied and status says why', async () => {
