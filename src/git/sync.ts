@@ -168,18 +168,21 @@ export class GitSync {
     const now = new Date().toISOString();
     try {
       const sha = await this.repo.fetch();
+      // The DB is written when something changes (not at every poll of an unchanged remote).
+      const changed = sha !== this.#fetched || this.#fetchError !== null || !this.#record;
       this.#fetched = sha;
       this.#fetchedAt = now;
       this.#fetchError = null;
       this.#fetchErrorAt = null;
-      await this.#save({ fetchedCommit: sha, fetchedAt: now, fetchError: null, fetchErrorAt: null });
+      if (changed) await this.#save({ fetchedCommit: sha, fetchedAt: now, fetchError: null, fetchErrorAt: null });
       return sha;
     } catch (e) {
       if (e instanceof GitError && e.aborted) throw e; // stopping: not a fetch failure worth recording
       const msg = e instanceof GitError ? e.message : this.repo.redactor.text(e instanceof Error ? e.message : String(e));
+      const changed = msg !== this.#fetchError;
       this.#fetchError = msg;
-      this.#fetchErrorAt = now;
-      await this.#save({ fetchError: msg, fetchErrorAt: now }).catch(() => undefined);
+      if (changed) this.#fetchErrorAt = now;
+      if (changed) await this.#save({ fetchError: msg, fetchErrorAt: now }).catch(() => undefined);
       throw e instanceof GitError ? e : new GitError(msg, null, '');
     }
   }
