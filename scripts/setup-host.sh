@@ -13,7 +13,9 @@ need_root
 # cpio: scripts/build-tiny-guest.sh packs the tiny guest's initramfs.
 # ovmf: UEFI firmware for spec.boot.firmware: uefi (libvirt's firmware autoselection reads its
 # descriptors in /usr/share/qemu/firmware).
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf)
+# git: the --git manifest source runs Debian's git (fetch, checkout, verify-commit); openssh-client
+# for ssh remotes and ssh commit signatures (ssh-keygen -Y verify; the tests make keys with it).
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,6 +8,7 @@ import { runReconcile } from './commands/reconcile.js';
 import { runStatus } from './commands/status.js';
 import { runWatch } from './commands/watch.js';
 import { runConsole } from './commands/console.js';
+import { addGitOptions } from './git.js';
 
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -53,9 +54,9 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
       process.exitCode = await runValidate(dir, o);
     });
 
-  program.command('reconcile')
+  const reconcile = program.command('reconcile')
     .description('converge the host to the manifests (with --dry-run: print the plan and change nothing)')
-    .argument('<dir>', 'folder of manifests (the whole set: a single file is refused)')
+    .argument('[dir]', 'folder of manifests (the whole set: a single file is refused); or --git URL instead')
     .addOption(uriOption())
     .addOption(dbOption())
     .option('--dry-run', 'print the plan only; touch nothing')
@@ -75,24 +76,26 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
       '(NICs on networks without DHCP are not waited for), then print the addresses; exit 1 on timeout or when such a VM is not running')
     .option('--wait-timeout <seconds>', 'with --wait: how long to wait for the addresses', num('--wait-timeout', 0), 300)
     .option('--no-color', 'plain output even on a terminal')
-    .action(async (dir: string, o) => {
+    .action(async (dir: string | undefined, o) => {
       process.exitCode = await runReconcile(dir, o);
     });
+  addGitOptions(reconcile);
 
-  program.command('status')
+  const status = program.command('status')
     .description('each managed resource: desired vs observed state, derived status (converged, drifted, failed, pending), last error, attempts, last applied revision; exit 1 when the DB is missing or libvirt unreachable (unless --offline)')
     .argument('[dir]', 'manifest folder: also list declared resources not created yet')
     .addOption(uriOption())
     .addOption(dbOption())
     .option('--json', 'print as JSON')
-    .option('--offline', 'do not contact libvirtd; show what the state DB knows')
+    .option('--offline', 'do not contact libvirtd (nor, with --git, the repository); show what the state DB knows')
     .action(async (dir: string | undefined, o) => {
       process.exitCode = await runStatus(dir, o);
     });
+  addGitOptions(status);
 
-  program.command('watch')
-    .description('long-running controller: reconcile on manifest changes, libvirt events and a periodic resync')
-    .argument('<dir>', 'folder of manifests (the whole set: a single file is refused)')
+  const watch = program.command('watch')
+    .description('long-running controller: reconcile on manifest changes (a folder, or new commits of --git URL), libvirt events and a periodic resync')
+    .argument('[dir]', 'folder of manifests (the whole set: a single file is refused); or --git URL instead')
     .addOption(uriOption())
     .addOption(dbOption())
     .option('--resync <seconds>', 'periodic full reconcile interval', num('--resync', 1), 300)
@@ -108,9 +111,10 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--reconnect-max <seconds>', 'cap of the exponential backoff between reconnect attempts', num('--reconnect-max', 0.1), 30)
     .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
     .addOption(domainTypeOption())
-    .action(async (dir: string, o) => {
+    .action(async (dir: string | undefined, o) => {
       process.exitCode = await runWatch(dir, o);
     });
+  addGitOptions(watch, { interval: true });
 
   program.command('console')
     .description("attach the terminal to a running VM's serial console through libvirt's console stream (like virsh console); Ctrl-] leaves")

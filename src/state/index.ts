@@ -13,6 +13,8 @@ export {
   type JournalStatus,
   type RevisionRecord,
   type EventRecord,
+  type GitSourceRecord,
+  type GitSourceUpdate,
   type OpenOptions,
   StateDbOpenError,
 } from './store.js';

@@ -87,6 +87,32 @@ export interface HostsTable {
   last_seen: string;
 }
 
+/** One git manifest source (migration 0003). */
+export interface GitSourcesTable {
+  id: string;
+  /** Redacted: never credentials. */
+  url: string;
+  /** `branch:main`, `tag:v1`, `commit:<sha>` or `HEAD`. */
+  ref: string;
+  path: string;
+  fetched_commit: string | null;
+  fetched_at: string | null;
+  applied_commit: string | null;
+  applied_at: string | null;
+  applied_outcome: string | null;
+  applied_revision: number | null;
+  /** The fetched commit that was refused (validation, signature), while it is the fetched one. */
+  rejected_commit: string | null;
+  error: string | null;
+  /** `validation` | `signature` | `fetch` | `checkout`. */
+  error_kind: string | null;
+  error_at: string | null;
+  /** The last fetch failed (null after a successful one). */
+  fetch_error: string | null;
+  fetch_error_at: string | null;
+  updated_at: string;
+}
+
 export interface StateDatabase {
   hosts: HostsTable;
   resources: ResourcesTable;
@@ -94,4 +120,5 @@ export interface StateDatabase {
   revisions: RevisionsTable;
   events: EventsTable;
   locks: LocksTable;
+  git_sources: GitSourcesTable;
 }

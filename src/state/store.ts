@@ -6,7 +6,7 @@ import { backoffDelay, sleep } from '../util/backoff.js';
 import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
 import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
-import type { HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
+import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 
 /** What {@link StateStore.resources.indexPages} returns for each resource. */
 export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
@@ -62,6 +62,40 @@ export interface RevisionRecord {
   finishedAt: string | null;
   outcome: string;
   summary: Record<string, unknown>;
+}
+
+/** What the state DB records of one git manifest source (see migration 0003). */
+export interface GitSourceRecord {
+  id: string;
+  url: string;
+  ref: string;
+  path: string;
+  fetchedCommit: string | null;
+  fetchedAt: string | null;
+  appliedCommit: string | null;
+  appliedAt: string | null;
+  appliedOutcome: string | null;
+  appliedRevision: number | null;
+  rejectedCommit: string | null;
+  error: string | null;
+  errorKind: string | null;
+  errorAt: string | null;
+  fetchError: string | null;
+  fetchErrorAt: string | null;
+  updatedAt: string;
+}
+
+export type GitSourceUpdate = { id: string; url: string; ref: string; path: string } & Partial<Omit<GitSourceRecord, 'id' | 'url' | 'ref' | 'path' | 'updatedAt'>>;
+
+function toGitSource(r: Selectable<GitSourcesTable>): GitSourceRecord {
+  return {
+    id: r.id, url: r.url, ref: r.ref, path: r.path,
+    fetchedCommit: r.fetched_commit, fetchedAt: r.fetched_at,
+    appliedCommit: r.applied_commit, appliedAt: r.applied_at, appliedOutcome: r.applied_outcome,
+    appliedRevision: r.applied_revision === null ? null : Number(r.applied_revision),
+    rejectedCommit: r.rejected_commit, error: r.error, errorKind: r.error_kind, errorAt: r.error_at,
+    fetchError: r.fetch_error, fetchErrorAt: r.fetch_error_at, updatedAt: r.updated_at,
+  };
 }
 
 export interface EventRecord {
@@ -568,6 +602,47 @@ export class StateStore {
     get: async (id: number): Promise<RevisionRecord | undefined> => {
       const row = await this.db.selectFrom('revisions').selectAll().where('id', '=', id).executeTakeFirst();
       return row ? toRevision(row) : undefined;
+    },
+  };
+
+  readonly gitSources = {
+    get: async (id: string): Promise<GitSourceRecord | undefined> => {
+      const row = await this.db.selectFrom('git_sources').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toGitSource(row) : undefined;
+    },
+
+    /** All git sources, the most recently updated first. */
+    list: async (): Promise<GitSourceRecord[]> => {
+      const rows = await this.db.selectFrom('git_sources').selectAll().orderBy('updated_at', 'desc').orderBy('id').execute();
+      return rows.map(toGitSource);
+    },
+
+    /** Insert or update; fields not given keep their value (null clears one). */
+    update: async (u: GitSourceUpdate): Promise<GitSourceRecord> => {
+      return withBusyRetry(() => this.db.transaction().execute(async (trx) => {
+        const now = this.#now();
+        const cols = {
+          url: u.url, ref: u.ref, path: u.path,
+          ...(u.fetchedCommit !== undefined && { fetched_commit: u.fetchedCommit }),
+          ...(u.fetchedAt !== undefined && { fetched_at: u.fetchedAt }),
+          ...(u.appliedCommit !== undefined && { applied_commit: u.appliedCommit }),
+          ...(u.appliedAt !== undefined && { applied_at: u.appliedAt }),
+          ...(u.appliedOutcome !== undefined && { applied_outcome: u.appliedOutcome }),
+          ...(u.appliedRevision !== undefined && { applied_revision: u.appliedRevision }),
+          ...(u.rejectedCommit !== undefined && { rejected_commit: u.rejectedCommit }),
+          ...(u.error !== undefined && { error: u.error }),
+          ...(u.errorKind !== undefined && { error_kind: u.errorKind }),
+          ...(u.errorAt !== undefined && { error_at: u.errorAt }),
+          ...(u.fetchError !== undefined && { fetch_error: u.fetchError }),
+          ...(u.fetchErrorAt !== undefined && { fetch_error_at: u.fetchErrorAt }),
+          updated_at: now,
+        };
+        const existing = await trx.selectFrom('git_sources').select('id').where('id', '=', u.id).executeTakeFirst();
+        if (existing) await trx.updateTable('git_sources').set(cols).where('id', '=', u.id).execute();
+        else await trx.insertInto('git_sources').values({ id: u.id, ...cols }).execute();
+        const row = await trx.selectFrom('git_sources').selectAll().where('id', '=', u.id).executeTakeFirstOrThrow();
+        return toGitSource(row);
+      }));
     },
   };
 

@@ -26,6 +26,8 @@ import {
   type ConnectionInfo, type ConnectionState, type Source,
 } from './sources/index.js';
 import { errText } from './sources/types.js';
+import type { GitRepositorySource } from './sources/git-repository.js';
+import type { GitSourceStatus } from '../git/index.js';
 
 export type { TriggerSource } from './queue.js';
 export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner.js';
@@ -58,8 +60,14 @@ export interface WatchOptions {
   heartbeatMs?: number;
   /** Watch the folder for changes (default true). */
   watchFiles?: boolean;
-  /** More sources (e.g. a git poller), started after the builtin ones. */
+  /** More sources, started after the builtin ones. */
   sources?: Source[];
+  /**
+   * The manifests come from this git source instead of the folder (`watch --git`): it is one more
+   * source feeding the queue, every run reads the applied checkout it prepares, the folder is not
+   * watched, and `/status` shows its fetched/applied commits. `dir` is then only a label.
+   */
+  git?: GitRepositorySource;
   concurrency?: number;
   retry?: RetryPolicy;
   gracefulStop?: boolean;
@@ -79,6 +87,8 @@ export interface WatchStatus {
   requeue: RequeueInfo;
   stalled: StalledResource[];
   manifests: { valid: boolean; digest?: string; resources?: number; errors: string[] };
+  /** The git source (`watch --git`): fetched and applied commits, whether they differ and why; null for a folder. */
+  git: GitSourceStatus | null;
   /** The same rows as `virtform status --json` (desired from the last good manifests, observed live). */
   resources: StatusRow[];
   summary: StatusSummary;
@@ -117,9 +127,10 @@ export class WatchController {
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
   #view: { at: number; view: Promise<HostView>; host: HostPort } | undefined;
+  #gitRecorded: RunInfo | undefined;
 
   constructor(opts: WatchOptions) {
-    this.#o = { ...opts, dir: resolvePath(opts.dir) };
+    this.#o = { ...opts, dir: opts.git ? opts.git.label : resolvePath(opts.dir) };
     this.#log = opts.logger ?? silentLogger;
     this.metrics = opts.metrics ?? new WatchMetrics();
     const log = this.#log;
@@ -128,9 +139,10 @@ export class WatchController {
       log.debug('trigger', { source });
       this.#runner.kick();
     });
-    this.#manifests = new ManifestState(this.#o.dir, { allowEmpty: opts.allowEmpty, metrics: this.metrics, logger: log });
+    this.#manifests = new ManifestState(this.#o.dir, { allowEmpty: opts.allowEmpty, metrics: this.metrics, logger: log, provider: opts.git });
     this.#connection = new HostConnection({ connect: opts.connect, wrapHost: opts.wrapHost, reconnect: opts.reconnect, metrics: this.metrics, logger: log });
     this.#events = new LifecycleEventSource(this.#connection, opts.eventDebounceMs ?? 100, log);
+    opts.git?.attachMetrics(this.metrics);
     this.#folder = new ManifestFolderSource({ dir: this.#o.dir, debounceMs: opts.debounceMs, maxDebounceMs: opts.maxDebounceMs, logger: log });
     this.#runner = new Runner({
       queue: this.#queue, connection: this.#connection, manifests: this.#manifests, store: opts.store, metrics: this.metrics, logger: log,
@@ -139,10 +151,11 @@ export class WatchController {
       afterRun: () => this.#afterRun(),
     });
     this.#sources = [
-      ...(opts.watchFiles !== false ? [this.#folder] : []),
+      ...(opts.watchFiles !== false && !opts.git ? [this.#folder] : []),
       new ResyncSource(opts.resyncMs ?? 300_000),
       this.#events,
       ...(opts.sources ?? []),
+      ...(opts.git ? [opts.git] : []),
       this.#connection, // last: its first connect enqueues the initial run
     ];
   }
@@ -187,9 +200,23 @@ export class WatchController {
   async start(): Promise<void> {
     if (this.#started) throw new Error('watch controller already started');
     this.#started = true;
+    const lockCommand = this.#o.lockCommand ?? `virtform watch ${this.#o.dir}`;
+    if (this.#o.git) {
+      // The git cache belongs to the lock holder: restore and the first fetch only with the lock.
+      this.#lock = await this.#o.store.acquireWriterLock({ command: lockCommand });
+      try {
+        await this.#o.git.initialize();
+      } catch (e) {
+        await this.#lock.release().catch(() => undefined);
+        throw e;
+      }
+    }
     const first = await this.#manifests.load();
-    if (!first.ok && first.empty) throw new EmptyManifestsError(this.#o.dir);
-    this.#lock = await this.#o.store.acquireWriterLock({ command: this.#o.lockCommand ?? `virtform watch ${this.#o.dir}` });
+    if (!first.ok && first.empty) {
+      await this.#lock?.release().catch(() => undefined);
+      throw new EmptyManifestsError(this.#o.dir);
+    }
+    this.#lock ??= await this.#o.store.acquireWriterLock({ command: lockCommand });
     const started: Source[] = [];
     try {
       await this.#afterRun();
@@ -286,6 +313,7 @@ export class WatchController {
       requeue: this.#runner.requeue,
       stalled: this.#runner.stalled,
       manifests: { valid: this.#manifests.valid, digest: lastGood?.digest, resources: lastGood?.resources.length, errors: this.#manifests.errors },
+      git: this.#o.git?.status() ?? null,
       resources: report.resources,
       summary: report.summary,
       hostError,
@@ -306,6 +334,11 @@ export class WatchController {
 
   /** After every run (and at start): owned domains for the event filter, the resource gauge. */
   async #afterRun(): Promise<void> {
+    const last = this.#runner.lastRun;
+    if (this.#o.git && last && last !== this.#gitRecorded) {
+      this.#gitRecorded = last;
+      await this.#o.git.afterRun(last).catch((e: unknown) => this.#log.warn('git: recording the applied commit failed', { error: errText(e) }));
+    }
     const records = await this.#o.store.resources.list();
     const owned = new Set<string>();
     for (const r of records) if (r.kind === 'VirtualMachine') owned.add(r.name);

@@ -4,12 +4,23 @@
  * keeps the last good desired state and reports every error; nothing is applied from a broken
  * folder.
  */
-import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
+import { loadManifests, formatManifestError, type DesiredState, type ManifestError } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { WatchMetrics } from './metrics.js';
 
 export type LoadResult = { ok: true; desired: Desired } | { ok: false; empty?: boolean };
+
+/**
+ * Where a run reads its manifests from when it is not the folder itself: the git source
+ * (sources/git-repository.ts). `prepare()` runs at the start of every run, before the folder is read.
+ */
+export interface ManifestProvider {
+  /** For logs: the folder or the (redacted) repository URL. */
+  readonly label: string;
+  /** `state`: the folder's manifests already loaded and validated (the first run of a new commit). */
+  prepare(): Promise<{ ok: true; dir: string; gitCommit?: string; state?: DesiredState } | { ok: false; problem: string }>;
+}
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -21,7 +32,7 @@ export class ManifestState {
   #problem: string | undefined;
   readonly #log: Logger;
 
-  constructor(readonly dir: string, private readonly o: { allowEmpty?: boolean; metrics: WatchMetrics; logger?: Logger }) {
+  constructor(readonly dir: string, private readonly o: { allowEmpty?: boolean; metrics: WatchMetrics; logger?: Logger; provider?: ManifestProvider }) {
     this.#log = o.logger ?? silentLogger;
   }
 
@@ -46,12 +57,23 @@ export class ManifestState {
 
   async load(): Promise<LoadResult> {
     const m = this.o.metrics;
+    let dir = this.dir;
+    let gitCommit: string | undefined;
+    let preloaded: DesiredState | undefined;
+    if (this.o.provider) {
+      const p = await this.o.provider.prepare().catch((e: unknown) => ({ ok: false as const, problem: errText(e) }));
+      if (!p.ok) return this.#fail(p.problem);
+      dir = p.dir;
+      gitCommit = p.gitCommit;
+      preloaded = p.state;
+    }
     let result: Awaited<ReturnType<typeof loadManifests>>;
     try {
-      result = await loadManifests(this.dir);
+      result = preloaded ? { ok: true, desired: preloaded } : await loadManifests(dir);
     } catch (e) {
-      return this.#fail(`cannot read ${this.dir}: ${errText(e)}`);
+      return this.#fail(`cannot read ${dir}: ${errText(e)}`);
     }
+    if (result.ok && gitCommit) result.desired = { ...result.desired, gitCommit, gitDirty: false };
     if (!result.ok) {
       this.#errors = result.errors;
       this.#problem = undefined;
@@ -65,7 +87,7 @@ export class ManifestState {
     }
     const desired = buildDesired(result.desired);
     if (desired.empty && !this.o.allowEmpty) {
-      return { ...this.#fail(`no manifests found in ${this.dir}; refusing to delete everything virtform manages (no --allow-empty)`), empty: true };
+      return { ...this.#fail(`no manifests found in ${this.o.provider?.label ?? this.dir}; refusing to delete everything virtform manages (no --allow-empty)`), empty: true };
     }
     this.#errors = [];
     this.#problem = undefined;

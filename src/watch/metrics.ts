@@ -27,6 +27,10 @@ export class WatchMetrics {
   readonly requeues: Counter<'reason'>;
   readonly backoff: Gauge;
   readonly stalled: Gauge;
+  /** `watch --git`: fetches by outcome (new, unchanged, refused, failed). */
+  readonly gitFetches: Counter<'outcome'>;
+  /** `watch --git`: 1 while the fetched commit is not the applied one. */
+  readonly gitDiffers: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -50,6 +54,8 @@ export class WatchMetrics {
     this.requeues = counter('virtform_requeue_total', 'Failed or interrupted runs requeued with backoff, by reason (failed, error, interrupted)', ['reason']);
     this.backoff = gauge('virtform_backoff_seconds', 'Backoff delay chosen at the last requeue of a failed run; 0 after a successful or stalled run');
     this.stalled = gauge('virtform_stalled_resources', 'Resources whose last failure cannot succeed by retrying; they wait for a manifest change or an event');
+    this.gitFetches = counter('virtform_git_fetches_total', 'watch --git: fetches by outcome (new: a valid new commit, unchanged, refused: the commit did not validate or verify, failed: the fetch failed)', ['outcome']);
+    this.gitDiffers = gauge('virtform_git_fetched_differs', 'watch --git: 1 while the fetched commit is not the applied one (a refused commit, a fetch not applied yet)');
     this.up.set(1);
     this.connected.set(0);
     this.manifestErrors.set(0);

@@ -39,6 +39,8 @@ export interface RunInfo {
   runId?: string;
   revisionId?: number;
   manifestDigest?: string;
+  /** The git commit the run's manifests came from (git source). */
+  gitCommit?: string;
   plan?: { create: number; change: number; replace: number; delete: number; conflict: number; steps: number; noop: boolean };
   mutations?: number;
   failures: { resource: string; error: string; code?: string }[];
@@ -229,7 +231,7 @@ export class Runner {
         return;
       }
       const desired = loaded.desired;
-      this.#log.info('reconcile started', { seq, sources, digest: desired.digest, resources: desired.resources.length });
+      this.#log.info('reconcile started', { seq, sources, digest: desired.digest, resources: desired.resources.length, ...(desired.gitCommit ? { commit: desired.gitCommit.slice(0, 7) } : {}) });
       const codes = new Map<string, HostErrorCode>();
       const result = await reconcile({
         host: recordingErrors(connected, codes),
@@ -264,6 +266,7 @@ export class Runner {
         runId: result.runId,
         revisionId: result.revisionId,
         manifestDigest: desired.digest,
+        ...(desired.gitCommit ? { gitCommit: desired.gitCommit } : {}),
         plan: { ...sum, steps: result.plan.steps.length, noop: result.plan.noop },
         mutations: result.mutations,
         failures,

@@ -8,6 +8,11 @@
  * Seeded: VIRTFORM_FAULT_SEED (printed; random by default), VIRTFORM_FAULT_ROUNDS (default 50).
  * Between rounds the manifests sometimes change (a VM added/removed, memory, vcpus, state, or the
  * whole folder emptied and later restored) so deletes, updates and stops get crashed too. Writes bench/results/faults.md.
+ *
+ * A second, shorter series (VIRTFORM_FAULT_GIT_ROUNDS, default 8) takes the manifests from a git
+ * source: each round commits the variant to a local bare repository and SIGKILLs `reconcile --git`
+ * at a random journal boundary (after the commit was checked out and moved into the applied
+ * checkout, before its run was recorded); the rerun must converge and record the commit as applied.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +23,7 @@ import { openStateStore } from '../../src/state/index.js';
 import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
 import { desiredFrom, tempDir, writeManifests } from '../support/manifests.js';
 import { failures, formatDifferences, mergeSnapshots, readback, type Difference, type Snapshot } from '../support/readback.js';
+import { TestRepo } from '../support/git.js';
 import {
   declaredFrom, describeVariant, ensureLibvirtd, faultManifests, isConnectionTrouble, prng, randInt, RESULTS, whileLibvirtdFlaps, type Variant,
 } from './support.js';
@@ -26,6 +32,8 @@ const P = 'vftest-fault-k';
 const POOL_PATH = `${TEST_POOL_ROOT}/${P}-pool`;
 const SEED = Number(process.env.VIRTFORM_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Number(process.env.VIRTFORM_FAULT_ROUNDS ?? 50);
+const GIT_ROUNDS = Number(process.env.VIRTFORM_FAULT_GIT_ROUNDS ?? 8);
+const PG = 'vftest-fault-g';
 const URI = 'qemu:///system';
 const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty', '--allow-data-loss'];
 
@@ -55,6 +63,7 @@ interface Round {
 }
 
 const rounds: Round[] = [];
+const gitRounds: (Round & { commit: string; recorded: string | null })[] = [];
 let work: string;
 let started = 0;
 
@@ -91,7 +100,8 @@ function report(): void {
     `${r.recoveryExit} | ${(r.recoveryMs / 1000).toFixed(1)} | ${r.dryRunExit} | ${r.orphans.length ? r.orphans.join(', ') : 'none'} | ${r.openJournal} | ` +
     `${r.readback.length ? r.readback.map((x) => `${x.resource} ${x.field}`.replace(/\|/g, '/')).join(', ') : 'none'} | ${r.knownBugs.join(', ') || '-'} | ${r.disturbed} |`);
   mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, 'faults.md'), `# Fault suite: SIGKILL at random journal boundaries
+  // A run of the git series alone (-t "git source") writes its own file and leaves the full report alone.
+  writeFileSync(join(RESULTS, rounds.length ? 'faults.md' : 'faults-git.md'), `# Fault suite: SIGKILL at random journal boundaries
 
 Seed ${SEED} (rerun: \`VIRTFORM_FAULT_SEED=${SEED} VIRTFORM_FAULT_ROUNDS=${ROUNDS} npx vitest run -c vitest.faults.config.ts test/faults/crash-rounds.test.ts\`),
 ${rounds.length} rounds in ${((Date.now() - started) / 1000).toFixed(0)} s on qemu:///system, ${new Date().toISOString()}.
@@ -107,21 +117,32 @@ Manifests: 1 pool, qcow2 base + a CoW clone root per VM + 2 raw data volumes, 1 
 | round | variant | steps pending | concurrency | crash at | crash run | boundary label | rerun exit | rerun s | dry-run exit | orphans | open journal | readback differences | known bugs | libvirtd restarts seen |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
-`);
+${gitRounds.length ? `
+## Against a git source (\`reconcile --git file://… --path env\`)
+
+${gitRounds.length} rounds: each commits the round's variant and SIGKILLs the apply at a random journal boundary; the rerun (same --git) converges and records the commit as applied.
+Converged: **${gitRounds.filter((r) => r.recoveryExit === 0 && r.dryRunExit === 0 && r.orphans.length === 0 && r.openJournal === 0 && r.readback.length === 0 && r.recorded === r.commit).length}/${gitRounds.length}**.
+
+| round | variant | commit | steps pending | crash at | crash run | boundary label | rerun exit | rerun s | dry-run exit | orphans | open journal | readback differences | applied commit recorded |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${gitRounds.map((r) => `| ${r.round} | ${r.variant} | ${r.commit.slice(0, 7)} | ${r.steps} | ${r.crashAt} | ${r.crash} | ${r.boundary.replace(/\|/g, '/')} | ${r.recoveryExit} | ${(r.recoveryMs / 1000).toFixed(1)} | ${r.dryRunExit} | ${r.orphans.length ? r.orphans.join(', ') : 'none'} | ${r.openJournal} | ${r.readback.length ? r.readback.map((x) => `${x.resource} ${x.field}`).join(', ') : 'none'} | ${r.recorded === r.commit ? 'yes' : `no (${r.recorded?.slice(0, 7) ?? 'none'})`} |`).join('\n')}
+` : ''}`);
 }
 
 beforeAll(async () => {
   await ensureLibvirtd();
   ensureBuilt();
   cleanupPrefix(P);
+  cleanupPrefix(PG);
   work = tempDir(`${P}-`);
   started = Date.now();
   console.log(`[faults] crash rounds: seed=${SEED} rounds=${ROUNDS} (override with VIRTFORM_FAULT_SEED / VIRTFORM_FAULT_ROUNDS)`);
 });
 
 afterAll(() => {
-  if (rounds.length) report();
+  if (rounds.length || gitRounds.length) report();
   cleanupPrefix(P);
+  cleanupPrefix(PG);
 });
 
 describe('SIGKILL at random journal boundaries', () => {
@@ -194,5 +215,77 @@ describe('SIGKILL at random journal boundaries', () => {
       expect(failing, `round ${round} readback:\n${formatDifferences(failing)}`).toEqual([]);
     }
     expect(rounds.filter((r) => r.crash === 'SIGKILL').length).toBeGreaterThanOrEqual(Math.ceil(ROUNDS * 0.8) - rounds.filter((r) => r.disturbed > 0).length);
+  });
+});
+
+describe('SIGKILL at random journal boundaries, manifests from a git source', () => {
+  it(`converges and records the applied commit after every crash (${GIT_ROUNDS} rounds)`, async () => {
+    const rnd = prng(SEED ^ 0x5eed);
+    const repo = new TestRepo(join(work, 'git-repo'));
+    const dir = join(repo.work, 'env');
+    const db = join(work, 'git-state.db');
+    const poolPath = `${TEST_POOL_ROOT}/${PG}-pool`;
+    const gitArgs = ['--git', repo.url, '--branch', 'main', '--path', 'env'];
+    let variant: Variant = { vms: 3, vm1Memory: '64MiB', vm2State: 'stopped', vm3Vcpus: 1 };
+    let seen: Snapshot | undefined;
+    for (let round = 1; round <= GIT_ROUNDS; round++) {
+      let changed = round > 1;
+      if (changed) variant = mutate(variant, rnd);
+      if (variant.empty) variant = mutate(variant, rnd); // an empty commit is refused without --allow-empty in the repo: keep content
+      const note = { disturbed: 0 };
+      const trouble = (x: { code: number | null; stdout: string; stderr: string }): boolean => x.code !== 0 && isConnectionTrouble(x.stderr + x.stdout);
+      const commitVariant = (): string => repo.commit(faultManifests(PG, poolPath, variant, '10.232.9.0/24'), { folder: 'env', message: describeVariant(variant) });
+      let commit = commitVariant();
+      let steps = await whileLibvirtdFlaps(() => stepsPending(dir, db), () => false, note);
+      for (let i = 0; steps === 0 && i < 4; i++) {
+        variant = mutate(variant, rnd);
+        if (variant.empty) variant = mutate(variant, rnd);
+        changed = true;
+        commit = commitVariant();
+        steps = await whileLibvirtdFlaps(() => stepsPending(dir, db), () => false, note);
+      }
+      const crashAt = randInt(rnd, 1, Math.max(1, 2 * steps));
+      const concurrency = randInt(rnd, 1, 4);
+      const crash = await runCli(['reconcile', ...gitArgs, '--db', db, '--concurrency', String(concurrency), ...COMMON], { VIRTFORM_TEST_CRASH_AT: String(crashAt) });
+      const boundary = /\[test\] crashing at boundary \d+: (.*)/.exec(crash.stderr)?.[1] ?? '';
+      let crashOutcome = crash.signal === 'SIGKILL' ? 'SIGKILL' : `exit ${crash.code}`;
+      if (trouble(crash)) {
+        note.disturbed += 1;
+        crashOutcome += ' (libvirtd went away)';
+        await ensureLibvirtd(60_000);
+      }
+      const crashed = await whileLibvirtdFlaps(() => readback(dir, URI, seen), () => false, note);
+      const prev = mergeSnapshots(seen, crashed.snapshot, 'first');
+      const t = performance.now();
+      const rerun = await whileLibvirtdFlaps(() => runCli(['reconcile', ...gitArgs, '--db', db, ...COMMON]), trouble, note);
+      const recoveryMs = performance.now() - t;
+      const dry = await whileLibvirtdFlaps(() => runCli(['reconcile', ...gitArgs, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]), trouble, note);
+      const declared = await declaredFrom(dir);
+      const left = await whileLibvirtdFlaps(() => orphans(PG, declared), () => false, note);
+      const open = openJournal(db);
+      const rb = await whileLibvirtdFlaps(() => readback(dir, URI, prev), () => false, note);
+      const failing = failures(rb, `git round ${round}`);
+      seen = mergeSnapshots(prev, rb.snapshot, 'last');
+      const store = await openStateStore(db);
+      const recorded = (await store.gitSources.list())[0]?.appliedCommit ?? null;
+      await store.close();
+      gitRounds.push({
+        round, variant: describeVariant(variant), changed, steps, concurrency, crashAt, crash: crashOutcome, boundary,
+        recoveryExit: rerun.code, recoveryMs, dryRunExit: dry.code, orphans: left, openJournal: open.length,
+        readback: failing, knownBugs: [...new Set(rb.known.map((k) => k.bug.id))], readbackMs: rb.ms, crashReadbackMs: crashed.ms, disturbed: note.disturbed,
+        commit, recorded,
+      });
+      console.log(`[faults] git round ${round}: ${describeVariant(variant)} commit=${commit.slice(0, 7)} steps=${steps} crashAt=${crashAt} -> ${crashOutcome} [${boundary}]; ` +
+        `rerun ${rerun.code}, dry-run ${dry.code}, orphans ${left.length}, open journal ${open.length}, readback ${failing.length}, applied recorded ${recorded?.slice(0, 7)}`);
+      if (!crashOutcome.includes('libvirtd went away')) {
+        expect(['SIGKILL', 'exit 0'], `git round ${round} crash run: ${crash.stderr.slice(-2000)}`).toContain(crashOutcome);
+      }
+      expect(rerun.code, `git round ${round} rerun:\n${rerun.stdout.slice(-3000)}\n${rerun.stderr.slice(-3000)}`).toBe(0);
+      expect(dry.code, `git round ${round} dry-run:\n${dry.stdout.slice(-3000)}\n${dry.stderr.slice(-2000)}`).toBe(0);
+      expect(left, `git round ${round} orphans`).toEqual([]);
+      expect(open, `git round ${round} open journal`).toEqual([]);
+      expect(failing, `git round ${round} readback:\n${formatDifferences(failing)}`).toEqual([]);
+      expect(recorded, `git round ${round}: applied commit recorded`).toBe(commit);
+    }
   });
 });

@@ -11,8 +11,12 @@ import type { HostPort } from '../../reconcile/ports.js';
 import { imageCacheFor } from '../../reconcile/images.js';
 import { ProgressLine } from '../progress.js';
 import { waitAfterApply, type WaitReport } from '../wait.js';
+import { buildDesired, type Desired } from '../../reconcile/desired.js';
+import { gitDesired, gitInput, type GitDesired, type GitFlags } from '../git.js';
+import { redactUrl } from '../../git/index.js';
+import { formatManifestError } from '../../manifest/index.js';
 
-export interface ReconcileFlags {
+export interface ReconcileFlags extends GitFlags {
   uri: string;
   /** auto (default) | kvm | qemu */
   domainType?: LibvirtHostOptions['domainType'];
@@ -36,7 +40,7 @@ export interface ReconcileFlags {
   waitTimeout?: number;
 }
 
-export async function runReconcile(dir: string, o: ReconcileFlags): Promise<number> {
+export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags): Promise<number> {
   const out = (s: string): void => void process.stdout.write(s);
   const err = (s: string): void => void process.stderr.write(s);
   const style = { color: !o.json && useColor(o.color) };
@@ -47,27 +51,39 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
     return EXIT.invalid;
   };
   const wholeInput = (message: string): JsonManifestError[] =>
-    [{ file: dir, line: 1, col: 1, kind: null, name: null, field: null, message }];
+    [{ file: dirArg ?? o.git ?? '', line: 1, col: 1, kind: null, name: null, field: null, message }];
 
   if (o.wait && o.dryRun) {
     const m = '--wait cannot be combined with --dry-run (a dry-run starts nothing to wait for)';
     err(`virtform: ${m}\n`);
     return invalid(wholeInput(m));
   }
-  const notFolder = await notAManifestFolder(dir, 'reconcile');
-  if (notFolder) {
-    err(`virtform: ${notFolder}; nothing was changed\n`);
-    return invalid(wholeInput(notFolder));
+  // DIR or --git URL (both, or neither, is exit 2).
+  const source = gitInput(dirArg, o, { dirRequired: true, allowEmpty: o.allowEmpty });
+  if ('errors' in source) {
+    for (const e of source.errors) err(`virtform: ${e}\n`);
+    return invalid(source.errors.flatMap(wholeInput));
   }
-  const loaded = await loadDesired(dir);
-  if (!loaded.ok) {
-    err(`${loaded.text}\n${loaded.errors.length} error(s) in ${dir}; nothing was changed\n`);
-    return invalid(manifestErrorsJson(loaded.errors));
-  }
-  if (loaded.desired.empty && !o.allowEmpty) {
-    err(`virtform: no manifests found in ${dir}; refusing to continue, since that would delete everything virtform manages.\n` +
-      `Check the path, or pass --allow-empty to tear the whole environment down.\n`);
-    return invalid(wholeInput('no manifests found; refusing to continue, since that would delete everything virtform manages (--allow-empty tears the whole environment down)'));
+  const gitSpec = 'spec' in source ? source.spec : undefined;
+  const dir = dirArg ?? '';
+  let loaded: { ok: true; desired: Desired } | undefined;
+  if (!gitSpec) {
+    const notFolder = await notAManifestFolder(dir, 'reconcile');
+    if (notFolder) {
+      err(`virtform: ${notFolder}; nothing was changed\n`);
+      return invalid(wholeInput(notFolder));
+    }
+    const folder = await loadDesired(dir);
+    if (!folder.ok) {
+      err(`${folder.text}\n${folder.errors.length} error(s) in ${dir}; nothing was changed\n`);
+      return invalid(manifestErrorsJson(folder.errors));
+    }
+    if (folder.desired.empty && !o.allowEmpty) {
+      err(`virtform: no manifests found in ${dir}; refusing to continue, since that would delete everything virtform manages.\n` +
+        `Check the path, or pass --allow-empty to tear the whole environment down.\n`);
+      return invalid(wholeInput('no manifests found; refusing to continue, since that would delete everything virtform manages (--allow-empty tears the whole environment down)'));
+    }
+    loaded = folder;
   }
 
   let store: StateStore;
@@ -98,12 +114,29 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
     err(`virtform: interrupted by ${signal}; the journal records the step in flight and the next run finishes it\n`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
+  let git: Extract<GitDesired, { ok: true }> | undefined;
+  let gitRead: GitDesired | undefined;
   try {
     if (!o.dryRun) {
-      lock = await store.acquireWriterLock({ command: `virtform reconcile ${dir}` });
+      lock = await store.acquireWriterLock({ command: `virtform reconcile ${gitSpec ? `--git ${redactUrl(gitSpec.url)}` : dir}` });
       process.once('SIGINT', releaseOnSignal);
       process.once('SIGTERM', releaseOnSignal);
     }
+    if (gitSpec) {
+      // With the writer lock (apply) the persistent cache; a dry-run reads a throw-away copy.
+      gitRead = await gitDesired(gitSpec, { store, dbPath: o.db, mode: o.dryRun ? 'read' : 'apply' });
+      if (!gitRead.ok) {
+        if (gitRead.errors.length) err(`${gitRead.errors.map(formatManifestError).join('\n')}\n`);
+        err(`virtform: ${gitRead.message}\n`);
+        if (gitRead.code === 2) return invalid(gitRead.errors.length ? manifestErrorsJson(gitRead.errors) : wholeInput(gitRead.message));
+        if (o.json) out(`${JSON.stringify({ dryRun: o.dryRun === true, outcome: 'error', error: gitRead.message, git: gitRead.sync.status() }, null, 2)}\n`);
+        return EXIT.failure;
+      }
+      git = gitRead;
+      loaded = { ok: true, desired: buildDesired(git.state) };
+      err(`virtform: ${git.repo.displayUrl} ${git.repo.spec.path ? `(path ${git.repo.spec.path}) ` : ''}at ${git.commit.slice(0, 12)}${o.dryRun ? ' (dry-run: nothing recorded)' : ''}\n`);
+    }
+    if (!loaded) throw new Error('no manifests loaded');
     host = await openHost(o.uri, { domainType: o.domainType });
     // Refuses (HostMismatchError, exit 1) a DB that holds the records of another host.
     await verifyHostIdentity(store, host, { record: !o.dryRun });
@@ -135,11 +168,15 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       },
     });
 
+    if (git && !o.dryRun) {
+      await git.sync.recordRun(git.commit, result.outcome === 'noop' ? 'succeeded' : result.outcome, result.revisionId);
+    }
     let wait: { ok: boolean; report: WaitReport } | undefined;
     const printJson = (): void => {
       if (!o.json) return;
       out(`${JSON.stringify({
         runId: result.runId, dryRun: o.dryRun === true, outcome: result.outcome, plan: planToJson(result.plan),
+        ...(git ? { git: git.sync.status() } : {}),
         ...(o.wait ? { wait: wait?.report ?? null } : {}),
         held: Object.fromEntries(result.held),
         mutations: result.mutations, durationMs: result.durationMs,
@@ -149,6 +186,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       }, null, 2)}\n`);
     };
     if (o.dryRun) {
+      if (git && !o.json) out(`Git: would apply ${git.commit.slice(0, 7)} (${git.repo.displayUrl})\n`);
       printJson();
       return o.detailedExitcode && !result.plan.noop ? EXIT.changes : EXIT.ok;
     }
@@ -163,6 +201,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
       if (result.plan.blocked.size > 0 || result.held.size > 0) out(`${summaryLine(result.plan)}\n`);
       if (result.held.size > 0) out('Held changes were not made: they would destroy data. To consent, run again with --allow-data-loss.\n');
     }
+    if (git && !o.json) out(`Git: ${git.sync.status().summary}\n`);
     // --wait: only after a successful (or converged) apply; the writer lock is not needed for it.
     const applied = result.outcome === 'succeeded' || result.outcome === 'noop';
     if (o.wait && applied) {
@@ -188,6 +227,7 @@ export async function runReconcile(dir: string, o: ReconcileFlags): Promise<numb
   } finally {
     process.off('SIGINT', releaseOnSignal);
     process.off('SIGTERM', releaseOnSignal);
+    gitRead?.repo.dispose();
     await host?.close().catch(() => undefined);
     await lock?.release().catch(() => undefined);
     await store.close().catch(() => undefined);

@@ -12,11 +12,21 @@ import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import type { DesiredResource } from '../../reconcile/desired.js';
 import { StateDbMissingError, defaultDbPath, type StateStore } from '../../state/index.js';
 import { addressLabel, buildStatus, observeForStatus, revisionsFor, type HostView, type StatusRow } from '../../status/index.js';
+import { buildDesired } from '../../reconcile/desired.js';
+import { GitRepository, gitStatusFromRecord, gitSummary, type GitSourceSpec, type GitSourceStatus } from '../../git/index.js';
+import { loadManifests } from '../../manifest/index.js';
+import { gitCacheRoot, gitDesired, gitInput, type GitFlags } from '../git.js';
 
 export type { StatusRow } from '../../status/index.js';
 
-export async function runStatus(dir: string | undefined, o: { uri: string; db?: string; json?: boolean; offline?: boolean }): Promise<number> {
+export async function runStatus(dir: string | undefined, o: { uri: string; db?: string; json?: boolean; offline?: boolean } & GitFlags): Promise<number> {
   let declared: DesiredResource[] | undefined;
+  const source = gitInput(dir, o, { dirRequired: false });
+  if ('errors' in source) {
+    for (const e of source.errors) process.stderr.write(`virtform: ${e}\n`);
+    return EXIT.invalid;
+  }
+  const gitSpec = 'spec' in source ? source.spec : undefined;
   if (dir) {
     const loaded = await loadDesired(dir);
     if (!loaded.ok) {
@@ -37,6 +47,18 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
     return EXIT.failure;
   }
   try {
+    // The git source: what the DB recorded (fetched/applied/error), refreshed by a fetch with --git.
+    let git: GitSourceStatus | null = null;
+    let gitError: string | undefined;
+    if (gitSpec) {
+      const g = await gitView(gitSpec, store, o);
+      git = g.status;
+      gitError = g.fetchError;
+      declared = g.declared;
+    } else {
+      const recs = await store.gitSources.list();
+      git = recs[0] ? gitStatusFromRecord(recs[0]) : null;
+    }
     const records = await store.resources.list();
     let host: HostView | undefined;
     let hostError: string | undefined;
@@ -55,22 +77,24 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
     const revisions = await revisionsFor(store, records);
     const { resources: rows, summary } = buildStatus({ records, declared, host, revisions });
     const latest = await store.revisions.latest();
-    const code = hostError ? EXIT.failure : EXIT.ok;
+    const code = hostError || gitError ? EXIT.failure : EXIT.ok;
+    if (gitError) process.stderr.write(`virtform: ${gitError}\n`);
 
     if (o.json) {
       process.stdout.write(`${JSON.stringify({
-        uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, latestRevision: latest ?? null, summary, resources: rows,
+        uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, latestRevision: latest ?? null, git, summary, resources: rows,
         addressErrors: host?.addresses?.errors ?? [],
       }, null, 2)}\n`);
       if (hostError) process.stderr.write(`virtform: cannot reach libvirt at ${o.uri}: ${hostError}\n`);
       return code;
     }
+    const gitLine = git ? `Git: ${git.url} ${git.ref}${git.path ? ` path ${git.path}` : ''}: ${git.summary}\n` : '';
     if (hostError) {
       process.stderr.write(`virtform: cannot reach libvirt at ${o.uri}: ${hostError}\n` +
         `  observed state unknown; below is what the state DB ${store.path} records (--offline skips libvirt)\n`);
     }
     if (rows.length === 0) {
-      process.stdout.write(`No managed resources in ${store.path}.\n`);
+      process.stdout.write(`No managed resources in ${store.path}.\n${gitLine}`);
       return code;
     }
     process.stdout.write(renderTable(rows));
@@ -79,6 +103,7 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
       process.stdout.write(`\nLast run: #${latest.id} ${latest.outcome} at ${latest.finishedAt ?? latest.startedAt}` +
         `${latest.gitCommit ? ` (git ${latest.gitCommit.slice(0, 10)}${latest.gitDirty ? ', dirty' : ''})` : ''}, digest ${latest.manifestDigest.slice(0, 12)}\n`);
     }
+    process.stdout.write(gitLine);
     return code;
   } finally {
     await store.close();
@@ -106,4 +131,47 @@ export function renderTable(rows: StatusRow[]): string {
 export function addressCell(r: StatusRow): string {
   if (!r.addresses || r.addresses.length === 0) return '-';
   return r.addresses.map((n) => (n.addresses.length > 0 ? n.addresses.map(addressLabel).join(', ') : n.dhcp ? 'waiting' : '-')).join('; ');
+}
+
+/**
+ * `status --git URL`: the DB's record of the source, with the fetched commit refreshed by a fetch
+ * into a throw-away repository (not with --offline). Declared resources come from the fetched
+ * commit when it validates, else from the applied checkout in the cache.
+ */
+async function gitView(spec: GitSourceSpec, store: StateStore, o: { db?: string; offline?: boolean }): Promise<{
+  status: GitSourceStatus; fetchError?: string; declared?: DesiredResource[];
+}> {
+  const repo = new GitRepository(spec, { cacheRoot: gitCacheRoot(o.db) });
+  const rec = await store.gitSources.get(repo.id);
+  const base: Omit<GitSourceStatus, 'summary'> = rec ? gitStatusFromRecord(rec) : {
+    id: repo.id, url: repo.displayUrl, ref: spec.ref.kind === 'default' ? 'HEAD' : spec.ref.kind === 'commit' ? `commit:${spec.ref.sha}` : `${spec.ref.kind}:${spec.ref.name}`,
+    path: repo.spec.path, fetchedCommit: null, fetchedAt: null, appliedCommit: null, appliedAt: null, appliedOutcome: null, pendingCommit: null,
+    differ: false, error: null, errorKind: null, rejectedCommit: null, fetchError: null, fetchErrorAt: null,
+  };
+  const fromApplied = async (): Promise<DesiredResource[] | undefined> => {
+    if (!rec?.appliedCommit || repo.checkedOut('applied') !== rec.appliedCommit) return undefined;
+    const r = await loadManifests(repo.manifestDir('applied'));
+    return r.ok ? buildDesired(r.desired).resources : undefined;
+  };
+  if (o.offline) return { status: { ...base, summary: gitSummary(base) }, declared: await fromApplied() };
+  const g = await gitDesired(spec, { store, dbPath: o.db, mode: 'read' });
+  try {
+    const now = new Date().toISOString();
+    if (g.ok) {
+      const s = { ...base, fetchedCommit: g.commit, fetchedAt: now, fetchError: null, fetchErrorAt: null, differ: g.commit !== base.appliedCommit,
+        ...(base.rejectedCommit !== g.commit ? { error: null, errorKind: null } : {}) };
+      return { status: { ...s, summary: gitSummary(s) }, declared: buildDesired(g.state).resources };
+    }
+    if (g.code === 2) {
+      const fetched = g.sync.fetchedCommit;
+      const reason = g.message.replace(/^fetched \S+, applied \S+: /, '').replace(/; nothing was changed$/, '');
+      const s = { ...base, fetchedCommit: fetched, fetchedAt: now, fetchError: null, fetchErrorAt: null, differ: fetched !== base.appliedCommit,
+        rejectedCommit: fetched, error: reason, errorKind: g.errors.length ? 'validation' : 'signature' };
+      return { status: { ...s, summary: gitSummary(s) }, declared: await fromApplied() };
+    }
+    const s = { ...base, fetchError: g.message, fetchErrorAt: now };
+    return { status: { ...s, summary: gitSummary(s) }, fetchError: g.message, declared: await fromApplied() };
+  } finally {
+    g.repo.dispose();
+  }
 }

@@ -7,12 +7,15 @@ import { EXIT, errorMessage, notAManifestFolder, openStore, retryPolicy, verifyH
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { HostMismatchError, LockHeldError, type StateStore } from '../../state/index.js';
+import { GitRepository, GitSync } from '../../git/index.js';
+import { GitRepositorySource } from '../../watch/sources/git-repository.js';
+import { gitCacheRoot, gitInput, type GitFlags } from '../git.js';
 import {
   EmptyManifestsError, WatchController, isLogLevel, jsonLogger, parseListen, startStatusServer,
   type ListenAddress, type StatusServer,
 } from '../../watch/index.js';
 
-export interface WatchFlags {
+export interface WatchFlags extends GitFlags {
   uri: string;
   /** auto (default) | kvm | qemu */
   domainType?: LibvirtHostOptions['domainType'];
@@ -30,7 +33,7 @@ export interface WatchFlags {
   requeueMax?: number;
 }
 
-export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
+export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promise<number> {
   if (!isLogLevel(o.logLevel)) {
     process.stderr.write(`virtform: --log-level must be one of debug, info, warn, error\n`);
     return EXIT.invalid;
@@ -44,10 +47,20 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
     return EXIT.invalid;
   }
 
-  const notFolder = await notAManifestFolder(dir, 'watch');
-  if (notFolder) {
-    log.error(notFolder, { dir });
+  // DIR or --git URL (both, or neither, is exit 2).
+  const source = gitInput(dirArg, o, { dirRequired: true, allowEmpty: o.allowEmpty });
+  if ('errors' in source) {
+    for (const e of source.errors) log.error(e);
     return EXIT.invalid;
+  }
+  const gitSpec = 'spec' in source ? source.spec : undefined;
+  const dir = dirArg ?? '';
+  if (!gitSpec) {
+    const notFolder = await notAManifestFolder(dir, 'watch');
+    if (notFolder) {
+      log.error(notFolder, { dir });
+      return EXIT.invalid;
+    }
   }
 
   let store: StateStore | undefined;
@@ -57,8 +70,16 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
   const hostMismatch = new Promise<HostMismatchError>((resolve) => (wrongHost = resolve));
   try {
     store = await openStore(o.db);
+    const git = gitSpec
+      ? new GitRepositorySource({
+        sync: new GitSync(new GitRepository(gitSpec, { cacheRoot: gitCacheRoot(o.db) }), store),
+        intervalMs: (o.gitInterval ?? 60) * 1000,
+        logger: log,
+      })
+      : undefined;
     controller = new WatchController({
       dir,
+      git,
       store,
       // Every (re)connection first checks that libvirt is still the host the DB describes; another
       // host ends the watch (exit 1) before anything is observed or applied.
@@ -82,7 +103,7 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
       concurrency: o.concurrency,
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
-      lockCommand: `virtform watch ${dir}`,
+      lockCommand: `virtform watch ${git ? `--git ${git.label}` : dir}`,
       logger: log,
     });
 
@@ -103,7 +124,10 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-      log.info('starting', { dir, uri: o.uri, db: store.path, pid: process.pid });
+      log.info('starting', {
+        ...(git ? { git: git.sync.repo.displayUrl, ref: git.sync.status().ref, path: git.sync.repo.spec.path, gitIntervalMs: git.intervalMs, cache: git.sync.repo.cacheDir } : { dir }),
+        uri: o.uri, db: store.path, pid: process.pid,
+      });
       await controller.start();
       if (listen) {
         server = await startStatusServer(controller, listen, log);
@@ -124,7 +148,7 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
     }
   } catch (e) {
     if (e instanceof EmptyManifestsError) {
-      log.error(e.message, { dir });
+      log.error(e.message, { dir: gitSpec ? undefined : dir });
       return EXIT.invalid;
     }
     if (e instanceof LockHeldError) {

@@ -2,10 +2,11 @@
  * A source watches one kind of input and feeds the watcher's queue: it never reconciles itself.
  *
  * Sources today: the manifest folder (chokidar), libvirt lifecycle events of owned domains, the
- * periodic resync, and the host connection (its first connect and every reconnect). A git source
- * (`watch --git URL`) plugs in the same way: `start()` begins polling the remote, and whenever it
- * has checked a new revision out into the manifest folder it calls `enqueue('git')`; `stop()`
- * ends the polling. The runner then loads the folder like any other run.
+ * periodic resync, the host connection (its first connect and every reconnect), and the git
+ * repository (`watch --git URL`, ./git-repository.ts): `start()` begins polling the remote; a new
+ * commit that verifies and validates is staged and `enqueue('git')` is called; `stop()` ends the
+ * polling. The git source is also the runs' ManifestProvider: each run asks it for the folder to
+ * load (the applied checkout, with a staged commit moved in first).
  */
 import type { TriggerSource } from '../queue.js';
 
