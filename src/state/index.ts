@@ -14,6 +14,7 @@ export {
   type RevisionRecord,
   type EventRecord,
   type OpenOptions,
+  type Suspension,
   StateDbOpenError,
 } from './store.js';
 export {

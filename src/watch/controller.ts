@@ -14,7 +14,9 @@ import { resolve as resolvePath } from 'node:path';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
 import type { Desired } from '../reconcile/desired.js';
-import type { StateStore, WriterLock } from '../state/index.js';
+import type { StateStore, Suspension, WriterLock } from '../state/index.js';
+import type { MaxDeletions } from '../reconcile/safety.js';
+import type { Policy } from '../manifest/index.js';
 import { buildStatus, observeForStatus, revisionsFor, type HostView, type StatusRow, type StatusSummary } from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
@@ -22,7 +24,7 @@ import { WatchMetrics } from './metrics.js';
 import { CoalescingQueue, type TriggerSource } from './queue.js';
 import { Runner, type RequeueInfo, type RunInfo, type StalledResource } from './runner.js';
 import {
-  HostConnection, LifecycleEventSource, ManifestFolderSource, ResyncSource, isIgnoredPath,
+  HostConnection, LifecycleEventSource, ManifestFolderSource, ResyncSource, SuspendSource, isIgnoredPath,
   type ConnectionInfo, type ConnectionState, type Source,
 } from './sources/index.js';
 import { errText } from './sources/types.js';
@@ -64,6 +66,12 @@ export interface WatchOptions {
   retry?: RetryPolicy;
   gracefulStop?: boolean;
   shutdownTimeoutMs?: number;
+  /** The mass-deletion brake (`--max-deletions`); undefined: the default. */
+  maxDeletions?: MaxDeletions;
+  /** The policy manifests are checked against (`--policy`). */
+  policy?: Policy;
+  /** How often the suspend switch is polled (default 2000 ms; 0: only read before each run). */
+  suspendPollMs?: number;
   /** Recorded in the lock row. */
   lockCommand?: string;
   logger?: Logger;
@@ -78,6 +86,8 @@ export interface WatchStatus {
   runs: { total: number; inFlight: boolean; pending: boolean; last?: RunInfo; lastReconcile?: RunInfo };
   requeue: RequeueInfo;
   stalled: StalledResource[];
+  /** `virtform suspend`: applies paused since, by (null when not suspended). */
+  suspended: Suspension | null;
   manifests: { valid: boolean; digest?: string; resources?: number; errors: string[] };
   /** The same rows as `virtform status --json` (desired from the last good manifests, observed live). */
   resources: StatusRow[];
@@ -128,19 +138,20 @@ export class WatchController {
       log.debug('trigger', { source });
       this.#runner.kick();
     });
-    this.#manifests = new ManifestState(this.#o.dir, { allowEmpty: opts.allowEmpty, metrics: this.metrics, logger: log });
+    this.#manifests = new ManifestState(this.#o.dir, { allowEmpty: opts.allowEmpty, policy: opts.policy, metrics: this.metrics, logger: log });
     this.#connection = new HostConnection({ connect: opts.connect, wrapHost: opts.wrapHost, reconnect: opts.reconnect, metrics: this.metrics, logger: log });
     this.#events = new LifecycleEventSource(this.#connection, opts.eventDebounceMs ?? 100, log);
     this.#folder = new ManifestFolderSource({ dir: this.#o.dir, debounceMs: opts.debounceMs, maxDebounceMs: opts.maxDebounceMs, logger: log });
     this.#runner = new Runner({
       queue: this.#queue, connection: this.#connection, manifests: this.#manifests, store: opts.store, metrics: this.metrics, logger: log,
       signal: this.#abort.signal, concurrency: opts.concurrency, retry: opts.retry, gracefulStop: opts.gracefulStop,
-      shutdownTimeoutMs: opts.shutdownTimeoutMs, requeue: opts.requeue,
+      shutdownTimeoutMs: opts.shutdownTimeoutMs, requeue: opts.requeue, maxDeletions: opts.maxDeletions,
       afterRun: () => this.#afterRun(),
     });
     this.#sources = [
       ...(opts.watchFiles !== false ? [this.#folder] : []),
       new ResyncSource(opts.resyncMs ?? 300_000),
+      new SuspendSource(() => opts.store.controls.suspension(), opts.suspendPollMs ?? 2000, log),
       this.#events,
       ...(opts.sources ?? []),
       this.#connection, // last: its first connect enqueues the initial run
@@ -285,6 +296,7 @@ export class WatchController {
       },
       requeue: this.#runner.requeue,
       stalled: this.#runner.stalled,
+      suspended: (await store.controls.suspension().catch(() => undefined)) ?? null,
       manifests: { valid: this.#manifests.valid, digest: lastGood?.digest, resources: lastGood?.resources.length, errors: this.#manifests.errors },
       resources: report.resources,
       summary: report.summary,

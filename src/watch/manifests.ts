@@ -4,7 +4,7 @@
  * keeps the last good desired state and reports every error; nothing is applied from a broken
  * folder.
  */
-import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
+import { loadManifests, formatManifestError, type ManifestError, type Policy } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { WatchMetrics } from './metrics.js';
@@ -21,7 +21,7 @@ export class ManifestState {
   #problem: string | undefined;
   readonly #log: Logger;
 
-  constructor(readonly dir: string, private readonly o: { allowEmpty?: boolean; metrics: WatchMetrics; logger?: Logger }) {
+  constructor(readonly dir: string, private readonly o: { allowEmpty?: boolean; policy?: Policy; metrics: WatchMetrics; logger?: Logger }) {
     this.#log = o.logger ?? silentLogger;
   }
 
@@ -48,7 +48,7 @@ export class ManifestState {
     const m = this.o.metrics;
     let result: Awaited<ReturnType<typeof loadManifests>>;
     try {
-      result = await loadManifests(this.dir);
+      result = await loadManifests(this.dir, { policy: this.o.policy });
     } catch (e) {
       return this.#fail(`cannot read ${this.dir}: ${errText(e)}`);
     }

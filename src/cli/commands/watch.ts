@@ -3,7 +3,8 @@
  * Exit codes: 0 after a graceful stop (SIGINT/SIGTERM), 1 runtime failure (lock held, listener
  * could not bind, the state DB holds the records of another libvirt host), 2 invalid input (bad flags, empty folder without --allow-empty).
  */
-import { EXIT, errorMessage, notAManifestFolder, openStore, retryPolicy, verifyHostIdentity } from '../common.js';
+import { EXIT, errorMessage, formatErrors, notAManifestFolder, openStore, resolvePolicy, retryPolicy, verifyHostIdentity } from '../common.js';
+import type { MaxDeletions } from '../../reconcile/safety.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { HostMismatchError, LockHeldError, type StateStore } from '../../state/index.js';
@@ -28,6 +29,8 @@ export interface WatchFlags {
   allowEmpty?: boolean;
   reconnectMax?: number;
   requeueMax?: number;
+  maxDeletions?: MaxDeletions;
+  policy?: string;
 }
 
 export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
@@ -47,6 +50,12 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
   const notFolder = await notAManifestFolder(dir, 'watch');
   if (notFolder) {
     log.error(notFolder, { dir });
+    return EXIT.invalid;
+  }
+
+  const policy = await resolvePolicy(o.policy);
+  if (!policy.ok) {
+    log.error('invalid policy file', { errors: formatErrors(policy.errors) });
     return EXIT.invalid;
   }
 
@@ -75,6 +84,8 @@ export async function runWatch(dir: string, o: WatchFlags): Promise<number> {
       },
       wrapHost: faultWrapperFromEnv(),
       allowEmpty: o.allowEmpty,
+      maxDeletions: o.maxDeletions,
+      policy: policy.policy,
       debounceMs: o.debounce,
       resyncMs: o.resync * 1000,
       reconnect: { initialDelayMs: 500, maxDelayMs: (o.reconnectMax ?? 30) * 1000 },

@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import * as m0001 from './0001_initial.js';
 import * as m0002 from './0002_hosts.js';
+import * as m0003 from './0003_safety.js';
 
 /**
  * All migrations, imported explicitly (no filesystem scanning, so this works from `dist/` and
@@ -9,6 +10,7 @@ import * as m0002 from './0002_hosts.js';
 export const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
   '0002_hosts': m0002,
+  '0003_safety': m0003,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -4,3 +4,4 @@ export { ManifestFolderSource, isIgnoredPath, type ManifestFolderOptions } from 
 export { LifecycleEventSource } from './libvirt-events.js';
 export { ResyncSource } from './resync.js';
 export { HostConnection, type ConnectionState, type ConnectionInfo, type ConnectHook, type HostConnectionOptions } from './connection.js';
+export { SuspendSource } from './suspend.js';
