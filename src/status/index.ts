@@ -1,3 +1,5 @@
 /** The status report shared by `virtform status` and the watcher's `/status`. */
 export { buildStatus, revisionLabel, type StatusRow, type StatusRevision, type StatusInput, type StatusSummary, type HostView, type ResourceStatus } from './build.js';
 export { observeForStatus, revisionsFor } from './observe.js';
+export { deriveConditions, withTransitions } from './build.js';
+export { persistConditions, trueConditions } from './conditions.js';

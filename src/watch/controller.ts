@@ -17,7 +17,9 @@ import type { Desired } from '../reconcile/desired.js';
 import type { StateStore, Suspension, WriterLock } from '../state/index.js';
 import type { MaxDeletions } from '../reconcile/safety.js';
 import type { Policy } from '../manifest/index.js';
-import { buildStatus, observeForStatus, revisionsFor, type HostView, type StatusRow, type StatusSummary } from '../status/index.js';
+import {
+  buildStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type StatusRow, type StatusSummary,
+} from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
 import { WatchMetrics } from './metrics.js';
@@ -284,7 +286,13 @@ export class WatchController {
       hostError = `not connected (${this.#connection.state})`;
     }
     const stalled = new Map(this.#runner.stalled.map((s) => [s.resource, s.reason]));
-    const report = buildStatus({ records, declared: lastGood?.resources, host, revisions, stalled });
+    const suspension = await store.controls.suspension().catch(() => undefined);
+    const previousConditions = await store.conditions.list().catch(() => undefined);
+    const report = buildStatus({
+      records, declared: lastGood?.resources, host, revisions, stalled, drift: this.#runner.drift, suspension, previousConditions,
+    });
+    if (host) await persistConditions(store, report.resources).catch((e: unknown) => this.#log.warn('storing conditions failed', { error: errText(e) }));
+    this.metrics.setConditions(report.resources);
     return {
       ready: this.ready,
       stopping: this.#stopping,
@@ -296,7 +304,7 @@ export class WatchController {
       },
       requeue: this.#runner.requeue,
       stalled: this.#runner.stalled,
-      suspended: (await store.controls.suspension().catch(() => undefined)) ?? null,
+      suspended: suspension ?? null,
       manifests: { valid: this.#manifests.valid, digest: lastGood?.digest, resources: lastGood?.resources.length, errors: this.#manifests.errors },
       resources: report.resources,
       summary: report.summary,
@@ -334,5 +342,23 @@ export class WatchController {
     }
     for (const c of counts.values()) this.metrics.resources.set({ kind: c.kind, state: c.state }, c.n);
     this.#view = undefined;
+    // Conditions after every run: stored (transition times) and exported (virtform_resource_condition).
+    // A run that changed nothing saw the host as it is: its observation is reused (no extra calls).
+    const raw = this.#connection.raw;
+    if (raw && this.#runner.runCount > 0) {
+      const last = this.#runner.lastObserved;
+      if (last && last.mutations === 0) {
+        const volumeKeys = new Set<string>();
+        const volumeNames = new Set<string>();
+        for (const [pool, vols] of last.observed.volumes) {
+          for (const v of vols.values()) {
+            volumeKeys.add(v.key);
+            volumeNames.add(`${pool}/${v.name}`);
+          }
+        }
+        this.#view = { at: Date.now(), view: Promise.resolve({ snapshot: last.observed.snapshot, volumeKeys, volumeNames }), host: raw };
+      }
+      await this.status().catch(() => undefined);
+    }
   }
 }

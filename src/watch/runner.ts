@@ -133,6 +133,8 @@ export class Runner {
   #lastReconcile: RunInfo | undefined;
   #stalled = new Map<string, StalledResource>();
   #suspension: Suspension | undefined;
+  #drift = new Map<string, string>();
+  #lastObserved: { observed: ReconcileResult['observed']; mutations: number } | undefined;
   #active = 0;
   /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
   maxConcurrentRuns = 0;
@@ -169,6 +171,16 @@ export class Runner {
   /** The suspension the last run saw (`virtform suspend`), if any. */
   get suspension(): Suspension | undefined {
     return this.#suspension;
+  }
+
+  /** What the last reconcile observed, and how many mutating calls it made after (0: still the host's state). */
+  get lastObserved(): { observed: ReconcileResult['observed']; mutations: number } | undefined {
+    return this.#lastObserved;
+  }
+
+  /** Drift the last run's plan found and did not correct, by key. */
+  get drift(): ReadonlyMap<string, string> {
+    return this.#drift;
   }
 
   get stalled(): StalledResource[] {
@@ -287,6 +299,12 @@ export class Runner {
         ...(result.suspension ? { suspension: result.suspension } : {}),
       });
       this.#suspension = result.suspension;
+      this.#lastObserved = { observed: result.observed, mutations: result.mutations };
+      // Drift the plan found that this run did not correct (nothing applied, or its change did not run).
+      const applied = result.outcome !== 'suspended' && result.outcome !== 'braked';
+      const notRun = (k: string): boolean => !applied || result.plan.held.has(k) || result.plan.blocked.has(k)
+        || (result.applied?.failed.has(k) ?? false) || (result.applied?.skipped.has(k) ?? false);
+      this.#drift = new Map(result.plan.changes.filter((c) => c.drift && notRun(c.key)).map((c) => [c.key, c.reason]));
       this.#lastReconcile = run;
       this.#settle(run, [...(result.applied?.skipped ?? new Map<string, string>()).values()]);
       const fields = {
