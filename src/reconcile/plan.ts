@@ -67,7 +67,7 @@ export interface DeletionBrake {
   /** Most deletions allowed; null with `--max-deletions all`. */
   max: number | null;
   /** Where `max` comes from: `--max-deletions N`, or the default max(5, ceil(10% of owned)). */
-  source: 'flag' | 'default' | 'all' | 'teardown';
+  source: 'flag' | 'default' | 'all';
   /** Resources recorded in the state DB when the plan was made. */
   owned: number;
   braked: boolean;

@@ -166,12 +166,11 @@ export function defaultMaxDeletions(owned: number): number {
  * Counted: deletes of objects that exist and replaces (a replace deletes, then recreates); not
  * counted: releases (nothing is deleted), forgetting records of objects already gone or not ours,
  * and changes that are held or blocked (they do not run). The limit is `max` (`--max-deletions N`),
- * or by default max(5, ceil(10% of owned)); `all` disables it. A plan for an EMPTY desired state is
- * an explicit teardown (`--allow-empty`, without which every command refuses an empty folder) and
- * is braked only by an explicit number.
+ * or by default max(5, ceil(10% of owned)); `all` disables it. `--allow-empty` does not lift it: a
+ * full teardown beyond the limit is `--allow-empty --max-deletions all`.
  */
 export function brakeDeletions(
-  desired: Desired, observed: Observed, changes: ResourceChange[], skip: { held: Map<string, string>; blocked: Map<string, string> },
+  _desired: Desired, observed: Observed, changes: ResourceChange[], skip: { held: Map<string, string>; blocked: Map<string, string> },
   max: MaxDeletions,
 ): import('./plan.js').DeletionBrake {
   const deletions = changes
@@ -180,7 +179,6 @@ export function brakeDeletions(
     .map((c) => c.key);
   const owned = observed.records.size;
   if (max === 'all') return { deletions, max: null, source: 'all', owned, braked: false };
-  if (max === undefined && desired.empty) return { deletions, max: null, source: 'teardown', owned, braked: false };
   const limit = max ?? defaultMaxDeletions(owned);
   return { deletions, max: limit, source: max === undefined ? 'default' : 'flag', owned, braked: deletions.length > limit };
 }

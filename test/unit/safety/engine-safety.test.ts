@@ -87,15 +87,15 @@ describe('mass-deletion brake', () => {
     expect(host.volumes.get(`${P}-pool`)!.size).toBe(2);
   });
 
-  it('counts replaces as deletions; an empty desired state (--allow-empty teardown) is braked only by an explicit limit', async () => {
+  it('counts replaces as deletions; an empty desired state (--allow-empty) is braked too', async () => {
     await run(manifests(vols(7)));
     writeManifests(mdir, {});
     const empty = await desiredFrom(mdir);
     const dry = await reconcile({ host, store, desired: empty, dryRun: true });
-    expect(dry.plan.brake).toMatchObject({ braked: false, source: 'teardown' });
+    expect(dry.plan.brake).toMatchObject({ braked: true, source: 'default', max: 5 });
     expect(dry.plan.brake!.deletions).toHaveLength(8);
-    const explicit = await reconcile({ host, store, desired: empty, maxDeletions: 3 });
-    expect(explicit.outcome).toBe('braked');
+    expect((await reconcile({ host, store, desired: empty, maxDeletions: 3 })).outcome).toBe('braked');
+    expect(host.volumes.get(`${P}-pool`)!.size).toBe(7);
     // replace: format change of 6 volumes
     const raw = manifests(vols(7))['all.yaml']!.replace(/capacity: 16MiB}/g, 'capacity: 16MiB, format: raw}');
     const r = await run({ 'all.yaml': raw }, { dryRun: true });
@@ -135,7 +135,7 @@ describe('metadata.reconcile: disabled', () => {
     const again = await run(manifests(vols(1), { vm: true }));
     expect(again.outcome).toBe('succeeded');
     expect(host.domains.get(`${P}-vm`)!.active).toBe(true);
-    expect((await store.resources.get('VirtualMachine', `${P}-vm`))!.details.facts?.reconcileDisabled).toBeUndefined();
+    expect(((await store.resources.get("VirtualMachine", `${P}-vm`))!.details.facts as Record<string, unknown> | undefined)?.reconcileDisabled).toBeUndefined();
   });
 });
 
