@@ -5,7 +5,7 @@
  * the network is isolated and the VMs boot no OS.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, writeManifests } from '../../support/manifests.js';
@@ -56,7 +56,8 @@ spec: {vcpus: 1, memory: 64MiB, state: running, nics: [{network: ${P}-net}]}`);
   return { 'all.yaml': `${docs.join('\n---\n')}\n` };
 };
 
-const domstate = (name: string): string => virsh('domstate', name).trim();
+const domstate = (name: string): string =>
+  spawnSync('virsh', ['-q', '-c', URI, 'domstate', name], { encoding: 'utf8' }).stdout?.trim() ?? '';
 
 describe('mass-deletion brake', () => {
   it('a plan deleting all manifests is braked (exit 1, nothing deleted, list printed); --max-deletions all lets it through', async () => {
