@@ -134,3 +134,16 @@ spec: {vcpus: ${vcpus}, memory: ${memory}}
     expect(errs.some((e) => e.includes('Volume/vftest-safety-v2: spec.capacity: total volume capacity 64MiB exceeds the host limit'))).toBe(true);
   });
 });
+
+describe('configs/policy.example.yaml', () => {
+  it('loads and uses every field of the schema', async () => {
+    const { ROOT } = await import('../../support/real-host.js');
+    const r = await loadPolicy(join(ROOT, 'configs/policy.example.yaml'));
+    expect(r.ok).toBe(true);
+    const p = r.ok ? r.policy! : undefined;
+    expect(Object.keys(p!.roots).sort()).toEqual(['bootFiles', 'cloudInitFiles', 'imageSources', 'poolPaths']);
+    expect(p!.urlHosts).toEqual(['cloud.debian.org', 'deb.debian.org']);
+    expect(p!.limits.vm).toEqual({ vcpus: 8, memory: 16 * 1024 ** 3, disk: 500 * 1024 ** 3 });
+    expect(Object.keys(p!.limits.host).sort()).toEqual(['disk', 'memory', 'vcpus']);
+  });
+});
