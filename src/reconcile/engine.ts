@@ -13,6 +13,7 @@ import { buildPlan, type Plan } from './plan.js';
 import { brakeDeletions, holdDataLoss, type MaxDeletions } from './safety.js';
 import { HELD_FOR_DATA_LOSS_FACT, RECONCILE_DISABLED_FACT } from './diff.js';
 import { recordedFacts } from './change.js';
+import { ownershipOf } from './ownership.js';
 import type { Suspension } from '../state/index.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
@@ -92,7 +93,10 @@ export async function planOnly(
   const allowDataLoss = opts.allowDataLoss ?? false;
   const changes = diff(desired, observed, { gracefulStop, allowDataLoss });
   const held = holdDataLoss(desired, observed, changes, { allowDataLoss });
-  const plan = buildPlan(desired, changes, held);
+  const suspendedAbsent = new Set(desired.resources
+    .filter((r) => r.suspended && ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key).state === 'absent')
+    .map((r) => r.key));
+  const plan = buildPlan(desired, changes, held, suspendedAbsent);
   plan.notices = notices(desired, observed, changes, { gracefulStop });
   plan.brake = brakeDeletions(desired, observed, changes, plan, opts.maxDeletions);
   return { plan, observed };

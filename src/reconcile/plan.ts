@@ -73,12 +73,22 @@ export interface DeletionBrake {
   braked: boolean;
 }
 
-export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map<string, string> = new Map()): Plan {
+export function buildPlan(
+  desired: Desired, changes: ResourceChange[], held: Map<string, string> = new Map(),
+  /** Suspended resources (metadata.reconcile: disabled) whose object does not exist: what needs them cannot be built. */
+  suspendedAbsent: ReadonlySet<string> = new Set(),
+): Plan {
   const suspended = new Map<string, string>();
   for (const r of desired.resources) if (r.suspended) suspended.set(r.key, 'metadata.reconcile: disabled: left alone (not changed, not pruned)');
-  // Blocked: conflicts and, transitively, the desired resources that depend on them.
+  // Blocked: conflicts and, transitively, the desired resources that depend on them (or on a
+  // suspended resource that does not exist).
   const blocked = new Map<string, string>();
   for (const c of changes) if (c.action === 'conflict') blocked.set(c.key, c.reason);
+  for (const r of desired.resources) {
+    if (r.suspended || !changes.some((c) => c.key === r.key)) continue;
+    const dep = dependenciesOf(r).find((d) => suspendedAbsent.has(d));
+    if (dep) blocked.set(r.key, `depends on ${dep}, which is suspended (metadata.reconcile: disabled) and does not exist`);
+  }
   let grew = blocked.size > 0;
   while (grew) {
     grew = false;

@@ -139,6 +139,16 @@ describe('metadata.reconcile: disabled', () => {
   });
 });
 
+describe('metadata.reconcile: disabled on something that does not exist', () => {
+  it('is not created, and what needs it is blocked with the reason (nothing half-built)', async () => {
+    const r = await run(manifests(vols(1), { disabled: [`${P}-pool`] }));
+    expect(r.plan.suspended.has(`StoragePool/${P}-pool`)).toBe(true);
+    expect(r.plan.blocked.get(`Volume/${P}-v0`)).toBe(`depends on StoragePool/${P}-pool, which is suspended (metadata.reconcile: disabled) and does not exist`);
+    expect(host.pools.size).toBe(0);
+    expect(r.outcome).toBe('failed');
+  });
+});
+
 describe('virtform suspend (the DB switch)', () => {
   it('plans but applies nothing while suspended; ignoreSuspend applies; resume continues', async () => {
     await run(manifests(vols(1)));
