@@ -26,7 +26,7 @@ demo: setup ## converge the example manifests on qemu:///system and show status
 	$(VIRTFORM) status --uri $(URI)
 
 demo-destroy: setup ## delete everything the demo created (prune with an empty manifest set; consents to the data loss)
-	mkdir -p /tmp/virtform-empty && $(VIRTFORM) reconcile /tmp/virtform-empty --uri $(URI) --allow-empty --allow-data-loss
+	mkdir -p /tmp/virtform-empty && $(VIRTFORM) reconcile /tmp/virtform-empty --uri $(URI) --allow-empty --allow-data-loss --max-deletions all
 
 test: setup typecheck ## the whole suite: type-check, unit + integration against the real libvirtd
 	npx vitest run

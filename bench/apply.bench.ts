@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   mkdirSync(empty);
   writeFileSync(join(dir, 'env.yaml'), manifests(VMS));
   const db = join(work, 'state.db');
-  const common = ['--uri', 'qemu:///system', '--db', db, '--json', '--shutdown-timeout', '0', '--allow-empty', '--allow-data-loss', '--domain-type', DOMAIN_TYPE];
+  const common = ['--uri', 'qemu:///system', '--db', db, '--json', '--shutdown-timeout', '0', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all', '--domain-type', DOMAIN_TYPE];
 
   const summary: (string | number)[][] = [];
   let destroyRef: number[] = [];

@@ -1,7 +1,7 @@
 /** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { loadManifests, formatManifestError, type ManifestError } from '../manifest/index.js';
+import { loadManifests, loadPolicy, formatManifestError, type ManifestError, type Policy } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
@@ -52,9 +52,25 @@ export type LoadedDesired =
   | { ok: true; desired: Desired; manifestCount: number }
   | { ok: false; errors: ManifestError[]; text: string };
 
-/** Load and validate a manifest folder; nothing is written anywhere. */
-export async function loadDesired(dir: string): Promise<LoadedDesired> {
-  const result = await loadManifests(dir);
+export function formatErrors(errors: readonly ManifestError[]): string[] {
+  return errors.map(formatManifestError);
+}
+
+export type LoadedPolicy = { ok: true; policy: Policy | undefined } | { ok: false; errors: ManifestError[]; text: string };
+
+/**
+ * The policy of `--policy FILE` (which must exist), else `/etc/virtform/policy.yaml` when it exists
+ * (`$VIRTFORM_POLICY` overrides that default path), else none. A broken policy is invalid input (exit 2).
+ */
+export async function resolvePolicy(file: string | undefined): Promise<LoadedPolicy> {
+  const r = await loadPolicy(file, process.env.VIRTFORM_POLICY || undefined);
+  if (r.ok) return r;
+  return { ok: false, errors: r.errors, text: `${r.errors.map(formatManifestError).join('\n')}\ninvalid policy file; nothing was changed` };
+}
+
+/** Load and validate a manifest folder (against the policy, when one is given); nothing is written anywhere. */
+export async function loadDesired(dir: string, policy?: Policy): Promise<LoadedDesired> {
+  const result = await loadManifests(dir, { policy });
   if (!result.ok) {
     return { ok: false, errors: result.errors, text: result.errors.map(formatManifestError).join('\n') };
   }

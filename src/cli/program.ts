@@ -9,6 +9,7 @@ import { runStatus } from './commands/status.js';
 import { runWatch } from './commands/watch.js';
 import { runConsole } from './commands/console.js';
 import { addGitOptions } from './git.js';
+import { runResume, runSuspend } from './commands/suspend.js';
 
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -24,6 +25,14 @@ function num(name: string, min: number) {
     if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
     return n;
   };
+}
+
+/** `--max-deletions N|all`. */
+function maxDeletions(v: string): number | 'all' {
+  if (v === 'all') return 'all';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('--max-deletions must be a whole number >= 0, or "all"');
+  return n;
 }
 
 export function buildProgram(): Command {
@@ -45,12 +54,18 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
   const domainTypeOption = (): Option => new Option('--domain-type <type>',
     'domain type of the VMs virtform defines: auto = kvm when the host offers it, else qemu (TCG)')
     .choices(['auto', 'kvm', 'qemu']).default('auto');
+  const policyOption = (): Option => new Option('--policy <file>',
+    'policy file: allowed roots for host paths, URL hosts, limits (default: /etc/virtform/policy.yaml when it exists)');
+  const maxDeletionsOption = (): Option => new Option('--max-deletions <n|all>',
+    'mass-deletion brake: refuse (exit 1) a plan deleting more resources than this (replaces count); default max(5, 10% of owned); "all" disables it')
+    .argParser(maxDeletions);
 
   program.command('validate')
     .description('validate a manifest folder: every problem at once, as file:line:col: kind/name: field: message')
     .argument('<dir>', 'folder of *.yaml / *.yml manifests (searched recursively), or one manifest file')
     .option('--json', 'print the result as JSON')
-    .action(async (dir: string, o: { json?: boolean }) => {
+    .addOption(policyOption())
+    .action(async (dir: string, o: { json?: boolean; policy?: string }) => {
       process.exitCode = await runValidate(dir, o);
     });
 
@@ -65,6 +80,9 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--allow-empty', 'accept a folder with no manifests: deletes everything virtform owns in this DB')
     .option('--allow-data-loss', 'consent to steps that destroy data: deleting or replacing a volume that holds an imported ' +
       'image, is attached to a VM or backs another volume (without it they are held, exit 1); --allow-empty does not imply it')
+    .addOption(maxDeletionsOption())
+    .option('--ignore-suspend', 'apply even though the state DB is suspended (virtform suspend); without it a suspended DB is exit 1')
+    .addOption(policyOption())
     .option('--concurrency <n>', 'parallel apply steps', int('--concurrency', 1, 64), 4)
     .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
     .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
@@ -88,6 +106,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .addOption(dbOption())
     .option('--json', 'print as JSON')
     .option('--offline', 'do not contact libvirtd (nor, with --git, the repository); show what the state DB knows')
+    .addOption(policyOption())
     .action(async (dir: string | undefined, o) => {
       process.exitCode = await runStatus(dir, o);
     });
@@ -108,6 +127,8 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--retry-delay <ms>', 'base backoff delay', num('--retry-delay', 0), 250)
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait', num('--shutdown-timeout', 0), 60)
     .option('--allow-empty', 'accept an empty manifest folder (deletes everything virtform owns)')
+    .addOption(maxDeletionsOption())
+    .addOption(policyOption())
     .option('--reconnect-max <seconds>', 'cap of the exponential backoff between reconnect attempts', num('--reconnect-max', 0.1), 30)
     .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
     .addOption(domainTypeOption())
@@ -129,6 +150,23 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
 1 no such VM, VM not running, console held by another client (use --force), connection or stream failure.`)
     .action(async (vm: string, o: { uri: string; force?: boolean }) => {
       process.exitCode = await runConsole(vm, o);
+    });
+
+  program.command('suspend')
+    .description('pause applies for this state DB (a running watcher keeps observing; reconcile refuses, exit 1); survives restarts; no writer lock needed')
+    .addOption(dbOption())
+    .option('--reason <text>', 'why (shown by status)')
+    .option('--json', 'print the result as JSON')
+    .action(async (o) => {
+      process.exitCode = await runSuspend(o);
+    });
+
+  program.command('resume')
+    .description('lift `virtform suspend`: applies continue (a running watcher starts a run at once)')
+    .addOption(dbOption())
+    .option('--json', 'print the result as JSON')
+    .action(async (o) => {
+      process.exitCode = await runResume(o);
     });
 
   return program;

@@ -85,9 +85,27 @@ function fieldLine(style: Style, c: ResourceChange, raw: FieldChange): string {
   return `      ${paint(style, 'yellow', '~')} ${f.field}: ${value(f.field, f.before)} → ${value(f.field, f.after)}${marks}`;
 }
 
+/** The plan's suspended resources (metadata.reconcile: disabled), one line each. */
+function suspendedLines(plan: Plan, style: Style): string[] {
+  return [...(plan.suspended ?? new Map<string, string>())].map(([key]) =>
+    `  ${paint(style, 'cyan', 'suspended:')} ${key} (metadata.reconcile: disabled): not changed, not pruned`);
+}
+
+/** The mass-deletion brake's refusal: what would have been deleted, and how to let it through. */
+export function brakeLines(plan: Plan, style: Style): string[] {
+  const b = plan.brake;
+  if (!b?.braked) return [];
+  const why = b.source === 'flag' ? `--max-deletions ${b.max}` : `the default limit max(5, 10% of ${b.owned} owned) = ${b.max}`;
+  return [
+    paint(style, 'red', `! braked: this plan deletes ${b.deletions.length} resources (replaces count), more than ${why}. Nothing is applied.`),
+    ...b.deletions.map((k) => `    - ${k}`),
+    `  If this is intended, run again with --max-deletions ${b.deletions.length} (or --max-deletions all).`,
+  ];
+}
+
 export function renderPlan(plan: Plan, style: Style): string {
   const lines: string[] = [];
-  const notices = (plan.notices ?? []).map((n) => `  ${paint(style, 'cyan', 'note:')} ${n}`);
+  const notices = [...suspendedLines(plan, style), ...(plan.notices ?? []).map((n) => `  ${paint(style, 'cyan', 'note:')} ${n}`)];
   if (plan.noop) {
     if (notices.length === 0) return 'No changes. Infrastructure matches the manifests.\n';
     return `No changes to apply; the manifests are applied, but:\n${notices.join('\n')}\n`;
@@ -97,7 +115,9 @@ export function renderPlan(plan: Plan, style: Style): string {
     const blocked = plan.blocked.get(c.key);
     const held = plan.held.get(c.key);
     const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}`;
-    const what = c.release
+    const what = c.release?.policy === 'Suspended'
+      ? `will be released (its manifest was removed while metadata.reconcile: disabled): ${c.release.kept}`
+      : c.release
       ? `will be released (deletionPolicy: ${c.release.policy}): ${c.release.kept}`
       : `${VERB[c.action]}: ${c.reason}`;
     lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${what}`)}`);
@@ -129,6 +149,8 @@ export function renderPlan(plan: Plan, style: Style): string {
   }
   if (dependents.length > 0) lines.push('');
   if (notices.length > 0) lines.push(...notices, '');
+  const brake = brakeLines(plan, style);
+  if (brake.length > 0) lines.push(...brake, '');
   lines.push(summaryLine(plan));
   return `${lines.join('\n')}\n`;
 }
@@ -140,6 +162,8 @@ export function summaryLine(plan: Plan): string {
   const extra = [
     ...(s.conflict > 0 ? [`${s.conflict} in conflict.`] : []),
     ...(s.held > 0 ? [`${s.held} held (data loss; needs --allow-data-loss).`] : []),
+    ...((plan.suspended?.size ?? 0) > 0 ? [`${plan.suspended.size} suspended.`] : []),
+    ...(plan.brake?.braked ? [`BRAKED: ${plan.brake.deletions.length} deletions > ${plan.brake.max} allowed (--max-deletions).`] : []),
   ];
   return [base, ...extra].join(' ');
 }
@@ -156,6 +180,8 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     })),
     blocked: Object.fromEntries(plan.blocked),
     held: Object.fromEntries(plan.held),
+    suspended: Object.fromEntries(plan.suspended ?? new Map()),
+    brake: plan.brake ?? null,
     notices: plan.notices ?? [],
     steps: plan.steps.map((s) => ({ id: s.id, resource: s.key, op: s.op.op, deps: s.deps })),
   };

@@ -23,7 +23,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
-import { digestManifests, loadManifests, formatManifestError, type DesiredState, type ManifestError } from '../manifest/index.js';
+import { digestManifests, loadManifests, formatManifestError, type DesiredState, type ManifestError, type Policy } from '../manifest/index.js';
 import { credentialEnv, type GitCredentialOptions } from './credentials.js';
 import { GitError, cleanGitEnv, runGit } from './exec.js';
 import { parseRemote, Redactor, type ParsedRemote } from './redact.js';
@@ -56,6 +56,8 @@ export interface GitSourceSpec {
   allowEmpty?: boolean;
   /** Timeout of one fetch (default 120 s). */
   fetchTimeoutMs?: number;
+  /** The policy every commit's manifests are validated against (--policy). */
+  policy?: Policy;
 }
 
 export function describeRef(ref: GitRef): string {
@@ -378,7 +380,7 @@ export class GitRepository {
       const reason = `validation failed: --path ${this.spec.path} does not exist at commit ${short(sha)}`;
       return { ok: false, commit: sha, errors: [{ file: this.spec.path, line: 1, col: 1, message: `--path ${this.spec.path} does not exist at commit ${short(sha)}` }], reason, text: reason };
     }
-    const result = await loadManifests(dir);
+    const result = await loadManifests(dir, { policy: this.spec.policy });
     if (!result.ok) {
       const errors = result.errors.map((e) => ({ ...e, file: relFile(e.file), message: e.message.split(root + sep).join('') }));
       const first = errors[0]!;

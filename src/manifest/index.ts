@@ -35,4 +35,5 @@ export type { LoadResult } from './loader.js';
 export { loadManifests, digestManifests, NAME_RE } from './loader.js';
 export { parseSize, formatSize, roundUpToKiB, ManifestSizeError } from './size.js';
 export { SCHEMA_DIR } from './schema.js';
+export { loadPolicy, checkPolicy, POLICY_FIELDS, DEFAULT_POLICY_PATH, type Policy, type PolicyField, type PolicyCategory } from './policy.js';
 export { MAX_FILE_BYTES, MAX_DEPTH, MAX_ALIAS_COUNT, MAX_EXPANDED_NODES } from './yaml-source.js';

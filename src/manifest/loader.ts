@@ -22,6 +22,7 @@ import {
 } from './model.js';
 import { validateAgainstSchema } from './schema.js';
 import { checkSemantics, type Entry } from './semantics.js';
+import { checkPolicy, type Policy } from './policy.js';
 import { MAX_FILE_BYTES, docToJs, locate, parseYamlFile, type SourceDoc } from './yaml-source.js';
 
 const execFileAsync = promisify(execFile);
@@ -152,7 +153,7 @@ async function gitInfo(dir: string): Promise<{ gitCommit?: string; gitDirty?: bo
  * All-or-nothing: any error makes the result `ok: false` with every error found.
  * An empty folder is `ok: true` with zero manifests.
  */
-export async function loadManifests(dir: string): Promise<LoadResult> {
+export async function loadManifests(dir: string, opts: { policy?: Policy } = {}): Promise<LoadResult> {
   const st = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
   if (st instanceof Error) {
     const why = st.code === 'ENOENT' ? 'does not exist' : `cannot be read (${st.code ?? st.message})`;
@@ -196,7 +197,11 @@ export async function loadManifests(dir: string): Promise<LoadResult> {
       if (entry) entries.push(entry);
     }
   }
-  errors.push(...(await checkSemantics(entries)));
+  // The policy first: a source path it refuses is never opened (not even to read an image header).
+  const refused = opts.policy ? checkPolicy(entries, opts.policy) : [];
+  errors.push(...refused);
+  const unprobed = new Set(entries.filter((e) => refused.some((x) => x.file === e.sd.file && x.kind === e.kind && x.name === e.name)));
+  errors.push(...(await checkSemantics(entries, { skipSourceProbe: unprobed })));
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
 
   const manifests: AnyManifest[] = entries.map((e) => {

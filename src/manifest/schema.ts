@@ -21,6 +21,7 @@ const KIND_FILES: Record<ResourceKind, string> = {
 };
 
 let validators: Record<ResourceKind, ValidateFunction> | undefined;
+let policyValidator: ValidateFunction | undefined;
 
 function readSchema(file: string): Record<string, unknown> {
   return JSON.parse(readFileSync(`${SCHEMA_DIR}${file}`, 'utf8')) as Record<string, unknown>;
@@ -35,6 +36,7 @@ function getValidators(): Record<ResourceKind, ValidateFunction> {
   for (const [kind, file] of Object.entries(KIND_FILES) as [ResourceKind, string][]) {
     out[kind] = ajv.compile(readSchema(file));
   }
+  policyValidator = ajv.compile(readSchema('policy.schema.json'));
   validators = out;
   return out;
 }
@@ -161,6 +163,19 @@ export function validateAgainstSchema(kind: ResourceKind, data: unknown): Schema
   for (const e of pickOneOfBranch(validate.errors ?? [])) {
     const path = decodePath(e.instancePath, data);
     const problem = describe(e, path);
+    if (problem) problems.push(problem);
+  }
+  return problems;
+}
+
+/** Validate a policy document against `schemas/policy.schema.json`. */
+export function validatePolicyAgainstSchema(data: unknown): SchemaProblem[] {
+  getValidators();
+  const validate = policyValidator!;
+  if (validate(data)) return [];
+  const problems: SchemaProblem[] = [];
+  for (const e of validate.errors ?? []) {
+    const problem = describe(e, decodePath(e.instancePath, data));
     if (problem) problems.push(problem);
   }
   return problems;

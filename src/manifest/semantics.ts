@@ -138,7 +138,7 @@ function isUnicast(mac: string): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 0;
 }
 
-export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]> {
+export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?: ReadonlySet<Entry> } = {}): Promise<ManifestError[]> {
   const r = new Reporter();
   const byKind = (k: ResourceKind): Entry[] => entries.filter((e) => e.kind === k);
 
@@ -257,8 +257,10 @@ export async function checkSemantics(entries: Entry[]): Promise<ManifestError[]>
       } else {
         const abs = isAbsolute(src) ? posix.normalize(src) : resolve(dirname(resolve(e.sd.file)), src);
         spec.source = abs; // the loader rewrites relative paths to absolute ones
-        const st = await stat(abs).catch(() => undefined);
-        if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} does not exist`);
+        // Refused by the policy: never opened (not even its header).
+        const st = opts.skipSourceProbe?.has(e) ? 'skip' as const : await stat(abs).catch(() => undefined);
+        if (st === 'skip') { /* reported by the policy check */ }
+        else if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} does not exist`);
         else if (!st.isFile()) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is not a regular file`);
         else {
           const img = await readImageHeader(abs, st.size).catch(() => undefined);

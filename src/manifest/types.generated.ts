@@ -48,6 +48,13 @@ export type MacAddress = string;
  * via the `definition` "HostPath".
  */
 export type HostPath = string;
+/**
+ * Absolute directories. A path is allowed when its real path (symlinks resolved) is one of them or lies below one (their real paths too).
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "PolicyRootList".
+ */
+export type PolicyRootList = string[];
 
 /**
  * Spec type of each manifest kind.
@@ -268,6 +275,42 @@ export interface ManifestMetadata {
    * Take over an existing, unmanaged host object of the same name instead of refusing to touch it.
    */
   adopt?: boolean;
+  /**
+   * Set to disabled to suspend reconciliation of this one resource: virtform neither changes nor prunes it (plan and status show it as suspended). Removing the manifest while disabled releases the object: virtform drops its record and keeps the object. Default: enabled.
+   */
+  reconcile?: 'enabled' | 'disabled';
+}
+/**
+ * Directories each kind of host path a manifest names must lie in.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "PolicyAllowedRoots".
+ */
+export interface PolicyAllowedRoots {
+  poolPaths?: PolicyRootList;
+  imageSources?: PolicyRootList;
+  cloudInitFiles?: PolicyRootList;
+  bootFiles?: PolicyRootList;
+}
+/**
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "PolicyLimitSet".
+ */
+export interface PolicyLimitSet {
+  /**
+   * vCPUs (a VM counts the larger of vcpus and maxVcpus).
+   */
+  vcpus?: number;
+  memory?: Size;
+  disk?: Size;
+}
+/**
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "PolicyLimits".
+ */
+export interface PolicyLimits {
+  host?: PolicyLimitSet;
+  vm?: PolicyLimitSet;
 }
 /**
  * Metadata of a Volume: the common fields plus what happens to the file when the manifest is removed.
@@ -286,4 +329,8 @@ export interface VolumeMetadata {
    * What happens to the volume's file when its manifest is removed: Delete (default) deletes it (subject to the data-loss hold: reconcile --allow-data-loss); Retain keeps the file and only drops virtform's record of it (a manifest with metadata.adopt can take it back).
    */
   deletionPolicy?: 'Delete' | 'Retain';
+  /**
+   * Set to disabled to suspend reconciliation of this one resource: virtform neither changes nor prunes it (plan and status show it as suspended). Removing the manifest while disabled releases the object: virtform drops its record and keeps the object. Default: enabled.
+   */
+  reconcile?: 'enabled' | 'disabled';
 }

@@ -42,10 +42,11 @@ export interface ResourceChange {
   /** The change corrects drift: the host no longer matches what virtform applied. */
   drift: boolean;
   /**
-   * A removed manifest whose object is kept (`metadata.deletionPolicy: Retain`): the record is
+   * A removed manifest whose object is kept (`metadata.deletionPolicy: Retain`, or policy
+   * `Suspended`: the resource was recorded with `metadata.reconcile: disabled`): the record is
    * forgotten and nothing is deleted. `kept` says what stays (e.g. `file /path`).
    */
-  release?: { policy: 'Retain'; kept: string };
+  release?: { policy: 'Retain' | 'Suspended'; kept: string };
   /** What the change's steps would destroy (filled by the data-loss pass, `safety.ts`). */
   dataLoss?: DataLoss[];
   /** Why the change is held for consent (`reconcile --allow-data-loss`); unset when it may run. */
@@ -80,6 +81,13 @@ export interface DiffContext {
 export function recordedConfig<C>(observed: Observed, key: string): C | undefined {
   const cfg = observed.records.get(key)?.details?.config;
   return cfg && typeof cfg === 'object' ? (cfg as C) : undefined;
+}
+
+/** `details.facts` of a record, from the state index or a full record (observe reads either). */
+export function recordedFacts(observed: Observed, key: string): Record<string, unknown> {
+  const r = observed.records.get(key);
+  const f = (r && 'facts' in r ? r.facts : undefined) ?? r?.details?.facts;
+  return f && typeof f === 'object' ? (f as Record<string, unknown>) : {};
 }
 
 /**

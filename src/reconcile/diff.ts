@@ -9,12 +9,18 @@ import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import type { Observed } from './observe.js';
 import { ownershipOf } from './ownership.js';
 import type { Desired } from './desired.js';
-import { recordedConfig, type DiffOptions, type ResourceChange } from './change.js';
+import { recordedConfig, recordedFacts, type DiffOptions, type ResourceChange } from './change.js';
 import { KINDS, kindOf, opInfo, type DesiredResource, type StepOp } from './kinds/index.js';
 
 export {
   fieldChanges, type ChangeAction, type DiffOptions, type FieldChange, type ResourceChange, type StepOp,
 } from './change.js';
+
+/** `details.facts` key of a resource recorded while its manifest said `metadata.reconcile: disabled`. */
+export const RECONCILE_DISABLED_FACT = 'reconcileDisabled';
+
+/** `details.facts` key of a resource whose change the last apply held for consent to data loss (its reason). */
+export const HELD_FOR_DATA_LOSS_FACT = 'heldForDataLoss';
 
 /** Human label of every step operation (`define domain`, `delete volume`, …). */
 export function stepOpLabel(op: StepOp['op']): string {
@@ -44,12 +50,18 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
     const where = { config: prev, intents: journal.map((j) => j.intent) };
     const own = ownershipOf(observed, kind, name, where, key);
     const base = { key, kind, name, fields: [], notes: [] as string[], previous: prev, ownership: own.state, drift: false };
-    const release = own.state === 'owned' ? kindOf(kind).release?.(name, where) : undefined;
+    // Recorded while `metadata.reconcile: disabled`: the manifest's removal releases it, whatever it is.
+    const suspended = recordedFacts(observed, key)[RECONCILE_DISABLED_FACT] === true;
+    const release = suspended
+      ? { policy: 'Suspended' as const, kept: own.state === 'absent' ? 'nothing on the host' : `the ${kind} is kept as it is on the host` }
+      : own.state === 'owned' ? kindOf(kind).release?.(name, where) : undefined;
     const steps = own.state === 'owned' && !release ? kindOf(kind).deleteSteps(name, where) as StepOp[] | undefined : undefined;
     if (release) {
       out.push({
         ...base, action: 'delete', steps: [{ op: 'record.forget' }], release,
-        reason: `no longer declared; released (deletionPolicy: ${release.policy}): ${release.kept}`,
+        reason: release.policy === 'Suspended'
+          ? `no longer declared while metadata.reconcile was disabled; released: ${release.kept}`
+          : `no longer declared; released (deletionPolicy: ${release.policy}): ${release.kept}`,
       });
     } else if (steps) {
       out.push({
@@ -82,12 +94,20 @@ export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {
   const ctx = { observed, opts };
   const changes: ResourceChange[] = [];
   const byKind = new Map<ResourceKind, DesiredResource[]>(RESOURCE_KINDS.map((k) => [k, []]));
+  const suspended = new Set<string>();
   for (const r of desired.resources) {
+    // metadata.reconcile: disabled: left alone (the plan lists it under `suspended`).
+    if (r.suspended) {
+      suspended.add(r.key);
+      continue;
+    }
     byKind.get(r.kind)!.push(r);
     const c = kindOf(r.kind).diff(r, ctx);
     if (c) changes.push(c);
   }
   for (const k of RESOURCE_KINDS) KINDS[k].afterDiff?.(byKind.get(k)!, observed, changes, opts);
+  // A cross-resource adjustment (a VM restarted for its replaced disk) never touches a suspended one.
+  for (let i = changes.length - 1; i >= 0; i--) if (suspended.has(changes[i]!.key)) changes.splice(i, 1);
   changes.push(...diffPrune(desired, observed));
   const order = (k: ResourceKind): number => RESOURCE_KINDS.indexOf(k);
   return changes.sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name));

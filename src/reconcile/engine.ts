@@ -10,8 +10,12 @@ import type { Desired } from './desired.js';
 import { observe, type Observed, type StateReader } from './observe.js';
 import { diff, notices } from './diff.js';
 import { buildPlan, type Plan } from './plan.js';
-import { holdDataLoss } from './safety.js';
 import { imageCacheFor, type ImageCache } from './images.js';
+import { brakeDeletions, holdDataLoss, type MaxDeletions } from './safety.js';
+import { HELD_FOR_DATA_LOSS_FACT, RECONCILE_DISABLED_FACT } from './diff.js';
+import { recordedFacts } from './change.js';
+import { ownershipOf } from './ownership.js';
+import type { Suspension } from '../state/index.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
 export interface EngineStore extends StateReader, ApplyStore {
@@ -24,6 +28,8 @@ export interface EngineStore extends StateReader, ApplyStore {
   events: { append(e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; message: string }): Promise<void> };
   /** The DB file (its folder holds the image cache, `images/`). */
   readonly path?: string;
+  /** `virtform suspend`'s switch (absent in stores that have none: never suspended). */
+  controls?: { suspension(): Promise<Suspension | undefined> };
 }
 
 export interface ReconcileOptions {
@@ -39,6 +45,14 @@ export interface ReconcileOptions {
    * what depends on them, are held (`plan.held`), and the run ends `held`.
    */
   allowDataLoss?: boolean;
+  /**
+   * The mass-deletion brake (`--max-deletions`): most objects the run may delete (replaces count);
+   * `all` disables it; undefined is the default max(5, ceil(10% of owned)). A braked plan runs
+   * nothing: outcome `braked`.
+   */
+  maxDeletions?: MaxDeletions;
+  /** Apply even though the DB is suspended (`virtform suspend`); default false: outcome `suspended`. */
+  ignoreSuspend?: boolean;
   shutdownTimeoutMs?: number;
   boundary?: (label: string) => void;
   onPlan?: (plan: Plan) => void;
@@ -60,7 +74,9 @@ export interface ReconcileResult {
    * everything else was done, but changes that would destroy data were held for consent
    * (`plan.held`, also in `held`).
    */
-  outcome: 'noop' | 'planned' | 'succeeded' | 'failed' | 'interrupted' | 'held';
+  outcome: 'noop' | 'planned' | 'succeeded' | 'failed' | 'interrupted' | 'held' | 'braked' | 'suspended';
+  /** Set when the DB is suspended (`virtform suspend`); with outcome `suspended` nothing was applied. */
+  suspension?: Suspension;
   /** Resources whose changes were held for consent to data loss, with the reason of each. */
   held: Map<string, string>;
   /** Mutating host calls made by this run. */
@@ -71,6 +87,8 @@ export interface ReconcileResult {
 export interface PlanOptions {
   /** Consent to data loss; without it, destructive changes are held (see `safety.ts`). */
   allowDataLoss?: boolean;
+  /** The mass-deletion brake's limit (see {@link ReconcileOptions.maxDeletions}). */
+  maxDeletions?: MaxDeletions;
 }
 
 export async function planOnly(
@@ -80,8 +98,12 @@ export async function planOnly(
   const allowDataLoss = opts.allowDataLoss ?? false;
   const changes = diff(desired, observed, { gracefulStop, allowDataLoss });
   const held = holdDataLoss(desired, observed, changes, { allowDataLoss });
-  const plan = buildPlan(desired, changes, held);
+  const suspendedAbsent = new Set(desired.resources
+    .filter((r) => r.suspended && ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key).state === 'absent')
+    .map((r) => r.key));
+  const plan = buildPlan(desired, changes, held, suspendedAbsent);
   plan.notices = notices(desired, observed, changes, { gracefulStop });
+  plan.brake = brakeDeletions(desired, observed, changes, plan, opts.maxDeletions);
   return { plan, observed };
 }
 
@@ -90,12 +112,25 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const runId = randomUUID();
   const mutationsBefore = opts.host.mutationCount();
   const { plan, observed } = await planOnly(opts.host, opts.store, opts.desired, opts.gracefulStop ?? true, {
-    allowDataLoss: opts.allowDataLoss ?? false,
+    allowDataLoss: opts.allowDataLoss ?? false, maxDeletions: opts.maxDeletions,
   });
+  const suspension = await opts.store.controls?.suspension();
   opts.onPlan?.(plan);
-  const base = { runId, plan, observed, held: plan.held };
+  const base = { runId, plan, observed, held: plan.held, ...(suspension ? { suspension } : {}) };
   if (opts.dryRun) {
     return { ...base, outcome: plan.noop ? 'noop' : 'planned', mutations: 0, durationMs: Date.now() - started };
+  }
+  // Checked after planning, so a suspended watcher still observes (and reports) what it would do.
+  if (suspension && !opts.ignoreSuspend) {
+    return { ...base, outcome: 'suspended', mutations: 0, durationMs: Date.now() - started };
+  }
+  if (plan.brake?.braked) {
+    const b = plan.brake;
+    await opts.store.events.append({
+      level: 'warn',
+      message: `braked: the plan deletes ${b.deletions.length} resources, more than the ${b.max} allowed (${b.source === 'flag' ? '--max-deletions' : `default: max(5, 10% of ${b.owned} owned)`}): ${b.deletions.join(', ')}`,
+    });
+    return { ...base, outcome: 'braked', mutations: 0, durationMs: Date.now() - started };
   }
 
   const revisionId = await opts.store.revisions.start({
@@ -140,6 +175,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     blocked: plan.blocked.size,
     held: plan.held.size,
   };
+  await recordSafetyFacts(opts.store, opts.desired, observed, plan, applied);
   const interrupted = !ok && opts.signal?.aborted === true && applied.failed.size === 0;
   const outcome = onlyHeld ? 'held' : ok ? (plan.noop ? 'noop' : 'succeeded') : interrupted ? 'interrupted' : 'failed';
   await opts.store.revisions.finish(revisionId, outcome === 'noop' ? 'succeeded' : outcome, summary);
@@ -149,4 +185,37 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     mutations: opts.host.mutationCount() - mutationsBefore,
     durationMs: Date.now() - started,
   };
+}
+
+/**
+ * What later runs and `status` need to remember about a resource beyond its applied config, kept
+ * in `details.facts` of its record: `reconcileDisabled` while its manifest says
+ * `metadata.reconcile: disabled` (so removing that manifest releases the object instead of
+ * deleting it), `heldForDataLoss` (the reason) while the last apply held its change. Set and
+ * cleared after every apply; records that do not exist are not created.
+ */
+async function recordSafetyFacts(store: EngineStore, desired: Desired, observed: Observed, plan: Plan, applied: ApplyResult): Promise<void> {
+  for (const [key, rec] of observed.records) {
+    const d = desired.byKey.get(key);
+    const facts = recordedFacts(observed, key);
+    const want: Record<string, unknown> = {};
+    if (d) {
+      const disabled = d.suspended === true;
+      if (disabled !== (facts[RECONCILE_DISABLED_FACT] === true)) want[RECONCILE_DISABLED_FACT] = disabled ? true : null;
+    }
+    const held = plan.held.get(key) ?? null;
+    if ((facts[HELD_FOR_DATA_LOSS_FACT] ?? null) !== held) want[HELD_FOR_DATA_LOSS_FACT] = held;
+    if (Object.keys(want).length === 0 || applied.failed.has(key)) continue;
+    const current = await store.resources.get(rec.kind, rec.name);
+    if (!current) continue; // forgotten or deleted by this run
+    const merged: Record<string, unknown> = { ...((current.details.facts as Record<string, unknown> | undefined) ?? {}) };
+    for (const [k, v] of Object.entries(want)) {
+      if (v === null) delete merged[k];
+      else merged[k] = v;
+    }
+    const details = { ...current.details };
+    if (Object.keys(merged).length > 0) details.facts = merged;
+    else delete details.facts;
+    await store.resources.upsert({ kind: rec.kind, name: rec.name, details });
+  }
 }

@@ -48,16 +48,47 @@ export interface Plan {
    * given, or they depend on such a change. Reason by key. Their steps are not in `steps`.
    */
   held: Map<string, string>;
+  /**
+   * Declared resources with `metadata.reconcile: disabled`: not diffed, changed or pruned. Reason by key.
+   */
+  suspended: Map<string, string>;
+  /** The mass-deletion brake's verdict (`safety.ts`); set by the engine's plan stage. */
+  brake?: DeletionBrake;
   summary: PlanSummary;
   noop: boolean;
   /** Notes about resources that need no change (a VM still waiting for a restart): shown, never applied. */
   notices: string[];
 }
 
-export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map<string, string> = new Map()): Plan {
-  // Blocked: conflicts and, transitively, the desired resources that depend on them.
+/** How many objects the plan deletes (replaces count) against the limit; `braked`: the run is refused. */
+export interface DeletionBrake {
+  /** Keys of the resources whose objects the plan's runnable steps delete (deletes and replaces). */
+  deletions: string[];
+  /** Most deletions allowed; null with `--max-deletions all`. */
+  max: number | null;
+  /** Where `max` comes from: `--max-deletions N`, or the default max(5, ceil(10% of owned)). */
+  source: 'flag' | 'default' | 'all';
+  /** Resources recorded in the state DB when the plan was made. */
+  owned: number;
+  braked: boolean;
+}
+
+export function buildPlan(
+  desired: Desired, changes: ResourceChange[], held: Map<string, string> = new Map(),
+  /** Suspended resources (metadata.reconcile: disabled) whose object does not exist: what needs them cannot be built. */
+  suspendedAbsent: ReadonlySet<string> = new Set(),
+): Plan {
+  const suspended = new Map<string, string>();
+  for (const r of desired.resources) if (r.suspended) suspended.set(r.key, 'metadata.reconcile: disabled: left alone (not changed, not pruned)');
+  // Blocked: conflicts and, transitively, the desired resources that depend on them (or on a
+  // suspended resource that does not exist).
   const blocked = new Map<string, string>();
   for (const c of changes) if (c.action === 'conflict') blocked.set(c.key, c.reason);
+  for (const r of desired.resources) {
+    if (r.suspended || !changes.some((c) => c.key === r.key)) continue;
+    const dep = dependenciesOf(r).find((d) => suspendedAbsent.has(d));
+    if (dep) blocked.set(r.key, `depends on ${dep}, which is suspended (metadata.reconcile: disabled) and does not exist`);
+  }
   let grew = blocked.size > 0;
   while (grew) {
     grew = false;
@@ -89,7 +120,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map
   }
 
   if (steps.length === 0) {
-    return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
+    return { changes, steps, blocked, held, suspended, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
   }
 
   // users(X): resources that depend on X, by their desired config or by their recorded config.
@@ -126,7 +157,7 @@ export function buildPlan(desired: Desired, changes: ResourceChange[], held: Map
   }
   assertAcyclic(steps);
 
-  return { changes, steps, blocked, held, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
+  return { changes, steps, blocked, held, suspended, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
 }
 
 function summarize(changes: ResourceChange[], held: Map<string, string>): PlanSummary {

@@ -13,6 +13,11 @@ export interface DesiredBase<K extends ResourceKind, C> {
   /** `resourceKey(kind, name, host)`, computed once: observe, diff and plan look resources up by it. */
   key: string;
   adopt: boolean;
+  /**
+   * `metadata.reconcile: disabled`: virtform leaves this resource alone (no change, no prune);
+   * the engine records it in `details.facts.reconcileDisabled` so a removed manifest releases it.
+   */
+  suspended?: boolean;
   labels: Record<string, string>;
   /** The part of the resource that is its object's definition, hashed into `specHash`. */
   config: C;
@@ -41,7 +46,7 @@ export function hashConfig(config: unknown): string {
 
 /** The part of a manifest every kind normalizes the same way. */
 interface ManifestHead {
-  metadata: { name: string; labels?: Record<string, string>; adopt?: boolean };
+  metadata: { name: string; labels?: Record<string, string>; adopt?: boolean; reconcile?: 'enabled' | 'disabled' };
   source?: { file: string; line: number; col: number };
 }
 
@@ -50,7 +55,7 @@ export function desiredBase<K extends ResourceKind, C>(kind: K, m: ManifestHead,
   const name = m.metadata.name;
   return {
     kind, name, host, key: resourceKey(kind, name, host),
-    adopt: m.metadata.adopt === true, labels: { ...(m.metadata.labels ?? {}) },
+    adopt: m.metadata.adopt === true, suspended: m.metadata.reconcile === 'disabled', labels: { ...(m.metadata.labels ?? {}) },
     config, specHash: hashConfig(config), source: m.source,
   };
 }

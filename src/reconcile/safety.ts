@@ -157,3 +157,34 @@ export function holdDataLoss(desired: Desired, observed: Observed, changes: Reso
   }
   return held;
 }
+
+/** `--max-deletions`: a number, `all` (no brake), or undefined (the default). */
+export type MaxDeletions = number | 'all' | undefined;
+
+/** The default limit: max(5, ceil(10% of the resources the state DB records)). */
+export function defaultMaxDeletions(owned: number): number {
+  return Math.max(5, Math.ceil(owned * 0.1));
+}
+
+/**
+ * The mass-deletion brake: a plan whose runnable steps delete more objects than allowed is refused
+ * as a whole (a repository push that lost most manifests, a moved folder, a partial checkout).
+ * Counted: deletes of objects that exist and replaces (a replace deletes, then recreates); not
+ * counted: releases (nothing is deleted), forgetting records of objects already gone or not ours,
+ * and changes that are held or blocked (they do not run). The limit is `max` (`--max-deletions N`),
+ * or by default max(5, ceil(10% of owned)); `all` disables it. `--allow-empty` does not lift it: a
+ * full teardown beyond the limit is `--allow-empty --max-deletions all`.
+ */
+export function brakeDeletions(
+  _desired: Desired, observed: Observed, changes: ResourceChange[], skip: { held: Map<string, string>; blocked: Map<string, string> },
+  max: MaxDeletions,
+): import('./plan.js').DeletionBrake {
+  const deletions = changes
+    .filter((c) => !skip.held.has(c.key) && !skip.blocked.has(c.key) && !c.release)
+    .filter((c) => c.action === 'replace' || (c.action === 'delete' && c.steps.some((s) => s.op !== 'record.forget')))
+    .map((c) => c.key);
+  const owned = observed.records.size;
+  if (max === 'all') return { deletions, max: null, source: 'all', owned, braked: false };
+  const limit = max ?? defaultMaxDeletions(owned);
+  return { deletions, max: limit, source: max === undefined ? 'default' : 'flag', owned, braked: deletions.length > limit };
+}

@@ -16,6 +16,7 @@ export {
   type GitSourceRecord,
   type GitSourceUpdate,
   type OpenOptions,
+  type Suspension,
   StateDbOpenError,
 } from './store.js';
 export {

@@ -113,7 +113,31 @@ export interface GitSourcesTable {
   updated_at: string;
 }
 
+/** Named switches set without the writer lock (migration 0004): `suspend`. */
+export interface ControlsTable {
+  name: string;
+  value: string;
+  reason: string | null;
+  /** `user@hostname (pid N)`. */
+  set_by: string;
+  set_at: string;
+}
+
+/** Last known status of each condition of each resource (migration 0004). */
+export interface ConditionsTable {
+  host: Generated<string>;
+  kind: string;
+  name: string;
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+  last_transition_time: string;
+}
+
 export interface StateDatabase {
+  controls: ControlsTable;
+  conditions: ConditionsTable;
   hosts: HostsTable;
   resources: ResourcesTable;
   journal: JournalTable;

@@ -7,6 +7,17 @@ import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
 import { migrationProvider } from './migrations/index.js';
 import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
 import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
+import { isConditionType, type Condition, type ConditionDraft } from '../model/conditions.js';
+import { resourceKey } from '../model/kinds.js';
+
+/** `virtform suspend`: applies paused for this DB (read by every run before it applies). */
+export interface Suspension {
+  /** ISO time it was set. */
+  since: string;
+  /** Who set it: `user@hostname (pid N)`. */
+  by: string;
+  reason: string | null;
+}
 
 /** What {@link StateStore.resources.indexPages} returns for each resource. */
 export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
@@ -644,6 +655,93 @@ export class StateStore {
         return toGitSource(row);
       }));
     },
+  };
+
+  /**
+   * Switches set by `virtform suspend` / `resume`. Plain single-statement writes: they do NOT take
+   * the writer lock (a watcher holds it for its whole life, and suspending is how one pauses it).
+   */
+  readonly controls = {
+    suspension: async (): Promise<Suspension | undefined> => {
+      const row = await this.db.selectFrom('controls').selectAll().where('name', '=', 'suspend').executeTakeFirst();
+      return row ? { since: row.set_at, by: row.set_by, reason: row.reason } : undefined;
+    },
+
+    /** Suspend applies; an existing suspension is kept as it is (`already`: true). */
+    suspend: async (s: { by: string; reason?: string | null }): Promise<{ suspension: Suspension; already: boolean }> => {
+      const now = this.#now();
+      const res = await this.db
+        .insertInto('controls')
+        .values({ name: 'suspend', value: 'true', reason: s.reason ?? null, set_by: s.by, set_at: now })
+        .onConflict((oc) => oc.column('name').doNothing())
+        .executeTakeFirst();
+      const current = (await this.controls.suspension())!;
+      return { suspension: current, already: Number(res.numInsertedOrUpdatedRows ?? 0n) === 0 };
+    },
+
+    /** Lift the suspension; returns the one lifted (undefined when none was set). */
+    resume: async (): Promise<Suspension | undefined> => {
+      const current = await this.controls.suspension();
+      if (current) await this.db.deleteFrom('controls').where('name', '=', 'suspend').execute();
+      return current;
+    },
+  };
+
+  /**
+   * Conditions of resources with their last transition times. `sync` takes freshly derived
+   * conditions and keeps each one's `lastTransitionTime` while its status is unchanged; a changed
+   * (or new) status gets the current time. Resources not given are left alone unless `prune`.
+   */
+  readonly conditions = {
+    list: async (): Promise<Map<string, Condition[]>> => {
+      const rows = await this.db.selectFrom('conditions').selectAll().orderBy('kind').orderBy('name').execute();
+      const out = new Map<string, Condition[]>();
+      for (const r of rows) {
+        if (!isConditionType(r.type)) continue;
+        const key = resourceKey(r.kind, r.name);
+        out.set(key, [...(out.get(key) ?? []), {
+          type: r.type, status: r.status === 'True' ? 'True' : 'False', reason: r.reason, message: r.message, lastTransitionTime: r.last_transition_time,
+        }]);
+      }
+      return out;
+    },
+
+    sync: async (
+      entries: { kind: string; name: string; conditions: ConditionDraft[] }[], opts: { prune?: boolean } = {},
+    ): Promise<Map<string, Condition[]>> => withBusyRetry(() => this.db.transaction().execute(async (trx) => {
+      const now = this.#now();
+      const rows = await trx.selectFrom('conditions').selectAll().execute();
+      const stored = new Map(rows.map((r) => [`${r.kind}\u0000${r.name}\u0000${r.type}`, r]));
+      const out = new Map<string, Condition[]>();
+      const keep = new Set<string>();
+      for (const e of entries) {
+        const list: Condition[] = [];
+        for (const c of e.conditions) {
+          const id = `${e.kind}\u0000${e.name}\u0000${c.type}`;
+          keep.add(id);
+          const prev = stored.get(id);
+          const lastTransitionTime = prev && prev.status === c.status ? prev.last_transition_time : now;
+          list.push({ ...c, lastTransitionTime });
+          if (prev && prev.status === c.status && prev.reason === c.reason && prev.message === c.message) continue;
+          const values = { status: c.status, reason: c.reason, message: c.message, last_transition_time: lastTransitionTime };
+          if (prev) {
+            await trx.updateTable('conditions').set(values)
+              .where('host', '=', prev.host).where('kind', '=', e.kind).where('name', '=', e.name).where('type', '=', c.type).execute();
+          } else {
+            await trx.insertInto('conditions').values({ kind: e.kind, name: e.name, type: c.type, ...values }).execute();
+          }
+        }
+        out.set(resourceKey(e.kind, e.name), list);
+      }
+      if (opts.prune) {
+        for (const [id, r] of stored) {
+          if (!keep.has(id)) {
+            await trx.deleteFrom('conditions').where('host', '=', r.host).where('kind', '=', r.kind).where('name', '=', r.name).where('type', '=', r.type).execute();
+          }
+        }
+      }
+      return out;
+    })),
   };
 
   readonly events = {

@@ -5,7 +5,9 @@
  * knows about stalled resources.
  *
  * STATUS is derived, never copied from the last apply's record:
- *   stalled    the watcher will not retry it until an input changes (invalid definition, conflict)
+ *   stalled    the watcher will not retry it until an input changes (invalid definition, conflict,
+ *              held for data loss, braked)
+ *   suspended  `metadata.reconcile: disabled`: virtform leaves it alone
  *   failed     the last apply of it failed (its error is in lastError)
  *   pending    declared but not created, changed in the manifests since the last apply, blocked,
  *              or recorded but no longer declared (the next reconcile deletes it)
@@ -19,10 +21,12 @@ import { KIND_ORDER, resourceKey, type DesiredResource } from '../reconcile/desi
 import { isResourceKind, type ResourceKind } from '../model/kinds.js';
 import { kindOf } from '../reconcile/kinds/index.js';
 import type { StatusView } from '../reconcile/kinds/types.js';
-import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { AddressReport, NicAddresses } from './addresses.js';
+import type { ResourceRecord, RevisionRecord, Suspension } from '../state/index.js';
+import type { Condition, ConditionDraft } from '../model/conditions.js';
+import { HELD_FOR_DATA_LOSS_FACT, RECONCILE_DISABLED_FACT } from '../reconcile/diff.js';
 
-export type ResourceStatus = 'converged' | 'drifted' | 'failed' | 'pending' | 'stalled' | 'applied' | 'unknown';
+export type ResourceStatus = 'converged' | 'drifted' | 'failed' | 'pending' | 'stalled' | 'suspended' | 'applied' | 'unknown';
 
 export interface StatusRevision {
   id: number;
@@ -66,6 +70,8 @@ export interface StatusRow {
   addressesNote: string | null;
   /** VMs with graphics, while running: type, listen address and port of the VNC/SPICE server (only then present). */
   graphics?: { type: string; listen?: string; port?: number }[];
+  /** Typed conditions (src/model/conditions.ts), one per emitted type, with their last transition times. */
+  conditions: Condition[];
 }
 
 /** What the host showed (undefined when it was not asked, offline, or could not be reached). */
@@ -80,6 +86,14 @@ export interface StatusInput {
   revisions: ReadonlyMap<number, RevisionRecord>;
   /** The watcher's stalled resources by key, with the reason. */
   stalled?: ReadonlyMap<string, string>;
+  /** Drift a plan found (deep comparison) and no apply has corrected yet, by key: the plan's reason. */
+  drift?: ReadonlyMap<string, string>;
+  /** `virtform suspend` on this DB. */
+  suspension?: Suspension;
+  /** Conditions stored before, by key: a condition whose status is unchanged keeps its transition time. */
+  previousConditions?: ReadonlyMap<string, readonly Condition[]>;
+  /** Time of a transition happening now (default: the current time). */
+  now?: string;
 }
 
 export interface StatusSummary {
@@ -111,16 +125,71 @@ function observedOf(host: HostView | undefined, kind: string, name: string, r: R
 
 function derive(
   r: ResourceRecord | undefined, d: DesiredResource | undefined, declaredGiven: boolean, desired: string, observed: string, stalled: string | undefined,
+  drift: string | undefined,
 ): { status: ResourceStatus; reason: string | null } {
   if (stalled !== undefined) return { status: 'stalled', reason: stalled };
+  if (isDisabled(r, d, declaredGiven)) return { status: 'suspended', reason: 'metadata.reconcile: disabled: left alone' };
   if (!r) return { status: 'pending', reason: observed === 'absent' || observed === 'unknown' ? 'not created yet' : 'not managed yet' };
   if (declaredGiven && !d) return { status: 'pending', reason: 'not declared: the next reconcile deletes it' };
   if (r.observedStatus === 'failed') return { status: 'failed', reason: r.lastError ?? 'the last apply failed' };
   if (r.observedStatus === 'pending') return { status: 'pending', reason: r.lastError ?? 'not applied yet' };
   if (d && r.specHash !== null && r.specHash !== d.specHash) return { status: 'pending', reason: 'manifest changed since the last apply' };
   if (observed === 'unknown') return r.lastError ? { status: 'unknown', reason: r.lastError } : { status: 'applied', reason: 'host not asked' };
+  if (observed === desired && drift !== undefined) return { status: 'drifted', reason: drift };
   if (observed === desired) return { status: 'converged', reason: null };
   return { status: 'drifted', reason: observed === 'absent' ? `missing on the host (want ${desired})` : `${observed} on the host (want ${desired})` };
+}
+
+/** `metadata.reconcile: disabled`: declared so, or (no manifests given) recorded so at the last apply. */
+function isDisabled(r: ResourceRecord | undefined, d: DesiredResource | undefined, declaredGiven: boolean): boolean {
+  if (d) return d.suspended === true;
+  if (declaredGiven) return false;
+  return (r?.details.facts as Record<string, unknown> | undefined)?.[RECONCILE_DISABLED_FACT] === true;
+}
+
+const STALL_REASONS: [string, string][] = [['held:', 'HeldForDataLoss'], ['braked:', 'Braked'], ['invalid:', 'InvalidDefinition'], ['conflict:', 'Conflict']];
+
+/** The conditions of one row, derived from what the row already says (no host calls of their own). */
+export function deriveConditions(
+  row: Omit<StatusRow, 'conditions'>, r: ResourceRecord | undefined, disabled: boolean, input: StatusInput,
+): ConditionDraft[] {
+  const key = resourceKey(row.kind as ResourceKind, row.name);
+  const t = (type: ConditionDraft['type'], on: boolean, reason: string, message: string): ConditionDraft =>
+    ({ type, status: on ? 'True' : 'False', reason, message });
+  const why = row.reason ?? '';
+  const camel = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
+  const stalled = input.stalled?.get(key);
+  const facts = (r?.details.facts as Record<string, unknown> | undefined) ?? {};
+  const heldFact = typeof facts[HELD_FOR_DATA_LOSS_FACT] === 'string' ? facts[HELD_FOR_DATA_LOSS_FACT] as string : undefined;
+  const heldStall = stalled?.startsWith('held:') ? stalled.slice(5).trim() : undefined;
+  const held = heldStall ?? heldFact;
+  const restart = row.note?.flag === 'restart required';
+  const s = input.suspension;
+  return [
+    row.status === 'converged' ? t('Ready', true, 'Converged', 'the host shows the desired state')
+      : t('Ready', false, camel(row.status), why || row.status),
+    row.status === 'pending' ? t('Reconciling', true, 'ChangesPending', why || 'changes not applied yet')
+      : t('Reconciling', false, 'Idle', 'no changes waiting to be applied'),
+    stalled !== undefined
+      ? t('Stalled', true, STALL_REASONS.find(([p]) => stalled.startsWith(p))?.[1] ?? 'Stalled', stalled)
+      : t('Stalled', false, 'Progressing', 'not stalled'),
+    row.status === 'drifted' ? t('Drifted', true, row.observed === 'absent' ? 'MissingOnHost' : 'ObservedDiffers', why)
+      : t('Drifted', false, 'NoDrift', 'no difference from the desired state seen'),
+    restart ? t('RestartRequired', true, 'PendingRestart', row.note!.text) : t('RestartRequired', false, 'UpToDate', 'the running object matches its definition'),
+    disabled ? t('Suspended', true, 'ManifestDisabled', 'metadata.reconcile: disabled: not changed, not pruned')
+      : s ? t('Suspended', true, 'DatabaseSuspended', `suspended since ${s.since}, by ${s.by}${s.reason ? ` (${s.reason})` : ''}`)
+        : t('Suspended', false, 'Active', 'reconciled'),
+    held !== undefined ? t('HeldForDataLoss', true, 'NeedsConsent', `${held} (needs reconcile --allow-data-loss)`)
+      : t('HeldForDataLoss', false, 'NotHeld', 'no change held'),
+  ];
+}
+
+/** Give drafts their transition times: kept from `previous` while the status is unchanged, else `now`. */
+export function withTransitions(drafts: ConditionDraft[], previous: readonly Condition[] | undefined, now: string): Condition[] {
+  return drafts.map((c) => {
+    const prev = previous?.find((p) => p.type === c.type);
+    return { ...c, lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : now };
+  });
 }
 
 /** Build the rows, in plan order (pools, volumes, networks, VMs), then by name. */
@@ -142,8 +211,8 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       : declaredGiven ? 'undeclared (will be deleted)'
         : r?.desiredState ?? (isResourceKind(kind) ? kindOf(kind).defaultDesiredStatus : 'unknown');
     const observed = observedOf(input.host, kind, name, r, d);
-    const { status, reason } = derive(r, d, declaredGiven, desired, observed, input.stalled?.get(key));
-    return {
+    const { status, reason } = derive(r, d, declaredGiven, desired, observed, input.stalled?.get(key), input.drift?.get(key));
+    const base = {
       kind, name, desired, observed, status, reason,
       recordedStatus: r?.observedStatus ?? null, lastError: r?.lastError ?? null, attempts: r?.attempts ?? 0, generation: r?.generation ?? 0,
       revision: revisionOf(r?.lastAppliedRevision ?? null), updatedAt: r?.updatedAt ?? null,
@@ -151,7 +220,10 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       ...addressesOf(input.host, kind, name),
       ...(kind === 'VirtualMachine' && input.host?.graphics?.has(name) ? { graphics: input.host.graphics.get(name)! } : {}),
     };
+    const drafts = deriveConditions(base, r, isDisabled(r, d, declaredGiven), input);
+    return { ...base, conditions: withTransitions(drafts, input.previousConditions?.get(key), now) };
   };
+  const now = input.now ?? new Date().toISOString();
   for (const r of input.records) {
     const key = resourceKey(r.kind as ResourceKind, r.name);
     seen.add(key);

@@ -6,3 +6,5 @@ export {
   type AddressReport, type AddressTarget, type NicAddress, type NicAddresses, type VmAddresses,
 } from './addresses.js';
 export { waitForAddresses, type WaitFailure, type WaitOptions, type WaitResult } from './wait.js';
+export { deriveConditions, withTransitions } from './build.js';
+export { persistConditions, trueConditions } from './conditions.js';

@@ -14,15 +14,19 @@ import { resolve as resolvePath } from 'node:path';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
 import type { Desired } from '../reconcile/desired.js';
-import type { StateStore, WriterLock } from '../state/index.js';
-import { buildStatus, observeForStatus, revisionsFor, type HostView, type StatusRow, type StatusSummary } from '../status/index.js';
+import type { StateStore, Suspension, WriterLock } from '../state/index.js';
+import type { MaxDeletions } from '../reconcile/safety.js';
+import type { Policy } from '../manifest/index.js';
+import {
+  buildStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type StatusRow, type StatusSummary,
+} from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
 import { WatchMetrics } from './metrics.js';
 import { CoalescingQueue, type TriggerSource } from './queue.js';
 import { Runner, type RequeueInfo, type RunInfo, type StalledResource } from './runner.js';
 import {
-  HostConnection, LifecycleEventSource, ManifestFolderSource, ResyncSource, isIgnoredPath,
+  HostConnection, LifecycleEventSource, ManifestFolderSource, ResyncSource, SuspendSource, isIgnoredPath,
   type ConnectionInfo, type ConnectionState, type Source,
 } from './sources/index.js';
 import { errText } from './sources/types.js';
@@ -72,6 +76,12 @@ export interface WatchOptions {
   retry?: RetryPolicy;
   gracefulStop?: boolean;
   shutdownTimeoutMs?: number;
+  /** The mass-deletion brake (`--max-deletions`); undefined: the default. */
+  maxDeletions?: MaxDeletions;
+  /** The policy manifests are checked against (`--policy`). */
+  policy?: Policy;
+  /** How often the suspend switch is polled (default 2000 ms; 0: only read before each run). */
+  suspendPollMs?: number;
   /** Recorded in the lock row. */
   lockCommand?: string;
   logger?: Logger;
@@ -86,6 +96,8 @@ export interface WatchStatus {
   runs: { total: number; inFlight: boolean; pending: boolean; last?: RunInfo; lastReconcile?: RunInfo };
   requeue: RequeueInfo;
   stalled: StalledResource[];
+  /** `virtform suspend`: applies paused since, by (null when not suspended). */
+  suspended: Suspension | null;
   manifests: { valid: boolean; digest?: string; resources?: number; errors: string[] };
   /** The git source (`watch --git`): fetched and applied commits, whether they differ and why; null for a folder. */
   git: GitSourceStatus | null;
@@ -139,7 +151,7 @@ export class WatchController {
       log.debug('trigger', { source });
       this.#runner.kick();
     });
-    this.#manifests = new ManifestState(this.#o.dir, { allowEmpty: opts.allowEmpty, metrics: this.metrics, logger: log, provider: opts.git });
+    this.#manifests = new ManifestState(this.#o.dir, { allowEmpty: opts.allowEmpty, policy: opts.policy, metrics: this.metrics, logger: log, provider: opts.git });
     this.#connection = new HostConnection({ connect: opts.connect, wrapHost: opts.wrapHost, reconnect: opts.reconnect, metrics: this.metrics, logger: log });
     this.#events = new LifecycleEventSource(this.#connection, opts.eventDebounceMs ?? 100, log);
     opts.git?.attachMetrics(this.metrics);
@@ -147,12 +159,13 @@ export class WatchController {
     this.#runner = new Runner({
       queue: this.#queue, connection: this.#connection, manifests: this.#manifests, store: opts.store, metrics: this.metrics, logger: log,
       signal: this.#abort.signal, concurrency: opts.concurrency, retry: opts.retry, gracefulStop: opts.gracefulStop,
-      shutdownTimeoutMs: opts.shutdownTimeoutMs, requeue: opts.requeue,
+      shutdownTimeoutMs: opts.shutdownTimeoutMs, requeue: opts.requeue, maxDeletions: opts.maxDeletions,
       afterRun: () => this.#afterRun(),
     });
     this.#sources = [
       ...(opts.watchFiles !== false && !opts.git ? [this.#folder] : []),
       new ResyncSource(opts.resyncMs ?? 300_000),
+      new SuspendSource(() => opts.store.controls.suspension(), opts.suspendPollMs ?? 2000, log),
       this.#events,
       ...(opts.sources ?? []),
       ...(opts.git ? [opts.git] : []),
@@ -300,7 +313,13 @@ export class WatchController {
       hostError = `not connected (${this.#connection.state})`;
     }
     const stalled = new Map(this.#runner.stalled.map((s) => [s.resource, s.reason]));
-    const report = buildStatus({ records, declared: lastGood?.resources, host, revisions, stalled });
+    const suspension = await store.controls.suspension().catch(() => undefined);
+    const previousConditions = await store.conditions.list().catch(() => undefined);
+    const report = buildStatus({
+      records, declared: lastGood?.resources, host, revisions, stalled, drift: this.#runner.drift, suspension, previousConditions,
+    });
+    if (host) await persistConditions(store, report.resources).catch((e: unknown) => this.#log.warn('storing conditions failed', { error: errText(e) }));
+    this.metrics.setConditions(report.resources);
     return {
       ready: this.ready,
       stopping: this.#stopping,
@@ -312,6 +331,7 @@ export class WatchController {
       },
       requeue: this.#runner.requeue,
       stalled: this.#runner.stalled,
+      suspended: suspension ?? null,
       manifests: { valid: this.#manifests.valid, digest: lastGood?.digest, resources: lastGood?.resources.length, errors: this.#manifests.errors },
       git: this.#o.git?.status() ?? null,
       resources: report.resources,
@@ -355,5 +375,23 @@ export class WatchController {
     }
     for (const c of counts.values()) this.metrics.resources.set({ kind: c.kind, state: c.state }, c.n);
     this.#view = undefined;
+    // Conditions after every run: stored (transition times) and exported (virtform_resource_condition).
+    // A run that changed nothing saw the host as it is: its observation is reused (no extra calls).
+    const raw = this.#connection.raw;
+    if (raw && this.#runner.runCount > 0) {
+      const last = this.#runner.lastObserved;
+      if (last && last.mutations === 0) {
+        const volumeKeys = new Set<string>();
+        const volumeNames = new Set<string>();
+        for (const [pool, vols] of last.observed.volumes) {
+          for (const v of vols.values()) {
+            volumeKeys.add(v.key);
+            volumeNames.add(`${pool}/${v.name}`);
+          }
+        }
+        this.#view = { at: Date.now(), view: Promise.resolve({ snapshot: last.observed.snapshot, volumeKeys, volumeNames }), host: raw };
+      }
+      await this.status().catch(() => undefined);
+    }
   }
 }

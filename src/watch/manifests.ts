@@ -4,7 +4,7 @@
  * keeps the last good desired state and reports every error; nothing is applied from a broken
  * folder.
  */
-import { loadManifests, formatManifestError, type DesiredState, type ManifestError } from '../manifest/index.js';
+import { loadManifests, formatManifestError, type DesiredState, type ManifestError, type Policy } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { WatchMetrics } from './metrics.js';
@@ -32,7 +32,7 @@ export class ManifestState {
   #problem: string | undefined;
   readonly #log: Logger;
 
-  constructor(readonly dir: string, private readonly o: { allowEmpty?: boolean; metrics: WatchMetrics; logger?: Logger; provider?: ManifestProvider }) {
+  constructor(readonly dir: string, private readonly o: { allowEmpty?: boolean; policy?: Policy; metrics: WatchMetrics; logger?: Logger; provider?: ManifestProvider }) {
     this.#log = o.logger ?? silentLogger;
   }
 
@@ -69,7 +69,7 @@ export class ManifestState {
     }
     let result: Awaited<ReturnType<typeof loadManifests>>;
     try {
-      result = preloaded ? { ok: true, desired: preloaded } : await loadManifests(dir);
+      result = preloaded ? { ok: true, desired: preloaded } : await loadManifests(dir, { policy: this.o.policy });
     } catch (e) {
       return this.#fail(`cannot read ${dir}: ${errText(e)}`);
     }

@@ -19,7 +19,8 @@
 import { reconcile, type ReconcileResult } from '../reconcile/engine.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import { HostError, type HostErrorCode, type HostPort } from '../reconcile/ports.js';
-import type { StateStore } from '../state/index.js';
+import type { StateStore, Suspension } from '../state/index.js';
+import type { MaxDeletions } from '../reconcile/safety.js';
 import { Backoff, type BackoffPolicy } from '../util/backoff.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { ManifestState } from './manifests.js';
@@ -47,6 +48,10 @@ export interface RunInfo {
   blocked: { resource: string; reason: string }[];
   /** Changes held because they would destroy data (watch never consents). */
   held?: { resource: string; reason: string }[];
+  /** The mass-deletion brake refused this run: what it would have deleted, and the limit. */
+  braked?: { deletions: string[]; max: number | null };
+  /** The DB was suspended (`virtform suspend`): the run observed and planned, and applied nothing. */
+  suspension?: Suspension;
   /** Resources this run left stalled (not retried until an input changes). */
   stalled?: { resource: string; reason: string }[];
   /** Set when this run was requeued. */
@@ -80,6 +85,8 @@ export interface RunnerOptions {
   retry?: RetryPolicy;
   gracefulStop?: boolean;
   shutdownTimeoutMs?: number;
+  /** The mass-deletion brake (`--max-deletions`); undefined: the default. */
+  maxDeletions?: MaxDeletions;
   /** Requeue backoff after a failed run (default 1 s doubling to 60 s, half jittered). */
   requeue?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number; jitter?: number };
   /** Called after every run that reached the engine or failed loading (refresh owned set, gauges). */
@@ -127,6 +134,9 @@ export class Runner {
   #lastRun: RunInfo | undefined;
   #lastReconcile: RunInfo | undefined;
   #stalled = new Map<string, StalledResource>();
+  #suspension: Suspension | undefined;
+  #drift = new Map<string, string>();
+  #lastObserved: { observed: ReconcileResult['observed']; mutations: number } | undefined;
   #active = 0;
   /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
   maxConcurrentRuns = 0;
@@ -158,6 +168,21 @@ export class Runner {
 
   get lastReconcile(): RunInfo | undefined {
     return this.#lastReconcile;
+  }
+
+  /** The suspension the last run saw (`virtform suspend`), if any. */
+  get suspension(): Suspension | undefined {
+    return this.#suspension;
+  }
+
+  /** What the last reconcile observed, and how many mutating calls it made after (0: still the host's state). */
+  get lastObserved(): { observed: ReconcileResult['observed']; mutations: number } | undefined {
+    return this.#lastObserved;
+  }
+
+  /** Drift the last run's plan found and did not correct, by key. */
+  get drift(): ReadonlyMap<string, string> {
+    return this.#drift;
   }
 
   get stalled(): StalledResource[] {
@@ -241,6 +266,7 @@ export class Runner {
         retry: o.retry,
         gracefulStop: o.gracefulStop,
         allowDataLoss: false, // never destroys data unattended: such changes are held (result.held)
+        maxDeletions: o.maxDeletions,
         shutdownTimeoutMs: o.shutdownTimeoutMs,
         signal: o.signal,
         onEvent: (e) => {
@@ -272,7 +298,16 @@ export class Runner {
         failures,
         blocked,
         held: [...result.held].map(([resource, reason]) => ({ resource, reason })),
+        ...(result.plan.brake?.braked ? { braked: { deletions: result.plan.brake.deletions, max: result.plan.brake.max } } : {}),
+        ...(result.suspension ? { suspension: result.suspension } : {}),
       });
+      this.#suspension = result.suspension;
+      this.#lastObserved = { observed: result.observed, mutations: result.mutations };
+      // Drift the plan found that this run did not correct (nothing applied, or its change did not run).
+      const applied = result.outcome !== 'suspended' && result.outcome !== 'braked';
+      const notRun = (k: string): boolean => !applied || result.plan.held.has(k) || result.plan.blocked.has(k)
+        || (result.applied?.failed.has(k) ?? false) || (result.applied?.skipped.has(k) ?? false);
+      this.#drift = new Map(result.plan.changes.filter((c) => c.drift && notRun(c.key)).map((c) => [c.key, c.reason]));
       this.#lastReconcile = run;
       this.#settle(run, [...(result.applied?.skipped ?? new Map<string, string>()).values()]);
       const fields = {
@@ -306,6 +341,34 @@ export class Runner {
       return;
     }
     if (o.signal.aborted) return; // stopping: the next start does the rest
+    if (run.outcome === 'suspended') {
+      // Not a failure: nothing to retry. The suspend source enqueues a run when it is lifted.
+      this.#backoff.reset();
+      o.queue.cancelDelayed();
+      this.#requeueReason = undefined;
+      m.backoff.set(0);
+      this.#log.warn('suspended: observed and planned, applied nothing', {
+        seq: run.seq, since: run.suspension?.since, by: run.suspension?.by, plan: run.plan,
+      });
+      return;
+    }
+    if (run.outcome === 'braked') {
+      // Retrying gives the same plan: wait for an input change (a manifest edit, an event, the resync).
+      const b = run.braked!;
+      const stalled = b.deletions.map((resource) => ({
+        resource, reason: `braked: the plan deletes ${b.deletions.length} resources, more than the ${b.max} allowed (--max-deletions)`,
+      }));
+      this.#setStalled(stalled);
+      run.stalled = stalled;
+      this.#backoff.reset();
+      o.queue.cancelDelayed();
+      this.#requeueReason = undefined;
+      m.backoff.set(0);
+      this.#log.error('braked: the plan deletes more resources than --max-deletions allows; nothing applied', {
+        seq: run.seq, deletions: b.deletions.length, max: b.max, resources: b.deletions.slice(0, 50),
+      });
+      return;
+    }
     if (run.outcome === 'held') {
       // Retrying cannot give consent: wait for an input change (or `reconcile --allow-data-loss`).
       const stalled = (run.held ?? []).map((h) => ({ resource: h.resource, reason: `held: ${h.reason}` }));

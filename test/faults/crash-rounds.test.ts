@@ -35,7 +35,7 @@ const ROUNDS = Number(process.env.VIRTFORM_FAULT_ROUNDS ?? 50);
 const GIT_ROUNDS = Number(process.env.VIRTFORM_FAULT_GIT_ROUNDS ?? 8);
 const PG = 'vftest-fault-g';
 const URI = 'qemu:///system';
-const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty', '--allow-data-loss'];
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 
 interface Round {
   round: number;

@@ -20,7 +20,7 @@ const SMALL = `${TEST_POOL_ROOT}/${P}-small`;
 const RO = `${TEST_POOL_ROOT}/${P}-ro`;
 const OK = `${TEST_POOL_ROOT}/${P}-okpool`;
 const SRC = `/tmp/${P}-src/big.raw`;
-const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '1', '--allow-empty', '--allow-data-loss'];
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '1', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 let work: string;
 let mounted = false;
 let mountError = '';

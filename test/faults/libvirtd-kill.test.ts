@@ -12,7 +12,7 @@ import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../support/libvirtd.js';
 import { declaredFrom, ensureLibvirtd, faultManifests, isConnectionTrouble, spawnCli, whileLibvirtdFlaps } from './support.js';
 
 const P = 'vftest-fault-d';
-const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--retry-delay', '100', '--allow-empty', '--allow-data-loss'];
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--retry-delay', '100', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 let work: string;
 
 beforeAll(async () => {

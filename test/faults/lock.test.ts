@@ -10,7 +10,7 @@ import { tempDir, writeManifests } from '../support/manifests.js';
 import { declaredFrom, ensureLibvirtd, spawnCli } from './support.js';
 
 const P = 'vftest-fault-l';
-const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--allow-empty', '--allow-data-loss'];
+const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 let work: string;
 
 const manifests = {

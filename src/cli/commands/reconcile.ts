@@ -1,12 +1,14 @@
 import {
-  EXIT, errorMessage, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, retryPolicy, useColor, verifyHostIdentity,
+  EXIT, errorMessage, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, retryPolicy, useColor, verifyHostIdentity,
   type JsonManifestError,
 } from '../common.js';
+import type { MaxDeletions } from '../../reconcile/safety.js';
+import type { Suspension } from '../../state/index.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LockHeldError, defaultDbPath, type StateStore, type WriterLock } from '../../state/index.js';
-import { planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
+import { brakeLines, planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
 import type { HostPort } from '../../reconcile/ports.js';
 import { imageCacheFor } from '../../reconcile/images.js';
 import { ProgressLine } from '../progress.js';
@@ -27,6 +29,12 @@ export interface ReconcileFlags extends GitFlags {
   allowEmpty?: boolean;
   /** Consent to steps that destroy data; without it they are held (exit 1). */
   allowDataLoss?: boolean;
+  /** The mass-deletion brake: a number, `all`, or undefined (default max(5, 10% of owned)). */
+  maxDeletions?: MaxDeletions;
+  /** Apply even though the state DB is suspended (`virtform suspend`). */
+  ignoreSuspend?: boolean;
+  /** Policy file (default /etc/virtform/policy.yaml when it exists). */
+  policy?: string;
   concurrency: number;
   maxAttempts: number;
   retryDelay: number;
@@ -64,7 +72,12 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
     for (const e of source.errors) err(`virtform: ${e}\n`);
     return invalid(source.errors.flatMap(wholeInput));
   }
-  const gitSpec = 'spec' in source ? source.spec : undefined;
+  const policy = await resolvePolicy(o.policy);
+  if (!policy.ok) {
+    err(`${policy.text}\n`);
+    return invalid(manifestErrorsJson(policy.errors));
+  }
+  const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy } : undefined;
   const dir = dirArg ?? '';
   let loaded: { ok: true; desired: Desired } | undefined;
   if (!gitSpec) {
@@ -73,7 +86,7 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
       err(`virtform: ${notFolder}; nothing was changed\n`);
       return invalid(wholeInput(notFolder));
     }
-    const folder = await loadDesired(dir);
+    const folder = await loadDesired(dir, policy.policy);
     if (!folder.ok) {
       err(`${folder.text}\n${folder.errors.length} error(s) in ${dir}; nothing was changed\n`);
       return invalid(manifestErrorsJson(folder.errors));
@@ -150,6 +163,8 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
       desired: loaded.desired,
       dryRun: o.dryRun,
       allowDataLoss: o.allowDataLoss === true,
+      maxDeletions: o.maxDeletions,
+      ignoreSuspend: o.ignoreSuspend === true,
       concurrency: o.concurrency,
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
@@ -179,16 +194,32 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
         ...(git ? { git: git.sync.status() } : {}),
         ...(o.wait ? { wait: wait?.report ?? null } : {}),
         held: Object.fromEntries(result.held),
+        suspension: result.suspension ?? null,
         mutations: result.mutations, durationMs: result.durationMs,
         steps: result.applied?.outcomes.map((s) => ({
           resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
         })) ?? [],
       }, null, 2)}\n`);
     };
+    if (result.suspension) {
+      err(`virtform: ${suspendedText(store.path, result.suspension)}; ${o.dryRun ? 'a reconcile would apply nothing'
+        : result.outcome === 'suspended' ? 'nothing was applied' : 'applying anyway (--ignore-suspend)'}` +
+        `${result.outcome === 'suspended' || o.dryRun ? ' (`virtform resume` lifts it; --ignore-suspend applies once anyway)' : ''}\n`);
+    }
     if (o.dryRun) {
       if (git && !o.json) out(`Git: would apply ${git.commit.slice(0, 7)} (${git.repo.displayUrl})\n`);
       printJson();
       return o.detailedExitcode && !result.plan.noop ? EXIT.changes : EXIT.ok;
+    }
+    if (result.outcome === 'suspended') {
+      printJson();
+      return EXIT.failure;
+    }
+    if (result.outcome === 'braked') {
+      // The plan (text) already shows the refusal; stderr gets it too, so scripts' logs have it.
+      err(`virtform: refused by the mass-deletion brake; nothing was applied\n${brakeLines(result.plan, { color: false }).join('\n')}\n`);
+      printJson();
+      return EXIT.failure;
     }
     if (!o.json && !result.plan.noop) {
       const ok = result.applied!.outcomes.filter((s) => s.status === 'succeeded').length;
@@ -232,4 +263,8 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
     await lock?.release().catch(() => undefined);
     await store.close().catch(() => undefined);
   }
+}
+
+export function suspendedText(db: string, s: Suspension): string {
+  return `state DB ${db} is suspended since ${s.since}, by ${s.by}${s.reason ? ` (${s.reason})` : ''}`;
 }

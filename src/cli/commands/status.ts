@@ -7,11 +7,15 @@
  * reached without --offline (what the DB records is still printed, observed `unknown`); 2 DIR is
  * invalid.
  */
-import { EXIT, errorMessage, loadDesired, openStore } from '../common.js';
+import { EXIT, errorMessage, loadDesired, openStore, resolvePolicy } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
-import type { DesiredResource } from '../../reconcile/desired.js';
+import type { Desired, DesiredResource } from '../../reconcile/desired.js';
+import { planOnly } from '../../reconcile/engine.js';
 import { StateDbMissingError, defaultDbPath, type StateStore } from '../../state/index.js';
-import { addressLabel, buildStatus, observeForStatus, revisionsFor, type HostView, type StatusRow } from '../../status/index.js';
+import {
+  addressLabel, buildStatus, observeForStatus, persistConditions, revisionsFor, trueConditions, type HostView, type StatusRow,
+} from '../../status/index.js';
+import { suspendedText } from './reconcile.js';
 import { buildDesired } from '../../reconcile/desired.js';
 import { GitRepository, gitStatusFromRecord, gitSummary, type GitSourceSpec, type GitSourceStatus } from '../../git/index.js';
 import { loadManifests } from '../../manifest/index.js';
@@ -19,20 +23,29 @@ import { gitCacheRoot, gitDesired, gitInput, type GitFlags } from '../git.js';
 
 export type { StatusRow } from '../../status/index.js';
 
-export async function runStatus(dir: string | undefined, o: { uri: string; db?: string; json?: boolean; offline?: boolean } & GitFlags): Promise<number> {
+export async function runStatus(
+  dir: string | undefined, o: { uri: string; db?: string; json?: boolean; offline?: boolean; policy?: string } & GitFlags,
+): Promise<number> {
   let declared: DesiredResource[] | undefined;
+  let desired: Desired | undefined;
   const source = gitInput(dir, o, { dirRequired: false });
   if ('errors' in source) {
     for (const e of source.errors) process.stderr.write(`virtform: ${e}\n`);
     return EXIT.invalid;
   }
-  const gitSpec = 'spec' in source ? source.spec : undefined;
+  const policy = await resolvePolicy(o.policy);
+  if (!policy.ok) {
+    process.stderr.write(`${policy.text}\n`);
+    return EXIT.invalid;
+  }
+  const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy } : undefined;
   if (dir) {
-    const loaded = await loadDesired(dir);
+    const loaded = await loadDesired(dir, policy.policy);
     if (!loaded.ok) {
       process.stderr.write(`${loaded.text}\n`);
       return EXIT.invalid;
     }
+    desired = loaded.desired;
     declared = loaded.desired.resources;
   }
   let store: StateStore;
@@ -62,11 +75,17 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
     const records = await store.resources.list();
     let host: HostView | undefined;
     let hostError: string | undefined;
+    const drift = new Map<string, string>();
     if (!o.offline) {
       try {
         const conn = await openHost(o.uri);
         try {
           host = await observeForStatus(conn, records, declared);
+          // With the manifests: the deep comparison a plan makes (read-only) tells definition drift too.
+          if (desired) {
+            const { plan } = await planOnly(conn, store, desired).catch(() => ({ plan: undefined }));
+            for (const c of plan?.changes ?? []) if (c.drift) drift.set(c.key, c.reason);
+          }
         } finally {
           await conn.close();
         }
@@ -75,14 +94,19 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
       }
     }
     const revisions = await revisionsFor(store, records);
-    const { resources: rows, summary } = buildStatus({ records, declared, host, revisions });
+    const suspension = await store.controls.suspension();
+    const previousConditions = await store.conditions.list();
+    const { resources: rows, summary } = buildStatus({ records, declared, host, revisions, drift, suspension, previousConditions });
+    // What the host showed moves the conditions' transition times; a status that did not ask it does not.
+    if (host) await persistConditions(store, rows).catch(() => undefined);
     const latest = await store.revisions.latest();
     const code = hostError || gitError ? EXIT.failure : EXIT.ok;
     if (gitError) process.stderr.write(`virtform: ${gitError}\n`);
 
     if (o.json) {
       process.stdout.write(`${JSON.stringify({
-        uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, latestRevision: latest ?? null, git, summary, resources: rows,
+        uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, suspended: suspension ?? null,
+        latestRevision: latest ?? null, git, summary, resources: rows,
         addressErrors: host?.addresses?.errors ?? [],
       }, null, 2)}\n`);
       if (hostError) process.stderr.write(`virtform: cannot reach libvirt at ${o.uri}: ${hostError}\n`);
@@ -93,6 +117,7 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
       process.stderr.write(`virtform: cannot reach libvirt at ${o.uri}: ${hostError}\n` +
         `  observed state unknown; below is what the state DB ${store.path} records (--offline skips libvirt)\n`);
     }
+    if (suspension) process.stdout.write(`Applies paused: ${suspendedText(store.path, suspension)} (virtform resume continues).\n\n`);
     if (rows.length === 0) {
       process.stdout.write(`No managed resources in ${store.path}.\n${gitLine}`);
       return code;
@@ -111,10 +136,10 @@ export async function runStatus(dir: string | undefined, o: { uri: string; db?: 
 }
 
 export function renderTable(rows: StatusRow[]): string {
-  const header = ['RESOURCE', 'DESIRED', 'OBSERVED', 'STATUS', 'ATTEMPTS', 'REVISION', 'ADDRESSES', 'LAST ERROR / REASON'];
+  const header = ['RESOURCE', 'DESIRED', 'OBSERVED', 'STATUS', 'ATTEMPTS', 'REVISION', 'ADDRESSES', 'CONDITIONS', 'LAST ERROR / REASON'];
   const table = rows.map((r) => [
     `${r.kind}/${r.name}`, r.desired, r.observed, r.note ? `${r.status} (${r.note.flag})` : r.status, String(r.attempts),
-    r.revision ? r.revision.label : '-', addressCell(r),
+    r.revision ? r.revision.label : '-', addressCell(r), trueConditions(r),
     (r.lastError ?? (r.status === 'converged' ? null : r.reason))?.replace(/\s+/g, ' ').slice(0, 80) ?? '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
@@ -150,7 +175,7 @@ async function gitView(spec: GitSourceSpec, store: StateStore, o: { db?: string;
   };
   const fromApplied = async (): Promise<DesiredResource[] | undefined> => {
     if (!rec?.appliedCommit || repo.checkedOut('applied') !== rec.appliedCommit) return undefined;
-    const r = await loadManifests(repo.manifestDir('applied'));
+    const r = await loadManifests(repo.manifestDir('applied'), { policy: spec.policy });
     return r.ok ? buildDesired(r.desired).resources : undefined;
   };
   if (o.offline) return { status: { ...base, summary: gitSummary(base) }, declared: await fromApplied() };

@@ -1,16 +1,24 @@
-import { EXIT, loadDesired, manifestErrorsJson } from '../common.js';
+import { EXIT, loadDesired, manifestErrorsJson, resolvePolicy } from '../common.js';
 
 /**
- * `virtform validate DIR|FILE`: exit 0 when valid, 2 with every error otherwise. With `--json` the
- * result is one JSON document on stdout: `{valid, resources?, errors: [{file, line, col, kind, name,
- * field, message}]}` (unknown parts null).
+ * `virtform validate DIR|FILE`: exit 0 when valid, 2 with every error otherwise (manifests outside
+ * the policy, and a broken policy file, included). With `--json` the result is one JSON document on
+ * stdout: `{valid, resources?, policy, errors: [{file, line, col, kind, name, field, message}]}`
+ * (unknown parts null).
  */
-export async function runValidate(dir: string, o: { json?: boolean }): Promise<number> {
-  const loaded = await loadDesired(dir);
+export async function runValidate(dir: string, o: { json?: boolean; policy?: string }): Promise<number> {
+  const policy = await resolvePolicy(o.policy);
+  if (!policy.ok) {
+    if (o.json) process.stdout.write(`${JSON.stringify({ valid: false, policy: o.policy ?? null, errors: manifestErrorsJson(policy.errors) }, null, 2)}\n`);
+    process.stderr.write(`${policy.text}\n`);
+    return EXIT.invalid;
+  }
+  const loaded = await loadDesired(dir, policy.policy);
+  const policyFile = policy.policy?.file ?? null;
   if (o.json) {
     const out = loaded.ok
-      ? { valid: true, resources: loaded.manifestCount, errors: [] }
-      : { valid: false, errors: manifestErrorsJson(loaded.errors) };
+      ? { valid: true, resources: loaded.manifestCount, policy: policyFile, errors: [] }
+      : { valid: false, policy: policyFile, errors: manifestErrorsJson(loaded.errors) };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return loaded.ok ? EXIT.ok : EXIT.invalid;
   }
@@ -18,6 +26,6 @@ export async function runValidate(dir: string, o: { json?: boolean }): Promise<n
     process.stderr.write(`${loaded.text}\n${loaded.errors.length} error(s) in ${dir}\n`);
     return EXIT.invalid;
   }
-  process.stdout.write(`${dir}: ${loaded.manifestCount} resource(s), valid\n`);
+  process.stdout.write(`${dir}: ${loaded.manifestCount} resource(s), valid${policyFile ? ` (policy ${policyFile})` : ''}\n`);
   return EXIT.ok;
 }

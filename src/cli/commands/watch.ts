@@ -3,7 +3,8 @@
  * Exit codes: 0 after a graceful stop (SIGINT/SIGTERM), 1 runtime failure (lock held, listener
  * could not bind, the state DB holds the records of another libvirt host), 2 invalid input (bad flags, empty folder without --allow-empty).
  */
-import { EXIT, errorMessage, notAManifestFolder, openStore, retryPolicy, verifyHostIdentity } from '../common.js';
+import { EXIT, errorMessage, formatErrors, notAManifestFolder, openStore, resolvePolicy, retryPolicy, verifyHostIdentity } from '../common.js';
+import type { MaxDeletions } from '../../reconcile/safety.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { HostMismatchError, LockHeldError, type StateStore } from '../../state/index.js';
@@ -31,6 +32,8 @@ export interface WatchFlags extends GitFlags {
   allowEmpty?: boolean;
   reconnectMax?: number;
   requeueMax?: number;
+  maxDeletions?: MaxDeletions;
+  policy?: string;
 }
 
 export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promise<number> {
@@ -63,6 +66,12 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
     }
   }
 
+  const policy = await resolvePolicy(o.policy);
+  if (!policy.ok) {
+    log.error('invalid policy file', { errors: formatErrors(policy.errors) });
+    return EXIT.invalid;
+  }
+
   let store: StateStore | undefined;
   let controller: WatchController | undefined;
   let server: StatusServer | undefined;
@@ -72,7 +81,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
     store = await openStore(o.db);
     const git = gitSpec
       ? new GitRepositorySource({
-        sync: new GitSync(new GitRepository(gitSpec, { cacheRoot: gitCacheRoot(o.db) }), store),
+        sync: new GitSync(new GitRepository({ ...gitSpec, policy: policy.policy }, { cacheRoot: gitCacheRoot(o.db) }), store),
         intervalMs: (o.gitInterval ?? 60) * 1000,
         logger: log,
       })
@@ -96,6 +105,8 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       },
       wrapHost: faultWrapperFromEnv(),
       allowEmpty: o.allowEmpty,
+      maxDeletions: o.maxDeletions,
+      policy: policy.policy,
       debounceMs: o.debounce,
       resyncMs: o.resync * 1000,
       reconnect: { initialDelayMs: 500, maxDelayMs: (o.reconnectMax ?? 30) * 1000 },

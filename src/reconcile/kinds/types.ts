@@ -128,7 +128,7 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
    * An owned object no manifest declares that is to be kept rather than deleted (a volume recorded
    * with `deletionPolicy: Retain`): what stays. Its record is forgotten instead; undefined deletes.
    */
-  release?(name: string, where: Locator): { policy: 'Retain'; kept: string } | undefined;
+  release?(name: string, where: Locator): { policy: 'Retain' | 'Suspended'; kept: string } | undefined;
 
   /** What the journal keeps about a step so that a later run can find and finish or clean it. */
   intent(op: O, desired: R | undefined): Record<string, unknown>;

@@ -5,3 +5,4 @@ export { LifecycleEventSource } from './libvirt-events.js';
 export { ResyncSource } from './resync.js';
 export { HostConnection, type ConnectionState, type ConnectionInfo, type ConnectHook, type HostConnectionOptions } from './connection.js';
 export { GitRepositorySource, type GitRepositorySourceOptions } from './git-repository.js';
+export { SuspendSource } from './suspend.js';

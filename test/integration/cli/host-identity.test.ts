@@ -42,7 +42,7 @@ afterAll(async () => {
     if (work && existsSync(db)) {
       const empty = join(work, 'empty');
       mkdirSync(empty, { recursive: true });
-      await runCli(['reconcile', empty, '--allow-empty', '--uri', 'qemu:///system', '--db', db]);
+      await runCli(['reconcile', empty, '--allow-empty', '--max-deletions', 'all', '--uri', 'qemu:///system', '--db', db]);
     }
   } finally {
     cleanupPrefix('vftest-cli-');

@@ -115,9 +115,9 @@ describe('SIGKILL at every journal boundary', () => {
 
       // Tear down, crashing at a boundary of the deletes (two per delete step), then finish it.
       const t = ((k - 1) % (teardownBoundaries * 2)) + 1;
-      const torn = await runCli(['reconcile', empty, '--db', db, '--allow-empty', '--allow-data-loss'], { VIRTFORM_TEST_CRASH_AT: String(t) });
+      const torn = await runCli(['reconcile', empty, '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'], { VIRTFORM_TEST_CRASH_AT: String(t) });
       expect(torn.signal, `round ${k} teardown ${t}: ${torn.stdout}\n${torn.stderr}`).toBe('SIGKILL');
-      await converge(`round ${k} teardown ${t}`, empty, db, NOTHING, ['--allow-empty', '--allow-data-loss']);
+      await converge(`round ${k} teardown ${t}`, empty, db, NOTHING, ['--allow-empty', '--allow-data-loss', '--max-deletions', 'all']);
       outcomes.push(`${k}/${t}`);
     }
     expect(outcomes).toHaveLength(Math.min(to!, applyBoundaries) - from! + 1);
@@ -149,7 +149,7 @@ describe('SIGTERM', () => {
     expect(stdout).toMatch(/not started: shutting down/);
     expect(openJournal(db)).toEqual([]);
     await converge('after SIGTERM', full, db, declared, [], await afterCrash(full));
-    await converge('teardown', empty, db, NOTHING, ['--allow-empty', '--allow-data-loss']);
+    await converge('teardown', empty, db, NOTHING, ['--allow-empty', '--allow-data-loss', '--max-deletions', 'all']);
   });
 });
 

@@ -308,7 +308,7 @@ spec: {mode: isolated, cidr: 10.243.0.0/24, dhcp: {start: 10.243.0.100, end: 10.
     expect(virsh('dumpxml', vm)).toMatch(/^<domain type='qemu'/);
     expect(virsh('domstate', vm).trim()).toBe('running');
     await oracle('TCG domain', dir);
-    await expectOk(['reconcile', writeManifests(join(work, 'tcg-none'), {}), '--db', db, '--allow-empty', '--allow-data-loss']);
+    await expectOk(['reconcile', writeManifests(join(work, 'tcg-none'), {}), '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']);
     expect(virshOk('dominfo', vm)).toBe(false);
 
     // libvirt's test driver offers no kvm: the define step fails at once (not retried) and says why.
@@ -327,14 +327,14 @@ spec: {mode: isolated, cidr: 10.243.0.0/24, dhcp: {start: 10.243.0.100, end: 10.
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/no manifests found/);
     expect(inventory(P).domains.length).toBe(2);
-    const held = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty']);
+    const held = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty', '--max-deletions', 'all']);
     expect(held.code, `${held.stdout}\n${held.stderr}`).toBe(1);
     expect(held.stdout).toMatch(/! data loss: Volume\/vftest-rec-data file .*vftest-rec-data\.img \(32MiB\): attached to VirtualMachine\/vftest-rec-vm1/);
     expect(held.stdout).toContain('To consent to the data loss, run again with --allow-data-loss.');
     const afterHold = inventory(P);
     expect(afterHold.domains).toEqual([`${P}-vm1`]); // vm2 has no disks: deleted
     expect(afterHold.files).toEqual(declaredAll.files);
-    const torn = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty', '--allow-data-loss']);
+    const torn = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']);
     expect(torn.code).toBe(0);
     const inv = inventory(P);
     expect([...inv.domains, ...inv.networks, ...inv.pools, ...inv.files]).toEqual([]);

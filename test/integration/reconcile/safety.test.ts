@@ -130,7 +130,7 @@ spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-c2}]}
     expectCode(again, 0);
     expect(again.stdout).toContain('No changes.');
 
-    expectCode(await runCli(['reconcile', writeManifests(join(work, 'none'), {}), '--db', db, '--allow-empty', '--allow-data-loss']), 0);
+    expectCode(await runCli(['reconcile', writeManifests(join(work, 'none'), {}), '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']), 0);
     expect(inventory(P).files).toEqual([]);
   });
 });
@@ -188,6 +188,6 @@ spec: {pool: ${P}-rpool, capacity: 16MiB, format: qcow2}
     writeManifests(dir, { 'm.yaml': pool });
     expectCode(await runCli(['reconcile', dir, '--db', db]), 0);
     expect(existsSync(path)).toBe(false);
-    expectCode(await runCli(['reconcile', writeManifests(join(work, 'none2'), {}), '--db', db, '--allow-empty', '--allow-data-loss']), 0);
+    expectCode(await runCli(['reconcile', writeManifests(join(work, 'none2'), {}), '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']), 0);
   });
 });

@@ -121,7 +121,7 @@ describe('plan ordering', () => {
     expect(plan.summary.delete).toBe(7);
     const order: string[] = [];
     const result = await run(await desiredFrom(mdir), {
-      concurrency: 1, allowDataLoss: true, onEvent: (e) => { if (e.type === 'start') order.push(e.step.key); },
+      concurrency: 1, allowDataLoss: true, maxDeletions: 'all', onEvent: (e) => { if (e.type === 'start') order.push(e.step.key); },
     });
     expect(result.outcome).toBe('succeeded');
     const idx = (k: string): number => order.indexOf(k);
@@ -499,7 +499,7 @@ describe('no data destroyed without consent', () => {
     expect(again.outcome).toBe('held');
     expect(again.held.has(`Volume/${P}-data`)).toBe(true);
     expect(vols().size).toBe(3);
-    const torn = await run(await desiredFrom(mdir), { allowDataLoss: true });
+    const torn = await run(await desiredFrom(mdir), { allowDataLoss: true, maxDeletions: 'all' });
     expect(torn.outcome).toBe('succeeded');
     expect(host.pools.size + host.networks.size + host.domains.size).toBe(0);
     expect(await store.resources.list()).toEqual([]);

@@ -1,0 +1,72 @@
+/**
+ * `virtform suspend` / `virtform resume`: pause and continue applies for a state DB.
+ *
+ * The switch is a row in the DB's `controls` table, written WITHOUT the writer lock: a watcher
+ * holds that lock for its whole life, and suspending is how one pauses it without stopping it. A
+ * watcher reads the switch before every run (and polls it, so a resume is picked up at once):
+ * while suspended it keeps observing and planning, reports what it would do, and applies nothing.
+ * `virtform reconcile` refuses to apply on a suspended DB (exit 1) unless `--ignore-suspend`.
+ * The switch is in the DB, so it survives watcher restarts and reboots.
+ */
+import { hostname, userInfo } from 'node:os';
+import { EXIT, errorMessage, openStore } from '../common.js';
+import { StateDbMissingError, type StateStore } from '../../state/index.js';
+import { suspendedText } from './reconcile.js';
+
+/** `user@host (pid N)`; under sudo the invoking user. */
+export function whoAmI(): string {
+  let user = process.env.SUDO_USER;
+  if (!user) {
+    try {
+      user = userInfo().username;
+    } catch {
+      user = `uid ${process.getuid?.() ?? '?'}`;
+    }
+  }
+  return `${user}@${hostname()} (pid ${process.pid})`;
+}
+
+async function open(db: string | undefined, mustExist: boolean): Promise<StateStore | number> {
+  try {
+    return await openStore(db, { mustExist });
+  } catch (e) {
+    process.stderr.write(`virtform: ${e instanceof StateDbMissingError ? e.message : errorMessage(e)}\n`);
+    return EXIT.failure;
+  }
+}
+
+export async function runSuspend(o: { db?: string; reason?: string; json?: boolean }): Promise<number> {
+  const store = await open(o.db, false);
+  if (typeof store === 'number') return store;
+  try {
+    const { suspension, already } = await store.controls.suspend({ by: whoAmI(), reason: o.reason ?? null });
+    if (o.json) process.stdout.write(`${JSON.stringify({ db: store.path, suspended: true, already, suspension }, null, 2)}\n`);
+    else {
+      process.stdout.write(already
+        ? `Already suspended: ${suspendedText(store.path, suspension)}.\n`
+        : `Suspended: ${suspendedText(store.path, suspension)}.\nApplies are paused (a watcher keeps observing); \`virtform resume\` continues.\n`);
+    }
+    return EXIT.ok;
+  } catch (e) {
+    process.stderr.write(`virtform: cannot suspend ${store.path}: ${errorMessage(e)}\n`);
+    return EXIT.failure;
+  } finally {
+    await store.close();
+  }
+}
+
+export async function runResume(o: { db?: string; json?: boolean }): Promise<number> {
+  const store = await open(o.db, true);
+  if (typeof store === 'number') return store;
+  try {
+    const was = await store.controls.resume();
+    if (o.json) process.stdout.write(`${JSON.stringify({ db: store.path, suspended: false, resumed: was ?? null }, null, 2)}\n`);
+    else process.stdout.write(was ? `Resumed: ${store.path} was suspended since ${was.since}, by ${was.by}; applies continue.\n` : `Not suspended: ${store.path}.\n`);
+    return EXIT.ok;
+  } catch (e) {
+    process.stderr.write(`virtform: cannot resume ${store.path}: ${errorMessage(e)}\n`);
+    return EXIT.failure;
+  } finally {
+    await store.close();
+  }
+}

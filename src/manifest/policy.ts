@@ -1,0 +1,269 @@
+/**
+ * The host policy: which host paths and URL hosts manifests may point virtform at, and resource
+ * limits. virtform usually runs as root and reads manifests from a repository; without a policy a
+ * push could make it import `/etc/shadow` into a volume or create a pool in `/etc`. A manifest
+ * outside the policy is invalid like any other manifest error (exit 2, file:line:col and field).
+ *
+ * The policy file: `--policy FILE`, else `/etc/virtform/policy.yaml` when it exists, else none (no
+ * restriction). Its format is `schemas/policy.schema.json`; `configs/policy.example.yaml` shows it.
+ *
+ * Which manifest fields are checked is ONE table, {@link POLICY_FIELDS}: a new path or URL field
+ * of a kind is one more row. A row whose path does not exist in a manifest, or holds no string
+ * there, is skipped (so rows for fields other branches add are harmless before they land).
+ */
+import { existsSync, realpathSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, posix, resolve } from 'node:path';
+import { quote, type FieldPath, type ManifestError } from './errors.js';
+import type { ResourceKind } from './model.js';
+import { validatePolicyAgainstSchema } from './schema.js';
+import { Reporter, specOf, type Entry } from './semantics.js';
+import { ManifestSizeError, formatSize, parseSize } from './size.js';
+import { docToJs, locate, parseYamlFile } from './yaml-source.js';
+import type { PolicyAllowedRoots, PolicyLimitSet, Size } from './types.generated.js';
+
+/** Where the policy is read from when `--policy` is not given (only when the file exists). */
+export const DEFAULT_POLICY_PATH = '/etc/virtform/policy.yaml';
+
+/** Path categories: each names a list of allowed roots in the policy's `allowedRoots`. */
+export type PathCategory = keyof PolicyAllowedRoots;
+/** A field is checked either as a host path (against a root list) or as a URL (against `urlHosts`). */
+export type PolicyCategory = PathCategory | 'urlHosts';
+
+export interface PolicyField {
+  kind: ResourceKind;
+  /** Path into the document; `*` walks every item of a list. */
+  path: readonly string[];
+  category: PolicyCategory;
+}
+
+/**
+ * Every manifest field the policy checks. Paths relative to the manifest file are resolved against
+ * its folder (the loader has already made Volume `spec.source` absolute).
+ */
+export const POLICY_FIELDS: readonly PolicyField[] = [
+  { kind: 'StoragePool', path: ['spec', 'path'], category: 'poolPaths' },
+  { kind: 'Volume', path: ['spec', 'source'], category: 'imageSources' },
+  // Fields of the url and cloudinit branches (skipped while a manifest has no string there):
+  { kind: 'Volume', path: ['spec', 'source', 'path'], category: 'imageSources' },
+  { kind: 'Volume', path: ['spec', 'source', 'url'], category: 'urlHosts' },
+  { kind: 'VirtualMachine', path: ['spec', 'cloudInit', 'userDataFile'], category: 'cloudInitFiles' },
+  { kind: 'VirtualMachine', path: ['spec', 'cloudInit', 'metaDataFile'], category: 'cloudInitFiles' },
+  { kind: 'VirtualMachine', path: ['spec', 'cloudInit', 'networkConfigFile'], category: 'cloudInitFiles' },
+  { kind: 'VirtualMachine', path: ['spec', 'boot', 'kernel'], category: 'bootFiles' },
+  { kind: 'VirtualMachine', path: ['spec', 'boot', 'initrd'], category: 'bootFiles' },
+];
+
+interface Limits {
+  vcpus?: number;
+  memory?: number;
+  disk?: number;
+}
+
+/** A loaded policy: roots as written and as real paths, URL hosts, limits in bytes. */
+export interface Policy {
+  file: string;
+  roots: Partial<Record<PathCategory, { given: string; real: string }[]>>;
+  urlHosts?: string[];
+  limits: { host: Limits; vm: Limits };
+}
+
+export type PolicyLoad = { ok: true; policy: Policy | undefined } | { ok: false; errors: ManifestError[] };
+
+/** Real path of `p`; for a path that does not exist (yet), the real path of its deepest existing ancestor joined with the rest. */
+export function realPathOf(p: string): string {
+  const rest: string[] = [];
+  let cur = posix.normalize(p);
+  for (;;) {
+    try {
+      const real = realpathSync(cur);
+      return rest.length ? join(real, ...rest.reverse()) : real;
+    } catch {
+      const parent = dirname(cur);
+      if (parent === cur) return posix.normalize(p);
+      rest.push(basename(cur));
+      cur = parent;
+    }
+  }
+}
+
+function within(path: string, root: string): boolean {
+  return path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
+}
+
+/**
+ * Read the policy: `file` when given (it must exist), else {@link DEFAULT_POLICY_PATH} when it
+ * exists, else none. Errors name the policy file, line, column and field (exit 2 for callers).
+ */
+export async function loadPolicy(file: string | undefined, defaultPath: string = DEFAULT_POLICY_PATH): Promise<PolicyLoad> {
+  const path = file ?? (existsSync(defaultPath) ? defaultPath : undefined);
+  if (path === undefined) return { ok: true, policy: undefined };
+  const err = (message: string, line = 1, col = 1, field?: string): PolicyLoad =>
+    ({ ok: false, errors: [{ file: path, line, col, kind: 'Policy', ...(field ? { field } : {}), message }] });
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return err(`cannot read policy file: ${code === 'ENOENT' ? 'it does not exist' : code ?? String(e)}`);
+  }
+  const parsed = parseYamlFile(path, bytes);
+  if (parsed.errors.length > 0) return { ok: false, errors: parsed.errors.map((e) => ({ ...e, kind: 'Policy' })) };
+  if (parsed.docs.length !== 1) return err(`policy file must hold exactly one YAML document, found ${parsed.docs.length}`);
+  const sd = parsed.docs[0]!;
+  const js = docToJs(sd);
+  if (!js.ok) return { ok: false, errors: [js.error] };
+  const data = js.value;
+  const problems = validatePolicyAgainstSchema(data);
+  const errors: ManifestError[] = [];
+  const at = (p: FieldPath, message: string, key = false): void => {
+    const pos = locate(sd, p, { key });
+    errors.push({ file: path, line: pos.line, col: pos.col, kind: 'Policy', ...(p.length ? { field: p.join('.') } : {}), message });
+  };
+  for (const p of problems) {
+    const pos = locate(sd, p.locatePath, { key: p.atKey });
+    errors.push({ file: path, line: pos.line, col: pos.col, kind: 'Policy', ...(p.path.length ? { field: p.path.join('.') } : {}), message: p.message });
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  const doc = data as { allowedRoots?: PolicyAllowedRoots; urlHosts?: string[]; limits?: { host?: PolicyLimitSet; vm?: PolicyLimitSet } };
+
+  const roots: Policy['roots'] = {};
+  for (const [category, list] of Object.entries(doc.allowedRoots ?? {}) as [PathCategory, string[]][]) {
+    roots[category] = [];
+    list.forEach((root, i) => {
+      if (posix.normalize(root) !== root || root.endsWith('/') || root.split('/').includes('..')) {
+        at(['allowedRoots', category, i], `root ${quote(root)} is not a normalized absolute path`);
+        return;
+      }
+      roots[category]!.push({ given: root, real: realPathOf(root) });
+    });
+  }
+  const limitsOf = (set: PolicyLimitSet | undefined, where: 'host' | 'vm'): Limits => {
+    const out: Limits = {};
+    if (!set) return out;
+    if (set.vcpus !== undefined) out.vcpus = set.vcpus;
+    for (const f of ['memory', 'disk'] as const) {
+      const v: Size | undefined = set[f];
+      if (v === undefined) continue;
+      try {
+        out[f] = parseSize(v);
+      } catch (e) {
+        if (!(e instanceof ManifestSizeError)) throw e;
+        at(['limits', where, f], e.message);
+      }
+    }
+    return out;
+  };
+  const limits = { host: limitsOf(doc.limits?.host, 'host'), vm: limitsOf(doc.limits?.vm, 'vm') };
+  if (errors.length > 0) return { ok: false, errors };
+  return { ok: true, policy: { file: path, roots, ...(doc.urlHosts ? { urlHosts: doc.urlHosts.map((h) => h.toLowerCase()) } : {}), limits } };
+}
+
+/** Values at `path` (with `*` over list items), with their concrete field paths. */
+function valuesAt(node: unknown, path: readonly string[], prefix: FieldPath = []): { value: unknown; path: FieldPath }[] {
+  if (path.length === 0) return [{ value: node, path: prefix }];
+  const [seg, ...rest] = path;
+  if (seg === '*') {
+    return Array.isArray(node) ? node.flatMap((item, i) => valuesAt(item, rest, [...prefix, i])) : [];
+  }
+  if (!node || typeof node !== 'object' || Array.isArray(node)) return [];
+  const obj = node as Record<string, unknown>;
+  return seg! in obj ? valuesAt(obj[seg!], rest, [...prefix, seg!]) : [];
+}
+
+function hostAllowed(host: string, allowed: readonly string[]): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  return allowed.some((a) => (a.startsWith('*.') ? h.endsWith(a.slice(1)) && h.length > a.length - 1 : h === a));
+}
+
+const CATEGORY_WORDS: Record<PolicyCategory, string> = {
+  poolPaths: 'pool path', imageSources: 'image source', cloudInitFiles: 'cloud-init file', bootFiles: 'boot file', urlHosts: 'URL host',
+};
+
+/** Check validated manifests against the policy; errors point at the offending field. */
+export function checkPolicy(entries: readonly Entry[], policy: Policy): ManifestError[] {
+  const r = new Reporter();
+  const from = `(policy ${policy.file})`;
+  for (const e of entries) {
+    if (!e.valid) continue;
+    for (const f of POLICY_FIELDS) {
+      if (f.kind !== e.kind) continue;
+      for (const { value, path } of valuesAt(e.data, f.path)) {
+        if (typeof value !== 'string') continue;
+        if (f.category === 'urlHosts') {
+          if (!policy.urlHosts) continue;
+          let host: string;
+          try {
+            host = new URL(value).hostname;
+          } catch {
+            continue; // the kind's own validation reports a malformed URL
+          }
+          if (!hostAllowed(host, policy.urlHosts)) {
+            r.at(e, path, `URL host ${quote(host)} is not allowed: urlHosts allows ${policy.urlHosts.length ? policy.urlHosts.join(', ') : 'none'} ${from}`);
+          }
+          continue;
+        }
+        const roots = policy.roots[f.category];
+        if (!roots) continue;
+        const abs = isAbsolute(value) ? posix.normalize(value) : resolve(dirname(resolve(e.sd.file)), value);
+        const real = realPathOf(abs);
+        if (roots.some((root) => within(real, root.real))) continue;
+        const via = real !== abs ? ` (resolves to ${quote(real, 512)})` : '';
+        const list = roots.length ? roots.map((x) => x.given).join(', ') : 'none';
+        r.at(e, path, `${CATEGORY_WORDS[f.category]} ${quote(abs, 512)}${via} is outside the allowed roots: allowedRoots.${f.category} allows ${list} ${from}`);
+      }
+    }
+  }
+  checkLimits(entries, policy, r, from);
+  return r.errors;
+}
+
+function sizeOf(v: unknown): number | undefined {
+  if (typeof v !== 'string' && typeof v !== 'number') return undefined;
+  try {
+    return parseSize(v);
+  } catch {
+    return undefined;
+  }
+}
+
+function checkLimits(entries: readonly Entry[], policy: Policy, r: Reporter, from: string): void {
+  const { host, vm } = policy.limits;
+  const capacity = new Map<string, number>();
+  let disk = 0;
+  for (const e of entries) {
+    if (!e.valid || e.kind !== 'Volume') continue;
+    const cap = sizeOf(specOf(e, 'Volume').capacity) ?? 0;
+    if (e.name) capacity.set(e.name, cap);
+    const before = disk;
+    disk += cap;
+    if (host.disk !== undefined && disk > host.disk && before <= host.disk) {
+      r.at(e, ['spec', 'capacity'], `total volume capacity ${formatSize(disk)} exceeds the host limit limits.host.disk ${formatSize(host.disk)} ${from}`);
+    }
+  }
+  let vcpus = 0;
+  let memory = 0;
+  for (const e of entries) {
+    if (!e.valid || e.kind !== 'VirtualMachine') continue;
+    const spec = specOf(e, 'VirtualMachine');
+    const cpus = Math.max(spec.vcpus, spec.maxVcpus ?? 0);
+    const mem = Math.max(sizeOf(spec.memory) ?? 0, sizeOf(spec.maxMemory) ?? 0);
+    const cpuField: FieldPath = ['spec', spec.maxVcpus !== undefined && spec.maxVcpus > spec.vcpus ? 'maxVcpus' : 'vcpus'];
+    const memField: FieldPath = ['spec', spec.maxMemory !== undefined && (sizeOf(spec.maxMemory) ?? 0) > (sizeOf(spec.memory) ?? 0) ? 'maxMemory' : 'memory'];
+    if (vm.vcpus !== undefined && cpus > vm.vcpus) r.at(e, cpuField, `${cpus} vCPUs exceed the per-VM limit limits.vm.vcpus ${vm.vcpus} ${from}`);
+    if (vm.memory !== undefined && mem > vm.memory) r.at(e, memField, `memory ${formatSize(mem)} exceeds the per-VM limit limits.vm.memory ${formatSize(vm.memory)} ${from}`);
+    if (vm.disk !== undefined) {
+      const total = (spec.disks ?? []).reduce((n, d) => n + (capacity.get(d.volume) ?? 0), 0);
+      if (total > vm.disk) r.at(e, ['spec', 'disks'], `attached volumes total ${formatSize(total)}, more than the per-VM limit limits.vm.disk ${formatSize(vm.disk)} ${from}`);
+    }
+    const [cpuBefore, memBefore] = [vcpus, memory];
+    vcpus += cpus;
+    memory += mem;
+    if (host.vcpus !== undefined && vcpus > host.vcpus && cpuBefore <= host.vcpus) {
+      r.at(e, cpuField, `total vCPUs of all VMs (${vcpus} with this one) exceed the host limit limits.host.vcpus ${host.vcpus} ${from}`);
+    }
+    if (host.memory !== undefined && memory > host.memory && memBefore <= host.memory) {
+      r.at(e, memField, `total memory of all VMs (${formatSize(memory)} with this one) exceeds the host limit limits.host.memory ${formatSize(host.memory)} ${from}`);
+    }
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * Conditions kept in the state DB: a report's rows carry freshly derived conditions; persisting
+ * them keeps each condition's `lastTransitionTime` while its status is unchanged (the DB decides,
+ * so several readers — `virtform status`, the watcher — agree) and drops those of resources no
+ * longer reported.
+ */
+import { resourceKey } from '../model/kinds.js';
+import type { StateStore } from '../state/index.js';
+import type { StatusRow } from './build.js';
+
+export async function persistConditions(store: Pick<StateStore, 'conditions'>, rows: StatusRow[]): Promise<void> {
+  const synced = await store.conditions.sync(
+    rows.map((r) => ({ kind: r.kind, name: r.name, conditions: r.conditions.map(({ lastTransitionTime: _t, ...c }) => c) })),
+    { prune: true },
+  );
+  for (const r of rows) r.conditions = synced.get(resourceKey(r.kind, r.name)) ?? r.conditions;
+}
+
+/** The table's CONDITIONS cell: the types that are True (`-` when none). */
+export function trueConditions(r: Pick<StatusRow, 'conditions'>): string {
+  const on = r.conditions.filter((c) => c.status === 'True').map((c) => c.type);
+  return on.length ? on.join(',') : '-';
+}
