@@ -103,7 +103,7 @@ describe('status: addresses of running VMs', () => {
     expect(row.addressesNote).toBe(`not waited for (network without DHCP): 52:54:00:ad:01:01 (${P}-plain)`);
     expect(addressCell(row)).toBe(`${lease.ip}/24 (lease); -`);
     const table = renderTable(after.resources);
-    expect(table.split('\n')[0]).toMatch(/REVISION\s+ADDRESSES\s+LAST ERROR/);
+    expect(table.split('\n')[0]).toMatch(/REVISION\s+ADDRESSES\s+CONDITIONS\s+LAST ERROR/);
     expect(table).toContain(`${lease.ip}/24 (lease); -`);
     // Other kinds carry null; a VM's lease of another network is not its own.
     expect(after.resources.find((r) => r.kind === 'Network')).toMatchObject({ addresses: null, addressesReady: null, addressesNote: null });
