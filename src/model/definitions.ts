@@ -30,6 +30,8 @@ export interface VolumeDef {
   format: VolumeFormat;
   backing?: { path: string; format: VolumeFormat };
   sourcePath?: string;
+  /** File mode of the volume (`<permissions><mode>`), e.g. 0o600 for a seed holding secrets; libvirt's default when absent. */
+  mode?: number;
 }
 
 export interface DhcpHost {
@@ -57,6 +59,12 @@ export interface DomainDiskDef {
   bus: 'virtio' | 'sata' | 'scsi' | 'ide';
   target: string;
   bootOrder?: number;
+}
+
+export interface DomainCdromDef {
+  path: string;
+  bus: 'ide' | 'sata' | 'scsi';
+  target: string;
 }
 
 export interface DomainNicDef {
@@ -93,6 +101,8 @@ export interface DomainDef {
   /** Absent: BIOS, boot from the disks. */
   boot?: DomainBoot;
   disks: DomainDiskDef[];
+  /** Read-only raw CD-ROMs (the cloud-init seed), after the disks. */
+  cdroms?: DomainCdromDef[];
   nics: DomainNicDef[];
   marker: OwnerMarker;
 }
@@ -116,6 +126,8 @@ export interface DomainDetail {
   /** `<os>`: firmware (`efi` for `<os firmware='efi'>` or a pflash loader), kernel, initrd, cmdline; absent when none is set. */
   boot?: DomainBoot;
   disks: { path: string; target: string; bus: string; bootOrder?: number; format?: string }[];
+  /** `device='cdrom'` disks (absent: read by something that does not report them). */
+  cdroms?: { path: string; target: string; bus: string }[];
   /** `model` is libvirt's default for x86 QEMU (rtl8139) when the XML names none. */
   nics: { network: string; mac: string; model: string }[];
   marker?: OwnerMarker;

@@ -64,6 +64,8 @@ export interface ParsedDomain {
   description?: string;
   boot?: DomainBoot;
   disks: ParsedDomainDisk[];
+  /** `device='cdrom'` entries: source file ('' when empty), target, bus. */
+  cdroms: { path: string; target: string; bus: string }[];
   nics: ParsedDomainNic[];
   marker?: OwnerMarker;
 }
