@@ -156,6 +156,7 @@ async function checkCloudInit(
   }
   if (ci.userDataFile !== undefined) {
     const f = ci.userDataFile;
+    if (hasDotDot(f)) return r.at(e, at('userDataFile'), `userDataFile ${quote(f)} must not contain ".." segments`);
     const abs = isAbsolute(f) ? posix.normalize(f) : resolve(dirname(resolve(e.sd.file)), f);
     const st = await stat(abs).catch(() => undefined);
     if (!st) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} does not exist`);

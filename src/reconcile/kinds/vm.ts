@@ -793,9 +793,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         return;
       case 'vm.delete':
         await host.stopDomain(step.name, { graceful: false });
-        await host.undefineDomain(step.name);
-        // Its seed is derived data: gone with the VM (never a data-loss hold).
+        // Its seed is derived data: gone with the VM (never a data-loss hold). Before the domain, so
+        // that a run interrupted in between still finds the domain, and this step runs again.
         for (const x of recordedSeeds(op, factsOf(ctx.observed, step.key))) await host.deleteVolume(x.pool, x.volume);
+        await host.undefineDomain(step.name);
         ctx.boundary();
         await ctx.forgetIfUndeclared();
         return;

@@ -2,7 +2,8 @@
  * Crash safety on the real libvirtd: the CLI is killed with SIGKILL at every journal boundary
  * (after a step is journaled, and after its libvirt call but before its result is recorded) of an
  * apply of 10 resources and of their teardown; each time a rerun converges, leaves no undeclared
- * owned object or volume file, closes every journal entry, and the read-back oracle
+ * owned object or volume file (vm3's cloud-init seed included: its build/upload step is in the
+ * matrix), closes every journal entry, and the read-back oracle
  * (test/support/readback.ts, issue #12) finds libvirt's definitions equal to the manifests.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,14 +36,18 @@ spec:
   state: stopped
   disks: [{volume: ${P}-extra}]
   nics: [{network: ${P}-net2}]
+  # its seed (build + upload steps) lands in the pool of its first disk: ${P}-pool/${P}-vm3-cidata.iso
+  cloudInit:
+    userData: "#cloud-config\\n#vf-marker: crash\\n"
+    metaData: {local-hostname: vm3}
 `;
 
 const declared: Declared = {
   domains: [`${P}-vm1`, `${P}-vm2`, `${P}-vm3`],
   networks: [`${P}-net`, `${P}-net2`],
   pools: [`${P}-pool`],
-  volumes: [`${P}-base.qcow2`, `${P}-data.img`, `${P}-extra.qcow2`, `${P}-root.qcow2`].map((v) => `${P}-pool/${v}`),
-  files: [`${P}-base.qcow2`, `${P}-data.img`, `${P}-extra.qcow2`, `${P}-root.qcow2`].map((v) => `${POOL_DIR}/${v}`),
+  volumes: [`${P}-base.qcow2`, `${P}-data.img`, `${P}-extra.qcow2`, `${P}-root.qcow2`, `${P}-vm3-cidata.iso`].map((v) => `${P}-pool/${v}`),
+  files: [`${P}-base.qcow2`, `${P}-data.img`, `${P}-extra.qcow2`, `${P}-root.qcow2`, `${P}-vm3-cidata.iso`].map((v) => `${POOL_DIR}/${v}`),
 };
 const NOTHING: Declared = { domains: [], networks: [], pools: [], volumes: [], files: [] };
 
