@@ -123,7 +123,7 @@ describe('SIGKILL at every journal boundary', () => {
       outcomes.push(`${k}/${t}`);
     }
     expect(outcomes).toHaveLength(Math.min(to!, applyBoundaries) - from! + 1);
-  }, 600_000);
+  }, 1_200_000);
 });
 
 describe('SIGTERM', () => {
