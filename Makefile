@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 EXAMPLES ?= manifests/examples
 URI ?= qemu:///system
+# auto: kvm when the host offers it, else qemu (TCG); DOMAIN_TYPE=qemu where KVM guests do not run (nested virtualization)
+DOMAIN_TYPE ?= auto
 VIRTFORM := node dist/cli/main.js
 
 .PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults bench clean-test typecheck vagrant-check
@@ -22,7 +24,7 @@ typecheck: ## type-check sources, tests, benches and scripts
 demo: setup ## converge the example manifests on qemu:///system and show status
 	$(VIRTFORM) validate $(EXAMPLES)
 	$(VIRTFORM) reconcile $(EXAMPLES) --uri $(URI) --dry-run
-	$(VIRTFORM) reconcile $(EXAMPLES) --uri $(URI)
+	$(VIRTFORM) reconcile $(EXAMPLES) --uri $(URI) --domain-type $(DOMAIN_TYPE)
 	$(VIRTFORM) status --uri $(URI)
 
 demo-destroy: setup ## delete everything the demo created (prune with an empty manifest set; consents to the data loss)

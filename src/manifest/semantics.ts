@@ -14,7 +14,8 @@
  *   - Network CIDRs must not overlap; DHCP addresses must be usable (not the network, broadcast or
  *     host/gateway address, which is the first usable one).
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { SeedError, seedFiles } from '../cloudinit/seed.js';
 import { dirname, isAbsolute, posix, resolve } from 'node:path';
 import type { ManifestError, FieldPath } from './errors.js';
 import { fieldPathString, quote } from './errors.js';
@@ -131,6 +132,58 @@ function checkBoot(
     for (const f of ['initrd', 'initrdVolume', 'cmdline'] as const) {
       if (boot[f] !== undefined) r.at(e, at(f), `${f} needs a kernel (spec.boot.kernel or spec.boot.kernelVolume)`);
     }
+  }
+}
+
+/** Largest user-data file read (cloud-init's own limit for NoCloud is far above what a seed should hold). */
+export const MAX_USER_DATA = 1024 * 1024;
+
+/**
+ * spec.cloudInit: userData xor userDataFile (read here, relative to the manifest; the spec then
+ * carries the text in userData and the absolute path in userDataFile); the seed pool is the
+ * declared one or the pool of the first disk's volume (written into `pool`), and one of them must
+ * exist; meta-data, network-config and keys are checked by building the seed's files.
+ */
+async function checkCloudInit(
+  r: Reporter, e: Entry, ci: NonNullable<VirtualMachineSpec['cloudInit']>, diskPool: string | undefined,
+  ref: (path: FieldPath, name: string) => Entry | undefined,
+): Promise<void> {
+  const at = (...f: (string | number)[]): FieldPath => ['spec', 'cloudInit', ...f];
+  if (ci.pool !== undefined) ref(at('pool'), ci.pool);
+  else if (diskPool !== undefined) ci.pool = diskPool;
+  else r.at(e, ['spec', 'cloudInit'], 'the seed needs a pool: set spec.cloudInit.pool (or give the VM a disk: its volume\'s pool is the default)', { key: true });
+  if (ci.userData !== undefined && ci.userDataFile !== undefined) {
+    r.at(e, at('userDataFile'), 'userData and userDataFile are mutually exclusive');
+    return;
+  }
+  if (ci.userDataFile !== undefined) {
+    const f = ci.userDataFile;
+    if (hasDotDot(f)) return r.at(e, at('userDataFile'), `userDataFile ${quote(f)} must not contain ".." segments`);
+    const abs = isAbsolute(f) ? posix.normalize(f) : resolve(dirname(resolve(e.sd.file)), f);
+    const st = await stat(abs).catch(() => undefined);
+    if (!st) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} does not exist`);
+    if (!st.isFile()) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is not a regular file`);
+    if (st.size > MAX_USER_DATA) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is larger than 1MiB (${st.size} bytes)`);
+    const bytes = await readFile(abs).catch(() => undefined);
+    if (!bytes) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} cannot be read`);
+    const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+    if (text.includes('\uFFFD') || text.includes('\u0000')) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is not UTF-8 text`);
+    ci.userDataFile = abs;
+    ci.userData = text;
+  }
+  try {
+    seedFiles({
+      vmName: e.name ?? 'vm', userData: ci.userData,
+      metaData: ci.metaData as Record<string, unknown> | undefined,
+      networkConfig: ci.networkConfig as Record<string, unknown> | string | undefined,
+      sshAuthorizedKeys: ci.sshAuthorizedKeys,
+    });
+  } catch (err) {
+    if (!(err instanceof SeedError)) throw err;
+    const path = err.field.split(/\.|\[(\d+)\]/).filter((x) => x !== undefined && x !== '').map((x) => (/^\d+$/.test(x) ? Number(x) : x));
+    // meta-data keys checked by the builder may be defaults, not in the manifest: point at the mapping.
+    const p = path[0] === 'metaData' && !(ci.metaData && String(path[1]) in ci.metaData) ? ['metaData'] : path;
+    r.at(e, at(...p), err.message.replace(/^[^:]*: /, ''));
   }
 }
 
@@ -430,6 +483,11 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
       }
     });
     if (spec.boot) checkBoot(r, e, spec.boot, (path, name) => refCheck(e, path, 'Volume', name), diskOwners);
+    if (spec.cloudInit) {
+      const firstDisk = spec.disks?.[0]?.volume;
+      const diskPool = firstDisk !== undefined ? validNamed('Volume', firstDisk) : undefined;
+      await checkCloudInit(r, e, spec.cloudInit, diskPool ? specOf(diskPool, 'Volume').pool : undefined, (path, name) => refCheck(e, path, 'StoragePool', name));
+    }
     (spec.nics ?? []).forEach((n, i) => {
       refCheck(e, ['spec', 'nics', i, 'network'], 'Network', n.network);
       if (n.mac === undefined) return;

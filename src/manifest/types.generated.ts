@@ -179,6 +179,7 @@ export interface VirtualMachineSpec {
    * Give the VM the QEMU guest agent's virtio channel (org.qemu.guest_agent.0), which libvirt uses to ask a guest running qemu-guest-agent for its addresses, to freeze filesystems, etc. Default true. Adding or removing it takes effect at the next boot.
    */
   guestAgent?: boolean;
+  cloudInit?: VmCloudInit;
   /**
    * @maxItems 20
    */
@@ -233,6 +234,37 @@ export interface VmBoot {
 export interface VmGraphics {
   type: 'none' | 'vnc' | 'spice';
   listen?: Ipv4Address;
+}
+/**
+ * cloud-init NoCloud seed: virtform builds an ISO 9660 image (label cidata) with user-data, meta-data and network-config, stores it as the volume <vm>-cidata.iso (mode 0600) in `pool` and attaches it as a read-only IDE CD-ROM. Derived data: rebuilt when its content changes, deleted with the VM. Only sha256 digests of its content appear in plans, logs, status and the state DB.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "VmCloudInit".
+ */
+export interface VmCloudInit {
+  /**
+   * user-data, inline (#cloud-config, a script, MIME multipart...); exclusive with userDataFile. Empty when neither is given.
+   */
+  userData?: string;
+  /**
+   * File holding the user-data, relative to this manifest's directory (or absolute); read at load time; exclusive with userData.
+   */
+  userDataFile?: string;
+  /**
+   * meta-data keys merged over the defaults instance-id (iid- and a digest of the seed content, see README) and local-hostname (the VM name).
+   */
+  metaData?: {};
+  /**
+   * network-config: a network config version 1 or 2 mapping (top level `version`, or under `network:`), or that YAML as text.
+   */
+  networkConfig?: {} | string;
+  /**
+   * OpenSSH public keys, written as meta-data public-keys (cloud-init installs them for the default user whatever the user-data format).
+   *
+   * @maxItems 100
+   */
+  sshAuthorizedKeys?: string[];
+  pool?: ResourceName;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema

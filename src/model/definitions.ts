@@ -29,6 +29,8 @@ export interface VolumeDef {
   capacityBytes: number;
   format: VolumeFormat;
   backing?: { path: string; format: VolumeFormat };
+  /** File mode of the volume (`<permissions><mode>`), e.g. 0o600 for a seed holding secrets; libvirt's default when absent. */
+  mode?: number;
 }
 
 export interface DhcpHost {
@@ -56,6 +58,12 @@ export interface DomainDiskDef {
   bus: 'virtio' | 'sata' | 'scsi' | 'ide';
   target: string;
   bootOrder?: number;
+}
+
+export interface DomainCdromDef {
+  path: string;
+  bus: 'ide' | 'sata' | 'scsi';
+  target: string;
 }
 
 export interface DomainNicDef {
@@ -115,6 +123,8 @@ export interface DomainDef {
   /** The QEMU guest agent's virtio channel (`org.qemu.guest_agent.0`, a unix socket libvirt places). Default true. */
   guestAgent?: boolean;
   disks: DomainDiskDef[];
+  /** Read-only raw CD-ROMs (the cloud-init seed), after the disks. */
+  cdroms?: DomainCdromDef[];
   nics: DomainNicDef[];
   marker: OwnerMarker;
 }
@@ -144,6 +154,8 @@ export interface DomainDetail {
   /** A virtio channel named `org.qemu.guest_agent.0` exists. */
   guestAgent: boolean;
   disks: { path: string; target: string; bus: string; bootOrder?: number; format?: string }[];
+  /** `device='cdrom'` disks (absent: read by something that does not report them). */
+  cdroms?: { path: string; target: string; bus: string }[];
   /** `model` is libvirt's default for x86 QEMU (rtl8139) when the XML names none. */
   nics: { network: string; mac: string; model: string }[];
   marker?: OwnerMarker;

@@ -324,6 +324,7 @@ export class FakeHost implements HostPort {
       graphics: def.graphics ? [{ type: def.graphics.type, listen: def.graphics.listen, ...(view === 'current' && d.active ? { port: 5900 + (d.id ?? 0) } : {}) }] : [],
       guestAgent: def.guestAgent ?? true,
       disks: def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
+      cdroms: (def.cdroms ?? []).map((x) => ({ path: x.path, target: x.target, bus: x.bus })),
       nics: def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: def.marker,
     };
   }
@@ -459,6 +460,8 @@ export class FakeHost implements HostPort {
   }
   async deleteVolume(pool: string, name: string): Promise<void> {
     this.call('deleteVolume', name, true);
+    const v = this.volumes.get(pool)?.get(name);
+    if (v) this.contents.delete(v.path);
     this.volumes.get(pool)?.delete(name);
   }
   private fileExists(path: string): boolean {
@@ -669,6 +672,10 @@ function validateDomain(def: DomainDef): void {
       boots.add(d.bootOrder);
     }
     if (!DISK_TARGET.test(d.target)) throw invalid(`Unknown disk name '${d.target}' and no address specified`);
+  }
+  for (const c of def.cdroms ?? []) {
+    if (targets.has(c.target)) throw invalid(`duplicate disk target ${c.target}`);
+    targets.add(c.target);
   }
   for (const nic of def.nics) {
     if (nic.mac === undefined) continue;

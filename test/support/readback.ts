@@ -31,6 +31,8 @@
  */
 import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import { XMLParser } from 'fast-xml-parser';
@@ -420,6 +422,28 @@ function compareVm(
     d.eq(`${p}bus`, want.bus, at(first(x, 'target'), 'bus'));
     d.eq(`${p}boot order`, want.bootOrder === undefined ? undefined : String(want.bootOrder), at(first(x, 'boot'), 'order'));
     d.eq(`${p}driver type`, want.format, at(first(x, 'driver'), 'type'));
+  }
+
+  // spec.boot: <os> as declared (kernel, initrd, cmdline; firmware='efi' for uefi).
+  const os = first(root, 'os');
+  d.eq('boot firmware', c.boot?.firmware === 'uefi' ? 'efi' : undefined, at(os, 'firmware'));
+  d.eq('boot kernel', c.boot?.kernel, txt(first(os, 'kernel')) || undefined);
+  d.eq('boot initrd', c.boot?.initrd, txt(first(os, 'initrd')) || undefined);
+  d.eq('boot cmdline', c.boot?.cmdline, txt(first(os, 'cmdline')) || undefined);
+  // spec.cloudInit: one read-only raw CD-ROM on the seed file, whose bytes are the desired seed, mode 0600.
+  const cdroms = kids(devices, 'disk').filter((x) => at(x, 'device') === 'cdrom');
+  const ci = c.cloudInit;
+  d.eq('cdroms', ci ? `${ci.target}=${ci.path} (ide, readonly)` : '(none)',
+    cdroms.map((x) => `${at(first(x, 'target'), 'dev')}=${at(first(x, 'source'), 'file')} (${at(first(x, 'target'), 'bus')}${first(x, 'readonly') !== undefined ? ', readonly' : ''})`).join(', ') || '(none)');
+  if (ci) {
+    let bytes: Buffer | undefined;
+    try {
+      bytes = readFileSync(ci.path);
+    } catch {
+      bytes = undefined;
+    }
+    d.eq('seed file sha256', ci.seed, bytes ? `sha256:${createHash('sha256').update(bytes).digest('hex')}` : '(missing)');
+    if (bytes) d.eq('seed file mode', '600', (statSync(ci.path).mode & 0o777).toString(8));
   }
 
   const nics = kids(devices, 'interface');

@@ -81,6 +81,18 @@ export function buildDomainXml(def: DomainDef): string {
     ]);
   });
 
+  const cdroms: XElement[] = (def.cdroms ?? []).map((c, i) => {
+    requireNonEmpty(c.path, `cdrom ${i} path`);
+    if (targets.has(c.target)) throw new LibvirtXmlError('invalid-input', `duplicate disk target ${c.target}`);
+    targets.add(c.target);
+    return el('disk', { type: 'file', device: 'cdrom' }, [
+      el('driver', { name: 'qemu', type: 'raw' }),
+      el('source', { file: c.path }),
+      el('target', { dev: requireNonEmpty(c.target, `cdrom ${i} target`), bus: c.bus }),
+      el('readonly'),
+    ]);
+  });
+
   const nics: XElement[] = def.nics.map((n, i) =>
     el('interface', { type: 'network' }, [
       n.mac !== undefined && el('mac', { address: requireNonEmpty(n.mac, `nic ${i} mac`) }),
@@ -134,6 +146,7 @@ export function buildDomainXml(def: DomainDef): string {
     el('on_crash', undefined, 'destroy'),
     el('devices', undefined, [
       ...disks,
+      ...cdroms,
       ...nics,
       el('serial', { type: 'pty' }, [el('target', { port: 0 })]),
       el('console', { type: 'pty' }, [el('target', { type: 'serial', port: 0 })]),
@@ -175,7 +188,13 @@ export function parseDomainXml(xml: string): ParsedDomain {
 
   const devices = child(root, 'devices');
   const disks: ParsedDomainDisk[] = [];
+  const cdroms: ParsedDomain['cdroms'] = [];
   for (const d of children(devices, 'disk')) {
+    if (attr(d, 'device') === 'cdrom') {
+      const t = child(d, 'target');
+      cdroms.push({ path: attr(child(d, 'source'), 'file') ?? '', target: attr(t, 'dev') ?? '', bus: attr(t, 'bus') ?? '' });
+      continue;
+    }
     if ((attr(d, 'device') ?? 'disk') !== 'disk') continue;
     const source = child(d, 'source');
     const pool = attr(source, 'pool');
@@ -226,6 +245,7 @@ export function parseDomainXml(xml: string): ParsedDomain {
     graphics,
     guestAgent,
     disks,
+    cdroms,
     nics,
   };
   const description = childText(root, 'description');

@@ -67,6 +67,8 @@ export interface ParsedDomain {
   graphics: { type: string; listen?: string; port?: number }[];
   guestAgent: boolean;
   disks: ParsedDomainDisk[];
+  /** `device='cdrom'` entries: source file ('' when empty), target, bus. */
+  cdroms: { path: string; target: string; bus: string }[];
   nics: ParsedDomainNic[];
   marker?: OwnerMarker;
 }

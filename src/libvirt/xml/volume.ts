@@ -36,7 +36,10 @@ export function buildVolumeXml(def: VolumeDef): string {
       el('capacity', { unit: 'bytes' }, def.capacityBytes),
       // Sparse: without an explicit allocation libvirt preallocates raw volumes in full.
       el('allocation', { unit: 'bytes' }, 0),
-      el('target', undefined, [el('format', { type: def.format })]),
+      el('target', undefined, [
+        el('format', { type: def.format }),
+        def.mode !== undefined && el('permissions', undefined, [el('mode', undefined, `0${requireInt(def.mode, 'mode').toString(8)}`)]),
+      ]),
       def.backing &&
         el('backingStore', undefined, [
           el('path', undefined, requireNonEmpty(def.backing.path, 'backing path')),

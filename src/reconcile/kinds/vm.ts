@@ -20,7 +20,9 @@
  * (running/stopped) and autostart are reconciled live. A running VM whose volume or network is
  * replaced is stopped first and started again after.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
+import { buildNoCloudSeed, type Seed } from '../../cloudinit/index.js';
 import { resourceKey } from '../../model/kinds.js';
 import type { CpuMode, DomainBoot, DomainCapabilities, DomainDef, DomainDetail, GraphicsType, VolumeFormat } from '../../model/definitions.js';
 import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
@@ -54,6 +56,8 @@ export interface VmConfig {
   graphics?: { type: GraphicsType; listen: string };
   /** Only when false (the default is true: the channel is there), so older spec hashes stay valid. */
   guestAgent?: false;
+  /** Only when declared. Digests only: the seed's text (user-data can hold secrets) never enters a config. */
+  cloudInit?: VmCloudInit;
   disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
   nics: { network: string; mac?: string; model: string }[];
 }
@@ -66,6 +70,41 @@ export interface VmBoot {
   initrdVolume?: string;
   cmdline?: string;
 }
+/**
+ * spec.cloudInit normalized: where the seed volume is, the CD-ROM it is attached as, and sha256
+ * digests (`sha256:<hex>`) of the ISO and of each file in it.
+ */
+export interface VmCloudInit {
+  pool: string;
+  /** `<vm>-cidata.iso`. */
+  volume: string;
+  path: string;
+  /** IDE target of the CD-ROM (the first after the VM's IDE disks: hda for a VM without any). */
+  target: string;
+  seed: string;
+  userData: string;
+  metaData: string;
+  networkConfig?: string;
+  instanceId: string;
+}
+
+/** Where a seed volume is and what was uploaded into it (VM facts). */
+export interface SeedFact {
+  pool: string;
+  volume: string;
+  sha256: string;
+}
+
+/** The seed images of desired VMs, beside (not in) the desired resource: plan JSON, journal and DB never see them. */
+const SEEDS = new WeakMap<object, Seed>();
+export function seedImage(r: DesiredVm): Seed | undefined {
+  return SEEDS.get(r);
+}
+
+const digest = (data: Uint8Array | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+/** `sha256:0123456789ab…`: what plans and notes show of a seed digest. */
+export const shortDigest = (d: unknown): unknown => (typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d) ? `${d.slice(0, 19)}…` : d);
+
 export type RestartPolicy = 'Never' | 'OnChange';
 export type DesiredVm = DesiredBase<'VirtualMachine', VmConfig> & {
   autostart: boolean; state: 'running' | 'stopped'; restartPolicy: RestartPolicy;
@@ -101,14 +140,20 @@ export interface VmFacts {
   /** Whether virtform defined the domain with the guest agent channel (absent: by a virtform from before the channel, without it). */
   guestAgent?: boolean;
   restartRequired?: RestartRequired;
+  /** The seed volume and the digest virtform uploaded into it last. */
+  seed?: SeedFact;
+  /** The seed digest the running domain (libvirt domain id) was started with. */
+  seedBooted?: { sha256?: string; domainId: number };
 }
 
 export type VmOp =
   | { op: 'vm.define'; define: boolean; autostart?: boolean }
   | { op: 'vm.live'; vcpus?: number; memoryKiB?: number; description?: string | null }
+  | { op: 'vm.seed'; pool: string; volume: string; sha256: string }
+  | { op: 'vm.unseed'; pool: string; volume: string }
   | { op: 'vm.start' }
   | { op: 'vm.stop'; graceful: boolean; restart?: boolean }
-  | { op: 'vm.delete' };
+  | { op: 'vm.delete'; seed?: { pool: string; volume: string } };
 
 /** Disk target names in attach order for a bus: vda, vdb… for virtio; sda… for sata/scsi; hda… for ide. */
 export function diskTarget(bus: string, index: number): string {
@@ -139,6 +184,7 @@ export function domainDef(r: DesiredVm, type: 'kvm' | 'qemu', uuid?: string, mac
     ...(c.graphics ? { graphics: { ...c.graphics } } : {}),
     guestAgent: c.guestAgent ?? true,
     disks: c.disks.map((d) => ({ path: d.path, format: d.format, bus: d.bus, target: d.target, bootOrder: d.bootOrder })),
+    ...(c.cloudInit ? { cdroms: [{ path: c.cloudInit.path, bus: 'ide' as const, target: c.cloudInit.target }] } : {}),
     nics: c.nics.map((n, i) => ({ network: n.network, mac: n.mac ?? macs[i], model: n.model })),
     marker: { kind: r.kind, name: r.name, specHash: r.specHash },
   };
@@ -153,8 +199,9 @@ function domainBoot(b: VmBoot): DomainBoot {
   };
 }
 
-function usedKeys(c: Pick<VmConfig, 'disks' | 'nics' | 'boot'>, host?: string): string[] {
+function usedKeys(c: Pick<VmConfig, 'disks' | 'nics' | 'boot' | 'cloudInit'>, host?: string): string[] {
   return [
+    ...(c.cloudInit ? [resourceKey('StoragePool', c.cloudInit.pool, host)] : []),
     ...(c.disks ?? []).map((d) => resourceKey('Volume', d.volume, host)),
     ...[c.boot?.kernelVolume, c.boot?.initrdVolume].filter((v): v is string => !!v).map((v) => resourceKey('Volume', v, host)),
     ...(c.nics ?? []).map((n) => resourceKey('Network', n.network, host)),
@@ -283,6 +330,8 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): Fi
   // Type and listen address only: libvirt fills in the port of a running domain (autoport).
   put('spec.graphics', graphicsOf(cur), want.graphics);
   put('spec.guestAgent', cur.guestAgent, want.guestAgent ?? true);
+  const cdroms = (cur.cdroms ?? []).map((x) => `${x.target}=${x.path} (${x.bus})`).sort().join(', ') || undefined;
+  put('spec.cloudInit.cdrom', cdroms, want.cloudInit ? `${want.cloudInit.target}=${want.cloudInit.path} (ide)` : undefined);
 
   const disks = matchDisks(want.disks, cur.disks);
   const paired = new Set(disks.values());
@@ -439,6 +488,8 @@ const vmFields = [
   { field: 'cpu', manifest: 'spec.cpu', effect: 'restart' },
   { field: 'graphics', manifest: 'spec.graphics', effect: 'restart' },
   { field: 'guestAgent', manifest: 'spec.guestAgent', effect: 'restart' },
+  // cloud-init reads its seed when the guest boots; a running domain keeps the seed file it opened.
+  { field: 'cloudInit', manifest: 'spec.cloudInit', effect: 'restart' },
   { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
   { field: 'nics', manifest: 'spec.nics', effect: 'restart' },
 ] as const satisfies readonly { field: keyof VmConfig; manifest: string; unit?: 'KiB'; effect: ChangeEffect | ((b: unknown, a: unknown, w?: unknown) => ChangeEffect) }[];
@@ -462,6 +513,8 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
     'vm.live': { label: 'change running domain', teardown: false },
+    'vm.seed': { label: 'build and upload cloud-init seed', teardown: false },
+    'vm.unseed': { label: 'delete cloud-init seed', teardown: false },
     'vm.start': { label: 'start domain', teardown: false },
     'vm.stop': { label: 'stop domain', teardown: true },
     'vm.delete': { label: 'delete domain', teardown: true },
@@ -496,15 +549,23 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
           network: nic.network, mac: nic.mac?.toLowerCase(), model: nic.model ?? 'virtio',
         })),
       };
-      return {
+      const seed = vm.spec.cloudInit ? cloudInitConfig(vm.metadata.name, vm.spec.cloudInit, config.disks, ctx) : undefined;
+      if (seed) config.cloudInit = seed.config;
+      const r: DesiredVm = {
         ...desiredBase('VirtualMachine', vm, ctx.host, config),
         autostart: vm.spec.autostart ?? false, state: (vm.spec.state ?? 'running') as 'running' | 'stopped',
         restartPolicy: (vm.spec.restartPolicy ?? 'Never') as RestartPolicy,
       };
+      if (seed) SEEDS.set(r, seed.image);
+      return r;
     });
   },
   dependencies: (r) => usedKeys(r.config, r.host),
   recordedDependencies: (previous) => (previous ? usedKeys(previous as VmConfig) : []),
+  poolsToList: ({ desired, journal }) => [
+    ...(desired?.config.cloudInit ? [desired.config.cloudInit.pool] : []),
+    ...(journal && typeof journal.intent.pool === 'string' ? [journal.intent.pool] : []),
+  ],
 
   identity: (observed, name) => observed.domains.get(name)?.uuid,
 
@@ -531,9 +592,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       return change(r, 'create', createReason(record), own, {
         notes: capsNotes,
         drift: isMissingDrift(record),
-        fields: fieldChanges(undefined, { ...r.config, state: r.state, autostart: r.autostart }),
+        fields: fieldChanges(undefined, { ...r.config, state: r.state, autostart: r.autostart }).map(shortLine),
         steps: [
           { op: 'vm.define', define: true, autostart: r.autostart },
+          ...(r.config.cloudInit ? [seedOp(r.config.cloudInit)] : []),
           ...(r.state === 'running' ? [{ op: 'vm.start' as const }] : []),
         ],
       });
@@ -567,13 +629,15 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         if (sinceApplied.has(f.field)) f.drift = drift = true;
       }
     }
+    const seed = planSeed(r, observed, facts, adopting ? undefined : recordedConfig<VmConfig>(observed, key));
+    drift ||= seed.drift;
     const specChanged = !adopting && record?.specHash !== r.specHash;
     const redefine = fields.length > 0 || adopting || specChanged || !cur;
     if (redefine && unmet) return change(r, 'conflict', unmet, own);
 
     // Converged: definition, state and autostart match (a pending restart is a notice, not a change).
     const restartNow = r.restartPolicy === 'OnChange' && running && wantRunning;
-    if (!redefine && obs.autostart === r.autostart && running === wantRunning && !(restartNow && pending)) return undefined;
+    if (!redefine && obs.autostart === r.autostart && running === wantRunning && !(restartNow && pending) && !seed.op) return undefined;
 
     const reasons: string[] = [];
     const notes: string[] = redefine ? [...capsNotes] : [];
@@ -585,7 +649,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       reasons.push('desired stopped');
     }
     const live = running && wantRunning ? fields.filter((f) => f.effect === 'live') : [];
-    const restart = running && wantRunning ? fields.filter((f) => f.effect !== 'live') : [];
+    const restart = running && wantRunning ? [...fields, ...seed.lines].filter((f) => f.effect !== 'live') : [];
     let restartRequired: RestartRequired | undefined;
     if (redefine || obs.autostart !== r.autostart) {
       lines.push(...fields);
@@ -598,7 +662,8 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         // What the plan expects to be left for the next boot. A line that is drift was most likely
         // changed in the persistent definition only (`virsh … --config`): the running domain still
         // has the value asked for. apply records the real difference, running against defined.
-        const forBoot = restart.filter((f) => !f.drift);
+        // The seed's lines are one entry, spec.cloudInit (booted against uploaded seed), added below.
+        const forBoot = restart.filter((f) => !f.drift && !f.field.startsWith('spec.cloudInit.'));
         if (running && wantRunning && forBoot.length > 0) restartRequired = mergeRestart(pending, forBoot);
       }
       steps.push({
@@ -606,6 +671,17 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         autostart: obs.autostart !== r.autostart || redefine ? r.autostart : undefined,
       });
       if (obs.autostart !== r.autostart) lines.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
+    }
+    if (seed.op) {
+      // After the definition (a running domain keeps the seed file it opened), before a (re)start.
+      steps.push(seed.op);
+      lines.push(...seed.lines.map(shortLine));
+      notes.push(...seed.notes);
+      if (seed.reason) reasons.push(seed.reason);
+      const booted = bootedSeed(facts, obs.id);
+      if (running && wantRunning && booted !== r.config.cloudInit?.seed) {
+        restartRequired = mergeRestart(restartRequired ?? pending, [{ field: 'spec.cloudInit', before: shortDigest(booted), after: shortDigest(r.config.cloudInit?.seed) }]);
+      }
     }
     if (live.length > 0) {
       const op: Extract<VmOp, { op: 'vm.live' }> = { op: 'vm.live' };
@@ -682,10 +758,16 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     const rr = pendingRestart(observed, r.key, r.name);
     return rr ? [`${r.key}: ${restartText(rr)}`] : [];
   },
-  deleteSteps: () => [{ op: 'vm.delete' }],
+  deleteSteps: (_name, where) => {
+    const ci = (where.config as Partial<VmConfig> | undefined)?.cloudInit;
+    const fromJournal = where.intents?.find((i) => typeof i.pool === 'string' && typeof i.volume === 'string');
+    const seed = ci ? { pool: ci.pool, volume: ci.volume } : fromJournal ? { pool: String(fromJournal.pool), volume: String(fromJournal.volume) } : undefined;
+    return [{ op: 'vm.delete', ...(seed ? { seed } : {}) }];
+  },
   deleteNotes: (name, observed) => (observed.domains.get(name)?.active ? [stopNote(false)] : []),
 
-  intent: () => ({}),
+  /** A seed step names its volume, so that a run after an interruption can find (and delete) it. */
+  intent: (op) => (op.op === 'vm.seed' || op.op === 'vm.unseed' ? { pool: op.pool, volume: op.volume } : op.op === 'vm.delete' && op.seed ? { ...op.seed } : {}),
   async execute(op, ctx): Promise<void> {
     const { host, step } = ctx;
     const observedDomain = ctx.observed.domains.get(step.name);
@@ -722,7 +804,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         await ctx.record({
           uuid: uuid ?? null, observedStatus: observedDomain?.active ? 'running' : 'stopped',
           desiredState: d.state, config: true,
-          facts: { ...next, restartRequired: observedDomain?.active ? await restartState(host, d.name, facts.restartRequired) : null },
+          facts: { ...next, restartRequired: observedDomain?.active ? await restartState(host, d.name, facts.restartRequired, { facts, current: facts.seed?.sha256 }) : null },
         });
         return;
       }
@@ -731,13 +813,55 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         if (op.memoryKiB !== undefined) await host.setDomainMemory(step.name, op.memoryKiB);
         if (op.description !== undefined) await host.setDomainDescription(step.name, op.description ?? undefined);
         ctx.boundary();
-        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: await restartState(host, step.name, facts.restartRequired) } });
+        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: await restartState(host, step.name, facts.restartRequired, { facts, current: facts.seed?.sha256 }) } });
         return;
+      case 'vm.seed': {
+        const d = ctx.desired!;
+        const image = seedImage(d);
+        if (!image || `sha256:${image.sha256}` !== op.sha256) throw new Error(`internal error: no seed image ${op.sha256} for ${step.key}`);
+        // A new file every time (never written in place): a running domain keeps reading the seed it
+        // opened at its start, a half-written seed is never what a booting guest finds.
+        if (await host.getVolume(op.pool, op.volume)) await host.deleteVolume(op.pool, op.volume);
+        await host.createVolume({ pool: op.pool, name: op.volume, capacityBytes: image.iso.length, format: 'raw', mode: 0o600 });
+        await host.uploadVolume(op.pool, op.volume, once(image.iso), { sparse: false });
+        const old = facts.seed;
+        if (old && (old.pool !== op.pool || old.volume !== op.volume)) await host.deleteVolume(old.pool, old.volume);
+        const live = await host.getRunningDomain(step.name);
+        const seedFacts = { seed: { pool: op.pool, volume: op.volume, sha256: op.sha256 } satisfies SeedFact };
+        const rr = live ? await restartState(host, step.name, facts.restartRequired, { facts, current: op.sha256 }) : null;
+        ctx.boundary();
+        await ctx.record({
+          observedStatus: live ? 'running' : 'stopped', desiredState: d.state,
+          facts: {
+            ...seedFacts,
+            // What the running domain booted with stays known once the volume holds another seed.
+            seedBooted: live ? { sha256: bootedSeed(facts, live.id), domainId: live.id } : null,
+            restartRequired: rr,
+          },
+        });
+        return;
+      }
+      case 'vm.unseed': {
+        await host.deleteVolume(op.pool, op.volume);
+        const live = await host.getRunningDomain(step.name);
+        const rr = live ? await restartState(host, step.name, facts.restartRequired, { facts, current: undefined }) : null;
+        ctx.boundary();
+        await ctx.record({
+          observedStatus: live ? 'running' : 'stopped', desiredState: ctx.desired!.state,
+          facts: { seed: null, seedBooted: live ? { sha256: bootedSeed(facts, live.id), domainId: live.id } : null, restartRequired: rr },
+        });
+        return;
+      }
       case 'vm.start': {
         await host.startDomain(step.name);
+        const ci = ctx.desired!.config.cloudInit;
+        const id = ci ? (await host.getRunningDomain(step.name))?.id : undefined;
         ctx.boundary();
-        // Started (again): nothing is left for the next boot.
-        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: null } });
+        // Started (again): nothing is left for the next boot; it opened the seed on the volume now.
+        await ctx.record({
+          observedStatus: 'running', desiredState: ctx.desired!.state,
+          facts: { restartRequired: null, seedBooted: ci && id !== undefined ? { sha256: ci.seed, domainId: id } : null },
+        });
         return;
       }
       case 'vm.stop':
@@ -747,6 +871,9 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         return;
       case 'vm.delete':
         await host.stopDomain(step.name, { graceful: false });
+        // Its seed is derived data: gone with the VM (never a data-loss hold). Before the domain, so
+        // that a run interrupted in between still finds the domain, and this step runs again.
+        for (const x of recordedSeeds(op, factsOf(ctx.observed, step.key))) await host.deleteVolume(x.pool, x.volume);
         await host.undefineDomain(step.name);
         ctx.boundary();
         await ctx.forgetIfUndeclared();
@@ -776,7 +903,10 @@ const nicList = (d: DomainDetail): string => d.nics.map((x) => `${x.mac.toLowerC
  * the running (live) definition against the persistent one, for everything that is not applied
  * live. null when nothing is left (or the domain is not running).
  */
-async function restartState(host: HostPort, name: string, previous: RestartRequired | undefined): Promise<RestartRequired | null> {
+async function restartState(
+  host: HostPort, name: string, previous: RestartRequired | undefined,
+  seed?: { facts: VmFacts | undefined; current: string | undefined },
+): Promise<RestartRequired | null> {
   const [live, defined] = await Promise.all([host.getRunningDomain(name), host.getDomain(name)]);
   if (!live || !defined) return null;
   const pairs: [string, unknown, unknown][] = [
@@ -789,6 +919,8 @@ async function restartState(host: HostPort, name: string, previous: RestartRequi
     ['spec.cpu', liveCpu(live.cpu, defined.cpu), defined.cpu],
     ['spec.graphics', graphicsOf(live), graphicsOf(defined)],
     ['spec.guestAgent', live.guestAgent, defined.guestAgent],
+    // The seed the running domain opened at its start against the one on the volume now.
+    ...(seed ? [['spec.cloudInit', shortDigest(bootedSeed(seed.facts, live.id)), shortDigest(seed.current)] as [string, unknown, unknown]] : []),
     ['spec.disks', diskList(live), diskList(defined)],
     ['spec.nics', nicList(live), nicList(defined)],
   ];
@@ -802,6 +934,117 @@ async function restartState(host: HostPort, name: string, previous: RestartRequi
     since: same && previous.since ? previous.since : new Date().toISOString(),
     domainId: live.id,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// cloud-init seed
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * spec.cloudInit → the seed image and its config (digests). instance-id, when metaData does not
+ * set it, is `iid-` and the first 16 hex digits of a sha256 over everything else in the seed: a
+ * change of user-data, meta-data, network-config or keys gives a new instance-id, and cloud-init
+ * then runs its per-instance modules again at the next boot; the same content keeps it.
+ */
+function cloudInitConfig(
+  name: string, ci: NonNullable<VirtualMachineSpec['cloudInit']>, disks: VmConfig['disks'], ctx: BuildContext,
+): { config: VmCloudInit; image: Seed } {
+  const pool = ci.pool!; // the manifest layer filled in the default (the first disk's pool)
+  const volume = `${name}-cidata.iso`;
+  const userMeta = (ci.metaData ?? {}) as Record<string, unknown>;
+  const networkConfig = ci.networkConfig as Record<string, unknown> | string | undefined;
+  const rest = { name, userData: ci.userData ?? '', metaData: { ...userMeta, 'instance-id': undefined }, networkConfig: networkConfig ?? null, keys: ci.sshAuthorizedKeys ?? null };
+  const instanceId = typeof userMeta['instance-id'] === 'string'
+    ? userMeta['instance-id']
+    : `iid-${createHash('sha256').update(canonicalJson(rest)).digest('hex').slice(0, 16)}`;
+  const image = buildNoCloudSeed({
+    vmName: name, userData: ci.userData, metaData: { ...userMeta, 'instance-id': instanceId }, networkConfig, sshAuthorizedKeys: ci.sshAuthorizedKeys,
+  });
+  const file = (n: string): string | undefined => image.files.find((f) => f.name === n)?.text;
+  const nc = file('network-config');
+  return {
+    image,
+    config: {
+      pool, volume, path: posix.join(ctx.poolPath(pool), volume),
+      target: diskTarget('ide', disks.filter((d) => d.bus === 'ide').length),
+      seed: `sha256:${image.sha256}`, userData: digest(file('user-data') ?? ''), metaData: digest(file('meta-data') ?? ''),
+      ...(nc !== undefined ? { networkConfig: digest(nc) } : {}),
+      instanceId,
+    },
+  };
+}
+
+const seedOp = (ci: VmCloudInit): VmOp => ({ op: 'vm.seed', pool: ci.pool, volume: ci.volume, sha256: ci.seed });
+
+/** A plan line with digests shortened (`sha256:0123456789ab…`). */
+function shortLine(f: FieldChange): FieldChange {
+  return { ...f, before: shortDigest(f.before), after: shortDigest(f.after) };
+}
+
+/** The seed digest the running domain `domainId` was started with, as far as virtform knows. */
+function bootedSeed(facts: VmFacts | undefined, domainId: number | undefined): string | undefined {
+  const b = facts?.seedBooted;
+  if (b && b.domainId === domainId) return b.sha256;
+  // Started before the last upload was recorded (or outside virtform): it opened what was uploaded then.
+  return facts?.seed?.sha256;
+}
+
+interface SeedPlan {
+  op?: VmOp;
+  lines: FieldChange[];
+  notes: string[];
+  reason?: string;
+  drift: boolean;
+}
+
+/**
+ * Whether the seed volume needs building: none uploaded yet, another content or place than the
+ * one uploaded last, or the volume gone from its pool's listing (drift). Its lines show digests
+ * only; `[restart]`: cloud-init reads the seed at boot.
+ */
+function planSeed(r: DesiredVm, observed: Observed, facts: VmFacts | undefined, prev: VmConfig | undefined): SeedPlan {
+  const want = r.config.cloudInit;
+  const have = facts?.seed;
+  const out: SeedPlan = { lines: [], notes: [], drift: false };
+  if (!want) {
+    if (!have) return out;
+    out.op = { op: 'vm.unseed', pool: have.pool, volume: have.volume };
+    out.lines.push({ field: 'spec.cloudInit.seed', before: have.sha256, after: undefined, effect: 'restart' });
+    out.reason = 'cloud-init seed no longer declared';
+    return out;
+  }
+  const listing = observed.volumes.get(want.pool);
+  const missing = listing !== undefined && !listing.has(want.volume);
+  const moved = !!have && (have.pool !== want.pool || have.volume !== want.volume);
+  if (have && have.sha256 === want.seed && !moved && !missing) return out;
+  out.op = seedOp(want);
+  out.lines.push({ field: 'spec.cloudInit.seed', before: have?.sha256, after: want.seed, effect: 'restart' });
+  if (have && have.sha256 === want.seed && !moved) {
+    out.drift = true;
+    out.lines[0]!.drift = true;
+    out.reason = `cloud-init seed volume ${want.pool}/${want.volume} is missing (drift)`;
+    return out;
+  }
+  out.reason = !have ? 'cloud-init seed to build' : moved ? 'cloud-init seed moves' : 'cloud-init seed changed';
+  const before = prev?.cloudInit;
+  if (before) {
+    for (const k of ['userData', 'metaData', 'networkConfig', 'instanceId'] as const) {
+      if (before[k] !== want[k]) out.lines.push({ field: `spec.cloudInit.${k}`, before: before[k], after: want[k], effect: 'restart' });
+    }
+    if (before.instanceId !== want.instanceId) out.notes.push('cloud-init will run again at next boot (instance-id changed)');
+    else if (have && have.sha256 !== want.seed) out.notes.push('instance-id unchanged (set in metaData): cloud-init reads the new seed at next boot without running its per-instance modules again');
+  }
+  return out;
+}
+
+/** The seed volumes a VM's record or journal names (a delete removes them all). */
+function recordedSeeds(op: Extract<VmOp, { op: 'vm.delete' }>, facts: VmFacts | undefined): { pool: string; volume: string }[] {
+  const all = [op.seed, facts?.seed].filter((x): x is { pool: string; volume: string } => !!x);
+  return all.filter((x, i) => all.findIndex((y) => y.pool === x.pool && y.volume === x.volume) === i);
+}
+
+async function* once(data: Uint8Array): AsyncIterable<Uint8Array> {
+  yield data;
 }
 
 /** spec.boot → `{ boot }` when it declares anything beyond the defaults (BIOS, no kernel), else `{}`. */

@@ -167,6 +167,7 @@ describe('parseDomainXml on libvirt output shapes', () => {
           format: 'qcow2',
         },
       ],
+      cdroms: [],
       nics: [
         { network: 'vftest-xml-probenet', mac: '52:54:00:ab:cd:01', model: 'virtio', type: 'network' },
         { network: 'vftest-xml-probenet', mac: '52:54:00:71:ca:f5', model: 'e1000', type: 'network' },
