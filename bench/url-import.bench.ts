@@ -10,7 +10,7 @@
  *
  * Objects are named vftest-bench-url-*; everything is removed at the end, also on failure.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -23,7 +23,7 @@ const f = flags();
 const MIB = Number(f.mib ?? 100);
 const RUNS = Number(f.runs ?? 3);
 const P = 'vftest-bench-url';
-const POOL_PATH = `/var/lib/virtform-test/${P}-pool`;
+const POOL_PATH = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${P}-pool`;
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI = join(ROOT, 'dist/cli/main.js');
 
@@ -33,12 +33,20 @@ const cleanup = (): void => {
   } catch { /* best effort */ }
 };
 
-function timed(cmd: string, args: string[], env: Record<string, string> = {}): number {
+/** Run a command and time it (asynchronously: the HTTP server lives in this process). */
+function timed(cmd: string, args: string[], env: Record<string, string> = {}): Promise<number> {
   const t = performance.now();
-  const r = spawnSync(cmd, args, { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, encoding: 'utf8', maxBuffer: 64 << 20 });
-  const ms = performance.now() - t;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stdout}\n${r.stderr}`);
-  return ms;
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolve(performance.now() - t);
+      else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`));
+    });
+  });
 }
 
 async function main(): Promise<void> {
@@ -64,40 +72,36 @@ async function main(): Promise<void> {
   mkdirSync(fileDir);
   writeFileSync(join(urlDir, 'm.yaml'), `${pool}---\napiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-img}\nspec: {pool: ${P}-pool, format: raw, source: {url: "${url}", sha256: "${digest}"}}\n`);
   writeFileSync(join(fileDir, 'm.yaml'), `${pool}---\napiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-img}\nspec: {pool: ${P}-pool, format: raw, source: "${image}"}\n`);
-  const rows: Record<string, number[]> = { curl: [], cold: [], warm: [], file: [], qemuimg: [], poolOnly: [] };
+  const rows: Record<string, number[]> = { curl: [], cold: [], warm: [], file: [], qemuimg: [], virsh: [], poolOnly: [] };
   const mib = (ms: number): string => (size / 1024 ** 2 / (ms / 1000)).toFixed(0);
   try {
     for (let i = 0; i < RUNS; i += 1) {
       const out = join(work, 'curl.out');
-      rows.curl!.push(timed('curl', ['-sS', '-f', '-o', out, url]));
+      rows.curl!.push(await timed('curl', ['-sS', '-f', '-o', out, url]));
       rmSync(out);
       const conv = join(work, 'conv.raw');
-      rows.qemuimg!.push(timed('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', image, conv]));
+      rows.qemuimg!.push(await timed('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', image, conv]));
       rmSync(conv);
 
       // Fresh state dir (empty image cache): download + verify + upload.
       const state = join(work, `state-${i}`);
       mkdirSync(state);
-      const db = join(state, 'state.db');
-      rows.cold!.push(timed(process.execPath, [CLI, 'reconcile', urlDir, '--db', db]));
-      // Image cached: delete the volume's DB and objects, reimport (upload only).
-      const teardown = (d: string): void => {
-        timed(process.execPath, [CLI, 'reconcile', join(work, 'empty'), '--db', d, '--allow-empty', '--allow-data-loss']);
-      };
-      mkdirSync(join(work, 'empty'), { recursive: true });
-      teardown(db);
-      rows.warm!.push(timed(process.execPath, [CLI, 'reconcile', urlDir, '--db', db]));
-      teardown(db);
+      rows.cold!.push(await timed(process.execPath, [CLI, 'reconcile', urlDir, '--db', join(state, 'cold.db')]));
+      cleanup();
+      // Another DB in the same folder, so the same image cache: the image is cached (upload only).
+      rows.warm!.push(await timed(process.execPath, [CLI, 'reconcile', urlDir, '--db', join(state, 'warm.db')]));
+      cleanup();
       // The pool alone, to subtract the CLI's fixed cost (start, connect, plan, pool define/start).
-      writeFileSync(join(work, 'pool-only.yaml'), pool);
       const poolDir = join(work, 'pool-only');
       mkdirSync(poolDir, { recursive: true });
       writeFileSync(join(poolDir, 'm.yaml'), pool);
-      rows.poolOnly!.push(timed(process.execPath, [CLI, 'reconcile', poolDir, '--db', db]));
-      teardown(db);
-      const db2 = join(state, 'file.db');
-      rows.file!.push(timed(process.execPath, [CLI, 'reconcile', fileDir, '--db', db2]));
-      teardown(db2);
+      rows.poolOnly!.push(await timed(process.execPath, [CLI, 'reconcile', poolDir, '--db', join(state, 'pool.db')]));
+      // libvirt's own client uploading the same file into a volume of that pool (the stream's bound).
+      execFileSync('virsh', ['-q', 'vol-create-as', `${P}-pool`, `${P}-virsh.img`, String(size), '--format', 'raw'], { stdio: 'ignore' });
+      rows.virsh!.push(await timed('virsh', ['-q', 'vol-upload', '--pool', `${P}-pool`, `${P}-virsh.img`, image]));
+      cleanup();
+      rows.file!.push(await timed(process.execPath, [CLI, 'reconcile', fileDir, '--db', join(state, 'file.db')]));
+      cleanup();
     }
   } finally {
     server.close();
@@ -124,6 +128,7 @@ ${table(['what', 'wall time', 'throughput', 'net of the fixed cost'], [
     line('virtform: URL volume, image cached (upload stream only)', rows.warm!, true),
     line('virtform: local `source` file (sha256 at load, streamed through the upload stream)', rows.file!, true),
     line('`qemu-img convert -O raw` of the file to a file (the old local import path, without libvirt)', rows.qemuimg!),
+    line('`virsh vol-upload` of the file into a volume (libvirt\'s own upload stream, no sparse)', rows.virsh!),
   ])}
 
 Raw timings (ms): ${Object.entries(rows).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(0)).join('/')}`).join('; ')}.

@@ -464,7 +464,8 @@ async function prepareImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume): 
   } catch (e) {
     await rm(tmp, { force: true });
     const stderr = String((e as { stderr?: string }).stderr ?? '').trim().split('\n').filter(Boolean);
-    throw new HostError('operation-failed', `converting ${path} to ${c.format}: ${stderr.at(-1) ?? (e as Error).message.split('\n')[0]}`);
+    // qemu-img refusing the file is a problem of the image, not a transient one: not retried.
+    throw new HostError('invalid', `cannot read source image ${path} (converting it to ${c.format}): ${stderr.at(-1) ?? (e as Error).message.split('\n')[0]}`);
   }
   const st = await stat(tmp);
   return { path: tmp, header: await readImageHeader(tmp, st.size), temporary: true, cached: false, shown };

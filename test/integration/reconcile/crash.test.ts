@@ -169,7 +169,9 @@ describe('SIGTERM', () => {
  */
 describe('SIGKILL during URL imports', () => {
   const U = 'vftest-url-crash';
-  const UPOOL = `/var/lib/virtform-test/${U}-pool`;
+  // VIRTFORM_TEST_POOL_ROOT: another root for this scenario's pool (where parallel suites share
+  // /var/lib/virtform-test and clean every vftest* folder in it).
+  const UPOOL = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${U}-pool`;
   // A whole number of 512-byte sectors (QEMU rounds a raw file's size up to one).
   const RAW = Buffer.concat([Buffer.from('crash url image\n'), Buffer.alloc(2 * 1024 ** 2 - 16), Buffer.alloc(1024 ** 2, 0x33)]);
   let QCOW: Buffer;
@@ -237,6 +239,7 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
     const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode']);
     expect(again.code, `${label}: ${again.stdout}`).toBe(0);
     expect(orphans(U, want), label).toEqual([]);
+    expect(readdirSync(UPOOL).sort(), `${label}: files in the pool`).toEqual(files);
     expect(openJournal(db), label).toEqual([]);
     expect(digest(readFileSync(`${UPOOL}/${U}-data.img`)), `${label}: bytes on the volume`).toBe(digest(RAW));
     expect(readdirSync(join(db, '..', 'images')).filter((f) => f.includes('.part.') || f.startsWith('convert.')), label).toEqual([]);
@@ -270,6 +273,7 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
       rounds.push(k);
     }
     // pool define/start/autostart + 3 volumes, two boundaries a step plus the imports' three more each.
+    console.info(`URL import crash matrix: ${rounds.length} boundaries, every rerun converged`);
     expect(rounds.length).toBeGreaterThanOrEqual(12);
   }, 600_000);
 

@@ -17,7 +17,8 @@ import { cleanupPrefix, ensureBuilt, openJournal, runCli, virsh } from '../../su
 import { expectReadbackMatches } from '../../support/readback.js';
 
 const P = 'vftest-url';
-const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
+// VIRTFORM_TEST_POOL_ROOT: another root for the pool (where parallel suites share /var/lib/virtform-test).
+const POOL_DIR = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${P}-pool`;
 const EXAMPLES = fileURLToPath(new URL('../../../manifests/examples', import.meta.url));
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
