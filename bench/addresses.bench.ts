@@ -107,7 +107,7 @@ async function main(): Promise<void> {
 
 \`npx tsx bench/addresses.bench.ts --sizes ${SIZES.join(',')} --reps ${REPS}\` on ${URI}: N running VMs that boot nothing (TCG), one NIC each on one
 isolated virtform DHCP network (no guest asks for an address, so every lookup comes back empty and the work is the lookup itself).
-Median of ${REPS} runs.
+Median of ${REPS} runs. The call counts are the result; the times are noisy: the running TCG VMs load the machine's cores.
 
 ${table(['running VMs', 'status: calls', 'status ms', 'wait poll: calls', 'wait poll ms', 'per-VM domifaddr: calls', 'per-VM ms'], rows)}
 
