@@ -100,7 +100,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
   addGitOptions(reconcile);
 
   const status = program.command('status')
-    .description('each managed resource: desired vs observed state, derived status (converged, drifted, failed, pending), last error, attempts, last applied revision; exit 1 when the DB is missing or libvirt unreachable (unless --offline)')
+    .description('each managed resource: desired vs observed state, derived status (converged, drifted, failed, pending), last error, attempts, last applied revision, and the IP addresses of each running VM per NIC with their source (DHCP lease, guest agent, ARP); exit 1 when the DB is missing or libvirt unreachable (unless --offline)')
     .argument('[dir]', 'manifest folder: also list declared resources not created yet')
     .addOption(uriOption())
     .addOption(dbOption())

@@ -64,7 +64,7 @@ export interface StatusRow {
    * for other kinds, and for a VM that is not running or when the host was not asked.
    */
   addresses: NicAddresses[] | null;
-  /** VMs: running, and every NIC on a network with DHCP has an address (null for other kinds). */
+  /** VMs: running, and every NIC on a network with DHCP has an address (null for other kinds, and when the host was not asked). */
   addressesReady: boolean | null;
   /** VMs: which NICs are still waited for, and which are not waited for (network without DHCP). */
   addressesNote: string | null;
@@ -112,7 +112,8 @@ function noteOf(host: HostView | undefined, kind: string, name: string, r: Resou
 }
 
 function addressesOf(host: HostView | undefined, kind: string, name: string): Pick<StatusRow, 'addresses' | 'addressesReady' | 'addressesNote'> {
-  if (kind !== 'VirtualMachine') return { addresses: null, addressesReady: null, addressesNote: null };
+  // Other kinds, and VMs when the host was not asked (offline, unreachable): unknown.
+  if (kind !== 'VirtualMachine' || !host?.addresses) return { addresses: null, addressesReady: null, addressesNote: null };
   const a = host?.addresses?.vms.get(name);
   return { addresses: a?.nics ?? null, addressesReady: a?.ready ?? false, addressesNote: a?.running ? a.note : null };
 }

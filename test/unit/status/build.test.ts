@@ -59,6 +59,8 @@ describe('buildStatus', () => {
     const stalled = buildStatus({ records, declared, host, revisions: new Map(), stalled: new Map([[`VirtualMachine/${vm.name}`, 'invalid: nope']]) });
     expect(stalled.resources.find((r) => r.name === vm.name)).toMatchObject({ status: 'stalled', reason: 'invalid: nope' });
 
+    // Offline: a VM's addresses are unknown (null), not "not ready".
+    expect(buildStatus({ records: [rec('VirtualMachine', 'v')], revisions: new Map() }).resources[0]).toMatchObject({ addresses: null, addressesReady: null, addressesNote: null });
     const offline = buildStatus({ records: [rec('Network', 'n', { observedStatus: 'active' })], revisions: new Map() });
     expect(offline.resources[0]).toMatchObject({ observed: 'unknown', status: 'applied', desired: 'active' });
   });
