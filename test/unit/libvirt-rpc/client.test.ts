@@ -254,6 +254,9 @@ describe('calls', () => {
     expect(seen.every((i) => i.ms >= 0)).toBe(true);
     expect(LibvirtClient.isMutating('storageVolResize')).toBe(true);
     expect(LibvirtClient.isMutating('domainGetXmlDesc')).toBe(false);
+    // acl connect:write in remote_protocol.x, but it only reads what the hypervisor offers
+    expect(LibvirtClient.isMutating('connectGetDomainCapabilities')).toBe(false);
+    expect(LibvirtClient.isMutating('domainOpenConsole')).toBe(false);
   });
 
   it('swaps command and section of network-update for daemons with the old wire order', async () => {
