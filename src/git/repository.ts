@@ -11,7 +11,7 @@
  *   applied/         the commit the runs reconcile: always at this path, so a Volume `source`
  *                    relative to a manifest keeps its path from one commit to the next
  *   *.commit         which commit each of those folders holds
- *   askpass.sh, gnupg/   credentials prompt script and the private GNUPGHOME of --gpg-keyring
+ *   askpass.sh       the credentials prompt script (GIT_ASKPASS)
  *
  * Checkouts are made with `read-tree` + `checkout-index` into a plain folder (no work tree, no
  * .git inside), from the bare repository. The remote URL is never stored in the repository
@@ -296,8 +296,17 @@ export class GitRepository {
     if (!/^gpgsig(-sha256)? /m.test(header)) {
       throw new SignatureError(`commit ${short(sha)} is not signed: refused (--verify-commits)`, sha);
     }
-    const gnupg = join(this.dir, 'gnupg');
-    mkdirSync(gnupg, { recursive: true, mode: 0o700 });
+    // A private GNUPGHOME made for this check (the user's keyring is never consulted): short, in
+    // the temp folder, since gpg's agent socket path must fit in 108 bytes.
+    const gnupg = mkdtempSync(join(tmpdir(), 'vfgpg-'));
+    try {
+      await this.#verifyWith(sha, v, gnupg);
+    } finally {
+      rmSync(gnupg, { recursive: true, force: true });
+    }
+  }
+
+  async #verifyWith(sha: string, v: GitVerifyOptions, gnupg: string): Promise<void> {
     if (v.gpgKeyring) {
       try {
         await execFileAsync('gpg', ['--batch', '--quiet', '--no-autostart', '--import', v.gpgKeyring], {

@@ -20,6 +20,26 @@ export function git(cwd: string, ...args: string[]): string {
   return execFileSync('git', args, { cwd, env: GIT_ENV, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
+export interface GpgKey {
+  home: string;
+  fingerprint: string;
+  /** Armored public key file (what --gpg-keyring takes). */
+  publicFile: string;
+}
+
+/** A gpg signing key (ed25519, no passphrase) in its own GNUPGHOME. */
+export function gpgSigningKey(dir: string): GpgKey {
+  const home = join(dir, 'gnupg-signer');
+  rmSync(home, { recursive: true, force: true });
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  const env = { ...GIT_ENV, GNUPGHOME: home };
+  execFileSync('gpg', ['--batch', '--passphrase', '', '--quick-gen-key', 'vftest <vftest@example.invalid>', 'ed25519', 'sign', 'never'], { env, stdio: 'ignore' });
+  const fingerprint = /^fpr:+([0-9A-F]+):/m.exec(execFileSync('gpg', ['--batch', '--with-colons', '--list-keys'], { env, encoding: 'utf8' }))![1]!;
+  const publicFile = join(dir, 'gpg-public.asc');
+  writeFileSync(publicFile, execFileSync('gpg', ['--batch', '--armor', '--export', fingerprint], { env }));
+  return { home, fingerprint, publicFile };
+}
+
 export interface SigningKey {
   private: string;
   public: string;
@@ -63,7 +83,7 @@ export class TestRepo {
    * Replace the contents of `folder` (relative to the repo root; '' = everything but .git) with
    * `files`, commit (signed with `sign` when given) and push. Returns the commit id.
    */
-  commit(files: Record<string, string>, o: { folder?: string; message?: string; sign?: SigningKey; branch?: string; tag?: string } = {}): string {
+  commit(files: Record<string, string>, o: { folder?: string; message?: string; sign?: SigningKey; gpg?: GpgKey; branch?: string; tag?: string } = {}): string {
     const folder = join(this.work, o.folder ?? '');
     if (o.folder) rmSync(folder, { recursive: true, force: true });
     else for (const f of execFileSync('ls', ['-A', this.work], { encoding: 'utf8' }).split('\n').filter((x) => x && x !== '.git')) rmSync(join(this.work, f), { recursive: true, force: true });
@@ -73,8 +93,11 @@ export class TestRepo {
       writeFileSync(join(folder, name), text);
     }
     git(this.work, 'add', '-A');
-    const sign = o.sign ? ['-c', 'gpg.format=ssh', '-c', `user.signingkey=${o.sign.public}`, 'commit', '-S'] : ['commit'];
-    git(this.work, ...sign, '--quiet', '--allow-empty', '-m', o.message ?? 'change');
+    const sign = o.sign ? ['-c', 'gpg.format=ssh', '-c', `user.signingkey=${o.sign.public}`, 'commit', '-S']
+      : o.gpg ? ['-c', 'gpg.format=openpgp', '-c', `user.signingkey=${o.gpg.fingerprint}`, 'commit', '-S'] : ['commit'];
+    execFileSync('git', [...sign, '--quiet', '--allow-empty', '-m', o.message ?? 'change'], {
+      cwd: this.work, env: { ...GIT_ENV, ...(o.gpg ? { GNUPGHOME: o.gpg.home } : {}) }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const sha = git(this.work, 'rev-parse', 'HEAD');
     const branch = o.branch ?? this.branch;
     git(this.work, 'push', '--quiet', '--force', 'origin', `HEAD:refs/heads/${branch}`);

@@ -168,7 +168,7 @@ export class GitRepositorySource implements Source, ManifestProvider {
       }
       this.#problem = undefined;
       this.#log.info('git: new commit fetched and validated', {
-        url: s.repo.displayUrl, fetched: short(sha), applied: short(s.appliedCommit), manifests: c.validation.manifests, fetchMs, validateMs, summary: s.status().summary,
+        url: s.repo.displayUrl, fetched: short(sha), applied: short(s.appliedCommit), differ: sha !== s.appliedCommit, manifests: c.validation.manifests, fetchMs, validateMs, summary: s.status().summary,
       });
       this.#enqueue('git');
     } catch (e) {

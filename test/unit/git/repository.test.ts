@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../../support/manifests.js';
-import { TestRepo, fakeSshBin, git, sshSigningKey, startGitDaemon, startHttpGit, type SigningKey } from '../../support/git.js';
+import { TestRepo, fakeSshBin, git, gpgSigningKey, sshSigningKey, startGitDaemon, startHttpGit, type SigningKey } from '../../support/git.js';
 import { GitRepository, GitSync, checkGitSpec, parseRemote, redactUrl, rebaseState, sshCommand, type GitSourceSpec } from '../../../src/git/index.js';
 import { openStateStore } from '../../../src/state/index.js';
 
@@ -191,6 +191,25 @@ describe('--verify-commits (ssh signatures, gpg.format=ssh)', () => {
     expect(!f.ok && f.reason).toMatch(new RegExp(`^commit ${foreign.slice(0, 7)}: signature not accepted \\(--verify-commits\\): .*No principal matched`));
     // Without --verify-commits both are accepted.
     expect((await make().validate(unsigned)).ok).toBe(true);
+  });
+});
+
+describe('--verify-commits (gpg signatures, --gpg-keyring)', () => {
+  it('accepts a commit signed by a key of the keyring; refuses one signed by another key and an unsigned one', async () => {
+    const signer = gpgSigningKey(join(work, `gpg-${Math.random().toString(36).slice(2, 6)}`));
+    const stranger = gpgSigningKey(join(work, `gpg-${Math.random().toString(36).slice(2, 6)}`));
+    const r = make({ verify: { gpgKeyring: signer.publicFile } });
+    const ok = repo.commit({ 'n.yaml': NET('vftest-git-g') }, { gpg: signer });
+    await r.fetch();
+    const v = await r.validate(ok);
+    expect(v.ok, !v.ok ? v.reason : '').toBe(true);
+    const bad = repo.commit({ 'n.yaml': NET('vftest-git-g2') }, { gpg: stranger });
+    await r.fetch();
+    const b = await r.validate(bad);
+    expect(!b.ok && b.reason).toMatch(new RegExp(`^commit ${bad.slice(0, 7)}: signature not accepted \\(--verify-commits\\): .*(No public key|Can't check signature)`));
+    const none = repo.commit({ 'n.yaml': NET('vftest-git-g3') });
+    await r.fetch();
+    expect(!(await r.validate(none)).ok).toBe(true);
   });
 });
 
