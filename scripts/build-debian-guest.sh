@@ -12,9 +12,9 @@
 # The guest reads its configuration from a NoCloud seed (datasource_list: [NoCloud, None]).
 #
 # Cached and idempotent: the result lives in $CACHE/<key>/ where the key names the versions of the
-# packages that make the guest (cloud-init, the kernel, initramfs-tools, systemd) and this
-# script's hash, so a second run prints the cached paths and downloads nothing; it rebuilds only
-# when one of them changes. CACHE defaults to /var/cache/virtform/debian-guest (override with
+# packages that make the guest (cloud-init, the kernel, initramfs-tools, systemd) and the hash of
+# the build recipe (the part of this script that makes the image), so a second run prints the
+# cached paths and downloads nothing; it rebuilds only when one of them changes. CACHE defaults to /var/cache/virtform/debian-guest (override with
 # VIRTFORM_DEBIAN_GUEST_CACHE); $CACHE/current is a symlink to the latest build. A build happens in
 # a temporary directory $CACHE/.build.* that is renamed into place at the end, every mount it makes
 # lives in a private mount namespace (gone when the build process dies), so a run killed at any
@@ -59,34 +59,46 @@ CMDLINE='root=/dev/vda rw console=ttyS0'
 GUEST_PKGS=(systemd-sysv udev kmod ifupdown isc-dhcp-client zstd)
 # and, at the versions of the cache key: cloud-init, initramfs-tools, systemd, the kernel.
 KERNEL_META=linux-image-amd64
-SCRIPT_HASH=$(sha256sum "$0" | cut -c1-12)
+# What decides the image: the recipe (this script from the "--- build" line on) and the settings
+# above. Edits to the option parsing or version lookup do not rebuild.
+RECIPE_HASH=$( { declare -p GUEST_PKGS; echo "$SUITE $IMAGE_SIZE $CMDLINE $KERNEL_META"; sed -n '/^# --- build /,$p' "$0"; } | sha256sum | cut -c1-12)
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
 
-candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2; exit}'; }
 valid() { [ -n "$1" ] && [ "$1" != "(none)" ]; }
+# Candidate versions of several packages with one apt-cache call (each call reads the whole index).
+declare -A CAND=()
+candidates() {
+  local pkg ver
+  CAND=()
+  while read -r pkg ver; do CAND[$pkg]=$ver; done < <(apt-cache policy "$@" 2>/dev/null |
+    awk '/^[^ ].*:$/ { p = substr($0, 1, length($0) - 1) } /^  Candidate:/ { print p, $2 }')
+}
 
 # --- the package versions (the cache key) ---------------------------------------------------
 resolve() {
-  KMETA_VER=$(candidate "$KERNEL_META")
-  if ! valid "$KMETA_VER"; then
+  candidates "$KERNEL_META" cloud-init initramfs-tools systemd
+  if ! valid "${CAND[$KERNEL_META]:-}"; then
     [ "$NO_BUILD" -eq 1 ] && return 1
     log "no candidate for $KERNEL_META: running apt-get update"
     apt-get update -q >&2 || return 1
-    KMETA_VER=$(candidate "$KERNEL_META")
+    candidates "$KERNEL_META" cloud-init initramfs-tools systemd
   fi
-  valid "$KMETA_VER" || return 1
-  # The metapackage's dependency on the real, versioned image package (linux-image-6.1.0-N-amd64).
-  KPKG=$(apt-cache show "$KERNEL_META=$KMETA_VER" | awk -F': ' '/^Depends:/ {print $2; exit}' |
-    tr ',' '\n' | sed 's/^ *//; s/ .*//' | grep -E '^linux-image-[0-9].*-amd64$' | head -1)
-  [ -n "$KPKG" ] || return 1
-  KVER=$(candidate "$KPKG")
-  CI_VER=$(candidate cloud-init)
-  IT_VER=$(candidate initramfs-tools)
-  SD_VER=$(candidate systemd)
-  valid "$KVER" && valid "$CI_VER" && valid "$IT_VER" && valid "$SD_VER"
+  KMETA_VER=${CAND[$KERNEL_META]:-}
+  CI_VER=${CAND[cloud-init]:-}
+  IT_VER=${CAND[initramfs-tools]:-}
+  SD_VER=${CAND[systemd]:-}
+  valid "$KMETA_VER" && valid "$CI_VER" && valid "$IT_VER" && valid "$SD_VER" || return 1
+  # The metapackage depends on exactly one version of the real image package:
+  # "Depends: linux-image-6.1.0-57-amd64 (= 6.1.192-3)".
+  local dep
+  dep=$(apt-cache show "$KERNEL_META=$KMETA_VER" | awk -F': ' '/^Depends:/ {print $2; exit}' | tr ',' '\n' |
+    sed -n 's/^ *\(linux-image-[0-9][^ ]*-amd64\) (= \([^)]*\)).*/\1 \2/p' | head -1)
+  KPKG=${dep% *}
+  KVER=${dep#* }
+  [ -n "$KPKG" ] && [ -n "$KVER" ] && [ "$KPKG" != "$dep" ]
 }
 
 paths_json() { # $1 = build directory
@@ -108,7 +120,7 @@ if ! resolve; then
   die "cannot resolve the versions of $KERNEL_META, cloud-init, initramfs-tools, systemd from apt (is the Debian package index reachable?)"
 fi
 
-KEY="${SUITE}+cloud-init_${CI_VER}+${KPKG}_${KVER}+initramfs-tools_${IT_VER}+systemd_${SD_VER}+${SCRIPT_HASH}"
+KEY="${SUITE}+cloud-init_${CI_VER}+${KPKG}_${KVER}+initramfs-tools_${IT_VER}+systemd_${SD_VER}+${RECIPE_HASH}"
 KEY=${KEY//[:~]/_}
 OUT="$CACHE/$KEY"
 if [ -s "$OUT/paths.json" ] && [ -s "$OUT/disk.qcow2" ] && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ]; then
