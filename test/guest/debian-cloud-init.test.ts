@@ -102,6 +102,10 @@ function isolatedNetworkXml(name: string, bridge: string, subnet: string): strin
 
 function userData(hostname: string, content: string): string {
   // runcmd runs in cloud-init's final stage, before cc_final_message prints the finished line.
+  // `hostname` equals the meta-data local-hostname (the VM name): cloud-init sets that one before
+  // the network comes up, so the DHCP request carries it; a different user-data hostname would be
+  // applied after the lease was taken and reach libvirt's lease table only at the next renewal.
+  // Hence the hostname on the console (`vf-hostname`) and in the lease are compared with this one.
   return `#cloud-config
 hostname: ${hostname}
 write_files:
