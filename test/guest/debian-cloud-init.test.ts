@@ -34,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildNoCloudSeed } from '../../src/cloudinit/seed.js';
+import { LibvirtClient } from '../../src/libvirt/index.js';
 import { openHost } from '../../src/reconcile/adapters/libvirt-host.js';
 import type { LibvirtHost } from '../../src/reconcile/adapters/libvirt-host.js';
 import { ensureBuilt, runCli } from '../support/real-host.js';
@@ -63,7 +64,6 @@ const testDirs = ['pool', 'files', 'mpool', 'mfiles'].map((d) => `${TEST_ROOT}/$
 
 let guest: GuestPaths;
 let tmp: string;
-let host: LibvirtHost;
 let buildMs = 0;
 
 beforeAll(async () => {
@@ -77,11 +77,9 @@ beforeAll(async () => {
   }
   tmp = mkdtempSync(join(tmpdir(), `${PREFIX}-`));
   mkdirSync(TEST_ROOT, { recursive: true });
-  host = await openHost(URI);
 }, 1_600_000);
 
-afterAll(async () => {
-  await host?.close().catch(() => undefined);
+afterAll(() => {
   cleanup();
   for (const d of testDirs) rmSync(d, { recursive: true, force: true });
   if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -153,9 +151,13 @@ describe.sequential('Debian guest + cloud-init, self-contained: seed.ts seed, up
   const MAC = '52:54:00:7f:fc:01';
   const content = `vftest-${randomBytes(12).toString('hex')}`;
   let con: Console | undefined;
+  // Its own connection, opened when this part starts (an idle one held across the other part's
+  // minutes-long reconcile was once declared dead by the keepalive on a loaded host).
+  let host: LibvirtHost;
 
   beforeAll(async () => {
     assertSubnetFree(SUBNET);
+    host = await openHost(URI);
     const netXml = join(tmp, 'net.xml');
     writeFileSync(netXml, isolatedNetworkXml(NET, 'vftgdeb0', SUBNET));
     virsh('net-define', netXml);
@@ -255,8 +257,9 @@ describe.sequential('Debian guest + cloud-init, self-contained: seed.ts seed, up
 </domain>`);
   }, 300_000);
 
-  afterAll(() => {
+  afterAll(async () => {
     con?.close();
+    await host?.close().catch(() => undefined);
   });
 
   it(
@@ -421,14 +424,17 @@ spec:
       const basePath = virsh('vol-path', '--pool', POOL, `${PREFIX}-base.qcow2`).trim();
       expect(sha256File(basePath)).toBe(guest.imageSha256);
 
-      con = await Console.boot(host.client, VM);
+      const c = await LibvirtClient.connect(URI);
       let r;
       try {
+        con = await Console.boot(c, VM);
         r = await waitForGuest(con, VM, { network: NET, mac: MAC, hostname: VM, fileContent: content, subnet: SUBNET });
         writeManifests(port, 'running');
         const plan = await runCli(['reconcile', manifests, ...args, '--dry-run', '--detailed-exitcode'], {}, 300_000);
         expect(plan.code, `the running guest converges with the manifests:\n${plan.stdout}\n${plan.stderr}`).toBe(0);
       } finally {
+        con?.close();
+        await c.close().catch(() => undefined);
         if (virsh('domstate', VM).includes('running')) virsh('destroy', VM);
       }
       // eslint-disable-next-line no-console
