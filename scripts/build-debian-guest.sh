@@ -63,6 +63,9 @@ KERNEL_META=linux-image-amd64
 # above. Edits to the option parsing or version lookup do not rebuild.
 RECIPE_HASH=$( { declare -p GUEST_PKGS; echo "$SUITE $IMAGE_SIZE $CMDLINE $KERNEL_META"; sed -n '/^# --- build /,$p' "$0"; } | sha256sum | cut -c1-12)
 
+# Interrupted (Ctrl-C, SIGTERM): exit through the EXIT trap, which removes the temporary build.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
@@ -327,7 +330,8 @@ for d in "$CACHE"/*/; do
   [ "$d" = "$OUT" ] || { log "removing the older build ${d##*/}"; rm -rf "$d"; }
 done
 declare -A KEEP=()
-while IFS=$'\t' read -r p v a; do KEEP["${p}_${v//:/%3a}_${a}.deb"]=1; done < "$WORK/packages.tsv"
+# apt names its .debs pkg_EPOCH%3aVERSION_ARCH.deb, debootstrap (like the pool) without the epoch.
+while IFS=$'\t' read -r p v a; do KEEP["${p}_${v//:/%3a}_${a}.deb"]=1; KEEP["${p}_${v#*:}_${a}.deb"]=1; done < "$WORK/packages.tsv"
 for f in "$CACHE"/debs/*.deb "$CACHE"/apt-archives/*.deb; do
   [ -e "$f" ] || continue
   [ -n "${KEEP[${f##*/}]:-}" ] || rm -f "$f"
