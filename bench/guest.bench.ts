@@ -137,6 +137,15 @@ Wall times from the resume of a domain started paused with its console attached.
 ${machineBlock()}
 
 ${sections.join('\n\n')}
+
+Notes:
+- The image build runs debootstrap and apt from the Debian mirror: its cold time depends on the mirror and the host's
+  load more than on anything in virtform. \`--cold\` builds into a fresh cache directory (every .deb downloaded again).
+- KVM on this project's CI machine (nested virtualization) does not boot a Linux guest: with the default CPU model the
+  guest never leaves SeaBIOS (0 bytes on the serial console after 90 s; also with \`nokaslr\`, and on q35 with a
+  split irqchip); \`host-model\` and \`host-passthrough\` make QEMU abort (\`failed to set MSR 0x10a\`, the
+  arch-capabilities MSR); \`host-model\` with arch-capabilities disabled starts but stays in SeaBIOS too. Hence the
+  default \`--virt qemu\` (TCG); on a host with working KVM pass \`--virt qemu,kvm\`.
 `,
   );
 }

@@ -312,6 +312,7 @@ describe.sequential('Debian guest + cloud-init, manifest-driven: URL volume, clo
   let manifests: string;
   let db: string;
   let con: Console | undefined;
+  let imageBytes = 0;
 
   function writeManifests(port: number, state: 'running' | 'stopped'): void {
     const indent = (s: string, n: number) => s.replace(/\n(?=.)/g, `\n${' '.repeat(n)}`);
@@ -375,6 +376,7 @@ spec:
     if (MISSING.length > 0) return;
     assertSubnetFree(SUBNET);
     ensureBuilt();
+    imageBytes = statSync(guest.image).size;
     manifests = mkdtempSync(join(tmp, 'manifests-'));
     db = join(tmp, 'state.db');
     mkdirSync(FILES, { recursive: true });
@@ -387,7 +389,7 @@ spec:
         res.writeHead(404).end();
         return;
       }
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(statSync(guest.image).size) });
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(imageBytes) });
       if (req.method === 'HEAD') res.end();
       else createReadStream(guest.image).pipe(res);
     });
@@ -438,7 +440,7 @@ spec:
         if (virsh('domstate', VM).includes('running')) virsh('destroy', VM);
       }
       // eslint-disable-next-line no-console
-      console.log(`[debian-guest] manifest reconcile (download ${statSync(guest.image).size} bytes, import, clone, seed, define): ${reconcileMs} ms`);
+      console.log(`[debian-guest] manifest reconcile (download ${imageBytes} bytes, import, clone, seed, define): ${reconcileMs} ms`);
       checkGuest('manifest-driven', con, r, { hostname: VM, mac: MAC, content, subnet: SUBNET });
     },
     BOOT_TIMEOUT_MS + 1_000_000,
