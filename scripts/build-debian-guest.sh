@@ -35,7 +35,7 @@ set -euo pipefail
 
 log() { printf '[debian-guest] %s\n' "$*" >&2; }
 die() { printf '[debian-guest] error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 PRINT_PATHS=0
 NO_BUILD=0
