@@ -7,7 +7,7 @@ URI ?= qemu:///system
 DOMAIN_TYPE ?= auto
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults bench clean-test typecheck vagrant-check
+.PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults test-guest debian-guest bench clean-test typecheck vagrant-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ test-integration: setup ## integration tests against the real libvirtd
 
 test-faults: setup ## fault suite: crash matrix, SIGKILL rounds, libvirtd kill, disk full, lock race (root; ~8-9 min)
 	npx vitest run -c vitest.faults.config.ts
+
+debian-guest: ## build (or find cached) the Debian bookworm cloud-init guest in /var/cache/virtform/debian-guest (root; ~4 min cold, 1 s warm)
+	bash scripts/build-debian-guest.sh
+
+test-guest: setup debian-guest ## real cloud-init end to end: the Debian guest booted on qemu:///system from a NoCloud seed (root; ~4-5 min warm under TCG)
+	npx vitest run -c vitest.guest.config.ts
 
 bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)
 	bash bench/run-all.sh

@@ -133,6 +133,22 @@ export interface LibvirtHostOptions {
   domainType?: DomainTypeChoice;
 }
 
+/** Resolves at the stream's next 'drain', rejects on 'error'; leaves no listener behind either way. */
+function drained(stream: NodeJS.EventEmitter): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onDrain = (): void => {
+      stream.off('error', onError);
+      resolve();
+    };
+    const onError = (e: Error): void => {
+      stream.off('drain', onDrain);
+      reject(e);
+    };
+    stream.once('drain', onDrain);
+    stream.once('error', onError);
+  });
+}
+
 export class LibvirtHost implements HostPort {
   private mutations = 0;
   private domainTypeCache: Promise<'kvm' | 'qemu'> | undefined;
@@ -474,7 +490,7 @@ export class LibvirtHost implements HostPort {
       let sent = 0;
       try {
         for await (const chunk of data) {
-          if (!stream.write(chunk)) await new Promise<void>((r, j) => { stream.once('drain', r); stream.once('error', j); });
+          if (!stream.write(chunk)) await drained(stream);
           sent += chunk.byteLength;
           opts.onProgress?.(sent);
         }
