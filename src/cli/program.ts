@@ -93,6 +93,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--wait', 'after a successful apply, wait until every VM declared running has an address on each NIC on a DHCP network ' +
       '(NICs on networks without DHCP are not waited for), then print the addresses; exit 1 on timeout or when such a VM is not running')
     .option('--wait-timeout <seconds>', 'with --wait: how long to wait for the addresses', num('--wait-timeout', 0), 300)
+    .option('--wait-for <vms>', 'like --wait, for these VMs only (comma-separated names of VMs declared running)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--no-color', 'plain output even on a terminal')
     .action(async (dir: string | undefined, o) => {
       process.exitCode = await runReconcile(dir, o);

@@ -40,9 +40,10 @@ export interface WaitIo {
 /** Run the wait; returns the report (for --json) and whether it succeeded. */
 export async function waitAfterApply(
   host: HostPort, declared: readonly DesiredResource[], records: readonly ResourceRecord[],
-  o: { timeoutSeconds: number; signal?: AbortSignal }, io: WaitIo,
+  o: { timeoutSeconds: number; signal?: AbortSignal; only?: readonly string[] }, io: WaitIo,
 ): Promise<{ ok: boolean; report: WaitReport }> {
-  const vms = declared.filter((d) => d.kind === 'VirtualMachine' && (d as { state?: string }).state === 'running').map((d) => d.name).sort();
+  const vms = declared.filter((d) => d.kind === 'VirtualMachine' && (d as { state?: string }).state === 'running')
+    .map((d) => d.name).filter((n) => !o.only || o.only.includes(n)).sort();
   const managed = managedNetworks(records, declared);
   // The NICs the running domains really have (live definition): one read per VM, once.
   const targets: AddressTarget[] = await Promise.all(vms.map(async (name) => {

@@ -46,6 +46,8 @@ export interface ReconcileFlags extends GitFlags {
   wait?: boolean;
   /** Seconds (default 300). */
   waitTimeout?: number;
+  /** --wait-for: wait for these VMs only (implies --wait). */
+  waitFor?: string[];
 }
 
 export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags): Promise<number> {
@@ -61,6 +63,7 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
   const wholeInput = (message: string): JsonManifestError[] =>
     [{ file: dirArg ?? o.git ?? '', line: 1, col: 1, kind: null, name: null, field: null, message }];
 
+  if (o.waitFor) o.wait = true;
   if (o.wait && o.dryRun) {
     const m = '--wait cannot be combined with --dry-run (a dry-run starts nothing to wait for)';
     err(`virtform: ${m}\n`);
@@ -150,6 +153,15 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
       err(`virtform: ${git.repo.displayUrl} ${git.repo.spec.path ? `(path ${git.repo.spec.path}) ` : ''}at ${git.commit.slice(0, 12)}${o.dryRun ? ' (dry-run: nothing recorded)' : ''}\n`);
     }
     if (!loaded) throw new Error('no manifests loaded');
+    if (o.waitFor) {
+      const running = new Set(loaded.desired.resources.filter((d) => d.kind === 'VirtualMachine' && (d as { state?: string }).state === 'running').map((d) => d.name));
+      const unknown = o.waitFor.filter((n) => !running.has(n));
+      if (unknown.length > 0) {
+        const m = `--wait-for: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a VirtualMachine declared running; nothing was changed`;
+        err(`virtform: ${m}\n`);
+        return invalid(wholeInput(m));
+      }
+    }
     host = await openHost(o.uri, { domainType: o.domainType });
     // Refuses (HostMismatchError, exit 1) a DB that holds the records of another host.
     await verifyHostIdentity(store, host, { record: !o.dryRun });
@@ -238,7 +250,7 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
     if (o.wait && applied) {
       await lock?.release();
       lock = undefined;
-      wait = await waitAfterApply(host, loaded.desired.resources, await store.resources.list(), { timeoutSeconds: o.waitTimeout ?? 300, signal: abort.signal }, {
+      wait = await waitAfterApply(host, loaded.desired.resources, await store.resources.list(), { timeoutSeconds: o.waitTimeout ?? 300, signal: abort.signal, ...(o.waitFor ? { only: o.waitFor } : {}) }, {
         out, err, json: o.json === true, progress: o.json ? process.stderr : process.stdout,
       });
     } else if (o.wait) {

@@ -107,6 +107,18 @@ describe('reconcile --wait output', () => {
     expect(r.report.outcome).toBe('ready');
   });
 
+  it('--wait-for: waits for the named VMs only (another without an address does not hold it up)', async () => {
+    const d = await apply();
+    host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
+    const o = io();
+    const r = await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 2, only: [`${P}-a`] }, o);
+    expect(r.ok).toBe(true);
+    expect(o.stdout.join('')).toContain(`Waiting up to 2s for the addresses of 1 VM(s): ${P}-a`);
+    expect(r.report).toMatchObject({ outcome: 'ready', vms: [`${P}-a`], waiting: [] });
+    const all = await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 0.2 }, io());
+    expect(all.ok).toBe(false);
+  });
+
   it('timeout: exit status false, stderr names each VM and its NICs without an address', async () => {
     const d = await apply();
     host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
