@@ -44,12 +44,8 @@ export interface PolicyField {
 export const POLICY_FIELDS: readonly PolicyField[] = [
   { kind: 'StoragePool', path: ['spec', 'path'], category: 'poolPaths' },
   { kind: 'Volume', path: ['spec', 'source'], category: 'imageSources' },
-  // Fields of the url and cloudinit branches (skipped while a manifest has no string there):
-  { kind: 'Volume', path: ['spec', 'source', 'path'], category: 'imageSources' },
   { kind: 'Volume', path: ['spec', 'source', 'url'], category: 'urlHosts' },
   { kind: 'VirtualMachine', path: ['spec', 'cloudInit', 'userDataFile'], category: 'cloudInitFiles' },
-  { kind: 'VirtualMachine', path: ['spec', 'cloudInit', 'metaDataFile'], category: 'cloudInitFiles' },
-  { kind: 'VirtualMachine', path: ['spec', 'cloudInit', 'networkConfigFile'], category: 'cloudInitFiles' },
   { kind: 'VirtualMachine', path: ['spec', 'boot', 'kernel'], category: 'bootFiles' },
   { kind: 'VirtualMachine', path: ['spec', 'boot', 'initrd'], category: 'bootFiles' },
 ];

@@ -93,6 +93,43 @@ spec: {pool: vftest-safety-p, capacity: 1MiB, source: /etc/shadow}
     expect(errs).toEqual([expect.stringContaining('image source "/etc/shadow" is outside the allowed roots')]);
   });
 
+  it('cloud-init user-data files, boot kernel/initrd paths and image URLs of real manifests are checked', async () => {
+    mkdirSync(join(work, 'ci'));
+    writeFileSync(join(work, 'ci', 'ok.yaml'), '#cloud-config\n');
+    symlinkSync('/etc/shadow', join(work, 'ci', 'shadow-link'));
+    const p = await policy(`apiVersion: virtform.dev/v1\nkind: Policy\nallowedRoots: {cloudInitFiles: [${work}/ci], bootFiles: [${work}/boot], poolPaths: [${work}/pools]}\nurlHosts: [images.example.org]\n`);
+    const vm = (name: string, extra: string): string => `apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: ${name}}
+spec:
+  vcpus: 1
+  memory: 64MiB
+  disks: []
+${extra}`;
+    const files = {
+      'a.yaml': `${pool('vftest-safety-p', `${work}/pools/p`)}---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: vftest-safety-d}
+spec: {pool: vftest-safety-p, capacity: 1MiB, format: raw}
+---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: vftest-safety-u}
+spec: {pool: vftest-safety-p, format: raw, source: {url: "http://evil.example.com/x.img", sha256: "${'a'.repeat(64)}"}}
+---
+${vm('vftest-safety-ok', `  cloudInit: {userDataFile: ${work}/ci/ok.yaml}\n`)}---
+${vm('vftest-safety-ud', `  cloudInit: {userDataFile: ${work}/ci/shadow-link}\n`)}---
+${vm('vftest-safety-k', '  boot: {kernel: /boot/vmlinuz, initrd: /boot/initrd.img}\n')}`,
+    };
+    const errs = await errorsOf(files, p);
+    expect(errs.some((e) => /VirtualMachine\/vftest-safety-ud: spec\.cloudInit\.userDataFile: .*outside the allowed roots/.test(e) && e.includes('(resolves to "/etc/shadow")'))).toBe(true);
+    expect(errs.some((e) => /VirtualMachine\/vftest-safety-k: spec\.boot\.kernel: .*outside the allowed roots/.test(e))).toBe(true);
+    expect(errs.some((e) => /VirtualMachine\/vftest-safety-k: spec\.boot\.initrd: .*outside the allowed roots/.test(e))).toBe(true);
+    expect(errs.some((e) => /Volume\/vftest-safety-u: spec\.source\.url: .*evil\.example\.com/.test(e))).toBe(true);
+    expect(errs.filter((e) => e.includes('vftest-safety-ok'))).toEqual([]);
+  });
+
   it('an empty list allows nothing; a category left out is not restricted', async () => {
     const p = await policy('apiVersion: virtform.dev/v1\nkind: Policy\nallowedRoots: {poolPaths: []}\n');
     expect(await errorsOf({ 'a.yaml': pool('vftest-safety-a', `${work}/x`) }, p)).toEqual([expect.stringContaining('allows none')]);
