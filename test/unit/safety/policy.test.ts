@@ -118,8 +118,8 @@ kind: Volume
 metadata: {name: vftest-safety-u}
 spec: {pool: vftest-safety-p, format: raw, source: {url: "http://evil.example.com/x.img", sha256: "${'a'.repeat(64)}"}}
 ---
-${vm('vftest-safety-ok', `  cloudInit: {userDataFile: ${work}/ci/ok.yaml}\n`)}---
-${vm('vftest-safety-ud', `  cloudInit: {userDataFile: ${work}/ci/shadow-link}\n`)}---
+${vm('vftest-safety-ok', `  cloudInit: {pool: vftest-safety-p, userDataFile: ${work}/ci/ok.yaml}\n`)}---
+${vm('vftest-safety-ud', `  cloudInit: {pool: vftest-safety-p, userDataFile: ${work}/ci/shadow-link}\n`)}---
 ${vm('vftest-safety-k', '  boot: {kernel: /boot/vmlinuz, initrd: /boot/initrd.img}\n')}`,
     };
     const errs = await errorsOf(files, p);
