@@ -46,7 +46,7 @@ test-faults: setup ## fault suite: crash matrix, SIGKILL rounds, libvirtd kill, 
 debian-guest: ## build (or find cached) the Debian bookworm cloud-init guest in /var/cache/virtform/debian-guest (root; ~4 min cold, 1 s warm)
 	bash scripts/build-debian-guest.sh
 
-test-guest: setup debian-guest ## real cloud-init end to end: the Debian guest booted on qemu:///system from a NoCloud seed (root; ~4-5 min warm under TCG)
+test-guest: setup debian-guest ## real guests under TCG: the tiny guest booted by manifests (boot, cloud-init, addresses, console) and the Debian cloud-init guest (root; ~8-9 min warm)
 	npx vitest run -c vitest.guest.config.ts
 
 bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)

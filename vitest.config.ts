@@ -18,7 +18,9 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           // The crash matrix (~3.5 min: SIGKILL at every journal boundary) runs with the fault
           // suite (make test-faults, in CI), keeping make test under 10 minutes.
-          exclude: ['test/integration/reconcile/crash.test.ts'],
+          // Guest boots (the tiny guest under TCG, the serial console) run with `make test-guest`
+          // (vitest.guest.config.ts, in CI), keeping make test under 10 minutes.
+          exclude: ['test/integration/reconcile/crash.test.ts', 'test/integration/guest/**', 'test/integration/cli/console.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
           fileParallelism: false,
           testTimeout: 120_000,
