@@ -67,10 +67,9 @@ function lastLines(s: string, n = 6): string {
 }
 
 export function runGit(args: string[], o: GitRunOptions = {}): Promise<GitResult> {
-  const full = [...BASE_CONFIG, ...args];
   const timeout = o.timeoutMs ?? 120_000;
   return new Promise((resolve, reject) => {
-    execFile('git', full, {
+    execFile('git', [...BASE_CONFIG, ...args], {
       cwd: o.cwd, env: cleanGitEnv(o.env), timeout, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'utf8', windowsHide: true,
       ...(o.signal ? { signal: o.signal } : {}),
     }, (err, stdout, stderr) => {
