@@ -65,7 +65,7 @@ interface Row { kind: string; name: string; addresses: { mac: string; network: s
 async function converge(n: number): Promise<void> {
   rmSync(mdir, { recursive: true, force: true });
   writeManifests(mdir, files(n));
-  const r = await runCli(['reconcile', mdir, '--db', db, '--shutdown-timeout', '0', '--allow-data-loss']);
+  const r = await runCli(['reconcile', mdir, '--db', db, '--shutdown-timeout', '0', '--allow-data-loss', '--max-deletions', 'all']);
   expect(r.code, r.stderr + r.stdout).toBe(0);
 }
 
