@@ -8,7 +8,7 @@ URI ?= qemu:///system
 DOMAIN_TYPE ?= qemu
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults test-guest debian-guest bench clean-test typecheck vagrant-check
+.PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -46,8 +46,8 @@ test-faults: setup ## fault suite: crash matrix, SIGKILL rounds, libvirtd kill, 
 debian-guest: ## build (or find cached) the Debian bookworm cloud-init guest in /var/cache/virtform/debian-guest (root; ~4 min cold, 1 s warm)
 	bash scripts/build-debian-guest.sh
 
-test-guest: setup debian-guest ## real guests under TCG: the tiny guest booted by manifests (boot, cloud-init, addresses, console) and the Debian cloud-init guest (root; ~8-9 min warm)
-	npx vitest run -c vitest.guest.config.ts
+test-e2e: setup debian-guest ## end-to-end suites: real guests under TCG (tiny guest by manifests, console, Debian cloud-init guest), addresses, URL imports, watch --git, safety controls (root)
+	npx vitest run -c vitest.e2e.config.ts
 
 bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)
 	bash bench/run-all.sh

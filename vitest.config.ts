@@ -18,9 +18,14 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           // The crash matrix (~3.5 min: SIGKILL at every journal boundary) runs with the fault
           // suite (make test-faults, in CI), keeping make test under 10 minutes.
-          // Guest boots (the tiny guest under TCG, the serial console) run with `make test-guest`
-          // (vitest.guest.config.ts, in CI), keeping make test under 10 minutes.
-          exclude: ['test/integration/reconcile/crash.test.ts', 'test/integration/guest/**', 'test/integration/cli/console.test.ts'],
+          // The end-to-end suites (guest boots, the console, URL imports, watch --git, safety
+          // controls) run with `make test-e2e` (vitest.e2e.config.ts, in CI), keeping make test
+          // under 10 minutes.
+          exclude: [
+            'test/integration/reconcile/crash.test.ts', 'test/integration/guest/**', 'test/integration/cli/console.test.ts',
+            'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts',
+            'test/integration/watch/git.test.ts', 'test/integration/safety/controls.test.ts',
+          ],
           globalSetup: ['test/support/global-setup.ts'],
           fileParallelism: false,
           testTimeout: 120_000,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a real Debian bookworm guest with Debian's cloud-init, for the end-to-end guest tests
-# (make test-guest): a root filesystem made with debootstrap, cloud-init + Debian's generic kernel
+# (make test-e2e): a root filesystem made with debootstrap, cloud-init + Debian's generic kernel
 # (linux-image-amd64, installed in the guest, not on the host) + initramfs-tools inside it, an ext4
 # image of it (mkfs.ext4 -d: no loop devices, no mounts of the image) converted to qcow2, and the
 # guest's kernel and initrd next to it for direct kernel boot:

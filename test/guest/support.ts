@@ -1,5 +1,5 @@
 /**
- * Shared pieces of the Debian guest tests (make test-guest): the cached guest from
+ * Shared pieces of the Debian guest tests (make test-e2e): the cached guest from
  * scripts/build-debian-guest.sh, virsh, DHCP leases, the serial console read through libvirt's
  * console stream (virDomainOpenConsole) from a domain started paused, and the checks of what
  * cloud-init printed.

@@ -1,0 +1,22 @@
+import { defineConfig } from 'vitest/config';
+
+// make test-e2e: the end-to-end suites on qemu:///system, kept out of `make test` so it stays under
+// 10 minutes (CI runs both): real guests booted under TCG (the tiny guest booted by virtform
+// manifests: spec.boot, spec.cloudInit, addresses and --wait; the serial console; Debian's
+// cloud-init reading a seed; a real Debian guest with cloud-init, built and cached by
+// scripts/build-debian-guest.sh), addresses of many VMs, URL imports from a loopback HTTP(S) server,
+// watch --git through a git daemon, and the safety controls (brake, suspend, policy, conditions).
+// One file at a time; the global setup sweeps leftover vftest* objects.
+export default defineConfig({
+  test: {
+    include: [
+      'test/integration/guest/**/*.test.ts', 'test/integration/cli/console.test.ts', 'test/guest/**/*.test.ts',
+      'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts',
+      'test/integration/watch/git.test.ts', 'test/integration/safety/controls.test.ts',
+    ],
+    globalSetup: ['test/support/global-setup.ts'],
+    fileParallelism: false,
+    testTimeout: 900_000,
+    hookTimeout: 1_800_000,
+  },
+});
