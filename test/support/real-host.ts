@@ -3,7 +3,7 @@
  * inventory of test objects by name prefix, and check the no-orphan invariant.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -13,10 +13,42 @@ export const CLI = join(ROOT, 'dist/cli/main.js');
 export const TEST_POOL_ROOT = '/var/lib/virtform-test';
 
 let built = false;
-/** Build dist/ once per test process so the CLI under test is the current source. */
+const BUILD_STAMP = join(ROOT, 'dist/.build-stamp');
+
+/** Newest modification time (ms) of what `dist/` is built from: `src/`, `schemas/`, tsconfig.json. */
+function newestSourceMtime(): number {
+  let newest = statSync(join(ROOT, 'tsconfig.json')).mtimeMs;
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  };
+  walk(join(ROOT, 'src'));
+  walk(join(ROOT, 'schemas'));
+  return newest;
+}
+
+/**
+ * Make sure dist/ is the current source, so the CLI under test is what the tests read. Builds only
+ * when a source is newer than the last build's stamp (its start time): every test file calls this,
+ * and a full `tsc` in each of them cost minutes of `make test`, which builds once before.
+ */
 export function ensureBuilt(): void {
   if (built) return;
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+  let stamp = 0;
+  try {
+    stamp = statSync(BUILD_STAMP).mtimeMs;
+  } catch {
+    /* safe-catch: no stamp yet, so build */
+  }
+  if (!existsSync(CLI) || stamp < newestSourceMtime()) {
+    const started = new Date();
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+    writeFileSync(BUILD_STAMP, '');
+    utimesSync(BUILD_STAMP, started, started); // an edit made during the build makes the next call build again
+  }
   built = true;
 }
 

@@ -14,6 +14,7 @@ import { expectReadbackMatches, mergeSnapshots, waitForReadbackMatch, type Snaps
 import { openStateStore } from '../../../src/state/index.js';
 import { parsePrometheus, sampleValue, waitFor, writeFilesInPlace } from '../../unit/watch/helpers.js';
 import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../../support/libvirtd.js';
+import { ensureBuilt } from '../../support/real-host.js';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 const URI = 'qemu:///system';
@@ -104,8 +105,7 @@ async function metrics(): Promise<ReturnType<typeof parsePrometheus>> {
 
 beforeAll(async () => {
   execFileSync('bash', [join(ROOT, 'scripts/cleanup-test-objects.sh'), P]);
-  const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
-  if (build.status !== 0) rmSync(join(ROOT, 'dist/cli/main.js'), { force: true }); // fall back to tsx
+  ensureBuilt();
   work = tempDir('vftest-watch-int-');
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
