@@ -7,7 +7,7 @@ import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
 import { defaultDbPath, openStateStore, type HostBinding, type StateStore } from '../state/index.js';
 
-export const EXIT = { ok: 0, failure: 1, invalid: 2, changes: 3 } as const;
+export { EXIT } from './exit.js';
 
 /** The retry policy of the --max-attempts and --retry-delay flags. */
 export function retryPolicy(o: { maxAttempts: number; retryDelay: number }): RetryPolicy {

@@ -13,7 +13,7 @@
  */
 import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';
-import { EXIT } from './common.js';
+import { EXIT } from './exit.js';
 
 async function main(): Promise<void> {
   const program = buildProgram();

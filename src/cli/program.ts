@@ -3,13 +3,9 @@
  * to exit codes.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { runValidate } from './commands/validate.js';
-import { runReconcile } from './commands/reconcile.js';
-import { runStatus } from './commands/status.js';
-import { runWatch } from './commands/watch.js';
-import { runConsole } from './commands/console.js';
-import { addGitOptions } from './git.js';
-import { runResume, runSuspend } from './commands/suspend.js';
+import { addGitOptions } from './git-options.js';
+// Each command's implementation (engine, libvirt client, state DB, schemas) is imported when that
+// command runs, so `--help` and `--version` load only commander.
 
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -66,7 +62,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--json', 'print the result as JSON')
     .addOption(policyOption())
     .action(async (dir: string, o: { json?: boolean; policy?: string }) => {
-      process.exitCode = await runValidate(dir, o);
+      process.exitCode = await (await import('./commands/validate.js')).runValidate(dir, o);
     });
 
   const reconcile = program.command('reconcile')
@@ -96,7 +92,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--wait-for <vms>', 'like --wait, for these VMs only (comma-separated names of VMs declared running)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--no-color', 'plain output even on a terminal')
     .action(async (dir: string | undefined, o) => {
-      process.exitCode = await runReconcile(dir, o);
+      process.exitCode = await (await import('./commands/reconcile.js')).runReconcile(dir, o);
     });
   addGitOptions(reconcile);
 
@@ -109,7 +105,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--offline', 'do not contact libvirtd (nor, with --git, the repository); show what the state DB knows')
     .addOption(policyOption())
     .action(async (dir: string | undefined, o) => {
-      process.exitCode = await runStatus(dir, o);
+      process.exitCode = await (await import('./commands/status.js')).runStatus(dir, o);
     });
   addGitOptions(status);
 
@@ -134,7 +130,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
     .addOption(domainTypeOption())
     .action(async (dir: string | undefined, o) => {
-      process.exitCode = await runWatch(dir, o);
+      process.exitCode = await (await import('./commands/watch.js')).runWatch(dir, o);
     });
   addGitOptions(watch, { interval: true });
 
@@ -150,7 +146,7 @@ and a 0x1d byte (Ctrl-]) or the end of stdin leaves. Messages go to stderr.
 Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM stopped;
 1 no such VM, VM not running, console held by another client (use --force), connection or stream failure.`)
     .action(async (vm: string, o: { uri: string; force?: boolean }) => {
-      process.exitCode = await runConsole(vm, o);
+      process.exitCode = await (await import('./commands/console.js')).runConsole(vm, o);
     });
 
   program.command('suspend')
@@ -159,7 +155,7 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
     .option('--reason <text>', 'why (shown by status)')
     .option('--json', 'print the result as JSON')
     .action(async (o) => {
-      process.exitCode = await runSuspend(o);
+      process.exitCode = await (await import('./commands/suspend.js')).runSuspend(o);
     });
 
   program.command('resume')
@@ -167,7 +163,7 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
     .addOption(dbOption())
     .option('--json', 'print the result as JSON')
     .action(async (o) => {
-      process.exitCode = await runResume(o);
+      process.exitCode = await (await import('./commands/suspend.js')).runResume(o);
     });
 
   return program;
