@@ -602,7 +602,7 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       // Undefining a running domain leaves it running (transient) until it stops.
       await host.startDomain(def.name);
       await host.undefineDomain(def.name);
-      expect(mine((await host.snapshot()).domains)).toEqual([{ name: def.name, uuid, id: expect.any(Number), active: true, autostart: false, persistent: true }]);
+      expect(mine((await host.snapshot()).domains)).toEqual([{ name: def.name, uuid, id: expect.any(Number), active: true, autostart: false, persistent: false }]);
       if (q.transientDomainRefusesAutostart) await rejectsWith(host.setDomainAutostart(def.name, true), 'operation-failed', 'autostart of a transient domain');
       await host.stopDomain(def.name, { graceful: false });
       expect(await host.getDomain(def.name)).toBeNull();
