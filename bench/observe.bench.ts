@@ -191,6 +191,7 @@ async function main(): Promise<void> {
   const store = await openStateStore(join(work, 'state.db'));
   const rows: (string | number)[][] = [];
   const breakdown: (string | number)[][] = [];
+  const exactRows: (string | number)[][] = [];
   const notes: string[] = [];
   let rss: (string | number)[] | undefined;
   let hot: (string | number)[][] = [];
@@ -286,6 +287,31 @@ async function main(): Promise<void> {
         noop ? 'yes' : '**NO**',
       ]);
       breakdown.push([n, ms(median(planCpu)), ms(median(bulkCpu)), ms(median(obsT)), ms(median(snapT)), ms(median(volT)), ms(median(dbT)), ms(median(dpT)), ms(loadMs), ms(conv.ms)]);
+
+      // Exact drift (issue 18): planOnly with the baseline comparison (equal hashes: the fast path),
+      // without it (a store without baselines), and with every hash made to differ (each definition
+      // parsed and compared with its baseline XML), interleaved in one run.
+      const noBaselines = { resources: store.resources, journal: store.journal };
+      const withT: number[] = [];
+      const withoutT: number[] = [];
+      const slowT: number[] = [];
+      for (let r = 0; r < REPS; r++) {
+        withT.push((await timed(() => planOnly(host, store, desired))).ms);
+        withoutT.push((await timed(() => planOnly(host, noBaselines, desired))).ms);
+      }
+      const saved = await store.db.selectFrom('baselines').select(['kind', 'name', 'sha256']).execute();
+      await store.db.updateTable('baselines').set({ sha256: 'differs' }).execute();
+      let slowNoop = true;
+      for (let r = 0; r < REPS; r++) {
+        const p = await timed(() => planOnly(host, store, desired));
+        slowT.push(p.ms);
+        slowNoop &&= p.value.plan.noop;
+      }
+      for (const b of saved) await store.db.updateTable('baselines').set({ sha256: b.sha256 }).where('kind', '=', b.kind).where('name', '=', b.name).execute();
+      exactRows.push([
+        n, saved.length, ms(median(withoutT)), ms(median(withT)), ratio(median(withT), median(withoutT)), ms(median(slowT)),
+        ratio(median(slowT), median(withoutT)), slowNoop ? 'yes' : '**NO**',
+      ]);
     }
   } finally {
     await host.close().catch(() => undefined);
@@ -310,8 +336,9 @@ async function main(): Promise<void> {
   }
   // 11 bulk calls + one definition read per managed object (N domains, N volumes, the networks,
   // the pool) + one per other network and pool on the host; never a lookup.
-  const callsOk = rows.every((r) => String(r[3]).split('–').every((x) => Number(x) >= 11 + 2 * Number(r[0]) + NETS + 1 && Number(x) <= 11 + 2 * Number(r[0]) + NETS + 1 + 50));
-  targets.push(`- libvirt calls = 11 bulk calls + one definition read per managed object (+ each other network and pool on the host), no lookups: **${callsOk ? 'met' : 'MISSED'}** (planOnly calls per size: ${rows.map((r) => `${r[0]}→${r[3]}`).join(', ')})`);
+  // 14 list calls (the 3 of transient objects included) + 2 version calls (exact drift's baselines).
+  const callsOk = rows.every((r) => String(r[3]).split('–').every((x) => Number(x) >= 16 + 2 * Number(r[0]) + NETS + 1 && Number(x) <= 16 + 2 * Number(r[0]) + NETS + 1 + 50));
+  targets.push(`- libvirt calls = 16 bulk calls + one definition read per managed object (+ each other network and pool on the host), no lookups: **${callsOk ? 'met' : 'MISSED'}** (planOnly calls per size: ${rows.map((r) => `${r[0]}→${r[3]}`).join(', ')})`);
 
   writeReport(f.out, `# Observe + plan benchmark
 
@@ -328,6 +355,10 @@ ${table(['domains', 'inventory', 'virtform planOnly ms', 'libvirt calls', 'bare 
 ## Targets
 
 ${targets.join('\n')}
+
+## Exact drift: the cost of the baseline comparison (medians, ms, one run)
+
+${table(['domains', 'baselines', 'planOnly without baselines', 'planOnly with baselines (equal hashes)', 'with / without', 'planOnly, every hash differs (all parsed and compared)', 'that / without', 'no-op'], exactRows)}
 
 ## Where planOnly's time goes (medians, ms; each part timed separately)
 

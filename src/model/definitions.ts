@@ -159,6 +159,10 @@ export interface DomainDetail {
   /** `model` is libvirt's default for x86 QEMU (rtl8139) when the XML names none. */
   nics: { network: string; mac: string; model: string }[];
   marker?: OwnerMarker;
+  /** The inactive XML as libvirt gave it (read by observe's definitions): what exact drift compares with the baseline. */
+  xml?: string;
+  /** The running domain's live XML (running domains only, read by observe's definitions): its device list is compared with the persistent one. */
+  liveXml?: string;
 }
 
 /**
@@ -190,6 +194,8 @@ export interface NetworkDetail {
   ipv4?: { address: string; prefix: number };
   dhcp?: { start: string; end: string; hosts: DhcpHost[] };
   marker?: OwnerMarker;
+  /** The inactive XML as libvirt gave it (read by observe's definitions): what exact drift compares with the baseline. */
+  xml?: string;
 }
 
 export interface PoolDetail {
@@ -199,6 +205,8 @@ export interface PoolDetail {
   autostart: boolean;
   path: string;
   marker?: OwnerMarker;
+  /** The inactive XML as libvirt gave it (read by observe's definitions): what exact drift compares with the baseline. */
+  xml?: string;
 }
 
 export interface VolumeDetail {

@@ -8,7 +8,8 @@
  * error, its dependents are skipped with a reason, and independent branches still complete.
  */
 import PQueue from 'p-queue';
-import { parseResourceKey } from '../model/kinds.js';
+import { parseResourceKey, type ResourceKind } from '../model/kinds.js';
+import { xmlSha256 } from '../libvirt/xml/compare.js';
 import { HostError, type HostPort } from './ports.js';
 import type { Desired } from './desired.js';
 import type { Observed } from './observe.js';
@@ -32,6 +33,31 @@ export interface ApplyStore {
     begin(e: { runId: string; kind: string; name: string; action: string; intent: Record<string, unknown>; attempt?: number }): Promise<number>;
     finish(id: number, outcome: 'succeeded' | 'failed' | 'abandoned', error?: string): Promise<void>;
   };
+  /** Baselines of definitions (exact drift); absent: none are recorded. */
+  baselines?: BaselineWriter;
+}
+
+/** Where apply records the baseline of a definition after writing it. */
+export interface BaselineWriter {
+  put(b: { kind: string; name: string; xml: string; sha256: string; version: string }): Promise<void>;
+  delete(kind: string, name: string): Promise<void>;
+}
+
+/**
+ * Record libvirt's inactive XML of an object as its baseline (exact drift), for kinds that have
+ * one, on hosts and stores that support it. Called after each step's write, before its journal
+ * entry closes: a crash in between leaves the entry open, and the next run takes the baseline
+ * again without reporting drift.
+ */
+export async function recordBaseline(host: HostPort, store: { baselines?: BaselineWriter }, kind: ResourceKind, name: string): Promise<void> {
+  const exact = kindOf(kind).exact;
+  if (!exact || !host.inactiveXml || !host.versionTag || !store.baselines) return;
+  const xml = await host.inactiveXml(exact.object, name);
+  if (xml === null) {
+    await store.baselines.delete(kind, name);
+    return;
+  }
+  await store.baselines.put({ kind, name, xml, sha256: xmlSha256(xml), version: await host.versionTag() });
 }
 
 export interface RetryPolicy {
@@ -157,12 +183,14 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       attempts: 0,
       ...(opts.revisionId !== undefined ? { lastAppliedRevision: opts.revisionId } : {}),
     });
+    await recordBaseline(host, store, step.kind, step.name);
   };
 
   /** Execute one step against the host through its kind's module; idempotent. */
   const execute = async (step: PlanStep, attempt: number): Promise<void> => {
     if (step.op.op === 'record.forget') {
       await store.resources.delete(step.kind, step.name);
+      await store.baselines?.delete(step.kind, step.name);
       return;
     }
     const ctx: ExecContext<unknown> = {
@@ -172,7 +200,10 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       boundary: () => opts.boundary?.(`${step.key}:${step.op.op}:called`),
       record: (fields) => record(step, fields),
       forgetIfUndeclared: async () => {
-        if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
+        if (!desired.byKey.has(step.key)) {
+          await store.resources.delete(step.kind, step.name);
+          await store.baselines?.delete(step.kind, step.name);
+        }
       },
       images: opts.images,
       progress: (progress) => opts.onEvent?.({ type: 'progress', step, progress }),

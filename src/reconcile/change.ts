@@ -8,7 +8,8 @@ import type { Observed } from './observe.js';
 import type { Ownership } from './ownership.js';
 import { canonicalJson } from './resource.js';
 import type { DesiredResource, StepOp } from './kinds/index.js';
-import type { ChangeEffect, FieldSpec } from './kinds/types.js';
+import type { ChangeEffect, ExactSpec, FieldSpec } from './kinds/types.js';
+import { flattenXml, xmlDifferences, type XmlChange } from '../libvirt/xml/compare.js';
 
 export type { StepOp };
 
@@ -22,6 +23,12 @@ export interface FieldChange {
   effect?: ChangeEffect;
   /** The host's value moved away from what virtform applied (before is the host's real value). */
   drift?: boolean;
+  /**
+   * Exact drift: `field` is an XML path of the definition (`devices/watchdog`), and the element
+   * was added, removed or changed on the host since virtform's last write (its baseline);
+   * `live only`: a device of the running domain its definition lacks.
+   */
+  xml?: XmlChange | 'live only';
 }
 
 export interface ResourceChange {
@@ -196,11 +203,66 @@ export function compareConfigs<C extends object>(
  */
 export function runtimeDifferences(
   what: string, obs: { active: boolean; autostart: boolean }, autostart: boolean, fields: FieldChange[], reasons: string[],
+  /** The manifest is the one applied last (same spec hash): an autostart that differs was flipped on the host. */
+  applied = false,
 ): boolean {
   if (!obs.active) {
     fields.push({ field: 'status', before: 'inactive', after: 'active' });
     reasons.push(`${what} is inactive (drift)`);
   }
-  if (obs.autostart !== autostart) fields.push({ field: 'spec.autostart', before: obs.autostart, after: autostart });
-  return !obs.active;
+  if (obs.autostart !== autostart) {
+    fields.push({ field: 'spec.autostart', before: obs.autostart, after: autostart, ...(applied ? { drift: true } : {}) });
+    if (applied) reasons.push('autostart changed outside virtform (drift)');
+  }
+  return !obs.active || (applied && obs.autostart !== autostart);
+}
+
+/**
+ * Exact drift of one object: its definition now against its baseline (libvirt's inactive XML
+ * after virtform's last write), as plan lines named by XML path, each `(drift)`. Differences in
+ * what the kind models are left to the field-level lines when those found any (`explained`).
+ * Nothing is reported, and the baseline is taken again after this run's apply (without a change),
+ * when: there is none yet (a record from before baselines, or an adopted object) and the
+ * field-level comparison found no difference; libvirt's or the hypervisor's version changed; a
+ * journal entry of an interrupted run names the object (a write may have happened after its
+ * baseline); or what differs is all ignored (the next run's hashes are then equal again).
+ */
+export function exactDrift(observed: Observed, key: string, spec: ExactSpec, explained: boolean): FieldChange[] {
+  const e = observed.exact;
+  const sha = e?.sha256.get(key);
+  if (!e || sha === undefined) return [];
+  const base = e.baselines.get(key);
+  const again = (): FieldChange[] => {
+    e.rebaseline.add(key);
+    return [];
+  };
+  if (observed.openJournal.has(key)) return again();
+  if (!base) return observed.records.has(key) && !explained ? again() : [];
+  if (base.version !== e.version) return again();
+  if (base.sha256 === sha) return [];
+  const before = e.xml.get(key);
+  const now = (observed.definitions.get(key) as { xml?: string } | undefined)?.xml;
+  if (before === undefined || now === undefined) return [];
+  const diffs = xmlDifferences(before, now, spec.ignore)
+    .filter((d) => !(explained && spec.modelled.some((re) => re.test(d.path))));
+  if (diffs.length === 0) return explained ? [] : again();
+  // `before` of a plan line is the host's value, `after` what virtform applies (the baseline's).
+  return diffs.map((d) => ({ field: d.path, before: d.after, after: d.before, drift: true, xml: d.change }));
+}
+
+/**
+ * Devices of a running domain that its persistent definition lacks (attached live only), as plan
+ * lines: `devices/watchdog live only`. Compared by the device's name (tag and identity), not its
+ * details: libvirt adds aliases and addresses to the live XML of every device.
+ */
+export function liveOnlyDevices(liveXml: string | undefined, inactiveXml: string | undefined): FieldChange[] {
+  if (liveXml === undefined || inactiveXml === undefined) return [];
+  const top = (xml: string): Map<string, string> => {
+    const out = new Map<string, string>();
+    for (const [p, { sig, parent }] of flattenXml(xml)) if (parent === 'devices') out.set(p, sig);
+    return out;
+  };
+  const defined = top(inactiveXml);
+  return [...top(liveXml)].filter(([p]) => !defined.has(p))
+    .map(([p, sig]) => ({ field: p, before: sig, after: undefined, drift: true, xml: 'live only' as const }));
 }

@@ -21,6 +21,7 @@ import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPo
 export interface EngineStore extends StateReader, ApplyStore {
   journal: StateReader['journal'] & ApplyStore['journal'] & { resolve(ids: number[]): Promise<void> };
   resources: StateReader['resources'] & ApplyStore['resources'];
+  baselines?: NonNullable<StateReader['baselines']> & NonNullable<ApplyStore['baselines']>;
   revisions: {
     start(r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number>;
     finish(id: number, outcome: string, summary: Record<string, unknown>): Promise<void>;
@@ -147,6 +148,10 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const keep = new Set(opts.desired.resources.flatMap((r) => (r.kind === 'Volume' && r.image?.kind === 'url' ? [r.image.sha256] : [])));
   await images.prune(keep).catch(() => undefined);
 
+  // Baselines taken again without a change (first run after an upgrade, another libvirt version,
+  // an interrupted run): from the XML observed, which no step of this run rewrote.
+  await rebaseline(opts.store, observed, plan, applied);
+
   // Unresolved operations of earlier runs are resolved by this run unless it failed on them.
   const resolved = [...observed.openJournal]
     .filter(([key]) => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.blocked.has(key) && !plan.held.has(key))
@@ -185,6 +190,20 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     mutations: opts.host.mutationCount() - mutationsBefore,
     durationMs: Date.now() - started,
   };
+}
+
+async function rebaseline(store: EngineStore, observed: Observed, plan: Plan, applied: ApplyResult): Promise<void> {
+  const e = observed.exact;
+  if (!e || !store.baselines) return;
+  const changed = new Set(plan.changes.map((c) => c.key));
+  for (const key of e.rebaseline) {
+    if (changed.has(key) || applied.failed.has(key)) continue;
+    const xml = (observed.definitions.get(key) as { xml?: string } | undefined)?.xml;
+    const sha256 = e.sha256.get(key);
+    if (xml === undefined || sha256 === undefined) continue;
+    const { kind, name } = parseResourceKey(key);
+    await store.baselines.put({ kind, name, xml, sha256, version: e.version });
+  }
 }
 
 /**

@@ -6,9 +6,10 @@
 import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import type { Locator } from './kinds/types.js';
 import type { DomainCapabilities, HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
-import type { JournalEntry, ResourceIndexEntry, ResourceRecord } from '../state/index.js';
+import type { BaselineEntry, JournalEntry, ResourceIndexEntry, ResourceRecord } from '../state/index.js';
+import { xmlSha256 } from '../libvirt/xml/compare.js';
 import type { Desired } from './desired.js';
-import { resourceKey } from '../model/kinds.js';
+import { parseResourceKey, resourceKey } from '../model/kinds.js';
 import { kindOf } from './kinds/index.js';
 
 export interface StateReader {
@@ -17,6 +18,25 @@ export interface StateReader {
     getMany(keys: { kind: string; name: string }[]): Promise<ResourceRecord[]>;
   };
   journal: { listUnresolved(): Promise<JournalEntry[]> };
+  /** Baselines of definitions (exact drift); a store without them compares fields only. */
+  baselines?: {
+    index(): Promise<Map<string, BaselineEntry>>;
+    xml(keys: { kind: string; name: string }[]): Promise<Map<string, string>>;
+  };
+}
+
+/** What exact drift compares: each definition's raw XML against its baseline (see `change.ts` `exactDrift`). */
+export interface ExactView {
+  /** libvirt's and the hypervisor's versions now. */
+  version: string;
+  /** Hash and version of every recorded baseline, by key. */
+  baselines: Map<string, BaselineEntry>;
+  /** sha256 of each definition's raw XML read this run, by key. */
+  sha256: Map<string, string>;
+  /** The baseline XML of the definitions whose hash differs from their baseline's. */
+  xml: Map<string, string>;
+  /** Baselines to (re)take after this run's apply without a change (filled by diff). */
+  rebaseline: Set<string>;
 }
 
 export interface Observed {
@@ -44,6 +64,8 @@ export interface Observed {
    * desired resource's kind asks for them (`needsDomainCapabilities`); null: the host has none.
    */
   domainCapabilities?: DomainCapabilities | null;
+  /** Exact drift: absent when the host or the store has no baselines. */
+  exact?: ExactView;
   /** Number of host calls made while observing. */
   hostCalls: number;
 }
@@ -70,6 +92,9 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   };
   const snapshotP = counted(host.snapshot());
   snapshotP.catch(() => undefined); // awaited below: a failure meanwhile is not an unhandled rejection
+  const exactOn = host.versionTag !== undefined && host.inactiveXml !== undefined && state.baselines !== undefined;
+  const versionP = exactOn ? counted(host.versionTag!()) : undefined;
+  versionP?.catch(() => undefined); // awaited below, like the snapshot
   for (const r of desired.resources) for (const p of kindOf(r.kind).poolsToList?.({ desired: r }) ?? []) listPool(p);
   await turnOfEventLoop();
   const open = await state.journal.listUnresolved();
@@ -149,6 +174,25 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   const caps = await capsP;
   if (caps !== undefined) observed.domainCapabilities = caps;
   for (const m of reads) for (const [key, d] of m) observed.definitions.set(key, d);
+  if (exactOn) {
+    // Exact drift: the raw bytes' hash first; the baseline XML is read only where it differs.
+    const baselines = await state.baselines!.index();
+    const exact: ExactView = { version: await versionP!, baselines, sha256: new Map(), xml: new Map(), rebaseline: new Set() };
+    const differ: { kind: string; name: string }[] = [];
+    for (const [key, d] of observed.definitions) {
+      const xml = (d as { xml?: unknown }).xml;
+      if (typeof xml !== 'string') continue;
+      const sha = xmlSha256(xml);
+      exact.sha256.set(key, sha);
+      const b = baselines.get(key);
+      if (b && b.sha256 !== sha && b.version === exact.version) {
+        const { kind, name } = parseResourceKey(key);
+        differ.push({ kind, name });
+      }
+    }
+    if (differ.length > 0) exact.xml = await state.baselines!.xml(differ);
+    observed.exact = exact;
+  }
   observed.hostCalls = hostCalls;
   return observed;
 }

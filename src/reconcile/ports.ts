@@ -24,6 +24,8 @@ export interface ObservedPool {
   uuid: string;
   active: boolean;
   autostart: boolean;
+  /** false: transient (runs without a persistent definition); absent: persistent (a host that does not say). */
+  persistent?: boolean;
 }
 
 export interface ObservedVolume {
@@ -38,6 +40,8 @@ export interface ObservedNetwork {
   uuid: string;
   active: boolean;
   autostart: boolean;
+  /** false: transient (runs without a persistent definition); absent: persistent (a host that does not say). */
+  persistent?: boolean;
 }
 
 export interface ObservedDomain {
@@ -47,6 +51,8 @@ export interface ObservedDomain {
   id: number;
   active: boolean;
   autostart: boolean;
+  /** false: transient (runs without a persistent definition); absent: persistent (a host that does not say). */
+  persistent?: boolean;
 }
 
 /** Persistent definitions read back for listed objects, by name (volumes: by volume key, the file path). */
@@ -246,6 +252,15 @@ export interface HostPort {
   setDomainDescription(name: string, description: string | undefined): Promise<void>;
   /** Grow the disk of a running domain whose source is `path` (virDomainBlockResize, in bytes). */
   resizeDomainDisk(name: string, path: string, capacityBytes: number): Promise<void>;
+
+  /**
+   * Exact drift (optional: a host without it has no baselines). The inactive XML of a domain,
+   * network or pool as libvirt stores it now (null when the object is gone): read after every
+   * write virtform makes, and recorded as the object's baseline.
+   */
+  inactiveXml?(kind: 'domain' | 'network' | 'pool', name: string): Promise<string | null>;
+  /** libvirt's and the hypervisor's versions (`libvirt 9.0.0, hypervisor 7.2.0`): a baseline recorded under another is taken again. */
+  versionTag?(): Promise<string>;
 
   /** Number of mutating calls made so far (for "a converged apply makes zero mutating calls"). */
   mutationCount(): number;

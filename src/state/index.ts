@@ -17,6 +17,7 @@ export {
   type GitSourceUpdate,
   type OpenOptions,
   type Suspension,
+  type BaselineEntry,
   StateDbOpenError,
 } from './store.js';
 export {

@@ -135,7 +135,19 @@ export interface ConditionsTable {
   last_transition_time: string;
 }
 
+/** The baseline of a definition: libvirt's inactive XML after virtform's last write (migration 0005). */
+export interface BaselinesTable {
+  host: Generated<string>;
+  kind: string;
+  name: string;
+  sha256: string;
+  xml: string;
+  version: string;
+  recorded_at: string;
+}
+
 export interface StateDatabase {
+  baselines: BaselinesTable;
   controls: ControlsTable;
   conditions: ConditionsTable;
   hosts: HostsTable;

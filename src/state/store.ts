@@ -109,6 +109,12 @@ function toGitSource(r: Selectable<GitSourcesTable>): GitSourceRecord {
   };
 }
 
+/** What a run reads of every baseline: its hash and the versions it was recorded under. */
+export interface BaselineEntry {
+  sha256: string;
+  version: string;
+}
+
 export interface EventRecord {
   at: string;
   level: string;
@@ -742,6 +748,36 @@ export class StateStore {
       }
       return out;
     })),
+  };
+
+  /**
+   * Baselines of definitions (exact drift): libvirt's inactive XML after virtform's last write to
+   * a domain, network or pool, its sha256 and the versions it was recorded under. `index` gives
+   * hashes and versions of all (read every run); `xml` the documents of the few that differ.
+   */
+  readonly baselines = {
+    index: async (): Promise<Map<string, BaselineEntry>> => {
+      const rows = await this.db.selectFrom('baselines').select(['kind', 'name', 'sha256', 'version']).execute();
+      return new Map(rows.map((r) => [resourceKey(r.kind, r.name), { sha256: r.sha256, version: r.version }]));
+    },
+    xml: async (keys: { kind: string; name: string }[]): Promise<Map<string, string>> => {
+      const out = new Map<string, string>();
+      for (let i = 0; i < keys.length; i += 200) {
+        const part = keys.slice(i, i + 200);
+        const rows = await this.db.selectFrom('baselines').select(['kind', 'name', 'xml'])
+          .where((eb) => eb.or(part.map((k) => eb.and([eb('kind', '=', k.kind), eb('name', '=', k.name)])))).execute();
+        for (const r of rows) out.set(resourceKey(r.kind, r.name), r.xml);
+      }
+      return out;
+    },
+    put: async (b: { kind: string; name: string; xml: string; sha256: string; version: string }): Promise<void> => {
+      const values = { sha256: b.sha256, xml: b.xml, version: b.version, recorded_at: this.#now() };
+      await withBusyRetry(() => this.db.insertInto('baselines').values({ kind: b.kind, name: b.name, ...values })
+        .onConflict((oc) => oc.columns(['host', 'kind', 'name']).doUpdateSet(values)).execute());
+    },
+    delete: async (kind: string, name: string): Promise<void> => {
+      await this.db.deleteFrom('baselines').where('kind', '=', kind).where('name', '=', name).execute();
+    },
   };
 
   readonly events = {

@@ -88,6 +88,8 @@ export interface StatusInput {
   stalled?: ReadonlyMap<string, string>;
   /** Drift a plan found (deep comparison) and no apply has corrected yet, by key: the plan's reason. */
   drift?: ReadonlyMap<string, string>;
+  /** Other changes the same plan has for a resource (a manifest edit, an interrupted operation), by key: the plan's reason. */
+  pending?: ReadonlyMap<string, string>;
   /** `virtform suspend` on this DB. */
   suspension?: Suspension;
   /** Conditions stored before, by key: a condition whose status is unchanged keeps its transition time. */
@@ -126,7 +128,7 @@ function observedOf(host: HostView | undefined, kind: string, name: string, r: R
 
 function derive(
   r: ResourceRecord | undefined, d: DesiredResource | undefined, declaredGiven: boolean, desired: string, observed: string, stalled: string | undefined,
-  drift: string | undefined,
+  drift: string | undefined, pending?: string,
 ): { status: ResourceStatus; reason: string | null } {
   if (stalled !== undefined) return { status: 'stalled', reason: stalled };
   if (isDisabled(r, d, declaredGiven)) return { status: 'suspended', reason: 'metadata.reconcile: disabled: left alone' };
@@ -136,7 +138,9 @@ function derive(
   if (r.observedStatus === 'pending') return { status: 'pending', reason: r.lastError ?? 'not applied yet' };
   if (d && r.specHash !== null && r.specHash !== d.specHash) return { status: 'pending', reason: 'manifest changed since the last apply' };
   if (observed === 'unknown') return r.lastError ? { status: 'unknown', reason: r.lastError } : { status: 'applied', reason: 'host not asked' };
+  // The plan's own comparison: a resource it has a change for is never converged.
   if (observed === desired && drift !== undefined) return { status: 'drifted', reason: drift };
+  if (observed === desired && pending !== undefined) return { status: 'pending', reason: pending };
   if (observed === desired) return { status: 'converged', reason: null };
   return { status: 'drifted', reason: observed === 'absent' ? `missing on the host (want ${desired})` : `${observed} on the host (want ${desired})` };
 }
@@ -212,7 +216,7 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       : declaredGiven ? 'undeclared (will be deleted)'
         : r?.desiredState ?? (isResourceKind(kind) ? kindOf(kind).defaultDesiredStatus : 'unknown');
     const observed = observedOf(input.host, kind, name, r, d);
-    const { status, reason } = derive(r, d, declaredGiven, desired, observed, input.stalled?.get(key), input.drift?.get(key));
+    const { status, reason } = derive(r, d, declaredGiven, desired, observed, input.stalled?.get(key), input.drift?.get(key), input.pending?.get(key));
     const base = {
       kind, name, desired, observed, status, reason,
       recordedStatus: r?.observedStatus ?? null, lastError: r?.lastError ?? null, attempts: r?.attempts ?? 0, generation: r?.generation ?? 0,

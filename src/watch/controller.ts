@@ -316,7 +316,7 @@ export class WatchController {
     const suspension = await store.controls.suspension().catch(() => undefined);
     const previousConditions = await store.conditions.list().catch(() => undefined);
     const report = buildStatus({
-      records, declared: lastGood?.resources, host, revisions, stalled, drift: this.#runner.drift, suspension, previousConditions,
+      records, declared: lastGood?.resources, host, revisions, stalled, drift: this.#runner.drift, pending: this.#runner.pending, suspension, previousConditions,
     });
     if (host) await persistConditions(store, report.resources).catch((e: unknown) => this.#log.warn('storing conditions failed', { error: errText(e) }));
     this.metrics.setConditions(report.resources);

@@ -136,6 +136,7 @@ export class Runner {
   #stalled = new Map<string, StalledResource>();
   #suspension: Suspension | undefined;
   #drift = new Map<string, string>();
+  #pending = new Map<string, string>();
   #lastObserved: { observed: ReconcileResult['observed']; mutations: number } | undefined;
   #active = 0;
   /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
@@ -183,6 +184,11 @@ export class Runner {
   /** Drift the last run's plan found and did not correct, by key. */
   get drift(): ReadonlyMap<string, string> {
     return this.#drift;
+  }
+
+  /** Other changes the last plan had that its run did not carry out, by key (status: pending). */
+  get pending(): ReadonlyMap<string, string> {
+    return this.#pending;
   }
 
   get stalled(): StalledResource[] {
@@ -308,6 +314,7 @@ export class Runner {
       const notRun = (k: string): boolean => !applied || result.plan.held.has(k) || result.plan.blocked.has(k)
         || (result.applied?.failed.has(k) ?? false) || (result.applied?.skipped.has(k) ?? false);
       this.#drift = new Map(result.plan.changes.filter((c) => c.drift && notRun(c.key)).map((c) => [c.key, c.reason]));
+      this.#pending = new Map(result.plan.changes.filter((c) => !c.drift && notRun(c.key)).map((c) => [c.key, c.reason]));
       this.#lastReconcile = run;
       this.#settle(run, [...(result.applied?.skipped ?? new Map<string, string>()).values()]);
       const fields = {

@@ -228,8 +228,10 @@ export class FakeHost implements HostPort {
   async snapshot(): Promise<HostSnapshot> {
     this.call('snapshot', '*', false);
     const list = <D>(m: Map<string, Obj<D>>) =>
-      [...m].map(([name, o]) => ({ name, uuid: o.uuid, active: o.active, autostart: o.autostart }));
-    const domains = [...this.domains].map(([name, o]) => ({ name, uuid: o.uuid, id: o.active ? (o.id ?? 1) : -1, active: o.active, autostart: o.autostart }));
+      [...m].map(([name, o]) => ({ name, uuid: o.uuid, active: o.active, autostart: o.autostart, persistent: !o.transient }));
+    const domains = [...this.domains].map(([name, o]) => ({
+      name, uuid: o.uuid, id: o.active ? (o.id ?? 1) : -1, active: o.active, autostart: o.autostart, persistent: !o.transient,
+    }));
     return { pools: list(this.pools), networks: list(this.networks), domains };
   }
 

@@ -284,7 +284,7 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       expect(p.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       // libvirt's pool XML has no <metadata>: pools carry no owner marker.
       expect(p.marker).toBeUndefined();
-      expect(mine((await host.snapshot()).pools)).toEqual([{ name: def.name, uuid: p.uuid, active: false, autostart: false }]);
+      expect(mine((await host.snapshot()).pools)).toEqual([{ name: def.name, uuid: p.uuid, active: false, autostart: false, persistent: true }]);
       // An inactive pool cannot be listed or written to.
       await rejectsWith(host.listVolumes(def.name), 'operation-failed', 'listVolumes of an inactive pool');
       await rejectsWith(host.createVolume({ pool: def.name, name: 'x.img', capacityBytes: MiB, format: 'raw' }), 'operation-failed', 'createVolume in an inactive pool');
@@ -297,7 +297,7 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       expect(await host.getVolume(def.name, 'none.img')).toBeNull();
 
       await host.setPoolAutostart(def.name, true);
-      expect(mine((await host.snapshot()).pools)).toEqual([{ name: def.name, uuid: p.uuid, active: true, autostart: true }]);
+      expect(mine((await host.snapshot()).pools)).toEqual([{ name: def.name, uuid: p.uuid, active: true, autostart: true, persistent: true }]);
       const pdefs = await host.definitions.pools(mine((await host.snapshot()).pools));
       expect([...pdefs]).toEqual([[def.name, expect.objectContaining({ name: def.name, uuid: p.uuid, active: true, autostart: true, path: def.path })]]);
       await host.setPoolAutostart(def.name, false);
@@ -420,12 +420,12 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
         name: def.name, uuid: d.uuid, active: false, autostart: false, mode: 'isolated', ipv4: def.ipv4,
         dhcp: { start: def.dhcp!.start, end: def.dhcp!.end, hosts: [h1] }, marker: def.marker,
       });
-      expect(mine((await host.snapshot()).networks)).toEqual([{ name: def.name, uuid: d.uuid, active: false, autostart: false }]);
+      expect(mine((await host.snapshot()).networks)).toEqual([{ name: def.name, uuid: d.uuid, active: false, autostart: false, persistent: true }]);
       await host.startNetwork(def.name);
       await host.startNetwork(def.name);
       expect(await host.getNetwork(def.name)).toMatchObject({ active: true, uuid: d.uuid });
       await host.setNetworkAutostart(def.name, true);
-      expect(mine((await host.snapshot()).networks)).toEqual([{ name: def.name, uuid: d.uuid, active: true, autostart: true }]);
+      expect(mine((await host.snapshot()).networks)).toEqual([{ name: def.name, uuid: d.uuid, active: true, autostart: true, persistent: true }]);
       await host.setNetworkAutostart(def.name, false);
 
       // Redefining an active network changes its persistent definition; the running one shows
@@ -501,7 +501,7 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       const uuid = (await host.getNetwork(def.name))!.uuid;
       if (q.transientNetworks) {
         await host.undefineNetwork(def.name);
-        expect(mine((await host.snapshot()).networks)).toEqual([{ name: def.name, uuid, active: true, autostart: false }]);
+        expect(mine((await host.snapshot()).networks)).toEqual([{ name: def.name, uuid, active: true, autostart: false, persistent: false }]);
         await rejectsWith(host.setNetworkAutostart(def.name, true), 'operation-failed', 'autostart of a transient network');
         await host.stopNetwork(def.name);
         expect(await host.getNetwork(def.name)).toBeNull();
@@ -529,7 +529,7 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
           marker: def.marker,
         }));
       expect(d.nics[1]!.mac).toMatch(/^52:54:00(:[0-9a-f]{2}){3}$/);
-      expect(mine((await host.snapshot()).domains)).toEqual([{ name: def.name, uuid, id: -1, active: false, autostart: false }]);
+      expect(mine((await host.snapshot()).domains)).toEqual([{ name: def.name, uuid, id: -1, active: false, autostart: false, persistent: true }]);
       expect(await waitEvent('define', 'defined', before)).toMatchObject({ name: def.name, uuid, event: 'defined', detail: 0 });
 
       expect(await host.defineDomain({ ...def, uuid, vcpus: 2, marker: marker('VirtualMachine', 'define', 'spec-2') })).toEqual({ uuid });
@@ -563,7 +563,7 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       await host.startDomain(def.name);
       await host.startDomain(def.name);
       const [running] = mine((await host.snapshot()).domains);
-      expect(running).toEqual({ name: def.name, uuid, id: expect.any(Number), active: true, autostart: false });
+      expect(running).toEqual({ name: def.name, uuid, id: expect.any(Number), active: true, autostart: false, persistent: true });
       expect(running!.id).toBeGreaterThan(0);
       expect(await waitEvent('run', 'started', e0)).toMatchObject({ name: def.name, uuid, event: 'started' });
 
@@ -595,14 +595,14 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       expect(await host.getDomain(def.name)).toMatchObject({ active: false });
 
       await host.setDomainAutostart(def.name, true);
-      expect(mine((await host.snapshot()).domains)).toEqual([{ name: def.name, uuid, id: -1, active: false, autostart: true }]);
+      expect(mine((await host.snapshot()).domains)).toEqual([{ name: def.name, uuid, id: -1, active: false, autostart: true, persistent: true }]);
       await host.setDomainAutostart(def.name, false);
       expect(await host.getDomain(def.name)).toMatchObject({ autostart: false });
 
       // Undefining a running domain leaves it running (transient) until it stops.
       await host.startDomain(def.name);
       await host.undefineDomain(def.name);
-      expect(mine((await host.snapshot()).domains)).toEqual([{ name: def.name, uuid, id: expect.any(Number), active: true, autostart: false }]);
+      expect(mine((await host.snapshot()).domains)).toEqual([{ name: def.name, uuid, id: expect.any(Number), active: true, autostart: false, persistent: false }]);
       if (q.transientDomainRefusesAutostart) await rejectsWith(host.setDomainAutostart(def.name, true), 'operation-failed', 'autostart of a transient domain');
       await host.stopDomain(def.name, { graceful: false });
       expect(await host.getDomain(def.name)).toBeNull();

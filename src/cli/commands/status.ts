@@ -76,6 +76,7 @@ export async function runStatus(
     let host: HostView | undefined;
     let hostError: string | undefined;
     const drift = new Map<string, string>();
+    const pending = new Map<string, string>();
     if (!o.offline) {
       try {
         const conn = await openHost(o.uri);
@@ -84,7 +85,8 @@ export async function runStatus(
           // With the manifests: the deep comparison a plan makes (read-only) tells definition drift too.
           if (desired) {
             const { plan } = await planOnly(conn, store, desired).catch(() => ({ plan: undefined }));
-            for (const c of plan?.changes ?? []) if (c.drift) drift.set(c.key, c.reason);
+            // Status tells the plan's story: drift is drifted, any other change pending, never converged.
+            for (const c of plan?.changes ?? []) (c.drift ? drift : pending).set(c.key, c.reason);
           }
         } finally {
           await conn.close();
@@ -96,7 +98,7 @@ export async function runStatus(
     const revisions = await revisionsFor(store, records);
     const suspension = await store.controls.suspension();
     const previousConditions = await store.conditions.list();
-    const { resources: rows, summary } = buildStatus({ records, declared, host, revisions, drift, suspension, previousConditions });
+    const { resources: rows, summary } = buildStatus({ records, declared, host, revisions, drift, pending, suspension, previousConditions });
     // What the host showed moves the conditions' transition times; a status that did not ask it does not.
     if (host) await persistConditions(store, rows).catch(() => undefined);
     const latest = await store.revisions.latest();

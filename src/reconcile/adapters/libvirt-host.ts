@@ -20,6 +20,9 @@ import {
   VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
   VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE,
   VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART,
+  VIR_CONNECT_LIST_STORAGE_POOLS_TRANSIENT,
+  VIR_CONNECT_LIST_DOMAINS_TRANSIENT,
+  VIR_CONNECT_LIST_NETWORKS_TRANSIENT,
   VIR_DOMAIN_UNDEFINE_NVRAM,
   VIR_DOMAIN_XML_INACTIVE,
   VIR_NETWORK_XML_INACTIVE,
@@ -223,7 +226,8 @@ export class LibvirtHost implements HostPort {
   snapshot(): Promise<HostSnapshot> {
     return this.op('list objects', false, async () => {
       const c = this.client;
-      const [domains, autoDomains, networks, activeNets, autoNets, pools, activePools, autoPools] = await Promise.all([
+      // Transient objects (running without a persistent definition) are listed apart: usually none.
+      const [domains, autoDomains, networks, activeNets, autoNets, pools, activePools, autoPools, tranD, tranN, tranP] = await Promise.all([
         c.connectListAllDomains(0),
         c.connectListAllDomains(VIR_CONNECT_LIST_DOMAINS_AUTOSTART),
         c.connectListAllNetworks(0),
@@ -232,6 +236,9 @@ export class LibvirtHost implements HostPort {
         c.connectListAllStoragePools(0),
         c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE),
         c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART),
+        c.connectListAllDomains(VIR_CONNECT_LIST_DOMAINS_TRANSIENT),
+        c.connectListAllNetworks(VIR_CONNECT_LIST_NETWORKS_TRANSIENT),
+        c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_TRANSIENT),
       ]);
       const ids = (l: { uuid: string }[]): Set<string> => new Set(l.map((x) => x.uuid));
       const autoD = ids(autoDomains);
@@ -239,10 +246,13 @@ export class LibvirtHost implements HostPort {
       const autoN = ids(autoNets);
       const actP = ids(activePools);
       const autoP = ids(autoPools);
+      const trD = ids(tranD);
+      const trN = ids(tranN);
+      const trP = ids(tranP);
       return {
-        domains: domains.map((d) => ({ name: d.name, uuid: d.uuid, id: d.id, active: d.id !== -1, autostart: autoD.has(d.uuid) })),
-        networks: networks.map((n) => ({ name: n.name, uuid: n.uuid, active: actN.has(n.uuid), autostart: autoN.has(n.uuid) })),
-        pools: pools.map((p) => ({ name: p.name, uuid: p.uuid, active: actP.has(p.uuid), autostart: autoP.has(p.uuid) })),
+        domains: domains.map((d) => ({ name: d.name, uuid: d.uuid, id: d.id, active: d.id !== -1, autostart: autoD.has(d.uuid), persistent: !trD.has(d.uuid) })),
+        networks: networks.map((n) => ({ name: n.name, uuid: n.uuid, active: actN.has(n.uuid), autostart: autoN.has(n.uuid), persistent: !trN.has(n.uuid) })),
+        pools: pools.map((p) => ({ name: p.name, uuid: p.uuid, active: actP.has(p.uuid), autostart: autoP.has(p.uuid), persistent: !trP.has(p.uuid) })),
       };
     });
   }
@@ -261,26 +271,58 @@ export class LibvirtHost implements HostPort {
 
   readonly definitions: HostDefinitions = {
     domains: (list) => this.describe('domain definitions', list, async (d) => {
-      const xml = await this.inactiveXml('domain', (flags) => this.client.domainGetXmlDesc({ name: d.name, uuid: d.uuid, id: d.id }, flags), VIR_DOMAIN_XML_INACTIVE);
-      return { ...parseDomainXml(xml), active: d.active, autostart: d.autostart };
+      const ref = { name: d.name, uuid: d.uuid, id: d.id };
+      const xml = await this.readInactive('domain', (flags) => this.client.domainGetXmlDesc(ref, flags), VIR_DOMAIN_XML_INACTIVE);
+      // A running domain's live XML too: a device attached live only is drift (its device list is compared).
+      const liveXml = d.active ? await this.client.domainGetXmlDesc(ref, 0) : undefined;
+      return { ...parseDomainXml(xml), active: d.active, autostart: d.autostart, xml, ...(liveXml !== undefined ? { liveXml } : {}) };
     }),
     networks: (list) => this.describe('network definitions', list, async (n) => {
-      const xml = await this.inactiveXml('network', (flags) => this.client.networkGetXmlDesc({ name: n.name, uuid: n.uuid }, flags), VIR_NETWORK_XML_INACTIVE);
-      return { ...parseNetworkXml(xml), active: n.active, autostart: n.autostart };
+      const xml = await this.readInactive('network', (flags) => this.client.networkGetXmlDesc({ name: n.name, uuid: n.uuid }, flags), VIR_NETWORK_XML_INACTIVE);
+      return { ...parseNetworkXml(xml), active: n.active, autostart: n.autostart, xml };
     }),
     pools: (list) => this.describe('pool definitions', list, async (p) => {
-      const xml = await this.inactiveXml('pool', (flags) => this.client.storagePoolGetXmlDesc({ name: p.name, uuid: p.uuid }, flags), VIR_STORAGE_XML_INACTIVE);
-      return { ...parsePoolXml(xml), active: p.active, autostart: p.autostart };
+      const xml = await this.readInactive('pool', (flags) => this.client.storagePoolGetXmlDesc({ name: p.name, uuid: p.uuid }, flags), VIR_STORAGE_XML_INACTIVE);
+      return { ...parsePoolXml(xml), active: p.active, autostart: p.autostart, xml };
     }),
     volumes: (list) => this.describe('volume definitions', list, async (v) =>
       parseVolumeXml(await this.client.storageVolGetXmlDesc({ pool: v.pool, name: v.name, key: v.key }, 0), v.pool), (v) => v.key),
   };
 
+  inactiveXml(kind: 'domain' | 'network' | 'pool', name: string): Promise<string | null> {
+    return this.op(`read ${kind} ${name} definition`, false, async () => {
+      const c = this.client;
+      if (kind === 'domain') {
+        const d = await this.domain(name);
+        return d ? this.maybe(() => this.readInactive('domain', (f) => c.domainGetXmlDesc(d, f), VIR_DOMAIN_XML_INACTIVE)) : null;
+      }
+      if (kind === 'network') {
+        const n = await this.network(name);
+        return n ? this.maybe(() => this.readInactive('network', (f) => c.networkGetXmlDesc(n, f), VIR_NETWORK_XML_INACTIVE)) : null;
+      }
+      const p = await this.pool(name);
+      return p ? this.maybe(() => this.readInactive('pool', (f) => c.storagePoolGetXmlDesc(p, f), VIR_STORAGE_XML_INACTIVE)) : null;
+    });
+  }
+
+  private versionCache: Promise<string> | undefined;
+  versionTag(): Promise<string> {
+    this.versionCache ??= this.op('versions', false, async () => {
+      const [lib, hv] = await Promise.all([this.client.connectGetLibVersion(), this.client.connectGetVersion()]);
+      const v = (n: number): string => `${Math.floor(n / 1_000_000)}.${Math.floor(n / 1000) % 1000}.${n % 1000}`;
+      return `libvirt ${v(lib)}, hypervisor ${v(hv)}`;
+    });
+    this.versionCache.catch(() => {
+      this.versionCache = undefined;
+    });
+    return this.versionCache;
+  }
+
   /** Kinds whose driver refuses the INACTIVE flag (libvirt's test driver, for pools): read without it. */
   private readonly noInactiveFlag = new Set<string>();
 
   /** The persistent definition where the driver can give it, else the current one. */
-  private async inactiveXml(kind: string, get: (flags: number) => Promise<string>, inactive: number): Promise<string> {
+  private async readInactive(kind: string, get: (flags: number) => Promise<string>, inactive: number): Promise<string> {
     if (this.noInactiveFlag.has(kind)) return get(0);
     try {
       return await get(inactive);
@@ -364,7 +406,7 @@ export class LibvirtHost implements HostPort {
       if (!d) return null;
       // The persistent definition, like `definitions`: what a redefinition starts from.
       const [xml, autostart] = await Promise.all([this.client.domainGetXmlDesc(d, VIR_DOMAIN_XML_INACTIVE), this.client.domainGetAutostart(d)]);
-      return { ...parseDomainXml(xml), active: d.id !== -1, autostart };
+      return { ...parseDomainXml(xml), active: d.id !== -1, autostart, xml };
     });
   }
   getRunningDomain(name: string): Promise<(DomainDetail & { id: number }) | null> {
@@ -372,7 +414,7 @@ export class LibvirtHost implements HostPort {
       const d = await this.domain(name);
       if (!d || d.id === -1) return null;
       const [xml, autostart] = await Promise.all([this.client.domainGetXmlDesc(d, 0), this.client.domainGetAutostart(d)]);
-      return { ...parseDomainXml(xml), active: true, autostart, id: d.id };
+      return { ...parseDomainXml(xml), active: true, autostart, id: d.id, xml };
     });
   }
   getVolume(pool: string, name: string): Promise<VolumeDetail | null> {

@@ -7,12 +7,12 @@ import { resourceKey } from '../../model/kinds.js';
 import type { PoolDef, PoolDetail } from '../../model/definitions.js';
 import { desiredBase, type DesiredBase } from '../resource.js';
 import {
-  appliedConfig, change, compareConfigs, runtimeDifferences, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
+  appliedConfig, change, compareConfigs, runtimeDifferences, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange,
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
 import { listedState, readListed, uuidToDefine } from './common.js';
-import type { KindHandler } from './types.js';
+import type { ExactSpec, KindHandler } from './types.js';
 import type { Observed } from '../observe.js';
 
 export interface PoolConfig {
@@ -44,8 +44,19 @@ function nestedPool(r: DesiredPool, observed: Observed): string | undefined {
   return undefined;
 }
 
+/**
+ * Exact drift of pools: what libvirt updates on its own as files come and go (capacity,
+ * allocation, available) is ignored; the target path is explained by the field-level comparison.
+ */
+export const POOL_EXACT: ExactSpec = {
+  object: 'pool',
+  ignore: [/^(capacity|allocation|available)$/],
+  modelled: [/^target\/path$/],
+};
+
 export const poolKind: KindHandler<DesiredPool, PoolOp> = {
   kind: 'StoragePool',
+  exact: POOL_EXACT,
   ops: {
     'pool.ensure': { label: 'ensure pool', teardown: false },
     'pool.delete': { label: 'delete pool', teardown: true },
@@ -103,10 +114,17 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
     const reasons: string[] = [];
     // Made by an interrupted run, or applied with another spec that the host already matches: record it.
     const unrecorded = own.state === 'owned' && (own.via === 'journal' || record?.specHash !== r.specHash);
+    // Exact drift: the whole definition against its baseline; a transient pool has no definition left.
+    const transient = obs.persistent === false;
+    const exact = !adopting && !transient ? exactDrift(observed, key, POOL_EXACT, false) : [];
+    fields.push(...exact);
     if (adopting) reasons.push('adopting existing pool (metadata.adopt)');
+    else if (transient) reasons.push('definition removed outside virtform (drift): the active pool is defined again');
+    else if (exact.length > 0) reasons.push('definition changed outside virtform (drift): written again');
     else if (unrecorded) reasons.push(interruptedOr(own, 'the host already matches the manifest: recording it'));
-    const drift = runtimeDifferences('pool', obs, r.autostart, fields, reasons);
-    const define = adopting || (own.state === 'owned' && own.via === 'journal');
+    const drift = runtimeDifferences('pool', obs, r.autostart, fields, reasons, !adopting && !transient && record?.specHash === r.specHash)
+      || exact.length > 0 || (transient && !adopting);
+    const define = adopting || (own.state === 'owned' && own.via === 'journal') || transient || exact.length > 0;
     if (fields.length === 0 && !define && !unrecorded) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,

@@ -46,6 +46,20 @@ export interface FieldSpec<C> {
   effect: ChangeEffect | ((before: unknown, after: unknown, whole?: unknown) => ChangeEffect);
 }
 
+/**
+ * Exact drift of a kind whose objects have an XML definition (domains, networks, pools): after
+ * every write apply records libvirt's inactive XML as the object's baseline; diff names what
+ * differs from it (`exactDrift` in `change.ts`).
+ */
+export interface ExactSpec {
+  /** Which definition `HostPort.inactiveXml` reads. */
+  object: 'domain' | 'network' | 'pool';
+  /** XML paths libvirt changes on its own (measured): never drift. */
+  ignore: readonly RegExp[];
+  /** XML paths the field-level comparison explains (left to its lines when it found a difference). */
+  modelled: readonly RegExp[];
+}
+
 /** What a step's execution gets from apply. */
 export interface ExecContext<R> {
   host: HostPort;
@@ -91,6 +105,8 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
    * build-up step that runs after the resources using this one are stopped in the same plan.
    */
   readonly ops: { readonly [K in O['op']]: { label: string; teardown: boolean; afterUsersStop?: boolean } };
+  /** Exact drift: the kind's objects get baselines and are compared with them (absent: fields only). */
+  readonly exact?: ExactSpec;
   /** Per-field spec of the config: manifest name, unit, and how a change takes effect. */
   readonly fields: readonly FieldSpec<R extends { config: infer C } ? C : never>[];
 

@@ -29,14 +29,14 @@ import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
 import { parseSize } from '../../manifest/index.js';
 import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
 import {
-  change, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
+  change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
   type FieldChange, type ResourceChange,
 } from '../change.js';
 import type { HostPort } from '../ports.js';
 import type { Observed } from '../observe.js';
 import { ownershipOf } from '../ownership.js';
 import { listedState, readListed, uuidToDefine } from './common.js';
-import type { BuildContext, ChangeEffect, KindHandler } from './types.js';
+import type { BuildContext, ChangeEffect, ExactSpec, KindHandler } from './types.js';
 
 export type DiskBus = 'virtio' | 'sata' | 'scsi' | 'ide';
 
@@ -508,8 +508,35 @@ export async function runningDomainWithDisk(host: HostPort, observed: Observed, 
   return undefined;
 }
 
+/**
+ * Exact drift of domains. Nothing is ignored: measured on libvirt 9.0 / QEMU 7.2, the inactive
+ * XML does not change when a domain starts or stops, its network restarts, or libvirtd restarts
+ * (PCI addresses, the machine type and the default devices are written at define time).
+ * What the field-level comparison explains: vCPUs, memory, description, `<os>`, `<cpu>`,
+ * graphics, the balloon, the guest agent channel, and disks and NICs themselves with their
+ * source, driver, target, boot order, model and MAC (not e.g. a disk's `<readonly/>` or a NIC's
+ * `<link>`).
+ */
+export const VM_EXACT: ExactSpec = {
+  object: 'domain',
+  ignore: [],
+  modelled: [
+    /^(vcpu|vcpus|memory|currentMemory|description)$/,
+    /^os(\/|$)/,
+    /^cpu(\/|$)/,
+    /^devices\/(graphics|memballoon)(\[|\/|$)/,
+    /^devices\/channel\[target=org\.qemu\.guest_agent\.0\](\/|$)/,
+    /^devices\/disk\[[^\]]*\](\/(source|driver|target|boot|address))?$/,
+    /^devices\/interface\[[^\]]*\](\/(source|model|mac|address))?$/,
+  ],
+};
+
+/** Field of the restart-required mark for devices a running domain has that its definition lacks. */
+const LIVE_ONLY = 'devices (live only)';
+
 export const vmKind: KindHandler<DesiredVm, VmOp> = {
   kind: 'VirtualMachine',
+  exact: VM_EXACT,
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
     'vm.live': { label: 'change running domain', teardown: false },
@@ -629,10 +656,24 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         if (sinceApplied.has(f.field)) f.drift = drift = true;
       }
     }
+    // Exact drift: the whole definition against its baseline (a definition made transient has none to compare).
+    const transient = obs.persistent === false;
+    const exact = cur && !adopting && !transient ? exactDrift(observed, key, VM_EXACT, fields.length > 0) : [];
+    for (const f of exact) f.effect = 'restart';
+    fields.push(...exact);
+    drift ||= exact.length > 0 || (transient && !adopting);
+    // Devices of the running domain its definition lacks (attached live only): a restart drops
+    // them; until then the restart-required mark names them (a detach could need the guest).
+    const liveOnly = running && !adopting && !transient ? liveOnlyDevices(cur?.liveXml, cur?.xml) : [];
+    const liveOnlyKnown = canonicalJson(pending?.running[LIVE_ONLY]) === canonicalJson(liveOnly.map((f) => f.field).join(', '));
+    const liveOnlyNew = liveOnly.length > 0 && !liveOnlyKnown ? liveOnly : [];
+    for (const f of liveOnlyNew) f.effect = 'restart';
+    fields.push(...liveOnlyNew);
+    drift ||= liveOnlyNew.length > 0;
     const seed = planSeed(r, observed, facts, adopting ? undefined : recordedConfig<VmConfig>(observed, key));
     drift ||= seed.drift;
     const specChanged = !adopting && record?.specHash !== r.specHash;
-    const redefine = fields.length > 0 || adopting || specChanged || !cur;
+    const redefine = fields.length > 0 || adopting || specChanged || !cur || transient;
     if (redefine && unmet) return change(r, 'conflict', unmet, own);
 
     // Converged: definition, state and autostart match (a pending restart is a notice, not a change).
@@ -655,6 +696,8 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       lines.push(...fields);
       if (redefine) {
         const why = adopting ? 'adopting existing domain (metadata.adopt)'
+          : transient ? 'definition removed outside virtform (drift): the running domain is defined again'
+          : liveOnlyNew.length > 0 && fields.length === liveOnlyNew.length ? 'devices attached to the running domain outside virtform (drift): dropped at its next boot'
           : drift ? 'definition changed outside virtform (drift)'
           : fields.length > 0 ? interruptedOr(own, 'definition changed')
           : !cur ? interruptedOr(own, 'definition unreadable') : 'recording the declared config';
@@ -670,7 +713,15 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         op: 'vm.define', define: redefine,
         autostart: obs.autostart !== r.autostart || redefine ? r.autostart : undefined,
       });
-      if (obs.autostart !== r.autostart) lines.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart });
+      if (obs.autostart !== r.autostart) {
+        // Flipped on the host while the manifest stayed as applied: drift.
+        const flipped = !adopting && !!record && record.specHash === r.specHash && !transient;
+        lines.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart, ...(flipped ? { drift: true } : {}) });
+        if (flipped) {
+          drift = true;
+          if (!redefine) reasons.push('autostart changed outside virtform (drift)');
+        }
+      }
     }
     if (seed.op) {
       // After the definition (a running domain keeps the seed file it opened), before a (re)start.
@@ -708,6 +759,9 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       lines.push({ field: 'spec.state', before: 'stopped', after: 'running' });
       reasons.push(record?.desiredState === 'running' ? 'domain is stopped (drift)' : 'desired running');
       drift ||= record?.desiredState === 'running';
+    }
+    if (liveOnlyNew.length > 0 && !steps.some((s) => s.op === 'vm.stop')) {
+      notes.push(`${liveOnlyNew.map((f) => f.field).join(', ')}: attached to the running domain only; dropped at its next boot (restartPolicy: Never)`);
     }
     const stop = steps.find((s): s is Extract<VmOp, { op: 'vm.stop' }> => s.op === 'vm.stop');
     if (stop) notes.push(stopNote(stop.graceful));
@@ -923,6 +977,8 @@ async function restartState(
     ...(seed ? [['spec.cloudInit', shortDigest(bootedSeed(seed.facts, live.id)), shortDigest(seed.current)] as [string, unknown, unknown]] : []),
     ['spec.disks', diskList(live), diskList(defined)],
     ['spec.nics', nicList(live), nicList(defined)],
+    // Devices attached live only (outside virtform): gone at the next boot.
+    [LIVE_ONLY, liveOnlyDevices(live.xml, defined.xml).map((f) => f.field).join(', ') || undefined, undefined],
   ];
   const differ = pairs.filter(([, a, b]) => canonicalJson(a) !== canonicalJson(b));
   if (differ.length === 0) return null;

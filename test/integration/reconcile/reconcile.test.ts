@@ -86,12 +86,14 @@ describe('reconcile on qemu:///system', () => {
     expect(second.plan.noop).toBe(true);
     await oracle('second apply');
     expect(host.client.mutatingCallCount - mutatingBefore).toBe(0);
-    // observe: 8 bulk list calls + lookup/refresh/list for the one pool, then one definition read
-    // per object: the 7 managed ones (pool, 3 volumes, network, 2 domains) and every other
-    // network and pool on the host (their CIDRs and paths are checked before creating), no lookups
+    // observe: 8 bulk list calls + 3 of transient objects + lookup/refresh/list for the one pool,
+    // then one definition read per object: the 7 managed ones (pool, 3 volumes, network, 2
+    // domains), the live XML of the running VM (its live-only devices), and every other network
+    // and pool on the host (their CIDRs and paths are checked before creating), no lookups. The
+    // versions baselines are recorded with are asked once per connection (the first apply did).
     const others = virsh('net-list', '--all', '--name').split('\n').filter((n) => n.trim() && !n.startsWith(P)).length
       + virsh('pool-list', '--all', '--name').split('\n').filter((n) => n.trim() && !n.startsWith(P)).length;
-    expect(host.client.callCount - callsBefore).toBe(11 + 7 + others);
+    expect(host.client.callCount - callsBefore).toBe(14 + 7 + 1 + others);
   });
 
   it('updates memory in place keeping the UUID, grows a volume, adds a DHCP host live', async () => {

@@ -124,9 +124,9 @@ const poolRows: Row[] = [
   {
     name: 'update: autostart differs on the host',
     desired: JUST_POOL, host: (d) => convergedHost(d).pool('p', { autostart: false }),
-    // NOTE(bug)? autostart flipped on the host behind virtform's back is not flagged as drift (drift: false).
-    want: [{ key: 'StoragePool/p', action: 'update', reason: 'autostart differs', ownership: 'owned', adopt: false,
-      fields: [f('spec.autostart', false, true)], steps: [{ op: 'pool.ensure', define: false, start: false, autostart: true }] }],
+    // Flipped on the host behind virtform's back: drift (issue 18).
+    want: [{ key: 'StoragePool/p', action: 'update', reason: 'autostart changed outside virtform (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [fd('spec.autostart', false, true)], steps: [{ op: 'pool.ensure', define: false, start: false, autostart: true }] }],
   },
   {
     name: 'update: pool inactive (drift)',
@@ -137,8 +137,8 @@ const poolRows: Row[] = [
   {
     name: 'update: inactive and autostart off at once',
     desired: JUST_POOL, host: (d) => convergedHost(d).pool('p', { active: false, autostart: false }),
-    want: [{ key: 'StoragePool/p', action: 'update', reason: 'pool is inactive (drift)', ownership: 'owned', adopt: false, drift: true,
-      fields: [f('status', 'inactive', 'active'), f('spec.autostart', false, true)],
+    want: [{ key: 'StoragePool/p', action: 'update', reason: 'pool is inactive (drift); autostart changed outside virtform (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [f('status', 'inactive', 'active'), fd('spec.autostart', false, true)],
       steps: [{ op: 'pool.ensure', define: false, start: true, autostart: true }] }],
   },
   {
@@ -536,8 +536,8 @@ const networkRows: Row[] = [
   {
     name: 'update: autostart differs',
     desired: NET_ONLY, host: (d) => convergedHost(d).network('net', { autostart: true }),
-    want: [{ key: 'Network/net', action: 'update', reason: 'autostart differs', ownership: 'owned', adopt: false,
-      fields: [f('spec.autostart', true, false)],
+    want: [{ key: 'Network/net', action: 'update', reason: 'autostart changed outside virtform (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [fd('spec.autostart', true, false)],
       steps: [{ op: 'network.ensure', define: false, start: false, autostart: false, addHosts: [], deleteHosts: [] }] }],
   },
   {
@@ -839,8 +839,8 @@ const vmRows: Row[] = [
   {
     name: 'update: autostart differs',
     desired: LAB, host: (d) => convergedHost(d).domain('vm2', { active: false, autostart: true }),
-    want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'autostart differs', ownership: 'owned', adopt: false,
-      fields: [f('spec.autostart', true, false)], steps: [{ op: 'vm.define', define: false, autostart: false }] }],
+    want: [{ key: 'VirtualMachine/vm2', action: 'update', reason: 'autostart changed outside virtform (drift)', ownership: 'owned', adopt: false, drift: true,
+      fields: [fd('spec.autostart', true, false)], steps: [{ op: 'vm.define', define: false, autostart: false }] }],
   },
   {
     name: 'update: redefine and stop at once: stop first, no next-boot note',

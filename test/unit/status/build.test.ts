@@ -35,6 +35,15 @@ describe('buildStatus', () => {
     expect(gone.summary).toEqual({ total: 1, byStatus: { drifted: 1 } });
   });
 
+  it('status tells the plan\'s story: a change the plan has is drifted (drift) or pending, never converged', () => {
+    const records = [rec('VirtualMachine', 'vm', { desiredState: 'running', observedStatus: 'running' })];
+    const host = view([{ name: 'vm', active: true }]);
+    const drifted = buildStatus({ records, host, revisions: new Map(), drift: new Map([['VirtualMachine/vm', 'autostart changed outside virtform (drift)']]) });
+    expect(drifted.resources[0]).toMatchObject({ status: 'drifted', reason: 'autostart changed outside virtform (drift)' });
+    const pending = buildStatus({ records, host, revisions: new Map(), pending: new Map([['VirtualMachine/vm', 'finishing an operation interrupted in an earlier run']]) });
+    expect(pending.resources[0]).toMatchObject({ status: 'pending', reason: 'finishing an operation interrupted in an earlier run' });
+  });
+
   it('failed, pending, stalled, offline; declared rows; volumes by key; plan order', async () => {
     const work = tempDir('vftest-status-build-');
     const desired = await desiredFrom(writeManifests(join(work, 'm'), labManifests({ prefix: P, poolPath: '/srv/p' })));
