@@ -26,6 +26,7 @@ import { buildNoCloudSeed, type Seed } from '../../cloudinit/index.js';
 import { resourceKey } from '../../model/kinds.js';
 import type { CpuMode, DomainBoot, DomainCapabilities, DomainDef, DomainDetail, GraphicsType, VolumeFormat } from '../../model/definitions.js';
 import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
+import { canonicalFragment, extraDevicesMatch, fragOf } from '../../libvirt/xml/extra-devices.js';
 import { parseSize } from '../../manifest/index.js';
 import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
 import {
@@ -60,6 +61,8 @@ export interface VmConfig {
   cloudInit?: VmCloudInit;
   disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
   nics: { network: string; mac?: string; model: string }[];
+  /** spec.extraDevices, canonical (one line each); only when declared and not empty, so older spec hashes stay valid. */
+  extraDevices?: string[];
 }
 /** spec.boot normalized: kernel/initrd are host paths (a volume's file path when given as a volume). */
 export interface VmBoot {
@@ -186,6 +189,7 @@ export function domainDef(r: DesiredVm, type: 'kvm' | 'qemu', uuid?: string, mac
     disks: c.disks.map((d) => ({ path: d.path, format: d.format, bus: d.bus, target: d.target, bootOrder: d.bootOrder })),
     ...(c.cloudInit ? { cdroms: [{ path: c.cloudInit.path, bus: 'ide' as const, target: c.cloudInit.target }] } : {}),
     nics: c.nics.map((n, i) => ({ network: n.network, mac: n.mac ?? macs[i], model: n.model })),
+    ...(c.extraDevices ? { extraDevices: [...c.extraDevices] } : {}),
     marker: { kind: r.kind, name: r.name, specHash: r.specHash },
   };
 }
@@ -362,6 +366,12 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): Fi
   cur.nics.forEach((c, j) => {
     if (!pairedNics.has(j)) out.push({ field: `spec.nics[${c.mac}]`, before: { network: c.network, model: c.model, mac: c.mac }, after: undefined });
   });
+  // Matched, not compared as text: libvirt adds to what it stores (a PCI address, a serial's target type).
+  const haveExtra = cur.extraDevices ?? [];
+  const wantExtra = want.extraDevices ?? [];
+  if (!extraDevicesMatch(wantExtra, haveExtra)) {
+    out.push({ field: 'spec.extraDevices', before: haveExtra.length ? haveExtra : undefined, after: wantExtra.length ? wantExtra : undefined });
+  }
   return out;
 }
 
@@ -492,6 +502,8 @@ const vmFields = [
   { field: 'cloudInit', manifest: 'spec.cloudInit', effect: 'restart' },
   { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
   { field: 'nics', manifest: 'spec.nics', effect: 'restart' },
+  // Kept simple: a changed list is defined and taken at the next boot (no live attach/detach).
+  { field: 'extraDevices', manifest: 'spec.extraDevices', effect: 'restart' },
 ] as const satisfies readonly { field: keyof VmConfig; manifest: string; unit?: 'KiB'; effect: ChangeEffect | ((b: unknown, a: unknown, w?: unknown) => ChangeEffect) }[];
 
 /** The domain that runs with a disk on `path` right now (its persistent definition has it), if any. */
@@ -548,6 +560,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         nics: (vm.spec.nics ?? []).map((nic) => ({
           network: nic.network, mac: nic.mac?.toLowerCase(), model: nic.model ?? 'virtio',
         })),
+        ...(vm.spec.extraDevices?.length ? { extraDevices: vm.spec.extraDevices.map((x) => canonicalFragment(fragOf(x))) } : {}),
       };
       const seed = vm.spec.cloudInit ? cloudInitConfig(vm.metadata.name, vm.spec.cloudInit, config.disks, ctx) : undefined;
       if (seed) config.cloudInit = seed.config;
@@ -923,6 +936,8 @@ async function restartState(
     ...(seed ? [['spec.cloudInit', shortDigest(bootedSeed(seed.facts, live.id)), shortDigest(seed.current)] as [string, unknown, unknown]] : []),
     ['spec.disks', diskList(live), diskList(defined)],
     ['spec.nics', nicList(live), nicList(defined)],
+    // The running domain has what it was defined with plus an alias and a pty's path: matched.
+    ['spec.extraDevices', extraDevicesMatch(defined.extraDevices ?? [], live.extraDevices ?? []) ? defined.extraDevices ?? [] : live.extraDevices ?? [], defined.extraDevices ?? []],
   ];
   const differ = pairs.filter(([, a, b]) => canonicalJson(a) !== canonicalJson(b));
   if (differ.length === 0) return null;
