@@ -106,6 +106,11 @@ export function parseFragment(xml: string): FragmentParse {
   if (elements.length !== 1) {
     return { ok: false, message: elements.length === 0 ? 'no element: a fragment is one device element such as <watchdog model="i6300esb"/>' : `${elements.length} top-level elements (${elements.map((e) => `<${e.name}>`).join(', ')}): a fragment is exactly one device element; give each its own list item` };
   }
+  try {
+    canonicalFragment(elements[0]!); // a character XML cannot carry (say &#0;) is refused here, not when building
+  } catch (e) {
+    return { ok: false, message: e instanceof Error ? e.message : String(e) };
+  }
   return { ok: true, frag: elements[0]! };
 }
 
@@ -228,21 +233,27 @@ export function fragmentMatches(want: Frag, have: Frag): boolean {
   return matchAll(want.children, have.children, true);
 }
 
-/** Each of `want` matched to its own item of `have`; `extraAllowed`: `have` may hold more. */
+/**
+ * Each of `want` matched to its own item of `have` (a bipartite matching by augmenting paths,
+ * Kuhn's algorithm: polynomial, also for many alike devices); `extraAllowed`: `have` may hold more.
+ */
 function matchAll(want: readonly Frag[], have: readonly Frag[], extraAllowed: boolean): boolean {
   if (!extraAllowed && want.length !== have.length) return false;
-  const used = new Set<number>();
-  const assign = (i: number): boolean => {
-    if (i === want.length) return true;
+  if (want.length > have.length) return false;
+  const fits = want.map((w) => have.map((h) => fragmentMatches(w, h)));
+  const owner: (number | undefined)[] = have.map(() => undefined);
+  const augment = (i: number, seen: Set<number>): boolean => {
     for (let j = 0; j < have.length; j++) {
-      if (used.has(j) || !fragmentMatches(want[i]!, have[j]!)) continue;
-      used.add(j);
-      if (assign(i + 1)) return true;
-      used.delete(j);
+      if (!fits[i]![j] || seen.has(j)) continue;
+      seen.add(j);
+      if (owner[j] === undefined || augment(owner[j]!, seen)) {
+        owner[j] = i;
+        return true;
+      }
     }
     return false;
   };
-  return assign(0);
+  return want.every((_, i) => augment(i, new Set()));
 }
 
 /** Declared fragments (canonical) against the devices read back (canonical): the same devices, each declared one matched by one read back. */

@@ -110,3 +110,22 @@ describe('extra device fragments', () => {
     expect(extraDevicesMatch([WATCHDOG, WATCHDOG, SERIAL, TABLET], got)).toBe(false);
   });
 });
+
+describe('extra device matching at scale', () => {
+  it('32 alike devices of which one differs: answered at once (a matching, not a search of permutations)', () => {
+    const w = (n: number): string => canon(`<serial type='pty'><target port='${n}'/></serial>`);
+    const want = Array.from({ length: 32 }, () => canon("<serial type='pty'/>"));
+    const have = Array.from({ length: 32 }, (_, i) => (i === 31 ? canon("<panic model='isa'/>") : w(i + 1)));
+    const t = performance.now();
+    expect(extraDevicesMatch(want, have)).toBe(false);
+    expect(extraDevicesMatch(want.slice(0, 31), have.slice(0, 31))).toBe(true);
+    expect(performance.now() - t).toBeLessThan(1000);
+  });
+
+  it('a character XML cannot carry is refused when parsing', async () => {
+    const { parseFragment } = await import('../../../src/libvirt/xml/index.js');
+    const r = parseFragment("<watchdog model='&#1;'/>");
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.message).toMatch(/U\+0001/);
+  });
+});
