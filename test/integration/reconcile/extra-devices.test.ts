@@ -123,5 +123,9 @@ describe.sequential('spec.extraDevices on qemu:///system', () => {
     expect(r.stderr).toMatch(new RegExp(`share\\.yaml:10:7: VirtualMachine/${other}: spec\\.extraDevices\\[0\\]: <filesystem> gives the guest part of the host and is denied by default: the policy's extraDevices\\.hostElements must list filesystem \\(policy `));
     expect(r.stderr).toMatch(/host path "\/" at \/filesystem\/source@dir is outside the allowed roots/);
     expect(virshOk('dominfo', other)).toBe(false);
+    // validate says the same, without a policy file too (deny by default)
+    const v = await runCli(['validate', mdir], { VIRTFORM_POLICY: join(work, 'absent.yaml') });
+    expect(v.code, v.stdout + v.stderr).toBe(2);
+    expect(v.stdout + v.stderr).toMatch(/share\.yaml:10:7: .*extraDevices\.hostElements must list filesystem \(no policy file: denied by default/);
   });
 });
