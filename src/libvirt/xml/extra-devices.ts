@@ -166,9 +166,10 @@ export function fragFromNode(name: string, node: XNode): Frag {
   return { name, attrs, children, text: typeof t === 'string' ? t.trim() : '' };
 }
 
-/** One line: `<rng model="virtio"><backend model="random">/dev/urandom</backend></rng>` (attributes sorted). */
+/** One line: `<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>` (attributes sorted). */
 export function canonicalFragment(f: Frag): string {
-  const attrs = Object.keys(f.attrs).sort().map((k) => ` ${k}="${escapeAttr(f.attrs[k]!)}"`).join('');
+  // Single quotes as libvirt writes them: a plan shows the fragment in JSON without escaped quotes.
+  const attrs = Object.keys(f.attrs).sort().map((k) => ` ${k}='${escapeAttr(f.attrs[k]!)}'`).join('');
   if (f.children.length === 0 && f.text === '') return `<${f.name}${attrs}/>`;
   const inner = f.children.length > 0 ? f.children.map(canonicalFragment).join('') : escapeText(f.text);
   return `<${f.name}${attrs}>${inner}</${f.name}>`;

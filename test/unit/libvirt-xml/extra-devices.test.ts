@@ -68,10 +68,10 @@ const DUMPED = `<domain type='qemu'>
 
 describe('extra device fragments', () => {
   it('canonical form: one line, attributes sorted, whitespace and comments dropped, escapes kept', () => {
-    expect(WATCHDOG).toBe('<watchdog action="reset" model="i6300esb"/>');
-    expect(RNG).toBe('<rng model="virtio"><backend model="random">/dev/urandom</backend></rng>');
-    expect(canon("<!-- hi --><panic model='isa'>\n</panic>")).toBe('<panic model="isa"/>');
-    expect(canon(`<channel type='unix'><target type='virtio' name='a&amp;b"c'/></channel>`)).toBe('<channel type="unix"><target name="a&amp;b&quot;c" type="virtio"/></channel>');
+    expect(WATCHDOG).toBe("<watchdog action='reset' model='i6300esb'/>");
+    expect(RNG).toBe("<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>");
+    expect(canon("<!-- hi --><panic model='isa'>\n</panic>")).toBe("<panic model='isa'/>");
+    expect(canon(`<channel type='unix'><target type='virtio' name="a&amp;b'c"/></channel>`)).toBe("<channel type='unix'><target name='a&amp;b&apos;c' type='virtio'/></channel>");
   });
 
   it('are appended to <devices> of the built domain', () => {
@@ -89,7 +89,7 @@ describe('extra device fragments', () => {
   it('read back from libvirt: the unmodelled devices only (not the serial 0, console, agent channel, PS/2 inputs, audio, controllers)', () => {
     const got = parseDomainXml(DUMPED).extraDevices;
     expect(got.map((x) => /^<(\w+)/.exec(x)![1]).sort()).toEqual(['input', 'rng', 'serial', 'watchdog']);
-    expect(got).toContain('<watchdog action="reset" model="i6300esb"><address bus="0x00" domain="0x0000" function="0x0" slot="0x05" type="pci"/></watchdog>');
+    expect(got).toContain("<watchdog action='reset' model='i6300esb'><address bus='0x00' domain='0x0000' function='0x0' slot='0x05' type='pci'/></watchdog>");
   });
 
   it('what libvirt added (addresses, target type) matches what was declared, in any order', () => {

@@ -15,8 +15,8 @@ import { renderPlan } from '../../../src/cli/render.js';
 const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const VM = 'vftest-xdevr-vm';
 const plain = { color: false };
-const WATCHDOG = '<watchdog action="reset" model="i6300esb"/>';
-const RNG = '<rng model="virtio"><backend model="random">/dev/urandom</backend></rng>';
+const WATCHDOG = "<watchdog action='reset' model='i6300esb'/>";
+const RNG = "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>";
 
 function files(devices: string[], state: string): Record<string, string> {
   return {
@@ -75,9 +75,9 @@ describe('spec.extraDevices', () => {
   });
 
   const outside: [string, (devs: string[]) => string[]][] = [
-    ['a device added outside virtform', (d) => [...d, '<panic model="isa"/>']],
+    ['a device added outside virtform', (d) => [...d, "<panic model='isa'/>"]],
     ['a device removed outside virtform', (d) => d.slice(1)],
-    ['a device changed outside virtform', (d) => ['<watchdog action="poweroff" model="i6300esb"/>', ...d.slice(1)]],
+    ['a device changed outside virtform', (d) => ["<watchdog action='poweroff' model='i6300esb'/>", ...d.slice(1)]],
   ];
   for (const [what, mutate] of outside) {
     it(`${what}: drift of spec.extraDevices, corrected`, async () => {
