@@ -142,6 +142,8 @@ describe('spec.extraDevices: deny by default what reaches the host', () => {
     expect((await errorsOf([`<serial type='pty'><log file='/etc/x'/><target port='2'/></serial>`], p))[0]).toMatch(/at \/serial\/log@file/);
     expect((await errorsOf([`<rng model='virtio'><backend model='random'>/etc/shadow</backend></rng>`]))[0]).toMatch(/host path "\/etc\/shadow" at \/rng\/backend/);
     expect(await errorsOf([serial('relative.log')], p)).toEqual([expect.stringMatching(/must be absolute/)]);
+    const block = await errorsOf(["<hostdev mode='capabilities' type='storage'><source><block>/dev/sda</block></source></hostdev>"], await policy('extraDevices: {hostElements: [hostdev]}\n'));
+    expect(block).toEqual([expect.stringMatching(/host path "\/dev\/sda" at \/hostdev\/source\/block is outside the allowed roots/)]);
   });
 
   it('tcp/udp character devices need extraDevices.networkChardevs', async () => {
