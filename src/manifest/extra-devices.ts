@@ -18,7 +18,9 @@
  * libvirt checks the rest when virtform defines the domain (VIR_DOMAIN_DEFINE_VALIDATE: its RNG
  * schema over the whole definition).
  */
+import { readFileSync } from 'node:fs';
 import { isAbsolute, posix } from 'node:path';
+import { isScalar } from 'yaml';
 import {
   EXTRA_DEVICE_ELEMENTS, MODELLED_DEVICE_ELEMENTS, hostReachOf, implicitDevice, parseFragment,
 } from '../libvirt/xml/extra-devices.js';
@@ -26,6 +28,7 @@ import type { FieldPath, ManifestError } from './errors.js';
 import { quote } from './errors.js';
 import { realPathOf, within, type Policy } from './policy.js';
 import { Reporter, specOf, type Entry } from './semantics.js';
+import { locate, type Position } from './yaml-source.js';
 
 /** Check every VM's `spec.extraDevices` (with or without a policy: deny by default). */
 export function checkExtraDevices(entries: readonly Entry[], policy: Policy | undefined): ManifestError[] {
@@ -39,7 +42,9 @@ export function checkExtraDevices(entries: readonly Entry[], policy: Policy | un
       const parsed = parseFragment(xml);
       if (!parsed.ok) {
         const where = parsed.line !== undefined ? ` (line ${parsed.line}, column ${parsed.col ?? 1} of the fragment)` : '';
-        r.at(e, at, `${parsed.message}${where}`);
+        const pos = parsed.line !== undefined ? inFile(e, at, parsed.line, parsed.col ?? 1) : undefined;
+        if (pos) r.errors.push({ file: e.sd.file, ...pos, kind: e.kind, ...(e.name ? { name: e.name } : {}), field: `spec.extraDevices[${i}]`, message: `${parsed.message}${where}` });
+        else r.at(e, at, `${parsed.message}${where}`);
         return;
       }
       const f = parsed.frag;
@@ -81,4 +86,36 @@ export function checkExtraDevices(entries: readonly Entry[], policy: Policy | un
     });
   }
   return r.errors;
+}
+
+/**
+ * Where line `line`, column `col` of a fragment is in the manifest file, when the YAML scalar shows
+ * it as written: a literal block (`|`: its lines are the file's lines after the header, at the
+ * block's indentation) or a one-line plain or quoted scalar with nothing escaped. Else undefined
+ * (the error then points at the list item).
+ */
+function inFile(e: Entry, at: FieldPath, line: number, col: number): Position | undefined {
+  const node = e.sd.doc.getIn(at, true);
+  if (!isScalar(node) || !node.range || typeof node.value !== 'string') return undefined;
+  const start = locate(e.sd, at);
+  const value = node.value;
+  if (node.type === 'BLOCK_LITERAL') {
+    let text: string;
+    try {
+      text = readFileSync(e.sd.file, 'utf8');
+    } catch {
+      return undefined; // read a moment ago by the loader; without it the error points at the item
+    }
+    const lines = text.split(/\r?\n/);
+    const header = (lines[start.line - 1] ?? '').slice(start.col - 1);
+    if (!/^\|[+-]?(\s|#|$)/.test(header)) return undefined; // an explicit indentation indicator: not worth it
+    const first = lines.slice(start.line).find((l) => l.trim() !== '');
+    if (first === undefined) return undefined;
+    return { line: start.line + line, col: first.length - first.trimStart().length + col };
+  }
+  if (line !== 1 || value.includes('\n') || e.sd.lineCounter.linePos(node.range[1]).line !== start.line) return undefined;
+  if (node.type === 'PLAIN') return { line: start.line, col: start.col + col - 1 };
+  if (node.type === 'QUOTE_SINGLE' && !value.includes("'")) return { line: start.line, col: start.col + col };
+  if (node.type === 'QUOTE_DOUBLE' && !/["\\\u0000-\u001f\u007f-\uffff]/.test(value)) return { line: start.line, col: start.col + col };
+  return undefined;
 }

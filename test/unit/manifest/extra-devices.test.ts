@@ -81,10 +81,40 @@ describe('spec.extraDevices: refused, at the list item', () => {
     it(what, async () => {
       const errs = await errorsOf([xml]);
       expect(errs).toHaveLength(1);
-      expect(errs[0]).toMatch(new RegExp(`vm\\.yaml:8:7: VirtualMachine/${VM}: spec\\.extraDevices\\[0\\]: `));
+      // at the item (8:7), or for a malformed one at the character inside it (after the quote: 8:8)
+      expect(errs[0]).toMatch(new RegExp(`vm\\.yaml:8:${/malformed|text only/.test(what) ? 8 : 7}: VirtualMachine/${VM}: spec\\.extraDevices\\[0\\]: `));
       expect(errs[0]).toMatch(msg);
     });
   }
+
+  it('a malformed fragment points at the very line and column in the file (literal block, quoted, plain)', async () => {
+    const doc = `apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: ${VM}}
+spec:
+  vcpus: 1
+  memory: 64MiB
+  extraDevices:
+    - |
+      <rng model='virtio'>
+        <backend model='random'>/dev/urandom</backend>
+      </rnq>
+    - "<watchdog model='i6300esb' action=reset/>"
+    - <panic model='isa'></panik>
+`;
+    const dir = writeManifests(join(work, 'm'), { 'vm.yaml': doc });
+    const r = await loadManifests(dir);
+    const errs = r.ok ? [] : r.errors.map(formatManifestError);
+    expect(errs).toHaveLength(3);
+    // </rnq>: line 3 of the fragment = line 11 of the file; its column 1 at the block's indentation (6) + 1
+    expect(errs[0]).toMatch(/vm\.yaml:11:7: VirtualMachine\/vftest-xdevu-vm: spec\.extraDevices\[0\]: not well-formed XML: Expected closing tag 'rng' .*\(line 3, column 1 of the fragment\)/);
+    // action=reset: fragment column 29 (the attribute without quotes), after the opening quote at column 7
+    expect(errs[1]).toMatch(/vm\.yaml:12:(\d+): .*spec\.extraDevices\[1\]: not well-formed XML: .*\(line 1, column (\d+) of the fragment\)/);
+    const [, c1, f1] = /vm\.yaml:12:(\d+):.*column (\d+) of/.exec(errs[1]!)!;
+    expect(Number(c1)).toBe(7 + Number(f1));
+    const [, c2, f2] = /vm\.yaml:13:(\d+):.*column (\d+) of/.exec(errs[2]!)!;
+    expect(Number(c2)).toBe(6 + Number(f2));
+  });
 
   it('errors name their own item of the list', async () => {
     const errs = await errorsOf(["<watchdog model='i6300esb'/>", '<disk/>', "<rng model='virtio'/>", '<bogus/>']);
