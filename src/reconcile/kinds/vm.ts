@@ -5,7 +5,9 @@
  * from the inactive XML): vCPUs and their maximum, memory and its maximum, description, the memory
  * balloon, the CPU mode and model (undeclared: libvirt's default), graphics type and listen address
  * (not the port libvirt picks), the guest agent channel, disks (path, format, bus, target, boot
- * order) and NICs (network, model, MAC). A declared CPU mode or model, or a graphics type, that the
+ * order), NICs (network, model, MAC) and the extra devices (`spec.extraDevices`: the unmodelled
+ * devices read back, each declared fragment matched by one of them whatever libvirt added, see
+ * `libvirt/xml/extra-devices.ts`). A declared CPU mode or model, or a graphics type, that the
  * host's domain capabilities do not offer is a conflict in the plan (libvirt would define it and
  * refuse it only at start). A field
  * that differs from what virtform applied last is drift. Disks are matched by source path, then
