@@ -59,7 +59,7 @@ export const HOST_DEVICE_ELEMENTS: readonly string[] = ['filesystem', 'hostdev',
 const PATH_ATTRS = new Set(['path', 'file', 'dir', 'dev', 'evdev', 'socket']);
 const GUEST_SIDE = new Set(['target', 'address', 'alias']);
 /** Elements whose text is a host path. */
-const PATH_TEXT = new Set(['path', 'block', 'char']);
+const PATH_TEXT = new Set(['path', 'block', 'char', 'database']);
 /** What an rng `random` backend may read without being a host path of its own. */
 const RNG_SOURCES = new Set(['/dev/urandom', '/dev/random', '/dev/hwrng']);
 
@@ -280,7 +280,7 @@ export function hostReachOf(f: Frag): HostReach {
     if (!GUEST_SIDE.has(n.name)) {
       for (const [k, v] of Object.entries(n.attrs)) if (PATH_ATTRS.has(k)) out.paths.push({ path: v, where: `${here}@${k}` });
     }
-    // Element text that names a host file: a memory/NVDIMM <path>, a hostdev's <block> and <char> device.
+    // Element text that names a host file: a <path>, a hostdev's <block> and <char> device, a smartcard's NSS <database>.
     if (PATH_TEXT.has(n.name) && n.text !== '') out.paths.push({ path: n.text, where: here });
     if (n.name === 'backend' && (n.attrs.model ?? 'random') === 'random' && at.endsWith('/rng') && n.text !== '' && !RNG_SOURCES.has(n.text)) {
       out.paths.push({ path: n.text, where: here });

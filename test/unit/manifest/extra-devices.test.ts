@@ -174,6 +174,10 @@ describe('spec.extraDevices: deny by default what reaches the host', () => {
     expect(await errorsOf([serial('relative.log')], p)).toEqual([expect.stringMatching(/must be absolute/)]);
     const block = await errorsOf(["<hostdev mode='capabilities' type='storage'><source><block>/dev/sda</block></source></hostdev>"], await policy('extraDevices: {hostElements: [hostdev]}\n'));
     expect(block).toEqual([expect.stringMatching(/host path "\/dev\/sda" at \/hostdev\/source\/block is outside the allowed roots/)]);
+    const nss = await errorsOf(["<smartcard mode='host-certificates'><certificate>a</certificate><certificate>b</certificate><certificate>c</certificate><database>/etc/pki/nssdb</database></smartcard>"], await policy('extraDevices: {hostElements: [smartcard]}\n'));
+    expect(nss).toEqual([expect.stringMatching(/host path "\/etc\/pki\/nssdb" at \/smartcard\/database/)]);
+    const virtiofsd = await errorsOf(["<filesystem type='mount'><driver type='virtiofs'/><binary path='/tmp/evil'/><source dir='/srv/x'/><target dir='x'/></filesystem>"], await policy(`extraDevices: {hostElements: [filesystem]}\nallowedRoots: {extraDeviceSources: [/srv]}\n`));
+    expect(virtiofsd).toEqual([expect.stringMatching(/host path "\/tmp\/evil" at \/filesystem\/binary@path/)]);
   });
 
   it('tcp/udp character devices need extraDevices.networkChardevs', async () => {
