@@ -23,6 +23,7 @@ import {
 import { validateAgainstSchema } from './schema.js';
 import { checkSemantics, type Entry } from './semantics.js';
 import { checkPolicy, type Policy } from './policy.js';
+import { checkExtraDevices } from './extra-devices.js';
 import { MAX_FILE_BYTES, docToJs, locate, parseYamlFile, type SourceDoc } from './yaml-source.js';
 
 const execFileAsync = promisify(execFile);
@@ -200,6 +201,8 @@ export async function loadManifests(dir: string, opts: { policy?: Policy } = {})
   // The policy first: a source path it refuses is never opened (not even to read an image header).
   const refused = opts.policy ? checkPolicy(entries, opts.policy) : [];
   errors.push(...refused);
+  // Always, with or without a policy: what reaches the host is denied by default.
+  errors.push(...checkExtraDevices(entries, opts.policy));
   const unprobed = new Set(entries.filter((e) => refused.some((x) => x.file === e.sd.file && x.kind === e.kind && x.name === e.name)));
   errors.push(...(await checkSemantics(entries, { skipSourceProbe: unprobed })));
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };

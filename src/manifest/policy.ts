@@ -10,6 +10,10 @@
  * Which manifest fields are checked is ONE table, {@link POLICY_FIELDS}: a new path or URL field
  * of a kind is one more row. A row whose path does not exist in a manifest, or holds no string
  * there, is skipped (so rows for fields other branches add are harmless before they land).
+ *
+ * VirtualMachine `spec.extraDevices` is checked apart (`extra-devices.ts`): its host paths are
+ * inside XML, and it is deny by default, without a policy file too (`extraDevices` section,
+ * `allowedRoots.extraDeviceSources`).
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -20,7 +24,7 @@ import { validatePolicyAgainstSchema } from './schema.js';
 import { Reporter, specOf, type Entry } from './semantics.js';
 import { ManifestSizeError, formatSize, parseSize } from './size.js';
 import { docToJs, locate, parseYamlFile } from './yaml-source.js';
-import type { PolicyAllowedRoots, PolicyLimitSet, Size } from './types.generated.js';
+import type { PolicyAllowedRoots, PolicyExtraDevices, PolicyLimitSet, Size } from './types.generated.js';
 
 /** Where the policy is read from when `--policy` is not given (only when the file exists). */
 export const DEFAULT_POLICY_PATH = '/etc/virtform/policy.yaml';
@@ -62,6 +66,8 @@ export interface Policy {
   roots: Partial<Record<PathCategory, { given: string; real: string }[]>>;
   urlHosts?: string[];
   limits: { host: Limits; vm: Limits };
+  /** What spec.extraDevices may reach on the host (absent section: nothing; see extra-devices.ts). */
+  extraDevices?: { hostElements: string[]; networkChardevs: boolean };
 }
 
 export type PolicyLoad = { ok: true; policy: Policy | undefined } | { ok: false; errors: ManifestError[] };
@@ -83,7 +89,7 @@ export function realPathOf(p: string): string {
   }
 }
 
-function within(path: string, root: string): boolean {
+export function within(path: string, root: string): boolean {
   return path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
 }
 
@@ -121,7 +127,7 @@ export async function loadPolicy(file: string | undefined, defaultPath: string =
     errors.push({ file: path, line: pos.line, col: pos.col, kind: 'Policy', ...(p.path.length ? { field: p.path.join('.') } : {}), message: p.message });
   }
   if (errors.length > 0) return { ok: false, errors };
-  const doc = data as { allowedRoots?: PolicyAllowedRoots; urlHosts?: string[]; limits?: { host?: PolicyLimitSet; vm?: PolicyLimitSet } };
+  const doc = data as { allowedRoots?: PolicyAllowedRoots; urlHosts?: string[]; limits?: { host?: PolicyLimitSet; vm?: PolicyLimitSet }; extraDevices?: PolicyExtraDevices };
 
   const roots: Policy['roots'] = {};
   for (const [category, list] of Object.entries(doc.allowedRoots ?? {}) as [PathCategory, string[]][]) {
@@ -152,7 +158,8 @@ export async function loadPolicy(file: string | undefined, defaultPath: string =
   };
   const limits = { host: limitsOf(doc.limits?.host, 'host'), vm: limitsOf(doc.limits?.vm, 'vm') };
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, policy: { file: path, roots, ...(doc.urlHosts ? { urlHosts: doc.urlHosts.map((h) => h.toLowerCase()) } : {}), limits } };
+  const extraDevices = { hostElements: [...(doc.extraDevices?.hostElements ?? [])], networkChardevs: doc.extraDevices?.networkChardevs ?? false };
+  return { ok: true, policy: { file: path, roots, ...(doc.urlHosts ? { urlHosts: doc.urlHosts.map((h) => h.toLowerCase()) } : {}), limits, extraDevices } };
 }
 
 /** Values at `path` (with `*` over list items), with their concrete field paths. */
@@ -174,6 +181,7 @@ function hostAllowed(host: string, allowed: readonly string[]): boolean {
 
 const CATEGORY_WORDS: Record<PolicyCategory, string> = {
   poolPaths: 'pool path', imageSources: 'image source', cloudInitFiles: 'cloud-init file', bootFiles: 'boot file', urlHosts: 'URL host',
+  extraDeviceSources: 'extra device path',
 };
 
 /** Check validated manifests against the policy; errors point at the offending field. */

@@ -188,6 +188,12 @@ export interface VirtualMachineSpec {
    * @maxItems 16
    */
   nics?: VmNic[];
+  /**
+   * Escape hatch for devices virtform does not model: each item is ONE device element (XML), appended to the domain's <devices> and compared like any other field (a changed list takes effect at the next boot). Allowed elements: watchdog, rng, tpm, panic, sound, input, redirdev, smartcard, hub, vsock, serial, parallel, channel, filesystem, hostdev. Devices that reach the host (filesystem, hostdev, smartcard, host paths, tcp/udp chardevs) are refused unless the policy allows them (README: Extra devices).
+   *
+   * @maxItems 32
+   */
+  extraDevices?: string[];
 }
 /**
  * The guest CPU (libvirt's <cpu mode>). Checked against the host's domain capabilities when planning: a mode or model the host does not offer is a conflict.
@@ -323,6 +329,7 @@ export interface PolicyAllowedRoots {
   imageSources?: PolicyRootList;
   cloudInitFiles?: PolicyRootList;
   bootFiles?: PolicyRootList;
+  extraDeviceSources?: PolicyRootList;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
@@ -343,6 +350,22 @@ export interface PolicyLimitSet {
 export interface PolicyLimits {
   host?: PolicyLimitSet;
   vm?: PolicyLimitSet;
+}
+/**
+ * What VirtualMachine spec.extraDevices may reach on the host. Deny by default: without a policy file, or without this section, none of it is allowed.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "PolicyExtraDevices".
+ */
+export interface PolicyExtraDevices {
+  /**
+   * Device elements that give a guest part of the host, allowed: filesystem (a host directory), hostdev (a host PCI/USB/SCSI device), smartcard (the host's card reader). Their host paths must still lie in allowedRoots.extraDeviceSources.
+   */
+  hostElements?: ('filesystem' | 'hostdev' | 'smartcard')[];
+  /**
+   * Allow character devices (serial, channel, ...) of type tcp or udp: they listen on or connect from the host's network. Default false.
+   */
+  networkChardevs?: boolean;
 }
 /**
  * Metadata of a Volume: the common fields plus what happens to the file when the manifest is removed.

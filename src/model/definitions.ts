@@ -126,6 +126,8 @@ export interface DomainDef {
   /** Read-only raw CD-ROMs (the cloud-init seed), after the disks. */
   cdroms?: DomainCdromDef[];
   nics: DomainNicDef[];
+  /** spec.extraDevices: one device element each (validated, canonical), appended to `<devices>`. */
+  extraDevices?: string[];
   marker: OwnerMarker;
 }
 
@@ -158,6 +160,8 @@ export interface DomainDetail {
   cdroms?: { path: string; target: string; bus: string }[];
   /** `model` is libvirt's default for x86 QEMU (rtl8139) when the XML names none. */
   nics: { network: string; mac: string; model: string }[];
+  /** The devices virtform does not model otherwise (watchdog, rng, …), canonical one-line XML (absent: read by something that does not report them). */
+  extraDevices?: string[];
   marker?: OwnerMarker;
   /** The inactive XML as libvirt gave it (read by observe's definitions): what exact drift compares with the baseline. */
   xml?: string;

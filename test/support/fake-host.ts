@@ -328,6 +328,7 @@ export class FakeHost implements HostPort {
       disks: def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
       cdroms: (def.cdroms ?? []).map((x) => ({ path: x.path, target: x.target, bus: x.bus })),
       nics: def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: def.marker,
+      extraDevices: [...(def.extraDevices ?? [])],
     };
   }
   /** The running definition of an active object (its `def` if a test marked it active directly). */

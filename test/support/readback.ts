@@ -411,6 +411,24 @@ function compareVm(
   d.eq('graphics', c.graphics ? `${c.graphics.type} ${c.graphics.listen}` : '(none)', graphics.join(', ') || '(none)');
   const agent = kids(devices, 'channel').some((x) => at(first(x, 'target'), 'name') === 'org.qemu.guest_agent.0');
   d.eq('guest agent channel', c.guestAgent === false ? 'no' : 'yes', agent ? 'yes' : 'no');
+  // Extra devices: per element name, as many as declared (their own allowlist; the implicit ones —
+  // the serial port 0, the agent channel, the PS/2 inputs — are not extra), each with the declared
+  // attributes of its element.
+  const EXTRA = ['watchdog', 'rng', 'tpm', 'panic', 'sound', 'input', 'redirdev', 'smartcard', 'hub', 'vsock', 'serial', 'parallel', 'channel', 'filesystem', 'hostdev'];
+  const extraHave = EXTRA.flatMap((name) => kids(devices, name).filter((x) => !(
+    (name === 'input' && at(x, 'bus') === 'ps2') || (name === 'serial' && at(first(x, 'target'), 'port') === '0')
+    || (name === 'channel' && at(first(x, 'target'), 'name') === 'org.qemu.guest_agent.0'))).map((x) => ({ name, x })));
+  const extraWant = (c.extraDevices ?? []).map((xml) => {
+    const doc = parser.parse(xml) as XNode;
+    const name = Object.keys(doc)[0]!;
+    return { name, x: (doc[name] as XNode[])[0]! };
+  });
+  d.eq('extra devices', extraWant.map((w) => w.name).sort().join(',') || '(none)', extraHave.map((h) => h.name).sort().join(',') || '(none)');
+  for (const w of extraWant) {
+    const attrs = Object.keys(w.x).filter((k) => k.startsWith('@_'));
+    const found = extraHave.some((h) => h.name === w.name && attrs.every((k) => h.x[k] === w.x[k]));
+    d.eq(`extra device <${w.name}> ${attrs.map((k) => `${k.slice(2)}=${String(w.x[k])}`).join(' ')}`, 'present', found ? 'present' : 'missing');
+  }
   const disks = kids(devices, 'disk').filter((x) => (at(x, 'device') ?? 'disk') === 'disk');
   const byTarget = new Map(disks.map((x) => [at(first(x, 'target'), 'dev') ?? '', x]));
   d.eq('disk targets', c.disks.map((x) => x.target).sort().join(',') || '(none)', [...byTarget.keys()].sort().join(',') || '(none)');

@@ -8,9 +8,11 @@
  * `type='network'` NICs, a pty serial console, a virtio memory balloon (so memory below the maximum
  * can be changed on a running domain; vCPUs below the maximum can be plugged), and optionally a
  * `<cpu mode>` (with `<model>` for custom), one `<graphics type='vnc|spice' listen autoport='yes'>`
- * and the QEMU guest agent's virtio channel (`<channel type='unix'>`, libvirt picks the socket).
+ * and the QEMU guest agent's virtio channel (`<channel type='unix'>`, libvirt picks the socket),
+ * then the extra devices (`spec.extraDevices`, see extra-devices.ts) as they are.
  */
 import { markerMetadata, readMarker } from './marker.js';
+import { extraDevicesOf, fragOf, fragToElement } from './extra-devices.js';
 import {
   LibvirtXmlError,
   type DomainBoot,
@@ -153,6 +155,8 @@ export function buildDomainXml(def: DomainDef): string {
       (def.guestAgent ?? true) && el('channel', { type: 'unix' }, [el('target', { type: 'virtio', name: GUEST_AGENT_CHANNEL })]),
       graphics,
       el('memballoon', { model: 'virtio' }),
+      // spec.extraDevices: validated and canonical fragments, appended as they are.
+      ...(def.extraDevices ?? []).map((x) => fragToElement(fragOf(x))),
     ]),
   ]);
   return renderXml(doc);
@@ -247,6 +251,7 @@ export function parseDomainXml(xml: string): ParsedDomain {
     disks,
     cdroms,
     nics,
+    extraDevices: extraDevicesOf(devices),
   };
   const description = childText(root, 'description');
   if (description !== undefined) out.description = description;

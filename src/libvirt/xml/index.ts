@@ -7,3 +7,7 @@ export { buildVolumeXml, parseVolumeXml } from './volume.js';
 export { parseCapabilities, parseDomainCapabilities, chooseDomainType, type DomainTypeChoice, type HostCapabilities, type GuestCapability } from './capabilities.js';
 export { OWNER_NS, OWNER_PREFIX } from './marker.js';
 export { escapeAttr, escapeText, decodeEntities } from './xml-util.js';
+export {
+  EXTRA_DEVICE_ELEMENTS, MODELLED_DEVICE_ELEMENTS, HOST_DEVICE_ELEMENTS, parseFragment, canonicalFragment, fragOf, fragmentMatches,
+  extraDevicesMatch, extraDevicesOf, hostReachOf, implicitDevice, type Frag, type FragmentParse, type HostReach,
+} from './extra-devices.js';

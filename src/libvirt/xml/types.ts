@@ -70,6 +70,8 @@ export interface ParsedDomain {
   /** `device='cdrom'` entries: source file ('' when empty), target, bus. */
   cdroms: { path: string; target: string; bus: string }[];
   nics: ParsedDomainNic[];
+  /** Devices virtform does not model otherwise (extra-devices.ts), canonical, in libvirt's order. */
+  extraDevices: string[];
   marker?: OwnerMarker;
 }
 

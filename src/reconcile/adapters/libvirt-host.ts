@@ -99,6 +99,8 @@ const UPLOAD_HOLE_MIN = 64 * 1024;
 
 const VIR_NETWORK_UPDATE_AFFECT_LIVE = 1;
 const VIR_NETWORK_UPDATE_AFFECT_CONFIG = 2;
+/** virDomainDefineXMLFlags: libvirt checks the whole definition against its RNG schema (an unknown attribute in an extra device is refused, not dropped). */
+const VIR_DOMAIN_DEFINE_VALIDATE = 1;
 
 const NOT_FOUND = new Set([VIR_ERR_NO_DOMAIN, VIR_ERR_NO_NETWORK, VIR_ERR_NO_STORAGE_POOL, VIR_ERR_NO_STORAGE_VOL]);
 const EXISTS = new Set([VIR_ERR_DOM_EXIST, VIR_ERR_NETWORK_EXIST, VIR_ERR_STORAGE_VOL_EXIST]);
@@ -610,7 +612,7 @@ export class LibvirtHost implements HostPort {
 
   defineDomain(def: DomainDef): Promise<{ uuid: string }> {
     return this.op(`define domain ${def.name}`, true, async () => {
-      const d = await this.client.domainDefineXml(buildDomainXml(def));
+      const d = await this.client.domainDefineXmlFlags(buildDomainXml(def), VIR_DOMAIN_DEFINE_VALIDATE);
       return { uuid: d.uuid };
     });
   }

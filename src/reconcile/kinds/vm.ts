@@ -5,7 +5,9 @@
  * from the inactive XML): vCPUs and their maximum, memory and its maximum, description, the memory
  * balloon, the CPU mode and model (undeclared: libvirt's default), graphics type and listen address
  * (not the port libvirt picks), the guest agent channel, disks (path, format, bus, target, boot
- * order) and NICs (network, model, MAC). A declared CPU mode or model, or a graphics type, that the
+ * order), NICs (network, model, MAC) and the extra devices (`spec.extraDevices`: the unmodelled
+ * devices read back, each declared fragment matched by one of them whatever libvirt added, see
+ * `libvirt/xml/extra-devices.ts`). A declared CPU mode or model, or a graphics type, that the
  * host's domain capabilities do not offer is a conflict in the plan (libvirt would define it and
  * refuse it only at start). A field
  * that differs from what virtform applied last is drift. Disks are matched by source path, then
@@ -26,6 +28,7 @@ import { buildNoCloudSeed, type Seed } from '../../cloudinit/index.js';
 import { resourceKey } from '../../model/kinds.js';
 import type { CpuMode, DomainBoot, DomainCapabilities, DomainDef, DomainDetail, GraphicsType, VolumeFormat } from '../../model/definitions.js';
 import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
+import { canonicalFragment, extraDevicesMatch, fragOf } from '../../libvirt/xml/extra-devices.js';
 import { parseSize } from '../../manifest/index.js';
 import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
 import {
@@ -60,6 +63,8 @@ export interface VmConfig {
   cloudInit?: VmCloudInit;
   disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
   nics: { network: string; mac?: string; model: string }[];
+  /** spec.extraDevices, canonical (one line each); only when declared and not empty, so older spec hashes stay valid. */
+  extraDevices?: string[];
 }
 /** spec.boot normalized: kernel/initrd are host paths (a volume's file path when given as a volume). */
 export interface VmBoot {
@@ -186,6 +191,7 @@ export function domainDef(r: DesiredVm, type: 'kvm' | 'qemu', uuid?: string, mac
     disks: c.disks.map((d) => ({ path: d.path, format: d.format, bus: d.bus, target: d.target, bootOrder: d.bootOrder })),
     ...(c.cloudInit ? { cdroms: [{ path: c.cloudInit.path, bus: 'ide' as const, target: c.cloudInit.target }] } : {}),
     nics: c.nics.map((n, i) => ({ network: n.network, mac: n.mac ?? macs[i], model: n.model })),
+    ...(c.extraDevices ? { extraDevices: [...c.extraDevices] } : {}),
     marker: { kind: r.kind, name: r.name, specHash: r.specHash },
   };
 }
@@ -362,6 +368,12 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): Fi
   cur.nics.forEach((c, j) => {
     if (!pairedNics.has(j)) out.push({ field: `spec.nics[${c.mac}]`, before: { network: c.network, model: c.model, mac: c.mac }, after: undefined });
   });
+  // Matched, not compared as text: libvirt adds to what it stores (a PCI address, a serial's target type).
+  const haveExtra = cur.extraDevices ?? [];
+  const wantExtra = want.extraDevices ?? [];
+  if (!extraDevicesMatch(wantExtra, haveExtra)) {
+    out.push({ field: 'spec.extraDevices', before: haveExtra.length ? haveExtra : undefined, after: wantExtra.length ? wantExtra : undefined });
+  }
   return out;
 }
 
@@ -492,6 +504,8 @@ const vmFields = [
   { field: 'cloudInit', manifest: 'spec.cloudInit', effect: 'restart' },
   { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
   { field: 'nics', manifest: 'spec.nics', effect: 'restart' },
+  // Kept simple: a changed list is defined and taken at the next boot (no live attach/detach).
+  { field: 'extraDevices', manifest: 'spec.extraDevices', effect: 'restart' },
 ] as const satisfies readonly { field: keyof VmConfig; manifest: string; unit?: 'KiB'; effect: ChangeEffect | ((b: unknown, a: unknown, w?: unknown) => ChangeEffect) }[];
 
 /** The domain that runs with a disk on `path` right now (its persistent definition has it), if any. */
@@ -575,6 +589,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         nics: (vm.spec.nics ?? []).map((nic) => ({
           network: nic.network, mac: nic.mac?.toLowerCase(), model: nic.model ?? 'virtio',
         })),
+        ...(vm.spec.extraDevices?.length ? { extraDevices: vm.spec.extraDevices.map((x) => canonicalFragment(fragOf(x))) } : {}),
       };
       const seed = vm.spec.cloudInit ? cloudInitConfig(vm.metadata.name, vm.spec.cloudInit, config.disks, ctx) : undefined;
       if (seed) config.cloudInit = seed.config;
@@ -979,6 +994,8 @@ async function restartState(
     ['spec.nics', nicList(live), nicList(defined)],
     // Devices attached live only (outside virtform): gone at the next boot.
     [LIVE_ONLY, liveOnlyDevices(live.xml, defined.xml).map((f) => f.field).join(', ') || undefined, undefined],
+    // The running domain has what it was defined with plus an alias and a pty's path: matched.
+    ['spec.extraDevices', extraDevicesMatch(defined.extraDevices ?? [], live.extraDevices ?? []) ? defined.extraDevices ?? [] : live.extraDevices ?? [], defined.extraDevices ?? []],
   ];
   const differ = pairs.filter(([, a, b]) => canonicalJson(a) !== canonicalJson(b));
   if (differ.length === 0) return null;

@@ -149,6 +149,24 @@ describe('fetch and check out (file://)', () => {
     expect((await re.validate(empty)).ok).toBe(true);
   });
 
+  it('a commit whose VM shares the host\'s / through spec.extraDevices is refused (deny by default, no policy)', async () => {
+    const vm = `apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: vftest-git-xdev}
+spec:
+  vcpus: 1
+  memory: 64MiB
+  extraDevices:
+    - "<filesystem type='mount'><source dir='/'/><target dir='root'/></filesystem>"
+`;
+    const c = repo.commit({ 'vm.yaml': vm });
+    const r = make();
+    await r.fetch();
+    const v = await r.validate(c);
+    expect(v.ok).toBe(false);
+    expect(!v.ok && v.reason).toMatch(/^validation failed at vm\.yaml:8:7: VirtualMachine\/vftest-git-xdev: spec\.extraDevices\[0\]: <filesystem> gives the guest part of the host .*extraDevices\.hostElements/);
+  });
+
   it('a dry-run copy borrows the cache and leaves it alone; paths are rebased onto the applied checkout', async () => {
     const c = repo.commit({ 'env/net.yaml': NET('vftest-git-e') });
     const persistent = make();

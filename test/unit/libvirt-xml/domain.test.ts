@@ -172,6 +172,7 @@ describe('parseDomainXml on libvirt output shapes', () => {
         { network: 'vftest-xml-probenet', mac: '52:54:00:ab:cd:01', model: 'virtio', type: 'network' },
         { network: 'vftest-xml-probenet', mac: '52:54:00:71:ca:f5', model: 'e1000', type: 'network' },
       ],
+      extraDevices: [],
       marker: { kind: 'VirtualMachine', name: `a<b&"c'>é😀`, specHash: 'sha256:1' },
     });
   });

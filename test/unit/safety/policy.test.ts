@@ -178,7 +178,8 @@ describe('configs/policy.example.yaml', () => {
     const r = await loadPolicy(join(ROOT, 'configs/policy.example.yaml'));
     expect(r.ok).toBe(true);
     const p = r.ok ? r.policy! : undefined;
-    expect(Object.keys(p!.roots).sort()).toEqual(['bootFiles', 'cloudInitFiles', 'imageSources', 'poolPaths']);
+    expect(Object.keys(p!.roots).sort()).toEqual(['bootFiles', 'cloudInitFiles', 'extraDeviceSources', 'imageSources', 'poolPaths']);
+    expect(p!.extraDevices).toEqual({ hostElements: ['filesystem'], networkChardevs: false });
     expect(p!.urlHosts).toEqual(['cloud.debian.org', 'deb.debian.org']);
     expect(p!.limits.vm).toEqual({ vcpus: 8, memory: 16 * 1024 ** 3, disk: 500 * 1024 ** 3 });
     expect(Object.keys(p!.limits.host).sort()).toEqual(['disk', 'memory', 'vcpus']);
