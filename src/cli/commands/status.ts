@@ -175,7 +175,7 @@ async function gitView(spec: GitSourceSpec, store: StateStore, o: { db?: string;
   };
   const fromApplied = async (): Promise<DesiredResource[] | undefined> => {
     if (!rec?.appliedCommit || repo.checkedOut('applied') !== rec.appliedCommit) return undefined;
-    const r = await loadManifests(repo.manifestDir('applied'), { policy: spec.policy });
+    const r = await repo.load('applied');
     return r.ok ? buildDesired(r.desired).resources : undefined;
   };
   if (o.offline) return { status: { ...base, summary: gitSummary(base) }, declared: await fromApplied() };

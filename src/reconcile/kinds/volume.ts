@@ -6,7 +6,7 @@
 import { posix } from 'node:path';
 import { resourceKey } from '../../model/kinds.js';
 import type { VolumeDef, VolumeDetail, VolumeFormat } from '../../model/definitions.js';
-import { parseSize } from '../../manifest/index.js';
+import { formatSize, parseSize, type ImportRules } from '../../manifest/index.js';
 import { desiredBase, type DesiredBase } from '../resource.js';
 import { HostError } from '../ports.js';
 import {
@@ -54,7 +54,7 @@ export interface VolumeConfig {
 }
 /** Where an imported image comes from (outside the config: a new path or URL of the same image is no change). */
 export type VolumeImage =
-  | { kind: 'url'; url: string; sha256: string }
+  | { kind: 'url'; url: string; sha256: string; rules?: ImportRules }
   | { kind: 'file'; path: string; sha256: string; size: number; format: VolumeFormat; virtualSize: number };
 export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & { image?: VolumeImage };
 
@@ -130,7 +130,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       const format = ctx.volumeFormat(v.metadata.name);
       const src = v.spec.source;
       let image: VolumeImage | undefined;
-      if (typeof src === 'object') image = { kind: 'url', url: src.url, sha256: src.sha256.toLowerCase() };
+      if (typeof src === 'object') image = { kind: 'url', url: src.url, sha256: src.sha256.toLowerCase(), ...(v.importRules ? { rules: v.importRules } : {}) };
       else if (typeof src === 'string') {
         // The loader read the file (content digest and header); without it (a hand-made desired
         // state) the path stands in for the content.
@@ -433,9 +433,15 @@ async function prepareImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume): 
     shown = redactUrl(img.url);
     // A raw image is at most its capacity; a qcow2 file a little more (metadata): refuse far bigger downloads early.
     const maxBytes = c.capacityBytes !== undefined ? Math.ceil(c.capacityBytes * 1.1) + 64 * 1024 ** 2 : undefined;
-    const got = await images.fetch(img.url, img.sha256, (p) => ctx.progress?.(p), maxBytes);
+    const rules = img.rules ?? {};
+    const got = await images.fetch(img.url, img.sha256, (p) => ctx.progress?.(p), maxBytes, { ...(rules.urlHosts ? { urlHosts: rules.urlHosts } : {}), ...(rules.policyFile ? { policyFile: rules.policyFile } : {}) });
     path = got.path;
     header = got.header;
+    // The policy's disk limits, over the size that will exist (no capacity declared: the image's).
+    const max = c.capacityBytes === undefined ? rules.maxVirtualSize : undefined;
+    if (max && got.header.virtualSize > max.bytes) {
+      throw new HostError('invalid', `image ${shown} has a virtual size of ${formatSize(got.header.virtualSize)} (${got.header.virtualSize} bytes): more than the ${formatSize(max.bytes)} the policy leaves it: ${max.why}`);
+    }
   } else {
     shown = img.path;
     path = img.path;
