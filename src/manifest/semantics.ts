@@ -296,7 +296,10 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
     if (cap !== undefined) {
       if (cap <= 0) r.at(e, ['spec', 'capacity'], 'capacity must be greater than 0');
       else if (cap > MAX_CAPACITY) r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} exceeds the 64TiB limit`);
-      else if (e.name) capacities.set(e.name, cap);
+      else if ((spec.format ?? 'qcow2') === 'qcow2' && cap % 512 !== 0) {
+        // QEMU makes it whole sectors: every later run would see the larger size as a shrink to undo.
+        r.at(e, ['spec', 'capacity'], `capacity ${cap} bytes is not a multiple of 512: a qcow2 volume's size is whole 512-byte sectors (QEMU would make it ${Math.ceil(cap / 512) * 512} bytes)`);
+      } else if (e.name) capacities.set(e.name, cap);
     }
     refCheck(e, ['spec', 'pool'], 'StoragePool', spec.pool);
     if (spec.backingVolume !== undefined && spec.source !== undefined) {
@@ -496,7 +499,12 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
         else boots.set(d.boot, i);
       }
     });
-    if (spec.boot) checkBoot(r, e, spec.boot, (path, name) => refCheck(e, path, 'Volume', name), diskOwners);
+    // IDE: the pc machine has one controller, two buses of two units: four devices, the seed's cdrom included.
+    const ide = (spec.disks ?? []).map((d, i) => (d.bus === 'ide' ? i : -1)).filter((i) => i >= 0);
+    const ideMax = spec.cloudInit ? 3 : 4;
+    if (ide.length > ideMax) {
+      r.at(e, ['spec', 'disks', ide[ideMax]!, 'bus'], `more than ${ideMax} ide disks${spec.cloudInit ? ' (the cloud-init seed is a fourth ide device)' : ''}: the machine has one IDE controller with four units; use virtio, sata or scsi`);
+    }
     if (spec.cloudInit) {
       const firstDisk = spec.disks?.[0]?.volume;
       const diskPool = firstDisk !== undefined ? validNamed('Volume', firstDisk) : undefined;
@@ -517,6 +525,12 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
         r.at(e, path, `MAC ${n.mac} has a DHCP reservation in Network ${quote(reserved.network)} (${where(reserved.e)}) but this NIC attaches to ${quote(n.network)}`);
       }
     });
+  }
+  // Boot volumes after every VM's disks are known (a kernel volume may not be another VM's disk either).
+  for (const e of byKind('VirtualMachine')) {
+    if (!e.valid) continue;
+    const boot = specOf(e, 'VirtualMachine').boot;
+    if (boot) checkBoot(r, e, boot, (path, name) => refCheck(e, path, 'Volume', name), diskOwners);
   }
   return r.errors;
 }

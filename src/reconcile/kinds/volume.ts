@@ -56,7 +56,12 @@ export interface VolumeConfig {
 export type VolumeImage =
   | { kind: 'url'; url: string; sha256: string; rules?: ImportRules }
   | { kind: 'file'; path: string; sha256: string; size: number; format: VolumeFormat; virtualSize: number };
-export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & { image?: VolumeImage };
+/**
+ * `backingFormat`: the backing volume's format (a qcow2 clone of a raw volume has raw backing
+ * data). Outside the config: the backing path's extension already tells it (`.img` raw, `.qcow2`),
+ * so it changes exactly when `backingPath` does, and recorded configs keep their spec hash.
+ */
+export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & { image?: VolumeImage; backingFormat?: VolumeFormat };
 
 export type VolumeOp =
   /** `recreate`: an existing file is ours with unknown contents; `ifMissing`: keep the file when it exists. */
@@ -76,7 +81,7 @@ export function volumeDef(r: DesiredVolume, imageVirtualSize?: number): VolumeDe
     name: c.volName,
     capacityBytes: c.capacityBytes ?? imageVirtualSize ?? 0,
     format: c.format,
-    ...(c.backingPath ? { backing: { path: c.backingPath, format: 'qcow2' as const } } : {}),
+    ...(c.backingPath ? { backing: { path: c.backingPath, format: r.backingFormat ?? (c.backingPath.endsWith('.img') ? 'raw' as const : 'qcow2' as const) } } : {}),
   };
 }
 
@@ -152,7 +157,10 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         sourceSha256: image?.sha256,
         deletionPolicy: v.metadata.deletionPolicy === 'Retain' ? 'Retain' : undefined,
       };
-      return { ...desiredBase('Volume', v, ctx.host, config), ...(image ? { image } : {}) };
+      return {
+        ...desiredBase('Volume', v, ctx.host, config), ...(image ? { image } : {}),
+        ...(v.spec.backingVolume ? { backingFormat: ctx.volumeFormat(v.spec.backingVolume) } : {}),
+      };
     });
   },
   dependencies: (r) => [
