@@ -158,6 +158,13 @@ async function checkCloudInit(
     r.at(e, at('userDataFile'), 'userData and userDataFile are mutually exclusive');
     return;
   }
+  if (ci.userData !== undefined && typeof ci.userData === 'string') {
+    // Inline user-data follows the rules of a userDataFile: UTF-8 text without NUL, at most 1 MiB. Never echoed.
+    const bytes = Buffer.byteLength(ci.userData, 'utf8');
+    if (bytes > MAX_USER_DATA) return r.at(e, at('userData'), `user-data is larger than 1MiB (${bytes} bytes)`);
+    if (ci.userData.includes('\u0000')) return r.at(e, at('userData'), 'user-data contains a NUL character: not text (the text is not shown)');
+    if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(ci.userData)) return r.at(e, at('userData'), 'user-data is not UTF-8 text (a lone surrogate escape; the text is not shown)');
+  }
   if (ci.userDataFile !== undefined) {
     const f = ci.userDataFile;
     if (hasDotDot(f)) return r.at(e, at('userDataFile'), `userDataFile ${quote(f)} must not contain ".." segments`);
