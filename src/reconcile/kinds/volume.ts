@@ -61,7 +61,11 @@ export type VolumeImage =
  * data). Outside the config: the backing path's extension already tells it (`.img` raw, `.qcow2`),
  * so it changes exactly when `backingPath` does, and recorded configs keep their spec hash.
  */
-export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & { image?: VolumeImage; backingFormat?: VolumeFormat };
+export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & {
+  image?: VolumeImage; backingFormat?: VolumeFormat;
+  /** The backing volume's pool and file name (outside the config, like backingFormat): its size is checked before the clone is made. */
+  backingVolName?: { pool: string; volName: string };
+};
 
 export type VolumeOp =
   /** `recreate`: an existing file is ours with unknown contents; `ifMissing`: keep the file when it exists. */
@@ -145,6 +149,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
           : { kind: 'file', path: src, sha256: `path:${src}`, size: 0, format, virtualSize: 0 };
       }
       const declared = v.spec.capacity === undefined ? undefined : parseSize(v.spec.capacity as string | number);
+      const base = v.spec.backingVolume ? state.volumes.find((x) => x.metadata.name === v.spec.backingVolume) : undefined;
       const config: VolumeConfig = {
         pool: v.spec.pool,
         volName: volumeFileName(v.metadata.name, format),
@@ -160,6 +165,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       return {
         ...desiredBase('Volume', v, ctx.host, config), ...(image ? { image } : {}),
         ...(v.spec.backingVolume ? { backingFormat: ctx.volumeFormat(v.spec.backingVolume) } : {}),
+        ...(base ? { backingVolName: { pool: base.spec.pool, volName: volumeFileName(base.metadata.name, ctx.volumeFormat(base.metadata.name)) } } : {}),
       };
     });
   },
@@ -350,6 +356,13 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         // An image is downloaded (or found in the cache) and judged before the volume exists:
         // a bad checksum, a 404 or a refused header leaves no volume behind.
         const image = !kept && d.image ? await prepareImage(ctx, d) : undefined;
+        if (!kept && d.backingVolName && d.config.capacityBytes !== undefined) {
+          // A base whose size validation could not know (an imported image without capacity): a clone smaller than it is refused here, before it exists.
+          const base = await host.getVolume(d.backingVolName.pool, d.backingVolName.volName);
+          if (base && base.capacityBytes > d.config.capacityBytes) {
+            throw new HostError('invalid', `capacity ${formatSize(d.config.capacityBytes)} is smaller than backing volume ${d.config.backingVolume} (${formatSize(base.capacityBytes)}): a clone is at least its backing volume's size`);
+          }
+        }
         if (image) ctx.boundary();
         const def = volumeDef(d, image?.header.virtualSize);
         try {
