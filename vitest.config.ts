@@ -23,7 +23,7 @@ export default defineConfig({
           // under 10 minutes.
           exclude: [
             'test/integration/reconcile/crash.test.ts', 'test/integration/guest/**', 'test/integration/cli/console.test.ts',
-            'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts',
+            'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts', 'test/integration/reconcile/url-policy.test.ts',
             'test/integration/watch/git.test.ts', 'test/integration/safety/controls.test.ts',
           ],
           globalSetup: ['test/support/global-setup.ts'],

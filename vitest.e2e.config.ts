@@ -11,7 +11,7 @@ export default defineConfig({
   test: {
     include: [
       'test/integration/guest/**/*.test.ts', 'test/integration/cli/console.test.ts', 'test/guest/**/*.test.ts',
-      'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts',
+      'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts', 'test/integration/reconcile/url-policy.test.ts',
       'test/integration/watch/git.test.ts', 'test/integration/safety/controls.test.ts',
     ],
     globalSetup: ['test/support/global-setup.ts'],

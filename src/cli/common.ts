@@ -1,7 +1,7 @@
 /** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { loadManifests, loadPolicy, formatManifestError, type ManifestError, type Policy } from '../manifest/index.js';
+import { loadManifests, loadPolicy, formatManifestError, type LoadOptions, type ManifestError, type Policy } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
@@ -69,8 +69,8 @@ export async function resolvePolicy(file: string | undefined): Promise<LoadedPol
 }
 
 /** Load and validate a manifest folder (against the policy, when one is given); nothing is written anywhere. */
-export async function loadDesired(dir: string, policy?: Policy): Promise<LoadedDesired> {
-  const result = await loadManifests(dir, { policy });
+export async function loadDesired(dir: string, policy?: Policy, opts: Omit<LoadOptions, 'policy'> = {}): Promise<LoadedDesired> {
+  const result = await loadManifests(dir, { ...opts, policy });
   if (!result.ok) {
     return { ok: false, errors: result.errors, text: result.errors.map(formatManifestError).join('\n') };
   }

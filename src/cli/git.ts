@@ -132,7 +132,7 @@ export async function gitDesired(spec: GitSourceSpec, o: { store?: StateStore; d
       if (c.result === 'rejected') return fail(2, `${sync.status().summary}; nothing was changed`, c.validation?.errors ?? []);
       const p = await sync.promote();
       if (!p) return fail(1, `no checkout of ${short(sha)} in ${repo.cacheDir}`);
-      const loaded = await loadManifests(p.dir, { policy: spec.policy });
+      const loaded = await repo.load('applied');
       if (!loaded.ok) return fail(2, `the applied checkout ${p.dir} does not validate`, loaded.errors);
       return { ok: true, dir: p.dir, state: { ...loaded.desired, gitCommit: p.commit, gitDirty: false }, commit: p.commit, sync, repo };
     }

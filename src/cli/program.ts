@@ -118,6 +118,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--debounce <ms>', 'quiet time after file changes before reconciling', num('--debounce', 0), 500)
     .option('--listen <host:port>', 'HTTP listener for /healthz /readyz /status /metrics (loopback only)', '127.0.0.1:9465')
     .option('--no-listen', 'no HTTP listener')
+    .option('--allowed-host <name>', 'also answer HTTP requests whose Host header names NAME (with the port); by default only the listen address, localhost, 127.0.0.1 and [::1] (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--log-level <level>', 'debug | info | warn | error', 'info')
     .option('--concurrency <n>', 'parallel apply steps', int('--concurrency', 1, 64), 4)
     .option('--max-attempts <n>', 'attempts per step', int('--max-attempts', 1, 20), 3)

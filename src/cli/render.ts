@@ -5,6 +5,7 @@ import type { ApplyEvent } from '../reconcile/apply.js';
 import { stepLabel } from '../reconcile/apply.js';
 import { kindOf } from '../reconcile/kinds/index.js';
 import type { ChangeEffect } from '../reconcile/kinds/types.js';
+import { printable as safe } from '../util/printable.js';
 
 export interface Style {
   color: boolean;
@@ -64,7 +65,7 @@ function value(field: string, v: unknown): string {
   if (v === undefined) return '(none)';
   if (typeof v === 'number' && BYTE_FIELDS.test(field)) return formatBytes(v);
   if (typeof v === 'number' && KIB_FIELDS.test(field)) return formatBytes(v * 1024);
-  return JSON.stringify(v);
+  return safe(JSON.stringify(v) ?? String(v));
 }
 
 /** The effect of a replace's field from its kind's field spec (`[replace]` where it recreates the object). */
@@ -111,7 +112,7 @@ export function brakeLines(plan: Plan, style: Style): string[] {
 
 export function renderPlan(plan: Plan, style: Style): string {
   const lines: string[] = [];
-  const notices = [...suspendedLines(plan, style), ...(plan.notices ?? []).map((n) => `  ${paint(style, 'cyan', 'note:')} ${n}`)];
+  const notices = [...suspendedLines(plan, style), ...(plan.notices ?? []).map((n) => `  ${paint(style, 'cyan', 'note:')} ${safe(n)}`)];
   if (plan.noop) {
     if (notices.length === 0) return 'No changes. Infrastructure matches the manifests.\n';
     return `No changes to apply; the manifests are applied, but:\n${notices.join('\n')}\n`;
@@ -122,24 +123,24 @@ export function renderPlan(plan: Plan, style: Style): string {
     const held = plan.held.get(c.key);
     const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}`;
     const what = c.release?.policy === 'Suspended'
-      ? `will be released (its manifest was removed while metadata.reconcile: disabled): ${c.release.kept}`
+      ? `will be released (its manifest was removed while metadata.reconcile: disabled): ${safe(c.release.kept)}`
       : c.release
-      ? `will be released (deletionPolicy: ${c.release.policy}): ${c.release.kept}`
-      : `${VERB[c.action]}: ${c.reason}`;
+      ? `will be released (deletionPolicy: ${c.release.policy}): ${safe(c.release.kept)}`
+      : `${VERB[c.action]}: ${safe(c.reason)}`;
     lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${what}`)}`);
     lines.push(`${paint(style, c.release ? 'cyan' : COLOR[c.action], head)}`);
-    if (blocked && c.action !== 'conflict') lines.push(`      ${paint(style, 'red', '!')} blocked: ${blocked}`);
+    if (blocked && c.action !== 'conflict') lines.push(`      ${paint(style, 'red', '!')} blocked: ${safe(blocked)}`);
     for (const loss of c.dataLoss ?? []) {
       const size = loss.sizeBytes !== undefined ? ` (${formatBytes(loss.sizeBytes)})` : '';
       const consent = held ? '' : ' [consented: --allow-data-loss]';
-      lines.push(`      ${paint(style, 'red', '!')} data loss${consent}: ${loss.volume}${loss.path ? ` file ${loss.path}` : ''}${size}: ${loss.why.join('; ')}`);
+      lines.push(`      ${paint(style, 'red', '!')} data loss${consent}: ${loss.volume}${loss.path ? ` file ${safe(loss.path)}` : ''}${size}: ${safe(loss.why.join('; '))}`);
     }
-    if (held) lines.push(`      ${paint(style, 'red', '!')} held: ${c.dataLoss?.length ? 'needs --allow-data-loss' : held}`);
+    if (held) lines.push(`      ${paint(style, 'red', '!')} held: ${c.dataLoss?.length ? 'needs --allow-data-loss' : safe(held)}`);
     for (const f of c.fields) {
       if (c.action === 'create' && c.kind !== 'StoragePool' && DERIVED.test(f.field)) continue;
       lines.push(fieldLine(style, c, f));
     }
-    for (const n of c.notes) lines.push(`      ${paint(style, 'cyan', 'note:')} ${n}`);
+    for (const n of c.notes) lines.push(`      ${paint(style, 'cyan', 'note:')} ${safe(n)}`);
     if (c.release) lines.push(`      ${paint(style, 'cyan', 'note:')} nothing is deleted; virtform forgets it (a manifest with metadata.adopt: true takes it back)`);
     lines.push('');
   }
@@ -151,7 +152,7 @@ export function renderPlan(plan: Plan, style: Style): string {
   }
   const dependents = [...plan.blocked].filter(([k]) => !plan.changes.some((c) => c.key === k && c.action === 'conflict'));
   for (const [key, reason] of dependents) {
-    if (!plan.changes.some((c) => c.key === key)) lines.push(`  ${paint(style, 'red', '!')} ${key}: ${reason}`);
+    if (!plan.changes.some((c) => c.key === key)) lines.push(`  ${paint(style, 'red', '!')} ${key}: ${safe(reason)}`);
   }
   if (dependents.length > 0) lines.push('');
   if (notices.length > 0) lines.push(...notices, '');
@@ -197,11 +198,11 @@ export function renderApplyEvent(e: ApplyEvent, style: Style): string | undefine
   if (e.type === 'progress') return undefined; // drawn by the CLI's progress line
   if (e.type === 'start') return style.color ? `${paint(style, 'dim', '…')} ${stepLabel(e.step)}` : undefined;
   if (e.type === 'retry') {
-    return `${paint(style, 'yellow', '↻')} ${stepLabel(e.step)}: attempt ${e.attempt} failed (${e.error}); retrying in ${e.delayMs} ms`;
+    return `${paint(style, 'yellow', '↻')} ${stepLabel(e.step)}: attempt ${e.attempt} failed (${safe(e.error)}); retrying in ${e.delayMs} ms`;
   }
   const o = e.outcome;
   const secs = `${(o.ms / 1000).toFixed(2)}s`;
   if (o.status === 'succeeded') return `${paint(style, 'green', '✓')} ${stepLabel(o.step)} (${secs})`;
-  if (o.status === 'skipped') return `${paint(style, 'yellow', '↷')} ${stepLabel(o.step)}: ${o.error ?? 'skipped'}`;
-  return `${paint(style, 'red', '✗')} ${stepLabel(o.step)} failed after ${o.attempts} attempt(s) (${secs}): ${o.error}`;
+  if (o.status === 'skipped') return `${paint(style, 'yellow', '↷')} ${stepLabel(o.step)}: ${safe(o.error ?? 'skipped')}`;
+  return `${paint(style, 'red', '✗')} ${stepLabel(o.step)} failed after ${o.attempts} attempt(s) (${secs}): ${safe(o.error ?? '')}`;
 }

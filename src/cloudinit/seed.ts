@@ -98,7 +98,12 @@ function networkConfigText(nc: Record<string, unknown> | string): string {
   let obj: unknown;
   if (typeof nc === 'string') {
     const doc = parseDocument(nc, { version: '1.1' }); // as cloud-init (PyYAML) reads it
-    if (doc.errors.length > 0) throw new SeedError('networkConfig', `not valid YAML: ${doc.errors[0]!.message}`);
+    if (doc.errors.length > 0) {
+      // The parser's message quotes the text around the error: only where and what, never the text (it may hold secrets).
+      const first = doc.errors[0]!;
+      const at = first.linePos?.[0];
+      throw new SeedError('networkConfig', `not valid YAML${at ? ` at line ${at.line}, column ${at.col} of the text` : ''} (${first.code}; the text is not shown)`);
+    }
     if (!isMap(doc.contents)) throw new SeedError('networkConfig', 'must be a YAML mapping');
     obj = doc.toJS();
   } else if (isPlainObject(nc)) {

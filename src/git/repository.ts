@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { digestManifests, loadManifests, formatManifestError, type DesiredState, type ManifestError, type Policy } from '../manifest/index.js';
+import type { CachedImageSize, LoadResult } from '../manifest/index.js';
 import { credentialEnv, type GitCredentialOptions } from './credentials.js';
 import { GitError, cleanGitEnv, runGit } from './exec.js';
 import { parseRemote, Redactor, type ParsedRemote } from './redact.js';
@@ -58,6 +59,8 @@ export interface GitSourceSpec {
   fetchTimeoutMs?: number;
   /** The policy every commit's manifests are validated against (--policy). */
   policy?: Policy;
+  /** Plan-time limits: the virtual size of a URL image already in the image cache. */
+  cachedImageSize?: CachedImageSize;
 }
 
 export function describeRef(ref: GitRef): string {
@@ -359,6 +362,19 @@ export class GitRepository {
     rmSync(trash, { recursive: true, force: true });
   }
 
+  /**
+   * Load and validate the manifests of a checkout: the one loading path of every git use. The
+   * checkout is a sandbox: the --path folder, every manifest file and every relative path in a
+   * manifest must resolve inside it (real paths, before anything is opened).
+   */
+  load(name: 'candidate' | 'staged' | 'applied'): Promise<LoadResult> {
+    return loadManifests(this.manifestDir(name), {
+      confineTo: this.checkoutRoot(name),
+      ...(this.spec.policy ? { policy: this.spec.policy } : {}),
+      ...(this.spec.cachedImageSize ? { cachedImageSize: this.spec.cachedImageSize } : {}),
+    });
+  }
+
   /** Keep `sha` reachable (refs/virtform/applied) whatever the remote does with its branch. */
   async pin(sha: string): Promise<void> {
     await this.#git(['update-ref', 'refs/virtform/applied', sha]);
@@ -389,7 +405,7 @@ export class GitRepository {
       const reason = `validation failed: --path ${this.spec.path} does not exist at commit ${short(sha)}`;
       return { ok: false, commit: sha, errors: [{ file: this.spec.path, line: 1, col: 1, message: `--path ${this.spec.path} does not exist at commit ${short(sha)}` }], reason, text: reason };
     }
-    const result = await loadManifests(dir, { policy: this.spec.policy });
+    const result = await this.load('candidate');
     if (!result.ok) {
       const errors = result.errors.map((e) => ({ ...e, file: relFile(e.file), message: e.message.split(root + sep).join('') }));
       const first = errors[0]!;

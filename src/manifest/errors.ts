@@ -1,3 +1,4 @@
+import { printable } from '../util/printable.js';
 /** Manifest errors: one per problem, each pinned to a file, 1-based line and column. */
 
 export interface ManifestError {
@@ -18,7 +19,8 @@ export function formatManifestError(e: ManifestError): string {
   else if (e.name) parts.push(e.name);
   if (e.field) parts.push(e.field);
   parts.push(e.message);
-  return parts.join(': ');
+  // File names come from the folder, values from the manifest: no control character reaches a terminal.
+  return printable(parts.join(': '));
 }
 
 export function compareErrors(a: ManifestError, b: ManifestError): number {

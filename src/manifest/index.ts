@@ -14,6 +14,7 @@ export type {
   VirtualMachineManifest,
   AnyManifest,
   DesiredState,
+  ImportRules,
 } from './model.js';
 export { API_VERSION, RESOURCE_KINDS } from './model.js';
 export type {
@@ -31,9 +32,9 @@ export type {
 } from './types.generated.js';
 export type { ManifestError } from './errors.js';
 export { formatManifestError } from './errors.js';
-export type { LoadResult } from './loader.js';
+export type { LoadResult, LoadOptions } from './loader.js';
 export { loadManifests, digestManifests, NAME_RE } from './loader.js';
 export { parseSize, formatSize, roundUpToKiB, ManifestSizeError } from './size.js';
 export { SCHEMA_DIR } from './schema.js';
-export { loadPolicy, checkPolicy, POLICY_FIELDS, DEFAULT_POLICY_PATH, type Policy, type PolicyField, type PolicyCategory } from './policy.js';
+export { loadPolicy, checkPolicy, POLICY_FIELDS, DEFAULT_POLICY_PATH, type Policy, type PolicyField, type PolicyCategory, type CachedImageSize } from './policy.js';
 export { MAX_FILE_BYTES, MAX_DEPTH, MAX_ALIAS_COUNT, MAX_EXPANDED_NODES } from './yaml-source.js';

@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { fieldPathString as fieldPath, quote, sortErrors, type ManifestError } from './errors.js';
 import {
@@ -21,8 +21,8 @@ import {
   type VolumeManifest,
 } from './model.js';
 import { validateAgainstSchema } from './schema.js';
-import { checkSemantics, type Entry } from './semantics.js';
-import { checkPolicy, type Policy } from './policy.js';
+import { checkSemantics, specOf, type Entry } from './semantics.js';
+import { checkPolicy, checkPolicyLimits, realPathOf, within, type CachedImageSize, type Policy } from './policy.js';
 import { checkExtraDevices } from './extra-devices.js';
 import { MAX_FILE_BYTES, docToJs, locate, parseYamlFile, type SourceDoc } from './yaml-source.js';
 
@@ -154,7 +154,22 @@ async function gitInfo(dir: string): Promise<{ gitCommit?: string; gitDirty?: bo
  * All-or-nothing: any error makes the result `ok: false` with every error found.
  * An empty folder is `ok: true` with zero manifests.
  */
-export async function loadManifests(dir: string, opts: { policy?: Policy } = {}): Promise<LoadResult> {
+export interface LoadOptions {
+  /** The policy every manifest is checked against (`--policy`). */
+  policy?: Policy;
+  /**
+   * A sandbox (a git checkout's root): the folder, every manifest file and every relative path in
+   * a manifest (`userDataFile`, a local `source`) must resolve (real path, per file, before it is
+   * opened) inside it; anything else is an error naming the file, which is never read. Absolute
+   * paths in manifests stay governed by the policy's allowed roots. Without it, the policy's
+   * `manifests.confineSymlinks: true` confines a local folder to itself.
+   */
+  confineTo?: string;
+  /** Plan-time limits: the virtual size of a URL image already in the image cache. */
+  cachedImageSize?: CachedImageSize;
+}
+
+export async function loadManifests(dir: string, opts: LoadOptions = {}): Promise<LoadResult> {
   const st = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
   if (st instanceof Error) {
     const why = st.code === 'ENOENT' ? 'does not exist' : `cannot be read (${st.code ?? st.message})`;
@@ -175,11 +190,22 @@ export async function loadManifests(dir: string, opts: { policy?: Policy } = {})
     return { ok: false, errors: [{ file: dir, line: 1, col: 1, message: 'not a directory or regular file' }] };
   }
   files.sort();
+  // The sandbox: a git checkout's root, or (manifests.confineSymlinks) the local folder itself.
+  const inRepo = opts.confineTo !== undefined;
+  const confineGiven = opts.confineTo ?? (opts.policy?.confineSymlinks ? (st.isFile() ? dirname(dir) : dir) : undefined);
+  const sandbox = confineGiven === undefined ? undefined : realPathOf(confineGiven);
+  const outside = (p: string): boolean => sandbox !== undefined && !within(realPathOf(p), sandbox);
+  const escapes = inRepo ? 'resolves outside the repository checkout (a symlink?): not read' : 'resolves outside the manifest folder (a symlink; manifests.confineSymlinks): not read';
+  if (outside(dir)) return { ok: false, errors: [{ file: dir, line: 1, col: 1, message: `manifest folder ${escapes}` }] };
 
   const errors: ManifestError[] = [];
   const entries: Entry[] = [];
   for (const file of files) {
     let bytes: Buffer;
+    if (outside(file)) {
+      errors.push({ file, line: 1, col: 1, message: `manifest file ${escapes}` });
+      continue;
+    }
     try {
       const fst = await stat(file);
       if (fst.size > MAX_FILE_BYTES) {
@@ -204,7 +230,18 @@ export async function loadManifests(dir: string, opts: { policy?: Policy } = {})
   // Always, with or without a policy: what reaches the host is denied by default.
   errors.push(...checkExtraDevices(entries, opts.policy));
   const unprobed = new Set(entries.filter((e) => refused.some((x) => x.file === e.sd.file && x.kind === e.kind && x.name === e.name)));
-  errors.push(...(await checkSemantics(entries, { skipSourceProbe: unprobed })));
+  const confine = sandbox === undefined ? undefined : { inside: (p: string) => !outside(p), what: inRepo ? 'the repository checkout' : 'the manifest folder (manifests.confineSymlinks)' };
+  errors.push(...(await checkSemantics(entries, { skipSourceProbe: unprobed, ...(confine ? { confine } : {}) })));
+  if (opts.policy) {
+    const policy = opts.policy;
+    for (const e of entries) {
+      if (e.valid && e.kind === 'Volume' && typeof specOf(e, 'Volume').source === 'object') {
+        e.importRules = { ...(policy.urlHosts ? { urlHosts: policy.urlHosts } : {}), policyFile: policy.file };
+      }
+    }
+    // Limits over the size that will exist: after the semantics, which read local image headers.
+    errors.push(...(await checkPolicyLimits(entries, policy, opts.cachedImageSize)));
+  }
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
 
   const manifests: AnyManifest[] = entries.map((e) => {
@@ -216,6 +253,7 @@ export async function loadManifests(dir: string, opts: { policy?: Policy } = {})
       spec: d.spec,
       source: { file: e.sd.file, line: e.sd.start.line, col: e.sd.start.col },
       ...(e.image ? { image: e.image } : {}),
+      ...(e.importRules ? { importRules: e.importRules } : {}),
     } as AnyManifest;
   });
   const desired: DesiredState = {

@@ -38,7 +38,19 @@ export type StoragePoolManifest = Manifest<'StoragePool', StoragePoolSpec>;
 export type VolumeManifest = Manifest<'Volume', VolumeSpec, VolumeMetadata> & {
   /** A local `spec.source` file as the loader found it (content digest and header); not written in YAML. */
   image?: LocalImageInfo;
+  /** What the policy allows an imported image (set by the loader when a policy is given); not written in YAML. */
+  importRules?: ImportRules;
 };
+
+/** The policy as it applies to one imported image, checked where the bytes come from (download, upload). */
+export interface ImportRules {
+  /** `urlHosts`: every redirect target's host must be one of them. */
+  urlHosts?: string[];
+  /** The policy file, for messages. */
+  policyFile?: string;
+  /** Largest virtual size the limits leave for an image declared without capacity, and which limit says so. */
+  maxVirtualSize?: { bytes: number; why: string };
+}
 export type NetworkManifest = Manifest<'Network', NetworkSpec>;
 export type VirtualMachineManifest = Manifest<'VirtualMachine', VirtualMachineSpec>;
 export type AnyManifest = StoragePoolManifest | VolumeManifest | NetworkManifest | VirtualMachineManifest;

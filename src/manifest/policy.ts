@@ -19,12 +19,12 @@ import { existsSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, posix, resolve } from 'node:path';
 import { quote, type FieldPath, type ManifestError } from './errors.js';
-import type { ResourceKind } from './model.js';
+import type { ImportRules, ResourceKind } from './model.js';
 import { validatePolicyAgainstSchema } from './schema.js';
 import { Reporter, specOf, type Entry } from './semantics.js';
 import { ManifestSizeError, formatSize, parseSize } from './size.js';
 import { docToJs, locate, parseYamlFile } from './yaml-source.js';
-import type { PolicyAllowedRoots, PolicyExtraDevices, PolicyLimitSet, Size } from './types.generated.js';
+import type { PolicyAllowedRoots, PolicyExtraDevices, PolicyLimitSet, PolicyManifests, Size } from './types.generated.js';
 
 /** Where the policy is read from when `--policy` is not given (only when the file exists). */
 export const DEFAULT_POLICY_PATH = '/etc/virtform/policy.yaml';
@@ -68,6 +68,8 @@ export interface Policy {
   limits: { host: Limits; vm: Limits };
   /** What spec.extraDevices may reach on the host (absent section: nothing; see extra-devices.ts). */
   extraDevices?: { hostElements: string[]; networkChardevs: boolean };
+  /** `manifests.confineSymlinks`: a local manifest folder is a sandbox like a git checkout. */
+  confineSymlinks?: boolean;
 }
 
 export type PolicyLoad = { ok: true; policy: Policy | undefined } | { ok: false; errors: ManifestError[] };
@@ -89,6 +91,7 @@ export function realPathOf(p: string): string {
   }
 }
 
+/** Whether `path` is `root` or lies below it (both real paths). */
 export function within(path: string, root: string): boolean {
   return path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
 }
@@ -127,7 +130,7 @@ export async function loadPolicy(file: string | undefined, defaultPath: string =
     errors.push({ file: path, line: pos.line, col: pos.col, kind: 'Policy', ...(p.path.length ? { field: p.path.join('.') } : {}), message: p.message });
   }
   if (errors.length > 0) return { ok: false, errors };
-  const doc = data as { allowedRoots?: PolicyAllowedRoots; urlHosts?: string[]; limits?: { host?: PolicyLimitSet; vm?: PolicyLimitSet }; extraDevices?: PolicyExtraDevices };
+  const doc = data as { allowedRoots?: PolicyAllowedRoots; urlHosts?: string[]; limits?: { host?: PolicyLimitSet; vm?: PolicyLimitSet }; extraDevices?: PolicyExtraDevices; manifests?: PolicyManifests };
 
   const roots: Policy['roots'] = {};
   for (const [category, list] of Object.entries(doc.allowedRoots ?? {}) as [PathCategory, string[]][]) {
@@ -159,7 +162,13 @@ export async function loadPolicy(file: string | undefined, defaultPath: string =
   const limits = { host: limitsOf(doc.limits?.host, 'host'), vm: limitsOf(doc.limits?.vm, 'vm') };
   if (errors.length > 0) return { ok: false, errors };
   const extraDevices = { hostElements: [...(doc.extraDevices?.hostElements ?? [])], networkChardevs: doc.extraDevices?.networkChardevs ?? false };
-  return { ok: true, policy: { file: path, roots, ...(doc.urlHosts ? { urlHosts: doc.urlHosts.map((h) => h.toLowerCase()) } : {}), limits, extraDevices } };
+  return {
+    ok: true,
+    policy: {
+      file: path, roots, ...(doc.urlHosts ? { urlHosts: doc.urlHosts.map((h) => h.toLowerCase()) } : {}), limits, extraDevices,
+      ...(doc.manifests?.confineSymlinks ? { confineSymlinks: true } : {}),
+    },
+  };
 }
 
 /** Values at `path` (with `*` over list items), with their concrete field paths. */
@@ -174,7 +183,8 @@ function valuesAt(node: unknown, path: readonly string[], prefix: FieldPath = []
   return seg! in obj ? valuesAt(obj[seg!], rest, [...prefix, seg!]) : [];
 }
 
-function hostAllowed(host: string, allowed: readonly string[]): boolean {
+/** Whether `host` is one of `allowed` (`*.example.org`: any name below it). */
+export function hostAllowed(host: string, allowed: readonly string[]): boolean {
   const h = host.toLowerCase().replace(/\.$/, '');
   return allowed.some((a) => (a.startsWith('*.') ? h.endsWith(a.slice(1)) && h.length > a.length - 1 : h === a));
 }
@@ -218,7 +228,6 @@ export function checkPolicy(entries: readonly Entry[], policy: Policy): Manifest
       }
     }
   }
-  checkLimits(entries, policy, r, from);
   return r.errors;
 }
 
@@ -231,20 +240,71 @@ function sizeOf(v: unknown): number | undefined {
   }
 }
 
-function checkLimits(entries: readonly Entry[], policy: Policy, r: Reporter, from: string): void {
+/** The virtual size of a URL image in the image cache, when it is there (plan time); undefined when not cached. */
+export type CachedImageSize = (sha256: string) => Promise<number | undefined>;
+
+/**
+ * The policy's limits, over the size each volume will have: its `capacity`, else its image's
+ * virtual size (a local source: read at load; a URL image: from the image cache when it is there).
+ * A URL image of unknown size gets {@link ImportRules.maxVirtualSize}: what the limits leave it,
+ * checked before its upload. Runs after the semantic checks (they read local image headers).
+ */
+export async function checkPolicyLimits(entries: readonly Entry[], policy: Policy, cachedSize?: CachedImageSize): Promise<ManifestError[]> {
+  const r = new Reporter();
+  const from = `(policy ${policy.file})`;
+  checkLimits(entries, policy, r, from);
   const { host, vm } = policy.limits;
-  const capacity = new Map<string, number>();
+  const sizes = new Map<string, number>();
+  const unknown: Entry[] = [];
+  const volumes = entries.filter((e) => e.valid && e.kind === 'Volume');
+  for (const e of volumes) {
+    const spec = specOf(e, 'Volume');
+    let size = sizeOf(spec.capacity);
+    if (size === undefined && e.image) size = e.image.virtualSize;
+    if (size === undefined && typeof spec.source === 'object' && cachedSize) size = await cachedSize(spec.source.sha256.toLowerCase()).catch(() => undefined);
+    if (size === undefined && typeof spec.source === 'object') unknown.push(e);
+    if (e.name) sizes.set(e.name, size ?? 0);
+  }
+  const sizeField = (e: Entry): FieldPath => (specOf(e, 'Volume').capacity !== undefined ? ['spec', 'capacity'] : ['spec', 'source']);
   let disk = 0;
-  for (const e of entries) {
-    if (!e.valid || e.kind !== 'Volume') continue;
-    const cap = sizeOf(specOf(e, 'Volume').capacity) ?? 0;
-    if (e.name) capacity.set(e.name, cap);
+  for (const e of volumes) {
     const before = disk;
-    disk += cap;
+    disk += e.name ? sizes.get(e.name) ?? 0 : 0;
     if (host.disk !== undefined && disk > host.disk && before <= host.disk) {
-      r.at(e, ['spec', 'capacity'], `total volume capacity ${formatSize(disk)} exceeds the host limit limits.host.disk ${formatSize(host.disk)} ${from}`);
+      const mine = specOf(e, 'Volume').capacity !== undefined ? '' : ` (this one: ${formatSize(disk - before)}, the image's virtual size)`;
+      r.at(e, sizeField(e), `total volume capacity ${formatSize(disk)}${mine} exceeds the host limit limits.host.disk ${formatSize(host.disk)} ${from}`);
     }
   }
+  const vms = entries.filter((e) => e.valid && e.kind === 'VirtualMachine');
+  for (const e of vms) {
+    if (vm.disk === undefined) break;
+    const disks = specOf(e, 'VirtualMachine').disks ?? [];
+    const total = disks.reduce((n, d) => n + (sizes.get(d.volume) ?? 0), 0);
+    if (total > vm.disk) r.at(e, ['spec', 'disks'], `attached volumes total ${formatSize(total)}, more than the per-VM limit limits.vm.disk ${formatSize(vm.disk)} ${from}`);
+  }
+  // What the limits leave an image whose size is known only once it is downloaded.
+  for (const e of unknown) {
+    const rules: ImportRules = e.importRules ?? {};
+    let max: { bytes: number; why: string } | undefined;
+    const tighten = (bytes: number, why: string): void => {
+      if (!max || bytes < max.bytes) max = { bytes: Math.max(0, bytes), why };
+    };
+    if (host.disk !== undefined) tighten(host.disk - disk, `limits.host.disk ${formatSize(host.disk)} (other volumes: ${formatSize(disk)}) ${from}`);
+    if (vm.disk !== undefined) {
+      for (const v of vms) {
+        const disks = specOf(v, 'VirtualMachine').disks ?? [];
+        if (!disks.some((d) => d.volume === e.name)) continue;
+        const others = disks.reduce((n, d) => n + (d.volume === e.name ? 0 : sizes.get(d.volume) ?? 0), 0);
+        tighten(vm.disk - others, `limits.vm.disk ${formatSize(vm.disk)} of VirtualMachine/${v.name ?? '?'} (its other disks: ${formatSize(others)}) ${from}`);
+      }
+    }
+    if (max) e.importRules = { ...rules, maxVirtualSize: max };
+  }
+  return r.errors;
+}
+
+function checkLimits(entries: readonly Entry[], policy: Policy, r: Reporter, from: string): void {
+  const { host, vm } = policy.limits;
   let vcpus = 0;
   let memory = 0;
   for (const e of entries) {
@@ -256,10 +316,6 @@ function checkLimits(entries: readonly Entry[], policy: Policy, r: Reporter, fro
     const memField: FieldPath = ['spec', spec.maxMemory !== undefined && (sizeOf(spec.maxMemory) ?? 0) > (sizeOf(spec.memory) ?? 0) ? 'maxMemory' : 'memory'];
     if (vm.vcpus !== undefined && cpus > vm.vcpus) r.at(e, cpuField, `${cpus} vCPUs exceed the per-VM limit limits.vm.vcpus ${vm.vcpus} ${from}`);
     if (vm.memory !== undefined && mem > vm.memory) r.at(e, memField, `memory ${formatSize(mem)} exceeds the per-VM limit limits.vm.memory ${formatSize(vm.memory)} ${from}`);
-    if (vm.disk !== undefined) {
-      const total = (spec.disks ?? []).reduce((n, d) => n + (capacity.get(d.volume) ?? 0), 0);
-      if (total > vm.disk) r.at(e, ['spec', 'disks'], `attached volumes total ${formatSize(total)}, more than the per-VM limit limits.vm.disk ${formatSize(vm.disk)} ${from}`);
-    }
     const [cpuBefore, memBefore] = [vcpus, memory];
     vcpus += cpus;
     memory += mem;

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { ResourceKind } from './model.js';
-import { fieldPathString, quote, type FieldPath } from './errors.js';
+import { fieldPathString, quote as quoteValue, type FieldPath } from './errors.js';
 
 export const SCHEMA_DIR = fileURLToPath(new URL('../../schemas/', import.meta.url));
 
@@ -79,10 +79,18 @@ function decodePath(instancePath: string, data: unknown): FieldPath {
   return out;
 }
 
+/** Fields whose values may be secrets (cloud-init user-data, meta-data, network-config): never echoed in a message. */
+export function isSecretField(path: FieldPath): boolean {
+  return path[0] === 'spec' && path[1] === 'cloudInit' && (path[2] === 'userData' || path[2] === 'metaData' || path[2] === 'networkConfig');
+}
+
 function describe(e: ErrorObject, path: FieldPath): SchemaProblem | undefined {
   const p = e.params as Record<string, unknown>;
   const parent = (e.parentSchema ?? {}) as Record<string, unknown>;
+  const secret = isSecretField(path);
   const value = e.data;
+  // A secret's value is described by its type only.
+  const quote = (v: unknown, max?: number): string => (secret && v === value ? `(a ${typeName(v)}; not shown)` : quoteValue(v, max));
   const base = { path, atKey: false, locatePath: path };
   switch (e.keyword) {
     case 'required': {

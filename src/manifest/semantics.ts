@@ -20,7 +20,7 @@ import { dirname, isAbsolute, posix, resolve } from 'node:path';
 import type { ManifestError, FieldPath } from './errors.js';
 import { fieldPathString, quote } from './errors.js';
 import { cidrsOverlap, intToIp, ipToInt, parseCidr, unusableReason, type Cidr } from './ipv4.js';
-import type { ResourceKind } from './model.js';
+import type { ImportRules, ResourceKind } from './model.js';
 import { ManifestSizeError, formatSize, parseSize, roundUpToKiB } from './size.js';
 import { locate, type SourceDoc } from './yaml-source.js';
 import { fileSha256, readImageHeader, type LocalImageInfo } from './image.js';
@@ -41,6 +41,8 @@ export interface Entry {
   data: { metadata: { name: string }; spec: unknown };
   /** Volume: what the loader read of its local `source` file. */
   image?: LocalImageInfo;
+  /** Volume with a URL source: what the policy allows its download and upload (see checkPolicyLimits). */
+  importRules?: ImportRules;
 }
 
 type Spec<K extends ResourceKind> = K extends 'StoragePool'
@@ -146,7 +148,7 @@ export const MAX_USER_DATA = 1024 * 1024;
  */
 async function checkCloudInit(
   r: Reporter, e: Entry, ci: NonNullable<VirtualMachineSpec['cloudInit']>, diskPool: string | undefined,
-  ref: (path: FieldPath, name: string) => Entry | undefined,
+  ref: (path: FieldPath, name: string) => Entry | undefined, confine?: Confinement,
 ): Promise<void> {
   const at = (...f: (string | number)[]): FieldPath => ['spec', 'cloudInit', ...f];
   if (ci.pool !== undefined) ref(at('pool'), ci.pool);
@@ -156,10 +158,20 @@ async function checkCloudInit(
     r.at(e, at('userDataFile'), 'userData and userDataFile are mutually exclusive');
     return;
   }
+  if (ci.userData !== undefined && typeof ci.userData === 'string') {
+    // Inline user-data follows the rules of a userDataFile: UTF-8 text without NUL, at most 1 MiB. Never echoed.
+    const bytes = Buffer.byteLength(ci.userData, 'utf8');
+    if (bytes > MAX_USER_DATA) return r.at(e, at('userData'), `user-data is larger than 1MiB (${bytes} bytes)`);
+    if (ci.userData.includes('\u0000')) return r.at(e, at('userData'), 'user-data contains a NUL character: not text (the text is not shown)');
+    if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(ci.userData)) return r.at(e, at('userData'), 'user-data is not UTF-8 text (a lone surrogate escape; the text is not shown)');
+  }
   if (ci.userDataFile !== undefined) {
     const f = ci.userDataFile;
     if (hasDotDot(f)) return r.at(e, at('userDataFile'), `userDataFile ${quote(f)} must not contain ".." segments`);
     const abs = isAbsolute(f) ? posix.normalize(f) : resolve(dirname(resolve(e.sd.file)), f);
+    if (!isAbsolute(f) && confine && !confine.inside(abs)) {
+      return r.at(e, at('userDataFile'), `user-data file ${quote(f, 512)} resolves outside ${confine.what} (a symlink?): not read`);
+    }
     const st = await stat(abs).catch(() => undefined);
     if (!st) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} does not exist`);
     if (!st.isFile()) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is not a regular file`);
@@ -191,7 +203,14 @@ function isUnicast(mac: string): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 0;
 }
 
-export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?: ReadonlySet<Entry> } = {}): Promise<ManifestError[]> {
+/** A sandbox relative paths in manifests must stay in (checked on the real path, before opening). */
+export interface Confinement {
+  inside(path: string): boolean;
+  /** What the sandbox is, for messages ("the repository checkout"). */
+  what: string;
+}
+
+export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?: ReadonlySet<Entry>; confine?: Confinement } = {}): Promise<ManifestError[]> {
   const r = new Reporter();
   const byKind = (k: ResourceKind): Entry[] => entries.filter((e) => e.kind === k);
 
@@ -284,7 +303,10 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
     if (cap !== undefined) {
       if (cap <= 0) r.at(e, ['spec', 'capacity'], 'capacity must be greater than 0');
       else if (cap > MAX_CAPACITY) r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} exceeds the 64TiB limit`);
-      else if (e.name) capacities.set(e.name, cap);
+      else if ((spec.format ?? 'qcow2') === 'qcow2' && cap % 512 !== 0) {
+        // QEMU makes it whole sectors: every later run would see the larger size as a shrink to undo.
+        r.at(e, ['spec', 'capacity'], `capacity ${cap} bytes is not a multiple of 512: a qcow2 volume's size is whole 512-byte sectors (QEMU would make it ${Math.ceil(cap / 512) * 512} bytes)`);
+      } else if (e.name) capacities.set(e.name, cap);
     }
     refCheck(e, ['spec', 'pool'], 'StoragePool', spec.pool);
     if (spec.backingVolume !== undefined && spec.source !== undefined) {
@@ -310,9 +332,11 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
       } else {
         const abs = isAbsolute(src) ? posix.normalize(src) : resolve(dirname(resolve(e.sd.file)), src);
         spec.source = abs; // the loader rewrites relative paths to absolute ones
-        // Refused by the policy: never opened (not even its header).
-        const st = opts.skipSourceProbe?.has(e) ? 'skip' as const : await stat(abs).catch(() => undefined);
-        if (st === 'skip') { /* reported by the policy check */ }
+        const escapes = !isAbsolute(src) && opts.confine !== undefined && !opts.confine.inside(abs);
+        // Refused by the policy or outside the sandbox: never opened (not even its header).
+        const st = opts.skipSourceProbe?.has(e) || escapes ? 'skip' as const : await stat(abs).catch(() => undefined);
+        if (escapes) r.at(e, ['spec', 'source'], `source image ${quote(src, 512)} resolves outside ${opts.confine!.what} (a symlink?): not read`);
+        else if (st === 'skip') { /* reported by the policy check */ }
         else if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} does not exist`);
         else if (!st.isFile()) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is not a regular file`);
         else {
@@ -482,11 +506,16 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
         else boots.set(d.boot, i);
       }
     });
-    if (spec.boot) checkBoot(r, e, spec.boot, (path, name) => refCheck(e, path, 'Volume', name), diskOwners);
+    // IDE: the pc machine has one controller, two buses of two units: four devices, the seed's cdrom included.
+    const ide = (spec.disks ?? []).map((d, i) => (d.bus === 'ide' ? i : -1)).filter((i) => i >= 0);
+    const ideMax = spec.cloudInit ? 3 : 4;
+    if (ide.length > ideMax) {
+      r.at(e, ['spec', 'disks', ide[ideMax]!, 'bus'], `more than ${ideMax} ide disks${spec.cloudInit ? ' (the cloud-init seed is a fourth ide device)' : ''}: the machine has one IDE controller with four units; use virtio, sata or scsi`);
+    }
     if (spec.cloudInit) {
       const firstDisk = spec.disks?.[0]?.volume;
       const diskPool = firstDisk !== undefined ? validNamed('Volume', firstDisk) : undefined;
-      await checkCloudInit(r, e, spec.cloudInit, diskPool ? specOf(diskPool, 'Volume').pool : undefined, (path, name) => refCheck(e, path, 'StoragePool', name));
+      await checkCloudInit(r, e, spec.cloudInit, diskPool ? specOf(diskPool, 'Volume').pool : undefined, (path, name) => refCheck(e, path, 'StoragePool', name), opts.confine);
     }
     (spec.nics ?? []).forEach((n, i) => {
       refCheck(e, ['spec', 'nics', i, 'network'], 'Network', n.network);
@@ -503,6 +532,12 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
         r.at(e, path, `MAC ${n.mac} has a DHCP reservation in Network ${quote(reserved.network)} (${where(reserved.e)}) but this NIC attaches to ${quote(n.network)}`);
       }
     });
+  }
+  // Boot volumes after every VM's disks are known (a kernel volume may not be another VM's disk either).
+  for (const e of byKind('VirtualMachine')) {
+    if (!e.valid) continue;
+    const boot = specOf(e, 'VirtualMachine').boot;
+    if (boot) checkBoot(r, e, boot, (path, name) => refCheck(e, path, 'Volume', name), diskOwners);
   }
   return r.errors;
 }

@@ -368,6 +368,18 @@ export interface PolicyExtraDevices {
   networkChardevs?: boolean;
 }
 /**
+ * How manifest folders are read.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "PolicyManifests".
+ */
+export interface PolicyManifests {
+  /**
+   * true: a local folder given to reconcile/validate/status/watch DIR is a sandbox like a --git checkout: every manifest file and every relative path in a manifest (userDataFile, a local source) must resolve (symlinks followed) inside the folder, else it is a validation error and the file is never read. Default false: the operator's own folder, symlinks followed. A --git checkout is always confined.
+   */
+  confineSymlinks?: boolean;
+}
+/**
  * Metadata of a Volume: the common fields plus what happens to the file when the manifest is removed.
  *
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema

@@ -27,6 +27,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { readImageHeader, type ImageHeader } from '../manifest/image.js';
+import { hostAllowed } from '../manifest/policy.js';
 import { HostError } from './ports.js';
 
 export interface ImageProgress {
@@ -43,6 +44,14 @@ export interface CachedImage {
   header: ImageHeader;
   /** Whether this call downloaded it (false: it was in the cache). */
   downloaded: boolean;
+}
+
+/** What a download may reach (the policy's `urlHosts`): checked for every redirect target before it is requested. */
+export interface UrlRules {
+  /** Hosts allowed (`*.example.org` patterns); absent: any host. */
+  urlHosts?: readonly string[];
+  /** The policy file, for messages. */
+  policyFile?: string;
 }
 
 export interface ImageCacheOptions {
@@ -94,16 +103,24 @@ export class ImageCache {
   }
 
   /** The verified image of `sha256`: from the cache, else downloaded from `url` (one download per image at a time). */
-  fetch(url: string, sha256: string, onProgress?: (p: ImageProgress) => void, maxBytes?: number): Promise<CachedImage> {
+  fetch(url: string, sha256: string, onProgress?: (p: ImageProgress) => void, maxBytes?: number, rules: UrlRules = {}): Promise<CachedImage> {
     const key = sha256.toLowerCase();
     const running = this.inflight.get(key);
     if (running) return running.then((img) => ({ ...img, downloaded: false }));
-    const p = this.fetchOnce(url, key, onProgress, maxBytes).finally(() => this.inflight.delete(key));
+    const p = this.fetchOnce(url, key, onProgress, maxBytes, rules).finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     return p;
   }
 
-  private async fetchOnce(url: string, sha256: string, onProgress?: (p: ImageProgress) => void, maxBytes?: number): Promise<CachedImage> {
+  /** The cached, verified image of `sha256` when it is there (no download). */
+  async cached(sha256: string): Promise<CachedImage | undefined> {
+    const final = join(this.dir, sha256.toLowerCase());
+    const have = await stat(final).catch(() => undefined);
+    if (!have?.isFile()) return undefined;
+    return { path: final, sha256, size: have.size, header: await readImageHeader(final, have.size), downloaded: false };
+  }
+
+  private async fetchOnce(url: string, sha256: string, onProgress?: (p: ImageProgress) => void, maxBytes?: number, rules: UrlRules = {}): Promise<CachedImage> {
     const final = join(this.dir, sha256);
     const have = await stat(final).catch(() => undefined);
     if (have?.isFile()) return { path: final, sha256, size: have.size, header: await readImageHeader(final, have.size), downloaded: false };
@@ -112,7 +129,7 @@ export class ImageCache {
     const part = join(this.dir, `${sha256}.part.${process.pid}.${randomBytes(4).toString('hex')}`);
     const shown = redactUrl(url);
     try {
-      const res = await this.get(new URL(url), shown);
+      const res = await this.get(new URL(url), shown, rules);
       const length = Number(res.headers['content-length']);
       const total = Number.isFinite(length) && length >= 0 ? length : undefined;
       if (maxBytes !== undefined && total !== undefined && total > maxBytes) {
@@ -156,7 +173,7 @@ export class ImageCache {
   }
 
   /** GET with redirects (http and https only), a timeout for connecting, the response and every read. */
-  private get(url: URL, shown: string, redirects = 0): Promise<IncomingMessage> {
+  private get(url: URL, shown: string, rules: UrlRules, redirects = 0): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       let response: IncomingMessage | undefined;
       if (url.protocol !== 'http:' && url.protocol !== 'https:') {
@@ -173,10 +190,22 @@ export class ImageCache {
             return;
           }
           // A redirect elsewhere does not carry the credentials of the first URL.
-          const next = new URL(res.headers.location, url);
+          let next: URL;
+          try {
+            next = new URL(res.headers.location, url);
+          } catch {
+            reject(new HostError('invalid', `downloading ${shown}: redirected by ${redactUrl(url.toString())} to an invalid URL`));
+            return;
+          }
           if (next.origin !== url.origin) { next.username = ''; next.password = ''; }
           else if (!next.username && url.username) { next.username = url.username; next.password = url.password; }
-          this.get(next, shown, redirects + 1).then(resolve, reject);
+          // The policy is checked where the bytes come from: every target, before it is requested.
+          const refused = redirectRefusal(url, next, rules);
+          if (refused) {
+            reject(new HostError('invalid', `downloading ${shown}: ${redactUrl(url.toString())} redirected to ${redactUrl(next.toString())}: refused: ${refused}`));
+            return;
+          }
+          this.get(next, shown, rules, redirects + 1).then(resolve, reject);
           return;
         }
         if (status !== 200) {
@@ -224,6 +253,17 @@ export class ImageCache {
     }
     return removed;
   }
+}
+
+/** Why a redirect from `from` to `to` may not be followed (undefined: it may). */
+export function redirectRefusal(from: URL, to: URL, rules: UrlRules): string | undefined {
+  if (to.protocol !== 'http:' && to.protocol !== 'https:') return `only http and https are supported, not ${to.protocol.replace(/:$/, '')}`;
+  if (from.protocol === 'https:' && to.protocol === 'http:') return 'a redirect from https to http is not followed (downgrade)';
+  if (rules.urlHosts && !hostAllowed(to.hostname, rules.urlHosts)) {
+    const list = rules.urlHosts.length ? rules.urlHosts.join(', ') : 'none';
+    return `host ${JSON.stringify(to.hostname)} is not allowed: urlHosts allows ${list}${rules.policyFile ? ` (policy ${rules.policyFile})` : ''}`;
+  }
+  return undefined;
 }
 
 function pidAlive(pid: number): boolean {

@@ -45,6 +45,30 @@ export function parseListen(spec: string): ListenAddress {
   return { host: host === 'localhost' ? '127.0.0.1' : host, port: Number(portText) };
 }
 
+/**
+ * The `Host` header values the listener answers (DNS rebinding: a web page whose name resolves to
+ * 127.0.0.1 must not read /status from a browser on the operator's machine): the listen address,
+ * `localhost`, `127.0.0.1` and `[::1]`, plus `--allowed-host` names, each with the port (bare when
+ * the port is 80). Compared case-insensitively.
+ */
+export function allowedHostHeaders(addr: ListenAddress, port: number, extra: readonly string[] = []): Set<string> {
+  const names = new Set([addr.host, 'localhost', '127.0.0.1', '::1', ...extra].map((h) => h.toLowerCase().replace(/^\[|\]$/g, '')));
+  const out = new Set<string>();
+  for (const n of names) {
+    const h = n.includes(':') ? `[${n}]` : n;
+    out.add(`${h}:${port}`);
+    if (port === 80) out.add(h);
+  }
+  return out;
+}
+
+/** `--allowed-host NAME`: a host name or address (no port, no scheme). */
+export function parseAllowedHost(name: string): string {
+  const n = name.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  if (!/^[a-z0-9.:-]+$/.test(n) || n.length > 253) throw new Error(`--allowed-host: ${JSON.stringify(name)} is not a host name or address (give it without a port)`);
+  return n;
+}
+
 export interface StatusServer {
   readonly port: number;
   readonly host: string;
@@ -52,14 +76,20 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-export async function startStatusServer(controller: WatchController, addr: ListenAddress, log?: Logger): Promise<StatusServer> {
+export async function startStatusServer(controller: WatchController, addr: ListenAddress, log?: Logger, o: { allowedHosts?: readonly string[] } = {}): Promise<StatusServer> {
   if (!isLoopbackHost(addr.host)) throw new Error(`refusing to listen on non-loopback host ${addr.host}`);
+  let hosts = new Set<string>();
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (code: number, type: string, body: string): void => {
       res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
+    const host = (req.headers.host ?? '').toLowerCase();
+    if (!hosts.has(host)) {
+      send(421, 'text/plain; charset=utf-8', 'misdirected request: this listener answers only Host: 127.0.0.1, localhost or [::1] (and --allowed-host names) with its port\n');
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(405, 'text/plain; charset=utf-8', 'method not allowed\n');
       return;
@@ -99,6 +129,7 @@ export async function startStatusServer(controller: WatchController, addr: Liste
   });
   server.on('error', (e) => log?.error('http listener error', { error: e.message }));
   const bound = server.address() as AddressInfo;
+  hosts = allowedHostHeaders(addr, bound.port, o.allowedHosts);
   return {
     port: bound.port,
     host: bound.address,

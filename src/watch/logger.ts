@@ -1,4 +1,5 @@
 /** Structured logs: one JSON object per line, `{"ts","level","msg",...fields}`. */
+import { printable } from '../util/printable.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -35,7 +36,7 @@ export function jsonLogger(opts: { level?: LogLevel; write?: (line: string) => v
     } catch {
       line = JSON.stringify({ ts: rec.ts, level, msg, note: 'fields not serializable' });
     }
-    write(`${line}\n`);
+    write(`${printable(line)}\n`); // JSON: \uXXXX escapes read back as the same characters
   };
   return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
 }

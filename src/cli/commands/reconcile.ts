@@ -80,7 +80,10 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
     err(`${policy.text}\n`);
     return invalid(manifestErrorsJson(policy.errors));
   }
-  const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy } : undefined;
+  // Plan-time limits read the virtual size of URL images already in the image cache (beside the DB).
+  const planCache = imageCacheFor(o.db ?? defaultDbPath());
+  const cachedImageSize = async (sha256: string): Promise<number | undefined> => (await planCache.cached(sha256))?.header.virtualSize;
+  const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy, cachedImageSize } : undefined;
   const dir = dirArg ?? '';
   let loaded: { ok: true; desired: Desired } | undefined;
   if (!gitSpec) {
@@ -89,7 +92,7 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
       err(`virtform: ${notFolder}; nothing was changed\n`);
       return invalid(wholeInput(notFolder));
     }
-    const folder = await loadDesired(dir, policy.policy);
+    const folder = await loadDesired(dir, policy.policy, { cachedImageSize });
     if (!folder.ok) {
       err(`${folder.text}\n${folder.errors.length} error(s) in ${dir}; nothing was changed\n`);
       return invalid(manifestErrorsJson(folder.errors));

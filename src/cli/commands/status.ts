@@ -7,6 +7,7 @@
  * reached without --offline (what the DB records is still printed, observed `unknown`); 2 DIR is
  * invalid.
  */
+import { printable } from '../../util/printable.js';
 import { EXIT, errorMessage, loadDesired, openStore, resolvePolicy } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import type { Desired, DesiredResource } from '../../reconcile/desired.js';
@@ -148,7 +149,8 @@ export function renderTable(rows: StatusRow[]): string {
   const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
   const notes = rows.filter((r) => r.note).map((r) => `\n${r.kind}/${r.name}: ${r.note!.text}\n`).join('') +
     rows.filter((r) => r.addressesNote).map((r) => `\n${r.kind}/${r.name}: ${r.addressesNote}\n`).join('');
-  return `${[fmt(header), ...table.map(fmt)].join('\n')}\n${notes}`;
+  // Errors and reasons carry paths and values from manifests and the host: no control character reaches the terminal.
+  return printable(`${[fmt(header), ...table.map(fmt)].join('\n')}\n${notes}`, { keepNewlines: true });
 }
 
 /**
@@ -177,7 +179,7 @@ async function gitView(spec: GitSourceSpec, store: StateStore, o: { db?: string;
   };
   const fromApplied = async (): Promise<DesiredResource[] | undefined> => {
     if (!rec?.appliedCommit || repo.checkedOut('applied') !== rec.appliedCommit) return undefined;
-    const r = await loadManifests(repo.manifestDir('applied'), { policy: spec.policy });
+    const r = await repo.load('applied');
     return r.ok ? buildDesired(r.desired).resources : undefined;
   };
   if (o.offline) return { status: { ...base, summary: gitSummary(base) }, declared: await fromApplied() };

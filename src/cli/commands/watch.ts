@@ -12,7 +12,7 @@ import { GitRepository, GitSync } from '../../git/index.js';
 import { GitRepositorySource } from '../../watch/sources/git-repository.js';
 import { gitCacheRoot, gitInput, type GitFlags } from '../git.js';
 import {
-  EmptyManifestsError, WatchController, isLogLevel, jsonLogger, parseListen, startStatusServer,
+  EmptyManifestsError, WatchController, isLogLevel, jsonLogger, parseAllowedHost, parseListen, startStatusServer,
   type ListenAddress, type StatusServer,
 } from '../../watch/index.js';
 
@@ -24,6 +24,8 @@ export interface WatchFlags extends GitFlags {
   resync: number;
   debounce: number;
   listen: string | false;
+  /** --allowed-host: more Host header names the HTTP listener answers. */
+  allowedHost?: string[];
   logLevel: string;
   concurrency: number;
   maxAttempts: number;
@@ -43,8 +45,10 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
   }
   const log = jsonLogger({ level: o.logLevel });
   let listen: ListenAddress | undefined;
+  let allowedHosts: string[] = [];
   try {
     listen = o.listen === false ? undefined : parseListen(o.listen);
+    allowedHosts = (o.allowedHost ?? []).map(parseAllowedHost);
   } catch (e) {
     log.error(errorMessage(e));
     return EXIT.invalid;
@@ -141,7 +145,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       });
       await controller.start();
       if (listen) {
-        server = await startStatusServer(controller, listen, log);
+        server = await startStatusServer(controller, listen, log, { allowedHosts });
         log.info('listening', { host: server.host, port: server.port, url: `http://${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}/` });
       }
       const stop = await Promise.race([stopRequested, hostMismatch]);

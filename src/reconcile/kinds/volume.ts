@@ -6,7 +6,7 @@
 import { posix } from 'node:path';
 import { resourceKey } from '../../model/kinds.js';
 import type { VolumeDef, VolumeDetail, VolumeFormat } from '../../model/definitions.js';
-import { parseSize } from '../../manifest/index.js';
+import { formatSize, parseSize, type ImportRules } from '../../manifest/index.js';
 import { desiredBase, type DesiredBase } from '../resource.js';
 import { HostError } from '../ports.js';
 import {
@@ -54,9 +54,18 @@ export interface VolumeConfig {
 }
 /** Where an imported image comes from (outside the config: a new path or URL of the same image is no change). */
 export type VolumeImage =
-  | { kind: 'url'; url: string; sha256: string }
+  | { kind: 'url'; url: string; sha256: string; rules?: ImportRules }
   | { kind: 'file'; path: string; sha256: string; size: number; format: VolumeFormat; virtualSize: number };
-export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & { image?: VolumeImage };
+/**
+ * `backingFormat`: the backing volume's format (a qcow2 clone of a raw volume has raw backing
+ * data). Outside the config: the backing path's extension already tells it (`.img` raw, `.qcow2`),
+ * so it changes exactly when `backingPath` does, and recorded configs keep their spec hash.
+ */
+export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & {
+  image?: VolumeImage; backingFormat?: VolumeFormat;
+  /** The backing volume's pool and file name (outside the config, like backingFormat): its size is checked before the clone is made. */
+  backingVolName?: { pool: string; volName: string };
+};
 
 export type VolumeOp =
   /** `recreate`: an existing file is ours with unknown contents; `ifMissing`: keep the file when it exists. */
@@ -76,7 +85,7 @@ export function volumeDef(r: DesiredVolume, imageVirtualSize?: number): VolumeDe
     name: c.volName,
     capacityBytes: c.capacityBytes ?? imageVirtualSize ?? 0,
     format: c.format,
-    ...(c.backingPath ? { backing: { path: c.backingPath, format: 'qcow2' as const } } : {}),
+    ...(c.backingPath ? { backing: { path: c.backingPath, format: r.backingFormat ?? (c.backingPath.endsWith('.img') ? 'raw' as const : 'qcow2' as const) } } : {}),
   };
 }
 
@@ -130,7 +139,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       const format = ctx.volumeFormat(v.metadata.name);
       const src = v.spec.source;
       let image: VolumeImage | undefined;
-      if (typeof src === 'object') image = { kind: 'url', url: src.url, sha256: src.sha256.toLowerCase() };
+      if (typeof src === 'object') image = { kind: 'url', url: src.url, sha256: src.sha256.toLowerCase(), ...(v.importRules ? { rules: v.importRules } : {}) };
       else if (typeof src === 'string') {
         // The loader read the file (content digest and header); without it (a hand-made desired
         // state) the path stands in for the content.
@@ -140,6 +149,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
           : { kind: 'file', path: src, sha256: `path:${src}`, size: 0, format, virtualSize: 0 };
       }
       const declared = v.spec.capacity === undefined ? undefined : parseSize(v.spec.capacity as string | number);
+      const base = v.spec.backingVolume ? state.volumes.find((x) => x.metadata.name === v.spec.backingVolume) : undefined;
       const config: VolumeConfig = {
         pool: v.spec.pool,
         volName: volumeFileName(v.metadata.name, format),
@@ -152,7 +162,11 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         sourceSha256: image?.sha256,
         deletionPolicy: v.metadata.deletionPolicy === 'Retain' ? 'Retain' : undefined,
       };
-      return { ...desiredBase('Volume', v, ctx.host, config), ...(image ? { image } : {}) };
+      return {
+        ...desiredBase('Volume', v, ctx.host, config), ...(image ? { image } : {}),
+        ...(v.spec.backingVolume ? { backingFormat: ctx.volumeFormat(v.spec.backingVolume) } : {}),
+        ...(base ? { backingVolName: { pool: base.spec.pool, volName: volumeFileName(base.metadata.name, ctx.volumeFormat(base.metadata.name)) } } : {}),
+      };
     });
   },
   dependencies: (r) => [
@@ -342,6 +356,13 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         // An image is downloaded (or found in the cache) and judged before the volume exists:
         // a bad checksum, a 404 or a refused header leaves no volume behind.
         const image = !kept && d.image ? await prepareImage(ctx, d) : undefined;
+        if (!kept && d.backingVolName && d.config.capacityBytes !== undefined) {
+          // A base whose size validation could not know (an imported image without capacity): a clone smaller than it is refused here, before it exists.
+          const base = await host.getVolume(d.backingVolName.pool, d.backingVolName.volName);
+          if (base && base.capacityBytes > d.config.capacityBytes) {
+            throw new HostError('invalid', `capacity ${formatSize(d.config.capacityBytes)} is smaller than backing volume ${d.config.backingVolume} (${formatSize(base.capacityBytes)}): a clone is at least its backing volume's size`);
+          }
+        }
         if (image) ctx.boundary();
         const def = volumeDef(d, image?.header.virtualSize);
         try {
@@ -433,9 +454,15 @@ async function prepareImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume): 
     shown = redactUrl(img.url);
     // A raw image is at most its capacity; a qcow2 file a little more (metadata): refuse far bigger downloads early.
     const maxBytes = c.capacityBytes !== undefined ? Math.ceil(c.capacityBytes * 1.1) + 64 * 1024 ** 2 : undefined;
-    const got = await images.fetch(img.url, img.sha256, (p) => ctx.progress?.(p), maxBytes);
+    const rules = img.rules ?? {};
+    const got = await images.fetch(img.url, img.sha256, (p) => ctx.progress?.(p), maxBytes, { ...(rules.urlHosts ? { urlHosts: rules.urlHosts } : {}), ...(rules.policyFile ? { policyFile: rules.policyFile } : {}) });
     path = got.path;
     header = got.header;
+    // The policy's disk limits, over the size that will exist (no capacity declared: the image's).
+    const max = c.capacityBytes === undefined ? rules.maxVirtualSize : undefined;
+    if (max && got.header.virtualSize > max.bytes) {
+      throw new HostError('invalid', `image ${shown} has a virtual size of ${formatSize(got.header.virtualSize)} (${got.header.virtualSize} bytes): more than the ${formatSize(max.bytes)} the policy leaves it: ${max.why}`);
+    }
   } else {
     shown = img.path;
     path = img.path;

@@ -172,6 +172,41 @@ spec: {vcpus: ${vcpus}, memory: ${memory}}
   });
 });
 
+describe('limits over the size that will exist (no capacity: the image\'s virtual size)', () => {
+  it('a local source: checked at load at spec.source; a URL image: from the cache when there, else a budget for the upload', async () => {
+    const { execFileSync } = await import('node:child_process');
+    mkdirSync(join(work, 'img'));
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(work, 'img', 'big.qcow2'), '64M']);
+    const p = await policy('apiVersion: virtform.dev/v1\nkind: Policy\nlimits: {host: {disk: 48MiB}}\n');
+    const local = `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: vftest-safety-big}\nspec: {pool: vftest-safety-p, source: ${work}/img/big.qcow2}\n`;
+    const errs = await errorsOf({ 'a.yaml': [pool('vftest-safety-p', `${work}/p`), local].join('---\n') }, p);
+    expect(errs).toEqual([expect.stringMatching(/a\.yaml:\d+:\d+: Volume\/vftest-safety-big: spec\.source: total volume capacity 64MiB \(this one: 64MiB, the image's virtual size\) exceeds the host limit limits\.host\.disk 48MiB/)]);
+
+    const sha = 'a'.repeat(64);
+    const url = `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: vftest-safety-url}\nspec: {pool: vftest-safety-p, source: {url: "http://127.0.0.1/x", sha256: "${sha}"}}\n`;
+    const small = `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: vftest-safety-s}\nspec: {pool: vftest-safety-p, capacity: 16MiB}\n`;
+    const dir = writeManifests(join(work, 'u'), { 'a.yaml': [pool('vftest-safety-p', `${work}/p`), url, small].join('---\n') });
+    const unknown = await loadManifests(dir, { policy: p });
+    expect(unknown.ok).toBe(true);
+    const v = unknown.ok ? unknown.desired.volumes.find((x) => x.metadata.name === 'vftest-safety-url') : undefined;
+    expect(v?.importRules?.maxVirtualSize).toEqual({ bytes: 32 * 1024 ** 2, why: expect.stringContaining('limits.host.disk 48MiB (other volumes: 16MiB)') });
+    const cached = await loadManifests(dir, { policy: p, cachedImageSize: async (s) => (s === sha ? 64 * 1024 ** 2 : undefined) });
+    expect(cached.ok ? [] : cached.errors.map(formatManifestError)).toEqual([expect.stringMatching(/Volume\/vftest-safety-url: spec\.source: total volume capacity 64MiB \(this one: 64MiB, the image's virtual size\)/)]);
+  });
+
+  it('a relative source leading out of a sandbox is never opened', async () => {
+    mkdirSync(join(work, 'outside'));
+    writeFileSync(join(work, 'outside', 'img.raw'), 'x'.repeat(512));
+    const dir = writeManifests(join(work, 'repo', 'm'), {
+      'a.yaml': `${pool('vftest-safety-p', `${work}/p`)}---\napiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: vftest-safety-v}\nspec: {pool: vftest-safety-p, format: raw, source: img.raw}\n`,
+    });
+    symlinkSync(join(work, 'outside', 'img.raw'), join(dir, 'img.raw'));
+    expect((await loadManifests(dir)).ok).toBe(true); // the operator's folder: followed
+    const r = await loadManifests(dir, { confineTo: join(work, 'repo') });
+    expect(r.ok ? [] : r.errors.map(formatManifestError)).toEqual([expect.stringContaining('spec.source: source image "img.raw" resolves outside the repository checkout (a symlink?): not read')]);
+  });
+});
+
 describe('configs/policy.example.yaml', () => {
   it('loads and uses every field of the schema', async () => {
     const { ROOT } = await import('../../support/real-host.js');
@@ -183,5 +218,6 @@ describe('configs/policy.example.yaml', () => {
     expect(p!.urlHosts).toEqual(['cloud.debian.org', 'deb.debian.org']);
     expect(p!.limits.vm).toEqual({ vcpus: 8, memory: 16 * 1024 ** 3, disk: 500 * 1024 ** 3 });
     expect(Object.keys(p!.limits.host).sort()).toEqual(['disk', 'memory', 'vcpus']);
+    expect(p!.confineSymlinks).toBe(true);
   });
 });

@@ -1,10 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import {
-  WatchController, WatchMetrics, isLoopbackHost, parseListen, startStatusServer, type StatusServer,
+  WatchController, WatchMetrics, allowedHostHeaders, isLoopbackHost, parseAllowedHost, parseListen, startStatusServer, type StatusServer,
 } from '../../../src/watch/index.js';
 import { FakeHost } from '../../support/fake-host.js';
 import { parsePrometheus, sampleValue, waitFor } from './helpers.js';
@@ -191,6 +192,32 @@ describe('HTTP listener', () => {
     expect(sampleValue(parsePrometheus((await get('/metrics')).body), 'virtform_connected')).toBe(0);
     await waitFor(async () => (await get('/readyz')).status === 200, '/readyz 200 after reconnect');
     expect((await get('/healthz')).status).toBe(200);
+  });
+
+  it('answers only a Host header naming the listen address, localhost, 127.0.0.1 or [::1] with the port, or an --allowed-host name (DNS rebinding)', async () => {
+    controller = new WatchController({ dir: join(work, 'm'), store, connect: async () => new FakeHost() });
+    server = await startStatusServer(controller, { host: '127.0.0.1', port: 0 }, undefined, { allowedHosts: [parseAllowedHost('Dash.Example')] });
+    const port = server.port;
+    const ask = (host: string | undefined, path = '/status'): Promise<number> => new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, setHost: false, headers: host === undefined ? {} : { host } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    for (const h of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`, `dash.example:${port}`]) {
+      expect(await ask(h, '/healthz'), h).toBe(200);
+    }
+    for (const h of ['evil.example', `evil.example:${port}`, `127.0.0.1:${port + 1}`, 'localhost', `127.0.0.2:${port}`, `localhost.evil.example:${port}`]) {
+      expect(await ask(h), h).toBe(421);
+      expect(await ask(h, '/metrics'), h).toBe(421);
+    }
+    // No Host (or an empty one): node's own HTTP/1.1 check answers 400 before the handler.
+    expect([400, 421]).toContain(await ask(undefined));
+    expect([400, 421]).toContain(await ask(''));
+    expect(() => parseAllowedHost('http://x:80')).toThrow(/--allowed-host/);
+    expect(allowedHostHeaders({ host: '::1', port: 80 }, 80)).toContain('[::1]');
   });
 
   it('refuses to bind a non-loopback address', async () => {
