@@ -311,7 +311,7 @@ export class FakeHost implements HostPort {
     if (!d) return null;
     const def = this.shown(d, view);
     return {
-      name, uuid: d.uuid, active: d.active, autostart: d.autostart,
+      name, uuid: d.uuid, type: def.type, active: d.active, autostart: d.autostart,
       vcpus: def.vcpus, maxVcpus: def.maxVcpus ?? def.vcpus,
       memoryKiB: def.memoryKiB, maxMemoryKiB: def.maxMemoryKiB ?? def.memoryKiB, balloon: d.balloon ?? 'virtio',
       // libvirt does not keep an empty description

@@ -56,6 +56,11 @@ export interface VmConfig {
   graphics?: { type: GraphicsType; listen: string };
   /** Only when false (the default is true: the channel is there), so older spec hashes stay valid. */
   guestAgent?: false;
+  /**
+   * `<domain type>`, only when declared (older spec hashes stay valid). Undeclared: an existing
+   * domain keeps the type it has; a new one gets the host's choice (`--domain-type`, default auto).
+   */
+  domainType?: 'kvm' | 'qemu';
   /** Only when declared. Digests only: the seed's text (user-data can hold secrets) never enters a config. */
   cloudInit?: VmCloudInit;
   disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
@@ -330,6 +335,8 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): Fi
   // Type and listen address only: libvirt fills in the port of a running domain (autoport).
   put('spec.graphics', graphicsOf(cur), want.graphics);
   put('spec.guestAgent', cur.guestAgent, want.guestAgent ?? true);
+  // Only when declared: an undeclared type is whatever the domain has (never flipped by a run's --domain-type).
+  if (want.domainType !== undefined) put('spec.domainType', cur.type, want.domainType);
   const cdroms = (cur.cdroms ?? []).map((x) => `${x.target}=${x.path} (${x.bus})`).sort().join(', ') || undefined;
   put('spec.cloudInit.cdrom', cdroms, want.cloudInit ? `${want.cloudInit.target}=${want.cloudInit.path} (ide)` : undefined);
 
@@ -488,6 +495,8 @@ const vmFields = [
   { field: 'cpu', manifest: 'spec.cpu', effect: 'restart' },
   { field: 'graphics', manifest: 'spec.graphics', effect: 'restart' },
   { field: 'guestAgent', manifest: 'spec.guestAgent', effect: 'restart' },
+  // QEMU runs under KVM or TCG from its start.
+  { field: 'domainType', manifest: 'spec.domainType', effect: 'restart' },
   // cloud-init reads its seed when the guest boots; a running domain keeps the seed file it opened.
   { field: 'cloudInit', manifest: 'spec.cloudInit', effect: 'restart' },
   { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
@@ -535,6 +544,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         ...(vm.spec.graphics && (vm.spec.graphics.type ?? 'none') !== 'none'
           ? { graphics: { type: vm.spec.graphics.type as GraphicsType, listen: vm.spec.graphics.listen ?? '127.0.0.1' } } : {}),
         ...(vm.spec.guestAgent === false ? { guestAgent: false as const } : {}),
+        ...(vm.spec.domainType !== undefined ? { domainType: vm.spec.domainType as 'kvm' | 'qemu' } : {}),
         disks: (vm.spec.disks ?? []).map((d) => {
           const bus = (d.bus ?? 'virtio') as DiskBus;
           const family = bus === 'virtio' ? 'vd' : bus === 'ide' ? 'hd' : 'sd';
@@ -793,7 +803,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
           taken.add(fresh);
           return fresh;
         });
-        uuid = (await host.defineDomain(domainDef(d, await host.domainType(), uuid, resolved))).uuid;
+        uuid = (await host.defineDomain(domainDef(d, await domainTypeFor(host, d, current, !!observedDomain), uuid, resolved))).uuid;
         if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
         ctx.boundary();
         const next: VmFacts = {
@@ -894,6 +904,19 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   },
 };
 
+/**
+ * The `<domain type>` a definition gets. Precedence: the VM's `spec.domainType`; then (a fleet's
+ * Host, once there is one); for an existing domain the type it has (so a run with another
+ * `--domain-type`, or an upgrade, never flips it); for a new one the host's choice (`--domain-type`,
+ * default auto: kvm when offered).
+ */
+async function domainTypeFor(host: HostPort, d: DesiredVm, current: DomainDetail | undefined, exists: boolean): Promise<'kvm' | 'qemu'> {
+  if (d.config.domainType) return d.config.domainType;
+  const have = current?.type ?? (exists ? (await host.getDomain(d.name))?.type : undefined);
+  if (have === 'kvm' || have === 'qemu') return have;
+  return host.domainType();
+}
+
 /** Lists shown compactly in restart notes: `vda=/p/root.qcow2 (virtio)`, `52:54:00:…@net (virtio)`. */
 const diskList = (d: DomainDetail): string => d.disks.map((x) => `${x.target}=${x.path} (${x.bus}${x.bootOrder ? `, boot ${x.bootOrder}` : ''})`).sort().join(', ');
 const nicList = (d: DomainDetail): string => d.nics.map((x) => `${x.mac.toLowerCase()}@${x.network} (${x.model})`).sort().join(', ');
@@ -919,6 +942,7 @@ async function restartState(
     ['spec.cpu', liveCpu(live.cpu, defined.cpu), defined.cpu],
     ['spec.graphics', graphicsOf(live), graphicsOf(defined)],
     ['spec.guestAgent', live.guestAgent, defined.guestAgent],
+    ['spec.domainType', live.type, defined.type],
     // The seed the running domain opened at its start against the one on the volume now.
     ...(seed ? [['spec.cloudInit', shortDigest(bootedSeed(seed.facts, live.id)), shortDigest(seed.current)] as [string, unknown, unknown]] : []),
     ['spec.disks', diskList(live), diskList(defined)],
