@@ -22,13 +22,19 @@ export async function observeForStatus(host: StatusHost, records: ResourceRecord
   for (const d of declared ?? []) if (d.kind === 'Volume') pools.add(d.config.pool);
   const volumeKeys = new Set<string>();
   const volumeNames = new Set<string>();
+  const listed = [];
   for (const p of pools) {
-    if (!snapshot.pools.find((x) => x.name === p)?.active) continue;
+    const o = snapshot.pools.find((x) => x.name === p);
+    if (!o?.active) continue;
+    listed.push(o);
     for (const v of await host.listVolumes(p)) {
       volumeKeys.add(v.key);
       volumeNames.add(`${p}/${v.name}`);
     }
   }
+  // Where those pools are (one definition read each): a file of such a folder missing from the
+  // listing is gone (a running VM's disk deleted under it).
+  const listedPoolPaths = new Set([...(listed.length > 0 ? (await host.definitions.pools(listed)).values() : [])].map((d) => d.path));
   const vms = records.filter((r) => r.kind === 'VirtualMachine').map((r) => ({ name: r.name, nics: recordedNics(r) }));
   const addresses = await observeAddresses(host, snapshot, vms, managedNetworks(records, declared));
   // The port libvirt gave the VNC/SPICE server of each running VM that has graphics (one live
@@ -44,7 +50,7 @@ export async function observeForStatus(host: StatusHost, records: ResourceRecord
       if (live && live.graphics.length > 0) graphics.set(name, live.graphics);
     }
   }
-  return { snapshot, volumeKeys, volumeNames, addresses, graphics };
+  return { snapshot, volumeKeys, volumeNames, listedPoolPaths, addresses, graphics };
 }
 
 /** The revisions the records point at, by id. */

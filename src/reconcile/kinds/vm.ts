@@ -23,7 +23,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { buildNoCloudSeed, type Seed } from '../../cloudinit/index.js';
-import { resourceKey } from '../../model/kinds.js';
+import { parseResourceKey, resourceKey } from '../../model/kinds.js';
 import type { CpuMode, DomainBoot, DomainCapabilities, DomainDef, DomainDetail, GraphicsType, VolumeFormat } from '../../model/definitions.js';
 import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
 import { parseSize } from '../../manifest/index.js';
@@ -579,7 +579,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
 
   identity: (observed, name) => observed.domains.get(name)?.uuid,
 
-  readDefinitions: (host, observed, wanted) => readListed(observed.domains, wanted, (l) => host.definitions.domains(l)),
+  async readDefinitions(host, observed, wanted) {
+    const [defs] = await Promise.all([readListed(observed.domains, wanted, (l) => host.definitions.domains(l)), readLiveDisks(host, observed, wanted)]);
+    return defs;
+  },
 
   needsDomainCapabilities: (r) => r.config.cpu !== undefined || r.config.graphics !== undefined,
 
@@ -726,47 +729,26 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   },
 
   /**
-   * A running VM whose volume or network is replaced is stopped first and started again after.
-   * So is one attached to a network virtform starts again after it went down: libvirt does not
-   * put a running VM's interfaces back on the bridge of a restarted network.
+   * Cross-VM adjustments: a running VM whose volume or network is replaced or restarted is
+   * restarted too; a disk changes hands only after the VM holding it has stopped.
    */
   afterDiff(vms, observed, changes, opts) {
-    const disrupted = new Map<string, string>();
-    for (const c of changes) {
-      if (c.action === 'replace') disrupted.set(c.key, 'is replaced');
-      else if (c.kind === 'Network' && c.steps.some((s) => s.op === 'network.ensure' && s.start)) {
-        disrupted.set(c.key, 'is started again (its running VMs lost their connection to it)');
-      }
-    }
-    if (disrupted.size === 0) return;
+    restartDisrupted(vms, observed, changes, opts);
+    orderDiskHandover(vms, observed, changes);
     for (const r of vms) {
-      if (!observed.domains.get(r.name)?.active) continue;
-      const uses = usedKeys(r.config, r.host).filter((k) => disrupted.has(k));
-      if (uses.length === 0) continue;
-      let c: ResourceChange | undefined = changes.find((x) => x.key === r.key);
-      if (c?.action === 'conflict') continue;
-      if (!c) {
-        c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key));
-        changes.push(c);
-      }
-      const why = `restarted because ${uses.map((k) => `${k} ${disrupted.get(k)}`).join(', ')}`;
-      c.reason = c.reason ? `${c.reason}; ${why}` : why;
-      // The restart of restartPolicy: OnChange is this one now.
-      c.steps = c.steps.filter((s) => !(s.op === 'vm.stop' && s.restart) && !(s.op === 'vm.start'));
-      if (!c.steps.some((s) => s.op === 'vm.stop')) {
-        c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
-        c.notes.push(stopNote(opts.gracefulStop ?? true));
-      }
-      if (r.state === 'running') c.steps.push({ op: 'vm.start' });
-      // Restarted anyway: nothing is left for the next boot.
-      c.notes = c.notes.filter((n) => !n.includes('next boot') && !n.startsWith('restarts the VM'));
+      const c = changes.find((x) => x.key === r.key);
+      if (c) c.notes.push(...deletedDiskNotes(observed, r));
     }
   },
 
   /** A restart-required mark still pending on the running domain, when nothing else changes. */
   notices(r, { observed }) {
     const rr = pendingRestart(observed, r.key, r.name);
-    return rr ? [`${r.key}: ${restartText(rr)}`] : [];
+    const waits = HANDOVER_WAITS.get(observed)?.get(r.name);
+    return [
+      ...(rr ? [`${r.key}: ${restartText(rr)}${waits ? `; ${waits}` : ''}`] : []),
+      ...deletedDiskNotes(observed, r).map((n) => `${r.key}: ${n}`),
+    ];
   },
   deleteSteps: (_name, where) => {
     const ci = (where.config as Partial<VmConfig> | undefined)?.cloudInit;
@@ -896,6 +878,18 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   observedStatus: (view, r) => listedState(view.snapshot, (s) => s.domains, r.name, 'running', 'stopped'),
   statusNote(view, r) {
     const rr = (r.facts as { restartRequired?: RestartRequired } | undefined)?.restartRequired;
+    // A disk file deleted under the running VM (its pool's listing lacks it): restart required, data at stake.
+    const dom = view?.snapshot.domains.find((x) => x.name === r.name);
+    const disks = ((r.config as Partial<VmConfig> | undefined)?.disks ?? []).map((d) => d.path);
+    const gone = view?.listedPoolPaths && dom?.active
+      ? disks.filter((p) => view.listedPoolPaths!.has(posix.dirname(p)) && !view.volumeKeys.has(p)) : [];
+    if (gone.length > 0) {
+      const data: RestartRequired = {
+        fields: ['spec.disks'], running: { 'spec.disks': gone.map((p) => `${p} (deleted, still open)`).join(', ') },
+        defined: { 'spec.disks': gone.join(', ') }, domainId: dom!.id,
+      };
+      return { flag: 'restart required', text: deletedText(gone), data };
+    }
     if (!rr) return undefined;
     // The mark holds while the domain it was set on still runs (same libvirt domain id); offline: as recorded.
     const d = view?.snapshot.domains.find((x) => x.name === r.name);
@@ -903,6 +897,130 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     return { flag: 'restart required', text: restartText(rr), data: rr };
   },
 };
+
+/**
+ * A running VM whose volume or network is replaced is stopped first and started again after.
+ * So is one attached to a network virtform starts again after it went down: libvirt does not
+ * put a running VM's interfaces back on the bridge of a restarted network.
+ */
+function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: ResourceChange[], opts: { gracefulStop?: boolean }): void {
+  const disrupted = new Map<string, string>();
+  for (const c of changes) {
+    if (c.action === 'replace') disrupted.set(c.key, 'is replaced');
+    else if (c.kind === 'Network' && c.steps.some((s) => s.op === 'network.ensure' && s.start)) {
+      disrupted.set(c.key, 'is started again (its running VMs lost their connection to it)');
+    }
+  }
+  if (disrupted.size === 0) return;
+  for (const r of vms) {
+    if (!observed.domains.get(r.name)?.active) continue;
+    const uses = usedKeys(r.config, r.host).filter((k) => disrupted.has(k));
+    if (uses.length === 0) continue;
+    let c: ResourceChange | undefined = changes.find((x) => x.key === r.key);
+    if (c?.action === 'conflict') continue;
+    if (!c) {
+      c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key));
+      changes.push(c);
+    }
+    const why = `restarted because ${uses.map((k) => `${k} ${disrupted.get(k)}`).join(', ')}`;
+    c.reason = c.reason ? `${c.reason}; ${why}` : why;
+    // The restart of restartPolicy: OnChange is this one now.
+    c.steps = c.steps.filter((s) => !(s.op === 'vm.stop' && s.restart) && !(s.op === 'vm.start'));
+    if (!c.steps.some((s) => s.op === 'vm.stop')) {
+      c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
+      c.notes.push(stopNote(opts.gracefulStop ?? true));
+    }
+    if (r.state === 'running') c.steps.push({ op: 'vm.start' });
+    // Restarted anyway: nothing is left for the next boot.
+    c.notes = c.notes.filter((n) => !n.includes('next boot') && !n.startsWith('restarts the VM'));
+  }
+}
+
+/** Disk paths of running domains whose live definition differs from the persistent one (read by observe). */
+const LIVE_DISKS = new WeakMap<Observed, Map<string, string[]>>();
+/** Why a VM's restart or start waits for another VM to release a disk (for notices), by VM name. */
+const HANDOVER_WAITS = new WeakMap<Observed, Map<string, string>>();
+
+const isDomainDetail = (d: unknown): d is DomainDetail =>
+  !!d && typeof d === 'object' && Array.isArray((d as DomainDetail).disks) && Array.isArray((d as DomainDetail).nics) && typeof (d as DomainDetail).name === 'string';
+
+/**
+ * Which running domains have each disk path open, as far as observe knows: the live definition
+ * where it was read (running domains with a pending restart: their persistent definition moved
+ * on), else the persistent one (a running domain takes its persistent definition's disks at start).
+ */
+export function runningDiskHolders(observed: Observed): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const live = LIVE_DISKS.get(observed);
+  for (const d of observed.definitions.values()) {
+    if (!isDomainDetail(d) || !observed.domains.get(d.name)?.active) continue;
+    const paths = live?.get(d.name) ?? d.disks.map((x) => x.path);
+    for (const p of new Set(paths)) out.set(p, [...(out.get(p) ?? []), d.name]);
+  }
+  return out;
+}
+
+/**
+ * Read the live disks of running domains whose record has a restart pending (their persistent
+ * definition no longer says what they have open): one call each, only for those.
+ */
+async function readLiveDisks(host: HostPort, observed: Observed, wanted: Map<string, { name: string }>): Promise<void> {
+  const names = [...wanted].filter(([key, w]) => pendingRestart(observed, key, w.name) !== undefined).map(([, w]) => w.name);
+  if (names.length === 0) return;
+  const map = new Map<string, string[]>();
+  await Promise.all(names.map(async (n) => {
+    const live = await host.getRunningDomain(n);
+    if (live) map.set(n, live.disks.map((x) => x.path));
+  }));
+  LIVE_DISKS.set(observed, map);
+}
+
+/**
+ * A disk changes hands only after its holder let go of it: a VM's start (a start, or the start of
+ * a restart) that opens a disk another running domain has open waits for that domain's stop or
+ * delete in the same plan (a plan edge, not timing: QEMU's image lock would refuse the start).
+ * When the holder is not stopped by this plan (it keeps running: restartPolicy Never, or not
+ * virtform's), a running VM is not restarted (its restart stays pending, and happens at a later
+ * run once the disk is free) and a stopped one is not started, with a note saying why.
+ */
+function orderDiskHandover(vms: DesiredVm[], observed: Observed, changes: ResourceChange[]): void {
+  const holders = runningDiskHolders(observed);
+  if (holders.size === 0) return;
+  const waits = new Map<string, string>();
+  for (const r of vms) {
+    const blockers = new Map<string, string>();
+    for (const d of r.config.disks) for (const h of holders.get(d.path) ?? []) if (h !== r.name && !blockers.has(h)) blockers.set(h, d.path);
+    if (blockers.size === 0) continue;
+    const at = changes.findIndex((x) => x.key === r.key);
+    const c = at >= 0 ? changes[at] : undefined;
+    const releasing: string[] = [];
+    const keeping: [string, string][] = [];
+    for (const [h, path] of blockers) {
+      const hc = changes.find((x) => x.kind === 'VirtualMachine' && x.name === h && x.action !== 'conflict' && !x.held);
+      if (hc && hc.steps.some((s) => s.op === 'vm.stop' || s.op === 'vm.delete')) releasing.push(hc.key);
+      else keeping.push([h, path]);
+    }
+    const why = keeping.map(([h, path]) => `${path} is in use by running VM ${h}`).join(', ');
+    if (keeping.length > 0) waits.set(r.name, `waits until ${why.replace(/ is in use by running VM /g, ' is released by VM ')} (stopped, or restarted without it)`);
+    if (!c || c.action === 'conflict' || !c.steps.some((s) => s.op === 'vm.start')) continue;
+    if (releasing.length > 0) c.waitFor = [...(c.waitFor ?? []), { op: 'vm.start', keys: releasing }];
+    // Stopped for a replaced volume or restarted network: that stop is needed whatever happens.
+    const forced = c.steps.some((s) => s.op === 'vm.stop' && !s.restart);
+    if (keeping.length === 0 || forced) continue;
+    const wasRunning = observed.domains.get(r.name)?.active ?? false;
+    if (wasRunning) {
+      // Not stopped at all: stopping it would leave it down (its start would fail on the image lock).
+      c.steps = c.steps.filter((s) => s.op !== 'vm.stop' && s.op !== 'vm.start');
+      c.notes = c.notes.filter((n) => !n.startsWith('restarts the VM') && !n.startsWith('the running VM is'));
+      c.notes.push(`not restarted now: ${why}; the restart is pending and happens once it is released`);
+    } else {
+      c.steps = c.steps.filter((s) => s.op !== 'vm.start');
+      c.notes.push(`not started: ${why}; it starts once that VM has released it (stopped, or restarted without it)`);
+    }
+    if (c.steps.length === 0 && wasRunning) changes.splice(at, 1);
+  }
+  if (waits.size > 0) HANDOVER_WAITS.set(observed, waits);
+}
 
 /**
  * The `<domain type>` a definition gets. Precedence: the VM's `spec.domainType`; then (a fleet's
@@ -915,6 +1033,34 @@ async function domainTypeFor(host: HostPort, d: DesiredVm, current: DomainDetail
   const have = current?.type ?? (exists ? (await host.getDomain(d.name))?.type : undefined);
   if (have === 'kvm' || have === 'qemu') return have;
   return host.domainType();
+}
+
+/** The plain words for disk files deleted under a running VM. */
+function deletedText(paths: string[]): string {
+  return `restart required: ${paths.join(', ')} ${paths.length > 1 ? 'were' : 'was'} deleted outside virtform while the VM runs; ` +
+    'the guest keeps writing into the deleted file, so everything it wrote since the deletion lives only there and will be lost at its next stop ' +
+    '(recreating the file is a data-loss step: reconcile --allow-data-loss; the VM then boots from the new, empty file at its next start)';
+}
+
+/**
+ * Disk files of a running VM that are gone from their pool's listing (seen through libvirt alone:
+ * the pool's directory re-read, no /proc): QEMU still has them open.
+ */
+export function deletedOpenDisks(observed: Observed, name: string, paths: string[]): string[] {
+  if (!observed.domains.get(name)?.active) return [];
+  const listed = new Map<string, { has(name: string): boolean }>();
+  for (const [key, d] of observed.definitions) {
+    const pool = d as { name?: unknown; path?: unknown };
+    if (parseResourceKey(key).kind !== 'StoragePool' || typeof pool.path !== 'string' || typeof pool.name !== 'string') continue;
+    const names = observed.volumes.get(pool.name);
+    if (names) listed.set(pool.path, names);
+  }
+  return paths.filter((p) => listed.get(posix.dirname(p))?.has(posix.basename(p)) === false);
+}
+
+function deletedDiskNotes(observed: Observed, r: DesiredVm): string[] {
+  const gone = deletedOpenDisks(observed, r.name, r.config.disks.map((d) => d.path));
+  return gone.length > 0 ? [deletedText(gone)] : [];
 }
 
 /** Lists shown compactly in restart notes: `vda=/p/root.qcow2 (virtio)`, `52:54:00:…@net (virtio)`. */
