@@ -548,6 +548,19 @@ export class FakeHost implements HostPort {
       if (memoryKiB > (d.maxMemoryKiB ?? d.memoryKiB)) throw invalid('cannot set memory higher than max memory');
     }, (d) => ({ ...d, memoryKiB }));
   }
+  /** Balloon `actual` per running domain (KiB) when the guest does not follow the target (no balloon driver); default: the target. */
+  balloonActual = new Map<string, number>();
+  /** vCPUs online as a guest agent reports them, per domain; absent: no agent answers. */
+  agentVcpus = new Map<string, number>();
+  async domainBalloonKiB(name: string): Promise<number | null> {
+    this.call('domainBalloonKiB', name, false);
+    const live = this.domains.get(name)?.active ? this.domainDetail(name, 'current') : null;
+    return live ? this.balloonActual.get(name) ?? live.memoryKiB : null;
+  }
+  async guestOnlineVcpus(name: string): Promise<number | null> {
+    this.call('guestOnlineVcpus', name, false);
+    return this.domains.get(name)?.active ? this.agentVcpus.get(name) ?? null : null;
+  }
   async setDomainDescription(name: string, description: string | undefined): Promise<void> {
     this.call('setDomainDescription', name, true);
     this.liveChange(name, () => undefined, (d) => ({ ...d, description }));

@@ -135,6 +135,8 @@ export interface RestartRequired {
   since?: string;
   /** libvirt's id of the running domain then; a restart gives it another one. */
   domainId?: number;
+  /** Why, beyond the values (a live change the guest did not take). */
+  notes?: string[];
 }
 
 /** What a VM's record keeps in `details.facts` (read on every run through the state index). */
@@ -147,6 +149,8 @@ export interface VmFacts {
   restartRequired?: RestartRequired;
   /** The seed volume and the digest virtform uploaded into it last. */
   seed?: SeedFact;
+  /** What the last live change could verify in the guest (`memory verified`, `vCPUs not verified (…)`). */
+  liveCheck?: string[];
   /** The seed digest the running domain (libvirt domain id) was started with. */
   seedBooted?: { sha256?: string; domainId: number };
 }
@@ -443,7 +447,7 @@ export function restartText(rr: RestartRequired): string {
     const field = f.replace(/memoryKiB$/, 'memory').replace(/MemoryKiB$/, 'Memory').replace(/\.bootOrder$/, '.boot');
     return `${field} (running with ${v(rr.running[f])}, defined ${v(rr.defined[f])})`;
   });
-  return `restart required for ${parts.join(', ')}`;
+  return `restart required for ${parts.join(', ')}${rr.notes?.length ? ` (${rr.notes.join('; ')})` : ''}`;
 }
 
 /** Merge restart-requiring lines into the mark still pending on the same running domain. */
@@ -800,13 +804,18 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         });
         return;
       }
-      case 'vm.live':
+      case 'vm.live': {
+        const balloonBefore = op.memoryKiB !== undefined ? await host.domainBalloonKiB(step.name) : null;
         if (op.vcpus !== undefined) await host.setDomainVcpus(step.name, op.vcpus);
         if (op.memoryKiB !== undefined) await host.setDomainMemory(step.name, op.memoryKiB);
         if (op.description !== undefined) await host.setDomainDescription(step.name, op.description ?? undefined);
         ctx.boundary();
-        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: await restartState(host, step.name, facts.restartRequired, { facts, current: facts.seed?.sha256 }) } });
+        // Read back what the guest did with it: the balloon's actual size, the vCPUs its agent sees online.
+        const unapplied = await liveReadBack(host, step.name, op, balloonBefore);
+        const rr = await restartState(host, step.name, facts.restartRequired, { facts, current: facts.seed?.sha256 });
+        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: withUnapplied(rr, unapplied, facts.restartRequired), liveCheck: unapplied.check } });
         return;
+      }
       case 'vm.seed': {
         const d = ctx.desired!;
         const image = seedImage(d);
@@ -1063,6 +1072,75 @@ function deletedDiskNotes(observed: Observed, r: DesiredVm): string[] {
   return gone.length > 0 ? [deletedText(gone)] : [];
 }
 
+/** How long the guest gets to apply a live memory change (its balloon driver moves in steps). */
+const BALLOON_WAIT_MS = 10_000;
+/** ... and how long a balloon that has not moved at all is waited for (no balloon driver in the guest). */
+const BALLOON_STILL_MS = 3_000;
+
+interface Unapplied {
+  /** Fields the guest did not take, with what it runs with and what was asked. */
+  fields: { field: string; running: number; defined: number; note: string }[];
+  /** What could be checked: `memory verified`, `vCPUs not verified (no guest agent answered)`, … */
+  check: string[];
+  /** libvirt's id of the running domain (set when something was not applied). */
+  domainId?: number;
+}
+
+/**
+ * After a live change: the balloon's `actual` memory after a bounded wait (it must reach the
+ * target: a guest without a balloon driver keeps its memory), and the vCPUs the guest agent sees
+ * online (only when an agent answers: "not verified" otherwise).
+ */
+async function liveReadBack(host: HostPort, name: string, op: Extract<VmOp, { op: 'vm.live' }>, before: number | null): Promise<Unapplied> {
+  const out: Unapplied = { fields: [], check: [] };
+  if (op.memoryKiB !== undefined) {
+    const target = op.memoryKiB;
+    const close = (v: number): boolean => Math.abs(v - target) <= Math.max(1024, target / 100);
+    const started = Date.now();
+    let actual = await host.domainBalloonKiB(name);
+    while (actual !== null && !close(actual) && Date.now() - started < BALLOON_WAIT_MS) {
+      if (actual === before && Date.now() - started >= BALLOON_STILL_MS) break;
+      await new Promise((r) => setTimeout(r, 250));
+      actual = await host.domainBalloonKiB(name);
+    }
+    if (actual === null) out.check.push('memory not verified (no balloon stats)');
+    else if (close(actual)) out.check.push('memory verified');
+    else {
+      out.check.push('memory not applied by the guest');
+      out.fields.push({
+        field: 'spec.memoryKiB', running: actual, defined: target,
+        note: `the guest did not apply the memory change (its balloon stays at ${actual / 1024}MiB: no balloon driver in the guest?)`,
+      });
+    }
+  }
+  if (op.vcpus !== undefined) {
+    const online = await host.guestOnlineVcpus(name);
+    if (online === null) out.check.push('vCPUs not verified (no guest agent answered)');
+    else if (online >= op.vcpus) out.check.push('vCPUs verified');
+    else {
+      out.check.push('vCPUs not onlined by the guest');
+      out.fields.push({ field: 'spec.vcpus', running: online, defined: op.vcpus, note: `the guest has ${online} vCPUs online of ${op.vcpus}` });
+    }
+  }
+  if (out.fields.length > 0) out.domainId = (await host.getRunningDomain(name))?.id;
+  return out;
+}
+
+/** The restart-required mark with the live changes the guest did not take. */
+function withUnapplied(rr: RestartRequired | null, u: Unapplied, previous: RestartRequired | undefined): RestartRequired | null {
+  if (u.fields.length === 0) return rr;
+  const base: RestartRequired = rr ?? { fields: [], running: {}, defined: {}, since: new Date().toISOString() };
+  const out: RestartRequired = { ...base, fields: [...base.fields], running: { ...base.running }, defined: { ...base.defined }, notes: [...(base.notes ?? [])] };
+  for (const f of u.fields) {
+    if (!out.fields.includes(f.field)) out.fields.push(f.field);
+    out.running[f.field] = f.running;
+    out.defined[f.field] = f.defined;
+    out.notes!.push(f.note);
+  }
+  out.domainId ??= u.domainId ?? previous?.domainId;
+  return out;
+}
+
 /** Lists shown compactly in restart notes: `vda=/p/root.qcow2 (virtio)`, `52:54:00:…@net (virtio)`. */
 const diskList = (d: DomainDetail): string => d.disks.map((x) => `${x.target}=${x.path} (${x.bus}${x.bootOrder ? `, boot ${x.bootOrder}` : ''})`).sort().join(', ');
 const nicList = (d: DomainDetail): string => d.nics.map((x) => `${x.mac.toLowerCase()}@${x.network} (${x.model})`).sort().join(', ');
@@ -1095,14 +1173,19 @@ async function restartState(
     ['spec.nics', nicList(live), nicList(defined)],
   ];
   const differ = pairs.filter(([, a, b]) => canonicalJson(a) !== canonicalJson(b));
-  if (differ.length === 0) return null;
   const same = previous && previous.domainId === live.id;
+  // A live change the guest did not take (read back after it) stays until the domain restarts,
+  // unless the definition moved to what the guest runs with.
+  const kept = same && previous.notes?.length ? (['spec.memoryKiB'] as const).filter((f) =>
+    previous.fields.includes(f) && previous.running[f] !== defined.memoryKiB && previous.defined[f] === defined.memoryKiB) : [];
+  if (differ.length === 0 && kept.length === 0) return null;
   return {
-    fields: differ.map(([f]) => f),
-    running: Object.fromEntries(differ.map(([f, a]) => [f, a])),
-    defined: Object.fromEntries(differ.map(([f, , b]) => [f, b])),
+    fields: [...differ.map(([f]) => f), ...kept],
+    running: { ...Object.fromEntries(differ.map(([f, a]) => [f, a])), ...Object.fromEntries(kept.map((f) => [f, previous!.running[f]])) },
+    defined: { ...Object.fromEntries(differ.map(([f, , b]) => [f, b])), ...Object.fromEntries(kept.map((f) => [f, previous!.defined[f]])) },
     since: same && previous.since ? previous.since : new Date().toISOString(),
     domainId: live.id,
+    ...(kept.length > 0 ? { notes: previous!.notes } : {}),
   };
 }
 
