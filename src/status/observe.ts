@@ -8,7 +8,7 @@ import type { DesiredResource } from '../reconcile/desired.js';
 import type { HostPort } from '../reconcile/ports.js';
 import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
-import { managedNetworks, observeAddresses, recordedNics } from './addresses.js';
+import { managedNetworks, observeAddresses, recordedNics, recordedStart } from './addresses.js';
 
 type StatusHost = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 'domainInterfaceAddresses' | 'definitions'> & Partial<Pick<HostPort, 'getRunningDomain'>>;
 
@@ -35,7 +35,7 @@ export async function observeForStatus(host: StatusHost, records: ResourceRecord
   // Where those pools are (one definition read each): a file of such a folder missing from the
   // listing is gone (a running VM's disk deleted under it).
   const listedPoolPaths = new Set([...(listed.length > 0 ? (await host.definitions.pools(listed)).values() : [])].map((d) => d.path));
-  const vms = records.filter((r) => r.kind === 'VirtualMachine').map((r) => ({ name: r.name, nics: recordedNics(r) }));
+  const vms = records.filter((r) => r.kind === 'VirtualMachine').map((r) => ({ name: r.name, nics: recordedNics(r), startedAt: recordedStart(r) }));
   const addresses = await observeAddresses(host, snapshot, vms, managedNetworks(records, declared));
   // The port libvirt gave the VNC/SPICE server of each running VM that has graphics (one live
   // definition read per such VM).

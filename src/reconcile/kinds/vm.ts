@@ -149,6 +149,8 @@ export interface VmFacts {
   restartRequired?: RestartRequired;
   /** The seed volume and the digest virtform uploaded into it last. */
   seed?: SeedFact;
+  /** When virtform last started the domain (ms since the epoch) and the libvirt id it got. */
+  startedAt?: { atMs: number; domainId: number };
   /** What the last live change could verify in the guest (`memory verified`, `vCPUs not verified (…)`). */
   liveCheck?: string[];
   /** The seed digest the running domain (libvirt domain id) was started with. */
@@ -854,14 +856,19 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         return;
       }
       case 'vm.start': {
+        const atMs = Date.now();
         await host.startDomain(step.name);
         const ci = ctx.desired!.config.cloudInit;
-        const id = ci ? (await host.getRunningDomain(step.name))?.id : undefined;
+        const id = (await host.getRunningDomain(step.name))?.id;
         ctx.boundary();
         // Started (again): nothing is left for the next boot; it opened the seed on the volume now.
+        // When (and as which libvirt domain id): DHCP leases from before are not its addresses.
         await ctx.record({
           observedStatus: 'running', desiredState: ctx.desired!.state,
-          facts: { restartRequired: null, seedBooted: ci && id !== undefined ? { sha256: ci.seed, domainId: id } : null },
+          facts: {
+            restartRequired: null, seedBooted: ci && id !== undefined ? { sha256: ci.seed, domainId: id } : null,
+            startedAt: id !== undefined ? { atMs, domainId: id } : null,
+          },
         });
         return;
       }
