@@ -582,6 +582,12 @@ export class FakeHost implements HostPort {
     }
     for (const disk of d.def.disks) {
       if (!this.fileExists(disk.path)) throw failed(`Cannot access storage file '${disk.path}': No such file or directory`);
+      // QEMU's image lock: a disk another running domain has open.
+      for (const [other, o] of this.domains) {
+        if (other !== name && o.active && (this.liveOf(o) ?? o.def).disks.some((x) => x.path === disk.path)) {
+          throw failed(`internal error: qemu unexpectedly closed the monitor: Failed to get "write" lock: Is another process using the image [${disk.path}]?`);
+        }
+      }
     }
     // libvirtd defines these and refuses them at start (measured: libvirt 9.0, QEMU 7.2).
     const caps = this.domainCaps === undefined ? fakeDomainCapabilities(this.type) : this.domainCaps;
