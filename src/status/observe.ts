@@ -1,6 +1,7 @@
 /**
- * What `status` asks the host: one snapshot (the bulk list calls) plus one volume listing per
- * active pool that holds a recorded or declared volume, and the addresses of the running managed
+ * What `status` asks the host: one snapshot (the bulk list calls) plus one volume listing and one
+ * definition read per active pool that holds a recorded or declared volume (a running VM's disk
+ * file missing from it was deleted under the VM), and the addresses of the running managed
  * VMs (src/status/addresses.ts: one lease read per virtform DHCP network they use, at most three
  * interface queries per running VM on other networks). Read-only.
  */
