@@ -1035,6 +1035,14 @@ function orderDiskHandover(vms: DesiredVm[], observed: Observed, changes: Resour
     }
     if (c.steps.length === 0 && wasRunning) changes.splice(at, 1);
   }
+  // The restart's stop waits too, unless the holder waits for this VM in turn (two VMs swapping
+  // disks: both stop first): should the holder's stop fail, this VM keeps running.
+  const startWaits = (c: ResourceChange): string[] => (c.waitFor ?? []).filter((w) => w.op === 'vm.start').flatMap((w) => w.keys);
+  for (const c of changes) {
+    if (c.kind !== 'VirtualMachine' || !c.steps.some((s) => s.op === 'vm.stop' && s.restart)) continue;
+    const keys = startWaits(c).filter((k) => !startWaits(changes.find((x) => x.key === k) ?? c).includes(c.key));
+    if (keys.length > 0) c.waitFor = [...(c.waitFor ?? []), { op: 'vm.stop', keys }];
+  }
   if (waits.size > 0) HANDOVER_WAITS.set(observed, waits);
 }
 

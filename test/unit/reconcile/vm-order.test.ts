@@ -79,6 +79,24 @@ describe('a disk changes hands only after its holder let go of it', () => {
     expect(await liveDisks('b')).toContain('/srv/pools/vmo/vftest-vmo-x.img');
   });
 
+  it('moved between two OnChange VMs: the taker stops after the holder stopped; if the holder cannot stop, the taker keeps running', async () => {
+    await apply([{ name: 'a', disks: ['ra', 'x'], policy: 'OnChange' }, { name: 'b', disks: ['rb'], policy: 'OnChange' }]);
+    const moved = [{ name: 'a', disks: ['ra'], policy: 'OnChange' }, { name: 'b', disks: ['rb', 'x'], policy: 'OnChange' }];
+    const { plan } = await planOnly(host, store, await desired(moved), false);
+    const step = (vm: string, op: string) => plan.steps.find((s) => s.key === `VirtualMachine/${P}-${vm}` && s.op.op === op)!;
+    expect(step('b', 'vm.stop').deps).toContain(step('a', 'vm.stop').id);
+    expect(step('b', 'vm.start').deps).toContain(step('a', 'vm.stop').id);
+    host.failNext('stopDomain', `${P}-a`, FAST_RETRY.maxAttempts, 'unknown');
+    const r = await apply(moved);
+    expect(r.outcome).toBe('failed');
+    expect(running('a') && running('b')).toBe(true);
+    // Once the holder can stop, the move completes.
+    const again = await apply(moved);
+    expect(again.outcome).toBe('succeeded');
+    expect(running('a') && running('b')).toBe(true);
+    expect(await liveDisks('b')).toContain('/srv/pools/vmo/vftest-vmo-x.img');
+  });
+
   it('the holder keeps running (restartPolicy: Never): the VM that wants the disk is not stopped, its restart pends', async () => {
     await apply([{ name: 'a', disks: ['ra', 'x'] }, { name: 'b', disks: ['rb'], policy: 'OnChange' }]);
     const moved = [{ name: 'a', disks: ['ra'] }, { name: 'b', disks: ['rb', 'x'], policy: 'OnChange' }];
