@@ -8,7 +8,7 @@ import type { DesiredResource } from '../reconcile/desired.js';
 import type { HostPort } from '../reconcile/ports.js';
 import type { ResourceRecord } from '../state/index.js';
 import {
-  addressLabel, managedNetworks, waitForAddresses, type AddressTarget, type NicAddresses, type WaitResult,
+  addressLabel, managedNetworks, recordedStart, waitForAddresses, type AddressTarget, type NicAddresses, type WaitResult,
 } from '../status/index.js';
 
 export interface WaitReport {
@@ -48,7 +48,8 @@ export async function waitAfterApply(
   // The NICs the running domains really have (live definition): one read per VM, once.
   const targets: AddressTarget[] = await Promise.all(vms.map(async (name) => {
     const live = await host.getRunningDomain(name);
-    return { name, nics: (live?.nics ?? []).map((n) => ({ mac: n.mac.toLowerCase(), network: n.network })) };
+    const startedAt = recordedStart(records.find((r) => r.kind === 'VirtualMachine' && r.name === name));
+    return { name, nics: (live?.nics ?? []).map((n) => ({ mac: n.mac.toLowerCase(), network: n.network })), ...(startedAt ? { startedAt } : {}) };
   }));
   const text = (s: string): void => { if (!io.json) io.out(s); };
   if (targets.length === 0) {

@@ -164,6 +164,10 @@ export interface VirtualMachineSpec {
   maxMemory?: Size;
   cpu?: VmCpu;
   /**
+   * libvirt domain type: kvm (hardware virtualization) or qemu (TCG, software emulation). Undeclared: an existing VM keeps the type it has; a new one gets --domain-type (default auto: kvm when the host offers it). A change is [restart].
+   */
+  domainType?: 'kvm' | 'qemu';
+  /**
    * What virtform does when a change to a running VM needs a restart: Never (default: mark it restart required) or OnChange (shut it down gracefully and start it).
    */
   restartPolicy?: 'Never' | 'OnChange';

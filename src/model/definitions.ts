@@ -134,6 +134,8 @@ export interface DomainDef {
 export interface DomainDetail {
   name: string;
   uuid: string;
+  /** `<domain type>`: kvm or qemu (absent: read by something that does not report it). */
+  type?: string;
   active: boolean;
   autostart: boolean;
   /** `<vcpu current>` (the `<vcpu>` count when there is no `current`). */

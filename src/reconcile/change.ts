@@ -58,6 +58,12 @@ export interface ResourceChange {
   dataLoss?: DataLoss[];
   /** Why the change is held for consent (`reconcile --allow-data-loss`); unset when it may run. */
   held?: string;
+  /**
+   * Edges to other resources' teardown: this change's steps of operation `op` run after every
+   * teardown step (stop, delete) of the resources `keys` in the plan (e.g. a VM starts with a disk
+   * only after the VM that holds it has stopped).
+   */
+  waitFor?: { op: string; keys: string[] }[];
 }
 
 /** Contents a step would destroy: a volume's file, and why it is not derived data. */

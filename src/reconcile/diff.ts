@@ -105,10 +105,12 @@ export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {
     const c = kindOf(r.kind).diff(r, ctx);
     if (c) changes.push(c);
   }
+  // The prune's deletes first: cross-resource adjustments see them (a renamed VM's new domain starts
+  // after the old one, which holds its disks, is gone).
+  changes.push(...diffPrune(desired, observed));
   for (const k of RESOURCE_KINDS) KINDS[k].afterDiff?.(byKind.get(k)!, observed, changes, opts);
   // A cross-resource adjustment (a VM restarted for its replaced disk) never touches a suspended one.
   for (let i = changes.length - 1; i >= 0; i--) if (suspended.has(changes[i]!.key)) changes.splice(i, 1);
-  changes.push(...diffPrune(desired, observed));
   const order = (k: ResourceKind): number => RESOURCE_KINDS.indexOf(k);
   return changes.sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name));
 }

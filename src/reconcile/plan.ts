@@ -152,6 +152,11 @@ export function buildPlan(
         }
       }
     }
+    // Declared edges to another resource's teardown (a volume changes hands only after its holder stopped).
+    for (const w of step.change.waitFor ?? []) {
+      if (w.op !== step.op.op) continue;
+      for (const k of w.keys) for (const s of byKey.get(k) ?? []) if (s.teardown) deps.add(s.id);
+    }
     deps.delete(step.id);
     step.deps = [...deps].sort((a, b) => a - b);
   }

@@ -248,6 +248,16 @@ export interface HostPort {
   setDomainVcpus(name: string, vcpus: number): Promise<void>;
   /** Memory (balloon target) of a running domain, live and in its persistent definition (within its maximum). */
   setDomainMemory(name: string, memoryKiB: number): Promise<void>;
+  /**
+   * The memory the running guest has now by its balloon (virDomainMemoryStats `actual`, KiB); null
+   * when the domain is not running or QEMU reports no balloon.
+   */
+  domainBalloonKiB(name: string): Promise<number | null>;
+  /**
+   * vCPUs the guest has online, as its QEMU guest agent says (virDomainGetGuestVcpus); null when no
+   * agent answers (no channel, not running in the guest, domain not running).
+   */
+  guestOnlineVcpus(name: string): Promise<number | null>;
   /** Description of a domain, live (when running) and in its persistent definition. */
   setDomainDescription(name: string, description: string | undefined): Promise<void>;
   /** Grow the disk of a running domain whose source is `path` (virDomainBlockResize, in bytes). */

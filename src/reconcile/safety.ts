@@ -118,7 +118,8 @@ export function holdDataLoss(desired: Desired, observed: Observed, changes: Reso
   const known = knownConfigs(desired, observed);
   for (const c of changes) {
     if (c.action === 'conflict') continue;
-    const loss = dataLossOf(c, desired, observed, known);
+    // What the kind's diff already named (a deleted file still open by a running VM), else the delete's loss.
+    const loss = c.dataLoss?.[0] ?? dataLossOf(c, desired, observed, known);
     if (!loss) continue;
     c.dataLoss = [loss];
     if (!opts.allowDataLoss) held.set(c.key, `would destroy the contents of ${describe(loss)}`);

@@ -59,6 +59,31 @@ export interface VmAddresses {
 export interface AddressTarget {
   name: string;
   nics: { mac: string; network: string }[];
+  /** When virtform last started the domain (ms) and the libvirt id it got: older DHCP leases are not its address. */
+  startedAt?: { atMs: number; domainId: number };
+}
+
+/**
+ * The lease time of virtform's networks: they set none, so libvirt's dnsmasq hands out its default
+ * (one hour). A lease started at expiry − this.
+ */
+export const DEFAULT_LEASE_SECONDS = 3600;
+
+/** When virtform last started this VM (its record's `startedAt` fact), if it did. */
+export function recordedStart(r: Pick<ResourceRecord, 'details'> | undefined): AddressTarget['startedAt'] {
+  const f = (r?.details.facts as { startedAt?: { atMs?: unknown; domainId?: unknown } } | undefined)?.startedAt;
+  return f && typeof f.atMs === 'number' && typeof f.domainId === 'number' ? { atMs: f.atMs, domainId: f.domainId } : undefined;
+}
+
+/**
+ * Whether a lease was handed out before the domain's last start (a previous boot's, still
+ * unexpired): it is not the address the guest has now. Known only when virtform started the
+ * running domain (same libvirt id); a lease that never expires has no known start.
+ */
+export function leaseBeforeStart(l: Pick<DhcpLease, 'expiresAt'>, d: Pick<ObservedDomain, 'id'>, started: AddressTarget['startedAt'], leaseSeconds = DEFAULT_LEASE_SECONDS): boolean {
+  if (!started || started.domainId !== d.id || !l.expiresAt) return false;
+  // Whole seconds on both sides (libvirt reports seconds), one second of slack.
+  return l.expiresAt - leaseSeconds < Math.floor(started.atMs / 1000) - 1;
 }
 
 export interface AddressReport {
@@ -152,7 +177,7 @@ export async function observeAddresses(
     const nics: NicAddresses[] = v.nics.map((n) => {
       const mac = lower(n.mac);
       const addresses: NicAddress[] = viaLeases.has(n.network)
-        ? (leases.get(n.network) ?? []).filter((l) => l.mac === mac)
+        ? (leases.get(n.network) ?? []).filter((l) => l.mac === mac && !leaseBeforeStart(l, d, v.startedAt))
           .map((l) => ({ ip: l.ip, prefix: l.prefix, family: l.family, source: 'lease' as const, hostname: l.hostname }))
         : [];
       return { mac, network: n.network, dhcp: dhcp.get(n.network) ?? false, addresses };

@@ -109,7 +109,7 @@ export function revisionLabel(rev: Pick<RevisionRecord, 'id' | 'gitCommit' | 'gi
 }
 
 function noteOf(host: HostView | undefined, kind: string, name: string, r: ResourceRecord | undefined): Pick<StatusRow, 'restartRequired' | 'note'> {
-  const n = r && isResourceKind(kind) ? kindOf(kind).statusNote?.(host, { name, facts: r.details.facts }) : undefined;
+  const n = r && isResourceKind(kind) ? kindOf(kind).statusNote?.(host, { name, facts: r.details.facts, config: r.details.config }) : undefined;
   return { restartRequired: n?.flag === 'restart required' ? n.data : null, note: n ? { flag: n.flag, text: n.text } : null };
 }
 

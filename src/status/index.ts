@@ -2,7 +2,7 @@
 export { buildStatus, revisionLabel, type StatusRow, type StatusRevision, type StatusInput, type StatusSummary, type HostView, type ResourceStatus } from './build.js';
 export { observeForStatus, revisionsFor } from './observe.js';
 export {
-  addressLabel, managedNetworks, networkHasDhcp, observeAddresses, recordedNics,
+  addressLabel, leaseBeforeStart, managedNetworks, networkHasDhcp, observeAddresses, recordedNics, recordedStart,
   type AddressReport, type AddressTarget, type NicAddress, type NicAddresses, type VmAddresses,
 } from './addresses.js';
 export { waitForAddresses, type WaitFailure, type WaitOptions, type WaitResult } from './wait.js';

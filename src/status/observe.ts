@@ -1,6 +1,7 @@
 /**
- * What `status` asks the host: one snapshot (the bulk list calls) plus one volume listing per
- * active pool that holds a recorded or declared volume, and the addresses of the running managed
+ * What `status` asks the host: one snapshot (the bulk list calls) plus one volume listing and one
+ * definition read per active pool that holds a recorded or declared volume (a running VM's disk
+ * file missing from it was deleted under the VM), and the addresses of the running managed
  * VMs (src/status/addresses.ts: one lease read per virtform DHCP network they use, at most three
  * interface queries per running VM on other networks). Read-only.
  */
@@ -8,7 +9,7 @@ import type { DesiredResource } from '../reconcile/desired.js';
 import type { HostPort } from '../reconcile/ports.js';
 import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
-import { managedNetworks, observeAddresses, recordedNics } from './addresses.js';
+import { managedNetworks, observeAddresses, recordedNics, recordedStart } from './addresses.js';
 
 type StatusHost = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 'domainInterfaceAddresses' | 'definitions'> & Partial<Pick<HostPort, 'getRunningDomain'>>;
 
@@ -22,14 +23,20 @@ export async function observeForStatus(host: StatusHost, records: ResourceRecord
   for (const d of declared ?? []) if (d.kind === 'Volume') pools.add(d.config.pool);
   const volumeKeys = new Set<string>();
   const volumeNames = new Set<string>();
+  const listed = [];
   for (const p of pools) {
-    if (!snapshot.pools.find((x) => x.name === p)?.active) continue;
+    const o = snapshot.pools.find((x) => x.name === p);
+    if (!o?.active) continue;
+    listed.push(o);
     for (const v of await host.listVolumes(p)) {
       volumeKeys.add(v.key);
       volumeNames.add(`${p}/${v.name}`);
     }
   }
-  const vms = records.filter((r) => r.kind === 'VirtualMachine').map((r) => ({ name: r.name, nics: recordedNics(r) }));
+  // Where those pools are (one definition read each): a file of such a folder missing from the
+  // listing is gone (a running VM's disk deleted under it).
+  const listedPoolPaths = new Set([...(listed.length > 0 ? (await host.definitions.pools(listed)).values() : [])].map((d) => d.path));
+  const vms = records.filter((r) => r.kind === 'VirtualMachine').map((r) => ({ name: r.name, nics: recordedNics(r), startedAt: recordedStart(r) }));
   const addresses = await observeAddresses(host, snapshot, vms, managedNetworks(records, declared));
   // The port libvirt gave the VNC/SPICE server of each running VM that has graphics (one live
   // definition read per such VM).
@@ -44,7 +51,7 @@ export async function observeForStatus(host: StatusHost, records: ResourceRecord
       if (live && live.graphics.length > 0) graphics.set(name, live.graphics);
     }
   }
-  return { snapshot, volumeKeys, volumeNames, addresses, graphics };
+  return { snapshot, volumeKeys, volumeNames, listedPoolPaths, addresses, graphics };
 }
 
 /** The revisions the records point at, by id. */

@@ -313,7 +313,7 @@ export class FakeHost implements HostPort {
     if (!d) return null;
     const def = this.shown(d, view);
     return {
-      name, uuid: d.uuid, active: d.active, autostart: d.autostart,
+      name, uuid: d.uuid, type: def.type, active: d.active, autostart: d.autostart,
       vcpus: def.vcpus, maxVcpus: def.maxVcpus ?? def.vcpus,
       memoryKiB: def.memoryKiB, maxMemoryKiB: def.maxMemoryKiB ?? def.memoryKiB, balloon: d.balloon ?? 'virtio',
       // libvirt does not keep an empty description
@@ -551,6 +551,19 @@ export class FakeHost implements HostPort {
       if (memoryKiB > (d.maxMemoryKiB ?? d.memoryKiB)) throw invalid('cannot set memory higher than max memory');
     }, (d) => ({ ...d, memoryKiB }));
   }
+  /** Balloon `actual` per running domain (KiB) when the guest does not follow the target (no balloon driver); default: the target. */
+  balloonActual = new Map<string, number>();
+  /** vCPUs online as a guest agent reports them, per domain; absent: no agent answers. */
+  agentVcpus = new Map<string, number>();
+  async domainBalloonKiB(name: string): Promise<number | null> {
+    this.call('domainBalloonKiB', name, false);
+    const live = this.domains.get(name)?.active ? this.domainDetail(name, 'current') : null;
+    return live ? this.balloonActual.get(name) ?? live.memoryKiB : null;
+  }
+  async guestOnlineVcpus(name: string): Promise<number | null> {
+    this.call('guestOnlineVcpus', name, false);
+    return this.domains.get(name)?.active ? this.agentVcpus.get(name) ?? null : null;
+  }
   async setDomainDescription(name: string, description: string | undefined): Promise<void> {
     this.call('setDomainDescription', name, true);
     this.liveChange(name, () => undefined, (d) => ({ ...d, description }));
@@ -572,6 +585,12 @@ export class FakeHost implements HostPort {
     }
     for (const disk of d.def.disks) {
       if (!this.fileExists(disk.path)) throw failed(`Cannot access storage file '${disk.path}': No such file or directory`);
+      // QEMU's image lock: a disk another running domain has open.
+      for (const [other, o] of this.domains) {
+        if (other !== name && o.active && (this.liveOf(o) ?? o.def).disks.some((x) => x.path === disk.path)) {
+          throw failed(`internal error: qemu unexpectedly closed the monitor: Failed to get "write" lock: Is another process using the image [${disk.path}]?`);
+        }
+      }
     }
     // libvirtd defines these and refuses them at start (measured: libvirt 9.0, QEMU 7.2).
     const caps = this.domainCaps === undefined ? fakeDomainCapabilities(this.type) : this.domainCaps;

@@ -57,6 +57,8 @@ import {
   VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
   VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
   VIR_IP_ADDR_TYPE_IPV6,
+  VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON,
+  VIR_DOMAIN_MEMORY_STAT_NR,
   VIR_ERR_AGENT_UNRESPONSIVE,
   VIR_ERR_AGENT_UNSYNCED,
   VIR_ERR_OPERATION_INVALID,
@@ -125,6 +127,17 @@ export function toHostError(e: unknown, context: string): HostError {
   // input, like libvirt's own XML errors: not worth retrying.
   if (e instanceof LibvirtXmlError && e.code === 'invalid-input') return new HostError('invalid', `${context}: ${e.message}`);
   return new HostError('unknown', `${context}: ${e instanceof Error ? e.message : String(e)}`);
+}
+
+/** How many CPUs a libvirt CPU list names (`0-3,5` → 5). */
+export function cpuListCount(list: string): number {
+  let n = 0;
+  for (const part of list.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m) continue;
+    n += m[2] !== undefined ? Number(m[2]) - Number(m[1]) + 1 : 1;
+  }
+  return n;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -661,6 +674,29 @@ export class LibvirtHost implements HostPort {
     return this.op(`set memory of domain ${name} to ${memoryKiB} KiB`, true, async () => {
       const d = await this.client.domainLookupByName(name);
       await this.client.domainSetMemoryFlags(d, memoryKiB, await this.affect(d));
+    });
+  }
+  domainBalloonKiB(name: string): Promise<number | null> {
+    return this.op(`memory stats of domain ${name}`, false, async () => {
+      const d = await this.client.domainLookupByName(name);
+      if (d.id === -1) return null;
+      const stats = await this.client.domainMemoryStats(d, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+      const actual = stats.find((x) => x.tag === VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON);
+      return actual ? Number(actual.val) : null;
+    });
+  }
+  guestOnlineVcpus(name: string): Promise<number | null> {
+    return this.op(`guest vCPUs of domain ${name}`, false, async () => {
+      const d = await this.client.domainLookupByName(name);
+      try {
+        const params = await this.client.domainGetGuestVcpus(d, 0);
+        const online = params.find((p) => p.field === 'online')?.value;
+        return online && online.type === 7 ? cpuListCount(online.s) : null;
+      } catch (e) {
+        // No agent channel, agent not connected or not answering, domain not running: not verifiable now.
+        if (e instanceof LibvirtError && UNAVAILABLE.has(e.code)) return null;
+        throw e;
+      }
     });
   }
   setDomainDescription(name: string, description: string | undefined): Promise<void> {

@@ -94,6 +94,8 @@ export interface StatusView {
   volumeKeys: Set<string>;
   /** `pool/name` of the same volumes. */
   volumeNames: Set<string>;
+  /** Paths of the pools whose volumes were listed (a file of such a folder missing from `volumeKeys` is gone). */
+  listedPoolPaths?: Set<string>;
   /** Running VMs with graphics: type, listen address and the port libvirt picked, by VM name. */
   graphics?: Map<string, { type: string; listen?: string; port?: number }[]>;
 }
@@ -159,7 +161,7 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
    * A note the status shows beside the row (VMs: "restart required for …" while the running
    * domain lags its persistent definition); `view` is undefined when the host was not asked.
    */
-  statusNote?(view: StatusView | undefined, r: { name: string; facts: unknown }): { flag: string; text: string; data: unknown } | undefined;
+  statusNote?(view: StatusView | undefined, r: { name: string; facts: unknown; config?: unknown }): { flag: string; text: string; data: unknown } | undefined;
   /** What the host shows of the object; `uuid` is the recorded identity (null when none), `config` the desired or recorded one. */
   observedStatus(view: StatusView, r: { name: string; uuid: string | null; config: unknown }): string;
 }

@@ -25,7 +25,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { buildNoCloudSeed, type Seed } from '../../cloudinit/index.js';
-import { resourceKey } from '../../model/kinds.js';
+import { parseResourceKey, resourceKey } from '../../model/kinds.js';
 import type { CpuMode, DomainBoot, DomainCapabilities, DomainDef, DomainDetail, GraphicsType, VolumeFormat } from '../../model/definitions.js';
 import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
 import { canonicalFragment, extraDevicesMatch, fragOf } from '../../libvirt/xml/extra-devices.js';
@@ -59,6 +59,11 @@ export interface VmConfig {
   graphics?: { type: GraphicsType; listen: string };
   /** Only when false (the default is true: the channel is there), so older spec hashes stay valid. */
   guestAgent?: false;
+  /**
+   * `<domain type>`, only when declared (older spec hashes stay valid). Undeclared: an existing
+   * domain keeps the type it has; a new one gets the host's choice (`--domain-type`, default auto).
+   */
+  domainType?: 'kvm' | 'qemu';
   /** Only when declared. Digests only: the seed's text (user-data can hold secrets) never enters a config. */
   cloudInit?: VmCloudInit;
   disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
@@ -135,6 +140,8 @@ export interface RestartRequired {
   since?: string;
   /** libvirt's id of the running domain then; a restart gives it another one. */
   domainId?: number;
+  /** Why, beyond the values (a live change the guest did not take). */
+  notes?: string[];
 }
 
 /** What a VM's record keeps in `details.facts` (read on every run through the state index). */
@@ -147,6 +154,10 @@ export interface VmFacts {
   restartRequired?: RestartRequired;
   /** The seed volume and the digest virtform uploaded into it last. */
   seed?: SeedFact;
+  /** When virtform last started the domain (ms since the epoch) and the libvirt id it got. */
+  startedAt?: { atMs: number; domainId: number };
+  /** What the last live change could verify in the guest (`memory verified`, `vCPUs not verified (…)`). */
+  liveCheck?: string[];
   /** The seed digest the running domain (libvirt domain id) was started with. */
   seedBooted?: { sha256?: string; domainId: number };
 }
@@ -336,6 +347,8 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch): Fi
   // Type and listen address only: libvirt fills in the port of a running domain (autoport).
   put('spec.graphics', graphicsOf(cur), want.graphics);
   put('spec.guestAgent', cur.guestAgent, want.guestAgent ?? true);
+  // Only when declared: an undeclared type is whatever the domain has (never flipped by a run's --domain-type).
+  if (want.domainType !== undefined) put('spec.domainType', cur.type, want.domainType);
   const cdroms = (cur.cdroms ?? []).map((x) => `${x.target}=${x.path} (${x.bus})`).sort().join(', ') || undefined;
   put('spec.cloudInit.cdrom', cdroms, want.cloudInit ? `${want.cloudInit.target}=${want.cloudInit.path} (ide)` : undefined);
 
@@ -448,7 +461,7 @@ export function restartText(rr: RestartRequired): string {
     const field = f.replace(/memoryKiB$/, 'memory').replace(/MemoryKiB$/, 'Memory').replace(/\.bootOrder$/, '.boot');
     return `${field} (running with ${v(rr.running[f])}, defined ${v(rr.defined[f])})`;
   });
-  return `restart required for ${parts.join(', ')}`;
+  return `restart required for ${parts.join(', ')}${rr.notes?.length ? ` (${rr.notes.join('; ')})` : ''}`;
 }
 
 /** Merge restart-requiring lines into the mark still pending on the same running domain. */
@@ -500,6 +513,8 @@ const vmFields = [
   { field: 'cpu', manifest: 'spec.cpu', effect: 'restart' },
   { field: 'graphics', manifest: 'spec.graphics', effect: 'restart' },
   { field: 'guestAgent', manifest: 'spec.guestAgent', effect: 'restart' },
+  // QEMU runs under KVM or TCG from its start.
+  { field: 'domainType', manifest: 'spec.domainType', effect: 'restart' },
   // cloud-init reads its seed when the guest boots; a running domain keeps the seed file it opened.
   { field: 'cloudInit', manifest: 'spec.cloudInit', effect: 'restart' },
   { field: 'disks', manifest: 'spec.disks', effect: 'restart' },
@@ -576,6 +591,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         ...(vm.spec.graphics && (vm.spec.graphics.type ?? 'none') !== 'none'
           ? { graphics: { type: vm.spec.graphics.type as GraphicsType, listen: vm.spec.graphics.listen ?? '127.0.0.1' } } : {}),
         ...(vm.spec.guestAgent === false ? { guestAgent: false as const } : {}),
+        ...(vm.spec.domainType !== undefined ? { domainType: vm.spec.domainType as 'kvm' | 'qemu' } : {}),
         disks: (vm.spec.disks ?? []).map((d) => {
           const bus = (d.bus ?? 'virtio') as DiskBus;
           const family = bus === 'virtio' ? 'vd' : bus === 'ide' ? 'hd' : 'sd';
@@ -611,7 +627,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
 
   identity: (observed, name) => observed.domains.get(name)?.uuid,
 
-  readDefinitions: (host, observed, wanted) => readListed(observed.domains, wanted, (l) => host.definitions.domains(l)),
+  async readDefinitions(host, observed, wanted) {
+    const [defs] = await Promise.all([readListed(observed.domains, wanted, (l) => host.definitions.domains(l)), readLiveDisks(host, observed, wanted)]);
+    return defs;
+  },
 
   needsDomainCapabilities: (r) => r.config.cpu !== undefined || r.config.graphics !== undefined,
 
@@ -785,47 +804,26 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   },
 
   /**
-   * A running VM whose volume or network is replaced is stopped first and started again after.
-   * So is one attached to a network virtform starts again after it went down: libvirt does not
-   * put a running VM's interfaces back on the bridge of a restarted network.
+   * Cross-VM adjustments: a running VM whose volume or network is replaced or restarted is
+   * restarted too; a disk changes hands only after the VM holding it has stopped.
    */
   afterDiff(vms, observed, changes, opts) {
-    const disrupted = new Map<string, string>();
-    for (const c of changes) {
-      if (c.action === 'replace') disrupted.set(c.key, 'is replaced');
-      else if (c.kind === 'Network' && c.steps.some((s) => s.op === 'network.ensure' && s.start)) {
-        disrupted.set(c.key, 'is started again (its running VMs lost their connection to it)');
-      }
-    }
-    if (disrupted.size === 0) return;
+    restartDisrupted(vms, observed, changes, opts);
+    orderDiskHandover(vms, observed, changes);
     for (const r of vms) {
-      if (!observed.domains.get(r.name)?.active) continue;
-      const uses = usedKeys(r.config, r.host).filter((k) => disrupted.has(k));
-      if (uses.length === 0) continue;
-      let c: ResourceChange | undefined = changes.find((x) => x.key === r.key);
-      if (c?.action === 'conflict') continue;
-      if (!c) {
-        c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key));
-        changes.push(c);
-      }
-      const why = `restarted because ${uses.map((k) => `${k} ${disrupted.get(k)}`).join(', ')}`;
-      c.reason = c.reason ? `${c.reason}; ${why}` : why;
-      // The restart of restartPolicy: OnChange is this one now.
-      c.steps = c.steps.filter((s) => !(s.op === 'vm.stop' && s.restart) && !(s.op === 'vm.start'));
-      if (!c.steps.some((s) => s.op === 'vm.stop')) {
-        c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
-        c.notes.push(stopNote(opts.gracefulStop ?? true));
-      }
-      if (r.state === 'running') c.steps.push({ op: 'vm.start' });
-      // Restarted anyway: nothing is left for the next boot.
-      c.notes = c.notes.filter((n) => !n.includes('next boot') && !n.startsWith('restarts the VM'));
+      const c = changes.find((x) => x.key === r.key);
+      if (c) c.notes.push(...deletedDiskNotes(observed, r));
     }
   },
 
   /** A restart-required mark still pending on the running domain, when nothing else changes. */
   notices(r, { observed }) {
     const rr = pendingRestart(observed, r.key, r.name);
-    return rr ? [`${r.key}: ${restartText(rr)}`] : [];
+    const waits = HANDOVER_WAITS.get(observed)?.get(r.name);
+    return [
+      ...(rr ? [`${r.key}: ${restartText(rr)}${waits ? `; ${waits}` : ''}`] : []),
+      ...deletedDiskNotes(observed, r).map((n) => `${r.key}: ${n}`),
+    ];
   },
   deleteSteps: (_name, where) => {
     const ci = (where.config as Partial<VmConfig> | undefined)?.cloudInit;
@@ -862,7 +860,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
           taken.add(fresh);
           return fresh;
         });
-        uuid = (await host.defineDomain(domainDef(d, await host.domainType(), uuid, resolved))).uuid;
+        uuid = (await host.defineDomain(domainDef(d, await domainTypeFor(host, d, current, !!observedDomain), uuid, resolved))).uuid;
         if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
         ctx.boundary();
         const next: VmFacts = {
@@ -877,13 +875,18 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         });
         return;
       }
-      case 'vm.live':
+      case 'vm.live': {
+        const balloonBefore = op.memoryKiB !== undefined ? await host.domainBalloonKiB(step.name) : null;
         if (op.vcpus !== undefined) await host.setDomainVcpus(step.name, op.vcpus);
         if (op.memoryKiB !== undefined) await host.setDomainMemory(step.name, op.memoryKiB);
         if (op.description !== undefined) await host.setDomainDescription(step.name, op.description ?? undefined);
         ctx.boundary();
-        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: await restartState(host, step.name, facts.restartRequired, { facts, current: facts.seed?.sha256 }) } });
+        // Read back what the guest did with it: the balloon's actual size, the vCPUs its agent sees online.
+        const unapplied = await liveReadBack(host, step.name, op, balloonBefore);
+        const rr = await restartState(host, step.name, facts.restartRequired, { facts, current: facts.seed?.sha256 });
+        await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: withUnapplied(rr, unapplied, facts.restartRequired), liveCheck: unapplied.check } });
         return;
+      }
       case 'vm.seed': {
         const d = ctx.desired!;
         const image = seedImage(d);
@@ -922,14 +925,19 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         return;
       }
       case 'vm.start': {
+        const atMs = Date.now();
         await host.startDomain(step.name);
         const ci = ctx.desired!.config.cloudInit;
-        const id = ci ? (await host.getRunningDomain(step.name))?.id : undefined;
+        const id = (await host.getRunningDomain(step.name))?.id;
         ctx.boundary();
         // Started (again): nothing is left for the next boot; it opened the seed on the volume now.
+        // When (and as which libvirt domain id): DHCP leases from before are not its addresses.
         await ctx.record({
           observedStatus: 'running', desiredState: ctx.desired!.state,
-          facts: { restartRequired: null, seedBooted: ci && id !== undefined ? { sha256: ci.seed, domainId: id } : null },
+          facts: {
+            restartRequired: null, seedBooted: ci && id !== undefined ? { sha256: ci.seed, domainId: id } : null,
+            startedAt: id !== undefined ? { atMs, domainId: id } : null,
+          },
         });
         return;
       }
@@ -955,6 +963,18 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   observedStatus: (view, r) => listedState(view.snapshot, (s) => s.domains, r.name, 'running', 'stopped'),
   statusNote(view, r) {
     const rr = (r.facts as { restartRequired?: RestartRequired } | undefined)?.restartRequired;
+    // A disk file deleted under the running VM (its pool's listing lacks it): restart required, data at stake.
+    const dom = view?.snapshot.domains.find((x) => x.name === r.name);
+    const disks = ((r.config as Partial<VmConfig> | undefined)?.disks ?? []).map((d) => d.path);
+    const gone = view?.listedPoolPaths && dom?.active
+      ? disks.filter((p) => view.listedPoolPaths!.has(posix.dirname(p)) && !view.volumeKeys.has(p)) : [];
+    if (gone.length > 0) {
+      const data: RestartRequired = {
+        fields: ['spec.disks'], running: { 'spec.disks': gone.map((p) => `${p} (deleted, still open)`).join(', ') },
+        defined: { 'spec.disks': gone.join(', ') }, domainId: dom!.id,
+      };
+      return { flag: 'restart required', text: deletedText(gone), data };
+    }
     if (!rr) return undefined;
     // The mark holds while the domain it was set on still runs (same libvirt domain id); offline: as recorded.
     const d = view?.snapshot.domains.find((x) => x.name === r.name);
@@ -962,6 +982,248 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     return { flag: 'restart required', text: restartText(rr), data: rr };
   },
 };
+
+/**
+ * A running VM whose volume or network is replaced is stopped first and started again after.
+ * So is one attached to a network virtform starts again after it went down: libvirt does not
+ * put a running VM's interfaces back on the bridge of a restarted network.
+ */
+function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: ResourceChange[], opts: { gracefulStop?: boolean }): void {
+  const disrupted = new Map<string, string>();
+  for (const c of changes) {
+    if (c.action === 'replace') disrupted.set(c.key, 'is replaced');
+    else if (c.kind === 'Network' && c.steps.some((s) => s.op === 'network.ensure' && s.start)) {
+      disrupted.set(c.key, 'is started again (its running VMs lost their connection to it)');
+    }
+  }
+  if (disrupted.size === 0) return;
+  for (const r of vms) {
+    if (!observed.domains.get(r.name)?.active) continue;
+    const uses = usedKeys(r.config, r.host).filter((k) => disrupted.has(k));
+    if (uses.length === 0) continue;
+    let c: ResourceChange | undefined = changes.find((x) => x.key === r.key);
+    if (c?.action === 'conflict') continue;
+    if (!c) {
+      c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key));
+      changes.push(c);
+    }
+    const why = `restarted because ${uses.map((k) => `${k} ${disrupted.get(k)}`).join(', ')}`;
+    c.reason = c.reason ? `${c.reason}; ${why}` : why;
+    // The restart of restartPolicy: OnChange is this one now.
+    c.steps = c.steps.filter((s) => !(s.op === 'vm.stop' && s.restart) && !(s.op === 'vm.start'));
+    if (!c.steps.some((s) => s.op === 'vm.stop')) {
+      c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
+      c.notes.push(stopNote(opts.gracefulStop ?? true));
+    }
+    if (r.state === 'running') c.steps.push({ op: 'vm.start' });
+    // Restarted anyway: nothing is left for the next boot.
+    c.notes = c.notes.filter((n) => !n.includes('next boot') && !n.startsWith('restarts the VM'));
+  }
+}
+
+/** Disk paths of running domains whose live definition differs from the persistent one (read by observe). */
+const LIVE_DISKS = new WeakMap<Observed, Map<string, string[]>>();
+/** Why a VM's restart or start waits for another VM to release a disk (for notices), by VM name. */
+const HANDOVER_WAITS = new WeakMap<Observed, Map<string, string>>();
+
+const isDomainDetail = (d: unknown): d is DomainDetail =>
+  !!d && typeof d === 'object' && Array.isArray((d as DomainDetail).disks) && Array.isArray((d as DomainDetail).nics) && typeof (d as DomainDetail).name === 'string';
+
+/**
+ * Which running domains have each disk path open, as far as observe knows: the live definition
+ * where it was read (running domains with a pending restart: their persistent definition moved
+ * on), else the persistent one (a running domain takes its persistent definition's disks at start).
+ */
+export function runningDiskHolders(observed: Observed): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const live = LIVE_DISKS.get(observed);
+  for (const d of observed.definitions.values()) {
+    if (!isDomainDetail(d) || !observed.domains.get(d.name)?.active) continue;
+    const paths = live?.get(d.name) ?? d.disks.map((x) => x.path);
+    for (const p of new Set(paths)) out.set(p, [...(out.get(p) ?? []), d.name]);
+  }
+  return out;
+}
+
+/**
+ * Read the live disks of running domains whose record has a restart pending (their persistent
+ * definition no longer says what they have open): one call each, only for those.
+ */
+async function readLiveDisks(host: HostPort, observed: Observed, wanted: Map<string, { name: string }>): Promise<void> {
+  const names = [...wanted].filter(([key, w]) => pendingRestart(observed, key, w.name) !== undefined).map(([, w]) => w.name);
+  if (names.length === 0) return;
+  const map = new Map<string, string[]>();
+  await Promise.all(names.map(async (n) => {
+    const live = await host.getRunningDomain(n);
+    if (live) map.set(n, live.disks.map((x) => x.path));
+  }));
+  LIVE_DISKS.set(observed, map);
+}
+
+/**
+ * A disk changes hands only after its holder let go of it: a VM's start (a start, or the start of
+ * a restart) that opens a disk another running domain has open waits for that domain's stop or
+ * delete in the same plan (a plan edge, not timing: QEMU's image lock would refuse the start).
+ * When the holder is not stopped by this plan (it keeps running: restartPolicy Never, or not
+ * virtform's), a running VM is not restarted (its restart stays pending, and happens at a later
+ * run once the disk is free) and a stopped one is not started, with a note saying why.
+ */
+function orderDiskHandover(vms: DesiredVm[], observed: Observed, changes: ResourceChange[]): void {
+  const holders = runningDiskHolders(observed);
+  if (holders.size === 0) return;
+  const waits = new Map<string, string>();
+  for (const r of vms) {
+    const blockers = new Map<string, string>();
+    for (const d of r.config.disks) for (const h of holders.get(d.path) ?? []) if (h !== r.name && !blockers.has(h)) blockers.set(h, d.path);
+    if (blockers.size === 0) continue;
+    const at = changes.findIndex((x) => x.key === r.key);
+    const c = at >= 0 ? changes[at] : undefined;
+    const releasing: string[] = [];
+    const keeping: [string, string][] = [];
+    for (const [h, path] of blockers) {
+      const hc = changes.find((x) => x.kind === 'VirtualMachine' && x.name === h && x.action !== 'conflict' && !x.held);
+      if (hc && hc.steps.some((s) => s.op === 'vm.stop' || s.op === 'vm.delete')) releasing.push(hc.key);
+      else keeping.push([h, path]);
+    }
+    const why = keeping.map(([h, path]) => `${path} is in use by running VM ${h}`).join(', ');
+    if (keeping.length > 0) waits.set(r.name, `waits until ${why.replace(/ is in use by running VM /g, ' is released by VM ')} (stopped, or restarted without it)`);
+    if (!c || c.action === 'conflict' || !c.steps.some((s) => s.op === 'vm.start')) continue;
+    if (releasing.length > 0) c.waitFor = [...(c.waitFor ?? []), { op: 'vm.start', keys: releasing }];
+    // Stopped for a replaced volume or restarted network: that stop is needed whatever happens.
+    const forced = c.steps.some((s) => s.op === 'vm.stop' && !s.restart);
+    if (keeping.length === 0 || forced) continue;
+    const wasRunning = observed.domains.get(r.name)?.active ?? false;
+    if (wasRunning) {
+      // Not stopped at all: stopping it would leave it down (its start would fail on the image lock).
+      c.steps = c.steps.filter((s) => s.op !== 'vm.stop' && s.op !== 'vm.start');
+      c.notes = c.notes.filter((n) => !n.startsWith('restarts the VM') && !n.startsWith('the running VM is'));
+      c.notes.push(`not restarted now: ${why}; the restart is pending and happens once it is released`);
+    } else {
+      c.steps = c.steps.filter((s) => s.op !== 'vm.start');
+      c.notes.push(`not started: ${why}; it starts once that VM has released it (stopped, or restarted without it)`);
+    }
+    if (c.steps.length === 0 && wasRunning) changes.splice(at, 1);
+  }
+  // The restart's stop waits too, unless the holder waits for this VM in turn (two VMs swapping
+  // disks: both stop first): should the holder's stop fail, this VM keeps running.
+  const startWaits = (c: ResourceChange): string[] => (c.waitFor ?? []).filter((w) => w.op === 'vm.start').flatMap((w) => w.keys);
+  for (const c of changes) {
+    if (c.kind !== 'VirtualMachine' || !c.steps.some((s) => s.op === 'vm.stop' && s.restart)) continue;
+    const keys = startWaits(c).filter((k) => !startWaits(changes.find((x) => x.key === k) ?? c).includes(c.key));
+    if (keys.length > 0) c.waitFor = [...(c.waitFor ?? []), { op: 'vm.stop', keys }];
+  }
+  if (waits.size > 0) HANDOVER_WAITS.set(observed, waits);
+}
+
+/**
+ * The `<domain type>` a definition gets. Precedence: the VM's `spec.domainType`; then (a fleet's
+ * Host, once there is one); for an existing domain the type it has (so a run with another
+ * `--domain-type`, or an upgrade, never flips it); for a new one the host's choice (`--domain-type`,
+ * default auto: kvm when offered).
+ */
+async function domainTypeFor(host: HostPort, d: DesiredVm, current: DomainDetail | undefined, exists: boolean): Promise<'kvm' | 'qemu'> {
+  if (d.config.domainType) return d.config.domainType;
+  const have = current?.type ?? (exists ? (await host.getDomain(d.name))?.type : undefined);
+  if (have === 'kvm' || have === 'qemu') return have;
+  return host.domainType();
+}
+
+/** The plain words for disk files deleted under a running VM. */
+function deletedText(paths: string[]): string {
+  return `restart required: ${paths.join(', ')} ${paths.length > 1 ? 'were' : 'was'} deleted outside virtform while the VM runs; ` +
+    'the guest keeps writing into the deleted file, so everything it wrote since the deletion lives only there and will be lost at its next stop ' +
+    '(recreating the file is a data-loss step: reconcile --allow-data-loss; the VM then boots from the new, empty file at its next start)';
+}
+
+/**
+ * Disk files of a running VM that are gone from their pool's listing (seen through libvirt alone:
+ * the pool's directory re-read, no /proc): QEMU still has them open.
+ */
+export function deletedOpenDisks(observed: Observed, name: string, paths: string[]): string[] {
+  if (!observed.domains.get(name)?.active) return [];
+  const listed = new Map<string, { has(name: string): boolean }>();
+  for (const [key, d] of observed.definitions) {
+    const pool = d as { name?: unknown; path?: unknown };
+    if (parseResourceKey(key).kind !== 'StoragePool' || typeof pool.path !== 'string' || typeof pool.name !== 'string') continue;
+    const names = observed.volumes.get(pool.name);
+    if (names) listed.set(pool.path, names);
+  }
+  return paths.filter((p) => listed.get(posix.dirname(p))?.has(posix.basename(p)) === false);
+}
+
+function deletedDiskNotes(observed: Observed, r: DesiredVm): string[] {
+  const gone = deletedOpenDisks(observed, r.name, r.config.disks.map((d) => d.path));
+  return gone.length > 0 ? [deletedText(gone)] : [];
+}
+
+/** How long the guest gets to apply a live memory change (its balloon driver moves in steps). */
+const BALLOON_WAIT_MS = 10_000;
+/** ... and how long a balloon that has not moved at all is waited for (no balloon driver in the guest). */
+const BALLOON_STILL_MS = 3_000;
+
+interface Unapplied {
+  /** Fields the guest did not take, with what it runs with and what was asked. */
+  fields: { field: string; running: number; defined: number; note: string }[];
+  /** What could be checked: `memory verified`, `vCPUs not verified (no guest agent answered)`, … */
+  check: string[];
+  /** libvirt's id of the running domain (set when something was not applied). */
+  domainId?: number;
+}
+
+/**
+ * After a live change: the balloon's `actual` memory after a bounded wait (it must reach the
+ * target: a guest without a balloon driver keeps its memory), and the vCPUs the guest agent sees
+ * online (only when an agent answers: "not verified" otherwise).
+ */
+async function liveReadBack(host: HostPort, name: string, op: Extract<VmOp, { op: 'vm.live' }>, before: number | null): Promise<Unapplied> {
+  const out: Unapplied = { fields: [], check: [] };
+  if (op.memoryKiB !== undefined) {
+    const target = op.memoryKiB;
+    const close = (v: number): boolean => Math.abs(v - target) <= Math.max(1024, target / 100);
+    const started = Date.now();
+    let actual = await host.domainBalloonKiB(name);
+    while (actual !== null && !close(actual) && Date.now() - started < BALLOON_WAIT_MS) {
+      if (actual === before && Date.now() - started >= BALLOON_STILL_MS) break;
+      await new Promise((r) => setTimeout(r, 250));
+      actual = await host.domainBalloonKiB(name);
+    }
+    if (actual === null) out.check.push('memory not verified (no balloon stats)');
+    else if (close(actual)) out.check.push('memory verified');
+    else {
+      out.check.push('memory not applied by the guest');
+      out.fields.push({
+        field: 'spec.memoryKiB', running: actual, defined: target,
+        note: `the guest did not apply the memory change (its balloon stays at ${actual / 1024}MiB: no balloon driver in the guest?)`,
+      });
+    }
+  }
+  if (op.vcpus !== undefined) {
+    const online = await host.guestOnlineVcpus(name);
+    if (online === null) out.check.push('vCPUs not verified (no guest agent answered)');
+    else if (online >= op.vcpus) out.check.push('vCPUs verified');
+    else {
+      out.check.push('vCPUs not onlined by the guest');
+      out.fields.push({ field: 'spec.vcpus', running: online, defined: op.vcpus, note: `the guest has ${online} vCPUs online of ${op.vcpus}` });
+    }
+  }
+  if (out.fields.length > 0) out.domainId = (await host.getRunningDomain(name))?.id;
+  return out;
+}
+
+/** The restart-required mark with the live changes the guest did not take. */
+function withUnapplied(rr: RestartRequired | null, u: Unapplied, previous: RestartRequired | undefined): RestartRequired | null {
+  if (u.fields.length === 0) return rr;
+  const base: RestartRequired = rr ?? { fields: [], running: {}, defined: {}, since: new Date().toISOString() };
+  const out: RestartRequired = { ...base, fields: [...base.fields], running: { ...base.running }, defined: { ...base.defined }, notes: [...(base.notes ?? [])] };
+  for (const f of u.fields) {
+    if (!out.fields.includes(f.field)) out.fields.push(f.field);
+    out.running[f.field] = f.running;
+    out.defined[f.field] = f.defined;
+    out.notes!.push(f.note);
+  }
+  out.domainId ??= u.domainId ?? previous?.domainId;
+  return out;
+}
 
 /** Lists shown compactly in restart notes: `vda=/p/root.qcow2 (virtio)`, `52:54:00:…@net (virtio)`. */
 const diskList = (d: DomainDetail): string => d.disks.map((x) => `${x.target}=${x.path} (${x.bus}${x.bootOrder ? `, boot ${x.bootOrder}` : ''})`).sort().join(', ');
@@ -988,6 +1250,7 @@ async function restartState(
     ['spec.cpu', liveCpu(live.cpu, defined.cpu), defined.cpu],
     ['spec.graphics', graphicsOf(live), graphicsOf(defined)],
     ['spec.guestAgent', live.guestAgent, defined.guestAgent],
+    ['spec.domainType', live.type, defined.type],
     // The seed the running domain opened at its start against the one on the volume now.
     ...(seed ? [['spec.cloudInit', shortDigest(bootedSeed(seed.facts, live.id)), shortDigest(seed.current)] as [string, unknown, unknown]] : []),
     ['spec.disks', diskList(live), diskList(defined)],
@@ -998,14 +1261,19 @@ async function restartState(
     ['spec.extraDevices', extraDevicesMatch(defined.extraDevices ?? [], live.extraDevices ?? []) ? defined.extraDevices ?? [] : live.extraDevices ?? [], defined.extraDevices ?? []],
   ];
   const differ = pairs.filter(([, a, b]) => canonicalJson(a) !== canonicalJson(b));
-  if (differ.length === 0) return null;
   const same = previous && previous.domainId === live.id;
+  // A live change the guest did not take (read back after it) stays until the domain restarts,
+  // unless the definition moved to what the guest runs with.
+  const kept = same && previous.notes?.length ? (['spec.memoryKiB'] as const).filter((f) =>
+    previous.fields.includes(f) && previous.running[f] !== defined.memoryKiB && previous.defined[f] === defined.memoryKiB) : [];
+  if (differ.length === 0 && kept.length === 0) return null;
   return {
-    fields: differ.map(([f]) => f),
-    running: Object.fromEntries(differ.map(([f, a]) => [f, a])),
-    defined: Object.fromEntries(differ.map(([f, , b]) => [f, b])),
+    fields: [...differ.map(([f]) => f), ...kept],
+    running: { ...Object.fromEntries(differ.map(([f, a]) => [f, a])), ...Object.fromEntries(kept.map((f) => [f, previous!.running[f]])) },
+    defined: { ...Object.fromEntries(differ.map(([f, , b]) => [f, b])), ...Object.fromEntries(kept.map((f) => [f, previous!.defined[f]])) },
     since: same && previous.since ? previous.since : new Date().toISOString(),
     domainId: live.id,
+    ...(kept.length > 0 ? { notes: previous!.notes } : {}),
   };
 }
 

@@ -14,7 +14,7 @@ import {
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
 import type { ExecContext, KindHandler, Locator } from './types.js';
-import { runningDomainWithDisk } from './vm.js';
+import { runningDiskHolders, runningDomainWithDisk } from './vm.js';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { mkdir, rm, stat } from 'node:fs/promises';
@@ -222,6 +222,18 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         return change(r, 'replace', replaceReason(prev, r.config), own, {
           fields: fieldChanges(prev, r.config), previous: prev,
           steps: [{ op: 'volume.delete', pool: prev.pool, volName: prev.volName }, { op: 'volume.create' }],
+        });
+      }
+      // Deleted under a running VM that still has it open: QEMU writes into the deleted file. Making
+      // it again (empty) is what the VM boots from next: a data-loss step, held without consent.
+      const holders = record ? runningDiskHolders(observed).get(r.config.path) ?? [] : [];
+      if (holders.length > 0) {
+        const users = holders.map((h) => `VirtualMachine/${h}`).join(', ');
+        return change(r, 'create', `${createReason(record)}; its file was deleted while ${users} runs on it`, own, {
+          drift: isMissingDrift(record),
+          fields: fieldChanges(undefined, r.config), steps: [{ op: 'volume.create' }],
+          notes: [`${r.config.path} was deleted outside virtform, but running ${users} still has it open: the guest's writes since the deletion live only in the deleted file and will be lost at its next stop; the new file is empty`],
+          dataLoss: [{ volume: key, path: r.config.path, why: [`deleted while open by running ${users}: recreating it empty replaces that VM's disk at its next start`] }],
         });
       }
       return change(r, 'create', createReason(record), own, {

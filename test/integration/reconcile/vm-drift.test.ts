@@ -200,9 +200,16 @@ describe('MACs, live and restart changes, restart-required', () => {
     await reconcileOk({ vcpus: 2, memory: '96MiB' });
     expect(virsh('vcpucount', VM, '--live', '--current').trim()).toBe('2');
     expect(definition()).toMatchObject({ vcpus: 2, memoryKiB: 98304 });
+    // Read back (issue 18): this guest boots nothing, so no balloon driver takes the new target;
+    // the balloon stays where it was, and the VM is marked restart required with both values.
     const status = await cli(['status', '--json']);
-    const row = (JSON.parse(status.stdout) as { resources: { kind: string; name: string; restartRequired: unknown }[] }).resources.find((r) => r.name === VM);
-    expect(row?.restartRequired).toBeNull();
+    type Rr = { fields: string[]; running: Record<string, unknown>; defined: Record<string, unknown> } | null;
+    const row = (JSON.parse(status.stdout) as { resources: { kind: string; name: string; restartRequired: Rr }[] }).resources.find((r) => r.name === VM);
+    expect(row?.restartRequired?.fields).toEqual(['spec.memoryKiB']);
+    expect(row?.restartRequired?.defined['spec.memoryKiB']).toBe(98304);
+    expect(row?.restartRequired?.running['spec.memoryKiB']).not.toBe(98304);
+    const plan = await dryRun({ vcpus: 2, memory: '96MiB' });
+    expect(plan.stdout).toMatch(/restart required for spec\.memory \(running with \d+MiB, defined 96MiB\) \(the guest did not apply the memory change/);
   });
 
   it('marks a restart change [restart], keeps restart required in status and plans until virsh destroy + start', async () => {
@@ -218,7 +225,8 @@ describe('MACs, live and restart changes, restart-required', () => {
     const status = await cli(['status']);
     expect(status.stdout).toMatch(/converged \(restart required\)/); // STATUS is derived from the host; the flag beside it
     const json = JSON.parse((await cli(['status', '--json'])).stdout) as { resources: { name: string; restartRequired: { fields: string[] } | null }[] };
-    expect(json.resources.find((r) => r.name === VM)?.restartRequired?.fields).toEqual(['spec.vcpus', 'spec.maxMemoryKiB']);
+    // The memory the guest did not take (previous case) is still pending on the same running domain.
+    expect(json.resources.find((r) => r.name === VM)?.restartRequired?.fields).toEqual(['spec.vcpus', 'spec.maxMemoryKiB', 'spec.memoryKiB']);
     virsh('destroy', VM);
     virsh('start', VM);
     const after = await dryRun({ vcpus: 1, memory: '96MiB', maxMemory: '192MiB' });

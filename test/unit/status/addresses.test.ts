@@ -111,6 +111,23 @@ describe('status: addresses of running VMs', () => {
     expect(JSON.parse(JSON.stringify(row))).toMatchObject({ addresses: expect.any(Array), addressesReady: true });
   });
 
+  it('a lease from before the VM\'s last start (expiry − lease time) is not its address; one from after it is', async () => {
+    const d = await apply({ vms: 1 });
+    const stale = host.giveLease(`${P}-net`, '52:54:00:ad:00:01');
+    // Handed out 10 minutes ago (expires in 50): before virtform started this domain.
+    stale.expiresAt = Math.floor(Date.now() / 1000) + 3000;
+    const rec = (await store.resources.list()).find((r) => r.name === `${P}-vm1`)!;
+    expect((rec.details.facts as { startedAt?: unknown }).startedAt).toMatchObject({ domainId: expect.any(Number) });
+    const before = (await status(d)).resources.find((r) => r.name === `${P}-vm1`)!;
+    expect(before.addressesReady).toBe(false);
+    expect(before.addresses![0]!.addresses).toEqual([]);
+    // Renewed at the guest's boot: a fresh lease counts.
+    stale.expiresAt = Math.floor(Date.now() / 1000) + 3600;
+    const after = (await status(d)).resources.find((r) => r.name === `${P}-vm1`)!;
+    expect(after.addressesReady).toBe(true);
+    expect(after.addresses![0]!.addresses.map((x) => x.ip)).toEqual([stale.ip]);
+  });
+
   it('stopped VMs are not asked about (a lease outlives its VM): addresses null, not ready, no interface query', async () => {
     host.guestDhcp = true;
     const d = await apply({ vms: 1 });
