@@ -231,7 +231,9 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}): Promis
   errors.push(...checkExtraDevices(entries, opts.policy));
   const unprobed = new Set(entries.filter((e) => refused.some((x) => x.file === e.sd.file && x.kind === e.kind && x.name === e.name)));
   const confine = sandbox === undefined ? undefined : { inside: (p: string) => !outside(p), what: inRepo ? 'the repository checkout' : 'the manifest folder (manifests.confineSymlinks)' };
-  errors.push(...(await checkSemantics(entries, { skipSourceProbe: unprobed, ...(confine ? { confine } : {}) })));
+  errors.push(...(await checkSemantics(entries, {
+    skipSourceProbe: unprobed, ...(confine ? { confine } : {}), ...(opts.cachedImageSize ? { cachedImageSize: opts.cachedImageSize } : {}),
+  })));
   if (opts.policy) {
     const policy = opts.policy;
     for (const e of entries) {

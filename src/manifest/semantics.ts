@@ -210,7 +210,11 @@ export interface Confinement {
   what: string;
 }
 
-export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?: ReadonlySet<Entry>; confine?: Confinement } = {}): Promise<ManifestError[]> {
+export async function checkSemantics(entries: Entry[], opts: {
+  skipSourceProbe?: ReadonlySet<Entry>; confine?: Confinement;
+  /** The virtual size of a URL image already in the image cache (plan time), for the size rules. */
+  cachedImageSize?: (sha256: string) => Promise<number | undefined>;
+} = {}): Promise<ManifestError[]> {
   const r = new Reporter();
   const byKind = (k: ResourceKind): Entry[] => entries.filter((e) => e.kind === k);
 
@@ -325,6 +329,11 @@ export async function checkSemantics(entries: Entry[], opts: { skipSourceProbe?:
         r.at(e, ['spec', 'source', 'url'], 'is not a valid URL');
       }
       spec.source.sha256 = spec.source.sha256.toLowerCase();
+      // Downloaded before: its size is known now, so the size rules apply when planning.
+      const cached = opts.cachedImageSize ? await opts.cachedImageSize(spec.source.sha256).catch(() => undefined) : undefined;
+      if (cached !== undefined && cap !== undefined && cap > 0 && cached > cap) {
+        r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (cached download, ${cached} bytes virtual size)`);
+      } else if (cached !== undefined && cap === undefined && e.name) capacities.set(e.name, cached);
     } else if (spec.source !== undefined) {
       const src = spec.source;
       if (hasDotDot(src)) {

@@ -91,13 +91,17 @@ const volumes = (): string[] => {
 const cacheFiles = (db: string): string[] => (existsSync(join(db, '..', 'images')) ? readdirSync(join(db, '..', 'images')) : []);
 
 describe('what validates can apply: a clone smaller than a URL base whose size validation could not know', () => {
-  it('is refused before the clone is created (the base is imported); a clone of its size is made', async () => {
+  it('is refused before the clone is created (the base is imported), then when planning (the base is cached); a clone of its size is made', async () => {
     const base = vol('ubase', `format: qcow2, source: {url: "${baseA}/big.qcow2", sha256: "${sha(BIG)}"}`);
     const m = folder(base + vol('small', `capacity: 16MiB, backingVolume: ${P}-ubase`), '');
     const r = await run(m);
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stdout).toContain(`capacity 16MiB is smaller than backing volume ${P}-ubase (64MiB): a clone is at least its backing volume's size`);
     expect(volumes()).toEqual([`${P}-ubase.qcow2`]);
+    // The base is in the image cache now: the plan knows its size, a manifest error with file:line:col.
+    const plan = await run(m, ['--dry-run']);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+    expect(plan.stderr).toMatch(new RegExp(`m\\.yaml:\\d+:\\d+: Volume/${P}-small: spec\\.capacity: capacity 16MiB is smaller than backing volume "${P}-ubase" \\(64MiB\\)`));
     const ok = folder(base + vol('small', `capacity: 64MiB, backingVolume: ${P}-ubase`), '');
     expect((await run(ok)).code).toBe(0);
   }, 60_000);
