@@ -9,7 +9,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   GitRepository, GitSync, checkGitSpec, describeRef, normalizeGitPath, parseRemote, rebaseState, short, type GitRef, type GitSourceSpec,
 } from '../git/index.js';
-import { loadManifests, type DesiredState, type ManifestError } from '../manifest/index.js';
+import { type DesiredState, type ManifestError } from '../manifest/index.js';
 import { defaultDbPath, type StateStore } from '../state/index.js';
 
 export interface GitFlags {
