@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import {
   GitRepository, GitSync, checkGitSpec, describeRef, normalizeGitPath, parseRemote, rebaseState, short, type GitRef, type GitSourceSpec,
 } from '../git/index.js';
-import { loadManifests, type DesiredState, type ManifestError } from '../manifest/index.js';
+import { type DesiredState, type ManifestError } from '../manifest/index.js';
 import { defaultDbPath, type StateStore } from '../state/index.js';
 import type { GitFlags } from './git-options.js';
 

@@ -19,7 +19,6 @@ import {
 import { suspendedText } from './reconcile.js';
 import { buildDesired } from '../../reconcile/desired.js';
 import { GitRepository, gitStatusFromRecord, gitSummary, type GitSourceSpec, type GitSourceStatus } from '../../git/index.js';
-import { loadManifests } from '../../manifest/index.js';
 import { gitCacheRoot, gitDesired, gitInput, type GitFlags } from '../git.js';
 
 export type { StatusRow } from '../../status/index.js';
