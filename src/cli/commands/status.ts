@@ -76,15 +76,22 @@ export async function runStatus(
     let host: HostView | undefined;
     let hostError: string | undefined;
     const drift = new Map<string, string>();
+    const stalled = new Map<string, string>();
     if (!o.offline) {
       try {
         const conn = await openHost(o.uri);
         try {
           host = await observeForStatus(conn, records, declared);
           // With the manifests: the deep comparison a plan makes (read-only) tells definition drift too.
+          // A plan that cannot be made is an error of the status (exit 1), not "no drift". A
+          // resource the plan cannot touch (a conflict, a definition virtform cannot read) is
+          // stalled, as the watcher shows it.
           if (desired) {
-            const { plan } = await planOnly(conn, store, desired).catch(() => ({ plan: undefined }));
-            for (const c of plan?.changes ?? []) if (c.drift) drift.set(c.key, c.reason);
+            const { plan } = await planOnly(conn, store, desired);
+            for (const c of plan.changes) {
+              if (c.action === 'conflict') stalled.set(c.key, `conflict: ${c.reason}`);
+              else if (c.drift) drift.set(c.key, c.reason);
+            }
           }
         } finally {
           await conn.close();
@@ -96,7 +103,7 @@ export async function runStatus(
     const revisions = await revisionsFor(store, records);
     const suspension = await store.controls.suspension();
     const previousConditions = await store.conditions.list();
-    const { resources: rows, summary } = buildStatus({ records, declared, host, revisions, drift, suspension, previousConditions });
+    const { resources: rows, summary } = buildStatus({ records, declared, host, revisions, drift, stalled, suspension, previousConditions });
     // What the host showed moves the conditions' transition times; a status that did not ask it does not.
     if (host) await persistConditions(store, rows).catch(() => undefined);
     const latest = await store.revisions.latest();

@@ -260,19 +260,19 @@ export class LibvirtHost implements HostPort {
   // --- persistent definitions of listed objects (one call each, pipelined) ---------------------
 
   readonly definitions: HostDefinitions = {
-    domains: (list) => this.describe('domain definitions', list, async (d) => {
+    domains: (list, unreadable) => this.describe('domain definitions', list, unreadable, async (d) => {
       const xml = await this.inactiveXml('domain', (flags) => this.client.domainGetXmlDesc({ name: d.name, uuid: d.uuid, id: d.id }, flags), VIR_DOMAIN_XML_INACTIVE);
       return { ...parseDomainXml(xml), active: d.active, autostart: d.autostart };
     }),
-    networks: (list) => this.describe('network definitions', list, async (n) => {
+    networks: (list, unreadable) => this.describe('network definitions', list, unreadable, async (n) => {
       const xml = await this.inactiveXml('network', (flags) => this.client.networkGetXmlDesc({ name: n.name, uuid: n.uuid }, flags), VIR_NETWORK_XML_INACTIVE);
       return { ...parseNetworkXml(xml), active: n.active, autostart: n.autostart };
     }),
-    pools: (list) => this.describe('pool definitions', list, async (p) => {
+    pools: (list, unreadable) => this.describe('pool definitions', list, unreadable, async (p) => {
       const xml = await this.inactiveXml('pool', (flags) => this.client.storagePoolGetXmlDesc({ name: p.name, uuid: p.uuid }, flags), VIR_STORAGE_XML_INACTIVE);
       return { ...parsePoolXml(xml), active: p.active, autostart: p.autostart };
     }),
-    volumes: (list) => this.describe('volume definitions', list, async (v) =>
+    volumes: (list, unreadable) => this.describe('volume definitions', list, unreadable, async (v) =>
       parseVolumeXml(await this.client.storageVolGetXmlDesc({ pool: v.pool, name: v.name, key: v.key }, 0), v.pool), (v) => v.key),
   };
 
@@ -294,10 +294,12 @@ export class LibvirtHost implements HostPort {
   /**
    * One read per object, at most DESCRIBE_IN_FLIGHT on the wire at once (libvirtd works on
    * `max_client_requests`, 5 by default, per client and queues the rest); objects that vanished
-   * since they were listed are left out.
+   * since they were listed are left out. With `unreadable`, an object whose XML the parser refuses
+   * is left out and named there with the reason instead of failing the whole read.
    */
   private describe<T extends { name: string }, D>(
-    context: string, list: T[], read: (o: T) => Promise<D>, keyOf: (o: T) => string = (o) => o.name,
+    context: string, list: T[], unreadable: Map<string, string> | undefined, read: (o: T) => Promise<D>,
+    keyOf: (o: T) => string = (o) => o.name,
   ): Promise<Map<string, D>> {
     return this.op(context, false, async () => {
       const out = new Map<string, D>();
@@ -305,7 +307,14 @@ export class LibvirtHost implements HostPort {
       const worker = async (): Promise<void> => {
         while (next < list.length) {
           const o = list[next++]!;
-          const d = await this.maybe(() => read(o));
+          let d: D | null;
+          try {
+            d = await this.maybe(() => read(o));
+          } catch (e) {
+            if (!(unreadable && e instanceof LibvirtXmlError)) throw e;
+            unreadable.set(keyOf(o), `its definition cannot be read: ${e.message}`);
+            continue;
+          }
           if (d !== null) out.set(keyOf(o), d);
         }
       };
@@ -386,7 +395,7 @@ export class LibvirtHost implements HostPort {
   // --- addresses (read-only) ----------------------------------------------------------------
 
   networkLeases(list: ObservedNetwork[]): Promise<Map<string, DhcpLease[]>> {
-    return this.describe('DHCP leases', list.filter((n) => n.active), async (n) => {
+    return this.describe('DHCP leases', list.filter((n) => n.active), undefined, async (n) => {
       const { leases } = await this.client.networkGetDhcpLeases({ name: n.name, uuid: n.uuid }, null, 1, 0);
       return leases.map((l): DhcpLease => ({
         mac: l.mac ? l.mac.toLowerCase() : null,

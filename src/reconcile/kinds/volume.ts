@@ -80,6 +80,16 @@ export function volumeDef(r: DesiredVolume, imageVirtualSize?: number): VolumeDe
   };
 }
 
+/**
+ * A declared capacity as libvirt will store it, so that what is compared is what the host can
+ * show: qemu-img makes a qcow2 image's virtual size a whole number of 512-byte sectors (1000001
+ * bytes is created as 1000448), while a raw file in a dir pool keeps its exact size (measured on
+ * libvirt 9.0 for create and resize).
+ */
+export function storedCapacity(bytes: number, format: VolumeFormat): number {
+  return format === 'qcow2' ? Math.ceil(bytes / 512) * 512 : bytes;
+}
+
 /** The capacity the volume should have: declared, or the imported image's (recorded) virtual size. */
 function wantedCapacity(c: VolumeConfig, facts: Record<string, unknown> | undefined, fallback: number): number {
   if (c.capacityBytes !== undefined) return c.capacityBytes;
@@ -139,7 +149,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
           ? { kind: 'file', path: src, sha256: info.sha256, size: info.size, format: info.format, virtualSize: info.virtualSize }
           : { kind: 'file', path: src, sha256: `path:${src}`, size: 0, format, virtualSize: 0 };
       }
-      const declared = v.spec.capacity === undefined ? undefined : parseSize(v.spec.capacity as string | number);
+      const declared = v.spec.capacity === undefined ? undefined : storedCapacity(parseSize(v.spec.capacity as string | number), format);
       const config: VolumeConfig = {
         pool: v.spec.pool,
         volName: volumeFileName(v.metadata.name, format),
@@ -184,7 +194,9 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     }
     const out = new Map<string, unknown>();
     if (list.length === 0) return out;
-    for (const [volKey, d] of await host.definitions.volumes(list)) out.set(keyByVolume.get(volKey)!, d);
+    const bad = new Map<string, string>();
+    for (const [volKey, d] of await host.definitions.volumes(list, bad)) out.set(keyByVolume.get(volKey)!, d);
+    for (const [volKey, why] of bad) observed.unreadable.set(keyByVolume.get(volKey)!, why);
     return out;
   },
 
