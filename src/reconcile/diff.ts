@@ -112,7 +112,7 @@ export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {
       suspended.add(r.key);
       continue;
     }
-    const unreadable = observed.unreadable.get(r.key);
+    const unreadable = observed.unreadable?.get(r.key);
     if (unreadable !== undefined) {
       stalled.add(r.key);
       changes.push(unreadableChange(r, unreadable, observed));

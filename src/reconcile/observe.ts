@@ -44,7 +44,7 @@ export interface Observed {
    * Objects that exist but whose definition virtform cannot parse, by resource key, with the
    * reason: not in `definitions`. Diff reports each on its own resource (Stalled) and goes on.
    */
-  unreadable: Map<string, string>;
+  unreadable?: Map<string, string>;
   /**
    * The host's domain capabilities (CPU modes and models, graphics types), read only when a
    * desired resource's kind asks for them (`needsDomainCapabilities`); null: the host has none.

@@ -146,7 +146,7 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
 
   identity: (observed, name) => observed.networks.get(name)?.uuid,
 
-  readDefinitions: (host, observed, wanted) => readListed(observed.networks, wanted, (l, u) => host.definitions.networks(l, u), observed.unreadable),
+  readDefinitions: (host, observed, wanted) => readListed(observed.networks, wanted, (l, u) => host.definitions.networks(l, u), (observed.unreadable ??= new Map())),
 
   diff(r, { observed }) {
     const key = r.key;

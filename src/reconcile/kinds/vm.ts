@@ -569,7 +569,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
 
   identity: (observed, name) => observed.domains.get(name)?.uuid,
 
-  readDefinitions: (host, observed, wanted) => readListed(observed.domains, wanted, (l, u) => host.definitions.domains(l, u), observed.unreadable),
+  readDefinitions: (host, observed, wanted) => readListed(observed.domains, wanted, (l, u) => host.definitions.domains(l, u), (observed.unreadable ??= new Map())),
 
   needsDomainCapabilities: (r) => r.config.cpu !== undefined || r.config.graphics !== undefined,
 

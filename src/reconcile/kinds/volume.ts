@@ -196,7 +196,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     if (list.length === 0) return out;
     const bad = new Map<string, string>();
     for (const [volKey, d] of await host.definitions.volumes(list, bad)) out.set(keyByVolume.get(volKey)!, d);
-    for (const [volKey, why] of bad) observed.unreadable.set(keyByVolume.get(volKey)!, why);
+    for (const [volKey, why] of bad) (observed.unreadable ??= new Map()).set(keyByVolume.get(volKey)!, why);
     return out;
   },
 
