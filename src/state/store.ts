@@ -165,7 +165,7 @@ function parseJson(text: string | null | undefined): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(text);
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
+  } catch { // safe-catch: this folder does not exist: look at its parent
     return {};
   }
 }
@@ -829,7 +829,7 @@ function existingAncestor(dir: string): string {
     try {
       statSync(d);
       return d;
-    } catch {
+    } catch { // safe-catch: this folder does not exist: look at its parent
       if (dirname(d) === d) return d;
     }
   }
@@ -925,6 +925,7 @@ async function migrate(db: Kysely<StateDatabase>, sqlite: Database.Database): Pr
   // In one thread, a second connection's BEGIN IMMEDIATE would block the event loop (busy_timeout
   // is a synchronous wait) while the first migration awaits: serialize migrations in-process.
   const run = migrationChain.then(() => migrateLocked(db, sqlite));
+  // safe-catch: keeps the chain going; the caller gets `run` and its error
   migrationChain = run.catch(() => undefined);
   return run;
 }

@@ -105,6 +105,7 @@ export async function runStatus(
     const previousConditions = await store.conditions.list();
     const { resources: rows, summary } = buildStatus({ records, declared, host, revisions, drift, stalled, suspension, previousConditions });
     // What the host showed moves the conditions' transition times; a status that did not ask it does not.
+    // safe-catch: conditions only record transition times; a busy DB must not fail a read-only status
     if (host) await persistConditions(store, rows).catch(() => undefined);
     const latest = await store.revisions.latest();
     const code = hostError || gitError ? EXIT.failure : EXIT.ok;

@@ -186,6 +186,7 @@ export class LibvirtHost implements HostPort {
         throw new HostError('invalid', e instanceof Error ? e.message : String(e));
       }
     });
+    // safe-catch: only clears the cache; the caller awaits the same promise and gets the error
     this.domainTypeCache.catch(() => {
       this.domainTypeCache = undefined;
     });
@@ -206,6 +207,7 @@ export class LibvirtHost implements HostPort {
         }
       });
     })();
+    // safe-catch: only clears the cache; the caller awaits the same promise and gets the error
     this.domainCapsCache.catch(() => {
       this.domainCapsCache = undefined;
     });
@@ -251,7 +253,11 @@ export class LibvirtHost implements HostPort {
     return this.op(`list volumes of pool ${pool}`, false, async () => {
       const p = await this.client.storagePoolLookupByName(pool);
       // Re-read the directory so files removed behind libvirt's back are seen (no definition changes).
-      await this.client.storagePoolRefresh(p).catch(() => undefined);
+      // A refresh can fail for a pool whose folder went away (the listing below still answers);
+      // a lost connection fails the listing.
+      await this.client.storagePoolRefresh(p).catch((e: unknown) => {
+        if (e instanceof ConnectionError) throw e;
+      });
       const vols = await this.client.storagePoolListAllVolumes(p, 0);
       return vols.map((v) => ({ pool, name: v.name, key: v.key }));
     });
@@ -449,6 +455,7 @@ export class LibvirtHost implements HostPort {
     return this.op(`start pool ${name}`, true, async () => {
       const p = await this.client.storagePoolLookupByName(name);
       if (await this.client.storagePoolIsActive(p)) return;
+      // safe-catch: mkdir of a directory that exists fails; a real problem fails storagePoolCreate just below
       await this.client.storagePoolBuild(p, 0).catch(() => undefined); // mkdir; fine if it exists
       await this.client.storagePoolCreate(p, 0);
     });
@@ -464,6 +471,7 @@ export class LibvirtHost implements HostPort {
       if (!p) return;
       if (await this.client.storagePoolIsActive(p)) await this.client.storagePoolDestroy(p);
       // Removes the directory only when it is empty: files virtform does not know stay.
+      // safe-catch: removes the directory only when empty: files virtform does not know stay (by design)
       if (opts.deleteDir) await this.client.storagePoolDelete(p, 0).catch(() => undefined);
       await this.client.storagePoolUndefine(p);
     });
@@ -495,6 +503,7 @@ export class LibvirtHost implements HostPort {
         stream.once('finish', resolve);
         stream.once('error', reject);
       });
+      // safe-catch: marks the rejection handled; `finished` is awaited below and its error thrown
       finished.catch(() => undefined);
       let sent = 0;
       try {
@@ -505,6 +514,7 @@ export class LibvirtHost implements HostPort {
         }
       } catch (e) {
         stream.destroy(e as Error);
+        // safe-catch: marks the rejection handled; `finished` is awaited below and its error thrown
         await finished.catch(() => undefined);
         throw e;
       }
@@ -593,6 +603,7 @@ export class LibvirtHost implements HostPort {
       if (!d || !(await this.client.domainIsActive(d))) return;
       const timeoutMs = opts.timeoutMs ?? 60_000;
       if (opts.graceful !== false && timeoutMs > 0) {
+        // safe-catch: a guest that refuses ACPI (or is already stopping) is forced off after the timeout below
         await this.client.domainShutdown(d).catch(() => undefined);
         const deadline = Date.now() + timeoutMs;
         while (Date.now() < deadline) {

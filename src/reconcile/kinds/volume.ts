@@ -451,6 +451,7 @@ async function prepareImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume): 
   } else {
     shown = img.path;
     path = img.path;
+    // safe-catch: a missing or unreadable image is the HostError thrown on the next line
     const st = await stat(path).catch(() => undefined);
     if (!st?.isFile()) throw new HostError('invalid', `source image ${path} does not exist any more`);
     header = await readImageHeader(path, st.size);
@@ -499,12 +500,15 @@ async function uploadImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume, im
     await ctx.host.uploadVolume(pool, volName, verifiedFileBytes(image.path, image.sha256, onBytes), { sparse: true });
     return (await ctx.host.getVolume(pool, volName)) ?? created;
   } catch (e) {
+    // safe-catch: cleanup before rethrowing the import error `e`; a leftover is recreated by the retry
     await ctx.host.deleteVolume(pool, volName).catch(() => undefined); // leave nothing half-imported
     if (image.cached && e instanceof HostError && e.message.includes('changed since it was read')) {
+      // safe-catch: removing a cache or temp copy; the import's own outcome is what counts (prune removes leftovers)
       await rm(image.path, { force: true }).catch(() => undefined);
     }
     throw e;
   } finally {
+    // safe-catch: removing a cache or temp copy; the import's own outcome is what counts (prune removes leftovers)
     if (image.temporary) await rm(image.path, { force: true }).catch(() => undefined);
   }
 }
