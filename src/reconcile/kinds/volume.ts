@@ -81,13 +81,15 @@ export function volumeDef(r: DesiredVolume, imageVirtualSize?: number): VolumeDe
 }
 
 /**
- * A declared capacity as libvirt will store it, so that what is compared is what the host can
- * show: qemu-img makes a qcow2 image's virtual size a whole number of 512-byte sectors (1000001
- * bytes is created as 1000448), while a raw file in a dir pool keeps its exact size (measured on
- * libvirt 9.0 for create and resize).
+ * A declared capacity as the host will have it, so that what is compared is what the host can
+ * show: whole 512-byte sectors, rounded up. qemu-img makes a qcow2 image's virtual size a whole
+ * number of sectors (1000001 bytes is created as 1000448, and the next run saw a shrink); a raw
+ * file in a dir pool keeps its exact size in libvirt, but QEMU shows the guest a disk rounded up
+ * to whole sectors, so a raw volume is made that size too (measured on libvirt 9.0 / QEMU 7.2,
+ * create and resize).
  */
-export function storedCapacity(bytes: number, format: VolumeFormat): number {
-  return format === 'qcow2' ? Math.ceil(bytes / 512) * 512 : bytes;
+export function storedCapacity(bytes: number, _format: VolumeFormat): number {
+  return Math.ceil(bytes / 512) * 512;
 }
 
 /** The capacity the volume should have: declared, or the imported image's (recorded) virtual size. */

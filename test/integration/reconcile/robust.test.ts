@@ -83,6 +83,8 @@ describe('sizes are normalized to what libvirt stores', () => {
     expect(again.stdout).toContain('No changes.');
     // libvirt stores the qcow2 rounded up to 512 bytes.
     expect(virsh('vol-dumpxml', '--pool', `${P}pool`, `${P}odd-qcow2.qcow2`)).toContain("<capacity unit='bytes'>1000448</capacity>");
+    // A raw file keeps its exact size in libvirt, but QEMU shows the guest whole sectors: made so.
+    expect(virsh('vol-dumpxml', '--pool', `${P}pool`, `${P}odd-raw.img`)).toContain("<capacity unit='bytes'>1000448</capacity>");
   });
 
   it('the plan shows a rounded size as libvirt will store it', async () => {
