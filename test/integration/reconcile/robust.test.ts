@@ -21,6 +21,9 @@ let db: string;
 
 const cli = (...args: string[]) => runCli([...args, '--uri', 'qemu:///system', '--db', db, '--shutdown-timeout', '0', '--no-color']);
 
+/** Capacity of the base/clone pair (the clone test grows it; later tests keep the grown size). */
+let pairCapacity = 1000001;
+
 function manifests(): Record<string, string> {
   return {
     'all.yaml': `apiVersion: virtform.dev/v1
@@ -37,6 +40,16 @@ apiVersion: virtform.dev/v1
 kind: Volume
 metadata: {name: ${P}odd-raw}
 spec: {pool: ${P}pool, capacity: 1000001, format: raw}
+---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}base}
+spec: {pool: ${P}pool, capacity: ${pairCapacity}, format: qcow2}
+---
+apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: ${P}clone}
+spec: {pool: ${P}pool, capacity: ${pairCapacity}, format: qcow2, backingVolume: ${P}base}
 ---
 apiVersion: virtform.dev/v1
 kind: Network
@@ -99,6 +112,15 @@ describe('sizes are normalized to what libvirt stores', () => {
     } finally {
       writeManifests(mdir, manifests());
     }
+  });
+  it('a qcow2 clone grows in place over its grown base (created as qcow2 v3, which qemu-img can grow)', async () => {
+    pairCapacity = 3000001;
+    writeManifests(mdir, manifests());
+    const r = await cli('reconcile', mdir);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(virsh('vol-dumpxml', '--pool', `${P}pool`, `${P}clone.qcow2`)).toContain("<capacity unit='bytes'>3000320</capacity>");
+    const again = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
+    expect(again.code, again.stdout).toBe(0);
   });
 });
 
