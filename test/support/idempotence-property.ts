@@ -155,7 +155,7 @@ export async function checkIdempotence(o: PropertyRun): Promise<void> {
     if (applied.code !== 0) throw new Error(`apply exited ${applied.code}:\n${applied.stdout}\n${applied.stderr}`);
     const again = await cli('reconcile', dir, '--dry-run', '--detailed-exitcode', '--domain-type', 'qemu');
     if (again.code !== 0 || !again.stdout.includes('No changes.')) {
-      throw new Error(`second dry-run exited ${again.code} (not "No changes."):\n${again.stdout}\n${again.stderr}\nmanifests:\n${manifestsOf(c, o.prefix, o.poolPath, o.cidr3)['all.yaml']}`);
+      throw new Error(`second dry-run exited ${again.code} (not "No changes."):\n${again.stdout}\n${again.stderr}\napply before it:\n${applied.stdout}\nmanifests:\n${manifestsOf(c, o.prefix, o.poolPath, o.cidr3)['all.yaml']}`);
     }
     // A new UUID for the same name (a replaced domain) gets new MACs: the snapshot is per UUID.
     prev = await expectReadbackMatches(dir, uri, prev, `property case ${n}`);

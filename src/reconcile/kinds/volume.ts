@@ -82,14 +82,14 @@ export function volumeDef(r: DesiredVolume, imageVirtualSize?: number): VolumeDe
 
 /**
  * A declared capacity as the host will have it, so that what is compared is what the host can
- * show: whole 512-byte sectors, rounded up. qemu-img makes a qcow2 image's virtual size a whole
- * number of sectors (1000001 bytes is created as 1000448, and the next run saw a shrink); a raw
- * file in a dir pool keeps its exact size in libvirt, but QEMU shows the guest a disk rounded up
- * to whole sectors, so a raw volume is made that size too (measured on libvirt 9.0 / QEMU 7.2,
- * create and resize).
+ * show: whole KiB, rounded up. Measured on libvirt 9.0 / QEMU 7.2: libvirt creates a qcow2 with
+ * `qemu-img create … <size>K` rounded up to KiB (1000001 bytes became 1000448, and the next run
+ * saw a shrink), and `vol-resize` leaves whole 512-byte sectors (2000001 → 2000384); a raw file
+ * keeps its exact size in libvirt, but QEMU shows the guest whole sectors. A whole KiB is all of
+ * these at once (found by the idempotence property test: 27MB was created as 26368KiB).
  */
 export function storedCapacity(bytes: number, _format: VolumeFormat): number {
-  return Math.ceil(bytes / 512) * 512;
+  return Math.ceil(bytes / 1024) * 1024;
 }
 
 /** The capacity the volume should have: declared, or the imported image's (recorded) virtual size. */

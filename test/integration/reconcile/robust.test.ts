@@ -94,9 +94,9 @@ describe('sizes are normalized to what libvirt stores', () => {
     const again = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
     expect(again.code, again.stdout).toBe(0);
     expect(again.stdout).toContain('No changes.');
-    // libvirt stores the qcow2 rounded up to 512 bytes.
+    // libvirt stores the qcow2 rounded up to whole KiB (qemu-img create takes KiB).
     expect(virsh('vol-dumpxml', '--pool', `${P}pool`, `${P}odd-qcow2.qcow2`)).toContain("<capacity unit='bytes'>1000448</capacity>");
-    // A raw file keeps its exact size in libvirt, but QEMU shows the guest whole sectors: made so.
+    // A raw file keeps its exact size in libvirt, but QEMU shows the guest whole sectors: made whole KiB too.
     expect(virsh('vol-dumpxml', '--pool', `${P}pool`, `${P}odd-raw.img`)).toContain("<capacity unit='bytes'>1000448</capacity>");
   });
 
@@ -106,8 +106,8 @@ describe('sizes are normalized to what libvirt stores', () => {
     try {
       const plan = await cli('reconcile', mdir, '--dry-run');
       expect(plan.code, plan.stderr).toBe(0);
-      // 2000001 rounded up to 512 bytes = 2000384.
-      expect(plan.stdout).toMatch(/spec\.capacity: 977KiB → 2000384B/);
+      // 2000001 rounded up to whole KiB = 1954KiB.
+      expect(plan.stdout).toMatch(/spec\.capacity: 977KiB → 1954KiB/);
       expect(plan.stdout).not.toMatch(/2000001/);
     } finally {
       writeManifests(mdir, manifests());
