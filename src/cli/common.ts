@@ -41,6 +41,7 @@ export function manifestErrorsJson(errors: readonly ManifestError[]): JsonManife
  * exists and is not a directory (a missing path is left to the loader, which reports it).
  */
 export async function notAManifestFolder(dir: string, command: 'reconcile' | 'watch'): Promise<string | undefined> {
+  // safe-catch: a path that cannot be stat-ed is left to the loader, which reports it
   const st = await stat(dir).catch(() => undefined);
   if (st === undefined || st.isDirectory()) return undefined;
   return `${dir} is not a folder: \`virtform ${command}\` takes the whole manifest folder ` +

@@ -70,7 +70,7 @@ export function gitInput(dir: string | undefined, f: GitFlags, o: { dirRequired:
   let transport: string | undefined;
   try {
     transport = parseRemote(f.git).transport;
-  } catch {
+  } catch { // safe-catch: a bad URL is reported by checkGitSpec
     /* reported by checkGitSpec */
   }
   if (transport && transport !== 'ssh' && (sshKey || knownHosts)) errors.push(`--git-ssh-key and --git-known-hosts are for ssh URLs; ${f.git.startsWith('http') ? 'this one is http(s)' : `this one is ${transport}`}`);
@@ -80,7 +80,8 @@ export function gitInput(dir: string | undefined, f: GitFlags, o: { dirRequired:
     try {
       const h = new URL(f.git).hostname;
       loopback = h === 'localhost' || h === '[::1]' || /^127\./.test(h);
-    } catch { /* reported elsewhere */ }
+    // safe-catch: a bad URL is reported by checkGitSpec
+    } catch { /* see safe-catch */ }
     if (!loopback) errors.push('--git-token-file over plain http would send the token unencrypted: use an https URL');
   }
   if (errors.length) return { errors };
@@ -138,6 +139,7 @@ export async function gitDesired(spec: GitSourceSpec, o: { store?: StateStore; d
     }
     const v = await repo.validate(sha);
     if (!v.ok) {
+      // safe-catch: only names the applied commit in an error message that is reported anyway
       const applied = o.store ? (await o.store.gitSources.get(repo.id).catch(() => undefined))?.appliedCommit ?? null : null;
       return fail(2, `fetched ${short(sha)}, applied ${short(applied)}: ${v.reason}; nothing was changed`, v.errors);
     }

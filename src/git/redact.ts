@@ -25,7 +25,7 @@ const SCP_LIKE = /^([A-Za-z0-9._~-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?!\/
 function decode(s: string): string {
   try {
     return decodeURIComponent(s);
-  } catch {
+  } catch { // safe-catch: not percent-encoded: the raw text is what to redact
     return s;
   }
 }
@@ -42,7 +42,7 @@ export function parseRemote(input: string): ParsedRemote {
     let u: URL;
     try {
       u = new URL(raw);
-    } catch {
+    } catch { // safe-catch: rethrown as a clear message naming the (redacted) URL
       throw new Error(`cannot parse the repository URL ${redactUrl(raw)}`);
     }
     if (scheme === 'https' || scheme === 'http') {

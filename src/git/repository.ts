@@ -185,7 +185,7 @@ export class GitRepository {
     try {
       const c = readFileSync(join(this.dir, `${name}.commit`), 'utf8').trim();
       return /^[0-9a-f]{40,64}$/.test(c) ? c : undefined;
-    } catch {
+    } catch { // safe-catch: no commit file: nothing recorded
       return undefined;
     }
   }
@@ -193,6 +193,7 @@ export class GitRepository {
   /** Run `fn` with no other checkout/stage/promote of this repository in between. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#chain.then(fn, fn);
+    // safe-catch: keeps the chain going; the caller gets `run` and its error
     this.#chain = run.catch(() => undefined);
     return run;
   }
@@ -232,7 +233,7 @@ export class GitRepository {
     if (this.spec.credentials?.tokenFile) {
       try {
         this.redactor.add(readFileSync(this.spec.credentials.tokenFile, 'utf8').split('\n')[0]?.replace(/\r$/, ''));
-      } catch {
+      } catch { // safe-catch: the askpass script reports an unreadable token file; nothing to redact
         /* the askpass script reports an unreadable file; nothing to redact */
       }
     }
@@ -271,6 +272,7 @@ export class GitRepository {
         const found = await this.#resolve(ref.sha);
         if (found) return found;
         if (/^[0-9a-f]{40}$/i.test(ref.sha)) {
+          // safe-catch: a server that refuses fetching by sha: the resolve just below reports the missing commit
           await this.#fetch([`+${ref.sha}:refs/virtform/fetched`]).catch(() => undefined);
           const direct = await this.#resolve(ref.sha);
           if (direct) return direct;

@@ -182,6 +182,7 @@ export class GitSync {
       const changed = msg !== this.#fetchError;
       this.#fetchError = msg;
       if (changed) this.#fetchErrorAt = now;
+      // safe-catch: recording the error is best effort; the fetch error itself is thrown just below
       if (changed) await this.#save({ fetchError: msg, fetchErrorAt: now }).catch(() => undefined);
       throw e instanceof GitError ? e : new GitError(msg, null, '');
     }
@@ -230,6 +231,7 @@ export class GitSync {
         this.#desired = this.#staged;
         this.#staged = null;
         state = this.#stagedState;
+        // safe-catch: pinning keeps git gc away from the commit; the checkout itself already exists
         await this.repo.pin(this.#desired).catch(() => undefined);
       }
       this.#stagedState = undefined;

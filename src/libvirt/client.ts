@@ -291,6 +291,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
       const interval = opts.keepaliveIntervalMs ?? 5000;
       if (interval > 0) {
         // Asking for this feature also turns the daemon's own keepalive on for this client.
+        // safe-catch: a daemon without keepalive: the connection works without it
         const ka = await client.connectSupportsFeature(VIR_DRV_FEATURE_PROGRAM_KEEPALIVE).catch(() => false);
         if (ka) transport.startKeepalive(interval, opts.keepaliveCount ?? 5);
       }
@@ -368,6 +369,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     if (this.closing) return this.closing;
     this.closing = (async () => {
       if (this.transport.isOpen) {
+        // safe-catch: closing: the transport is closed right after whatever the daemon answers
         await this.rpc('connectClose', undefined, () => undefined, { timeoutMs: 2000 }).catch(() => undefined);
       }
       this.transport.close();
@@ -420,7 +422,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
         if (error) ci.error = error;
         try {
           this.onCall(ci);
-        } catch {
+        } catch { // safe-catch: a metrics hook must not break calls
           /* a metrics hook must not break calls */
         }
       }
@@ -511,6 +513,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     if (this.networkUpdateCorrectOrder === undefined) {
       this.networkUpdateCorrectOrder = await this.connectSupportsFeature(
         VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER,
+      // safe-catch: an older daemon without the feature: the historical argument order
       ).catch(() => false);
     }
     const [first, second] = this.networkUpdateCorrectOrder ? [command, section] : [section, command];
@@ -619,6 +622,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
         subs: new Set(),
       };
       this.eventRegs.set(key, entry);
+      // safe-catch: forgets a failed registration; the subscriber awaiting callbackId gets the error
       entry.callbackId.catch(() => {
         if (this.eventRegs.get(key) === entry) this.eventRegs.delete(key);
       });
@@ -630,6 +634,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
       entry.subs.delete(sub);
       if (entry.subs.size > 0 || this.eventRegs.get(key) !== entry) return;
       this.eventRegs.delete(key);
+      // safe-catch: unsubscribing on the way out; the daemon drops callbacks with the connection anyway
       if (this.transport.isOpen) await this.connectDomainEventCallbackDeregisterAny(id).catch(() => undefined);
     });
     entry.subs.add(sub);
@@ -643,7 +648,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
       let ev: DomainLifecycleEvent;
       try {
         ev = lifecycleEvent(readRemoteDomainEventCallbackLifecycleMsg(new XdrReader(body)));
-      } catch {
+      } catch { // safe-catch: a malformed event is dropped, not fatal to the connection
         return; // a malformed event is dropped, not fatal
       }
       for (const reg of this.eventRegs.values()) {

@@ -70,7 +70,7 @@ export function quote(value: unknown, max = 64): string {
   let s: string;
   try {
     s = JSON.stringify(value) ?? String(value);
-  } catch {
+  } catch { // safe-catch: a value JSON cannot carry (cycle, BigInt) is shown with String()
     s = String(value);
   }
   s = s.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);

@@ -44,6 +44,7 @@ async function listYamlFiles(root: string, rel = ''): Promise<string[]> {
     else if (YAML_EXT.test(ent.name)) {
       if (ent.isFile()) out.push(relPath);
       else if (ent.isSymbolicLink()) {
+        // safe-catch: a dangling symlink is not a manifest file
         const st = await stat(join(root, relPath)).catch(() => undefined);
         if (st?.isFile()) out.push(relPath);
       }
@@ -139,12 +140,13 @@ async function gitInfo(dir: string): Promise<{ gitCommit?: string; gitDirty?: bo
     const opts = { cwd: dir, timeout: 10_000, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } };
     const inside = await execFileAsync('git', ['rev-parse', '--is-inside-work-tree'], opts);
     if (inside.stdout.trim() !== 'true') return {};
+    // safe-catch: a repository without commits has no HEAD: no revision to record
     const head = await execFileAsync('git', ['rev-parse', '--verify', '-q', 'HEAD'], opts).catch(() => undefined);
     const commit = head?.stdout.trim();
     if (!commit) return {};
     const status = await execFileAsync('git', ['status', '--porcelain', '--untracked-files=normal', '--', '.'], opts);
     return { gitCommit: commit, gitDirty: status.stdout.trim().length > 0 };
-  } catch {
+  } catch { // safe-catch: not a git work tree, or git missing: no revision to record
     return {};
   }
 }

@@ -82,7 +82,7 @@ export function realPathOf(p: string): string {
     try {
       const real = realpathSync(cur);
       return rest.length ? join(real, ...rest.reverse()) : real;
-    } catch {
+    } catch { // safe-catch: this path does not exist (yet): resolve its parent and keep the rest
       const parent = dirname(cur);
       if (parent === cur) return posix.normalize(p);
       rest.push(basename(cur));
@@ -209,7 +209,7 @@ export function checkPolicy(entries: readonly Entry[], policy: Policy): Manifest
           let host: string;
           try {
             host = new URL(value).hostname;
-          } catch {
+          } catch { // safe-catch: the kind's own validation reports a malformed URL
             continue; // the kind's own validation reports a malformed URL
           }
           if (!hostAllowed(host, policy.urlHosts)) {
@@ -235,7 +235,7 @@ function sizeOf(v: unknown): number | undefined {
   if (typeof v !== 'string' && typeof v !== 'number') return undefined;
   try {
     return parseSize(v);
-  } catch {
+  } catch { // safe-catch: not a size: the schema and semantic checks report it
     return undefined;
   }
 }

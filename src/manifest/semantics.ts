@@ -90,10 +90,15 @@ function sizeOrReport(r: Reporter, e: Entry, path: FieldPath, value: string | nu
 }
 
 /** Whether {@link formatSize} shows `bytes` without rounding (8MiB yes, 15.26MiB no). */
+/** Why a file named by a manifest cannot be used: missing, or the reason it cannot be read. */
+function unreadable(err: NodeJS.ErrnoException): string {
+  return err.code === 'ENOENT' || err.code === 'ENOTDIR' ? 'does not exist' : `cannot be read (${err.code ?? err.message})`;
+}
+
 function formatsExactly(bytes: number): boolean {
   try {
     return parseSize(formatSize(bytes)) === bytes;
-  } catch {
+  } catch { // safe-catch: a size parseSize refuses does not format exactly
     return false;
   }
 }
@@ -172,12 +177,12 @@ async function checkCloudInit(
     if (!isAbsolute(f) && confine && !confine.inside(abs)) {
       return r.at(e, at('userDataFile'), `user-data file ${quote(f, 512)} resolves outside ${confine.what} (a symlink?): not read`);
     }
-    const st = await stat(abs).catch(() => undefined);
-    if (!st) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} does not exist`);
+    const st = await stat(abs).catch((err: NodeJS.ErrnoException) => err);
+    if (st instanceof Error) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} ${unreadable(st)}`);
     if (!st.isFile()) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is not a regular file`);
     if (st.size > MAX_USER_DATA) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is larger than 1MiB (${st.size} bytes)`);
-    const bytes = await readFile(abs).catch(() => undefined);
-    if (!bytes) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} cannot be read`);
+    const bytes = await readFile(abs).catch((err: NodeJS.ErrnoException) => err);
+    if (bytes instanceof Error) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} ${unreadable(bytes)}`);
     const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
     if (text.includes('\uFFFD') || text.includes('\u0000')) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is not UTF-8 text`);
     ci.userDataFile = abs;
@@ -307,10 +312,8 @@ export async function checkSemantics(entries: Entry[], opts: {
     if (cap !== undefined) {
       if (cap <= 0) r.at(e, ['spec', 'capacity'], 'capacity must be greater than 0');
       else if (cap > MAX_CAPACITY) r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} exceeds the 64TiB limit`);
-      else if ((spec.format ?? 'qcow2') === 'qcow2' && cap % 512 !== 0) {
-        // QEMU makes it whole sectors: every later run would see the larger size as a shrink to undo.
-        r.at(e, ['spec', 'capacity'], `capacity ${cap} bytes is not a multiple of 512: a qcow2 volume's size is whole 512-byte sectors (QEMU would make it ${Math.ceil(cap / 512) * 512} bytes)`);
-      } else if (e.name) capacities.set(e.name, cap);
+      // Any other size is accepted: the Volume kind rounds it up to what the host stores (whole KiB).
+      else if (e.name) capacities.set(e.name, cap);
     }
     refCheck(e, ['spec', 'pool'], 'StoragePool', spec.pool);
     if (spec.backingVolume !== undefined && spec.source !== undefined) {
@@ -325,7 +328,7 @@ export async function checkSemantics(entries: Entry[], opts: {
         const u = new URL(spec.source.url);
         if (u.protocol !== 'http:' && u.protocol !== 'https:') r.at(e, ['spec', 'source', 'url'], 'only http:// and https:// URLs are supported');
         else if (!u.hostname) r.at(e, ['spec', 'source', 'url'], 'the URL has no host');
-      } catch {
+      } catch { // safe-catch: reported on the next line as an invalid URL
         r.at(e, ['spec', 'source', 'url'], 'is not a valid URL');
       }
       spec.source.sha256 = spec.source.sha256.toLowerCase();
@@ -343,21 +346,21 @@ export async function checkSemantics(entries: Entry[], opts: {
         spec.source = abs; // the loader rewrites relative paths to absolute ones
         const escapes = !isAbsolute(src) && opts.confine !== undefined && !opts.confine.inside(abs);
         // Refused by the policy or outside the sandbox: never opened (not even its header).
-        const st = opts.skipSourceProbe?.has(e) || escapes ? 'skip' as const : await stat(abs).catch(() => undefined);
+        const st = opts.skipSourceProbe?.has(e) || escapes ? 'skip' as const : await stat(abs).catch((err: NodeJS.ErrnoException) => err);
         if (escapes) r.at(e, ['spec', 'source'], `source image ${quote(src, 512)} resolves outside ${opts.confine!.what} (a symlink?): not read`);
         else if (st === 'skip') { /* reported by the policy check */ }
-        else if (!st) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} does not exist`);
+        else if (st instanceof Error) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} ${unreadable(st)}`);
         else if (!st.isFile()) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is not a regular file`);
         else {
-          const img = await readImageHeader(abs, st.size).catch(() => undefined);
-          if (!img) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} cannot be read`);
+          const img = await readImageHeader(abs, st.size).catch((err: NodeJS.ErrnoException) => err);
+          if (img instanceof Error) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} ${unreadable(img)}`);
           else if (img.backingFile) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is a qcow2 image with a backing file: refused (it could read other host files)`);
           else if (img.externalDataFile) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} is a qcow2 image with an external data file: refused (it could read other host files)`);
           else if (cap !== undefined && cap > 0 && img.virtualSize > cap) {
             r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (${img.format}, ${img.virtualSize} bytes virtual size)`);
           } else {
-            const sha256 = await fileSha256(abs, st).catch(() => undefined);
-            if (!sha256) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} cannot be read`);
+            const sha256 = await fileSha256(abs, st).catch((err: NodeJS.ErrnoException) => err);
+            if (sha256 instanceof Error) r.at(e, ['spec', 'source'], `source image ${quote(abs, 512)} ${unreadable(sha256)}`);
             else {
               e.image = { sha256, size: st.size, format: img.format, virtualSize: img.virtualSize };
               // Left out: the image's virtual size (known now, from the file's header).

@@ -190,7 +190,7 @@ export function parseYamlFile(file: string, bytes: Buffer): ParsedFile {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
+  } catch { // safe-catch: reported on the next line as not valid UTF-8
     errors.push(fileError(file, { line: 1, col: 1 }, 'file is not valid UTF-8'));
     return { docs: [], errors };
   }

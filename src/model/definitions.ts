@@ -195,7 +195,11 @@ export interface NetworkDetail {
   uuid: string;
   active: boolean;
   autostart: boolean;
-  mode: NetworkMode;
+  /**
+   * The forward mode; a mode virtform does not model (`route`, `open`, `passthrough`, …, set
+   * outside virtform) is reported as libvirt writes it, so the diff sees it as a difference.
+   */
+  mode: NetworkMode | UnmodelledValue;
   bridge?: string;
   ipv4?: { address: string; prefix: number };
   dhcp?: { start: string; end: string; hosts: DhcpHost[] };
@@ -203,6 +207,9 @@ export interface NetworkDetail {
   /** The inactive XML as libvirt gave it (read by observe's definitions): what exact drift compares with the baseline. */
   xml?: string;
 }
+
+/** A value read from the host that virtform's model has no name for (kept as libvirt wrote it). */
+export type UnmodelledValue = string & { readonly unmodelled?: true };
 
 export interface PoolDetail {
   name: string;

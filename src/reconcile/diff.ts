@@ -9,7 +9,7 @@ import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import type { Observed } from './observe.js';
 import { ownershipOf } from './ownership.js';
 import type { Desired } from './desired.js';
-import { recordedConfig, recordedFacts, type DiffOptions, type ResourceChange } from './change.js';
+import { change, recordedConfig, recordedFacts, type DiffOptions, type ResourceChange } from './change.js';
 import { KINDS, kindOf, opInfo, type DesiredResource, type StepOp } from './kinds/index.js';
 
 export {
@@ -90,15 +90,32 @@ export function notices(desired: Desired, observed: Observed, changes: ResourceC
   return out;
 }
 
+/**
+ * A declared object whose definition exists but cannot be read (observe's `unreadable`): it is not
+ * compared and not touched; the change is a conflict of that resource alone (Stalled), so what
+ * depends on it is blocked and everything else converges.
+ */
+function unreadableChange(r: DesiredResource, why: string, observed: Observed): ResourceChange {
+  const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key);
+  return change(r, 'conflict', `${r.kind} ${r.name} exists but ${why}; virtform leaves it untouched until its definition can be read`, own);
+}
+
 export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {}): ResourceChange[] {
   const ctx = { observed, opts };
   const changes: ResourceChange[] = [];
   const byKind = new Map<ResourceKind, DesiredResource[]>(RESOURCE_KINDS.map((k) => [k, []]));
   const suspended = new Set<string>();
+  const stalled = new Set<string>();
   for (const r of desired.resources) {
     // metadata.reconcile: disabled: left alone (the plan lists it under `suspended`).
     if (r.suspended) {
       suspended.add(r.key);
+      continue;
+    }
+    const unreadable = observed.unreadable?.get(r.key);
+    if (unreadable !== undefined) {
+      stalled.add(r.key);
+      changes.push(unreadableChange(r, unreadable, observed));
       continue;
     }
     byKind.get(r.kind)!.push(r);
@@ -109,8 +126,12 @@ export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {
   // after the old one, which holds its disks, is gone).
   changes.push(...diffPrune(desired, observed));
   for (const k of RESOURCE_KINDS) KINDS[k].afterDiff?.(byKind.get(k)!, observed, changes, opts);
-  // A cross-resource adjustment (a VM restarted for its replaced disk) never touches a suspended one.
-  for (let i = changes.length - 1; i >= 0; i--) if (suspended.has(changes[i]!.key)) changes.splice(i, 1);
+  // A cross-resource adjustment (a VM restarted for its replaced disk) never touches a suspended
+  // one, nor one whose definition cannot be read (its conflict stays the only change).
+  for (let i = changes.length - 1; i >= 0; i--) {
+    const c = changes[i]!;
+    if (suspended.has(c.key) || (stalled.has(c.key) && c.action !== 'conflict')) changes.splice(i, 1);
+  }
   const order = (k: ResourceKind): number => RESOURCE_KINDS.indexOf(k);
   return changes.sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name));
 }

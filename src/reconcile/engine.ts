@@ -146,6 +146,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   // Downloaded images no declared volume names any more, partial downloads and converted copies
   // left by killed runs, are removed.
   const keep = new Set(opts.desired.resources.flatMap((r) => (r.kind === 'Volume' && r.image?.kind === 'url' ? [r.image.sha256] : [])));
+  // safe-catch: the image cache clean-up is best effort; the next apply prunes again
   await images.prune(keep).catch(() => undefined);
 
   // Baselines taken again without a change (first run after an upgrade, another libvirt version,

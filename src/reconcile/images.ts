@@ -30,6 +30,13 @@ import { readImageHeader, type ImageHeader } from '../manifest/image.js';
 import { hostAllowed } from '../manifest/policy.js';
 import { HostError } from './ports.js';
 
+
+/** readdir's failure for a cache folder that does not exist yet: no files. Any other error is thrown. */
+function noFolderIsEmpty(e: NodeJS.ErrnoException): string[] {
+  if (e.code === 'ENOENT') return [];
+  throw e;
+}
+
 export interface ImageProgress {
   phase: 'download' | 'upload';
   bytes: number;
@@ -69,7 +76,7 @@ export function redactUrl(url: string): string {
     u.username = '';
     u.password = '';
     return u.toString().replace('://', '://***@');
-  } catch {
+  } catch { // safe-catch: not a URL the parser takes: redacted by pattern instead
     return url.replace(/\/\/[^/@\s]*@/, '//***@');
   }
 }
@@ -122,6 +129,7 @@ export class ImageCache {
 
   private async fetchOnce(url: string, sha256: string, onProgress?: (p: ImageProgress) => void, maxBytes?: number, rules: UrlRules = {}): Promise<CachedImage> {
     const final = join(this.dir, sha256);
+    // safe-catch: not cached yet (ENOENT); a cache folder that cannot be used fails the mkdir/download below
     const have = await stat(final).catch(() => undefined);
     if (have?.isFile()) return { path: final, sha256, size: have.size, header: await readImageHeader(final, have.size), downloaded: false };
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
@@ -230,13 +238,13 @@ export class ImageCache {
   }
 
   private async removeParts(sha256: string): Promise<void> {
-    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const names = await readdir(this.dir).catch(noFolderIsEmpty);
     await Promise.all(names.filter((n) => n.startsWith(`${sha256}.part.`)).map((n) => rm(join(this.dir, n), { force: true })));
   }
 
   /** Remove cached images (and partial downloads) whose sha256 is not in `keep`. */
   async prune(keep: Set<string>): Promise<string[]> {
-    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const names = await readdir(this.dir).catch(noFolderIsEmpty);
     const removed: string[] = [];
     for (const n of names) {
       const convert = /^convert\.(\d+)\./.exec(n);

@@ -11,6 +11,7 @@ import { xmlSha256 } from '../libvirt/xml/compare.js';
 import type { Desired } from './desired.js';
 import { parseResourceKey, resourceKey } from '../model/kinds.js';
 import { kindOf } from './kinds/index.js';
+import { HostError } from './ports.js';
 
 export interface StateReader {
   resources: {
@@ -60,6 +61,11 @@ export interface Observed {
    */
   definitions: Map<string, unknown>;
   /**
+   * Objects that exist but whose definition virtform cannot parse, by resource key, with the
+   * reason: not in `definitions`. Diff reports each on its own resource (Stalled) and goes on.
+   */
+  unreadable?: Map<string, string>;
+  /**
    * The host's domain capabilities (CPU modes and models, graphics types), read only when a
    * desired resource's kind asks for them (`needsDomainCapabilities`); null: the host has none.
    */
@@ -86,15 +92,19 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   // as they come, and the volume listing's chained calls (lookup, refresh, list) go out meanwhile
   // instead of after the whole read. Volumes of desired pools are listed right away; a pool that
   // does not exist or is inactive simply has no listing.
-  const listing = new Map<string, Promise<ObservedVolume[] | undefined>>();
+  // A listing's failure is kept (not thrown yet): it is expected of a pool that does not exist or
+  // is inactive, which the snapshot tells; for an active pool it fails the run below.
+  const listing = new Map<string, Promise<{ list: ObservedVolume[] } | { error: unknown }>>();
   const listPool = (name: string): void => {
-    if (!listing.has(name)) listing.set(name, counted(host.listVolumes(name)).catch(() => undefined));
+    if (!listing.has(name)) listing.set(name, counted(host.listVolumes(name)).then((list) => ({ list }), (error: unknown) => ({ error })));
   };
   const snapshotP = counted(host.snapshot());
-  snapshotP.catch(() => undefined); // awaited below: a failure meanwhile is not an unhandled rejection
+  // safe-catch: only marks the rejection handled; snapshotP itself is awaited below and throws there.
+  snapshotP.catch(() => undefined);
   const exactOn = host.versionTag !== undefined && host.inactiveXml !== undefined && state.baselines !== undefined;
   const versionP = exactOn ? counted(host.versionTag!()) : undefined;
-  versionP?.catch(() => undefined); // awaited below, like the snapshot
+  // safe-catch: only marks the rejection handled; versionP is awaited below and throws there.
+  versionP?.catch(() => undefined);
   for (const r of desired.resources) for (const p of kindOf(r.kind).poolsToList?.({ desired: r }) ?? []) listPool(p);
   await turnOfEventLoop();
   const open = await state.journal.listUnresolved();
@@ -128,8 +138,10 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   const pools = new Map(snapshot.pools.map((p) => [p.name, p]));
   const volumes = new Map<string, Map<string, ObservedVolume>>();
   for (const [name, p] of listing) {
-    const list = await p;
-    if (list && pools.get(name)?.active) volumes.set(name, new Map(list.map((v) => [v.name, v])));
+    const r = await p;
+    if (!pools.get(name)?.active) continue; // absent or inactive: its volumes cannot be listed
+    if ('error' in r) throw r.error;
+    volumes.set(name, new Map(r.list.map((v) => [v.name, v])));
   }
 
   const observed: Observed = {
@@ -141,6 +153,7 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     records: recordMap,
     openJournal,
     definitions: new Map(),
+    unreadable: new Map(),
     hostCalls,
   };
 
@@ -169,9 +182,16 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   }
   // Checked against what the hypervisor offers: one call, only when something declares what needs it.
   const needCaps = desired.resources.some((r) => (kindOf(r.kind).needsDomainCapabilities as ((x: unknown) => boolean) | undefined)?.(r));
-  const capsP = needCaps ? counted(host.domainCapabilities()).catch(() => undefined) : Promise.resolve(undefined);
+  // A failure to read them fails the run (the checks are never skipped silently), except a domain
+  // type the host does not offer at all (`invalid`): the define step then fails with the types
+  // it does offer, as without the checks.
+  const capsP = needCaps
+    ? counted(host.domainCapabilities()).then((c) => ({ c }), (error: unknown) => ({ error }))
+    : Promise.resolve({ c: undefined });
   const reads = await Promise.all(RESOURCE_KINDS.map((k) => counted(kindOf(k).readDefinitions(host, observed, wanted.get(k)!))));
-  const caps = await capsP;
+  const capsR = await capsP;
+  if ('error' in capsR && !(capsR.error instanceof HostError && capsR.error.code === 'invalid')) throw capsR.error;
+  const caps = 'c' in capsR ? capsR.c : undefined;
   if (caps !== undefined) observed.domainCapabilities = caps;
   for (const m of reads) for (const [key, d] of m) observed.definitions.set(key, d);
   if (exactOn) {

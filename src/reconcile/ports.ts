@@ -55,12 +55,17 @@ export interface ObservedDomain {
   persistent?: boolean;
 }
 
-/** Persistent definitions read back for listed objects, by name (volumes: by volume key, the file path). */
+/**
+ * Persistent definitions read back for listed objects, by name (volumes: by volume key, the file
+ * path). `unreadable`: an object whose definition virtform cannot parse is left out of the result
+ * and named there (same key) with the reason, so one such object does not fail the read of all;
+ * without it, it fails the read. Connection and daemon errors always fail the read.
+ */
 export interface HostDefinitions {
-  domains(list: ObservedDomain[]): Promise<Map<string, DomainDetail>>;
-  networks(list: ObservedNetwork[]): Promise<Map<string, NetworkDetail>>;
-  pools(list: ObservedPool[]): Promise<Map<string, PoolDetail>>;
-  volumes(list: ObservedVolume[]): Promise<Map<string, VolumeDetail>>;
+  domains(list: ObservedDomain[], unreadable?: Map<string, string>): Promise<Map<string, DomainDetail>>;
+  networks(list: ObservedNetwork[], unreadable?: Map<string, string>): Promise<Map<string, NetworkDetail>>;
+  pools(list: ObservedPool[], unreadable?: Map<string, string>): Promise<Map<string, PoolDetail>>;
+  volumes(list: ObservedVolume[], unreadable?: Map<string, string>): Promise<Map<string, VolumeDetail>>;
 }
 
 /** One bulk snapshot of the host: a constant number of list calls, independent of inventory size. */

@@ -81,6 +81,8 @@ export function dataLossOf(c: ResourceChange, desired: Desired, observed: Observ
     if (kindOfKey(key) !== 'VirtualMachine' || path === undefined) continue;
     if (((d as DomainDetail).disks ?? []).some((disk) => disk.path === path)) users.add(key);
   }
+  // A managed VM whose definition cannot be read may use it: not derived data.
+  for (const key of observed.unreadable?.keys() ?? []) if (kindOfKey(key) === 'VirtualMachine') users.add(`${key} (its definition cannot be read, it may use it)`);
   for (const u of [...users].sort()) why.push(`attached to ${u}`);
 
   const clones = new Set<string>();

@@ -171,7 +171,7 @@ function parseJson(text: string | null | undefined): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(text);
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
+  } catch { // safe-catch: this folder does not exist: look at its parent
     return {};
   }
 }
@@ -865,7 +865,7 @@ function existingAncestor(dir: string): string {
     try {
       statSync(d);
       return d;
-    } catch {
+    } catch { // safe-catch: this folder does not exist: look at its parent
       if (dirname(d) === d) return d;
     }
   }
@@ -961,6 +961,7 @@ async function migrate(db: Kysely<StateDatabase>, sqlite: Database.Database): Pr
   // In one thread, a second connection's BEGIN IMMEDIATE would block the event loop (busy_timeout
   // is a synchronous wait) while the first migration awaits: serialize migrations in-process.
   const run = migrationChain.then(() => migrateLocked(db, sqlite));
+  // safe-catch: keeps the chain going; the caller gets `run` and its error
   migrationChain = run.catch(() => undefined);
   return run;
 }

@@ -6,7 +6,7 @@
  * interface queries per running VM on other networks). Read-only.
  */
 import type { DesiredResource } from '../reconcile/desired.js';
-import type { HostPort } from '../reconcile/ports.js';
+import { HostError, type HostPort } from '../reconcile/ports.js';
 import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
 import { managedNetworks, observeAddresses, recordedNics, recordedStart } from './addresses.js';
@@ -47,7 +47,11 @@ export async function observeForStatus(host: StatusHost, records: ResourceRecord
     for (const d of declared ?? []) if (d.kind === 'VirtualMachine' && d.config.graphics) withGraphics.add(d.name);
     for (const name of withGraphics) {
       if (!snapshot.domains.find((x) => x.name === name)?.active) continue;
-      const live = await host.getRunningDomain(name).catch(() => null);
+      // A domain gone since the listing has no graphics; any other failure (the connection) fails the status.
+      const live = await host.getRunningDomain(name).catch((e: unknown) => {
+        if (e instanceof HostError && e.code === 'not-found') return null;
+        throw e;
+      });
       if (live && live.graphics.length > 0) graphics.set(name, live.graphics);
     }
   }

@@ -71,7 +71,7 @@ export async function waitForAddresses(host: WaitHost, targets: readonly Address
       lastEvent.set(e.name, e);
       if (e.event === 'stopped' || e.event === 'crashed' || e.event === 'shutdown') wake?.();
     });
-  } catch {
+  } catch { // safe-catch: no events (a driver or proxy without them): the polls still see a stopped VM
     // No events (a driver or proxy without them): the polls still see a stopped VM.
   }
   const noAgent = new Set<string>();
@@ -120,6 +120,7 @@ export async function waitForAddresses(host: WaitHost, targets: readonly Address
       delay = Math.min(delay * 2, maxDelay);
     }
   } finally {
+    // safe-catch: unsubscribing on the way out; the wait result is already decided
     await unsubscribe?.().catch(() => undefined);
   }
 }

@@ -220,12 +220,14 @@ export class WatchController {
       try {
         await this.#o.git.initialize();
       } catch (e) {
+        // safe-catch: releasing before rethrowing the start-up error, which is what is reported
         await this.#lock.release().catch(() => undefined);
         throw e;
       }
     }
     const first = await this.#manifests.load();
     if (!first.ok && first.empty) {
+      // safe-catch: releasing before throwing EmptyManifestsError, which is what is reported
       await this.#lock?.release().catch(() => undefined);
       throw new EmptyManifestsError(this.#o.dir);
     }
@@ -248,8 +250,10 @@ export class WatchController {
       this.#log.info('watch started', { dir: this.#o.dir, debounceMs: this.debounceMs, resyncMs: this.#o.resyncMs ?? 300_000 });
       await this.#connection.start(enqueue);
     } catch (e) {
+      // safe-catch: stopping the other sources on the way out; each logs its own errors
       for (const s of started) await s.stop().catch(() => undefined);
       clearInterval(this.#heartbeatTimer);
+      // safe-catch: releasing before rethrowing the start-up error, which is what is reported
       await this.#lock.release().catch(() => undefined);
       throw e;
     }
@@ -281,6 +285,7 @@ export class WatchController {
     this.#abort.abort();
     this.#log.info('stopping', { runInFlight: this.#runner.inFlight });
     clearInterval(this.#heartbeatTimer);
+    // safe-catch: stopping the other sources on the way out; each logs its own errors
     for (const s of this.#sources) if (s !== this.#connection) await s.stop().catch(() => undefined);
     await this.#runner.idle();
     await this.#connection.stop();
@@ -297,8 +302,10 @@ export class WatchController {
 
   async status(): Promise<WatchStatus> {
     const store = this.#o.store;
-    const records = await store.resources.list().catch(() => []);
-    const revisions = await revisionsFor(store, records).catch(() => new Map());
+    // A state DB that cannot be read fails the status (the HTTP endpoint answers 500), rather
+    // than reporting no resources.
+    const records = await store.resources.list();
+    const revisions = await revisionsFor(store, records);
     const lastGood = this.#manifests.lastGood;
     let host: HostView | undefined;
     let hostError: string | null = null;
@@ -313,8 +320,8 @@ export class WatchController {
       hostError = `not connected (${this.#connection.state})`;
     }
     const stalled = new Map(this.#runner.stalled.map((s) => [s.resource, s.reason]));
-    const suspension = await store.controls.suspension().catch(() => undefined);
-    const previousConditions = await store.conditions.list().catch(() => undefined);
+    const suspension = await store.controls.suspension();
+    const previousConditions = await store.conditions.list();
     const report = buildStatus({
       records, declared: lastGood?.resources, host, revisions, stalled, drift: this.#runner.drift, pending: this.#runner.pending, suspension, previousConditions,
     });
@@ -345,6 +352,7 @@ export class WatchController {
     if (!this.#view || this.#view.host !== raw || now - this.#view.at > STATUS_VIEW_TTL_MS) {
       const view = observeForStatus(raw, records, this.#manifests.lastGood?.resources);
       this.#view = { at: now, view, host: raw };
+      // safe-catch: only forgets a failed cached view; the caller awaits the same promise and gets the error
       view.catch(() => {
         if (this.#view?.view === view) this.#view = undefined;
       });
@@ -391,6 +399,7 @@ export class WatchController {
         }
         this.#view = { at: Date.now(), view: Promise.resolve({ snapshot: last.observed.snapshot, volumeKeys, volumeNames }), host: raw };
       }
+      // safe-catch: refreshes the status metrics after a run; a failure shows on the next /status (HTTP 500)
       await this.status().catch(() => undefined);
     }
   }

@@ -33,7 +33,7 @@ export function jsonLogger(opts: { level?: LogLevel; write?: (line: string) => v
     let line: string;
     try {
       line = JSON.stringify(rec);
-    } catch {
+    } catch { // safe-catch: fields that JSON cannot carry: the line is logged without them, saying so
       line = JSON.stringify({ ts: rec.ts, level, msg, note: 'fields not serializable' });
     }
     write(`${printable(line)}\n`); // JSON: \uXXXX escapes read back as the same characters

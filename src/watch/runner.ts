@@ -330,6 +330,7 @@ export class Runner {
       this.#settle(run, []);
     } finally {
       this.#inFlight = false;
+      // safe-catch: afterRun hooks log their own errors (git: recording the applied commit)
       await o.afterRun?.().catch(() => undefined);
     }
   }

@@ -239,26 +239,41 @@ export class FakeHost implements HostPort {
    * Like the adapter: one read per listed object, objects gone since listing left out. These are
    * the persistent definitions (the adapter reads with the INACTIVE flag), not what get* shows.
    */
+  /**
+   * Names (volumes: keys) of objects whose definition the real adapter's parser would refuse, with
+   * the parser's message: `definitions` reports them as unreadable (or fails without a collector).
+   */
+  unparsable = new Map<string, string>();
   readonly definitions: HostDefinitions = {
-    domains: async (list) => this.describe('describeDomain', list, (n) => this.domainDetail(n, 'persistent')),
-    networks: async (list) => this.describe('describeNetwork', list, (n) => this.networkDetail(n, 'persistent')),
-    pools: async (list) => this.describe('describePool', list, (n) => this.poolDetail(n, 'persistent')),
-    volumes: async (list) => {
+    domains: async (list, u) => this.describe('describeDomain', list, u, (n) => this.domainDetail(n, 'persistent')),
+    networks: async (list, u) => this.describe('describeNetwork', list, u, (n) => this.networkDetail(n, 'persistent')),
+    pools: async (list, u) => this.describe('describePool', list, u, (n) => this.poolDetail(n, 'persistent')),
+    volumes: async (list, u) => {
       const out = new Map<string, VolumeDetail>();
       for (const v of list) {
         this.call('describeVolume', v.name, false);
         if (this.pools.get(v.pool)?.active === false) throw failed(`storage pool '${v.pool}' is not active`);
         const d = this.volumes.get(v.pool)?.get(v.name);
+        if (d && this.unreadable(v.key, u)) continue;
         if (d) out.set(v.key, { ...d });
       }
       return out;
     },
   };
-  private describe<D>(op: string, list: { name: string }[], get: (name: string) => D | null): Map<string, D> {
+  /** True when the object is in `unparsable` (then reported in `u`, or thrown without it). */
+  private unreadable(key: string, u: Map<string, string> | undefined): boolean {
+    const why = this.unparsable.get(key);
+    if (why === undefined) return false;
+    if (!u) throw new HostError('unknown', why);
+    u.set(key, `its definition cannot be read: ${why}`);
+    return true;
+  }
+  private describe<D>(op: string, list: { name: string }[], u: Map<string, string> | undefined, get: (name: string) => D | null): Map<string, D> {
     const out = new Map<string, D>();
     for (const o of list) {
       this.call(op, o.name, false);
       const d = get(o.name);
+      if (d && this.unreadable(o.name, u)) continue;
       if (d) out.set(o.name, d);
     }
     return out;

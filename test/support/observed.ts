@@ -256,7 +256,7 @@ export class ObservedBuilder {
       snapshot: { pools: [...this.pools.values()], networks: [...this.networks.values()], domains: [...this.domains.values()] },
       pools: new Map(this.pools), networks: new Map(this.networks), domains: new Map(this.domains),
       volumes: new Map([...this.volumes].map(([k, v]) => [k, new Map(v)])),
-      records: new Map(this.records), openJournal: new Map(this.openJournal), definitions: new Map(), hostCalls: 0,
+      records: new Map(this.records), openJournal: new Map(this.openJournal), definitions: new Map(), unreadable: new Map(), hostCalls: 0,
     };
     // Who wants a definition read, exactly as observe.ts builds it.
     const wanted = new Map<ResourceKind, Map<string, { name: string; where: Locator }>>(RESOURCE_KINDS.map((k) => [k, new Map()]));

@@ -129,6 +129,11 @@ const first = (n: XNode | undefined, tag: string): XNode | undefined => kids(n, 
 const at = (n: XNode | undefined, name: string): string | undefined => (n ? (n[`@_${name}`] as string | undefined) : undefined);
 const txt = (n: XNode | undefined): string | undefined => (n ? String(n['#text'] ?? '') : undefined);
 
+/** Text content as XML escapes it (libvirt writes these five). */
+function decodeXmlText(s: string): string {
+  return s.replace(/&(lt|gt|quot|apos|amp);/g, (_, e: string) => ({ lt: '<', gt: '>', quot: '"', apos: "'", amp: '&' })[e]!);
+}
+
 const UNITS: Record<string, number> = {
   b: 1, bytes: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4,
   kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3, tb: 1000 ** 4,
@@ -387,15 +392,19 @@ function compareVm(
   const info = parseInfo(f!.info);
   const uuid = txt(first(root, 'uuid')) ?? '';
   const vcpu = first(root, 'vcpu');
-  d.eq('vcpus', String(c.vcpus), txt(vcpu));
-  if (at(vcpu, 'current') !== undefined) d.eq('vcpus (current)', String(c.vcpus), at(vcpu, 'current'));
+  // `<vcpu>` is the maximum (spec.maxVcpus, default vcpus), its `current` the vCPUs (issue 18: the
+  // property test found the oracle ignoring maxVcpus/maxMemory).
+  d.eq('vcpus', String(c.maxVcpus ?? c.vcpus), txt(vcpu));
+  if (at(vcpu, 'current') !== undefined || c.maxVcpus !== undefined) d.eq('vcpus (current)', String(c.vcpus), at(vcpu, 'current') ?? txt(vcpu));
   const kib = (n: XNode | undefined): string | undefined => {
     const b = scaled(n, 'KiB');
     return b === undefined ? undefined : String(Math.ceil(b / 1024));
   };
-  d.eq('memory KiB', String(c.memoryKiB), kib(first(root, 'memory')));
+  d.eq('memory KiB', String(c.maxMemoryKiB ?? c.memoryKiB), kib(first(root, 'memory')));
   d.eq('currentMemory KiB', String(c.memoryKiB), kib(first(root, 'currentMemory')));
-  d.eq('description', c.description || undefined, txt(first(root, 'description')) || undefined);
+  // Read from the raw XML: the parser trims text, and leading or trailing blanks are part of it.
+  const rawDescription = /<description>([\s\S]*?)<\/description>/.exec(f!.xml)?.[1];
+  d.eq('description', c.description || undefined, rawDescription === undefined ? undefined : decodeXmlText(rawDescription) || undefined);
   d.eq('state', r.state === 'running' ? 'running' : 'shut off', info.State);
   d.eq('autostart', r.autostart ? 'enable' : 'disable', info.Autostart);
   const m = ownerMarker(root);

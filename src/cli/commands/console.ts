@@ -49,6 +49,7 @@ export async function runConsole(name: string, o: ConsoleOptions, io: ConsoleIo 
     stream = await openDomainConsole(host, name, { force: o.force });
   } catch (e) {
     say(`virtform console: ${e instanceof ConsoleError ? e.message : errorMessage(e)}`);
+    // safe-catch: closing the connection on the way out; the session outcome is already decided
     await host.close().catch(() => undefined);
     return EXIT.failure;
   }
@@ -60,7 +61,7 @@ export async function runConsole(name: string, o: ConsoleOptions, io: ConsoleIo 
       raw = false;
       try {
         io.stdin.setRawMode!(false);
-      } catch {
+      } catch { // safe-catch: the terminal is gone; nothing to restore
         /* the terminal is gone */
       }
     }
@@ -118,6 +119,7 @@ export async function runConsole(name: string, o: ConsoleOptions, io: ConsoleIo 
   io.stdin.pause();
   // Leave: abort the stream (the daemon drops it at once, as virsh does), then close the connection.
   if (!stream.destroyed) stream.destroy();
+  // safe-catch: closing the connection on the way out; the session outcome is already decided
   await host.close().catch(() => undefined);
   if (tty) io.stderr.write('\r\n');
   if (end.message) say(`virtform console: ${end.message}`);

@@ -274,8 +274,11 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
     process.off('SIGINT', releaseOnSignal);
     process.off('SIGTERM', releaseOnSignal);
     gitRead?.repo.dispose();
+    // safe-catch: cleanup in finally; the run's own outcome is already decided and reported
     await host?.close().catch(() => undefined);
+    // safe-catch: cleanup in finally; a lock left behind expires (heartbeat) and is taken over
     await lock?.release().catch(() => undefined);
+    // safe-catch: cleanup in finally; SQLite keeps what was committed
     await store.close().catch(() => undefined);
   }
 }

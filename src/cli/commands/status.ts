@@ -77,16 +77,24 @@ export async function runStatus(
     let hostError: string | undefined;
     const drift = new Map<string, string>();
     const pending = new Map<string, string>();
+    const stalled = new Map<string, string>();
     if (!o.offline) {
       try {
         const conn = await openHost(o.uri);
         try {
           host = await observeForStatus(conn, records, declared);
           // With the manifests: the deep comparison a plan makes (read-only) tells definition drift too.
+          // A plan that cannot be made is an error of the status (exit 1), not "no drift". A
+          // resource the plan cannot touch (a conflict, a definition virtform cannot read) is
+          // stalled, as the watcher shows it.
           if (desired) {
-            const { plan } = await planOnly(conn, store, desired).catch(() => ({ plan: undefined }));
-            // Status tells the plan's story: drift is drifted, any other change pending, never converged.
-            for (const c of plan?.changes ?? []) (c.drift ? drift : pending).set(c.key, c.reason);
+            const { plan } = await planOnly(conn, store, desired);
+            // Status tells the plan's story: a conflict is stalled, drift drifted, any other change
+            // pending, never converged.
+            for (const c of plan.changes) {
+              if (c.action === 'conflict') stalled.set(c.key, `conflict: ${c.reason}`);
+              else (c.drift ? drift : pending).set(c.key, c.reason);
+            }
           }
         } finally {
           await conn.close();
@@ -98,8 +106,9 @@ export async function runStatus(
     const revisions = await revisionsFor(store, records);
     const suspension = await store.controls.suspension();
     const previousConditions = await store.conditions.list();
-    const { resources: rows, summary } = buildStatus({ records, declared, host, revisions, drift, pending, suspension, previousConditions });
+    const { resources: rows, summary } = buildStatus({ records, declared, host, revisions, drift, pending, stalled, suspension, previousConditions });
     // What the host showed moves the conditions' transition times; a status that did not ask it does not.
+    // safe-catch: conditions only record transition times; a busy DB must not fail a read-only status
     if (host) await persistConditions(store, rows).catch(() => undefined);
     const latest = await store.revisions.latest();
     const code = hostError || gitError ? EXIT.failure : EXIT.ok;

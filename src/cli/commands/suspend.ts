@@ -19,7 +19,7 @@ export function whoAmI(): string {
   if (!user) {
     try {
       user = userInfo().username;
-    } catch {
+    } catch { // safe-catch: no passwd entry for this uid: the uid names the user instead
       user = `uid ${process.getuid?.() ?? '?'}`;
     }
   }

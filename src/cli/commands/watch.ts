@@ -101,6 +101,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
         try {
           await verifyHostIdentity(store!, h, { record: true });
         } catch (e) {
+          // safe-catch: closing before rethrowing the identity error, which is what is reported
           await h.close().catch(() => undefined);
           if (e instanceof HostMismatchError) wrongHost(e);
           throw e;
@@ -173,8 +174,11 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
     log.error('watch failed', { error: errorMessage(e) });
     return EXIT.failure;
   } finally {
+    // safe-catch: cleanup in finally; the watch outcome is already decided and logged
     await server?.close().catch(() => undefined);
+    // safe-catch: cleanup in finally; the watch outcome is already decided and logged
     await controller?.stop().catch(() => undefined);
+    // safe-catch: cleanup in finally; SQLite keeps what was committed
     await store?.close().catch(() => undefined);
   }
 }

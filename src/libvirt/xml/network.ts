@@ -9,7 +9,7 @@
  * rejected by schema validation), so they are never written.
  */
 import { markerMetadata, readMarker } from './marker.js';
-import { LibvirtXmlError, type DhcpHost, type NetworkDef, type NetworkMode, type ParsedNetwork } from './types.js';
+import { LibvirtXmlError, type DhcpHost, type NetworkDef, type ParsedNetwork } from './types.js';
 import {
   attr,
   child,
@@ -99,25 +99,30 @@ function isIpv4(ip: XNode): boolean {
   return !(attr(ip, 'address') ?? '').includes(':');
 }
 
+/** libvirt's classful default prefix of an IPv4 `<ip>` that has neither prefix nor netmask. */
+function classfulPrefix(address: string): number | undefined {
+  const first = Number(address.split('.')[0]);
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address)) return undefined;
+  return first < 128 ? 8 : first < 192 ? 16 : first < 224 ? 24 : undefined;
+}
+
 /**
  * Read a network document. Returns {@link ParsedNetwork} (NetworkDetail without active/autostart).
  * The first IPv4 `<ip>` is reported (IPv6 ones are ignored). Forward modes other than nat/bridge
- * (route, open, passthrough, …) cannot be expressed in virtform's model: they raise
- * {@link LibvirtXmlError} 'unexpected-document'.
+ * (route, open, passthrough, …) cannot be expressed in virtform's model: they are reported as
+ * they are (`mode: 'route'`), never thrown, so one network changed outside virtform is a
+ * difference of that network, not a failure of the whole read. An `<ip>` without prefix or
+ * netmask takes libvirt's classful default.
  */
 export function parseNetworkXml(xml: string): ParsedNetwork {
   const root = parseRoot(xml, 'network');
   const name = childText(root, 'name');
   if (!name) throw new LibvirtXmlError('unexpected-document', 'network XML has no <name>');
   const forward = child(root, 'forward');
-  let mode: NetworkMode;
+  let mode: ParsedNetwork['mode'];
   if (!forward) mode = 'isolated';
   else {
-    const m = attr(forward, 'mode') ?? 'nat'; // libvirt's default forward mode is nat
-    if (m !== 'nat' && m !== 'bridge') {
-      throw new LibvirtXmlError('unexpected-document', `network ${name}: unsupported forward mode '${m}'`);
-    }
-    mode = m;
+    mode = attr(forward, 'mode') ?? 'nat'; // libvirt's default forward mode is nat
   }
   const out: ParsedNetwork = { name, uuid: childText(root, 'uuid') ?? '', mode };
   if (mode === 'bridge') {
@@ -133,6 +138,7 @@ export function parseNetworkXml(xml: string): ParsedNetwork {
     let prefix: number | undefined;
     if (prefixAttr !== undefined) prefix = parseIntStrict(prefixAttr, 'ip prefix');
     else if (netmask !== undefined) prefix = netmaskPrefix(netmask);
+    else prefix = classfulPrefix(address);
     if (prefix === undefined) throw new LibvirtXmlError('unexpected-document', `network ${name}: <ip> without prefix/netmask`);
     out.ipv4 = { address, prefix };
     const dhcp = child(ip, 'dhcp');

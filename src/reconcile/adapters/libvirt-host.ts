@@ -204,6 +204,7 @@ export class LibvirtHost implements HostPort {
         throw new HostError('invalid', e instanceof Error ? e.message : String(e));
       }
     });
+    // safe-catch: only clears the cache; the caller awaits the same promise and gets the error
     this.domainTypeCache.catch(() => {
       this.domainTypeCache = undefined;
     });
@@ -224,6 +225,7 @@ export class LibvirtHost implements HostPort {
         }
       });
     })();
+    // safe-catch: only clears the cache; the caller awaits the same promise and gets the error
     this.domainCapsCache.catch(() => {
       this.domainCapsCache = undefined;
     });
@@ -276,7 +278,11 @@ export class LibvirtHost implements HostPort {
     return this.op(`list volumes of pool ${pool}`, false, async () => {
       const p = await this.client.storagePoolLookupByName(pool);
       // Re-read the directory so files removed behind libvirt's back are seen (no definition changes).
-      await this.client.storagePoolRefresh(p).catch(() => undefined);
+      // A refresh can fail for a pool whose folder went away (the listing below still answers);
+      // a lost connection fails the listing.
+      await this.client.storagePoolRefresh(p).catch((e: unknown) => {
+        if (e instanceof ConnectionError) throw e;
+      });
       const vols = await this.client.storagePoolListAllVolumes(p, 0);
       return vols.map((v) => ({ pool, name: v.name, key: v.key }));
     });
@@ -285,22 +291,22 @@ export class LibvirtHost implements HostPort {
   // --- persistent definitions of listed objects (one call each, pipelined) ---------------------
 
   readonly definitions: HostDefinitions = {
-    domains: (list) => this.describe('domain definitions', list, async (d) => {
+    domains: (list, unreadable) => this.describe('domain definitions', list, unreadable, async (d) => {
       const ref = { name: d.name, uuid: d.uuid, id: d.id };
       const xml = await this.readInactive('domain', (flags) => this.client.domainGetXmlDesc(ref, flags), VIR_DOMAIN_XML_INACTIVE);
       // A running domain's live XML too: a device attached live only is drift (its device list is compared).
       const liveXml = d.active ? await this.client.domainGetXmlDesc(ref, 0) : undefined;
       return { ...parseDomainXml(xml), active: d.active, autostart: d.autostart, xml, ...(liveXml !== undefined ? { liveXml } : {}) };
     }),
-    networks: (list) => this.describe('network definitions', list, async (n) => {
+    networks: (list, unreadable) => this.describe('network definitions', list, unreadable, async (n) => {
       const xml = await this.readInactive('network', (flags) => this.client.networkGetXmlDesc({ name: n.name, uuid: n.uuid }, flags), VIR_NETWORK_XML_INACTIVE);
       return { ...parseNetworkXml(xml), active: n.active, autostart: n.autostart, xml };
     }),
-    pools: (list) => this.describe('pool definitions', list, async (p) => {
+    pools: (list, unreadable) => this.describe('pool definitions', list, unreadable, async (p) => {
       const xml = await this.readInactive('pool', (flags) => this.client.storagePoolGetXmlDesc({ name: p.name, uuid: p.uuid }, flags), VIR_STORAGE_XML_INACTIVE);
       return { ...parsePoolXml(xml), active: p.active, autostart: p.autostart, xml };
     }),
-    volumes: (list) => this.describe('volume definitions', list, async (v) =>
+    volumes: (list, unreadable) => this.describe('volume definitions', list, unreadable, async (v) =>
       parseVolumeXml(await this.client.storageVolGetXmlDesc({ pool: v.pool, name: v.name, key: v.key }, 0), v.pool), (v) => v.key),
   };
 
@@ -351,10 +357,12 @@ export class LibvirtHost implements HostPort {
   /**
    * One read per object, at most DESCRIBE_IN_FLIGHT on the wire at once (libvirtd works on
    * `max_client_requests`, 5 by default, per client and queues the rest); objects that vanished
-   * since they were listed are left out.
+   * since they were listed are left out. With `unreadable`, an object whose XML the parser refuses
+   * is left out and named there with the reason instead of failing the whole read.
    */
   private describe<T extends { name: string }, D>(
-    context: string, list: T[], read: (o: T) => Promise<D>, keyOf: (o: T) => string = (o) => o.name,
+    context: string, list: T[], unreadable: Map<string, string> | undefined, read: (o: T) => Promise<D>,
+    keyOf: (o: T) => string = (o) => o.name,
   ): Promise<Map<string, D>> {
     return this.op(context, false, async () => {
       const out = new Map<string, D>();
@@ -362,7 +370,14 @@ export class LibvirtHost implements HostPort {
       const worker = async (): Promise<void> => {
         while (next < list.length) {
           const o = list[next++]!;
-          const d = await this.maybe(() => read(o));
+          let d: D | null;
+          try {
+            d = await this.maybe(() => read(o));
+          } catch (e) {
+            if (!(unreadable && e instanceof LibvirtXmlError)) throw e;
+            unreadable.set(keyOf(o), `its definition cannot be read: ${e.message}`);
+            continue;
+          }
           if (d !== null) out.set(keyOf(o), d);
         }
       };
@@ -443,7 +458,7 @@ export class LibvirtHost implements HostPort {
   // --- addresses (read-only) ----------------------------------------------------------------
 
   networkLeases(list: ObservedNetwork[]): Promise<Map<string, DhcpLease[]>> {
-    return this.describe('DHCP leases', list.filter((n) => n.active), async (n) => {
+    return this.describe('DHCP leases', list.filter((n) => n.active), undefined, async (n) => {
       const { leases } = await this.client.networkGetDhcpLeases({ name: n.name, uuid: n.uuid }, null, 1, 0);
       return leases.map((l): DhcpLease => ({
         mac: l.mac ? l.mac.toLowerCase() : null,
@@ -497,6 +512,7 @@ export class LibvirtHost implements HostPort {
     return this.op(`start pool ${name}`, true, async () => {
       const p = await this.client.storagePoolLookupByName(name);
       if (await this.client.storagePoolIsActive(p)) return;
+      // safe-catch: mkdir of a directory that exists fails; a real problem fails storagePoolCreate just below
       await this.client.storagePoolBuild(p, 0).catch(() => undefined); // mkdir; fine if it exists
       await this.client.storagePoolCreate(p, 0);
     });
@@ -512,6 +528,7 @@ export class LibvirtHost implements HostPort {
       if (!p) return;
       if (await this.client.storagePoolIsActive(p)) await this.client.storagePoolDestroy(p);
       // Removes the directory only when it is empty: files virtform does not know stay.
+      // safe-catch: removes the directory only when empty: files virtform does not know stay (by design)
       if (opts.deleteDir) await this.client.storagePoolDelete(p, 0).catch(() => undefined);
       await this.client.storagePoolUndefine(p);
     });
@@ -543,6 +560,7 @@ export class LibvirtHost implements HostPort {
         stream.once('finish', resolve);
         stream.once('error', reject);
       });
+      // safe-catch: marks the rejection handled; `finished` is awaited below and its error thrown
       finished.catch(() => undefined);
       let sent = 0;
       try {
@@ -553,6 +571,7 @@ export class LibvirtHost implements HostPort {
         }
       } catch (e) {
         stream.destroy(e as Error);
+        // safe-catch: marks the rejection handled; `finished` is awaited below and its error thrown
         await finished.catch(() => undefined);
         throw e;
       }
@@ -641,6 +660,7 @@ export class LibvirtHost implements HostPort {
       if (!d || !(await this.client.domainIsActive(d))) return;
       const timeoutMs = opts.timeoutMs ?? 60_000;
       if (opts.graceful !== false && timeoutMs > 0) {
+        // safe-catch: a guest that refuses ACPI (or is already stopping) is forced off after the timeout below
         await this.client.domainShutdown(d).catch(() => undefined);
         const deadline = Date.now() + timeoutMs;
         while (Date.now() < deadline) {

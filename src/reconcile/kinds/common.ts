@@ -30,12 +30,14 @@ export function listedState(
 
 /**
  * Definitions of listed objects (pools, networks, domains) for the wanted resources, by key:
- * only objects the bulk listing shows are read, one call each.
+ * only objects the bulk listing shows are read, one call each. Objects whose definition cannot be
+ * parsed go to `unreadable` (by key, with the reason) instead of failing the read.
  */
 export async function readListed<O extends { name: string }, D>(
   listed: Map<string, O>,
   wanted: Map<string, { name: string; where: Locator }>,
-  read: (list: O[]) => Promise<Map<string, D>>,
+  read: (list: O[], unreadable: Map<string, string>) => Promise<Map<string, D>>,
+  unreadable: Map<string, string>,
 ): Promise<Map<string, unknown>> {
   const keyByName = new Map<string, string>();
   const list: O[] = [];
@@ -48,6 +50,8 @@ export async function readListed<O extends { name: string }, D>(
   }
   const out = new Map<string, unknown>();
   if (list.length === 0) return out;
-  for (const [name, d] of await read(list)) out.set(keyByName.get(name)!, d);
+  const bad = new Map<string, string>();
+  for (const [name, d] of await read(list, bad)) out.set(keyByName.get(name)!, d);
+  for (const [name, why] of bad) unreadable.set(keyByName.get(name)!, why);
   return out;
 }

@@ -63,7 +63,9 @@ function actualConfig(actual: NetworkDetail, desired: NetworkConfig): NetworkCon
   const ipv4 = actual.ipv4;
   const sameIp = canonicalJson(ipv4) === canonicalJson(desired.ipv4);
   return {
-    mode: actual.mode,
+    // A mode virtform does not model (`route`, set outside virtform) stays as it is: it differs
+    // from every declared mode, so the network is corrected to the manifest's mode.
+    mode: actual.mode as NetworkConfig['mode'],
     bridge: actual.mode === 'bridge' ? actual.bridge : desired.bridge,
     cidr: ipv4 ? (sameIp ? desired.cidr : `${cidrNetworkAddress(ipv4.address, ipv4.prefix)}/${ipv4.prefix}`) : undefined,
     ipv4: ipv4 ? { address: ipv4.address, prefix: ipv4.prefix } : undefined,
@@ -157,7 +159,7 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
 
   identity: (observed, name) => observed.networks.get(name)?.uuid,
 
-  readDefinitions: (host, observed, wanted) => readListed(observed.networks, wanted, (l) => host.definitions.networks(l)),
+  readDefinitions: (host, observed, wanted) => readListed(observed.networks, wanted, (l, u) => host.definitions.networks(l, u), (observed.unreadable ??= new Map())),
 
   diff(r, { observed }) {
     const key = r.key;

@@ -75,7 +75,7 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
   identity: (observed, name) => observed.pools.get(name)?.uuid,
   poolsToList: ({ desired, recordName, journal }) => [desired?.name ?? recordName ?? journal?.name].filter((n): n is string => !!n),
 
-  readDefinitions: (host, observed, wanted) => readListed(observed.pools, wanted, (l) => host.definitions.pools(l)),
+  readDefinitions: (host, observed, wanted) => readListed(observed.pools, wanted, (l, u) => host.definitions.pools(l, u), (observed.unreadable ??= new Map())),
 
   diff(r, { observed }) {
     const key = r.key;

@@ -628,7 +628,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   identity: (observed, name) => observed.domains.get(name)?.uuid,
 
   async readDefinitions(host, observed, wanted) {
-    const [defs] = await Promise.all([readListed(observed.domains, wanted, (l) => host.definitions.domains(l)), readLiveDisks(host, observed, wanted)]);
+    const [defs] = await Promise.all([
+      readListed(observed.domains, wanted, (l, u) => host.definitions.domains(l, u), (observed.unreadable ??= new Map())),
+      readLiveDisks(host, observed, wanted),
+    ]);
     return defs;
   },
 

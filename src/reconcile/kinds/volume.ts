@@ -89,6 +89,18 @@ export function volumeDef(r: DesiredVolume, imageVirtualSize?: number): VolumeDe
   };
 }
 
+/**
+ * A declared capacity as the host will have it, so that what is compared is what the host can
+ * show: whole KiB, rounded up. Measured on libvirt 9.0 / QEMU 7.2: libvirt creates a qcow2 with
+ * `qemu-img create … <size>K` rounded up to KiB (1000001 bytes became 1000448, and the next run
+ * saw a shrink), and `vol-resize` leaves whole 512-byte sectors (2000001 → 2000384); a raw file
+ * keeps its exact size in libvirt, but QEMU shows the guest whole sectors. A whole KiB is all of
+ * these at once (found by the idempotence property test: 27MB was created as 26368KiB).
+ */
+export function storedCapacity(bytes: number, _format: VolumeFormat): number {
+  return Math.ceil(bytes / 1024) * 1024;
+}
+
 /** The capacity the volume should have: declared, or the imported image's (recorded) virtual size. */
 function wantedCapacity(c: VolumeConfig, facts: Record<string, unknown> | undefined, fallback: number): number {
   if (c.capacityBytes !== undefined) return c.capacityBytes;
@@ -148,7 +160,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
           ? { kind: 'file', path: src, sha256: info.sha256, size: info.size, format: info.format, virtualSize: info.virtualSize }
           : { kind: 'file', path: src, sha256: `path:${src}`, size: 0, format, virtualSize: 0 };
       }
-      const declared = v.spec.capacity === undefined ? undefined : parseSize(v.spec.capacity as string | number);
+      const declared = v.spec.capacity === undefined ? undefined : storedCapacity(parseSize(v.spec.capacity as string | number), format);
       const base = v.spec.backingVolume ? state.volumes.find((x) => x.metadata.name === v.spec.backingVolume) : undefined;
       const config: VolumeConfig = {
         pool: v.spec.pool,
@@ -198,7 +210,9 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     }
     const out = new Map<string, unknown>();
     if (list.length === 0) return out;
-    for (const [volKey, d] of await host.definitions.volumes(list)) out.set(keyByVolume.get(volKey)!, d);
+    const bad = new Map<string, string>();
+    for (const [volKey, d] of await host.definitions.volumes(list, bad)) out.set(keyByVolume.get(volKey)!, d);
+    for (const [volKey, why] of bad) (observed.unreadable ??= new Map()).set(keyByVolume.get(volKey)!, why);
     return out;
   },
 
@@ -478,6 +492,7 @@ async function prepareImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume): 
   } else {
     shown = img.path;
     path = img.path;
+    // safe-catch: a missing or unreadable image is the HostError thrown on the next line
     const st = await stat(path).catch(() => undefined);
     if (!st?.isFile()) throw new HostError('invalid', `source image ${path} does not exist any more`);
     header = await readImageHeader(path, st.size);
@@ -526,12 +541,15 @@ async function uploadImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume, im
     await ctx.host.uploadVolume(pool, volName, verifiedFileBytes(image.path, image.sha256, onBytes), { sparse: true });
     return (await ctx.host.getVolume(pool, volName)) ?? created;
   } catch (e) {
+    // safe-catch: cleanup before rethrowing the import error `e`; a leftover is recreated by the retry
     await ctx.host.deleteVolume(pool, volName).catch(() => undefined); // leave nothing half-imported
     if (image.cached && e instanceof HostError && e.message.includes('changed since it was read')) {
+      // safe-catch: removing a cache or temp copy; the import's own outcome is what counts (prune removes leftovers)
       await rm(image.path, { force: true }).catch(() => undefined);
     }
     throw e;
   } finally {
+    // safe-catch: removing a cache or temp copy; the import's own outcome is what counts (prune removes leftovers)
     if (image.temporary) await rm(image.path, { force: true }).catch(() => undefined);
   }
 }

@@ -95,11 +95,13 @@ export class HostConnection implements Source {
       clearTimeout(this.#sleep.timer);
       this.#sleep.resolve();
     }
+    // safe-catch: stopping: the connect loop reports its errors through the state it sets
     await this.#loop?.catch(() => undefined);
     await this.#cleanup();
     const raw = this.#raw;
     this.#host = this.#raw = undefined;
     raw?.setCallObserver(undefined);
+    // safe-catch: closing on stop; the connection is being dropped anyway
     await raw?.close().catch(() => undefined);
     this.#set('closed');
   }
@@ -113,6 +115,7 @@ export class HostConnection implements Source {
   async #cleanup(): Promise<void> {
     const cleanups = this.#cleanups;
     this.#cleanups = [];
+    // safe-catch: unsubscribing from a connection that is going away
     for (const c of cleanups) await c().catch(() => undefined);
   }
 
@@ -137,6 +140,7 @@ export class HostConnection implements Source {
       try {
         raw = await this.#o.connect();
         if (this.#stopped) {
+          // safe-catch: closing a connection that is being dropped (the reason is reported as lastError)
           await raw.close().catch(() => undefined);
           return;
         }
@@ -157,6 +161,7 @@ export class HostConnection implements Source {
         return;
       } catch (e) {
         await this.#cleanup();
+        // safe-catch: closing a connection that is being dropped (the reason is reported as lastError)
         if (raw) await raw.close().catch(() => undefined);
         if (this.#stopped) return;
         const delay = backoff.next();
@@ -174,6 +179,7 @@ export class HostConnection implements Source {
     conn.setCallObserver(undefined);
     this.#host = this.#raw = undefined;
     void this.#cleanup();
+    // safe-catch: closing a connection that is being dropped (the reason is reported as lastError)
     void conn.close().catch(() => undefined);
     this.#set('disconnected', { lastError: errText(err) });
     this.#loop = this.#connectLoop();

@@ -93,6 +93,7 @@ export class GitRepositorySource implements Source, ManifestProvider {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.sync.repo.abort(); // a fetch in flight is killed, not waited for
+    // safe-catch: stopping: a poll reports its own errors through the git status
     await this.#polling?.catch(() => undefined);
   }
 

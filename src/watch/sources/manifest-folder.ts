@@ -64,6 +64,7 @@ export class ManifestFolderSource implements Source {
     clearTimeout(this.#timer);
     const w = this.#watcher;
     this.#watcher = undefined;
+    // safe-catch: closing a file watcher that is replaced or stopped
     await w?.close().catch(() => undefined);
   }
 
@@ -87,6 +88,7 @@ export class ManifestFolderSource implements Source {
     try {
       const old = this.#watcher;
       this.#watcher = undefined;
+      // safe-catch: closing a file watcher that is replaced or stopped
       await old?.close().catch(() => undefined);
       while (!this.#stopped) {
         await new Promise((r) => setTimeout(r, Math.max(100, this.debounceMs)));
@@ -96,6 +98,7 @@ export class ManifestFolderSource implements Source {
           if (this.#stopped) {
             const w = this.#watcher as FSWatcher | undefined;
             this.#watcher = undefined;
+            // safe-catch: closing a file watcher that is replaced or stopped
             await w?.close().catch(() => undefined);
             return;
           }

@@ -23,6 +23,7 @@ export class SuspendSource implements Source {
   ) {}
 
   async start(enqueue: Enqueue): Promise<void> {
+    // safe-catch: an unreadable suspension at start is read again at the next poll, which reports it
     this.#last = this.#id(await this.read().catch(() => undefined));
     if (this.intervalMs <= 0) return;
     this.#timer = setInterval(() => void this.#poll(enqueue), this.intervalMs);

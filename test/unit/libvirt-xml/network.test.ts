@@ -175,8 +175,11 @@ describe('parseNetworkXml on libvirt output shapes', () => {
     expect(p.dhcp).toBeUndefined();
   });
 
-  it('unsupported forward modes and non-network documents are errors', () => {
-    expect(() => parseNetworkXml(`<network><name>r</name><forward mode='route'/></network>`)).toThrow(/unsupported forward mode 'route'/);
+  it('forward modes virtform does not model are reported as they are; non-network documents are errors', () => {
+    expect(parseNetworkXml(`<network><name>r</name><forward mode='route'/></network>`).mode).toBe('route');
+    expect(parseNetworkXml(`<network><name>o</name><forward mode='open'/><ip address='10.1.2.1'/></network>`))
+      .toMatchObject({ mode: 'open', ipv4: { address: '10.1.2.1', prefix: 8 } });
+    expect(parseNetworkXml(`<network><name>c</name><ip address='192.168.5.1'/></network>`).ipv4).toEqual({ address: '192.168.5.1', prefix: 24 });
     expect(() => parseNetworkXml('<pool><name>p</name></pool>')).toThrow(LibvirtXmlError);
   });
 });
