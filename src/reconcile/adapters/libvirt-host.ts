@@ -8,6 +8,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { pipeline } from 'node:stream/promises';
 import {
   ConnectionError,
   LibvirtClient,
@@ -131,22 +132,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export interface LibvirtHostOptions {
   /** Domain type of the domains virtform defines: `auto` (default) is kvm when offered, else qemu (TCG). */
   domainType?: DomainTypeChoice;
-}
-
-/** Resolves at the stream's next 'drain', rejects on 'error'; leaves no listener behind either way. */
-function drained(stream: NodeJS.EventEmitter): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onDrain = (): void => {
-      stream.off('error', onError);
-      resolve();
-    };
-    const onError = (e: Error): void => {
-      stream.off('drain', onDrain);
-      reject(e);
-    };
-    stream.once('drain', onDrain);
-    stream.once('error', onError);
-  });
 }
 
 export class LibvirtHost implements HostPort {
@@ -482,25 +467,19 @@ export class LibvirtHost implements HostPort {
       const vol = await this.client.storageVolLookupByName(p, name);
       const sparse = opts.sparse !== false;
       const stream = await this.client.storageVolUpload(vol, 0, 0, sparse ? VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM : 0, sparse ? { detectHoles: UPLOAD_HOLE_MIN } : {});
-      const finished = new Promise<void>((resolve, reject) => {
-        stream.once('finish', resolve);
-        stream.once('error', reject);
-      });
-      finished.catch(() => undefined);
+      // pipeline ends when the daemon confirmed the upload, or on the first error of either side
+      // (the daemon's, e.g. ENOSPC, possibly while data is still being sent; the source's; the
+      // stream's no-progress timeout), and then destroys the other side. A hand-written
+      // write/drain loop hung here: a write after the stream had failed waited for a 'drain'
+      // that never comes.
       let sent = 0;
-      try {
-        for await (const chunk of data) {
-          if (!stream.write(chunk)) await drained(stream);
+      await pipeline(data, async function* (src: AsyncIterable<Uint8Array>) {
+        for await (const chunk of src) {
+          yield chunk;
           sent += chunk.byteLength;
           opts.onProgress?.(sent);
         }
-      } catch (e) {
-        stream.destroy(e as Error);
-        await finished.catch(() => undefined);
-        throw e;
-      }
-      stream.end();
-      await finished;
+      }, stream);
     });
   }
 
