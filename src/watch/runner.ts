@@ -85,6 +85,8 @@ export interface RunnerOptions {
   retry?: RetryPolicy;
   gracefulStop?: boolean;
   shutdownTimeoutMs?: number;
+  /** After `signal`, how long the run's steps in flight may still run (ms; see ApplyOptions.stopTimeoutMs). */
+  stopTimeoutMs?: number;
   /** The mass-deletion brake (`--max-deletions`); undefined: the default. */
   maxDeletions?: MaxDeletions;
   /** Requeue backoff after a failed run (default 1 s doubling to 60 s, half jittered). */
@@ -268,6 +270,7 @@ export class Runner {
         allowDataLoss: false, // never destroys data unattended: such changes are held (result.held)
         maxDeletions: o.maxDeletions,
         shutdownTimeoutMs: o.shutdownTimeoutMs,
+        stopTimeoutMs: o.stopTimeoutMs,
         signal: o.signal,
         onEvent: (e) => {
           if (e.type === 'retry') {

@@ -39,6 +39,8 @@ export interface ReconcileFlags extends GitFlags {
   maxAttempts: number;
   retryDelay: number;
   shutdownTimeout: number;
+  /** Seconds the steps in flight may still run after SIGTERM/SIGINT (default 30). */
+  stopTimeout?: number;
   /** Seconds without connection, answer or data before an image download fails (default 30). */
   downloadTimeout?: number;
   color?: boolean;
@@ -116,14 +118,23 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
   }
   let lock: WriterLock | undefined;
   let host: HostPort | undefined;
-  // First SIGINT/SIGTERM: finish the steps in flight and start no new one (exit 1, the next run
-  // does the rest). A second one: release the lock and exit at once (the journal keeps the record).
+  // First SIGINT/SIGTERM: start no new step, let the steps in flight finish for up to
+  // --stop-timeout seconds; then apply abandons them (their journal entries closed as
+  // interrupted: the next run finishes them) and the run ends (exit 1). Should the process still
+  // not end a few seconds later (a call that does not return), it exits anyway. A second signal:
+  // release the lock and exit at once (the journal keeps the open entry; the next run finishes it).
   const abort = new AbortController();
+  const stopTimeoutMs = (o.stopTimeout ?? 30) * 1000;
   const releaseOnSignal = (signal: NodeJS.Signals): void => {
     if (!abort.signal.aborted) {
       abort.abort();
-      err(`virtform: ${signal}: finishing the steps in flight, starting no new ones (again to stop at once)\n`);
+      err(`virtform: ${signal}: finishing the steps in flight (up to ${o.stopTimeout ?? 30} s, --stop-timeout), starting no new ones (again to stop at once)\n`);
       process.once(signal, releaseOnSignal);
+      setTimeout(() => {
+        lock?.releaseSync();
+        err(`virtform: still running ${(stopTimeoutMs + STOP_GRACE_MS) / 1000} s after ${signal}: exiting; the next run finishes what is left\n`);
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }, stopTimeoutMs + STOP_GRACE_MS).unref();
       return;
     }
     lock?.releaseSync();
@@ -181,6 +192,7 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       signal: abort.signal,
+      stopTimeoutMs,
       images: imageCacheFor(store.path, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
       boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
       onPlan: (plan) => {
@@ -276,6 +288,9 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
     await store.close().catch(() => undefined);
   }
 }
+
+/** After the stop timeout, how long closing the journal, the connection and the DB may take before the process exits anyway. */
+export const STOP_GRACE_MS = 5000;
 
 export function suspendedText(db: string, s: Suspension): string {
   return `state DB ${db} is suspended since ${s.since}, by ${s.by}${s.reason ? ` (${s.reason})` : ''}`;
