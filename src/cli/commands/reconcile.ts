@@ -53,6 +53,15 @@ export interface ReconcileFlags extends GitFlags {
 }
 
 export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags): Promise<number> {
+  const stopped = { bySignal: false };
+  const code = await reconcileCommand(dirArg, o, stopped);
+  // After a signal, steps abandoned at the stop timeout may still hold the event loop (a download
+  // or a call that does not return): the journal and the DB are closed, so end the process now.
+  if (stopped.bySignal) process.exit(code);
+  return code;
+}
+
+async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, stopped: { bySignal: boolean }): Promise<number> {
   const out = (s: string): void => void process.stdout.write(s);
   const err = (s: string): void => void process.stderr.write(s);
   const style = { color: !o.json && useColor(o.color) };
@@ -128,6 +137,7 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
   const releaseOnSignal = (signal: NodeJS.Signals): void => {
     if (!abort.signal.aborted) {
       abort.abort();
+      stopped.bySignal = true;
       err(`virtform: ${signal}: finishing the steps in flight (up to ${o.stopTimeout ?? 30} s, --stop-timeout), starting no new ones (again to stop at once)\n`);
       process.once(signal, releaseOnSignal);
       setTimeout(() => {
