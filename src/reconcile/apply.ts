@@ -28,6 +28,11 @@ export interface ApplyStore {
     setStatus(kind: string, name: string, s: { observedStatus?: string | null; lastError?: string | null; attempts?: number }): Promise<void>;
     delete(kind: string, name: string): Promise<void>;
   };
+  createdPaths: {
+    list(kind: string, name: string): Promise<string[]>;
+    add(kind: string, name: string, paths: string[]): Promise<void>;
+    remove(kind: string, name: string, paths: string[]): Promise<void>;
+  };
   journal: {
     begin(e: { runId: string; kind: string; name: string; action: string; intent: Record<string, unknown>; attempt?: number }): Promise<number>;
     finish(id: number, outcome: 'succeeded' | 'failed' | 'abandoned', error?: string): Promise<void>;
@@ -57,7 +62,9 @@ export type ApplyEvent =
   | { type: 'retry'; step: PlanStep; attempt: number; delayMs: number; error: string }
   | { type: 'done'; outcome: StepOutcome }
   /** A long step's progress (an image download or upload). */
-  | { type: 'progress'; step: PlanStep; progress: ImageProgress };
+  | { type: 'progress'; step: PlanStep; progress: ImageProgress }
+  /** A line about what a step did (something kept, and why). */
+  | { type: 'note'; step: PlanStep; text: string };
 
 export interface ApplyOptions {
   host: HostPort;
@@ -181,6 +188,12 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       forgetIfUndeclared: async () => {
         if (!desired.byKey.has(step.key)) await store.resources.delete(step.kind, step.name);
       },
+      createdPaths: {
+        list: () => store.createdPaths.list(step.kind, step.name),
+        add: (paths) => store.createdPaths.add(step.kind, step.name, paths),
+        remove: (paths) => store.createdPaths.remove(step.kind, step.name, paths),
+      },
+      note: (text) => opts.onEvent?.({ type: 'note', step, text }),
       images: opts.images,
       progress: (progress) => opts.onEvent?.({ type: 'progress', step, progress }),
     };

@@ -135,6 +135,15 @@ export interface ConditionsTable {
   last_transition_time: string;
 }
 
+/** Paths on the host virtform created for a resource (migration 0007). */
+export interface CreatedPathsTable {
+  host: Generated<string>;
+  kind: string;
+  name: string;
+  path: string;
+  created_at: string;
+}
+
 export interface StateDatabase {
   controls: ControlsTable;
   conditions: ConditionsTable;
@@ -145,4 +154,5 @@ export interface StateDatabase {
   events: EventsTable;
   locks: LocksTable;
   git_sources: GitSourcesTable;
+  created_paths: CreatedPathsTable;
 }

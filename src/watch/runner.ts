@@ -273,7 +273,9 @@ export class Runner {
         stopTimeoutMs: o.stopTimeoutMs,
         signal: o.signal,
         onEvent: (e) => {
-          if (e.type === 'retry') {
+          if (e.type === 'note') {
+            this.#log.warn('step note', { resource: e.step.key, op: e.step.op.op, note: e.text });
+          } else if (e.type === 'retry') {
             this.#log.warn('step retry', { resource: e.step.key, op: e.step.op.op, attempt: e.attempt, delayMs: e.delayMs, error: e.error });
           } else if (e.type === 'done') {
             const s = e.outcome;
