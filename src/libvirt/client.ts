@@ -85,7 +85,7 @@ export interface ConnectOptions {
   /** Override the unix socket path (same as `?socket=` in the URI). */
   socketPath?: string;
   /**
-   * Volume upload/download streams fail when they wait on the daemon this long with no progress
+   * Volume upload/download streams fail (StreamStalledError) when they wait on the daemon this long with no progress
    * (see {@link LibvirtStreamOptions.idleTimeoutMs}; a stream's own option overrides it). 0 = never.
    * Default 60000. Console streams have none.
    */

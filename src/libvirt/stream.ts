@@ -28,7 +28,7 @@
  * arrives or leaves for that long; it then aborts the stream on the daemon.
  */
 import { Duplex } from 'node:stream';
-import { ConnectionError } from './errors.js';
+import { type ConnectionError, StreamStalledError } from './errors.js';
 import {
   MessageStatus,
   MessageType,
@@ -52,7 +52,7 @@ export interface LibvirtStreamOptions {
   /** On a sparse stream, send runs of at least this many zero bytes in written data as holes (0 = off). */
   detectHoles?: number;
   /**
-   * Fail the stream (ConnectionError 'timeout') when it has waited on the daemon this long with no
+   * Fail the stream (StreamStalledError) when it has waited on the daemon this long with no
    * progress: no packet of the stream received, no data taken by the socket. 0 or absent = never
    * (a console may be silent for hours). Waiting on the caller (no data written yet) is not counted.
    */
@@ -130,7 +130,7 @@ export class LibvirtStream extends Duplex implements StreamSink {
     const idle = Date.now() - this.lastProgress;
     if (idle < this.idleTimeoutMs) return;
     const what = this.confirm ? 'the confirmation of its end' : this.pendingWrite ? 'the daemon to take more data' : 'data from the daemon';
-    const e = new ConnectionError('timeout', `${this.procedure}: no progress for ${Math.round(idle / 1000)} s waiting for ${what}: stream aborted`);
+    const e = new StreamStalledError(`${this.procedure}: no progress for ${Math.round(idle / 1000)} s waiting for ${what}: stream aborted`);
     e.procedure = this.procedure;
     this.abort(e);
   }

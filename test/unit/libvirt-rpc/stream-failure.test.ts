@@ -8,18 +8,19 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  ConnectionError,
   LibvirtClient,
   LibvirtError,
   MessageStatus,
   MessageType,
   type PacketHeader,
   type StorageVol,
+  StreamStalledError,
   writeRemoteError,
   writeRemoteStoragePoolLookupByNameRet,
   writeRemoteStorageVolLookupByNameRet,
 } from '../../../src/libvirt/index.js';
 import { LibvirtHost } from '../../../src/reconcile/adapters/libvirt-host.js';
+import { HostError } from '../../../src/reconcile/ports.js';
 import { type FakeConn, FakeLibvirtd, remoteError } from './support/fake-libvirtd.js';
 
 const VOL: StorageVol = { pool: 'p', name: 'v', key: '/p/v' };
@@ -135,8 +136,7 @@ describe('no progress: the stream times out and is aborted', () => {
       () => undefined,
       (e: Error) => e,
     );
-    expect(err).toBeInstanceOf(ConnectionError);
-    expect((err as ConnectionError).reason).toBe('timeout');
+    expect(err).toBeInstanceOf(StreamStalledError);
     expect(err?.message).toMatch(/storageVolUpload: no progress for \d+ s waiting for the confirmation of its end/);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
     expect(Date.now() - t0).toBeLessThan(2000);
@@ -158,9 +158,24 @@ describe('no progress: the stream times out and is aborted', () => {
       () => undefined,
       (e: Error) => e,
     );
-    expect((err as ConnectionError).reason).toBe('timeout');
+    expect(err).toBeInstanceOf(StreamStalledError);
     expect(err?.message).toMatch(/waiting for the daemon to take more data/);
     expect(n.finish).toBe(0);
+  }, 8000);
+
+  it('through LibvirtHost.uploadVolume: a failed operation, not a lost connection (the step fails and its journal entry is closed)', async () => {
+    await connect({ streamIdleTimeoutMs: 300 });
+    fake.on('storagePoolLookupByName', () => ({ ok: (w) => writeRemoteStoragePoolLookupByNameRet(w, { pool: { name: 'p', uuid: '00000000-0000-4000-8000-000000000001' } }) }));
+    fake.on('storageVolLookupByName', () => ({ ok: (w) => writeRemoteStorageVolLookupByNameRet(w, { vol: VOL }) }));
+    watchStream();
+    const err = await new LibvirtHost(c).uploadVolume('p', 'v', [Buffer.from('x')], { sparse: false }).then(
+      () => undefined,
+      (e: HostError) => e,
+    );
+    expect(err).toBeInstanceOf(HostError);
+    expect(err?.code).not.toBe('connection');
+    expect(err?.message).toMatch(/upload volume p\/v: storageVolUpload: no progress/);
+    expect(await c.connectSupportsFeature(1)).toBe(true);
   }, 8000);
 
   it('a download whose data stops coming', async () => {
@@ -173,7 +188,7 @@ describe('no progress: the stream times out and is aborted', () => {
       () => undefined,
       (e: Error) => e,
     );
-    expect((err as ConnectionError).reason).toBe('timeout');
+    expect(err).toBeInstanceOf(StreamStalledError);
     expect(err?.message).toMatch(/storageVolDownload: no progress .* waiting for data from the daemon/);
   }, 8000);
 
