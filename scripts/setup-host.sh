@@ -15,7 +15,9 @@ need_root
 # descriptors in /usr/share/qemu/firmware).
 # git: the --git manifest source runs Debian's git (fetch, checkout, verify-commit); openssh-client
 # for ssh remotes and ssh commit signatures (ssh-keygen -Y verify; the tests make keys with it).
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client)
+# iproute2 (ip netns, veth) and util-linux (unshare, nsenter, mount): scripts/test-host.sh, the
+# private libvirt hosts of the tests (test/support/test-host.ts).
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client iproute2 util-linux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,7 +6,8 @@
 # files inside its state folder. Inside, qemu:///system is that host's libvirtd; from outside it
 # answers on qemu+tcp://ADDR/system (no auth: reachable only from this machine's own namespaces).
 #
-#   test-host.sh up NAME [INDEX]     start (idempotent); INDEX 1-200 picks the /24 10.251.INDEX.0
+#   test-host.sh up NAME [INDEX]     start (idempotent); INDEX 1-250 picks the /24 10.251.INDEX.0
+#                                    (without INDEX the first free one of 1-200; 240-249 are the test suites')
 #   test-host.sh exec NAME -- CMD…   run CMD inside (network + mount namespace), env VIRTFORM_LIBVIRTD_PIDFILE set
 #   test-host.sh addr NAME           the host's address (for qemu+tcp://ADDR/system)
 #   test-host.sh down NAME           stop its domains, its daemons (by pid), remove the namespace and state
@@ -21,7 +22,7 @@ STATE_ROOT=/run/virtform-test-hosts
 DATA_ROOT=/var/lib/virtform-test-hosts
 
 die() { echo "test-host.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (namespaces, libvirtd)"
 
@@ -70,7 +71,7 @@ cmd_up() {
       grep -qx "$index" "$STATE_ROOT"/*/index 2>/dev/null || break
     done
   fi
-  [[ "$index" =~ ^[0-9]+$ ]] && [ "$index" -ge 1 ] && [ "$index" -le 200 ] || die "INDEX must be 1-200"
+  [[ "$index" =~ ^[0-9]+$ ]] && [ "$index" -ge 1 ] && [ "$index" -le 250 ] || die "INDEX must be 1-250"
   mkdir -p "$st" "$dd"/{run,lib,log,cache,etc,vftest}
   echo "$index" >"$st/index"
   local ns="vfh-$name" hv="vh-$name" nv="vn-$name"

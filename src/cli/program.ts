@@ -55,6 +55,10 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
   const maxDeletionsOption = (): Option => new Option('--max-deletions <n|all>',
     'mass-deletion brake: refuse (exit 1) a plan deleting more resources than this (replaces count); default max(5, 10% of owned); "all" disables it')
     .argParser(maxDeletions);
+  const stopTimeoutOption = (): Option => new Option('--stop-timeout <seconds>',
+    'on SIGTERM/SIGINT: start no new step and wait this long for the steps in flight; then they are abandoned ' +
+    '(journal entries closed as interrupted, the next run finishes them) and the process exits')
+    .argParser(num('--stop-timeout', 0)).default(30);
 
   program.command('validate')
     .description('validate a manifest folder: every problem at once, as file:line:col: kind/name: field: message')
@@ -83,6 +87,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
     .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait before forcing it off', num('--shutdown-timeout', 0), 60)
+    .addOption(stopTimeoutOption())
     .option('--download-timeout <seconds>', 'image download (spec.source.url): fail after this long without connection, answer or data; '
       + 'images are cached by sha256 in images/ beside the state DB', num('--download-timeout', 0.1), 30)
     .addOption(domainTypeOption())
@@ -124,6 +129,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .option('--max-attempts <n>', 'attempts per step', int('--max-attempts', 1, 20), 3)
     .option('--retry-delay <ms>', 'base backoff delay', num('--retry-delay', 0), 250)
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait', num('--shutdown-timeout', 0), 60)
+    .addOption(stopTimeoutOption())
     .option('--allow-empty', 'accept an empty manifest folder (deletes everything virtform owns)')
     .addOption(maxDeletionsOption())
     .addOption(policyOption())

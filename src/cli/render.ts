@@ -200,6 +200,7 @@ export function renderApplyEvent(e: ApplyEvent, style: Style): string | undefine
   if (e.type === 'retry') {
     return `${paint(style, 'yellow', '↻')} ${stepLabel(e.step)}: attempt ${e.attempt} failed (${safe(e.error)}); retrying in ${e.delayMs} ms`;
   }
+  if (e.type === 'note') return `${paint(style, 'yellow', '!')} ${stepLabel(e.step)}: ${e.text}`;
   const o = e.outcome;
   const secs = `${(o.ms / 1000).toFixed(2)}s`;
   if (o.status === 'succeeded') return `${paint(style, 'green', '✓')} ${stepLabel(o.step)} (${secs})`;

@@ -84,6 +84,12 @@ export interface ConnectOptions {
   keepaliveCount?: number;
   /** Override the unix socket path (same as `?socket=` in the URI). */
   socketPath?: string;
+  /**
+   * Volume upload/download streams fail (StreamStalledError) when they wait on the daemon this long with no progress
+   * (see {@link LibvirtStreamOptions.idleTimeoutMs}; a stream's own option overrides it). 0 = never.
+   * Default 60000. Console streams have none.
+   */
+  streamIdleTimeoutMs?: number;
 }
 
 /** What `onCall` is told about each completed call. */
@@ -243,6 +249,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
 
   private readonly transport: Transport;
   private readonly callTimeoutMs: number;
+  private readonly streamIdleTimeoutMs: number;
   private readonly perProc = new Map<string, ProcedureStats>();
   private calls = 0;
   private mutatingCalls = 0;
@@ -257,6 +264,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     this.remoteUri = parsed.remoteName;
     this.readOnly = !!opts.readOnly;
     this.callTimeoutMs = opts.timeoutMs ?? 120_000;
+    this.streamIdleTimeoutMs = opts.streamIdleTimeoutMs ?? 60_000;
     this.closed = transport.closed;
     this.remote = new BoundRemoteCalls(this);
     transport.onMessage = (msg) => this.onMessage(msg);
@@ -584,7 +592,10 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     opts: VolStreamOptions,
   ): Promise<LibvirtStream> {
     const sparse = (a.flags & sparseFlag) !== 0;
-    const stream = new LibvirtStream({ transport: this.transport, proc: PROCEDURES[name].proc, name }, { ...opts, sparse });
+    const stream = new LibvirtStream(
+      { transport: this.transport, proc: PROCEDURES[name].proc, name, download: name === 'storageVolDownload' },
+      { idleTimeoutMs: this.streamIdleTimeoutMs, ...opts, sparse },
+    );
     const args = { vol: a.vol, offset: BigInt(a.offset), length: BigInt(a.length), flags: a.flags };
     await this.rpc(name, (w) => write(w, args), () => undefined, {}, stream);
     return stream;

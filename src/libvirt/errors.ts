@@ -81,6 +81,18 @@ export class ConnectionError extends Error {
   }
 }
 
+/**
+ * A stream waited on the daemon longer than its no-progress timeout and was aborted. The
+ * connection itself is fine (it is not a {@link ConnectionError}): the operation failed.
+ */
+export class StreamStalledError extends Error {
+  procedure?: string;
+  constructor(message: string) {
+    super(message);
+    this.name = 'StreamStalledError';
+  }
+}
+
 /** XDR encoding or decoding failed (malformed or truncated data, value out of range). */
 export class XdrError extends Error {
   constructor(message: string) {

@@ -17,6 +17,7 @@ export {
 export {
   ConnectionError,
   type ConnectionErrorReason,
+  StreamStalledError,
   isLibvirtError,
   LibvirtError,
   type RemoteErrorFields,

@@ -20,9 +20,15 @@
  * confirmed it, i.e. the data is on the volume.
  * Readable side: the data, and holes as zero bytes (default) or, with `holes: 'objects'`, as
  * `{ hole: n }` objects (object mode) so a consumer can write a sparse file.
+ *
+ * A stream always ends: with the daemon's error (which may arrive at any time, also while this
+ * side is still sending or waits for the socket to drain: the pending write fails at once), with
+ * success, or, with `idleTimeoutMs`, with a timeout when it waits on the daemon (a write the
+ * socket does not take, the finish's confirmation, data asked for on a download) and nothing
+ * arrives or leaves for that long; it then aborts the stream on the daemon.
  */
 import { Duplex } from 'node:stream';
-import type { ConnectionError } from './errors.js';
+import { type ConnectionError, StreamStalledError } from './errors.js';
 import {
   MessageStatus,
   MessageType,
@@ -45,6 +51,12 @@ export interface LibvirtStreamOptions {
   holes?: 'zeros' | 'objects';
   /** On a sparse stream, send runs of at least this many zero bytes in written data as holes (0 = off). */
   detectHoles?: number;
+  /**
+   * Fail the stream (StreamStalledError) when it has waited on the daemon this long with no
+   * progress: no packet of the stream received, no data taken by the socket. 0 or absent = never
+   * (a console may be silent for hours). Waiting on the caller (no data written yet) is not counted.
+   */
+  idleTimeoutMs?: number;
 }
 
 const MAX_CHUNK = VIR_NET_MESSAGE_LEGACY_PAYLOAD_MAX;
@@ -55,6 +67,8 @@ export interface StreamIo {
   transport: Transport;
   proc: number;
   name: string;
+  /** Data flows from the daemon (a download): a read asked for and not answered counts as waiting. */
+  download?: boolean;
 }
 
 export class LibvirtStream extends Duplex implements StreamSink {
@@ -70,6 +84,13 @@ export class LibvirtStream extends Duplex implements StreamSink {
   private done = false;
   private confirm: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private remoteError: Error | undefined;
+  /** The callback of the write that waits for the socket to drain (called exactly once). */
+  private pendingWrite: ((err?: Error | null) => void) | undefined;
+  /** A read was asked for and nothing was pushed since (downloads). */
+  private readWanted = false;
+  private readonly idleTimeoutMs: number;
+  private lastProgress = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
   /** Bytes received (data and holes) and sent (data and holes). */
   bytesIn = 0;
   bytesOut = 0;
@@ -82,11 +103,49 @@ export class LibvirtStream extends Duplex implements StreamSink {
     this.sparse = !!opts.sparse;
     this.holesAsObjects = holesAsObjects;
     this.detectHoles = this.sparse ? Math.max(0, opts.detectHoles ?? 0) : 0;
+    this.idleTimeoutMs = Math.max(0, opts.idleTimeoutMs ?? 0);
   }
 
-  /** @internal Set once the opening call's reply arrived. */
+  /** @internal Told the serial before the opening call is sent. */
   attach(serial: number): void {
     this.serial = serial;
+    this.lastProgress = Date.now();
+    if (this.idleTimeoutMs > 0 && !this.watchdog) {
+      this.watchdog = setInterval(() => this.checkIdle(), Math.max(10, Math.min(1000, Math.floor(this.idleTimeoutMs / 4))));
+      this.watchdog.unref();
+    }
+  }
+
+  /** Whether this side waits on the daemon (not on its own caller). */
+  private get waiting(): boolean {
+    return this.pendingWrite !== undefined || this.confirm !== undefined || (this.io.download === true && this.readWanted);
+  }
+
+  private checkIdle(): void {
+    if (this.done) return this.stopWatchdog();
+    if (!this.waiting) {
+      this.lastProgress = Date.now();
+      return;
+    }
+    const idle = Date.now() - this.lastProgress;
+    if (idle < this.idleTimeoutMs) return;
+    const what = this.confirm ? 'the confirmation of its end' : this.pendingWrite ? 'the daemon to take more data' : 'data from the daemon';
+    const e = new StreamStalledError(`${this.procedure}: no progress for ${Math.round(idle / 1000)} s waiting for ${what}: stream aborted`);
+    e.procedure = this.procedure;
+    this.abort(e);
+  }
+
+  private stopWatchdog(): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = undefined;
+  }
+
+  /** Fails the stream from this side: tells the daemon to drop it, and ends with `err`. */
+  private abort(err: Error): void {
+    if (this.done) return;
+    if (this.serial) this.io.transport.sendStream(this.io.proc, this.serial, MessageType.STREAM, MessageStatus.ERROR);
+    this.finishSent = true;
+    this.failRemote(err);
   }
 
   /** Sends a hole of `length` zero bytes (sparse streams), in order with written data. */
@@ -99,6 +158,7 @@ export class LibvirtStream extends Duplex implements StreamSink {
   /** @internal */
   onPacket(header: PacketHeader, body: Buffer): void {
     if (this.done) return;
+    this.lastProgress = Date.now();
     if (header.status === MessageStatus.ERROR) {
       this.failRemote(decodeError(body, this.procedure));
       return;
@@ -116,6 +176,7 @@ export class LibvirtStream extends Duplex implements StreamSink {
         return;
       }
       this.bytesIn += length;
+      this.readWanted = false;
       if (this.holesAsObjects) this.push({ hole: length } satisfies StreamHole);
       else for (let left = length; left > 0; left -= ZERO_CHUNK) this.push(Buffer.alloc(Math.min(left, ZERO_CHUNK)));
       return;
@@ -123,6 +184,7 @@ export class LibvirtStream extends Duplex implements StreamSink {
     if (header.type !== MessageType.STREAM) return;
     if (body.length > 0) {
       this.bytesIn += body.length;
+      this.readWanted = false;
       this.push(body);
       return;
     }
@@ -154,6 +216,8 @@ export class LibvirtStream extends Duplex implements StreamSink {
 
   override _read(): void {
     // The daemon sends at its own pace; data is buffered until read.
+    if (!this.readWanted) this.lastProgress = Date.now();
+    this.readWanted = true;
   }
 
   override _write(chunk: unknown, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -172,8 +236,21 @@ export class LibvirtStream extends Duplex implements StreamSink {
     } catch (err) {
       return cb(err as Error);
     }
-    if (ok) cb();
-    else void this.io.transport.drained().then(() => cb(this.remoteError ?? null));
+    if (ok) return cb();
+    // The socket's buffer is full: wait until it drains, or until the stream fails (the
+    // daemon's error, the connection's end, the no-progress timeout), whichever comes first.
+    this.pendingWrite = cb;
+    this.lastProgress = Date.now();
+    void this.io.transport.drained().then(() => {
+      this.lastProgress = Date.now();
+      this.completeWrite(this.remoteError ?? null);
+    });
+  }
+
+  private completeWrite(err: Error | null): void {
+    const cb = this.pendingWrite;
+    this.pendingWrite = undefined;
+    cb?.(err);
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -192,6 +269,7 @@ export class LibvirtStream extends Duplex implements StreamSink {
       this.io.transport.sendStream(this.io.proc, this.serial, MessageType.STREAM, MessageStatus.ERROR);
     }
     this.close();
+    this.completeWrite(err ?? new Error(`${this.procedure}: stream destroyed`));
     const c = this.confirm;
     this.confirm = undefined;
     c?.reject(err ?? new Error(`${this.procedure}: stream destroyed`));
@@ -246,6 +324,7 @@ export class LibvirtStream extends Duplex implements StreamSink {
 
   private sendFinish(): Promise<void> {
     this.finishSent = true;
+    this.lastProgress = Date.now();
     return new Promise<void>((resolve, reject) => {
       this.confirm = { resolve, reject };
       this.io.transport.sendStream(this.io.proc, this.serial, MessageType.STREAM, MessageStatus.OK);
@@ -257,6 +336,10 @@ export class LibvirtStream extends Duplex implements StreamSink {
     this.close();
     const c = this.confirm;
     this.confirm = undefined;
+    // A write waiting for the socket to drain fails now: the daemon may never read it.
+    const w = this.pendingWrite;
+    this.pendingWrite = undefined;
+    w?.(err);
     if (c) c.reject(err);
     else this.destroy(err);
   }
@@ -264,6 +347,7 @@ export class LibvirtStream extends Duplex implements StreamSink {
   private close(): void {
     if (this.done) return;
     this.done = true;
+    this.stopWatchdog();
     if (this.serial) this.io.transport.endStream(this.serial);
   }
 }

@@ -29,6 +29,11 @@ export interface ApplyStore {
     setStatus(kind: string, name: string, s: { observedStatus?: string | null; lastError?: string | null; attempts?: number }): Promise<void>;
     delete(kind: string, name: string): Promise<void>;
   };
+  createdPaths: {
+    list(kind: string, name: string): Promise<string[]>;
+    add(kind: string, name: string, paths: string[]): Promise<void>;
+    remove(kind: string, name: string, paths: string[]): Promise<void>;
+  };
   journal: {
     begin(e: { runId: string; kind: string; name: string; action: string; intent: Record<string, unknown>; attempt?: number }): Promise<number>;
     finish(id: number, outcome: 'succeeded' | 'failed' | 'abandoned', error?: string): Promise<void>;
@@ -83,7 +88,9 @@ export type ApplyEvent =
   | { type: 'retry'; step: PlanStep; attempt: number; delayMs: number; error: string }
   | { type: 'done'; outcome: StepOutcome }
   /** A long step's progress (an image download or upload). */
-  | { type: 'progress'; step: PlanStep; progress: ImageProgress };
+  | { type: 'progress'; step: PlanStep; progress: ImageProgress }
+  /** A line about what a step did (something kept, and why). */
+  | { type: 'note'; step: PlanStep; text: string };
 
 export interface ApplyOptions {
   host: HostPort;
@@ -101,6 +108,13 @@ export interface ApplyOptions {
   shutdownTimeoutMs?: number;
   /** Once aborted, steps in flight finish and no new step (or retry) starts; the next run does the rest. */
   signal?: AbortSignal;
+  /**
+   * After `signal` aborted, how long the steps in flight may still run (ms; absent = as long as
+   * they take). Then they are abandoned: their journal entries are closed as failed
+   * ("interrupted: ..."), so the next run finishes them, they count as skipped, and apply returns
+   * without waiting for them (the caller then ends the process or drops the connection).
+   */
+  stopTimeoutMs?: number;
   /** Cache of downloaded images (`spec.source.url`). */
   images?: ImageCache;
 }
@@ -205,12 +219,20 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
           await store.baselines?.delete(step.kind, step.name);
         }
       },
+      createdPaths: {
+        list: () => store.createdPaths.list(step.kind, step.name),
+        add: (paths) => store.createdPaths.add(step.kind, step.name, paths),
+        remove: (paths) => store.createdPaths.remove(step.kind, step.name, paths),
+      },
+      note: (text) => opts.onEvent?.({ type: 'note', step, text }),
       images: opts.images,
       progress: (progress) => opts.onEvent?.({ type: 'progress', step, progress }),
     };
     await kindOf(step.kind).execute(step.op, ctx);
   };
 
+  /** Journal entries of the steps running now (closed as failed when they are abandoned). */
+  const inFlight = new Map<number, { jid: number; started: number; attempt: number }>();
   const runStep = async (step: PlanStep): Promise<StepOutcome> => {
     const started = Date.now();
     opts.onEvent?.({ type: 'start', step });
@@ -219,6 +241,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       const jid = await store.journal.begin({
         runId, kind: step.kind, name: step.name, action: step.op.op, intent: intentOf(step, desired), attempt,
       });
+      inFlight.set(step.id, { jid, started, attempt });
       opts.boundary?.(`${step.key}:${step.op.op}:begin`);
       try {
         await execute(step, attempt);
@@ -243,19 +266,25 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         const delayMs = backoffDelay(policy, attempt);
         opts.onEvent?.({ type: 'retry', step, attempt, delayMs, error: lastError });
         await sleep(delayMs);
+      } finally {
+        if (inFlight.get(step.id)?.jid === jid) inFlight.delete(step.id);
       }
     }
     return { step, status: 'failed', attempts: policy.maxAttempts, ms: Date.now() - started, error: lastError };
   };
+  let abandoned = false;
 
   const skipReasons = new Map<number, string>();
   const stopReason = (): string | undefined =>
     connectionLost ? `not started: connection to libvirt lost (${connectionLost})`
       : opts.signal?.aborted ? 'not started: shutting down' : undefined;
+  let disarmStop = (): void => undefined;
   const finished = new Promise<void>((resolveAll, rejectAll) => {
     let remaining = plan.steps.length;
     if (remaining === 0) resolveAll();
     const complete = (outcome: StepOutcome): void => {
+      // A step abandoned at the stop timeout that ends later: its outcome was already given.
+      if (outcomes.has(outcome.step.id)) return;
       outcomes.set(outcome.step.id, outcome);
       opts.onEvent?.({ type: 'done', outcome });
       if (outcome.status === 'failed' && outcome.error) failed.set(outcome.step.key, outcome.error);
@@ -284,9 +313,45 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       }).then(complete, rejectAll);
     };
     for (const s of plan.steps) if (s.deps.length === 0) schedule(s);
+
+    // The stop timeout: once the signal aborted, the steps in flight get stopTimeoutMs to end.
+    const stopTimeoutMs = opts.stopTimeoutMs;
+    const signal = opts.signal;
+    if (signal && stopTimeoutMs !== undefined && remaining > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const abandon = async (): Promise<void> => {
+        abandoned = true;
+        for (const [id, f] of [...inFlight]) {
+          inFlight.delete(id);
+          const step = plan.steps[id]!;
+          const error = `interrupted: still running ${stopTimeoutMs / 1000} s after the stop was requested (--stop-timeout); abandoned, the next run finishes it`;
+          await store.journal.finish(f.jid, 'failed', error);
+          complete({ step, status: 'skipped', attempts: f.attempt, ms: Date.now() - f.started, error });
+        }
+        // Steps still queued behind them never start.
+        queue.clear();
+        for (const step of plan.steps) {
+          if (!outcomes.has(step.id)) complete({ step, status: 'skipped', attempts: 0, ms: 0, error: 'not started: shutting down' });
+        }
+      };
+      const arm = (): void => {
+        timer = setTimeout(() => void abandon().catch(rejectAll), stopTimeoutMs);
+      };
+      if (signal.aborted) arm();
+      else signal.addEventListener('abort', arm, { once: true });
+      disarmStop = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', arm);
+      };
+    }
   });
-  await finished;
-  await queue.onIdle();
+  try {
+    await finished;
+  } finally {
+    disarmStop();
+  }
+  // Abandoned steps may still be running: not waited for.
+  if (!abandoned) await queue.onIdle();
 
   // Resource-level status for failures and skips.
   for (const [key, error] of [...failed, ...skipped]) {

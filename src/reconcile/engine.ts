@@ -60,6 +60,8 @@ export interface ReconcileOptions {
   onEvent?: (e: ApplyEvent) => void;
   /** Stop starting new steps (graceful shutdown); steps in flight finish. */
   signal?: AbortSignal;
+  /** After `signal`, how long steps in flight may still run before they are abandoned (see ApplyOptions.stopTimeoutMs). */
+  stopTimeoutMs?: number;
   /** Cache of downloaded images (`spec.source.url`); a temp-dir cache when absent. */
   images?: ImageCache;
 }
@@ -141,7 +143,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const applied = await apply(plan, {
     host: opts.host, store: opts.store, desired: opts.desired, observed, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
-    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal, images,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal, stopTimeoutMs: opts.stopTimeoutMs, images,
   });
   // Downloaded images no declared volume names any more, partial downloads and converted copies
   // left by killed runs, are removed.

@@ -212,11 +212,19 @@ export interface HostPort {
   domainInterfaceAddresses(domain: ObservedDomain, source: InterfaceAddressSource): Promise<DomainAddresses>;
 
   definePool(def: PoolDef): Promise<void>;
+  /**
+   * Make the directory of a defined, inactive pool when it does not exist (with the parents it
+   * needs) and return the directories that were created (the pool's first, then its parents
+   * upwards); [] when it existed (the pool is then started) or the pool is active.
+   */
+  buildPool(name: string): Promise<string[]>;
   /** Build (mkdir) and start a defined pool; idempotent. */
   startPool(name: string): Promise<void>;
   setPoolAutostart(name: string, autostart: boolean): Promise<void>;
   /** Stop and undefine a pool; the directory is removed only when `deleteDir` and empty. */
   deletePool(name: string, opts?: { deleteDir?: boolean }): Promise<void>;
+  /** Remove directories (deepest first) that are empty; the others are kept, with why. */
+  removeDirs(paths: string[]): Promise<{ removed: string[]; kept: { path: string; why: string }[] }>;
 
   createVolume(def: VolumeDef): Promise<VolumeDetail>;
   resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void>;

@@ -146,6 +146,15 @@ export interface BaselinesTable {
   recorded_at: string;
 }
 
+/** Paths on the host virtform created for a resource (migration 0007). */
+export interface CreatedPathsTable {
+  host: Generated<string>;
+  kind: string;
+  name: string;
+  path: string;
+  created_at: string;
+}
+
 export interface StateDatabase {
   baselines: BaselinesTable;
   controls: ControlsTable;
@@ -157,4 +166,5 @@ export interface StateDatabase {
   events: EventsTable;
   locks: LocksTable;
   git_sources: GitSourcesTable;
+  created_paths: CreatedPathsTable;
 }

@@ -419,6 +419,28 @@ export class StateStore {
     },
   };
 
+  /**
+   * Paths on the host virtform created for a resource (a pool's directory and the parents it had
+   * to create): deleting the resource removes only these. Kept when the resource's record goes.
+   */
+  readonly createdPaths = {
+    list: async (kind: string, name: string): Promise<string[]> => {
+      const rows = await this.db.selectFrom('created_paths').select('path').where('kind', '=', kind).where('name', '=', name).orderBy('path').execute();
+      return rows.map((r) => r.path);
+    },
+    add: async (kind: string, name: string, paths: string[]): Promise<void> => {
+      const now = this.#now();
+      for (const path of paths) {
+        await this.db.insertInto('created_paths').values({ kind, name, path, created_at: now })
+          .onConflict((oc) => oc.columns(['host', 'kind', 'name', 'path']).doNothing()).execute();
+      }
+    },
+    remove: async (kind: string, name: string, paths: string[]): Promise<void> => {
+      if (paths.length === 0) return;
+      await this.db.deleteFrom('created_paths').where('kind', '=', kind).where('name', '=', name).where('path', 'in', paths).execute();
+    },
+  };
+
   readonly journal = {
     /** Record that a step is about to run; returns the entry id (status `open`). */
     begin: async (e: {

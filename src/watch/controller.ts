@@ -76,6 +76,8 @@ export interface WatchOptions {
   retry?: RetryPolicy;
   gracefulStop?: boolean;
   shutdownTimeoutMs?: number;
+  /** On stop, how long the steps in flight of the run in flight may still run (ms; absent = as long as they take). */
+  stopTimeoutMs?: number;
   /** The mass-deletion brake (`--max-deletions`); undefined: the default. */
   maxDeletions?: MaxDeletions;
   /** The policy manifests are checked against (`--policy`). */
@@ -159,7 +161,7 @@ export class WatchController {
     this.#runner = new Runner({
       queue: this.#queue, connection: this.#connection, manifests: this.#manifests, store: opts.store, metrics: this.metrics, logger: log,
       signal: this.#abort.signal, concurrency: opts.concurrency, retry: opts.retry, gracefulStop: opts.gracefulStop,
-      shutdownTimeoutMs: opts.shutdownTimeoutMs, requeue: opts.requeue, maxDeletions: opts.maxDeletions,
+      shutdownTimeoutMs: opts.shutdownTimeoutMs, stopTimeoutMs: opts.stopTimeoutMs, requeue: opts.requeue, maxDeletions: opts.maxDeletions,
       afterRun: () => this.#afterRun(),
     });
     this.#sources = [

@@ -85,6 +85,8 @@ export interface RunnerOptions {
   retry?: RetryPolicy;
   gracefulStop?: boolean;
   shutdownTimeoutMs?: number;
+  /** After `signal`, how long the run's steps in flight may still run (ms; see ApplyOptions.stopTimeoutMs). */
+  stopTimeoutMs?: number;
   /** The mass-deletion brake (`--max-deletions`); undefined: the default. */
   maxDeletions?: MaxDeletions;
   /** Requeue backoff after a failed run (default 1 s doubling to 60 s, half jittered). */
@@ -274,9 +276,12 @@ export class Runner {
         allowDataLoss: false, // never destroys data unattended: such changes are held (result.held)
         maxDeletions: o.maxDeletions,
         shutdownTimeoutMs: o.shutdownTimeoutMs,
+        stopTimeoutMs: o.stopTimeoutMs,
         signal: o.signal,
         onEvent: (e) => {
-          if (e.type === 'retry') {
+          if (e.type === 'note') {
+            this.#log.warn('step note', { resource: e.step.key, op: e.step.op.op, note: e.text });
+          } else if (e.type === 'retry') {
             this.#log.warn('step retry', { resource: e.step.key, op: e.step.op.op, attempt: e.attempt, delayMs: e.delayMs, error: e.error });
           } else if (e.type === 'done') {
             const s = e.outcome;

@@ -404,6 +404,36 @@ export class FakeHost implements HostPort {
       for (const v of this.volumes.get(def.name)!.values()) v.pool = def.name;
     }
   }
+  /**
+   * Directories of the fake's filesystem, when a test tracks them (`dirs` set): buildPool creates
+   * the pool's path and missing parents; removeDirs removes empty ones (`dirFiles` lists files
+   * someone else put in a directory). Untracked (undefined): every directory exists.
+   */
+  dirs: Set<string> | undefined;
+  dirFiles = new Map<string, string[]>();
+  async buildPool(name: string): Promise<string[]> {
+    this.call('buildPool', name, true);
+    const p = this.need(this.pools, name, 'storage pool');
+    if (p.active || !this.dirs) return [];
+    const made: string[] = [];
+    for (let d = p.def.path; d !== '/' && !this.dirs.has(d); d = d.slice(0, d.lastIndexOf('/')) || '/') made.push(d);
+    for (const d of made) this.dirs.add(d);
+    return made;
+  }
+  async removeDirs(paths: string[]): Promise<{ removed: string[]; kept: { path: string; why: string }[] }> {
+    this.call('removeDirs', paths.join(','), true);
+    const removed: string[] = [];
+    const kept: { path: string; why: string }[] = [];
+    for (const d of [...paths].sort((a, b) => b.split('/').length - a.split('/').length)) {
+      const busy = (this.dirFiles.get(d)?.length ?? 0) > 0 || [...(this.dirs ?? [])].some((x) => x.startsWith(`${d}/`));
+      if (busy) kept.push({ path: d, why: 'not empty (files virtform did not put there)' });
+      else {
+        this.dirs?.delete(d);
+        removed.push(d);
+      }
+    }
+    return { removed, kept };
+  }
   async startPool(name: string): Promise<void> {
     this.call('startPool', name, true);
     const p = this.need(this.pools, name, 'storage pool');

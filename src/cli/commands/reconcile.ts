@@ -39,6 +39,8 @@ export interface ReconcileFlags extends GitFlags {
   maxAttempts: number;
   retryDelay: number;
   shutdownTimeout: number;
+  /** Seconds the steps in flight may still run after SIGTERM/SIGINT (default 30). */
+  stopTimeout?: number;
   /** Seconds without connection, answer or data before an image download fails (default 30). */
   downloadTimeout?: number;
   color?: boolean;
@@ -51,6 +53,15 @@ export interface ReconcileFlags extends GitFlags {
 }
 
 export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags): Promise<number> {
+  const stopped = { bySignal: false };
+  const code = await reconcileCommand(dirArg, o, stopped);
+  // After a signal, steps abandoned at the stop timeout may still hold the event loop (a download
+  // or a call that does not return): the journal and the DB are closed, so end the process now.
+  if (stopped.bySignal) process.exit(code);
+  return code;
+}
+
+async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, stopped: { bySignal: boolean }): Promise<number> {
   const out = (s: string): void => void process.stdout.write(s);
   const err = (s: string): void => void process.stderr.write(s);
   const style = { color: !o.json && useColor(o.color) };
@@ -119,14 +130,24 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
   }
   let lock: WriterLock | undefined;
   let host: HostPort | undefined;
-  // First SIGINT/SIGTERM: finish the steps in flight and start no new one (exit 1, the next run
-  // does the rest). A second one: release the lock and exit at once (the journal keeps the record).
+  // First SIGINT/SIGTERM: start no new step, let the steps in flight finish for up to
+  // --stop-timeout seconds; then apply abandons them (their journal entries closed as
+  // interrupted: the next run finishes them) and the run ends (exit 1). Should the process still
+  // not end a few seconds later (a call that does not return), it exits anyway. A second signal:
+  // release the lock and exit at once (the journal keeps the open entry; the next run finishes it).
   const abort = new AbortController();
+  const stopTimeoutMs = (o.stopTimeout ?? 30) * 1000;
   const releaseOnSignal = (signal: NodeJS.Signals): void => {
     if (!abort.signal.aborted) {
       abort.abort();
-      err(`virtform: ${signal}: finishing the steps in flight, starting no new ones (again to stop at once)\n`);
+      stopped.bySignal = true;
+      err(`virtform: ${signal}: finishing the steps in flight (up to ${o.stopTimeout ?? 30} s, --stop-timeout), starting no new ones (again to stop at once)\n`);
       process.once(signal, releaseOnSignal);
+      setTimeout(() => {
+        lock?.releaseSync();
+        err(`virtform: still running ${(stopTimeoutMs + STOP_GRACE_MS) / 1000} s after ${signal}: exiting; the next run finishes what is left\n`);
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }, stopTimeoutMs + STOP_GRACE_MS).unref();
       return;
     }
     lock?.releaseSync();
@@ -184,6 +205,7 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       signal: abort.signal,
+      stopTimeoutMs,
       images: imageCacheFor(store.path, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
       boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
       onPlan: (plan) => {
@@ -282,6 +304,9 @@ export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags
     await store.close().catch(() => undefined);
   }
 }
+
+/** After the stop timeout, how long closing the journal, the connection and the DB may take before the process exits anyway. */
+export const STOP_GRACE_MS = 5000;
 
 export function suspendedText(db: string, s: Suspension): string {
   return `state DB ${db} is suspended since ${s.since}, by ${s.by}${s.reason ? ` (${s.reason})` : ''}`;

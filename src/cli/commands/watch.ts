@@ -7,6 +7,7 @@ import { EXIT, errorMessage, formatErrors, notAManifestFolder, openStore, resolv
 import type { MaxDeletions } from '../../reconcile/safety.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
+import { STOP_GRACE_MS } from './reconcile.js';
 import { HostMismatchError, LockHeldError, type StateStore } from '../../state/index.js';
 import { GitRepository, GitSync } from '../../git/index.js';
 import { GitRepositorySource } from '../../watch/sources/git-repository.js';
@@ -31,6 +32,8 @@ export interface WatchFlags extends GitFlags {
   maxAttempts: number;
   retryDelay: number;
   shutdownTimeout: number;
+  /** Seconds the steps in flight may still run after SIGTERM/SIGINT (default 30). */
+  stopTimeout?: number;
   allowEmpty?: boolean;
   reconnectMax?: number;
   requeueMax?: number;
@@ -119,11 +122,15 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       concurrency: o.concurrency,
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
+      stopTimeoutMs: (o.stopTimeout ?? 30) * 1000,
       lockCommand: `virtform watch ${git ? `--git ${git.label}` : dir}`,
       logger: log,
     });
 
-    // Signals: the first one stops gracefully (the run in flight completes); a second one exits at once.
+    // Signals: the first one stops gracefully (the run in flight starts no new step; its steps in
+    // flight get --stop-timeout seconds, then are abandoned with their journal entries closed as
+    // interrupted); should the process still not end a few seconds later, it exits anyway. A
+    // second signal exits at once.
     let signalled: NodeJS.Signals | undefined;
     let onSignal!: (s: NodeJS.Signals) => void;
     const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
@@ -134,6 +141,12 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
           process.exit(s === 'SIGINT' ? 130 : 143);
         }
         signalled = s;
+        const graceMs = (o.stopTimeout ?? 30) * 1000 + STOP_GRACE_MS;
+        setTimeout(() => {
+          log.warn('still stopping after the stop timeout: exiting', { signal: s, afterMs: graceMs });
+          controller?.releaseLockSync();
+          process.exit(s === 'SIGINT' ? 130 : 143);
+        }, graceMs).unref();
         resolve(s);
       };
     });

@@ -8,6 +8,9 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { pipeline } from 'node:stream/promises';
+import { randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
 import {
   ConnectionError,
   LibvirtClient,
@@ -140,6 +143,13 @@ export function cpuListCount(list: string): number {
   return n;
 }
 
+const ENOENT = 2;
+const ENOTEMPTY = 39;
+/** A system error of the daemon: "No such file or directory" (the errno travels in int1). */
+function isNoSuchFile(e: unknown): boolean {
+  return e instanceof LibvirtError && (e.int1 === ENOENT || /No such file or directory/.test(e.message));
+}
+
 function isNotFound(e: unknown): boolean {
   return e instanceof LibvirtError && NOT_FOUND.has(e.code);
 }
@@ -149,22 +159,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export interface LibvirtHostOptions {
   /** Domain type of the domains virtform defines: `auto` (default) is kvm when offered, else qemu (TCG). */
   domainType?: DomainTypeChoice;
-}
-
-/** Resolves at the stream's next 'drain', rejects on 'error'; leaves no listener behind either way. */
-function drained(stream: NodeJS.EventEmitter): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onDrain = (): void => {
-      stream.off('error', onError);
-      resolve();
-    };
-    const onError = (e: Error): void => {
-      stream.off('drain', onDrain);
-      reject(e);
-    };
-    stream.once('drain', onDrain);
-    stream.once('error', onError);
-  });
 }
 
 export class LibvirtHost implements HostPort {
@@ -522,6 +516,72 @@ export class LibvirtHost implements HostPort {
       await this.client.storagePoolSetAutostart(await this.client.storagePoolLookupByName(name), autostart);
     });
   }
+  buildPool(name: string): Promise<string[]> {
+    return this.op(`build pool ${name}`, true, async () => {
+      const p = await this.client.storagePoolLookupByName(name);
+      if (await this.client.storagePoolIsActive(p)) return [];
+      const path = posix.normalize(parsePoolXml(await this.client.storagePoolGetXmlDesc(p, 0)).path);
+      // The pool's own directory: starting the pool without building it tells whether it exists.
+      try {
+        await this.client.storagePoolCreate(p, 0);
+        return [];
+      } catch (e) {
+        if (!isNoSuchFile(e)) throw e;
+      }
+      // Its parents, upwards to the first that exists: each probed with a transient pool (a
+      // remote host's filesystem is reached only through libvirt). Anything but "no such file"
+      // counts as existing: a directory is never recorded as created unless it surely was not there.
+      const missing = [path];
+      for (let dir = posix.dirname(path); dir !== '/'; dir = posix.dirname(dir)) {
+        if (await this.dirExists(dir)) break;
+        missing.push(dir);
+      }
+      await this.client.storagePoolBuild(p, 0);
+      return missing;
+    });
+  }
+
+  /** Whether a directory exists on the host: a transient dir pool on it starts (and is stopped at once) or not. */
+  private async dirExists(dir: string): Promise<boolean> {
+    const name = `virtform-probe-${randomBytes(6).toString('hex')}`;
+    try {
+      const t = await this.client.storagePoolCreateXml(buildPoolXml({ name, path: dir, marker: { kind: 'StoragePool', name, specHash: '' } }), 0);
+      await this.client.storagePoolDestroy(t).catch(() => undefined);
+      return true;
+    } catch (e) {
+      return !isNoSuchFile(e);
+    }
+  }
+
+  removeDirs(paths: string[]): Promise<{ removed: string[]; kept: { path: string; why: string }[] }> {
+    return this.op(`remove directories ${paths.join(', ')}`, true, async () => {
+      const removed: string[] = [];
+      const kept: { path: string; why: string }[] = [];
+      // Deepest first: a parent can only go once its children have.
+      for (const dir of [...paths].sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a))) {
+        // rmdir through libvirt: an inactive pool on the directory, deleted (rmdir: only when empty), undefined.
+        const name = `virtform-rmdir-${randomBytes(6).toString('hex')}`;
+        let p;
+        try {
+          p = await this.client.storagePoolDefineXml(buildPoolXml({ name, path: dir, marker: { kind: 'StoragePool', name, specHash: '' } }), 0);
+        } catch (e) {
+          kept.push({ path: dir, why: e instanceof Error ? e.message : String(e) });
+          continue;
+        }
+        try {
+          await this.client.storagePoolDelete(p, 0);
+          removed.push(dir);
+        } catch (e) {
+          if (isNoSuchFile(e)) removed.push(dir);
+          else kept.push({ path: dir, why: e instanceof LibvirtError && e.int1 === ENOTEMPTY ? 'not empty (files virtform did not put there)' : (e as Error).message });
+        } finally {
+          await this.client.storagePoolUndefine(p).catch(() => undefined);
+        }
+      }
+      return { removed, kept };
+    });
+  }
+
   deletePool(name: string, opts: { deleteDir?: boolean } = {}): Promise<void> {
     return this.op(`delete pool ${name}`, true, async () => {
       const p = await this.pool(name);
@@ -556,27 +616,19 @@ export class LibvirtHost implements HostPort {
       const vol = await this.client.storageVolLookupByName(p, name);
       const sparse = opts.sparse !== false;
       const stream = await this.client.storageVolUpload(vol, 0, 0, sparse ? VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM : 0, sparse ? { detectHoles: UPLOAD_HOLE_MIN } : {});
-      const finished = new Promise<void>((resolve, reject) => {
-        stream.once('finish', resolve);
-        stream.once('error', reject);
-      });
-      // safe-catch: marks the rejection handled; `finished` is awaited below and its error thrown
-      finished.catch(() => undefined);
+      // pipeline ends when the daemon confirmed the upload, or on the first error of either side
+      // (the daemon's, e.g. ENOSPC, possibly while data is still being sent; the source's; the
+      // stream's no-progress timeout), and then destroys the other side. A hand-written
+      // write/drain loop hung here: a write after the stream had failed waited for a 'drain'
+      // that never comes.
       let sent = 0;
-      try {
-        for await (const chunk of data) {
-          if (!stream.write(chunk)) await drained(stream);
+      await pipeline(data, async function* (src: AsyncIterable<Uint8Array>) {
+        for await (const chunk of src) {
+          yield chunk;
           sent += chunk.byteLength;
           opts.onProgress?.(sent);
         }
-      } catch (e) {
-        stream.destroy(e as Error);
-        // safe-catch: marks the rejection handled; `finished` is awaited below and its error thrown
-        await finished.catch(() => undefined);
-        throw e;
-      }
-      stream.end();
-      await finished;
+      }, stream);
     });
   }
 

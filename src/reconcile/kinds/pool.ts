@@ -1,6 +1,12 @@
 /**
  * StoragePool: a libvirt `dir` pool. Identity: its libvirt UUID. The path is immutable (a new
  * path replaces the pool); autostart and the active state are reconciled live.
+ *
+ * Directories: starting the pool creates its directory (and the parents it needs) only when it
+ * does not exist, and records the ones created (`createdPaths`, apart from the record). Deleting
+ * the pool removes only those, deepest first, and only when empty: a directory that existed before
+ * (or was made by a version of virtform that did not record it) is kept, and so is one with files
+ * virtform did not put there; the output says so.
  */
 import { posix } from 'node:path';
 import { resourceKey } from '../../model/kinds.js';
@@ -146,6 +152,10 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
           const uuid = await uuidToDefine(ctx, ctx.observed.pools.get(d.name)?.uuid, () => host.getPool(d.name));
           await host.definePool(poolDef(d, uuid));
         }
+        // Make the directory (and parents) when missing, recording what was made before anything
+        // else can fail: a crash after this still leaves the record of what to remove.
+        const made = op.define || op.start ? await host.buildPool(d.name) : [];
+        if (made.length > 0) await ctx.createdPaths.add(made);
         await host.startPool(d.name);
         if (op.autostart !== undefined) await host.setPoolAutostart(d.name, op.autostart);
         const detail = op.define ? await host.getPool(d.name) : undefined;
@@ -156,11 +166,22 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
         });
         return;
       }
-      case 'pool.delete':
-        await host.deletePool(step.name, { deleteDir: true });
+      case 'pool.delete': {
+        const path = ctx.observed.definitions.get(step.key) as PoolDetail | undefined;
+        await host.deletePool(step.name, { deleteDir: false });
         ctx.boundary();
+        const created = await ctx.createdPaths.list();
+        if (created.length > 0) {
+          const { removed, kept } = await host.removeDirs(created);
+          for (const k of kept) ctx.note?.(`kept directory ${k.path}: ${k.why}`);
+          await ctx.createdPaths.remove([...removed, ...kept.map((k) => k.path)]);
+        }
+        if (path?.path && !created.includes(posix.normalize(path.path))) {
+          ctx.note?.(`kept directory ${path.path}: virtform did not create it`);
+        }
         await ctx.forgetIfUndeclared();
         return;
+      }
     }
   },
 

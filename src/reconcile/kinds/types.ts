@@ -81,6 +81,17 @@ export interface ExecContext<R> {
   }): Promise<void>;
   /** Delete the record when no manifest declares the resource any more. */
   forgetIfUndeclared(): Promise<void>;
+  /**
+   * Paths on the host this resource's steps created (kept in the state DB apart from the record,
+   * so they survive its deletion and a crash before it): what deleting the resource may remove.
+   */
+  createdPaths: {
+    list(): Promise<string[]>;
+    add(paths: string[]): Promise<void>;
+    remove(paths: string[]): Promise<void>;
+  };
+  /** A line the output shows under the step (something kept, and why). */
+  note?(text: string): void;
   /** Where downloaded images are cached (a default temp-dir cache when absent). */
   images?: ImageCache;
   /** Progress of a long step (an image download or upload). */

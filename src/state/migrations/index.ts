@@ -4,6 +4,7 @@ import * as m0002 from './0002_hosts.js';
 import * as m0003 from './0003_git_sources.js';
 import * as m0004 from './0004_safety.js';
 import * as m0005 from './0005_baselines.js';
+import * as m0007 from './0007_created_paths.js';
 
 /**
  * All migrations, imported explicitly (no filesystem scanning, so this works from `dist/` and
@@ -15,6 +16,7 @@ export const migrations: Record<string, Migration> = {
   '0003_git_sources': m0003,
   '0004_safety': m0004,
   '0005_baselines': m0005,
+  '0007_created_paths': m0007,
 };
 
 export const migrationProvider: MigrationProvider = {

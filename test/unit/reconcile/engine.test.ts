@@ -377,6 +377,49 @@ describe('graceful shutdown', () => {
   });
 });
 
+describe('stop timeout', () => {
+  it('a step in flight still running stopTimeoutMs after the abort is abandoned: its journal entry closed as interrupted, queued steps skipped; the rerun finishes it', async () => {
+    const abort = new AbortController();
+    const define = host.defineNetwork.bind(host);
+    let hung = 0;
+    host.defineNetwork = (def) => {
+      hung += 1;
+      abort.abort();
+      return new Promise<void>(() => undefined); // never returns (a call stuck on the host)
+    };
+    const t0 = Date.now();
+    const result = await run(await desired(), { concurrency: 2, signal: abort.signal, stopTimeoutMs: 150 });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(hung).toBe(1);
+    expect(result.outcome).toBe('interrupted');
+    const net = result.applied!.outcomes.find((o) => o.step.key === `Network/${P}-net`)!;
+    expect(net.status).toBe('skipped');
+    expect(net.error).toMatch(/^interrupted: still running 0.15 s after the stop was requested \(--stop-timeout\); abandoned, the next run finishes it/);
+    expect(result.applied!.outcomes.every((o) => o.status !== 'failed')).toBe(true);
+    // The journal is consistent: nothing open; the abandoned entry failed (so the next run takes it up).
+    expect(await store.journal.listOpen()).toEqual([]);
+    const unresolved = await store.journal.listUnresolved();
+    expect(unresolved.map((e) => [`${e.kind}/${e.name}`, e.status, e.error?.slice(0, 12)])).toEqual([[`Network/${P}-net`, 'failed', 'interrupted:']]);
+    host.defineNetwork = define;
+    const next = await run(await desired());
+    expect(next.outcome).toBe('succeeded');
+    expect(host.networks.get(`${P}-net`)!.active).toBe(true);
+    expect((await run(await desired())).plan.noop).toBe(true);
+    expect(await store.journal.listUnresolved()).toEqual([]);
+  });
+
+  it('steps that end within the stop timeout are not abandoned', async () => {
+    const abort = new AbortController();
+    const result = await run(await desired(), {
+      concurrency: 1, signal: abort.signal, stopTimeoutMs: 5_000,
+      onEvent: (e) => { if (e.type === 'start' && e.step.kind === 'StoragePool') abort.abort(); },
+    });
+    expect(result.applied!.outcomes[0]!.status).toBe('succeeded');
+    expect(result.applied!.outcomes.filter((o) => /interrupted/.test(o.error ?? ''))).toEqual([]);
+    expect(await store.journal.listUnresolved()).toEqual([]);
+  });
+});
+
 describe('lost connection', () => {
   it('keeps the journal entry open when a call\'s outcome is unknown, stops the run, and the next run claims the object', async () => {
     const original = host.createVolume.bind(host);

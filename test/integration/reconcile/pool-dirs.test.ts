@@ -1,0 +1,72 @@
+/**
+ * Pool directories (issue 19, finding 12) on the real daemon: deleting a pool removes only the
+ * directories virtform created for it (recorded in the state DB), deepest first and only when
+ * empty. A directory that existed before is kept (libvirt's pool delete removed it), the parents
+ * virtform had to create go too (libvirt left them behind), and a created directory holding a
+ * file virtform did not put there is kept, and the output says so.
+ */
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir, writeManifests } from '../../support/manifests.js';
+import { cleanupPrefix, ensureBuilt, runCli, TEST_POOL_ROOT } from '../../support/real-host.js';
+
+const P = 'vftest-strm-pdir';
+const PRE = `${TEST_POOL_ROOT}/${P}-pre`; // exists before
+const NEW_TOP = `${TEST_POOL_ROOT}/${P}-new`; // none of NEW_TOP/a/b exists before
+const NEW = `${NEW_TOP}/a/b`;
+const BUSY_TOP = `${TEST_POOL_ROOT}/${P}-busy`;
+const BUSY = `${BUSY_TOP}/x`; // created by virtform; someone then puts a file into BUSY_TOP
+let work: string;
+
+const clean = (): void => {
+  cleanupPrefix(P);
+  for (const d of [PRE, NEW_TOP, BUSY_TOP]) rmSync(d, { recursive: true, force: true });
+};
+
+beforeAll(() => {
+  clean();
+  ensureBuilt();
+  work = tempDir(`${P}-`);
+});
+afterAll(() => {
+  clean();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const pool = (name: string, path: string): string => `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: ${P}-${name}}\nspec: {path: ${path}}\n`;
+
+describe('pool directories', () => {
+  it('keeps a directory that existed before, removes the parents it created, keeps a created one with foreign files', async () => {
+    mkdirSync(PRE, { recursive: true });
+    writeFileSync(join(TEST_POOL_ROOT, `${P}-marker`), ''); // not in any pool: untouched
+    const dir = writeManifests(join(work, 'm'), { 'm.yaml': [pool('pre', PRE), pool('new', NEW), pool('busy', BUSY)].join('---\n') });
+    const db = join(work, 'state.db');
+    const up = await runCli(['reconcile', dir, '--db', db]);
+    expect(up.code, up.stdout + up.stderr).toBe(0);
+    expect([existsSync(PRE), existsSync(NEW), existsSync(BUSY)]).toEqual([true, true, true]);
+    const d = new Database(db, { readonly: true });
+    const rows = d.prepare("select name, path from created_paths where kind = 'StoragePool' order by name, path").all();
+    d.close();
+    expect(rows).toEqual([
+      { name: `${P}-busy`, path: BUSY_TOP }, { name: `${P}-busy`, path: BUSY },
+      { name: `${P}-new`, path: NEW_TOP }, { name: `${P}-new`, path: `${NEW_TOP}/a` }, { name: `${P}-new`, path: NEW },
+    ]);
+    writeFileSync(join(BUSY_TOP, 'notes.txt'), 'someone else\'s file\n');
+
+    const empty = writeManifests(join(work, 'empty'), {});
+    const down = await runCli(['reconcile', empty, '--db', db, '--allow-empty', '--max-deletions', 'all']);
+    expect(down.code, down.stdout + down.stderr).toBe(0);
+    expect(existsSync(PRE), 'a directory that existed before is kept').toBe(true);
+    expect(existsSync(NEW_TOP), 'the pool directory and the parents virtform created are removed').toBe(false);
+    expect(existsSync(BUSY), 'the empty pool directory virtform created is removed').toBe(false);
+    expect(existsSync(join(BUSY_TOP, 'notes.txt')), 'a created directory with foreign files is kept').toBe(true);
+    expect(down.stdout).toContain(`kept directory ${PRE}: virtform did not create it`);
+    expect(down.stdout).toContain(`kept directory ${BUSY_TOP}: not empty (files virtform did not put there)`);
+    const d2 = new Database(db, { readonly: true });
+    expect(d2.prepare('select count(*) as n from created_paths').get()).toEqual({ n: 0 });
+    d2.close();
+    rmSync(join(TEST_POOL_ROOT, `${P}-marker`), { force: true });
+  }, 120_000);
+});
