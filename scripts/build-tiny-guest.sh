@@ -29,8 +29,10 @@ BUSYBOX_PKG=busybox-static
 # Drivers: the seed CD-ROM on the PIIX IDE controller of a `pc` (i440FX) machine, or on virtio-scsi
 # (q35's own CD-ROM bus is SATA/AHCI, and the cloud kernel has no AHCI driver at all); ISO 9660
 # with Joliet; virtio NIC, disk and SCSI. Their dependencies (libata, scsi_mod, cdrom, virtio,
-# virtio_ring, net_failover, ...) are added from each module's own `depends=` field.
-ROOT_MODULES=(ata_piix ata_generic sr_mod isofs virtio_pci virtio_net virtio_blk virtio_scsi)
+# virtio_ring, net_failover, ...) are added from each module's own `depends=` field. virtio_balloon
+# (CONFIG_VIRTIO_BALLOON=m) lets the guest apply a live memory change; a kernel command line with
+# `modprobe.blacklist=virtio_balloon` (comma list, as modprobe reads it) makes /init skip it.
+ROOT_MODULES=(ata_piix ata_generic sr_mod isofs virtio_pci virtio_net virtio_blk virtio_scsi virtio_balloon)
 
 SCRIPT_HASH=$(sha256sum "$0" | cut -c1-12)
 
@@ -176,6 +178,7 @@ cat > "$ROOT/init" <<'EOF'
 #!/bin/sh
 # tiny-guest /init (virtform test guest). Console protocol, one line each, on /dev/console:
 #   vf-guest: boot                 /init started
+#   vf-guest: skip MODULE          MODULE is in the command line's modprobe.blacklist=, not loaded
 #   vf-guest: seed DEVICE          the NoCloud seed (ISO label cidata) was mounted from DEVICE
 #   vf-guest: hostname NAME        meta-data local-hostname was set
 #   vf-guest: instance-id ID       meta-data instance-id
@@ -194,7 +197,12 @@ exec </dev/console >/dev/console 2>&1
 say() { echo "vf-guest: $*"; }
 say boot "$(uname -r)"
 up() { cut -d' ' -f1 /proc/uptime; }
-while read -r m; do insmod "/lib/modules/$m.ko" || say error "insmod $m"; done < /etc/modules.order
+# modprobe.blacklist=a,b on the kernel command line (the kernel leaves it to userspace): not loaded.
+skip=" $(tr ' ' '\n' < /proc/cmdline | sed -n 's/^modprobe\.blacklist=//p' | tr ',-' ' _') "
+while read -r m; do
+  case "$skip" in *" $m "*) say skip "$m"; continue ;; esac
+  insmod "/lib/modules/$m.ko" || say error "insmod $m"
+done < /etc/modules.order
 
 seed=
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
@@ -265,8 +273,9 @@ chmod 0755 "$WORK/out"
 rm -rf "$OUT"
 mv "$WORK/out" "$OUT"
 ln -sfn "$KEY" "$CACHE/current"
-# Older builds and packages are not used again: keep only this build and its two .debs.
-for d in "$CACHE"/linux-image-*; do [ "$d" = "$OUT" ] || rm -rf "$d"; done
+# Builds of older packages are not used again: keep this build, those of the same packages (other
+# versions of this script, e.g. in other worktrees, use them) and this build's two .debs.
+for d in "$CACHE"/linux-image-*; do case "$d" in "$OUT"|"${OUT%+*}+"*) ;; *) rm -rf "$d" ;; esac; done
 for f in "$CACHE"/debs/*.deb; do [ "$f" = "$KDEB" ] || [ "$f" = "$BDEB" ] || rm -f "$f"; done
 log "built $OUT ($(du -h "$OUT/initrd.img" | cut -f1) initrd)"
 echo "$OUT"
