@@ -6,7 +6,7 @@
 import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import type { Locator } from './kinds/types.js';
 import type { DomainCapabilities, HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
-import type { JournalEntry, ResourceIndexEntry, ResourceRecord } from '../state/index.js';
+import type { JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
 import type { Desired } from './desired.js';
 import { resourceKey } from '../model/kinds.js';
 import { kindOf } from './kinds/index.js';
@@ -17,6 +17,8 @@ export interface StateReader {
     getMany(keys: { kind: string; name: string }[]): Promise<ResourceRecord[]>;
   };
   journal: { listUnresolved(): Promise<JournalEntry[]> };
+  /** Uses of files recorded by earlier runs (the data rule reads them only for what a plan would destroy). */
+  references?: { list(paths: string[]): Promise<StoredReference[]> };
 }
 
 export interface Observed {

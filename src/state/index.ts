@@ -17,6 +17,7 @@ export {
   type GitSourceUpdate,
   type OpenOptions,
   type Suspension,
+  type StoredReference,
   StateDbOpenError,
 } from './store.js';
 export {

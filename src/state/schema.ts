@@ -135,7 +135,19 @@ export interface ConditionsTable {
   last_transition_time: string;
 }
 
+/** Every use of a file seen on the host (migration 0006): a volume once used stays data. */
+export interface VolumeReferencesTable {
+  host: Generated<string>;
+  path: string;
+  used_by: string;
+  role: string;
+  source: string;
+  managed: number;
+  first_seen: string;
+}
+
 export interface StateDatabase {
+  volume_references: VolumeReferencesTable;
   controls: ControlsTable;
   conditions: ConditionsTable;
   hosts: HostsTable;

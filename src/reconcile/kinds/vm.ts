@@ -153,7 +153,8 @@ export type VmOp =
   | { op: 'vm.unseed'; pool: string; volume: string }
   | { op: 'vm.start' }
   | { op: 'vm.stop'; graceful: boolean; restart?: boolean }
-  | { op: 'vm.delete'; seed?: { pool: string; volume: string } };
+  /** `graceful`: a running domain is shut down (ACPI, up to --shutdown-timeout) before it is forced off. */
+  | { op: 'vm.delete'; graceful?: boolean; seed?: { pool: string; volume: string } };
 
 /** Disk target names in attach order for a bus: vda, vdb… for virtio; sda… for sata/scsi; hda… for ide. */
 export function diskTarget(bus: string, index: number): string {
@@ -510,6 +511,8 @@ export async function runningDomainWithDisk(host: HostPort, observed: Observed, 
 
 export const vmKind: KindHandler<DesiredVm, VmOp> = {
   kind: 'VirtualMachine',
+  // A plan deleting every VM virtform owns (two or more) is refused by default.
+  brakeOnWipe: true,
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
     'vm.live': { label: 'change running domain', teardown: false },
@@ -758,13 +761,13 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     const rr = pendingRestart(observed, r.key, r.name);
     return rr ? [`${r.key}: ${restartText(rr)}`] : [];
   },
-  deleteSteps: (_name, where) => {
+  deleteSteps: (_name, where, opts) => {
     const ci = (where.config as Partial<VmConfig> | undefined)?.cloudInit;
     const fromJournal = where.intents?.find((i) => typeof i.pool === 'string' && typeof i.volume === 'string');
     const seed = ci ? { pool: ci.pool, volume: ci.volume } : fromJournal ? { pool: String(fromJournal.pool), volume: String(fromJournal.volume) } : undefined;
-    return [{ op: 'vm.delete', ...(seed ? { seed } : {}) }];
+    return [{ op: 'vm.delete', graceful: opts?.gracefulStop ?? true, ...(seed ? { seed } : {}) }];
   },
-  deleteNotes: (name, observed) => (observed.domains.get(name)?.active ? [stopNote(false)] : []),
+  deleteNotes: (name, observed, opts) => (observed.domains.get(name)?.active ? [stopNote(opts?.gracefulStop ?? true)] : []),
 
   /** A seed step names its volume, so that a run after an interruption can find (and delete) it. */
   intent: (op) => (op.op === 'vm.seed' || op.op === 'vm.unseed' ? { pool: op.pool, volume: op.volume } : op.op === 'vm.delete' && op.seed ? { ...op.seed } : {}),
@@ -870,7 +873,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         await ctx.record({ observedStatus: 'stopped', desiredState: ctx.desired?.state ?? 'stopped' });
         return;
       case 'vm.delete':
-        await host.stopDomain(step.name, { graceful: false });
+        await host.stopDomain(step.name, { graceful: op.graceful ?? false, timeoutMs: ctx.shutdownTimeoutMs });
         // Its seed is derived data: gone with the VM (never a data-loss hold). Before the domain, so
         // that a run interrupted in between still finds the domain, and this step runs again.
         for (const x of recordedSeeds(op, factsOf(ctx.observed, step.key))) await host.deleteVolume(x.pool, x.volume);

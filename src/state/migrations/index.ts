@@ -3,6 +3,7 @@ import * as m0001 from './0001_initial.js';
 import * as m0002 from './0002_hosts.js';
 import * as m0003 from './0003_git_sources.js';
 import * as m0004 from './0004_safety.js';
+import * as m0006 from './0006_volume_references.js';
 
 /**
  * All migrations, imported explicitly (no filesystem scanning, so this works from `dist/` and
@@ -13,6 +14,7 @@ export const migrations: Record<string, Migration> = {
   '0002_hosts': m0002,
   '0003_git_sources': m0003,
   '0004_safety': m0004,
+  '0006_volume_references': m0006,
 };
 
 export const migrationProvider: MigrationProvider = {
