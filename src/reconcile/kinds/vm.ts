@@ -32,9 +32,9 @@ import {
   change, conflictOrAdopt, createReason, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange, type ResourceChange,
 } from '../change.js';
-import type { HostPort } from '../ports.js';
+import { HostError, type HostPort } from '../ports.js';
 import type { Observed } from '../observe.js';
-import { ownershipOf } from '../ownership.js';
+import { ownershipOf, type Ownership } from '../ownership.js';
 import { listedState, readListed, uuidToDefine } from './common.js';
 import type { BuildContext, ChangeEffect, KindHandler } from './types.js';
 
@@ -584,7 +584,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     const cur = observed.definitions.get(key) as DomainDetail | undefined;
     const wantRunning = r.state === 'running';
     const graceful = opts.gracefulStop ?? true;
-    const conflict = conflictOrAdopt(r, own);
+    const conflict = conflictOrAdopt(r, own) ?? seedNameTaken(r, observed, own);
     if (conflict) return conflict;
     // What the definition asks of the hypervisor, checked before it is defined (libvirt would
     // define it and refuse it only at start).
@@ -823,8 +823,18 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         const image = seedImage(d);
         if (!image || `sha256:${image.sha256}` !== op.sha256) throw new Error(`internal error: no seed image ${op.sha256} for ${step.key}`);
         // A new file every time (never written in place): a running domain keeps reading the seed it
-        // opened at its start, a half-written seed is never what a booting guest finds.
-        if (await host.getVolume(op.pool, op.volume)) await host.deleteVolume(op.pool, op.volume);
+        // opened at its start, a half-written seed is never what a booting guest finds. An existing
+        // file of that name is deleted only when it is virtform's (recorded, named by an interrupted
+        // step, or made by this run): one that appeared since the plan was made is not overwritten.
+        const made = seedsMade(ctx.observed);
+        const at = `${op.pool}/${op.volume}`;
+        if (await host.getVolume(op.pool, op.volume)) {
+          if (!d.adopt && !made.has(at) && !seedIsOurs(ctx.observed, step.key, op.pool, op.volume)) {
+            throw new HostError('already-exists', `a volume ${op.volume} that virtform did not create exists in pool ${op.pool}: the cloud-init seed is not written over it`);
+          }
+          await host.deleteVolume(op.pool, op.volume);
+        }
+        made.add(at);
         await host.createVolume({ pool: op.pool, name: op.volume, capacityBytes: image.iso.length, format: 'raw', mode: 0o600 });
         await host.uploadVolume(op.pool, op.volume, once(image.iso), { sparse: false });
         const old = facts.seed;
@@ -1038,6 +1048,33 @@ function planSeed(r: DesiredVm, observed: Observed, facts: VmFacts | undefined, 
     else if (have && have.sha256 !== want.seed) out.notes.push('instance-id unchanged (set in metaData): cloud-init reads the new seed at next boot without running its per-instance modules again');
   }
   return out;
+}
+
+/** Seed volumes created by this run (keyed by its observation): a retry may write over them. */
+const SEEDS_MADE = new WeakMap<Observed, Set<string>>();
+function seedsMade(observed: Observed): Set<string> {
+  let s = SEEDS_MADE.get(observed);
+  if (!s) SEEDS_MADE.set(observed, (s = new Set()));
+  return s;
+}
+
+/** Whether the seed volume `pool/volume` is virtform's: recorded as the VM's seed, or named by an interrupted step of the VM. */
+function seedIsOurs(observed: Observed, key: string, pool: string, volume: string): boolean {
+  const seed = factsOf(observed, key)?.seed;
+  if (seed && seed.pool === pool && seed.volume === volume) return true;
+  return (observed.openJournal.get(key) ?? []).some((j) => j.intent.pool === pool && j.intent.volume === volume);
+}
+
+/**
+ * The seed's fixed name (`<vm>-cidata.iso`) taken by a volume virtform did not create: a conflict
+ * (the seed would overwrite it, and deleting the VM would delete it) unless the VM is adopted.
+ */
+function seedNameTaken(r: DesiredVm, observed: Observed, own: Ownership): ResourceChange | undefined {
+  const ci = r.config.cloudInit;
+  if (!ci || r.adopt) return undefined;
+  const existing = observed.volumes.get(ci.pool)?.get(ci.volume);
+  if (!existing || seedIsOurs(observed, r.key, ci.pool, ci.volume)) return undefined;
+  return change(r, 'conflict', `the cloud-init seed's volume ${ci.pool}/${ci.volume} already exists and virtform did not create it (${existing.key}); remove or rename it, or adopt the VM (metadata.adopt: true)`, own);
 }
 
 /** The seed volumes a VM's record or journal names (a delete removes them all). */
