@@ -180,6 +180,8 @@ function describeUsers(refs: VolumeReference[]): string[] {
   }
   const lines: string[] = [];
   const order = (u: { role: ReferenceRole }): number => (u.role === 'backing' ? 1 : 0);
+  // A recorded reference is news only for a user no longer seen: one seen now is named by where it is seen.
+  for (const u of byUser.values()) if (u.sources.size > 1) u.sources.delete('recorded reference');
   for (const u of [...byUser.values()].sort((a, b) => order(a) - order(b) || a.by.localeCompare(b.by) || a.role.localeCompare(b.role))) {
     const verb = u.role === 'disk' ? 'attached to' : u.role === 'backing' ? 'backs' : `${u.role} of`;
     const sources = SOURCE_ORDER.filter((s) => u.sources.has(s)).join(', ');

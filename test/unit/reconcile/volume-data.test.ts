@@ -146,8 +146,13 @@ describe('the data rule: each route alone', () => {
       'Volume/d1': ['attached to domain ext (recorded reference; not managed by virtform)', 'attached to VirtualMachine/gone (recorded reference)'],
     });
     expect(asked).toEqual([[path('d1')]]);
+    // A user still seen is named by where it is seen: the recorded reference adds nothing then.
+    const o = observedOf({ volumes: [d1], definitions: { 'VirtualMachine/gone': domain('gone', [path('d1')]) } });
+    expect(await why([del(d1)], desiredOf([]), o, { recorded })).toEqual({
+      'Volume/d1': ['attached to domain ext (recorded reference; not managed by virtform)', 'attached to VirtualMachine/gone (persistent definition)'],
+    });
     await why([{ ...del(d1), action: 'update', steps: [{ op: 'volume.resize', capacityBytes: 1 }] }], desiredOf([]), observedOf({ volumes: [d1] }), { recorded });
-    expect(asked).toHaveLength(1);
+    expect(asked).toHaveLength(2);
   });
   it('imported image (file path; URL without credentials; digest when the image changed) and adoption', async () => {
     const sha = 'a'.repeat(64);
