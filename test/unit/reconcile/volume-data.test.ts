@@ -272,6 +272,82 @@ describe('the data rule: host-wide references (FakeHost)', () => {
   });
 });
 
+describe('the data rule: host-wide references, the edges', () => {
+  async function small() {
+    const host = new FakeHost();
+    await host.definePool({ name: POOL, path: DIR, autostart: true } as never);
+    await host.startPool(POOL);
+    await host.definePool({ name: 'other', path: '/srv/other', autostart: true } as never);
+    await host.startPool('other');
+    await host.definePool({ name: 'off', path: '/srv/off', autostart: false } as never);
+    for (const v of ['d1', 'base']) await host.createVolume({ pool: POOL, name: `${v}.qcow2`, capacityBytes: 1 << 20, format: 'qcow2' });
+    await host.createVolume({ pool: 'other', name: 'ovl.qcow2', capacityBytes: 1 << 20, format: 'qcow2', backing: { path: path('base'), format: 'qcow2' } });
+    await host.defineDomain({ name: 'ext', type: 'qemu', vcpus: 1, memoryKiB: 65536, disks: [{ path: path('d1'), format: 'qcow2', bus: 'virtio', target: 'vda' }], nics: [] } as never);
+    await host.startDomain('ext');
+    return host;
+  }
+  it('a user seen live and persistent is named with both; the overlay of a recorded volume is virtform\'s; an inactive pool is not listed', async () => {
+    const host = await small();
+    const o = observedOf({ volumes: [volCfg('d1'), volCfg('base')] });
+    o.records.set('Volume/ovl', { kind: 'Volume', name: 'ovl', uuid: '/srv/other/ovl.qcow2', specHash: 'h', desiredState: null, lastError: null,
+      details: { config: { ...volCfg('ovl'), pool: 'other', path: '/srv/other/ovl.qcow2' } } });
+    o.snapshot = await host.snapshot();
+    const before = host.calls.length;
+    expect(await why([del(volCfg('d1')), del(volCfg('base'))], desiredOf([]), o, { host })).toEqual({
+      'Volume/d1': ['attached to domain ext (live definition, persistent definition; not managed by virtform)'],
+      'Volume/base': ['backs Volume/ovl (persistent definition)'],
+    });
+    expect(host.calls.slice(before).filter((c) => c.startsWith('listVolumes'))).toEqual(['listVolumes:other']);
+  });
+  it('a host that fails a live read or a listing still gives what it can', async () => {
+    const host = await small();
+    const o = observedOf({ volumes: [volCfg('d1'), volCfg('base')] });
+    o.snapshot = await host.snapshot();
+    host.failNext('getRunningDomain', 'ext');
+    host.failNext('listVolumes', 'other');
+    expect(await why([del(volCfg('d1')), del(volCfg('base'))], desiredOf([]), o, { host })).toEqual({
+      'Volume/d1': ['attached to domain ext (persistent definition; not managed by virtform)'],
+    });
+  });
+  it('a running domain whose definition observe read is virtform\'s, record or not', async () => {
+    const host = await small();
+    const o = observedOf({ volumes: [volCfg('d1')], definitions: { 'VirtualMachine/ext': await host.getDomain('ext') } });
+    o.snapshot = await host.snapshot();
+    const before = host.calls.length;
+    expect(await why([del(volCfg('d1'))], desiredOf([]), o, { host })).toEqual({
+      'Volume/d1': ['attached to VirtualMachine/ext (live definition, persistent definition)'],
+    });
+    // Its persistent definition is not read again.
+    expect(host.calls.slice(before).filter((c) => c.includes('ext') && !c.startsWith('getRunningDomain'))).toEqual([]);
+  });
+  it('recorded references are not asked for a change without a file; a managed user stays managed whatever else says', async () => {
+    let asked = 0;
+    const recorded = async (): Promise<StoredReference[]> => {
+      asked += 1;
+      return [{ path: path('d1'), by: 'VirtualMachine/vm', role: 'disk', source: 'live definition', managed: false }];
+    };
+    const o = observedOf({});
+    await volumeDataLoss([del(volCfg('x'), { previous: undefined })], { desired: desiredOf([]), observed: o, recorded });
+    expect(asked).toBe(0);
+    const d1 = volCfg('d1');
+    expect(await why([del(d1)], desiredOf([vmWith('vm', { disks: [disk('d1')] })]), observedOf({ volumes: [d1] }), { recorded }))
+      .toEqual({ 'Volume/d1': ['attached to VirtualMachine/vm (declared config)'] });
+  });
+  it('an imported image named from the manifest when nothing was recorded yet', async () => {
+    const sha = 'd'.repeat(64);
+    const file = vol('img', { sourceSha256: sha }, { kind: 'file', path: '/images/i.qcow2', sha256: sha, size: 1, format: 'qcow2', virtualSize: 1 });
+    expect(await why([del(volCfg('img'), { previous: undefined, desired: file })], desiredOf([file]), observedOf({})))
+      .toEqual({ 'Volume/img': [`holds imported image /images/i.qcow2 (sha256 ${'d'.repeat(12)}…)`] });
+  });
+  it('one VM using a volume as disk and as kernel: one line per use, in role order', async () => {
+    const v = volCfg('v');
+    const o = observedOf({ volumes: [v], definitions: { 'VirtualMachine/a': domain('a', [path('v')], { boot: { kernel: path('v'), initrd: path('v') } }) } });
+    expect((await why([del(v)], desiredOf([]), o))['Volume/v']).toEqual([
+      'attached to VirtualMachine/a (persistent definition)', 'initrd of VirtualMachine/a (persistent definition)', 'kernel of VirtualMachine/a (persistent definition)',
+    ]);
+  });
+});
+
 describe('references to store', () => {
   it('keeps what was seen on the host (by path), once; never configs', () => {
     const r = (source: VolumeReference['source'], p?: string): VolumeReference => ({ path: p, by: 'VirtualMachine/a', role: 'disk', source, managed: true });
