@@ -15,6 +15,9 @@ export default {
   reporters: ['clear-text', 'progress', 'html', 'json'],
   htmlReporter: { fileName: 'bench/results/mutation.html' },
   jsonReporter: { fileName: 'bench/results/mutation.json' },
+  // Reruns test only the mutants whose code or tests changed (the file is kept under bench/results/).
+  incremental: true,
+  incrementalFile: 'bench/results/stryker-incremental.json',
   tempDirName: '.stryker-tmp',
   cleanTempDir: 'always',
   thresholds: { high: 90, low: 80, break: null },

@@ -51,22 +51,20 @@ export async function holdDataLoss(
   desired: Desired, observed: Observed, changes: ResourceChange[], opts: SafetyOptions = {},
 ): Promise<Map<string, string>> {
   const held = new Map<string, string>();
-  const live0 = changes.filter((c) => c.action !== 'conflict');
+  const byKey = new Map(changes.map((c) => [c.key, c]));
   for (const kind of RESOURCE_KINDS) {
     const rule = kindOf(kind).dataLoss;
-    const mine = live0.filter((c) => c.kind === kind);
-    if (!rule || mine.length === 0) continue;
-    const losses = await rule(mine, { desired, observed, host: opts.host, recorded: opts.recorded });
-    for (const c of mine) {
-      const loss = losses.get(c.key);
-      if (!loss) continue;
-      c.dataLoss = [loss];
-      if (!opts.allowDataLoss) held.set(c.key, `would destroy the contents of ${describe(loss)}`);
+    if (!rule) continue;
+    // The kind's rule picks its own changes (conflicts destroy nothing).
+    for (const [key, loss] of await rule(changes, { desired, observed, host: opts.host, recorded: opts.recorded })) {
+      byKey.get(key)!.dataLoss = [loss];
+      if (!opts.allowDataLoss) held.set(key, `would destroy the contents of ${describe(loss)}`);
     }
   }
   if (held.size === 0) return held;
 
-  const live = changes.filter((c) => c.action !== 'conflict' && c.steps.length > 0);
+  // Conflicts have no steps: nothing of theirs runs, so nothing of theirs is held.
+  const live = changes.filter((c) => c.steps.length > 0);
   const needsOf = new Map(live.map((c) => [c.key, needs(c, desired, observed)]));
   let grew = true;
   while (grew) {

@@ -15,7 +15,7 @@
  *
  * `safety.ts` dispatches here (`KindHandler.dataLoss`) and holds what is returned.
  */
-import { resourceKey } from '../../model/kinds.js';
+import { parseResourceKey, resourceKey } from '../../model/kinds.js';
 import type { DomainDetail, VolumeDetail } from '../../model/definitions.js';
 import type { HostPort, ObservedVolume } from '../ports.js';
 import type { Observed } from '../observe.js';
@@ -47,14 +47,7 @@ export interface VolumeReference {
 }
 
 const vmKey = (name: string): string => resourceKey('VirtualMachine', name);
-const isDomain = (d: unknown): d is DomainDetail => {
-  const x = d as Partial<DomainDetail> | undefined;
-  return !!x && typeof x.name === 'string' && Array.isArray(x.disks);
-};
-const isVolumeDetail = (d: unknown): d is VolumeDetail => {
-  const x = d as Partial<VolumeDetail> | undefined;
-  return !!x && typeof x.path === 'string' && typeof x.pool === 'string' && typeof x.capacityBytes === 'number';
-};
+const kindOfKey = (key: string): string => parseResourceKey(key).kind;
 
 /** The files a domain definition uses. */
 function domainReferences(d: DomainDetail, source: ReferenceSource, managed: boolean): VolumeReference[] {
@@ -70,7 +63,7 @@ function domainReferences(d: DomainDetail, source: ReferenceSource, managed: boo
 function vmConfigReferences(name: string, c: VmConfig, source: ReferenceSource): VolumeReference[] {
   const by = vmKey(name);
   const out: VolumeReference[] = [];
-  for (const d of c.disks ?? []) out.push({ path: d.path, volume: d.volume, by, role: 'disk', source, managed: true });
+  for (const d of c.disks) out.push({ path: d.path, volume: d.volume, by, role: 'disk', source, managed: true });
   const b = c.boot;
   if (b?.kernel || b?.kernelVolume) out.push({ path: b.kernel, volume: b.kernelVolume, by, role: 'kernel', source, managed: true });
   if (b?.initrd || b?.initrdVolume) out.push({ path: b.initrd, volume: b.initrdVolume, by, role: 'initrd', source, managed: true });
@@ -109,9 +102,10 @@ export function knownReferences(desired: Desired, observed: Observed): VolumeRef
 export function definitionReferences(observed: Observed): VolumeReference[] {
   const out: VolumeReference[] = [];
   for (const [key, d] of observed.definitions) {
-    if (isDomain(d)) out.push(...domainReferences(d, 'persistent definition', true));
-    else if (isVolumeDetail(d) && d.backingPath) {
-      out.push({ path: d.backingPath, by: key, role: 'backing', source: 'persistent definition', managed: true });
+    const kind = kindOfKey(key);
+    if (kind === 'VirtualMachine') out.push(...domainReferences(d as DomainDetail, 'persistent definition', true));
+    else if (kind === 'Volume' && (d as VolumeDetail).backingPath) {
+      out.push({ path: (d as VolumeDetail).backingPath, by: key, role: 'backing', source: 'persistent definition', managed: true });
     }
   }
   return out;
@@ -125,20 +119,19 @@ export function definitionReferences(observed: Observed): VolumeReference[] {
 export async function hostReferences(host: HostPort, observed: Observed): Promise<VolumeReference[]> {
   const out: VolumeReference[] = [];
   const managedDomains = new Set<string>();
-  for (const d of observed.definitions.values()) if (isDomain(d)) managedDomains.add(d.name);
+  for (const [key, d] of observed.definitions) if (kindOfKey(key) === 'VirtualMachine') managedDomains.add((d as DomainDetail).name);
   const isManaged = (name: string): boolean => managedDomains.has(name) || observed.records.has(vmKey(name));
   const domains = observed.snapshot.domains;
   const unread = domains.filter((d) => !managedDomains.has(d.name));
-  const persistentP = unread.length > 0 ? host.definitions.domains(unread) : Promise.resolve(new Map<string, DomainDetail>());
+  const persistentP = host.definitions.domains(unread);
   const liveP = Promise.all(domains.filter((d) => d.active).map((d) => host.getRunningDomain(d.name).catch(() => null)));
   // Volumes of every active pool; the pools observe listed are not listed again.
   const pools = observed.snapshot.pools.filter((p) => p.active);
   const listings = await Promise.all(pools.map(async (p) => observed.volumes.get(p.name) ? [...observed.volumes.get(p.name)!.values()]
     : await host.listVolumes(p.name).catch(() => [] as ObservedVolume[])));
   const readKeys = new Set<string>();
-  for (const d of observed.definitions.values()) if (isVolumeDetail(d)) readKeys.add(d.key);
-  const toRead = listings.flat().filter((v) => !readKeys.has(v.key));
-  const volumeDefs = toRead.length > 0 ? await host.definitions.volumes(toRead) : new Map<string, VolumeDetail>();
+  for (const [key, d] of observed.definitions) if (kindOfKey(key) === 'Volume') readKeys.add((d as VolumeDetail).key);
+  const volumeDefs = await host.definitions.volumes(listings.flat().filter((v) => !readKeys.has(v.key)));
   const managedVolumeByPath = new Map<string, string>();
   for (const [key, rec] of observed.records) {
     if (rec.kind !== 'Volume') continue;
@@ -179,10 +172,10 @@ function describeUsers(refs: VolumeReference[]): string[] {
     byUser.set(k, u);
   }
   const lines: string[] = [];
-  const order = (u: { role: ReferenceRole }): number => (u.role === 'backing' ? 1 : 0);
   // A recorded reference is news only for a user no longer seen: one seen now is named by where it is seen.
   for (const u of byUser.values()) if (u.sources.size > 1) u.sources.delete('recorded reference');
-  for (const u of [...byUser.values()].sort((a, b) => order(a) - order(b) || a.by.localeCompare(b.by) || a.role.localeCompare(b.role))) {
+  // By user (domains and VMs sort before the volumes they are backed by), then by role.
+  for (const u of [...byUser.values()].sort((a, b) => a.by.localeCompare(b.by) || a.role.localeCompare(b.role))) {
     const verb = u.role === 'disk' ? 'attached to' : u.role === 'backing' ? 'backs' : `${u.role} of`;
     const sources = SOURCE_ORDER.filter((s) => u.sources.has(s)).join(', ');
     lines.push(`${verb} ${u.by} (${sources}${u.managed ? '' : '; not managed by virtform'})`);
@@ -191,9 +184,8 @@ function describeUsers(refs: VolumeReference[]): string[] {
 }
 
 /** Whether a reference is to the volume of change `c` (by its name from a config, or by its file). */
-function refersTo(r: VolumeReference, name: string, key: string, path: string | undefined): boolean {
-  if (r.by === key) return false; // a volume's own backing store is not a use of itself
-  return (r.volume !== undefined && r.volume === name) || (path !== undefined && r.path === path);
+function refersTo(r: VolumeReference, name: string, path: string | undefined): boolean {
+  return r.volume === name || (path !== undefined && r.path === path);
 }
 
 /** The volume change destroys a file: its key, name and path, and the config it has or had. */
@@ -245,7 +237,7 @@ export async function volumeDataLoss(changes: ResourceChange[], ctx: DataRuleCon
     GATHERED.set(ctx.observed, gathered);
   }
   for (const x of candidates) {
-    const users = refs.filter((r) => refersTo(r, x.c.name, x.c.key, x.path));
+    const users = refs.filter((r) => refersTo(r, x.c.name, x.path));
     const why = [...x.intrinsic, ...describeUsers(users)];
     if (why.length > 0) out.set(x.c.key, { volume: x.c.key, path: x.path, sizeBytes: x.sizeBytes, why });
   }

@@ -10,7 +10,7 @@ import type { Desired, DesiredResource, DesiredVolume, DesiredVm, VmConfig, Volu
 import type { Observed } from '../../../src/reconcile/observe.js';
 import type { ResourceChange } from '../../../src/reconcile/change.js';
 import {
-  hostReferences, observedReferences, referencesToStore, volumeDataLoss, type StoredReference, type VolumeReference,
+  definitionReferences, hostReferences, knownReferences, observedReferences, referencesToStore, volumeDataLoss, type StoredReference, type VolumeReference,
 } from '../../../src/reconcile/kinds/volume-data.js';
 import { brakeDeletions, defaultMaxDeletions, holdDataLoss } from '../../../src/reconcile/safety.js';
 import type { DomainDetail, VolumeDetail } from '../../../src/model/definitions.js';
@@ -456,5 +456,72 @@ describe('the mass-deletion brake: the plan\'s intent, field by field', () => {
     expect(brakeDeletions(obs(3, 3), many, undefined)).toEqual({ deletions: many.map((c) => c.key), max: 5, source: 'default', owned: 6, braked: true });
     const three = many.slice(0, 3);
     expect(brakeDeletions(obs(3, 3), three, undefined).wipe).toEqual({ kind: 'VirtualMachine', owned: 3 });
+  });
+});
+
+describe('the references, exactly', () => {
+  it('knownReferences: declared and recorded configs (a disk, a kernel path, an initrd volume, a backing volume), then the definitions read', () => {
+    const d = desiredOf([
+      vmWith('a', { disks: [disk('d1')], boot: { kernel: '/boot/k' } }),
+      vmWith('b', { boot: { kernel: '/boot/k2', initrdVolume: 'i' } }),
+      vol('c', { backingVolume: 'base' }),
+      vol('plain'),
+    ]);
+    const o = observedOf({
+      volumes: [volCfg('r', { backingPath: path('base') })],
+      vms: { old: { vcpus: 1, memoryKiB: 1, disks: [], nics: [] } },
+      definitions: { 'VirtualMachine/x': domain('x', [path('d9'), ''], { cdroms: [{ path: '', target: 'hda', bus: 'ide' }] }), 'Network/n': { name: 'n' } },
+    });
+    expect(knownReferences(d, o)).toEqual([
+      { path: path('d1'), volume: 'd1', by: 'VirtualMachine/a', role: 'disk', source: 'declared config', managed: true },
+      { path: '/boot/k', volume: undefined, by: 'VirtualMachine/a', role: 'kernel', source: 'declared config', managed: true },
+      { path: '/boot/k2', volume: undefined, by: 'VirtualMachine/b', role: 'kernel', source: 'declared config', managed: true },
+      { path: undefined, volume: 'i', by: 'VirtualMachine/b', role: 'initrd', source: 'declared config', managed: true },
+      { path: undefined, volume: 'base', by: 'Volume/c', role: 'backing', source: 'declared config', managed: true },
+      { path: path('base'), volume: undefined, by: 'Volume/r', role: 'backing', source: 'recorded config', managed: true },
+      { path: path('d9'), by: 'VirtualMachine/x', role: 'disk', source: 'persistent definition', managed: true },
+      { path: path('base'), by: 'Volume/r', role: 'backing', source: 'persistent definition', managed: true },
+    ]);
+    expect(definitionReferences(observedOf({ volumes: [volCfg('q')] }))).toEqual([]);
+  });
+  it('hostReferences: exactly what the host shows beyond observe', async () => {
+    const host = new FakeHost();
+    await host.definePool({ name: POOL, path: DIR, autostart: true } as never);
+    await host.startPool(POOL);
+    await host.createVolume({ pool: POOL, name: 'b.qcow2', capacityBytes: 1 << 20, format: 'qcow2' });
+    await host.createVolume({ pool: POOL, name: 'o.qcow2', capacityBytes: 1 << 20, format: 'qcow2', backing: { path: path('b'), format: 'qcow2' } });
+    await host.defineDomain({ name: 'e', type: 'qemu', vcpus: 1, memoryKiB: 65536, disks: [{ path: path('z'), format: 'qcow2', bus: 'virtio', target: 'vda' }], nics: [] } as never);
+    const o = observedOf({});
+    o.volumes = new Map();
+    o.snapshot = await host.snapshot();
+    expect(await hostReferences(host, o)).toEqual([
+      { path: path('b'), by: `volume ${POOL}/o.qcow2`, role: 'backing', source: 'persistent definition', managed: false },
+      { path: path('z'), by: 'domain e', role: 'disk', source: 'persistent definition', managed: false },
+    ]);
+  });
+  it('a change without a file is not matched by references without one', async () => {
+    const o = observedOf({});
+    const m = await volumeDataLoss([del(volCfg('x'), { previous: undefined })], { desired: desiredOf([vmWith('vm', { boot: { kernelVolume: 'other' } })]), observed: o });
+    expect(m.size).toBe(0);
+  });
+});
+
+describe('what a held change takes with it: the edges', () => {
+  it('two reasons in one line; the pool of a held volume recorded without `previous`; a conflict and a build-up of the pool are not held', async () => {
+    const d1 = volCfg('d1');
+    const o = observedOf({ volumes: [d1], definitions: { 'VirtualMachine/vm': domain('vm', [path('d1')]) } });
+    const changes: ResourceChange[] = [
+      del(d1, { adopt: true, previous: undefined }),
+      { key: 'StoragePool/p', kind: 'StoragePool', name: 'p', action: 'delete', reason: 'r', fields: [], notes: [], steps: [{ op: 'pool.delete' }], ownership: 'owned', drift: false, previous: { name: 'p' } },
+      { key: 'VirtualMachine/c', kind: 'VirtualMachine', name: 'c', action: 'conflict', reason: 'taken', fields: [], notes: [], steps: [], ownership: 'foreign', drift: false, previous: { vcpus: 1, memoryKiB: 1, disks: [disk('d1')], nics: [] } },
+    ];
+    const held = await holdDataLoss(desiredOf([]), o, changes);
+    expect(Object.fromEntries(held)).toEqual({
+      'Volume/d1': `would destroy the contents of Volume/d1 (${path('d1')}): adopted: its contents were not made by virtform, attached to VirtualMachine/vm (persistent definition)`,
+      'StoragePool/p': 'Volume/d1, which uses it, is held',
+    });
+    // The pool only ensured (no teardown) while a volume on it is held: it runs.
+    const ensure = [del(d1, { adopt: true }), { ...changes[1]!, action: 'update' as const, steps: [{ op: 'pool.ensure' } as never] }];
+    expect([...(await holdDataLoss(desiredOf([]), o, ensure)).keys()]).toEqual(['Volume/d1']);
   });
 });
