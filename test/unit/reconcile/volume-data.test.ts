@@ -448,6 +448,9 @@ describe('the mass-deletion brake: the plan\'s intent, field by field', () => {
     expect(brakeDeletions(obs(2, 3), both, 2)).toEqual({ deletions: ['VirtualMachine/vm0', 'VirtualMachine/vm1'], max: 2, source: 'flag', owned: 5, braked: false });
     // One of two, the only one, replaces (recreated), or volumes only: no wipe.
     expect(brakeDeletions(obs(2, 0), [both[0]!], undefined).braked).toBe(false);
+    expect(brakeDeletions(obs(2, 1), [both[0]!, ch('Volume/v0', 'delete')], undefined)).toEqual({
+      deletions: ['VirtualMachine/vm0', 'Volume/v0'], max: 5, source: 'default', owned: 3, braked: false,
+    });
     expect(brakeDeletions(obs(1, 0), [ch('VirtualMachine/vm0', 'delete')], undefined)).toEqual({ deletions: ['VirtualMachine/vm0'], max: 5, source: 'default', owned: 1, braked: false });
     expect(brakeDeletions(obs(2, 0), [ch('VirtualMachine/vm0', 'replace'), ch('VirtualMachine/vm1', 'replace')], undefined).braked).toBe(false);
     expect(brakeDeletions(obs(0, 2), [ch('Volume/v0', 'delete'), ch('Volume/v1', 'delete')], undefined).braked).toBe(false);
