@@ -8,7 +8,7 @@ URI ?= qemu:///system
 DOMAIN_TYPE ?= qemu
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check
+.PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check mutation
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ test-e2e: setup debian-guest ## end-to-end suites: real guests under TCG (tiny g
 
 bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)
 	bash bench/run-all.sh
+
+mutation: ## mutation testing (StrykerJS, vitest runner) of the data rule and the brake -> bench/results/mutation.{md,json,html} (not in CI; ~10 min)
+	npx stryker run
+	node scripts/mutation-report.mjs bench/results/mutation.json > bench/results/mutation.md
 
 gen-protocol: ## regenerate src/libvirt/generated/ from libvirt 9.0.0's sources (Debian source package, cached)
 	npx tsx scripts/gen-protocol.ts

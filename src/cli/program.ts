@@ -53,7 +53,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
   const policyOption = (): Option => new Option('--policy <file>',
     'policy file: allowed roots for host paths, URL hosts, limits (default: /etc/virtform/policy.yaml when it exists)');
   const maxDeletionsOption = (): Option => new Option('--max-deletions <n|all>',
-    'mass-deletion brake: refuse (exit 1) a plan deleting more resources than this (replaces count); default max(5, 10% of owned); "all" disables it')
+    'mass-deletion brake: refuse (exit 1) a plan deleting more resources than this (replaces and held changes count); default max(5, 10% of owned), and a plan deleting every owned VM (two or more) is refused unless this is given; "all" disables it')
     .argParser(maxDeletions);
   const stopTimeoutOption = (): Option => new Option('--stop-timeout <seconds>',
     'on SIGTERM/SIGINT: start no new step and wait this long for the steps in flight; then they are abandoned ' +

@@ -103,8 +103,11 @@ export function brakeLines(plan: Plan, style: Style): string[] {
   const b = plan.brake;
   if (!b?.braked) return [];
   const why = b.source === 'flag' ? `--max-deletions ${b.max}` : `the default limit max(5, 10% of ${b.owned} owned) = ${b.max}`;
+  const what = b.wipe
+    ? `every ${b.wipe.kind} virtform owns (${b.wipe.owned}), which the default brake refuses`
+    : `more than ${why}`;
   return [
-    paint(style, 'red', `! braked: this plan deletes ${b.deletions.length} resources (replaces count), more than ${why}. Nothing is applied.`),
+    paint(style, 'red', `! braked: this plan deletes ${b.deletions.length} resources (replaces and held changes count), ${what}. Nothing is applied.`),
     ...b.deletions.map((k) => `    - ${k}`),
     `  If this is intended, run again with --max-deletions ${b.deletions.length} (or --max-deletions all).`,
   ];
@@ -170,7 +173,7 @@ export function summaryLine(plan: Plan): string {
     ...(s.conflict > 0 ? [`${s.conflict} in conflict.`] : []),
     ...(s.held > 0 ? [`${s.held} held (data loss; needs --allow-data-loss).`] : []),
     ...((plan.suspended?.size ?? 0) > 0 ? [`${plan.suspended.size} suspended.`] : []),
-    ...(plan.brake?.braked ? [`BRAKED: ${plan.brake.deletions.length} deletions > ${plan.brake.max} allowed (--max-deletions).`] : []),
+    ...(plan.brake?.braked ? [plan.brake.wipe ? `BRAKED: deletes every ${plan.brake.wipe.kind} owned (${plan.brake.wipe.owned}) (--max-deletions).` : `BRAKED: ${plan.brake.deletions.length} deletions > ${plan.brake.max} allowed (--max-deletions).`] : []),
   ];
   return [base, ...extra].join(' ');
 }

@@ -39,7 +39,7 @@ function* undeclaredKeys(desired: Desired, observed: Observed): Generator<string
 }
 
 /** Deletes for what virtform owns (recorded, or half-created in an interrupted run) but no manifest declares. */
-function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
+function diffPrune(desired: Desired, observed: Observed, opts: DiffOptions): ResourceChange[] {
   const out: ResourceChange[] = [];
   for (const key of undeclaredKeys(desired, observed)) {
     const record = observed.records.get(key);
@@ -55,7 +55,7 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
     const release = suspended
       ? { policy: 'Suspended' as const, kept: own.state === 'absent' ? 'nothing on the host' : `the ${kind} is kept as it is on the host` }
       : own.state === 'owned' ? kindOf(kind).release?.(name, where) : undefined;
-    const steps = own.state === 'owned' && !release ? kindOf(kind).deleteSteps(name, where) as StepOp[] | undefined : undefined;
+    const steps = own.state === 'owned' && !release ? kindOf(kind).deleteSteps(name, where, opts) as StepOp[] | undefined : undefined;
     if (release) {
       out.push({
         ...base, action: 'delete', steps: [{ op: 'record.forget' }], release,
@@ -65,7 +65,7 @@ function diffPrune(desired: Desired, observed: Observed): ResourceChange[] {
       });
     } else if (steps) {
       out.push({
-        ...base, action: 'delete', steps, notes: kindOf(kind).deleteNotes?.(name, observed) ?? [],
+        ...base, action: 'delete', steps, notes: kindOf(kind).deleteNotes?.(name, observed, opts) ?? [],
         reason: record ? 'no longer declared in manifests' : 'left half-created by an interrupted run and no longer declared',
       });
     } else {
@@ -124,7 +124,7 @@ export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {
   }
   // The prune's deletes first: cross-resource adjustments see them (a renamed VM's new domain starts
   // after the old one, which holds its disks, is gone).
-  changes.push(...diffPrune(desired, observed));
+  changes.push(...diffPrune(desired, observed, opts));
   for (const k of RESOURCE_KINDS) KINDS[k].afterDiff?.(byKind.get(k)!, observed, changes, opts);
   // A cross-resource adjustment (a VM restarted for its replaced disk) never touches a suspended
   // one, nor one whose definition cannot be read (its conflict stays the only change).

@@ -15,7 +15,9 @@ import { brakeDeletions, holdDataLoss, type MaxDeletions } from './safety.js';
 import { HELD_FOR_DATA_LOSS_FACT, RECONCILE_DISABLED_FACT } from './diff.js';
 import { recordedFacts } from './change.js';
 import { ownershipOf } from './ownership.js';
-import type { Suspension } from '../state/index.js';
+import type { StoredReference, Suspension } from '../state/index.js';
+import { RESOURCE_KINDS } from '../model/kinds.js';
+import { kindOf } from './kinds/index.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
 export interface EngineStore extends StateReader, ApplyStore {
@@ -27,6 +29,11 @@ export interface EngineStore extends StateReader, ApplyStore {
     finish(id: number, outcome: string, summary: Record<string, unknown>): Promise<void>;
   };
   events: { append(e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; message: string }): Promise<void> };
+  /** Uses of files seen on the host (the data rule): recorded after each applying run. */
+  references?: StateReader['references'] & {
+    record(refs: StoredReference[]): Promise<void>;
+    forget(paths: string[]): Promise<void>;
+  };
   /** The DB file (its folder holds the image cache, `images/`). */
   readonly path?: string;
   /** `virtform suspend`'s switch (absent in stores that have none: never suspended). */
@@ -100,13 +107,16 @@ export async function planOnly(
   const observed = await observe(host, store, desired);
   const allowDataLoss = opts.allowDataLoss ?? false;
   const changes = diff(desired, observed, { gracefulStop, allowDataLoss });
-  const held = holdDataLoss(desired, observed, changes, { allowDataLoss });
+  const refs = store.references;
+  const held = await holdDataLoss(desired, observed, changes, {
+    allowDataLoss, host, ...(refs ? { recorded: (paths: string[]) => refs.list(paths) } : {}),
+  });
   const suspendedAbsent = new Set(desired.resources
     .filter((r) => r.suspended && ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key).state === 'absent')
     .map((r) => r.key));
   const plan = buildPlan(desired, changes, held, suspendedAbsent);
   plan.notices = notices(desired, observed, changes, { gracefulStop });
-  plan.brake = brakeDeletions(desired, observed, changes, plan, opts.maxDeletions);
+  plan.brake = brakeDeletions(observed, changes, opts.maxDeletions);
   return { plan, observed };
 }
 
@@ -129,9 +139,12 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   }
   if (plan.brake?.braked) {
     const b = plan.brake;
+    const why = b.wipe
+      ? `every ${b.wipe.kind} virtform owns (${b.wipe.owned}), refused by default`
+      : `more than the ${b.max} allowed (${b.source === 'flag' ? '--max-deletions' : `default: max(5, 10% of ${b.owned} owned)`})`;
     await opts.store.events.append({
       level: 'warn',
-      message: `braked: the plan deletes ${b.deletions.length} resources, more than the ${b.max} allowed (${b.source === 'flag' ? '--max-deletions' : `default: max(5, 10% of ${b.owned} owned)`}): ${b.deletions.join(', ')}`,
+      message: `braked: the plan deletes ${b.deletions.length} resources, ${why}: ${b.deletions.join(', ')}`,
     });
     return { ...base, outcome: 'braked', mutations: 0, durationMs: Date.now() - started };
   }
@@ -184,6 +197,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     held: plan.held.size,
   };
   await recordSafetyFacts(opts.store, opts.desired, observed, plan, applied);
+  await recordReferences(opts.store, observed, plan, applied);
   const interrupted = !ok && opts.signal?.aborted === true && applied.failed.size === 0;
   const outcome = onlyHeld ? 'held' : ok ? (plan.noop ? 'noop' : 'succeeded') : interrupted ? 'interrupted' : 'failed';
   await opts.store.revisions.finish(revisionId, outcome === 'noop' ? 'succeeded' : outcome, summary);
@@ -207,6 +221,19 @@ async function rebaseline(store: EngineStore, observed: Observed, plan: Plan, ap
     const { kind, name } = parseResourceKey(key);
     await store.baselines.put({ kind, name, xml, sha256, version: e.version });
   }
+}
+
+/**
+ * Uses of files this run saw on the host are remembered (a volume once used stays data); the uses
+ * of files this run deleted with consent are forgotten (a new file there starts pristine).
+ */
+async function recordReferences(store: EngineStore, observed: Observed, plan: Plan, applied: ApplyResult): Promise<void> {
+  if (!store.references) return;
+  const seen = RESOURCE_KINDS.flatMap((k) => kindOf(k).referencesSeen?.(observed) ?? []);
+  const done = (key: string): boolean => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.held.has(key) && !plan.blocked.has(key);
+  const destroyed = new Set(plan.changes.filter((c) => done(c.key)).flatMap((c) => (c.dataLoss ?? []).flatMap((l) => (l.path ? [l.path] : []))));
+  await store.references.record(seen.filter((r) => !destroyed.has(r.path)));
+  await store.references.forget([...destroyed]);
 }
 
 /**

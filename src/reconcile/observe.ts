@@ -6,7 +6,7 @@
 import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import type { Locator } from './kinds/types.js';
 import type { DomainCapabilities, HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
-import type { BaselineEntry, JournalEntry, ResourceIndexEntry, ResourceRecord } from '../state/index.js';
+import type { BaselineEntry, JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
 import type { Desired } from './desired.js';
 import { parseResourceKey, resourceKey } from '../model/kinds.js';
@@ -24,6 +24,8 @@ export interface StateReader {
     index(): Promise<Map<string, BaselineEntry>>;
     xml(keys: { kind: string; name: string }[]): Promise<Map<string, string>>;
   };
+  /** Uses of files recorded by earlier runs (the data rule reads them only for what a plan would destroy). */
+  references?: { list(paths: string[]): Promise<StoredReference[]> };
 }
 
 /** What exact drift compares: each definition's raw XML against its baseline (see `change.ts` `exactDrift`). */

@@ -62,7 +62,7 @@ export interface Plan {
 
 /** How many objects the plan deletes (replaces count) against the limit; `braked`: the run is refused. */
 export interface DeletionBrake {
-  /** Keys of the resources whose objects the plan's runnable steps delete (deletes and replaces). */
+  /** Keys of the resources whose objects the plan deletes (deletes and replaces, held or blocked or not). */
   deletions: string[];
   /** Most deletions allowed; null with `--max-deletions all`. */
   max: number | null;
@@ -71,6 +71,8 @@ export interface DeletionBrake {
   /** Resources recorded in the state DB when the plan was made. */
   owned: number;
   braked: boolean;
+  /** Set when the default brake refused a plan deleting every owned object of a kind (at least two): which kind, how many. */
+  wipe?: { kind: string; owned: number };
 }
 
 export function buildPlan(

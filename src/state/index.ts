@@ -18,6 +18,7 @@ export {
   type OpenOptions,
   type Suspension,
   type BaselineEntry,
+  type StoredReference,
   StateDbOpenError,
 } from './store.js';
 export {

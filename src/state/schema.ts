@@ -155,8 +155,20 @@ export interface CreatedPathsTable {
   created_at: string;
 }
 
+/** Every use of a file seen on the host (migration 0006): a volume once used stays data. */
+export interface VolumeReferencesTable {
+  host: Generated<string>;
+  path: string;
+  used_by: string;
+  role: string;
+  source: string;
+  managed: number;
+  first_seen: string;
+}
+
 export interface StateDatabase {
   baselines: BaselinesTable;
+  volume_references: VolumeReferencesTable;
   controls: ControlsTable;
   conditions: ConditionsTable;
   hosts: HostsTable;

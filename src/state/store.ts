@@ -11,6 +11,17 @@ import { isConditionType, type Condition, type ConditionDraft } from '../model/c
 import { resourceKey } from '../model/kinds.js';
 
 /** `virtform suspend`: applies paused for this DB (read by every run before it applies). */
+/** A use of a file the state DB remembers (`volume_references`): who used it, how, where it was seen. */
+export interface StoredReference {
+  path: string;
+  /** `VirtualMachine/x`, `Volume/x` (managed), `domain x`, `volume pool/file` (not managed). */
+  by: string;
+  role: string;
+  source: string;
+  managed: boolean;
+  firstSeen?: string;
+}
+
 export interface Suspension {
   /** ISO time it was set. */
   since: string;
@@ -712,6 +723,40 @@ export class StateStore {
       const current = await this.controls.suspension();
       if (current) await this.db.deleteFrom('controls').where('name', '=', 'suspend').execute();
       return current;
+    },
+  };
+
+  /**
+   * Every use of a file virtform has seen on the host (the data rule, `kinds/volume-data.ts`): a
+   * volume once used by any definition stays data after its user is gone.
+   */
+  readonly references = {
+    /** The recorded uses of these paths. */
+    list: async (paths: string[]): Promise<StoredReference[]> => {
+      const out: StoredReference[] = [];
+      for (let i = 0; i < paths.length; i += 200) {
+        const rows = await this.db.selectFrom('volume_references').selectAll().where('path', 'in', paths.slice(i, i + 200)).execute();
+        out.push(...rows.map((r) => ({ path: r.path, by: r.used_by, role: r.role, source: r.source, managed: r.managed === 1, firstSeen: r.first_seen })));
+      }
+      return out;
+    },
+    /** Remember uses; one already recorded keeps its first sighting (no write when nothing is new). */
+    record: async (refs: StoredReference[]): Promise<void> => {
+      if (refs.length === 0) return;
+      const now = this.#now();
+      await withBusyRetry(() => this.db.transaction().execute(async (trx) => {
+        for (let i = 0; i < refs.length; i += 100) {
+          await trx.insertInto('volume_references')
+            .values(refs.slice(i, i + 100).map((r) => ({ path: r.path, used_by: r.by, role: r.role, source: r.source, managed: r.managed ? 1 : 0, first_seen: now })))
+            .onConflict((oc) => oc.doNothing())
+            .execute();
+        }
+      }));
+    },
+    /** Forget the uses of files virtform deleted (with consent): a new file there starts pristine. */
+    forget: async (paths: string[]): Promise<void> => {
+      if (paths.length === 0) return;
+      await this.db.deleteFrom('volume_references').where('path', 'in', paths).execute();
     },
   };
 

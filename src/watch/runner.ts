@@ -49,7 +49,7 @@ export interface RunInfo {
   /** Changes held because they would destroy data (watch never consents). */
   held?: { resource: string; reason: string }[];
   /** The mass-deletion brake refused this run: what it would have deleted, and the limit. */
-  braked?: { deletions: string[]; max: number | null };
+  braked?: { deletions: string[]; max: number | null; wipe?: { kind: string; owned: number } };
   /** The DB was suspended (`virtform suspend`): the run observed and planned, and applied nothing. */
   suspension?: Suspension;
   /** Resources this run left stalled (not retried until an input changes). */
@@ -309,7 +309,7 @@ export class Runner {
         failures,
         blocked,
         held: [...result.held].map(([resource, reason]) => ({ resource, reason })),
-        ...(result.plan.brake?.braked ? { braked: { deletions: result.plan.brake.deletions, max: result.plan.brake.max } } : {}),
+        ...(result.plan.brake?.braked ? { braked: { deletions: result.plan.brake.deletions, max: result.plan.brake.max, ...(result.plan.brake.wipe ? { wipe: result.plan.brake.wipe } : {}) } } : {}),
         ...(result.suspension ? { suspension: result.suspension } : {}),
       });
       this.#suspension = result.suspension;
@@ -369,7 +369,9 @@ export class Runner {
       // Retrying gives the same plan: wait for an input change (a manifest edit, an event, the resync).
       const b = run.braked!;
       const stalled = b.deletions.map((resource) => ({
-        resource, reason: `braked: the plan deletes ${b.deletions.length} resources, more than the ${b.max} allowed (--max-deletions)`,
+        resource, reason: b.wipe
+          ? `braked: the plan deletes every ${b.wipe.kind} virtform owns (${b.wipe.owned}), refused by default (--max-deletions)`
+          : `braked: the plan deletes ${b.deletions.length} resources, more than the ${b.max} allowed (--max-deletions)`,
       }));
       this.#setStalled(stalled);
       run.stalled = stalled;

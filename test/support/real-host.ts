@@ -68,6 +68,8 @@ export interface Spawned {
 /** Spawn the CLI and expose its pid (runCli hides it). */
 export function spawnCli(args: string[], env: Record<string, string> = {}, timeoutMs = 180_000): Spawned {
   const t = performance.now();
+  // Test VMs boot no OS and never answer an ACPI shutdown: stop them at once unless a test says otherwise.
+  if ((args[0] === 'reconcile' || args[0] === 'watch') && !args.includes('--shutdown-timeout')) args = [...args, '--shutdown-timeout', '0'];
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -10,9 +10,12 @@ import type { ResourceKind } from '../../model/kinds.js';
 import type { VolumeFormat } from '../../model/definitions.js';
 import type { HostPort, HostSnapshot } from '../ports.js';
 import type { Observed } from '../observe.js';
-import type { DiffContext, DiffOptions, ResourceChange } from '../change.js';
+import type { DataLoss, DiffContext, DiffOptions, ResourceChange } from '../change.js';
+import type { Desired } from '../desired.js';
 import type { PlanStep } from '../plan.js';
-import type { JournalEntry } from '../../state/index.js';
+import type { JournalEntry, StoredReference } from '../../state/index.js';
+
+export type { StoredReference };
 import type { ImageCache, ImageProgress } from '../images.js';
 
 /** Cross-kind lookups while normalizing manifests (volume paths need pool paths, disks need volumes). */
@@ -98,6 +101,16 @@ export interface ExecContext<R> {
   progress?(p: ImageProgress): void;
 }
 
+/** What a kind's data rule may ask besides the plan. */
+export interface DataRuleContext {
+  desired: Desired;
+  observed: Observed;
+  /** Absent: only what observe already read is used (unit tests of the rule itself). */
+  host?: HostPort;
+  /** References recorded by earlier runs, for these paths. */
+  recorded?: (paths: string[]) => Promise<StoredReference[]>;
+}
+
 /** What the host showed, for the status columns. */
 export interface StatusView {
   snapshot: HostSnapshot;
@@ -149,10 +162,20 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   notices?(r: R, ctx: DiffContext): string[];
   /** Adjust other kinds' changes once every resource has been diffed (e.g. restart VMs whose disk is replaced). */
   afterDiff?(desired: R[], observed: Observed, changes: ResourceChange[], opts: DiffOptions): void;
+  /**
+   * The data rule of this kind: for its changes that would destroy an object's contents, what
+   * would be lost (by resource key); what is derived or pristine is left out. `safety.ts` holds
+   * what is returned unless the run consents. Asks the host only when some change destroys something.
+   */
+  dataLoss?(changes: ResourceChange[], ctx: DataRuleContext): Promise<Map<string, DataLoss>>;
+  /** Uses of files this run saw on the host, for the state DB to remember (so a later run still knows them). */
+  referencesSeen?(observed: Observed): StoredReference[];
+  /** The default mass-deletion brake refuses a plan deleting every owned object of this kind (at least two). */
+  readonly brakeOnWipe?: boolean;
   /** Notes for the plan about deleting an owned object (e.g. a running VM is forced off). */
-  deleteNotes?(name: string, observed: Observed): string[];
+  deleteNotes?(name: string, observed: Observed, opts?: DiffOptions): string[];
   /** Steps that delete an owned object no manifest declares; undefined when it cannot be located. */
-  deleteSteps(name: string, where: Locator): O[] | undefined;
+  deleteSteps(name: string, where: Locator, opts?: DiffOptions): O[] | undefined;
   /**
    * An owned object no manifest declares that is to be kept rather than deleted (a volume recorded
    * with `deletionPolicy: Retain`): what stays. Its record is forgotten instead; undefined deletes.

@@ -35,9 +35,9 @@ import {
   change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
   type FieldChange, type ResourceChange,
 } from '../change.js';
-import type { HostPort } from '../ports.js';
+import { HostError, type HostPort } from '../ports.js';
 import type { Observed } from '../observe.js';
-import { ownershipOf } from '../ownership.js';
+import { ownershipOf, type Ownership } from '../ownership.js';
 import { listedState, readListed, uuidToDefine } from './common.js';
 import type { BuildContext, ChangeEffect, ExactSpec, KindHandler } from './types.js';
 
@@ -169,7 +169,8 @@ export type VmOp =
   | { op: 'vm.unseed'; pool: string; volume: string }
   | { op: 'vm.start' }
   | { op: 'vm.stop'; graceful: boolean; restart?: boolean }
-  | { op: 'vm.delete'; seed?: { pool: string; volume: string } };
+  /** `graceful`: a running domain is shut down (ACPI, up to --shutdown-timeout) before it is forced off. */
+  | { op: 'vm.delete'; graceful?: boolean; seed?: { pool: string; volume: string } };
 
 /** Disk target names in attach order for a bus: vda, vdb… for virtio; sda… for sata/scsi; hda… for ide. */
 export function diskTarget(bus: string, index: number): string {
@@ -566,6 +567,8 @@ const LIVE_ONLY = 'devices (live only)';
 export const vmKind: KindHandler<DesiredVm, VmOp> = {
   kind: 'VirtualMachine',
   exact: VM_EXACT,
+  // A plan deleting every VM virtform owns (two or more) is refused by default.
+  brakeOnWipe: true,
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
     'vm.live': { label: 'change running domain', teardown: false },
@@ -645,7 +648,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     const cur = observed.definitions.get(key) as DomainDetail | undefined;
     const wantRunning = r.state === 'running';
     const graceful = opts.gracefulStop ?? true;
-    const conflict = conflictOrAdopt(r, own);
+    const conflict = conflictOrAdopt(r, own) ?? seedNameTaken(r, observed, own);
     if (conflict) return conflict;
     // What the definition asks of the hypervisor, checked before it is defined (libvirt would
     // define it and refuse it only at start).
@@ -828,13 +831,13 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       ...deletedDiskNotes(observed, r).map((n) => `${r.key}: ${n}`),
     ];
   },
-  deleteSteps: (_name, where) => {
+  deleteSteps: (_name, where, opts) => {
     const ci = (where.config as Partial<VmConfig> | undefined)?.cloudInit;
     const fromJournal = where.intents?.find((i) => typeof i.pool === 'string' && typeof i.volume === 'string');
     const seed = ci ? { pool: ci.pool, volume: ci.volume } : fromJournal ? { pool: String(fromJournal.pool), volume: String(fromJournal.volume) } : undefined;
-    return [{ op: 'vm.delete', ...(seed ? { seed } : {}) }];
+    return [{ op: 'vm.delete', graceful: opts?.gracefulStop ?? true, ...(seed ? { seed } : {}) }];
   },
-  deleteNotes: (name, observed) => (observed.domains.get(name)?.active ? [stopNote(false)] : []),
+  deleteNotes: (name, observed, opts) => (observed.domains.get(name)?.active ? [stopNote(opts?.gracefulStop ?? true)] : []),
 
   /** A seed step names its volume, so that a run after an interruption can find (and delete) it. */
   intent: (op) => (op.op === 'vm.seed' || op.op === 'vm.unseed' ? { pool: op.pool, volume: op.volume } : op.op === 'vm.delete' && op.seed ? { ...op.seed } : {}),
@@ -895,8 +898,18 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         const image = seedImage(d);
         if (!image || `sha256:${image.sha256}` !== op.sha256) throw new Error(`internal error: no seed image ${op.sha256} for ${step.key}`);
         // A new file every time (never written in place): a running domain keeps reading the seed it
-        // opened at its start, a half-written seed is never what a booting guest finds.
-        if (await host.getVolume(op.pool, op.volume)) await host.deleteVolume(op.pool, op.volume);
+        // opened at its start, a half-written seed is never what a booting guest finds. An existing
+        // file of that name is deleted only when it is virtform's (recorded, named by an interrupted
+        // step, or made by this run): one that appeared since the plan was made is not overwritten.
+        const made = seedsMade(ctx.observed);
+        const at = `${op.pool}/${op.volume}`;
+        if (await host.getVolume(op.pool, op.volume)) {
+          if (!d.adopt && !made.has(at) && !seedIsOurs(ctx.observed, step.key, op.pool, op.volume)) {
+            throw new HostError('already-exists', `a volume ${op.volume} that virtform did not create exists in pool ${op.pool}: the cloud-init seed is not written over it`);
+          }
+          await host.deleteVolume(op.pool, op.volume);
+        }
+        made.add(at);
         await host.createVolume({ pool: op.pool, name: op.volume, capacityBytes: image.iso.length, format: 'raw', mode: 0o600 });
         await host.uploadVolume(op.pool, op.volume, once(image.iso), { sparse: false });
         const old = facts.seed;
@@ -950,7 +963,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         await ctx.record({ observedStatus: 'stopped', desiredState: ctx.desired?.state ?? 'stopped' });
         return;
       case 'vm.delete':
-        await host.stopDomain(step.name, { graceful: false });
+        await host.stopDomain(step.name, { graceful: op.graceful ?? false, timeoutMs: ctx.shutdownTimeoutMs });
         // Its seed is derived data: gone with the VM (never a data-loss hold). Before the domain, so
         // that a run interrupted in between still finds the domain, and this step runs again.
         for (const x of recordedSeeds(op, factsOf(ctx.observed, step.key))) await host.deleteVolume(x.pool, x.volume);
@@ -1379,6 +1392,33 @@ function planSeed(r: DesiredVm, observed: Observed, facts: VmFacts | undefined, 
     else if (have && have.sha256 !== want.seed) out.notes.push('instance-id unchanged (set in metaData): cloud-init reads the new seed at next boot without running its per-instance modules again');
   }
   return out;
+}
+
+/** Seed volumes created by this run (keyed by its observation): a retry may write over them. */
+const SEEDS_MADE = new WeakMap<Observed, Set<string>>();
+function seedsMade(observed: Observed): Set<string> {
+  let s = SEEDS_MADE.get(observed);
+  if (!s) SEEDS_MADE.set(observed, (s = new Set()));
+  return s;
+}
+
+/** Whether the seed volume `pool/volume` is virtform's: recorded as the VM's seed, or named by an interrupted step of the VM. */
+function seedIsOurs(observed: Observed, key: string, pool: string, volume: string): boolean {
+  const seed = factsOf(observed, key)?.seed;
+  if (seed && seed.pool === pool && seed.volume === volume) return true;
+  return (observed.openJournal.get(key) ?? []).some((j) => j.intent.pool === pool && j.intent.volume === volume);
+}
+
+/**
+ * The seed's fixed name (`<vm>-cidata.iso`) taken by a volume virtform did not create: a conflict
+ * (the seed would overwrite it, and deleting the VM would delete it) unless the VM is adopted.
+ */
+function seedNameTaken(r: DesiredVm, observed: Observed, own: Ownership): ResourceChange | undefined {
+  const ci = r.config.cloudInit;
+  if (!ci || r.adopt) return undefined;
+  const existing = observed.volumes.get(ci.pool)?.get(ci.volume);
+  if (!existing || seedIsOurs(observed, r.key, ci.pool, ci.volume)) return undefined;
+  return change(r, 'conflict', `the cloud-init seed's volume ${ci.pool}/${ci.volume} already exists and virtform did not create it (${existing.key}); remove or rename it, or adopt the VM (metadata.adopt: true)`, own);
 }
 
 /** The seed volumes a VM's record or journal names (a delete removes them all). */

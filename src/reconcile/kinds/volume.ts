@@ -15,6 +15,7 @@ import {
 import { ownershipOf } from '../ownership.js';
 import type { ExecContext, KindHandler, Locator } from './types.js';
 import { runningDiskHolders, runningDomainWithDisk } from './vm.js';
+import { observedReferences, volumeDataLoss } from './volume-data.js';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { mkdir, rm, stat } from 'node:fs/promises';
@@ -322,7 +323,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
    * A volume whose base is replaced is replaced too: a clone is a delta on its backing file, so on
    * a new base it must be made again (else it sits on the wrong, empty base). Clones of clones
    * follow. Running VMs using any of them are then restarted by the VM kind's `afterDiff`, which
-   * runs after this one. Whether the loss of their contents is allowed is `safety.ts`'s call.
+   * runs after this one. Whether their contents may be lost is the data rule's call (`dataLoss`).
    */
   afterDiff(volumes, observed, changes) {
     const replaced = changes.filter((c) => c.kind === 'Volume' && c.action === 'replace').map((c) => c.name);
@@ -354,6 +355,9 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       }
     }
   },
+  // A volume holds data unless virtform can prove it is pristine (volume-data.ts).
+  dataLoss: volumeDataLoss,
+  referencesSeen: observedReferences,
   release(_name, where) {
     const config = where.config as Partial<VolumeConfig> | undefined;
     if (config?.deletionPolicy !== 'Retain') return undefined;

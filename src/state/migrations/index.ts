@@ -4,6 +4,7 @@ import * as m0002 from './0002_hosts.js';
 import * as m0003 from './0003_git_sources.js';
 import * as m0004 from './0004_safety.js';
 import * as m0005 from './0005_baselines.js';
+import * as m0006 from './0006_volume_references.js';
 import * as m0007 from './0007_created_paths.js';
 
 /**
@@ -16,6 +17,7 @@ export const migrations: Record<string, Migration> = {
   '0003_git_sources': m0003,
   '0004_safety': m0004,
   '0005_baselines': m0005,
+  '0006_volume_references': m0006,
   '0007_created_paths': m0007,
 };
 

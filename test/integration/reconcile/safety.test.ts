@@ -101,8 +101,8 @@ spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-c2}]}
     expect(dry.stdout).toMatch(/# Volume\/vftest-safety-c1 must be replaced: its backing volume Volume\/vftest-safety-base is replaced: recreated on the new one\n-\/\+ Volume\/vftest-safety-c1/);
     expect(dry.stdout).toMatch(/-\/\+ Volume\/vftest-safety-c2/);
     expect(dry.stdout).toMatch(/# VirtualMachine\/vftest-safety-vm1 will be updated in place: restarted because Volume\/vftest-safety-c1 is replaced/);
-    expect(dry.stdout).toContain(`! data loss: Volume/${P}-base file ${file(`${P}-base`)} (64MiB): backs Volume/${P}-c1; backs Volume/${P}-c2`);
-    expect(dry.stdout).toContain(`! data loss: Volume/${P}-c1 file ${file(`${P}-c1`)} (64MiB): attached to VirtualMachine/${P}-vm1`);
+    expect(dry.stdout).toContain(`! data loss: Volume/${P}-base file ${file(`${P}-base`)} (64MiB): backs Volume/${P}-c1 (persistent definition, declared config); backs Volume/${P}-c2 (persistent definition, declared config)`);
+    expect(dry.stdout).toContain(`! data loss: Volume/${P}-c1 file ${file(`${P}-c1`)} (64MiB): attached to VirtualMachine/${P}-vm1 (live definition, persistent definition, declared config)`);
     expect(dry.stdout).toContain('Plan: 0 to create, 1 to change, 3 to replace, 0 to delete. 4 held (data loss; needs --allow-data-loss).');
 
     const held = await runCli(['reconcile', dir, '--db', db]);

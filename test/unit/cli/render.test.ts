@@ -63,8 +63,8 @@ describe('plan rendering', () => {
     writeManifests(dir, labManifests({ prefix: 'r', poolPath: '/srv/r', baseCapacity: '32MiB' }));
     const { plan } = await planOnly(host, store, await desiredFrom(dir));
     const text = renderPlan(plan, plain);
-    expect(text).toContain('      ! data loss: Volume/r-base file /srv/r/r-base.qcow2 (64MiB): backs Volume/r-root\n      ! held: needs --allow-data-loss');
-    expect(text).toContain('      ! data loss: Volume/r-root file /srv/r/r-root.qcow2 (64MiB): attached to VirtualMachine/r-vm1');
+    expect(text).toContain('      ! data loss: Volume/r-base file /srv/r/r-base.qcow2 (64MiB): backs Volume/r-root (persistent definition, declared config)\n      ! held: needs --allow-data-loss');
+    expect(text).toContain('      ! data loss: Volume/r-root file /srv/r/r-root.qcow2 (64MiB): attached to VirtualMachine/r-vm1 (live definition, persistent definition, declared config)');
     expect(text).toMatch(/# Volume\/r-root must be replaced: its backing volume Volume\/r-base is replaced: recreated on the new one\n-\/\+ Volume\/r-root/);
     expect(text).toContain('  ~ VirtualMachine/r-vm1\n      ! held: depends on Volume/r-root, which is held');
     expect(text).toContain('3 change(s) held: 2 would destroy data (marked "data loss"), the others depend on them. None of their steps run.\n' +
@@ -72,10 +72,10 @@ describe('plan rendering', () => {
     expect(summaryLine(plan)).toBe('Plan: 0 to create, 1 to change, 2 to replace, 0 to delete. 3 held (data loss; needs --allow-data-loss).');
     const json = planToJson(plan) as { held: Record<string, string>; changes: { name: string; held: string | null; dataLoss: { why: string[] }[] }[] };
     expect(Object.keys(json.held).sort()).toEqual(['VirtualMachine/r-vm1', 'Volume/r-base', 'Volume/r-root']);
-    expect(json.changes.find((c) => c.name === 'r-base')!.dataLoss[0]!.why).toEqual(['backs Volume/r-root']);
+    expect(json.changes.find((c) => c.name === 'r-base')!.dataLoss[0]!.why).toEqual(['backs Volume/r-root (persistent definition, declared config)']);
 
     const consented = renderPlan((await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true })).plan, plain);
-    expect(consented).toContain('      ! data loss [consented: --allow-data-loss]: Volume/r-base file /srv/r/r-base.qcow2 (64MiB): backs Volume/r-root');
+    expect(consented).toContain('      ! data loss [consented: --allow-data-loss]: Volume/r-base file /srv/r/r-base.qcow2 (64MiB): backs Volume/r-root (persistent definition, declared config)');
     expect(consented).not.toMatch(/held/);
   });
 

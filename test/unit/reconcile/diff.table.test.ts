@@ -889,8 +889,8 @@ const vmRows: Row[] = [
   {
     name: 'delete: recorded domain no longer declared',
     desired: lab({ vm1: null }), host: () => hostOf(LAB),
-    want: [{ key: 'VirtualMachine/vm1', action: 'delete', reason: 'no longer declared in manifests', ownership: 'owned', notes: [FORCED_OFF],
-      previous: cfg(LAB, 'VirtualMachine', 'vm1'), steps: [{ op: 'vm.delete' }] }],
+    want: [{ key: 'VirtualMachine/vm1', action: 'delete', reason: 'no longer declared in manifests', ownership: 'owned', notes: [GRACEFUL_STOP],
+      previous: cfg(LAB, 'VirtualMachine', 'vm1'), steps: [{ op: 'vm.delete', graceful: true }] }],
   },
   {
     name: 'record.forget: recorded domain gone',
@@ -902,7 +902,7 @@ const vmRows: Row[] = [
     name: 'delete: domain half-created by an interrupted run, not declared',
     desired: lab({ vm1: null, vm2: null }), host: () => hostOf(lab({ vm1: null, vm2: null })).domain('vm9', { active: false }).journal('VirtualMachine', 'vm9'),
     want: [{ key: 'VirtualMachine/vm9', action: 'delete', reason: 'left half-created by an interrupted run and no longer declared', ownership: 'owned',
-      steps: [{ op: 'vm.delete' }] }],
+      steps: [{ op: 'vm.delete', graceful: true }] }],
   },
 ];
 

@@ -528,7 +528,13 @@ describe('no data destroyed without consent', () => {
 
   it('--allow-empty alone tears down only what holds no data; the rest is held with what needs it', async () => {
     writeManifests(mdir, {});
-    const result = await run(await desiredFrom(mdir));
+    // Seven deletions, held ones included, are more than the default limit (5): refused as a whole.
+    const braked = await run(await desiredFrom(mdir));
+    expect(braked.outcome).toBe('braked');
+    expect(braked.plan.brake).toMatchObject({ braked: true, max: 5, source: 'default' });
+    expect(braked.plan.brake!.deletions).toHaveLength(7);
+    expect(host.domains.size).toBe(2);
+    const result = await run(await desiredFrom(mdir), { maxDeletions: 20 });
     expect(result.outcome).toBe('held');
     expect([...result.held.keys()].sort()).toEqual([
       `Network/${P}-net`, `StoragePool/${P}-pool`, `VirtualMachine/${P}-vm1`, `Volume/${P}-base`, `Volume/${P}-data`, `Volume/${P}-root`,
@@ -538,7 +544,7 @@ describe('no data destroyed without consent', () => {
     expect([...vols().keys()].sort()).toEqual([`${P}-base.qcow2`, `${P}-data.img`, `${P}-root.qcow2`]);
     expect(await store.resources.get('Volume', `${P}-data`)).toBeDefined();
     // A second run without consent still holds them: the VM is not gone, so its disks still count as attached.
-    const again = await run(await desiredFrom(mdir));
+    const again = await run(await desiredFrom(mdir), { maxDeletions: 20 });
     expect(again.outcome).toBe('held');
     expect(again.held.has(`Volume/${P}-data`)).toBe(true);
     expect(vols().size).toBe(3);

@@ -1,5 +1,5 @@
 /**
- * The data-loss hold (src/reconcile/safety.ts) and the clone cascade (the Volume kind's afterDiff),
+ * The data-loss hold (src/reconcile/safety.ts, dispatching to the Volume kind's rule in kinds/volume-data.ts) and the clone cascade (the Volume kind's afterDiff),
  * on plain objects: desired resources, an observed host and changes written out by hand.
  */
 import { describe, expect, it } from 'vitest';
@@ -133,12 +133,12 @@ describe('data-loss classification', () => {
     {
       name: 'a volume a declared VM attaches',
       desired: [vol('disk', { format: 'raw' }), vm('vm', ['disk'])], host: { volumes: [disk] }, change: volumeChange('replace', disk),
-      held: true, why: ['attached to VirtualMachine/vm'],
+      held: true, why: ['attached to VirtualMachine/vm (declared config)'],
     },
     {
       name: 'a volume only the recorded config of a pruned VM attaches',
       desired: [], host: { volumes: [disk], vms: { old: vmCfg(['disk']) } }, change: volumeChange('delete', disk),
-      held: true, why: ['attached to VirtualMachine/old'],
+      held: true, why: ['attached to VirtualMachine/old (recorded config)'],
     },
     {
       name: 'a volume whose file a VM definition on the host attaches (edited outside virtform)',
@@ -146,22 +146,22 @@ describe('data-loss classification', () => {
         volumes: [disk],
         definitions: { 'VirtualMachine/vm': { name: 'vm', disks: [{ path: disk.path, target: 'vdb', bus: 'virtio' }] } as Partial<DomainDetail> },
       },
-      change: volumeChange('delete', disk), held: true, why: ['attached to VirtualMachine/vm'],
+      change: volumeChange('delete', disk), held: true, why: ['attached to VirtualMachine/vm (persistent definition)'],
     },
     {
       name: 'a base volume a declared clone is built on',
       desired: [vol('base', { capacityBytes: 1 << 19 }), clone('c1', 'base')], host: { volumes: [base] }, change: volumeChange('replace', base),
-      held: true, why: ['backs Volume/c1'],
+      held: true, why: ['backs Volume/c1 (declared config)'],
     },
     {
       name: 'a base volume only a recorded clone is built on',
       desired: [], host: { volumes: [base, clone('c1', 'base').config] }, change: volumeChange('delete', base),
-      held: true, why: ['backs Volume/c1'],
+      held: true, why: ['backs Volume/c1 (persistent definition, recorded config)'],
     },
     {
       name: 'every reason at once, in order: imported, attached, backing',
       desired: [vm('vm', ['imported']), clone('c1', 'imported')], host: { volumes: [imported] }, change: volumeChange('delete', imported),
-      held: true, why: ['holds imported image /images/seed.img', 'attached to VirtualMachine/vm', 'backs Volume/c1'],
+      held: true, why: ['holds imported image /images/seed.img', 'attached to VirtualMachine/vm (declared config)', 'backs Volume/c1 (declared config)'],
     },
     {
       name: 'a release (deletionPolicy: Retain) deletes nothing',
@@ -171,11 +171,11 @@ describe('data-loss classification', () => {
     },
   ];
   for (const t of cases) {
-    it(t.name, () => {
+    it(t.name, async () => {
       const d = desiredOf(t.desired);
       const o = observedOf(t.host);
       const c = structuredClone(t.change);
-      const held = holdDataLoss(d, o, [c]);
+      const held = await holdDataLoss(d, o, [c]);
       expect(held.has(c.key)).toBe(t.held);
       expect(c.dataLoss?.[0]?.why).toEqual(t.why);
       if (t.held) {
@@ -184,7 +184,7 @@ describe('data-loss classification', () => {
         expect(c.dataLoss![0]!.sizeBytes).toBe(1 << 20);
         // With consent the same change is classified, and not held.
         const c2 = structuredClone(t.change);
-        expect(holdDataLoss(d, o, [c2], { allowDataLoss: true }).size).toBe(0);
+        expect((await holdDataLoss(d, o, [c2], { allowDataLoss: true })).size).toBe(0);
         expect(c2.dataLoss?.[0]?.why).toEqual(t.why);
         expect(c2.held).toBeUndefined();
       } else {
@@ -195,7 +195,7 @@ describe('data-loss classification', () => {
 });
 
 describe('what a held change takes with it', () => {
-  it('a teardown: the VM of a held disk, the network that VM uses and the pool are held; a blank volume and an unrelated VM go', () => {
+  it('a teardown: the VM of a held disk, the network that VM uses and the pool are held; a blank volume and an unrelated VM go', async () => {
     const disk = volCfg('disk');
     const blank = volCfg('blank');
     const vmUsing = { ...vmCfg(['disk']), nics: [{ network: 'net', model: 'virtio' }] };
@@ -209,9 +209,9 @@ describe('what a held change takes with it', () => {
       pruneOf('VirtualMachine/other', [{ op: 'vm.delete' }], vmCfg([])),
     ];
     const d = desiredOf([]);
-    const held = holdDataLoss(d, o, changes);
+    const held = await holdDataLoss(d, o, changes);
     expect(Object.fromEntries(held)).toEqual({
-      'Volume/disk': expect.stringMatching(/^would destroy the contents of Volume\/disk \(\/srv\/p\/disk\.qcow2\): attached to VirtualMachine\/vm$/),
+      'Volume/disk': expect.stringMatching(/^would destroy the contents of Volume\/disk \(\/srv\/p\/disk\.qcow2\): attached to VirtualMachine\/vm \(recorded config\)$/),
       'VirtualMachine/vm': 'depends on Volume/disk, which is held',
       'StoragePool/p': 'Volume/disk, which uses it, is held',
       'Network/net': 'VirtualMachine/vm, which uses it, is held',
@@ -222,11 +222,11 @@ describe('what a held change takes with it', () => {
     expect(plan.blocked.size).toBe(0);
   });
 
-  it('nothing is held with consent: every step is planned', () => {
+  it('nothing is held with consent: every step is planned', async () => {
     const disk = volCfg('disk');
     const o = observedOf({ volumes: [disk], vms: { vm: vmCfg(['disk']) } });
     const changes = [volumeChange('delete', disk), pruneOf('VirtualMachine/vm', [{ op: 'vm.delete' }], vmCfg(['disk']))];
-    const held = holdDataLoss(desiredOf([]), o, changes, { allowDataLoss: true });
+    const held = await holdDataLoss(desiredOf([]), o, changes, { allowDataLoss: true });
     expect(held.size).toBe(0);
     expect(buildPlan(desiredOf([]), changes, held).steps).toHaveLength(2);
   });
@@ -303,20 +303,20 @@ describe('clone cascade (Volume afterDiff, then VM afterDiff)', () => {
     });
   }
 
-  it('the whole cascade is one data-loss operation: held together without consent, ordered safely with it', () => {
+  it('the whole cascade is one data-loss operation: held together without consent, ordered safely with it', async () => {
     const l = lab();
     const changes = [volumeChange('replace', volCfg('base'), { desired: l.volumes[0] })];
     run(changes, l.volumes, l.vms, l.o);
     const d = desiredOf([...l.volumes, ...l.vms]);
-    const held = holdDataLoss(d, l.o, changes);
+    const held = await holdDataLoss(d, l.o, changes);
     expect([...held.keys()].sort()).toEqual([
       'VirtualMachine/vm1', 'VirtualMachine/vm2', 'Volume/base', 'Volume/c1', 'Volume/c1b', 'Volume/c2',
     ]);
-    expect(changes.find((c) => c.key === 'Volume/base')!.dataLoss![0]!.why).toEqual(['backs Volume/c1', 'backs Volume/c2']);
-    expect(changes.find((c) => c.key === 'Volume/c1')!.dataLoss![0]!.why).toEqual(['attached to VirtualMachine/vm3', 'backs Volume/c1b']);
+    expect(changes.find((c) => c.key === 'Volume/base')!.dataLoss![0]!.why).toEqual(['backs Volume/c1 (persistent definition, declared config, recorded config)', 'backs Volume/c2 (persistent definition, declared config, recorded config)']);
+    expect(changes.find((c) => c.key === 'Volume/c1')!.dataLoss![0]!.why).toEqual(['attached to VirtualMachine/vm3 (declared config, recorded config)', 'backs Volume/c1b (persistent definition, declared config, recorded config)']);
     expect(buildPlan(d, changes, held).steps).toEqual([]);
 
-    const consented = holdDataLoss(d, l.o, changes, { allowDataLoss: true });
+    const consented = await holdDataLoss(d, l.o, changes, { allowDataLoss: true });
     expect(consented.size).toBe(0);
     const plan = buildPlan(d, changes, consented);
     const step = (key: string, op: string) => plan.steps.find((s) => s.key === key && s.op.op === op)!;

@@ -192,7 +192,7 @@ describe('spec.cloudInit: the seed volume', () => {
     const p = (await planOnly(host, store, without)).plan;
     const vmChange = p.changes.find((x) => x.name === VM)!;
     expect(p.held.get(vmChange.key), renderPlan(p, plain)).toBeUndefined();
-    expect(vmChange.steps).toEqual([{ op: 'vm.delete', seed: { pool: `${P}-pool`, volume: SEED } }]);
+    expect(vmChange.steps).toEqual([{ op: 'vm.delete', graceful: true, seed: { pool: `${P}-pool`, volume: SEED } }]);
     const r = await reconcile({ host, store, desired: without, retry: FAST_RETRY, gracefulStop: false });
     expect(r.outcome).toBe('succeeded');
     expect(host.domains.has(VM)).toBe(false);

@@ -266,7 +266,12 @@ describe('a plan that forces a running VM off says so', () => {
     const pruned = (await planOnly(host, store, await desiredFrom(mdir))).plan;
     const c = pruned.changes.find((x) => x.name === VM)!;
     expect(c.action).toBe('delete');
-    expect(renderPlan(pruned, plain)).toContain('note: the running VM is forced off (no graceful shutdown)');
+    // Deleting a running VM shuts it down first (ACPI, up to --shutdown-timeout), then forces it off.
+    expect(renderPlan(pruned, plain)).toContain('note: the running VM is shut down (ACPI) and forced off if it is still running after --shutdown-timeout');
+    expect(c.steps).toEqual([{ op: 'vm.delete', graceful: true }]);
+    const forced = (await planOnly(host, store, await desiredFrom(mdir), false)).plan;
+    expect(renderPlan(forced, plain)).toContain('note: the running VM is forced off (no graceful shutdown)');
+    expect(forced.changes.find((x) => x.name === VM)!.steps).toEqual([{ op: 'vm.delete', graceful: false }]);
   });
 });
 

@@ -5,7 +5,8 @@ import { rmSync } from 'node:fs';
 import { FakeHost } from '../../support/fake-host.js';
 import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { reconcile } from '../../../src/reconcile/engine.js';
+import { planOnly, reconcile } from '../../../src/reconcile/engine.js';
+import { observe } from '../../../src/reconcile/observe.js';
 import { defaultMaxDeletions } from '../../../src/reconcile/safety.js';
 import { renderPlan } from '../../../src/cli/render.js';
 
@@ -101,6 +102,47 @@ describe('mass-deletion brake', () => {
     const r = await run({ 'all.yaml': raw }, { dryRun: true });
     expect(r.plan.summary.replace).toBe(7);
     expect(r.plan.brake).toMatchObject({ braked: true });
+  });
+});
+
+describe('the data rule costs a run that destroys nothing no host call', () => {
+  it('a no-op plan makes exactly the calls of observe; a plan deleting a volume reads the host-wide references once', async () => {
+    await run(manifests(vols(2), { vm: true }));
+    const desired = await desiredFrom(mdir);
+    let before = host.calls.length;
+    await observe(host, store, desired);
+    const observeOnly = host.calls.slice(before);
+    before = host.calls.length;
+    const { plan } = await planOnly(host, store, desired);
+    expect(plan.noop).toBe(true);
+    expect(host.calls.slice(before)).toEqual(observeOnly);
+    // One volume removed: its deletion asks for the running domains' live definitions.
+    writeManifests(mdir, manifests(vols(1), { vm: true }));
+    before = host.calls.length;
+    const del = await planOnly(host, store, await desiredFrom(mdir));
+    expect(del.plan.changes.map((c) => `${c.key}:${c.action}`)).toEqual([`Volume/${P}-v1:delete`]);
+    expect(host.calls.slice(before).filter((c) => c.startsWith('getRunningDomain'))).toEqual([`getRunningDomain:${P}-vm`]);
+  });
+
+  it('a volume a VM used stays data after the VM is gone (recorded reference); deleted with consent, its references go', async () => {
+    const files = manifests(vols(2), { vm: true });
+    files['all.yaml'] = files['all.yaml']!.replace('nics: [{network:', `disks: [{volume: ${P}-v1}], nics: [{network:`);
+    await run(files);
+    // The VM goes first (its disk stays declared), then the disk.
+    const noVm = manifests(vols(2));
+    expect((await run(noVm)).outcome).toBe('succeeded');
+    expect(host.domains.has(`${P}-vm`)).toBe(false);
+    const held = await run(manifests(vols(1)));
+    expect(held.outcome).toBe('held');
+    expect(held.plan.held.get(`Volume/${P}-v1`)).toMatch(new RegExp(`attached to VirtualMachine/${P}-vm \\(recorded reference\\)$`));
+    expect(host.volumes.get(`${P}-pool`)!.has(`${P}-v1.qcow2`)).toBe(true);
+    expect((await store.references.list([`/srv/pools/${P}/${P}-v1.qcow2`])).map((r) => `${r.by} ${r.role} ${r.source} ${r.managed}`))
+      .toEqual([`VirtualMachine/${P}-vm disk persistent definition true`]);
+    expect((await run(manifests(vols(1)), { allowDataLoss: true })).outcome).toBe('succeeded');
+    expect(await store.references.list([`/srv/pools/${P}/${P}-v1.qcow2`])).toEqual([]);
+    // A new volume at the same path starts pristine.
+    await run(manifests(vols(2)));
+    expect((await run(manifests(vols(1)))).outcome).toBe('succeeded');
   });
 });
 
