@@ -10,10 +10,12 @@
  * number of manifest sets.
  */
 import fc from 'fast-check';
+import { afterAll, beforeAll, it } from 'vitest';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeManifests } from './manifests.js';
+import { tempDir, writeManifests } from './manifests.js';
 import { parseSize } from '../../src/manifest/index.js';
-import { runCli } from './real-host.js';
+import { cleanupPrefix, ensureBuilt, runCli } from './real-host.js';
 import { expectReadbackMatches, type Snapshot } from './readback.js';
 
 export interface VolumeGen { format: 'qcow2' | 'raw'; capacity: string | number; backing: boolean }
@@ -163,4 +165,28 @@ export async function checkIdempotence(o: PropertyRun): Promise<void> {
     const snap = await expectReadbackMatches(dir, uri, prev, `property case ${n}`);
     prev = { ...snap, macs: {} };
   }), { seed: o.seed, numRuns: o.runs, endOnFailure: true, verbose: true });
+}
+
+/**
+ * The property as a test file of its own: set-up and clean-up by prefix, one test running `runs`
+ * sets (`defaultRuns` unless `VIRTFORM_PROPERTY_RUNS`). `replay` is how to run the file again
+ * (printed with the seed); `cidr3` the network's /24, distinct per file.
+ */
+export function idempotenceSuite(o: { prefix: string; defaultRuns: number; replay: string; cidr3: string; timeoutMs: number; title: string }): void {
+  let work: string;
+  beforeAll(() => {
+    cleanupPrefix(o.prefix);
+    ensureBuilt();
+    work = tempDir(o.prefix);
+  });
+  afterAll(() => {
+    cleanupPrefix(o.prefix);
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+  it(o.title, async () => {
+    const { seed, runs } = propertySettings(o.defaultRuns, o.replay);
+    await checkIdempotence({
+      prefix: o.prefix, poolPath: `/var/lib/virtform-test/${o.prefix}pool`, cidr3: o.cidr3, work, db: join(work, 'state.db'), runs, seed,
+    });
+  }, o.timeoutMs);
 }
