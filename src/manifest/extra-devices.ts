@@ -104,6 +104,7 @@ function inFile(e: Entry, at: FieldPath, line: number, col: number): Position | 
     try {
       text = readFileSync(e.sd.file, 'utf8');
     } catch {
+      // safe-catch: only a finer error position is lost; the error itself is reported at the list item
       return undefined; // read a moment ago by the loader; without it the error points at the item
     }
     const lines = text.split(/\r?\n/);

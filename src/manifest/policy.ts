@@ -261,7 +261,7 @@ export async function checkPolicyLimits(entries: readonly Entry[], policy: Polic
     const spec = specOf(e, 'Volume');
     let size = sizeOf(spec.capacity);
     if (size === undefined && e.image) size = e.image.virtualSize;
-    if (size === undefined && typeof spec.source === 'object' && cachedSize) size = await cachedSize(spec.source.sha256.toLowerCase()).catch(() => undefined);
+    if (size === undefined && typeof spec.source === 'object' && cachedSize) size = await cachedSize(spec.source.sha256.toLowerCase()).catch(() => undefined); // safe-catch: an unreadable cache entry is an unknown size, checked again before the upload
     if (size === undefined && typeof spec.source === 'object') unknown.push(e);
     if (e.name) sizes.set(e.name, size ?? 0);
   }

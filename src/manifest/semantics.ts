@@ -333,7 +333,7 @@ export async function checkSemantics(entries: Entry[], opts: {
       }
       spec.source.sha256 = spec.source.sha256.toLowerCase();
       // Downloaded before: its size is known now, so the size rules apply when planning.
-      const cached = opts.cachedImageSize ? await opts.cachedImageSize(spec.source.sha256).catch(() => undefined) : undefined;
+      const cached = opts.cachedImageSize ? await opts.cachedImageSize(spec.source.sha256).catch(() => undefined) : undefined; // safe-catch: an unreadable cache entry is an unknown size, checked again at the clone's create step
       if (cached !== undefined && cap !== undefined && cap > 0 && cached > cap) {
         r.at(e, ['spec', 'capacity'], `capacity ${formatSize(cap)} is smaller than the source image (cached download, ${cached} bytes virtual size)`);
       } else if (cached !== undefined && cap === undefined && e.name) capacities.set(e.name, cached);

@@ -122,6 +122,7 @@ export class ImageCache {
   /** The cached, verified image of `sha256` when it is there (no download). */
   async cached(sha256: string): Promise<CachedImage | undefined> {
     const final = join(this.dir, sha256.toLowerCase());
+    // safe-catch: not cached (ENOENT), or a cache that cannot be read: then the download path decides
     const have = await stat(final).catch(() => undefined);
     if (!have?.isFile()) return undefined;
     return { path: final, sha256, size: have.size, header: await readImageHeader(final, have.size), downloaded: false };
@@ -202,6 +203,7 @@ export class ImageCache {
           try {
             next = new URL(res.headers.location, url);
           } catch {
+            // safe-catch: the parse error's text adds nothing to "an invalid URL", which is reported
             reject(new HostError('invalid', `downloading ${shown}: redirected by ${redactUrl(url.toString())} to an invalid URL`));
             return;
           }

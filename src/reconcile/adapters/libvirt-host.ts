@@ -327,6 +327,7 @@ export class LibvirtHost implements HostPort {
       const v = (n: number): string => `${Math.floor(n / 1_000_000)}.${Math.floor(n / 1000) % 1000}.${n % 1000}`;
       return `libvirt ${v(lib)}, hypervisor ${v(hv)}`;
     });
+    // safe-catch: forgets a failed read so the next call asks again; the caller gets the error
     this.versionCache.catch(() => {
       this.versionCache = undefined;
     });
@@ -546,6 +547,7 @@ export class LibvirtHost implements HostPort {
     const name = `virtform-probe-${randomBytes(6).toString('hex')}`;
     try {
       const t = await this.client.storagePoolCreateXml(buildPoolXml({ name, path: dir, marker: { kind: 'StoragePool', name, specHash: '' } }), 0);
+      // safe-catch: a transient probe pool; one left running only holds a name, gone with libvirtd's restart
       await this.client.storagePoolDestroy(t).catch(() => undefined);
       return true;
     } catch (e) {
@@ -575,6 +577,7 @@ export class LibvirtHost implements HostPort {
           if (isNoSuchFile(e)) removed.push(dir);
           else kept.push({ path: dir, why: e instanceof LibvirtError && e.int1 === ENOTEMPTY ? 'not empty (files virtform did not put there)' : (e as Error).message });
         } finally {
+          // safe-catch: the throw-away pool's definition only; the directory's fate is decided above
           await this.client.storagePoolUndefine(p).catch(() => undefined);
         }
       }

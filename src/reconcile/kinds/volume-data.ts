@@ -17,7 +17,7 @@
  */
 import { parseResourceKey, resourceKey } from '../../model/kinds.js';
 import type { DomainDetail, VolumeDetail } from '../../model/definitions.js';
-import type { HostPort, ObservedVolume } from '../ports.js';
+import { HostError, type HostPort, type ObservedVolume } from '../ports.js';
 import type { Observed } from '../observe.js';
 import type { Desired } from '../desired.js';
 import { recordedConfig, type DataLoss, type ResourceChange } from '../change.js';
@@ -122,13 +122,23 @@ export async function hostReferences(host: HostPort, observed: Observed): Promis
   for (const [key, d] of observed.definitions) if (kindOfKey(key) === 'VirtualMachine') managedDomains.add((d as DomainDetail).name);
   const isManaged = (name: string): boolean => managedDomains.has(name) || observed.records.has(vmKey(name));
   const domains = observed.snapshot.domains;
-  const unread = domains.filter((d) => !managedDomains.has(d.name));
-  const persistentP = host.definitions.domains(unread);
-  const liveP = Promise.all(domains.filter((d) => d.active).map((d) => host.getRunningDomain(d.name).catch(() => null)));
+  // Not read by observe, nor unreadable there (a managed VM whose definition cannot be parsed is
+  // already counted as a possible user of every volume).
+  const unread = domains.filter((d) => !managedDomains.has(d.name) && !observed.unreadable?.has(vmKey(d.name)));
+  // An unmanaged domain whose definition cannot be parsed may use any volume too: it joins them.
+  const persistentP = host.definitions.domains(unread, (observed.unreadable ??= new Map()));
+  const gone = (e: unknown): null => {
+    if (e instanceof HostError && e.code === 'not-found') return null; // stopped or undefined meanwhile: no live definition
+    throw e;
+  };
+  const liveP = Promise.all(domains.filter((d) => d.active).map((d) => host.getRunningDomain(d.name).catch(gone)));
   // Volumes of every active pool; the pools observe listed are not listed again.
   const pools = observed.snapshot.pools.filter((p) => p.active);
   const listings = await Promise.all(pools.map(async (p) => observed.volumes.get(p.name) ? [...observed.volumes.get(p.name)!.values()]
-    : await host.listVolumes(p.name).catch(() => [] as ObservedVolume[])));
+    : await host.listVolumes(p.name).catch((e: unknown) => {
+      if (e instanceof HostError && e.code === 'not-found') return [] as ObservedVolume[]; // pool gone or stopped meanwhile
+      throw e;
+    })));
   const readKeys = new Set<string>();
   for (const [key, d] of observed.definitions) if (kindOfKey(key) === 'Volume') readKeys.add((d as VolumeDetail).key);
   const volumeDefs = await host.definitions.volumes(listings.flat().filter((v) => !readKeys.has(v.key)));

@@ -299,15 +299,24 @@ describe('the data rule: host-wide references, the edges', () => {
     });
     expect(host.calls.slice(before).filter((c) => c.startsWith('listVolumes'))).toEqual(['listVolumes:other']);
   });
-  it('a host that fails a live read or a listing still gives what it can', async () => {
+  it('a domain or pool gone meanwhile (not found) still gives what the rest shows', async () => {
     const host = await small();
     const o = observedOf({ volumes: [volCfg('d1'), volCfg('base')] });
     o.snapshot = await host.snapshot();
-    host.failNext('getRunningDomain', 'ext');
-    host.failNext('listVolumes', 'other');
+    host.failNext('getRunningDomain', 'ext', 1, 'not-found');
+    host.failNext('listVolumes', 'other', 1, 'not-found');
     expect(await why([del(volCfg('d1')), del(volCfg('base'))], desiredOf([]), o, { host })).toEqual({
       'Volume/d1': ['attached to domain ext (persistent definition; not managed by virtform)'],
     });
+  });
+  it('any other failure of a live read or a listing fails the rule: a use it could not see is never taken for none', async () => {
+    for (const [op, name] of [['getRunningDomain', 'ext'], ['listVolumes', 'other']] as const) {
+      const host = await small();
+      const o = observedOf({ volumes: [volCfg('d1'), volCfg('base')] });
+      o.snapshot = await host.snapshot();
+      host.failNext(op, name);
+      await expect(why([del(volCfg('d1')), del(volCfg('base'))], desiredOf([]), o, { host })).rejects.toThrow();
+    }
   });
   it('a running domain whose definition observe read is virtform\'s, record or not', async () => {
     const host = await small();
