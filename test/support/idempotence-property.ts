@@ -153,7 +153,7 @@ export async function checkIdempotence(o: PropertyRun): Promise<void> {
     n += 1;
     const dir = join(o.work, `case-${n}`);
     writeManifests(dir, manifestsOf(c, o.prefix, o.poolPath, o.cidr3));
-    const applied = await cli('reconcile', dir, '--allow-data-loss', '--domain-type', 'qemu', '--shutdown-timeout', '0');
+    const applied = await cli('reconcile', dir, '--allow-data-loss', '--max-deletions', 'all', '--domain-type', 'qemu', '--shutdown-timeout', '0');
     if (applied.code !== 0) throw new Error(`apply exited ${applied.code}:\n${applied.stdout}\n${applied.stderr}`);
     const again = await cli('reconcile', dir, '--dry-run', '--detailed-exitcode', '--domain-type', 'qemu');
     if (again.code !== 0 || !again.stdout.includes('No changes.')) {
