@@ -25,6 +25,10 @@ export default defineConfig({
             'test/integration/reconcile/crash.test.ts', 'test/integration/guest/**', 'test/integration/cli/console.test.ts',
             'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts', 'test/integration/reconcile/url-policy.test.ts',
             'test/integration/watch/git.test.ts', 'test/integration/safety/controls.test.ts',
+            // The two slowest VM suites (every VM field's drift, ~75 s; disks changing hands, renames,
+            // domain type, a deleted disk file, ~40 s) run with make test-e2e too, keeping make test
+            // under its 10 minutes with the exact-drift, data-rule and sandbox suites added.
+            'test/integration/reconcile/vm-drift.test.ts', 'test/integration/reconcile/vm-order.test.ts',
           ],
           globalSetup: ['test/support/global-setup.ts'],
           fileParallelism: false,

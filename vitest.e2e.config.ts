@@ -5,7 +5,8 @@ import { defineConfig } from 'vitest/config';
 // manifests: spec.boot, spec.cloudInit, addresses and --wait; the serial console; Debian's
 // cloud-init reading a seed; a real Debian guest with cloud-init, built and cached by
 // scripts/build-debian-guest.sh), addresses of many VMs, URL imports from a loopback HTTP(S) server,
-// watch --git through a git daemon, and the safety controls (brake, suspend, policy, conditions).
+// watch --git through a git daemon, the safety controls (brake, suspend, policy, conditions), and
+// the two slowest VM suites (deep drift of every VM field; disks changing hands between VMs).
 // One file at a time; the global setup sweeps leftover vftest* objects.
 export default defineConfig({
   test: {
@@ -13,6 +14,7 @@ export default defineConfig({
       'test/integration/guest/**/*.test.ts', 'test/integration/cli/console.test.ts', 'test/guest/**/*.test.ts',
       'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts', 'test/integration/reconcile/url-policy.test.ts',
       'test/integration/watch/git.test.ts', 'test/integration/safety/controls.test.ts',
+      'test/integration/reconcile/vm-drift.test.ts', 'test/integration/reconcile/vm-order.test.ts',
     ],
     globalSetup: ['test/support/global-setup.ts'],
     fileParallelism: false,
