@@ -1,4 +1,5 @@
 /** Human and machine renderings of plans, apply progress and status. */
+import { hostOfKey } from '../model/kinds.js';
 import type { Plan } from '../reconcile/plan.js';
 import type { FieldChange, ResourceChange } from '../reconcile/diff.js';
 import type { ApplyEvent } from '../reconcile/apply.js';
@@ -183,7 +184,7 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     noop: plan.noop,
     summary: plan.summary,
     changes: plan.changes.map((c) => ({
-      kind: c.kind, name: c.name, action: c.action, reason: c.reason, fields: c.fields, notes: c.notes,
+      kind: c.kind, name: c.name, host: c.host ?? hostOfKey(c.key), action: c.action, reason: c.reason, fields: c.fields, notes: c.notes,
       ownership: c.ownership, blocked: plan.blocked.get(c.key) ?? null,
       held: plan.held.get(c.key) ?? null, dataLoss: c.dataLoss ?? [], release: c.release ?? null,
       steps: c.steps,
@@ -193,7 +194,7 @@ export function planToJson(plan: Plan): Record<string, unknown> {
     suspended: Object.fromEntries(plan.suspended ?? new Map()),
     brake: plan.brake ?? null,
     notices: plan.notices ?? [],
-    steps: plan.steps.map((s) => ({ id: s.id, resource: s.key, op: s.op.op, deps: s.deps })),
+    steps: plan.steps.map((s) => ({ id: s.id, resource: s.key, host: s.host, op: s.op.op, deps: s.deps })),
   };
 }
 

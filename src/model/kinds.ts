@@ -13,13 +13,38 @@ export type ResourceKind = 'StoragePool' | 'Volume' | 'Network' | 'VirtualMachin
 /** Every kind, in build-up order: pools → volumes → networks → VMs (teardown runs the other way). */
 export const RESOURCE_KINDS: readonly ResourceKind[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine'];
 
+/**
+ * The id of a libvirt host in virtform's keys (`hosts.id` in the state DB). One host is the
+ * implicit {@link LOCAL_HOST} of `--uri`; the fleet names others.
+ */
+export type HostId = string;
+
 /** The implicit host of a single-host setup. */
-export const LOCAL_HOST = 'local';
+export const LOCAL_HOST: HostId = 'local';
 
 export interface ResourceRef {
   kind: ResourceKind;
   name: string;
-  host: string;
+  host: HostId;
+}
+
+/**
+ * A resource whose host may not be decided yet: a manifest of a placeable kind that names no
+ * host. Placement (after observe, in the fleet) turns it into a {@link ResourceRef}; today every
+ * such resource is placed on {@link LOCAL_HOST} (`buildDesired`'s default host).
+ */
+export interface UnplacedRef {
+  kind: ResourceKind;
+  name: string;
+  host?: HostId;
+}
+
+/**
+ * The host of something that may name none: an unplaced resource, an observation or a row
+ * written before hosts were set. Absent is `fallback` (the local host).
+ */
+export function hostOf(x: { host?: HostId | null }, fallback: HostId = LOCAL_HOST): HostId {
+  return x.host ?? fallback;
 }
 
 export function isResourceKind(value: unknown): value is ResourceKind {
@@ -33,6 +58,17 @@ export function resourceKey(kind: ResourceKind | string, name: string, host: str
 
 export function refKey(ref: ResourceRef): string {
   return resourceKey(ref.kind, ref.name, ref.host);
+}
+
+/** The same resource key on another host (dependencies never cross hosts: a key names a resource of its own host). */
+export function onHost(key: string, host: HostId): string {
+  const { kind, name } = parseResourceKey(key);
+  return resourceKey(kind, name, host);
+}
+
+/** The host a resource key names (`Kind/name` is the local host). */
+export function hostOfKey(key: string): HostId {
+  return parseResourceKey(key).host;
 }
 
 /** Inverse of {@link resourceKey}. Names never contain `/` (manifest names are `[a-z0-9-]`). */

@@ -8,11 +8,11 @@
  * error, its dependents are skipped with a reason, and independent branches still complete.
  */
 import PQueue from 'p-queue';
-import { parseResourceKey, type ResourceKind } from '../model/kinds.js';
+import { LOCAL_HOST, parseResourceKey, type HostId, type ResourceKind } from '../model/kinds.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
 import { HostError, type HostPort } from './ports.js';
 import type { Desired } from './desired.js';
-import type { Observed } from './observe.js';
+import { localHosts, perHost, type HostPorts, type Observed, type ObservedHosts } from './observe.js';
 import type { Plan, PlanStep } from './plan.js';
 import { stepOpLabel } from './diff.js';
 import { kindOf } from './kinds/index.js';
@@ -35,7 +35,7 @@ export interface ApplyStore {
     remove(kind: string, name: string, paths: string[]): Promise<void>;
   };
   journal: {
-    begin(e: { runId: string; kind: string; name: string; action: string; intent: Record<string, unknown>; attempt?: number }): Promise<number>;
+    begin(e: { runId: string; kind: string; name: string; host?: HostId; action: string; intent: Record<string, unknown>; attempt?: number }): Promise<number>;
     finish(id: number, outcome: 'succeeded' | 'failed' | 'abandoned', error?: string): Promise<void>;
   };
   /** Baselines of definitions (exact drift); absent: none are recorded. */
@@ -44,7 +44,7 @@ export interface ApplyStore {
 
 /** Where apply records the baseline of a definition after writing it. */
 export interface BaselineWriter {
-  put(b: { kind: string; name: string; xml: string; sha256: string; version: string }): Promise<void>;
+  put(b: { kind: string; name: string; host?: HostId; xml: string; sha256: string; version: string }): Promise<void>;
   delete(kind: string, name: string): Promise<void>;
 }
 
@@ -54,7 +54,9 @@ export interface BaselineWriter {
  * entry closes: a crash in between leaves the entry open, and the next run takes the baseline
  * again without reporting drift.
  */
-export async function recordBaseline(host: HostPort, store: { baselines?: BaselineWriter }, kind: ResourceKind, name: string): Promise<void> {
+export async function recordBaseline(
+  host: HostPort, store: { baselines?: BaselineWriter }, kind: ResourceKind, name: string, hostId: HostId = LOCAL_HOST,
+): Promise<void> {
   const exact = kindOf(kind).exact;
   if (!exact || !host.inactiveXml || !host.versionTag || !store.baselines) return;
   const xml = await host.inactiveXml(exact.object, name);
@@ -62,7 +64,7 @@ export async function recordBaseline(host: HostPort, store: { baselines?: Baseli
     await store.baselines.delete(kind, name);
     return;
   }
-  await store.baselines.put({ kind, name, xml, sha256: xmlSha256(xml), version: await host.versionTag() });
+  await store.baselines.put({ kind, name, host: hostId, xml, sha256: xmlSha256(xml), version: await host.versionTag() });
 }
 
 export interface RetryPolicy {
@@ -93,10 +95,14 @@ export type ApplyEvent =
   | { type: 'note'; step: PlanStep; text: string };
 
 export interface ApplyOptions {
-  host: HostPort;
+  /** The one host of a single-host run (the local host); `hosts` instead for several. */
+  host?: HostPort;
+  /** The hosts by host id: each step runs on its own (`PlanStep.host`). */
+  hosts?: HostPorts;
   store: ApplyStore;
   desired: Desired;
-  observed: Observed;
+  /** What observe saw: of the one host, or per host. */
+  observed: Observed | ObservedHosts;
   runId: string;
   revisionId?: number;
   concurrency?: number;
@@ -150,7 +156,19 @@ function intentOf(step: PlanStep, desired: Desired): Record<string, unknown> {
 }
 
 export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult> {
-  const { host, store, desired, observed, runId } = opts;
+  const { store, desired, runId } = opts;
+  const hosts = opts.hosts ?? (opts.host ? localHosts(opts.host) : new Map<HostId, HostPort>());
+  const observedHosts = perHost(opts.observed);
+  const portOf = (step: PlanStep): HostPort => {
+    const port = hosts.get(step.host);
+    if (!port) throw new Error(`internal error: ${step.key}: no connection to host ${step.host}`);
+    return port;
+  };
+  const observedOf = (step: PlanStep): Observed => {
+    const o = observedHosts.get(step.host);
+    if (!o) throw new Error(`internal error: ${step.key}: host ${step.host} was not observed`);
+    return o;
+  };
   const policy = opts.retry ?? DEFAULT_RETRY;
   const queue = new PQueue({ concurrency: Math.max(1, opts.concurrency ?? 4) });
   const outcomes = new Map<number, StepOutcome>();
@@ -158,7 +176,8 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   const skipped = new Map<string, string>();
   const waiting = new Map<number, Set<number>>();
   const dependents = new Map<number, number[]>();
-  let connectionLost: string | undefined;
+  /** Hosts whose connection was lost during this apply, with the error: no new step starts on them. */
+  const connectionLost = new Map<HostId, string>();
 
   for (const s of plan.steps) {
     waiting.set(s.id, new Set(s.deps));
@@ -197,7 +216,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       attempts: 0,
       ...(opts.revisionId !== undefined ? { lastAppliedRevision: opts.revisionId } : {}),
     });
-    await recordBaseline(host, store, step.kind, step.name);
+    await recordBaseline(portOf(step), store, step.kind, step.name, step.host);
   };
 
   /** Execute one step against the host through its kind's module; idempotent. */
@@ -208,7 +227,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       return;
     }
     const ctx: ExecContext<unknown> = {
-      host, step, desired: desired.byKey.get(step.key), observed, attempt,
+      host: portOf(step), step, desired: desired.byKey.get(step.key), observed: observedOf(step), attempt,
       replacing: step.change.action === 'replace',
       shutdownTimeoutMs: opts.shutdownTimeoutMs,
       boundary: () => opts.boundary?.(`${step.key}:${step.op.op}:called`),
@@ -239,7 +258,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     let lastError = '';
     for (let attempt = 1; attempt <= policy.maxAttempts; attempt += 1) {
       const jid = await store.journal.begin({
-        runId, kind: step.kind, name: step.name, action: step.op.op, intent: intentOf(step, desired), attempt,
+        runId, kind: step.kind, name: step.name, host: step.host, action: step.op.op, intent: intentOf(step, desired), attempt,
       });
       inFlight.set(step.id, { jid, started, attempt });
       opts.boundary?.(`${step.key}:${step.op.op}:begin`);
@@ -252,8 +271,8 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         if (e instanceof HostError && e.code === 'connection') {
           // The call's outcome on the host is unknown: the entry stays open, so the next run treats
           // whatever it finds under this name as half-done work of its own. No retry on a dead
-          // connection, and no new step starts.
-          connectionLost ??= lastError;
+          // connection, and no new step starts on that host (the others go on).
+          if (!connectionLost.has(step.host)) connectionLost.set(step.host, lastError);
           return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError };
         }
         await store.journal.finish(jid, 'failed', lastError);
@@ -275,9 +294,11 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   let abandoned = false;
 
   const skipReasons = new Map<number, string>();
-  const stopReason = (): string | undefined =>
-    connectionLost ? `not started: connection to libvirt lost (${connectionLost})`
+  const stopReason = (step: PlanStep): string | undefined => {
+    const lost = connectionLost.get(step.host);
+    return lost ? `not started: connection to libvirt lost (${lost})`
       : opts.signal?.aborted ? 'not started: shutting down' : undefined;
+  };
   let disarmStop = (): void => undefined;
   const finished = new Promise<void>((resolveAll, rejectAll) => {
     let remaining = plan.steps.length;
@@ -302,13 +323,13 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     };
     // A step runs once all its prerequisites are done; it is skipped if any of them did not succeed.
     const schedule = (step: PlanStep): void => {
-      const reason = skipReasons.get(step.id) ?? stopReason();
+      const reason = skipReasons.get(step.id) ?? stopReason(step);
       if (reason) {
         complete({ step, status: 'skipped', attempts: 0, ms: 0, error: reason });
         return;
       }
       queue.add(() => {
-        const late = stopReason();
+        const late = stopReason(step);
         return late ? Promise.resolve<StepOutcome>({ step, status: 'skipped', attempts: 0, ms: 0, error: late }) : runStep(step);
       }).then(complete, rejectAll);
     };

@@ -3,7 +3,7 @@
  * conflict), the field-level before → after, the reason, and the steps that carry it out; plus
  * the helpers every kind's diff shares. Kind-specific decisions live in `kinds/<kind>.ts`.
  */
-import type { ResourceKind } from '../model/kinds.js';
+import type { HostId, ResourceKind } from '../model/kinds.js';
 import type { Observed } from './observe.js';
 import type { Ownership } from './ownership.js';
 import { canonicalJson } from './resource.js';
@@ -35,6 +35,8 @@ export interface ResourceChange {
   key: string;
   kind: ResourceKind;
   name: string;
+  /** The host of the resource (the key names it; set on every change diff returns). */
+  host?: HostId;
   action: ChangeAction;
   reason: string;
   fields: FieldChange[];
@@ -144,7 +146,7 @@ export function change(
   extra: Partial<ResourceChange> = {},
 ): ResourceChange {
   return {
-    key: r.key, kind: r.kind, name: r.name, action, reason,
+    key: r.key, kind: r.kind, name: r.name, host: r.host, action, reason,
     fields: [], notes: [], steps: [], desired: r, ownership: ownership.state, drift: false, ...extra,
   };
 }

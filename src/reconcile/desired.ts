@@ -7,7 +7,8 @@
  */
 import { posix } from 'node:path';
 import type { DesiredState } from '../manifest/index.js';
-import { LOCAL_HOST, RESOURCE_KINDS, resourceKey } from '../model/kinds.js';
+import { LOCAL_HOST, RESOURCE_KINDS, resourceKey, type HostId } from '../model/kinds.js';
+import { hashConfig } from './resource.js';
 import type { VolumeFormat } from '../model/definitions.js';
 import { KINDS, kindOf, type DesiredResource } from './kinds/index.js';
 import { volumeFilePath } from './kinds/volume.js';
@@ -47,8 +48,13 @@ function buildContext(state: DesiredState, host: string): BuildContext {
   return { host, poolPath, volumePath, volumeFormat };
 }
 
-/** Normalize validated manifests into desired resources. Assumes references were validated. */
-export function buildDesired(state: DesiredState, host: string = LOCAL_HOST): Desired {
+/**
+ * Normalize validated manifests into desired resources. Assumes references were validated.
+ * `host`: where resources that name no host are placed. No manifest names a host yet, so today
+ * everything lands on it (the implicit local host); with fleets, placement (after observe) decides
+ * for the placeable kinds, and the per-host results are joined by {@link mergeDesired}.
+ */
+export function buildDesired(state: DesiredState, host: HostId = LOCAL_HOST): Desired {
   const ctx = buildContext(state, host);
   const resources: DesiredResource[] = RESOURCE_KINDS.flatMap((k) => KINDS[k].build(state, ctx) as DesiredResource[]);
   return {
@@ -57,6 +63,27 @@ export function buildDesired(state: DesiredState, host: string = LOCAL_HOST): De
     digest: state.digest,
     gitCommit: state.gitCommit,
     gitDirty: state.gitDirty,
+    empty: resources.length === 0,
+  };
+}
+
+/**
+ * One desired state from the desired states of several hosts (each built with its host): what a
+ * run over several hosts plans. Keys name the host, so the same name on two hosts stays two
+ * resources; the same key twice is an internal error.
+ */
+export function mergeDesired(parts: readonly Desired[]): Desired {
+  const resources = parts.flatMap((p) => p.resources);
+  const byKey = new Map<string, DesiredResource>();
+  for (const r of resources) {
+    if (byKey.has(r.key)) throw new Error(`internal error: ${r.key} is declared twice`);
+    byKey.set(r.key, r);
+  }
+  const digests = parts.map((p) => p.digest);
+  return {
+    resources, byKey,
+    digest: digests.length === 1 ? digests[0]! : hashConfig(digests),
+    gitCommit: parts[0]?.gitCommit, gitDirty: parts.some((p) => p.gitDirty === true),
     empty: resources.length === 0,
   };
 }

@@ -5,8 +5,8 @@
  * conflict) with the field-level before → after, a human reason, and the ordered steps that carry
  * it out. What virtform owns but no manifest declares is pruned here, with the kind's delete steps.
  */
-import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
-import type { Observed } from './observe.js';
+import { hostOf, hostOfKey, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
+import { perHost, type Observed, type ObservedHosts } from './observe.js';
 import { ownershipOf } from './ownership.js';
 import type { Desired } from './desired.js';
 import { change, recordedConfig, recordedFacts, type DiffOptions, type ResourceChange } from './change.js';
@@ -49,7 +49,7 @@ function diffPrune(desired: Desired, observed: Observed, opts: DiffOptions): Res
     const prev = recordedConfig(observed, key);
     const where = { config: prev, intents: journal.map((j) => j.intent) };
     const own = ownershipOf(observed, kind, name, where, key);
-    const base = { key, kind, name, fields: [], notes: [] as string[], previous: prev, ownership: own.state, drift: false };
+    const base = { key, kind, name, host: hostOfKey(key), fields: [], notes: [] as string[], previous: prev, ownership: own.state, drift: false };
     // Recorded while `metadata.reconcile: disabled`: the manifest's removal releases it, whatever it is.
     const suspended = recordedFacts(observed, key)[RECONCILE_DISABLED_FACT] === true;
     const release = suspended
@@ -80,12 +80,14 @@ function diffPrune(desired: Desired, observed: Observed, opts: DiffOptions): Res
 }
 
 /** Notes about declared resources that need no change (e.g. a VM waiting for a restart). */
-export function notices(desired: Desired, observed: Observed, changes: ResourceChange[], opts: DiffOptions = {}): string[] {
+export function notices(desired: Desired, observed: Observed | ObservedHosts, changes: ResourceChange[], opts: DiffOptions = {}): string[] {
   const changed = new Set(changes.map((c) => c.key));
+  const hosts = perHost(observed);
   const out: string[] = [];
   for (const r of desired.resources) {
     const hook = kindOf(r.kind).notices;
-    if (hook && !changed.has(r.key)) out.push(...hook(r, { observed, opts }));
+    const o = hosts.get(r.host);
+    if (hook && o && !changed.has(r.key)) out.push(...hook(r, { observed: o, opts }));
   }
   return out;
 }
@@ -100,13 +102,28 @@ function unreadableChange(r: DesiredResource, why: string, observed: Observed): 
   return change(r, 'conflict', `${r.kind} ${r.name} exists but ${why}; virtform leaves it untouched until its definition can be read`, own);
 }
 
-export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {}): ResourceChange[] {
+/**
+ * The changes of every host of the run: each host's declared resources against what was observed
+ * on it (its objects, its records, its journal), the prune of what it records but no manifest
+ * declares, and the kinds' cross-resource adjustments within that host (dependencies never cross
+ * hosts). Ordered by kind (build-up order), name, then host.
+ */
+export function diff(desired: Desired, observed: Observed | ObservedHosts, opts: DiffOptions = {}): ResourceChange[] {
+  const changes: ResourceChange[] = [];
+  for (const o of perHost(observed).values()) changes.push(...diffHost(desired, o, opts));
+  const order = (k: ResourceKind): number => RESOURCE_KINDS.indexOf(k);
+  return changes.sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name) || (a.host ?? '').localeCompare(b.host ?? ''));
+}
+
+function diffHost(desired: Desired, observed: Observed, opts: DiffOptions): ResourceChange[] {
+  const host = hostOf(observed);
   const ctx = { observed, opts };
   const changes: ResourceChange[] = [];
   const byKind = new Map<ResourceKind, DesiredResource[]>(RESOURCE_KINDS.map((k) => [k, []]));
   const suspended = new Set<string>();
   const stalled = new Set<string>();
   for (const r of desired.resources) {
+    if (r.host !== host) continue;
     // metadata.reconcile: disabled: left alone (the plan lists it under `suspended`).
     if (r.suspended) {
       suspended.add(r.key);
@@ -131,7 +148,7 @@ export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {
   for (let i = changes.length - 1; i >= 0; i--) {
     const c = changes[i]!;
     if (suspended.has(c.key) || (stalled.has(c.key) && c.action !== 'conflict')) changes.splice(i, 1);
+    else c.host ??= host;
   }
-  const order = (k: ResourceKind): number => RESOURCE_KINDS.indexOf(k);
-  return changes.sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name));
+  return changes;
 }

@@ -4,10 +4,10 @@
  * The caller owns the writer lock and the connections; the engine only needs the ports.
  */
 import { randomUUID } from 'node:crypto';
-import { parseResourceKey } from '../model/kinds.js';
+import { LOCAL_HOST, hostOf, hostOfKey, parseResourceKey } from '../model/kinds.js';
 import type { HostPort } from './ports.js';
 import type { Desired } from './desired.js';
-import { observe, type Observed, type StateReader } from './observe.js';
+import { localHosts, observeHosts, type HostPorts, type Observed, type ObservedHosts, type StateReader } from './observe.js';
 import { diff, notices } from './diff.js';
 import { buildPlan, type Plan } from './plan.js';
 import { imageCacheFor, type ImageCache } from './images.js';
@@ -28,7 +28,8 @@ export interface EngineStore extends StateReader, ApplyStore {
     start(r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number>;
     finish(id: number, outcome: string, summary: Record<string, unknown>): Promise<void>;
   };
-  events: { append(e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; message: string }): Promise<void> };
+  /** `host`: the resource's host (absent on run-wide events). */
+  events: { append(e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; host?: string; message: string }): Promise<void> };
   /** Uses of files seen on the host (the data rule): recorded after each applying run. */
   references?: StateReader['references'] & {
     record(refs: StoredReference[]): Promise<void>;
@@ -41,7 +42,10 @@ export interface EngineStore extends StateReader, ApplyStore {
 }
 
 export interface ReconcileOptions {
-  host: HostPort;
+  /** The one host of a single-host run (the implicit local host of `--uri`); `hosts` instead for several. */
+  host?: HostPort;
+  /** The hosts of the run by host id; absent: `host` is the local host. */
+  hosts?: HostPorts;
   store: EngineStore;
   desired: Desired;
   dryRun?: boolean;
@@ -76,7 +80,9 @@ export interface ReconcileOptions {
 export interface ReconcileResult {
   runId: string;
   plan: Plan;
+  /** What was observed on the local host (on a run without it, its first host); `observedHosts` has every host. */
   observed: Observed;
+  observedHosts: ObservedHosts;
   applied?: ApplyResult;
   revisionId?: number;
   /**
@@ -101,35 +107,51 @@ export interface PlanOptions {
   maxDeletions?: MaxDeletions;
 }
 
+/** The hosts of a run: a map of them, or one host (the implicit local host). */
+export function runHosts(host: HostPort | HostPorts | undefined, hosts?: HostPorts): HostPorts {
+  if (hosts) return hosts;
+  if (host instanceof Map) return host;
+  if (!host) throw new Error('internal error: a reconcile run needs a host');
+  return localHosts(host as HostPort);
+}
+
+/** The observation a single-host caller reads: the local host's, else the first host's. */
+function mainObserved(hosts: ObservedHosts): Observed {
+  return hosts.get(LOCAL_HOST) ?? hosts.values().next().value!;
+}
+
 export async function planOnly(
-  host: HostPort, store: StateReader, desired: Desired, gracefulStop = true, opts: PlanOptions = {},
-): Promise<{ plan: Plan; observed: Observed }> {
-  const observed = await observe(host, store, desired);
+  host: HostPort | HostPorts, store: StateReader, desired: Desired, gracefulStop = true, opts: PlanOptions = {},
+): Promise<{ plan: Plan; observed: Observed; observedHosts: ObservedHosts }> {
+  const hosts = runHosts(host);
+  const observedHosts = await observeHosts(hosts, store, desired);
   const allowDataLoss = opts.allowDataLoss ?? false;
-  const changes = diff(desired, observed, { gracefulStop, allowDataLoss });
+  const changes = diff(desired, observedHosts, { gracefulStop, allowDataLoss });
   const refs = store.references;
-  const held = await holdDataLoss(desired, observed, changes, {
-    allowDataLoss, host, ...(refs ? { recorded: (paths: string[]) => refs.list(paths) } : {}),
+  const held = await holdDataLoss(desired, observedHosts, changes, {
+    allowDataLoss, hosts, ...(refs ? { recorded: (paths: string[]) => refs.list(paths) } : {}),
   });
   const suspendedAbsent = new Set(desired.resources
-    .filter((r) => r.suspended && ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key).state === 'absent')
+    .filter((r) => r.suspended && ownershipOf(observedHosts.get(r.host)!, r.kind, r.name, { config: r.config }, r.key).state === 'absent')
     .map((r) => r.key));
   const plan = buildPlan(desired, changes, held, suspendedAbsent);
-  plan.notices = notices(desired, observed, changes, { gracefulStop });
-  plan.brake = brakeDeletions(observed, changes, opts.maxDeletions);
-  return { plan, observed };
+  plan.notices = notices(desired, observedHosts, changes, { gracefulStop });
+  plan.brake = brakeDeletions(observedHosts, changes, opts.maxDeletions);
+  return { plan, observed: mainObserved(observedHosts), observedHosts };
 }
 
 export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult> {
   const started = Date.now();
   const runId = randomUUID();
-  const mutationsBefore = opts.host.mutationCount();
-  const { plan, observed } = await planOnly(opts.host, opts.store, opts.desired, opts.gracefulStop ?? true, {
+  const hosts = runHosts(opts.host, opts.hosts);
+  const mutationCount = (): number => [...hosts.values()].reduce((n, h) => n + h.mutationCount(), 0);
+  const mutationsBefore = mutationCount();
+  const { plan, observed, observedHosts } = await planOnly(hosts, opts.store, opts.desired, opts.gracefulStop ?? true, {
     allowDataLoss: opts.allowDataLoss ?? false, maxDeletions: opts.maxDeletions,
   });
   const suspension = await opts.store.controls?.suspension();
   opts.onPlan?.(plan);
-  const base = { runId, plan, observed, held: plan.held, ...(suspension ? { suspension } : {}) };
+  const base = { runId, plan, observed, observedHosts, held: plan.held, ...(suspension ? { suspension } : {}) };
   if (opts.dryRun) {
     return { ...base, outcome: plan.noop ? 'noop' : 'planned', mutations: 0, durationMs: Date.now() - started };
   }
@@ -154,7 +176,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   });
   const images = opts.images ?? imageCacheFor(opts.store.path);
   const applied = await apply(plan, {
-    host: opts.host, store: opts.store, desired: opts.desired, observed, runId, revisionId,
+    hosts, store: opts.store, desired: opts.desired, observed: observedHosts, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
     shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal, stopTimeoutMs: opts.stopTimeoutMs, images,
   });
@@ -166,24 +188,24 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
 
   // Baselines taken again without a change (first run after an upgrade, another libvirt version,
   // an interrupted run): from the XML observed, which no step of this run rewrote.
-  await rebaseline(opts.store, observed, plan, applied);
+  for (const o of observedHosts.values()) await rebaseline(opts.store, o, plan, applied);
 
   // Unresolved operations of earlier runs are resolved by this run unless it failed on them.
-  const resolved = [...observed.openJournal]
+  const resolved = [...observedHosts.values()].flatMap((o) => [...o.openJournal])
     .filter(([key]) => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.blocked.has(key) && !plan.held.has(key))
     .flatMap(([, entries]) => entries.map((e) => e.id));
   if (resolved.length > 0) await opts.store.journal.resolve(resolved);
   for (const [key, reason] of plan.blocked) {
-    const { kind, name } = parseResourceKey(key);
-    await opts.store.events.append({ level: 'warn', kind, name, message: `blocked: ${reason}` });
+    const { kind, name, host } = parseResourceKey(key);
+    await opts.store.events.append({ level: 'warn', kind, name, host, message: `blocked: ${reason}` });
   }
   for (const [key, reason] of plan.held) {
-    const { kind, name } = parseResourceKey(key);
-    await opts.store.events.append({ level: 'warn', kind, name, message: `held (data loss; needs --allow-data-loss): ${reason}` });
+    const { kind, name, host } = parseResourceKey(key);
+    await opts.store.events.append({ level: 'warn', kind, name, host, message: `held (data loss; needs --allow-data-loss): ${reason}` });
   }
   for (const [key, error] of applied.failed) {
-    const { kind, name } = parseResourceKey(key);
-    await opts.store.events.append({ level: 'error', kind, name, message: error });
+    const { kind, name, host } = parseResourceKey(key);
+    await opts.store.events.append({ level: 'error', kind, name, host, message: error });
   }
 
   const ok = applied.failed.size === 0 && applied.skipped.size === 0 && plan.blocked.size === 0;
@@ -196,15 +218,17 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     blocked: plan.blocked.size,
     held: plan.held.size,
   };
-  await recordSafetyFacts(opts.store, opts.desired, observed, plan, applied);
-  await recordReferences(opts.store, observed, plan, applied);
+  for (const o of observedHosts.values()) {
+    await recordSafetyFacts(opts.store, opts.desired, o, plan, applied);
+    await recordReferences(opts.store, o, plan, applied);
+  }
   const interrupted = !ok && opts.signal?.aborted === true && applied.failed.size === 0;
   const outcome = onlyHeld ? 'held' : ok ? (plan.noop ? 'noop' : 'succeeded') : interrupted ? 'interrupted' : 'failed';
   await opts.store.revisions.finish(revisionId, outcome === 'noop' ? 'succeeded' : outcome, summary);
   return {
     ...base, applied, revisionId,
     outcome,
-    mutations: opts.host.mutationCount() - mutationsBefore,
+    mutations: mutationCount() - mutationsBefore,
     durationMs: Date.now() - started,
   };
 }
@@ -218,8 +242,8 @@ async function rebaseline(store: EngineStore, observed: Observed, plan: Plan, ap
     const xml = (observed.definitions.get(key) as { xml?: string } | undefined)?.xml;
     const sha256 = e.sha256.get(key);
     if (xml === undefined || sha256 === undefined) continue;
-    const { kind, name } = parseResourceKey(key);
-    await store.baselines.put({ kind, name, xml, sha256, version: e.version });
+    const { kind, name, host } = parseResourceKey(key);
+    await store.baselines.put({ kind, name, host, xml, sha256, version: e.version });
   }
 }
 
@@ -231,7 +255,8 @@ async function recordReferences(store: EngineStore, observed: Observed, plan: Pl
   if (!store.references) return;
   const seen = RESOURCE_KINDS.flatMap((k) => kindOf(k).referencesSeen?.(observed) ?? []);
   const done = (key: string): boolean => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.held.has(key) && !plan.blocked.has(key);
-  const destroyed = new Set(plan.changes.filter((c) => done(c.key)).flatMap((c) => (c.dataLoss ?? []).flatMap((l) => (l.path ? [l.path] : []))));
+  const host = hostOf(observed);
+  const destroyed = new Set(plan.changes.filter((c) => hostOfKey(c.key) === host && done(c.key)).flatMap((c) => (c.dataLoss ?? []).flatMap((l) => (l.path ? [l.path] : []))));
   await store.references.record(seen.filter((r) => !destroyed.has(r.path)));
   await store.references.forget([...destroyed]);
 }

@@ -9,20 +9,44 @@ import type { DomainCapabilities, HostPort, HostSnapshot, ObservedVolume, Observ
 import type { BaselineEntry, JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
 import type { Desired } from './desired.js';
-import { parseResourceKey, resourceKey } from '../model/kinds.js';
+import { hostOf, LOCAL_HOST, parseResourceKey, resourceKey, type HostId } from '../model/kinds.js';
 import { kindOf } from './kinds/index.js';
 import { HostError } from './ports.js';
+
+/** The libvirt hosts of a run, by host id (one host: the implicit local host of `--uri`). */
+export type HostPorts = ReadonlyMap<HostId, HostPort>;
+
+/** What observe saw, one {@link Observed} per host id. */
+export type ObservedHosts = ReadonlyMap<HostId, Observed>;
+
+/** The one host of a single-host run. */
+export function localHosts(host: HostPort): HostPorts {
+  return new Map([[LOCAL_HOST, host]]);
+}
+
+/** Per-host observations, from either one observation (one host) or the map of them. */
+export function perHost(observed: Observed | ObservedHosts): ObservedHosts {
+  return observed instanceof Map ? observed : new Map([[hostOf(observed as Observed), observed as Observed]]);
+}
+
+/** A desired resource names a host the run has no connection to. */
+export class UnknownHostError extends Error {
+  override readonly name = 'UnknownHostError';
+  constructor(readonly host: HostId, readonly keys: string[]) {
+    super(`${keys.join(', ')}: host ${host} is not one of this run's hosts`);
+  }
+}
 
 export interface StateReader {
   resources: {
     indexPages(pageSize: number): AsyncIterable<ResourceIndexEntry[]>;
-    getMany(keys: { kind: string; name: string }[]): Promise<ResourceRecord[]>;
+    getMany(keys: { kind: string; name: string; host: HostId }[]): Promise<ResourceRecord[]>;
   };
   journal: { listUnresolved(): Promise<JournalEntry[]> };
   /** Baselines of definitions (exact drift); a store without them compares fields only. */
   baselines?: {
     index(): Promise<Map<string, BaselineEntry>>;
-    xml(keys: { kind: string; name: string }[]): Promise<Map<string, string>>;
+    xml(keys: { kind: string; name: string; host: HostId }[]): Promise<Map<string, string>>;
   };
   /** Uses of files recorded by earlier runs (the data rule reads them only for what a plan would destroy). */
   references?: { list(paths: string[]): Promise<StoredReference[]> };
@@ -43,6 +67,11 @@ export interface ExactView {
 }
 
 export interface Observed {
+  /**
+   * The host this observation is of (absent: the local host). Everything below is of this host
+   * only: its objects, and the records and journal entries whose host it is (keys name it).
+   */
+  host?: HostId;
   snapshot: HostSnapshot;
   pools: Map<string, ObservedPool>;
   networks: Map<string, ObservedNetwork>;
@@ -83,12 +112,24 @@ const INDEX_PAGE_ROWS = 500;
 
 const turnOfEventLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/** The host id of a record or journal entry (rows of a store that keeps none: the local host). */
+const rowHost = (r: object): HostId => hostOf(r as { host?: HostId });
+
+/** Observe one host (the implicit local host): see {@link observeHosts}. */
 export async function observe(host: HostPort, state: StateReader, desired: Desired): Promise<Observed> {
-  let hostCalls = 0;
-  const counted = <T>(p: Promise<T>): Promise<T> => p.then((v) => {
-    hostCalls += 1;
-    return v;
-  });
+  return (await observeHosts(localHosts(host), state, desired)).get(LOCAL_HOST)!;
+}
+
+/**
+ * Observe every host of the run, all at once: each host's snapshot and listings go on the wire
+ * first, the state DB is read once and split by host, then each host's definitions are read.
+ * Records and journal entries of a host that is not one of `hosts` are left out (nothing of theirs
+ * is planned); a desired resource on such a host is an {@link UnknownHostError}.
+ */
+export async function observeHosts(hosts: HostPorts, state: StateReader, desired: Desired): Promise<ObservedHosts> {
+  const missing = new Map<HostId, string[]>();
+  for (const r of desired.resources) if (!hosts.has(r.host)) missing.set(r.host, [...(missing.get(r.host) ?? []), r.key]);
+  for (const [h, keys] of missing) throw new UnknownHostError(h, keys);
   // Put the list calls on the wire first. The state DB reads below are synchronous (better-sqlite3),
   // so they go in pages with a turn of the event loop between them: libvirtd's replies are handled
   // as they come, and the volume listing's chained calls (lookup, refresh, list) go out meanwhile
@@ -96,50 +137,100 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   // does not exist or is inactive simply has no listing.
   // A listing's failure is kept (not thrown yet): it is expected of a pool that does not exist or
   // is inactive, which the snapshot tells; for an active pool it fails the run below.
-  const listing = new Map<string, Promise<{ list: ObservedVolume[] } | { error: unknown }>>();
-  const listPool = (name: string): void => {
-    if (!listing.has(name)) listing.set(name, counted(host.listVolumes(name)).then((list) => ({ list }), (error: unknown) => ({ error })));
-  };
-  const snapshotP = counted(host.snapshot());
-  // safe-catch: only marks the rejection handled; snapshotP itself is awaited below and throws there.
-  snapshotP.catch(() => undefined);
-  const exactOn = host.versionTag !== undefined && host.inactiveXml !== undefined && state.baselines !== undefined;
-  const versionP = exactOn ? counted(host.versionTag!()) : undefined;
-  // safe-catch: only marks the rejection handled; versionP is awaited below and throws there.
-  versionP?.catch(() => undefined);
-  for (const r of desired.resources) for (const p of kindOf(r.kind).poolsToList?.({ desired: r }) ?? []) listPool(p);
+  const runs = new Map([...hosts].map(([id, host]) => [id, startHost(host, state.baselines !== undefined)]));
+  for (const r of desired.resources) for (const p of kindOf(r.kind).poolsToList?.({ desired: r }) ?? []) runs.get(r.host)!.listPool(p);
   await turnOfEventLoop();
   const open = await state.journal.listUnresolved();
   // Recorded configs are needed only where the spec changed or the resource is to be pruned.
-  const recordMap: Observed['records'] = new Map();
+  const recordMaps = new Map<HostId, Observed['records']>([...hosts.keys()].map((h) => [h, new Map()]));
   const needDetails: ResourceIndexEntry[] = [];
-  const recordedPools: string[] = [];
   for await (const page of state.resources.indexPages(INDEX_PAGE_ROWS)) {
     for (const r of page) {
-      const key = resourceKey(r.kind, r.name);
-      recordMap.set(key, r);
+      const h = rowHost(r);
+      const run = runs.get(h);
+      if (!run) continue; // a host this run does not connect to: nothing of it is planned
+      const key = resourceKey(r.kind, r.name, h);
+      recordMaps.get(h)!.set(key, r);
       if (desired.byKey.get(key)?.specHash !== r.specHash) needDetails.push(r);
-      const pools = kindOf(r.kind as ResourceKind).poolsToList?.({ recordName: r.name });
-      if (pools) recordedPools.push(...pools);
+      for (const p of kindOf(r.kind as ResourceKind).poolsToList?.({ recordName: r.name }) ?? []) run.recordedPools.push(p);
     }
     await turnOfEventLoop();
   }
   if (needDetails.length > 0) {
-    for (const full of await state.resources.getMany(needDetails)) recordMap.set(resourceKey(full.kind, full.name), full);
+    const refs = needDetails.map((r) => ({ kind: r.kind, name: r.name, host: rowHost(r) }));
+    for (const full of await state.resources.getMany(refs)) {
+      const h = rowHost(full);
+      recordMaps.get(h)?.set(resourceKey(full.kind, full.name, h), full);
+    }
   }
-  const openJournal = new Map<string, JournalEntry[]>();
+  const journals = new Map<HostId, Map<string, JournalEntry[]>>([...hosts.keys()].map((h) => [h, new Map()]));
   for (const e of open) {
-    const key = resourceKey(e.kind, e.name);
+    const h = rowHost(e);
+    const run = runs.get(h);
+    if (!run) continue;
+    const key = resourceKey(e.kind, e.name, h);
+    const openJournal = journals.get(h)!;
     openJournal.set(key, [...(openJournal.get(key) ?? []), e]);
   }
   // Pools we remember owning, or that an interrupted operation names, are listed too.
-  for (const name of recordedPools) listPool(name);
-  for (const e of open) for (const p of kindOf(e.kind as ResourceKind).poolsToList?.({ journal: e }) ?? []) listPool(p);
+  for (const run of runs.values()) for (const name of run.recordedPools) run.listPool(name);
+  for (const e of open) for (const p of kindOf(e.kind as ResourceKind).poolsToList?.({ journal: e }) ?? []) runs.get(rowHost(e))?.listPool(p);
 
-  const snapshot = await snapshotP;
+  const byHost = new Map<HostId, Desired['resources']>([...hosts.keys()].map((h) => [h, []]));
+  for (const r of desired.resources) byHost.get(r.host)!.push(r);
+  const results = await Promise.all([...runs].map(async ([id, run]) => {
+    const o = await finishHost(id, run, state, byHost.get(id)!, recordMaps.get(id)!, journals.get(id)!);
+    o.hostCalls = run.calls;
+    return [id, o] as const;
+  }));
+  return new Map(results);
+}
+
+/** One host's calls started before the state DB is read. */
+interface HostRun {
+  host: HostPort;
+  snapshotP: Promise<HostSnapshot>;
+  versionP: Promise<string> | undefined;
+  exactOn: boolean;
+  listing: Map<string, Promise<{ list: ObservedVolume[] } | { error: unknown }>>;
+  listPool(name: string): void;
+  recordedPools: string[];
+  /** Calls made to this host so far. */
+  calls: number;
+  counted<T>(p: Promise<T>): Promise<T>;
+}
+
+function startHost(host: HostPort, withBaselines: boolean): HostRun {
+  const run = { calls: 0 } as HostRun;
+  const counted = <T>(p: Promise<T>): Promise<T> => p.then((v) => {
+    run.calls += 1;
+    return v;
+  });
+  const listing = new Map<string, Promise<{ list: ObservedVolume[] } | { error: unknown }>>();
+  const snapshotP = counted(host.snapshot());
+  // safe-catch: only marks the rejection handled; snapshotP itself is awaited below and throws there.
+  snapshotP.catch(() => undefined);
+  const exactOn = host.versionTag !== undefined && host.inactiveXml !== undefined && withBaselines;
+  const versionP = exactOn ? counted(host.versionTag!()) : undefined;
+  // safe-catch: only marks the rejection handled; versionP is awaited below and throws there.
+  versionP?.catch(() => undefined);
+  return Object.assign(run, {
+    host, snapshotP, versionP, exactOn, listing, recordedPools: [], counted,
+    listPool: (name: string) => {
+      if (!listing.has(name)) listing.set(name, counted(host.listVolumes(name)).then((list) => ({ list }), (error: unknown) => ({ error })));
+    },
+  });
+}
+
+async function finishHost(
+  hostId: HostId, run: HostRun, state: StateReader, desired: Desired['resources'],
+  recordMap: Observed['records'], openJournal: Map<string, JournalEntry[]>,
+): Promise<Observed> {
+  const { host, counted, exactOn } = run;
+  const snapshot = await run.snapshotP;
   const pools = new Map(snapshot.pools.map((p) => [p.name, p]));
   const volumes = new Map<string, Map<string, ObservedVolume>>();
-  for (const [name, p] of listing) {
+  for (const [name, p] of run.listing) {
     const r = await p;
     if (!pools.get(name)?.active) continue; // absent or inactive: its volumes cannot be listed
     if ('error' in r) throw r.error;
@@ -147,6 +238,7 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   }
 
   const observed: Observed = {
+    ...(hostId === LOCAL_HOST ? {} : { host: hostId }),
     snapshot,
     pools,
     networks: new Map(snapshot.networks.map((n) => [n.name, n])),
@@ -156,12 +248,12 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     openJournal,
     definitions: new Map(),
     unreadable: new Map(),
-    hostCalls,
+    hostCalls: 0,
   };
 
   // Deep comparison: the definitions of everything declared, recorded or journaled that exists.
   const wanted = new Map<ResourceKind, Map<string, { name: string; where: Locator }>>(RESOURCE_KINDS.map((k) => [k, new Map()]));
-  for (const r of desired.resources) wanted.get(r.kind)!.set(r.key, { name: r.name, where: { config: r.config } });
+  for (const r of desired) wanted.get(r.kind)!.set(r.key, { name: r.name, where: { config: r.config } });
   for (const [key, r] of recordMap) {
     const w = wanted.get(r.kind as ResourceKind);
     if (w && !w.has(key)) w.set(key, { name: r.name, where: { config: r.details?.config, intents: openJournal.get(key)?.map((j) => j.intent) } });
@@ -174,16 +266,16 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   // pool's path is checked against them before anything is created (there are few of them).
   for (const n of snapshot.networks) {
     const w = wanted.get('Network')!;
-    const key = resourceKey('Network', n.name);
+    const key = resourceKey('Network', n.name, hostId);
     if (!w.has(key)) w.set(key, { name: n.name, where: {} });
   }
   for (const p of snapshot.pools) {
     const w = wanted.get('StoragePool')!;
-    const key = resourceKey('StoragePool', p.name);
+    const key = resourceKey('StoragePool', p.name, hostId);
     if (!w.has(key)) w.set(key, { name: p.name, where: {} });
   }
   // Checked against what the hypervisor offers: one call, only when something declares what needs it.
-  const needCaps = desired.resources.some((r) => (kindOf(r.kind).needsDomainCapabilities as ((x: unknown) => boolean) | undefined)?.(r));
+  const needCaps = desired.some((r) => (kindOf(r.kind).needsDomainCapabilities as ((x: unknown) => boolean) | undefined)?.(r));
   // A failure to read them fails the run (the checks are never skipped silently), except a domain
   // type the host does not offer at all (`invalid`): the define step then fails with the types
   // it does offer, as without the checks.
@@ -199,22 +291,18 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   if (exactOn) {
     // Exact drift: the raw bytes' hash first; the baseline XML is read only where it differs.
     const baselines = await state.baselines!.index();
-    const exact: ExactView = { version: await versionP!, baselines, sha256: new Map(), xml: new Map(), rebaseline: new Set() };
-    const differ: { kind: string; name: string }[] = [];
+    const exact: ExactView = { version: await run.versionP!, baselines, sha256: new Map(), xml: new Map(), rebaseline: new Set() };
+    const differ: { kind: string; name: string; host: HostId }[] = [];
     for (const [key, d] of observed.definitions) {
       const xml = (d as { xml?: unknown }).xml;
       if (typeof xml !== 'string') continue;
       const sha = xmlSha256(xml);
       exact.sha256.set(key, sha);
       const b = baselines.get(key);
-      if (b && b.sha256 !== sha && b.version === exact.version) {
-        const { kind, name } = parseResourceKey(key);
-        differ.push({ kind, name });
-      }
+      if (b && b.sha256 !== sha && b.version === exact.version) differ.push(parseResourceKey(key));
     }
     if (differ.length > 0) exact.xml = await state.baselines!.xml(differ);
     observed.exact = exact;
   }
-  observed.hostCalls = hostCalls;
   return observed;
 }

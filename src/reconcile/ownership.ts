@@ -9,7 +9,7 @@
  * "already exists" or leaving an orphan. Anything else is foreign: never changed, never deleted; a
  * manifest naming it is a conflict unless it sets `metadata.adopt: true`.
  */
-import { resourceKey, type ResourceKind } from '../model/kinds.js';
+import { hostOf, resourceKey, type ResourceKind } from '../model/kinds.js';
 import type { Observed } from './observe.js';
 import { kindOf } from './kinds/index.js';
 import type { Locator } from './kinds/types.js';
@@ -21,13 +21,13 @@ export type Ownership =
 
 const ABSENT: Ownership = Object.freeze({ state: 'absent' });
 
-/** `key` is `resourceKey(kind, name)`, passed by callers that have it already. */
+/** `key` is `resourceKey(kind, name, host)` on the observed host, passed by callers that have it already. */
 export function ownershipOf(
   observed: Observed,
   kind: ResourceKind,
   name: string,
   where: Locator = {},
-  key = resourceKey(kind, name),
+  key = resourceKey(kind, name, hostOf(observed)),
 ): Ownership {
   const id = kindOf(kind).identity(observed, name, where);
   if (id === undefined) return ABSENT;

@@ -9,7 +9,7 @@
  * A conflict blocks its resource and everything that depends on it. A change held for consent
  * to data loss (`safety.ts`) is listed in `held`, apart from the blocked ones; neither runs.
  */
-import type { ResourceKind } from '../model/kinds.js';
+import { hostOfKey, onHost, type HostId, type ResourceKind } from '../model/kinds.js';
 import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
 import { isTeardown, type ResourceChange, type StepOp } from './diff.js';
@@ -20,6 +20,8 @@ export interface PlanStep {
   key: string;
   kind: ResourceKind;
   name: string;
+  /** The host the step runs on (its resource's). */
+  host: HostId;
   op: StepOp;
   teardown: boolean;
   deps: number[];
@@ -112,7 +114,7 @@ export function buildPlan(
     let prev: PlanStep | undefined;
     for (const op of c.steps) {
       const step: PlanStep = {
-        id: steps.length, key: c.key, kind: c.kind, name: c.name, op,
+        id: steps.length, key: c.key, kind: c.kind, name: c.name, host: c.host ?? hostOfKey(c.key), op,
         teardown: isTeardown(op.op), deps: prev ? [prev.id] : [], change: c,
       };
       steps.push(step);
@@ -131,7 +133,7 @@ export function buildPlan(
     users.set(dep, (users.get(dep) ?? new Set()).add(user));
   };
   for (const r of desired.resources) for (const d of dependenciesOf(r)) addUse(r.key, d);
-  for (const c of changes) for (const d of kindOf(c.kind).recordedDependencies(c.previous)) addUse(c.key, d);
+  for (const c of changes) for (const d of recordedDependenciesOf(c)) addUse(c.key, d);
 
   for (const step of steps) {
     const deps = new Set(step.deps);
@@ -165,6 +167,12 @@ export function buildPlan(
   assertAcyclic(steps);
 
   return { changes, steps, blocked, held, suspended, summary: summarize(changes, held), noop: changes.length === 0, notices: [] };
+}
+
+/** Dependencies named by the config recorded for a change's resource, on the change's host (they never cross hosts). */
+export function recordedDependenciesOf(c: Pick<ResourceChange, 'kind' | 'key' | 'host'>, previous: unknown = (c as ResourceChange).previous): string[] {
+  const host = c.host ?? hostOfKey(c.key);
+  return kindOf(c.kind).recordedDependencies(previous).map((d) => onHost(d, host));
 }
 
 function summarize(changes: ResourceChange[], held: Map<string, string>): PlanSummary {

@@ -11,15 +11,16 @@
  * down (its pool; the network of a held VM). The
  * plan lists held changes apart from conflicts (`plan.held`); apply runs none of their steps.
  */
-import { parseResourceKey, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
+import { hostOfKey, parseResourceKey, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
-import type { Observed } from './observe.js';
+import { perHost, type HostPorts, type Observed, type ObservedHosts } from './observe.js';
 import { recordedConfig, type DataLoss, type ResourceChange } from './change.js';
 import { isTeardown } from './diff.js';
 import { kindOf } from './kinds/index.js';
 import type { HostPort } from './ports.js';
 import type { StoredReference } from './kinds/volume-data.js';
+import { recordedDependenciesOf } from './plan.js';
 
 const kindOfKey = (key: string): ResourceKind => parseResourceKey(key).kind;
 
@@ -28,6 +29,8 @@ export interface SafetyOptions {
   allowDataLoss?: boolean;
   /** The host, for the references a kind's data rule gathers host-wide (only when something would be destroyed). */
   host?: HostPort;
+  /** The hosts of a run of several, by host id (instead of `host`). */
+  hosts?: HostPorts;
   /** References recorded by earlier runs (the state DB), for these paths. */
   recorded?: (paths: string[]) => Promise<StoredReference[]>;
 }
@@ -37,10 +40,10 @@ function describe(loss: DataLoss): string {
 }
 
 /** Resource keys a change's resource needs: by its desired config and by the config recorded for it. */
-function needs(c: ResourceChange, desired: Desired, observed: Observed): string[] {
+function needs(c: ResourceChange, desired: Desired, observed: Observed | undefined): string[] {
   const r = desired.byKey.get(c.key);
-  const recorded = c.previous ?? recordedConfig(observed, c.key);
-  return [...new Set([...(r ? dependenciesOf(r) : []), ...kindOf(c.kind).recordedDependencies(recorded)])];
+  const recorded = c.previous ?? (observed ? recordedConfig(observed, c.key) : undefined);
+  return [...new Set([...(r ? dependenciesOf(r) : []), ...recordedDependenciesOf(c, recorded)])];
 }
 
 /**
@@ -48,8 +51,10 @@ function needs(c: ResourceChange, desired: Desired, observed: Observed): string[
  * depends on them (`c.held`). Returns the held resource keys with the reason of each.
  */
 export async function holdDataLoss(
-  desired: Desired, observed: Observed, changes: ResourceChange[], opts: SafetyOptions = {},
+  desired: Desired, observedIn: Observed | ObservedHosts, changes: ResourceChange[], opts: SafetyOptions = {},
 ): Promise<Map<string, string>> {
+  const hosts = perHost(observedIn);
+  const hostOfChange = (c: ResourceChange): string => c.host ?? hostOfKey(c.key);
   const held = new Map<string, string>();
   // What a kind's diff already named (a deleted file still open by a running VM: recreating it
   // empty loses the guest's writes) is held like what the kinds' data rules find below.
@@ -58,20 +63,25 @@ export async function holdDataLoss(
     if (loss && !opts.allowDataLoss) held.set(c.key, `would destroy the contents of ${describe(loss)}`);
   }
   const byKey = new Map(changes.map((c) => [c.key, c]));
-  for (const kind of RESOURCE_KINDS) {
-    const rule = kindOf(kind).dataLoss;
-    if (!rule) continue;
-    // The kind's rule picks its own changes (conflicts destroy nothing).
-    for (const [key, loss] of await rule(changes, { desired, observed, host: opts.host, recorded: opts.recorded })) {
-      byKey.get(key)!.dataLoss = [loss];
-      if (!opts.allowDataLoss) held.set(key, `would destroy the contents of ${describe(loss)}`);
+  for (const [h, observed] of hosts) {
+    // Each host's rule sees that host's changes, objects and records only.
+    const ofHost = changes.filter((c) => hostOfChange(c) === h);
+    const host = opts.hosts ? opts.hosts.get(h) : opts.host;
+    for (const kind of RESOURCE_KINDS) {
+      const rule = kindOf(kind).dataLoss;
+      if (!rule) continue;
+      // The kind's rule picks its own changes (conflicts destroy nothing).
+      for (const [key, loss] of await rule(ofHost, { desired, observed, host, recorded: opts.recorded })) {
+        byKey.get(key)!.dataLoss = [loss];
+        if (!opts.allowDataLoss) held.set(key, `would destroy the contents of ${describe(loss)}`);
+      }
     }
   }
   if (held.size === 0) return held;
 
   // Conflicts have no steps: nothing of theirs runs, so nothing of theirs is held.
   const live = changes.filter((c) => c.steps.length > 0);
-  const needsOf = new Map(live.map((c) => [c.key, needs(c, desired, observed)]));
+  const needsOf = new Map(live.map((c) => [c.key, needs(c, desired, hosts.get(hostOfChange(c)))]));
   let grew = true;
   while (grew) {
     grew = false;
@@ -123,19 +133,20 @@ export function defaultMaxDeletions(owned: number): number {
  * at least two of them; `--max-deletions N` lifts that. `--allow-empty` does not lift the brake: a
  * full teardown beyond the limit is `--allow-empty --max-deletions all`.
  */
-export function brakeDeletions(observed: Observed, changes: ResourceChange[], max: MaxDeletions): import('./plan.js').DeletionBrake {
+export function brakeDeletions(observedIn: Observed | ObservedHosts, changes: ResourceChange[], max: MaxDeletions): import('./plan.js').DeletionBrake {
+  const records = [...perHost(observedIn).values()].flatMap((o) => [...o.records.values()]);
   const deleting = changes
     .filter((c) => !c.release)
     .filter((c) => c.action === 'replace' || (c.action === 'delete' && c.steps.some((s) => s.op !== 'record.forget')));
   const deletions = deleting.map((c) => c.key);
-  const owned = observed.records.size;
+  const owned = records.length;
   if (max === 'all') return { deletions, max: null, source: 'all', owned, braked: false };
   const limit = max ?? defaultMaxDeletions(owned);
   const brake: import('./plan.js').DeletionBrake = { deletions, max: limit, source: max === undefined ? 'default' : 'flag', owned, braked: deletions.length > limit };
   if (max === undefined && !brake.braked) {
     for (const kind of RESOURCE_KINDS) {
       if (!kindOf(kind).brakeOnWipe) continue;
-      const ownedOfKind = [...observed.records.values()].filter((r) => r.kind === kind).length;
+      const ownedOfKind = records.filter((r) => r.kind === kind).length;
       const deleted = deleting.filter((c) => c.kind === kind && c.action === 'delete').length;
       if (ownedOfKind >= 2 && deleted === ownedOfKind) {
         brake.braked = true;

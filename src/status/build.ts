@@ -18,7 +18,7 @@
  *   unknown    the host could not be asked and the record says nothing more
  */
 import { KIND_ORDER, resourceKey, type DesiredResource } from '../reconcile/desired.js';
-import { isResourceKind, type ResourceKind } from '../model/kinds.js';
+import { hostOf, isResourceKind, LOCAL_HOST, type HostId, type ResourceKind } from '../model/kinds.js';
 import { kindOf } from '../reconcile/kinds/index.js';
 import type { StatusView } from '../reconcile/kinds/types.js';
 import type { AddressReport, NicAddresses } from './addresses.js';
@@ -41,6 +41,8 @@ export interface StatusRevision {
 export interface StatusRow {
   kind: string;
   name: string;
+  /** The host the resource lives on (`local`: the implicit host of `--uri`). */
+  host: HostId;
   /** running | stopped (VMs), active (pools, networks), present (volumes); `undeclared (will be deleted)`. */
   desired: string;
   /** What the host shows now: running | stopped | active | inactive | present | absent | unknown. */
@@ -81,7 +83,10 @@ export interface StatusInput {
   records: ResourceRecord[];
   /** The declared resources (a manifest folder given, or the watcher's last good state). */
   declared?: readonly DesiredResource[];
+  /** What the local host showed (a single-host status). */
   host?: HostView;
+  /** What each host showed, by host id (instead of `host`; a host absent here was not asked). */
+  hosts?: ReadonlyMap<HostId, HostView>;
   /** Revisions by id, for the records' lastAppliedRevision. */
   revisions: ReadonlyMap<number, RevisionRecord>;
   /** The watcher's stalled resources by key, with the reason. */
@@ -158,7 +163,7 @@ const STALL_REASONS: [string, string][] = [['held:', 'HeldForDataLoss'], ['brake
 export function deriveConditions(
   row: Omit<StatusRow, 'conditions'>, r: ResourceRecord | undefined, disabled: boolean, input: StatusInput,
 ): ConditionDraft[] {
-  const key = resourceKey(row.kind as ResourceKind, row.name);
+  const key = resourceKey(row.kind as ResourceKind, row.name, row.host);
   const t = (type: ConditionDraft['type'], on: boolean, reason: string, message: string): ConditionDraft =>
     ({ type, status: on ? 'True' : 'False', reason, message });
   const why = row.reason ?? '';
@@ -200,7 +205,8 @@ export function withTransitions(drafts: ConditionDraft[], previous: readonly Con
 /** Build the rows, in plan order (pools, volumes, networks, VMs), then by name. */
 export function buildStatus(input: StatusInput): { resources: StatusRow[]; summary: StatusSummary } {
   const declared = new Map<string, DesiredResource>();
-  for (const d of input.declared ?? []) declared.set(resourceKey(d.kind, d.name), d);
+  for (const d of input.declared ?? []) declared.set(resourceKey(d.kind, d.name, d.host), d);
+  const viewOf = (h: HostId): HostView | undefined => input.hosts ? input.hosts.get(h) : h === LOCAL_HOST ? input.host : undefined;
   const declaredGiven = input.declared !== undefined;
   const revisionOf = (id: number | null): StatusRevision | null => {
     if (id === null) return null;
@@ -210,32 +216,35 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
   };
   const rows: StatusRow[] = [];
   const seen = new Set<string>();
-  const row = (kind: string, name: string, r: ResourceRecord | undefined, d: DesiredResource | undefined): StatusRow => {
-    const key = resourceKey(kind as ResourceKind, name);
+  const row = (kind: string, name: string, hostId: HostId, r: ResourceRecord | undefined, d: DesiredResource | undefined): StatusRow => {
+    const key = resourceKey(kind as ResourceKind, name, hostId);
+    const host = viewOf(hostId);
     const desired = d ? kindOf(d.kind).desiredStatus(d)
       : declaredGiven ? 'undeclared (will be deleted)'
         : r?.desiredState ?? (isResourceKind(kind) ? kindOf(kind).defaultDesiredStatus : 'unknown');
-    const observed = observedOf(input.host, kind, name, r, d);
+    const observed = observedOf(host, kind, name, r, d);
     const { status, reason } = derive(r, d, declaredGiven, desired, observed, input.stalled?.get(key), input.drift?.get(key), input.pending?.get(key));
     const base = {
-      kind, name, desired, observed, status, reason,
+      kind, name, host: hostId, desired, observed, status, reason,
       recordedStatus: r?.observedStatus ?? null, lastError: r?.lastError ?? null, attempts: r?.attempts ?? 0, generation: r?.generation ?? 0,
       revision: revisionOf(r?.lastAppliedRevision ?? null), updatedAt: r?.updatedAt ?? null,
-      ...noteOf(input.host, kind, name, r),
-      ...addressesOf(input.host, kind, name),
-      ...(kind === 'VirtualMachine' && input.host?.graphics?.has(name) ? { graphics: input.host.graphics.get(name)! } : {}),
+      ...noteOf(host, kind, name, r),
+      ...addressesOf(host, kind, name),
+      ...(kind === 'VirtualMachine' && host?.graphics?.has(name) ? { graphics: host.graphics.get(name)! } : {}),
     };
     const drafts = deriveConditions(base, r, isDisabled(r, d, declaredGiven), input);
     return { ...base, conditions: withTransitions(drafts, input.previousConditions?.get(key), now) };
   };
   const now = input.now ?? new Date().toISOString();
   for (const r of input.records) {
-    const key = resourceKey(r.kind as ResourceKind, r.name);
+    const h = hostOf(r as { host?: HostId });
+    const key = resourceKey(r.kind as ResourceKind, r.name, h);
     seen.add(key);
-    rows.push(row(r.kind, r.name, r, declared.get(key)));
+    rows.push(row(r.kind, r.name, h, r, declared.get(key)));
   }
-  for (const [key, d] of declared) if (!seen.has(key)) rows.push(row(d.kind, d.name, undefined, d));
-  rows.sort((a, b) => KIND_ORDER.indexOf(a.kind as ResourceKind) - KIND_ORDER.indexOf(b.kind as ResourceKind) || a.name.localeCompare(b.name));
+  for (const [key, d] of declared) if (!seen.has(key)) rows.push(row(d.kind, d.name, d.host, undefined, d));
+  rows.sort((a, b) => KIND_ORDER.indexOf(a.kind as ResourceKind) - KIND_ORDER.indexOf(b.kind as ResourceKind) || a.name.localeCompare(b.name)
+    || a.host.localeCompare(b.host));
   const byStatus: StatusSummary['byStatus'] = {};
   for (const r of rows) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
   return { resources: rows, summary: { total: rows.length, byStatus } };

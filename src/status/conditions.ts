@@ -10,10 +10,10 @@ import type { StatusRow } from './build.js';
 
 export async function persistConditions(store: Pick<StateStore, 'conditions'>, rows: StatusRow[]): Promise<void> {
   const synced = await store.conditions.sync(
-    rows.map((r) => ({ kind: r.kind, name: r.name, conditions: r.conditions.map(({ lastTransitionTime: _t, ...c }) => c) })),
+    rows.map((r) => ({ kind: r.kind, name: r.name, host: r.host, conditions: r.conditions.map(({ lastTransitionTime: _t, ...c }) => c) })),
     { prune: true },
   );
-  for (const r of rows) r.conditions = synced.get(resourceKey(r.kind, r.name)) ?? r.conditions;
+  for (const r of rows) r.conditions = synced.get(resourceKey(r.kind, r.name, r.host)) ?? r.conditions;
 }
 
 /** The table's CONDITIONS cell: the types that are True (`-` when none). */

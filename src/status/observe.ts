@@ -6,6 +6,7 @@
  * interface queries per running VM on other networks). Read-only.
  */
 import type { DesiredResource } from '../reconcile/desired.js';
+import { hostOf, LOCAL_HOST, type HostId } from '../model/kinds.js';
 import { HostError, type HostPort } from '../reconcile/ports.js';
 import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
@@ -13,7 +14,12 @@ import { managedNetworks, observeAddresses, recordedNics, recordedStart } from '
 
 type StatusHost = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 'domainInterfaceAddresses' | 'definitions'> & Partial<Pick<HostPort, 'getRunningDomain'>>;
 
-export async function observeForStatus(host: StatusHost, records: ResourceRecord[], declared?: readonly DesiredResource[]): Promise<HostView> {
+/** What one host shows, for the records and declared resources of that host (`hostId`; the local host by default). */
+export async function observeForStatus(
+  host: StatusHost, allRecords: ResourceRecord[], allDeclared?: readonly DesiredResource[], hostId: HostId = LOCAL_HOST,
+): Promise<HostView> {
+  const records = allRecords.filter((r) => hostOf(r as { host?: HostId }) === hostId);
+  const declared = allDeclared?.filter((d) => d.host === hostId);
   const snapshot = await host.snapshot();
   const pools = new Set<string>();
   for (const r of records) {

@@ -22,7 +22,8 @@ import {
 } from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
-import { WatchMetrics } from './metrics.js';
+import { WatchMetrics, hostLabels } from './metrics.js';
+import { hostOf, type HostId } from '../model/kinds.js';
 import { CoalescingQueue, type TriggerSource } from './queue.js';
 import { Runner, type RequeueInfo, type RunInfo, type StalledResource } from './runner.js';
 import {
@@ -371,19 +372,21 @@ export class WatchController {
     }
     const records = await this.#o.store.resources.list();
     const owned = new Set<string>();
-    for (const r of records) if (r.kind === 'VirtualMachine') owned.add(r.name);
-    for (const r of this.#manifests.lastGood?.resources ?? []) if (r.kind === 'VirtualMachine') owned.add(r.name);
+    const onEventHost = (r: object): boolean => hostOf(r as { host?: HostId }) === this.#events.host;
+    for (const r of records) if (r.kind === 'VirtualMachine' && onEventHost(r)) owned.add(r.name);
+    for (const r of this.#manifests.lastGood?.resources ?? []) if (r.kind === 'VirtualMachine' && onEventHost(r)) owned.add(r.name);
     this.#events.setOwned(owned);
     this.metrics.resources.reset();
-    const counts = new Map<string, { kind: string; state: string; n: number }>();
+    const counts = new Map<string, { kind: string; state: string; host: HostId; n: number }>();
     for (const r of records) {
       const state = r.observedStatus ?? 'unknown';
-      const k = `${r.kind}\u0000${state}`;
-      const c = counts.get(k) ?? { kind: r.kind, state, n: 0 };
+      const host = hostOf(r as { host?: HostId });
+      const k = `${host}\u0000${r.kind}\u0000${state}`;
+      const c = counts.get(k) ?? { kind: r.kind, state, host, n: 0 };
       c.n += 1;
       counts.set(k, c);
     }
-    for (const c of counts.values()) this.metrics.resources.set({ kind: c.kind, state: c.state }, c.n);
+    for (const c of counts.values()) this.metrics.resources.set(hostLabels({ kind: c.kind, state: c.state }, c.host), c.n);
     this.#view = undefined;
     // Conditions after every run: stored (transition times) and exported (virtform_resource_condition).
     // A run that changed nothing saw the host as it is: its observation is reused (no extra calls).

@@ -5,6 +5,15 @@
  * event-loop lag, GC) unless `defaultMetrics: false`.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LOCAL_HOST, type HostId } from '../model/kinds.js';
+
+/**
+ * A resource's labels with its host: the `host` label is set for resources of a host other than
+ * the implicit local one only, so a one-host watcher exports the series it always did.
+ */
+export function hostLabels<L extends Record<string, string>>(labels: L, host: HostId | undefined): L & { host?: string } {
+  return host === undefined || host === LOCAL_HOST ? labels : { ...labels, host };
+}
 
 export const DEFAULT_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const CALL_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -16,7 +25,7 @@ export class WatchMetrics {
   readonly runs: Counter<'outcome'>;
   readonly runDuration: Histogram;
   readonly steps: Counter<'op' | 'outcome'>;
-  readonly resources: Gauge<'kind' | 'state'>;
+  readonly resources: Gauge<'kind' | 'state' | 'host'>;
   readonly driftCorrections: Counter;
   readonly calls: Counter<'procedure'>;
   readonly callErrors: Counter<'procedure'>;
@@ -31,7 +40,7 @@ export class WatchMetrics {
   readonly gitFetches: Counter<'outcome'>;
   /** `watch --git`: 1 while the fetched commit is not the applied one. */
   readonly gitDiffers: Gauge;
-  readonly conditions: Gauge<'kind' | 'name' | 'type' | 'status'>;
+  readonly conditions: Gauge<'kind' | 'name' | 'type' | 'status' | 'host'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -42,7 +51,7 @@ export class WatchMetrics {
     this.runs = counter('virtform_reconcile_runs_total', 'Reconcile runs by outcome (noop, succeeded, failed, interrupted, invalid, error)', ['outcome']);
     this.runDuration = new Histogram({ name: 'virtform_reconcile_duration_seconds', help: 'Duration of reconcile runs', buckets: DEFAULT_DURATION_BUCKETS, registers });
     this.steps = counter('virtform_apply_steps_total', 'Apply steps by operation and outcome', ['op', 'outcome']);
-    this.resources = gauge('virtform_resources', 'Resources in the state DB by kind and last observed state', ['kind', 'state']);
+    this.resources = gauge('virtform_resources', 'Resources in the state DB by kind and last observed state (and host, for hosts other than the local one)', ['kind', 'state', 'host']);
     this.driftCorrections = counter('virtform_drift_corrections_total', 'Succeeded steps that corrected drift on the host');
     this.calls = counter('virtform_libvirt_calls_total', 'Calls made to libvirtd by procedure', ['procedure']);
     this.callErrors = counter('virtform_libvirt_call_errors_total', 'Failed calls to libvirtd by procedure', ['procedure']);
@@ -58,7 +67,7 @@ export class WatchMetrics {
     this.gitFetches = counter('virtform_git_fetches_total', 'watch --git: fetches by outcome (new: a valid new commit, unchanged, refused: the commit did not validate or verify, failed: the fetch failed)', ['outcome']);
     this.gitDiffers = gauge('virtform_git_fetched_differs', 'watch --git: 1 while the fetched commit is not the applied one (a refused commit, a fetch not applied yet)');
     this.conditions = gauge('virtform_resource_condition',
-      'Resource conditions (Ready, Reconciling, Stalled, Drifted, RestartRequired, Suspended, HeldForDataLoss): 1 for the current status of each, 0 for the other', ['kind', 'name', 'type', 'status']);
+      'Resource conditions (Ready, Reconciling, Stalled, Drifted, RestartRequired, Suspended, HeldForDataLoss): 1 for the current status of each, 0 for the other (host: for hosts other than the local one)', ['kind', 'name', 'type', 'status', 'host']);
     this.up.set(1);
     this.connected.set(0);
     this.manifestErrors.set(0);
@@ -71,12 +80,12 @@ export class WatchMetrics {
   }
 
   /** Replace the condition series with those of `rows` (each type: status True and False, one of them 1). */
-  setConditions(rows: readonly { kind: string; name: string; conditions: readonly { type: string; status: string }[] }[]): void {
+  setConditions(rows: readonly { kind: string; name: string; host?: HostId; conditions: readonly { type: string; status: string }[] }[]): void {
     this.conditions.reset();
     for (const r of rows) {
       for (const c of r.conditions) {
-        this.conditions.set({ kind: r.kind, name: r.name, type: c.type, status: 'True' }, c.status === 'True' ? 1 : 0);
-        this.conditions.set({ kind: r.kind, name: r.name, type: c.type, status: 'False' }, c.status === 'True' ? 0 : 1);
+        this.conditions.set(hostLabels({ kind: r.kind, name: r.name, type: c.type, status: 'True' }, r.host), c.status === 'True' ? 1 : 0);
+        this.conditions.set(hostLabels({ kind: r.kind, name: r.name, type: c.type, status: 'False' }, r.host), c.status === 'True' ? 0 : 1);
       }
     }
   }

@@ -234,7 +234,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
         suspension: result.suspension ?? null,
         mutations: result.mutations, durationMs: result.durationMs,
         steps: result.applied?.outcomes.map((s) => ({
-          resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
+          resource: s.step.key, host: s.step.host, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
         })) ?? [],
       }, null, 2)}\n`);
     };

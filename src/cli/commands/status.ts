@@ -8,6 +8,7 @@
  * invalid.
  */
 import { printable } from '../../util/printable.js';
+import { LOCAL_HOST, resourceKey } from '../../model/kinds.js';
 import { EXIT, errorMessage, loadDesired, openStore, resolvePolicy } from '../common.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import type { Desired, DesiredResource } from '../../reconcile/desired.js';
@@ -147,16 +148,19 @@ export async function runStatus(
 }
 
 export function renderTable(rows: StatusRow[]): string {
-  const header = ['RESOURCE', 'DESIRED', 'OBSERVED', 'STATUS', 'ATTEMPTS', 'REVISION', 'ADDRESSES', 'CONDITIONS', 'LAST ERROR / REASON'];
+  // One host (the implicit local host of --uri): no HOST column, as before there were several.
+  const manyHosts = new Set(rows.map((r) => r.host ?? LOCAL_HOST)).size > 1;
+  const header = [...(manyHosts ? ['HOST'] : []), 'RESOURCE', 'DESIRED', 'OBSERVED', 'STATUS', 'ATTEMPTS', 'REVISION', 'ADDRESSES', 'CONDITIONS', 'LAST ERROR / REASON'];
   const table = rows.map((r) => [
-    `${r.kind}/${r.name}`, r.desired, r.observed, r.note ? `${r.status} (${r.note.flag})` : r.status, String(r.attempts),
+    ...(manyHosts ? [r.host ?? LOCAL_HOST] : []), `${r.kind}/${r.name}`, r.desired, r.observed, r.note ? `${r.status} (${r.note.flag})` : r.status, String(r.attempts),
     r.revision ? r.revision.label : '-', addressCell(r), trueConditions(r),
     (r.lastError ?? (r.status === 'converged' ? null : r.reason))?.replace(/\s+/g, ' ').slice(0, 80) ?? '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-  const notes = rows.filter((r) => r.note).map((r) => `\n${r.kind}/${r.name}: ${r.note!.text}\n`).join('') +
-    rows.filter((r) => r.addressesNote).map((r) => `\n${r.kind}/${r.name}: ${r.addressesNote}\n`).join('');
+  const label = (r: StatusRow): string => (manyHosts ? resourceKey(r.kind, r.name, r.host ?? LOCAL_HOST) : `${r.kind}/${r.name}`);
+  const notes = rows.filter((r) => r.note).map((r) => `\n${label(r)}: ${r.note!.text}\n`).join('') +
+    rows.filter((r) => r.addressesNote).map((r) => `\n${label(r)}: ${r.addressesNote}\n`).join('');
   // Errors and reasons carry paths and values from manifests and the host: no control character reaches the terminal.
   return printable(`${[fmt(header), ...table.map(fmt)].join('\n')}\n${notes}`, { keepNewlines: true });
 }

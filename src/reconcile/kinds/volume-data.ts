@@ -15,7 +15,7 @@
  *
  * `safety.ts` dispatches here (`KindHandler.dataLoss`) and holds what is returned.
  */
-import { parseResourceKey, resourceKey } from '../../model/kinds.js';
+import { hostOf, parseResourceKey, resourceKey, type HostId } from '../../model/kinds.js';
 import type { DomainDetail, VolumeDetail } from '../../model/definitions.js';
 import { HostError, type HostPort, type ObservedVolume } from '../ports.js';
 import type { Observed } from '../observe.js';
@@ -46,12 +46,12 @@ export interface VolumeReference {
   managed: boolean;
 }
 
-const vmKey = (name: string): string => resourceKey('VirtualMachine', name);
+const vmKey = (name: string, host: HostId): string => resourceKey('VirtualMachine', name, host);
 const kindOfKey = (key: string): string => parseResourceKey(key).kind;
 
 /** The files a domain definition uses. */
-function domainReferences(d: DomainDetail, source: ReferenceSource, managed: boolean): VolumeReference[] {
-  const by = managed ? vmKey(d.name) : `domain ${d.name}`;
+function domainReferences(d: DomainDetail, source: ReferenceSource, managed: boolean, host: HostId): VolumeReference[] {
+  const by = managed ? vmKey(d.name, host) : `domain ${d.name}`;
   const out: VolumeReference[] = [];
   for (const disk of [...d.disks, ...(d.cdroms ?? [])]) if (disk.path) out.push({ path: disk.path, by, role: 'disk', source, managed });
   if (d.boot?.kernel) out.push({ path: d.boot.kernel, by, role: 'kernel', source, managed });
@@ -60,8 +60,8 @@ function domainReferences(d: DomainDetail, source: ReferenceSource, managed: boo
 }
 
 /** The volumes and files a VM config uses. */
-function vmConfigReferences(name: string, c: VmConfig, source: ReferenceSource): VolumeReference[] {
-  const by = vmKey(name);
+function vmConfigReferences(name: string, c: VmConfig, source: ReferenceSource, host: HostId): VolumeReference[] {
+  const by = vmKey(name, host);
   const out: VolumeReference[] = [];
   for (const d of c.disks) out.push({ path: d.path, volume: d.volume, by, role: 'disk', source, managed: true });
   const b = c.boot;
@@ -70,9 +70,9 @@ function vmConfigReferences(name: string, c: VmConfig, source: ReferenceSource):
   return out;
 }
 
-function volumeConfigReferences(name: string, c: VolumeConfig, source: ReferenceSource): VolumeReference[] {
+function volumeConfigReferences(name: string, c: VolumeConfig, source: ReferenceSource, host: HostId): VolumeReference[] {
   if (!c.backingVolume && !c.backingPath) return [];
-  return [{ path: c.backingPath, volume: c.backingVolume, by: resourceKey('Volume', name), role: 'backing', source, managed: true }];
+  return [{ path: c.backingPath, volume: c.backingVolume, by: resourceKey('Volume', name, host), role: 'backing', source, managed: true }];
 }
 
 /**
@@ -81,17 +81,19 @@ function volumeConfigReferences(name: string, c: VolumeConfig, source: Reference
  */
 export function knownReferences(desired: Desired, observed: Observed): VolumeReference[] {
   const out: VolumeReference[] = [];
+  const host = hostOf(observed);
   for (const r of desired.resources) {
-    if (r.kind === 'VirtualMachine') out.push(...vmConfigReferences(r.name, r.config, 'declared config'));
-    else if (r.kind === 'Volume') out.push(...volumeConfigReferences(r.name, r.config, 'declared config'));
+    if (r.host !== host) continue; // another host's files are not this host's
+    if (r.kind === 'VirtualMachine') out.push(...vmConfigReferences(r.name, r.config, 'declared config', host));
+    else if (r.kind === 'Volume') out.push(...volumeConfigReferences(r.name, r.config, 'declared config', host));
   }
   for (const [key, rec] of observed.records) {
     if (rec.kind === 'VirtualMachine') {
       const c = recordedConfig<VmConfig>(observed, key);
-      if (c) out.push(...vmConfigReferences(rec.name, c, 'recorded config'));
+      if (c) out.push(...vmConfigReferences(rec.name, c, 'recorded config', host));
     } else if (rec.kind === 'Volume') {
       const c = recordedConfig<VolumeConfig>(observed, key);
-      if (c) out.push(...volumeConfigReferences(rec.name, c, 'recorded config'));
+      if (c) out.push(...volumeConfigReferences(rec.name, c, 'recorded config', host));
     }
   }
   out.push(...definitionReferences(observed));
@@ -103,7 +105,7 @@ export function definitionReferences(observed: Observed): VolumeReference[] {
   const out: VolumeReference[] = [];
   for (const [key, d] of observed.definitions) {
     const kind = kindOfKey(key);
-    if (kind === 'VirtualMachine') out.push(...domainReferences(d as DomainDetail, 'persistent definition', true));
+    if (kind === 'VirtualMachine') out.push(...domainReferences(d as DomainDetail, 'persistent definition', true, hostOf(observed)));
     else if (kind === 'Volume' && (d as VolumeDetail).backingPath) {
       out.push({ path: (d as VolumeDetail).backingPath, by: key, role: 'backing', source: 'persistent definition', managed: true });
     }
@@ -120,11 +122,11 @@ export async function hostReferences(host: HostPort, observed: Observed): Promis
   const out: VolumeReference[] = [];
   const managedDomains = new Set<string>();
   for (const [key, d] of observed.definitions) if (kindOfKey(key) === 'VirtualMachine') managedDomains.add((d as DomainDetail).name);
-  const isManaged = (name: string): boolean => managedDomains.has(name) || observed.records.has(vmKey(name));
+  const isManaged = (name: string): boolean => managedDomains.has(name) || observed.records.has(vmKey(name, hostOf(observed)));
   const domains = observed.snapshot.domains;
   // Not read by observe, nor unreadable there (a managed VM whose definition cannot be parsed is
   // already counted as a possible user of every volume).
-  const unread = domains.filter((d) => !managedDomains.has(d.name) && !observed.unreadable?.has(vmKey(d.name)));
+  const unread = domains.filter((d) => !managedDomains.has(d.name) && !observed.unreadable?.has(vmKey(d.name, hostOf(observed))));
   // An unmanaged domain whose definition cannot be parsed may use any volume too: it joins them.
   const persistentP = host.definitions.domains(unread, (observed.unreadable ??= new Map()));
   const gone = (e: unknown): null => {
@@ -153,8 +155,8 @@ export async function hostReferences(host: HostPort, observed: Observed): Promis
     const managedAs = managedVolumeByPath.get(v.path);
     out.push({ path: v.backingPath, by: managedAs ?? `volume ${v.pool}/${v.name}`, role: 'backing', source: 'persistent definition', managed: !!managedAs });
   }
-  for (const d of (await persistentP).values()) out.push(...domainReferences(d, 'persistent definition', isManaged(d.name)));
-  for (const d of await liveP) if (d) out.push(...domainReferences(d, 'live definition', isManaged(d.name)));
+  for (const d of (await persistentP).values()) out.push(...domainReferences(d, 'persistent definition', isManaged(d.name), hostOf(observed)));
+  for (const d of await liveP) if (d) out.push(...domainReferences(d, 'live definition', isManaged(d.name), hostOf(observed)));
   return out;
 }
 
