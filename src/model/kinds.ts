@@ -60,6 +60,11 @@ export function refKey(ref: ResourceRef): string {
   return resourceKey(ref.kind, ref.name, ref.host);
 }
 
+/** Order of hosts in plans and status: the local host first, then the others by id. */
+export function compareHosts(a: HostId, b: HostId): number {
+  return a === b ? 0 : a === LOCAL_HOST ? -1 : b === LOCAL_HOST ? 1 : a.localeCompare(b);
+}
+
 /** The same resource key on another host (dependencies never cross hosts: a key names a resource of its own host). */
 export function onHost(key: string, host: HostId): string {
   const { kind, name } = parseResourceKey(key);
@@ -76,5 +81,10 @@ export function parseResourceKey(key: string): ResourceRef {
   const parts = key.split('/');
   const [host, kind, name] = parts.length >= 3 ? [parts[0]!, parts[1]!, parts.slice(2).join('/')] : [LOCAL_HOST, parts[0]!, parts[1] ?? ''];
   if (!isResourceKind(kind)) throw new Error(`internal error: not a resource key: ${key}`);
+  return { kind, name, host };
+}
+
+/** A {@link ResourceRef}; the host defaults to {@link LOCAL_HOST}. */
+export function resourceRef(kind: ResourceKind, name: string, host: string = LOCAL_HOST): ResourceRef {
   return { kind, name, host };
 }

@@ -5,7 +5,7 @@
  * conflict) with the field-level before → after, a human reason, and the ordered steps that carry
  * it out. What virtform owns but no manifest declares is pruned here, with the kind's delete steps.
  */
-import { hostOf, hostOfKey, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
+import { compareHosts, hostOf, hostOfKey, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import { perHost, type Observed, type ObservedHosts } from './observe.js';
 import { ownershipOf } from './ownership.js';
 import type { Desired } from './desired.js';
@@ -112,7 +112,7 @@ export function diff(desired: Desired, observed: Observed | ObservedHosts, opts:
   const changes: ResourceChange[] = [];
   for (const o of perHost(observed).values()) changes.push(...diffHost(desired, o, opts));
   const order = (k: ResourceKind): number => RESOURCE_KINDS.indexOf(k);
-  return changes.sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name) || (a.host ?? '').localeCompare(b.host ?? ''));
+  return changes.sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name) || compareHosts(hostOf(a), hostOf(b)));
 }
 
 function diffHost(desired: Desired, observed: Observed, opts: DiffOptions): ResourceChange[] {

@@ -3,7 +3,7 @@
  * pools that matter (one list call per pool), merged with what the state DB remembers.
  * Never one lookup per resource for the whole inventory.
  */
-import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
+import { RESOURCE_KINDS, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import type { Locator } from './kinds/types.js';
 import type { DomainCapabilities, HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
 import type { BaselineEntry, JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
@@ -49,7 +49,7 @@ export interface StateReader {
     xml(keys: { kind: string; name: string; host: HostId }[]): Promise<Map<string, string>>;
   };
   /** Uses of files recorded by earlier runs (the data rule reads them only for what a plan would destroy). */
-  references?: { list(paths: string[]): Promise<StoredReference[]> };
+  references?: { list(host: string, paths: string[]): Promise<StoredReference[]> };
 }
 
 /** What exact drift compares: each definition's raw XML against its baseline (see `change.ts` `exactDrift`). */
@@ -79,7 +79,7 @@ export interface Observed {
   /** Volumes per active pool that is desired or recorded; a pool missing here was not listed. */
   volumes: Map<string, Map<string, ObservedVolume>>;
   /** What the state DB records, by key; full records (with `details`) where the spec changed or the resource is pruned. */
-  records: Map<string, Omit<ResourceIndexEntry, 'id'> & Partial<Pick<ResourceRecord, 'details'>>>;
+  records: Map<string, Omit<ResourceIndexEntry, 'id' | 'host'> & Partial<Pick<ResourceRecord, 'details'>>>;
   /**
    * Journal entries of earlier runs whose effects no record accounts for, by resource key: open
    * ones (the run was interrupted) and failed ones not followed by a success (a step that failed

@@ -11,7 +11,7 @@
  * down (its pool; the network of a held VM). The
  * plan lists held changes apart from conflicts (`plan.held`); apply runs none of their steps.
  */
-import { hostOfKey, parseResourceKey, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
+import { hostOfKey, parseResourceKey, RESOURCE_KINDS, type HostId, type ResourceKind } from '../model/kinds.js';
 import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
 import { perHost, type HostPorts, type Observed, type ObservedHosts } from './observe.js';
@@ -31,8 +31,8 @@ export interface SafetyOptions {
   host?: HostPort;
   /** The hosts of a run of several, by host id (instead of `host`). */
   hosts?: HostPorts;
-  /** References recorded by earlier runs (the state DB), for these paths. */
-  recorded?: (paths: string[]) => Promise<StoredReference[]>;
+  /** References recorded by earlier runs (the state DB), for these paths on that host. */
+  recorded?: (host: HostId, paths: string[]) => Promise<StoredReference[]>;
 }
 
 function describe(loss: DataLoss): string {
@@ -71,7 +71,9 @@ export async function holdDataLoss(
       const rule = kindOf(kind).dataLoss;
       if (!rule) continue;
       // The kind's rule picks its own changes (conflicts destroy nothing).
-      for (const [key, loss] of await rule(ofHost, { desired, observed, host, recorded: opts.recorded })) {
+      const recorded = opts.recorded;
+      const ctx = { desired, observed, host, ...(recorded ? { recorded: (paths: string[]) => recorded(h, paths) } : {}) };
+      for (const [key, loss] of await rule(ofHost, ctx)) {
         byKey.get(key)!.dataLoss = [loss];
         if (!opts.allowDataLoss) held.set(key, `would destroy the contents of ${describe(loss)}`);
       }

@@ -18,7 +18,7 @@
  *   unknown    the host could not be asked and the record says nothing more
  */
 import { KIND_ORDER, resourceKey, type DesiredResource } from '../reconcile/desired.js';
-import { hostOf, isResourceKind, LOCAL_HOST, type HostId, type ResourceKind } from '../model/kinds.js';
+import { compareHosts, hostOf, isResourceKind, LOCAL_HOST, type HostId, type ResourceKind } from '../model/kinds.js';
 import { kindOf } from '../reconcile/kinds/index.js';
 import type { StatusView } from '../reconcile/kinds/types.js';
 import type { AddressReport, NicAddresses } from './addresses.js';
@@ -244,7 +244,7 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
   }
   for (const [key, d] of declared) if (!seen.has(key)) rows.push(row(d.kind, d.name, d.host, undefined, d));
   rows.sort((a, b) => KIND_ORDER.indexOf(a.kind as ResourceKind) - KIND_ORDER.indexOf(b.kind as ResourceKind) || a.name.localeCompare(b.name)
-    || a.host.localeCompare(b.host));
+    || compareHosts(a.host, b.host));
   const byStatus: StatusSummary['byStatus'] = {};
   for (const r of rows) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
   return { resources: rows, summary: { total: rows.length, byStatus } };
