@@ -57,6 +57,16 @@ spec:
   };
 }
 
+/** Migrations applied to a DB (kysely's table). */
+function migrations(db: string): string[] {
+  const d = new Database(db, { readonly: true });
+  try {
+    return (d.prepare('SELECT name FROM kysely_migration ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+  } finally {
+    d.close();
+  }
+}
+
 /** The records a run leaves, as comparable rows (what "nothing changed" means for the DB). */
 function records(db: string): unknown[] {
   const d = new Database(db, { readonly: true });
@@ -92,12 +102,14 @@ describe.each(OLD)('a state DB made by $sha', ({ sha, cidr }) => {
     mkdirSync(dir, { recursive: true });
     const mdir = writeManifests(join(dir, 'm'), manifests(p, cidr));
     const db = join(dir, 'state.db');
-    const old = spawnSync('node', [join(builds.get(sha)!, 'dist/cli/main.js'), 'reconcile', mdir, '--db', db, '--uri', URI, '--domain-type', 'qemu'], {
+    const oldRun = spawnSync('node', [join(builds.get(sha)!, 'dist/cli/main.js'), 'reconcile', mdir, '--db', db, '--uri', URI, '--domain-type', 'qemu'], {
       encoding: 'utf8', timeout: 180_000,
     });
-    expect(old.status, `${old.stdout}\n${old.stderr}`).toBe(0);
+    expect(oldRun.status, `${oldRun.stdout}\n${oldRun.stderr}`).toBe(0);
     expect(virsh('domstate', `${p}vm`).trim()).toBe('shut off');
     const before = records(db);
+    const old = migrations(db);
+    expect(old).not.toContain('0008_host_keys');
 
     const dry = await runCli(['reconcile', mdir, '--db', db, '--uri', URI, '--dry-run']);
     expect(dry.code, `${dry.stdout}\n${dry.stderr}`).toBe(0);
@@ -107,5 +119,8 @@ describe.each(OLD)('a state DB made by $sha', ({ sha, cidr }) => {
     expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
     expect(run.stdout).toContain('No changes.');
     expect(records(db)).toEqual(before);
+    // The DB was upgraded: every migration since ran (0008 rebuilt resources with host keys).
+    expect(migrations(db)).toEqual(expect.arrayContaining([...old, '0008_host_keys']));
+    expect(virsh('domstate', `${p}vm`).trim()).toBe('shut off');
   }, 300_000);
 });
