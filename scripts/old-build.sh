@@ -23,7 +23,16 @@ git -C "$repo" worktree add --detach "$tmp" "$sha" >&2
 if [[ -f $repo/node_modules/better-sqlite3/build/Release/better_sqlite3.node ]] && cmp -s "$repo/package-lock.json" "$tmp/package-lock.json"; then
   cp -a "$repo/node_modules" "$tmp/node_modules"
 else
-  (cd "$tmp" && npm ci --no-audit --no-fund >&2)
+  # Without install scripts: better-sqlite3's native binding is copied from this checkout when it
+  # is the same version (else built), esbuild's binary is not needed to build or run the CLI.
+  (cd "$tmp" && npm ci --no-audit --no-fund --ignore-scripts >&2)
+  ver() { node -p "require('$1/node_modules/better-sqlite3/package.json').version" 2>/dev/null || true; }
+  if [[ -f $repo/node_modules/better-sqlite3/build/Release/better_sqlite3.node && "$(ver "$repo")" == "$(ver "$tmp")" ]]; then
+    mkdir -p "$tmp/node_modules/better-sqlite3/build/Release"
+    cp "$repo/node_modules/better-sqlite3/build/Release/better_sqlite3.node" "$tmp/node_modules/better-sqlite3/build/Release/"
+  else
+    (cd "$tmp" && npm rebuild better-sqlite3 >&2)
+  fi
 fi
 (cd "$tmp" && npm run -s build >&2)
 rm -rf "$out.partial" && mkdir -p "$out.partial"

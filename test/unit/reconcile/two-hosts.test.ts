@@ -163,6 +163,21 @@ describe('two hosts with the same names', () => {
     expect((await planOnly(hostsMap(), store, on(LOCAL_HOST, B))).plan.noop).toBe(true);
   });
 
+  it('a run over one host leaves the records of another host alone (nothing of it is pruned)', async () => {
+    await reconcile({ hosts: hostsMap(), store, desired: on(LOCAL_HOST, B), retry: FAST_RETRY, gracefulStop: false });
+    const r = await reconcile({ host: local, store, desired: on(LOCAL_HOST), retry: FAST_RETRY, gracefulStop: false });
+    expect(r.outcome).toBe('noop');
+    expect(r.plan.changes).toEqual([]);
+    expect(other.pools.has(`${P}-pool`)).toBe(true);
+    expect((await store.resources.list()).filter((x) => x.host === B)).toHaveLength(3);
+  });
+
+  it('a declared resource on a host the run has no connection to is an error before anything is asked', async () => {
+    local.calls = [];
+    await expect(planOnly(local, store, on(LOCAL_HOST, B))).rejects.toThrow(/b\/StoragePool\/vftest-2h-pool.*host b is not one of this run's hosts/);
+    expect(local.calls).toEqual([]);
+  });
+
   it('events of a failed step name its host', async () => {
     other.failNext('defineNetwork', `${P}-net`, Infinity);
     const r = await reconcile({ hosts: hostsMap(), store, desired: on(LOCAL_HOST, B), retry: FAST_RETRY, gracefulStop: false });
