@@ -174,6 +174,7 @@ export async function testDbLocation(work: string): Promise<string> {
 export async function postgresGlobalSetup(): Promise<() => void> {
   const cluster = await startPostgres();
   process.env.VIRTFORM_TEST_PG_URL = cluster.url;
+  process.env.VIRTFORM_TEST_PG_DIR = cluster.dir;
   const stop = (): void => cluster.stop();
   process.once('exit', stop);
   return () => {
