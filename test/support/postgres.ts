@@ -93,7 +93,7 @@ export function sweepStalePostgres(): void {
     try {
       owner = Number(readFileSync(join(dir, 'owner.pid'), 'utf8').trim());
     } catch { /* safe-catch: no owner file: a cluster half made by a dead run */ }
-    if (owner !== process.pid && alive(owner)) continue;
+    if (alive(owner)) continue;
     stopDir(dir);
   }
 }
