@@ -9,6 +9,8 @@ export default defineConfig({
   test: {
     include: [
       'test/unit/state/contract.test.ts',
+      'test/unit/state/postgres-auth.test.ts',
+      'test/unit/state/postgres-cluster.test.ts',
       'test/integration/reconcile/reconcile.test.ts',
     ],
     globalSetup: ['test/support/postgres-global-setup.ts', 'test/support/global-setup.ts'],
