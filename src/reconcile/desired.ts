@@ -17,7 +17,7 @@ export { canonicalJson, hashConfig } from './resource.js';
 export { resourceKey };
 export { volumeFileName } from './kinds/volume.js';
 export { cidrHostAddress } from './kinds/network.js';
-export { diskTarget } from './kinds/vm.js';
+export { diskTarget } from './kinds/vm/index.js';
 export type {
   DesiredResource, DesiredPool, DesiredVolume, DesiredNetwork, DesiredVm, PoolConfig, VolumeConfig, NetworkConfig, VmConfig,
 } from './kinds/index.js';

@@ -25,7 +25,7 @@ import type { Locator } from '../../src/reconcile/kinds/types.js';
 import { poolDef } from '../../src/reconcile/kinds/pool.js';
 import { volumeDef } from '../../src/reconcile/kinds/volume.js';
 import { networkDef } from '../../src/reconcile/kinds/network.js';
-import { domainDef } from '../../src/reconcile/kinds/vm.js';
+import { domainDef } from '../../src/reconcile/kinds/vm/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Desired

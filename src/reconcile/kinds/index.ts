@@ -6,7 +6,7 @@ import type { ResourceKind } from '../../model/kinds.js';
 import { poolKind, type DesiredPool, type PoolOp } from './pool.js';
 import { volumeKind, type DesiredVolume, type VolumeOp } from './volume.js';
 import { networkKind, type DesiredNetwork, type NetworkOp } from './network.js';
-import { vmKind, type DesiredVm, type VmOp } from './vm.js';
+import { vmKind, type DesiredVm, type VmOp } from './vm/index.js';
 import type { KindHandler } from './types.js';
 
 export type DesiredResource = DesiredPool | DesiredVolume | DesiredNetwork | DesiredVm;
@@ -47,5 +47,5 @@ export type { DesiredPool, DesiredVolume, DesiredNetwork, DesiredVm };
 export type { PoolConfig } from './pool.js';
 export type { VolumeConfig } from './volume.js';
 export type { NetworkConfig } from './network.js';
-export type { VmConfig } from './vm.js';
+export type { VmConfig } from './vm/index.js';
 export type { KindHandler } from './types.js';

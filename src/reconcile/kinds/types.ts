@@ -10,7 +10,7 @@ import type { ResourceKind } from '../../model/kinds.js';
 import type { VolumeFormat } from '../../model/definitions.js';
 import type { HostPort, HostSnapshot } from '../ports.js';
 import type { Observed } from '../observe.js';
-import type { DataLoss, DiffContext, DiffOptions, ResourceChange } from '../change.js';
+import type { DataLoss, DiffContext, DiffOptions, FieldChange, ResourceChange } from '../change.js';
 import type { Desired } from '../desired.js';
 import type { PlanStep } from '../plan.js';
 import type { JournalEntry, StoredReference } from '../../state/index.js';
@@ -47,6 +47,11 @@ export interface FieldSpec<C> {
   unit?: 'bytes' | 'KiB';
   /** How a change takes effect: applied live, on the next boot, or by recreating the object. */
   effect: ChangeEffect | ((before: unknown, after: unknown, whole?: unknown) => ChangeEffect);
+  /**
+   * The plan lines of a difference, `before` the host's (default: the field's value flattened into
+   * `spec.<field>.…` lines, sorted); none: no difference.
+   */
+  lines?(before: unknown, after: unknown): FieldChange[];
 }
 
 /**

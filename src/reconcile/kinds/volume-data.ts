@@ -23,7 +23,7 @@ import type { Desired } from '../desired.js';
 import { recordedConfig, type DataLoss, type ResourceChange } from '../change.js';
 import { redactUrl } from '../images.js';
 import type { DesiredVolume, VolumeConfig } from './volume.js';
-import type { VmConfig } from './vm.js';
+import type { VmConfig } from './vm/index.js';
 import type { DataRuleContext, StoredReference } from './types.js';
 
 export type { DataRuleContext, StoredReference };

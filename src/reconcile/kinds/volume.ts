@@ -14,7 +14,7 @@ import {
 } from '../change.js';
 import { ownershipOf } from '../ownership.js';
 import type { ExecContext, KindHandler, Locator } from './types.js';
-import { runningDiskHolders, runningDomainWithDisk } from './vm.js';
+import { runningDiskHolders, runningDomainWithDisk } from './vm/index.js';
 import { observedReferences, volumeDataLoss } from './volume-data.js';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
