@@ -69,8 +69,6 @@ export function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: 
   }
 }
 
-/** Disk paths of running domains whose live definition differs from the persistent one (read by observe). */
-const LIVE_DISKS = new WeakMap<Observed, Map<string, string[]>>();
 /** Why a VM's restart or start waits for another VM to release a disk (for notices), by VM name. */
 export const HANDOVER_WAITS = new WeakMap<Observed, Map<string, string>>();
 
@@ -78,43 +76,37 @@ const isDomainDetail = (d: unknown): d is DomainDetail =>
   !!d && typeof d === 'object' && Array.isArray((d as DomainDetail).disks) && Array.isArray((d as DomainDetail).nics) && typeof (d as DomainDetail).name === 'string';
 
 /**
- * Which running domains have each disk path open, as far as observe knows: the live definition
- * where it was read (running domains with a pending restart: their persistent definition moved
- * on), else the persistent one (a running domain takes its persistent definition's disks at start).
+ * Which running domains have each disk path open, as far as observe knows: the live disks where
+ * they were read (`liveDisks`: running domains with a pending restart, whose persistent definition
+ * moved on), else the persistent definition's (a running domain takes them at its start).
  */
 export function runningDiskHolders(observed: Observed): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  const live = LIVE_DISKS.get(observed);
   for (const d of observed.definitions.values()) {
     if (!isDomainDetail(d) || !observed.domains.get(d.name)?.active) continue;
-    const paths = live?.get(d.name) ?? d.disks.map((x) => x.path);
+    const paths = d.liveDisks ?? d.disks.map((x) => x.path);
     for (const p of new Set(paths)) out.set(p, [...(out.get(p) ?? []), d.name]);
   }
   return out;
 }
 
 /**
- * Remember the live disks of running domains whose record has a restart pending (their persistent
- * definition no longer says what they have open), from the live XML the definitions' read already
- * fetched (`DomainDetail.liveXml`, read for exact drift): no second call. Only a host that gives no
- * live XML (the fake host) is asked, one call each.
+ * The live disks of running domains whose record has a restart pending (their persistent
+ * definition no longer says what they have open), set on their definitions (`liveDisks`): from the
+ * live XML the definitions' read already fetched (`liveXml`, read for exact drift), no second call.
+ * Only a host that gives no live XML (the fake host) is asked, one call each.
  */
 export async function readLiveDisks(
   host: HostPort, observed: Observed, wanted: Map<string, { name: string }>, definitions: Map<string, unknown>,
 ): Promise<void> {
-  const pending = [...wanted].filter(([key, w]) => pendingRestart(observed, key, w.name) !== undefined);
-  if (pending.length === 0) return;
-  const map = new Map<string, string[]>();
-  await Promise.all(pending.map(async ([key, w]) => {
-    const liveXml = (definitions.get(key) as Partial<DomainDetail> | undefined)?.liveXml;
-    if (liveXml !== undefined) {
-      map.set(w.name, parseDomainXml(liveXml).disks.map((x) => x.path));
-      return;
-    }
-    const live = await host.getRunningDomain(w.name);
-    if (live) map.set(w.name, live.disks.map((x) => x.path));
+  await Promise.all([...wanted].map(async ([key, w]) => {
+    const d = definitions.get(key);
+    if (!isDomainDetail(d) || pendingRestart(observed, key, w.name) === undefined) return;
+    const liveDisks = d.liveXml !== undefined
+      ? parseDomainXml(d.liveXml).disks.map((x) => x.path)
+      : (await host.getRunningDomain(w.name))?.disks.map((x) => x.path);
+    if (liveDisks) definitions.set(key, { ...d, liveDisks });
   }));
-  LIVE_DISKS.set(observed, map);
 }
 
 /**
