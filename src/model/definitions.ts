@@ -168,12 +168,7 @@ export interface DomainDetail {
   /** The inactive XML as libvirt gave it (read by observe's definitions): what exact drift compares with the baseline. */
   xml?: string;
   /** The running domain's live XML (running domains only, read by observe's definitions): its device list is compared with the persistent one. */
-  liveXml?: string;  /**
-   * Disk paths the running domain has open, where they can differ from `disks` (a restart pending:
-   * the persistent definition moved on); set by the VM kind's definitions read.
-   */
-  liveDisks?: string[];
-}
+  liveXml?: string;}
 
 /**
  * What the hypervisor offers for the domains virtform defines (`virConnectGetDomainCapabilities`
@@ -234,4 +229,12 @@ export interface VolumeDetail {
   capacityBytes: number;
   format: string;
   backingPath?: string;
+}
+
+/** What observe reads back of each kind's object (`Observed.definitions`, `definitionOf`). */
+export interface DetailOfKind {
+  StoragePool: PoolDetail;
+  Volume: VolumeDetail;
+  Network: NetworkDetail;
+  VirtualMachine: DomainDetail;
 }

@@ -4,14 +4,15 @@
  * baseline, devices attached live only, the seed, and then the steps: define, live changes, seed,
  * restart (restartPolicy) or the restart-required note, start/stop.
  */
-import type { DomainCapabilities, DomainDetail } from '../../../model/definitions.js';
-import { canonicalJson } from '../../resource.js';
+import type { DomainCapabilities } from '../../../model/definitions.js';
+import { canonicalJson } from '../../core/resource.js';
 import {
   change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
   type DiffContext, type FieldChange, type ResourceChange,
-} from '../../change.js';
-import { ownershipOf } from '../../ownership.js';
-import type { ExactSpec } from '../types.js';
+} from '../../core/change.js';
+import { definitionOf } from '../../core/observed.js';
+import { ownershipById } from '../../core/ownership.js';
+import type { ExactSpec } from '../../core/kind.js';
 import { bootedSeed, factsOf, pendingRestart, shortDigest } from './facts.js';
 import { compareVm, LIVE_ONLY, linesOf, liveOp, vmField } from './fields.js';
 import { matchNics } from './match.js';
@@ -71,10 +72,10 @@ export const VM_EXACT: ExactSpec = {
 
 export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceChange | undefined {
   const key = r.key;
-  const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
+  const own = ownershipById(observed, r.kind, r.name, observed.domains.get(r.name)?.uuid, key);
   const obs = observed.domains.get(r.name);
   const record = observed.records.get(key);
-  const cur = observed.definitions.get(key) as DomainDetail | undefined;
+  const cur = definitionOf(observed, 'VirtualMachine', key);
   const wantRunning = r.state === 'running';
   const graceful = opts.gracefulStop ?? true;
   const conflict = conflictOrAdopt(r, own) ?? seedNameTaken(r, observed, own);

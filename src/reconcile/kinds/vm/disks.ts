@@ -1,6 +1,6 @@
 /**
- * VMs and the disks they hold open: which running domain has a disk (the Volume kind asks), the
- * live disks of domains with a restart pending, cross-VM adjustments after diff (a VM restarted
+ * VMs and the disks they hold open: the live disks of domains with a restart pending (which
+ * running domain has a disk open is the core's `runningDiskHolders`), cross-VM adjustments after diff (a VM restarted
  * when its volume or network is replaced; a disk changes hands only after its holder stopped), and
  * disk files deleted under a running VM.
  */
@@ -8,28 +8,14 @@ import { posix } from 'node:path';
 import { parseResourceKey } from '../../../model/kinds.js';
 import type { DomainDetail } from '../../../model/definitions.js';
 import { parseDomainXml } from '../../../libvirt/xml/domain.js';
-import { change, type ResourceChange } from '../../change.js';
+import { change, type ResourceChange } from '../../core/change.js';
 import type { HostPort } from '../../ports.js';
-import type { Observed } from '../../observe.js';
-import { ownershipOf } from '../../ownership.js';
+import { runningDiskHolders, type Observed } from '../../core/observed.js';
+import { ownershipById } from '../../core/ownership.js';
 import { usedKeys } from './define.js';
 import { pendingRestart } from './facts.js';
 import { stopNote } from './restart.js';
 import type { DesiredVm } from './types.js';
-
-/** The domain that runs with a disk on `path` right now (its persistent definition has it), if any. */
-export async function runningDomainWithDisk(host: HostPort, observed: Observed, path: string): Promise<string | undefined> {
-  const names = new Set<string>();
-  for (const d of observed.definitions.values()) {
-    const dom = d as Partial<DomainDetail>;
-    if (Array.isArray(dom.disks) && Array.isArray(dom.nics) && dom.name && dom.disks.some((x) => x.path === path)) names.add(dom.name);
-  }
-  for (const name of names) {
-    const now = await host.getDomain(name);
-    if (now?.active && now.disks.some((x) => x.path === path)) return name;
-  }
-  return undefined;
-}
 
 /**
  * A running VM whose volume or network is replaced is stopped first and started again after.
@@ -52,7 +38,7 @@ export function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: 
     let c: ResourceChange | undefined = changes.find((x) => x.key === r.key);
     if (c?.action === 'conflict') continue;
     if (!c) {
-      c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key));
+      c = change(r, 'update', '', ownershipById(observed, r.kind, r.name, observed.domains.get(r.name)?.uuid, r.key));
       changes.push(c);
     }
     const why = `restarted because ${uses.map((k) => `${k} ${disrupted.get(k)}`).join(', ')}`;
@@ -72,41 +58,25 @@ export function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: 
 /** Why a VM's restart or start waits for another VM to release a disk (for notices), by VM name. */
 export const HANDOVER_WAITS = new WeakMap<Observed, Map<string, string>>();
 
-const isDomainDetail = (d: unknown): d is DomainDetail =>
-  !!d && typeof d === 'object' && Array.isArray((d as DomainDetail).disks) && Array.isArray((d as DomainDetail).nics) && typeof (d as DomainDetail).name === 'string';
-
-/**
- * Which running domains have each disk path open, as far as observe knows: the live disks where
- * they were read (`liveDisks`: running domains with a pending restart, whose persistent definition
- * moved on), else the persistent definition's (a running domain takes them at its start).
- */
-export function runningDiskHolders(observed: Observed): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const d of observed.definitions.values()) {
-    if (!isDomainDetail(d) || !observed.domains.get(d.name)?.active) continue;
-    const paths = d.liveDisks ?? d.disks.map((x) => x.path);
-    for (const p of new Set(paths)) out.set(p, [...(out.get(p) ?? []), d.name]);
-  }
-  return out;
-}
-
 /**
  * The live disks of running domains whose record has a restart pending (their persistent
- * definition no longer says what they have open), set on their definitions (`liveDisks`): from the
- * live XML the definitions' read already fetched (`liveXml`, read for exact drift), no second call.
- * Only a host that gives no live XML (the fake host) is asked, one call each.
+ * definition no longer says what they have open), for `Observed.liveDisks` (`runningDiskHolders`
+ * in the core): from the live XML the definitions' read already fetched (`liveXml`, read for exact
+ * drift), no second call. Only a host that gives no live XML (the fake host) is asked, one call each.
  */
 export async function readLiveDisks(
-  host: HostPort, observed: Observed, wanted: Map<string, { name: string }>, definitions: Map<string, unknown>,
+  host: HostPort, observed: Observed, wanted: Map<string, { name: string }>, definitions: Map<string, DomainDetail>,
 ): Promise<void> {
+  const map = new Map<string, string[]>();
   await Promise.all([...wanted].map(async ([key, w]) => {
     const d = definitions.get(key);
-    if (!isDomainDetail(d) || pendingRestart(observed, key, w.name) === undefined) return;
-    const liveDisks = d.liveXml !== undefined
+    if (!d || pendingRestart(observed, key, w.name) === undefined) return;
+    const paths = d.liveXml !== undefined
       ? parseDomainXml(d.liveXml).disks.map((x) => x.path)
       : (await host.getRunningDomain(w.name))?.disks.map((x) => x.path);
-    if (liveDisks) definitions.set(key, { ...d, liveDisks });
+    if (paths) map.set(w.name, paths);
   }));
+  if (map.size > 0) observed.liveDisks = map;
 }
 
 /**

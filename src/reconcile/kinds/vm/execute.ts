@@ -1,8 +1,8 @@
 /** How each VM step runs on the host (idempotent), and the read-back after a live change. */
-import type { DomainDetail } from '../../../model/definitions.js';
 import { HostError, type HostPort } from '../../ports.js';
+import { definitionOf } from '../../core/observed.js';
 import { uuidToDefine } from '../common.js';
-import type { ExecContext } from '../types.js';
+import type { ExecContext } from '../../core/kind.js';
 import { domainDef, domainTypeFor, freshMac } from './define.js';
 import { bootedSeed, factsOf } from './facts.js';
 import { applyLive } from './fields.js';
@@ -26,7 +26,7 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
       }
       // The definition a redefinition starts from (its MACs are kept): the one observed, or on a
       // retry the current one (the failed attempt may have defined it already).
-      const current = ctx.attempt === 1 ? (ctx.observed.definitions.get(step.key) as DomainDetail | undefined) : (await host.getDomain(d.name)) ?? undefined;
+      const current = ctx.attempt === 1 ? definitionOf(ctx.observed, 'VirtualMachine', step.key) : (await host.getDomain(d.name)) ?? undefined;
       let uuid = await uuidToDefine(ctx, observedDomain?.uuid, async () => current ?? null);
       const { macs } = matchNics(d.config.nics, current?.nics ?? [], facts.nics);
       const taken = new Set([...macs, ...(current?.nics ?? []).map((n) => n.mac.toLowerCase())].filter((m): m is string => !!m));

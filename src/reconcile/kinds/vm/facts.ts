@@ -1,5 +1,5 @@
 /** What a VM's record says (facts), its pending restart mark, and the seed it booted with. */
-import type { Observed } from '../../observe.js';
+import type { Observed } from '../../core/observed.js';
 import type { RestartRequired, VmFacts } from './types.js';
 
 /** `sha256:0123456789ab…`: what plans and notes show of a seed digest. */

@@ -8,10 +8,10 @@
  */
 import type { DomainDetail } from '../../../model/definitions.js';
 import { extraDevicesMatch } from '../../../libvirt/xml/extra-devices.js';
-import { canonicalJson } from '../../resource.js';
-import { compareConfigs, liveOnlyDevices, type ConfigDifference, type FieldChange } from '../../change.js';
+import { canonicalJson } from '../../core/resource.js';
+import { compareConfigs, liveOnlyDevices, type ConfigDifference, type FieldChange } from '../../core/change.js';
 import type { HostPort } from '../../ports.js';
-import type { ChangeEffect, FieldSpec } from '../types.js';
+import type { ChangeEffect, FieldSpec } from '../../core/kind.js';
 import { bootedSeed, shortDigest } from './facts.js';
 import { lower, matchDisks, type NicMatch } from './match.js';
 import type { VmConfig, VmFacts, VmOp } from './types.js';

@@ -29,7 +29,7 @@
  */
 import { posix } from 'node:path';
 import { listedState, readListed } from '../common.js';
-import type { KindHandler } from '../types.js';
+import type { KindHandler } from '../../core/kind.js';
 import { buildVms } from './build.js';
 import { usedKeys } from './define.js';
 import { VM_EXACT, diffVm } from './diff.js';
@@ -43,7 +43,7 @@ import type { DesiredVm, RestartRequired, VmConfig, VmOp } from './types.js';
 export type * from './types.js';
 export { diskTarget, domainDef, freshMac } from './define.js';
 export { capabilityProblem, VM_EXACT } from './diff.js';
-export { deletedOpenDisks, runningDiskHolders, runningDomainWithDisk } from './disks.js';
+export { deletedOpenDisks } from './disks.js';
 export { factsOf, pendingRestart, shortDigest } from './facts.js';
 export { compareVm, isDefaultCpu, VM_FIELDS } from './fields.js';
 export { matchNics, type NicMatch } from './match.js';

@@ -2,8 +2,8 @@
  * The restart-required mark: what a running domain has that its persistent definition changed
  * (taken at the next boot), how the plan and status word it, and how a stop is announced.
  */
-import { canonicalJson } from '../../resource.js';
-import type { FieldChange } from '../../change.js';
+import { canonicalJson } from '../../core/resource.js';
+import type { FieldChange } from '../../core/change.js';
 import type { HostPort } from '../../ports.js';
 import { bootDifferences } from './fields.js';
 import type { RestartRequired, VmFacts } from './types.js';

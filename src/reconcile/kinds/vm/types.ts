@@ -1,7 +1,7 @@
 /** The VM kind's types: its normalized config, desired resource, recorded facts and step operations. */
 import type { Seed } from '../../../cloudinit/index.js';
 import type { CpuMode, GraphicsType, VolumeFormat } from '../../../model/definitions.js';
-import type { DesiredBase } from '../../resource.js';
+import type { DesiredBase } from '../../core/resource.js';
 
 export type DiskBus = 'virtio' | 'sata' | 'scsi' | 'ide';
 
