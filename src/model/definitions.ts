@@ -173,7 +173,8 @@ export interface DomainDetail {
   /** The inactive XML as libvirt gave it (read by observe's definitions): what exact drift compares with the baseline. */
   xml?: string;
   /** The running domain's live XML (running domains only, read by observe's definitions): its device list is compared with the persistent one. */
-  liveXml?: string;}
+  liveXml?: string;
+}
 
 /**
  * What the hypervisor offers for the domains virtform defines (`virConnectGetDomainCapabilities`
