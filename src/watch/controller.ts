@@ -18,7 +18,7 @@ import type { StateStore, Suspension, WriterLock } from '../state/index.js';
 import type { MaxDeletions } from '../reconcile/safety.js';
 import type { Policy } from '../manifest/index.js';
 import {
-  buildStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type StatusRow, type StatusSummary,
+  buildStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type Stall, type StatusRow, type StatusSummary,
 } from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
@@ -197,6 +197,11 @@ export class WatchController {
     return this.#runner.lastRun;
   }
 
+  /** The stalled resources by key, typed (`/status` shows their text). */
+  get stalls(): ReadonlyMap<string, Stall> {
+    return this.#runner.stalls;
+  }
+
   /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
   get maxConcurrentRuns(): number {
     return this.#runner.maxConcurrentRuns;
@@ -321,7 +326,7 @@ export class WatchController {
     } else {
       hostError = `not connected (${this.#connection.state})`;
     }
-    const stalled = new Map(this.#runner.stalled.map((s) => [s.resource, s.reason]));
+    const stalled = this.#runner.stalls;
     const suspension = await store.controls.suspension();
     const previousConditions = await store.conditions.list();
     const report = buildStatus({

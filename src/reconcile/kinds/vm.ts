@@ -32,8 +32,8 @@ import { canonicalFragment, extraDevicesMatch, fragOf } from '../../libvirt/xml/
 import { parseSize } from '../../manifest/index.js';
 import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
 import {
-  change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
-  type FieldChange, type ResourceChange,
+  addNote, change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
+  withdrawNotes, type FieldChange, type NoteTopic, type ResourceChange,
 } from '../change.js';
 import { HostError, type HostPort } from '../ports.js';
 import type { Observed } from '../observe.js';
@@ -722,6 +722,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
 
     const reasons: string[] = [];
     const notes: string[] = redefine ? [...capsNotes] : [];
+    const topical: { notes: string[]; noteTopics?: { topic: NoteTopic; text: string }[] } = { notes };
     const steps: VmOp[] = [];
     const lines: FieldChange[] = [];
     if (running && !wantRunning) {
@@ -767,7 +768,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       // After the definition (a running domain keeps the seed file it opened), before a (re)start.
       steps.push(seed.op);
       lines.push(...seed.lines.map(shortLine));
-      notes.push(...seed.notes);
+      for (const n of seed.notes) addNote(topical, 'next-boot', n);
       if (seed.reason) reasons.push(seed.reason);
       const booted = bootedSeed(facts, obs.id);
       if (running && wantRunning && booted !== r.config.cloudInit?.seed) {
@@ -790,9 +791,9 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     } else if (mark && restartNow) {
       steps.push({ op: 'vm.stop', graceful: true, restart: true }, { op: 'vm.start' });
       reasons.push('restart required (restartPolicy: OnChange)');
-      notes.push(`restarts the VM to apply: ${restartText(mark).replace(/^restart required for /, '')}`);
+      addNote(topical, 'restart', `restarts the VM to apply: ${restartText(mark).replace(/^restart required for /, '')}`);
     } else if (mark) {
-      notes.push(`${restartText(mark)}; takes effect on next boot (restartPolicy: Never)`);
+      addNote(topical, 'next-boot', `${restartText(mark)}; takes effect on next boot (restartPolicy: Never)`);
     }
     if (!running && wantRunning) {
       steps.push({ op: 'vm.start' });
@@ -801,12 +802,12 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
       drift ||= record?.desiredState === 'running';
     }
     if (liveOnlyNew.length > 0 && !steps.some((s) => s.op === 'vm.stop')) {
-      notes.push(`${liveOnlyNew.map((f) => f.field).join(', ')}: attached to the running domain only; dropped at its next boot (restartPolicy: Never)`);
+      addNote(topical, 'next-boot', `${liveOnlyNew.map((f) => f.field).join(', ')}: attached to the running domain only; dropped at its next boot (restartPolicy: Never)`);
     }
     const stop = steps.find((s): s is Extract<VmOp, { op: 'vm.stop' }> => s.op === 'vm.stop');
-    if (stop) notes.push(stopNote(stop.graceful));
+    if (stop) addNote(topical, 'stop', stopNote(stop.graceful));
     if (steps.length === 0) return undefined;
-    return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields: lines, notes, steps, adopt: adopting, drift });
+    return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields: lines, ...topical, steps, adopt: adopting, drift });
   },
 
   /**
@@ -1029,11 +1030,11 @@ function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: Resourc
     c.steps = c.steps.filter((s) => !(s.op === 'vm.stop' && s.restart) && !(s.op === 'vm.start'));
     if (!c.steps.some((s) => s.op === 'vm.stop')) {
       c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
-      c.notes.push(stopNote(opts.gracefulStop ?? true));
+      addNote(c, 'stop', stopNote(opts.gracefulStop ?? true));
     }
     if (r.state === 'running') c.steps.push({ op: 'vm.start' });
     // Restarted anyway: nothing is left for the next boot.
-    c.notes = c.notes.filter((n) => !n.includes('next boot') && !n.startsWith('restarts the VM'));
+    withdrawNotes(c, 'next-boot', 'restart');
   }
 }
 
@@ -1112,7 +1113,7 @@ function orderDiskHandover(vms: DesiredVm[], observed: Observed, changes: Resour
     if (wasRunning) {
       // Not stopped at all: stopping it would leave it down (its start would fail on the image lock).
       c.steps = c.steps.filter((s) => s.op !== 'vm.stop' && s.op !== 'vm.start');
-      c.notes = c.notes.filter((n) => !n.startsWith('restarts the VM') && !n.startsWith('the running VM is'));
+      withdrawNotes(c, 'restart', 'stop');
       c.notes.push(`not restarted now: ${why}; the restart is pending and happens once it is released`);
     } else {
       c.steps = c.steps.filter((s) => s.op !== 'vm.start');
