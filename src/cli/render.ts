@@ -4,7 +4,7 @@ import type { FieldChange, ResourceChange } from '../reconcile/diff.js';
 import type { ApplyEvent } from '../reconcile/apply.js';
 import { stepLabel } from '../reconcile/apply.js';
 import { kindOf } from '../reconcile/kinds/index.js';
-import type { ChangeEffect } from '../reconcile/kinds/types.js';
+import type { ChangeEffect } from '../reconcile/core/kind.js';
 import { printable as safe } from '../util/printable.js';
 
 export interface Style {

@@ -231,3 +231,11 @@ export interface VolumeDetail {
   format: string;
   backingPath?: string;
 }
+
+/** What observe reads back of each kind's object (`Observed.definitions`, `definitionOf`). */
+export interface DetailOfKind {
+  StoragePool: PoolDetail;
+  Volume: VolumeDetail;
+  Network: NetworkDetail;
+  VirtualMachine: DomainDetail;
+}

@@ -20,7 +20,7 @@
 import { KIND_ORDER, resourceKey, type DesiredResource } from '../reconcile/desired.js';
 import { isResourceKind, type ResourceKind } from '../model/kinds.js';
 import { kindOf } from '../reconcile/kinds/index.js';
-import type { StatusView } from '../reconcile/kinds/types.js';
+import type { StatusView } from '../reconcile/core/kind.js';
 import type { AddressReport, NicAddresses } from './addresses.js';
 import type { ResourceRecord, RevisionRecord, Suspension } from '../state/index.js';
 import type { Condition, ConditionDraft } from '../model/conditions.js';

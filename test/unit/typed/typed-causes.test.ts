@@ -14,7 +14,7 @@ import { skipText, type SkipReason } from '../../../src/reconcile/apply.js';
 import { failureCause, HostError } from '../../../src/reconcile/ports.js';
 import { toHostError } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { LibvirtError } from '../../../src/libvirt/index.js';
-import { addNote, withdrawNotes, type ResourceChange } from '../../../src/reconcile/change.js';
+import { addNote, withdrawNotes, type ResourceChange } from '../../../src/reconcile/core/change.js';
 import { buildStatus, STALL_CONDITION_REASON, stallText, type HostView, type Stall } from '../../../src/status/index.js';
 
 const P = 'vftest-typedu';
