@@ -66,6 +66,7 @@ import {
   VIR_ERR_AGENT_UNSYNCED,
   VIR_ERR_OPERATION_INVALID,
   VIR_ERR_OPERATION_FAILED,
+  VIR_ERR_SYSTEM_ERROR,
   VIR_ERR_INTERNAL_ERROR,
   type Domain,
   type Network,
@@ -146,9 +147,12 @@ export function cpuListCount(list: string): number {
 
 const ENOENT = 2;
 const ENOTEMPTY = 39;
-/** A system error of the daemon: "No such file or directory" (the errno travels in int1). */
+/**
+ * A system error of the daemon: "No such file or directory". The errno travels in the RPC error's
+ * int1 (virReportSystemError), so the code decides, not the message (translated by the daemon's locale).
+ */
 function isNoSuchFile(e: unknown): boolean {
-  return e instanceof LibvirtError && (e.int1 === ENOENT || /No such file or directory/.test(e.message));
+  return e instanceof LibvirtError && e.code === VIR_ERR_SYSTEM_ERROR && e.int1 === ENOENT;
 }
 
 function isNotFound(e: unknown): boolean {
