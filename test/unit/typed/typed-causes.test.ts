@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { FakeHost } from '../../support/fake-host.js';
 import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { openStateStore, type ResourceRecord, type StateStore } from '../../../src/state/index.js';
@@ -15,6 +15,8 @@ import { failureCause, HostError } from '../../../src/reconcile/ports.js';
 import { toHostError } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { LibvirtError } from '../../../src/libvirt/index.js';
 import { addNote, withdrawNotes, type ResourceChange } from '../../../src/reconcile/core/change.js';
+import { WatchController, jsonLogger } from '../../../src/watch/index.js';
+import { waitFor } from '../watch/helpers.js';
 import { buildStatus, STALL_CONDITION_REASON, stallText, type HostView, type Stall } from '../../../src/status/index.js';
 
 const P = 'vftest-typedu';
@@ -130,5 +132,46 @@ describe('notes withdrawn by topic', () => {
     withdrawNotes(c, 'stop');
     expect(c.notes).toEqual(['plain note about the next boot']);
     expect(c.noteTopics).toEqual([]);
+  });
+});
+
+describe('watch: retry or stall decided on the typed cause', () => {
+  it('an invalid HostError the Volume kind raises itself (no host call) stalls; a transient host failure requeues', async () => {
+    const mdir = join(work, 'manifests');
+    const image = join(work, 'img.raw');
+    writeFileSync(image, Buffer.alloc(1 << 20, 1));
+    writeManifests(mdir, {
+      ...labManifests({ prefix: P, poolPath: '/srv/pools/typed' }),
+      'img.yaml': `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-img}\nspec: {pool: ${P}-pool, format: raw, source: ${image}}\n`,
+    });
+    host.failNext('createVolume', `${P}-data.img`, Infinity, 'operation-failed');
+    const c = new WatchController({
+      dir: mdir, store, connect: async () => host, debounceMs: 50, eventDebounceMs: 20, resyncMs: 0, heartbeatMs: 0,
+      gracefulStop: false, retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 2 }, requeue: { initialDelayMs: 60_000 }, watchFiles: false,
+      logger: jsonLogger({ level: 'error', write: () => undefined }),
+      // The image goes away after the manifests were validated, at the run's first host call.
+      wrapHost: (h) => new Proxy(h, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof v !== 'function') return v;
+          return (...args: unknown[]) => {
+            rmSync(image, { force: true });
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      }),
+    });
+    try {
+      await c.start();
+      await waitFor(() => c.ready, 'the initial reconcile');
+      await c.idle();
+      expect(c.stalls.get(`Volume/${P}-img`)).toEqual({ reason: 'invalid', detail: expect.stringMatching(/^source image .* does not exist any more$/) });
+      expect(c.stalls.has(`Volume/${P}-data`)).toBe(false);
+      expect(c.lastRun?.failures.find((f) => f.resource === `Volume/${P}-data`)?.code).toBe('operation-failed');
+      // the transient failure requeues the run
+      expect(c.lastRun?.requeue?.reason).toBe('failed');
+    } finally {
+      await c.stop();
+    }
   });
 });
