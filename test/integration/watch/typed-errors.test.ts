@@ -23,6 +23,7 @@ import {
   VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_INVALID, VIR_ERR_XML_INVALID_SCHEMA, VIR_FROM_DOMAIN, VIR_FROM_QEMU, VIR_FROM_XML,
 } from '../../../src/libvirt/index.js';
 import { waitFor } from '../../unit/watch/helpers.js';
+import { removingOnCall } from '../../support/vanishing-file.js';
 
 const URI = 'qemu:///system';
 const P = 'vftest-typed-';
@@ -95,16 +96,7 @@ spec: {pool: ${P}pool, format: qcow2, source: ${image}}
       dir: mdir, store, connect: () => openHost(URI, { domainType: 'qemu' }),
       // The image goes away after the manifests were validated, at the run's first host call
       // (observe): the Volume kind finds it missing when it imports it.
-      wrapHost: (h) => new Proxy(h, {
-        get(target, prop, receiver) {
-          const v = Reflect.get(target, prop, receiver) as unknown;
-          if (typeof v !== 'function') return v;
-          return (...args: unknown[]) => {
-            rmSync(image, { force: true });
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        },
-      }),
+      wrapHost: removingOnCall(image),
       debounceMs: 100, eventDebounceMs: 20, resyncMs: 0, heartbeatMs: 0, gracefulStop: false,
       retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 2 },
       requeue: { initialDelayMs: 60_000 },

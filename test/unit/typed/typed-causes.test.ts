@@ -18,6 +18,7 @@ import { addNote, withdrawNotes, type ResourceChange } from '../../../src/reconc
 import { WatchController, jsonLogger } from '../../../src/watch/index.js';
 import { waitFor } from '../watch/helpers.js';
 import { buildStatus, STALL_CONDITION_REASON, stallText, type HostView, type Stall } from '../../../src/status/index.js';
+import { removingOnCall } from '../../support/vanishing-file.js';
 
 const P = 'vftest-typedu';
 const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
@@ -150,16 +151,7 @@ describe('watch: retry or stall decided on the typed cause', () => {
       gracefulStop: false, retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 2 }, requeue: { initialDelayMs: 60_000 }, watchFiles: false,
       logger: jsonLogger({ level: 'error', write: () => undefined }),
       // The image goes away after the manifests were validated, at the run's first host call.
-      wrapHost: (h) => new Proxy(h, {
-        get(target, prop, receiver) {
-          const v = Reflect.get(target, prop, receiver) as unknown;
-          if (typeof v !== 'function') return v;
-          return (...args: unknown[]) => {
-            rmSync(image, { force: true });
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        },
-      }),
+      wrapHost: removingOnCall(image),
     });
     try {
       await c.start();
