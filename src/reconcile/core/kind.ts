@@ -164,6 +164,22 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
    * volume looking derived to the next run).
    */
   readonly holdsData?: boolean;
+  /**
+   * The kind's objects are guests (libvirt domains): `--wait` waits for the addresses of those
+   * declared running, status shows their addresses and graphics, the watcher follows their events.
+   */
+  readonly guest?: {
+    /** The desired resource asks for a running guest. */
+    declaredRunning(r: R): boolean;
+    /** A (declared or recorded) config that has graphics, whose port status reads back. */
+    hasGraphics(config: unknown): boolean;
+  };
+  /** Whether a (declared or recorded) config of this kind hands out addresses by DHCP (status reads its leases). */
+  servesDhcp?(config: unknown): boolean;
+  /** Pools whose volumes status lists for a (declared or recorded) config of this kind. */
+  statusPools?(config: unknown): string[];
+  /** A create's plan lists every field, derived ones too (a pool's path is what the manifest says). */
+  readonly createShowsAllFields?: boolean;
   /** Content digests of images this desired resource imports, which the image cache keeps. */
   cachedImages?(r: R): string[];
   /** The default mass-deletion brake refuses a plan deleting every owned object of this kind (at least two). */

@@ -4,7 +4,7 @@
  * operations, and the core's generic change, step and desired-state types instantiated with them,
  * are what the stages use. Stages import this module and the core, never a kind.
  */
-import { resourceKey, type ResourceKind } from '../../model/kinds.js';
+import { isResourceKind, resourceKey, type ResourceKind } from '../../model/kinds.js';
 import { poolKind, type DesiredPool, type PoolOp } from './pool/index.js';
 import { volumeKind, type DesiredVolume, type VolumeOp } from './volume/index.js';
 import { networkKind, type DesiredNetwork, type NetworkOp } from './network/index.js';
@@ -53,6 +53,11 @@ export function opInfo(op: StepOp['op'] | string): { label: string; teardown: bo
     if (info) return info;
   }
   throw new Error(`internal error: unknown step operation ${op}`);
+}
+
+/** Whether a kind (a record's or a row's, any string) is one whose objects are guests (`KindHandler.guest`). */
+export function isGuestKind(kind: string): boolean {
+  return isResourceKind(kind) && kindOf(kind).guest !== undefined;
 }
 
 /** The registry as the core's interface. */

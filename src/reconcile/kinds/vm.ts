@@ -555,6 +555,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   exact: VM_EXACT,
   // A plan deleting every VM virtform owns (two or more) is refused by default.
   brakeOnWipe: true,
+  guest: { declaredRunning: (r) => r.state === 'running', hasGraphics: (c) => !!(c as { graphics?: unknown } | undefined)?.graphics },
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
     'vm.live': { label: 'change running domain', teardown: false },

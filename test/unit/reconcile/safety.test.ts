@@ -1,5 +1,5 @@
 /**
- * The data-loss hold (src/reconcile/safety.ts, dispatching to the Volume kind's rule in kinds/volume-data.ts) and the clone cascade (the Volume kind's afterDiff),
+ * The data-loss hold (src/reconcile/safety.ts, dispatching to the Volume kind's rule in kinds/volume/data.ts) and the clone cascade (the Volume kind's afterDiff),
  * on plain objects: desired resources, an observed host and changes written out by hand.
  */
 import { describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * The Volume kind's data rule (src/reconcile/kinds/volume-data.ts) and the mass-deletion brake
+ * The Volume kind's data rule (src/reconcile/kinds/volume/data.ts) and the mass-deletion brake
  * (src/reconcile/safety.ts), each detection route alone: by volume name and by path; declared
  * config, recorded config, persistent definition, live definition, recorded reference, host-wide
  * (unmanaged) definitions; and what must NOT be held. The brake's verdict is checked field by field.

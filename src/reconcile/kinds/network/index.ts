@@ -159,6 +159,10 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
 
   identity: (observed, name) => observed.networks.get(name)?.uuid,
 
+  servesDhcp: (c) => {
+    const cfg = c as { mode?: string; dhcpRange?: unknown; dhcpHosts?: unknown[] } | undefined;
+    return !!cfg && cfg.mode !== 'bridge' && (!!cfg.dhcpRange || (cfg.dhcpHosts?.length ?? 0) > 0);
+  },
   readsAllListed: (snapshot) => snapshot.networks.map((o) => o.name),
   readDefinitions: (host, observed, wanted) => readListed(observed.networks, wanted, (l, u) => host.definitions.networks(l, u), (observed.unreadable ??= new Map())),
 

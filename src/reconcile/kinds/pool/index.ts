@@ -86,6 +86,7 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
   identity: (observed, name) => observed.pools.get(name)?.uuid,
   poolsToList: ({ desired, recordName, journal }) => [desired?.name ?? recordName ?? journal?.name].filter((n): n is string => !!n),
 
+  createShowsAllFields: true,
   readsAllListed: (snapshot) => snapshot.pools.map((o) => o.name),
   readDefinitions: (host, observed, wanted) => readListed(observed.pools, wanted, (l, u) => host.definitions.pools(l, u), (observed.unreadable ??= new Map())),
 

@@ -323,10 +323,14 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       }
     }
   },
-  // A volume holds data unless virtform can prove it is pristine (volume-data.ts).
+  // A volume holds data unless virtform can prove it is pristine (data.ts).
   dataLoss: volumeDataLoss,
   referencesSeen: observedReferences,
   holdsData: true,
+  statusPools: (config) => {
+    const pool = (config as Partial<VolumeConfig> | undefined)?.pool;
+    return pool ? [pool] : [];
+  },
   cachedImages: (r) => (r.image?.kind === 'url' ? [r.image.sha256] : []),
   release(_name, where) {
     const config = where.config as Partial<VolumeConfig> | undefined;
