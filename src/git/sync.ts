@@ -14,34 +14,20 @@ import { GitError } from './exec.js';
 import type { DesiredState } from '../manifest/index.js';
 import { GitRepository, rebaseState, refString, short, type Validation } from './repository.js';
 
-export interface GitSourceStatus {
-  id: string;
-  /** Redacted. */
-  url: string;
-  ref: string;
-  path: string;
-  fetchedCommit: string | null;
-  fetchedAt: string | null;
-  appliedCommit: string | null;
-  appliedAt: string | null;
-  /** Outcome of the run that applied it (succeeded, failed, held, ...). */
-  appliedOutcome: string | null;
+/**
+ * A git source's status: its DB record (see GitSourceRecord; `url` redacted) without the
+ * bookkeeping fields, plus what the process knows beyond the record.
+ */
+export type GitSourceStatus = Omit<GitSourceRecord, 'appliedRevision' | 'errorAt' | 'updatedAt'> & {
   /** A validated commit waiting for (or in) its run. */
   pendingCommit: string | null;
   /** fetched and applied differ. */
   differ: boolean;
-  /** Why the fetched commit is not applied: validation failed, signature refused. */
-  error: string | null;
-  errorKind: string | null;
-  rejectedCommit: string | null;
-  /** The last fetch failed (the fetched commit is then the last one fetched successfully). */
-  fetchError: string | null;
-  fetchErrorAt: string | null;
   /** Watch only: fetch attempts failed in a row, and when the next one is due. */
   fetch?: { failures: number; nextAt: string | null; intervalMs: number };
   /** One line: "fetched abc1234, applied 9f8e7d6: validation failed at vms.yaml:12:3: ...". */
   summary: string;
-}
+};
 
 /** The one-line summary status, logs and the CLI print. */
 export function gitSummary(s: Pick<GitSourceStatus, 'fetchedCommit' | 'appliedCommit' | 'pendingCommit' | 'error' | 'rejectedCommit' | 'fetchError' | 'appliedOutcome'>): string {

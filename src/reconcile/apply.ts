@@ -10,7 +10,7 @@
 import PQueue from 'p-queue';
 import { parseResourceKey, type HostId, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
-import { HostError, type HostPort } from './ports.js';
+import { failureCause, HostError, type FailureCause, type HostPort } from './ports.js';
 import type { Desired } from './desired.js';
 import { localHosts, perHost, type HostPorts, type Observed, type ObservedHosts } from './observe.js';
 import type { Plan, PlanStep } from './plan.js';
@@ -75,12 +75,43 @@ export const DEFAULT_RETRY: RetryPolicy = { maxAttempts: 3, baseDelayMs: 250, ma
 
 export type StepStatus = 'succeeded' | 'failed' | 'skipped';
 
+/**
+ * Why a step did not run; its text (`skipText`) is the step's error and the resource's lastError.
+ * Callers decide on `reason`, never on the text.
+ */
+export type SkipReason =
+  /** A prerequisite step failed or was itself skipped. */
+  | { reason: 'prerequisite'; key: string; status: 'failed' | 'skipped' }
+  /** The connection to libvirt dropped during this apply: no new step starts. */
+  | { reason: 'connection-lost'; error: string }
+  /** The stop signal came before the step started. */
+  | { reason: 'shutting-down' }
+  /** The stop signal came while the step waited to be retried after `error`. */
+  | { reason: 'not-retried'; error: string }
+  /** Still running `stopTimeoutMs` after the stop signal: abandoned (its journal entry closed as failed). */
+  | { reason: 'abandoned'; stopTimeoutMs: number };
+
+export function skipText(s: SkipReason): string {
+  switch (s.reason) {
+    case 'prerequisite': return `skipped: ${s.key} ${s.status === 'failed' ? 'failed' : 'was skipped'}`;
+    case 'connection-lost': return `not started: connection to libvirt lost (${s.error})`;
+    case 'shutting-down': return 'not started: shutting down';
+    case 'not-retried': return `not retried: shutting down (${s.error})`;
+    case 'abandoned': return `interrupted: still running ${s.stopTimeoutMs / 1000} s after the stop was requested (--stop-timeout); abandoned, the next run finishes it`;
+  }
+}
+
 export interface StepOutcome {
   step: PlanStep;
   status: StepStatus;
   attempts: number;
   ms: number;
+  /** The text of the failure or of the skip reason. */
   error?: string;
+  /** Failed: the typed cause of the last attempt's error. */
+  failure?: FailureCause;
+  /** Skipped: why. */
+  skip?: SkipReason;
 }
 
 export type ApplyEvent =
@@ -125,12 +156,22 @@ export interface ApplyOptions {
 
 export interface ApplyResult {
   outcomes: StepOutcome[];
+  /** Failed resources by key: the error text. */
   failed: Map<string, string>;
+  /** Skipped resources by key: the reason's text. */
   skipped: Map<string, string>;
+  /** The typed cause of each failure in `failed` (same keys). */
+  failures: Map<string, FailureCause>;
+  /** The typed reason of each skip in `skipped` (same keys). */
+  skips: Map<string, SkipReason>;
 }
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+function skippedOutcome(step: PlanStep, skip: SkipReason, attempts = 0, ms = 0): StepOutcome {
+  return { step, status: 'skipped', attempts, ms, error: skipText(skip), skip };
 }
 
 function retryable(e: unknown): boolean {
@@ -172,6 +213,8 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   const outcomes = new Map<number, StepOutcome>();
   const failed = new Map<string, string>();
   const skipped = new Map<string, string>();
+  const failures = new Map<string, FailureCause>();
+  const skips = new Map<string, SkipReason>();
   const waiting = new Map<number, Set<number>>();
   const dependents = new Map<number, number[]>();
   /** Hosts whose connection was lost during this apply, with the error: no new step starts on them. */
@@ -254,6 +297,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     const started = Date.now();
     opts.onEvent?.({ type: 'start', step });
     let lastError = '';
+    let cause: FailureCause = {};
     for (let attempt = 1; attempt <= policy.maxAttempts; attempt += 1) {
       const jid = await store.journal.begin({
         runId, ...parseResourceKey(step.key), action: step.op.op, intent: intentOf(step, desired), attempt,
@@ -266,19 +310,20 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         return { step, status: 'succeeded', attempts: attempt, ms: Date.now() - started };
       } catch (e) {
         lastError = errorText(e);
+        cause = failureCause(e);
         if (e instanceof HostError && e.code === 'connection') {
           // The call's outcome on the host is unknown: the entry stays open, so the next run treats
           // whatever it finds under this name as half-done work of its own. No retry on a dead
           // connection, and no new step starts on that host (the others go on).
           if (!connectionLost.has(step.host)) connectionLost.set(step.host, lastError);
-          return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError };
+          return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError, failure: cause };
         }
         await store.journal.finish(jid, 'failed', lastError);
         if (!retryable(e) || attempt === policy.maxAttempts) {
-          return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError };
+          return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError, failure: cause };
         }
         if (opts.signal?.aborted) {
-          return { step, status: 'skipped', attempts: attempt, ms: Date.now() - started, error: `not retried: shutting down (${lastError})` };
+          return skippedOutcome(step, { reason: 'not-retried', error: lastError }, attempt, Date.now() - started);
         }
         const delayMs = backoffDelay(policy, attempt);
         opts.onEvent?.({ type: 'retry', step, attempt, delayMs, error: lastError });
@@ -287,15 +332,15 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         if (inFlight.get(step.id)?.jid === jid) inFlight.delete(step.id);
       }
     }
-    return { step, status: 'failed', attempts: policy.maxAttempts, ms: Date.now() - started, error: lastError };
+    return { step, status: 'failed', attempts: policy.maxAttempts, ms: Date.now() - started, error: lastError, failure: cause };
   };
   let abandoned = false;
 
-  const skipReasons = new Map<number, string>();
-  const stopReason = (step: PlanStep): string | undefined => {
+  const skipReasons = new Map<number, SkipReason>();
+  const stopReason = (step: PlanStep): SkipReason | undefined => {
     const lost = connectionLost.get(step.host);
-    return lost ? `not started: connection to libvirt lost (${lost})`
-      : opts.signal?.aborted ? 'not started: shutting down' : undefined;
+    return lost ? { reason: 'connection-lost', error: lost }
+      : opts.signal?.aborted ? { reason: 'shutting-down' } : undefined;
   };
   let disarmStop = (): void => undefined;
   const finished = new Promise<void>((resolveAll, rejectAll) => {
@@ -306,14 +351,20 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       if (outcomes.has(outcome.step.id)) return;
       outcomes.set(outcome.step.id, outcome);
       opts.onEvent?.({ type: 'done', outcome });
-      if (outcome.status === 'failed' && outcome.error) failed.set(outcome.step.key, outcome.error);
-      if (outcome.status === 'skipped' && outcome.error && !failed.has(outcome.step.key)) skipped.set(outcome.step.key, outcome.error);
+      if (outcome.status === 'failed' && outcome.error) {
+        failed.set(outcome.step.key, outcome.error);
+        failures.set(outcome.step.key, outcome.failure ?? {});
+      }
+      if (outcome.status === 'skipped' && outcome.error && !failed.has(outcome.step.key)) {
+        skipped.set(outcome.step.key, outcome.error);
+        if (outcome.skip) skips.set(outcome.step.key, outcome.skip);
+      }
       remaining -= 1;
       for (const next of dependents.get(outcome.step.id) ?? []) {
         const w = waiting.get(next)!;
         w.delete(outcome.step.id);
         if (outcome.status !== 'succeeded' && !skipReasons.has(next)) {
-          skipReasons.set(next, `skipped: ${outcome.step.key} ${outcome.status === 'failed' ? 'failed' : 'was skipped'}`);
+          skipReasons.set(next, { reason: 'prerequisite', key: outcome.step.key, status: outcome.status });
         }
         if (w.size === 0) schedule(plan.steps[next]!);
       }
@@ -323,12 +374,12 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     const schedule = (step: PlanStep): void => {
       const reason = skipReasons.get(step.id) ?? stopReason(step);
       if (reason) {
-        complete({ step, status: 'skipped', attempts: 0, ms: 0, error: reason });
+        complete(skippedOutcome(step, reason));
         return;
       }
       queue.add(() => {
         const late = stopReason(step);
-        return late ? Promise.resolve<StepOutcome>({ step, status: 'skipped', attempts: 0, ms: 0, error: late }) : runStep(step);
+        return late ? Promise.resolve(skippedOutcome(step, late)) : runStep(step);
       }).then(complete, rejectAll);
     };
     for (const s of plan.steps) if (s.deps.length === 0) schedule(s);
@@ -343,14 +394,14 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         for (const [id, f] of [...inFlight]) {
           inFlight.delete(id);
           const step = plan.steps[id]!;
-          const error = `interrupted: still running ${stopTimeoutMs / 1000} s after the stop was requested (--stop-timeout); abandoned, the next run finishes it`;
-          await store.journal.finish(f.jid, 'failed', error);
-          complete({ step, status: 'skipped', attempts: f.attempt, ms: Date.now() - f.started, error });
+          const outcome = skippedOutcome(step, { reason: 'abandoned', stopTimeoutMs }, f.attempt, Date.now() - f.started);
+          await store.journal.finish(f.jid, 'failed', outcome.error);
+          complete(outcome);
         }
         // Steps still queued behind them never start.
         queue.clear();
         for (const step of plan.steps) {
-          if (!outcomes.has(step.id)) complete({ step, status: 'skipped', attempts: 0, ms: 0, error: 'not started: shutting down' });
+          if (!outcomes.has(step.id)) complete(skippedOutcome(step, { reason: 'shutting-down' }));
         }
       };
       const arm = (): void => {
@@ -388,7 +439,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     }
   }
 
-  return { outcomes: plan.steps.map((s) => outcomes.get(s.id)!).filter(Boolean), failed, skipped };
+  return { outcomes: plan.steps.map((s) => outcomes.get(s.id)!).filter(Boolean), failed, skipped, failures, skips };
 }
 
 export function stepLabel(step: PlanStep): string {

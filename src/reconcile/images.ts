@@ -314,6 +314,6 @@ export async function* verifiedFileBytes(path: string, sha256: string | undefine
   }
   const got = hash.digest('hex');
   if (sha256 !== undefined && got !== sha256) {
-    throw new HostError('invalid', `image ${path} changed since it was read: its sha256 is now ${got}, expected ${sha256}`);
+    throw new HostError('invalid', `image ${path} changed since it was read: its sha256 is now ${got}, expected ${sha256}`, undefined, 'image-changed');
   }
 }

@@ -124,16 +124,58 @@ export type HostErrorCode =
   | 'connection'
   | 'unknown';
 
+/** libvirt's own identification of an error, as the daemon sent it in the RPC reply (never parsed from text). */
+export interface LibvirtErrorId {
+  /** `virErrorNumber`, e.g. 42 = VIR_ERR_NO_DOMAIN. */
+  code: number;
+  /** `virErrorDomain`: the subsystem that raised it, e.g. 10 = VIR_FROM_QEMU. */
+  domain: number;
+}
+
+/**
+ * What a HostError is about, beyond its code, where a caller acts on it (one value per case;
+ * callers test `reason`, never the message text).
+ */
+export type HostErrorReason =
+  /** An image file's sha256 is not the one read before (a cache entry or source file changed under us). */
+  | 'image-changed';
+
 export class HostError extends Error {
+  /** libvirt's code and domain, when the error came from the daemon. */
+  readonly libvirt?: LibvirtErrorId;
+  readonly reason?: HostErrorReason;
+
   constructor(
     public readonly code: HostErrorCode,
     message: string,
-    /** libvirt's numeric error code, when the error came from libvirt. */
-    public readonly libvirtCode?: number,
+    /** libvirt's numeric error code (or code and domain), when the error came from libvirt. */
+    libvirt?: number | LibvirtErrorId,
+    reason?: HostErrorReason,
   ) {
     super(message);
     this.name = 'HostError';
+    if (libvirt !== undefined) this.libvirt = typeof libvirt === 'number' ? { code: libvirt, domain: 0 } : libvirt;
+    if (reason !== undefined) this.reason = reason;
   }
+
+  /** libvirt's numeric error code, when the error came from libvirt. */
+  get libvirtCode(): number | undefined {
+    return this.libvirt?.code;
+  }
+}
+
+/** The typed part of a failure: what callers decide on (retry, stall), carried beside the text. */
+export interface FailureCause {
+  /** The HostError code; undefined: not a HostError (a bug, a store error). */
+  code?: HostErrorCode;
+  libvirt?: LibvirtErrorId;
+  reason?: HostErrorReason;
+}
+
+/** The typed cause of an error (HostError fields), for callers that keep only its text otherwise. */
+export function failureCause(e: unknown): FailureCause {
+  if (!(e instanceof HostError)) return {};
+  return { code: e.code, ...(e.libvirt ? { libvirt: { ...e.libvirt } } : {}), ...(e.reason ? { reason: e.reason } : {}) };
 }
 
 /** A domain lifecycle event (started, stopped, crashed, defined, undefined, …). */

@@ -25,6 +25,7 @@ import type { AddressReport, NicAddresses } from './addresses.js';
 import type { ResourceRecord, RevisionRecord, Suspension } from '../state/index.js';
 import type { Condition, ConditionDraft } from '../model/conditions.js';
 import { HELD_FOR_DATA_LOSS_FACT, RECONCILE_DISABLED_FACT } from '../reconcile/diff.js';
+import { STALL_CONDITION_REASON, stallText, type Stall } from './stall.js';
 
 export type ResourceStatus = 'converged' | 'drifted' | 'failed' | 'pending' | 'stalled' | 'suspended' | 'applied' | 'unknown';
 
@@ -90,7 +91,7 @@ export interface StatusInput {
   /** Revisions by id, for the records' lastAppliedRevision. */
   revisions: ReadonlyMap<number, RevisionRecord>;
   /** The watcher's stalled resources by key, with the reason. */
-  stalled?: ReadonlyMap<string, string>;
+  stalled?: ReadonlyMap<string, Stall>;
   /** Drift a plan found (deep comparison) and no apply has corrected yet, by key: the plan's reason. */
   drift?: ReadonlyMap<string, string>;
   /** Other changes the same plan has for a resource (a manifest edit, an interrupted operation), by key: the plan's reason. */
@@ -132,10 +133,10 @@ function observedOf(host: HostView | undefined, kind: string, name: string, r: R
 }
 
 function derive(
-  r: ResourceRecord | undefined, d: DesiredResource | undefined, declaredGiven: boolean, desired: string, observed: string, stalled: string | undefined,
+  r: ResourceRecord | undefined, d: DesiredResource | undefined, declaredGiven: boolean, desired: string, observed: string, stalled: Stall | undefined,
   drift: string | undefined, pending?: string,
 ): { status: ResourceStatus; reason: string | null } {
-  if (stalled !== undefined) return { status: 'stalled', reason: stalled };
+  if (stalled !== undefined) return { status: 'stalled', reason: stallText(stalled) };
   if (isDisabled(r, d, declaredGiven)) return { status: 'suspended', reason: 'metadata.reconcile: disabled: left alone' };
   if (!r) return { status: 'pending', reason: observed === 'absent' || observed === 'unknown' ? 'not created yet' : 'not managed yet' };
   if (declaredGiven && !d) return { status: 'pending', reason: 'not declared: the next reconcile deletes it' };
@@ -157,8 +158,6 @@ function isDisabled(r: ResourceRecord | undefined, d: DesiredResource | undefine
   return (r?.details.facts as Record<string, unknown> | undefined)?.[RECONCILE_DISABLED_FACT] === true;
 }
 
-const STALL_REASONS: [string, string][] = [['held:', 'HeldForDataLoss'], ['braked:', 'Braked'], ['invalid:', 'InvalidDefinition'], ['conflict:', 'Conflict']];
-
 /** The conditions of one row, derived from what the row already says (no host calls of their own). */
 export function deriveConditions(
   row: Omit<StatusRow, 'conditions'>, r: ResourceRecord | undefined, disabled: boolean, input: StatusInput,
@@ -171,7 +170,7 @@ export function deriveConditions(
   const stalled = input.stalled?.get(key);
   const facts = (r?.details.facts as Record<string, unknown> | undefined) ?? {};
   const heldFact = typeof facts[HELD_FOR_DATA_LOSS_FACT] === 'string' ? facts[HELD_FOR_DATA_LOSS_FACT] as string : undefined;
-  const heldStall = stalled?.startsWith('held:') ? stalled.slice(5).trim() : undefined;
+  const heldStall = stalled?.reason === 'held' ? stalled.detail.trim() : undefined;
   const held = heldStall ?? heldFact;
   const restart = row.note?.flag === 'restart required';
   const s = input.suspension;
@@ -181,7 +180,7 @@ export function deriveConditions(
     row.status === 'pending' ? t('Reconciling', true, 'ChangesPending', why || 'changes not applied yet')
       : t('Reconciling', false, 'Idle', 'no changes waiting to be applied'),
     stalled !== undefined
-      ? t('Stalled', true, STALL_REASONS.find(([p]) => stalled.startsWith(p))?.[1] ?? 'Stalled', stalled)
+      ? t('Stalled', true, STALL_CONDITION_REASON[stalled.reason], stallText(stalled))
       : t('Stalled', false, 'Progressing', 'not stalled'),
     row.status === 'drifted' ? t('Drifted', true, row.observed === 'absent' ? 'MissingOnHost' : 'ObservedDiffers', why)
       : t('Drifted', false, 'NoDrift', 'no difference from the desired state seen'),

@@ -8,3 +8,4 @@ export {
 export { waitForAddresses, type WaitFailure, type WaitOptions, type WaitResult } from './wait.js';
 export { deriveConditions, withTransitions } from './build.js';
 export { persistConditions, trueConditions } from './conditions.js';
+export { STALL_CONDITION_REASON, stallText, type Stall, type StallReason } from './stall.js';

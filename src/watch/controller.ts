@@ -11,21 +11,19 @@
  * life and builds `/status` with the same function as `virtform status` (src/status/).
  */
 import { resolve as resolvePath } from 'node:path';
-import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
 import type { Desired } from '../reconcile/desired.js';
 import type { StateStore, Suspension, WriterLock } from '../state/index.js';
-import type { MaxDeletions } from '../reconcile/safety.js';
 import type { Policy } from '../manifest/index.js';
 import {
-  buildStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type StatusRow, type StatusSummary,
+  buildStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type Stall, type StatusRow, type StatusSummary,
 } from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
 import { WatchMetrics, hostLabels } from './metrics.js';
 import { hostOf, type HostId } from '../model/kinds.js';
 import { CoalescingQueue, type TriggerSource } from './queue.js';
-import { Runner, type RequeueInfo, type RunInfo, type StalledResource } from './runner.js';
+import { Runner, type RequeueInfo, type RunInfo, type RunnerOptions, type StalledResource } from './runner.js';
 import {
   HostConnection, LifecycleEventSource, ManifestFolderSource, ResyncSource, SuspendSource, isIgnoredPath,
   type ConnectionInfo, type ConnectionState, type Source,
@@ -40,7 +38,10 @@ export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner
 export type { ConnectionState } from './sources/index.js';
 export { isIgnoredPath };
 
-export interface WatchOptions {
+/** What the controller hands to its runner as given (see RunnerOptions). */
+type RunOptions = Pick<RunnerOptions, 'concurrency' | 'retry' | 'gracefulStop' | 'shutdownTimeoutMs' | 'stopTimeoutMs' | 'maxDeletions' | 'requeue'>;
+
+export interface WatchOptions extends RunOptions {
   /** Manifest folder. */
   dir: string;
   /** Open state store; the controller takes the writer lock on it, the caller closes it. */
@@ -60,8 +61,6 @@ export interface WatchOptions {
   resyncMs?: number;
   /** Reconnect backoff: first delay, cap and growth factor (defaults 500 ms, 30 s, 2). */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number };
-  /** Requeue backoff after a failed run (defaults 1 s, 60 s, 2, jitter 0.5). */
-  requeue?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number; jitter?: number };
   /** Lock heartbeat interval (default 30 s). */
   heartbeatMs?: number;
   /** Watch the folder for changes (default true). */
@@ -74,14 +73,6 @@ export interface WatchOptions {
    * watched, and `/status` shows its fetched/applied commits. `dir` is then only a label.
    */
   git?: GitRepositorySource;
-  concurrency?: number;
-  retry?: RetryPolicy;
-  gracefulStop?: boolean;
-  shutdownTimeoutMs?: number;
-  /** On stop, how long the steps in flight of the run in flight may still run (ms; absent = as long as they take). */
-  stopTimeoutMs?: number;
-  /** The mass-deletion brake (`--max-deletions`); undefined: the default. */
-  maxDeletions?: MaxDeletions;
   /** The policy manifests are checked against (`--policy`). */
   policy?: Policy;
   /** How often the suspend switch is polled (default 2000 ms; 0: only read before each run). */
@@ -197,6 +188,11 @@ export class WatchController {
 
   get lastRun(): RunInfo | undefined {
     return this.#runner.lastRun;
+  }
+
+  /** The stalled resources by key, typed (`/status` shows their text). */
+  get stalls(): ReadonlyMap<string, Stall> {
+    return this.#runner.stalls;
   }
 
   /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
@@ -323,7 +319,7 @@ export class WatchController {
     } else {
       hostError = `not connected (${this.#connection.state})`;
     }
-    const stalled = new Map(this.#runner.stalled.map((s) => [s.resource, s.reason]));
+    const stalled = this.#runner.stalls;
     const suspension = await store.controls.suspension();
     const previousConditions = await store.conditions.list();
     const report = buildStatus({

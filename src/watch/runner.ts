@@ -18,7 +18,9 @@
  */
 import { reconcile, type ReconcileResult } from '../reconcile/engine.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
-import { HostError, type HostErrorCode, type HostPort } from '../reconcile/ports.js';
+import type { FailureCause } from '../reconcile/ports.js';
+import type { SkipReason } from '../reconcile/apply.js';
+import { stallText, type Stall } from '../status/index.js';
 import type { StateStore, Suspension } from '../state/index.js';
 import type { MaxDeletions } from '../reconcile/safety.js';
 import { Backoff, type BackoffPolicy } from '../util/backoff.js';
@@ -61,6 +63,7 @@ export interface RunInfo {
 
 export interface StalledResource {
   resource: string;
+  /** The stall's text (`stallText`). */
   reason: string;
   since: string;
 }
@@ -99,31 +102,8 @@ function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/**
- * Wrap a host so that every HostError it throws is remembered by message: apply reports a failed
- * step by its error text, and this recovers the error's code (to tell `invalid` from transient).
- */
-function recordingErrors(host: HostPort, codes: Map<string, HostErrorCode>): HostPort {
-  return new Proxy(host, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        const r = (value as (...a: unknown[]) => unknown).apply(target, args);
-        if (r instanceof Promise) {
-          return r.catch((e: unknown) => {
-            if (e instanceof HostError) codes.set(e.message, e.code);
-            throw e;
-          });
-        }
-        return r;
-      };
-    },
-  });
-}
-
-/** Failures no retry can fix: HostError code `invalid` (libvirt refused the definition). */
-const STALLING_CODES = new Set<string>(['invalid']);
+/** A failure no retry can fix: HostError code `invalid` (libvirt refused the definition). */
+const stalls = (cause: FailureCause | undefined): boolean => cause?.code === 'invalid';
 
 export class Runner {
   readonly #o: RunnerOptions;
@@ -135,7 +115,7 @@ export class Runner {
   #firstReconcileDone = false;
   #lastRun: RunInfo | undefined;
   #lastReconcile: RunInfo | undefined;
-  #stalled = new Map<string, StalledResource>();
+  #stalled = new Map<string, { stall: Stall; since: string }>();
   #suspension: Suspension | undefined;
   #drift = new Map<string, string>();
   #pending = new Map<string, string>();
@@ -194,7 +174,12 @@ export class Runner {
   }
 
   get stalled(): StalledResource[] {
-    return [...this.#stalled.values()];
+    return [...this.#stalled].map(([resource, s]) => ({ resource, reason: stallText(s.stall), since: s.since }));
+  }
+
+  /** The stalled resources by key, typed (status derives its conditions from them). */
+  get stalls(): ReadonlyMap<string, Stall> {
+    return new Map([...this.#stalled].map(([k, s]) => [k, s.stall]));
   }
 
   get requeue(): RequeueInfo {
@@ -265,9 +250,8 @@ export class Runner {
       }
       const desired = loaded.desired;
       this.#log.info('reconcile started', { seq, sources, digest: desired.digest, resources: desired.resources.length, ...(desired.gitCommit ? { commit: desired.gitCommit.slice(0, 7) } : {}) });
-      const codes = new Map<string, HostErrorCode>();
       const result = await reconcile({
-        host: recordingErrors(connected, codes),
+        host: connected,
         store: o.store,
         desired,
         concurrency: o.concurrency,
@@ -296,7 +280,11 @@ export class Runner {
       this.#firstReconcileDone = true;
       m.runDuration.observe(result.durationMs / 1000);
       const sum = result.plan.summary;
-      const failures = [...(result.applied?.failed ?? new Map<string, string>())].map(([resource, error]) => ({ resource, error, code: codes.get(error) }));
+      const causes = result.applied?.failures;
+      const failures = [...(result.applied?.failed ?? new Map<string, string>())].map(([resource, error]) => {
+        const cause = causes?.get(resource);
+        return { resource, error, code: cause?.code };
+      });
       const blocked = [...result.plan.blocked].map(([resource, reason]) => ({ resource, reason }));
       const run = finish({
         outcome: result.outcome,
@@ -321,7 +309,7 @@ export class Runner {
       this.#drift = new Map(result.plan.changes.filter((c) => c.drift && notRun(c.key)).map((c) => [c.key, c.reason]));
       this.#pending = new Map(result.plan.changes.filter((c) => !c.drift && notRun(c.key)).map((c) => [c.key, c.reason]));
       this.#lastReconcile = run;
-      this.#settle(run, [...(result.applied?.skipped ?? new Map<string, string>()).values()]);
+      this.#settle(run, [...(result.applied?.skips ?? new Map<string, SkipReason>()).values()], causes);
       const fields = {
         seq, sources, outcome: run.outcome, durationMs: run.durationMs, plan: run.plan, mutations: run.mutations,
         failures: run.failures.length, blocked: run.blocked.length,
@@ -341,25 +329,19 @@ export class Runner {
   }
 
   /** Decide what follows a run: reset, requeue with backoff, or stall. */
-  #settle(run: RunInfo, skipReasons: string[]): void {
+  #settle(run: RunInfo, skipReasons: SkipReason[], causes?: ReadonlyMap<string, FailureCause>): void {
     const o = this.#o;
     const m = o.metrics;
     if (run.outcome === 'noop' || run.outcome === 'succeeded') {
       if (this.#backoff.attempt > 0) this.#log.info('converged after requeue', { seq: run.seq, requeues: this.#backoff.attempt });
-      this.#backoff.reset();
-      o.queue.cancelDelayed();
-      this.#requeueReason = undefined;
-      m.backoff.set(0);
-      this.#setStalled([]);
+      this.#stopRequeueing();
+      this.#stall([]);
       return;
     }
     if (o.signal.aborted) return; // stopping: the next start does the rest
     if (run.outcome === 'suspended') {
       // Not a failure: nothing to retry. The suspend source enqueues a run when it is lifted.
-      this.#backoff.reset();
-      o.queue.cancelDelayed();
-      this.#requeueReason = undefined;
-      m.backoff.set(0);
+      this.#stopRequeueing();
       this.#log.warn('suspended: observed and planned, applied nothing', {
         seq: run.seq, since: run.suspension?.since, by: run.suspension?.by, plan: run.plan,
       });
@@ -368,17 +350,11 @@ export class Runner {
     if (run.outcome === 'braked') {
       // Retrying gives the same plan: wait for an input change (a manifest edit, an event, the resync).
       const b = run.braked!;
-      const stalled = b.deletions.map((resource) => ({
-        resource, reason: b.wipe
-          ? `braked: the plan deletes every ${b.wipe.kind} virtform owns (${b.wipe.owned}), refused by default (--max-deletions)`
-          : `braked: the plan deletes ${b.deletions.length} resources, more than the ${b.max} allowed (--max-deletions)`,
-      }));
-      this.#setStalled(stalled);
-      run.stalled = stalled;
-      this.#backoff.reset();
-      o.queue.cancelDelayed();
-      this.#requeueReason = undefined;
-      m.backoff.set(0);
+      const detail = b.wipe
+        ? `the plan deletes every ${b.wipe.kind} virtform owns (${b.wipe.owned}), refused by default (--max-deletions)`
+        : `the plan deletes ${b.deletions.length} resources, more than the ${b.max} allowed (--max-deletions)`;
+      this.#stall(b.deletions.map((resource) => [resource, { reason: 'braked', detail }]), run);
+      this.#stopRequeueing();
       this.#log.error('braked: the plan deletes more resources than --max-deletions allows; nothing applied', {
         seq: run.seq, deletions: b.deletions.length, max: b.max, resources: b.deletions.slice(0, 50),
       });
@@ -386,13 +362,8 @@ export class Runner {
     }
     if (run.outcome === 'held') {
       // Retrying cannot give consent: wait for an input change (or `reconcile --allow-data-loss`).
-      const stalled = (run.held ?? []).map((h) => ({ resource: h.resource, reason: `held: ${h.reason}` }));
-      this.#setStalled(stalled);
-      run.stalled = stalled;
-      this.#backoff.reset();
-      o.queue.cancelDelayed();
-      this.#requeueReason = undefined;
-      m.backoff.set(0);
+      const stalled = this.#stall((run.held ?? []).map((h) => [h.resource, { reason: 'held', detail: h.reason }]), run);
+      this.#stopRequeueing();
       this.#log.warn('changes held: they would destroy data; watch never consents (run reconcile --allow-data-loss)', {
         seq: run.seq, held: stalled.slice(0, 10),
       });
@@ -400,20 +371,18 @@ export class Runner {
     }
     let reason: string;
     if (run.outcome === 'failed') {
-      const stalled: { resource: string; reason: string }[] = [
-        ...run.failures.filter((f) => f.code !== undefined && STALLING_CODES.has(f.code)).map((f) => ({ resource: f.resource, reason: `invalid: ${f.error}` })),
-        ...run.blocked.map((b) => ({ resource: b.resource, reason: `conflict: ${b.reason}` })),
-      ];
-      this.#setStalled(stalled);
-      run.stalled = stalled;
-      const retryable = run.failures.some((f) => f.code === undefined || !STALLING_CODES.has(f.code))
+      const stalled = this.#stall([
+        ...run.failures.flatMap((f): [string, Stall][] => {
+          const cause = causes?.get(f.resource);
+          return stalls(cause) ? [[f.resource, { reason: 'invalid', detail: f.error, ...(cause?.libvirt ? { libvirt: cause.libvirt } : {}) }]] : [];
+        }),
+        ...run.blocked.map((b): [string, Stall] => [b.resource, { reason: 'conflict', detail: b.reason }]),
+      ], run);
+      const retryable = run.failures.some((f) => !stalls(causes?.get(f.resource)))
         // a step not started for any reason other than a failed or skipped prerequisite (connection lost)
-        || skipReasons.some((r) => !r.startsWith('skipped: '));
+        || skipReasons.some((r) => r.reason !== 'prerequisite');
       if (!retryable) {
-        this.#backoff.reset();
-        o.queue.cancelDelayed();
-        this.#requeueReason = undefined;
-        m.backoff.set(0);
+        this.#stopRequeueing();
         this.#log.warn('stalled: not retrying until a manifest change or a lifecycle event', {
           seq: run.seq, resources: stalled.map((s) => s.resource), stalled: stalled.slice(0, 10),
         });
@@ -435,11 +404,23 @@ export class Runner {
     o.queue.addAfter('requeue', delayMs);
   }
 
-  #setStalled(list: { resource: string; reason: string }[]): void {
+  /** No requeue: the backoff starts over and a delayed run is dropped; an input change starts the next run. */
+  #stopRequeueing(): void {
+    this.#backoff.reset();
+    this.#o.queue.cancelDelayed();
+    this.#requeueReason = undefined;
+    this.#o.metrics.backoff.set(0);
+  }
+
+  /** The stalled resources now (replacing the last run's), also on `run`; returns them as text. */
+  #stall(list: [string, Stall][], run?: RunInfo): { resource: string; reason: string }[] {
     const now = new Date().toISOString();
-    const next = new Map<string, StalledResource>();
-    for (const s of list) next.set(s.resource, { ...s, since: this.#stalled.get(s.resource)?.since ?? now });
+    const next = new Map<string, { stall: Stall; since: string }>();
+    for (const [resource, stall] of list) next.set(resource, { stall, since: this.#stalled.get(resource)?.since ?? now });
     this.#stalled = next;
     this.#o.metrics.stalled.set(next.size);
+    const shown = list.map(([resource, stall]) => ({ resource, reason: stallText(stall) }));
+    if (run) run.stalled = shown;
+    return shown;
   }
 }

@@ -15,7 +15,7 @@ import type { Desired, DesiredResource } from '../../reconcile/desired.js';
 import { planOnly } from '../../reconcile/engine.js';
 import { StateDbMissingError, defaultDbPath, type StateStore } from '../../state/index.js';
 import {
-  addressLabel, buildStatus, observeForStatus, persistConditions, revisionsFor, trueConditions, type HostView, type StatusRow,
+  addressLabel, buildStatus, observeForStatus, persistConditions, revisionsFor, trueConditions, type HostView, type Stall, type StatusRow,
 } from '../../status/index.js';
 import { suspendedText } from './reconcile.js';
 import { buildDesired } from '../../reconcile/desired.js';
@@ -78,7 +78,7 @@ export async function runStatus(
     let hostError: string | undefined;
     const drift = new Map<string, string>();
     const pending = new Map<string, string>();
-    const stalled = new Map<string, string>();
+    const stalled = new Map<string, Stall>();
     if (!o.offline) {
       try {
         const conn = await openHost(o.uri);
@@ -93,7 +93,7 @@ export async function runStatus(
             // Status tells the plan's story: a conflict is stalled, drift drifted, any other change
             // pending, never converged.
             for (const c of plan.changes) {
-              if (c.action === 'conflict') stalled.set(c.key, `conflict: ${c.reason}`);
+              if (c.action === 'conflict') stalled.set(c.key, { reason: 'conflict', detail: c.reason });
               else (c.drift ? drift : pending).set(c.key, c.reason);
             }
           }

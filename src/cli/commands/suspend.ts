@@ -26,19 +26,31 @@ export function whoAmI(): string {
   return `${user}@${hostname()} (pid ${process.pid})`;
 }
 
-async function open(db: string | undefined, mustExist: boolean): Promise<StateStore | number> {
+/**
+ * Open the DB, run `fn` on it and close it: exit 0, or 1 with `virtform: cannot VERB DB: error`
+ * (a DB that cannot be opened: `virtform: error`).
+ */
+async function withStore(db: string | undefined, mustExist: boolean, verb: string, fn: (store: StateStore) => Promise<void>): Promise<number> {
+  let store: StateStore;
   try {
-    return await openStore(db, { mustExist });
+    store = await openStore(db, { mustExist });
   } catch (e) {
     process.stderr.write(`virtform: ${e instanceof StateDbMissingError ? e.message : errorMessage(e)}\n`);
     return EXIT.failure;
   }
+  try {
+    await fn(store);
+    return EXIT.ok;
+  } catch (e) {
+    process.stderr.write(`virtform: cannot ${verb} ${store.path}: ${errorMessage(e)}\n`);
+    return EXIT.failure;
+  } finally {
+    await store.close();
+  }
 }
 
 export async function runSuspend(o: { db?: string; reason?: string; json?: boolean }): Promise<number> {
-  const store = await open(o.db, false);
-  if (typeof store === 'number') return store;
-  try {
+  return withStore(o.db, false, 'suspend', async (store) => {
     const { suspension, already } = await store.controls.suspend({ by: whoAmI(), reason: o.reason ?? null });
     if (o.json) process.stdout.write(`${JSON.stringify({ db: store.path, suspended: true, already, suspension }, null, 2)}\n`);
     else {
@@ -46,27 +58,13 @@ export async function runSuspend(o: { db?: string; reason?: string; json?: boole
         ? `Already suspended: ${suspendedText(store.path, suspension)}.\n`
         : `Suspended: ${suspendedText(store.path, suspension)}.\nApplies are paused (a watcher keeps observing); \`virtform resume\` continues.\n`);
     }
-    return EXIT.ok;
-  } catch (e) {
-    process.stderr.write(`virtform: cannot suspend ${store.path}: ${errorMessage(e)}\n`);
-    return EXIT.failure;
-  } finally {
-    await store.close();
-  }
+  });
 }
 
 export async function runResume(o: { db?: string; json?: boolean }): Promise<number> {
-  const store = await open(o.db, true);
-  if (typeof store === 'number') return store;
-  try {
+  return withStore(o.db, true, 'resume', async (store) => {
     const was = await store.controls.resume();
     if (o.json) process.stdout.write(`${JSON.stringify({ db: store.path, suspended: false, resumed: was ?? null }, null, 2)}\n`);
     else process.stdout.write(was ? `Resumed: ${store.path} was suspended since ${was.since}, by ${was.by}; applies continue.\n` : `Not suspended: ${store.path}.\n`);
-    return EXIT.ok;
-  } catch (e) {
-    process.stderr.write(`virtform: cannot resume ${store.path}: ${errorMessage(e)}\n`);
-    return EXIT.failure;
-  } finally {
-    await store.close();
-  }
+  });
 }

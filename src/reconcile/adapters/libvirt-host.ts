@@ -65,6 +65,8 @@ import {
   VIR_ERR_AGENT_UNRESPONSIVE,
   VIR_ERR_AGENT_UNSYNCED,
   VIR_ERR_OPERATION_INVALID,
+  VIR_ERR_OPERATION_FAILED,
+  VIR_ERR_SYSTEM_ERROR,
   VIR_ERR_INTERNAL_ERROR,
   type Domain,
   type Network,
@@ -124,7 +126,7 @@ export function toHostError(e: unknown, context: string): HostError {
   if (e instanceof HostError) return e;
   if (e instanceof LibvirtError) {
     const code = NOT_FOUND.has(e.code) ? 'not-found' : EXISTS.has(e.code) ? 'already-exists' : INVALID.has(e.code) ? 'invalid' : 'operation-failed';
-    return new HostError(code, `${context}: ${e.message}`, e.code);
+    return new HostError(code, `${context}: ${e.message}`, { code: e.code, domain: e.domain });
   }
   if (e instanceof ConnectionError) return new HostError('connection', `${context}: ${e.message}`);
   // A definition the XML builder rejects (vcpus 0, prefix > 32, duplicate disk target…) is bad
@@ -146,9 +148,12 @@ export function cpuListCount(list: string): number {
 
 const ENOENT = 2;
 const ENOTEMPTY = 39;
-/** A system error of the daemon: "No such file or directory" (the errno travels in int1). */
+/**
+ * A system error of the daemon: "No such file or directory". The errno travels in the RPC error's
+ * int1 (virReportSystemError), so the code decides, not the message (translated by the daemon's locale).
+ */
 function isNoSuchFile(e: unknown): boolean {
-  return e instanceof LibvirtError && (e.int1 === ENOENT || /No such file or directory/.test(e.message));
+  return e instanceof LibvirtError && e.code === VIR_ERR_SYSTEM_ERROR && e.int1 === ENOENT;
 }
 
 function isNotFound(e: unknown): boolean {
@@ -855,10 +860,13 @@ export async function openDomainConsole(host: LibvirtHost, name: string, opts: {
   try {
     return await c.domainOpenConsole(dom, null, opts.force ? VIR_DOMAIN_CONSOLE_FORCE : 0);
   } catch (e) {
-    if (e instanceof LibvirtError && /active console session exists/i.test(e.message)) {
+    // libvirt reports a held console as VIR_ERR_OPERATION_FAILED with no code of its own: only the
+    // text tells it from other failures of that code.
+    if (e instanceof LibvirtError && e.code === VIR_ERR_OPERATION_FAILED && /active console session exists/i.test(e.message)) {
       throw new ConsoleError('busy', `another client holds the console of VM ${name} (libvirt: ${e.message}); --force takes it over`);
     }
-    if (e instanceof LibvirtError && /not running/i.test(e.message)) throw new ConsoleError('not-running', `VM ${name} is not running: ${e.message}`);
+    // The domain stopped between the state check and the open (virDomainObjCheckActive).
+    if (e instanceof LibvirtError && e.code === VIR_ERR_OPERATION_INVALID) throw new ConsoleError('not-running', `VM ${name} is not running: ${e.message}`);
     throw new ConsoleError('failed', `cannot open the console of VM ${name}: ${e instanceof Error ? e.message : String(e)}`);
   }
 }

@@ -72,6 +72,29 @@ export interface FieldChange {
   xml?: XmlChange | 'live only';
 }
 
+/** What a note a later pass may withdraw is about. */
+export type NoteTopic =
+  /** The change restarts the running object to apply itself. */
+  | 'restart'
+  /** The change stops the running object (how: gracefully or forced). */
+  | 'stop'
+  /** Something takes effect only at the object's next boot. */
+  | 'next-boot';
+
+/** Add a note about `topic` to a change (or to the notes and topics of one being built). */
+export function addNote(c: { notes: string[]; noteTopics?: { topic: NoteTopic; text: string }[] }, topic: NoteTopic, text: string): void {
+  c.notes.push(text);
+  (c.noteTopics ??= []).push({ topic, text });
+}
+
+/** Remove the notes about any of `topics` from a change. */
+export function withdrawNotes(c: { notes: string[]; noteTopics?: { topic: NoteTopic; text: string }[] }, ...topics: NoteTopic[]): void {
+  const gone = new Set((c.noteTopics ?? []).filter((n) => topics.includes(n.topic)).map((n) => n.text));
+  if (gone.size === 0) return;
+  c.notes = c.notes.filter((n) => !gone.has(n));
+  c.noteTopics = c.noteTopics!.filter((n) => !gone.has(n.text));
+}
+
 export interface ResourceChange<O extends StepOpBase = StepOpBase, R extends AnyDesired = AnyDesired> {
   key: string;
   kind: ResourceKind;
@@ -82,6 +105,12 @@ export interface ResourceChange<O extends StepOpBase = StepOpBase, R extends Any
   reason: string;
   fields: FieldChange[];
   notes: string[];
+  /**
+   * What some of `notes` are about (each names one note by its text), so that a later pass can
+   * withdraw them by topic (`withdrawNotes`): a VM restarted anyway has nothing left for its next
+   * boot. Not shown.
+   */
+  noteTopics?: { topic: NoteTopic; text: string }[];
   steps: O[];
   desired?: R;
   /** Config recorded at the last apply (for deletes and replaces). */

@@ -78,7 +78,7 @@ describe('conditions', () => {
     expect(cond(md, 'Suspended')).toMatchObject({ status: 'True', reason: 'ManifestDisabled' });
     const held = buildStatus({ records: [rec({ details: { facts: { heldForDataLoss: 'would destroy x' } } })], host: view(true), revisions: new Map() }).resources[0]!;
     expect(cond(held, 'HeldForDataLoss')).toMatchObject({ status: 'True', reason: 'NeedsConsent' });
-    const stalled = buildStatus({ records: [rec()], host: view(true), revisions: new Map(), stalled: new Map([['VirtualMachine/vm', 'braked: too many']]) }).resources[0]!;
+    const stalled = buildStatus({ records: [rec()], host: view(true), revisions: new Map(), stalled: new Map([['VirtualMachine/vm', { reason: 'braked', detail: 'too many' }]]) }).resources[0]!;
     expect(cond(stalled, 'Stalled')).toMatchObject({ status: 'True', reason: 'Braked' });
     const drift = buildStatus({ records: [rec()], host: view(true), revisions: new Map(), drift: new Map([['VirtualMachine/vm', 'definition changed outside virtform (drift)']]) }).resources[0]!;
     expect(drift.status).toBe('drifted');

@@ -66,7 +66,7 @@ describe('buildStatus', () => {
     expect(by(`${P}-data`)).toMatchObject({ status: 'pending', reason: 'not created yet', attempts: 0, revision: null });
     expect(s.resources.map((r) => r.kind)).toEqual(['StoragePool', 'Volume', 'Volume', 'Volume', 'Network', 'Network', 'VirtualMachine', 'VirtualMachine']);
 
-    const stalled = buildStatus({ records, declared, host, revisions: new Map(), stalled: new Map([[`VirtualMachine/${vm.name}`, 'invalid: nope']]) });
+    const stalled = buildStatus({ records, declared, host, revisions: new Map(), stalled: new Map([[`VirtualMachine/${vm.name}`, { reason: 'invalid', detail: 'nope' }]]) });
     expect(stalled.resources.find((r) => r.name === vm.name)).toMatchObject({ status: 'stalled', reason: 'invalid: nope' });
 
     // Offline: a VM's addresses are unknown (null), not "not ready".

@@ -7,8 +7,8 @@
 import type { DomainCapabilities } from '../../../model/definitions.js';
 import { canonicalJson } from '../../core/resource.js';
 import {
-  change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
-  type DiffContext, type FieldChange, type ResourceChange,
+  addNote, change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
+  type DiffContext, type FieldChange, type NoteTopic, type ResourceChange,
 } from '../../core/change.js';
 import { definitionOf } from '../../core/observed.js';
 import { ownershipById } from '../../core/ownership.js';
@@ -152,6 +152,7 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
 
   const reasons: string[] = [];
   const notes: string[] = redefine ? [...capsNotes] : [];
+  const topical: { notes: string[]; noteTopics?: { topic: NoteTopic; text: string }[] } = { notes };
   const steps: VmOp[] = [];
   const lines: FieldChange[] = [];
   if (running && !wantRunning) {
@@ -197,7 +198,7 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
     // After the definition (a running domain keeps the seed file it opened), before a (re)start.
     steps.push(seed.op);
     lines.push(...seed.lines.map(shortLine));
-    notes.push(...seed.notes);
+    for (const n of seed.notes) addNote(topical, 'next-boot', n);
     if (seed.reason) reasons.push(seed.reason);
     const booted = bootedSeed(facts, obs.id);
     if (running && wantRunning && booted !== r.config.cloudInit?.seed) {
@@ -215,9 +216,9 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   } else if (mark && restartNow) {
     steps.push({ op: 'vm.stop', graceful: true, restart: true }, { op: 'vm.start' });
     reasons.push('restart required (restartPolicy: OnChange)');
-    notes.push(`restarts the VM to apply: ${restartText(mark).replace(/^restart required for /, '')}`);
+    addNote(topical, 'restart', `restarts the VM to apply: ${restartText(mark).replace(/^restart required for /, '')}`);
   } else if (mark) {
-    notes.push(`${restartText(mark)}; takes effect on next boot (restartPolicy: Never)`);
+    addNote(topical, 'next-boot', `${restartText(mark)}; takes effect on next boot (restartPolicy: Never)`);
   }
   if (!running && wantRunning) {
     steps.push({ op: 'vm.start' });
@@ -226,10 +227,10 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
     drift ||= record?.desiredState === 'running';
   }
   if (liveOnlyNew.length > 0 && !steps.some((s) => s.op === 'vm.stop')) {
-    notes.push(`${liveOnlyNew.map((f) => f.field).join(', ')}: attached to the running domain only; dropped at its next boot (restartPolicy: Never)`);
+    addNote(topical, 'next-boot', `${liveOnlyNew.map((f) => f.field).join(', ')}: attached to the running domain only; dropped at its next boot (restartPolicy: Never)`);
   }
   const stop = steps.find((s): s is Extract<VmOp, { op: 'vm.stop' }> => s.op === 'vm.stop');
-  if (stop) notes.push(stopNote(stop.graceful));
+  if (stop) addNote(topical, 'stop', stopNote(stop.graceful));
   if (steps.length === 0) return undefined;
-  return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields: lines, notes, steps, adopt: adopting, drift });
+  return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields: lines, ...topical, steps, adopt: adopting, drift });
 }

@@ -8,7 +8,7 @@ import { posix } from 'node:path';
 import { parseResourceKey } from '../../../model/kinds.js';
 import type { DomainDetail } from '../../../model/definitions.js';
 import { parseDomainXml } from '../../../libvirt/xml/domain.js';
-import { change, type ResourceChange } from '../../core/change.js';
+import { addNote, change, withdrawNotes, type ResourceChange } from '../../core/change.js';
 import type { HostPort } from '../../ports.js';
 import { runningDiskHolders, type Observed } from '../../core/observed.js';
 import { ownershipById } from '../../core/ownership.js';
@@ -47,11 +47,11 @@ export function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: 
     c.steps = c.steps.filter((s) => !(s.op === 'vm.stop' && s.restart) && !(s.op === 'vm.start'));
     if (!c.steps.some((s) => s.op === 'vm.stop')) {
       c.steps.unshift({ op: 'vm.stop', graceful: opts.gracefulStop ?? true });
-      c.notes.push(stopNote(opts.gracefulStop ?? true));
+      addNote(c, 'stop', stopNote(opts.gracefulStop ?? true));
     }
     if (r.state === 'running') c.steps.push({ op: 'vm.start' });
     // Restarted anyway: nothing is left for the next boot.
-    c.notes = c.notes.filter((n) => !n.includes('next boot') && !n.startsWith('restarts the VM'));
+    withdrawNotes(c, 'next-boot', 'restart');
   }
 }
 
@@ -115,7 +115,7 @@ export function orderDiskHandover(vms: DesiredVm[], observed: Observed, changes:
     if (wasRunning) {
       // Not stopped at all: stopping it would leave it down (its start would fail on the image lock).
       c.steps = c.steps.filter((s) => s.op !== 'vm.stop' && s.op !== 'vm.start');
-      c.notes = c.notes.filter((n) => !n.startsWith('restarts the VM') && !n.startsWith('the running VM is'));
+      withdrawNotes(c, 'restart', 'stop');
       c.notes.push(`not restarted now: ${why}; the restart is pending and happens once it is released`);
     } else {
       c.steps = c.steps.filter((s) => s.op !== 'vm.start');

@@ -487,7 +487,7 @@ async function prepareImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume): 
   // A local image of another format: converted by qemu-img on this machine into a temp copy, which is uploaded.
   if (!img.sha256.startsWith('path:')) {
     const now = await fileSha256(path);
-    if (now !== img.sha256) throw new HostError('invalid', `image ${path} changed since it was read: its sha256 is now ${now}, expected ${img.sha256}`);
+    if (now !== img.sha256) throw new HostError('invalid', `image ${path} changed since it was read: its sha256 is now ${now}, expected ${img.sha256}`, undefined, 'image-changed');
   }
   await mkdir(images.dir, { recursive: true, mode: 0o700 });
   const tmp = join(images.dir, `convert.${process.pid}.${randomBytes(4).toString('hex')}.${c.format}`);
@@ -521,7 +521,7 @@ async function uploadImage(ctx: ExecContext<DesiredVolume>, d: DesiredVolume, im
   } catch (e) {
     // safe-catch: cleanup before rethrowing the import error `e`; a leftover is recreated by the retry
     await ctx.host.deleteVolume(pool, volName).catch(() => undefined); // leave nothing half-imported
-    if (image.cached && e instanceof HostError && e.message.includes('changed since it was read')) {
+    if (image.cached && e instanceof HostError && e.reason === 'image-changed') {
       // safe-catch: removing a cache or temp copy; the import's own outcome is what counts (prune removes leftovers)
       await rm(image.path, { force: true }).catch(() => undefined);
     }
