@@ -94,7 +94,7 @@ describe('HostError: libvirt code and domain from the RPC error', () => {
 
 describe('status: typed stalls', () => {
   const rec = (): ResourceRecord => ({
-    kind: 'VirtualMachine', name: 'vm', uuid: 'u', specHash: null, generation: 1, desiredState: 'running', observedStatus: 'running', lastError: null,
+    host: 'local', kind: 'VirtualMachine', name: 'vm', uuid: 'u', specHash: null, generation: 1, desiredState: 'running', observedStatus: 'running', lastError: null,
     attempts: 0, details: {}, createdAt: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:00Z', lastAppliedRevision: null,
   });
   const view: HostView = {
