@@ -26,8 +26,12 @@ export const DEFAULT_CIDR = '10.231.0.0/24';
 /** Metadata beyond the name (labels, adopt, reconcile, and for volumes onDelete). */
 export type Meta = Omit<ManifestMetadata, 'name'>;
 export type VolumeMeta = Omit<VolumeMetadata, 'name'>;
-/** A spec with every field optional (the builder fills the defaults); extra keys are allowed so a test can write invalid input. */
-type Loose<T> = { [K in keyof T]?: T[K] | undefined } & Record<string, unknown>;
+/**
+ * A spec with every field optional (the builder fills the defaults). Enum values are widened to
+ * string and extra keys are allowed, so a test can pass its parameters through and write invalid input.
+ */
+type Widen<V> = V extends string ? string : V;
+type Loose<T> = { [K in keyof T]?: Widen<T[K]> | undefined } & Record<string, unknown>;
 
 /** Meta given as a shorthand: `true` for `{adopt: true}`, `'disabled'` for `{reconcile: disabled}`. */
 export type MetaArg<M> = M | 'disabled' | 'adopt' | undefined;
