@@ -21,6 +21,8 @@ import { LOCAL_HOST } from '../../src/model/kinds.js';
 
 export type RetryPolicy = NonNullable<ReconcileOptions['retry']>;
 export type Plan = ReconcileResult['plan'];
+/** What a run is given: manifests (written to the folder first) or a desired state already built. */
+export type Input = Manifests | Desired;
 /** Options of one reconcile beyond host, store and desired state. */
 export type RunOptions = Partial<Omit<ReconcileOptions, 'host' | 'store' | 'desired'>>;
 
@@ -106,7 +108,7 @@ export class Harness {
   }
 
   /** Reconcile these manifests (or the folder as it is, or a desired state) on the local fake host. */
-  async reconcile(m?: Manifests | Desired, opts: RunOptions = {}): Promise<ReconcileResult> {
+  async reconcile(m?: Input, opts: RunOptions = {}): Promise<ReconcileResult> {
     return reconcile({
       host: this.host, store: this.store, desired: await this.toDesired(m),
       retry: this.opts.retry ?? FAST_RETRY, gracefulStop: false, ...opts,
@@ -114,27 +116,27 @@ export class Harness {
   }
 
   /** A dry run (`reconcile --dry-run`): the plan, nothing applied. */
-  async dryRun(m?: Manifests | Desired, opts: RunOptions = {}): Promise<ReconcileResult> {
+  async dryRun(m?: Input, opts: RunOptions = {}): Promise<ReconcileResult> {
     return this.reconcile(m, { ...opts, dryRun: true });
   }
 
   /** `planOnly` of these manifests: the plan and what was observed. */
-  async planResult(m?: Manifests | Desired, opts: PlanOptions & { gracefulStop?: boolean } = {}): ReturnType<typeof planOnly> {
+  async planResult(m?: Input, opts: PlanOptions & { gracefulStop?: boolean } = {}): ReturnType<typeof planOnly> {
     const { gracefulStop = true, ...rest } = opts;
     return planOnly(this.host, this.store, await this.toDesired(m), gracefulStop, rest);
   }
 
-  async plan(m?: Manifests | Desired, opts: PlanOptions & { gracefulStop?: boolean } = {}): Promise<Plan> {
+  async plan(m?: Input, opts: PlanOptions & { gracefulStop?: boolean } = {}): Promise<Plan> {
     return (await this.planResult(m, opts)).plan;
   }
 
-  private async toDesired(m: Manifests | Desired | undefined): Promise<Desired> {
+  private async toDesired(m: Input | undefined): Promise<Desired> {
     if (m !== undefined && isDesired(m)) return m;
     return this.desired(m);
   }
 }
 
-function isDesired(m: Manifests | Desired): m is Desired {
+function isDesired(m: Input): m is Desired {
   return typeof m === 'object' && m !== null && 'byKey' in m && 'resources' in m;
 }
 
