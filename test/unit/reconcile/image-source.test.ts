@@ -66,7 +66,7 @@ const manifests = (source: Source, spec: Record<string, unknown> = {}) =>
 const urlSource = (path: string, digest = sha(RAW)) => ({ url: `${base}${path}`, sha256: digest });
 
 const run = async (files: Input, extra: RunOptions = {}) => fx.reconcile(files, { images, ...extra });
-const plan = async (files: Manifests) => fx.plan(files);
+const plan = async (files: Input) => fx.plan(files);
 const volumeBytes = (name: string): Buffer | undefined => fx.host.contents.get(`/srv/pools/url/${name}`);
 
 describe('Volume source from a URL', () => {
