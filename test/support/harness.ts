@@ -96,6 +96,14 @@ export class Harness {
     return this.store;
   }
 
+  /** Start again in the same temp dir: an empty state DB and new fake hosts (for a test that loops over set-ups). */
+  async fresh(): Promise<void> {
+    await this.store.close();
+    rmSync(this.dbPath, { force: true });
+    this.hosts.clear();
+    this.store = await openStateStore(this.dbPath);
+  }
+
   /** Replace the manifest folder with these manifests; returns its path. */
   write(m: Manifests): string {
     return writeManifests(this.mdir, filesOf(m));
