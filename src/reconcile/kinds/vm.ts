@@ -30,16 +30,16 @@ import type { CpuMode, DomainBoot, DomainCapabilities, DomainDef, DomainDetail, 
 import type { VirtualMachineSpec } from '../../manifest/types.generated.js';
 import { canonicalFragment, extraDevicesMatch, fragOf } from '../../libvirt/xml/extra-devices.js';
 import { parseSize } from '../../manifest/index.js';
-import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
+import { canonicalJson, desiredBase, type DesiredBase } from '../core/resource.js';
 import {
   change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
   type FieldChange, type ResourceChange,
-} from '../change.js';
+} from '../core/change.js';
 import { HostError, type HostPort } from '../ports.js';
-import type { Observed } from '../observe.js';
-import { ownershipOf, type Ownership } from '../ownership.js';
+import { definitionOf, runningDiskHolders, type Observed } from '../core/observed.js';
+import { ownershipById, type Ownership } from '../core/ownership.js';
 import { listedState, readListed, uuidToDefine } from './common.js';
-import type { BuildContext, ChangeEffect, ExactSpec, KindHandler } from './types.js';
+import type { BuildContext, ChangeEffect, ExactSpec, KindHandler } from '../core/kind.js';
 
 export type DiskBus = 'virtio' | 'sata' | 'scsi' | 'ide';
 
@@ -524,20 +524,6 @@ const vmFields = [
   { field: 'extraDevices', manifest: 'spec.extraDevices', effect: 'restart' },
 ] as const satisfies readonly { field: keyof VmConfig; manifest: string; unit?: 'KiB'; effect: ChangeEffect | ((b: unknown, a: unknown, w?: unknown) => ChangeEffect) }[];
 
-/** The domain that runs with a disk on `path` right now (its persistent definition has it), if any. */
-export async function runningDomainWithDisk(host: HostPort, observed: Observed, path: string): Promise<string | undefined> {
-  const names = new Set<string>();
-  for (const d of observed.definitions.values()) {
-    const dom = d as Partial<DomainDetail>;
-    if (Array.isArray(dom.disks) && Array.isArray(dom.nics) && dom.name && dom.disks.some((x) => x.path === path)) names.add(dom.name);
-  }
-  for (const name of names) {
-    const now = await host.getDomain(name);
-    if (now?.active && now.disks.some((x) => x.path === path)) return name;
-  }
-  return undefined;
-}
-
 /**
  * Exact drift of domains. Nothing is ignored: measured on libvirt 9.0 / QEMU 7.2, the inactive
  * XML does not change when a domain starts or stops, its network restarts, or libvirtd restarts
@@ -569,6 +555,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   exact: VM_EXACT,
   // A plan deleting every VM virtform owns (two or more) is refused by default.
   brakeOnWipe: true,
+  guest: { declaredRunning: (r) => r.state === 'running', hasGraphics: (c) => !!(c as { graphics?: unknown } | undefined)?.graphics },
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
     'vm.live': { label: 'change running domain', teardown: false },
@@ -642,10 +629,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
 
   diff(r, { observed, opts }) {
     const key = r.key;
-    const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
+    const own = ownershipById(observed, r.kind, r.name, observed.domains.get(r.name)?.uuid, key);
     const obs = observed.domains.get(r.name);
     const record = observed.records.get(key);
-    const cur = observed.definitions.get(key) as DomainDetail | undefined;
+    const cur = definitionOf(observed, 'VirtualMachine', key);
     const wantRunning = r.state === 'running';
     const graceful = opts.gracefulStop ?? true;
     const conflict = conflictOrAdopt(r, own) ?? seedNameTaken(r, observed, own);
@@ -856,7 +843,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
         }
         // The definition a redefinition starts from (its MACs are kept): the one observed, or on a
         // retry the current one (the failed attempt may have defined it already).
-        const current = ctx.attempt === 1 ? (ctx.observed.definitions.get(step.key) as DomainDetail | undefined) : (await host.getDomain(d.name)) ?? undefined;
+        const current = ctx.attempt === 1 ? definitionOf(ctx.observed, 'VirtualMachine', step.key) : (await host.getDomain(d.name)) ?? undefined;
         let uuid = await uuidToDefine(ctx, observedDomain?.uuid, async () => current ?? null);
         const { macs } = matchNics(d.config.nics, current?.nics ?? [], facts.nics);
         const taken = new Set([...macs, ...(current?.nics ?? []).map((n) => n.mac.toLowerCase())].filter((m): m is string => !!m));
@@ -1020,7 +1007,7 @@ function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: Resourc
     let c: ResourceChange | undefined = changes.find((x) => x.key === r.key);
     if (c?.action === 'conflict') continue;
     if (!c) {
-      c = change(r, 'update', '', ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key));
+      c = change(r, 'update', '', ownershipById(observed, r.kind, r.name, observed.domains.get(r.name)?.uuid, r.key));
       changes.push(c);
     }
     const why = `restarted because ${uses.map((k) => `${k} ${disrupted.get(k)}`).join(', ')}`;
@@ -1037,29 +1024,8 @@ function restartDisrupted(vms: DesiredVm[], observed: Observed, changes: Resourc
   }
 }
 
-/** Disk paths of running domains whose live definition differs from the persistent one (read by observe). */
-const LIVE_DISKS = new WeakMap<Observed, Map<string, string[]>>();
 /** Why a VM's restart or start waits for another VM to release a disk (for notices), by VM name. */
 const HANDOVER_WAITS = new WeakMap<Observed, Map<string, string>>();
-
-const isDomainDetail = (d: unknown): d is DomainDetail =>
-  !!d && typeof d === 'object' && Array.isArray((d as DomainDetail).disks) && Array.isArray((d as DomainDetail).nics) && typeof (d as DomainDetail).name === 'string';
-
-/**
- * Which running domains have each disk path open, as far as observe knows: the live definition
- * where it was read (running domains with a pending restart: their persistent definition moved
- * on), else the persistent one (a running domain takes its persistent definition's disks at start).
- */
-export function runningDiskHolders(observed: Observed): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  const live = LIVE_DISKS.get(observed);
-  for (const d of observed.definitions.values()) {
-    if (!isDomainDetail(d) || !observed.domains.get(d.name)?.active) continue;
-    const paths = live?.get(d.name) ?? d.disks.map((x) => x.path);
-    for (const p of new Set(paths)) out.set(p, [...(out.get(p) ?? []), d.name]);
-  }
-  return out;
-}
 
 /**
  * Read the live disks of running domains whose record has a restart pending (their persistent
@@ -1073,7 +1039,7 @@ async function readLiveDisks(host: HostPort, observed: Observed, wanted: Map<str
     const live = await host.getRunningDomain(n);
     if (live) map.set(n, live.disks.map((x) => x.path));
   }));
-  LIVE_DISKS.set(observed, map);
+  observed.liveDisks = map;
 }
 
 /**

@@ -1,15 +1,15 @@
 /**
- * The data-loss hold (src/reconcile/safety.ts, dispatching to the Volume kind's rule in kinds/volume-data.ts) and the clone cascade (the Volume kind's afterDiff),
+ * The data-loss hold (src/reconcile/safety.ts, dispatching to the Volume kind's rule in kinds/volume/data.ts) and the clone cascade (the Volume kind's afterDiff),
  * on plain objects: desired resources, an observed host and changes written out by hand.
  */
 import { describe, expect, it } from 'vitest';
-import { hashConfig } from '../../../src/reconcile/resource.js';
+import { hashConfig } from '../../../src/reconcile/core/resource.js';
 import type { Desired, DesiredResource, DesiredVolume, DesiredVm, VmConfig, VolumeConfig } from '../../../src/reconcile/desired.js';
 import type { Observed } from '../../../src/reconcile/observe.js';
-import type { ResourceChange } from '../../../src/reconcile/change.js';
+import type { ResourceChange } from '../../../src/reconcile/kinds/index.js';
 import { holdDataLoss } from '../../../src/reconcile/safety.js';
 import { buildPlan } from '../../../src/reconcile/plan.js';
-import { volumeKind } from '../../../src/reconcile/kinds/volume.js';
+import { volumeKind } from '../../../src/reconcile/kinds/volume/index.js';
 import { vmKind } from '../../../src/reconcile/kinds/vm.js';
 import type { DomainDetail, VolumeDetail } from '../../../src/model/definitions.js';
 

@@ -1,17 +1,17 @@
 /**
- * The Volume kind's data rule (src/reconcile/kinds/volume-data.ts) and the mass-deletion brake
+ * The Volume kind's data rule (src/reconcile/kinds/volume/data.ts) and the mass-deletion brake
  * (src/reconcile/safety.ts), each detection route alone: by volume name and by path; declared
  * config, recorded config, persistent definition, live definition, recorded reference, host-wide
  * (unmanaged) definitions; and what must NOT be held. The brake's verdict is checked field by field.
  */
 import { describe, expect, it } from 'vitest';
-import { hashConfig } from '../../../src/reconcile/resource.js';
+import { hashConfig } from '../../../src/reconcile/core/resource.js';
 import type { Desired, DesiredResource, DesiredVolume, DesiredVm, VmConfig, VolumeConfig } from '../../../src/reconcile/desired.js';
 import type { Observed } from '../../../src/reconcile/observe.js';
-import type { ResourceChange } from '../../../src/reconcile/change.js';
+import type { ResourceChange } from '../../../src/reconcile/kinds/index.js';
 import {
   definitionReferences, hostReferences, knownReferences, observedReferences, referencesToStore, volumeDataLoss, type StoredReference, type VolumeReference,
-} from '../../../src/reconcile/kinds/volume-data.js';
+} from '../../../src/reconcile/kinds/volume/data.js';
 import { brakeDeletions, defaultMaxDeletions, holdDataLoss } from '../../../src/reconcile/safety.js';
 import type { DomainDetail, VolumeDetail } from '../../../src/model/definitions.js';
 import { FakeHost } from '../../support/fake-host.js';
