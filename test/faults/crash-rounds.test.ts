@@ -20,20 +20,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHost } from '../../src/reconcile/adapters/libvirt-host.js';
 import { planOnly } from '../../src/reconcile/engine.js';
 import { openStateStore } from '../../src/state/index.js';
-import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../support/manifests.js';
+import { ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { desiredFrom, writeManifests } from '../support/manifests.js';
 import { failures, formatDifferences, mergeSnapshots, readback, type Difference, type Snapshot } from '../support/readback.js';
 import { TestRepo } from '../support/git.js';
 import {
   declaredFrom, describeVariant, ensureLibvirtd, faultManifests, isConnectionTrouble, prng, randInt, RESULTS, whileLibvirtdFlaps, type Variant,
 } from './support.js';
+import { suiteNames } from '../support/names.js';
 
-const P = 'vftest-fault-k';
+const N = suiteNames('faultk');
+const P = N.base;
 const POOL_PATH = `${TEST_POOL_ROOT}/${P}-pool`;
 const SEED = Number(process.env.VIRTFORM_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Number(process.env.VIRTFORM_FAULT_ROUNDS ?? 50);
 const GIT_ROUNDS = Number(process.env.VIRTFORM_FAULT_GIT_ROUNDS ?? 8);
-const PG = 'vftest-fault-g';
+const NPG = suiteNames('faultg');
+const PG = NPG.base;
 const URI = 'qemu:///system';
 const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 
@@ -132,17 +135,17 @@ ${gitRounds.map((r) => `| ${r.round} | ${r.variant} | ${r.commit.slice(0, 7)} | 
 beforeAll(async () => {
   await ensureLibvirtd();
   ensureBuilt();
-  cleanupPrefix(P);
-  cleanupPrefix(PG);
-  work = tempDir(`${P}-`);
+  N.cleanup();
+  NPG.cleanup();
+  work = N.tempDir();
   started = Date.now();
   console.log(`[faults] crash rounds: seed=${SEED} rounds=${ROUNDS} (override with VIRTFORM_FAULT_SEED / VIRTFORM_FAULT_ROUNDS)`);
 });
 
 afterAll(() => {
   if (rounds.length || gitRounds.length) report();
-  cleanupPrefix(P);
-  cleanupPrefix(PG);
+  N.cleanup();
+  NPG.cleanup();
 });
 
 describe('SIGKILL at random journal boundaries', () => {
@@ -189,7 +192,7 @@ describe('SIGKILL at random journal boundaries', () => {
       const dry = await whileLibvirtdFlaps(
         () => runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]), trouble, note);
       const declared = await declaredFrom(dir);
-      const left = await whileLibvirtdFlaps(() => orphans(P, declared), () => false, note);
+      const left = await whileLibvirtdFlaps(() => orphans(N.prefix, declared), () => false, note);
       const open = openJournal(db);
       const rb = await whileLibvirtdFlaps(() => readback(dir, URI, prev), () => false, note);
       const failing = failures(rb, `round ${round}`);
@@ -261,7 +264,7 @@ describe('SIGKILL at random journal boundaries, manifests from a git source', ()
       const recoveryMs = performance.now() - t;
       const dry = await whileLibvirtdFlaps(() => runCli(['reconcile', ...gitArgs, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]), trouble, note);
       const declared = await declaredFrom(dir);
-      const left = await whileLibvirtdFlaps(() => orphans(PG, declared), () => false, note);
+      const left = await whileLibvirtdFlaps(() => orphans(NPG.prefix, declared), () => false, note);
       const open = openJournal(db);
       const rb = await whileLibvirtdFlaps(() => readback(dir, URI, prev), () => false, note);
       const failing = failures(rb, `git round ${round}`);

@@ -1,29 +1,31 @@
 /**
  * libvirtd SIGKILLed in the middle of an apply and restarted: the run fails cleanly (exit 1 with a
  * clear libvirt/connection error, no hang) or completes; the rerun converges with no orphans and
- * no open journal entry. Objects: vftest-fault-d-*.
+ * no open journal entry. Objects: vftest-faultd-*.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
-import { tempDir, writeManifests } from '../support/manifests.js';
+import { ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { writeManifests } from '../support/manifests.js';
 import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../support/libvirtd.js';
 import { declaredFrom, ensureLibvirtd, faultManifests, isConnectionTrouble, spawnCli, whileLibvirtdFlaps } from './support.js';
+import { suiteNames } from '../support/names.js';
 
-const P = 'vftest-fault-d';
+const N = suiteNames('faultd');
+const P = N.base;
 const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--retry-delay', '100', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 let work: string;
 
 beforeAll(async () => {
   await ensureLibvirtd();
   ensureBuilt();
-  cleanupPrefix(P);
-  work = tempDir(`${P}-`);
+  N.cleanup();
+  work = N.tempDir();
 });
 afterAll(async () => {
   await ensureLibvirtd(60_000);
-  cleanupPrefix(P);
+  N.cleanup();
 });
 
 async function killLibvirtdWhenApplied(stepsDone: number, child: ReturnType<typeof spawnCli>): Promise<number> {
@@ -65,14 +67,14 @@ describe('libvirtd killed mid-apply', () => {
       const dry = await whileLibvirtdFlaps(() => runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]), trouble, note);
       expect(dry.code, dry.stdout + dry.stderr).toBe(0);
       const declared = await declaredFrom(dir);
-      expect(orphans(P, declared)).toEqual([]);
+      expect(orphans(N.prefix, declared)).toEqual([]);
       expect(openJournal(db)).toEqual([]);
 
       // tear down for the next case (its DB owns the objects)
       const empty = writeManifests(join(work, `empty${i}`), {});
       const down = await whileLibvirtdFlaps(() => runCli(['reconcile', empty, '--db', db, ...COMMON]), trouble, note);
       expect(down.code, down.stdout + down.stderr).toBe(0);
-      expect(orphans(P, { domains: [], networks: [], pools: [], volumes: [], files: [] })).toEqual([]);
+      expect(orphans(N.prefix, { domains: [], networks: [], pools: [], volumes: [], files: [] })).toEqual([]);
     });
   }
 });

@@ -5,7 +5,7 @@
  * against an empty state and creates nothing.
  *
  * libvirt's test driver keeps its state only as long as its connection, so the first apply (one
- * isolated network `vftest-cli-*`, no VMs) goes to qemu:///system; the other host is
+ * isolated network `vftest-hostid-*`, no VMs) goes to qemu:///system; the other host is
  * test+unix:///default. Everything created is deleted again (an --allow-empty apply, then the
  * prefix cleanup).
  */
@@ -13,10 +13,12 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, ensureBuilt, runCli, virsh, virshOk } from '../../support/real-host.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh, virshOk } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = `vftest-cli-${process.pid}`;
+const N = suiteNames('hostid');
+const P = N.base;
 const NET = `${P}-net`;
 let work: string;
 let mdir: string;
@@ -26,14 +28,14 @@ const manifests = (): Record<string, string> => ({
   'net.yaml': `apiVersion: virtform.dev/v1
 kind: Network
 metadata: {name: ${NET}}
-spec: {mode: isolated, cidr: 10.238.${process.pid % 250}.0/24, autostart: false}
+spec: {mode: isolated, cidr: ${N.cidr()}, autostart: false}
 `,
 });
 
 beforeAll(() => {
-  cleanupPrefix('vftest-cli-');
+  N.cleanup();
   ensureBuilt();
-  work = tempDir('vftest-cli-hostid-');
+  work = N.tempDir();
   mdir = writeManifests(join(work, 'm'), manifests());
   db = join(work, 'state.db');
 });
@@ -45,7 +47,7 @@ afterAll(async () => {
       await runCli(['reconcile', empty, '--allow-empty', '--max-deletions', 'all', '--uri', 'qemu:///system', '--db', db]);
     }
   } finally {
-    cleanupPrefix('vftest-cli-');
+    N.cleanup();
     if (work) rmSync(work, { recursive: true, force: true });
   }
 });

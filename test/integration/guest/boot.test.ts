@@ -7,25 +7,25 @@
  * once virtform deleted it.
  *
  * Copies of the kernel and initrd live in a test directory: libvirt changes the owner of the files
- * a domain boots from while it runs. Everything is named `vftest-cloudinit-boot-*`. TCG.
+ * a domain boots from while it runs. Everything is named `vftest-boot-*`. TCG.
  */
-import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LibvirtClient, VIR_DOMAIN_START_PAUSED } from '../../../src/libvirt/index.js';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, ROOT, runCli, TEST_POOL_ROOT, virsh, virshOk } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli } from '../../support/cli.js';
+import { suiteNames } from '../../support/names.js';
+import { virsh, virshOk } from '../../support/virsh.js';
+import { bootWithConsole, TINY_CMDLINE, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
-const P = 'vftest-cloudinit-boot';
+const N = suiteNames('boot');
+const P = N.base;
 const VM = `${P}-vm`;
 const UEFI = `${P}-uefi`;
-const FILES = join(TEST_POOL_ROOT, `${P}-files`);
-const KERNEL = join(FILES, 'vmlinuz');
-const INITRD = join(FILES, 'initrd.img');
-const CMDLINE = 'console=ttyS0 loglevel=4 panic=-1';
+const CMDLINE = TINY_CMDLINE;
 const NVRAM = `/var/lib/libvirt/qemu/nvram/${UEFI}_VARS.fd`;
+let files: TinyGuestFiles;
 
 function manifests(o: { state?: string; cmdline?: string; uefi?: boolean } = {}): Record<string, string> {
   const vm = (name: string, extra: string) => `apiVersion: virtform.dev/v1
@@ -36,8 +36,8 @@ spec:
   memory: 128MiB
   state: ${o.state ?? 'stopped'}
   boot:${extra}
-    kernel: ${KERNEL}
-    initrd: ${INITRD}
+    kernel: ${files.kernel}
+    initrd: ${files.initrd}
     cmdline: "${o.cmdline ?? CMDLINE}"
 `;
   return {
@@ -59,45 +59,23 @@ async function reconcileOk(o: Parameters<typeof manifests>[0] = {}): Promise<str
 
 /** Start a defined domain paused, attach its console, resume it; resolves with the text once `until` matches. */
 async function bootWatched(name: string, until: RegExp, timeoutMs = 120_000): Promise<string> {
-  const c = await LibvirtClient.connect('qemu:///system');
+  const con = await bootWithConsole(name);
   try {
-    const dom = await c.domainLookupByName(name);
-    const running = await c.domainCreateWithFlags(dom, VIR_DOMAIN_START_PAUSED);
-    const con = await c.domainOpenConsole(running, null, 0);
-    let text = '';
-    const seen = new Promise<string>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`console of ${name} did not show ${until} within ${timeoutMs} ms:\n${text}`)), timeoutMs);
-      con.on('data', (b: Buffer) => {
-        text += b.toString('latin1');
-        if (until.test(text)) {
-          clearTimeout(timer);
-          res(text);
-        }
-      });
-      con.on('error', rej);
-    });
-    await c.domainResume(running);
-    const out = await seen;
-    con.end();
-    return out;
+    return await con.waitFor(until, timeoutMs);
   } finally {
-    await c.close();
+    await con.close();
   }
 }
 
 beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  const guest = execFileSync('bash', [resolve(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
-  mkdirSync(FILES, { recursive: true });
-  copyFileSync(join(guest, 'vmlinuz'), KERNEL);
-  copyFileSync(join(guest, 'initrd.img'), INITRD);
-  work = tempDir(`${P}-`);
+  N.cleanup();
+  files = tinyGuestFiles(P);
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
 }, 300_000);
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -105,7 +83,7 @@ describe.sequential('spec.boot on qemu:///system (direct kernel boot of the tiny
   it('defines the domain with <kernel>, <initrd>, <cmdline>; the kernel boots the initramfs', async () => {
     await reconcileOk();
     const def = parseDomainXml(virsh('dumpxml', '--inactive', VM));
-    expect(def.boot).toEqual({ kernel: KERNEL, initrd: INITRD, cmdline: CMDLINE });
+    expect(def.boot).toEqual({ kernel: files.kernel, initrd: files.initrd, cmdline: CMDLINE });
     const t0 = Date.now();
     // No seed attached: the tiny guest's /init says so after it booted.
     const text = await bootWatched(VM, /vf-guest: error no NoCloud seed/);

@@ -12,31 +12,32 @@
  *     pool), the plan, the log and `status` show only digests, and after a restart the guest
  *     reads the new seed under a new instance-id;
  *   - an empty manifest set deletes the VM and its seed (no --allow-data-loss: derived data).
- * Everything is named `vftest-cloudinit-ci-*`. TCG.
+ * Everything is named `vftest-cloudinit-*`. TCG.
  */
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LibvirtClient, VIR_DOMAIN_START_PAUSED } from '../../../src/libvirt/index.js';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, inventory, ROOT, runCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { inventory } from '../../support/real-host.js';
+import { runCli, sleep } from '../../support/cli.js';
+import { suiteNames } from '../../support/names.js';
+import { dhcpLeases, virsh } from '../../support/virsh.js';
+import { assertSubnetFree, bootWithConsole, TINY_CMDLINE, tinyGuestFiles, type Lease, type TinyGuestFiles } from '../../support/guest.js';
 
-const P = 'vftest-cloudinit-ci';
+const N = suiteNames('cloudinit');
+const P = N.base;
 const VM = `${P}-vm`;
 const NET = `${P}-net`;
 const POOL = `${P}-pool`;
-const POOL_DIR = join(TEST_POOL_ROOT, POOL);
-const FILES = join(TEST_POOL_ROOT, `${P}-files`);
-const KERNEL = join(FILES, 'vmlinuz');
-const INITRD = join(FILES, 'initrd.img');
-const MAC = '52:54:00:7f:c1:01';
+const POOL_DIR = N.poolPath();
+const MAC = N.mac(1);
 const HOSTNAME = `${P}-host`;
-const SUBNET = '10.252.7';
+const SUBNET = N.subnet();
 const SEED = `${VM}-cidata.iso`;
 const SEED_PATH = join(POOL_DIR, SEED);
+let files: TinyGuestFiles;
 
 function manifests(o: { marker: string; state?: string }): Record<string, string> {
   return {
@@ -62,9 +63,9 @@ spec:
   memory: 192MiB
   state: ${o.state ?? 'stopped'}
   boot:
-    kernel: ${KERNEL}
-    initrd: ${INITRD}
-    cmdline: console=ttyS0 loglevel=4 panic=-1
+    kernel: ${files.kernel}
+    initrd: ${files.initrd}
+    cmdline: ${TINY_CMDLINE}
   nics: [{network: ${NET}, mac: "${MAC}"}]
   cloudInit:
     pool: ${POOL}
@@ -91,62 +92,38 @@ async function reconcileOk(o: Parameters<typeof manifests>[0], extra: string[] =
 }
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-interface Lease { mac: string; ip: string; hostname: string }
-function leases(): Lease[] {
-  return virsh('net-dhcp-leases', NET).split('\n').map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 6 && f[3] === 'ipv4')
-    .map((f) => ({ mac: f[2]!, ip: f[4]!.split('/')[0]!, hostname: f[5]! }));
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Start the defined domain paused, attach the console, resume; wait for `until` on the console and for the lease. */
 async function bootWatched(until: RegExp, timeoutMs = 200_000): Promise<{ text: string; lease?: Lease; leaseMs: number; readyMs: number }> {
-  const c = await LibvirtClient.connect('qemu:///system');
+  const con = await bootWithConsole(VM);
   try {
-    const dom = await c.domainLookupByName(VM);
-    const running = await c.domainCreateWithFlags(dom, VIR_DOMAIN_START_PAUSED);
-    const con = await c.domainOpenConsole(running, null, 0);
-    // Closing the connection right after end() can fail the stream's finish: not this test's concern.
-    con.on('error', () => undefined);
-    let text = '';
-    con.on('data', (b: Buffer) => (text += b.toString('latin1')));
-    const t0 = Date.now();
-    await c.domainResume(running);
     let lease: Lease | undefined;
     let leaseMs = 0;
     let readyMs = 0;
-    while (Date.now() - t0 < timeoutMs) {
+    while (con.elapsed() < timeoutMs) {
       if (!lease) {
-        lease = leases().find((l) => l.mac === MAC && l.hostname === HOSTNAME);
-        if (lease) leaseMs = Date.now() - t0;
+        lease = dhcpLeases(NET).find((l) => l.mac === MAC && l.hostname === HOSTNAME);
+        if (lease) leaseMs = con.elapsed();
       }
-      if (!readyMs && until.test(text)) readyMs = Date.now() - t0;
+      if (!readyMs && until.test(con.text)) readyMs = con.elapsed();
       if (lease && readyMs) break;
       await sleep(250);
     }
-    con.end();
-    await new Promise<void>((r) => { con.once('finish', () => r()); con.once('close', () => r()); setTimeout(r, 2_000); });
-    return { text, lease, leaseMs, readyMs };
+    return { text: con.text, lease, leaseMs, readyMs };
   } finally {
-    await c.close();
+    await con.close();
   }
 }
 
 beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  const routes = execFileSync('ip', ['-4', 'route'], { encoding: 'utf8' });
-  if (routes.includes(`${SUBNET}.`)) throw new Error(`${SUBNET}.0/24 is already routed here:\n${routes}`);
-  const guest = execFileSync('bash', [resolve(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
-  mkdirSync(FILES, { recursive: true });
-  copyFileSync(join(guest, 'vmlinuz'), KERNEL);
-  copyFileSync(join(guest, 'initrd.img'), INITRD);
-  work = tempDir(`${P}-`);
+  N.cleanup();
+  assertSubnetFree(SUBNET);
+  files = tinyGuestFiles(P);
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
 }, 300_000);
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -212,8 +189,8 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     expect(sha(bytes)).not.toBe(firstSeed);
     expect(bytes.toString('latin1')).toContain('#vf-marker: second-boot');
     expect((statSync(SEED_PATH).mode & 0o777).toString(8)).toBe('600');
-    expect(inventory(P).volumes).toEqual([`${POOL}/${SEED}`]);
-    expect(inventory(P).files.filter((f) => f.startsWith(POOL_DIR))).toEqual([SEED_PATH]);
+    expect(inventory(N.prefix).volumes).toEqual([`${POOL}/${SEED}`]);
+    expect(inventory(N.prefix).files.filter((f) => f.startsWith(POOL_DIR))).toEqual([SEED_PATH]);
     // The state DB keeps digests only.
     expect(readFileSync(db).includes('second-boot')).toBe(false);
   }, 120_000);
@@ -237,7 +214,7 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     writeManifests(mdir, {});
     const r = await cli(['reconcile', mdir, '--allow-empty', '--shutdown-timeout', '0']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect(inv.domains).toEqual([]);
     expect(inv.volumes).toEqual([]);
     expect(inv.files.filter((f) => f.startsWith(POOL_DIR))).toEqual([]);

@@ -12,24 +12,26 @@
  *    lease while the new boot has not asked for one yet; `reconcile --wait` then returns with the
  *    renewed lease.
  *
- * Everything is named vftest-bal-*; the network is 192.168.243.0/24 without <forward>.
+ * Everything is named vftest-bal-*; the network (its own 10.200.x.0/24) has no <forward>.
  * Domain type: TCG unless VFTEST_GUEST_VIRT=kvm.
  */
-import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
-import { dhcpLeases, domMemStat, GUEST_VIRT, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli } from '../../support/cli.js';
+import { suiteNames } from '../../support/names.js';
+import { virsh } from '../../support/virsh.js';
+import { assertSubnetFree, dhcpLeases, domMemStat, GUEST_VIRT, TINY_CMDLINE, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
-const P = 'vftest-bal';
+const N = suiteNames('bal');
+const P = N.base;
 const NET = `${P}-net`;
 const DRV = `${P}-drv`;
 const NODRV = `${P}-nodrv`;
-const MAC: Record<string, string> = { [DRV]: '52:54:00:b1:18:01', [NODRV]: '52:54:00:b1:18:02' };
-const SUBNET = '192.168.243';
-const CMDLINE = 'console=ttyS0 loglevel=4 panic=-1';
+const MAC: Record<string, string> = { [DRV]: N.mac(1), [NODRV]: N.mac(2) };
+const SUBNET = N.subnet();
+const CMDLINE = TINY_CMDLINE;
 const MiB = 1024;
 
 let files: TinyGuestFiles | undefined;
@@ -82,17 +84,15 @@ async function balloonActual(name: string, want: number, ms: number): Promise<nu
 }
 
 beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
+  N.cleanup();
   files = tinyGuestFiles(P);
-  const routes = execFileSync('ip', ['-4', 'route'], { encoding: 'utf8' });
-  if (routes.includes(`${SUBNET}.`)) throw new Error(`${SUBNET}.0/24 is already routed on this host:\n${routes}`);
-  work = tempDir(`${P}-`);
+  assertSubnetFree(SUBNET);
+  work = N.tempDir();
   mdir = join(work, 'm');
   db = join(work, 'state.db');
 }, 300_000);
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   files?.remove();
   if (work) rmSync(work, { recursive: true, force: true });
 });

@@ -13,12 +13,14 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { labManifests, writeManifests } from '../../support/manifests.js';
 import { spawn } from 'node:child_process';
-import { CLI, ROOT, cleanupPrefix, ensureBuilt, inventory, openJournal, orphans, runCli, spawnCli, type Declared } from '../../support/real-host.js';
+import { CLI, ROOT, ensureBuilt, inventory, openJournal, orphans, runCli, spawnCli, type Declared } from '../../support/real-host.js';
 import { expectReadbackMatches, readback, type Snapshot } from '../../support/readback.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-crash';
+const N = suiteNames('crash');
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 
 const extra = `apiVersion: virtform.dev/v1
@@ -60,9 +62,9 @@ let full: string;
 let empty: string;
 
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   full = writeManifests(join(work, 'full'), {
     ...labManifests({ prefix: P, poolPath: POOL_DIR, cidr: '10.235.0.0/24' }),
     'extra.yaml': extra,
@@ -70,7 +72,7 @@ beforeAll(() => {
   empty = writeManifests(join(work, 'empty'), {});
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -95,7 +97,7 @@ async function converge(label: string, dir: string, db: string, want: Declared, 
   expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
   const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...extraArgs]);
   expect(again.code, `${label}: ${again.stdout}\n${again.stderr}`).toBe(0);
-  expect(orphans(P, want), label).toEqual([]);
+  expect(orphans(N.prefix, want), label).toEqual([]);
   expect(openJournal(db), label).toEqual([]);
   await expectReadbackMatches(dir, 'qemu:///system', seen, label);
 }
@@ -114,7 +116,7 @@ describe('SIGKILL at every journal boundary', () => {
     const [from, to] = (process.env.VIRTFORM_CRASH_ROUNDS ?? `1-${applyBoundaries}`).split('-').map(Number);
     for (let k = from!; k <= Math.min(to!, applyBoundaries); k += 1) {
       const db = join(work, `round-${k}.db`);
-      expect(orphans(P, NOTHING), `before round ${k} (left by round ${k - 1})`).toEqual([]);
+      expect(orphans(N.prefix, NOTHING), `before round ${k} (left by round ${k - 1})`).toEqual([]);
       const crashed = await runCli(['reconcile', full, '--db', db, '--shutdown-timeout', '0'], { VIRTFORM_TEST_CRASH_AT: String(k) });
       expect(crashed.signal, `round ${k}: ${crashed.stdout}\n${crashed.stderr}`).toBe('SIGKILL');
       await converge(`round ${k} apply`, full, db, declared, [], await afterCrash(full));
@@ -168,7 +170,8 @@ describe('SIGTERM', () => {
  * download. Every rerun converges; no partial volume survives; the cache holds no partial file.
  */
 describe('SIGKILL during URL imports', () => {
-  const U = 'vftest-url-crash';
+  const NU = suiteNames('urlcrash');
+  const U = NU.base;
   // VIRTFORM_TEST_POOL_ROOT: another root for this scenario's pool (where parallel suites share
   // /var/lib/virtform-test and clean every vftest* folder in it).
   const UPOOL = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${U}-pool`;
@@ -181,7 +184,7 @@ describe('SIGKILL during URL imports', () => {
   const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
   beforeAll(async () => {
-    cleanupPrefix(U);
+    NU.cleanup();
     const raw = join(work, 'url-crash.raw');
     writeFileSync(raw, RAW);
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, join(work, 'url-crash.qcow2')]);
@@ -203,7 +206,7 @@ describe('SIGKILL during URL imports', () => {
   afterAll(async () => {
     srv.closeAllConnections();
     await new Promise<void>((r) => srv.close(() => r()));
-    cleanupPrefix(U);
+    NU.cleanup();
   });
 
   const manifests = (rawPath: string): string => `apiVersion: virtform.dev/v1
@@ -238,7 +241,7 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
     expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
     const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode']);
     expect(again.code, `${label}: ${again.stdout}`).toBe(0);
-    expect(orphans(U, want), label).toEqual([]);
+    expect(orphans(NU.prefix, want), label).toEqual([]);
     expect(readdirSync(UPOOL).sort(), `${label}: files in the pool`).toEqual(files);
     expect(openJournal(db), label).toEqual([]);
     expect(digest(readFileSync(`${UPOOL}/${U}-data.img`)), `${label}: bytes on the volume`).toBe(digest(RAW));
@@ -248,11 +251,11 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
   async function teardown(label: string, db: string): Promise<void> {
     const r = await runCli(['reconcile', empty, '--db', db, '--allow-empty', '--allow-data-loss']);
     expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(orphans(U, none), label).toEqual([]);
+    expect(orphans(NU.prefix, none), label).toEqual([]);
   }
 
   it('every journal boundary of an apply with URL imports: every rerun converges, no partial volume', async () => {
-    cleanupPrefix(U);
+    NU.cleanup();
     const dir = writeManifests(join(work, 'url-full'), { 'm.yaml': manifests('/data.img') });
     const rounds: number[] = [];
     for (let k = 1; k <= 40; k += 1) {
@@ -267,7 +270,7 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
         break;
       }
       // What a crash may leave: declared objects only (a half-made volume is virtform's by the journal).
-      expect(orphans(U, want), `round ${k} right after the crash`).toEqual([]);
+      expect(orphans(NU.prefix, want), `round ${k} right after the crash`).toEqual([]);
       await convergeUrl(`round ${k}`, dir, db);
       await teardown(`round ${k} teardown`, db);
       rounds.push(k);
@@ -278,7 +281,7 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
   }, 600_000);
 
   it('SIGKILL in the middle of a download: no partial volume or cached file survives the rerun', async () => {
-    cleanupPrefix(U);
+    NU.cleanup();
     const dir = writeManifests(join(work, 'url-slow'), { 'm.yaml': manifests('/slow.img') });
     const state = join(work, 'url-slow-state');
     mkdirSync(state, { recursive: true });
@@ -291,7 +294,7 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
     process.kill(child.pid, 'SIGKILL');
     const done = await child.done;
     expect(done.signal).toBe('SIGKILL');
-    expect(inventory(U).volumes.filter((v) => v.endsWith('-data.img'))).toEqual([]);
+    expect(inventory(NU.prefix).volumes.filter((v) => v.endsWith('-data.img'))).toEqual([]);
     (hold as (() => void) | undefined)?.();
     // The rerun downloads again (from a server that now answers at once) and converges.
     writeManifests(dir, { 'm.yaml': manifests('/data.img') });

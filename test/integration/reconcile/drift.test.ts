@@ -7,13 +7,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh, virshOk } from '../../support/real-host.js';
+import { labManifests, writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh, virshOk } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-drift';
+const N = suiteNames('drift');
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 const CIDR = '10.233.0.0/24';
 
@@ -44,7 +45,7 @@ function inactiveXml(kind: 'net' | 'pool', name: string): string {
 }
 
 function redefine(kind: 'net' | 'pool', xml: string): void {
-  const dir = mkdtempSync(join(tmpdir(), 'vftest-drift-xml-'));
+  const dir = N.tempDir();
   try {
     const f = join(dir, 'def.xml');
     writeFileSync(f, xml);
@@ -69,15 +70,15 @@ function tapsOn(bridge: string): string[] {
 }
 
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
   writeManifests(mdir, labManifests({ prefix: P, poolPath: POOL_DIR, cidr: CIDR }));
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 

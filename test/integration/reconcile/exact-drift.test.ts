@@ -6,15 +6,17 @@
  * removed, a second DHCP range), autostart flips, a device attached live only, and objects made
  * transient (`undefine` while running) are seen by a dry-run as drift, named by XML path,
  * corrected by one reconcile, and `status` never says converged meanwhile.
- * Objects are vftest-drift-exact-*; the VM runs without an OS (TCG, blank disk).
+ * Objects are vftest-exactdrift-*; the VM runs without an OS (TCG, blank disk).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-drift-exact';
+const N = suiteNames('exactdrift');
+const P = N.base;
 const VM = `${P}-vm`;
 const NET = `${P}-net`;
 const POOL = `${P}-pool`;
@@ -76,16 +78,16 @@ const macOf = (xml: string): string => /<mac address='([^']+)'/.exec(xml)![1]!;
 const uuidOf = (xml: string): string => /<uuid>([^<]+)<\/uuid>/.exec(xml)![1]!;
 
 beforeAll(async () => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
   writeManifests(mdir, MANIFESTS);
   await reconcileOk();
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 

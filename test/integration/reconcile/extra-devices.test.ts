@@ -10,11 +10,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh, virshOk } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh, virshOk } from '../../support/real-host.js';
 import { expectReadbackMatches } from '../../support/readback.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-xdev-';
+const N = suiteNames('xdev');
+const P = N.prefix;
 const VM = `${P}vm`;
 const WATCHDOG = "<watchdog model='i6300esb' action='reset'/>";
 const RNG = "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>";
@@ -54,9 +56,9 @@ const devicesXml = (name = VM): string => {
 };
 
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
   // A policy that allows nothing host-reaching for extra devices (the default path may not exist).
@@ -64,7 +66,7 @@ beforeAll(() => {
   writeFileSync(policy, `apiVersion: virtform.dev/v1\nkind: Policy\nallowedRoots: {extraDeviceSources: [${work}/shares]}\nextraDevices: {hostElements: [hostdev]}\n`);
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -9,10 +9,12 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, TEST_POOL_ROOT } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, TEST_POOL_ROOT } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-strm-pdir';
+const N = suiteNames('pooldirs');
+const P = N.base;
 const PRE = `${TEST_POOL_ROOT}/${P}-pre`; // exists before
 const NEW_TOP = `${TEST_POOL_ROOT}/${P}-new`; // none of NEW_TOP/a/b exists before
 const NEW = `${NEW_TOP}/a/b`;
@@ -21,14 +23,14 @@ const BUSY = `${BUSY_TOP}/x`; // created by virtform; someone then puts a file i
 let work: string;
 
 const clean = (): void => {
-  cleanupPrefix(P);
+  N.cleanup();
   for (const d of [PRE, NEW_TOP, BUSY_TOP]) rmSync(d, { recursive: true, force: true });
 };
 
 beforeAll(() => {
   clean();
   ensureBuilt();
-  work = tempDir(`${P}-`);
+  work = N.tempDir();
 });
 afterAll(() => {
   clean();

@@ -8,11 +8,13 @@ import { rmSync } from 'node:fs';
 import { openHost, type LibvirtHost } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
-import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, inventory, orphans, runCli, virsh, virshOk } from '../../support/real-host.js';
+import { desiredFrom, labManifests, writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, inventory, orphans, runCli, virsh, virshOk } from '../../support/real-host.js';
 import { expectReadbackMatches, mergeSnapshots, type Snapshot } from '../../support/readback.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-rec';
+const N = suiteNames('rec');
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 const FAST = { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 };
 const URI = 'qemu:///system';
@@ -48,9 +50,9 @@ const declaredAll = {
 };
 
 beforeAll(async () => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   dbPath = join(work, 'state.db');
   host = await openHost('qemu:///system');
@@ -59,7 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await host?.close();
   await store?.close();
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -67,13 +69,13 @@ describe('reconcile on qemu:///system', () => {
   it('converges the lab; a second dry-run is "No changes." and a second apply makes zero mutating calls', async () => {
     const first = await apply();
     expect(first.outcome).toBe('succeeded');
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect(inv.domains).toEqual([`${P}-vm1`, `${P}-vm2`]);
     expect(inv.runningDomains).toEqual([`${P}-vm1`]);
     expect(inv.activeNetworks).toEqual([`${P}-net`]);
     expect(inv.volumes).toEqual(declaredAll.volumes);
     expect(virsh('vol-dumpxml', '--pool', `${P}-pool`, `${P}-root.qcow2`)).toContain(`<path>${POOL_DIR}/${P}-base.qcow2</path>`);
-    expect(orphans(P, declaredAll)).toEqual([]);
+    expect(orphans(N.prefix, declaredAll)).toEqual([]);
     await oracle('lab converged');
 
     const dry = await runCli(['reconcile', mdir, '--db', dbPath, '--dry-run', '--detailed-exitcode']);
@@ -118,12 +120,12 @@ describe('reconcile on qemu:///system', () => {
     expect(result.outcome).toBe('succeeded');
     const c = result.plan.changes.find((x) => x.name === `${P}-root`)!;
     expect(c.action).toBe('replace');
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect(inv.volumes).toContain(`${P}-pool/${P}-root.img`);
     expect(inv.volumes).not.toContain(`${P}-pool/${P}-root.qcow2`);
     expect(inv.runningDomains).toContain(`${P}-vm1`);
     expect(virsh('dumpxml', `${P}-vm1`)).toContain(`${POOL_DIR}/${P}-root.img`);
-    expect(orphans(P, {
+    expect(orphans(N.prefix, {
       ...declaredAll,
       volumes: [`${P}-pool/${P}-base.qcow2`, `${P}-pool/${P}-data.img`, `${P}-pool/${P}-root.img`],
       files: [`${POOL_DIR}/${P}-base.qcow2`, `${POOL_DIR}/${P}-data.img`, `${POOL_DIR}/${P}-root.img`],
@@ -137,12 +139,12 @@ describe('reconcile on qemu:///system', () => {
     const result = await apply({ vm1State: 'stopped', withVm2: false });
     expect(result.outcome).toBe('succeeded');
     expect(result.plan.changes.map((c) => `${c.action} ${c.name}`).sort()).toEqual([`delete ${P}-vm2`, `update ${P}-vm1`]);
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect(inv.domains).toEqual([`${P}-vm1`]);
     expect(inv.runningDomains).toEqual([]);
     await oracle('vm1 stopped, vm2 pruned');
     expect((await apply()).outcome).toBe('succeeded');
-    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    expect(inventory(N.prefix).runningDomains).toEqual([`${P}-vm1`]);
     await oracle('vm1 running, vm2 back');
   });
 
@@ -157,11 +159,11 @@ describe('reconcile on qemu:///system', () => {
     expect(dry.stdout).toMatch(/Volume\/vftest-rec-data will be created: recorded but missing on the host \(drift\)/);
     const applied = await runCli(['reconcile', mdir, '--db', dbPath]);
     expect(applied.code).toBe(0);
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect(inv.runningDomains).toEqual([`${P}-vm1`]);
     expect(inv.activeNetworks).toEqual([`${P}-net`]);
     expect(inv.volumes).toContain(`${P}-pool/${P}-data.img`);
-    expect(orphans(P, declaredAll)).toEqual([]);
+    expect(orphans(N.prefix, declaredAll)).toEqual([]);
     await oracle('drift corrected');
   });
 
@@ -209,9 +211,9 @@ spec: {mode: isolated, cidr: 10.242.0.0/24}
     expect(vm.status).toBe('failed');
     expect(vm.lastError).toMatch(/injected failure/);
     expect(vm.attempts).toBe(3);
-    expect(orphans(P, declaredAll)).toEqual([]);
+    expect(orphans(N.prefix, declaredAll)).toEqual([]);
     await expectOk(['reconcile', mdir, '--db', dbPath]);
-    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    expect(inventory(N.prefix).runningDomains).toEqual([`${P}-vm1`]);
     await oracle('rerun after injected start failures');
   });
 
@@ -232,7 +234,7 @@ spec: {pool: ${P}-pool, capacity: 16MiB, format: raw, source: ${img}}
     expect(r.code).toBe(1);
     // An unreadable image is invalid input, not a transient failure: no retry.
     expect(r.stdout).toMatch(/✗ create volume Volume\/vftest-rec-import failed after 1 attempt\(s\).*cannot read source image/);
-    expect(orphans(P, declaredAll)).toEqual([]); // no vftest-rec-import.img file left
+    expect(orphans(N.prefix, declaredAll)).toEqual([]); // no vftest-rec-import.img file left
     writeManifests(mdir, files());
     await expectOk(['reconcile', mdir, '--db', dbPath]);
     await oracle('import dropped');
@@ -285,7 +287,7 @@ spec: {mode: isolated, cidr: 10.243.0.0/24, dhcp: {start: 10.243.0.100, end: 10.
   });
 
   it('issue #12 item 7: a network virtform starts again puts the running VMs\' taps back on its bridge', async () => {
-    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    expect(inventory(N.prefix).runningDomains).toEqual([`${P}-vm1`]);
     virsh('net-destroy', `${P}-net`); // the VM keeps running; its tap loses the bridge
     const r = await apply();
     expect(r.outcome).toBe('succeeded');
@@ -328,17 +330,17 @@ spec: {mode: isolated, cidr: 10.243.0.0/24, dhcp: {start: 10.243.0.100, end: 10.
     const refused = await runCli(['reconcile', mdir, '--db', dbPath]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/no manifests found/);
-    expect(inventory(P).domains.length).toBe(2);
+    expect(inventory(N.prefix).domains.length).toBe(2);
     const held = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty', '--max-deletions', 'all']);
     expect(held.code, `${held.stdout}\n${held.stderr}`).toBe(1);
     expect(held.stdout).toMatch(/! data loss: Volume\/vftest-rec-data file .*vftest-rec-data\.img \(32MiB\): attached to VirtualMachine\/vftest-rec-vm1/);
     expect(held.stdout).toContain('To consent to the data loss, run again with --allow-data-loss.');
-    const afterHold = inventory(P);
+    const afterHold = inventory(N.prefix);
     expect(afterHold.domains).toEqual([`${P}-vm1`]); // vm2 has no disks: deleted
     expect(afterHold.files).toEqual(declaredAll.files);
     const torn = await runCli(['reconcile', mdir, '--db', dbPath, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']);
     expect(torn.code).toBe(0);
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect([...inv.domains, ...inv.networks, ...inv.pools, ...inv.files]).toEqual([]);
     const { plan } = await planOnly(host, store, await desiredFrom(mdir));
     expect(plan.noop).toBe(true);

@@ -9,10 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-rob-';
+const N = suiteNames('rob');
+const P = N.prefix;
 const POOL_DIR = `/var/lib/virtform-test/${P}pool`;
 
 let work: string;
@@ -75,9 +77,9 @@ function redefineNet(xml: string): void {
 }
 
 beforeAll(async () => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir(P);
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
   writeManifests(mdir, manifests());
@@ -85,7 +87,7 @@ beforeAll(async () => {
   expect(first.code, `${first.stdout}\n${first.stderr}`).toBe(0);
 }, 120_000);
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 

@@ -7,22 +7,24 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, inventory, runCli, virsh, type CliResult } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, inventory, runCli, virsh, type CliResult } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-safety';
+const N = suiteNames('safety');
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 const file = (vol: string): string => `${POOL_DIR}/${vol}.qcow2`;
 
 let work: string;
 
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -89,7 +91,7 @@ spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-c2}]}
     writePattern(file(`${P}-c2`));
     writeManifests(dir, manifests());
     expectCode(await runCli(['reconcile', dir, '--db', db]), 0);
-    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    expect(inventory(N.prefix).runningDomains).toEqual([`${P}-vm1`]);
     const files = [`${P}-base`, `${P}-c1`, `${P}-c2`].map(file);
     const before = files.map(fingerprint);
     const id = domId(`${P}-vm1`);
@@ -124,14 +126,14 @@ spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-c2}]}
     }
     const after = files.map(fingerprint);
     after.forEach((f, i) => expect(f).not.toBe(before[i]));
-    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    expect(inventory(N.prefix).runningDomains).toEqual([`${P}-vm1`]);
     expect(domId(`${P}-vm1`)).not.toBe(id); // restarted, on the new disk
     const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode']);
     expectCode(again, 0);
     expect(again.stdout).toContain('No changes.');
 
     expectCode(await runCli(['reconcile', writeManifests(join(work, 'none'), {}), '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']), 0);
-    expect(inventory(P).files).toEqual([]);
+    expect(inventory(N.prefix).files).toEqual([]);
   });
 });
 

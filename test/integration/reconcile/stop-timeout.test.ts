@@ -12,10 +12,12 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, openJournal, runCli, spawnCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, openJournal, runCli, spawnCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-strm-stop';
+const N = suiteNames('stoptimeout');
+const P = N.base;
 const IMAGE = Buffer.concat([Buffer.from('virtform stop-timeout image\n'), Buffer.alloc(2 * 1024 ** 2 - 28, 0x33)]);
 let server: Server;
 let base: string;
@@ -24,9 +26,9 @@ let requests = 0;
 let work: string;
 
 beforeAll(async () => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir(`${P}-`);
+  work = N.tempDir();
   server = createServer((req, res) => {
     requests += 1;
     res.writeHead(200, { 'content-length': IMAGE.length });
@@ -39,7 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -12,10 +12,12 @@ import { execFileSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-sbx-url';
+const N = suiteNames('urlpolicy');
+const P = N.base;
 const POOL_DIR = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${P}-pool`;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -44,9 +46,9 @@ const listen = (s: Server, host: string): Promise<string> =>
   new Promise((r) => s.listen(0, host, () => r(`http://${host}:${(s.address() as AddressInfo).port}`)));
 
 beforeAll(async () => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   RAW = Buffer.concat([Buffer.from('virtform policy image\n'), Buffer.alloc(1024 ** 2 - 22, 0x41)]);
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(work, 'big.qcow2'), '64M']);
   BIG = readFileSync(join(work, 'big.qcow2'));
@@ -60,7 +62,7 @@ afterAll(async () => {
     s?.closeAllConnections();
     await new Promise<void>((r) => (s ? s.close(() => r()) : r()));
   }
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -71,7 +73,7 @@ const vol = (name: string, spec: string): string =>
 let n = 0;
 /** A fresh case: its own manifests, policy and state DB (so its own image cache); the host swept of this suite's objects. */
 function folder(docs: string, policy: string): { dir: string; db: string; policy: string } {
-  cleanupPrefix(P);
+  N.cleanup();
   n += 1;
   const dir = writeManifests(join(work, `m${n}`), { 'm.yaml': POOL + docs });
   mkdirSync(join(work, `state${n}`), { recursive: true });

@@ -12,11 +12,13 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, openJournal, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, openJournal, runCli, virsh } from '../../support/real-host.js';
 import { expectReadbackMatches } from '../../support/readback.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-url';
+const N = suiteNames('url');
+const P = N.base;
 // VIRTFORM_TEST_POOL_ROOT: another root for the pool (where parallel suites share /var/lib/virtform-test).
 const POOL_DIR = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${P}-pool`;
 const EXAMPLES = fileURLToPath(new URL('../../../manifests/examples', import.meta.url));
@@ -51,9 +53,9 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
 }
 
 beforeAll(async () => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   // A raw image with data, a long zero run (sent as a hole) and more data.
   RAW = Buffer.concat([Buffer.from('virtform url image\n'), Buffer.alloc(3 * 1024 ** 2), Buffer.alloc(1024 ** 2, 0x5a), Buffer.alloc(4 * 1024 ** 2 - 19)]);
   writeFileSync(join(work, 'raw.img'), RAW);
@@ -72,7 +74,7 @@ beforeAll(async () => {
 afterAll(async () => {
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -111,7 +113,7 @@ async function reconcile(m: { dir: string; db: string }, extra: string[] = [], e
   return runCli(['reconcile', m.dir, '--db', m.db, ...extra], env);
 }
 async function reset(): Promise<void> {
-  cleanupPrefix(P);
+  N.cleanup();
   hits = {};
 }
 

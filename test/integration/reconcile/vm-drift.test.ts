@@ -9,10 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-restart';
+const N = suiteNames('vmdrift');
+const P = N.base;
 const VM = `${P}-vm`;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 
@@ -110,16 +112,16 @@ const view = (d: ReturnType<typeof definition>) => ({
 let macs: string[] = [];
 
 beforeAll(async () => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
   await reconcileOk();
   macs = definition().nics.map((n) => n.mac);
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -151,8 +153,8 @@ describe('VM drift hunt on qemu:///system', () => {
     ['disk source (redefined)', () => redefine((x) => x.replace(`${POOL_DIR}/${P}-data.img`, `${POOL_DIR}/${P}-extra.img`)), /~ spec\.disks\[1\]\.path: ".*-extra\.img" → ".*-data\.img" \(drift\)/],
     ['NIC model (redefined)', () => redefine((x) => xmlNic(x, 0, (n) => n.replace(/<model type='virtio'\/>/, "<model type='rtl8139'/>"))), /~ spec\.nics\[0\]\.model: "rtl8139" → "virtio" \(drift\)/],
     ['NIC MAC (redefined)', () => redefine((x) => x.replace(macs[0]!, '52:54:00:de:ad:01')), /~ spec\.nics\[0\]\.mac: "52:54:00:de:ad:01" → ".*" \(drift\)/],
-    ['NIC network (redefined)', () => redefine((x) => xmlNic(x, 1, (n) => n.replace(`network='${P}-b'`, `network='${P}-a'`))), /~ spec\.nics\[1\]\.network: "vftest-restart-a" → "vftest-restart-b" \(drift\)/],
-    ['virsh detach-interface --config', () => virsh('detach-interface', VM, 'network', '--mac', macs[1]!, '--config'), /\+ spec\.nics\[1\]\.network: "vftest-restart-b" \(drift\)/],
+    ['NIC network (redefined)', () => redefine((x) => xmlNic(x, 1, (n) => n.replace(`network='${P}-b'`, `network='${P}-a'`))), new RegExp(`~ spec\\.nics\\[1\\]\\.network: "${P}-a" → "${P}-b" \\(drift\\)`)],
+    ['virsh detach-interface --config', () => virsh('detach-interface', VM, 'network', '--mac', macs[1]!, '--config'), new RegExp(`\\+ spec\\.nics\\[1\\]\\.network: "${P}-b" \\(drift\\)`)],
     ['virsh attach-interface --config', () => virsh('attach-interface', VM, 'network', `${P}-a`, '--config'), /- spec\.nics\[52:54:00:[0-9a-f:]+\]: .*"model":"rtl8139".*\(drift\)/],
   ];
   for (const [what, mutate, line] of hunt) {
@@ -180,7 +182,7 @@ describe('MACs, live and restart changes, restart-required', () => {
     expect(definition().nics.map((n) => n.mac)).toEqual(three);
     // remove nics[0]: shown as that NIC going, the others keep MAC and model
     const dry = await dryRun({ vcpus: 2, nics: `[{network: ${P}-b, model: e1000}, {network: ${P}-b}]`, disks: `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}, {volume: ${P}-extra}]` });
-    expect(dry.stdout).toContain(`- spec.nics[${macs[0]}]: {"network":"vftest-restart-a","model":"virtio","mac":"${macs[0]}"}`);
+    expect(dry.stdout).toContain(`- spec.nics[${macs[0]}]: {"network":"${P}-a","model":"virtio","mac":"${macs[0]}"}`);
     expect(dry.stdout, dry.stdout).not.toMatch(/spec\.nics\[0\]\.model/);
     await reconcileOk({ vcpus: 2, nics: `[{network: ${P}-b, model: e1000}, {network: ${P}-b}]`, disks: `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}, {volume: ${P}-extra}]` });
     expect(definition().nics.map((n) => [n.mac, n.model])).toEqual([[three[1], 'e1000'], [three[2], 'virtio']]);

@@ -12,11 +12,13 @@ import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
 import { expectReadbackMatches } from '../../support/readback.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-hw-rec';
+const N = suiteNames('hw');
+const P = N.base;
 const VM = `${P}-vm`;
 
 function files(spec: string, state = 'running'): Record<string, string> {
@@ -59,14 +61,14 @@ function redefine(edit: (xml: string) => string): void {
 }
 
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 

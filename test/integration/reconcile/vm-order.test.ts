@@ -14,10 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-vmo';
+const N = suiteNames('vmo');
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 
 interface Vm { name: string; disks: string[]; policy?: 'Never' | 'OnChange'; domainType?: string; description?: string; state?: string }
@@ -69,14 +71,14 @@ const typeOf = (vm: string): string => parseDomainXml(virsh('dumpxml', '--inacti
 const path = (v: string): string => `${POOL_DIR}/${P}-${v}.img`;
 
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 

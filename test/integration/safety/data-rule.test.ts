@@ -14,12 +14,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, inventory, runCli, virsh, type CliResult } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, inventory, runCli, virsh, type CliResult } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-data';
+const N = suiteNames('data');
+const P = N.base;
 const POOL = `${P}-pool`;
 const POOL_DIR = `/var/lib/virtform-test/${POOL}`;
 const file = (vol: string, ext = 'qcow2'): string => `${POOL_DIR}/${vol}.${ext}`;
@@ -30,14 +31,14 @@ let dir: string;
 let db: string;
 
 beforeAll(() => {
-  cleanupPrefix(`${P}-`);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   dir = join(work, 'm');
   db = join(work, 'state.db');
 });
 afterAll(() => {
-  cleanupPrefix(`${P}-`);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -79,7 +80,7 @@ describe('the data rule on the real daemon (issue 19, findings 1-5 and 11)', () 
     // The lab: vm1 runs with d1 and d2; vm2 (stopped) has d3; vm3 boots a kernel and initrd volume.
     writeManifests(dir, manifests({ vm1Disks: ['d1', 'd2'], vm2: true, volumes: ALL }));
     expectCode(await runCli(['reconcile', dir, '--db', db, '--domain-type', 'qemu']), 0);
-    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    expect(inventory(N.prefix).runningDomains).toEqual([`${P}-vm1`]);
     // Outside virtform: a domain defined with virsh uses `used`; an overlay in the pool is built on `base`.
     const xml = join(work, 'ext.xml');
     writeFileSync(xml, `<domain type='qemu'><name>${P}-ext</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
@@ -92,7 +93,7 @@ describe('the data rule on the real daemon (issue 19, findings 1-5 and 11)', () 
     writeManifests(dir, manifests({ vm1Disks: ['d1'], volumes: ALL }));
     const b = await runCli(['reconcile', dir, '--db', db, '--domain-type', 'qemu']);
     expectCode(b, 0);
-    expect(inventory(P).domains).not.toContain(`${P}-vm2`);
+    expect(inventory(N.prefix).domains).not.toContain(`${P}-vm2`);
 
     // Run C: d2 and d3 removed; kernel, initrd, used and base shrunk (a shrink replaces the volume).
     const before = Object.fromEntries(['d2', 'd3', 'used', 'base'].map((v) => [v, fingerprint(file(`${P}-${v}`))]));
@@ -122,7 +123,7 @@ describe('the data rule on the real daemon (issue 19, findings 1-5 and 11)', () 
     const d = await runCli(['reconcile', dir, '--db', db, '--domain-type', 'qemu']);
     expect.soft(d.code).toBe(1);
     expect.soft(d.stdout).toMatch(new RegExp(`the cloud-init seed's volume ${POOL}/${P}-vm5-cidata\\.iso already exists and virtform did not create it`));
-    expect.soft(inventory(P).domains).not.toContain(`${P}-vm5`);
+    expect.soft(inventory(N.prefix).domains).not.toContain(`${P}-vm5`);
     expect.soft(fingerprint(file(`${P}-vm5-cidata`, 'iso'))).toBe(seedBefore);
 
     // Finding 11: four volumes removed and two shrunk: 6 deletions, all held, counted: braked.
@@ -136,7 +137,7 @@ describe('the data rule on the real daemon (issue 19, findings 1-5 and 11)', () 
     const f = await runCli(['reconcile', dir, '--db', db, '--domain-type', 'qemu']);
     expect.soft(f.code).toBe(1);
     expect.soft(f.stderr).toMatch(/this plan deletes 2 resources .*every VirtualMachine virtform owns \(2\)/);
-    expect.soft(inventory(P).domains).toEqual(expect.arrayContaining([`${P}-vm1`, `${P}-vm3`]));
+    expect.soft(inventory(N.prefix).domains).toEqual(expect.arrayContaining([`${P}-vm1`, `${P}-vm3`]));
     // Lifted by --max-deletions: the running vm1 is shut down (ACPI) first, forced off after the timeout.
     const g = await runCli(['reconcile', dir, '--db', db, '--domain-type', 'qemu', '--max-deletions', '2', '--shutdown-timeout', '2']);
     expectCode(g, 0);
@@ -145,7 +146,7 @@ describe('the data rule on the real daemon (issue 19, findings 1-5 and 11)', () 
     const took = /✓ delete domain VirtualMachine\/vftest-data-vm1 \((\d+\.\d+)s\)/.exec(g.stdout);
     expect.soft(took, g.stdout).not.toBeNull();
     expect.soft(Number(took?.[1] ?? 0)).toBeGreaterThanOrEqual(2);
-    expect(inventory(P).domains.filter((x) => x.startsWith(`${P}-vm`))).toEqual([]);
+    expect(inventory(N.prefix).domains.filter((x) => x.startsWith(`${P}-vm`))).toEqual([]);
     expect(existsSync(file(`${P}-d1`))).toBe(true);
   });
 });

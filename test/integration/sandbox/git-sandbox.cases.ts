@@ -9,11 +9,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
 import { TestRepo, git } from '../../support/git.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-sbx-git';
+const N = suiteNames('sbxgit');
+const P = N.base;
 const SECRET = 'rootonly-7f3a9c-secret';
 const NET = (name: string, third: number): string =>
   `apiVersion: virtform.dev/v1\nkind: Network\nmetadata: {name: ${name}}\nspec: {mode: isolated, cidr: 10.237.${third}.0/24, autostart: false}\n`;
@@ -22,9 +23,9 @@ let work: string;
 let hostDir: string;
 let hostFile: string;
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir('vftest-sbx-');
+  work = N.tempDir();
   // "Host files" outside any checkout: a root-only file whose values must never be printed, and a
   // folder of valid manifests a commit must not make the applied set.
   hostFile = join(work, 'host-secret.yaml');
@@ -34,7 +35,7 @@ beforeAll(() => {
   writeFileSync(join(hostDir, 'net.yaml'), NET(`${P}-hostnet`, 2));
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -86,7 +87,7 @@ describe('a --git checkout is a sandbox', () => {
     commitWithLinks(repo, { 'vm.yaml': vm }, { 'lab/ud.txt': hostFile });
     const r3 = await runCli(['reconcile', ...flags]);
     expect(r3.code, r3.stdout + r3.stderr).toBe(2);
-    expect(r3.stderr).toMatch(/lab\/vm\.yaml:\d+:\d+: VirtualMachine\/vftest-sbx-git-vm: spec\.cloudInit\.userDataFile: user-data file "ud\.txt" resolves outside the repository checkout \(a symlink\?\): not read/);
+    expect(r3.stderr).toMatch(/lab\/vm\.yaml:\d+:\d+: VirtualMachine\/vftest-sbxgit-vm: spec\.cloudInit\.userDataFile: user-data file "ud\.txt" resolves outside the repository checkout \(a symlink\?\): not read/);
     expect(r3.stdout + r3.stderr).not.toContain(SECRET);
     expect(networks()).toEqual([]);
     expect(virsh('pool-list', '--all', '--name')).not.toContain(P);

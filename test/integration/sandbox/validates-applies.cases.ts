@@ -8,22 +8,24 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-sbx-va';
+const N = suiteNames('sbxva');
+const P = N.base;
 const ROOT = process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test';
 const pool = (name: string): string => `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: ${P}-${name}}\nspec: {path: ${ROOT}/${P}-${name}}\n---\n`;
 const vol = (name: string, spec: string): string => `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-${name}}\nspec: {${spec}}\n---\n`;
 
 let work: string;
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir('vftest-sbx-');
+  work = N.tempDir();
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -47,7 +49,7 @@ describe('what validates can apply', () => {
   }, 60_000);
 
   it('refused by validation instead of failing at apply: five IDE devices, a qcow2 size that is not whole sectors, a kernel volume that is another VM\'s disk', async () => {
-    cleanupPrefix(P);
+    N.cleanup();
     const vm = (name: string, body: string): string =>
       `apiVersion: virtform.dev/v1\nkind: VirtualMachine\nmetadata: {name: ${P}-${name}}\nspec:\n  vcpus: 1\n  memory: 64MiB\n  state: stopped\n${body}---\n`;
     const dir = writeManifests(join(work, 'bad'), {
@@ -60,8 +62,8 @@ describe('what validates can apply', () => {
     });
     const r = await runCli(['reconcile', dir, '--db', join(work, 'bad.db'), '--max-attempts', '1']);
     expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(r.stderr).toMatch(/m\.yaml:\d+:\d+: VirtualMachine\/vftest-sbx-va-ide: spec\.disks\[3\]\.bus: more than 3 ide disks \(the cloud-init seed is a fourth ide device\)/);
-    expect(r.stderr).toMatch(/VirtualMachine\/vftest-sbx-va-kernel: spec\.boot\.kernelVolume: volume "vftest-sbx-va-kernel" is attached as a disk to VirtualMachine "vftest-sbx-va-user"/);
+    expect(r.stderr).toMatch(new RegExp(`m\\.yaml:\\d+:\\d+: VirtualMachine/${P}-ide: spec\\.disks\\[3\\]\\.bus: more than 3 ide disks \\(the cloud-init seed is a fourth ide device\\)`));
+    expect(r.stderr).toContain(`VirtualMachine/${P}-kernel: spec.boot.kernelVolume: volume "${P}-kernel" is attached as a disk to VirtualMachine "${P}-user"`);
     expect(virsh('pool-list', '--all', '--name')).not.toContain(P);
   }, 60_000);
 });

@@ -11,14 +11,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, spawnCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, spawnCli, virsh } from '../../support/real-host.js';
 import { openHost } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { openStateStore } from '../../../src/state/index.js';
 import { observeForStatus } from '../../../src/status/index.js';
 import type { HostCallInfo } from '../../../src/reconcile/ports.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-addr';
+const N = suiteNames('addr');
+const P = N.base;
 
 function files(n: number): Record<string, string> {
   const vm = (i: number): string => `apiVersion: virtform.dev/v1
@@ -71,15 +73,15 @@ async function converge(n: number): Promise<void> {
 
 beforeAll(async () => {
   ensureBuilt();
-  cleanupPrefix(P);
-  work = tempDir('vftest-addr-int-');
+  N.cleanup();
+  work = N.tempDir();
   mdir = join(work, 'm');
   db = join(work, 'state.db');
   await converge(2);
 }, 180_000);
 
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 

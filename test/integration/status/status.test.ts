@@ -7,10 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-status';
+const N = suiteNames('status');
+const P = N.base;
 const VM = `${P}-vm`;
 
 const files = {
@@ -53,8 +55,8 @@ async function statusJson(): Promise<{ code: number | null; rows: Row[] }> {
 
 beforeAll(async () => {
   ensureBuilt();
-  cleanupPrefix(P);
-  work = tempDir('vftest-status-int-');
+  N.cleanup();
+  work = N.tempDir();
   mdir = writeManifests(join(work, 'm'), files);
   db = join(work, 'state.db');
   const r = await runCli(['reconcile', mdir, '--db', db, '--shutdown-timeout', '0']);
@@ -62,7 +64,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
