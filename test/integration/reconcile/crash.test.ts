@@ -161,7 +161,6 @@ describe('SIGTERM', () => {
   });
 });
 
-
 /**
  * The URL import step (issue #13): a volume whose `source` is a URL served by a loopback server in
  * this test, with a qcow2 base from a URL and a clone of it. The CLI is SIGKILLed at every journal

@@ -5,15 +5,20 @@
  * MAC, live and restart changes, the restart-required mark, and growing a volume attached to a
  * running VM.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
 import { writeManifests } from '../../support/manifests.js';
-import { ensureBuilt, runCli, virsh } from '../../support/real-host.js';
-import { suiteNames } from '../../support/names.js';
+import { runCli, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const N = suiteNames('vmdrift');
+const N = useSuite('vmdrift', {
+  setup: async () => {
+    await reconcileOk();
+    macs = definition().nics.map((n) => n.mac);
+  },
+});
 const P = N.base;
 const VM = `${P}-vm`;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
@@ -66,26 +71,23 @@ spec:
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (args: string[]) => runCli([...args, '--db', db]);
+const cli = (args: string[]) => runCli([...args, '--db', N.db]);
 async function reconcileOk(o: Opts = {}): Promise<string> {
-  writeManifests(mdir, files(o));
-  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
+  writeManifests(N.mdir, files(o));
+  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   return r.stdout;
 }
 async function dryRun(o: Opts = {}): Promise<{ code: number | null; stdout: string }> {
-  writeManifests(mdir, files(o));
-  const r = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+  writeManifests(N.mdir, files(o));
+  const r = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
   return { code: r.code, stdout: r.stdout + r.stderr };
 }
 const definition = () => parseDomainXml(virsh('dumpxml', '--inactive', VM));
 const liveXml = () => parseDomainXml(virsh('dumpxml', VM));
 /** Redefine the persistent definition with `edit` applied to its XML (what `virsh edit` does). */
 function redefine(edit: (xml: string) => string): void {
-  const file = join(work, 'edited.xml');
+  const file = join(N.work, 'edited.xml');
   const xml = virsh('dumpxml', '--inactive', VM);
   const next = edit(xml);
   expect(next).not.toBe(xml);
@@ -110,20 +112,6 @@ const view = (d: ReturnType<typeof definition>) => ({
 });
 
 let macs: string[] = [];
-
-beforeAll(async () => {
-  N.cleanup();
-  ensureBuilt();
-  work = N.tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-  await reconcileOk();
-  macs = definition().nics.map((n) => n.mac);
-});
-afterAll(() => {
-  N.cleanup();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('VM drift hunt on qemu:///system', () => {
   it('starts converged: the definition reads back as the manifest, a dry-run has nothing to do', async () => {
