@@ -16,20 +16,28 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { openHost } from '../../src/reconcile/adapters/libvirt-host.js';
 import { planOnly } from '../../src/reconcile/engine.js';
 import { openStateStore } from '../../src/state/index.js';
-import { ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
 import { desiredFrom, writeManifests } from '../support/manifests.js';
 import { failures, formatDifferences, mergeSnapshots, readback, type Difference, type Snapshot } from '../support/readback.js';
 import { TestRepo } from '../support/git.js';
 import {
   declaredFrom, describeVariant, ensureLibvirtd, faultManifests, isConnectionTrouble, prng, randInt, RESULTS, whileLibvirtdFlaps, type Variant,
 } from './support.js';
+import { useSuite } from '../support/suite.js';
 import { suiteNames } from '../support/names.js';
 
-const N = suiteNames('faultk');
+const N = useSuite('faultk', {
+  before: () => ensureLibvirtd(),
+  setup: () => {
+    NPG.cleanup();
+    started = Date.now();
+    console.log(`[faults] crash rounds: seed=${SEED} rounds=${ROUNDS} (override with VIRTFORM_FAULT_SEED / VIRTFORM_FAULT_ROUNDS)`);
+  },
+});
 const P = N.base;
 const POOL_PATH = `${TEST_POOL_ROOT}/${P}-pool`;
 const SEED = Number(process.env.VIRTFORM_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -67,12 +75,11 @@ interface Round {
 
 const rounds: Round[] = [];
 const gitRounds: (Round & { commit: string; recorded: string | null })[] = [];
-let work: string;
 let started = 0;
 
 async function stepsPending(dir: string, db: string): Promise<number> {
   const host = await openHost('qemu:///system');
-  const store = await openStateStore(db);
+  const store = await openStateStore(N.db);
   try {
     return (await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true })).plan.steps.length;
   } finally {
@@ -132,27 +139,16 @@ ${gitRounds.map((r) => `| ${r.round} | ${r.variant} | ${r.commit.slice(0, 7)} | 
 ` : ''}`);
 }
 
-beforeAll(async () => {
-  await ensureLibvirtd();
-  ensureBuilt();
-  N.cleanup();
-  NPG.cleanup();
-  work = N.tempDir();
-  started = Date.now();
-  console.log(`[faults] crash rounds: seed=${SEED} rounds=${ROUNDS} (override with VIRTFORM_FAULT_SEED / VIRTFORM_FAULT_ROUNDS)`);
-});
-
 afterAll(() => {
   if (rounds.length || gitRounds.length) report();
-  N.cleanup();
   NPG.cleanup();
 });
 
 describe('SIGKILL at random journal boundaries', () => {
   it(`converges with no orphans after every crash (${ROUNDS} rounds)`, async () => {
     const rnd = prng(SEED);
-    const dir = join(work, 'm');
-    const db = join(work, 'state.db');
+    const dir = join(N.work, 'm');
+    const db = join(N.work, 'state.db');
     let variant: Variant = { vms: 4, vm1Memory: '64MiB', vm2State: 'stopped', vm3Vcpus: 1 };
     /** Generated MACs and clone/base inodes as last read back (issue #12: they must not change under the same domain/clone). */
     let seen: Snapshot | undefined;
@@ -224,9 +220,9 @@ describe('SIGKILL at random journal boundaries', () => {
 describe('SIGKILL at random journal boundaries, manifests from a git source', () => {
   it(`converges and records the applied commit after every crash (${GIT_ROUNDS} rounds)`, async () => {
     const rnd = prng(SEED ^ 0x5eed);
-    const repo = new TestRepo(join(work, 'git-repo'));
+    const repo = new TestRepo(join(N.work, 'git-repo'));
     const dir = join(repo.work, 'env');
-    const db = join(work, 'git-state.db');
+    const db = join(N.work, 'git-state.db');
     const poolPath = `${TEST_POOL_ROOT}/${PG}-pool`;
     const gitArgs = ['--git', repo.url, '--branch', 'main', '--path', 'env'];
     let variant: Variant = { vms: 3, vm1Memory: '64MiB', vm2State: 'stopped', vm3Vcpus: 1 };

@@ -35,6 +35,8 @@ export interface Suite extends SuiteNames {
 export interface SuiteOptions {
   /** The manifest folder's name under the temp dir (default `manifests`). */
   manifestDir?: string;
+  /** Runs first in beforeAll, before the cleanup (e.g. waiting for libvirtd). */
+  before?: () => void | Promise<void>;
   /** Runs at the end of beforeAll (e.g. the first apply). */
   setup?: (s: Suite) => void | Promise<void>;
   /** The beforeAll timeout (ms). */
@@ -68,6 +70,7 @@ export function useSuite(id: SuiteId, opts: SuiteOptions = {}): Suite {
     },
   };
   beforeAll(async () => {
+    await opts.before?.();
     names.cleanup();
     ensureBuilt();
     work = names.tempDir();

@@ -13,16 +13,21 @@
  * from). Everything is named vftest-addrg-*; the network (its own 10.200.x.0/24) has no <forward>.
  * Domain type: TCG unless VFTEST_GUEST_VIRT=kvm.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { writeManifests } from '../../support/manifests.js';
 import { runCli } from '../../support/cli.js';
-import { suiteNames } from '../../support/names.js';
+import { useSuite } from '../../support/suite.js';
 import { dhcpLeases, virsh } from '../../support/virsh.js';
 import { assertSubnetFree, GUEST_VIRT as VIRT, TINY_CMDLINE, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
-const N = suiteNames('addrg');
+const N = useSuite('addrg', {
+  manifestDir: 'm', 
+  setup: () => {
+    files = tinyGuestFiles(P);
+    assertSubnetFree(SUBNET);
+  },
+  setupTimeoutMs: 300_000,
+});
 const P = N.base;
 const NET = `${P}-net`;
 const VM = `${P}-tiny`;
@@ -67,31 +72,17 @@ spec:
 
 const leases = (): { mac: string; ip: string; prefix: number }[] => dhcpLeases(NET);
 
-let work: string;
-let mdir: string;
-let db: string;
-
-beforeAll(() => {
-  N.cleanup();
-  files = tinyGuestFiles(P);
-  assertSubnetFree(SUBNET);
-  work = N.tempDir();
-  mdir = join(work, 'm');
-  db = join(work, 'state.db');
-}, 300_000);
 afterAll(() => {
-  N.cleanup();
   files?.remove();
-  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 interface NicJson { mac: string; network: string; dhcp: boolean; addresses: { ip: string; prefix: number; family: string; source: string }[] }
 
 describe.sequential(`reconcile --wait with the tiny guest (${VIRT})`, () => {
   it('reconcile --wait returns with the address of the guest\'s DHCP lease, the one virsh net-dhcp-leases shows; status --json shows it', async () => {
-    writeManifests(mdir, manifests());
+    writeManifests(N.mdir, manifests());
     const t0 = Date.now();
-    const r = await runCli(['reconcile', mdir, '--db', db, '--domain-type', VIRT, '--wait', '--wait-timeout', '240', '--json'], {}, 300_000);
+    const r = await runCli(['reconcile', N.mdir, '--db', N.db, '--domain-type', VIRT, '--wait', '--wait-timeout', '240', '--json'], {}, 300_000);
     const ms = Date.now() - t0;
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const doc = JSON.parse(r.stdout) as { outcome: string; wait: { outcome: string; elapsedMs: number; polls: number; addresses: Record<string, NicJson[]> } };
@@ -105,18 +96,18 @@ describe.sequential(`reconcile --wait with the tiny guest (${VIRT})`, () => {
     // eslint-disable-next-line no-console
     console.log(`[addresses-guest] ${VIRT}: reconcile --wait ${ms} ms in all; VM started -> address ${doc.wait.elapsedMs} ms (${doc.wait.polls} polls); ${lease!.ip}`);
 
-    const st = await runCli(['status', mdir, '--db', db, '--json']);
+    const st = await runCli(['status', N.mdir, '--db', N.db, '--json']);
     expect(st.code, st.stderr).toBe(0);
     const row = (JSON.parse(st.stdout) as { resources: { name: string; addresses: NicJson[]; addressesReady: boolean }[] }).resources.find((x) => x.name === VM)!;
     expect(row.addressesReady).toBe(true);
     expect(row.addresses[0]!.addresses[0]).toMatchObject({ ip: lease!.ip, source: 'lease' });
-    const table = await runCli(['status', mdir, '--db', db]);
+    const table = await runCli(['status', N.mdir, '--db', N.db]);
     expect(table.stdout).toMatch(new RegExp(`VirtualMachine/${VM} .*${lease!.ip.replace(/\./g, '\\.')}/24 \\(lease\\)`));
   }, 320_000);
 
   it('with a VM that boots nothing added, --wait-timeout 5 exits 1 naming only that VM, and prints the guest\'s address', async () => {
-    writeManifests(mdir, manifests({ blank: true }));
-    const r = await runCli(['reconcile', mdir, '--db', db, '--domain-type', VIRT, '--wait', '--wait-timeout', '5'], {}, 120_000);
+    writeManifests(N.mdir, manifests({ blank: true }));
+    const r = await runCli(['reconcile', N.mdir, '--db', N.db, '--domain-type', VIRT, '--wait', '--wait-timeout', '5'], {}, 120_000);
     expect(r.code, r.stderr + r.stdout).toBe(1);
     expect(r.stderr).toContain(`timed out after 5s waiting for an address: ${BLANK} (${BLANK_MAC} on ${NET})`);
     expect(r.stderr).not.toContain(`${VM} (`);

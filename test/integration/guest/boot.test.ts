@@ -9,17 +9,22 @@
  * Copies of the kernel and initrd live in a test directory: libvirt changes the owner of the files
  * a domain boots from while it runs. Everything is named `vftest-boot-*`. TCG.
  */
-import { copyFileSync, existsSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
 import { writeManifests } from '../../support/manifests.js';
 import { runCli } from '../../support/cli.js';
-import { suiteNames } from '../../support/names.js';
+import { useSuite } from '../../support/suite.js';
 import { virsh, virshOk } from '../../support/virsh.js';
 import { bootWithConsole, TINY_CMDLINE, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
-const N = suiteNames('boot');
+const N = useSuite('boot', {
+  setup: () => {
+    files = tinyGuestFiles(P);
+  },
+  setupTimeoutMs: 300_000,
+});
 const P = N.base;
 const VM = `${P}-vm`;
 const UEFI = `${P}-uefi`;
@@ -46,13 +51,10 @@ spec:
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (args: string[]) => runCli([...args, '--db', db]);
+const cli = (args: string[]) => runCli([...args, '--db', N.db]);
 async function reconcileOk(o: Parameters<typeof manifests>[0] = {}): Promise<string> {
-  writeManifests(mdir, manifests(o));
-  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
+  writeManifests(N.mdir, manifests(o));
+  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   return r.stdout;
 }
@@ -66,18 +68,6 @@ async function bootWatched(name: string, until: RegExp, timeoutMs = 120_000): Pr
     await con.close();
   }
 }
-
-beforeAll(() => {
-  N.cleanup();
-  files = tinyGuestFiles(P);
-  work = N.tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-}, 300_000);
-afterAll(() => {
-  N.cleanup();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe.sequential('spec.boot on qemu:///system (direct kernel boot of the tiny guest)', () => {
   it('defines the domain with <kernel>, <initrd>, <cmdline>; the kernel boots the initramfs', async () => {
@@ -97,18 +87,18 @@ describe.sequential('spec.boot on qemu:///system (direct kernel boot of the tiny
 
   it('a command line changed outside virtform is drift [restart]; reconcile corrects the definition', async () => {
     const xml = virsh('dumpxml', '--inactive', VM);
-    const file = join(work, 'edited.xml');
-    writeManifests(join(work, 'edit'), { 'edited.xml': xml.replace(`<cmdline>${CMDLINE}</cmdline>`, '<cmdline>console=ttyS0 init=/bin/sh</cmdline>') });
-    copyFileSync(join(work, 'edit', 'edited.xml'), file);
+    const file = join(N.work, 'edited.xml');
+    writeManifests(join(N.work, 'edit'), { 'edited.xml': xml.replace(`<cmdline>${CMDLINE}</cmdline>`, '<cmdline>console=ttyS0 init=/bin/sh</cmdline>') });
+    copyFileSync(join(N.work, 'edit', 'edited.xml'), file);
     virsh('define', file);
     expect(parseDomainXml(virsh('dumpxml', '--inactive', VM)).boot?.cmdline).toBe('console=ttyS0 init=/bin/sh');
-    writeManifests(mdir, manifests({ state: 'running' }));
-    const dry = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+    writeManifests(N.mdir, manifests({ state: 'running' }));
+    const dry = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
     expect(dry.code, dry.stdout + dry.stderr).toBe(3);
     expect(dry.stdout).toContain(`~ spec.boot.cmdline: "console=ttyS0 init=/bin/sh" → "${CMDLINE}" (drift) [restart]`);
     await reconcileOk({ state: 'running' });
     expect(parseDomainXml(virsh('dumpxml', '--inactive', VM)).boot?.cmdline).toBe(CMDLINE);
-    const again = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+    const again = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
     expect(again.code, again.stdout).toBe(0);
   }, 120_000);
 
@@ -132,8 +122,8 @@ describe.sequential('spec.boot on qemu:///system (direct kernel boot of the tiny
     expect(parseDomainXml(live).boot?.firmware).toBe('efi');
     expect(existsSync(NVRAM)).toBe(true);
     // Converged: the resolved loader in the running XML is not a difference.
-    writeManifests(mdir, manifests({ state: 'running', cmdline: `${CMDLINE} quiet`, uefi: true }));
-    expect((await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode'])).code).toBe(0);
+    writeManifests(N.mdir, manifests({ state: 'running', cmdline: `${CMDLINE} quiet`, uefi: true }));
+    expect((await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode'])).code).toBe(0);
     // Removed from the manifests: deleted (forced off), its NVRAM with it.
     await reconcileOk({ state: 'running', cmdline: `${CMDLINE} quiet` });
     expect(virshOk('dominfo', UEFI)).toBe(false);

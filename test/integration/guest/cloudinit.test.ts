@@ -14,19 +14,25 @@
  *   - an empty manifest set deletes the VM and its seed (no --allow-data-loss: derived data).
  * Everything is named `vftest-cloudinit-*`. TCG.
  */
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
 import { writeManifests } from '../../support/manifests.js';
 import { inventory } from '../../support/real-host.js';
 import { runCli, sleep } from '../../support/cli.js';
-import { suiteNames } from '../../support/names.js';
+import { useSuite } from '../../support/suite.js';
 import { dhcpLeases, virsh } from '../../support/virsh.js';
 import { assertSubnetFree, bootWithConsole, TINY_CMDLINE, tinyGuestFiles, type Lease, type TinyGuestFiles } from '../../support/guest.js';
 
-const N = suiteNames('cloudinit');
+const N = useSuite('cloudinit', {
+  setup: () => {
+    assertSubnetFree(SUBNET);
+    files = tinyGuestFiles(P);
+  },
+  setupTimeoutMs: 300_000,
+});
 const P = N.base;
 const VM = `${P}-vm`;
 const NET = `${P}-net`;
@@ -77,16 +83,13 @@ spec:
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (args: string[]) => runCli([...args, '--db', db]);
+const cli = (args: string[]) => runCli([...args, '--db', N.db]);
 function write(o: Parameters<typeof manifests>[0]): void {
-  writeManifests(mdir, manifests(o));
+  writeManifests(N.mdir, manifests(o));
 }
 async function reconcileOk(o: Parameters<typeof manifests>[0], extra: string[] = []): Promise<string> {
   write(o);
-  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0', ...extra]);
+  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0', ...extra]);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   return r.stdout + r.stderr;
 }
@@ -113,19 +116,6 @@ async function bootWatched(until: RegExp, timeoutMs = 200_000): Promise<{ text: 
     await con.close();
   }
 }
-
-beforeAll(() => {
-  N.cleanup();
-  assertSubnetFree(SUBNET);
-  files = tinyGuestFiles(P);
-  work = N.tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-}, 300_000);
-afterAll(() => {
-  N.cleanup();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured by its seed', () => {
   let firstSeed = '';
@@ -165,17 +155,17 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     // Declared running now: nothing left to do but record it; the seed the domain booted with is the one uploaded.
     await reconcileOk({ marker: 'first-boot', state: 'running' });
     write({ marker: 'first-boot', state: 'running' });
-    expect((await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode'])).code).toBe(0);
+    expect((await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode'])).code).toBe(0);
   }, 260_000);
 
   it('changed user-data: a new seed (digests only in plan, log and status), one seed volume, restart required', async () => {
     write({ marker: 'second-boot', state: 'running' });
-    const dry = await cli(['reconcile', mdir, '--dry-run']);
+    const dry = await cli(['reconcile', N.mdir, '--dry-run']);
     const all = dry.stdout + dry.stderr;
     expect(all).toMatch(/~ spec\.cloudInit\.seed: "sha256:[0-9a-f]{12}…" → "sha256:[0-9a-f]{12}…"/);
     expect(all).toMatch(/~ spec\.cloudInit\.userData: "sha256:[0-9a-f]{12}…" → "sha256:[0-9a-f]{12}…"/);
     expect(all).toContain('cloud-init will run again at next boot (instance-id changed)');
-    const json = await cli(['reconcile', mdir, '--dry-run', '--json']);
+    const json = await cli(['reconcile', N.mdir, '--dry-run', '--json']);
     const out = await reconcileOk({ marker: 'second-boot', state: 'running' });
     const status = await cli(['status', '--uri', 'qemu:///system', '--json']);
     const statusText = await cli(['status', '--uri', 'qemu:///system']);
@@ -192,7 +182,7 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     expect(inventory(N.prefix).volumes).toEqual([`${POOL}/${SEED}`]);
     expect(inventory(N.prefix).files.filter((f) => f.startsWith(POOL_DIR))).toEqual([SEED_PATH]);
     // The state DB keeps digests only.
-    expect(readFileSync(db).includes('second-boot')).toBe(false);
+    expect(readFileSync(N.db).includes('second-boot')).toBe(false);
   }, 120_000);
 
   it('after a restart the guest reads the new seed under a new instance-id', async () => {
@@ -204,15 +194,15 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     expect(iid).not.toBe(firstIid);
     expect(r.lease).toBeDefined();
     write({ marker: 'second-boot', state: 'running' });
-    const dry = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+    const dry = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
     expect(dry.code, dry.stdout).toBe(0);
     const st = await cli(['status', '--uri', 'qemu:///system']);
     expect(st.stdout).not.toMatch(/restart required/);
   }, 260_000);
 
   it('an empty manifest set deletes the VM and its seed without --allow-data-loss', async () => {
-    writeManifests(mdir, {});
-    const r = await cli(['reconcile', mdir, '--allow-empty', '--shutdown-timeout', '0']);
+    writeManifests(N.mdir, {});
+    const r = await cli(['reconcile', N.mdir, '--allow-empty', '--shutdown-timeout', '0']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const inv = inventory(N.prefix);
     expect(inv.domains).toEqual([]);
