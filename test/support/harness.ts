@@ -29,7 +29,7 @@ export type RunOptions = Partial<Omit<ReconcileOptions, 'host' | 'store' | 'desi
 /** Retries for tests: two attempts, no real waiting. The one definition; a test that counts attempts spreads it. */
 export const FAST_RETRY: RetryPolicy = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 
-export interface HarnessOptions {
+export interface HarnessOptions<H extends FakeHost = FakeHost> {
   /** Retry policy of `reconcile` (default FAST_RETRY). */
   retry?: RetryPolicy;
   /** Prefix of the temp dir's name (default `vftest-`). */
@@ -37,12 +37,12 @@ export interface HarnessOptions {
   /** The folder's name under the temp dir (default `manifests`). */
   manifestDir?: string;
   /** Makes the fake host of a host id (default `new FakeHost()`). */
-  newHost?: (id: string) => FakeHost;
+  newHost?: (id: string) => H;
   /** Manifests written before each test. */
   manifests?: Manifests;
 }
 
-export class Harness {
+export class Harness<H extends FakeHost = FakeHost> {
   /** The temp dir of the current test (removed after it). */
   work = '';
   /** The manifest folder. */
@@ -51,23 +51,23 @@ export class Harness {
   dbPath = '';
   store!: StateStore;
   /** A fake host per host id; `host` is the implicit local one. */
-  readonly hosts = new Map<string, FakeHost>();
+  readonly hosts = new Map<string, H>();
 
-  constructor(readonly opts: HarnessOptions = {}) {}
+  constructor(readonly opts: HarnessOptions<H> = {}) {}
 
-  get host(): FakeHost {
+  get host(): H {
     return this.hostFor(LOCAL_HOST);
   }
 
-  set host(h: FakeHost) {
+  set host(h: H) {
     this.hosts.set(LOCAL_HOST, h);
   }
 
   /** The fake host of host id `id` (made on first use). */
-  hostFor(id: string): FakeHost {
+  hostFor(id: string): H {
     let h = this.hosts.get(id);
     if (!h) {
-      h = this.opts.newHost ? this.opts.newHost(id) : new FakeHost();
+      h = this.opts.newHost ? this.opts.newHost(id) : (new FakeHost() as H);
       this.hosts.set(id, h);
     }
     return h;
@@ -149,8 +149,8 @@ function isDesired(m: Input): m is Desired {
 }
 
 /** A harness set up before, and closed after, each test of the calling file or describe block. */
-export function useHarness(opts: HarnessOptions = {}): Harness {
-  const h = new Harness(opts);
+export function useHarness<H extends FakeHost = FakeHost>(opts: HarnessOptions<H> = {}): Harness<H> {
+  const h = new Harness<H>(opts);
   beforeEach(async () => {
     await h.setup();
   });
@@ -161,6 +161,6 @@ export function useHarness(opts: HarnessOptions = {}): Harness {
 }
 
 /** A harness of one's own (set up now); call `close()` after. */
-export async function openHarness(opts: HarnessOptions = {}): Promise<Harness> {
-  return new Harness(opts).setup();
+export async function openHarness<H extends FakeHost = FakeHost>(opts: HarnessOptions<H> = {}): Promise<Harness<H>> {
+  return new Harness<H>(opts).setup();
 }
