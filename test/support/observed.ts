@@ -25,7 +25,7 @@ import type { Locator } from '../../src/reconcile/core/kind.js';
 import { poolDef } from '../../src/reconcile/kinds/pool/index.js';
 import { volumeDef } from '../../src/reconcile/kinds/volume/index.js';
 import { networkDef } from '../../src/reconcile/kinds/network/index.js';
-import { domainDef } from '../../src/reconcile/kinds/vm.js';
+import { domainDef } from '../../src/reconcile/kinds/vm/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Desired

@@ -24,7 +24,11 @@ export interface FieldSpec<C> {
   /** Unit of the normalized value, where it has one. */
   unit?: 'bytes' | 'KiB';
   /** How a change takes effect: applied live, on the next boot, or by recreating the object. */
-  effect: ChangeEffect | ((before: unknown, after: unknown, whole?: unknown) => ChangeEffect);
+  effect: ChangeEffect | ((before: unknown, after: unknown, whole?: unknown) => ChangeEffect);  /**
+   * The plan lines of a difference, `before` the host's (default: the field's value flattened into
+   * `spec.<field>.…` lines, sorted); none: no difference.
+   */
+  lines?(before: unknown, after: unknown): FieldChange[];
 }
 
 /**
@@ -236,18 +240,21 @@ export interface ConfigDifference {
 /**
  * Compare a desired config with the host's actual one, field by field along a kind's field spec.
  * `recorded` (the config applied last) tells drift (the host changed) from a manifest edit.
+ * `context` is handed to effect functions (what the effect of a change depends on besides its values).
  */
 export function compareConfigs<C extends object>(
-  spec: readonly FieldSpec<C>[], desired: C, actual: C, recorded: C | undefined,
+  spec: readonly FieldSpec<C>[], desired: C, actual: C, recorded: C | undefined, context?: unknown,
 ): ConfigDifference[] {
   const out: ConfigDifference[] = [];
   for (const f of spec) {
     const before = actual[f.field];
     const after = desired[f.field];
-    if (canonicalJson(before) === canonicalJson(after)) continue;
+    if (f.lines ? false : canonicalJson(before) === canonicalJson(after)) continue;
+    const lines = f.lines ? f.lines(before, after) : fieldChanges({ [f.field]: before }, { [f.field]: after });
+    if (f.lines && lines.length === 0) continue;
     const drift = recorded !== undefined && canonicalJson(recorded[f.field]) === canonicalJson(after);
-    const effect = typeof f.effect === 'function' ? f.effect(before, after) : f.effect;
-    const changes = fieldChanges({ [f.field]: before }, { [f.field]: after }).map((c) => (drift ? { ...c, drift } : c));
+    const effect = typeof f.effect === 'function' ? f.effect(before, after, context) : f.effect;
+    const changes = drift ? lines.map((c) => ({ ...c, drift })) : lines;
     out.push({ field: f.field, effect, drift, changes });
   }
   return out;

@@ -85,8 +85,9 @@ export function definitionXml(observed: Observed, key: string): string | undefin
 }
 
 /** Whether a definition is a domain's (by shape: a domain read for any key, e.g. in a unit test's observed state). */
-const isDomainDetail = (d: unknown): d is DomainDetail =>
-  !!d && typeof d === 'object' && Array.isArray((d as DomainDetail).disks) && Array.isArray((d as DomainDetail).nics) && typeof (d as DomainDetail).name === 'string';
+function isDomainDetail(d: Definition): d is DomainDetail {
+  return !!d && typeof d === 'object' && 'disks' in d && Array.isArray(d.disks) && 'nics' in d && Array.isArray(d.nics) && typeof d.name === 'string';
+}
 
 /**
  * Which running domains have each disk path open, as far as observe knows: the live definition
@@ -108,10 +109,7 @@ export function runningDiskHolders(observed: Observed): Map<string, string[]> {
 /** The domain that runs with a disk on `path` right now (its persistent definition has it), if any. */
 export async function runningDomainWithDisk(host: HostPort, observed: Observed, path: string): Promise<string | undefined> {
   const names = new Set<string>();
-  for (const d of observed.definitions.values()) {
-    const dom = d as Partial<DomainDetail>;
-    if (Array.isArray(dom.disks) && Array.isArray(dom.nics) && dom.name && dom.disks.some((x) => x.path === path)) names.add(dom.name);
-  }
+  for (const d of observed.definitions.values()) if (isDomainDetail(d) && d.name && d.disks.some((x) => x.path === path)) names.add(d.name);
   for (const name of names) {
     const now = await host.getDomain(name);
     if (now?.active && now.disks.some((x) => x.path === path)) return name;

@@ -8,7 +8,7 @@ import { isResourceKind, resourceKey, type ResourceKind } from '../../model/kind
 import { poolKind, type DesiredPool, type PoolOp } from './pool/index.js';
 import { volumeKind, type DesiredVolume, type VolumeOp } from './volume/index.js';
 import { networkKind, type DesiredNetwork, type NetworkOp } from './network/index.js';
-import { vmKind, type DesiredVm, type VmOp } from './vm.js';
+import { vmKind, type DesiredVm, type VmOp } from './vm/index.js';
 import type { KindHandler, KindRegistry, Locator } from '../core/kind.js';
 import type { ForgetOp, PlanStep as CorePlanStep, ResourceChange as CoreResourceChange } from '../core/change.js';
 import type { Desired as CoreDesired } from '../core/resource.js';
@@ -75,6 +75,6 @@ export type { DesiredPool, DesiredVolume, DesiredNetwork, DesiredVm };
 export type { PoolConfig } from './pool/index.js';
 export type { VolumeConfig } from './volume/index.js';
 export type { NetworkConfig } from './network/index.js';
-export type { VmConfig } from './vm.js';
+export type { VmConfig } from './vm/index.js';
 export type { KindHandler } from '../core/kind.js';
 export type { Ownership } from '../core/ownership.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, hashConfig } from '../../../src/reconcile/desired.js';
 import { cidrHostAddress } from '../../../src/reconcile/kinds/network/index.js';
-import { diskTarget } from '../../../src/reconcile/kinds/vm.js';
+import { diskTarget } from '../../../src/reconcile/kinds/vm/index.js';
 import { volumeFileName } from '../../../src/reconcile/kinds/volume/index.js';
 
 describe('normalization helpers', () => {

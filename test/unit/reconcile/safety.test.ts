@@ -10,7 +10,7 @@ import type { ResourceChange } from '../../../src/reconcile/kinds/index.js';
 import { holdDataLoss } from '../../../src/reconcile/safety.js';
 import { buildPlan } from '../../../src/reconcile/plan.js';
 import { volumeKind } from '../../../src/reconcile/kinds/volume/index.js';
-import { vmKind } from '../../../src/reconcile/kinds/vm.js';
+import { vmKind } from '../../../src/reconcile/kinds/vm/index.js';
 import type { DomainDetail, VolumeDetail } from '../../../src/model/definitions.js';
 
 const POOL = 'p';
