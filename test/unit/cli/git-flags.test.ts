@@ -12,12 +12,6 @@ import { runWatch } from '../../../src/cli/commands/watch.js';
 import { tempDir } from '../../support/manifests.js';
 import { capture } from '../../support/cli.js';
 
-const NET = (cidr: string, autostart = 'false'): string => `apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: vftest-gitcli-net}
-spec: {mode: isolated, cidr: ${cidr}, autostart: ${autostart}}
-`;
-
 const base = { uri: 'test:///default', concurrency: 1, maxAttempts: 1, retryDelay: 0, shutdownTimeout: 0 };
 
 describe('--git flag rules', () => {

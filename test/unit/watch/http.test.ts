@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
-import { join } from 'node:path';
 import { labManifests } from '../../support/manifests.js';
 import { FAST_RETRY, useHarness } from '../../support/harness.js';
 import {
