@@ -16,24 +16,35 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { openHost } from '../../src/reconcile/adapters/libvirt-host.js';
 import { planOnly } from '../../src/reconcile/engine.js';
 import { openStateStore } from '../../src/state/index.js';
-import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../support/manifests.js';
+import { openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { desiredFrom, writeManifests } from '../support/manifests.js';
 import { failures, formatDifferences, mergeSnapshots, readback, type Difference, type Snapshot } from '../support/readback.js';
 import { TestRepo } from '../support/git.js';
 import {
   declaredFrom, describeVariant, ensureLibvirtd, faultManifests, isConnectionTrouble, prng, randInt, RESULTS, whileLibvirtdFlaps, type Variant,
 } from './support.js';
+import { useSuite } from '../support/suite.js';
+import { suiteNames } from '../support/names.js';
 
-const P = 'vftest-fault-k';
+const N = useSuite('faultk', {
+  before: () => ensureLibvirtd(),
+  setup: () => {
+    NPG.cleanup();
+    started = Date.now();
+    console.log(`[faults] crash rounds: seed=${SEED} rounds=${ROUNDS} (override with VIRTFORM_FAULT_SEED / VIRTFORM_FAULT_ROUNDS)`);
+  },
+});
+const P = N.base;
 const POOL_PATH = `${TEST_POOL_ROOT}/${P}-pool`;
 const SEED = Number(process.env.VIRTFORM_FAULT_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Number(process.env.VIRTFORM_FAULT_ROUNDS ?? 50);
 const GIT_ROUNDS = Number(process.env.VIRTFORM_FAULT_GIT_ROUNDS ?? 8);
-const PG = 'vftest-fault-g';
+const NPG = suiteNames('faultg');
+const PG = NPG.base;
 const URI = 'qemu:///system';
 const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--max-attempts', '2', '--retry-delay', '50', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 
@@ -64,12 +75,11 @@ interface Round {
 
 const rounds: Round[] = [];
 const gitRounds: (Round & { commit: string; recorded: string | null })[] = [];
-let work: string;
 let started = 0;
 
 async function stepsPending(dir: string, db: string): Promise<number> {
   const host = await openHost('qemu:///system');
-  const store = await openStateStore(db);
+  const store = await openStateStore(N.db);
   try {
     return (await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true })).plan.steps.length;
   } finally {
@@ -129,27 +139,16 @@ ${gitRounds.map((r) => `| ${r.round} | ${r.variant} | ${r.commit.slice(0, 7)} | 
 ` : ''}`);
 }
 
-beforeAll(async () => {
-  await ensureLibvirtd();
-  ensureBuilt();
-  cleanupPrefix(P);
-  cleanupPrefix(PG);
-  work = tempDir(`${P}-`);
-  started = Date.now();
-  console.log(`[faults] crash rounds: seed=${SEED} rounds=${ROUNDS} (override with VIRTFORM_FAULT_SEED / VIRTFORM_FAULT_ROUNDS)`);
-});
-
 afterAll(() => {
   if (rounds.length || gitRounds.length) report();
-  cleanupPrefix(P);
-  cleanupPrefix(PG);
+  NPG.cleanup();
 });
 
 describe('SIGKILL at random journal boundaries', () => {
   it(`converges with no orphans after every crash (${ROUNDS} rounds)`, async () => {
     const rnd = prng(SEED);
-    const dir = join(work, 'm');
-    const db = join(work, 'state.db');
+    const dir = join(N.work, 'm');
+    const db = join(N.work, 'state.db');
     let variant: Variant = { vms: 4, vm1Memory: '64MiB', vm2State: 'stopped', vm3Vcpus: 1 };
     /** Generated MACs and clone/base inodes as last read back (issue #12: they must not change under the same domain/clone). */
     let seen: Snapshot | undefined;
@@ -189,7 +188,7 @@ describe('SIGKILL at random journal boundaries', () => {
       const dry = await whileLibvirtdFlaps(
         () => runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]), trouble, note);
       const declared = await declaredFrom(dir);
-      const left = await whileLibvirtdFlaps(() => orphans(P, declared), () => false, note);
+      const left = await whileLibvirtdFlaps(() => orphans(N.prefix, declared), () => false, note);
       const open = openJournal(db);
       const rb = await whileLibvirtdFlaps(() => readback(dir, URI, prev), () => false, note);
       const failing = failures(rb, `round ${round}`);
@@ -221,9 +220,9 @@ describe('SIGKILL at random journal boundaries', () => {
 describe('SIGKILL at random journal boundaries, manifests from a git source', () => {
   it(`converges and records the applied commit after every crash (${GIT_ROUNDS} rounds)`, async () => {
     const rnd = prng(SEED ^ 0x5eed);
-    const repo = new TestRepo(join(work, 'git-repo'));
+    const repo = new TestRepo(join(N.work, 'git-repo'));
     const dir = join(repo.work, 'env');
-    const db = join(work, 'git-state.db');
+    const db = join(N.work, 'git-state.db');
     const poolPath = `${TEST_POOL_ROOT}/${PG}-pool`;
     const gitArgs = ['--git', repo.url, '--branch', 'main', '--path', 'env'];
     let variant: Variant = { vms: 3, vm1Memory: '64MiB', vm2State: 'stopped', vm3Vcpus: 1 };
@@ -261,7 +260,7 @@ describe('SIGKILL at random journal boundaries, manifests from a git source', ()
       const recoveryMs = performance.now() - t;
       const dry = await whileLibvirtdFlaps(() => runCli(['reconcile', ...gitArgs, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]), trouble, note);
       const declared = await declaredFrom(dir);
-      const left = await whileLibvirtdFlaps(() => orphans(PG, declared), () => false, note);
+      const left = await whileLibvirtdFlaps(() => orphans(NPG.prefix, declared), () => false, note);
       const open = openJournal(db);
       const rb = await whileLibvirtdFlaps(() => readback(dir, URI, prev), () => false, note);
       const failing = failures(rb, `git round ${round}`);

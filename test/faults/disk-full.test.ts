@@ -1,7 +1,7 @@
 /**
  * Disk full and a read-only pool path, for real: tmpfs mounts under /var/lib/virtform-test.
- *   - vftest-fault-s-small: 2 MiB tmpfs; a raw volume imported from a 6 MiB random image → ENOSPC.
- *   - vftest-fault-s-ro: read-only tmpfs; creating a qcow2 volume there → EROFS (root is not stopped
+ *   - vftest-faults-small: 2 MiB tmpfs; a raw volume imported from a 6 MiB random image → ENOSPC.
+ *   - vftest-faults-ro: read-only tmpfs; creating a qcow2 volume there → EROFS (root is not stopped
  *     by permission bits, so a read-only mount is the closest real "permission denied").
  * Expect: exit 1, each failure names its resource, no partial volume file or libvirt volume is
  * left, and the rest of the plan (another pool, volume, network, VM) completes. Unmounted afterwards.
@@ -20,12 +20,14 @@ import type { AddressInfo } from 'node:net';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, ensureBuilt, inventory, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
-import { tempDir, writeManifests } from '../support/manifests.js';
+import { ensureBuilt, inventory, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { writeManifests } from '../support/manifests.js';
 import { declaredFrom, ensureLibvirtd } from './support.js';
 import { type TestHost, testHostDown, testHostsCleanup, testHostUp } from '../support/test-host.js';
+import { suiteNames } from '../support/names.js';
 
-const P = 'vftest-fault-s';
+const N = suiteNames('faults');
+const P = N.base;
 const SMALL = `${TEST_POOL_ROOT}/${P}-small`;
 const RO = `${TEST_POOL_ROOT}/${P}-ro`;
 const OK = `${TEST_POOL_ROOT}/${P}-okpool`;
@@ -58,8 +60,8 @@ describe('disk full and read-only pool paths', () => {
     ensureBuilt();
     umount(SMALL);
     umount(RO);
-    cleanupPrefix(P);
-    work = tempDir(`${P}-`);
+    N.cleanup();
+    work = N.tempDir();
     mkdirSync(SMALL, { recursive: true });
     mkdirSync(RO, { recursive: true });
     const a = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', SMALL], { encoding: 'utf8' });
@@ -74,7 +76,7 @@ describe('disk full and read-only pool paths', () => {
   afterAll(() => {
     umount(SMALL);
     umount(RO);
-    cleanupPrefix(P);
+    N.cleanup();
     rmSync(join(SRC, '..'), { recursive: true, force: true });
   });
 
@@ -97,14 +99,14 @@ describe('disk full and read-only pool paths', () => {
     // Nothing half-made: no file in either mount, no libvirt volume in those pools, no domain that needs one.
     expect(readdirSync(SMALL)).toEqual([]);
     expect(readdirSync(RO)).toEqual([]);
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect(inv.volumes.filter((v) => v.startsWith(`${P}-small/`) || v.startsWith(`${P}-ro/`))).toEqual([]);
     expect(inv.domains).toEqual([`${P}-vm1`]);
     // The rest completed.
     expect(inv.pools).toEqual([`${P}-okpool`, `${P}-ro`, `${P}-small`]);
     expect(inv.volumes).toEqual([`${P}-okpool/${P}-okvol.img`]);
     expect(inv.networks).toEqual([`${P}-net`]);
-    expect(orphans(P, await declaredFrom(dir))).toEqual([]);
+    expect(orphans(N.prefix, await declaredFrom(dir))).toEqual([]);
     expect(openJournal(db)).toEqual([]);
 
     // Drop the impossible volumes: converges.
@@ -113,12 +115,13 @@ describe('disk full and read-only pool paths', () => {
     expect(again.code, again.stdout + again.stderr).toBe(0);
     const dry = await runCli(['reconcile', fixed, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]);
     expect(dry.code, dry.stdout).toBe(0);
-    expect(orphans(P, await declaredFrom(fixed))).toEqual([]);
+    expect(orphans(N.prefix, await declaredFrom(fixed))).toEqual([]);
   });
 });
 
 describe('disk full over TCP (a second libvirtd, qemu+tcp)', () => {
-  const T = 'vftest-fault-tcp';
+  const NT = suiteNames('faulttcp');
+  const T = NT.base;
   const HOST = 'vfcidf';
   const POOL_DIR = `${TEST_POOL_ROOT}/${T}-small`; // inside the test host's mount namespace
   const IMAGE = randomBytes(24 * 1024 * 1024); // incompressible, not sparse: 3x the pool
@@ -135,7 +138,7 @@ describe('disk full over TCP (a second libvirtd, qemu+tcp)', () => {
     server = createServer((_req, res) => res.writeHead(200, { 'content-length': IMAGE.length }).end(IMAGE));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    tcpWork = tempDir(`${T}-`);
+    tcpWork = NT.tempDir();
   }, 240_000);
 
   afterAll(async () => {

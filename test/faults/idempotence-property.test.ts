@@ -5,9 +5,10 @@
  * (`VIRTFORM_PROPERTY_RUNS`; `VIRTFORM_PROPERTY_SEED` replays a printed seed).
  */
 import { idempotenceSuite } from '../support/idempotence-property.js';
+import { suiteNames } from '../support/names.js';
 
 idempotenceSuite({
-  prefix: 'vftest-propf-', defaultRuns: 30, replay: '-c vitest.faults.config.ts test/faults/idempotence-property.test.ts', cidr3: '10.213.15',
+  names: suiteNames('propf'), defaultRuns: 30, replay: '-c vitest.faults.config.ts test/faults/idempotence-property.test.ts',
   timeoutMs: 1_200_000,
   title: 'after any converging apply of a random manifest set, the second dry-run plans nothing and the host reads back equal (large budget)',
 });

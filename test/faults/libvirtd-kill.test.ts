@@ -1,29 +1,23 @@
 /**
  * libvirtd SIGKILLed in the middle of an apply and restarted: the run fails cleanly (exit 1 with a
  * clear libvirt/connection error, no hang) or completes; the rerun converges with no orphans and
- * no open journal entry. Objects: vftest-fault-d-*.
+ * no open journal entry. Objects: vftest-faultd-*.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
-import { tempDir, writeManifests } from '../support/manifests.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { writeManifests } from '../support/manifests.js';
 import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../support/libvirtd.js';
 import { declaredFrom, ensureLibvirtd, faultManifests, isConnectionTrouble, spawnCli, whileLibvirtdFlaps } from './support.js';
+import { useSuite } from '../support/suite.js';
 
-const P = 'vftest-fault-d';
+const N = useSuite('faultd', { before: () => ensureLibvirtd() });
+const P = N.base;
 const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--retry-delay', '100', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
-let work: string;
 
-beforeAll(async () => {
-  await ensureLibvirtd();
-  ensureBuilt();
-  cleanupPrefix(P);
-  work = tempDir(`${P}-`);
-});
 afterAll(async () => {
   await ensureLibvirtd(60_000);
-  cleanupPrefix(P);
 });
 
 async function killLibvirtdWhenApplied(stepsDone: number, child: ReturnType<typeof spawnCli>): Promise<number> {
@@ -42,9 +36,9 @@ async function killLibvirtdWhenApplied(stepsDone: number, child: ReturnType<type
 describe('libvirtd killed mid-apply', () => {
   for (const [i, stepsDone] of [[1, 2], [2, 7]] as const) {
     it(`kill after ${stepsDone} applied step(s): clean failure or completion, then convergence`, async () => {
-      const dir = writeManifests(join(work, `m${i}`), faultManifests(P, `${TEST_POOL_ROOT}/${P}-pool`,
+      const dir = writeManifests(join(N.work, `m${i}`), faultManifests(P, `${TEST_POOL_ROOT}/${P}-pool`,
         { vms: 4, vm1Memory: '64MiB', vm2State: 'running', vm3Vcpus: 1 }, '10.234.0.0/24'));
-      const db = join(work, `state${i}.db`);
+      const db = join(N.work, `state${i}.db`);
       const child = spawnCli(['reconcile', dir, '--db', db, '--concurrency', '1', '--max-attempts', '2', ...COMMON]);
       const seen = await killLibvirtdWhenApplied(stepsDone, child);
       const r = await child.done;
@@ -65,14 +59,14 @@ describe('libvirtd killed mid-apply', () => {
       const dry = await whileLibvirtdFlaps(() => runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]), trouble, note);
       expect(dry.code, dry.stdout + dry.stderr).toBe(0);
       const declared = await declaredFrom(dir);
-      expect(orphans(P, declared)).toEqual([]);
+      expect(orphans(N.prefix, declared)).toEqual([]);
       expect(openJournal(db)).toEqual([]);
 
       // tear down for the next case (its DB owns the objects)
-      const empty = writeManifests(join(work, `empty${i}`), {});
+      const empty = writeManifests(join(N.work, `empty${i}`), {});
       const down = await whileLibvirtdFlaps(() => runCli(['reconcile', empty, '--db', db, ...COMMON]), trouble, note);
       expect(down.code, down.stdout + down.stderr).toBe(0);
-      expect(orphans(P, { domains: [], networks: [], pools: [], volumes: [], files: [] })).toEqual([]);
+      expect(orphans(N.prefix, { domains: [], networks: [], pools: [], volumes: [], files: [] })).toEqual([]);
     });
   }
 });

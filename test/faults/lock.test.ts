@@ -1,15 +1,17 @@
 /**
  * Two virtform processes applying at once (same DB, same manifests): exactly one proceeds, the
  * other exits 1 naming the holder's pid. An injected, retried failure keeps the winner inside its
- * apply for a few seconds so the two runs certainly overlap. Objects: vftest-fault-l-*.
+ * apply for a few seconds so the two runs certainly overlap. Objects: vftest-faultl-*.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupPrefix, ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
-import { tempDir, writeManifests } from '../support/manifests.js';
+import { ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { writeManifests } from '../support/manifests.js';
 import { declaredFrom, ensureLibvirtd, spawnCli } from './support.js';
+import { suiteNames } from '../support/names.js';
 
-const P = 'vftest-fault-l';
+const N = suiteNames('faultl');
+const P = N.base;
 const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 let work: string;
 
@@ -39,10 +41,10 @@ spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-root}], ni
 beforeAll(async () => {
   await ensureLibvirtd();
   ensureBuilt();
-  cleanupPrefix(P);
-  work = tempDir(`${P}-`);
+  N.cleanup();
+  work = N.tempDir();
 });
-afterAll(() => cleanupPrefix(P));
+afterAll(() => N.cleanup());
 
 describe('two applies at once on one state DB', () => {
   it('exactly one proceeds; the other exits 1 naming the holder pid (3 races)', async () => {
@@ -71,7 +73,7 @@ describe('two applies at once on one state DB', () => {
       expect(losers[0]!.stdout).not.toMatch(/^✓ /m); // it applied nothing
       const dry = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]);
       expect(dry.code, dry.stdout).toBe(0);
-      expect(orphans(P, await declaredFrom(dir))).toEqual([]);
+      expect(orphans(N.prefix, await declaredFrom(dir))).toEqual([]);
       expect(openJournal(db)).toEqual([]);
       const down = await runCli(['reconcile', empty, '--db', db, ...COMMON]);
       expect(down.code, down.stdout + down.stderr).toBe(0);

@@ -37,11 +37,14 @@ import { buildNoCloudSeed } from '../../src/cloudinit/seed.js';
 import { LibvirtClient } from '../../src/libvirt/index.js';
 import { openHost } from '../../src/reconcile/adapters/libvirt-host.js';
 import type { LibvirtHost } from '../../src/reconcile/adapters/libvirt-host.js';
-import { ensureBuilt, runCli } from '../support/real-host.js';
+import { ensureBuilt, runCli } from '../support/cli.js';
+import { isolatedNetworkXml } from '../support/guest.js';
 import { SchemaProbe } from './schema-probe.js';
 import {
   assertSubnetFree,
   BOOT_TIMEOUT_MS,
+  mac,
+  subnet,
   cleanup,
   Console,
   debianGuest,
@@ -86,17 +89,6 @@ afterAll(() => {
 });
 
 const sha256File = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
-
-function isolatedNetworkXml(name: string, bridge: string, subnet: string): string {
-  return `<network>
-  <name>${name}</name>
-  <bridge name='${bridge}' stp='off' delay='0'/>
-  <ip address='${subnet}.1' netmask='255.255.255.0'>
-    <dhcp><range start='${subnet}.100' end='${subnet}.199'/></dhcp>
-  </ip>
-</network>
-`;
-}
 
 function userData(hostname: string, content: string): string {
   // runcmd runs in cloud-init's final stage, before cc_final_message prints the finished line.
@@ -143,12 +135,12 @@ function checkGuest(label: string, con: Console, r: { lease?: Lease; leaseMs?: n
 
 describe.sequential('Debian guest + cloud-init, self-contained: seed.ts seed, uploadVolume, libvirt client', () => {
   const NET = `${PREFIX}-net`;
-  const SUBNET = '192.168.253';
+  const SUBNET = subnet(0);
   const POOL = `${PREFIX}-pool`;
   const POOL_DIR = `${TEST_ROOT}/${POOL}`;
   const FILES = `${TEST_ROOT}/${PREFIX}-files`;
   const DOM = `${PREFIX}-vm`;
-  const MAC = '52:54:00:7f:fc:01';
+  const MAC = mac(1);
   const content = `vftest-${randomBytes(12).toString('hex')}`;
   let con: Console | undefined;
   // Its own connection, opened when this part starts (an idle one held across the other part's
@@ -300,12 +292,12 @@ if (MISSING.length > 0) {
 
 describe.sequential('Debian guest + cloud-init, manifest-driven: URL volume, clone, spec.boot, spec.cloudInit, reconciled by the CLI', () => {
   const NET = `${PREFIX}-mnet`;
-  const SUBNET = '192.168.254';
+  const SUBNET = subnet(1);
   const POOL = `${PREFIX}-mpool`;
   const POOL_DIR = `${TEST_ROOT}/${POOL}`;
   const FILES = `${TEST_ROOT}/${PREFIX}-mfiles`;
   const VM = `${PREFIX}-mvm`;
-  const MAC = '52:54:00:7f:fc:02';
+  const MAC = mac(2);
   const content = `vftest-${randomBytes(12).toString('hex')}`;
   let server: Server | undefined;
   let requests: string[] = [];

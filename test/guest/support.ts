@@ -9,11 +9,22 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type LibvirtClient, type LibvirtStream, VIR_DOMAIN_START_PAUSED } from '../../src/libvirt/index.js';
+import { suiteNames } from '../support/names.js';
+import { dhcpLeases, virsh, type Lease } from '../support/virsh.js';
+import { sleep } from '../support/cli.js';
+
+export { virsh, type Lease } from '../support/virsh.js';
+export { assertSubnetFree } from '../support/guest.js';
+export { sleep } from '../support/cli.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const URI = 'qemu:///system';
-/** Every libvirt object and directory of these tests starts with this. */
-export const PREFIX = 'vftest-guest-deb';
+const N = suiteNames('guestdeb');
+/** Every libvirt object and directory of these tests starts with this and a dash. */
+export const PREFIX = N.base;
+/** This suite's subnets (`a.b.c`) and MACs. */
+export const subnet = N.subnet;
+export const mac = N.mac;
 /**
  * Domain type. Default `qemu` (TCG), which every host has; VFTEST_GUEST_VIRT=kvm for KVM (on
  * this project's nested CI machine KVM does not boot a Linux kernel: see bench/results/guest.md).
@@ -46,46 +57,10 @@ export function debianGuest(): GuestPaths {
   return JSON.parse(out.trim().split('\n').pop()!) as GuestPaths;
 }
 
-export function virsh(...args: string[]): string {
-  try {
-    return execFileSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`virsh ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`);
-  }
-}
+/** Removes every `vftest-guestdeb-*` libvirt object and directory under /var/lib/virtform-test. */
+export const cleanup = (): void => N.cleanup();
 
-/** Removes every `vftest-guest-deb*` libvirt object and directory under /var/lib/virtform-test. */
-export function cleanup(): void {
-  execFileSync('bash', [resolve(ROOT, 'scripts/cleanup-test-objects.sh'), PREFIX], { stdio: 'inherit' });
-}
-
-/** Refuses a subnet this host already routes (the test networks must not shadow a real one). */
-export function assertSubnetFree(prefix: string): void {
-  const routes = execFileSync('ip', ['-4', 'route'], { encoding: 'utf8' });
-  if (routes.includes(`${prefix}.`)) throw new Error(`${prefix}.0/24 is already routed on this host:\n${routes}`);
-}
-
-export interface Lease {
-  mac: string;
-  ip: string;
-  prefix: number;
-  hostname: string;
-}
-
-export function leases(network: string): Lease[] {
-  // "2026-12-01 19:31:56   52:54:00:34:8e:aa   ipv4   192.168.247.141/24   host   01:52:..."
-  return virsh('net-dhcp-leases', network)
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 6 && f[3] === 'ipv4')
-    .map((f) => {
-      const [ip, prefix] = f[4]!.split('/');
-      return { mac: f[2]!, ip: ip!, prefix: Number(prefix), hostname: f[5]! };
-    });
-}
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const leases = (network: string): Lease[] => dhcpLeases(network);
 
 /** cloud-init's own last line (cc_final_message), e.g.
  * `Cloud-init v. 22.4.2 finished at Tue, 01 Dec 2026 22:04:52 +0000. Datasource DataSourceNoCloud [seed=/dev/sr0][dsmode=net].  Up 86.85 seconds` */

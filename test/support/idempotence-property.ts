@@ -13,9 +13,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from './manifests.js';
+import { writeManifests } from './manifests.js';
+import type { SuiteNames } from './names.js';
 import { parseSize } from '../../src/manifest/index.js';
-import { cleanupPrefix, ensureBuilt, runCli } from './real-host.js';
+import { ensureBuilt, runCli } from './cli.js';
 import { expectReadbackMatches, type Snapshot } from './readback.js';
 
 export interface VolumeGen { format: 'qcow2' | 'raw'; capacity: string | number; backing: boolean }
@@ -69,7 +70,10 @@ export const caseArb: fc.Arbitrary<CaseGen> = fc.record({
 const yamlSize = (s: string | number): string => (typeof s === 'number' ? String(s) : `"${s}"`);
 
 /** The manifest files of one generated case (names fixed by index: consecutive cases update, replace and prune). */
-export function manifestsOf(c: CaseGen, prefix: string, poolPath: string, cidr3: string): Record<string, string> {
+export function manifestsOf(c: CaseGen, names: SuiteNames): Record<string, string> {
+  const { prefix } = names;
+  const poolPath = names.poolPath();
+  const cidr3 = names.subnet();
   const docs: string[] = [];
   const doc = (kind: string, name: string, spec: string): void => {
     docs.push(`apiVersion: virtform.dev/v1\nkind: ${kind}\nmetadata: {name: ${prefix}${name}}\nspec:\n${spec}`);
@@ -86,7 +90,7 @@ export function manifestsOf(c: CaseGen, prefix: string, poolPath: string, cidr3:
   });
   if (c.network) {
     const n = c.network;
-    const hosts = Array.from({ length: n.hosts }, (_, i) => `      - {mac: "52:54:00:9e:01:${(i + 1).toString(16).padStart(2, '0')}", ip: ${cidr3}.${11 + i}}`).join('\n');
+    const hosts = Array.from({ length: n.hosts }, (_, i) => `      - {mac: "${names.mac(i + 1, 1)}", ip: ${cidr3}.${11 + i}}`).join('\n');
     doc('Network', 'net', `  mode: isolated\n  cidr: ${cidr3}.0/24\n  autostart: ${n.autostart}\n` +
       (n.dhcp ? `  dhcp:\n    start: ${cidr3}.100\n    end: ${cidr3}.199\n${hosts ? `    hosts:\n${hosts}\n` : ''}` : ''));
   }
@@ -102,7 +106,7 @@ export function manifestsOf(c: CaseGen, prefix: string, poolPath: string, cidr3:
     });
     const nics = c.network ? vm.nics.map((n) => {
       macSeq += 1;
-      return `{network: ${prefix}net, model: ${n.model}${n.mac ? `, mac: "52:54:00:9e:02:${macSeq.toString(16).padStart(2, '0')}"` : ''}}`;
+      return `{network: ${prefix}net, model: ${n.model}${n.mac ? `, mac: "${names.mac(macSeq, 2)}"` : ''}}`;
     }) : [];
     const lines = [
       `  vcpus: ${vm.vcpus}`,
@@ -123,9 +127,7 @@ export function manifestsOf(c: CaseGen, prefix: string, poolPath: string, cidr3:
 }
 
 export interface PropertyRun {
-  prefix: string;
-  poolPath: string;
-  cidr3: string;
+  names: SuiteNames;
   work: string;
   db: string;
   runs: number;
@@ -152,12 +154,12 @@ export async function checkIdempotence(o: PropertyRun): Promise<void> {
   await fc.assert(fc.asyncProperty(caseArb, async (c) => {
     n += 1;
     const dir = join(o.work, `case-${n}`);
-    writeManifests(dir, manifestsOf(c, o.prefix, o.poolPath, o.cidr3));
+    writeManifests(dir, manifestsOf(c, o.names));
     const applied = await cli('reconcile', dir, '--allow-data-loss', '--max-deletions', 'all', '--domain-type', 'qemu', '--shutdown-timeout', '0');
     if (applied.code !== 0) throw new Error(`apply exited ${applied.code}:\n${applied.stdout}\n${applied.stderr}`);
     const again = await cli('reconcile', dir, '--dry-run', '--detailed-exitcode', '--domain-type', 'qemu');
     if (again.code !== 0 || !again.stdout.includes('No changes.')) {
-      throw new Error(`second dry-run exited ${again.code} (not "No changes."):\n${again.stdout}\n${again.stderr}\napply before it:\n${applied.stdout}\nmanifests:\n${manifestsOf(c, o.prefix, o.poolPath, o.cidr3)['all.yaml']}`);
+      throw new Error(`second dry-run exited ${again.code} (not "No changes."):\n${again.stdout}\n${again.stderr}\napply before it:\n${applied.stdout}\nmanifests:\n${manifestsOf(c, o.names)['all.yaml']}`);
     }
     // The snapshot carries the clone/base pairing into the next case (a base replaced without its
     // clones is caught). Undeclared MACs are not carried: the oracle keys them by NIC position, and
@@ -170,23 +172,23 @@ export async function checkIdempotence(o: PropertyRun): Promise<void> {
 /**
  * The property as a test file of its own: set-up and clean-up by prefix, one test running `runs`
  * sets (`defaultRuns` unless `VIRTFORM_PROPERTY_RUNS`). `replay` is how to run the file again
- * (printed with the seed); `cidr3` the network's /24, distinct per file.
+ * (printed with the seed); `names` the file's names, subnet and MACs (test/support/names.ts).
  */
-export function idempotenceSuite(o: { prefix: string; defaultRuns: number; replay: string; cidr3: string; timeoutMs: number; title: string }): void {
+export function idempotenceSuite(o: { names: SuiteNames; defaultRuns: number; replay: string; timeoutMs: number; title: string }): void {
   let work: string;
   beforeAll(() => {
-    cleanupPrefix(o.prefix);
+    o.names.cleanup();
     ensureBuilt();
-    work = tempDir(o.prefix);
+    work = o.names.tempDir();
   });
   afterAll(() => {
-    cleanupPrefix(o.prefix);
+    o.names.cleanup();
     if (work) rmSync(work, { recursive: true, force: true });
   });
   it(o.title, async () => {
     const { seed, runs } = propertySettings(o.defaultRuns, o.replay);
     await checkIdempotence({
-      prefix: o.prefix, poolPath: `/var/lib/virtform-test/${o.prefix}pool`, cidr3: o.cidr3, work, db: join(work, 'state.db'), runs, seed,
+      names: o.names, work, db: join(work, 'state.db'), runs, seed,
     });
   }, o.timeoutMs);
 }

@@ -2,103 +2,17 @@
  * Helpers for integration tests against the real libvirtd: run the CLI, ask virsh, take an
  * inventory of test objects by name prefix, and check the no-orphan invariant.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { ROOT } from './cli.js';
+import { virsh, virshOk } from './virsh.js';
+import { TEST_POOL_ROOT } from './names.js';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const CLI = join(ROOT, 'dist/cli/main.js');
-export const TEST_POOL_ROOT = '/var/lib/virtform-test';
-
-let built = false;
-const BUILD_STAMP = join(ROOT, 'dist/.build-stamp');
-
-/** Newest modification time (ms) of what `dist/` is built from: `src/`, `schemas/`, tsconfig.json. */
-function newestSourceMtime(): number {
-  let newest = statSync(join(ROOT, 'tsconfig.json')).mtimeMs;
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else newest = Math.max(newest, statSync(p).mtimeMs);
-    }
-  };
-  walk(join(ROOT, 'src'));
-  walk(join(ROOT, 'schemas'));
-  return newest;
-}
-
-/**
- * Make sure dist/ is the current source, so the CLI under test is what the tests read. Builds only
- * when a source is newer than the last build's stamp (its start time): every test file calls this,
- * and a full `tsc` in each of them cost minutes of `make test`, which builds once before.
- */
-export function ensureBuilt(): void {
-  if (built) return;
-  let stamp = 0;
-  try {
-    stamp = statSync(BUILD_STAMP).mtimeMs;
-  } catch {
-    /* safe-catch: no stamp yet, so build */
-  }
-  if (!existsSync(CLI) || stamp < newestSourceMtime()) {
-    const started = new Date();
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
-    writeFileSync(BUILD_STAMP, '');
-    utimesSync(BUILD_STAMP, started, started); // an edit made during the build makes the next call build again
-  }
-  built = true;
-}
-
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-export interface Spawned {
-  pid: number;
-  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }>;
-  stdoutSoFar: () => string;
-}
-
-/** Spawn the CLI and expose its pid (runCli hides it). */
-export function spawnCli(args: string[], env: Record<string, string> = {}, timeoutMs = 180_000): Spawned {
-  const t = performance.now();
-  // Test VMs boot no OS and never answer an ACPI shutdown: stop them at once unless a test says otherwise.
-  if ((args[0] === 'reconcile' || args[0] === 'watch') && !args.includes('--shutdown-timeout')) args = [...args, '--shutdown-timeout', '0'];
-  const child = spawn(process.execPath, [CLI, ...args], {
-    cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }>((res, rej) => {
-    child.on('error', rej);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      res({ code, signal, stdout, stderr, ms: performance.now() - t });
-    });
-  });
-  return { pid: child.pid!, done, stdoutSoFar: () => stdout };
-}
-
-export async function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliResult> {
-  return spawnCli(args, env, timeoutMs).done;
-}
-
-export function virsh(...args: string[]): string {
-  return execFileSync('virsh', ['-q', '-c', 'qemu:///system', ...args], { encoding: 'utf8' });
-}
-
-export function virshOk(...args: string[]): boolean {
-  return spawnSync('virsh', ['-q', '-c', 'qemu:///system', ...args], { stdio: 'ignore' }).status === 0;
-}
+export { CLI, ROOT, ensureBuilt, runCli, spawnCli, type CliResult, type Spawned } from './cli.js';
+export { virsh, virshOk } from './virsh.js';
+export { TEST_POOL_ROOT } from './names.js';
 
 const names = (out: string): string[] => out.split('\n').map((s) => s.trim()).filter(Boolean);
 

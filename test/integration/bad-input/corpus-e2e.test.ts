@@ -11,13 +11,13 @@
  * CLI spawn costs ~0.8 s on this host, so the whole corpus via spawns would take 1.5 min. A sample
  * of cases also runs through the real CLI binary to prove the in-process path is the same.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runReconcile, type ReconcileFlags } from '../../../src/cli/commands/reconcile.js';
 import { LibvirtClient } from '../../../src/libvirt/index.js';
-import { ensureBuilt, ROOT, runCli } from '../../support/real-host.js';
+import { capture, ensureBuilt, ROOT, runCli } from '../../support/cli.js';
+import { suiteNames } from '../../support/names.js';
 
 const BROKEN = join(ROOT, 'test/fixtures/manifests/broken');
 const BOGUS_URI = 'qemu+unix:///system?socket=/tmp/vftest-nonexistent.sock';
@@ -33,29 +33,11 @@ const flags = (db: string): ReconcileFlags => ({
 });
 
 /** Run the CLI's reconcile command in this process, capturing what it writes. */
-async function runInProcess(dir: string, o: ReconcileFlags): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await runReconcile(dir, o);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const runInProcess = (dir: string, o: ReconcileFlags): Promise<{ code: number; stdout: string; stderr: string }> => capture(() => runReconcile(dir, o));
 
 let work: string;
 beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), 'vftest-bad-'));
+  work = suiteNames('corpus').tempDir();
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 afterEach(() => vi.restoreAllMocks());

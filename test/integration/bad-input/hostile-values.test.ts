@@ -7,13 +7,15 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { cleanupPrefix, ensureBuilt, orphans, ROOT, runCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, orphans, ROOT, runCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-bad';
+const N = suiteNames('bad');
+const P = N.base;
 // Payloads in path components cannot contain '/', so they touch relative names: checked in every
 // working directory involved (the CLI runs in ROOT, libvirtd and qemu-img in /, and /tmp).
-const MARKS = ['vftest-bad-pwned-desc', 'vftest-bad-pwned-pool', 'vftest-bad-pwned-src'];
+const MARKS = [`${P}-pwned-desc`, `${P}-pwned-pool`, `${P}-pwned-src`];
 const PWNED = MARKS.flatMap((m) => [join('/tmp', m), join('/', m), join(ROOT, m)]);
 const DESCRIPTION =
   `x</description><devices><disk type='file' device='disk'><source file='/etc/shadow'/><target dev='vdz'/></disk></devices>` +
@@ -31,12 +33,12 @@ const q = (s: string): string => JSON.stringify(s);
 
 beforeAll(() => {
   ensureBuilt();
-  cleanupPrefix(P);
+  N.cleanup();
   for (const f of PWNED) rmSync(f, { force: true });
   rmSync(SRC_DIR, { recursive: true, force: true });
   mkdirSync(SRC_DIR, { recursive: true });
   writeFileSync(SRC, Buffer.alloc(1024 * 1024, 0x5a)); // 1 MiB of 'Z'
-  const w = tempDir(`${P}-`);
+  const w = N.tempDir();
   work = w;
   db = join(w, 'state.db');
   dir = writeManifests(join(w, 'm'), {
@@ -70,7 +72,7 @@ spec:
 });
 
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(SRC_DIR, { recursive: true, force: true });
   if (work) rmSync(work, { recursive: true, force: true });
   for (const f of PWNED) rmSync(f, { force: true });
@@ -102,7 +104,7 @@ describe('hostile values reach libvirt as data', () => {
     expect(readdirSync(POOL_PATH).sort()).toEqual([`${P}-imported.img`, `${P}-root.qcow2`]);
     const imported = readFileSync(join(POOL_PATH, `${P}-imported.img`));
     expect(imported.subarray(0, 1024 * 1024).every((b) => b === 0x5a)).toBe(true);
-    expect(orphans(P, {
+    expect(orphans(N.prefix, {
       domains: [`${P}-xml`], networks: [], pools: [`${P}-pool`],
       volumes: [`${P}-pool/${P}-imported.img`, `${P}-pool/${P}-root.qcow2`],
       files: [join(POOL_PATH, `${P}-imported.img`), join(POOL_PATH, `${P}-root.qcow2`)],

@@ -10,16 +10,18 @@
  * with --force (the first one then exits 1 saying so); no such VM and a VM that is not running
  * exit 1 with a message. Once under a real pty (`script`): raw mode (a bare 0x1d without a newline
  * leaves, Ctrl-C goes to the guest instead of killing the CLI) and the terminal settings are the
- * same after the session as before. Everything is named `vftest-hw-con*` and removed.
+ * same after the session as before. Everything is named `vftest-console*` and removed.
  */
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, TEST_POOL_ROOT, cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { CLI, ROOT, TEST_POOL_ROOT, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-hw-con';
+const N = suiteNames('console');
+const P = N.base;
 const VM = `${P}-vm`;
 const DIR = join(TEST_POOL_ROOT, P);
 const BOOT_MS = 120_000;
@@ -84,7 +86,7 @@ function stopGuest(): void {
 }
 
 beforeAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
   tmp = mkdtempSync(join(tmpdir(), `${P}-`));
   const guest = execFileSync('bash', [join(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
@@ -95,7 +97,7 @@ beforeAll(() => {
 }, 300_000);
 
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 

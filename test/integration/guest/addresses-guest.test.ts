@@ -10,26 +10,32 @@
  *
  * No seed is attached: the guest's /init looks for one for ~10 s, then runs udhcpc. Kernel and
  * initrd are copies in a test directory (libvirt changes the owner of the files a domain boots
- * from). Everything is named vftest-addr-g-*; the network (192.168.252.0/24) has no <forward>.
+ * from). Everything is named vftest-addrg-*; the network (its own 10.200.x.0/24) has no <forward>.
  * Domain type: TCG unless VFTEST_GUEST_VIRT=kvm.
  */
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, ROOT, runCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli } from '../../support/cli.js';
+import { useSuite } from '../../support/suite.js';
+import { dhcpLeases, virsh } from '../../support/virsh.js';
+import { assertSubnetFree, GUEST_VIRT as VIRT, TINY_CMDLINE, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
-const P = 'vftest-addr-g';
+const N = useSuite('addrg', {
+  manifestDir: 'm', 
+  setup: () => {
+    files = tinyGuestFiles(P);
+    assertSubnetFree(SUBNET);
+  },
+  setupTimeoutMs: 300_000,
+});
+const P = N.base;
 const NET = `${P}-net`;
 const VM = `${P}-tiny`;
 const BLANK = `${P}-blank`;
-const MAC = '52:54:00:a7:0a:01';
-const SUBNET = '192.168.252';
-const FILES = join(TEST_POOL_ROOT, `${P}-files`);
-const KERNEL = join(FILES, 'vmlinuz');
-const INITRD = join(FILES, 'initrd.img');
-const VIRT = process.env.VFTEST_GUEST_VIRT === 'kvm' ? 'kvm' : 'qemu';
+const MAC = N.mac(1);
+const BLANK_MAC = N.mac(2);
+const SUBNET = N.subnet();
+let files: TinyGuestFiles | undefined;
 
 function manifests(o: { blank?: boolean } = {}): Record<string, string> {
   return {
@@ -46,9 +52,9 @@ spec:
   memory: 128MiB
   state: running
   boot:
-    kernel: ${KERNEL}
-    initrd: ${INITRD}
-    cmdline: "console=ttyS0 loglevel=4 panic=-1"
+    kernel: ${files!.kernel}
+    initrd: ${files!.initrd}
+    cmdline: "${TINY_CMDLINE}"
   nics: [{network: ${NET}, mac: "${MAC}"}]
 ${o.blank ? `---
 apiVersion: virtform.dev/v1
@@ -59,47 +65,24 @@ spec:
   memory: 32MiB
   state: running
   disks: []
-  nics: [{network: ${NET}, mac: "52:54:00:a7:0a:02"}]
+  nics: [{network: ${NET}, mac: "${BLANK_MAC}"}]
 ` : ''}`,
   };
 }
 
-function leases(): { mac: string; ip: string; prefix: number }[] {
-  return virsh('net-dhcp-leases', NET).split('\n').map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 5 && f[3] === 'ipv4')
-    .map((f) => ({ mac: f[2]!, ip: f[4]!.split('/')[0]!, prefix: Number(f[4]!.split('/')[1]) }));
-}
+const leases = (): { mac: string; ip: string; prefix: number }[] => dhcpLeases(NET);
 
-let work: string;
-let mdir: string;
-let db: string;
-
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  const guest = execFileSync('bash', [resolve(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
-  mkdirSync(FILES, { recursive: true });
-  copyFileSync(join(guest, 'vmlinuz'), KERNEL);
-  copyFileSync(join(guest, 'initrd.img'), INITRD);
-  const routes = execFileSync('ip', ['-4', 'route'], { encoding: 'utf8' });
-  if (routes.includes(`${SUBNET}.`)) throw new Error(`${SUBNET}.0/24 is already routed on this host:\n${routes}`);
-  work = tempDir(`${P}-`);
-  mdir = join(work, 'm');
-  db = join(work, 'state.db');
-}, 300_000);
 afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(FILES, { recursive: true, force: true });
-  if (work) rmSync(work, { recursive: true, force: true });
+  files?.remove();
 });
 
 interface NicJson { mac: string; network: string; dhcp: boolean; addresses: { ip: string; prefix: number; family: string; source: string }[] }
 
 describe.sequential(`reconcile --wait with the tiny guest (${VIRT})`, () => {
   it('reconcile --wait returns with the address of the guest\'s DHCP lease, the one virsh net-dhcp-leases shows; status --json shows it', async () => {
-    writeManifests(mdir, manifests());
+    writeManifests(N.mdir, manifests());
     const t0 = Date.now();
-    const r = await runCli(['reconcile', mdir, '--db', db, '--domain-type', VIRT, '--wait', '--wait-timeout', '240', '--json'], {}, 300_000);
+    const r = await runCli(['reconcile', N.mdir, '--db', N.db, '--domain-type', VIRT, '--wait', '--wait-timeout', '240', '--json'], {}, 300_000);
     const ms = Date.now() - t0;
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const doc = JSON.parse(r.stdout) as { outcome: string; wait: { outcome: string; elapsedMs: number; polls: number; addresses: Record<string, NicJson[]> } };
@@ -113,23 +96,23 @@ describe.sequential(`reconcile --wait with the tiny guest (${VIRT})`, () => {
     // eslint-disable-next-line no-console
     console.log(`[addresses-guest] ${VIRT}: reconcile --wait ${ms} ms in all; VM started -> address ${doc.wait.elapsedMs} ms (${doc.wait.polls} polls); ${lease!.ip}`);
 
-    const st = await runCli(['status', mdir, '--db', db, '--json']);
+    const st = await runCli(['status', N.mdir, '--db', N.db, '--json']);
     expect(st.code, st.stderr).toBe(0);
     const row = (JSON.parse(st.stdout) as { resources: { name: string; addresses: NicJson[]; addressesReady: boolean }[] }).resources.find((x) => x.name === VM)!;
     expect(row.addressesReady).toBe(true);
     expect(row.addresses[0]!.addresses[0]).toMatchObject({ ip: lease!.ip, source: 'lease' });
-    const table = await runCli(['status', mdir, '--db', db]);
+    const table = await runCli(['status', N.mdir, '--db', N.db]);
     expect(table.stdout).toMatch(new RegExp(`VirtualMachine/${VM} .*${lease!.ip.replace(/\./g, '\\.')}/24 \\(lease\\)`));
   }, 320_000);
 
   it('with a VM that boots nothing added, --wait-timeout 5 exits 1 naming only that VM, and prints the guest\'s address', async () => {
-    writeManifests(mdir, manifests({ blank: true }));
-    const r = await runCli(['reconcile', mdir, '--db', db, '--domain-type', VIRT, '--wait', '--wait-timeout', '5'], {}, 120_000);
+    writeManifests(N.mdir, manifests({ blank: true }));
+    const r = await runCli(['reconcile', N.mdir, '--db', N.db, '--domain-type', VIRT, '--wait', '--wait-timeout', '5'], {}, 120_000);
     expect(r.code, r.stderr + r.stdout).toBe(1);
-    expect(r.stderr).toContain(`timed out after 5s waiting for an address: ${BLANK} (52:54:00:a7:0a:02 on ${NET})`);
+    expect(r.stderr).toContain(`timed out after 5s waiting for an address: ${BLANK} (${BLANK_MAC} on ${NET})`);
     expect(r.stderr).not.toContain(`${VM} (`);
     const lease = leases().find((l) => l.mac === MAC)!;
     expect(r.stdout).toMatch(new RegExp(`VirtualMachine/${VM}\\s+${MAC}\\s+${NET}\\s+${lease.ip.replace(/\./g, '\\.')}/24 \\(lease\\)`));
-    expect(r.stdout).toMatch(new RegExp(`VirtualMachine/${BLANK}\\s+52:54:00:a7:0a:02\\s+${NET}\\s+none yet`));
+    expect(r.stdout).toMatch(new RegExp(`VirtualMachine/${BLANK}\\s+${BLANK_MAC}\\s+${NET}\\s+none yet`));
   }, 150_000);
 });

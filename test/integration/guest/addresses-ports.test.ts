@@ -9,93 +9,55 @@
  *    source `lease` gives the same address; `agent` is unavailable (no guest-agent channel);
  *  - after `virsh destroy`, the wait fails at once ("is shut off").
  *
- * Named vftest-addr-p-*; network 192.168.253.0/24 without <forward>. TCG unless VFTEST_GUEST_VIRT=kvm.
+ * Named vftest-addrp-*; network (its own 10.200.x.0/24) without <forward>. TCG unless VFTEST_GUEST_VIRT=kvm.
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildNoCloudSeed } from '../../../src/cloudinit/seed.js';
 import { openHost } from '../../../src/reconcile/adapters/libvirt-host.js';
 import type { HostPort } from '../../../src/reconcile/ports.js';
 import { waitForAddresses } from '../../../src/status/index.js';
-import { cleanupPrefix, ROOT, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
+import { dhcpLeases, virsh } from '../../support/virsh.js';
+import { assertSubnetFree, GUEST_VIRT as VIRT, isolatedNetworkXml, tinyDomainXml, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
-const P = 'vftest-addr-p';
+const N = suiteNames('addrp');
+const P = N.base;
 const NET = `${P}-net`;
 const DOM = `${P}-tiny`;
-const MAC = '52:54:00:a7:0b:01';
-const SUBNET = '192.168.253';
-const DIR = join(TEST_POOL_ROOT, `${P}-files`);
-const VIRT = process.env.VFTEST_GUEST_VIRT === 'kvm' ? 'kvm' : 'qemu';
+const MAC = N.mac(1);
+const SUBNET = N.subnet();
 
 let host: HostPort;
+let files: TinyGuestFiles | undefined;
 
 beforeAll(async () => {
-  cleanupPrefix(P);
-  const guest = execFileSync('bash', [resolve(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
-  if (execFileSync('ip', ['-4', 'route'], { encoding: 'utf8' }).includes(`${SUBNET}.`)) throw new Error(`${SUBNET}.0/24 is already routed here`);
-  mkdirSync(DIR, { recursive: true });
+  N.cleanup();
+  files = tinyGuestFiles(P);
+  assertSubnetFree(SUBNET);
+  const DIR = files.dir;
   chmodSync(DIR, 0o755);
-  copyFileSync(join(guest, 'vmlinuz'), join(DIR, 'vmlinuz'));
-  copyFileSync(join(guest, 'initrd.img'), join(DIR, 'initrd.img'));
   const seed = buildNoCloudSeed({ vmName: DOM, userData: '#cloud-config\n', metaData: { 'instance-id': `iid-${DOM}` } });
   writeFileSync(join(DIR, 'seed.iso'), seed.iso, { mode: 0o644 });
-  writeFileSync(join(DIR, 'net.xml'), `<network>
-  <name>${NET}</name>
-  <bridge name='vftaddrp0' stp='off' delay='0'/>
-  <ip address='${SUBNET}.1' netmask='255.255.255.0'>
-    <dhcp><range start='${SUBNET}.100' end='${SUBNET}.199'/></dhcp>
-  </ip>
-</network>
-`);
+  writeFileSync(join(DIR, 'net.xml'), isolatedNetworkXml(NET, 'vftaddrp0', SUBNET));
   virsh('net-define', join(DIR, 'net.xml'));
   virsh('net-start', NET);
-  writeFileSync(join(DIR, 'dom.xml'), `<domain type='${VIRT}'>
-  <name>${DOM}</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${join(DIR, 'vmlinuz')}</kernel>
-    <initrd>${join(DIR, 'initrd.img')}</initrd>
-    <cmdline>console=ttyS0 loglevel=4 panic=-1</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <disk type='file' device='cdrom'>
-      <driver name='qemu' type='raw'/>
-      <source file='${join(DIR, 'seed.iso')}'/>
-      <target dev='hdc' bus='ide'/>
-      <readonly/>
-    </disk>
-    <interface type='network'>
-      <mac address='${MAC}'/>
-      <source network='${NET}'/>
-      <model type='virtio'/>
-    </interface>
-    <serial type='file'><source path='${join(DIR, 'console.log')}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-`);
+  writeFileSync(join(DIR, 'dom.xml'), tinyDomainXml({
+    name: DOM, virt: VIRT, memoryMiB: 128, kernel: files.kernel, initrd: files.initrd,
+    seed: join(DIR, 'seed.iso'), mac: MAC, network: NET, consoleLog: join(DIR, 'console.log'),
+  }));
   virsh('define', join(DIR, 'dom.xml'));
   host = await openHost('qemu:///system');
 }, 300_000);
 
 afterAll(async () => {
   await host?.close();
-  cleanupPrefix(P);
-  rmSync(DIR, { recursive: true, force: true });
+  N.cleanup();
+  files?.remove();
 });
 
-function leases(): { mac: string; ip: string; hostname: string }[] {
-  return virsh('net-dhcp-leases', NET).split('\n').map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 6 && f[3] === 'ipv4')
-    .map((f) => ({ mac: f[2]!, ip: f[4]!.split('/')[0]!, hostname: f[5]! }));
-}
+const leases = (): { mac: string; ip: string; hostname: string }[] => dhcpLeases(NET);
 
 describe.sequential(`address ports on a real lease (tiny guest, ${VIRT})`, () => {
   it('waitForAddresses returns with the lease virsh shows; networkLeases and the lease query agree; no agent channel: unavailable', async () => {

@@ -7,25 +7,30 @@
  * once virtform deleted it.
  *
  * Copies of the kernel and initrd live in a test directory: libvirt changes the owner of the files
- * a domain boots from while it runs. Everything is named `vftest-cloudinit-boot-*`. TCG.
+ * a domain boots from while it runs. Everything is named `vftest-boot-*`. TCG.
  */
-import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LibvirtClient, VIR_DOMAIN_START_PAUSED } from '../../../src/libvirt/index.js';
+import { copyFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, ROOT, runCli, TEST_POOL_ROOT, virsh, virshOk } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli } from '../../support/cli.js';
+import { useSuite } from '../../support/suite.js';
+import { virsh, virshOk } from '../../support/virsh.js';
+import { bootWithConsole, TINY_CMDLINE, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
-const P = 'vftest-cloudinit-boot';
+const N = useSuite('boot', {
+  setup: () => {
+    files = tinyGuestFiles(P);
+  },
+  setupTimeoutMs: 300_000,
+});
+const P = N.base;
 const VM = `${P}-vm`;
 const UEFI = `${P}-uefi`;
-const FILES = join(TEST_POOL_ROOT, `${P}-files`);
-const KERNEL = join(FILES, 'vmlinuz');
-const INITRD = join(FILES, 'initrd.img');
-const CMDLINE = 'console=ttyS0 loglevel=4 panic=-1';
+const CMDLINE = TINY_CMDLINE;
 const NVRAM = `/var/lib/libvirt/qemu/nvram/${UEFI}_VARS.fd`;
+let files: TinyGuestFiles;
 
 function manifests(o: { state?: string; cmdline?: string; uefi?: boolean } = {}): Record<string, string> {
   const vm = (name: string, extra: string) => `apiVersion: virtform.dev/v1
@@ -36,8 +41,8 @@ spec:
   memory: 128MiB
   state: ${o.state ?? 'stopped'}
   boot:${extra}
-    kernel: ${KERNEL}
-    initrd: ${INITRD}
+    kernel: ${files.kernel}
+    initrd: ${files.initrd}
     cmdline: "${o.cmdline ?? CMDLINE}"
 `;
   return {
@@ -46,66 +51,29 @@ spec:
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (args: string[]) => runCli([...args, '--db', db]);
+const cli = (args: string[]) => runCli([...args, '--db', N.db]);
 async function reconcileOk(o: Parameters<typeof manifests>[0] = {}): Promise<string> {
-  writeManifests(mdir, manifests(o));
-  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
+  writeManifests(N.mdir, manifests(o));
+  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   return r.stdout;
 }
 
 /** Start a defined domain paused, attach its console, resume it; resolves with the text once `until` matches. */
 async function bootWatched(name: string, until: RegExp, timeoutMs = 120_000): Promise<string> {
-  const c = await LibvirtClient.connect('qemu:///system');
+  const con = await bootWithConsole(name);
   try {
-    const dom = await c.domainLookupByName(name);
-    const running = await c.domainCreateWithFlags(dom, VIR_DOMAIN_START_PAUSED);
-    const con = await c.domainOpenConsole(running, null, 0);
-    let text = '';
-    const seen = new Promise<string>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`console of ${name} did not show ${until} within ${timeoutMs} ms:\n${text}`)), timeoutMs);
-      con.on('data', (b: Buffer) => {
-        text += b.toString('latin1');
-        if (until.test(text)) {
-          clearTimeout(timer);
-          res(text);
-        }
-      });
-      con.on('error', rej);
-    });
-    await c.domainResume(running);
-    const out = await seen;
-    con.end();
-    return out;
+    return await con.waitFor(until, timeoutMs);
   } finally {
-    await c.close();
+    await con.close();
   }
 }
-
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  const guest = execFileSync('bash', [resolve(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
-  mkdirSync(FILES, { recursive: true });
-  copyFileSync(join(guest, 'vmlinuz'), KERNEL);
-  copyFileSync(join(guest, 'initrd.img'), INITRD);
-  work = tempDir(`${P}-`);
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-}, 300_000);
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe.sequential('spec.boot on qemu:///system (direct kernel boot of the tiny guest)', () => {
   it('defines the domain with <kernel>, <initrd>, <cmdline>; the kernel boots the initramfs', async () => {
     await reconcileOk();
     const def = parseDomainXml(virsh('dumpxml', '--inactive', VM));
-    expect(def.boot).toEqual({ kernel: KERNEL, initrd: INITRD, cmdline: CMDLINE });
+    expect(def.boot).toEqual({ kernel: files.kernel, initrd: files.initrd, cmdline: CMDLINE });
     const t0 = Date.now();
     // No seed attached: the tiny guest's /init says so after it booted.
     const text = await bootWatched(VM, /vf-guest: error no NoCloud seed/);
@@ -119,18 +87,18 @@ describe.sequential('spec.boot on qemu:///system (direct kernel boot of the tiny
 
   it('a command line changed outside virtform is drift [restart]; reconcile corrects the definition', async () => {
     const xml = virsh('dumpxml', '--inactive', VM);
-    const file = join(work, 'edited.xml');
-    writeManifests(join(work, 'edit'), { 'edited.xml': xml.replace(`<cmdline>${CMDLINE}</cmdline>`, '<cmdline>console=ttyS0 init=/bin/sh</cmdline>') });
-    copyFileSync(join(work, 'edit', 'edited.xml'), file);
+    const file = join(N.work, 'edited.xml');
+    writeManifests(join(N.work, 'edit'), { 'edited.xml': xml.replace(`<cmdline>${CMDLINE}</cmdline>`, '<cmdline>console=ttyS0 init=/bin/sh</cmdline>') });
+    copyFileSync(join(N.work, 'edit', 'edited.xml'), file);
     virsh('define', file);
     expect(parseDomainXml(virsh('dumpxml', '--inactive', VM)).boot?.cmdline).toBe('console=ttyS0 init=/bin/sh');
-    writeManifests(mdir, manifests({ state: 'running' }));
-    const dry = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+    writeManifests(N.mdir, manifests({ state: 'running' }));
+    const dry = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
     expect(dry.code, dry.stdout + dry.stderr).toBe(3);
     expect(dry.stdout).toContain(`~ spec.boot.cmdline: "console=ttyS0 init=/bin/sh" → "${CMDLINE}" (drift) [restart]`);
     await reconcileOk({ state: 'running' });
     expect(parseDomainXml(virsh('dumpxml', '--inactive', VM)).boot?.cmdline).toBe(CMDLINE);
-    const again = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+    const again = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
     expect(again.code, again.stdout).toBe(0);
   }, 120_000);
 
@@ -154,8 +122,8 @@ describe.sequential('spec.boot on qemu:///system (direct kernel boot of the tiny
     expect(parseDomainXml(live).boot?.firmware).toBe('efi');
     expect(existsSync(NVRAM)).toBe(true);
     // Converged: the resolved loader in the running XML is not a difference.
-    writeManifests(mdir, manifests({ state: 'running', cmdline: `${CMDLINE} quiet`, uefi: true }));
-    expect((await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode'])).code).toBe(0);
+    writeManifests(N.mdir, manifests({ state: 'running', cmdline: `${CMDLINE} quiet`, uefi: true }));
+    expect((await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode'])).code).toBe(0);
     // Removed from the manifests: deleted (forced off), its NVRAM with it.
     await reconcileOk({ state: 'running', cmdline: `${CMDLINE} quiet` });
     expect(virshOk('dominfo', UEFI)).toBe(false);

@@ -6,12 +6,12 @@
  * the mount is replaced by an xorriso extraction (see nocloud-read.py). No libvirt objects.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildNoCloudSeed, type SeedInput } from '../../../src/cloudinit/seed.js';
+import { suiteNames } from '../../support/names.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../../..');
@@ -24,7 +24,7 @@ beforeAll(() => {
     stdio: ['ignore', 'pipe', 'inherit'],
     timeout: 280_000,
   }).trim();
-  tmp = mkdtempSync(join(tmpdir(), 'vftest-cloudinit-'));
+  tmp = suiteNames('nocloud').tempDir();
 }, 300_000);
 
 afterAll(() => {

@@ -12,31 +12,38 @@
  *     pool), the plan, the log and `status` show only digests, and after a restart the guest
  *     reads the new seed under a new instance-id;
  *   - an empty manifest set deletes the VM and its seed (no --allow-data-loss: derived data).
- * Everything is named `vftest-cloudinit-ci-*`. TCG.
+ * Everything is named `vftest-cloudinit-*`. TCG.
  */
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LibvirtClient, VIR_DOMAIN_START_PAUSED } from '../../../src/libvirt/index.js';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, inventory, ROOT, runCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { inventory } from '../../support/real-host.js';
+import { runCli, sleep } from '../../support/cli.js';
+import { useSuite } from '../../support/suite.js';
+import { dhcpLeases, virsh } from '../../support/virsh.js';
+import { assertSubnetFree, bootWithConsole, TINY_CMDLINE, tinyGuestFiles, type Lease, type TinyGuestFiles } from '../../support/guest.js';
 
-const P = 'vftest-cloudinit-ci';
+const N = useSuite('cloudinit', {
+  setup: () => {
+    assertSubnetFree(SUBNET);
+    files = tinyGuestFiles(P);
+  },
+  setupTimeoutMs: 300_000,
+});
+const P = N.base;
 const VM = `${P}-vm`;
 const NET = `${P}-net`;
 const POOL = `${P}-pool`;
-const POOL_DIR = join(TEST_POOL_ROOT, POOL);
-const FILES = join(TEST_POOL_ROOT, `${P}-files`);
-const KERNEL = join(FILES, 'vmlinuz');
-const INITRD = join(FILES, 'initrd.img');
-const MAC = '52:54:00:7f:c1:01';
+const POOL_DIR = N.poolPath();
+const MAC = N.mac(1);
 const HOSTNAME = `${P}-host`;
-const SUBNET = '10.252.7';
+const SUBNET = N.subnet();
 const SEED = `${VM}-cidata.iso`;
 const SEED_PATH = join(POOL_DIR, SEED);
+let files: TinyGuestFiles;
 
 function manifests(o: { marker: string; state?: string }): Record<string, string> {
   return {
@@ -62,9 +69,9 @@ spec:
   memory: 192MiB
   state: ${o.state ?? 'stopped'}
   boot:
-    kernel: ${KERNEL}
-    initrd: ${INITRD}
-    cmdline: console=ttyS0 loglevel=4 panic=-1
+    kernel: ${files.kernel}
+    initrd: ${files.initrd}
+    cmdline: ${TINY_CMDLINE}
   nics: [{network: ${NET}, mac: "${MAC}"}]
   cloudInit:
     pool: ${POOL}
@@ -76,79 +83,39 @@ spec:
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (args: string[]) => runCli([...args, '--db', db]);
+const cli = (args: string[]) => runCli([...args, '--db', N.db]);
 function write(o: Parameters<typeof manifests>[0]): void {
-  writeManifests(mdir, manifests(o));
+  writeManifests(N.mdir, manifests(o));
 }
 async function reconcileOk(o: Parameters<typeof manifests>[0], extra: string[] = []): Promise<string> {
   write(o);
-  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0', ...extra]);
+  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0', ...extra]);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   return r.stdout + r.stderr;
 }
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-interface Lease { mac: string; ip: string; hostname: string }
-function leases(): Lease[] {
-  return virsh('net-dhcp-leases', NET).split('\n').map((l) => l.trim().split(/\s+/))
-    .filter((f) => f.length >= 6 && f[3] === 'ipv4')
-    .map((f) => ({ mac: f[2]!, ip: f[4]!.split('/')[0]!, hostname: f[5]! }));
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Start the defined domain paused, attach the console, resume; wait for `until` on the console and for the lease. */
 async function bootWatched(until: RegExp, timeoutMs = 200_000): Promise<{ text: string; lease?: Lease; leaseMs: number; readyMs: number }> {
-  const c = await LibvirtClient.connect('qemu:///system');
+  const con = await bootWithConsole(VM);
   try {
-    const dom = await c.domainLookupByName(VM);
-    const running = await c.domainCreateWithFlags(dom, VIR_DOMAIN_START_PAUSED);
-    const con = await c.domainOpenConsole(running, null, 0);
-    // Closing the connection right after end() can fail the stream's finish: not this test's concern.
-    con.on('error', () => undefined);
-    let text = '';
-    con.on('data', (b: Buffer) => (text += b.toString('latin1')));
-    const t0 = Date.now();
-    await c.domainResume(running);
     let lease: Lease | undefined;
     let leaseMs = 0;
     let readyMs = 0;
-    while (Date.now() - t0 < timeoutMs) {
+    while (con.elapsed() < timeoutMs) {
       if (!lease) {
-        lease = leases().find((l) => l.mac === MAC && l.hostname === HOSTNAME);
-        if (lease) leaseMs = Date.now() - t0;
+        lease = dhcpLeases(NET).find((l) => l.mac === MAC && l.hostname === HOSTNAME);
+        if (lease) leaseMs = con.elapsed();
       }
-      if (!readyMs && until.test(text)) readyMs = Date.now() - t0;
+      if (!readyMs && until.test(con.text)) readyMs = con.elapsed();
       if (lease && readyMs) break;
       await sleep(250);
     }
-    con.end();
-    await new Promise<void>((r) => { con.once('finish', () => r()); con.once('close', () => r()); setTimeout(r, 2_000); });
-    return { text, lease, leaseMs, readyMs };
+    return { text: con.text, lease, leaseMs, readyMs };
   } finally {
-    await c.close();
+    await con.close();
   }
 }
-
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  const routes = execFileSync('ip', ['-4', 'route'], { encoding: 'utf8' });
-  if (routes.includes(`${SUBNET}.`)) throw new Error(`${SUBNET}.0/24 is already routed here:\n${routes}`);
-  const guest = execFileSync('bash', [resolve(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
-  mkdirSync(FILES, { recursive: true });
-  copyFileSync(join(guest, 'vmlinuz'), KERNEL);
-  copyFileSync(join(guest, 'initrd.img'), INITRD);
-  work = tempDir(`${P}-`);
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-}, 300_000);
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured by its seed', () => {
   let firstSeed = '';
@@ -188,17 +155,17 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     // Declared running now: nothing left to do but record it; the seed the domain booted with is the one uploaded.
     await reconcileOk({ marker: 'first-boot', state: 'running' });
     write({ marker: 'first-boot', state: 'running' });
-    expect((await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode'])).code).toBe(0);
+    expect((await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode'])).code).toBe(0);
   }, 260_000);
 
   it('changed user-data: a new seed (digests only in plan, log and status), one seed volume, restart required', async () => {
     write({ marker: 'second-boot', state: 'running' });
-    const dry = await cli(['reconcile', mdir, '--dry-run']);
+    const dry = await cli(['reconcile', N.mdir, '--dry-run']);
     const all = dry.stdout + dry.stderr;
     expect(all).toMatch(/~ spec\.cloudInit\.seed: "sha256:[0-9a-f]{12}…" → "sha256:[0-9a-f]{12}…"/);
     expect(all).toMatch(/~ spec\.cloudInit\.userData: "sha256:[0-9a-f]{12}…" → "sha256:[0-9a-f]{12}…"/);
     expect(all).toContain('cloud-init will run again at next boot (instance-id changed)');
-    const json = await cli(['reconcile', mdir, '--dry-run', '--json']);
+    const json = await cli(['reconcile', N.mdir, '--dry-run', '--json']);
     const out = await reconcileOk({ marker: 'second-boot', state: 'running' });
     const status = await cli(['status', '--uri', 'qemu:///system', '--json']);
     const statusText = await cli(['status', '--uri', 'qemu:///system']);
@@ -212,10 +179,10 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     expect(sha(bytes)).not.toBe(firstSeed);
     expect(bytes.toString('latin1')).toContain('#vf-marker: second-boot');
     expect((statSync(SEED_PATH).mode & 0o777).toString(8)).toBe('600');
-    expect(inventory(P).volumes).toEqual([`${POOL}/${SEED}`]);
-    expect(inventory(P).files.filter((f) => f.startsWith(POOL_DIR))).toEqual([SEED_PATH]);
+    expect(inventory(N.prefix).volumes).toEqual([`${POOL}/${SEED}`]);
+    expect(inventory(N.prefix).files.filter((f) => f.startsWith(POOL_DIR))).toEqual([SEED_PATH]);
     // The state DB keeps digests only.
-    expect(readFileSync(db).includes('second-boot')).toBe(false);
+    expect(readFileSync(N.db).includes('second-boot')).toBe(false);
   }, 120_000);
 
   it('after a restart the guest reads the new seed under a new instance-id', async () => {
@@ -227,17 +194,17 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     expect(iid).not.toBe(firstIid);
     expect(r.lease).toBeDefined();
     write({ marker: 'second-boot', state: 'running' });
-    const dry = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+    const dry = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
     expect(dry.code, dry.stdout).toBe(0);
     const st = await cli(['status', '--uri', 'qemu:///system']);
     expect(st.stdout).not.toMatch(/restart required/);
   }, 260_000);
 
   it('an empty manifest set deletes the VM and its seed without --allow-data-loss', async () => {
-    writeManifests(mdir, {});
-    const r = await cli(['reconcile', mdir, '--allow-empty', '--shutdown-timeout', '0']);
+    writeManifests(N.mdir, {});
+    const r = await cli(['reconcile', N.mdir, '--allow-empty', '--shutdown-timeout', '0']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect(inv.domains).toEqual([]);
     expect(inv.volumes).toEqual([]);
     expect(inv.files.filter((f) => f.startsWith(POOL_DIR))).toEqual([]);

@@ -12,30 +12,34 @@
  *    lease while the new boot has not asked for one yet; `reconcile --wait` then returns with the
  *    renewed lease.
  *
- * Everything is named vftest-bal-*; the network is 192.168.243.0/24 without <forward>.
+ * Everything is named vftest-bal-*; the network (its own 10.200.x.0/24) has no <forward>.
  * Domain type: TCG unless VFTEST_GUEST_VIRT=kvm.
  */
-import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
-import { dhcpLeases, domMemStat, GUEST_VIRT, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli } from '../../support/cli.js';
+import { useSuite } from '../../support/suite.js';
+import { virsh } from '../../support/virsh.js';
+import { assertSubnetFree, dhcpLeases, domMemStat, GUEST_VIRT, TINY_CMDLINE, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
-const P = 'vftest-bal';
+const N = useSuite('bal', {
+  manifestDir: 'm', 
+  setup: () => {
+    files = tinyGuestFiles(P);
+    assertSubnetFree(SUBNET);
+  },
+  setupTimeoutMs: 300_000,
+});
+const P = N.base;
 const NET = `${P}-net`;
 const DRV = `${P}-drv`;
 const NODRV = `${P}-nodrv`;
-const MAC: Record<string, string> = { [DRV]: '52:54:00:b1:18:01', [NODRV]: '52:54:00:b1:18:02' };
-const SUBNET = '192.168.243';
-const CMDLINE = 'console=ttyS0 loglevel=4 panic=-1';
+const MAC: Record<string, string> = { [DRV]: N.mac(1), [NODRV]: N.mac(2) };
+const SUBNET = N.subnet();
+const CMDLINE = TINY_CMDLINE;
 const MiB = 1024;
 
 let files: TinyGuestFiles | undefined;
-let work: string;
-let mdir: string;
-let db: string;
 
 function manifests(memory: string): Record<string, string> {
   const vm = (name: string, cmdline: string) => `apiVersion: virtform.dev/v1
@@ -62,11 +66,11 @@ spec: {mode: isolated, cidr: ${SUBNET}.0/24, dhcp: {start: ${SUBNET}.100, end: $
   };
 }
 
-const cli = (args: string[], timeoutMs?: number) => runCli([...args, '--db', db], {}, timeoutMs);
+const cli = (args: string[], timeoutMs?: number) => runCli([...args, '--db', N.db], {}, timeoutMs);
 interface NicJson { mac: string; addresses: { ip: string; source: string }[] }
 interface Row { name: string; restartRequired: { fields: string[]; running: Record<string, number>; defined: Record<string, number> } | null; addresses: NicJson[] | null; addressesReady: boolean | null }
 async function statusRow(name: string): Promise<Row> {
-  const st = await cli(['status', mdir, '--json']);
+  const st = await cli(['status', N.mdir, '--json']);
   expect(st.code, st.stderr).toBe(0);
   return (JSON.parse(st.stdout) as { resources: Row[] }).resources.find((r) => r.name === name)!;
 }
@@ -81,27 +85,15 @@ async function balloonActual(name: string, want: number, ms: number): Promise<nu
   return actual;
 }
 
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  files = tinyGuestFiles(P);
-  const routes = execFileSync('ip', ['-4', 'route'], { encoding: 'utf8' });
-  if (routes.includes(`${SUBNET}.`)) throw new Error(`${SUBNET}.0/24 is already routed on this host:\n${routes}`);
-  work = tempDir(`${P}-`);
-  mdir = join(work, 'm');
-  db = join(work, 'state.db');
-}, 300_000);
 afterAll(() => {
-  cleanupPrefix(P);
   files?.remove();
-  if (work) rmSync(work, { recursive: true, force: true });
 });
 
 describe.sequential(`live changes read back with booted tiny guests (${GUEST_VIRT})`, () => {
   it('boots both guests to their DHCP lease; the balloon driver takes the boot target, the blacklisted guest keeps maxMemory', async () => {
-    writeManifests(mdir, manifests('128MiB'));
+    writeManifests(N.mdir, manifests('128MiB'));
     const t0 = Date.now();
-    const r = await cli(['reconcile', mdir, '--domain-type', GUEST_VIRT, '--wait', '--wait-timeout', '400', '--json'], 460_000);
+    const r = await cli(['reconcile', N.mdir, '--domain-type', GUEST_VIRT, '--wait', '--wait-timeout', '400', '--json'], 460_000);
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect((JSON.parse(r.stdout) as { wait: { outcome: string } }).wait.outcome).toBe('ready');
     // The guest asks for its lease after /init loaded its modules: the driver is there by now.
@@ -113,9 +105,9 @@ describe.sequential(`live changes read back with booted tiny guests (${GUEST_VIR
   }, 500_000);
 
   it('a [live] memory change: applied by the guest with a balloon driver, restart required naming both values without one', async () => {
-    writeManifests(mdir, manifests('96MiB'));
+    writeManifests(N.mdir, manifests('96MiB'));
     const t0 = Date.now();
-    const r = await cli(['reconcile', mdir, '--shutdown-timeout', '0']);
+    const r = await cli(['reconcile', N.mdir, '--shutdown-timeout', '0']);
     const ms = Date.now() - t0;
     expect(r.code, r.stderr + r.stdout).toBe(0);
     // Both guests get the same live change (one plan line each).
@@ -133,7 +125,7 @@ describe.sequential(`live changes read back with booted tiny guests (${GUEST_VIR
     expect(rr?.fields).toEqual(['spec.memoryKiB']);
     expect(rr?.running['spec.memoryKiB']).toBe(192 * MiB);
     expect(rr?.defined['spec.memoryKiB']).toBe(96 * MiB);
-    const dry = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+    const dry = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
     expect(dry.code, dry.stdout + dry.stderr).toBe(0);
     expect(dry.stdout).toContain(`VirtualMachine/${NODRV}: restart required for spec.memory (running with 192MiB, defined 96MiB)`);
     expect(dry.stdout).not.toContain(`VirtualMachine/${DRV}: restart required`);
@@ -146,7 +138,7 @@ describe.sequential(`live changes read back with booted tiny guests (${GUEST_VIR
     virsh('destroy', DRV);
     // Give the clock a second: lease starts and start times are whole seconds.
     await new Promise((r) => setTimeout(r, 1500));
-    const start = await cli(['reconcile', mdir, '--domain-type', GUEST_VIRT, '--shutdown-timeout', '0']);
+    const start = await cli(['reconcile', N.mdir, '--domain-type', GUEST_VIRT, '--shutdown-timeout', '0']);
     expect(start.code, start.stderr + start.stdout).toBe(0);
     const row = await statusRow(DRV);
     // Deterministic only while the new boot has not asked for a lease yet (its /init looks for a
@@ -157,7 +149,7 @@ describe.sequential(`live changes read back with booted tiny guests (${GUEST_VIR
     expect(row.addresses?.[0]?.addresses.filter((a) => a.source === 'lease')).toEqual([]);
 
     const t0 = Date.now();
-    const w = await cli(['reconcile', mdir, '--domain-type', GUEST_VIRT, '--wait', '--wait-timeout', '300', '--json'], 360_000);
+    const w = await cli(['reconcile', N.mdir, '--domain-type', GUEST_VIRT, '--wait', '--wait-timeout', '300', '--json'], 360_000);
     expect(w.code, w.stderr + w.stdout).toBe(0);
     const fresh = dhcpLeases(NET).find((l) => l.mac === MAC[DRV])!;
     // eslint-disable-next-line no-console

@@ -6,10 +6,13 @@
  * own file and keeps the outage short (integration files run one at a time). The daemon is first
  * frozen with SIGSTOP so the call under test is certainly in flight when the kill lands.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConnectionError, LibvirtClient } from '../../../src/libvirt/index.js';
 import { signalLibvirtd, startLibvirtd } from '../../support/libvirtd.js';
+import { suiteNames } from '../../support/names.js';
+
+const N = suiteNames('restart');
+const P = N.base;
 
 const URI = 'qemu:///system';
 
@@ -47,7 +50,7 @@ describe('daemon restart', () => {
     signalLibvirtd('SIGSTOP');
     let pending: Promise<unknown>[];
     try {
-      pending = [c.connectGetVersion(), c.connectListAllDomains(), c.domainLookupByName('vftest-rpc-restart')].map((p) =>
+      pending = [c.connectGetVersion(), c.connectListAllDomains(), c.domainLookupByName(`${P}-restart`)].map((p) =>
         p.then(
           () => new Error('resolved?!'),
           (e: unknown) => e,

@@ -36,13 +36,17 @@ import {
   VIR_NETWORK_UPDATE_COMMAND_DELETE,
   VIR_STORAGE_POOL_RUNNING,
 } from '../../../src/libvirt/index.js';
-import { keyValues, lines, virsh, virshDomains } from './support/virsh.js';
+import { keyValues, lines, virshAt, virshDomains } from '../../support/virsh.js';
+import { suiteNames } from '../../support/names.js';
+
+const N = suiteNames('rpc');
+const P = N.base;
 
 const URI = 'qemu:///system';
-const POOL = 'vftest-rpc-pool';
-const POOL_DIR = '/var/lib/virtform-test/vftest-rpc-pool';
-const NET = 'vftest-rpc-net';
-const DOM = 'vftest-rpc-dom';
+const POOL = `${P}-pool`;
+const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
+const NET = `${P}-net`;
+const DOM = `${P}-dom`;
 const MiB = 2 ** 20;
 
 let c: LibvirtClient;
@@ -123,31 +127,31 @@ describe.sequential('qemu:///system end to end', () => {
     const info = await c.storagePoolGetInfo(pool);
     expect(info.state).toBe(VIR_STORAGE_POOL_RUNNING);
     expect(info.capacity).toBeGreaterThan(0);
-    const vi = keyValues(virsh(URI, 'pool-info', POOL));
+    const vi = keyValues(virshAt(URI, 'pool-info', POOL));
     expect(vi.State).toBe('running');
     expect(vi.UUID).toBe(pool.uuid);
     expect(vi.Autostart).toBe('no');
     const active = await c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE);
     expect(active.map((p) => p.name)).toContain(POOL);
-    expect(lines(virsh(URI, 'pool-list', '--name'))).toContain(POOL);
-    expect(await c.storagePoolGetXmlDesc(pool)).toBe(virsh(URI, 'pool-dumpxml', POOL));
+    expect(lines(virshAt(URI, 'pool-list', '--name'))).toContain(POOL);
+    expect(await c.storagePoolGetXmlDesc(pool)).toBe(virshAt(URI, 'pool-dumpxml', POOL));
   });
 
   it('qcow2 volume: create, info, resize; agrees with virsh and qemu-img', async () => {
-    base = await c.storageVolCreateXml(pool, volXml('vftest-rpc-base.qcow2', 64));
-    basePath = `${POOL_DIR}/vftest-rpc-base.qcow2`;
-    expect(base).toEqual({ pool: POOL, name: 'vftest-rpc-base.qcow2', key: basePath });
+    base = await c.storageVolCreateXml(pool, volXml(`${P}-base.qcow2`, 64));
+    basePath = `${POOL_DIR}/${P}-base.qcow2`;
+    expect(base).toEqual({ pool: POOL, name: `${P}-base.qcow2`, key: basePath });
     expect(await c.storageVolGetPath(base)).toBe(basePath);
     expect(await c.storageVolLookupByPath(basePath)).toEqual(base);
     expect(await c.storageVolLookupByName(pool, base.name)).toEqual(base);
     const info = await c.storageVolGetInfo(base);
     expect(info).toMatchObject({ type: 0, capacity: 64 * MiB });
-    expect(keyValues(virsh(URI, 'vol-info', '--bytes', basePath)).Capacity).toBe(`${64 * MiB} bytes`);
-    expect(await c.storageVolGetXmlDesc(base)).toBe(virsh(URI, 'vol-dumpxml', basePath));
+    expect(keyValues(virshAt(URI, 'vol-info', '--bytes', basePath)).Capacity).toBe(`${64 * MiB} bytes`);
+    expect(await c.storageVolGetXmlDesc(base)).toBe(virshAt(URI, 'vol-dumpxml', basePath));
 
     await c.storageVolResize(base, 128 * MiB);
     expect((await c.storageVolGetInfo(base)).capacity).toBe(128 * MiB);
-    expect(keyValues(virsh(URI, 'vol-info', '--bytes', basePath)).Capacity).toBe(`${128 * MiB} bytes`);
+    expect(keyValues(virshAt(URI, 'vol-info', '--bytes', basePath)).Capacity).toBe(`${128 * MiB} bytes`);
     const img = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', basePath], { encoding: 'utf8' })) as {
       format: string;
       'virtual-size': number;
@@ -156,7 +160,7 @@ describe.sequential('qemu:///system end to end', () => {
   });
 
   it('copy-on-write clone (qcow2 with <backingStore>) and a full copy (create-xml-from)', async () => {
-    const clone = await c.storageVolCreateXml(pool, volXml('vftest-rpc-clone.qcow2', 128, basePath));
+    const clone = await c.storageVolCreateXml(pool, volXml(`${P}-clone.qcow2`, 128, basePath));
     const cloneXml = await c.storageVolGetXmlDesc(clone);
     expect(cloneXml).toContain('<backingStore>');
     expect(cloneXml).toContain(`<path>${basePath}</path>`);
@@ -165,17 +169,17 @@ describe.sequential('qemu:///system end to end', () => {
     };
     expect(img['backing-filename']).toBe(basePath);
 
-    const copy = await c.storageVolCreateXmlFrom(pool, volXml('vftest-rpc-copy.qcow2', 128), base);
-    expect(copy.key).toBe(`${POOL_DIR}/vftest-rpc-copy.qcow2`);
+    const copy = await c.storageVolCreateXmlFrom(pool, volXml(`${P}-copy.qcow2`, 128), base);
+    expect(copy.key).toBe(`${POOL_DIR}/${P}-copy.qcow2`);
     expect((await c.storageVolGetInfo(copy)).capacity).toBe(128 * MiB);
 
     const ours = (await c.storagePoolListAllVolumes(pool)).map((v) => v.name).sort();
-    expect(ours).toEqual(['vftest-rpc-base.qcow2', 'vftest-rpc-clone.qcow2', 'vftest-rpc-copy.qcow2']);
-    expect(lines(virsh(URI, 'vol-list', POOL)).map((l) => l.split(/\s+/)[0]).sort()).toEqual(ours);
+    expect(ours).toEqual([`${P}-base.qcow2`, `${P}-clone.qcow2`, `${P}-copy.qcow2`]);
+    expect(lines(virshAt(URI, 'vol-list', POOL)).map((l) => l.split(/\s+/)[0]).sort()).toEqual(ours);
 
     await c.storageVolDelete(copy);
     await c.storageVolDelete(clone);
-    expect(await libvirtCode(c.storageVolLookupByName(pool, 'vftest-rpc-clone.qcow2'))).toBe(VIR_ERR_NO_STORAGE_VOL);
+    expect(await libvirtCode(c.storageVolLookupByName(pool, `${P}-clone.qcow2`))).toBe(VIR_ERR_NO_STORAGE_VOL);
   });
 
   it('isolated network: define, start, DHCP host update; agrees with virsh', async () => {
@@ -193,19 +197,19 @@ describe.sequential('qemu:///system end to end', () => {
     net = await c.networkLookupByUuid(net.uuid);
     expect(await c.networkIsActive(net)).toBe(true);
     expect((await c.connectListAllNetworks(VIR_CONNECT_LIST_NETWORKS_ACTIVE)).map((n) => n.name)).toContain(NET);
-    const row = lines(virsh(URI, 'net-list', '--all')).find((l) => l.startsWith(`${NET} `))!.split(/\s+/);
+    const row = lines(virshAt(URI, 'net-list', '--all')).find((l) => l.startsWith(`${NET} `))!.split(/\s+/);
     expect(row.slice(1)).toEqual(['active', 'no', 'yes']);
     expect(await c.networkGetXmlDesc(net)).not.toContain('<forward');
 
-    const host = `<host mac='52:54:00:aa:bb:01' name='vftest-rpc-h1' ip='192.168.213.20'/>`;
+    const host = `<host mac='52:54:00:aa:bb:01' name='${P}-h1' ip='192.168.213.20'/>`;
     const flags = VIR_NETWORK_UPDATE_AFFECT_LIVE | VIR_NETWORK_UPDATE_AFFECT_CONFIG;
     await c.networkUpdate(net, VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host, flags);
     expect(await c.networkGetXmlDesc(net)).toContain(host);
-    expect(virsh(URI, 'net-dumpxml', NET)).toContain(host);
-    expect(virsh(URI, 'net-dumpxml', '--inactive', NET)).toContain(host);
-    expect(await c.networkGetXmlDesc(net)).toBe(virsh(URI, 'net-dumpxml', NET));
+    expect(virshAt(URI, 'net-dumpxml', NET)).toContain(host);
+    expect(virshAt(URI, 'net-dumpxml', '--inactive', NET)).toContain(host);
+    expect(await c.networkGetXmlDesc(net)).toBe(virshAt(URI, 'net-dumpxml', NET));
     await c.networkUpdate(net, VIR_NETWORK_UPDATE_COMMAND_DELETE, VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host, flags);
-    expect(virsh(URI, 'net-dumpxml', NET)).not.toContain('vftest-rpc-h1');
+    expect(virshAt(URI, 'net-dumpxml', NET)).not.toContain(`${P}-h1`);
 
     await c.networkSetAutostart(net, true);
     expect(await c.networkGetAutostart(net)).toBe(true);
@@ -214,7 +218,7 @@ describe.sequential('qemu:///system end to end', () => {
     expect(await c.networkIsActive(net)).toBe(false);
     await c.networkUndefine(net);
     expect(await libvirtCode(c.networkLookupByName(NET))).toBe(VIR_ERR_NO_NETWORK);
-    expect(lines(virsh(URI, 'net-list', '--all', '--name'))).not.toContain(NET);
+    expect(lines(virshAt(URI, 'net-list', '--all', '--name'))).not.toContain(NET);
   });
 
   it('tiny KVM domain: define, start (event), running per get-state / list-all / virsh, destroy (event), undefine', async () => {
@@ -236,7 +240,7 @@ describe.sequential('qemu:///system end to end', () => {
     expect(dom).toMatchObject({ name: DOM, id: -1 });
     await events.waitFor((e) => e.domain.name === DOM && e.eventName === 'defined', 10_000);
     expect((await c.domainGetState(dom)).state).toBe(VIR_DOMAIN_SHUTOFF);
-    expect(virsh(URI, 'domstate', DOM).trim()).toBe('shut off');
+    expect(virshAt(URI, 'domstate', DOM).trim()).toBe('shut off');
     expect(virshDomains(URI, '--all').find((d) => d.name === DOM)).toEqual({ id: '-', name: DOM, state: 'shut off' });
     expect((await c.connectListAllDomains(VIR_CONNECT_LIST_DOMAINS_INACTIVE)).find((d) => d.name === DOM)?.id).toBe(-1);
     await c.domainSetAutostart(dom, false);
@@ -255,10 +259,10 @@ describe.sequential('qemu:///system end to end', () => {
     dom = listed;
     const theirs = virshDomains(URI).find((d) => d.name === DOM)!;
     expect(theirs).toEqual({ id: String(listed.id), name: DOM, state: 'running' });
-    expect(virsh(URI, 'domstate', DOM).trim()).toBe(st.stateName);
+    expect(virshAt(URI, 'domstate', DOM).trim()).toBe(st.stateName);
     const info = await c.domainGetInfo(dom);
     expect(info).toMatchObject({ state: VIR_DOMAIN_RUNNING, maxMem: 65536, nrVirtCpu: 1 });
-    const vi = keyValues(virsh(URI, 'dominfo', DOM));
+    const vi = keyValues(virshAt(URI, 'dominfo', DOM));
     expect(vi.Id).toBe(String(listed.id));
     expect(vi['Max memory']).toBe(`${info.maxMem} KiB`);
     expect(await c.domainGetXmlDesc(dom)).toContain(`<domain type='${type}' id='${listed.id}'>`);
@@ -268,13 +272,13 @@ describe.sequential('qemu:///system end to end', () => {
     const stopped = await events.waitFor((e) => e.domain.name === DOM && e.eventName === 'stopped', 30_000);
     expect(stopped.detailName).toBe('destroyed');
     expect((await c.domainGetState(dom)).stateName).toBe('shut off');
-    expect(virsh(URI, 'domstate', DOM).trim()).toBe('shut off');
+    expect(virshAt(URI, 'domstate', DOM).trim()).toBe('shut off');
     expect((await c.connectListAllDomains(VIR_CONNECT_LIST_DOMAINS_ACTIVE)).map((d) => d.name)).not.toContain(DOM);
 
     await c.domainUndefine(dom);
     await events.waitFor((e) => e.domain.name === DOM && e.eventName === 'undefined', 10_000);
     expect(await libvirtCode(c.domainLookupByName(DOM))).toBe(VIR_ERR_NO_DOMAIN);
-    expect(lines(virsh(URI, 'list', '--all', '--name'))).not.toContain(DOM);
+    expect(lines(virshAt(URI, 'list', '--all', '--name'))).not.toContain(DOM);
   });
 
   it('list-all-domains agrees with virsh list --all', async () => {
@@ -293,24 +297,24 @@ describe.sequential('qemu:///system end to end', () => {
     expect(existsSync(POOL_DIR)).toBe(false);
     await c.storagePoolUndefine(pool);
     expect(await libvirtCode(c.storagePoolLookupByName(POOL))).toBe(VIR_ERR_NO_STORAGE_POOL);
-    expect(lines(virsh(URI, 'pool-list', '--all', '--name'))).not.toContain(POOL);
+    expect(lines(virshAt(URI, 'pool-list', '--all', '--name'))).not.toContain(POOL);
   });
 
   it('error paths on the real daemon: code 42, then more calls, 32 in flight', async () => {
-    const err = await c.domainLookupByName('vftest-rpc-no-such').catch((e: unknown) => e);
+    const err = await c.domainLookupByName(`${P}-no-such`).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LibvirtError);
     expect(err).toMatchObject({ code: VIR_ERR_NO_DOMAIN, domain: 10 });
-    expect((err as Error).message).toContain('vftest-rpc-no-such');
+    expect((err as Error).message).toContain(`${P}-no-such`);
     const v = await c.connectGetVersion();
     expect(v).toBeGreaterThan(1_000_000);
     const all = await Promise.all(Array.from({ length: 32 }, () => c.connectGetVersion()));
     expect(all).toEqual(Array(32).fill(v));
     const mixed = await Promise.allSettled(
-      Array.from({ length: 32 }, (_, i) => (i % 2 ? c.connectGetHostname() : c.domainLookupByName(`vftest-rpc-missing-${i}`))),
+      Array.from({ length: 32 }, (_, i) => (i % 2 ? c.connectGetHostname() : c.domainLookupByName(`${P}-missing-${i}`))),
     );
     mixed.forEach((r, i) => {
-      if (i % 2) expect(r).toMatchObject({ status: 'fulfilled', value: virsh(URI, 'hostname').trim() });
-      else expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 42, message: expect.stringContaining(`vftest-rpc-missing-${i}`) });
+      if (i % 2) expect(r).toMatchObject({ status: 'fulfilled', value: virshAt(URI, 'hostname').trim() });
+      else expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 42, message: expect.stringContaining(`${P}-missing-${i}`) });
     });
     expect(c.isConnected).toBe(true);
   });

@@ -4,8 +4,8 @@
  * holes); and a domain console stream (a diskless 64 MiB guest whose firmware writes to its
  * serial console).
  *
- * Creates a dir pool `vftest-proto-<pid>` in a temp dir with raw volumes and a domain
- * `vftest-proto-con-<pid>`, and removes all of it after.
+ * Creates a dir pool `vftest-strm-<pid>` in a temp dir with raw volumes and a domain
+ * `vftest-strm-con-<pid>`, and removes all of it after.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,10 +25,14 @@ import {
   VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM,
   VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM,
 } from '../../../src/libvirt/index.js';
+import { suiteNames } from '../../support/names.js';
+
+const N = suiteNames('strm');
+const P = N.base;
 
 const URI = 'qemu:///system';
-const POOL = `vftest-proto-${process.pid}`;
-const DOM = `vftest-proto-con-${process.pid}`;
+const POOL = `${P}-${process.pid}`;
+const DOM = `${P}-con-${process.pid}`;
 const MiB = 2 ** 20;
 const SIZE = 16 * MiB;
 
@@ -79,7 +83,7 @@ async function readAll(s: LibvirtStream): Promise<{ bytes: Buffer; holes: number
 
 beforeAll(async () => {
   c = await LibvirtClient.connect(URI);
-  dir = mkdtempSync(join(tmpdir(), 'vftest-proto-'));
+  dir = mkdtempSync(join(tmpdir(), `${P}-`));
   pool = await c.storagePoolDefineXml(`<pool type='dir'><name>${POOL}</name><target><path>${dir}</path></target></pool>`);
   await c.storagePoolBuild(pool);
   await c.storagePoolCreate(pool);
@@ -110,7 +114,7 @@ describe('storage volume streams on qemu:///system', { timeout: 60_000 }, () => 
   let sparsePath: string;
 
   it('sparse upload: zero runs travel as STREAM_HOLE and stay holes in the file', async () => {
-    sparseVol = await c.storageVolCreateXml(pool, volXml('vftest-proto-sparse.raw'));
+    sparseVol = await c.storageVolCreateXml(pool, volXml(`${P}-sparse.raw`));
     sparsePath = await c.storageVolGetPath(sparseVol);
     const up = await c.storageVolUpload(sparseVol, 0, SIZE, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM, { detectHoles: 64 * 1024 });
     await pipeline(Readable.from(chunks(data, 1 << 20)), up);
@@ -126,7 +130,7 @@ describe('storage volume streams on qemu:///system', { timeout: 60_000 }, () => 
   });
 
   it('plain upload of the same bytes writes the zeros (control: the file is not sparse)', async () => {
-    const vol = await c.storageVolCreateXml(pool, volXml('vftest-proto-plain.raw'));
+    const vol = await c.storageVolCreateXml(pool, volXml(`${P}-plain.raw`));
     const path = await c.storageVolGetPath(vol);
     const up = await c.storageVolUpload(vol, 0, SIZE, 0);
     await pipeline(Readable.from(chunks(data, 300_000)), up);
@@ -159,7 +163,7 @@ describe('storage volume streams on qemu:///system', { timeout: 60_000 }, () => 
     const up = await c.storageVolUpload(sparseVol, 0, SIZE, 0);
     await expect(pipeline(Readable.from([{ hole: 4096 }], { objectMode: true }), up)).rejects.toThrow(/sparse stream/);
     // An upload into a volume that does not exist: the daemon refuses the call itself.
-    const missing = { ...sparseVol, name: 'vftest-proto-missing.raw', key: join(dir, 'vftest-proto-missing.raw') };
+    const missing = { ...sparseVol, name: `${P}-missing.raw`, key: join(dir, `${P}-missing.raw`) };
     await expect(c.storageVolUpload(missing, 0, 10, 0)).rejects.toBeInstanceOf(LibvirtError);
     expect((await c.storageVolGetInfo(sparseVol)).capacity).toBe(SIZE);
     expect(readFileSync(sparsePath).equals(data)).toBe(true);

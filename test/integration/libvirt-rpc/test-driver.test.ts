@@ -40,7 +40,11 @@ import {
   VIR_NETWORK_UPDATE_COMMAND_DELETE,
   VIR_STORAGE_POOL_RUNNING,
 } from '../../../src/libvirt/index.js';
-import { keyValues, lines, virsh, virshDomains } from './support/virsh.js';
+import { keyValues, lines, virshAt, virshDomains } from '../../support/virsh.js';
+import { suiteNames } from '../../support/names.js';
+
+const N = suiteNames('rpctd');
+const P = N.base;
 
 const URI = 'test+unix:///default';
 let c: LibvirtClient;
@@ -73,18 +77,18 @@ const domXml = (name: string) => `<domain type='test'>
 
 describe('connection-level calls agree with virsh', () => {
   it('versions, hostname, URI, type, capabilities', async () => {
-    const v = keyValues(virsh(URI, 'version'));
+    const v = keyValues(virshAt(URI, 'version'));
     const fmt = (n: number) => `${Math.floor(n / 1e6)}.${Math.floor(n / 1e3) % 1000}.${n % 1000}`;
     expect(`TEST ${fmt(await c.connectGetVersion())}`).toBe(v['Running hypervisor']);
     expect(`libvirt ${fmt(await c.connectGetLibVersion())}`).toBe(v['Using library']);
-    expect(await c.connectGetHostname()).toBe(virsh(URI, 'hostname').trim());
+    expect(await c.connectGetHostname()).toBe(virshAt(URI, 'hostname').trim());
     expect(await c.connectGetHostname()).toBe(hostname());
     expect(await c.connectGetUri()).toBe('test:///default');
     expect(c.remoteUri).toBe('test:///default');
     expect(await c.connectGetType()).toBe('TEST');
     const caps = await c.connectGetCapabilities();
     expect(caps).toContain('<capabilities>');
-    expect(caps.trimEnd()).toBe(virsh(URI, 'capabilities').trimEnd());
+    expect(caps.trimEnd()).toBe(virshAt(URI, 'capabilities').trimEnd());
   });
 });
 
@@ -95,20 +99,20 @@ describe('default objects agree with virsh', () => {
     expect(test).toBeDefined();
     const theirs = virshDomains(URI, '--all').find((d) => d.name === 'test')!;
     expect(String(test.id)).toBe(theirs.id);
-    expect(test.uuid).toBe(virsh(URI, 'domuuid', 'test').trim());
+    expect(test.uuid).toBe(virshAt(URI, 'domuuid', 'test').trim());
     const st = await c.domainGetState(test);
     expect(st.state).toBe(VIR_DOMAIN_RUNNING);
-    expect(st.stateName).toBe(virsh(URI, 'domstate', 'test').trim());
+    expect(st.stateName).toBe(virshAt(URI, 'domstate', 'test').trim());
     expect(st.stateName).toBe(theirs.state);
     const info = await c.domainGetInfo(test);
-    const vi = keyValues(virsh(URI, 'dominfo', 'test'));
+    const vi = keyValues(virshAt(URI, 'dominfo', 'test'));
     expect(`${info.maxMem} KiB`).toBe(vi['Max memory']);
     expect(`${info.memory} KiB`).toBe(vi['Used memory']);
     expect(String(info.nrVirtCpu)).toBe(vi['CPU(s)']);
     expect(info.stateName).toBe(vi.State);
     expect(await c.domainGetAutostart(test)).toBe(vi.Autostart === 'enable');
-    expect(await c.domainGetXmlDesc(test)).toBe(virsh(URI, 'dumpxml', 'test'));
-    expect(await c.domainGetXmlDesc(test, VIR_DOMAIN_XML_INACTIVE)).toBe(virsh(URI, 'dumpxml', '--inactive', 'test'));
+    expect(await c.domainGetXmlDesc(test)).toBe(virshAt(URI, 'dumpxml', 'test'));
+    expect(await c.domainGetXmlDesc(test, VIR_DOMAIN_XML_INACTIVE)).toBe(virshAt(URI, 'dumpxml', '--inactive', 'test'));
     expect(await c.domainLookupByUuid(test.uuid)).toEqual(test);
     expect(await c.domainLookupById(test.id)).toEqual(test);
     expect(await c.domainIsActive(test)).toBe(true);
@@ -119,30 +123,30 @@ describe('default objects agree with virsh', () => {
     const nets = await c.connectListAllNetworks(0);
     expect(nets.map((n) => n.name)).toContain('default');
     const net = await c.networkLookupByName('default');
-    expect(net.uuid).toBe(virsh(URI, 'net-uuid', 'default').trim());
+    expect(net.uuid).toBe(virshAt(URI, 'net-uuid', 'default').trim());
     expect(await c.networkLookupByUuid(net.uuid)).toEqual(net);
-    const row = lines(virsh(URI, 'net-list', '--all')).find((l) => l.startsWith('default '))!.split(/\s+/);
+    const row = lines(virshAt(URI, 'net-list', '--all')).find((l) => l.startsWith('default '))!.split(/\s+/);
     expect((await c.networkIsActive(net)) ? 'active' : 'inactive').toBe(row[1]);
     expect((await c.networkGetAutostart(net)) ? 'yes' : 'no').toBe(row[2]);
     expect(await c.networkIsPersistent(net)).toBe(row[3] === 'yes');
-    expect(await c.networkGetXmlDesc(net)).toBe(virsh(URI, 'net-dumpxml', 'default'));
+    expect(await c.networkGetXmlDesc(net)).toBe(virshAt(URI, 'net-dumpxml', 'default'));
   });
 
   it('pool `default-pool`: list, info, XML, volumes', async () => {
     const pools = await c.connectListAllStoragePools(0);
     expect(pools.map((p) => p.name)).toContain('default-pool');
     const pool = await c.storagePoolLookupByName('default-pool');
-    expect(pool.uuid).toBe(virsh(URI, 'pool-uuid', 'default-pool').trim());
+    expect(pool.uuid).toBe(virshAt(URI, 'pool-uuid', 'default-pool').trim());
     expect(await c.storagePoolLookupByUuid(pool.uuid)).toEqual(pool);
     const info = await c.storagePoolGetInfo(pool);
-    const vi = keyValues(virsh(URI, 'pool-info', 'default-pool'));
+    const vi = keyValues(virshAt(URI, 'pool-info', 'default-pool'));
     expect(info.state).toBe(VIR_STORAGE_POOL_RUNNING);
     expect(vi.State).toBe('running');
     expect(`${(info.capacity / 2 ** 30).toFixed(2)} GiB`).toBe(vi.Capacity);
     expect((await c.storagePoolGetAutostart(pool)) ? 'yes' : 'no').toBe(vi.Autostart);
-    expect(await c.storagePoolGetXmlDesc(pool)).toBe(virsh(URI, 'pool-dumpxml', 'default-pool'));
+    expect(await c.storagePoolGetXmlDesc(pool)).toBe(virshAt(URI, 'pool-dumpxml', 'default-pool'));
     expect(await c.storagePoolIsActive(pool)).toBe(true);
-    expect((await c.storagePoolListAllVolumes(pool)).map((v) => v.name)).toEqual(lines(virsh(URI, 'vol-list', 'default-pool')));
+    expect((await c.storagePoolListAllVolumes(pool)).map((v) => v.name)).toEqual(lines(virshAt(URI, 'vol-list', 'default-pool')));
   });
 });
 
@@ -157,7 +161,7 @@ describe('domains', () => {
   });
 
   it('define → inactive, autostart, start → running + started event, destroy → stopped event, undefine', async () => {
-    const name = 'vftest-rpc-td-dom';
+    const name = `${P}-dom`;
     const d = await c.domainDefineXml(domXml(name));
     expect(d).toMatchObject({ name, id: -1 });
     expect(d.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
@@ -193,7 +197,7 @@ describe('domains', () => {
   });
 
   it('define-xml-flags, create-with-flags (returns the new id), shutdown, undefine-flags', async () => {
-    const name = 'vftest-rpc-td-dom2';
+    const name = `${P}-dom2`;
     const d = await c.domainDefineXmlFlags(domXml(name), 0);
     const started = await c.domainCreateWithFlags(d, 0);
     expect(started.name).toBe(name);
@@ -206,16 +210,16 @@ describe('domains', () => {
   });
 
   it('list-all-domains honours flags', async () => {
-    const d = await c.domainDefineXml(domXml('vftest-rpc-td-flags'));
+    const d = await c.domainDefineXml(domXml(`${P}-flags`));
     await c.domainSetAutostart(d, true);
     const names = async (flags: number) => (await c.connectListAllDomains(flags)).map((x) => x.name).sort();
     expect(await names(VIR_CONNECT_LIST_DOMAINS_ACTIVE)).toEqual(['test']);
     expect(await names(VIR_CONNECT_LIST_DOMAINS_RUNNING)).toEqual(['test']);
-    expect(await names(VIR_CONNECT_LIST_DOMAINS_INACTIVE)).toEqual(['vftest-rpc-td-flags']);
-    expect(await names(VIR_CONNECT_LIST_DOMAINS_SHUTOFF)).toEqual(['vftest-rpc-td-flags']);
-    expect(await names(VIR_CONNECT_LIST_DOMAINS_AUTOSTART)).toEqual(['vftest-rpc-td-flags']);
-    expect(await names(VIR_CONNECT_LIST_DOMAINS_PERSISTENT)).toEqual(['test', 'vftest-rpc-td-flags']);
-    expect(await names(0)).toEqual(['test', 'vftest-rpc-td-flags']);
+    expect(await names(VIR_CONNECT_LIST_DOMAINS_INACTIVE)).toEqual([`${P}-flags`]);
+    expect(await names(VIR_CONNECT_LIST_DOMAINS_SHUTOFF)).toEqual([`${P}-flags`]);
+    expect(await names(VIR_CONNECT_LIST_DOMAINS_AUTOSTART)).toEqual([`${P}-flags`]);
+    expect(await names(VIR_CONNECT_LIST_DOMAINS_PERSISTENT)).toEqual(['test', `${P}-flags`]);
+    expect(await names(0)).toEqual(['test', `${P}-flags`]);
     const inactive = (await c.connectListAllDomains(VIR_CONNECT_LIST_DOMAINS_INACTIVE))[0]!;
     expect(inactive.id).toBe(-1);
     await c.domainUndefine(d);
@@ -223,7 +227,7 @@ describe('domains', () => {
 });
 
 describe('networks', () => {
-  const name = 'vftest-rpc-td-net';
+  const name = `${P}-net`;
   const xml = `<network>
   <name>${name}</name>
   <bridge name='vftrpctd0'/>
@@ -259,9 +263,9 @@ describe('networks', () => {
 
 describe('storage pools and volumes', () => {
   it('define, build, start, info, autostart, refresh; volumes incl. create-xml-from; delete all', async () => {
-    const name = 'vftest-rpc-td-pool';
+    const name = `${P}-pool`;
     const pool = await c.storagePoolDefineXml(
-      `<pool type='dir'><name>${name}</name><target><path>/vftest-rpc-td-pool</path></target></pool>`,
+      `<pool type='dir'><name>${name}</name><target><path>/${P}-pool</path></target></pool>`,
     );
     expect(pool.name).toBe(name);
     expect((await c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_INACTIVE)).map((p) => p.name)).toEqual([name]);
@@ -278,11 +282,11 @@ describe('storage pools and volumes', () => {
       pool,
       `<volume><name>base.qcow2</name><capacity unit='MiB'>16</capacity><target><format type='qcow2'/></target></volume>`,
     );
-    expect(base).toEqual({ pool: name, name: 'base.qcow2', key: '/vftest-rpc-td-pool/base.qcow2' });
+    expect(base).toEqual({ pool: name, name: 'base.qcow2', key: `/${P}-pool/base.qcow2` });
     expect(await c.storageVolGetInfo(base)).toMatchObject({ type: 0, capacity: 16 * 2 ** 20 });
     expect(await c.storageVolGetXmlDesc(base)).toContain('<name>base.qcow2</name>');
-    expect(await c.storageVolGetPath(base)).toBe('/vftest-rpc-td-pool/base.qcow2');
-    expect(await c.storageVolLookupByPath('/vftest-rpc-td-pool/base.qcow2')).toEqual(base);
+    expect(await c.storageVolGetPath(base)).toBe(`/${P}-pool/base.qcow2`);
+    expect(await c.storageVolLookupByPath(`/${P}-pool/base.qcow2`)).toEqual(base);
     expect(await c.storageVolLookupByName(pool, 'base.qcow2')).toEqual(base);
     expect(await c.storageVolLookupByKey(base.key)).toEqual(base);
 
@@ -349,7 +353,7 @@ describe('errors and concurrency', () => {
     try {
       expect(ro.readOnly).toBe(true);
       expect((await ro.connectListAllDomains()).map((d) => d.name)).toContain('test');
-      const e = await ro.domainDefineXml(domXml('vftest-ro')).catch((x: unknown) => x);
+      const e = await ro.domainDefineXml(domXml(`${P}-ro`)).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(LibvirtError);
       expect((e as LibvirtError).code).toBe(VIR_ERR_OPERATION_DENIED);
     } finally {
@@ -374,14 +378,14 @@ describe('errors and concurrency', () => {
         if (got.length === 2) break;
       }
     })();
-    const d = await c.domainDefineXml(domXml('vftest-rpc-td-iter'));
+    const d = await c.domainDefineXml(domXml(`${P}-iter`));
     await c.domainUndefine(d);
     await reader;
     expect(got.map((e) => e.eventName)).toEqual(['defined', 'undefined']);
     expect(sub.isActive).toBe(false);
     // The first subscription still gets events after the second one closed.
-    const d2 = await c.domainDefineXml(domXml('vftest-rpc-td-iter2'));
-    await events.waitFor((e) => e.domain.name === 'vftest-rpc-td-iter2' && e.eventName === 'defined', 5000);
+    const d2 = await c.domainDefineXml(domXml(`${P}-iter2`));
+    await events.waitFor((e) => e.domain.name === `${P}-iter2` && e.eventName === 'defined', 5000);
     await c.domainUndefine(d2);
   });
 });

@@ -28,14 +28,18 @@ import {
   type PoolDef,
   type VolumeDef,
 } from '../../../src/libvirt/xml/index.js';
+import { suiteNames } from '../../support/names.js';
+
+const N = suiteNames('xml');
+const P = N.base;
 
 const run = promisify(execFile);
 const URI = 'qemu:///system';
-const POOL = 'vftest-xml-pool';
+const POOL = `${P}-pool`;
 const POOL_DIR = `/var/lib/virtform-test/${POOL}`;
-const POOL2 = 'vftest-xml-pool-meta';
-const NET = 'vftest-xml-net';
-const DOM = 'vftest-xml-dom';
+const POOL2 = `${P}-pool-meta`;
+const NET = `${P}-net`;
+const DOM = `${P}-dom`;
 const HOSTILE = `a<b&"c'>`;
 const marker = (kind: OwnerMarker['kind'], name: string): OwnerMarker => ({ kind, name, specHash: `sha256:${HOSTILE}é😀` });
 
@@ -67,7 +71,7 @@ function file(xml: string): string {
 }
 
 beforeAll(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'vftest-xml-'));
+  tmp = mkdtempSync(join(tmpdir(), `${P}-`));
 });
 
 afterAll(async () => {
@@ -86,12 +90,12 @@ afterAll(async () => {
 });
 
 const poolDef: PoolDef = { name: POOL, path: POOL_DIR, marker: marker('StoragePool', POOL) };
-const baseVol: VolumeDef = { pool: POOL, name: `vftest-xml-${HOSTILE}é😀.qcow2`, capacityBytes: 64 * 1024 ** 2, format: 'qcow2' };
-const rawVol: VolumeDef = { pool: POOL, name: 'vftest-xml-data.raw', capacityBytes: 8 * 1024 ** 2, format: 'raw' };
-const bootVol: VolumeDef = { pool: POOL, name: 'vftest-xml-boot.qcow2', capacityBytes: 32 * 1024 ** 2, format: 'qcow2' };
+const baseVol: VolumeDef = { pool: POOL, name: `${P}-${HOSTILE}é😀.qcow2`, capacityBytes: 64 * 1024 ** 2, format: 'qcow2' };
+const rawVol: VolumeDef = { pool: POOL, name: `${P}-data.raw`, capacityBytes: 8 * 1024 ** 2, format: 'raw' };
+const bootVol: VolumeDef = { pool: POOL, name: `${P}-boot.qcow2`, capacityBytes: 32 * 1024 ** 2, format: 'qcow2' };
 const cloneVol: VolumeDef = {
   pool: POOL,
-  name: 'vftest-xml-clone.qcow2',
+  name: `${P}-clone.qcow2`,
   capacityBytes: 128 * 1024 ** 2,
   format: 'qcow2',
   backing: { path: `${POOL_DIR}/${baseVol.name}`, format: 'qcow2' },

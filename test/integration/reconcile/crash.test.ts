@@ -8,17 +8,28 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { labManifests, writeManifests } from '../../support/manifests.js';
 import { spawn } from 'node:child_process';
-import { CLI, ROOT, cleanupPrefix, ensureBuilt, inventory, openJournal, orphans, runCli, spawnCli, type Declared } from '../../support/real-host.js';
+import { CLI, ROOT, inventory, openJournal, orphans, runCli, spawnCli, type Declared } from '../../support/real-host.js';
 import { expectReadbackMatches, readback, type Snapshot } from '../../support/readback.js';
+import { useSuite } from '../../support/suite.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-crash';
+const N = useSuite('crash', {
+  setup: () => {
+    full = writeManifests(join(N.work, 'full'), {
+      ...labManifests({ prefix: P, poolPath: POOL_DIR, cidr: '10.235.0.0/24' }),
+      'extra.yaml': extra,
+    });
+    empty = writeManifests(join(N.work, 'empty'), {});
+  },
+});
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 
 const extra = `apiVersion: virtform.dev/v1
@@ -55,27 +66,11 @@ const declared: Declared = {
 };
 const NOTHING: Declared = { domains: [], networks: [], pools: [], volumes: [], files: [] };
 
-let work: string;
 let full: string;
 let empty: string;
 
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  full = writeManifests(join(work, 'full'), {
-    ...labManifests({ prefix: P, poolPath: POOL_DIR, cidr: '10.235.0.0/24' }),
-    'extra.yaml': extra,
-  });
-  empty = writeManifests(join(work, 'empty'), {});
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
-
 async function stepCount(dir: string, db: string, extraArgs: string[] = []): Promise<number> {
-  const r = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--json', ...extraArgs]);
+  const r = await runCli(['reconcile', dir, '--db', N.db, '--dry-run', '--json', ...extraArgs]);
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { plan: { steps: unknown[] } }).plan.steps.length;
 }
@@ -91,18 +86,18 @@ async function afterCrash(dir: string): Promise<Snapshot> {
  * manifests, and no generated MAC / clone's base seen right after the crash (`seen`) changed.
  */
 async function converge(label: string, dir: string, db: string, want: Declared, extraArgs: string[] = [], seen?: Snapshot): Promise<void> {
-  const r = await runCli(['reconcile', dir, '--db', db, '--shutdown-timeout', '0', ...extraArgs]);
+  const r = await runCli(['reconcile', dir, '--db', N.db, '--shutdown-timeout', '0', ...extraArgs]);
   expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
-  const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...extraArgs]);
+  const again = await runCli(['reconcile', dir, '--db', N.db, '--dry-run', '--detailed-exitcode', ...extraArgs]);
   expect(again.code, `${label}: ${again.stdout}\n${again.stderr}`).toBe(0);
-  expect(orphans(P, want), label).toEqual([]);
-  expect(openJournal(db), label).toEqual([]);
+  expect(orphans(N.prefix, want), label).toEqual([]);
+  expect(openJournal(N.db), label).toEqual([]);
   await expectReadbackMatches(dir, 'qemu:///system', seen, label);
 }
 
 describe('SIGKILL at every journal boundary', () => {
   it('apply of 10 resources and their teardown: every rerun converges with no orphans', async () => {
-    const db0 = join(work, 'probe.db');
+    const db0 = join(N.work, 'probe.db');
     const applySteps = await stepCount(full, db0);
     expect(applySteps).toBeGreaterThanOrEqual(11);
     const applyBoundaries = applySteps * 2;
@@ -113,8 +108,8 @@ describe('SIGKILL at every journal boundary', () => {
     // VIRTFORM_CRASH_ROUNDS=a-b reruns only those rounds (debugging); by default every boundary.
     const [from, to] = (process.env.VIRTFORM_CRASH_ROUNDS ?? `1-${applyBoundaries}`).split('-').map(Number);
     for (let k = from!; k <= Math.min(to!, applyBoundaries); k += 1) {
-      const db = join(work, `round-${k}.db`);
-      expect(orphans(P, NOTHING), `before round ${k} (left by round ${k - 1})`).toEqual([]);
+      const db = join(N.work, `round-${k}.db`);
+      expect(orphans(N.prefix, NOTHING), `before round ${k} (left by round ${k - 1})`).toEqual([]);
       const crashed = await runCli(['reconcile', full, '--db', db, '--shutdown-timeout', '0'], { VIRTFORM_TEST_CRASH_AT: String(k) });
       expect(crashed.signal, `round ${k}: ${crashed.stdout}\n${crashed.stderr}`).toBe('SIGKILL');
       await converge(`round ${k} apply`, full, db, declared, [], await afterCrash(full));
@@ -132,7 +127,7 @@ describe('SIGKILL at every journal boundary', () => {
 
 describe('SIGTERM', () => {
   it('finishes the step in flight, starts no new one, exits 1; the rerun converges', async () => {
-    const db = join(work, 'sigterm.db');
+    const db = join(N.work, 'sigterm.db');
     const child = spawn(process.execPath, [CLI, 'reconcile', full, '--db', db, '--concurrency', '1'], {
       cwd: ROOT, env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -159,7 +154,6 @@ describe('SIGTERM', () => {
   });
 });
 
-
 /**
  * The URL import step (issue #13): a volume whose `source` is a URL served by a loopback server in
  * this test, with a qcow2 base from a URL and a clone of it. The CLI is SIGKILLed at every journal
@@ -168,7 +162,8 @@ describe('SIGTERM', () => {
  * download. Every rerun converges; no partial volume survives; the cache holds no partial file.
  */
 describe('SIGKILL during URL imports', () => {
-  const U = 'vftest-url-crash';
+  const NU = suiteNames('urlcrash');
+  const U = NU.base;
   // VIRTFORM_TEST_POOL_ROOT: another root for this scenario's pool (where parallel suites share
   // /var/lib/virtform-test and clean every vftest* folder in it).
   const UPOOL = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${U}-pool`;
@@ -181,11 +176,11 @@ describe('SIGKILL during URL imports', () => {
   const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
   beforeAll(async () => {
-    cleanupPrefix(U);
-    const raw = join(work, 'url-crash.raw');
+    NU.cleanup();
+    const raw = join(N.work, 'url-crash.raw');
     writeFileSync(raw, RAW);
-    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, join(work, 'url-crash.qcow2')]);
-    QCOW = readFileSync(join(work, 'url-crash.qcow2'));
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, join(N.work, 'url-crash.qcow2')]);
+    QCOW = readFileSync(join(N.work, 'url-crash.qcow2'));
     srv = createServer((req, res) => {
       const body = req.url?.startsWith('/base.qcow2') ? QCOW : RAW;
       res.writeHead(200, { 'content-length': body.length });
@@ -203,7 +198,7 @@ describe('SIGKILL during URL imports', () => {
   afterAll(async () => {
     srv.closeAllConnections();
     await new Promise<void>((r) => srv.close(() => r()));
-    cleanupPrefix(U);
+    NU.cleanup();
   });
 
   const manifests = (rawPath: string): string => `apiVersion: virtform.dev/v1
@@ -234,29 +229,29 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
   const none: Declared = { domains: [], networks: [], pools: [], volumes: [], files: [] };
 
   async function convergeUrl(label: string, dir: string, db: string): Promise<void> {
-    const r = await runCli(['reconcile', dir, '--db', db]);
+    const r = await runCli(['reconcile', dir, '--db', N.db]);
     expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
-    const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode']);
+    const again = await runCli(['reconcile', dir, '--db', N.db, '--dry-run', '--detailed-exitcode']);
     expect(again.code, `${label}: ${again.stdout}`).toBe(0);
-    expect(orphans(U, want), label).toEqual([]);
+    expect(orphans(NU.prefix, want), label).toEqual([]);
     expect(readdirSync(UPOOL).sort(), `${label}: files in the pool`).toEqual(files);
-    expect(openJournal(db), label).toEqual([]);
+    expect(openJournal(N.db), label).toEqual([]);
     expect(digest(readFileSync(`${UPOOL}/${U}-data.img`)), `${label}: bytes on the volume`).toBe(digest(RAW));
-    expect(readdirSync(join(db, '..', 'images')).filter((f) => f.includes('.part.') || f.startsWith('convert.')), label).toEqual([]);
+    expect(readdirSync(join(N.db, '..', 'images')).filter((f) => f.includes('.part.') || f.startsWith('convert.')), label).toEqual([]);
     await expectReadbackMatches(dir, 'qemu:///system', undefined, label);
   }
   async function teardown(label: string, db: string): Promise<void> {
-    const r = await runCli(['reconcile', empty, '--db', db, '--allow-empty', '--allow-data-loss']);
+    const r = await runCli(['reconcile', empty, '--db', N.db, '--allow-empty', '--allow-data-loss']);
     expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(orphans(U, none), label).toEqual([]);
+    expect(orphans(NU.prefix, none), label).toEqual([]);
   }
 
   it('every journal boundary of an apply with URL imports: every rerun converges, no partial volume', async () => {
-    cleanupPrefix(U);
-    const dir = writeManifests(join(work, 'url-full'), { 'm.yaml': manifests('/data.img') });
+    NU.cleanup();
+    const dir = writeManifests(join(N.work, 'url-full'), { 'm.yaml': manifests('/data.img') });
     const rounds: number[] = [];
     for (let k = 1; k <= 40; k += 1) {
-      const state = join(work, `url-round-${k}`);
+      const state = join(N.work, `url-round-${k}`);
       mkdirSync(state, { recursive: true });
       const db = join(state, 'state.db');
       const crashed = await runCli(['reconcile', dir, '--db', db], { VIRTFORM_TEST_CRASH_AT: String(k) });
@@ -267,7 +262,7 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
         break;
       }
       // What a crash may leave: declared objects only (a half-made volume is virtform's by the journal).
-      expect(orphans(U, want), `round ${k} right after the crash`).toEqual([]);
+      expect(orphans(NU.prefix, want), `round ${k} right after the crash`).toEqual([]);
       await convergeUrl(`round ${k}`, dir, db);
       await teardown(`round ${k} teardown`, db);
       rounds.push(k);
@@ -278,9 +273,9 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
   }, 600_000);
 
   it('SIGKILL in the middle of a download: no partial volume or cached file survives the rerun', async () => {
-    cleanupPrefix(U);
-    const dir = writeManifests(join(work, 'url-slow'), { 'm.yaml': manifests('/slow.img') });
-    const state = join(work, 'url-slow-state');
+    NU.cleanup();
+    const dir = writeManifests(join(N.work, 'url-slow'), { 'm.yaml': manifests('/slow.img') });
+    const state = join(N.work, 'url-slow-state');
     mkdirSync(state, { recursive: true });
     const db = join(state, 'state.db');
     hold = undefined;
@@ -291,7 +286,7 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
     process.kill(child.pid, 'SIGKILL');
     const done = await child.done;
     expect(done.signal).toBe('SIGKILL');
-    expect(inventory(U).volumes.filter((v) => v.endsWith('-data.img'))).toEqual([]);
+    expect(inventory(NU.prefix).volumes.filter((v) => v.endsWith('-data.img'))).toEqual([]);
     (hold as (() => void) | undefined)?.();
     // The rerun downloads again (from a server that now answers at once) and converges.
     writeManifests(dir, { 'm.yaml': manifests('/data.img') });

@@ -5,35 +5,36 @@
  * must match the manifest again. Also: a network virtform starts again takes its running VMs back
  * onto its bridge (they are restarted), and a pool deleted with its folder converges in one run.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh, virshOk } from '../../support/real-host.js';
+import { labManifests, writeManifests } from '../../support/manifests.js';
+import { runCli, virsh, virshOk } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-drift';
+const N = useSuite('drift', {
+  setup: () => {
+    writeManifests(N.mdir, labManifests({ prefix: P, poolPath: POOL_DIR, cidr: CIDR }));
+  },
+});
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 const CIDR = '10.233.0.0/24';
 
-let work: string;
-let mdir: string;
-let db: string;
-
-const cli = (...args: string[]) => runCli([...args, '--uri', 'qemu:///system', '--db', db, '--shutdown-timeout', '0']);
+const cli = (...args: string[]) => runCli([...args, '--uri', 'qemu:///system', '--db', N.db, '--shutdown-timeout', '0']);
 
 async function converge(...extra: string[]): Promise<void> {
-  const r = await cli('reconcile', mdir, ...extra);
+  const r = await cli('reconcile', N.mdir, ...extra);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-  const again = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
+  const again = await cli('reconcile', N.mdir, '--dry-run', '--detailed-exitcode');
   expect(again.code, again.stdout).toBe(0);
   expect(again.stdout).toContain('No changes.');
 }
 
 /** Dry-run sees the drift: exit 3, and every expected line is in the plan. */
 async function expectDrift(...lines: (string | RegExp)[]): Promise<string> {
-  const plan = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode', '--no-color');
+  const plan = await cli('reconcile', N.mdir, '--dry-run', '--detailed-exitcode', '--no-color');
   expect(plan.code, `${plan.stdout}\n${plan.stderr}`).toBe(3);
   for (const l of lines) expect(plan.stdout).toMatch(l);
   return plan.stdout;
@@ -44,7 +45,7 @@ function inactiveXml(kind: 'net' | 'pool', name: string): string {
 }
 
 function redefine(kind: 'net' | 'pool', xml: string): void {
-  const dir = mkdtempSync(join(tmpdir(), 'vftest-drift-xml-'));
+  const dir = N.tempDir();
   try {
     const f = join(dir, 'def.xml');
     writeFileSync(f, xml);
@@ -67,19 +68,6 @@ function tapsOn(bridge: string): string[] {
   const out = execFileSync('ip', ['-br', 'link', 'show', 'master', bridge], { encoding: 'utf8' });
   return out.split('\n').map((l) => l.split(/\s+/)[0]!).filter((n) => n && n.startsWith('vnet'));
 }
-
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-  writeManifests(mdir, labManifests({ prefix: P, poolPath: POOL_DIR, cidr: CIDR }));
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('deep drift of networks, pools and volumes', () => {
   it('converges the lab', async () => {
@@ -131,7 +119,7 @@ describe('deep drift of networks, pools and volumes', () => {
     virsh('pool-refresh', `${P}-pool`);
     await expectDrift(/-\/\+ Volume\/vftest-drift-data/, /format.*"qcow2".*→.*"raw".*\(drift\)/, /! held: needs --allow-data-loss/);
     // The file is attached to vm1: recreating it destroys its contents, so it waits for consent.
-    const held = await cli('reconcile', mdir);
+    const held = await cli('reconcile', N.mdir);
     expect(held.code, held.stdout).toBe(1);
     expect(existsSync(path)).toBe(true);
     await converge('--allow-data-loss');
@@ -160,11 +148,11 @@ describe('deep drift of networks, pools and volumes', () => {
     virsh('pool-undefine', `${P}-pool`);
     rmSync(POOL_DIR, { recursive: true, force: true });
     await expectDrift(/\+ StoragePool\/vftest-drift-pool/, /Volume\/vftest-drift-data/);
-    const r = await cli('reconcile', mdir);
+    const r = await cli('reconcile', N.mdir);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     for (const f of ['base.qcow2', 'root.qcow2', 'data.img']) expect(existsSync(`${POOL_DIR}/${P}-${f}`)).toBe(true);
     expect(virsh('domstate', `${P}-vm1`).trim()).toBe('running');
-    const again = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
+    const again = await cli('reconcile', N.mdir, '--dry-run', '--detailed-exitcode');
     expect(again.code, again.stdout).toBe(0);
   });
 });

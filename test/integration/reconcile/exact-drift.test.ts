@@ -6,15 +6,22 @@
  * removed, a second DHCP range), autostart flips, a device attached live only, and objects made
  * transient (`undefine` while running) are seen by a dry-run as drift, named by XML path,
  * corrected by one reconcile, and `status` never says converged meanwhile.
- * Objects are vftest-drift-exact-*; the VM runs without an OS (TCG, blank disk).
+ * Objects are vftest-exactdrift-*; the VM runs without an OS (TCG, blank disk).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { rmSync, writeFileSync } from 'node:fs';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeFileSync } from 'node:fs';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-drift-exact';
+const N = useSuite('exactdrift', {
+  setup: async () => {
+    writeManifests(N.mdir, MANIFESTS);
+    await reconcileOk();
+  },
+});
+const P = N.base;
 const VM = `${P}-vm`;
 const NET = `${P}-net`;
 const POOL = `${P}-pool`;
@@ -49,45 +56,28 @@ spec:
 `,
 };
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (...args: string[]) => runCli([...args, '--db', db, '--shutdown-timeout', '0']);
+const cli = (...args: string[]) => runCli([...args, '--db', N.db, '--shutdown-timeout', '0']);
 
 async function reconcileOk(): Promise<void> {
-  const r = await cli('reconcile', mdir, '--domain-type', 'qemu');
+  const r = await cli('reconcile', N.mdir, '--domain-type', 'qemu');
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
 }
 async function dryRun(): Promise<{ code: number | null; out: string }> {
-  const r = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode', '--no-color');
+  const r = await cli('reconcile', N.mdir, '--dry-run', '--detailed-exitcode', '--no-color');
   return { code: r.code, out: `${r.stdout}\n${r.stderr}` };
 }
 async function statuses(): Promise<Map<string, { status: string; reason: string | null }>> {
-  const r = await runCli(['status', mdir, '--db', db, '--json']);
+  const r = await runCli(['status', N.mdir, '--db', N.db, '--json']);
   const rows = (JSON.parse(r.stdout) as { resources: { kind: string; name: string; status: string; reason: string | null }[] }).resources;
   return new Map(rows.map((x) => [`${x.kind}/${x.name}`, { status: x.status, reason: x.reason }]));
 }
 function defineEdited(kind: 'domain' | 'net', xml: string): void {
-  const f = join(work, `${kind}.xml`);
+  const f = join(N.work, `${kind}.xml`);
   writeFileSync(f, xml);
   virsh(kind === 'domain' ? 'define' : 'net-define', f);
 }
 const macOf = (xml: string): string => /<mac address='([^']+)'/.exec(xml)![1]!;
 const uuidOf = (xml: string): string => /<uuid>([^<]+)<\/uuid>/.exec(xml)![1]!;
-
-beforeAll(async () => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-  writeManifests(mdir, MANIFESTS);
-  await reconcileOk();
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('exact drift: the whole definition is compared with its baseline', () => {
   it('sees changes outside the modelled fields and autostart flips, names them by XML path, and corrects them', async () => {
@@ -159,8 +149,8 @@ describe('exact drift: the whole definition is compared with its baseline', () =
     // libvirt refuses to undefine an active pool: the same pool started transient (pool-create).
     virsh('pool-destroy', POOL);
     virsh('pool-undefine', POOL);
-    writeFileSync(join(work, 'pool.xml'), pool);
-    virsh('pool-create', join(work, 'pool.xml'));
+    writeFileSync(join(N.work, 'pool.xml'), pool);
+    virsh('pool-create', join(N.work, 'pool.xml'));
     expect(virsh('pool-info', POOL)).toMatch(/Persistent:\s+no/);
     expect(virsh('dominfo', VM)).toMatch(/Persistent:\s+no/);
 

@@ -7,14 +7,22 @@
  * with libvirt's message on the VM, and the definition stays as it was; a <filesystem> sharing the
  * host's / is refused by the policy (exit 2, file:line:col, nothing created).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { rmSync, writeFileSync } from 'node:fs';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh, virshOk } from '../../support/real-host.js';
+import { writeFileSync } from 'node:fs';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, virsh, virshOk } from '../../support/real-host.js';
 import { expectReadbackMatches } from '../../support/readback.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-xdev-';
+const N = useSuite('xdev', {
+  setup: () => {
+    // A policy that allows nothing host-reaching for extra devices (the default path may not exist).
+    policy = join(N.work, 'policy.yaml');
+    writeFileSync(policy, `apiVersion: virtform.dev/v1\nkind: Policy\nallowedRoots: {extraDeviceSources: [${N.work}/shares]}\nextraDevices: {hostElements: [hostdev]}\n`);
+  },
+});
+const P = N.prefix;
 const VM = `${P}vm`;
 const WATCHDOG = "<watchdog model='i6300esb' action='reset'/>";
 const RNG = "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>";
@@ -31,21 +39,18 @@ spec:
 ${devices.length ? `  extraDevices:\n${devices.map((d) => `    - ${JSON.stringify(d)}`).join('\n')}\n` : ''}`;
 }
 
-let work: string;
-let mdir: string;
-let db: string;
 let policy: string;
 const env = () => ({ VIRTFORM_POLICY: policy });
-const cli = (args: string[]) => runCli([...args, '--db', db], env());
+const cli = (args: string[]) => runCli([...args, '--db', N.db], env());
 async function reconcile(devices: string[]): Promise<string> {
-  writeManifests(mdir, { 'vm.yaml': vm(VM, devices) });
-  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu']);
+  writeManifests(N.mdir, { 'vm.yaml': vm(VM, devices) });
+  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu']);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   return r.stdout;
 }
 async function dryRun(devices: string[]): Promise<{ code: number | null; out: string }> {
-  writeManifests(mdir, { 'vm.yaml': vm(VM, devices) });
-  const r = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode', '--domain-type', 'qemu']);
+  writeManifests(N.mdir, { 'vm.yaml': vm(VM, devices) });
+  const r = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode', '--domain-type', 'qemu']);
   return { code: r.code, out: r.stdout + r.stderr };
 }
 const devicesXml = (name = VM): string => {
@@ -53,35 +58,20 @@ const devicesXml = (name = VM): string => {
   return xml.slice(xml.indexOf('<devices>'), xml.indexOf('</devices>'));
 };
 
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-  // A policy that allows nothing host-reaching for extra devices (the default path may not exist).
-  policy = join(work, 'policy.yaml');
-  writeFileSync(policy, `apiVersion: virtform.dev/v1\nkind: Policy\nallowedRoots: {extraDeviceSources: [${work}/shares]}\nextraDevices: {hostElements: [hostdev]}\n`);
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
-
 describe.sequential('spec.extraDevices on qemu:///system', () => {
   it('a watchdog and an rng are defined, read back with libvirt\'s additions, and a second dry-run says "No changes."', async () => {
     await reconcile([WATCHDOG, RNG]);
     const devices = devicesXml();
     expect(devices).toMatch(/<watchdog model='i6300esb' action='reset'>\s*<address type='pci'/);
     expect(devices).toMatch(/<rng model='virtio'>\s*<backend model='random'>\/dev\/urandom<\/backend>/);
-    await expectReadbackMatches(mdir, 'qemu:///system', undefined, 'extra-devices');
+    await expectReadbackMatches(N.mdir, 'qemu:///system', undefined, 'extra-devices');
     const dry = await dryRun([WATCHDOG, RNG]);
     expect(dry.code, dry.out).toBe(0);
     expect(dry.out).toContain('No changes.');
   });
 
   it('a device added outside virtform (virsh define) is drift of spec.extraDevices and removed by apply', async () => {
-    const file = join(work, 'edited.xml');
+    const file = join(N.work, 'edited.xml');
     writeFileSync(file, virsh('dumpxml', '--inactive', VM).replace('</devices>', "<panic model='isa'/></devices>"));
     virsh('define', file);
     expect(devicesXml()).toContain("<panic model='isa'/>");
@@ -98,13 +88,13 @@ describe.sequential('spec.extraDevices on qemu:///system', () => {
     expect(out).toContain('spec.extraDevices');
     expect(devicesXml()).not.toContain('<watchdog');
     expect(devicesXml()).toContain('<rng');
-    await expectReadbackMatches(mdir, 'qemu:///system', undefined, 'extra-devices');
+    await expectReadbackMatches(N.mdir, 'qemu:///system', undefined, 'extra-devices');
   });
 
   it('an attribute libvirt\'s schema refuses fails the define (VALIDATE) with libvirt\'s message on the VM; the definition is unchanged', async () => {
     const before = virsh('dumpxml', '--inactive', VM);
-    writeManifests(mdir, { 'vm.yaml': vm(VM, [RNG, "<watchdog model='i6300esb' action='reset' bogus='1'/>"]) });
-    const r = await cli(['reconcile', mdir, '--domain-type', 'qemu']);
+    writeManifests(N.mdir, { 'vm.yaml': vm(VM, [RNG, "<watchdog model='i6300esb' action='reset' bogus='1'/>"]) });
+    const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu']);
     const out = r.stdout + r.stderr;
     expect(r.code, out).toBe(1);
     expect(out).toContain(VM);
@@ -114,17 +104,17 @@ describe.sequential('spec.extraDevices on qemu:///system', () => {
 
   it('a <filesystem> sharing the host\'s / is refused by the policy: exit 2 at file:line:col, nothing created', async () => {
     const other = `${P}share`;
-    writeManifests(mdir, {
+    writeManifests(N.mdir, {
       'vm.yaml': vm(VM, [RNG]),
       'share.yaml': vm(other, ["<filesystem type='mount' accessmode='passthrough'><source dir='/'/><target dir='hostroot'/></filesystem>"]),
     });
-    const r = await cli(['reconcile', mdir, '--domain-type', 'qemu']);
+    const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu']);
     expect(r.code, r.stdout + r.stderr).toBe(2);
     expect(r.stderr).toMatch(new RegExp(`share\\.yaml:10:7: VirtualMachine/${other}: spec\\.extraDevices\\[0\\]: <filesystem> gives the guest part of the host and is denied by default: the policy's extraDevices\\.hostElements must list filesystem \\(policy `));
     expect(r.stderr).toMatch(/host path "\/" at \/filesystem\/source@dir is outside the allowed roots/);
     expect(virshOk('dominfo', other)).toBe(false);
     // validate says the same, without a policy file too (deny by default)
-    const v = await runCli(['validate', mdir], { VIRTFORM_POLICY: join(work, 'absent.yaml') });
+    const v = await runCli(['validate', N.mdir], { VIRTFORM_POLICY: join(N.work, 'absent.yaml') });
     expect(v.code, v.stdout + v.stderr).toBe(2);
     expect(v.stdout + v.stderr).toMatch(/share\.yaml:10:7: .*extraDevices\.hostElements must list filesystem \(no policy file: denied by default/);
   });

@@ -8,12 +8,14 @@ import { afterAll, beforeAll } from 'vitest';
 import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { openHost } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { describeHostContract, LIBVIRTD, type HostQuirks } from '../../support/host-contract.js';
-import { cleanupPrefix, TEST_POOL_ROOT } from '../../support/real-host.js';
+import { TEST_POOL_ROOT } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-contract-qemu';
+const N = suiteNames('contract');
+const P = N.base;
 
-beforeAll(() => cleanupPrefix(P));
-afterAll(() => cleanupPrefix(P));
+beforeAll(() => N.cleanup());
+afterAll(() => N.cleanup());
 
 describeHostContract('libvirt adapter on qemu:///system', () => openHost('qemu:///system'), {
   prefix: P,
@@ -48,7 +50,7 @@ const TEST_DRIVER: HostQuirks = {
 };
 
 describeHostContract('libvirt adapter on test+unix:///default', () => openHost('test+unix:///default'), {
-  prefix: 'vftest-contract-td',
+  prefix: `${P}-td`,
   poolDir: (name) => `/${name}`,
   subnet: [248, 1],
   domainType: 'qemu',

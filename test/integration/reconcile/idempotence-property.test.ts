@@ -5,9 +5,10 @@
  * `make test-faults` (test/faults/idempotence-property.test.ts).
  */
 import { idempotenceSuite } from '../../support/idempotence-property.js';
+import { suiteNames } from '../../support/names.js';
 
 idempotenceSuite({
-  prefix: 'vftest-prop-', defaultRuns: 4, replay: 'test/integration/reconcile/idempotence-property.test.ts', cidr3: '10.213.14',
+  names: suiteNames('prop'), defaultRuns: 4, replay: 'test/integration/reconcile/idempotence-property.test.ts',
   timeoutMs: 300_000,
   title: 'after any converging apply of a random manifest set, the second dry-run plans nothing and the host reads back equal',
 });

@@ -8,31 +8,30 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, TEST_POOL_ROOT } from '../../support/real-host.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, TEST_POOL_ROOT } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-strm-pdir';
+const N = useSuite('pooldirs', {
+  setup: () => {
+    clean();
+  },
+});
+const P = N.base;
 const PRE = `${TEST_POOL_ROOT}/${P}-pre`; // exists before
 const NEW_TOP = `${TEST_POOL_ROOT}/${P}-new`; // none of NEW_TOP/a/b exists before
 const NEW = `${NEW_TOP}/a/b`;
 const BUSY_TOP = `${TEST_POOL_ROOT}/${P}-busy`;
 const BUSY = `${BUSY_TOP}/x`; // created by virtform; someone then puts a file into BUSY_TOP
-let work: string;
 
 const clean = (): void => {
-  cleanupPrefix(P);
+  N.cleanup();
   for (const d of [PRE, NEW_TOP, BUSY_TOP]) rmSync(d, { recursive: true, force: true });
 };
 
-beforeAll(() => {
-  clean();
-  ensureBuilt();
-  work = tempDir(`${P}-`);
-});
 afterAll(() => {
   clean();
-  rmSync(work, { recursive: true, force: true });
 });
 
 const pool = (name: string, path: string): string => `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: ${P}-${name}}\nspec: {path: ${path}}\n`;
@@ -41,8 +40,8 @@ describe('pool directories', () => {
   it('keeps a directory that existed before, removes the parents it created, keeps a created one with foreign files', async () => {
     mkdirSync(PRE, { recursive: true });
     writeFileSync(join(TEST_POOL_ROOT, `${P}-marker`), ''); // not in any pool: untouched
-    const dir = writeManifests(join(work, 'm'), { 'm.yaml': [pool('pre', PRE), pool('new', NEW), pool('busy', BUSY)].join('---\n') });
-    const db = join(work, 'state.db');
+    const dir = writeManifests(join(N.work, 'm'), { 'm.yaml': [pool('pre', PRE), pool('new', NEW), pool('busy', BUSY)].join('---\n') });
+    const db = join(N.work, 'state.db');
     const up = await runCli(['reconcile', dir, '--db', db]);
     expect(up.code, up.stdout + up.stderr).toBe(0);
     expect([existsSync(PRE), existsSync(NEW), existsSync(BUSY)]).toEqual([true, true, true]);
@@ -55,7 +54,7 @@ describe('pool directories', () => {
     ]);
     writeFileSync(join(BUSY_TOP, 'notes.txt'), 'someone else\'s file\n');
 
-    const empty = writeManifests(join(work, 'empty'), {});
+    const empty = writeManifests(join(N.work, 'empty'), {});
     const down = await runCli(['reconcile', empty, '--db', db, '--allow-empty', '--max-deletions', 'all']);
     expect(down.code, down.stdout + down.stderr).toBe(0);
     expect(existsSync(PRE), 'a directory that existed before is kept').toBe(true);

@@ -5,21 +5,26 @@
  * 1000001 bytes), and a connection failure while reading the domain capabilities fails the run
  * instead of skipping the CPU/graphics checks (finding 10).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-rob-';
+const N = useSuite('rob', {
+  setup: async () => {
+    writeManifests(N.mdir, manifests());
+    const first = await cli('reconcile', N.mdir);
+    expect(first.code, `${first.stdout}\n${first.stderr}`).toBe(0);
+  },
+  setupTimeoutMs: 120_000,
+});
+const P = N.prefix;
 const POOL_DIR = `/var/lib/virtform-test/${P}pool`;
 
-let work: string;
-let mdir: string;
-let db: string;
-
-const cli = (...args: string[]) => runCli([...args, '--uri', 'qemu:///system', '--db', db, '--shutdown-timeout', '0', '--no-color']);
+const cli = (...args: string[]) => runCli([...args, '--uri', 'qemu:///system', '--db', N.db, '--shutdown-timeout', '0', '--no-color']);
 
 /** Capacity of the base/clone pair (the clone test grows it; later tests keep the grown size). */
 let pairCapacity = 1000001;
@@ -74,24 +79,9 @@ function redefineNet(xml: string): void {
   }
 }
 
-beforeAll(async () => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir(P);
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-  writeManifests(mdir, manifests());
-  const first = await cli('reconcile', mdir);
-  expect(first.code, `${first.stdout}\n${first.stderr}`).toBe(0);
-}, 120_000);
-afterAll(() => {
-  cleanupPrefix(P);
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
 describe('sizes are normalized to what libvirt stores', () => {
   it('a qcow2 capacity of 1000001 bytes (and a raw one, memory 1000001KB) converges: the second dry-run plans nothing', async () => {
-    const again = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
+    const again = await cli('reconcile', N.mdir, '--dry-run', '--detailed-exitcode');
     expect(again.code, again.stdout).toBe(0);
     expect(again.stdout).toContain('No changes.');
     // libvirt stores the qcow2 rounded up to whole KiB (qemu-img create takes KiB).
@@ -102,24 +92,24 @@ describe('sizes are normalized to what libvirt stores', () => {
 
   it('the plan shows a rounded size as libvirt will store it', async () => {
     const edited = manifests()['all.yaml']!.replace('capacity: 1000001, format: qcow2', 'capacity: 2000001, format: qcow2');
-    writeManifests(mdir, { 'all.yaml': edited });
+    writeManifests(N.mdir, { 'all.yaml': edited });
     try {
-      const plan = await cli('reconcile', mdir, '--dry-run');
+      const plan = await cli('reconcile', N.mdir, '--dry-run');
       expect(plan.code, plan.stderr).toBe(0);
       // 2000001 rounded up to whole KiB = 1954KiB.
       expect(plan.stdout).toMatch(/spec\.capacity: 977KiB → 1954KiB/);
       expect(plan.stdout).not.toMatch(/2000001/);
     } finally {
-      writeManifests(mdir, manifests());
+      writeManifests(N.mdir, manifests());
     }
   });
   it('a qcow2 clone grows in place over its grown base (created as qcow2 v3, which qemu-img can grow)', async () => {
     pairCapacity = 3000001;
-    writeManifests(mdir, manifests());
-    const r = await cli('reconcile', mdir);
+    writeManifests(N.mdir, manifests());
+    const r = await cli('reconcile', N.mdir);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(virsh('vol-dumpxml', '--pool', `${P}pool`, `${P}clone.qcow2`)).toContain("<capacity unit='bytes'>3000320</capacity>");
-    const again = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
+    const again = await cli('reconcile', N.mdir, '--dry-run', '--detailed-exitcode');
     expect(again.code, again.stdout).toBe(0);
   });
 });
@@ -131,20 +121,20 @@ describe('one bad object never stops the run', () => {
     expect(virsh('net-dumpxml', '--inactive', `${P}net`)).toContain("<forward mode='route'/>");
     virsh('destroy', `${P}vm`);
 
-    const plan = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
+    const plan = await cli('reconcile', N.mdir, '--dry-run', '--detailed-exitcode');
     expect(plan.code, `${plan.stdout}\n${plan.stderr}`).toBe(3);
     expect(plan.stdout).toMatch(/spec\.mode: "route" → "isolated" \(drift\)/);
     expect(plan.stdout).toMatch(new RegExp(`VirtualMachine/${P}vm`));
 
-    const status = await runCli(['status', mdir, '--json', '--uri', 'qemu:///system', '--db', db]);
+    const status = await runCli(['status', N.mdir, '--json', '--uri', 'qemu:///system', '--db', N.db]);
     const rows = JSON.parse(status.stdout).resources as { kind: string; name: string; status: string }[];
     expect(rows.find((r) => r.kind === 'Network' && r.name === `${P}net`)?.status).not.toBe('converged');
 
-    const applied = await cli('reconcile', mdir);
+    const applied = await cli('reconcile', N.mdir);
     expect(applied.code, `${applied.stdout}\n${applied.stderr}`).toBe(0);
     expect(virsh('net-dumpxml', '--inactive', `${P}net`)).not.toContain('<forward');
     expect(virsh('domstate', `${P}vm`).trim()).toBe('running');
-    const again = await cli('reconcile', mdir, '--dry-run', '--detailed-exitcode');
+    const again = await cli('reconcile', N.mdir, '--dry-run', '--detailed-exitcode');
     expect(again.code, again.stdout).toBe(0);
   });
 });
@@ -152,9 +142,9 @@ describe('one bad object never stops the run', () => {
 describe('no silent catch', () => {
   it('a connection failure while reading the domain capabilities fails the run (exit 1), not skips the checks', async () => {
     const withCpu = manifests()['all.yaml']!.replace('state: running, disks', 'state: running, cpu: {mode: maximum}, disks');
-    const dir = join(work, 'caps');
+    const dir = join(N.work, 'caps');
     writeManifests(dir, { 'all.yaml': withCpu });
-    const r = await runCli(['reconcile', dir, '--dry-run', '--uri', 'qemu:///system', '--db', db, '--no-color'],
+    const r = await runCli(['reconcile', dir, '--dry-run', '--uri', 'qemu:///system', '--db', N.db, '--no-color'],
       { VIRTFORM_TEST_FAIL: 'domainCapabilities:*:connection' });
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(1);
     expect(r.stderr).toMatch(/domain capabilities|capabilit/i);

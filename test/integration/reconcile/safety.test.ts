@@ -2,29 +2,19 @@
  * No data destroyed without consent, on the real libvirtd (qemu:///system): a base volume shrunk
  * under two clones and a running VM (bug 3), and `metadata.deletionPolicy: Retain`.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, inventory, runCli, virsh, type CliResult } from '../../support/real-host.js';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { writeManifests } from '../../support/manifests.js';
+import { inventory, runCli, virsh, type CliResult } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-safety';
+const N = useSuite('safety');
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 const file = (vol: string): string => `${POOL_DIR}/${vol}.qcow2`;
-
-let work: string;
-
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 const sha = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 /** What identifies a file's contents here: inode (a recreated file gets a new one) and checksum. */
@@ -80,8 +70,8 @@ spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-c2}]}
   });
 
   it('plans the clones with the base, holds it all without --allow-data-loss, recreates and restarts with it', async () => {
-    const dir = join(work, 'cascade');
-    const db = join(work, 'cascade.db');
+    const dir = join(N.work, 'cascade');
+    const db = join(N.work, 'cascade.db');
     // Create everything with the VM stopped, put data into both clones, then start the VM.
     writeManifests(dir, manifests({ vm1State: 'stopped' }));
     expectCode(await runCli(['reconcile', dir, '--db', db]), 0);
@@ -89,7 +79,7 @@ spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-c2}]}
     writePattern(file(`${P}-c2`));
     writeManifests(dir, manifests());
     expectCode(await runCli(['reconcile', dir, '--db', db]), 0);
-    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    expect(inventory(N.prefix).runningDomains).toEqual([`${P}-vm1`]);
     const files = [`${P}-base`, `${P}-c1`, `${P}-c2`].map(file);
     const before = files.map(fingerprint);
     const id = domId(`${P}-vm1`);
@@ -124,14 +114,14 @@ spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-c2}]}
     }
     const after = files.map(fingerprint);
     after.forEach((f, i) => expect(f).not.toBe(before[i]));
-    expect(inventory(P).runningDomains).toEqual([`${P}-vm1`]);
+    expect(inventory(N.prefix).runningDomains).toEqual([`${P}-vm1`]);
     expect(domId(`${P}-vm1`)).not.toBe(id); // restarted, on the new disk
     const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode']);
     expectCode(again, 0);
     expect(again.stdout).toContain('No changes.');
 
-    expectCode(await runCli(['reconcile', writeManifests(join(work, 'none'), {}), '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']), 0);
-    expect(inventory(P).files).toEqual([]);
+    expectCode(await runCli(['reconcile', writeManifests(join(N.work, 'none'), {}), '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']), 0);
+    expect(inventory(N.prefix).files).toEqual([]);
   });
 });
 
@@ -150,8 +140,8 @@ spec: {pool: ${P}-rpool, capacity: 16MiB, format: qcow2}
 `;
 
   it('keeps the file when the manifest is removed; a manifest with adopt takes it back', async () => {
-    const dir = join(work, 'retain');
-    const db = join(work, 'retain.db');
+    const dir = join(N.work, 'retain');
+    const db = join(N.work, 'retain.db');
     const path = `${RPOOL_DIR}/${P}-keep.qcow2`;
     writeManifests(dir, { 'm.yaml': pool + keep(', deletionPolicy: Retain') });
     expectCode(await runCli(['reconcile', dir, '--db', db]), 0);
@@ -188,6 +178,6 @@ spec: {pool: ${P}-rpool, capacity: 16MiB, format: qcow2}
     writeManifests(dir, { 'm.yaml': pool });
     expectCode(await runCli(['reconcile', dir, '--db', db]), 0);
     expect(existsSync(path)).toBe(false);
-    expectCode(await runCli(['reconcile', writeManifests(join(work, 'none2'), {}), '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']), 0);
+    expectCode(await runCli(['reconcile', writeManifests(join(N.work, 'none2'), {}), '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']), 0);
   });
 });

@@ -8,49 +8,45 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, openJournal, runCli, spawnCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeManifests } from '../../support/manifests.js';
+import { openJournal, runCli, spawnCli, TEST_POOL_ROOT, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-strm-stop';
+const N = useSuite('stoptimeout', {
+  setup: async () => {
+    server = createServer((req, res) => {
+      requests += 1;
+      res.writeHead(200, { 'content-length': IMAGE.length });
+      if (stall) res.write(IMAGE.subarray(0, 1000)); // then nothing, until the client goes away
+      else res.end(IMAGE);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  },
+});
+const P = N.base;
 const IMAGE = Buffer.concat([Buffer.from('virtform stop-timeout image\n'), Buffer.alloc(2 * 1024 ** 2 - 28, 0x33)]);
 let server: Server;
 let base: string;
 let stall = true;
 let requests = 0;
-let work: string;
 
-beforeAll(async () => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir(`${P}-`);
-  server = createServer((req, res) => {
-    requests += 1;
-    res.writeHead(200, { 'content-length': IMAGE.length });
-    if (stall) res.write(IMAGE.subarray(0, 1000)); // then nothing, until the client goes away
-    else res.end(IMAGE);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
 afterAll(async () => {
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
 });
 
 describe('SIGTERM with a step that does not end', () => {
   it('abandons it after --stop-timeout: exit 1 at once, its journal entry closed as interrupted; the rerun finishes it', async () => {
     const sha = createHash('sha256').update(IMAGE).digest('hex');
-    const dir = writeManifests(join(work, 'm'), {
+    const dir = writeManifests(join(N.work, 'm'), {
       'm.yaml': `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: ${P}-pool}\nspec: {path: ${TEST_POOL_ROOT}/${P}-pool}\n---\n` +
         `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-img}\nspec: {pool: ${P}-pool, format: raw, source: {url: "${base}/img.raw", sha256: "${sha}"}}\n`,
     });
-    const db = join(work, 'state.db');
+    const db = join(N.work, 'state.db');
     const child = spawnCli(['reconcile', dir, '--db', db, '--stop-timeout', '1', '--download-timeout', '120', '--max-attempts', '1']);
     for (let i = 0; i < 300 && requests === 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(requests, child.stdoutSoFar()).toBe(1);

@@ -8,14 +8,18 @@ import { rmSync } from 'node:fs';
 import { openHost, type LibvirtHost } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile } from '../../../src/reconcile/engine.js';
-import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import { desiredFrom, labManifests, writeManifests } from '../../support/manifests.js';
+import { suiteNames } from '../../support/names.js';
+
+const N = suiteNames('td');
+const P = N.base;
 
 let host: LibvirtHost;
 let store: StateStore;
 let work: string;
 
 beforeAll(async () => {
-  work = tempDir();
+  work = N.tempDir();
   host = await openHost('test+unix:///default');
   store = await openStateStore(join(work, 'state.db'));
 });
@@ -35,13 +39,13 @@ describe('adapter on the test driver', () => {
   });
 
   it('converges a lab, then plans nothing and makes zero mutating calls', async () => {
-    const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'vftest-td', poolPath: '/vftest-td-pool', cidr: '10.237.0.0/24' }));
+    const dir = writeManifests(join(work, 'm'), labManifests({ prefix: P, poolPath: `/${P}-pool`, cidr: N.cidr() }));
     const desired = await desiredFrom(dir);
     const first = await reconcile({ host, store, desired, gracefulStop: false });
     expect(first.outcome, JSON.stringify(first.applied?.failed ? [...first.applied.failed] : [])).toBe('succeeded');
     const snap = await host.snapshot();
-    expect(snap.domains.filter((d) => d.name.startsWith('vftest-td')).map((d) => [d.name, d.active]).sort())
-      .toEqual([['vftest-td-vm1', true], ['vftest-td-vm2', false]]);
+    expect(snap.domains.filter((d) => d.name.startsWith(N.prefix)).map((d) => [d.name, d.active]).sort())
+      .toEqual([[`${P}-vm1`, true], [`${P}-vm2`, false]]);
     const before = host.client.mutatingCallCount;
     const second = await reconcile({ host, store, desired, gracefulStop: false });
     expect(second.plan.noop).toBe(true);

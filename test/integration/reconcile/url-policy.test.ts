@@ -5,21 +5,32 @@
  * (before the upload when the image is not cached yet, at plan time with file:line:col once it is).
  * Two loopback servers: 127.0.0.1 (allowed) and 127.0.0.2 (not allowed); nothing else is contacted.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-sbx-url';
+const N = useSuite('urlpolicy', {
+  setup: async () => {
+    RAW = Buffer.concat([Buffer.from('virtform policy image\n'), Buffer.alloc(1024 ** 2 - 22, 0x41)]);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(N.work, 'big.qcow2'), '64M']);
+    BIG = readFileSync(join(N.work, 'big.qcow2'));
+    allowed = createServer(handler('A'));
+    other = createServer(handler('B'));
+    baseA = await listen(allowed, '127.0.0.1');
+    baseB = await listen(other, '127.0.0.2');
+  },
+});
+const P = N.base;
 const POOL_DIR = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${P}-pool`;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-let work: string;
 let allowed: Server;
 let other: Server;
 let baseA: string;
@@ -43,25 +54,11 @@ function handler(tag: string) {
 const listen = (s: Server, host: string): Promise<string> =>
   new Promise((r) => s.listen(0, host, () => r(`http://${host}:${(s.address() as AddressInfo).port}`)));
 
-beforeAll(async () => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  RAW = Buffer.concat([Buffer.from('virtform policy image\n'), Buffer.alloc(1024 ** 2 - 22, 0x41)]);
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(work, 'big.qcow2'), '64M']);
-  BIG = readFileSync(join(work, 'big.qcow2'));
-  allowed = createServer(handler('A'));
-  other = createServer(handler('B'));
-  baseA = await listen(allowed, '127.0.0.1');
-  baseB = await listen(other, '127.0.0.2');
-});
 afterAll(async () => {
   for (const s of [allowed, other]) {
     s?.closeAllConnections();
     await new Promise<void>((r) => (s ? s.close(() => r()) : r()));
   }
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
 });
 
 const POOL = `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: ${P}-pool}\nspec: {path: ${POOL_DIR}}\n`;
@@ -71,13 +68,13 @@ const vol = (name: string, spec: string): string =>
 let n = 0;
 /** A fresh case: its own manifests, policy and state DB (so its own image cache); the host swept of this suite's objects. */
 function folder(docs: string, policy: string): { dir: string; db: string; policy: string } {
-  cleanupPrefix(P);
+  N.cleanup();
   n += 1;
-  const dir = writeManifests(join(work, `m${n}`), { 'm.yaml': POOL + docs });
-  mkdirSync(join(work, `state${n}`), { recursive: true });
-  const pf = join(work, `policy${n}.yaml`);
+  const dir = writeManifests(join(N.work, `m${n}`), { 'm.yaml': POOL + docs });
+  mkdirSync(join(N.work, `state${n}`), { recursive: true });
+  const pf = join(N.work, `policy${n}.yaml`);
   writeFileSync(pf, `apiVersion: virtform.dev/v1\nkind: Policy\n${policy}`);
-  return { dir, db: join(work, `state${n}`, 'state.db'), policy: pf };
+  return { dir, db: join(N.work, `state${n}`, 'state.db'), policy: pf };
 }
 const run = (m: { dir: string; db: string; policy: string }, extra: string[] = []) =>
   runCli(['reconcile', m.dir, '--db', m.db, '--policy', m.policy, '--max-attempts', '1', ...extra]);
@@ -88,7 +85,7 @@ const volumes = (): string[] => {
     return [];
   }
 };
-const cacheFiles = (db: string): string[] => (existsSync(join(db, '..', 'images')) ? readdirSync(join(db, '..', 'images')) : []);
+const cacheFiles = (db: string): string[] => (existsSync(join(N.db, '..', 'images')) ? readdirSync(join(N.db, '..', 'images')) : []);
 
 describe('what validates can apply: a clone smaller than a URL base whose size validation could not know', () => {
   it('is refused before the clone is created (the base is imported), then when planning (the base is cached); a clone of its size is made', async () => {

@@ -3,7 +3,7 @@
  * loopback HTTP(S) server in this test (127.0.0.1 only). The bytes reach the volume through
  * libvirt's upload stream; what lands on the volume is read back from the pool's file.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -12,17 +12,35 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, openJournal, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { openJournal, runCli, virsh } from '../../support/real-host.js';
 import { expectReadbackMatches } from '../../support/readback.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-url';
+const N = useSuite('url', {
+  setup: async () => {
+    // A raw image with data, a long zero run (sent as a hole) and more data.
+    RAW = Buffer.concat([Buffer.from('virtform url image\n'), Buffer.alloc(3 * 1024 ** 2), Buffer.alloc(1024 ** 2, 0x5a), Buffer.alloc(4 * 1024 ** 2 - 19)]);
+    writeFileSync(join(N.work, 'raw.img'), RAW);
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(N.work, 'raw.img'), join(N.work, 'img.qcow2')]);
+    QCOW = readFileSync(join(N.work, 'img.qcow2'));
+    QCOW_RAW = RAW;
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(N.work, 'big.qcow2'), '64M']);
+    BIG_QCOW = readFileSync(join(N.work, 'big.qcow2'));
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', '/etc/hostname', join(N.work, 'backed.qcow2')]);
+    BACKED = readFileSync(join(N.work, 'backed.qcow2'));
+    Object.assign(images, { '/raw.img': RAW, '/raw-mirror.img': RAW, '/img.qcow2': QCOW, '/big.qcow2': BIG_QCOW, '/backed.qcow2': BACKED });
+    server = createServer(serve);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  },
+});
+const P = N.base;
 // VIRTFORM_TEST_POOL_ROOT: another root for the pool (where parallel suites share /var/lib/virtform-test).
 const POOL_DIR = `${process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test'}/${P}-pool`;
 const EXAMPLES = fileURLToPath(new URL('../../../manifests/examples', import.meta.url));
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-let work: string;
 let server: Server;
 let base: string;
 let hits: Record<string, number> = {};
@@ -50,30 +68,9 @@ function serve(req: IncomingMessage, res: ServerResponse): void {
   res.writeHead(200, { 'content-length': body.length }).end(body);
 }
 
-beforeAll(async () => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  // A raw image with data, a long zero run (sent as a hole) and more data.
-  RAW = Buffer.concat([Buffer.from('virtform url image\n'), Buffer.alloc(3 * 1024 ** 2), Buffer.alloc(1024 ** 2, 0x5a), Buffer.alloc(4 * 1024 ** 2 - 19)]);
-  writeFileSync(join(work, 'raw.img'), RAW);
-  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(work, 'raw.img'), join(work, 'img.qcow2')]);
-  QCOW = readFileSync(join(work, 'img.qcow2'));
-  QCOW_RAW = RAW;
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(work, 'big.qcow2'), '64M']);
-  BIG_QCOW = readFileSync(join(work, 'big.qcow2'));
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', '/etc/hostname', join(work, 'backed.qcow2')]);
-  BACKED = readFileSync(join(work, 'backed.qcow2'));
-  Object.assign(images, { '/raw.img': RAW, '/raw-mirror.img': RAW, '/img.qcow2': QCOW, '/big.qcow2': BIG_QCOW, '/backed.qcow2': BACKED });
-  server = createServer(serve);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
 afterAll(async () => {
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
 });
 
 const POOL = `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: ${P}-pool}\nspec: {path: ${POOL_DIR}}\n`;
@@ -85,10 +82,10 @@ const src = (path: string, digest: string, host = base): string => `source: {url
 let n = 0;
 function folder(docs: string): { dir: string; db: string } {
   n += 1;
-  const dir = writeManifests(join(work, `m${n}`), { 'm.yaml': POOL + docs });
+  const dir = writeManifests(join(N.work, `m${n}`), { 'm.yaml': POOL + docs });
   // Each with its own state DB folder, so its own image cache (images/ beside the DB).
-  mkdirSync(join(work, `state${n}`), { recursive: true });
-  return { dir, db: join(work, `state${n}`, 'state.db') };
+  mkdirSync(join(N.work, `state${n}`), { recursive: true });
+  return { dir, db: join(N.work, `state${n}`, 'state.db') };
 }
 const volumes = (): string[] => {
   try {
@@ -97,11 +94,11 @@ const volumes = (): string[] => {
     return [];
   }
 };
-const cacheFiles = (db: string): string[] => (existsSync(join(db, '..', 'images')) ? readdirSync(join(db, '..', 'images')) : []);
+const cacheFiles = (db: string): string[] => (existsSync(join(N.db, '..', 'images')) ? readdirSync(join(N.db, '..', 'images')) : []);
 /** Guest-visible bytes of a volume file (qemu-img convert to raw), or the raw file itself. */
 function guestBytes(file: string, format: 'raw' | 'qcow2'): Buffer {
   if (format === 'raw') return readFileSync(file);
-  const out = join(work, `read-${Date.now()}.raw`);
+  const out = join(N.work, `read-${Date.now()}.raw`);
   execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, out]);
   const b = readFileSync(out);
   rmSync(out);
@@ -111,7 +108,7 @@ async function reconcile(m: { dir: string; db: string }, extra: string[] = [], e
   return runCli(['reconcile', m.dir, '--db', m.db, ...extra], env);
 }
 async function reset(): Promise<void> {
-  cleanupPrefix(P);
+  N.cleanup();
   hits = {};
 }
 
@@ -240,8 +237,8 @@ describe('Volume source from a URL, on qemu:///system', () => {
 
   it('https: a self-signed certificate fails with a clear TLS error; trusted through NODE_EXTRA_CA_CERTS it works', async () => {
     await reset();
-    const key = join(work, 'tls.key');
-    const cert = join(work, 'tls.crt');
+    const key = join(N.work, 'tls.key');
+    const cert = join(N.work, 'tls.crt');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1',
       '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
     const tls = createTlsServer({ key: readFileSync(key), cert: readFileSync(cert) }, serve);
@@ -279,21 +276,21 @@ describe('local sources are identified by content', () => {
   it('the examples\' storage copied to another folder plans "No changes."', async () => {
     await reset();
     // The examples' storage manifests (with the seed image), renamed into this test's namespace.
-    const a = join(work, 'checkout-a');
+    const a = join(N.work, 'checkout-a');
     cpSync(EXAMPLES, a, { recursive: true });
     for (const f of readdirSync(a)) if (f.endsWith('.yaml') && f !== '10-storage.yaml') rmSync(join(a, f));
     const text = readFileSync(join(a, '10-storage.yaml'), 'utf8')
       .replaceAll('/var/lib/virtform/pools/lab', POOL_DIR)
-      .replace(/\b(lab-pool|base-image|web-1-root|db-1-data|db-1-seed)\b/g, `${P}-$1`);
+      .replace(/\b(lab-pool|base-image|web-1-root|N.db-1-data|N.db-1-seed)\b/g, `${P}-$1`);
     writeFileSync(join(a, '10-storage.yaml'), text);
-    mkdirSync(join(work, 'examples-state'));
-    const db = join(work, 'examples-state', 'state.db');
+    mkdirSync(join(N.work, 'examples-state'));
+    const db = join(N.work, 'examples-state', 'state.db');
     const r = await runCli(['reconcile', a, '--db', db]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const seed = readFileSync(join(a, 'images', 'seed.img'));
     expect(sha(readFileSync(`${POOL_DIR}/${P}-db-1-seed.img`).subarray(0, seed.length))).toBe(sha(seed));
-    const b = join(work, 'elsewhere', 'checkout-b');
-    mkdirSync(join(work, 'elsewhere'), { recursive: true });
+    const b = join(N.work, 'elsewhere', 'checkout-b');
+    mkdirSync(join(N.work, 'elsewhere'), { recursive: true });
     cpSync(a, b, { recursive: true });
     rmSync(a, { recursive: true });
     const dry = await runCli(['reconcile', b, '--db', db, '--dry-run', '--detailed-exitcode']);

@@ -5,14 +5,21 @@
  * MAC, live and restart changes, the restart-required mark, and growing a volume attached to a
  * running VM.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-restart';
+const N = useSuite('vmdrift', {
+  setup: async () => {
+    await reconcileOk();
+    macs = definition().nics.map((n) => n.mac);
+  },
+});
+const P = N.base;
 const VM = `${P}-vm`;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 
@@ -64,26 +71,23 @@ spec:
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (args: string[]) => runCli([...args, '--db', db]);
+const cli = (args: string[]) => runCli([...args, '--db', N.db]);
 async function reconcileOk(o: Opts = {}): Promise<string> {
-  writeManifests(mdir, files(o));
-  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
+  writeManifests(N.mdir, files(o));
+  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   return r.stdout;
 }
 async function dryRun(o: Opts = {}): Promise<{ code: number | null; stdout: string }> {
-  writeManifests(mdir, files(o));
-  const r = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode']);
+  writeManifests(N.mdir, files(o));
+  const r = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
   return { code: r.code, stdout: r.stdout + r.stderr };
 }
 const definition = () => parseDomainXml(virsh('dumpxml', '--inactive', VM));
 const liveXml = () => parseDomainXml(virsh('dumpxml', VM));
 /** Redefine the persistent definition with `edit` applied to its XML (what `virsh edit` does). */
 function redefine(edit: (xml: string) => string): void {
-  const file = join(work, 'edited.xml');
+  const file = join(N.work, 'edited.xml');
   const xml = virsh('dumpxml', '--inactive', VM);
   const next = edit(xml);
   expect(next).not.toBe(xml);
@@ -108,20 +112,6 @@ const view = (d: ReturnType<typeof definition>) => ({
 });
 
 let macs: string[] = [];
-
-beforeAll(async () => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-  await reconcileOk();
-  macs = definition().nics.map((n) => n.mac);
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('VM drift hunt on qemu:///system', () => {
   it('starts converged: the definition reads back as the manifest, a dry-run has nothing to do', async () => {
@@ -151,8 +141,8 @@ describe('VM drift hunt on qemu:///system', () => {
     ['disk source (redefined)', () => redefine((x) => x.replace(`${POOL_DIR}/${P}-data.img`, `${POOL_DIR}/${P}-extra.img`)), /~ spec\.disks\[1\]\.path: ".*-extra\.img" → ".*-data\.img" \(drift\)/],
     ['NIC model (redefined)', () => redefine((x) => xmlNic(x, 0, (n) => n.replace(/<model type='virtio'\/>/, "<model type='rtl8139'/>"))), /~ spec\.nics\[0\]\.model: "rtl8139" → "virtio" \(drift\)/],
     ['NIC MAC (redefined)', () => redefine((x) => x.replace(macs[0]!, '52:54:00:de:ad:01')), /~ spec\.nics\[0\]\.mac: "52:54:00:de:ad:01" → ".*" \(drift\)/],
-    ['NIC network (redefined)', () => redefine((x) => xmlNic(x, 1, (n) => n.replace(`network='${P}-b'`, `network='${P}-a'`))), /~ spec\.nics\[1\]\.network: "vftest-restart-a" → "vftest-restart-b" \(drift\)/],
-    ['virsh detach-interface --config', () => virsh('detach-interface', VM, 'network', '--mac', macs[1]!, '--config'), /\+ spec\.nics\[1\]\.network: "vftest-restart-b" \(drift\)/],
+    ['NIC network (redefined)', () => redefine((x) => xmlNic(x, 1, (n) => n.replace(`network='${P}-b'`, `network='${P}-a'`))), new RegExp(`~ spec\\.nics\\[1\\]\\.network: "${P}-a" → "${P}-b" \\(drift\\)`)],
+    ['virsh detach-interface --config', () => virsh('detach-interface', VM, 'network', '--mac', macs[1]!, '--config'), new RegExp(`\\+ spec\\.nics\\[1\\]\\.network: "${P}-b" \\(drift\\)`)],
     ['virsh attach-interface --config', () => virsh('attach-interface', VM, 'network', `${P}-a`, '--config'), /- spec\.nics\[52:54:00:[0-9a-f:]+\]: .*"model":"rtl8139".*\(drift\)/],
   ];
   for (const [what, mutate, line] of hunt) {
@@ -180,7 +170,7 @@ describe('MACs, live and restart changes, restart-required', () => {
     expect(definition().nics.map((n) => n.mac)).toEqual(three);
     // remove nics[0]: shown as that NIC going, the others keep MAC and model
     const dry = await dryRun({ vcpus: 2, nics: `[{network: ${P}-b, model: e1000}, {network: ${P}-b}]`, disks: `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}, {volume: ${P}-extra}]` });
-    expect(dry.stdout).toContain(`- spec.nics[${macs[0]}]: {"network":"vftest-restart-a","model":"virtio","mac":"${macs[0]}"}`);
+    expect(dry.stdout).toContain(`- spec.nics[${macs[0]}]: {"network":"${P}-a","model":"virtio","mac":"${macs[0]}"}`);
     expect(dry.stdout, dry.stdout).not.toMatch(/spec\.nics\[0\]\.model/);
     await reconcileOk({ vcpus: 2, nics: `[{network: ${P}-b, model: e1000}, {network: ${P}-b}]`, disks: `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}, {volume: ${P}-extra}]` });
     expect(definition().nics.map((n) => [n.mac, n.model])).toEqual([[three[1], 'e1000'], [three[2], 'virtio']]);

@@ -7,16 +7,18 @@
  * a VM defined without the guest agent channel (as by a virtform from before it) is planned as a
  * [restart] change and gets the channel. The read-back oracle checks every converged state.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, virsh } from '../../support/real-host.js';
 import { expectReadbackMatches } from '../../support/readback.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-hw-rec';
+const N = useSuite('hw');
+const P = N.base;
 const VM = `${P}-vm`;
 
 function files(spec: string, state = 'running'): Record<string, string> {
@@ -32,43 +34,28 @@ spec:
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (args: string[]) => runCli([...args, '--db', db]);
+const cli = (args: string[]) => runCli([...args, '--db', N.db]);
 async function reconcileOk(spec: string, state?: string): Promise<string> {
-  writeManifests(mdir, files(spec, state));
-  const r = await cli(['reconcile', mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
+  writeManifests(N.mdir, files(spec, state));
+  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-  await expectReadbackMatches(mdir, 'qemu:///system', undefined, 'vm-hardware');
+  await expectReadbackMatches(N.mdir, 'qemu:///system', undefined, 'vm-hardware');
   return r.stdout;
 }
 async function dryRun(spec: string, state?: string): Promise<{ code: number | null; out: string }> {
-  writeManifests(mdir, files(spec, state));
-  const r = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode', '--domain-type', 'qemu']);
+  writeManifests(N.mdir, files(spec, state));
+  const r = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode', '--domain-type', 'qemu']);
   return { code: r.code, out: r.stdout + r.stderr };
 }
 const definition = () => parseDomainXml(virsh('dumpxml', '--inactive', VM));
 function redefine(edit: (xml: string) => string): void {
-  const file = join(work, 'edited.xml');
+  const file = join(N.work, 'edited.xml');
   const xml = virsh('dumpxml', '--inactive', VM);
   const next = edit(xml);
   expect(next).not.toBe(xml);
   writeFileSync(file, next);
   virsh('define', file);
 }
-
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe.sequential('VM cpu, graphics and guest agent on qemu:///system', () => {
   it('defines them; libvirt reads them back; a running VM has a VNC port and the plan is empty', async () => {
@@ -117,8 +104,8 @@ describe.sequential('VM cpu, graphics and guest agent on qemu:///system', () => 
     expect(dry.out).toContain('1 in conflict');
     expect(dry.out).toContain(`VirtualMachine ${VM}: spec.cpu.mode host-passthrough is not offered by the host for qemu domains`);
     expect(dry.out).toMatch(/it offers maximum, host-model, custom/);
-    writeManifests(mdir, files('cpu: {mode: host-passthrough}', 'stopped'));
-    const r = await cli(['reconcile', mdir, '--domain-type', 'qemu']);
+    writeManifests(N.mdir, files('cpu: {mode: host-passthrough}', 'stopped'));
+    const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu']);
     expect(r.code).toBe(1);
     expect(definition().cpu).toEqual({ mode: 'custom', model: 'Westmere' });
   });
@@ -130,7 +117,7 @@ describe.sequential('VM cpu, graphics and guest agent on qemu:///system', () => 
     virsh('start', VM);
     expect(definition().guestAgent).toBe(false);
     // As that virtform's record: no guest agent fact.
-    const sql = new Database(db);
+    const sql = new Database(N.db);
     const row = sql.prepare('SELECT details FROM resources WHERE kind = ? AND name = ?').get('VirtualMachine', VM) as { details: string };
     const details = JSON.parse(row.details) as { facts?: Record<string, unknown> };
     delete details.facts?.guestAgent;

@@ -10,14 +10,15 @@
  * - a running VM's disk file deleted outside virtform is not silently recreated: the plan holds
  *   the recreation for --allow-data-loss and says the VM needs a restart (status: RestartRequired).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-vmo';
+const N = useSuite('vmo');
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 
 interface Vm { name: string; disks: string[]; policy?: 'Never' | 'OnChange'; domainType?: string; description?: string; state?: string }
@@ -48,37 +49,22 @@ ${v.domainType ? `  domainType: ${v.domainType}\n` : ''}${v.description ? `  des
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-const cli = (args: string[]) => runCli([...args, '--db', db, ...(args[0] === 'reconcile' ? ['--shutdown-timeout', '0'] : [])]);
+const cli = (args: string[]) => runCli([...args, '--db', N.db, ...(args[0] === 'reconcile' ? ['--shutdown-timeout', '0'] : [])]);
 async function apply(vms: Vm[], flags: string[] = ['--domain-type', 'qemu']): Promise<string> {
-  writeManifests(mdir, files(vms));
-  const r = await cli(['reconcile', mdir, ...flags]);
+  writeManifests(N.mdir, files(vms));
+  const r = await cli(['reconcile', N.mdir, ...flags]);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   return r.stdout + r.stderr;
 }
 async function dryRun(vms: Vm[], flags: string[] = []): Promise<{ code: number | null; out: string }> {
-  writeManifests(mdir, files(vms));
-  const r = await cli(['reconcile', mdir, '--dry-run', '--detailed-exitcode', ...flags]);
+  writeManifests(N.mdir, files(vms));
+  const r = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode', ...flags]);
   return { code: r.code, out: r.stdout + r.stderr };
 }
 const state = (vm: string): string => virsh('domstate', `${P}-${vm}`).trim();
 const liveDisks = (vm: string): string[] => parseDomainXml(virsh('dumpxml', `${P}-${vm}`)).disks.map((d) => d.path);
 const typeOf = (vm: string): string => parseDomainXml(virsh('dumpxml', '--inactive', `${P}-${vm}`)).type;
 const path = (v: string): string => `${POOL_DIR}/${P}-${v}.img`;
-
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  db = join(work, 'state.db');
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('a disk changes hands only after its holder let go of it', () => {
   it('moved from running A (restartPolicy: Never) to running B (OnChange): B is not stopped; it restarts with the disk once A restarts without it', async () => {
@@ -99,8 +85,8 @@ describe('a disk changes hands only after its holder let go of it', () => {
 
     // A restarts without the disk (OnChange): B's start waits for A's stop, in the plan.
     const both = [{ name: 'a', disks: ['ra'], policy: 'OnChange' as const }, { name: 'b', disks: ['rb', 'x'], policy: 'OnChange' as const }];
-    writeManifests(mdir, files(both));
-    const plan = JSON.parse((await cli(['reconcile', mdir, '--dry-run', '--json'])).stdout) as { plan: { steps: { id: number; resource: string; op: string; deps: number[] }[] } };
+    writeManifests(N.mdir, files(both));
+    const plan = JSON.parse((await cli(['reconcile', N.mdir, '--dry-run', '--json'])).stdout) as { plan: { steps: { id: number; resource: string; op: string; deps: number[] }[] } };
     const steps = plan.plan.steps;
     const stopA = steps.find((s) => s.resource === `VirtualMachine/${P}-a` && s.op === 'vm.stop');
     const startB = steps.find((s) => s.resource === `VirtualMachine/${P}-b` && s.op === 'vm.start');
@@ -116,8 +102,8 @@ describe('a disk changes hands only after its holder let go of it', () => {
 
   it('a renamed VM that keeps its volumes starts after the old domain is deleted', async () => {
     const renamed = [{ name: 'a', disks: ['ra'], policy: 'OnChange' as const }, { name: 'c', disks: ['rb', 'x'] }];
-    writeManifests(mdir, files(renamed));
-    const r = await cli(['reconcile', mdir, '--dry-run', '--json']);
+    writeManifests(N.mdir, files(renamed));
+    const r = await cli(['reconcile', N.mdir, '--dry-run', '--json']);
     const steps = (JSON.parse(r.stdout) as { plan: { steps: { id: number; resource: string; op: string; deps: number[] }[] } }).plan.steps;
     const del = steps.find((s) => s.resource === `VirtualMachine/${P}-b` && s.op === 'vm.delete');
     const start = steps.find((s) => s.resource === `VirtualMachine/${P}-c` && s.op === 'vm.start');
@@ -168,22 +154,22 @@ describe('a running VM on a deleted file', () => {
     expect(dry.code, dry.out).toBe(3);
     expect(dry.out).toMatch(/guest's writes since the deletion live only in the deleted file and will be lost at its next stop/);
     expect(dry.out).toMatch(/held/i);
-    writeManifests(mdir, files(vms));
-    const held = await cli(['reconcile', mdir, '--domain-type', 'qemu']);
+    writeManifests(N.mdir, files(vms));
+    const held = await cli(['reconcile', N.mdir, '--domain-type', 'qemu']);
     // Held changes: exit 1, nothing else to apply.
     expect(held.code, held.stdout + held.stderr).toBe(1);
     expect(held.stdout + held.stderr).toMatch(/held/i);
     // Not recreated without consent.
     expect(virsh('vol-list', `${P}-pool`)).not.toContain(`${P}-e.img`);
-    const st = await cli(['status', mdir, '--json']);
+    const st = await cli(['status', N.mdir, '--json']);
     const row = (JSON.parse(st.stdout) as { resources: { kind: string; name: string; conditions: { type: string; status: string; message: string }[] }[] })
       .resources.find((x) => x.kind === 'VirtualMachine' && x.name === `${P}-e`);
     const rr = row?.conditions.find((c) => c.type === 'RestartRequired');
     expect(rr?.status, JSON.stringify(row)).toBe('True');
     expect(rr?.message).toMatch(/deleted outside virtform while the VM runs/);
     // With consent: made again (the VM keeps running on the deleted file until its next start).
-    writeManifests(mdir, files(vms));
-    const ok = await cli(['reconcile', mdir, '--allow-data-loss', '--domain-type', 'qemu']);
+    writeManifests(N.mdir, files(vms));
+    const ok = await cli(['reconcile', N.mdir, '--allow-data-loss', '--domain-type', 'qemu']);
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
     expect(virsh('vol-list', `${P}-pool`)).toContain(`${P}-e.img`);
   });

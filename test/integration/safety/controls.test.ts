@@ -1,30 +1,30 @@
 /**
  * Issue #14 on the real libvirtd (qemu:///system), through the CLI: the mass-deletion brake, the
  * host policy, `metadata.reconcile: disabled`, `virtform suspend`/`resume` with a running watcher
- * (and its restart), and conditions moving with the host. Everything is named vftest-safety-i-*;
+ * (and its restart), and conditions moving with the host. Everything is named vftest-controls-*;
  * the network is isolated and the VMs boot no OS.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { CLI, ROOT, cleanupPrefix, ensureBuilt, inventory, runCli, virsh, type CliResult } from '../../support/real-host.js';
-import { waitFor, sleep } from '../../unit/watch/helpers.js';
+import { writeManifests } from '../../support/manifests.js';
+import { inventory } from '../../support/real-host.js';
+import { runCli, sleep, spawnWatch, waitFor, type CliResult, type Watcher } from '../../support/cli.js';
+import { suiteNames } from '../../support/names.js';
+import { domState as domstate, URI, virsh } from '../../support/virsh.js';
 
-const P = 'vftest-safety-i';
-const URI = 'qemu:///system';
-const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
+const N = suiteNames('controls');
+const P = N.base;
+const POOL_DIR = N.poolPath();
 const VM = `${P}-vm`;
 
 let work: string;
 beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir('vftest-safety-i-');
+  N.cleanup();
+  work = N.tempDir();
 });
 afterAll(() => {
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -46,7 +46,7 @@ spec: {pool: ${P}-pool, capacity: 8MiB, format: qcow2}`);
   docs.push(`apiVersion: virtform.dev/v1
 kind: Network
 metadata: {name: ${P}-net}
-spec: {mode: isolated, cidr: 10.239.141.0/24, autostart: false}`);
+spec: {mode: isolated, cidr: ${N.cidr()}, autostart: false}`);
   if (o.vm) {
     docs.push(`apiVersion: virtform.dev/v1
 kind: VirtualMachine
@@ -56,15 +56,13 @@ spec: {vcpus: 1, memory: 64MiB, state: running, nics: [{network: ${P}-net}]}`);
   return { 'all.yaml': `${docs.join('\n---\n')}\n` };
 };
 
-const domstate = (name: string): string =>
-  spawnSync('virsh', ['-q', '-c', URI, 'domstate', name], { encoding: 'utf8' }).stdout?.trim() ?? '';
 
 describe('mass-deletion brake', () => {
   it('a plan deleting all manifests is braked (exit 1, nothing deleted, list printed); --max-deletions all lets it through', async () => {
     const db = join(work, 'brake.db');
     const mdir = writeManifests(join(work, 'brake'), base({ volumes: 6 }));
     expectCode(await runCli(['reconcile', mdir, '--uri', URI, '--db', db]), 0);
-    const before = inventory(P);
+    const before = inventory(N.prefix);
     expect(before.volumes).toHaveLength(6);
 
     const empty = writeManifests(join(work, 'brake-empty'), {});
@@ -83,13 +81,13 @@ describe('mass-deletion brake', () => {
       expect(braked.stdout).toContain(`    - ${k}`);
       expect(braked.stderr).toContain(`    - ${k}`);
     }
-    expect(inventory(P)).toEqual(before);
+    expect(inventory(N.prefix)).toEqual(before);
 
     // A limit that is too low is braked too; one that is high enough, or all, lets it through.
     expectCode(await runCli(['reconcile', empty, '--uri', URI, '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', '7']), 1);
     expectCode(await runCli(['reconcile', empty, '--uri', URI, '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'x']), 2);
     expectCode(await runCli(['reconcile', empty, '--uri', URI, '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']), 0);
-    const after = inventory(P);
+    const after = inventory(N.prefix);
     expect([...after.pools, ...after.networks, ...after.volumes]).toEqual([]);
   });
 });
@@ -127,7 +125,7 @@ spec: {pool: ${P}-pool, capacity: 64MiB, format: raw, source: ${source}}
     expect(r.stderr).toMatch(expectText);
     expect(r.stderr).toContain('nothing was changed');
     expect(existsSync(db)).toBe(false);
-    const inv = inventory(P);
+    const inv = inventory(N.prefix);
     expect([...inv.pools, ...inv.networks, ...inv.volumes]).toEqual([]);
   }
 
@@ -135,14 +133,14 @@ spec: {pool: ${P}-pool, capacity: 64MiB, format: raw, source: ${source}}
     const files = base();
     files['all.yaml'] = files['all.yaml']!.replace(POOL_DIR, `/etc/${P}-pool`);
     await refused('pol-etc', files,
-      /all\.yaml:4:\d+: StoragePool\/vftest-safety-i-pool: spec\.path: pool path "\/etc\/vftest-safety-i-pool" is outside the allowed roots: allowedRoots\.poolPaths allows \/var\/lib\/virtform-test/);
+      /all\.yaml:4:\d+: StoragePool\/vftest-controls-pool: spec\.path: pool path "\/etc\/vftest-controls-pool" is outside the allowed roots: allowedRoots\.poolPaths allows \/var\/lib\/virtform-test/);
     expect(existsSync(`/etc/${P}-pool`)).toBe(false);
   });
 
   it('a volume source /etc/shadow is exit 2 and the file is never read', async () => {
     const files = base();
     files['all.yaml'] += volume('/etc/shadow');
-    await refused('pol-shadow', files, /Volume\/vftest-safety-i-img: spec\.source: image source "\/etc\/shadow" is outside the allowed roots/);
+    await refused('pol-shadow', files, /Volume\/vftest-controls-img: spec\.source: image source "\/etc\/shadow" is outside the allowed roots/);
   });
 
   it('a symlink under the allowed root pointing outside it is exit 2 (real path checked)', async () => {
@@ -245,46 +243,24 @@ describe('metadata.reconcile: disabled and conditions', () => {
 });
 
 describe('virtform suspend / resume', () => {
-  let child: ChildProcess | undefined;
-  let exit: number | null | undefined;
-  let logs: Record<string, unknown>[] = [];
+  let w: Watcher | undefined;
   const mdir = (): string => join(work, 'watch');
   const db = (): string => join(work, 'watch.db');
 
   function startWatch(): void {
-    logs = [];
-    exit = undefined;
-    child = spawn(process.execPath, [CLI, 'watch', mdir(), '--uri', URI, '--db', db(), '--no-listen', '--debounce', '100',
-      '--shutdown-timeout', '0', '--retry-delay', '100'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    child.on('exit', (c) => (exit = c));
-    let buf = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          logs.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          logs.push({ msg: 'non-json', line });
-        }
-      }
-    });
+    w = spawnWatch([mdir(), '--uri', URI, '--db', db(), '--no-listen', '--debounce', '100', '--retry-delay', '100']);
   }
   async function stopWatch(): Promise<void> {
-    if (!child || exit !== undefined) return;
-    child.kill('SIGTERM');
-    await waitFor(() => exit !== undefined, 'the watcher to exit', 30_000);
-    expect(exit).toBe(0);
+    if (!w || w.exitCode !== undefined) return;
+    expect(await w.stop('SIGTERM')).toBe(0);
   }
-  const runs = (outcome: string): number => logs.filter((l) => l.msg === 'reconcile finished' && l.outcome === outcome).length;
+  const runs = (outcome: string): number => w!.count('reconcile finished', (l) => l.outcome === outcome);
 
   afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') process.stderr.write(`--- watcher log ---\n${logs.slice(-30).map((l) => JSON.stringify(l).slice(0, 300)).join('\n')}\n`);
+    if (ctx.task.result?.state === 'fail') process.stderr.write(`--- watcher log ---\n${w?.tail(30)}\n`);
   });
   afterAll(async () => {
-    if (child && exit === undefined) child.kill('SIGKILL');
+    if (w && w.exitCode === undefined) w.child.kill('SIGKILL');
     await runCli(['resume', '--db', db()]);
     writeManifests(mdir(), {});
     await runCli(['reconcile', mdir(), '--uri', URI, '--db', db(), '--allow-empty', '--allow-data-loss', '--max-deletions', 'all']);
@@ -298,12 +274,12 @@ describe('virtform suspend / resume', () => {
     const s = await runCli(['suspend', '--db', db(), '--reason', 'maintenance window']);
     expectCode(s, 0);
     expect(s.stdout).toMatch(/Suspended: state DB .* is suspended since .*, by .*@.* \(pid \d+\) \(maintenance window\)/);
-    await waitFor(() => logs.some((l) => l.msg === 'suspended: applies paused, observing goes on'), 'the watcher to see the suspension', 10_000);
+    await waitFor(() => w!.count('suspended: applies paused, observing goes on') > 0, 'the watcher to see the suspension', 10_000);
 
     virsh('destroy', VM);
     // The lifecycle event makes a run: it observes and plans the start, and applies nothing.
     await waitFor(() => runs('suspended') >= 2, 'a suspended run after the destroy', 20_000);
-    const last = logs.filter((l) => l.msg === 'reconcile finished' && l.outcome === 'suspended').at(-1)!;
+    const last = w!.logs.filter((l) => l.msg === 'reconcile finished' && l.outcome === 'suspended').at(-1)!;
     expect((last.plan as { change: number }).change).toBeGreaterThanOrEqual(1);
     await sleep(1500);
     expect(domstate(VM)).toBe('shut off');
@@ -335,7 +311,7 @@ describe('virtform suspend / resume', () => {
     expectCode(r, 0);
     expect(r.stdout).toContain('Resumed:');
     await waitFor(() => domstate(VM) === 'running', 'the VM started after resume', 30_000);
-    expect(logs.some((l) => l.msg === 'resumed: applies continue')).toBe(true);
+    expect(w!.count('resumed: applies continue')).toBeGreaterThan(0);
     await stopWatch();
 
     // --ignore-suspend applies once on a suspended DB

@@ -6,37 +6,31 @@
  * folder is the operator's own: symlinks are followed there unless the policy sets
  * `manifests.confineSymlinks: true`.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { runCli, virsh } from '../../support/real-host.js';
 import { TestRepo, git } from '../../support/git.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-sbx-git';
+const N = useSuite('sbxgit', {
+  setup: () => {
+    // "Host files" outside any checkout: a root-only file whose values must never be printed, and a
+    // folder of valid manifests a commit must not make the applied set.
+    hostFile = join(N.work, 'host-secret.yaml');
+    writeFileSync(hostFile, `apiVersion: virtform.dev/v1\nkind: Network\nmetadata: {name: ${SECRET}}\nspec: {mode: ${SECRET}}\n`, { mode: 0o600 });
+    hostDir = join(N.work, 'host-manifests');
+    mkdirSync(hostDir);
+    writeFileSync(join(hostDir, 'net.yaml'), NET(`${P}-hostnet`, 2));
+  },
+});
+const P = N.base;
 const SECRET = 'rootonly-7f3a9c-secret';
 const NET = (name: string, third: number): string =>
   `apiVersion: virtform.dev/v1\nkind: Network\nmetadata: {name: ${name}}\nspec: {mode: isolated, cidr: 10.237.${third}.0/24, autostart: false}\n`;
 
-let work: string;
 let hostDir: string;
 let hostFile: string;
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir('vftest-sbx-');
-  // "Host files" outside any checkout: a root-only file whose values must never be printed, and a
-  // folder of valid manifests a commit must not make the applied set.
-  hostFile = join(work, 'host-secret.yaml');
-  writeFileSync(hostFile, `apiVersion: virtform.dev/v1\nkind: Network\nmetadata: {name: ${SECRET}}\nspec: {mode: ${SECRET}}\n`, { mode: 0o600 });
-  hostDir = join(work, 'host-manifests');
-  mkdirSync(hostDir);
-  writeFileSync(join(hostDir, 'net.yaml'), NET(`${P}-hostnet`, 2));
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 const networks = (): string[] => virsh('net-list', '--all', '--name').split('\n').map((s) => s.trim()).filter((s) => s.startsWith(P));
 
@@ -57,8 +51,8 @@ function commitWithLinks(repo: TestRepo, files: Record<string, string>, links: R
 
 describe('a --git checkout is a sandbox', () => {
   it('a symlinked manifest, a symlinked --path and a userDataFile leading outside: exit 2 naming the file, nothing applied, no content printed', async () => {
-    const repo = new TestRepo(join(work, 'repo'));
-    const db = join(work, 'state.db');
+    const repo = new TestRepo(join(N.work, 'repo'));
+    const db = join(N.work, 'state.db');
     const flags = ['--db', db, '--git', repo.url, '--branch', 'main', '--path', 'lab', '--max-attempts', '1'];
 
     // 1. lab/evil.yaml → the host file, beside a valid manifest.
@@ -86,7 +80,7 @@ describe('a --git checkout is a sandbox', () => {
     commitWithLinks(repo, { 'vm.yaml': vm }, { 'lab/ud.txt': hostFile });
     const r3 = await runCli(['reconcile', ...flags]);
     expect(r3.code, r3.stdout + r3.stderr).toBe(2);
-    expect(r3.stderr).toMatch(/lab\/vm\.yaml:\d+:\d+: VirtualMachine\/vftest-sbx-git-vm: spec\.cloudInit\.userDataFile: user-data file "ud\.txt" resolves outside the repository checkout \(a symlink\?\): not read/);
+    expect(r3.stderr).toMatch(/lab\/vm\.yaml:\d+:\d+: VirtualMachine\/vftest-sbxgit-vm: spec\.cloudInit\.userDataFile: user-data file "ud\.txt" resolves outside the repository checkout \(a symlink\?\): not read/);
     expect(r3.stdout + r3.stderr).not.toContain(SECRET);
     expect(networks()).toEqual([]);
     expect(virsh('pool-list', '--all', '--name')).not.toContain(P);
@@ -99,14 +93,14 @@ describe('a --git checkout is a sandbox', () => {
   }, 120_000);
 
   it('a local folder follows symlinks, unless the policy sets manifests.confineSymlinks: true', async () => {
-    const dir = join(work, 'local');
+    const dir = join(N.work, 'local');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'net.yaml'), NET(`${P}-net`, 1));
     symlinkSync(join(hostDir, 'net.yaml'), join(dir, 'shared.yaml'));
-    const db = join(work, 'local.db');
+    const db = join(N.work, 'local.db');
     const followed = await runCli(['validate', dir]);
     expect(followed.code, followed.stdout + followed.stderr).toBe(0);
-    const policy = join(work, 'policy.yaml');
+    const policy = join(N.work, 'policy.yaml');
     writeFileSync(policy, 'apiVersion: virtform.dev/v1\nkind: Policy\nmanifests: {confineSymlinks: true}\n');
     const r = await runCli(['reconcile', dir, '--db', db, '--policy', policy]);
     expect(r.code, r.stdout + r.stderr).toBe(2);

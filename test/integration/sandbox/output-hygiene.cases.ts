@@ -7,14 +7,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
+import { writeManifests } from '../../support/manifests.js';
 import { ensureBuilt, runCli } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
+
+const N = suiteNames('sbxout');
 
 const SECRET = 'hunter2-token-9c1f';
 let work: string;
 beforeAll(() => {
   ensureBuilt();
-  work = tempDir('vftest-sbx-');
+  work = N.tempDir();
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -28,7 +31,7 @@ spec:
     pool: p
 ${cloudInit}---
 `;
-const POOL = 'apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: p}\nspec: {path: /var/lib/virtform-test/vftest-sbx-hyg}\n';
+const POOL = `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: p}\nspec: {path: ${N.poolPath('hyg')}}\n`;
 
 describe('output hygiene', () => {
   it('control characters in a file name are escaped; secrets are not echoed; inline userData with a NUL is refused with file:line:col', async () => {

@@ -5,37 +5,27 @@
  * with file:line:col instead (more than four IDE devices; a qcow2 size QEMU rounds up, which every
  * later run saw as a shrink to undo).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-sbx-va';
+const N = useSuite('sbxva');
+const P = N.base;
 const ROOT = process.env.VIRTFORM_TEST_POOL_ROOT ?? '/var/lib/virtform-test';
 const pool = (name: string): string => `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: ${P}-${name}}\nspec: {path: ${ROOT}/${P}-${name}}\n---\n`;
 const vol = (name: string, spec: string): string => `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-${name}}\nspec: {${spec}}\n---\n`;
 
-let work: string;
-beforeAll(() => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir('vftest-sbx-');
-});
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
-
 describe('what validates can apply', () => {
   it('a qcow2 clone of a raw volume (in another pool, and a clone of that clone): created with backing format raw; rerun "No changes."', async () => {
-    const dir = writeManifests(join(work, 'clone'), {
+    const dir = writeManifests(join(N.work, 'clone'), {
       'm.yaml': pool('a') + pool('b')
         + vol('base', `pool: ${P}-a, format: raw, capacity: 8MiB`)
         + vol('clone', `pool: ${P}-b, format: qcow2, capacity: 16MiB, backingVolume: ${P}-base`)
         + vol('clone2', `pool: ${P}-b, capacity: 16MiB, backingVolume: ${P}-clone`),
     });
-    const db = join(work, 'clone.db');
+    const db = join(N.work, 'clone.db');
     const r = await runCli(['reconcile', dir, '--db', db, '--max-attempts', '1']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const xml = virsh('vol-dumpxml', '--pool', `${P}-b`, `${P}-clone.qcow2`);
@@ -47,10 +37,10 @@ describe('what validates can apply', () => {
   }, 60_000);
 
   it('refused by validation instead of failing at apply: five IDE devices, a qcow2 size that is not whole sectors, a kernel volume that is another VM\'s disk', async () => {
-    cleanupPrefix(P);
+    N.cleanup();
     const vm = (name: string, body: string): string =>
       `apiVersion: virtform.dev/v1\nkind: VirtualMachine\nmetadata: {name: ${P}-${name}}\nspec:\n  vcpus: 1\n  memory: 64MiB\n  state: stopped\n${body}---\n`;
-    const dir = writeManifests(join(work, 'bad'), {
+    const dir = writeManifests(join(N.work, 'bad'), {
       'm.yaml': pool('a')
         + ['1', '2', '3', '4'].map((i) => vol(`d${i}`, `pool: ${P}-a, format: raw, capacity: 1MiB`)).join('')
         + vol('kernel', `pool: ${P}-a, format: raw, capacity: 1MiB`)
@@ -58,10 +48,10 @@ describe('what validates can apply', () => {
         + vm('kernel', `  boot: {kernelVolume: ${P}-kernel}\n`)
         + vm('user', `  disks:\n    - {volume: ${P}-kernel}\n`),
     });
-    const r = await runCli(['reconcile', dir, '--db', join(work, 'bad.db'), '--max-attempts', '1']);
+    const r = await runCli(['reconcile', dir, '--db', join(N.work, 'bad.db'), '--max-attempts', '1']);
     expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(r.stderr).toMatch(/m\.yaml:\d+:\d+: VirtualMachine\/vftest-sbx-va-ide: spec\.disks\[3\]\.bus: more than 3 ide disks \(the cloud-init seed is a fourth ide device\)/);
-    expect(r.stderr).toMatch(/VirtualMachine\/vftest-sbx-va-kernel: spec\.boot\.kernelVolume: volume "vftest-sbx-va-kernel" is attached as a disk to VirtualMachine "vftest-sbx-va-user"/);
+    expect(r.stderr).toMatch(new RegExp(`m\\.yaml:\\d+:\\d+: VirtualMachine/${P}-ide: spec\\.disks\\[3\\]\\.bus: more than 3 ide disks \\(the cloud-init seed is a fourth ide device\\)`));
+    expect(r.stderr).toContain(`VirtualMachine/${P}-kernel: spec.boot.kernelVolume: volume "${P}-kernel" is attached as a disk to VirtualMachine "${P}-user"`);
     expect(virsh('pool-list', '--all', '--name')).not.toContain(P);
   }, 60_000);
 });

@@ -8,17 +8,24 @@
  *
  * Objects are vftest-addr-*; networks are isolated (no <forward>) in 10.246.7.0/24 and 10.246.8.0/24.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, spawnCli, virsh } from '../../support/real-host.js';
+import { writeManifests } from '../../support/manifests.js';
+import { runCli, spawnCli, virsh } from '../../support/real-host.js';
 import { openHost } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { openStateStore } from '../../../src/state/index.js';
 import { observeForStatus } from '../../../src/status/index.js';
 import type { HostCallInfo } from '../../../src/reconcile/ports.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-addr';
+const N = useSuite('addr', {
+  manifestDir: 'm', 
+  setup: async () => {
+    await converge(2);
+  },
+  setupTimeoutMs: 180_000,
+});
+const P = N.base;
 
 function files(n: number): Record<string, string> {
   const vm = (i: number): string => `apiVersion: virtform.dev/v1
@@ -56,36 +63,18 @@ spec:
   };
 }
 
-let work: string;
-let mdir: string;
-let db: string;
-
 interface Row { kind: string; name: string; addresses: { mac: string; network: string; dhcp: boolean; addresses: unknown[] }[] | null; addressesReady: boolean | null; addressesNote: string | null }
 
 async function converge(n: number): Promise<void> {
-  rmSync(mdir, { recursive: true, force: true });
-  writeManifests(mdir, files(n));
-  const r = await runCli(['reconcile', mdir, '--db', db, '--shutdown-timeout', '0', '--allow-data-loss', '--max-deletions', 'all']);
+  rmSync(N.mdir, { recursive: true, force: true });
+  writeManifests(N.mdir, files(n));
+  const r = await runCli(['reconcile', N.mdir, '--db', N.db, '--shutdown-timeout', '0', '--allow-data-loss', '--max-deletions', 'all']);
   expect(r.code, r.stderr + r.stdout).toBe(0);
 }
 
-beforeAll(async () => {
-  ensureBuilt();
-  cleanupPrefix(P);
-  work = tempDir('vftest-addr-int-');
-  mdir = join(work, 'm');
-  db = join(work, 'state.db');
-  await converge(2);
-}, 180_000);
-
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
-
 describe('addresses on qemu:///system (VMs that boot nothing)', () => {
   it('status --json: every NIC by MAC with no address; addressesReady false on the DHCP network, true for the VM whose only NIC is on a network without DHCP', async () => {
-    const r = await runCli(['status', mdir, '--db', db, '--json']);
+    const r = await runCli(['status', N.mdir, '--db', N.db, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout) as { resources: Row[]; addressErrors: string[] };
     expect(doc.addressErrors).toEqual([]);
@@ -99,14 +88,14 @@ describe('addresses on qemu:///system (VMs that boot nothing)', () => {
       addressesReady: true, addressesNote: `not waited for (network without DHCP): 52:54:00:a7:01:01 (${P}-plain)`,
     });
     expect(by(`${P}-net`)).toMatchObject({ addresses: null, addressesReady: null });
-    const table = await runCli(['status', mdir, '--db', db]);
+    const table = await runCli(['status', N.mdir, '--db', N.db]);
     expect(table.stdout).toMatch(new RegExp(`VirtualMachine/${P}-blank1 .* waiting `));
     expect(table.stdout).toContain(`VirtualMachine/${P}-blank1: waiting for an address on 52:54:00:a7:00:01 (${P}-net)`);
   });
 
   it('reconcile --wait --wait-timeout 5: exit 1 after ~5 s naming the VMs without an address; the NIC without DHCP is not waited for; --json has the wait report', async () => {
     const t0 = Date.now();
-    const r = await runCli(['reconcile', mdir, '--db', db, '--wait', '--wait-timeout', '5']);
+    const r = await runCli(['reconcile', N.mdir, '--db', N.db, '--wait', '--wait-timeout', '5']);
     const ms = Date.now() - t0;
     expect(r.code, r.stderr + r.stdout).toBe(1);
     expect(r.stdout).toContain('No changes.');
@@ -116,20 +105,20 @@ describe('addresses on qemu:///system (VMs that boot nothing)', () => {
     expect(ms).toBeGreaterThanOrEqual(5000);
     expect(ms).toBeLessThan(20_000);
 
-    const j = await runCli(['reconcile', mdir, '--db', db, '--wait', '--wait-timeout', '2', '--json']);
+    const j = await runCli(['reconcile', N.mdir, '--db', N.db, '--wait', '--wait-timeout', '2', '--json']);
     expect(j.code).toBe(1);
     const doc = JSON.parse(j.stdout) as { outcome: string; wait: { outcome: string; waiting: string[]; notWaited: unknown[]; addresses: Record<string, unknown> } };
     expect(doc.outcome).toBe('noop');
     expect(doc.wait).toMatchObject({ outcome: 'timeout', waiting: [`${P}-blank1`, `${P}-blank2`], notWaited: [{ vm: `${P}-plainvm`, mac: '52:54:00:a7:01:01', network: `${P}-plain` }] });
     expect(Object.keys(doc.wait.addresses).sort()).toEqual([`${P}-blank1`, `${P}-blank2`, `${P}-plainvm`]);
 
-    const bad = await runCli(['reconcile', mdir, '--db', db, '--wait', '--dry-run']);
+    const bad = await runCli(['reconcile', N.mdir, '--db', N.db, '--wait', '--dry-run']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--wait cannot be combined with --dry-run');
   }, 60_000);
 
   it('a VM destroyed while waited for ends the wait at once: "VM x is shut off (destroyed); it will not get an address", exit 1', async () => {
-    const c = spawnCli(['reconcile', mdir, '--db', db, '--wait', '--wait-timeout', '120']);
+    const c = spawnCli(['reconcile', N.mdir, '--db', N.db, '--wait', '--wait-timeout', '120']);
     const deadline = Date.now() + 30_000;
     while (!c.stdoutSoFar().includes('Waiting up to') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await new Promise((r) => setTimeout(r, 700));
@@ -144,7 +133,7 @@ describe('addresses on qemu:///system (VMs that boot nothing)', () => {
 
   it('status host calls for N running VMs: one snapshot (11 list calls: 8, and 3 of transient objects since exact drift) + one lease read per DHCP network, the same for N = 2 and N = 12 (measured)', async () => {
     const measure = async (): Promise<{ calls: Record<string, number>; total: number; ms: number; ready: number }> => {
-      const store = await openStateStore(db);
+      const store = await openStateStore(N.db);
       const host = await openHost('qemu:///system');
       try {
         const records = await store.resources.list();

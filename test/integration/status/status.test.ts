@@ -4,13 +4,18 @@
  * "running"; a reconcile brings it back to converged. Objects are vftest-status-*; the network is
  * isolated and the VM boots no OS.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
+import { describe, expect, it } from 'vitest';
+import { runCli, virsh } from '../../support/real-host.js';
+import { useSuite } from '../../support/suite.js';
 
-const P = 'vftest-status';
+const N = useSuite('status', {
+  manifestDir: 'm',
+  setup: async () => {
+    await N.reconcileOk(files);
+  },
+  setupTimeoutMs: 120_000,
+});
+const P = N.base;
 const VM = `${P}-vm`;
 
 const files = {
@@ -41,30 +46,11 @@ spec:
 `,
 };
 
-let work: string;
-let mdir: string;
-let db: string;
-
 interface Row { kind: string; name: string; desired: string; observed: string; status: string; recordedStatus: string }
 async function statusJson(): Promise<{ code: number | null; rows: Row[] }> {
-  const r = await runCli(['status', mdir, '--db', db, '--json']);
+  const r = await runCli(['status', N.mdir, '--db', N.db, '--json']);
   return { code: r.code, rows: (JSON.parse(r.stdout) as { resources: Row[] }).resources };
 }
-
-beforeAll(async () => {
-  ensureBuilt();
-  cleanupPrefix(P);
-  work = tempDir('vftest-status-int-');
-  mdir = writeManifests(join(work, 'm'), files);
-  db = join(work, 'state.db');
-  const r = await runCli(['reconcile', mdir, '--db', db, '--shutdown-timeout', '0']);
-  expect(r.code, r.stderr + r.stdout).toBe(0);
-}, 120_000);
-
-afterAll(() => {
-  cleanupPrefix(P);
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('virtform status on qemu:///system', () => {
   it('after virsh destroy: observed stopped and STATUS drifted; a reconcile converges it again', async () => {
@@ -76,12 +62,12 @@ describe('virtform status on qemu:///system', () => {
     const after = await statusJson();
     expect(after.code).toBe(0);
     expect(after.rows.find((r) => r.name === VM)).toMatchObject({ desired: 'running', observed: 'stopped', status: 'drifted', recordedStatus: 'running' });
-    const table = await runCli(['status', mdir, '--db', db]);
+    const table = await runCli(['status', N.mdir, '--db', N.db]);
     expect(table.code).toBe(0);
     const line = table.stdout.split('\n').find((l) => l.startsWith(`VirtualMachine/${VM} `))!;
     expect(line.split(/\s{2,}/).slice(0, 4)).toEqual([`VirtualMachine/${VM}`, 'running', 'stopped', 'drifted']);
 
-    expect((await runCli(['reconcile', mdir, '--db', db, '--shutdown-timeout', '0'])).code).toBe(0);
+    expect((await runCli(['reconcile', N.mdir, '--db', N.db, '--shutdown-timeout', '0'])).code).toBe(0);
     expect((await statusJson()).rows.find((r) => r.name === VM)).toMatchObject({ observed: 'running', status: 'converged' });
   });
 });

@@ -8,29 +8,30 @@
  * Objects are vftest-git-*; the network is isolated and the VM boots no OS.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../../support/manifests.js';
-import { CLI, ROOT, cleanupPrefix, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
-
+import { runCli, startWatch, waitFor, type Watcher } from '../../support/cli.js';
+import { suiteNames } from '../../support/names.js';
+import { dhcpHosts as netHosts, domState, tryVirsh, URI, virsh } from '../../support/virsh.js';
 import { TestRepo, startGitDaemon, type Daemon } from '../../support/git.js';
 import { mergeSnapshots, waitForReadbackMatch, expectReadbackMatches, type Snapshot } from '../../support/readback.js';
-import { waitFor } from '../../unit/watch/helpers.js';
 
-const URI = 'qemu:///system';
-const P = 'vftest-git';
+const N = suiteNames('git');
+const P = N.base;
 const VM = `${P}-vm`;
 const NET = `${P}-net`;
 const INTERVAL_S = 1;
+/** The MAC of DHCP host `h` (a decimal string, as the IP's last octet). */
+const mac = (h: string): string => N.mac(Number(h));
 
 function files(o: { memory?: string; hosts?: string[]; broken?: boolean; vmState?: string } = {}): Record<string, string> {
-  const hosts = (o.hosts ?? ['11']).map((h) => `      - {mac: "52:54:00:7b:00:${h}", ip: 10.239.88.${h}}`).join('\n');
+  const hosts = (o.hosts ?? ['11']).map((h) => `      - {mac: "${mac(h)}", ip: ${N.ip(Number(h))}}`).join('\n');
   return {
     'storage.yaml': `apiVersion: virtform.dev/v1
 kind: StoragePool
 metadata: {name: ${P}-pool}
-spec: {path: /var/lib/virtform-test/${P}-pool, autostart: false}
+spec: {path: ${N.poolPath()}, autostart: false}
 ---
 apiVersion: virtform.dev/v1
 kind: Volume
@@ -42,10 +43,10 @@ kind: Network
 metadata: {name: ${NET}}
 spec:
   mode: isolated
-  cidr: 10.239.88.0/24
+  cidr: ${N.cidr()}
   dhcp:
-    start: 10.239.88.100
-    end: 10.239.88.199
+    start: ${N.ip(100)}
+    end: ${N.ip(199)}
     hosts:
 ${hosts}
   autostart: false
@@ -58,37 +59,26 @@ spec:
   memory: ${o.broken ? 'a lot' : o.memory ?? '64MiB'}
   state: ${o.vmState ?? 'running'}
   disks: [{volume: ${P}-root, bus: virtio, boot: 1}]
-  nics: [{network: ${NET}, mac: "52:54:00:7b:00:11"}]
+  nics: [{network: ${NET}, mac: "${mac('11')}"}]
 `,
   };
 }
 
-const tryVirsh = (...args: string[]): string => spawnSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
-const dhcpHosts = (): string[] => [...tryVirsh('net-dumpxml', NET).matchAll(/<host mac='([^']+)'/g)].map((m) => m[1]!);
+const dhcpHosts = (): string[] => netHosts(NET);
 const maxMemKiB = (): number => Number(/<memory unit='KiB'>(\d+)</.exec(tryVirsh('dumpxml', '--inactive', VM))?.[1] ?? 0);
 
 let work: string;
 let repo: TestRepo;
 let daemon: Daemon;
 let db: string;
-let child: ChildProcess | undefined;
-let exitCode: number | null | undefined;
-let port = 0;
-const logs: Record<string, unknown>[] = [];
+let w: Watcher;
 let snap: Snapshot | undefined;
 /** The committed manifests are in the work tree (repo.work/env): the oracle reads them there. */
 async function converged(label: string): Promise<void> {
   snap = mergeSnapshots(snap, await waitForReadbackMatch(join(repo.work, 'env'), URI, snap, label), 'last');
 }
 
-async function http(path: string): Promise<{ status: number; body: string }> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
-    return { status: r.status, body: await r.text() };
-  } catch {
-    return { status: 0, body: '' };
-  }
-}
+const http = (path: string): Promise<{ status: number; body: string }> => w.http(path);
 
 interface GitJson { fetchedCommit: string | null; appliedCommit: string | null; differ: boolean; error: string | null; summary: string; fetchError: string | null }
 async function statusJson(extra: string[] = []): Promise<{ code: number | null; git: GitJson; resources: { name: string; status: string }[] }> {
@@ -97,53 +87,30 @@ async function statusJson(extra: string[] = []): Promise<{ code: number | null; 
 }
 
 beforeAll(async () => {
-  cleanupPrefix(P);
-  ensureBuilt();
-  work = tempDir('vftest-git-int-');
+  N.cleanup();
+  work = N.tempDir();
   repo = new TestRepo(join(work, 'repos', 'lab'));
   db = join(work, 'state.db');
   repo.commit(files(), { folder: 'env' });
   daemon = await startGitDaemon(join(work, 'repos'));
-  child = spawn(process.execPath, [CLI, 'watch', '--git', daemon.url('lab/origin.git'), '--branch', 'main', '--path', 'env',
-    '--git-interval', String(INTERVAL_S), '--uri', URI, '--db', db, '--listen', '127.0.0.1:0', '--retry-delay', '200', '--max-attempts', '4',
-    '--shutdown-timeout', '0', '--resync', '300'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  child.on('exit', (code) => (exitCode = code));
-  let buf = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logs.push({ msg: 'non-json', line });
-      }
-    }
-  });
-  await waitFor(() => logs.some((l) => l.msg === 'listening') || exitCode !== undefined, 'the listener', 30_000);
-  expect(exitCode).toBeUndefined();
-  port = Number(logs.find((l) => l.msg === 'listening')!.port);
-  await waitFor(async () => (await http('/readyz')).status === 200, 'ready', 90_000);
+  w = await startWatch(['--git', daemon.url('lab/origin.git'), '--branch', 'main', '--path', 'env',
+    '--git-interval', String(INTERVAL_S), '--uri', URI, '--db', db, '--retry-delay', '200', '--max-attempts', '4', '--resync', '300'], 90_000);
 }, 150_000);
 
 afterEach((ctx) => {
-  if (ctx.task.result?.state === 'fail') {
-    process.stderr.write(`--- last watcher log lines ---\n${logs.slice(-40).map((l) => JSON.stringify(l).slice(0, 500)).join('\n')}\n`);
-  }
+  if (ctx.task.result?.state === 'fail') process.stderr.write(`--- last watcher log lines ---\n${w?.tail()}\n`);
 });
 
 afterAll(async () => {
-  if (child && exitCode === undefined) child.kill('SIGKILL');
+  if (w && w.exitCode === undefined) w.child.kill('SIGKILL');
   await daemon?.stop();
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 }, 60_000);
 
 describe('virtform watch --git on qemu:///system', () => {
   it('converged the first commit; /status shows it applied and up to date', async () => {
-    expect(tryVirsh('domstate', VM)).toBe('running');
+    expect(domState(VM)).toBe('running');
     await converged('first commit');
     const st = JSON.parse((await http('/status')).body) as { git: GitJson; manifests: { valid: boolean } };
     const head = spawnSync('git', ['-C', repo.work, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
@@ -155,13 +122,13 @@ describe('virtform watch --git on qemu:///system', () => {
   it('a pushed commit converges within one interval', async () => {
     const c = repo.commit(files({ hosts: ['11', '12'] }), { folder: 'env' });
     const t0 = Date.now();
-    await waitFor(() => dhcpHosts().includes('52:54:00:7b:00:12'), 'the new DHCP host', 20_000);
+    await waitFor(() => dhcpHosts().includes(mac('12')), 'the new DHCP host', 20_000);
     const ms = Date.now() - t0;
     // One interval to notice it, plus one reconcile of five resources (well under 10 s here).
     expect(ms).toBeLessThan(INTERVAL_S * 1000 + 10_000);
     await converged('pushed commit');
     await waitFor(async () => JSON.parse((await http('/status')).body).git.appliedCommit === c, 'applied recorded');
-    expect(logs.some((l) => l.msg === 'reconcile started' && (l.sources as string[]).includes('git'))).toBe(true);
+    expect(w.logs.some((l) => l.msg === 'reconcile started' && (l.sources as string[]).includes('git'))).toBe(true);
     process.stderr.write(`[git] commit-to-converged on qemu:///system: ${ms} ms (interval ${INTERVAL_S} s)\n`);
   });
 
@@ -171,7 +138,7 @@ describe('virtform watch --git on qemu:///system', () => {
     const bad = repo.commit(files({ hosts: ['11', '12', '13'], broken: true }), { folder: 'env' });
     await waitFor(async () => JSON.parse((await http('/status')).body).git.error !== null, 'the refusal', 20_000);
     await new Promise((r) => setTimeout(r, INTERVAL_S * 2000));
-    expect(dhcpHosts()).not.toContain('52:54:00:7b:00:13');
+    expect(dhcpHosts()).not.toContain(mac('13'));
     expect(maxMemKiB()).toBe(before);
     const s = await statusJson();
     expect(s.code).toBe(0);
@@ -182,12 +149,12 @@ describe('virtform watch --git on qemu:///system', () => {
     expect(s.git.summary).toContain(`fetched ${bad.slice(0, 7)}, applied ${good.slice(0, 7)}: validation failed at env/vms.yaml:6:`);
     const text = await runCli(['status', '--db', db, '--uri', URI]);
     expect(text.stdout).toContain(`fetched ${bad.slice(0, 7)}, applied ${good.slice(0, 7)}: validation failed at env/vms.yaml:6:`);
-    expect(logs.some((l) => l.msg === 'git: fetched commit refused; nothing changed, the applied commit stays')).toBe(true);
+    expect(w.logs.some((l) => l.msg === 'git: fetched commit refused; nothing changed, the applied commit stays')).toBe(true);
   });
 
   it('drift is corrected from the git source (the last good commit) as from a folder', async () => {
     virsh('destroy', VM);
-    await waitFor(() => tryVirsh('domstate', VM) === 'running', 'the VM to run again', 20_000);
+    await waitFor(() => domState(VM) === 'running', 'the VM to run again', 20_000);
     // The working tree still holds the broken commit: compare with the last good one.
     spawnSync('git', ['-C', repo.work, 'stash', '--quiet'], { encoding: 'utf8' });
     spawnSync('git', ['-C', repo.work, 'checkout', '--quiet', 'HEAD~1', '--', 'env'], { encoding: 'utf8' });
@@ -196,12 +163,10 @@ describe('virtform watch --git on qemu:///system', () => {
 
   it('a fix after the bad commit converges; the record survives the watcher', async () => {
     const fixed = repo.commit(files({ hosts: ['11', '12', '13'], memory: '96MiB' }), { folder: 'env' });
-    await waitFor(() => dhcpHosts().includes('52:54:00:7b:00:13'), 'the fix', 20_000);
+    await waitFor(() => dhcpHosts().includes(mac('13')), 'the fix', 20_000);
     await converged('fixed commit');
     await waitFor(async () => JSON.parse((await http('/status')).body).git.appliedCommit === fixed, 'applied recorded');
-    child!.kill('SIGTERM');
-    await waitFor(() => exitCode !== undefined, 'the watcher to exit', 30_000);
-    expect(exitCode).toBe(0);
+    expect(await w.stop('SIGTERM')).toBe(0);
     const s = await statusJson(['--offline']);
     expect(s.git.appliedCommit).toBe(fixed);
     expect(s.git.fetchedCommit).toBe(fixed);
@@ -220,17 +185,17 @@ describe('reconcile --git on qemu:///system', () => {
 
     let x = await run('--tag', 'v1', '--path', 'a');
     expect(x.code, x.stderr).toBe(0);
-    expect(dhcpHosts()).toEqual(['52:54:00:7b:00:11']);
+    expect(dhcpHosts()).toEqual([mac('11')]);
     expect(x.stdout).toContain(`Git: fetched ${v1.slice(0, 7)}, applied ${v1.slice(0, 7)} (up to date)`);
     x = await run('--branch', 'main', '--path', 'a');
     expect(x.code, x.stderr).toBe(0);
-    expect(dhcpHosts()).toContain('52:54:00:7b:00:21');
+    expect(dhcpHosts()).toContain(mac('21'));
     x = await run('--commit', v1, '--path', 'a');
     expect(x.code, x.stderr).toBe(0);
-    expect(dhcpHosts()).toEqual(['52:54:00:7b:00:11']);
+    expect(dhcpHosts()).toEqual([mac('11')]);
     x = await run('--branch', 'other', '--path', 'b');
     expect(x.code, x.stderr).toBe(0);
-    expect(dhcpHosts()).toContain('52:54:00:7b:00:31');
+    expect(dhcpHosts()).toContain(mac('31'));
     const dry = await run('--commit', c2, '--path', 'a', '--dry-run', '--detailed-exitcode');
     expect(dry.code).toBe(3);
     expect(dry.stdout).toMatch(/spec\.dhcp\.hosts/);
@@ -240,8 +205,8 @@ describe('reconcile --git on qemu:///system', () => {
     const both = await runCli(['reconcile', join(r.work, 'a'), '--git', r.url, '--uri', URI, '--db', rdb]);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('not both');
-    const w = await runCli(['watch', join(r.work, 'a'), '--git', r.url, '--uri', URI, '--db', rdb, '--no-listen']);
-    expect(w.code).toBe(2);
+    const both2 = await runCli(['watch', join(r.work, 'a'), '--git', r.url, '--uri', URI, '--db', rdb, '--no-listen']);
+    expect(both2.code).toBe(2);
     const badPath = await run('--path', 'nope');
     expect(badPath.code).toBe(2);
     expect(badPath.stderr).toContain('--path nope does not exist at commit');

@@ -5,26 +5,26 @@
  * Every object is named vftest-watch-*; the network is isolated and the VM boots no OS.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { tempDir, writeManifests } from '../../support/manifests.js';
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeManifests } from '../../support/manifests.js';
 import { expectReadbackMatches, mergeSnapshots, waitForReadbackMatch, type Snapshot } from '../../support/readback.js';
 import { openStateStore } from '../../../src/state/index.js';
-import { parsePrometheus, sampleValue, waitFor, writeFilesInPlace } from '../../unit/watch/helpers.js';
+import { parsePrometheus, sampleValue, writeFilesInPlace } from '../../unit/watch/helpers.js';
 import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../../support/libvirtd.js';
-import { ensureBuilt } from '../../support/real-host.js';
+import { runCli, startWatch, waitFor, type Watcher } from '../../support/cli.js';
+import { suiteNames } from '../../support/names.js';
+import { dhcpHosts as netHosts, domState, tryVirsh, URI, virsh } from '../../support/virsh.js';
 
-const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
-const URI = 'qemu:///system';
-const P = 'vftest-watch';
+const N = suiteNames('watch');
+const P = N.base;
 const VM = `${P}-vm`;
 const NET = `${P}-net`;
-const POOL_PATH = `/var/lib/virtform-test/${P}-pool`;
+const POOL_PATH = N.poolPath();
 
 function manifests(opts: { hosts?: string[]; broken?: boolean } = {}): Record<string, string> {
-  const hosts = (opts.hosts ?? ['11']).map((h) => `      - {mac: "52:54:00:7a:00:${h}", ip: 10.239.77.${h}}`).join('\n');
+  const hosts = (opts.hosts ?? ['11']).map((h) => `      - {mac: "${mac(h)}", ip: ${N.ip(Number(h))}}`).join('\n');
   return {
     'storage.yaml': `apiVersion: virtform.dev/v1
 kind: StoragePool
@@ -41,10 +41,10 @@ kind: Network
 metadata: {name: ${NET}}
 spec:
   mode: isolated
-  cidr: 10.239.77.0/24
+  cidr: ${N.cidr()}
   dhcp:
-    start: 10.239.77.100
-    end: 10.239.77.199
+    start: ${N.ip(100)}
+    end: ${N.ip(199)}
     hosts:
 ${hosts}
   autostart: false
@@ -57,107 +57,58 @@ spec:
   memory: ${opts.broken ? 'plenty' : '64MiB'}
   state: running
   disks: [{volume: ${P}-root, bus: virtio, boot: 1}]
-  nics: [{network: ${NET}, mac: "52:54:00:7a:00:11"}]
+  nics: [{network: ${NET}, mac: "${mac('11')}"}]
 `,
   };
 }
 
-const virsh = (...args: string[]): string => execFileSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' }).trim();
-const tryVirsh = (...args: string[]): string => spawnSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
+/** The MAC of DHCP host `h` (a decimal string, as the IP's last octet). */
+const mac = (h: string): string => N.mac(Number(h));
 
 let work: string;
 let mdir: string;
 let db: string;
-let child: ChildProcess | undefined;
-let exitCode: number | null | undefined;
-let port = 0;
-const logs: Record<string, unknown>[] = [];
+let w: Watcher;
 /** Issue #12: the watcher converges asynchronously, so the read-back oracle waits (20 s at most) for libvirt to equal the manifests. */
 let snap: Snapshot | undefined;
 async function converged(label: string): Promise<void> {
   snap = mergeSnapshots(snap, await waitForReadbackMatch(mdir, URI, snap, label), 'last');
 }
 
-function cli(): { cmd: string; args: string[] } {
-  if (existsSync(join(ROOT, 'dist/cli/main.js'))) return { cmd: process.execPath, args: [join(ROOT, 'dist/cli/main.js')] };
-  return { cmd: 'npx', args: ['tsx', join(ROOT, 'src/cli/main.ts')] };
-}
-
-async function http(path: string): Promise<{ status: number; body: string }> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
-    return { status: r.status, body: await r.text() };
-  } catch {
-    return { status: 0, body: '' };
-  }
-}
-
-const count = (msg: string, pred: (l: Record<string, unknown>) => boolean = () => true): number =>
-  logs.filter((l) => l.msg === msg && pred(l)).length;
-
-function dhcpHosts(): string[] {
-  return [...tryVirsh('net-dumpxml', NET).matchAll(/<host mac='([^']+)'/g)].map((m) => m[1]!);
-}
+const http = (path: string): Promise<{ status: number; body: string }> => w.http(path);
+const count = (msg: string, pred?: (l: Record<string, unknown>) => boolean): number => w.count(msg, pred);
+const dhcpHosts = (): string[] => netHosts(NET);
 
 async function metrics(): Promise<ReturnType<typeof parsePrometheus>> {
   return parsePrometheus((await http('/metrics')).body);
 }
 
 beforeAll(async () => {
-  execFileSync('bash', [join(ROOT, 'scripts/cleanup-test-objects.sh'), P]);
-  ensureBuilt();
-  work = tempDir('vftest-watch-int-');
+  N.cleanup();
+  work = N.tempDir();
   mdir = join(work, 'manifests');
   db = join(work, 'state.db');
   writeManifests(mdir, manifests());
-  const { cmd, args } = cli();
-  child = spawn(cmd, [...args, 'watch', mdir, '--uri', URI, '--db', db, '--listen', '127.0.0.1:0', '--debounce', '200',
-    '--retry-delay', '200', '--max-attempts', '4', '--reconnect-max', '1', '--shutdown-timeout', '0'], {
-    cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  child.on('exit', (code) => (exitCode = code));
-  let buf = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        logs.push({ msg: 'non-json', line });
-      }
-    }
-  });
-  await waitFor(() => count('listening') > 0 || exitCode !== undefined, 'the listener', 30_000);
-  expect(exitCode).toBeUndefined();
-  port = Number(logs.find((l) => l.msg === 'listening')!.port);
-  expect(port).toBeGreaterThan(0);
-  await waitFor(async () => (await http('/readyz')).status === 200, 'ready', 60_000);
+  w = await startWatch([mdir, '--uri', URI, '--db', db, '--debounce', '200', '--retry-delay', '200', '--max-attempts', '4', '--reconnect-max', '1']);
 }, 120_000);
 
 afterEach((ctx) => {
   // On failure, show what the watcher was doing.
-  if (ctx.task.result?.state === 'fail') {
-    process.stderr.write(`--- last watcher log lines ---\n${logs.slice(-40).map((l) => JSON.stringify(l).slice(0, 400)).join('\n')}\n`);
-  }
+  if (ctx.task.result?.state === 'fail') process.stderr.write(`--- last watcher log lines ---\n${w?.tail()}\n`);
 });
 
 afterAll(async () => {
-  if (child && exitCode === undefined) {
-    child.kill('SIGKILL');
-  }
+  if (w && w.exitCode === undefined) w.child.kill('SIGKILL');
   if (!tryVirsh('version')) spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE]);
-  execFileSync('bash', [join(ROOT, 'scripts/cleanup-test-objects.sh'), P]);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 }, 60_000);
 
 describe('virtform watch on qemu:///system', () => {
   it('converged the folder initially and logs JSON lines', async () => {
-    expect(logs.every((l) => l.msg !== 'non-json' && typeof l.ts === 'string' && typeof l.level === 'string')).toBe(true);
-    expect(virsh('domstate', VM)).toBe('running');
-    expect(dhcpHosts()).toEqual(['52:54:00:7a:00:11']);
+    expect(w.logs.every((l) => l.msg !== 'non-json' && typeof l.ts === 'string' && typeof l.level === 'string')).toBe(true);
+    expect(domState(VM)).toBe('running');
+    expect(dhcpHosts()).toEqual([mac('11')]);
     const m = await metrics();
     expect(sampleValue(m, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBeGreaterThanOrEqual(1);
     expect(sampleValue(m, 'virtform_connected')).toBe(1);
@@ -167,7 +118,7 @@ describe('virtform watch on qemu:///system', () => {
   it('converges a manifest edit without a manual command', async () => {
     const before = parsePrometheus((await http('/metrics')).body);
     writeFilesInPlace(mdir, manifests({ hosts: ['11', '12'] }));
-    await waitFor(() => dhcpHosts().includes('52:54:00:7a:00:12'), 'the new DHCP host', 20_000);
+    await waitFor(() => dhcpHosts().includes(mac('12')), 'the new DHCP host', 20_000);
     await converged('DHCP host added');
     const after = await metrics();
     expect(sampleValue(after, 'virtform_triggers_total', { source: 'file' })).toBeGreaterThan(sampleValue(before, 'virtform_triggers_total', { source: 'file' }));
@@ -179,7 +130,7 @@ describe('virtform watch on qemu:///system', () => {
     const drift = sampleValue(await metrics(), 'virtform_drift_corrections_total');
     virsh('destroy', VM);
     const t0 = Date.now();
-    await waitFor(() => tryVirsh('domstate', VM) === 'running', 'the VM to run again', 20_000);
+    await waitFor(() => domState(VM) === 'running', 'the VM to run again', 20_000);
     const m = await metrics();
     expect(Date.now() - t0).toBeLessThan(20_000);
     expect(sampleValue(m, 'virtform_triggers_total', { source: 'event' })).toBeGreaterThanOrEqual(1);
@@ -195,17 +146,17 @@ describe('virtform watch on qemu:///system', () => {
     const files = manifests({ hosts: ['11', '12', '13'], broken: true });
     writeFilesInPlace(mdir, files);
     await waitFor(() => invalidRuns() > before, 'the manifest error log', 20_000);
-    const err = logs.filter((l) => l.msg === 'manifest error').at(-1)!;
+    const err = w.logs.filter((l) => l.msg === 'manifest error').at(-1)!;
     expect(String(err.text)).toMatch(/vm\.yaml:\d+:\d+: .*memory/);
     const status = JSON.parse((await http('/status')).body) as { manifests: { valid: boolean; errors: string[] }; runs: { last: { outcome: string } } };
     expect(status.manifests.valid).toBe(false);
     expect(status.runs.last.outcome).toBe('invalid');
     expect(sampleValue(await metrics(), 'virtform_manifest_errors')).toBeGreaterThan(0);
-    expect(dhcpHosts()).not.toContain('52:54:00:7a:00:13'); // valid parts of a broken folder are not applied
+    expect(dhcpHosts()).not.toContain(mac('13')); // valid parts of a broken folder are not applied
     expect(count('step done')).toBe(steps);
 
     writeFilesInPlace(mdir, manifests({ hosts: ['11', '12', '13'] }));
-    await waitFor(() => dhcpHosts().includes('52:54:00:7a:00:13'), 'the fix to converge', 20_000);
+    await waitFor(() => dhcpHosts().includes(mac('13')), 'the fix to converge', 20_000);
     expect(sampleValue(await metrics(), 'virtform_manifest_errors')).toBe(0);
     await converged('fixed edit');
   });
@@ -222,13 +173,13 @@ describe('virtform watch on qemu:///system', () => {
     expect(sampleValue(m, 'virtform_triggers_total', { source: 'reconnect' })).toBe(reconnects + 1);
     expect(count('connection failed')).toBeGreaterThanOrEqual(1);
     writeFilesInPlace(mdir, manifests({ hosts: ['11', '12', '13', '14'] }));
-    await waitFor(() => dhcpHosts().includes('52:54:00:7a:00:14'), 'an edit after the restart', 30_000);
+    await waitFor(() => dhcpHosts().includes(mac('14')), 'an edit after the restart', 30_000);
     // events are registered again on the new connection (the VM may have died with the daemon: the
     // resync after the reconnect starts it again first)
-    await waitFor(() => tryVirsh('domstate', VM) === 'running', 'the VM to run after the restart', 20_000);
+    await waitFor(() => domState(VM) === 'running', 'the VM to run after the restart', 20_000);
     await new Promise((r) => setTimeout(r, 500));
     virsh('destroy', VM);
-    await waitFor(() => tryVirsh('domstate', VM) === 'running', 'the VM to run again after the restart', 20_000);
+    await waitFor(() => domState(VM) === 'running', 'the VM to run again after the restart', 20_000);
     await converged('after the libvirtd restart');
   });
 
@@ -237,7 +188,7 @@ describe('virtform watch on qemu:///system', () => {
     const calls = (s: typeof a): number => s.filter((x) => x.name === 'virtform_libvirt_calls_total').reduce((n, x) => n + x.value, 0);
     const runs = (s: typeof a): number => s.filter((x) => x.name === 'virtform_reconcile_runs_total').reduce((n, x) => n + x.value, 0);
     writeFilesInPlace(mdir, manifests({ hosts: ['11', '12', '13', '14', '15'] }));
-    await waitFor(() => dhcpHosts().includes('52:54:00:7a:00:15'), 'the edit', 20_000);
+    await waitFor(() => dhcpHosts().includes(mac('15')), 'the edit', 20_000);
     await waitFor(async () => runs(await metrics()) > runs(a), 'a run to be counted');
     const b = await metrics();
     expect(calls(b)).toBeGreaterThan(calls(a));
@@ -247,9 +198,7 @@ describe('virtform watch on qemu:///system', () => {
   });
 
   it('SIGTERM exits 0 and releases the writer lock', async () => {
-    child!.kill('SIGTERM');
-    await waitFor(() => exitCode !== undefined, 'the watcher to exit', 30_000);
-    expect(exitCode).toBe(0);
+    expect(await w.stop('SIGTERM')).toBe(0);
     expect(count('stopped')).toBe(1);
     const store = await openStateStore(db);
     try {
@@ -258,9 +207,8 @@ describe('virtform watch on qemu:///system', () => {
     } finally {
       await store.close();
     }
-    const { cmd, args } = cli();
-    const r = spawnSync(cmd, [...args, 'reconcile', mdir, '--uri', URI, '--db', db, '--shutdown-timeout', '0'], { cwd: ROOT, encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
+    const r = await runCli(['reconcile', mdir, '--uri', URI, '--db', db]);
+    expect(r.code, r.stderr).toBe(0);
     await expectReadbackMatches(mdir, URI, snap, 'reconcile after the watcher stopped');
   });
 });

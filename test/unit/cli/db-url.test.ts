@@ -9,7 +9,7 @@ import { buildProgram } from '../../../src/cli/program.js';
 import { dataDirOf } from '../../../src/cli/common.js';
 import { defaultDbPath } from '../../../src/state/index.js';
 import { checkPostgresUrl, isPostgresLocation, redactPostgresUrl } from '../../../src/state/location.js';
-import { capture } from './capture.js';
+import { capture } from '../../support/cli.js';
 
 afterEach(() => {
   vi.unstubAllEnvs();

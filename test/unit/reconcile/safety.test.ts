@@ -247,18 +247,20 @@ describe('clone cascade (Volume afterDiff, then VM afterDiff)', () => {
     volumeKind.afterDiff!(volumes, o, changes, { gracefulStop: false });
     vmKind.afterDiff!(vms, o, changes, { gracefulStop: false });
   };
+  /** The base replaced: every clone on it too, and both running VMs restarted. */
+  const EVERY_CLONE_REPLACED = {
+    'Volume/base': 'replace:volume.delete,volume.create',
+    'Volume/c1': 'replace:volume.delete,volume.create',
+    'Volume/c1b': 'replace:volume.delete,volume.create',
+    'Volume/c2': 'replace:volume.delete,volume.create',
+    'VirtualMachine/vm1': 'update:vm.stop,vm.start',
+    'VirtualMachine/vm2': 'update:vm.stop,vm.start',
+  };
   const cases: { name: string; start: (l: ReturnType<typeof lab>) => ResourceChange[]; expected: Record<string, string> }[] = [
     {
       name: 'replacing the base replaces every clone built on it, transitively, and restarts the running VMs using them',
       start: ({ volumes }) => [volumeChange('replace', volCfg('base'), { desired: volumes[0] })],
-      expected: {
-        'Volume/base': 'replace:volume.delete,volume.create',
-        'Volume/c1': 'replace:volume.delete,volume.create',
-        'Volume/c1b': 'replace:volume.delete,volume.create',
-        'Volume/c2': 'replace:volume.delete,volume.create',
-        'VirtualMachine/vm1': 'update:vm.stop,vm.start',
-        'VirtualMachine/vm2': 'update:vm.stop,vm.start',
-      },
+      expected: EVERY_CLONE_REPLACED,
     },
     {
       name: 'replacing a middle clone takes only its own clones',
@@ -275,14 +277,7 @@ describe('clone cascade (Volume afterDiff, then VM afterDiff)', () => {
         volumeChange('replace', volCfg('base'), { desired: volumes[0] }),
         volumeChange('update', clone('c2', 'base').config, { desired: volumes[3] }),
       ],
-      expected: {
-        'Volume/base': 'replace:volume.delete,volume.create',
-        'Volume/c1': 'replace:volume.delete,volume.create',
-        'Volume/c1b': 'replace:volume.delete,volume.create',
-        'Volume/c2': 'replace:volume.delete,volume.create',
-        'VirtualMachine/vm1': 'update:vm.stop,vm.start',
-        'VirtualMachine/vm2': 'update:vm.stop,vm.start',
-      },
+      expected: EVERY_CLONE_REPLACED,
     },
     {
       name: 'a resize of the base is no replace: nothing cascades',

@@ -4,69 +4,29 @@
  * `[restart]` and corrected; a manifest edit of the command line needs a restart; the XML builder
  * and parser agree on `<os>`.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { useHarness } from '../../support/harness.js';
+import { scenario } from '../../support/scenario.js';
 import { renderPlan } from '../../../src/cli/render.js';
 import { buildDomainXml, parseDomainXml } from '../../../src/libvirt/xml/index.js';
 import type { DomainDef } from '../../../src/reconcile/ports.js';
 
-const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-cloudinit-boot';
 const VM = `${P}-vm`;
 const plain = { color: false };
 
-function files(boot: string, state = 'running'): Record<string, string> {
-  return {
-    'm.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: /srv/pools/boot}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-kernel}
-spec: {pool: ${P}-pool, capacity: 16MiB, format: raw}
----
-apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  state: ${state}
-  boot: ${boot}
-`,
-  };
-}
+/** A pool, a kernel volume, and the VM booting with `boot` (YAML). */
+const files = (boot: string, state = 'running') => scenario()
+  .pool(`${P}-pool`, { path: '/srv/pools/boot' }).volume(`${P}-kernel`, { format: 'raw' })
+  .vm(VM, { state, boot: parse(boot) });
 
-let work: string;
-let mdir: string;
-let host: FakeHost;
-let store: StateStore;
-const desired = async (boot: string, state?: string) => {
-  writeManifests(mdir, files(boot, state));
-  return desiredFrom(mdir);
-};
-const run = async (boot: string, state?: string) => reconcile({ host, store, desired: await desired(boot, state), retry: FAST_RETRY, gracefulStop: false });
-const plan = async (boot: string, state?: string) => (await planOnly(host, store, await desired(boot, state))).plan;
-const vm = () => host.domains.get(VM)!;
+const fx = useHarness();
+const desired = async (boot: string, state?: string) => fx.desired(files(boot, state));
+const run = async (boot: string, state?: string) => fx.reconcile(files(boot, state));
+const plan = async (boot: string, state?: string) => fx.plan(files(boot, state));
+const vm = () => fx.host.domains.get(VM)!;
 const BOOT = '{kernel: /var/lib/virtform/tiny-guest/vmlinuz, initrd: /var/lib/virtform/tiny-guest/initrd.img, cmdline: "console=ttyS0 panic=-1"}';
-
-beforeEach(async () => {
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  host = new FakeHost();
-  store = await openStateStore(join(work, 'state.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('spec.boot', () => {
   it('defines the domain with the kernel, initrd and command line; converged after', async () => {

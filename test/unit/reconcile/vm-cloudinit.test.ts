@@ -6,20 +6,19 @@
  * (no --allow-data-loss: it is derived) and with spec.cloudInit; a seed deleted outside virtform
  * is drift and rebuilt; no secret reaches the plan JSON, the journal or the DB file.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
+import { desiredFrom, writeManifests } from '../../support/manifests.js';
+import { useHarness } from '../../support/harness.js';
+import { scenario } from '../../support/scenario.js';
+import { openStateStore } from '../../../src/state/index.js';
 import { planToJson, renderPlan } from '../../../src/cli/render.js';
 import { loadManifests } from '../../../src/manifest/index.js';
 import { readIso, requireTools } from '../cloudinit/iso-reader.js';
 import { resourceRef } from '../../../src/model/kinds.js';
 
-const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-cloudinit-u';
 const VM = `${P}-vm`;
 const SEED = `${VM}-cidata.iso`;
@@ -27,66 +26,27 @@ const SEED_PATH = `/srv/pools/ci/${SEED}`;
 const SECRET = 'hunter2-very-secret-password';
 const plain = { color: false };
 
-interface Opts { userData?: string; cloudInit?: string | null; state?: string; disks?: boolean; restartPolicy?: string }
-function files(o: Opts = {}): Record<string, string> {
-  const ci = o.cloudInit === null ? '' : o.cloudInit ?? `
-  cloudInit:
-    userData: |
-      #cloud-config
-      #vf-marker: ${o.userData ?? 'one'}
-      password: ${SECRET}
-    metaData: {local-hostname: tiny}
-    networkConfig: {version: 2, ethernets: {eth0: {dhcp4: true}}}
-    sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample user@host"]`;
-  return {
-    'm.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: /srv/pools/ci}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-root}
-spec: {pool: ${P}-pool, capacity: 16MiB}
----
-apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  state: ${o.state ?? 'running'}${o.restartPolicy ? `\n  restartPolicy: ${o.restartPolicy}` : ''}
-  disks: ${o.disks === false ? '[]' : `[{volume: ${P}-root, boot: 1}]`}${ci}
-`,
+interface Opts { userData?: string; cloudInit?: Record<string, unknown> | null; state?: string; disks?: boolean; restartPolicy?: string }
+/** The pool and the VM's root volume. */
+const base = () => scenario().pool(`${P}-pool`, { path: '/srv/pools/ci' }).volume(`${P}-root`);
+function files(o: Opts = {}) {
+  const cloudInit = o.cloudInit === null ? undefined : o.cloudInit ?? {
+    userData: `#cloud-config\n#vf-marker: ${o.userData ?? 'one'}\npassword: ${SECRET}\n`,
+    metaData: { 'local-hostname': 'tiny' },
+    networkConfig: { version: 2, ethernets: { eth0: { dhcp4: true } } },
+    sshAuthorizedKeys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample user@host'],
   };
+  return base().vm(VM, {
+    state: o.state ?? 'running', restartPolicy: o.restartPolicy,
+    disks: o.disks === false ? [] : [{ volume: `${P}-root`, boot: 1 }], cloudInit,
+  });
 }
 
-let work: string;
-let mdir: string;
-let dbPath: string;
-let host: FakeHost;
-let store: StateStore;
-const desired = async (o: Opts = {}) => {
-  writeManifests(mdir, files(o));
-  return desiredFrom(mdir);
-};
-const run = async (o: Opts = {}, extra: { allowDataLoss?: boolean; allowEmpty?: boolean } = {}) =>
-  reconcile({ host, store, desired: await desired(o), retry: FAST_RETRY, gracefulStop: false, ...extra });
-const plan = async (o: Opts = {}) => (await planOnly(host, store, await desired(o))).plan;
-const seedBytes = () => host.contents.get(SEED_PATH);
+const fx = useHarness();
+const run = async (o: Opts = {}, extra: { allowDataLoss?: boolean; allowEmpty?: boolean } = {}) => fx.reconcile(files(o), extra);
+const plan = async (o: Opts = {}) => fx.plan(files(o));
+const seedBytes = () => fx.host.contents.get(SEED_PATH);
 const sha = (b: Uint8Array | undefined) => (b ? createHash('sha256').update(b).digest('hex') : undefined);
-
-beforeEach(async () => {
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  dbPath = join(work, 'state.db');
-  host = new FakeHost();
-  store = await openStateStore(dbPath);
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('spec.cloudInit: the seed volume', () => {
   it('is built, uploaded and attached (IDE CD-ROM) after define and before start; converged after', async () => {
@@ -100,7 +60,7 @@ describe('spec.cloudInit: the seed volume', () => {
     expect(poolStep.id).toBeLessThan(seedStep.id);
     const r = await run();
     expect(r.outcome).toBe('succeeded');
-    const d = host.domains.get(VM)!.def;
+    const d = fx.host.domains.get(VM)!.def;
     expect(d.cdroms).toEqual([{ path: SEED_PATH, bus: 'ide', target: 'hda' }]);
     const iso = readIso(seedBytes()!);
     expect(iso.volumeId).toBe('cidata');
@@ -111,7 +71,7 @@ describe('spec.cloudInit: the seed volume', () => {
     expect(meta).toContain('public-keys:\n  - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample user@host');
     expect(iso.contents.get('user-data')!.toString()).toContain(`password: ${SECRET}`);
     expect(iso.contents.get('network-config')!.toString()).toContain('dhcp4: true');
-    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
+    const rec = await fx.store.resources.get(resourceRef('VirtualMachine', VM));
     expect((rec!.details.facts as { seed: unknown }).seed).toEqual({ pool: `${P}-pool`, volume: SEED, sha256: `sha256:${sha(seedBytes())}` });
     expect((await plan()).changes).toEqual([]);
   });
@@ -135,14 +95,14 @@ describe('spec.cloudInit: the seed volume', () => {
     expect((await run({ userData: 'two' })).outcome).toBe('succeeded');
     expect(sha(seedBytes())).not.toBe(before);
     expect(seedBytes()!.toString('latin1')).toContain('#vf-marker: two');
-    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
+    const rec = await fx.store.resources.get(resourceRef('VirtualMachine', VM));
     const rr = (rec!.details.facts as { restartRequired?: { fields: string[] } }).restartRequired;
     expect(rr?.fields).toEqual(['spec.cloudInit']);
     expect((await plan({ userData: 'two' })).changes).toEqual([]);
     // The secret is nowhere in the state DB file (records, journal, events).
-    await store.close();
-    expect(readFileSync(dbPath).includes(SECRET)).toBe(false);
-    store = await openStateStore(dbPath);
+    await fx.store.close();
+    expect(readFileSync(fx.dbPath).includes(SECRET)).toBe(false);
+    fx.store = await openStateStore(fx.dbPath);
   });
 
   it('restartPolicy OnChange: a changed seed restarts the VM after the upload, and the mark clears', async () => {
@@ -150,12 +110,12 @@ describe('spec.cloudInit: the seed volume', () => {
     const p = await plan({ userData: 'two', restartPolicy: 'OnChange' });
     expect(p.steps.filter((s) => s.name === VM).map((s) => s.op.op)).toEqual(['vm.define', 'vm.seed', 'vm.stop', 'vm.start']);
     await run({ userData: 'two', restartPolicy: 'OnChange' });
-    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
+    const rec = await fx.store.resources.get(resourceRef('VirtualMachine', VM));
     expect((rec!.details.facts as { restartRequired?: unknown }).restartRequired).toBeUndefined();
   });
 
   it('instance-id set in metaData stays: the plan says cloud-init does not re-run per-instance modules', async () => {
-    const ci = (u: string) => `\n  cloudInit:\n    userData: "#vf-marker: ${u}"\n    metaData: {instance-id: fixed-1}`;
+    const ci = (u: string) => ({ userData: `#vf-marker: ${u}`, metaData: { 'instance-id': 'fixed-1' } });
     await run({ cloudInit: ci('a') });
     const text = renderPlan(await plan({ cloudInit: ci('b') }), plain);
     expect(text).toContain('instance-id unchanged (set in metaData)');
@@ -165,7 +125,7 @@ describe('spec.cloudInit: the seed volume', () => {
   it('a seed volume deleted outside virtform is drift and rebuilt', async () => {
     await run();
     const bytes = sha(seedBytes());
-    await host.deleteVolume(`${P}-pool`, SEED);
+    await fx.host.deleteVolume(`${P}-pool`, SEED);
     const p = await plan();
     const c = p.changes.find((x) => x.name === VM)!;
     expect(c.drift).toBe(true);
@@ -180,31 +140,30 @@ describe('spec.cloudInit: the seed volume', () => {
     const p = await plan({ cloudInit: null });
     expect(p.steps.filter((s) => s.name === VM).map((s) => s.op.op)).toEqual(['vm.define', 'vm.unseed']);
     await run({ cloudInit: null });
-    expect(host.domains.get(VM)!.def.cdroms ?? []).toEqual([]);
-    expect(host.volumes.get(`${P}-pool`)!.has(SEED)).toBe(false);
+    expect(fx.host.domains.get(VM)!.def.cdroms ?? []).toEqual([]);
+    expect(fx.host.volumes.get(`${P}-pool`)!.has(SEED)).toBe(false);
     expect((await plan({ cloudInit: null })).changes).toEqual([]);
   });
 
   it('deleting the VM deletes its seed without --allow-data-loss (derived data)', async () => {
     await run({ state: 'stopped' });
     // The VM's manifest removed; its disk's volume stays declared.
-    writeManifests(mdir, { 'm.yaml': files({})['m.yaml']!.split('---\napiVersion: virtform.dev/v1\nkind: VirtualMachine')[0]! });
-    const without = await desiredFrom(mdir);
-    const p = (await planOnly(host, store, without)).plan;
+    const without = await fx.desired(base());
+    const p = await fx.plan(without);
     const vmChange = p.changes.find((x) => x.name === VM)!;
     expect(p.held.get(vmChange.key), renderPlan(p, plain)).toBeUndefined();
     expect(vmChange.steps).toEqual([{ op: 'vm.delete', graceful: true, seed: { pool: `${P}-pool`, volume: SEED } }]);
-    const r = await reconcile({ host, store, desired: without, retry: FAST_RETRY, gracefulStop: false });
+    const r = await fx.reconcile(without);
     expect(r.outcome).toBe('succeeded');
-    expect(host.domains.has(VM)).toBe(false);
-    expect([...host.volumes.get(`${P}-pool`)!.keys()]).toEqual([`${P}-root.qcow2`]);
+    expect(fx.host.domains.has(VM)).toBe(false);
+    expect([...fx.host.volumes.get(`${P}-pool`)!.keys()]).toEqual([`${P}-root.qcow2`]);
   });
 });
 
 describe('spec.cloudInit: validation', () => {
   const load = async (vm: string, extra: Record<string, string> = {}) => {
-    writeManifests(mdir, { 'vm.yaml': `apiVersion: virtform.dev/v1\nkind: VirtualMachine\nmetadata: {name: v}\nspec:\n  vcpus: 1\n  memory: 64MiB\n${vm}`, ...extra });
-    const r = await loadManifests(mdir);
+    writeManifests(fx.mdir, { 'vm.yaml': `apiVersion: virtform.dev/v1\nkind: VirtualMachine\nmetadata: {name: v}\nspec:\n  vcpus: 1\n  memory: 64MiB\n${vm}`, ...extra });
+    const r = await loadManifests(fx.mdir);
     return r.ok ? [] : r.errors.map((e) => `${e.line}:${e.col} ${e.field}: ${e.message}`);
   };
   it('no pool and no disk: invalid, at spec.cloudInit', async () => {
@@ -217,11 +176,11 @@ describe('spec.cloudInit: validation', () => {
     expect(await load('  cloudInit:\n    pool: p\n    sshAuthorizedKeys: ["a\\nb"]\n')).toEqual(expect.arrayContaining([expect.stringMatching(/^9:25 spec\.cloudInit\.sshAuthorizedKeys\[0\]: must be one non-empty line/)]));
   });
   it('userDataFile is read relative to the manifest; the text builds the seed', async () => {
-    writeManifests(mdir, {});
+    writeManifests(fx.mdir, {});
     const pool = `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: p}\nspec: {path: /srv/p}\n---\n`;
-    writeManifests(mdir, { 'vm.yaml': `${pool}apiVersion: virtform.dev/v1\nkind: VirtualMachine\nmetadata: {name: v}\nspec:\n  vcpus: 1\n  memory: 64MiB\n  cloudInit: {pool: p, userDataFile: user-data.yaml}\n` });
-    writeFileSync(join(mdir, 'user-data.yaml'), '#cloud-config\n#vf-marker: from-file\n');
-    const d = await desiredFrom(mdir);
+    writeManifests(fx.mdir, { 'vm.yaml': `${pool}apiVersion: virtform.dev/v1\nkind: VirtualMachine\nmetadata: {name: v}\nspec:\n  vcpus: 1\n  memory: 64MiB\n  cloudInit: {pool: p, userDataFile: user-data.yaml}\n` });
+    writeFileSync(join(fx.mdir, 'user-data.yaml'), '#cloud-config\n#vf-marker: from-file\n');
+    const d = await desiredFrom(fx.mdir);
     const vm = d.resources.find((r) => r.name === 'v')!;
     expect(JSON.stringify(vm.config)).not.toContain('from-file');
     expect((vm.config as { cloudInit: { userData: string } }).cloudInit.userData).toBe(`sha256:${createHash('sha256').update('#cloud-config\n#vf-marker: from-file\n').digest('hex')}`);

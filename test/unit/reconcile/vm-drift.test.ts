@@ -4,98 +4,46 @@
  * a new random MAC for every MAC-less NIC at every define, a new domain id per start, vCPU unplug
  * refused, volumes of running domains write-locked).
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { useHarness } from '../../support/harness.js';
+import { scenario } from '../../support/scenario.js';
 import { renderPlan } from '../../../src/cli/render.js';
 import type { DomainDef } from '../../../src/reconcile/ports.js';
 import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
-const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-vmd';
 const VM = `${P}-vm`;
 const plain = { color: false };
 
 interface VmOpts {
   vcpus?: number; maxVcpus?: number; memory?: string; maxMemory?: string; description?: string;
+  /** YAML of spec.disks / spec.nics. */
   disks?: string; nics?: string; state?: string; restartPolicy?: string; dataCapacity?: string; adopt?: boolean;
 }
 
-function files(o: VmOpts = {}): Record<string, string> {
-  const opt = (k: string, v: unknown): string => (v === undefined ? '' : `\n  ${k}: ${v}`);
-  return {
-    'base.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: /srv/pools/vmd}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-root}
-spec: {pool: ${P}-pool, capacity: 64MiB}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-data}
-spec: {pool: ${P}-pool, capacity: ${o.dataCapacity ?? '32MiB'}, format: raw}
----
-apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${P}-a}
-spec: {mode: isolated, cidr: 10.241.0.0/24}
----
-apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${P}-b}
-spec: {mode: isolated, cidr: 10.242.0.0/24}
-`,
-    'vm.yaml': `apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}${o.adopt ? ', adopt: true' : ''}}
-spec:
-  vcpus: ${o.vcpus ?? 1}
-  memory: ${o.memory ?? '64MiB'}${opt('maxVcpus', o.maxVcpus)}${opt('maxMemory', o.maxMemory)}${opt('description', o.description)}${opt('state', o.state)}${opt('restartPolicy', o.restartPolicy)}
-  disks: ${o.disks ?? `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}]`}
-  nics: ${o.nics ?? `[{network: ${P}-a}, {network: ${P}-b, model: e1000}]`}
-`,
-  };
-}
+/** A pool with a root and a data volume, two networks. */
+const base = (o: VmOpts = {}) => scenario().pool(`${P}-pool`, { path: '/srv/pools/vmd' })
+  .volume(`${P}-root`, { capacity: '64MiB' }).volume(`${P}-data`, { capacity: o.dataCapacity ?? '32MiB', format: 'raw' })
+  .network(`${P}-a`, { cidr: '10.241.0.0/24' }).network(`${P}-b`, { cidr: '10.242.0.0/24' });
+const files = (o: VmOpts = {}) => base(o).vm(VM, {
+  vcpus: o.vcpus ?? 1, memory: o.memory ?? '64MiB', maxVcpus: o.maxVcpus, maxMemory: o.maxMemory,
+  description: o.description, state: o.state, restartPolicy: o.restartPolicy,
+  disks: parse(o.disks ?? `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}]`),
+  nics: parse(o.nics ?? `[{network: ${P}-a}, {network: ${P}-b, model: e1000}]`),
+}, o.adopt ? 'adopt' : undefined);
 
-let work: string;
-let mdir: string;
-let host: FakeHost;
-let store: StateStore;
-
-async function desired(o: VmOpts = {}) {
-  writeManifests(mdir, files(o));
-  return desiredFrom(mdir);
-}
-async function run(o: VmOpts = {}) {
-  return reconcile({ host, store, desired: await desired(o), retry: FAST_RETRY, gracefulStop: false });
-}
-async function plan(o: VmOpts = {}) {
-  return (await planOnly(host, store, await desired(o))).plan;
-}
-const vm = () => host.domains.get(VM)!;
+const fx = useHarness();
+const run = async (o: VmOpts = {}) => fx.reconcile(files(o));
+const plan = async (o: VmOpts = {}) => fx.plan(files(o));
+const vm = () => fx.host.domains.get(VM)!;
 const macs = () => vm().def.nics.map((n) => n.mac);
 const edit = (f: (d: DomainDef) => DomainDef): void => {
   vm().def = f(vm().def);
 };
 
 beforeEach(async () => {
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  host = new FakeHost();
-  store = await openStateStore(join(work, 'state.db'));
   expect((await run()).outcome).toBe('succeeded');
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
 });
 
 describe('deep drift: the persistent definition against the manifest', () => {
@@ -134,10 +82,10 @@ describe('deep drift: the persistent definition against the manifest', () => {
   }
 
   it('no change and no call beyond the reads when the definition matches', async () => {
-    const m = host.mutationCount();
+    const m = fx.host.mutationCount();
     const r = await run();
     expect(r.plan.changes).toEqual([]);
-    expect(host.mutationCount()).toBe(m);
+    expect(fx.host.mutationCount()).toBe(m);
   });
 });
 
@@ -155,7 +103,7 @@ describe('stable MACs for NICs declared without one', () => {
     await run({ vcpus: 2, nics: `[{network: ${P}-a}, {network: ${P}-b, model: e1000}, {network: ${P}-a}]`, disks: `[{volume: ${P}-root, boot: 1}]` });
     expect(macs()).toEqual(three);
     // recorded, for plan and status
-    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
+    const rec = await fx.store.resources.get(resourceRef('VirtualMachine', VM));
     expect((rec!.details.facts as { nics: { mac: string }[] }).nics.map((n) => n.mac)).toEqual(three);
   });
 
@@ -180,25 +128,25 @@ describe('stable MACs for NICs declared without one', () => {
 describe('live or restart, per change of a running VM', () => {
   it('plugs vCPUs within maxVcpus live and changes memory within maxMemory live', async () => {
     await run({ maxVcpus: 4, maxMemory: '256MiB' }); // the maxima themselves need a restart
-    host.domains.get(VM)!.active = false;
-    await host.startDomain(VM); // restarted: the live definition has the maxima
+    fx.host.domains.get(VM)!.active = false;
+    await fx.host.startDomain(VM); // restarted: the live definition has the maxima
     const p = await plan({ maxVcpus: 4, maxMemory: '256MiB', vcpus: 3, memory: '128MiB', description: 'hello' });
     const text = renderPlan(p, plain);
     expect(text).toContain('~ spec.vcpus: 1 → 3 [live]');
     expect(text).toContain('~ spec.memory: 64MiB → 128MiB [live]');
     expect(text).toContain('+ spec.description: "hello" [live]');
     expect(text).not.toMatch(/restart required/);
-    host.calls = [];
+    fx.host.calls = [];
     expect((await run({ maxVcpus: 4, maxMemory: '256MiB', vcpus: 3, memory: '128MiB', description: 'hello' })).outcome).toBe('succeeded');
-    expect(host.calls).toEqual(expect.arrayContaining([`setDomainVcpus:${VM}`, `setDomainMemory:${VM}`, `setDomainDescription:${VM}`]));
+    expect(fx.host.calls).toEqual(expect.arrayContaining([`setDomainVcpus:${VM}`, `setDomainMemory:${VM}`, `setDomainDescription:${VM}`]));
     expect(vm().live).toMatchObject({ vcpus: 3, memoryKiB: 131072, description: 'hello' });
     expect(vm().def).toMatchObject({ vcpus: 3, memoryKiB: 131072, description: 'hello', maxVcpus: 4 });
-    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
+    const rec = await fx.store.resources.get(resourceRef('VirtualMachine', VM));
     expect(rec!.details.facts).not.toHaveProperty('restartRequired');
   });
 
   it('marks what needs a restart, keeps the mark in the record and the plan until the domain restarts', async () => {
-    const id = host.domains.get(VM)!.id;
+    const id = fx.host.domains.get(VM)!.id;
     const p = await plan({ vcpus: 2 });
     const text = renderPlan(p, plain);
     expect(text).toContain('~ spec.vcpus: 1 → 2 [restart]');
@@ -207,15 +155,15 @@ describe('live or restart, per change of a running VM', () => {
     expect((await run({ vcpus: 2 })).outcome).toBe('succeeded');
     expect(vm().live!.vcpus).toBe(1);
     expect(vm().def.vcpus).toBe(2);
-    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
+    const rec = await fx.store.resources.get(resourceRef('VirtualMachine', VM));
     expect(rec!.details.facts).toMatchObject({ restartRequired: { fields: ['spec.vcpus', 'spec.maxVcpus'], domainId: id, running: { 'spec.vcpus': 1 }, defined: { 'spec.vcpus': 2 } } });
     const again = await plan({ vcpus: 2 });
     expect(again.noop).toBe(true);
     expect(again.notices).toEqual([`VirtualMachine/${VM}: restart required for spec.vcpus (running with 1, defined 2), spec.maxVcpus (running with 1, defined 2)`]);
     expect(renderPlan(again, plain)).not.toContain('No changes. Infrastructure matches');
     // the guest is restarted outside virtform (destroy + start): a new domain id, the mark is gone
-    await host.stopDomain(VM);
-    await host.startDomain(VM);
+    await fx.host.stopDomain(VM);
+    await fx.host.startDomain(VM);
     const after = await plan({ vcpus: 2 });
     expect(after.notices).toEqual([]);
     expect(renderPlan(after, plain)).toBe('No changes. Infrastructure matches the manifests.\n');
@@ -223,8 +171,8 @@ describe('live or restart, per change of a running VM', () => {
 
   it('a vCPU unplug is a restart change (QEMU refuses it without the guest)', async () => {
     await run({ vcpus: 2, maxVcpus: 4 });
-    await host.stopDomain(VM);
-    await host.startDomain(VM);
+    await fx.host.stopDomain(VM);
+    await fx.host.startDomain(VM);
     const text = renderPlan(await plan({ vcpus: 1, maxVcpus: 4 }), plain);
     expect(text).toContain('~ spec.vcpus: 2 → 1 [restart]');
     expect((await run({ vcpus: 1, maxVcpus: 4 })).outcome).toBe('succeeded');
@@ -241,16 +189,16 @@ describe('live or restart, per change of a running VM', () => {
     expect((await run({ vcpus: 2, restartPolicy: 'OnChange' })).outcome).toBe('succeeded');
     expect(vm().id).not.toBe(id);
     expect(vm().live!.vcpus).toBe(2);
-    expect((await store.resources.get(resourceRef('VirtualMachine', VM)))!.details.facts).not.toHaveProperty('restartRequired');
+    expect((await fx.store.resources.get(resourceRef('VirtualMachine', VM)))!.details.facts).not.toHaveProperty('restartRequired');
     expect((await plan({ vcpus: 2, restartPolicy: 'OnChange' })).notices).toEqual([]);
   });
 
   it('a domain of the older shape (no balloon) is planned once as a restart change', async () => {
     // as an older virtform left it: no balloon, nothing recorded about one
     vm().balloon = 'none';
-    const rec = (await store.resources.get(resourceRef('VirtualMachine', VM)))!;
+    const rec = (await fx.store.resources.get(resourceRef('VirtualMachine', VM)))!;
     const { balloon: _b, ...facts } = rec.details.facts as Record<string, unknown>;
-    await store.resources.upsert({ kind: 'VirtualMachine', name: VM, host: LOCAL_HOST, details: { ...rec.details, facts } });
+    await fx.store.resources.upsert({ host: LOCAL_HOST, kind: 'VirtualMachine', name: VM, details: { ...rec.details, facts } });
     const p = await plan();
     expect(renderPlan(p, plain)).toContain('~ domain.memballoon: "none" → "virtio" [restart]');
     expect(p.changes[0]!.drift).toBe(false); // not drift: an older virtform defined it so
@@ -263,14 +211,13 @@ describe('a plan that forces a running VM off says so', () => {
   it('notes it on a prune of the running VM', async () => {
     const p = await plan();
     expect(p.changes).toEqual([]);
-    writeManifests(mdir, { 'base.yaml': files()['base.yaml']! });
-    const pruned = (await planOnly(host, store, await desiredFrom(mdir))).plan;
+    const pruned = await fx.plan(base());
     const c = pruned.changes.find((x) => x.name === VM)!;
     expect(c.action).toBe('delete');
     // Deleting a running VM shuts it down first (ACPI, up to --shutdown-timeout), then forces it off.
     expect(renderPlan(pruned, plain)).toContain('note: the running VM is shut down (ACPI) and forced off if it is still running after --shutdown-timeout');
     expect(c.steps).toEqual([{ op: 'vm.delete', graceful: true }]);
-    const forced = (await planOnly(host, store, await desiredFrom(mdir), false)).plan;
+    const forced = await fx.plan(undefined, { gracefulStop: false });
     expect(renderPlan(forced, plain)).toContain('note: the running VM is forced off (no graceful shutdown)');
     expect(forced.changes.find((x) => x.name === VM)!.steps).toEqual([{ op: 'vm.delete', graceful: false }]);
   });
@@ -279,7 +226,7 @@ describe('a plan that forces a running VM off says so', () => {
 describe('adopting an existing domain', () => {
   it('redefines it with the manifest config, keeps its UUID and adds the marker', async () => {
     const uuid = vm().uuid;
-    await store.resources.delete(resourceRef('VirtualMachine', VM)); // now foreign
+    await fx.store.resources.delete(resourceRef('VirtualMachine', VM)); // now foreign
     edit((d) => ({ ...d, vcpus: 3, maxVcpus: 3, marker: { kind: 'VirtualMachine', name: 'someone-else', specHash: 'x' } }));
     expect((await plan()).changes.find((x) => x.name === VM)!.action).toBe('conflict');
     const p = await plan({ adopt: true });
@@ -296,23 +243,22 @@ describe('adopting an existing domain', () => {
 
 describe('growing a volume attached to a running VM', () => {
   it('grows it through the domain (block resize), not the volume API', async () => {
-    host.calls = [];
+    fx.host.calls = [];
     const r = await run({ dataCapacity: '48MiB' });
     expect(r.outcome, JSON.stringify([...r.applied!.failed])).toBe('succeeded');
-    expect(host.calls).toContain(`resizeDomainDisk:${VM}`);
-    expect(host.calls).not.toContain(`resizeVolume:${P}-data.img`);
-    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-data.img`)!.capacityBytes).toBe(48 * 1024 * 1024);
+    expect(fx.host.calls).toContain(`resizeDomainDisk:${VM}`);
+    expect(fx.host.calls).not.toContain(`resizeVolume:${P}-data.img`);
+    expect(fx.host.volumes.get(`${P}-pool`)!.get(`${P}-data.img`)!.capacityBytes).toBe(48 * 1024 * 1024);
   });
 
   it('with state: stopped in the same edit, stops the VM first, then resizes the volume', async () => {
     const order: string[] = [];
-    const r = await reconcile({
-      host, store, desired: await desired({ dataCapacity: '48MiB', state: 'stopped' }), retry: FAST_RETRY, gracefulStop: false,
+    const r = await fx.reconcile(files({ dataCapacity: '48MiB', state: 'stopped' }), {
       onEvent: (e) => { if (e.type === 'start') order.push(`${e.step.key}:${e.step.op.op}`); },
     });
     expect(r.outcome, JSON.stringify([...r.applied!.failed])).toBe('succeeded');
     expect(order.indexOf(`VirtualMachine/${VM}:vm.stop`)).toBeLessThan(order.indexOf(`Volume/${P}-data:volume.resize`));
-    expect(host.calls).toContain(`resizeVolume:${P}-data.img`);
-    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-data.img`)!.capacityBytes).toBe(48 * 1024 * 1024);
+    expect(fx.host.calls).toContain(`resizeVolume:${P}-data.img`);
+    expect(fx.host.volumes.get(`${P}-pool`)!.get(`${P}-data.img`)!.capacityBytes).toBe(48 * 1024 * 1024);
   });
 });

@@ -4,61 +4,24 @@
  * the host's domain capabilities when planning (a conflict, not an apply-time libvirt error), and
  * the plan a VM defined before the guest agent channel existed gets.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { FakeHost, fakeDomainCapabilities } from '../../support/fake-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
+import { useHarness } from '../../support/harness.js';
+import { scenario } from '../../support/scenario.js';
 import { renderPlan } from '../../../src/cli/render.js';
 import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
-const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-hw';
 const VM = `${P}-vm`;
 const plain = { color: false };
 
-function files(extra = '', state = 'running'): Record<string, string> {
-  return {
-    'vm.yaml': `apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  state: ${state}${extra ? `\n  ${extra.trim().split('\n').join('\n  ')}` : ''}
-`,
-  };
-}
-
-let work: string;
-let mdir: string;
-let host: FakeHost;
-let store: StateStore;
-
-async function desired(extra = '', state?: string) {
-  writeManifests(mdir, files(extra, state));
-  return desiredFrom(mdir);
-}
-async function run(extra = '', state?: string) {
-  return reconcile({ host, store, desired: await desired(extra, state), retry: FAST_RETRY, gracefulStop: false });
-}
-async function plan(extra = '', state?: string) {
-  return (await planOnly(host, store, await desired(extra, state))).plan;
-}
-const vm = () => host.domains.get(VM)!;
-
-beforeEach(async () => {
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  host = new FakeHost();
-  store = await openStateStore(join(work, 'state.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
-});
+const fx = useHarness();
+/** The VM with `extra` (YAML of spec fields) added to its spec. */
+const vmWith = (extra = '', state = 'running') => scenario().vm(VM, { state, ...(extra ? parse(extra) : {}) });
+const run = async (extra = '', state?: string) => fx.reconcile(vmWith(extra, state));
+const plan = async (extra = '', state?: string) => fx.plan(vmWith(extra, state));
+const vm = () => fx.host.domains.get(VM)!;
 
 describe('the definition', () => {
   it('has the declared cpu and graphics and the guest agent channel; a second run is a no-op without mutations', async () => {
@@ -68,7 +31,7 @@ describe('the definition', () => {
     expect(vm().def.graphics).toEqual({ type: 'vnc', listen: '127.0.0.1' });
     expect(vm().def.guestAgent).toBe(true);
     // the running domain has a port (libvirt's autoport): not compared
-    expect((await host.getRunningDomain(VM))!.graphics[0]!.port).toBeGreaterThanOrEqual(5900);
+    expect((await fx.host.getRunningDomain(VM))!.graphics[0]!.port).toBeGreaterThanOrEqual(5900);
     const again = await run(spec);
     expect(again.outcome).toBe('noop');
     expect(again.mutations).toBe(0);
@@ -80,34 +43,34 @@ describe('the definition', () => {
     expect(vm().def.graphics).toBeUndefined();
     expect(vm().def.guestAgent).toBe(true);
     // libvirt writes custom qemu64 into the definition: that is the undeclared default, not drift
-    expect((await host.getDomain(VM))!.cpu).toEqual({ mode: 'custom', model: 'qemu64' });
+    expect((await fx.host.getDomain(VM))!.cpu).toEqual({ mode: 'custom', model: 'qemu64' });
     expect((await plan('graphics: {type: none}')).changes).toEqual([]);
   });
 
   it('reads the domain capabilities only when a VM declares cpu or graphics', async () => {
     await run();
-    host.calls = [];
+    fx.host.calls = [];
     await plan();
-    expect(host.calls.filter((c) => c.startsWith('domainCapabilities'))).toEqual([]);
+    expect(fx.host.calls.filter((c) => c.startsWith('domainCapabilities'))).toEqual([]);
     await plan('cpu: {mode: maximum}');
-    expect(host.calls.filter((c) => c.startsWith('domainCapabilities'))).toEqual(['domainCapabilities:*']);
+    expect(fx.host.calls.filter((c) => c.startsWith('domainCapabilities'))).toEqual(['domainCapabilities:*']);
   });
 });
 
 describe('checked against the host domain capabilities when planning', () => {
   it('TCG: host-passthrough is a conflict naming the VM and the modes the host offers; nothing is defined', async () => {
-    host.type = 'qemu';
+    fx.host.type = 'qemu';
     const p = await plan('cpu: {mode: host-passthrough}');
     const c = p.changes.find((x) => x.name === VM)!;
     expect(c.action).toBe('conflict');
     expect(c.reason).toBe(`VirtualMachine ${VM}: spec.cpu.mode host-passthrough is not offered by the host for qemu domains (TCG emulates the CPU: there is no host CPU to pass through); it offers maximum, host-model, custom`);
     const r = await run('cpu: {mode: host-passthrough}');
     expect(r.outcome).not.toBe('succeeded');
-    expect(host.domains.has(VM)).toBe(false);
+    expect(fx.host.domains.has(VM)).toBe(false);
   });
 
   it('KVM: host-passthrough is defined and started', async () => {
-    host.type = 'kvm';
+    fx.host.type = 'kvm';
     expect((await run('cpu: {mode: host-passthrough}')).outcome).toBe('succeeded');
     expect(vm().def.cpu).toEqual({ mode: 'host-passthrough' });
     expect(vm().active).toBe(true);
@@ -121,7 +84,7 @@ describe('checked against the host domain capabilities when planning', () => {
   });
 
   it('custom: an unknown model is a conflict listing the usable ones; a model marked not usable is a note', async () => {
-    host.type = 'kvm';
+    fx.host.type = 'kvm';
     const bad = await plan('cpu: {mode: custom, model: Skylake-Bogus}');
     expect(bad.changes[0]!.action).toBe('conflict');
     expect(bad.changes[0]!.reason).toContain('spec.cpu.model Skylake-Bogus is not a CPU model the host knows for kvm domains; usable models: pentium3');
@@ -131,7 +94,7 @@ describe('checked against the host domain capabilities when planning', () => {
   });
 
   it('spice where the host QEMU has none is a conflict; vnc is fine', async () => {
-    host.domainCaps = { ...fakeDomainCapabilities('qemu'), graphicsTypes: ['vnc', 'egl-headless'] };
+    fx.host.domainCaps = { ...fakeDomainCapabilities('qemu'), graphicsTypes: ['vnc', 'egl-headless'] };
     const p = await plan('graphics: {type: spice}');
     expect(p.changes[0]!.action).toBe('conflict');
     expect(p.changes[0]!.reason).toBe(`VirtualMachine ${VM}: spec.graphics.type spice is not offered by the host's QEMU; it offers vnc`);
@@ -139,7 +102,7 @@ describe('checked against the host domain capabilities when planning', () => {
   });
 
   it('a host without domain capabilities (the test driver) is not checked', async () => {
-    host.domainCaps = null;
+    fx.host.domainCaps = null;
     expect((await plan('cpu: {mode: host-passthrough}')).changes[0]!.action).toBe('create');
   });
 });
@@ -154,7 +117,7 @@ describe('changes and drift', () => {
     expect((await run('cpu: {mode: maximum}')).outcome).toBe('succeeded');
     expect(vm().def.cpu).toEqual({ mode: 'maximum' });
     expect(vm().live!.cpu).toEqual({ mode: 'host-model' });
-    const facts = (await store.resources.get(resourceRef('VirtualMachine', VM)))!.details.facts as { restartRequired?: { fields: string[] } };
+    const facts = (await fx.store.resources.get(resourceRef('VirtualMachine', VM)))!.details.facts as { restartRequired?: { fields: string[] } };
     expect(facts.restartRequired?.fields).toEqual(['spec.cpu']);
   });
 
@@ -187,7 +150,7 @@ describe('changes and drift', () => {
     it(`${what}: drift, redefined, then converged`, async () => {
       await run(spec, 'stopped');
       const before = structuredClone(vm().def);
-      mutate(host);
+      mutate(fx.host);
       const p = await plan(spec, 'stopped');
       expect(renderPlan(p, plain)).toMatch(line);
       expect(p.changes[0]!.drift).toBe(true);
@@ -212,9 +175,9 @@ describe('a VM defined by a virtform from before the guest agent channel', () =>
     // as that virtform left it: no channel in the definition, nothing recorded about one
     vm().def = { ...vm().def, guestAgent: false };
     if (vm().active) vm().live = { ...vm().live!, guestAgent: false };
-    const rec = (await store.resources.get(resourceRef('VirtualMachine', VM)))!;
+    const rec = (await fx.store.resources.get(resourceRef('VirtualMachine', VM)))!;
     const { guestAgent: _g, ...facts } = rec.details.facts as Record<string, unknown>;
-    await store.resources.upsert({ kind: 'VirtualMachine', name: VM, host: LOCAL_HOST, details: { ...rec.details, facts } });
+    await fx.store.resources.upsert({ host: LOCAL_HOST, kind: 'VirtualMachine', name: VM, details: { ...rec.details, facts } });
   }
 
   it('running: planned once as a [restart] change (not drift), the definition gets the channel, restart required until the next boot', async () => {

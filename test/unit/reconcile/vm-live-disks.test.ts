@@ -4,38 +4,21 @@
  * drift: observe asks the host once per domain, not twice. Only a host that gives no live XML (the
  * plain fake host) is asked with getRunningDomain.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
+import { useHarness } from '../../support/harness.js';
+import { scenario } from '../../support/scenario.js';
 import { buildDomainXml } from '../../../src/libvirt/xml/index.js';
 import type { DomainDetail } from '../../../src/model/definitions.js';
 
-const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-vld';
 
-function files(vms: { name: string; disks: string[] }[]): Record<string, string> {
-  return {
-    'base.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: /srv/pools/vld}
-${['ra', 'rb', 'x'].map((v) => `---
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-${v}}
-spec: {pool: ${P}-pool, capacity: 16MiB, format: raw}
-`).join('')}`,
-    'vms.yaml': vms.map((v) => `---
-apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${P}-${v.name}}
-spec: {vcpus: 1, memory: 32MiB, restartPolicy: Never, disks: [${v.disks.map((d) => `{volume: ${P}-${d}}`).join(', ')}]}
-`).join(''),
-  };
+/** A pool with three raw volumes (ra, rb, x) and the VMs. */
+function files(vms: { name: string; disks: string[] }[]) {
+  const s = scenario().pool(`${P}-pool`, { path: '/srv/pools/vld' });
+  for (const v of ['ra', 'rb', 'x']) s.volume(`${P}-${v}`, { format: 'raw' });
+  for (const v of vms) s.vm(`${P}-${v.name}`, { memory: '32MiB', restartPolicy: 'Never', disks: v.disks.map((d) => ({ volume: `${P}-${d}` })) });
+  return s;
 }
 
 /** Like the libvirt adapter: the definitions' read of a running domain carries its live XML. */
@@ -57,28 +40,15 @@ function withLiveXml(host: FakeHost): FakeHost {
   return host;
 }
 
-let work: string;
-let store: StateStore;
-beforeEach(async () => {
-  work = tempDir('vftest-vld-');
-  store = await openStateStore(join(work, 'state.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
-});
-async function desired(vms: { name: string; disks: string[] }[]) {
-  const dir = join(work, 'm');
-  rmSync(dir, { recursive: true, force: true });
-  return desiredFrom(writeManifests(dir, files(vms)));
-}
+const fx = useHarness({ dirPrefix: 'vftest-vld-', manifestDir: 'm' });
 
 /** VM a drops disk x while running (restartPolicy Never: it keeps x open until its next boot); VM b then wants x. */
 async function handover(host: FakeHost): Promise<{ calls: string[]; notes: string[] }> {
-  expect((await reconcile({ host, store, desired: await desired([{ name: 'a', disks: ['ra', 'x'] }]), retry: FAST_RETRY, gracefulStop: false })).outcome).toBe('succeeded');
-  expect((await reconcile({ host, store, desired: await desired([{ name: 'a', disks: ['ra'] }]), retry: FAST_RETRY, gracefulStop: false })).outcome).toBe('succeeded');
+  fx.host = host;
+  expect((await fx.reconcile(files([{ name: 'a', disks: ['ra', 'x'] }]))).outcome).toBe('succeeded');
+  expect((await fx.reconcile(files([{ name: 'a', disks: ['ra'] }]))).outcome).toBe('succeeded');
   host.calls.length = 0;
-  const { plan } = await planOnly(host, store, await desired([{ name: 'a', disks: ['ra'] }, { name: 'b', disks: ['rb', 'x'] }]), false);
+  const plan = await fx.plan(files([{ name: 'a', disks: ['ra'] }, { name: 'b', disks: ['rb', 'x'] }]), { gracefulStop: false });
   const b = plan.changes.find((c) => c.name === `${P}-b`)!;
   return { calls: [...host.calls], notes: b.notes };
 }

@@ -1,12 +1,10 @@
 /** Conditions: derived per row, transition times kept while the status is unchanged (in the state DB too). */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { buildStatus, persistConditions, trueConditions, type HostView } from '../../../src/status/index.js';
-import { openStateStore, type ResourceRecord, type StateStore } from '../../../src/state/index.js';
+import type { ResourceRecord } from '../../../src/state/index.js';
 import { CONDITION_TYPES, EMITTED_CONDITION_TYPES } from '../../../src/model/conditions.js';
 import { WatchMetrics } from '../../../src/watch/metrics.js';
-import { tempDir } from '../../support/manifests.js';
+import { useHarness } from '../../support/harness.js';
 
 function rec(extra: Partial<ResourceRecord> = {}): ResourceRecord {
   return {
@@ -21,16 +19,7 @@ const view = (active: boolean): HostView => ({
 const cond = (row: { conditions: { type: string; status: string; lastTransitionTime: string; reason: string }[] }, type: string) =>
   row.conditions.find((c) => c.type === type)!;
 
-let work: string;
-let store: StateStore;
-beforeEach(async () => {
-  work = tempDir();
-  store = await openStateStore(join(work, 'state.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
-});
+const fx = useHarness();
 
 describe('conditions', () => {
   it('one list of types; the reserved ones are not emitted', () => {
@@ -42,8 +31,8 @@ describe('conditions', () => {
 
   it('Ready → Drifted → Ready; lastTransitionTime moves only on transitions, and survives in the DB', async () => {
     const at = async (active: boolean, now: string) => {
-      const { resources } = buildStatus({ records: [rec()], host: view(active), revisions: new Map(), previousConditions: await store.conditions.list(), now });
-      await persistConditions(store, resources);
+      const { resources } = buildStatus({ records: [rec()], host: view(active), revisions: new Map(), previousConditions: await fx.store.conditions.list(), now });
+      await persistConditions(fx.store, resources);
       return resources[0]!;
     };
     const t0 = await at(true, '2026-01-01T00:00:00.000Z');
@@ -59,8 +48,7 @@ describe('conditions', () => {
     expect(cond(t2, 'Ready').lastTransitionTime > ready0).toBe(true);
     const drifted = cond(t2, 'Drifted').lastTransitionTime;
     // reopen: times survive
-    await store.close();
-    store = await openStateStore(join(work, 'state.db'));
+    await fx.reopen();
     const t3 = await at(false, '2026-01-01T00:03:00.000Z');
     expect(cond(t3, 'Drifted').lastTransitionTime).toBe(drifted);
     const t4 = await at(true, '2026-01-01T00:04:00.000Z');

@@ -1,9 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
-import { join } from 'node:path';
-import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
+import { labManifests } from '../../support/manifests.js';
+import { FAST_RETRY, useHarness } from '../../support/harness.js';
 import {
   WatchController, WatchMetrics, allowedHostHeaders, isLoopbackHost, parseAllowedHost, parseListen, startStatusServer, type StatusServer,
 } from '../../../src/watch/index.js';
@@ -12,21 +10,14 @@ import { parsePrometheus, sampleValue, waitFor } from './helpers.js';
 
 const P = 'vftest-watch';
 
-let work: string;
-let store: StateStore;
+const fx = useHarness({ dirPrefix: 'vftest-watch-http-', manifestDir: 'm', manifests: labManifests({ prefix: P, poolPath: '/srv/pools/watch' }) });
 let controller: WatchController | undefined;
 let server: StatusServer | undefined;
 
-beforeEach(async () => {
-  work = tempDir('vftest-watch-http-');
-  writeManifests(join(work, 'm'), labManifests({ prefix: P, poolPath: '/srv/pools/watch' }));
-  store = await openStateStore(join(work, 'state.db'));
-});
+// before the harness closes the store (after-hooks run in reverse order)
 afterEach(async () => {
   await server?.close();
   await controller?.stop();
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
   server = controller = undefined;
 });
 
@@ -106,8 +97,8 @@ describe('HTTP listener', () => {
     const connectGate = new Promise<void>((r) => (letConnect = r));
     let refuse = 0;
     controller = new WatchController({
-      dir: join(work, 'm'), store, resyncMs: 0, heartbeatMs: 0, debounceMs: 100, gracefulStop: false,
-      retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+      dir: fx.mdir, store: fx.store, resyncMs: 0, heartbeatMs: 0, debounceMs: 100, gracefulStop: false,
+      retry: { ...FAST_RETRY, maxAttempts: 1 },
       reconnect: { initialDelayMs: 50, maxDelayMs: 100 },
       connect: async () => {
         await connectGate;
@@ -195,7 +186,7 @@ describe('HTTP listener', () => {
   });
 
   it('answers only a Host header naming the listen address, localhost, 127.0.0.1 or [::1] with the port, or an --allowed-host name (DNS rebinding)', async () => {
-    controller = new WatchController({ dir: join(work, 'm'), store, connect: async () => new FakeHost() });
+    controller = new WatchController({ dir: fx.mdir, store: fx.store, connect: async () => new FakeHost() });
     server = await startStatusServer(controller, { host: '127.0.0.1', port: 0 }, undefined, { allowedHosts: [parseAllowedHost('Dash.Example')] });
     const port = server.port;
     const ask = (host: string | undefined, path = '/status'): Promise<number> => new Promise((resolve, reject) => {
@@ -221,7 +212,7 @@ describe('HTTP listener', () => {
   });
 
   it('refuses to bind a non-loopback address', async () => {
-    controller = new WatchController({ dir: join(work, 'm'), store, connect: async () => new FakeHost() });
+    controller = new WatchController({ dir: fx.mdir, store: fx.store, connect: async () => new FakeHost() });
     await expect(startStatusServer(controller, { host: '0.0.0.0', port: 0 })).rejects.toThrow(/non-loopback/);
     controller = undefined;
   });
