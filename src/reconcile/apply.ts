@@ -10,7 +10,7 @@
 import PQueue from 'p-queue';
 import { parseResourceKey, type ResourceKind } from '../model/kinds.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
-import { HostError, type HostPort } from './ports.js';
+import { HostError, MutationRefusedError, type HostPort, type MutationGuard } from './ports.js';
 import type { Desired } from './desired.js';
 import type { Observed } from './observe.js';
 import type { Plan, PlanStep } from './plan.js';
@@ -117,6 +117,12 @@ export interface ApplyOptions {
   stopTimeoutMs?: number;
   /** Cache of downloaded images (`spec.source.url`). */
   images?: ImageCache;
+  /**
+   * The writer lease's check (src/state/lease.ts): asked before each step starts and, through the
+   * host, before every mutating call. Once it refuses, no new step starts; the step whose call it
+   * refused keeps its journal entry open (the next holder finishes it), like a lost connection.
+   */
+  guard?: MutationGuard;
 }
 
 export interface ApplyResult {
@@ -159,6 +165,8 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   const waiting = new Map<number, Set<number>>();
   const dependents = new Map<number, number[]>();
   let connectionLost: string | undefined;
+  /** Set once the guard refused: this process may change nothing more. */
+  let refused: string | undefined;
 
   for (const s of plan.steps) {
     waiting.set(s.id, new Set(s.deps));
@@ -238,6 +246,11 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     opts.onEvent?.({ type: 'start', step });
     let lastError = '';
     for (let attempt = 1; attempt <= policy.maxAttempts; attempt += 1) {
+      const stepDown = opts.guard?.();
+      if (stepDown) {
+        refused ??= stepDown;
+        return { step, status: 'skipped', attempts: attempt - 1, ms: Date.now() - started, error: `not started: ${stepDown}` };
+      }
       const jid = await store.journal.begin({
         runId, kind: step.kind, name: step.name, action: step.op.op, intent: intentOf(step, desired), attempt,
       });
@@ -249,6 +262,12 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         return { step, status: 'succeeded', attempts: attempt, ms: Date.now() - started };
       } catch (e) {
         lastError = errorText(e);
+        if (e instanceof MutationRefusedError) {
+          // Nothing of this call was sent; earlier calls of the step may have been: the entry stays
+          // open, so the next holder treats what it finds as half-done work of its own.
+          refused ??= opts.guard?.() ?? lastError;
+          return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError };
+        }
         if (e instanceof HostError && e.code === 'connection') {
           // The call's outcome on the host is unknown: the entry stays open, so the next run treats
           // whatever it finds under this name as half-done work of its own. No retry on a dead
@@ -275,10 +294,14 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   let abandoned = false;
 
   const skipReasons = new Map<number, string>();
-  const stopReason = (): string | undefined =>
-    connectionLost ? `not started: connection to libvirt lost (${connectionLost})`
-      : opts.signal?.aborted ? 'not started: shutting down' : undefined;
+  const stopReason = (): string | undefined => {
+    refused ??= opts.guard?.();
+    return refused ? `not started: ${refused}`
+      : connectionLost ? `not started: connection to libvirt lost (${connectionLost})`
+        : opts.signal?.aborted ? 'not started: shutting down' : undefined;
+  };
   let disarmStop = (): void => undefined;
+  if (opts.guard) host.setMutationGuard?.(opts.guard);
   const finished = new Promise<void>((resolveAll, rejectAll) => {
     let remaining = plan.steps.length;
     if (remaining === 0) resolveAll();
@@ -349,6 +372,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     await finished;
   } finally {
     disarmStop();
+    if (opts.guard) host.setMutationGuard?.(undefined);
   }
   // Abandoned steps may still be running: not waited for.
   if (!abandoned) await queue.onIdle();

@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type Selectable } from 'kysely';
 import { backoffDelay, sleep } from '../util/backoff.js';
-import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
+import { acquireLease, type Lease, type LeaseDeps, type LeaseOwner, type LeaseTiming, type WaitOptions } from './lease.js';
 import { migrationProvider } from './migrations/index.js';
 import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
 import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
@@ -867,24 +867,37 @@ export class StateStore {
   };
 
   /**
-   * Single-writer lock: throws LockHeldError (message names the holder's pid, host and command)
-   * when another live process holds it; takes over a lock whose holder pid is dead on this host.
+   * The writer lease (src/state/lease.ts): throws LeaseHeldError (naming the holder's pid, host and
+   * command) while another live process holds it, after waiting up to `wait.timeoutMs`. From then
+   * on this store's write transactions are fenced by it until it is released.
    * `owner.pid` / `owner.hostname` override the recorded identity (tests only).
    */
-  acquireWriterLock(owner: LockOwner): Promise<WriterLock> {
-    return acquireWriterLock(
-      {
-        db: this.db,
-        now: () => this.#now(),
-        dbPath: this.path,
-        deleteSync: (name, pid, acquiredAt) => {
-          if (this.#closed || !this.#sqlite.open) return;
-          this.#sqlite.prepare('DELETE FROM locks WHERE name = ? AND pid = ? AND acquired_at = ?').run(name, pid, acquiredAt);
-        },
-      },
-      owner,
-    );
+  async acquireLease(owner: LeaseOwner, timing?: LeaseTiming, wait?: WaitOptions): Promise<Lease> {
+    const lease = await acquireLease(this.leaseDeps(), owner, timing, wait);
+    this.#fence = lease;
+    lease.onReleased(() => {
+      if (this.#fence === lease) this.#fence = undefined;
+    });
+    return lease;
   }
+
+  /** What a lease needs of this store (dialect, clock, synchronous release). */
+  leaseDeps(): LeaseDeps {
+    return {
+      db: this.db,
+      dialect: 'sqlite',
+      label: this.path,
+      releaseSync: ({ name, holder, epoch }) => {
+        if (this.#closed || !this.#sqlite.open) return;
+        this.#sqlite
+          .prepare(`UPDATE leases SET expires_at = cast(round((julianday('now') - 2440587.5) * 86400000.0) as integer) WHERE name = ? AND holder = ? AND epoch = ?`)
+          .run(name, holder, epoch);
+      },
+    };
+  }
+
+  /** The lease fencing this store's write transactions (set by {@link acquireLease} until released). */
+  #fence: Lease | undefined;
 
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -20,7 +20,7 @@ const manifests = (): Record<string, string> => labManifests({ prefix: P, poolPa
 
 async function start(extra: Partial<WatchOptions> = {}): Promise<WatchController> {
   controller = new WatchController({
-    dir: mdir, store, connect: async () => host, debounceMs: 50, eventDebounceMs: 20, resyncMs: 0, heartbeatMs: 0, gracefulStop: false,
+    dir: mdir, store, connect: async () => host, debounceMs: 50, eventDebounceMs: 20, resyncMs: 0, gracefulStop: false,
     retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 }, suspendPollMs: 50,
     logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }),
     ...extra,

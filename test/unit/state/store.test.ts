@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStateStore, type ResourceIndexEntry, type StateStore } from '../../../src/state/index.js';
 
-const TABLES = ['events', 'journal', 'locks', 'resources', 'revisions'];
+const TABLES = ['events', 'journal', 'resources', 'revisions'];
 
 let dir: string;
 const stores: StateStore[] = [];
@@ -67,7 +67,7 @@ describe('openStateStore', () => {
       .selectFrom('kysely_migration')
       .select('name')
       .execute();
-    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts', '0003_git_sources', '0004_safety', '0005_baselines', '0006_volume_references', '0007_created_paths']);
+    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts', '0003_git_sources', '0004_safety', '0005_baselines', '0006_volume_references', '0007_created_paths', '0009_lease']);
   });
 
   it('serializes concurrent opens of a fresh file in one process', async () => {

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, LockHeldError, type StateStore } from '../../../src/state/index.js';
+import { openStateStore, LeaseHeldError, type StateStore } from '../../../src/state/index.js';
 import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type Enqueue, type Source, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
 import type { HostPort } from '../../../src/reconcile/ports.js';
 import { GatedHost, parsePrometheus, sampleValue, sleep, waitFor, writeFilesInPlace } from './helpers.js';
@@ -39,7 +39,6 @@ function make(extra: Partial<WatchOptions> = {}): WatchController {
     debounceMs: DEBOUNCE,
     eventDebounceMs: 20,
     resyncMs: 0,
-    heartbeatMs: 0,
     gracefulStop: false,
     retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 },
     reconnect: { initialDelayMs: 10, maxDelayMs: 40, factor: 2 },
@@ -97,13 +96,13 @@ describe('start', () => {
     expect(await metric(c, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
     expect(await metric(c, 'virtform_connected')).toBe(1);
     expect(await metric(c, 'virtform_resources', { kind: 'VirtualMachine', state: 'running' })).toBe(1);
-    await expect(store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
+    await expect(store.acquireLease({ command: 'test' })).rejects.toBeInstanceOf(LeaseHeldError);
   });
 
   it('refuses an empty folder unless allowEmpty, without taking the lock', async () => {
     writeManifests(mdir, {});
     await expect(make().start()).rejects.toBeInstanceOf(EmptyManifestsError);
-    const lock = await store.acquireWriterLock({ command: 'test' });
+    const lock = await store.acquireLease({ command: 'test' });
     await lock.release();
     controller = undefined;
     const c = make({ allowEmpty: true });
@@ -319,7 +318,7 @@ describe('stop', () => {
     c.trigger('resync');
     await sleep(100);
     expect(stopped).toBe(false);
-    await expect(store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
+    await expect(store.acquireLease({ command: 'test' })).rejects.toBeInstanceOf(LeaseHeldError);
     const runs = c.runCount;
     host.open();
     await stopping;
@@ -332,7 +331,7 @@ describe('stop', () => {
     expect(c.runCount).toBe(runs + 1); // … and nothing ran after it
     expect(c.connectionState).toBe('closed');
     expect(await metric(c, 'virtform_up')).toBe(0);
-    const lock = await store.acquireWriterLock({ command: 'test' });
+    const lock = await store.acquireLease({ command: 'test' });
     await lock.release();
   });
 });

@@ -106,7 +106,7 @@ describe('HTTP listener', () => {
     const connectGate = new Promise<void>((r) => (letConnect = r));
     let refuse = 0;
     controller = new WatchController({
-      dir: join(work, 'm'), store, resyncMs: 0, heartbeatMs: 0, debounceMs: 100, gracefulStop: false,
+      dir: join(work, 'm'), store, resyncMs: 0, debounceMs: 100, gracefulStop: false,
       retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
       reconnect: { initialDelayMs: 50, maxDelayMs: 100 },
       connect: async () => {
