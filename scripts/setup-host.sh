@@ -17,7 +17,12 @@ need_root
 # for ssh remotes and ssh commit signatures (ssh-keygen -Y verify; the tests make keys with it).
 # iproute2 (ip netns, veth) and util-linux (unshare, nsenter, mount): scripts/test-host.sh, the
 # private libvirt hosts of the tests (test/support/test-host.ts).
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client iproute2 util-linux)
+# postgresql: `make test-postgres` runs the state store and the engine on PostgreSQL, each run in a
+# private cluster of its own (test/support/postgres.ts: initdb in a temp dir, a free port on
+# 127.0.0.1). Installing the package creates (and, where an init system runs, starts) Debian's own
+# cluster `15/main` on port 5432: this script LEAVES IT ALONE (it neither starts nor stops it) and
+# nothing in virtform's tests connects to it.
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client iproute2 util-linux postgresql)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -69,6 +74,9 @@ if [ "${VIRTFORM_SKIP_TINY_GUEST:-0}" != "1" ]; then
   done
 fi
 
+if command -v pg_lsclusters >/dev/null; then
+  log "PostgreSQL: Debian's own cluster left as it is (tests use private clusters): $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2" port "$3" "$4}' | tr '\n' ' ')"
+fi
 log "libvirtd answers: $(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' || true)"
 
 if [ "${VIRTFORM_SKIP_NPM:-0}" != "1" ]; then

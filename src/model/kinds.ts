@@ -42,3 +42,8 @@ export function parseResourceKey(key: string): ResourceRef {
   if (!isResourceKind(kind)) throw new Error(`internal error: not a resource key: ${key}`);
   return { kind, name, host };
 }
+
+/** A {@link ResourceRef}; the host defaults to {@link LOCAL_HOST}. */
+export function resourceRef(kind: ResourceKind, name: string, host: string = LOCAL_HOST): ResourceRef {
+  return { kind, name, host };
+}

@@ -8,7 +8,7 @@
  * error, its dependents are skipped with a reason, and independent branches still complete.
  */
 import PQueue from 'p-queue';
-import { parseResourceKey, type ResourceKind } from '../model/kinds.js';
+import { parseResourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
 import { HostError, MutationRefusedError, type HostPort, type MutationGuard } from './ports.js';
 import type { Desired } from './desired.js';
@@ -18,24 +18,24 @@ import { stepOpLabel } from './diff.js';
 import { kindOf } from './kinds/index.js';
 import type { ExecContext } from './kinds/types.js';
 import type { ImageCache, ImageProgress } from './images.js';
-import type { JournalEntry, ResourceRecord } from '../state/index.js';
+import type { JournalEntry, ResourceRecord, ResourceUpsert } from '../state/index.js';
 import { backoffDelay as jitteredDelay } from '../util/backoff.js';
 
 /** The part of the state store apply writes to. */
 export interface ApplyStore {
   resources: {
-    get(kind: string, name: string): Promise<ResourceRecord | undefined>;
-    upsert(r: { kind: string; name: string } & Partial<Omit<ResourceRecord, 'kind' | 'name' | 'createdAt' | 'updatedAt' | 'generation'>>): Promise<ResourceRecord>;
-    setStatus(kind: string, name: string, s: { observedStatus?: string | null; lastError?: string | null; attempts?: number }): Promise<void>;
-    delete(kind: string, name: string): Promise<void>;
+    get(ref: ResourceRef): Promise<ResourceRecord | undefined>;
+    upsert(r: ResourceUpsert): Promise<ResourceRecord>;
+    setStatus(ref: ResourceRef, s: { observedStatus?: string | null; lastError?: string | null; attempts?: number }): Promise<void>;
+    delete(ref: ResourceRef): Promise<void>;
   };
   createdPaths: {
-    list(kind: string, name: string): Promise<string[]>;
-    add(kind: string, name: string, paths: string[]): Promise<void>;
-    remove(kind: string, name: string, paths: string[]): Promise<void>;
+    list(ref: ResourceRef): Promise<string[]>;
+    add(ref: ResourceRef, paths: string[]): Promise<void>;
+    remove(ref: ResourceRef, paths: string[]): Promise<void>;
   };
   journal: {
-    begin(e: { runId: string; kind: string; name: string; action: string; intent: Record<string, unknown>; attempt?: number }): Promise<number>;
+    begin(e: ResourceRef & { runId: string; action: string; intent: Record<string, unknown>; attempt?: number }): Promise<number>;
     finish(id: number, outcome: 'succeeded' | 'failed' | 'abandoned', error?: string): Promise<void>;
   };
   /** Baselines of definitions (exact drift); absent: none are recorded. */
@@ -44,8 +44,8 @@ export interface ApplyStore {
 
 /** Where apply records the baseline of a definition after writing it. */
 export interface BaselineWriter {
-  put(b: { kind: string; name: string; xml: string; sha256: string; version: string }): Promise<void>;
-  delete(kind: string, name: string): Promise<void>;
+  put(b: ResourceRef & { xml: string; sha256: string; version: string }): Promise<void>;
+  delete(ref: ResourceRef): Promise<void>;
 }
 
 /**
@@ -54,15 +54,15 @@ export interface BaselineWriter {
  * entry closes: a crash in between leaves the entry open, and the next run takes the baseline
  * again without reporting drift.
  */
-export async function recordBaseline(host: HostPort, store: { baselines?: BaselineWriter }, kind: ResourceKind, name: string): Promise<void> {
-  const exact = kindOf(kind).exact;
+export async function recordBaseline(host: HostPort, store: { baselines?: BaselineWriter }, ref: ResourceRef): Promise<void> {
+  const exact = kindOf(ref.kind).exact;
   if (!exact || !host.inactiveXml || !host.versionTag || !store.baselines) return;
-  const xml = await host.inactiveXml(exact.object, name);
+  const xml = await host.inactiveXml(exact.object, ref.name);
   if (xml === null) {
-    await store.baselines.delete(kind, name);
+    await store.baselines.delete(ref);
     return;
   }
-  await store.baselines.put({ kind, name, xml, sha256: xmlSha256(xml), version: await host.versionTag() });
+  await store.baselines.put({ ...ref, xml, sha256: xmlSha256(xml), version: await host.versionTag() });
 }
 
 export interface RetryPolicy {
@@ -183,7 +183,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     let details: Record<string, unknown> | undefined;
     if (fields.config && d) details = { config: d.config };
     if (fields.facts !== undefined || details) {
-      const existing = (await store.resources.get(step.kind, step.name))?.details ?? {};
+      const existing = (await store.resources.get(parseResourceKey(step.key)))?.details ?? {};
       details ??= { ...existing };
       const facts: Record<string, unknown> = { ...((existing.facts as Record<string, unknown> | undefined) ?? {}) };
       for (const [k, v] of Object.entries(fields.facts ?? {})) {
@@ -194,8 +194,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       else delete details.facts;
     }
     await store.resources.upsert({
-      kind: step.kind,
-      name: step.name,
+      ...parseResourceKey(step.key),
       ...(fields.uuid !== undefined ? { uuid: fields.uuid } : {}),
       ...(fields.config && d ? { specHash: d.specHash } : {}),
       ...(details ? { details } : {}),
@@ -205,14 +204,15 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       attempts: 0,
       ...(opts.revisionId !== undefined ? { lastAppliedRevision: opts.revisionId } : {}),
     });
-    await recordBaseline(host, store, step.kind, step.name);
+    await recordBaseline(host, store, parseResourceKey(step.key));
   };
 
   /** Execute one step against the host through its kind's module; idempotent. */
   const execute = async (step: PlanStep, attempt: number): Promise<void> => {
+    const ref = parseResourceKey(step.key);
     if (step.op.op === 'record.forget') {
-      await store.resources.delete(step.kind, step.name);
-      await store.baselines?.delete(step.kind, step.name);
+      await store.resources.delete(ref);
+      await store.baselines?.delete(ref);
       return;
     }
     const ctx: ExecContext<unknown> = {
@@ -223,14 +223,14 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       record: (fields) => record(step, fields),
       forgetIfUndeclared: async () => {
         if (!desired.byKey.has(step.key)) {
-          await store.resources.delete(step.kind, step.name);
-          await store.baselines?.delete(step.kind, step.name);
+          await store.resources.delete(ref);
+          await store.baselines?.delete(ref);
         }
       },
       createdPaths: {
-        list: () => store.createdPaths.list(step.kind, step.name),
-        add: (paths) => store.createdPaths.add(step.kind, step.name, paths),
-        remove: (paths) => store.createdPaths.remove(step.kind, step.name, paths),
+        list: () => store.createdPaths.list(ref),
+        add: (paths) => store.createdPaths.add(ref, paths),
+        remove: (paths) => store.createdPaths.remove(ref, paths),
       },
       note: (text) => opts.onEvent?.({ type: 'note', step, text }),
       images: opts.images,
@@ -252,7 +252,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
         return { step, status: 'skipped', attempts: attempt - 1, ms: Date.now() - started, error: `not started: ${stepDown}` };
       }
       const jid = await store.journal.begin({
-        runId, kind: step.kind, name: step.name, action: step.op.op, intent: intentOf(step, desired), attempt,
+        runId, ...parseResourceKey(step.key), action: step.op.op, intent: intentOf(step, desired), attempt,
       });
       inFlight.set(step.id, { jid, started, attempt });
       opts.boundary?.(`${step.key}:${step.op.op}:begin`);
@@ -379,16 +379,16 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
 
   // Resource-level status for failures and skips.
   for (const [key, error] of [...failed, ...skipped]) {
-    const { kind, name } = parseResourceKey(key);
+    const ref = parseResourceKey(key);
     const attempts = [...outcomes.values()].filter((o) => o.step.key === key).reduce((n, o) => n + o.attempts, 0);
-    const existing = await store.resources.get(kind, name);
+    const existing = await store.resources.get(ref);
     if (existing) {
-      await store.resources.setStatus(kind, name, {
+      await store.resources.setStatus(ref, {
         observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts: existing.attempts + attempts,
       });
     } else if (desired.byKey.has(key)) {
       await store.resources.upsert({
-        kind: kind, name, uuid: null, observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts,
+        ...ref, uuid: null, observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts,
       });
     }
   }

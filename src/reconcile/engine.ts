@@ -4,7 +4,7 @@
  * The caller owns the writer lock and the connections; the engine only needs the ports.
  */
 import { randomUUID } from 'node:crypto';
-import { parseResourceKey } from '../model/kinds.js';
+import { LOCAL_HOST, parseResourceKey, type ResourceRef } from '../model/kinds.js';
 import type { HostPort, MutationGuard } from './ports.js';
 import type { Desired } from './desired.js';
 import { observe, type Observed, type StateReader } from './observe.js';
@@ -28,11 +28,11 @@ export interface EngineStore extends StateReader, ApplyStore {
     start(r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number>;
     finish(id: number, outcome: string, summary: Record<string, unknown>): Promise<void>;
   };
-  events: { append(e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; message: string }): Promise<void> };
+  events: { append(e: { level: 'info' | 'warn' | 'error'; ref?: ResourceRef; message: string }): Promise<void> };
   /** Uses of files seen on the host (the data rule): recorded after each applying run. */
   references?: StateReader['references'] & {
-    record(refs: StoredReference[]): Promise<void>;
-    forget(paths: string[]): Promise<void>;
+    record(host: string, refs: StoredReference[]): Promise<void>;
+    forget(host: string, paths: string[]): Promise<void>;
   };
   /** The DB file (its folder holds the image cache, `images/`). */
   readonly path?: string;
@@ -111,7 +111,7 @@ export async function planOnly(
   const changes = diff(desired, observed, { gracefulStop, allowDataLoss });
   const refs = store.references;
   const held = await holdDataLoss(desired, observed, changes, {
-    allowDataLoss, host, ...(refs ? { recorded: (paths: string[]) => refs.list(paths) } : {}),
+    allowDataLoss, host, ...(refs ? { recorded: (paths: string[]) => refs.list(LOCAL_HOST, paths) } : {}),
   });
   const suspendedAbsent = new Set(desired.resources
     .filter((r) => r.suspended && ownershipOf(observed, r.kind, r.name, { config: r.config }, r.key).state === 'absent')
@@ -177,16 +177,13 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     .flatMap(([, entries]) => entries.map((e) => e.id));
   if (resolved.length > 0) await opts.store.journal.resolve(resolved);
   for (const [key, reason] of plan.blocked) {
-    const { kind, name } = parseResourceKey(key);
-    await opts.store.events.append({ level: 'warn', kind, name, message: `blocked: ${reason}` });
+    await opts.store.events.append({ level: 'warn', ref: parseResourceKey(key), message: `blocked: ${reason}` });
   }
   for (const [key, reason] of plan.held) {
-    const { kind, name } = parseResourceKey(key);
-    await opts.store.events.append({ level: 'warn', kind, name, message: `held (data loss; needs --allow-data-loss): ${reason}` });
+    await opts.store.events.append({ level: 'warn', ref: parseResourceKey(key), message: `held (data loss; needs --allow-data-loss): ${reason}` });
   }
   for (const [key, error] of applied.failed) {
-    const { kind, name } = parseResourceKey(key);
-    await opts.store.events.append({ level: 'error', kind, name, message: error });
+    await opts.store.events.append({ level: 'error', ref: parseResourceKey(key), message: error });
   }
 
   const ok = applied.failed.size === 0 && applied.skipped.size === 0 && plan.blocked.size === 0;
@@ -221,8 +218,7 @@ async function rebaseline(store: EngineStore, observed: Observed, plan: Plan, ap
     const xml = (observed.definitions.get(key) as { xml?: string } | undefined)?.xml;
     const sha256 = e.sha256.get(key);
     if (xml === undefined || sha256 === undefined) continue;
-    const { kind, name } = parseResourceKey(key);
-    await store.baselines.put({ kind, name, xml, sha256, version: e.version });
+    await store.baselines.put({ ...parseResourceKey(key), xml, sha256, version: e.version });
   }
 }
 
@@ -235,8 +231,9 @@ async function recordReferences(store: EngineStore, observed: Observed, plan: Pl
   const seen = RESOURCE_KINDS.flatMap((k) => kindOf(k).referencesSeen?.(observed) ?? []);
   const done = (key: string): boolean => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.held.has(key) && !plan.blocked.has(key);
   const destroyed = new Set(plan.changes.filter((c) => done(c.key)).flatMap((c) => (c.dataLoss ?? []).flatMap((l) => (l.path ? [l.path] : []))));
-  await store.references.record(seen.filter((r) => !destroyed.has(r.path)));
-  await store.references.forget([...destroyed]);
+  // One host per run today: the implicit local host (the fleet names it per observed host).
+  await store.references.record(LOCAL_HOST, seen.filter((r) => !destroyed.has(r.path)));
+  await store.references.forget(LOCAL_HOST, [...destroyed]);
 }
 
 /**
@@ -247,7 +244,7 @@ async function recordReferences(store: EngineStore, observed: Observed, plan: Pl
  * cleared after every apply; records that do not exist are not created.
  */
 async function recordSafetyFacts(store: EngineStore, desired: Desired, observed: Observed, plan: Plan, applied: ApplyResult): Promise<void> {
-  for (const [key, rec] of observed.records) {
+  for (const key of observed.records.keys()) {
     const d = desired.byKey.get(key);
     const facts = recordedFacts(observed, key);
     const want: Record<string, unknown> = {};
@@ -258,7 +255,8 @@ async function recordSafetyFacts(store: EngineStore, desired: Desired, observed:
     const held = plan.held.get(key) ?? null;
     if ((facts[HELD_FOR_DATA_LOSS_FACT] ?? null) !== held) want[HELD_FOR_DATA_LOSS_FACT] = held;
     if (Object.keys(want).length === 0 || applied.failed.has(key)) continue;
-    const current = await store.resources.get(rec.kind, rec.name);
+    const ref = parseResourceKey(key);
+    const current = await store.resources.get(ref);
     if (!current) continue; // forgotten or deleted by this run
     const merged: Record<string, unknown> = { ...((current.details.facts as Record<string, unknown> | undefined) ?? {}) };
     for (const [k, v] of Object.entries(want)) {
@@ -268,6 +266,6 @@ async function recordSafetyFacts(store: EngineStore, desired: Desired, observed:
     const details = { ...current.details };
     if (Object.keys(merged).length > 0) details.facts = merged;
     else delete details.facts;
-    await store.resources.upsert({ kind: rec.kind, name: rec.name, details });
+    await store.resources.upsert({ ...ref, details });
   }
 }

@@ -3,7 +3,7 @@
  * pools that matter (one list call per pool), merged with what the state DB remembers.
  * Never one lookup per resource for the whole inventory.
  */
-import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
+import { RESOURCE_KINDS, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import type { Locator } from './kinds/types.js';
 import type { DomainCapabilities, HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
 import type { BaselineEntry, JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
@@ -16,16 +16,16 @@ import { HostError } from './ports.js';
 export interface StateReader {
   resources: {
     indexPages(pageSize: number): AsyncIterable<ResourceIndexEntry[]>;
-    getMany(keys: { kind: string; name: string }[]): Promise<ResourceRecord[]>;
+    getMany(keys: ResourceRef[]): Promise<ResourceRecord[]>;
   };
   journal: { listUnresolved(): Promise<JournalEntry[]> };
   /** Baselines of definitions (exact drift); a store without them compares fields only. */
   baselines?: {
     index(): Promise<Map<string, BaselineEntry>>;
-    xml(keys: { kind: string; name: string }[]): Promise<Map<string, string>>;
+    xml(keys: ResourceRef[]): Promise<Map<string, string>>;
   };
   /** Uses of files recorded by earlier runs (the data rule reads them only for what a plan would destroy). */
-  references?: { list(paths: string[]): Promise<StoredReference[]> };
+  references?: { list(host: string, paths: string[]): Promise<StoredReference[]> };
 }
 
 /** What exact drift compares: each definition's raw XML against its baseline (see `change.ts` `exactDrift`). */
@@ -50,7 +50,7 @@ export interface Observed {
   /** Volumes per active pool that is desired or recorded; a pool missing here was not listed. */
   volumes: Map<string, Map<string, ObservedVolume>>;
   /** What the state DB records, by key; full records (with `details`) where the spec changed or the resource is pruned. */
-  records: Map<string, Omit<ResourceIndexEntry, 'id'> & Partial<Pick<ResourceRecord, 'details'>>>;
+  records: Map<string, Omit<ResourceIndexEntry, 'id' | 'host'> & Partial<Pick<ResourceRecord, 'details'>>>;
   /**
    * Journal entries of earlier runs whose effects no record accounts for, by resource key: open
    * ones (the run was interrupted) and failed ones not followed by a success (a step that failed
@@ -116,7 +116,7 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
   const recordedPools: string[] = [];
   for await (const page of state.resources.indexPages(INDEX_PAGE_ROWS)) {
     for (const r of page) {
-      const key = resourceKey(r.kind, r.name);
+      const key = resourceKey(r.kind, r.name, r.host);
       recordMap.set(key, r);
       if (desired.byKey.get(key)?.specHash !== r.specHash) needDetails.push(r);
       const pools = kindOf(r.kind as ResourceKind).poolsToList?.({ recordName: r.name });
@@ -125,11 +125,11 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     await turnOfEventLoop();
   }
   if (needDetails.length > 0) {
-    for (const full of await state.resources.getMany(needDetails)) recordMap.set(resourceKey(full.kind, full.name), full);
+    for (const full of await state.resources.getMany(needDetails)) recordMap.set(resourceKey(full.kind, full.name, full.host), full);
   }
   const openJournal = new Map<string, JournalEntry[]>();
   for (const e of open) {
-    const key = resourceKey(e.kind, e.name);
+    const key = resourceKey(e.kind, e.name, e.host);
     openJournal.set(key, [...(openJournal.get(key) ?? []), e]);
   }
   // Pools we remember owning, or that an interrupted operation names, are listed too.
@@ -200,17 +200,14 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     // Exact drift: the raw bytes' hash first; the baseline XML is read only where it differs.
     const baselines = await state.baselines!.index();
     const exact: ExactView = { version: await versionP!, baselines, sha256: new Map(), xml: new Map(), rebaseline: new Set() };
-    const differ: { kind: string; name: string }[] = [];
+    const differ: ResourceRef[] = [];
     for (const [key, d] of observed.definitions) {
       const xml = (d as { xml?: unknown }).xml;
       if (typeof xml !== 'string') continue;
       const sha = xmlSha256(xml);
       exact.sha256.set(key, sha);
       const b = baselines.get(key);
-      if (b && b.sha256 !== sha && b.version === exact.version) {
-        const { kind, name } = parseResourceKey(key);
-        differ.push({ kind, name });
-      }
+      if (b && b.sha256 !== sha && b.version === exact.version) differ.push(parseResourceKey(key));
     }
     if (differ.length > 0) exact.xml = await state.baselines!.xml(differ);
     observed.exact = exact;

@@ -61,6 +61,8 @@ export interface EventsTable {
   level: string;
   kind: string | null;
   name: string | null;
+  /** The host of the resource the event is about; null for none (migration 0008). */
+  host: string | null;
   message: string;
 }
 

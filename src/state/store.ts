@@ -8,7 +8,7 @@ import { migrationProvider } from './migrations/index.js';
 import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
 import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 import { isConditionType, type Condition, type ConditionDraft } from '../model/conditions.js';
-import { resourceKey } from '../model/kinds.js';
+import { LOCAL_HOST, resourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 
 /** `virtform suspend`: applies paused for this DB (read by every run before it applies). */
 /** A use of a file the state DB remembers (`volume_references`): who used it, how, where it was seen. */
@@ -31,7 +31,7 @@ export interface Suspension {
 }
 
 /** What {@link StateStore.resources.indexPages} returns for each resource. */
-export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
+export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'host' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
   /** The row's id: the pages' keyset. */
   id: number;
   /**
@@ -41,9 +41,8 @@ export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'uuid' |
   facts?: Record<string, unknown>;
 };
 
-export interface ResourceRecord {
-  kind: string;
-  name: string;
+/** What the store keeps of one resource; its {@link ResourceRef} (`kind`, `name`, `host`) is its key. */
+export interface ResourceRecord extends ResourceRef {
   uuid: string | null;
   specHash: string | null;
   /** 0 until a spec hash is first recorded; +1 each time a different spec hash is recorded. */
@@ -60,11 +59,9 @@ export interface ResourceRecord {
 
 export type JournalStatus = 'open' | 'succeeded' | 'failed' | 'abandoned';
 
-export interface JournalEntry {
+export interface JournalEntry extends ResourceRef {
   id: number;
   runId: string;
-  kind: string;
-  name: string;
   action: string;
   intent: Record<string, unknown>;
   status: JournalStatus;
@@ -131,12 +128,17 @@ export interface EventRecord {
   level: string;
   kind: string | null;
   name: string | null;
+  /** The host of the resource the event is about (null for an event about no resource). */
+  host: string | null;
   message: string;
 }
 
-export type ResourceUpsert = { kind: string; name: string } & Partial<
-  Omit<ResourceRecord, 'kind' | 'name' | 'createdAt' | 'updatedAt' | 'generation'>
+export type ResourceUpsert = ResourceRef & Partial<
+  Omit<ResourceRecord, 'kind' | 'name' | 'host' | 'createdAt' | 'updatedAt' | 'generation'>
 >;
+
+/** The key columns of a resource's rows: `host`, `kind`, `name` (migration 0008 makes them unique). */
+const refWhere = (ref: ResourceRef) => ({ host: ref.host, kind: ref.kind, name: ref.name });
 
 export interface OpenOptions {
   /** Clock, for tests. Default: `() => new Date()`. */
@@ -187,7 +189,7 @@ function parseJson(text: string | null | undefined): Record<string, unknown> {
   }
 }
 
-type IndexTuple = [number, string, string, string | null, string | null, string | null, string | null, Record<string, unknown> | null];
+type IndexTuple = [number, string, string, string, string | null, string | null, string | null, string | null, Record<string, unknown> | null];
 
 /**
  * See {@link StateStore.resources.indexPages}. Each page comes back as ONE JSON array of row tuples
@@ -200,22 +202,22 @@ async function* indexPages(db: Kysely<StateDatabase>, pageSize: number): AsyncGe
   for (let after = 0; ;) {
     const page = db
       .selectFrom('resources')
-      .select(['id', 'kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error', 'details'])
+      .select(['id', 'host', 'kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error', 'details'])
       .where('id', '>', after)
       .orderBy('id')
       .limit(pageSize)
       .as('page');
     const { rows } = await db
       .selectFrom(page)
-      .select(sql<string>`json_group_array(json_array(id, kind, name, uuid, spec_hash, desired_state, last_error, json_extract(details, '$.facts')))`.as('rows'))
+      .select(sql<string>`json_group_array(json_array(id, host, kind, name, uuid, spec_hash, desired_state, last_error, json_extract(details, '$.facts')))`.as('rows'))
       .executeTakeFirstOrThrow();
     const tuples = (typeof rows === 'string' ? JSON.parse(rows) : rows) as IndexTuple[];
     if (tuples.length === 0) return;
     const entries: ResourceIndexEntry[] = new Array(tuples.length);
     let last = after;
     for (let i = 0; i < tuples.length; i++) {
-      const [id, kind, name, uuid, specHash, desiredState, lastError, facts] = tuples[i]!;
-      entries[i] = { id, kind, name, uuid, specHash, desiredState, lastError };
+      const [id, host, kind, name, uuid, specHash, desiredState, lastError, facts] = tuples[i]!;
+      entries[i] = { id, host, kind: kind as ResourceKind, name, uuid, specHash, desiredState, lastError };
       if (facts && typeof facts === 'object') entries[i]!.facts = facts;
       if (id > last) last = id;
     }
@@ -227,8 +229,9 @@ async function* indexPages(db: Kysely<StateDatabase>, pageSize: number): AsyncGe
 
 function toResource(r: Selectable<ResourcesTable>): ResourceRecord {
   return {
-    kind: r.kind,
+    kind: r.kind as ResourceKind,
     name: r.name,
+    host: r.host,
     uuid: r.uuid,
     specHash: r.spec_hash,
     generation: Number(r.generation),
@@ -247,8 +250,9 @@ function toJournal(r: Selectable<JournalTable>): JournalEntry {
   return {
     id: Number(r.id),
     runId: r.run_id,
-    kind: r.kind,
+    kind: r.kind as ResourceKind,
     name: r.name,
+    host: r.host,
     action: r.action,
     intent: parseJson(r.intent),
     status: r.status,
@@ -308,21 +312,23 @@ export class StateStore {
   }
 
   readonly resources = {
-    get: async (kind: string, name: string): Promise<ResourceRecord | undefined> => {
+    get: async (ref: ResourceRef): Promise<ResourceRecord | undefined> => {
       const row = await this.db
         .selectFrom('resources')
         .selectAll()
-        .where('kind', '=', kind)
-        .where('name', '=', name)
+        .where('host', '=', ref.host)
+        .where('kind', '=', ref.kind)
+        .where('name', '=', ref.name)
         .executeTakeFirst();
       return row ? toResource(row) : undefined;
     },
 
-    /** All resources (optionally of one kind), ordered by kind then name. */
-    list: async (kind?: string): Promise<ResourceRecord[]> => {
+    /** All resources (optionally of one kind, or of one host), ordered by host, kind then name. */
+    list: async (filter: { kind?: string; host?: string } = {}): Promise<ResourceRecord[]> => {
       let q = this.db.selectFrom('resources').selectAll();
-      if (kind !== undefined) q = q.where('kind', '=', kind);
-      const rows = await q.orderBy('kind').orderBy('name').execute();
+      if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
+      if (filter.host !== undefined) q = q.where('host', '=', filter.host);
+      const rows = await q.orderBy('host').orderBy('kind').orderBy('name').execute();
       return rows.map(toResource);
     },
 
@@ -334,77 +340,67 @@ export class StateStore {
      */
     indexPages: (pageSize: number): AsyncGenerator<ResourceIndexEntry[]> => indexPages(this.db, pageSize),
 
-    /** Full records (with details) for the given kind/name pairs; missing ones are left out. */
-    getMany: async (keys: { kind: string; name: string }[]): Promise<ResourceRecord[]> => {
+    /** Full records (with details) of the given resources; missing ones are left out. */
+    getMany: async (keys: ResourceRef[]): Promise<ResourceRecord[]> => {
       const out: ResourceRecord[] = [];
       for (let i = 0; i < keys.length; i += 200) {
         const chunk = keys.slice(i, i + 200);
         const rows = await this.db
           .selectFrom('resources')
           .selectAll()
-          .where((eb) => eb.or(chunk.map((k) => eb.and([eb('kind', '=', k.kind), eb('name', '=', k.name)]))))
+          .where((eb) => eb.or(chunk.map((k) => eb.and(refWhere(k)))))
           .execute();
         out.push(...rows.map(toResource));
       }
       return out;
     },
 
-    /** Insert or update; fields not given (undefined) keep their value; generation increments when specHash changes. */
+    /**
+     * Insert or update in one statement (`INSERT … ON CONFLICT (host, kind, name) DO UPDATE`): fields
+     * not given (undefined) keep their value; generation increments when specHash changes.
+     */
     upsert: async (r: ResourceUpsert): Promise<ResourceRecord> => {
-      return withBusyRetry(() => this.db.transaction().execute(async (trx) => {
-        const now = this.#now();
-        const existing = await trx
-          .selectFrom('resources')
-          .selectAll()
-          .where('kind', '=', r.kind)
-          .where('name', '=', r.name)
-          .executeTakeFirst();
-        if (!existing) {
-          await trx
-            .insertInto('resources')
-            .values({
-              kind: r.kind,
-              name: r.name,
-              uuid: r.uuid ?? null,
-              spec_hash: r.specHash ?? null,
-              generation: r.specHash ? 1 : 0,
-              desired_state: r.desiredState ?? null,
-              observed_status: r.observedStatus ?? null,
-              last_error: r.lastError ?? null,
-              attempts: r.attempts ?? 0,
-              details: JSON.stringify(r.details ?? {}),
-              created_at: now,
-              updated_at: now,
-              last_applied_revision: r.lastAppliedRevision ?? null,
-            })
-            .execute();
-        } else {
-          const specChanged = r.specHash !== undefined && r.specHash !== null && r.specHash !== existing.spec_hash;
-          await trx
-            .updateTable('resources')
-            .set({
-              ...(r.uuid !== undefined && { uuid: r.uuid }),
-              ...(r.specHash !== undefined && { spec_hash: r.specHash }),
-              ...(specChanged && { generation: Number(existing.generation) + 1 }),
-              ...(r.desiredState !== undefined && { desired_state: r.desiredState }),
-              ...(r.observedStatus !== undefined && { observed_status: r.observedStatus }),
-              ...(r.lastError !== undefined && { last_error: r.lastError }),
-              ...(r.attempts !== undefined && { attempts: r.attempts }),
-              ...(r.details !== undefined && { details: JSON.stringify(r.details ?? {}) }),
-              ...(r.lastAppliedRevision !== undefined && { last_applied_revision: r.lastAppliedRevision }),
-              updated_at: now,
-            })
-            .where('id', '=', existing.id)
-            .execute();
-        }
-        const row = await trx
-          .selectFrom('resources')
-          .selectAll()
-          .where('kind', '=', r.kind)
-          .where('name', '=', r.name)
-          .executeTakeFirstOrThrow();
-        return toResource(row);
-      }));
+      const now = this.#now();
+      const set = {
+        ...(r.uuid !== undefined && { uuid: r.uuid }),
+        ...(r.specHash !== undefined && { spec_hash: r.specHash }),
+        ...(r.desiredState !== undefined && { desired_state: r.desiredState }),
+        ...(r.observedStatus !== undefined && { observed_status: r.observedStatus }),
+        ...(r.lastError !== undefined && { last_error: r.lastError }),
+        ...(r.attempts !== undefined && { attempts: r.attempts }),
+        ...(r.details !== undefined && { details: JSON.stringify(r.details ?? {}) }),
+        ...(r.lastAppliedRevision !== undefined && { last_applied_revision: r.lastAppliedRevision }),
+        updated_at: now,
+      };
+      const specHash = r.specHash ?? null;
+      const row = await this.db
+        .insertInto('resources')
+        .values({
+          host: r.host,
+          kind: r.kind,
+          name: r.name,
+          uuid: r.uuid ?? null,
+          spec_hash: specHash,
+          generation: specHash ? 1 : 0,
+          desired_state: r.desiredState ?? null,
+          observed_status: r.observedStatus ?? null,
+          last_error: r.lastError ?? null,
+          attempts: r.attempts ?? 0,
+          details: JSON.stringify(r.details ?? {}),
+          created_at: now,
+          updated_at: now,
+          last_applied_revision: r.lastAppliedRevision ?? null,
+        })
+        .onConflict((oc) => oc.columns(['host', 'kind', 'name']).doUpdateSet({
+          ...set,
+          // A different (non-null) spec hash is a new generation; the comparison reads the row's old value.
+          ...(specHash !== null && {
+            generation: sql<number>`case when resources.spec_hash is distinct from ${specHash} then resources.generation + 1 else resources.generation end`,
+          }),
+        }))
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toResource(row);
     },
 
     /**
@@ -412,21 +408,21 @@ export class StateStore {
      * If the resource has no row yet, one is created (generation 0, no spec hash).
      */
     setStatus: async (
-      kind: string,
-      name: string,
+      ref: ResourceRef,
       s: { observedStatus?: string | null; lastError?: string | null; attempts?: number },
     ): Promise<void> => {
       await this.resources.upsert({
-        kind,
-        name,
+        kind: ref.kind,
+        name: ref.name,
+        host: ref.host,
         ...(s.observedStatus !== undefined && { observedStatus: s.observedStatus }),
         ...(s.lastError !== undefined && { lastError: s.lastError }),
         ...(s.attempts !== undefined && { attempts: s.attempts }),
       });
     },
 
-    delete: async (kind: string, name: string): Promise<void> => {
-      await this.db.deleteFrom('resources').where('kind', '=', kind).where('name', '=', name).execute();
+    delete: async (ref: ResourceRef): Promise<void> => {
+      await this.db.deleteFrom('resources').where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).execute();
     },
   };
 
@@ -435,29 +431,28 @@ export class StateStore {
    * to create): deleting the resource removes only these. Kept when the resource's record goes.
    */
   readonly createdPaths = {
-    list: async (kind: string, name: string): Promise<string[]> => {
-      const rows = await this.db.selectFrom('created_paths').select('path').where('kind', '=', kind).where('name', '=', name).orderBy('path').execute();
+    list: async (ref: ResourceRef): Promise<string[]> => {
+      const rows = await this.db.selectFrom('created_paths').select('path')
+        .where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).orderBy('path').execute();
       return rows.map((r) => r.path);
     },
-    add: async (kind: string, name: string, paths: string[]): Promise<void> => {
+    add: async (ref: ResourceRef, paths: string[]): Promise<void> => {
       const now = this.#now();
       for (const path of paths) {
-        await this.db.insertInto('created_paths').values({ kind, name, path, created_at: now })
+        await this.db.insertInto('created_paths').values({ host: ref.host, kind: ref.kind, name: ref.name, path, created_at: now })
           .onConflict((oc) => oc.columns(['host', 'kind', 'name', 'path']).doNothing()).execute();
       }
     },
-    remove: async (kind: string, name: string, paths: string[]): Promise<void> => {
+    remove: async (ref: ResourceRef, paths: string[]): Promise<void> => {
       if (paths.length === 0) return;
-      await this.db.deleteFrom('created_paths').where('kind', '=', kind).where('name', '=', name).where('path', 'in', paths).execute();
+      await this.db.deleteFrom('created_paths')
+        .where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).where('path', 'in', paths).execute();
     },
   };
-
   readonly journal = {
     /** Record that a step is about to run; returns the entry id (status `open`). */
-    begin: async (e: {
+    begin: async (e: ResourceRef & {
       runId: string;
-      kind: string;
-      name: string;
       action: string;
       intent: Record<string, unknown>;
       attempt?: number;
@@ -466,6 +461,7 @@ export class StateStore {
         .insertInto('journal')
         .values({
           run_id: e.runId,
+          host: e.host,
           kind: e.kind,
           name: e.name,
           action: e.action,
@@ -517,6 +513,7 @@ export class StateStore {
         .where(({ not, exists, selectFrom }) => not(exists(
           selectFrom('journal as k')
             .select('k.id')
+            .whereRef('k.host', '=', 'j.host')
             .whereRef('k.kind', '=', 'j.kind')
             .whereRef('k.name', '=', 'j.name')
             .whereRef('k.id', '>', 'j.id')
@@ -550,12 +547,13 @@ export class StateStore {
     },
 
     /** Most recent entries for one resource, newest first. */
-    forResource: async (kind: string, name: string, limit: number = DEFAULT_LIMIT): Promise<JournalEntry[]> => {
+    forResource: async (ref: ResourceRef, limit: number = DEFAULT_LIMIT): Promise<JournalEntry[]> => {
       const rows = await this.db
         .selectFrom('journal')
         .selectAll()
-        .where('kind', '=', kind)
-        .where('name', '=', name)
+        .where('host', '=', ref.host)
+        .where('kind', '=', ref.kind)
+        .where('name', '=', ref.name)
         .orderBy('id', 'desc')
         .limit(limit)
         .execute();
@@ -732,31 +730,32 @@ export class StateStore {
    */
   readonly references = {
     /** The recorded uses of these paths. */
-    list: async (paths: string[]): Promise<StoredReference[]> => {
+    list: async (host: string, paths: string[]): Promise<StoredReference[]> => {
       const out: StoredReference[] = [];
       for (let i = 0; i < paths.length; i += 200) {
-        const rows = await this.db.selectFrom('volume_references').selectAll().where('path', 'in', paths.slice(i, i + 200)).execute();
+        const rows = await this.db.selectFrom('volume_references').selectAll()
+          .where('host', '=', host).where('path', 'in', paths.slice(i, i + 200)).execute();
         out.push(...rows.map((r) => ({ path: r.path, by: r.used_by, role: r.role, source: r.source, managed: r.managed === 1, firstSeen: r.first_seen })));
       }
       return out;
     },
     /** Remember uses; one already recorded keeps its first sighting (no write when nothing is new). */
-    record: async (refs: StoredReference[]): Promise<void> => {
+    record: async (host: string, refs: StoredReference[]): Promise<void> => {
       if (refs.length === 0) return;
       const now = this.#now();
       await withBusyRetry(() => this.db.transaction().execute(async (trx) => {
         for (let i = 0; i < refs.length; i += 100) {
           await trx.insertInto('volume_references')
-            .values(refs.slice(i, i + 100).map((r) => ({ path: r.path, used_by: r.by, role: r.role, source: r.source, managed: r.managed ? 1 : 0, first_seen: now })))
+            .values(refs.slice(i, i + 100).map((r) => ({ host, path: r.path, used_by: r.by, role: r.role, source: r.source, managed: r.managed ? 1 : 0, first_seen: now })))
             .onConflict((oc) => oc.doNothing())
             .execute();
         }
       }));
     },
     /** Forget the uses of files virtform deleted (with consent): a new file there starts pristine. */
-    forget: async (paths: string[]): Promise<void> => {
+    forget: async (host: string, paths: string[]): Promise<void> => {
       if (paths.length === 0) return;
-      await this.db.deleteFrom('volume_references').where('path', 'in', paths).execute();
+      await this.db.deleteFrom('volume_references').where('host', '=', host).where('path', 'in', paths).execute();
     },
   };
 
@@ -767,11 +766,11 @@ export class StateStore {
    */
   readonly conditions = {
     list: async (): Promise<Map<string, Condition[]>> => {
-      const rows = await this.db.selectFrom('conditions').selectAll().orderBy('kind').orderBy('name').execute();
+      const rows = await this.db.selectFrom('conditions').selectAll().orderBy('host').orderBy('kind').orderBy('name').execute();
       const out = new Map<string, Condition[]>();
       for (const r of rows) {
         if (!isConditionType(r.type)) continue;
-        const key = resourceKey(r.kind, r.name);
+        const key = resourceKey(r.kind, r.name, r.host);
         out.set(key, [...(out.get(key) ?? []), {
           type: r.type, status: r.status === 'True' ? 'True' : 'False', reason: r.reason, message: r.message, lastTransitionTime: r.last_transition_time,
         }]);
@@ -780,17 +779,17 @@ export class StateStore {
     },
 
     sync: async (
-      entries: { kind: string; name: string; conditions: ConditionDraft[] }[], opts: { prune?: boolean } = {},
+      entries: (ResourceRef & { conditions: ConditionDraft[] })[], opts: { prune?: boolean } = {},
     ): Promise<Map<string, Condition[]>> => withBusyRetry(() => this.db.transaction().execute(async (trx) => {
       const now = this.#now();
       const rows = await trx.selectFrom('conditions').selectAll().execute();
-      const stored = new Map(rows.map((r) => [`${r.kind}\u0000${r.name}\u0000${r.type}`, r]));
+      const stored = new Map(rows.map((r) => [`${r.host}\u0000${r.kind}\u0000${r.name}\u0000${r.type}`, r]));
       const out = new Map<string, Condition[]>();
       const keep = new Set<string>();
       for (const e of entries) {
         const list: Condition[] = [];
         for (const c of e.conditions) {
-          const id = `${e.kind}\u0000${e.name}\u0000${c.type}`;
+          const id = `${e.host}\u0000${e.kind}\u0000${e.name}\u0000${c.type}`;
           keep.add(id);
           const prev = stored.get(id);
           const lastTransitionTime = prev && prev.status === c.status ? prev.last_transition_time : now;
@@ -799,12 +798,12 @@ export class StateStore {
           const values = { status: c.status, reason: c.reason, message: c.message, last_transition_time: lastTransitionTime };
           if (prev) {
             await trx.updateTable('conditions').set(values)
-              .where('host', '=', prev.host).where('kind', '=', e.kind).where('name', '=', e.name).where('type', '=', c.type).execute();
+              .where('host', '=', e.host).where('kind', '=', e.kind).where('name', '=', e.name).where('type', '=', c.type).execute();
           } else {
-            await trx.insertInto('conditions').values({ kind: e.kind, name: e.name, type: c.type, ...values }).execute();
+            await trx.insertInto('conditions').values({ host: e.host, kind: e.kind, name: e.name, type: c.type, ...values }).execute();
           }
         }
-        out.set(resourceKey(e.kind, e.name), list);
+        out.set(resourceKey(e.kind, e.name, e.host), list);
       }
       if (opts.prune) {
         for (const [id, r] of stored) {
@@ -824,34 +823,35 @@ export class StateStore {
    */
   readonly baselines = {
     index: async (): Promise<Map<string, BaselineEntry>> => {
-      const rows = await this.db.selectFrom('baselines').select(['kind', 'name', 'sha256', 'version']).execute();
-      return new Map(rows.map((r) => [resourceKey(r.kind, r.name), { sha256: r.sha256, version: r.version }]));
+      const rows = await this.db.selectFrom('baselines').select(['host', 'kind', 'name', 'sha256', 'version']).execute();
+      return new Map(rows.map((r) => [resourceKey(r.kind, r.name, r.host), { sha256: r.sha256, version: r.version }]));
     },
-    xml: async (keys: { kind: string; name: string }[]): Promise<Map<string, string>> => {
+    xml: async (keys: ResourceRef[]): Promise<Map<string, string>> => {
       const out = new Map<string, string>();
       for (let i = 0; i < keys.length; i += 200) {
         const part = keys.slice(i, i + 200);
-        const rows = await this.db.selectFrom('baselines').select(['kind', 'name', 'xml'])
-          .where((eb) => eb.or(part.map((k) => eb.and([eb('kind', '=', k.kind), eb('name', '=', k.name)])))).execute();
-        for (const r of rows) out.set(resourceKey(r.kind, r.name), r.xml);
+        const rows = await this.db.selectFrom('baselines').select(['host', 'kind', 'name', 'xml'])
+          .where((eb) => eb.or(part.map((k) => eb.and(refWhere(k))))).execute();
+        for (const r of rows) out.set(resourceKey(r.kind, r.name, r.host), r.xml);
       }
       return out;
     },
-    put: async (b: { kind: string; name: string; xml: string; sha256: string; version: string }): Promise<void> => {
+    put: async (b: ResourceRef & { xml: string; sha256: string; version: string }): Promise<void> => {
       const values = { sha256: b.sha256, xml: b.xml, version: b.version, recorded_at: this.#now() };
-      await withBusyRetry(() => this.db.insertInto('baselines').values({ kind: b.kind, name: b.name, ...values })
+      await withBusyRetry(() => this.db.insertInto('baselines').values({ ...refWhere(b), ...values })
         .onConflict((oc) => oc.columns(['host', 'kind', 'name']).doUpdateSet(values)).execute());
     },
-    delete: async (kind: string, name: string): Promise<void> => {
-      await this.db.deleteFrom('baselines').where('kind', '=', kind).where('name', '=', name).execute();
+    delete: async (ref: ResourceRef): Promise<void> => {
+      await this.db.deleteFrom('baselines').where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).execute();
     },
   };
 
   readonly events = {
-    append: async (e: { level: 'info' | 'warn' | 'error'; kind?: string; name?: string; message: string }): Promise<void> => {
+    /** `ref`: the resource the event is about, if any. */
+    append: async (e: { level: 'info' | 'warn' | 'error'; ref?: ResourceRef; message: string }): Promise<void> => {
       await this.db
         .insertInto('events')
-        .values({ at: this.#now(), level: e.level, kind: e.kind ?? null, name: e.name ?? null, message: e.message })
+        .values({ at: this.#now(), level: e.level, host: e.ref?.host ?? null, kind: e.ref?.kind ?? null, name: e.ref?.name ?? null, message: e.message })
         .execute();
     },
 
@@ -859,7 +859,7 @@ export class StateStore {
     recent: async (limit: number = DEFAULT_LIMIT): Promise<EventRecord[]> => {
       return this.db
         .selectFrom('events')
-        .select(['at', 'level', 'kind', 'name', 'message'])
+        .select(['at', 'level', 'kind', 'name', 'host', 'message'])
         .orderBy('id', 'desc')
         .limit(limit)
         .execute();

@@ -4,13 +4,14 @@
  * so several readers — `virtform status`, the watcher — agree) and drops those of resources no
  * longer reported.
  */
-import { resourceKey } from '../model/kinds.js';
+import { LOCAL_HOST, resourceKey, type ResourceKind } from '../model/kinds.js';
 import type { StateStore } from '../state/index.js';
 import type { StatusRow } from './build.js';
 
 export async function persistConditions(store: Pick<StateStore, 'conditions'>, rows: StatusRow[]): Promise<void> {
   const synced = await store.conditions.sync(
-    rows.map((r) => ({ kind: r.kind, name: r.name, conditions: r.conditions.map(({ lastTransitionTime: _t, ...c }) => c) })),
+    // Status reports one host today: the implicit local host.
+    rows.map((r) => ({ kind: r.kind as ResourceKind, name: r.name, host: LOCAL_HOST, conditions: r.conditions.map(({ lastTransitionTime: _t, ...c }) => c) })),
     { prune: true },
   );
   for (const r of rows) r.conditions = synced.get(resourceKey(r.kind, r.name)) ?? r.conditions;

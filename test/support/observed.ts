@@ -19,7 +19,7 @@ import type {
   DomainDetail, NetworkDetail, ObservedDomain, ObservedNetwork, ObservedPool, ObservedVolume, OwnerMarker, PoolDetail, ResourceKind,
   VolumeDetail,
 } from '../../src/reconcile/ports.js';
-import { RESOURCE_KINDS } from '../../src/model/kinds.js';
+import { LOCAL_HOST, RESOURCE_KINDS } from '../../src/model/kinds.js';
 import { kindOf } from '../../src/reconcile/kinds/index.js';
 import type { Locator } from '../../src/reconcile/kinds/types.js';
 import { poolDef } from '../../src/reconcile/kinds/pool.js';
@@ -220,7 +220,7 @@ export class ObservedBuilder {
   journal(kind: ResourceKind, name: string, o: { action?: string; intent?: Record<string, unknown>; status?: JournalEntry['status'] } = {}): this {
     const key = resourceKey(kind, name);
     const e: JournalEntry = {
-      id: this.journalId++, runId: 'run-earlier', kind, name, action: o.action ?? 'create', intent: o.intent ?? {},
+      id: this.journalId++, runId: 'run-earlier', kind, name, host: LOCAL_HOST, action: o.action ?? 'create', intent: o.intent ?? {},
       status: o.status ?? 'open', error: null, attempt: 1, startedAt: '2026-01-01T00:00:00Z', finishedAt: null,
     };
     this.openJournal.set(key, [...(this.openJournal.get(key) ?? []), e]);

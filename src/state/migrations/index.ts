@@ -6,6 +6,7 @@ import * as m0004 from './0004_safety.js';
 import * as m0005 from './0005_baselines.js';
 import * as m0006 from './0006_volume_references.js';
 import * as m0007 from './0007_created_paths.js';
+import * as m0008 from './0008_host_keys.js';
 import * as m0009 from './0009_lease.js';
 
 /**
@@ -20,6 +21,7 @@ export const migrations: Record<string, Migration> = {
   '0005_baselines': m0005,
   '0006_volume_references': m0006,
   '0007_created_paths': m0007,
+  '0008_host_keys': m0008,
   '0009_lease': m0009,
 };
 

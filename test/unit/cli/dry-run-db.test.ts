@@ -10,6 +10,7 @@ import { runReconcile, type ReconcileFlags } from '../../../src/cli/commands/rec
 import { openStore } from '../../../src/cli/common.js';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { capture } from './capture.js';
+import { LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const work = tempDir('vftest-cli-drydb-');
 const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'vftest-cli', poolPath: join(work, 'pool') }));
@@ -44,7 +45,7 @@ describe('dry-run and a state DB that does not exist', () => {
   it('openStore(create: false) on an existing DB reads it; openStore() creates a missing one', async () => {
     const db = join(work, 'real', 'state.db');
     const created = await openStore(db);
-    await created.resources.upsert({ kind: 'Network', name: 'vftest-cli-net', specHash: 'abc' });
+    await created.resources.upsert({ kind: 'Network', name: 'vftest-cli-net', host: LOCAL_HOST, specHash: 'abc' });
     await created.close();
     expect(existsSync(db)).toBe(true);
     const again = await openStore(db, { create: false });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { tempDir } from '../../support/manifests.js';
 import { openStateStore } from '../../../src/state/index.js';
 import { runStatus } from '../../../src/cli/commands/status.js';
+import { LOCAL_HOST } from '../../../src/model/kinds.js';
 
 let work: string;
 /** A libvirt URI whose socket does not exist: connecting fails at once. */
@@ -34,7 +35,7 @@ async function seed(db: string, gitDirty: boolean): Promise<void> {
     const rev = await store.revisions.start({ runId: 'r1', manifestDigest: 'd'.repeat(64), gitCommit: '5203174022abcdef5203174022abcdef52031740', gitDirty });
     await store.revisions.finish(rev, 'succeeded', {});
     await store.resources.upsert({
-      kind: 'VirtualMachine', name: 'vftest-status-vm', uuid: '11111111-2222-3333-4444-555555555555', specHash: 'h',
+      kind: 'VirtualMachine', name: 'vftest-status-vm', host: LOCAL_HOST, uuid: '11111111-2222-3333-4444-555555555555', specHash: 'h',
       desiredState: 'running', observedStatus: 'running', lastAppliedRevision: rev,
     });
   } finally {

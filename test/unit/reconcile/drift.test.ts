@@ -11,6 +11,7 @@ import { desiredFrom, labManifests, tempDir, writeManifests } from '../../suppor
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile } from '../../../src/reconcile/engine.js';
 import type { ResourceChange } from '../../../src/reconcile/diff.js';
+import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const P = 'vftest-eng';
 const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
@@ -96,7 +97,7 @@ describe('deep drift: networks', () => {
     files['network.yaml'] = files['network.yaml']!.replace(`metadata: {name: ${P}-net}`, `metadata: {name: ${P}-net, adopt: true}`);
     writeManifests(mdir, files);
     // The network is taken from virtform's records, as if someone else had created it.
-    await store.resources.delete('Network', `${P}-net`);
+    await store.resources.delete(resourceRef('Network', `${P}-net`));
     const net = host.networks.get(`${P}-net`)!;
     net.def = { ...net.def, marker: undefined as never };
     const c = changeOf((await run(true)).plan.changes, `Network/${P}-net`)!;
@@ -211,12 +212,12 @@ describe('host conflicts found while planning, not at apply', () => {
 describe('interrupted runs whose work is complete on the host', () => {
   it('a network an interrupted run created and started, but never recorded, is recorded by the rerun', async () => {
     // As after a SIGKILL between "network defined and started" and "recorded": no record, an open journal entry.
-    await store.resources.delete('Network', `${P}-net`);
-    await store.journal.begin({ runId: 'killed', kind: 'Network', name: `${P}-net`, action: 'network.ensure', intent: { op: 'network.ensure' } });
+    await store.resources.delete(resourceRef('Network', `${P}-net`));
+    await store.journal.begin({ runId: 'killed', kind: 'Network', name: `${P}-net`, host: LOCAL_HOST, action: 'network.ensure', intent: { op: 'network.ensure' } });
     const c = changeOf((await run(true)).plan.changes, `Network/${P}-net`)!;
     expect(c).toMatchObject({ action: 'update', reason: 'finishing an operation interrupted in an earlier run', ownership: 'owned' });
     expect((await run()).outcome).toBe('succeeded');
-    expect((await store.resources.get('Network', `${P}-net`))?.uuid).toBe(host.networks.get(`${P}-net`)!.uuid);
+    expect((await store.resources.get(resourceRef('Network', `${P}-net`)))?.uuid).toBe(host.networks.get(`${P}-net`)!.uuid);
     const again = (await run(true)).plan;
     expect(again.noop).toBe(true);
   });

@@ -7,6 +7,7 @@ import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
 import type { Desired } from '../../../src/reconcile/desired.js';
 import { HostError } from '../../../src/reconcile/ports.js';
+import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const FAST_RETRY = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-eng';
@@ -74,7 +75,7 @@ describe('create and converge', () => {
   it('records uuids, spec hashes and the applied revision', async () => {
     const d = await desired();
     const result = await run(d);
-    const vm = await store.resources.get('VirtualMachine', `${P}-vm1`);
+    const vm = await store.resources.get(resourceRef('VirtualMachine', `${P}-vm1`));
     expect(vm?.uuid).toBe(host.domains.get(`${P}-vm1`)!.uuid);
     expect(vm?.specHash).toBe(d.byKey.get(`VirtualMachine/${P}-vm1`)!.specHash);
     expect(vm?.lastAppliedRevision).toBe(result.revisionId);
@@ -224,7 +225,7 @@ describe('changes', () => {
     expect(plan.changes.map((c) => [c.name, c.action])).toEqual([[`${P}-vm2`, 'delete']]);
     await run(d);
     expect(host.domains.has(`${P}-vm2`)).toBe(false);
-    expect(await store.resources.get('VirtualMachine', `${P}-vm2`)).toBeUndefined();
+    expect(await store.resources.get(resourceRef('VirtualMachine', `${P}-vm2`))).toBeUndefined();
   });
 });
 
@@ -285,7 +286,7 @@ describe('ownership', () => {
     expect(result.outcome).toBe('succeeded');
     expect(host.networks.get(`${P}-net`)!.uuid).toBe(uuid);
     expect(host.networks.get(`${P}-net`)!.def.ipv4?.address).toBe('10.231.0.1');
-    expect((await store.resources.get('Network', `${P}-net`))?.uuid).toBe(uuid);
+    expect((await store.resources.get(resourceRef('Network', `${P}-net`)))?.uuid).toBe(uuid);
   });
 });
 
@@ -305,7 +306,7 @@ describe('failures', () => {
     expect(result.outcome).toBe('failed');
     expect(result.applied!.failed.get(`Volume/${P}-base`)).toMatch(/injected failure/);
     expect(result.applied!.skipped.get(`Volume/${P}-root`)).toMatch(/Volume\/vftest-eng-base failed/);
-    const rec = await store.resources.get('Volume', `${P}-base`);
+    const rec = await store.resources.get(resourceRef('Volume', `${P}-base`));
     expect(rec?.observedStatus).toBe('failed');
     expect(rec?.attempts).toBe(3);
     expect(rec?.lastError).toMatch(/injected failure/);
@@ -326,13 +327,13 @@ describe('crash recovery', () => {
     // Simulate: the journal says a run began creating the network and the VM, libvirt has them,
     // but the run died before recording the result.
     const runId = 'crashed-run';
-    await store.journal.begin({ runId, kind: 'Network', name: `${P}-net`, action: 'network.ensure', intent: {} });
+    await store.journal.begin({ runId, kind: 'Network', name: `${P}-net`, host: LOCAL_HOST, action: 'network.ensure', intent: {} });
     await host.defineNetwork({ name: `${P}-net`, mode: 'isolated', marker: { kind: 'Network', name: `${P}-net`, specHash: 'x' } });
-    await store.journal.begin({ runId, kind: 'Volume', name: `${P}-base`, action: 'volume.create', intent: { pool: `${P}-pool`, volName: `${P}-base.qcow2` } });
+    await store.journal.begin({ runId, kind: 'Volume', name: `${P}-base`, host: LOCAL_HOST, action: 'volume.create', intent: { pool: `${P}-pool`, volName: `${P}-base.qcow2` } });
     await host.definePool({ name: `${P}-pool`, path: '/srv/pools/eng', marker: { kind: 'StoragePool', name: `${P}-pool`, specHash: 'x' } });
     await host.startPool(`${P}-pool`);
     await host.createVolume({ pool: `${P}-pool`, name: `${P}-base.qcow2`, capacityBytes: 1, format: 'qcow2' });
-    await store.journal.begin({ runId, kind: 'StoragePool', name: `${P}-pool`, action: 'pool.ensure', intent: {} });
+    await store.journal.begin({ runId, kind: 'StoragePool', name: `${P}-pool`, host: LOCAL_HOST, action: 'pool.ensure', intent: {} });
 
     const result = await run(d);
     expect(result.plan.changes.every((c) => c.action !== 'conflict')).toBe(true);
@@ -344,7 +345,7 @@ describe('crash recovery', () => {
   });
 
   it('deletes a half-created object that is no longer declared', async () => {
-    await store.journal.begin({ runId: 'r', kind: 'VirtualMachine', name: `${P}-gone`, action: 'vm.define', intent: {} });
+    await store.journal.begin({ runId: 'r', kind: 'VirtualMachine', name: `${P}-gone`, host: LOCAL_HOST, action: 'vm.define', intent: {} });
     await host.defineDomain({ name: `${P}-gone`, type: 'qemu', vcpus: 1, memoryKiB: 1024, disks: [], nics: [], marker: { kind: 'VirtualMachine', name: `${P}-gone`, specHash: 'x' } });
     const result = await run(await desired());
     const c = result.plan.changes.find((x) => x.name === `${P}-gone`)!;
@@ -456,7 +457,7 @@ describe('a step that failed after creating something', () => {
     const first = await run(await desired());
     expect(first.outcome).toBe('failed');
     expect(host.networks.has(`${P}-net`)).toBe(true);
-    expect(await store.resources.get('Network', `${P}-net`).then((r) => r?.uuid ?? null)).toBeNull();
+    expect(await store.resources.get(resourceRef('Network', `${P}-net`)).then((r) => r?.uuid ?? null)).toBeNull();
     host.failures.clear();
     const second = await run(await desired());
     const net = second.plan.changes.find((c) => c.name === `${P}-net`)!;
@@ -476,8 +477,8 @@ describe('retrying a define', () => {
     expect(result.outcome, JSON.stringify([...result.applied!.failed])).toBe('succeeded');
     const pool = result.applied!.outcomes.find((o) => o.step.key === `StoragePool/${P}-pool`)!;
     expect(pool.attempts).toBe(2);
-    expect((await store.resources.get('StoragePool', `${P}-pool`))?.uuid).toBe(host.pools.get(`${P}-pool`)!.uuid);
-    expect((await store.resources.get('VirtualMachine', `${P}-vm2`))?.uuid).toBe(host.domains.get(`${P}-vm2`)!.uuid);
+    expect((await store.resources.get(resourceRef('StoragePool', `${P}-pool`)))?.uuid).toBe(host.pools.get(`${P}-pool`)!.uuid);
+    expect((await store.resources.get(resourceRef('VirtualMachine', `${P}-vm2`)))?.uuid).toBe(host.domains.get(`${P}-vm2`)!.uuid);
     expect((await run(await desired())).plan.noop).toBe(true);
   });
 });
@@ -542,7 +543,7 @@ describe('no data destroyed without consent', () => {
     expect(host.domains.has(`${P}-vm2`)).toBe(false); // no disks: deleted
     expect(host.domains.has(`${P}-vm1`)).toBe(true);
     expect([...vols().keys()].sort()).toEqual([`${P}-base.qcow2`, `${P}-data.img`, `${P}-root.qcow2`]);
-    expect(await store.resources.get('Volume', `${P}-data`)).toBeDefined();
+    expect(await store.resources.get(resourceRef('Volume', `${P}-data`))).toBeDefined();
     // A second run without consent still holds them: the VM is not gone, so its disks still count as attached.
     const again = await run(await desiredFrom(mdir), { maxDeletions: 20 });
     expect(again.outcome).toBe('held');
@@ -571,7 +572,7 @@ describe('no data destroyed without consent', () => {
     const keep = (meta: string) => `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-keep${meta}}\nspec: {pool: ${P}-pool, capacity: 1MiB}\n`;
     writeManifests(mdir, { ...files, 'keep.yaml': keep(', deletionPolicy: Retain') });
     expect((await run(await desiredFrom(mdir))).outcome).toBe('succeeded');
-    expect((await store.resources.get('Volume', `${P}-keep`))?.details).toMatchObject({ config: { deletionPolicy: 'Retain' } });
+    expect((await store.resources.get(resourceRef('Volume', `${P}-keep`)))?.details).toMatchObject({ config: { deletionPolicy: 'Retain' } });
     const file = vols().get(`${P}-keep.qcow2`)!;
 
     writeManifests(mdir, files);
@@ -582,7 +583,7 @@ describe('no data destroyed without consent', () => {
     expect(released.plan.summary).toMatchObject({ delete: 1, release: 1, held: 0 });
     expect(released.outcome).toBe('succeeded');
     expect(vols().get(`${P}-keep.qcow2`)).toBe(file);
-    expect(await store.resources.get('Volume', `${P}-keep`)).toBeUndefined();
+    expect(await store.resources.get(resourceRef('Volume', `${P}-keep`))).toBeUndefined();
     expect((await run(await desiredFrom(mdir))).plan.noop).toBe(true);
 
     writeManifests(mdir, { ...files, 'keep.yaml': keep('') });
@@ -592,7 +593,7 @@ describe('no data destroyed without consent', () => {
     expect(adopted.outcome).toBe('succeeded');
     expect(adopted.plan.changes.find((x) => x.name === `${P}-keep`)!.reason).toMatch(/adopting existing volume/);
     expect(vols().get(`${P}-keep.qcow2`)).toBe(file);
-    expect((await store.resources.get('Volume', `${P}-keep`))?.uuid).toBe(`/srv/pools/eng/${P}-keep.qcow2`);
+    expect((await store.resources.get(resourceRef('Volume', `${P}-keep`)))?.uuid).toBe(`/srv/pools/eng/${P}-keep.qcow2`);
   });
 
   it('switching deletionPolicy is recorded without touching the volume', async () => {
@@ -607,6 +608,6 @@ describe('no data destroyed without consent', () => {
     host.calls = [];
     await run(await desiredFrom(mdir));
     expect(host.calls.filter((x) => /^(delete|create|resize)/.test(x))).toEqual([]);
-    expect((await store.resources.get('Volume', `${P}-keep`))?.details).toMatchObject({ config: { deletionPolicy: 'Retain' } });
+    expect((await store.resources.get(resourceRef('Volume', `${P}-keep`)))?.details).toMatchObject({ config: { deletionPolicy: 'Retain' } });
   });
 });

@@ -15,6 +15,7 @@ import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { planOnly, reconcile } from '../../../src/reconcile/engine.js';
 import { ImageCache, redactUrl } from '../../../src/reconcile/images.js';
 import { ProgressLine } from '../../../src/cli/progress.js';
+import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const EXAMPLES = fileURLToPath(new URL('../../../manifests/examples', import.meta.url));
@@ -96,7 +97,7 @@ describe('Volume source from a URL', () => {
     expect(events).toContain('download');
     expect(events).toContain('upload');
     expect(readdirSync(join(work, 'images'))).toEqual([sha(RAW)]);
-    const rec = await store.resources.get('Volume', `${P}-img`);
+    const rec = await store.resources.get(resourceRef('Volume', `${P}-img`));
     expect((rec?.details as { facts?: Record<string, unknown> }).facts?.imageVirtualSize).toBe(RAW.length);
     expect((await plan(manifests(urlSource('/raw.img')))).noop).toBe(true);
   });
@@ -187,11 +188,11 @@ describe('local source files are identified by content', () => {
     writeFileSync(img, RAW);
     await run(manifests(`"${img}"`));
     // Rewrite the record as the earlier virtform wrote it: sourcePath, no digest.
-    const rec = (await store.resources.get('Volume', `${P}-img`))!;
+    const rec = (await store.resources.get(resourceRef('Volume', `${P}-img`)))!;
     const cfg = { ...(rec.details as { config: Record<string, unknown> }).config };
     delete cfg.sourceSha256;
     cfg.sourcePath = '/old/checkout/disk.raw';
-    await store.resources.upsert({ kind: 'Volume', name: `${P}-img`, specHash: 'old0000000000000', details: { config: cfg }, observedStatus: 'ready' });
+    await store.resources.upsert({ kind: 'Volume', name: `${P}-img`, host: LOCAL_HOST, specHash: 'old0000000000000', details: { config: cfg }, observedStatus: 'ready' });
     const p = await plan(manifests(`"${img}"`));
     const c = p.changes.find((x) => x.key === `Volume/${P}-img`)!;
     expect(c.action).toBe('update');

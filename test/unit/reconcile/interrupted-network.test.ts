@@ -11,6 +11,7 @@ import { FakeHost } from '../../support/fake-host.js';
 import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile } from '../../../src/reconcile/engine.js';
+import { LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const NET = 'vftest-eng-net';
 let work: string | undefined;
@@ -35,13 +36,13 @@ it('a network interrupted before it was recorded is finished and recorded by the
   });
   expect(first.outcome).toBe('failed');
   expect(host.networks.get(NET)).toMatchObject({ active: true, def: { marker: { kind: 'Network', name: NET } } });
-  expect((await store.resources.getMany([{ kind: 'Network', name: NET }]))[0]?.uuid ?? null).toBeNull();
+  expect((await store.resources.getMany([{ kind: 'Network', name: NET, host: LOCAL_HOST }]))[0]?.uuid ?? null).toBeNull();
 
   const second = await reconcile({ host, store, desired, retry, gracefulStop: false });
   expect(second.outcome).toBe('succeeded');
   expect(second.plan.changes.find((c) => c.key === `Network/${NET}`))
     .toMatchObject({ action: 'update', reason: 'finishing an operation interrupted in an earlier run', ownership: 'owned' });
-  const [rec] = await store.resources.getMany([{ kind: 'Network', name: NET }]);
+  const [rec] = await store.resources.getMany([{ kind: 'Network', name: NET, host: LOCAL_HOST }]);
   expect(rec).toMatchObject({ uuid: host.networks.get(NET)!.uuid, specHash: desired.byKey.get(`Network/${NET}`)!.specHash });
 
   const third = await reconcile({ host, store, desired, retry, gracefulStop: false });

@@ -7,6 +7,7 @@ import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile } from '../../../src/reconcile/engine.js';
 import type { ApplyEvent } from '../../../src/reconcile/apply.js';
+import { resourceRef } from '../../../src/model/kinds.js';
 
 let work: string;
 let host: FakeHost;
@@ -32,9 +33,9 @@ async function run(pools: Record<string, string>, extra: Partial<Parameters<type
 describe('pool directories', () => {
   it('records the pool directory and the parents it made; deleting removes those only, keeps busy and pre-existing ones, and says so', async () => {
     expect((await run({ pre: '/srv/pre', deep: '/srv/new/a/b', busy: '/srv/busy/x' })).outcome).toBe('succeeded');
-    expect(await store.createdPaths.list('StoragePool', 'pre')).toEqual([]);
-    expect(await store.createdPaths.list('StoragePool', 'deep')).toEqual(['/srv/new', '/srv/new/a', '/srv/new/a/b']);
-    expect(await store.createdPaths.list('StoragePool', 'busy')).toEqual(['/srv/busy', '/srv/busy/x']);
+    expect(await store.createdPaths.list(resourceRef('StoragePool', 'pre'))).toEqual([]);
+    expect(await store.createdPaths.list(resourceRef('StoragePool', 'deep'))).toEqual(['/srv/new', '/srv/new/a', '/srv/new/a/b']);
+    expect(await store.createdPaths.list(resourceRef('StoragePool', 'busy'))).toEqual(['/srv/busy', '/srv/busy/x']);
     host.dirFiles.set('/srv/busy', ['notes.txt']);
     const notes: string[] = [];
     const r = await run({}, { onEvent: (e: ApplyEvent) => { if (e.type === 'note') notes.push(`${e.step.name}: ${e.text}`); } });
@@ -44,6 +45,6 @@ describe('pool directories', () => {
       'busy: kept directory /srv/busy: not empty (files virtform did not put there)',
       'pre: kept directory /srv/pre: virtform did not create it',
     ]);
-    for (const n of ['pre', 'deep', 'busy']) expect(await store.createdPaths.list('StoragePool', n)).toEqual([]);
+    for (const n of ['pre', 'deep', 'busy']) expect(await store.createdPaths.list(resourceRef('StoragePool', n))).toEqual([]);
   });
 });

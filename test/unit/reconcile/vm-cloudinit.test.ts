@@ -17,6 +17,7 @@ import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
 import { planToJson, renderPlan } from '../../../src/cli/render.js';
 import { loadManifests } from '../../../src/manifest/index.js';
 import { readIso, requireTools } from '../cloudinit/iso-reader.js';
+import { resourceRef } from '../../../src/model/kinds.js';
 
 const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-cloudinit-u';
@@ -110,7 +111,7 @@ describe('spec.cloudInit: the seed volume', () => {
     expect(meta).toContain('public-keys:\n  - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample user@host');
     expect(iso.contents.get('user-data')!.toString()).toContain(`password: ${SECRET}`);
     expect(iso.contents.get('network-config')!.toString()).toContain('dhcp4: true');
-    const rec = await store.resources.get('VirtualMachine', VM);
+    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
     expect((rec!.details.facts as { seed: unknown }).seed).toEqual({ pool: `${P}-pool`, volume: SEED, sha256: `sha256:${sha(seedBytes())}` });
     expect((await plan()).changes).toEqual([]);
   });
@@ -134,7 +135,7 @@ describe('spec.cloudInit: the seed volume', () => {
     expect((await run({ userData: 'two' })).outcome).toBe('succeeded');
     expect(sha(seedBytes())).not.toBe(before);
     expect(seedBytes()!.toString('latin1')).toContain('#vf-marker: two');
-    const rec = await store.resources.get('VirtualMachine', VM);
+    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
     const rr = (rec!.details.facts as { restartRequired?: { fields: string[] } }).restartRequired;
     expect(rr?.fields).toEqual(['spec.cloudInit']);
     expect((await plan({ userData: 'two' })).changes).toEqual([]);
@@ -149,7 +150,7 @@ describe('spec.cloudInit: the seed volume', () => {
     const p = await plan({ userData: 'two', restartPolicy: 'OnChange' });
     expect(p.steps.filter((s) => s.name === VM).map((s) => s.op.op)).toEqual(['vm.define', 'vm.seed', 'vm.stop', 'vm.start']);
     await run({ userData: 'two', restartPolicy: 'OnChange' });
-    const rec = await store.resources.get('VirtualMachine', VM);
+    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
     expect((rec!.details.facts as { restartRequired?: unknown }).restartRequired).toBeUndefined();
   });
 

@@ -13,6 +13,7 @@ import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
 import { renderPlan } from '../../../src/cli/render.js';
 import type { DomainDef } from '../../../src/reconcile/ports.js';
+import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-vmd';
@@ -154,7 +155,7 @@ describe('stable MACs for NICs declared without one', () => {
     await run({ vcpus: 2, nics: `[{network: ${P}-a}, {network: ${P}-b, model: e1000}, {network: ${P}-a}]`, disks: `[{volume: ${P}-root, boot: 1}]` });
     expect(macs()).toEqual(three);
     // recorded, for plan and status
-    const rec = await store.resources.get('VirtualMachine', VM);
+    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
     expect((rec!.details.facts as { nics: { mac: string }[] }).nics.map((n) => n.mac)).toEqual(three);
   });
 
@@ -192,7 +193,7 @@ describe('live or restart, per change of a running VM', () => {
     expect(host.calls).toEqual(expect.arrayContaining([`setDomainVcpus:${VM}`, `setDomainMemory:${VM}`, `setDomainDescription:${VM}`]));
     expect(vm().live).toMatchObject({ vcpus: 3, memoryKiB: 131072, description: 'hello' });
     expect(vm().def).toMatchObject({ vcpus: 3, memoryKiB: 131072, description: 'hello', maxVcpus: 4 });
-    const rec = await store.resources.get('VirtualMachine', VM);
+    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
     expect(rec!.details.facts).not.toHaveProperty('restartRequired');
   });
 
@@ -206,7 +207,7 @@ describe('live or restart, per change of a running VM', () => {
     expect((await run({ vcpus: 2 })).outcome).toBe('succeeded');
     expect(vm().live!.vcpus).toBe(1);
     expect(vm().def.vcpus).toBe(2);
-    const rec = await store.resources.get('VirtualMachine', VM);
+    const rec = await store.resources.get(resourceRef('VirtualMachine', VM));
     expect(rec!.details.facts).toMatchObject({ restartRequired: { fields: ['spec.vcpus', 'spec.maxVcpus'], domainId: id, running: { 'spec.vcpus': 1 }, defined: { 'spec.vcpus': 2 } } });
     const again = await plan({ vcpus: 2 });
     expect(again.noop).toBe(true);
@@ -240,16 +241,16 @@ describe('live or restart, per change of a running VM', () => {
     expect((await run({ vcpus: 2, restartPolicy: 'OnChange' })).outcome).toBe('succeeded');
     expect(vm().id).not.toBe(id);
     expect(vm().live!.vcpus).toBe(2);
-    expect((await store.resources.get('VirtualMachine', VM))!.details.facts).not.toHaveProperty('restartRequired');
+    expect((await store.resources.get(resourceRef('VirtualMachine', VM)))!.details.facts).not.toHaveProperty('restartRequired');
     expect((await plan({ vcpus: 2, restartPolicy: 'OnChange' })).notices).toEqual([]);
   });
 
   it('a domain of the older shape (no balloon) is planned once as a restart change', async () => {
     // as an older virtform left it: no balloon, nothing recorded about one
     vm().balloon = 'none';
-    const rec = (await store.resources.get('VirtualMachine', VM))!;
+    const rec = (await store.resources.get(resourceRef('VirtualMachine', VM)))!;
     const { balloon: _b, ...facts } = rec.details.facts as Record<string, unknown>;
-    await store.resources.upsert({ kind: 'VirtualMachine', name: VM, details: { ...rec.details, facts } });
+    await store.resources.upsert({ kind: 'VirtualMachine', name: VM, host: LOCAL_HOST, details: { ...rec.details, facts } });
     const p = await plan();
     expect(renderPlan(p, plain)).toContain('~ domain.memballoon: "none" → "virtio" [restart]');
     expect(p.changes[0]!.drift).toBe(false); // not drift: an older virtform defined it so
@@ -278,7 +279,7 @@ describe('a plan that forces a running VM off says so', () => {
 describe('adopting an existing domain', () => {
   it('redefines it with the manifest config, keeps its UUID and adds the marker', async () => {
     const uuid = vm().uuid;
-    await store.resources.delete('VirtualMachine', VM); // now foreign
+    await store.resources.delete(resourceRef('VirtualMachine', VM)); // now foreign
     edit((d) => ({ ...d, vcpus: 3, maxVcpus: 3, marker: { kind: 'VirtualMachine', name: 'someone-else', specHash: 'x' } }));
     expect((await plan()).changes.find((x) => x.name === VM)!.action).toBe('conflict');
     const p = await plan({ adopt: true });

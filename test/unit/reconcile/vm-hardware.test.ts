@@ -12,6 +12,7 @@ import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
 import { renderPlan } from '../../../src/cli/render.js';
+import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const P = 'vftest-hw';
@@ -153,7 +154,7 @@ describe('changes and drift', () => {
     expect((await run('cpu: {mode: maximum}')).outcome).toBe('succeeded');
     expect(vm().def.cpu).toEqual({ mode: 'maximum' });
     expect(vm().live!.cpu).toEqual({ mode: 'host-model' });
-    const facts = (await store.resources.get('VirtualMachine', VM))!.details.facts as { restartRequired?: { fields: string[] } };
+    const facts = (await store.resources.get(resourceRef('VirtualMachine', VM)))!.details.facts as { restartRequired?: { fields: string[] } };
     expect(facts.restartRequired?.fields).toEqual(['spec.cpu']);
   });
 
@@ -211,9 +212,9 @@ describe('a VM defined by a virtform from before the guest agent channel', () =>
     // as that virtform left it: no channel in the definition, nothing recorded about one
     vm().def = { ...vm().def, guestAgent: false };
     if (vm().active) vm().live = { ...vm().live!, guestAgent: false };
-    const rec = (await store.resources.get('VirtualMachine', VM))!;
+    const rec = (await store.resources.get(resourceRef('VirtualMachine', VM)))!;
     const { guestAgent: _g, ...facts } = rec.details.facts as Record<string, unknown>;
-    await store.resources.upsert({ kind: 'VirtualMachine', name: VM, details: { ...rec.details, facts } });
+    await store.resources.upsert({ kind: 'VirtualMachine', name: VM, host: LOCAL_HOST, details: { ...rec.details, facts } });
   }
 
   it('running: planned once as a [restart] change (not drift), the definition gets the channel, restart required until the next boot', async () => {

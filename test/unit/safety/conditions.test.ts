@@ -10,7 +10,7 @@ import { tempDir } from '../../support/manifests.js';
 
 function rec(extra: Partial<ResourceRecord> = {}): ResourceRecord {
   return {
-    kind: 'VirtualMachine', name: 'vm', uuid: 'u', specHash: null, generation: 1, desiredState: 'running', observedStatus: 'running', lastError: null,
+    kind: 'VirtualMachine', name: 'vm', host: 'local', uuid: 'u', specHash: null, generation: 1, desiredState: 'running', observedStatus: 'running', lastError: null,
     attempts: 0, details: {}, createdAt: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:00Z', lastAppliedRevision: null, ...extra,
   };
 }

@@ -9,6 +9,7 @@ import { planOnly, reconcile } from '../../../src/reconcile/engine.js';
 import { observe } from '../../../src/reconcile/observe.js';
 import { defaultMaxDeletions } from '../../../src/reconcile/safety.js';
 import { renderPlan } from '../../../src/cli/render.js';
+import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const P = 'vftest-safety-u';
 const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
@@ -136,10 +137,10 @@ describe('the data rule costs a run that destroys nothing no host call', () => {
     expect(held.outcome).toBe('held');
     expect(held.plan.held.get(`Volume/${P}-v1`)).toMatch(new RegExp(`attached to VirtualMachine/${P}-vm \\(recorded reference\\)$`));
     expect(host.volumes.get(`${P}-pool`)!.has(`${P}-v1.qcow2`)).toBe(true);
-    expect((await store.references.list([`/srv/pools/${P}/${P}-v1.qcow2`])).map((r) => `${r.by} ${r.role} ${r.source} ${r.managed}`))
+    expect((await store.references.list(LOCAL_HOST, [`/srv/pools/${P}/${P}-v1.qcow2`])).map((r) => `${r.by} ${r.role} ${r.source} ${r.managed}`))
       .toEqual([`VirtualMachine/${P}-vm disk persistent definition true`]);
     expect((await run(manifests(vols(1)), { allowDataLoss: true })).outcome).toBe('succeeded');
-    expect(await store.references.list([`/srv/pools/${P}/${P}-v1.qcow2`])).toEqual([]);
+    expect(await store.references.list(LOCAL_HOST, [`/srv/pools/${P}/${P}-v1.qcow2`])).toEqual([]);
     // A new volume at the same path starts pristine.
     await run(manifests(vols(2)));
     expect((await run(manifests(vols(1)))).outcome).toBe('succeeded');
@@ -155,7 +156,7 @@ describe('metadata.reconcile: disabled', () => {
     expect([...disabled.plan.suspended.keys()]).toEqual([`VirtualMachine/${P}-vm`]);
     expect(renderPlan(disabled.plan, { color: false })).toContain(`suspended: VirtualMachine/${P}-vm (metadata.reconcile: disabled)`);
     expect(host.domains.get(`${P}-vm`)!.active).toBe(false);
-    expect((await store.resources.get('VirtualMachine', `${P}-vm`))!.details.facts).toMatchObject({ reconcileDisabled: true });
+    expect((await store.resources.get(resourceRef('VirtualMachine', `${P}-vm`)))!.details.facts).toMatchObject({ reconcileDisabled: true });
 
     // Manifest removed while disabled: released, not deleted.
     const files = manifests(vols(2), { vm: true, vmDisabled: true });
@@ -167,7 +168,7 @@ describe('metadata.reconcile: disabled', () => {
     expect(renderPlan(released.plan, { color: false })).toContain('will be released (its manifest was removed while metadata.reconcile: disabled)');
     expect(released.outcome).toBe('succeeded');
     expect(host.domains.has(`${P}-vm`)).toBe(true);
-    expect(await store.resources.get('VirtualMachine', `${P}-vm`)).toBeUndefined();
+    expect(await store.resources.get(resourceRef('VirtualMachine', `${P}-vm`))).toBeUndefined();
   });
 
   it('enabled again: reconciled as usual and the recorded mark is cleared', async () => {
@@ -177,7 +178,7 @@ describe('metadata.reconcile: disabled', () => {
     const again = await run(manifests(vols(1), { vm: true }));
     expect(again.outcome).toBe('succeeded');
     expect(host.domains.get(`${P}-vm`)!.active).toBe(true);
-    expect(((await store.resources.get("VirtualMachine", `${P}-vm`))!.details.facts as Record<string, unknown> | undefined)?.reconcileDisabled).toBeUndefined();
+    expect(((await store.resources.get(resourceRef("VirtualMachine", `${P}-vm`)))!.details.facts as Record<string, unknown> | undefined)?.reconcileDisabled).toBeUndefined();
   });
 });
 

@@ -13,6 +13,7 @@ import { HostMismatchError, openStateStore, type HostIdentity } from '../../../s
 import { verifyHostIdentity } from '../../../src/cli/common.js';
 import { FakeHost } from '../../support/fake-host.js';
 import { tempDir } from '../../support/manifests.js';
+import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const work = tempDir('vftest-hosts-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -26,10 +27,10 @@ describe('hosts table and host columns (migration 0002)', () => {
   it('existing store APIs keep working; rows default to the implicit host "local"', async () => {
     const s = await fresh();
     try {
-      await s.resources.upsert({ kind: 'Network', name: 'net0', specHash: 'h' });
-      const id = await s.journal.begin({ runId: 'r1', kind: 'Network', name: 'net0', action: 'create', intent: {} });
+      await s.resources.upsert({ kind: 'Network', name: 'net0', host: LOCAL_HOST, specHash: 'h' });
+      const id = await s.journal.begin({ runId: 'r1', kind: 'Network', name: 'net0', host: LOCAL_HOST, action: 'create', intent: {} });
       await s.journal.finish(id, 'succeeded');
-      expect((await s.resources.get('Network', 'net0'))?.specHash).toBe('h');
+      expect((await s.resources.get(resourceRef('Network', 'net0')))?.specHash).toBe('h');
       expect(await s.db.selectFrom('resources').select('host').execute()).toEqual([{ host: 'local' }]);
       expect(await s.db.selectFrom('journal').select('host').execute()).toEqual([{ host: 'local' }]);
       expect(await s.hosts.list()).toEqual([]);
@@ -82,7 +83,7 @@ describe('hosts.bind', () => {
     const s = await fresh();
     try {
       await s.hosts.bind(QEMU, { record: true });
-      await s.resources.upsert({ kind: 'Network', name: 'vftest-net', specHash: 'h' });
+      await s.resources.upsert({ kind: 'Network', name: 'vftest-net', host: LOCAL_HOST, specHash: 'h' });
       for (const record of [false, true]) {
         const e = await s.hosts.bind(TEST, { record }).catch((err: unknown) => err);
         expect(e).toBeInstanceOf(HostMismatchError);
@@ -106,7 +107,7 @@ describe('hosts.bind', () => {
     const s = await fresh();
     try {
       await s.hosts.bind(QEMU, { record: true });
-      await s.resources.upsert({ kind: 'Network', name: 'vftest-net', specHash: 'h' });
+      await s.resources.upsert({ kind: 'Network', name: 'vftest-net', host: LOCAL_HOST, specHash: 'h' });
       const restarted = { ...QEMU, uuid: '9003b537-1b27-409d-9ea2-115fdc89522c' };
       expect((await s.hosts.bind(restarted, { record: true })).status).toBe('same');
       expect(await s.hosts.get()).toMatchObject(restarted);
@@ -119,7 +120,7 @@ describe('hosts.bind', () => {
     const s = await fresh();
     try {
       await s.hosts.bind(QEMU, { record: true });
-      await s.journal.begin({ runId: 'r', kind: 'Network', name: 'n', action: 'create', intent: {} });
+      await s.journal.begin({ runId: 'r', kind: 'Network', name: 'n', host: LOCAL_HOST, action: 'create', intent: {} });
       await expect(s.hosts.bind(TEST, { record: true })).rejects.toBeInstanceOf(HostMismatchError);
     } finally {
       await s.close();
@@ -144,7 +145,7 @@ describe('hosts.bind', () => {
     const host = new FakeHost();
     try {
       expect(await verifyHostIdentity(s, host, { record: true })).toEqual({ status: 'first-use', recorded: true });
-      await s.resources.upsert({ kind: 'Network', name: 'x' });
+      await s.resources.upsert({ kind: 'Network', name: 'x', host: LOCAL_HOST });
       host.identity = { ...host.identity, uuid: '11111111-1111-4111-8111-111111111111', hostname: 'other' };
       await expect(verifyHostIdentity(s, host, { record: true })).rejects.toBeInstanceOf(HostMismatchError);
       expect(host.calls.filter((c) => c === 'hostIdentity:*')).toHaveLength(2);

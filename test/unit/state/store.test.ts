@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStateStore, type ResourceIndexEntry, type StateStore } from '../../../src/state/index.js';
+import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
 const TABLES = ['events', 'journal', 'resources', 'revisions'];
 
@@ -56,10 +57,10 @@ describe('openStateStore', () => {
   it('is idempotent on reopen: migrations run once, data survives', async () => {
     const path = join(dir, 'state.db');
     const s1 = await open(path);
-    await s1.resources.upsert({ kind: 'Network', name: 'net0', specHash: 'h' });
+    await s1.resources.upsert({ kind: 'Network', name: 'net0', host: LOCAL_HOST, specHash: 'h' });
     await s1.close();
     const s2 = await open(path);
-    expect((await s2.resources.get('Network', 'net0'))?.specHash).toBe('h');
+    expect((await s2.resources.get(resourceRef('Network', 'net0')))?.specHash).toBe('h');
     await s2.close();
     const s3 = await open(path);
     const rows = await s3.db
@@ -67,7 +68,7 @@ describe('openStateStore', () => {
       .selectFrom('kysely_migration')
       .select('name')
       .execute();
-    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts', '0003_git_sources', '0004_safety', '0005_baselines', '0006_volume_references', '0007_created_paths', '0009_lease']);
+    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts', '0003_git_sources', '0004_safety', '0005_baselines', '0006_volume_references', '0007_created_paths', '0008_host_keys', '0009_lease']);
   });
 
   it('serializes concurrent opens of a fresh file in one process', async () => {
@@ -87,7 +88,7 @@ describe('openStateStore', () => {
 describe('resources', () => {
   it('inserts with defaults, generation 1 when a spec hash is given', async () => {
     const s = await open();
-    const r = await s.resources.upsert({ kind: 'Volume', name: 'disk0', specHash: 'h1', details: { path: '/p/disk0.qcow2', pool: 'p' } });
+    const r = await s.resources.upsert({ kind: 'Volume', name: 'disk0', host: LOCAL_HOST, specHash: 'h1', details: { path: '/p/disk0.qcow2', pool: 'p' } });
     expect(r).toMatchObject({
       kind: 'Volume',
       name: 'disk0',
@@ -103,8 +104,8 @@ describe('resources', () => {
     });
     expect(r.createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(r.updatedAt).toBe(r.createdAt);
-    expect(await s.resources.get('Volume', 'disk0')).toEqual(r);
-    expect(await s.resources.get('Volume', 'nope')).toBeUndefined();
+    expect(await s.resources.get(resourceRef('Volume', 'disk0'))).toEqual(r);
+    expect(await s.resources.get(resourceRef('Volume', 'nope'))).toBeUndefined();
   });
 
   it('increments generation only when the spec hash changes; partial updates keep other fields', async () => {
@@ -114,6 +115,7 @@ describe('resources', () => {
     const first = await s.resources.upsert({
       kind: 'VirtualMachine',
       name: 'vm1',
+      host: LOCAL_HOST,
       uuid: 'u-1',
       specHash: 'h1',
       desiredState: 'running',
@@ -122,66 +124,66 @@ describe('resources', () => {
     });
     expect(first.generation).toBe(1);
 
-    const same = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', specHash: 'h1' });
+    const same = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', host: LOCAL_HOST, specHash: 'h1' });
     expect(same.generation).toBe(1);
 
-    const changed = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', specHash: 'h2' });
+    const changed = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', host: LOCAL_HOST, specHash: 'h2' });
     expect(changed.generation).toBe(2);
     expect(changed).toMatchObject({ uuid: 'u-1', desiredState: 'running', details: { a: 1 }, lastAppliedRevision: rev });
     expect(changed.createdAt).toBe(first.createdAt);
     expect(changed.updatedAt > first.updatedAt).toBe(true);
 
-    const partial = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', observedStatus: 'running', desiredState: null });
+    const partial = await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', host: LOCAL_HOST, observedStatus: 'running', desiredState: null });
     expect(partial).toMatchObject({ specHash: 'h2', generation: 2, observedStatus: 'running', desiredState: null, uuid: 'u-1' });
 
-    expect((await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', specHash: 'h1' })).generation).toBe(3);
+    expect((await s.resources.upsert({ kind: 'VirtualMachine', name: 'vm1', host: LOCAL_HOST, specHash: 'h1' })).generation).toBe(3);
   });
 
   it('inserts with generation 0 when no spec hash is given, then 1 on the first hash', async () => {
     const s = await open();
-    expect((await s.resources.upsert({ kind: 'StoragePool', name: 'p' })).generation).toBe(0);
-    expect((await s.resources.upsert({ kind: 'StoragePool', name: 'p', specHash: 'x' })).generation).toBe(1);
+    expect((await s.resources.upsert({ kind: 'StoragePool', name: 'p', host: LOCAL_HOST })).generation).toBe(0);
+    expect((await s.resources.upsert({ kind: 'StoragePool', name: 'p', host: LOCAL_HOST, specHash: 'x' })).generation).toBe(1);
   });
 
   it('setStatus updates only the given fields and creates a row if missing', async () => {
     const s = await open();
-    await s.resources.upsert({ kind: 'Network', name: 'n', specHash: 'h', observedStatus: 'pending', attempts: 0 });
-    await s.resources.setStatus('Network', 'n', { observedStatus: 'failed', lastError: 'boom', attempts: 2 });
-    expect(await s.resources.get('Network', 'n')).toMatchObject({ observedStatus: 'failed', lastError: 'boom', attempts: 2, specHash: 'h', generation: 1 });
-    await s.resources.setStatus('Network', 'n', { lastError: null });
-    expect(await s.resources.get('Network', 'n')).toMatchObject({ observedStatus: 'failed', lastError: null, attempts: 2 });
+    await s.resources.upsert({ kind: 'Network', name: 'n', host: LOCAL_HOST, specHash: 'h', observedStatus: 'pending', attempts: 0 });
+    await s.resources.setStatus(resourceRef('Network', 'n'), { observedStatus: 'failed', lastError: 'boom', attempts: 2 });
+    expect(await s.resources.get(resourceRef('Network', 'n'))).toMatchObject({ observedStatus: 'failed', lastError: 'boom', attempts: 2, specHash: 'h', generation: 1 });
+    await s.resources.setStatus(resourceRef('Network', 'n'), { lastError: null });
+    expect(await s.resources.get(resourceRef('Network', 'n'))).toMatchObject({ observedStatus: 'failed', lastError: null, attempts: 2 });
 
-    await s.resources.setStatus('Network', 'other', { observedStatus: 'failed' });
-    expect(await s.resources.get('Network', 'other')).toMatchObject({ observedStatus: 'failed', generation: 0, specHash: null });
+    await s.resources.setStatus(resourceRef('Network', 'other'), { observedStatus: 'failed' });
+    expect(await s.resources.get(resourceRef('Network', 'other'))).toMatchObject({ observedStatus: 'failed', generation: 0, specHash: null });
   });
 
   it('keeps (kind, name) unique, lists by kind ordered by name, deletes', async () => {
     const s = await open();
-    await s.resources.upsert({ kind: 'Volume', name: 'b' });
-    await s.resources.upsert({ kind: 'Volume', name: 'a' });
-    await s.resources.upsert({ kind: 'Network', name: 'a' });
-    await s.resources.upsert({ kind: 'Volume', name: 'a', uuid: 'x' });
+    await s.resources.upsert({ kind: 'Volume', name: 'b', host: LOCAL_HOST });
+    await s.resources.upsert({ kind: 'Volume', name: 'a', host: LOCAL_HOST });
+    await s.resources.upsert({ kind: 'Network', name: 'a', host: LOCAL_HOST });
+    await s.resources.upsert({ kind: 'Volume', name: 'a', host: LOCAL_HOST, uuid: 'x' });
     expect((await s.resources.list()).map((r) => `${r.kind}/${r.name}`)).toEqual(['Network/a', 'Volume/a', 'Volume/b']);
-    expect((await s.resources.list('Volume')).map((r) => r.name)).toEqual(['a', 'b']);
-    expect(await s.resources.list('StoragePool')).toEqual([]);
+    expect((await s.resources.list({ kind: 'Volume' })).map((r) => r.name)).toEqual(['a', 'b']);
+    expect(await s.resources.list({ kind: 'StoragePool' })).toEqual([]);
 
-    await s.resources.delete('Volume', 'a');
-    await s.resources.delete('Volume', 'missing');
+    await s.resources.delete(resourceRef('Volume', 'a'));
+    await s.resources.delete(resourceRef('Volume', 'missing'));
     expect((await s.resources.list()).map((r) => `${r.kind}/${r.name}`)).toEqual(['Network/a', 'Volume/b']);
   });
 
   it('enforces the foreign key to revisions', async () => {
     const s = await open();
-    await expect(s.resources.upsert({ kind: 'Volume', name: 'v', lastAppliedRevision: 999 })).rejects.toThrow(/FOREIGN KEY/);
+    await expect(s.resources.upsert({ kind: 'Volume', name: 'v', host: LOCAL_HOST, lastAppliedRevision: 999 })).rejects.toThrow(/FOREIGN KEY/);
   });
 });
 
 describe('journal', () => {
   it('begin/finish/listOpen/recent/forResource', async () => {
     const s = await open();
-    const a = await s.journal.begin({ runId: 'r1', kind: 'Volume', name: 'v1', action: 'create', intent: { path: '/p/v1' } });
-    const b = await s.journal.begin({ runId: 'r1', kind: 'VirtualMachine', name: 'vm', action: 'start', intent: { uuid: 'u' }, attempt: 2 });
-    const c = await s.journal.begin({ runId: 'r1', kind: 'Volume', name: 'v1', action: 'delete', intent: {} });
+    const a = await s.journal.begin({ runId: 'r1', kind: 'Volume', name: 'v1', host: LOCAL_HOST, action: 'create', intent: { path: '/p/v1' } });
+    const b = await s.journal.begin({ runId: 'r1', kind: 'VirtualMachine', name: 'vm', host: LOCAL_HOST, action: 'start', intent: { uuid: 'u' }, attempt: 2 });
+    const c = await s.journal.begin({ runId: 'r1', kind: 'Volume', name: 'v1', host: LOCAL_HOST, action: 'delete', intent: {} });
     expect(b).toBeGreaterThan(a);
     expect(c).toBeGreaterThan(b);
 
@@ -200,9 +202,9 @@ describe('journal', () => {
     expect(recent[2]).toMatchObject({ status: 'succeeded', error: null, intent: { path: '/p/v1' } });
     expect((await s.journal.recent(2)).map((e) => e.id)).toEqual([c, b]);
 
-    expect((await s.journal.forResource('Volume', 'v1')).map((e) => e.id)).toEqual([c, a]);
-    expect((await s.journal.forResource('Volume', 'v1', 1)).map((e) => e.id)).toEqual([c]);
-    expect(await s.journal.forResource('Volume', 'zz')).toEqual([]);
+    expect((await s.journal.forResource(resourceRef('Volume', 'v1'))).map((e) => e.id)).toEqual([c, a]);
+    expect((await s.journal.forResource(resourceRef('Volume', 'v1'), 1)).map((e) => e.id)).toEqual([c]);
+    expect(await s.journal.forResource(resourceRef('Volume', 'zz'))).toEqual([]);
 
     await s.journal.finish(c, 'abandoned');
     expect(await s.journal.listOpen()).toEqual([]);
@@ -210,7 +212,7 @@ describe('journal', () => {
 
   it('finish is a no-op on a closed entry and throws for an unknown id', async () => {
     const s = await open();
-    const id = await s.journal.begin({ runId: 'r', kind: 'Network', name: 'n', action: 'create', intent: {} });
+    const id = await s.journal.begin({ runId: 'r', kind: 'Network', name: 'n', host: LOCAL_HOST, action: 'create', intent: {} });
     await s.journal.finish(id, 'failed', 'first');
     await s.journal.finish(id, 'succeeded');
     expect((await s.journal.recent(1))[0]).toMatchObject({ status: 'failed', error: 'first' });
@@ -220,7 +222,7 @@ describe('journal', () => {
   it('persists open entries across reopen (crash recovery)', async () => {
     const path = join(dir, 'state.db');
     const s1 = await open(path);
-    const id = await s1.journal.begin({ runId: 'r', kind: 'Volume', name: 'v', action: 'create', intent: { path: '/x' } });
+    const id = await s1.journal.begin({ runId: 'r', kind: 'Volume', name: 'v', host: LOCAL_HOST, action: 'create', intent: { path: '/x' } });
     await s1.close();
     const s2 = await open(path);
     expect(await s2.journal.listOpen()).toMatchObject([{ id, intent: { path: '/x' }, status: 'open' }]);
@@ -257,13 +259,13 @@ describe('events', () => {
     let t = Date.parse('2025-06-01T00:00:00.000Z');
     const s = await open(undefined, () => new Date((t += 1)));
     await s.events.append({ level: 'info', message: 'apply started' });
-    await s.events.append({ level: 'warn', kind: 'VirtualMachine', name: 'vm1', message: 'retrying' });
-    await s.events.append({ level: 'error', kind: 'Volume', name: 'v', message: 'failed' });
+    await s.events.append({ level: 'warn', ref: resourceRef('VirtualMachine', 'vm1'), message: 'retrying' });
+    await s.events.append({ level: 'error', ref: resourceRef('Volume', 'v'), message: 'failed' });
     const all = await s.events.recent();
     expect(all).toEqual([
-      { at: '2025-06-01T00:00:00.003Z', level: 'error', kind: 'Volume', name: 'v', message: 'failed' },
-      { at: '2025-06-01T00:00:00.002Z', level: 'warn', kind: 'VirtualMachine', name: 'vm1', message: 'retrying' },
-      { at: '2025-06-01T00:00:00.001Z', level: 'info', kind: null, name: null, message: 'apply started' },
+      { at: '2025-06-01T00:00:00.003Z', level: 'error', kind: 'Volume', name: 'v', host: 'local', message: 'failed' },
+      { at: '2025-06-01T00:00:00.002Z', level: 'warn', kind: 'VirtualMachine', name: 'vm1', host: 'local', message: 'retrying' },
+      { at: '2025-06-01T00:00:00.001Z', level: 'info', kind: null, name: null, host: null, message: 'apply started' },
     ]);
     expect((await s.events.recent(1)).map((e) => e.message)).toEqual(['failed']);
   });
@@ -282,30 +284,30 @@ describe('resources.indexPages and getMany', () => {
     try {
       expect(await collectPages(store, 100)).toEqual([]);
       for (let i = 0; i < 450; i += 1) {
-        await store.resources.upsert({ kind: 'Volume', name: `v${i}`, uuid: `/p/v${i}`, specHash: `h${i}`, details: { config: { i } } });
+        await store.resources.upsert({ kind: 'Volume', name: `v${i}`, host: LOCAL_HOST, uuid: `/p/v${i}`, specHash: `h${i}`, details: { config: { i } } });
       }
-      await store.resources.delete('Volume', 'v121'); // a gap in the ids
+      await store.resources.delete(resourceRef('Volume', 'v121')); // a gap in the ids
       const pages = await collectPages(store, 100);
       expect(pages.map((p) => p.length)).toEqual([100, 100, 100, 100, 49]);
       const index = pages.flat();
       expect(new Set(index.map((r) => r.name)).size).toBe(449);
       expect(index.some((r) => r.name === 'v121')).toBe(false);
       expect(index.find((r) => r.name === 'v7')).toEqual({
-        id: expect.any(Number), kind: 'Volume', name: 'v7', uuid: '/p/v7', specHash: 'h7', desiredState: null, lastError: null,
+        id: expect.any(Number), host: 'local', kind: 'Volume', name: 'v7', uuid: '/p/v7', specHash: 'h7', desiredState: null, lastError: null,
       });
       // Text survives the JSON page encoding exactly: quotes, backslashes, control characters, non-BMP.
       const odd = 'vm "q" \\ ✓ 🚀';
       const err = 'line1\n"quoted" \\ back\ttab \u0001 é';
-      await store.resources.upsert({ kind: 'VirtualMachine', name: odd, uuid: null, specHash: 'h', desiredState: 'running', lastError: err });
+      await store.resources.upsert({ kind: 'VirtualMachine', name: odd, host: LOCAL_HOST, uuid: null, specHash: 'h', desiredState: 'running', lastError: err });
       expect((await collectPages(store, 1000)).flat().find((r) => r.kind === 'VirtualMachine')).toEqual({
-        id: expect.any(Number), kind: 'VirtualMachine', name: odd, uuid: null, specHash: 'h', desiredState: 'running', lastError: err,
+        id: expect.any(Number), host: 'local', kind: 'VirtualMachine', name: odd, uuid: null, specHash: 'h', desiredState: 'running', lastError: err,
       });
-      await store.resources.delete('VirtualMachine', odd);
+      await store.resources.delete(resourceRef('VirtualMachine', odd));
       // A page size that divides the count exactly ends without an empty page; one page of all.
       expect((await collectPages(store, 449)).map((p) => p.length)).toEqual([449]);
       expect((await collectPages(store, 1000)).map((p) => p.length)).toEqual([449]);
-      const keys = [...Array(450).keys()].filter((i) => i % 2 === 0).map((i) => ({ kind: 'Volume', name: `v${i}` }));
-      const full = await store.resources.getMany([...keys, { kind: 'Volume', name: 'missing' }]);
+      const keys = [...Array(450).keys()].filter((i) => i % 2 === 0).map((i) => resourceRef('Volume', `v${i}`));
+      const full = await store.resources.getMany([...keys, { kind: 'Volume', name: 'missing', host: LOCAL_HOST }]);
       expect(full).toHaveLength(225); // spans two chunks of 200
       expect(full.find((r) => r.name === 'v300')?.details).toEqual({ config: { i: 300 } });
       expect((await store.resources.list())[0]!.details).toHaveProperty('config');
@@ -322,17 +324,17 @@ describe('journal.listUnresolved and resolve', () => {
     const store = await openStateStore(join(dir, 'state.db'));
     try {
       const j = store.journal;
-      const a1 = await j.begin({ runId: 'r', kind: 'Network', name: 'a', action: 'network.ensure', intent: {} });
+      const a1 = await j.begin({ runId: 'r', kind: 'Network', name: 'a', host: LOCAL_HOST, action: 'network.ensure', intent: {} });
       await j.finish(a1, 'failed', 'boom');
-      const a2 = await j.begin({ runId: 'r', kind: 'Network', name: 'a', action: 'network.ensure', intent: {} });
+      const a2 = await j.begin({ runId: 'r', kind: 'Network', name: 'a', host: LOCAL_HOST, action: 'network.ensure', intent: {} });
       await j.finish(a2, 'succeeded'); // a: failed then succeeded → resolved
-      const b1 = await j.begin({ runId: 'r', kind: 'Network', name: 'b', action: 'network.ensure', intent: {} });
+      const b1 = await j.begin({ runId: 'r', kind: 'Network', name: 'b', host: LOCAL_HOST, action: 'network.ensure', intent: {} });
       await j.finish(b1, 'failed', 'boom'); // b: failed last → unresolved
-      const c1 = await j.begin({ runId: 'r', kind: 'Volume', name: 'c', action: 'volume.create', intent: {} }); // open
+      const c1 = await j.begin({ runId: 'r', kind: 'Volume', name: 'c', host: LOCAL_HOST, action: 'volume.create', intent: {} }); // open
       expect((await j.listUnresolved()).map((e) => `${e.name}:${e.status}`)).toEqual(['b:failed', 'c:open']);
       await j.resolve([b1, c1]);
       expect(await j.listUnresolved()).toEqual([]);
-      expect((await j.forResource('Network', 'b'))[0]).toMatchObject({ status: 'abandoned', error: 'boom' });
+      expect((await j.forResource(resourceRef('Network', 'b')))[0]).toMatchObject({ status: 'abandoned', error: 'boom' });
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

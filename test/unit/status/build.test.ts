@@ -5,12 +5,13 @@ import type { DesiredResource } from '../../../src/reconcile/desired.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
+import type { ResourceKind } from '../../../src/model/kinds.js';
 
 const P = 'vftest-st';
 
-function rec(kind: string, name: string, extra: Partial<ResourceRecord> = {}): ResourceRecord {
+function rec(kind: ResourceKind, name: string, extra: Partial<ResourceRecord> = {}): ResourceRecord {
   return {
-    kind, name, uuid: `${kind}-${name}`, specHash: null, generation: 1, desiredState: null, observedStatus: 'active', lastError: null, attempts: 1,
+    kind, name, host: 'local', uuid: `${kind}-${name}`, specHash: null, generation: 1, desiredState: null, observedStatus: 'active', lastError: null, attempts: 1,
     details: {}, createdAt: '2026-01-01T00:00:00Z', updatedAt: '2026-01-01T00:00:00Z', lastAppliedRevision: null, ...extra,
   };
 }

@@ -15,6 +15,7 @@ import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { GitRepository, GitSync, type GitSourceSpec } from '../../../src/git/index.js';
 import { GitRepositorySource, WatchController, jsonLogger } from '../../../src/watch/index.js';
 import { GatedHost, parsePrometheus, sampleValue, waitFor } from './helpers.js';
+import { resourceRef } from '../../../src/model/kinds.js';
 
 const P = 'vftest-gitw';
 const VM1 = `${P}-vm1`;
@@ -190,7 +191,7 @@ describe('watch --git', () => {
     await c.idle();
     expect(c.lastRun?.outcome).toBe('succeeded');
     // A local source is identified by its content, not its path (the checkout path is no identity).
-    const details = (await store.resources.get('Volume', `${P}-img`))?.details as { config?: { sourceSha256?: string } } | undefined;
+    const details = (await store.resources.get(resourceRef('Volume', `${P}-img`)))?.details as { config?: { sourceSha256?: string } } | undefined;
     expect(details?.config?.sourceSha256).toBe(createHash('sha256').update(img).digest('hex'));
     repo.commit(withImage('96MiB'), { folder: 'env' });
     await waitFor(async () => (await c.status()).git?.appliedCommit === repo.head(), 'the second commit applied', 10_000);
