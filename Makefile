@@ -8,7 +8,7 @@ URI ?= qemu:///system
 DOMAIN_TYPE ?= qemu
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo demo-destroy test test-unit test-integration check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check mutation
+.PHONY: help setup build demo demo-destroy test test-unit test-integration test-postgres check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check mutation
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-unit: ## unit tests only (no libvirtd needed)
 
 test-integration: setup ## integration tests against the real libvirtd
 	npx vitest run --project integration
+
+test-postgres: setup ## the state store's contract on PostgreSQL and the reconcile integration suite with its state DB on PostgreSQL (a private cluster per run; root, libvirtd)
+	npx vitest run -c vitest.postgres.config.ts
 
 test-faults: setup ## fault suite: crash matrix, SIGKILL rounds, libvirtd kill, disk full, lock race (root; ~8-9 min)
 	npx vitest run -c vitest.faults.config.ts

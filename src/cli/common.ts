@@ -5,7 +5,8 @@ import { loadManifests, loadPolicy, formatManifestError, type LoadOptions, type 
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
-import { DEFAULT_LEASE_TIMING, defaultDbPath, leaseTimingProblem, openStateStore, type HostBinding, type LeaseTiming, type StateStore } from '../state/index.js';
+import { DEFAULT_LEASE_TIMING, defaultDbPath, isPostgresLocation, leaseTimingProblem, openStateStore, type HostBinding, type LeaseTiming, type StateStore } from '../state/index.js';
+import { dirname, resolve } from 'node:path';
 
 export { EXIT } from './exit.js';
 
@@ -105,13 +106,28 @@ export interface OpenStoreOptions {
   create?: boolean;
   /** Open an existing DB only (`status`): throws StateDbMissingError, creates no file or folder. */
   mustExist?: boolean;
+  /** `--data-dir` (default: {@link dataDirOf}). */
+  dataDir?: string;
+}
+
+/**
+ * The folder of the local caches (`images/`, `git/`): `--data-dir` (or VIRTFORM_DATA_DIR) when
+ * given; else the SQLite DB's folder (as always); with a PostgreSQL `--db`, the folder the default
+ * SQLite DB would be in (`/var/lib/virtform` as root, else the XDG data dir).
+ */
+export function dataDirOf(dbPath: string | undefined, dataDir?: string): string {
+  if (dataDir) return resolve(dataDir);
+  const db = dbPath ?? defaultDbPath();
+  return dirname(resolve(isPostgresLocation(db) ? defaultDbPath() : db));
 }
 
 /** Open the state DB of `--db` (default {@link defaultDbPath}); throws StateDbOpenError naming path and reason. */
 export async function openStore(dbPath: string | undefined, opts: OpenStoreOptions = {}): Promise<StateStore> {
   const path = dbPath ?? defaultDbPath();
-  if (opts.create === false && !opts.mustExist && !existsSync(path)) return openStateStore(':memory:');
-  return openStateStore(path, { mustExist: opts.mustExist });
+  const dataDir = dataDirOf(dbPath, opts.dataDir);
+  if (isPostgresLocation(path)) return openStateStore(path, { dataDir });
+  if (opts.create === false && !opts.mustExist && !existsSync(path)) return openStateStore(':memory:', { dataDir });
+  return openStateStore(path, { mustExist: opts.mustExist, dataDir });
 }
 
 /**

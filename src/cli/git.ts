@@ -4,13 +4,14 @@
  * checks. Flag problems are exit 2 (invalid input).
  */
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   GitRepository, GitSync, checkGitSpec, describeRef, normalizeGitPath, parseRemote, rebaseState, short, type GitRef, type GitSourceSpec,
 } from '../git/index.js';
 import { type DesiredState, type ManifestError } from '../manifest/index.js';
-import { defaultDbPath, type StateStore } from '../state/index.js';
+import type { StateStore } from '../state/index.js';
 import type { GitFlags } from './git-options.js';
+import { dataDirOf } from './common.js';
 
 export type { GitFlags } from './git-options.js';
 
@@ -95,10 +96,9 @@ export function gitInput(dir: string | undefined, f: GitFlags, o: { dirRequired:
   };
 }
 
-/** Parent of the git caches: `git/` next to the state DB (the data dir). */
-export function gitCacheRoot(dbPath: string | undefined): string {
-  const db = dbPath ?? defaultDbPath();
-  return join(dirname(resolve(db)), 'git');
+/** Parent of the git caches: `git/` in the data dir (`--data-dir`, by default the SQLite DB's folder). */
+export function gitCacheRoot(dbPath: string | undefined, dataDir?: string): string {
+  return join(dataDirOf(dbPath, dataDir), 'git');
 }
 
 /** What `reconcile --git` and `status --git` got from the repository. */
@@ -115,8 +115,10 @@ export type GitDesired =
  *   nothing is recorded and the cache is not touched; paths are as the applied checkout will have them.
  * Failures: exit 1 when the fetch failed, 2 when the commit was refused (validation, signature).
  */
-export async function gitDesired(spec: GitSourceSpec, o: { store?: StateStore; dbPath: string | undefined; mode: 'apply' | 'read' }): Promise<GitDesired> {
-  const cacheRoot = gitCacheRoot(o.dbPath);
+export async function gitDesired(
+  spec: GitSourceSpec, o: { store?: StateStore; dbPath: string | undefined; dataDir?: string | undefined; mode: 'apply' | 'read' },
+): Promise<GitDesired> {
+  const cacheRoot = gitCacheRoot(o.dbPath, o.dataDir);
   const repo = new GitRepository(spec, { cacheRoot, ephemeral: o.mode === 'read' });
   const sync = new GitSync(repo, o.mode === 'apply' ? o.store : undefined);
   const fail = (code: 1 | 2, message: string, errors: ManifestError[] = []): GitDesired => ({ ok: false, code, message, errors, sync, repo });

@@ -2,7 +2,9 @@
  * The command tree of the virtform CLI (flags, help, choices); `main.ts` runs it and maps errors
  * to exit codes.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { checkPostgresUrl, isPostgresLocation } from '../state/location.js';
+import { EXIT } from './exit.js';
 import { addGitOptions } from './git-options.js';
 // Each command's implementation (engine, libvirt client, state DB, schemas) is imported when that
 // command runs, so `--help` and `--version` load only commander.
@@ -42,11 +44,28 @@ export function buildProgram(): Command {
     .addHelpText('after', `
 Exit codes: 0 success · 1 apply/runtime failure, changes held for --allow-data-loss, or --wait timed out / a waited VM is not running · 2 invalid input · 3 changes pending,
 held ones included (--dry-run --detailed-exitcode)
-Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
+Environment: VIRTFORM_URI, VIRTFORM_DB and VIRTFORM_DATA_DIR set the defaults of --uri, --db and --data-dir;
+a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, never from the URL.`);
+  // A --db URL with a password is refused before anything runs (exit 2); the message hides the password.
+  program.hook('preAction', (_root, action) => {
+    const db: unknown = action.opts().db;
+    if (typeof db !== 'string' || !isPostgresLocation(db)) return;
+    try {
+      checkPostgresUrl(db);
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      process.stderr.write(`virtform: ${message}\n`);
+      throw new CommanderError(EXIT.invalid, 'virtform.dbUrl', message);
+    }
+  });
 
   const uriOption = (): Option => new Option('--uri <uri>', 'libvirt connection URI').default(process.env.VIRTFORM_URI ?? 'qemu:///system');
-  const dbOption = (): Option => new Option('--db <path>', 'state DB file (default: /var/lib/virtform/state.db as root, else XDG data dir)')
+  const dbOption = (): Option => new Option('--db <path|url>',
+    'state DB: a SQLite file (default: /var/lib/virtform/state.db as root, else XDG data dir) or postgres://user@host:port/database')
     .default(process.env.VIRTFORM_DB);
+  const dataDirOption = (): Option => new Option('--data-dir <dir>',
+    'folder of the image and git caches (default: the SQLite DB\'s folder; with PostgreSQL, /var/lib/virtform as root, else the XDG data dir)')
+    .default(process.env.VIRTFORM_DATA_DIR);
   const domainTypeOption = (): Option => new Option('--domain-type <type>',
     'domain type of the VMs virtform defines: auto = kvm when the host offers it, else qemu (TCG)')
     .choices(['auto', 'kvm', 'qemu']).default('auto');
@@ -82,6 +101,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .argument('[dir]', 'folder of manifests (the whole set: a single file is refused); or --git URL instead')
     .addOption(uriOption())
     .addOption(dbOption())
+    .addOption(dataDirOption())
     .option('--dry-run', 'print the plan only; touch nothing')
     .option('--detailed-exitcode', 'with --dry-run: exit 3 when changes are pending, 0 when none')
     .option('--json', 'machine-readable plan and result on stdout')
@@ -117,6 +137,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .argument('[dir]', 'manifest folder: also list declared resources not created yet')
     .addOption(uriOption())
     .addOption(dbOption())
+    .addOption(dataDirOption())
     .option('--json', 'print as JSON')
     .option('--offline', 'do not contact libvirtd (nor, with --git, the repository); show what the state DB knows')
     .addOption(policyOption())
@@ -131,6 +152,7 @@ Environment: VIRTFORM_URI and VIRTFORM_DB set the defaults of --uri and --db.`);
     .argument('[dir]', 'folder of manifests (the whole set: a single file is refused); or --git URL instead')
     .addOption(uriOption())
     .addOption(dbOption())
+    .addOption(dataDirOption())
     .option('--resync <seconds>', 'periodic full reconcile interval', num('--resync', 1), 300)
     .option('--debounce <ms>', 'quiet time after file changes before reconciling', num('--debounce', 0), 500)
     .option('--listen <host:port>', 'HTTP listener for /healthz /readyz /status /metrics (loopback only)', '127.0.0.1:9465')
@@ -172,6 +194,7 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
   program.command('suspend')
     .description('pause applies for this state DB (a running watcher keeps observing; reconcile refuses, exit 1); survives restarts; no writer lock needed')
     .addOption(dbOption())
+    .addOption(dataDirOption())
     .option('--reason <text>', 'why (shown by status)')
     .option('--json', 'print the result as JSON')
     .action(async (o) => {
@@ -181,6 +204,7 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
   program.command('resume')
     .description('lift `virtform suspend`: applies continue (a running watcher starts a run at once)')
     .addOption(dbOption())
+    .addOption(dataDirOption())
     .option('--json', 'print the result as JSON')
     .action(async (o) => {
       process.exitCode = await (await import('./commands/suspend.js')).runResume(o);

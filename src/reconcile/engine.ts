@@ -34,8 +34,10 @@ export interface EngineStore extends StateReader, ApplyStore {
     record(host: string, refs: StoredReference[]): Promise<void>;
     forget(host: string, paths: string[]): Promise<void>;
   };
-  /** The DB file (its folder holds the image cache, `images/`). */
+  /** The DB file or URL. */
   readonly path?: string;
+  /** The data dir: the image cache is its `images/` (see `--data-dir`). */
+  readonly dataDir?: string | undefined;
   /** `virtform suspend`'s switch (absent in stores that have none: never suspended). */
   controls?: { suspension(): Promise<Suspension | undefined> };
 }
@@ -154,7 +156,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const revisionId = await opts.store.revisions.start({
     runId, manifestDigest: opts.desired.digest, gitCommit: opts.desired.gitCommit ?? null, gitDirty: opts.desired.gitDirty ?? false,
   });
-  const images = opts.images ?? imageCacheFor(opts.store.path);
+  const images = opts.images ?? imageCacheFor(opts.store.dataDir);
   const applied = await apply(plan, {
     host: opts.host, store: opts.store, desired: opts.desired, observed, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,

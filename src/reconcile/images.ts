@@ -286,10 +286,10 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** The image cache of a state DB: `images/` beside the DB file (a temp-dir cache for an in-memory DB). */
-export function imageCacheFor(dbPath: string | undefined, opts: ImageCacheOptions = {}): ImageCache {
-  if (!dbPath || dbPath === ':memory:') return new ImageCache(defaultImageCache().dir, opts);
-  return new ImageCache(join(dirname(dbPath), 'images'), opts);
+/** The image cache in a data dir (`--data-dir`, by default the SQLite DB's folder): `images/` in it; none given: a temp-dir cache. */
+export function imageCacheFor(dataDir: string | undefined, opts: ImageCacheOptions = {}): ImageCache {
+  if (!dataDir) return new ImageCache(defaultImageCache().dir, opts);
+  return new ImageCache(join(dataDir, 'images'), opts);
 }
 
 /** The cache used when none is given (tests, library use): a folder in the temp dir. */

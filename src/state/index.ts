@@ -5,7 +5,7 @@ export { defaultDbPath } from './paths.js';
 export {
   openStateStore,
   StateDbMissingError,
-  StateStore,
+  type StateStore,
   type ResourceRecord,
   type ResourceIndexEntry,
   type ResourceUpsert,
@@ -20,6 +20,11 @@ export {
   type BaselineEntry,
   type StoredReference,
   StateDbOpenError,
+  StateDbUrlError,
+  SqliteStateStore,
+  PostgresStateStore,
+  isPostgresLocation,
+  redactPostgresUrl,
 } from './store.js';
 export {
   DEFAULT_HOST_ID, HostMismatchError, describeHost, sameHost, type HostBinding, type HostIdentity, type HostRecord,

@@ -26,6 +26,7 @@ import { hostname as osHostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { StateDatabase } from './schema.js';
+import type { FenceQuery } from './fence.js';
 
 /** Name of the writer lease row in `leases`. */
 export const WRITER_LEASE = 'writer';
@@ -419,20 +420,25 @@ export class Lease {
   }
 
   /**
-   * The fence, run by the store at the start of each write transaction of the holder: the row is
-   * read `FOR SHARE` (PostgreSQL: a takeover's UPDATE waits until this transaction ends) and must
-   * still name this holder and epoch; otherwise {@link LeaseLostError} and the transaction rolls back.
+   * The fence (src/state/fence.ts runs it before the first write of each of the store's write
+   * transactions, on the writing connection): the row is read `FOR SHARE` on PostgreSQL (a
+   * takeover's UPDATE waits until this transaction ends) and must still name this holder and
+   * epoch; otherwise {@link LeaseLostError}, and the transaction rolls back.
    */
-  async fence(trx: Kysely<StateDatabase>): Promise<void> {
-    let q = trx.selectFrom('leases').select(['holder', 'epoch', 'pid', 'hostname']).where('name', '=', this.name);
-    if (this.#deps.dialect === 'postgres') q = q.forShare();
-    const row = await q.executeTakeFirst();
+  async fence(query: FenceQuery): Promise<void> {
+    const rows = await query(
+      this.#deps.dialect === 'postgres'
+        ? 'select holder, epoch, pid, hostname from leases where name = $1 for share'
+        : 'select holder, epoch, pid, hostname from leases where name = ?',
+      [this.name],
+    );
+    const row = rows[0] as { holder: string; epoch: number | string; pid: number; hostname: string } | undefined;
     if (row && row.holder === this.holder && Number(row.epoch) === this.epoch) return;
     const why = row
       ? `the writer lease of state DB ${this.#deps.label} was taken over by pid ${row.pid} on host ${row.hostname} (epoch ${Number(row.epoch)}, ours ${this.epoch})`
       : `the writer lease of state DB ${this.#deps.label} is gone`;
     this.#lose(`${why}; write refused, stepped down`);
-    throw new LeaseLostError(this.#lost!);
+    throw new LeaseLostError(`${why}; write refused`);
   }
 
   /** Give the lease up (it stays in the row with its epoch, expired now). Idempotent. */

@@ -1,5 +1,5 @@
 import {
-  EXIT, errorMessage, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, retryPolicy, useColor, verifyHostIdentity,
+  EXIT, dataDirOf, errorMessage, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, retryPolicy, useColor, verifyHostIdentity,
   type JsonManifestError, type LeaseFlags,
 } from '../common.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
@@ -23,6 +23,8 @@ export interface ReconcileFlags extends GitFlags, LeaseFlags {
   /** auto (default) | kvm | qemu */
   domainType?: LibvirtHostOptions['domainType'];
   db?: string;
+  /** `--data-dir`: the folder of the image and git caches. */
+  dataDir?: string;
   dryRun?: boolean;
   detailedExitcode?: boolean;
   json?: boolean;
@@ -99,7 +101,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     return invalid(manifestErrorsJson(policy.errors));
   }
   // Plan-time limits read the virtual size of URL images already in the image cache (beside the DB).
-  const planCache = imageCacheFor(o.db ?? defaultDbPath());
+  const planCache = imageCacheFor(dataDirOf(o.db, o.dataDir));
   const cachedImageSize = async (sha256: string): Promise<number | undefined> => (await planCache.cached(sha256))?.header.virtualSize;
   const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy, cachedImageSize } : undefined;
   const dir = dirArg ?? '';
@@ -125,7 +127,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
 
   let store: StateStore;
   try {
-    store = await openStore(o.db, { create: !o.dryRun });
+    store = await openStore(o.db, { create: !o.dryRun, dataDir: o.dataDir });
   } catch (e) {
     // StateDbOpenError: the message names the DB path and the reason.
     err(`virtform: ${errorMessage(e)}\n`);
@@ -180,7 +182,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     }
     if (gitSpec) {
       // With the writer lock (apply) the persistent cache; a dry-run reads a throw-away copy.
-      gitRead = await gitDesired(gitSpec, { store, dbPath: o.db, mode: o.dryRun ? 'read' : 'apply' });
+      gitRead = await gitDesired(gitSpec, { store, dbPath: o.db, dataDir: o.dataDir, mode: o.dryRun ? 'read' : 'apply' });
       if (!gitRead.ok) {
         if (gitRead.errors.length) err(`${gitRead.errors.map(formatManifestError).join('\n')}\n`);
         err(`virtform: ${gitRead.message}\n`);
@@ -222,7 +224,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       signal: abort.signal,
       stopTimeoutMs,
-      images: imageCacheFor(store.path, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
+      images: imageCacheFor(store.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
       boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
       ...(writer ? { guard: ((w: Lease) => () => w.refusal())(writer) } : {}),
       onPlan: (plan) => {

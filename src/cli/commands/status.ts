@@ -24,7 +24,7 @@ import { gitCacheRoot, gitDesired, gitInput, type GitFlags } from '../git.js';
 export type { StatusRow } from '../../status/index.js';
 
 export async function runStatus(
-  dir: string | undefined, o: { uri: string; db?: string; json?: boolean; offline?: boolean; policy?: string } & GitFlags,
+  dir: string | undefined, o: { uri: string; db?: string; dataDir?: string; json?: boolean; offline?: boolean; policy?: string } & GitFlags,
 ): Promise<number> {
   let declared: DesiredResource[] | undefined;
   let desired: Desired | undefined;
@@ -50,7 +50,7 @@ export async function runStatus(
   }
   let store: StateStore;
   try {
-    store = await openStore(o.db, { mustExist: true });
+    store = await openStore(o.db, { mustExist: true, dataDir: o.dataDir });
   } catch (e) {
     if (e instanceof StateDbMissingError) {
       process.stderr.write(`virtform: ${e.message}\n`);
@@ -175,10 +175,10 @@ export function addressCell(r: StatusRow): string {
  * into a throw-away repository (not with --offline). Declared resources come from the fetched
  * commit when it validates, else from the applied checkout in the cache.
  */
-async function gitView(spec: GitSourceSpec, store: StateStore, o: { db?: string; offline?: boolean }): Promise<{
+async function gitView(spec: GitSourceSpec, store: StateStore, o: { db?: string; dataDir?: string; offline?: boolean }): Promise<{
   status: GitSourceStatus; fetchError?: string; declared?: DesiredResource[];
 }> {
-  const repo = new GitRepository(spec, { cacheRoot: gitCacheRoot(o.db) });
+  const repo = new GitRepository(spec, { cacheRoot: gitCacheRoot(o.db, o.dataDir) });
   const rec = await store.gitSources.get(repo.id);
   const base: Omit<GitSourceStatus, 'summary'> = rec ? gitStatusFromRecord(rec) : {
     id: repo.id, url: repo.displayUrl, ref: spec.ref.kind === 'default' ? 'HEAD' : spec.ref.kind === 'commit' ? `commit:${spec.ref.sha}` : `${spec.ref.kind}:${spec.ref.name}`,
@@ -191,7 +191,7 @@ async function gitView(spec: GitSourceSpec, store: StateStore, o: { db?: string;
     return r.ok ? buildDesired(r.desired).resources : undefined;
   };
   if (o.offline) return { status: { ...base, summary: gitSummary(base) }, declared: await fromApplied() };
-  const g = await gitDesired(spec, { store, dbPath: o.db, mode: 'read' });
+  const g = await gitDesired(spec, { store, dbPath: o.db, dataDir: o.dataDir, mode: 'read' });
   try {
     const now = new Date().toISOString();
     if (g.ok) {

@@ -25,6 +25,8 @@ export interface WatchFlags extends GitFlags, LeaseFlags {
   /** auto (default) | kvm | qemu */
   domainType?: LibvirtHostOptions['domainType'];
   db?: string;
+  /** `--data-dir`: the folder of the image and git caches. */
+  dataDir?: string;
   resync: number;
   debounce: number;
   listen: string | false;
@@ -93,10 +95,10 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
   let wrongHost!: (e: HostMismatchError) => void;
   const hostMismatch = new Promise<HostMismatchError>((resolve) => (wrongHost = resolve));
   try {
-    store = await openStore(o.db);
+    store = await openStore(o.db, { dataDir: o.dataDir });
     const git = gitSpec
       ? new GitRepositorySource({
-        sync: new GitSync(new GitRepository({ ...gitSpec, policy: policy.policy }, { cacheRoot: gitCacheRoot(o.db) }), store),
+        sync: new GitSync(new GitRepository({ ...gitSpec, policy: policy.policy }, { cacheRoot: gitCacheRoot(o.db, o.dataDir) }), store),
         intervalMs: (o.gitInterval ?? 60) * 1000,
         logger: log,
       })

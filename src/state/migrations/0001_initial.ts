@@ -1,15 +1,18 @@
 import type { Kysely } from 'kysely';
+import { idConstraints, idType } from './dialect.js';
 
 /**
  * Initial schema. Uses only kysely's schema builder (no SQLite-only SQL) so the same migration
- * can run on PostgreSQL later. `ifNotExists` everywhere keeps it harmless if re-run.
+ * runs on PostgreSQL; the auto-increment keys come from `dialect.ts` (on SQLite the DDL is byte
+ * for byte what this migration always made: test/unit/state/schema-compat.test.ts). `ifNotExists`
+ * everywhere keeps it harmless if re-run.
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('revisions')
     .ifNotExists()
-    .addColumn('id', 'integer', (c) => c.autoIncrement().primaryKey())
+    .addColumn('id', idType(db), idConstraints(db))
     .addColumn('run_id', 'varchar(64)', (c) => c.notNull())
     .addColumn('manifest_digest', 'varchar(128)', (c) => c.notNull())
     .addColumn('git_commit', 'varchar(64)')
@@ -25,7 +28,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('resources')
     .ifNotExists()
-    .addColumn('id', 'integer', (c) => c.autoIncrement().primaryKey())
+    .addColumn('id', idType(db), idConstraints(db))
     .addColumn('kind', 'varchar(64)', (c) => c.notNull())
     .addColumn('name', 'varchar(255)', (c) => c.notNull())
     .addColumn('uuid', 'varchar(64)')
@@ -45,7 +48,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('journal')
     .ifNotExists()
-    .addColumn('id', 'integer', (c) => c.autoIncrement().primaryKey())
+    .addColumn('id', idType(db), idConstraints(db))
     .addColumn('run_id', 'varchar(64)', (c) => c.notNull())
     .addColumn('kind', 'varchar(64)', (c) => c.notNull())
     .addColumn('name', 'varchar(255)', (c) => c.notNull())
@@ -64,7 +67,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('events')
     .ifNotExists()
-    .addColumn('id', 'integer', (c) => c.autoIncrement().primaryKey())
+    .addColumn('id', idType(db), idConstraints(db))
     .addColumn('at', 'varchar(32)', (c) => c.notNull())
     .addColumn('level', 'varchar(8)', (c) => c.notNull())
     .addColumn('kind', 'varchar(64)')

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { isPostgres } from './dialect.js';
+import { idConstraints, idType, isPostgres } from './dialect.js';
 
 /**
  * The host in every key (issue 20): names are unique per host, not per DB.
@@ -23,7 +23,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   } else {
     await db.schema
       .createTable('resources_new')
-      .addColumn('id', 'integer', (c) => c.autoIncrement().primaryKey())
+      .addColumn('id', idType(db), idConstraints(db))
       .addColumn('kind', 'varchar(64)', (c) => c.notNull())
       .addColumn('name', 'varchar(255)', (c) => c.notNull())
       .addColumn('uuid', 'varchar(64)')

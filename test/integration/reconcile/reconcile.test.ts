@@ -11,6 +11,7 @@ import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
 import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
 import { cleanupPrefix, ensureBuilt, inventory, orphans, runCli, virsh, virshOk } from '../../support/real-host.js';
 import { expectReadbackMatches, mergeSnapshots, type Snapshot } from '../../support/readback.js';
+import { testDbLocation } from '../../support/postgres.js';
 
 const P = 'vftest-rec';
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
@@ -52,7 +53,8 @@ beforeAll(async () => {
   ensureBuilt();
   work = tempDir();
   mdir = join(work, 'manifests');
-  dbPath = join(work, 'state.db');
+  // A SQLite file; under make test-postgres a database on the run's private PostgreSQL cluster.
+  dbPath = await testDbLocation(work);
   host = await openHost('qemu:///system');
   store = await openStateStore(dbPath);
 });

@@ -1,0 +1,82 @@
+/**
+ * The PostgreSQL backend (`--db postgres://user@host:port/db` or `VIRTFORM_DB`): kysely's
+ * PostgresDialect over a `pg` pool. Several virtform processes on several machines may share the
+ * database. Migrations are serialized by kysely's migrator (a PostgreSQL advisory lock, each
+ * migration in a transaction). A password is never part of the URL: `pg` reads it from
+ * `PGPASSWORD` or the file `PGPASSFILE` (default `~/.pgpass`) names.
+ */
+import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { sleep } from '../util/backoff.js';
+import { migrationProvider } from './migrations/index.js';
+import { INDEX_COLUMNS, KyselyStateStore, type IndexTuple } from './queries.js';
+import type { StateDatabase } from './schema.js';
+import { checkPostgresUrl, redactPostgresUrl } from './location.js';
+import { StateDbOpenError, type OpenOptions } from './types.js';
+
+/** PostgreSQL errors a transaction is run again for: serialization failure, deadlock. */
+const RETRY_CODES = new Set(['40001', '40P01']);
+
+export class PostgresStateStore extends KyselyStateStore {
+  readonly backend = 'postgres' as const;
+
+  /** Use {@link openPostgresStore}. */
+  constructor(url: string, pool: pg.Pool, clock?: () => Date, dataDir?: string) {
+    super(redactPostgresUrl(url), new PostgresDialect({ pool }), clock, dataDir);
+  }
+
+  protected async indexPage(after: number, pageSize: number): Promise<IndexTuple[]> {
+    const page = this.db.selectFrom('resources').select([...INDEX_COLUMNS, 'details']).where('id', '>', after).orderBy('id').limit(pageSize).as('page');
+    const { rows } = await this.db
+      .selectFrom(page)
+      .select(sql<IndexTuple[] | string>`coalesce(json_agg(json_build_array(id, host, kind, name, uuid, spec_hash, desired_state, last_error, (details::json) -> 'facts') order by id), '[]'::json)`.as('rows'))
+      .executeTakeFirstOrThrow();
+    return (typeof rows === 'string' ? JSON.parse(rows) : rows) as IndexTuple[];
+  }
+
+  protected async retrying<T>(fn: () => Promise<T>): Promise<T> {
+    for (let i = 1; ; i += 1) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!RETRY_CODES.has((e as { code?: string }).code ?? '') || i >= 5) throw e;
+        await sleep(10 * i);
+      }
+    }
+  }
+
+  /** No synchronous client: the lease of a process that died expires (or is taken over at once by a run on the same machine: dead pid). */
+  protected releaseLeaseSync(): void {}
+
+  protected async closeBackend(): Promise<void> {
+    await this.db.destroy();
+  }
+}
+
+/**
+ * Open the PostgreSQL state DB at `url` and run pending migrations. Throws StateDbUrlError for a
+ * URL with a password, StateDbOpenError (URL without secrets, and the reason) when the database
+ * cannot be reached or migrated.
+ */
+export async function openPostgresStore(url: string, opts: OpenOptions = {}): Promise<PostgresStateStore> {
+  checkPostgresUrl(url);
+  const shown = redactPostgresUrl(url);
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: opts.busyTimeoutMs ?? 10_000 });
+  // An idle client's error (the server restarted) must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined);
+  const store = new PostgresStateStore(url, pool, opts.now, opts.dataDir);
+  try {
+    const migrator = new Migrator({ db: store.db, provider: migrationProvider });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error');
+      const msg = error instanceof Error ? error.message : String(error);
+      throw new Error(`state DB migration${failed ? ` ${failed.migrationName}` : ''} failed: ${msg}`, { cause: error });
+    }
+  } catch (e) {
+    await store.close();
+    const code = (e as { code?: unknown }).code;
+    throw new StateDbOpenError(shown, e instanceof Error ? e.message : String(e), typeof code === 'string' ? code : undefined, e);
+  }
+  return store;
+}

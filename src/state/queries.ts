@@ -1,0 +1,762 @@
+/**
+ * The query code both backends share: every repository of {@link StateStore} written once with
+ * kysely's query builder (dialect-neutral SQL: `ON CONFLICT` upserts, `RETURNING`, transactions for
+ * read-modify-writes). A backend (`sqlite.ts`, `postgres.ts`) extends {@link KyselyStateStore} and
+ * supplies only what differs: how a page of the resource index is aggregated into one JSON value,
+ * whether a transaction is retried (SQLITE_BUSY), the synchronous lease release at exit, and close.
+ * Every write is fenced by the writer lease while this process holds it (src/state/fence.ts).
+ */
+import { Kysely, sql, type Dialect, type Selectable } from 'kysely';
+import { FencingDialect } from './fence.js';
+import { acquireLease, type Lease, type LeaseDeps, type LeaseOwner, type LeaseTiming, type WaitOptions } from './lease.js';
+import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
+import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
+import { isConditionType, type Condition, type ConditionDraft } from '../model/conditions.js';
+import { resourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
+import type {
+  BaselineEntry, EventRecord, GitSourceRecord, GitSourceUpdate, JournalEntry, ResourceIndexEntry, ResourceRecord, ResourceUpsert,
+  RevisionRecord, StateStore, StoredReference, Suspension,
+} from './types.js';
+
+/** The key columns of a resource's rows: `host`, `kind`, `name` (migration 0008 makes them unique). */
+export const refWhere = (ref: ResourceRef) => ({ host: ref.host, kind: ref.kind, name: ref.name });
+
+function toGitSource(r: Selectable<GitSourcesTable>): GitSourceRecord {
+  return {
+    id: r.id, url: r.url, ref: r.ref, path: r.path,
+    fetchedCommit: r.fetched_commit, fetchedAt: r.fetched_at,
+    appliedCommit: r.applied_commit, appliedAt: r.applied_at, appliedOutcome: r.applied_outcome,
+    appliedRevision: r.applied_revision === null ? null : Number(r.applied_revision),
+    rejectedCommit: r.rejected_commit, error: r.error, errorKind: r.error_kind, errorAt: r.error_at,
+    fetchError: r.fetch_error, fetchErrorAt: r.fetch_error_at, updatedAt: r.updated_at,
+  };
+}
+
+const DEFAULT_LIMIT = 50;
+
+function parseJson(text: string | null | undefined): Record<string, unknown> {
+  if (!text) return {};
+  try {
+    const v: unknown = JSON.parse(text);
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch { // safe-catch: this folder does not exist: look at its parent
+    return {};
+  }
+}
+
+/** One row of the resource index as a backend's JSON aggregation returns it (see {@link KyselyStateStore.indexPage}). */
+export type IndexTuple = [number, string, string, string, string | null, string | null, string | null, string | null, Record<string, unknown> | null];
+
+/** The columns of an index tuple, in order (`facts` last: a backend extracts it from `details`). */
+export const INDEX_COLUMNS = ['id', 'host', 'kind', 'name', 'uuid', 'spec_hash', 'desired_state', 'last_error'] as const;
+
+function toIndexEntries(tuples: IndexTuple[]): ResourceIndexEntry[] {
+  const entries: ResourceIndexEntry[] = new Array(tuples.length);
+  for (let i = 0; i < tuples.length; i++) {
+    const [id, host, kind, name, uuid, specHash, desiredState, lastError, facts] = tuples[i]!;
+    entries[i] = { id, host, kind: kind as ResourceKind, name, uuid, specHash, desiredState, lastError };
+    if (facts && typeof facts === 'object') entries[i]!.facts = facts;
+  }
+  return entries;
+}
+
+function toResource(r: Selectable<ResourcesTable>): ResourceRecord {
+  return {
+    kind: r.kind as ResourceKind,
+    name: r.name,
+    host: r.host,
+    uuid: r.uuid,
+    specHash: r.spec_hash,
+    generation: Number(r.generation),
+    desiredState: r.desired_state,
+    observedStatus: r.observed_status,
+    lastError: r.last_error,
+    attempts: Number(r.attempts),
+    details: parseJson(r.details),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    lastAppliedRevision: r.last_applied_revision === null ? null : Number(r.last_applied_revision),
+  };
+}
+
+function toJournal(r: Selectable<JournalTable>): JournalEntry {
+  return {
+    id: Number(r.id),
+    runId: r.run_id,
+    kind: r.kind as ResourceKind,
+    name: r.name,
+    host: r.host,
+    action: r.action,
+    intent: parseJson(r.intent),
+    status: r.status,
+    error: r.error,
+    attempt: Number(r.attempt),
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+  };
+}
+
+function toHost(r: Selectable<HostsTable>): HostRecord {
+  return {
+    id: r.id, uri: r.uri, hostname: r.hostname, uuid: r.host_uuid, driver: r.driver, firstSeen: r.first_seen, lastSeen: r.last_seen,
+  };
+}
+
+function toRevision(r: Selectable<RevisionsTable>): RevisionRecord {
+  return {
+    id: Number(r.id),
+    runId: r.run_id,
+    manifestDigest: r.manifest_digest,
+    gitCommit: r.git_commit,
+    gitDirty: Number(r.git_dirty) !== 0,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    outcome: r.outcome,
+    summary: parseJson(r.summary),
+  };
+}
+
+/**
+ * The shared implementation of {@link StateStore} over a kysely instance. All queries go through
+ * kysely's query builder; the few dialect differences are the abstract members below.
+ */
+export abstract class KyselyStateStore implements StateStore {
+  abstract readonly backend: 'sqlite' | 'postgres';
+  readonly path: string;
+  readonly dataDir: string | undefined;
+  /** The kysely instance, for advanced queries and tests. Prefer the repositories below. */
+  readonly db: Kysely<StateDatabase>;
+  readonly #clock: () => Date;
+  readonly #fencing: FencingDialect;
+  #closed = false;
+
+  /** `beginSql`: how a write outside a transaction is wrapped when it is fenced (see FencingDialect). */
+  protected constructor(path: string, dialect: Dialect, clock: () => Date = () => new Date(), dataDir?: string, beginSql?: string) {
+    this.path = path;
+    this.#fencing = new FencingDialect(dialect, beginSql);
+    this.db = new Kysely<StateDatabase>({ dialect: this.#fencing });
+    this.#clock = clock;
+    this.dataDir = dataDir;
+  }
+
+  /** True once {@link close} was called. */
+  protected get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * One page of the resource index (rows with `id > after`, by id, at most `pageSize`) as ONE
+   * JSON array of {@link IndexTuple}s built by the database (SQLite `json_group_array`, PostgreSQL
+   * `json_agg`): about half the cost of letting the driver build a JS object per row.
+   */
+  protected abstract indexPage(after: number, pageSize: number): Promise<IndexTuple[]>;
+
+  /** Run a read-modify-write transaction, again from the start when the backend asks for it (SQLITE_BUSY). */
+  protected abstract retrying<T>(fn: () => Promise<T>): Promise<T>;
+
+  /** Release this process's lease row synchronously (at process exit), where the backend can. */
+  protected abstract releaseLeaseSync(row: { name: string; holder: string; epoch: number }): void;
+
+  /** Close the backend's connections (after {@link close} marked the store closed). */
+  protected abstract closeBackend(): Promise<void>;
+
+  async *#indexPages(pageSize: number): AsyncGenerator<ResourceIndexEntry[]> {
+    for (let after = 0; ;) {
+      const tuples = await this.indexPage(after, pageSize);
+      if (tuples.length === 0) return;
+      const entries = toIndexEntries(tuples);
+      yield entries;
+      if (tuples.length < pageSize) return;
+      after = Math.max(after, ...entries.map((e) => e.id));
+    }
+  }
+
+  #now(): string {
+    return this.#clock().toISOString();
+  }
+
+  readonly resources = {
+    get: async (ref: ResourceRef): Promise<ResourceRecord | undefined> => {
+      const row = await this.db
+        .selectFrom('resources')
+        .selectAll()
+        .where('host', '=', ref.host)
+        .where('kind', '=', ref.kind)
+        .where('name', '=', ref.name)
+        .executeTakeFirst();
+      return row ? toResource(row) : undefined;
+    },
+
+    /** All resources (optionally of one kind, or of one host), ordered by host, kind then name. */
+    list: async (filter: { kind?: string; host?: string } = {}): Promise<ResourceRecord[]> => {
+      let q = this.db.selectFrom('resources').selectAll();
+      if (filter.kind !== undefined) q = q.where('kind', '=', filter.kind);
+      if (filter.host !== undefined) q = q.where('host', '=', filter.host);
+      const rows = await q.orderBy('host').orderBy('kind').orderBy('name').execute();
+      return rows.map(toResource);
+    },
+
+    /**
+     * The narrow view of every resource that observing a large inventory needs (identity, applied
+     * spec hash, desired state, last error), in pages of `pageSize` rows by id (keyset pagination).
+     * better-sqlite3 reads synchronously: a caller that yields to I/O between pages keeps its
+     * network replies flowing while it reads. Pages are separate statements, like any two reads.
+     */
+    indexPages: (pageSize: number): AsyncGenerator<ResourceIndexEntry[]> => this.#indexPages(pageSize),
+
+    /** Full records (with details) of the given resources; missing ones are left out. */
+    getMany: async (keys: ResourceRef[]): Promise<ResourceRecord[]> => {
+      const out: ResourceRecord[] = [];
+      for (let i = 0; i < keys.length; i += 200) {
+        const chunk = keys.slice(i, i + 200);
+        const rows = await this.db
+          .selectFrom('resources')
+          .selectAll()
+          .where((eb) => eb.or(chunk.map((k) => eb.and(refWhere(k)))))
+          .execute();
+        out.push(...rows.map(toResource));
+      }
+      return out;
+    },
+
+    /**
+     * Insert or update in one statement (`INSERT … ON CONFLICT (host, kind, name) DO UPDATE`): fields
+     * not given (undefined) keep their value; generation increments when specHash changes.
+     */
+    upsert: async (r: ResourceUpsert): Promise<ResourceRecord> => {
+      const now = this.#now();
+      const set = {
+        ...(r.uuid !== undefined && { uuid: r.uuid }),
+        ...(r.specHash !== undefined && { spec_hash: r.specHash }),
+        ...(r.desiredState !== undefined && { desired_state: r.desiredState }),
+        ...(r.observedStatus !== undefined && { observed_status: r.observedStatus }),
+        ...(r.lastError !== undefined && { last_error: r.lastError }),
+        ...(r.attempts !== undefined && { attempts: r.attempts }),
+        ...(r.details !== undefined && { details: JSON.stringify(r.details ?? {}) }),
+        ...(r.lastAppliedRevision !== undefined && { last_applied_revision: r.lastAppliedRevision }),
+        updated_at: now,
+      };
+      const specHash = r.specHash ?? null;
+      const row = await this.db
+        .insertInto('resources')
+        .values({
+          host: r.host,
+          kind: r.kind,
+          name: r.name,
+          uuid: r.uuid ?? null,
+          spec_hash: specHash,
+          generation: specHash ? 1 : 0,
+          desired_state: r.desiredState ?? null,
+          observed_status: r.observedStatus ?? null,
+          last_error: r.lastError ?? null,
+          attempts: r.attempts ?? 0,
+          details: JSON.stringify(r.details ?? {}),
+          created_at: now,
+          updated_at: now,
+          last_applied_revision: r.lastAppliedRevision ?? null,
+        })
+        .onConflict((oc) => oc.columns(['host', 'kind', 'name']).doUpdateSet({
+          ...set,
+          // A different (non-null) spec hash is a new generation; the comparison reads the row's old value.
+          ...(specHash !== null && {
+            generation: sql<number>`case when resources.spec_hash is distinct from ${specHash} then resources.generation + 1 else resources.generation end`,
+          }),
+        }))
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toResource(row);
+    },
+
+    /**
+     * Update observed status / last error / attempts. Fields not given keep their value.
+     * If the resource has no row yet, one is created (generation 0, no spec hash).
+     */
+    setStatus: async (
+      ref: ResourceRef,
+      s: { observedStatus?: string | null; lastError?: string | null; attempts?: number },
+    ): Promise<void> => {
+      await this.resources.upsert({
+        kind: ref.kind,
+        name: ref.name,
+        host: ref.host,
+        ...(s.observedStatus !== undefined && { observedStatus: s.observedStatus }),
+        ...(s.lastError !== undefined && { lastError: s.lastError }),
+        ...(s.attempts !== undefined && { attempts: s.attempts }),
+      });
+    },
+
+    delete: async (ref: ResourceRef): Promise<void> => {
+      await this.db.deleteFrom('resources').where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).execute();
+    },
+  };
+
+  /**
+   * Paths on the host virtform created for a resource (a pool's directory and the parents it had
+   * to create): deleting the resource removes only these. Kept when the resource's record goes.
+   */
+  readonly createdPaths = {
+    list: async (ref: ResourceRef): Promise<string[]> => {
+      const rows = await this.db.selectFrom('created_paths').select('path')
+        .where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).orderBy('path').execute();
+      return rows.map((r) => r.path);
+    },
+    add: async (ref: ResourceRef, paths: string[]): Promise<void> => {
+      const now = this.#now();
+      for (const path of paths) {
+        await this.db.insertInto('created_paths').values({ host: ref.host, kind: ref.kind, name: ref.name, path, created_at: now })
+          .onConflict((oc) => oc.columns(['host', 'kind', 'name', 'path']).doNothing()).execute();
+      }
+    },
+    remove: async (ref: ResourceRef, paths: string[]): Promise<void> => {
+      if (paths.length === 0) return;
+      await this.db.deleteFrom('created_paths')
+        .where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).where('path', 'in', paths).execute();
+    },
+  };
+  readonly journal = {
+    /** Record that a step is about to run; returns the entry id (status `open`). */
+    begin: async (e: ResourceRef & {
+      runId: string;
+      action: string;
+      intent: Record<string, unknown>;
+      attempt?: number;
+    }): Promise<number> => {
+      const row = await this.db
+        .insertInto('journal')
+        .values({
+          run_id: e.runId,
+          host: e.host,
+          kind: e.kind,
+          name: e.name,
+          action: e.action,
+          intent: JSON.stringify(e.intent ?? {}),
+          status: 'open',
+          error: null,
+          attempt: e.attempt ?? 1,
+          started_at: this.#now(),
+          finished_at: null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      return Number(row.id);
+    },
+
+    /**
+     * Close an open entry. Finishing an already closed entry is a no-op (the first outcome stays);
+     * an unknown id throws.
+     */
+    finish: async (id: number, outcome: 'succeeded' | 'failed' | 'abandoned', error?: string): Promise<void> => {
+      const res = await this.db
+        .updateTable('journal')
+        .set({ status: outcome, error: error ?? null, finished_at: this.#now() })
+        .where('id', '=', id)
+        .where('status', '=', 'open')
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) {
+        const exists = await this.db.selectFrom('journal').select('id').where('id', '=', id).executeTakeFirst();
+        if (!exists) throw new Error(`journal entry ${id} does not exist`);
+      }
+    },
+
+    /** Entries still `open` (interrupted steps), oldest first. */
+    listOpen: async (): Promise<JournalEntry[]> => {
+      const rows = await this.db.selectFrom('journal').selectAll().where('status', '=', 'open').orderBy('id', 'asc').execute();
+      return rows.map(toJournal);
+    },
+
+    /**
+     * Entries whose work may have left something on the host that no record accounts for: `open`
+     * ones (interrupted) and `failed` ones not followed by a success or a resolution for the same
+     * resource. Oldest first.
+     */
+    listUnresolved: async (): Promise<JournalEntry[]> => {
+      const rows = await this.db
+        .selectFrom('journal as j')
+        .selectAll('j')
+        .where('j.status', 'in', ['open', 'failed'])
+        .where(({ not, exists, selectFrom }) => not(exists(
+          selectFrom('journal as k')
+            .select('k.id')
+            .whereRef('k.host', '=', 'j.host')
+            .whereRef('k.kind', '=', 'j.kind')
+            .whereRef('k.name', '=', 'j.name')
+            .whereRef('k.id', '>', 'j.id')
+            .where('k.status', 'in', ['succeeded', 'abandoned']),
+        )))
+        .orderBy('j.id', 'asc')
+        .execute();
+      return rows.map(toJournal);
+    },
+
+    /** Mark open or failed entries resolved (`abandoned`), keeping their error text. */
+    resolve: async (ids: number[]): Promise<void> => {
+      for (let i = 0; i < ids.length; i += 500) {
+        await this.db
+          .updateTable('journal')
+          .set((eb) => ({
+            status: 'abandoned',
+            error: eb.fn.coalesce('error', eb.val('')),
+            finished_at: this.#now(),
+          }))
+          .where('id', 'in', ids.slice(i, i + 500))
+          .where('status', 'in', ['open', 'failed'])
+          .execute();
+      }
+    },
+
+    /** Most recent entries, newest first. */
+    recent: async (limit: number = DEFAULT_LIMIT): Promise<JournalEntry[]> => {
+      const rows = await this.db.selectFrom('journal').selectAll().orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(toJournal);
+    },
+
+    /** Most recent entries for one resource, newest first. */
+    forResource: async (ref: ResourceRef, limit: number = DEFAULT_LIMIT): Promise<JournalEntry[]> => {
+      const rows = await this.db
+        .selectFrom('journal')
+        .selectAll()
+        .where('host', '=', ref.host)
+        .where('kind', '=', ref.kind)
+        .where('name', '=', ref.name)
+        .orderBy('id', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map(toJournal);
+    },
+  };
+
+  readonly hosts = {
+    get: async (id: string = DEFAULT_HOST_ID): Promise<HostRecord | undefined> => {
+      const row = await this.db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toHost(row) : undefined;
+    },
+
+    list: async (): Promise<HostRecord[]> => {
+      const rows = await this.db.selectFrom('hosts').selectAll().orderBy('id').execute();
+      return rows.map(toHost);
+    },
+
+    /**
+     * Check that the host behind a connection is the one this DB's records of host `id` describe,
+     * and (with `record`) record its identity: on first use, and `last_seen`/URI/hostname after.
+     * Throws {@link HostMismatchError} when another host (driver + libvirt host UUID) is recorded
+     * and the DB still holds its records (resources, or journal entries open or failed). A recorded
+     * host with no records left is replaced by this one (`rebound`). Without `record` (dry-runs)
+     * nothing is written.
+     */
+    bind: async (identity: HostIdentity, opts: { id?: string; record: boolean }): Promise<HostBinding> => {
+      const id = opts.id ?? DEFAULT_HOST_ID;
+      return this.retrying(() => this.db.transaction().execute(async (trx) => {
+        const now = this.#now();
+        const row = await trx.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+        const fields = { uri: identity.uri, hostname: identity.hostname, host_uuid: identity.uuid, driver: identity.driver };
+        if (!row) {
+          if (opts.record) {
+            await trx.insertInto('hosts').values({ id, ...fields, first_seen: now, last_seen: now }).onConflict((oc) => oc.column('id').doNothing()).execute();
+          }
+          return { status: 'first-use', recorded: opts.record };
+        }
+        const previous = toHost(row);
+        if (sameHost(previous, identity)) {
+          if (opts.record) await trx.updateTable('hosts').set({ ...fields, last_seen: now }).where('id', '=', id).execute();
+          return { status: 'same', host: opts.record ? { ...previous, ...identity, lastSeen: now } : previous };
+        }
+        const count = async (table: 'resources' | 'journal', open: boolean): Promise<number> => {
+          let q = trx.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('host', '=', id);
+          if (open) q = q.where('status', 'in', ['open', 'failed']);
+          return Number((await q.executeTakeFirstOrThrow()).n);
+        };
+        const held = { resources: await count('resources', false), openJournal: await count('journal', true) };
+        if (held.resources > 0 || held.openJournal > 0) throw new HostMismatchError(this.path, previous, identity, held);
+        if (opts.record) {
+          await trx.updateTable('hosts').set({ ...fields, first_seen: now, last_seen: now }).where('id', '=', id).execute();
+        }
+        return { status: 'rebound', previous, recorded: opts.record };
+      }));
+    },
+  };
+
+  readonly revisions = {
+    /** Record the start of an apply run; outcome is `running` until {@link finish}. */
+    start: async (r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number> => {
+      const row = await this.db
+        .insertInto('revisions')
+        .values({
+          run_id: r.runId,
+          manifest_digest: r.manifestDigest,
+          git_commit: r.gitCommit ?? null,
+          git_dirty: r.gitDirty ? 1 : 0,
+          started_at: this.#now(),
+          finished_at: null,
+          outcome: 'running',
+          summary: '{}',
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      return Number(row.id);
+    },
+
+    finish: async (id: number, outcome: string, summary: Record<string, unknown>): Promise<void> => {
+      const res = await this.db
+        .updateTable('revisions')
+        .set({ outcome, summary: JSON.stringify(summary ?? {}), finished_at: this.#now() })
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) throw new Error(`revision ${id} does not exist`);
+    },
+
+    /** Newest revision (by id), optionally only with the given outcome. */
+    latest: async (opts?: { outcome?: string }): Promise<RevisionRecord | undefined> => {
+      let q = this.db.selectFrom('revisions').selectAll();
+      if (opts?.outcome !== undefined) q = q.where('outcome', '=', opts.outcome);
+      const row = await q.orderBy('id', 'desc').limit(1).executeTakeFirst();
+      return row ? toRevision(row) : undefined;
+    },
+
+    get: async (id: number): Promise<RevisionRecord | undefined> => {
+      const row = await this.db.selectFrom('revisions').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toRevision(row) : undefined;
+    },
+  };
+
+  readonly gitSources = {
+    get: async (id: string): Promise<GitSourceRecord | undefined> => {
+      const row = await this.db.selectFrom('git_sources').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toGitSource(row) : undefined;
+    },
+
+    /** All git sources, the most recently updated first. */
+    list: async (): Promise<GitSourceRecord[]> => {
+      const rows = await this.db.selectFrom('git_sources').selectAll().orderBy('updated_at', 'desc').orderBy('id').execute();
+      return rows.map(toGitSource);
+    },
+
+    /** Insert or update; fields not given keep their value (null clears one). */
+    update: async (u: GitSourceUpdate): Promise<GitSourceRecord> => {
+      return this.retrying(() => this.db.transaction().execute(async (trx) => {
+        const now = this.#now();
+        const cols = {
+          url: u.url, ref: u.ref, path: u.path,
+          ...(u.fetchedCommit !== undefined && { fetched_commit: u.fetchedCommit }),
+          ...(u.fetchedAt !== undefined && { fetched_at: u.fetchedAt }),
+          ...(u.appliedCommit !== undefined && { applied_commit: u.appliedCommit }),
+          ...(u.appliedAt !== undefined && { applied_at: u.appliedAt }),
+          ...(u.appliedOutcome !== undefined && { applied_outcome: u.appliedOutcome }),
+          ...(u.appliedRevision !== undefined && { applied_revision: u.appliedRevision }),
+          ...(u.rejectedCommit !== undefined && { rejected_commit: u.rejectedCommit }),
+          ...(u.error !== undefined && { error: u.error }),
+          ...(u.errorKind !== undefined && { error_kind: u.errorKind }),
+          ...(u.errorAt !== undefined && { error_at: u.errorAt }),
+          ...(u.fetchError !== undefined && { fetch_error: u.fetchError }),
+          ...(u.fetchErrorAt !== undefined && { fetch_error_at: u.fetchErrorAt }),
+          updated_at: now,
+        };
+        const row = await trx.insertInto('git_sources').values({ id: u.id, ...cols })
+          .onConflict((oc) => oc.column('id').doUpdateSet(cols)).returningAll().executeTakeFirstOrThrow();
+        return toGitSource(row);
+      }));
+    },
+  };
+
+  /**
+   * Switches set by `virtform suspend` / `resume`. Plain single-statement writes: they do NOT take
+   * the writer lock (a watcher holds it for its whole life, and suspending is how one pauses it).
+   */
+  readonly controls = {
+    suspension: async (): Promise<Suspension | undefined> => {
+      const row = await this.db.selectFrom('controls').selectAll().where('name', '=', 'suspend').executeTakeFirst();
+      return row ? { since: row.set_at, by: row.set_by, reason: row.reason } : undefined;
+    },
+
+    /** Suspend applies; an existing suspension is kept as it is (`already`: true). */
+    suspend: async (s: { by: string; reason?: string | null }): Promise<{ suspension: Suspension; already: boolean }> => {
+      const now = this.#now();
+      const res = await this.db
+        .insertInto('controls')
+        .values({ name: 'suspend', value: 'true', reason: s.reason ?? null, set_by: s.by, set_at: now })
+        .onConflict((oc) => oc.column('name').doNothing())
+        .executeTakeFirst();
+      const current = (await this.controls.suspension())!;
+      return { suspension: current, already: Number(res.numInsertedOrUpdatedRows ?? 0n) === 0 };
+    },
+
+    /** Lift the suspension; returns the one lifted (undefined when none was set). */
+    resume: async (): Promise<Suspension | undefined> => {
+      const current = await this.controls.suspension();
+      if (current) await this.db.deleteFrom('controls').where('name', '=', 'suspend').execute();
+      return current;
+    },
+  };
+
+  /**
+   * Every use of a file virtform has seen on the host (the data rule, `kinds/volume-data.ts`): a
+   * volume once used by any definition stays data after its user is gone.
+   */
+  readonly references = {
+    /** The recorded uses of these paths. */
+    list: async (host: string, paths: string[]): Promise<StoredReference[]> => {
+      const out: StoredReference[] = [];
+      for (let i = 0; i < paths.length; i += 200) {
+        const rows = await this.db.selectFrom('volume_references').selectAll()
+          .where('host', '=', host).where('path', 'in', paths.slice(i, i + 200)).execute();
+        out.push(...rows.map((r) => ({ path: r.path, by: r.used_by, role: r.role, source: r.source, managed: r.managed === 1, firstSeen: r.first_seen })));
+      }
+      return out;
+    },
+    /** Remember uses; one already recorded keeps its first sighting (no write when nothing is new). */
+    record: async (host: string, refs: StoredReference[]): Promise<void> => {
+      if (refs.length === 0) return;
+      const now = this.#now();
+      await this.retrying(() => this.db.transaction().execute(async (trx) => {
+        for (let i = 0; i < refs.length; i += 100) {
+          await trx.insertInto('volume_references')
+            .values(refs.slice(i, i + 100).map((r) => ({ host, path: r.path, used_by: r.by, role: r.role, source: r.source, managed: r.managed ? 1 : 0, first_seen: now })))
+            .onConflict((oc) => oc.doNothing())
+            .execute();
+        }
+      }));
+    },
+    /** Forget the uses of files virtform deleted (with consent): a new file there starts pristine. */
+    forget: async (host: string, paths: string[]): Promise<void> => {
+      if (paths.length === 0) return;
+      await this.db.deleteFrom('volume_references').where('host', '=', host).where('path', 'in', paths).execute();
+    },
+  };
+
+  /**
+   * Conditions of resources with their last transition times. `sync` takes freshly derived
+   * conditions and keeps each one's `lastTransitionTime` while its status is unchanged; a changed
+   * (or new) status gets the current time. Resources not given are left alone unless `prune`.
+   */
+  readonly conditions = {
+    list: async (): Promise<Map<string, Condition[]>> => {
+      const rows = await this.db.selectFrom('conditions').selectAll().orderBy('host').orderBy('kind').orderBy('name').execute();
+      const out = new Map<string, Condition[]>();
+      for (const r of rows) {
+        if (!isConditionType(r.type)) continue;
+        const key = resourceKey(r.kind, r.name, r.host);
+        out.set(key, [...(out.get(key) ?? []), {
+          type: r.type, status: r.status === 'True' ? 'True' : 'False', reason: r.reason, message: r.message, lastTransitionTime: r.last_transition_time,
+        }]);
+      }
+      return out;
+    },
+
+    sync: async (
+      entries: (ResourceRef & { conditions: ConditionDraft[] })[], opts: { prune?: boolean } = {},
+    ): Promise<Map<string, Condition[]>> => this.retrying(() => this.db.transaction().execute(async (trx) => {
+      const now = this.#now();
+      const rows = await trx.selectFrom('conditions').selectAll().execute();
+      const stored = new Map(rows.map((r) => [`${r.host}\u0000${r.kind}\u0000${r.name}\u0000${r.type}`, r]));
+      const out = new Map<string, Condition[]>();
+      const keep = new Set<string>();
+      for (const e of entries) {
+        const list: Condition[] = [];
+        for (const c of e.conditions) {
+          const id = `${e.host}\u0000${e.kind}\u0000${e.name}\u0000${c.type}`;
+          keep.add(id);
+          const prev = stored.get(id);
+          const lastTransitionTime = prev && prev.status === c.status ? prev.last_transition_time : now;
+          list.push({ ...c, lastTransitionTime });
+          if (prev && prev.status === c.status && prev.reason === c.reason && prev.message === c.message) continue;
+          const values = { status: c.status, reason: c.reason, message: c.message, last_transition_time: lastTransitionTime };
+          // An upsert: another writer may have inserted the row since this transaction read.
+          await trx.insertInto('conditions').values({ host: e.host, kind: e.kind, name: e.name, type: c.type, ...values })
+            .onConflict((oc) => oc.columns(['host', 'kind', 'name', 'type']).doUpdateSet(values)).execute();
+        }
+        out.set(resourceKey(e.kind, e.name, e.host), list);
+      }
+      if (opts.prune) {
+        for (const [id, r] of stored) {
+          if (!keep.has(id)) {
+            await trx.deleteFrom('conditions').where('host', '=', r.host).where('kind', '=', r.kind).where('name', '=', r.name).where('type', '=', r.type).execute();
+          }
+        }
+      }
+      return out;
+    })),
+  };
+
+  /**
+   * Baselines of definitions (exact drift): libvirt's inactive XML after virtform's last write to
+   * a domain, network or pool, its sha256 and the versions it was recorded under. `index` gives
+   * hashes and versions of all (read every run); `xml` the documents of the few that differ.
+   */
+  readonly baselines = {
+    index: async (): Promise<Map<string, BaselineEntry>> => {
+      const rows = await this.db.selectFrom('baselines').select(['host', 'kind', 'name', 'sha256', 'version']).execute();
+      return new Map(rows.map((r) => [resourceKey(r.kind, r.name, r.host), { sha256: r.sha256, version: r.version }]));
+    },
+    xml: async (keys: ResourceRef[]): Promise<Map<string, string>> => {
+      const out = new Map<string, string>();
+      for (let i = 0; i < keys.length; i += 200) {
+        const part = keys.slice(i, i + 200);
+        const rows = await this.db.selectFrom('baselines').select(['host', 'kind', 'name', 'xml'])
+          .where((eb) => eb.or(part.map((k) => eb.and(refWhere(k))))).execute();
+        for (const r of rows) out.set(resourceKey(r.kind, r.name, r.host), r.xml);
+      }
+      return out;
+    },
+    put: async (b: ResourceRef & { xml: string; sha256: string; version: string }): Promise<void> => {
+      const values = { sha256: b.sha256, xml: b.xml, version: b.version, recorded_at: this.#now() };
+      await this.retrying(() => this.db.insertInto('baselines').values({ ...refWhere(b), ...values })
+        .onConflict((oc) => oc.columns(['host', 'kind', 'name']).doUpdateSet(values)).execute());
+    },
+    delete: async (ref: ResourceRef): Promise<void> => {
+      await this.db.deleteFrom('baselines').where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).execute();
+    },
+  };
+
+  readonly events = {
+    /** `ref`: the resource the event is about, if any. */
+    append: async (e: { level: 'info' | 'warn' | 'error'; ref?: ResourceRef; message: string }): Promise<void> => {
+      await this.db
+        .insertInto('events')
+        .values({ at: this.#now(), level: e.level, host: e.ref?.host ?? null, kind: e.ref?.kind ?? null, name: e.ref?.name ?? null, message: e.message })
+        .execute();
+    },
+
+    /** Most recent events, newest first. */
+    recent: async (limit: number = DEFAULT_LIMIT): Promise<EventRecord[]> => {
+      return this.db
+        .selectFrom('events')
+        .select(['at', 'level', 'kind', 'name', 'host', 'message'])
+        .orderBy('id', 'desc')
+        .limit(limit)
+        .execute();
+    },
+  };
+
+  /**
+   * The writer lease (src/state/lease.ts): throws LeaseHeldError (naming the holder's pid, host and
+   * command) while another live process holds it, after waiting up to `wait.timeoutMs`. From then
+   * on every write of this store is fenced by it (src/state/fence.ts), until it is released.
+   * `owner.pid` / `owner.hostname` override the recorded identity (tests only).
+   */
+  async acquireLease(owner: LeaseOwner, timing?: LeaseTiming, wait?: WaitOptions): Promise<Lease> {
+    const lease = await acquireLease(this.leaseDeps(), owner, timing, wait);
+    this.#fencing.fence = lease;
+    lease.onReleased(() => {
+      if (this.#fencing.fence === lease) this.#fencing.fence = undefined;
+    });
+    return lease;
+  }
+
+  /** What a lease on this store needs: its kysely, dialect, label and synchronous release. */
+  leaseDeps(): LeaseDeps {
+    return {
+      db: this.db,
+      dialect: this.backend,
+      label: this.path,
+      releaseSync: (row) => {
+        if (!this.#closed) this.releaseLeaseSync(row);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.closeBackend();
+  }
+}

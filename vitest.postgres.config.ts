@@ -1,0 +1,20 @@
+import { defineConfig } from 'vitest/config';
+
+// `make test-postgres`: the state store's contract on PostgreSQL (and SQLite), and the engine's
+// reconcile integration suite once with its state DB on PostgreSQL. One private cluster per run
+// (test/support/postgres.ts: initdb in a temp dir, pg_ctl on 127.0.0.1 and a free port), torn down
+// after; each test file gets databases of its own on it (testDbLocation). Needs Debian's
+// postgresql (make setup) and, for the integration suite, libvirtd on qemu:///system.
+export default defineConfig({
+  test: {
+    include: [
+      'test/unit/state/contract.test.ts',
+      'test/unit/state/lease.test.ts',
+      'test/integration/reconcile/reconcile.test.ts',
+    ],
+    globalSetup: ['test/support/postgres-global-setup.ts', 'test/support/global-setup.ts'],
+    fileParallelism: false,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+  },
+});
