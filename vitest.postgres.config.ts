@@ -11,6 +11,7 @@ export default defineConfig({
       'test/unit/state/contract.test.ts',
       'test/unit/state/lease.test.ts',
       'test/integration/reconcile/reconcile.test.ts',
+      'test/integration/reconcile/lease.test.ts',
     ],
     globalSetup: ['test/support/postgres-global-setup.ts', 'test/support/global-setup.ts'],
     fileParallelism: false,
