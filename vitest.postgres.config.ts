@@ -10,6 +10,8 @@ export default defineConfig({
     include: [
       'test/unit/state/contract.test.ts',
       'test/unit/state/lease.test.ts',
+      'test/unit/state/postgres-auth.test.ts',
+      'test/unit/state/postgres-cluster.test.ts',
       'test/integration/reconcile/reconcile.test.ts',
       'test/integration/reconcile/lease.test.ts',
     ],

@@ -29,7 +29,7 @@ export function checkPostgresUrl(location: string): URL {
   let u: URL;
   try {
     u = new URL(location);
-  } catch {
+  } catch { // safe-catch: the parser's message could quote the URL, password included; ours names it redacted
     throw new StateDbUrlError(redactPostgresUrl(location), 'it is not a valid URL (postgres://user@host:port/database)');
   }
   if (u.password || u.searchParams.has('password')) {

@@ -5,14 +5,55 @@
  * migration in a transaction). A password is never part of the URL: `pg` reads it from
  * `PGPASSWORD` or the file `PGPASSFILE` (default `~/.pgpass`) names.
  */
+import { userInfo } from 'node:os';
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import pgpass from 'pgpass';
 import { sleep } from '../util/backoff.js';
 import { migrationProvider } from './migrations/index.js';
 import { INDEX_COLUMNS, KyselyStateStore, type IndexTuple } from './queries.js';
 import type { StateDatabase } from './schema.js';
 import { checkPostgresUrl, redactPostgresUrl } from './location.js';
 import { StateDbOpenError, type OpenOptions } from './types.js';
+
+/**
+ * The password of a connection, asked only when the server wants one: `PGPASSWORD`, else the
+ * matching line of the file `PGPASSFILE` names (default `~/.pgpass`; ignored unless mode 0600),
+ * read with `pgpass`, the module pg itself uses (pg's own fallback to it is deprecated).
+ */
+function passwordFor(conn: { host: string; port: number; database: string; user: string }): Promise<string> {
+  if (process.env.PGPASSWORD !== undefined) return Promise.resolve(process.env.PGPASSWORD);
+  return new Promise((resolve, reject) => pgpass({ ...conn, port: String(conn.port) }, (pass) => {
+    if (pass !== undefined) resolve(pass);
+    else reject(new Error(`the server asks a password of user ${conn.user} on ${conn.host}:${conn.port}/${conn.database}: set PGPASSWORD, or a line for it in the file PGPASSFILE names (default ~/.pgpass, mode 0600)`));
+  }));
+}
+
+/**
+ * pg's connection settings from the URL (host, port, database, user; `?host=` for a socket folder,
+ * `?sslmode=`), with the password asked through {@link passwordFor}. Not pg's `connectionString`:
+ * its parse would replace the password function with the URL's (absent) password.
+ */
+function connectionConfig(url: string): pg.PoolConfig {
+  const u = new URL(url);
+  const conn = {
+    host: u.searchParams.get('host') ?? (u.hostname.replace(/^\[|\]$/g, '') || 'localhost'),
+    port: Number(u.searchParams.get('port') ?? (u.port || 5432)),
+    database: decodeURIComponent(u.pathname.slice(1)),
+    user: decodeURIComponent(u.username) || process.env.PGUSER || userName(),
+  };
+  const sslmode = u.searchParams.get('sslmode');
+  const ssl = sslmode === 'require' ? { rejectUnauthorized: false } : sslmode === 'verify-ca' || sslmode === 'verify-full' ? { rejectUnauthorized: true } : undefined;
+  return { ...conn, ...(ssl ? { ssl } : {}), password: () => passwordFor(conn) };
+}
+
+function userName(): string {
+  try {
+    return userInfo().username;
+  } catch { // safe-catch: no passwd entry for this uid: no user name to look up a password for
+    return '';
+  }
+}
 
 /** PostgreSQL errors a transaction is run again for: serialization failure, deadlock. */
 const RETRY_CODES = new Set(['40001', '40P01']);
@@ -61,7 +102,7 @@ export class PostgresStateStore extends KyselyStateStore {
 export async function openPostgresStore(url: string, opts: OpenOptions = {}): Promise<PostgresStateStore> {
   checkPostgresUrl(url);
   const shown = redactPostgresUrl(url);
-  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: opts.busyTimeoutMs ?? 10_000 });
+  const pool = new pg.Pool({ ...connectionConfig(url), max: 10, connectionTimeoutMillis: opts.busyTimeoutMs ?? 10_000 });
   // An idle client's error (the server restarted) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   const store = new PostgresStateStore(url, pool, opts.now, opts.dataDir);

@@ -93,7 +93,7 @@ export function sweepStalePostgres(): void {
     try {
       owner = Number(readFileSync(join(dir, 'owner.pid'), 'utf8').trim());
     } catch { /* safe-catch: no owner file: a cluster half made by a dead run */ }
-    if (owner !== process.pid && alive(owner)) continue;
+    if (alive(owner)) continue;
     stopDir(dir);
   }
 }
@@ -174,6 +174,7 @@ export async function testDbLocation(work: string): Promise<string> {
 export async function postgresGlobalSetup(): Promise<() => void> {
   const cluster = await startPostgres();
   process.env.VIRTFORM_TEST_PG_URL = cluster.url;
+  process.env.VIRTFORM_TEST_PG_DIR = cluster.dir;
   const stop = (): void => cluster.stop();
   process.once('exit', stop);
   return () => {
