@@ -124,7 +124,7 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--wait-timeout <seconds>', 'with --wait: how long to wait for the addresses', num('--wait-timeout', 0), 300)
     .option('--wait-for <vms>', 'like --wait, for these VMs only (comma-separated names of VMs declared running)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--no-color', 'plain output even on a terminal')
-    .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease while another process holds it (default 0: exit 1 at once, naming the holder)',
+    .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease while another process holds it (0: exit 1 at once, naming the holder)',
       num('--lock-timeout', 0), 0);
   leaseOptions(reconcile)
     .action(async (dir: string | undefined, o) => {

@@ -466,6 +466,7 @@ export class Lease {
   }
 
   async #takenOverText(): Promise<string> {
+    // safe-catch: only the message's detail (who took it over) is lost; the loss itself is certain
     const row = await readLease(this.#deps, this.name).catch(() => undefined);
     return row && row.holder !== this.holder
       ? `the writer lease of state DB ${this.#deps.label} was taken over by pid ${row.pid} on host ${row.hostname} (epoch ${row.epoch}, ours ${this.epoch}); stepped down`
