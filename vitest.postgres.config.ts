@@ -9,9 +9,11 @@ export default defineConfig({
   test: {
     include: [
       'test/unit/state/contract.test.ts',
+      'test/unit/state/lease.test.ts',
       'test/unit/state/postgres-auth.test.ts',
       'test/unit/state/postgres-cluster.test.ts',
       'test/integration/reconcile/reconcile.test.ts',
+      'test/integration/reconcile/lease.test.ts',
     ],
     globalSetup: ['test/support/postgres-global-setup.ts', 'test/support/global-setup.ts'],
     fileParallelism: false,

@@ -5,7 +5,7 @@ import { loadManifests, loadPolicy, formatManifestError, type LoadOptions, type 
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
-import { defaultDbPath, isPostgresLocation, openStateStore, type HostBinding, type StateStore } from '../state/index.js';
+import { DEFAULT_LEASE_TIMING, defaultDbPath, isPostgresLocation, leaseTimingProblem, openStateStore, type HostBinding, type LeaseTiming, type StateStore } from '../state/index.js';
 import { dirname, resolve } from 'node:path';
 
 export { EXIT } from './exit.js';
@@ -13,6 +13,24 @@ export { EXIT } from './exit.js';
 /** The retry policy of the --max-attempts and --retry-delay flags. */
 export function retryPolicy(o: { maxAttempts: number; retryDelay: number }): RetryPolicy {
   return { maxAttempts: o.maxAttempts, baseDelayMs: o.retryDelay, maxDelayMs: Math.max(o.retryDelay * 20, 1) };
+}
+
+/** The lease flags every command that takes the writer lease has (seconds, as given). */
+export interface LeaseFlags {
+  leaseDuration?: number;
+  renewDeadline?: number;
+  retryPeriod?: number;
+}
+
+/** The lease durations of the flags (defaults: DEFAULT_LEASE_TIMING), or why they cannot work (exit 2). */
+export function leaseTiming(o: LeaseFlags): { ok: true; timing: LeaseTiming } | { ok: false; message: string } {
+  const timing: LeaseTiming = {
+    leaseMs: (o.leaseDuration ?? DEFAULT_LEASE_TIMING.leaseMs / 1000) * 1000,
+    renewDeadlineMs: (o.renewDeadline ?? DEFAULT_LEASE_TIMING.renewDeadlineMs / 1000) * 1000,
+    retryMs: (o.retryPeriod ?? DEFAULT_LEASE_TIMING.retryMs / 1000) * 1000,
+  };
+  const problem = leaseTimingProblem(timing);
+  return problem ? { ok: false, message: `${problem} (--lease-duration, --renew-deadline, --retry-period)` } : { ok: true, timing };
 }
 
 export function errorMessage(e: unknown): string {

@@ -78,6 +78,14 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     'on SIGTERM/SIGINT: start no new step and wait this long for the steps in flight; then they are abandoned ' +
     '(journal entries closed as interrupted, the next run finishes them) and the process exits')
     .argParser(num('--stop-timeout', 0)).default(30);
+  // The writer lease (src/state/lease.ts): defaults close to Kubernetes leader election.
+  const leaseOptions = (cmd: Command): Command => cmd
+    .addOption(new Option('--lease-duration <seconds>', 'writer lease: how long it lasts after its last renewal, by the database\'s clock; ' +
+      'a holder on another machine is taken over only after that (a dead pid on this machine at once)').argParser(num('--lease-duration', 0.001)).default(15))
+    .addOption(new Option('--renew-deadline <seconds>', 'writer lease: the holder makes no further libvirt change (steps down) once its last successful renewal ' +
+      'is older than this on its own monotonic clock; shorter than --lease-duration').argParser(num('--renew-deadline', 0.001)).default(10))
+    .addOption(new Option('--retry-period <seconds>', 'writer lease: interval between renewals, and between attempts to acquire a held lease; shorter than --renew-deadline')
+      .argParser(num('--retry-period', 0.001)).default(2));
 
   program.command('validate')
     .description('validate a manifest folder: every problem at once, as file:line:col: kind/name: field: message')
@@ -116,6 +124,9 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--wait-timeout <seconds>', 'with --wait: how long to wait for the addresses', num('--wait-timeout', 0), 300)
     .option('--wait-for <vms>', 'like --wait, for these VMs only (comma-separated names of VMs declared running)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--no-color', 'plain output even on a terminal')
+    .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease while another process holds it (0: exit 1 at once, naming the holder)',
+      num('--lock-timeout', 0), 0);
+  leaseOptions(reconcile)
     .action(async (dir: string | undefined, o) => {
       process.exitCode = await (await import('./commands/reconcile.js')).runReconcile(dir, o);
     });
@@ -136,7 +147,8 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
   addGitOptions(status);
 
   const watch = program.command('watch')
-    .description('long-running controller: reconcile on manifest changes (a folder, or new commits of --git URL), libvirt events and a periodic resync')
+    .description('long-running controller: reconcile on manifest changes (a folder, or new commits of --git URL), libvirt events and a periodic resync; ' +
+      'runs while it holds the writer lease, and waits as a standby (retrying every --retry-period) while another process holds it')
     .argument('[dir]', 'folder of manifests (the whole set: a single file is refused); or --git URL instead')
     .addOption(uriOption())
     .addOption(dbOption())
@@ -157,7 +169,8 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .addOption(policyOption())
     .option('--reconnect-max <seconds>', 'cap of the exponential backoff between reconnect attempts', num('--reconnect-max', 0.1), 30)
     .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
-    .addOption(domainTypeOption())
+    .addOption(domainTypeOption());
+  leaseOptions(watch)
     .action(async (dir: string | undefined, o) => {
       process.exitCode = await (await import('./commands/watch.js')).runWatch(dir, o);
     });

@@ -244,6 +244,11 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
   readonly closed: Promise<ConnectionError>;
   /** Called after every call completes (success or error). For metrics. */
   onCall: ((info: CallInfo) => void) | undefined;
+  /**
+   * Called before every mutating procedure is sent; what it throws fails the call with nothing sent
+   * (the writer lease's step-down, src/state/lease.ts). Not counted as a call.
+   */
+  beforeMutation: ((procedure: string) => void) | undefined;
   /** Every generated call stub, with its raw generated signature (e.g. hypers as bigint). */
   readonly remote: RemoteCalls<LibvirtStream>;
 
@@ -401,6 +406,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
     stream?: StreamSink,
   ): Promise<T> {
     const info = { ...PROCEDURES[name], mutating: LibvirtClient.isMutating(name) };
+    if (info.mutating) this.beforeMutation?.(name);
     const start = performance.now();
     let error: Error | undefined;
     try {

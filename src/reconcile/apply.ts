@@ -10,7 +10,7 @@
 import PQueue from 'p-queue';
 import { parseResourceKey, type HostId, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
-import { failureCause, HostError, type FailureCause, type HostPort } from './ports.js';
+import { failureCause, HostError, MutationRefusedError, type FailureCause, type HostPort, type MutationGuard } from './ports.js';
 import type { Desired } from './desired.js';
 import { localHosts, perHost, type HostPorts, type Observed, type ObservedHosts } from './observe.js';
 import type { Plan, PlanStep } from './plan.js';
@@ -86,6 +86,8 @@ export type SkipReason =
   | { reason: 'connection-lost'; error: string }
   /** The stop signal came before the step started. */
   | { reason: 'shutting-down' }
+  /** This process lost the writer lease (or could not renew it in time): it changes nothing more. */
+  | { reason: 'lease-lost'; error: string }
   /** The stop signal came while the step waited to be retried after `error`. */
   | { reason: 'not-retried'; error: string }
   /** Still running `stopTimeoutMs` after the stop signal: abandoned (its journal entry closed as failed). */
@@ -96,6 +98,7 @@ export function skipText(s: SkipReason): string {
     case 'prerequisite': return `skipped: ${s.key} ${s.status === 'failed' ? 'failed' : 'was skipped'}`;
     case 'connection-lost': return `not started: connection to libvirt lost (${s.error})`;
     case 'shutting-down': return 'not started: shutting down';
+    case 'lease-lost': return `not started: ${s.error}`;
     case 'not-retried': return `not retried: shutting down (${s.error})`;
     case 'abandoned': return `interrupted: still running ${s.stopTimeoutMs / 1000} s after the stop was requested (--stop-timeout); abandoned, the next run finishes it`;
   }
@@ -152,6 +155,12 @@ export interface ApplyOptions {
   stopTimeoutMs?: number;
   /** Cache of downloaded images (`spec.source.url`). */
   images?: ImageCache;
+  /**
+   * The writer lease's check (src/state/lease.ts): asked before each step starts and, through the
+   * host, before every mutating call. Once it refuses, no new step starts; the step whose call it
+   * refused keeps its journal entry open (the next holder finishes it), like a lost connection.
+   */
+  guard?: MutationGuard;
 }
 
 export interface ApplyResult {
@@ -219,6 +228,8 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   const dependents = new Map<number, number[]>();
   /** Hosts whose connection was lost during this apply, with the error: no new step starts on them. */
   const connectionLost = new Map<HostId, string>();
+  /** Set once the lease guard refused: this process may change nothing more, on any host. */
+  let refused: string | undefined;
 
   for (const s of plan.steps) {
     waiting.set(s.id, new Set(s.deps));
@@ -299,6 +310,11 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     let lastError = '';
     let cause: FailureCause = {};
     for (let attempt = 1; attempt <= policy.maxAttempts; attempt += 1) {
+      const stepDown = opts.guard?.();
+      if (stepDown) {
+        refused ??= stepDown;
+        return { step, status: 'skipped', attempts: attempt - 1, ms: Date.now() - started, error: `not started: ${stepDown}` };
+      }
       const jid = await store.journal.begin({
         runId, ...parseResourceKey(step.key), action: step.op.op, intent: intentOf(step, desired), attempt,
       });
@@ -311,6 +327,12 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       } catch (e) {
         lastError = errorText(e);
         cause = failureCause(e);
+        if (e instanceof MutationRefusedError) {
+          // Nothing of this call was sent; earlier calls of the step may have been: the entry stays
+          // open, so the next holder treats what it finds as half-done work of its own.
+          refused ??= opts.guard?.() ?? lastError;
+          return { step, status: 'failed', attempts: attempt, ms: Date.now() - started, error: lastError, failure: cause };
+        }
         if (e instanceof HostError && e.code === 'connection') {
           // The call's outcome on the host is unknown: the entry stays open, so the next run treats
           // whatever it finds under this name as half-done work of its own. No retry on a dead
@@ -338,11 +360,14 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
 
   const skipReasons = new Map<number, SkipReason>();
   const stopReason = (step: PlanStep): SkipReason | undefined => {
+    refused ??= opts.guard?.();
+    if (refused) return { reason: 'lease-lost', error: refused };
     const lost = connectionLost.get(step.host);
     return lost ? { reason: 'connection-lost', error: lost }
       : opts.signal?.aborted ? { reason: 'shutting-down' } : undefined;
   };
   let disarmStop = (): void => undefined;
+  if (opts.guard) for (const port of hosts.values()) port.setMutationGuard?.(opts.guard);
   const finished = new Promise<void>((resolveAll, rejectAll) => {
     let remaining = plan.steps.length;
     if (remaining === 0) resolveAll();
@@ -419,6 +444,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
     await finished;
   } finally {
     disarmStop();
+    if (opts.guard) for (const port of hosts.values()) port.setMutationGuard?.(undefined);
   }
   // Abandoned steps may still be running: not waited for.
   if (!abandoned) await queue.onIdle();

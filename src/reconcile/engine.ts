@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LOCAL_HOST, hostOf, hostOfKey, parseResourceKey, type ResourceRef } from '../model/kinds.js';
-import type { HostPort } from './ports.js';
+import type { HostPort, MutationGuard } from './ports.js';
 import type { Desired } from './desired.js';
 import { localHosts, observeHosts, type HostPorts, type Observed, type ObservedHosts, type StateReader } from './observe.js';
 import { diff, notices } from './diff.js';
@@ -77,6 +77,8 @@ export interface ReconcileOptions {
   stopTimeoutMs?: number;
   /** Cache of downloaded images (`spec.source.url`); a temp-dir cache when absent. */
   images?: ImageCache;
+  /** The writer lease's check before each step and mutating call (see ApplyOptions.guard). */
+  guard?: MutationGuard;
 }
 
 export interface ReconcileResult {
@@ -181,6 +183,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     hosts, store: opts.store, desired: opts.desired, observed: observedHosts, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
     shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal, stopTimeoutMs: opts.stopTimeoutMs, images,
+    guard: opts.guard,
   });
   // Downloaded images no declared volume names any more, partial downloads and converted copies
   // left by killed runs, are removed.

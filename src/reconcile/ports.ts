@@ -178,6 +178,23 @@ export function failureCause(e: unknown): FailureCause {
   return { code: e.code, ...(e.libvirt ? { libvirt: { ...e.libvirt } } : {}), ...(e.reason ? { reason: e.reason } : {}) };
 }
 
+/**
+ * Asked before every mutating call to a host: why this process may not change the host now (its
+ * writer lease is lost, src/state/lease.ts), or undefined to go ahead.
+ */
+export type MutationGuard = () => string | undefined;
+
+/**
+ * A mutating call refused by the host's {@link MutationGuard} before anything was sent: this
+ * process lost its writer lease. Code `invalid` (never retried); apply stops starting steps.
+ */
+export class MutationRefusedError extends HostError {
+  constructor(message: string) {
+    super('invalid', message);
+    this.name = 'MutationRefusedError';
+  }
+}
+
 /** A domain lifecycle event (started, stopped, crashed, defined, undefined, …). */
 export interface DomainLifecycleEvent {
   name: string;
@@ -334,6 +351,12 @@ export interface HostPort {
   subscribeDomainEvents(cb: (e: DomainLifecycleEvent) => void): Promise<() => Promise<void>>;
   /** `cb` runs once if the connection to the host is lost (daemon restart, socket closed). */
   onDisconnect(cb: (err: Error) => void): void;
+  /**
+   * Ask `guard` before every mutating call (each mutating libvirt procedure, also the second call
+   * of an operation that makes two); a refusal throws {@link MutationRefusedError} without sending
+   * anything. Optional: a host without it cannot be guarded (apply still checks between steps).
+   */
+  setMutationGuard?(guard: MutationGuard | undefined): void;
   /** Observe every call made to the host (count, latency, errors). */
   setCallObserver(cb: ((info: HostCallInfo) => void) | undefined): void;
 

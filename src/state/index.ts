@@ -29,5 +29,8 @@ export {
 export {
   DEFAULT_HOST_ID, HostMismatchError, describeHost, sameHost, type HostBinding, type HostIdentity, type HostRecord,
 } from './hosts.js';
-export { LockHeldError, isPidAlive, WRITER_LOCK_NAME, type WriterLock, type LockOwner } from './lock.js';
+export {
+  DEFAULT_LEASE_TIMING, Lease, LeaseHeldError, LeaseLostError, WRITER_LEASE, acquireLease, isPidAlive, leaseTimingProblem, readLease, tryAcquireLease,
+  type LeaseDeps, type LeaseDialect, type LeaseOwner, type LeaseRow, type LeaseTiming, type WaitOptions,
+} from './lease.js';
 export type { StateDatabase } from './schema.js';

@@ -63,7 +63,7 @@ export class PostgresStateStore extends KyselyStateStore {
 
   /** Use {@link openPostgresStore}. */
   constructor(url: string, pool: pg.Pool, clock?: () => Date, dataDir?: string) {
-    super(redactPostgresUrl(url), new Kysely<StateDatabase>({ dialect: new PostgresDialect({ pool }) }), clock, dataDir);
+    super(redactPostgresUrl(url), new PostgresDialect({ pool }), clock, dataDir);
   }
 
   protected async indexPage(after: number, pageSize: number): Promise<IndexTuple[]> {
@@ -86,8 +86,8 @@ export class PostgresStateStore extends KyselyStateStore {
     }
   }
 
-  /** No synchronous client: a lock left by a process that died is taken over on the next run (dead pid, same host). */
-  protected releaseLockSync(): void {}
+  /** No synchronous client: the lease of a process that died expires (or is taken over at once by a run on the same machine: dead pid). */
+  protected releaseLeaseSync(): void {}
 
   protected async closeBackend(): Promise<void> {
     await this.db.destroy();

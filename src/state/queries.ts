@@ -3,10 +3,12 @@
  * kysely's query builder (dialect-neutral SQL: `ON CONFLICT` upserts, `RETURNING`, transactions for
  * read-modify-writes). A backend (`sqlite.ts`, `postgres.ts`) extends {@link KyselyStateStore} and
  * supplies only what differs: how a page of the resource index is aggregated into one JSON value,
- * whether a transaction is retried (SQLITE_BUSY), the synchronous lock release at exit, and close.
+ * whether a transaction is retried (SQLITE_BUSY), the synchronous lease release at exit, and close.
+ * Every write is fenced by the writer lease while this process holds it (src/state/fence.ts).
  */
-import { sql, type Kysely, type Selectable } from 'kysely';
-import { acquireWriterLock, type LockOwner, type WriterLock } from './lock.js';
+import { Kysely, sql, type Dialect, type Selectable } from 'kysely';
+import { FencingDialect } from './fence.js';
+import { acquireLease, type Lease, type LeaseDeps, type LeaseOwner, type LeaseTiming, type WaitOptions } from './lease.js';
 import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
 import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 import { isConditionType, type Condition, type ConditionDraft } from '../model/conditions.js';
@@ -125,11 +127,14 @@ export abstract class KyselyStateStore implements StateStore {
   /** The kysely instance, for advanced queries and tests. Prefer the repositories below. */
   readonly db: Kysely<StateDatabase>;
   readonly #clock: () => Date;
+  readonly #fencing: FencingDialect;
   #closed = false;
 
-  protected constructor(path: string, db: Kysely<StateDatabase>, clock: () => Date = () => new Date(), dataDir?: string) {
+  /** `beginSql`: how a write outside a transaction is wrapped when it is fenced (see FencingDialect). */
+  protected constructor(path: string, dialect: Dialect, clock: () => Date = () => new Date(), dataDir?: string, beginSql?: string) {
     this.path = path;
-    this.db = db;
+    this.#fencing = new FencingDialect(dialect, beginSql);
+    this.db = new Kysely<StateDatabase>({ dialect: this.#fencing });
     this.#clock = clock;
     this.dataDir = dataDir;
   }
@@ -149,8 +154,8 @@ export abstract class KyselyStateStore implements StateStore {
   /** Run a read-modify-write transaction, again from the start when the backend asks for it (SQLITE_BUSY). */
   protected abstract retrying<T>(fn: () => Promise<T>): Promise<T>;
 
-  /** Delete this process's lock row synchronously (at process exit), where the backend can. */
-  protected abstract releaseLockSync(name: string, pid: number, acquiredAt: string): void;
+  /** Release this process's lease row synchronously (at process exit), where the backend can. */
+  protected abstract releaseLeaseSync(row: { name: string; holder: string; epoch: number }): void;
 
   /** Close the backend's connections (after {@link close} marked the store closed). */
   protected abstract closeBackend(): Promise<void>;
@@ -723,22 +728,30 @@ export abstract class KyselyStateStore implements StateStore {
   };
 
   /**
-   * Single-writer lock: throws LockHeldError (message names the holder's pid, host and command)
-   * when another live process holds it; takes over a lock whose holder pid is dead on this host.
+   * The writer lease (src/state/lease.ts): throws LeaseHeldError (naming the holder's pid, host and
+   * command) while another live process holds it, after waiting up to `wait.timeoutMs`. From then
+   * on every write of this store is fenced by it (src/state/fence.ts), until it is released.
    * `owner.pid` / `owner.hostname` override the recorded identity (tests only).
    */
-  acquireWriterLock(owner: LockOwner): Promise<WriterLock> {
-    return acquireWriterLock(
-      {
-        db: this.db,
-        now: () => this.#now(),
-        dbPath: this.path,
-        deleteSync: (name, pid, acquiredAt) => {
-          if (!this.#closed) this.releaseLockSync(name, pid, acquiredAt);
-        },
+  async acquireLease(owner: LeaseOwner, timing?: LeaseTiming, wait?: WaitOptions): Promise<Lease> {
+    const lease = await acquireLease(this.leaseDeps(), owner, timing, wait);
+    this.#fencing.fence = lease;
+    lease.onReleased(() => {
+      if (this.#fencing.fence === lease) this.#fencing.fence = undefined;
+    });
+    return lease;
+  }
+
+  /** What a lease on this store needs: its kysely, dialect, label and synchronous release. */
+  leaseDeps(): LeaseDeps {
+    return {
+      db: this.db,
+      dialect: this.backend,
+      label: this.path,
+      releaseSync: (row) => {
+        if (!this.#closed) this.releaseLeaseSync(row);
       },
-      owner,
-    );
+    };
   }
 
   async close(): Promise<void> {

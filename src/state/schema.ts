@@ -66,13 +66,21 @@ export interface EventsTable {
   message: string;
 }
 
-export interface LocksTable {
+/**
+ * The writer lease (migration 0009; see src/state/lease.ts). Times are ms since 1970 by the
+ * database's clock; `epoch` is the fencing token (+1 per acquisition by a new holder).
+ */
+export interface LeasesTable {
   name: string;
+  /** Unique per acquisition: `hostname/pid/random`. */
+  holder: string;
   pid: number;
   hostname: string;
   command: string;
-  acquired_at: string;
-  heartbeat_at: string;
+  epoch: number;
+  acquired_at: number;
+  renewed_at: number;
+  expires_at: number;
 }
 
 /** One libvirt host this DB has managed (migration 0002). */
@@ -178,7 +186,7 @@ export interface StateDatabase {
   journal: JournalTable;
   revisions: RevisionsTable;
   events: EventsTable;
-  locks: LocksTable;
+  leases: LeasesTable;
   git_sources: GitSourcesTable;
   created_paths: CreatedPathsTable;
 }

@@ -44,7 +44,7 @@ export class SqliteStateStore extends KyselyStateStore {
 
   /** Use {@link openSqliteStore}. */
   constructor(path: string, sqlite: Database.Database, clock?: () => Date, dataDir?: string) {
-    super(path, new Kysely<StateDatabase>({ dialect: new SqliteDialect({ database: sqlite }) }), clock, dataDir);
+    super(path, new SqliteDialect({ database: sqlite }), clock, dataDir, 'begin immediate');
     this.#sqlite = sqlite;
   }
 
@@ -61,9 +61,11 @@ export class SqliteStateStore extends KyselyStateStore {
     return withBusyRetry(fn);
   }
 
-  protected releaseLockSync(name: string, pid: number, acquiredAt: string): void {
+  protected releaseLeaseSync({ name, holder, epoch }: { name: string; holder: string; epoch: number }): void {
     if (!this.#sqlite.open) return;
-    this.#sqlite.prepare('DELETE FROM locks WHERE name = ? AND pid = ? AND acquired_at = ?').run(name, pid, acquiredAt);
+    this.#sqlite
+      .prepare(`UPDATE leases SET expires_at = cast(round((julianday('now') - 2440587.5) * 86400000.0) as integer) WHERE name = ? AND holder = ? AND epoch = ?`)
+      .run(name, holder, epoch);
   }
 
   protected async closeBackend(): Promise<void> {

@@ -7,7 +7,7 @@ import type { Kysely } from 'kysely';
 import type { Condition, ConditionDraft } from '../model/conditions.js';
 import type { ResourceRef } from '../model/kinds.js';
 import type { HostBinding, HostIdentity, HostRecord } from './hosts.js';
-import type { LockOwner, WriterLock } from './lock.js';
+import type { Lease, LeaseDeps, LeaseOwner, LeaseTiming, WaitOptions } from './lease.js';
 import type { StateDatabase } from './schema.js';
 
 /** A use of a file the state DB remembers (`volume_references`): who used it, how, where it was seen. */
@@ -170,7 +170,7 @@ export class StateDbOpenError extends Error {
 /**
  * virtform's persistent state: resources, operation journal, applied revisions, events,
  * conditions, controls, hosts, git sources, baselines, file references, created paths and the
- * single-writer lock. Every per-resource method takes a {@link ResourceRef} (`host` is part of
+ * writer lease. Every per-resource method takes a {@link ResourceRef} (`host` is part of
  * the key). Implementations: `SqliteStateStore` (one file, the default) and `PostgresStateStore`
  * (`--db postgres://...`); `openStateStore` picks one by the location.
  */
@@ -233,7 +233,7 @@ export interface StateStore {
     list(): Promise<GitSourceRecord[]>;
     update(u: GitSourceUpdate): Promise<GitSourceRecord>;
   };
-  /** `virtform suspend` / `resume`: single-statement writes that do not take the writer lock. */
+  /** `virtform suspend` / `resume`: single-statement writes that do not take the writer lease. */
   readonly controls: {
     suspension(): Promise<Suspension | undefined>;
     suspend(s: { by: string; reason?: string | null }): Promise<{ suspension: Suspension; already: boolean }>;
@@ -261,8 +261,14 @@ export interface StateStore {
     append(e: { level: 'info' | 'warn' | 'error'; ref?: ResourceRef; message: string }): Promise<void>;
     recent(limit?: number): Promise<EventRecord[]>;
   };
-  /** Single-writer lock: throws LockHeldError naming the holder while another live process holds it. */
-  acquireWriterLock(owner: LockOwner): Promise<WriterLock>;
+  /**
+   * The writer lease (src/state/lease.ts): throws LeaseHeldError naming the holder while another
+   * live process holds it (after waiting up to `wait.timeoutMs`); while held, every write of this
+   * store is fenced by it (src/state/fence.ts).
+   */
+  acquireLease(owner: LeaseOwner, timing?: LeaseTiming, wait?: WaitOptions): Promise<Lease>;
+  /** What a lease on this store needs (tests, and `status` reading the lease row). */
+  leaseDeps(): LeaseDeps;
   close(): Promise<void>;
 }
 

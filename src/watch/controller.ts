@@ -7,13 +7,16 @@
  * owned domains, the periodic resync, and the host connection (first connect, reconnects). Each
  * only marks the world dirty in the queue (./queue.ts); the runner (./runner.ts) runs one full
  * reconcile at a time, requeues failed runs with backoff and marks what cannot succeed by
- * retrying as stalled. The controller holds the state DB's writer lock (heartbeat) for its whole
- * life and builds `/status` with the same function as `virtform status` (src/status/).
+ * retrying as stalled. The controller runs only while it holds the state DB's writer lease
+ * (src/state/lease.ts), renewed in the background: while another process holds it, and after
+ * losing it, the controller is a standby that retries acquiring it every retry period. It builds
+ * `/status` with the same function as `virtform status` (src/status/).
  */
 import { resolve as resolvePath } from 'node:path';
 import type { HostPort } from '../reconcile/ports.js';
 import type { Desired } from '../reconcile/desired.js';
-import type { StateStore, Suspension, WriterLock } from '../state/index.js';
+import { DEFAULT_LEASE_TIMING, type Lease, type LeaseTiming, type StateStore, type Suspension } from '../state/index.js';
+import type { MaxDeletions } from '../reconcile/safety.js';
 import type { Policy } from '../manifest/index.js';
 import {
   buildStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type Stall, type StatusRow, type StatusSummary,
@@ -44,7 +47,7 @@ type RunOptions = Pick<RunnerOptions, 'concurrency' | 'retry' | 'gracefulStop' |
 export interface WatchOptions extends RunOptions {
   /** Manifest folder. */
   dir: string;
-  /** Open state store; the controller takes the writer lock on it, the caller closes it. */
+  /** Open state store; the controller takes the writer lease on it, the caller closes it. */
   store: StateStore;
   /** Opens a new host connection (called again after every disconnect). */
   connect: () => Promise<HostPort>;
@@ -61,8 +64,8 @@ export interface WatchOptions extends RunOptions {
   resyncMs?: number;
   /** Reconnect backoff: first delay, cap and growth factor (defaults 500 ms, 30 s, 2). */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number };
-  /** Lock heartbeat interval (default 30 s). */
-  heartbeatMs?: number;
+  /** The writer lease's durations (default DEFAULT_LEASE_TIMING: 15 s, renew deadline 10 s, retry 2 s). */
+  lease?: LeaseTiming;
   /** Watch the folder for changes (default true). */
   watchFiles?: boolean;
   /** More sources, started after the builtin ones. */
@@ -77,7 +80,7 @@ export interface WatchOptions extends RunOptions {
   policy?: Policy;
   /** How often the suspend switch is polled (default 2000 ms; 0: only read before each run). */
   suspendPollMs?: number;
-  /** Recorded in the lock row. */
+  /** Recorded in the lease row. */
   lockCommand?: string;
   logger?: Logger;
   metrics?: WatchMetrics;
@@ -96,6 +99,8 @@ export interface WatchStatus {
   manifests: { valid: boolean; digest?: string; resources?: number; errors: string[] };
   /** The git source (`watch --git`): fetched and applied commits, whether they differ and why; null for a folder. */
   git: GitSourceStatus | null;
+  /** The writer lease: `leader` (held, with its epoch) or `standby` (retrying; why, when it was lost). */
+  lease: { role: 'leader' | 'standby'; epoch: number | null; lost: string | null };
   /** The same rows as `virtform status --json` (desired from the last good manifests, observed live). */
   resources: StatusRow[];
   summary: StatusSummary;
@@ -128,8 +133,10 @@ export class WatchController {
   readonly #folder: ManifestFolderSource;
   /** Aborted on stop(): the run in flight finishes its current steps and starts no new ones. */
   readonly #abort = new AbortController();
-  #lock: WriterLock | undefined;
-  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #lease: Lease | undefined;
+  /** The background acquisition after a step-down (standby). */
+  #standby: Promise<void> | undefined;
+  #leaseCommand = '';
   #started = false;
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
@@ -156,6 +163,8 @@ export class WatchController {
       signal: this.#abort.signal, concurrency: opts.concurrency, retry: opts.retry, gracefulStop: opts.gracefulStop,
       shutdownTimeoutMs: opts.shutdownTimeoutMs, stopTimeoutMs: opts.stopTimeoutMs, requeue: opts.requeue, maxDeletions: opts.maxDeletions,
       afterRun: () => this.#afterRun(),
+      leader: () => this.#leading,
+      guard: () => (this.#lease ? this.#lease.refusal() : 'this watcher does not hold the writer lease'),
     });
     this.#sources = [
       ...(opts.watchFiles !== false && !opts.git ? [this.#folder] : []),
@@ -172,9 +181,14 @@ export class WatchController {
     return this.#folder.debounceMs;
   }
 
-  /** Ready: connected to the host and at least one reconcile has completed. */
+  /** Ready: holds the writer lease, connected to the host and at least one reconcile has completed. */
   get ready(): boolean {
-    return this.#connection.state === 'connected' && this.#runner.firstReconcileDone && !this.#stopping;
+    return this.#leading && this.#connection.state === 'connected' && this.#runner.firstReconcileDone && !this.#stopping;
+  }
+
+  /** Holds the writer lease (renewed within its deadline). */
+  get #leading(): boolean {
+    return this.#lease?.held === true;
   }
 
   get connectionState(): ConnectionState {
@@ -206,32 +220,37 @@ export class WatchController {
   }
 
   /**
-   * Validate the folder, take the writer lock, start the sources (the connection last: a host that
-   * is down is retried with backoff in the background; its first connect enqueues the initial run).
-   * Throws EmptyManifestsError (folder empty, no --allow-empty) or LockHeldError.
+   * Validate the folder, take the writer lease (a standby until then: while another process holds
+   * it, retried every retry period until acquired or {@link stop}), start the sources (the
+   * connection last: a host that is down is retried with backoff in the background; its first
+   * connect enqueues the initial run). Throws EmptyManifestsError (folder empty, no --allow-empty),
+   * or the abort reason when stopped as a standby.
    */
   async start(): Promise<void> {
     if (this.#started) throw new Error('watch controller already started');
     this.#started = true;
-    const lockCommand = this.#o.lockCommand ?? `virtform watch ${this.#o.dir}`;
+    this.#leaseCommand = this.#o.lockCommand ?? `virtform watch ${this.#o.dir}`;
+    if (!this.#o.git) {
+      const first = await this.#manifests.load();
+      if (!first.ok && first.empty) throw new EmptyManifestsError(this.#o.dir);
+    }
+    await this.#takeLease();
     if (this.#o.git) {
-      // The git cache belongs to the lock holder: restore and the first fetch only with the lock.
-      this.#lock = await this.#o.store.acquireWriterLock({ command: lockCommand });
+      // The git cache belongs to the lease holder: restore and the first fetch only with the lease.
       try {
         await this.#o.git.initialize();
       } catch (e) {
         // safe-catch: releasing before rethrowing the start-up error, which is what is reported
-        await this.#lock.release().catch(() => undefined);
+        await this.#lease?.release().catch(() => undefined);
         throw e;
       }
+      const first = await this.#manifests.load();
+      if (!first.ok && first.empty) {
+        // safe-catch: releasing before throwing EmptyManifestsError, which is what is reported
+        await this.#lease?.release().catch(() => undefined);
+        throw new EmptyManifestsError(this.#o.dir);
+      }
     }
-    const first = await this.#manifests.load();
-    if (!first.ok && first.empty) {
-      // safe-catch: releasing before throwing EmptyManifestsError, which is what is reported
-      await this.#lock?.release().catch(() => undefined);
-      throw new EmptyManifestsError(this.#o.dir);
-    }
-    this.#lock ??= await this.#o.store.acquireWriterLock({ command: lockCommand });
     const started: Source[] = [];
     try {
       await this.#afterRun();
@@ -241,22 +260,59 @@ export class WatchController {
         await s.start(enqueue);
         started.push(s);
       }
-      const heartbeat = this.#o.heartbeatMs ?? 30_000;
-      if (heartbeat > 0) {
-        this.#heartbeatTimer = setInterval(() => {
-          this.#lock?.heartbeat().catch((e: unknown) => this.#log.warn('lock heartbeat failed', { error: errText(e) }));
-        }, heartbeat);
-      }
       this.#log.info('watch started', { dir: this.#o.dir, debounceMs: this.debounceMs, resyncMs: this.#o.resyncMs ?? 300_000 });
       await this.#connection.start(enqueue);
     } catch (e) {
       // safe-catch: stopping the other sources on the way out; each logs its own errors
       for (const s of started) await s.stop().catch(() => undefined);
-      clearInterval(this.#heartbeatTimer);
       // safe-catch: releasing before rethrowing the start-up error, which is what is reported
-      await this.#lock.release().catch(() => undefined);
+      await this.#lease?.release().catch(() => undefined);
       throw e;
     }
+  }
+
+  /**
+   * Acquire the writer lease, as a standby while another process holds it (retried every retry
+   * period until acquired, or until stop() aborts), then renew it in the background. Losing it
+   * (taken over, or not renewed within the renew deadline) steps this watcher down: the run in
+   * flight makes no further libvirt change, no new run starts, and it is a standby again.
+   */
+  async #takeLease(): Promise<void> {
+    const timing = this.#o.lease ?? DEFAULT_LEASE_TIMING;
+    const lease = await this.#o.store.acquireLease({ command: this.#leaseCommand }, timing, {
+      timeoutMs: Number.POSITIVE_INFINITY,
+      signal: this.#abort.signal,
+      onHeld: (e) => this.#log.warn('standby: another process holds the writer lease; retrying', {
+        holderPid: e.holderPid, holderHost: e.holderHost, holderCommand: e.holderCommand, epoch: e.epoch,
+        expiresInMs: e.expiresInMs, retryMs: timing.retryMs,
+      }),
+    });
+    this.#lease = lease;
+    lease.keepAlive({
+      onLost: (reason) => this.#stepDown(reason),
+      onError: (e) => this.#log.warn('writer lease: renewal failed', { error: errText(e) }),
+    });
+    this.#log.info('writer lease acquired', { epoch: lease.epoch, leaseMs: timing.leaseMs, renewDeadlineMs: timing.renewDeadlineMs, retryMs: timing.retryMs });
+  }
+
+  #stepDown(reason: string): void {
+    if (this.#stopping || this.#standby) return;
+    this.#log.error('stepped down: lost the writer lease; no further libvirt change, standing by to acquire it again', { reason });
+    this.#standby = (async () => {
+      while (!this.#stopping) {
+        try {
+          await this.#takeLease();
+          this.#queue.add('lease'); // the world may have changed under another holder
+          return;
+        } catch (e) {
+          if (this.#abort.signal.aborted) return;
+          this.#log.error('standby: acquiring the writer lease failed; retrying', { error: errText(e) });
+          await new Promise((r) => setTimeout(r, (this.#o.lease ?? DEFAULT_LEASE_TIMING).retryMs));
+        }
+      }
+    })().finally(() => {
+      this.#standby = undefined;
+    });
   }
 
   /** Ask for a reconcile. Coalesces: any number of triggers during a run cause exactly one more run. */
@@ -272,7 +328,7 @@ export class WatchController {
 
   /**
    * Graceful stop: no new runs; the run in flight completes; sources, timers, event subscription
-   * and connection are closed; the writer lock is released. Idempotent.
+   * and connection are closed; the writer lease is released. Idempotent.
    */
   stop(): Promise<void> {
     this.#stopPromise ??= this.#doStop();
@@ -284,20 +340,21 @@ export class WatchController {
     this.#queue.shutDown();
     this.#abort.abort();
     this.#log.info('stopping', { runInFlight: this.#runner.inFlight });
-    clearInterval(this.#heartbeatTimer);
     // safe-catch: stopping the other sources on the way out; each logs its own errors
     for (const s of this.#sources) if (s !== this.#connection) await s.stop().catch(() => undefined);
     await this.#runner.idle();
     await this.#connection.stop();
-    await this.#lock?.release().catch((e: unknown) => this.#log.error('releasing the writer lock failed', { error: errText(e) }));
+    // safe-catch: the standby loop ends on the abort; its errors were logged
+    await this.#standby?.catch(() => undefined);
+    await this.#lease?.release().catch((e: unknown) => this.#log.error('releasing the writer lease failed', { error: errText(e) }));
     this.metrics.up.set(0);
     this.metrics.backoff.set(0);
     this.#log.info('stopped', { runs: this.runCount });
   }
 
-  /** Synchronous last resort for a second signal: drop the lock row. */
-  releaseLockSync(): void {
-    this.#lock?.releaseSync();
+  /** Synchronous last resort for a second signal: release the lease (SQLite; on PostgreSQL it expires). */
+  releaseLeaseSync(): void {
+    this.#lease?.releaseSync();
   }
 
   async status(): Promise<WatchStatus> {
@@ -341,6 +398,7 @@ export class WatchController {
       suspended: suspension ?? null,
       manifests: { valid: this.#manifests.valid, digest: lastGood?.digest, resources: lastGood?.resources.length, errors: this.#manifests.errors },
       git: this.#o.git?.status() ?? null,
+      lease: { role: this.#leading ? 'leader' : 'standby', epoch: this.#leading ? this.#lease!.epoch : null, lost: this.#lease?.lostReason ?? null },
       resources: report.resources,
       summary: report.summary,
       hostError,

@@ -21,6 +21,7 @@ import type { RetryPolicy } from '../reconcile/apply.js';
 import type { FailureCause } from '../reconcile/ports.js';
 import type { SkipReason } from '../reconcile/apply.js';
 import { stallText, type Stall } from '../status/index.js';
+import type { MutationGuard } from '../reconcile/ports.js';
 import type { StateStore, Suspension } from '../state/index.js';
 import type { MaxDeletions } from '../reconcile/safety.js';
 import { Backoff, type BackoffPolicy } from '../util/backoff.js';
@@ -96,6 +97,10 @@ export interface RunnerOptions {
   requeue?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number; jitter?: number };
   /** Called after every run that reached the engine or failed loading (refresh owned set, gauges). */
   afterRun?: () => Promise<void>;
+  /** Whether this watcher holds the writer lease: runs start only then (a standby keeps the queue dirty). */
+  leader?: () => boolean;
+  /** The writer lease's check before each step and mutating call (see ApplyOptions.guard). */
+  guard?: MutationGuard;
 }
 
 function errText(e: unknown): string {
@@ -205,7 +210,7 @@ export class Runner {
   async #runLoop(): Promise<void> {
     try {
       await new Promise<void>((r) => setImmediate(r)); // let a synchronous burst of adds coalesce
-      while (this.#o.queue.dirty && !this.#o.signal.aborted) {
+      while (this.#o.queue.dirty && !this.#o.signal.aborted && (this.#o.leader?.() ?? true)) {
         const sources = this.#o.queue.take();
         this.#active += 1;
         this.maxConcurrentRuns = Math.max(this.maxConcurrentRuns, this.#active);
@@ -262,6 +267,7 @@ export class Runner {
         shutdownTimeoutMs: o.shutdownTimeoutMs,
         stopTimeoutMs: o.stopTimeoutMs,
         signal: o.signal,
+        ...(o.guard ? { guard: o.guard } : {}),
         onEvent: (e) => {
           if (e.type === 'note') {
             this.#log.warn('step note', { resource: e.step.key, op: e.step.op.op, note: e.text });
@@ -339,6 +345,11 @@ export class Runner {
       return;
     }
     if (o.signal.aborted) return; // stopping: the next start does the rest
+    if (o.leader && !o.leader()) {
+      // Stepped down: neither requeued nor stalled; the next holder (or this one, back) does the rest.
+      this.#log.warn('run ended without the writer lease: what is left is for the next holder', { seq: run.seq, outcome: run.outcome });
+      return;
+    }
     if (run.outcome === 'suspended') {
       // Not a failure: nothing to retry. The suspend source enqueues a run when it is lifted.
       this.#stopRequeueing();

@@ -1,7 +1,9 @@
 /**
- * Two virtform processes applying at once (same DB, same manifests): exactly one proceeds, the
- * other exits 1 naming the holder's pid. An injected, retried failure keeps the winner inside its
- * apply for a few seconds so the two runs certainly overlap. Objects: vftest-faultl-*.
+ * Two virtform processes applying at once (same DB, same manifests): exactly one gets the writer
+ * lease (src/state/lease.ts) and proceeds, the other exits 1 naming the holder's pid, and the
+ * lease's epoch moves by one per winner (released, never reused). An injected, retried failure
+ * keeps the winner inside its apply for a few seconds so the two runs certainly overlap.
+ * Objects: the suite's names (test/support/names.ts).
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +11,17 @@ import { ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../su
 import { writeManifests } from '../support/manifests.js';
 import { declaredFrom, ensureLibvirtd, spawnCli } from './support.js';
 import { suiteNames } from '../support/names.js';
+import { openStateStore, readLease } from '../../src/state/index.js';
+
+/** The writer lease's epoch in the state DB (undefined: never taken). */
+async function leaseEpoch(db: string): Promise<number | undefined> {
+  const s = await openStateStore(db);
+  try {
+    return (await readLease(s.leaseDeps()))?.epoch;
+  } finally {
+    await s.close();
+  }
+}
 
 const N = suiteNames('faultl');
 const P = N.base;
@@ -47,7 +60,7 @@ beforeAll(async () => {
 afterAll(() => N.cleanup());
 
 describe('two applies at once on one state DB', () => {
-  it('exactly one proceeds; the other exits 1 naming the holder pid (3 races)', async () => {
+  it('exactly one gets the lease and proceeds; the other exits 1 naming the holder pid (3 races)', async () => {
     const dir = writeManifests(join(work, 'm'), manifests);
     const empty = writeManifests(join(work, 'empty'), {});
     const db = join(work, 'state.db');
@@ -71,6 +84,7 @@ describe('two applies at once on one state DB', () => {
       expect(winners[0]!.code, `winner's run:\n${winners[0]!.stdout.slice(-4000)}\n${winners[0]!.stderr.slice(-2000)}`).toBe(0);
       expect(losers[0]!.stderr).toContain(`locked by pid ${winners[0]!.pid}`);
       expect(losers[0]!.stdout).not.toMatch(/^✓ /m); // it applied nothing
+      expect(await leaseEpoch(db)).toBe(2 * race - 1); // the winner's; the teardown's comes next
       const dry = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...COMMON]);
       expect(dry.code, dry.stdout).toBe(0);
       expect(orphans(N.prefix, await declaredFrom(dir))).toEqual([]);

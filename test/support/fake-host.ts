@@ -46,7 +46,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
-  HostError, type HostErrorCode,
+  HostError, MutationRefusedError, type HostErrorCode, type MutationGuard,
   type DhcpLease, type DomainAddresses, type InterfaceAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
   type HostSnapshot, type NetworkDef,
@@ -197,7 +197,15 @@ export class FakeHost implements HostPort {
     this.failureCodes.set(`${op}:${name}`, code);
   }
 
+  /** See HostPort.setMutationGuard: a refused call is neither made nor recorded in `calls`. */
+  guard: MutationGuard | undefined;
+  setMutationGuard(guard: MutationGuard | undefined): void {
+    this.guard = guard;
+  }
+
   private call(op: string, name: string, mutating: boolean): void {
+    const refused = mutating ? this.guard?.() : undefined;
+    if (refused) throw new MutationRefusedError(`${op} ${name}: not done: ${refused}`);
     this.calls.push(`${op}:${name}`);
     this.observer?.({ procedure: op, ms: 0, mutating });
     if (mutating) this.mutations += 1;

@@ -1,13 +1,13 @@
 import {
-  EXIT, dataDirOf, errorMessage, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, retryPolicy, useColor, verifyHostIdentity,
-  type JsonManifestError,
+  EXIT, dataDirOf, errorMessage, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, retryPolicy, useColor, verifyHostIdentity,
+  type JsonManifestError, type LeaseFlags,
 } from '../common.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
 import type { Suspension } from '../../state/index.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
-import { LockHeldError, defaultDbPath, type StateStore, type WriterLock } from '../../state/index.js';
+import { LeaseHeldError, defaultDbPath, type Lease, type StateStore } from '../../state/index.js';
 import { brakeLines, planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
 import type { HostPort } from '../../reconcile/ports.js';
 import { imageCacheFor } from '../../reconcile/images.js';
@@ -19,7 +19,7 @@ import { redactUrl } from '../../git/index.js';
 import { formatManifestError } from '../../manifest/index.js';
 import { kindOf } from '../../reconcile/kinds/index.js';
 
-export interface ReconcileFlags extends GitFlags {
+export interface ReconcileFlags extends GitFlags, LeaseFlags {
   uri: string;
   /** auto (default) | kvm | qemu */
   domainType?: LibvirtHostOptions['domainType'];
@@ -53,6 +53,8 @@ export interface ReconcileFlags extends GitFlags {
   waitTimeout?: number;
   /** --wait-for: wait for these VMs only (implies --wait). */
   waitFor?: string[];
+  /** Seconds to wait for the writer lease while another process holds it (default 0: exit 1 at once). */
+  lockTimeout?: number;
 }
 
 export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags): Promise<number> {
@@ -82,6 +84,11 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     const m = '--wait cannot be combined with --dry-run (a dry-run starts nothing to wait for)';
     err(`virtform: ${m}\n`);
     return invalid(wholeInput(m));
+  }
+  const lease = leaseTiming(o);
+  if (!lease.ok) {
+    err(`virtform: ${lease.message}\n`);
+    return invalid(wholeInput(lease.message));
   }
   // DIR or --git URL (both, or neither, is exit 2).
   const source = gitInput(dirArg, o, { dirRequired: true, allowEmpty: o.allowEmpty });
@@ -131,7 +138,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     err(`virtform: state DB ${o.db ?? defaultDbPath()} does not exist: planning against an empty state ` +
       `(a dry-run creates nothing; the first apply creates it)\n`);
   }
-  let lock: WriterLock | undefined;
+  let writer: Lease | undefined;
   let host: HostPort | undefined;
   // First SIGINT/SIGTERM: start no new step, let the steps in flight finish for up to
   // --stop-timeout seconds; then apply abandons them (their journal entries closed as
@@ -147,13 +154,13 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       err(`virtform: ${signal}: finishing the steps in flight (up to ${o.stopTimeout ?? 30} s, --stop-timeout), starting no new ones (again to stop at once)\n`);
       process.once(signal, releaseOnSignal);
       setTimeout(() => {
-        lock?.releaseSync();
+        writer?.releaseSync();
         err(`virtform: still running ${(stopTimeoutMs + STOP_GRACE_MS) / 1000} s after ${signal}: exiting; the next run finishes what is left\n`);
         process.exit(signal === 'SIGINT' ? 130 : 143);
       }, stopTimeoutMs + STOP_GRACE_MS).unref();
       return;
     }
-    lock?.releaseSync();
+    writer?.releaseSync();
     err(`virtform: interrupted by ${signal}; the journal records the step in flight and the next run finishes it\n`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
@@ -161,9 +168,18 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
   let gitRead: GitDesired | undefined;
   try {
     if (!o.dryRun) {
-      lock = await store.acquireWriterLock({ command: `virtform reconcile ${gitSpec ? `--git ${redactUrl(gitSpec.url)}` : dir}` });
       process.once('SIGINT', releaseOnSignal);
       process.once('SIGTERM', releaseOnSignal);
+      // The writer lease: held by another process, exit 1 naming it (or wait up to --lock-timeout).
+      writer = await store.acquireLease({ command: `virtform reconcile ${gitSpec ? `--git ${redactUrl(gitSpec.url)}` : dir}` }, lease.timing, {
+        timeoutMs: (o.lockTimeout ?? 0) * 1000,
+        signal: abort.signal,
+        onHeld: (e) => err(`virtform: waiting up to ${o.lockTimeout} s (--lock-timeout) for the writer lease: ${e.message.replace(/; --lock-timeout.*$/, '')}\n`),
+      });
+      // Renewed in the background; lost, no further libvirt change is made (apply's guard) and the run ends (exit 1).
+      writer.keepAlive({
+        onLost: (why) => err(`virtform: ${why}: no further change is made to libvirt; the next holder finishes what is left\n`),
+      });
     }
     if (gitSpec) {
       // With the writer lock (apply) the persistent cache; a dry-run reads a throw-away copy.
@@ -211,6 +227,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       stopTimeoutMs,
       images: imageCacheFor(store.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
       boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
+      ...(writer ? { guard: ((w: Lease) => () => w.refusal())(writer) } : {}),
       onPlan: (plan) => {
         if (!o.json) out(renderPlan(plan, style));
         if (!o.json && !o.dryRun && !plan.noop) out('\n');
@@ -276,8 +293,8 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     // --wait: only after a successful (or converged) apply; the writer lock is not needed for it.
     const applied = result.outcome === 'succeeded' || result.outcome === 'noop';
     if (o.wait && applied) {
-      await lock?.release();
-      lock = undefined;
+      await writer?.release();
+      writer = undefined;
       wait = await waitAfterApply(host, loaded.desired.resources, await store.resources.list(), { timeoutSeconds: o.waitTimeout ?? 300, signal: abort.signal, ...(o.waitFor ? { only: o.waitFor } : {}) }, {
         out, err, json: o.json === true, progress: o.json ? process.stderr : process.stdout,
       });
@@ -289,8 +306,12 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     if (wait && !wait.ok) return EXIT.failure;
     return result.outcome === 'failed' || result.outcome === 'interrupted' || result.outcome === 'held' ? EXIT.failure : EXIT.ok;
   } catch (e) {
-    if (e instanceof LockHeldError) {
+    if (e instanceof LeaseHeldError) {
       err(`virtform: ${e.message}\n`);
+      return EXIT.failure;
+    }
+    if (abort.signal.aborted && e === abort.signal.reason) {
+      err(`virtform: interrupted while waiting for the writer lease; nothing was changed\n`);
       return EXIT.failure;
     }
     err(`virtform: ${errorMessage(e)}\n`);
@@ -301,8 +322,8 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     gitRead?.repo.dispose();
     // safe-catch: cleanup in finally; the run's own outcome is already decided and reported
     await host?.close().catch(() => undefined);
-    // safe-catch: cleanup in finally; a lock left behind expires (heartbeat) and is taken over
-    await lock?.release().catch(() => undefined);
+    // safe-catch: cleanup in finally; a lease left behind expires and is taken over
+    await writer?.release().catch(() => undefined);
     // safe-catch: cleanup in finally; SQLite keeps what was committed
     await store.close().catch(() => undefined);
   }

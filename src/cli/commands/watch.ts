@@ -1,14 +1,17 @@
 /**
  * `virtform watch DIR`: the long-running GitOps controller. Logs are JSON lines on stderr.
- * Exit codes: 0 after a graceful stop (SIGINT/SIGTERM), 1 runtime failure (lock held, listener
- * could not bind, the state DB holds the records of another libvirt host), 2 invalid input (bad flags, empty folder without --allow-empty).
+ * Exit codes: 0 after a graceful stop (SIGINT/SIGTERM, also as a standby waiting for the writer
+ * lease), 1 runtime failure (listener could not bind, the state DB holds the records of another
+ * libvirt host), 2 invalid input (bad flags, bad lease durations, empty folder without --allow-empty).
  */
-import { EXIT, errorMessage, formatErrors, notAManifestFolder, openStore, resolvePolicy, retryPolicy, verifyHostIdentity } from '../common.js';
+import {
+  EXIT, errorMessage, formatErrors, leaseTiming, notAManifestFolder, openStore, resolvePolicy, retryPolicy, verifyHostIdentity, type LeaseFlags,
+} from '../common.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { STOP_GRACE_MS } from './reconcile.js';
-import { HostMismatchError, LockHeldError, type StateStore } from '../../state/index.js';
+import { HostMismatchError, LeaseHeldError, type StateStore } from '../../state/index.js';
 import { GitRepository, GitSync } from '../../git/index.js';
 import { GitRepositorySource } from '../../watch/sources/git-repository.js';
 import { gitCacheRoot, gitInput, type GitFlags } from '../git.js';
@@ -17,7 +20,7 @@ import {
   type ListenAddress, type StatusServer,
 } from '../../watch/index.js';
 
-export interface WatchFlags extends GitFlags {
+export interface WatchFlags extends GitFlags, LeaseFlags {
   uri: string;
   /** auto (default) | kvm | qemu */
   domainType?: LibvirtHostOptions['domainType'];
@@ -59,6 +62,11 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
     return EXIT.invalid;
   }
 
+  const lease = leaseTiming(o);
+  if (!lease.ok) {
+    log.error(lease.message);
+    return EXIT.invalid;
+  }
   // DIR or --git URL (both, or neither, is exit 2).
   const source = gitInput(dirArg, o, { dirRequired: true, allowEmpty: o.allowEmpty });
   if ('errors' in source) {
@@ -126,6 +134,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
       stopTimeoutMs: (o.stopTimeout ?? 30) * 1000,
       lockCommand: `virtform watch ${git ? `--git ${git.label}` : dir}`,
+      lease: lease.timing,
       logger: log,
     });
 
@@ -139,14 +148,14 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       onSignal = (s) => {
         if (signalled) {
           log.warn('second signal: exiting without waiting for the run in flight', { signal: s });
-          controller?.releaseLockSync();
+          controller?.releaseLeaseSync();
           process.exit(s === 'SIGINT' ? 130 : 143);
         }
         signalled = s;
         const graceMs = (o.stopTimeout ?? 30) * 1000 + STOP_GRACE_MS;
         setTimeout(() => {
           log.warn('still stopping after the stop timeout: exiting', { signal: s, afterMs: graceMs });
-          controller?.releaseLockSync();
+          controller?.releaseLeaseSync();
           process.exit(s === 'SIGINT' ? 130 : 143);
         }, graceMs).unref();
         resolve(s);
@@ -159,7 +168,16 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
         ...(git ? { git: git.sync.repo.displayUrl, ref: git.sync.status().ref, path: git.sync.repo.spec.path, gitIntervalMs: git.intervalMs, cache: git.sync.repo.cacheDir } : { dir }),
         uri: o.uri, db: store.path, pid: process.pid,
       });
-      await controller.start();
+      // A standby (another process holds the writer lease) waits in start(): a signal stops it there.
+      const starting = controller.start();
+      const early = await Promise.race([starting.then(() => undefined), stopRequested]);
+      if (early) {
+        log.info('shutdown requested', { signal: early });
+        await controller.stop();
+        // safe-catch: start() ends with the abort reason: the stop was asked for
+        await starting.catch(() => undefined);
+        return EXIT.ok;
+      }
       if (listen) {
         server = await startStatusServer(controller, listen, log, { allowedHosts });
         log.info('listening', { host: server.host, port: server.port, url: `http://${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}/` });
@@ -182,7 +200,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       log.error(e.message, { dir: gitSpec ? undefined : dir });
       return EXIT.invalid;
     }
-    if (e instanceof LockHeldError) {
+    if (e instanceof LeaseHeldError) {
       log.error(e.message);
       return EXIT.failure;
     }

@@ -90,7 +90,7 @@ import {
   parseVolumeXml,
 } from '../../libvirt/xml/index.js';
 import {
-  HostError,
+  HostError, MutationRefusedError, type MutationGuard,
   type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
   type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
@@ -177,9 +177,16 @@ export class LibvirtHost implements HostPort {
     this.domainTypeChoice = opts.domainType ?? 'auto';
   }
 
-  /** Wrap one port operation: count it if it mutates and translate errors. */
+  /** Asked before every mutating operation and libvirt procedure (see HostPort.setMutationGuard). */
+  private guard: MutationGuard | undefined;
+
+  /** Wrap one port operation: refuse it when the guard says so, count it if it mutates and translate errors. */
   private async op<T>(context: string, mutating: boolean, fn: () => Promise<T>): Promise<T> {
-    if (mutating) this.mutations += 1;
+    if (mutating) {
+      const refused = this.guard?.();
+      if (refused) throw new MutationRefusedError(`${context}: not done: ${refused}`);
+      this.mutations += 1;
+    }
     try {
       return await fn();
     } catch (e) {
@@ -819,6 +826,17 @@ export class LibvirtHost implements HostPort {
       if (err.reason !== 'closed') cb(err);
     });
   }
+  setMutationGuard(guard: MutationGuard | undefined): void {
+    this.guard = guard;
+    // Also each mutating procedure inside an operation (stopDomain's destroy after a graceful wait).
+    this.client.beforeMutation = guard
+      ? (procedure) => {
+        const refused = guard();
+        if (refused) throw new MutationRefusedError(`${procedure}: not sent: ${refused}`);
+      }
+      : undefined;
+  }
+
   setCallObserver(cb: ((info: HostCallInfo) => void) | undefined): void {
     this.client.onCall = cb ? (info) => cb(info) : undefined;
   }

@@ -97,7 +97,7 @@ spec: {pool: ${P}pool, format: qcow2, source: ${image}}
       // The image goes away after the manifests were validated, at the run's first host call
       // (observe): the Volume kind finds it missing when it imports it.
       wrapHost: removingOnCall(image),
-      debounceMs: 100, eventDebounceMs: 20, resyncMs: 0, heartbeatMs: 0, gracefulStop: false,
+      debounceMs: 100, eventDebounceMs: 20, resyncMs: 0, gracefulStop: false,
       retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 2 },
       requeue: { initialDelayMs: 60_000 },
       logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }),

@@ -202,7 +202,7 @@ describe('virtform watch on qemu:///system', () => {
     expect(count('stopped')).toBe(1);
     const store = await openStateStore(db);
     try {
-      const lock = await store.acquireWriterLock({ command: 'integration test' });
+      const lock = await store.acquireLease({ command: 'integration test' });
       await lock.release();
     } finally {
       await store.close();

@@ -15,7 +15,7 @@ let logs: Record<string, unknown>[] = [];
 
 async function start(extra: Partial<WatchOptions> = {}): Promise<WatchController> {
   controller = new WatchController({
-    dir: fx.mdir, store: fx.store, connect: async () => fx.host, debounceMs: 50, eventDebounceMs: 20, resyncMs: 0, heartbeatMs: 0, gracefulStop: false,
+    dir: fx.mdir, store: fx.store, connect: async () => fx.host, debounceMs: 50, eventDebounceMs: 20, resyncMs: 0, gracefulStop: false,
     retry: FAST_RETRY, suspendPollMs: 50,
     logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }),
     ...extra,

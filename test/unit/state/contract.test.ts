@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { LockHeldError, openStateStore, type StateStore } from '../../../src/state/index.js';
+import { LeaseHeldError, openStateStore, type StateStore } from '../../../src/state/index.js';
 import { resourceRef } from '../../../src/model/kinds.js';
 import { createDatabase } from '../../support/postgres.js';
 
@@ -51,7 +51,7 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     expect(s.backend).toBe(backend.name);
     const names = async (x: StateStore) => (await x.db.withTables<{ kysely_migration: { name: string } }>().selectFrom('kysely_migration').select('name').orderBy('name').execute()).map((r) => r.name);
     const first = await names(s);
-    expect(first.at(-1)).toBe('0008_host_keys');
+    expect(first.at(-1)).toBe('0009_lease');
     expect(first[0]).toBe('0001_initial');
     expect(await names(await store(loc))).toEqual(first);
   });
@@ -244,12 +244,12 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     expect((await s.hosts.list()).map((h) => h.hostname)).toEqual(['other']);
   });
 
-  it('writer lock: a second holder is refused while the first is alive', async () => {
+  it('writer lease: a second holder is refused while the first is alive (test/unit/state/lease.test.ts has the rest)', async () => {
     const loc = await backend.fresh();
     const [a, b] = [await store(loc), await store(loc)];
-    const lock = await a.acquireWriterLock({ command: 'test' });
-    await expect(b.acquireWriterLock({ command: 'other' })).rejects.toBeInstanceOf(LockHeldError);
-    await lock.release();
-    await (await b.acquireWriterLock({ command: 'other' })).release();
+    const lease = await a.acquireLease({ command: 'test' });
+    await expect(b.acquireLease({ command: 'other' })).rejects.toBeInstanceOf(LeaseHeldError);
+    await lease.release();
+    await (await b.acquireLease({ command: 'other' })).release();
   });
 });

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStateStore, type ResourceIndexEntry, type StateStore } from '../../../src/state/index.js';
 import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
 
-const TABLES = ['events', 'journal', 'locks', 'resources', 'revisions'];
+const TABLES = ['events', 'journal', 'resources', 'revisions'];
 
 let dir: string;
 const stores: StateStore[] = [];
@@ -68,7 +68,7 @@ describe('openStateStore', () => {
       .selectFrom('kysely_migration')
       .select('name')
       .execute();
-    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts', '0003_git_sources', '0004_safety', '0005_baselines', '0006_volume_references', '0007_created_paths', '0008_host_keys']);
+    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts', '0003_git_sources', '0004_safety', '0005_baselines', '0006_volume_references', '0007_created_paths', '0008_host_keys', '0009_lease']);
   });
 
   it('serializes concurrent opens of a fresh file in one process', async () => {

@@ -147,7 +147,7 @@ describe('watch: retry or stall decided on the typed cause', () => {
     });
     host.failNext('createVolume', `${P}-data.img`, Infinity, 'operation-failed');
     const c = new WatchController({
-      dir: mdir, store, connect: async () => host, debounceMs: 50, eventDebounceMs: 20, resyncMs: 0, heartbeatMs: 0,
+      dir: mdir, store, connect: async () => host, debounceMs: 50, eventDebounceMs: 20, resyncMs: 0,
       gracefulStop: false, retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 2 }, requeue: { initialDelayMs: 60_000 }, watchFiles: false,
       logger: jsonLogger({ level: 'error', write: () => undefined }),
       // The image goes away after the manifests were validated, at the run's first host call.

@@ -3,7 +3,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labManifests, writeManifests } from '../../support/manifests.js';
 import { FAST_RETRY, useHarness } from '../../support/harness.js';
-import { LockHeldError } from '../../../src/state/index.js';
+import { LeaseHeldError } from '../../../src/state/index.js';
 import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type Enqueue, type Source, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
 import type { HostPort } from '../../../src/reconcile/ports.js';
 import { GatedHost, parsePrometheus, sampleValue, sleep, waitFor, writeFilesInPlace } from './helpers.js';
@@ -37,7 +37,6 @@ function make(extra: Partial<WatchOptions> = {}): WatchController {
     debounceMs: DEBOUNCE,
     eventDebounceMs: 20,
     resyncMs: 0,
-    heartbeatMs: 0,
     gracefulStop: false,
     retry: FAST_RETRY,
     reconnect: { initialDelayMs: 10, maxDelayMs: 40, factor: 2 },
@@ -89,13 +88,13 @@ describe('start', () => {
     expect(await metric(c, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
     expect(await metric(c, 'virtform_connected')).toBe(1);
     expect(await metric(c, 'virtform_resources', { kind: 'VirtualMachine', state: 'running' })).toBe(1);
-    await expect(fx.store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
+    await expect(fx.store.acquireLease({ command: 'test' })).rejects.toBeInstanceOf(LeaseHeldError);
   });
 
   it('refuses an empty folder unless allowEmpty, without taking the lock', async () => {
     writeManifests(fx.mdir, {});
     await expect(make().start()).rejects.toBeInstanceOf(EmptyManifestsError);
-    const lock = await fx.store.acquireWriterLock({ command: 'test' });
+    const lock = await fx.store.acquireLease({ command: 'test' });
     await lock.release();
     controller = undefined;
     const c = make({ allowEmpty: true });
@@ -311,7 +310,7 @@ describe('stop', () => {
     c.trigger('resync');
     await sleep(100);
     expect(stopped).toBe(false);
-    await expect(fx.store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
+    await expect(fx.store.acquireLease({ command: 'test' })).rejects.toBeInstanceOf(LeaseHeldError);
     const runs = c.runCount;
     fx.host.open();
     await stopping;
@@ -324,7 +323,7 @@ describe('stop', () => {
     expect(c.runCount).toBe(runs + 1); // … and nothing ran after it
     expect(c.connectionState).toBe('closed');
     expect(await metric(c, 'virtform_up')).toBe(0);
-    const lock = await fx.store.acquireWriterLock({ command: 'test' });
+    const lock = await fx.store.acquireLease({ command: 'test' });
     await lock.release();
   });
 });

@@ -34,7 +34,7 @@ function start(spec: Partial<GitSourceSpec> = {}): WatchController {
   const sync = new GitSync(new GitRepository({ url: repo.url, ref: { kind: 'branch', name: 'main' }, path: 'env', ...spec }, { cacheRoot: join(fx.work, 'git') }), fx.store);
   source = new GitRepositorySource({ sync, intervalMs: INTERVAL, backoff: { baseMs: 50, maxMs: 400 }, logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }) });
   controller = new WatchController({
-    dir: '', git: source, store: fx.store, connect: async () => fx.host, resyncMs: 0, heartbeatMs: 0, eventDebounceMs: 20, gracefulStop: false,
+    dir: '', git: source, store: fx.store, connect: async () => fx.host, resyncMs: 0, eventDebounceMs: 20, gracefulStop: false,
     retry: FAST_RETRY, reconnect: { initialDelayMs: 10, maxDelayMs: 40 },
     logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }),
   });

@@ -97,7 +97,7 @@ describe('HTTP listener', () => {
     const connectGate = new Promise<void>((r) => (letConnect = r));
     let refuse = 0;
     controller = new WatchController({
-      dir: fx.mdir, store: fx.store, resyncMs: 0, heartbeatMs: 0, debounceMs: 100, gracefulStop: false,
+      dir: fx.mdir, store: fx.store, resyncMs: 0, debounceMs: 100, gracefulStop: false,
       retry: { ...FAST_RETRY, maxAttempts: 1 },
       reconnect: { initialDelayMs: 50, maxDelayMs: 100 },
       connect: async () => {
