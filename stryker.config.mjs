@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * `make mutation`: StrykerJS on the data rule (src/reconcile/kinds/volume-data.ts) and the
+ * `make mutation`: StrykerJS on the data rule (src/reconcile/kinds/volume/data.ts) and the
  * mass-deletion brake and hold (src/reconcile/safety.ts), with the vitest runner on their unit
  * tests (vitest.mutation.config.ts). Not in CI: it takes minutes. Reports under bench/results/.
  * @type {import('@stryker-mutator/api/core').PartialStrykerOptions}
@@ -8,7 +8,7 @@
 export default {
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.mutation.config.ts' },
-  mutate: ['src/reconcile/kinds/volume-data.ts', 'src/reconcile/safety.ts'],
+  mutate: ['src/reconcile/kinds/volume/data.ts', 'src/reconcile/safety.ts'],
   coverageAnalysis: 'perTest',
   concurrency: 2,
   timeoutMS: 30000,

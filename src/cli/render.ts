@@ -4,7 +4,7 @@ import type { FieldChange, ResourceChange } from '../reconcile/diff.js';
 import type { ApplyEvent } from '../reconcile/apply.js';
 import { stepLabel } from '../reconcile/apply.js';
 import { kindOf } from '../reconcile/kinds/index.js';
-import type { ChangeEffect } from '../reconcile/kinds/types.js';
+import type { ChangeEffect } from '../reconcile/core/kind.js';
 import { printable as safe } from '../util/printable.js';
 
 export interface Style {
@@ -140,7 +140,7 @@ export function renderPlan(plan: Plan, style: Style): string {
     }
     if (held) lines.push(`      ${paint(style, 'red', '!')} held: ${c.dataLoss?.length ? 'needs --allow-data-loss' : safe(held)}`);
     for (const f of c.fields) {
-      if (c.action === 'create' && c.kind !== 'StoragePool' && DERIVED.test(f.field)) continue;
+      if (c.action === 'create' && !kindOf(c.kind).createShowsAllFields && DERIVED.test(f.field)) continue;
       lines.push(fieldLine(style, c, f));
     }
     for (const n of c.notes) lines.push(`      ${paint(style, 'cyan', 'note:')} ${safe(n)}`);

@@ -10,6 +10,7 @@ import type { ResourceRecord } from '../state/index.js';
 import {
   addressLabel, managedNetworks, recordedStart, waitForAddresses, type AddressTarget, type NicAddresses, type WaitResult,
 } from '../status/index.js';
+import { isGuestKind, kindOf } from '../reconcile/kinds/index.js';
 
 export interface WaitReport {
   outcome: WaitResult['outcome'] | 'nothing-to-wait-for';
@@ -42,13 +43,13 @@ export async function waitAfterApply(
   host: HostPort, declared: readonly DesiredResource[], records: readonly ResourceRecord[],
   o: { timeoutSeconds: number; signal?: AbortSignal; only?: readonly string[] }, io: WaitIo,
 ): Promise<{ ok: boolean; report: WaitReport }> {
-  const vms = declared.filter((d) => d.kind === 'VirtualMachine' && (d as { state?: string }).state === 'running')
+  const vms = declared.filter((d) => kindOf(d.kind).guest?.declaredRunning(d))
     .map((d) => d.name).filter((n) => !o.only || o.only.includes(n)).sort();
   const managed = managedNetworks(records, declared);
   // The NICs the running domains really have (live definition): one read per VM, once.
   const targets: AddressTarget[] = await Promise.all(vms.map(async (name) => {
     const live = await host.getRunningDomain(name);
-    const startedAt = recordedStart(records.find((r) => r.kind === 'VirtualMachine' && r.name === name));
+    const startedAt = recordedStart(records.find((r) => isGuestKind(r.kind) && r.name === name));
     return { name, nics: (live?.nics ?? []).map((n) => ({ mac: n.mac.toLowerCase(), network: n.network })), ...(startedAt ? { startedAt } : {}) };
   }));
   const text = (s: string): void => { if (!io.json) io.out(s); };

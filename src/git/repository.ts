@@ -23,7 +23,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
-import { digestManifests, loadManifests, formatManifestError, type DesiredState, type ManifestError, type Policy } from '../manifest/index.js';
+import { digestManifests, loadManifests, manifestsByKind, formatManifestError, type DesiredState, type ManifestError, type Policy } from '../manifest/index.js';
 import type { CachedImageSize, LoadResult } from '../manifest/index.js';
 import { credentialEnv, type GitCredentialOptions } from './credentials.js';
 import { GitError, cleanGitEnv, runGit } from './exec.js';
@@ -443,9 +443,6 @@ export function rebaseState(state: DesiredState, from: string, to: string): Desi
     files: state.files.map((f) => walk(f) as string),
     manifests,
     digest: digestManifests(manifests),
-    pools: manifests.filter((m) => m.kind === 'StoragePool') as DesiredState['pools'],
-    volumes: manifests.filter((m) => m.kind === 'Volume') as DesiredState['volumes'],
-    networks: manifests.filter((m) => m.kind === 'Network') as DesiredState['networks'],
-    vms: manifests.filter((m) => m.kind === 'VirtualMachine') as DesiredState['vms'],
+    ...manifestsByKind(manifests),
   };
 }

@@ -33,7 +33,7 @@ export type {
 export type { ManifestError } from './errors.js';
 export { formatManifestError } from './errors.js';
 export type { LoadResult, LoadOptions } from './loader.js';
-export { loadManifests, digestManifests, NAME_RE } from './loader.js';
+export { loadManifests, digestManifests, manifestsByKind, NAME_RE } from './loader.js';
 export { parseSize, formatSize, roundUpToKiB, ManifestSizeError } from './size.js';
 export { SCHEMA_DIR } from './schema.js';
 export { loadPolicy, checkPolicy, POLICY_FIELDS, DEFAULT_POLICY_PATH, type Policy, type PolicyField, type PolicyCategory, type CachedImageSize } from './policy.js';

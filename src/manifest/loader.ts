@@ -171,6 +171,16 @@ export interface LoadOptions {
   cachedImageSize?: CachedImageSize;
 }
 
+/** The manifests of each kind (the lists of `DesiredState`), in load order. */
+export function manifestsByKind(manifests: AnyManifest[]): Pick<DesiredState, 'pools' | 'volumes' | 'networks' | 'vms'> {
+  return {
+    pools: manifests.filter((m): m is StoragePoolManifest => m.kind === 'StoragePool'),
+    volumes: manifests.filter((m): m is VolumeManifest => m.kind === 'Volume'),
+    networks: manifests.filter((m): m is NetworkManifest => m.kind === 'Network'),
+    vms: manifests.filter((m): m is VirtualMachineManifest => m.kind === 'VirtualMachine'),
+  };
+}
+
 export async function loadManifests(dir: string, opts: LoadOptions = {}): Promise<LoadResult> {
   const st = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
   if (st instanceof Error) {
@@ -264,10 +274,7 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}): Promis
     dir,
     files,
     manifests,
-    pools: manifests.filter((m): m is StoragePoolManifest => m.kind === 'StoragePool'),
-    volumes: manifests.filter((m): m is VolumeManifest => m.kind === 'Volume'),
-    networks: manifests.filter((m): m is NetworkManifest => m.kind === 'Network'),
-    vms: manifests.filter((m): m is VirtualMachineManifest => m.kind === 'VirtualMachine'),
+    ...manifestsByKind(manifests),
     digest: digestManifests(manifests),
     ...(await gitInfo(gitDir)),
   };

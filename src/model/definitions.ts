@@ -13,6 +13,11 @@ export interface OwnerMarker {
   specHash: string;
 }
 
+/** The marker of a pool virtform defines only to reach a directory on the host (not a managed resource). */
+export function directoryPoolMarker(name: string): OwnerMarker {
+  return { kind: 'StoragePool', name, specHash: '' };
+}
+
 export type VolumeFormat = 'qcow2' | 'raw';
 
 export interface PoolDef {
@@ -230,4 +235,12 @@ export interface VolumeDetail {
   capacityBytes: number;
   format: string;
   backingPath?: string;
+}
+
+/** What observe reads back of each kind's object (`Observed.definitions`, `definitionOf`). */
+export interface DetailOfKind {
+  StoragePool: PoolDetail;
+  Volume: VolumeDetail;
+  Network: NetworkDetail;
+  VirtualMachine: DomainDetail;
 }

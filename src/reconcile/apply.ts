@@ -16,7 +16,7 @@ import type { Observed } from './observe.js';
 import type { Plan, PlanStep } from './plan.js';
 import { stepOpLabel } from './diff.js';
 import { kindOf } from './kinds/index.js';
-import type { ExecContext } from './kinds/types.js';
+import type { ExecContext } from './core/kind.js';
 import type { ImageCache, ImageProgress } from './images.js';
 import type { JournalEntry, ResourceRecord } from '../state/index.js';
 import { backoffDelay as jitteredDelay } from '../util/backoff.js';

@@ -5,46 +5,31 @@
  * (`kinds/`). Each resource carries `config` (the part that is its object's definition, hashed
  * into `specHash`) apart from runtime fields (running/stopped, autostart) compared live.
  */
-import { posix } from 'node:path';
 import type { DesiredState } from '../manifest/index.js';
 import { LOCAL_HOST, RESOURCE_KINDS, resourceKey } from '../model/kinds.js';
-import type { VolumeFormat } from '../model/definitions.js';
-import { KINDS, kindOf, type DesiredResource } from './kinds/index.js';
-import { volumeFilePath } from './kinds/volume.js';
-import type { BuildContext } from './kinds/types.js';
+import { KINDS, kindOf, type Desired, type DesiredResource } from './kinds/index.js';
+import type { BuildContext } from './core/kind.js';
 
-export { canonicalJson, hashConfig } from './resource.js';
+export { canonicalJson, hashConfig } from './core/resource.js';
 export { resourceKey };
-export { volumeFileName } from './kinds/volume.js';
-export { cidrHostAddress } from './kinds/network.js';
-export { diskTarget } from './kinds/vm.js';
 export type {
-  DesiredResource, DesiredPool, DesiredVolume, DesiredNetwork, DesiredVm, PoolConfig, VolumeConfig, NetworkConfig, VmConfig,
+  Desired, DesiredResource, DesiredPool, DesiredVolume, DesiredNetwork, DesiredVm, PoolConfig, VolumeConfig, NetworkConfig, VmConfig,
 } from './kinds/index.js';
-
-export interface Desired {
-  resources: DesiredResource[];
-  byKey: Map<string, DesiredResource>;
-  digest: string;
-  gitCommit?: string;
-  gitDirty?: boolean;
-  empty: boolean;
-}
 
 /** Kinds in build-up order (pools → volumes → networks → VMs). */
 export const KIND_ORDER = RESOURCE_KINDS;
 
-/** Cross-kind lookups for the kind modules. Assumes references were validated. */
+/**
+ * Cross-kind lookups for the kind modules, each answered by the kind that knows (`lookups`).
+ * Assumes references were validated.
+ */
 function buildContext(state: DesiredState, host: string): BuildContext {
-  const pools = new Map(state.pools.map((p) => [p.metadata.name, p]));
-  const volumes = new Map(state.volumes.map((v) => [v.metadata.name, v]));
-  const poolPath = (name: string): string => posix.normalize(pools.get(name)?.spec.path ?? `/nonexistent/${name}`);
-  const volumeFormat = (name: string): VolumeFormat => (volumes.get(name)?.spec.format ?? 'qcow2') as VolumeFormat;
-  const volumePath = (name: string): string => {
-    const v = volumes.get(name);
-    return v ? volumeFilePath(poolPath(v.spec.pool), name, volumeFormat(name)) : `/nonexistent/${name}`;
+  const missing = (what: string) => (name: string): never => {
+    throw new Error(`internal error: no kind answers the ${what} of ${name}`);
   };
-  return { host, poolPath, volumePath, volumeFormat };
+  const ctx: BuildContext = { host, poolPath: missing('pool path'), volumePath: missing('volume path'), volumeFormat: missing('volume format') };
+  for (const k of RESOURCE_KINDS) Object.assign(ctx, KINDS[k].lookups?.(state, ctx));
+  return ctx;
 }
 
 /** Normalize validated manifests into desired resources. Assumes references were validated. */

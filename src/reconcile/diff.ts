@@ -6,15 +6,12 @@
  * it out. What virtform owns but no manifest declares is pruned here, with the kind's delete steps.
  */
 import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
-import type { Observed } from './observe.js';
-import { ownershipOf } from './ownership.js';
-import type { Desired } from './desired.js';
-import { change, recordedConfig, recordedFacts, type DiffOptions, type ResourceChange } from './change.js';
-import { KINDS, kindOf, opInfo, type DesiredResource, type StepOp } from './kinds/index.js';
+import type { Observed } from './core/observed.js';
+import { change, recordedConfig, recordedFacts, type DiffOptions } from './core/change.js';
+import { KINDS, kindOf, opInfo, ownershipOf, type Desired, type DesiredResource, type ResourceChange, type StepOp } from './kinds/index.js';
 
-export {
-  fieldChanges, type ChangeAction, type DiffOptions, type FieldChange, type ResourceChange, type StepOp,
-} from './change.js';
+export { fieldChanges, type ChangeAction, type DiffOptions, type FieldChange } from './core/change.js';
+export type { ResourceChange, StepOp } from './kinds/index.js';
 
 /** `details.facts` key of a resource recorded while its manifest said `metadata.reconcile: disabled`. */
 export const RECONCILE_DISABLED_FACT = 'reconcileDisabled';
@@ -119,7 +116,8 @@ export function diff(desired: Desired, observed: Observed, opts: DiffOptions = {
       continue;
     }
     byKind.get(r.kind)!.push(r);
-    const c = kindOf(r.kind).diff(r, ctx);
+    // A kind's change carries that kind's step operations: members of the registry's union.
+    const c = kindOf(r.kind).diff(r, ctx) as ResourceChange | undefined;
     if (c) changes.push(c);
   }
   // The prune's deletes first: cross-resource adjustments see them (a renamed VM's new domain starts

@@ -13,11 +13,11 @@ import { buildPlan, type Plan } from './plan.js';
 import { imageCacheFor, type ImageCache } from './images.js';
 import { brakeDeletions, holdDataLoss, type MaxDeletions } from './safety.js';
 import { HELD_FOR_DATA_LOSS_FACT, RECONCILE_DISABLED_FACT } from './diff.js';
-import { recordedFacts } from './change.js';
-import { ownershipOf } from './ownership.js';
+import { recordedFacts } from './core/change.js';
+import { definitionXml } from './core/observed.js';
 import type { StoredReference, Suspension } from '../state/index.js';
 import { RESOURCE_KINDS } from '../model/kinds.js';
-import { kindOf } from './kinds/index.js';
+import { kindOf, ownershipOf } from './kinds/index.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
 
 export interface EngineStore extends StateReader, ApplyStore {
@@ -160,7 +160,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   });
   // Downloaded images no declared volume names any more, partial downloads and converted copies
   // left by killed runs, are removed.
-  const keep = new Set(opts.desired.resources.flatMap((r) => (r.kind === 'Volume' && r.image?.kind === 'url' ? [r.image.sha256] : [])));
+  const keep = new Set(opts.desired.resources.flatMap((r) => kindOf(r.kind).cachedImages?.(r) ?? []));
   // safe-catch: the image cache clean-up is best effort; the next apply prunes again
   await images.prune(keep).catch(() => undefined);
 
@@ -215,7 +215,7 @@ async function rebaseline(store: EngineStore, observed: Observed, plan: Plan, ap
   const changed = new Set(plan.changes.map((c) => c.key));
   for (const key of e.rebaseline) {
     if (changed.has(key) || applied.failed.has(key)) continue;
-    const xml = (observed.definitions.get(key) as { xml?: string } | undefined)?.xml;
+    const xml = definitionXml(observed, key);
     const sha256 = e.sha256.get(key);
     if (xml === undefined || sha256 === undefined) continue;
     const { kind, name } = parseResourceKey(key);

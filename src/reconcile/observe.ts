@@ -4,14 +4,17 @@
  * Never one lookup per resource for the whole inventory.
  */
 import { RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
-import type { Locator } from './kinds/types.js';
-import type { DomainCapabilities, HostPort, HostSnapshot, ObservedVolume, ObservedPool, ObservedNetwork, ObservedDomain } from './ports.js';
+import type { Locator } from './core/kind.js';
+import type { ExactView, Observed } from './core/observed.js';
+import { definitionXml } from './core/observed.js';
+import type { HostPort, ObservedVolume } from './ports.js';
 import type { BaselineEntry, JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
-import type { Desired } from './desired.js';
 import { parseResourceKey, resourceKey } from '../model/kinds.js';
-import { kindOf } from './kinds/index.js';
+import { kindOf, type Desired } from './kinds/index.js';
 import { HostError } from './ports.js';
+
+export type { Definition, ExactView, Observed } from './core/observed.js';
 
 export interface StateReader {
   resources: {
@@ -26,56 +29,6 @@ export interface StateReader {
   };
   /** Uses of files recorded by earlier runs (the data rule reads them only for what a plan would destroy). */
   references?: { list(paths: string[]): Promise<StoredReference[]> };
-}
-
-/** What exact drift compares: each definition's raw XML against its baseline (see `change.ts` `exactDrift`). */
-export interface ExactView {
-  /** libvirt's and the hypervisor's versions now. */
-  version: string;
-  /** Hash and version of every recorded baseline, by key. */
-  baselines: Map<string, BaselineEntry>;
-  /** sha256 of each definition's raw XML read this run, by key. */
-  sha256: Map<string, string>;
-  /** The baseline XML of the definitions whose hash differs from their baseline's. */
-  xml: Map<string, string>;
-  /** Baselines to (re)take after this run's apply without a change (filled by diff). */
-  rebaseline: Set<string>;
-}
-
-export interface Observed {
-  snapshot: HostSnapshot;
-  pools: Map<string, ObservedPool>;
-  networks: Map<string, ObservedNetwork>;
-  domains: Map<string, ObservedDomain>;
-  /** Volumes per active pool that is desired or recorded; a pool missing here was not listed. */
-  volumes: Map<string, Map<string, ObservedVolume>>;
-  /** What the state DB records, by key; full records (with `details`) where the spec changed or the resource is pruned. */
-  records: Map<string, Omit<ResourceIndexEntry, 'id'> & Partial<Pick<ResourceRecord, 'details'>>>;
-  /**
-   * Journal entries of earlier runs whose effects no record accounts for, by resource key: open
-   * ones (the run was interrupted) and failed ones not followed by a success (a step that failed
-   * after creating something). Either makes what exists under that name virtform's.
-   */
-  openJournal: Map<string, JournalEntry[]>;
-  /**
-   * Persistent definitions read back from the host, by resource key, for every declared,
-   * recorded or journaled resource whose object exists: what diff compares with the desired state.
-   */
-  definitions: Map<string, unknown>;
-  /**
-   * Objects that exist but whose definition virtform cannot parse, by resource key, with the
-   * reason: not in `definitions`. Diff reports each on its own resource (Stalled) and goes on.
-   */
-  unreadable?: Map<string, string>;
-  /**
-   * The host's domain capabilities (CPU modes and models, graphics types), read only when a
-   * desired resource's kind asks for them (`needsDomainCapabilities`); null: the host has none.
-   */
-  domainCapabilities?: DomainCapabilities | null;
-  /** Exact drift: absent when the host or the store has no baselines. */
-  exact?: ExactView;
-  /** Number of host calls made while observing. */
-  hostCalls: number;
 }
 
 /** Rows of the state index read at a time (about half a millisecond each) before letting I/O in. */
@@ -170,17 +123,14 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     const w = wanted.get(entries[0]!.kind as ResourceKind);
     if (w && !w.has(key)) w.set(key, { name: entries[0]!.name, where: { intents: entries.map((j) => j.intent) } });
   }
-  // Every network and pool on the host is read, managed or not: a new network's CIDR or a new
-  // pool's path is checked against them before anything is created (there are few of them).
-  for (const n of snapshot.networks) {
-    const w = wanted.get('Network')!;
-    const key = resourceKey('Network', n.name);
-    if (!w.has(key)) w.set(key, { name: n.name, where: {} });
-  }
-  for (const p of snapshot.pools) {
-    const w = wanted.get('StoragePool')!;
-    const key = resourceKey('StoragePool', p.name);
-    if (!w.has(key)) w.set(key, { name: p.name, where: {} });
+  // Every object of a kind that asks for it (networks, pools) is read, managed or not: a new
+  // network's CIDR or a new pool's path is checked against them before anything is created.
+  for (const k of RESOURCE_KINDS) {
+    const w = wanted.get(k)!;
+    for (const name of kindOf(k).readsAllListed?.(snapshot) ?? []) {
+      const key = resourceKey(k, name);
+      if (!w.has(key)) w.set(key, { name, where: {} });
+    }
   }
   // Checked against what the hypervisor offers: one call, only when something declares what needs it.
   const needCaps = desired.resources.some((r) => (kindOf(r.kind).needsDomainCapabilities as ((x: unknown) => boolean) | undefined)?.(r));
@@ -201,9 +151,9 @@ export async function observe(host: HostPort, state: StateReader, desired: Desir
     const baselines = await state.baselines!.index();
     const exact: ExactView = { version: await versionP!, baselines, sha256: new Map(), xml: new Map(), rebaseline: new Set() };
     const differ: { kind: string; name: string }[] = [];
-    for (const [key, d] of observed.definitions) {
-      const xml = (d as { xml?: unknown }).xml;
-      if (typeof xml !== 'string') continue;
+    for (const key of observed.definitions.keys()) {
+      const xml = definitionXml(observed, key);
+      if (xml === undefined) continue;
       const sha = xmlSha256(xml);
       exact.sha256.set(key, sha);
       const b = baselines.get(key);

@@ -13,18 +13,9 @@ import type { ResourceKind } from '../model/kinds.js';
 import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
 import { isTeardown, type ResourceChange, type StepOp } from './diff.js';
-import { kindOf, opInfo } from './kinds/index.js';
+import { kindOf, opInfo, type PlanStep } from './kinds/index.js';
 
-export interface PlanStep {
-  id: number;
-  key: string;
-  kind: ResourceKind;
-  name: string;
-  op: StepOp;
-  teardown: boolean;
-  deps: number[];
-  change: ResourceChange;
-}
+export type { PlanStep } from './kinds/index.js';
 
 export interface PlanSummary {
   create: number;

@@ -2,7 +2,7 @@
  * The data-loss hold and the mass-deletion brake: no data is destroyed without consent.
  *
  * A pass after diff. Which steps destroy data is each kind's call (`KindHandler.dataLoss`: the
- * Volume kind's rule is in `kinds/volume-data.ts`); this pass only dispatches to it and holds.
+ * Volume kind's rule is in `kinds/volume/data.ts`); this pass only dispatches to it and holds.
  *
  * Without consent (`reconcile --allow-data-loss`) such a change is held, and so is everything that
  * depends on it: what is built on it (a clone on a held base, a VM restarted for a held disk), what
@@ -12,14 +12,13 @@
  * plan lists held changes apart from conflicts (`plan.held`); apply runs none of their steps.
  */
 import { parseResourceKey, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
-import type { Desired } from './desired.js';
 import { dependenciesOf } from './desired.js';
-import type { Observed } from './observe.js';
-import { recordedConfig, type DataLoss, type ResourceChange } from './change.js';
+import type { Observed } from './core/observed.js';
+import { recordedConfig, type DataLoss } from './core/change.js';
 import { isTeardown } from './diff.js';
-import { kindOf } from './kinds/index.js';
+import { kindOf, type Desired, type ResourceChange } from './kinds/index.js';
 import type { HostPort } from './ports.js';
-import type { StoredReference } from './kinds/volume-data.js';
+import type { StoredReference } from '../state/index.js';
 
 const kindOfKey = (key: string): ResourceKind => parseResourceKey(key).kind;
 
@@ -77,10 +76,11 @@ export async function holdDataLoss(
     grew = false;
     for (const c of live) {
       if (held.has(c.key)) continue;
-      // Built on something held; or, for a teardown, using a held volume (the VM of a held disk, the
-      // clone of a held base: gone first, they would leave the volume looking derived to the next run).
+      // Built on something held; or, for a teardown, using a held object of a kind that holds data
+      // (`holdsData`: the VM of a held disk, the clone of a held base: gone first, they would leave
+      // the volume looking derived to the next run).
       const tearsDownOnly = c.steps.every((s) => isTeardown(s.op));
-      const dep = needsOf.get(c.key)!.find((d) => held.has(d) && (!tearsDownOnly || kindOfKey(d) === 'Volume'));
+      const dep = needsOf.get(c.key)!.find((d) => held.has(d) && (!tearsDownOnly || kindOf(kindOfKey(d)).holdsData === true));
       if (dep) {
         held.set(c.key, `depends on ${dep}, which is held`);
         grew = true;

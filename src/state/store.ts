@@ -727,7 +727,7 @@ export class StateStore {
   };
 
   /**
-   * Every use of a file virtform has seen on the host (the data rule, `kinds/volume-data.ts`): a
+   * Every use of a file virtform has seen on the host (the data rule, `kinds/volume/data.ts`): a
    * volume once used by any definition stays data after its user is gone.
    */
   readonly references = {

@@ -25,6 +25,8 @@ import type {
 } from '../reconcile/ports.js';
 import type { DesiredResource } from '../reconcile/desired.js';
 import type { ResourceRecord } from '../state/index.js';
+import { kindOf } from '../reconcile/kinds/index.js';
+import { isResourceKind } from '../model/kinds.js';
 
 export interface NicAddress {
   ip: string;
@@ -251,12 +253,15 @@ export function recordedNics(r: ResourceRecord): AddressTarget['nics'] {
 /** virtform's networks with whether each has DHCP: the declared config where given, else the recorded one. */
 export function managedNetworks(records: readonly ResourceRecord[], declared?: readonly DesiredResource[]): Map<string, boolean> {
   const out = new Map<string, boolean>();
-  const has = (c: unknown): boolean => {
-    const cfg = c as { mode?: string; dhcpRange?: unknown; dhcpHosts?: unknown[] } | undefined;
-    return !!cfg && cfg.mode !== 'bridge' && (!!cfg.dhcpRange || (cfg.dhcpHosts?.length ?? 0) > 0);
-  };
-  for (const r of records) if (r.kind === 'Network') out.set(r.name, has(r.details.config));
-  for (const d of declared ?? []) if (d.kind === 'Network') out.set(d.name, has(d.config));
+  const dhcp = (kind: string): ((c: unknown) => boolean) | undefined => (isResourceKind(kind) ? kindOf(kind).servesDhcp : undefined);
+  for (const r of records) {
+    const has = dhcp(r.kind);
+    if (has) out.set(r.name, has(r.details.config));
+  }
+  for (const d of declared ?? []) {
+    const has = dhcp(d.kind);
+    if (has) out.set(d.name, has(d.config));
+  }
   return out;
 }
 

@@ -19,8 +19,8 @@
  */
 import { KIND_ORDER, resourceKey, type DesiredResource } from '../reconcile/desired.js';
 import { isResourceKind, type ResourceKind } from '../model/kinds.js';
-import { kindOf } from '../reconcile/kinds/index.js';
-import type { StatusView } from '../reconcile/kinds/types.js';
+import { isGuestKind, kindOf } from '../reconcile/kinds/index.js';
+import type { StatusView } from '../reconcile/core/kind.js';
 import type { AddressReport, NicAddresses } from './addresses.js';
 import type { ResourceRecord, RevisionRecord, Suspension } from '../state/index.js';
 import type { Condition, ConditionDraft } from '../model/conditions.js';
@@ -115,7 +115,7 @@ function noteOf(host: HostView | undefined, kind: string, name: string, r: Resou
 
 function addressesOf(host: HostView | undefined, kind: string, name: string): Pick<StatusRow, 'addresses' | 'addressesReady' | 'addressesNote'> {
   // Other kinds, and VMs when the host was not asked (offline, unreachable): unknown.
-  if (kind !== 'VirtualMachine' || !host?.addresses) return { addresses: null, addressesReady: null, addressesNote: null };
+  if (!isGuestKind(kind) || !host?.addresses) return { addresses: null, addressesReady: null, addressesNote: null };
   const a = host?.addresses?.vms.get(name);
   return { addresses: a?.nics ?? null, addressesReady: a?.ready ?? false, addressesNote: a?.running ? a.note : null };
 }
@@ -223,7 +223,7 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       revision: revisionOf(r?.lastAppliedRevision ?? null), updatedAt: r?.updatedAt ?? null,
       ...noteOf(input.host, kind, name, r),
       ...addressesOf(input.host, kind, name),
-      ...(kind === 'VirtualMachine' && input.host?.graphics?.has(name) ? { graphics: input.host.graphics.get(name)! } : {}),
+      ...(isGuestKind(kind) && input.host?.graphics?.has(name) ? { graphics: input.host.graphics.get(name)! } : {}),
     };
     const drafts = deriveConditions(base, r, isDisabled(r, d, declaredGiven), input);
     return { ...base, conditions: withTransitions(drafts, input.previousConditions?.get(key), now) };

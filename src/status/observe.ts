@@ -6,6 +6,8 @@
  * interface queries per running VM on other networks). Read-only.
  */
 import type { DesiredResource } from '../reconcile/desired.js';
+import { isGuestKind, kindOf } from '../reconcile/kinds/index.js';
+import { isResourceKind } from '../model/kinds.js';
 import { HostError, type HostPort } from '../reconcile/ports.js';
 import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
@@ -16,11 +18,8 @@ type StatusHost = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 
 export async function observeForStatus(host: StatusHost, records: ResourceRecord[], declared?: readonly DesiredResource[]): Promise<HostView> {
   const snapshot = await host.snapshot();
   const pools = new Set<string>();
-  for (const r of records) {
-    const pool = (r.details.config as { pool?: string } | undefined)?.pool;
-    if (r.kind === 'Volume' && pool) pools.add(pool);
-  }
-  for (const d of declared ?? []) if (d.kind === 'Volume') pools.add(d.config.pool);
+  for (const r of records) if (isResourceKind(r.kind)) for (const p of kindOf(r.kind).statusPools?.(r.details.config) ?? []) pools.add(p);
+  for (const d of declared ?? []) for (const p of kindOf(d.kind).statusPools?.(d.config) ?? []) pools.add(p);
   const volumeKeys = new Set<string>();
   const volumeNames = new Set<string>();
   const listed = [];
@@ -36,15 +35,15 @@ export async function observeForStatus(host: StatusHost, records: ResourceRecord
   // Where those pools are (one definition read each): a file of such a folder missing from the
   // listing is gone (a running VM's disk deleted under it).
   const listedPoolPaths = new Set([...(listed.length > 0 ? (await host.definitions.pools(listed)).values() : [])].map((d) => d.path));
-  const vms = records.filter((r) => r.kind === 'VirtualMachine').map((r) => ({ name: r.name, nics: recordedNics(r), startedAt: recordedStart(r) }));
+  const vms = records.filter((r) => isGuestKind(r.kind)).map((r) => ({ name: r.name, nics: recordedNics(r), startedAt: recordedStart(r) }));
   const addresses = await observeAddresses(host, snapshot, vms, managedNetworks(records, declared));
   // The port libvirt gave the VNC/SPICE server of each running VM that has graphics (one live
   // definition read per such VM).
   const graphics = new Map<string, { type: string; listen?: string; port?: number }[]>();
   if (host.getRunningDomain) {
     const withGraphics = new Set<string>();
-    for (const r of records) if (r.kind === 'VirtualMachine' && (r.details.config as { graphics?: unknown } | undefined)?.graphics) withGraphics.add(r.name);
-    for (const d of declared ?? []) if (d.kind === 'VirtualMachine' && d.config.graphics) withGraphics.add(d.name);
+    for (const r of records) if (isResourceKind(r.kind) && kindOf(r.kind).guest?.hasGraphics(r.details.config)) withGraphics.add(r.name);
+    for (const d of declared ?? []) if (kindOf(d.kind).guest?.hasGraphics(d.config)) withGraphics.add(d.name);
     for (const name of withGraphics) {
       if (!snapshot.domains.find((x) => x.name === name)?.active) continue;
       // A domain gone since the listing has no graphics; any other failure (the connection) fails the status.

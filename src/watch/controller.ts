@@ -32,6 +32,7 @@ import {
 import { errText } from './sources/types.js';
 import type { GitRepositorySource } from './sources/git-repository.js';
 import type { GitSourceStatus } from '../git/index.js';
+import { isGuestKind } from '../reconcile/kinds/index.js';
 
 export type { TriggerSource } from './queue.js';
 export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner.js';
@@ -371,8 +372,8 @@ export class WatchController {
     }
     const records = await this.#o.store.resources.list();
     const owned = new Set<string>();
-    for (const r of records) if (r.kind === 'VirtualMachine') owned.add(r.name);
-    for (const r of this.#manifests.lastGood?.resources ?? []) if (r.kind === 'VirtualMachine') owned.add(r.name);
+    for (const r of records) if (isGuestKind(r.kind)) owned.add(r.name);
+    for (const r of this.#manifests.lastGood?.resources ?? []) if (isGuestKind(r.kind)) owned.add(r.name);
     this.#events.setOwned(owned);
     this.metrics.resources.reset();
     const counts = new Map<string, { kind: string; state: string; n: number }>();

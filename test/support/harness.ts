@@ -21,13 +21,15 @@ import { LOCAL_HOST } from '../../src/model/kinds.js';
 
 export type RetryPolicy = NonNullable<ReconcileOptions['retry']>;
 export type Plan = ReconcileResult['plan'];
+/** What a run is given: manifests (written to the folder first) or a desired state already built. */
+export type Input = Manifests | Desired;
 /** Options of one reconcile beyond host, store and desired state. */
 export type RunOptions = Partial<Omit<ReconcileOptions, 'host' | 'store' | 'desired'>>;
 
 /** Retries for tests: two attempts, no real waiting. The one definition; a test that counts attempts spreads it. */
 export const FAST_RETRY: RetryPolicy = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 
-export interface HarnessOptions {
+export interface HarnessOptions<H extends FakeHost = FakeHost> {
   /** Retry policy of `reconcile` (default FAST_RETRY). */
   retry?: RetryPolicy;
   /** Prefix of the temp dir's name (default `vftest-`). */
@@ -35,12 +37,12 @@ export interface HarnessOptions {
   /** The folder's name under the temp dir (default `manifests`). */
   manifestDir?: string;
   /** Makes the fake host of a host id (default `new FakeHost()`). */
-  newHost?: (id: string) => FakeHost;
+  newHost?: (id: string) => H;
   /** Manifests written before each test. */
   manifests?: Manifests;
 }
 
-export class Harness {
+export class Harness<H extends FakeHost = FakeHost> {
   /** The temp dir of the current test (removed after it). */
   work = '';
   /** The manifest folder. */
@@ -49,23 +51,23 @@ export class Harness {
   dbPath = '';
   store!: StateStore;
   /** A fake host per host id; `host` is the implicit local one. */
-  readonly hosts = new Map<string, FakeHost>();
+  readonly hosts = new Map<string, H>();
 
-  constructor(readonly opts: HarnessOptions = {}) {}
+  constructor(readonly opts: HarnessOptions<H> = {}) {}
 
-  get host(): FakeHost {
+  get host(): H {
     return this.hostFor(LOCAL_HOST);
   }
 
-  set host(h: FakeHost) {
+  set host(h: H) {
     this.hosts.set(LOCAL_HOST, h);
   }
 
   /** The fake host of host id `id` (made on first use). */
-  hostFor(id: string): FakeHost {
+  hostFor(id: string): H {
     let h = this.hosts.get(id);
     if (!h) {
-      h = this.opts.newHost ? this.opts.newHost(id) : new FakeHost();
+      h = this.opts.newHost ? this.opts.newHost(id) : (new FakeHost() as H);
       this.hosts.set(id, h);
     }
     return h;
@@ -94,6 +96,14 @@ export class Harness {
     return this.store;
   }
 
+  /** Start again in the same temp dir: an empty state DB and new fake hosts (for a test that loops over set-ups). */
+  async fresh(): Promise<void> {
+    await this.store.close();
+    rmSync(this.dbPath, { force: true });
+    this.hosts.clear();
+    this.store = await openStateStore(this.dbPath);
+  }
+
   /** Replace the manifest folder with these manifests; returns its path. */
   write(m: Manifests): string {
     return writeManifests(this.mdir, filesOf(m));
@@ -106,7 +116,7 @@ export class Harness {
   }
 
   /** Reconcile these manifests (or the folder as it is, or a desired state) on the local fake host. */
-  async reconcile(m?: Manifests | Desired, opts: RunOptions = {}): Promise<ReconcileResult> {
+  async reconcile(m?: Input, opts: RunOptions = {}): Promise<ReconcileResult> {
     return reconcile({
       host: this.host, store: this.store, desired: await this.toDesired(m),
       retry: this.opts.retry ?? FAST_RETRY, gracefulStop: false, ...opts,
@@ -114,33 +124,33 @@ export class Harness {
   }
 
   /** A dry run (`reconcile --dry-run`): the plan, nothing applied. */
-  async dryRun(m?: Manifests | Desired, opts: RunOptions = {}): Promise<ReconcileResult> {
+  async dryRun(m?: Input, opts: RunOptions = {}): Promise<ReconcileResult> {
     return this.reconcile(m, { ...opts, dryRun: true });
   }
 
   /** `planOnly` of these manifests: the plan and what was observed. */
-  async planResult(m?: Manifests | Desired, opts: PlanOptions & { gracefulStop?: boolean } = {}): ReturnType<typeof planOnly> {
+  async planResult(m?: Input, opts: PlanOptions & { gracefulStop?: boolean } = {}): ReturnType<typeof planOnly> {
     const { gracefulStop = true, ...rest } = opts;
     return planOnly(this.host, this.store, await this.toDesired(m), gracefulStop, rest);
   }
 
-  async plan(m?: Manifests | Desired, opts: PlanOptions & { gracefulStop?: boolean } = {}): Promise<Plan> {
+  async plan(m?: Input, opts: PlanOptions & { gracefulStop?: boolean } = {}): Promise<Plan> {
     return (await this.planResult(m, opts)).plan;
   }
 
-  private async toDesired(m: Manifests | Desired | undefined): Promise<Desired> {
+  private async toDesired(m: Input | undefined): Promise<Desired> {
     if (m !== undefined && isDesired(m)) return m;
     return this.desired(m);
   }
 }
 
-function isDesired(m: Manifests | Desired): m is Desired {
+function isDesired(m: Input): m is Desired {
   return typeof m === 'object' && m !== null && 'byKey' in m && 'resources' in m;
 }
 
 /** A harness set up before, and closed after, each test of the calling file or describe block. */
-export function useHarness(opts: HarnessOptions = {}): Harness {
-  const h = new Harness(opts);
+export function useHarness<H extends FakeHost = FakeHost>(opts: HarnessOptions<H> = {}): Harness<H> {
+  const h = new Harness<H>(opts);
   beforeEach(async () => {
     await h.setup();
   });
@@ -151,6 +161,6 @@ export function useHarness(opts: HarnessOptions = {}): Harness {
 }
 
 /** A harness of one's own (set up now); call `close()` after. */
-export async function openHarness(opts: HarnessOptions = {}): Promise<Harness> {
-  return new Harness(opts).setup();
+export async function openHarness<H extends FakeHost = FakeHost>(opts: HarnessOptions<H> = {}): Promise<Harness<H>> {
+  return new Harness<H>(opts).setup();
 }

@@ -21,11 +21,11 @@ import type {
 } from '../../src/reconcile/ports.js';
 import { RESOURCE_KINDS } from '../../src/model/kinds.js';
 import { kindOf } from '../../src/reconcile/kinds/index.js';
-import type { Locator } from '../../src/reconcile/kinds/types.js';
-import { poolDef } from '../../src/reconcile/kinds/pool.js';
-import { volumeDef } from '../../src/reconcile/kinds/volume.js';
-import { networkDef } from '../../src/reconcile/kinds/network.js';
-import { domainDef } from '../../src/reconcile/kinds/vm.js';
+import type { Locator } from '../../src/reconcile/core/kind.js';
+import { poolDef } from '../../src/reconcile/kinds/pool/index.js';
+import { volumeDef } from '../../src/reconcile/kinds/volume/index.js';
+import { networkDef } from '../../src/reconcile/kinds/network/index.js';
+import { domainDef } from '../../src/reconcile/kinds/vm/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Desired

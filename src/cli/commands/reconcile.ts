@@ -17,6 +17,7 @@ import { buildDesired, type Desired } from '../../reconcile/desired.js';
 import { gitDesired, gitInput, type GitDesired, type GitFlags } from '../git.js';
 import { redactUrl } from '../../git/index.js';
 import { formatManifestError } from '../../manifest/index.js';
+import { kindOf } from '../../reconcile/kinds/index.js';
 
 export interface ReconcileFlags extends GitFlags {
   uri: string;
@@ -178,7 +179,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     }
     if (!loaded) throw new Error('no manifests loaded');
     if (o.waitFor) {
-      const running = new Set(loaded.desired.resources.filter((d) => d.kind === 'VirtualMachine' && (d as { state?: string }).state === 'running').map((d) => d.name));
+      const running = new Set(loaded.desired.resources.filter((d) => kindOf(d.kind).guest?.declaredRunning(d)).map((d) => d.name));
       const unknown = o.waitFor.filter((n) => !running.has(n));
       if (unknown.length > 0) {
         const m = `--wait-for: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a VirtualMachine declared running; nothing was changed`;

@@ -94,6 +94,7 @@ import {
   type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail,
 } from '../ports.js';
+import { directoryPoolMarker } from '../../model/definitions.js';
 
 const run = promisify(execFile);
 
@@ -546,7 +547,7 @@ export class LibvirtHost implements HostPort {
   private async dirExists(dir: string): Promise<boolean> {
     const name = `virtform-probe-${randomBytes(6).toString('hex')}`;
     try {
-      const t = await this.client.storagePoolCreateXml(buildPoolXml({ name, path: dir, marker: { kind: 'StoragePool', name, specHash: '' } }), 0);
+      const t = await this.client.storagePoolCreateXml(buildPoolXml({ name, path: dir, marker: directoryPoolMarker(name) }), 0);
       // safe-catch: a transient probe pool; one left running only holds a name, gone with libvirtd's restart
       await this.client.storagePoolDestroy(t).catch(() => undefined);
       return true;
@@ -565,7 +566,7 @@ export class LibvirtHost implements HostPort {
         const name = `virtform-rmdir-${randomBytes(6).toString('hex')}`;
         let p;
         try {
-          p = await this.client.storagePoolDefineXml(buildPoolXml({ name, path: dir, marker: { kind: 'StoragePool', name, specHash: '' } }), 0);
+          p = await this.client.storagePoolDefineXml(buildPoolXml({ name, path: dir, marker: directoryPoolMarker(name) }), 0);
         } catch (e) {
           kept.push({ path: dir, why: e instanceof Error ? e.message : String(e) });
           continue;

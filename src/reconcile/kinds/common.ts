@@ -1,6 +1,6 @@
 /** Small pieces several kind modules share. */
 import type { HostSnapshot } from '../ports.js';
-import type { ExecContext, Locator } from './types.js';
+import type { ExecContext, Locator } from '../core/kind.js';
 
 /**
  * UUID to define an object with: the observed one (none when replacing it); on a retry, the
@@ -38,7 +38,7 @@ export async function readListed<O extends { name: string }, D>(
   wanted: Map<string, { name: string; where: Locator }>,
   read: (list: O[], unreadable: Map<string, string>) => Promise<Map<string, D>>,
   unreadable: Map<string, string>,
-): Promise<Map<string, unknown>> {
+): Promise<Map<string, D>> {
   const keyByName = new Map<string, string>();
   const list: O[] = [];
   for (const [key, w] of wanted) {
@@ -48,7 +48,7 @@ export async function readListed<O extends { name: string }, D>(
       list.push(o);
     }
   }
-  const out = new Map<string, unknown>();
+  const out = new Map<string, D>();
   if (list.length === 0) return out;
   const bad = new Map<string, string>();
   for (const [name, d] of await read(list, bad)) out.set(keyByName.get(name)!, d);

@@ -1,19 +1,31 @@
 /**
- * The registry of resource kinds. A new kind is a module implementing {@link KindHandler} plus
- * one line here (and its schema in `schemas/`).
+ * The registry of resource kinds. A new kind is a folder implementing {@link KindHandler} plus
+ * one line here (and its schema in `schemas/`). The unions of the kinds' resources and step
+ * operations, and the core's generic change, step and desired-state types instantiated with them,
+ * are what the stages use. Stages import this module and the core, never a kind.
  */
-import type { ResourceKind } from '../../model/kinds.js';
-import { poolKind, type DesiredPool, type PoolOp } from './pool.js';
-import { volumeKind, type DesiredVolume, type VolumeOp } from './volume.js';
-import { networkKind, type DesiredNetwork, type NetworkOp } from './network.js';
-import { vmKind, type DesiredVm, type VmOp } from './vm.js';
-import type { KindHandler } from './types.js';
+import { isResourceKind, resourceKey, type ResourceKind } from '../../model/kinds.js';
+import { poolKind, type DesiredPool, type PoolOp } from './pool/index.js';
+import { volumeKind, type DesiredVolume, type VolumeOp } from './volume/index.js';
+import { networkKind, type DesiredNetwork, type NetworkOp } from './network/index.js';
+import { vmKind, type DesiredVm, type VmOp } from './vm/index.js';
+import type { KindHandler, KindRegistry, Locator } from '../core/kind.js';
+import type { ForgetOp, PlanStep as CorePlanStep, ResourceChange as CoreResourceChange } from '../core/change.js';
+import type { Desired as CoreDesired } from '../core/resource.js';
+import type { Observed } from '../core/observed.js';
+import { ownershipById, type Ownership } from '../core/ownership.js';
 
 export type DesiredResource = DesiredPool | DesiredVolume | DesiredNetwork | DesiredVm;
 
-/** Forgetting a record (the object is gone or not ours) is the same for every kind. */
-export type ForgetOp = { op: 'record.forget' };
+export type { ForgetOp };
 export type StepOp = PoolOp | VolumeOp | NetworkOp | VmOp | ForgetOp;
+
+/** A change of any kind's resource, with the union of their step operations. */
+export type ResourceChange = CoreResourceChange<StepOp, DesiredResource>;
+/** A plan step of any kind. */
+export type PlanStep = CorePlanStep<StepOp, DesiredResource>;
+/** The desired state: every kind's resources. */
+export type Desired = CoreDesired<DesiredResource>;
 
 /** The handler of a kind, typed loosely for the generic stages that dispatch on it. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each stage passes a kind's own resources and ops back to it
@@ -34,7 +46,7 @@ export function kindOf(kind: ResourceKind): AnyKindHandler {
 const FORGET = { label: 'forget record', teardown: true };
 
 /** Label and teardown flag of any step operation. */
-export function opInfo(op: StepOp['op']): { label: string; teardown: boolean; afterUsersStop?: boolean } {
+export function opInfo(op: StepOp['op'] | string): { label: string; teardown: boolean; afterUsersStop?: boolean } {
   if (op === 'record.forget') return FORGET;
   for (const h of Object.values(KINDS) as AnyKindHandler[]) {
     const info = (h.ops as Record<string, { label: string; teardown: boolean; afterUsersStop?: boolean }>)[op];
@@ -43,9 +55,26 @@ export function opInfo(op: StepOp['op']): { label: string; teardown: boolean; af
   throw new Error(`internal error: unknown step operation ${op}`);
 }
 
+/** Whether a kind (a record's or a row's, any string) is one whose objects are guests (`KindHandler.guest`). */
+export function isGuestKind(kind: string): boolean {
+  return isResourceKind(kind) && kindOf(kind).guest !== undefined;
+}
+
+/** The registry as the core's interface. */
+export const registry: KindRegistry = { kindOf, opInfo };
+
+/**
+ * Ownership of a resource's object: the kind finds its identity (`identity`), the core decides
+ * (`ownershipById`). `key` is `resourceKey(kind, name)`, passed by callers that have it already.
+ */
+export function ownershipOf(observed: Observed, kind: ResourceKind, name: string, where: Locator = {}, key = resourceKey(kind, name)): Ownership {
+  return ownershipById(observed, kind, name, kindOf(kind).identity(observed, name, where), key);
+}
+
 export type { DesiredPool, DesiredVolume, DesiredNetwork, DesiredVm };
-export type { PoolConfig } from './pool.js';
-export type { VolumeConfig } from './volume.js';
-export type { NetworkConfig } from './network.js';
-export type { VmConfig } from './vm.js';
-export type { KindHandler } from './types.js';
+export type { PoolConfig } from './pool/index.js';
+export type { VolumeConfig } from './volume/index.js';
+export type { NetworkConfig } from './network/index.js';
+export type { VmConfig } from './vm/index.js';
+export type { KindHandler } from '../core/kind.js';
+export type { Ownership } from '../core/ownership.js';

@@ -9,7 +9,7 @@ import { runReconcile, type ReconcileFlags } from '../../../src/cli/commands/rec
 import { runWatch, type WatchFlags } from '../../../src/cli/commands/watch.js';
 import { LibvirtClient } from '../../../src/libvirt/index.js';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { capture } from './capture.js';
+import { capture } from '../../support/cli.js';
 
 const BOGUS_URI = 'qemu+unix:///system?socket=/tmp/vftest-nonexistent.sock';
 const work = tempDir('vftest-cli-dberr-');

@@ -9,7 +9,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { runReconcile, type ReconcileFlags } from '../../../src/cli/commands/reconcile.js';
 import { openStore } from '../../../src/cli/common.js';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { capture } from './capture.js';
+import { capture } from '../../support/cli.js';
 
 const work = tempDir('vftest-cli-drydb-');
 const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'vftest-cli', poolPath: join(work, 'pool') }));

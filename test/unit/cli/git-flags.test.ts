@@ -3,32 +3,20 @@
  * reaching the output (the fetch fails before any libvirt connection). The end-to-end CLI test is
  * test/integration/cli/git-cli.test.ts (it needs libvirtd's test driver).
  */
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gitInput } from '../../../src/cli/git.js';
 import { runReconcile } from '../../../src/cli/commands/reconcile.js';
 import { runWatch } from '../../../src/cli/commands/watch.js';
 import { tempDir } from '../../support/manifests.js';
+import { capture } from '../../support/cli.js';
 
 const NET = (cidr: string, autostart = 'false'): string => `apiVersion: virtform.dev/v1
 kind: Network
 metadata: {name: vftest-gitcli-net}
 spec: {mode: isolated, cidr: ${cidr}, autostart: ${autostart}}
 `;
-
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-  try {
-    return { code: await fn(), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
 
 const base = { uri: 'test:///default', concurrency: 1, maxAttempts: 1, retryDelay: 0, shutdownTimeout: 0 };
 
@@ -55,7 +43,7 @@ describe('--git flag rules', () => {
   it('watch: --git with DIR is exit 2', async () => {
     const r = await capture(() => runWatch('m', { ...base, git: 'file:///r', resync: 300, debounce: 500, listen: false, logLevel: 'error' }));
     expect(r.code).toBe(2);
-    expect(r.err).toContain('not both');
+    expect(r.stderr).toContain('not both');
   });
 });
 
@@ -66,7 +54,7 @@ describe('reconcile --git: credentials', () => {
     writeFileSync(join(work, 'x'), '');
     const r = await capture(() => runReconcile(undefined, { ...base, db, git: 'https://deploy:hunter2-secret@127.0.0.1:1/none.git', json: true }));
     expect(r.code).toBe(1);
-    expect(r.out + r.err).not.toContain('hunter2-secret');
-    expect(r.err).toContain('https://***@127.0.0.1:1/none.git');
+    expect(r.stdout + r.stderr).not.toContain('hunter2-secret');
+    expect(r.stderr).toContain('https://***@127.0.0.1:1/none.git');
   });
 });

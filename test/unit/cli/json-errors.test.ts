@@ -11,7 +11,7 @@ import { runReconcile, type ReconcileFlags } from '../../../src/cli/commands/rec
 import { runValidate } from '../../../src/cli/commands/validate.js';
 import { LibvirtClient } from '../../../src/libvirt/index.js';
 import { tempDir, writeManifests } from '../../support/manifests.js';
-import { capture } from './capture.js';
+import { capture } from '../../support/cli.js';
 
 const work = tempDir('vftest-cli-json-');
 const dir = writeManifests(join(work, 'm'), {

@@ -11,7 +11,7 @@ import { runValidate } from '../../../src/cli/commands/validate.js';
 import { runWatch, type WatchFlags } from '../../../src/cli/commands/watch.js';
 import { LibvirtClient } from '../../../src/libvirt/index.js';
 import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { capture } from './capture.js';
+import { capture } from '../../support/cli.js';
 
 const BOGUS_URI = 'qemu+unix:///system?socket=/tmp/vftest-nonexistent.sock';
 const work = tempDir('vftest-cli-folder-');

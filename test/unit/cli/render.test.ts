@@ -1,32 +1,17 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { planOnly, reconcile } from '../../../src/reconcile/engine.js';
+import { describe, expect, it } from 'vitest';
+import { labManifests } from '../../support/manifests.js';
+import { useHarness } from '../../support/harness.js';
+import { scenario } from '../../support/scenario.js';
 import { planToJson, renderPlan, summaryLine } from '../../../src/cli/render.js';
 
-let work: string;
-let store: StateStore;
-let host: FakeHost;
+const fx = useHarness({ manifestDir: 'm' });
 const plain = { color: false };
-
-beforeEach(async () => {
-  work = tempDir();
-  host = new FakeHost();
-  store = await openStateStore(join(work, 'db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
-});
 
 describe('plan rendering', () => {
   it('prints creates with manifest field names, a terraform-like summary, then "No changes."', async () => {
-    const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'r', poolPath: '/srv/r' }));
-    const d = await desiredFrom(dir);
-    const { plan } = await planOnly(host, store, d);
+    fx.write(labManifests({ prefix: 'r', poolPath: '/srv/r' }));
+    const d = await fx.desired();
+    const { plan } = await fx.planResult(d);
     const text = renderPlan(plan, plain);
     expect(text).toContain('  + StoragePool/r-pool');
     expect(text).toContain('      + spec.path: "/srv/r"');
@@ -37,16 +22,16 @@ describe('plan rendering', () => {
     expect(text.trim().split('\n').at(-1)).toBe('Plan: 7 to create, 0 to change, 0 to replace, 0 to delete.');
     expect(text).not.toMatch(/\x1b\[/);
 
-    await reconcile({ host, store, desired: d, gracefulStop: false });
-    const again = await planOnly(host, store, d);
+    await fx.reconcile(d);
+    const again = await fx.planResult(d);
     expect(renderPlan(again.plan, plain)).toBe('No changes. Infrastructure matches the manifests.\n');
   });
 
   it('shows updates as before → after, replaces with -/+ and the reason, deletes with -', async () => {
-    const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'r', poolPath: '/srv/r' }));
-    await reconcile({ host, store, desired: await desiredFrom(dir), gracefulStop: false });
-    writeManifests(dir, labManifests({ prefix: 'r', poolPath: '/srv/r', vm1Memory: '128MiB', rootFormat: 'raw', withVm2: false }));
-    const { plan } = await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true });
+    fx.write(labManifests({ prefix: 'r', poolPath: '/srv/r' }));
+    await fx.reconcile(await fx.desired());
+    fx.write(labManifests({ prefix: 'r', poolPath: '/srv/r', vm1Memory: '128MiB', rootFormat: 'raw', withVm2: false }));
+    const { plan } = await fx.planResult(await fx.desired(), { allowDataLoss: true });
     const text = renderPlan(plan, plain);
     expect(text).toContain('      ~ spec.memory: 64MiB → 128MiB');
     expect(text).toMatch(/# Volume\/r-root must be replaced: format is immutable \(qcow2 → raw\)\n-\/\+ Volume\/r-root/);
@@ -58,10 +43,10 @@ describe('plan rendering', () => {
   });
 
   it('shows what a held change would destroy, what it takes with it, and how to consent', async () => {
-    const dir = writeManifests(join(work, 'm'), labManifests({ prefix: 'r', poolPath: '/srv/r' }));
-    await reconcile({ host, store, desired: await desiredFrom(dir), gracefulStop: false });
-    writeManifests(dir, labManifests({ prefix: 'r', poolPath: '/srv/r', baseCapacity: '32MiB' }));
-    const { plan } = await planOnly(host, store, await desiredFrom(dir));
+    fx.write(labManifests({ prefix: 'r', poolPath: '/srv/r' }));
+    await fx.reconcile(await fx.desired());
+    fx.write(labManifests({ prefix: 'r', poolPath: '/srv/r', baseCapacity: '32MiB' }));
+    const { plan } = await fx.planResult(await fx.desired());
     const text = renderPlan(plan, plain);
     expect(text).toContain('      ! data loss: Volume/r-base file /srv/r/r-base.qcow2 (64MiB): backs Volume/r-root (persistent definition, declared config)\n      ! held: needs --allow-data-loss');
     expect(text).toContain('      ! data loss: Volume/r-root file /srv/r/r-root.qcow2 (64MiB): attached to VirtualMachine/r-vm1 (live definition, persistent definition, declared config)');
@@ -74,19 +59,19 @@ describe('plan rendering', () => {
     expect(Object.keys(json.held).sort()).toEqual(['VirtualMachine/r-vm1', 'Volume/r-base', 'Volume/r-root']);
     expect(json.changes.find((c) => c.name === 'r-base')!.dataLoss[0]!.why).toEqual(['backs Volume/r-root (persistent definition, declared config)']);
 
-    const consented = renderPlan((await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true })).plan, plain);
+    const consented = renderPlan((await fx.planResult(await fx.desired(), { allowDataLoss: true })).plan, plain);
     expect(consented).toContain('      ! data loss [consented: --allow-data-loss]: Volume/r-base file /srv/r/r-base.qcow2 (64MiB): backs Volume/r-root (persistent definition, declared config)');
     expect(consented).not.toMatch(/held/);
   });
 
   it('shows a release (deletionPolicy: Retain) as such, not as a delete', async () => {
     const files = labManifests({ prefix: 'r', poolPath: '/srv/r' });
-    const dir = writeManifests(join(work, 'm'), {
-      ...files, 'keep.yaml': 'apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: r-keep, deletionPolicy: Retain}\nspec: {pool: r-pool, capacity: 1MiB}\n',
+    fx.write({
+      ...files, ...scenario().in('keep.yaml').volume('r-keep', { pool: 'r-pool', capacity: '1MiB' }, { deletionPolicy: 'Retain' }).files(),
     });
-    await reconcile({ host, store, desired: await desiredFrom(dir), gracefulStop: false });
-    writeManifests(dir, files);
-    const { plan } = await planOnly(host, store, await desiredFrom(dir));
+    await fx.reconcile(await fx.desired());
+    fx.write(files);
+    const { plan } = await fx.planResult(await fx.desired());
     const text = renderPlan(plan, plain);
     expect(text).toContain('  # Volume/r-keep will be released (deletionPolicy: Retain): file /srv/r/r-keep.qcow2 kept\n  - Volume/r-keep\n');
     expect(text).toContain('note: nothing is deleted; virtform forgets it (a manifest with metadata.adopt: true takes it back)');

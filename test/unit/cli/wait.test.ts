@@ -3,56 +3,25 @@
  * only, what is said about NICs not waited for, the addresses, the timeout and not-running
  * messages, and the JSON report.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { reconcile } from '../../../src/reconcile/engine.js';
+import { describe, expect, it } from 'vitest';
+import { FAST_RETRY, useHarness } from '../../support/harness.js';
+import { scenario } from '../../support/scenario.js';
 import type { Desired } from '../../../src/reconcile/desired.js';
 import { waitAfterApply, type WaitIo } from '../../../src/cli/wait.js';
 
 const P = 'vftest-addr-cli';
-let work: string;
-let host: FakeHost;
-let store: StateStore;
+const fx = useHarness({ dirPrefix: 'vftest-addr-cli-', manifestDir: 'm', retry: { ...FAST_RETRY, maxAttempts: 1 } });
 
-const files = (o: { stopped?: boolean } = {}): Record<string, string> => ({
-  'all.yaml': `apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${P}-net}
-spec: {mode: isolated, cidr: 10.234.0.0/24, dhcp: {start: 10.234.0.100, end: 10.234.0.199}}
----
-apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${P}-plain}
-spec: {mode: isolated, cidr: 10.234.1.0/24}
----
-apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${P}-a}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  disks: []
-  nics: [{network: ${P}-net, mac: "52:54:00:ac:00:01"}, {network: ${P}-plain, mac: "52:54:00:ac:01:01"}]
----
-apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${P}-b}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  state: ${o.stopped ? 'stopped' : 'running'}
-  disks: []
-  nics: [{network: ${P}-net, mac: "52:54:00:ac:00:02"}]
-`,
-});
+/** A network with DHCP and one without; VM a on both, VM b on the first. */
+const net = () => scenario().network(`${P}-net`, { cidr: '10.234.0.0/24', dhcp: { start: '10.234.0.100', end: '10.234.0.199' } });
+const files = (o: { stopped?: boolean } = {}) => net()
+  .network(`${P}-plain`, { cidr: '10.234.1.0/24' })
+  .vm(`${P}-a`, { disks: [], nics: [{ network: `${P}-net`, mac: '52:54:00:ac:00:01' }, { network: `${P}-plain`, mac: '52:54:00:ac:01:01' }] })
+  .vm(`${P}-b`, { state: o.stopped ? 'stopped' : 'running', disks: [], nics: [{ network: `${P}-net`, mac: '52:54:00:ac:00:02' }] });
 
 async function apply(o: { stopped?: boolean } = {}): Promise<Desired> {
-  const d = await desiredFrom(writeManifests(join(work, 'm'), files(o)));
-  expect((await reconcile({ host, store, desired: d, retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 }, gracefulStop: false })).outcome).toMatch(/succeeded|noop/);
+  const d = await fx.desired(files(o));
+  expect((await fx.reconcile(d)).outcome).toMatch(/succeeded|noop/);
   return d;
 }
 
@@ -64,23 +33,13 @@ function io(o: { json?: boolean; tty?: boolean } = {}): WaitIo & { stdout: strin
   return { out: (s) => void stdout.push(s), err: (s) => void stderr.push(s), json: o.json === true, progress, stdout, stderr };
 }
 
-beforeEach(async () => {
-  work = tempDir('vftest-addr-cli-');
-  host = new FakeHost();
-  store = await openStateStore(join(work, 'state.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
-});
-
 describe('reconcile --wait output', () => {
   it('ready: says which NIC is not waited for, shows progress on a terminal, prints the addresses', async () => {
     const d = await apply();
-    setTimeout(() => host.giveLease(`${P}-net`, '52:54:00:ac:00:01', { ip: '10.234.0.101' }), 30);
-    setTimeout(() => host.giveLease(`${P}-net`, '52:54:00:ac:00:02', { ip: '10.234.0.102' }), 600);
+    setTimeout(() => fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01', { ip: '10.234.0.101' }), 30);
+    setTimeout(() => fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:02', { ip: '10.234.0.102' }), 600);
     const o = io({ tty: true });
-    const r = await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 10 }, o);
+    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 10 }, o);
     expect(r.ok).toBe(true);
     const text = o.stdout.join('');
     expect(text).toContain(`Waiting up to 10s for the addresses of 2 VM(s): ${P}-a, ${P}-b`);
@@ -96,34 +55,34 @@ describe('reconcile --wait output', () => {
 
   it('not a terminal: no progress line; --json: nothing on stdout, the report carries it all', async () => {
     const d = await apply();
-    host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
-    host.giveLease(`${P}-net`, '52:54:00:ac:00:02');
+    fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
+    fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:02');
     const plain = io();
-    expect((await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 5 }, plain)).ok).toBe(true);
+    expect((await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 5 }, plain)).ok).toBe(true);
     expect(plain.progress.written).toEqual([]);
     const json = io({ json: true, tty: true });
-    const r = await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 5 }, json);
+    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 5 }, json);
     expect(json.stdout).toEqual([]);
     expect(r.report.outcome).toBe('ready');
   });
 
   it('--wait-for: waits for the named VMs only (another without an address does not hold it up)', async () => {
     const d = await apply();
-    host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
+    fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
     const o = io();
-    const r = await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 2, only: [`${P}-a`] }, o);
+    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 2, only: [`${P}-a`] }, o);
     expect(r.ok).toBe(true);
     expect(o.stdout.join('')).toContain(`Waiting up to 2s for the addresses of 1 VM(s): ${P}-a`);
     expect(r.report).toMatchObject({ outcome: 'ready', vms: [`${P}-a`], waiting: [] });
-    const all = await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 0.2 }, io());
+    const all = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 0.2 }, io());
     expect(all.ok).toBe(false);
   });
 
   it('timeout: exit status false, stderr names each VM and its NICs without an address', async () => {
     const d = await apply();
-    host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
+    fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
     const o = io();
-    const r = await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 0.2 }, o);
+    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 0.2 }, o);
     expect(r.ok).toBe(false);
     expect(o.stderr.join('')).toBe(`virtform: timed out after 0.2s waiting for an address: ${P}-b (52:54:00:ac:00:02 on ${P}-net)\n`);
     expect(o.stdout.join('')).toMatch(new RegExp(`VirtualMachine/${P}-b\\s+52:54:00:ac:00:02\\s+${P}-net\\s+none yet`));
@@ -132,10 +91,10 @@ describe('reconcile --wait output', () => {
 
   it('a VM declared running found shut off: fails at once with the reason; VMs declared stopped are not waited for', async () => {
     const d = await apply({ stopped: true });
-    await host.stopDomain(`${P}-a`);
+    await fx.host.stopDomain(`${P}-a`);
     const o = io();
     const t0 = Date.now();
-    const r = await waitAfterApply(host, d.resources, await store.resources.list(), { timeoutSeconds: 60 }, o);
+    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 60 }, o);
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(r.ok).toBe(false);
     expect(r.report.vms).toEqual([`${P}-a`]);
@@ -143,9 +102,9 @@ describe('reconcile --wait output', () => {
   });
 
   it('nothing declared running: nothing to wait for', async () => {
-    const d = await desiredFrom(writeManifests(join(work, 'none'), { 'n.yaml': files()['all.yaml']!.split('---\n')[0]! }));
+    const d = await fx.desired(net());
     const o = io();
-    const r = await waitAfterApply(host, d.resources, [], { timeoutSeconds: 5 }, o);
+    const r = await waitAfterApply(fx.host, d.resources, [], { timeoutSeconds: 5 }, o);
     expect(r).toMatchObject({ ok: true, report: { outcome: 'nothing-to-wait-for' } });
     expect(o.stdout.join('')).toContain('nothing to wait for');
   });

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, cidrHostAddress, diskTarget, hashConfig, volumeFileName } from '../../../src/reconcile/desired.js';
+import { canonicalJson, hashConfig } from '../../../src/reconcile/desired.js';
+import { cidrHostAddress } from '../../../src/reconcile/kinds/network/index.js';
+import { diskTarget } from '../../../src/reconcile/kinds/vm/index.js';
+import { volumeFileName } from '../../../src/reconcile/kinds/volume/index.js';
 
 describe('normalization helpers', () => {
   it('names disk targets per bus family like libvirt does', () => {

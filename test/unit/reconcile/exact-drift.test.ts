@@ -4,10 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { flattenXml, xmlDifferences, xmlSha256 } from '../../../src/libvirt/xml/compare.js';
-import { exactDrift, liveOnlyDevices } from '../../../src/reconcile/change.js';
+import { exactDrift, liveOnlyDevices } from '../../../src/reconcile/core/change.js';
 import type { Observed } from '../../../src/reconcile/observe.js';
-import { VM_EXACT } from '../../../src/reconcile/kinds/vm.js';
-import { POOL_EXACT } from '../../../src/reconcile/kinds/pool.js';
+import { VM_EXACT } from '../../../src/reconcile/kinds/vm/index.js';
+import { POOL_EXACT } from '../../../src/reconcile/kinds/pool/index.js';
 
 const DOMAIN = `<domain type='qemu'>
   <name>vm</name>

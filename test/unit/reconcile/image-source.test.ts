@@ -4,19 +4,17 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { planOnly, reconcile } from '../../../src/reconcile/engine.js';
+import { desiredFrom } from '../../support/manifests.js';
+import { useHarness, type Input, type RunOptions } from '../../support/harness.js';
+import { scenario } from '../../support/scenario.js';
 import { ImageCache, redactUrl } from '../../../src/reconcile/images.js';
 import { ProgressLine } from '../../../src/cli/progress.js';
 
-const FAST_RETRY = { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 };
 const EXAMPLES = fileURLToPath(new URL('../../../manifests/examples', import.meta.url));
 const P = 'vftest-url';
 
@@ -49,42 +47,27 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-let work: string;
-let mdir: string;
-let host: FakeHost;
-let store: StateStore;
+const fx = useHarness();
 let images: ImageCache;
-
-beforeEach(async () => {
-  work = tempDir();
-  mdir = join(work, 'manifests');
-  host = new FakeHost();
-  store = await openStateStore(join(work, 'state.db'));
-  images = new ImageCache(join(work, 'images'), { timeoutMs: 2000 });
+beforeEach(() => {
+  images = new ImageCache(join(fx.work, 'images'), { timeoutMs: 2000 });
   hits = {};
 });
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
+// No partial download is left behind, whatever the test did.
+afterEach(() => {
+  const dir = join(fx.work, 'images');
+  expect(existsSync(dir) ? readdirSync(dir).filter((n) => n.includes('.part.')) : []).toEqual([]);
 });
 
-function manifests(source: string, extra = ''): Record<string, string> {
-  return {
-    'pool.yaml': `apiVersion: virtform.dev/v1\nkind: StoragePool\nmetadata: {name: ${P}-pool}\nspec: {path: /srv/pools/url}\n`,
-    'vol.yaml': `apiVersion: virtform.dev/v1\nkind: Volume\nmetadata: {name: ${P}-img}\nspec: {pool: ${P}-pool, format: raw, source: ${source}${extra}}\n`,
-  };
-}
-const urlSource = (path: string, digest = sha(RAW)): string => `{url: "${base}${path}", sha256: "${digest}"}`;
+type Source = string | { url: string; sha256: string };
+/** A pool and the raw volume `img` with `source` (and more spec). */
+const manifests = (source: Source, spec: Record<string, unknown> = {}) =>
+  scenario().pool(`${P}-pool`, { path: '/srv/pools/url' }).volume(`${P}-img`, { capacity: undefined, format: 'raw', source, ...spec });
+const urlSource = (path: string, digest = sha(RAW)) => ({ url: `${base}${path}`, sha256: digest });
 
-async function run(files: Record<string, string>, extra: Partial<Parameters<typeof reconcile>[0]> = {}) {
-  writeManifests(mdir, files);
-  return reconcile({ host, store, desired: await desiredFrom(mdir), retry: FAST_RETRY, gracefulStop: false, images, ...extra });
-}
-async function plan(files: Record<string, string>) {
-  writeManifests(mdir, files);
-  return (await planOnly(host, store, await desiredFrom(mdir))).plan;
-}
-const volumeBytes = (name: string): Buffer | undefined => host.contents.get(`/srv/pools/url/${name}`);
+const run = async (files: Input, extra: RunOptions = {}) => fx.reconcile(files, { images, ...extra });
+const plan = async (files: Input) => fx.plan(files);
+const volumeBytes = (name: string): Buffer | undefined => fx.host.contents.get(`/srv/pools/url/${name}`);
 
 describe('Volume source from a URL', () => {
   it('downloads, verifies and uploads the image; capacity defaults to its size; a rerun plans nothing', async () => {
@@ -92,11 +75,11 @@ describe('Volume source from a URL', () => {
     const r = await run(manifests(urlSource('/raw.img')), { onEvent: (e) => { if (e.type === 'progress') events.push(e.progress.phase); } });
     expect(r.outcome).toBe('succeeded');
     expect(volumeBytes(`${P}-img.img`)?.equals(RAW)).toBe(true);
-    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-img.img`)!.capacityBytes).toBe(RAW.length);
+    expect(fx.host.volumes.get(`${P}-pool`)!.get(`${P}-img.img`)!.capacityBytes).toBe(RAW.length);
     expect(events).toContain('download');
     expect(events).toContain('upload');
-    expect(readdirSync(join(work, 'images'))).toEqual([sha(RAW)]);
-    const rec = await store.resources.get('Volume', `${P}-img`);
+    expect(readdirSync(join(fx.work, 'images'))).toEqual([sha(RAW)]);
+    const rec = await fx.store.resources.get('Volume', `${P}-img`);
     expect((rec?.details as { facts?: Record<string, unknown> }).facts?.imageVirtualSize).toBe(RAW.length);
     expect((await plan(manifests(urlSource('/raw.img')))).noop).toBe(true);
   });
@@ -118,8 +101,8 @@ describe('Volume source from a URL', () => {
     const bad = await run(manifests(urlSource('/raw.img', 'b'.repeat(64))));
     expect(bad.outcome).toBe('failed');
     expect(bad.applied!.failed.get(`Volume/${P}-img`)).toMatch(/checksum mismatch: sha256 of the \d+ bytes received is [0-9a-f]{64}, the manifest says b{64}/);
-    expect(host.volumes.get(`${P}-pool`)!.size).toBe(0);
-    expect(readdirSync(join(work, 'images'))).toEqual([]);
+    expect(fx.host.volumes.get(`${P}-pool`)!.size).toBe(0);
+    expect(readdirSync(join(fx.work, 'images'))).toEqual([]);
     expect(hits['/raw.img']).toBe(1); // not retried: a checksum mismatch is not transient
     expect((await run(manifests(urlSource('/raw.img')))).outcome).toBe('succeeded');
     expect(volumeBytes(`${P}-img.img`)?.equals(RAW)).toBe(true);
@@ -128,33 +111,30 @@ describe('Volume source from a URL', () => {
   it('404 and a redirect', async () => {
     const r = await run(manifests(urlSource('/missing.img')));
     expect(r.applied!.failed.get(`Volume/${P}-img`)).toContain(`downloading ${base}/missing.img: HTTP 404`);
-    expect(host.volumes.get(`${P}-pool`)!.size).toBe(0);
+    expect(fx.host.volumes.get(`${P}-pool`)!.size).toBe(0);
     expect((await run(manifests(urlSource('/moved')))).outcome).toBe('succeeded');
     expect(hits['/moved']).toBe(1);
     expect(volumeBytes(`${P}-img.img`)?.equals(RAW)).toBe(true);
   });
 
   it('a declared capacity below the image is refused; above it the volume is grown after the upload', async () => {
-    const small = await run(manifests(urlSource('/raw.img'), ', capacity: 4096'));
+    const small = await run(manifests(urlSource('/raw.img'), { capacity: 4096 }));
     expect(small.applied!.failed.get(`Volume/${P}-img`)).toMatch(/larger than the volume's capacity|more than the volume can hold/);
-    expect(host.volumes.get(`${P}-pool`)!.size).toBe(0);
-    const big = await run(manifests(urlSource('/raw.img'), ', capacity: 1MiB'));
+    expect(fx.host.volumes.get(`${P}-pool`)!.size).toBe(0);
+    const big = await run(manifests(urlSource('/raw.img'), { capacity: '1MiB' }));
     expect(big.outcome).toBe('succeeded');
-    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-img.img`)!.capacityBytes).toBe(1024 ** 2);
-    expect((await plan(manifests(urlSource('/raw.img'), ', capacity: 1MiB'))).noop).toBe(true);
+    expect(fx.host.volumes.get(`${P}-pool`)!.get(`${P}-img.img`)!.capacityBytes).toBe(1024 ** 2);
+    expect((await plan(manifests(urlSource('/raw.img'), { capacity: '1MiB' }))).noop).toBe(true);
   });
 
   it('a format other than the declared one is refused', async () => {
-    const f = manifests(urlSource('/raw.img'));
-    f['vol.yaml'] = f['vol.yaml']!.replace('format: raw', 'format: qcow2');
-    const r = await run(f);
+    const r = await run(manifests(urlSource('/raw.img'), { format: 'qcow2' }));
     expect(r.applied!.failed.get(`Volume/${P}-img`)).toContain('is raw, but the volume\'s format is qcow2');
-    expect(host.volumes.get(`${P}-pool`)!.size).toBe(0);
+    expect(fx.host.volumes.get(`${P}-pool`)!.size).toBe(0);
   });
 
   it('the cache serves a second volume of the same image and a rerun without downloading again', async () => {
-    const f = manifests(urlSource('/raw.img'));
-    f['vol2.yaml'] = f['vol.yaml']!.replace(`${P}-img}`, `${P}-img2}`).replace('/raw.img', '/raw-copy.img');
+    const f = manifests(urlSource('/raw.img')).volume(`${P}-img2`, { capacity: undefined, format: 'raw', source: urlSource('/raw-copy.img') });
     expect((await run(f)).outcome).toBe('succeeded');
     expect((hits['/raw.img'] ?? 0) + (hits['/raw-copy.img'] ?? 0)).toBe(1);
     expect(volumeBytes(`${P}-img2.img`)?.equals(RAW)).toBe(true);
@@ -168,50 +148,50 @@ describe('Volume source from a URL', () => {
 
 describe('local source files are identified by content', () => {
   it('the examples copied to another folder plan "No changes."', async () => {
-    const a = join(work, 'a');
+    const a = join(fx.work, 'a');
     cpSync(EXAMPLES, a, { recursive: true });
-    const first = await reconcile({ host, store, desired: await desiredFrom(a), retry: FAST_RETRY, gracefulStop: false, images });
+    const first = await run(await desiredFrom(a));
     expect(first.outcome).toBe('succeeded');
-    const b = join(work, 'elsewhere', 'checkout');
+    const b = join(fx.work, 'elsewhere', 'checkout');
     cpSync(EXAMPLES, b, { recursive: true });
-    const again = await planOnly(host, store, await desiredFrom(b));
+    const again = await fx.planResult(await desiredFrom(b));
     expect(again.plan.changes.map((c) => `${c.action} ${c.key}: ${c.reason}`)).toEqual([]);
     // The seed image was streamed into the volume.
-    const seed = [...host.contents.entries()].find(([p]) => p.endsWith('db-1-seed.img'));
+    const seed = [...fx.host.contents.entries()].find(([p]) => p.endsWith('db-1-seed.img'));
     expect(seed).toBeDefined();
   });
 
   it('a record of an earlier virtform that only has the path is migrated without a replace', async () => {
-    const img = join(work, 'img', 'disk.raw');
-    mkdirSync(join(work, 'img'), { recursive: true });
+    const img = join(fx.work, 'img', 'disk.raw');
+    mkdirSync(join(fx.work, 'img'), { recursive: true });
     writeFileSync(img, RAW);
-    await run(manifests(`"${img}"`));
+    await run(manifests(img));
     // Rewrite the record as the earlier virtform wrote it: sourcePath, no digest.
-    const rec = (await store.resources.get('Volume', `${P}-img`))!;
+    const rec = (await fx.store.resources.get('Volume', `${P}-img`))!;
     const cfg = { ...(rec.details as { config: Record<string, unknown> }).config };
     delete cfg.sourceSha256;
     cfg.sourcePath = '/old/checkout/disk.raw';
-    await store.resources.upsert({ kind: 'Volume', name: `${P}-img`, specHash: 'old0000000000000', details: { config: cfg }, observedStatus: 'ready' });
-    const p = await plan(manifests(`"${img}"`));
+    await fx.store.resources.upsert({ kind: 'Volume', name: `${P}-img`, specHash: 'old0000000000000', details: { config: cfg }, observedStatus: 'ready' });
+    const p = await plan(manifests(img));
     const c = p.changes.find((x) => x.key === `Volume/${P}-img`)!;
     expect(c.action).toBe('update');
     expect(c.reason).toContain('recorded by content');
     expect(c.steps.map((s) => s.op)).toEqual(['volume.resize']);
-    expect((await run(manifests(`"${img}"`))).outcome).toBe('succeeded');
-    expect((await plan(manifests(`"${img}"`))).noop).toBe(true);
+    expect((await run(manifests(img))).outcome).toBe('succeeded');
+    expect((await plan(manifests(img))).noop).toBe(true);
   });
 
   it('a changed file (another sha256) is a replace held as data loss; the same bytes elsewhere are not', async () => {
-    const img = join(work, 'img', 'disk.raw');
-    mkdirSync(join(work, 'img'), { recursive: true });
+    const img = join(fx.work, 'img', 'disk.raw');
+    mkdirSync(join(fx.work, 'img'), { recursive: true });
     writeFileSync(img, RAW);
-    await run(manifests(`"${img}"`));
-    const moved = join(work, 'img2', 'other-name.raw');
-    mkdirSync(join(work, 'img2'), { recursive: true });
+    await run(manifests(img));
+    const moved = join(fx.work, 'img2', 'other-name.raw');
+    mkdirSync(join(fx.work, 'img2'), { recursive: true });
     writeFileSync(moved, RAW);
-    expect((await plan(manifests(`"${moved}"`))).noop).toBe(true);
+    expect((await plan(manifests(moved))).noop).toBe(true);
     writeFileSync(img, Buffer.concat([RAW, Buffer.from('x')]));
-    const p = await plan(manifests(`"${img}"`, ', capacity: 1MiB'));
+    const p = await plan(manifests(img, { capacity: '1MiB' }));
     expect(p.changes.find((x) => x.key === `Volume/${P}-img`)!.action).toBe('replace');
     expect(p.held.has(`Volume/${P}-img`)).toBe(true);
   });
@@ -234,8 +214,4 @@ describe('progress line', () => {
     new ProgressLine({ write: (s) => quiet.push(s), isTTY: false }, false).show('Volume/x', { phase: 'upload', bytes: 1 });
     expect(quiet).toEqual([]);
   });
-});
-
-it('no partial download is left behind', () => {
-  expect(existsSync(join(work, 'images')) ? readdirSync(join(work, 'images')).filter((n) => n.includes('.part.')) : []).toEqual([]);
 });

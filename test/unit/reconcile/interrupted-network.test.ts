@@ -4,31 +4,18 @@
  * stays virtform's once that run resolves the journal (with deep drift it had no difference to
  * show, planned nothing, and became a foreign network: a conflict in every later run).
  */
-import { afterEach, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
-import { reconcile } from '../../../src/reconcile/engine.js';
+import { expect, it } from 'vitest';
+import { labManifests } from '../../support/manifests.js';
+import { FAST_RETRY, useHarness } from '../../support/harness.js';
 
 const NET = 'vftest-eng-net';
-let work: string | undefined;
-let store: StateStore | undefined;
-afterEach(async () => {
-  await store?.close();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+// one attempt: the crash must not be retried within the run
+const fx = useHarness({ retry: { ...FAST_RETRY, maxAttempts: 1 } });
 
 it('a network interrupted before it was recorded is finished and recorded by the next run, not left foreign', async () => {
-  work = tempDir();
-  const mdir = writeManifests(join(work, 'manifests'), labManifests({ poolPath: '/srv/pools/eng' }));
-  const host = new FakeHost();
-  store = await openStateStore(join(work, 'state.db'));
-  const desired = await desiredFrom(mdir);
-  const retry = { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 2 };
-  const first = await reconcile({
-    host, store, desired, retry, gracefulStop: false,
+  const desired = await fx.desired(labManifests({ poolPath: '/srv/pools/eng' }));
+  const { host, store } = fx;
+  const first = await fx.reconcile(desired, {
     boundary: (label) => {
       if (label === `Network/${NET}:network.ensure:called`) throw new Error('crash after the host calls');
     },
@@ -37,14 +24,14 @@ it('a network interrupted before it was recorded is finished and recorded by the
   expect(host.networks.get(NET)).toMatchObject({ active: true, def: { marker: { kind: 'Network', name: NET } } });
   expect((await store.resources.getMany([{ kind: 'Network', name: NET }]))[0]?.uuid ?? null).toBeNull();
 
-  const second = await reconcile({ host, store, desired, retry, gracefulStop: false });
+  const second = await fx.reconcile(desired);
   expect(second.outcome).toBe('succeeded');
   expect(second.plan.changes.find((c) => c.key === `Network/${NET}`))
     .toMatchObject({ action: 'update', reason: 'finishing an operation interrupted in an earlier run', ownership: 'owned' });
   const [rec] = await store.resources.getMany([{ kind: 'Network', name: NET }]);
   expect(rec).toMatchObject({ uuid: host.networks.get(NET)!.uuid, specHash: desired.byKey.get(`Network/${NET}`)!.specHash });
 
-  const third = await reconcile({ host, store, desired, retry, gracefulStop: false });
+  const third = await fx.reconcile(desired);
   expect(third.plan.blocked).toEqual(new Map());
   expect(third.outcome).toBe('noop');
 });

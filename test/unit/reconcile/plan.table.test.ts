@@ -29,6 +29,13 @@ const hostOf = (set: ManifestSet) => convergedHost(desiredOf(set));
 const LAB = lab();
 const T = true;
 const F = false;
+/** A replace of `key` that vm1 (running) uses: stop vm1 → delete → create → start vm1. */
+const replacedUnderRunningVm = (key: string, del: string, create: string): StepRow[] => [
+  [0, key, del, T, [2]],
+  [1, key, create, F, [0]],
+  [2, 'VirtualMachine/vm1', 'vm.stop', T, []],
+  [3, 'VirtualMachine/vm1', 'vm.start', F, [1, 2]],
+];
 const ZERO: PlanSummary = { create: 0, change: 0, replace: 0, delete: 0, conflict: 0, release: 0, held: 0 };
 const NOT_MANAGED = (kind: string, name: string) =>
   `a ${kind} named ${name} already exists and is not managed by virtform; set metadata.adopt: true to let virtform take it over`;
@@ -76,24 +83,14 @@ const rows: Row[] = [
   {
     name: 'replace a volume used by a running VM: stop VM → delete → create → start VM',
     desired: lab({ data: { capacity: '16MiB' } }), host: () => hostOf(LAB),
-    steps: [
-      [0, 'Volume/data', 'volume.delete', T, [2]],
-      [1, 'Volume/data', 'volume.create', F, [0]],
-      [2, 'VirtualMachine/vm1', 'vm.stop', T, []],
-      [3, 'VirtualMachine/vm1', 'vm.start', F, [1, 2]],
-    ],
+    steps: replacedUnderRunningVm('Volume/data', 'volume.delete', 'volume.create'),
     summary: { replace: 1, change: 1 },
   },
   {
     name: 'replace the network of a running VM: stop VM → delete network → ensure network → start VM',
     desired: lab({ net: { cidr: '10.232.0.0/24', dhcp: { start: '10.232.0.100', end: '10.232.0.199', hosts: [{ ...HOST1, ip: '10.232.0.11' }] } } }),
     host: () => hostOf(LAB),
-    steps: [
-      [0, 'Network/net', 'network.delete', T, [2]],
-      [1, 'Network/net', 'network.ensure', F, [0]],
-      [2, 'VirtualMachine/vm1', 'vm.stop', T, []],
-      [3, 'VirtualMachine/vm1', 'vm.start', F, [1, 2]],
-    ],
+    steps: replacedUnderRunningVm('Network/net', 'network.delete', 'network.ensure'),
     summary: { replace: 1, change: 1 },
   },
   {
@@ -109,12 +106,7 @@ const rows: Row[] = [
   {
     name: 'network range changed outside virtform: same chain as a declared replace (stop VM → delete → ensure → start VM)',
     desired: LAB, host: (d) => convergedHost(d).networkDef('net', { dhcp: { start: '10.231.0.100', end: '10.231.0.150', hosts: [{ mac: '52:54:00:aa:00:01', ip: '10.231.0.11' }] } }),
-    steps: [
-      [0, 'Network/net', 'network.delete', T, [2]],
-      [1, 'Network/net', 'network.ensure', F, [0]],
-      [2, 'VirtualMachine/vm1', 'vm.stop', T, []],
-      [3, 'VirtualMachine/vm1', 'vm.start', F, [1, 2]],
-    ],
+    steps: replacedUnderRunningVm('Network/net', 'network.delete', 'network.ensure'),
     summary: { replace: 1, change: 1 },
   },
   {

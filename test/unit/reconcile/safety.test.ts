@@ -1,16 +1,16 @@
 /**
- * The data-loss hold (src/reconcile/safety.ts, dispatching to the Volume kind's rule in kinds/volume-data.ts) and the clone cascade (the Volume kind's afterDiff),
+ * The data-loss hold (src/reconcile/safety.ts, dispatching to the Volume kind's rule in kinds/volume/data.ts) and the clone cascade (the Volume kind's afterDiff),
  * on plain objects: desired resources, an observed host and changes written out by hand.
  */
 import { describe, expect, it } from 'vitest';
-import { hashConfig } from '../../../src/reconcile/resource.js';
+import { hashConfig } from '../../../src/reconcile/core/resource.js';
 import type { Desired, DesiredResource, DesiredVolume, DesiredVm, VmConfig, VolumeConfig } from '../../../src/reconcile/desired.js';
 import type { Observed } from '../../../src/reconcile/observe.js';
-import type { ResourceChange } from '../../../src/reconcile/change.js';
+import type { ResourceChange } from '../../../src/reconcile/kinds/index.js';
 import { holdDataLoss } from '../../../src/reconcile/safety.js';
 import { buildPlan } from '../../../src/reconcile/plan.js';
-import { volumeKind } from '../../../src/reconcile/kinds/volume.js';
-import { vmKind } from '../../../src/reconcile/kinds/vm.js';
+import { volumeKind } from '../../../src/reconcile/kinds/volume/index.js';
+import { vmKind } from '../../../src/reconcile/kinds/vm/index.js';
 import type { DomainDetail, VolumeDetail } from '../../../src/model/definitions.js';
 
 const POOL = 'p';
@@ -247,18 +247,20 @@ describe('clone cascade (Volume afterDiff, then VM afterDiff)', () => {
     volumeKind.afterDiff!(volumes, o, changes, { gracefulStop: false });
     vmKind.afterDiff!(vms, o, changes, { gracefulStop: false });
   };
+  /** The base replaced: every clone on it too, and both running VMs restarted. */
+  const EVERY_CLONE_REPLACED = {
+    'Volume/base': 'replace:volume.delete,volume.create',
+    'Volume/c1': 'replace:volume.delete,volume.create',
+    'Volume/c1b': 'replace:volume.delete,volume.create',
+    'Volume/c2': 'replace:volume.delete,volume.create',
+    'VirtualMachine/vm1': 'update:vm.stop,vm.start',
+    'VirtualMachine/vm2': 'update:vm.stop,vm.start',
+  };
   const cases: { name: string; start: (l: ReturnType<typeof lab>) => ResourceChange[]; expected: Record<string, string> }[] = [
     {
       name: 'replacing the base replaces every clone built on it, transitively, and restarts the running VMs using them',
       start: ({ volumes }) => [volumeChange('replace', volCfg('base'), { desired: volumes[0] })],
-      expected: {
-        'Volume/base': 'replace:volume.delete,volume.create',
-        'Volume/c1': 'replace:volume.delete,volume.create',
-        'Volume/c1b': 'replace:volume.delete,volume.create',
-        'Volume/c2': 'replace:volume.delete,volume.create',
-        'VirtualMachine/vm1': 'update:vm.stop,vm.start',
-        'VirtualMachine/vm2': 'update:vm.stop,vm.start',
-      },
+      expected: EVERY_CLONE_REPLACED,
     },
     {
       name: 'replacing a middle clone takes only its own clones',
@@ -275,14 +277,7 @@ describe('clone cascade (Volume afterDiff, then VM afterDiff)', () => {
         volumeChange('replace', volCfg('base'), { desired: volumes[0] }),
         volumeChange('update', clone('c2', 'base').config, { desired: volumes[3] }),
       ],
-      expected: {
-        'Volume/base': 'replace:volume.delete,volume.create',
-        'Volume/c1': 'replace:volume.delete,volume.create',
-        'Volume/c1b': 'replace:volume.delete,volume.create',
-        'Volume/c2': 'replace:volume.delete,volume.create',
-        'VirtualMachine/vm1': 'update:vm.stop,vm.start',
-        'VirtualMachine/vm2': 'update:vm.stop,vm.start',
-      },
+      expected: EVERY_CLONE_REPLACED,
     },
     {
       name: 'a resize of the base is no replace: nothing cascades',

@@ -1,17 +1,17 @@
 /**
- * The Volume kind's data rule (src/reconcile/kinds/volume-data.ts) and the mass-deletion brake
+ * The Volume kind's data rule (src/reconcile/kinds/volume/data.ts) and the mass-deletion brake
  * (src/reconcile/safety.ts), each detection route alone: by volume name and by path; declared
  * config, recorded config, persistent definition, live definition, recorded reference, host-wide
  * (unmanaged) definitions; and what must NOT be held. The brake's verdict is checked field by field.
  */
 import { describe, expect, it } from 'vitest';
-import { hashConfig } from '../../../src/reconcile/resource.js';
+import { hashConfig } from '../../../src/reconcile/core/resource.js';
 import type { Desired, DesiredResource, DesiredVolume, DesiredVm, VmConfig, VolumeConfig } from '../../../src/reconcile/desired.js';
 import type { Observed } from '../../../src/reconcile/observe.js';
-import type { ResourceChange } from '../../../src/reconcile/change.js';
+import type { ResourceChange } from '../../../src/reconcile/kinds/index.js';
 import {
   definitionReferences, hostReferences, knownReferences, observedReferences, referencesToStore, volumeDataLoss, type StoredReference, type VolumeReference,
-} from '../../../src/reconcile/kinds/volume-data.js';
+} from '../../../src/reconcile/kinds/volume/data.js';
 import { brakeDeletions, defaultMaxDeletions, holdDataLoss } from '../../../src/reconcile/safety.js';
 import type { DomainDetail, VolumeDetail } from '../../../src/model/definitions.js';
 import { FakeHost } from '../../support/fake-host.js';
@@ -218,13 +218,19 @@ describe('the data rule: what must not be held', () => {
   });
 });
 
+/** A FakeHost with the pool POOL (at DIR) and the pool `other` (at /srv/other), both started. */
+async function twoPools(): Promise<FakeHost> {
+  const host = new FakeHost();
+  await host.definePool({ name: POOL, path: DIR, autostart: true } as never);
+  await host.startPool(POOL);
+  await host.definePool({ name: 'other', path: '/srv/other', autostart: true } as never);
+  await host.startPool('other');
+  return host;
+}
+
 describe('the data rule: host-wide references (FakeHost)', () => {
   async function lab() {
-    const host = new FakeHost();
-    await host.definePool({ name: POOL, path: DIR, autostart: true } as never);
-    await host.startPool(POOL);
-    await host.definePool({ name: 'other', path: '/srv/other', autostart: true } as never);
-    await host.startPool('other');
+    const host = await twoPools();
     for (const v of ['d1', 'd2', 'base', 'k']) await host.createVolume({ pool: POOL, name: `${v}.qcow2`, capacityBytes: 1 << 20, format: 'qcow2' });
     await host.createVolume({ pool: 'other', name: 'ovl.qcow2', capacityBytes: 1 << 20, format: 'qcow2', backing: { path: path('base'), format: 'qcow2' } });
     const dom = (name: string, disks: string[]) => ({
@@ -274,11 +280,7 @@ describe('the data rule: host-wide references (FakeHost)', () => {
 
 describe('the data rule: host-wide references, the edges', () => {
   async function small() {
-    const host = new FakeHost();
-    await host.definePool({ name: POOL, path: DIR, autostart: true } as never);
-    await host.startPool(POOL);
-    await host.definePool({ name: 'other', path: '/srv/other', autostart: true } as never);
-    await host.startPool('other');
+    const host = await twoPools();
     await host.definePool({ name: 'off', path: '/srv/off', autostart: false } as never);
     for (const v of ['d1', 'base']) await host.createVolume({ pool: POOL, name: `${v}.qcow2`, capacityBytes: 1 << 20, format: 'qcow2' });
     await host.createVolume({ pool: 'other', name: 'ovl.qcow2', capacityBytes: 1 << 20, format: 'qcow2', backing: { path: path('base'), format: 'qcow2' } });

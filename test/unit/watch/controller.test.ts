@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, LockHeldError, type StateStore } from '../../../src/state/index.js';
+import { labManifests, writeManifests } from '../../support/manifests.js';
+import { FAST_RETRY, useHarness } from '../../support/harness.js';
+import { LockHeldError } from '../../../src/state/index.js';
 import { WatchController, EmptyManifestsError, isIgnoredPath, jsonLogger, type Enqueue, type Source, type TriggerSource, type WatchOptions } from '../../../src/watch/index.js';
 import type { HostPort } from '../../../src/reconcile/ports.js';
 import { GatedHost, parsePrometheus, sampleValue, sleep, waitFor, writeFilesInPlace } from './helpers.js';
@@ -11,37 +12,34 @@ const P = 'vftest-watch';
 const VM1 = `${P}-vm1`;
 const DEBOUNCE = 400;
 
-let work: string;
-let mdir: string;
-let store: StateStore;
-let host: GatedHost;
+function manifests(opts: Partial<Parameters<typeof labManifests>[0]> = {}): Record<string, string> {
+  return labManifests({ prefix: P, poolPath: '/srv/pools/watch', ...opts });
+}
+
+const fx = useHarness({ dirPrefix: 'vftest-watch-', newHost: () => new GatedHost(), manifests: manifests() });
 let controller: WatchController | undefined;
 let logs: Record<string, unknown>[];
 let connectAttempts: number;
 let failConnects: number;
 
-function manifests(opts: Partial<Parameters<typeof labManifests>[0]> = {}): Record<string, string> {
-  return labManifests({ prefix: P, poolPath: '/srv/pools/watch', ...opts });
-}
-
 function make(extra: Partial<WatchOptions> = {}): WatchController {
   controller = new WatchController({
-    dir: mdir,
-    store,
+    dir: fx.mdir,
+    store: fx.store,
     connect: async (): Promise<HostPort> => {
       connectAttempts += 1;
       if (failConnects > 0) {
         failConnects -= 1;
         throw new Error('connection refused');
       }
-      return host;
+      return fx.host;
     },
     debounceMs: DEBOUNCE,
     eventDebounceMs: 20,
     resyncMs: 0,
     heartbeatMs: 0,
     gracefulStop: false,
-    retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 },
+    retry: FAST_RETRY,
     reconnect: { initialDelayMs: 10, maxDelayMs: 40, factor: 2 },
     logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }),
     ...extra,
@@ -65,23 +63,17 @@ function runsFrom(source: TriggerSource): number {
   return logs.filter((l) => l.msg === 'reconcile started' && (l.sources as string[]).includes(source)).length;
 }
 
-beforeEach(async () => {
-  work = tempDir('vftest-watch-');
-  mdir = join(work, 'manifests');
-  writeManifests(mdir, manifests());
-  store = await openStateStore(join(work, 'state.db'));
-  host = new GatedHost();
+beforeEach(() => {
   logs = [];
   connectAttempts = 0;
   failConnects = 0;
   controller = undefined;
 });
 
+// before the harness closes the store (after-hooks run in reverse order)
 afterEach(async () => {
-  host.open();
+  fx.host.open();
   await controller?.stop();
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
 });
 
 describe('start', () => {
@@ -90,20 +82,20 @@ describe('start', () => {
     expect(c.ready).toBe(false);
     await c.start();
     await waitFor(() => c.ready, 'ready');
-    expect(host.domains.get(VM1)?.active).toBe(true);
+    expect(fx.host.domains.get(VM1)?.active).toBe(true);
     expect(c.lastRun?.outcome).toBe('succeeded');
     expect(c.lastRun?.plan?.create).toBe(7);
     expect(await metric(c, 'virtform_triggers_total', { source: 'initial' })).toBe(1);
     expect(await metric(c, 'virtform_reconcile_runs_total', { outcome: 'succeeded' })).toBe(1);
     expect(await metric(c, 'virtform_connected')).toBe(1);
     expect(await metric(c, 'virtform_resources', { kind: 'VirtualMachine', state: 'running' })).toBe(1);
-    await expect(store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
+    await expect(fx.store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
   });
 
   it('refuses an empty folder unless allowEmpty, without taking the lock', async () => {
-    writeManifests(mdir, {});
+    writeManifests(fx.mdir, {});
     await expect(make().start()).rejects.toBeInstanceOf(EmptyManifestsError);
-    const lock = await store.acquireWriterLock({ command: 'test' });
+    const lock = await fx.store.acquireWriterLock({ command: 'test' });
     await lock.release();
     controller = undefined;
     const c = make({ allowEmpty: true });
@@ -128,7 +120,7 @@ describe('run loop', () => {
     const c = await startConverged();
     const runsBefore = c.runCount;
     for (let i = 0; i < 50; i++) {
-      writeFileSync(join(mdir, `extra-${String(i).padStart(2, '0')}.yaml`), `apiVersion: virtform.dev/v1
+      writeFileSync(join(fx.mdir, `extra-${String(i).padStart(2, '0')}.yaml`), `apiVersion: virtform.dev/v1
 kind: Volume
 metadata: {name: ${P}-extra-${i}}
 spec: {pool: ${P}-pool, capacity: 1MiB, format: raw}
@@ -142,35 +134,35 @@ spec: {pool: ${P}-pool, capacity: 1MiB, format: raw}
     expect(c.runCount - runsBefore).toBe(1);
     expect(runsFrom('file')).toBe(1);
     expect(await metric(c, 'virtform_triggers_total', { source: 'file' })).toBe(1);
-    expect(host.volumes.get(`${P}-pool`)!.size).toBe(3 + 50);
+    expect(fx.host.volumes.get(`${P}-pool`)!.size).toBe(3 + 50);
     expect(c.lastRun?.plan?.create).toBe(50);
   });
 
   it('triggers during a run coalesce into exactly one follow-up run, never overlapping', async () => {
     const c = await startConverged();
     const runsBefore = c.runCount;
-    host.maxInSnapshot = 0;
-    host.hold = true;
+    fx.host.maxInSnapshot = 0;
+    fx.host.hold = true;
     c.trigger('resync');
-    await waitFor(() => host.waiting === 1, 'the run to reach the gate');
+    await waitFor(() => fx.host.waiting === 1, 'the run to reach the gate');
     for (let i = 0; i < 5; i++) c.trigger('resync');
-    host.emitDomainEvent(VM1, 'stopped');
-    writeFileSync(join(mdir, 'vms.yaml'), manifests({ vm1Memory: '96MiB' })['vms.yaml']!);
+    fx.host.emitDomainEvent(VM1, 'stopped');
+    writeFileSync(join(fx.mdir, 'vms.yaml'), manifests({ vm1Memory: '96MiB' })['vms.yaml']!);
     await sleep(DEBOUNCE + 200); // the file trigger lands while the first run is still held
     expect(c.runCount).toBe(runsBefore); // still in flight
-    host.open();
+    fx.host.open();
     await waitFor(() => c.runCount === runsBefore + 2, 'the follow-up run');
     await c.idle();
     await sleep(100);
     await c.idle();
     expect(c.runCount).toBe(runsBefore + 2);
     expect(c.maxConcurrentRuns).toBe(1);
-    expect(host.maxInSnapshot).toBe(1);
+    expect(fx.host.maxInSnapshot).toBe(1);
     // started/finished log lines strictly alternate: no overlap
     const seq = logs.filter((l) => l.msg === 'reconcile started' || l.msg === 'reconcile finished').map((l) => l.msg);
     seq.forEach((m, i) => expect(m).toBe(i % 2 === 0 ? 'reconcile started' : 'reconcile finished'));
     expect(new Set(c.lastRun!.sources)).toEqual(new Set(['resync', 'event', 'file']));
-    expect(host.domains.get(VM1)!.def.memoryKiB).toBe(96 * 1024);
+    expect(fx.host.domains.get(VM1)!.def.memoryKiB).toBe(96 * 1024);
   });
 });
 
@@ -178,8 +170,8 @@ describe('manifest errors', () => {
   it('an invalid edit logs every error with file:line, keeps the last good state and changes nothing; a fix converges', async () => {
     const c = await startConverged();
     const goodDigest = c.lastGoodDesired!.digest;
-    const mutations = host.mutationCount();
-    writeFileSync(join(mdir, 'vms.yaml'), manifests({ vm1Memory: 'lots' })['vms.yaml']!.replace('vcpus: 1', 'vcpus: -3'));
+    const mutations = fx.host.mutationCount();
+    writeFileSync(join(fx.mdir, 'vms.yaml'), manifests({ vm1Memory: 'lots' })['vms.yaml']!.replace('vcpus: 1', 'vcpus: -3'));
     await waitFor(() => c.lastRun?.outcome === 'invalid', 'the invalid run');
     const errors = logs.filter((l) => l.msg === 'manifest error');
     expect(errors.length).toBeGreaterThanOrEqual(2);
@@ -196,18 +188,18 @@ describe('manifest errors', () => {
     expect(await metric(c, 'virtform_reconcile_runs_total', { outcome: 'invalid' })).toBe(1);
 
     // While the folder is invalid nothing changes, not even on a resync after outside drift.
-    host.domains.get(VM1)!.active = false;
+    fx.host.domains.get(VM1)!.active = false;
     c.trigger('resync');
     await waitFor(() => c.runCount >= 3, 'the resync run');
     await c.idle();
-    expect(host.mutationCount()).toBe(mutations);
+    expect(fx.host.mutationCount()).toBe(mutations);
     expect(c.lastGoodDesired!.digest).toBe(goodDigest);
-    expect(host.domains.get(VM1)!.active).toBe(false);
+    expect(fx.host.domains.get(VM1)!.active).toBe(false);
 
-    writeFilesInPlace(mdir, manifests({ vm1Memory: '128MiB' }));
+    writeFilesInPlace(fx.mdir, manifests({ vm1Memory: '128MiB' }));
     await waitFor(() => c.lastRun?.outcome === 'succeeded', 'the converging run after the fix');
-    expect(host.domains.get(VM1)!.def.memoryKiB).toBe(128 * 1024);
-    expect(host.domains.get(VM1)!.active).toBe(true);
+    expect(fx.host.domains.get(VM1)!.def.memoryKiB).toBe(128 * 1024);
+    expect(fx.host.domains.get(VM1)!.active).toBe(true);
     expect(c.lastGoodDesired!.digest).not.toBe(goodDigest);
     expect(await metric(c, 'virtform_manifest_errors')).toBe(0);
     expect((await c.status()).manifests).toMatchObject({ valid: true, errors: [] });
@@ -215,11 +207,11 @@ describe('manifest errors', () => {
 
   it('an edit that empties the folder is refused like reconcile does and deletes nothing', async () => {
     const c = await startConverged();
-    const mutations = host.mutationCount();
-    for (const f of ['storage.yaml', 'network.yaml', 'vms.yaml']) rmSync(join(mdir, f));
+    const mutations = fx.host.mutationCount();
+    for (const f of ['storage.yaml', 'network.yaml', 'vms.yaml']) rmSync(join(fx.mdir, f));
     await waitFor(() => c.lastRun?.outcome === 'invalid', 'the refused run');
-    expect(host.mutationCount()).toBe(mutations);
-    expect(host.domains.has(VM1)).toBe(true);
+    expect(fx.host.mutationCount()).toBe(mutations);
+    expect(fx.host.domains.has(VM1)).toBe(true);
     expect((await c.status()).manifests.errors[0]).toMatch(/no manifests found/);
   });
 
@@ -228,12 +220,12 @@ describe('manifest errors', () => {
     expect(['/m/vms.yaml', '/m/sub/net.yml', '/m/gitlab.yaml'].some(isIgnoredPath)).toBe(false);
     const c = await startConverged();
     const runs = c.runCount;
-    mkdirSync(join(mdir, '.git'), { recursive: true });
-    writeFileSync(join(mdir, '.git', 'bad.yaml'), 'x: [');
-    writeFileSync(join(mdir, '.#vms.yaml'), 'x');
-    writeFileSync(join(mdir, '.vms.yaml.swp'), 'x');
-    writeFileSync(join(mdir, 'vms.yaml~'), 'x');
-    writeFileSync(join(mdir, '4913'), '');
+    mkdirSync(join(fx.mdir, '.git'), { recursive: true });
+    writeFileSync(join(fx.mdir, '.git', 'bad.yaml'), 'x: [');
+    writeFileSync(join(fx.mdir, '.#vms.yaml'), 'x');
+    writeFileSync(join(fx.mdir, '.vms.yaml.swp'), 'x');
+    writeFileSync(join(fx.mdir, 'vms.yaml~'), 'x');
+    writeFileSync(join(fx.mdir, '4913'), '');
     await sleep(DEBOUNCE * 3);
     await c.idle();
     expect(c.runCount).toBe(runs);
@@ -244,37 +236,37 @@ describe('manifest errors', () => {
 describe('folder replaced', () => {
   it('watches the folder again after it was removed and re-created', async () => {
     const c = await startConverged();
-    rmSync(mdir, { recursive: true, force: true });
+    rmSync(fx.mdir, { recursive: true, force: true });
     await waitFor(() => logs.some((l) => l.msg === 'manifest folder removed; watching for it to come back'), 'the removal to be noticed');
-    writeFilesInPlace(mdir, manifests({ vm1Memory: '72MiB' }));
-    await waitFor(() => host.domains.get(VM1)!.def.memoryKiB === 72 * 1024, 'the re-created folder to converge');
-    expect(host.domains.has(VM1)).toBe(true);
+    writeFilesInPlace(fx.mdir, manifests({ vm1Memory: '72MiB' }));
+    await waitFor(() => fx.host.domains.get(VM1)!.def.memoryKiB === 72 * 1024, 'the re-created folder to converge');
+    expect(fx.host.domains.has(VM1)).toBe(true);
     await c.idle();
-    writeFilesInPlace(mdir, manifests({ vm1Memory: '88MiB' }));
-    await waitFor(() => host.domains.get(VM1)!.def.memoryKiB === 88 * 1024, 'a later edit in the re-created folder');
+    writeFilesInPlace(fx.mdir, manifests({ vm1Memory: '88MiB' }));
+    await waitFor(() => fx.host.domains.get(VM1)!.def.memoryKiB === 88 * 1024, 'a later edit in the re-created folder');
   });
 });
 
 describe('lifecycle events', () => {
   it('an owned VM stopped outside virtform is started again; a foreign VM event is ignored', async () => {
     const c = await startConverged();
-    host.domains.set('foreign-vm', {
+    fx.host.domains.set('foreign-vm', {
       uuid: '11111111-2222-3333-4444-555555555555', active: true, autostart: false,
-      def: { ...host.domains.get(VM1)!.def, name: 'foreign-vm' },
+      def: { ...fx.host.domains.get(VM1)!.def, name: 'foreign-vm' },
     });
     const runs = c.runCount;
-    host.domains.get('foreign-vm')!.active = false;
-    host.emitDomainEvent('foreign-vm', 'stopped');
+    fx.host.domains.get('foreign-vm')!.active = false;
+    fx.host.emitDomainEvent('foreign-vm', 'stopped');
     await sleep(300);
     await c.idle();
     expect(c.runCount).toBe(runs);
     expect(await metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(0);
-    expect(host.domains.get('foreign-vm')!.active).toBe(false);
+    expect(fx.host.domains.get('foreign-vm')!.active).toBe(false);
 
     const drift = await metric(c, 'virtform_drift_corrections_total');
-    host.domains.get(VM1)!.active = false; // "virsh destroy"
-    host.emitDomainEvent(VM1, 'stopped');
-    await waitFor(() => host.domains.get(VM1)!.active, 'the VM to be started again');
+    fx.host.domains.get(VM1)!.active = false; // "virsh destroy"
+    fx.host.emitDomainEvent(VM1, 'stopped');
+    await waitFor(() => fx.host.domains.get(VM1)!.active, 'the VM to be started again');
     await c.idle();
     expect(await metric(c, 'virtform_triggers_total', { source: 'event' })).toBe(1);
     expect(await metric(c, 'virtform_drift_corrections_total')).toBe(drift + 1);
@@ -287,31 +279,31 @@ describe('connection', () => {
     const c = await startConverged();
     failConnects = 4;
     const attempts = connectAttempts;
-    host.disconnect(new Error('libvirtd went away'));
+    fx.host.disconnect(new Error('libvirtd went away'));
     expect(c.ready).toBe(false);
     expect(c.connectionState).toBe('disconnected');
     expect(await metric(c, 'virtform_connected')).toBe(0);
-    host.domains.get(VM1)!.active = false; // killed while we were not listening
+    fx.host.domains.get(VM1)!.active = false; // killed while we were not listening
     await waitFor(() => c.ready, 'reconnect');
     expect(connectAttempts - attempts).toBe(5);
     expect(logs.filter((l) => l.msg === 'connection failed').map((l) => l.retryInMs)).toEqual([10, 20, 40, 40]);
-    await waitFor(() => host.domains.get(VM1)!.active, 'the resync after reconnect to restart the VM');
+    await waitFor(() => fx.host.domains.get(VM1)!.active, 'the resync after reconnect to restart the VM');
     expect(await metric(c, 'virtform_triggers_total', { source: 'reconnect' })).toBe(1);
     expect(await metric(c, 'virtform_connected')).toBe(1);
     // events are delivered on the new registration
     await c.idle();
-    host.domains.get(VM1)!.active = false;
-    host.emitDomainEvent(VM1, 'crashed');
-    await waitFor(() => host.domains.get(VM1)!.active, 'event-driven restart after reconnect');
+    fx.host.domains.get(VM1)!.active = false;
+    fx.host.emitDomainEvent(VM1, 'crashed');
+    await waitFor(() => fx.host.domains.get(VM1)!.active, 'event-driven restart after reconnect');
   });
 });
 
 describe('stop', () => {
   it('waits for the run in flight, starts no new run, closes and releases the lock', async () => {
     const c = await startConverged();
-    host.hold = true;
-    writeFilesInPlace(mdir, manifests({ vm1Memory: '80MiB' }));
-    await waitFor(() => host.waiting === 1, 'a run in flight');
+    fx.host.hold = true;
+    writeFilesInPlace(fx.mdir, manifests({ vm1Memory: '80MiB' }));
+    await waitFor(() => fx.host.waiting === 1, 'a run in flight');
     let stopped = false;
     const stopping = c.stop().then(() => {
       stopped = true;
@@ -319,20 +311,20 @@ describe('stop', () => {
     c.trigger('resync');
     await sleep(100);
     expect(stopped).toBe(false);
-    await expect(store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
+    await expect(fx.store.acquireWriterLock({ command: 'test' })).rejects.toBeInstanceOf(LockHeldError);
     const runs = c.runCount;
-    host.open();
+    fx.host.open();
     await stopping;
     expect(c.runCount).toBe(runs + 1); // the run in flight finished …
     // It was stopped while observing, so it started no step: the change waits for the next start.
     expect(c.lastRun?.outcome).toBe('interrupted');
-    expect(host.domains.get(VM1)!.def.memoryKiB).toBe(64 * 1024);
-    expect(await store.journal.listOpen()).toEqual([]);
+    expect(fx.host.domains.get(VM1)!.def.memoryKiB).toBe(64 * 1024);
+    expect(await fx.store.journal.listOpen()).toEqual([]);
     await sleep(50);
     expect(c.runCount).toBe(runs + 1); // … and nothing ran after it
     expect(c.connectionState).toBe('closed');
     expect(await metric(c, 'virtform_up')).toBe(0);
-    const lock = await store.acquireWriterLock({ command: 'test' });
+    const lock = await fx.store.acquireWriterLock({ command: 'test' });
     await lock.release();
   });
 });
@@ -348,10 +340,10 @@ spec: {pool: ${P}-pool, capacity: ${capacity}, format: raw}
     const c = await startConverged(); // default requeue policy: 1 s doubling to 60 s, half jittered
     const runs = c.runCount;
     // Two runs' worth of failures (2 attempts per run): the 1st and 2nd runs fail, the 3rd converges.
-    host.failNext('startDomain', VM1, 4);
-    host.domains.get(VM1)!.active = false; // "virsh destroy"
+    fx.host.failNext('startDomain', VM1, 4);
+    fx.host.domains.get(VM1)!.active = false; // "virsh destroy"
     const t0 = Date.now();
-    host.emitDomainEvent(VM1, 'stopped');
+    fx.host.emitDomainEvent(VM1, 'stopped');
     await waitFor(() => c.lastRun?.outcome === 'failed' && c.runCount === runs + 1, 'the failing run');
     const status = await c.status();
     expect(status.requeue.attempt).toBe(1);
@@ -360,7 +352,7 @@ spec: {pool: ${P}-pool, capacity: ${capacity}, format: raw}
     expect(await metric(c, 'virtform_backoff_seconds')).toBeLessThanOrEqual(1);
     expect(status.resources.find((r) => r.name === VM1)).toMatchObject({ status: 'failed', observed: 'stopped', desired: 'running' });
 
-    await waitFor(() => host.domains.get(VM1)!.active, 'the requeued runs to start the VM', 10_000);
+    await waitFor(() => fx.host.domains.get(VM1)!.active, 'the requeued runs to start the VM', 10_000);
     await c.idle();
     const convergedMs = Date.now() - t0;
     expect(convergedMs).toBeLessThan(6_000); // the resync is off: only the requeue can have done it
@@ -383,9 +375,9 @@ spec: {pool: ${P}-pool, capacity: ${capacity}, format: raw}
 
   it('a run that throws (the connection dropped mid-run) is requeued too', async () => {
     const c = await startConverged({ requeue: { initialDelayMs: 20, maxDelayMs: 40 } });
-    const snapshot = host.snapshot.bind(host);
+    const snapshot = fx.host.snapshot.bind(fx.host);
     let throws = 1;
-    host.snapshot = async () => {
+    fx.host.snapshot = async () => {
       if (throws-- > 0) throw new Error('socket hang up');
       return snapshot();
     };
@@ -397,8 +389,8 @@ spec: {pool: ${P}-pool, capacity: ${capacity}, format: raw}
 
   it('an invalid definition stalls the resource: no requeue, shown in /status, until a manifest change', async () => {
     const c = await startConverged({ requeue: { initialDelayMs: 50, maxDelayMs: 100 } });
-    host.failNext('createVolume', `${P}-bad.img`, Infinity, 'invalid');
-    writeFileSync(join(mdir, 'bad.yaml'), extraVolume('1MiB'));
+    fx.host.failNext('createVolume', `${P}-bad.img`, Infinity, 'invalid');
+    writeFileSync(join(fx.mdir, 'bad.yaml'), extraVolume('1MiB'));
     await waitFor(() => c.lastRun?.outcome === 'failed', 'the failing run');
     const runs = c.runCount;
     await sleep(600); // many requeue delays of this policy
@@ -416,21 +408,21 @@ spec: {pool: ${P}-pool, capacity: ${capacity}, format: raw}
     expect(c.lastRun?.stalled).toEqual([{ resource: `Volume/${P}-bad`, reason: expect.stringMatching(/^invalid:/) }]);
 
     // An input change is retried: the fix converges and clears the stall.
-    host.failures.clear();
-    writeFileSync(join(mdir, 'bad.yaml'), extraVolume('2MiB'));
+    fx.host.failures.clear();
+    writeFileSync(join(fx.mdir, 'bad.yaml'), extraVolume('2MiB'));
     await waitFor(() => c.lastRun?.outcome === 'succeeded', 'the run after the manifest change');
-    expect(host.volumes.get(`${P}-pool`)!.get(`${P}-bad.img`)?.capacityBytes).toBe(2 * 1024 * 1024);
+    expect(fx.host.volumes.get(`${P}-pool`)!.get(`${P}-bad.img`)?.capacityBytes).toBe(2 * 1024 * 1024);
     expect((await c.status()).stalled).toEqual([]);
     expect(await metric(c, 'virtform_stalled_resources')).toBe(0);
   });
 
   it('a conflict with a foreign object stalls it instead of requeueing', async () => {
     const c = await startConverged({ requeue: { initialDelayMs: 50, maxDelayMs: 100 } });
-    host.networks.set(`${P}-foreign`, {
+    fx.host.networks.set(`${P}-foreign`, {
       uuid: '22222222-3333-4444-5555-666666666666', active: true, autostart: false,
-      def: { ...host.networks.get(`${P}-net`)!.def, name: `${P}-foreign` },
+      def: { ...fx.host.networks.get(`${P}-net`)!.def, name: `${P}-foreign` },
     });
-    writeFileSync(join(mdir, 'foreign.yaml'), `apiVersion: virtform.dev/v1
+    writeFileSync(join(fx.mdir, 'foreign.yaml'), `apiVersion: virtform.dev/v1
 kind: Network
 metadata: {name: ${P}-foreign}
 spec: {mode: isolated, cidr: 10.232.0.0/24}
@@ -450,11 +442,11 @@ spec: {mode: isolated, cidr: 10.232.0.0/24}
 
 describe('/status: addresses', () => {
   it('each VM row has addresses (by MAC, with their source) and addressesReady; a stopped VM has none', async () => {
-    host.guestDhcp = true;
+    fx.host.guestDhcp = true;
     const c = await startConverged();
     const status = await c.status();
     const vm1 = status.resources.find((r) => r.name === VM1)!;
-    const lease = host.leases.get(`${P}-net`)!.find((l) => l.mac === '52:54:00:aa:00:01')!;
+    const lease = fx.host.leases.get(`${P}-net`)!.find((l) => l.mac === '52:54:00:aa:00:01')!;
     expect(vm1).toMatchObject({
       addressesReady: true, addressesNote: null,
       addresses: [{ mac: '52:54:00:aa:00:01', network: `${P}-net`, dhcp: true, addresses: [{ ip: lease.ip, prefix: 24, family: 'ipv4', source: 'lease', hostname: null }] }],
@@ -480,9 +472,9 @@ describe('sources', () => {
     };
     const c = await startConverged({ sources: [git] });
     const runs = c.runCount;
-    writeFilesInPlace(mdir, manifests({ vm1Memory: '80MiB' })); // as if the poller checked out a new revision …
+    writeFilesInPlace(fx.mdir, manifests({ vm1Memory: '80MiB' })); // as if the poller checked out a new revision …
     enqueue!('git'); // … and asked for a run (the folder watch fires too, after its debounce)
-    await waitFor(() => host.domains.get(VM1)!.def.memoryKiB === 80 * 1024, 'the run the source asked for');
+    await waitFor(() => fx.host.domains.get(VM1)!.def.memoryKiB === 80 * 1024, 'the run the source asked for');
     expect(logs.find((l) => l.msg === 'reconcile started' && (l.sources as string[]).includes('git'))).toBeDefined();
     expect(await metric(c, 'virtform_triggers_total', { source: 'git' })).toBe(1);
     // The run is counted when it ends (after the apply the host already shows).

@@ -1,17 +1,17 @@
-import { createHash } from 'node:crypto';
 /**
  * The watcher with a git source (`watch --git`) on the in-memory host: a pushed commit converges
  * within one interval, a bad commit changes nothing and is reported (fetched vs applied, the
  * file:line:col), drift is corrected from the last good commit, fetch failures back off and never
  * stop the watcher, and the applied commit is restored from the state DB after a restart.
  */
+import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { renameSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { labManifests, tempDir } from '../../support/manifests.js';
+import { labManifests } from '../../support/manifests.js';
 import { TestRepo } from '../../support/git.js';
-import { openStateStore, type StateStore } from '../../../src/state/index.js';
+import { FAST_RETRY, useHarness } from '../../support/harness.js';
 import { GitRepository, GitSync, type GitSourceSpec } from '../../../src/git/index.js';
 import { GitRepositorySource, WatchController, jsonLogger } from '../../../src/watch/index.js';
 import { GatedHost, parsePrometheus, sampleValue, waitFor } from './helpers.js';
@@ -20,10 +20,8 @@ const P = 'vftest-gitw';
 const VM1 = `${P}-vm1`;
 const INTERVAL = 150;
 
-let work: string;
+const fx = useHarness({ dirPrefix: 'vftest-gitw-', newHost: () => new GatedHost() });
 let repo: TestRepo;
-let store: StateStore;
-let host: GatedHost;
 let controller: WatchController | undefined;
 let source: GitRepositorySource | undefined;
 let logs: Record<string, unknown>[];
@@ -32,28 +30,25 @@ const files = (o: Partial<Parameters<typeof labManifests>[0]> = {}): Record<stri
   labManifests({ prefix: P, poolPath: '/srv/pools/gitw', withVm2: false, ...o });
 
 function start(spec: Partial<GitSourceSpec> = {}): WatchController {
-  const sync = new GitSync(new GitRepository({ url: repo.url, ref: { kind: 'branch', name: 'main' }, path: 'env', ...spec }, { cacheRoot: join(work, 'git') }), store);
+  const sync = new GitSync(new GitRepository({ url: repo.url, ref: { kind: 'branch', name: 'main' }, path: 'env', ...spec }, { cacheRoot: join(fx.work, 'git') }), fx.store);
   source = new GitRepositorySource({ sync, intervalMs: INTERVAL, backoff: { baseMs: 50, maxMs: 400 }, logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }) });
   controller = new WatchController({
-    dir: '', git: source, store, connect: async () => host, resyncMs: 0, heartbeatMs: 0, eventDebounceMs: 20, gracefulStop: false,
-    retry: { maxAttempts: 2, baseDelayMs: 1, maxDelayMs: 2 }, reconnect: { initialDelayMs: 10, maxDelayMs: 40 },
+    dir: '', git: source, store: fx.store, connect: async () => fx.host, resyncMs: 0, heartbeatMs: 0, eventDebounceMs: 20, gracefulStop: false,
+    retry: FAST_RETRY, reconnect: { initialDelayMs: 10, maxDelayMs: 40 },
     logger: jsonLogger({ level: 'debug', write: (l) => void logs.push(JSON.parse(l) as Record<string, unknown>) }),
   });
   return controller;
 }
 
-beforeEach(async () => {
-  work = tempDir('vftest-gitw-');
-  repo = new TestRepo(join(work, 'repo'));
-  store = await openStateStore(join(work, 'state.db'));
-  host = new GatedHost();
+beforeEach(() => {
+  repo = new TestRepo(join(fx.work, 'repo'));
   logs = [];
   controller = undefined;
 });
 
+// before the harness closes the store (after-hooks run in reverse order)
 afterEach(async () => {
   await controller?.stop();
-  await store.close();
 });
 
 describe('watch --git', () => {
@@ -62,7 +57,7 @@ describe('watch --git', () => {
     const c = start();
     await c.start();
     await waitFor(() => c.ready, 'the initial reconcile');
-    expect(host.domains.get(VM1)?.active).toBe(true);
+    expect(fx.host.domains.get(VM1)?.active).toBe(true);
     let st = await c.status();
     expect(st.git?.appliedCommit).toBe(a);
     expect(st.git?.fetchedCommit).toBe(a);
@@ -71,16 +66,16 @@ describe('watch --git', () => {
 
     const b = repo.commit(files({ vm1State: 'stopped' }), { folder: 'env' });
     const t0 = Date.now();
-    await waitFor(() => host.domains.get(VM1)?.active === false, 'the pushed commit to converge', 10_000);
+    await waitFor(() => fx.host.domains.get(VM1)?.active === false, 'the pushed commit to converge', 10_000);
     expect(Date.now() - t0).toBeLessThan(INTERVAL * 2 + 3000);
     await c.idle();
     st = await c.status();
     expect(st.git?.appliedCommit).toBe(b);
     expect(st.git?.summary).toBe(`fetched ${b.slice(0, 7)}, applied ${b.slice(0, 7)} (up to date)`);
     expect(logs.some((l) => l.msg === 'reconcile started' && (l.sources as string[]).includes('git'))).toBe(true);
-    const rev = await store.revisions.latest();
+    const rev = await fx.store.revisions.latest();
     expect(rev?.gitCommit).toBe(b);
-    expect((await store.gitSources.list())[0]?.appliedCommit).toBe(b);
+    expect((await fx.store.gitSources.list())[0]?.appliedCommit).toBe(b);
   });
 
   it('a bad commit changes nothing and is reported; drift is still corrected from the last good commit', async () => {
@@ -103,20 +98,20 @@ describe('watch --git', () => {
     const m = parsePrometheus(await c.metrics.render());
     expect(sampleValue(m, 'virtform_git_fetches_total', { outcome: 'refused' })).toBeGreaterThanOrEqual(1);
     expect(sampleValue(m, 'virtform_git_fetched_differs')).toBe(1);
-    expect(host.domains.get(VM1)?.active).toBe(true);
+    expect(fx.host.domains.get(VM1)?.active).toBe(true);
     // Refused once, logged once (later fetches of the same commit are quiet).
     await new Promise((r) => setTimeout(r, INTERVAL * 3));
     expect(logs.filter((l) => l.msg === 'git: fetched commit refused; nothing changed, the applied commit stays').length).toBe(1);
 
-    host.domains.get(VM1)!.active = false; // "virsh destroy"
+    fx.host.domains.get(VM1)!.active = false; // "virsh destroy"
     c.trigger('resync');
-    await waitFor(() => host.domains.get(VM1)?.active === true, 'drift corrected from the applied commit');
+    await waitFor(() => fx.host.domains.get(VM1)?.active === true, 'drift corrected from the applied commit');
     await c.idle();
-    expect((await store.revisions.latest())?.gitCommit).toBe(a);
+    expect((await fx.store.revisions.latest())?.gitCommit).toBe(a);
     expect((await c.status()).manifests.valid).toBe(true);
 
     const fixed = repo.commit(files({ vm1State: 'stopped' }), { folder: 'env' });
-    await waitFor(() => host.domains.get(VM1)?.active === false, 'the fix to converge', 10_000);
+    await waitFor(() => fx.host.domains.get(VM1)?.active === false, 'the fix to converge', 10_000);
     await c.idle();
     const after = await c.status();
     expect(after.git?.appliedCommit).toBe(fixed);
@@ -143,13 +138,13 @@ describe('watch --git', () => {
     expect(st.git?.summary).toMatch(/last fetch failed/);
     expect(c.ready).toBe(true);
     // drift correction goes on meanwhile
-    host.domains.get(VM1)!.active = false;
+    fx.host.domains.get(VM1)!.active = false;
     c.trigger('resync');
-    await waitFor(() => host.domains.get(VM1)?.active === true, 'drift corrected while the remote is away');
+    await waitFor(() => fx.host.domains.get(VM1)?.active === true, 'drift corrected while the remote is away');
 
     renameSync(`${repo.bare}.away`, repo.bare);
     const b = repo.commit(files({ vm1State: 'stopped' }), { folder: 'env' });
-    await waitFor(() => host.domains.get(VM1)?.active === false, 'the commit after the outage', 10_000);
+    await waitFor(() => fx.host.domains.get(VM1)?.active === false, 'the commit after the outage', 10_000);
     await c.idle();
     expect((await c.status()).git?.fetchError).toBeNull();
     expect((await c.status()).git?.appliedCommit).toBe(b);
@@ -164,16 +159,16 @@ describe('watch --git', () => {
     await c.idle();
     await c.stop();
     renameSync(repo.bare, `${repo.bare}.away`);
-    host.domains.get(VM1)!.active = false; // drift while the watcher was down
+    fx.host.domains.get(VM1)!.active = false; // drift while the watcher was down
     c = start();
     await c.start();
     await waitFor(() => c.ready, 'ready after restart');
     await c.idle();
-    expect(host.domains.get(VM1)?.active).toBe(true);
+    expect(fx.host.domains.get(VM1)?.active).toBe(true);
     const st = await c.status();
     expect(st.git?.appliedCommit).toBe(a);
     expect(st.git?.fetchError).toBeTruthy();
-    expect((await store.revisions.latest())?.gitCommit).toBe(a);
+    expect((await fx.store.revisions.latest())?.gitCommit).toBe(a);
   });
 
   it('a Volume source relative to its manifest keeps its path from commit to commit (no replace)', async () => {
@@ -190,7 +185,7 @@ describe('watch --git', () => {
     await c.idle();
     expect(c.lastRun?.outcome).toBe('succeeded');
     // A local source is identified by its content, not its path (the checkout path is no identity).
-    const details = (await store.resources.get('Volume', `${P}-img`))?.details as { config?: { sourceSha256?: string } } | undefined;
+    const details = (await fx.store.resources.get('Volume', `${P}-img`))?.details as { config?: { sourceSha256?: string } } | undefined;
     expect(details?.config?.sourceSha256).toBe(createHash('sha256').update(img).digest('hex'));
     repo.commit(withImage('96MiB'), { folder: 'env' });
     await waitFor(async () => (await c.status()).git?.appliedCommit === repo.head(), 'the second commit applied', 10_000);
@@ -208,7 +203,7 @@ describe('watch --git', () => {
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     const port = (srv.address() as { port: number }).port;
     try {
-      const sync = new GitSync(new GitRepository({ url: `git://127.0.0.1:${port}/hang.git`, ref: { kind: 'default' }, path: '' }, { cacheRoot: join(work, 'git') }), store);
+      const sync = new GitSync(new GitRepository({ url: `git://127.0.0.1:${port}/hang.git`, ref: { kind: 'default' }, path: '' }, { cacheRoot: join(fx.work, 'git') }), fx.store);
       const s = new GitRepositorySource({ sync, intervalMs: 60_000 });
       await sync.restore();
       const poll = s.pollNow();
@@ -235,6 +230,6 @@ describe('watch --git', () => {
     expect(st.git?.appliedCommit).toBeNull();
     expect(st.git?.error).toMatch(/validation failed at env\/vms\.yaml/);
     expect(st.manifests.errors.join('\n')).toMatch(/no valid commit of .* to apply yet/);
-    expect(host.domains.size).toBe(0);
+    expect(fx.host.domains.size).toBe(0);
   });
 });

@@ -1,9 +1,9 @@
 /**
  * What every desired resource has, whatever its kind, and the canonical hashing of configs.
- * Kind-specific configs live in `kinds/<kind>.ts`.
+ * Kind-specific configs live in `kinds/<kind>/`.
  */
 import { createHash } from 'node:crypto';
-import { resourceKey, type ResourceKind } from '../model/kinds.js';
+import { resourceKey, type ResourceKind } from '../../model/kinds.js';
 
 export interface DesiredBase<K extends ResourceKind, C> {
   kind: K;
@@ -23,6 +23,19 @@ export interface DesiredBase<K extends ResourceKind, C> {
   config: C;
   specHash: string;
   source?: { file: string; line: number; col: number };
+}
+
+/** A desired resource of any kind, as the core sees it (the registry's `DesiredResource` is the union of the kinds'). */
+export type AnyDesired = DesiredBase<ResourceKind, unknown>;
+
+/** The desired state: normalized resources, by key too. */
+export interface Desired<R extends AnyDesired = AnyDesired> {
+  resources: R[];
+  byKey: Map<string, R>;
+  digest: string;
+  gitCommit?: string;
+  gitDirty?: boolean;
+  empty: boolean;
 }
 
 /** Stable JSON: keys sorted, undefined dropped. */

@@ -4,75 +4,30 @@
  * shrink replace the volume (recreated empty).
  */
 import { posix } from 'node:path';
-import { resourceKey } from '../../model/kinds.js';
-import type { VolumeDef, VolumeDetail, VolumeFormat } from '../../model/definitions.js';
-import { formatSize, parseSize, type ImportRules } from '../../manifest/index.js';
-import { desiredBase, type DesiredBase } from '../resource.js';
-import { HostError } from '../ports.js';
+import { resourceKey } from '../../../model/kinds.js';
+import type { VolumeDef, VolumeDetail, VolumeFormat } from '../../../model/definitions.js';
+import { formatSize, parseSize } from '../../../manifest/index.js';
+import { desiredBase } from '../../core/resource.js';
+import type { DesiredVolume, VolumeConfig, VolumeImage, VolumeOp } from './types.js';
+import { HostError } from '../../ports.js';
 import {
   appliedConfig, change, compareConfigs, conflictOrAdopt, createReason, fieldChanges, isMissingDrift, recordedConfig,
-} from '../change.js';
-import { ownershipOf } from '../ownership.js';
-import type { ExecContext, KindHandler, Locator } from './types.js';
-import { runningDiskHolders, runningDomainWithDisk } from './vm.js';
-import { observedReferences, volumeDataLoss } from './volume-data.js';
+} from '../../core/change.js';
+import { ownershipById } from '../../core/ownership.js';
+import type { ExecContext, KindHandler, Locator } from '../../core/kind.js';
+import { definitionOf, runningDiskHolders, runningDomainWithDisk, type Observed } from '../../core/observed.js';
+import { observedReferences, volumeDataLoss } from './data.js';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { fileSha256, readImageHeader, type ImageHeader } from '../../manifest/image.js';
-import { defaultImageCache, redactUrl, verifiedFileBytes } from '../images.js';
+import { fileSha256, readImageHeader, type ImageHeader } from '../../../manifest/image.js';
+import { defaultImageCache, redactUrl, verifiedFileBytes } from '../../images.js';
 
 const execFileP = promisify(execFile);
 
-export interface VolumeConfig {
-  pool: string;
-  /** libvirt volume name (file name inside the pool directory). */
-  volName: string;
-  path: string;
-  format: VolumeFormat;
-  /**
-   * Declared virtual size. Absent only for an imported image without `spec.capacity`: the image's
-   * virtual size, known once it is imported (recorded as the fact `imageVirtualSize`).
-   */
-  capacityBytes?: number;
-  backingVolume?: string;
-  backingPath?: string;
-  /**
-   * The imported image, by content: the sha256 of a local `source` file or of a URL's bytes. Its
-   * path or URL is not part of the config (the same image elsewhere is no change).
-   */
-  sourceSha256?: string;
-  /** Recorded by virtform before sources were identified by content; read for migration only. */
-  sourcePath?: string;
-  /**
-   * `Retain`: when the manifest is removed the file is kept and only the record is dropped. Absent
-   * means `Delete` (kept out of the config, so the spec hash of such volumes is what it always was).
-   * Recorded with the config, so a removed manifest still knows it.
-   */
-  deletionPolicy?: 'Retain';
-}
-/** Where an imported image comes from (outside the config: a new path or URL of the same image is no change). */
-export type VolumeImage =
-  | { kind: 'url'; url: string; sha256: string; rules?: ImportRules }
-  | { kind: 'file'; path: string; sha256: string; size: number; format: VolumeFormat; virtualSize: number };
-/**
- * `backingFormat`: the backing volume's format (a qcow2 clone of a raw volume has raw backing
- * data). Outside the config: the backing path's extension already tells it (`.img` raw, `.qcow2`),
- * so it changes exactly when `backingPath` does, and recorded configs keep their spec hash.
- */
-export type DesiredVolume = DesiredBase<'Volume', VolumeConfig> & {
-  image?: VolumeImage; backingFormat?: VolumeFormat;
-  /** The backing volume's pool and file name (outside the config, like backingFormat): its size is checked before the clone is made. */
-  backingVolName?: { pool: string; volName: string };
-};
-
-export type VolumeOp =
-  /** `recreate`: an existing file is ours with unknown contents; `ifMissing`: keep the file when it exists. */
-  | { op: 'volume.create'; recreate?: boolean; ifMissing?: boolean }
-  | { op: 'volume.resize'; capacityBytes: number }
-  | { op: 'volume.delete'; pool: string; volName: string };
+export type { DesiredVolume, VolumeConfig, VolumeImage, VolumeOp } from './types.js';
 
 export function volumeFileName(name: string, format: VolumeFormat): string {
   return `${name}.${format === 'qcow2' ? 'qcow2' : 'img'}`;
@@ -107,6 +62,12 @@ function wantedCapacity(c: VolumeConfig, facts: Record<string, unknown> | undefi
   if (c.capacityBytes !== undefined) return c.capacityBytes;
   const v = facts?.imageVirtualSize;
   return typeof v === 'number' ? v : fallback;
+}
+
+/** The volume's key (its file path) on the host, where its pool's listing shows it. */
+function volumeIdentity(observed: Observed, where: Locator): string | undefined {
+  const at = locate(where);
+  return at ? observed.volumes.get(at.pool)?.get(at.volName)?.key : undefined;
 }
 
 /** Pool and file name of a volume, from its config or from the journal entries that name it. */
@@ -146,6 +107,16 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     { field: 'backingPath', manifest: 'spec.backingVolume', effect: 'replace' },
     { field: 'sourceSha256', manifest: 'spec.source', effect: 'replace' },
   ],
+
+  lookups(state, ctx) {
+    const volumes = new Map(state.volumes.map((v) => [v.metadata.name, v]));
+    const volumeFormat = (name: string): VolumeFormat => (volumes.get(name)?.spec.format ?? 'qcow2') as VolumeFormat;
+    const volumePath = (name: string): string => {
+      const v = volumes.get(name);
+      return v ? volumeFilePath(ctx.poolPath(v.spec.pool), name, volumeFormat(name)) : `/nonexistent/${name}`;
+    };
+    return { volumePath, volumeFormat };
+  },
 
   build(state, ctx) {
     return state.volumes.map((v) => {
@@ -192,10 +163,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     return [resourceKey('StoragePool', v.pool), ...(v.backingVolume ? [resourceKey('Volume', v.backingVolume)] : [])];
   },
 
-  identity(observed, _name, where) {
-    const at = locate(where);
-    return at ? observed.volumes.get(at.pool)?.get(at.volName)?.key : undefined;
-  },
+  identity: (observed, _name, where) => volumeIdentity(observed, where),
   poolsToList: ({ journal }) => (journal && typeof journal.intent.pool === 'string' ? [journal.intent.pool] : []),
 
   async readDefinitions(host, observed, wanted) {
@@ -209,7 +177,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         list.push(v);
       }
     }
-    const out = new Map<string, unknown>();
+    const out = new Map<string, VolumeDetail>();
     if (list.length === 0) return out;
     const bad = new Map<string, string>();
     for (const [volKey, d] of await host.definitions.volumes(list, bad)) out.set(keyByVolume.get(volKey)!, d);
@@ -219,7 +187,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
 
   diff(r, { observed }) {
     const key = r.key;
-    const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
+    const own = ownershipById(observed, r.kind, r.name, volumeIdentity(observed, { config: r.config }), key);
     const record = observed.records.get(key);
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
@@ -257,7 +225,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       });
     }
     const adopting = own.state === 'foreign';
-    const actual = observed.definitions.get(key) as VolumeDetail | undefined;
+    const actual = definitionOf(observed, 'Volume', key);
     if (!prev && own.state === 'owned' && own.via === 'journal') {
       // Created by an interrupted run and never recorded: its contents are unknown, so make it again.
       return change(r, 'create', 'finishing a creation interrupted in an earlier run', own, {
@@ -340,7 +308,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
           if (existing.action === 'replace') replaced.push(clone.name);
           continue;
         }
-        const own = ownershipOf(observed, clone.kind, clone.name, { config: clone.config }, clone.key);
+        const own = ownershipById(observed, clone.kind, clone.name, volumeIdentity(observed, { config: clone.config }), clone.key);
         if (own.state !== 'owned') continue;
         const prev = recordedConfig<VolumeConfig>(observed, clone.key) ?? clone.config;
         const baseKey = resourceKey('Volume', base, clone.host);
@@ -355,9 +323,15 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       }
     }
   },
-  // A volume holds data unless virtform can prove it is pristine (volume-data.ts).
+  // A volume holds data unless virtform can prove it is pristine (data.ts).
   dataLoss: volumeDataLoss,
   referencesSeen: observedReferences,
+  holdsData: true,
+  statusPools: (config) => {
+    const pool = (config as Partial<VolumeConfig> | undefined)?.pool;
+    return pool ? [pool] : [];
+  },
+  cachedImages: (r) => (r.image?.kind === 'url' ? [r.image.sha256] : []),
   release(_name, where) {
     const config = where.config as Partial<VolumeConfig> | undefined;
     if (config?.deletionPolicy !== 'Retain') return undefined;

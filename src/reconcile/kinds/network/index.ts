@@ -3,17 +3,17 @@
  * UUID. DHCP static hosts and autostart change live; mode, bridge, CIDR and DHCP range replace
  * the network (the VMs attached to it are stopped before and started after).
  */
-import { resourceKey } from '../../model/kinds.js';
-import type { DhcpHost, NetworkDef, NetworkDetail } from '../../model/definitions.js';
-import { canonicalJson, desiredBase, type DesiredBase } from '../resource.js';
+import { resourceKey } from '../../../model/kinds.js';
+import type { DhcpHost, NetworkDef, NetworkDetail } from '../../../model/definitions.js';
+import { canonicalJson, desiredBase, type DesiredBase } from '../../core/resource.js';
 import {
   appliedConfig, change, compareConfigs, runtimeDifferences, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange,
-} from '../change.js';
-import { ownershipOf } from '../ownership.js';
-import { listedState, readListed, uuidToDefine } from './common.js';
-import type { Observed } from '../observe.js';
-import type { ExactSpec, KindHandler } from './types.js';
+} from '../../core/change.js';
+import { ownershipById } from '../../core/ownership.js';
+import { listedState, readListed, uuidToDefine } from '../common.js';
+import { definitionOf, type Observed } from '../../core/observed.js';
+import type { ExactSpec, KindHandler } from '../../core/kind.js';
 
 export interface NetworkConfig {
   mode: 'isolated' | 'nat' | 'bridge';
@@ -96,7 +96,7 @@ function overlappingNetwork(r: DesiredNetwork, observed: Observed): string | und
   const [a0, a1] = subnetOf(r.config.ipv4);
   for (const name of observed.networks.keys()) {
     if (name === r.name) continue;
-    const other = observed.definitions.get(resourceKey('Network', name, r.host)) as NetworkDetail | undefined;
+    const other = definitionOf(observed, 'Network', resourceKey('Network', name, r.host));
     if (!other?.ipv4) continue;
     const [b0, b1] = subnetOf(other.ipv4);
     if (a0 <= b1 && b0 <= a1) {
@@ -159,15 +159,20 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
 
   identity: (observed, name) => observed.networks.get(name)?.uuid,
 
+  servesDhcp: (c) => {
+    const cfg = c as { mode?: string; dhcpRange?: unknown; dhcpHosts?: unknown[] } | undefined;
+    return !!cfg && cfg.mode !== 'bridge' && (!!cfg.dhcpRange || (cfg.dhcpHosts?.length ?? 0) > 0);
+  },
+  readsAllListed: (snapshot) => snapshot.networks.map((o) => o.name),
   readDefinitions: (host, observed, wanted) => readListed(observed.networks, wanted, (l, u) => host.definitions.networks(l, u), (observed.unreadable ??= new Map())),
 
   diff(r, { observed }) {
     const key = r.key;
-    const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
+    const own = ownershipById(observed, r.kind, r.name, observed.networks.get(r.name)?.uuid, key);
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
     const obs = observed.networks.get(r.name);
-    const actual = observed.definitions.get(key) as NetworkDetail | undefined;
+    const actual = definitionOf(observed, 'Network', key);
     const record = observed.records.get(key);
     const full = { ...r.config, autostart: r.autostart };
     if (own.state === 'absent' || !obs || !actual) {

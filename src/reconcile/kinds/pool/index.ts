@@ -9,17 +9,17 @@
  * virtform did not put there; the output says so.
  */
 import { posix } from 'node:path';
-import { resourceKey } from '../../model/kinds.js';
-import type { PoolDef, PoolDetail } from '../../model/definitions.js';
-import { desiredBase, type DesiredBase } from '../resource.js';
+import { resourceKey } from '../../../model/kinds.js';
+import type { PoolDef, PoolDetail } from '../../../model/definitions.js';
+import { desiredBase, type DesiredBase } from '../../core/resource.js';
 import {
   appliedConfig, change, compareConfigs, runtimeDifferences, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, recordedConfig,
   type FieldChange,
-} from '../change.js';
-import { ownershipOf } from '../ownership.js';
-import { listedState, readListed, uuidToDefine } from './common.js';
-import type { ExactSpec, KindHandler } from './types.js';
-import type { Observed } from '../observe.js';
+} from '../../core/change.js';
+import { ownershipById } from '../../core/ownership.js';
+import { listedState, readListed, uuidToDefine } from '../common.js';
+import type { ExactSpec, KindHandler } from '../../core/kind.js';
+import { definitionOf, type Observed } from '../../core/observed.js';
 
 export interface PoolConfig {
   path: string;
@@ -40,7 +40,7 @@ const inside = (a: string, b: string): boolean => a === b || a.startsWith(b.ends
 function nestedPool(r: DesiredPool, observed: Observed): string | undefined {
   for (const name of observed.pools.keys()) {
     if (name === r.name) continue;
-    const other = observed.definitions.get(resourceKey('StoragePool', name, r.host)) as PoolDetail | undefined;
+    const other = definitionOf(observed, 'StoragePool', resourceKey('StoragePool', name, r.host));
     if (!other?.path) continue;
     const theirs = posix.normalize(other.path);
     if (inside(r.config.path, theirs) || inside(theirs, r.config.path)) {
@@ -69,6 +69,11 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
   },
   fields: [{ field: 'path', manifest: 'spec.path', effect: 'replace' }],
 
+  lookups(state) {
+    const pools = new Map(state.pools.map((p) => [p.metadata.name, p]));
+    return { poolPath: (name) => posix.normalize(pools.get(name)?.spec.path ?? `/nonexistent/${name}`) };
+  },
+
   build(state, ctx) {
     return state.pools.map((p) => {
       const config: PoolConfig = { path: posix.normalize(p.spec.path) };
@@ -81,15 +86,17 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
   identity: (observed, name) => observed.pools.get(name)?.uuid,
   poolsToList: ({ desired, recordName, journal }) => [desired?.name ?? recordName ?? journal?.name].filter((n): n is string => !!n),
 
+  createShowsAllFields: true,
+  readsAllListed: (snapshot) => snapshot.pools.map((o) => o.name),
   readDefinitions: (host, observed, wanted) => readListed(observed.pools, wanted, (l, u) => host.definitions.pools(l, u), (observed.unreadable ??= new Map())),
 
   diff(r, { observed }) {
     const key = r.key;
-    const own = ownershipOf(observed, r.kind, r.name, { config: r.config }, key);
+    const own = ownershipById(observed, r.kind, r.name, observed.pools.get(r.name)?.uuid, key);
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
     const obs = observed.pools.get(r.name);
-    const actual = observed.definitions.get(key) as PoolDetail | undefined;
+    const actual = definitionOf(observed, 'StoragePool', key);
     const record = observed.records.get(key);
     if (own.state === 'absent' || !obs || !actual) {
       const clash = nestedPool(r, observed);
@@ -167,7 +174,7 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
         return;
       }
       case 'pool.delete': {
-        const path = ctx.observed.definitions.get(step.key) as PoolDetail | undefined;
+        const path = definitionOf(ctx.observed, 'StoragePool', step.key);
         await host.deletePool(step.name, { deleteDir: false });
         ctx.boundary();
         const created = await ctx.createdPaths.list();

@@ -1,17 +1,58 @@
 /**
  * The change model: what diff decides for one resource (create, update, replace, delete or
  * conflict), the field-level before → after, the reason, and the steps that carry it out; plus
- * the helpers every kind's diff shares. Kind-specific decisions live in `kinds/<kind>.ts`.
+ * the helpers every kind's diff shares; and the plan step that carries out one operation of a
+ * change. Generic over the step operation and the desired resource: the registry
+ * (`kinds/index.ts`) instantiates them with the union of the kinds' (`ResourceChange`, `PlanStep`).
+ * Kind-specific decisions live in `kinds/<kind>/`.
  */
-import type { ResourceKind } from '../model/kinds.js';
-import type { Observed } from './observe.js';
+import type { ResourceKind } from '../../model/kinds.js';
+import { definitionXml, type Observed } from './observed.js';
 import type { Ownership } from './ownership.js';
-import { canonicalJson } from './resource.js';
-import type { DesiredResource, StepOp } from './kinds/index.js';
-import type { ChangeEffect, ExactSpec, FieldSpec } from './kinds/types.js';
-import { flattenXml, xmlDifferences, type XmlChange } from '../libvirt/xml/compare.js';
+import { canonicalJson, type AnyDesired } from './resource.js';
+import { flattenXml, xmlDifferences, type XmlChange } from '../../libvirt/xml/compare.js';
 
-export type { StepOp };
+/** How a change of one field takes effect. */
+export type ChangeEffect = 'live' | 'restart' | 'replace';
+
+/** One field of a kind's config, as the diff treats it. */
+export interface FieldSpec<C> {
+  /** Field of the normalized config. */
+  field: keyof C & string;
+  /** Where the user writes it in a manifest. */
+  manifest: string;
+  /** Unit of the normalized value, where it has one. */
+  unit?: 'bytes' | 'KiB';
+  /** How a change takes effect: applied live, on the next boot, or by recreating the object. */
+  effect: ChangeEffect | ((before: unknown, after: unknown, whole?: unknown) => ChangeEffect);  /**
+   * The plan lines of a difference, `before` the host's (default: the field's value flattened into
+   * `spec.<field>.…` lines, sorted); none: no difference.
+   */
+  lines?(before: unknown, after: unknown): FieldChange[];
+}
+
+/**
+ * Exact drift of a kind whose objects have an XML definition (domains, networks, pools): after
+ * every write apply records libvirt's inactive XML as the object's baseline; diff names what
+ * differs from it (`exactDrift` in `change.ts`).
+ */
+export interface ExactSpec {
+  /** Which definition `HostPort.inactiveXml` reads. */
+  object: 'domain' | 'network' | 'pool';
+  /** XML paths libvirt changes on its own (measured): never drift. */
+  ignore: readonly RegExp[];
+  /** XML paths the field-level comparison explains (left to its lines when it found a difference). */
+  modelled: readonly RegExp[];
+}
+
+/**
+ * A step operation of any kind (`{op: 'volume.create', …}`); each kind declares its own union
+ * (the registry's `StepOp` is the union of all). Its other fields are the kind's.
+ */
+export interface StepOpBase { op: string; [field: string]: unknown }
+
+/** Forgetting a record (the object is gone or not ours) is the same for every kind. */
+export type ForgetOp = { op: 'record.forget' };
 
 export type ChangeAction = 'create' | 'update' | 'replace' | 'delete' | 'conflict';
 
@@ -31,7 +72,7 @@ export interface FieldChange {
   xml?: XmlChange | 'live only';
 }
 
-export interface ResourceChange {
+export interface ResourceChange<O extends StepOpBase = StepOpBase, R extends AnyDesired = AnyDesired> {
   key: string;
   kind: ResourceKind;
   name: string;
@@ -39,8 +80,8 @@ export interface ResourceChange {
   reason: string;
   fields: FieldChange[];
   notes: string[];
-  steps: StepOp[];
-  desired?: DesiredResource;
+  steps: O[];
+  desired?: R;
   /** Config recorded at the last apply (for deletes and replaces). */
   previous?: unknown;
   ownership: Ownership['state'];
@@ -64,6 +105,18 @@ export interface ResourceChange {
    * only after the VM that holds it has stopped).
    */
   waitFor?: { op: string; keys: string[] }[];
+}
+
+/** One operation of a change, ordered in the plan's graph (`plan.ts`), carried out by apply. */
+export interface PlanStep<O extends StepOpBase = StepOpBase, R extends AnyDesired = AnyDesired> {
+  id: number;
+  key: string;
+  kind: ResourceKind;
+  name: string;
+  op: O;
+  teardown: boolean;
+  deps: number[];
+  change: ResourceChange<O, R>;
 }
 
 /** Contents a step would destroy: a volume's file, and why it is not derived data. */
@@ -136,13 +189,14 @@ export function fieldChanges(before: unknown, after: unknown, prefix = 'spec'): 
     .map((k) => ({ field: k, before: a.get(k), after: b.get(k) }));
 }
 
-export function change(
-  r: DesiredResource,
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a kind's change carries that kind's ops; the registry's union types them for the stages
+export function change<R extends AnyDesired, O extends StepOpBase = any>(
+  r: R,
   action: ChangeAction,
   reason: string,
   ownership: Ownership,
-  extra: Partial<ResourceChange> = {},
-): ResourceChange {
+  extra: Partial<ResourceChange<O, R>> = {},
+): ResourceChange<O, R> {
   return {
     key: r.key, kind: r.kind, name: r.name, action, reason,
     fields: [], notes: [], steps: [], desired: r, ownership: ownership.state, drift: false, ...extra,
@@ -168,7 +222,7 @@ export function createReason(record: RecordView): string {
 }
 
 /** A conflict when the object of that name is foreign and the manifest does not adopt it. */
-export function conflictOrAdopt(r: DesiredResource, own: Ownership): ResourceChange | undefined {
+export function conflictOrAdopt<R extends AnyDesired>(r: R, own: Ownership): ResourceChange<never, R> | undefined {
   if (own.state !== 'foreign') return undefined;
   if (r.adopt) return undefined;
   return change(r, 'conflict', `${own.reason}; set metadata.adopt: true to let virtform take it over`, own);
@@ -186,18 +240,21 @@ export interface ConfigDifference {
 /**
  * Compare a desired config with the host's actual one, field by field along a kind's field spec.
  * `recorded` (the config applied last) tells drift (the host changed) from a manifest edit.
+ * `context` is handed to effect functions (what the effect of a change depends on besides its values).
  */
 export function compareConfigs<C extends object>(
-  spec: readonly FieldSpec<C>[], desired: C, actual: C, recorded: C | undefined,
+  spec: readonly FieldSpec<C>[], desired: C, actual: C, recorded: C | undefined, context?: unknown,
 ): ConfigDifference[] {
   const out: ConfigDifference[] = [];
   for (const f of spec) {
     const before = actual[f.field];
     const after = desired[f.field];
-    if (canonicalJson(before) === canonicalJson(after)) continue;
+    if (f.lines ? false : canonicalJson(before) === canonicalJson(after)) continue;
+    const lines = f.lines ? f.lines(before, after) : fieldChanges({ [f.field]: before }, { [f.field]: after });
+    if (f.lines && lines.length === 0) continue;
     const drift = recorded !== undefined && canonicalJson(recorded[f.field]) === canonicalJson(after);
-    const effect = typeof f.effect === 'function' ? f.effect(before, after) : f.effect;
-    const changes = fieldChanges({ [f.field]: before }, { [f.field]: after }).map((c) => (drift ? { ...c, drift } : c));
+    const effect = typeof f.effect === 'function' ? f.effect(before, after, context) : f.effect;
+    const changes = drift ? lines.map((c) => ({ ...c, drift })) : lines;
     out.push({ field: f.field, effect, drift, changes });
   }
   return out;
@@ -247,7 +304,7 @@ export function exactDrift(observed: Observed, key: string, spec: ExactSpec, exp
   if (base.version !== e.version) return again();
   if (base.sha256 === sha) return [];
   const before = e.xml.get(key);
-  const now = (observed.definitions.get(key) as { xml?: string } | undefined)?.xml;
+  const now = definitionXml(observed, key);
   if (before === undefined || now === undefined) return [];
   const diffs = xmlDifferences(before, now, spec.ignore)
     .filter((d) => !(explained && spec.modelled.some((re) => re.test(d.path))));

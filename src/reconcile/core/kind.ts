@@ -1,24 +1,30 @@
 /**
  * The contract of a resource kind. Everything virtform knows about one kind lives in that kind's
- * module (`pool.ts`, `volume.ts`, `network.ts`, `vm.ts`), which implements {@link KindHandler}:
- * normalization of its manifests, identity and ownership of its observed objects, dependencies,
- * the diff (driven by a per-field spec), the steps it executes, and its status columns. The
- * generic stages (`desired.ts`, `diff.ts`, `plan.ts`, `apply.ts`, `ownership.ts`) only dispatch.
+ * folder (`kinds/pool/`, `kinds/volume/`, `kinds/network/`, `kinds/vm/`), which implements
+ * {@link KindHandler}: normalization of its manifests, identity and ownership of its observed
+ * objects, dependencies, the diff (driven by a per-field spec), the steps it executes, and its
+ * status columns. The registry (`kinds/index.ts`) implements {@link KindRegistry}; the generic
+ * stages (`desired.ts`, `observe.ts`, `diff.ts`, `plan.ts`, `apply.ts`, `safety.ts`) only dispatch.
+ * Imports nothing above the core: no kind, no registry, no stage.
  */
 import type { DesiredState } from '../../manifest/index.js';
 import type { ResourceKind } from '../../model/kinds.js';
 import type { VolumeFormat } from '../../model/definitions.js';
 import type { HostPort, HostSnapshot } from '../ports.js';
-import type { Observed } from '../observe.js';
-import type { DataLoss, DiffContext, DiffOptions, ResourceChange } from '../change.js';
-import type { Desired } from '../desired.js';
-import type { PlanStep } from '../plan.js';
+import type { Definition, Observed } from './observed.js';
+import type { DataLoss, DiffContext, DiffOptions, ExactSpec, FieldSpec, PlanStep, ResourceChange, StepOpBase } from './change.js';
+
+export type { ChangeEffect, ExactSpec, FieldSpec } from './change.js';
+import type { AnyDesired, Desired } from './resource.js';
 import type { JournalEntry, StoredReference } from '../../state/index.js';
 
 export type { StoredReference };
 import type { ImageCache, ImageProgress } from '../images.js';
 
-/** Cross-kind lookups while normalizing manifests (volume paths need pool paths, disks need volumes). */
+/**
+ * Cross-kind lookups while normalizing manifests (volume paths need pool paths, disks need
+ * volumes). Each lookup is provided by the kind that knows (`KindHandler.lookups`).
+ */
 export interface BuildContext {
   host: string;
   poolPath(pool: string): string;
@@ -32,35 +38,6 @@ export interface Locator {
   config?: unknown;
   /** Intents of the journal entries that name the resource. */
   intents?: Record<string, unknown>[];
-}
-
-/** How a change of one field takes effect. */
-export type ChangeEffect = 'live' | 'restart' | 'replace';
-
-/** One field of a kind's config, as the diff treats it. */
-export interface FieldSpec<C> {
-  /** Field of the normalized config. */
-  field: keyof C & string;
-  /** Where the user writes it in a manifest. */
-  manifest: string;
-  /** Unit of the normalized value, where it has one. */
-  unit?: 'bytes' | 'KiB';
-  /** How a change takes effect: applied live, on the next boot, or by recreating the object. */
-  effect: ChangeEffect | ((before: unknown, after: unknown, whole?: unknown) => ChangeEffect);
-}
-
-/**
- * Exact drift of a kind whose objects have an XML definition (domains, networks, pools): after
- * every write apply records libvirt's inactive XML as the object's baseline; diff names what
- * differs from it (`exactDrift` in `change.ts`).
- */
-export interface ExactSpec {
-  /** Which definition `HostPort.inactiveXml` reads. */
-  object: 'domain' | 'network' | 'pool';
-  /** XML paths libvirt changes on its own (measured): never drift. */
-  ignore: readonly RegExp[];
-  /** XML paths the field-level comparison explains (left to its lines when it found a difference). */
-  modelled: readonly RegExp[];
 }
 
 /** What a step's execution gets from apply. */
@@ -124,7 +101,7 @@ export interface StatusView {
   graphics?: Map<string, { type: string; listen?: string; port?: number }[]>;
 }
 
-export interface KindHandler<R extends { kind: ResourceKind; name: string; key: string } = never, O extends { op: string } = never> {
+export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase = never> {
   readonly kind: ResourceKind;
   /**
    * Labels of this kind's step operations, and which of them tear down. `afterUsersStop`: a
@@ -138,6 +115,12 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
 
   /** Normalize this kind's manifests into desired resources. */
   build(state: DesiredState, ctx: BuildContext): R[];
+  /**
+   * The lookups of `BuildContext` this kind answers (the pool kind: `poolPath`; the volume kind:
+   * `volumePath`, `volumeFormat`), from the validated manifests; `ctx` is the whole context, for
+   * lookups that need another kind's.
+   */
+  lookups?(state: DesiredState, ctx: BuildContext): Partial<Omit<BuildContext, 'host'>>;
   /** Keys of the resources this one depends on (ordering, skipping dependents, blocking). */
   dependencies(r: R): string[];
   /** Dependencies named by a config recorded at an earlier apply (for deletes and replaces). */
@@ -153,7 +136,12 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
    * resources in `wanted` (declared, recorded or named by the journal), by resource key. Diff
    * compares them with the desired state: this is how changes made outside virtform are seen.
    */
-  readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, { name: string; where: Locator }>): Promise<Map<string, unknown>>;
+  readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, { name: string; where: Locator }>): Promise<Map<string, Definition>>;
+  /**
+   * Names of every object of this kind the host lists whose definition observe reads, managed or
+   * not (networks, pools: a new network's CIDR or pool's path is checked against them).
+   */
+  readsAllListed?(snapshot: HostSnapshot): string[];
 
   /** Whether diff checks this resource against the host's domain capabilities (observe reads them once for all). */
   needsDomainCapabilities?(r: R): boolean;
@@ -170,6 +158,30 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   dataLoss?(changes: ResourceChange[], ctx: DataRuleContext): Promise<Map<string, DataLoss>>;
   /** Uses of files this run saw on the host, for the state DB to remember (so a later run still knows them). */
   referencesSeen?(observed: Observed): StoredReference[];
+  /**
+   * The kind's objects hold data the data rule protects (volumes): a teardown that uses a held one
+   * is held too (the VM of a held disk, the clone of a held base: gone first, they would leave the
+   * volume looking derived to the next run).
+   */
+  readonly holdsData?: boolean;
+  /**
+   * The kind's objects are guests (libvirt domains): `--wait` waits for the addresses of those
+   * declared running, status shows their addresses and graphics, the watcher follows their events.
+   */
+  readonly guest?: {
+    /** The desired resource asks for a running guest. */
+    declaredRunning(r: R): boolean;
+    /** A (declared or recorded) config that has graphics, whose port status reads back. */
+    hasGraphics(config: unknown): boolean;
+  };
+  /** Whether a (declared or recorded) config of this kind hands out addresses by DHCP (status reads its leases). */
+  servesDhcp?(config: unknown): boolean;
+  /** Pools whose volumes status lists for a (declared or recorded) config of this kind. */
+  statusPools?(config: unknown): string[];
+  /** A create's plan lists every field, derived ones too (a pool's path is what the manifest says). */
+  readonly createShowsAllFields?: boolean;
+  /** Content digests of images this desired resource imports, which the image cache keeps. */
+  cachedImages?(r: R): string[];
   /** The default mass-deletion brake refuses a plan deleting every owned object of this kind (at least two). */
   readonly brakeOnWipe?: boolean;
   /** Notes for the plan about deleting an owned object (e.g. a running VM is forced off). */
@@ -198,4 +210,14 @@ export interface KindHandler<R extends { kind: ResourceKind; name: string; key: 
   statusNote?(view: StatusView | undefined, r: { name: string; facts: unknown; config?: unknown }): { flag: string; text: string; data: unknown } | undefined;
   /** What the host shows of the object; `uuid` is the recorded identity (null when none), `config` the desired or recorded one. */
   observedStatus(view: StatusView, r: { name: string; uuid: string | null; config: unknown }): string;
+}
+
+/**
+ * The registry of kinds as the stages see it (`kinds/index.ts` implements it): the handler of a
+ * kind, and the label and teardown flag of any step operation.
+ */
+export interface KindRegistry {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each stage passes a kind's own resources and ops back to it
+  kindOf(kind: ResourceKind): KindHandler<any, any>;
+  opInfo(op: string): { label: string; teardown: boolean; afterUsersStop?: boolean };
 }

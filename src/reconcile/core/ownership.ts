@@ -9,10 +9,8 @@
  * "already exists" or leaving an orphan. Anything else is foreign: never changed, never deleted; a
  * manifest naming it is a conflict unless it sets `metadata.adopt: true`.
  */
-import { resourceKey, type ResourceKind } from '../model/kinds.js';
-import type { Observed } from './observe.js';
-import { kindOf } from './kinds/index.js';
-import type { Locator } from './kinds/types.js';
+import { resourceKey, type ResourceKind } from '../../model/kinds.js';
+import type { Observed } from './observed.js';
 
 export type Ownership =
   | { state: 'absent' }
@@ -21,15 +19,18 @@ export type Ownership =
 
 const ABSENT: Ownership = Object.freeze({ state: 'absent' });
 
-/** `key` is `resourceKey(kind, name)`, passed by callers that have it already. */
-export function ownershipOf(
+/**
+ * Ownership of the object whose libvirt identity is `id` (its kind's `identity` hook; undefined:
+ * absent). Pure: the caller (a kind, or the registry's `ownershipOf`) finds the identity.
+ * `key` is `resourceKey(kind, name)`, passed by callers that have it already.
+ */
+export function ownershipById(
   observed: Observed,
   kind: ResourceKind,
   name: string,
-  where: Locator = {},
+  id: string | undefined,
   key = resourceKey(kind, name),
 ): Ownership {
-  const id = kindOf(kind).identity(observed, name, where);
   if (id === undefined) return ABSENT;
   const record = observed.records.get(key);
   if (record?.uuid && record.uuid === id) return { state: 'owned', via: 'record', id };

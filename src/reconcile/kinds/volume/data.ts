@@ -15,16 +15,15 @@
  *
  * `safety.ts` dispatches here (`KindHandler.dataLoss`) and holds what is returned.
  */
-import { parseResourceKey, resourceKey } from '../../model/kinds.js';
-import type { DomainDetail, VolumeDetail } from '../../model/definitions.js';
-import { HostError, type HostPort, type ObservedVolume } from '../ports.js';
-import type { Observed } from '../observe.js';
-import type { Desired } from '../desired.js';
-import { recordedConfig, type DataLoss, type ResourceChange } from '../change.js';
-import { redactUrl } from '../images.js';
-import type { DesiredVolume, VolumeConfig } from './volume.js';
-import type { VmConfig } from './vm.js';
-import type { DataRuleContext, StoredReference } from './types.js';
+import { parseResourceKey, resourceKey } from '../../../model/kinds.js';
+import type { DomainDetail } from '../../../model/definitions.js';
+import { HostError, type HostPort, type ObservedVolume } from '../../ports.js';
+import { definitionOf, definitionsOf, type Observed } from '../../core/observed.js';
+import type { Desired } from '../../core/resource.js';
+import { recordedConfig, type DataLoss, type ResourceChange } from '../../core/change.js';
+import { redactUrl } from '../../images.js';
+import type { DesiredVolume, VolumeConfig } from './types.js';
+import type { DataRuleContext, StoredReference } from '../../core/kind.js';
 
 export type { DataRuleContext, StoredReference };
 
@@ -59,8 +58,17 @@ function domainReferences(d: DomainDetail, source: ReferenceSource, managed: boo
   return out;
 }
 
+/**
+ * What the data rule reads of a VirtualMachine config (declared or recorded): the files and
+ * volumes it uses. Stated here, not imported: a kind imports no other kind.
+ */
+interface VmFileUses {
+  disks: { path: string; volume?: string }[];
+  boot?: { kernel?: string; kernelVolume?: string; initrd?: string; initrdVolume?: string };
+}
+
 /** The volumes and files a VM config uses. */
-function vmConfigReferences(name: string, c: VmConfig, source: ReferenceSource): VolumeReference[] {
+function vmConfigReferences(name: string, c: VmFileUses, source: ReferenceSource): VolumeReference[] {
   const by = vmKey(name);
   const out: VolumeReference[] = [];
   for (const d of c.disks) out.push({ path: d.path, volume: d.volume, by, role: 'disk', source, managed: true });
@@ -82,12 +90,12 @@ function volumeConfigReferences(name: string, c: VolumeConfig, source: Reference
 export function knownReferences(desired: Desired, observed: Observed): VolumeReference[] {
   const out: VolumeReference[] = [];
   for (const r of desired.resources) {
-    if (r.kind === 'VirtualMachine') out.push(...vmConfigReferences(r.name, r.config, 'declared config'));
-    else if (r.kind === 'Volume') out.push(...volumeConfigReferences(r.name, r.config, 'declared config'));
+    if (r.kind === 'VirtualMachine') out.push(...vmConfigReferences(r.name, r.config as VmFileUses, 'declared config'));
+    else if (r.kind === 'Volume') out.push(...volumeConfigReferences(r.name, r.config as VolumeConfig, 'declared config'));
   }
   for (const [key, rec] of observed.records) {
     if (rec.kind === 'VirtualMachine') {
-      const c = recordedConfig<VmConfig>(observed, key);
+      const c = recordedConfig<VmFileUses>(observed, key);
       if (c) out.push(...vmConfigReferences(rec.name, c, 'recorded config'));
     } else if (rec.kind === 'Volume') {
       const c = recordedConfig<VolumeConfig>(observed, key);
@@ -101,11 +109,12 @@ export function knownReferences(desired: Desired, observed: Observed): VolumeRef
 /** References in the persistent definitions observe read (virtform's own domains and volumes). */
 export function definitionReferences(observed: Observed): VolumeReference[] {
   const out: VolumeReference[] = [];
-  for (const [key, d] of observed.definitions) {
+  for (const key of observed.definitions.keys()) {
     const kind = kindOfKey(key);
-    if (kind === 'VirtualMachine') out.push(...domainReferences(d as DomainDetail, 'persistent definition', true));
-    else if (kind === 'Volume' && (d as VolumeDetail).backingPath) {
-      out.push({ path: (d as VolumeDetail).backingPath, by: key, role: 'backing', source: 'persistent definition', managed: true });
+    if (kind === 'VirtualMachine') out.push(...domainReferences(definitionOf(observed, 'VirtualMachine', key)!, 'persistent definition', true));
+    else if (kind === 'Volume') {
+      const backingPath = definitionOf(observed, 'Volume', key)?.backingPath;
+      if (backingPath) out.push({ path: backingPath, by: key, role: 'backing', source: 'persistent definition', managed: true });
     }
   }
   return out;
@@ -119,7 +128,7 @@ export function definitionReferences(observed: Observed): VolumeReference[] {
 export async function hostReferences(host: HostPort, observed: Observed): Promise<VolumeReference[]> {
   const out: VolumeReference[] = [];
   const managedDomains = new Set<string>();
-  for (const [key, d] of observed.definitions) if (kindOfKey(key) === 'VirtualMachine') managedDomains.add((d as DomainDetail).name);
+  for (const [, d] of definitionsOf(observed, 'VirtualMachine')) managedDomains.add(d.name);
   const isManaged = (name: string): boolean => managedDomains.has(name) || observed.records.has(vmKey(name));
   const domains = observed.snapshot.domains;
   // Not read by observe, nor unreadable there (a managed VM whose definition cannot be parsed is
@@ -140,7 +149,7 @@ export async function hostReferences(host: HostPort, observed: Observed): Promis
       throw e;
     })));
   const readKeys = new Set<string>();
-  for (const [key, d] of observed.definitions) if (kindOfKey(key) === 'Volume') readKeys.add((d as VolumeDetail).key);
+  for (const [, d] of definitionsOf(observed, 'Volume')) readKeys.add(d.key);
   const volumeDefs = await host.definitions.volumes(listings.flat().filter((v) => !readKeys.has(v.key)));
   const managedVolumeByPath = new Map<string, string>();
   for (const [key, rec] of observed.records) {
@@ -210,9 +219,9 @@ interface Candidate {
 function candidateOf(c: ResourceChange, observed: Observed): Candidate | undefined {
   if (c.kind !== 'Volume' || c.release || c.action === 'conflict') return undefined;
   if (!c.steps.some((s) => s.op === 'volume.delete')) return undefined;
-  const desiredCfg = c.desired?.kind === 'Volume' ? c.desired.config : undefined;
+  const desiredCfg = c.desired?.kind === 'Volume' ? (c.desired as DesiredVolume).config : undefined;
   const cfg = (c.previous as VolumeConfig | undefined) ?? recordedConfig<VolumeConfig>(observed, c.key) ?? desiredCfg;
-  const detail = observed.definitions.get(c.key) as VolumeDetail | undefined;
+  const detail = definitionOf(observed, 'Volume', c.key);
   const intrinsic: string[] = [];
   // The image is named by where the manifest takes it from (a URL without its credentials), else by its digest.
   const image = c.desired?.kind === 'Volume' ? (c.desired as DesiredVolume).image : undefined;

@@ -1,0 +1,235 @@
+/**
+ * A VM's change: the real persistent definition against the manifest (field by field along the
+ * field table, `fields.ts`), against what virtform applied last for drift, exact drift against the
+ * baseline, devices attached live only, the seed, and then the steps: define, live changes, seed,
+ * restart (restartPolicy) or the restart-required note, start/stop.
+ */
+import type { DomainCapabilities } from '../../../model/definitions.js';
+import { canonicalJson } from '../../core/resource.js';
+import {
+  change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
+  type DiffContext, type FieldChange, type ResourceChange,
+} from '../../core/change.js';
+import { definitionOf } from '../../core/observed.js';
+import { ownershipById } from '../../core/ownership.js';
+import type { ExactSpec } from '../../core/kind.js';
+import { bootedSeed, factsOf, pendingRestart, shortDigest } from './facts.js';
+import { compareVm, LIVE_ONLY, linesOf, liveOp, vmField } from './fields.js';
+import { matchNics } from './match.js';
+import { mergeRestart, restartText, stopNote } from './restart.js';
+import { planSeed, seedNameTaken, seedOp, shortLine } from './seed.js';
+import type { DesiredVm, RestartRequired, VmConfig, VmOp } from './types.js';
+
+/**
+ * Why the host cannot run what a VM declares (its domain capabilities for the domain type in use),
+ * else undefined; `notes` gets what it can run with a caveat.
+ */
+export function capabilityProblem(r: DesiredVm, caps: DomainCapabilities, notes: string[]): string | undefined {
+  const c = r.config;
+  const problems: string[] = [];
+  const type = caps.domainType || 'this';
+  if (c.cpu && !caps.cpuModes.includes(c.cpu.mode)) {
+    problems.push(`spec.cpu.mode ${c.cpu.mode} is not offered by the host for ${type} domains` +
+      `${caps.domainType === 'qemu' && c.cpu.mode === 'host-passthrough' ? ' (TCG emulates the CPU: there is no host CPU to pass through)' : ''}` +
+      `; it offers ${caps.cpuModes.join(', ') || 'none'}`);
+  } else if (c.cpu?.mode === 'custom' && c.cpu.model !== undefined) {
+    const m = caps.cpuModels.find((x) => x.name === c.cpu!.model);
+    if (!m) {
+      const usable = caps.cpuModels.filter((x) => x.usable).map((x) => x.name);
+      problems.push(`spec.cpu.model ${c.cpu.model} is not a CPU model the host knows for ${type} domains; usable models: ${usable.join(', ') || 'none'}`);
+    } else if (!m.usable) {
+      notes.push(`CPU model ${m.name} is listed as not usable on this host (the host CPU lacks some of its features): QEMU runs it without them`);
+    }
+  }
+  if (c.graphics && !caps.graphicsTypes.includes(c.graphics.type)) {
+    problems.push(`spec.graphics.type ${c.graphics.type} is not offered by the host's QEMU; it offers ${caps.graphicsTypes.filter((t) => t === 'vnc' || t === 'spice').join(', ') || 'no graphics'}`);
+  }
+  return problems.length ? `VirtualMachine ${r.name}: ${problems.join('; ')}` : undefined;
+}
+
+/**
+ * Exact drift of domains. Nothing is ignored: measured on libvirt 9.0 / QEMU 7.2, the inactive
+ * XML does not change when a domain starts or stops, its network restarts, or libvirtd restarts
+ * (PCI addresses, the machine type and the default devices are written at define time).
+ * What the field-level comparison explains: vCPUs, memory, description, `<os>`, `<cpu>`,
+ * graphics, the balloon, the guest agent channel, and disks and NICs themselves with their
+ * source, driver, target, boot order, model and MAC (not e.g. a disk's `<readonly/>` or a NIC's
+ * `<link>`).
+ */
+export const VM_EXACT: ExactSpec = {
+  object: 'domain',
+  ignore: [],
+  modelled: [
+    /^(vcpu|vcpus|memory|currentMemory|description)$/,
+    /^os(\/|$)/,
+    /^cpu(\/|$)/,
+    /^devices\/(graphics|memballoon)(\[|\/|$)/,
+    /^devices\/channel\[target=org\.qemu\.guest_agent\.0\](\/|$)/,
+    /^devices\/disk\[[^\]]*\](\/(source|driver|target|boot|address))?$/,
+    /^devices\/interface\[[^\]]*\](\/(source|model|mac|address))?$/,
+  ],
+};
+
+export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceChange | undefined {
+  const key = r.key;
+  const own = ownershipById(observed, r.kind, r.name, observed.domains.get(r.name)?.uuid, key);
+  const obs = observed.domains.get(r.name);
+  const record = observed.records.get(key);
+  const cur = definitionOf(observed, 'VirtualMachine', key);
+  const wantRunning = r.state === 'running';
+  const graceful = opts.gracefulStop ?? true;
+  const conflict = conflictOrAdopt(r, own) ?? seedNameTaken(r, observed, own);
+  if (conflict) return conflict;
+  // What the definition asks of the hypervisor, checked before it is defined (libvirt would
+  // define it and refuse it only at start).
+  const capsNotes: string[] = [];
+  const unmet = observed.domainCapabilities ? capabilityProblem(r, observed.domainCapabilities, capsNotes) : undefined;
+  if (own.state === 'absent' || !obs) {
+    if (unmet) return change(r, 'conflict', unmet, own);
+    return change(r, 'create', createReason(record), own, {
+      notes: capsNotes,
+      drift: isMissingDrift(record),
+      fields: fieldChanges(undefined, { ...r.config, state: r.state, autostart: r.autostart }).map(shortLine),
+      steps: [
+        { op: 'vm.define', define: true, autostart: r.autostart },
+        ...(r.config.cloudInit ? [seedOp(r.config.cloudInit)] : []),
+        ...(r.state === 'running' ? [{ op: 'vm.start' as const }] : []),
+      ],
+    });
+  }
+  const adopting = own.state === 'foreign';
+  const facts = adopting ? undefined : factsOf(observed, key);
+  const running = obs.active;
+  const pending = adopting ? undefined : pendingRestart(observed, key, r.name);
+  const pendingFields = new Set(pending?.fields ?? []);
+
+  // The real definition against the manifest; against what virtform applied last for drift.
+  const fields: FieldChange[] = [];
+  // Fields applied live (their `vm.live` operands), when the domain runs and stays running.
+  const liveFields: string[] = [];
+  let drift = false;
+  if (cur) {
+    const match = matchNics(r.config.nics, cur.nics, facts?.nics);
+    const diffs = compareVm(cur, r.config, match, pendingFields);
+    fields.push(...linesOf(diffs));
+    liveFields.push(...diffs.filter((d) => d.effect === 'live').map((d) => d.field));
+    const prev = adopting ? undefined : recordedConfig<VmConfig>(observed, key) ?? (record?.specHash === r.specHash ? r.config : undefined);
+    // A line is drift when the host also differs there from what virtform applied last.
+    const sinceApplied = new Set<string>();
+    if (prev && fields.length > 0) {
+      const applied = prev === r.config ? diffs : compareVm(cur, prev, matchNics(prev.nics, cur.nics, facts?.nics));
+      for (const d of applied) {
+        // A domain defined by an older virtform lacks what it did not define yet (a balloon, the guest agent channel): not drift.
+        if (vmField(d.field)?.olderVirtform?.(facts)) continue;
+        for (const f of d.changes) sinceApplied.add(f.field);
+      }
+    }
+    for (const f of fields) if (sinceApplied.has(f.field)) f.drift = drift = true;
+  }
+  // Exact drift: the whole definition against its baseline (a definition made transient has none to compare).
+  const transient = obs.persistent === false;
+  const exact = cur && !adopting && !transient ? exactDrift(observed, key, VM_EXACT, fields.length > 0) : [];
+  for (const f of exact) f.effect = 'restart';
+  fields.push(...exact);
+  drift ||= exact.length > 0 || (transient && !adopting);
+  // Devices of the running domain its definition lacks (attached live only): a restart drops
+  // them; until then the restart-required mark names them (a detach could need the guest).
+  const liveOnly = running && !adopting && !transient ? liveOnlyDevices(cur?.liveXml, cur?.xml) : [];
+  const liveOnlyKnown = canonicalJson(pending?.running[LIVE_ONLY]) === canonicalJson(liveOnly.map((f) => f.field).join(', '));
+  const liveOnlyNew = liveOnly.length > 0 && !liveOnlyKnown ? liveOnly : [];
+  for (const f of liveOnlyNew) f.effect = 'restart';
+  fields.push(...liveOnlyNew);
+  drift ||= liveOnlyNew.length > 0;
+  const seed = planSeed(r, observed, facts, adopting ? undefined : recordedConfig<VmConfig>(observed, key));
+  drift ||= seed.drift;
+  const specChanged = !adopting && record?.specHash !== r.specHash;
+  const redefine = fields.length > 0 || adopting || specChanged || !cur || transient;
+  if (redefine && unmet) return change(r, 'conflict', unmet, own);
+
+  // Converged: definition, state and autostart match (a pending restart is a notice, not a change).
+  const restartNow = r.restartPolicy === 'OnChange' && running && wantRunning;
+  if (!redefine && obs.autostart === r.autostart && running === wantRunning && !(restartNow && pending) && !seed.op) return undefined;
+
+  const reasons: string[] = [];
+  const notes: string[] = redefine ? [...capsNotes] : [];
+  const steps: VmOp[] = [];
+  const lines: FieldChange[] = [];
+  if (running && !wantRunning) {
+    steps.push({ op: 'vm.stop', graceful });
+    lines.push({ field: 'spec.state', before: 'running', after: 'stopped' });
+    reasons.push('desired stopped');
+  }
+  const live = running && wantRunning ? fields.filter((f) => f.effect === 'live') : [];
+  const restart = running && wantRunning ? [...fields, ...seed.lines].filter((f) => f.effect !== 'live') : [];
+  let restartRequired: RestartRequired | undefined;
+  if (redefine || obs.autostart !== r.autostart) {
+    lines.push(...fields);
+    if (redefine) {
+      const why = adopting ? 'adopting existing domain (metadata.adopt)'
+        : transient ? 'definition removed outside virtform (drift): the running domain is defined again'
+        : liveOnlyNew.length > 0 && fields.length === liveOnlyNew.length ? 'devices attached to the running domain outside virtform (drift): dropped at its next boot'
+        : drift ? 'definition changed outside virtform (drift)'
+        : fields.length > 0 ? interruptedOr(own, 'definition changed')
+        : !cur ? interruptedOr(own, 'definition unreadable') : 'recording the declared config';
+      reasons.push(why);
+      // What the plan expects to be left for the next boot. A line that is drift was most likely
+      // changed in the persistent definition only (`virsh … --config`): the running domain still
+      // has the value asked for. apply records the real difference, running against defined.
+      // The seed's lines are one entry, spec.cloudInit (booted against uploaded seed), added below.
+      const forBoot = restart.filter((f) => !f.drift && !f.field.startsWith('spec.cloudInit.'));
+      if (running && wantRunning && forBoot.length > 0) restartRequired = mergeRestart(pending, forBoot);
+    }
+    steps.push({
+      op: 'vm.define', define: redefine,
+      autostart: obs.autostart !== r.autostart || redefine ? r.autostart : undefined,
+    });
+    if (obs.autostart !== r.autostart) {
+      // Flipped on the host while the manifest stayed as applied: drift.
+      const flipped = !adopting && !!record && record.specHash === r.specHash && !transient;
+      lines.push({ field: 'spec.autostart', before: obs.autostart, after: r.autostart, ...(flipped ? { drift: true } : {}) });
+      if (flipped) {
+        drift = true;
+        if (!redefine) reasons.push('autostart changed outside virtform (drift)');
+      }
+    }
+  }
+  if (seed.op) {
+    // After the definition (a running domain keeps the seed file it opened), before a (re)start.
+    steps.push(seed.op);
+    lines.push(...seed.lines.map(shortLine));
+    notes.push(...seed.notes);
+    if (seed.reason) reasons.push(seed.reason);
+    const booted = bootedSeed(facts, obs.id);
+    if (running && wantRunning && booted !== r.config.cloudInit?.seed) {
+      restartRequired = mergeRestart(restartRequired ?? pending, [{ field: 'spec.cloudInit', before: shortDigest(booted), after: shortDigest(r.config.cloudInit?.seed) }]);
+    }
+  }
+  if (live.length > 0) {
+    const op = liveOp(liveFields, r.config);
+    steps.push(op);
+  }
+  const mark = running && wantRunning ? restartRequired ?? pending : undefined;
+  if (restartNow && restart.length > 0 && !mark) {
+    steps.push({ op: 'vm.stop', graceful: true, restart: true }, { op: 'vm.start' });
+    reasons.push('restart required (restartPolicy: OnChange)');
+  } else if (mark && restartNow) {
+    steps.push({ op: 'vm.stop', graceful: true, restart: true }, { op: 'vm.start' });
+    reasons.push('restart required (restartPolicy: OnChange)');
+    notes.push(`restarts the VM to apply: ${restartText(mark).replace(/^restart required for /, '')}`);
+  } else if (mark) {
+    notes.push(`${restartText(mark)}; takes effect on next boot (restartPolicy: Never)`);
+  }
+  if (!running && wantRunning) {
+    steps.push({ op: 'vm.start' });
+    lines.push({ field: 'spec.state', before: 'stopped', after: 'running' });
+    reasons.push(record?.desiredState === 'running' ? 'domain is stopped (drift)' : 'desired running');
+    drift ||= record?.desiredState === 'running';
+  }
+  if (liveOnlyNew.length > 0 && !steps.some((s) => s.op === 'vm.stop')) {
+    notes.push(`${liveOnlyNew.map((f) => f.field).join(', ')}: attached to the running domain only; dropped at its next boot (restartPolicy: Never)`);
+  }
+  const stop = steps.find((s): s is Extract<VmOp, { op: 'vm.stop' }> => s.op === 'vm.stop');
+  if (stop) notes.push(stopNote(stop.graceful));
+  if (steps.length === 0) return undefined;
+  return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields: lines, notes, steps, adopt: adopting, drift });
+}

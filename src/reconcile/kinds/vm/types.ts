@@ -1,0 +1,131 @@
+/** The VM kind's types: its normalized config, desired resource, recorded facts and step operations. */
+import type { Seed } from '../../../cloudinit/index.js';
+import type { CpuMode, GraphicsType, VolumeFormat } from '../../../model/definitions.js';
+import type { DesiredBase } from '../../core/resource.js';
+
+export type DiskBus = 'virtio' | 'sata' | 'scsi' | 'ide';
+
+export interface VmConfig {
+  vcpus: number;
+  /** Only when declared (the effective maximum is then `vcpus`), so older spec hashes stay valid. */
+  maxVcpus?: number;
+  memoryKiB: number;
+  /** Only when declared (default `memoryKiB`). */
+  maxMemoryKiB?: number;
+  description?: string;
+  /** Only when something is declared beyond the defaults (BIOS, no kernel), so older spec hashes stay valid. */
+  boot?: VmBoot;
+  /** Only when declared: undeclared is libvirt's default (no `<cpu>`; it writes `custom` qemu64). */
+  cpu?: { mode: CpuMode; model?: string };
+  /** Only when declared with a type other than none. */
+  graphics?: { type: GraphicsType; listen: string };
+  /** Only when false (the default is true: the channel is there), so older spec hashes stay valid. */
+  guestAgent?: false;
+  /**
+   * `<domain type>`, only when declared (older spec hashes stay valid). Undeclared: an existing
+   * domain keeps the type it has; a new one gets the host's choice (`--domain-type`, default auto).
+   */
+  domainType?: 'kvm' | 'qemu';
+  /** Only when declared. Digests only: the seed's text (user-data can hold secrets) never enters a config. */
+  cloudInit?: VmCloudInit;
+  disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
+  nics: { network: string; mac?: string; model: string }[];
+  /** spec.extraDevices, canonical (one line each); only when declared and not empty, so older spec hashes stay valid. */
+  extraDevices?: string[];
+}
+/** spec.boot normalized: kernel/initrd are host paths (a volume's file path when given as a volume). */
+export interface VmBoot {
+  firmware?: 'uefi';
+  kernel?: string;
+  kernelVolume?: string;
+  initrd?: string;
+  initrdVolume?: string;
+  cmdline?: string;
+}
+/**
+ * spec.cloudInit normalized: where the seed volume is, the CD-ROM it is attached as, and sha256
+ * digests (`sha256:<hex>`) of the ISO and of each file in it.
+ */
+export interface VmCloudInit {
+  pool: string;
+  /** `<vm>-cidata.iso`. */
+  volume: string;
+  path: string;
+  /** IDE target of the CD-ROM (the first after the VM's IDE disks: hda for a VM without any). */
+  target: string;
+  seed: string;
+  userData: string;
+  metaData: string;
+  networkConfig?: string;
+  instanceId: string;
+}
+
+/** Where a seed volume is and what was uploaded into it (VM facts). */
+export interface SeedFact {
+  pool: string;
+  volume: string;
+  sha256: string;
+}
+
+export type RestartPolicy = 'Never' | 'OnChange';
+export type DesiredVm = DesiredBase<'VirtualMachine', VmConfig> & {
+  autostart: boolean; state: 'running' | 'stopped'; restartPolicy: RestartPolicy;
+  /**
+   * The cloud-init seed image built from `spec.cloudInit` (its text can hold secrets), handed to
+   * the `vm.seed` step through the desired resource. Beside `config`, never in it: no spec hash,
+   * plan JSON, journal entry or record holds it (none serializes a desired resource).
+   */
+  seedImage?: Seed;
+};
+
+/** A NIC as virtform last defined it: the MAC it resolved (declared or chosen once). */
+export interface ResolvedNic {
+  network: string;
+  model: string;
+  mac: string;
+  declared: boolean;
+}
+
+/** A running domain whose persistent definition has changes it only takes at the next boot. */
+export interface RestartRequired {
+  /** Plan field names (`spec.vcpus`, `spec.disks[1].bus`, …). */
+  fields: string[];
+  /** What the running domain has, per field (as first seen). */
+  running: Record<string, unknown>;
+  /** What the persistent definition has now, per field. */
+  defined: Record<string, unknown>;
+  /** ISO time the first of these changes was applied. */
+  since?: string;
+  /** libvirt's id of the running domain then; a restart gives it another one. */
+  domainId?: number;
+  /** Why, beyond the values (a live change the guest did not take). */
+  notes?: string[];
+}
+
+/** What a VM's record keeps in `details.facts` (read on every run through the state index). */
+export interface VmFacts {
+  nics?: ResolvedNic[];
+  /** The memory balloon virtio virtform defined the domain with (absent: defined by an older virtform, `none`). */
+  balloon?: string;
+  /** Whether virtform defined the domain with the guest agent channel (absent: by a virtform from before the channel, without it). */
+  guestAgent?: boolean;
+  restartRequired?: RestartRequired;
+  /** The seed volume and the digest virtform uploaded into it last. */
+  seed?: SeedFact;
+  /** When virtform last started the domain (ms since the epoch) and the libvirt id it got. */
+  startedAt?: { atMs: number; domainId: number };
+  /** What the last live change could verify in the guest (`memory verified`, `vCPUs not verified (…)`). */
+  liveCheck?: string[];
+  /** The seed digest the running domain (libvirt domain id) was started with. */
+  seedBooted?: { sha256?: string; domainId: number };
+}
+
+export type VmOp =
+  | { op: 'vm.define'; define: boolean; autostart?: boolean }
+  | { op: 'vm.live'; vcpus?: number; memoryKiB?: number; description?: string | null }
+  | { op: 'vm.seed'; pool: string; volume: string; sha256: string }
+  | { op: 'vm.unseed'; pool: string; volume: string }
+  | { op: 'vm.start' }
+  | { op: 'vm.stop'; graceful: boolean; restart?: boolean }
+  /** `graceful`: a running domain is shut down (ACPI, up to --shutdown-timeout) before it is forced off. */
+  | { op: 'vm.delete'; graceful?: boolean; seed?: { pool: string; volume: string } };
