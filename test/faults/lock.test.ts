@@ -7,10 +7,11 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
+import { ensureBuilt, openJournal, orphans, runCli } from '../support/real-host.js';
 import { writeManifests } from '../support/manifests.js';
 import { declaredFrom, ensureLibvirtd, spawnCli } from './support.js';
 import { suiteNames } from '../support/names.js';
+import { lab } from '../support/suite.js';
 import { openStateStore, readLease } from '../../src/state/index.js';
 
 /** The writer lease's epoch in the state DB (undefined: never taken). */
@@ -28,28 +29,7 @@ const P = N.base;
 const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'];
 let work: string;
 
-const manifests = {
-  'env.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: ${TEST_POOL_ROOT}/${P}-pool}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-root}
-spec: {pool: ${P}-pool, capacity: 8MiB, format: qcow2}
----
-apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${P}-net}
-spec: {mode: isolated, cidr: 10.236.0.0/24}
----
-apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${P}-vm}
-spec: {vcpus: 1, memory: 64MiB, state: stopped, disks: [{volume: ${P}-root}], nics: [{network: ${P}-net}]}
-`,
-};
+const manifests = lab(N, { state: 'stopped', rootCapacity: '8MiB' }).files();
 
 beforeAll(async () => {
   await ensureLibvirtd();

@@ -38,7 +38,7 @@ import { LibvirtClient } from '../../src/libvirt/index.js';
 import { openHost } from '../../src/reconcile/adapters/libvirt-host.js';
 import type { LibvirtHost } from '../../src/reconcile/adapters/libvirt-host.js';
 import { ensureBuilt, runCli } from '../support/cli.js';
-import { isolatedNetworkXml } from '../support/guest.js';
+import { startDirPool, startIsolatedNetwork } from '../support/guest.js';
 import { SchemaProbe } from './schema-probe.js';
 import {
   assertSubnetFree,
@@ -150,17 +150,9 @@ describe.sequential('Debian guest + cloud-init, self-contained: seed.ts seed, up
   beforeAll(async () => {
     assertSubnetFree(SUBNET);
     host = await openHost(URI);
-    const netXml = join(tmp, 'net.xml');
-    writeFileSync(netXml, isolatedNetworkXml(NET, 'vftgdeb0', SUBNET));
-    virsh('net-define', netXml);
-    virsh('net-start', NET);
+    startIsolatedNetwork(NET, 'vftgdeb0', SUBNET, tmp);
     expect(virsh('net-dumpxml', NET)).not.toContain('<forward');
-
-    const poolXml = join(tmp, 'pool.xml');
-    writeFileSync(poolXml, `<pool type='dir'><name>${POOL}</name><target><path>${POOL_DIR}</path></target></pool>\n`);
-    virsh('pool-define', poolXml);
-    virsh('pool-build', POOL);
-    virsh('pool-start', POOL);
+    startDirPool(POOL, POOL_DIR, tmp);
 
     // The image, written into a qcow2 volume through libvirt's (sparse) upload stream.
     const baseXml = join(tmp, 'base.xml');

@@ -6,12 +6,13 @@
  * changes the owner of the files a domain boots from while it runs, and the cache directory is
  * replaced by a rebuild (another worktree's script version may prune it).
  */
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { LibvirtClient, VIR_DOMAIN_START_PAUSED } from '../../src/libvirt/index.js';
 import { ROOT } from './cli.js';
 import { TEST_POOL_ROOT } from './names.js';
+import { virsh } from './virsh.js';
 
 /** `built`: the build script's cache directory (kernel-version, …); `dir`: the copies. */
 export interface TinyGuestFiles { built: string; dir: string; kernel: string; initrd: string; remove(): void }
@@ -52,6 +53,23 @@ export function isolatedNetworkXml(name: string, bridge: string, subnet: string,
   </ip>
 </network>
 `;
+}
+
+/** Defines and starts an isolated network (isolatedNetworkXml) through virsh; its XML file goes to `dir`. */
+export function startIsolatedNetwork(name: string, bridge: string, subnet: string, dir: string, range?: { start: number; end: number }): void {
+  const file = join(dir, `${name}.xml`);
+  writeFileSync(file, isolatedNetworkXml(name, bridge, subnet, range));
+  virsh('net-define', file);
+  virsh('net-start', name);
+}
+
+/** Defines, builds and starts a dir pool at `path` through virsh; its XML file goes to `dir`. */
+export function startDirPool(name: string, path: string, dir: string): void {
+  const file = join(dir, `${name}.xml`);
+  writeFileSync(file, `<pool type='dir'><name>${name}</name><target><path>${path}</path></target></pool>\n`);
+  virsh('pool-define', file);
+  virsh('pool-build', name);
+  virsh('pool-start', name);
 }
 
 /**

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ensureBuilt, runCli, type CliResult } from './cli.js';
 import { writeManifests } from './manifests.js';
 import { suiteNames, type SuiteId, type SuiteNames } from './names.js';
-import { filesOf, type Manifests } from './scenario.js';
+import { filesOf, scenario, type Manifests, type Scenario } from './scenario.js';
 
 export interface Suite extends SuiteNames {
   /** The file's temp dir (removed after the file). */
@@ -81,4 +81,45 @@ export function useSuite(id: SuiteId, opts: SuiteOptions = {}): Suite {
     if (work) rmSync(work, { recursive: true, force: true });
   }, 60_000);
   return s;
+}
+
+export interface LabOptions {
+  /** The VM's state (default running). */
+  state?: string;
+  /** The VM's memory (default 64MiB). */
+  memory?: string;
+  /** The root volume's capacity (default 16MiB). */
+  rootCapacity?: string;
+  /** Static DHCP hosts by last octet (MAC `n.mac(h)`, IP `n.ip(h)`); none: no DHCP. */
+  dhcpHosts?: number[];
+  /** The VM NIC's MAC as `n.mac(h)` (default: libvirt picks one). */
+  mac?: number;
+  /** The file the VM goes to (default `vm.yaml`; the pool and volume go to `storage.yaml`, the network to `network.yaml`). */
+  vmFile?: string;
+  /** More of the VM's spec (replaces the defaults). */
+  vm?: Record<string, unknown>;
+}
+
+/**
+ * The small lab many suites start from: a pool `<base>-pool` at the suite's pool path, a qcow2
+ * `<base>-root`, an isolated network `<base>-net` on the suite's first /24 and a VM `<base>-vm`
+ * (1 vCPU, 64MiB, booting nothing) with the root disk and one NIC; nothing autostarts.
+ */
+export function lab(n: SuiteNames, o: LabOptions = {}): Scenario {
+  const P = n.base;
+  const dhcp = o.dhcpHosts
+    ? { start: n.ip(100), end: n.ip(199), hosts: o.dhcpHosts.map((h) => ({ mac: n.mac(h), ip: n.ip(h) })) }
+    : undefined;
+  return scenario().in('storage.yaml')
+    .pool(`${P}-pool`, { path: n.poolPath(), autostart: false })
+    .volume(`${P}-root`, { capacity: o.rootCapacity ?? '16MiB', format: 'qcow2' })
+    .in('network.yaml')
+    .network(`${P}-net`, { cidr: n.cidr(), dhcp, autostart: false })
+    .in(o.vmFile ?? 'vm.yaml')
+    .vm(`${P}-vm`, {
+      memory: o.memory ?? '64MiB', state: o.state ?? 'running',
+      disks: [{ volume: `${P}-root`, bus: 'virtio', boot: 1 }],
+      nics: [{ network: `${P}-net`, mac: o.mac === undefined ? undefined : n.mac(o.mac) }],
+      ...o.vm,
+    });
 }

@@ -3,6 +3,8 @@
  * host's libvirtd): one helper instead of one per test file. Errors carry virsh's stderr.
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 export const URI = 'qemu:///system';
@@ -102,4 +104,17 @@ export function dhcpLeases(net: string): Lease[] {
 /** `virsh dommemstat NAME` as numbers (KiB): actual, rss, … */
 export function domMemStat(name: string): Record<string, number> {
   return Object.fromEntries(lines(virsh('dommemstat', name)).map((l) => l.split(/\s+/)).filter((f) => f.length === 2).map((f) => [f[0]!, Number(f[1])]));
+}
+
+/**
+ * Redefines a domain's persistent definition with `edit` applied to its XML (what `virsh edit`
+ * does); the edit must change it. The file goes to `dir`.
+ */
+export function redefineDomain(name: string, edit: (xml: string) => string, dir: string): void {
+  const file = join(dir, 'edited.xml');
+  const xml = virsh('dumpxml', '--inactive', name);
+  const next = edit(xml);
+  if (next === xml) throw new Error(`redefineDomain ${name}: the edit changed nothing`);
+  writeFileSync(file, next);
+  virsh('define', file);
 }

@@ -20,7 +20,7 @@ import type { HostPort } from '../../../src/reconcile/ports.js';
 import { waitForAddresses } from '../../../src/status/index.js';
 import { suiteNames } from '../../support/names.js';
 import { dhcpLeases, virsh } from '../../support/virsh.js';
-import { assertSubnetFree, GUEST_VIRT as VIRT, isolatedNetworkXml, tinyDomainXml, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
+import { assertSubnetFree, GUEST_VIRT as VIRT, startIsolatedNetwork, tinyDomainXml, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
 const N = suiteNames('addrp');
 const P = N.base;
@@ -40,9 +40,7 @@ beforeAll(async () => {
   chmodSync(DIR, 0o755);
   const seed = buildNoCloudSeed({ vmName: DOM, userData: '#cloud-config\n', metaData: { 'instance-id': `iid-${DOM}` } });
   writeFileSync(join(DIR, 'seed.iso'), seed.iso, { mode: 0o644 });
-  writeFileSync(join(DIR, 'net.xml'), isolatedNetworkXml(NET, 'vftaddrp0', SUBNET));
-  virsh('net-define', join(DIR, 'net.xml'));
-  virsh('net-start', NET);
+  startIsolatedNetwork(NET, 'vftaddrp0', SUBNET, DIR);
   writeFileSync(join(DIR, 'dom.xml'), tinyDomainXml({
     name: DOM, virt: VIRT, memoryMiB: 128, kernel: files.kernel, initrd: files.initrd,
     seed: join(DIR, 'seed.iso'), mac: MAC, network: NET, consoleLog: join(DIR, 'console.log'),

@@ -23,7 +23,7 @@ import { buildNoCloudSeed } from '../../../src/cloudinit/seed.js';
 import { sleep } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
 import { dhcpLeases, virsh, type Lease } from '../../support/virsh.js';
-import { assertSubnetFree, GUEST_VIRT as VIRT, isolatedNetworkXml, tinyDomainXml, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
+import { assertSubnetFree, GUEST_VIRT as VIRT, startDirPool, startIsolatedNetwork, tinyDomainXml, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
 
 const N = suiteNames('tiny');
 const PREFIX = N.base;
@@ -140,18 +140,10 @@ async function bootAndCheck(v: Variant): Promise<void> {
 describe.sequential('tiny guest: direct kernel boot + NoCloud seed on an isolated network', () => {
   beforeAll(() => {
     // Isolated network: no <forward>, no STP, DHCP in .100-.199.
-    const netXml = join(tmp, 'net.xml');
-    writeFileSync(netXml, isolatedNetworkXml(NET, BRIDGE, SUBNET, RANGE));
-    virsh('net-define', netXml);
-    virsh('net-start', NET);
+    startIsolatedNetwork(NET, BRIDGE, SUBNET, tmp, RANGE);
     expect(virsh('net-dumpxml', NET)).not.toContain('<forward');
-
     // Dir pool holding the seeds.
-    const poolXml = join(tmp, 'pool.xml');
-    writeFileSync(poolXml, `<pool type='dir'><name>${POOL}</name><target><path>${POOL_DIR}</path></target></pool>\n`);
-    virsh('pool-define', poolXml);
-    virsh('pool-build', POOL);
-    virsh('pool-start', POOL);
+    startDirPool(POOL, POOL_DIR, tmp);
   });
 
   it(

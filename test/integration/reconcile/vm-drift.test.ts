@@ -6,12 +6,12 @@
  * running VM.
  */
 import { describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { writeManifests } from '../../support/manifests.js';
-import { runCli, virsh } from '../../support/real-host.js';
+import { redefineDomain, virsh } from '../../support/virsh.js';
 import { useSuite } from '../../support/suite.js';
+import { scenario, type Scenario } from '../../support/scenario.js';
+import { parse } from 'yaml';
+import type { VmDisk, VmNic } from '../../../src/manifest/types.generated.js';
 
 const N = useSuite('vmdrift', {
   setup: async () => {
@@ -24,76 +24,34 @@ const VM = `${P}-vm`;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 
 interface Opts { vcpus?: number; memory?: string; maxMemory?: string; nics?: string; disks?: string; dataCapacity?: string; state?: string; extraVolume?: boolean }
-function files(o: Opts = {}): Record<string, string> {
-  return {
-    'base.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: ${POOL_DIR}}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-root}
-spec: {pool: ${P}-pool, capacity: 16MiB}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-data}
-spec: {pool: ${P}-pool, capacity: ${o.dataCapacity ?? '16MiB'}, format: raw}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-extra}
-spec: {pool: ${P}-pool, capacity: 16MiB, format: raw}
----
-apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${P}-a}
-spec: {mode: isolated, cidr: 10.243.0.0/24, autostart: false}
----
-apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${P}-b}
-spec: {mode: isolated, cidr: 10.244.0.0/24, autostart: false}
-`,
-    'vm.yaml': `apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}}
-spec:
-  vcpus: ${o.vcpus ?? 1}
-  maxVcpus: 2
-  memory: ${o.memory ?? '64MiB'}
-  maxMemory: ${o.maxMemory ?? '128MiB'}
-  state: ${o.state ?? 'running'}
-  disks: ${o.disks ?? `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}]`}
-  nics: ${o.nics ?? `[{network: ${P}-a}, {network: ${P}-b, model: e1000}]`}
-`,
-  };
+function files(o: Opts = {}): Scenario {
+  return scenario().in('base.yaml')
+    .pool(`${P}-pool`, { path: POOL_DIR })
+    .volume(`${P}-root`)
+    .volume(`${P}-data`, { capacity: o.dataCapacity ?? '16MiB', format: 'raw' })
+    .volume(`${P}-extra`, { format: 'raw' })
+    .network(`${P}-a`, { cidr: N.cidr(0), autostart: false })
+    .network(`${P}-b`, { cidr: N.cidr(1), autostart: false })
+    .in('vm.yaml')
+    .vm(VM, {
+      vcpus: o.vcpus ?? 1, maxVcpus: 2, memory: o.memory ?? '64MiB', maxMemory: o.maxMemory ?? '128MiB', state: o.state ?? 'running',
+      disks: parse(o.disks ?? `[{volume: ${P}-root, boot: 1}, {volume: ${P}-data}]`) as VmDisk[],
+      nics: parse(o.nics ?? `[{network: ${P}-a}, {network: ${P}-b, model: e1000}]`) as VmNic[],
+    });
 }
 
-const cli = (args: string[]) => runCli([...args, '--db', N.db]);
+const cli = (args: string[]) => N.cli(args);
 async function reconcileOk(o: Opts = {}): Promise<string> {
-  writeManifests(N.mdir, files(o));
-  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
-  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-  return r.stdout;
+  return (await N.reconcileOk(files(o), ['--domain-type', 'qemu'])).stdout;
 }
 async function dryRun(o: Opts = {}): Promise<{ code: number | null; stdout: string }> {
-  writeManifests(N.mdir, files(o));
-  const r = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode']);
+  const r = await N.dryRun(files(o));
   return { code: r.code, stdout: r.stdout + r.stderr };
 }
 const definition = () => parseDomainXml(virsh('dumpxml', '--inactive', VM));
 const liveXml = () => parseDomainXml(virsh('dumpxml', VM));
 /** Redefine the persistent definition with `edit` applied to its XML (what `virsh edit` does). */
-function redefine(edit: (xml: string) => string): void {
-  const file = join(N.work, 'edited.xml');
-  const xml = virsh('dumpxml', '--inactive', VM);
-  const next = edit(xml);
-  expect(next).not.toBe(xml);
-  writeFileSync(file, next);
-  virsh('define', file);
-}
+const redefine = (edit: (xml: string) => string): void => redefineDomain(VM, edit, N.work);
 /** What the manifest says, as it reads back from the definition. */
 const manifestView = (macs: string[]) => ({
   vcpus: 1, maxVcpus: 2, memoryKiB: 65536, maxMemoryKiB: 131072, balloon: 'virtio', description: undefined,

@@ -8,12 +8,11 @@
  * [restart] change and gets the channel. The read-back oracle checks every converged state.
  */
 import { describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { parseDomainXml } from '../../../src/libvirt/xml/index.js';
-import { writeManifests } from '../../support/manifests.js';
-import { runCli, virsh } from '../../support/real-host.js';
+import { redefineDomain, virsh } from '../../support/virsh.js';
+import { scenario, type Scenario } from '../../support/scenario.js';
+import { parse } from 'yaml';
 import { expectReadbackMatches } from '../../support/readback.js';
 import { useSuite } from '../../support/suite.js';
 
@@ -21,41 +20,22 @@ const N = useSuite('hw');
 const P = N.base;
 const VM = `${P}-vm`;
 
-function files(spec: string, state = 'running'): Record<string, string> {
-  return {
-    'vm.yaml': `apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  state: ${state}${spec ? `\n  ${spec.trim().split('\n').join('\n  ')}` : ''}
-`,
-  };
-}
+/** The VM with `spec` (YAML lines) added to its spec. */
+const files = (spec: string, state = 'running'): Scenario =>
+  scenario().in('vm.yaml').vm(VM, { state, ...(parse(spec) as Record<string, unknown> | null ?? {}) });
 
-const cli = (args: string[]) => runCli([...args, '--db', N.db]);
+const cli = (args: string[]) => N.cli(args);
 async function reconcileOk(spec: string, state?: string): Promise<string> {
-  writeManifests(N.mdir, files(spec, state));
-  const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu', '--shutdown-timeout', '0']);
-  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+  const r = await N.reconcileOk(files(spec, state), ['--domain-type', 'qemu']);
   await expectReadbackMatches(N.mdir, 'qemu:///system', undefined, 'vm-hardware');
   return r.stdout;
 }
 async function dryRun(spec: string, state?: string): Promise<{ code: number | null; out: string }> {
-  writeManifests(N.mdir, files(spec, state));
-  const r = await cli(['reconcile', N.mdir, '--dry-run', '--detailed-exitcode', '--domain-type', 'qemu']);
+  const r = await N.dryRun(files(spec, state), ['--domain-type', 'qemu']);
   return { code: r.code, out: r.stdout + r.stderr };
 }
 const definition = () => parseDomainXml(virsh('dumpxml', '--inactive', VM));
-function redefine(edit: (xml: string) => string): void {
-  const file = join(N.work, 'edited.xml');
-  const xml = virsh('dumpxml', '--inactive', VM);
-  const next = edit(xml);
-  expect(next).not.toBe(xml);
-  writeFileSync(file, next);
-  virsh('define', file);
-}
+const redefine = (edit: (xml: string) => string): void => redefineDomain(VM, edit, N.work);
 
 describe.sequential('VM cpu, graphics and guest agent on qemu:///system', () => {
   it('defines them; libvirt reads them back; a running VM has a VNC port and the plan is empty', async () => {
@@ -104,7 +84,7 @@ describe.sequential('VM cpu, graphics and guest agent on qemu:///system', () => 
     expect(dry.out).toContain('1 in conflict');
     expect(dry.out).toContain(`VirtualMachine ${VM}: spec.cpu.mode host-passthrough is not offered by the host for qemu domains`);
     expect(dry.out).toMatch(/it offers maximum, host-model, custom/);
-    writeManifests(N.mdir, files('cpu: {mode: host-passthrough}', 'stopped'));
+    N.write(files('cpu: {mode: host-passthrough}', 'stopped'));
     const r = await cli(['reconcile', N.mdir, '--domain-type', 'qemu']);
     expect(r.code).toBe(1);
     expect(definition().cpu).toEqual({ mode: 'custom', model: 'Westmere' });

@@ -10,10 +10,12 @@ import { openHost, type LibvirtHost } from '../../../src/reconcile/adapters/libv
 import type { HostPort } from '../../../src/reconcile/ports.js';
 import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { reconcile, planOnly } from '../../../src/reconcile/engine.js';
-import { desiredFrom, tempDir, writeManifests } from '../../support/manifests.js';
-import { cleanupPrefix, ensureBuilt, virsh } from '../../support/real-host.js';
+import { desiredFrom, writeManifests } from '../../support/manifests.js';
+import { ensureBuilt, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-lvd';
+const N = suiteNames('lvd');
+const P = N.base;
 const POOL_DIR = `/var/lib/virtform-test/${P}-pool`;
 const FAST = { maxAttempts: 2, baseDelayMs: 10, maxDelayMs: 20 };
 
@@ -63,16 +65,16 @@ function counting(h: HostPort, calls: string[]): HostPort {
 }
 
 beforeAll(async () => {
-  cleanupPrefix(P);
+  N.cleanup();
   ensureBuilt();
-  work = tempDir();
+  work = N.tempDir();
   host = await openHost('qemu:///system', { domainType: 'qemu' });
   store = await openStateStore(join(work, 'state.db'));
 });
 afterAll(async () => {
   await host?.close();
   await store?.close();
-  cleanupPrefix(P);
+  N.cleanup();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runCli, virsh } from '../../support/real-host.js';
-import { useSuite } from '../../support/suite.js';
+import { lab, useSuite } from '../../support/suite.js';
 
 const N = useSuite('status', {
   manifestDir: 'm',
@@ -18,33 +18,7 @@ const N = useSuite('status', {
 const P = N.base;
 const VM = `${P}-vm`;
 
-const files = {
-  'all.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: /var/lib/virtform-test/${P}-pool, autostart: false}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-root}
-spec: {pool: ${P}-pool, capacity: 16MiB, format: qcow2}
----
-apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${P}-net}
-spec: {mode: isolated, cidr: 10.239.78.0/24, autostart: false}
----
-apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  state: running
-  disks: [{volume: ${P}-root, bus: virtio, boot: 1}]
-  nics: [{network: ${P}-net}]
-`,
-};
+const files = lab(N);
 
 interface Row { kind: string; name: string; desired: string; observed: string; status: string; recordedStatus: string }
 async function statusJson(): Promise<{ code: number | null; rows: Row[] }> {

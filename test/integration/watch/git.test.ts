@@ -13,6 +13,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, startWatch, waitFor, type Watcher } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
+import { lab } from '../../support/suite.js';
 import { dhcpHosts as netHosts, domState, tryVirsh, URI, virsh } from '../../support/virsh.js';
 import { TestRepo, startGitDaemon, type Daemon } from '../../support/git.js';
 import { mergeSnapshots, waitForReadbackMatch, expectReadbackMatches, type Snapshot } from '../../support/readback.js';
@@ -26,42 +27,9 @@ const INTERVAL_S = 1;
 const mac = (h: string): string => N.mac(Number(h));
 
 function files(o: { memory?: string; hosts?: string[]; broken?: boolean; vmState?: string } = {}): Record<string, string> {
-  const hosts = (o.hosts ?? ['11']).map((h) => `      - {mac: "${mac(h)}", ip: ${N.ip(Number(h))}}`).join('\n');
-  return {
-    'storage.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: ${N.poolPath()}, autostart: false}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-root}
-spec: {pool: ${P}-pool, capacity: 16MiB, format: qcow2}
-`,
-    'network.yaml': `apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${NET}}
-spec:
-  mode: isolated
-  cidr: ${N.cidr()}
-  dhcp:
-    start: ${N.ip(100)}
-    end: ${N.ip(199)}
-    hosts:
-${hosts}
-  autostart: false
-`,
-    'vms.yaml': `apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}}
-spec:
-  vcpus: 1
-  memory: ${o.broken ? 'a lot' : o.memory ?? '64MiB'}
-  state: ${o.vmState ?? 'running'}
-  disks: [{volume: ${P}-root, bus: virtio, boot: 1}]
-  nics: [{network: ${NET}, mac: "${mac('11')}"}]
-`,
-  };
+  return lab(N, {
+    dhcpHosts: (o.hosts ?? ['11']).map(Number), mac: 11, memory: o.broken ? 'a lot' : o.memory, state: o.vmState, vmFile: 'vms.yaml',
+  }).files();
 }
 
 const dhcpHosts = (): string[] => netHosts(NET);
@@ -145,10 +113,10 @@ describe('virtform watch --git on qemu:///system', () => {
     expect(s.git.appliedCommit).toBe(good);
     expect(s.git.fetchedCommit).toBe(bad);
     expect(s.git.differ).toBe(true);
-    expect(s.git.error).toMatch(/^validation failed at env\/vms\.yaml:6:\d+: VirtualMachine\/vftest-git-vm: spec\.memory/);
-    expect(s.git.summary).toContain(`fetched ${bad.slice(0, 7)}, applied ${good.slice(0, 7)}: validation failed at env/vms.yaml:6:`);
+    expect(s.git.error).toMatch(/^validation failed at env\/vms\.yaml:7:\d+: VirtualMachine\/vftest-git-vm: spec\.memory/);
+    expect(s.git.summary).toContain(`fetched ${bad.slice(0, 7)}, applied ${good.slice(0, 7)}: validation failed at env/vms.yaml:7:`);
     const text = await runCli(['status', '--db', db, '--uri', URI]);
-    expect(text.stdout).toContain(`fetched ${bad.slice(0, 7)}, applied ${good.slice(0, 7)}: validation failed at env/vms.yaml:6:`);
+    expect(text.stdout).toContain(`fetched ${bad.slice(0, 7)}, applied ${good.slice(0, 7)}: validation failed at env/vms.yaml:7:`);
     expect(w.logs.some((l) => l.msg === 'git: fetched commit refused; nothing changed, the applied commit stays')).toBe(true);
   });
 

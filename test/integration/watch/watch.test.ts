@@ -15,51 +15,16 @@ import { parsePrometheus, sampleValue, writeFilesInPlace } from '../../unit/watc
 import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../../support/libvirtd.js';
 import { runCli, startWatch, waitFor, type Watcher } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
+import { lab } from '../../support/suite.js';
 import { dhcpHosts as netHosts, domState, tryVirsh, URI, virsh } from '../../support/virsh.js';
 
 const N = suiteNames('watch');
 const P = N.base;
 const VM = `${P}-vm`;
 const NET = `${P}-net`;
-const POOL_PATH = N.poolPath();
 
 function manifests(opts: { hosts?: string[]; broken?: boolean } = {}): Record<string, string> {
-  const hosts = (opts.hosts ?? ['11']).map((h) => `      - {mac: "${mac(h)}", ip: ${N.ip(Number(h))}}`).join('\n');
-  return {
-    'storage.yaml': `apiVersion: virtform.dev/v1
-kind: StoragePool
-metadata: {name: ${P}-pool}
-spec: {path: ${POOL_PATH}, autostart: false}
----
-apiVersion: virtform.dev/v1
-kind: Volume
-metadata: {name: ${P}-root}
-spec: {pool: ${P}-pool, capacity: 16MiB, format: qcow2}
-`,
-    'network.yaml': `apiVersion: virtform.dev/v1
-kind: Network
-metadata: {name: ${NET}}
-spec:
-  mode: isolated
-  cidr: ${N.cidr()}
-  dhcp:
-    start: ${N.ip(100)}
-    end: ${N.ip(199)}
-    hosts:
-${hosts}
-  autostart: false
-`,
-    'vm.yaml': `apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${VM}}
-spec:
-  vcpus: 1
-  memory: ${opts.broken ? 'plenty' : '64MiB'}
-  state: running
-  disks: [{volume: ${P}-root, bus: virtio, boot: 1}]
-  nics: [{network: ${NET}, mac: "${mac('11')}"}]
-`,
-  };
+  return lab(N, { dhcpHosts: (opts.hosts ?? ['11']).map(Number), mac: 11, memory: opts.broken ? 'plenty' : undefined }).files();
 }
 
 /** The MAC of DHCP host `h` (a decimal string, as the IP's last octet). */
