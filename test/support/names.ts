@@ -31,7 +31,7 @@ export const SUITES = {
   restart: 13, rpc: 14, strm: 15, xml: 16, rpctd: 43,
   crash: 17, drift: 18, exactdrift: 19, xdev: 20, contract: 21, prop: 22, pooldirs: 23, eng: 24, rec: 44,
   rob: 25, safety: 26, stoptimeout: 27, td: 28, urlpolicy: 29, url: 30, vmdrift: 31, hw: 32, vmo: 33,
-  urlcrash: 45, lvd: 46, controls: 34, data: 35, sbxva: 36, sbxgit: 37, sbxout: 38, addr: 39, status: 40, git: 41, watch: 42,
+  urlcrash: 45, lvd: 46, lease: 47, upg: 48, typed: 49, controls: 34, data: 35, sbxva: 36, sbxgit: 37, sbxout: 38, addr: 39, status: 40, git: 41, watch: 42,
   // test/guest
   guestdeb: 60,
   // test/faults

@@ -127,8 +127,8 @@ describe.sequential('virtform console', () => {
       const bootMs = Date.now() - t0;
       expect(s.out()).toMatch(/vf-guest: boot \d+\.\d+/);
       // The guest's tty echoes what it receives.
-      s.child.stdin.write('vftest-typed-42\r');
-      await until('the echo', () => s.out().includes('vftest-typed-42'), 20_000, ctx);
+      s.child.stdin.write('vf-echo-typed-42\r');
+      await until('the echo', () => s.out().includes('vf-echo-typed-42'), 20_000, ctx);
       const t1 = Date.now();
       s.child.stdin.write(Buffer.from([0x1d]));
       const r = await s.done;

@@ -3,7 +3,7 @@
  * `make test`, PostgreSQL in `make test-postgres` (testDbLocation). Two runs serialize (the second
  * exits 1 naming the holder, or waits with --lock-timeout); a SIGKILLed holder's lease is taken
  * over at once from this machine (dead pid), and only after expiry when it was held from another.
- * The holder is kept inside its apply by an injected, retried failure. Objects: vftest-lease-*.
+ * The holder is kept inside its apply by an injected, retried failure. Objects: the suite's names (test/support/names.ts).
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,8 +11,10 @@ import { openStateStore, readLease, type LeaseRow } from '../../../src/state/ind
 import { tempDir, writeManifests } from '../../support/manifests.js';
 import { cleanupPrefix, ensureBuilt, runCli, spawnCli, TEST_POOL_ROOT } from '../../support/real-host.js';
 import { testDbLocation } from '../../support/postgres.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-lease';
+const N = suiteNames('lease');
+const P = N.base;
 const COMMON = ['--uri', 'qemu:///system', '--shutdown-timeout', '0', '--allow-empty', '--max-deletions', 'all'];
 /** Short lease durations for the holder whose lease must expire in the test. */
 const SHORT = ['--lease-duration', '8', '--renew-deadline', '6', '--retry-period', '1'];

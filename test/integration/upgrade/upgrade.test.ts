@@ -13,12 +13,14 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { tempDir, writeManifests } from '../../support/manifests.js';
 import { cleanupPrefix, ensureBuilt, ROOT, runCli, virsh } from '../../support/real-host.js';
+import { suiteNames } from '../../support/names.js';
 
-const P = 'vftest-upg-';
+const N = suiteNames('upg');
+const P = N.prefix;
 const URI = 'qemu:///system';
 const OLD = [
-  { sha: '90f7ed0', cidr: '10.238.1.0/24' },
-  { sha: 'eea9481', cidr: '10.238.2.0/24' },
+  { sha: '90f7ed0', cidr: N.cidr(0) },
+  { sha: 'eea9481', cidr: N.cidr(1) },
 ];
 
 /** A small set every version understands: a pool, a volume and its clone, a network, a stopped VM. */

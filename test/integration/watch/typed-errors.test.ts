@@ -7,7 +7,7 @@
  *   (`invalid`, with the daemon's code and domain) and an image file gone between validation and
  *   import (an `invalid` the Volume kind raises itself, no libvirt call: the old message-keyed Proxy over
  *   the host never saw it, and the watcher requeued it forever) are both stalled, not requeued.
- * Objects are named vftest-typed-*; the VMs are diskless TCG domains that boot no OS.
+ * Objects are the suite's names (test/support/names.ts); the VMs are diskless TCG domains that boot no OS.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -24,9 +24,11 @@ import {
 } from '../../../src/libvirt/index.js';
 import { waitFor } from '../../unit/watch/helpers.js';
 import { removingOnCall } from '../../support/vanishing-file.js';
+import { suiteNames } from '../../support/names.js';
 
 const URI = 'qemu:///system';
-const P = 'vftest-typed-';
+const N = suiteNames('typed');
+const P = N.prefix;
 const POOL_PATH = `/var/lib/virtform-test/${P}pool`;
 
 let work: string;

@@ -56,7 +56,7 @@ describe('suite names', () => {
     for (const d of ['test/integration', 'test/guest', 'test/faults']) walk(join(ROOT, d));
     // A quoted name that starts `vftest-` outside a comment (names of objects that must not exist
     // are no objects of a suite).
-    const literal = /['"`]vftest-(?!\$\{)(?!no-such|nonexistent|nope|missing|typed|marker)[a-z0-9][\w-]*/g;
+    const literal = /['"`]vftest-(?!\$\{)(?!no-such|nonexistent|nope|missing|marker)[a-z0-9][\w-]*/g;
     const comment = /^\s*(\*|\/\*|\/\/)/;
     const offenders = files.flatMap((f) => readFileSync(f, 'utf8').split('\n').flatMap((line, i) =>
       comment.test(line) ? [] : [...line.matchAll(literal)].map((m) => `${relative(ROOT, f)}:${i + 1}: ${m[0]}`)));
