@@ -94,7 +94,7 @@ const volumes = (): string[] => {
     return [];
   }
 };
-const cacheFiles = (db: string): string[] => (existsSync(join(N.db, '..', 'images')) ? readdirSync(join(N.db, '..', 'images')) : []);
+const cacheFiles = (db: string): string[] => (existsSync(join(db, '..', 'images')) ? readdirSync(join(db, '..', 'images')) : []);
 /** Guest-visible bytes of a volume file (qemu-img convert to raw), or the raw file itself. */
 function guestBytes(file: string, format: 'raw' | 'qcow2'): Buffer {
   if (format === 'raw') return readFileSync(file);
