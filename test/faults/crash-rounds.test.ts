@@ -79,7 +79,7 @@ let started = 0;
 
 async function stepsPending(dir: string, db: string): Promise<number> {
   const host = await openHost('qemu:///system');
-  const store = await openStateStore(N.db);
+  const store = await openStateStore(db);
   try {
     return (await planOnly(host, store, await desiredFrom(dir), true, { allowDataLoss: true })).plan.steps.length;
   } finally {

@@ -70,7 +70,7 @@ let full: string;
 let empty: string;
 
 async function stepCount(dir: string, db: string, extraArgs: string[] = []): Promise<number> {
-  const r = await runCli(['reconcile', dir, '--db', N.db, '--dry-run', '--json', ...extraArgs]);
+  const r = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--json', ...extraArgs]);
   expect(r.code, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as { plan: { steps: unknown[] } }).plan.steps.length;
 }
@@ -86,12 +86,12 @@ async function afterCrash(dir: string): Promise<Snapshot> {
  * manifests, and no generated MAC / clone's base seen right after the crash (`seen`) changed.
  */
 async function converge(label: string, dir: string, db: string, want: Declared, extraArgs: string[] = [], seen?: Snapshot): Promise<void> {
-  const r = await runCli(['reconcile', dir, '--db', N.db, '--shutdown-timeout', '0', ...extraArgs]);
+  const r = await runCli(['reconcile', dir, '--db', db, '--shutdown-timeout', '0', ...extraArgs]);
   expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
-  const again = await runCli(['reconcile', dir, '--db', N.db, '--dry-run', '--detailed-exitcode', ...extraArgs]);
+  const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode', ...extraArgs]);
   expect(again.code, `${label}: ${again.stdout}\n${again.stderr}`).toBe(0);
   expect(orphans(N.prefix, want), label).toEqual([]);
-  expect(openJournal(N.db), label).toEqual([]);
+  expect(openJournal(db), label).toEqual([]);
   await expectReadbackMatches(dir, 'qemu:///system', seen, label);
 }
 
@@ -229,19 +229,19 @@ spec: {pool: ${U}-pool, format: qcow2, capacity: 16MiB, backingVolume: ${U}-base
   const none: Declared = { domains: [], networks: [], pools: [], volumes: [], files: [] };
 
   async function convergeUrl(label: string, dir: string, db: string): Promise<void> {
-    const r = await runCli(['reconcile', dir, '--db', N.db]);
+    const r = await runCli(['reconcile', dir, '--db', db]);
     expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
-    const again = await runCli(['reconcile', dir, '--db', N.db, '--dry-run', '--detailed-exitcode']);
+    const again = await runCli(['reconcile', dir, '--db', db, '--dry-run', '--detailed-exitcode']);
     expect(again.code, `${label}: ${again.stdout}`).toBe(0);
     expect(orphans(NU.prefix, want), label).toEqual([]);
     expect(readdirSync(UPOOL).sort(), `${label}: files in the pool`).toEqual(files);
-    expect(openJournal(N.db), label).toEqual([]);
+    expect(openJournal(db), label).toEqual([]);
     expect(digest(readFileSync(`${UPOOL}/${U}-data.img`)), `${label}: bytes on the volume`).toBe(digest(RAW));
-    expect(readdirSync(join(N.db, '..', 'images')).filter((f) => f.includes('.part.') || f.startsWith('convert.')), label).toEqual([]);
+    expect(readdirSync(join(db, '..', 'images')).filter((f) => f.includes('.part.') || f.startsWith('convert.')), label).toEqual([]);
     await expectReadbackMatches(dir, 'qemu:///system', undefined, label);
   }
   async function teardown(label: string, db: string): Promise<void> {
-    const r = await runCli(['reconcile', empty, '--db', N.db, '--allow-empty', '--allow-data-loss']);
+    const r = await runCli(['reconcile', empty, '--db', db, '--allow-empty', '--allow-data-loss']);
     expect(r.code, `${label}: ${r.stdout}\n${r.stderr}`).toBe(0);
     expect(orphans(NU.prefix, none), label).toEqual([]);
   }

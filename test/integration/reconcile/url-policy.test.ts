@@ -85,7 +85,7 @@ const volumes = (): string[] => {
     return [];
   }
 };
-const cacheFiles = (db: string): string[] => (existsSync(join(N.db, '..', 'images')) ? readdirSync(join(N.db, '..', 'images')) : []);
+const cacheFiles = (db: string): string[] => (existsSync(join(db, '..', 'images')) ? readdirSync(join(db, '..', 'images')) : []);
 
 describe('what validates can apply: a clone smaller than a URL base whose size validation could not know', () => {
   it('is refused before the clone is created (the base is imported), then when planning (the base is cached); a clone of its size is made', async () => {

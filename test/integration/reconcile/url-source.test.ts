@@ -94,7 +94,7 @@ const volumes = (): string[] => {
     return [];
   }
 };
-const cacheFiles = (db: string): string[] => (existsSync(join(N.db, '..', 'images')) ? readdirSync(join(N.db, '..', 'images')) : []);
+const cacheFiles = (db: string): string[] => (existsSync(join(db, '..', 'images')) ? readdirSync(join(db, '..', 'images')) : []);
 /** Guest-visible bytes of a volume file (qemu-img convert to raw), or the raw file itself. */
 function guestBytes(file: string, format: 'raw' | 'qcow2'): Buffer {
   if (format === 'raw') return readFileSync(file);
@@ -281,7 +281,7 @@ describe('local sources are identified by content', () => {
     for (const f of readdirSync(a)) if (f.endsWith('.yaml') && f !== '10-storage.yaml') rmSync(join(a, f));
     const text = readFileSync(join(a, '10-storage.yaml'), 'utf8')
       .replaceAll('/var/lib/virtform/pools/lab', POOL_DIR)
-      .replace(/\b(lab-pool|base-image|web-1-root|N.db-1-data|N.db-1-seed)\b/g, `${P}-$1`);
+      .replace(/\b(lab-pool|base-image|web-1-root|db-1-data|db-1-seed)\b/g, `${P}-$1`);
     writeFileSync(join(a, '10-storage.yaml'), text);
     mkdirSync(join(N.work, 'examples-state'));
     const db = join(N.work, 'examples-state', 'state.db');
