@@ -32,6 +32,9 @@ export default defineConfig({
             // Two reconcile processes through the writer lease (~35 s of waiting for holders and an
             // expiry): make test-postgres runs it on PostgreSQL; the fault suite's lock race on SQLite.
             'test/integration/reconcile/lease.test.ts',
+            // A state DB made by older virtforms (90f7ed0, eea9481) upgrading: the old builds take
+            // ~4 min cold (npm ci + tsc of each commit, cached after), so make test-e2e runs it.
+            'test/integration/upgrade/**',
           ],
           globalSetup: ['test/support/global-setup.ts'],
           fileParallelism: false,

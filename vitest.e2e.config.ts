@@ -6,7 +6,8 @@ import { defineConfig } from 'vitest/config';
 // cloud-init reading a seed; a real Debian guest with cloud-init, built and cached by
 // scripts/build-debian-guest.sh), addresses of many VMs, URL imports from a loopback HTTP(S) server,
 // watch --git through a git daemon, the safety controls (brake, suspend, policy, conditions), and
-// the two slowest VM suites (deep drift of every VM field; disks changing hands between VMs).
+// the two slowest VM suites (deep drift of every VM field; disks changing hands between VMs), and
+// state DBs made by older virtforms upgrading (scripts/old-build.sh builds them once, cached).
 // One file at a time; the global setup sweeps leftover vftest* objects.
 export default defineConfig({
   test: {
@@ -15,6 +16,7 @@ export default defineConfig({
       'test/integration/status/addresses.test.ts', 'test/integration/reconcile/url-source.test.ts', 'test/integration/reconcile/url-policy.test.ts',
       'test/integration/watch/git.test.ts', 'test/integration/safety/controls.test.ts',
       'test/integration/reconcile/vm-drift.test.ts', 'test/integration/reconcile/vm-order.test.ts',
+      'test/integration/upgrade/**/*.test.ts',
     ],
     globalSetup: ['test/support/global-setup.ts'],
     fileParallelism: false,
