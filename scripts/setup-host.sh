@@ -48,10 +48,21 @@ else
 fi
 
 mkdir -p /var/run/libvirt /var/lib/virtform
-if ! pgrep -x virtlogd >/dev/null; then log "starting virtlogd"; virtlogd -d; fi
-# Decide by "does it answer", not by pgrep: a libvirtd killed a moment ago can still be listed
-# (a zombie not yet reaped) while holding its pid file. Start one whenever none is alive.
-libvirtd_alive() { ps -C libvirtd -o stat= 2>/dev/null | grep -qv '^Z'; }
+# A daemon counts only when it runs in this mount namespace: the private test hosts
+# (scripts/test-host.sh) share the pid namespace, so their libvirtd/virtlogd are listed by pgrep
+# too, and a root libvirtd that died beside them was never started again. Zombies (killed a moment
+# ago, not yet reaped, still holding the pid file) do not count either.
+alive_here() {
+  local self p; self=$(readlink /proc/self/ns/mnt)
+  for p in $(pgrep -x "$1"); do
+    [ "$(readlink "/proc/$p/ns/mnt" 2>/dev/null)" = "$self" ] || continue
+    ps -o stat= -p "$p" 2>/dev/null | grep -qv '^Z' && return 0
+  done
+  return 1
+}
+if ! alive_here virtlogd; then log "starting virtlogd"; virtlogd -d; fi
+# Decide by "does it answer", not by pgrep alone.
+libvirtd_alive() { alive_here libvirtd; }
 for i in $(seq 1 120); do
   if virsh -c qemu:///system version >/dev/null 2>&1; then break; fi
   if ! libvirtd_alive; then log "starting libvirtd"; libvirtd -d || true; fi
