@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { createLocks, RESOURCE_COLUMNS, withColumns } from './columns.js';
 import { idConstraints, idType } from './dialect.js';
 
 /**
@@ -9,82 +10,34 @@ import { idConstraints, idType } from './dialect.js';
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('revisions')
-    .ifNotExists()
-    .addColumn('id', idType(db), idConstraints(db))
-    .addColumn('run_id', 'varchar(64)', (c) => c.notNull())
-    .addColumn('manifest_digest', 'varchar(128)', (c) => c.notNull())
-    .addColumn('git_commit', 'varchar(64)')
-    .addColumn('git_dirty', 'integer', (c) => c.notNull().defaultTo(0))
-    .addColumn('started_at', 'varchar(32)', (c) => c.notNull())
-    .addColumn('finished_at', 'varchar(32)')
-    .addColumn('outcome', 'varchar(32)', (c) => c.notNull())
-    .addColumn('summary', 'text', (c) => c.notNull().defaultTo('{}'))
-    .execute();
+  const revisions = db.schema.createTable('revisions').ifNotExists().addColumn('id', idType(db), idConstraints(db));
+  await withColumns(
+    revisions,
+    'run_id varchar(64) !, manifest_digest varchar(128) !, git_commit varchar(64), git_dirty integer ! =0, started_at varchar(32) !, ' +
+      'finished_at varchar(32), outcome varchar(32) !, summary text ! ={}',
+  ).execute();
   await db.schema.createIndex('revisions_outcome_idx').ifNotExists().on('revisions').column('outcome').execute();
   await db.schema.createIndex('revisions_run_id_idx').ifNotExists().on('revisions').column('run_id').execute();
 
-  await db.schema
-    .createTable('resources')
-    .ifNotExists()
-    .addColumn('id', idType(db), idConstraints(db))
-    .addColumn('kind', 'varchar(64)', (c) => c.notNull())
-    .addColumn('name', 'varchar(255)', (c) => c.notNull())
-    .addColumn('uuid', 'varchar(64)')
-    .addColumn('spec_hash', 'varchar(128)')
-    .addColumn('generation', 'integer', (c) => c.notNull().defaultTo(0))
-    .addColumn('desired_state', 'varchar(32)')
-    .addColumn('observed_status', 'varchar(64)')
-    .addColumn('last_error', 'text')
-    .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
-    .addColumn('details', 'text', (c) => c.notNull().defaultTo('{}'))
-    .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-    .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
+  await withColumns(db.schema.createTable('resources').ifNotExists().addColumn('id', idType(db), idConstraints(db)), RESOURCE_COLUMNS)
     .addColumn('last_applied_revision', 'integer', (c) => c.references('revisions.id').onDelete('set null'))
     .addUniqueConstraint('resources_kind_name_uq', ['kind', 'name'])
     .execute();
 
-  await db.schema
-    .createTable('journal')
-    .ifNotExists()
-    .addColumn('id', idType(db), idConstraints(db))
-    .addColumn('run_id', 'varchar(64)', (c) => c.notNull())
-    .addColumn('kind', 'varchar(64)', (c) => c.notNull())
-    .addColumn('name', 'varchar(255)', (c) => c.notNull())
-    .addColumn('action', 'varchar(32)', (c) => c.notNull())
-    .addColumn('intent', 'text', (c) => c.notNull().defaultTo('{}'))
-    .addColumn('status', 'varchar(16)', (c) => c.notNull())
-    .addColumn('error', 'text')
-    .addColumn('attempt', 'integer', (c) => c.notNull().defaultTo(1))
-    .addColumn('started_at', 'varchar(32)', (c) => c.notNull())
-    .addColumn('finished_at', 'varchar(32)')
-    .execute();
+  const journal = db.schema.createTable('journal').ifNotExists().addColumn('id', idType(db), idConstraints(db));
+  await withColumns(
+    journal,
+    'run_id varchar(64) !, kind varchar(64) !, name varchar(255) !, action varchar(32) !, intent text ! ={}, status varchar(16) !, ' +
+      'error text, attempt integer ! =1, started_at varchar(32) !, finished_at varchar(32)',
+  ).execute();
   await db.schema.createIndex('journal_status_idx').ifNotExists().on('journal').column('status').execute();
   await db.schema.createIndex('journal_resource_idx').ifNotExists().on('journal').columns(['kind', 'name']).execute();
   await db.schema.createIndex('journal_run_id_idx').ifNotExists().on('journal').column('run_id').execute();
 
-  await db.schema
-    .createTable('events')
-    .ifNotExists()
-    .addColumn('id', idType(db), idConstraints(db))
-    .addColumn('at', 'varchar(32)', (c) => c.notNull())
-    .addColumn('level', 'varchar(8)', (c) => c.notNull())
-    .addColumn('kind', 'varchar(64)')
-    .addColumn('name', 'varchar(255)')
-    .addColumn('message', 'text', (c) => c.notNull())
-    .execute();
+  const events = db.schema.createTable('events').ifNotExists().addColumn('id', idType(db), idConstraints(db));
+  await withColumns(events, 'at varchar(32) !, level varchar(8) !, kind varchar(64), name varchar(255), message text !').execute();
 
-  await db.schema
-    .createTable('locks')
-    .ifNotExists()
-    .addColumn('name', 'varchar(64)', (c) => c.primaryKey())
-    .addColumn('pid', 'integer', (c) => c.notNull())
-    .addColumn('hostname', 'varchar(255)', (c) => c.notNull())
-    .addColumn('command', 'text', (c) => c.notNull())
-    .addColumn('acquired_at', 'varchar(32)', (c) => c.notNull())
-    .addColumn('heartbeat_at', 'varchar(32)', (c) => c.notNull())
-    .execute();
+  await createLocks(db);
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { withColumns } from './columns.js';
 
 /**
  * Records are tied to the host they describe: a `hosts` table (one row per libvirt host this DB
@@ -9,17 +10,11 @@ import type { Kysely } from 'kysely';
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('hosts')
-    .ifNotExists()
-    .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
-    .addColumn('uri', 'text', (c) => c.notNull())
-    .addColumn('hostname', 'varchar(255)', (c) => c.notNull())
-    .addColumn('host_uuid', 'varchar(64)')
-    .addColumn('driver', 'varchar(32)', (c) => c.notNull())
-    .addColumn('first_seen', 'varchar(32)', (c) => c.notNull())
-    .addColumn('last_seen', 'varchar(32)', (c) => c.notNull())
-    .execute();
+  const hosts = db.schema.createTable('hosts').ifNotExists();
+  await withColumns(
+    hosts,
+    'id varchar(64) pk, uri text !, hostname varchar(255) !, host_uuid varchar(64), driver varchar(32) !, first_seen varchar(32) !, last_seen varchar(32) !',
+  ).execute();
   // No REFERENCES hosts(id): SQLite cannot add a foreign-key column with a non-NULL default, and
   // the implicit host's row only exists once it has been seen.
   await db.schema.alterTable('resources').addColumn('host', 'varchar(64)', (c) => c.notNull().defaultTo('local')).execute();

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { withColumns } from './columns.js';
 
 /**
  * `git_sources`: one row per git manifest source (`--git URL` with its ref and path) this DB has
@@ -9,27 +10,13 @@ import type { Kysely } from 'kysely';
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('git_sources')
-    .ifNotExists()
-    .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
-    .addColumn('url', 'text', (c) => c.notNull())
-    .addColumn('ref', 'varchar(300)', (c) => c.notNull())
-    .addColumn('path', 'text', (c) => c.notNull().defaultTo(''))
-    .addColumn('fetched_commit', 'varchar(64)')
-    .addColumn('fetched_at', 'varchar(32)')
-    .addColumn('applied_commit', 'varchar(64)')
-    .addColumn('applied_at', 'varchar(32)')
-    .addColumn('applied_outcome', 'varchar(32)')
-    .addColumn('applied_revision', 'integer')
-    .addColumn('rejected_commit', 'varchar(64)')
-    .addColumn('error', 'text')
-    .addColumn('error_kind', 'varchar(32)')
-    .addColumn('error_at', 'varchar(32)')
-    .addColumn('fetch_error', 'text')
-    .addColumn('fetch_error_at', 'varchar(32)')
-    .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
-    .execute();
+  const gitSources = db.schema.createTable('git_sources').ifNotExists();
+  await withColumns(
+    gitSources,
+    'id varchar(64) pk, url text !, ref varchar(300) !, path text ! =, fetched_commit varchar(64), fetched_at varchar(32), ' +
+      'applied_commit varchar(64), applied_at varchar(32), applied_outcome varchar(32), applied_revision integer, rejected_commit varchar(64), ' +
+      'error text, error_kind varchar(32), error_at varchar(32), fetch_error text, fetch_error_at varchar(32), updated_at varchar(32) !',
+  ).execute();
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

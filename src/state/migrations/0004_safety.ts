@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { withColumns } from './columns.js';
 
 /**
  * Safety controls (issue #14):
@@ -11,26 +12,14 @@ import type { Kysely } from 'kysely';
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('controls')
-    .ifNotExists()
-    .addColumn('name', 'varchar(64)', (c) => c.primaryKey())
-    .addColumn('value', 'text', (c) => c.notNull())
-    .addColumn('reason', 'text')
-    .addColumn('set_by', 'text', (c) => c.notNull())
-    .addColumn('set_at', 'varchar(32)', (c) => c.notNull())
-    .execute();
-  await db.schema
-    .createTable('conditions')
-    .ifNotExists()
-    .addColumn('host', 'varchar(64)', (c) => c.notNull().defaultTo('local'))
-    .addColumn('kind', 'varchar(64)', (c) => c.notNull())
-    .addColumn('name', 'varchar(255)', (c) => c.notNull())
-    .addColumn('type', 'varchar(32)', (c) => c.notNull())
-    .addColumn('status', 'varchar(8)', (c) => c.notNull())
-    .addColumn('reason', 'varchar(64)', (c) => c.notNull())
-    .addColumn('message', 'text', (c) => c.notNull())
-    .addColumn('last_transition_time', 'varchar(32)', (c) => c.notNull())
+  const controls = db.schema.createTable('controls').ifNotExists();
+  await withColumns(controls, 'name varchar(64) pk, value text !, reason text, set_by text !, set_at varchar(32) !').execute();
+  const conditions = db.schema.createTable('conditions').ifNotExists();
+  await withColumns(
+    conditions,
+    'host varchar(64) ! =local, kind varchar(64) !, name varchar(255) !, type varchar(32) !, status varchar(8) !, reason varchar(64) !, ' +
+      'message text !, last_transition_time varchar(32) !',
+  )
     .addPrimaryKeyConstraint('conditions_pk', ['host', 'kind', 'name', 'type'])
     .execute();
 }

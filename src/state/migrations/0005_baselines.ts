@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { withColumns } from './columns.js';
 
 /**
  * Exact drift (issue 18): the baseline of each domain, network and pool definition, what libvirt
@@ -10,16 +11,11 @@ import type { Kysely } from 'kysely';
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('baselines')
-    .ifNotExists()
-    .addColumn('host', 'varchar(64)', (c) => c.notNull().defaultTo('local'))
-    .addColumn('kind', 'varchar(64)', (c) => c.notNull())
-    .addColumn('name', 'varchar(255)', (c) => c.notNull())
-    .addColumn('sha256', 'varchar(64)', (c) => c.notNull())
-    .addColumn('xml', 'text', (c) => c.notNull())
-    .addColumn('version', 'varchar(128)', (c) => c.notNull())
-    .addColumn('recorded_at', 'varchar(32)', (c) => c.notNull())
+  const baselines = db.schema.createTable('baselines').ifNotExists();
+  await withColumns(
+    baselines,
+    'host varchar(64) ! =local, kind varchar(64) !, name varchar(255) !, sha256 varchar(64) !, xml text !, version varchar(128) !, recorded_at varchar(32) !',
+  )
     .addPrimaryKeyConstraint('baselines_pk', ['host', 'kind', 'name'])
     .execute();
 }

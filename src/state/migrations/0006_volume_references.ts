@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { withColumns } from './columns.js';
 
 /**
  * Every use of a file virtform has seen on the host (issue 19, the data rule): the file's path,
@@ -10,16 +11,11 @@ import type { Kysely } from 'kysely';
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('volume_references')
-    .ifNotExists()
-    .addColumn('host', 'varchar(64)', (c) => c.notNull().defaultTo('local'))
-    .addColumn('path', 'text', (c) => c.notNull())
-    .addColumn('used_by', 'varchar(300)', (c) => c.notNull())
-    .addColumn('role', 'varchar(16)', (c) => c.notNull())
-    .addColumn('source', 'varchar(32)', (c) => c.notNull())
-    .addColumn('managed', 'integer', (c) => c.notNull())
-    .addColumn('first_seen', 'varchar(32)', (c) => c.notNull())
+  const references = db.schema.createTable('volume_references').ifNotExists();
+  await withColumns(
+    references,
+    'host varchar(64) ! =local, path text !, used_by varchar(300) !, role varchar(16) !, source varchar(32) !, managed integer !, first_seen varchar(32) !',
+  )
     .addPrimaryKeyConstraint('volume_references_pk', ['host', 'path', 'used_by', 'role', 'source'])
     .execute();
 }

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { withColumns } from './columns.js';
 
 /**
  * `created_paths` (issue 19, finding 12): the paths on the host virtform itself created for a
@@ -9,14 +10,8 @@ import type { Kysely } from 'kysely';
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('created_paths')
-    .ifNotExists()
-    .addColumn('host', 'varchar(64)', (c) => c.notNull().defaultTo('local'))
-    .addColumn('kind', 'varchar(64)', (c) => c.notNull())
-    .addColumn('name', 'varchar(255)', (c) => c.notNull())
-    .addColumn('path', 'text', (c) => c.notNull())
-    .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
+  const createdPaths = db.schema.createTable('created_paths').ifNotExists();
+  await withColumns(createdPaths, 'host varchar(64) ! =local, kind varchar(64) !, name varchar(255) !, path text !, created_at varchar(32) !')
     .addPrimaryKeyConstraint('created_paths_pk', ['host', 'kind', 'name', 'path'])
     .execute();
 }

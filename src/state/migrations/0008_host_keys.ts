@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { RESOURCE_COLUMNS, withColumns } from './columns.js';
 import { idConstraints, idType, isPostgres } from './dialect.js';
 
 /**
@@ -21,21 +22,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     await db.schema.alterTable('resources').dropConstraint('resources_kind_name_uq').execute();
     await db.schema.alterTable('resources').addUniqueConstraint('resources_host_kind_name_uq', ['host', 'kind', 'name']).execute();
   } else {
-    await db.schema
-      .createTable('resources_new')
-      .addColumn('id', idType(db), idConstraints(db))
-      .addColumn('kind', 'varchar(64)', (c) => c.notNull())
-      .addColumn('name', 'varchar(255)', (c) => c.notNull())
-      .addColumn('uuid', 'varchar(64)')
-      .addColumn('spec_hash', 'varchar(128)')
-      .addColumn('generation', 'integer', (c) => c.notNull().defaultTo(0))
-      .addColumn('desired_state', 'varchar(32)')
-      .addColumn('observed_status', 'varchar(64)')
-      .addColumn('last_error', 'text')
-      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
-      .addColumn('details', 'text', (c) => c.notNull().defaultTo('{}'))
-      .addColumn('created_at', 'varchar(32)', (c) => c.notNull())
-      .addColumn('updated_at', 'varchar(32)', (c) => c.notNull())
+    await withColumns(db.schema.createTable('resources_new').addColumn('id', idType(db), idConstraints(db)), RESOURCE_COLUMNS)
       .addColumn('last_applied_revision', 'integer', (c) => c.references('revisions.id').onDelete('set null'))
       .addColumn('host', 'varchar(64)', (c) => c.notNull().defaultTo('local'))
       .addUniqueConstraint('resources_host_kind_name_uq', ['host', 'kind', 'name'])

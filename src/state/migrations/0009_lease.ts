@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { createLocks, withColumns } from './columns.js';
 
 /**
  * The writer lease (issue 20) replaces the writer lock of 0001: one row per lease name with its
@@ -9,33 +10,17 @@ import type { Kysely } from 'kysely';
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('leases')
-    .ifNotExists()
-    .addColumn('name', 'varchar(64)', (c) => c.primaryKey())
-    .addColumn('holder', 'varchar(255)', (c) => c.notNull())
-    .addColumn('pid', 'integer', (c) => c.notNull())
-    .addColumn('hostname', 'varchar(255)', (c) => c.notNull())
-    .addColumn('command', 'text', (c) => c.notNull())
-    .addColumn('epoch', 'bigint', (c) => c.notNull())
-    .addColumn('acquired_at', 'bigint', (c) => c.notNull())
-    .addColumn('renewed_at', 'bigint', (c) => c.notNull())
-    .addColumn('expires_at', 'bigint', (c) => c.notNull())
-    .execute();
+  const leases = db.schema.createTable('leases').ifNotExists();
+  await withColumns(
+    leases,
+    'name varchar(64) pk, holder varchar(255) !, pid integer !, hostname varchar(255) !, command text !, epoch bigint !, ' +
+      'acquired_at bigint !, renewed_at bigint !, expires_at bigint !',
+  ).execute();
   await db.schema.dropTable('locks').ifExists().execute();
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropTable('leases').ifExists().execute();
-  await db.schema
-    .createTable('locks')
-    .ifNotExists()
-    .addColumn('name', 'varchar(64)', (c) => c.primaryKey())
-    .addColumn('pid', 'integer', (c) => c.notNull())
-    .addColumn('hostname', 'varchar(255)', (c) => c.notNull())
-    .addColumn('command', 'text', (c) => c.notNull())
-    .addColumn('acquired_at', 'varchar(32)', (c) => c.notNull())
-    .addColumn('heartbeat_at', 'varchar(32)', (c) => c.notNull())
-    .execute();
+  await createLocks(db);
 }
