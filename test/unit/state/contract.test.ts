@@ -3,36 +3,12 @@
  * is given in VIRTFORM_TEST_PG_URL (`make test-postgres` starts one: test/support/postgres.ts).
  * Each test gets a fresh database.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { LeaseHeldError, openStateStore, type StateStore } from '../../../src/state/index.js';
 import { resourceRef } from '../../../src/model/kinds.js';
-import { createDatabase } from '../../support/postgres.js';
+import { stateBackends } from '../../support/backends.js';
 
-interface Backend {
-  name: 'sqlite' | 'postgres';
-  /** A location (file or URL) of a new, empty state DB. */
-  fresh(): Promise<string>;
-}
-
-const dirs: string[] = [];
-let n = 0;
-const backends: Backend[] = [{
-  name: 'sqlite',
-  fresh: async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vf-contract-'));
-    dirs.push(dir);
-    return join(dir, 'state.db');
-  },
-}];
-const PG = process.env.VIRTFORM_TEST_PG_URL;
-if (PG) backends.push({ name: 'postgres', fresh: () => createDatabase(PG, `vftest_contract_${process.pid}_${++n}`) });
-
-afterAll(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const backends = stateBackends('contract');
 
 describe.each(backends)('StateStore contract on $name', (backend) => {
   const open: StateStore[] = [];

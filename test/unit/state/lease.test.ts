@@ -5,16 +5,15 @@
  * VIRTFORM_TEST_PG_URL (`make test-postgres`; test/support/postgres.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   DEFAULT_LEASE_TIMING, LeaseHeldError, LeaseLostError, isPidAlive, leaseTimingProblem, openStateStore, readLease, tryAcquireLease,
   type LeaseTiming, type StateStore,
 } from '../../../src/state/index.js';
-import { createDatabase } from '../../support/postgres.js';
+import { stateBackends } from '../../support/backends.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '../../..');
@@ -22,26 +21,7 @@ const childScript = join(here, 'support', 'lease-child.ts');
 /** Short durations for the tests that wait for an expiry. */
 const FAST: LeaseTiming = { leaseMs: 1000, renewDeadlineMs: 700, retryMs: 100 };
 
-interface Backend {
-  name: 'sqlite' | 'postgres';
-  /** A location (file or URL) of a new, empty state DB. */
-  fresh(): Promise<string>;
-}
-const dirs: string[] = [];
-let n = 0;
-const backends: Backend[] = [{
-  name: 'sqlite',
-  fresh: async () => {
-    const d = mkdtempSync(join(tmpdir(), 'vf-lease-'));
-    dirs.push(d);
-    return join(d, 'state.db');
-  },
-}];
-const PG = process.env.VIRTFORM_TEST_PG_URL;
-if (PG) backends.push({ name: 'postgres', fresh: () => createDatabase(PG, `vftest_lease_${process.pid}_${++n}`) });
-afterAll(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const backends = stateBackends('lease');
 
 describe.each(backends)('writer lease on $name', (backend) => {
   let dbPath: string;
