@@ -4,31 +4,19 @@
  * libvirt mutation is made — not the next step, not the second call of a step — and the step whose
  * call was refused keeps its journal entry open for the next holder.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { rmSync } from 'node:fs';
-import { FakeHost } from '../../support/fake-host.js';
-import { desiredFrom, labManifests, tempDir, writeManifests } from '../../support/manifests.js';
-import { openStateStore, tryAcquireLease, type StateStore } from '../../../src/state/index.js';
+import { useHarness } from '../../support/harness.js';
+import { desiredFrom, labManifests, writeManifests } from '../../support/manifests.js';
+import { tryAcquireLease } from '../../../src/state/index.js';
 import { reconcile } from '../../../src/reconcile/engine.js';
 
 const P = 'vftest-lguard';
-let work: string;
-let host: FakeHost;
-let store: StateStore;
-
-beforeEach(async () => {
-  work = tempDir();
-  host = new FakeHost();
-  store = await openStateStore(join(work, 'state.db'));
-});
-afterEach(async () => {
-  await store.close();
-  rmSync(work, { recursive: true, force: true });
-});
+const h = useHarness();
 
 describe('apply under the writer lease', () => {
   it('a holder past its renew deadline makes no further mutating call; the refused step stays open in the journal', async () => {
+    const { work, host, store } = h;
     const mdir = join(work, 'm');
     writeManifests(mdir, labManifests({ prefix: P, poolPath: '/srv/pools/lguard' }));
     const desired = await desiredFrom(mdir);
