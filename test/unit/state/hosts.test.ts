@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as m0001 from '../../../src/state/migrations/0001_initial.js';
-import { HostMismatchError, openStateStore, type HostIdentity } from '../../../src/state/index.js';
+import { HostMismatchError, openStateStore, type HostIdentity, type StateStore } from '../../../src/state/index.js';
 import { verifyHostIdentity } from '../../../src/cli/common.js';
 import { FakeHost } from '../../support/fake-host.js';
 import { tempDir } from '../../support/manifests.js';
@@ -22,11 +22,19 @@ const QEMU: HostIdentity = { uri: 'qemu:///system', hostname: 'lab1', uuid: 'aca
 const TEST: HostIdentity = { uri: 'test+unix:///default', hostname: 'lab1', uuid: null, driver: 'test' };
 let n = 0;
 const fresh = () => openStateStore(join(work, `s${n++}.db`));
+/** Runs `body` on a fresh store, closed after. */
+async function withFresh(body: (s: StateStore) => Promise<void>): Promise<void> {
+  const s = await fresh();
+  try {
+    await body(s);
+  } finally {
+    await s.close();
+  }
+}
 
 describe('hosts table and host columns (migration 0002)', () => {
   it('existing store APIs keep working; rows default to the implicit host "local"', async () => {
-    const s = await fresh();
-    try {
+    await withFresh(async (s) => {
       await s.resources.upsert({ kind: 'Network', name: 'net0', host: LOCAL_HOST, specHash: 'h' });
       const id = await s.journal.begin({ runId: 'r1', kind: 'Network', name: 'net0', host: LOCAL_HOST, action: 'create', intent: {} });
       await s.journal.finish(id, 'succeeded');
@@ -34,9 +42,7 @@ describe('hosts table and host columns (migration 0002)', () => {
       expect(await s.db.selectFrom('resources').select('host').execute()).toEqual([{ host: 'local' }]);
       expect(await s.db.selectFrom('journal').select('host').execute()).toEqual([{ host: 'local' }]);
       expect(await s.hosts.list()).toEqual([]);
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   it('a DB created before 0002 migrates: its rows belong to "local", nothing lost', async () => {
@@ -80,8 +86,7 @@ describe('hosts.bind', () => {
   });
 
   it('another host while the DB holds records of the first: HostMismatchError naming both, nothing written', async () => {
-    const s = await fresh();
-    try {
+    await withFresh(async (s) => {
       await s.hosts.bind(QEMU, { record: true });
       await s.resources.upsert({ kind: 'Network', name: 'vftest-net', host: LOCAL_HOST, specHash: 'h' });
       for (const record of [false, true]) {
@@ -98,46 +103,35 @@ describe('hosts.bind', () => {
       await expect(s.hosts.bind({ ...QEMU, uuid: '22222222-2222-4222-8222-222222222222', hostname: 'lab2' }, { record: true }))
         .rejects.toBeInstanceOf(HostMismatchError);
       expect(await s.hosts.get()).toMatchObject(QEMU);
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   it('a new host UUID with the same driver and hostname (libvirtd made up a temporary UUID at restart) is the same host, re-recorded', async () => {
-    const s = await fresh();
-    try {
+    await withFresh(async (s) => {
       await s.hosts.bind(QEMU, { record: true });
       await s.resources.upsert({ kind: 'Network', name: 'vftest-net', host: LOCAL_HOST, specHash: 'h' });
       const restarted = { ...QEMU, uuid: '9003b537-1b27-409d-9ea2-115fdc89522c' };
       expect((await s.hosts.bind(restarted, { record: true })).status).toBe('same');
       expect(await s.hosts.get()).toMatchObject(restarted);
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   it('an open journal entry of the recorded host also counts as its records', async () => {
-    const s = await fresh();
-    try {
+    await withFresh(async (s) => {
       await s.hosts.bind(QEMU, { record: true });
       await s.journal.begin({ runId: 'r', kind: 'Network', name: 'n', host: LOCAL_HOST, action: 'create', intent: {} });
       await expect(s.hosts.bind(TEST, { record: true })).rejects.toBeInstanceOf(HostMismatchError);
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   it('a recorded host with no records left is replaced (rebound)', async () => {
-    const s = await fresh();
-    try {
+    await withFresh(async (s) => {
       await s.hosts.bind(QEMU, { record: true });
       expect(await s.hosts.bind(TEST, { record: false })).toMatchObject({ status: 'rebound', recorded: false });
       expect(await s.hosts.get()).toMatchObject(QEMU);
       expect(await s.hosts.bind(TEST, { record: true })).toMatchObject({ status: 'rebound', recorded: true });
       expect(await s.hosts.get()).toMatchObject(TEST);
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   it('verifyHostIdentity (the CLI call) asks the host port for its identity', async () => {
