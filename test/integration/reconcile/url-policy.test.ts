@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { writeManifests } from '../../support/manifests.js';
 import { runCli, virsh } from '../../support/real-host.js';
 import { useSuite } from '../../support/suite.js';
+import { cacheFiles, suiteVolumes } from '../../support/url-import.js';
 
 const N = useSuite('urlpolicy', {
   setup: async () => {
@@ -78,14 +79,7 @@ function folder(docs: string, policy: string): { dir: string; db: string; policy
 }
 const run = (m: { dir: string; db: string; policy: string }, extra: string[] = []) =>
   runCli(['reconcile', m.dir, '--db', m.db, '--policy', m.policy, '--max-attempts', '1', ...extra]);
-const volumes = (): string[] => {
-  try {
-    return virsh('vol-list', '--pool', `${P}-pool`).split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter((v) => v.startsWith(P)).sort();
-  } catch {
-    return [];
-  }
-};
-const cacheFiles = (db: string): string[] => (existsSync(join(db, '..', 'images')) ? readdirSync(join(db, '..', 'images')) : []);
+const volumes = (): string[] => suiteVolumes(P);
 
 describe('what validates can apply: a clone smaller than a URL base whose size validation could not know', () => {
   it('is refused before the clone is created (the base is imported), then when planning (the base is cached); a clone of its size is made', async () => {

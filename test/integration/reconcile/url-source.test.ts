@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
@@ -16,6 +16,7 @@ import { writeManifests } from '../../support/manifests.js';
 import { openJournal, runCli, virsh } from '../../support/real-host.js';
 import { expectReadbackMatches } from '../../support/readback.js';
 import { useSuite } from '../../support/suite.js';
+import { cacheFiles, suiteVolumes } from '../../support/url-import.js';
 
 const N = useSuite('url', {
   setup: async () => {
@@ -87,14 +88,7 @@ function folder(docs: string): { dir: string; db: string } {
   mkdirSync(join(N.work, `state${n}`), { recursive: true });
   return { dir, db: join(N.work, `state${n}`, 'state.db') };
 }
-const volumes = (): string[] => {
-  try {
-    return virsh('vol-list', '--pool', `${P}-pool`).split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter((v) => v.startsWith(P)).sort();
-  } catch {
-    return [];
-  }
-};
-const cacheFiles = (db: string): string[] => (existsSync(join(db, '..', 'images')) ? readdirSync(join(db, '..', 'images')) : []);
+const volumes = (): string[] => suiteVolumes(P);
 /** Guest-visible bytes of a volume file (qemu-img convert to raw), or the raw file itself. */
 function guestBytes(file: string, format: 'raw' | 'qcow2'): Buffer {
   if (format === 'raw') return readFileSync(file);
