@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Fault suite: crash/kill/disk-full/lock scenarios against the real libvirtd (objects vftest-fault-*),
+// Fault suite: crash/kill/disk-full/lock scenarios against the real libvirtd (objects vftest-fault<x>-*, suite names from test/support/names.ts),
 // and the crash matrix (SIGKILL at every journal boundary, vftest-crash-*).
 // One file at a time; long timeouts (the crash rounds run many short CLI processes).
 // test/faults/global-setup.ts waits for libvirtd (other suites restart it), then runs the shared
