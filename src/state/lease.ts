@@ -80,16 +80,20 @@ export interface LeaseOwner {
   name?: string;
 }
 
-/** The lease row as read, with the database's clock at the time of the read. */
-export interface LeaseRow {
+/** What identifies a held lease. */
+export interface LeaseInfo {
   name: string;
   holder: string;
   pid: number;
   hostname: string;
   command: string;
   epoch: number;
-  /** ms since 1970 by the database's clock. */
+  /** ms since 1970, database clock. */
   acquiredAt: number;
+}
+
+/** The lease row as read, with the database's clock at the time of the read. */
+export interface LeaseRow extends LeaseInfo {
   renewedAt: number;
   expiresAt: number;
   /** The database's clock when the row was read. */
@@ -277,17 +281,6 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** What identifies a held lease. */
-export interface LeaseInfo {
-  name: string;
-  holder: string;
-  pid: number;
-  hostname: string;
-  command: string;
-  epoch: number;
-  /** ms since 1970, database clock. */
-  acquiredAt: number;
-}
 
 /** A lease this process holds. See the module comment. */
 export class Lease {
