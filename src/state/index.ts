@@ -21,8 +21,8 @@ export {
   type StoredReference,
   StateDbOpenError,
   StateDbUrlError,
-  SqliteStateStore,
-  PostgresStateStore,
+  type SqliteStateStore,
+  type PostgresStateStore,
   isPostgresLocation,
   redactPostgresUrl,
 } from './store.js';

@@ -5,13 +5,13 @@
  * `KyselyStateStore`, and one more branch here).
  */
 import { isPostgresLocation } from './location.js';
-import { openPostgresStore } from './postgres.js';
-import { openSqliteStore } from './sqlite.js';
 import type { OpenOptions, StateStore } from './types.js';
 
 export * from './types.js';
-export { SqliteStateStore } from './sqlite.js';
-export { PostgresStateStore } from './postgres.js';
+// Types only: each backend module (and its driver: better-sqlite3, or pg + pgpass) is loaded when
+// a store of that kind is opened, so a SQLite run never loads the PostgreSQL driver.
+export type { SqliteStateStore } from './sqlite.js';
+export type { PostgresStateStore } from './postgres.js';
 export { isPostgresLocation, redactPostgresUrl, checkPostgresUrl } from './location.js';
 
 /**
@@ -21,5 +21,7 @@ export { isPostgresLocation, redactPostgresUrl, checkPostgresUrl } from './locat
  * URL with a password.
  */
 export async function openStateStore(location: string, opts: OpenOptions = {}): Promise<StateStore> {
-  return isPostgresLocation(location) ? openPostgresStore(location, opts) : openSqliteStore(location, opts);
+  return isPostgresLocation(location)
+    ? (await import('./postgres.js')).openPostgresStore(location, opts)
+    : (await import('./sqlite.js')).openSqliteStore(location, opts);
 }
