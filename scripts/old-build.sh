@@ -6,6 +6,10 @@
 set -euo pipefail
 rev=${1:?usage: old-build.sh <commit>}
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# A shallow clone (a CI checkout may be one) lacks the old commits: fetch the history once.
+if ! git -C "$repo" rev-parse --verify --quiet "$rev^{commit}" >/dev/null && [[ $(git -C "$repo" rev-parse --is-shallow-repository) == true ]]; then
+  git -C "$repo" fetch --quiet --unshallow >&2
+fi
 sha=$(git -C "$repo" rev-parse --verify "$rev^{commit}")
 cache=${VIRTFORM_OLD_BUILDS:-/var/cache/virtform-test/old-builds}
 out=$cache/$sha
