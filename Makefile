@@ -8,7 +8,7 @@ URI ?= qemu:///system
 DOMAIN_TYPE ?= qemu
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo demo-destroy test test-unit test-integration test-postgres check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check mutation
+.PHONY: help setup build demo demo-destroy test test-unit test-integration test-postgres test-fleet check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check mutation
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test-postgres: setup ## the state store's contract on PostgreSQL and the reconci
 
 test-faults: setup ## fault suite: crash matrix, SIGKILL rounds, libvirtd kill, disk full, lock race (root; ~8-9 min)
 	npx vitest run -c vitest.faults.config.ts
+
+test-fleet: setup ## the fleet suites: several namespace libvirt hosts (placement, moves, ssh/TLS transports, host failures) and two watchers on PostgreSQL (root)
+	npx vitest run -c vitest.fleet.config.ts --passWithNoTests
 
 debian-guest: ## build (or find cached) the Debian bookworm cloud-init guest in /var/cache/virtform/debian-guest (root; ~4 min cold, 1 s warm)
 	bash scripts/build-debian-guest.sh
