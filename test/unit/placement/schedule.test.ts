@@ -360,6 +360,18 @@ describe('moves', () => {
     expect(pinnedOnly.moves).toEqual([]);
   });
 
+  it('a rebalance for allocation never undoes a spread, even a ScheduleAnyway one', () => {
+    const hosts = [host('h1', { zone: 'a' }), host('h2', { zone: 'b' }), host('h3', { zone: 'b' })];
+    const soft = { spreadBy: { hostLabel: 'zone', vmLabel: 'app', whenUnsatisfiable: 'ScheduleAnyway' as const } };
+    const webs = [vm('w1', { current: 'h1', memory: 2, labels: { app: 'web' }, placement: soft }), vm('w2', { current: 'h1', memory: 2, labels: { app: 'web' }, placement: soft }),
+      vm('w3', { current: 'h2', memory: 2, labels: { app: 'web' }, placement: soft }), vm('w4', { current: 'h2', memory: 2, labels: { app: 'web' }, placement: soft })];
+    // h1 is the most allocated (x is pinned): its web VMs could only go to zone b (a 1, b 3): no move.
+    expect(schedule(hosts, [...webs, vm('x', { current: 'h1', pin: 'h1', memory: 1 })], { rebalance: true, maxMoves: 3 }).moves).toEqual([]);
+    // h2 is: a web VM moves within zone b.
+    const r = schedule(hosts, [...webs, vm('x', { current: 'h2', pin: 'h2', memory: 1 })], { rebalance: true, maxMoves: 3 });
+    expect(r.moves.map((m) => `${m.vm} ${m.from}→${m.to}`)).toEqual(['w3 h2→h3']);
+  });
+
   it('rebalance moves a VM off a host above its capacity (capacity shrank)', () => {
     const hosts = [host('h1', {}, { memory: 4 }), host('h2', {}, { memory: 8 })];
     const vms = [vm('a', { memory: 2, current: 'h1' }), vm('b', { memory: 2, current: 'h1' }), vm('c', { memory: 3, current: 'h1' }), vm('d', { memory: 1, current: 'h2' })];
