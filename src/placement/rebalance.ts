@@ -10,8 +10,9 @@
  *     an emptiest one;
  *  3. imbalance: among the hosts open to new VMs (schedulable, not drained, reachable), the most
  *     and least allocated (allocation = the larger of memory and vCPU use, in percent of what the
- *     host can hold) are more than {@link IMBALANCE_POINTS} points apart: the VM of the most
- *     allocated host whose move narrows that gap most moves (only if it narrows it).
+ *     host can hold) are more than {@link IMBALANCE_POINTS} points apart: a VM of the most
+ *     allocated host (ties: host id) moves where it evens the allocations most (the sum of squared
+ *     deviations from their mean falls most), and only if they become more even.
  *
  * A VM moves only if it is recorded on a reachable host (`current`), is not pinned, shares no
  * volume with another VM (a group moves only by drain or pin), and has not moved in this run. The
@@ -158,33 +159,42 @@ function spread(s: Scheduler, info: SpreadInfo, moved: Set<VmState>): Candidate 
 function imbalance(s: Scheduler, info: SpreadInfo, moved: Set<VmState>): Candidate | undefined {
   const open = s.hosts.filter((h) => h.open);
   if (open.length < 2) return undefined;
-  const gapOf = (alloc: Map<HostState, number>): { gap: number; hi: HostState; lo: HostState } => {
-    let hi = open[0]!;
-    let lo = open[0]!;
-    for (const h of open) {
-      if (alloc.get(h)! > alloc.get(hi)!) hi = h;
-      if (alloc.get(h)! < alloc.get(lo)!) lo = h;
-    }
-    return { gap: alloc.get(hi)! - alloc.get(lo)!, hi, lo };
-  };
   const alloc = new Map(open.map((h) => [h, h.allocation()]));
-  const now = gapOf(alloc);
-  if (now.gap <= IMBALANCE_POINTS) return undefined;
-  let best: { vm: VmState; to: HostState; gap: number } | undefined;
-  for (const vm of vmsOn(s, now.hi, moved)) {
-    for (const f of evaluateFrom(s, vm, now.hi).fits) {
+  let hi = open[0]!;
+  let lo = open[0]!;
+  for (const h of open) {
+    if (alloc.get(h)! > alloc.get(hi)!) hi = h;
+    if (alloc.get(h)! < alloc.get(lo)!) lo = h;
+  }
+  const gap = alloc.get(hi)! - alloc.get(lo)!;
+  if (gap <= IMBALANCE_POINTS) return undefined;
+  // Sum of squared deviations from the mean allocation: a move must lower it (so moves end).
+  const spreadOf = (a: Map<HostState, number>): number => {
+    let sum = 0;
+    for (const v of a.values()) sum += v;
+    const mean = sum / a.size;
+    let sq = 0;
+    for (const v of a.values()) sq += (v - mean) ** 2;
+    return sq;
+  };
+  const base = spreadOf(alloc);
+  let best: { vm: VmState; to: HostState; sq: number; hiAfter: number; toAfter: number } | undefined;
+  for (const vm of vmsOn(s, hi, moved)) {
+    for (const f of evaluateFrom(s, vm, hi).fits) {
       if (!f.host.open) continue;
+      const hiAfter = hi.allocation(-vm.r.memory, -vm.r.vcpus);
+      const toAfter = f.host.allocation(vm.r.memory, vm.r.vcpus);
       const trial = new Map(alloc);
-      trial.set(now.hi, now.hi.allocation(-vm.r.memory, -vm.r.vcpus));
-      trial.set(f.host, f.host.allocation(vm.r.memory, vm.r.vcpus));
-      const gap = gapOf(trial).gap;
-      if (gap < now.gap - 1e-9 && (!best || gap < best.gap - 1e-9) && keepsSpreads(s, info, vm, f.host)) best = { vm, to: f.host, gap };
+      trial.set(hi, hiAfter);
+      trial.set(f.host, toAfter);
+      const sq = spreadOf(trial);
+      if (sq < base - 1e-6 && (!best || sq < best.sq - 1e-6) && keepsSpreads(s, info, vm, f.host)) best = { vm, to: f.host, sq, hiAfter, toAfter };
     }
   }
   if (!best) return undefined;
   const pct = (x: number): string => `${Math.round(x)}%`;
   return {
     vm: best.vm, to: best.to,
-    reason: `allocation ${now.hi.id} ${pct(alloc.get(now.hi)!)} vs ${now.lo.id} ${pct(alloc.get(now.lo)!)}: ${Math.round(now.gap)} points apart (> ${IMBALANCE_POINTS}), ${Math.round(best.gap)} after`,
+    reason: `allocation ${hi.id} ${pct(alloc.get(hi)!)} vs ${lo.id} ${pct(alloc.get(lo)!)}, ${Math.round(gap)} points apart (> ${IMBALANCE_POINTS}): ${hi.id} → ${pct(best.hiAfter)}, ${best.to.id} → ${pct(best.toAfter)}`,
   };
 }

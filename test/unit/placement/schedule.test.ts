@@ -340,7 +340,7 @@ describe('moves', () => {
     expect(schedule(four, now).moves).toEqual([]);
     const one = schedule(four, now, { rebalance: true });
     expect(one.moves).toHaveLength(1);
-    expect(one.moves[0]).toEqual({ vm: 'v1', from: 'h1', to: 'h4', cause: 'rebalance', reason: 'allocation h1 75% vs h4 0%: 75 points apart (> 20), 50 after' });
+    expect(one.moves[0]).toEqual({ vm: 'v1', from: 'h1', to: 'h4', cause: 'rebalance', reason: 'allocation h1 75% vs h4 0%, 75 points apart (> 20): h1 → 50%, h4 → 25%' });
     expect(one.placements.get('v1')).toMatchObject({ host: 'h4', why: 'scheduled' });
     expect(one.placements.get('v1')!.summary).toMatch(/^rebalance from h1: allocation h1 75% vs h4 0%/);
     const three2 = schedule(four, now, { rebalance: true, maxMoves: 3 });
