@@ -381,6 +381,52 @@ describe('moves', () => {
   });
 });
 
+describe('explanations', () => {
+  it('--explain lists the winner, the best few that fit but ranked lower, how many more, and every rejected host', () => {
+    const hosts = Array.from({ length: 9 }, (_, i) => host(`h${i}`, {}, { memory: 8 + i }));
+    hosts.push(host('hx', {}, { schedulable: false }));
+    const r = schedule(hosts, [vm('a', { memory: 2 })]);
+    const p = r.placements.get('a')!;
+    expect(p.host).toBe('h8');
+    expect(p.fitting).toBe(9);
+    expect(p.others!.map((o) => o.host)).toEqual(['h7', 'h6', 'h5', 'h4', 'h3']);
+    expect(explainLines(p)).toEqual([
+      'h8: chosen (scheduled): least allocated 87.5, VMs 0', // (14/16 + 7/8) / 2,
+      'h7: fits, ranked lower: least allocated 87.1, VMs 0',
+      'h6: fits, ranked lower: least allocated 86.6, VMs 0',
+      'h5: fits, ranked lower: least allocated 86.1, VMs 0',
+      'h4: fits, ranked lower: least allocated 85.4, VMs 0',
+      'h3: fits, ranked lower: least allocated 84.7, VMs 0',
+      '… and 3 more hosts fit, ranked lower still',
+      'ranking: lower skew, then more free after placing (least allocated), then fewer VMs, then host name',
+      'hx: rejected by unschedulable: takes no new VMs (spec.schedulable: false)',
+    ]);
+    const sticky = schedule(hosts, [vm('a', { current: 'h0' })]).placements.get('a')!;
+    expect(explainLines(sticky)).toEqual(['h0: sticky: recorded on h0']);
+  });
+
+  it('host names and labels from manifests are printed safely', () => {
+    const r = schedule([host('h\u001b[31m', { zone: 'a' })], [vm('v', { memory: 99, placement: { hostSelector: { matchLabels: { zone: 'b\u202e' } } } })]);
+    const text = unschedulableText(r.unschedulable.get('v')!);
+    expect(text).not.toMatch(/[\u001b\u202e]/);
+    expect(text).toContain('h\\u001b[31m: rejected by selector: hostSelector: needs zone=b\\u202e, has zone=a');
+  });
+
+  it('1,000 VMs onto 50 hosts with spread and a selector take well under a second of CPU (not quadratic in a bad way)', () => {
+    const hosts = Array.from({ length: 50 }, (_, i) => host(`h${String(i).padStart(2, '0')}`, { zone: `z${i % 5}`, ...(i % 2 ? { ssd: 'true' } : {}) }, { memory: 128, vcpus: 64 }));
+    const vms = Array.from({ length: 1000 }, (_, i) => vm(`vm${String(i).padStart(4, '0')}`, {
+      memory: 1 + (i % 4), labels: { app: `app${i % 10}` },
+      placement: { spreadBy: { hostLabel: 'zone', vmLabel: 'app' }, ...(i % 4 === 0 ? { hostSelector: { matchLabels: { ssd: 'true' } } } : {}) },
+    }));
+    schedule(hosts, vms);
+    const c = process.cpuUsage();
+    const r = schedule(hosts, vms);
+    const cpu = process.cpuUsage(c);
+    expect(r.placements.size).toBe(1000);
+    expect((cpu.user + cpu.system) / 1e6).toBeLessThan(1);
+  });
+});
+
 describe('determinism', () => {
   it('the same result for shuffled hosts and VMs (seeded, 30 shuffles of a mixed fleet)', () => {
     const rand = rng(21);
