@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  explainLines, placementLine, resultJson, schedule, unschedulableText,
+  explainLines, placementLine, resultJson, schedule, stayLines, unschedulableText,
   type PlacementHost, type PlacementRequest, type ScheduleResult,
 } from '../../../src/placement/index.js';
 
@@ -312,9 +312,10 @@ describe('moves', () => {
     expect(placementLine(p)).toContain('[host h1 is draining, but no host fits it');
     expect(r.unschedulable.size).toBe(0);
 
-    const down = schedule([host('h1', {}, { drain: true, reachable: false }), host('h2')], [vm('v', { current: 'h1' })]);
+    const down = schedule([host('h1', {}, { drain: true, reachable: false }), host('h2')], [vm('v', { current: 'h1' }), vm('w', { current: 'h2' })]);
     expect(down.moves).toEqual([]);
     expect(down.placements.get('v')!.warning).toBe('host h1 is draining, but h1 is unreachable: it moves when the host is back');
+    expect(stayLines(down)).toEqual(['v stays on h1: host h1 is draining, but h1 is unreachable: it moves when the host is back']);
   });
 
   it('a changed pin moves the VM (cause pin), not counted against maxMoves', () => {
