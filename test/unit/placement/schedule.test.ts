@@ -141,6 +141,7 @@ describe('filters', () => {
       { host: 'h1', filter: 'pin', detail: 'pinned to h2 (spec.host)' },
       { host: 'h3', filter: 'pin', detail: 'pinned to h2 (spec.host)' },
     ]);
+    expect(schedule(hosts, [vm('q', { pin: 'h9' })]).unschedulable.get('q')!.reasons[0]).toEqual({ host: 'h1', filter: 'pin', detail: 'pinned to h9 (spec.host), which is no Host' });
     // A pin is checked for capacity all the same.
     const big = schedule(hosts, [vm('p', { pin: 'h2', memory: 9 })]);
     expect(big.unschedulable.get('p')!.reasons.find((x) => x.host === 'h2')).toEqual({ host: 'h2', filter: 'memory', detail: 'needs 9GiB, 8GiB free of 8GiB' });
