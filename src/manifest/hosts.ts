@@ -12,6 +12,7 @@
  *     a Volume none of them reaches needs `spec.host`. A volume used by a VM names no host (pin the VM).
  *   - VMs sharing a volume are placed together: two different pins among them are an error.
  *   - A pinned VM (and a Volume on `spec.host`) needs its pools and networks on that host.
+ *   - A Host's `capacity.disk` names StoragePools on that host; `spreadBy.vmLabel` is a label the VM has.
  */
 import type { HostDefinition, HostId, HostScope, PlacementSpec } from '../model/hosts.js';
 import { selectHosts } from '../model/hosts.js';
@@ -287,12 +288,26 @@ export function checkFleet(hostEntries: readonly HostEntry[], entries: readonly 
     }
   }
 
+  // A Host's capacity.disk names pools that exist on it.
+  for (const h of hostEntries) {
+    if (!h.valid || byName.get(h.name ?? '') !== h) continue;
+    for (const pool of Object.keys((h.data.spec as HostSpec).capacity?.disk ?? {})) {
+      const on = scopes.get(`StoragePool/${pool}`);
+      if (!on) at.push(h.sd, 'Host', h.name, ['spec', 'capacity', 'disk', pool], `StoragePool ${quote(pool)} is not defined`, true);
+      else if (!on.has(h.name ?? '')) at.push(h.sd, 'Host', h.name, ['spec', 'capacity', 'disk', pool], `StoragePool ${quote(pool)} is not on this host (see its spec.hosts/hostSelector)`, true);
+    }
+  }
+
   // VMs: pins, placement, shared volumes.
   const groups = volumeGroups(vms.map((e) => ({ metadata: e.data.metadata, spec: specOf(e, 'VirtualMachine') }) as VirtualMachineManifest));
   const pinOfGroup = new Map<string, Entry>();
   for (const e of vms) {
     const spec = specOf(e, 'VirtualMachine');
     if (spec.placement !== undefined && !fleet) noHosts(e, ['spec', 'placement'], 'has a placement');
+    const vmLabel = spec.placement?.spreadBy?.vmLabel;
+    if (vmLabel !== undefined && (e.data.metadata as { labels?: Record<string, string> }).labels?.[vmLabel] === undefined) {
+      at.entry(e, ['spec', 'placement', 'spreadBy', 'vmLabel'], `the VM has no label ${quote(vmLabel)} (metadata.labels): it is spread with the VMs sharing that label's value`);
+    }
     if (spec.host === undefined) continue;
     if (!hostRef(e, ['spec', 'host'], spec.host)) continue;
     const host = spec.host;
