@@ -123,7 +123,7 @@ export function hostRemovalConflicts(records: readonly ResourceRef[], hostDefs: 
     const named = objects.slice(0, MAX_NAMED).map((r) => `${r.kind}/${r.name}`).join(', ') + (objects.length > MAX_NAMED ? ` and ${objects.length - MAX_NAMED} more` : '');
     const message = host === LOCAL_HOST
       ? `virtform owns ${objects.length} object(s) on the host of --uri (${named}), and no Host manifest has that host's libvirt identity: declare a Host with its URI (its records are then bound to it), or delete them first`
-      : `Host ${host} has no manifest any more, but virtform owns ${objects.length} object(s) on it (${named}): drain it (spec.drain: true) or delete them first, then remove its manifest`;
+      : `Host ${host} has no manifest any more, but virtform owns ${objects.length} object(s) on it (${named}): drain it first (put its Host manifest back with spec.drain: true) or delete them, then remove its manifest`;
     return { host, objects, message };
   });
 }

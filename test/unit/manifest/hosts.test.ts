@@ -241,7 +241,7 @@ describe('selectors and removal conflicts', () => {
       ['gone', ['VirtualMachine/w2', 'Volume/d']],
       ['local', ['Network/n']],
     ]);
-    expect(c[0]!.message).toContain('Host gone has no manifest any more, but virtform owns 2 object(s) on it (VirtualMachine/w2, Volume/d): drain it');
+    expect(c[0]!.message).toContain('Host gone has no manifest any more, but virtform owns 2 object(s) on it (VirtualMachine/w2, Volume/d): drain it first (put its Host manifest back with spec.drain: true) or delete them');
     expect(c[1]!.message).toContain('no Host manifest has that host\'s libvirt identity');
     expect(hostRemovalConflicts(recs, [{ id: 'a' }, { id: 'gone' }, { id: 'local' }])).toEqual([]);
     const many = Array.from({ length: 12 }, (_, i) => resourceRef('Volume', `v${String(i).padStart(2, '0')}`, 'gone'));
