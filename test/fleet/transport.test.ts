@@ -76,6 +76,12 @@ describe('qemu+ssh', () => {
     expect(sshChildren()).toEqual([]);
   });
 
+  it('without virt-ssh-helper: nc -U to the socket (proxy=netcat, as libvirt before virt-ssh-helper)', async () => {
+    const c = await LibvirtClient.connect(sshd.uri('proxy=netcat'), { keepaliveIntervalMs: 0 });
+    expect(typeof (await c.connectGetHostname())).toBe('string');
+    await c.close();
+  });
+
   it('a small reconcile, status and a converged rerun through the CLI', async () => {
     host.execOk(['mkdir', '-p', N.poolPath('ssh-pool')]);
     const dir = manifests(join(work, 'm-ssh'), 'ssh');
@@ -111,6 +117,8 @@ describe('qemu+ssh', () => {
       .rejects.toThrow(new RegExp(`ssh connection to ${host.addr.replace(/\./g, '\\.')} port 2223 refused`));
     await expect(LibvirtClient.connect(sshd.uri('netcat=vftest-no-such-nc'), { keepaliveIntervalMs: 0 }))
       .rejects.toThrow(/has neither virt-ssh-helper nor vftest-no-such-nc/);
+    await expect(LibvirtClient.connect(sshd.uri('socket=/var/run/libvirt/vftest-no-such-sock'), { keepaliveIntervalMs: 0 }))
+      .rejects.toThrow(/the remote host .* runs no reachable libvirtd \(nc: \/var\/run\/libvirt\/vftest-no-such-sock: No such file/);
   });
 
   it('no_verify=1 needs --insecure (exit 2, nothing contacted)', async () => {
@@ -141,9 +149,13 @@ describe('qemu+tls', () => {
     );
   });
 
-  it("a client certificate the server refuses (its DN not in tls_allowed_dn_list): read at the check byte", async () => {
+  it("a client certificate the server refuses (its DN not in tls_allowed_dn_list, or of a CA it does not trust): read at the check byte", async () => {
     await expect(LibvirtClient.connect(tlsUri(pki.intruder), { keepaliveIntervalMs: 0 })).rejects.toThrow(
       new RegExp(`the server ${host.addr.replace(/\./g, '\\.')} refused our client certificate ${pki.intruder}/clientcert\\.pem`),
+    );
+    // The right CN, signed by a CA the server does not trust: refused too.
+    await expect(LibvirtClient.connect(tlsUri(pki.foreign), { keepaliveIntervalMs: 0 })).rejects.toThrow(
+      new RegExp(`the server ${host.addr.replace(/\./g, '\\.')} refused our client certificate ${pki.foreign}/clientcert\\.pem`),
     );
     const r = await runCli(['status', '--uri', tlsUri(pki.intruder), '--db', join(work, 'tls.db')]);
     expect(r.code).toBe(1);
