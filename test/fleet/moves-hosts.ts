@@ -36,7 +36,11 @@ export function useMoveHosts(letter: string, prefix: string): MoveHosts {
   };
   const sh = (id: string, script: string): string => host(id).execOk(['bash', '-c', script], { timeoutMs: 300_000 });
   const cleanup = (p: string): void => {
-    for (const h of Object.values(by)) h.exec(['bash', join(ROOT, 'scripts/cleanup-test-objects.sh'), p], { timeoutMs: 120_000 });
+    for (const h of Object.values(by)) {
+      // Snapshots first: a domain with snapshots cannot be undefined.
+      h.exec(['bash', '-c', `for d in $(virsh -c qemu:///system list --all --name | grep '^${p}'); do for s in $(virsh -c qemu:///system snapshot-list "$d" --name); do virsh -c qemu:///system snapshot-delete "$d" "$s" >/dev/null; done; done`]);
+      h.exec(['bash', join(ROOT, 'scripts/cleanup-test-objects.sh'), p], { timeoutMs: 120_000 });
+    }
   };
   beforeAll(async () => {
     const named = process.env.VFTEST_MOVES_HOSTS?.split(',').map((x) => x.trim()).filter(Boolean);

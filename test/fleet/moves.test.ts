@@ -10,7 +10,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll } from 'vitest';
@@ -23,7 +23,13 @@ import { useMoveHosts } from './moves-hosts.js';
 
 const N = suiteNames('moves');
 const P = N.base;
-const POOL = N.poolPath();
+/** Each scenario has its own pool (and state DB): `${P}-<tag>` at N.poolPath(tag), the same path on both hosts. */
+let POOL = N.poolPath('m1');
+let POOLNAME = `${P}-m1`;
+function scenario(tag: string): void {
+  POOL = N.poolPath(tag);
+  POOLNAME = `${P}-${tag}`;
+}
 const H = useMoveHosts('m', N.prefix);
 let work = '';
 let guest = '';
@@ -33,6 +39,7 @@ beforeAll(() => {
   const built = execFileSync('bash', [join(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
   guest = join(work, 'guest');
   mkdirSync(guest, { recursive: true });
+  chmodSync(work, 0o755); // QEMU (not root) opens the kernel
   for (const f of ['vmlinuz', 'initrd.img']) copyFileSync(join(built, f), join(guest, f));
 }, 300_000);
 afterAll(() => {
@@ -41,16 +48,16 @@ afterAll(() => {
 
 const file = (vol: string, ext = 'qcow2'): string => `${POOL}/${P}-${vol}.${ext}`;
 
-function manifests(o: { vms: { name: string; disks: string[]; running?: boolean }[]; volumes: { name: string; format?: string; capacity?: string }[] }): Record<string, string> {
+function manifests(o: { vms: { name: string; disks: string[]; running?: boolean }[]; volumes: { name: string; format?: string; capacity?: string; backing?: string }[] }): Record<string, string> {
   const docs = [`apiVersion: virtform.dev/v1
 kind: StoragePool
-metadata: {name: ${P}-pool}
+metadata: {name: ${POOLNAME}}
 spec: {path: ${POOL}}`];
   for (const v of o.volumes) {
     docs.push(`apiVersion: virtform.dev/v1
 kind: Volume
 metadata: {name: ${P}-${v.name}}
-spec: {pool: ${P}-pool, capacity: ${v.capacity ?? '1GiB'}, format: ${v.format ?? 'qcow2'}}`);
+spec: {pool: ${POOLNAME}, capacity: ${v.capacity ?? '1GiB'}, format: ${v.format ?? 'qcow2'}${v.backing ? `, backingVolume: ${P}-${v.backing}` : ''}}`);
   }
   for (const vm of o.vms) {
     docs.push(`apiVersion: virtform.dev/v1
@@ -70,18 +77,48 @@ spec:
   return { 'all.yaml': `${docs.join('\n---\n')}\n` };
 }
 
-function run(dir: string, vmHost: string, extra: Partial<MoveRun> = {}) {
-  return runMove({ dir, db: join(work, 'state.db'), hosts: H.uris, vmHost, ...extra });
+/** The plan with part of the manifests on each host (folder per host id), against the state DB `db`. */
+async function planSplit(db: string, dirs: Record<string, string>) {
+  const { loadManifests } = await import('../../src/manifest/index.js');
+  const { buildDesired, mergeDesired } = await import('../../src/reconcile/desired.js');
+  const { planOnly } = await import('../../src/reconcile/engine.js');
+  const { openHost } = await import('../../src/reconcile/adapters/libvirt-host.js');
+  const { openStateStore } = await import('../../src/state/index.js');
+  const parts = [];
+  for (const [id, d] of Object.entries(dirs)) {
+    const l = await loadManifests(d);
+    if (!l.ok) throw new Error(`manifests invalid: ${l.errors.map((e) => e.message).join('; ')}`);
+    parts.push(buildDesired(l.desired, id));
+  }
+  const ports = new Map([['a', await openHost(H.uris.a!)], ['b', await openHost(H.uris.b!)]]);
+  const store = await openStateStore(db);
+  try {
+    return await planOnly(ports, store, mergeDesired(parts));
+  } finally {
+    for (const p of ports.values()) await p.close();
+    await store.close();
+  }
 }
 
-/** Random data and zeros written into a qcow2 file on host `id` (a sparse 1 GiB volume with ~12 MiB of data). */
+async function setUp(dir: string): Promise<void> {
+  const r = await run(dir, 'a');
+  expect(r.outcome, JSON.stringify(r)).toBe('succeeded');
+}
+
+function run(dir: string, vmHost: string, extra: Partial<MoveRun> = {}) {
+  // One state DB per scenario (its folder's): scenarios do not prune each other.
+  return runMove({ dir, db: `${dir}.db`, hosts: H.uris, vmHost, ...extra });
+}
+
+/** Random data and zeros written into a qcow2 file on host `id` (~12 MiB of data in a sparse volume of at least 128 MiB). */
 function writeData(id: string, path: string): void {
   H.sh(id, `set -e; r=$(mktemp); dd if=/dev/urandom of=$r bs=1M count=8 status=none
-    qemu-io -f qcow2 -c "write -s $r 64M 8M" -c "write -P 0x5a 700M 4M" -c "write -z 701M 1M" '${path}' >/dev/null; rm -f $r`);
+    qemu-io -f qcow2 -c "write -s $r 16M 8M" -c "write -P 0x5a 100M 4M" -c "write -z 101M 1M" '${path}' >/dev/null; rm -f $r`);
 }
 
 describe('cold moves between two hosts', () => {
   it('moves a stopped VM and its qcow2 volume: same bytes on b, defined on b only, gone from a; the brake counts one move', async () => {
+    scenario('m1');
     const dir = writeManifests(join(work, 'm1'), manifests({ vms: [{ name: 'vm1', disks: ['disk1'] }], volumes: [{ name: 'disk1' }] }));
     const first = await run(dir, 'a');
     expect(first.outcome, JSON.stringify(first)).toBe('succeeded');
@@ -109,8 +146,8 @@ describe('cold moves between two hosts', () => {
     expect(moved.held).toEqual([]);
     expect(H.sha256('b', file('disk1'))).toBe(before);
     expect(H.exists('a', file('disk1'))).toBe(false);
-    expect(H.domains('a', N.prefix)).toEqual([]);
-    expect(H.domains('b', N.prefix)).toEqual([`${P}-vm1`]);
+    expect(H.domains('a', `${P}-vm1`)).toEqual([]);
+    expect(H.domains('b', `${P}-vm1`)).toEqual([`${P}-vm1`]);
     expect(H.virsh('b', 'domblklist', `${P}-vm1`)).toContain(file('disk1'));
     // Converged: a second run plans nothing.
     const again = await run(dir, 'b', { dryRun: true });
@@ -118,11 +155,12 @@ describe('cold moves between two hosts', () => {
   });
 
   it('a VM with snapshots is not moved: a conflict on both hosts, nothing done', async () => {
+    scenario('m2');
     const dir = writeManifests(join(work, 'm2'), manifests({ vms: [{ name: 'vm2', disks: ['disk2'] }], volumes: [{ name: 'disk2' }] }));
-    expect((await run(dir, 'a')).outcome).toBe('succeeded');
+    await setUp(dir);
     writeData('a', file('disk2'));
-    const before = H.sha256('a', file('disk2'));
     H.virsh('a', 'snapshot-create-as', `${P}-vm2`, 'snap1');
+    const before = H.sha256('a', file('disk2'));
     const r = await run(dir, 'b');
     expect(r.outcome).toBe('failed');
     const vm = r.changes.find((c) => c.key === `b/VirtualMachine/${P}-vm2`)!;
@@ -137,50 +175,47 @@ describe('cold moves between two hosts', () => {
     expect(H.exists('b', file('disk2'))).toBe(false);
     // Without the snapshot it moves.
     H.virsh('a', 'snapshot-delete', `${P}-vm2`, 'snap1');
+    const now = H.sha256('a', file('disk2'));
     expect((await run(dir, 'b')).outcome).toBe('succeeded');
-    expect(H.sha256('b', file('disk2'))).toBe(before);
+    expect(H.sha256('b', file('disk2'))).toBe(now);
     expect(H.domains('a', `${P}-vm2`)).toEqual([]);
   });
 
-  it('a volume shared with a VM that does not move is a conflict; moving both moves it', async () => {
-    const both = manifests({ vms: [{ name: 'vm3', disks: ['shared'] }, { name: 'vm4', disks: ['shared'] }], volumes: [{ name: 'shared', format: 'raw', capacity: '64MiB' }] });
-    const dir = writeManifests(join(work, 'm3'), both);
-    expect((await run(dir, 'a')).outcome).toBe('succeeded');
-    // Only vm3 declared on b; vm4 stays on a (built by hand: vm4 and the volume on a, vm3 on b).
-    const split = writeManifests(join(work, 'm3b'), manifests({ vms: [{ name: 'vm3', disks: ['shared'] }], volumes: [{ name: 'shared', format: 'raw', capacity: '64MiB' }] }));
-    const stay = writeManifests(join(work, 'm3a'), manifests({ vms: [{ name: 'vm4', disks: ['shared'] }], volumes: [{ name: 'shared', format: 'raw', capacity: '64MiB' }] }));
-    const { loadManifests } = await import('../../src/manifest/index.js');
-    const { buildDesired, mergeDesired } = await import('../../src/reconcile/desired.js');
-    const { planOnly } = await import('../../src/reconcile/engine.js');
-    const { openHost } = await import('../../src/reconcile/adapters/libvirt-host.js');
-    const { openStateStore } = await import('../../src/state/index.js');
-    const la = await loadManifests(stay);
-    const lb = await loadManifests(split);
-    if (!la.ok || !lb.ok) throw new Error('manifests');
-    const desired = mergeDesired([buildDesired(la.desired, 'a'), buildDesired(lb.desired, 'b')]);
-    const ports = new Map([['a', await openHost(H.uris.a!)], ['b', await openHost(H.uris.b!)]]);
-    const store = await openStateStore(join(work, 'state.db'));
-    try {
-      const { plan } = await planOnly(ports, store, desired);
-      // The volume is declared on both hosts: not a move (a copy would leave vm4 without it), vm3 moves on its own.
-      expect(plan.changes.find((c) => c.key === `a/Volume/${P}-shared`)).toBeUndefined();
-      expect(plan.steps.some((s) => s.key === `a/Volume/${P}-shared` && s.op.op === 'volume.delete')).toBe(false);
-    } finally {
-      for (const p of ports.values()) await p.close();
-      await store.close();
-    }
-    // Both declared on b: they move together, the volume once.
+  it('a qcow2 overlay moves only with the same base on b: moving with it (base copied first), else a conflict', async () => {
+    const vols = [{ name: 'base', capacity: '128MiB' }, { name: 'c1', capacity: '128MiB', backing: 'base' }, { name: 'c2', capacity: '128MiB', backing: 'base' }];
+    scenario('m3');
+    const dir = writeManifests(join(work, 'm3'), manifests({ vms: [{ name: 'vm3', disks: ['c1'] }, { name: 'vm4', disks: ['c2'] }], volumes: vols }));
+    const db = `${dir}.db`;
+    await setUp(dir);
+    writeData('a', file('c1'));
+    const c1 = H.sha256('a', file('c1'));
+    const base = H.sha256('a', file('base'));
+    // vm3 to b, vm4 stays on a: the base stays declared on a (vm4's clone needs it) and would be a
+    // new, empty file on b: the clone cannot move (nor vm3).
+    const onA = writeManifests(join(work, 'm3a'), manifests({ vms: [{ name: 'vm4', disks: ['c2'] }], volumes: [vols[0]!, vols[2]!] }));
+    const onB = writeManifests(join(work, 'm3b'), manifests({ vms: [{ name: 'vm3', disks: ['c1'] }], volumes: [vols[0]!, vols[1]!] }));
+    const { plan } = await planSplit(db, { a: onA, b: onB });
+    const clone = plan.changes.find((c) => c.key === `b/Volume/${P}-c1`)!;
+    expect(clone.action).toBe('conflict');
+    expect(clone.reason).toMatch(/qcow2 overlay of .*base\.qcow2 .*whose content on host b would not be the same/);
+    expect(plan.changes.find((c) => c.key === `b/VirtualMachine/${P}-vm3`)!.action).toBe('conflict');
+    expect(plan.changes.find((c) => c.key === `a/VirtualMachine/${P}-vm3`)!.action).toBe('conflict');
+    expect(plan.steps.filter((s) => s.key.includes('vm3') || s.key.includes('c1'))).toEqual([]);
+    // Both VMs to b: the base moves too, copied before the clone; the clone still reads it on b.
     const r = await run(dir, 'b');
     expect(r.outcome, JSON.stringify(r)).toBe('succeeded');
     expect(r.brake?.moves?.length).toBe(2);
-    expect(H.domains('b', `${P}-vm`).filter((d) => d.endsWith('vm3') || d.endsWith('vm4'))).toEqual([`${P}-vm3`, `${P}-vm4`]);
-    expect(H.exists('a', file('shared', 'img'))).toBe(false);
-    expect(H.exists('b', file('shared', 'img'))).toBe(true);
+    expect(H.sha256('b', file('c1'))).toBe(c1);
+    expect(H.sha256('b', file('base'))).toBe(base);
+    expect(H.files('a', POOL)).toEqual([]);
+    expect(H.sh('b', `qemu-img info -U --output=json '${file('c1')}'`)).toContain(file('base'));
+    expect(H.sh('b', `qemu-img check -U '${file('c1')}' >/dev/null && echo ok`).trim()).toBe('ok');
   });
 
   it('moves a running VM (tiny guest under TCG): it runs on b afterwards', async () => {
+    scenario('m4');
     const dir = writeManifests(join(work, 'm4'), manifests({ vms: [{ name: 'vm5', disks: ['disk5'], running: true }], volumes: [{ name: 'disk5', capacity: '256MiB' }] }));
-    expect((await run(dir, 'a')).outcome).toBe('succeeded');
+    await setUp(dir);
     expect(H.virsh('a', 'domstate', `${P}-vm5`).trim()).toBe('running');
     const r = await run(dir, 'b');
     expect(r.outcome, JSON.stringify(r)).toBe('succeeded');
