@@ -151,6 +151,8 @@ function pairMoves(desired: Desired, hosts: ObservedHosts, changes: ResourceChan
   const use = (user: string, dep: string): void => void users.set(dep, (users.get(dep) ?? new Set()).add(user));
   for (const r of desired.resources) for (const d of dependenciesOfKey(r)) use(r.key, d);
   for (const c of changes) {
+    // An object already gone (a record left to forget) uses nothing any more.
+    if (c.ownership === 'absent') continue;
     const h = c.host ?? hostOfKey(c.key);
     const prev = c.previous ?? recordedConfig(hosts.get(h)!, c.key);
     for (const d of kindOf(c.kind).recordedDependencies(prev)) use(c.key, onHost(d, h));
