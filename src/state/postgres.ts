@@ -5,7 +5,7 @@
  * migration in a transaction). A password is never part of the URL: `pg` reads it from
  * `PGPASSWORD` or the file `PGPASSFILE` (default `~/.pgpass`) names.
  */
-import { userInfo } from 'node:os';
+import { hostname, userInfo } from 'node:os';
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import pgpass from 'pgpass';
@@ -55,6 +55,11 @@ function userName(): string {
   }
 }
 
+/** `PGAPPNAME` when set, else `virtform HOST/PID` (at most 63 bytes, PostgreSQL's limit). */
+export function applicationName(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.PGAPPNAME ?? `virtform ${hostname()}/${process.pid}`).slice(0, 63);
+}
+
 /** PostgreSQL errors a transaction is run again for: serialization failure, deadlock. */
 const RETRY_CODES = new Set(['40001', '40P01']);
 
@@ -102,7 +107,13 @@ export class PostgresStateStore extends KyselyStateStore {
 export async function openPostgresStore(url: string, opts: OpenOptions = {}): Promise<PostgresStateStore> {
   checkPostgresUrl(url);
   const shown = redactPostgresUrl(url);
-  const pool = new pg.Pool({ ...connectionConfig(url), max: 10, connectionTimeoutMillis: opts.busyTimeoutMs ?? 10_000 });
+  const pool = new pg.Pool({
+    ...connectionConfig(url), max: 10, connectionTimeoutMillis: opts.busyTimeoutMs ?? 10_000,
+    // pg_stat_activity (and the server's log) tell which process a session is: `virtform HOST/PID`.
+    application_name: applicationName(),
+    // A peer that vanished (a machine powered off, a partition) is noticed by TCP keepalives.
+    keepAlive: true, keepAliveInitialDelayMillis: 10_000,
+  });
   // An idle client's error (the server restarted) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
   const store = new PostgresStateStore(url, pool, opts.now, opts.dataDir);
