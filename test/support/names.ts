@@ -36,6 +36,8 @@ export const SUITES = {
   guestdeb: 60,
   // test/faults
   faultd: 80, faults: 81, faultk: 82, faultg: 83, faultl: 84, faulttcp: 85, propf: 86,
+  // test/fleet
+  standby: 105,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
