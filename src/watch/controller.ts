@@ -297,6 +297,7 @@ export class WatchController {
   async #takeLease(): Promise<void> {
     const timing = this.#o.lease ?? DEFAULT_LEASE_TIMING;
     let lease: Lease | undefined;
+    let lastError: string | undefined;
     while (!lease) {
       try {
         lease = await this.#o.store.acquireLease({ command: this.#leaseCommand }, timing, {
@@ -309,8 +310,12 @@ export class WatchController {
         });
       } catch (e) {
         if (this.#abort.signal.aborted) throw e;
-        // The state DB could not be asked (PostgreSQL restarting, the network): a standby keeps trying.
-        this.#log.error('standby: asking the state DB for the writer lease failed; retrying', { error: errText(e), retryMs: timing.retryMs });
+        // The state DB could not be asked (PostgreSQL restarting, the network): a standby keeps
+        // trying, and says so once per distinct error (debug for the repeats).
+        const error = errText(e);
+        const level = error === lastError ? 'debug' : 'error';
+        lastError = error;
+        this.#log[level]('standby: asking the state DB for the writer lease failed; retrying', { error, retryMs: timing.retryMs });
         await sleep(timing.retryMs, this.#abort.signal);
       }
     }

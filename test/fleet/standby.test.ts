@@ -56,7 +56,6 @@ let reader: StateStore;
 let audit: pg.Client;
 let boundMs = 0;
 const watchers: Watcher[] = [];
-let machineCount = 0;
 
 /** Declare exactly these networks (name → subnet index). */
 function declare(nets: Record<string, number>): void {
@@ -67,27 +66,31 @@ interface Proc {
   w: Watcher;
   /** PGAPPNAME: the audit rows' writer. */
   app: string;
-  /** The node process (inside its pid namespace when wrapped), for signals. */
+  /** The node process, for signals (its pid in this namespace). */
   pid: number;
+  /** Its pid as it sees it, and as the lease row records it (1 in a pid namespace of its own). */
+  ownPid: number;
 }
 
-/** A watcher on a "machine" of its own: a new pid namespace. Its PGAPPNAME names its writes. */
-async function startOn(app: string): Promise<Proc> {
-  machineCount += 1;
+/**
+ * A watcher; `isolated`: on a "machine" of its own, a new pid namespace (else in this test host's,
+ * where it can see the isolated ones' pids but they cannot see its). Its PGAPPNAME names its writes.
+ */
+async function startOn(app: string, isolated: boolean): Promise<Proc> {
   const w = spawnWatch([dir, '--db', db, ...COMMON, '--listen', '127.0.0.1:0'], {
-    env: { ...ENV, PGAPPNAME: app }, wrap: ['unshare', '--pid', '--fork', '--kill-child', '--'],
+    env: { ...ENV, PGAPPNAME: app }, ...(isolated ? { wrap: ['unshare', '--pid', '--fork', '--kill-child', '--'] } : {}),
   });
   watchers.push(w);
-  // The node process is unshare's child (pid 1 in its namespace).
-  let pid = 0;
+  let pid = isolated ? 0 : w.child.pid!;
+  // Isolated, the node process is unshare's child (pid 1 in its namespace).
   await waitFor(() => {
     try {
-      pid = Number(readFileSync(`/proc/${w.child.pid}/task/${w.child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+      pid ||= Number(readFileSync(`/proc/${w.child.pid}/task/${w.child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
     } catch { /* safe-catch: not forked yet */ }
     return pid > 0;
   }, `${app}: the watcher process`);
   await w.waitForLog('listening');
-  return { w, app, pid };
+  return { w, app, pid, ownPid: isolated ? 1 : pid };
 }
 
 async function lease(): Promise<LeaseRow> {
@@ -158,10 +161,12 @@ describe('two watchers on one PostgreSQL: one applies, the standby takes over', 
   });
 
   it('exactly one applies: the standby writes nothing, says who leads, and /readyz is 503', async () => {
-    leader = await startOn('vftest-w1');
+    // The leader in this pid namespace, the standby in one of its own: the standby cannot see the
+    // leader's pid (as on another machine), so it must not take it for dead.
+    leader = await startOn('vftest-w1', false);
     await waitFor(() => ready(leader), 'the first watcher ready', 60_000);
     expect(virshOk('net-info', `${P}-a`)).toBe(true);
-    standby = await startOn('vftest-w2');
+    standby = await startOn('vftest-w2', true);
     await standby.w.waitForLog('standby: another process holds the writer lease; retrying');
 
     const before = await writesBy(standby.app);
@@ -173,7 +178,7 @@ describe('two watchers on one PostgreSQL: one applies, the standby takes over', 
     expect(standby.w.count('reconcile started')).toBe(0);
 
     const row = await lease();
-    expect(row).toMatchObject({ pid: 1, epoch: 1 });
+    expect(row).toMatchObject({ pid: leader.ownPid, epoch: 1 });
     const r = await standby.w.http('/readyz');
     expect(r.status).toBe(503);
     expect(r.body).toMatch(/not ready \(standby: /);
@@ -184,9 +189,9 @@ describe('two watchers on one PostgreSQL: one applies, the standby takes over', 
     const text = await runCli(['status', '--db', db, '--offline']);
     expect(text.code, text.stderr).toBe(0);
     const line = text.stdout.split('\n').find((l) => l.startsWith('leader: '));
-    expect(line).toMatch(new RegExp(`^leader: ${row.holder} \\(pid 1 on ${row.hostname}, epoch 1, renewed \\d+s ago, expires in \\d+s\\)$`));
+    expect(line).toMatch(new RegExp(`^leader: ${row.holder} \\(pid ${leader.ownPid} on ${row.hostname}, epoch 1, renewed \\d+s ago, expires in \\d+s\\)$`));
     const json = await runCli(['status', '--db', db, '--offline', '--json']);
-    expect(JSON.parse(json.stdout).lease).toMatchObject({ held: true, holder: row.holder, pid: 1, hostname: row.hostname, epoch: 1 });
+    expect(JSON.parse(json.stdout).lease).toMatchObject({ held: true, holder: row.holder, pid: leader.ownPid, hostname: row.hostname, epoch: 1 });
   });
 
   it('leader SIGKILLed: the standby takes over within the printed bound (not before the lease expired) and converges a change made after the kill', async () => {
@@ -215,7 +220,9 @@ describe('two watchers on one PostgreSQL: one applies, the standby takes over', 
       expect(standby.w.count('writer lease acquired')).toBe(1);
       // The next round: the new leader is killed, a new standby on another machine takes over.
       leader = standby;
-      standby = await startOn(`vftest-w${3 + round}`);
+      // Alternately in this pid namespace and in one of its own: the dead leader's pid is either
+      // invisible to it (it must wait for the expiry) or another machine's (same).
+      standby = await startOn(`vftest-w${3 + round}`, round % 2 === 1);
       await standby.w.waitForLog('standby: another process holds the writer lease; retrying');
     }
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -262,7 +269,7 @@ describe('two watchers on one PostgreSQL: one applies, the standby takes over', 
 
     // status names the new leader.
     const text = await runCli(['status', '--db', db, '--offline']);
-    expect(text.stdout).toMatch(new RegExp(`^leader: ${after.holder} \\(pid 1 on ${after.hostname}, epoch ${after.epoch}, `, 'm'));
+    expect(text.stdout).toMatch(new RegExp(`^leader: ${after.holder} \\(pid ${after.pid} on ${after.hostname}, epoch ${after.epoch}, `, 'm'));
     for (const w of watchers) if (w.exitCode === undefined) w.child.kill('SIGKILL');
   });
 });
