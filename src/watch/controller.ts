@@ -320,6 +320,8 @@ export class WatchController {
       }
     }
     this.#lease = lease;
+    this.metrics.leader.set(1);
+    this.metrics.leaseEpoch.set(lease.epoch);
     lease.keepAlive({
       onLost: (reason) => this.#stepDown(reason),
       onError: (e) => this.#log.warn('writer lease: renewal failed', { error: errText(e), renewDeadlineMs: timing.renewDeadlineMs }),
@@ -330,6 +332,7 @@ export class WatchController {
   }
 
   #stepDown(reason: string): void {
+    this.metrics.leader.set(0);
     if (this.#stopping || this.#standby) return;
     const lost = this.#lease;
     this.#standby = (async () => {
@@ -389,6 +392,7 @@ export class WatchController {
     await this.#standby?.catch(() => undefined);
     await this.#lease?.release().catch((e: unknown) => this.#log.error('releasing the writer lease failed', { error: errText(e) }));
     this.metrics.up.set(0);
+    this.metrics.leader.set(0);
     this.metrics.backoff.set(0);
     this.#log.info('stopped', { runs: this.runCount });
   }

@@ -62,6 +62,9 @@ describe('watch and the writer lease', () => {
     // The standby's /status names the leader too.
     expect((await b.status()).lease).toMatchObject({ role: 'standby', epoch: null, holder: null, leader: { held: true, epoch: 1, command: 'watch a' } });
     expect(b.notReadyReason).toMatch(/^standby: /);
+    expect(await a.metrics.render()).toMatch(/^virtform_lease_leader 1$/m);
+    expect(await a.metrics.render()).toMatch(/^virtform_lease_epoch 1$/m);
+    expect(await b.metrics.render()).toMatch(/^virtform_lease_leader 0$/m);
     await a.stop();
     await bStart;
     await waitFor(() => b.ready, 'b ready after taking over');
@@ -79,6 +82,7 @@ describe('watch and the writer lease', () => {
     await waitFor(() => logs.some((l) => l.msg?.toString().startsWith('deposed')), 'step-down');
     expect(logs.find((l) => l.msg?.toString().startsWith('deposed'))).toMatchObject({ epoch: 1, leader: 'elsewhere/1/x', leaderHost: 'elsewhere', leaderEpoch: 7 });
     expect(a.ready).toBe(false);
+    expect(await a.metrics.render()).toMatch(/^virtform_lease_leader 0$/m);
     const runs = logs.filter((l) => l.msg === 'reconcile started').length;
     a.trigger('resync');
     await new Promise((r) => setTimeout(r, 300));
