@@ -11,6 +11,7 @@ export default defineConfig({
       'test/unit/state/contract.test.ts',
       'test/unit/state/host-rekey.test.ts',
       'test/unit/state/lease.test.ts',
+      'test/unit/state/lease-machine.test.ts',
       'test/unit/state/postgres-auth.test.ts',
       'test/unit/state/postgres-cluster.test.ts',
       'test/integration/reconcile/reconcile.test.ts',

@@ -111,13 +111,14 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     '(journal entries closed as interrupted, the next run finishes them) and the process exits')
     .argParser(num('--stop-timeout', 0)).default(30);
   // The writer lease (src/state/lease.ts): defaults close to Kubernetes leader election.
+  const LEASE_DEFAULTS = { lease: 15, renewDeadline: 10, retry: 2 };
   const leaseOptions = (cmd: Command): Command => cmd
     .addOption(new Option('--lease-duration <seconds>', 'writer lease: how long it lasts after its last renewal, by the database\'s clock; ' +
-      'a holder on another machine is taken over only after that (a dead pid on this machine at once)').argParser(num('--lease-duration', 0.001)).default(15))
+      'a holder on another machine is taken over only after that (a dead pid on this machine at once)').argParser(num('--lease-duration', 0.001)).default(LEASE_DEFAULTS.lease))
     .addOption(new Option('--renew-deadline <seconds>', 'writer lease: the holder makes no further libvirt change (steps down) once its last successful renewal ' +
-      'is older than this on its own monotonic clock; shorter than --lease-duration').argParser(num('--renew-deadline', 0.001)).default(10))
+      'is older than this on its own monotonic clock; shorter than --lease-duration').argParser(num('--renew-deadline', 0.001)).default(LEASE_DEFAULTS.renewDeadline))
     .addOption(new Option('--retry-period <seconds>', 'writer lease: interval between renewals, and between attempts to acquire a held lease; shorter than --renew-deadline')
-      .argParser(num('--retry-period', 0.001)).default(2));
+      .argParser(num('--retry-period', 0.001)).default(LEASE_DEFAULTS.retry));
 
   program.command('validate')
     .description('validate a manifest folder: every problem at once, as file:line:col: kind/name: field: message')
@@ -207,6 +208,16 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
     .addOption(domainTypeOption());
   leaseOptions(watch)
+    .addHelpText('after', `
+Standby: several watchers (on several machines) may share one state DB (PostgreSQL); exactly one
+holds the writer lease and applies, the others stand by (/readyz 503, /status names the leader).
+When the leader dies or freezes, a standby takes over within
+  --lease-duration + --retry-period seconds (${LEASE_DEFAULTS.lease + LEASE_DEFAULTS.retry} s with the defaults)
+of the leader's last renewal, and converges what changed meanwhile. A leader that could not renew
+for --renew-deadline seconds (its own clock) makes no further libvirt change, and every state DB
+write is fenced by the lease's epoch: a leader frozen past its lease (SIGSTOP, a VM pause) finds
+itself deposed when it wakes, applies nothing, and stands by. On this machine, a leader whose pid
+is gone is taken over at once.`)
     .action(async (dir: string | undefined, o) => {
       process.exitCode = await (await import('./commands/watch.js')).runWatch(dir, o);
     });

@@ -30,7 +30,8 @@ export {
   DEFAULT_HOST_ID, HOST_KEYED_TABLES, HostMismatchError, describeHost, sameHost, type HostBinding, type HostIdentity, type HostKeyedTable, type HostRecord, type HostRekey,
 } from './hosts.js';
 export {
-  DEFAULT_LEASE_TIMING, Lease, LeaseHeldError, LeaseLostError, WRITER_LEASE, acquireLease, isPidAlive, leaseTimingProblem, readLease, tryAcquireLease,
+  DEFAULT_LEASE_TIMING, Lease, LeaseHeldError, LeaseLostError, WRITER_LEASE, acquireLease, isPidAlive, leaseTimingProblem, machineIdentity, readLease,
+  sameMachine, takeoverBoundMs, takeoverBoundText, tryAcquireLease,
   type LeaseDeps, type LeaseDialect, type LeaseOwner, type LeaseRow, type LeaseTiming, type WaitOptions,
 } from './lease.js';
 export type { StateDatabase } from './schema.js';

@@ -13,8 +13,11 @@
  *   and every write transaction that starts after it sees the new epoch and fails. An `epoch =`
  *   test alone would race with a takeover under READ COMMITTED. SQLite serializes writers anyway.
  * - **Takeover.** A lease is free once released or expired by the database's clock. A holder on
- *   this machine (same hostname) whose pid is gone is taken over at once: a rerun after a crash
- *   must not wait for the expiry. A holder on another machine only after expiry, never earlier.
+ *   this machine whose pid is gone is taken over at once: a rerun after a crash must not wait for
+ *   the expiry. A holder on another machine only after expiry, never earlier. "This machine" is
+ *   not the host name alone (containers and cloned VMs share names, and a pid is only meaningful
+ *   in its own pid namespace): the row records {@link machineIdentity} (kernel boot id and pid
+ *   namespace), and the pid is tested only when the host name and that identity both match.
  * - **Stepping down.** Before each libvirt mutation the holder asks {@link Lease.refusal}: its last
  *   successful renewal must be younger than the renew deadline on the local monotonic clock
  *   (`performance.now()`, which NTP does not step). The deadline (10 s) is shorter than the lease
@@ -22,6 +25,7 @@
  *   be fenced: the one call in flight when the deadline passes may still land.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
@@ -58,6 +62,49 @@ export function leaseTimingProblem(t: LeaseTiming): string | undefined {
 
 export type LeaseDialect = 'sqlite' | 'postgres';
 
+/**
+ * How long a standby may take to take over after the holder died or froze, in ms: the holder's
+ * lease lasts `leaseMs` after its last renewal (by the database's clock), and a standby tries again
+ * every `retryMs`. Measured from the holder's last successful renewal, so also from its death.
+ */
+export function takeoverBoundMs(t: LeaseTiming): number {
+  return t.leaseMs + t.retryMs;
+}
+
+/** Text of {@link takeoverBoundMs}, e.g. `17 s (--lease-duration 15 + --retry-period 2)`. */
+export function takeoverBoundText(t: LeaseTiming): string {
+  return `${takeoverBoundMs(t) / 1000} s (--lease-duration ${t.leaseMs / 1000} + --retry-period ${t.retryMs / 1000})`;
+}
+
+let machine: string | null | undefined;
+
+/**
+ * What makes a pid meaningful: the kernel's boot id (random per boot, so different on every
+ * machine and VM, even clones sharing /etc/machine-id) and this process's pid namespace (a
+ * container's pids are not the host's). Two processes with the same identity (and host name) can
+ * test each other's pids; null where it cannot be read (then a dead holder is taken over only
+ * after its lease expires).
+ */
+export function machineIdentity(): string | null {
+  if (machine !== undefined) return machine;
+  try {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const pidns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1];
+    machine = boot && pidns ? `boot:${boot} pidns:${pidns}` : null;
+  } catch { // safe-catch: no procfs (not Linux): no identity, so no early takeover of a dead pid
+    machine = null;
+  }
+  return machine;
+}
+
+/**
+ * Whether the holder `seen` ran where this process runs (same host name and machine identity), so
+ * that its pid can be tested here. A row without an identity (written by an older virtform) never is.
+ */
+export function sameMachine(seen: { hostname: string; machine: string | null }, me: { hostname: string; machine: string | null }): boolean {
+  return seen.hostname === me.hostname && seen.machine !== null && seen.machine === me.machine;
+}
+
 /** What a lease needs of its store. */
 export interface LeaseDeps {
   db: Kysely<StateDatabase>;
@@ -76,6 +123,8 @@ export interface LeaseOwner {
   /** Overrides for tests; default this process and this host. */
   pid?: number;
   hostname?: string;
+  /** Default {@link machineIdentity}; null: none. */
+  machine?: string | null;
   /** Lease row name (default {@link WRITER_LEASE}). */
   name?: string;
 }
@@ -86,6 +135,8 @@ export interface LeaseInfo {
   holder: string;
   pid: number;
   hostname: string;
+  /** {@link machineIdentity} of the holder; null when unknown (an older virtform). */
+  machine: string | null;
   command: string;
   epoch: number;
   /** ms since 1970, database clock. */
@@ -117,6 +168,8 @@ const secs = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 /** Thrown while another live process holds the lease. The message names the holder. */
 export class LeaseHeldError extends Error {
   override readonly name = 'LeaseHeldError';
+  /** The holder's unique id (`hostname/pid/random`). */
+  readonly holder: string;
   readonly holderPid: number;
   readonly holderHost: string;
   readonly holderCommand: string;
@@ -132,6 +185,7 @@ export class LeaseHeldError extends Error {
         `another virtform process is writing (its lease, epoch ${row.epoch}, expires in ${secs(left)} unless renewed)` +
         (waitedMs !== undefined ? `; waited ${secs(waitedMs)} (--lock-timeout)` : '; --lock-timeout SECONDS waits for it'),
     );
+    this.holder = row.holder;
     this.holderPid = row.pid;
     this.holderHost = row.hostname;
     this.holderCommand = row.command;
@@ -160,12 +214,12 @@ export function dbNowMs(dialect: LeaseDialect): RawBuilder<number> {
 export async function readLease(deps: Pick<LeaseDeps, 'db' | 'dialect'>, name = WRITER_LEASE): Promise<LeaseRow | undefined> {
   const r = await deps.db
     .selectFrom('leases')
-    .select(['name', 'holder', 'pid', 'hostname', 'command', 'epoch', 'acquired_at', 'renewed_at', 'expires_at', dbNowMs(deps.dialect).as('now')])
+    .select(['name', 'holder', 'pid', 'hostname', 'machine', 'command', 'epoch', 'acquired_at', 'renewed_at', 'expires_at', dbNowMs(deps.dialect).as('now')])
     .where('name', '=', name)
     .executeTakeFirst();
   if (!r) return undefined;
   return {
-    name: r.name, holder: r.holder, pid: Number(r.pid), hostname: r.hostname, command: r.command, epoch: Number(r.epoch),
+    name: r.name, holder: r.holder, pid: Number(r.pid), hostname: r.hostname, machine: r.machine ?? null, command: r.command, epoch: Number(r.epoch),
     acquiredAt: Number(r.acquired_at), renewedAt: Number(r.renewed_at), expiresAt: Number(r.expires_at), now: Number(r.now),
   };
 }
@@ -182,6 +236,7 @@ export async function tryAcquireLease(deps: LeaseDeps, owner: LeaseOwner, timing
   const name = owner.name ?? WRITER_LEASE;
   const pid = owner.pid ?? process.pid;
   const host = owner.hostname ?? osHostname();
+  const machineId = owner.machine !== undefined ? owner.machine : machineIdentity();
   const holder = `${host}/${pid}/${randomBytes(4).toString('hex')}`;
   const mono = deps.monotonic ?? (() => performance.now());
   const now = dbNowMs(deps.dialect);
@@ -189,20 +244,21 @@ export async function tryAcquireLease(deps: LeaseDeps, owner: LeaseOwner, timing
     const seen = await readLease(deps, name);
     let dead: LeaseRow | undefined;
     if (seen && seen.expiresAt > seen.now) {
-      if (seen.hostname === host && seen.pid !== pid && !isPidAlive(seen.pid)) dead = seen;
+      if (sameMachine(seen, { hostname: host, machine: machineId }) && seen.pid !== pid && !isPidAlive(seen.pid)) dead = seen;
       else throw new LeaseHeldError(seen, deps.label);
     }
     const started = mono();
     const row = await deps.db
       .insertInto('leases')
       .values({
-        name, holder, pid, hostname: host, command: owner.command, epoch: 1,
+        name, holder, pid, hostname: host, machine: machineId, command: owner.command, epoch: 1,
         acquired_at: now, renewed_at: now, expires_at: sql<number>`${now} + ${timing.leaseMs}`,
       })
       .onConflict((oc) => oc.column('name').doUpdateSet({
         holder: (eb) => eb.ref('excluded.holder'),
         pid: (eb) => eb.ref('excluded.pid'),
         hostname: (eb) => eb.ref('excluded.hostname'),
+        machine: (eb) => eb.ref('excluded.machine'),
         command: (eb) => eb.ref('excluded.command'),
         epoch: sql<number>`leases.epoch + 1`,
         acquired_at: (eb) => eb.ref('excluded.acquired_at'),
@@ -217,7 +273,7 @@ export async function tryAcquireLease(deps: LeaseDeps, owner: LeaseOwner, timing
       .returning(['epoch', 'acquired_at'])
       .executeTakeFirst();
     if (row) {
-      return new Lease(deps, { name, holder, pid, hostname: host, command: owner.command, epoch: Number(row.epoch), acquiredAt: Number(row.acquired_at) }, timing, started);
+      return new Lease(deps, { name, holder, pid, hostname: host, machine: machineId, command: owner.command, epoch: Number(row.epoch), acquiredAt: Number(row.acquired_at) }, timing, started);
     }
     // Someone else got it between our read and our statement: read again (held, or free again).
   }
@@ -262,7 +318,7 @@ export async function acquireLease(deps: LeaseDeps, owner: LeaseOwner, timing: L
 
 function rowOf(e: LeaseHeldError): LeaseRow {
   const at = Date.parse(e.acquiredAt);
-  return { name: WRITER_LEASE, holder: '', pid: e.holderPid, hostname: e.holderHost, command: e.holderCommand, epoch: e.epoch, acquiredAt: at, renewedAt: at, expiresAt: 0, now: 0 };
+  return { name: WRITER_LEASE, holder: e.holder, pid: e.holderPid, hostname: e.holderHost, machine: null, command: e.holderCommand, epoch: e.epoch, acquiredAt: at, renewedAt: at, expiresAt: 0, now: 0 };
 }
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -289,6 +345,7 @@ export class Lease {
   readonly holder: string;
   readonly pid: number;
   readonly hostname: string;
+  readonly machine: string | null;
   readonly command: string;
   /** The fencing token. */
   readonly epoch: number;
@@ -314,6 +371,7 @@ export class Lease {
     this.holder = info.holder;
     this.pid = info.pid;
     this.hostname = info.hostname;
+    this.machine = info.machine;
     this.command = info.command;
     this.epoch = info.epoch;
     this.acquiredAt = iso(info.acquiredAt);
@@ -416,9 +474,16 @@ export class Lease {
    * The fence (src/state/fence.ts runs it before the first write of each of the store's write
    * transactions, on the writing connection): the row is read `FOR SHARE` on PostgreSQL (a
    * takeover's UPDATE waits until this transaction ends) and must still name this holder and
-   * epoch; otherwise {@link LeaseLostError}, and the transaction rolls back.
+   * epoch; otherwise {@link LeaseLostError}, and the transaction rolls back. On PostgreSQL the
+   * transaction may then stay idle for at most the renew deadline (`idle_in_transaction_session_timeout`).
    */
   async fence(query: FenceQuery): Promise<void> {
+    if (this.#deps.dialect === 'postgres') {
+      // The row lock below blocks a takeover until this transaction ends: a holder frozen inside
+      // it (SIGSTOP, a paused VM) must not block its successor for longer than it may hold on to
+      // its lease. PostgreSQL ends a transaction left idle that long (and the session with it).
+      await query(`set local idle_in_transaction_session_timeout = ${Math.max(1, Math.round(this.timing.renewDeadlineMs))}`, []);
+    }
     const rows = await query(
       this.#deps.dialect === 'postgres'
         ? 'select holder, epoch, pid, hostname from leases where name = $1 for share'

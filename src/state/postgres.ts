@@ -5,7 +5,7 @@
  * migration in a transaction). A password is never part of the URL: `pg` reads it from
  * `PGPASSWORD` or the file `PGPASSFILE` (default `~/.pgpass`) names.
  */
-import { userInfo } from 'node:os';
+import { hostname, userInfo } from 'node:os';
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import pgpass from 'pgpass';
@@ -55,15 +55,36 @@ function userName(): string {
   }
 }
 
+/** `PGAPPNAME` when set, else `virtform HOST/PID` (at most 63 bytes, PostgreSQL's limit). */
+export function applicationName(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.PGAPPNAME ?? `virtform ${hostname()}/${process.pid}`).slice(0, 63);
+}
+
 /** PostgreSQL errors a transaction is run again for: serialization failure, deadlock. */
 const RETRY_CODES = new Set(['40001', '40P01']);
 
 export class PostgresStateStore extends KyselyStateStore {
   readonly backend = 'postgres' as const;
 
-  /** Use {@link openPostgresStore}. */
-  constructor(url: string, pool: pg.Pool, clock?: () => Date, dataDir?: string) {
+  /** The lease's statements: a pool of their own (see {@link leaseDb}), made on first use. */
+  #leaseDb: Kysely<StateDatabase> | undefined;
+  readonly #leasePool: () => pg.Pool;
+
+  /** Use {@link openPostgresStore}. `leasePool` makes the lease's own pool. */
+  constructor(url: string, pool: pg.Pool, clock?: () => Date, dataDir?: string, leasePool: () => pg.Pool = () => pool) {
     super(redactPostgresUrl(url), new PostgresDialect({ pool }), clock, dataDir);
+    this.#leasePool = leasePool;
+  }
+
+  /**
+   * Two connections of their own for the lease (acquire, renew, release, read): a renewal must not
+   * wait behind a run whose steps hold every connection of the main pool (10), or the holder would
+   * step down for want of a connection. Its writes are to `leases` only, which is never fenced.
+   */
+  protected override leaseDb(): Kysely<StateDatabase> {
+    if (this.closed) return this.db;
+    this.#leaseDb ??= new Kysely<StateDatabase>({ dialect: new PostgresDialect({ pool: this.#leasePool() }) });
+    return this.#leaseDb;
   }
 
   protected async indexPage(after: number, pageSize: number): Promise<IndexTuple[]> {
@@ -90,6 +111,7 @@ export class PostgresStateStore extends KyselyStateStore {
   protected releaseLeaseSync(): void {}
 
   protected async closeBackend(): Promise<void> {
+    await this.#leaseDb?.destroy();
     await this.db.destroy();
   }
 }
@@ -102,10 +124,24 @@ export class PostgresStateStore extends KyselyStateStore {
 export async function openPostgresStore(url: string, opts: OpenOptions = {}): Promise<PostgresStateStore> {
   checkPostgresUrl(url);
   const shown = redactPostgresUrl(url);
-  const pool = new pg.Pool({ ...connectionConfig(url), max: 10, connectionTimeoutMillis: opts.busyTimeoutMs ?? 10_000 });
-  // An idle client's error (the server restarted) must not crash the process; the next query reconnects.
-  pool.on('error', () => undefined);
-  const store = new PostgresStateStore(url, pool, opts.now, opts.dataDir);
+  const newPool = (max: number): pg.Pool => {
+    const pool = new pg.Pool({
+      ...connectionConfig(url), max, connectionTimeoutMillis: opts.busyTimeoutMs ?? 10_000,
+      // pg_stat_activity (and the server's log) tell which process a session is: `virtform HOST/PID`.
+      application_name: applicationName(),
+      // A peer that vanished (a machine powered off, a partition) is noticed by TCP keepalives.
+      keepAlive: true, keepAliveInitialDelayMillis: 10_000,
+    });
+    // An idle client's error (the server restarted) must not crash the process; the next query reconnects.
+    pool.on('error', () => undefined);
+    // Nor may the error of a client checked out between two queries (in a transaction): the server
+    // restarted, or ended a transaction left idle (the lease's fence bounds that, src/state/lease.ts).
+    // pg emits it on the client, where nobody listens: an uncaught exception. The next query on that
+    // client fails with it instead, and the pool drops the client when it is released.
+    pool.on('connect', (client) => client.on('error', () => undefined));
+    return pool;
+  };
+  const store = new PostgresStateStore(url, newPool(10), opts.now, opts.dataDir, () => newPool(2));
   try {
     const migrator = new Migrator({ db: store.db, provider: migrationProvider });
     const { error, results } = await migrator.migrateToLatest();

@@ -777,10 +777,19 @@ export abstract class KyselyStateStore implements StateStore {
     return lease;
   }
 
+  /**
+   * Where the lease's own statements run (acquire, renew, release, read): this store's kysely by
+   * default; PostgreSQL gives them connections of their own, so a renewal never waits for a pool
+   * the run keeps busy. (The fence runs on the writing connection, whatever this says.)
+   */
+  protected leaseDb(): Kysely<StateDatabase> {
+    return this.db;
+  }
+
   /** What a lease on this store needs: its kysely, dialect, label and synchronous release. */
   leaseDeps(): LeaseDeps {
     return {
-      db: this.db,
+      db: this.leaseDb(),
       dialect: this.backend,
       label: this.path,
       releaseSync: (row) => {

@@ -76,6 +76,8 @@ export interface LeasesTable {
   holder: string;
   pid: number;
   hostname: string;
+  /** The holder's machine identity (kernel boot id, pid namespace; migration 0012); null: written by an older virtform. */
+  machine: Generated<string | null>;
   command: string;
   epoch: number;
   acquired_at: number;

@@ -9,3 +9,4 @@ export { waitForAddresses, type WaitFailure, type WaitOptions, type WaitResult }
 export { deriveConditions, withTransitions } from './build.js';
 export { persistConditions, trueConditions } from './conditions.js';
 export { STALL_CONDITION_REASON, stallText, type Stall, type StallReason } from './stall.js';
+export { leaderLine, leaseStatus, shortDuration, type LeaseStatus } from './leader.js';

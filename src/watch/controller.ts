@@ -14,12 +14,13 @@
  */
 import { resolve as resolvePath } from 'node:path';
 import type { HostPort } from '../reconcile/ports.js';
+import { sleep } from '../util/backoff.js';
 import type { Desired } from '../reconcile/desired.js';
-import { DEFAULT_LEASE_TIMING, type Lease, type LeaseTiming, type StateStore, type Suspension } from '../state/index.js';
+import { DEFAULT_LEASE_TIMING, readLease, type Lease, type LeaseTiming, type StateStore, type Suspension } from '../state/index.js';
 import type { MaxDeletions } from '../reconcile/safety.js';
 import type { Policy } from '../manifest/index.js';
 import {
-  buildStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type Stall, type StatusRow, type StatusSummary,
+  buildStatus, leaseStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type LeaseStatus, type Stall, type StatusRow, type StatusSummary,
 } from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
@@ -99,8 +100,12 @@ export interface WatchStatus {
   manifests: { valid: boolean; digest?: string; resources?: number; errors: string[] };
   /** The git source (`watch --git`): fetched and applied commits, whether they differ and why; null for a folder. */
   git: GitSourceStatus | null;
-  /** The writer lease: `leader` (held, with its epoch) or `standby` (retrying; why, when it was lost). */
-  lease: { role: 'leader' | 'standby'; epoch: number | null; lost: string | null };
+  /**
+   * The writer lease: this watcher's `role`, `leader` (held, with its epoch and holder id) or
+   * `standby` (retrying; why, when it was lost), and `leader`: the lease row as the database has it
+   * (who leads, whoever it is; null when never taken).
+   */
+  lease: { role: 'leader' | 'standby'; epoch: number | null; holder: string | null; lost: string | null; leader: LeaseStatus | null };
   /** The same rows as `virtform status --json` (desired from the last good manifests, observed live). */
   resources: StatusRow[];
   summary: StatusSummary;
@@ -183,7 +188,19 @@ export class WatchController {
 
   /** Ready: holds the writer lease, connected to the host and at least one reconcile has completed. */
   get ready(): boolean {
-    return this.#leading && this.#connection.state === 'connected' && this.#runner.firstReconcileDone && !this.#stopping;
+    return this.notReadyReason === undefined;
+  }
+
+  /** Why not ready (/readyz), or undefined when ready. */
+  get notReadyReason(): string | undefined {
+    if (this.#stopping) return 'stopping';
+    if (!this.#leading) {
+      const lost = this.#lease?.lostReason;
+      return lost ? `standby: ${lost}` : 'standby: another process holds the writer lease (or it was not acquired yet)';
+    }
+    if (this.#connection.state !== 'connected') return `connection: ${this.#connection.state}`;
+    if (!this.#runner.firstReconcileDone) return 'the first reconcile has not finished';
+    return undefined;
   }
 
   /** Holds the writer lease (renewed within its deadline). */
@@ -279,36 +296,63 @@ export class WatchController {
    */
   async #takeLease(): Promise<void> {
     const timing = this.#o.lease ?? DEFAULT_LEASE_TIMING;
-    const lease = await this.#o.store.acquireLease({ command: this.#leaseCommand }, timing, {
-      timeoutMs: Number.POSITIVE_INFINITY,
-      signal: this.#abort.signal,
-      onHeld: (e) => this.#log.warn('standby: another process holds the writer lease; retrying', {
-        holderPid: e.holderPid, holderHost: e.holderHost, holderCommand: e.holderCommand, epoch: e.epoch,
-        expiresInMs: e.expiresInMs, retryMs: timing.retryMs,
-      }),
-    });
+    let lease: Lease | undefined;
+    let lastError: string | undefined;
+    while (!lease) {
+      try {
+        lease = await this.#o.store.acquireLease({ command: this.#leaseCommand }, timing, {
+          timeoutMs: Number.POSITIVE_INFINITY,
+          signal: this.#abort.signal,
+          onHeld: (e) => this.#log.warn('standby: another process holds the writer lease; retrying', {
+            holder: e.holder, holderPid: e.holderPid, holderHost: e.holderHost, holderCommand: e.holderCommand, epoch: e.epoch,
+            expiresInMs: e.expiresInMs, retryMs: timing.retryMs,
+          }),
+        });
+      } catch (e) {
+        if (this.#abort.signal.aborted) throw e;
+        // The state DB could not be asked (PostgreSQL restarting, the network): a standby keeps
+        // trying, and says so once per distinct error (debug for the repeats).
+        const error = errText(e);
+        const level = error === lastError ? 'debug' : 'error';
+        lastError = error;
+        this.#log[level]('standby: asking the state DB for the writer lease failed; retrying', { error, retryMs: timing.retryMs });
+        await sleep(timing.retryMs, this.#abort.signal);
+      }
+    }
     this.#lease = lease;
+    this.metrics.leader.set(1);
+    this.metrics.leaseEpoch.set(lease.epoch);
     lease.keepAlive({
       onLost: (reason) => this.#stepDown(reason),
-      onError: (e) => this.#log.warn('writer lease: renewal failed', { error: errText(e) }),
+      onError: (e) => this.#log.warn('writer lease: renewal failed', { error: errText(e), renewDeadlineMs: timing.renewDeadlineMs }),
     });
-    this.#log.info('writer lease acquired', { epoch: lease.epoch, leaseMs: timing.leaseMs, renewDeadlineMs: timing.renewDeadlineMs, retryMs: timing.retryMs });
+    this.#log.info('writer lease acquired', {
+      holder: lease.holder, epoch: lease.epoch, leaseMs: timing.leaseMs, renewDeadlineMs: timing.renewDeadlineMs, retryMs: timing.retryMs,
+    });
   }
 
   #stepDown(reason: string): void {
+    this.metrics.leader.set(0);
     if (this.#stopping || this.#standby) return;
-    this.#log.error('stepped down: lost the writer lease; no further libvirt change, standing by to acquire it again', { reason });
+    const lost = this.#lease;
     this.#standby = (async () => {
-      while (!this.#stopping) {
-        try {
-          await this.#takeLease();
-          this.#queue.add('lease'); // the world may have changed under another holder
-          return;
-        } catch (e) {
-          if (this.#abort.signal.aborted) return;
-          this.#log.error('standby: acquiring the writer lease failed; retrying', { error: errText(e) });
-          await new Promise((r) => setTimeout(r, (this.#o.lease ?? DEFAULT_LEASE_TIMING).retryMs));
-        }
+      // Deposed (another process holds it now) or only stepped down (not renewed in time)?
+      // safe-catch: the state DB may be what failed; the step-down is logged either way
+      const row = await readLease(this.#o.store.leaseDeps()).catch(() => undefined);
+      if (lost && row && row.holder !== lost.holder && row.epoch > lost.epoch) {
+        this.#log.error('deposed: another process took the writer lease over; this watcher applies nothing more and stands by', {
+          reason, epoch: lost.epoch, leader: row.holder, leaderPid: row.pid, leaderHost: row.hostname, leaderEpoch: row.epoch,
+        });
+      } else {
+        this.#log.error('stepped down: lost the writer lease; no further libvirt change, standing by to acquire it again', { reason, epoch: lost?.epoch });
+      }
+      if (this.#stopping) return;
+      try {
+        await this.#takeLease();
+        this.#queue.add('lease'); // the world may have changed under another holder
+      } catch (e) {
+        // safe-catch: only an abort (stop) ends the standby loop
+        if (!this.#abort.signal.aborted) this.#log.error('standby: stopped retrying the writer lease', { error: errText(e) });
       }
     })().finally(() => {
       this.#standby = undefined;
@@ -348,6 +392,7 @@ export class WatchController {
     await this.#standby?.catch(() => undefined);
     await this.#lease?.release().catch((e: unknown) => this.#log.error('releasing the writer lease failed', { error: errText(e) }));
     this.metrics.up.set(0);
+    this.metrics.leader.set(0);
     this.metrics.backoff.set(0);
     this.#log.info('stopped', { runs: this.runCount });
   }
@@ -378,11 +423,12 @@ export class WatchController {
     }
     const stalled = this.#runner.stalls;
     const suspension = await store.controls.suspension();
+    const leader = leaseStatus(await readLease(store.leaseDeps()));
     const previousConditions = await store.conditions.list();
     const report = buildStatus({
       records, declared: lastGood?.resources, host, revisions, stalled, drift: this.#runner.drift, pending: this.#runner.pending, suspension, previousConditions,
     });
-    if (host) await persistConditions(store, report.resources).catch((e: unknown) => this.#log.warn('storing conditions failed', { error: errText(e) }));
+    if (host && this.#leading) await persistConditions(store, report.resources).catch((e: unknown) => this.#log.warn('storing conditions failed', { error: errText(e) }));
     this.metrics.setConditions(report.resources);
     return {
       ready: this.ready,
@@ -398,7 +444,13 @@ export class WatchController {
       suspended: suspension ?? null,
       manifests: { valid: this.#manifests.valid, digest: lastGood?.digest, resources: lastGood?.resources.length, errors: this.#manifests.errors },
       git: this.#o.git?.status() ?? null,
-      lease: { role: this.#leading ? 'leader' : 'standby', epoch: this.#leading ? this.#lease!.epoch : null, lost: this.#lease?.lostReason ?? null },
+      lease: {
+        role: this.#leading ? 'leader' : 'standby',
+        epoch: this.#leading ? this.#lease!.epoch : null,
+        holder: this.#leading ? this.#lease!.holder : null,
+        lost: this.#lease?.lostReason ?? null,
+        leader,
+      },
       resources: report.resources,
       summary: report.summary,
       hostError,

@@ -1,7 +1,8 @@
 /**
  * The watcher's HTTP listener (node:http, loopback only):
  *   /healthz  200 while the process runs
- *   /readyz   200 once connected and the first reconcile finished, else 503
+ *   /readyz   200 once it holds the writer lease, is connected and the first reconcile finished;
+ *             else 503 saying why (a standby: who holds the lease, or why it was lost)
  *   /status   JSON: last run, requeue, stalled resources, connection, manifest errors, and the
  *             per-resource report `virtform status --json` prints (src/status/)
  *   /metrics  Prometheus text exposition (prom-client)
@@ -99,8 +100,8 @@ export async function startStatusServer(controller: WatchController, addr: Liste
         send(200, 'text/plain; charset=utf-8', 'ok\n');
         return;
       case '/readyz': {
-        const ready = controller.ready;
-        send(ready ? 200 : 503, 'text/plain; charset=utf-8', ready ? 'ready\n' : `not ready (connection: ${controller.connectionState})\n`);
+        const why = controller.notReadyReason;
+        send(why === undefined ? 200 : 503, 'text/plain; charset=utf-8', why === undefined ? 'ready\n' : `not ready (${why})\n`);
         return;
       }
       case '/metrics':

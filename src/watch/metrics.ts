@@ -41,6 +41,10 @@ export class WatchMetrics {
   /** `watch --git`: 1 while the fetched commit is not the applied one. */
   readonly gitDiffers: Gauge;
   readonly conditions: Gauge<'kind' | 'name' | 'type' | 'status' | 'host'>;
+  /** 1 while this watcher holds the writer lease (0: a standby). */
+  readonly leader: Gauge;
+  /** The epoch of the writer lease this watcher holds or last held (0: never). */
+  readonly leaseEpoch: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -68,8 +72,12 @@ export class WatchMetrics {
     this.gitDiffers = gauge('virtform_git_fetched_differs', 'watch --git: 1 while the fetched commit is not the applied one (a refused commit, a fetch not applied yet)');
     this.conditions = gauge('virtform_resource_condition',
       'Resource conditions (Ready, Reconciling, Stalled, Drifted, RestartRequired, Suspended, HeldForDataLoss): 1 for the current status of each, 0 for the other (host: for hosts other than the local one)', ['kind', 'name', 'type', 'status', 'host']);
+    this.leader = gauge('virtform_lease_leader', '1 while this watcher holds the state DB\'s writer lease and applies; 0 while it is a standby');
+    this.leaseEpoch = gauge('virtform_lease_epoch', 'Epoch (fencing token) of the writer lease this watcher holds or last held; 0 before it first held it');
     this.up.set(1);
     this.connected.set(0);
+    this.leader.set(0);
+    this.leaseEpoch.set(0);
     this.manifestErrors.set(0);
     this.backoff.set(0);
     this.stalled.set(0);

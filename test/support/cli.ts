@@ -153,11 +153,19 @@ export interface Watcher {
   tail(n?: number): string;
 }
 
+/** How to spawn a watcher: more environment, and a command to run it under (e.g. `unshare --pid --fork`). */
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  wrap?: string[];
+}
+
 /** Spawns `virtform watch ...args` (with `--shutdown-timeout 0` unless given) and reads its log lines. */
-export function spawnWatch(args: string[]): Watcher {
+export function spawnWatch(args: string[], o: SpawnOptions = {}): Watcher {
   ensureBuilt();
-  const child = spawn(process.execPath, [CLI, ...withShutdownTimeout(['watch', ...args])], {
-    cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'],
+  const argv = [process.execPath, CLI, ...withShutdownTimeout(['watch', ...args])];
+  const [cmd, ...rest] = [...(o.wrap ?? []), ...argv];
+  const child = spawn(cmd!, rest, {
+    cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], ...(o.env ? { env: { ...process.env, ...o.env } } : {}),
   });
   const logs: LogLine[] = [];
   let exitCode: number | null | undefined;
@@ -211,8 +219,8 @@ export function spawnWatch(args: string[]): Watcher {
  * Spawns `virtform watch ...args --listen 127.0.0.1:0` and waits until it listens and /readyz
  * answers 200 (`readyTimeoutMs`); throws, with its last log lines, when it exits first.
  */
-export async function startWatch(args: string[], readyTimeoutMs = 60_000): Promise<Watcher> {
-  const w = spawnWatch([...args, '--listen', '127.0.0.1:0']);
+export async function startWatch(args: string[], readyTimeoutMs = 60_000, o: SpawnOptions = {}): Promise<Watcher> {
+  const w = spawnWatch([...args, '--listen', '127.0.0.1:0'], o);
   await w.waitForLog('listening');
   if (!(w.port > 0)) throw new Error(`watch logged no port:\n${w.tail()}`);
   await waitFor(async () => (await w.http('/readyz')).status === 200 || w.exitCode !== undefined, 'ready', readyTimeoutMs);

@@ -14,9 +14,9 @@ import { redactUri } from '../../libvirt/uri.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import type { Desired, DesiredResource } from '../../reconcile/desired.js';
 import { planOnly } from '../../reconcile/engine.js';
-import { StateDbMissingError, defaultDbPath, type StateStore } from '../../state/index.js';
+import { StateDbMissingError, defaultDbPath, readLease, type StateStore } from '../../state/index.js';
 import {
-  addressLabel, buildStatus, observeForStatus, persistConditions, revisionsFor, trueConditions, type HostView, type Stall, type StatusRow,
+  addressLabel, buildStatus, leaderLine, leaseStatus, observeForStatus, persistConditions, revisionsFor, trueConditions, type HostView, type Stall, type StatusRow,
 } from '../../status/index.js';
 import { suspendedText } from './reconcile.js';
 import { buildDesired } from '../../reconcile/desired.js';
@@ -113,13 +113,15 @@ export async function runStatus(
     // safe-catch: conditions only record transition times; a busy DB must not fail a read-only status
     if (host) await persistConditions(store, rows).catch(() => undefined);
     const latest = await store.revisions.latest();
+    // Who leads: the writer lease row, read by the database's clock.
+    const lease = leaseStatus(await readLease(store.leaseDeps()));
     const code = hostError || gitError ? EXIT.failure : EXIT.ok;
     if (gitError) process.stderr.write(`virtform: ${gitError}\n`);
 
     if (o.json) {
       process.stdout.write(`${JSON.stringify({
         uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, suspended: suspension ?? null,
-        latestRevision: latest ?? null, git, summary, resources: rows,
+        latestRevision: latest ?? null, git, lease, summary, resources: rows,
         addressErrors: host?.addresses?.errors ?? [],
       }, null, 2)}\n`);
       if (hostError) process.stderr.write(`virtform: cannot reach libvirt at ${redactUri(o.uri)}: ${hostError}\n`);
@@ -131,8 +133,9 @@ export async function runStatus(
         `  observed state unknown; below is what the state DB ${store.path} records (--offline skips libvirt)\n`);
     }
     if (suspension) process.stdout.write(`Applies paused: ${suspendedText(store.path, suspension)} (virtform resume continues).\n\n`);
+    const leaseLine = `${printable(leaderLine(lease))}\n`;
     if (rows.length === 0) {
-      process.stdout.write(`No managed resources in ${store.path}.\n${gitLine}`);
+      process.stdout.write(`No managed resources in ${store.path}.\n${gitLine}${leaseLine}`);
       return code;
     }
     process.stdout.write(renderTable(rows));
@@ -142,6 +145,7 @@ export async function runStatus(
         `${latest.gitCommit ? ` (git ${latest.gitCommit.slice(0, 10)}${latest.gitDirty ? ', dirty' : ''})` : ''}, digest ${latest.manifestDigest.slice(0, 12)}\n`);
     }
     process.stdout.write(gitLine);
+    process.stdout.write(leaseLine);
     return code;
   } finally {
     await store.close();

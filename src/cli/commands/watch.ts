@@ -11,7 +11,7 @@ import type { MaxDeletions } from '../../reconcile/safety.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { STOP_GRACE_MS } from './reconcile.js';
-import { HostMismatchError, LeaseHeldError, type StateStore } from '../../state/index.js';
+import { HostMismatchError, LeaseHeldError, takeoverBoundMs, type StateStore } from '../../state/index.js';
 import { GitRepository, GitSync } from '../../git/index.js';
 import { GitRepositorySource } from '../../watch/sources/git-repository.js';
 import { gitCacheRoot, gitInput, type GitFlags } from '../git.js';
@@ -167,7 +167,15 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       log.info('starting', {
         ...(git ? { git: git.sync.repo.displayUrl, ref: git.sync.status().ref, path: git.sync.repo.spec.path, gitIntervalMs: git.intervalMs, cache: git.sync.repo.cacheDir } : { dir }),
         uri: o.uri, db: store.path, pid: process.pid,
+        // How long a standby may take to take over when the leader dies or freezes.
+        takeoverBoundMs: takeoverBoundMs(lease.timing),
       });
+      // The listener first: a standby (waiting in start() while another process holds the writer
+      // lease) answers /healthz, /readyz (503, saying who leads) and /status too.
+      if (listen) {
+        server = await startStatusServer(controller, listen, log, { allowedHosts });
+        log.info('listening', { host: server.host, port: server.port, url: `http://${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}/` });
+      }
       // A standby (another process holds the writer lease) waits in start(): a signal stops it there.
       const starting = controller.start();
       const early = await Promise.race([starting.then(() => undefined), stopRequested]);
@@ -177,10 +185,6 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
         // safe-catch: start() ends with the abort reason: the stop was asked for
         await starting.catch(() => undefined);
         return EXIT.ok;
-      }
-      if (listen) {
-        server = await startStatusServer(controller, listen, log, { allowedHosts });
-        log.info('listening', { host: server.host, port: server.port, url: `http://${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}/` });
       }
       const stop = await Promise.race([stopRequested, hostMismatch]);
       if (stop instanceof HostMismatchError) {

@@ -58,23 +58,31 @@ describe('watch and the writer lease', () => {
     expect(b.ready).toBe(false);
     expect(bLogs.filter((l) => l.msg === 'reconcile started')).toEqual([]);
     expect(bLogs.find((l) => l.msg?.toString().startsWith('standby'))).toMatchObject({ holderCommand: 'watch a', epoch: 1 });
-    expect((await a.status()).lease).toEqual({ role: 'leader', epoch: 1, lost: null });
+    expect((await a.status()).lease).toMatchObject({ role: 'leader', epoch: 1, lost: null, leader: { held: true, epoch: 1, command: 'watch a', pid: process.pid } });
+    // The standby's /status names the leader too.
+    expect((await b.status()).lease).toMatchObject({ role: 'standby', epoch: null, holder: null, leader: { held: true, epoch: 1, command: 'watch a' } });
+    expect(b.notReadyReason).toMatch(/^standby: /);
+    expect(await a.metrics.render()).toMatch(/^virtform_lease_leader 1$/m);
+    expect(await a.metrics.render()).toMatch(/^virtform_lease_epoch 1$/m);
+    expect(await b.metrics.render()).toMatch(/^virtform_lease_leader 0$/m);
     await a.stop();
     await bStart;
     await waitFor(() => b.ready, 'b ready after taking over');
     expect(bLogs.find((l) => l.msg === 'writer lease acquired')).toMatchObject({ epoch: 2 });
-    expect((await b.status()).lease).toEqual({ role: 'leader', epoch: 2, lost: null });
+    expect((await b.status()).lease).toMatchObject({ role: 'leader', epoch: 2, lost: null, leader: { held: true, epoch: 2, command: 'watch b' } });
   });
 
-  it('a watcher whose lease is taken over steps down, starts no run, and is a standby again', async () => {
+  it('a watcher whose lease is taken over is deposed (says so), starts no run, and is a standby again', async () => {
     const logs: Record<string, unknown>[] = [];
     const a = make('a', logs);
     await a.start();
     await waitFor(() => a.ready, 'a ready');
     // Another holder takes the lease over (as after an expiry): a's next renewal finds it gone.
     await store.db.updateTable('leases').set({ holder: 'elsewhere/1/x', pid: 1, hostname: 'elsewhere', epoch: 7, expires_at: Date.now() + 60_000 }).execute();
-    await waitFor(() => logs.some((l) => l.msg?.toString().startsWith('stepped down')), 'step-down');
+    await waitFor(() => logs.some((l) => l.msg?.toString().startsWith('deposed')), 'step-down');
+    expect(logs.find((l) => l.msg?.toString().startsWith('deposed'))).toMatchObject({ epoch: 1, leader: 'elsewhere/1/x', leaderHost: 'elsewhere', leaderEpoch: 7 });
     expect(a.ready).toBe(false);
+    expect(await a.metrics.render()).toMatch(/^virtform_lease_leader 0$/m);
     const runs = logs.filter((l) => l.msg === 'reconcile started').length;
     a.trigger('resync');
     await new Promise((r) => setTimeout(r, 300));
