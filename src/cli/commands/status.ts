@@ -10,6 +10,7 @@
 import { printable } from '../../util/printable.js';
 import { LOCAL_HOST, resourceKey } from '../../model/kinds.js';
 import { EXIT, errorMessage, loadDesired, openStore, resolvePolicy } from '../common.js';
+import { redactUri } from '../../libvirt/uri.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import type { Desired, DesiredResource } from '../../reconcile/desired.js';
 import { planOnly } from '../../reconcile/engine.js';
@@ -117,16 +118,16 @@ export async function runStatus(
 
     if (o.json) {
       process.stdout.write(`${JSON.stringify({
-        uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, suspended: suspension ?? null,
+        uri: redactUri(o.uri), db: store.path, offline: o.offline === true, hostError: hostError ?? null, suspended: suspension ?? null,
         latestRevision: latest ?? null, git, summary, resources: rows,
         addressErrors: host?.addresses?.errors ?? [],
       }, null, 2)}\n`);
-      if (hostError) process.stderr.write(`virtform: cannot reach libvirt at ${o.uri}: ${hostError}\n`);
+      if (hostError) process.stderr.write(`virtform: cannot reach libvirt at ${redactUri(o.uri)}: ${hostError}\n`);
       return code;
     }
     const gitLine = git ? `Git: ${git.url} ${git.ref}${git.path ? ` path ${git.path}` : ''}: ${git.summary}\n` : '';
     if (hostError) {
-      process.stderr.write(`virtform: cannot reach libvirt at ${o.uri}: ${hostError}\n` +
+      process.stderr.write(`virtform: cannot reach libvirt at ${redactUri(o.uri)}: ${hostError}\n` +
         `  observed state unknown; below is what the state DB ${store.path} records (--offline skips libvirt)\n`);
     }
     if (suspension) process.stdout.write(`Applies paused: ${suspendedText(store.path, suspension)} (virtform resume continues).\n\n`);
