@@ -114,7 +114,8 @@ export function brakeLines(plan: Plan, style: Style): string[] {
   ];
 }
 
-export function renderPlan(plan: Plan, style: Style): string {
+/** `annotate`: a suffix for a change's head line (the fleet: `→ host h2 (fits: …)`, `on host h1`). */
+export function renderPlan(plan: Plan, style: Style, annotate?: (key: string) => string | undefined): string {
   const lines: string[] = [];
   const notices = [...suspendedLines(plan, style), ...(plan.notices ?? []).map((n) => `  ${paint(style, 'cyan', 'note:')} ${safe(n)}`)];
   if (plan.noop) {
@@ -125,7 +126,8 @@ export function renderPlan(plan: Plan, style: Style): string {
   for (const c of plan.changes) {
     const blocked = plan.blocked.get(c.key);
     const held = plan.held.get(c.key);
-    const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}`;
+    const suffix = annotate?.(c.key);
+    const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}${suffix ? ` ${suffix}` : ''}`;
     const what = c.release?.policy === 'Suspended'
       ? `will be released (its manifest was removed while metadata.reconcile: disabled): ${safe(c.release.kept)}`
       : c.release

@@ -20,6 +20,7 @@ import type { HostPort } from '../reconcile/ports.js';
 import { HostMismatchError, type ResourceRecord, type StateStore } from '../state/index.js';
 import { placementHost } from './capacity.js';
 import { closeFleet, connectFleet, type FleetConnections, type OpenHost } from './connect.js';
+import type { FleetPlanInfo, OrphanHost } from './types.js';
 import type { HostDefinition, Move, Placement, PlacementHost, PlacementRequest, ScheduleResult, Unschedulable } from './contract.js';
 
 /** The host of the conditions of a VM placed nowhere (no host holds it). */
@@ -50,12 +51,12 @@ export interface FleetOptions {
   maxMoves?: number;
   /** Wraps each connected host's port (the test fault injection). */
   wrap?: (port: HostPort, host: HostId) => HostPort;
+  /** What the fleet adds to the plan, before the engine plans (the CLI's plan output annotates with it). */
+  onPlaced?: (info: FleetPlanInfo) => void;
   /** Told about each host that cannot be reached (before the plan). */
   onUnreachable?: (host: HostId, why: string) => void;
 }
 
-/** Objects virtform owns on a host that no Host manifest names any more: a conflict, nothing of theirs is touched. */
-export interface OrphanHost { host: HostId; resources: string[] }
 
 export interface FleetResult {
   /** The engine's run; absent when no host could be reached. */
@@ -169,6 +170,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       if (cur !== p.host) annotations.set(resourceKey(kind, p.vm, p.host), p);
     }
 
+    o.onPlaced?.({ annotations, moves: result.moves, unschedulable: result.unschedulable, unreachable: conn.unreachable, orphanHosts });
     const hosts = new Map([...conn.connected].map(([id, h]) => [id, o.wrap ? o.wrap(h.port, id) : h.port]));
     const run = hosts.size > 0 ? await reconcile({ ...o.engine, hosts, store: o.store, desired }) : undefined;
 
