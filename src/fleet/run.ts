@@ -40,7 +40,7 @@ export interface FleetParts {
 export type EngineOptions = Omit<ReconcileOptions, 'host' | 'hosts' | 'store' | 'desired'>;
 
 export interface FleetOptions {
-  state: DesiredState & { hosts: HostDefinition[] };
+  state: DesiredState;
   store: StateStore;
   open: OpenHost;
   parts: FleetParts;

@@ -15,7 +15,7 @@ import type { Lease, StateStore } from '../../state/index.js';
 import { refusedTransports } from '../../fleet/connect.js';
 import { fleetParts } from '../../fleet/parts.js';
 import { runFleet } from '../../fleet/run.js';
-import { annotateKey, fleetJson, fleetLines } from '../../fleet/render.js';
+import { annotateKey, explainKey, fleetJson, fleetLines } from '../../fleet/render.js';
 import type { FleetPlanInfo } from '../../fleet/types.js';
 import type { HostDefinition } from '../../fleet/contract.js';
 import { EXIT, retryPolicy } from '../common.js';
@@ -32,7 +32,7 @@ export interface FleetFlags {
   maxAttempts: number; retryDelay: number; shutdownTimeout: number; downloadTimeout?: number;
 }
 
-export type FleetState = DesiredState & { hosts: HostDefinition[] };
+export type FleetState = DesiredState;
 
 /** Why the flags cannot be used with Host manifests (exit 2), or undefined. */
 export function fleetRefusal(hosts: readonly HostDefinition[], o: FleetFlags): string | undefined {
@@ -89,8 +89,9 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
       ...(writer ? { guard: () => writer.refusal() } : {}),
       onPlan: (plan) => {
         if (o.json) return;
-        out(renderPlan(plan, style, info ? (key) => annotateKey(info!, key) : undefined));
-        const extra = info ? fleetLines(info, { explain: o.explain === true, rebalance: o.rebalance === true, dryRun: o.dryRun === true }) : [];
+        const i = info;
+        out(renderPlan(plan, style, i ? { suffix: (key) => annotateKey(i, key), ...(o.explain ? { lines: (key) => explainKey(i, key) } : {}) } : undefined));
+        const extra = i ? fleetLines(i, { rebalance: o.rebalance === true, dryRun: o.dryRun === true }) : [];
         if (extra.length > 0) out(`${extra.join('\n')}\n`);
         if (!o.dryRun && !plan.noop) out('\n');
       },
@@ -105,7 +106,7 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
   const result = r.run;
   if (!info) info = { annotations: r.annotations, moves: r.moves, unschedulable: r.unschedulable, unreachable: r.unreachable, orphanHosts: r.orphanHosts };
   if (!result && !o.json) {
-    out(`${fleetLines(info, { explain: o.explain === true, rebalance: o.rebalance === true, dryRun: o.dryRun === true }).join('\n')}\n`);
+    out(`${fleetLines(info, { rebalance: o.rebalance === true, dryRun: o.dryRun === true }).join('\n')}\n`);
   }
   if (c.git && !o.dryRun && result) {
     await c.git.sync.recordRun(c.git.commit, result.outcome === 'noop' ? 'succeeded' : result.outcome, result.revisionId);

@@ -20,7 +20,7 @@ import { formatManifestError } from '../../manifest/index.js';
 import { kindOf } from '../../reconcile/kinds/index.js';
 import type { DesiredState } from '../../manifest/index.js';
 import { fleetHosts } from '../../fleet/parts.js';
-import { fleetRefusal, reconcileFleet, type FleetState } from './reconcile-fleet.js';
+import { fleetRefusal, reconcileFleet } from './reconcile-fleet.js';
 
 export interface ReconcileFlags extends GitFlags, LeaseFlags {
   uri: string;
@@ -217,7 +217,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
         err(`virtform: ${refusal}; nothing was changed\n`);
         return invalid(wholeInput(refusal));
       }
-      return await reconcileFleet({ ...(loaded.state as FleetState), hosts: fleet }, o, {
+      return await reconcileFleet(loaded.state!, o, {
         store, out, err, style, abort, stopTimeoutMs, writer, git,
       });
     }
