@@ -41,13 +41,21 @@ export class HostState {
   }
   /** How the allocation is described: memory (and vCPUs, and where they come from when not plain capacity). */
   ofMem(): string {
+    return (this.memText ??= this.describeMem());
+  }
+  ofCpu(): string {
+    return (this.cpuText ??= this.describeCpu());
+  }
+  private memText: string | undefined;
+  private cpuText: string | undefined;
+  private describeMem(): string {
     const h = this.h;
     const parts: string[] = [];
     if (h.reserved.memory > 0) parts.push(`${size(h.reserved.memory)} reserved`);
     if (h.overcommit.memory !== 1) parts.push(`overcommit ${h.overcommit.memory}`);
     return `${size(this.allocMem)}${parts.length ? ` (${size(h.capacity.memory)}, ${parts.join(', ')})` : ''}`;
   }
-  ofCpu(): string {
+  private describeCpu(): string {
     const h = this.h;
     const parts: string[] = [];
     if (h.reserved.vcpus > 0) parts.push(`${h.reserved.vcpus} reserved`);

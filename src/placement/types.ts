@@ -72,7 +72,9 @@ export interface Placement {
   rejected: Rejection[];
   /** The winner's score parts (scheduled placements only). */
   score?: Score;
-  /** The hosts that passed the filters but scored lower, best first. */
+  /** How many hosts passed the filters (the winner included). */
+  fitting?: number;
+  /** The best few (at most 5) of the hosts that passed the filters but ranked lower, best first. */
   others?: { host: HostId; score: Score }[];
   /**
    * Set when the VM had to leave its host (drain, pin change) but stays because no host fits, or
