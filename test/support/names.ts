@@ -42,6 +42,8 @@ export const SUITES = {
   flplace: 95, flkill: 96, flmove: 97, flrebal: 98,
   // test/fleet (fleetrun)
   flrun: 115, flrundown: 116,
+  // test/fleet/moves*.test.ts (cold moves at the engine level)
+  moves: 90, movescrash: 91,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
