@@ -247,3 +247,39 @@ describe('runFleet', () => {
     expect((await st.resources.list()).every((x) => x.host === 'h1')).toBe(true);
   });
 });
+
+describe('runFleet: moves', () => {
+  it('a drained host\'s VMs are placed on another host, which the engine plans as a move (not a delete and a create)', async () => {
+    const hosts = fakeFleet(['h1', 'h2', 'h3']);
+    const st = await store();
+    await run(await fleetState(3), st, hosts);
+    const onH1 = domainsOn(hosts.get('h1')!);
+    expect(onH1).toHaveLength(1);
+    const drained = await fleetState(3);
+    drained.hosts = drained.hosts.map((h) => (h.id === 'h1' ? { ...h, drain: true } : h));
+    const r = await run(drained, st, hosts, { engine: { dryRun: true } });
+    expect(r.moves.map((m) => [m.vm, m.from, m.cause])).toEqual([[onH1[0], 'h1', 'drain']]);
+    const to = r.moves[0]!.to;
+    expect(r.annotations.get(`${to}/VirtualMachine/${onH1[0]}`)?.host).toBe(to);
+    // the engine turns "recorded on h1, desired on h2" into a move (the fake host has no streams: the
+    // copy itself runs in test/fleet/moves*.test.ts against real hosts)
+    const reasons = new Map(r.run!.plan.changes.map((c) => [c.key, c.reason]));
+    expect(reasons.get(`${to}/VirtualMachine/${onH1[0]}`)).toMatch(/moves from host h1/);
+    expect(reasons.get(`${to}/Volume/${onH1[0]}-disk`)).toMatch(/moves from host h1/);
+    expect(reasons.get(`h1/VirtualMachine/${onH1[0]}`)).toMatch(new RegExp(`moves to host ${to}`));
+  });
+
+  it('without --rebalance nothing is proposed after a host is added; with it, at most --max-moves, and a dry-run moves nothing', async () => {
+    const hosts = fakeFleet(['h1', 'h2', 'h3']);
+    const st = await store();
+    await run(await fleetState(6, () => undefined, ['h1', 'h2']), st, hosts);
+    const before = new Map([...hosts].map(([id, h]) => [id, domainsOn(h)]));
+    const three = await fleetState(6);
+    const plain = await run(three, st, hosts, { engine: { dryRun: true } });
+    expect(plain.moves).toEqual([]);
+    const proposed = await run(three, st, hosts, { engine: { dryRun: true }, rebalance: true, maxMoves: 1 });
+    expect(proposed.moves.length).toBe(1);
+    expect(proposed.moves[0]).toMatchObject({ cause: 'rebalance', to: 'h3' });
+    expect(new Map([...hosts].map(([id, h]) => [id, domainsOn(h)]))).toEqual(before);
+  });
+});
