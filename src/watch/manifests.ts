@@ -85,6 +85,12 @@ export class ManifestState {
       }
       return { ok: false };
     }
+    // The fleet (Host manifests) is run by `virtform reconcile`; watch manages the one host of --uri.
+    // Its manifests are refused like invalid ones: nothing is applied (never planned onto --uri's host).
+    if (result.desired.hosts.length > 0) {
+      return this.#fail(`${this.o.provider?.label ?? this.dir} declares Host manifests (${result.desired.hosts.map((h) => h.id).join(', ')}): ` +
+        '`virtform watch` does not run a fleet yet; use `virtform reconcile` for a fleet (nothing is applied)');
+    }
     const desired = buildDesired(result.desired);
     if (desired.empty && !this.o.allowEmpty) {
       return { ...this.#fail(`no manifests found in ${this.o.provider?.label ?? this.dir}; refusing to delete everything virtform manages (no --allow-empty)`), empty: true };
