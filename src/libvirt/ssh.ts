@@ -154,7 +154,8 @@ export function diagnoseSsh(stderr: string, p: ParsedUri, code: number | null): 
       `or netcat-openbsd there (ssh said: ${lastLine(text)})`
     );
   }
-  if (/unix connect failed|Failed to connect socket|failed to connect to the hypervisor/i.test(text)) {
+  if (/unix connect failed|Failed to connect socket|failed to connect to the hypervisor/i.test(text) ||
+    /sock[^\n]*: (No such file or directory|Connection refused)\s*$/m.test(text)) {
     return `the remote host ${host} runs no reachable libvirtd (${lastLine(text)})`;
   }
   if (text) return `ssh to ${where} ${code === null ? 'ended' : `exited with code ${code}`}: ${lastLine(text)}`;

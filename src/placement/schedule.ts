@@ -101,14 +101,15 @@ export function schedule(hosts: PlacementHost[], vms: PlacementRequest[], opts: 
       for (const m of u.members) {
         s.place(m, best.host);
         const why: Placement['why'] = m.r.pin !== undefined ? 'pinned' : u.members.length > 1 || u.anchor ? 'group' : 'scheduled';
+        const leave = leaving.get(m);
+        const moving = leave !== undefined && m.r.current !== undefined && m.r.current !== best.host.id;
         const p: Placement = {
           vm: m.r.name, host: best.host.id, why,
-          summary: `${m.r.pin !== undefined ? 'pinned (spec.host); ' : ''}${groupNote}${summary}`,
+          summary: `${moving ? `moves from ${m.r.current} (${leave.text}); ` : ''}${m.r.pin !== undefined ? 'pinned (spec.host); ' : ''}${groupNote}${summary}`,
           rejected: ev.rejected, score: scoreOf(best), fitting: ev.fits.length, others: othersOf(ev.fits, best.host),
         };
         s.placements.set(m.r.name, p);
-        const leave = leaving.get(m);
-        if (leave && m.r.current !== undefined && m.r.current !== best.host.id) {
+        if (moving && m.r.current !== undefined) {
           s.moves.push({ vm: m.r.name, from: m.r.current, to: best.host.id, cause: leave.cause, reason: leave.text });
         }
       }

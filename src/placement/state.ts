@@ -3,7 +3,10 @@
  * domain, updated as VMs are placed and unplaced (O(constraints a VM counts in) per change).
  */
 import { formatSize } from '../manifest/size.js';
+import { matchesSelector } from '../model/hosts.js';
 import type { LabelSelector, PlacementHost, PlacementRequest, SpreadBy } from './types.js';
+
+export { matchesSelector };
 
 export const size = (bytes: number): string => formatSize(Math.max(0, Math.round(bytes)));
 
@@ -65,11 +68,6 @@ export class HostState {
 }
 
 export const num = (n: number): string => (Number.isInteger(n) ? String(n) : n.toFixed(1));
-
-export function matchesSelector(labels: Record<string, string>, sel: LabelSelector | undefined): boolean {
-  for (const [k, v] of Object.entries(sel?.matchLabels ?? {})) if (labels[k] !== v) return false;
-  return true;
-}
 
 /** Why `labels` do not match `sel`: "needs zone=a, has zone=b; needs ssd=true, has no label ssd". */
 export function selectorMismatch(labels: Record<string, string>, sel: LabelSelector | undefined): string {

@@ -8,7 +8,8 @@
  *   every process in the host's namespace, for a killed run).
  * - `makePki(dir, serverAddr)`: with openssl, a CA, the server's certificate for the host's
  *   address, a client certificate (CN vftest-100-client), an intruder's client certificate of the
- *   same CA with another CN, and a second CA: pkipath folders `good`, `intruder`, `otherca`.
+ *   same CA with another CN, and a second CA: pkipath folders `good`, `intruder`, `foreign` (the
+ *   good CN signed by the second CA), `otherca` (trusting the second CA).
  * - `enableTls(host, pki)`: the host's libvirtd.conf gets listen_tls = 1, its certificate files
  *   and `tls_allowed_dn_list` naming the good client only; its libvirtd is restarted by pid.
  */
@@ -117,9 +118,14 @@ export function startSshd(host: TestHost, clientDir: string, port = 2222): Sshd 
 }
 
 export interface Pki {
-  /** pkipath folders: the good client; a client of the same CA with another CN; a client trusting another CA. */
+  /**
+   * pkipath folders: the good client; a client of the same CA with another CN (not in the server's
+   * tls_allowed_dn_list); the good client's CN signed by a CA the server does not trust; the good
+   * client trusting another CA than the server's.
+   */
   good: string;
   intruder: string;
+  foreign: string;
   otherca: string;
   /** The server's files (cacert.pem, servercert.pem, serverkey.pem). */
   server: string;
@@ -151,12 +157,13 @@ export function makePki(dir: string, serverAddr: string): Pki {
     `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:${serverAddr}\n`);
   cert('good', 'client', 'vftest-100-client', 'ca', CLIENT_EXT);
   cert('intruder', 'client', 'vftest-100-intruder', 'ca', CLIENT_EXT);
-  for (const sub of ['server', 'good', 'intruder']) copyFileSync(join(dir, 'ca/cacert.pem'), join(dir, sub, 'cacert.pem'));
+  cert('foreign', 'client', 'vftest-100-client', 'ca2', CLIENT_EXT);
+  for (const sub of ['server', 'good', 'intruder', 'foreign']) copyFileSync(join(dir, 'ca/cacert.pem'), join(dir, sub, 'cacert.pem'));
   // otherca: the good client's certificate, but trusting a CA that did not sign the server's.
   mkdirSync(join(dir, 'otherca'), { recursive: true });
   for (const f of ['clientcert.pem', 'clientkey.pem']) copyFileSync(join(dir, 'good', f), join(dir, 'otherca', f));
   copyFileSync(join(dir, 'ca2/cacert.pem'), join(dir, 'otherca/cacert.pem'));
-  return { good: join(dir, 'good'), intruder: join(dir, 'intruder'), otherca: join(dir, 'otherca'), server: join(dir, 'server') };
+  return { good: join(dir, 'good'), intruder: join(dir, 'intruder'), foreign: join(dir, 'foreign'), otherca: join(dir, 'otherca'), server: join(dir, 'server') };
 }
 
 /** Restarts the host's libvirtd by its pid file (virtlogd and the namespace stay). */

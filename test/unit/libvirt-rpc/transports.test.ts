@@ -115,6 +115,8 @@ describe("ssh: its stderr as a clear error", () => {
     ['ssh: connect to host 10.0.0.9 port 2222: No route to host\r\n', /^ssh cannot reach 10\.0\.0\.9: connect to host 10\.0\.0\.9 port 2222: No route to host/],
     ['sh: 1: nc: not found\n', /^the remote host 10\.0\.0\.9 has neither virt-ssh-helper nor nc: install libvirt-clients/],
     ['nc: unix connect failed: No such file or directory\n', /^the remote host 10\.0\.0\.9 runs no reachable libvirtd/],
+    ['nc: /var/run/libvirt/libvirt-sock: No such file or directory\n', /^the remote host 10\.0\.0\.9 runs no reachable libvirtd \(nc: \/var\/run\/libvirt\/libvirt-sock: No such file/],
+    ["virt-ssh-helper: cannot connect to 'qemu:///system': Failed to connect socket to '/var/run/libvirt/libvirt-sock': Connection refused\n", /^the remote host 10\.0\.0\.9 runs no reachable libvirtd/],
   ])('%j', (stderr, want) => {
     expect(diagnoseSsh(stderr, p, 255)).toMatch(want);
   });

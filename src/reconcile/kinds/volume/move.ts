@@ -10,7 +10,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { hostOf, resourceKey } from '../../../model/kinds.js';
 import { formatSize } from '../../../manifest/index.js';
 import { HostError, type HostPort, type VolumeHole } from '../../ports.js';
-import { fieldChanges, recordedFacts, type ResourceChange } from '../../core/change.js';
+import { fieldChanges, recordedConfig, recordedFacts, type ResourceChange } from '../../core/change.js';
 import { definitionOf, runningDiskHolders } from '../../core/observed.js';
 import type { ExecContext, MoveContext } from '../../core/kind.js';
 import type { DesiredVolume, MoveFact, VolumeConfig, VolumeOp } from './types.js';
@@ -51,15 +51,27 @@ export function moveVolume(m: MoveContext<DesiredVolume>): { source: ResourceCha
   const holders = (runningDiskHolders(m.from).get(path) ?? []).filter((n) => !m.moving.has(resourceKey('VirtualMachine', n, from)));
   if (holders.length > 0) return conflict(`running ${holders.map((n) => `VirtualMachine/${n}`).join(', ')} on host ${from} has it open and does not move`);
 
-  // A qcow2 overlay names its base by absolute path: the base must be at that path on B.
+  // A qcow2 overlay names its base by absolute path: the base must be at that path on B, with
+  // the same content: moving with it (copied and verified first: the plan orders the base's copy
+  // before the overlay's), or imported there from the same image (spec.source, by sha256).
   const backing = prev?.backingPath ?? definitionOf(m.from, 'Volume', m.source.key)?.backingPath;
   if (backing) {
     if (c.backingPath !== backing) {
       return conflict(`it is a qcow2 overlay of ${backing}, but on host ${to} its base would be ${c.backingPath ?? 'none'}: its base must be at the same path there (a pool with the same path on every host)`);
     }
-    const declaredBase = c.backingVolume !== undefined && m.all.byKey.has(resourceKey('Volume', c.backingVolume, to));
-    const there = [...m.to.volumes.values()].some((vols) => [...vols.values()].some((v) => v.key === backing));
-    if (!declaredBase && !there) {
+    const base = c.backingVolume;
+    if (base !== undefined) {
+      const baseA = resourceKey('Volume', base, from);
+      const baseB = resourceKey('Volume', base, to);
+      const sha = (key: string, o: typeof m.from): string | undefined =>
+        (m.all.byKey.get(key)?.config as Partial<VolumeConfig> | undefined)?.sourceSha256 ?? recordedConfig<VolumeConfig>(o, key)?.sourceSha256;
+      const shaA = sha(baseA, m.from);
+      const same = m.moving.has(baseA) || (shaA !== undefined && sha(baseB, m.to) === shaA);
+      if (!same) {
+        return conflict(`it is a qcow2 overlay of ${backing} (Volume ${base}), whose content on host ${to} would not be the same: `
+          + `the base must move with it, or be imported on ${to} from the same image (spec.source)`);
+      }
+    } else if (![...m.to.volumes.values()].some((vols) => [...vols.values()].some((v) => v.key === backing))) {
       return conflict(`it is a qcow2 overlay of ${backing}, which does not exist on host ${to}: its base must be there first, at the same path`);
     }
   }
