@@ -350,12 +350,32 @@ export interface VmPlacementFacts {
   pin?: HostId;
   placement?: PlacementSpec;
   group?: string;
+  /** The hosts where all its pools and networks exist, when not every host (see PlacementRequest.eligible). */
+  eligible?: HostId[];
+}
+
+/** The hosts where every pool and network a VM needs exists (its volumes, their backing chains, its seed, its NICs). */
+export function vmEligibleHosts(state: Pick<DesiredState, 'hosts' | 'pools' | 'networks' | 'volumes'>, spec: VirtualMachineManifest['spec']): HostId[] {
+  const vol = new Map(state.volumes.map((v) => [v.metadata.name, v.spec]));
+  const pools = new Set<string>(vmOwnPools(spec));
+  for (const v of vmVolumes(spec)) for (const b of backingChain(v, (n) => vol.get(n)?.backingVolume)) { const p = vol.get(b)?.pool; if (p !== undefined) pools.add(p); }
+  let out = state.hosts.map((h) => h.id);
+  const narrow = (ids: HostId[]): void => {
+    const keep = new Set(ids);
+    out = out.filter((h) => keep.has(h));
+  };
+  for (const p of state.pools) if (pools.has(p.metadata.name)) narrow(selectHosts(state.hosts, scopeOf(p)));
+  const nets = new Set(vmNetworks(spec));
+  for (const n of state.networks) if (nets.has(n.metadata.name)) narrow(selectHosts(state.hosts, scopeOf(n)));
+  return out;
 }
 
 /** The placement facts of every VM manifest, in manifest order. */
-export function vmPlacementFacts(state: Pick<DesiredState, 'vms'>): VmPlacementFacts[] {
+export function vmPlacementFacts(state: Pick<DesiredState, 'vms' | 'hosts' | 'pools' | 'networks' | 'volumes'>): VmPlacementFacts[] {
   const groups = volumeGroups(state.vms);
+  const hosts = state.hosts ?? [];
   return state.vms.map((vm) => {
+    const eligible = vmEligibleHosts({ ...state, hosts }, vm.spec);
     const p = vm.spec.placement;
     const placement: PlacementSpec | undefined = p ? {
       ...(p.hostSelector ? { hostSelector: p.hostSelector } : {}),
@@ -372,6 +392,7 @@ export function vmPlacementFacts(state: Pick<DesiredState, 'vms'>): VmPlacementF
       ...(vm.spec.host !== undefined ? { pin: vm.spec.host } : {}),
       ...(placement ? { placement } : {}),
       ...(group !== undefined ? { group } : {}),
+      ...(eligible.length < hosts.length ? { eligible } : {}),
     };
   });
 }

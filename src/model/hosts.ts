@@ -90,6 +90,12 @@ export interface PlacementRequest {
   group?: string;
   /** Where it is recorded now (sticky); set by the caller that read the records. */
   current?: HostId;
+  /**
+   * The hosts where every pool and network it needs exists (their `spec.hosts`/`hostSelector`),
+   * when that is not every host: placing it elsewhere would leave a disk or NIC without its pool
+   * or network. Absent: every host.
+   */
+  eligible?: HostId[];
 }
 
 /** A host virtform owns objects on that no Host manifest declares (any more). */

@@ -109,20 +109,20 @@ describe('buildFleetDesired', () => {
 });
 
 describe('placementRequests', () => {
-  it('memory in bytes, vCPUs, disk per pool from the VM\'s volumes, labels, pin, placement with defaults, groups by shared volume', async () => {
+  it('memory in bytes, vCPUs, disk per pool from the VM\'s volumes, labels, pin, placement with defaults, groups by shared volume, hosts where its pools and networks are', async () => {
     const state = await load(FLEET);
     const reqs = placementRequests(state);
     expect(reqs).toEqual([
       {
         name: 'web1', labels: { app: 'web' }, memory: 1024 ** 3, vcpus: 2,
-        disk: { p: 2 * 1024 ** 3 + 1024 ** 2 }, group: 'web1',
+        disk: { p: 2 * 1024 ** 3 + 1024 ** 2 }, group: 'web1', eligible: ['h1', 'h2'], // its network is on h1 and h2 only
       },
       {
         name: 'web2', labels: { app: 'web' }, memory: 512 * 1024 ** 2, vcpus: 1, disk: { p: 2 * 1024 ** 3 + 1024 ** 2 }, group: 'web1',
         placement: { spreadBy: { hostLabel: 'zone', vmLabel: 'app', maxSkew: 1, whenUnsatisfiable: 'DoNotSchedule' } },
       },
       {
-        name: 'db', labels: {}, memory: 4 * 1024 ** 3, vcpus: 4, disk: { fast: 10 * 1024 ** 3 }, pin: 'h3',
+        name: 'db', labels: {}, memory: 4 * 1024 ** 3, vcpus: 4, disk: { fast: 10 * 1024 ** 3 }, pin: 'h3', eligible: ['h3'],
         placement: { hostSelector: { matchLabels: { ssd: 'yes' } } },
       },
     ]);
