@@ -340,7 +340,7 @@ describe('moves', () => {
     expect(schedule(four, now).moves).toEqual([]);
     const one = schedule(four, now, { rebalance: true });
     expect(one.moves).toHaveLength(1);
-    expect(one.moves[0]).toEqual({ vm: 'v1', from: 'h1', to: 'h4', cause: 'rebalance', reason: 'allocation h1 75% vs h4 0%: 75 points apart (> 20), 50 after' });
+    expect(one.moves[0]).toEqual({ vm: 'v1', from: 'h1', to: 'h4', cause: 'rebalance', reason: 'allocation h1 75% vs h4 0%, 75 points apart (> 20): h1 → 50%, h4 → 25%' });
     expect(one.placements.get('v1')).toMatchObject({ host: 'h4', why: 'scheduled' });
     expect(one.placements.get('v1')!.summary).toMatch(/^rebalance from h1: allocation h1 75% vs h4 0%/);
     const three2 = schedule(four, now, { rebalance: true, maxMoves: 3 });
@@ -358,6 +358,18 @@ describe('moves', () => {
     expect(r.moves).toEqual([{ vm: 'web-2', from: 'h2', to: 'h4', cause: 'rebalance', reason: 'spread by zone for app=web: a 2, b 2, c 2, d 0 (skew 2 > maxSkew 1)' }]);
     const pinnedOnly = schedule(hosts, vms.map((v) => ({ ...v, pin: v.current })), { rebalance: true, maxMoves: 5 });
     expect(pinnedOnly.moves).toEqual([]);
+  });
+
+  it('a rebalance for allocation never undoes a spread, even a ScheduleAnyway one', () => {
+    const hosts = [host('h1', { zone: 'a' }), host('h2', { zone: 'b' }), host('h3', { zone: 'b' })];
+    const soft = { spreadBy: { hostLabel: 'zone', vmLabel: 'app', whenUnsatisfiable: 'ScheduleAnyway' as const } };
+    const webs = [vm('w1', { current: 'h1', memory: 2, labels: { app: 'web' }, placement: soft }), vm('w2', { current: 'h1', memory: 2, labels: { app: 'web' }, placement: soft }),
+      vm('w3', { current: 'h2', memory: 2, labels: { app: 'web' }, placement: soft }), vm('w4', { current: 'h2', memory: 2, labels: { app: 'web' }, placement: soft })];
+    // h1 is the most allocated (x is pinned): its web VMs could only go to zone b (a 1, b 3): no move.
+    expect(schedule(hosts, [...webs, vm('x', { current: 'h1', pin: 'h1', memory: 1 })], { rebalance: true, maxMoves: 3 }).moves).toEqual([]);
+    // h2 is: a web VM moves within zone b.
+    const r = schedule(hosts, [...webs, vm('x', { current: 'h2', pin: 'h2', memory: 1 })], { rebalance: true, maxMoves: 3 });
+    expect(r.moves.map((m) => `${m.vm} ${m.from}→${m.to}`)).toEqual(['w3 h2→h3']);
   });
 
   it('rebalance moves a VM off a host above its capacity (capacity shrank)', () => {
