@@ -11,6 +11,9 @@
  *   F.domains('h2', S.prefix);                                      // vftest domains on h2
  *   F.kill('h2'); await F.restart('h2');
  *
+ * Suite letters in use (one letter per file, so files never stop each other's hosts): a placement,
+ * b host-down, c drain, d rebalance (the proof suites), m moves, r fleetrun, s status.
+ *
  * All namespace hosts are the same machine and report the same node info, so suites set
  * `capacity` on their Host manifests. Hosts are reached over plain qemu+tcp to a non-loopback
  * address, so their manifests say `insecure: true`.
