@@ -85,11 +85,11 @@ export class ManifestState {
       }
       return { ok: false };
     }
-    // The fleet (Host manifests) is run by `virtform reconcile`; watch manages the one host of --uri.
-    // Its manifests are refused like invalid ones: nothing is applied (never planned onto --uri's host).
+    // A watch started without Host manifests (or on --git) manages the one host of --uri; Host
+    // manifests showing up are refused like invalid ones: nothing is planned onto --uri's host.
     if (result.desired.hosts.length > 0) {
       return this.#fail(`${this.o.provider?.label ?? this.dir} declares Host manifests (${result.desired.hosts.map((h) => h.id).join(', ')}): ` +
-        '`virtform watch` does not run a fleet yet; use `virtform reconcile` for a fleet (nothing is applied)');
+        'this watch manages the one host of --uri: restart `virtform watch DIR` to run the fleet (a folder with Host manifests at start-up; not with --git yet); nothing is applied');
     }
     const desired = buildDesired(result.desired);
     if (desired.empty && !this.o.allowEmpty) {

@@ -1,4 +1,4 @@
-/** `virtform watch` does not run a fleet yet: a folder with Host manifests is refused like invalid manifests (nothing applied). */
+/** A watch running on one host (or --git) refuses Host manifests that show up, like invalid manifests (nothing applied). */
 import { afterEach, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { ManifestState } from '../../../src/watch/manifests.js';
@@ -19,7 +19,7 @@ describe('watch with Host manifests', () => {
     writeManifests(dir, { ...scenario().pool('w-pool', { path: '/srv/pools/w-pool' }).files(), 'hosts.yaml': host });
     const m = new ManifestState(dir, { metrics: new WatchMetrics() });
     expect(await m.load()).toEqual({ ok: false });
-    expect(m.errors.join('\n')).toMatch(/declares Host manifests \(h1\).*does not run a fleet yet/);
+    expect(m.errors.join('\n')).toMatch(/declares Host manifests \(h1\).*restart `virtform watch DIR` to run the fleet/);
     expect(m.lastGood).toBeUndefined();
   });
 });
