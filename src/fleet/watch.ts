@@ -67,6 +67,7 @@ export async function watchFleet(o: FleetWatchOptions): Promise<void> {
         o.logger.info('fleet run', {
           outcome: r.run?.outcome ?? 'no host reachable', hosts: loaded.state.hosts.length, unreachable: [...r.unreachable.keys()],
           steps: r.run?.plan.steps.length ?? 0, failed: failed.length, ms: r.run?.durationMs ?? 0,
+          ...(failed.length > 0 ? { errors: failed.slice(0, 10).map(([key, error]) => `${key}: ${error}`) } : {}),
         });
         if (failed.length > 0) wait = Math.min(wait, cycleRetry.next());
       } catch (e) {
