@@ -237,6 +237,11 @@ export class Scheduler {
     for (const m of selectors) {
       if (!matchesSelector(h.h.labels, m.r.placement?.hostSelector)) return ['selector', `hostSelector: ${selectorMismatch(h.h.labels, m.r.placement?.hostSelector)}`];
     }
+    for (const m of u.members) {
+      if (m.r.eligible !== undefined && !m.r.eligible.includes(h.id)) {
+        return ['resources', `${m.r.name}'s pools and networks exist only on ${m.r.eligible.join(', ') || 'no host'} (their spec.hosts / hostSelector)`];
+      }
+    }
     if (u.memory > h.freeMem) return ['memory', `needs ${size(u.memory)}, ${size(Math.max(0, h.freeMem))} free of ${h.ofMem()}`];
     if (u.vcpus > h.freeCpu) return ['vcpus', `needs ${u.vcpus} vCPUs, ${num(Math.max(0, h.freeCpu))} free of ${h.ofCpu()}`];
     for (const p of pools) {

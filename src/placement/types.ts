@@ -26,7 +26,7 @@ export interface PlacementHost {
   overcommit: { cpu: number; memory: number };
 }
 
-export type Filter = 'pin' | 'unschedulable' | 'drain' | 'unreachable' | 'selector' | 'memory' | 'vcpus' | 'disk' | 'spread' | 'group';
+export type Filter = 'pin' | 'unschedulable' | 'drain' | 'unreachable' | 'selector' | 'resources' | 'memory' | 'vcpus' | 'disk' | 'spread' | 'group';
 
 export interface Rejection { host: HostId; filter: Filter; detail: string }
 

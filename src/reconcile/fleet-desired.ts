@@ -56,12 +56,22 @@ export function placementRequests(state: DesiredState): PlacementRequest[] {
   const desired = buildDesired(state);
   const facts = new Map(vmPlacementFacts(state).map((f) => [f.name, f]));
   const out: PlacementRequest[] = [];
+  // A volume several VMs use (one group, placed together) is one file: its bytes count on the
+  // first of its users by name only, or the group's summed demand would count it once per user.
+  const countedBy = new Map<string, string>();
+  for (const r of desired.resources) {
+    for (const key of kindOf(r.kind).demands?.(r)?.uses ?? []) {
+      const first = countedBy.get(key);
+      if (first === undefined || r.name < first) countedBy.set(key, r.name);
+    }
+  }
   for (const r of desired.resources) {
     const demands = kindOf(r.kind).demands?.(r);
     const f = facts.get(r.name);
     if (!demands || !f) continue;
     const disk: Record<string, number> = {};
     for (const key of demands.uses) {
+      if (countedBy.get(key) !== r.name) continue;
       const used = desired.byKey.get(key);
       const fp = used ? kindOf(used.kind).footprint?.(used) : undefined;
       if (fp) disk[fp.pool] = (disk[fp.pool] ?? 0) + fp.bytes;

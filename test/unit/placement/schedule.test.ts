@@ -177,6 +177,15 @@ describe('filters', () => {
     ]);
   });
 
+  it('a VM whose pools or networks exist only on some hosts is kept to those hosts (eligible), saying why elsewhere', () => {
+    const r = schedule(zones3(), [vm('db', { eligible: ['h3'] }), vm('none', { eligible: [] })]);
+    expect(where(r)).toEqual({ db: 'h3' });
+    const rej = r.placements.get('db')!.rejected;
+    expect(rej.map((x) => [x.host, x.filter])).toEqual([['h1', 'resources'], ['h2', 'resources']]);
+    expect(rej[0]!.detail).toContain('exist only on h3');
+    expect(r.unschedulable.get('none')!.reasons.map((x) => x.filter)).toEqual(['resources', 'resources', 'resources']);
+  });
+
   it('overcommit multiplies what a host holds beyond its reserve; reserved memory and vCPUs are never given out', () => {
     const over = [host('h1', {}, { memory: 8, overcommit: { memory: 1.5, cpu: 4 } })];
     const twelve = Array.from({ length: 13 }, (_, i) => vm(`v${String(i).padStart(2, '0')}`));
