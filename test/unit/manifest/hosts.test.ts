@@ -82,6 +82,15 @@ describe('kind: Host', () => {
     expect(without.digest).toBe(digestManifests(without.manifests));
   });
 
+  it('a git checkout\'s state rebased to another folder keeps its Hosts and its digest', async () => {
+    const dir = tmp({ 'a.yaml': POOL(), 'h.yaml': host('h1', '  uri: qemu:///system\n') });
+    const d = ok(await loadManifests(dir));
+    const { rebaseState } = await import('../../../src/git/index.js');
+    const moved = rebaseState(d, dir, '/elsewhere');
+    expect(moved.hosts.map((h) => [h.id, h.source?.file])).toEqual([['h1', '/elsewhere/h.yaml']]);
+    expect(moved.digest).toBe(d.digest);
+  });
+
   it('every bad field at its file:line:col', async () => {
     const errs = await errorsOf({
       'h.yaml': [
