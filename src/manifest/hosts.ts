@@ -369,28 +369,41 @@ export interface VmPlacementFacts {
   eligible?: HostId[];
 }
 
-/** The hosts where every pool and network a VM needs exists (its volumes, their backing chains, its seed, its NICs). */
-export function vmEligibleHosts(state: Pick<DesiredState, 'hosts' | 'pools' | 'networks' | 'volumes'>, spec: VirtualMachineManifest['spec']): HostId[] {
+/**
+ * The hosts where every pool and network a VM needs exists (its volumes, their backing chains, its
+ * seed, its NICs), for each VM spec given to the function returned (the state's maps built once).
+ */
+export function eligibleHostsOf(state: Pick<DesiredState, 'hosts' | 'pools' | 'networks' | 'volumes'>): (spec: VirtualMachineManifest['spec']) => HostId[] {
   const vol = new Map(state.volumes.map((v) => [v.metadata.name, v.spec]));
-  const pools = new Set<string>(vmOwnPools(spec));
-  for (const v of vmVolumes(spec)) for (const b of backingChain(v, (n) => vol.get(n)?.backingVolume)) { const p = vol.get(b)?.pool; if (p !== undefined) pools.add(p); }
-  let out = state.hosts.map((h) => h.id);
-  const narrow = (ids: HostId[]): void => {
-    const keep = new Set(ids);
-    out = out.filter((h) => keep.has(h));
+  const scope = new Map<string, Set<HostId>>();
+  for (const p of state.pools) scope.set(`StoragePool/${p.metadata.name}`, new Set(selectHosts(state.hosts, scopeOf(p))));
+  for (const n of state.networks) scope.set(`Network/${n.metadata.name}`, new Set(selectHosts(state.hosts, scopeOf(n))));
+  const all = state.hosts.map((h) => h.id);
+  return (spec) => {
+    const need = new Set<string>(vmOwnPools(spec).map((p) => `StoragePool/${p}`));
+    for (const v of vmVolumes(spec)) {
+      for (const b of backingChain(v, (n) => vol.get(n)?.backingVolume)) {
+        const p = vol.get(b)?.pool;
+        if (p !== undefined) need.add(`StoragePool/${p}`);
+      }
+    }
+    for (const n of vmNetworks(spec)) need.add(`Network/${n}`);
+    let out = all;
+    for (const k of need) {
+      const on = scope.get(k);
+      if (on) out = out.filter((h) => on.has(h));
+    }
+    return out;
   };
-  for (const p of state.pools) if (pools.has(p.metadata.name)) narrow(selectHosts(state.hosts, scopeOf(p)));
-  const nets = new Set(vmNetworks(spec));
-  for (const n of state.networks) if (nets.has(n.metadata.name)) narrow(selectHosts(state.hosts, scopeOf(n)));
-  return out;
 }
 
 /** The placement facts of every VM manifest, in manifest order. */
 export function vmPlacementFacts(state: Pick<DesiredState, 'vms' | 'hosts' | 'pools' | 'networks' | 'volumes'>): VmPlacementFacts[] {
   const groups = volumeGroups(state.vms);
   const hosts = state.hosts ?? [];
+  const eligibleOf = eligibleHostsOf({ ...state, hosts });
   return state.vms.map((vm) => {
-    const eligible = vmEligibleHosts({ ...state, hosts }, vm.spec);
+    const eligible = eligibleOf(vm.spec);
     const p = vm.spec.placement;
     const placement: PlacementSpec | undefined = p ? {
       ...(p.hostSelector ? { hostSelector: p.hostSelector } : {}),
