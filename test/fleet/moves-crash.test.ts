@@ -132,6 +132,7 @@ describe('cold move crash matrix', () => {
       expect(labels.some((l) => l.includes(`:${step}:`)), `${step} in ${labels.join(', ')}`).toBe(true);
     }
     expect(labels.length).toBe(total);
+    console.log(`[moves-crash] killed at each of ${total} boundaries: ${labels.join(', ')}`);
     expect(H.sha256(from, FILE)).toBe(original);
     // Converged: a last run has nothing to do.
     const last = child(dir, from).result!;

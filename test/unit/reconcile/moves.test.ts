@@ -99,7 +99,13 @@ describe('cold moves', () => {
   });
 
   it('moves the VM with its bytes: on b only, running there; a second run plans nothing', async () => {
-    const r = await run('b', { maxDeletions: 0 });
+    const labels: string[] = [];
+    const r = await run('b', { maxDeletions: 0, boundary: (l) => labels.push(l) });
+    // Every step of the move is journaled: a boundary after its journal entry and after each host call.
+    for (const op of ['vm.stop', 'volume.moveCopy', 'volume.moveVerify', 'vm.define', 'vm.start', 'vm.delete', 'volume.delete']) {
+      expect(labels.some((l) => l.includes(`:${op}:begin`)), op).toBe(true);
+    }
+    console.log(`[moves] ${labels.length} journal boundaries in a move of a running VM with one volume: ${labels.join(', ')}`);
     expect(r.outcome, JSON.stringify([...(r.applied?.failed ?? [])])).toBe('succeeded');
     expect(b.contents.get(PATH)!.toString('utf8', 1024 * 1024, 1024 * 1024 + 12)).toBe('hello from a');
     expect(a.volumes.get(`${P}-pool`)?.size ?? 0).toBe(0);
