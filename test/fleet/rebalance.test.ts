@@ -2,7 +2,9 @@
  * Rebalancing as a reviewable plan (namespace hosts vffld1-4, zones a-d): 6 VMs spread over three
  * hosts, then a fourth host joins. A plain reconcile moves nothing; `--dry-run --rebalance`
  * proposes at most `--max-moves` cold moves, each with its reason, and changes nothing; an apply
- * with `--rebalance --max-moves 1` moves exactly one VM, with its disk. Objects: vftest-flrebal-*.
+ * with `--rebalance --max-moves 1` moves exactly one VM, with its disk. Then a scale-down empties a
+ * zone: nothing moves by itself (a rerun plans "No changes."), and `--rebalance` proposes the move
+ * that restores the spread. Objects: vftest-flrebal-*.
  */
 import { describe, expect, it } from 'vitest';
 import { useFleet } from '../support/fleet.js';
@@ -60,4 +62,28 @@ describe('rebalance after a host joins', () => {
     expect(rest.code, rest.stdout + rest.stderr).toBe(0);
     expect(openJournal(S.db)).toEqual([]);
   });
+
+  it('after a scale-down the spread is not kept silently nor reshuffled by itself: a rerun changes nothing, --rebalance proposes restoring it', async () => {
+    // kubernetes#115911: topology spread is not kept after scale-down. Here: remove every VM of h3.
+    const before = F.placement(S.prefix);
+    const onH3 = before.h3!.map((d) => Number(d.slice(`${S.prefix}web-`.length)));
+    expect(onH3.length).toBeGreaterThan(0);
+    const kept = Array.from({ length: 6 }, (_, k) => k + 1).filter((i) => !onH3.includes(i));
+    const smaller = webFleet(S, F, { only: kept });
+    await S.reconcileOk(smaller, [...FLEET_FLAGS, '--allow-data-loss', '--max-deletions', 'all']);
+    const after = F.placement(S.prefix);
+    expect(after.h3).toEqual([]);
+    for (const h of ['h1', 'h2', 'h4']) expect(after[h]).toEqual(before[h]); // nobody moved by itself
+    const rerun = await S.dryRun(smaller, FLEET_FLAGS);
+    expect(rerun.code, rerun.stdout + rerun.stderr).toBe(0);
+
+    // the skew (zone c now 0) is a reviewable proposal: one move into zone c, with its reason
+    const proposal = await S.dryRun(smaller, [...FLEET_FLAGS, '--rebalance', '--max-moves', '1']);
+    expect(proposal.code, proposal.stdout + proposal.stderr).toBe(3);
+    const moves = moveLines(proposal.stdout);
+    expect(moves, proposal.stdout).toHaveLength(1);
+    expect(moves[0]).toMatch(/→ h3 \(rebalance: spread by zone: .*c 0.*\(skew 2 > maxSkew 1\)\) \[proposed\]$/);
+    expect(F.placement(S.prefix)).toEqual(after);
+  });
 });
+

@@ -30,6 +30,8 @@ export interface FleetFlags {
   explain?: boolean; rebalance?: boolean; maxMoves?: number; domainType?: HostDefinition['domainType'];
   allowDataLoss?: boolean; maxDeletions?: MaxDeletions; ignoreSuspend?: boolean; concurrency: number;
   maxAttempts: number; retryDelay: number; shutdownTimeout: number; downloadTimeout?: number;
+  /** `--move-bandwidth`, bytes per second: the fleet is where cold moves happen. */
+  moveBandwidth?: number;
 }
 
 export type FleetState = DesiredState;
@@ -82,6 +84,7 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
       concurrency: o.concurrency,
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
+      ...(o.moveBandwidth !== undefined ? { moveBandwidth: o.moveBandwidth } : {}),
       signal: c.abort.signal,
       stopTimeoutMs: c.stopTimeoutMs,
       images: imageCacheFor(c.store.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
