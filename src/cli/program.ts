@@ -160,10 +160,15 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--wait-for <vms>', 'like --wait, for these VMs only (comma-separated names of VMs declared running)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--no-color', 'plain output even on a terminal')
     .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease while another process holds it (0: exit 1 at once, naming the holder)',
-      num('--lock-timeout', 0), 0);
+      num('--lock-timeout', 0), 0)
+    .option('--explain', 'Host manifests: for each VM placed, every host rejected with the filter that rejected it, and the chosen host\'s score parts')
+    .option('--rebalance', 'Host manifests: propose (with --dry-run) or make cold moves that reduce spread skew or overload, at most --max-moves')
+    .option('--max-moves <n>', 'with --rebalance: most VMs moved (drains and pin changes are not counted)', int('--max-moves', 0, 1000), 1);
   leaseOptions(reconcile)
-    .action(async (dir: string | undefined, o) => {
-      process.exitCode = await (await import('./commands/reconcile.js')).runReconcile(dir, o);
+    .action(async (dir: string | undefined, o, cmd: Command) => {
+      // With Host manifests the manifests name the hosts: a --uri (flag or VIRTFORM_URI) is refused.
+      const uriGiven = cmd.getOptionValueSource('uri') === 'cli' || Boolean(process.env.VIRTFORM_URI);
+      process.exitCode = await (await import('./commands/reconcile.js')).runReconcile(dir, { ...o, uriGiven });
     });
   addGitOptions(reconcile);
 
@@ -218,8 +223,9 @@ for --renew-deadline seconds (its own clock) makes no further libvirt change, an
 write is fenced by the lease's epoch: a leader frozen past its lease (SIGSTOP, a VM pause) finds
 itself deposed when it wakes, applies nothing, and stands by. On this machine, a leader whose pid
 is gone is taken over at once.`)
-    .action(async (dir: string | undefined, o) => {
-      process.exitCode = await (await import('./commands/watch.js')).runWatch(dir, o);
+    .action(async (dir: string | undefined, o, cmd: Command) => {
+      const uriGiven = cmd.getOptionValueSource('uri') === 'cli' || Boolean(process.env.VIRTFORM_URI);
+      process.exitCode = await (await import('./commands/watch.js')).runWatch(dir, { ...o, uriGiven });
     });
   addGitOptions(watch, { interval: true });
 

@@ -233,6 +233,15 @@ export interface HostIdentity {
   driver: string;
 }
 
+/** What {@link HostPort.nodeInfo} reports. */
+export interface NodeInfo {
+  /** Bytes of memory. */
+  memory: number;
+  cpus: number;
+  /** Capacity in bytes of each active storage pool, by pool name. */
+  disk: Record<string, number>;
+}
+
 export interface HostPort {
   /** Domain type to use for VMs: 'kvm' when the host offers it, else 'qemu' (TCG). */
   domainType(): Promise<'kvm' | 'qemu'>;
@@ -243,6 +252,11 @@ export interface HostPort {
   domainCapabilities(): Promise<DomainCapabilities | null>;
   /** URI, hostname, libvirt host UUID and driver of the host behind this connection. */
   hostIdentity(): Promise<HostIdentity>;
+  /**
+   * What the host offers guests (the fleet's capacity when a Host manifest sets none): its memory in
+   * bytes and CPUs (virNodeGetInfo), and the capacity in bytes of each active storage pool.
+   */
+  nodeInfo(): Promise<NodeInfo>;
 
   snapshot(): Promise<HostSnapshot>;
   listVolumes(pool: string): Promise<ObservedVolume[]>;

@@ -2,19 +2,21 @@
  * Rebalancing as a reviewable plan (namespace hosts vffld1-4, zones a-d): 6 VMs spread over three
  * hosts, then a fourth host joins. A plain reconcile moves nothing; `--dry-run --rebalance`
  * proposes at most `--max-moves` cold moves, each with its reason, and changes nothing; an apply
- * with `--rebalance --max-moves 1` moves exactly one VM, with its disk. Objects: vftest-flrebal-*.
+ * with `--rebalance --max-moves 1` moves exactly one VM, with its disk. Then a scale-down empties a
+ * zone: nothing moves by itself (a rerun plans "No changes."), and `--rebalance` proposes the move
+ * that restores the spread. Objects: vftest-flrebal-*.
  */
 import { describe, expect, it } from 'vitest';
 import { useFleet } from '../support/fleet.js';
 import { openJournal } from '../support/real-host.js';
 import { useSuite } from '../support/suite.js';
-import { counts, FLEET_FLAGS, hostOf, poolName, webDisk, webFleet, webName } from './support.js';
+import { counts, FLEET_FLAGS, hostOf, poolName, webFleet, webVol, webName } from './support.js';
 
 const S = useSuite('flrebal');
 const F = useFleet('d', 4, { labels: (i) => ({ zone: 'abcd'[i]! }), capacity: { memory: '2GiB', vcpus: 8 } });
 
-/** The plan's move lines (a VM going from one host to another). */
-const moveLines = (out: string): string[] => out.split('\n').filter((l) => /VirtualMachine\/\S+.*\bh\d\b.*→.*\bh\d\b/.test(l) && /move/i.test(l));
+/** The plan's move lines: `  move: VM: move h1 → h4 (rebalance: why) [proposed]`. */
+const moveLines = (out: string): string[] => out.split('\n').filter((l) => /^\s*move: \S+: move h\d → h\d \(/.test(l));
 
 describe('rebalance after a host joins', () => {
   it('proposes at most --max-moves moves with their reasons; only an apply with --rebalance moves, one VM with its disk', async () => {
@@ -34,10 +36,10 @@ describe('rebalance after a host joins', () => {
 
     // the proposal: within the budget, each move with its reason, nothing changed
     const one = await S.dryRun(four, [...FLEET_FLAGS, '--rebalance', '--max-moves', '1']);
-    expect(one.code, one.stdout + one.stderr).toBe(2);
+    expect(one.code, one.stdout + one.stderr).toBe(3); // changes pending
     expect(moveLines(one.stdout), one.stdout).toHaveLength(1);
     expect(moveLines(one.stdout)[0]).toMatch(/→.*\bh4\b/);
-    expect(one.stdout).toMatch(/rebalance|skew/i);
+    expect(moveLines(one.stdout)[0]).toMatch(/\(rebalance: spread by zone.*skew 2 > maxSkew 1\)/);
     const two = await S.dryRun(four, [...FLEET_FLAGS, '--rebalance', '--max-moves', '2']);
     expect(moveLines(two.stdout).length, two.stdout).toBeGreaterThanOrEqual(1);
     expect(moveLines(two.stdout).length, two.stdout).toBeLessThanOrEqual(2);
@@ -47,17 +49,41 @@ describe('rebalance after a host joins', () => {
     const moved = moveLines(one.stdout)[0]!.match(new RegExp(`${S.prefix}web-\\d+`))![0];
     const from = hostOf(placed, moved)!;
     const i = Number(moved.slice(`${S.prefix}web-`.length));
-    const sha = F.volumeSha256(from, poolName(S), webDisk(S, i));
+    const sha = F.volumeSha256(from, poolName(S), webVol(S, i));
     await S.reconcileOk(four, [...FLEET_FLAGS, '--rebalance', '--max-moves', '1']);
     const after = F.placement(S.prefix);
     expect(after.h4).toEqual([moved]);
     expect(Object.values(after).flat().sort()).toEqual(Array.from({ length: 6 }, (_, k) => webName(S, k + 1)).sort());
-    expect(F.volumeSha256('h4', poolName(S), webDisk(S, i))).toBe(sha);
-    expect(F.objects(from, S.prefix).volumes).not.toContain(`${poolName(S)}/${webDisk(S, i)}`);
+    expect(F.volumeSha256('h4', poolName(S), webVol(S, i))).toBe(sha);
+    expect(F.objects(from, S.prefix).volumes).not.toContain(`${poolName(S)}/${webVol(S, i)}`);
 
     // decisions are sticky: without --rebalance nothing more moves
     const rest = await S.dryRun(four, FLEET_FLAGS);
     expect(rest.code, rest.stdout + rest.stderr).toBe(0);
     expect(openJournal(S.db)).toEqual([]);
   });
+
+  it('after a scale-down the spread is not kept silently nor reshuffled by itself: a rerun changes nothing, --rebalance proposes restoring it', async () => {
+    // kubernetes#115911: topology spread is not kept after scale-down. Here: remove every VM of h3.
+    const before = F.placement(S.prefix);
+    const onH3 = before.h3!.map((d) => Number(d.slice(`${S.prefix}web-`.length)));
+    expect(onH3.length).toBeGreaterThan(0);
+    const kept = Array.from({ length: 6 }, (_, k) => k + 1).filter((i) => !onH3.includes(i));
+    const smaller = webFleet(S, F, { only: kept });
+    await S.reconcileOk(smaller, [...FLEET_FLAGS, '--allow-data-loss', '--max-deletions', 'all']);
+    const after = F.placement(S.prefix);
+    expect(after.h3).toEqual([]);
+    for (const h of ['h1', 'h2', 'h4']) expect(after[h]).toEqual(before[h]); // nobody moved by itself
+    const rerun = await S.dryRun(smaller, FLEET_FLAGS);
+    expect(rerun.code, rerun.stdout + rerun.stderr).toBe(0);
+
+    // the skew (zone c now 0) is a reviewable proposal: one move into zone c, with its reason
+    const proposal = await S.dryRun(smaller, [...FLEET_FLAGS, '--rebalance', '--max-moves', '1']);
+    expect(proposal.code, proposal.stdout + proposal.stderr).toBe(3);
+    const moves = moveLines(proposal.stdout);
+    expect(moves, proposal.stdout).toHaveLength(1);
+    expect(moves[0]).toMatch(/→ h3 \(rebalance: spread by zone: .*c 0.*\(skew 2 > maxSkew 1\)\) \[proposed\]$/);
+    expect(F.placement(S.prefix)).toEqual(after);
+  });
 });
+

@@ -48,7 +48,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import {
   HostError, MutationRefusedError, type HostErrorCode, type MutationGuard,
   type DhcpLease, type DomainAddresses, type InterfaceAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
-  type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
+  type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort, type NodeInfo,
   type HostSnapshot, type NetworkDef,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail, type VolumeHole,
 } from '../../src/reconcile/ports.js';
@@ -228,6 +228,13 @@ export class FakeHost implements HostPort {
   }
   async domainType(): Promise<'kvm' | 'qemu'> {
     return this.type;
+  }
+  /** What nodeInfo() reports (pools: the active pools with this capacity each unless `node.disk` names them). */
+  node: { memory: number; cpus: number; poolCapacity: number; disk?: Record<string, number> } = { memory: 8 * 2 ** 30, cpus: 4, poolCapacity: 100 * 2 ** 30 };
+  async nodeInfo(): Promise<NodeInfo> {
+    this.call('nodeInfo', '*', false);
+    const disk = this.node.disk ?? Object.fromEntries([...this.pools].filter(([, p]) => p.active).map(([n]) => [n, this.node.poolCapacity]));
+    return { memory: this.node.memory, cpus: this.node.cpus, disk: { ...disk } };
   }
   async hostIdentity(): Promise<HostIdentity> {
     this.call('hostIdentity', '*', false);

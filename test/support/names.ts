@@ -41,6 +41,8 @@ export const SUITES = {
   faultd: 80, faults: 81, faultk: 82, faultg: 83, faultl: 84, faulttcp: 85, propf: 86,
   // test/fleet (the proof suites; their hosts: test/support/fleet.ts)
   flplace: 95, flkill: 96, flmove: 97, flrebal: 98,
+  // test/fleet (fleetrun)
+  flrun: 115, flrundown: 116,
   // test/fleet/moves*.test.ts (cold moves at the engine level)
   moves: 90, movescrash: 91,
   // test/fleet (standby)

@@ -11,6 +11,7 @@ import type { MaxDeletions } from '../../reconcile/safety.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { STOP_GRACE_MS } from './reconcile.js';
+import { loadManifests } from '../../manifest/index.js';
 import { HostMismatchError, LeaseHeldError, takeoverBoundMs, type StateStore } from '../../state/index.js';
 import { GitRepository, GitSync } from '../../git/index.js';
 import { GitRepositorySource } from '../../watch/sources/git-repository.js';
@@ -44,6 +45,10 @@ export interface WatchFlags extends GitFlags, LeaseFlags {
   requeueMax?: number;
   maxDeletions?: MaxDeletions;
   policy?: string;
+  /** Allow plain qemu+tcp to a non-loopback address (every Host). */
+  insecure?: boolean;
+  /** `--uri` was given (flag or VIRTFORM_URI): refused with Host manifests. */
+  uriGiven?: boolean;
 }
 
 export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promise<number> {
@@ -87,6 +92,18 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
   if (!policy.ok) {
     log.error('invalid policy file', { errors: formatErrors(policy.errors) });
     return EXIT.invalid;
+  }
+
+  // A folder with Host manifests: the fleet loop (one implicit host otherwise, as before).
+  if (!gitSpec) {
+    const first = await loadManifests(dir, { policy: policy.policy });
+    if (first.ok && first.desired.hosts.length > 0) {
+      if (o.uriGiven) {
+        log.error('--uri (or VIRTFORM_URI) cannot be used with Host manifests: the manifests name the hosts');
+        return EXIT.invalid;
+      }
+      return (await import('./watch-fleet.js')).runFleetWatch(dir, o, policy.policy, lease.timing, log);
+    }
   }
 
   let store: StateStore | undefined;

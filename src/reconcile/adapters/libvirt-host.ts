@@ -95,7 +95,7 @@ import {
   HostError, MutationRefusedError, type MutationGuard,
   type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
-  type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
+  type HostDefinitions, type HostSnapshot, type NodeInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail, type VolumeHole,
 } from '../ports.js';
 import { directoryPoolMarker } from '../../model/definitions.js';
@@ -246,6 +246,24 @@ export class LibvirtHost implements HostPort {
       const caps = parseCapabilities(await this.client.connectGetCapabilities());
       const hostname = await this.client.connectGetHostname();
       return { uri: redactUri(this.client.uri), hostname, uuid: caps.hostUuid, driver: parseUri(this.client.uri).driver };
+    });
+  }
+
+  nodeInfo(): Promise<NodeInfo> {
+    return this.op('node info', false, async () => {
+      const c = this.client;
+      const [info, pools] = await Promise.all([c.remote.nodeGetInfo(), c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)]);
+      const disk: Record<string, number> = {};
+      await Promise.all(pools.map(async (p) => {
+        // A pool gone or stopped since it was listed has no capacity to offer.
+        const i = await c.storagePoolGetInfo(p).catch((e: unknown) => {
+          if (e instanceof ConnectionError) throw e;
+          return undefined;
+        });
+        if (i) disk[p.name] = i.capacity;
+      }));
+      // virNodeGetInfo reports memory in KiB.
+      return { memory: Number(info.memory) * 1024, cpus: info.cpus, disk };
     });
   }
 
