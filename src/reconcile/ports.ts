@@ -228,6 +228,19 @@ export interface HostIdentity {
   driver: string;
 }
 
+/** virNodeGetInfo: `memory` in bytes (libvirt reports KiB), `cpus` the logical CPUs. */
+export interface NodeInfo {
+  memory: number;
+  cpus: number;
+}
+
+/** virStoragePoolGetInfo, in bytes. */
+export interface PoolInfo {
+  capacity: number;
+  allocation: number;
+  available: number;
+}
+
 export interface HostPort {
   /** Domain type to use for VMs: 'kvm' when the host offers it, else 'qemu' (TCG). */
   domainType(): Promise<'kvm' | 'qemu'>;
@@ -343,6 +356,15 @@ export interface HostPort {
   inactiveXml?(kind: 'domain' | 'network' | 'pool', name: string): Promise<string | null>;
   /** libvirt's and the hypervisor's versions (`libvirt 9.0.0, hypervisor 7.2.0`): a baseline recorded under another is taken again. */
   versionTag?(): Promise<string>;
+
+  /** What the host has (virNodeGetInfo): its memory in bytes and its logical CPUs. */
+  nodeInfo(): Promise<NodeInfo>;
+  /**
+   * Capacity, allocation and free space of listed active pools (virStoragePoolGetInfo), by name,
+   * in bytes: one call per active pool, no lookups; inactive pools and pools gone since the
+   * listing are left out.
+   */
+  poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>>;
 
   /** Number of mutating calls made so far (for "a converged apply makes zero mutating calls"). */
   mutationCount(): number;

@@ -49,7 +49,7 @@ import {
   HostError, MutationRefusedError, type HostErrorCode, type MutationGuard,
   type DhcpLease, type DomainAddresses, type InterfaceAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
-  type HostSnapshot, type NetworkDef,
+  type HostSnapshot, type NetworkDef, type NodeInfo, type ObservedPool, type PoolInfo,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
 } from '../../src/reconcile/ports.js';
 
@@ -117,6 +117,10 @@ export class FakeHost implements HostPort {
   type: 'kvm' | 'qemu' = 'qemu';
   /** Deliver defined/undefined/started/stopped events for this fake's own calls, as libvirtd does. */
   lifecycleEvents = false;
+  /** What nodeInfo() reports. */
+  node: NodeInfo = { memory: 8 * 1024 ** 3, cpus: 4 };
+  /** What poolInfo() reports as a pool's capacity (allocation: the sum of its volumes' capacities). */
+  poolCapacity = 100 * 1024 ** 3;
   /** What hostIdentity() reports. */
   identity: HostIdentity = { uri: 'test:///fake', hostname: 'fake-host', uuid: '00000000-0000-4000-8000-00000000fa4e', driver: 'test' };
 
@@ -232,6 +236,21 @@ export class FakeHost implements HostPort {
   async hostIdentity(): Promise<HostIdentity> {
     this.call('hostIdentity', '*', false);
     return { ...this.identity };
+  }
+  async nodeInfo(): Promise<NodeInfo> {
+    this.call('nodeInfo', '*', false);
+    return { ...this.node };
+  }
+  async poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>> {
+    const out = new Map<string, PoolInfo>();
+    for (const p of list) {
+      if (!p.active) continue;
+      this.call('poolInfo', p.name, false);
+      if (!this.pools.get(p.name)?.active) continue;
+      const allocation = [...(this.volumes.get(p.name)?.values() ?? [])].reduce((n, v) => n + v.capacityBytes, 0);
+      out.set(p.name, { capacity: this.poolCapacity, allocation, available: Math.max(0, this.poolCapacity - allocation) });
+    }
+    return out;
   }
   async snapshot(): Promise<HostSnapshot> {
     this.call('snapshot', '*', false);

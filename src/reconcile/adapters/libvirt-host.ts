@@ -93,7 +93,7 @@ import {
   HostError, MutationRefusedError, type MutationGuard,
   type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
-  type HostDefinitions, type HostSnapshot, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
+  type HostDefinitions, type HostSnapshot, type NodeInfo, type ObservedPool, type PoolInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail,
 } from '../ports.js';
 import { directoryPoolMarker } from '../../model/definitions.js';
@@ -345,6 +345,20 @@ export class LibvirtHost implements HostPort {
       this.versionCache = undefined;
     });
     return this.versionCache;
+  }
+
+  nodeInfo(): Promise<NodeInfo> {
+    return this.op('node info', false, async () => {
+      const i = await this.client.nodeGetInfo();
+      return { memory: Number(i.memory) * 1024, cpus: i.cpus };
+    });
+  }
+
+  poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>> {
+    return this.describe('pool info', list.filter((p) => p.active), undefined, async (p) => {
+      const i = await this.client.storagePoolGetInfo({ name: p.name, uuid: p.uuid });
+      return { capacity: Number(i.capacity), allocation: Number(i.allocation), available: Number(i.available) };
+    });
   }
 
   /** Kinds whose driver refuses the INACTIVE flag (libvirt's test driver, for pools): read without it. */
