@@ -228,10 +228,13 @@ export interface HostIdentity {
   driver: string;
 }
 
-/** virNodeGetInfo: `memory` in bytes (libvirt reports KiB), `cpus` the logical CPUs. */
+/** What {@link HostPort.nodeInfo} reports. */
 export interface NodeInfo {
+  /** Bytes of memory. */
   memory: number;
   cpus: number;
+  /** Capacity in bytes of each active storage pool, by pool name. */
+  disk: Record<string, number>;
 }
 
 /** virStoragePoolGetInfo, in bytes. */
@@ -251,6 +254,11 @@ export interface HostPort {
   domainCapabilities(): Promise<DomainCapabilities | null>;
   /** URI, hostname, libvirt host UUID and driver of the host behind this connection. */
   hostIdentity(): Promise<HostIdentity>;
+  /**
+   * What the host offers guests (the fleet's capacity when a Host manifest sets none): its memory in
+   * bytes and CPUs (virNodeGetInfo), and the capacity in bytes of each active storage pool.
+   */
+  nodeInfo(): Promise<NodeInfo>;
 
   snapshot(): Promise<HostSnapshot>;
   listVolumes(pool: string): Promise<ObservedVolume[]>;
@@ -357,8 +365,6 @@ export interface HostPort {
   /** libvirt's and the hypervisor's versions (`libvirt 9.0.0, hypervisor 7.2.0`): a baseline recorded under another is taken again. */
   versionTag?(): Promise<string>;
 
-  /** What the host has (virNodeGetInfo): its memory in bytes and its logical CPUs. */
-  nodeInfo(): Promise<NodeInfo>;
   /**
    * Capacity, allocation and free space of listed active pools (virStoragePoolGetInfo), by name,
    * in bytes: one call per active pool, no lookups; inactive pools and pools gone since the

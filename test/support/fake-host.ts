@@ -117,10 +117,6 @@ export class FakeHost implements HostPort {
   type: 'kvm' | 'qemu' = 'qemu';
   /** Deliver defined/undefined/started/stopped events for this fake's own calls, as libvirtd does. */
   lifecycleEvents = false;
-  /** What nodeInfo() reports. */
-  node: NodeInfo = { memory: 8 * 1024 ** 3, cpus: 4 };
-  /** What poolInfo() reports as a pool's capacity (allocation: the sum of its volumes' capacities). */
-  poolCapacity = 100 * 1024 ** 3;
   /** What hostIdentity() reports. */
   identity: HostIdentity = { uri: 'test:///fake', hostname: 'fake-host', uuid: '00000000-0000-4000-8000-00000000fa4e', driver: 'test' };
 
@@ -233,13 +229,16 @@ export class FakeHost implements HostPort {
   async domainType(): Promise<'kvm' | 'qemu'> {
     return this.type;
   }
+  /** What nodeInfo() reports (pools: the active pools with this capacity each unless `node.disk` names them). */
+  node: { memory: number; cpus: number; poolCapacity: number; disk?: Record<string, number> } = { memory: 8 * 2 ** 30, cpus: 4, poolCapacity: 100 * 2 ** 30 };
+  async nodeInfo(): Promise<NodeInfo> {
+    this.call('nodeInfo', '*', false);
+    const disk = this.node.disk ?? Object.fromEntries([...this.pools].filter(([, p]) => p.active).map(([n]) => [n, this.node.poolCapacity]));
+    return { memory: this.node.memory, cpus: this.node.cpus, disk: { ...disk } };
+  }
   async hostIdentity(): Promise<HostIdentity> {
     this.call('hostIdentity', '*', false);
     return { ...this.identity };
-  }
-  async nodeInfo(): Promise<NodeInfo> {
-    this.call('nodeInfo', '*', false);
-    return { ...this.node };
   }
   async poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>> {
     const out = new Map<string, PoolInfo>();
@@ -248,7 +247,8 @@ export class FakeHost implements HostPort {
       this.call('poolInfo', p.name, false);
       if (!this.pools.get(p.name)?.active) continue;
       const allocation = [...(this.volumes.get(p.name)?.values() ?? [])].reduce((n, v) => n + v.capacityBytes, 0);
-      out.set(p.name, { capacity: this.poolCapacity, allocation, available: Math.max(0, this.poolCapacity - allocation) });
+      const capacity = this.node.disk?.[p.name] ?? this.node.poolCapacity;
+      out.set(p.name, { capacity, allocation, available: Math.max(0, capacity - allocation) });
     }
     return out;
   }

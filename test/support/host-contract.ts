@@ -170,6 +170,14 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       expect(await host.hostIdentity()).toEqual(id);
     });
 
+    it('reports node info: memory in bytes, CPUs, the capacity of active pools', async () => {
+      const n = await host.nodeInfo();
+      expect(n.memory).toBeGreaterThan(64 * 2 ** 20);
+      expect(n.memory % 1024).toBe(0);
+      expect(n.cpus).toBeGreaterThanOrEqual(1);
+      for (const v of Object.values(n.disk)) expect(v).toBeGreaterThanOrEqual(0);
+    });
+
     it('reports the domain type to use', async () => {
       const t = await host.domainType();
       if (opts.domainType === 'kvm-or-qemu') expect(['kvm', 'qemu']).toContain(t);

@@ -247,6 +247,24 @@ export class LibvirtHost implements HostPort {
     });
   }
 
+  nodeInfo(): Promise<NodeInfo> {
+    return this.op('node info', false, async () => {
+      const c = this.client;
+      const [info, pools] = await Promise.all([c.remote.nodeGetInfo(), c.connectListAllStoragePools(VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)]);
+      const disk: Record<string, number> = {};
+      await Promise.all(pools.map(async (p) => {
+        // A pool gone or stopped since it was listed has no capacity to offer.
+        const i = await c.storagePoolGetInfo(p).catch((e: unknown) => {
+          if (e instanceof ConnectionError) throw e;
+          return undefined;
+        });
+        if (i) disk[p.name] = i.capacity;
+      }));
+      // virNodeGetInfo reports memory in KiB.
+      return { memory: Number(info.memory) * 1024, cpus: info.cpus, disk };
+    });
+  }
+
   snapshot(): Promise<HostSnapshot> {
     return this.op('list objects', false, async () => {
       const c = this.client;
@@ -345,13 +363,6 @@ export class LibvirtHost implements HostPort {
       this.versionCache = undefined;
     });
     return this.versionCache;
-  }
-
-  nodeInfo(): Promise<NodeInfo> {
-    return this.op('node info', false, async () => {
-      const i = await this.client.nodeGetInfo();
-      return { memory: Number(i.memory) * 1024, cpus: i.cpus };
-    });
   }
 
   poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>> {
