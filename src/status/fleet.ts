@@ -191,7 +191,8 @@ export function renderHostTable(hosts: readonly HostSummary[]): string {
       h.vms ? `${h.vms.total} (${h.vms.managed} managed, ${h.vms.running} running)` : '-',
     ]
     : [h.host, `unreachable: ${(h.error ?? '').replace(/\s+/g, ' ').slice(0, 100)}`]);
-  const widths = header.map((c, i) => Math.max(c.length, ...rows.filter((r) => r.length > 1).map((r) => r[i]!.length)));
+  // An unreachable host's message runs on past the columns: only its HOST cell counts for the widths.
+  const widths = header.map((c, i) => Math.max(c.length, ...rows.filter((r) => r.length === header.length || i < r.length - 1).map((r) => r[i]!.length)));
   const fmt = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
   return `${[fmt(header), ...rows.map(fmt)].join('\n')}\n`;
 }
