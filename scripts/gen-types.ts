@@ -23,6 +23,7 @@ const KIND_SPECS: [string, string, string][] = [
   ['Volume', 'volume.schema.json', 'VolumeSpec'],
   ['Network', 'network.schema.json', 'NetworkSpec'],
   ['VirtualMachine', 'virtualmachine.schema.json', 'VirtualMachineSpec'],
+  ['Host', 'host.schema.json', 'HostSpec'],
 ];
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # A private libvirt host on this machine, for tests and parallel work: its own libvirtd (and
-# virtlogd) in its own network namespace (a veth pair, a private /24) and its own mount namespace
-# (private dirs bind-mounted over /var/run/libvirt, /var/lib/libvirt, /var/log/libvirt,
-# /var/cache/libvirt, /etc/libvirt and /var/lib/virtform-test; only libvirt's *.conf copied), pid
-# files inside its state folder. Inside, qemu:///system is that host's libvirtd; from outside it
-# answers on qemu+tcp://ADDR/system (no auth: reachable only from this machine's own namespaces).
+# virtlogd) in its own network namespace (a veth pair, a private /24), its own UTS namespace
+# (hostname vfh-NAME, and a fixed host_uuid of its own in libvirtd.conf, so virtform tells hosts
+# apart) and its own mount namespace (private dirs bind-mounted over /var/run/libvirt,
+# /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt, /etc/libvirt and /var/lib/virtform-test;
+# only libvirt's *.conf copied), pid files inside its state folder. Inside, qemu:///system is that
+# host's libvirtd; from outside it answers on qemu+tcp://ADDR/system (no auth: reachable only from
+# this machine's own namespaces).
 #
 #   test-host.sh up NAME [INDEX]     start (idempotent); INDEX 1-250 picks the /24 10.251.INDEX.0
-#                                    (without INDEX the first free one of 1-200; 240-249 are the test suites')
-#   test-host.sh exec NAME -- CMD…   run CMD inside (network + mount namespace), env VIRTFORM_LIBVIRTD_PIDFILE set
+#                                    (without INDEX the first free one of 1-200; 230-249 are the test suites')
+#   test-host.sh exec NAME -- CMD…   run CMD inside (network, UTS + mount namespace), env VIRTFORM_LIBVIRTD_PIDFILE set
 #   test-host.sh addr NAME           the host's address (for qemu+tcp://ADDR/system)
 #   test-host.sh down NAME           stop its domains, its daemons (by pid), remove the namespace and state
 #   test-host.sh list                hosts that are up
@@ -22,7 +24,7 @@ STATE_ROOT=/run/virtform-test-hosts
 DATA_ROOT=/var/lib/virtform-test-hosts
 
 die() { echo "test-host.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (namespaces, libvirtd)"
 
@@ -36,6 +38,14 @@ alive() { # pid file -> 0 when its process is alive and not a zombie
   [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && ! awk '{exit !($3=="Z")}' "/proc/$pid/stat"
 }
 
+# A UUID of its own for each host, the same across restarts (this machine has no DMI product UUID:
+# libvirtd would make up a new one at every start, and every namespace host would report the
+# machine's hostname, so virtform could not tell two of them apart).
+host_uuid() {
+  local h; h=$(printf 'virtform-test-host-%s' "$1" | sha256sum | cut -c1-32)
+  echo "${h:0:8}-${h:8:4}-4${h:13:3}-8${h:17:3}-${h:20:12}"
+}
+
 index_of() { cat "$STATE_ROOT/$1/index"; }
 addr_of() { echo "10.251.$(index_of "$1").2"; }
 
@@ -43,7 +53,7 @@ ns_exec() { # NAME CMD... : run inside the host's namespaces
   local name=$1; shift
   local holder
   holder=$(cat "$STATE_ROOT/$name/holder.pid")
-  VIRTFORM_LIBVIRTD_PIDFILE="$STATE_ROOT/$name/libvirtd.pid" nsenter -t "$holder" -m -n -- "$@"
+  VIRTFORM_LIBVIRTD_PIDFILE="$STATE_ROOT/$name/libvirtd.pid" nsenter -t "$holder" -m -n -u -- "$@"
 }
 
 wait_answers() { # NAME: wait until qemu:///system answers inside
@@ -95,6 +105,7 @@ listen_tcp = 1
 auth_tcp = "none"
 listen_addr = "10.251.$index.2"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+host_uuid = "$(host_uuid "$name")"
 EOF
   # The holder: a process whose network namespace is $ns and whose mount namespace is private,
   # with the private dirs bind-mounted; every later command enters it by its pid.
@@ -106,8 +117,8 @@ EOF
     mount --bind '$dd/etc' /etc/libvirt &&
     mkdir -p /var/lib/virtform-test && mount --bind '$dd/vftest' /var/lib/virtform-test"
   mkdir -p /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /run/libvirt
-  setsid ip netns exec "$ns" unshare --mount --propagation private -- \
-    bash -c "$mounts && echo \$\$ > '$st/holder.pid' && exec sleep infinity" </dev/null >"$st/holder.log" 2>&1 &
+  setsid ip netns exec "$ns" unshare --mount --uts --propagation private -- \
+    bash -c "$mounts && hostname 'vfh-$name' && echo \$\$ > '$st/holder.pid' && exec sleep infinity" </dev/null >"$st/holder.log" 2>&1 &
   local i
   for i in $(seq 1 50); do [ -s "$st/holder.pid" ] && alive "$st/holder.pid" && break; sleep 0.1; done
   alive "$st/holder.pid" || die "the namespace holder did not start: $(cat "$st/holder.log")"

@@ -1,7 +1,7 @@
 /** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { loadManifests, loadPolicy, formatManifestError, type LoadOptions, type ManifestError, type Policy } from '../manifest/index.js';
+import { loadManifests, loadPolicy, formatManifestError, type DesiredState, type LoadOptions, type ManifestError, type Policy } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
@@ -69,7 +69,7 @@ export async function notAManifestFolder(dir: string, command: 'reconcile' | 'wa
 }
 
 export type LoadedDesired =
-  | { ok: true; desired: Desired; manifestCount: number }
+  | { ok: true; desired: Desired; manifestCount: number; state: DesiredState }
   | { ok: false; errors: ManifestError[]; text: string };
 
 export function formatErrors(errors: readonly ManifestError[]): string[] {
@@ -94,7 +94,7 @@ export async function loadDesired(dir: string, policy?: Policy, opts: Omit<LoadO
   if (!result.ok) {
     return { ok: false, errors: result.errors, text: result.errors.map(formatManifestError).join('\n') };
   }
-  return { ok: true, desired: buildDesired(result.desired), manifestCount: result.desired.manifests.length };
+  return { ok: true, desired: buildDesired(result.desired), manifestCount: result.desired.manifests.length, state: result.desired };
 }
 
 export interface OpenStoreOptions {

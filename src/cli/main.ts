@@ -8,7 +8,8 @@
  *      state DB cannot be opened or holds the records of another libvirt host), or changes held
  *      because they would destroy data and --allow-data-loss was not given
  *   2  invalid input (manifest errors, empty manifest folder without --allow-empty, a file given to
- *      reconcile/watch instead of a folder, bad flags)
+ *      reconcile/watch instead of a folder, bad flags, a --uri that is not a libvirt URI or that the
+ *      transport rules refuse: plain qemu+tcp to another machine, no_verify, without --insecure)
  *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending (held ones included)
  */
 import { CommanderError } from 'commander';

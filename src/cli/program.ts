@@ -46,6 +46,22 @@ Exit codes: 0 success · 1 apply/runtime failure, changes held for --allow-data-
 held ones included (--dry-run --detailed-exitcode)
 Environment: VIRTFORM_URI, VIRTFORM_DB and VIRTFORM_DATA_DIR set the defaults of --uri, --db and --data-dir;
 a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, never from the URL.`);
+  // A --uri the transport rules refuse (plain tcp to another machine, no_verify without --insecure;
+  // src/libvirt/security.ts), or that is not a libvirt URI, is refused before anything runs (exit 2).
+  // Not with --offline, which opens no connection.
+  program.hook('preAction', async (_root, action) => {
+    const o = action.opts() as { uri?: unknown; insecure?: boolean; offline?: boolean };
+    if (typeof o.uri !== 'string' || o.offline) return;
+    const { checkTransportSecurity, TransportSecurityError } = await import('../libvirt/security.js');
+    const { UriError } = await import('../libvirt/uri.js');
+    try {
+      checkTransportSecurity(o.uri, { insecure: o.insecure === true });
+    } catch (e) {
+      if (!(e instanceof TransportSecurityError || e instanceof UriError)) throw e;
+      process.stderr.write(`virtform: ${e.message}\n`);
+      throw new CommanderError(EXIT.invalid, 'virtform.uri', e.message);
+    }
+  });
   // A --db URL with a password is refused before anything runs (exit 2); the message hides the password.
   program.hook('preAction', (_root, action) => {
     const db: unknown = action.opts().db;
@@ -59,7 +75,11 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     }
   });
 
-  const uriOption = (): Option => new Option('--uri <uri>', 'libvirt connection URI').default(process.env.VIRTFORM_URI ?? 'qemu:///system');
+  const uriOption = (): Option => new Option('--uri <uri>',
+    'libvirt connection URI: qemu:///system, qemu+ssh://[user@]host[:port]/system, qemu+tls://host/system, qemu+tcp://host/system (needs --insecure unless loopback)')
+    .default(process.env.VIRTFORM_URI ?? 'qemu:///system');
+  const insecureOption = (): Option => new Option('--insecure',
+    'allow plain qemu+tcp to a non-loopback address (libvirt\'s RPC unencrypted, usually unauthenticated) and no_verify=1 / known_hosts_verify=ignore in a tls or ssh URI');
   const dbOption = (): Option => new Option('--db <path|url>',
     'state DB: a SQLite file (default: /var/lib/virtform/state.db as root, else XDG data dir) or postgres://user@host:port/database')
     .default(process.env.VIRTFORM_DB);
@@ -100,6 +120,7 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .description('converge the host to the manifests (with --dry-run: print the plan and change nothing)')
     .argument('[dir]', 'folder of manifests (the whole set: a single file is refused); or --git URL instead')
     .addOption(uriOption())
+    .addOption(insecureOption())
     .addOption(dbOption())
     .addOption(dataDirOption())
     .option('--dry-run', 'print the plan only; touch nothing')
@@ -125,10 +146,15 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--wait-for <vms>', 'like --wait, for these VMs only (comma-separated names of VMs declared running)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--no-color', 'plain output even on a terminal')
     .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease while another process holds it (0: exit 1 at once, naming the holder)',
-      num('--lock-timeout', 0), 0);
+      num('--lock-timeout', 0), 0)
+    .option('--explain', 'Host manifests: for each VM placed, every host rejected with the filter that rejected it, and the chosen host\'s score parts')
+    .option('--rebalance', 'Host manifests: propose (with --dry-run) or make cold moves that reduce spread skew or overload, at most --max-moves')
+    .option('--max-moves <n>', 'with --rebalance: most VMs moved (drains and pin changes are not counted)', int('--max-moves', 0, 1000), 1);
   leaseOptions(reconcile)
-    .action(async (dir: string | undefined, o) => {
-      process.exitCode = await (await import('./commands/reconcile.js')).runReconcile(dir, o);
+    .action(async (dir: string | undefined, o, cmd: Command) => {
+      // With Host manifests the manifests name the hosts: a --uri (flag or VIRTFORM_URI) is refused.
+      const uriGiven = cmd.getOptionValueSource('uri') === 'cli' || Boolean(process.env.VIRTFORM_URI);
+      process.exitCode = await (await import('./commands/reconcile.js')).runReconcile(dir, { ...o, uriGiven });
     });
   addGitOptions(reconcile);
 
@@ -136,6 +162,7 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .description('each managed resource: desired vs observed state, derived status (converged, drifted, failed, pending), last error, attempts, last applied revision, and the IP addresses of each running VM per NIC with their source (DHCP lease, guest agent, ARP); exit 1 when the DB is missing or libvirt unreachable (unless --offline)')
     .argument('[dir]', 'manifest folder: also list declared resources not created yet')
     .addOption(uriOption())
+    .addOption(insecureOption())
     .addOption(dbOption())
     .addOption(dataDirOption())
     .option('--json', 'print as JSON')
@@ -151,6 +178,7 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
       'runs while it holds the writer lease, and waits as a standby (retrying every --retry-period) while another process holds it')
     .argument('[dir]', 'folder of manifests (the whole set: a single file is refused); or --git URL instead')
     .addOption(uriOption())
+    .addOption(insecureOption())
     .addOption(dbOption())
     .addOption(dataDirOption())
     .option('--resync <seconds>', 'periodic full reconcile interval', num('--resync', 1), 300)
@@ -180,6 +208,7 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .description("attach the terminal to a running VM's serial console through libvirt's console stream (like virsh console); Ctrl-] leaves")
     .argument('<vm>', 'VirtualMachine (libvirt domain) name')
     .addOption(uriOption())
+    .addOption(insecureOption())
     .option('--force', 'take the console over from another client holding it (that client is disconnected)')
     .addHelpText('after', `
 On a terminal, keys go to the guest raw (Ctrl-C too) and the terminal is restored when the session ends.

@@ -114,7 +114,13 @@ export function brakeLines(plan: Plan, style: Style): string[] {
   ];
 }
 
-export function renderPlan(plan: Plan, style: Style): string {
+/** What a caller adds to a change's lines (the fleet: `→ host h2 (fits: …)` after the head, `--explain` lines under it). */
+export interface PlanAnnotations {
+  suffix?(key: string): string | undefined;
+  lines?(key: string): string[];
+}
+
+export function renderPlan(plan: Plan, style: Style, annotate?: PlanAnnotations): string {
   const lines: string[] = [];
   const notices = [...suspendedLines(plan, style), ...(plan.notices ?? []).map((n) => `  ${paint(style, 'cyan', 'note:')} ${safe(n)}`)];
   if (plan.noop) {
@@ -125,7 +131,8 @@ export function renderPlan(plan: Plan, style: Style): string {
   for (const c of plan.changes) {
     const blocked = plan.blocked.get(c.key);
     const held = plan.held.get(c.key);
-    const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}`;
+    const suffix = annotate?.suffix?.(c.key);
+    const head = `${SYMBOL[c.action].padStart(3)} ${c.kind}/${c.name}${suffix ? ` ${suffix}` : ''}`;
     const what = c.release?.policy === 'Suspended'
       ? `will be released (its manifest was removed while metadata.reconcile: disabled): ${safe(c.release.kept)}`
       : c.release
@@ -133,6 +140,7 @@ export function renderPlan(plan: Plan, style: Style): string {
       : `${VERB[c.action]}: ${safe(c.reason)}`;
     lines.push(`  ${paint(style, 'dim', `# ${c.kind}/${c.name} ${what}`)}`);
     lines.push(`${paint(style, c.release ? 'cyan' : COLOR[c.action], head)}`);
+    for (const l of annotate?.lines?.(c.key) ?? []) lines.push(`      ${l}`);
     if (blocked && c.action !== 'conflict') lines.push(`      ${paint(style, 'red', '!')} blocked: ${safe(blocked)}`);
     for (const loss of c.dataLoss ?? []) {
       const size = loss.sizeBytes !== undefined ? ` (${formatBytes(loss.sizeBytes)})` : '';

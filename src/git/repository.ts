@@ -23,7 +23,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
-import { digestManifests, loadManifests, manifestsByKind, formatManifestError, type DesiredState, type ManifestError, type Policy } from '../manifest/index.js';
+import { digestState, loadManifests, manifestsByKind, formatManifestError, type DesiredState, type ManifestError, type Policy } from '../manifest/index.js';
 import type { CachedImageSize, LoadResult } from '../manifest/index.js';
 import { credentialEnv, type GitCredentialOptions } from './credentials.js';
 import { GitError, cleanGitEnv, runGit } from './exec.js';
@@ -442,7 +442,7 @@ export function rebaseState(state: DesiredState, from: string, to: string): Desi
     dir: walk(state.dir) as string,
     files: state.files.map((f) => walk(f) as string),
     manifests,
-    digest: digestManifests(manifests),
+    digest: digestState(manifests, state.hosts ?? []),
     ...manifestsByKind(manifests),
   };
 }

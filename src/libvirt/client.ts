@@ -64,7 +64,9 @@ import {
 } from './protocol.js';
 import { LibvirtStream, type LibvirtStreamOptions } from './stream.js';
 import { type IncomingMessage, type StreamSink, Transport } from './transport.js';
-import { parseUri, type ParsedUri, socketPathFor } from './uri.js';
+import { connectSsh } from './ssh.js';
+import { connectTls } from './tls.js';
+import { parseUri, type ParsedUri, redactUri, socketPathFor } from './uri.js';
 import { safeNumber, XdrReader, type XdrWriter } from './xdr.js';
 
 export interface ConnectOptions {
@@ -289,14 +291,22 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
   static async connect(uri = 'qemu:///system', opts: ConnectOptions = {}): Promise<LibvirtClient> {
     const parsed = parseUri(uri);
     const callTimeoutMs = opts.timeoutMs ?? 120_000;
-    const target =
-      parsed.transport === 'tcp'
-        ? { host: parsed.host!, port: parsed.port! }
-        : { path: opts.socketPath ?? socketPathFor(parsed, { readOnly: !!opts.readOnly }) };
-    const transport = await Transport.connect(target, {
-      connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
-      callTimeoutMs,
-    });
+    const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    let transport: Transport;
+    if (parsed.transport === 'ssh') {
+      const { socket, label } = connectSsh(parsed, { readOnly: !!opts.readOnly, connectTimeoutMs });
+      transport = new Transport(socket, { callTimeoutMs, label });
+    } else if (parsed.transport === 'tls') {
+      const { socket, label } = await connectTls(parsed, { connectTimeoutMs });
+      transport = new Transport(socket, { callTimeoutMs, label });
+      socket.resume();
+    } else {
+      const target =
+        parsed.transport === 'tcp'
+          ? { host: parsed.host!, port: parsed.port! }
+          : { path: opts.socketPath ?? socketPathFor(parsed, { readOnly: !!opts.readOnly }) };
+      transport = await Transport.connect(target, { connectTimeoutMs, callTimeoutMs });
+    }
     const client = new LibvirtClient(transport, parsed, opts);
     try {
       await client.authenticate();
@@ -312,7 +322,7 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
       transport.close();
       if (err instanceof LibvirtError) throw err;
       if (err instanceof ConnectionError && err.reason !== 'connect') {
-        throw new ConnectionError('connect', `cannot open ${uri}: ${err.message}`, { cause: err });
+        throw new ConnectionError('connect', `cannot open ${redactUri(uri)}: ${err.message}`, { cause: err });
       }
       throw err;
     }

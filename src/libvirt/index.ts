@@ -27,5 +27,8 @@ export { DomainEventSubscription, type DomainLifecycleEvent } from './events.js'
 export { LibvirtStream, type LibvirtStreamOptions, type StreamHole } from './stream.js';
 export * from './protocol.js';
 export { buildPacket, decodeError, type IncomingMessage, type PacketSocket, type StreamSink, Transport } from './transport.js';
-export { DEFAULT_SOCKET, DEFAULT_SOCKET_RO, parseUri, type ParsedUri, socketPathFor, UriError } from './uri.js';
+export { DEFAULT_SOCKET, DEFAULT_SOCKET_RO, parseUri, type ParsedUri, redactUri, socketPathFor, UriError } from './uri.js';
+export { checkTransportSecurity, isLoopbackHost, TransportSecurityError } from './security.js';
+export { diagnoseSsh, sshArgv, sshRemoteCommand } from './ssh.js';
+export { tlsCredentialPaths } from './tls.js';
 export { safeNumber, UUID_BYTES, uuidToBytes, uuidToString, XdrReader, XdrWriter } from './xdr.js';

@@ -93,6 +93,8 @@ export const writeRemoteError = writeVirNetMessageError;
 
 /** Default TCP port of libvirtd (`listen_tcp`). */
 export const LIBVIRTD_TCP_PORT = 16509;
+/** libvirtd's TLS port (`listen_tls`). */
+export const LIBVIRTD_TLS_PORT = 16514;
 
 export function procedureName(proc: number): string {
   return PROCEDURE_NAMES.get(proc) ?? `proc${proc}`;

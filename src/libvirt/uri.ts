@@ -1,19 +1,20 @@
 /**
  * libvirt connection URIs: `driver[+transport]://[user@][host][:port]/path[?query]`.
  *
- * Supported transports: `unix` (the default without a host) and `tcp`. The URI sent to the daemon
+ * Supported transports: `unix` (the default without a host), `tcp`, `tls` (the default with a host,
+ * as libvirt) and `ssh` (the system `ssh`, see ssh.ts). The URI sent to the daemon
  * in connect-open is the URI without the transport suffix, host, port, user and the client-side
  * query parameters, as libvirt's remote driver does (`qemu+tcp://h:16509/system` → `qemu:///system`).
  * A `name=` query parameter overrides it.
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { LIBVIRTD_TCP_PORT } from './protocol.js';
+import { LIBVIRTD_TCP_PORT, LIBVIRTD_TLS_PORT } from './protocol.js';
 
 export const DEFAULT_SOCKET = '/var/run/libvirt/libvirt-sock';
 export const DEFAULT_SOCKET_RO = '/var/run/libvirt/libvirt-sock-ro';
 
-export type Transport = 'unix' | 'tcp';
+export type Transport = 'unix' | 'tcp' | 'tls' | 'ssh';
 
 export interface ParsedUri {
   /** The URI as given. */
@@ -21,8 +22,9 @@ export interface ParsedUri {
   /** Driver part of the scheme, e.g. `qemu`, `test`. */
   driver: string;
   transport: Transport;
-  /** For tcp. */
+  /** For tcp, tls and ssh (`localhost` when the URI names none). */
   host?: string;
+  /** tcp and tls: the given port or the default; ssh: only when given (else ssh's own default). */
   port?: number;
   user?: string;
   /** Path part, e.g. `/system`, `/session`, `/default`. */
@@ -31,6 +33,8 @@ export interface ParsedUri {
   params: Record<string, string>;
   /** Explicit socket path from `?socket=`. */
   socket?: string;
+  /** The client-side query parameters (keyfile, known_hosts, no_verify, pkipath, netcat, mode, proxy…). */
+  clientParams: Record<string, string>;
   /** The name sent in connect-open. */
   remoteName: string;
 }
@@ -104,25 +108,30 @@ export function parseUri(uri: string): ParsedUri {
     }
   }
 
+  if (user !== undefined && user.includes(':')) {
+    throw new UriError(
+      `URI ${JSON.stringify(redactUri(uri))} carries a password: virtform never takes credentials in a URI ` +
+        `(they would show in argv, logs and the state DB); use an ssh key (keyfile=, or ssh-agent) or TLS client certificates`,
+    );
+  }
+
   let transport: Transport;
   if (transportStr === undefined) {
-    if (host) {
-      throw new UriError(
-        `URI ${JSON.stringify(uri)} names a host without a transport: libvirt would use TLS, which this client ` +
-          `does not support; use ${driver}+tcp://${hostPort}${path}`,
-      );
-    }
-    transport = 'unix';
-  } else if (transportStr === 'unix') {
-    transport = 'unix';
-  } else if (transportStr === 'tcp') {
-    transport = 'tcp';
+    // As libvirt: a URI naming a host without a transport means TLS.
+    transport = host ? 'tls' : 'unix';
+  } else if (transportStr === 'unix' || transportStr === 'tcp' || transportStr === 'tls' || transportStr === 'ssh') {
+    transport = transportStr;
+  } else if (transportStr === 'libssh' || transportStr === 'libssh2') {
+    throw new UriError(`transport "${transportStr}" is not supported by this client: use ${driver}+ssh://… (the system ssh)`);
   } else {
-    throw new UriError(`transport "${transportStr}" is not supported by this client (use unix or tcp)`);
+    throw new UriError(`transport "${transportStr}" is not supported by this client (use unix, tcp, tls or ssh)`);
   }
-  if (transport === 'tcp' && !host) throw new UriError(`URI ${JSON.stringify(uri)}: tcp transport needs a host`);
+  if (transport === 'tcp' && !host) throw new UriError(`URI ${JSON.stringify(redactUri(uri))}: tcp transport needs a host`);
   if (transport === 'unix' && host && host !== 'localhost') {
-    throw new UriError(`URI ${JSON.stringify(uri)}: unix transport cannot reach host ${host}`);
+    throw new UriError(`URI ${JSON.stringify(redactUri(uri))}: unix transport cannot reach host ${host}`);
+  }
+  if (allParams.command !== undefined) {
+    throw new UriError(`URI parameter command= is not supported by this client (it runs the system ssh with fixed, checked options)`);
   }
 
   const params: Record<string, string> = {};
@@ -132,10 +141,15 @@ export function parseUri(uri: string): ParsedUri {
     .join('&');
   const remoteName = allParams.name ?? `${driver}://${path}${qs ? `?${qs}` : ''}`;
 
-  const out: ParsedUri = { uri, driver, transport, path, params, remoteName };
-  if (transport === 'tcp') {
-    out.host = host!;
-    out.port = port ?? LIBVIRTD_TCP_PORT;
+  const clientParams: Record<string, string> = {};
+  for (const [k, v] of Object.entries(allParams)) if (CLIENT_PARAMS.has(k)) clientParams[k] = v;
+  const out: ParsedUri = { uri, driver, transport, path, params, remoteName, clientParams };
+  if (transport === 'tcp' || transport === 'tls') {
+    out.host = host ?? 'localhost';
+    out.port = port ?? (transport === 'tcp' ? LIBVIRTD_TCP_PORT : LIBVIRTD_TLS_PORT);
+  } else if (transport === 'ssh') {
+    out.host = host ?? 'localhost';
+    if (port !== undefined) out.port = port;
   }
   if (user !== undefined) out.user = user;
   if (allParams.socket) out.socket = allParams.socket;
@@ -158,4 +172,21 @@ export function socketPathFor(
     return join(runtime, 'libvirt', 'libvirt-sock');
   }
   return opts.readOnly ? DEFAULT_SOCKET_RO : DEFAULT_SOCKET;
+}
+
+/** Query parameter names whose values are treated as secrets when a URI is printed. */
+const SECRET_PARAM = /pass|secret|token|key(?!file)/i;
+
+/**
+ * The URI as virtform prints and stores it: a password in the user part and the values of
+ * secret-looking query parameters replaced by `***`. (virtform refuses URIs with a password; this
+ * keeps one out of the error that says so, and out of logs.)
+ */
+export function redactUri(uri: string): string {
+  let out = uri.replace(/^([^:/?#]+:\/\/)([^@/?#]*)@/, (_m, scheme: string, userinfo: string) => {
+    const colon = userinfo.indexOf(':');
+    return `${scheme}${colon >= 0 ? `${userinfo.slice(0, colon)}:***` : userinfo}@`;
+  });
+  out = out.replace(/([?&])([^=&#]+)=([^&#]*)/g, (m, sep: string, k: string) => (SECRET_PARAM.test(decodeURIComponent(k)) ? `${sep}${k}=***` : m));
+  return out;
 }

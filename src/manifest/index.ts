@@ -15,8 +15,11 @@ export type {
   AnyManifest,
   DesiredState,
   ImportRules,
+  HostManifest,
+  HostDefinition,
+  ManifestKind,
 } from './model.js';
-export { API_VERSION, RESOURCE_KINDS } from './model.js';
+export { API_VERSION, RESOURCE_KINDS, MANIFEST_KINDS } from './model.js';
 export type {
   StoragePoolSpec,
   VolumeSpec,
@@ -29,11 +32,15 @@ export type {
   Labels,
   Size,
   ManifestSpecs,
+  HostSpec,
+  VmPlacement,
+  LabelSelector as ManifestLabelSelector,
 } from './types.generated.js';
 export type { ManifestError } from './errors.js';
 export { formatManifestError } from './errors.js';
 export type { LoadResult, LoadOptions } from './loader.js';
-export { loadManifests, digestManifests, manifestsByKind, NAME_RE } from './loader.js';
+export { loadManifests, digestManifests, digestState, manifestsByKind, NAME_RE } from './loader.js';
+export { checkFleet, libvirtUriProblem, vmVolumes, vmNetworks, vmOwnPools, backingChain, scopeOf, volumeGroups, stateOnHost, vmPlacementFacts, type HostEntry, type VmPlacementFacts } from './hosts.js';
 export { parseSize, formatSize, roundUpToKiB, ManifestSizeError } from './size.js';
 export { SCHEMA_DIR } from './schema.js';
 export { loadPolicy, checkPolicy, POLICY_FIELDS, DEFAULT_POLICY_PATH, type Policy, type PolicyField, type PolicyCategory, type CachedImageSize } from './policy.js';

@@ -11,11 +11,11 @@ import { promisify } from 'node:util';
 import { fieldPathString as fieldPath, quote, sortErrors, type ManifestError } from './errors.js';
 import {
   API_VERSION,
-  RESOURCE_KINDS,
+  MANIFEST_KINDS,
   type AnyManifest,
   type DesiredState,
   type NetworkManifest,
-  type ResourceKind,
+  type ManifestKind,
   type StoragePoolManifest,
   type VirtualMachineManifest,
   type VolumeManifest,
@@ -24,6 +24,8 @@ import { validateAgainstSchema } from './schema.js';
 import { checkSemantics, specOf, type Entry } from './semantics.js';
 import { checkPolicy, checkPolicyLimits, realPathOf, within, type CachedImageSize, type Policy } from './policy.js';
 import { checkExtraDevices } from './extra-devices.js';
+import { checkFleet, type HostEntry } from './hosts.js';
+import type { HostDefinition } from '../model/hosts.js';
 import { MAX_FILE_BYTES, docToJs, locate, parseYamlFile, type SourceDoc } from './yaml-source.js';
 
 const execFileAsync = promisify(execFile);
@@ -63,7 +65,7 @@ function docError(sd: SourceDoc, path: (string | number)[], message: string, ext
 }
 
 /** Check apiVersion/kind and the kind's schema; returns the entry (if the kind is known) and errors. */
-function checkDocument(sd: SourceDoc, errors: ManifestError[]): Entry | undefined {
+function checkDocument(sd: SourceDoc, errors: ManifestError[]): Entry | HostEntry | undefined {
   const js = docToJs(sd);
   if (!js.ok) {
     errors.push(js.error);
@@ -76,7 +78,7 @@ function checkDocument(sd: SourceDoc, errors: ManifestError[]): Entry | undefine
     return undefined;
   }
   const kindValue = data.kind;
-  const kind = typeof kindValue === 'string' && (RESOURCE_KINDS as readonly string[]).includes(kindValue) ? (kindValue as ResourceKind) : undefined;
+  const kind = typeof kindValue === 'string' && (MANIFEST_KINDS as readonly string[]).includes(kindValue) ? (kindValue as ManifestKind) : undefined;
   const meta = data.metadata;
   const rawName = isPlainObject(meta) ? meta.name : undefined;
   const name = typeof rawName === 'string' && NAME_RE.test(rawName) ? rawName : undefined;
@@ -91,11 +93,11 @@ function checkDocument(sd: SourceDoc, errors: ManifestError[]): Entry | undefine
     ok = false;
   }
   if (!('kind' in data)) {
-    errors.push(docError(sd, [], `missing required field "kind" (one of ${RESOURCE_KINDS.join(', ')})`, { ...who, field: 'kind' }));
+    errors.push(docError(sd, [], `missing required field "kind" (one of ${MANIFEST_KINDS.join(', ')})`, { ...who, field: 'kind' }));
     return undefined;
   }
   if (!kind) {
-    errors.push(docError(sd, ['kind'], `unknown kind ${quote(kindValue)} (expected one of ${RESOURCE_KINDS.join(', ')})`, who));
+    errors.push(docError(sd, ['kind'], `unknown kind ${quote(kindValue)} (expected one of ${MANIFEST_KINDS.join(', ')})`, who));
     return undefined;
   }
   for (const p of validateAgainstSchema(kind, data)) {
@@ -111,7 +113,22 @@ function checkDocument(sd: SourceDoc, errors: ManifestError[]): Entry | undefine
     });
     ok = false;
   }
+  if (kind === 'Host') return { sd, ...(name ? { name } : {}), valid: ok, data: data as HostEntry['data'] };
   return { sd, kind, ...(name ? { name } : {}), valid: ok, data: data as Entry['data'] };
+}
+
+function isHostEntry(e: Entry | HostEntry): e is HostEntry {
+  return !('kind' in e);
+}
+
+/**
+ * The digest of a desired state: of its manifests, and of its Hosts when there are any (so a
+ * state without Host manifests keeps the digest it always had).
+ */
+export function digestState(manifests: AnyManifest[], hosts: readonly HostDefinition[]): string {
+  const d = digestManifests(manifests);
+  if (hosts.length === 0) return d;
+  return createHash('sha256').update(d).update(canonical(hosts.map(({ source: _s, ...h }) => h))).digest('hex');
 }
 
 /** Stable JSON: object keys sorted. */
@@ -212,6 +229,7 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}): Promis
 
   const errors: ManifestError[] = [];
   const entries: Entry[] = [];
+  const hostEntries: HostEntry[] = [];
   for (const file of files) {
     let bytes: Buffer;
     if (outside(file)) {
@@ -233,7 +251,8 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}): Promis
     errors.push(...parsed.errors);
     for (const sd of parsed.docs) {
       const entry = checkDocument(sd, errors);
-      if (entry) entries.push(entry);
+      if (entry && isHostEntry(entry)) hostEntries.push(entry);
+      else if (entry) entries.push(entry);
     }
   }
   // The policy first: a source path it refuses is never opened (not even to read an image header).
@@ -246,6 +265,8 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}): Promis
   errors.push(...(await checkSemantics(entries, {
     skipSourceProbe: unprobed, ...(confine ? { confine } : {}), ...(opts.cachedImageSize ? { cachedImageSize: opts.cachedImageSize } : {}),
   })));
+  const fleet = checkFleet(hostEntries, entries);
+  errors.push(...fleet.errors);
   if (opts.policy) {
     const policy = opts.policy;
     for (const e of entries) {
@@ -275,7 +296,8 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}): Promis
     files,
     manifests,
     ...manifestsByKind(manifests),
-    digest: digestManifests(manifests),
+    hosts: fleet.hosts,
+    digest: digestState(manifests, fleet.hosts),
     ...(await gitInfo(gitDir)),
   };
   return { ok: true, desired };

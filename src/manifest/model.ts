@@ -1,5 +1,6 @@
 /** Public manifest types. Spec types are generated from the JSON Schemas (types.generated.ts). */
 import type {
+  HostSpec,
   ManifestMetadata,
   NetworkSpec,
   StoragePoolSpec,
@@ -12,6 +13,8 @@ import type { LocalImageInfo } from './image.js';
 export type { LocalImageInfo };
 export type { ResourceKind } from '../model/kinds.js';
 import type { ResourceKind } from '../model/kinds.js';
+import type { HostDefinition } from '../model/hosts.js';
+export type { HostDefinition };
 
 export { RESOURCE_KINDS } from '../model/kinds.js';
 
@@ -55,6 +58,22 @@ export type NetworkManifest = Manifest<'Network', NetworkSpec>;
 export type VirtualMachineManifest = Manifest<'VirtualMachine', VirtualMachineSpec>;
 export type AnyManifest = StoragePoolManifest | VolumeManifest | NetworkManifest | VirtualMachineManifest;
 
+/**
+ * A `kind: Host` manifest (a host of the fleet). Not a resource kind: no libvirt object; it is kept
+ * out of `manifests` and normalized into {@link DesiredState.hosts}.
+ */
+export interface HostManifest {
+  apiVersion: 'virtform.dev/v1';
+  kind: 'Host';
+  metadata: ManifestMetadata;
+  spec: HostSpec;
+  source: SourceLocation;
+}
+
+/** The kinds a manifest may declare: the resource kinds and Host. */
+export const MANIFEST_KINDS: readonly (ResourceKind | 'Host')[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine', 'Host'];
+export type ManifestKind = ResourceKind | 'Host';
+
 export interface DesiredState {
   /** The directory (or single file) that was loaded, as given. */
   dir: string;
@@ -66,6 +85,11 @@ export interface DesiredState {
   volumes: VolumeManifest[];
   networks: NetworkManifest[];
   vms: VirtualMachineManifest[];
+  /**
+   * The Host manifests, normalized, sorted by id. Empty: one implicit host (`--uri`), exactly the
+   * behaviour before fleets. A Host changes the digest only when there is one.
+   */
+  hosts: HostDefinition[];
   /** sha256 hex over the normalized manifests (stable under file order, whitespace and comments). */
   digest: string;
   /** HEAD commit when `dir` is inside a git work tree, else undefined. */

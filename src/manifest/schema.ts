@@ -8,32 +8,33 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
-import type { ResourceKind } from './model.js';
+import type { ManifestKind } from './model.js';
 import { fieldPathString, quote as quoteValue, type FieldPath } from './errors.js';
 
 export const SCHEMA_DIR = fileURLToPath(new URL('../../schemas/', import.meta.url));
 
-const KIND_FILES: Record<ResourceKind, string> = {
+const KIND_FILES: Record<ManifestKind, string> = {
   StoragePool: 'storagepool.schema.json',
   Volume: 'volume.schema.json',
   Network: 'network.schema.json',
   VirtualMachine: 'virtualmachine.schema.json',
+  Host: 'host.schema.json',
 };
 
-let validators: Record<ResourceKind, ValidateFunction> | undefined;
+let validators: Record<ManifestKind, ValidateFunction> | undefined;
 let policyValidator: ValidateFunction | undefined;
 
 function readSchema(file: string): Record<string, unknown> {
   return JSON.parse(readFileSync(`${SCHEMA_DIR}${file}`, 'utf8')) as Record<string, unknown>;
 }
 
-function getValidators(): Record<ResourceKind, ValidateFunction> {
+function getValidators(): Record<ManifestKind, ValidateFunction> {
   if (validators) return validators;
   const ajv = new Ajv2020({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true });
   ajv.addKeyword({ keyword: PATTERN_MESSAGE_KEYWORD, schemaType: 'string' });
   ajv.addSchema(readSchema('common.schema.json'));
-  const out = {} as Record<ResourceKind, ValidateFunction>;
-  for (const [kind, file] of Object.entries(KIND_FILES) as [ResourceKind, string][]) {
+  const out = {} as Record<ManifestKind, ValidateFunction>;
+  for (const [kind, file] of Object.entries(KIND_FILES) as [ManifestKind, string][]) {
     out[kind] = ajv.compile(readSchema(file));
   }
   policyValidator = ajv.compile(readSchema('policy.schema.json'));
@@ -131,6 +132,7 @@ function describe(e: ErrorObject, path: FieldPath): SchemaProblem | undefined {
       return undefined; // reported by the nested pattern error, at the key
     case 'minimum':
     case 'maximum':
+    case 'exclusiveMinimum':
       return { ...base, message: `must be ${String(p.comparison)} ${String(p.limit)}, got ${quote(value)}` };
     default:
       return { ...base, message: e.message ?? `fails ${e.keyword}` };
@@ -164,7 +166,7 @@ function pickOneOfBranch(errors: ErrorObject[]): ErrorObject[] {
 }
 
 /** Validate one document against its kind's schema (filling defaults). */
-export function validateAgainstSchema(kind: ResourceKind, data: unknown): SchemaProblem[] {
+export function validateAgainstSchema(kind: ManifestKind, data: unknown): SchemaProblem[] {
   const validate = getValidators()[kind];
   if (validate(data)) return [];
   const problems: SchemaProblem[] = [];

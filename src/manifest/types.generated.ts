@@ -5,12 +5,27 @@
  */
 
 /**
+ * The hosts a StoragePool or Network exists on: all (the default) or a list of Host names.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "HostList".
+ */
+export type HostList = AllHosts | HostNames;
+export type AllHosts = 'all';
+/**
  * Name of a resource: lowercase ASCII letters, digits and '-', starting with a letter or digit, at most 63 characters.
  *
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
  * via the `definition` "ResourceName".
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "HostName".
  */
 export type ResourceName = string;
+/**
+ * @minItems 1
+ */
+export type HostNames = ResourceName[];
 /**
  * A size in bytes: an integer, or a string with a unit (B; K/M/G/T and KiB/MiB/GiB/TiB are powers of 1024; KB/MB/GB/TB are powers of 1000), e.g. '10GiB', '512MiB', '1G'.
  *
@@ -64,6 +79,7 @@ export interface ManifestSpecs {
   Volume: VolumeSpec;
   Network: NetworkSpec;
   VirtualMachine: VirtualMachineSpec;
+  Host: HostSpec;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
@@ -78,6 +94,26 @@ export interface StoragePoolSpec {
    * Start the pool when libvirtd starts.
    */
   autostart?: boolean;
+  hosts?: HostList;
+  hostSelector?: LabelSelector;
+}
+/**
+ * Selects hosts by their labels (metadata.labels of a Host): every label in matchLabels must be present with that value. An empty selector selects every host.
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "LabelSelector".
+ */
+export interface LabelSelector {
+  matchLabels?: Labels;
+}
+/**
+ * Free-form key/value labels. Keys: letters, digits, '.', '_', '/', '-' (1..63, starting with a letter or digit); values: letters, digits, '.', '_', '-' (0..63).
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "Labels".
+ */
+export interface Labels {
+  [k: string]: string;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
@@ -95,6 +131,7 @@ export interface VolumeSpec {
    * Image to import into the volume: a local file path, or {url, sha256} to download over http(s). Mutually exclusive with backingVolume. A changed image (sha256) replaces the volume; the same image at another path or URL is no change.
    */
   source?: LocalImagePath | UrlImageSource;
+  host?: ResourceName;
 }
 /**
  * An image downloaded over http or https (redirects followed), verified against sha256 before the volume counts as ready. Its format (qcow2 or raw) must equal the volume's format.
@@ -125,6 +162,8 @@ export interface NetworkSpec {
    * Start the network when libvirtd starts.
    */
   autostart?: boolean;
+  hosts?: HostList;
+  hostSelector?: LabelSelector;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
@@ -198,6 +237,8 @@ export interface VirtualMachineSpec {
    * @maxItems 32
    */
   extraDevices?: string[];
+  host?: ResourceName;
+  placement?: VmPlacement;
 }
 /**
  * The guest CPU (libvirt's <cpu mode>). Checked against the host's domain capabilities when planning: a mode or model the host does not offer is a conflict.
@@ -298,13 +339,110 @@ export interface VmNic {
   model?: 'virtio' | 'e1000' | 'e1000e' | 'rtl8139';
 }
 /**
- * Free-form key/value labels. Keys: letters, digits, '.', '_', '/', '-' (1..63, starting with a letter or digit); values: letters, digits, '.', '_', '-' (0..63).
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "VmPlacement".
+ */
+export interface VmPlacement {
+  hostSelector?: LabelSelector;
+  spreadBy?: VmSpreadBy;
+}
+/**
+ * Spread VMs across the values of a host label (rack, zone): the VMs sharing the value of vmLabel (all VMs with this spreadBy when vmLabel is omitted) differ in count by at most maxSkew between values.
  *
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
- * via the `definition` "Labels".
+ * via the `definition` "VmSpreadBy".
  */
-export interface Labels {
-  [k: string]: string;
+export interface VmSpreadBy {
+  /**
+   * The host label whose values the VMs are spread across.
+   */
+  hostLabel: string;
+  /**
+   * The VM label whose value makes the group spread together (e.g. app).
+   */
+  vmLabel?: string;
+  /**
+   * Largest allowed difference in VM count between two values of hostLabel (default 1).
+   */
+  maxSkew?: number;
+  /**
+   * DoNotSchedule (default): a VM that would exceed maxSkew is unschedulable; ScheduleAnyway: skew only lowers a host's score.
+   */
+  whenUnsatisfiable?: 'DoNotSchedule' | 'ScheduleAnyway';
+}
+/**
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "HostSpec".
+ */
+export interface HostSpec {
+  /**
+   * libvirt URI of the host: qemu:///system, qemu+ssh://user@host/system, qemu+tls://host/system, qemu+tcp://host/system (plain TCP to a non-loopback address needs insecure: true).
+   */
+  uri: string;
+  /**
+   * New VMs may be placed here (default true). VMs already here stay.
+   */
+  schedulable?: boolean;
+  /**
+   * Move every VM away from this host (cold moves), e.g. before maintenance or removal (default false).
+   */
+  drain?: boolean;
+  capacity?: HostCapacity;
+  reserved?: HostReserved;
+  overcommit?: HostOvercommit;
+  /**
+   * Allow plain qemu+tcp (no authentication, no encryption) to this host although it is not a loopback address.
+   */
+  insecure?: boolean;
+  /**
+   * Domain type of new VMs on this host: auto (kvm when offered), kvm or qemu (TCG). A VM's own spec.domainType wins; this wins over --domain-type.
+   */
+  domainType?: 'auto' | 'kvm' | 'qemu';
+}
+/**
+ * What the scheduler may fill, overriding what the host reports (its node info, its pools' sizes).
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "HostCapacity".
+ */
+export interface HostCapacity {
+  memory?: Size;
+  /**
+   * CPUs of the host.
+   */
+  vcpus?: number;
+  /**
+   * Bytes per StoragePool name.
+   */
+  disk?: {
+    [k: string]: Size;
+  };
+}
+/**
+ * Kept free for the host itself (default 0).
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "HostReserved".
+ */
+export interface HostReserved {
+  memory?: Size;
+  vcpus?: number;
+}
+/**
+ * Ratios of what may be placed to what the host has (default 1: no overcommit).
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "HostOvercommit".
+ */
+export interface HostOvercommit {
+  /**
+   * vCPUs per CPU (> 0).
+   */
+  cpu?: number;
+  /**
+   * Placed memory per byte of memory (> 0).
+   */
+  memory?: number;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema

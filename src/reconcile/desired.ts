@@ -24,11 +24,14 @@ export const KIND_ORDER = RESOURCE_KINDS;
  * Cross-kind lookups for the kind modules, each answered by the kind that knows (`lookups`).
  * Assumes references were validated.
  */
-function buildContext(state: DesiredState, host: string): BuildContext {
+export function buildContext(state: DesiredState, host: string, domainType?: 'kvm' | 'qemu'): BuildContext {
   const missing = (what: string) => (name: string): never => {
     throw new Error(`internal error: no kind answers the ${what} of ${name}`);
   };
-  const ctx: BuildContext = { host, poolPath: missing('pool path'), volumePath: missing('volume path'), volumeFormat: missing('volume format') };
+  const ctx: BuildContext = {
+    host, ...(domainType ? { domainType } : {}),
+    poolPath: missing('pool path'), volumePath: missing('volume path'), volumeFormat: missing('volume format'),
+  };
   for (const k of RESOURCE_KINDS) Object.assign(ctx, KINDS[k].lookups?.(state, ctx));
   return ctx;
 }

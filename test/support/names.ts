@@ -36,6 +36,8 @@ export const SUITES = {
   guestdeb: 60,
   // test/faults
   faultd: 80, faults: 81, faultk: 82, faultg: 83, faultl: 84, faulttcp: 85, propf: 86,
+  // test/fleet (the proof suites; their hosts: test/support/fleet.ts)
+  flplace: 95, flkill: 96, flmove: 97, flrebal: 98,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

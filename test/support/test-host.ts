@@ -1,21 +1,26 @@
 /**
  * A private libvirt host for a test (scripts/test-host.sh): its own libvirtd in its own network and
  * mount namespace, reachable from the test (root namespace) at `qemu+tcp://10.251.INDEX.2/system`.
- * Suites use names starting `vfci` and INDEX 240-249, so they never meet the hosts people start
- * for development (INDEX 1-200). Root only.
+ * Suites use names starting `vfci` and INDEX 240-249, the fleet suites (test/support/fleet.ts)
+ * `vffl` and INDEX 230-239, so they never meet the hosts people start for development (INDEX
+ * 1-200). Root only.
  *
  *   const h = testHostUp('vfci1');          // the first free INDEX of 240-249
  *   h.exec(['mount', '-t', 'tmpfs', ...]);  // inside its namespaces
  *   await runCli([..., '--uri', h.uri]);
  *   testHostDown(h.name);                   // also: testHostsCleanup('vfci1') before a run
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from './real-host.js';
 
 const SCRIPT = join(ROOT, 'scripts/test-host.sh');
 /** INDEX range of the test suites' hosts. */
 export const SUITE_INDEXES = [240, 241, 242, 243, 244, 245, 246, 247, 248, 249];
+/** INDEX range of the fleet suites' hosts (`vffl*`, test/support/fleet.ts). */
+export const FLEET_INDEXES = [230, 231, 232, 233, 234, 235, 236, 237, 238, 239];
+/** Names of the suites' hosts: `vfci*` (one-host suites) or `vffl*` (the fleet suites). */
+const SUITE_HOST_NAME = /^(vfci|vffl)[a-z0-9]{0,4}$/;
 
 export interface ExecResult {
   code: number | null;
@@ -50,15 +55,39 @@ export function testHostList(): { name: string; addr: string; up: boolean }[] {
   });
 }
 
-/** Starts host `name` (idempotent) on `index`, or the first INDEX of 240-249 no other host has. */
+/** The INDEX to start `name` on: `index`, or the first of its range (240-249 or 230-239) no other host has. */
+function upIndex(name: string, index?: number): number {
+  if (!SUITE_HOST_NAME.test(name)) throw new Error(`test host names start with vfci or vffl (1-8 of [a-z0-9]): ${name}`);
+  if (index !== undefined) return index;
+  const range = name.startsWith('vffl') ? FLEET_INDEXES : SUITE_INDEXES;
+  const taken = new Set(testHostList().filter((h) => h.name !== name).map((h) => Number(h.addr.split('.')[2])));
+  const idx = range.find((i) => !taken.has(i));
+  if (idx === undefined) throw new Error(`no free test host INDEX in ${range[0]}-${range[range.length - 1]}`);
+  return idx;
+}
+
+/** Like testHostUp, without blocking the event loop: hosts started together start in parallel. */
+export async function testHostUpAsync(name: string, index: number): Promise<TestHost> {
+  const idx = upIndex(name, index);
+  const r = await new Promise<ExecResult>((res) => {
+    const child = spawn('bash', [SCRIPT, 'up', name, String(idx)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      res({ code, stdout, stderr });
+    });
+  });
+  if (r.code !== 0) throw new Error(`test-host.sh up ${name} ${idx} failed (${r.code}): ${r.stderr || r.stdout}`);
+  return testHost(name);
+}
+
+/** Starts host `name` (idempotent) on `index`, or the first INDEX of its range no other host has. */
 export function testHostUp(name: string, index?: number): TestHost {
-  if (!/^vfci[a-z0-9]{0,4}$/.test(name)) throw new Error(`test host names start with vfci (1-8 of [a-z0-9]): ${name}`);
-  let idx = index;
-  if (idx === undefined) {
-    const taken = new Set(testHostList().filter((h) => h.name !== name).map((h) => Number(h.addr.split('.')[2])));
-    idx = SUITE_INDEXES.find((i) => !taken.has(i));
-    if (idx === undefined) throw new Error('no free test host INDEX in 240-249');
-  }
+  const idx = upIndex(name, index);
   const r = script(['up', name, String(idx)], 180_000);
   if (r.code !== 0) throw new Error(`test-host.sh up ${name} ${idx} failed (${r.code}): ${r.stderr || r.stdout}`);
   return testHost(name);
@@ -88,6 +117,6 @@ export function testHostDown(name: string): void {
 
 /** Stops every host whose name starts with `prefix` (a run killed before its afterAll left it up). */
 export function testHostsCleanup(prefix: string): void {
-  if (!prefix.startsWith('vfci')) throw new Error(`test hosts of the suites start with vfci, got ${prefix}`);
+  if (!prefix.startsWith('vfci') && !prefix.startsWith('vffl')) throw new Error(`test hosts of the suites start with vfci or vffl, got ${prefix}`);
   for (const h of testHostList()) if (h.name.startsWith(prefix)) testHostDown(h.name);
 }

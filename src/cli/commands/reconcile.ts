@@ -18,6 +18,9 @@ import { gitDesired, gitInput, type GitDesired, type GitFlags } from '../git.js'
 import { redactUrl } from '../../git/index.js';
 import { formatManifestError } from '../../manifest/index.js';
 import { kindOf } from '../../reconcile/kinds/index.js';
+import type { DesiredState } from '../../manifest/index.js';
+import { fleetHosts } from '../../fleet/parts.js';
+import { fleetRefusal, reconcileFleet } from './reconcile-fleet.js';
 
 export interface ReconcileFlags extends GitFlags, LeaseFlags {
   uri: string;
@@ -55,6 +58,15 @@ export interface ReconcileFlags extends GitFlags, LeaseFlags {
   waitFor?: string[];
   /** Seconds to wait for the writer lease while another process holds it (default 0: exit 1 at once). */
   lockTimeout?: number;
+  /** Allow plain qemu+tcp to a non-loopback address (every host of the run). */
+  insecure?: boolean;
+  /** `--uri` was given (flag or VIRTFORM_URI): refused with Host manifests. */
+  uriGiven?: boolean;
+  /** Host manifests: each rejected host with its filter, the winner's score parts. */
+  explain?: boolean;
+  /** Host manifests: propose/make rebalancing moves (at most `maxMoves`). */
+  rebalance?: boolean;
+  maxMoves?: number;
 }
 
 export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags): Promise<number> {
@@ -106,7 +118,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
   const cachedImageSize = async (sha256: string): Promise<number | undefined> => (await planCache.cached(sha256))?.header.virtualSize;
   const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy, cachedImageSize } : undefined;
   const dir = dirArg ?? '';
-  let loaded: { ok: true; desired: Desired } | undefined;
+  let loaded: { ok: true; desired: Desired; state?: DesiredState } | undefined;
   if (!gitSpec) {
     const notFolder = await notAManifestFolder(dir, 'reconcile');
     if (notFolder) {
@@ -192,10 +204,21 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
         return EXIT.failure;
       }
       git = gitRead;
-      loaded = { ok: true, desired: buildDesired(git.state) };
+      loaded = { ok: true, desired: buildDesired(git.state), state: git.state };
       err(`virtform: ${git.repo.displayUrl} ${git.repo.spec.path ? `(path ${git.repo.spec.path}) ` : ''}at ${git.commit.slice(0, 12)}${o.dryRun ? ' (dry-run: nothing recorded)' : ''}\n`);
     }
     if (!loaded) throw new Error('no manifests loaded');
+    const fleet = fleetHosts(loaded.state);
+    if (fleet.length > 0) {
+      const refusal = fleetRefusal(fleet, o);
+      if (refusal) {
+        err(`virtform: ${refusal}; nothing was changed\n`);
+        return invalid(wholeInput(refusal));
+      }
+      return await reconcileFleet(loaded.state!, o, {
+        store, out, err, style, abort, stopTimeoutMs, writer, git,
+      });
+    }
     if (o.waitFor) {
       const running = new Set(loaded.desired.resources.filter((d) => kindOf(d.kind).guest?.declaredRunning(d)).map((d) => d.name));
       const unknown = o.waitFor.filter((n) => !running.has(n));

@@ -9,8 +9,12 @@
  */
 import { printable } from '../../util/printable.js';
 import { hostOf, LOCAL_HOST, resourceKey, type HostId } from '../../model/kinds.js';
-import { EXIT, errorMessage, openStore, resolvePolicy } from '../common.js';
-import { formatManifestError, loadManifests } from '../../manifest/index.js';
+import { EXIT, errorMessage, loadDesired, openStore, resolvePolicy } from '../common.js';
+import { fleetHosts } from '../../fleet/parts.js';
+import { refusedTransports } from '../../fleet/connect.js';
+import { transportRefusal } from '../../fleet/transport.js';
+import type { HostDefinition } from '../../fleet/contract.js';
+import { redactUri } from '../../libvirt/uri.js';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import type { Desired, DesiredResource } from '../../reconcile/desired.js';
 import { planOnly } from '../../reconcile/engine.js';
@@ -28,11 +32,11 @@ import { gitCacheRoot, gitDesired, gitInput, type GitFlags } from '../git.js';
 export type { StatusRow } from '../../status/index.js';
 
 export async function runStatus(
-  dir: string | undefined, o: { uri: string; db?: string; dataDir?: string; json?: boolean; offline?: boolean; policy?: string } & GitFlags,
+  dir: string | undefined, o: { uri: string; db?: string; dataDir?: string; json?: boolean; offline?: boolean; policy?: string; insecure?: boolean } & GitFlags,
 ): Promise<number> {
   let declared: DesiredResource[] | undefined;
   let desired: Desired | undefined;
-  let loadedState: object | undefined;
+  let defined: HostDefinition[] = [];
   const source = gitInput(dir, o, { dirRequired: false });
   if ('errors' in source) {
     for (const e of source.errors) process.stderr.write(`virtform: ${e}\n`);
@@ -45,15 +49,21 @@ export async function runStatus(
   }
   const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy } : undefined;
   if (dir) {
-    // The manifests as loaded (their Host manifests too), then the desired state built from them.
-    const loaded = await loadManifests(dir, { policy: policy.policy });
+    const loaded = await loadDesired(dir, policy.policy);
     if (!loaded.ok) {
-      process.stderr.write(`${loaded.errors.map(formatManifestError).join('\n')}\n`);
+      process.stderr.write(`${loaded.text}\n`);
       return EXIT.invalid;
     }
-    loadedState = loaded.desired;
-    desired = buildDesired(loaded.desired);
-    declared = desired.resources;
+    desired = loaded.desired;
+    declared = loaded.desired.resources;
+    defined = fleetHosts(loaded.state);
+    // A Host whose transport the rules refuse (plain tcp to another machine without --insecure or
+    // spec.insecure) is invalid input, as for reconcile: nothing is asked.
+    const refused = refusedTransports(defined, o.insecure === true);
+    if (refused.length > 0) {
+      for (const r of refused) process.stderr.write(`virtform: ${r.message}\n`);
+      return EXIT.invalid;
+    }
   }
   let store: StateStore;
   try {
@@ -85,7 +95,7 @@ export async function runStatus(
     const stalled = new Map<string, Stall>();
     // The hosts: the Host manifests, else those the hosts table records (a fleet), else --uri.
     const { fleet, hosts: targets } = statusHosts({
-      defined: definedHosts(loadedState), recorded: await store.hosts.list(), localUri: o.uri,
+      defined, recorded: await store.hosts.list(), localUri: o.uri,
       localRecords: records.some((r) => hostOf(r as { host?: HostId }) === LOCAL_HOST),
     });
     // A fleet shows what the state DB records on each host: the manifests' resources are placed by
@@ -93,7 +103,13 @@ export async function runStatus(
     if (fleet) declared = undefined;
     let view: FleetView = { views: new Map(), errors: new Map(), hosts: [] };
     if (!o.offline) {
-      view = await observeFleet(targets, records, declared, (h) => openHost(h.uri), async (_h, conn) => {
+      view = await observeFleet(targets, records, declared, async (h) => {
+        // A host of the hosts table (no Host manifest says it may use plain tcp): asked only when
+        // the rules allow its transport, else it is shown unreachable with why.
+        const why = fleet && defined.length === 0 ? transportRefusal(h.uri, { insecure: o.insecure === true }) : undefined;
+        if (why) throw new Error(`not asked: ${why}`);
+        return openHost(h.uri);
+      }, async (_h, conn) => {
         // With the manifests: the deep comparison a plan makes (read-only) tells definition drift too.
         // A plan that cannot be made is an error of the status (exit 1), not "no drift". A
         // resource the plan cannot touch (a conflict, a definition virtform cannot read) is
@@ -128,10 +144,10 @@ export async function runStatus(
 
     if (o.json) {
       process.stdout.write(`${JSON.stringify({
-        uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, suspended: suspension ?? null,
+        uri: redactUri(o.uri), db: store.path, offline: o.offline === true, hostError: hostError ?? null, suspended: suspension ?? null,
         latestRevision: latest ?? null, git, summary, resources: rows,
         addressErrors: [...view.views.values()].flatMap((v) => v.addresses?.errors ?? []),
-        fleet, hosts: view.hosts,
+        fleet, hosts: view.hosts.map((h) => ({ ...h, uri: redactUri(h.uri) })),
       }, null, 2)}\n`);
       writeHostErrors(fleet, targets, view, o.uri);
       return code;
@@ -183,22 +199,13 @@ export function renderTable(rows: StatusRow[], o: { hostColumn?: boolean } = {})
 function writeHostErrors(fleet: boolean, targets: readonly StatusHost[], view: FleetView, uri: string): void {
   if (!fleet) {
     const e = view.errors.get(LOCAL_HOST);
-    if (e !== undefined) process.stderr.write(`virtform: cannot reach libvirt at ${uri}: ${e}\n`);
+    if (e !== undefined) process.stderr.write(`virtform: cannot reach libvirt at ${redactUri(uri)}: ${e}\n`);
     return;
   }
   for (const h of targets) {
     const e = view.errors.get(h.id);
-    if (e !== undefined) process.stderr.write(printable(`virtform: host ${h.id}: cannot reach libvirt at ${h.uri}: ${e}\n`, { keepNewlines: true }));
+    if (e !== undefined) process.stderr.write(printable(`virtform: host ${h.id}: cannot reach libvirt at ${redactUri(h.uri)}: ${e}\n`, { keepNewlines: true }));
   }
-}
-
-/**
- * The Host manifests of a loaded manifest folder, when it has any: the `hosts` of the desired
- * state (hostkind's `DesiredState.hosts`, each a HostDefinition: id, uri, capacity, reserved).
- */
-function definedHosts(state: object | undefined): StatusHost[] {
-  const hosts = (state as { hosts?: unknown } | undefined)?.hosts;
-  return Array.isArray(hosts) ? (hosts as StatusHost[]) : [];
 }
 
 /**

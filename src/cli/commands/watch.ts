@@ -8,6 +8,7 @@ import {
   EXIT, errorMessage, formatErrors, leaseTiming, notAManifestFolder, openStore, resolvePolicy, retryPolicy, verifyHostIdentity, type LeaseFlags,
 } from '../common.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
+import { redactUri } from '../../libvirt/uri.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { STOP_GRACE_MS } from './reconcile.js';
@@ -121,7 +122,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
         }
         return h;
       },
-      uri: o.uri,
+      uri: redactUri(o.uri),
       wrapHost: faultWrapperFromEnv(),
       allowEmpty: o.allowEmpty,
       maxDeletions: o.maxDeletions,
@@ -167,7 +168,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
     try {
       log.info('starting', {
         ...(git ? { git: git.sync.repo.displayUrl, ref: git.sync.status().ref, path: git.sync.repo.spec.path, gitIntervalMs: git.intervalMs, cache: git.sync.repo.cacheDir } : { dir }),
-        uri: o.uri, db: store.path, pid: process.pid,
+        uri: redactUri(o.uri), db: store.path, pid: process.pid,
       });
       // A standby (another process holds the writer lease) waits in start(): a signal stops it there.
       const starting = controller.start();

@@ -18,6 +18,7 @@ import {
   type LibvirtStream,
   VIR_DOMAIN_CONSOLE_FORCE,
   parseUri,
+  redactUri,
   VIR_CONNECT_LIST_DOMAINS_AUTOSTART,
   VIR_CONNECT_LIST_NETWORKS_ACTIVE,
   VIR_CONNECT_LIST_NETWORKS_AUTOSTART,
@@ -243,7 +244,7 @@ export class LibvirtHost implements HostPort {
     return this.op('host identity', false, async () => {
       const caps = parseCapabilities(await this.client.connectGetCapabilities());
       const hostname = await this.client.connectGetHostname();
-      return { uri: this.client.uri, hostname, uuid: caps.hostUuid, driver: parseUri(this.client.uri).driver };
+      return { uri: redactUri(this.client.uri), hostname, uuid: caps.hostUuid, driver: parseUri(this.client.uri).driver };
     });
   }
 
@@ -919,7 +920,7 @@ export async function openHost(uri: string, opts: LibvirtHostOptions & { timeout
   try {
     client = await LibvirtClient.connect(uri, { timeoutMs: opts.timeoutMs });
   } catch (e) {
-    throw new HostError('connection', `cannot connect to libvirt at ${uri}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new HostError('connection', `cannot connect to libvirt at ${redactUri(uri)}: ${e instanceof Error ? e.message : String(e)}`);
   }
   return new LibvirtHost(client, opts);
 }

@@ -27,6 +27,11 @@ import type { ImageCache, ImageProgress } from '../images.js';
  */
 export interface BuildContext {
   host: string;
+  /**
+   * The domain type the host's Host manifest asks for (`spec.domainType` kvm or qemu): a VM without
+   * its own `spec.domainType` gets it (it wins over `--domain-type`). Absent: no Host says.
+   */
+  domainType?: 'kvm' | 'qemu';
   poolPath(pool: string): string;
   volumePath(volume: string): string;
   volumeFormat(volume: string): VolumeFormat;
@@ -182,6 +187,14 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
   readonly createShowsAllFields?: boolean;
   /** Content digests of images this desired resource imports, which the image cache keeps. */
   cachedImages?(r: R): string[];
+  /**
+   * Fleet placement: what one resource of this kind asks of the host it is placed on (memory in
+   * bytes, vCPUs) and the keys of the resources it uses there, whose {@link footprint}s count as
+   * its disk (VM: its volumes). Kinds without it are not placed by the scheduler.
+   */
+  demands?(r: R): { memory: number; vcpus: number; uses: string[] };
+  /** Fleet placement: the bytes one resource of this kind takes in a pool of its host (Volume). */
+  footprint?(r: R): { pool: string; bytes: number } | undefined;
   /** The default mass-deletion brake refuses a plan deleting every owned object of this kind (at least two). */
   readonly brakeOnWipe?: boolean;
   /** Notes for the plan about deleting an owned object (e.g. a running VM is forced off). */

@@ -48,8 +48,9 @@ describe('parseUri', () => {
 
   it('rejects what it cannot do, with a clear error', () => {
     expect(() => parseUri('nonsense')).toThrow(UriError);
-    expect(() => parseUri('qemu://host/system')).toThrow(/TLS/);
-    expect(() => parseUri('qemu+ssh://host/system')).toThrow(/not supported/);
+    expect(() => parseUri('qemu+libssh2://host/system')).toThrow(/not supported.*qemu\+ssh/);
+    expect(() => parseUri('qemu+ext:///system?command=/bin/x')).toThrow(/not supported/);
+    expect(() => parseUri('qemu+ssh://h/system?command=/bin/x')).toThrow(/command= is not supported/);
     expect(() => parseUri('qemu+tcp:///system')).toThrow(/needs a host/);
     expect(() => parseUri('qemu+tcp://h:99999/system')).toThrow(/bad port/);
   });

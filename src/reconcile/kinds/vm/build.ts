@@ -24,7 +24,8 @@ export function buildVms(state: DesiredState, ctx: BuildContext): DesiredVm[] {
       ...(vm.spec.graphics && (vm.spec.graphics.type ?? 'none') !== 'none'
         ? { graphics: { type: vm.spec.graphics.type as GraphicsType, listen: vm.spec.graphics.listen ?? '127.0.0.1' } } : {}),
       ...(vm.spec.guestAgent === false ? { guestAgent: false as const } : {}),
-      ...(vm.spec.domainType !== undefined ? { domainType: vm.spec.domainType as 'kvm' | 'qemu' } : {}),
+      // Precedence: the VM's own field, then its host's Host manifest (--domain-type comes last, at define).
+      ...(vm.spec.domainType !== undefined ? { domainType: vm.spec.domainType as 'kvm' | 'qemu' } : ctx.domainType ? { domainType: ctx.domainType } : {}),
       disks: (vm.spec.disks ?? []).map((d) => {
         const bus = (d.bus ?? 'virtio') as DiskBus;
         const family = bus === 'virtio' ? 'vd' : bus === 'ide' ? 'hd' : 'sd';

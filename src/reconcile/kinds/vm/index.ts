@@ -68,6 +68,10 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
 
   build: buildVms,
   dependencies: (r) => usedKeys(r.config, r.host),
+  demands: (r) => ({
+    memory: r.config.memoryKiB * 1024, vcpus: r.config.vcpus,
+    uses: usedKeys({ disks: r.config.disks, nics: [], ...(r.config.boot ? { boot: r.config.boot } : {}) }, r.host),
+  }),
   recordedDependencies: (previous) => (previous ? usedKeys(previous as VmConfig) : []),
   poolsToList: ({ desired, journal }) => [
     ...(desired?.config.cloudInit ? [desired.config.cloudInit.pool] : []),

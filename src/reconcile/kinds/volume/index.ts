@@ -331,6 +331,8 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     const pool = (config as Partial<VolumeConfig> | undefined)?.pool;
     return pool ? [pool] : [];
   },
+  // Its declared (or the local image's) virtual size; a URL image without capacity counts 0 until imported.
+  footprint: (r) => ({ pool: r.config.pool, bytes: r.config.capacityBytes ?? 0 }),
   cachedImages: (r) => (r.image?.kind === 'url' ? [r.image.sha256] : []),
   release(_name, where) {
     const config = where.config as Partial<VolumeConfig> | undefined;

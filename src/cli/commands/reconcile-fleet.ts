@@ -1,0 +1,156 @@
+/**
+ * `virtform reconcile DIR` when the manifests declare Hosts: the fleet run (src/fleet/). Same
+ * flags, lease and output as the one-host run, plus where each VM goes and why.
+ *
+ * Exit codes: 0 converged; 1 a host was unreachable, a VM is unschedulable, a Host manifest was
+ * removed while virtform owns objects on it, or the apply failed (the other hosts still converged);
+ * 2 invalid input (`--uri` with Host manifests, a refused transport). With `--dry-run`, 1 only for an
+ * unreachable host (3 with --detailed-exitcode when changes are pending).
+ */
+import type { DesiredState } from '../../manifest/index.js';
+import { openHost } from '../../reconcile/adapters/libvirt-host.js';
+import { faultWrapperFromEnv, crashAtBoundary } from '../../reconcile/faults.js';
+import { imageCacheFor } from '../../reconcile/images.js';
+import type { Lease, StateStore } from '../../state/index.js';
+import { refusedTransports } from '../../fleet/connect.js';
+import { fleetParts } from '../../fleet/parts.js';
+import { runFleet } from '../../fleet/run.js';
+import { annotateKey, explainKey, fleetJson, fleetLines } from '../../fleet/render.js';
+import type { FleetPlanInfo } from '../../fleet/types.js';
+import type { HostDefinition } from '../../fleet/contract.js';
+import { EXIT, retryPolicy } from '../common.js';
+import { brakeLines, planToJson, renderApplyEvent, renderPlan, summaryLine, type Style } from '../render.js';
+import { ProgressLine } from '../progress.js';
+import type { GitDesired } from '../git.js';
+import type { MaxDeletions } from '../../reconcile/safety.js';
+
+/** The flags of `reconcile` a fleet run reads (a part of ReconcileFlags). */
+export interface FleetFlags {
+  uriGiven?: boolean; wait?: boolean; insecure?: boolean; json?: boolean; dryRun?: boolean; detailedExitcode?: boolean;
+  explain?: boolean; rebalance?: boolean; maxMoves?: number; domainType?: HostDefinition['domainType'];
+  allowDataLoss?: boolean; maxDeletions?: MaxDeletions; ignoreSuspend?: boolean; concurrency: number;
+  maxAttempts: number; retryDelay: number; shutdownTimeout: number; downloadTimeout?: number;
+}
+
+export type FleetState = DesiredState;
+
+/** Why the flags cannot be used with Host manifests (exit 2), or undefined. */
+export function fleetRefusal(hosts: readonly HostDefinition[], o: FleetFlags): string | undefined {
+  const names = hosts.map((h) => h.id).join(', ');
+  if (o.uriGiven) {
+    return `--uri (or VIRTFORM_URI) cannot be used with Host manifests: the manifests name the hosts (Host ${names}) ` +
+      `and each is reached at its spec.uri; drop --uri, or remove the Host manifests to manage one host`;
+  }
+  if (o.wait) return '--wait is not available with Host manifests yet';
+  const refused = refusedTransports(hosts, o.insecure === true);
+  if (refused.length > 0) return refused.map((r) => r.message).join('; ');
+  return undefined;
+}
+
+interface FleetCtx {
+  store: StateStore;
+  out: (s: string) => void;
+  err: (s: string) => void;
+  style: Style;
+  abort: AbortController;
+  stopTimeoutMs: number;
+  writer: Lease | undefined;
+  git: Extract<GitDesired, { ok: true }> | undefined;
+}
+
+export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetCtx): Promise<number> {
+  const { out, err, style } = c;
+  const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
+  const wrapper = faultWrapperFromEnv();
+  const progress = new ProgressLine({ write: err, isTTY: process.stderr.isTTY === true }, o.json === true);
+  let info: FleetPlanInfo | undefined;
+  const writer = c.writer;
+  const r = await runFleet({
+    state, store: c.store, parts: fleetParts(),
+    open: (uri, opts) => openHost(uri, { domainType: opts.domainType }),
+    domainType: o.domainType, rebalance: o.rebalance === true, maxMoves: o.maxMoves ?? 1,
+    ...(wrapper ? { wrap: (p) => wrapper(p) } : {}),
+    onUnreachable: (host, why) => err(`virtform: host ${host} unreachable: ${why}; its resources are left as they are (HostUnreachable), the other hosts converge\n`),
+    onPlaced: (i) => {
+      info = i;
+    },
+    engine: {
+      dryRun: o.dryRun,
+      allowDataLoss: o.allowDataLoss === true,
+      maxDeletions: o.maxDeletions,
+      ignoreSuspend: o.ignoreSuspend === true,
+      concurrency: o.concurrency,
+      retry: retryPolicy(o),
+      shutdownTimeoutMs: o.shutdownTimeout * 1000,
+      signal: c.abort.signal,
+      stopTimeoutMs: c.stopTimeoutMs,
+      images: imageCacheFor(c.store.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
+      boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
+      ...(writer ? { guard: () => writer.refusal() } : {}),
+      onPlan: (plan) => {
+        if (o.json) return;
+        const i = info;
+        out(renderPlan(plan, style, i ? { suffix: (key) => annotateKey(i, key), ...(o.explain ? { lines: (key) => explainKey(i, key) } : {}) } : undefined));
+        const extra = i ? fleetLines(i, { rebalance: o.rebalance === true, dryRun: o.dryRun === true }) : [];
+        if (extra.length > 0) out(`${extra.join('\n')}\n`);
+        if (!o.dryRun && !plan.noop) out('\n');
+      },
+      onEvent: (e) => {
+        if (progress.handle(e)) return;
+        const line = renderApplyEvent(e, style);
+        progress.clear();
+        if (line) (o.json ? err : out)(`${line}\n`);
+      },
+    },
+  });
+  const result = r.run;
+  if (!info) info = { annotations: r.annotations, moves: r.moves, unschedulable: r.unschedulable, unreachable: r.unreachable, orphanHosts: r.orphanHosts };
+  if (!result && !o.json) {
+    out(`${fleetLines(info, { rebalance: o.rebalance === true, dryRun: o.dryRun === true }).join('\n')}\n`);
+  }
+  if (c.git && !o.dryRun && result) {
+    await c.git.sync.recordRun(c.git.commit, result.outcome === 'noop' ? 'succeeded' : result.outcome, result.revisionId);
+  }
+  const problems = [
+    ...[...r.unreachable].map(([h, why]) => `host ${h} unreachable (${why})`),
+    ...(o.dryRun ? [] : [...r.unschedulable.values()].map((u) => `VM ${u.vm} unschedulable (${u.summary})`)),
+    ...(o.dryRun ? [] : r.orphanHosts.map((x) => `host ${x.host} has no Host manifest but owns ${x.resources.length} object(s)`)),
+  ];
+  if (o.json) {
+    out(`${JSON.stringify({
+      runId: result?.runId ?? null, dryRun: o.dryRun === true, outcome: result?.outcome ?? 'failed',
+      plan: result ? planToJson(result.plan) : null,
+      fleet: fleetJson(info),
+      ...(c.git ? { git: c.git.sync.status() } : {}),
+      held: Object.fromEntries(result?.held ?? []),
+      suspension: result?.suspension ?? null,
+      mutations: result?.mutations ?? 0, durationMs: result?.durationMs ?? 0,
+      steps: result?.applied?.outcomes.map((s) => ({
+        resource: s.step.key, host: s.step.host, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
+      })) ?? [],
+    }, null, 2)}\n`);
+  }
+  if (result?.suspension) err(`virtform: state DB ${c.store.path} is suspended; ${result.outcome === 'suspended' ? 'nothing was applied' : 'applying anyway (--ignore-suspend)'}\n`);
+  if (o.dryRun) {
+    if (r.unreachable.size > 0) {
+      err(`virtform: ${problems.join('; ')}\n`);
+      return EXIT.failure;
+    }
+    return o.detailedExitcode && result && !result.plan.noop ? EXIT.changes : EXIT.ok;
+  }
+  if (result?.outcome === 'braked') {
+    err(`virtform: refused by the mass-deletion brake; nothing was applied\n${brakeLines(result.plan, { color: false }).join('\n')}\n`);
+    return EXIT.failure;
+  }
+  if (result && !o.json && !result.plan.noop && result.applied) {
+    const ok = result.applied.outcomes.filter((s) => s.status === 'succeeded').length;
+    const verdict = result.outcome === 'interrupted' ? 'interrupted' : result.outcome === 'failed' ? 'finished with errors'
+      : result.outcome === 'held' ? 'incomplete' : 'complete';
+    out(`\nApply ${verdict}: ${ok} step(s) succeeded, ${result.applied.failed.size} resource(s) failed, ` +
+      `${result.applied.skipped.size} skipped, ${result.plan.blocked.size} blocked (${(result.durationMs / 1000).toFixed(1)}s).\n`);
+    if (result.plan.blocked.size > 0 || result.held.size > 0) out(`${summaryLine(result.plan)}\n`);
+  }
+  if (problems.length > 0) err(`virtform: the fleet did not fully converge: ${problems.join('; ')}\n`);
+  const failed = !result || ['failed', 'interrupted', 'held', 'suspended'].includes(result.outcome);
+  return failed || problems.length > 0 ? EXIT.failure : EXIT.ok;
+}

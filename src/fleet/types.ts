@@ -1,0 +1,16 @@
+/** What the fleet's stages hand each other and the CLI. */
+import type { HostId } from '../model/kinds.js';
+import type { Move, Placement, Unschedulable } from './contract.js';
+
+/** Objects virtform owns on a host that no Host manifest names any more: a conflict, nothing of theirs is touched. */
+export interface OrphanHost { host: HostId; resources: string[] }
+
+/** What the fleet adds to a plan (known before the plan is made). */
+export interface FleetPlanInfo {
+  /** Placements of VMs this run creates or moves, by resource key. */
+  annotations: Map<string, Placement>;
+  moves: Move[];
+  unschedulable: Map<string, Unschedulable>;
+  unreachable: Map<HostId, string>;
+  orphanHosts: OrphanHost[];
+}

@@ -1,0 +1,150 @@
+/**
+ * Rebalancing (`reconcile --rebalance`, never by itself): cold moves proposed one at a time, at
+ * most `maxMoves`, each the first that applies of:
+ *
+ *  1. overload: a reachable host whose placed memory or vCPUs exceed what it can hold (its
+ *     capacity shrank, its reserve or overcommit changed): a VM leaves it, preferring the smallest
+ *     whose leaving ends the overload, else the largest;
+ *  2. spread: a spread constraint whose skew (most − fewest VMs over the domains open to new VMs)
+ *     exceeds its maxSkew (the smallest of its VMs'): a VM of a fullest domain moves to a host of
+ *     an emptiest one;
+ *  3. imbalance: among the hosts open to new VMs (schedulable, not drained, reachable), the most
+ *     and least allocated (allocation = the larger of memory and vCPU use, in percent of what the
+ *     host can hold) are more than {@link IMBALANCE_POINTS} points apart: the VM of the most
+ *     allocated host whose move narrows that gap most moves (only if it narrows it).
+ *
+ * A VM moves only if it is recorded on a reachable host (`current`), is not pinned, shares no
+ * volume with another VM (a group moves only by drain or pin), and has not moved in this run. The
+ * target passes every filter (so no move breaks a DoNotSchedule spread or overfills a host) and is
+ * the best ranked such host.
+ */
+import type { Scheduler, VmState } from './scheduler.js';
+import type { HostState } from './state.js';
+import { cmp, num, size } from './state.js';
+import type { Move } from './types.js';
+
+/** Allocation gap (percentage points) between the most and least allocated open hosts that a rebalance narrows. */
+export const IMBALANCE_POINTS = 20;
+
+interface Candidate { vm: VmState; to: HostState; reason: string }
+
+export function rebalance(s: Scheduler, maxMoves: number): void {
+  const moved = new Set<VmState>();
+  while (s.moves.filter((m) => m.cause === 'rebalance').length < maxMoves) {
+    const c = overload(s, moved) ?? spread(s, moved) ?? imbalance(s, moved);
+    if (!c) return;
+    const from = c.vm.on!;
+    s.place(c.vm, c.to);
+    moved.add(c.vm);
+    const move: Move = { vm: c.vm.r.name, from: from.id, to: c.to.id, cause: 'rebalance', reason: c.reason };
+    s.moves.push(move);
+    const ev = evaluateFrom(s, c.vm, from);
+    s.placements.set(c.vm.r.name, {
+      vm: c.vm.r.name, host: c.to.id, why: 'scheduled',
+      summary: `rebalance from ${from.id}: ${c.reason}; ${s.fitSummary(s.unit([c.vm]), c.to)}`,
+      rejected: ev.rejected, score: ev.fits.find((f) => f.host === c.to)?.score ?? {},
+      others: ev.fits.filter((f) => f.host !== c.to).map((f) => ({ host: f.host.id, score: f.score })),
+    });
+  }
+}
+
+function movable(s: Scheduler, vm: VmState, moved: Set<VmState>): boolean {
+  const on = vm.on;
+  if (!on || !on.h.reachable || moved.has(vm) || vm.r.pin !== undefined || vm.r.current !== on.id) return false;
+  if (s.placements.get(vm.r.name)?.warning !== undefined) return false;
+  if (vm.r.group !== undefined) {
+    for (const o of s.vms.values()) if (o !== vm && o.r.group === vm.r.group) return false;
+  }
+  return true;
+}
+
+/** The filters and ranking for `vm` as if it were not on `from` (`from` itself excluded). */
+function evaluateFrom(s: Scheduler, vm: VmState, from: HostState): ReturnType<Scheduler['evaluate']> {
+  const back = vm.on;
+  s.unplace(vm);
+  try {
+    return s.evaluate(s.unit([vm]), from);
+  } finally {
+    if (back) s.place(vm, back);
+  }
+}
+
+const byName = (a: VmState, b: VmState): number => cmp(a.r.name, b.r.name);
+
+function vmsOn(s: Scheduler, h: HostState, moved: Set<VmState>): VmState[] {
+  return [...s.vms.values()].filter((v) => v.on === h && movable(s, v, moved)).sort(byName);
+}
+
+function overload(s: Scheduler, moved: Set<VmState>): Candidate | undefined {
+  for (const h of s.hosts) {
+    if (!h.h.reachable || (h.mem <= h.allocMem && h.cpu <= h.allocCpu)) continue;
+    const overMem = h.mem > h.allocMem;
+    const what = overMem ? `memory ${size(h.mem)} placed, ${h.ofMem()} allocatable` : `${num(h.cpu)} vCPUs placed, ${h.ofCpu()} allocatable`;
+    const ends = (v: VmState): boolean => h.mem - v.r.memory <= h.allocMem && h.cpu - v.r.vcpus <= h.allocCpu;
+    const big = (a: VmState, b: VmState): number => b.r.memory - a.r.memory || b.r.vcpus - a.r.vcpus || byName(a, b);
+    const vms = vmsOn(s, h, moved);
+    const order = [...vms.filter(ends).sort((a, b) => -big(a, b)), ...vms.filter((v) => !ends(v)).sort(big)];
+    for (const vm of order) {
+      const to = evaluateFrom(s, vm, h).fits[0]?.host;
+      if (to) return { vm, to, reason: `${h.id} is over capacity: ${what}` };
+    }
+  }
+  return undefined;
+}
+
+function spread(s: Scheduler, moved: Set<VmState>): Candidate | undefined {
+  const constraints = [...s.constraints.values()].sort((a, b) => cmp(a.key, b.key));
+  for (const c of constraints) {
+    const domains = [...new Set(s.hosts.filter((h) => h.open && h.h.labels[c.hostLabel] !== undefined).map((h) => h.h.labels[c.hostLabel]!))].sort(cmp);
+    if (domains.length < 2) continue;
+    const owners = [...s.vms.values()].filter((v) => v.own === c);
+    const maxSkew = Math.min(...owners.map((v) => v.r.placement?.spreadBy?.maxSkew ?? 1));
+    const counts = domains.map((d) => c.count(d));
+    const max = Math.max(...counts);
+    const min = Math.min(...counts);
+    if (max - min <= maxSkew) continue;
+    const fullest = new Set(domains.filter((d) => c.count(d) === max));
+    const emptiest = new Set(domains.filter((d) => c.count(d) === min));
+    const vms = [...s.vms.values()]
+      .filter((v) => v.counts.includes(c) && v.on && fullest.has(v.on.h.labels[c.hostLabel]!) && movable(s, v, moved)).sort(byName);
+    for (const vm of vms) {
+      const to = evaluateFrom(s, vm, vm.on!).fits.find((f) => emptiest.has(f.host.h.labels[c.hostLabel]!))?.host;
+      if (to) return { vm, to, reason: `${c.title}: ${c.describe(domains)} (skew ${max - min} > maxSkew ${maxSkew})` };
+    }
+  }
+  return undefined;
+}
+
+function imbalance(s: Scheduler, moved: Set<VmState>): Candidate | undefined {
+  const open = s.hosts.filter((h) => h.open);
+  if (open.length < 2) return undefined;
+  const gapOf = (alloc: Map<HostState, number>): { gap: number; hi: HostState; lo: HostState } => {
+    let hi = open[0]!;
+    let lo = open[0]!;
+    for (const h of open) {
+      if (alloc.get(h)! > alloc.get(hi)!) hi = h;
+      if (alloc.get(h)! < alloc.get(lo)!) lo = h;
+    }
+    return { gap: alloc.get(hi)! - alloc.get(lo)!, hi, lo };
+  };
+  const alloc = new Map(open.map((h) => [h, h.allocation()]));
+  const now = gapOf(alloc);
+  if (now.gap <= IMBALANCE_POINTS) return undefined;
+  let best: { vm: VmState; to: HostState; gap: number } | undefined;
+  for (const vm of vmsOn(s, now.hi, moved)) {
+    for (const f of evaluateFrom(s, vm, now.hi).fits) {
+      if (!f.host.open) continue;
+      const trial = new Map(alloc);
+      trial.set(now.hi, now.hi.allocation(-vm.r.memory, -vm.r.vcpus));
+      trial.set(f.host, f.host.allocation(vm.r.memory, vm.r.vcpus));
+      const gap = gapOf(trial).gap;
+      if (gap < now.gap - 1e-9 && (!best || gap < best.gap - 1e-9)) best = { vm, to: f.host, gap };
+    }
+  }
+  if (!best) return undefined;
+  const pct = (x: number): string => `${Math.round(x)}%`;
+  return {
+    vm: best.vm, to: best.to,
+    reason: `allocation ${now.hi.id} ${pct(alloc.get(now.hi)!)} vs ${now.lo.id} ${pct(alloc.get(now.lo)!)}: ${Math.round(now.gap)} points apart (> ${IMBALANCE_POINTS}), ${Math.round(best.gap)} after`,
+  };
+}
