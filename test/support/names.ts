@@ -38,6 +38,7 @@ export const SUITES = {
   faultd: 80, faults: 81, faultk: 82, faultg: 83, faultl: 84, faulttcp: 85, propf: 86,
   // test/fleet (the proof suites; their hosts: test/support/fleet.ts)
   flplace: 95, flkill: 96, flmove: 97, flrebal: 98,
+  flstatus: 125,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
