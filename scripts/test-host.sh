@@ -129,7 +129,8 @@ EOF
 
 start_daemons() {
   local name=$1 st="$STATE_ROOT/$1"
-  ns_exec "$name" virtlogd -d -p "$st/virtlogd.pid"
+  # After a SIGKILLed libvirtd its virtlogd still runs (a second one cannot take the pid file).
+  alive "$st/virtlogd.pid" || ns_exec "$name" virtlogd -d -p "$st/virtlogd.pid"
   ns_exec "$name" libvirtd -d -l -p "$st/libvirtd.pid"
 }
 
