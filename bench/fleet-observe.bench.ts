@@ -19,7 +19,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { openHost } from '../src/reconcile/adapters/libvirt-host.js';
@@ -116,6 +116,7 @@ async function main(): Promise<void> {
     };
     await parallel();
     await sequential(); // warm-up
+    const loadBefore = loadavg()[0]!;
     const par: number[] = [];
     const seq: number[][] = [];
     for (let r = 0; r < REPS; r++) {
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
     let hot: (string | number)[][] = [];
     if (PROFILE) hot = await cpuProfile(async () => void (await parallel()), { top: Number(f['profile-top'] ?? 12), root: ROOT });
     const medRatio = median(ratios);
+    const loadAfter = loadavg()[0]!;
     const lines = [
       '# Fleet observe: 3 hosts in parallel vs one after the other',
       '',
@@ -141,6 +143,7 @@ async function main(): Promise<void> {
         `managed domains each, the engine's \`observeHosts\`. ${REPS} reps, alternating order; medians.`,
       '',
       machineBlock(),
+      `- load average (1 min) when the reps started / ended: ${loadBefore.toFixed(1)} / ${loadAfter.toFixed(1)} (2 cores: above 2, everything here waits for a core)`,
       '',
       table(['measure', 'median ms', 'min ms', 'max ms'], [
         ['parallel: observeHosts of the 3 hosts', ms(median(par)), ms(Math.min(...par)), ms(Math.max(...par))],

@@ -371,6 +371,12 @@ export interface HostPort {
    * listing are left out.
    */
   poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>>;
+  /**
+   * What every defined domain claims, by name: its memory maximum (`<memory>`, bytes) and its vCPUs
+   * (current), running or not. One bulk call (virConnectGetAllDomainStats), whatever the number of
+   * domains.
+   */
+  domainAllocations(): Promise<Map<string, { memory: number; vcpus: number }>>;
 
   /** Number of mutating calls made so far (for "a converged apply makes zero mutating calls"). */
   mutationCount(): number;

@@ -16,7 +16,7 @@
  * reports it.
  *
  * `summarizeHost` is pure; `observeHostFacts` is what it asks the host (read-only: the version,
- * the node info, one definition read per domain, one info call per active pool).
+ * the node info, the domains' allocations in one bulk call, one info call per active pool).
  */
 import { compareHosts, hostOf, LOCAL_HOST, type HostId } from '../model/kinds.js';
 import type { HostPort, HostSnapshot, NodeInfo, PoolInfo } from '../reconcile/ports.js';
@@ -149,20 +149,21 @@ export function unreachableHost(h: StatusHost, error: string): HostSummary {
   };
 }
 
-type FactsHost = Pick<HostPort, 'nodeInfo' | 'poolInfo' | 'definitions'> & Partial<Pick<HostPort, 'versionTag'>>;
+type FactsHost = Pick<HostPort, 'nodeInfo' | 'poolInfo' | 'domainAllocations'> & Partial<Pick<HostPort, 'versionTag'>>;
 
 /**
  * What {@link summarizeHost} needs of a host, for the objects of `snapshot` (the listing the
- * status already made). A domain whose definition cannot be parsed is left out of the sums.
+ * status already made): a constant number of calls (the domains' allocations in one bulk call),
+ * plus one per active pool.
  */
 export async function observeHostFacts(host: FactsHost, snapshot: HostSnapshot): Promise<HostFacts> {
-  const unreadable = new Map<string, string>();
-  const [version, node, defs, pools] = await Promise.all([
-    host.versionTag?.(), host.nodeInfo(), host.definitions.domains(snapshot.domains, unreadable), host.poolInfo(snapshot.pools),
+  const [version, node, allocations, pools] = await Promise.all([
+    host.versionTag?.(), host.nodeInfo(), host.domainAllocations(), host.poolInfo(snapshot.pools),
   ]);
+  // A domain defined since the listing is counted at the next status; one gone since is left out.
   const domains = snapshot.domains.flatMap((d) => {
-    const def = defs.get(d.name);
-    return def ? [{ name: d.name, active: d.active, memory: def.maxMemoryKiB * 1024, vcpus: def.vcpus }] : [];
+    const a = allocations.get(d.name);
+    return a ? [{ name: d.name, active: d.active, memory: a.memory, vcpus: a.vcpus }] : [];
   });
   return { ...(version !== undefined ? { version } : {}), node, domains, pools };
 }

@@ -240,6 +240,10 @@ export class FakeHost implements HostPort {
     this.call('hostIdentity', '*', false);
     return { ...this.identity };
   }
+  async domainAllocations(): Promise<Map<string, { memory: number; vcpus: number }>> {
+    this.call('domainAllocations', '*', false);
+    return new Map([...this.domains].map(([name, d]) => [name, { memory: (d.def.maxMemoryKiB ?? d.def.memoryKiB) * 1024, vcpus: d.def.vcpus }]));
+  }
   async poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>> {
     const out = new Map<string, PoolInfo>();
     for (const p of list) {
