@@ -38,7 +38,7 @@ describe('status over a fleet', () => {
     expect(j.code, j.stdout + j.stderr).toBe(0);
     const s = parse(j.stdout);
     expect(s.fleet).toBe(true);
-    expect(s.hosts.map((h) => [h.host, h.connected, h.error])).toEqual([['h1', true, null], ['h2', true, null], ['h3', true, null]]);
+    expect(s.hosts.map((h) => [h.host, h.connected, h.error]), j.stderr).toEqual([['h1', true, null], ['h2', true, null], ['h3', true, null]]);
     for (const h of s.hosts) {
       expect(h.uri).toBe(F.host(h.host).uri);
       expect(h.libvirtVersion).toMatch(/^\d+\.\d+\.\d+$/);
@@ -71,7 +71,7 @@ describe('status over a fleet', () => {
     // Without DIR: the hosts the fleet run recorded in the hosts table (plain tcp to them needs --insecure).
     const table = await S.cli(['status', '--json', '--insecure']);
     expect(table.code, table.stdout + table.stderr).toBe(0);
-    expect(parse(table.stdout).hosts.map((h) => [h.host, h.connected])).toEqual([['h1', true], ['h2', true], ['h3', true]]);
+    expect(parse(table.stdout).hosts.map((h) => [h.host, h.connected, h.error])).toEqual([['h1', true, null], ['h2', true, null], ['h3', true, null]]);
     const refused = await S.cli(['status', '--json']);
     expect(refused.code).toBe(1);
     expect(parse(refused.stdout).hosts.every((h) => !h.connected && /not asked: .*insecure/i.test(h.error ?? ''))).toBe(true);
@@ -82,7 +82,7 @@ describe('status over a fleet', () => {
     expect(d.code, d.stdout + d.stderr).toBe(1);
     expect(d.stderr).toMatch(/host h3: cannot reach libvirt at qemu\+tcp:\/\/10\.251\.\d+\.2\/system/);
     const ds = parse(d.stdout);
-    expect(ds.hosts.map((h) => [h.host, h.connected])).toEqual([['h1', true], ['h2', true], ['h3', false]]);
+    expect(ds.hosts.map((h) => [h.host, h.connected]), JSON.stringify(ds.hosts.map((h) => h.error))).toEqual([['h1', true], ['h2', true], ['h3', false]]);
     expect(ds.hosts[2]).toMatchObject({ memory: null, vcpus: null, pools: [], vms: null });
     expect(ds.hosts[2]!.error).toBeTruthy();
     const h3rows = ds.resources.filter((r) => r.host === 'h3');
