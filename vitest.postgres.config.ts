@@ -9,6 +9,7 @@ export default defineConfig({
   test: {
     include: [
       'test/unit/state/contract.test.ts',
+      'test/unit/state/host-rekey.test.ts',
       'test/unit/state/lease.test.ts',
       'test/unit/state/postgres-auth.test.ts',
       'test/unit/state/postgres-cluster.test.ts',

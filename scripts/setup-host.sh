@@ -22,7 +22,11 @@ need_root
 # 127.0.0.1). Installing the package creates (and, where an init system runs, starts) Debian's own
 # cluster `15/main` on port 5432: this script LEAVES IT ALONE (it neither starts nor stops it) and
 # nothing in virtform's tests connects to it.
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client iproute2 util-linux postgresql)
+# openssh-server, netcat-openbsd, openssl: the transport suites (test/fleet/transport*.test.ts) run
+# an sshd of their own inside a test host (its own host keys, port and pid file; virt-ssh-helper
+# from libvirt-clients, or nc, reaches that host's libvirtd) and make a CA and certificates with
+# openssl for qemu+tls. Installing openssh-server must not start the machine's own sshd: see below.
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client iproute2 util-linux postgresql openssh-server netcat-openbsd openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,7 +34,20 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Keep the packages' init scripts from starting services while they install (openssh-server
+  # would start a system sshd on port 22 of this machine; the tests start their own, inside a
+  # test host). A policy-rc.d of the machine's own is left as it is; an sshd that already ran
+  # before is not touched.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# virtform setup-host.sh: no service starts during package installation\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"; own_policy=1
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+  if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+  [ "$rc" = 0 ] || exit "$rc"
 else
   log "Debian packages present"
 fi

@@ -25,6 +25,18 @@ function num(name: string, min: number) {
   };
 }
 
+/** `--move-bandwidth 50MiB`: bytes per second (a size: `50MiB`, `1G`, a plain number of bytes). */
+function bandwidth(v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?(?:\/s)?\s*$/i.exec(v);
+  if (!m) throw new InvalidArgumentError('--move-bandwidth must be a size per second, e.g. 50MiB or 100M');
+  const unit = (m[2] ?? 'B').toUpperCase().replace(/B$/, '');
+  const pow = { '': 0, K: 1, M: 2, G: 3, T: 4, KI: 1, MI: 2, GI: 3, TI: 4 }[unit];
+  const base = unit.endsWith('I') ? 1024 : unit === '' ? 1 : 1000;
+  const n = Math.floor(Number(m[1]) * base ** (pow ?? 0));
+  if (pow === undefined || !(n > 0)) throw new InvalidArgumentError('--move-bandwidth must be a size per second, e.g. 50MiB or 100M');
+  return n;
+}
+
 /** `--max-deletions N|all`. */
 function maxDeletions(v: string): number | 'all' {
   if (v === 'all') return 'all';
@@ -136,6 +148,7 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
     .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait before forcing it off', num('--shutdown-timeout', 0), 60)
+    .option('--move-bandwidth <size>', 'limit the copy of a cold move between hosts to this many bytes per second (e.g. 50MiB)', bandwidth)
     .addOption(stopTimeoutOption())
     .option('--download-timeout <seconds>', 'image download (spec.source.url): fail after this long without connection, answer or data; '
       + 'images are cached by sha256 in images/ beside the state DB', num('--download-timeout', 0.1), 30)

@@ -48,7 +48,7 @@ export class ProgressLine {
       return;
     }
     if (!this.sink.isTTY) return;
-    const verb = p.phase === 'download' ? 'downloading' : 'uploading';
+    const verb = { download: 'downloading', upload: 'uploading', copy: 'copying', verify: 'verifying' }[p.phase];
     const of = p.total !== undefined ? ` / ${mib(p.total)}` : '';
     const r = rate !== undefined ? `  ${mib(rate)}/s` : '';
     const e = eta !== undefined ? `  ETA ${Math.ceil(eta)}s` : '';

@@ -177,7 +177,8 @@ export function renderPlan(plan: Plan, style: Style, annotate?: PlanAnnotations)
 export function summaryLine(plan: Plan): string {
   const s = plan.summary;
   const deletes = s.release > 0 ? `${s.delete - s.release} to delete, ${s.release} to release` : `${s.delete} to delete`;
-  const base = `Plan: ${s.create} to create, ${s.change} to change, ${s.replace} to replace, ${deletes}.`;
+  const moves = (s.move ?? 0) > 0 ? `, ${s.move} to move` : '';
+  const base = `Plan: ${s.create} to create, ${s.change} to change, ${s.replace} to replace, ${deletes}${moves}.`;
   const extra = [
     ...(s.conflict > 0 ? [`${s.conflict} in conflict.`] : []),
     ...(s.held > 0 ? [`${s.held} held (data loss; needs --allow-data-loss).`] : []),

@@ -32,7 +32,7 @@ export function fleetLines(info: FleetPlanInfo, opts: { rebalance: boolean; dryR
   }
   for (const [host, why] of info.unreachable) lines.push(`  ! HostUnreachable: host ${host}: ${safe(why)}; its resources are not touched this run`);
   for (const o of info.orphanHosts) {
-    lines.push(`  ! conflict: host ${o.host} has no Host manifest but virtform owns ${o.resources.join(', ')} on it: drain it or delete them first`);
+    lines.push(`  ! conflict: ${safe(o.message)}`);
   }
   return lines;
 }
@@ -44,6 +44,6 @@ export function fleetJson(info: FleetPlanInfo): Record<string, unknown> {
     unschedulable: [...info.unschedulable.values()].map((u) => ({ vm: u.vm, summary: u.summary, reasons: u.reasons })),
     moves: info.moves,
     unreachable: Object.fromEntries(info.unreachable),
-    orphanHosts: info.orphanHosts,
+    orphanHosts: info.orphanHosts.map((o) => ({ host: o.host, objects: o.objects, message: o.message })),
   };
 }

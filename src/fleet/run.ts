@@ -20,7 +20,8 @@ import type { HostPort } from '../reconcile/ports.js';
 import { HostMismatchError, type ResourceRecord, type StateStore } from '../state/index.js';
 import { placementHost } from './capacity.js';
 import { closeFleet, connectFleet, type FleetConnections, type OpenHost } from './connect.js';
-import type { FleetPlanInfo, OrphanHost } from './types.js';
+import type { FleetPlanInfo } from './types.js';
+import { hostRemovalConflicts, type HostRemovalConflict } from '../model/hosts.js';
 import type { HostDefinition, Move, Placement, PlacementHost, PlacementRequest, ScheduleResult, Unschedulable } from './contract.js';
 
 /** The host of the conditions of a VM placed nowhere (no host holds it). */
@@ -33,8 +34,6 @@ export interface FleetParts {
   schedule(hosts: PlacementHost[], vms: PlacementRequest[], opts: { rebalance?: boolean; maxMoves?: number }): ScheduleResult;
   /** `buildFleetDesired(state, placeOf)`. */
   desired(state: DesiredState, placeOf: (vm: string) => HostId | undefined): Desired;
-  /** Binds the implicit host's records to the Host whose libvirt identity matches (first run with Host manifests). */
-  bindImplicit?(store: StateStore, hosts: { id: HostId; identity: Awaited<ReturnType<HostPort['hostIdentity']>> }[], opts: { record: boolean }): Promise<HostId | undefined>;
 }
 
 export type EngineOptions = Omit<ReconcileOptions, 'host' | 'hosts' | 'store' | 'desired'>;
@@ -70,7 +69,7 @@ export interface FleetResult {
   unreachable: Map<HostId, string>;
   /** Resources left untouched because their host is unreachable, by key. */
   unreachableResources: Map<string, HostId>;
-  orphanHosts: OrphanHost[];
+  orphanHosts: HostRemovalConflict[];
   desired: Desired;
 }
 
@@ -99,8 +98,9 @@ export function currentHosts(records: readonly Pick<ResourceRecord, 'kind' | 'na
 
 /**
  * Placement of the fleet, pure: the scheduler's result, with the rule the fleet adds on top — a VM
- * whose recorded host is unreachable stays there (it is not re-created elsewhere while its host
- * may still run it): left out of this run and marked HostUnreachable.
+ * whose recorded host is unreachable (or has no Host manifest any more) stays there (it is not
+ * re-created elsewhere while its host may still run it): left out of this run, marked
+ * HostUnreachable (or named by the host-removal conflict).
  */
 export function placeFleet(
   parts: Pick<FleetParts, 'requests' | 'schedule'>, state: FleetOptions['state'], nodes: Map<HostId, Parameters<typeof placementHost>[1]>,
@@ -113,7 +113,9 @@ export function placeFleet(
     return c !== undefined ? { ...r, current: c } : r;
   });
   const stuck = new Map<string, HostId>();
-  for (const r of requests) if (r.current !== undefined && !reachable.has(r.current) && state.hosts.some((h) => h.id === r.current)) stuck.set(r.name, r.current);
+  // Recorded on a host that is unreachable, or that no Host manifest names (a removal conflict):
+  // it stays there, never re-created elsewhere while that host may still run it.
+  for (const r of requests) if (r.current !== undefined && !reachable.has(r.current)) stuck.set(r.name, r.current);
   const result = parts.schedule(hosts, requests.filter((r) => !stuck.has(r.name)), { rebalance: opts.rebalance === true, maxMoves: opts.maxMoves ?? 1 });
   return { result, hosts, requests, stuck };
 }
@@ -122,6 +124,9 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   const dryRun = o.engine.dryRun === true;
   const conn: FleetConnections = await connectFleet(o.state.hosts, o.open, { domainType: o.domainType });
   try {
+    // From one host to a fleet: the implicit host's records become the records of the Host whose
+    // libvirt identity they describe (never pruned and recreated). A dry-run changes nothing.
+    if (!dryRun) for (const [id, h] of conn.connected) await o.store.hosts.rekey(h.identity, { to: id });
     // Each Host's id and URI in the `hosts` table (`status` finds hosts without the manifests); a
     // host whose records describe another libvirt host is not touched (as with --uri).
     for (const [id, h] of [...conn.connected]) {
@@ -135,7 +140,6 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         conn.connected.delete(id);
       }
     }
-    await o.parts.bindImplicit?.(o.store, [...conn.connected].map(([id, h]) => ({ id, identity: h.identity })), { record: !dryRun });
     for (const [id, why] of conn.unreachable) o.onUnreachable?.(id, why);
 
     const kind = guestKind();
@@ -149,13 +153,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     const desired = restrictDesired(full, reachable);
 
     // Records on a host no Host manifest names: a conflict naming them (drain it or delete them first).
-    const declared = new Set(o.state.hosts.map((h) => h.id));
-    const orphans = new Map<HostId, string[]>();
-    for (const r of records) {
-      const h = r.host ?? LOCAL_HOST;
-      if (!declared.has(h)) orphans.set(h, [...(orphans.get(h) ?? []), resourceKey(r.kind, r.name)]);
-    }
-    const orphanHosts = [...orphans].map(([host, resources]) => ({ host, resources }));
+    const orphanHosts = hostRemovalConflicts(records.map((r) => ({ kind: r.kind as ResourceKind, name: r.name, host: r.host ?? LOCAL_HOST })), o.state.hosts);
 
     const unreachableResources = new Map<string, HostId>();
     for (const r of full.resources) if (!reachable.has(r.host)) unreachableResources.set(r.key, r.host);

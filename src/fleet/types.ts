@@ -2,8 +2,7 @@
 import type { HostId } from '../model/kinds.js';
 import type { Move, Placement, Unschedulable } from './contract.js';
 
-/** Objects virtform owns on a host that no Host manifest names any more: a conflict, nothing of theirs is touched. */
-export interface OrphanHost { host: HostId; resources: string[] }
+import type { HostRemovalConflict } from '../model/hosts.js';
 
 /** What the fleet adds to a plan (known before the plan is made). */
 export interface FleetPlanInfo {
@@ -12,5 +11,6 @@ export interface FleetPlanInfo {
   moves: Move[];
   unschedulable: Map<string, Unschedulable>;
   unreachable: Map<HostId, string>;
-  orphanHosts: OrphanHost[];
+  /** Hosts without a Host manifest that virtform owns objects on: a conflict, nothing of theirs is touched. */
+  orphanHosts: HostRemovalConflict[];
 }

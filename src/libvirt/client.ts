@@ -322,7 +322,9 @@ export class LibvirtClient extends EventEmitter<LibvirtClientEvents> {
       transport.close();
       if (err instanceof LibvirtError) throw err;
       if (err instanceof ConnectionError && err.reason !== 'connect') {
-        throw new ConnectionError('connect', `cannot open ${redactUri(uri)}: ${err.message}`, { cause: err });
+        // The connection itself failed (ssh's diagnosis, the TLS check byte…): say that, not which call was in flight.
+        const lost = transport.error && transport.error.reason !== 'closed' ? transport.error : err;
+        throw new ConnectionError('connect', `cannot open ${redactUri(uri)}: ${lost.message}`, { cause: err });
       }
       throw err;
     }

@@ -6,7 +6,7 @@
  *
  * The remote command line is the one libvirt 9.0 sends, byte for byte for the usual URIs (an
  * administrator may have pinned it with a `command=` restriction in authorized_keys); only a
- * socket path with shell metacharacters is quoted here where libvirt pastes it as it is.
+ * socket path with shell metacharacters is quoted here, where libvirt pastes it as it is.
  *
  * Differences from libvirt's ssh transport, on purpose:
  * - always `-o BatchMode=yes` (libvirt only with `no_tty=1`): virtform never prompts and never
@@ -76,7 +76,10 @@ export function sshProxy(p: ParsedUri): SshProxy {
 /** The command ssh runs on the remote host (libvirt's virNetClientSSHHelperCommand). */
 export function sshRemoteCommand(p: ParsedUri, readOnly = false): string {
   const nc = escapeTwice(p.clientParams.netcat || 'nc');
-  const sock = escapeTwice(sshRemoteSocket(p, readOnly));
+  // libvirt pastes the socket path bare (a path with a space breaks its command); quoted here only
+  // when it needs it, so the usual command stays libvirt's byte for byte.
+  const path = sshRemoteSocket(p, readOnly);
+  const sock = escapeShell(path) === path ? path : `'${escapeTwice(path)}'`;
   const viaNetcat =
     `if '${nc}' -q 2>&1 | grep "requires an argument" >/dev/null 2>&1; then ARG=-q0;else ARG=;fi;` + `'${nc}' $ARG -U ${sock}`;
   const viaHelper = `virt-ssh-helper${readOnly ? ' -r ' : ' '}'${escapeTwice(p.remoteName)}'`;
@@ -151,7 +154,8 @@ export function diagnoseSsh(stderr: string, p: ParsedUri, code: number | null): 
       `or netcat-openbsd there (ssh said: ${lastLine(text)})`
     );
   }
-  if (/unix connect failed|Failed to connect socket|failed to connect to the hypervisor/i.test(text)) {
+  if (/unix connect failed|Failed to connect socket|failed to connect to the hypervisor/i.test(text) ||
+    /sock[^\n]*: (No such file or directory|Connection refused)\s*$/m.test(text)) {
     return `the remote host ${host} runs no reachable libvirtd (${lastLine(text)})`;
   }
   if (text) return `ssh to ${where} ${code === null ? 'ended' : `exited with code ${code}`}: ${lastLine(text)}`;

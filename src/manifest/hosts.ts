@@ -114,6 +114,17 @@ export function vmVolumes(spec: VirtualMachineManifest['spec']): string[] {
   return [...new Set(out)];
 }
 
+/** {@link vmVolumes} of a spec that may have failed the schema: the names it holds where names belong. */
+function vmVolumesLoose(spec: unknown): string[] {
+  const obj = (v: unknown): Record<string, unknown> | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined);
+  const s = obj(spec);
+  if (!s) return [];
+  const out = (Array.isArray(s.disks) ? s.disks : []).map((d) => obj(d)?.volume);
+  const boot = obj(s.boot);
+  out.push(boot?.kernelVolume, boot?.initrdVolume);
+  return [...new Set(out.filter((v): v is string => typeof v === 'string'))];
+}
+
 /** The pools a VM manifest needs on its host, besides those of its volumes: the cloud-init seed's. */
 export function vmOwnPools(spec: VirtualMachineManifest['spec']): string[] {
   return spec.cloudInit?.pool !== undefined ? [spec.cloudInit.pool] : [];
@@ -193,16 +204,16 @@ export function checkFleet(hostEntries: readonly HostEntry[], entries: readonly 
       if (first) at.push(h.sd, 'Host', h.name, ['metadata', 'name'], `duplicate Host name ${quote(h.name)} (first defined at ${whereOf(first)})`);
       else byName.set(h.name, h);
     }
-    if (!h.valid) continue;
-    const spec = h.data.spec as HostSpec;
-    const problem = libvirtUriProblem(spec.uri);
-    if (problem) at.push(h.sd, 'Host', h.name, ['spec', 'uri'], `${quote(spec.uri)} ${problem}`);
-    else {
-      const first = byUri.get(spec.uri);
-      if (first) at.push(h.sd, 'Host', h.name, ['spec', 'uri'], `URI ${quote(spec.uri)} is already the URI of Host ${quote(first.name ?? '')} (${whereOf(first)}): one Host per libvirt host`);
-      else byUri.set(spec.uri, h);
+    // The URI is checked even when another field failed the schema: every bad field is reported.
+    const uri = (h.data.spec as { uri?: unknown } | undefined)?.uri;
+    const problem = typeof uri === 'string' ? libvirtUriProblem(uri) : undefined;
+    if (typeof uri === 'string' && problem) at.push(h.sd, 'Host', h.name, ['spec', 'uri'], `${quote(uri)} ${problem}`);
+    else if (typeof uri === 'string') {
+      const first = byUri.get(uri);
+      if (first) at.push(h.sd, 'Host', h.name, ['spec', 'uri'], `URI ${quote(uri)} is already the URI of Host ${quote(first.name ?? '')} (${whereOf(first)}): one Host per libvirt host`);
+      else byUri.set(uri, h);
     }
-    if (byName.get(h.name ?? '') === h) hosts.push(hostDefinition(at, h));
+    if (h.valid && byName.get(h.name ?? '') === h) hosts.push(hostDefinition(at, h));
   }
   hosts.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
@@ -244,8 +255,9 @@ export function checkFleet(hostEntries: readonly HostEntry[], entries: readonly 
   // Volumes: who uses them, where they live.
   const volSpec = new Map(volumes.filter((e) => e.name).map((e) => [e.name!, specOf(e, 'Volume')]));
   const users = new Map<string, Entry[]>(); // volume → VMs using it directly
-  for (const e of vms) {
-    for (const v of vmVolumes(specOf(e, 'VirtualMachine'))) users.set(v, [...(users.get(v) ?? []), e]);
+  // Every VM document counts, one that failed the schema too (read defensively): no error cascades onto its volumes.
+  for (const e of entries.filter((x) => x.kind === 'VirtualMachine')) {
+    for (const v of vmVolumesLoose(e.data?.spec)) users.set(v, [...(users.get(v) ?? []), e]);
   }
   for (const e of volumes) {
     const spec = specOf(e, 'Volume');

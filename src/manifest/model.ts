@@ -1,5 +1,6 @@
 /** Public manifest types. Spec types are generated from the JSON Schemas (types.generated.ts). */
 import type {
+  HostMetadata,
   HostSpec,
   ManifestMetadata,
   NetworkSpec,
@@ -65,7 +66,7 @@ export type AnyManifest = StoragePoolManifest | VolumeManifest | NetworkManifest
 export interface HostManifest {
   apiVersion: 'virtform.dev/v1';
   kind: 'Host';
-  metadata: ManifestMetadata;
+  metadata: HostMetadata;
   spec: HostSpec;
   source: SourceLocation;
 }

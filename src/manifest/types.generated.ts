@@ -461,6 +461,16 @@ export interface ManifestMetadata {
   reconcile?: 'enabled' | 'disabled';
 }
 /**
+ * Metadata of a Host: its name (what spec.host, spec.hosts and records name) and labels (what selectors and spreadBy match).
+ *
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "HostMetadata".
+ */
+export interface HostMetadata {
+  name: ResourceName;
+  labels?: Labels;
+}
+/**
  * Directories each kind of host path a manifest names must lie in.
  *
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema

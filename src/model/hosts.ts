@@ -4,7 +4,7 @@
  * object, it names where the resources live. No Host manifest means one implicit host
  * ({@link LOCAL_HOST} of `--uri`), today's behaviour exactly.
  */
-import type { HostId } from './kinds.js';
+import { LOCAL_HOST, refKey, type HostId, type ResourceRef } from './kinds.js';
 
 export type { HostId };
 
@@ -90,4 +90,34 @@ export interface PlacementRequest {
   group?: string;
   /** Where it is recorded now (sticky); set by the caller that read the records. */
   current?: HostId;
+}
+
+/** A host virtform owns objects on that no Host manifest declares (any more). */
+export interface HostRemovalConflict {
+  host: HostId;
+  /** The owned objects recorded on it, sorted by key. */
+  objects: ResourceRef[];
+  message: string;
+}
+
+/**
+ * Hosts with owned records but no Host manifest: removing a Host manifest while virtform owns
+ * objects there is a plan conflict naming them (drain it or delete them first). Records of the
+ * implicit host {@link LOCAL_HOST} left once there are Host manifests are the same conflict: no
+ * Host matched its identity. Without Host manifests there is no conflict (one implicit host).
+ */
+export function hostRemovalConflicts(records: readonly ResourceRef[], hostDefs: readonly Pick<HostDefinition, 'id'>[]): HostRemovalConflict[] {
+  if (hostDefs.length === 0) return [];
+  const declared = new Set(hostDefs.map((h) => h.id));
+  const orphaned = new Map<HostId, ResourceRef[]>();
+  for (const r of records) if (!declared.has(r.host)) orphaned.set(r.host, [...(orphaned.get(r.host) ?? []), r]);
+  const MAX_NAMED = 10;
+  return [...orphaned.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([host, refs]) => {
+    const objects = [...refs].sort((a, b) => (refKey(a) < refKey(b) ? -1 : 1));
+    const named = objects.slice(0, MAX_NAMED).map((r) => `${r.kind}/${r.name}`).join(', ') + (objects.length > MAX_NAMED ? ` and ${objects.length - MAX_NAMED} more` : '');
+    const message = host === LOCAL_HOST
+      ? `virtform owns ${objects.length} object(s) on the host of --uri (${named}), and no Host manifest has that host's libvirt identity: declare a Host with its URI (its records are then bound to it), or delete them first`
+      : `Host ${host} has no manifest any more, but virtform owns ${objects.length} object(s) on it (${named}): drain it (spec.drain: true) or delete them first, then remove its manifest`;
+    return { host, objects, message };
+  });
 }

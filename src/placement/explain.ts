@@ -26,6 +26,8 @@ export function explainLines(p: Placement): string[] {
   if (p.score) {
     lines.push(`${printable(p.host)}: chosen (${p.why}): ${scoreText(p.score)}`);
     for (const o of p.others ?? []) lines.push(`${printable(o.host)}: fits, ranked lower: ${scoreText(o.score)}`);
+    const more = (p.fitting ?? 0) - 1 - (p.others ?? []).length;
+    if (more > 0) lines.push(`… and ${more} more host${more === 1 ? '' : 's'} fit, ranked lower still`);
     if (p.score.skew !== undefined || (p.others ?? []).length > 0) lines.push('ranking: lower skew, then more free after placing (least allocated), then fewer VMs, then host name');
   } else {
     lines.push(`${printable(p.host)}: ${p.summary}`);

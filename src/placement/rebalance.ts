@@ -18,7 +18,7 @@
  * target passes every filter (so no move breaks a DoNotSchedule spread or overfills a host) and is
  * the best ranked such host.
  */
-import type { Scheduler, VmState } from './scheduler.js';
+import { type Scheduler, type VmState, othersOf, scoreOf } from './scheduler.js';
 import type { HostState } from './state.js';
 import { cmp, num, size } from './state.js';
 import type { Move } from './types.js';
@@ -39,11 +39,11 @@ export function rebalance(s: Scheduler, maxMoves: number): void {
     const move: Move = { vm: c.vm.r.name, from: from.id, to: c.to.id, cause: 'rebalance', reason: c.reason };
     s.moves.push(move);
     const ev = evaluateFrom(s, c.vm, from);
+    const won = ev.fits.find((f) => f.host === c.to);
     s.placements.set(c.vm.r.name, {
       vm: c.vm.r.name, host: c.to.id, why: 'scheduled',
       summary: `rebalance from ${from.id}: ${c.reason}; ${s.fitSummary(s.unit([c.vm]), c.to)}`,
-      rejected: ev.rejected, score: ev.fits.find((f) => f.host === c.to)?.score ?? {},
-      others: ev.fits.filter((f) => f.host !== c.to).map((f) => ({ host: f.host.id, score: f.score })),
+      rejected: ev.rejected, score: won ? scoreOf(won) : {}, fitting: ev.fits.length, others: othersOf(ev.fits, c.to),
     });
   }
 }
@@ -52,10 +52,7 @@ function movable(s: Scheduler, vm: VmState, moved: Set<VmState>): boolean {
   const on = vm.on;
   if (!on || !on.h.reachable || moved.has(vm) || vm.r.pin !== undefined || vm.r.current !== on.id) return false;
   if (s.placements.get(vm.r.name)?.warning !== undefined) return false;
-  if (vm.r.group !== undefined) {
-    for (const o of s.vms.values()) if (o !== vm && o.r.group === vm.r.group) return false;
-  }
-  return true;
+  return s.groupMates(vm).length === 0;
 }
 
 /** The filters and ranking for `vm` as if it were not on `from` (`from` itself excluded). */

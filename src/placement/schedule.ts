@@ -18,7 +18,7 @@
  *  3. With `rebalance`: at most `maxMoves` cold moves (rebalance.ts).
  */
 import { rebalance } from './rebalance.js';
-import { type Unit, type VmState, Scheduler } from './scheduler.js';
+import { type Unit, type VmState, Scheduler, othersOf, scoreOf } from './scheduler.js';
 import { cmp } from './state.js';
 import type { Placement, PlacementHost, PlacementRequest, Rejection, ScheduleOptions, ScheduleResult } from './types.js';
 
@@ -68,7 +68,7 @@ export function schedule(hosts: PlacementHost[], vms: PlacementRequest[], opts: 
     const u = s.unit(members);
     const g = members[0]!.r.group;
     if (g !== undefined) {
-      const placed = [...s.vms.values()].filter((v) => v.r.group === g && v.on).sort((a, b) => cmp(a.r.name, b.r.name));
+      const placed = (s.groups.get(g) ?? []).map((n) => s.vms.get(n)!).filter((v) => v.on);
       if (placed[0]) {
         u.anchor = placed[0].on;
         u.anchorVia = `shares a volume with ${placed.map((v) => v.r.name).join(', ')}`;
@@ -101,15 +101,15 @@ export function schedule(hosts: PlacementHost[], vms: PlacementRequest[], opts: 
       for (const m of u.members) {
         s.place(m, best.host);
         const why: Placement['why'] = m.r.pin !== undefined ? 'pinned' : u.members.length > 1 || u.anchor ? 'group' : 'scheduled';
+        const leave = leaving.get(m);
+        const moving = leave !== undefined && m.r.current !== undefined && m.r.current !== best.host.id;
         const p: Placement = {
           vm: m.r.name, host: best.host.id, why,
-          summary: `${m.r.pin !== undefined ? 'pinned (spec.host); ' : ''}${groupNote}${summary}`,
-          rejected: ev.rejected, score: best.score,
-          others: ev.fits.slice(1).map((f) => ({ host: f.host.id, score: f.score })),
+          summary: `${moving ? `moves from ${m.r.current} (${leave.text}); ` : ''}${m.r.pin !== undefined ? 'pinned (spec.host); ' : ''}${groupNote}${summary}`,
+          rejected: ev.rejected, score: scoreOf(best), fitting: ev.fits.length, others: othersOf(ev.fits, best.host),
         };
         s.placements.set(m.r.name, p);
-        const leave = leaving.get(m);
-        if (leave && m.r.current !== undefined && m.r.current !== best.host.id) {
+        if (moving && m.r.current !== undefined) {
           s.moves.push({ vm: m.r.name, from: m.r.current, to: best.host.id, cause: leave.cause, reason: leave.text });
         }
       }

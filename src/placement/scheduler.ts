@@ -31,9 +31,35 @@ export interface Unit {
   anchorVia: string | undefined;
 }
 
-export interface Fit { host: HostState; score: Score; rank: number[] }
+/** A host that passed the filters: its rank keys (`skew` only when the unit spreads). */
+export interface Fit { host: HostState; skew: number | undefined; least: number; vms: number }
+
+export function scoreOf(f: Fit): Score {
+  return f.skew !== undefined ? { skew: f.skew, leastAllocated: f.least, vms: f.vms } : { leastAllocated: f.least, vms: f.vms };
+}
+
+/** How many of the hosts that fit but ranked lower a placement lists (`Placement.others`). */
+export const OTHERS_SHOWN = 5;
+
+export function othersOf(fits: Fit[], winner: HostState): { host: string; score: Score }[] {
+  const out: { host: string; score: Score }[] = [];
+  for (const f of fits) {
+    if (out.length >= OTHERS_SHOWN) break;
+    if (f.host !== winner) out.push({ host: f.host.id, score: scoreOf(f) });
+  }
+  return out;
+}
 
 export interface Evaluation { fits: Fit[]; rejected: Rejection[] }
+
+interface Spread {
+  c: Constraint; domainList: string[]; domains: Set<string>; min: number; max: number; self: number; maxSkew: number; hard: boolean;
+  /** Rejection text per domain, made once per evaluation. */
+  details: Map<string, string>;
+}
+
+const byRank = (a: Fit, b: Fit): number =>
+  (a.skew ?? 0) - (b.skew ?? 0) || b.least - a.least || a.vms - b.vms || cmp(a.host.id, b.host.id);
 
 export class Scheduler {
   readonly hosts: HostState[];
@@ -43,6 +69,10 @@ export class Scheduler {
   readonly placements = new Map<string, Placement>();
   readonly unschedulable = new Map<string, Unschedulable>();
   readonly moves: Move[] = [];
+  /** Group id → its VMs' names (sorted). */
+  readonly groups = new Map<string, string[]>();
+  /** Domains per spread label and selector (which hosts are open does not change during a run). */
+  private readonly domainCache = new Map<string, string[]>();
 
   constructor(hosts: PlacementHost[], requests: PlacementRequest[]) {
     this.hosts = [...hosts].sort((a, b) => cmp(a.id, b.id)).map((h) => new HostState(h));
@@ -57,12 +87,30 @@ export class Scheduler {
       const key = Constraint.keyOf(s, r.labels);
       if (!this.constraints.has(key)) this.constraints.set(key, new Constraint(key, s.hostLabel, s.vmLabel, s.vmLabel === undefined ? undefined : r.labels[s.vmLabel]));
     }
-    const all = [...this.constraints.values()];
+    // Which constraints a VM counts in, without trying each (a fleet may have one per app):
+    // those on a label value it has, plus the few without a value (no vmLabel, or a VM lacking it).
+    const byValue = new Map<string, Constraint[]>();
+    const general: Constraint[] = [];
+    for (const c of this.constraints.values()) {
+      if (c.vmLabel !== undefined && c.value !== undefined) {
+        const k = `${c.vmLabel}\0${c.value}`;
+        byValue.set(k, [...(byValue.get(k) ?? []), c]);
+      } else general.push(c);
+    }
     for (const r of sorted) {
       if (this.vms.has(r.name)) throw new Error(`schedule: VM ${r.name} given twice`);
       const s = r.placement?.spreadBy;
-      this.vms.set(r.name, { r, own: s ? this.constraints.get(Constraint.keyOf(s, r.labels)) : undefined, counts: all.filter((c) => c.matches(r)), on: undefined });
+      const counts = general.filter((c) => c.matches(r));
+      for (const [k, v] of Object.entries(r.labels)) counts.push(...(byValue.get(`${k}\0${v}`) ?? []));
+      this.vms.set(r.name, { r, own: s ? this.constraints.get(Constraint.keyOf(s, r.labels)) : undefined, counts, on: undefined });
+      if (r.group !== undefined) this.groups.set(r.group, [...(this.groups.get(r.group) ?? []), r.name]);
     }
+  }
+
+  /** The other VMs of a VM's group (sharing a volume with it). */
+  groupMates(vm: VmState): VmState[] {
+    if (vm.r.group === undefined) return [];
+    return (this.groups.get(vm.r.group) ?? []).filter((n) => n !== vm.r.name).map((n) => this.vms.get(n)!);
   }
 
   place(vm: VmState, h: HostState): void {
@@ -117,12 +165,19 @@ export class Scheduler {
 
   /** Domains a constraint spreads a member over: values of `hostLabel` on hosts open to it (selector, schedulable, not drained, reachable). */
   domainsFor(c: Constraint, m: VmState): string[] {
-    const out = new Set<string>();
-    for (const h of this.hosts) {
-      const d = h.h.labels[c.hostLabel];
-      if (d !== undefined && h.open && matchesSelector(h.h.labels, m.r.placement?.hostSelector)) out.add(d);
+    const sel = m.r.placement?.hostSelector;
+    const key = `${c.hostLabel}\0${sel?.matchLabels ? JSON.stringify(Object.entries(sel.matchLabels).sort(([a], [b]) => cmp(a, b))) : ''}`;
+    let out = this.domainCache.get(key);
+    if (!out) {
+      const set = new Set<string>();
+      for (const h of this.hosts) {
+        const d = h.h.labels[c.hostLabel];
+        if (d !== undefined && h.open && matchesSelector(h.h.labels, sel)) set.add(d);
+      }
+      out = [...set].sort(cmp);
+      this.domainCache.set(key, out);
     }
-    return [...out].sort(cmp);
+    return out;
   }
 
   /** Run every host through the filters for a unit; the fits ranked best first. */
@@ -130,75 +185,90 @@ export class Scheduler {
     const rejected: Rejection[] = [];
     const fits: Fit[] = [];
     const pinned = u.pin !== undefined || u.pinConflict !== undefined;
-    // Per spread constraint of a member: its domains, their minimum and how many of the unit count in it.
-    const spreads: { m: VmState; c: Constraint; domains: string[]; min: number; max: number; self: number; maxSkew: number; hard: boolean }[] = [];
-    if (!pinned) {
-      for (const m of u.members) {
-        const s = m.r.placement?.spreadBy;
-        if (!s || !m.own) continue;
-        const domains = this.domainsFor(m.own, m);
-        const cs = domains.map((d) => m.own!.count(d));
-        spreads.push({
-          m, c: m.own, domains,
-          min: cs.length ? Math.min(...cs) : 0,
-          max: cs.length ? Math.max(...cs) : 0,
-          self: u.members.filter((x) => x.counts.includes(m.own!)).length,
-          maxSkew: s.maxSkew ?? 1,
-          hard: (s.whenUnsatisfiable ?? 'DoNotSchedule') === 'DoNotSchedule',
-        });
-      }
-    }
+    const spreads = pinned ? [] : this.spreadsOf(u);
+    const selectors = pinned ? [] : u.members.filter((m) => m.r.placement?.hostSelector?.matchLabels !== undefined);
+    const pools = [...u.disk.keys()].sort(cmp);
     for (const h of this.hosts) {
       if (h === exclude) continue;
-      const reject = (filter: Rejection['filter'], detail: string): void => void rejected.push({ host: h.id, filter, detail });
-      if (u.pinConflict !== undefined) { reject('pin', u.pinConflict); continue; }
-      if (u.pin !== undefined && h.id !== u.pin) { reject('pin', `pinned to ${u.pin} (spec.host)`); continue; }
-      if (u.anchor && h !== u.anchor) { reject('group', `its group is on ${u.anchor.id} (${u.anchorVia})`); continue; }
-      if (h.h.drain) { reject('drain', 'host is draining (spec.drain)'); continue; }
-      if (!pinned && !h.h.schedulable) { reject('unschedulable', 'takes no new VMs (spec.schedulable: false)'); continue; }
-      if (!h.h.reachable) { reject('unreachable', 'host is unreachable'); continue; }
-      if (!pinned) {
-        const bad = u.members.find((m) => !matchesSelector(h.h.labels, m.r.placement?.hostSelector));
-        if (bad) { reject('selector', `hostSelector: ${selectorMismatch(h.h.labels, bad.r.placement?.hostSelector)}`); continue; }
-      }
-      if (u.memory > h.freeMem) {
-        reject('memory', `needs ${size(u.memory)}, ${size(Math.max(0, h.freeMem))} free of ${h.ofMem()}`);
-        continue;
-      }
-      if (u.vcpus > h.freeCpu) {
-        reject('vcpus', `needs ${u.vcpus} vCPUs, ${num(Math.max(0, h.freeCpu))} free of ${h.ofCpu()}`);
-        continue;
-      }
-      const pools = [...u.disk.keys()].sort(cmp);
-      const short = pools.find((p) => { const f = h.diskFree(p); return f !== undefined && u.disk.get(p)! > f; });
-      if (short !== undefined) {
-        reject('disk', `pool ${short}: needs ${size(u.disk.get(short)!)}, ${size(Math.max(0, h.diskFree(short)!))} free of ${size(h.h.capacity.disk[short]!)}`);
-        continue;
-      }
+      const why = this.firstFilter(u, h, pinned, selectors, pools);
+      if (why) { rejected.push({ host: h.id, filter: why[0], detail: why[1] }); continue; }
       let skew = 0;
       let spreadFail: string | undefined;
-      for (const s of spreads) {
-        const d = h.h.labels[s.c.hostLabel];
-        const cnt = d === undefined ? undefined : s.c.count(d);
-        const inDomains = d !== undefined && s.domains.includes(d);
+      for (const sp of spreads) {
+        const d = h.h.labels[sp.c.hostLabel];
+        if (d === undefined || !sp.domains.has(d)) {
+          if (sp.hard) { spreadFail = `${sp.c.title}: ${d === undefined ? `host has no label ${sp.c.hostLabel}` : `${sp.c.hostLabel} ${d} is not among its domains`}`; break; }
+          skew += sp.max + sp.self - sp.min + 1; // ranked after every domain it spreads over
+          continue;
+        }
+        const cnt = sp.c.count(d);
         // Kubernetes' PodTopologySpread: skew = count in the domain + the VM itself − min over eligible domains.
-        const k = cnt === undefined || !inDomains ? s.max + s.self - s.min + 1 : cnt + s.self - s.min;
-        if (s.hard && d === undefined) { spreadFail = `${s.c.title}: host has no label ${s.c.hostLabel}`; break; }
-        if (s.hard && k > s.maxSkew) {
-          const minAt = s.domains.filter((x) => s.c.count(x) === s.min).slice(0, 3).join(', ');
-          spreadFail = `${s.c.title}: ${s.c.hostLabel} ${d} would have ${cnt! + s.self}, min ${s.min} (${minAt}): skew ${k} > maxSkew ${s.maxSkew}`;
+        const k = cnt + sp.self - sp.min;
+        if (sp.hard && k > sp.maxSkew) {
+          // The same text for every host of a domain: made once (most hosts fail here in a big fleet).
+          spreadFail = sp.details.get(d);
+          if (spreadFail === undefined) {
+            const minAt = sp.domainList.filter((x) => sp.c.count(x) === sp.min).slice(0, 3).join(', ');
+            spreadFail = `${sp.c.title}: ${sp.c.hostLabel} ${d} would have ${cnt + sp.self}, min ${sp.min} (${minAt}): skew ${k} > maxSkew ${sp.maxSkew}`;
+            sp.details.set(d, spreadFail);
+          }
           break;
         }
         skew += k;
       }
-      if (spreadFail !== undefined) { reject('spread', spreadFail); continue; }
-      const freeAfter = (free: number, alloc: number): number => (alloc > 0 ? Math.max(0, free) / alloc : 0);
-      const least = Math.round(((freeAfter(h.freeMem - u.memory, h.allocMem) + freeAfter(h.freeCpu - u.vcpus, h.allocCpu)) / 2) * 1000) / 10;
-      const score: Score = spreads.length ? { skew, leastAllocated: least, vms: h.vms } : { leastAllocated: least, vms: h.vms };
-      fits.push({ host: h, score, rank: [skew, -least, h.vms] });
+      if (spreadFail !== undefined) { rejected.push({ host: h.id, filter: 'spread', detail: spreadFail }); continue; }
+      const memAfter = h.allocMem > 0 ? Math.max(0, h.freeMem - u.memory) / h.allocMem : 0;
+      const cpuAfter = h.allocCpu > 0 ? Math.max(0, h.freeCpu - u.vcpus) / h.allocCpu : 0;
+      const least = Math.round(((memAfter + cpuAfter) / 2) * 1000) / 10;
+      fits.push({ host: h, skew: spreads.length ? skew : undefined, least, vms: h.vms });
     }
-    fits.sort((a, b) => a.rank[0]! - b.rank[0]! || a.rank[1]! - b.rank[1]! || a.rank[2]! - b.rank[2]! || cmp(a.host.id, b.host.id));
+    fits.sort(byRank);
     return { fits, rejected };
+  }
+
+  /** The first filter (before spread) that rejects `h` for `u`, with its detail. */
+  private firstFilter(u: Unit, h: HostState, pinned: boolean, selectors: VmState[], pools: string[]): [Rejection['filter'], string] | undefined {
+    if (u.pinConflict !== undefined) return ['pin', u.pinConflict];
+    if (u.pin !== undefined && h.id !== u.pin) return ['pin', `pinned to ${u.pin} (spec.host)`];
+    if (u.anchor && h !== u.anchor) return ['group', `its group is on ${u.anchor.id} (${u.anchorVia})`];
+    if (h.h.drain) return ['drain', 'host is draining (spec.drain)'];
+    if (!pinned && !h.h.schedulable) return ['unschedulable', 'takes no new VMs (spec.schedulable: false)'];
+    if (!h.h.reachable) return ['unreachable', 'host is unreachable'];
+    for (const m of selectors) {
+      if (!matchesSelector(h.h.labels, m.r.placement?.hostSelector)) return ['selector', `hostSelector: ${selectorMismatch(h.h.labels, m.r.placement?.hostSelector)}`];
+    }
+    if (u.memory > h.freeMem) return ['memory', `needs ${size(u.memory)}, ${size(Math.max(0, h.freeMem))} free of ${h.ofMem()}`];
+    if (u.vcpus > h.freeCpu) return ['vcpus', `needs ${u.vcpus} vCPUs, ${num(Math.max(0, h.freeCpu))} free of ${h.ofCpu()}`];
+    for (const p of pools) {
+      const free = h.diskFree(p);
+      const need = u.disk.get(p)!;
+      if (free !== undefined && need > free) return ['disk', `pool ${p}: needs ${size(need)}, ${size(Math.max(0, free))} free of ${size(h.h.capacity.disk[p]!)}`];
+    }
+    return undefined;
+  }
+
+  /** Per spread constraint of a member: its domains, their min and max count, how many of the unit count in it. */
+  private spreadsOf(u: Unit): Spread[] {
+    const out: Spread[] = [];
+    for (const m of u.members) {
+      const sb = m.r.placement?.spreadBy;
+      const c = m.own;
+      if (!sb || !c) continue;
+      const domainList = this.domainsFor(c, m);
+      let min = Infinity;
+      let max = 0;
+      for (const d of domainList) {
+        const n = c.count(d);
+        if (n < min) min = n;
+        if (n > max) max = n;
+      }
+      out.push({
+        c, domainList, domains: new Set(domainList), min: domainList.length ? min : 0, max,
+        self: u.members.length === 1 ? 1 : u.members.filter((x) => x.counts.includes(c)).length,
+        maxSkew: sb.maxSkew ?? 1, hard: (sb.whenUnsatisfiable ?? 'DoNotSchedule') === 'DoNotSchedule', details: new Map(),
+      });
+    }
+    return out;
   }
 
   /** "fits: 3.1GiB free, 6 vCPUs free; spread by zone for app=web: a 1, b 1, c 0 → c" (counts before placing). */

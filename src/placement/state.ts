@@ -3,7 +3,10 @@
  * domain, updated as VMs are placed and unplaced (O(constraints a VM counts in) per change).
  */
 import { formatSize } from '../manifest/size.js';
+import { matchesSelector } from '../model/hosts.js';
 import type { LabelSelector, PlacementHost, PlacementRequest, SpreadBy } from './types.js';
+
+export { matchesSelector };
 
 export const size = (bytes: number): string => formatSize(Math.max(0, Math.round(bytes)));
 
@@ -41,13 +44,21 @@ export class HostState {
   }
   /** How the allocation is described: memory (and vCPUs, and where they come from when not plain capacity). */
   ofMem(): string {
+    return (this.memText ??= this.describeMem());
+  }
+  ofCpu(): string {
+    return (this.cpuText ??= this.describeCpu());
+  }
+  private memText: string | undefined;
+  private cpuText: string | undefined;
+  private describeMem(): string {
     const h = this.h;
     const parts: string[] = [];
     if (h.reserved.memory > 0) parts.push(`${size(h.reserved.memory)} reserved`);
     if (h.overcommit.memory !== 1) parts.push(`overcommit ${h.overcommit.memory}`);
     return `${size(this.allocMem)}${parts.length ? ` (${size(h.capacity.memory)}, ${parts.join(', ')})` : ''}`;
   }
-  ofCpu(): string {
+  private describeCpu(): string {
     const h = this.h;
     const parts: string[] = [];
     if (h.reserved.vcpus > 0) parts.push(`${h.reserved.vcpus} reserved`);
@@ -57,11 +68,6 @@ export class HostState {
 }
 
 export const num = (n: number): string => (Number.isInteger(n) ? String(n) : n.toFixed(1));
-
-export function matchesSelector(labels: Record<string, string>, sel: LabelSelector | undefined): boolean {
-  for (const [k, v] of Object.entries(sel?.matchLabels ?? {})) if (labels[k] !== v) return false;
-  return true;
-}
 
 /** Why `labels` do not match `sel`: "needs zone=a, has zone=b; needs ssd=true, has no label ssd". */
 export function selectorMismatch(labels: Record<string, string>, sel: LabelSelector | undefined): string {

@@ -3,15 +3,16 @@
  * hands `schedule()` and what it gets back. Pure data, JSON-friendly apart from the result's Maps
  * (see `resultJson` in explain.ts).
  */
-import type { HostId } from '../model/kinds.js';
-
-export type { HostId };
+import type { HostId, LabelSelector, PlacementRequest, PlacementSpec } from '../model/hosts.js';
 
 /**
- * `spec.hostSelector` of a VM placement (and of pools/networks). Structurally the same as
- * `LabelSelector` of src/model/hosts.ts (the Host contract): either satisfies the other.
+ * A VM's `spec.placement`, its label selector and what the scheduler needs of a VM are the Host
+ * model's (src/model/hosts.ts: `placementRequests` builds them from the manifests).
  */
-export interface LabelSelector { matchLabels?: Record<string, string> }
+export type { HostId, LabelSelector, PlacementRequest, PlacementSpec };
+
+/** `spec.placement.spreadBy`. */
+export type SpreadBy = NonNullable<PlacementSpec['spreadBy']>;
 
 /** One host as the scheduler sees it; `capacity` is effective (the Host's override, else node info), bytes and counts. */
 export interface PlacementHost {
@@ -23,36 +24,6 @@ export interface PlacementHost {
   capacity: { memory: number; vcpus: number; disk: Record<string, number> };
   reserved: { memory: number; vcpus: number };
   overcommit: { cpu: number; memory: number };
-}
-
-export interface SpreadBy {
-  /** The host label whose values are the domains (zone, rack). */
-  hostLabel: string;
-  /** VMs sharing this VM's value of this label are spread; omitted: all VMs with the same `spreadBy`. */
-  vmLabel?: string;
-  /** Default 1. */
-  maxSkew?: number;
-  /** Default DoNotSchedule. */
-  whenUnsatisfiable?: 'DoNotSchedule' | 'ScheduleAnyway';
-}
-
-export interface PlacementSpec { hostSelector?: LabelSelector; spreadBy?: SpreadBy }
-
-export interface PlacementRequest {
-  name: string;
-  labels: Record<string, string>;
-  /** Bytes. */
-  memory: number;
-  vcpus: number;
-  /** Bytes per pool name (the VM's volumes; a volume shared by a group is counted on one member only). */
-  disk: Record<string, number>;
-  /** spec.host */
-  pin?: HostId;
-  placement?: PlacementSpec;
-  /** VMs sharing a volume share a group id and are placed on one host. */
-  group?: string;
-  /** Where it is recorded now: sticky. */
-  current?: HostId;
 }
 
 export type Filter = 'pin' | 'unschedulable' | 'drain' | 'unreachable' | 'selector' | 'memory' | 'vcpus' | 'disk' | 'spread' | 'group';
@@ -72,7 +43,9 @@ export interface Placement {
   rejected: Rejection[];
   /** The winner's score parts (scheduled placements only). */
   score?: Score;
-  /** The hosts that passed the filters but scored lower, best first. */
+  /** How many hosts passed the filters (the winner included). */
+  fitting?: number;
+  /** The best few (at most 5) of the hosts that passed the filters but ranked lower, best first. */
   others?: { host: HostId; score: Score }[];
   /**
    * Set when the VM had to leave its host (drain, pin change) but stays because no host fits, or

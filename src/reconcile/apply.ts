@@ -155,6 +155,8 @@ export interface ApplyOptions {
   stopTimeoutMs?: number;
   /** Cache of downloaded images (`spec.source.url`). */
   images?: ImageCache;
+  /** `--move-bandwidth`: most bytes per second a cold move's copy sends (absent: unlimited). */
+  moveBandwidth?: number;
   /**
    * The writer lease's check (src/state/lease.ts): asked before each step starts and, through the
    * host, before every mutating call. Once it refuses, no new step starts; the step whose call it
@@ -298,6 +300,12 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       note: (text) => opts.onEvent?.({ type: 'note', step, text }),
       images: opts.images,
       progress: (progress) => opts.onEvent?.({ type: 'progress', step, progress }),
+      peer: (host) => hosts.get(host),
+      facts: async () => {
+        const f = (await store.resources.get(ref))?.details?.facts;
+        return f && typeof f === 'object' ? { ...(f as Record<string, unknown>) } : {};
+      },
+      ...(opts.moveBandwidth !== undefined ? { moveBandwidth: opts.moveBandwidth } : {}),
     };
     await kindOf(step.kind).execute(step.op, ctx);
   };

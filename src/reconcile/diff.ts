@@ -5,7 +5,7 @@
  * conflict) with the field-level before → after, a human reason, and the ordered steps that carry
  * it out. What virtform owns but no manifest declares is pruned here, with the kind's delete steps.
  */
-import { compareHosts, hostOf, hostOfKey, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
+import { compareHosts, hostOf, hostOfKey, onHost, RESOURCE_KINDS, type ResourceKind } from '../model/kinds.js';
 import { perHost, type Observed, type ObservedHosts } from './core/observed.js';
 import { change, recordedConfig, recordedFacts, type DiffOptions } from './core/change.js';
 import { KINDS, kindOf, opInfo, ownershipOf, type Desired, type DesiredResource, type ResourceChange, type StepOp } from './kinds/index.js';
@@ -106,10 +106,116 @@ function unreadableChange(r: DesiredResource, why: string, observed: Observed): 
  * hosts). Ordered by kind (build-up order), name, then host.
  */
 export function diff(desired: Desired, observed: Observed | ObservedHosts, opts: DiffOptions = {}): ResourceChange[] {
-  const changes: ResourceChange[] = [];
-  for (const o of perHost(observed).values()) changes.push(...diffHost(desired, o, opts));
+  let changes: ResourceChange[] = [];
+  const hosts = perHost(observed);
+  for (const o of hosts.values()) changes.push(...diffHost(desired, o, opts));
+  if (hosts.size > 1) changes = pairMoves(desired, hosts, changes, opts);
   const order = (k: ResourceKind): number => RESOURCE_KINDS.indexOf(k);
   return changes.sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name) || compareHosts(hostOf(a), hostOf(b)));
+}
+
+/** One cold move found by {@link pairMoves}: the source's prune delete and the resource declared elsewhere. */
+interface MovePair {
+  kind: ResourceKind;
+  name: string;
+  sourceKey: string;
+  targetKey: string;
+  desired: DesiredResource;
+}
+
+/**
+ * Cold moves: an object virtform owns on host A whose manifest is now declared on host B (same
+ * kind and name; VM names are unique in a fleet) is moved, not deleted and created: its kind's
+ * `move` hook turns the prune's delete on A and the change on B into the move's two changes.
+ * A move that cannot be made is a conflict on both hosts (nothing is done), and so is every move
+ * that depends on it or that it depends on (a VM with snapshots keeps its disks where they are; a
+ * VM whose disk cannot move stays).
+ */
+function pairMoves(desired: Desired, hosts: ObservedHosts, changes: ResourceChange[], opts: DiffOptions): ResourceChange[] {
+  const declared = new Map<string, DesiredResource[]>();
+  for (const r of desired.resources) declared.set(`${r.kind}/${r.name}`, [...(declared.get(`${r.kind}/${r.name}`) ?? []), r]);
+  const byKey = new Map(changes.map((c) => [c.key, c]));
+  const pairs: MovePair[] = [];
+  for (const c of changes) {
+    if (c.action !== 'delete' || c.ownership !== 'owned' || c.release || !kindOf(c.kind).move) continue;
+    if (!c.steps.some((s) => s.op !== 'record.forget')) continue;
+    const from = c.host ?? hostOfKey(c.key);
+    const targets = (declared.get(`${c.kind}/${c.name}`) ?? []).filter((r) => r.host !== from && hosts.has(r.host) && !r.suspended);
+    if (targets.length !== 1) continue;
+    pairs.push({ kind: c.kind, name: c.name, sourceKey: c.key, targetKey: targets[0]!.key, desired: targets[0]! });
+  }
+  if (pairs.length === 0) return changes;
+  const moving = new Set(pairs.map((p) => p.sourceKey));
+  // Users of each object on its host: by the desired configs there, and by the configs recorded for the changes there.
+  const users = new Map<string, Set<string>>();
+  const use = (user: string, dep: string): void => void users.set(dep, (users.get(dep) ?? new Set()).add(user));
+  for (const r of desired.resources) for (const d of dependenciesOfKey(r)) use(r.key, d);
+  for (const c of changes) {
+    const h = c.host ?? hostOfKey(c.key);
+    const prev = c.previous ?? recordedConfig(hosts.get(h)!, c.key);
+    for (const d of kindOf(c.kind).recordedDependencies(prev)) use(c.key, onHost(d, h));
+  }
+  for (const p of pairs) {
+    const source = byKey.get(p.sourceKey)!;
+    const out = kindOf(p.kind).move!({
+      name: p.name, source, target: byKey.get(p.targetKey), desired: p.desired,
+      from: hosts.get(source.host ?? hostOfKey(source.key))!, to: hosts.get(p.desired.host)!, moving, all: desired, opts,
+      usersOnSource: [...(users.get(p.sourceKey) ?? [])],
+    }) as { source: ResourceChange; target?: ResourceChange };
+    byKey.set(p.sourceKey, out.source);
+    if (out.target) byKey.set(p.targetKey, out.target);
+    else byKey.delete(p.targetKey);
+  }
+  // A move that cannot be made stops the moves tied to it: what it uses, and what uses it.
+  const conflicting = (p: MovePair): boolean => byKey.get(p.sourceKey)?.action === 'conflict' || byKey.get(p.targetKey)?.action === 'conflict';
+  const needs = (p: MovePair): string[] => dependenciesOfKey(p.desired);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const p of pairs) {
+      if (conflicting(p)) continue;
+      const bad = pairs.find((q) => q !== p && conflicting(q) && (needs(q).includes(p.targetKey) || needs(p).includes(q.targetKey)));
+      const own = byKey.get(p.targetKey)?.action === 'conflict' || byKey.get(p.sourceKey)?.action === 'conflict';
+      if (!bad && !own) continue;
+      const why = bad ? `moves with ${bad.targetKey}, which cannot move: ${byKey.get(bad.targetKey)?.reason ?? byKey.get(bad.sourceKey)?.reason}` : '';
+      conflictMove(byKey, p, why);
+      grew = true;
+    }
+  }
+  // A move one side of which conflicts is a conflict on both sides.
+  for (const p of pairs) {
+    const s = byKey.get(p.sourceKey);
+    const t = byKey.get(p.targetKey);
+    if (s?.action === 'conflict' && t?.action !== 'conflict') conflictMove(byKey, p, s.reason);
+    if (t?.action === 'conflict' && s?.action !== 'conflict') conflictMove(byKey, p, t.reason);
+  }
+  const kept = changes.filter((c) => byKey.has(c.key)).map((c) => byKey.get(c.key)!);
+  const added = [...byKey.values()].filter((c) => !changes.some((x) => x.key === c.key));
+  const order = (k: ResourceKind): number => RESOURCE_KINDS.indexOf(k);
+  return [...kept, ...added].sort((a, b) => order(a.kind) - order(b.kind) || a.name.localeCompare(b.name) || compareHosts(hostOf(a), hostOf(b)));
+}
+
+function dependenciesOfKey(r: DesiredResource): string[] {
+  return kindOf(r.kind).dependencies(r) as string[];
+}
+
+/** Both sides of a move become conflicts with `why` (nothing of the move runs; the source keeps everything). */
+function conflictMove(byKey: Map<string, ResourceChange>, p: MovePair, why: string): void {
+  const s = byKey.get(p.sourceKey)!;
+  const t = byKey.get(p.targetKey);
+  const reason = why || (s.action === 'conflict' ? s.reason : t?.reason ?? 'cannot move');
+  const to = p.desired.host;
+  const from = s.host ?? hostOfKey(s.key);
+  const move = { from, to, partner: p.targetKey };
+  byKey.set(p.sourceKey, { ...s, action: 'conflict', steps: [], reason: `cannot move to host ${to}: ${reason}`, move: { ...move, role: 'source' }, waitFor: [] });
+  const base: ResourceChange = t ?? {
+    key: p.targetKey, kind: p.kind, name: p.name, host: to, action: 'conflict', reason: '', fields: [], notes: [], steps: [],
+    desired: p.desired, ownership: 'absent', drift: false,
+  };
+  byKey.set(p.targetKey, {
+    ...base, action: 'conflict', steps: [], reason: `cannot move from host ${from}: ${reason}`,
+    move: { from, to, role: 'target', partner: p.sourceKey },
+  });
 }
 
 function diffHost(desired: Desired, observed: Observed, opts: DiffOptions): ResourceChange[] {

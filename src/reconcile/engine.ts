@@ -79,6 +79,8 @@ export interface ReconcileOptions {
   images?: ImageCache;
   /** The writer lease's check before each step and mutating call (see ApplyOptions.guard). */
   guard?: MutationGuard;
+  /** `--move-bandwidth`: most bytes per second a cold move's copy sends (absent: unlimited). */
+  moveBandwidth?: number;
 }
 
 export interface ReconcileResult {
@@ -183,7 +185,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     hosts, store: opts.store, desired: opts.desired, observed: observedHosts, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
     shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal, stopTimeoutMs: opts.stopTimeoutMs, images,
-    guard: opts.guard,
+    guard: opts.guard, ...(opts.moveBandwidth !== undefined ? { moveBandwidth: opts.moveBandwidth } : {}),
   });
   // Downloaded images no declared volume names any more, partial downloads and converted copies
   // left by killed runs, are removed.

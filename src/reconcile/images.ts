@@ -38,7 +38,8 @@ function noFolderIsEmpty(e: NodeJS.ErrnoException): string[] {
 }
 
 export interface ImageProgress {
-  phase: 'download' | 'upload';
+  /** `copy`, `verify`: a volume moved between hosts (sent to the target; read back from it). */
+  phase: 'download' | 'upload' | 'copy' | 'verify';
   bytes: number;
   /** Total bytes when known (Content-Length, or the file size). */
   total?: number;

@@ -116,7 +116,25 @@ export async function observeHosts(hosts: HostPorts, state: StateReader, desired
     o.hostCalls = run.calls;
     return [id, o] as const;
   }));
+  if (hosts.size > 1) await observeMoveSources(hosts, desired, results);
   return new Map(results);
+}
+
+/**
+ * What the kinds need to know of a cold move's source object before planning (a VM's snapshots):
+ * read for each object recorded on one host and declared on another, one call each.
+ */
+async function observeMoveSources(hosts: HostPorts, desired: Desired, results: (readonly [HostId, Observed])[]): Promise<void> {
+  const declaredOn = new Map<string, HostId[]>();
+  for (const r of desired.resources) declaredOn.set(`${r.kind}/${r.name}`, [...(declaredOn.get(`${r.kind}/${r.name}`) ?? []), r.host]);
+  await Promise.all(results.map(async ([id, o]) => {
+    for (const [key, r] of o.records) {
+      const hook = kindOf(r.kind as ResourceKind).observeMove;
+      if (!hook || desired.byKey.has(key)) continue;
+      if (!(declaredOn.get(`${r.kind}/${r.name}`) ?? []).some((h) => h !== id)) continue;
+      (o.moveFacts ??= new Map()).set(key, await hook(hosts.get(id)!, r.name));
+    }
+  }));
 }
 
 /** One host's calls started before the state DB is read. */

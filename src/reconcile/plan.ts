@@ -27,6 +27,8 @@ export interface PlanSummary {
   release: number;
   /** Changes held for consent to data loss (plus what depends on them). */
   held: number;
+  /** Cold moves (each counted once, by its target change; neither a create nor a delete); absent when none. */
+  move?: number;
 }
 
 export interface Plan {
@@ -62,6 +64,8 @@ export interface DeletionBrake {
   /** Resources recorded in the state DB when the plan was made. */
   owned: number;
   braked: boolean;
+  /** Cold moves in the plan, each once (`Kind/name: A → B`): not deletions, whatever they delete on the source. */
+  moves: string[];
   /** Set when the default brake refused a plan deleting every owned object of a kind (at least two): which kind, how many. */
   wipe?: { kind: string; owned: number };
 }
@@ -145,6 +149,18 @@ export function buildPlan(
         }
       }
     }
+    // Cold moves (changes with `move`): a target's transfer (the copy) runs after the source's users
+    // stopped on the source host; every source step but those stops runs after the whole target
+    // (the source's definition and data go only once the target is complete and verified).
+    const move = step.change.move;
+    if (move?.role === 'target' && opInfo(step.op.op).move === 'transfer') {
+      for (const user of users.get(move.partner) ?? []) {
+        for (const s of byKey.get(user) ?? []) if (s.change.move?.role === 'source' && opInfo(s.op.op).move === 'quiesce') deps.add(s.id);
+      }
+    }
+    if (move?.role === 'source' && opInfo(step.op.op).move !== 'quiesce') {
+      for (const s of byKey.get(move.partner) ?? []) deps.add(s.id);
+    }
     // Declared edges to another resource's teardown (a volume changes hands only after its holder stopped).
     for (const w of step.change.waitFor ?? []) {
       if (w.op !== step.op.op) continue;
@@ -169,7 +185,9 @@ function summarize(changes: ResourceChange[], held: Map<string, string>): PlanSu
   for (const c of changes) {
     if (c.release) summary.release += 1;
     if (held.has(c.key)) summary.held += 1;
-    if (c.action === 'create') summary.create += 1;
+    if (c.move && c.action !== 'conflict') {
+      if (c.move.role === 'target') summary.move = (summary.move ?? 0) + 1;
+    } else if (c.action === 'create') summary.create += 1;
     else if (c.action === 'update') summary.change += 1;
     else if (c.action === 'replace') summary.replace += 1;
     else if (c.action === 'delete') summary.delete += 1;

@@ -115,6 +115,11 @@ export interface InterfaceAddresses {
  */
 export type DomainAddresses = { interfaces: InterfaceAddresses[] } | { unavailable: string };
 
+/** A run of `hole` zero bytes in a sparse volume stream (sent and received as a hole, not as data). */
+export interface VolumeHole {
+  hole: number;
+}
+
 /** Errors a host raises that the reconciler must tell apart. */
 export type HostErrorCode =
   | 'not-found'
@@ -318,9 +323,18 @@ export interface HostPort {
   uploadVolume(
     pool: string,
     name: string,
-    data: AsyncIterable<Uint8Array>,
+    data: AsyncIterable<Uint8Array | VolumeHole>,
     opts?: { sparse?: boolean; onProgress?: (bytes: number) => void },
   ): Promise<void>;
+  /**
+   * Read a volume from offset 0 through libvirt's storage-volume download stream, sparse: the
+   * data, and holes (runs of zeros the file does not store) as {@link VolumeHole} objects (libvirt's
+   * VIR_NET_STREAM_HOLE messages). Works on a remote host too. Optional: a host without it cannot
+   * be the source of a move.
+   */
+  downloadVolume?(pool: string, name: string): Promise<AsyncIterable<Uint8Array | VolumeHole>>;
+  /** Number of snapshots of a domain (virDomainSnapshotNum); 0 when it does not exist. Optional: moves check it. */
+  domainSnapshotCount?(name: string): Promise<number>;
   deleteVolume(pool: string, name: string): Promise<void>;
 
   defineNetwork(def: NetworkDef): Promise<void>;

@@ -55,6 +55,8 @@ export async function holdDataLoss(
   const hosts = perHost(observedIn);
   const hostOfChange = (c: ResourceChange): string => c.host ?? hostOfKey(c.key);
   const held = new Map<string, string>();
+  // A move's source is deleted only once its target verified: part of the move, never data loss.
+  changes = changes.filter((c) => c.move?.role !== 'source');
   // What a kind's diff already named (a deleted file still open by a running VM: recreating it
   // empty loses the guest's writes) is held like what the kinds' data rules find below.
   for (const c of changes) {
@@ -137,14 +139,20 @@ export function defaultMaxDeletions(owned: number): number {
  */
 export function brakeDeletions(observedIn: Observed | ObservedHosts, changes: ResourceChange[], max: MaxDeletions): import('./plan.js').DeletionBrake {
   const records = [...perHost(observedIn).values()].flatMap((o) => [...o.records.values()]);
+  // A cold move is one move, not a deletion (its source is deleted only after the target verified).
+  // Counted once: a resource moving with another (a VM's disks) is part of that one's move.
+  const sources = changes.filter((c) => c.move?.role === 'source' && c.action !== 'conflict');
+  const movingKeys = new Set(sources.map((c) => c.key));
+  const partOfAnother = (c: ResourceChange): boolean => sources.some((u) => u !== c && recordedDependenciesOf(u).includes(c.key) && movingKeys.has(u.key));
+  const moves = sources.filter((c) => !partOfAnother(c)).map((c) => `${c.kind}/${c.name}: ${c.move!.from} → ${c.move!.to}`);
   const deleting = changes
-    .filter((c) => !c.release)
+    .filter((c) => !c.release && !c.move)
     .filter((c) => c.action === 'replace' || (c.action === 'delete' && c.steps.some((s) => s.op !== 'record.forget')));
   const deletions = deleting.map((c) => c.key);
   const owned = records.length;
-  if (max === 'all') return { deletions, max: null, source: 'all', owned, braked: false };
+  if (max === 'all') return { deletions, moves, max: null, source: 'all', owned, braked: false };
   const limit = max ?? defaultMaxDeletions(owned);
-  const brake: import('./plan.js').DeletionBrake = { deletions, max: limit, source: max === undefined ? 'default' : 'flag', owned, braked: deletions.length > limit };
+  const brake: import('./plan.js').DeletionBrake = { deletions, moves, max: limit, source: max === undefined ? 'default' : 'flag', owned, braked: deletions.length > limit };
   if (max === undefined && !brake.braked) {
     for (const kind of RESOURCE_KINDS) {
       if (!kindOf(kind).brakeOnWipe) continue;

@@ -34,6 +34,25 @@ export type HostBinding =
   | { status: 'rebound'; previous: HostRecord; recorded: boolean };
 
 /**
+ * The tables whose rows name a host (`host` column): what {@link StateStore.hosts.rekey} moves. A
+ * migration adding a per-host table adds it here (the rekey contract test checks every table with
+ * a `host` column is listed).
+ */
+export const HOST_KEYED_TABLES = ['resources', 'journal', 'events', 'conditions', 'baselines', 'created_paths', 'volume_references'] as const;
+export type HostKeyedTable = typeof HOST_KEYED_TABLES[number];
+
+/** What {@link StateStore.hosts.rekey} did. */
+export type HostRekey =
+  /** Nothing recorded for the implicit host: nothing to bind. */
+  | { status: 'nothing' }
+  /** The recorded identity is another host than this Host's: nothing changed. */
+  | { status: 'other-host'; recorded: HostRecord }
+  /** The target Host already has records of its own: nothing changed (never merged). */
+  | { status: 'target-in-use'; recorded: HostRecord; held: number }
+  /** The records of `from` are now the records of `to` (`moved`: rows per table), in one transaction. */
+  | { status: 'rekeyed'; previous: HostRecord; moved: Record<HostKeyedTable, number> };
+
+/**
  * Same driver, and the same libvirt host UUID or (when the UUID changed) the same hostname.
  *
  * The hostname fallback is needed: where SMBIOS gives no system UUID (many VMs, this development

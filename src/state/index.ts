@@ -27,7 +27,7 @@ export {
   redactPostgresUrl,
 } from './store.js';
 export {
-  DEFAULT_HOST_ID, HostMismatchError, describeHost, sameHost, type HostBinding, type HostIdentity, type HostRecord,
+  DEFAULT_HOST_ID, HOST_KEYED_TABLES, HostMismatchError, describeHost, sameHost, type HostBinding, type HostIdentity, type HostKeyedTable, type HostRecord, type HostRekey,
 } from './hosts.js';
 export {
   DEFAULT_LEASE_TIMING, Lease, LeaseHeldError, LeaseLostError, WRITER_LEASE, acquireLease, isPidAlive, leaseTimingProblem, readLease, tryAcquireLease,

@@ -9,7 +9,7 @@
 import { Kysely, sql, type Dialect, type Selectable } from 'kysely';
 import { FencingDialect } from './fence.js';
 import { acquireLease, type Lease, type LeaseDeps, type LeaseOwner, type LeaseTiming, type WaitOptions } from './lease.js';
-import { DEFAULT_HOST_ID, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostRecord } from './hosts.js';
+import { DEFAULT_HOST_ID, HOST_KEYED_TABLES, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostKeyedTable, type HostRecord, type HostRekey } from './hosts.js';
 import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 import { isConditionType, type Condition, type ConditionDraft } from '../model/conditions.js';
 import { resourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
@@ -472,6 +472,41 @@ export abstract class KyselyStateStore implements StateStore {
           await trx.updateTable('hosts').set({ ...fields, first_seen: now, last_seen: now }).where('id', '=', id).execute();
         }
         return { status: 'rebound', previous, recorded: opts.record };
+      }));
+    },
+
+    rekey: async (identity: HostIdentity, opts: { from?: string; to: string }): Promise<HostRekey> => {
+      const from = opts.from ?? DEFAULT_HOST_ID;
+      const to = opts.to;
+      if (from === to) throw new Error(`internal error: rekey of host ${from} to itself`);
+      return this.retrying(() => this.db.transaction().execute(async (trx) => {
+        const count = async (table: HostKeyedTable, host: string): Promise<number> =>
+          Number((await trx.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('host', '=', host).executeTakeFirstOrThrow()).n);
+        const row = await trx.selectFrom('hosts').selectAll().where('id', '=', from).executeTakeFirst();
+        if (!row) return { status: 'nothing' };
+        const previous = toHost(row);
+        if (!sameHost(previous, identity)) return { status: 'other-host', recorded: previous };
+        let held = 0;
+        for (const t of HOST_KEYED_TABLES) held += await count(t, to);
+        const target = await trx.selectFrom('hosts').selectAll().where('id', '=', to).executeTakeFirst();
+        if (held > 0) return { status: 'target-in-use', recorded: target ? toHost(target) : previous, held };
+        const moved = {} as Record<HostKeyedTable, number>;
+        for (const t of HOST_KEYED_TABLES) moved[t] = await count(t, from);
+        // A file reference names its user by key: `Kind/name` on the implicit host, `host/Kind/name` elsewhere.
+        const refs = await trx.selectFrom('volume_references').select(['path', 'used_by', 'role', 'source']).where('host', '=', from).where('managed', '=', 1).execute();
+        for (const t of HOST_KEYED_TABLES) await trx.updateTable(t).set({ host: to }).where('host', '=', from).execute();
+        const rename = (key: string): string => (from === DEFAULT_HOST_ID ? `${to}/${key}` : key.startsWith(`${from}/`) ? `${to}/${key.slice(from.length + 1)}` : key);
+        for (const r of refs) {
+          const by = rename(r.used_by);
+          if (by === r.used_by) continue;
+          await trx.updateTable('volume_references').set({ used_by: by })
+            .where('host', '=', to).where('path', '=', r.path).where('used_by', '=', r.used_by).where('role', '=', r.role).where('source', '=', r.source).execute();
+        }
+        // The identity row: `from`'s history (first seen) goes with its records.
+        if (target) await trx.deleteFrom('hosts').where('id', '=', to).execute();
+        await trx.updateTable('hosts').set({ id: to, uri: identity.uri, hostname: identity.hostname, host_uuid: identity.uuid, driver: identity.driver, last_seen: this.#now() })
+          .where('id', '=', from).execute();
+        return { status: 'rekeyed', previous, moved };
       }));
     },
   };

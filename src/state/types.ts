@@ -6,7 +6,7 @@
 import type { Kysely } from 'kysely';
 import type { Condition, ConditionDraft } from '../model/conditions.js';
 import type { ResourceRef } from '../model/kinds.js';
-import type { HostBinding, HostIdentity, HostRecord } from './hosts.js';
+import type { HostBinding, HostIdentity, HostRecord, HostRekey } from './hosts.js';
 import type { Lease, LeaseDeps, LeaseOwner, LeaseTiming, WaitOptions } from './lease.js';
 import type { StateDatabase } from './schema.js';
 
@@ -221,6 +221,14 @@ export interface StateStore {
     list(): Promise<HostRecord[]>;
     /** Check (and with `record`, record) the identity of host `id`; throws HostMismatchError. */
     bind(identity: HostIdentity, opts: { id?: string; record: boolean }): Promise<HostBinding>;
+    /**
+     * From one host to a fleet: when `identity` (what Host `to`'s connection reports) is the host
+     * recorded as `from` (default the implicit `local`; {@link sameHost}), every record of `from` —
+     * resources, journal, events, conditions, baselines, created paths, file references and the
+     * `hosts` row — becomes a record of `to`, in one transaction. Nothing is pruned or recreated.
+     * Nothing changes when another host is recorded, or `to` already holds records.
+     */
+    rekey(identity: HostIdentity, opts: { from?: string; to: string }): Promise<HostRekey>;
   };
   readonly revisions: {
     start(r: { runId: string; manifestDigest: string; gitCommit?: string | null; gitDirty?: boolean }): Promise<number>;

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { useFleet } from '../support/fleet.js';
 import { openJournal } from '../support/real-host.js';
 import { useSuite } from '../support/suite.js';
-import { counts, FLEET_FLAGS, hostOf, poolName, webDisk, webFleet, webName } from './support.js';
+import { counts, FLEET_FLAGS, hostOf, poolName, webFleet, webVol, webName } from './support.js';
 
 const S = useSuite('flmove');
 const F = useFleet('c', 3, { labels: (i) => ({ zone: 'abc'[i]! }), capacity: { memory: '2GiB', vcpus: 8 } });
@@ -32,7 +32,7 @@ describe('drain', () => {
     const onH1 = webFleet(S, F, { count: 2, placement: undefined, volume, hostSpec: (h) => (h.id === 'h1' ? {} : { schedulable: false }) });
     await S.reconcileOk(onH1, FLEET_FLAGS);
     expect(counts(F.placement(S.prefix))).toEqual({ h1: 2, h2: 0, h3: 0 });
-    const before = [1, 2].map((i) => F.volumeSha256('h1', poolName(S), webDisk(S, i)));
+    const before = [1, 2].map((i) => F.volumeSha256('h1', poolName(S), webVol(S, i)));
     expect(before).toEqual(imageSha);
 
     // drain h1
@@ -51,9 +51,9 @@ describe('drain', () => {
     for (const i of [1, 2]) {
       const to = hostOf(placed, webName(S, i));
       expect(to === 'h2' || to === 'h3', `${webName(S, i)} on ${to}`).toBe(true);
-      expect(F.volumeSha256(to!, poolName(S), webDisk(S, i))).toBe(before[i - 1]);
+      expect(F.volumeSha256(to!, poolName(S), webVol(S, i))).toBe(before[i - 1]);
       // the moved VM uses the copy on its new host
-      const path = F.virsh(to!, 'vol-path', '--pool', poolName(S), webDisk(S, i)).trim();
+      const path = F.virsh(to!, 'vol-path', '--pool', poolName(S), webVol(S, i)).trim();
       expect(F.virsh(to!, 'dumpxml', webName(S, i))).toContain(`file='${path}'`);
       expect(F.virsh(to!, 'domstate', webName(S, i)).trim()).toBe('shut off');
     }

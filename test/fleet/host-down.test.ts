@@ -9,7 +9,7 @@ import { useFleet } from '../support/fleet.js';
 import { spawnCli, waitFor } from '../support/cli.js';
 import { openJournal } from '../support/real-host.js';
 import { useSuite } from '../support/suite.js';
-import { counts, FLEET_FLAGS, hostOf, poolName, webDisk, webFleet, webName } from './support.js';
+import { counts, FLEET_FLAGS, hostOf, poolName, webFleet, webVol, webName } from './support.js';
 
 const S = useSuite('flkill');
 const F = useFleet('b', 3, { labels: (i) => ({ zone: 'abc'[i]! }), capacity: { memory: '4GiB', vcpus: 16 } });
@@ -45,7 +45,7 @@ describe('a host lost mid-apply', () => {
       expect(o.domains.length, `${id} after the kill (killed when stdout was:\n${killedAt})\n${r.stdout}`).toBe(3);
       for (const d of o.domains) {
         const i = Number(d.slice(webName(S, 0).length - 1));
-        expect(o.volumes).toContain(`${poolName(S)}/${webDisk(S, i)}`);
+        expect(o.volumes).toContain(`${poolName(S)}/${webVol(S, i)}`);
       }
     }
 
@@ -61,9 +61,9 @@ describe('a host lost mid-apply', () => {
       const o = F.objects(h.id, S.prefix);
       const mine = Array.from({ length: COUNT }, (_, k) => k + 1).filter((i) => hostOf(placed, webName(S, i)) === h.id);
       expect(o.domains).toEqual(mine.map((i) => webName(S, i)).sort());
-      expect(o.volumes).toEqual(mine.map((i) => `${poolName(S)}/${webDisk(S, i)}`).sort());
+      expect(o.volumes).toEqual(mine.map((i) => `${poolName(S)}/${webVol(S, i)}`).sort());
       expect(o.pools).toEqual([poolName(S)]);
-      expect(o.files.map((f) => f.split('/').pop()).sort()).toEqual(mine.map((i) => webDisk(S, i)).sort());
+      expect(o.files.map((f) => f.split('/').pop()).sort()).toEqual(mine.map((i) => webVol(S, i)).sort());
     }
     expect(openJournal(S.db)).toEqual([]);
   });

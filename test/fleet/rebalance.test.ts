@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { useFleet } from '../support/fleet.js';
 import { openJournal } from '../support/real-host.js';
 import { useSuite } from '../support/suite.js';
-import { counts, FLEET_FLAGS, hostOf, poolName, webDisk, webFleet, webName } from './support.js';
+import { counts, FLEET_FLAGS, hostOf, poolName, webFleet, webVol, webName } from './support.js';
 
 const S = useSuite('flrebal');
 const F = useFleet('d', 4, { labels: (i) => ({ zone: 'abcd'[i]! }), capacity: { memory: '2GiB', vcpus: 8 } });
@@ -47,13 +47,13 @@ describe('rebalance after a host joins', () => {
     const moved = moveLines(one.stdout)[0]!.match(new RegExp(`${S.prefix}web-\\d+`))![0];
     const from = hostOf(placed, moved)!;
     const i = Number(moved.slice(`${S.prefix}web-`.length));
-    const sha = F.volumeSha256(from, poolName(S), webDisk(S, i));
+    const sha = F.volumeSha256(from, poolName(S), webVol(S, i));
     await S.reconcileOk(four, [...FLEET_FLAGS, '--rebalance', '--max-moves', '1']);
     const after = F.placement(S.prefix);
     expect(after.h4).toEqual([moved]);
     expect(Object.values(after).flat().sort()).toEqual(Array.from({ length: 6 }, (_, k) => webName(S, k + 1)).sort());
-    expect(F.volumeSha256('h4', poolName(S), webDisk(S, i))).toBe(sha);
-    expect(F.objects(from, S.prefix).volumes).not.toContain(`${poolName(S)}/${webDisk(S, i)}`);
+    expect(F.volumeSha256('h4', poolName(S), webVol(S, i))).toBe(sha);
+    expect(F.objects(from, S.prefix).volumes).not.toContain(`${poolName(S)}/${webVol(S, i)}`);
 
     // decisions are sticky: without --rebalance nothing more moves
     const rest = await S.dryRun(four, FLEET_FLAGS);

@@ -34,6 +34,8 @@ export interface WebOptions {
 export const webName = (n: SuiteNames, i: number): string => n.name(`web-${i}`);
 /** `<base>-web-<i>-disk` */
 export const webDisk = (n: SuiteNames, i: number): string => n.name(`web-${i}-disk`);
+/** The libvirt name (and file name) of `<base>-web-<i>-disk`: a raw volume is `<name>.img`. */
+export const webVol = (n: SuiteNames, i: number): string => `${webDisk(n, i)}.img`;
 /** `<base>-pool` */
 export const poolName = (n: SuiteNames): string => n.name('pool');
 

@@ -34,10 +34,17 @@ export const SUITES = {
   urlcrash: 45, lvd: 46, lease: 47, upg: 48, typed: 49, controls: 34, data: 35, sbxva: 36, sbxgit: 37, sbxout: 38, addr: 39, status: 40, git: 41, watch: 42,
   // test/guest
   guestdeb: 60,
+  // test/fleet
+  transport: 100,
   // test/faults
   faultd: 80, faults: 81, faultk: 82, faultg: 83, faultl: 84, faulttcp: 85, propf: 86,
   // test/fleet (the proof suites; their hosts: test/support/fleet.ts)
   flplace: 95, flkill: 96, flmove: 97, flrebal: 98,
+  // test/fleet (fleetrun)
+  flrun: 115, flrundown: 116,
+  // test/fleet/moves*.test.ts (cold moves at the engine level)
+  moves: 90, movescrash: 91,
+  // test/fleet/status.test.ts (fleetstatus)
   flstatus: 125,
 } as const satisfies Record<string, number>;
 

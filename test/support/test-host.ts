@@ -7,7 +7,7 @@
  *
  *   const h = testHostUp('vfci1');          // the first free INDEX of 240-249
  *   h.exec(['mount', '-t', 'tmpfs', ...]);  // inside its namespaces
- *   await runCli([..., '--uri', h.uri]);
+ *   await runCli([..., '--uri', h.uri, '--insecure']);   // plain tcp to a non-loopback address needs it
  *   testHostDown(h.name);                   // also: testHostsCleanup('vfci1') before a run
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -32,7 +32,7 @@ export interface TestHost {
   name: string;
   index: number;
   addr: string;
-  /** qemu+tcp://ADDR/system */
+  /** qemu+tcp://ADDR/system (the CLI needs --insecure for it, or `spec.insecure: true` on a Host) */
   uri: string;
   /** Runs a command inside the host's namespaces (there qemu:///system is this host). */
   exec(cmd: string[], opts?: { timeoutMs?: number }): ExecResult;

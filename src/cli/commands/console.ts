@@ -2,7 +2,7 @@
  * `virtform console VM`: the terminal on the VM's serial console, like `virsh console`.
  *
  * The bytes go through libvirt's console stream (virDomainOpenConsole), so it works over every
- * transport virtform speaks (`--uri qemu:///system`, `qemu+tcp://…`), not only on the host that
+ * transport virtform speaks (`--uri qemu:///system`, `qemu+ssh://…`, `qemu+tls://…`), not only on the host that
  * runs QEMU. On a terminal, stdin is put in raw mode (every key, Ctrl-C included, goes to the
  * guest) and restored however the session ends; Ctrl-] (byte 0x1d) leaves. Without a terminal,
  * stdin and stdout are plain pipes: bytes written to stdin go to the guest, the guest's output

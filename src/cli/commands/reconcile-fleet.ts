@@ -114,7 +114,7 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
   const problems = [
     ...[...r.unreachable].map(([h, why]) => `host ${h} unreachable (${why})`),
     ...(o.dryRun ? [] : [...r.unschedulable.values()].map((u) => `VM ${u.vm} unschedulable (${u.summary})`)),
-    ...(o.dryRun ? [] : r.orphanHosts.map((x) => `host ${x.host} has no Host manifest but owns ${x.resources.length} object(s)`)),
+    ...(o.dryRun ? [] : r.orphanHosts.map((x) => x.message)),
   ];
   if (o.json) {
     out(`${JSON.stringify({

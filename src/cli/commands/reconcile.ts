@@ -45,6 +45,8 @@ export interface ReconcileFlags extends GitFlags, LeaseFlags {
   maxAttempts: number;
   retryDelay: number;
   shutdownTimeout: number;
+  /** `--move-bandwidth`, bytes per second. */
+  moveBandwidth?: number;
   /** Seconds the steps in flight may still run after SIGTERM/SIGINT (default 30). */
   stopTimeout?: number;
   /** Seconds without connection, answer or data before an image download fails (default 30). */
@@ -246,6 +248,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       concurrency: o.concurrency,
       retry: retryPolicy(o),
       shutdownTimeoutMs: o.shutdownTimeout * 1000,
+      ...(o.moveBandwidth !== undefined ? { moveBandwidth: o.moveBandwidth } : {}),
       signal: abort.signal,
       stopTimeoutMs,
       images: imageCacheFor(store.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),

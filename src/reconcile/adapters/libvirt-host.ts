@@ -57,6 +57,7 @@ import {
   VIR_DOMAIN_BLOCK_RESIZE_BYTES,
   VIR_DOMAIN_METADATA_DESCRIPTION,
   VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM,
+  VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM,
   VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
   VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
   VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
@@ -96,7 +97,7 @@ import {
   type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
   type HostDefinitions, type HostSnapshot, type NodeInfo, type ObservedPool, type PoolInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
-  type VolumeDef, type VolumeDetail,
+  type VolumeDef, type VolumeDetail, type VolumeHole,
 } from '../ports.js';
 import { directoryPoolMarker } from '../../model/definitions.js';
 
@@ -680,7 +681,7 @@ export class LibvirtHost implements HostPort {
   uploadVolume(
     pool: string,
     name: string,
-    data: AsyncIterable<Uint8Array>,
+    data: AsyncIterable<Uint8Array | VolumeHole>,
     opts: { sparse?: boolean; onProgress?: (bytes: number) => void } = {},
   ): Promise<void> {
     // Not retried by `op`: the data iterable is consumed once; the caller starts over.
@@ -695,13 +696,31 @@ export class LibvirtHost implements HostPort {
       // write/drain loop hung here: a write after the stream had failed waited for a 'drain'
       // that never comes.
       let sent = 0;
-      await pipeline(data, async function* (src: AsyncIterable<Uint8Array>) {
+      await pipeline(data, async function* (src: AsyncIterable<Uint8Array | VolumeHole>) {
         for await (const chunk of src) {
+          if (!(chunk instanceof Uint8Array) && !sparse) throw new Error('internal error: a hole on a non-sparse upload');
           yield chunk;
-          sent += chunk.byteLength;
+          sent += chunk instanceof Uint8Array ? chunk.byteLength : chunk.hole;
           opts.onProgress?.(sent);
         }
       }, stream);
+    });
+  }
+
+  downloadVolume(pool: string, name: string): Promise<AsyncIterable<Uint8Array | VolumeHole>> {
+    return this.op(`download volume ${pool}/${name}`, false, async () => {
+      const p = await this.client.storagePoolLookupByName(pool);
+      const vol = await this.client.storageVolLookupByName(p, name);
+      // Holes arrive as `{ hole: n }` objects (VIR_NET_STREAM_HOLE): a sparse copy sends them on as holes.
+      const stream = await this.client.storageVolDownload(vol, 0, 0, VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM, { holes: 'objects' });
+      return stream as AsyncIterable<Uint8Array | VolumeHole>;
+    });
+  }
+
+  domainSnapshotCount(name: string): Promise<number> {
+    return this.op(`count snapshots of domain ${name}`, false, async () => {
+      const d = await this.domain(name);
+      return d ? this.client.domainSnapshotNum(d, 0) : 0;
     });
   }
 

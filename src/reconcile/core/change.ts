@@ -136,6 +136,24 @@ export interface ResourceChange<O extends StepOpBase = StepOpBase, R extends Any
    * only after the VM that holds it has stopped).
    */
   waitFor?: { op: string; keys: string[] }[];
+  /**
+   * A cold move: the resource is recorded on host `from` and declared on host `to` (same kind and
+   * name). Its two changes carry this: `source` (on `from`: stop, then delete once the target is
+   * complete) and `target` (on `to`: copy and verify, define, start); `partner` is the other
+   * change's key. The source's deletion is part of the move: not held by the data rule, not counted
+   * by the mass-deletion brake as a deletion (`plan.brake.moves`).
+   */
+  move?: MoveInfo;
+}
+
+/** See {@link ResourceChange.move}. */
+export interface MoveInfo {
+  from: HostId;
+  to: HostId;
+  role: 'source' | 'target';
+  partner: string;
+  /** Bytes the move copies (data, holes left out) and reads back to verify, where the kind knows (its volumes). */
+  bytes?: number;
 }
 
 /** One operation of a change, ordered in the plan's graph (`plan.ts`), carried out by apply. */

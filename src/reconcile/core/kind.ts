@@ -8,7 +8,7 @@
  * Imports nothing above the core: no kind, no registry, no stage.
  */
 import type { DesiredState } from '../../manifest/index.js';
-import type { ResourceKind } from '../../model/kinds.js';
+import type { HostId, ResourceKind } from '../../model/kinds.js';
 import type { VolumeFormat } from '../../model/definitions.js';
 import type { HostPort, HostSnapshot } from '../ports.js';
 import type { Definition, Observed } from './observed.js';
@@ -79,8 +79,33 @@ export interface ExecContext<R> {
   note?(text: string): void;
   /** Where downloaded images are cached (a default temp-dir cache when absent). */
   images?: ImageCache;
-  /** Progress of a long step (an image download or upload). */
+  /** Progress of a long step (an image download or upload, a move's copy). */
   progress?(p: ImageProgress): void;
+  /** Another host of the run by id (a move's source, for the copy); undefined when the run has no such host. */
+  peer?(host: HostId): HostPort | undefined;
+  /** The record's `details.facts` as the store has them now (written by an earlier step of this run too). */
+  facts?(): Promise<Record<string, unknown>>;
+  /** `--move-bandwidth`: most bytes per second a move's copy sends (absent: unlimited). */
+  moveBandwidth?: number;
+}
+
+/** What a kind's move hook gets (`KindHandler.move`): one resource recorded on `from`, declared on `to`. */
+export interface MoveContext<R> {
+  name: string;
+  /** The prune's delete of the recorded object on the source host. */
+  source: ResourceChange;
+  /** The target's change from its own diff (undefined: nothing to do there, e.g. already copied and verified). */
+  target: ResourceChange | undefined;
+  desired: R;
+  from: Observed;
+  to: Observed;
+  /** Keys (on the source host) of every resource moving from it in this plan. */
+  moving: ReadonlySet<string>;
+  /** Keys (on the source host) of the resources there that use this one (declared there, or recorded as using it). */
+  usersOnSource: string[];
+  /** The whole desired state (what else is declared on either host). */
+  all: Desired;
+  opts: DiffOptions;
 }
 
 /** What a kind's data rule may ask besides the plan. */
@@ -106,13 +131,20 @@ export interface StatusView {
   graphics?: Map<string, { type: string; listen?: string; port?: number }[]>;
 }
 
+/**
+ * A step operation's label and ordering. `move`: its part in a cold move (plan.ts orders it):
+ * `quiesce` (a source's step that stops what uses the data: runs before the copy), `transfer` (a
+ * target's step that reads the source: after the quiesce steps of the source's users).
+ */
+export interface OpInfo { label: string; teardown: boolean; afterUsersStop?: boolean; move?: 'quiesce' | 'transfer' }
+
 export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase = never> {
   readonly kind: ResourceKind;
   /**
    * Labels of this kind's step operations, and which of them tear down. `afterUsersStop`: a
    * build-up step that runs after the resources using this one are stopped in the same plan.
    */
-  readonly ops: { readonly [K in O['op']]: { label: string; teardown: boolean; afterUsersStop?: boolean } };
+  readonly ops: { readonly [K in O['op']]: OpInfo };
   /** Exact drift: the kind's objects get baselines and are compared with them (absent: fields only). */
   readonly exact?: ExactSpec;
   /** Per-field spec of the config: manifest name, unit, and how a change takes effect. */
@@ -209,6 +241,15 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
 
   /** What the journal keeps about a step so that a later run can find and finish or clean it. */
   intent(op: O, desired: R | undefined): Record<string, unknown>;
+  /**
+   * Cold moves of this kind's objects (absent: a recorded object declared on another host is
+   * deleted there and created anew). Given the source's delete and the target's change, returns
+   * the move's two changes (`ResourceChange.move` set on both), or conflicts on both with the reason.
+   */
+  move?(m: MoveContext<R>): { source: ResourceChange; target?: ResourceChange };
+  /** What observe reads about a move's source object on its host (the VM kind: its snapshot count). */
+  observeMove?(host: HostPort, name: string): Promise<Record<string, unknown>>;
+
   /** Carry out one step on the host; idempotent. */
   execute(op: O, ctx: ExecContext<R>): Promise<void>;
 
@@ -232,5 +273,5 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
 export interface KindRegistry {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each stage passes a kind's own resources and ops back to it
   kindOf(kind: ResourceKind): KindHandler<any, any>;
-  opInfo(op: string): { label: string; teardown: boolean; afterUsersStop?: boolean };
+  opInfo(op: string): OpInfo;
 }

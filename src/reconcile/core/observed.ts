@@ -68,6 +68,11 @@ export interface Observed {
    * every kind that asks which running domain has a file open (`runningDiskHolders`).
    */
   liveDisks?: Map<string, string[]>;
+  /**
+   * What a kind read about its objects recorded here and declared on another host (a cold move's
+   * source), by key (`KindHandler.observeMove`: a VM's snapshot count).
+   */
+  moveFacts?: Map<string, Record<string, unknown>>;
   /** Number of host calls made while observing. */
   hostCalls: number;
 }

@@ -9,7 +9,7 @@ import { poolKind, type DesiredPool, type PoolOp } from './pool/index.js';
 import { volumeKind, type DesiredVolume, type VolumeOp } from './volume/index.js';
 import { networkKind, type DesiredNetwork, type NetworkOp } from './network/index.js';
 import { vmKind, type DesiredVm, type VmOp } from './vm/index.js';
-import type { KindHandler, KindRegistry, Locator } from '../core/kind.js';
+import type { KindHandler, KindRegistry, Locator, OpInfo } from '../core/kind.js';
 import type { ForgetOp, PlanStep as CorePlanStep, ResourceChange as CoreResourceChange } from '../core/change.js';
 import type { Desired as CoreDesired } from '../core/resource.js';
 import type { Observed } from '../core/observed.js';
@@ -46,10 +46,10 @@ export function kindOf(kind: ResourceKind): AnyKindHandler {
 const FORGET = { label: 'forget record', teardown: true };
 
 /** Label and teardown flag of any step operation. */
-export function opInfo(op: StepOp['op'] | string): { label: string; teardown: boolean; afterUsersStop?: boolean } {
+export function opInfo(op: StepOp['op'] | string): OpInfo {
   if (op === 'record.forget') return FORGET;
   for (const h of Object.values(KINDS) as AnyKindHandler[]) {
-    const info = (h.ops as Record<string, { label: string; teardown: boolean; afterUsersStop?: boolean }>)[op];
+    const info = (h.ops as Record<string, OpInfo>)[op];
     if (info) return info;
   }
   throw new Error(`internal error: unknown step operation ${op}`);

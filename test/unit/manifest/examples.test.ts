@@ -8,6 +8,7 @@ const EXAMPLES = fileURLToPath(new URL('../../../manifests/examples', import.met
 const BRIEF = fileURLToPath(new URL('../../fixtures/manifests/valid/brief', import.meta.url));
 
 const URL_EXAMPLE = fileURLToPath(new URL('../../../manifests/url-example', import.meta.url));
+const FLEET_EXAMPLE = fileURLToPath(new URL('../../../manifests/fleet-example', import.meta.url));
 
 /** The fleet's fields (they need Host manifests): shown in manifests/fleet-example, checked in fleet-manifests.test.ts. */
 const FLEET_FIELDS = [
@@ -119,6 +120,17 @@ describe('manifests/examples', () => {
     for (const m of d.volumes) usedFields(rawDocument(m.source.file, m.source.line), '', used);
     expect([...EXEMPT].filter((e) => e.startsWith('Volume:') && !FLEET_FIELDS.includes(e)).map((e) => e.slice('Volume:'.length)).filter((f) => !used.has(f))).toEqual([]);
     expect(schemaFields('volume.schema.json')).toEqual(expect.arrayContaining(['spec.source.url', 'spec.source.sha256']));
+  });
+
+  it('manifests/fleet-example validates and uses every fleet field and every Host field', async () => {
+    const d = await load(FLEET_EXAMPLE);
+    expect(d.hosts.map((h) => h.id)).toEqual(['h1', 'h2', 'h3']);
+    const used = new Set<string>();
+    for (const m of d.manifests) for (const f of (() => { const u = new Set<string>(); usedFields(rawDocument(m.source.file, m.source.line), '', u); return u; })()) used.add(`${m.kind}:${f}`);
+    expect(FLEET_FIELDS.filter((f) => !used.has(f))).toEqual([]);
+    const hostUsed = new Set<string>();
+    for (const h of d.hosts) usedFields(rawDocument(h.source!.file, h.source!.line), '', hostUsed);
+    expect(schemaFields('host.schema.json').filter((f) => !hostUsed.has(f))).toEqual([]);
   });
 
   it('the manifest from the design brief validates as-is', async () => {

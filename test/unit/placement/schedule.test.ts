@@ -292,6 +292,14 @@ describe('moves', () => {
     // a1 (same size: by name): h3 78.1 after placing beats h2 68.75; a2: h2 68.75 beats h3 65.6.
     expect(where(r)).toEqual({ a1: 'h3', a2: 'h2', b1: 'h2', c1: 'h3' });
     expect(r.placements.get('a1')!.rejected[0]).toEqual({ host: 'h1', filter: 'drain', detail: 'host is draining (spec.drain)' });
+    expect(placementLine(r.placements.get('a1')!)).toBe('→ host h3 (moves from h1 (host h1 is draining); fits: 15GiB free, 7 vCPUs free)');
+  });
+
+  it('a VM pinned to a drained host stays there, saying it cannot leave', () => {
+    const r = schedule([host('h1', {}, { drain: true }), host('h2')], [vm('p', { pin: 'h1', current: 'h1' })]);
+    expect(r.moves).toEqual([]);
+    expect(r.placements.get('p')).toMatchObject({ host: 'h1', why: 'sticky' });
+    expect(r.placements.get('p')!.warning).toBe('host h1 is draining, but no host fits it: 0/2 hosts fit: drain (h1), pin (h2); it stays on h1');
   });
 
   it('a drained VM that fits nowhere else stays and says why; a drain of an unreachable host waits for it', () => {
@@ -313,6 +321,7 @@ describe('moves', () => {
     const r = schedule([host('h1'), host('h2')], [vm('v', { current: 'h1', pin: 'h2' })], { rebalance: true, maxMoves: 0 });
     expect(r.moves).toEqual([{ vm: 'v', from: 'h1', to: 'h2', cause: 'pin', reason: 'spec.host changed from h1 to h2' }]);
     expect(r.placements.get('v')).toMatchObject({ host: 'h2', why: 'pinned' });
+    expect(r.placements.get('v')!.summary).toBe('moves from h1 (spec.host changed from h1 to h2); pinned (spec.host); fits: 8GiB free, 8 vCPUs free');
     const same = schedule([host('h1'), host('h2')], [vm('v', { current: 'h1', pin: 'h1' })]);
     expect(same.moves).toEqual([]);
     expect(same.placements.get('v')).toMatchObject({ host: 'h1', why: 'pinned' });

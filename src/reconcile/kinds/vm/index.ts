@@ -35,6 +35,7 @@ import { usedKeys } from './define.js';
 import { VM_EXACT, diffVm } from './diff.js';
 import { HANDOVER_WAITS, deletedDiskNotes, deletedText, orderDiskHandover, readLiveDisks, restartDisrupted } from './disks.js';
 import { executeVm } from './execute.js';
+import { moveVm, observeVmMove } from './move.js';
 import { pendingRestart } from './facts.js';
 import { VM_CONFIG_FIELDS } from './fields.js';
 import { restartText, stopNote } from './restart.js';
@@ -61,7 +62,8 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
     'vm.seed': { label: 'build and upload cloud-init seed', teardown: false },
     'vm.unseed': { label: 'delete cloud-init seed', teardown: false },
     'vm.start': { label: 'start domain', teardown: false },
-    'vm.stop': { label: 'stop domain', teardown: true },
+    // A cold move's source is stopped before its disks are copied (move.ts).
+    'vm.stop': { label: 'stop domain', teardown: true, move: 'quiesce' },
     'vm.delete': { label: 'delete domain', teardown: true },
   },
   fields: VM_CONFIG_FIELDS,
@@ -122,6 +124,9 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   deleteNotes: (name, observed, opts) => (observed.domains.get(name)?.active ? [stopNote(opts?.gracefulStop ?? true)] : []),
 
   /** A seed step names its volume, so that a run after an interruption can find (and delete) it. */
+  move: moveVm,
+  observeMove: observeVmMove,
+
   intent: (op) => (op.op === 'vm.seed' || op.op === 'vm.unseed' ? { pool: op.pool, volume: op.volume } : op.op === 'vm.delete' && op.seed ? { ...op.seed } : {}),
   execute: executeVm,
 

@@ -17,6 +17,7 @@ import { ownershipById } from '../../core/ownership.js';
 import type { ExecContext, KindHandler, Locator } from '../../core/kind.js';
 import { definitionOf, runningDiskHolders, runningDomainWithDisk, type Observed } from '../../core/observed.js';
 import { observedReferences, volumeDataLoss } from './data.js';
+import { checkMovedCopy, executeMove, moveVolume } from './move.js';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { mkdir, rm, stat } from 'node:fs/promises';
@@ -96,6 +97,9 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     // After a VM using the volume is stopped in the same plan (a running one is grown through the domain).
     'volume.resize': { label: 'resize volume', teardown: false, afterUsersStop: true },
     'volume.delete': { label: 'delete volume', teardown: true },
+    // A cold move (move.ts): the copy runs once the source's users have stopped.
+    'volume.moveCopy': { label: 'copy volume from its source host', teardown: false, move: 'transfer' },
+    'volume.moveVerify': { label: 'verify moved volume (read back, sha256)', teardown: false },
   },
   fields: [
     { field: 'pool', manifest: 'spec.pool', effect: 'replace' },
@@ -344,8 +348,10 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     return at ? [{ op: 'volume.delete', pool: at.pool, volName: at.volName }] : undefined;
   },
 
+  move: moveVolume,
+
   intent(op, d) {
-    if (op.op === 'volume.delete') return { pool: op.pool, volName: op.volName };
+    if (op.op === 'volume.delete') return { pool: op.pool, volName: op.volName, ...(op.movedTo ? { movedTo: op.movedTo } : {}) };
     return d ? { pool: d.config.pool, volName: d.config.volName, path: d.config.path } : {};
   },
   async execute(op, ctx): Promise<void> {
@@ -413,7 +419,11 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
         await ctx.record({ uuid: detail.key, observedStatus: 'ready', config: true });
         return;
       }
+      case 'volume.moveCopy':
+      case 'volume.moveVerify':
+        return executeMove(op, ctx);
       case 'volume.delete':
+        if (op.movedTo) await checkMovedCopy(ctx, op.movedTo, op.pool, op.volName);
         await host.deleteVolume(op.pool, op.volName);
         ctx.boundary();
         await ctx.forgetIfUndeclared();

@@ -2,6 +2,7 @@
 import type { VolumeFormat } from '../../../model/definitions.js';
 import type { ImportRules } from '../../../manifest/index.js';
 import type { DesiredBase } from '../../core/resource.js';
+import type { HostId } from '../../../model/kinds.js';
 
 export interface VolumeConfig {
   pool: string;
@@ -49,4 +50,20 @@ export type VolumeOp =
   /** `recreate`: an existing file is ours with unknown contents; `ifMissing`: keep the file when it exists. */
   | { op: 'volume.create'; recreate?: boolean; ifMissing?: boolean }
   | { op: 'volume.resize'; capacityBytes: number }
-  | { op: 'volume.delete'; pool: string; volName: string };
+  /** `movedTo`: a cold move's source, deleted after its copy on that host verified (checked there first). */
+  | { op: 'volume.delete'; pool: string; volName: string; movedTo?: HostId }
+  /** A cold move's copy: the source volume (`pool`/`volName` on host `from`) streamed into this host's, hashed on the way. */
+  | { op: 'volume.moveCopy'; from: HostId; pool: string; volName: string }
+  /** A cold move's check: the copy read back through a download stream, its sha256 compared with the source's. */
+  | { op: 'volume.moveVerify'; from: HostId };
+
+/** `details.facts.move` of a volume copied here by a cold move. */
+export interface MoveFact {
+  from: HostId;
+  /** sha256 of the logical content as it left the source (holes as zeros). */
+  sha256: string;
+  /** Logical bytes (data and holes); `data`: bytes sent as data. */
+  bytes: number;
+  data: number;
+  verified: boolean;
+}

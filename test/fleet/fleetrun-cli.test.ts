@@ -1,0 +1,109 @@
+/**
+ * `virtform reconcile` over three real libvirt hosts with Host manifests (capacity set: the
+ * namespace hosts all report this machine): 6 VMs spread by zone land 2/2/2 and a rerun changes
+ * nothing; `--uri` with Host manifests is exit 2; a pinned VM lands where pinned and a VM too big
+ * for any host is Unschedulable (reason per host, in --json too) while the rest converge (exit 1);
+ * from one host (`--uri`) to a fleet, nothing is recreated. Stopped VMs with 1 MiB volumes: nothing
+ * boots. Objects: vftest-flrun-*. Hosts: test/fleet/fleetrun-support.ts.
+ */
+import { rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { openStateStore } from '../../src/state/index.js';
+import { useSuite } from '../support/suite.js';
+import { fleetrunFleet } from './fleetrun-support.js';
+import { counts, FLEET_FLAGS, hostOf, poolName, webDisk, webFleet, webName } from './support.js';
+
+const S = useSuite('flrun');
+const F = fleetrunFleet({ labels: (i) => ({ zone: 'abc'[i]! }), capacity: { memory: '1GiB', vcpus: 8 } });
+
+describe('reconcile over a fleet of Host manifests', () => {
+  it('--uri together with Host manifests is refused (exit 2, saying why); nothing is created', async () => {
+    S.cleanup();
+    F.cleanup(S.prefix);
+    S.write(webFleet(S, F, { count: 1 }));
+    const r = await S.cli(['reconcile', S.mdir, '--uri', F.host('h1').uri, '--insecure']);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/--uri .*cannot be used with Host manifests.*h1, h2, h3/);
+    for (const h of F.hosts) expect(F.domains(h.id, S.prefix)).toEqual([]);
+  });
+
+  it('6 VMs spread by zone land 2/2/2, each plan line says where and why; a rerun changes nothing', async () => {
+    const m = webFleet(S, F);
+    const r = await S.reconcileOk(m, FLEET_FLAGS);
+    const placed = F.placement(S.prefix);
+    expect(counts(placed), r.stdout).toEqual({ h1: 2, h2: 2, h3: 2 });
+    for (let i = 1; i <= 6; i++) {
+      const host = hostOf(placed, webName(S, i))!;
+      expect(r.stdout).toMatch(new RegExp(`\\+ VirtualMachine/${webName(S, i)} → host ${host} \\(fits: .*spread by zone`));
+      // the volume lives with its VM, and nowhere else (a raw volume's file is `<name>.img`)
+      for (const h of F.hosts) {
+        const has = F.objects(h.id, S.prefix).volumes.some((v) => v.startsWith(`${poolName(S)}/${webDisk(S, i)}.`));
+        expect(has, `${webDisk(S, i)} on ${h.id}`).toBe(h.id === host);
+      }
+    }
+    // every Host is in the hosts table with its URI (status finds hosts without the manifests)
+    const st = await openStateStore(S.db);
+    try {
+      expect((await st.hosts.list()).map((h) => [h.id, h.uri])).toEqual(F.hosts.map((h) => [h.id, h.uri]));
+    } finally {
+      await st.close();
+    }
+    const again = await S.reconcileOk(m, FLEET_FLAGS);
+    expect(again.stdout).toContain('No changes.');
+    expect(F.placement(S.prefix)).toEqual(placed);
+  });
+
+  it('a pinned VM lands where pinned; a VM too big for any host is Unschedulable with the reason per host while the rest converge (exit 1)', async () => {
+    const m = webFleet(S, F).in('more.yaml')
+      .vm(S.name('pinned'), { state: 'stopped', domainType: 'qemu', host: 'h3' })
+      .vm(S.name('big'), { state: 'stopped', domainType: 'qemu', memory: '2GiB' });
+    const dry = await S.dryRun(m, [...FLEET_FLAGS, '--explain']);
+    expect(dry.code, dry.stdout + dry.stderr).toBe(3); // changes pending, and the unschedulable VM is no error of a plan
+    expect(dry.stdout).toMatch(new RegExp(`\\+ VirtualMachine/${S.name('pinned')} → host h3 \\(pinned`));
+    expect(dry.stdout).toMatch(new RegExp(`Unschedulable: ${S.name('big')}: no valid host`));
+    for (const h of ['h1', 'h2', 'h3']) expect(dry.stdout).toMatch(new RegExp(`${h}: rejected by memory`));
+
+    const json = await S.cli(['reconcile', S.mdir, '--dry-run', '--json', ...FLEET_FLAGS]);
+    const doc = JSON.parse(json.stdout) as { fleet: { unschedulable: { vm: string; reasons: { host: string; filter: string }[] }[]; placements: { vm: string; host: string }[] } };
+    expect(doc.fleet.unschedulable.map((u) => [u.vm, u.reasons.map((x) => x.filter)])).toEqual([[S.name('big'), ['memory', 'memory', 'memory']]]);
+    expect(doc.fleet.placements).toContainEqual(expect.objectContaining({ vm: S.name('pinned'), host: 'h3' }));
+
+    const r = await S.cli(['reconcile', S.mdir, ...FLEET_FLAGS]);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`VM ${S.name('big')} unschedulable`));
+    const placed = F.placement(S.prefix);
+    expect(hostOf(placed, S.name('pinned'))).toBe('h3');
+    expect(hostOf(placed, S.name('big'))).toBeUndefined();
+    expect(Object.values(placed).flat()).toHaveLength(7);
+    const st = await openStateStore(S.db);
+    try {
+      const c = (await st.conditions.list()).get(`-/VirtualMachine/${S.name('big')}`)?.find((x) => x.type === 'Unschedulable');
+      expect(c).toMatchObject({ status: 'True', message: expect.stringMatching(/h1: memory/) });
+    } finally {
+      await st.close();
+    }
+  });
+
+  it('from one host to a fleet: the objects made with --uri are bound to the Host with that identity, nothing is recreated', async () => {
+    S.cleanup();
+    F.cleanup(S.prefix);
+    const single = webFleet(S, F, { count: 2, placement: undefined });
+    // one host, no Host manifest: the hosts.yaml file is left out
+    const files = Object.fromEntries(Object.entries(single.files()).filter(([f]) => f !== 'hosts.yaml'));
+    rmSync(S.db, { force: true }); // a state DB of one host only
+    S.write(files);
+    const one = await S.cli(['reconcile', S.mdir, '--uri', F.host('h1').uri, '--insecure', ...FLEET_FLAGS]);
+    expect(one.code, one.stdout + one.stderr).toBe(0);
+    const uuids = F.domains('h1', S.prefix).map((d) => F.virsh('h1', 'domuuid', d).trim());
+    expect(uuids).toHaveLength(2);
+
+    S.write(single);
+    const r = await S.cli(['reconcile', S.mdir, ...FLEET_FLAGS]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    // only the pool is new on h2 and h3 (a StoragePool without hosts is on every host); nothing on h1 changes
+    expect(r.stdout).not.toMatch(/on host h1|→ host|will be deleted/);
+    expect(F.domains('h1', S.prefix).map((d) => F.virsh('h1', 'domuuid', d).trim())).toEqual(uuids);
+    expect(F.domains('h2', S.prefix)).toEqual([]);
+    expect(F.domains('h3', S.prefix)).toEqual([]);
+  });
+});
