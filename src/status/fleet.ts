@@ -62,6 +62,7 @@ export interface HostSummary {
   uri: string;
   /** false: the host could not be reached (`error` says why) and everything else is null/empty. */
   connected: boolean;
+  /** Why the host could not be reached, or (connected) why its summary is empty. */
   error: string | null;
   /** `9.0.0` (virConnectGetLibVersion of the daemon). */
   libvirtVersion: string | null;
@@ -227,9 +228,12 @@ export async function observeFleet(
       const port = await connect(h);
       try {
         const view = await observeForStatus(port, records, declared, h.id);
-        const facts = await observeHostFacts(port, view.snapshot);
+        // The summary's reads failing (a driver without them) leave the status of the host's
+        // resources as it is: the summary says why it is empty.
+        const facts = await observeHostFacts(port, view.snapshot).catch((e: unknown) => new Error(`no summary: ${e instanceof Error ? e.message : String(e)}`));
         await onHost?.(h, port, view);
         views.set(h.id, view);
+        if (facts instanceof Error) return { ...unreachableHost(h, facts.message), connected: true };
         const managed = new Set(records.filter((r) => isGuestKind(r.kind) && hostOf(r as { host?: HostId }) === h.id).map((r) => r.name));
         return summarizeHost(h, facts, managed);
       } finally {

@@ -126,6 +126,15 @@ describe('observeFleet: every host at once, an unreachable one apart', () => {
     const single = buildStatus({ records: [record('vm-a', LOCAL_HOST)], revisions: new Map() });
     expect(single.resources[0]!.conditions.some((c) => c.type === 'HostUnreachable')).toBe(false);
 
+    // A host whose summary reads fail keeps its status view; its summary says why it is empty.
+    const d = new FakeHost();
+    d.failures.set('nodeInfo:*', Infinity);
+    const partial = await observeFleet([{ id: 'd', uri: 'ud' }], [record('vm-d', 'd')], undefined, async () => d);
+    expect(partial.views.has('d')).toBe(true);
+    expect(partial.errors.size).toBe(0);
+    expect(partial.hosts[0]).toMatchObject({ connected: true, memory: null, vms: null });
+    expect(partial.hosts[0]!.error).toMatch(/^no summary: /);
+
     const table = renderHostTable(view.hosts);
     expect(table.split('\n')[0]).toMatch(/^HOST\s+STATE\s+LIBVIRT\s+MEMORY\s+VCPUS\s+DISK/);
     expect(table).toMatch(/^a\s+connected\s+\S+\s+1\.5\/4\.0 GiB\s+3\/2\s+p 0\.0\/10\.0\s+2 \(1 managed, 1 running\)$/m);
