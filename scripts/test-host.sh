@@ -129,9 +129,9 @@ EOF
 
 start_daemons() {
   local name=$1 st="$STATE_ROOT/$1"
-  # After a SIGKILLed libvirtd its virtlogd still runs (a second one cannot take the pid file).
+  # after a libvirtd killed alone (a test's SIGKILL), its virtlogd still runs: start only what is not
   alive "$st/virtlogd.pid" || ns_exec "$name" virtlogd -d -p "$st/virtlogd.pid"
-  ns_exec "$name" libvirtd -d -l -p "$st/libvirtd.pid"
+  alive "$st/libvirtd.pid" || ns_exec "$name" libvirtd -d -l -p "$st/libvirtd.pid"
 }
 
 cmd_down() {

@@ -212,8 +212,9 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--requeue-max <seconds>', 'cap of the jittered exponential backoff (from 1 s) before a failed run is retried', num('--requeue-max', 1), 60)
     .addOption(domainTypeOption());
   leaseOptions(watch)
-    .action(async (dir: string | undefined, o) => {
-      process.exitCode = await (await import('./commands/watch.js')).runWatch(dir, o);
+    .action(async (dir: string | undefined, o, cmd: Command) => {
+      const uriGiven = cmd.getOptionValueSource('uri') === 'cli' || Boolean(process.env.VIRTFORM_URI);
+      process.exitCode = await (await import('./commands/watch.js')).runWatch(dir, { ...o, uriGiven });
     });
   addGitOptions(watch, { interval: true });
 

@@ -112,11 +112,18 @@ export function placeFleet(
     const c = current.get(r.name);
     return c !== undefined ? { ...r, current: c } : r;
   });
+  const declared = new Set(state.hosts.map((h) => h.id));
   const stuck = new Map<string, HostId>();
-  // Recorded on a host that is unreachable, or that no Host manifest names (a removal conflict):
-  // it stays there, never re-created elsewhere while that host may still run it.
   for (const r of requests) if (r.current !== undefined && !reachable.has(r.current)) stuck.set(r.name, r.current);
-  const result = parts.schedule(hosts, requests.filter((r) => !stuck.has(r.name)), { rebalance: opts.rebalance === true, maxMoves: opts.maxMoves ?? 1 });
+  // The scheduler knows the declared hosts: a VM on an unreachable one still counts there (spread,
+  // load); a VM on an undeclared host is left out of the scheduling.
+  const result = parts.schedule(hosts, requests.filter((r) => r.current === undefined || declared.has(r.current)), { rebalance: opts.rebalance === true, maxMoves: opts.maxMoves ?? 1 });
+  for (const [vm, host] of stuck) {
+    const p = result.placements.get(vm);
+    if (p && p.host !== host) result.placements.delete(vm);
+    result.unschedulable.delete(vm);
+  }
+  result.moves = result.moves.filter((m) => !stuck.has(m.vm));
   return { result, hosts, requests, stuck };
 }
 

@@ -442,6 +442,7 @@ export function rebaseState(state: DesiredState, from: string, to: string): Desi
     dir: walk(state.dir) as string,
     files: state.files.map((f) => walk(f) as string),
     manifests,
+    hosts: (state.hosts ?? []).map((h) => (h.source ? { ...h, source: { ...h.source, file: walk(h.source.file) as string } } : h)),
     digest: digestState(manifests, state.hosts ?? []),
     ...manifestsByKind(manifests),
   };

@@ -175,6 +175,8 @@ function lastLine(text: string): string {
 export class SshChildSocket extends EventEmitter implements PacketSocket {
   private stderr = '';
   private ended = false;
+  /** This side ended it (end/destroy): a signal then is ours, not news. */
+  private closing = false;
   private killTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -190,10 +192,10 @@ export class SshChildSocket extends EventEmitter implements PacketSocket {
     child.stdin.on('error', () => undefined);
     child.stdin.on('drain', () => this.emit('drain'));
     child.on('error', (err) => this.finish(err)); // spawn failed (no ssh binary)
-    child.on('close', (code) => this.finish(undefined, code));
+    child.on('close', (code, signal) => this.finish(undefined, code, signal));
   }
 
-  private finish(err: Error | undefined, code: number | null = null): void {
+  private finish(err: Error | undefined, code: number | null = null, signal: NodeJS.Signals | null = null): void {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.killTimer);
@@ -201,7 +203,8 @@ export class SshChildSocket extends EventEmitter implements PacketSocket {
       const hint = (err as NodeJS.ErrnoException).code === 'ENOENT' ? ' (install openssh-client)' : '';
       this.emit('error', new Error(`cannot run ssh: ${err.message}${hint}`));
     } else {
-      const msg = diagnoseSsh(this.stderr, this.parsed, code);
+      const msg =
+        diagnoseSsh(this.stderr, this.parsed, code) ?? (signal && !this.closing ? `the ssh process (pid ${this.child.pid}) was ended by ${signal}` : undefined);
       if (msg) this.emit('error', new Error(msg));
       else this.emit('end');
     }
@@ -229,12 +232,14 @@ export class SshChildSocket extends EventEmitter implements PacketSocket {
   /** EOF to the remote proxy (which then closes its side and ssh exits); killed if it lingers. */
   end(): void {
     if (this.ended) return;
+    this.closing = true;
     this.child.stdin.end();
     this.killTimer = setTimeout(() => this.kill(), 2000);
     this.killTimer.unref();
   }
 
   destroy(): void {
+    this.closing = true;
     this.kill();
   }
 

@@ -187,6 +187,14 @@ export function redactUri(uri: string): string {
     const colon = userinfo.indexOf(':');
     return `${scheme}${colon >= 0 ? `${userinfo.slice(0, colon)}:***` : userinfo}@`;
   });
-  out = out.replace(/([?&])([^=&#]+)=([^&#]*)/g, (m, sep: string, k: string) => (SECRET_PARAM.test(decodeURIComponent(k)) ? `${sep}${k}=***` : m));
+  out = out.replace(/([?&])([^=&#]+)=([^&#]*)/g, (m, sep: string, k: string) => (SECRET_PARAM.test(safeDecode(k)) ? `${sep}${k}=***` : m));
   return out;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s; // safe-catch: a malformed %-escape is matched as written
+  }
 }

@@ -12,6 +12,7 @@
  *     a Volume none of them reaches needs `spec.host`. A volume used by a VM names no host (pin the VM).
  *   - VMs sharing a volume are placed together: two different pins among them are an error.
  *   - A pinned VM (and a Volume on `spec.host`) needs its pools and networks on that host.
+ *   - A Host's `capacity.disk` names StoragePools on that host; `spreadBy.vmLabel` is a label the VM has.
  */
 import type { HostDefinition, HostId, HostScope, PlacementSpec } from '../model/hosts.js';
 import { selectHosts } from '../model/hosts.js';
@@ -287,12 +288,26 @@ export function checkFleet(hostEntries: readonly HostEntry[], entries: readonly 
     }
   }
 
+  // A Host's capacity.disk names pools that exist on it.
+  for (const h of hostEntries) {
+    if (!h.valid || byName.get(h.name ?? '') !== h) continue;
+    for (const pool of Object.keys((h.data.spec as HostSpec).capacity?.disk ?? {})) {
+      const on = scopes.get(`StoragePool/${pool}`);
+      if (!on) at.push(h.sd, 'Host', h.name, ['spec', 'capacity', 'disk', pool], `StoragePool ${quote(pool)} is not defined`, true);
+      else if (!on.has(h.name ?? '')) at.push(h.sd, 'Host', h.name, ['spec', 'capacity', 'disk', pool], `StoragePool ${quote(pool)} is not on this host (see its spec.hosts/hostSelector)`, true);
+    }
+  }
+
   // VMs: pins, placement, shared volumes.
   const groups = volumeGroups(vms.map((e) => ({ metadata: e.data.metadata, spec: specOf(e, 'VirtualMachine') }) as VirtualMachineManifest));
   const pinOfGroup = new Map<string, Entry>();
   for (const e of vms) {
     const spec = specOf(e, 'VirtualMachine');
     if (spec.placement !== undefined && !fleet) noHosts(e, ['spec', 'placement'], 'has a placement');
+    const vmLabel = spec.placement?.spreadBy?.vmLabel;
+    if (vmLabel !== undefined && (e.data.metadata as { labels?: Record<string, string> }).labels?.[vmLabel] === undefined) {
+      at.entry(e, ['spec', 'placement', 'spreadBy', 'vmLabel'], `the VM has no label ${quote(vmLabel)} (metadata.labels): it is spread with the VMs sharing that label's value`);
+    }
     if (spec.host === undefined) continue;
     if (!hostRef(e, ['spec', 'host'], spec.host)) continue;
     const host = spec.host;
@@ -350,12 +365,32 @@ export interface VmPlacementFacts {
   pin?: HostId;
   placement?: PlacementSpec;
   group?: string;
+  /** The hosts where all its pools and networks exist, when not every host (see PlacementRequest.eligible). */
+  eligible?: HostId[];
+}
+
+/** The hosts where every pool and network a VM needs exists (its volumes, their backing chains, its seed, its NICs). */
+export function vmEligibleHosts(state: Pick<DesiredState, 'hosts' | 'pools' | 'networks' | 'volumes'>, spec: VirtualMachineManifest['spec']): HostId[] {
+  const vol = new Map(state.volumes.map((v) => [v.metadata.name, v.spec]));
+  const pools = new Set<string>(vmOwnPools(spec));
+  for (const v of vmVolumes(spec)) for (const b of backingChain(v, (n) => vol.get(n)?.backingVolume)) { const p = vol.get(b)?.pool; if (p !== undefined) pools.add(p); }
+  let out = state.hosts.map((h) => h.id);
+  const narrow = (ids: HostId[]): void => {
+    const keep = new Set(ids);
+    out = out.filter((h) => keep.has(h));
+  };
+  for (const p of state.pools) if (pools.has(p.metadata.name)) narrow(selectHosts(state.hosts, scopeOf(p)));
+  const nets = new Set(vmNetworks(spec));
+  for (const n of state.networks) if (nets.has(n.metadata.name)) narrow(selectHosts(state.hosts, scopeOf(n)));
+  return out;
 }
 
 /** The placement facts of every VM manifest, in manifest order. */
-export function vmPlacementFacts(state: Pick<DesiredState, 'vms'>): VmPlacementFacts[] {
+export function vmPlacementFacts(state: Pick<DesiredState, 'vms' | 'hosts' | 'pools' | 'networks' | 'volumes'>): VmPlacementFacts[] {
   const groups = volumeGroups(state.vms);
+  const hosts = state.hosts ?? [];
   return state.vms.map((vm) => {
+    const eligible = vmEligibleHosts({ ...state, hosts }, vm.spec);
     const p = vm.spec.placement;
     const placement: PlacementSpec | undefined = p ? {
       ...(p.hostSelector ? { hostSelector: p.hostSelector } : {}),
@@ -372,6 +407,7 @@ export function vmPlacementFacts(state: Pick<DesiredState, 'vms'>): VmPlacementF
       ...(vm.spec.host !== undefined ? { pin: vm.spec.host } : {}),
       ...(placement ? { placement } : {}),
       ...(group !== undefined ? { group } : {}),
+      ...(eligible.length < hosts.length ? { eligible } : {}),
     };
   });
 }

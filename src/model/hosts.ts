@@ -90,6 +90,12 @@ export interface PlacementRequest {
   group?: string;
   /** Where it is recorded now (sticky); set by the caller that read the records. */
   current?: HostId;
+  /**
+   * The hosts where every pool and network it needs exists (their `spec.hosts`/`hostSelector`),
+   * when that is not every host: placing it elsewhere would leave a disk or NIC without its pool
+   * or network. Absent: every host.
+   */
+  eligible?: HostId[];
 }
 
 /** A host virtform owns objects on that no Host manifest declares (any more). */
@@ -117,7 +123,7 @@ export function hostRemovalConflicts(records: readonly ResourceRef[], hostDefs: 
     const named = objects.slice(0, MAX_NAMED).map((r) => `${r.kind}/${r.name}`).join(', ') + (objects.length > MAX_NAMED ? ` and ${objects.length - MAX_NAMED} more` : '');
     const message = host === LOCAL_HOST
       ? `virtform owns ${objects.length} object(s) on the host of --uri (${named}), and no Host manifest has that host's libvirt identity: declare a Host with its URI (its records are then bound to it), or delete them first`
-      : `Host ${host} has no manifest any more, but virtform owns ${objects.length} object(s) on it (${named}): drain it (spec.drain: true) or delete them first, then remove its manifest`;
+      : `Host ${host} has no manifest any more, but virtform owns ${objects.length} object(s) on it (${named}): drain it first (put its Host manifest back with spec.drain: true) or delete them, then remove its manifest`;
     return { host, objects, message };
   });
 }

@@ -46,6 +46,15 @@ export function unschedulableText(u: Unschedulable): string {
   return unschedulableLines(u).join('\n');
 }
 
+/**
+ * VMs that should leave their host (drain, pin changed) but stay this run, one line each: they
+ * have no plan change of their own, so the plan shows these after its changes.
+ */
+export function stayLines(r: Pick<ScheduleResult, 'placements'>): string[] {
+  return [...r.placements.values()].filter((p) => p.warning !== undefined).sort((a, b) => (a.vm < b.vm ? -1 : a.vm > b.vm ? 1 : 0))
+    .map((p) => `${printable(p.vm)} stays on ${printable(p.host)}: ${printable(p.warning!)}`);
+}
+
 export function moveLine(m: Move): string {
   return `${printable(m.vm)}: move ${printable(m.from)} → ${printable(m.to)} (${m.cause}: ${printable(m.reason)})`;
 }

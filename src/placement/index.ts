@@ -3,4 +3,4 @@ export * from './types.js';
 export { schedule } from './schedule.js';
 export { IMBALANCE_POINTS } from './rebalance.js';
 export { allocatable, matchesSelector } from './state.js';
-export { explainLines, moveLine, placementLine, resultJson, scoreText, unschedulableLines, unschedulableText, type ScheduleJson } from './explain.js';
+export { explainLines, moveLine, placementLine, resultJson, scoreText, stayLines, unschedulableLines, unschedulableText, type ScheduleJson } from './explain.js';

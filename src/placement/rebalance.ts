@@ -10,17 +10,20 @@
  *     an emptiest one;
  *  3. imbalance: among the hosts open to new VMs (schedulable, not drained, reachable), the most
  *     and least allocated (allocation = the larger of memory and vCPU use, in percent of what the
- *     host can hold) are more than {@link IMBALANCE_POINTS} points apart: the VM of the most
- *     allocated host whose move narrows that gap most moves (only if it narrows it).
+ *     host can hold) are more than {@link IMBALANCE_POINTS} points apart: a VM of the most
+ *     allocated host (ties: host id) moves where it evens the allocations most (the sum of squared
+ *     deviations from their mean falls most), and only if they become more even.
  *
  * A VM moves only if it is recorded on a reachable host (`current`), is not pinned, shares no
  * volume with another VM (a group moves only by drain or pin), and has not moved in this run. The
- * target passes every filter (so no move breaks a DoNotSchedule spread or overfills a host) and is
- * the best ranked such host.
+ * target passes every filter (so no move breaks a DoNotSchedule spread or overfills a host), leaves
+ * every spread the VM counts in within its maxSkew or no worse than before (ScheduleAnyway ones
+ * too: no later run moves it back), and is the best ranked such host. Applied run after run, the
+ * proposals come to an end (tested over random fleets).
  */
 import { type Scheduler, type VmState, othersOf, scoreOf } from './scheduler.js';
 import type { HostState } from './state.js';
-import { cmp, num, size } from './state.js';
+import { type Constraint, cmp, num, size } from './state.js';
 import type { Move } from './types.js';
 
 /** Allocation gap (percentage points) between the most and least allocated open hosts that a rebalance narrows. */
@@ -30,8 +33,9 @@ interface Candidate { vm: VmState; to: HostState; reason: string }
 
 export function rebalance(s: Scheduler, maxMoves: number): void {
   const moved = new Set<VmState>();
+  const info = spreadInfo(s);
   while (s.moves.filter((m) => m.cause === 'rebalance').length < maxMoves) {
-    const c = overload(s, moved) ?? spread(s, moved) ?? imbalance(s, moved);
+    const c = overload(s, info, moved) ?? spread(s, info, moved) ?? imbalance(s, info, moved);
     if (!c) return;
     const from = c.vm.on!;
     s.place(c.vm, c.to);
@@ -68,11 +72,54 @@ function evaluateFrom(s: Scheduler, vm: VmState, from: HostState): ReturnType<Sc
 
 const byName = (a: VmState, b: VmState): number => cmp(a.r.name, b.r.name);
 
+/** Per spread constraint: the domains open to new VMs (labelled, schedulable, not drained, reachable) and its maxSkew (the smallest of its VMs'). */
+type SpreadInfo = Map<Constraint, { domains: string[]; maxSkew: number }>;
+
+function spreadInfo(s: Scheduler): SpreadInfo {
+  const maxSkew = new Map<Constraint, number>();
+  for (const v of s.vms.values()) {
+    if (v.own) maxSkew.set(v.own, Math.min(maxSkew.get(v.own) ?? Infinity, v.r.placement?.spreadBy?.maxSkew ?? 1));
+  }
+  const info: SpreadInfo = new Map();
+  for (const c of [...s.constraints.values()].sort((a, b) => cmp(a.key, b.key))) {
+    const domains = [...new Set(s.hosts.filter((h) => h.open && h.h.labels[c.hostLabel] !== undefined).map((h) => h.h.labels[c.hostLabel]!))].sort(cmp);
+    info.set(c, { domains, maxSkew: maxSkew.get(c) ?? 1 });
+  }
+  return info;
+}
+
+function skewOf(c: Constraint, domains: string[]): number {
+  if (domains.length < 2) return 0;
+  let min = Infinity;
+  let max = 0;
+  for (const d of domains) {
+    const n = c.count(d);
+    if (n < min) min = n;
+    if (n > max) max = n;
+  }
+  return max - min;
+}
+
+/**
+ * Whether moving `vm` to `to` keeps every spread it counts in within its maxSkew, or no worse than
+ * now: a move for allocation never undoes a spread (not even a ScheduleAnyway one), so no later
+ * run moves it back.
+ */
+function keepsSpreads(s: Scheduler, info: SpreadInfo, vm: VmState, to: HostState): boolean {
+  if (vm.counts.length === 0) return true;
+  const from = vm.on!;
+  const before = vm.counts.map((c) => skewOf(c, info.get(c)?.domains ?? []));
+  s.place(vm, to);
+  const after = vm.counts.map((c) => skewOf(c, info.get(c)?.domains ?? []));
+  s.place(vm, from);
+  return vm.counts.every((c, i) => after[i]! <= Math.max(before[i]!, info.get(c)?.maxSkew ?? 1));
+}
+
 function vmsOn(s: Scheduler, h: HostState, moved: Set<VmState>): VmState[] {
   return [...s.vms.values()].filter((v) => v.on === h && movable(s, v, moved)).sort(byName);
 }
 
-function overload(s: Scheduler, moved: Set<VmState>): Candidate | undefined {
+function overload(s: Scheduler, info: SpreadInfo, moved: Set<VmState>): Candidate | undefined {
   for (const h of s.hosts) {
     if (!h.h.reachable || (h.mem <= h.allocMem && h.cpu <= h.allocCpu)) continue;
     const overMem = h.mem > h.allocMem;
@@ -82,66 +129,72 @@ function overload(s: Scheduler, moved: Set<VmState>): Candidate | undefined {
     const vms = vmsOn(s, h, moved);
     const order = [...vms.filter(ends).sort((a, b) => -big(a, b)), ...vms.filter((v) => !ends(v)).sort(big)];
     for (const vm of order) {
-      const to = evaluateFrom(s, vm, h).fits[0]?.host;
+      const to = evaluateFrom(s, vm, h).fits.find((f) => keepsSpreads(s, info, vm, f.host))?.host;
       if (to) return { vm, to, reason: `${h.id} is over capacity: ${what}` };
     }
   }
   return undefined;
 }
 
-function spread(s: Scheduler, moved: Set<VmState>): Candidate | undefined {
-  const constraints = [...s.constraints.values()].sort((a, b) => cmp(a.key, b.key));
-  for (const c of constraints) {
-    const domains = [...new Set(s.hosts.filter((h) => h.open && h.h.labels[c.hostLabel] !== undefined).map((h) => h.h.labels[c.hostLabel]!))].sort(cmp);
-    if (domains.length < 2) continue;
-    const owners = [...s.vms.values()].filter((v) => v.own === c);
-    const maxSkew = Math.min(...owners.map((v) => v.r.placement?.spreadBy?.maxSkew ?? 1));
+function spread(s: Scheduler, info: SpreadInfo, moved: Set<VmState>): Candidate | undefined {
+  for (const [c, { domains, maxSkew }] of info) {
+    const skew = skewOf(c, domains);
+    if (skew <= maxSkew) continue;
     const counts = domains.map((d) => c.count(d));
     const max = Math.max(...counts);
     const min = Math.min(...counts);
-    if (max - min <= maxSkew) continue;
     const fullest = new Set(domains.filter((d) => c.count(d) === max));
     const emptiest = new Set(domains.filter((d) => c.count(d) === min));
     const vms = [...s.vms.values()]
       .filter((v) => v.counts.includes(c) && v.on && fullest.has(v.on.h.labels[c.hostLabel]!) && movable(s, v, moved)).sort(byName);
     for (const vm of vms) {
-      const to = evaluateFrom(s, vm, vm.on!).fits.find((f) => emptiest.has(f.host.h.labels[c.hostLabel]!))?.host;
-      if (to) return { vm, to, reason: `${c.title}: ${c.describe(domains)} (skew ${max - min} > maxSkew ${maxSkew})` };
+      const to = evaluateFrom(s, vm, vm.on!).fits
+        .find((f) => emptiest.has(f.host.h.labels[c.hostLabel]!) && keepsSpreads(s, info, vm, f.host))?.host;
+      if (to) return { vm, to, reason: `${c.title}: ${c.describe(domains)} (skew ${skew} > maxSkew ${maxSkew})` };
     }
   }
   return undefined;
 }
 
-function imbalance(s: Scheduler, moved: Set<VmState>): Candidate | undefined {
+function imbalance(s: Scheduler, info: SpreadInfo, moved: Set<VmState>): Candidate | undefined {
   const open = s.hosts.filter((h) => h.open);
   if (open.length < 2) return undefined;
-  const gapOf = (alloc: Map<HostState, number>): { gap: number; hi: HostState; lo: HostState } => {
-    let hi = open[0]!;
-    let lo = open[0]!;
-    for (const h of open) {
-      if (alloc.get(h)! > alloc.get(hi)!) hi = h;
-      if (alloc.get(h)! < alloc.get(lo)!) lo = h;
-    }
-    return { gap: alloc.get(hi)! - alloc.get(lo)!, hi, lo };
-  };
   const alloc = new Map(open.map((h) => [h, h.allocation()]));
-  const now = gapOf(alloc);
-  if (now.gap <= IMBALANCE_POINTS) return undefined;
-  let best: { vm: VmState; to: HostState; gap: number } | undefined;
-  for (const vm of vmsOn(s, now.hi, moved)) {
-    for (const f of evaluateFrom(s, vm, now.hi).fits) {
+  let hi = open[0]!;
+  let lo = open[0]!;
+  for (const h of open) {
+    if (alloc.get(h)! > alloc.get(hi)!) hi = h;
+    if (alloc.get(h)! < alloc.get(lo)!) lo = h;
+  }
+  const gap = alloc.get(hi)! - alloc.get(lo)!;
+  if (gap <= IMBALANCE_POINTS) return undefined;
+  // Sum of squared deviations from the mean allocation: a move must lower it (so moves end).
+  const spreadOf = (a: Map<HostState, number>): number => {
+    let sum = 0;
+    for (const v of a.values()) sum += v;
+    const mean = sum / a.size;
+    let sq = 0;
+    for (const v of a.values()) sq += (v - mean) ** 2;
+    return sq;
+  };
+  const base = spreadOf(alloc);
+  let best: { vm: VmState; to: HostState; sq: number; hiAfter: number; toAfter: number } | undefined;
+  for (const vm of vmsOn(s, hi, moved)) {
+    for (const f of evaluateFrom(s, vm, hi).fits) {
       if (!f.host.open) continue;
+      const hiAfter = hi.allocation(-vm.r.memory, -vm.r.vcpus);
+      const toAfter = f.host.allocation(vm.r.memory, vm.r.vcpus);
       const trial = new Map(alloc);
-      trial.set(now.hi, now.hi.allocation(-vm.r.memory, -vm.r.vcpus));
-      trial.set(f.host, f.host.allocation(vm.r.memory, vm.r.vcpus));
-      const gap = gapOf(trial).gap;
-      if (gap < now.gap - 1e-9 && (!best || gap < best.gap - 1e-9)) best = { vm, to: f.host, gap };
+      trial.set(hi, hiAfter);
+      trial.set(f.host, toAfter);
+      const sq = spreadOf(trial);
+      if (sq < base - 1e-6 && (!best || sq < best.sq - 1e-6) && keepsSpreads(s, info, vm, f.host)) best = { vm, to: f.host, sq, hiAfter, toAfter };
     }
   }
   if (!best) return undefined;
   const pct = (x: number): string => `${Math.round(x)}%`;
   return {
     vm: best.vm, to: best.to,
-    reason: `allocation ${now.hi.id} ${pct(alloc.get(now.hi)!)} vs ${now.lo.id} ${pct(alloc.get(now.lo)!)}: ${Math.round(now.gap)} points apart (> ${IMBALANCE_POINTS}), ${Math.round(best.gap)} after`,
+    reason: `allocation ${hi.id} ${pct(alloc.get(hi)!)} vs ${lo.id} ${pct(alloc.get(lo)!)}, ${Math.round(gap)} points apart (> ${IMBALANCE_POINTS}): ${hi.id} → ${pct(best.hiAfter)}, ${best.to.id} → ${pct(best.toAfter)}`,
   };
 }

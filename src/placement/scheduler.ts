@@ -229,7 +229,7 @@ export class Scheduler {
   /** The first filter (before spread) that rejects `h` for `u`, with its detail. */
   private firstFilter(u: Unit, h: HostState, pinned: boolean, selectors: VmState[], pools: string[]): [Rejection['filter'], string] | undefined {
     if (u.pinConflict !== undefined) return ['pin', u.pinConflict];
-    if (u.pin !== undefined && h.id !== u.pin) return ['pin', `pinned to ${u.pin} (spec.host)`];
+    if (u.pin !== undefined && h.id !== u.pin) return ['pin', `pinned to ${u.pin} (spec.host)${this.byId.has(u.pin) ? '' : ', which is no Host'}`];
     if (u.anchor && h !== u.anchor) return ['group', `its group is on ${u.anchor.id} (${u.anchorVia})`];
     if (h.h.drain) return ['drain', 'host is draining (spec.drain)'];
     if (!pinned && !h.h.schedulable) return ['unschedulable', 'takes no new VMs (spec.schedulable: false)'];

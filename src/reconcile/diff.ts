@@ -135,7 +135,7 @@ function pairMoves(desired: Desired, hosts: ObservedHosts, changes: ResourceChan
   const declared = new Map<string, DesiredResource[]>();
   for (const r of desired.resources) declared.set(`${r.kind}/${r.name}`, [...(declared.get(`${r.kind}/${r.name}`) ?? []), r]);
   const byKey = new Map(changes.map((c) => [c.key, c]));
-  const pairs: MovePair[] = [];
+  let pairs: MovePair[] = [];
   for (const c of changes) {
     if (c.action !== 'delete' || c.ownership !== 'owned' || c.release || !kindOf(c.kind).move) continue;
     if (!c.steps.some((s) => s.op !== 'record.forget')) continue;
@@ -151,6 +151,8 @@ function pairMoves(desired: Desired, hosts: ObservedHosts, changes: ResourceChan
   const use = (user: string, dep: string): void => void users.set(dep, (users.get(dep) ?? new Set()).add(user));
   for (const r of desired.resources) for (const d of dependenciesOfKey(r)) use(r.key, d);
   for (const c of changes) {
+    // An object already gone (a record left to forget) uses nothing any more.
+    if (c.ownership === 'absent') continue;
     const h = c.host ?? hostOfKey(c.key);
     const prev = c.previous ?? recordedConfig(hosts.get(h)!, c.key);
     for (const d of kindOf(c.kind).recordedDependencies(prev)) use(c.key, onHost(d, h));
@@ -161,11 +163,17 @@ function pairMoves(desired: Desired, hosts: ObservedHosts, changes: ResourceChan
       name: p.name, source, target: byKey.get(p.targetKey), desired: p.desired,
       from: hosts.get(source.host ?? hostOfKey(source.key))!, to: hosts.get(p.desired.host)!, moving, all: desired, opts,
       usersOnSource: [...(users.get(p.sourceKey) ?? [])],
-    }) as { source: ResourceChange; target?: ResourceChange };
+    }) as { source: ResourceChange; target?: ResourceChange } | undefined;
+    if (!out) {
+      // No move after all: the source's delete and the target's change stay as they were.
+      moving.delete(p.sourceKey);
+      continue;
+    }
     byKey.set(p.sourceKey, out.source);
     if (out.target) byKey.set(p.targetKey, out.target);
     else byKey.delete(p.targetKey);
   }
+  pairs = pairs.filter((p) => moving.has(p.sourceKey));
   // A move that cannot be made stops the moves tied to it: what it uses, and what uses it.
   const conflicting = (p: MovePair): boolean => byKey.get(p.sourceKey)?.action === 'conflict' || byKey.get(p.targetKey)?.action === 'conflict';
   const needs = (p: MovePair): string[] => dependenciesOfKey(p.desired);

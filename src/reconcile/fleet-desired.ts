@@ -13,7 +13,7 @@
  * depend on the host) and the Host's `spec.domainType`. With no Host manifest this is
  * {@link buildDesired} on the implicit host.
  */
-import { stateOnHost, vmPlacementFacts, type DesiredState } from '../manifest/index.js';
+import { stateOnHost, vmPlacementFacts, volumeGroups, type DesiredState } from '../manifest/index.js';
 import type { HostId, PlacementRequest } from '../model/hosts.js';
 import { RESOURCE_KINDS } from '../model/kinds.js';
 import { buildContext, buildDesired, mergeDesired } from './desired.js';
@@ -25,6 +25,17 @@ export type { PlacementRequest };
 export function buildFleetDesired(state: DesiredState, placeOf: (vm: string) => HostId | undefined): Desired {
   const hosts = state.hosts ?? [];
   if (hosts.length === 0) return buildDesired(state);
+  // VMs sharing a volume must be on one host: two copies of a disk would silently diverge.
+  const groupHost = new Map<string, { vm: string; host: HostId }>();
+  for (const [vm, group] of volumeGroups(state.vms)) {
+    const h = placeOf(vm);
+    if (h === undefined) continue;
+    const first = groupHost.get(group);
+    if (first && first.host !== h) {
+      throw new Error(`internal error: VirtualMachines ${first.vm} and ${vm} share a volume but are placed on ${first.host} and ${h}`);
+    }
+    if (!first) groupHost.set(group, { vm, host: h });
+  }
   const parts: Desired[] = hosts.map((h) => {
     const part = stateOnHost(state, h.id, placeOf);
     const domainType = h.domainType === 'kvm' || h.domainType === 'qemu' ? h.domainType : undefined;

@@ -64,8 +64,8 @@ export interface DeletionBrake {
   /** Resources recorded in the state DB when the plan was made. */
   owned: number;
   braked: boolean;
-  /** Cold moves in the plan, each once (`Kind/name: A → B`): not deletions, whatever they delete on the source. */
-  moves: string[];
+  /** Cold moves in the plan, each once (`Kind/name: A → B`): not deletions, whatever they delete on the source; absent when none. */
+  moves?: string[];
   /** Set when the default brake refused a plan deleting every owned object of a kind (at least two): which kind, how many. */
   wipe?: { kind: string; owned: number };
 }

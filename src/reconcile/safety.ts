@@ -150,9 +150,10 @@ export function brakeDeletions(observedIn: Observed | ObservedHosts, changes: Re
     .filter((c) => c.action === 'replace' || (c.action === 'delete' && c.steps.some((s) => s.op !== 'record.forget')));
   const deletions = deleting.map((c) => c.key);
   const owned = records.length;
-  if (max === 'all') return { deletions, moves, max: null, source: 'all', owned, braked: false };
+  const moved = moves.length > 0 ? { moves } : {};
+  if (max === 'all') return { deletions, ...moved, max: null, source: 'all', owned, braked: false };
   const limit = max ?? defaultMaxDeletions(owned);
-  const brake: import('./plan.js').DeletionBrake = { deletions, moves, max: limit, source: max === undefined ? 'default' : 'flag', owned, braked: deletions.length > limit };
+  const brake: import('./plan.js').DeletionBrake = { deletions, ...moved, max: limit, source: max === undefined ? 'default' : 'flag', owned, braked: deletions.length > limit };
   if (max === undefined && !brake.braked) {
     for (const kind of RESOURCE_KINDS) {
       if (!kindOf(kind).brakeOnWipe) continue;

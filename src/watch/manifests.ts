@@ -85,6 +85,12 @@ export class ManifestState {
       }
       return { ok: false };
     }
+    // A watch started without Host manifests (or on --git) manages the one host of --uri; Host
+    // manifests showing up are refused like invalid ones: nothing is planned onto --uri's host.
+    if (result.desired.hosts.length > 0) {
+      return this.#fail(`${this.o.provider?.label ?? this.dir} declares Host manifests (${result.desired.hosts.map((h) => h.id).join(', ')}): ` +
+        'this watch manages the one host of --uri: restart `virtform watch DIR` to run the fleet (a folder with Host manifests at start-up; not with --git yet); nothing is applied');
+    }
     const desired = buildDesired(result.desired);
     if (desired.empty && !this.o.allowEmpty) {
       return { ...this.#fail(`no manifests found in ${this.o.provider?.label ?? this.dir}; refusing to delete everything virtform manages (no --allow-empty)`), empty: true };

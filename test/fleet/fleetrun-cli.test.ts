@@ -106,4 +106,31 @@ describe('reconcile over a fleet of Host manifests', () => {
     expect(F.domains('h2', S.prefix)).toEqual([]);
     expect(F.domains('h3', S.prefix)).toEqual([]);
   });
+
+  it('after a Host is added: no move without --rebalance; --dry-run --rebalance proposes at most --max-moves with the reason; the apply moves that one VM', async () => {
+    S.cleanup();
+    F.cleanup(S.prefix);
+    rmSync(S.db, { force: true });
+    await S.reconcileOk(webFleet(S, F, { count: 4, hostIds: ['h1', 'h2'], placement: undefined }), FLEET_FLAGS);
+    expect(counts(F.placement(S.prefix))).toEqual({ h1: 2, h2: 2, h3: 0 });
+
+    const m = webFleet(S, F, { count: 4, placement: undefined });
+    const plain = await S.dryRun(m, FLEET_FLAGS);
+    expect(plain.stdout).not.toMatch(/move:/);
+    const proposed = await S.dryRun(m, [...FLEET_FLAGS, '--rebalance']);
+    const moves = proposed.stdout.split('\n').filter((l) => /^\s+move: /.test(l));
+    expect(moves, proposed.stdout).toHaveLength(1);
+    expect(moves[0]).toMatch(/→ h3 \(rebalance: .+\) \[proposed\]/);
+    expect(counts(F.placement(S.prefix))).toEqual({ h1: 2, h2: 2, h3: 0 });
+
+    // an apply without --rebalance moves nothing (only the pool is new on h3)
+    await S.reconcileOk(m, FLEET_FLAGS);
+    expect(counts(F.placement(S.prefix))).toEqual({ h1: 2, h2: 2, h3: 0 });
+    const r = await S.reconcileOk(m, [...FLEET_FLAGS, '--rebalance', '--max-moves', '1']);
+    const after = counts(F.placement(S.prefix));
+    expect(after.h3, r.stdout).toBe(1);
+    expect(after.h1! + after.h2!).toBe(3);
+    // placement is sticky again: a rerun without --rebalance changes nothing
+    expect((await S.reconcileOk(m, FLEET_FLAGS)).stdout).toContain('No changes.');
+  });
 });

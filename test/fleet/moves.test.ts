@@ -224,4 +224,29 @@ describe('cold moves between two hosts', () => {
     expect(H.domains('a', `${P}-vm5`)).toEqual([]);
     expect(H.exists('a', file('disk5'))).toBe(false);
   });
+
+  it('--move-bandwidth limits the copy, with progress events; throughput of a sparse 1 GiB volume with 50 MiB of data', async () => {
+    scenario('m5');
+    const dir = writeManifests(join(work, 'm5'), manifests({ vms: [{ name: 'vm6', disks: ['big'] }], volumes: [{ name: 'big', format: 'raw', capacity: '1GiB' }] }));
+    await setUp(dir);
+    const raw = file('big', 'img');
+    H.sh('a', `dd if=/dev/urandom of='${raw}' bs=1M count=50 seek=300 conv=notrunc,sparse status=none`);
+    const before = H.sha256('a', raw);
+    const MiB = 1024 * 1024;
+    const free = await run(dir, 'b');
+    expect(free.outcome, JSON.stringify(free)).toBe('succeeded');
+    expect(H.sha256('b', raw)).toBe(before);
+    const copyMs = free.ms[`b/Volume/${P}-big:volume.moveCopy`]!;
+    const verifyMs = free.ms[`b/Volume/${P}-big:volume.moveVerify`]!;
+    const rate = (ms: number): string => `${(50 / (ms / 1000)).toFixed(1)} MiB/s of data, ${(1024 / (ms / 1000)).toFixed(0)} MiB/s logical`;
+    console.log(`[moves] sparse 1 GiB raw, 50 MiB data: copy ${copyMs} ms (${rate(copyMs)}); verify ${verifyMs} ms; copy + verify ${copyMs + verifyMs} ms (${rate(copyMs + verifyMs)})`);
+    // Back to a at 20 MiB/s: 50 MiB of data take at least 2.5 s; progress is reported meanwhile.
+    const limited = await run(dir, 'a', { moveBandwidth: 20 * MiB });
+    expect(limited.outcome, JSON.stringify(limited)).toBe('succeeded');
+    expect(H.sha256('a', raw)).toBe(before);
+    const limitedMs = limited.ms[`a/Volume/${P}-big:volume.moveCopy`]!;
+    console.log(`[moves] the same at --move-bandwidth 20MiB: copy ${limitedMs} ms`);
+    expect(limitedMs).toBeGreaterThanOrEqual(2400);
+    expect(limited.progress).toBeGreaterThan(2);
+  });
 });

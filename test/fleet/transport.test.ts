@@ -8,11 +8,11 @@
  * Also measures the connect latency of ssh, TLS and plain tcp (median of 5).
  */
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibvirtClient } from '../../src/libvirt/index.js';
-import { ensureBuilt, runCli } from '../support/cli.js';
+import { ensureBuilt, runCli, startWatch, waitFor } from '../support/cli.js';
 import { writeManifests } from '../support/manifests.js';
 import { suiteNames } from '../support/names.js';
 import { type TestHost, testHostDown, testHostsCleanup, testHostUp } from '../support/test-host.js';
@@ -98,6 +98,32 @@ describe('qemu+ssh', () => {
     const dry = await runCli(['reconcile', dir, ...args, '--dry-run', '--detailed-exitcode']);
     expect(dry.code, dry.stdout + dry.stderr).toBe(0);
   }, 180_000);
+
+  it('watch over ssh: the ssh process killed → reconnects with a new one and converges a change; none left after it stops', async () => {
+    const dir = manifests(join(work, 'm-ssh'), 'ssh'); // converged by the test above
+    const w = await startWatch([dir, '--db', join(work, 'ssh.db'), '--uri', sshd.uri(), '--resync', '3600'], 120_000);
+    try {
+      await w.waitForLog('connected');
+      const children = (): number[] => execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(w.child.pid)], { encoding: 'utf8' })
+        .split('\n').filter((l) => /\bssh$/.test(l.trim())).map((l) => Number(l.trim().split(/\s+/)[0]));
+      const [first] = children();
+      expect(first).toBeGreaterThan(0);
+      process.kill(first!, 'SIGKILL');
+      const lost = await w.waitForLog('disconnected from libvirtd', undefined, 30_000);
+      expect(String(lost.error)).toMatch(/ssh process .* was ended by SIGKILL/);
+      await w.waitForLog('reconnected', undefined, 60_000);
+      expect(children()).toHaveLength(1);
+      expect(children()[0]).not.toBe(first);
+      // A change after the reconnect is applied through the new ssh.
+      writeFileSync(join(dir, 'more.yaml'), doc(`kind: Volume\nmetadata: {name: ${N.name('ssh-more')}}\nspec: {pool: ${N.name('ssh-pool')}, capacity: 1MiB, format: raw}`));
+      await waitFor(() => host.virsh('vol-list', N.name('ssh-pool')).includes(N.name('ssh-more')), 'the volume applied by watch over ssh', 120_000);
+    } finally {
+      expect(await w.stop()).toBe(0);
+    }
+    // ssh ended with the watcher (nothing of it reparented and left running).
+    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('ssh ') && l.includes(sshd.knownHosts));
+    expect(left).toEqual([]);
+  }, 300_000);
 
   it('a wrong host key: "host key verification failed for HOST: check known_hosts FILE", exit 1', async () => {
     const uri = sshd.uri().replace(`known_hosts=${sshd.knownHosts}`, `known_hosts=${sshd.wrongKnownHosts}`);

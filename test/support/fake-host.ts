@@ -50,7 +50,7 @@ import {
   type DhcpLease, type DomainAddresses, type InterfaceAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
   type HostSnapshot, type NetworkDef, type NodeInfo, type ObservedPool, type PoolInfo,
-  type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail,
+  type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail, type VolumeHole,
 } from '../../src/reconcile/ports.js';
 
 interface Obj<D> {
@@ -509,7 +509,7 @@ export class FakeHost implements HostPort {
   async uploadVolume(
     pool: string,
     name: string,
-    data: AsyncIterable<Uint8Array>,
+    data: AsyncIterable<Uint8Array | VolumeHole>,
     opts: { sparse?: boolean; onProgress?: (bytes: number) => void } = {},
   ): Promise<void> {
     this.call('uploadVolume', name, true);
@@ -519,13 +519,40 @@ export class FakeHost implements HostPort {
     const parts: Buffer[] = [];
     let sent = 0;
     for await (const chunk of data) {
-      parts.push(Buffer.from(chunk));
-      sent += chunk.byteLength;
+      // A hole (sparse stream) is that many zero bytes in the file.
+      const bytes = chunk instanceof Uint8Array ? Buffer.from(chunk) : Buffer.alloc(chunk.hole);
+      parts.push(bytes);
+      sent += bytes.length;
       opts.onProgress?.(sent);
     }
     const all = Buffer.concat(parts);
-    if (all.length > v.capacityBytes && v.format === 'raw') throw invalid(`upload of ${all.length} bytes exceeds the volume's capacity ${v.capacityBytes}`);
+    // An empty raw volume takes any upload (a move's copy: libvirt reads the file again after it).
+    if (all.length > v.capacityBytes && v.format === 'raw' && v.capacityBytes > 0) throw invalid(`upload of ${all.length} bytes exceeds the volume's capacity ${v.capacityBytes}`);
     this.contents.set(v.path, all);
+    // libvirt reads the volume again after an upload: an empty file now has the upload's size.
+    if (v.capacityBytes === 0) v.capacityBytes = all.length;
+  }
+  /** Snapshots per domain name (`domainSnapshotCount`). */
+  domainSnapshots = new Map<string, number>();
+  async domainSnapshotCount(name: string): Promise<number> {
+    this.call('domainSnapshotCount', name, false);
+    return this.domainSnapshots.get(name) ?? 0;
+  }
+  /** The volume's bytes (`contents`, else zeros of its capacity), runs of 64 KiB zeros as holes. */
+  async downloadVolume(pool: string, name: string): Promise<AsyncIterable<Uint8Array | VolumeHole>> {
+    this.call('downloadVolume', name, false);
+    const v = this.volumes.get(pool)?.get(name);
+    if (!v) throw new HostError('not-found', `storage volume not found: no storage vol with matching name '${name}'`);
+    const bytes = this.contents.get(v.path) ?? Buffer.alloc(0);
+    const hole = v.capacityBytes > bytes.length ? v.capacityBytes - bytes.length : 0;
+    return (async function* () {
+      for (let at = 0; at < bytes.length; at += 65536) {
+        const part = bytes.subarray(at, Math.min(bytes.length, at + 65536));
+        if (part.every((b) => b === 0)) yield { hole: part.length };
+        else yield part;
+      }
+      if (hole > 0 && bytes.length === 0) yield { hole };
+    })();
   }
   async resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void> {
     this.call('resizeVolume', name, true);

@@ -3,13 +3,16 @@
  * scripts/test-host.sh (names `vffl<letter><n>`, INDEX 230-239), their `kind: Host` manifests, virsh
  * on each, SIGKILL and restart of a host's libvirtd by its pid file, the inventory of every vftest
  * object on every host (for "no orphan anywhere"), and teardown by name and pid, also after a
- * failed run (vitest.fleet.config.ts sweeps every `vffl*` host before and after the run:
- * test/support/fleet-global-setup.ts).
+ * failed run (vitest.fleet.config.ts sweeps the `vffl*` hosts no live process owns before and
+ * after the run: test/support/fleet-global-setup.ts, fleetSweep in test-host.ts).
  *
  *   const F = useFleet('a', 3, { labels: (i) => ({ zone: 'abc'[i]! }), capacity: { memory: '2GiB', vcpus: 4 } });
  *   S.write({ 'hosts.yaml': F.hostManifests(), 'vms.yaml': ... });  // Host h1..h3 at qemu+tcp://10.251.23x.2/system
  *   F.domains('h2', S.prefix);                                      // vftest domains on h2
  *   F.kill('h2'); await F.restart('h2');
+ *
+ * Suite letters in use (one letter per file, so files never stop each other's hosts): a placement,
+ * b host-down, c drain, d rebalance (the proof suites), m moves, r fleetrun, s status.
  *
  * All namespace hosts are the same machine and report the same node info, so suites set
  * `capacity` on their Host manifests. Hosts are reached over plain qemu+tcp to a non-loopback
@@ -21,7 +24,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { join } from 'node:path';
 import { ROOT } from './cli.js';
 import { TEST_POOL_ROOT } from './names.js';
-import { FLEET_INDEXES, type TestHost, testHostDown, testHostList, testHostUpAsync } from './test-host.js';
+import { FLEET_INDEXES, markOwner, type TestHost, testHostDown, testHostList, testHostUpAsync } from './test-host.js';
 import { virshAt } from './virsh.js';
 
 const STATE_ROOT = '/run/virtform-test-hosts';
@@ -97,7 +100,11 @@ export async function fleetUp(letter: string, n: number, opts: FleetOptions = {}
   const taken = new Set(testHostList().filter((h) => !mine(h.name)).map((h) => Number(h.addr.split('.')[2])));
   const free = FLEET_INDEXES.filter((i) => !taken.has(i));
   if (free.length < n) throw new Error(`fleet ${letter}: ${n} hosts wanted, only ${free.length} free INDEXes of 230-239`);
-  const started = await Promise.all(Array.from({ length: n }, (_, i) => testHostUpAsync(fleetHostName(letter, i + 1), free[i]!)));
+  const started = await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const t = await testHostUpAsync(fleetHostName(letter, i + 1), free[i]!);
+    markOwner(t.name); // the sweep leaves hosts of a live process alone
+    return t;
+  }));
   const hosts: FleetHost[] = started.map((t, i) => ({ ...t, id: `h${i + 1}`, labels: opts.labels?.(i) ?? {} }));
   const host = (id: string): FleetHost => {
     const h = hosts.find((x) => x.id === id);

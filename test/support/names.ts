@@ -26,6 +26,7 @@ export const TEST_POOL_ROOT = '/var/lib/virtform-test';
  */
 export const SUITES = {
   // test/integration
+  fleetbind: 110, // issue 21 (hostkind): test/integration/reconcile/fleet-bind.test.ts
   bad: 1, corpus: 2, console: 3, gitcli: 4, hostid: 5,
   addrg: 6, addrp: 7, boot: 8, nocloud: 9, cloudinit: 10, bal: 11, tiny: 12,
   restart: 13, rpc: 14, strm: 15, xml: 16, rpctd: 43,

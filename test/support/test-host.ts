@@ -11,10 +11,13 @@
  *   testHostDown(h.name);                   // also: testHostsCleanup('vfci1') before a run
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './real-host.js';
 
 const SCRIPT = join(ROOT, 'scripts/test-host.sh');
+/** scripts/test-host.sh's state folder: one folder per host, with its pid files. */
+const STATE_ROOT = '/run/virtform-test-hosts';
 /** INDEX range of the test suites' hosts. */
 export const SUITE_INDEXES = [240, 241, 242, 243, 244, 245, 246, 247, 248, 249];
 /** INDEX range of the fleet suites' hosts (`vffl*`, test/support/fleet.ts). */
@@ -119,4 +122,45 @@ export function testHostDown(name: string): void {
 export function testHostsCleanup(prefix: string): void {
   if (!prefix.startsWith('vfci') && !prefix.startsWith('vffl')) throw new Error(`test hosts of the suites start with vfci or vffl, got ${prefix}`);
   for (const h of testHostList()) if (h.name.startsWith(prefix)) testHostDown(h.name);
+}
+
+/** Who started host `name`: the pid of the test process (test/support/fleet-global-setup.ts). */
+const ownerFile = (name: string): string => join(STATE_ROOT, name, 'owner.pid');
+
+/** Records this process as the owner of host `name` (a fleet suite's host). */
+export function markOwner(name: string): void {
+  writeFileSync(ownerFile(name), String(process.pid));
+}
+
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false; // safe-catch: no such process
+  }
+}
+
+/** Is `name` a host started by a process that is still alive (another test run on this machine)? */
+function ownedByLiveProcess(name: string): boolean {
+  try {
+    const pid = Number(readFileSync(ownerFile(name), 'utf8').trim());
+    return pid > 1 && pid !== process.pid && alive(pid);
+  } catch {
+    return false; // safe-catch: no owner recorded: nobody holds it
+  }
+}
+
+/**
+ * Stops every `vffl*` host no live process owns: the leftovers of a killed or failed run, and
+ * hosts started by hand. A host another test run on this machine started (its owner pid alive) is
+ * left alone, so two runs never tear down each other's hosts.
+ */
+export function fleetSweep(): string[] {
+  const down: string[] = [];
+  for (const h of testHostList()) {
+    if (!h.name.startsWith('vffl') || ownedByLiveProcess(h.name)) continue;
+    testHostDown(h.name);
+    down.push(h.name);
+  }
+  return down;
 }

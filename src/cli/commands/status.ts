@@ -144,7 +144,7 @@ export async function runStatus(
 
     if (o.json) {
       process.stdout.write(`${JSON.stringify({
-        uri: redactUri(o.uri), db: store.path, offline: o.offline === true, hostError: hostError ?? null, suspended: suspension ?? null,
+        uri: o.uri, db: store.path, offline: o.offline === true, hostError: hostError ?? null, suspended: suspension ?? null,
         latestRevision: latest ?? null, git, summary, resources: rows,
         addressErrors: [...view.views.values()].flatMap((v) => v.addresses?.errors ?? []),
         fleet, hosts: view.hosts.map((h) => ({ ...h, uri: redactUri(h.uri) })),

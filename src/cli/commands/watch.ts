@@ -8,10 +8,11 @@ import {
   EXIT, errorMessage, formatErrors, leaseTiming, notAManifestFolder, openStore, resolvePolicy, retryPolicy, verifyHostIdentity, type LeaseFlags,
 } from '../common.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
-import { redactUri } from '../../libvirt/uri.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
+import { redactUri } from '../../libvirt/uri.js';
 import { STOP_GRACE_MS } from './reconcile.js';
+import { loadManifests } from '../../manifest/index.js';
 import { HostMismatchError, LeaseHeldError, type StateStore } from '../../state/index.js';
 import { GitRepository, GitSync } from '../../git/index.js';
 import { GitRepositorySource } from '../../watch/sources/git-repository.js';
@@ -45,6 +46,10 @@ export interface WatchFlags extends GitFlags, LeaseFlags {
   requeueMax?: number;
   maxDeletions?: MaxDeletions;
   policy?: string;
+  /** Allow plain qemu+tcp to a non-loopback address (every Host). */
+  insecure?: boolean;
+  /** `--uri` was given (flag or VIRTFORM_URI): refused with Host manifests. */
+  uriGiven?: boolean;
 }
 
 export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promise<number> {
@@ -88,6 +93,18 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
   if (!policy.ok) {
     log.error('invalid policy file', { errors: formatErrors(policy.errors) });
     return EXIT.invalid;
+  }
+
+  // A folder with Host manifests: the fleet loop (one implicit host otherwise, as before).
+  if (!gitSpec) {
+    const first = await loadManifests(dir, { policy: policy.policy });
+    if (first.ok && first.desired.hosts.length > 0) {
+      if (o.uriGiven) {
+        log.error('--uri (or VIRTFORM_URI) cannot be used with Host manifests: the manifests name the hosts');
+        return EXIT.invalid;
+      }
+      return (await import('./watch-fleet.js')).runFleetWatch(dir, o, policy.policy, lease.timing, log);
+    }
   }
 
   let store: StateStore | undefined;
@@ -168,7 +185,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
     try {
       log.info('starting', {
         ...(git ? { git: git.sync.repo.displayUrl, ref: git.sync.status().ref, path: git.sync.repo.spec.path, gitIntervalMs: git.intervalMs, cache: git.sync.repo.cacheDir } : { dir }),
-        uri: redactUri(o.uri), db: store.path, pid: process.pid,
+        uri: o.uri, db: store.path, pid: process.pid,
       });
       // A standby (another process holds the writer lease) waits in start(): a signal stops it there.
       const starting = controller.start();

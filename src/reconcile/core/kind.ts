@@ -244,9 +244,10 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
   /**
    * Cold moves of this kind's objects (absent: a recorded object declared on another host is
    * deleted there and created anew). Given the source's delete and the target's change, returns
-   * the move's two changes (`ResourceChange.move` set on both), or conflicts on both with the reason.
+   * the move's two changes (`ResourceChange.move` set on both), or conflicts on both with the reason;
+   * undefined when it is no move after all (the target host has an object of its own by that name).
    */
-  move?(m: MoveContext<R>): { source: ResourceChange; target?: ResourceChange };
+  move?(m: MoveContext<R>): { source: ResourceChange; target?: ResourceChange } | undefined;
   /** What observe reads about a move's source object on its host (the VM kind: its snapshot count). */
   observeMove?(host: HostPort, name: string): Promise<Record<string, unknown>>;
 

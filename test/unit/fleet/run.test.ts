@@ -283,3 +283,41 @@ describe('runFleet: moves', () => {
     expect(new Map([...hosts].map(([id, h]) => [id, domainsOn(h)]))).toEqual(before);
   });
 });
+
+describe('watchFleet', () => {
+  it('runs the fleet each cycle, retries an unreachable host with backoff (logged), and converges it once it answers', async () => {
+    const { watchFleet } = await import('../../../src/fleet/watch.js');
+    const hosts = fakeFleet(['h1', 'h2', 'h3']);
+    const st = await store();
+    const state = await fleetState(3);
+    let h2Failures = 2;
+    const logs: { level: string; msg: string; f?: Record<string, unknown> }[] = [];
+    const log = (level: string) => (msg: string, f?: Record<string, unknown>): void => void logs.push({ level, msg, f });
+    const abort = new AbortController();
+    let cycles = 0;
+    await watchFleet({
+      load: async () => ({ ok: true, state }), store: st, parts: fleetParts(), signal: abort.signal,
+      logger: { info: log('info'), warn: log('warn'), error: log('error') },
+      open: async (uri) => {
+        const id = uri.replace('test:///', '');
+        if (id === 'h2' && h2Failures-- > 0) throw new Error('connection refused');
+        return hosts.get(id)!;
+      },
+      resyncMs: 60_000, retry: { baseMs: 5, maxMs: 20 },
+      engine: { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 } },
+      onCycle: (r) => {
+        cycles += 1;
+        if (r.unreachable.size === 0) abort.abort();
+      },
+    });
+    expect(cycles).toBe(3);
+    const retries = logs.filter((l) => l.msg.startsWith('host unreachable'));
+    expect(retries.map((l) => [l.f?.host, l.f?.attempt])).toEqual([['h2', 1], ['h2', 2]]);
+    expect(retries[1]!.f?.retryInMs).toBeLessThanOrEqual(10);
+    expect(logs.some((l) => l.msg === 'host reachable again' && l.f?.host === 'h2')).toBe(true);
+    // placed on the hosts that answered meanwhile (sticky since), each VM once
+    expect([...hosts.values()].flatMap(domainsOn).sort()).toEqual(['fl-web-1', 'fl-web-2', 'fl-web-3']);
+    // the pool reached h2 once it answered
+    expect(hosts.get('h2')!.pools.has('fl-pool')).toBe(true);
+  });
+});

@@ -50,6 +50,7 @@ describe('ssh and tls URIs', () => {
   it('redactUri hides a password and secret-looking parameters, keeps the rest', () => {
     expect(redactUri('qemu+ssh://root:pw@h/system?keyfile=/k&passphrase=x&foo=1')).toBe('qemu+ssh://root:***@h/system?keyfile=/k&passphrase=***&foo=1');
     expect(redactUri('qemu+tls://h/system?pkipath=/p')).toBe('qemu+tls://h/system?pkipath=/p');
+    expect(redactUri('qemu+tls://h/system?pass%zz=1')).toBe('qemu+tls://h/system?pass%zz=***'); // malformed escape: no throw
   });
 });
 

@@ -15,8 +15,8 @@ const host = (name: string, spec: string, labels = ''): string => `${H}kind: Hos
 const POOL = (extra = ''): string => `${H}kind: StoragePool\nmetadata: {name: p}\nspec:\n  path: /srv/pools/p\n${extra}`;
 const NET = (extra = ''): string => `${H}kind: Network\nmetadata: {name: n}\nspec:\n  mode: isolated\n  cidr: 10.9.0.0/24\n${extra}`;
 const VOL = (name: string, extra = ''): string => `${H}kind: Volume\nmetadata: {name: ${name}}\nspec:\n  pool: p\n  capacity: 1GiB\n${extra}`;
-const VM = (name: string, disks: string[], extra = ''): string =>
-  `${H}kind: VirtualMachine\nmetadata: {name: ${name}}\nspec:\n  vcpus: 2\n  memory: 256MiB\n  disks: [${disks.map((d) => `{volume: ${d}}`).join(', ')}]\n  nics: [{network: n}]\n${extra}`;
+const VM = (name: string, disks: string[], extra = '', labels = ''): string =>
+  `${H}kind: VirtualMachine\nmetadata: {name: ${name}${labels ? `, labels: {${labels}}` : ''}}\nspec:\n  vcpus: 2\n  memory: 256MiB\n  disks: [${disks.map((d) => `{volume: ${d}}`).join(', ')}]\n  nics: [{network: n}]\n${extra}`;
 const TWO_HOSTS = `${host('h1', '  uri: qemu+tcp://10.251.1.2/system\n  insecure: true\n', 'zone: a')}---\n${host('h2', '  uri: qemu+ssh://root@h2.example/system\n', 'zone: b')}`;
 
 const dirs: string[] = [];
@@ -46,6 +46,7 @@ const lines = (errs: ManifestError[]): string[] => { const o = errs.map((e) => f
 describe('kind: Host', () => {
   it('normalizes: labels, defaults, sizes in bytes, sorted by name; not a resource manifest', async () => {
     const d = ok(await loadManifests(tmp({
+      'pool.yaml': POOL(),
       'hosts.yaml': `${host('zz', '  uri: qemu:///system\n')}---\n${host('aa', [
         '  uri: qemu+tls://a.example/system',
         '  schedulable: false',
@@ -56,7 +57,7 @@ describe('kind: Host', () => {
         '  domainType: qemu',
       ].join('\n') + '\n', 'zone: a, rack: r1')}`,
     })));
-    expect(d.manifests).toEqual([]);
+    expect(d.manifests.map((m) => m.kind)).toEqual(['StoragePool']);
     expect(d.hosts.map((h) => h.id)).toEqual(['aa', 'zz']);
     expect(d.hosts[0]).toMatchObject({
       id: 'aa', uri: 'qemu+tls://a.example/system', labels: { zone: 'a', rack: 'r1' }, schedulable: false, drain: true,
@@ -139,7 +140,7 @@ describe('fleet fields of the other kinds', () => {
     const d = ok(await loadManifests(tmp({
       'hosts.yaml': TWO_HOSTS,
       'a.yaml': [POOL('  hosts: all\n'), NET('  hostSelector: {matchLabels: {zone: a}}\n'), VOL('d1'), VOL('d2'), VOL('spare', '  host: h2\n'),
-        VM('a', ['d1'], '  host: h1\n'), VM('b', ['d2'], '  placement:\n    hostSelector: {matchLabels: {zone: a}}\n    spreadBy: {hostLabel: zone, vmLabel: app}\n')].join('---\n'),
+        VM('a', ['d1'], '  host: h1\n'), VM('b', ['d2'], '  placement:\n    hostSelector: {matchLabels: {zone: a}}\n    spreadBy: {hostLabel: zone, vmLabel: app}\n', 'app: web')].join('---\n'),
     })));
     expect(d.hosts.map((h) => h.id)).toEqual(['h1', 'h2']);
     expect(d.vms[1]!.spec.placement).toEqual({ hostSelector: { matchLabels: { zone: 'a' } }, spreadBy: { hostLabel: 'zone', vmLabel: 'app', maxSkew: 1, whenUnsatisfiable: 'DoNotSchedule' } });
@@ -194,6 +195,18 @@ describe('fleet fields of the other kinds', () => {
     ]);
   });
 
+  it('a Host\'s capacity.disk names a pool on that host; spreadBy.vmLabel is a label of the VM', async () => {
+    const errs = await errorsOf({
+      'hosts.yaml': `${host('h1', '  uri: qemu:///system\n  capacity: {disk: {p: 1GiB, nope: 1GiB}}\n')}---\n${host('h2', '  uri: qemu+tcp://h2/system\n  capacity: {disk: {p: 1GiB}}\n')}`,
+      'a.yaml': [POOL('  hosts: [h1]\n'), NET(), VOL('d'), VM('vm', ['d'], '  placement: {spreadBy: {hostLabel: zone, vmLabel: app}}\n')].join('---\n'),
+    });
+    expect(lines(errs)).toEqual([
+      'a.yaml:30:52: VirtualMachine/vm: spec.placement.spreadBy.vmLabel: the VM has no label "app" (metadata.labels): it is spread with the VMs sharing that label\'s value',
+      'hosts.yaml:6:30: Host/h1: spec.capacity.disk.nope: StoragePool "nope" is not defined',
+      'hosts.yaml:13:21: Host/h2: spec.capacity.disk.p: StoragePool "p" is not on this host (see its spec.hosts/hostSelector)',
+    ]);
+  });
+
   it('spreadBy: maxSkew at least 1, whenUnsatisfiable one of two, hostLabel required', async () => {
     const errs = await errorsOf({
       'hosts.yaml': TWO_HOSTS,
@@ -228,7 +241,7 @@ describe('selectors and removal conflicts', () => {
       ['gone', ['VirtualMachine/w2', 'Volume/d']],
       ['local', ['Network/n']],
     ]);
-    expect(c[0]!.message).toContain('Host gone has no manifest any more, but virtform owns 2 object(s) on it (VirtualMachine/w2, Volume/d): drain it');
+    expect(c[0]!.message).toContain('Host gone has no manifest any more, but virtform owns 2 object(s) on it (VirtualMachine/w2, Volume/d): drain it first (put its Host manifest back with spec.drain: true) or delete them');
     expect(c[1]!.message).toContain('no Host manifest has that host\'s libvirt identity');
     expect(hostRemovalConflicts(recs, [{ id: 'a' }, { id: 'gone' }, { id: 'local' }])).toEqual([]);
     const many = Array.from({ length: 12 }, (_, i) => resourceRef('Volume', `v${String(i).padStart(2, '0')}`, 'gone'));

@@ -137,4 +137,19 @@ describe('scheduler invariants over random fleets', () => {
       }
     }
   });
+
+  it('rebalancing run after run (each run applying the last one\'s moves) comes to an end', () => {
+    for (const seed of SEEDS) {
+      const { hosts, vms } = fleet(seed, true);
+      let now = vms;
+      let runs = 0;
+      for (;;) {
+        const res = schedule(hosts, now, { rebalance: true, maxMoves: 2 });
+        if (res.moves.length === 0) break;
+        now = now.map((v) => ({ ...v, current: res.placements.get(v.name)?.host ?? v.current }));
+        runs += 1;
+        expect(runs, `seed ${seed}: still moving after ${runs} runs: ${res.moves.map((m) => `${m.vm} ${m.from}→${m.to} ${m.reason}`).join('; ')}`).toBeLessThan(40);
+      }
+    }
+  });
 });

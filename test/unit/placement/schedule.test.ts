@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  explainLines, placementLine, resultJson, schedule, unschedulableText,
+  explainLines, placementLine, resultJson, schedule, stayLines, unschedulableText,
   type PlacementHost, type PlacementRequest, type ScheduleResult,
 } from '../../../src/placement/index.js';
 
@@ -141,6 +141,7 @@ describe('filters', () => {
       { host: 'h1', filter: 'pin', detail: 'pinned to h2 (spec.host)' },
       { host: 'h3', filter: 'pin', detail: 'pinned to h2 (spec.host)' },
     ]);
+    expect(schedule(hosts, [vm('q', { pin: 'h9' })]).unschedulable.get('q')!.reasons[0]).toEqual({ host: 'h1', filter: 'pin', detail: 'pinned to h9 (spec.host), which is no Host' });
     // A pin is checked for capacity all the same.
     const big = schedule(hosts, [vm('p', { pin: 'h2', memory: 9 })]);
     expect(big.unschedulable.get('p')!.reasons.find((x) => x.host === 'h2')).toEqual({ host: 'h2', filter: 'memory', detail: 'needs 9GiB, 8GiB free of 8GiB' });
@@ -312,9 +313,10 @@ describe('moves', () => {
     expect(placementLine(p)).toContain('[host h1 is draining, but no host fits it');
     expect(r.unschedulable.size).toBe(0);
 
-    const down = schedule([host('h1', {}, { drain: true, reachable: false }), host('h2')], [vm('v', { current: 'h1' })]);
+    const down = schedule([host('h1', {}, { drain: true, reachable: false }), host('h2')], [vm('v', { current: 'h1' }), vm('w', { current: 'h2' })]);
     expect(down.moves).toEqual([]);
     expect(down.placements.get('v')!.warning).toBe('host h1 is draining, but h1 is unreachable: it moves when the host is back');
+    expect(stayLines(down)).toEqual(['v stays on h1: host h1 is draining, but h1 is unreachable: it moves when the host is back']);
   });
 
   it('a changed pin moves the VM (cause pin), not counted against maxMoves', () => {
@@ -340,7 +342,7 @@ describe('moves', () => {
     expect(schedule(four, now).moves).toEqual([]);
     const one = schedule(four, now, { rebalance: true });
     expect(one.moves).toHaveLength(1);
-    expect(one.moves[0]).toEqual({ vm: 'v1', from: 'h1', to: 'h4', cause: 'rebalance', reason: 'allocation h1 75% vs h4 0%: 75 points apart (> 20), 50 after' });
+    expect(one.moves[0]).toEqual({ vm: 'v1', from: 'h1', to: 'h4', cause: 'rebalance', reason: 'allocation h1 75% vs h4 0%, 75 points apart (> 20): h1 → 50%, h4 → 25%' });
     expect(one.placements.get('v1')).toMatchObject({ host: 'h4', why: 'scheduled' });
     expect(one.placements.get('v1')!.summary).toMatch(/^rebalance from h1: allocation h1 75% vs h4 0%/);
     const three2 = schedule(four, now, { rebalance: true, maxMoves: 3 });
@@ -360,12 +362,70 @@ describe('moves', () => {
     expect(pinnedOnly.moves).toEqual([]);
   });
 
+  it('a rebalance for allocation never undoes a spread, even a ScheduleAnyway one', () => {
+    const hosts = [host('h1', { zone: 'a' }), host('h2', { zone: 'b' }), host('h3', { zone: 'b' })];
+    const soft = { spreadBy: { hostLabel: 'zone', vmLabel: 'app', whenUnsatisfiable: 'ScheduleAnyway' as const } };
+    const webs = [vm('w1', { current: 'h1', memory: 2, labels: { app: 'web' }, placement: soft }), vm('w2', { current: 'h1', memory: 2, labels: { app: 'web' }, placement: soft }),
+      vm('w3', { current: 'h2', memory: 2, labels: { app: 'web' }, placement: soft }), vm('w4', { current: 'h2', memory: 2, labels: { app: 'web' }, placement: soft })];
+    // h1 is the most allocated (x is pinned): its web VMs could only go to zone b (a 1, b 3): no move.
+    expect(schedule(hosts, [...webs, vm('x', { current: 'h1', pin: 'h1', memory: 1 })], { rebalance: true, maxMoves: 3 }).moves).toEqual([]);
+    // h2 is: a web VM moves within zone b.
+    const r = schedule(hosts, [...webs, vm('x', { current: 'h2', pin: 'h2', memory: 1 })], { rebalance: true, maxMoves: 3 });
+    expect(r.moves.map((m) => `${m.vm} ${m.from}→${m.to}`)).toEqual(['w3 h2→h3']);
+  });
+
   it('rebalance moves a VM off a host above its capacity (capacity shrank)', () => {
     const hosts = [host('h1', {}, { memory: 4 }), host('h2', {}, { memory: 8 })];
     const vms = [vm('a', { memory: 2, current: 'h1' }), vm('b', { memory: 2, current: 'h1' }), vm('c', { memory: 3, current: 'h1' }), vm('d', { memory: 1, current: 'h2' })];
     expect(schedule(hosts, vms).moves).toEqual([]);
     const r = schedule(hosts, vms, { rebalance: true });
     expect(r.moves).toEqual([{ vm: 'c', from: 'h1', to: 'h2', cause: 'rebalance', reason: 'h1 is over capacity: memory 7GiB placed, 4GiB allocatable' }]);
+  });
+});
+
+describe('explanations', () => {
+  it('--explain lists the winner, the best few that fit but ranked lower, how many more, and every rejected host', () => {
+    const hosts = Array.from({ length: 9 }, (_, i) => host(`h${i}`, {}, { memory: 8 + i }));
+    hosts.push(host('hx', {}, { schedulable: false }));
+    const r = schedule(hosts, [vm('a', { memory: 2 })]);
+    const p = r.placements.get('a')!;
+    expect(p.host).toBe('h8');
+    expect(p.fitting).toBe(9);
+    expect(p.others!.map((o) => o.host)).toEqual(['h7', 'h6', 'h5', 'h4', 'h3']);
+    expect(explainLines(p)).toEqual([
+      'h8: chosen (scheduled): least allocated 87.5, VMs 0', // (14/16 + 7/8) / 2,
+      'h7: fits, ranked lower: least allocated 87.1, VMs 0',
+      'h6: fits, ranked lower: least allocated 86.6, VMs 0',
+      'h5: fits, ranked lower: least allocated 86.1, VMs 0',
+      'h4: fits, ranked lower: least allocated 85.4, VMs 0',
+      'h3: fits, ranked lower: least allocated 84.7, VMs 0',
+      '… and 3 more hosts fit, ranked lower still',
+      'ranking: lower skew, then more free after placing (least allocated), then fewer VMs, then host name',
+      'hx: rejected by unschedulable: takes no new VMs (spec.schedulable: false)',
+    ]);
+    const sticky = schedule(hosts, [vm('a', { current: 'h0' })]).placements.get('a')!;
+    expect(explainLines(sticky)).toEqual(['h0: sticky: recorded on h0']);
+  });
+
+  it('host names and labels from manifests are printed safely', () => {
+    const r = schedule([host('h\u001b[31m', { zone: 'a' })], [vm('v', { memory: 99, placement: { hostSelector: { matchLabels: { zone: 'b\u202e' } } } })]);
+    const text = unschedulableText(r.unschedulable.get('v')!);
+    expect(text).not.toMatch(/[\u001b\u202e]/);
+    expect(text).toContain('h\\u001b[31m: rejected by selector: hostSelector: needs zone=b\\u202e, has zone=a');
+  });
+
+  it('1,000 VMs onto 50 hosts with spread and a selector take well under a second of CPU (not quadratic in a bad way)', () => {
+    const hosts = Array.from({ length: 50 }, (_, i) => host(`h${String(i).padStart(2, '0')}`, { zone: `z${i % 5}`, ...(i % 2 ? { ssd: 'true' } : {}) }, { memory: 128, vcpus: 64 }));
+    const vms = Array.from({ length: 1000 }, (_, i) => vm(`vm${String(i).padStart(4, '0')}`, {
+      memory: 1 + (i % 4), labels: { app: `app${i % 10}` },
+      placement: { spreadBy: { hostLabel: 'zone', vmLabel: 'app' }, ...(i % 4 === 0 ? { hostSelector: { matchLabels: { ssd: 'true' } } } : {}) },
+    }));
+    schedule(hosts, vms);
+    const c = process.cpuUsage();
+    const r = schedule(hosts, vms);
+    const cpu = process.cpuUsage(c);
+    expect(r.placements.size).toBe(1000);
+    expect((cpu.user + cpu.system) / 1e6).toBeLessThan(1);
   });
 });
 

@@ -50,6 +50,8 @@ const FLEET = [
   doc('VirtualMachine', 'db', '{vcpus: 4, memory: 4GiB, disks: [{volume: data}], host: h3, placement: {hostSelector: {matchLabels: {ssd: "yes"}}}}'),
 ];
 const keys = (d: { resources: { key: string }[] }): string[] => d.resources.map((r) => r.key).sort();
+/** FLEET without web2's share of the kernel volume: web1 and web2 may then be on two hosts. */
+const APART = FLEET.map((d) => d.replace('disks: [{volume: c2}], boot: {kernelVolume: shared}', 'disks: [{volume: c2}]'));
 
 describe('buildFleetDesired', () => {
   it('places every kind: pools and networks per scope, volumes with their VMs, bases on every host of a clone, VMs where placed', async () => {
@@ -70,7 +72,7 @@ describe('buildFleetDesired', () => {
   });
 
   it('a backing volume used on several hosts is on each (one image, the same config), an unplaced VM is left out', async () => {
-    const state = await load(FLEET);
+    const state = await load(APART);
     const place: Record<string, string> = { web1: 'h1', web2: 'h2' };
     const d = buildFleetDesired(state, (vm) => place[vm]);
     const bases = d.resources.filter((r) => r.name === 'base') as DesiredVolume[];
@@ -81,6 +83,13 @@ describe('buildFleetDesired', () => {
     expect(d.byKey.has('h3/Volume/data')).toBe(false);
     // ... and its volume with it; a volume on spec.host is there regardless.
     expect(d.byKey.has('h3/Volume/spare')).toBe(true);
+  });
+
+  it('VMs sharing a volume placed on two hosts: refused (two copies of a disk would diverge)', async () => {
+    const state = await load(FLEET);
+    expect(() => buildFleetDesired(state, (vm) => (vm === 'web1' ? 'h1' : 'h2'))).toThrow(/web1 and web2 share a volume but are placed on h1 and h2/);
+    // One of them unplaced: the other takes the volume.
+    expect(buildFleetDesired(state, (vm) => (vm === 'web1' ? 'h1' : undefined)).byKey.has('h1/Volume/shared')).toBe(true);
   });
 
   it('domainType: the VM\'s own field, then its Host\'s (auto: none, left to --domain-type at define)', async () => {
@@ -109,20 +118,20 @@ describe('buildFleetDesired', () => {
 });
 
 describe('placementRequests', () => {
-  it('memory in bytes, vCPUs, disk per pool from the VM\'s volumes, labels, pin, placement with defaults, groups by shared volume', async () => {
+  it('memory in bytes, vCPUs, disk per pool from the VM\'s volumes, labels, pin, placement with defaults, groups by shared volume, hosts where its pools and networks are', async () => {
     const state = await load(FLEET);
     const reqs = placementRequests(state);
     expect(reqs).toEqual([
       {
         name: 'web1', labels: { app: 'web' }, memory: 1024 ** 3, vcpus: 2,
-        disk: { p: 2 * 1024 ** 3 + 1024 ** 2 }, group: 'web1',
+        disk: { p: 2 * 1024 ** 3 + 1024 ** 2 }, group: 'web1', eligible: ['h1', 'h2'], // its network is on h1 and h2 only
       },
       {
         name: 'web2', labels: { app: 'web' }, memory: 512 * 1024 ** 2, vcpus: 1, disk: { p: 2 * 1024 ** 3 + 1024 ** 2 }, group: 'web1',
         placement: { spreadBy: { hostLabel: 'zone', vmLabel: 'app', maxSkew: 1, whenUnsatisfiable: 'DoNotSchedule' } },
       },
       {
-        name: 'db', labels: {}, memory: 4 * 1024 ** 3, vcpus: 4, disk: { fast: 10 * 1024 ** 3 }, pin: 'h3',
+        name: 'db', labels: {}, memory: 4 * 1024 ** 3, vcpus: 4, disk: { fast: 10 * 1024 ** 3 }, pin: 'h3', eligible: ['h3'],
         placement: { hostSelector: { matchLabels: { ssd: 'yes' } } },
       },
     ]);
@@ -141,7 +150,7 @@ describe('a URL image on several hosts', () => {
     try {
       const port = (server.address() as { port: number }).port;
       const sha = createHash('sha256').update(IMAGE).digest('hex');
-      const state = await load(FLEET.map((d) => d.replace(`http://img.example/base.qcow2", sha256: "${'a'.repeat(64)}`, `http://127.0.0.1:${port}/base.qcow2", sha256: "${sha}`)));
+      const state = await load(APART.map((d) => d.replace(`http://img.example/base.qcow2", sha256: "${'a'.repeat(64)}`, `http://127.0.0.1:${port}/base.qcow2", sha256: "${sha}`)));
       const d = buildFleetDesired(state, (vm) => ({ web1: 'h1', web2: 'h2' } as Record<string, string>)[vm]);
       const bases = d.resources.filter((r) => r.name === 'base') as DesiredVolume[];
       expect(bases).toHaveLength(2);

@@ -28,7 +28,7 @@ export function moveFactOf(facts: Record<string, unknown>): MoveFact | undefined
 }
 
 /** The move's two changes (see `KindHandler.move`). */
-export function moveVolume(m: MoveContext<DesiredVolume>): { source: ResourceChange; target?: ResourceChange } {
+export function moveVolume(m: MoveContext<DesiredVolume>): { source: ResourceChange; target?: ResourceChange } | undefined {
   const from = hostOf(m.from);
   const to = hostOf(m.to);
   const d = m.desired;
@@ -90,7 +90,9 @@ export function moveVolume(m: MoveContext<DesiredVolume>): { source: ResourceCha
     return { source, ...(m.target ? { target: { ...m.target, move: moveTarget } } : {}) };
   }
   if (onB && !ours) return conflict(`a volume ${c.pool}/${c.volName} that virtform did not create exists on host ${to}`);
-  if (onB && m.to.records.has(d.key) && !fact) return conflict(`it is recorded on both host ${from} and host ${to}; delete one of them`);
+  // B has its own volume of that name, not a copy of A's (the same name on several hosts): A's is
+  // simply no longer declared there, not moving.
+  if (m.to.records.has(d.key) && !fact) return undefined;
   const size = definitionOf(m.from, 'Volume', m.source.key)?.capacityBytes ?? c.capacityBytes;
   const shown = size !== undefined ? `up to ${formatSize(size)}` : 'its data';
   const target: ResourceChange = {

@@ -1,0 +1,84 @@
+/**
+ * `virtform watch DIR` when the folder declares Host manifests: the fleet loop (src/fleet/watch.ts)
+ * under the writer lease (a standby waits for it). JSON log lines on stderr; a signal stops it
+ * (exit 0). No HTTP listener and no lifecycle events yet: the fleet is reconciled at the resync
+ * interval, sooner while a host is unreachable (retried with backoff), and never rebalanced.
+ */
+import { loadManifests, formatManifestError, type DesiredState, type Policy } from '../../manifest/index.js';
+import { openHost } from '../../reconcile/adapters/libvirt-host.js';
+import type { MaxDeletions } from '../../reconcile/safety.js';
+import type { LeaseTiming, Lease, StateStore } from '../../state/index.js';
+import { fleetParts } from '../../fleet/parts.js';
+import { refusedTransports } from '../../fleet/connect.js';
+import { watchFleet, type FleetLogger } from '../../fleet/watch.js';
+import { EXIT, errorMessage, openStore, retryPolicy } from '../common.js';
+
+export interface FleetWatchFlags {
+  db?: string; dataDir?: string; resync: number; concurrency: number; maxAttempts: number; retryDelay: number;
+  shutdownTimeout: number; stopTimeout?: number; reconnectMax?: number; maxDeletions?: MaxDeletions; insecure?: boolean;
+  domainType?: 'auto' | 'kvm' | 'qemu';
+}
+
+export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Policy | undefined, timing: LeaseTiming, log: FleetLogger & { debug(m: string, f?: Record<string, unknown>): void }): Promise<number> {
+  const load = async (): Promise<{ ok: true; state: DesiredState } | { ok: false; errors: string[] }> => {
+    const r = await loadManifests(dir, { policy });
+    if (!r.ok) return { ok: false, errors: r.errors.map(formatManifestError) };
+    const refused = refusedTransports(r.desired.hosts, o.insecure === true);
+    if (refused.length > 0) return { ok: false, errors: refused.map((x) => x.message) };
+    return { ok: true, state: r.desired };
+  };
+  const first = await load();
+  if (!first.ok) {
+    log.error('manifest error', { errors: first.errors });
+    return EXIT.invalid;
+  }
+  let store: StateStore | undefined;
+  let lease: Lease | undefined;
+  const abort = new AbortController();
+  const onSignal = (s: NodeJS.Signals): void => {
+    if (abort.signal.aborted) {
+      lease?.releaseSync();
+      process.exit(s === 'SIGINT' ? 130 : 143);
+    }
+    log.info('shutdown requested', { signal: s });
+    abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    store = await openStore(o.db, { dataDir: o.dataDir });
+    log.info('starting (fleet)', { dir, hosts: first.state.hosts.map((h) => h.id), db: store.path, pid: process.pid });
+    lease = await store.acquireLease({ command: `virtform watch ${dir}` }, timing, {
+      timeoutMs: Infinity, signal: abort.signal,
+      onHeld: (e) => log.info('standby: waiting for the writer lease', { holder: e.message }),
+    });
+    const held = lease;
+    held.keepAlive({ onLost: (why) => {
+      log.error('writer lease lost: no further change is made; stopping', { reason: why });
+      abort.abort();
+    } });
+    await watchFleet({
+      load, store, parts: fleetParts(), logger: log, signal: abort.signal, domainType: o.domainType,
+      open: (uri, opts) => openHost(uri, { domainType: opts.domainType }),
+      resyncMs: o.resync * 1000,
+      retry: { baseMs: 1000, maxMs: (o.reconnectMax ?? 30) * 1000 },
+      engine: {
+        concurrency: o.concurrency, retry: retryPolicy(o), maxDeletions: o.maxDeletions,
+        shutdownTimeoutMs: o.shutdownTimeout * 1000, stopTimeoutMs: (o.stopTimeout ?? 30) * 1000,
+        guard: () => held.refusal(),
+      },
+    });
+    return EXIT.ok;
+  } catch (e) {
+    if (abort.signal.aborted) return EXIT.ok;
+    log.error('watch failed', { error: errorMessage(e) });
+    return EXIT.failure;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    // safe-catch: cleanup in finally; a lease left behind expires and is taken over
+    await lease?.release().catch(() => undefined);
+    // safe-catch: cleanup in finally; SQLite keeps what was committed
+    await store?.close().catch(() => undefined);
+  }
+}
