@@ -10,7 +10,6 @@ import {
 import type { MaxDeletions } from '../../reconcile/safety.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
-import { redactUri } from '../../libvirt/uri.js';
 import { STOP_GRACE_MS } from './reconcile.js';
 import { loadManifests } from '../../manifest/index.js';
 import { HostMismatchError, LeaseHeldError, type StateStore } from '../../state/index.js';
@@ -139,7 +138,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
         }
         return h;
       },
-      uri: redactUri(o.uri),
+      uri: o.uri,
       wrapHost: faultWrapperFromEnv(),
       allowEmpty: o.allowEmpty,
       maxDeletions: o.maxDeletions,
