@@ -12,7 +12,7 @@
  */
 import type { DesiredState } from '../manifest/index.js';
 import { LOCAL_HOST, RESOURCE_KINDS, parseResourceKey, resourceKey, type HostId, type ResourceKind } from '../model/kinds.js';
-import type { ConditionDraft } from '../model/conditions.js';
+import { FLEET_CONDITION_TYPES, type ConditionDraft } from '../model/conditions.js';
 import type { Desired } from '../reconcile/desired.js';
 import { reconcile, type ReconcileOptions, type ReconcileResult } from '../reconcile/engine.js';
 import { isGuestKind } from '../reconcile/kinds/index.js';
@@ -192,7 +192,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
 /**
  * `Unschedulable` on every declared VM (True with the reason per host when it fits nowhere), and
  * `HostUnreachable` on every resource of a host of the run (True while its host cannot be reached).
- * Written without pruning: `status` derives the others and keeps these.
+ * Pruned within these two types only; `status` derives the others and keeps these.
  */
 async function recordFleetConditions(
   store: StateStore, kind: ResourceKind, state: FleetOptions['state'], requests: PlacementRequest[], result: ScheduleResult,
@@ -220,7 +220,8 @@ async function recordFleetConditions(
     if (!conn.connected.has(host) || seen.has(`${host}\u0000${r.kind}\u0000${r.name}`)) continue;
     entries.push({ kind: r.kind as ResourceKind, name: r.name, host, conditions: [{ type: 'HostUnreachable', status: 'False', reason: 'Connected', message: `host ${host} reachable` }] });
   }
-  if (entries.length > 0) await store.conditions.sync(mergeEntries(entries));
+  // Pruned within the fleet's own types: a VM no longer declared, a resource no longer recorded.
+  await store.conditions.sync(mergeEntries(entries), { prune: true, pruneTypes: FLEET_CONDITION_TYPES });
   const declared = new Set(state.hosts.map((h) => h.id));
   for (const [host, why] of conn.unreachable) {
     if (declared.has(host)) await store.events.append({ level: 'error', message: `host ${host} unreachable: ${why}` });

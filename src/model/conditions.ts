@@ -7,7 +7,8 @@
 
 /**
  * Condition types. `HostUnreachable` is emitted by a fleet status (src/status/fleet.ts: every row
- * of a status over several hosts carries it); `Unschedulable` is reserved for placement.
+ * of a status over several hosts carries it) and by the fleet run; `Unschedulable` by the fleet
+ * run's placement (src/fleet/run.ts), on every declared VM.
  */
 export const CONDITION_TYPES = [
   'Ready', 'Reconciling', 'Stalled', 'Drifted', 'RestartRequired', 'Suspended', 'HeldForDataLoss',
@@ -20,6 +21,12 @@ export type ConditionType = (typeof CONDITION_TYPES)[number];
 export const EMITTED_CONDITION_TYPES: readonly ConditionType[] = [
   'Ready', 'Reconciling', 'Stalled', 'Drifted', 'RestartRequired', 'Suspended', 'HeldForDataLoss',
 ];
+
+/**
+ * The types the fleet run keeps (src/fleet/run.ts): a status, which does not place VMs, never
+ * prunes them; the fleet run prunes only these.
+ */
+export const FLEET_CONDITION_TYPES: readonly ConditionType[] = ['Unschedulable', 'HostUnreachable'];
 
 export type ConditionStatus = 'True' | 'False';
 

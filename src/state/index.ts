@@ -16,7 +16,7 @@ export {
   type GitSourceRecord,
   type GitSourceUpdate,
   type OpenOptions,
-  type Suspension,
+  type Suspension, type ConditionSyncOptions,
   type BaselineEntry,
   type StoredReference,
   StateDbOpenError,

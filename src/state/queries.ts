@@ -15,7 +15,7 @@ import { isConditionType, type Condition, type ConditionDraft } from '../model/c
 import { resourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import type {
   BaselineEntry, EventRecord, GitSourceRecord, GitSourceUpdate, JournalEntry, ResourceIndexEntry, ResourceRecord, ResourceUpsert,
-  RevisionRecord, StateStore, StoredReference, Suspension,
+  ConditionSyncOptions, RevisionRecord, StateStore, StoredReference, Suspension,
 } from './types.js';
 
 /** The key columns of a resource's rows: `host`, `kind`, `name` (migration 0008 makes them unique). */
@@ -678,7 +678,7 @@ export abstract class KyselyStateStore implements StateStore {
     },
 
     sync: async (
-      entries: (ResourceRef & { conditions: ConditionDraft[] })[], opts: { prune?: boolean } = {},
+      entries: (ResourceRef & { conditions: ConditionDraft[] })[], opts: ConditionSyncOptions = {},
     ): Promise<Map<string, Condition[]>> => this.retrying(() => this.db.transaction().execute(async (trx) => {
       const now = this.#now();
       const rows = await trx.selectFrom('conditions').selectAll().execute();
@@ -703,7 +703,7 @@ export abstract class KyselyStateStore implements StateStore {
       }
       if (opts.prune) {
         for (const [id, r] of stored) {
-          if (!keep.has(id)) {
+          if (!keep.has(id) && prunable(r.type, opts)) {
             await trx.deleteFrom('conditions').where('host', '=', r.host).where('kind', '=', r.kind).where('name', '=', r.name).where('type', '=', r.type).execute();
           }
         }
@@ -803,4 +803,10 @@ export abstract class KyselyStateStore implements StateStore {
     this.#closed = true;
     await this.closeBackend();
   }
+}
+
+/** Whether a sync with `opts.prune` may delete a stored condition of this type. */
+function prunable(type: string, opts: ConditionSyncOptions): boolean {
+  if (opts.keepTypes?.some((t) => t === type)) return false;
+  return opts.pruneTypes === undefined || opts.pruneTypes.some((t) => t === type);
 }

@@ -4,7 +4,7 @@
  * `queries.ts`). Callers depend on this file only.
  */
 import type { Kysely } from 'kysely';
-import type { Condition, ConditionDraft } from '../model/conditions.js';
+import type { Condition, ConditionDraft, ConditionType } from '../model/conditions.js';
 import type { ResourceRef } from '../model/kinds.js';
 import type { HostBinding, HostIdentity, HostRecord, HostRekey } from './hosts.js';
 import type { Lease, LeaseDeps, LeaseOwner, LeaseTiming, WaitOptions } from './lease.js';
@@ -174,6 +174,15 @@ export class StateDbOpenError extends Error {
  * the key). Implementations: `SqliteStateStore` (one file, the default) and `PostgresStateStore`
  * (`--db postgres://...`); `openStateStore` picks one by the location.
  */
+/** How {@link StateStore.conditions}.sync prunes. */
+export interface ConditionSyncOptions {
+  prune?: boolean;
+  /** Only these types are pruned (default: all). */
+  pruneTypes?: readonly ConditionType[];
+  /** These types are never pruned (a status keeps what only the fleet run derives). */
+  keepTypes?: readonly ConditionType[];
+}
+
 export interface StateStore {
   /** Which backend this is. */
   readonly backend: 'sqlite' | 'postgres';
@@ -256,7 +265,12 @@ export interface StateStore {
   readonly conditions: {
     /** By resource key (`refKey`). */
     list(): Promise<Map<string, Condition[]>>;
-    sync(entries: (ResourceRef & { conditions: ConditionDraft[] })[], opts?: { prune?: boolean }): Promise<Map<string, Condition[]>>;
+    /**
+     * Upserts each entry's conditions (transition times kept while a status is). `prune`: deletes
+     * the stored conditions not given, within `pruneTypes` and never `keepTypes` (a writer that
+     * derives only some types leaves the others' rows alone).
+     */
+    sync(entries: (ResourceRef & { conditions: ConditionDraft[] })[], opts?: ConditionSyncOptions): Promise<Map<string, Condition[]>>;
   };
   /** Baselines of definitions (exact drift), by resource key. */
   readonly baselines: {

@@ -177,6 +177,21 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     expect([...(await s.conditions.list()).keys()]).toEqual(['h2/Network/n']);
   });
 
+  it('conditions: a prune limited to some types leaves the others; kept types are never pruned', async () => {
+    const s = await store();
+    const vm = resourceRef('VirtualMachine', 'v', 'h1');
+    const gone = resourceRef('VirtualMachine', 'gone', 'h1');
+    const c = (type: 'Ready' | 'Unschedulable', status: 'True' | 'False' = 'False') => ({ type, status, reason: 'R', message: '' });
+    await s.conditions.sync([{ ...vm, conditions: [c('Ready'), c('Unschedulable')] }, { ...gone, conditions: [c('Ready'), c('Unschedulable', 'True')] }]);
+    // A status: derives Ready only, keeps the fleet's Unschedulable even of a resource it no longer reports.
+    await s.conditions.sync([{ ...vm, conditions: [c('Ready', 'True')] }], { prune: true, keepTypes: ['Unschedulable', 'HostUnreachable'] });
+    const types = async () => [...(await s.conditions.list())].map(([k, cs]) => `${k}:${cs.map((x) => x.type).join(',')}`).sort();
+    expect(await types()).toEqual(['h1/VirtualMachine/gone:Unschedulable', 'h1/VirtualMachine/v:Ready,Unschedulable']);
+    // The fleet run: prunes only its own types.
+    await s.conditions.sync([{ ...vm, conditions: [c('Unschedulable')] }], { prune: true, pruneTypes: ['Unschedulable', 'HostUnreachable'] });
+    expect(await types()).toEqual(['h1/VirtualMachine/v:Ready,Unschedulable']);
+  });
+
   it('baselines, references and created paths are per host', async () => {
     const s = await store();
     const a = resourceRef('Network', 'n');
