@@ -185,7 +185,7 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     await s.conditions.sync([{ ...vm, conditions: [c('Ready'), c('Unschedulable')] }, { ...gone, conditions: [c('Ready'), c('Unschedulable', 'True')] }]);
     // A status: derives Ready only, keeps the fleet's Unschedulable even of a resource it no longer reports.
     await s.conditions.sync([{ ...vm, conditions: [c('Ready', 'True')] }], { prune: true, keepTypes: ['Unschedulable', 'HostUnreachable'] });
-    const types = async () => [...(await s.conditions.list())].map(([k, cs]) => `${k}:${cs.map((x) => x.type).join(',')}`).sort();
+    const types = async () => [...(await s.conditions.list())].map(([k, cs]) => `${k}:${cs.map((x) => x.type).sort().join(',')}`).sort();
     expect(await types()).toEqual(['h1/VirtualMachine/gone:Unschedulable', 'h1/VirtualMachine/v:Ready,Unschedulable']);
     // The fleet run: prunes only its own types.
     await s.conditions.sync([{ ...vm, conditions: [c('Unschedulable')] }], { prune: true, pruneTypes: ['Unschedulable', 'HostUnreachable'] });
