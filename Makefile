@@ -47,7 +47,7 @@ test-faults: setup ## fault suite: crash matrix, SIGKILL rounds, libvirtd kill, 
 	npx vitest run -c vitest.faults.config.ts
 
 test-fleet: setup ## the fleet suites: several namespace libvirt hosts (placement, moves, ssh/TLS transports, host failures) and two watchers on PostgreSQL (root)
-	npx vitest run -c vitest.fleet.config.ts --passWithNoTests
+	npx vitest run -c vitest.fleet.config.ts
 
 debian-guest: ## build (or find cached) the Debian bookworm cloud-init guest in /var/cache/virtform/debian-guest (root; ~4 min cold, 1 s warm)
 	bash scripts/build-debian-guest.sh
