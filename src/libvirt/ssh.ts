@@ -258,7 +258,8 @@ export function connectSsh(p: ParsedUri, opts: SshOptions = {}): { socket: SshCh
   const src = opts.env ?? process.env;
   const env: NodeJS.ProcessEnv = {};
   for (const k of SSH_ENV) if (src[k] !== undefined) env[k] = src[k];
-  const child = spawn(opts.sshBinary ?? 'ssh', sshArgv(p, opts), { stdio: ['pipe', 'pipe', 'pipe'], env });
+  const ssh = opts.sshBinary ?? 'ssh';
+  const child = spawn(ssh, [...sshArgv(p, opts)], { stdio: ['pipe', 'pipe', 'pipe'], env });
   const label = `ssh ${p.user ? `${p.user}@` : ''}${p.host ?? 'localhost'}${p.port ? `:${p.port}` : ''}`;
   return { socket: new SshChildSocket(child, p), label };
 }

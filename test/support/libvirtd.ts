@@ -59,7 +59,10 @@ export async function startLibvirtd(timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (libvirtdAnswers()) return;
-    if (!libvirtdAlive()) spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: 'ignore' });
+    // A namespace test host's libvirtd (scripts/test-host.sh sets VIRTFORM_LIBVIRTD_PIDFILE) also
+    // listens on TCP (-l), as test-host.sh started it: a restart without it left later suites that
+    // reach this host over qemu+tcp refused.
+    if (!libvirtdAlive()) spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE, ...(process.env.VIRTFORM_LIBVIRTD_PIDFILE ? ['-l'] : [])], { stdio: 'ignore' });
     await sleep(250);
   }
   throw new Error(`libvirtd did not answer within ${timeoutMs} ms`);
