@@ -5,17 +5,8 @@ import { ROOT, type Declared } from '../support/real-host.js';
 import { desiredFrom } from '../support/manifests.js';
 import { LIBVIRTD_PIDFILE, libvirtdAlive } from '../support/libvirtd.js';
 
-/** mulberry32: small, fast, good enough to pick crash points reproducibly. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../support/prng.js';
+import { prng } from '../support/prng.js';
 
 export const randInt = (rnd: () => number, lo: number, hi: number): number => lo + Math.floor(rnd() * (hi - lo + 1));
 

@@ -6,19 +6,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { allocatable, schedule, type PlacementHost, type PlacementRequest } from '../../../src/placement/index.js';
+import { prng } from '../../support/prng.js';
 
 const GiB = 1024 ** 3;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = prng;
 
 function fleet(seed: number, withCurrent: boolean): { hosts: PlacementHost[]; vms: PlacementRequest[] } {
   const r = rng(seed);

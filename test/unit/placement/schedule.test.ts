@@ -7,6 +7,7 @@ import {
   explainLines, placementLine, resultJson, schedule, stayLines, unschedulableText,
   type PlacementHost, type PlacementRequest, type ScheduleResult,
 } from '../../../src/placement/index.js';
+import { prng } from '../../support/prng.js';
 
 const GiB = 1024 ** 3;
 
@@ -37,17 +38,7 @@ const perHost = (r: ScheduleResult): Record<string, number> => {
 const recorded = (vms: PlacementRequest[], r: ScheduleResult): PlacementRequest[] =>
   vms.map((v) => ({ ...v, current: r.placements.get(v.name)?.host }));
 
-/** mulberry32: a seeded PRNG, so a failing shuffle can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = prng;
 function shuffle<T>(xs: T[], rand: () => number): T[] {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {
