@@ -55,7 +55,7 @@ debian-guest: ## build (or find cached) the Debian bookworm cloud-init guest in 
 test-e2e: setup debian-guest ## end-to-end suites: real guests under TCG (tiny guest by manifests, console, Debian cloud-init guest), addresses, URL imports, watch --git, safety controls (root)
 	npx vitest run -c vitest.e2e.config.ts
 
-bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~8 min)
+bench: setup ## benchmarks -> bench/results/*.md with a machine index (root; ~15 min: fleet-observe starts 3 namespace hosts)
 	bash bench/run-all.sh
 
 mutation: ## mutation testing (StrykerJS, vitest runner) of the data rule and the brake -> bench/results/mutation.{md,json,html} (not in CI; ~10 min)

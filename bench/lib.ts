@@ -1,5 +1,6 @@
 /** Small helpers shared by the bench scripts: flags, statistics, Markdown, machine details. */
 import { execFileSync } from 'node:child_process';
+import { Session } from 'node:inspector/promises';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname } from 'node:path';
@@ -87,4 +88,46 @@ export function writeReport(path: string | undefined, text: string): void {
   if (!path) return;
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, text.endsWith('\n') ? text : `${text}\n`);
+}
+
+export interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
+
+/** CPU-profile `fn` and return the top functions by self time (ms) with their file:line. */
+export async function cpuProfile(fn: () => Promise<void>, o: { top?: number; root: string }): Promise<(string | number)[][]> {
+  const top = o.top ?? 15;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  await fn();
+  const { profile: prof } = await session.post('Profiler.stop') as unknown as { profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] } };
+  session.disconnect();
+  const self = new Map<number, number>();
+  prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0) / 1000));
+  const parent = new Map<number, number>();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  // tsx-transformed modules report line 1, so functions are keyed by name and file; native frames
+  // (sqlite, GC, socket writes) are attributed to the nearest JavaScript caller.
+  const label = (n: ProfileNode): string => {
+    const url = n.callFrame.url.replace(/^file:\/\//, '').replace(`${o.root}/`, '');
+    return `${n.callFrame.functionName || '(anonymous)'} (${url || 'native'})`;
+  };
+  const byFn = new Map<string, number>();
+  let total = 0;
+  for (const n of prof.nodes) {
+    const t = self.get(n.id) ?? 0;
+    if (['(idle)', '(program)'].includes(n.callFrame.functionName)) continue;
+    if (n.callFrame.url === 'node:inspector' || (!n.callFrame.url && n.callFrame.functionName === 'dispatch')) continue; // the profiler itself
+    total += t;
+    let key = label(n);
+    if (!n.callFrame.url) {
+      let p = parent.get(n.id);
+      while (p !== undefined && !byId.get(p)!.callFrame.url) p = parent.get(p);
+      if (p !== undefined) key = `${key} ← ${label(byId.get(p)!)}`;
+    }
+    byFn.set(key, (byFn.get(key) ?? 0) + t);
+  }
+  return [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => [k, ms(v), `${((100 * v) / total).toFixed(1)}%`]);
 }

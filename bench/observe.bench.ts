@@ -17,7 +17,6 @@
  * else is changed; observation and planning run unmodified.
  */
 import { spawnSync } from 'node:child_process';
-import { Session } from 'node:inspector/promises';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,7 +34,7 @@ import {
   VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE, VIR_CONNECT_LIST_STORAGE_POOLS_AUTOSTART, type LibvirtClient,
 } from '../src/libvirt/index.js';
 import type { DomainDef } from '../src/reconcile/ports.js';
-import { flags, machineBlock, median, mib, ms, pool, ratio, table, timed, writeReport } from './lib.js';
+import { cpuProfile, flags, machineBlock, median, mib, ms, pool, ratio, table, timed, writeReport } from './lib.js';
 
 const f = flags();
 const URI = f.uri ?? 'test+unix:///default';
@@ -115,46 +114,8 @@ async function perResource(c: LibvirtClient, names: string[], concurrency: numbe
   });
 }
 
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
-
-/** CPU-profile `fn` and return the top functions by self time (ms) with their file:line. */
-async function profile(fn: () => Promise<void>, top = Number(f['profile-top'] ?? 15)): Promise<(string | number)[][]> {
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 200 });
-  await session.post('Profiler.start');
-  await fn();
-  const { profile: prof } = await session.post('Profiler.stop') as unknown as { profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] } };
-  session.disconnect();
-  const self = new Map<number, number>();
-  prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0) / 1000));
-  const parent = new Map<number, number>();
-  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  // tsx-transformed modules report line 1, so functions are keyed by name and file; native frames
-  // (sqlite, GC, socket writes) are attributed to the nearest JavaScript caller.
-  const label = (n: ProfileNode): string => {
-    const url = n.callFrame.url.replace(/^file:\/\//, '').replace(`${ROOT}/`, '');
-    return `${n.callFrame.functionName || '(anonymous)'} (${url || 'native'})`;
-  };
-  const byFn = new Map<string, number>();
-  let total = 0;
-  for (const n of prof.nodes) {
-    const t = self.get(n.id) ?? 0;
-    if (['(idle)', '(program)'].includes(n.callFrame.functionName)) continue;
-    if (n.callFrame.url === 'node:inspector' || (!n.callFrame.url && n.callFrame.functionName === 'dispatch')) continue; // the profiler itself
-    total += t;
-    let key = label(n);
-    if (!n.callFrame.url) {
-      let p = parent.get(n.id);
-      while (p !== undefined && !byId.get(p)!.callFrame.url) p = parent.get(p);
-      if (p !== undefined) key = `${key} ← ${label(byId.get(p)!)}`;
-    }
-    byFn.set(key, (byFn.get(key) ?? 0) + t);
-  }
-  return [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => [k, ms(v), `${((100 * v) / total).toFixed(1)}%`]);
-}
+/** CPU-profile `fn`: the top functions by self time (bench/lib.ts). */
+const profile = (fn: () => Promise<void>): Promise<(string | number)[][]> => cpuProfile(fn, { top: Number(f['profile-top'] ?? 15), root: ROOT });
 
 /** Peak RSS of `virtform reconcile --dry-run` in a fresh process (everything to create: the test driver starts empty). */
 function cliDryRunRss(dir: string, n: number): { maxRssKiB: number; wallS: number; code: number | null; note: string } {

@@ -6,8 +6,8 @@
  */
 
 /**
- * Condition types. `Unschedulable` and `HostUnreachable` are reserved (multi-host placement and
- * per-host reachability): defined here so nothing else invents them, not emitted yet.
+ * Condition types. `HostUnreachable` is emitted by a fleet status (src/status/fleet.ts: every row
+ * of a status over several hosts carries it); `Unschedulable` is reserved for placement.
  */
 export const CONDITION_TYPES = [
   'Ready', 'Reconciling', 'Stalled', 'Drifted', 'RestartRequired', 'Suspended', 'HeldForDataLoss',
@@ -16,7 +16,7 @@ export const CONDITION_TYPES = [
 
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
-/** The types derived and shown today (the reserved ones are left out). */
+/** The types every status row carries (a fleet status adds `HostUnreachable`). */
 export const EMITTED_CONDITION_TYPES: readonly ConditionType[] = [
   'Ready', 'Reconciling', 'Stalled', 'Drifted', 'RestartRequired', 'Suspended', 'HeldForDataLoss',
 ];

@@ -242,6 +242,13 @@ export interface NodeInfo {
   disk: Record<string, number>;
 }
 
+/** virStoragePoolGetInfo, in bytes. */
+export interface PoolInfo {
+  capacity: number;
+  allocation: number;
+  available: number;
+}
+
 export interface HostPort {
   /** Domain type to use for VMs: 'kvm' when the host offers it, else 'qemu' (TCG). */
   domainType(): Promise<'kvm' | 'qemu'>;
@@ -371,6 +378,19 @@ export interface HostPort {
   inactiveXml?(kind: 'domain' | 'network' | 'pool', name: string): Promise<string | null>;
   /** libvirt's and the hypervisor's versions (`libvirt 9.0.0, hypervisor 7.2.0`): a baseline recorded under another is taken again. */
   versionTag?(): Promise<string>;
+
+  /**
+   * Capacity, allocation and free space of listed active pools (virStoragePoolGetInfo), by name,
+   * in bytes: one call per active pool, no lookups; inactive pools and pools gone since the
+   * listing are left out.
+   */
+  poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>>;
+  /**
+   * What every defined domain claims, by name: its memory maximum (`<memory>`, bytes) and its vCPUs
+   * (current), running or not. One bulk call (virConnectGetAllDomainStats), whatever the number of
+   * domains.
+   */
+  domainAllocations(): Promise<Map<string, { memory: number; vcpus: number }>>;
 
   /** Number of mutating calls made so far (for "a converged apply makes zero mutating calls"). */
   mutationCount(): number;

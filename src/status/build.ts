@@ -88,6 +88,11 @@ export interface StatusInput {
   host?: HostView;
   /** What each host showed, by host id (instead of `host`; a host absent here was not asked). */
   hosts?: ReadonlyMap<HostId, HostView>;
+  /**
+   * A fleet status: the hosts that could not be reached, with why. Given (even empty), every row
+   * carries the `HostUnreachable` condition; the rows of these hosts are `unknown` with it True.
+   */
+  hostErrors?: ReadonlyMap<HostId, string>;
   /** Revisions by id, for the records' lastAppliedRevision. */
   revisions: ReadonlyMap<number, RevisionRecord>;
   /** The watcher's stalled resources by key, with the reason. */
@@ -190,6 +195,9 @@ export function deriveConditions(
         : t('Suspended', false, 'Active', 'reconciled'),
     held !== undefined ? t('HeldForDataLoss', true, 'NeedsConsent', `${held} (needs reconcile --allow-data-loss)`)
       : t('HeldForDataLoss', false, 'NotHeld', 'no change held'),
+    ...(input.hostErrors === undefined ? [] : [input.hostErrors.has(row.host)
+      ? t('HostUnreachable', true, 'ConnectionFailed', `host ${row.host} cannot be reached: ${input.hostErrors.get(row.host)!}`)
+      : t('HostUnreachable', false, 'Connected', `host ${row.host} answered`)]),
   ];
 }
 
@@ -222,7 +230,12 @@ export function buildStatus(input: StatusInput): { resources: StatusRow[]; summa
       : declaredGiven ? 'undeclared (will be deleted)'
         : r?.desiredState ?? (isResourceKind(kind) ? kindOf(kind).defaultDesiredStatus : 'unknown');
     const observed = observedOf(host, kind, name, r, d);
-    const { status, reason } = derive(r, d, declaredGiven, desired, observed, input.stalled?.get(key), input.drift?.get(key), input.pending?.get(key));
+    const derived = derive(r, d, declaredGiven, desired, observed, input.stalled?.get(key), input.drift?.get(key), input.pending?.get(key));
+    // A host that could not be reached: what it shows is unknown, whatever the record says (a
+    // stalled, suspended or failed resource keeps that status: it holds whatever the host does).
+    const unreachable = input.hostErrors?.get(hostId);
+    const { status, reason } = unreachable !== undefined && !['stalled', 'suspended', 'failed'].includes(derived.status)
+      ? { status: 'unknown' as const, reason: `HostUnreachable: ${unreachable}` } : derived;
     const base = {
       kind, name, host: hostId, desired, observed, status, reason,
       recordedStatus: r?.observedStatus ?? null, lastError: r?.lastError ?? null, attempts: r?.attempts ?? 0, generation: r?.generation ?? 0,

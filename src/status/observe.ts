@@ -13,11 +13,12 @@ import type { ResourceRecord, RevisionRecord } from '../state/index.js';
 import type { HostView } from './build.js';
 import { managedNetworks, observeAddresses, recordedNics, recordedStart } from './addresses.js';
 
-type StatusHost = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 'domainInterfaceAddresses' | 'definitions'> & Partial<Pick<HostPort, 'getRunningDomain'>>;
+/** What `status` asks of a host. */
+export type StatusPort = Pick<HostPort, 'snapshot' | 'listVolumes' | 'networkLeases' | 'domainInterfaceAddresses' | 'definitions'> & Partial<Pick<HostPort, 'getRunningDomain'>>;
 
 /** What one host shows, for the records and declared resources of that host (`hostId`; the local host by default). */
 export async function observeForStatus(
-  host: StatusHost, allRecords: ResourceRecord[], allDeclared?: readonly DesiredResource[], hostId: HostId = LOCAL_HOST,
+  host: StatusPort, allRecords: ResourceRecord[], allDeclared?: readonly DesiredResource[], hostId: HostId = LOCAL_HOST,
 ): Promise<HostView> {
   const records = allRecords.filter((r) => hostOf(r as { host?: HostId }) === hostId);
   const declared = allDeclared?.filter((d) => d.host === hostId);

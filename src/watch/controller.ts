@@ -20,7 +20,8 @@ import { DEFAULT_LEASE_TIMING, readLease, type Lease, type LeaseTiming, type Sta
 import type { MaxDeletions } from '../reconcile/safety.js';
 import type { Policy } from '../manifest/index.js';
 import {
-  buildStatus, leaseStatus, observeForStatus, persistConditions, revisionsFor, type HostView, type LeaseStatus, type Stall, type StatusRow, type StatusSummary,
+  buildStatus, leaseStatus, observeForStatus, observeHostFacts, persistConditions, revisionsFor, summarizeHost, unreachableHost,
+  type HostFacts, type HostSummary, type HostView, type LeaseStatus, type Stall, type StatusRow, type StatusSummary,
 } from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
@@ -52,6 +53,8 @@ export interface WatchOptions extends RunOptions {
   store: StateStore;
   /** Opens a new host connection (called again after every disconnect). */
   connect: () => Promise<HostPort>;
+  /** The URI `connect` opens (shown in the per-host summary of `/status`). */
+  uri?: string;
   /** Decorates each new connection before the engine uses it (fault injection in tests). */
   wrapHost?: (host: HostPort) => HostPort;
   allowEmpty?: boolean;
@@ -111,6 +114,8 @@ export interface WatchStatus {
   summary: StatusSummary;
   /** Set when the host could not be asked for the observed state. */
   hostError: string | null;
+  /** Per host (`virtform status --json`'s `hosts`): connected or why not, libvirt version, capacity used, VMs. */
+  hosts: HostSummary[];
 }
 
 /** The folder has no manifests and --allow-empty was not given. */
@@ -124,6 +129,8 @@ export class EmptyManifestsError extends Error {
 
 /** How long /status reuses one host view (a scrape loop must not hammer libvirtd). */
 const STATUS_VIEW_TTL_MS = 1000;
+/** The host's capacity and its VMs' allocations (one definition read per domain) are read at most this often. */
+const HOST_FACTS_TTL_MS = 10_000;
 
 export class WatchController {
   readonly metrics: WatchMetrics;
@@ -146,6 +153,7 @@ export class WatchController {
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
   #view: { at: number; view: Promise<HostView>; host: HostPort } | undefined;
+  #facts: { at: number; facts: Promise<HostFacts>; host: HostPort } | undefined;
   #gitRecorded: RunInfo | undefined;
 
   constructor(opts: WatchOptions) {
@@ -430,6 +438,16 @@ export class WatchController {
     });
     if (host && this.#leading) await persistConditions(store, report.resources).catch((e: unknown) => this.#log.warn('storing conditions failed', { error: errText(e) }));
     this.metrics.setConditions(report.resources);
+    const target = { id: this.#events.host, uri: this.#o.uri ?? '' };
+    let summary: HostSummary;
+    try {
+      if (!host || !raw) throw new Error(hostError ?? 'not connected');
+      const managed = new Set(records.filter((r) => isGuestKind(r.kind) && hostOf(r as { host?: HostId }) === target.id).map((r) => r.name));
+      summary = summarizeHost(target, await this.#hostFacts(raw, host), managed);
+    } catch (e) {
+      summary = unreachableHost(target, errText(e));
+    }
+    this.metrics.setHosts([summary]);
     return {
       ready: this.ready,
       stopping: this.#stopping,
@@ -454,7 +472,21 @@ export class WatchController {
       resources: report.resources,
       summary: report.summary,
       hostError,
+      hosts: [summary],
     };
+  }
+
+  #hostFacts(raw: HostPort, view: HostView): Promise<HostFacts> {
+    const now = Date.now();
+    if (!this.#facts || this.#facts.host !== raw || now - this.#facts.at > HOST_FACTS_TTL_MS) {
+      const facts = observeHostFacts(raw, view.snapshot);
+      this.#facts = { at: now, facts, host: raw };
+      // safe-catch: only forgets failed facts; the caller awaits the same promise and gets the error
+      facts.catch(() => {
+        if (this.#facts?.facts === facts) this.#facts = undefined;
+      });
+    }
+    return this.#facts.facts;
   }
 
   #hostView(raw: HostPort, records: Parameters<typeof observeForStatus>[1]): Promise<HostView> {

@@ -6,10 +6,14 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { LOCAL_HOST, type HostId } from '../model/kinds.js';
+import type { HostSummary } from '../status/index.js';
 
 /**
  * A resource's labels with its host: the `host` label is set for resources of a host other than
- * the implicit local one only, so a one-host watcher exports the series it always did.
+ * the implicit local one only, so a one-host watcher exports the series it always did. In a fleet
+ * (Host manifests) every host is a named Host, never the implicit local one, so every per-resource
+ * series carries `host`. The per-host gauges (`virtform_host_*`) always carry it (`local` for the
+ * host of `--uri`).
  */
 export function hostLabels<L extends Record<string, string>>(labels: L, host: HostId | undefined): L & { host?: string } {
   return host === undefined || host === LOCAL_HOST ? labels : { ...labels, host };
@@ -45,6 +49,12 @@ export class WatchMetrics {
   readonly leader: Gauge;
   /** The epoch of the writer lease this watcher holds or last held (0: never). */
   readonly leaseEpoch: Gauge;
+  /** Per host (label `host`, always): reachable, and memory/vCPUs allocated to its defined VMs vs capacity. */
+  readonly hostReachable: Gauge<'host'>;
+  readonly hostMemoryAllocated: Gauge<'host'>;
+  readonly hostMemoryCapacity: Gauge<'host'>;
+  readonly hostVcpusAllocated: Gauge<'host'>;
+  readonly hostVcpusCapacity: Gauge<'host'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -74,6 +84,11 @@ export class WatchMetrics {
       'Resource conditions (Ready, Reconciling, Stalled, Drifted, RestartRequired, Suspended, HeldForDataLoss): 1 for the current status of each, 0 for the other (host: for hosts other than the local one)', ['kind', 'name', 'type', 'status', 'host']);
     this.leader = gauge('virtform_lease_leader', '1 while this watcher holds the state DB\'s writer lease and applies; 0 while it is a standby');
     this.leaseEpoch = gauge('virtform_lease_epoch', 'Epoch (fencing token) of the writer lease this watcher holds or last held; 0 before it first held it');
+    this.hostReachable = gauge('virtform_host_reachable', '1 while the host answered at the last status, 0 when it could not be reached', ['host']);
+    this.hostMemoryAllocated = gauge('virtform_host_memory_allocated_bytes', 'Memory of the host\'s defined VMs (managed or not, their <memory>)', ['host']);
+    this.hostMemoryCapacity = gauge('virtform_host_memory_capacity_bytes', 'Memory of the host: the Host manifest\'s spec.capacity.memory, else what the host reports', ['host']);
+    this.hostVcpusAllocated = gauge('virtform_host_vcpus_allocated', 'vCPUs of the host\'s defined VMs (managed or not)', ['host']);
+    this.hostVcpusCapacity = gauge('virtform_host_vcpus_capacity', 'CPUs of the host: the Host manifest\'s spec.capacity.vcpus, else what the host reports', ['host']);
     this.up.set(1);
     this.connected.set(0);
     this.leader.set(0);
@@ -94,6 +109,26 @@ export class WatchMetrics {
       for (const c of r.conditions) {
         this.conditions.set(hostLabels({ kind: r.kind, name: r.name, type: c.type, status: 'True' }, r.host), c.status === 'True' ? 1 : 0);
         this.conditions.set(hostLabels({ kind: r.kind, name: r.name, type: c.type, status: 'False' }, r.host), c.status === 'True' ? 0 : 1);
+      }
+    }
+  }
+
+  /**
+   * Replace the per-host series with those of `hosts`: reachable 1/0; an unreachable host keeps
+   * no capacity series (unknown is not 0).
+   */
+  setHosts(hosts: readonly HostSummary[]): void {
+    for (const g of [this.hostReachable, this.hostMemoryAllocated, this.hostMemoryCapacity, this.hostVcpusAllocated, this.hostVcpusCapacity]) g.reset();
+    for (const h of hosts) {
+      const l = { host: h.host };
+      this.hostReachable.set(l, h.connected ? 1 : 0);
+      if (h.memory) {
+        this.hostMemoryAllocated.set(l, h.memory.allocated);
+        this.hostMemoryCapacity.set(l, h.memory.capacity);
+      }
+      if (h.vcpus) {
+        this.hostVcpusAllocated.set(l, h.vcpus.allocated);
+        this.hostVcpusCapacity.set(l, h.vcpus.capacity);
       }
     }
   }

@@ -48,8 +48,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import {
   HostError, MutationRefusedError, type HostErrorCode, type MutationGuard,
   type DhcpLease, type DomainAddresses, type InterfaceAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
-  type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort, type NodeInfo,
-  type HostSnapshot, type NetworkDef,
+  type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
+  type HostSnapshot, type NetworkDef, type NodeInfo, type ObservedPool, type PoolInfo,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail, type VolumeHole,
 } from '../../src/reconcile/ports.js';
 
@@ -239,6 +239,22 @@ export class FakeHost implements HostPort {
   async hostIdentity(): Promise<HostIdentity> {
     this.call('hostIdentity', '*', false);
     return { ...this.identity };
+  }
+  async domainAllocations(): Promise<Map<string, { memory: number; vcpus: number }>> {
+    this.call('domainAllocations', '*', false);
+    return new Map([...this.domains].map(([name, d]) => [name, { memory: (d.def.maxMemoryKiB ?? d.def.memoryKiB) * 1024, vcpus: d.def.vcpus }]));
+  }
+  async poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>> {
+    const out = new Map<string, PoolInfo>();
+    for (const p of list) {
+      if (!p.active) continue;
+      this.call('poolInfo', p.name, false);
+      if (!this.pools.get(p.name)?.active) continue;
+      const allocation = [...(this.volumes.get(p.name)?.values() ?? [])].reduce((n, v) => n + v.capacityBytes, 0);
+      const capacity = this.node.disk?.[p.name] ?? this.node.poolCapacity;
+      out.set(p.name, { capacity, allocation, available: Math.max(0, capacity - allocation) });
+    }
+    return out;
   }
   async snapshot(): Promise<HostSnapshot> {
     this.call('snapshot', '*', false);

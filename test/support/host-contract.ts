@@ -178,6 +178,29 @@ export function describeHostContract(name: string, makeHost: () => Promise<HostP
       for (const v of Object.values(n.disk)) expect(v).toBeGreaterThanOrEqual(0);
     });
 
+    it('reports what defined domains claim (memory maximum, vCPUs) in one call, and active pools\' capacity and allocation', async () => {
+      const disk = await poolWithDisk('allocpool', 'alloc');
+      const def = await domDef('alloc', [disk], [], { vcpus: 2, memoryKiB: 96 * 1024 });
+      try {
+        await host.defineDomain(def);
+        const a = await host.domainAllocations();
+        expect(a.get(def.name)).toEqual({ memory: 96 * MiB, vcpus: 2 });
+        const snap = await host.snapshot();
+        const info = await host.poolInfo(snap.pools.filter((p) => p.name === n('allocpool')));
+        const p = info.get(n('allocpool'));
+        expect(p, 'the active pool').toBeDefined();
+        expect(p!.capacity).toBeGreaterThan(0);
+        expect(p!.allocation).toBeGreaterThanOrEqual(0);
+        expect(p!.available).toBeLessThanOrEqual(p!.capacity);
+        // An inactive pool has none (no call made for it).
+        expect(await host.poolInfo(snap.pools.filter((x) => x.name === n('allocpool')).map((x) => ({ ...x, active: false })))).toEqual(new Map());
+      } finally {
+        await host.undefineDomain(def.name).catch(() => undefined);
+        for (const v of await host.listVolumes(n('allocpool')).catch(() => [])) await host.deleteVolume(n('allocpool'), v.name).catch(() => undefined);
+        await host.deletePool(n('allocpool'), { deleteDir: true }).catch(() => undefined);
+      }
+    });
+
     it('reports the domain type to use', async () => {
       const t = await host.domainType();
       if (opts.domainType === 'kvm-or-qemu') expect(['kvm', 'qemu']).toContain(t);

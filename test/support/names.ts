@@ -47,6 +47,8 @@ export const SUITES = {
   moves: 90, movescrash: 91,
   // test/fleet (standby)
   standby: 105,
+  // test/fleet/status.test.ts (fleetstatus)
+  flstatus: 125,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

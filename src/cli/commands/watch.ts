@@ -138,6 +138,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
         }
         return h;
       },
+      uri: o.uri,
       wrapHost: faultWrapperFromEnv(),
       allowEmpty: o.allowEmpty,
       maxDeletions: o.maxDeletions,

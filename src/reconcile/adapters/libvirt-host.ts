@@ -74,6 +74,7 @@ import {
   type Network,
   type StoragePool,
   type StorageVol,
+  type RemoteTypedParamValue,
 } from '../../libvirt/index.js';
 import {
   buildDhcpHostXml,
@@ -95,7 +96,7 @@ import {
   HostError, MutationRefusedError, type MutationGuard,
   type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
-  type HostDefinitions, type HostSnapshot, type NodeInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
+  type HostDefinitions, type HostSnapshot, type NodeInfo, type ObservedPool, type PoolInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail, type VolumeHole,
 } from '../ports.js';
 import { directoryPoolMarker } from '../../model/definitions.js';
@@ -365,6 +366,43 @@ export class LibvirtHost implements HostPort {
       this.versionCache = undefined;
     });
     return this.versionCache;
+  }
+
+  poolInfo(list: ObservedPool[]): Promise<Map<string, PoolInfo>> {
+    return this.describe('pool info', list.filter((p) => p.active), undefined, async (p) => {
+      const i = await this.client.storagePoolGetInfo({ name: p.name, uuid: p.uuid });
+      return { capacity: Number(i.capacity), allocation: Number(i.allocation), available: Number(i.available) };
+    });
+  }
+
+  domainAllocations(): Promise<Map<string, { memory: number; vcpus: number }>> {
+    return this.op('domain allocations', false, async () => {
+      // state | balloon | vcpu; balloon.maximum (KiB) and vcpu.current come from the definition of an inactive domain too.
+      const records = await this.client.connectGetAllDomainStats([], 1 | 4 | 8, 0);
+      const num = (v: RemoteTypedParamValue): number => {
+        switch (v.type) {
+          case 1: return v.i;
+          case 2: return v.ui;
+          case 3: return Number(v.l);
+          case 4: return Number(v.ul);
+          case 5: return v.d;
+          default: return 0;
+        }
+      };
+      const out = new Map<string, { memory: number; vcpus: number }>();
+      const unstated: ObservedDomain[] = [];
+      for (const r of records) {
+        const p = new Map(r.params.map((x) => [x.field, num(x.value)]));
+        const memory = p.get('balloon.maximum');
+        const vcpus = p.get('vcpu.current');
+        if (memory === undefined || vcpus === undefined) unstated.push({ ...r.dom, active: r.dom.id !== -1, autostart: false });
+        else out.set(r.dom.name, { memory: memory * 1024, vcpus });
+      }
+      // A driver whose statistics leave them out (libvirt's test driver): their definitions, one read each.
+      const unreadable = new Map<string, string>();
+      for (const [name, d] of await this.definitions.domains(unstated, unreadable)) out.set(name, { memory: d.maxMemoryKiB * 1024, vcpus: d.vcpus });
+      return out;
+    });
   }
 
   /** Kinds whose driver refuses the INACTIVE flag (libvirt's test driver, for pools): read without it. */

@@ -456,6 +456,40 @@ describe('/status: addresses', () => {
   });
 });
 
+describe('/status and /metrics: the per-host summary', () => {
+  it('hosts[] says connected, libvirt and capacity used; virtform_host_* gauges carry host (local here), resource series stay unlabelled', async () => {
+    fx.host.node = { memory: 16 * 2 ** 30, cpus: 8, poolCapacity: 50 * 2 ** 30 };
+    const c = await startConverged({ uri: 'test:///fake' });
+    const status = await c.status();
+    const domains = [...fx.host.domains.values()];
+    const memory = domains.reduce((n, d) => n + d.def.memoryKiB * 1024, 0);
+    const vcpus = domains.reduce((n, d) => n + d.def.vcpus, 0);
+    expect(status.hosts).toHaveLength(1);
+    expect(status.hosts[0]).toMatchObject({
+      host: 'local', uri: 'test:///fake', connected: true, error: null,
+      memory: { allocated: memory, capacity: 16 * 2 ** 30, reserved: 0, source: 'host' },
+      vcpus: { allocated: vcpus, capacity: 8 },
+      vms: { total: domains.length, managed: domains.length, running: domains.filter((d) => d.active).length },
+    });
+    expect(status.hosts[0]!.pools.map((p) => p.name)).toEqual([...fx.host.pools.keys()].filter((n) => fx.host.pools.get(n)!.active).sort());
+    expect(await metric(c, 'virtform_host_reachable', { host: 'local' })).toBe(1);
+    expect(await metric(c, 'virtform_host_memory_allocated_bytes', { host: 'local' })).toBe(memory);
+    expect(await metric(c, 'virtform_host_memory_capacity_bytes', { host: 'local' })).toBe(16 * 2 ** 30);
+    expect(await metric(c, 'virtform_host_vcpus_allocated', { host: 'local' })).toBe(vcpus);
+    expect(await metric(c, 'virtform_host_vcpus_capacity', { host: 'local' })).toBe(8);
+    const text = await c.metrics.render();
+    expect(text).toMatch(/^virtform_resources\{kind="VirtualMachine",state="[a-z]+"\} \d+$/m); // no host label on the local host
+    // The host gone: reachable 0, its capacity series dropped (unknown, not 0).
+    c.metrics.setHosts([{ ...status.hosts[0]!, connected: false, error: 'gone', memory: null, vcpus: null, pools: [], vms: null }]);
+    expect(await metric(c, 'virtform_host_reachable', { host: 'local' })).toBe(0);
+    expect(await c.metrics.render()).not.toMatch(/^virtform_host_memory_capacity_bytes/m);
+    // A named host (a fleet's Host): its series carry it.
+    c.metrics.setHosts([{ ...status.hosts[0]!, host: 'h2' }]);
+    expect(await metric(c, 'virtform_host_vcpus_capacity', { host: 'h2' })).toBe(8);
+    await c.stop();
+  });
+});
+
 describe('sources', () => {
   it('a plugged-in source (as a future git poller would be) feeds the same queue and runner', async () => {
     let enqueue: Enqueue | undefined;
