@@ -49,6 +49,8 @@ export const SUITES = {
   standby: 105,
   // test/fleet/status.test.ts (fleetstatus)
   flstatus: 125,
+  // test/fleet/fleetwatch.test.ts (fleet watch's HTTP endpoints)
+  flwatch: 117,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
