@@ -46,6 +46,8 @@ export class FleetWatchStatus implements StatusSource {
   #last: RunInfo | undefined;
   #lastReconcile: RunInfo | undefined;
   #unreachable = new Map<HostId, string>();
+  /** Consecutive fleet runs with a host unreachable (the connection's `attempts`). */
+  #failedCycles = 0;
   #since = new Date().toISOString();
   #view: { at: number; view: Promise<FleetView> } | undefined;
 
@@ -90,6 +92,7 @@ export class FleetWatchStatus implements StatusSource {
     if (r.run) this.#lastReconcile = run;
     if (this.#unreachable.size !== r.unreachable.size || [...r.unreachable.keys()].some((h) => !this.#unreachable.has(h))) this.#since = run.finishedAt;
     this.#unreachable = new Map(r.unreachable);
+    this.#failedCycles = r.unreachable.size > 0 ? this.#failedCycles + 1 : 0;
     for (const h of this.#state?.hosts ?? []) this.metrics.hostReachable.set({ host: h.id }, r.unreachable.has(h.id) ? 0 : 1);
     this.metrics.connected.set(r.unreachable.size === 0 ? 1 : 0);
     this.metrics.setResources(await this.#o.store.resources.list());
@@ -168,7 +171,7 @@ export class FleetWatchStatus implements StatusSource {
       stopping: this.#stopping,
       dir: this.#o.dir,
       connection: {
-        state: view.errors.size === 0 && view.hosts.length > 0 ? 'connected' : 'disconnected', since: this.#since, attempts: this.#unreachable.size,
+        state: view.errors.size === 0 && view.hosts.length > 0 ? 'connected' : 'disconnected', since: this.#since, attempts: this.#failedCycles,
         ...(errors.length > 0 ? { lastError: errors.join('; ') } : {}),
       },
       runs: { total: this.#runs, inFlight: this.#inFlight, pending: false, last, lastReconcile: this.#lastReconcile },
