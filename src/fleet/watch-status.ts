@@ -161,6 +161,7 @@ export class FleetWatchStatus implements StatusSource {
     const leader = leaseStatus(await readLease(store.leaseDeps()));
     const previousConditions = await store.conditions.list();
     const report = buildStatus({ records, revisions, suspension, previousConditions, hosts: view.views, hostErrors: view.errors });
+    // safe-catch: conditions only record transition times; a busy DB must not fail /status (the next one stores them)
     if (view.views.size > 0 && this.#leading) await persistConditions(store, report.resources).catch(() => undefined);
     this.metrics.setConditions(report.resources);
     this.metrics.setHosts(view.hosts);
