@@ -31,7 +31,12 @@ export interface FleetWatchOptions {
   /** Retry of an unreachable host (and of a failed cycle). */
   retry: BackoffPolicy;
   signal: AbortSignal;
-  onCycle?: (r: FleetResult) => void;
+  /** What every cycle loaded (the manifests, or why they cannot be used). */
+  onLoad?: (r: { ok: true; state: DesiredState } | { ok: false; errors: string[] }) => void;
+  onCycleStart?: () => void;
+  onCycle?: (r: FleetResult) => void | Promise<void>;
+  /** A cycle that threw (the fleet run itself failed, not one host). */
+  onCycleError?: (e: unknown) => void;
 }
 
 export async function watchFleet(o: FleetWatchOptions): Promise<void> {
@@ -40,16 +45,18 @@ export async function watchFleet(o: FleetWatchOptions): Promise<void> {
   while (!o.signal.aborted) {
     let wait = o.resyncMs;
     const loaded = await o.load();
+    o.onLoad?.(loaded);
     if (!loaded.ok) {
       o.logger.error('manifest error', { errors: loaded.errors });
     } else {
       try {
+        o.onCycleStart?.();
         const r = await runFleet({
           state: loaded.state, store: o.store, open: o.open, parts: o.parts, domainType: o.domainType,
           engine: { ...o.engine, signal: o.signal }, rebalance: false,
         });
         cycleRetry.reset();
-        o.onCycle?.(r);
+        await o.onCycle?.(r);
         for (const id of [...hostRetry.keys()]) if (!r.unreachable.has(id)) {
           hostRetry.delete(id);
           o.logger.info('host reachable again', { host: id });
@@ -71,6 +78,7 @@ export async function watchFleet(o: FleetWatchOptions): Promise<void> {
         });
         if (failed.length > 0) wait = Math.min(wait, cycleRetry.next());
       } catch (e) {
+        o.onCycleError?.(e);
         const delay = cycleRetry.next();
         wait = Math.min(wait, delay);
         o.logger.error('fleet run failed; retrying', { error: e instanceof Error ? e.message : String(e), retryInMs: delay });

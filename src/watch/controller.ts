@@ -25,7 +25,7 @@ import {
 } from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
-import { WatchMetrics, hostLabels } from './metrics.js';
+import { WatchMetrics } from './metrics.js';
 import { hostOf, type HostId } from '../model/kinds.js';
 import { CoalescingQueue, type TriggerSource } from './queue.js';
 import { Runner, type RequeueInfo, type RunInfo, type RunnerOptions, type StalledResource } from './runner.js';
@@ -515,17 +515,7 @@ export class WatchController {
     for (const r of records) if (isGuestKind(r.kind) && onEventHost(r)) owned.add(r.name);
     for (const r of this.#manifests.lastGood?.resources ?? []) if (isGuestKind(r.kind) && onEventHost(r)) owned.add(r.name);
     this.#events.setOwned(owned);
-    this.metrics.resources.reset();
-    const counts = new Map<string, { kind: string; state: string; host: HostId; n: number }>();
-    for (const r of records) {
-      const state = r.observedStatus ?? 'unknown';
-      const host = hostOf(r as { host?: HostId });
-      const k = `${host}\u0000${r.kind}\u0000${state}`;
-      const c = counts.get(k) ?? { kind: r.kind, state, host, n: 0 };
-      c.n += 1;
-      counts.set(k, c);
-    }
-    for (const c of counts.values()) this.metrics.resources.set(hostLabels({ kind: c.kind, state: c.state }, c.host), c.n);
+    this.metrics.setResources(records);
     this.#view = undefined;
     // Conditions after every run: stored (transition times) and exported (virtform_resource_condition).
     // A run that changed nothing saw the host as it is: its observation is reused (no extra calls).

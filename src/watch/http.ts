@@ -9,8 +9,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { WatchController } from './controller.js';
 import type { Logger } from './logger.js';
+import type { WatchMetrics } from './metrics.js';
 
 export interface ListenAddress {
   host: string;
@@ -70,6 +70,18 @@ export function parseAllowedHost(name: string): string {
   return n;
 }
 
+/**
+ * What the listener serves: the single-host controller (src/watch/controller.ts) and the fleet
+ * watch's state (src/fleet/watch-status.ts) both are one.
+ */
+export interface StatusSource {
+  /** Why /readyz answers 503, or undefined when ready. */
+  readonly notReadyReason: string | undefined;
+  readonly metrics: WatchMetrics;
+  /** The /status JSON. */
+  status(): Promise<unknown>;
+}
+
 export interface StatusServer {
   readonly port: number;
   readonly host: string;
@@ -77,7 +89,7 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-export async function startStatusServer(controller: WatchController, addr: ListenAddress, log?: Logger, o: { allowedHosts?: readonly string[] } = {}): Promise<StatusServer> {
+export async function startStatusServer(controller: StatusSource, addr: ListenAddress, log?: Logger, o: { allowedHosts?: readonly string[] } = {}): Promise<StatusServer> {
   if (!isLoopbackHost(addr.host)) throw new Error(`refusing to listen on non-loopback host ${addr.host}`);
   let hosts = new Set<string>();
   const server = createServer((req, res) => {

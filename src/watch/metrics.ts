@@ -5,7 +5,7 @@
  * event-loop lag, GC) unless `defaultMetrics: false`.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { LOCAL_HOST, type HostId } from '../model/kinds.js';
+import { hostOf, LOCAL_HOST, type HostId } from '../model/kinds.js';
 import type { HostSummary } from '../status/index.js';
 
 /**
@@ -131,6 +131,21 @@ export class WatchMetrics {
         this.hostVcpusCapacity.set(l, h.vcpus.capacity);
       }
     }
+  }
+
+  /** Replace the resource gauge with the counts of `records` by host, kind and last observed state. */
+  setResources(records: readonly { kind: string; observedStatus?: string | null }[]): void {
+    this.resources.reset();
+    const counts = new Map<string, { kind: string; state: string; host: HostId; n: number }>();
+    for (const r of records) {
+      const state = r.observedStatus ?? 'unknown';
+      const host = hostOf(r as { host?: HostId });
+      const k = `${host}\u0000${r.kind}\u0000${state}`;
+      const c = counts.get(k) ?? { kind: r.kind, state, host, n: 0 };
+      c.n += 1;
+      counts.set(k, c);
+    }
+    for (const c of counts.values()) this.resources.set(hostLabels({ kind: c.kind, state: c.state }, c.host), c.n);
   }
 
   /** The exposition text, newline-terminated. */

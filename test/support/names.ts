@@ -35,7 +35,7 @@ export const SUITES = {
   urlcrash: 45, lvd: 46, lease: 47, upg: 48, typed: 49, controls: 34, data: 35, sbxva: 36, sbxgit: 37, sbxout: 38, addr: 39, status: 40, git: 41, watch: 42,
   // test/guest
   guestdeb: 60,
-  // test/fleet (standby)
+  // test/fleet/transport.test.ts (ssh and TLS)
   transport: 100,
   // test/faults
   faultd: 80, faults: 81, faultk: 82, faultg: 83, faultl: 84, faulttcp: 85, propf: 86,
@@ -49,6 +49,8 @@ export const SUITES = {
   standby: 105,
   // test/fleet/status.test.ts (fleetstatus)
   flstatus: 125,
+  // test/fleet/fleetwatch.test.ts (fleet watch's HTTP endpoints)
+  flwatch: 117,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

@@ -102,7 +102,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
         log.error('--uri (or VIRTFORM_URI) cannot be used with Host manifests: the manifests name the hosts');
         return EXIT.invalid;
       }
-      return (await import('./watch-fleet.js')).runFleetWatch(dir, o, policy.policy, lease.timing, log);
+      return (await import('./watch-fleet.js')).runFleetWatch(dir, o, policy.policy, lease.timing, log, { listen, allowedHosts });
     }
   }
 
