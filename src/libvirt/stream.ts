@@ -104,7 +104,16 @@ export class LibvirtStream extends Duplex implements StreamSink {
     this.holesAsObjects = holesAsObjects;
     this.detectHoles = this.sparse ? Math.max(0, opts.detectHoles ?? 0) : 0;
     this.idleTimeoutMs = Math.max(0, opts.idleTimeoutMs ?? 0);
+    // Whoever reads or writes the stream sees its error (pipeline, async iteration, the write
+    // callbacks); one left behind unread (its connection closed under it) must not crash the
+    // process with an unhandled 'error' event.
+    this.on('error', (e: Error) => {
+      this.lastError = e;
+    });
   }
+
+  /** The last error the stream ended with (kept; also delivered to its readers and writers). */
+  lastError: Error | undefined;
 
   /** @internal Told the serial before the opening call is sent. */
   attach(serial: number): void {

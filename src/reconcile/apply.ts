@@ -301,6 +301,12 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       images: opts.images,
       progress: (progress) => opts.onEvent?.({ type: 'progress', step, progress }),
       peer: (host) => hosts.get(host),
+      factsOf: async (key) => {
+        const r = await store.resources.get(parseResourceKey(key));
+        if (!r) return undefined;
+        const f = r.details?.facts;
+        return f && typeof f === 'object' ? { ...(f as Record<string, unknown>) } : {};
+      },
       facts: async () => {
         const f = (await store.resources.get(ref))?.details?.facts;
         return f && typeof f === 'object' ? { ...(f as Record<string, unknown>) } : {};
@@ -458,6 +464,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
   if (!abandoned) await queue.onIdle();
 
   // Resource-level status for failures and skips.
+  const moveTargets = new Set(plan.changes.filter((c) => c.move?.role === 'target').map((c) => c.key));
   for (const [key, error] of [...failed, ...skipped]) {
     const ref = parseResourceKey(key);
     const attempts = [...outcomes.values()].filter((o) => o.step.key === key).reduce((n, o) => n + o.attempts, 0);
@@ -466,7 +473,9 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       await store.resources.setStatus(ref, {
         observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts: existing.attempts + attempts,
       });
-    } else if (desired.byKey.has(key)) {
+    } else if (desired.byKey.has(key) && !moveTargets.has(key)) {
+      // Not for a cold move's target: a record there (without its copy's `move` fact) would read as
+      // the target's own object on the next run, and the move would no longer resume (copy + verify).
       await store.resources.upsert({
         ...ref, uuid: null, observedStatus: failed.has(key) ? 'failed' : 'pending', lastError: error, attempts,
       });

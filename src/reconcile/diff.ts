@@ -174,9 +174,20 @@ function pairMoves(desired: Desired, hosts: ObservedHosts, changes: ResourceChan
     else byKey.delete(p.targetKey);
   }
   pairs = pairs.filter((p) => moving.has(p.sourceKey));
+  const needs = (p: MovePair): string[] => dependenciesOfKey(p.desired);
+  // What a moving resource uses must move with it when it goes from the source host: a dependency
+  // deleted there but not moving (its target side a plain create: empty) stops the move, so a VM is
+  // never defined on a volume that was not copied.
+  for (const p of pairs) {
+    const from = byKey.get(p.sourceKey)?.host ?? hostOfKey(p.sourceKey);
+    const lost = needs(p).map((d) => onHost(d, from)).find((d) => {
+      const c = byKey.get(d);
+      return c?.action === 'delete' && !moving.has(d) && c.steps.some((s) => s.op !== 'record.forget');
+    });
+    if (lost) conflictMove(byKey, p, `it uses ${lost}, which would be deleted there and not moved with it`);
+  }
   // A move that cannot be made stops the moves tied to it: what it uses, and what uses it.
   const conflicting = (p: MovePair): boolean => byKey.get(p.sourceKey)?.action === 'conflict' || byKey.get(p.targetKey)?.action === 'conflict';
-  const needs = (p: MovePair): string[] => dependenciesOfKey(p.desired);
   let grew = true;
   while (grew) {
     grew = false;

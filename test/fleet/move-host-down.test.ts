@@ -22,18 +22,11 @@ const F = useFleet('b', 3, { labels: (i) => ({ zone: 'abc'[i]! }), capacity: { m
 const MIB = 1 << 20;
 
 describe('a host lost in the middle of a move', () => {
-  // SKIPPED: fails on the merged branches (moves + fleetrun at proof 2026-12-07 07:10 UTC), two bugs:
-  // 1. the rerun after the target's restart does not resume the move: it plans the target's volume
-  //    as a plain create (an EMPTY volume, no copy), defines the VM on the target with that empty
-  //    disk and undefines it on h1; only the data rule (the source volume's deletion held for
-  //    --allow-data-loss) keeps the bytes, on h1, where no VM uses them any more;
-  // 2. in 2 of 3 runs the killed run ends in a crash, stack trace on stderr: "Unhandled 'error'
-  //    event … ConnectionError: connection closed by the client at Transport.close … closeFleet",
-  //    "Emitted 'error' event on LibvirtStream": the copy's download stream on the SOURCE's
-  //    connection is left open when the upload to the dead target fails, and errors with no
-  //    listener when the fleet closes that connection.
-  // Unskip when a move interrupted by its target host's death resumes (copy + verify) on the rerun.
-  it.skip("the target's libvirtd SIGKILLed during the copy: nothing lost, exit 1; the rerun after its restart finishes the move", async () => {
+  // Two bugs this caught (fixed): the rerun planned the target's volume as a plain (empty) create,
+  // its failed move step having left a config-less record there that read as the target's own
+  // volume; and the source's download stream, left open when the upload to the dead target failed,
+  // crashed the process with an unhandled 'error' when the fleet closed its connection.
+  it("the target's libvirtd SIGKILLed during the copy: nothing lost, exit 1; the rerun after its restart finishes the move", async () => {
     const image = join(S.work, 'image.raw');
     const bytes = Buffer.concat([randomBytes(24 * MIB), Buffer.alloc(8 * MIB), randomBytes(16 * MIB)]);
     writeFileSync(image, bytes);

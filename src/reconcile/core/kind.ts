@@ -85,6 +85,8 @@ export interface ExecContext<R> {
   peer?(host: HostId): HostPort | undefined;
   /** The record's `details.facts` as the store has them now (written by an earlier step of this run too). */
   facts?(): Promise<Record<string, unknown>>;
+  /** Another resource's record facts as the store has them now (`{}` without facts); undefined when it has no record. */
+  factsOf?(key: string): Promise<Record<string, unknown> | undefined>;
   /** `--move-bandwidth`: most bytes per second a move's copy sends (absent: unlimited). */
   moveBandwidth?: number;
 }

@@ -8,6 +8,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { FakeHost } from '../../support/fake-host.js';
 import { tempDir, writeManifests } from '../../support/manifests.js';
 import { loadManifests, type DesiredState } from '../../../src/manifest/index.js';
@@ -147,5 +148,89 @@ describe('cold moves', () => {
     expect(again.outcome).toBe('succeeded');
     expect(again.plan.steps.map((s) => `${s.key}:${s.op.op}`)).toContain(`b/Volume/${P}-disk:volume.moveCopy`);
     expect(a.volumes.get(`${P}-pool`)?.size ?? 0).toBe(0);
+  });
+  it("a target left by a crashed copy (its file, a failed step's record): the rerun copies and verifies again, never a plain create; the VM waits for it", async () => {
+    // The copy's upload dies with the target (its connection gone, or a failed call): nothing is
+    // defined on b, nothing of a is touched.
+    for (const code of ['connection', 'operation-failed'] as const) {
+      b.failNext('uploadVolume', `${P}-disk.img`, 1, code);
+      const r = await run('b');
+      expect(r.outcome, code).toBe('failed');
+      expect(b.domains.has(`${P}-vm`), code).toBe(false);
+      expect(a.domains.has(`${P}-vm`), code).toBe(true);
+      expect(a.contents.get(PATH)!.toString('utf8', 1024 * 1024, 1024 * 1024 + 12), code).toBe('hello from a');
+      expect(b.volumes.get(`${P}-pool`)?.has(`${P}-disk.img`), code).toBe(true); // the partial copy
+      // No record on b that would read as b's own volume (without its copy's `move` fact).
+      const rec = await store.resources.get({ kind: 'Volume', name: `${P}-disk`, host: 'b' });
+      expect((rec?.details?.facts as { move?: unknown } | undefined)?.move ?? rec ?? undefined, code).toBeUndefined();
+    }
+    // A record like the ones earlier versions left there (a failed step's status, no config, no uuid).
+    for (const kind of ['Volume', 'VirtualMachine'] as const) {
+      await store.resources.upsert({ kind, name: kind === 'Volume' ? `${P}-disk` : `${P}-vm`, host: 'b', uuid: null, observedStatus: 'failed', lastError: 'connection closed', attempts: 1 });
+    }
+    const { plan } = await planOnly(hosts(), store, on('b'), false);
+    const ops = plan.steps.map((s) => `${s.key}:${s.op.op}`);
+    expect(ops).toContain(`b/Volume/${P}-disk:volume.moveCopy`);
+    expect(ops).toContain(`b/Volume/${P}-disk:volume.moveVerify`);
+    expect(ops.filter((o) => o.startsWith(`b/Volume/${P}-disk:`) && !o.includes('move'))).toEqual([]);
+    expect(plan.held.size).toBe(0);
+    const at = (key: string, op: string): number => plan.steps.findIndex((s) => s.key === key && s.op.op === op);
+    const reach = (from: number, to: number): boolean => {
+      const seen = new Set<number>();
+      const walk = (i: number): boolean => i === to || (!seen.has(i) && (seen.add(i), plan.steps[i]!.deps.some(walk)));
+      return walk(from);
+    };
+    expect(reach(at(`b/VirtualMachine/${P}-vm`, 'vm.define'), at(`b/Volume/${P}-disk`, 'volume.moveVerify'))).toBe(true);
+    const again = await run('b');
+    expect(again.outcome, JSON.stringify([...(again.applied?.failed ?? [])])).toBe('succeeded');
+    expect(b.contents.get(PATH)!.toString('utf8', 1024 * 1024, 1024 * 1024 + 12)).toBe('hello from a');
+    expect(b.domains.has(`${P}-vm`)).toBe(true);
+    expect(a.domains.has(`${P}-vm`)).toBe(false);
+    expect(a.volumes.get(`${P}-pool`)?.size ?? 0).toBe(0);
+  });
+
+  it("a VM whose volume would not move with it (b's own volume of that name) does not move: a conflict, nothing runs", async () => {
+    // b records a volume of that name as its own (a config, no copy's `move` fact): a's is not paired as a move.
+    await store.resources.upsert({
+      kind: 'Volume', name: `${P}-disk`, host: 'b', uuid: 'b-own', observedStatus: 'ready', lastError: null, attempts: 0,
+      details: { config: { pool: `${P}-pool`, volName: `${P}-disk.img`, capacityBytes: 4 << 20, format: 'raw', path: PATH } },
+    });
+    const r = await run('b');
+    const reasons = new Map(r.plan.changes.map((c) => [c.key, `${c.action}: ${c.reason}`]));
+    expect(reasons.get(`b/VirtualMachine/${P}-vm`)).toMatch(/^conflict: .*uses a\/Volume\/vftest-mv-disk, which would be deleted there and not moved/);
+    expect(r.plan.steps.some((s) => s.key.endsWith(`VirtualMachine/${P}-vm`))).toBe(false);
+    expect(a.domains.get(`${P}-vm`)?.active).toBe(true);
+    expect(b.domains.has(`${P}-vm`)).toBe(false);
+  });
+
+  it("the VM's define on the target refuses a volume whose copy is not recorded verified, whatever the plan says", async () => {
+    // A verify whose record loses `verified` (standing in for any planning or recording bug).
+    const upsert = store.resources.upsert.bind(store.resources);
+    store.resources.upsert = async (e) => {
+      const move = (e.details?.facts as { move?: { verified?: boolean } } | undefined)?.move;
+      if (e.host === 'b' && e.kind === 'Volume' && move?.verified) move.verified = false;
+      return upsert(e);
+    };
+    const r = await run('b');
+    expect(r.outcome).toBe('failed');
+    expect(r.applied!.failed.get(`b/VirtualMachine/${P}-vm`)).toMatch(/has no verified copy from host a here/);
+    expect(b.domains.has(`${P}-vm`)).toBe(false);
+    expect(a.domains.has(`${P}-vm`)).toBe(true);
+    expect(a.volumes.get(`${P}-pool`)?.has(`${P}-disk.img`)).toBe(true);
+  });
+
+  it("the target dies before its upload reads a byte: the source's download stream is closed, a later error on it crashes nothing", async () => {
+    const real = a.downloadVolume.bind(a);
+    let opened: Readable | undefined;
+    a.downloadVolume = async (pool, name) => {
+      opened = Readable.from(await real(pool, name), { objectMode: true });
+      return opened;
+    };
+    b.failNext('uploadVolume', `${P}-disk.img`, 1, 'connection');
+    const r = await run('b');
+    expect(r.outcome).toBe('failed');
+    expect(opened).toBeDefined();
+    expect(opened!.destroyed).toBe(true);
+    expect(a.domains.has(`${P}-vm`)).toBe(true);
   });
 });

@@ -1,9 +1,10 @@
 /** How each VM step runs on the host (idempotent), and the read-back after a live change. */
 import { HostError, type HostPort } from '../../ports.js';
+import { onHost, parseResourceKey } from '../../../model/kinds.js';
 import { definitionOf } from '../../core/observed.js';
 import { uuidToDefine } from '../common.js';
 import type { ExecContext } from '../../core/kind.js';
-import { domainDef, domainTypeFor, freshMac } from './define.js';
+import { domainDef, domainTypeFor, freshMac, usedKeys } from './define.js';
 import { bootedSeed, factsOf } from './facts.js';
 import { applyLive } from './fields.js';
 import { matchNics } from './match.js';
@@ -24,6 +25,7 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
         await ctx.record({ uuid: observedDomain?.uuid ?? null, observedStatus: observedDomain?.active ? 'running' : 'stopped', desiredState: d.state });
         return;
       }
+      if (step.change.move?.role === 'target') await checkMovedDisks(ctx, step.change.move.from);
       // The definition a redefinition starts from (its MACs are kept): the one observed, or on a
       // retry the current one (the failed attempt may have defined it already).
       const current = ctx.attempt === 1 ? definitionOf(ctx.observed, 'VirtualMachine', step.key) : (await host.getDomain(d.name)) ?? undefined;
@@ -210,4 +212,23 @@ function withUnapplied(rr: RestartRequired | null, u: Unapplied, previous: Resta
   }
   out.domainId ??= u.domainId ?? previous?.domainId;
   return out;
+}
+
+/**
+ * A cold move's target define (and so the source's undefine, ordered after it) runs only once every
+ * volume the VM moved with is copied AND verified here: a volume the VM also has recorded on its
+ * source host must carry a verified `move` fact in this host's record. Whatever the plan says, a
+ * VM is never defined on an empty or partial copy of its disk (the source keeps everything).
+ */
+async function checkMovedDisks(ctx: ExecContext<DesiredVm>, from: string): Promise<void> {
+  if (!ctx.factsOf) return;
+  const d = ctx.desired!;
+  for (const key of usedKeys(d.config, ctx.step.host)) {
+    if (parseResourceKey(key).kind !== 'Volume') continue;
+    if ((await ctx.factsOf(onHost(key, from))) === undefined) continue; // not on the source: not moving with it
+    const move = (await ctx.factsOf(key))?.move as { verified?: unknown } | undefined;
+    if (move?.verified !== true) {
+      throw new HostError('invalid', `${key} has no verified copy from host ${from} here: VirtualMachine ${d.name} is not defined on it (the source keeps the VM and its data)`);
+    }
+  }
 }

@@ -92,7 +92,10 @@ export function moveVolume(m: MoveContext<DesiredVolume>): { source: ResourceCha
   if (onB && !ours) return conflict(`a volume ${c.pool}/${c.volName} that virtform did not create exists on host ${to}`);
   // B has its own volume of that name, not a copy of A's (the same name on several hosts): A's is
   // simply no longer declared there, not moving.
-  if (m.to.records.has(d.key) && !fact) return undefined;
+  // A record without a config (nor identity) is no volume of B's own: what a failed or interrupted
+  // step of an earlier move left there (its status); the move resumes, copy and verify again.
+  const own = m.to.records.get(d.key);
+  if (own && !fact && (own.uuid || recordedConfig(m.to, d.key) !== undefined)) return undefined;
   const size = definitionOf(m.from, 'Volume', m.source.key)?.capacityBytes ?? c.capacityBytes;
   const shown = size !== undefined ? `up to ${formatSize(size)}` : 'its data';
   const target: ResourceChange = {
@@ -174,11 +177,18 @@ export async function executeMove(op: Extract<VolumeOp, { op: 'volume.moveCopy' 
     const count = { bytes: 0, data: 0 };
     const wait = throttle(ctx.moveBandwidth);
     const tick = progressEvery(ctx, 'copy', source.capacityBytes, count);
-    const data = hashed(await download(op.pool, op.volName), hash, count, async (chunk) => {
+    const stream = await download(op.pool, op.volName);
+    const data = hashed(stream, hash, count, async (chunk) => {
       if (chunk instanceof Uint8Array) await wait(chunk.byteLength);
       tick();
     });
-    await host.uploadVolume(pool, volName, data, { sparse: true });
+    try {
+      await host.uploadVolume(pool, volName, data, { sparse: true });
+    } finally {
+      // On any failure of the upload (the target gone before it read a byte, say), the source's
+      // download stream is closed too: never left open on the source's connection.
+      await closeStream(stream, data);
+    }
     const detail = await host.getVolume(pool, volName);
     if (!detail) throw new HostError('not-found', `volume ${pool}/${volName} vanished after the copy`);
     ctx.boundary();
@@ -202,6 +212,17 @@ export async function executeMove(op: Extract<VolumeOp, { op: 'volume.moveCopy' 
   }
   ctx.progress?.({ phase: 'verify', bytes: count.bytes, total: fact.bytes });
   await ctx.record({ observedStatus: 'ready', facts: { move: { ...fact, verified: true } } });
+}
+
+/** Ends a download early (destroyed without an error: nothing is emitted); a finished one is left as it is. */
+async function closeStream(stream: AsyncIterable<unknown>, data: AsyncGenerator<unknown>): Promise<void> {
+  const s = stream as { destroy?: (e?: Error) => void; destroyed?: boolean };
+  if (typeof s.destroy === 'function') {
+    if (!s.destroyed) s.destroy();
+    return;
+  }
+  // safe-catch: closing a source the copy no longer reads; the copy's own outcome is what counts
+  await data.return(undefined).catch(() => undefined);
 }
 
 /** Before a move's source is deleted: its copy is still on the target host (the plan ordered the delete after the verify). */
