@@ -1,30 +1,41 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, resolve } from 'node:path';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 
 // Integration tests talk to the real libvirtd. Every object they create is named with the
 // `vftest` prefix; this removes leftovers before the run (e.g. from a killed run) and after it.
-// When another test run is alive on this machine (a lock file names its pid), the sweep is left to
-// it, so two runs never delete each other's objects.
+// Every run registers its pid in a folder; a run sweeps only when no other registered run is
+// alive, at its start and at its end, so two runs never delete each other's objects (a single
+// lock file let the first run's end sweep a second run's objects mid-test: the crash matrix,
+// run beside make test-fleet, lost its pool that way).
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // In the folder of the test pools, which each private test host (scripts/test-host.sh) has of its
 // own: a run on another host's libvirtd does not stop this one from sweeping its own.
-const LOCK_DIR = '/var/lib/virtform-test';
-const LOCK = `${LOCK_DIR}/.integration-tests.pid`;
+const RUNS_DIR = '/var/lib/virtform-test/.integration-runs';
 const cleanup = (): void => {
   execFileSync('bash', [resolve(root, 'scripts/cleanup-test-objects.sh'), 'vftest'], { stdio: 'inherit' });
 };
 
-function otherRunAlive(): boolean {
+function alive(pid: number): boolean {
   try {
-    const pid = Number(readFileSync(LOCK, 'utf8').trim());
-    if (!pid || pid === process.pid) return false;
     process.kill(pid, 0);
     return true;
   } catch {
-    return false;
+    return false; // safe-catch: ESRCH, the run is gone
   }
+}
+
+/** Other registered runs still alive (the files of dead ones are removed). */
+function otherRunsAlive(): boolean {
+  let others = false;
+  for (const f of readdirSync(RUNS_DIR)) {
+    const pid = Number(f);
+    if (!pid || pid === process.pid) continue;
+    if (alive(pid)) others = true;
+    else rmSync(`${RUNS_DIR}/${f}`, { force: true });
+  }
+  return others;
 }
 
 export default function setup(): () => void {
@@ -33,12 +44,11 @@ export default function setup(): () => void {
   } catch {
     throw new Error('libvirtd is not answering on qemu:///system: run `make setup` (as root) first');
   }
-  if (otherRunAlive()) return () => undefined;
-  mkdirSync(LOCK_DIR, { recursive: true });
-  writeFileSync(LOCK, String(process.pid));
-  cleanup();
+  mkdirSync(RUNS_DIR, { recursive: true });
+  writeFileSync(`${RUNS_DIR}/${process.pid}`, '');
+  if (!otherRunsAlive()) cleanup();
   return () => {
-    cleanup();
-    rmSync(LOCK, { force: true });
+    rmSync(`${RUNS_DIR}/${process.pid}`, { force: true });
+    if (!otherRunsAlive()) cleanup();
   };
 }
