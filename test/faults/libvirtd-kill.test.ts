@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openJournal, orphans, runCli, TEST_POOL_ROOT } from '../support/real-host.js';
 import { writeManifests } from '../support/manifests.js';
-import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../support/libvirtd.js';
+import { LIBVIRTD_ARGS, LIBVIRTD_PIDFILE, signalLibvirtd } from '../support/libvirtd.js';
 import { declaredFrom, ensureLibvirtd, faultManifests, isConnectionTrouble, spawnCli, whileLibvirtdFlaps } from './support.js';
 import { useSuite } from '../support/suite.js';
 
@@ -28,7 +28,7 @@ async function killLibvirtdWhenApplied(stepsDone: number, child: ReturnType<type
   const seen = child.stdoutSoFar().match(/^✓ /gm)?.length ?? 0;
   signalLibvirtd('SIGKILL');
   await new Promise((r) => setTimeout(r, 300));
-  spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: 'ignore' });
+  spawnSync('libvirtd', [...LIBVIRTD_ARGS], { stdio: 'ignore' });
   await ensureLibvirtd(60_000);
   return seen;
 }

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT, type Declared } from '../support/real-host.js';
 import { desiredFrom } from '../support/manifests.js';
-import { LIBVIRTD_PIDFILE, libvirtdAlive } from '../support/libvirtd.js';
+import { LIBVIRTD_ARGS, LIBVIRTD_PIDFILE, libvirtdAlive } from '../support/libvirtd.js';
 
 export { prng } from '../support/prng.js';
 import { prng } from '../support/prng.js';
@@ -79,7 +79,7 @@ export async function ensureLibvirtd(timeoutMs = 30_000): Promise<void> {
   while (Date.now() < deadline) {
     if (libvirtdUp()) return;
     if (!started && !libvirtdAlive()) {
-      spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE], { stdio: 'ignore' });
+      spawnSync('libvirtd', [...LIBVIRTD_ARGS], { stdio: 'ignore' });
       started = true;
     }
     await new Promise((r) => setTimeout(r, 250));

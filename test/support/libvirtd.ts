@@ -8,6 +8,12 @@ import { readFileSync } from 'node:fs';
 
 /** Pid file of this host's libvirtd: the system default, or a private one (`-p`) for a namespaced host. */
 export const LIBVIRTD_PIDFILE = process.env.VIRTFORM_LIBVIRTD_PIDFILE ?? '/var/run/libvirtd.pid';
+/**
+ * How a test (re)starts this host's libvirtd. A namespace test host's libvirtd (scripts/test-host.sh
+ * sets VIRTFORM_LIBVIRTD_PIDFILE) also listens on TCP (-l), as test-host.sh started it: a restart
+ * without it left later suites that reach this host over qemu+tcp refused.
+ */
+export const LIBVIRTD_ARGS: readonly string[] = ['-d', '-p', LIBVIRTD_PIDFILE, ...(process.env.VIRTFORM_LIBVIRTD_PIDFILE ? ['-l'] : [])];
 
 /** Pid of this host's libvirtd when one is running (its pid file names a live libvirtd process). */
 export function libvirtdPid(): number | undefined {
@@ -59,10 +65,7 @@ export async function startLibvirtd(timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (libvirtdAnswers()) return;
-    // A namespace test host's libvirtd (scripts/test-host.sh sets VIRTFORM_LIBVIRTD_PIDFILE) also
-    // listens on TCP (-l), as test-host.sh started it: a restart without it left later suites that
-    // reach this host over qemu+tcp refused.
-    if (!libvirtdAlive()) spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE, ...(process.env.VIRTFORM_LIBVIRTD_PIDFILE ? ['-l'] : [])], { stdio: 'ignore' });
+    if (!libvirtdAlive()) spawnSync('libvirtd', LIBVIRTD_ARGS, { stdio: 'ignore' });
     await sleep(250);
   }
   throw new Error(`libvirtd did not answer within ${timeoutMs} ms`);

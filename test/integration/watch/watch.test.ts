@@ -12,7 +12,7 @@ import { writeManifests } from '../../support/manifests.js';
 import { expectReadbackMatches, mergeSnapshots, waitForReadbackMatch, type Snapshot } from '../../support/readback.js';
 import { openStateStore } from '../../../src/state/index.js';
 import { parsePrometheus, sampleValue, writeFilesInPlace } from '../../unit/watch/helpers.js';
-import { LIBVIRTD_PIDFILE, signalLibvirtd } from '../../support/libvirtd.js';
+import { LIBVIRTD_ARGS, signalLibvirtd } from '../../support/libvirtd.js';
 import { runCli, startWatch, waitFor, type Watcher } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
 import { lab } from '../../support/suite.js';
@@ -64,7 +64,7 @@ afterEach((ctx) => {
 
 afterAll(async () => {
   if (w && w.exitCode === undefined) w.child.kill('SIGKILL');
-  if (!tryVirsh('version')) spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE]);
+  if (!tryVirsh('version')) spawnSync('libvirtd', [...LIBVIRTD_ARGS]);
   N.cleanup();
   rmSync(work, { recursive: true, force: true });
 }, 60_000);
@@ -131,7 +131,7 @@ describe('virtform watch on qemu:///system', () => {
     signalLibvirtd('SIGKILL');
     await waitFor(async () => (await http('/readyz')).status === 503, 'readyz 503', 15_000);
     await new Promise((r) => setTimeout(r, 1500)); // a few reconnect attempts fail meanwhile
-    const started = spawnSync('libvirtd', ['-d', '-p', LIBVIRTD_PIDFILE]);
+    const started = spawnSync('libvirtd', [...LIBVIRTD_ARGS]);
     expect(started.status).toBe(0);
     await waitFor(async () => (await http('/readyz')).status === 200, 'readyz 200 after the restart', 40_000);
     const m = await metrics();
