@@ -49,6 +49,28 @@ export function fleetRefusal(hosts: readonly HostDefinition[], o: FleetFlags): s
   return undefined;
 }
 
+/**
+ * The engine options `reconcile` takes from its flags, the same for one host and for a fleet (a
+ * flag added here reaches both).
+ */
+export function engineFlagOptions(o: FleetFlags, c: { dataDir: string | undefined; writer: Lease | undefined; err: (s: string) => void }) {
+  const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
+  const writer = c.writer;
+  return {
+    dryRun: o.dryRun,
+    allowDataLoss: o.allowDataLoss === true,
+    maxDeletions: o.maxDeletions,
+    ignoreSuspend: o.ignoreSuspend === true,
+    concurrency: o.concurrency,
+    retry: retryPolicy(o),
+    shutdownTimeoutMs: o.shutdownTimeout * 1000,
+    ...(o.moveBandwidth !== undefined ? { moveBandwidth: o.moveBandwidth } : {}),
+    images: imageCacheFor(c.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
+    boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => c.err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
+    ...(writer ? { guard: () => writer.refusal() } : {}),
+  };
+}
+
 interface FleetCtx {
   store: StateStore;
   out: (s: string) => void;
@@ -62,7 +84,6 @@ interface FleetCtx {
 
 export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetCtx): Promise<number> {
   const { out, err, style } = c;
-  const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
   const wrapper = faultWrapperFromEnv();
   const progress = new ProgressLine({ write: err, isTTY: process.stderr.isTTY === true }, o.json === true);
   let info: FleetPlanInfo | undefined;
@@ -77,19 +98,9 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
       info = i;
     },
     engine: {
-      dryRun: o.dryRun,
-      allowDataLoss: o.allowDataLoss === true,
-      maxDeletions: o.maxDeletions,
-      ignoreSuspend: o.ignoreSuspend === true,
-      concurrency: o.concurrency,
-      retry: retryPolicy(o),
-      shutdownTimeoutMs: o.shutdownTimeout * 1000,
-      ...(o.moveBandwidth !== undefined ? { moveBandwidth: o.moveBandwidth } : {}),
+      ...engineFlagOptions(o, { dataDir: c.store.dataDir, writer: c.writer, err }),
       signal: c.abort.signal,
       stopTimeoutMs: c.stopTimeoutMs,
-      images: imageCacheFor(c.store.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
-      boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
-      ...(writer ? { guard: () => writer.refusal() } : {}),
       onPlan: (plan) => {
         if (o.json) return;
         const i = info;

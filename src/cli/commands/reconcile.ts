@@ -1,12 +1,12 @@
 import {
-  EXIT, dataDirOf, errorMessage, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, retryPolicy, useColor, verifyHostIdentity,
+  EXIT, dataDirOf, errorMessage, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, useColor, verifyHostIdentity,
   type JsonManifestError, type LeaseFlags,
 } from '../common.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
 import type { Suspension } from '../../state/index.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { reconcile } from '../../reconcile/engine.js';
-import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
+import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LeaseHeldError, defaultDbPath, type Lease, type StateStore } from '../../state/index.js';
 import { brakeLines, planToJson, renderApplyEvent, renderPlan, summaryLine } from '../render.js';
 import type { HostPort } from '../../reconcile/ports.js';
@@ -20,7 +20,7 @@ import { formatManifestError } from '../../manifest/index.js';
 import { kindOf } from '../../reconcile/kinds/index.js';
 import type { DesiredState } from '../../manifest/index.js';
 import { fleetHosts } from '../../fleet/parts.js';
-import { fleetRefusal, reconcileFleet } from './reconcile-fleet.js';
+import { engineFlagOptions, fleetRefusal, reconcileFleet } from './reconcile-fleet.js';
 
 export interface ReconcileFlags extends GitFlags, LeaseFlags {
   uri: string;
@@ -234,26 +234,15 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     // Refuses (HostMismatchError, exit 1) a DB that holds the records of another host.
     await verifyHostIdentity(store, host, { record: !o.dryRun });
     const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
-    const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
     const progress = new ProgressLine({ write: err, isTTY: process.stderr.isTTY === true }, o.json === true);
 
     const result = await reconcile({
       host: effectiveHost,
       store,
       desired: loaded.desired,
-      dryRun: o.dryRun,
-      allowDataLoss: o.allowDataLoss === true,
-      maxDeletions: o.maxDeletions,
-      ignoreSuspend: o.ignoreSuspend === true,
-      concurrency: o.concurrency,
-      retry: retryPolicy(o),
-      shutdownTimeoutMs: o.shutdownTimeout * 1000,
-      ...(o.moveBandwidth !== undefined ? { moveBandwidth: o.moveBandwidth } : {}),
+      ...engineFlagOptions(o, { dataDir: store.dataDir, writer, err }),
       signal: abort.signal,
       stopTimeoutMs,
-      images: imageCacheFor(store.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
-      boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,
-      ...(writer ? { guard: ((w: Lease) => () => w.refusal())(writer) } : {}),
       onPlan: (plan) => {
         if (!o.json) out(renderPlan(plan, style));
         if (!o.json && !o.dryRun && !plan.noop) out('\n');
