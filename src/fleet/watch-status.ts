@@ -21,6 +21,7 @@ import { WatchMetrics } from '../watch/metrics.js';
 import type { WatchStatus } from '../watch/controller.js';
 import type { RunInfo } from '../watch/runner.js';
 import type { FleetResult } from './run.js';
+import { leaseView, standbyReason } from '../watch/lease-view.js';
 
 /** How long /status reuses one fleet view (a scrape loop must not hammer the hosts). */
 const FLEET_VIEW_TTL_MS = 2000;
@@ -127,10 +128,8 @@ export class FleetWatchStatus implements StatusSource {
 
   get notReadyReason(): string | undefined {
     if (this.#stopping) return 'stopping';
-    if (!this.#leading) {
-      const lost = this.#lease?.lostReason;
-      return lost ? `standby: ${lost}` : 'standby: another process holds the writer lease (or it was not acquired yet)';
-    }
+    const standby = standbyReason(this.#lease);
+    if (standby !== undefined) return standby;
     if (!this.#lastReconcile) return 'the first fleet run has not finished';
     return undefined;
   }
@@ -181,13 +180,7 @@ export class FleetWatchStatus implements StatusSource {
       suspended: suspension ?? null,
       manifests: { valid: this.#manifestErrors.length === 0, digest: this.#state?.digest, resources: this.#state?.manifests.length, errors: this.#manifestErrors },
       git: null,
-      lease: {
-        role: this.#leading ? 'leader' : 'standby',
-        epoch: this.#leading ? this.#lease!.epoch : null,
-        holder: this.#leading ? this.#lease!.holder : null,
-        lost: this.#lease?.lostReason ?? null,
-        leader,
-      },
+      lease: leaseView(this.#lease, leader),
       resources: report.resources,
       summary: report.summary,
       hostError: errors.length > 0 ? errors.join('; ') : null,

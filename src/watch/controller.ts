@@ -37,6 +37,7 @@ import { errText } from './sources/types.js';
 import type { GitRepositorySource } from './sources/git-repository.js';
 import type { GitSourceStatus } from '../git/index.js';
 import { isGuestKind } from '../reconcile/kinds/index.js';
+import { leaseView, standbyReason, type LeaseView } from './lease-view.js';
 
 export type { TriggerSource } from './queue.js';
 export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner.js';
@@ -108,7 +109,7 @@ export interface WatchStatus {
    * `standby` (retrying; why, when it was lost), and `leader`: the lease row as the database has it
    * (who leads, whoever it is; null when never taken).
    */
-  lease: { role: 'leader' | 'standby'; epoch: number | null; holder: string | null; lost: string | null; leader: LeaseStatus | null };
+  lease: LeaseView;
   /** The same rows as `virtform status --json` (desired from the last good manifests, observed live). */
   resources: StatusRow[];
   summary: StatusSummary;
@@ -202,10 +203,8 @@ export class WatchController {
   /** Why not ready (/readyz), or undefined when ready. */
   get notReadyReason(): string | undefined {
     if (this.#stopping) return 'stopping';
-    if (!this.#leading) {
-      const lost = this.#lease?.lostReason;
-      return lost ? `standby: ${lost}` : 'standby: another process holds the writer lease (or it was not acquired yet)';
-    }
+    const standby = standbyReason(this.#lease);
+    if (standby !== undefined) return standby;
     if (this.#connection.state !== 'connected') return `connection: ${this.#connection.state}`;
     if (!this.#runner.firstReconcileDone) return 'the first reconcile has not finished';
     return undefined;
@@ -462,13 +461,7 @@ export class WatchController {
       suspended: suspension ?? null,
       manifests: { valid: this.#manifests.valid, digest: lastGood?.digest, resources: lastGood?.resources.length, errors: this.#manifests.errors },
       git: this.#o.git?.status() ?? null,
-      lease: {
-        role: this.#leading ? 'leader' : 'standby',
-        epoch: this.#leading ? this.#lease!.epoch : null,
-        holder: this.#leading ? this.#lease!.holder : null,
-        lost: this.#lease?.lostReason ?? null,
-        leader,
-      },
+      lease: leaseView(this.#lease, leader),
       resources: report.resources,
       summary: report.summary,
       hostError,
