@@ -65,15 +65,31 @@ export async function waitForAddresses(host: WaitHost, targets: readonly Address
   const lastEvent = new Map<string, DomainLifecycleEvent>();
   let wake: (() => void) | undefined;
   let unsubscribe: (() => Promise<void>) | undefined;
+  let subscribed = false;
+  let onEvent: (() => void) | undefined;
   try {
     unsubscribe = await host.subscribeDomainEvents((e) => {
       if (!names.has(e.name)) return;
       lastEvent.set(e.name, e);
       if (e.event === 'stopped' || e.event === 'crashed' || e.event === 'shutdown') wake?.();
+      onEvent?.();
     });
+    subscribed = true;
   } catch { // safe-catch: no events (a driver or proxy without them): the polls still see a stopped VM
     // No events (a driver or proxy without them): the polls still see a stopped VM.
   }
+  /** Resolves when cond() holds (checked at each event) or after ms. */
+  const sleepUntil = (cond: () => boolean, ms: number): Promise<void> => new Promise<void>((resolve) => {
+    const timer = setTimeout(finish, ms);
+    function finish(): void {
+      clearTimeout(timer);
+      onEvent = undefined;
+      resolve();
+    }
+    onEvent = () => { if (cond()) finish(); };
+    if (cond()) finish();
+  });
+  const seenRunning = new Set<string>();
   const noAgent = new Set<string>();
   let polls = 0;
   let delay = minDelay;
@@ -88,12 +104,22 @@ export async function waitForAddresses(host: WaitHost, targets: readonly Address
       if (o.signal?.aborted) return result('interrupted');
       polls += 1;
       const snapshot: HostSnapshot = await host.snapshot();
-      const failures = notRunning(snapshot, targets, lastEvent);
+      const failures = targets.filter((t) => isDown(snapshot, t));
+      for (const t of targets) if (!isDown(snapshot, t)) seenRunning.add(t.name);
       // While waiting, only the NICs waited for are asked about; once all have one, every NIC (for the report).
       let report = await observeAddresses(host, snapshot, targets, o.managed, { noAgent, waitedOnly: true });
       vms = report.vms;
       errors = report.errors;
-      if (failures.length > 0) return result('not-running', failures);
+      if (failures.length > 0) {
+        // The lifecycle event that says why (destroyed, crashed…) is dispatched by libvirtd after the
+        // state change, so a poll can see the VM stopped before its event arrives: give it a moment.
+        // Only for a VM seen running earlier in this wait: one already down at the first poll has no event coming.
+        const pending = (t: AddressTarget): boolean => seenRunning.has(t.name) && isDown(snapshot, t) && !hasStopEvent(lastEvent, t.name);
+        if (subscribed && targets.some(pending)) {
+          await sleepUntil(() => !targets.some(pending), EVENT_GRACE_MS);
+        }
+        return result('not-running', notRunning(snapshot, targets, lastEvent));
+      }
       const waiting = targets.filter((t) => !vms.get(t.name)?.ready).map((t) => t.name);
       o.onProgress?.({ waiting, ready: targets.filter((t) => vms.get(t.name)?.ready).map((t) => t.name), elapsedMs: now() - start, polls });
       if (waiting.length === 0) {
@@ -123,6 +149,18 @@ export async function waitForAddresses(host: WaitHost, targets: readonly Address
     // safe-catch: unsubscribing on the way out; the wait result is already decided
     await unsubscribe?.().catch(() => undefined);
   }
+}
+
+/** How long a VM seen stopped may wait for the lifecycle event that gives the reason. */
+const EVENT_GRACE_MS = 1500;
+
+function isDown(snapshot: HostSnapshot, t: AddressTarget): boolean {
+  return !snapshot.domains.find((x) => x.name === t.name)?.active;
+}
+
+function hasStopEvent(events: ReadonlyMap<string, DomainLifecycleEvent>, name: string): boolean {
+  const e = events.get(name)?.event;
+  return e === 'stopped' || e === 'crashed';
 }
 
 function notRunning(snapshot: HostSnapshot, targets: readonly AddressTarget[], events: ReadonlyMap<string, DomainLifecycleEvent>): WaitFailure[] {

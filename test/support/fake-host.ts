@@ -766,6 +766,11 @@ export class FakeHost implements HostPort {
     const uuid = this.domains.get(name)?.uuid ?? '00000000-0000-0000-0000-000000000000';
     for (const cb of this.eventSubscribers) cb({ name, uuid, event, detail: 0 });
   }
+  /** Test helper: a 'stopped' lifecycle event with its detail (virDomainEventStoppedDetailType), as libvirt sends it. */
+  emitStoppedEvent(name: string, detail: number): void {
+    const uuid = this.domains.get(name)?.uuid ?? '00000000-0000-0000-0000-000000000000';
+    for (const cb of this.eventSubscribers) cb({ name, uuid, event: 'stopped', detail });
+  }
   /** Test helper: simulate the daemon going away. */
   disconnect(err = new Error('connection closed')): void {
     const handlers = this.disconnectHandlers;

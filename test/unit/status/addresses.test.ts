@@ -246,6 +246,17 @@ describe('waitForAddresses', () => {
     expect(c.failures).toEqual([{ vm: `${P}-vm2`, reason: `VM ${P}-vm2 crashed; it will not get an address` }]);
   });
 
+  it('a VM seen stopped before its lifecycle event arrives still gets the event\'s reason (destroyed), not a bare "shut off"', async () => {
+    await apply({ vms: 2 });
+    const managed = managedNetworks(await fx.store.resources.list());
+    // libvirtd dispatches the event after the state change: a poll can see the VM down first.
+    setTimeout(() => { fx.host.domains.get(`${P}-vm2`)!.active = false; }, 30);
+    setTimeout(() => fx.host.emitStoppedEvent(`${P}-vm2`, 1), 400);
+    const r = await waitForAddresses(fx.host, await targetsOf(), { timeoutMs: 60_000, managed, pollMinMs: 50, pollMaxMs: 50 });
+    expect(r.outcome).toBe('not-running');
+    expect(r.failures).toEqual([{ vm: `${P}-vm2`, reason: `VM ${P}-vm2 is shut off (destroyed); it will not get an address` }]);
+  });
+
   it('a VM already shut off fails at the first poll, without waiting', async () => {
     await apply({ vms: 1 });
     await fx.host.stopDomain(`${P}-vm1`);
