@@ -29,7 +29,7 @@ function mapped(text: string): string {
 }
 
 /** Runs one README command line: `virtform …` with `guide/` as the suite's folder. */
-async function run(argv: string[]): Promise<{ code: number; out: string }> {
+async function run(argv: string[]): Promise<{ code: number | null; out: string }> {
   expect(argv[0]).toBe('virtform');
   const args = argv.slice(1).map((a) => (a === 'guide/' ? S.mdir : a === 'EMPTY_DIR' ? join(S.work, 'empty') : a));
   // validate reads no DB; every other command gets the suite's.
