@@ -98,8 +98,17 @@ describe('reconcile over a fleet of Host manifests', () => {
     expect(uuids).toHaveLength(2);
 
     S.write(single);
+    // The dry-run before the first fleet apply shows what the apply does: the records bound to h1
+    // (planned on a scratch copy of the DB), no conflict on h1; the DB itself is left as it was.
+    const dry = await S.cli(['reconcile', S.mdir, '--dry-run', ...FLEET_FLAGS]);
+    expect(dry.code, dry.stdout + dry.stderr).toBe(0);
+    expect(dry.stdout).not.toMatch(/conflicts and will not be touched|on host h1|→ host|will be deleted/);
+    expect(dry.stdout).toMatch(/bound: \d+ record\(s\) of the host of the earlier --uri runs become Host h1's when this is applied/);
+    const planLine = (out: string): string | undefined => /^Plan: .*$/m.exec(out)?.[0];
     const r = await S.cli(['reconcile', S.mdir, ...FLEET_FLAGS]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(planLine(r.stdout)).toBe(planLine(dry.stdout));
+    expect(r.stdout).toMatch(/bound: \d+ record\(s\) of the host of the earlier --uri runs are now Host h1's/);
     // only the pool is new on h2 and h3 (a StoragePool without hosts is on every host); nothing on h1 changes
     expect(r.stdout).not.toMatch(/on host h1|→ host|will be deleted/);
     expect(F.domains('h1', S.prefix).map((d) => F.virsh('h1', 'domuuid', d).trim())).toEqual(uuids);

@@ -118,7 +118,7 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
     },
   });
   const result = r.run;
-  if (!info) info = { annotations: r.annotations, moves: r.moves, unschedulable: r.unschedulable, unreachable: r.unreachable, orphanHosts: r.orphanHosts };
+  if (!info) info = { annotations: r.annotations, moves: r.moves, unschedulable: r.unschedulable, unreachable: r.unreachable, orphanHosts: r.orphanHosts, bound: r.bound };
   if (!result && !o.json) {
     out(`${fleetLines(info, { rebalance: o.rebalance === true, dryRun: o.dryRun === true }).join('\n')}\n`);
   }
