@@ -54,6 +54,8 @@ export interface FleetOptions {
   onPlaced?: (info: FleetPlanInfo) => void;
   /** Told about each host that cannot be reached (before the plan). */
   onUnreachable?: (host: HostId, why: string) => void;
+  /** Leave the hosts connected (`reconcile --wait` asks them for addresses after the run): the result's `connections`, which the caller closes. */
+  keepConnections?: boolean;
 }
 
 
@@ -73,6 +75,8 @@ export interface FleetResult {
   /** Hosts bound to the implicit host's records this run (see {@link FleetPlanInfo.bound}). */
   bound: BoundHost[];
   desired: Desired;
+  /** With `keepConnections`: the connected hosts' ports; the caller closes them. */
+  connections?: { ports: Map<HostId, HostPort>; close(): Promise<void> };
 }
 
 /** The kind of the guests (VMs), asked of the registry. */
@@ -201,9 +205,13 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     return {
       ...(run ? { run } : {}), schedule: result, annotations, moves: result.moves, unschedulable: result.unschedulable,
       unreachable: conn.unreachable, unreachableResources, orphanHosts, bound, desired,
+      ...(o.keepConnections ? { connections: { ports: new Map([...conn.connected].map(([id, h]) => [id, h.port])), close: () => closeFleet(conn) } } : {}),
     };
+  } catch (e) {
+    if (o.keepConnections) await closeFleet(conn);
+    throw e;
   } finally {
-    await closeFleet(conn);
+    if (!o.keepConnections) await closeFleet(conn);
     await scratch?.close();
   }
 }
