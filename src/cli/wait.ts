@@ -38,40 +38,71 @@ export interface WaitIo {
   json: boolean;
 }
 
-/** Run the wait; returns the report (for --json) and whether it succeeded. */
+/** The VMs of one host to wait for: the host, what is declared on it and its records. */
+export interface WaitSet {
+  /** The Host's id (a fleet); undefined for the one host of `--uri`. */
+  host?: string;
+  port: HostPort;
+  declared: readonly DesiredResource[];
+  records: readonly ResourceRecord[];
+}
+
+/**
+ * Run the wait; returns the report (for --json) and whether it succeeded. Several hosts (a fleet)
+ * are waited for at once, each with its own polls; a VM that stops on one ends the whole wait at
+ * once (the others are interrupted), as on one host.
+ */
 export async function waitAfterApply(
-  host: HostPort, declared: readonly DesiredResource[], records: readonly ResourceRecord[],
-  o: { timeoutSeconds: number; signal?: AbortSignal; only?: readonly string[] }, io: WaitIo,
+  sets: readonly WaitSet[], o: { timeoutSeconds: number; signal?: AbortSignal; only?: readonly string[] }, io: WaitIo,
 ): Promise<{ ok: boolean; report: WaitReport }> {
-  const vms = declared.filter((d) => kindOf(d.kind).guest?.declaredRunning(d))
-    .map((d) => d.name).filter((n) => !o.only || o.only.includes(n)).sort();
-  const managed = managedNetworks(records, declared);
-  // The NICs the running domains really have (live definition): one read per VM, once.
-  const targets: AddressTarget[] = await Promise.all(vms.map(async (name) => {
-    const live = await host.getRunningDomain(name);
-    const startedAt = recordedStart(records.find((r) => isGuestKind(r.kind) && r.name === name));
-    return { name, nics: (live?.nics ?? []).map((n) => ({ mac: n.mac.toLowerCase(), network: n.network })), ...(startedAt ? { startedAt } : {}) };
+  const perHost = await Promise.all(sets.map(async (set) => {
+    const vms = set.declared.filter((d) => kindOf(d.kind).guest?.declaredRunning(d))
+      .map((d) => d.name).filter((n) => !o.only || o.only.includes(n)).sort();
+    // The NICs the running domains really have (live definition): one read per VM, once.
+    const targets: AddressTarget[] = await Promise.all(vms.map(async (name) => {
+      const live = await set.port.getRunningDomain(name);
+      const startedAt = recordedStart(set.records.find((r) => isGuestKind(r.kind) && r.name === name));
+      return { name, nics: (live?.nics ?? []).map((n) => ({ mac: n.mac.toLowerCase(), network: n.network })), ...(startedAt ? { startedAt } : {}) };
+    }));
+    return { set, targets, managed: managedNetworks(set.records, set.declared) };
   }));
+  const targets = perHost.flatMap((h) => h.targets);
+  const hostOf = new Map(perHost.flatMap((h) => h.targets.map((t) => [t.name, h.set.host] as const)));
+  const label = (vm: string): string => (hostOf.get(vm) !== undefined ? `${vm} (host ${hostOf.get(vm)})` : vm);
   const text = (s: string): void => { if (!io.json) io.out(s); };
   if (targets.length === 0) {
     text('\nNo VM is declared running: nothing to wait for.\n');
     return { ok: true, report: emptyReport(o.timeoutSeconds, 'nothing-to-wait-for') };
   }
-  text(`\nWaiting up to ${o.timeoutSeconds}s for the addresses of ${targets.length} VM(s): ${targets.map((t) => t.name).join(', ')}\n`);
+  text(`\nWaiting up to ${o.timeoutSeconds}s for the addresses of ${targets.length} VM(s): ${targets.map((t) => label(t.name)).join(', ')}\n`);
 
   const tty = io.progress?.isTTY === true ? io.progress : undefined;
   let shown = false;
-  const result = await waitForAddresses(host, targets, {
-    timeoutMs: o.timeoutSeconds * 1000,
-    managed,
-    signal: o.signal,
-    onProgress: (p) => {
-      if (!tty || p.waiting.length === 0) return;
-      tty.write(`\r\x1b[K  ${(p.elapsedMs / 1000).toFixed(0)}s: waiting for ${p.waiting.join(', ')}`);
-      shown = true;
-    },
-  });
+  // One host's VM not running ends every host's wait (the user's signal too).
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  if (o.signal?.aborted) stop.abort();
+  const waiting = new Map<string, string[]>();
+  const results = await Promise.all(perHost.filter((h) => h.targets.length > 0).map(async (h) => {
+    const r = await waitForAddresses(h.set.port, h.targets, {
+      timeoutMs: o.timeoutSeconds * 1000,
+      managed: h.managed,
+      signal: stop.signal,
+      onProgress: (p) => {
+        waiting.set(h.set.host ?? '', p.waiting);
+        const all = [...waiting.values()].flat();
+        if (!tty || all.length === 0) return;
+        tty.write(`\r\x1b[K  ${(p.elapsedMs / 1000).toFixed(0)}s: waiting for ${all.map(label).join(', ')}`);
+        shown = true;
+      },
+    });
+    if (r.outcome === 'not-running') stop.abort();
+    return r;
+  }));
+  o.signal?.removeEventListener('abort', onAbort);
   if (shown) tty!.write('\r\x1b[K');
+  const result = mergeResults(results, o.signal?.aborted === true);
 
   const notWaited: WaitReport['notWaited'] = [];
   const addresses: WaitReport['addresses'] = {};
@@ -100,7 +131,7 @@ export async function waitAfterApply(
     case 'timeout': {
       const which = result.waiting.map((v) => {
         const nics = (result.vms.get(v)?.nics ?? []).filter((n) => n.dhcp && n.addresses.length === 0);
-        return `${v} (${nics.map((n) => `${n.mac} on ${n.network}`).join(', ')})`;
+        return `${v} (${nics.map((n) => `${n.mac} on ${n.network}`).join(', ')}${hostOf.get(v) !== undefined ? `; host ${hostOf.get(v)}` : ''})`;
       });
       io.err(`virtform: timed out after ${o.timeoutSeconds}s waiting for an address: ${which.join('; ')}\n`);
       return { ok: false, report };
@@ -109,6 +140,25 @@ export async function waitAfterApply(
       io.err(`virtform: interrupted while waiting for addresses (still waiting: ${result.waiting.join(', ') || 'none'})\n`);
       return { ok: false, report };
   }
+}
+
+/**
+ * One result of several hosts' waits: not-running if any VM stopped (the others were interrupted
+ * for it), interrupted by the user's signal, timeout if any host timed out, else ready.
+ */
+function mergeResults(results: readonly WaitResult[], userAborted: boolean): WaitResult {
+  const outcomes = new Set(results.map((r) => r.outcome));
+  const outcome: WaitResult['outcome'] = outcomes.has('not-running') ? 'not-running'
+    : userAborted || outcomes.has('interrupted') ? 'interrupted' : outcomes.has('timeout') ? 'timeout' : 'ready';
+  return {
+    outcome,
+    elapsedMs: Math.max(0, ...results.map((r) => r.elapsedMs)),
+    polls: results.reduce((n, r) => n + r.polls, 0),
+    vms: new Map(results.flatMap((r) => [...r.vms])),
+    waiting: results.flatMap((r) => r.waiting),
+    failures: results.flatMap((r) => r.failures),
+    errors: results.flatMap((r) => r.errors),
+  };
 }
 
 function emptyReport(timeoutSeconds: number, outcome: WaitReport['outcome']): WaitReport {

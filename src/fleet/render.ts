@@ -5,7 +5,7 @@
 import { LOCAL_HOST, hostOfKey } from '../model/kinds.js';
 import { explainLines, moveLine, placementLine, unschedulableLines } from '../placement/index.js';
 import { printable as safe } from '../util/printable.js';
-import type { FleetPlanInfo } from './types.js';
+import type { BoundHost, FleetPlanInfo } from './types.js';
 
 /** The plan line's suffix for a resource: its placement (a VM placed this run), else its host. */
 export function annotateKey(info: FleetPlanInfo, key: string): string | undefined {
@@ -34,7 +34,16 @@ export function fleetLines(info: FleetPlanInfo, opts: { rebalance: boolean; dryR
   for (const o of info.orphanHosts) {
     lines.push(`  ! conflict: ${safe(o.message)}`);
   }
+  for (const b of info.bound ?? []) lines.push(`  ${boundLine(b, opts.dryRun)}`);
   return lines;
+}
+
+/** From one host to a fleet: the implicit host's records bound to the Host with its identity. */
+export function boundLine(b: BoundHost, dryRun: boolean): string {
+  const n = `${b.resources} record(s) of the host of the earlier --uri runs`;
+  if (!dryRun) return `bound: ${n} are now Host ${b.host}'s (same libvirt host; nothing recreated)`;
+  if (b.shown) return `bound: ${n} become Host ${b.host}'s when this is applied (same libvirt host; nothing recreated); the plan above shows them bound`;
+  return `note: ${n} become Host ${b.host}'s when this is applied (same libvirt host; nothing recreated). A dry-run on PostgreSQL cannot show that: the plan above shows them as they are recorded now (on no Host), so their objects appear as conflicts`;
 }
 
 export function fleetJson(info: FleetPlanInfo): Record<string, unknown> {
@@ -45,5 +54,6 @@ export function fleetJson(info: FleetPlanInfo): Record<string, unknown> {
     moves: info.moves,
     unreachable: Object.fromEntries(info.unreachable),
     orphanHosts: info.orphanHosts.map((o) => ({ host: o.host, objects: o.objects, message: o.message })),
+    bound: info.bound ?? [],
   };
 }

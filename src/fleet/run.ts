@@ -17,10 +17,10 @@ import type { Desired } from '../reconcile/desired.js';
 import { reconcile, type ReconcileOptions, type ReconcileResult } from '../reconcile/engine.js';
 import { isGuestKind } from '../reconcile/kinds/index.js';
 import type { HostPort } from '../reconcile/ports.js';
-import { HostMismatchError, type ResourceRecord, type StateStore } from '../state/index.js';
+import { HostMismatchError, sameHost, type ResourceRecord, type StateStore } from '../state/index.js';
 import { placementHost } from './capacity.js';
 import { closeFleet, connectFleet, type FleetConnections, type OpenHost } from './connect.js';
-import type { FleetPlanInfo } from './types.js';
+import type { BoundHost, FleetPlanInfo } from './types.js';
 import { hostRemovalConflicts, type HostRemovalConflict } from '../model/hosts.js';
 import type { HostDefinition, Move, Placement, PlacementHost, PlacementRequest, ScheduleResult, Unschedulable } from './contract.js';
 
@@ -54,6 +54,8 @@ export interface FleetOptions {
   onPlaced?: (info: FleetPlanInfo) => void;
   /** Told about each host that cannot be reached (before the plan). */
   onUnreachable?: (host: HostId, why: string) => void;
+  /** Leave the hosts connected (`reconcile --wait` asks them for addresses after the run): the result's `connections`, which the caller closes. */
+  keepConnections?: boolean;
 }
 
 
@@ -70,7 +72,11 @@ export interface FleetResult {
   /** Resources left untouched because their host is unreachable, by key. */
   unreachableResources: Map<string, HostId>;
   orphanHosts: HostRemovalConflict[];
+  /** Hosts bound to the implicit host's records this run (see {@link FleetPlanInfo.bound}). */
+  bound: BoundHost[];
   desired: Desired;
+  /** With `keepConnections`: the connected hosts' ports; the caller closes them. */
+  connections?: { ports: Map<HostId, HostPort>; close(): Promise<void> };
 }
 
 /** The kind of the guests (VMs), asked of the registry. */
@@ -130,15 +136,31 @@ export function placeFleet(
 export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   const dryRun = o.engine.dryRun === true;
   const conn: FleetConnections = await connectFleet(o.state.hosts, o.open, { domainType: o.domainType });
+  // A dry-run that must see the apply's first write (the binding below) plans on a scratch copy.
+  let scratch: StateStore | undefined;
   try {
     // From one host to a fleet: the implicit host's records become the records of the Host whose
-    // libvirt identity they describe (never pruned and recreated). A dry-run changes nothing.
-    if (!dryRun) for (const [id, h] of conn.connected) await o.store.hosts.rekey(h.identity, { to: id });
+    // libvirt identity they describe (never pruned and recreated). A dry-run changes nothing: on
+    // SQLite it binds them in a scratch copy of the DB and plans on it, so the plan is the apply's;
+    // on PostgreSQL (no copy) it says what it cannot show.
+    const bound: BoundHost[] = [];
+    const implicit = await o.store.hosts.get(LOCAL_HOST);
+    const binding = implicit ? [...conn.connected].filter(([, h]) => sameHost(implicit, h.identity)) : [];
+    if (dryRun && binding.length > 0) scratch = await o.store.scratchCopy?.();
+    const store = scratch ?? o.store;
+    if (!dryRun || scratch) {
+      for (const [id, h] of binding) {
+        const r = await store.hosts.rekey(h.identity, { to: id });
+        if (r.status === 'rekeyed') bound.push({ host: id, resources: r.moved.resources, shown: true });
+      }
+    } else {
+      for (const [id] of binding) bound.push({ host: id, resources: (await o.store.resources.list({ host: LOCAL_HOST })).length, shown: false });
+    }
     // Each Host's id and URI in the `hosts` table (`status` finds hosts without the manifests); a
     // host whose records describe another libvirt host is not touched (as with --uri).
     for (const [id, h] of [...conn.connected]) {
       try {
-        await o.store.hosts.bind(h.identity, { id, record: !dryRun });
+        await store.hosts.bind(h.identity, { id, record: !dryRun });
       } catch (e) {
         if (!(e instanceof HostMismatchError)) throw e;
         conn.unreachable.set(id, e.message);
@@ -150,7 +172,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     for (const [id, why] of conn.unreachable) o.onUnreachable?.(id, why);
 
     const kind = guestKind();
-    const records = await o.store.resources.list();
+    const records = await store.resources.list();
     const current = currentHosts(records, kind);
     const nodes = new Map([...conn.connected].map(([id, h]) => [id, h.node]));
     const placed = placeFleet(o.parts, o.state, nodes, current, { rebalance: o.rebalance, maxMoves: o.maxMoves });
@@ -175,17 +197,22 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       if (cur !== p.host) annotations.set(resourceKey(kind, p.vm, p.host), p);
     }
 
-    o.onPlaced?.({ annotations, moves: result.moves, unschedulable: result.unschedulable, unreachable: conn.unreachable, orphanHosts });
+    o.onPlaced?.({ annotations, moves: result.moves, unschedulable: result.unschedulable, unreachable: conn.unreachable, orphanHosts, bound });
     const hosts = new Map([...conn.connected].map(([id, h]) => [id, o.wrap ? o.wrap(h.port, id) : h.port]));
-    const run = hosts.size > 0 ? await reconcile({ ...o.engine, hosts, store: o.store, desired }) : undefined;
+    const run = hosts.size > 0 ? await reconcile({ ...o.engine, hosts, store, desired }) : undefined;
 
     if (!dryRun) await recordFleetConditions(o.store, kind, o.state, placed.requests, result, conn, unreachableResources);
     return {
       ...(run ? { run } : {}), schedule: result, annotations, moves: result.moves, unschedulable: result.unschedulable,
-      unreachable: conn.unreachable, unreachableResources, orphanHosts, desired,
+      unreachable: conn.unreachable, unreachableResources, orphanHosts, bound, desired,
+      ...(o.keepConnections ? { connections: { ports: new Map([...conn.connected].map(([id, h]) => [id, h.port])), close: () => closeFleet(conn) } } : {}),
     };
+  } catch (e) {
+    if (o.keepConnections) await closeFleet(conn);
+    throw e;
   } finally {
-    await closeFleet(conn);
+    if (!o.keepConnections) await closeFleet(conn);
+    await scratch?.close();
   }
 }
 

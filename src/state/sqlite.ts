@@ -3,15 +3,16 @@
  * busy timeout, foreign keys; read-modify-write transactions retried on SQLITE_BUSY; migrations
  * under `BEGIN IMMEDIATE`. SQLite is one machine only: the file must not be shared over a network.
  */
-import { accessSync, constants as fsConstants, existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
 import { backoffDelay, sleep } from '../util/backoff.js';
 import { migrationProvider } from './migrations/index.js';
 import { INDEX_COLUMNS, KyselyStateStore, type IndexTuple } from './queries.js';
 import type { StateDatabase } from './schema.js';
-import { StateDbMissingError, StateDbOpenError, type OpenOptions } from './types.js';
+import { StateDbMissingError, StateDbOpenError, type OpenOptions, type StateStore } from './types.js';
 
 /** SQLITE_BUSY retries: 10 ms doubling to 250 ms, half of it random. */
 const BUSY_BACKOFF = { baseMs: 10, maxMs: 250 } as const;
@@ -70,6 +71,33 @@ export class SqliteStateStore extends KyselyStateStore {
 
   protected async closeBackend(): Promise<void> {
     await this.db.destroy();
+  }
+
+  /**
+   * A throwaway copy of this DB (`VACUUM INTO` a temp file), opened as a store; closing it removes
+   * the copy. What a dry-run plans against when the apply would first change records: the fleet's
+   * binding of the implicit host's records to a Host (src/fleet/run.ts), so the plan shows what the
+   * apply will do. The images cache (`dataDir`) is the original's, read only by a dry-run.
+   */
+  async scratchCopy(): Promise<StateStore> {
+    const dir = mkdtempSync(join(tmpdir(), 'virtform-scratch-'));
+    try {
+      const file = join(dir, 'state.db');
+      this.#sqlite.prepare('VACUUM INTO ?').run(file);
+      const copy = await openSqliteStore(file, { ...(this.dataDir !== undefined ? { dataDir: this.dataDir } : {}) });
+      const close = copy.close.bind(copy);
+      copy.close = async () => {
+        try {
+          await close();
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      };
+      return copy;
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
   }
 
   /** For {@link openSqliteStore}: run pending migrations on this store's connection. */

@@ -192,6 +192,13 @@ export interface StateStore {
   readonly db: Kysely<StateDatabase>;
   /** The folder of the local caches (`images/`, `git/`): `--data-dir`, by default the SQLite file's folder. */
   readonly dataDir: string | undefined;
+  /**
+   * A throwaway copy of the whole state, opened as a store (closing it discards it), for a dry-run
+   * that must plan as if a first write of the apply had happened (the fleet's binding of the
+   * implicit host's records). SQLite only (`VACUUM INTO`); absent on PostgreSQL, where such a
+   * dry-run says what it cannot show instead.
+   */
+  scratchCopy?(): Promise<StateStore>;
 
   readonly resources: {
     get(ref: ResourceRef): Promise<ResourceRecord | undefined>;

@@ -9,6 +9,8 @@
 import { rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { openStateStore } from '../../src/state/index.js';
+import { spawnCli } from '../support/cli.js';
+import { scenario } from '../support/scenario.js';
 import { useSuite } from '../support/suite.js';
 import { fleetrunFleet } from './fleetrun-support.js';
 import { counts, FLEET_FLAGS, hostOf, poolName, webDisk, webFleet, webName } from './support.js';
@@ -98,8 +100,17 @@ describe('reconcile over a fleet of Host manifests', () => {
     expect(uuids).toHaveLength(2);
 
     S.write(single);
+    // The dry-run before the first fleet apply shows what the apply does: the records bound to h1
+    // (planned on a scratch copy of the DB), no conflict on h1; the DB itself is left as it was.
+    const dry = await S.cli(['reconcile', S.mdir, '--dry-run', ...FLEET_FLAGS]);
+    expect(dry.code, dry.stdout + dry.stderr).toBe(0);
+    expect(dry.stdout).not.toMatch(/conflicts and will not be touched|on host h1|→ host|will be deleted/);
+    expect(dry.stdout).toMatch(/bound: \d+ record\(s\) of the host of the earlier --uri runs become Host h1's when this is applied/);
+    const planLine = (out: string): string | undefined => /^Plan: .*$/m.exec(out)?.[0];
     const r = await S.cli(['reconcile', S.mdir, ...FLEET_FLAGS]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(planLine(r.stdout)).toBe(planLine(dry.stdout));
+    expect(r.stdout).toMatch(/bound: \d+ record\(s\) of the host of the earlier --uri runs are now Host h1's/);
     // only the pool is new on h2 and h3 (a StoragePool without hosts is on every host); nothing on h1 changes
     expect(r.stdout).not.toMatch(/on host h1|→ host|will be deleted/);
     expect(F.domains('h1', S.prefix).map((d) => F.virsh('h1', 'domuuid', d).trim())).toEqual(uuids);
@@ -133,4 +144,45 @@ describe('reconcile over a fleet of Host manifests', () => {
     // placement is sticky again: a rerun without --rebalance changes nothing
     expect((await S.reconcileOk(m, FLEET_FLAGS)).stdout).toContain('No changes.');
   });
+
+  it('--wait over a fleet: each host\'s running VMs waited for at once, named with their host on a timeout; a VM destroyed on one host ends the wait at once; --wait-for an unknown VM is exit 2', async () => {
+    S.cleanup();
+    F.cleanup(S.prefix);
+    rmSync(S.db, { force: true });
+    const net = S.name('net');
+    const m = scenario().in('hosts.yaml').doc(F.hostManifests({ ids: ['h1', 'h2'] }))
+      .in('storage.yaml').pool(poolName(S), { path: S.poolPath(), autostart: false })
+      .volume(webDisk(S, 1), { capacity: '1MiB', format: 'raw' }).volume(webDisk(S, 2), { capacity: '1MiB', format: 'raw' })
+      .in('network.yaml').network(net, { cidr: S.cidr(), dhcp: { start: S.ip(100), end: S.ip(199) }, autostart: false })
+      .in('vms.yaml');
+    for (const i of [1, 2]) {
+      m.vm(webName(S, i), {
+        memory: '64MiB', state: 'running', domainType: 'qemu', host: `h${i}`,
+        disks: [{ volume: webDisk(S, i), bus: 'virtio' }], nics: [{ network: net, mac: S.mac(i) }],
+      });
+    }
+    S.write(m);
+    const unknown = await S.cli(['reconcile', S.mdir, '--wait-for', S.name('nope'), ...FLEET_FLAGS]);
+    expect(unknown.code, unknown.stderr).toBe(2);
+    expect(unknown.stderr).toContain('is not a VirtualMachine declared running; nothing was changed');
+    expect(F.domains('h1', S.prefix)).toEqual([]);
+
+    // VMs that boot nothing never get a lease: the timeout names each VM with its NIC and host.
+    const t = await S.cli(['reconcile', S.mdir, '--wait', '--wait-timeout', '4', ...FLEET_FLAGS]);
+    expect(t.code, t.stdout + t.stderr).toBe(1);
+    expect(t.stdout).toContain(`Waiting up to 4s for the addresses of 2 VM(s): ${webName(S, 1)} (host h1), ${webName(S, 2)} (host h2)`);
+    expect(t.stderr).toContain(`virtform: timed out after 4s waiting for an address: ${webName(S, 1)} (${S.mac(1)} on ${net}; host h1); ${webName(S, 2)} (${S.mac(2)} on ${net}; host h2)`);
+
+    const c = spawnCli(['reconcile', S.mdir, '--db', S.db, '--wait', '--wait-timeout', '120', ...FLEET_FLAGS]);
+    const deadline = Date.now() + 60_000;
+    while (!c.stdoutSoFar().includes('Waiting up to') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 700));
+    const t0 = Date.now();
+    F.virsh('h2', 'destroy', webName(S, 2));
+    const r = await c.done;
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(r.stderr).toContain(`VM ${webName(S, 2)} is shut off (destroyed); it will not get an address`);
+    F.cleanup(S.prefix);
+  }, 300_000);
 });

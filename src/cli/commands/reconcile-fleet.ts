@@ -23,6 +23,8 @@ import { brakeLines, planToJson, renderApplyEvent, renderPlan, summaryLine, type
 import { ProgressLine } from '../progress.js';
 import type { GitDesired } from '../git.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
+import { waitAfterApply, type WaitReport } from '../wait.js';
+import { LOCAL_HOST } from '../../model/kinds.js';
 
 /** The flags of `reconcile` a fleet run reads (a part of ReconcileFlags). */
 export interface FleetFlags {
@@ -32,6 +34,9 @@ export interface FleetFlags {
   maxAttempts: number; retryDelay: number; shutdownTimeout: number; downloadTimeout?: number;
   /** `--move-bandwidth`, bytes per second: the fleet is where cold moves happen. */
   moveBandwidth?: number;
+  /** `--wait-timeout` (seconds, default 300) and `--wait-for` (these VMs only) of `--wait`. */
+  waitTimeout?: number;
+  waitFor?: string[];
 }
 
 export type FleetState = DesiredState;
@@ -43,7 +48,6 @@ export function fleetRefusal(hosts: readonly HostDefinition[], o: FleetFlags): s
     return `--uri (or VIRTFORM_URI) cannot be used with Host manifests: the manifests name the hosts (Host ${names}) ` +
       `and each is reached at its spec.uri; drop --uri, or remove the Host manifests to manage one host`;
   }
-  if (o.wait) return '--wait is not available with Host manifests yet';
   const refused = refusedTransports(hosts, o.insecure === true);
   if (refused.length > 0) return refused.map((r) => r.message).join('; ');
   return undefined;
@@ -88,8 +92,9 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
   const progress = new ProgressLine({ write: err, isTTY: process.stderr.isTTY === true }, o.json === true);
   let info: FleetPlanInfo | undefined;
   const writer = c.writer;
+  const waiting = o.wait === true && o.dryRun !== true;
   const r = await runFleet({
-    state, store: c.store, parts: fleetParts(),
+    state, store: c.store, parts: fleetParts(), keepConnections: waiting,
     open: (uri, opts) => openHost(uri, { domainType: opts.domainType }),
     domainType: o.domainType, rebalance: o.rebalance === true, maxMoves: o.maxMoves ?? 1,
     ...(wrapper ? { wrap: (p) => wrapper(p) } : {}),
@@ -118,7 +123,7 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
     },
   });
   const result = r.run;
-  if (!info) info = { annotations: r.annotations, moves: r.moves, unschedulable: r.unschedulable, unreachable: r.unreachable, orphanHosts: r.orphanHosts };
+  if (!info) info = { annotations: r.annotations, moves: r.moves, unschedulable: r.unschedulable, unreachable: r.unreachable, orphanHosts: r.orphanHosts, bound: r.bound };
   if (!result && !o.json) {
     out(`${fleetLines(info, { rebalance: o.rebalance === true, dryRun: o.dryRun === true }).join('\n')}\n`);
   }
@@ -130,12 +135,15 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
     ...(o.dryRun ? [] : [...r.unschedulable.values()].map((u) => `VM ${u.vm} unschedulable (${u.summary})`)),
     ...(o.dryRun ? [] : r.orphanHosts.map((x) => x.message)),
   ];
-  if (o.json) {
+  let wait: { ok: boolean; report: WaitReport } | undefined;
+  const printJson = (): void => {
+    if (!o.json) return;
     out(`${JSON.stringify({
       runId: result?.runId ?? null, dryRun: o.dryRun === true, outcome: result?.outcome ?? 'failed',
       plan: result ? planToJson(result.plan) : null,
-      fleet: fleetJson(info),
+      fleet: fleetJson(info!),
       ...(c.git ? { git: c.git.sync.status() } : {}),
+      ...(o.wait ? { wait: wait?.report ?? null } : {}),
       held: Object.fromEntries(result?.held ?? []),
       suspension: result?.suspension ?? null,
       mutations: result?.mutations ?? 0, durationMs: result?.durationMs ?? 0,
@@ -143,28 +151,50 @@ export async function reconcileFleet(state: FleetState, o: FleetFlags, c: FleetC
         resource: s.step.key, host: s.step.host, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
       })) ?? [],
     }, null, 2)}\n`);
-  }
-  if (result?.suspension) err(`virtform: state DB ${c.store.path} is suspended; ${result.outcome === 'suspended' ? 'nothing was applied' : 'applying anyway (--ignore-suspend)'}\n`);
-  if (o.dryRun) {
-    if (r.unreachable.size > 0) {
-      err(`virtform: ${problems.join('; ')}\n`);
+  };
+  try {
+    if (result?.suspension) err(`virtform: state DB ${c.store.path} is suspended; ${result.outcome === 'suspended' ? 'nothing was applied' : 'applying anyway (--ignore-suspend)'}\n`);
+    if (o.dryRun) {
+      printJson();
+      if (r.unreachable.size > 0) {
+        err(`virtform: ${problems.join('; ')}\n`);
+        return EXIT.failure;
+      }
+      return o.detailedExitcode && result && !result.plan.noop ? EXIT.changes : EXIT.ok;
+    }
+    if (result?.outcome === 'braked') {
+      printJson();
+      err(`virtform: refused by the mass-deletion brake; nothing was applied\n${brakeLines(result.plan, { color: false }).join('\n')}\n`);
       return EXIT.failure;
     }
-    return o.detailedExitcode && result && !result.plan.noop ? EXIT.changes : EXIT.ok;
+    if (result && !o.json && !result.plan.noop && result.applied) {
+      const ok = result.applied.outcomes.filter((s) => s.status === 'succeeded').length;
+      const verdict = result.outcome === 'interrupted' ? 'interrupted' : result.outcome === 'failed' ? 'finished with errors'
+        : result.outcome === 'held' ? 'incomplete' : 'complete';
+      out(`\nApply ${verdict}: ${ok} step(s) succeeded, ${result.applied.failed.size} resource(s) failed, ` +
+        `${result.applied.skipped.size} skipped, ${result.plan.blocked.size} blocked (${(result.durationMs / 1000).toFixed(1)}s).\n`);
+      if (result.plan.blocked.size > 0 || result.held.size > 0) out(`${summaryLine(result.plan)}\n`);
+    }
+    if (problems.length > 0) err(`virtform: the fleet did not fully converge: ${problems.join('; ')}\n`);
+    const failed = !result || ['failed', 'interrupted', 'held', 'suspended'].includes(result.outcome);
+    // --wait: each reachable host's VMs declared running, waited for at once (src/cli/wait.ts), after
+    // a successful (or converged) apply; the writer lease is not needed for it.
+    if (waiting && result && (result.outcome === 'succeeded' || result.outcome === 'noop') && r.connections) {
+      await writer?.release();
+      const records = await c.store.resources.list();
+      const sets = [...r.connections.ports].map(([host, port]) => ({
+        host, port, declared: r.desired.resources.filter((x) => x.host === host), records: records.filter((x) => (x.host ?? LOCAL_HOST) === host),
+      }));
+      wait = await waitAfterApply(sets, { timeoutSeconds: o.waitTimeout ?? 300, signal: c.abort.signal, ...(o.waitFor ? { only: o.waitFor } : {}) }, {
+        out, err, json: o.json === true, progress: o.json ? process.stderr : process.stdout,
+      });
+    } else if (waiting) {
+      err(`virtform: --wait: not waiting for addresses, the apply did not succeed (${result?.outcome ?? 'no host reached'})\n`);
+    }
+    printJson();
+    if (wait && !wait.ok) return EXIT.failure;
+    return failed || problems.length > 0 ? EXIT.failure : EXIT.ok;
+  } finally {
+    await r.connections?.close();
   }
-  if (result?.outcome === 'braked') {
-    err(`virtform: refused by the mass-deletion brake; nothing was applied\n${brakeLines(result.plan, { color: false }).join('\n')}\n`);
-    return EXIT.failure;
-  }
-  if (result && !o.json && !result.plan.noop && result.applied) {
-    const ok = result.applied.outcomes.filter((s) => s.status === 'succeeded').length;
-    const verdict = result.outcome === 'interrupted' ? 'interrupted' : result.outcome === 'failed' ? 'finished with errors'
-      : result.outcome === 'held' ? 'incomplete' : 'complete';
-    out(`\nApply ${verdict}: ${ok} step(s) succeeded, ${result.applied.failed.size} resource(s) failed, ` +
-      `${result.applied.skipped.size} skipped, ${result.plan.blocked.size} blocked (${(result.durationMs / 1000).toFixed(1)}s).\n`);
-    if (result.plan.blocked.size > 0 || result.held.size > 0) out(`${summaryLine(result.plan)}\n`);
-  }
-  if (problems.length > 0) err(`virtform: the fleet did not fully converge: ${problems.join('; ')}\n`);
-  const failed = !result || ['failed', 'interrupted', 'held', 'suspended'].includes(result.outcome);
-  return failed || problems.length > 0 ? EXIT.failure : EXIT.ok;
 }

@@ -210,6 +210,15 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       err(`virtform: ${git.repo.displayUrl} ${git.repo.spec.path ? `(path ${git.repo.spec.path}) ` : ''}at ${git.commit.slice(0, 12)}${o.dryRun ? ' (dry-run: nothing recorded)' : ''}\n`);
     }
     if (!loaded) throw new Error('no manifests loaded');
+    if (o.waitFor) {
+      const running = new Set(loaded.desired.resources.filter((d) => kindOf(d.kind).guest?.declaredRunning(d)).map((d) => d.name));
+      const unknown = o.waitFor.filter((n) => !running.has(n));
+      if (unknown.length > 0) {
+        const m = `--wait-for: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a VirtualMachine declared running; nothing was changed`;
+        err(`virtform: ${m}\n`);
+        return invalid(wholeInput(m));
+      }
+    }
     const fleet = fleetHosts(loaded.state);
     if (fleet.length > 0) {
       const refusal = fleetRefusal(fleet, o);
@@ -220,15 +229,6 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       return await reconcileFleet(loaded.state!, o, {
         store, out, err, style, abort, stopTimeoutMs, writer, git,
       });
-    }
-    if (o.waitFor) {
-      const running = new Set(loaded.desired.resources.filter((d) => kindOf(d.kind).guest?.declaredRunning(d)).map((d) => d.name));
-      const unknown = o.waitFor.filter((n) => !running.has(n));
-      if (unknown.length > 0) {
-        const m = `--wait-for: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not a VirtualMachine declared running; nothing was changed`;
-        err(`virtform: ${m}\n`);
-        return invalid(wholeInput(m));
-      }
     }
     host = await openHost(o.uri, { domainType: o.domainType });
     // Refuses (HostMismatchError, exit 1) a DB that holds the records of another host.
@@ -310,7 +310,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     if (o.wait && applied) {
       await writer?.release();
       writer = undefined;
-      wait = await waitAfterApply(host, loaded.desired.resources, await store.resources.list(), { timeoutSeconds: o.waitTimeout ?? 300, signal: abort.signal, ...(o.waitFor ? { only: o.waitFor } : {}) }, {
+      wait = await waitAfterApply([{ port: host, declared: loaded.desired.resources, records: await store.resources.list() }], { timeoutSeconds: o.waitTimeout ?? 300, signal: abort.signal, ...(o.waitFor ? { only: o.waitFor } : {}) }, {
         out, err, json: o.json === true, progress: o.json ? process.stderr : process.stdout,
       });
     } else if (o.wait) {

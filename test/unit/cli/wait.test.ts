@@ -39,7 +39,7 @@ describe('reconcile --wait output', () => {
     setTimeout(() => fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01', { ip: '10.234.0.101' }), 30);
     setTimeout(() => fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:02', { ip: '10.234.0.102' }), 600);
     const o = io({ tty: true });
-    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 10 }, o);
+    const r = await waitAfterApply([{ port: fx.host, declared: d.resources, records: await fx.store.resources.list() }], { timeoutSeconds: 10 }, o);
     expect(r.ok).toBe(true);
     const text = o.stdout.join('');
     expect(text).toContain(`Waiting up to 10s for the addresses of 2 VM(s): ${P}-a, ${P}-b`);
@@ -58,10 +58,10 @@ describe('reconcile --wait output', () => {
     fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
     fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:02');
     const plain = io();
-    expect((await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 5 }, plain)).ok).toBe(true);
+    expect((await waitAfterApply([{ port: fx.host, declared: d.resources, records: await fx.store.resources.list() }], { timeoutSeconds: 5 }, plain)).ok).toBe(true);
     expect(plain.progress.written).toEqual([]);
     const json = io({ json: true, tty: true });
-    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 5 }, json);
+    const r = await waitAfterApply([{ port: fx.host, declared: d.resources, records: await fx.store.resources.list() }], { timeoutSeconds: 5 }, json);
     expect(json.stdout).toEqual([]);
     expect(r.report.outcome).toBe('ready');
   });
@@ -70,11 +70,11 @@ describe('reconcile --wait output', () => {
     const d = await apply();
     fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
     const o = io();
-    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 2, only: [`${P}-a`] }, o);
+    const r = await waitAfterApply([{ port: fx.host, declared: d.resources, records: await fx.store.resources.list() }], { timeoutSeconds: 2, only: [`${P}-a`] }, o);
     expect(r.ok).toBe(true);
     expect(o.stdout.join('')).toContain(`Waiting up to 2s for the addresses of 1 VM(s): ${P}-a`);
     expect(r.report).toMatchObject({ outcome: 'ready', vms: [`${P}-a`], waiting: [] });
-    const all = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 0.2 }, io());
+    const all = await waitAfterApply([{ port: fx.host, declared: d.resources, records: await fx.store.resources.list() }], { timeoutSeconds: 0.2 }, io());
     expect(all.ok).toBe(false);
   });
 
@@ -82,7 +82,7 @@ describe('reconcile --wait output', () => {
     const d = await apply();
     fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
     const o = io();
-    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 0.2 }, o);
+    const r = await waitAfterApply([{ port: fx.host, declared: d.resources, records: await fx.store.resources.list() }], { timeoutSeconds: 0.2 }, o);
     expect(r.ok).toBe(false);
     expect(o.stderr.join('')).toBe(`virtform: timed out after 0.2s waiting for an address: ${P}-b (52:54:00:ac:00:02 on ${P}-net)\n`);
     expect(o.stdout.join('')).toMatch(new RegExp(`VirtualMachine/${P}-b\\s+52:54:00:ac:00:02\\s+${P}-net\\s+none yet`));
@@ -94,7 +94,7 @@ describe('reconcile --wait output', () => {
     await fx.host.stopDomain(`${P}-a`);
     const o = io();
     const t0 = Date.now();
-    const r = await waitAfterApply(fx.host, d.resources, await fx.store.resources.list(), { timeoutSeconds: 60 }, o);
+    const r = await waitAfterApply([{ port: fx.host, declared: d.resources, records: await fx.store.resources.list() }], { timeoutSeconds: 60 }, o);
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(r.ok).toBe(false);
     expect(r.report.vms).toEqual([`${P}-a`]);
@@ -104,8 +104,34 @@ describe('reconcile --wait output', () => {
   it('nothing declared running: nothing to wait for', async () => {
     const d = await fx.desired(net());
     const o = io();
-    const r = await waitAfterApply(fx.host, d.resources, [], { timeoutSeconds: 5 }, o);
+    const r = await waitAfterApply([{ port: fx.host, declared: d.resources, records: [] }], { timeoutSeconds: 5 }, o);
     expect(r).toMatchObject({ ok: true, report: { outcome: 'nothing-to-wait-for' } });
     expect(o.stdout.join('')).toContain('nothing to wait for');
+  });
+
+  it('several hosts (a fleet): waited for at once, VMs named with their host; one VM shut off on one host ends every host\'s wait at once', async () => {
+    const d = await apply();
+    const records = await fx.store.resources.list();
+    const on = (vm: string) => d.resources.filter((r) => r.kind !== 'VirtualMachine' || r.name === vm);
+    const sets = [{ host: 'h1', port: fx.host, declared: on(`${P}-a`), records }, { host: 'h2', port: fx.host, declared: on(`${P}-b`), records }];
+    fx.host.giveLease(`${P}-net`, '52:54:00:ac:00:01');
+    const slow = io();
+    const timeout = await waitAfterApply(sets, { timeoutSeconds: 0.3 }, slow);
+    expect(timeout.ok).toBe(false);
+    expect(slow.stdout.join('')).toContain(`Waiting up to 0.3s for the addresses of 2 VM(s): ${P}-a (host h1), ${P}-b (host h2)`);
+    expect(slow.stderr.join('')).toBe(`virtform: timed out after 0.3s waiting for an address: ${P}-b (52:54:00:ac:00:02 on ${P}-net; host h2)\n`);
+    expect(timeout.report).toMatchObject({ outcome: 'timeout', vms: [`${P}-a`, `${P}-b`], waiting: [`${P}-b`] });
+
+    // h1's VM never gets an address; h2's stops: the whole wait ends at once, not at the timeout.
+    fx.host.leases.set(`${P}-net`, []);
+    fx.host.lifecycleEvents = true;
+    const t0 = Date.now();
+    setTimeout(() => void fx.host.stopDomain(`${P}-b`), 100);
+    const o = io();
+    const r = await waitAfterApply(sets, { timeoutSeconds: 60 }, o);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(r.ok).toBe(false);
+    expect(r.report.outcome).toBe('not-running');
+    expect(o.stderr.join('')).toContain(`virtform: VM ${P}-b is shut off`);
   });
 });

@@ -239,7 +239,22 @@ describe('runFleet', () => {
     const uuids = [...h1.domains.values()].map((d) => d.uuid).sort();
     const mutations = h1.mutationCount();
 
-    const r = await run(await fleetState(2, () => undefined, ['h1']), st, hosts);
+    // The dry-run before that first fleet apply plans what the apply will do (records bound on a
+    // scratch copy of the DB: no conflict, nothing to create), and changes nothing in the DB.
+    const fleet = await fleetState(2, () => undefined, ['h1']);
+    const dry = await run(fleet, st, hosts, { engine: { dryRun: true } });
+    expect(dry.run?.plan.changes.map((c) => `${c.action} ${c.key}`)).toEqual([]);
+    expect(dry.bound).toEqual([{ host: 'h1', resources: 5, shown: true }]);
+    expect((await st.resources.list()).every((x) => x.host === 'local')).toBe(true);
+    expect((await st.hosts.get('local'))?.uri).toBe(h1.identity.uri);
+    // Without a scratch copy (PostgreSQL) the dry-run cannot show it and says so (shown: false).
+    const noCopy = new Proxy(st, { get: (t, k) => (k === 'scratchCopy' ? undefined : Reflect.get(t, k, t) as unknown) });
+    const blind = await run(fleet, noCopy, hosts, { engine: { dryRun: true } });
+    expect(blind.bound).toEqual([{ host: 'h1', resources: 5, shown: false }]);
+    expect((await st.resources.list()).every((x) => x.host === 'local')).toBe(true);
+
+    const r = await run(fleet, st, hosts);
+    expect(r.bound).toEqual([{ host: 'h1', resources: 5, shown: true }]);
     expect(r.orphanHosts).toEqual([]);
     expect(r.run?.outcome).toBe('noop');
     expect(h1.mutationCount()).toBe(mutations);
