@@ -61,7 +61,8 @@ describe("README: Your first manifests (run as written)", () => {
     expect(applied.code, applied.out).toBe(0);
     const st = await run(status!.argv);
     expect(st.code, st.out).toBe(0);
-    const rows = st.out.split('\n').filter((l) => /^(StoragePool|Volume|Network|VirtualMachine)\//.test(l));
+    // The table's rows (a resource key, then a space), not the notes under it (`VirtualMachine/x: waiting for an address …`).
+    const rows = st.out.split('\n').filter((l) => /^(StoragePool|Volume|Network|VirtualMachine)\/[^\s:]+\s/.test(l));
     expect(rows).toHaveLength(4);
     for (const row of rows) expect(row).toMatch(/\bconverged\b/);
     const again = await run(dry!.argv);
