@@ -38,6 +38,11 @@ export interface DashboardFeed {
   readonly desiredResources: readonly AnyDesired[] | undefined;
   /** The last run's plan (undefined before the first run). */
   readonly lastPlan: PlanRecord | undefined;
+  /**
+   * The watcher builds a status after every run by itself (the single-host controller): the
+   * dashboard waits for it. False (the fleet watch): the dashboard asks at the run's end.
+   */
+  readonly statusAfterRun?: boolean;
   /** Subscribe to runs and status refreshes; returns the unsubscribe function. */
   subscribe(listener: (e: FeedEvent) => void): () => void;
 }
@@ -192,7 +197,7 @@ export function buildSnapshot(i: BuildInput): DashboardSnapshot {
     seq: i.seq,
     revision: { applied, fetched: git ? commitOf(git.fetchedCommit, i.commits) : null },
     lastRun: last ? { id: last.runId ?? `seq-${last.seq}`, outcome: last.outcome, durationMs: last.durationMs, finishedAt: last.finishedAt } : null,
-    running: s.runs.inFlight,
+    running: i.phase === 'start' || s.runs.inFlight,
     counts,
     total: resources.length,
     hosts: s.hosts.map(hostCapacity),
@@ -259,6 +264,8 @@ export class Dashboard {
   #refresh: Promise<void> | undefined;
   #waiters: (() => void)[] = [];
   #closed = false;
+  /** The last status the feed handed over (a refresh that caused it is not built twice). */
+  #lastFed: WatchStatus | undefined;
   /** Snapshots built, and the CPU they took (µs, process.cpuUsage user+system): the bench reads them. */
   builds = 0;
   buildCpuMicros = 0;
@@ -301,7 +308,7 @@ export class Dashboard {
       try {
         const s = await this.#o.feed.status();
         // A feed that does not emit `status` for status() it was asked: take it here.
-        if (!this.#current || this.#current.status !== s) this.#enqueue('refresh', s);
+        if (this.#lastFed !== s) this.#enqueue('refresh', s);
         await this.#chain;
       } catch (e) {
         this.#o.onError?.(e);
@@ -338,9 +345,10 @@ export class Dashboard {
       if (this.#endTimer) clearTimeout(this.#endTimer);
       this.#endTimer = setTimeout(() => {
         if (this.#endPending === e.run) void this.refresh();
-      }, this.#o.endRefreshMs ?? 2000);
+      }, this.#o.feed.statusAfterRun === false ? 0 : this.#o.endRefreshMs ?? 2000);
       this.#endTimer.unref();
     } else {
+      this.#lastFed = e.status;
       const phase = this.#endPending ? 'end' : 'refresh';
       this.#endPending = undefined;
       this.#enqueue(phase, e.status);
