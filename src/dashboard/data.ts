@@ -23,7 +23,7 @@ import type { AnyDesired } from '../reconcile/core/resource.js';
 import { redact } from './redact.js';
 import { EventBroadcaster } from './events.js';
 import {
-  STATE_PRIORITY,
+  MAX_EVENT_STATUSES, STATE_PRIORITY,
   type AttentionItem, type CommitInfo, type HostCapacity, type NicAddress, type Overview, type ResourceItem, type ResourceState, type SnapshotEvent,
 } from './types.js';
 
@@ -373,7 +373,14 @@ export class Dashboard {
       this.#seq = snap.seq;
       this.#current = snap;
       for (const w of this.#waiters.splice(0)) w();
-      if (news) this.events.publish({ seq: snap.seq, runId: snap.runId, phase, changedKeys: snap.changedKeys });
+      if (news) {
+        const statuses: Record<string, ResourceState> = {};
+        for (const k of snap.changedKeys.slice(0, MAX_EVENT_STATUSES)) {
+          const r = snap.byKey.get(k);
+          if (r) statuses[k] = r.item.status;
+        }
+        this.events.publish({ seq: snap.seq, runId: snap.runId, phase, changedKeys: snap.changedKeys, statuses });
+      }
     }).catch((e: unknown) => this.#o.onError?.(e));
   }
 

@@ -172,11 +172,12 @@ describe('dashboard API', () => {
         return s.seq > seq0 && s.phase === 'start' && s.changedKeys.includes(vm);
       }, 20_000, 'a start snapshot with the VM');
       const rs = JSON.parse(reconciling.data) as SnapshotEvent;
+      expect(rs.statuses[vm]).toBe('Reconciling');
       const ready = await stream.next((e) => {
         const s = JSON.parse(e.data) as SnapshotEvent;
         return s.seq > rs.seq && s.phase === 'end' && s.changedKeys.includes(vm);
       }, 20_000, 'an end snapshot with the VM');
-      expect(JSON.parse(ready.data)).toMatchObject({ runId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+      expect(JSON.parse(ready.data)).toMatchObject({ runId: expect.stringMatching(/^[0-9a-f-]{36}$/), statuses: { [vm]: 'Ready' } });
       // The snapshot of the start event showed it Reconciling: the API answers from the current one (Ready now).
       const now = await api<ResourcePage>(`/api/v1/resources?kind=VirtualMachine&q=${P}-vm1`);
       expect(now.body.items[0]!.status).toBe('Ready');
