@@ -5,6 +5,7 @@
  *   - without --http-token-file and TLS: refused, exit 2, nothing listens;
  *   - with both: HTTPS; /healthz open; /status, /metrics, /readyz, /api/v1/* and / answer 401
  *     without the token, 200 with it or with the session cookie exchanged for it.
+ * The same for the fleet watch (a folder with a Host manifest: src/fleet/watch-status.ts serves it).
  * The namespace is removed by name before and after, even after a failure.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +115,35 @@ describe('a non-loopback listener, inside a network namespace', () => {
     const rebound = spawnSync('ip', ['netns', 'exec', NS, 'curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', join(work, 'cert.pem'),
       '-H', `Host: evil.example:${port}`, '-H', `Authorization: Bearer ${TOKEN}`, `https://${ADDR}:${port}/status`], { encoding: 'utf8' });
     expect(rebound.stdout).toBe('421');
+    expect(await w.stop()).toBe(0);
+  });
+
+  it('the fleet watch (Host manifests) too: 401 without the token, the dashboard API with it, its runs in the history', async () => {
+    const fleet = join(work, 'fleet');
+    writeManifests(fleet, {
+      ...scenario().in('pool.yaml').pool(`${N.base}-fpool`, { path: N.poolPath('fpool'), autostart: false }).files(),
+      'host.yaml': `apiVersion: virtform.dev/v1\nkind: Host\nmetadata: {name: h1}\nspec: {uri: "${URI}"}\n`,
+    });
+    const refused = spawnSync('ip', ['netns', 'exec', NS, process.execPath, CLI, 'watch', fleet, '--db', join(work, 'fleet-refused.db'), '--listen', `${ADDR}:0`], { encoding: 'utf8', timeout: 30_000 });
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/refusing to listen on 10\.252\.146\.1: a non-loopback address needs --http-token-file/);
+    w = spawnWatch([fleet, '--db', join(work, 'fleet.db'), '--listen', `${ADDR}:0`,
+      '--http-token-file', join(work, 'token'), '--http-tls-cert', join(work, 'cert.pem'), '--http-tls-key', join(work, 'key.pem')], { wrap: inNs([]) });
+    const l = await w.waitForLog('listening', undefined, 60_000);
+    port = Number(l.port);
+    await waitFor(() => curl('/readyz', { port, token: TOKEN }).code === 200, `fleet ready\n${w!.tail()}`, 120_000);
+    for (const p of ['/status', '/metrics', '/api/v1/overview', '/api/v1/runs']) expect(curl(p, { port }).code, p).toBe(401);
+    expect(curl('/healthz', { port }).code).toBe(200);
+    const ov = curl('/api/v1/overview', { port, token: TOKEN });
+    expect(ov.code).toBe(200);
+    expect(JSON.parse(ov.body)).toMatchObject({ total: 1, hosts: [expect.objectContaining({ id: 'h1', connected: true })], lastRun: expect.objectContaining({ outcome: 'succeeded' }) });
+    const res = JSON.parse(curl('/api/v1/resources', { port, token: TOKEN }).body) as { items: { key: string; host: string; status: string }[] };
+    expect(res.items).toEqual([expect.objectContaining({ host: 'h1', status: 'Ready' })]);
+    const runs = JSON.parse(curl('/api/v1/runs', { port, token: TOKEN }).body) as { total: number; items: { outcome: string; id: string }[] };
+    expect(runs.total).toBeGreaterThanOrEqual(1);
+    expect(runs.items.at(-1)!.outcome).toBe('succeeded');
+    const run = JSON.parse(curl(`/api/v1/runs/${runs.items.at(-1)!.id}`, { port, token: TOKEN }).body) as { steps: { op: string; host: string }[] };
+    expect(run.steps.map((x) => `${x.host}:${x.op}`)).toContain('h1:pool.ensure');
     expect(await w.stop()).toBe(0);
   });
 });
