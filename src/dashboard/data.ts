@@ -270,7 +270,6 @@ export class Dashboard {
   #endTimer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
   #refresh: Promise<void> | undefined;
-  #waiters: (() => void)[] = [];
   #closed = false;
   /** The last status the feed handed over (a refresh that caused it is not built twice). */
   #lastFed: WatchStatus | undefined;
@@ -306,9 +305,10 @@ export class Dashboard {
     }
     await this.refresh();
     if (this.#current) return this.#current;
-    await new Promise<void>((r) => this.#waiters.push(r));
-    return this.#current!;
+    throw new Error(`no dashboard data yet: ${this.#lastError ?? 'the first status is being built'}`);
   }
+
+  #lastError: string | undefined;
 
   /** Ask the watcher for a fresh status (coalesced: one at a time); its `status` event builds the snapshot. */
   refresh(): Promise<void> {
@@ -326,6 +326,7 @@ export class Dashboard {
         }
         await this.#chain;
       } catch (e) {
+        this.#lastError = e instanceof Error ? e.message : String(e);
         this.#o.onError?.(e);
       } finally {
         this.#refresh = undefined;
@@ -410,7 +411,6 @@ export class Dashboard {
       const news = phase !== 'refresh' || snap.changedKeys.length > 0 || !this.#current;
       this.#seq = snap.seq;
       this.#current = snap;
-      for (const w of this.#waiters.splice(0)) w();
       if (news) {
         const statuses: Record<string, ResourceState> = {};
         for (const k of snap.changedKeys.slice(0, MAX_EVENT_STATUSES)) {
