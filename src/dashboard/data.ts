@@ -299,6 +299,11 @@ export class Dashboard {
   /** The current snapshot: the first one is waited for (built now if none); a stale one is refreshed in the background. */
   async snapshot(): Promise<DashboardSnapshot> {
     const cur = this.#current;
+    if (cur && this.#stale) {
+      this.#stale = false;
+      await this.refresh();
+      return this.#current ?? cur;
+    }
     if (cur) {
       if (Date.now() - Date.parse(cur.generatedAt) > (this.#o.maxAgeMs ?? 15_000)) void this.refresh();
       return cur;
@@ -309,6 +314,8 @@ export class Dashboard {
   }
 
   #lastError: string | undefined;
+  /** A run ended and its status was not built yet (the next request builds it first). */
+  #stale = false;
 
   /** Ask the watcher for a fresh status (coalesced: one at a time); its `status` event builds the snapshot. */
   refresh(): Promise<void> {
@@ -361,7 +368,11 @@ export class Dashboard {
       this.#endPending = e.run;
       if (this.#endTimer) clearTimeout(this.#endTimer);
       this.#endTimer = setTimeout(() => {
-        if (this.#endPending === e.run) void this.refresh();
+        if (this.#endPending !== e.run) return;
+        // A feed that builds no status after a run (the fleet watch: a status asks every host):
+        // asked now only while someone watches the stream; else the next request asks (stale).
+        if (this.#o.feed.statusAfterRun === false && this.events.clients === 0) this.#stale = true;
+        else void this.refresh();
       }, this.#o.feed.statusAfterRun === false ? 0 : this.#o.endRefreshMs ?? 2000);
       this.#endTimer.unref();
     } else {
