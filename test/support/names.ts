@@ -53,6 +53,8 @@ export const SUITES = {
   flstatus: 125,
   // test/fleet/fleetwatch.test.ts (fleet watch's HTTP endpoints)
   flwatch: 117,
+  // issue 23 (helper dashsrv): test/integration/dashboard/server.test.ts, test/integration/dashboard/netns-auth.test.ts
+  dashsrv: 145, dashnet: 146,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
