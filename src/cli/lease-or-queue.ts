@@ -22,7 +22,7 @@ import {
   LeaseHeldError, RequestOrphanedError, RequestTimeoutError, awaitOutcome, submit,
   type Lease, type LeaseTiming, type RequestRecord, type RequestType, type StateStore,
 } from '../state/index.js';
-import { whoAmI } from './commands/suspend.js';
+import { whoAmI } from './common.js';
 
 export interface LeaseOrQueueOptions {
   /** Recorded in the lease row (`virtform reconcile --plan x.json`). */

@@ -171,7 +171,7 @@ export class WatchController {
     this.#log = opts.logger ?? silentLogger;
     this.metrics = opts.metrics ?? new WatchMetrics();
     this.requests = opts.requestHandlers ?? new RequestHandlers();
-    if (!this.requests.get('plan')) this.requests.handle('plan', planRequestHandler);
+    if (!this.requests.get('plan')) this.requests.handle('plan', planRequestHandler({ ...(opts.policy ? { policy: opts.policy } : {}) }));
     const log = this.#log;
     this.#queue = new CoalescingQueue((source) => {
       this.metrics.triggers.inc({ source });

@@ -102,3 +102,16 @@ export async function serveRequests(
   }
   return served;
 }
+
+/**
+ * For a lease holder that serves no requests (the fleet watch, today): every queued request fails
+ * at once with `why`, so its requester does not wait for nothing. Returns how many.
+ */
+export async function refuseRequests(store: StateStore, claimedBy: string, why: string): Promise<number> {
+  let n = 0;
+  for (let r = await store.requests.claim(claimedBy); r; r = await store.requests.claim(claimedBy)) {
+    await store.requests.finish(r.id, { ok: false, exitCode: 1, message: `${why}; nothing was done` });
+    n += 1;
+  }
+  return n;
+}
