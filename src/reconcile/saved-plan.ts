@@ -18,7 +18,9 @@
  * while the plan still describes the host (otherwise it is refused and a new plan is needed).
  */
 import { createHash } from 'node:crypto';
-import { hostOfKey, LOCAL_HOST } from '../model/kinds.js';
+import { hostOfKey, LOCAL_HOST, parseResourceKey } from '../model/kinds.js';
+import { flattenXml } from '../libvirt/xml/compare.js';
+import { kindOf } from './kinds/index.js';
 import { canonicalJson } from './core/resource.js';
 import type { ObservedHosts, Observed } from './core/observed.js';
 import type { Desired } from './desired.js';
@@ -122,9 +124,18 @@ export function definitionDigest(hosts: ObservedHosts, key: string): string {
   const d = o?.definitions.get(key);
   if (d === undefined) return o?.unreadable?.has(key) ? `unreadable:${sha256(o.unreadable.get(key)!)}` : 'absent';
   const xml = 'xml' in d && typeof d.xml === 'string' ? d.xml : undefined;
-  // The raw XML where the kind keeps it (exact), else the parsed definition; a domain's run state too.
+  // The XML where the kind keeps it (exact drift's), without what libvirt changes on its own (the
+  // kind's `exact.ignore`: a pool's capacity and allocation); else the parsed definition. A
+  // domain's run state too (running or not).
   const active = 'active' in d ? { active: d.active } : {};
-  return sha256(canonicalJson(xml !== undefined ? { xml, ...active } : d));
+  if (xml === undefined) return sha256(canonicalJson(d));
+  const ignore = kindOf(parseResourceKey(key).kind).exact?.ignore ?? [];
+  const ignored = (p: string): boolean => {
+    const parts = p.split('/');
+    return parts.some((_, i) => ignore.some((re) => re.test(parts.slice(0, i + 1).join('/'))));
+  };
+  const elements = [...flattenXml(xml)].filter(([p]) => !ignored(p)).map(([p, e]) => `${p}\u0000${e.sig}`).sort();
+  return sha256(canonicalJson({ elements, ...active }));
 }
 
 function stepsOf(plan: Plan): SavedStep[] {
