@@ -7,7 +7,7 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { inventory, type CliResult } from '../../support/real-host.js';
+import { inventory, virsh, type CliResult } from '../../support/real-host.js';
 import { spawnWatch, waitFor, type Watcher } from '../../support/cli.js';
 import { useSuite } from '../../support/suite.js';
 
@@ -41,7 +41,7 @@ afterAll(async () => {
 describe('reconcile --plan while a watcher holds the writer lease', () => {
   it('is queued, carried out by the watcher with the plan\'s consent, and reports its outcome; --no-queue exits 1 naming the holder', async () => {
     await S.reconcileOk(lab(true));
-    w = spawnWatch([S.mdir, '--db', S.db, '--no-listen', '--debounce', '100', '--retry-delay', '100']);
+    w = spawnWatch([S.mdir, '--db', S.db, '--no-listen', '--debounce', '100', '--retry-delay', '100', '--resync', '3']); // resync: a folder replaced whole may be missed by the file watch
     await w.waitForLog('reconcile finished', () => true, 60_000);
     // The data disk leaves: the watcher holds the deletion (it never consents).
     S.write(lab(false));
@@ -72,10 +72,24 @@ describe('reconcile --plan while a watcher holds the writer lease', () => {
     expect(inventory(S.prefix).volumes).not.toContain(`${POOL}/${P}-data.qcow2`);
     expect(w.count('request finished', (l) => l.ok === true && l.type === 'plan')).toBe(1);
 
-    // The same plan again: the watcher refuses it as stale (the volume is gone), exit 1 naming it.
-    const stale = await S.cli(['reconcile', '--plan', file]);
+    // The same plan again: the watcher refuses it (applied already), exit 1 naming why.
+    const again = await S.cli(['reconcile', '--plan', file]);
+    expectCode(again, 1);
+    expect(again.stderr).toMatch(/request \d+ failed .*refused: the plan .* no longer matches; nothing was changed: this plan was applied already \(run /);
+    // A stale plan: made before a change the watcher applied itself; it refuses it naming the change.
+    S.write(lab(true));
+    await waitFor(() => inventory(S.prefix).volumes.includes(`${POOL}/${P}-data.qcow2`), 'the watcher to create the volume again', 60_000);
+    await w.waitForLog('reconcile finished', (l) => (l.plan as { steps: number } | undefined)?.steps === 0, 60_000);
+    const old = join(S.work, 'old.plan.json');
+    S.write(lab(false));
+    await w.waitForLog('changes held: they would destroy data; watch never consents (run reconcile --allow-data-loss)', () => true, 60_000);
+    expectCode(await S.cli(['reconcile', S.mdir, '--dry-run', '--out', old, '--allow-data-loss']), 0);
+    expect(inventory(S.prefix).volumes).toContain(`${POOL}/${P}-data.qcow2`);
+    virsh('vol-create-as', POOL, 'by-hand.qcow2', '1M', '--format', 'qcow2');
+    const stale = await S.cli(['reconcile', '--plan', old]);
     expectCode(stale, 1);
-    expect(stale.stderr).toMatch(/request \d+ failed .*refused: the plan .* no longer matches; nothing was changed: .*volume\/vftest-planq-pool\/vftest-planq-data.qcow2/);
+    expect(stale.stderr).toMatch(/request \d+ failed .*refused: .*object added on the host since the plan: volume\/vftest-planq-pool\/by-hand.qcow2/);
+    expect(inventory(S.prefix).volumes).toContain(`${POOL}/${P}-data.qcow2`);
     expect(w.exitCode).toBeUndefined();
     expect(await w.stop('SIGTERM')).toBe(0);
   });
