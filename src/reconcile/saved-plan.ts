@@ -278,16 +278,21 @@ export function planDifferences(saved: SavedPlan, plan: Plan, observed: Observed
     if (current !== digest) changed.push(`${key}${digest === 'absent' ? ' (created)' : current === 'absent' ? ' (gone)' : ''}`);
   }
   if (changed.length) reasons.push(`the definition of ${changed.join(', ')} changed on the host since the plan`);
-  const key = (s: SavedStep): string => `${s.host}|${s.resource}|${s.op}|${s.digest}`;
+  // Resuming, a step is the plan's when it is the same operation on the same resource (its
+  // arguments may say what is left of it: a network defined but not started); forgetting the
+  // record of a resource the plan deletes (gone from the host already) is the rest of that delete.
+  const key = (s: SavedStep): string => `${s.host}|${s.resource}|${s.op}${o.resuming ? '' : `|${s.digest}`}`;
   const steps = stepsOf(plan);
   const planned = saved.steps.map(key).sort();
   const current = steps.map(key).sort();
+  const deleted = new Set(saved.steps.filter((s) => /\.delete$/.test(s.op)).map((s) => `${s.host}|${s.resource}`));
   // Resuming: the steps left must be steps of the plan (each at most as often).
   const left = [...planned];
   const subset = current.every((k) => {
     const i = left.indexOf(k);
     if (i >= 0) left.splice(i, 1);
-    return i >= 0;
+    const [host, resource, op] = k.split('|');
+    return i >= 0 || (op === 'record.forget' && deleted.has(`${host}|${resource}`));
   });
   if (o.resuming ? !subset : planned.join('\n') !== current.join('\n')) {
     const p = new Set(planned);
