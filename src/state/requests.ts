@@ -37,7 +37,7 @@ export class RequestTimeoutError extends Error {
     super(request.status === 'cancelled'
       ? `request ${request.id} (${request.type}) was not taken by the lease holder within ${timeoutMs / 1000} s; cancelled, nothing was done`
       : `request ${request.id} (${request.type}) is still ${request.status} after ${timeoutMs / 1000} s` +
-        `${request.claimedBy ? ` (taken by ${request.claimedBy})` : ''}; its outcome will be recorded in the state DB (virtform requests ${request.id})`);
+        `${request.claimedBy ? ` (taken by ${request.claimedBy})` : ''}; its outcome will be recorded in the state DB (table requests, id ${request.id}) and the lease holder's events`);
   }
 }
 
