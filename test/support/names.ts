@@ -55,6 +55,8 @@ export const SUITES = {
   flwatch: 117,
   // issue 23 (helper dashsrv): test/integration/dashboard/server.test.ts, test/integration/dashboard/netns-auth.test.ts
   dashsrv: 145, dashnet: 146,
+  // savedplan (issue 24): test/integration/reconcile/saved-plan.test.ts, saved-plan-queue.test.ts; test/faults/saved-plan-crash.test.ts
+  savplan: 155, planq: 156, plancrash: 157,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
