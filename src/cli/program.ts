@@ -149,6 +149,8 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
     .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait before forcing it off', num('--shutdown-timeout', 0), 60)
+    .option('--detach-timeout <seconds>', 'hot-plug: how long a running guest gets to release a detached disk or NIC; ' +
+      'one it has not released by then is reported and the VM marked restart required', num('--detach-timeout', 0), 30)
     .option('--move-bandwidth <size>', 'limit the copy of a cold move between hosts to this many bytes per second (e.g. 50MiB)', bandwidth)
     .addOption(stopTimeoutOption())
     .option('--download-timeout <seconds>', 'image download (spec.source.url): fail after this long without connection, answer or data; '

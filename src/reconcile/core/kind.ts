@@ -56,6 +56,8 @@ export interface ExecContext<R> {
   /** The step belongs to a replace (the object is recreated: no UUID is kept). */
   replacing: boolean;
   shutdownTimeoutMs?: number;
+  /** Hot-plug (issue 24): how long the guest gets to complete a live detach (`--detach-timeout`; absent: the kind's default). */
+  detachTimeoutMs?: number;
   /** Journal boundary after the host calls (crash-test hook). */
   boundary(): void;
   /** Record the resource as applied. `config: true` records the desired config and spec hash. */

@@ -59,6 +59,9 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
     'vm.live': { label: 'change running domain', teardown: false },
+    // Hot-plug (issue 24): a detach is a teardown (a removed disk's volume goes after it).
+    'vm.detach': { label: 'detach devices from running domain', teardown: true },
+    'vm.attach': { label: 'attach devices to running domain', teardown: false },
     'vm.seed': { label: 'build and upload cloud-init seed', teardown: false },
     'vm.unseed': { label: 'delete cloud-init seed', teardown: false },
     'vm.start': { label: 'start domain', teardown: false },
