@@ -247,6 +247,38 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
       process.exitCode = await (await import('./commands/console.js')).runConsole(vm, o);
     });
 
+  // issue 24 (helper restart): restart VMs to take what their definition holds for the next boot.
+  const restart = program.command('restart')
+    .description('restart VMs (graceful shutdown, forced after --shutdown-timeout; then start) so they boot with the changes reconcile marked ' +
+      '"restart required"; journaled like any step; the restart-required mark clears')
+    .argument('[vms...]', 'VirtualMachine names (managed by virtform, declared running)')
+    .addOption(uriOption())
+    .addOption(insecureOption())
+    .addOption(dbOption())
+    .addOption(dataDirOption())
+    .option('--force', 'skip the graceful shutdown: force the VMs off, then start them')
+    .option('--all-pending', 'also restart every managed VM whose restart-required mark is pending')
+    .option('--shutdown-timeout <seconds>', 'graceful shutdown wait before forcing the VM off', num('--shutdown-timeout', 0), 60)
+    .option('--json', 'machine-readable result on stdout')
+    .option('--no-color', 'plain output even on a terminal')
+    .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
+    .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
+    .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease while another process holds it (0: exit 1 at once, naming the holder)',
+      num('--lock-timeout', 0), 0)
+    .option('--no-queue', 'while a watcher holds the writer lease, exit 1 naming it (the default until requests can be queued to a watcher)')
+    .addOption(domainTypeOption());
+  leaseOptions(restart)
+    .addHelpText('after', `
+What a restart applies: the persistent definition as the last reconcile defined it (plan lines marked
+[restart], "restart required" in status and in the plan's notes). A manifest edited since is applied by
+reconcile (with restartPolicy: OnChange it restarts the VM itself). Refused (exit 2, nothing changed):
+an unknown VM or one virtform does not manage, one declared stopped, one with metadata.reconcile:
+disabled. Exit 1: the state DB is suspended (virtform suspend), the writer lease is held, a step failed.
+A run killed between the stop and the start leaves the VM stopped: the next reconcile (or restart) starts it.`)
+    .action(async (vms: string[], o) => {
+      process.exitCode = await (await import('./commands/restart.js')).runRestart(vms, o);
+    });
+
   program.command('suspend')
     .description('pause applies for this state DB (a running watcher keeps observing; reconcile refuses, exit 1); survives restarts; no writer lock needed')
     .addOption(dbOption())
