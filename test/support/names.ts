@@ -35,6 +35,9 @@ export const SUITES = {
   urlcrash: 45, lvd: 46, lease: 47, upg: 48, typed: 49, controls: 34, data: 35, sbxva: 36, sbxgit: 37, sbxout: 38, addr: 39, status: 40, git: 41, watch: 42,
   // test/guest
   guestdeb: 60,
+  // issue 24, helper restart: hot-plug and virtform restart (test/integration/reconcile/hotplug.test.ts,
+  // test/integration/cli/restart.test.ts, test/integration/guest/hotplug-guest.test.ts)
+  hotplug: 160, vmrestart: 161, hotguest: 162,
   // test/fleet/transport.test.ts (ssh and TLS)
   transport: 100,
   // test/faults
