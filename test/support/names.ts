@@ -54,6 +54,8 @@ export const SUITES = {
   flstatus: 125,
   // test/fleet/fleetwatch.test.ts (fleet watch's HTTP endpoints)
   flwatch: 117,
+  // savedplan (issue 24): test/integration/reconcile/saved-plan.test.ts, saved-plan-queue.test.ts; test/faults/saved-plan-crash.test.ts
+  savplan: 155, planq: 156, plancrash: 157,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
