@@ -273,7 +273,9 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
     .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
     .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease while another process holds it (0: exit 1 at once, naming the holder)',
       num('--lock-timeout', 0), 0)
-    .option('--no-queue', 'while a watcher holds the writer lease, exit 1 naming it (the default until requests can be queued to a watcher)')
+    .option('--no-queue', 'while a watcher holds the writer lease, exit 1 naming it instead of queueing the restart for it')
+    .option('--queue-timeout <seconds>', 'how long to wait for the watcher to carry a queued restart out (default: as long as it takes; ' +
+      'a request not yet taken then is cancelled)', num('--queue-timeout', 0))
     .addOption(domainTypeOption());
   leaseOptions(restart)
     .addHelpText('after', `
@@ -281,7 +283,8 @@ What a restart applies: the persistent definition as the last reconcile defined 
 [restart], "restart required" in status and in the plan's notes). A manifest edited since is applied by
 reconcile (with restartPolicy: OnChange it restarts the VM itself). Refused (exit 2, nothing changed):
 an unknown VM or one virtform does not manage, one declared stopped, one with metadata.reconcile:
-disabled. Exit 1: the state DB is suspended (virtform suspend), the writer lease is held, a step failed.
+disabled. Exit 1: the state DB is suspended (virtform suspend), a step failed, the writer lease is held and
+--no-queue given. While a watcher holds the writer lease the restart is queued for it (its outcome printed).
 A run killed between the stop and the start leaves the VM stopped: the next reconcile (or restart) starts it.`)
     .action(async (vms: string[], o) => {
       process.exitCode = await (await import('./commands/restart.js')).runRestart(vms, o);

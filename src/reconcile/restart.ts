@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { LOCAL_HOST, RESOURCE_KINDS, resourceRef, type ResourceKind } from '../model/kinds.js';
 import type { HostPort, MutationGuard } from './ports.js';
-import { localHosts, observeHosts, type ObservedHosts } from './observe.js';
+import { localHosts, observeHosts, type Observed, type ObservedHosts } from './observe.js';
 import { buildPlan, type Plan } from './plan.js';
 import { apply, type ApplyEvent, type ApplyResult, type RetryPolicy } from './apply.js';
 import { change, recordedFacts } from './core/change.js';
@@ -71,18 +71,24 @@ function restartKinds(): ResourceKind[] {
   return RESOURCE_KINDS.filter((k) => kindOf(k).guest?.restart !== undefined);
 }
 
-export async function restartGuests(opts: RestartOptions): Promise<RestartResult> {
-  const started = Date.now();
-  const kinds = restartKinds();
-  const hosts = localHosts(opts.host);
+/**
+ * Why the named guests cannot be restarted (read-only: the records and the host's listing), or []:
+ * what the command checks before it runs or queues the request (exit 2), and the run again.
+ */
+export async function restartRefusals(host: HostPort, store: RestartOptions['store'], names: string[]): Promise<{ name: string; reason: string }[]> {
+  if (names.length === 0) return [];
   const empty: Desired = { resources: [], byKey: new Map(), digest: '', empty: true };
-  // What the host has and the records (every record is read, whatever the desired state).
-  const observed = (await observeHosts(hosts, opts.store, empty)).get(LOCAL_HOST)!;
+  const observed = (await observeHosts(localHosts(host), store, empty)).get(LOCAL_HOST)!;
+  return (await pick(observed, store, names)).refused;
+}
+
+async function pick(observed: Observed, store: RestartOptions['store'], names: string[]) {
+  const kinds = restartKinds();
   const refused: { name: string; reason: string }[] = [];
   const picked = new Map<string, { kind: ResourceKind; record: ResourceRecord }>();
   const recordOf = async (name: string): Promise<{ kind: ResourceKind; record: ResourceRecord } | undefined> => {
     for (const kind of kinds) {
-      const record = await opts.store.resources.get(resourceRef(kind, name));
+      const record = await store.resources.get(resourceRef(kind, name));
       if (record) return { kind, record };
     }
     return undefined;
@@ -94,7 +100,7 @@ export async function restartGuests(opts: RestartOptions): Promise<RestartResult
     if (!kindOf(kind).guest!.restart!.desired(record)) return 'virtform has no applied configuration recorded for it (reconcile it first)';
     return undefined;
   };
-  for (const name of new Set(opts.names)) {
+  for (const name of new Set(names)) {
     const found = await recordOf(name);
     if (!found) {
       refused.push({
@@ -109,6 +115,16 @@ export async function restartGuests(opts: RestartOptions): Promise<RestartResult
     if (no) refused.push({ name, reason: no });
     else picked.set(found.record.name, found);
   }
+  return { refused, picked, kinds, why };
+}
+
+export async function restartGuests(opts: RestartOptions): Promise<RestartResult> {
+  const started = Date.now();
+  const hosts = localHosts(opts.host);
+  const empty: Desired = { resources: [], byKey: new Map(), digest: '', empty: true };
+  // What the host has and the records (every record is read, whatever the desired state).
+  const observed = (await observeHosts(hosts, opts.store, empty)).get(LOCAL_HOST)!;
+  const { refused, picked, kinds, why } = await pick(observed, opts.store, opts.names);
   if (refused.length > 0) return { outcome: 'refused', refused };
   if (opts.allPending) {
     for (const [key, rec] of observed.records) {
@@ -157,4 +173,46 @@ export async function restartGuests(opts: RestartOptions): Promise<RestartResult
   const ok = applied.failed.size === 0 && applied.skipped.size === 0;
   const outcome = ok ? 'succeeded' : opts.signal?.aborted && applied.failed.size === 0 ? 'interrupted' : 'failed';
   return { outcome, runId, targets, plan, applied, observed: observedHosts, durationMs: Date.now() - started };
+}
+
+/** What a restart's run says: its exit code, the lines the command prints, the `--json` document, one line for a queued request. */
+export interface RestartReport {
+  exitCode: 0 | 1 | 2;
+  /** stdout lines. */
+  out: string[];
+  /** stderr lines (`virtform: ` prefixed by the printer). */
+  err: string[];
+  json: Record<string, unknown>;
+  message: string;
+}
+
+export function restartReport(result: RestartResult, suspendedText: (s: Suspension) => string): RestartReport {
+  if (result.outcome === 'refused') {
+    return {
+      exitCode: 2, out: [], err: [...result.refused.map((r) => `cannot restart ${r.name}: ${r.reason}`), 'nothing was restarted'],
+      json: { outcome: 'refused', refused: result.refused }, message: `refused: ${result.refused.map((r) => `${r.name}: ${r.reason}`).join('; ')}`,
+    };
+  }
+  if (result.outcome === 'nothing') return { exitCode: 0, out: ['No VM has a restart pending.'], err: [], json: { outcome: 'nothing', vms: [] }, message: 'no VM has a restart pending' };
+  if (result.outcome === 'suspended') {
+    const m = `${suspendedText(result.suspension)}; nothing was restarted (\`virtform resume\` lifts it)`;
+    return { exitCode: 1, out: [], err: [m], json: { outcome: 'suspended', suspension: result.suspension, vms: result.targets.map((t) => t.name) }, message: m };
+  }
+  const vms = result.targets.map((t) => {
+    const steps = result.applied.outcomes.filter((s) => s.step.key === t.key);
+    const error = result.applied.failed.get(t.key) ?? (result.applied.skipped.has(t.key) ? 'skipped' : undefined);
+    return { name: t.name, pending: t.pending ?? null, restarted: !error, ms: steps.reduce((n, s) => n + s.ms, 0), error: error ?? null };
+  });
+  const out = vms.map((v) => (v.restarted
+    ? `Restarted ${v.name} (${(v.ms / 1000).toFixed(1)}s)${v.pending ? `: applied ${v.pending.replace(/^restart required for /, '')}` : ''}`
+    : `Not restarted ${v.name}: ${v.error}`));
+  const done = vms.filter((v) => v.restarted).length;
+  return {
+    exitCode: result.outcome === 'succeeded' ? 0 : 1, out, err: [],
+    json: {
+      outcome: result.outcome, runId: result.runId, vms, durationMs: result.durationMs,
+      steps: result.applied.outcomes.map((s) => ({ resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null })),
+    },
+    message: `${result.outcome}: ${done} of ${vms.length} VM(s) restarted`,
+  };
 }

@@ -1,8 +1,9 @@
 /**
  * `virtform restart VM… [--force] [--all-pending]` (issue 24): restart VMs so that they boot with
  * what their persistent definition holds (the changes `reconcile` marked restart required), through
- * the engine's journaled steps (`src/reconcile/restart.ts`). Needs the writer lease: while another
- * process holds it (a watcher), exit 1 naming the holder.
+ * the engine's journaled steps (`src/reconcile/restart.ts`). Needs the writer lease: while a
+ * watcher holds it, the restart is queued as a request the watcher carries out (src/watch/restart-request.ts)
+ * and its outcome printed; `--no-queue`: exit 1 naming the holder.
  *
  * Exit codes: 0 restarted (or nothing pending with --all-pending); 1 a step failed, the DB is
  * suspended, the lease is held, libvirt or the DB cannot be reached; 2 invalid request, nothing
@@ -12,8 +13,9 @@
 import { EXIT, errorMessage, leaseTiming, openStore, retryPolicy, useColor, verifyHostIdentity, type LeaseFlags } from '../common.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { crashAtBoundary, faultWrapperFromEnv } from '../../reconcile/faults.js';
-import { restartGuests, type RestartResult } from '../../reconcile/restart.js';
-import { LeaseHeldError, type Lease, type StateStore } from '../../state/index.js';
+import { restartGuests, restartRefusals, restartReport, type RestartReport } from '../../reconcile/restart.js';
+import type { Lease, StateStore } from '../../state/index.js';
+import { leaseOrQueue } from '../lease-or-queue.js';
 import type { HostPort } from '../../reconcile/ports.js';
 import { renderApplyEvent } from '../render.js';
 import { ProgressLine } from '../progress.js';
@@ -35,6 +37,8 @@ export interface RestartFlags extends LeaseFlags {
   lockTimeout?: number;
   /** `--no-queue` (commander: `queue: false`): never queue the request to a running watcher. */
   queue?: boolean;
+  /** `--queue-timeout` seconds. */
+  queueTimeout?: number;
 }
 
 export async function runRestart(names: string[], o: RestartFlags): Promise<number> {
@@ -44,9 +48,15 @@ export async function runRestart(names: string[], o: RestartFlags): Promise<numb
   const json = (doc: Record<string, unknown>): void => {
     if (o.json) out(`${JSON.stringify(doc, null, 2)}\n`);
   };
-  const invalid = (message: string, refused: { name: string; reason: string }[] = []): number => {
+  const print = (r: RestartReport): number => {
+    if (!o.json) for (const l of r.out) out(`${l}\n`);
+    for (const l of r.err) err(`virtform: ${l}\n`);
+    json(r.json);
+    return r.exitCode;
+  };
+  const invalid = (message: string): number => {
     err(`virtform: ${message}\n`);
-    json({ outcome: 'refused', error: message, refused });
+    json({ outcome: 'refused', error: message, refused: [] });
     return EXIT.invalid;
   };
   if (names.length === 0 && !o.allPending) return invalid('name the VMs to restart, or --all-pending; nothing was changed');
@@ -76,28 +86,41 @@ export async function runRestart(names: string[], o: RestartFlags): Promise<numb
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    host = await openHost(o.uri, { domainType: o.domainType });
-    await verifyHostIdentity(store, host, { record: false });
-    try {
-      writer = await store.acquireLease({ command: `virtform restart ${o.allPending ? '--all-pending ' : ''}${names.join(' ')}`.trim() }, lease.timing, {
-        timeoutMs: (o.lockTimeout ?? 0) * 1000,
-        signal: abort.signal,
-        onHeld: (e) => err(`virtform: waiting up to ${o.lockTimeout} s (--lock-timeout) for the writer lease: ${e.message.replace(/; --lock-timeout.*$/, '')}\n`),
-      });
-    } catch (e) {
-      if (!(e instanceof LeaseHeldError)) throw e;
-      // A running watcher holds the lease: the request is not queued to it (yet): exit 1 naming the holder.
-      const m = `${e.message.replace(/; --lock-timeout.*$/, '')}; the VMs were not restarted (stop the holder, or run again with --lock-timeout)`;
+    const h = await openHost(o.uri, { domainType: o.domainType });
+    host = h;
+    await verifyHostIdentity(store, h, { record: false });
+    // Checked before anything runs or is queued: an invalid request changes nothing (exit 2).
+    const refused = await restartRefusals(h, store, names);
+    if (refused.length > 0) return print(restartReport({ outcome: 'refused', refused }, (x) => suspendedText(store.path, x)));
+    // The writer lease, or (held by a watcher) a request it carries out; --no-queue: exit 1 naming the holder.
+    const got = await leaseOrQueue(store, {
+      command: `virtform restart ${o.allPending ? '--all-pending ' : ''}${names.join(' ')}`.trim(), timing: lease.timing,
+      lockTimeoutMs: (o.lockTimeout ?? 0) * 1000, noQueue: o.queue === false,
+      ...(o.queueTimeout !== undefined ? { queueTimeoutMs: o.queueTimeout * 1000 } : {}),
+      type: 'restart', args: { vms: names, allPending: o.allPending === true, graceful: o.force !== true, shutdownTimeoutMs: o.shutdownTimeout * 1000, by: whoAmI() },
+      signal: abort.signal, err,
+    });
+    if ('refused' in got) {
+      const m = got.refused.replace('nothing was done', 'nothing was restarted');
       err(`virtform: ${m}\n`);
-      json({ outcome: 'lease-held', error: m });
+      json({ outcome: 'not-queued', error: m });
       return EXIT.failure;
     }
-    writer.keepAlive({ onLost: (why) => err(`virtform: ${why}: no further change is made to libvirt\n`) });
-    const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
+    if ('request' in got) {
+      const r = got.request;
+      const outcome = r.outcome ?? { ok: false, exitCode: 1, message: `request ${r.id} ended ${r.status}` };
+      if (o.json) out(`${JSON.stringify({ request: { id: r.id, status: r.status, claimedBy: r.claimedBy }, ...(outcome.result ?? { outcome: r.status, error: outcome.message }) }, null, 2)}\n`);
+      else if (outcome.output) out(`${outcome.output}\n`);
+      err(`virtform: request ${r.id} ${r.status} (by the watcher ${r.claimedBy ?? '?'}): ${outcome.message}\n`);
+      return outcome.exitCode;
+    }
+    const w = got.lease;
+    writer = w;
+    w.keepAlive({ onLost: (why) => err(`virtform: ${why}: no further change is made to libvirt\n`) });
+    const effectiveHost = faultWrapperFromEnv()?.(h) ?? h;
     const progress = new ProgressLine({ write: err, isTTY: process.stderr.isTTY === true }, o.json === true);
     const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
-    const w = writer;
-    const result: RestartResult = await restartGuests({
+    const result = await restartGuests({
       host: effectiveHost, store, names, allPending: o.allPending === true, graceful: o.force !== true,
       shutdownTimeoutMs: o.shutdownTimeout * 1000, retry: retryPolicy(o), signal: abort.signal, by: whoAmI(),
       guard: () => w.refusal(),
@@ -109,39 +132,7 @@ export async function runRestart(names: string[], o: RestartFlags): Promise<numb
         if (line) (o.json ? err : out)(`${line}\n`);
       },
     });
-    if (result.outcome === 'refused') {
-      for (const r of result.refused) err(`virtform: cannot restart ${r.name}: ${r.reason}\n`);
-      err('virtform: nothing was restarted\n');
-      json({ outcome: 'refused', refused: result.refused });
-      return EXIT.invalid;
-    }
-    if (result.outcome === 'nothing') {
-      if (!o.json) out('No VM has a restart pending.\n');
-      json({ outcome: 'nothing', vms: [] });
-      return EXIT.ok;
-    }
-    if (result.outcome === 'suspended') {
-      err(`virtform: ${suspendedText(store.path, result.suspension)}; nothing was restarted (\`virtform resume\` lifts it)\n`);
-      json({ outcome: 'suspended', suspension: result.suspension, vms: result.targets.map((t) => t.name) });
-      return EXIT.failure;
-    }
-    const vms = result.targets.map((t) => {
-      const steps = result.applied.outcomes.filter((s) => s.step.key === t.key);
-      const error = result.applied.failed.get(t.key) ?? (result.applied.skipped.has(t.key) ? 'skipped' : undefined);
-      return { name: t.name, pending: t.pending ?? null, restarted: !error, ms: steps.reduce((n, s) => n + s.ms, 0), error: error ?? null };
-    });
-    if (!o.json) {
-      for (const v of vms) {
-        out(v.restarted
-          ? `Restarted ${v.name} (${(v.ms / 1000).toFixed(1)}s)${v.pending ? `: applied ${v.pending.replace(/^restart required for /, '')}` : ''}\n`
-          : `Not restarted ${v.name}: ${v.error}\n`);
-      }
-    }
-    json({
-      outcome: result.outcome, runId: result.runId, vms, durationMs: result.durationMs,
-      steps: result.applied.outcomes.map((s) => ({ resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null })),
-    });
-    return result.outcome === 'succeeded' ? EXIT.ok : EXIT.failure;
+    return print(restartReport(result, (x) => suspendedText(store.path, x)));
   } catch (e) {
     if (abort.signal.aborted && e === abort.signal.reason) {
       err('virtform: interrupted while waiting for the writer lease; nothing was changed\n');

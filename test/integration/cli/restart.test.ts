@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { useSuite } from '../../support/suite.js';
+import { spawnWatch } from '../../support/cli.js';
 import { virsh } from '../../support/virsh.js';
 import { openStateStore } from '../../../src/state/index.js';
 
@@ -126,7 +127,7 @@ describe.sequential('virtform restart', () => {
       const r = await S.cli(['restart', A, '--no-queue']);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/virtform watch \(test holder\)/);
-      expect(r.stderr).toMatch(/were not restarted/);
+      expect(r.stderr).toMatch(/not queued \(--no-queue\): nothing was restarted/);
     } finally {
       await held.release();
       await store.close();
@@ -134,8 +135,35 @@ describe.sequential('virtform restart', () => {
     expect([domId(A)]).toEqual(ids);
   }, 120_000);
 
-  it('killed between the stop and the start: the VM is stopped; the next reconcile starts it, the mark is gone', async () => {
+  it('while a watcher holds the writer lease: queued, carried out by the watcher, its outcome printed; --no-queue exits 1 naming it', async () => {
     await S.reconcileOk(manifests({ a: 1, b: 2 }, { disabled: true }));
+    expect(await marks()).toMatchObject({ [A]: ['spec.vcpus', 'spec.maxVcpus'] });
+    const id = domId(A);
+    const w = spawnWatch([S.mdir, '--db', S.db, '--no-listen', '--debounce', '100', '--retry-delay', '100', '--shutdown-timeout', '0']);
+    try {
+      await w.waitForLog('reconcile finished', () => true, 60_000);
+      const refused = await S.cli(['restart', A, '--no-queue']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`is locked by pid ${w.child.pid}`);
+      expect(domId(A)).toBe(id);
+      const r = await S.cli(['restart', A, '--force', '--json'], {}, 120_000);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/queued as request \d+/);
+      const doc = JSON.parse(r.stdout) as { request: { status: string }; outcome: string; vms: { name: string; restarted: boolean }[] };
+      expect(doc.request.status).toBe('succeeded');
+      expect(doc.outcome).toBe('succeeded');
+      expect(doc.vms).toMatchObject([{ name: A, restarted: true }]);
+      expect(domId(A)).not.toBe(id);
+      expect(vcpusLive(A)).toBe(1);
+    } finally {
+      await w.stop('SIGTERM');
+    }
+    expect(await marks()).toMatchObject({ [A]: null });
+    // Back to a pending mark for the crash test below.
+    await S.reconcileOk(manifests({ a: 2, b: 2 }, { disabled: true }));
+  }, 180_000);
+
+  it('killed between the stop and the start: the VM is stopped; the next reconcile starts it, the mark is gone', async () => {
     expect(await marks()).toMatchObject({ [A]: ['spec.vcpus', 'spec.maxVcpus'] });
     // Boundaries: vm.stop begin (1), vm.stop called (2): killed right after the domain stopped.
     const r = await S.cli(['restart', A, '--force'], { VIRTFORM_TEST_CRASH_AT: '2' });
@@ -146,7 +174,7 @@ describe.sequential('virtform restart', () => {
     expect(dry.stdout).toMatch(new RegExp(`VirtualMachine/${A}`));
     await S.reconcileOk();
     expect(virsh('domstate', A).trim()).toBe('running');
-    expect(vcpusLive(A)).toBe(1);
+    expect(vcpusLive(A)).toBe(2);
     expect(await marks()).toMatchObject({ [A]: null });
     expect((await S.dryRun()).code).toBe(0);
   }, 120_000);
