@@ -83,13 +83,16 @@ function disks(inactive: boolean): Record<string, string> {
 const nets = (inactive: boolean): string[] => virsh('domiflist', VM, ...(inactive ? ['--inactive'] : [])).split('\n')
   .map((l) => l.trim().split(/\s+/)).filter((x) => x.length >= 5).map((x) => x[2]!);
 const domId = (): string => virsh('domid', VM).trim();
-async function apply(m: { disks: string[]; nets: string[] }, extra: string[] = []): Promise<{ out: string; ms: number }> {
+/** Applies `m`: the step lines (stderr with --json), the whole reconcile's time, and the hot-plug steps' own times (--json). */
+async function apply(m: { disks: string[]; nets: string[] }, extra: string[] = []): Promise<{ out: string; ms: number; steps: string }> {
   writeManifests(N.mdir, manifests(m));
   const t0 = Date.now();
-  const r = await cli(['reconcile', N.mdir, ...extra], 300_000);
+  const r = await cli(['reconcile', N.mdir, '--json', ...extra], 300_000);
   const ms = Date.now() - t0;
   expect(r.code, r.stdout + r.stderr).toBe(0);
-  return { out: r.stdout, ms };
+  const doc = JSON.parse(r.stdout) as { steps: { op: string; ms: number }[] };
+  const steps = doc.steps.filter((x) => x.op === 'vm.attach' || x.op === 'vm.detach' || x.op === 'vm.define').map((x) => `${x.op} ${x.ms} ms`).join(', ');
+  return { out: r.stderr, ms, steps };
 }
 interface Row { name: string; restartRequired: { fields: string[]; notes?: string[] } | null }
 async function restartRequired(): Promise<Row['restartRequired']> {
@@ -121,8 +124,8 @@ describe.sequential(`hot-plug with a booted tiny guest (${GUEST_VIRT})`, () => {
     const dry = await cli(['reconcile', N.mdir, '--dry-run']);
     expect(dry.stdout).toContain(`+ spec.disks[1].path: "${disk('d2')}" [live]`);
     expect(dry.stdout).not.toContain('[restart]');
-    const { ms } = await apply({ disks: ['d1', 'd2', 'd3', 'd4'], nets: ['a'] });
-    log(`attach of 3 disks: reconcile ${ms} ms`);
+    const { ms, steps } = await apply({ disks: ['d1', 'd2', 'd3', 'd4'], nets: ['a'] });
+    log(`attach of 3 disks: reconcile ${ms} ms (${steps})`);
     expect(domId()).toBe(id);
     expect(disks(false)).toEqual({ vda: disk('d1'), vdb: disk('d2'), vdc: disk('d3'), vdd: disk('d4') });
     expect(disks(true)).toEqual(disks(false));
@@ -131,8 +134,8 @@ describe.sequential(`hot-plug with a booted tiny guest (${GUEST_VIRT})`, () => {
 
   it('the middle disk removed: the guest completes the unplug, the others keep their targets, no restart required', async () => {
     const id = domId();
-    const { out, ms } = await apply({ disks: ['d1', 'd2', 'd4'], nets: ['a'] }, ['--detach-timeout', '60']);
-    log(`detach of 1 disk completed by the guest: reconcile ${ms} ms`);
+    const { out, ms, steps } = await apply({ disks: ['d1', 'd2', 'd4'], nets: ['a'] }, ['--detach-timeout', '60']);
+    log(`detach of 1 disk completed by the guest: reconcile ${ms} ms (${steps})`);
     expect(out).not.toMatch(/detach not completed/);
     expect(domId()).toBe(id);
     expect(disks(false)).toEqual({ vda: disk('d1'), vdb: disk('d2'), vdd: disk('d4') });
@@ -144,11 +147,11 @@ describe.sequential(`hot-plug with a booted tiny guest (${GUEST_VIRT})`, () => {
   it('a second NIC attached, then detached, live (the guest completing the detach)', async () => {
     const id = domId();
     const a = await apply({ disks: ['d1', 'd2', 'd4'], nets: ['a', 'b'] });
-    log(`attach of 1 NIC: reconcile ${a.ms} ms`);
+    log(`attach of 1 NIC: reconcile ${a.ms} ms (${a.steps})`);
     expect(nets(false)).toEqual([`${P}-a`, `${P}-b`]);
     expect(nets(true)).toEqual(nets(false));
     const d = await apply({ disks: ['d1', 'd2', 'd4'], nets: ['a'] }, ['--detach-timeout', '60']);
-    log(`detach of 1 NIC completed by the guest: reconcile ${d.ms} ms`);
+    log(`detach of 1 NIC completed by the guest: reconcile ${d.ms} ms (${d.steps})`);
     expect(d.out).not.toMatch(/detach not completed/);
     expect(nets(false)).toEqual([`${P}-a`]);
     expect(nets(true)).toEqual([`${P}-a`]);
@@ -158,8 +161,8 @@ describe.sequential(`hot-plug with a booted tiny guest (${GUEST_VIRT})`, () => {
 
   it('a detach the guest cannot complete (paused): reported, restart required with the reason; virtform restart applies it', async () => {
     virsh('suspend', VM);
-    const { out, ms } = await apply({ disks: ['d1', 'd4'], nets: ['a'] }, ['--detach-timeout', '3']);
-    log(`detach not completed (paused guest), --detach-timeout 3: reconcile ${ms} ms`);
+    const { out, ms, steps } = await apply({ disks: ['d1', 'd4'], nets: ['a'] }, ['--detach-timeout', '3']);
+    log(`detach not completed (paused guest), --detach-timeout 3: reconcile ${ms} ms (${steps})`);
     expect(out).toMatch(new RegExp(`detach not completed by the guest within 3 s: disk vdb \\(${disk('d2')}\\)`));
     expect(disks(true)).toEqual({ vda: disk('d1'), vdd: disk('d4') });
     expect(disks(false)).toHaveProperty('vdb');
