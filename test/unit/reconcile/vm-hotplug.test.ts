@@ -16,7 +16,7 @@ const P = 'vftest-vhp';
 const VM = `${P}-vm`;
 const plain = { color: false };
 
-type Disk = { volume: string; bus?: string; boot?: number };
+type Disk = { volume: string; bus?: 'virtio' | 'sata' | 'scsi' | 'ide'; boot?: number };
 const files = (disks: Disk[], nics: { network: string; mac?: string }[] = [{ network: `${P}-a` }], state = 'running') => {
   const s = scenario().pool(`${P}-pool`, { path: '/srv/pools/vhp' }).network(`${P}-a`, { cidr: '10.243.0.0/24' }).network(`${P}-b`, { cidr: '10.244.0.0/24' });
   for (const v of ['root', 'd1', 'd2', 'd3', 'd4']) s.volume(`${P}-${v}`, { capacity: '16MiB', format: 'raw' });
