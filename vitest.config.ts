@@ -29,6 +29,8 @@ export default defineConfig({
             // domain type, a deleted disk file, ~40 s) run with make test-e2e too, keeping make test
             // under its 10 minutes with the exact-drift, data-rule and sandbox suites added.
             'test/integration/reconcile/vm-drift.test.ts', 'test/integration/reconcile/vm-order.test.ts',
+            // virtform restart end to end (~100 s of restarts, a watcher and a crash): make test-e2e.
+            'test/integration/cli/restart.test.ts',
             // Two reconcile processes through the writer lease (~35 s of waiting for holders and an
             // expiry): make test-postgres runs it on PostgreSQL; the fault suite's lock race on SQLite.
             'test/integration/reconcile/lease.test.ts',

@@ -17,6 +17,8 @@ export default defineConfig({
       'test/integration/watch/git.test.ts', 'test/integration/safety/controls.test.ts',
       'test/integration/reconcile/vm-drift.test.ts', 'test/integration/reconcile/vm-order.test.ts',
       'test/integration/upgrade/**/*.test.ts',
+      // issue 24 (helper restart): virtform restart end to end (~100 s: restarts, a watcher, a crash)
+      'test/integration/cli/restart.test.ts',
     ],
     globalSetup: ['test/support/global-setup.ts'],
     fileParallelism: false,

@@ -149,6 +149,8 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
     .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
     .option('--shutdown-timeout <seconds>', 'graceful VM shutdown wait before forcing it off', num('--shutdown-timeout', 0), 60)
+    .option('--detach-timeout <seconds>', 'hot-plug: how long a running guest gets to release a detached disk or NIC; ' +
+      'one it has not released by then is reported and the VM marked restart required', num('--detach-timeout', 0), 30)
     .option('--move-bandwidth <size>', 'limit the copy of a cold move between hosts to this many bytes per second (e.g. 50MiB)', bandwidth)
     .addOption(stopTimeoutOption())
     .option('--download-timeout <seconds>', 'image download (spec.source.url): fail after this long without connection, answer or data; '
@@ -255,6 +257,41 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
 1 no such VM, VM not running, console held by another client (use --force), connection or stream failure.`)
     .action(async (vm: string, o: { uri: string; force?: boolean }) => {
       process.exitCode = await (await import('./commands/console.js')).runConsole(vm, o);
+    });
+
+  // issue 24 (helper restart): restart VMs to take what their definition holds for the next boot.
+  const restart = program.command('restart')
+    .description('restart VMs (graceful shutdown, forced after --shutdown-timeout; then start) so they boot with the changes reconcile marked ' +
+      '"restart required"; journaled like any step; the restart-required mark clears')
+    .argument('[vms...]', 'VirtualMachine names (managed by virtform, declared running)')
+    .addOption(uriOption())
+    .addOption(insecureOption())
+    .addOption(dbOption())
+    .addOption(dataDirOption())
+    .option('--force', 'skip the graceful shutdown: force the VMs off, then start them')
+    .option('--all-pending', 'also restart every managed VM whose restart-required mark is pending')
+    .option('--shutdown-timeout <seconds>', 'graceful shutdown wait before forcing the VM off', num('--shutdown-timeout', 0), 60)
+    .option('--json', 'machine-readable result on stdout')
+    .option('--no-color', 'plain output even on a terminal')
+    .option('--max-attempts <n>', 'attempts per step before it is marked failed', int('--max-attempts', 1, 20), 3)
+    .option('--retry-delay <ms>', 'base delay of the exponential backoff between attempts', num('--retry-delay', 0), 250)
+    .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease while another process holds it (0: exit 1 at once, naming the holder)',
+      num('--lock-timeout', 0), 0)
+    .option('--no-queue', 'while a watcher holds the writer lease, exit 1 naming it instead of queueing the restart for it')
+    .option('--queue-timeout <seconds>', 'how long to wait for the watcher to carry a queued restart out (default: as long as it takes; ' +
+      'a request not yet taken then is cancelled)', num('--queue-timeout', 0))
+    .addOption(domainTypeOption());
+  leaseOptions(restart)
+    .addHelpText('after', `
+What a restart applies: the persistent definition as the last reconcile defined it (plan lines marked
+[restart], "restart required" in status and in the plan's notes). A manifest edited since is applied by
+reconcile (with restartPolicy: OnChange it restarts the VM itself). Refused (exit 2, nothing changed):
+an unknown VM or one virtform does not manage, one declared stopped, one with metadata.reconcile:
+disabled. Exit 1: the state DB is suspended (virtform suspend), a step failed, the writer lease is held and
+--no-queue given. While a watcher holds the writer lease the restart is queued for it (its outcome printed).
+A run killed between the stop and the start leaves the VM stopped: the next reconcile (or restart) starts it.`)
+    .action(async (vms: string[], o) => {
+      process.exitCode = await (await import('./commands/restart.js')).runRestart(vms, o);
     });
 
   program.command('suspend')

@@ -144,6 +144,8 @@ export interface ApplyOptions {
   onEvent?: (e: ApplyEvent) => void;
   /** Timeout for a graceful VM shutdown before it is forced off. */
   shutdownTimeoutMs?: number;
+  /** Hot-plug (issue 24): how long a guest gets to complete a live detach. */
+  detachTimeoutMs?: number;
   /** Once aborted, steps in flight finish and no new step (or retry) starts; the next run does the rest. */
   signal?: AbortSignal;
   /**
@@ -284,6 +286,7 @@ export async function apply(plan: Plan, opts: ApplyOptions): Promise<ApplyResult
       host: portOf(step), step, desired: desired.byKey.get(step.key), observed: observedOf(step), attempt,
       replacing: step.change.action === 'replace',
       shutdownTimeoutMs: opts.shutdownTimeoutMs,
+      ...(opts.detachTimeoutMs !== undefined ? { detachTimeoutMs: opts.detachTimeoutMs } : {}),
       boundary: () => opts.boundary?.(`${step.key}:${step.op.op}:called`),
       record: (fields) => record(step, fields),
       forgetIfUndeclared: async () => {

@@ -68,6 +68,8 @@ export interface ReconcileOptions {
   /** Apply even though the DB is suspended (`virtform suspend`); default false: outcome `suspended`. */
   ignoreSuspend?: boolean;
   shutdownTimeoutMs?: number;
+  /** Hot-plug (issue 24): how long a guest gets to complete a live detach (`--detach-timeout`). */
+  detachTimeoutMs?: number;
   boundary?: (label: string) => void;
   onPlan?: (plan: Plan) => void;
   onEvent?: (e: ApplyEvent) => void;
@@ -191,7 +193,8 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const applied = await apply(plan, {
     hosts, store: opts.store, desired: opts.desired, observed: observedHosts, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
-    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal, stopTimeoutMs: opts.stopTimeoutMs, images,
+    shutdownTimeoutMs: opts.shutdownTimeoutMs, signal: opts.signal,
+    ...(opts.detachTimeoutMs !== undefined ? { detachTimeoutMs: opts.detachTimeoutMs } : {}), stopTimeoutMs: opts.stopTimeoutMs, images,
     guard: opts.guard, ...(opts.moveBandwidth !== undefined ? { moveBandwidth: opts.moveBandwidth } : {}),
   });
   // Downloaded images no declared volume names any more, partial downloads and converted copies

@@ -14,6 +14,8 @@ export type {
 import type {
   DhcpHost, DomainCapabilities, DomainDef, DomainDetail, NetworkDef, NetworkDetail, PoolDef, PoolDetail, VolumeDef, VolumeDetail,
 } from '../model/definitions.js';
+// hot-plug (issue 24; helper restart)
+import type { DomainDiskDef, DomainNicDef } from '../model/definitions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Observed objects: what bulk list calls return, cheaply, for every object on the host.
@@ -249,6 +251,9 @@ export interface PoolInfo {
   available: number;
 }
 
+/** A device hot-plugged into (or out of) a domain: a file-backed disk, or a NIC on a network with its MAC (issue 24). */
+export type HotplugDevice = { disk: DomainDiskDef } | { nic: DomainNicDef & { mac: string } };
+
 export interface HostPort {
   /** Domain type to use for VMs: 'kvm' when the host offers it, else 'qemu' (TCG). */
   domainType(): Promise<'kvm' | 'qemu'>;
@@ -369,6 +374,19 @@ export interface HostPort {
   setDomainDescription(name: string, description: string | undefined): Promise<void>;
   /** Grow the disk of a running domain whose source is `path` (virDomainBlockResize, in bytes). */
   resizeDomainDisk(name: string, path: string, capacityBytes: number): Promise<void>;
+
+  // --- hot-plug (issue 24; helper restart) ---------------------------------------------------
+  /**
+   * Attach one disk or NIC (virDomainAttachDeviceFlags): `live` to the running domain, `config` to
+   * its persistent definition (either or both; nothing when neither).
+   */
+  attachDomainDevice(name: string, device: HotplugDevice, where: { live: boolean; config: boolean }): Promise<void>;
+  /**
+   * Detach one disk or NIC (virDomainDetachDeviceFlags): from the persistent definition at once;
+   * from the running domain it is a request the guest completes (ACPI unplug): this returns when
+   * QEMU took the request, not when the device is gone (read the live definition for that).
+   */
+  detachDomainDevice(name: string, device: HotplugDevice, where: { live: boolean; config: boolean }): Promise<void>;
 
   /**
    * Exact drift (optional: a host without it has no baselines). The inactive XML of a domain,

@@ -46,6 +46,7 @@ import type { AnyDesired } from '../reconcile/core/resource.js';
 import { RequestSource } from './sources/requests.js';
 import { RequestHandlers } from './requests.js';
 import { planRequestHandler } from './plan-request.js';
+import { restartRequestHandler } from './restart-request.js';
 
 export type { TriggerSource } from './queue.js';
 export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner.js';
@@ -178,6 +179,8 @@ export class WatchController {
     this.metrics = opts.metrics ?? new WatchMetrics();
     this.requests = opts.requestHandlers ?? new RequestHandlers();
     if (!this.requests.get('plan')) this.requests.handle('plan', planRequestHandler({ ...(opts.policy ? { policy: opts.policy } : {}) }));
+    // issue 24 (helper restart): `virtform restart` while this watcher holds the lease.
+    if (!this.requests.get('restart')) this.requests.handle('restart', restartRequestHandler());
     const log = this.#log;
     this.#queue = new CoalescingQueue((source) => {
       this.metrics.triggers.inc({ source });

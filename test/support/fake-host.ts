@@ -52,6 +52,8 @@ import {
   type HostSnapshot, type NetworkDef, type NodeInfo, type ObservedPool, type PoolInfo,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail, type VolumeHole,
 } from '../../src/reconcile/ports.js';
+// hot-plug (issue 24; helper restart)
+import type { HotplugDevice } from '../../src/reconcile/ports.js';
 
 interface Obj<D> {
   uuid: string;
@@ -671,6 +673,50 @@ export class FakeHost implements HostPort {
     this.call('setDomainDescription', name, true);
     this.liveChange(name, () => undefined, (d) => ({ ...d, description }));
   }
+  // --- hot-plug (issue 24; helper restart) ---------------------------------------------------
+  /** Domains whose guest never completes a live detach (no ACPI unplug: paused, no OS, before its kernel). */
+  detachIgnored = new Set<string>();
+  async attachDomainDevice(name: string, device: HotplugDevice, where: { live: boolean; config: boolean }): Promise<void> {
+    this.call('attachDomainDevice', name, true);
+    const d = this.need(this.domains, name, 'domain');
+    const add = (def: DomainDef, which: string): DomainDef => {
+      if ('disk' in device) {
+        if (def.disks.some((x) => x.target === device.disk.target)) throw failed(`target ${device.disk.target} already exists (${which})`);
+        return { ...def, disks: [...def.disks, { ...device.disk }] };
+      }
+      if (def.nics.some((x) => x.mac?.toLowerCase() === device.nic.mac.toLowerCase())) throw invalid(`a NIC with MAC ${device.nic.mac} already exists (${which})`);
+      return { ...def, nics: [...def.nics, { ...device.nic }] };
+    };
+    if (where.live) {
+      const live = this.liveOf(d);
+      if (!live) throw invalid('cannot do live update a device on inactive domain');
+      d.live = add(live, 'live');
+    }
+    if (where.config) d.def = add(d.def, 'persistent');
+  }
+  async detachDomainDevice(name: string, device: HotplugDevice, where: { live: boolean; config: boolean }): Promise<void> {
+    this.call('detachDomainDevice', name, true);
+    const d = this.need(this.domains, name, 'domain');
+    const remove = (def: DomainDef, which: string): DomainDef => {
+      if ('disk' in device) {
+        if (!def.disks.some((x) => x.target === device.disk.target)) throw invalid(`disk ${device.disk.target} not found (${which})`);
+        return { ...def, disks: def.disks.filter((x) => x.target !== device.disk.target) };
+      }
+      const mac = device.nic.mac.toLowerCase();
+      if (!def.nics.some((x) => x.mac?.toLowerCase() === mac)) throw invalid(`no device matching MAC address ${device.nic.mac} found (${which})`);
+      return { ...def, nics: def.nics.filter((x) => x.mac?.toLowerCase() !== mac) };
+    };
+    if (where.live) {
+      const live = this.liveOf(d);
+      if (!live) throw invalid('cannot do live update a device on inactive domain');
+      // The guest completes the unplug (or, in detachIgnored, never does: the request stays pending).
+      const after = remove(live, 'live');
+      if (!this.detachIgnored.has(name)) d.live = after;
+      else d.live = live;
+    }
+    if (where.config) d.def = remove(d.def, 'persistent');
+  }
+
   async resizeDomainDisk(name: string, path: string, capacityBytes: number): Promise<void> {
     this.call('resizeDomainDisk', name, true);
     const live = this.liveOf(this.need(this.domains, name, 'domain'));

@@ -37,6 +37,9 @@ export const SUITES = {
   guidewt: 171,
   // test/guest
   guestdeb: 60,
+  // issue 24, helper restart: hot-plug and virtform restart (test/integration/reconcile/hotplug.test.ts,
+  // test/integration/cli/restart.test.ts, test/integration/guest/hotplug-guest.test.ts)
+  hotplug: 160, vmrestart: 161, hotguest: 162,
   // test/fleet/transport.test.ts (ssh and TLS)
   transport: 100,
   // test/faults

@@ -32,6 +32,8 @@ export interface FleetFlags {
   explain?: boolean; rebalance?: boolean; maxMoves?: number; domainType?: HostDefinition['domainType'];
   allowDataLoss?: boolean; maxDeletions?: MaxDeletions; ignoreSuspend?: boolean; concurrency: number;
   maxAttempts: number; retryDelay: number; shutdownTimeout: number; downloadTimeout?: number;
+  /** Hot-plug (issue 24): seconds a guest gets to complete a live detach. */
+  detachTimeout?: number;
   /** `--move-bandwidth`, bytes per second: the fleet is where cold moves happen. */
   moveBandwidth?: number;
   /** `--wait-timeout` (seconds, default 300) and `--wait-for` (these VMs only) of `--wait`. */
@@ -68,6 +70,7 @@ export function engineFlagOptions(o: FleetFlags, c: { dataDir: string | undefine
     concurrency: o.concurrency,
     retry: retryPolicy(o),
     shutdownTimeoutMs: o.shutdownTimeout * 1000,
+    ...(o.detachTimeout !== undefined ? { detachTimeoutMs: o.detachTimeout * 1000 } : {}),
     ...(o.moveBandwidth !== undefined ? { moveBandwidth: o.moveBandwidth } : {}),
     images: imageCacheFor(c.dataDir, { timeoutMs: (o.downloadTimeout ?? 30) * 1000 }),
     boundary: crashAt > 0 ? crashAtBoundary(crashAt, (l) => c.err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined,

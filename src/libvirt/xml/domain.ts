@@ -17,6 +17,8 @@ import {
   LibvirtXmlError,
   type DomainBoot,
   type DomainDef,
+  type DomainDiskDef,
+  type DomainNicDef,
   type ParsedDomain,
   type ParsedDomainDisk,
   type ParsedDomainNic,
@@ -45,6 +47,39 @@ const CPU_MODES = new Set(['host-passthrough', 'host-model', 'maximum', 'custom'
 const GRAPHICS = new Set(['vnc', 'spice']);
 /** The virtio-serial port name the QEMU guest agent listens on. */
 export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
+
+// --- hot-plug (issue 24): one device's XML, as `<devices>` of a built domain has it -----------
+
+function diskElement(d: DomainDiskDef): XElement {
+  return el('disk', { type: 'file', device: 'disk' }, [
+    el('driver', { name: 'qemu', type: d.format }),
+    el('source', { file: d.path }),
+    el('target', { dev: d.target, bus: d.bus }),
+    d.bootOrder !== undefined && el('boot', { order: d.bootOrder }),
+  ]);
+}
+
+function nicElement(n: DomainNicDef, what: string): XElement {
+  return el('interface', { type: 'network' }, [
+    n.mac !== undefined && el('mac', { address: requireNonEmpty(n.mac, `${what} mac`) }),
+    el('source', { network: requireNonEmpty(n.network, `${what} network`) }),
+    el('model', { type: requireNonEmpty(n.model, `${what} model`) }),
+  ]);
+}
+
+/** One `<disk>` element, for virDomainAttachDeviceFlags / DetachDeviceFlags. */
+export function buildDiskDeviceXml(d: DomainDiskDef): string {
+  requireNonEmpty(d.path, 'disk path');
+  requireNonEmpty(d.target, 'disk target');
+  if (!FORMATS.has(d.format)) throw new LibvirtXmlError('invalid-input', `disk: unknown format ${String(d.format)}`);
+  if (!BUSES.has(d.bus)) throw new LibvirtXmlError('invalid-input', `disk: unknown bus ${String(d.bus)}`);
+  return renderXml(diskElement(d));
+}
+
+/** One `<interface type='network'>` element (with its MAC), for attach and detach. */
+export function buildNicDeviceXml(n: DomainNicDef & { mac: string }): string {
+  return renderXml(nicElement(n, 'nic'));
+}
 
 export function buildDomainXml(def: DomainDef): string {
   if ((def.boot?.initrd !== undefined || def.boot?.cmdline !== undefined) && def.boot?.kernel === undefined) {
@@ -75,12 +110,7 @@ export function buildDomainXml(def: DomainDef): string {
       if (bootOrders.has(d.bootOrder)) throw new LibvirtXmlError('invalid-input', `duplicate boot order ${d.bootOrder}`);
       bootOrders.add(d.bootOrder);
     }
-    return el('disk', { type: 'file', device: 'disk' }, [
-      el('driver', { name: 'qemu', type: d.format }),
-      el('source', { file: d.path }),
-      el('target', { dev: d.target, bus: d.bus }),
-      d.bootOrder !== undefined && el('boot', { order: d.bootOrder }),
-    ]);
+    return diskElement(d);
   });
 
   const cdroms: XElement[] = (def.cdroms ?? []).map((c, i) => {
@@ -95,13 +125,7 @@ export function buildDomainXml(def: DomainDef): string {
     ]);
   });
 
-  const nics: XElement[] = def.nics.map((n, i) =>
-    el('interface', { type: 'network' }, [
-      n.mac !== undefined && el('mac', { address: requireNonEmpty(n.mac, `nic ${i} mac`) }),
-      el('source', { network: requireNonEmpty(n.network, `nic ${i} network`) }),
-      el('model', { type: requireNonEmpty(n.model, `nic ${i} model`) }),
-    ]),
-  );
+  const nics: XElement[] = def.nics.map((n, i) => nicElement(n, `nic ${i}`));
 
   let cpu: XElement | false = false;
   if (def.cpu) {

@@ -99,6 +99,9 @@ import {
   type HostDefinitions, type HostSnapshot, type NodeInfo, type ObservedPool, type PoolInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail, type VolumeHole,
 } from '../ports.js';
+// hot-plug (issue 24; helper restart)
+import type { HotplugDevice } from '../ports.js';
+import { buildDiskDeviceXml, buildNicDeviceXml } from '../../libvirt/xml/domain.js';
 import { directoryPoolMarker } from '../../model/definitions.js';
 
 const run = promisify(execFile);
@@ -875,6 +878,22 @@ export class LibvirtHost implements HostPort {
       await this.client.domainBlockResize(d, path, capacityBytes, VIR_DOMAIN_BLOCK_RESIZE_BYTES);
     });
   }
+  // --- hot-plug (issue 24; helper restart) ---------------------------------------------------
+  attachDomainDevice(name: string, device: HotplugDevice, where: { live: boolean; config: boolean }): Promise<void> {
+    return this.op(`attach ${hotplugText(device)} to domain ${name}`, true, async () => {
+      const flags = (where.live ? VIR_DOMAIN_AFFECT_LIVE : 0) | (where.config ? VIR_DOMAIN_AFFECT_CONFIG : 0);
+      if (flags === 0) return;
+      await this.client.domainAttachDeviceFlags(await this.client.domainLookupByName(name), hotplugXml(device), flags);
+    });
+  }
+  detachDomainDevice(name: string, device: HotplugDevice, where: { live: boolean; config: boolean }): Promise<void> {
+    return this.op(`detach ${hotplugText(device)} from domain ${name}`, true, async () => {
+      const flags = (where.live ? VIR_DOMAIN_AFFECT_LIVE : 0) | (where.config ? VIR_DOMAIN_AFFECT_CONFIG : 0);
+      if (flags === 0) return;
+      await this.client.domainDetachDeviceFlags(await this.client.domainLookupByName(name), hotplugXml(device), flags);
+    });
+  }
+
   undefineDomain(name: string): Promise<void> {
     return this.op(`undefine domain ${name}`, true, async () => {
       const d = await this.domain(name);
@@ -973,4 +992,12 @@ export async function openHost(uri: string, opts: LibvirtHostOptions & { timeout
     throw new HostError('connection', `cannot connect to libvirt at ${redactUri(uri)}: ${e instanceof Error ? e.message : String(e)}`);
   }
   return new LibvirtHost(client, opts);
+}
+
+// --- hot-plug (issue 24; helper restart) -----------------------------------------------------
+function hotplugXml(device: HotplugDevice): string {
+  return 'disk' in device ? buildDiskDeviceXml(device.disk) : buildNicDeviceXml(device.nic);
+}
+function hotplugText(device: HotplugDevice): string {
+  return 'disk' in device ? `disk ${device.disk.target} (${device.disk.path})` : `NIC ${device.nic.mac} (network ${device.nic.network})`;
 }

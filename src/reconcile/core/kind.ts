@@ -56,6 +56,8 @@ export interface ExecContext<R> {
   /** The step belongs to a replace (the object is recreated: no UUID is kept). */
   replacing: boolean;
   shutdownTimeoutMs?: number;
+  /** Hot-plug (issue 24): how long the guest gets to complete a live detach (`--detach-timeout`; absent: the kind's default). */
+  detachTimeoutMs?: number;
   /** Journal boundary after the host calls (crash-test hook). */
   boundary(): void;
   /** Record the resource as applied. `config: true` records the desired config and spec hash. */
@@ -212,6 +214,15 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
     declaredRunning(r: R): boolean;
     /** A (declared or recorded) config that has graphics, whose port status reads back. */
     hasGraphics(config: unknown): boolean;
+    /** `virtform restart` (issue 24; helper restart): how a guest is restarted. */
+    restart?: {
+      /** The restart-required mark of a record's facts while the domain it was set on runs (its text), else undefined. */
+      pending(facts: Record<string, unknown> | undefined, domain: { active: boolean; id?: number } | undefined): string | undefined;
+      /** The steps of a restart: a stop (graceful: ACPI, forced after the shutdown timeout), then a start. */
+      steps(graceful: boolean): O[];
+      /** The resource a restart's steps run with: the recorded (applied) config, declared running; undefined without one. */
+      desired(record: { name: string; host: HostId; specHash: string | null; details: Record<string, unknown> }): R | undefined;
+    };
   };
   /** Whether a (declared or recorded) config of this kind hands out addresses by DHCP (status reads its leases). */
   servesDhcp?(config: unknown): boolean;

@@ -52,16 +52,16 @@ describe('deep drift: the persistent definition against the manifest', () => {
     ['setmem --config', (d) => ({ ...d, memoryKiB: 32768 }), /~ spec\.memory: 32MiB → 64MiB \(drift\) \[live\]/],
     ['setmaxmem --config', (d) => ({ ...d, maxMemoryKiB: 131072 }), /~ spec\.maxMemory: 128MiB → 64MiB \(drift\) \[restart\]/],
     ['desc --config', (d) => ({ ...d, description: 'changed by hand' }), /~ spec\.description: "changed by hand" → \(none\)|- spec\.description: "changed by hand" \(drift\)/],
-    ['detach-disk --config', (d) => ({ ...d, disks: d.disks.slice(0, 1) }), /\+ spec\.disks\[1\]\.volume: "vftest-vmd-data" \(drift\) \[restart\]/],
-    ['attach-disk --config', (d) => ({ ...d, disks: [...d.disks, { path: '/tmp/x.img', format: 'raw', bus: 'virtio', target: 'vdc' }] }), /- spec\.disks\[vdc\]: .*\(drift\) \[restart\]/],
+    ['detach-disk --config', (d) => ({ ...d, disks: d.disks.slice(0, 1) }), /\+ spec\.disks\[1\]\.volume: "vftest-vmd-data" \(drift\) \[live\]/],
+    ['attach-disk --config', (d) => ({ ...d, disks: [...d.disks, { path: '/tmp/x.img', format: 'raw', bus: 'virtio', target: 'vdc' }] }), /- spec\.disks\[vdc\]: .*\(drift\) \[live\]/],
     ['disk bus', (d) => ({ ...d, disks: d.disks.map((x, i) => (i === 1 ? { ...x, bus: 'sata', target: 'sda' } : x)) }), /~ spec\.disks\[1\]\.bus: "sata" → "virtio" \(drift\) \[restart\]/],
     ['boot order', (d) => ({ ...d, disks: d.disks.map((x, i) => ({ ...x, bootOrder: i === 1 ? 1 : undefined })) }), /spec\.disks\[1\]\.boot: 1 \(drift\) \[restart\]/],
     ['disk source', (d) => ({ ...d, disks: d.disks.map((x, i) => (i === 1 ? { ...x, path: '/tmp/other.img' } : x)) }), /~ spec\.disks\[1\]\.path: "\/tmp\/other\.img" → "\/srv\/pools\/vmd\/vftest-vmd-data\.img" \(drift\) \[restart\]/],
     ['NIC model', (d) => ({ ...d, nics: d.nics.map((n, i) => (i === 0 ? { ...n, model: 'rtl8139' } : n)) }), /~ spec\.nics\[0\]\.model: "rtl8139" → "virtio" \(drift\) \[restart\]/],
     ['NIC MAC', (d) => ({ ...d, nics: d.nics.map((n, i) => (i === 0 ? { ...n, mac: '52:54:00:de:ad:01' } : n)) }), /~ spec\.nics\[0\]\.mac: "52:54:00:de:ad:01" → "52:54:00:[0-9a-f:]{8}" \(drift\) \[restart\]/],
     ['NIC network', (d) => ({ ...d, nics: d.nics.map((n, i) => (i === 1 ? { ...n, network: `${P}-a` } : n)) }), /~ spec\.nics\[1\]\.network: "vftest-vmd-a" → "vftest-vmd-b" \(drift\) \[restart\]/],
-    ['detach-interface --config', (d) => ({ ...d, nics: d.nics.slice(1) }), /\+ spec\.nics\[0\]\.network: "vftest-vmd-a" \(drift\) \[restart\]/],
-    ['attach-interface --config', (d) => ({ ...d, nics: [...d.nics, { network: `${P}-a`, model: 'rtl8139', mac: '52:54:00:de:ad:02' }] }), /- spec\.nics\[52:54:00:de:ad:02\]: .*\(drift\) \[restart\]/],
+    ['detach-interface --config', (d) => ({ ...d, nics: d.nics.slice(1) }), /\+ spec\.nics\[0\]\.network: "vftest-vmd-a" \(drift\) \[live\]/],
+    ['attach-interface --config', (d) => ({ ...d, nics: [...d.nics, { network: `${P}-a`, model: 'rtl8139', mac: '52:54:00:de:ad:02' }] }), /- spec\.nics\[52:54:00:de:ad:02\]: .*\(drift\) \[live\]/],
   ];
   for (const [what, mutate, line] of cases) {
     it(`${what}: shown as drift, redefined, read back equal, then converged`, async () => {
@@ -112,7 +112,7 @@ describe('stable MACs for NICs declared without one', () => {
     const p = await plan({ nics: `[{network: ${P}-b, model: e1000}]` });
     const c = p.changes.find((x) => x.name === VM)!;
     expect(c.fields.map((f) => f.field)).toEqual([`spec.nics[${a}]`]);
-    expect(renderPlan(p, plain)).toContain(`- spec.nics[${a}]: {"network":"vftest-vmd-a","model":"virtio","mac":"${a}"} [restart]`);
+    expect(renderPlan(p, plain)).toContain(`- spec.nics[${a}]: {"network":"vftest-vmd-a","model":"virtio","mac":"${a}"} [live]`);
     await run({ nics: `[{network: ${P}-b, model: e1000}]` });
     expect(vm().def.nics).toEqual([{ network: `${P}-b`, model: 'e1000', mac: b }]);
   });

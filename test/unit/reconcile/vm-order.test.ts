@@ -44,32 +44,38 @@ describe('a disk changes hands only after its holder let go of it', () => {
     expect(await liveDisks('b')).toContain('/srv/pools/vmo/vftest-vmo-x.img');
   });
 
-  it('moved between two OnChange VMs: the taker stops after the holder stopped; if the holder cannot stop, the taker keeps running', async () => {
+  it('moved between two running OnChange VMs: the holder detaches it live (hot-plug); the taker restarts with it once the holder let go, never in the same plan', async () => {
     await apply([{ name: 'a', disks: ['ra', 'x'], policy: 'OnChange' }, { name: 'b', disks: ['rb'], policy: 'OnChange' }]);
     const moved = [{ name: 'a', disks: ['ra'], policy: 'OnChange' }, { name: 'b', disks: ['rb', 'x'], policy: 'OnChange' }];
     const { plan } = await fx.planResult(await desired(moved), { gracefulStop: false });
-    const step = (vm: string, op: string) => plan.steps.find((s) => s.key === `VirtualMachine/${P}-${vm}` && s.op.op === op)!;
-    expect(step('b', 'vm.stop').deps).toContain(step('a', 'vm.stop').id);
-    expect(step('b', 'vm.start').deps).toContain(step('a', 'vm.stop').id);
-    fx.host.failNext('stopDomain', `${P}-a`, FAST_RETRY.maxAttempts, 'unknown');
+    const ops = (vm: string) => plan.steps.filter((s) => s.key === `VirtualMachine/${P}-${vm}`).map((s) => s.op.op);
+    // a is not restarted: x is detached from it live. b does not hot-plug a disk another running VM holds.
+    expect(ops('a')).toEqual(['vm.detach', 'vm.define']);
+    expect(ops('b')).toEqual(['vm.define']);
+    expect(plan.changes.find((c) => c.name === `${P}-b`)!.notes.join('\n')).toMatch(/not restarted now: .*vftest-vmo-x\.img is in use by running VM vftest-vmo-a/);
     const r = await apply(moved);
-    expect(r.outcome).toBe('failed');
+    expect(r.outcome).toBe('succeeded');
     expect(running('a') && running('b')).toBe(true);
-    // Once the holder can stop, the move completes.
+    expect(await liveDisks('a')).not.toContain('/srv/pools/vmo/vftest-vmo-x.img');
+    // The holder let go: b's pending restart takes it (restartPolicy: OnChange).
     const again = await apply(moved);
     expect(again.outcome).toBe('succeeded');
+    expect(again.plan.steps.filter((s) => s.name === `${P}-b`).map((s) => s.op.op)).toEqual(['vm.stop', 'vm.start']);
     expect(running('a') && running('b')).toBe(true);
     expect(await liveDisks('b')).toContain('/srv/pools/vmo/vftest-vmo-x.img');
   });
 
-  it('the holder keeps running (restartPolicy: Never): the VM that wants the disk is not stopped, its restart pends', async () => {
+  it('the holder keeps it open (its guest does not complete the detach): the VM that wants the disk is not stopped, its restart pends', async () => {
     await apply([{ name: 'a', disks: ['ra', 'x'] }, { name: 'b', disks: ['rb'], policy: 'OnChange' }]);
+    fx.host.detachIgnored.add(`${P}-a`);
     const moved = [{ name: 'a', disks: ['ra'] }, { name: 'b', disks: ['rb', 'x'], policy: 'OnChange' }];
-    const r = await apply(moved);
+    const r = await fx.reconcile(files(moved), { detachTimeoutMs: 0 });
     expect(r.outcome).toBe('succeeded');
     expect(running('b')).toBe(true);
+    expect(await liveDisks('a')).toContain('/srv/pools/vmo/vftest-vmo-x.img');
     const { plan } = await fx.planResult(await desired(moved), { gracefulStop: false });
     expect(plan.steps).toEqual([]);
+    expect(plan.notices.join('\n')).toMatch(/vftest-vmo-a: restart required .*detach not completed by the guest .*disk vdb \(\/srv\/pools\/vmo\/vftest-vmo-x\.img\)/);
     expect(plan.notices.join('\n')).toMatch(/vftest-vmo-b: restart required .*waits until .*vftest-vmo-x\.img is released by VM vftest-vmo-a/);
   });
 });

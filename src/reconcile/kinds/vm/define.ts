@@ -82,3 +82,71 @@ export async function domainTypeFor(host: HostPort, d: DesiredVm, current: Domai
   if (have === 'kvm' || have === 'qemu') return have;
   return host.domainType();
 }
+
+// --- disk targets assigned once (issue 24; helper restart) -----------------------------------
+
+const family = (bus: string): string => (bus === 'virtio' ? 'vd' : bus === 'ide' ? 'hd' : 'sd');
+
+/**
+ * The config with each disk's target as assigned once, never by list position alone (build gives
+ * `vda, vdb…` by position; removing any disk but the last would rename the others): a disk keeps
+ * the target virtform recorded for its path (`VmFacts.disks`), else the target it has in the
+ * definition (a domain defined by an older virtform keeps its targets: nothing changes); a disk not
+ * there yet takes its positional target when that is free or held by a disk being removed (a volume
+ * swapped in place keeps the slot), else the first target of its bus not used by the definition.
+ * The cloud-init CD-ROM keeps its current target, or gets the first IDE target no disk takes.
+ */
+export function resolveTargets(
+  c: VmConfig, current: Pick<DomainDetail, 'disks' | 'cdroms'> | undefined, recorded: { path: string; target: string }[] | undefined,
+  /** Targets the running domain still has (a detach the guest has not completed): never given to a new disk. */
+  busy: Iterable<string> = [],
+): VmConfig {
+  const disks = c.disks;
+  const out: (string | undefined)[] = disks.map(() => undefined);
+  const taken = new Set<string>();
+  const cur = current?.disks ?? [];
+  const assign = (i: number, target: string | undefined): void => {
+    if (target === undefined || taken.has(target) || !target.startsWith(family(disks[i]!.bus))) return;
+    out[i] = target;
+    taken.add(target);
+  };
+  disks.forEach((d, i) => assign(i, recorded?.find((r) => r.path === d.path)?.target));
+  disks.forEach((d, i) => {
+    if (out[i] === undefined) assign(i, cur.find((x) => x.path === d.path)?.target);
+  });
+  const keptPaths = new Set(disks.map((d) => d.path));
+  const busySet = new Set(busy);
+  // Live only (a detach the guest has not completed): the slot is not free. A target of the
+  // definition held by a disk being removed is (a volume swapped in place keeps it: a restart).
+  const busyAt = (t: string): boolean => busySet.has(t) && !cur.some((x) => x.target === t);
+  const cdromTargets = new Set((current?.cdroms ?? []).map((x) => x.target));
+  disks.forEach((d, i) => {
+    if (out[i] !== undefined) return;
+    const holder = cur.find((x) => x.target === d.target);
+    if ((!holder || !keptPaths.has(holder.path)) && !cdromTargets.has(d.target) && !busyAt(d.target)) assign(i, d.target);
+  });
+  const used = new Set([...taken, ...cur.map((x) => x.target), ...cdromTargets, ...busy]);
+  disks.forEach((d, i) => {
+    if (out[i] !== undefined) return;
+    for (let n = 0; ; n += 1) {
+      const t = diskTarget(d.bus, n);
+      if (!used.has(t)) {
+        used.add(t);
+        taken.add(t);
+        out[i] = t;
+        return;
+      }
+    }
+  });
+  const resolved = disks.map((d, i) => (d.target === out[i] ? d : { ...d, target: out[i]! }));
+  let cloudInit = c.cloudInit;
+  if (cloudInit) {
+    const have = current?.cdroms?.find((x) => x.path === cloudInit!.path)?.target;
+    const diskTargets = new Set(resolved.map((d) => d.target));
+    let t = have !== undefined && !diskTargets.has(have) ? have : cloudInit.target;
+    for (let n = 0; diskTargets.has(t); n += 1) t = diskTarget('ide', n);
+    if (t !== cloudInit.target) cloudInit = { ...cloudInit, target: t };
+  }
+  const same = resolved.every((d, i) => d === disks[i]) && cloudInit === c.cloudInit;
+  return same ? c : { ...c, disks: resolved, ...(cloudInit ? { cloudInit } : {}) };
+}

@@ -10,11 +10,13 @@ import {
   addNote, change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
   type DiffContext, type FieldChange, type NoteTopic, type ResourceChange,
 } from '../../core/change.js';
-import { definitionOf } from '../../core/observed.js';
+import { definitionOf, runningDiskHolders } from '../../core/observed.js';
 import { ownershipById } from '../../core/ownership.js';
 import type { ExactSpec } from '../../core/kind.js';
 import { bootedSeed, factsOf, pendingRestart, shortDigest } from './facts.js';
-import { compareVm, LIVE_ONLY, linesOf, liveOp, vmField } from './fields.js';
+import { compareVm, hotPlug, LIVE_ONLY, linesOf, liveOp, vmField, vmMatch, type HotPlug } from './fields.js';
+import { resolveTargets } from './define.js';
+import { parseDomainXml } from '../../../libvirt/xml/domain.js';
 import { matchNics } from './match.js';
 import { mergeRestart, restartText, stopNote } from './restart.js';
 import { planSeed, seedNameTaken, seedOp, shortLine } from './seed.js';
@@ -108,16 +110,28 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   // Fields applied live (their `vm.live` operands), when the domain runs and stays running.
   const liveFields: string[] = [];
   let drift = false;
+  // Hot-plug (issue 24): what is attached to and detached from the running domain.
+  let hot: HotPlug = {};
   if (cur) {
-    const match = matchNics(r.config.nics, cur.nics, facts?.nics);
-    const diffs = compareVm(cur, r.config, match, pendingFields);
+    // Disk targets as assigned once (recorded, else the definition's), not by list position.
+    const liveTargets = running && cur.liveXml ? parseDomainXml(cur.liveXml).disks.map((x) => x.target) : [];
+    const want = resolveTargets(r.config, cur, facts?.disks, liveTargets);
+    const match = matchNics(want.nics, cur.nics, facts?.nics);
+    const heldElsewhere = new Set([...runningDiskHolders(observed)].filter(([, names]) => names.some((n) => n !== r.name)).map(([p]) => p));
+    const diffs = compareVm(cur, want, match, pendingFields, { runs: running && wantRunning, heldElsewhere });
     fields.push(...linesOf(diffs));
     liveFields.push(...diffs.filter((d) => d.effect === 'live').map((d) => d.field));
-    const prev = adopting ? undefined : recordedConfig<VmConfig>(observed, key) ?? (record?.specHash === r.specHash ? r.config : undefined);
+    if (running && wantRunning && diffs.some((d) => d.effect === 'live' && (d.field === 'disks' || d.field === 'nics'))) {
+      const all = hotPlug({ cur, want, pending: pendingFields, match: vmMatch(cur, want, match), heldElsewhere, runs: true });
+      const live = new Set(liveFields);
+      hot = { ...(live.has('disks') && all.disks ? { disks: all.disks } : {}), ...(live.has('nics') && all.nics ? { nics: all.nics } : {}) };
+    }
+    const recorded = adopting ? undefined : recordedConfig<VmConfig>(observed, key) ?? (record?.specHash === r.specHash ? r.config : undefined);
+    const prev = recorded === r.config ? want : recorded ? resolveTargets(recorded, cur, facts?.disks, liveTargets) : undefined;
     // A line is drift when the host also differs there from what virtform applied last.
     const sinceApplied = new Set<string>();
     if (prev && fields.length > 0) {
-      const applied = prev === r.config ? diffs : compareVm(cur, prev, matchNics(prev.nics, cur.nics, facts?.nics));
+      const applied = prev === want ? diffs : compareVm(cur, prev, matchNics(prev.nics, cur.nics, facts?.nics));
       for (const d of applied) {
         // A domain defined by an older virtform lacks what it did not define yet (a balloon, the guest agent channel): not drift.
         if (vmField(d.field)?.olderVirtform?.(facts)) continue;
@@ -180,6 +194,12 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
       const forBoot = restart.filter((f) => !f.drift && !f.field.startsWith('spec.cloudInit.'));
       if (running && wantRunning && forBoot.length > 0) restartRequired = mergeRestart(pending, forBoot);
     }
+    // Hot-plug first (attached and detached live and in the definition), then the definition
+    // written whole (it reads the MACs the attach chose back from the host).
+    const detach = { disks: hot.disks?.detach ?? [], nics: hot.nics?.detach ?? [] };
+    const attach = { disks: hot.disks?.attach ?? [], nics: hot.nics?.attach ?? [] };
+    if (detach.disks.length + detach.nics.length > 0) steps.push({ op: 'vm.detach', ...detach });
+    if (attach.disks.length + attach.nics.length > 0) steps.push({ op: 'vm.attach', ...attach });
     steps.push({
       op: 'vm.define', define: redefine,
       autostart: obs.autostart !== r.autostart || redefine ? r.autostart : undefined,
@@ -205,8 +225,9 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
       restartRequired = mergeRestart(restartRequired ?? pending, [{ field: 'spec.cloudInit', before: shortDigest(booted), after: shortDigest(r.config.cloudInit?.seed) }]);
     }
   }
-  if (live.length > 0) {
-    const op = liveOp(liveFields, r.config);
+  const setters = liveFields.filter((f) => f !== 'disks' && f !== 'nics');
+  if (live.length > 0 && setters.length > 0) {
+    const op = liveOp(setters, r.config);
     steps.push(op);
   }
   const mark = running && wantRunning ? restartRequired ?? pending : undefined;

@@ -4,13 +4,14 @@ import { onHost, parseResourceKey } from '../../../model/kinds.js';
 import { definitionOf } from '../../core/observed.js';
 import { uuidToDefine } from '../common.js';
 import type { ExecContext } from '../../core/kind.js';
-import { domainDef, domainTypeFor, freshMac, usedKeys } from './define.js';
+import { domainDef, domainTypeFor, freshMac, resolveTargets, usedKeys } from './define.js';
 import { bootedSeed, factsOf } from './facts.js';
 import { applyLive } from './fields.js';
 import { matchNics } from './match.js';
-import { restartState } from './restart.js';
+import { DETACH_NOTE, restartState } from './restart.js';
 import { once, recordedSeeds, seedIsOurs, seedsMade } from './seed.js';
-import type { DesiredVm, RestartRequired, SeedFact, VmFacts, VmOp } from './types.js';
+import type { DesiredVm, HotDisk, RestartRequired, SeedFact, VmFacts, VmOp } from './types.js';
+import type { DomainDetail } from '../../../model/definitions.js';
 
 export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<void> {
   const { host, step } = ctx;
@@ -28,9 +29,14 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
       if (step.change.move?.role === 'target') await checkMovedDisks(ctx, step.change.move.from);
       // The definition a redefinition starts from (its MACs are kept): the one observed, or on a
       // retry the current one (the failed attempt may have defined it already).
-      const current = ctx.attempt === 1 ? definitionOf(ctx.observed, 'VirtualMachine', step.key) : (await host.getDomain(d.name)) ?? undefined;
+      // After a hot-plug step of this change, the definition as it made it (the MACs it chose).
+      const hotplugged = step.change.steps.some((s) => s.op === 'vm.attach' || s.op === 'vm.detach');
+      const current = ctx.attempt === 1 && !hotplugged ? definitionOf(ctx.observed, 'VirtualMachine', step.key) : (await host.getDomain(d.name)) ?? undefined;
       let uuid = await uuidToDefine(ctx, observedDomain?.uuid, async () => current ?? null);
-      const { macs } = matchNics(d.config.nics, current?.nics ?? [], facts.nics);
+      // Disk targets as assigned once (recorded, else the definition's), as the diff resolved them.
+      const liveNow = observedDomain?.active ? await host.getRunningDomain(d.name) : null;
+      const config = resolveTargets(d.config, current, facts.disks, liveNow?.disks.map((x) => x.target) ?? []);
+      const { macs } = matchNics(config.nics, current?.nics ?? [], facts.nics);
       const taken = new Set([...macs, ...(current?.nics ?? []).map((n) => n.mac.toLowerCase())].filter((m): m is string => !!m));
       const resolved = macs.map((m) => {
         if (m) return m;
@@ -38,18 +44,21 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
         taken.add(fresh);
         return fresh;
       });
-      uuid = (await host.defineDomain(domainDef(d, await domainTypeFor(host, d, current, !!observedDomain), uuid, resolved))).uuid;
+      uuid = (await host.defineDomain(domainDef({ ...d, config }, await domainTypeFor(host, d, current, !!observedDomain), uuid, resolved))).uuid;
       if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
       ctx.boundary();
       const next: VmFacts = {
         balloon: 'virtio',
         guestAgent: d.config.guestAgent ?? true,
         nics: d.config.nics.map((n, i) => ({ network: n.network, model: n.model, mac: resolved[i]!, declared: !!n.mac })),
+        disks: config.disks.map((x) => ({ path: x.path, target: x.target })),
       };
+      // The mark as an earlier step of this change left it (a detach the guest did not complete).
+      const previous = hotplugged && ctx.facts ? ((await ctx.facts()) as VmFacts).restartRequired : facts.restartRequired;
       await ctx.record({
         uuid: uuid ?? null, observedStatus: observedDomain?.active ? 'running' : 'stopped',
         desiredState: d.state, config: true,
-        facts: { ...next, restartRequired: observedDomain?.active ? await restartState(host, d.name, facts.restartRequired, { facts, current: facts.seed?.sha256 }) : null },
+        facts: { ...next, restartRequired: observedDomain?.active ? await restartState(host, d.name, previous, { facts, current: facts.seed?.sha256 }) : null },
       });
       return;
     }
@@ -64,6 +73,12 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
       await ctx.record({ observedStatus: 'running', desiredState: ctx.desired!.state, facts: { restartRequired: withUnapplied(rr, unapplied, facts.restartRequired), liveCheck: unapplied.check } });
       return;
     }
+    case 'vm.detach':
+      await detachDevices(op, ctx, facts);
+      return;
+    case 'vm.attach':
+      await attachDevices(op, ctx, facts);
+      return;
     case 'vm.seed': {
       const d = ctx.desired!;
       const image = d.seedImage;
@@ -231,4 +246,84 @@ async function checkMovedDisks(ctx: ExecContext<DesiredVm>, from: string): Promi
       throw new HostError('invalid', `${key} has no verified copy from host ${from} here: VirtualMachine ${d.name} is not defined on it (the source keeps the VM and its data)`);
     }
   }
+}
+
+// --- hot-plug (issue 24; helper restart) -----------------------------------------------------
+
+/** How long the guest gets to complete a live detach (ACPI unplug) by default (`--detach-timeout`). */
+export const DETACH_TIMEOUT_MS = 30_000;
+
+const hasDisk = (d: DomainDetail | null | undefined, x: HotDisk): boolean => !!d?.disks.some((y) => y.target === x.target && y.path === x.path);
+const hasNic = (d: DomainDetail | null | undefined, mac: string): boolean => !!d?.nics.some((y) => y.mac.toLowerCase() === mac);
+
+/**
+ * Attach disks and NICs to the running domain and to its definition, each where it is missing
+ * (idempotent: a retry or a run after a crash attaches only what is not there). A NIC without a
+ * known MAC gets one chosen now (a retry finds the one a failed attempt attached).
+ */
+async function attachDevices(op: Extract<VmOp, { op: 'vm.attach' }>, ctx: ExecContext<DesiredVm>, facts: VmFacts): Promise<void> {
+  const { host, step } = ctx;
+  const [live, persistent] = await Promise.all([host.getRunningDomain(step.name), host.getDomain(step.name)]);
+  for (const x of op.disks) {
+    const busy = live?.disks.find((y) => y.target === x.target && y.path !== x.path);
+    if (busy) {
+      throw new HostError('invalid', `disk target ${x.target} of the running domain is still held by ${busy.path} (a detach the guest has not completed): ` +
+        `${x.path} is not attached; restart the VM (virtform restart ${step.name})`);
+    }
+    await host.attachDomainDevice(step.name, { disk: x }, { live: !!live && !hasDisk(live, x), config: !hasDisk(persistent, x) });
+  }
+  const before = new Set((definitionOf(ctx.observed, 'VirtualMachine', step.key)?.nics ?? []).map((n) => n.mac.toLowerCase()));
+  const taken = new Set([...(live?.nics ?? []), ...(persistent?.nics ?? [])].map((n) => n.mac.toLowerCase()));
+  const claimed = new Set<string>();
+  for (const n of op.nics) {
+    // Attached by an earlier attempt of this step: in the definition now, not when observed.
+    const earlier = n.mac ? undefined : persistent?.nics.find((y) => y.network === n.network && y.model === n.model
+      && !before.has(y.mac.toLowerCase()) && !claimed.has(y.mac.toLowerCase()))?.mac.toLowerCase();
+    const mac = n.mac ?? earlier ?? freshMac(taken);
+    taken.add(mac);
+    claimed.add(mac);
+    await host.attachDomainDevice(step.name, { nic: { network: n.network, model: n.model, mac } }, { live: !!live && !hasNic(live, mac), config: !hasNic(persistent, mac) });
+  }
+  ctx.boundary();
+  const rr = live ? await restartState(host, step.name, facts.restartRequired, { facts, current: facts.seed?.sha256 }) : null;
+  await ctx.record({ observedStatus: live ? 'running' : 'stopped', desiredState: ctx.desired!.state, facts: { restartRequired: rr } });
+}
+
+/**
+ * Detach disks and NICs from the definition (at once) and from the running domain (a request the
+ * guest completes: ACPI unplug), then wait up to the detach timeout for the running domain to lose
+ * them. One the guest did not release is reported (a note under the step) and kept in the
+ * restart-required mark with the reason, never assumed gone.
+ */
+async function detachDevices(op: Extract<VmOp, { op: 'vm.detach' }>, ctx: ExecContext<DesiredVm>, facts: VmFacts): Promise<void> {
+  const { host, step } = ctx;
+  const [live, persistent] = await Promise.all([host.getRunningDomain(step.name), host.getDomain(step.name)]);
+  const requested: { what: string; gone(d: DomainDetail): boolean }[] = [];
+  const started = Date.now();
+  for (const x of op.disks) {
+    const where = { live: hasDisk(live, x), config: hasDisk(persistent, x) };
+    if (where.live || where.config) await host.detachDomainDevice(step.name, { disk: x }, where);
+    if (where.live) requested.push({ what: `disk ${x.target} (${x.path})`, gone: (d) => !hasDisk(d, x) });
+  }
+  for (const n of op.nics) {
+    const mac = n.mac.toLowerCase();
+    const where = { live: hasNic(live, mac), config: hasNic(persistent, mac) };
+    if (where.live || where.config) await host.detachDomainDevice(step.name, { nic: { ...n, mac } }, where);
+    if (where.live) requested.push({ what: `NIC ${mac} (network ${n.network})`, gone: (d) => !hasNic(d, mac) });
+  }
+  ctx.boundary();
+  const timeoutMs = ctx.detachTimeoutMs ?? DETACH_TIMEOUT_MS;
+  let left = requested;
+  for (;;) {
+    const now = left.length > 0 ? await host.getRunningDomain(step.name) : null;
+    left = now ? left.filter((r) => !r.gone(now)) : [];
+    if (left.length === 0 || Date.now() - started >= timeoutMs) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const notes = left.map((r) => `${DETACH_NOTE} within ${Math.round(timeoutMs / 1000)} s: ${r.what} stays attached to the running domain until it stops ` +
+    '(its definition no longer has it; the guest ignored or has not yet handled the unplug request: no OS running, paused, or refused)');
+  for (const n of notes) ctx.note?.(n);
+  let rr = live ? await restartState(host, step.name, facts.restartRequired, { facts, current: facts.seed?.sha256 }) : null;
+  if (notes.length > 0 && rr) rr = { ...rr, notes: [...new Set([...(rr.notes ?? []), ...notes])] };
+  await ctx.record({ observedStatus: live ? 'running' : 'stopped', desiredState: ctx.desired!.state, facts: { restartRequired: rr } });
 }

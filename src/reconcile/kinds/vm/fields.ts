@@ -30,6 +30,12 @@ export interface EffectCtx {
   cur: DomainDetail;
   want: VmConfig;
   pending: Set<string>;
+  /** The disks and NICs of `want` matched with the definition's (hot-plug decides on it). */
+  match: VmMatch;
+  /** Disk paths another running domain has open (not hot-plugged: it changes hands at a restart, after its holder let go). */
+  heldElsewhere?: ReadonlySet<string>;
+  /** The domain runs and stays running: only then are devices hot-plugged (a stopped one is just defined). */
+  runs?: boolean;
 }
 
 /** The running domain against its persistent definition (and the seed it booted with against the one uploaded). */
@@ -40,6 +46,8 @@ export interface BootCtx {
 }
 
 export type LiveOp = Extract<VmOp, { op: 'vm.live' }>;
+type DetachOp = Extract<VmOp, { op: 'vm.detach' }>;
+type AttachOp = Extract<VmOp, { op: 'vm.attach' }>;
 type LiveKey = Exclude<keyof LiveOp, 'op'>;
 
 export interface VmField {
@@ -184,7 +192,9 @@ export const VM_FIELDS: readonly VmField[] = [
   },
   {
     // Matched by source path, then target, never by position.
-    field: 'disks', manifest: 'spec.disks', effect: 'restart',
+    field: 'disks', manifest: 'spec.disks',
+    // Hot-plug (issue 24): virtio disks added or removed, the others unchanged, are attached or detached live.
+    effect: (_b, _a, w) => (w && hotPlug(w as EffectCtx).disks ? 'live' : 'restart'),
     want: (c) => c.disks.flatMap((d, i) => DISK_KEYS.map((k): [string, unknown] => [`spec.disks[${i}].${k}`, d[k]])),
     read: (cur, c, m) => [
       ...c.disks.flatMap((d, i): Lines => {
@@ -200,7 +210,9 @@ export const VM_FIELDS: readonly VmField[] = [
   },
   {
     // Matched by MAC (declared, or the one virtform chose and recorded, or the current one).
-    field: 'nics', manifest: 'spec.nics', effect: 'restart',
+    field: 'nics', manifest: 'spec.nics',
+    // Hot-plug (issue 24): NICs added or removed, the others unchanged, are attached or detached live.
+    effect: (_b, _a, w) => (w && hotPlug(w as EffectCtx).nics ? 'live' : 'restart'),
     want: (c, m) => c.nics.flatMap((n, i): Lines => [[`spec.nics[${i}].network`, n.network], [`spec.nics[${i}].model`, n.model],
       ...(m.nics.macs[i] !== undefined ? [[`spec.nics[${i}].mac`, m.nics.macs[i]] as [string, unknown]] : [])]),
     read: (cur, c, m) => [
@@ -262,7 +274,11 @@ export const vmField = (field: string): VmField | undefined => VM_FIELDS.find((f
  * `compareConfigs`), each with its plan lines (`before` = the definition's) and effect.
  * `pending`: restart-required fields not yet taken by the running domain.
  */
-export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch, pending: Set<string> = new Set()): ConfigDifference[] {
+export function compareVm(
+  cur: DomainDetail, want: VmConfig, nics: NicMatch, pending: Set<string> = new Set(),
+  /** Hot-plug: whether the domain runs and stays running, and the disks other running domains hold. */
+  hot?: { runs: boolean; heldElsewhere: ReadonlySet<string> },
+): ConfigDifference[] {
   const m: VmMatch = { nics, disks: matchDisks(want.disks, cur.disks) };
   const desired = {} as View;
   const actual = {} as View;
@@ -270,7 +286,7 @@ export function compareVm(cur: DomainDetail, want: VmConfig, nics: NicMatch, pen
     desired[f.field] = f.want!(want, m);
     actual[f.field] = f.read!(cur, want, m);
   }
-  const ctx: EffectCtx = { cur, want, pending };
+  const ctx: EffectCtx = { cur, want, pending, match: m, ...(hot ? { heldElsewhere: hot.heldElsewhere, runs: hot.runs } : {}) };
   return compareConfigs(SPEC, desired, actual, undefined, ctx);
 }
 
@@ -300,4 +316,68 @@ export function bootDifferences(b: BootCtx): [string, unknown, unknown][] {
     const v = f.booted?.(b);
     return v ? [[f.mark ?? `spec.${f.field}`, v[0], v[1]]] : [];
   }).filter(([, a, b2]) => canonicalJson(a) !== canonicalJson(b2));
+}
+
+// --- hot-plug (issue 24; helper restart) -----------------------------------------------------
+
+/** What a running domain gets attached and detached, per device list; undefined: that list's change needs a restart. */
+export interface HotPlug {
+  disks?: { attach: AttachOp['disks']; detach: DetachOp['disks'] };
+  nics?: { attach: AttachOp['nics']; detach: DetachOp['nics'] };
+}
+
+/**
+ * Which changes of the disks and NICs are hot-plugged: a list whose only differences are devices
+ * added or removed (each matched device unchanged) — disks on the virtio bus without a boot order
+ * (sata and ide disks are not hot-pluggable on the `pc` machine; a boot order is read at boot),
+ * NICs of any model — while no change of that list is pending on the running domain (its restart
+ * mark: a detach the guest did not complete, a change left for the next boot).
+ */
+export function hotPlug({ cur, want, pending, match, heldElsewhere, runs }: EffectCtx): HotPlug {
+  const blocked = !runs || pending.has(LIVE_ONLY);
+  const out: HotPlug = {};
+  disks: if (!blocked && !pending.has('spec.disks')) {
+    const attach: AttachOp['disks'] = [];
+    const detach: DetachOp['disks'] = [];
+    for (const [i, d] of want.disks.entries()) {
+      const j = match.disks.get(i);
+      if (j === undefined) {
+        if (d.bus !== 'virtio' || d.bootOrder !== undefined || heldElsewhere?.has(d.path)) break disks;
+        attach.push({ path: d.path, format: d.format, bus: 'virtio', target: d.target });
+        continue;
+      }
+      const x = cur.disks[j]!;
+      if (x.path !== d.path || (x.format ?? d.format) !== d.format || x.bus !== d.bus || x.target !== d.target || x.bootOrder !== d.bootOrder) break disks;
+    }
+    const kept = new Set(match.disks.values());
+    for (const [j, x] of cur.disks.entries()) {
+      if (kept.has(j)) continue;
+      if (x.bus !== 'virtio') break disks;
+      detach.push({ path: x.path, format: (x.format ?? 'raw') as AttachOp['disks'][number]['format'], bus: 'virtio', target: x.target });
+    }
+    if (attach.length + detach.length > 0) out.disks = { attach, detach };
+  }
+  nics: if (!blocked && !pending.has('spec.nics')) {
+    const attach: AttachOp['nics'] = [];
+    const detach: DetachOp['nics'] = [];
+    for (const [i, n] of want.nics.entries()) {
+      const j = match.nics.pairs.get(i);
+      const mac = match.nics.macs[i];
+      if (j === undefined) {
+        attach.push({ network: n.network, model: n.model, ...(mac ? { mac } : {}) });
+        continue;
+      }
+      const x = cur.nics[j]!;
+      if (x.network !== n.network || x.model !== n.model || (mac !== undefined && lower(x.mac) !== mac)) break nics;
+    }
+    const kept = new Set(match.nics.pairs.values());
+    for (const [j, x] of cur.nics.entries()) if (!kept.has(j)) detach.push({ network: x.network, model: x.model, mac: x.mac.toLowerCase() });
+    if (attach.length + detach.length > 0) out.nics = { attach, detach };
+  }
+  return out;
+}
+
+/** The match `compareVm` decides effects on (disks by path then target, NICs as given). */
+export function vmMatch(cur: DomainDetail, want: VmConfig, nics: NicMatch): VmMatch {
+  return { nics, disks: matchDisks(want.disks, cur.disks) };
 }

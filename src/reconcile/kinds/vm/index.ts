@@ -39,7 +39,8 @@ import { moveVm, observeVmMove } from './move.js';
 import { pendingRestart } from './facts.js';
 import { VM_CONFIG_FIELDS } from './fields.js';
 import { restartText, stopNote } from './restart.js';
-import type { DesiredVm, RestartRequired, VmConfig, VmOp } from './types.js';
+import type { DesiredVm, RestartRequired, VmConfig, VmFacts, VmOp } from './types.js';
+import { resourceKey } from '../../../model/kinds.js';
 
 export type * from './types.js';
 export { diskTarget, domainDef, freshMac } from './define.js';
@@ -55,10 +56,31 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   exact: VM_EXACT,
   // A plan deleting every VM virtform owns (two or more) is refused by default.
   brakeOnWipe: true,
-  guest: { declaredRunning: (r) => r.state === 'running', hasGraphics: (c) => !!(c as { graphics?: unknown } | undefined)?.graphics },
+  guest: {
+    declaredRunning: (r) => r.state === 'running', hasGraphics: (c) => !!(c as { graphics?: unknown } | undefined)?.graphics,
+    // `virtform restart` (issue 24; helper restart): stop (graceful or forced), start; the mark clears at the start.
+    restart: {
+      pending(facts, domain) {
+        const rr = (facts as VmFacts | undefined)?.restartRequired;
+        return rr && domain?.active && rr.domainId === domain.id ? restartText(rr) : undefined;
+      },
+      steps: (graceful) => [{ op: 'vm.stop', graceful, restart: true }, { op: 'vm.start' }],
+      desired(rec) {
+        const config = rec.details.config as VmConfig | undefined;
+        if (!config || typeof config !== 'object') return undefined;
+        return {
+          kind: 'VirtualMachine', name: rec.name, host: rec.host, key: resourceKey('VirtualMachine', rec.name, rec.host), adopt: false, labels: {},
+          config, specHash: rec.specHash ?? '', autostart: false, state: 'running', restartPolicy: 'Never',
+        };
+      },
+    },
+  },
   ops: {
     'vm.define': { label: 'define domain', teardown: false },
     'vm.live': { label: 'change running domain', teardown: false },
+    // Hot-plug (issue 24): a detach is a teardown (a removed disk's volume goes after it).
+    'vm.detach': { label: 'detach devices from running domain', teardown: true },
+    'vm.attach': { label: 'attach devices to running domain', teardown: false },
     'vm.seed': { label: 'build and upload cloud-init seed', teardown: false },
     'vm.unseed': { label: 'delete cloud-init seed', teardown: false },
     'vm.start': { label: 'start domain', teardown: false },

@@ -5,7 +5,7 @@
 import { canonicalJson } from '../../core/resource.js';
 import type { FieldChange } from '../../core/change.js';
 import type { HostPort } from '../../ports.js';
-import { bootDifferences } from './fields.js';
+import { bootDifferences, LIVE_ONLY } from './fields.js';
 import type { RestartRequired, VmFacts } from './types.js';
 
 function show(v: unknown): string {
@@ -61,13 +61,17 @@ export async function restartState(
   const kept = same && previous.notes?.length ? (['spec.memoryKiB'] as const).filter((f) =>
     previous.fields.includes(f) && previous.running[f] !== defined.memoryKiB && previous.defined[f] === defined.memoryKiB) : [];
   if (differ.length === 0 && kept.length === 0) return null;
+  // Hot-plug (issue 24): why a device is still attached live (a detach the guest did not
+  // complete) stays said while the running domain still has devices its definition lacks.
+  const detachNotes = same && differ.some(([f]) => f === LIVE_ONLY || f === 'spec.disks' || f === 'spec.nics') ? (previous.notes ?? []).filter((n) => n.startsWith(DETACH_NOTE)) : [];
+  const notes = [...new Set([...(kept.length > 0 ? previous!.notes ?? [] : []), ...detachNotes])];
   return {
     fields: [...differ.map(([f]) => f), ...kept],
     running: { ...Object.fromEntries(differ.map(([f, a]) => [f, a])), ...Object.fromEntries(kept.map((f) => [f, previous!.running[f]])) },
     defined: { ...Object.fromEntries(differ.map(([f, , b]) => [f, b])), ...Object.fromEntries(kept.map((f) => [f, previous!.defined[f]])) },
     since: same && previous.since ? previous.since : new Date().toISOString(),
     domainId: live.id,
-    ...(kept.length > 0 ? { notes: previous!.notes } : {}),
+    ...(notes.length > 0 ? { notes } : {}),
   };
 }
 
@@ -76,3 +80,6 @@ export function stopNote(graceful: boolean): string {
     ? 'the running VM is shut down (ACPI) and forced off if it is still running after --shutdown-timeout'
     : 'the running VM is forced off (no graceful shutdown)';
 }
+
+/** How the note of a detach the guest did not complete starts (kept by {@link restartState} while the device stays). */
+export const DETACH_NOTE = 'detach not completed by the guest';

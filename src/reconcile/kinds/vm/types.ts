@@ -118,11 +118,26 @@ export interface VmFacts {
   liveCheck?: string[];
   /** The seed digest the running domain (libvirt domain id) was started with. */
   seedBooted?: { sha256?: string; domainId: number };
+  /**
+   * Disk targets as virtform assigned them (issue 24: assigned once, like MACs; a disk keeps its
+   * target when another is removed). Absent: recorded by an older virtform, the definition's
+   * targets are kept.
+   */
+  disks?: { path: string; target: string }[];
 }
+
+/** A disk hot-plugged by `vm.attach` / `vm.detach` (virtio only: sata and ide disks take a restart). */
+export interface HotDisk { path: string; format: VolumeFormat; bus: 'virtio'; target: string }
+/** A NIC hot-plugged; `mac` absent on attach: chosen by the step (not declared, never recorded yet). */
+export interface HotNic { network: string; model: string; mac?: string }
 
 export type VmOp =
   | { op: 'vm.define'; define: boolean; autostart?: boolean }
   | { op: 'vm.live'; vcpus?: number; memoryKiB?: number; description?: string | null }
+  /** Hot-plug (issue 24): devices detached from the running domain and its definition (a teardown: before their volumes go). */
+  | { op: 'vm.detach'; disks: HotDisk[]; nics: (HotNic & { mac: string })[] }
+  /** Hot-plug: devices attached to the running domain and its definition (after their volumes and networks exist). */
+  | { op: 'vm.attach'; disks: HotDisk[]; nics: HotNic[] }
   | { op: 'vm.seed'; pool: string; volume: string; sha256: string }
   | { op: 'vm.unseed'; pool: string; volume: string }
   | { op: 'vm.start' }
