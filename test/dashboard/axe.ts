@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /** axe-core in the page (injected from node_modules, no CDN): the WCAG 2 A and AA rules. */
 import { createRequire } from 'node:module';
 import type { Page } from 'playwright-core';

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * Debian's chromium for the dashboard's browser tests, driven by playwright-core (which never
  * downloads a browser of its own): started here as a child process with exactly the flags of the

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * The dashboard's pages and script in Debian's chromium, on made-up data (test/dashboard/fixtures.ts:
  * the pages rendered by src/dashboard/pages/ behind a test server with the watcher's CSP and an
