@@ -13,7 +13,7 @@ export {
   type JournalStatus,
   type RevisionRecord,
   type EventRecord,
-  type GitSourceRecord,
+  type GitSourceRecord, type RunRecord, type GitCommitRecord,
   type GitSourceUpdate,
   type OpenOptions,
   type Suspension, type ConditionSyncOptions,

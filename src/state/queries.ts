@@ -10,11 +10,11 @@ import { Kysely, sql, type Dialect, type Selectable } from 'kysely';
 import { FencingDialect } from './fence.js';
 import { acquireLease, type Lease, type LeaseDeps, type LeaseOwner, type LeaseTiming, type WaitOptions } from './lease.js';
 import { DEFAULT_HOST_ID, HOST_KEYED_TABLES, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostKeyedTable, type HostRecord, type HostRekey } from './hosts.js';
-import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
+import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, RunsTable, StateDatabase } from './schema.js';
 import { isConditionType, type Condition, type ConditionDraft } from '../model/conditions.js';
 import { resourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import type {
-  BaselineEntry, EventRecord, GitSourceRecord, GitSourceUpdate, JournalEntry, ResourceIndexEntry, ResourceRecord, ResourceUpsert,
+  BaselineEntry, EventRecord, GitCommitRecord, GitSourceRecord, RunRecord, GitSourceUpdate, JournalEntry, ResourceIndexEntry, ResourceRecord, ResourceUpsert,
   ConditionSyncOptions, RevisionRecord, StateStore, StoredReference, Suspension,
 } from './types.js';
 
@@ -33,6 +33,23 @@ function toGitSource(r: Selectable<GitSourcesTable>): GitSourceRecord {
 }
 
 const DEFAULT_LIMIT = 50;
+
+function jsonArray<T>(text: string): T[] {
+  try {
+    const v: unknown = JSON.parse(text);
+    return Array.isArray(v) ? (v as T[]) : [];
+  } catch { // safe-catch: a damaged JSON column reads as empty (the row is still listed)
+    return [];
+  }
+}
+
+function runFromRow(r: Selectable<RunsTable>): RunRecord {
+  return {
+    id: r.id, startedAt: r.started_at, finishedAt: r.finished_at, trigger: r.trigger, outcome: r.outcome, durationMs: Number(r.duration_ms),
+    revisionId: r.revision_id === null ? null : Number(r.revision_id), gitCommit: r.git_commit,
+    counts: parseJson(r.counts) as Record<string, number>, failures: jsonArray(r.failures), steps: jsonArray(r.steps),
+  };
+}
 
 function parseJson(text: string | null | undefined): Record<string, unknown> {
   if (!text) return {};
@@ -759,6 +776,60 @@ export abstract class KyselyStateStore implements StateStore {
         .orderBy('id', 'desc')
         .limit(limit)
         .execute();
+    },
+
+    forResource: async (ref: ResourceRef, limit: number = DEFAULT_LIMIT): Promise<EventRecord[]> => {
+      return this.db
+        .selectFrom('events')
+        .select(['at', 'level', 'kind', 'name', 'host', 'message'])
+        .where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name)
+        .orderBy('id', 'desc')
+        .limit(limit)
+        .execute();
+    },
+  };
+
+  readonly runs = {
+    record: async (r: RunRecord, keep: number): Promise<void> => {
+      const values = {
+        started_at: r.startedAt, finished_at: r.finishedAt, trigger: r.trigger.slice(0, 255), outcome: r.outcome, duration_ms: Math.round(r.durationMs),
+        revision_id: r.revisionId, git_commit: r.gitCommit, counts: JSON.stringify(r.counts), failures: JSON.stringify(r.failures), steps: JSON.stringify(r.steps),
+      };
+      await this.retrying(() => this.db.transaction().execute(async (trx) => {
+        await trx.insertInto('runs').values({ id: r.id, ...values }).onConflict((oc) => oc.column('id').doUpdateSet(values)).execute();
+        // Retention: the newest `keep` by finish time (ties by id), pruned on every insert.
+        const cut = await trx.selectFrom('runs').select(['finished_at', 'id']).orderBy('finished_at', 'desc').orderBy('id', 'desc')
+          .offset(Math.max(0, keep)).limit(1).executeTakeFirst();
+        if (cut) {
+          await trx.deleteFrom('runs').where((eb) => eb.or([
+            eb('finished_at', '<', cut.finished_at),
+            eb.and([eb('finished_at', '=', cut.finished_at), eb('id', '<=', cut.id)]),
+          ])).execute();
+        }
+      }));
+    },
+    page: async (offset: number, limit: number): Promise<{ total: number; items: RunRecord[] }> => {
+      const total = await this.db.selectFrom('runs').select((eb) => eb.fn.countAll<number | string | bigint>().as('n')).executeTakeFirst();
+      const rows = await this.db.selectFrom('runs').selectAll().orderBy('finished_at', 'desc').orderBy('id', 'desc').offset(offset).limit(limit).execute();
+      return { total: Number(total?.n ?? 0), items: rows.map(runFromRow) };
+    },
+    get: async (id: string): Promise<RunRecord | undefined> => {
+      const row = await this.db.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? runFromRow(row) : undefined;
+    },
+  };
+
+  readonly gitCommits = {
+    put: async (c: GitCommitRecord): Promise<void> => {
+      const values = { author: c.author, message: c.message, committed_at: c.committedAt, recorded_at: this.#now() };
+      await this.retrying(() => this.db.insertInto('git_commits').values({ sha: c.sha, ...values })
+        .onConflict((oc) => oc.column('sha').doUpdateSet(values)).execute());
+    },
+    getMany: async (shas: readonly string[]): Promise<GitCommitRecord[]> => {
+      const want = [...new Set(shas)].filter((x) => x.length > 0);
+      if (want.length === 0) return [];
+      const rows = await this.db.selectFrom('git_commits').selectAll().where('sha', 'in', want).execute();
+      return rows.map((r) => ({ sha: r.sha, author: r.author, message: r.message, committedAt: r.committed_at }));
     },
   };
 

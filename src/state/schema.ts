@@ -178,7 +178,37 @@ export interface VolumeReferencesTable {
   first_seen: string;
 }
 
+/** One run (migration 0014): the dashboard's history. JSON columns: counts, failures, steps. */
+export interface RunsTable {
+  id: string;
+  started_at: string;
+  finished_at: string;
+  /** The trigger sources, comma-joined. */
+  trigger: string;
+  outcome: string;
+  duration_ms: number;
+  revision_id: number | null;
+  git_commit: string | null;
+  counts: string;
+  failures: string;
+  steps: string;
+}
+
+/** What a fetch learnt of a commit (migration 0014). */
+export interface GitCommitsTable {
+  sha: string;
+  /** `Name <email>`. */
+  author: string;
+  /** The full message (subject, blank line, body). */
+  message: string;
+  /** ISO-8601 commit time. */
+  committed_at: string;
+  recorded_at: string;
+}
+
 export interface StateDatabase {
+  runs: RunsTable;
+  git_commits: GitCommitsTable;
   baselines: BaselinesTable;
   volume_references: VolumeReferencesTable;
   controls: ControlsTable;

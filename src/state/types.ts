@@ -111,6 +111,29 @@ export interface BaselineEntry {
   version: string;
 }
 
+/** A run as the history keeps it (migration 0014). */
+export interface RunRecord {
+  id: string;
+  startedAt: string;
+  finishedAt: string;
+  trigger: string;
+  outcome: string;
+  durationMs: number;
+  revisionId: number | null;
+  gitCommit: string | null;
+  counts: Record<string, number>;
+  failures: { resource: string; error: string; code?: string }[];
+  steps: { kind: string; name: string; host: string; op: string; ms: number; outcome: string }[];
+}
+
+/** What a fetch learnt of a commit (migration 0014). */
+export interface GitCommitRecord {
+  sha: string;
+  author: string;
+  message: string;
+  committedAt: string;
+}
+
 export interface EventRecord {
   at: string;
   level: string;
@@ -282,6 +305,21 @@ export interface StateStore {
   readonly events: {
     append(e: { level: 'info' | 'warn' | 'error'; ref?: ResourceRef; message: string }): Promise<void>;
     recent(limit?: number): Promise<EventRecord[]>;
+    /** The most recent events about one resource, newest first. */
+    forResource(ref: ResourceRef, limit?: number): Promise<EventRecord[]>;
+  };
+  /** The run history (the dashboard's; migration 0014), newest first. */
+  readonly runs: {
+    /** Insert (or replace, same id) a run, then keep only the newest `keep` runs. */
+    record(r: RunRecord, keep: number): Promise<void>;
+    /** A page of runs, newest first (by finish time), with the total. */
+    page(offset: number, limit: number): Promise<{ total: number; items: RunRecord[] }>;
+    get(id: string): Promise<RunRecord | undefined>;
+  };
+  /** Commit metadata by hash (migration 0014). */
+  readonly gitCommits: {
+    put(c: GitCommitRecord): Promise<void>;
+    getMany(shas: readonly string[]): Promise<GitCommitRecord[]>;
   };
   /**
    * The writer lease (src/state/lease.ts): throws LeaseHeldError naming the holder while another

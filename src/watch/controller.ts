@@ -38,6 +38,11 @@ import type { GitRepositorySource } from './sources/git-repository.js';
 import type { GitSourceStatus } from '../git/index.js';
 import { isGuestKind } from '../reconcile/kinds/index.js';
 import { leaseView, standbyReason, type LeaseView } from './lease-view.js';
+import { FeedHub, type FeedEvent, type PlanRecord } from './feed.js';
+
+/** What the controller tells its listeners (the dashboard). */
+export type WatchFeedEvent = FeedEvent<RunInfo, WatchStatus>;
+import type { AnyDesired } from '../reconcile/core/resource.js';
 
 export type { TriggerSource } from './queue.js';
 export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner.js';
@@ -45,7 +50,7 @@ export type { ConnectionState } from './sources/index.js';
 export { isIgnoredPath };
 
 /** What the controller hands to its runner as given (see RunnerOptions). */
-type RunOptions = Pick<RunnerOptions, 'concurrency' | 'retry' | 'gracefulStop' | 'shutdownTimeoutMs' | 'stopTimeoutMs' | 'maxDeletions' | 'requeue'>;
+type RunOptions = Pick<RunnerOptions, 'concurrency' | 'retry' | 'gracefulStop' | 'shutdownTimeoutMs' | 'stopTimeoutMs' | 'maxDeletions' | 'requeue' | 'historyRuns'>;
 
 export interface WatchOptions extends RunOptions {
   /** Manifest folder. */
@@ -156,6 +161,7 @@ export class WatchController {
   #view: { at: number; view: Promise<HostView>; host: HostPort } | undefined;
   #facts: { at: number; facts: Promise<HostFacts>; host: HostPort } | undefined;
   #gitRecorded: RunInfo | undefined;
+  readonly #feed = new FeedHub<RunInfo, WatchStatus>();
 
   constructor(opts: WatchOptions) {
     this.#o = { ...opts, dir: opts.git ? opts.git.label : resolvePath(opts.dir) };
@@ -176,6 +182,7 @@ export class WatchController {
       queue: this.#queue, connection: this.#connection, manifests: this.#manifests, store: opts.store, metrics: this.metrics, logger: log,
       signal: this.#abort.signal, concurrency: opts.concurrency, retry: opts.retry, gracefulStop: opts.gracefulStop,
       shutdownTimeoutMs: opts.shutdownTimeoutMs, stopTimeoutMs: opts.stopTimeoutMs, requeue: opts.requeue, maxDeletions: opts.maxDeletions,
+      historyRuns: opts.historyRuns, feed: this.#feed,
       afterRun: () => this.#afterRun(),
       leader: () => this.#leading,
       guard: () => (this.#lease ? this.#lease.refusal() : 'this watcher does not hold the writer lease'),
@@ -236,6 +243,21 @@ export class WatchController {
   /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
   get maxConcurrentRuns(): number {
     return this.#runner.maxConcurrentRuns;
+  }
+
+  /** Runs, plans and statuses as they happen (the dashboard subscribes; src/watch/feed.ts). */
+  subscribe(listener: (e: WatchFeedEvent) => void): () => void {
+    return this.#feed.subscribe(listener);
+  }
+
+  /** The desired resources of the last good manifests (the dashboard's labels and manifest positions). */
+  get desiredResources(): readonly AnyDesired[] | undefined {
+    return this.#manifests.lastGood?.resources;
+  }
+
+  /** The last run's plan. */
+  get lastPlan(): PlanRecord | undefined {
+    return this.#runner.lastPlan;
   }
 
   /** The desired state last loaded without errors. */
@@ -447,7 +469,7 @@ export class WatchController {
       summary = unreachableHost(target, errText(e));
     }
     this.metrics.setHosts([summary]);
-    return {
+    const status: WatchStatus = {
       ready: this.ready,
       stopping: this.#stopping,
       dir: this.#o.dir,
@@ -467,6 +489,8 @@ export class WatchController {
       hostError,
       hosts: [summary],
     };
+    this.#feed.emit({ type: 'status', status });
+    return status;
   }
 
   #hostFacts(raw: HostPort, view: HostView): Promise<HostFacts> {

@@ -1,16 +1,29 @@
 /**
- * The watcher's HTTP listener (node:http, loopback only):
- *   /healthz  200 while the process runs
+ * The watcher's HTTP listener (node:http on loopback; node:https with a bearer token anywhere
+ * else, see `checkListenSecurity`):
+ *   /healthz  200 while the process runs (always open)
  *   /readyz   200 once it holds the writer lease, is connected and the first reconcile finished;
  *             else 503 saying why (a standby: who holds the lease, or why it was lost)
  *   /status   JSON: last run, requeue, stalled resources, connection, manifest errors, and the
  *             per-resource report `virtform status --json` prints (src/status/)
  *   /metrics  Prometheus text exposition (prom-client)
+ *   /api/v1/* the dashboard's JSON API and event stream (src/dashboard/api.ts), `/`, `/resources…`,
+ *             `/plan`, `/history…`, `/attention`, `/login`, `/assets/*`: its pages (src/dashboard/pages/)
+ * With a token (`--http-token-file`), everything but /healthz, /login and /assets/* needs it
+ * (`Authorization: Bearer`) or the session cookie `POST /api/v1/session` hands out; 401 without.
+ * Every answer carries the security headers (CSP without inline script, nosniff, no referrer,
+ * frame-ancestors 'none').
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './logger.js';
 import type { WatchMetrics } from './metrics.js';
+import { Auth, handleSession } from '../dashboard/auth.js';
+import { handleApi } from '../dashboard/api.js';
+import type { Dashboard } from '../dashboard/data.js';
+import { handlePage, isPagePath, isPublicPage } from '../dashboard/pages/index.js';
+import { API_PREFIX } from '../dashboard/types.js';
 
 export interface ListenAddress {
   host: string;
@@ -26,7 +39,10 @@ export function isLoopbackHost(host: string): boolean {
   return m !== null && m.slice(1).every((x) => Number(x) <= 255);
 }
 
-/** Parse `host:port`, `[v6]:port` or a bare `port` (host 127.0.0.1); refuses non-loopback hosts. */
+/**
+ * Parse `host:port`, `[v6]:port` or a bare `port` (host 127.0.0.1). A non-loopback host is
+ * accepted here; {@link checkListenSecurity} then requires a token and TLS for it.
+ */
 export function parseListen(spec: string): ListenAddress {
   let host = '127.0.0.1';
   let portText = spec.trim();
@@ -40,11 +56,36 @@ export function parseListen(spec: string): ListenAddress {
     portText = portText.slice(i + 1);
   }
   if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new Error(`--listen: invalid port in ${JSON.stringify(spec)}`);
-  if (!isLoopbackHost(host)) {
-    throw new Error(`--listen: refusing to listen on ${host}: the status endpoint binds to loopback only (127.0.0.1 or ::1)`);
-  }
+  if (host === '' || !/^[A-Za-z0-9.:%-]+$/.test(host)) throw new Error(`--listen: invalid host in ${JSON.stringify(spec)}`);
   return { host: host === 'localhost' ? '127.0.0.1' : host, port: Number(portText) };
 }
+
+/** TLS material of the listener (`--http-tls-cert`, `--http-tls-key`: PEM). */
+export interface ListenTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/**
+ * Loopback is open by default; any other address needs `--http-token-file` AND TLS
+ * (`--http-tls-cert`, `--http-tls-key`). Returns the refusal (exit 2), or undefined when allowed.
+ */
+export function checkListenSecurity(addr: ListenAddress, o: { token: boolean; tls: boolean }): string | undefined {
+  if (isLoopbackHost(addr.host)) return undefined;
+  const missing = [...(o.token ? [] : ['--http-token-file']), ...(o.tls ? [] : ['--http-tls-cert and --http-tls-key'])];
+  if (missing.length === 0) return undefined;
+  return `--listen: refusing to listen on ${addr.host}: a non-loopback address needs ${missing.join(' and ')} ` +
+    `(the dashboard and /status would be readable by anyone who can reach it); loopback (127.0.0.1, ::1) needs neither`;
+}
+
+/** The security headers every answer carries. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cross-origin-resource-policy': 'same-origin',
+};
 
 /**
  * The `Host` header values the listener answers (DNS rebinding: a web page whose name resolves to
@@ -89,13 +130,34 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-export async function startStatusServer(controller: StatusSource, addr: ListenAddress, log?: Logger, o: { allowedHosts?: readonly string[] } = {}): Promise<StatusServer> {
-  if (!isLoopbackHost(addr.host)) throw new Error(`refusing to listen on non-loopback host ${addr.host}`);
+export interface StatusServerOptions {
+  allowedHosts?: readonly string[];
+  /** The bearer token (`--http-token-file`); required with a non-loopback address. */
+  token?: string;
+  /** TLS (node:https); required with a non-loopback address. */
+  tls?: ListenTls;
+  /** The dashboard (pages and `/api/v1`); without it those paths answer 404. */
+  dashboard?: Dashboard;
+  /** Session lifetime (ms; default 12 h). */
+  sessionTtlMs?: number;
+}
+
+export async function startStatusServer(controller: StatusSource, addr: ListenAddress, log?: Logger, o: StatusServerOptions = {}): Promise<StatusServer> {
+  const refused = checkListenSecurity(addr, { token: o.token !== undefined, tls: o.tls !== undefined });
+  if (refused) throw new Error(refused);
+  const auth = new Auth({ token: o.token, secure: o.tls !== undefined, sessionTtlMs: o.sessionTtlMs });
   let hosts = new Set<string>();
-  const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const send = (code: number, type: string, body: string): void => {
-      res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://listener');
+    } catch { // safe-catch: answered 400
+      url = new URL('http://listener/%bad');
+    }
+    const path = url.pathname;
+    const send = (code: number, type: string, body: string, headers: Record<string, string> = {}): void => {
+      if (res.headersSent) return;
+      res.writeHead(code, { ...SECURITY_HEADERS, 'content-type': type, 'cache-control': 'no-store', ...headers });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     const host = (req.headers.host ?? '').toLowerCase();
@@ -103,9 +165,27 @@ export async function startStatusServer(controller: StatusSource, addr: ListenAd
       send(421, 'text/plain; charset=utf-8', 'misdirected request: this listener answers only Host: 127.0.0.1, localhost or [::1] (and --allowed-host names) with its port\n');
       return;
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(405, 'text/plain; charset=utf-8', 'method not allowed\n');
+    if (path === `${API_PREFIX}/session`) {
+      void handleSession(auth, req, res, send).catch((e: unknown) => send(500, 'text/plain; charset=utf-8', `session failed: ${String(e)}\n`));
       return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      send(405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
+      return;
+    }
+    // Authentication: everything but /healthz and the login page and assets.
+    if (path !== '/healthz' && !(o.dashboard && isPublicPage(path)) && auth.authorize(req) === 'denied') {
+      const page = o.dashboard && isPagePath(path);
+      if (page) send(401, 'text/html; charset=utf-8', '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>virtform: log in</title></head><body><p>This dashboard needs a token: <a href="/login">log in</a>.</p></body></html>\n', { 'www-authenticate': 'Bearer realm="virtform"' });
+      else send(401, 'text/plain; charset=utf-8', 'unauthorized: send Authorization: Bearer <token> (--http-token-file) or the session cookie of POST /api/v1/session\n', { 'www-authenticate': 'Bearer realm="virtform"' });
+      return;
+    }
+    if (o.dashboard && path.startsWith(`${API_PREFIX}/`)) {
+      void handleApi(o.dashboard, req, res, url, send, { ...SECURITY_HEADERS }).catch((e: unknown) => send(500, 'application/json; charset=utf-8', `${JSON.stringify({ error: String(e) })}\n`));
+      return;
+    }
+    if (o.dashboard && isPagePath(path)) {
+      if (handlePage(req, res, url, { dashboard: o.dashboard, headers: { ...SECURITY_HEADERS }, authEnabled: auth.enabled, send })) return;
     }
     switch (path) {
       case '/healthz':
@@ -129,9 +209,10 @@ export async function startStatusServer(controller: StatusSource, addr: ListenAd
         );
         return;
       default:
-        send(404, 'text/plain; charset=utf-8', 'not found: try /healthz /readyz /status /metrics\n');
+        send(404, 'text/plain; charset=utf-8', `not found: try /healthz /readyz /status /metrics${o.dashboard ? ' / /api/v1/overview' : ''}\n`);
     }
-  });
+  };
+  const server: Server = o.tls ? createHttpsServer({ cert: o.tls.cert, key: o.tls.key }, handler) : createServer(handler);
   server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -149,6 +230,7 @@ export async function startStatusServer(controller: StatusSource, addr: ListenAd
     server,
     close: () =>
       new Promise<void>((resolve) => {
+        o.dashboard?.events.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -30,6 +30,9 @@ import type { ManifestState } from './manifests.js';
 import type { WatchMetrics } from './metrics.js';
 import type { CoalescingQueue, TriggerSource } from './queue.js';
 import type { HostConnection } from './sources/connection.js';
+import { planKeys, type PlanRecord, type RunFeedEvent } from './feed.js';
+import { randomUUID } from 'node:crypto';
+import type { RunRecord } from '../state/index.js';
 
 export type RunOutcome = ReconcileResult['outcome'] | 'invalid' | 'error';
 
@@ -101,7 +104,14 @@ export interface RunnerOptions {
   leader?: () => boolean;
   /** The writer lease's check before each step and mutating call (see ApplyOptions.guard). */
   guard?: MutationGuard;
+  /** Runs kept in the state DB's history (`--history-runs`, default 500; 0: none recorded). */
+  historyRuns?: number;
+  /** Run start and end for listeners (the dashboard): a run's planned keys, its end. */
+  feed?: { emit(e: RunFeedEvent<RunInfo>): void };
 }
+
+/** The default of `--history-runs`. */
+export const DEFAULT_HISTORY_RUNS = 500;
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -125,6 +135,7 @@ export class Runner {
   #drift = new Map<string, string>();
   #pending = new Map<string, string>();
   #lastObserved: { observed: ReconcileResult['observed']; mutations: number } | undefined;
+  #lastPlan: PlanRecord | undefined;
   #active = 0;
   /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
   maxConcurrentRuns = 0;
@@ -166,6 +177,11 @@ export class Runner {
   /** What the last reconcile observed, and how many mutating calls it made after (0: still the host's state). */
   get lastObserved(): { observed: ReconcileResult['observed']; mutations: number } | undefined {
     return this.#lastObserved;
+  }
+
+  /** The last run's plan (the dashboard's plan view). */
+  get lastPlan(): PlanRecord | undefined {
+    return this.#lastPlan;
   }
 
   /** Drift the last run's plan found and did not correct, by key. */
@@ -238,6 +254,7 @@ export class Runner {
     const seq = ++this.#seq;
     const started = Date.now();
     const base = { seq, sources, startedAt: new Date(started).toISOString() };
+    const steps: RunRecord['steps'] = [];
     const finish = (info: Omit<RunInfo, keyof typeof base | 'finishedAt' | 'durationMs'>): RunInfo => {
       const run: RunInfo = { ...base, finishedAt: new Date().toISOString(), durationMs: Date.now() - started, ...info };
       this.#lastRun = run;
@@ -268,6 +285,10 @@ export class Runner {
         stopTimeoutMs: o.stopTimeoutMs,
         signal: o.signal,
         ...(o.guard ? { guard: o.guard } : {}),
+        onPlan: (plan) => {
+          this.#lastPlan = { runId: null, time: new Date().toISOString(), plan };
+          o.feed?.emit({ type: 'runStart', runId: null, keys: planKeys(plan) });
+        },
         onEvent: (e) => {
           if (e.type === 'note') {
             this.#log.warn('step note', { resource: e.step.key, op: e.step.op.op, note: e.text });
@@ -276,6 +297,7 @@ export class Runner {
           } else if (e.type === 'done') {
             const s = e.outcome;
             m.steps.inc({ op: s.step.op.op, outcome: s.status });
+            steps.push({ kind: s.step.kind, name: s.step.name, host: s.step.host, op: s.step.op.op, ms: s.ms, outcome: s.status });
             if (s.status === 'succeeded' && s.step.change.drift) m.driftCorrections.inc();
             const fields = { resource: s.step.key, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, reason: s.step.change.reason, error: s.error };
             if (s.status === 'succeeded') this.#log.info('step done', fields);
@@ -284,6 +306,7 @@ export class Runner {
         },
       });
       this.#firstReconcileDone = true;
+      if (this.#lastPlan?.plan === result.plan) this.#lastPlan = { ...this.#lastPlan, runId: result.runId };
       m.runDuration.observe(result.durationMs / 1000);
       const sum = result.plan.summary;
       const causes = result.applied?.failures;
@@ -329,8 +352,39 @@ export class Runner {
       this.#settle(run, []);
     } finally {
       this.#inFlight = false;
+      const run = this.#lastRun;
+      if (run && run.seq === seq) {
+        await this.#record(run, steps);
+        o.feed?.emit({ type: 'runEnd', run });
+      }
       // safe-catch: afterRun hooks log their own errors (git: recording the applied commit)
       await o.afterRun?.().catch(() => undefined);
+    }
+  }
+
+  /** The run into the history (`runs`, pruned to `--history-runs`); a failure is logged, never fails the run. */
+  async #record(run: RunInfo, steps: RunRecord['steps']): Promise<void> {
+    const keep = this.#o.historyRuns ?? DEFAULT_HISTORY_RUNS;
+    if (keep <= 0 || !this.#o.store.runs) return;
+    // A run without a lease (a standby's leftover) writes nothing: the store is fenced anyway.
+    if (this.#o.leader && !this.#o.leader()) return;
+    const p = run.plan;
+    const record: RunRecord = {
+      id: run.runId ?? randomUUID(),
+      startedAt: run.startedAt, finishedAt: run.finishedAt, trigger: run.sources.join(','), outcome: run.outcome, durationMs: run.durationMs,
+      revisionId: run.revisionId ?? null, gitCommit: run.gitCommit ?? null,
+      counts: {
+        create: p?.create ?? 0, change: p?.change ?? 0, replace: p?.replace ?? 0, delete: p?.delete ?? 0, conflict: p?.conflict ?? 0,
+        steps: p?.steps ?? 0, held: run.held?.length ?? 0, failed: run.failures.length,
+      },
+      failures: [...run.failures, ...(run.error ? [{ resource: '', error: run.error }] : []), ...run.blocked.map((b) => ({ resource: b.resource, error: b.reason, code: 'blocked' }))],
+      steps,
+    };
+    if (!run.runId) run.runId = record.id;
+    try {
+      await this.#o.store.runs.record(record, keep);
+    } catch (e) {
+      this.#log.warn('recording the run in the history failed', { seq: run.seq, error: errText(e) });
     }
   }
 

@@ -17,11 +17,13 @@ import { GitRepository, GitSync } from '../../git/index.js';
 import { GitRepositorySource } from '../../watch/sources/git-repository.js';
 import { gitCacheRoot, gitInput, type GitFlags } from '../git.js';
 import {
-  EmptyManifestsError, WatchController, isLogLevel, jsonLogger, parseAllowedHost, parseListen, startStatusServer,
-  type ListenAddress, type StatusServer,
+  EmptyManifestsError, WatchController, isLogLevel, jsonLogger, startStatusServer,
+  type StatusServer,
 } from '../../watch/index.js';
+import { dashboardFor, httpSetup, listenUrl, type HttpFlags, type HttpSetup } from '../http-options.js';
+import type { Dashboard } from '../../dashboard/data.js';
 
-export interface WatchFlags extends GitFlags, LeaseFlags {
+export interface WatchFlags extends GitFlags, LeaseFlags, HttpFlags {
   uri: string;
   /** auto (default) | kvm | qemu */
   domainType?: LibvirtHostOptions['domainType'];
@@ -57,11 +59,9 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
     return EXIT.invalid;
   }
   const log = jsonLogger({ level: o.logLevel });
-  let listen: ListenAddress | undefined;
-  let allowedHosts: string[] = [];
+  let http: HttpSetup;
   try {
-    listen = o.listen === false ? undefined : parseListen(o.listen);
-    allowedHosts = (o.allowedHost ?? []).map(parseAllowedHost);
+    http = httpSetup(o);
   } catch (e) {
     log.error(errorMessage(e));
     return EXIT.invalid;
@@ -102,13 +102,14 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
         log.error('--uri (or VIRTFORM_URI) cannot be used with Host manifests: the manifests name the hosts');
         return EXIT.invalid;
       }
-      return (await import('./watch-fleet.js')).runFleetWatch(dir, o, policy.policy, lease.timing, log, { listen, allowedHosts });
+      return (await import('./watch-fleet.js')).runFleetWatch(dir, o, policy.policy, lease.timing, log, http);
     }
   }
 
   let store: StateStore | undefined;
   let controller: WatchController | undefined;
   let server: StatusServer | undefined;
+  let dashboard: Dashboard | undefined;
   let wrongHost!: (e: HostMismatchError) => void;
   const hostMismatch = new Promise<HostMismatchError>((resolve) => (wrongHost = resolve));
   try {
@@ -154,6 +155,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       lockCommand: `virtform watch ${git ? `--git ${git.label}` : dir}`,
       lease: lease.timing,
       logger: log,
+      historyRuns: http.historyRuns,
     });
 
     // Signals: the first one stops gracefully (the run in flight starts no new step; its steps in
@@ -190,9 +192,10 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       });
       // The listener first: a standby (waiting in start() while another process holds the writer
       // lease) answers /healthz, /readyz (503, saying who leads) and /status too.
-      if (listen) {
-        server = await startStatusServer(controller, listen, log, { allowedHosts });
-        log.info('listening', { host: server.host, port: server.port, url: `http://${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}/` });
+      if (http.listen) {
+        dashboard = dashboardFor(controller, store, http.historyRuns, (e) => log.warn('dashboard: building the snapshot failed', { error: errorMessage(e) }));
+        server = await startStatusServer(controller, http.listen, log, { allowedHosts: http.allowedHosts, token: http.token, tls: http.tls, dashboard });
+        log.info('listening', { host: server.host, port: server.port, url: listenUrl(server.host, server.port, http.tls !== undefined), auth: http.token !== undefined, tls: http.tls !== undefined });
       }
       // A standby (another process holds the writer lease) waits in start(): a signal stops it there.
       const starting = controller.start();
@@ -231,6 +234,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
   } finally {
     // safe-catch: cleanup in finally; the watch outcome is already decided and logged
     await server?.close().catch(() => undefined);
+    dashboard?.close();
     // safe-catch: cleanup in finally; the watch outcome is already decided and logged
     await controller?.stop().catch(() => undefined);
     // safe-catch: cleanup in finally; SQLite keeps what was committed

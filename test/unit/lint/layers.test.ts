@@ -198,4 +198,24 @@ describe('layers of src/', () => {
     }
     expect(bad, bad.join('\n')).toEqual([]);
   });
+
+  it('src/dashboard/ imports model, status, state, watch and reconcile types only; only watch/http.ts and the CLI import it', () => {
+    const bad: string[] = [];
+    const norm = (f: string): string => f.split(sep).join('/');
+    const ALLOWED = ['src/dashboard/', 'src/model/', 'src/status/', 'src/state/', 'src/watch/', 'src/util/'];
+    for (const [from, edges] of srcGraph()) {
+      const f = norm(from);
+      for (const { to, typeOnly } of edges) {
+        const t = norm(to);
+        if (f.startsWith('src/dashboard/')) {
+          const reconcileType = t.startsWith('src/reconcile/') && typeOnly;
+          if (!ALLOWED.some((a) => t.startsWith(a)) && !reconcileType) bad.push(`${f} imports ${t}${t.startsWith('src/reconcile/') ? ' (reconcile: types only)' : ''}`);
+          if (t === 'src/watch/http.ts' || t === 'src/watch/index.ts') bad.push(`${f} imports ${t} (the listener routes into the dashboard, not back)`);
+        } else if (t.startsWith('src/dashboard/') && f !== 'src/watch/http.ts' && !f.startsWith('src/cli/')) {
+          bad.push(`${f} imports ${t} (only src/watch/http.ts and src/cli/ use the dashboard)`);
+        }
+      }
+    }
+    expect(bad, bad.join('\n')).toEqual([]);
+  });
 });
