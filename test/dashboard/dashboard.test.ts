@@ -106,7 +106,10 @@ describe('the dashboard of virtform watch --git, in chromium', () => {
     const navBefore = await page.evaluate(() => performance.getEntriesByType('navigation').length + ':' + (performance.timeOrigin));
     virsh('destroy', VM);
     const stateOf = (p: Patched): string | undefined => p.states[VM_KEY];
-    await waitFor(() => seen.some((p) => stateOf(p) === 'Ready' && seen.slice(0, seen.indexOf(p)).some((q) => stateOf(q) === 'Reconciling')), 'Reconciling then Ready in the page\'s event stream', 90_000);
+    await waitFor(() => seen.some((p) => stateOf(p) === 'Ready' && seen.slice(0, seen.indexOf(p)).some((q) => stateOf(q) === 'Reconciling')), 'Reconciling then Ready in the page\'s event stream', 60_000)
+      .catch((e: unknown) => {
+        throw new Error(`${(e as Error).message}; the page patched: ${JSON.stringify(seen)}`);
+      });
     const states = seen.map(stateOf).filter((s) => s !== undefined);
     expect(states.indexOf('Reconciling')).toBeGreaterThanOrEqual(0);
     expect(states.lastIndexOf('Ready')).toBeGreaterThan(states.indexOf('Reconciling'));
@@ -144,7 +147,7 @@ describe('the dashboard of virtform watch --git, in chromium', () => {
 
   it('the detail view shows the manifest location and the conditions', async () => {
     const { page, problems } = await open(`/resources/${encodeURIComponent(VM_KEY)}`);
-    expect(await page.locator('#manifest-location').textContent()).toMatch(/^env\/vms\.yaml:\d+:\d+$/);
+    expect(await page.locator('#manifest-location').textContent()).toMatch(/(^|\/)env\/vms\.yaml:\d+:\d+$/);
     const types = await page.locator('table.conditions tbody tr th').allTextContents();
     expect(types).toEqual(expect.arrayContaining(['Ready', 'Reconciling', 'Stalled', 'Drifted', 'RestartRequired', 'Suspended', 'HeldForDataLoss']));
     expect(await page.locator('table.conditions tr[data-condition="Ready"] td').first().textContent()).toBe('Ready');

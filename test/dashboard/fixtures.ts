@@ -15,6 +15,7 @@ import type {
 } from '../../src/dashboard/types.js';
 import { isPagePath, renderPage, type PageSource } from '../../src/dashboard/pages/index.js';
 import { ROOT } from '../support/cli.js';
+import { SECURITY_HEADERS } from '../../src/watch/http.js';
 
 const KINDS = ['StoragePool', 'Volume', 'Network', 'VirtualMachine'];
 const T0 = '2026-12-07T09:00:00.000Z';
@@ -143,13 +144,6 @@ export class FixtureSource implements PageSource {
     return { seq: this.seq, total: items.length, items };
   }
 }
-
-/** The headers the watcher's listener sends (dashsrv's server; kept equal here for the fixture). */
-export const SECURITY_HEADERS = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-};
 
 export interface FixtureServer {
   url: string;

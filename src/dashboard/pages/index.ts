@@ -18,6 +18,10 @@ import { planMain } from './plan.js';
 import { historyMain, runMain } from './history.js';
 import { attentionMain } from './attention.js';
 import { errorMain, loginMain } from './login.js';
+import { asset, isAssetPath } from './assets.js';
+import { dashboardSource } from './source.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dashboard } from '../data.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -42,10 +46,50 @@ export interface PageResponse {
   body: string;
 }
 
-/** The paths the pages answer (a router asks before calling `renderPage`). */
+/** The paths the pages answer (the listener routes them to `handlePage`), the assets included. */
 export function isPagePath(path: string): boolean {
   return path === '/' || path === '/resources' || path.startsWith('/resources/') || path === '/plan'
-    || path === '/history' || path.startsWith('/history/') || path === '/attention' || path === '/login';
+    || path === '/history' || path.startsWith('/history/') || path === '/attention' || path === '/login' || path.startsWith('/assets/');
+}
+
+/** Paths answered without a token or session (the login form and the static assets). */
+export function isPublicPage(path: string): boolean {
+  return path === '/login' || path.startsWith('/assets/');
+}
+
+/** What the listener (src/watch/http.ts) hands a page request. */
+export interface PageContext {
+  dashboard: Dashboard;
+  /** Security headers to send with the answer (`send` adds them already). */
+  headers: Record<string, string>;
+  /** Authentication is on (the login page is useful). */
+  authEnabled: boolean;
+  send(code: number, type: string, body: string, headers?: Record<string, string>): void;
+}
+
+/**
+ * Answers one page or asset GET (the listener has checked the Host header and, but for
+ * `isPublicPage` paths, the token or session). Returns false for a path that is not a page.
+ */
+export function handlePage(req: IncomingMessage, _res: ServerResponse, url: URL, ctx: PageContext): boolean {
+  const path = url.pathname;
+  if (!isPagePath(path)) return false;
+  if (path.startsWith('/assets/')) {
+    const a = isAssetPath(path) ? asset(path) : undefined;
+    if (!a) {
+      ctx.send(404, 'text/plain; charset=utf-8', `no asset ${path}\n`);
+      return true;
+    }
+    // Revalidated on each load (no-cache), answered 304 while unchanged.
+    if (req.headers['if-none-match'] === a.etag) ctx.send(304, a.contentType, '', { etag: a.etag, 'cache-control': 'no-cache' });
+    else ctx.send(200, a.contentType, a.body.toString('utf8'), { etag: a.etag, 'cache-control': 'no-cache' });
+    return true;
+  }
+  renderPage(path, url.searchParams, dashboardSource(ctx.dashboard)).then(
+    (p) => ctx.send(p.status, p.contentType, p.body),
+    (e: unknown) => ctx.send(500, 'text/plain; charset=utf-8', `page failed: ${e instanceof Error ? e.message : String(e)}\n`),
+  );
+  return true;
 }
 
 const HTML = 'text/html; charset=utf-8';
@@ -90,7 +134,9 @@ export async function renderPage(path: string, params: URLSearchParams, src: Pag
     if (path === '/resources') {
       let q: ResourceQuery;
       try {
-        q = src.parseResourceQuery(params);
+        const own = new URLSearchParams(params);
+        own.delete('fragment');
+        q = src.parseResourceQuery(own);
       } catch (e) {
         throw new PageError(400, (e as Error).message); // safe-catch: the parser's message becomes the 400 page
       }
