@@ -201,6 +201,16 @@ export async function handleApi(d: Dashboard, req: IncomingMessage, res: ServerR
   if (!path.startsWith(`${API_PREFIX}/`)) return false;
   const sub = path.slice(API_PREFIX.length);
   const json = (code: number, body: unknown): void => send(code, 'application/json; charset=utf-8', `${JSON.stringify(body)}\n`);
+  /** An answer computed from the snapshot alone: serialized once per snapshot (at most 64 distinct ones). */
+  const cached = (s: DashboardSnapshot, key: string, make: () => unknown): void => {
+    const k = `json:${key}`;
+    let text = s.cache.get(k) as string | undefined;
+    if (text === undefined) {
+      text = `${JSON.stringify(make())}\n`;
+      if (s.cache.size < 128) s.cache.set(k, text);
+    }
+    send(200, 'application/json; charset=utf-8', text);
+  };
   try {
     if (sub === '/events') {
       await d.snapshot();
@@ -208,8 +218,11 @@ export async function handleApi(d: Dashboard, req: IncomingMessage, res: ServerR
       return true;
     }
     const s = await d.snapshot();
-    if (sub === '/overview') return (json(200, s.overview), true);
-    if (sub === '/resources') return (json(200, queryResources(s, parseResourceQuery(url.searchParams))), true);
+    if (sub === '/overview') return (cached(s, 'overview', () => s.overview), true);
+    if (sub === '/resources') {
+      const q = parseResourceQuery(url.searchParams);
+      return (cached(s, `resources:${JSON.stringify(q)}`, () => queryResources(s, q)), true);
+    }
     if (sub.startsWith('/resources/')) {
       let key: string;
       try {
@@ -221,10 +234,9 @@ export async function handleApi(d: Dashboard, req: IncomingMessage, res: ServerR
       if (!body) return (json(404, { error: `no resource ${JSON.stringify(key)} (keys: Kind/name, host/Kind/name; URL-encode the slashes)` }), true);
       return (json(200, body), true);
     }
-    if (sub === '/plan') return (json(200, planView(d, s)), true);
+    if (sub === '/plan') return (cached(s, 'plan', () => planView(d, s)), true);
     if (sub === '/attention') {
-      const body: AttentionList = { seq: s.seq, total: s.attention.length, items: [...s.attention] };
-      return (json(200, body), true);
+      return (cached(s, 'attention', (): AttentionList => ({ seq: s.seq, total: s.attention.length, items: [...s.attention] })), true);
     }
     if (sub === '/runs') {
       const page = Number(url.searchParams.get('page') ?? '1');

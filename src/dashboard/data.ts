@@ -23,7 +23,7 @@ import type { AnyDesired } from '../reconcile/core/resource.js';
 import { redact } from './redact.js';
 import { EventBroadcaster } from './events.js';
 import {
-  STATE_PRIORITY,
+  MAX_EVENT_STATUSES, STATE_PRIORITY,
   type AttentionItem, type CommitInfo, type HostCapacity, type NicAddress, type Overview, type ResourceItem, type ResourceState, type SnapshotEvent,
 } from './types.js';
 
@@ -38,6 +38,11 @@ export interface DashboardFeed {
   readonly desiredResources: readonly AnyDesired[] | undefined;
   /** The last run's plan (undefined before the first run). */
   readonly lastPlan: PlanRecord | undefined;
+  /**
+   * The watcher builds a status after every run by itself (the single-host controller): the
+   * dashboard waits for it. False (the fleet watch): the dashboard asks at the run's end.
+   */
+  readonly statusAfterRun?: boolean;
   /** Subscribe to runs and status refreshes; returns the unsubscribe function. */
   subscribe(listener: (e: FeedEvent) => void): () => void;
 }
@@ -162,7 +167,10 @@ export function buildSnapshot(i: BuildInput): DashboardSnapshot {
     const conditions = i.reconciling.has(key) ? reconcilingConditions(row.conditions, now) : row.conditions;
     const status = stateOf(conditions);
     const labels = d?.labels ?? {};
-    const addresses = addressesOf(row);
+    // A status built from a run's own observation did not ask for addresses (null, not []): the
+    // last known ones are kept while the VM still shows the same state (no flicker after each run).
+    const prevItem = i.previous?.byKey.get(key)?.item;
+    const addresses = addressesOf(row) ?? (row.addressesReady === null && prevItem?.addresses && prevItem.observed === row.observed ? prevItem.addresses : undefined);
     const item: ResourceItem = {
       key, kind: row.kind, name: row.name, host: row.host, status,
       reason: status === 'Ready' ? null : i.reconciling.has(key) ? 'a run is applying its changes' : row.reason ?? conditions.find((c) => c.type === status)?.message ?? null,
@@ -177,8 +185,7 @@ export function buildSnapshot(i: BuildInput): DashboardSnapshot {
     }
     const haystack = [key, item.reason ?? '', ...Object.entries(labels).map(([k, v]) => `${k}=${v}`)].join('\n').toLowerCase();
     resources.push({ item, row, desired: d, haystack });
-    const prev = i.previous?.byKey.get(key);
-    if (!prev || JSON.stringify(prev.item) !== JSON.stringify(item)) changedKeys.push(key);
+    if (!prevItem || JSON.stringify(prevItem) !== JSON.stringify(item)) changedKeys.push(key);
   }
   for (const k of i.previous?.byKey.keys() ?? []) if (!resources.some((r) => r.item.key === k)) changedKeys.push(k);
   resources.sort((a, b) => (a.item.key < b.item.key ? -1 : a.item.key > b.item.key ? 1 : 0));
@@ -192,7 +199,7 @@ export function buildSnapshot(i: BuildInput): DashboardSnapshot {
     seq: i.seq,
     revision: { applied, fetched: git ? commitOf(git.fetchedCommit, i.commits) : null },
     lastRun: last ? { id: last.runId ?? `seq-${last.seq}`, outcome: last.outcome, durationMs: last.durationMs, finishedAt: last.finishedAt } : null,
-    running: s.runs.inFlight,
+    running: i.phase === 'start' || s.runs.inFlight,
     counts,
     total: resources.length,
     hosts: s.hosts.map(hostCapacity),
@@ -235,6 +242,12 @@ export interface DashboardOptions {
   maxAgeMs?: number;
   /** A run's end without a status refresh within this time refreshes by itself (default 2 s). */
   endRefreshMs?: number;
+  /**
+   * Statuses built outside runs (every `/status` request builds one) make at most one snapshot per
+   * this many ms (default 1000; the latest status wins): scrapers of `/status` do not multiply the
+   * dashboard's work. A run's start and end are always built at once.
+   */
+  minRefreshMs?: number;
   onError?: (e: unknown) => void;
 }
 
@@ -259,6 +272,8 @@ export class Dashboard {
   #refresh: Promise<void> | undefined;
   #waiters: (() => void)[] = [];
   #closed = false;
+  /** The last status the feed handed over (a refresh that caused it is not built twice). */
+  #lastFed: WatchStatus | undefined;
   /** Snapshots built, and the CPU they took (µs, process.cpuUsage user+system): the bench reads them. */
   builds = 0;
   buildCpuMicros = 0;
@@ -301,7 +316,14 @@ export class Dashboard {
       try {
         const s = await this.#o.feed.status();
         // A feed that does not emit `status` for status() it was asked: take it here.
-        if (!this.#current || this.#current.status !== s) this.#enqueue('refresh', s);
+        if (this.#lastFed !== s) this.#enqueue('refresh', s);
+        else if (this.#pendingStatus === s) {
+          // Asked for: built now, not after the refresh interval.
+          if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
+          this.#refreshTimer = undefined;
+          this.#pendingStatus = undefined;
+          this.#enqueue('refresh', s);
+        }
         await this.#chain;
       } catch (e) {
         this.#o.onError?.(e);
@@ -322,6 +344,7 @@ export class Dashboard {
     this.#closed = true;
     this.#unsubscribe();
     if (this.#endTimer) clearTimeout(this.#endTimer);
+    if (this.#refreshTimer) clearTimeout(this.#refreshTimer);
     this.events.close();
   }
 
@@ -338,17 +361,40 @@ export class Dashboard {
       if (this.#endTimer) clearTimeout(this.#endTimer);
       this.#endTimer = setTimeout(() => {
         if (this.#endPending === e.run) void this.refresh();
-      }, this.#o.endRefreshMs ?? 2000);
+      }, this.#o.feed.statusAfterRun === false ? 0 : this.#o.endRefreshMs ?? 2000);
       this.#endTimer.unref();
     } else {
-      const phase = this.#endPending ? 'end' : 'refresh';
-      this.#endPending = undefined;
-      this.#enqueue(phase, e.status);
+      this.#lastFed = e.status;
+      if (this.#endPending || !this.#current) {
+        this.#endPending = undefined;
+        this.#enqueue(this.#current ? 'end' : 'refresh', e.status);
+        return;
+      }
+      // A refresh: at most one snapshot per minRefreshMs, the latest status wins (trailing).
+      this.#pendingStatus = e.status;
+      if (this.#refreshTimer) return;
+      const wait = Math.max(0, this.#lastBuildAt + (this.#o.minRefreshMs ?? 1000) - Date.now());
+      const fire = (): void => {
+        this.#refreshTimer = undefined;
+        const st = this.#pendingStatus;
+        this.#pendingStatus = undefined;
+        if (st && !this.#closed) this.#enqueue('refresh', st);
+      };
+      if (wait === 0) fire();
+      else {
+        this.#refreshTimer = setTimeout(fire, wait);
+        this.#refreshTimer.unref();
+      }
     }
   }
 
+  #pendingStatus: WatchStatus | undefined;
+  #refreshTimer: NodeJS.Timeout | undefined;
+  #lastBuildAt = 0;
+
   #enqueue(phase: SnapshotEvent['phase'], status: WatchStatus): void {
     const reconciling = phase === 'start' ? this.#reconciling : status.runs.inFlight ? this.#reconciling : new Set<string>();
+    this.#lastBuildAt = Date.now();
     this.#chain = this.#chain.then(async () => {
       if (this.#closed) return;
       const commits = await this.#commits(status);
@@ -365,7 +411,14 @@ export class Dashboard {
       this.#seq = snap.seq;
       this.#current = snap;
       for (const w of this.#waiters.splice(0)) w();
-      if (news) this.events.publish({ seq: snap.seq, runId: snap.runId, phase, changedKeys: snap.changedKeys });
+      if (news) {
+        const statuses: Record<string, ResourceState> = {};
+        for (const k of snap.changedKeys.slice(0, MAX_EVENT_STATUSES)) {
+          const r = snap.byKey.get(k);
+          if (r) statuses[k] = r.item.status;
+        }
+        this.events.publish({ seq: snap.seq, runId: snap.runId, phase, changedKeys: snap.changedKeys, statuses });
+      }
     }).catch((e: unknown) => this.#o.onError?.(e));
   }
 

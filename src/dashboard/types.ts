@@ -299,7 +299,14 @@ export interface SnapshotEvent {
   phase: 'start' | 'end' | 'refresh';
   /** Resource keys whose row changed since the previous snapshot. */
   changedKeys: string[];
+  /**
+   * The new state of each changed key (a removed resource: absent), for the first
+   * {@link MAX_EVENT_STATUSES} changed keys: a page can update its rows without a request.
+   */
+  statuses: Record<string, ResourceState>;
 }
+
+export const MAX_EVENT_STATUSES = 500;
 
 /** Error body of every 4xx/5xx of the API. */
 export interface ApiError {

@@ -19,7 +19,13 @@ import {
 import type { StatusSource } from '../watch/http.js';
 import { WatchMetrics } from '../watch/metrics.js';
 import type { WatchStatus } from '../watch/controller.js';
-import type { RunInfo } from '../watch/runner.js';
+import { DEFAULT_HISTORY_RUNS, runRecord, type RunInfo } from '../watch/runner.js';
+import { FeedHub, planKeys, type PlanRecord } from '../watch/feed.js';
+import type { WatchFeedEvent } from '../watch/controller.js';
+import type { Plan } from '../reconcile/plan.js';
+import type { StepOutcome } from '../reconcile/apply.js';
+import type { AnyDesired } from '../reconcile/core/resource.js';
+import type { RunRecord } from '../state/index.js';
 import type { FleetResult } from './run.js';
 import { leaseView, standbyReason } from '../watch/lease-view.js';
 
@@ -32,6 +38,10 @@ export interface FleetWatchStatusOptions {
   /** Opens a host read-only for /status (closed after use). */
   open: Parameters<typeof observeFleet>[3];
   metrics?: WatchMetrics;
+  /** Runs kept in the history (`--history-runs`, default 500; 0: none). */
+  historyRuns?: number;
+  /** Logs a failure to record a run. */
+  onError?: (what: string, e: unknown) => void;
 }
 
 export class FleetWatchStatus implements StatusSource {
@@ -51,6 +61,12 @@ export class FleetWatchStatus implements StatusSource {
   #failedCycles = 0;
   #since = new Date().toISOString();
   #view: { at: number; view: Promise<FleetView> } | undefined;
+  readonly #feed = new FeedHub<RunInfo, WatchStatus>();
+  #desired: readonly AnyDesired[] | undefined;
+  #plan: PlanRecord | undefined;
+  #steps: RunRecord['steps'] = [];
+  /** The dashboard builds its snapshot after a run by asking: this feed does not build a status by itself. */
+  readonly statusAfterRun = false;
 
   constructor(o: FleetWatchStatusOptions) {
     this.#o = o;
@@ -75,7 +91,31 @@ export class FleetWatchStatus implements StatusSource {
     this.metrics.manifestErrors.set(this.#manifestErrors.length);
   }
 
+  subscribe(listener: (e: WatchFeedEvent) => void): () => void {
+    return this.#feed.subscribe(listener);
+  }
+
+  get desiredResources(): readonly AnyDesired[] | undefined {
+    return this.#desired;
+  }
+
+  get lastPlan(): PlanRecord | undefined {
+    return this.#plan;
+  }
+
+  /** The engine's plan of the cycle (`onPlan`): its keys show Reconciling until the cycle ends. */
+  planned(plan: Plan): void {
+    this.#plan = { runId: null, time: new Date().toISOString(), plan };
+    this.#feed.emit({ type: 'runStart', runId: null, keys: planKeys(plan) });
+  }
+
+  /** A step finished (the engine's `done` event): its timing goes into the run's history. */
+  stepDone(s: StepOutcome): void {
+    this.#steps.push({ kind: s.step.kind, name: s.step.name, host: s.step.host, op: s.step.op.op, ms: s.ms, outcome: s.status });
+  }
+
   cycleStarted(): void {
+    this.#steps = [];
     this.#inFlight = true;
     this.#started = Date.now();
     this.metrics.triggers.inc({ source: this.#runs === 0 ? 'initial' : 'resync' });
@@ -91,6 +131,9 @@ export class FleetWatchStatus implements StatusSource {
       ...(r.run ? {} : { error: `no host reachable: ${[...r.unreachable].map(([h, e]) => `${h}: ${e}`).join('; ')}` }),
     });
     if (r.run) this.#lastReconcile = run;
+    this.#desired = r.desired.resources;
+    if (r.run && this.#plan?.plan === r.run.plan) this.#plan = { ...this.#plan, runId: r.run.runId };
+    await this.#record(run);
     if (this.#unreachable.size !== r.unreachable.size || [...r.unreachable.keys()].some((h) => !this.#unreachable.has(h))) this.#since = run.finishedAt;
     this.#unreachable = new Map(r.unreachable);
     this.#failedCycles = r.unreachable.size > 0 ? this.#failedCycles + 1 : 0;
@@ -101,7 +144,19 @@ export class FleetWatchStatus implements StatusSource {
   }
 
   cycleFailed(e: unknown): void {
-    this.#finish({ outcome: 'error', failures: [], blocked: [], error: e instanceof Error ? e.message : String(e) });
+    const run = this.#finish({ outcome: 'error', failures: [], blocked: [], error: e instanceof Error ? e.message : String(e) });
+    void this.#record(run);
+  }
+
+  /** Into the history (pruned to `historyRuns`), then the run's end for the dashboard. */
+  async #record(run: RunInfo): Promise<void> {
+    const keep = this.#o.historyRuns ?? DEFAULT_HISTORY_RUNS;
+    if (keep > 0 && this.#leading) {
+      const rec = runRecord(run, this.#steps);
+      if (!run.runId) run.runId = rec.id;
+      await this.#o.store.runs.record(rec, keep).catch((e: unknown) => this.#o.onError?.('recording the run in the history failed', e));
+    }
+    this.#feed.emit({ type: 'runEnd', run });
   }
 
   #finish(r: Omit<RunInfo, 'seq' | 'sources' | 'startedAt' | 'finishedAt' | 'durationMs'>): RunInfo {
@@ -166,7 +221,7 @@ export class FleetWatchStatus implements StatusSource {
     this.metrics.setHosts(view.hosts);
     const errors = [...view.errors].map(([h, e]) => `${h}: ${e}`);
     const last = this.#last;
-    return {
+    const status: WatchStatus = {
       ready: this.ready,
       stopping: this.#stopping,
       dir: this.#o.dir,
@@ -186,5 +241,7 @@ export class FleetWatchStatus implements StatusSource {
       hostError: errors.length > 0 ? errors.join('; ') : null,
       hosts: view.hosts.map((h) => ({ ...h, uri: redactUri(h.uri) })),
     };
+    this.#feed.emit({ type: 'status', status });
+    return status;
   }
 }

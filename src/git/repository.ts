@@ -252,6 +252,18 @@ export class GitRepository {
     return r.code === 0 && /^[0-9a-f]{40,64}$/.test(sha) ? sha : undefined;
   }
 
+  /**
+   * What the commit says of itself: author (`Name <email>`), message (subject and body, at most
+   * 4 KiB), commit time (ISO-8601). Read with `git log -1` from the local repository (no network).
+   */
+  async commitInfo(sha: string): Promise<{ sha: string; author: string; message: string; committedAt: string }> {
+    const r = await this.#git(['log', '-1', '--no-show-signature', '--format=%an <%ae>%x00%cI%x00%B', sha, '--']);
+    const [author = '', time = '', ...rest] = r.stdout.split('\0');
+    const message = rest.join('\0').replace(/\s+$/, '');
+    const when = Date.parse(time);
+    return { sha, author: author.slice(0, 500), message: message.length > 4096 ? `${message.slice(0, 4096)}…` : message, committedAt: Number.isNaN(when) ? time : new Date(when).toISOString() };
+  }
+
   /** Whether the commit's objects are in the repository. */
   async has(sha: string): Promise<boolean> {
     return (await this.#resolve(sha)) === sha;

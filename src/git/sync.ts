@@ -149,6 +149,24 @@ export class GitSync {
     });
   }
 
+  /** Author, message and time of a fetched commit into `git_commits` (the dashboard shows them); best effort, logged by the caller's status. */
+  async #recordCommit(sha: string): Promise<void> {
+    if (!this.#store?.gitCommits) return;
+    try {
+      await this.#store.gitCommits.put(await this.repo.commitInfo(sha));
+    } catch (e) {
+      // safe-catch: the metadata is only shown; the fetch itself succeeded and is recorded
+      this.#commitInfoError = e instanceof Error ? e.message : String(e);
+    }
+  }
+
+  #commitInfoError: string | undefined;
+
+  /** Why the last fetched commit's metadata could not be recorded (tests, logs). */
+  get commitInfoError(): string | undefined {
+    return this.#commitInfoError;
+  }
+
   /** Fetch; records the fetched commit or the fetch error. Throws the (redacted) error. */
   async fetch(): Promise<string> {
     const now = new Date().toISOString();
@@ -161,6 +179,7 @@ export class GitSync {
       this.#fetchError = null;
       this.#fetchErrorAt = null;
       if (changed) await this.#save({ fetchedCommit: sha, fetchedAt: now, fetchError: null, fetchErrorAt: null });
+      if (changed) await this.#recordCommit(sha);
       return sha;
     } catch (e) {
       if (e instanceof GitError && e.aborted) throw e; // stopping: not a fetch failure worth recording

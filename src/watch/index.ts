@@ -8,6 +8,9 @@ export { CoalescingQueue, type BuiltinTrigger } from './queue.js';
 export { Runner, type RunnerOptions } from './runner.js';
 export { ManifestState } from './manifests.js';
 export * from './sources/index.js';
-export { startStatusServer, parseListen, parseAllowedHost, allowedHostHeaders, isLoopbackHost, type StatusServer, type StatusSource, type ListenAddress } from './http.js';
+export {
+  startStatusServer, parseListen, parseAllowedHost, allowedHostHeaders, isLoopbackHost, checkListenSecurity, SECURITY_HEADERS,
+  type StatusServer, type StatusSource, type ListenAddress, type ListenTls, type StatusServerOptions,
+} from './http.js';
 export { WatchMetrics, DEFAULT_DURATION_BUCKETS } from './metrics.js';
 export { jsonLogger, silentLogger, isLogLevel, type Logger, type LogLevel } from './logger.js';

@@ -113,6 +113,22 @@ export interface RunnerOptions {
 /** The default of `--history-runs`. */
 export const DEFAULT_HISTORY_RUNS = 500;
 
+/** A run as the history (`runs`, migration 0014) keeps it; a run without an engine run id gets a random one. */
+export function runRecord(run: RunInfo, steps: RunRecord['steps']): RunRecord {
+  const p = run.plan;
+  return {
+    id: run.runId ?? randomUUID(),
+    startedAt: run.startedAt, finishedAt: run.finishedAt, trigger: run.sources.join(','), outcome: run.outcome, durationMs: run.durationMs,
+    revisionId: run.revisionId ?? null, gitCommit: run.gitCommit ?? null,
+    counts: {
+      create: p?.create ?? 0, change: p?.change ?? 0, replace: p?.replace ?? 0, delete: p?.delete ?? 0, conflict: p?.conflict ?? 0,
+      steps: p?.steps ?? 0, held: run.held?.length ?? 0, failed: run.failures.length,
+    },
+    failures: [...run.failures, ...(run.error ? [{ resource: '', error: run.error }] : []), ...run.blocked.map((b) => ({ resource: b.resource, error: b.reason, code: 'blocked' }))],
+    steps,
+  };
+}
+
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -368,18 +384,7 @@ export class Runner {
     if (keep <= 0 || !this.#o.store.runs) return;
     // A run without a lease (a standby's leftover) writes nothing: the store is fenced anyway.
     if (this.#o.leader && !this.#o.leader()) return;
-    const p = run.plan;
-    const record: RunRecord = {
-      id: run.runId ?? randomUUID(),
-      startedAt: run.startedAt, finishedAt: run.finishedAt, trigger: run.sources.join(','), outcome: run.outcome, durationMs: run.durationMs,
-      revisionId: run.revisionId ?? null, gitCommit: run.gitCommit ?? null,
-      counts: {
-        create: p?.create ?? 0, change: p?.change ?? 0, replace: p?.replace ?? 0, delete: p?.delete ?? 0, conflict: p?.conflict ?? 0,
-        steps: p?.steps ?? 0, held: run.held?.length ?? 0, failed: run.failures.length,
-      },
-      failures: [...run.failures, ...(run.error ? [{ resource: '', error: run.error }] : []), ...run.blocked.map((b) => ({ resource: b.resource, error: b.reason, code: 'blocked' }))],
-      steps,
-    };
+    const record = runRecord(run, steps);
     if (!run.runId) run.runId = record.id;
     try {
       await this.#o.store.runs.record(record, keep);

@@ -51,6 +51,8 @@ export const SUITES = {
   flstatus: 125,
   // test/fleet/fleetwatch.test.ts (fleet watch's HTTP endpoints)
   flwatch: 117,
+  // issue 23 (helper dashsrv): test/integration/dashboard/server.test.ts, test/integration/dashboard/netns-auth.test.ts
+  dashsrv: 145, dashnet: 146,
   // issue 23 (dashui): test/dashboard/dashboard.test.ts (the dashboard in chromium on a real watch), scripts/dashboard-screenshots.ts
   dashui: 150, dashshot: 151,
 } as const satisfies Record<string, number>;

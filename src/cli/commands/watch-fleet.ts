@@ -14,7 +14,9 @@ import { fleetParts } from '../../fleet/parts.js';
 import { refusedTransports } from '../../fleet/connect.js';
 import { watchFleet, type FleetLogger } from '../../fleet/watch.js';
 import { FleetWatchStatus } from '../../fleet/watch-status.js';
-import { startStatusServer, type ListenAddress, type StatusServer } from '../../watch/index.js';
+import { startStatusServer, type StatusServer } from '../../watch/index.js';
+import { dashboardFor, listenUrl, type HttpSetup } from '../http-options.js';
+import type { Dashboard } from '../../dashboard/data.js';
 import { EXIT, errorMessage, openStore, retryPolicy } from '../common.js';
 
 export interface FleetWatchFlags {
@@ -23,11 +25,8 @@ export interface FleetWatchFlags {
   domainType?: 'auto' | 'kvm' | 'qemu';
 }
 
-/** `--listen` (parsed) and `--allowed-host` names: the HTTP listener, none when `listen` is undefined. */
-export interface FleetListen {
-  listen?: ListenAddress;
-  allowedHosts: string[];
-}
+/** The listener flags, checked (`httpSetup`): none when `listen` is undefined. */
+export type FleetListen = Omit<HttpSetup, 'historyRuns'> & { historyRuns?: number };
 
 export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Policy | undefined, timing: LeaseTiming, log: FleetLogger & { debug(m: string, f?: Record<string, unknown>): void }, http: FleetListen = { allowedHosts: [] }): Promise<number> {
   const load = async (): Promise<{ ok: true; state: DesiredState } | { ok: false; errors: string[] }> => {
@@ -46,6 +45,7 @@ export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Pol
   let lease: Lease | undefined;
   let server: StatusServer | undefined;
   let status: FleetWatchStatus | undefined;
+  let dashboard: Dashboard | undefined;
   const abort = new AbortController();
   const onSignal = (s: NodeJS.Signals): void => {
     if (abort.signal.aborted) {
@@ -62,11 +62,15 @@ export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Pol
     store = await openStore(o.db, { dataDir: o.dataDir });
     log.info('starting (fleet)', { dir, hosts: first.state.hosts.map((h) => h.id), db: store.path, pid: process.pid });
     // The listener first: a standby answers /healthz, /readyz (503, saying why) and /status too.
-    status = new FleetWatchStatus({ dir, store, open: (h) => openHost(h.uri, {}) });
+    status = new FleetWatchStatus({
+      dir, store, open: (h) => openHost(h.uri, {}), historyRuns: http.historyRuns ?? 500,
+      onError: (what, e) => log.error(what, { error: errorMessage(e) }),
+    });
     status.manifests(first);
     if (http.listen) {
-      server = await startStatusServer(status, http.listen, log, { allowedHosts: http.allowedHosts });
-      log.info('listening', { host: server.host, port: server.port, url: `http://${server.host.includes(':') ? `[${server.host}]` : server.host}:${server.port}/` });
+      dashboard = dashboardFor(status, store, http.historyRuns ?? 500, (e) => log.error('dashboard: building the snapshot failed', { error: errorMessage(e) }));
+      server = await startStatusServer(status, http.listen, log, { allowedHosts: http.allowedHosts, token: http.token, tls: http.tls, dashboard });
+      log.info('listening', { host: server.host, port: server.port, url: listenUrl(server.host, server.port, http.tls !== undefined), auth: http.token !== undefined, tls: http.tls !== undefined });
     }
     lease = await store.acquireLease({ command: `virtform watch ${dir}` }, timing, {
       timeoutMs: Infinity, signal: abort.signal,
@@ -90,6 +94,10 @@ export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Pol
       onCycleError: (e) => fleetStatus.cycleFailed(e),
       retry: { baseMs: 1000, maxMs: (o.reconnectMax ?? 30) * 1000 },
       engine: {
+        onPlan: (plan) => fleetStatus.planned(plan),
+        onEvent: (e) => {
+          if (e.type === 'done') fleetStatus.stepDone(e.outcome);
+        },
         concurrency: o.concurrency, retry: retryPolicy(o), maxDeletions: o.maxDeletions,
         shutdownTimeoutMs: o.shutdownTimeout * 1000, stopTimeoutMs: (o.stopTimeout ?? 30) * 1000,
         guard: () => held.refusal(),
@@ -106,6 +114,7 @@ export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Pol
     status?.stopping();
     // safe-catch: cleanup in finally; the watch outcome is already decided and logged
     await server?.close().catch(() => undefined);
+    dashboard?.close();
     // safe-catch: cleanup in finally; a lease left behind expires and is taken over
     await lease?.release().catch(() => undefined);
     // safe-catch: cleanup in finally; SQLite keeps what was committed

@@ -27,7 +27,7 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     expect(s.backend).toBe(backend.name);
     const names = async (x: StateStore) => (await x.db.withTables<{ kysely_migration: { name: string } }>().selectFrom('kysely_migration').select('name').orderBy('name').execute()).map((r) => r.name);
     const first = await names(s);
-    expect(first.at(-1)).toBe('0012_standby');
+    expect(first.at(-1)).toBe('0014_runs');
     expect(first[0]).toBe('0001_initial');
     expect(await names(await store(loc))).toEqual(first);
   });

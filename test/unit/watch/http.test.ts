@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { labManifests } from '../../support/manifests.js';
 import { FAST_RETRY, useHarness } from '../../support/harness.js';
 import {
-  WatchController, WatchMetrics, allowedHostHeaders, isLoopbackHost, parseAllowedHost, parseListen, startStatusServer, type StatusServer,
+  WatchController, WatchMetrics, allowedHostHeaders, checkListenSecurity, isLoopbackHost, parseAllowedHost, parseListen, startStatusServer, type StatusServer,
 } from '../../../src/watch/index.js';
 import { FakeHost } from '../../support/fake-host.js';
 import { parsePrometheus, sampleValue, waitFor } from './helpers.js';
@@ -27,14 +27,23 @@ async function get(path: string): Promise<{ status: number; type: string; body: 
 }
 
 describe('listen address', () => {
-  it('accepts loopback only', () => {
+  it('parses loopback and other addresses; a non-loopback one needs a token and TLS (checkListenSecurity)', () => {
     expect(parseListen('127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 });
     expect(parseListen('localhost:9465')).toEqual({ host: '127.0.0.1', port: 9465 });
     expect(parseListen('[::1]:80')).toEqual({ host: '::1', port: 80 });
     expect(parseListen('9465')).toEqual({ host: '127.0.0.1', port: 9465 });
-    for (const bad of ['0.0.0.0:9465', '10.1.2.3:1', '[::]:1', 'example.com:80', ':80', '127.0.0.1:99999', '127.0.0.1:x']) {
+    expect(parseListen('10.1.2.3:1')).toEqual({ host: '10.1.2.3', port: 1 });
+    for (const bad of [':80', '127.0.0.1:99999', '127.0.0.1:x', 'a b:80']) {
       expect(() => parseListen(bad), bad).toThrow(/--listen/);
     }
+    for (const spec of ['0.0.0.0:9465', '10.1.2.3:1', '[::]:1', 'example.com:80']) {
+      const addr = parseListen(spec);
+      expect(checkListenSecurity(addr, { token: false, tls: false }), spec).toMatch(/--http-token-file and --http-tls-cert/);
+      expect(checkListenSecurity(addr, { token: true, tls: false }), spec).toMatch(/needs --http-tls-cert and --http-tls-key/);
+      expect(checkListenSecurity(addr, { token: false, tls: true }), spec).toMatch(/needs --http-token-file \(/);
+      expect(checkListenSecurity(addr, { token: true, tls: true }), spec).toBeUndefined();
+    }
+    for (const spec of ['127.0.0.1:1', '127.3.4.5:1', '[::1]:1', 'localhost:1']) expect(checkListenSecurity(parseListen(spec), { token: false, tls: false })).toBeUndefined();
     expect(isLoopbackHost('127.1.2.3')).toBe(true);
     expect(isLoopbackHost('127.1.2.300')).toBe(false);
   });
