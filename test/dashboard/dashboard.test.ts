@@ -8,7 +8,9 @@
  *   resources page without a reload: asserted from the page's own event stream (the script's
  *   `vf:patched` records: the state each changed row shows after each snapshot event), not by
  *   polling the DOM; the focused link and the scroll position stay through those updates;
- * - a filter (kind, host, condition) narrows the table, server-side;
+ * - a filter (kind, condition) narrows the table, server-side; on a fleet watch (two Host manifests
+ *   on this libvirtd, reached by two URIs) the host filter narrows it to one host's resources, and
+ *   the overview shows both hosts with their capacity bars;
  * - the detail view shows the manifest location (file:line:col) and the conditions;
  * - every page: no WCAG 2 A/AA violation (axe-core, injected from node_modules), no CSP violation,
  *   no script error; keyboard navigation through the main menu.
@@ -18,6 +20,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { startWatch, waitFor, type Watcher } from '../support/cli.js';
 import { suiteNames } from '../support/names.js';
 import { lab } from '../support/suite.js';
@@ -185,6 +188,75 @@ describe('the dashboard of virtform watch --git, in chromium', () => {
     await page.keyboard.press('Tab');
     const outline = await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle + ' ' + getComputedStyle(document.activeElement!).outlineWidth);
     expect(outline).toBe('solid 3px');
+    await page.close();
+  });
+});
+
+/**
+ * Two Hosts on this one libvirtd (`qemu:///system`, and the same daemon's socket named in the URI):
+ * a fleet watch with a network and a stopped VM pinned to each.
+ */
+describe('the dashboard of a fleet watch: the host filter', () => {
+  let fw: Watcher;
+  let fbase: string;
+  const SOCKET_URI = 'qemu+unix:///system?socket=/var/run/libvirt/libvirt-sock';
+  const manifests = (): string => `apiVersion: virtform.dev/v1
+kind: Host
+metadata: {name: h1}
+spec: {uri: "qemu:///system"}
+---
+apiVersion: virtform.dev/v1
+kind: Host
+metadata: {name: h2}
+spec: {uri: "${SOCKET_URI}"}
+${[1, 2].map((h) => `---
+apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${P}-fnet${h}}
+spec: {mode: isolated, cidr: ${N.cidr(h)}, autostart: false, hosts: [h${h}]}
+---
+apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: ${P}-fvm${h}, labels: {tier: t${h}}}
+spec: {memory: 64MiB, vcpus: 1, state: stopped, host: h${h}, nics: [{network: ${P}-fnet${h}}]}
+`).join('')}`;
+
+  beforeAll(async () => {
+    const dir = join(work, 'fleet');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'fleet.yaml'), manifests());
+    fw = await startWatch([dir, '--db', join(work, 'fleet.db'), '--retry-delay', '200', '--max-attempts', '4', '--resync', '300'], 120_000);
+    fbase = `http://127.0.0.1:${fw.port}`;
+  }, 180_000);
+
+  afterAll(async () => {
+    if (fw && fw.exitCode === undefined) await fw.stop();
+  });
+
+  it('the host filter narrows the table to one host; the overview shows both hosts with capacity bars', async () => {
+    const page = await ctx.newPage();
+    await page.goto(`${fbase}/resources`);
+    await page.waitForFunction(() => Number(document.getElementById('resources-total')?.textContent) === 4, undefined, { timeout: 30_000 });
+    expect(Number(await page.locator('#resources-total').textContent())).toBe(4);
+    expect(await page.locator('#f-host option').allTextContents()).toEqual(['All', 'h1 (2)', 'h2 (2)']);
+    await page.selectOption('#f-host', 'h2');
+    await page.evaluate(() => new Promise((r) => {
+      document.addEventListener('vf:navigated', r, { once: true });
+      (document.querySelector('form.filters button[type=submit]') as HTMLButtonElement).click();
+    }));
+    expect(new URL(page.url()).searchParams.get('host')).toBe('h2');
+    expect(await page.locator('#resources-total').textContent()).toBe('2');
+    expect(await page.locator('#resource-rows tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-key')))).toEqual([
+      `h2/Network/${P}-fnet2`, `h2/VirtualMachine/${P}-fvm2`,
+    ].sort());
+    // The label filter too.
+    await page.goto(`${fbase}/resources?label=tier%3Dt1`);
+    expect(await page.locator('#resource-rows tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-key')))).toEqual([`h1/VirtualMachine/${P}-fvm1`]);
+    await page.goto(`${fbase}/`);
+    expect(await page.locator('.hosts .host h3').allTextContents()).toEqual([expect.stringMatching(/^h1 /), expect.stringMatching(/^h2 /)]);
+    expect(await page.locator('.host[data-host="h2"] meter').count()).toBeGreaterThanOrEqual(2);
+    const mem = page.locator('.host[data-host="h1"] meter').first();
+    expect(Number(await mem.getAttribute('max'))).toBeGreaterThan(0);
     await page.close();
   });
 });

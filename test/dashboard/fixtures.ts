@@ -149,7 +149,7 @@ export interface FixtureServer {
   url: string;
   src: FixtureSource;
   /** Sends a snapshot event to every connected page. */
-  emit(ev: Omit<SnapshotEvent, 'seq'>): void;
+  emit(ev: Omit<SnapshotEvent, 'seq' | 'statuses'>): void;
   clients(): number;
   close(): Promise<void>;
 }
@@ -184,7 +184,8 @@ export async function startFixtureServer(src: FixtureSource): Promise<FixtureSer
     url: `http://127.0.0.1:${port}`,
     src,
     emit(ev) {
-      const data = JSON.stringify({ seq: src.seq, ...ev });
+      const statuses = Object.fromEntries(ev.changedKeys.map((k) => [k, src.items.find((i) => i.key === k)?.status ?? 'absent']));
+      const data = JSON.stringify({ seq: src.seq, ...ev, statuses });
       for (const s of streams) s.write(`event: snapshot\ndata: ${data}\n\n`);
     },
     clients: () => streams.size,
