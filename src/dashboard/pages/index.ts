@@ -6,9 +6,7 @@
  * each snapshot event and patches the regions (`[data-live-region]`) and table rows (`data-key`)
  * that changed.
  */
-import type {
-  AttentionList, Overview, PlanView, ResourceDetail, ResourcePage, ResourceQuery, RunDetail, RunPage, SortField,
-} from '../types.js';
+import type { ResourceQuery, RunDetail } from '../types.js';
 import { toHtml, type SafeHtml } from './html.js';
 import { layout, type LayoutOptions, type Section } from './layout.js';
 import { overviewMain } from './overview.js';
@@ -19,26 +17,11 @@ import { historyMain, runMain } from './history.js';
 import { attentionMain } from './attention.js';
 import { errorMain, loginMain } from './login.js';
 import { asset, isAssetPath } from './assets.js';
-import { dashboardSource } from './source.js';
+import { dashboardSource, type PageSource } from './source.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dashboard } from '../data.js';
 
-type MaybePromise<T> = T | Promise<T>;
-
-/** What the pages read: the JSON API's answers (src/dashboard/api.ts), without the HTTP. */
-export interface PageSource {
-  overview(): MaybePromise<Overview>;
-  /** Throws `BadQuery` (its message shown, status 400) for a bad parameter. */
-  parseResourceQuery(params: URLSearchParams): ResourceQuery;
-  resources(q: ResourceQuery): MaybePromise<ResourcePage>;
-  resource(key: string): MaybePromise<ResourceDetail | undefined>;
-  plan(): MaybePromise<PlanView>;
-  runs(page: number, pageSize: number): MaybePromise<RunPage>;
-  run(id: string): MaybePromise<RunDetail | undefined>;
-  attention(): MaybePromise<AttentionList>;
-  /** The defaults of the resources query (links leave them out). */
-  readonly resourceDefaults: { sort: SortField; order: 'asc' | 'desc'; pageSize: number };
-}
+export type { PageSource } from './source.js';
 
 export interface PageResponse {
   status: number;

@@ -4,8 +4,28 @@
  */
 import type { Dashboard } from '../data.js';
 import { detail, parseResourceQuery, planView, queryResources, runSummary } from '../api.js';
-import { DEFAULT_PAGE_SIZE, type AttentionList, type CommitInfo, type RunDetail, type RunPage } from '../types.js';
-import type { PageSource } from './index.js';
+import {
+  DEFAULT_PAGE_SIZE,
+  type AttentionList, type CommitInfo, type Overview, type PlanView, type ResourceDetail, type ResourcePage, type ResourceQuery, type RunDetail, type RunPage, type SortField,
+} from '../types.js';
+
+type MaybePromise<T> = T | Promise<T>;
+
+/** What the pages read: the JSON API's answers (src/dashboard/api.ts), without the HTTP. */
+export interface PageSource {
+  overview(): MaybePromise<Overview>;
+  /** Throws `BadQuery` (its message shown, status 400) for a bad parameter. */
+  parseResourceQuery(params: URLSearchParams): ResourceQuery;
+  resources(q: ResourceQuery): MaybePromise<ResourcePage>;
+  resource(key: string): MaybePromise<ResourceDetail | undefined>;
+  plan(): MaybePromise<PlanView>;
+  runs(page: number, pageSize: number): MaybePromise<RunPage>;
+  run(id: string): MaybePromise<RunDetail | undefined>;
+  attention(): MaybePromise<AttentionList>;
+  /** The defaults of the resources query (links leave them out). */
+  readonly resourceDefaults: { sort: SortField; order: 'asc' | 'desc'; pageSize: number };
+}
+
 
 export function dashboardSource(d: Dashboard): PageSource {
   return {
