@@ -42,7 +42,9 @@ async function main(): Promise<void> {
     const page = await ctx.newPage();
     const base = `http://127.0.0.1:${w.port}`;
     await page.goto(`${base}/`);
-    await page.waitForFunction((c) => document.querySelector('#applied-commit')?.getAttribute('data-commit') === c && (window as unknown as { vfLive: { connected: boolean } }).vfLive.connected, head, { timeout: 30_000 });
+    // The applied commit shown, the page following events, and no run in flight (the picture of a quiet controller).
+    await page.waitForFunction((c) => document.querySelector('#applied-commit')?.getAttribute('data-commit') === c && (window as unknown as { vfLive: { connected: boolean } }).vfLive.connected
+      && !document.querySelector('[data-live-region="last-run"]')?.textContent?.includes('in progress'), head, { timeout: 30_000 });
     await page.screenshot({ path: join(out, 'dashboard-overview.png') });
     await page.goto(`${base}/resources/${encodeURIComponent(`VirtualMachine/${P}-vm`)}`);
     await page.waitForFunction(() => (window as unknown as { vfLive: { connected: boolean } }).vfLive.connected, undefined, { timeout: 30_000 });

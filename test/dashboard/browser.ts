@@ -71,6 +71,8 @@ export async function startChromium(timeoutMs = 30_000): Promise<RunningBrowser>
     throw e;
   }
   let closed = false;
+  // A test run that exits without afterAll (a crash, a timeout's kill) takes chromium with it.
+  process.once('exit', kill);
   return {
     pid,
     browser,
@@ -80,6 +82,7 @@ export async function startChromium(timeoutMs = 30_000): Promise<RunningBrowser>
       closed = true;
       await Promise.race([browser.close().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
       kill();
+      process.off('exit', kill);
       await new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
       rmSync(profile, { recursive: true, force: true });
     },

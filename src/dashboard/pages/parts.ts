@@ -32,7 +32,7 @@ export function resourceLink(key: string, text: Interpolation = key): SafeHtml {
 export function meter(label: string, used: number, total: number, unit: 'bytes' | 'count'): SafeHtml {
   const show = (n: number): string => (unit === 'bytes' ? bytes(n) : String(n));
   const p = percent(used, total);
-  return html`<div class="cap"><span class="cap-label">${label}</span><meter min="0" max="${total > 0 ? total : 1}" low="${Math.round(total * 0.75)}" high="${Math.round(total * 0.9)}" optimum="0" value="${Math.min(used, total > 0 ? total : used)}" aria-label="${label}: ${show(used)} of ${show(total)} used">${p}%</meter><span class="cap-text">${show(used)} / ${show(total)} <span class="pct">(${p}%)</span></span></div>`;
+  return html`<div class="cap"><span class="cap-label">${label}</span><meter min="0" max="${total > 0 ? total : 1}" low="${total * 0.75}" high="${total * 0.9}" optimum="0" value="${Math.min(used, total > 0 ? total : used)}" aria-label="${label}: ${show(used)} of ${show(total)} used">${p}%</meter><span class="cap-text">${show(used)} / ${show(total)} <span class="pct">(${p}%)</span></span></div>`;
 }
 
 /** The conditions of a resource as a table: type, status, reason, message, last transition. */
