@@ -264,6 +264,7 @@ export async function handleApi(d: Dashboard, req: IncomingMessage, res: ServerR
     return true;
   } catch (e) {
     if (e instanceof BadRequest) json(400, { error: e.message });
+    else if (e instanceof Error && e.message.startsWith('no dashboard data yet')) send(503, 'application/json; charset=utf-8', `${JSON.stringify({ error: e.message })}\n`, { 'retry-after': '2' });
     else json(500, { error: e instanceof Error ? e.message : String(e) });
     return true;
   }

@@ -270,7 +270,6 @@ export class Dashboard {
   #endTimer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
   #refresh: Promise<void> | undefined;
-  #waiters: (() => void)[] = [];
   #closed = false;
   /** The last status the feed handed over (a refresh that caused it is not built twice). */
   #lastFed: WatchStatus | undefined;
@@ -300,15 +299,23 @@ export class Dashboard {
   /** The current snapshot: the first one is waited for (built now if none); a stale one is refreshed in the background. */
   async snapshot(): Promise<DashboardSnapshot> {
     const cur = this.#current;
+    if (cur && this.#stale) {
+      this.#stale = false;
+      await this.refresh();
+      return this.#current ?? cur;
+    }
     if (cur) {
       if (Date.now() - Date.parse(cur.generatedAt) > (this.#o.maxAgeMs ?? 15_000)) void this.refresh();
       return cur;
     }
     await this.refresh();
     if (this.#current) return this.#current;
-    await new Promise<void>((r) => this.#waiters.push(r));
-    return this.#current!;
+    throw new Error(`no dashboard data yet: ${this.#lastError ?? 'the first status is being built'}`);
   }
+
+  #lastError: string | undefined;
+  /** A run ended and its status was not built yet (the next request builds it first). */
+  #stale = false;
 
   /** Ask the watcher for a fresh status (coalesced: one at a time); its `status` event builds the snapshot. */
   refresh(): Promise<void> {
@@ -326,6 +333,7 @@ export class Dashboard {
         }
         await this.#chain;
       } catch (e) {
+        this.#lastError = e instanceof Error ? e.message : String(e);
         this.#o.onError?.(e);
       } finally {
         this.#refresh = undefined;
@@ -360,7 +368,11 @@ export class Dashboard {
       this.#endPending = e.run;
       if (this.#endTimer) clearTimeout(this.#endTimer);
       this.#endTimer = setTimeout(() => {
-        if (this.#endPending === e.run) void this.refresh();
+        if (this.#endPending !== e.run) return;
+        // A feed that builds no status after a run (the fleet watch: a status asks every host):
+        // asked now only while someone watches the stream; else the next request asks (stale).
+        if (this.#o.feed.statusAfterRun === false && this.events.clients === 0) this.#stale = true;
+        else void this.refresh();
       }, this.#o.feed.statusAfterRun === false ? 0 : this.#o.endRefreshMs ?? 2000);
       this.#endTimer.unref();
     } else {
@@ -410,7 +422,6 @@ export class Dashboard {
       const news = phase !== 'refresh' || snap.changedKeys.length > 0 || !this.#current;
       this.#seq = snap.seq;
       this.#current = snap;
-      for (const w of this.#waiters.splice(0)) w();
       if (news) {
         const statuses: Record<string, ResourceState> = {};
         for (const k of snap.changedKeys.slice(0, MAX_EVENT_STATUSES)) {

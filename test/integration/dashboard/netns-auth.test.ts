@@ -19,7 +19,8 @@ import { scenario } from '../../support/scenario.js';
 import { URI } from '../../support/virsh.js';
 
 const N = suiteNames('dashnet');
-const NS = 'vftest-dashnet';
+// The namespace's name is the suite's base name (vftest-dashnet).
+const NS = N.base;
 const ADDR = '10.252.146.1';
 const TOKEN = 'dashnet-token-0123456789abcdef';
 

@@ -214,3 +214,14 @@ describe('TLS and the non-loopback rules', () => {
     expect(errs.join('')).toMatch(/refusing to listen on 10\.9\.8\.7: a non-loopback address needs --http-token-file and --http-tls-cert and --http-tls-key/);
   });
 });
+
+describe('no data yet', () => {
+  it('a status that cannot be built: the API answers 503 saying why (it does not hang)', async () => {
+    const src = { ...fakeSource(), status: async (): Promise<WatchStatus> => { throw new Error('state DB locked'); } };
+    dashboard = new Dashboard({ feed: src, store: emptyStore });
+    server = await startStatusServer(src, { host: '127.0.0.1', port: 0 }, undefined, { dashboard });
+    const r = await fetch(`http://127.0.0.1:${server.port}/api/v1/overview`, { signal: AbortSignal.timeout(5000) });
+    expect(r.status).toBe(503);
+    expect(await r.json()).toEqual({ error: 'no dashboard data yet: state DB locked' });
+  });
+});

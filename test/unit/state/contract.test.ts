@@ -32,6 +32,30 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     expect(await names(await store(loc))).toEqual(first);
   });
 
+  it('runs: recorded with their JSON columns, paged newest first, pruned to the newest N on insert (migration 0014)', async () => {
+    const s = await store();
+    const run = (i: number) => ({
+      id: `run-${i}`, startedAt: `2026-01-01T00:00:0${i}.000Z`, finishedAt: `2026-01-01T00:00:0${i}.500Z`, trigger: 'file,event', outcome: i === 2 ? 'failed' : 'succeeded',
+      durationMs: 500 + i, revisionId: i, gitCommit: i % 2 ? 'a'.repeat(40) : null, counts: { create: i, steps: 2 * i },
+      failures: i === 2 ? [{ resource: 'VirtualMachine/x', error: 'boom', code: 'invalid' }] : [],
+      steps: [{ kind: 'VirtualMachine', name: 'x', host: 'local', op: 'vm.start', ms: 12, outcome: 'succeeded' }],
+    });
+    for (let i = 1; i <= 5; i++) await s.runs.record(run(i), 3);
+    const page = await s.runs.page(0, 10);
+    expect(page.total).toBe(3);
+    expect(page.items.map((r) => r.id)).toEqual(['run-5', 'run-4', 'run-3']);
+    expect(await s.runs.get('run-1')).toBeUndefined();
+    expect(await s.runs.get('run-4')).toEqual(run(4));
+    expect((await s.runs.page(1, 1)).items.map((r) => r.id)).toEqual(['run-4']);
+    await s.runs.record({ ...run(5), outcome: 'failed' }, 3); // the same id again: replaced, not added
+    expect((await s.runs.page(0, 10)).items.map((r) => `${r.id}:${r.outcome}`)).toEqual(['run-5:failed', 'run-4:succeeded', 'run-3:succeeded']);
+    await s.gitCommits.put({ sha: 'b'.repeat(40), author: 'A <a@example.invalid>', message: 'subject\n\nbody', committedAt: '2026-01-01T00:00:00.000Z' });
+    expect(await s.gitCommits.getMany(['b'.repeat(40), 'c'.repeat(40)])).toEqual([{ sha: 'b'.repeat(40), author: 'A <a@example.invalid>', message: 'subject\n\nbody', committedAt: '2026-01-01T00:00:00.000Z' }]);
+    await s.events.append({ level: 'info', ref: resourceRef('VirtualMachine', 'x'), message: 'about x' });
+    await s.events.append({ level: 'info', message: 'about nothing' });
+    expect((await s.events.forResource(resourceRef('VirtualMachine', 'x'))).map((e) => e.message)).toEqual(['about x']);
+  });
+
   it('serializes concurrent first opens (the migrations run once)', async () => {
     const loc = await backend.fresh();
     const [a, b, c] = await Promise.all([store(loc), store(loc), store(loc)]);
