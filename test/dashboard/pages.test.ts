@@ -102,11 +102,16 @@ describe('dashboard pages in chromium (fixture data)', () => {
     expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
     await page.keyboard.press('Enter');
     expect(await page.evaluate(() => location.hash)).toBe('#main');
+    const focused = async (id: string): Promise<string | undefined> => {
+      // Focus moves with the key event; under load the read can come a frame early.
+      await page.waitForFunction((want) => document.activeElement?.id === want, id, { timeout: 2000 }).catch(() => undefined);
+      return page.evaluate(() => document.activeElement?.id);
+    };
     await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('f-kind');
+    expect(await focused('f-kind')).toBe('f-kind');
     // The host filter from the keyboard.
     await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('f-host');
+    expect(await focused('f-host')).toBe('f-host');
     await page.selectOption('#f-host', 'h2');
     await page.focus('form.filters button[type="submit"]');
     const nav = page.evaluate(() => new Promise((r) => document.addEventListener('vf:navigated', (e) => r((e as CustomEvent).detail), { once: true })));
