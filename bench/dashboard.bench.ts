@@ -137,6 +137,8 @@ async function liveUpdate(b: RunningBrowser, s: Site, i: number): Promise<number
 
 async function main(): Promise<void> {
   const b = await startChromium();
+  // A bench stopped by a signal takes its chromium with it (the 'exit' hook of startChromium).
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
   const sites: Site[] = [];
   try {
     for (const n of SIZES) {

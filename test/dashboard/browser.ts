@@ -7,7 +7,7 @@
  * test failed. `scripts/setup-browser.sh` installs it (`make test-dashboard` runs that first).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -28,6 +28,23 @@ export interface RunningBrowser {
   close(): Promise<void>;
 }
 
+/** The pids whose command line names this profile (`--user-data-dir=…`), from /proc. */
+function profilePids(profile: string): number[] {
+  const want = `--user-data-dir=${profile}`;
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+    } catch {
+      continue; // safe-catch: the process exited while listing
+    }
+    if (cmd.split('\0').includes(want)) out.push(Number(d));
+  }
+  return out;
+}
+
 export async function startChromium(timeoutMs = 30_000): Promise<RunningBrowser> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: run scripts/setup-browser.sh (make test-dashboard does)`);
   const profile = mkdtempSync(join(tmpdir(), 'vf-chromium-'));
@@ -36,11 +53,20 @@ export async function startChromium(timeoutMs = 30_000): Promise<RunningBrowser>
   });
   const pid = child.pid!;
   let stderr = '';
+  // Chromium's process group, then every process still running with this profile: some helpers
+  // (the utility processes) leave the group, and one seen left would outlive the test.
   const kill = (): void => {
     try {
       process.kill(-pid, 'SIGKILL');
     } catch {
       // safe-catch: ESRCH, the group is already gone
+    }
+    for (const p of profilePids(profile)) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // safe-catch: ESRCH, it exited meanwhile
+      }
     }
   };
   const ws = await new Promise<string>((resolve, reject) => {
@@ -84,6 +110,7 @@ export async function startChromium(timeoutMs = 30_000): Promise<RunningBrowser>
       kill();
       process.off('exit', kill);
       await new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+      kill();
       rmSync(profile, { recursive: true, force: true });
     },
   };
