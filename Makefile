@@ -8,7 +8,7 @@ URI ?= qemu:///system
 DOMAIN_TYPE ?= qemu
 VIRTFORM := node dist/cli/main.js
 
-.PHONY: help setup build demo demo-destroy test test-unit test-integration test-postgres test-fleet check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check mutation
+.PHONY: help setup build demo demo-destroy test test-unit test-integration test-postgres test-fleet test-dashboard dashboard-screenshots check-protocol gen-protocol test-faults test-e2e debian-guest bench clean-test typecheck vagrant-check mutation
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,14 @@ test-faults: setup ## fault suite: crash matrix, SIGKILL rounds, libvirtd kill, 
 
 test-fleet: setup ## the fleet suites: several namespace libvirt hosts (placement, moves, ssh/TLS transports, host failures) and two watchers on PostgreSQL (root)
 	npx vitest run -c vitest.fleet.config.ts
+
+test-dashboard: setup build ## the web dashboard in Debian's chromium (installed here by scripts/setup-browser.sh): a real watch --git on libvirtd, live updates, filters, axe-core WCAG AA, keyboard (root)
+	bash scripts/setup-browser.sh
+	npx vitest run -c vitest.dashboard.config.ts
+
+dashboard-screenshots: setup build ## docs/dashboard-overview.png and docs/dashboard-resource.png from a real watch (root; chromium)
+	bash scripts/setup-browser.sh
+	npx tsx scripts/dashboard-screenshots.ts --out docs
 
 debian-guest: ## build (or find cached) the Debian bookworm cloud-init guest in /var/cache/virtform/debian-guest (root; ~4 min cold, 1 s warm)
 	bash scripts/build-debian-guest.sh

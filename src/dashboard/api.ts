@@ -138,7 +138,7 @@ export function fieldRows(s: DashboardSnapshot, r: SnapshotResource, recordedCon
   return rows;
 }
 
-async function detail(d: Dashboard, s: DashboardSnapshot, key: string): Promise<ResourceDetail | undefined> {
+export async function detail(d: Dashboard, s: DashboardSnapshot, key: string): Promise<ResourceDetail | undefined> {
   const r = s.byKey.get(key);
   if (!r) return undefined;
   const ref = parseResourceKey(key);
@@ -162,7 +162,7 @@ async function detail(d: Dashboard, s: DashboardSnapshot, key: string): Promise<
   };
 }
 
-function planView(d: Dashboard, s: DashboardSnapshot): PlanView {
+export function planView(d: Dashboard, s: DashboardSnapshot): PlanView {
   const hit = s.cache.get('plan') as PlanView | undefined;
   if (hit) return hit;
   const p = s.plan;
@@ -180,7 +180,7 @@ function planView(d: Dashboard, s: DashboardSnapshot): PlanView {
   return view;
 }
 
-function runSummary(r: RunRecord): RunSummary {
+export function runSummary(r: RunRecord): RunSummary {
   const c = r.counts;
   const n = (k: string): number => (typeof c[k] === 'number' ? c[k]! : 0);
   return {

@@ -5,7 +5,7 @@
  * lines and its HTTP endpoints.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -46,6 +46,8 @@ export function ensureBuilt(): void {
   if (!existsSync(CLI) || stamp < newestSourceMtime()) {
     const started = new Date();
     execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+    // The dashboard's script and stylesheet, as `npm run build` copies them.
+    if (existsSync(join(ROOT, 'src/dashboard/assets'))) cpSync(join(ROOT, 'src/dashboard/assets'), join(ROOT, 'dist/dashboard/assets'), { recursive: true });
     writeFileSync(BUILD_STAMP, '');
     utimesSync(BUILD_STAMP, started, started); // an edit made during the build makes the next call build again
   }

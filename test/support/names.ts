@@ -60,6 +60,8 @@ export const SUITES = {
   dashsrv: 145, dashnet: 146,
   // savedplan (issue 24): test/integration/reconcile/saved-plan.test.ts, saved-plan-queue.test.ts; test/faults/saved-plan-crash.test.ts
   savplan: 155, planq: 156, plancrash: 157,
+  // issue 23 (dashui): test/dashboard/dashboard.test.ts (the dashboard in chromium on a real watch), scripts/dashboard-screenshots.ts
+  dashui: 150, dashshot: 151,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
