@@ -79,5 +79,7 @@ export type { VolumeConfig } from './volume/index.js';
 export type { NetworkConfig } from './network/index.js';
 export type { VmConfig } from './vm/index.js';
 export type { SnapshotConfig } from './snapshot/index.js';
+/** `virtform snapshot revert|list` (issue 24): the Snapshot kind's imperative side, for the CLI. */
+export { SNAPSHOT_KIND, listSnapshots, previewRevert, revertTo, type RevertPreview, type SnapshotRow } from './snapshot/revert.js';
 export type { KindHandler } from '../core/kind.js';
 export type { Ownership } from '../core/ownership.js';
