@@ -51,6 +51,9 @@ export const SUITES = {
   flstatus: 125,
   // test/fleet/fleetwatch.test.ts (fleet watch's HTTP endpoints)
   flwatch: 117,
+  // issue 24 (helper snaps): test/integration/reconcile/snapshot.test.ts, test/faults/snapshot-crash.test.ts,
+  // test/integration/guest/snapshot-memory.test.ts
+  snapshot: 165, snapcrash: 166, snapmem: 167,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
