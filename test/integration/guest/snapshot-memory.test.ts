@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { useSuite } from '../../support/suite.js';
+import { runCli } from '../../support/cli.js';
 import { scenario } from '../../support/scenario.js';
 import { virsh } from '../../support/virsh.js';
 import { TINY_CMDLINE, tinyGuestFiles, type TinyGuestFiles } from '../../support/guest.js';
@@ -78,7 +79,7 @@ describe.sequential('a memory snapshot of the running tiny guest (TCG)', () => {
 
   it('memory: true on a VM declared stopped is refused at validate; stopped outside virtform, it is a conflict naming why', async () => {
     N.write(manifests({ state: 'stopped' }));
-    const v = await N.cli(['validate', N.mdir]);
+    const v = await runCli(['validate', N.mdir]);
     expect(v.code).toBe(2);
     expect(v.stderr + v.stdout).toMatch(/spec\.memory: VirtualMachine "[^"]+" is declared stopped .*no memory to save/);
   }, 60_000);

@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { useSuite } from '../../support/suite.js';
+import { runCli } from '../../support/cli.js';
 import { scenario } from '../../support/scenario.js';
 import { virsh } from '../../support/virsh.js';
 
@@ -145,7 +146,7 @@ describe.sequential('kind Snapshot and snapshot revert on qemu:///system', () =>
       .manifest('Snapshot', `${P}-c`, { vm: `${P}-none` });
     const dir = `${N.work}/invalid`;
     s.write(dir);
-    const r = await N.cli(['validate', dir]);
+    const r = await runCli(['validate', dir]);
     expect(r.code).toBe(2);
     expect(r.stderr + r.stdout).toMatch(new RegExp(`manifests\\.yaml:\\d+:\\d+: Snapshot/${P}-a: spec\\.vm: VirtualMachine "${P}-rawvm" has a raw writable disk`));
     expect(r.stderr + r.stdout).toMatch(new RegExp(`Snapshot/${P}-b: spec\\.vm: VirtualMachine "${P}-efi" boots UEFI firmware`));
