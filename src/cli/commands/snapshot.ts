@@ -19,6 +19,7 @@ import { SNAPSHOT_KIND, listSnapshots, previewRevert, revertTo, type RevertPrevi
 import { LeaseHeldError, StateDbMissingError, type Lease, type StateStore } from '../../state/index.js';
 import { LOCAL_HOST } from '../../model/kinds.js';
 import { printable } from '../../util/printable.js';
+import { crashAtBoundary } from '../../reconcile/faults.js';
 
 export interface SnapshotFlags extends LeaseFlags {
   uri: string;
@@ -123,7 +124,12 @@ export async function runSnapshotRevert(name: string, o: SnapshotFlags & { allow
     }
     writer.keepAlive({ onLost: (why) => err(`virtform: ${why}: the revert is not made\n`) });
     host.setMutationGuard?.(() => writer?.refusal());
+    // The crash matrix's hook (VIRTFORM_TEST_CRASH_AT): after the entry is journaled, and after the revert before it is closed.
+    const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
+    const boundary = crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined;
+    const earlier = (await store.journal.listUnresolved()).filter((j) => j.kind === SNAPSHOT_KIND && j.name === name && j.action === 'snapshot.revert');
     const id = await store.journal.begin({ kind: SNAPSHOT_KIND, name, host: LOCAL_HOST, runId: randomUUID(), action: 'snapshot.revert', intent: { vm: preview.vm } });
+    boundary?.(`${SNAPSHOT_KIND}/${name} snapshot.revert journaled`);
     let done: { ms: number; state: 'running' | 'stopped' };
     try {
       done = await revertTo(host, preview);
@@ -131,7 +137,10 @@ export async function runSnapshotRevert(name: string, o: SnapshotFlags & { allow
       await store.journal.finish(id, 'failed', errorMessage(e));
       throw e;
     }
+    boundary?.(`${SNAPSHOT_KIND}/${name} snapshot.revert done`);
     await store.journal.finish(id, 'succeeded');
+    // A revert interrupted earlier (its entry left open or failed) is finished by this one.
+    if (earlier.length > 0) await store.journal.resolve(earlier.map((j) => j.id));
     await store.events.append({ level: 'info', ref: { kind: SNAPSHOT_KIND, name, host: LOCAL_HOST }, message: `reverted VirtualMachine ${preview.vm} to snapshot ${name} (taken ${preview.takenAt}) in ${done.ms} ms` });
     if (!o.json) {
       out(`\nReverted VirtualMachine/${preview.vm} to Snapshot/${name} in ${(done.ms / 1000).toFixed(2)}s; the VM is ${done.state}.\n`);
