@@ -1,5 +1,6 @@
 /** Shared CLI plumbing: exit codes, manifest loading, state store and host connections. */
 import { existsSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
 import { stat } from 'node:fs/promises';
 import { loadManifests, loadPolicy, formatManifestError, type DesiredState, type LoadOptions, type ManifestError, type Policy } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
@@ -143,4 +144,17 @@ export async function verifyHostIdentity(store: StateStore, host: Pick<HostPort,
 
 export function useColor(flag: boolean | undefined, stream: NodeJS.WriteStream = process.stdout): boolean {
   return flag !== false && stream.isTTY === true && !process.env.NO_COLOR;
+}
+
+/** `user@host (pid N)`; under sudo the invoking user. */
+export function whoAmI(): string {
+  let user = process.env.SUDO_USER;
+  if (!user) {
+    try {
+      user = userInfo().username;
+    } catch { // safe-catch: no passwd entry for this uid: the uid names the user instead
+      user = `uid ${process.getuid?.() ?? '?'}`;
+    }
+  }
+  return `${user}@${hostname()} (pid ${process.pid})`;
 }

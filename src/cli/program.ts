@@ -163,7 +163,15 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
       num('--lock-timeout', 0), 0)
     .option('--explain', 'Host manifests: for each VM placed, every host rejected with the filter that rejected it, and the chosen host\'s score parts')
     .option('--rebalance', 'Host manifests: propose (with --dry-run) or make cold moves that reduce spread skew or overload, at most --max-moves')
-    .option('--max-moves <n>', 'with --rebalance: most VMs moved (drains and pin changes are not counted)', int('--max-moves', 0, 1000), 1);
+    .option('--max-moves <n>', 'with --rebalance: most VMs moved (drains and pin changes are not counted)', int('--max-moves', 0, 1000), 1)
+    .option('--out <file>', 'with --dry-run: also write the plan to FILE (JSON, format virtform-plan/1: digests only, no secrets; '
+      + 'with --json stdout is the same document); apply it with --plan FILE')
+    .option('--plan <file>', 'apply exactly the steps of a saved plan (DIR: the one given, else the folder recorded in the plan), with the consent flags '
+      + 'recorded in it; refused (exit 1, naming what changed, nothing applied) when the manifests, the objects on the host or a touched '
+      + 'object\'s definition changed since. While a watcher holds the writer lease the plan is queued for it to apply')
+    .option('--no-queue', 'with --plan: while another process holds the writer lease, exit 1 naming it instead of queueing the plan for it')
+    .option('--queue-timeout <seconds>', 'with --plan: how long to wait for the watcher to carry a queued plan out (default: as long as it takes; a plan '
+      + 'not yet taken then is cancelled)', num('--queue-timeout', 0));
   leaseOptions(reconcile)
     .action(async (dir: string | undefined, o, cmd: Command) => {
       // With Host manifests the manifests name the hosts: a --uri (flag or VIRTFORM_URI) is refused.

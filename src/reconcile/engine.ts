@@ -81,6 +81,12 @@ export interface ReconcileOptions {
   guard?: MutationGuard;
   /** `--move-bandwidth`: most bytes per second a cold move's copy sends (absent: unlimited). */
   moveBandwidth?: number;
+  /**
+   * Called with the plan and the observation before anything else (before `onPlan`, the
+   * suspension and the brake): throwing refuses the run, nothing applied and nothing recorded
+   * (a saved plan that no longer matches: `saved-plan.ts`).
+   */
+  checkPlan?: (plan: Plan, observed: ObservedHosts) => void | Promise<void>;
 }
 
 export interface ReconcileResult {
@@ -155,6 +161,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const { plan, observed, observedHosts } = await planOnly(hosts, opts.store, opts.desired, opts.gracefulStop ?? true, {
     allowDataLoss: opts.allowDataLoss ?? false, maxDeletions: opts.maxDeletions,
   });
+  await opts.checkPlan?.(plan, observedHosts);
   const suspension = await opts.store.controls?.suspension();
   opts.onPlan?.(plan);
   const base = { runId, plan, observed, observedHosts, held: plan.held, ...(suspension ? { suspension } : {}) };

@@ -35,3 +35,7 @@ export {
   type LeaseDeps, type LeaseDialect, type LeaseOwner, type LeaseRow, type LeaseTiming, type WaitOptions,
 } from './lease.js';
 export type { StateDatabase } from './schema.js';
+export {
+  FINAL_STATUSES, RequestOrphanedError, RequestTimeoutError, awaitOutcome, leaseLive, submit,
+  type AwaitOptions, type RequestOutcome, type RequestRecord, type RequestStatus, type RequestType,
+} from './requests.js';

@@ -10,16 +10,24 @@ import { Kysely, sql, type Dialect, type Selectable } from 'kysely';
 import { FencingDialect } from './fence.js';
 import { acquireLease, type Lease, type LeaseDeps, type LeaseOwner, type LeaseTiming, type WaitOptions } from './lease.js';
 import { DEFAULT_HOST_ID, HOST_KEYED_TABLES, HostMismatchError, sameHost, type HostBinding, type HostIdentity, type HostKeyedTable, type HostRecord, type HostRekey } from './hosts.js';
-import type { GitSourcesTable, HostsTable, JournalTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
+import type { GitSourcesTable, HostsTable, JournalTable, RequestsTable, ResourcesTable, RevisionsTable, StateDatabase } from './schema.js';
 import { isConditionType, type Condition, type ConditionDraft } from '../model/conditions.js';
 import { resourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import type {
   BaselineEntry, EventRecord, GitSourceRecord, GitSourceUpdate, JournalEntry, ResourceIndexEntry, ResourceRecord, ResourceUpsert,
-  ConditionSyncOptions, RevisionRecord, StateStore, StoredReference, Suspension,
+  ConditionSyncOptions, RequestOutcome, RequestRecord, RequestStatus, RevisionRecord, StateStore, StoredReference, Suspension,
 } from './types.js';
 
 /** The key columns of a resource's rows: `host`, `kind`, `name` (migration 0008 makes them unique). */
 export const refWhere = (ref: ResourceRef) => ({ host: ref.host, kind: ref.kind, name: ref.name });
+
+function toRequest(r: Selectable<RequestsTable>): RequestRecord {
+  return {
+    id: Number(r.id), type: r.type, args: JSON.parse(r.args) as Record<string, unknown>, status: r.status as RequestStatus,
+    requestedBy: r.requested_by, requestedAt: r.requested_at, claimedBy: r.claimed_by, startedAt: r.started_at, finishedAt: r.finished_at,
+    outcome: r.outcome ? (JSON.parse(r.outcome) as RequestOutcome) : null,
+  };
+}
 
 function toGitSource(r: Selectable<GitSourcesTable>): GitSourceRecord {
   return {
@@ -620,6 +628,57 @@ export abstract class KyselyStateStore implements StateStore {
       const current = await this.controls.suspension();
       if (current) await this.db.deleteFrom('controls').where('name', '=', 'suspend').execute();
       return current;
+    },
+  };
+
+  /** Requests to the writer lease's holder (migration 0015, src/state/requests.ts). */
+  readonly requests = {
+    submit: async (r: { type: string; args: Record<string, unknown>; requestedBy: string }): Promise<number> => {
+      const row = await this.db.insertInto('requests')
+        .values({ type: r.type, args: JSON.stringify(r.args), status: 'queued', requested_by: r.requestedBy, requested_at: this.#now() })
+        .returning('id').executeTakeFirstOrThrow();
+      return Number(row.id);
+    },
+    get: async (id: number): Promise<RequestRecord | undefined> => {
+      const row = await this.db.selectFrom('requests').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toRequest(row) : undefined;
+    },
+    list: async (opts: { status?: RequestStatus[]; limit?: number } = {}): Promise<RequestRecord[]> => {
+      let q = this.db.selectFrom('requests').selectAll();
+      if (opts.status) q = q.where('status', 'in', opts.status.length ? opts.status : ['']);
+      const rows = await q.orderBy('id', 'desc').limit(opts.limit ?? 100).execute();
+      return rows.map(toRequest);
+    },
+    claim: async (claimedBy: string): Promise<RequestRecord | undefined> => {
+      return this.retrying(() => this.db.transaction().execute(async (trx) => {
+        const next = await trx.selectFrom('requests').select('id').where('status', '=', 'queued').orderBy('id').limit(1).executeTakeFirst();
+        if (!next) return undefined;
+        const res = await trx.updateTable('requests').set({ status: 'running', claimed_by: claimedBy, started_at: this.#now() })
+          .where('id', '=', next.id).where('status', '=', 'queued').executeTakeFirst();
+        if (Number(res.numUpdatedRows) !== 1) return undefined;
+        return toRequest(await trx.selectFrom('requests').selectAll().where('id', '=', next.id).executeTakeFirstOrThrow());
+      }));
+    },
+    finish: async (id: number, outcome: RequestOutcome): Promise<void> => {
+      await this.db.updateTable('requests')
+        .set({ status: outcome.ok ? 'succeeded' : 'failed', outcome: JSON.stringify(outcome), finished_at: this.#now() })
+        .where('id', '=', id).where('status', '=', 'running').execute();
+    },
+    cancel: async (id: number): Promise<boolean> => {
+      const res = await this.db.updateTable('requests').set({ status: 'cancelled', finished_at: this.#now() })
+        .where('id', '=', id).where('status', '=', 'queued').executeTakeFirst();
+      return Number(res.numUpdatedRows) === 1;
+    },
+    abandon: async (claimedBy: string, why: string): Promise<RequestRecord[]> => {
+      const rows = await this.db.selectFrom('requests').selectAll().where('status', '=', 'running').where('claimed_by', '!=', claimedBy).execute();
+      const out: RequestRecord[] = [];
+      for (const row of rows) {
+        const outcome: RequestOutcome = { ok: false, exitCode: 1, message: `abandoned: ${why} (it was taken by ${row.claimed_by ?? 'an earlier holder'})` };
+        const res = await this.db.updateTable('requests').set({ status: 'abandoned', outcome: JSON.stringify(outcome), finished_at: this.#now() })
+          .where('id', '=', row.id).where('status', '=', 'running').executeTakeFirst();
+        if (Number(res.numUpdatedRows) === 1) out.push(toRequest({ ...row, status: 'abandoned', outcome: JSON.stringify(outcome) }));
+      }
+      return out;
     },
   };
 

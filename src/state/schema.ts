@@ -178,7 +178,28 @@ export interface VolumeReferencesTable {
   first_seen: string;
 }
 
+/** Requests to the writer lease's holder (migration 0015; src/state/requests.ts). */
+export interface RequestsTable {
+  id: Generated<number>;
+  /** `plan`, `restart`, `snapshot-revert`, …: the handler the holder runs. */
+  type: string;
+  /** JSON object as text: the handler's arguments (no secrets: anyone reading the DB sees them). */
+  args: string;
+  /** `queued` | `running` | `succeeded` | `failed` | `cancelled` | `abandoned`. */
+  status: string;
+  /** `user@hostname (pid N)`. */
+  requested_by: string;
+  requested_at: string;
+  /** The lease holder (its holder id and epoch) that claimed it. */
+  claimed_by: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  /** JSON object as text: the {@link RequestOutcome} (null until finished). */
+  outcome: string | null;
+}
+
 export interface StateDatabase {
+  requests: RequestsTable;
   baselines: BaselinesTable;
   volume_references: VolumeReferencesTable;
   controls: ControlsTable;

@@ -29,6 +29,39 @@ export interface Suspension {
   reason: string | null;
 }
 
+/* The request queue's records (src/state/requests.ts). */
+/** The request types a holder may serve (open-ended: a watcher fails a type it has no handler for). */
+export type RequestType = 'plan' | 'restart' | 'snapshot-revert' | (string & { readonly brand?: never });
+
+export type RequestStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'abandoned';
+
+/** What the handler reports; the requester prints `output`/`message` and exits with `exitCode`. */
+export interface RequestOutcome {
+  ok: boolean;
+  /** The exit code the requesting command ends with (0, 1; never 2: input was checked before submitting). */
+  exitCode: number;
+  /** One line: what happened (`applied 4 steps`, `refused: the manifests changed (…)`). */
+  message: string;
+  /** The text the command would have printed had it run itself (plan, step lines), if any. */
+  output?: string;
+  /** The `--json` document the command would have printed, if any. */
+  result?: Record<string, unknown>;
+}
+
+export interface RequestRecord {
+  id: number;
+  type: RequestType;
+  args: Record<string, unknown>;
+  status: RequestStatus;
+  requestedBy: string;
+  requestedAt: string;
+  /** The lease holder that claimed it (`holder@epoch`). */
+  claimedBy: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  outcome: RequestOutcome | null;
+}
+
 /** What {@link StateStore.resources.indexPages} returns for each resource. */
 export type ResourceIndexEntry = Pick<ResourceRecord, 'kind' | 'name' | 'host' | 'uuid' | 'specHash' | 'desiredState' | 'lastError'> & {
   /** The row's id: the pages' keyset. */
@@ -255,6 +288,25 @@ export interface StateStore {
     suspension(): Promise<Suspension | undefined>;
     suspend(s: { by: string; reason?: string | null }): Promise<{ suspension: Suspension; already: boolean }>;
     resume(): Promise<Suspension | undefined>;
+  };
+  /**
+   * Requests to the writer lease's holder (the request queue, src/state/requests.ts). `submit` and
+   * `cancel` are single statements that do not take the lease (the requester does not hold it);
+   * `claim`, `finish` and `abandon` are the holder's (fenced by its lease).
+   */
+  readonly requests: {
+    submit(r: { type: string; args: Record<string, unknown>; requestedBy: string }): Promise<number>;
+    get(id: number): Promise<RequestRecord | undefined>;
+    /** Most recent first (optionally only these statuses). */
+    list(opts?: { status?: RequestStatus[]; limit?: number }): Promise<RequestRecord[]>;
+    /** The oldest queued request, marked `running` by `claimedBy` (undefined when none is queued). */
+    claim(claimedBy: string): Promise<RequestRecord | undefined>;
+    /** Record the outcome of a running request: `succeeded` when `outcome.ok`, else `failed`. */
+    finish(id: number, outcome: RequestOutcome): Promise<void>;
+    /** Cancel a request still queued; false when it was taken (or finished) already. */
+    cancel(id: number): Promise<boolean>;
+    /** Mark `abandoned` the running requests not claimed by `claimedBy` (their holder lost the lease or died); returns them. */
+    abandon(claimedBy: string, why: string): Promise<RequestRecord[]>;
   };
   /** Uses of files seen on a host (the data rule). */
   readonly references: {

@@ -38,6 +38,9 @@ import type { GitRepositorySource } from './sources/git-repository.js';
 import type { GitSourceStatus } from '../git/index.js';
 import { isGuestKind } from '../reconcile/kinds/index.js';
 import { leaseView, standbyReason, type LeaseView } from './lease-view.js';
+import { RequestSource } from './sources/requests.js';
+import { RequestHandlers } from './requests.js';
+import { planRequestHandler } from './plan-request.js';
 
 export type { TriggerSource } from './queue.js';
 export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner.js';
@@ -87,6 +90,10 @@ export interface WatchOptions extends RunOptions {
   suspendPollMs?: number;
   /** Recorded in the lease row. */
   lockCommand?: string;
+  /** How often the request queue is polled (default 1000 ms; 0: only before each run). */
+  requestPollMs?: number;
+  /** The request handlers (default: `plan`, src/watch/plan-request.ts); more can be added with `controller.requests.handle`. */
+  requestHandlers?: RequestHandlers;
   logger?: Logger;
   metrics?: WatchMetrics;
 }
@@ -135,6 +142,8 @@ const HOST_FACTS_TTL_MS = 10_000;
 
 export class WatchController {
   readonly metrics: WatchMetrics;
+  /** The request types this watcher serves (src/watch/requests.ts): `handle(type, fn)` adds one. */
+  readonly requests: RequestHandlers;
   readonly #o: WatchOptions;
   readonly #log: Logger;
   readonly #queue: CoalescingQueue;
@@ -161,6 +170,8 @@ export class WatchController {
     this.#o = { ...opts, dir: opts.git ? opts.git.label : resolvePath(opts.dir) };
     this.#log = opts.logger ?? silentLogger;
     this.metrics = opts.metrics ?? new WatchMetrics();
+    this.requests = opts.requestHandlers ?? new RequestHandlers();
+    if (!this.requests.get('plan')) this.requests.handle('plan', planRequestHandler({ ...(opts.policy ? { policy: opts.policy } : {}) }));
     const log = this.#log;
     this.#queue = new CoalescingQueue((source) => {
       this.metrics.triggers.inc({ source });
@@ -179,11 +190,13 @@ export class WatchController {
       afterRun: () => this.#afterRun(),
       leader: () => this.#leading,
       guard: () => (this.#lease ? this.#lease.refusal() : 'this watcher does not hold the writer lease'),
+      requests: { handlers: this.requests, claimedBy: () => (this.#leading && this.#lease ? `${this.#lease.holder}@${this.#lease.epoch}` : undefined) },
     });
     this.#sources = [
       ...(opts.watchFiles !== false && !opts.git ? [this.#folder] : []),
       new ResyncSource(opts.resyncMs ?? 300_000),
       new SuspendSource(() => opts.store.controls.suspension(), opts.suspendPollMs ?? 2000, log),
+      new RequestSource(() => opts.store.requests.list({ status: ['queued'], limit: 1 }), opts.requestPollMs ?? 1000, log),
       this.#events,
       ...(opts.sources ?? []),
       ...(opts.git ? [opts.git] : []),
@@ -327,6 +340,14 @@ export class WatchController {
       }
     }
     this.#lease = lease;
+    // Requests a previous holder took and never finished (it died or lost the lease) are abandoned:
+    // their steps are journaled, so the next run (or the command run again) finishes them.
+    try {
+      const abandoned = await this.#o.store.requests.abandon(`${lease.holder}@${lease.epoch}`, 'the lease holder that took it stopped or lost the lease before it finished');
+      for (const r of abandoned) this.#log.warn('request abandoned by an earlier holder', { id: r.id, type: r.type, claimedBy: r.claimedBy });
+    } catch (e) {
+      this.#log.warn('abandoning stale requests failed', { error: errText(e) });
+    }
     this.metrics.leader.set(1);
     this.metrics.leaseEpoch.set(lease.epoch);
     lease.keepAlive({

@@ -6,6 +6,7 @@ export {
 } from './controller.js';
 export { CoalescingQueue, type BuiltinTrigger } from './queue.js';
 export { Runner, type RunnerOptions } from './runner.js';
+export { RequestHandlers, refuseRequests, serveRequests, type RequestContext, type RequestHandler } from './requests.js';
 export { ManifestState } from './manifests.js';
 export * from './sources/index.js';
 export { startStatusServer, parseListen, parseAllowedHost, allowedHostHeaders, isLoopbackHost, type StatusServer, type StatusSource, type ListenAddress } from './http.js';

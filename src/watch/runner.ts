@@ -30,6 +30,7 @@ import type { ManifestState } from './manifests.js';
 import type { WatchMetrics } from './metrics.js';
 import type { CoalescingQueue, TriggerSource } from './queue.js';
 import type { HostConnection } from './sources/connection.js';
+import { serveRequests, type RequestHandlers } from './requests.js';
 
 export type RunOutcome = ReconcileResult['outcome'] | 'invalid' | 'error';
 
@@ -101,6 +102,11 @@ export interface RunnerOptions {
   leader?: () => boolean;
   /** The writer lease's check before each step and mutating call (see ApplyOptions.guard). */
   guard?: MutationGuard;
+  /**
+   * The request queue (src/watch/requests.ts): served before each run, while leading. `claimedBy`:
+   * this holder's id (`holder@epoch`), undefined while not holding the lease.
+   */
+  requests?: { handlers: RequestHandlers; claimedBy: () => string | undefined };
 }
 
 function errText(e: unknown): string {
@@ -215,6 +221,7 @@ export class Runner {
         this.#active += 1;
         this.maxConcurrentRuns = Math.max(this.maxConcurrentRuns, this.#active);
         try {
+          await this.#serveRequests();
           await this.#runOnce(sources);
         } finally {
           this.#active -= 1;
@@ -223,6 +230,28 @@ export class Runner {
     } finally {
       // Cleared synchronously after the last check of the queue: an add after this starts a new loop.
       this.#loop = undefined;
+    }
+  }
+
+  /** Requests queued for the lease holder, served one at a time before the run (never during one). */
+  async #serveRequests(): Promise<void> {
+    const o = this.#o;
+    const r = o.requests;
+    const host = o.connection.host;
+    const claimedBy = r?.claimedBy();
+    if (!r || !host || !claimedBy) return;
+    this.#inFlight = true;
+    try {
+      const served = await serveRequests(r.handlers, {
+        store: o.store, host, signal: o.signal, logger: this.#log, ...(o.guard ? { guard: o.guard } : {}),
+        run: { concurrency: o.concurrency, retry: o.retry, gracefulStop: o.gracefulStop, shutdownTimeoutMs: o.shutdownTimeoutMs, stopTimeoutMs: o.stopTimeoutMs, maxDeletions: o.maxDeletions },
+        ...(o.manifests.lastGood ? { desired: o.manifests.lastGood } : {}),
+      }, { claimedBy, leading: () => o.leader?.() ?? true });
+      if (served > 0) this.#lastObserved = undefined; // the host changed: /status asks again
+    } catch (e) {
+      this.#log.error('serving requests failed', { error: errText(e) });
+    } finally {
+      this.#inFlight = false;
     }
   }
 

@@ -54,6 +54,8 @@ export const SUITES = {
   // issue 24 (helper snaps): test/integration/reconcile/snapshot.test.ts, test/faults/snapshot-crash.test.ts,
   // test/integration/guest/snapshot-memory.test.ts
   snapshot: 165, snapcrash: 166, snapmem: 167,
+  // savedplan (issue 24): test/integration/reconcile/saved-plan.test.ts, saved-plan-queue.test.ts; test/faults/saved-plan-crash.test.ts
+  savplan: 155, planq: 156, plancrash: 157,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

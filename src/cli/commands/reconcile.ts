@@ -1,5 +1,5 @@
 import {
-  EXIT, dataDirOf, errorMessage, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, useColor, verifyHostIdentity,
+  EXIT, dataDirOf, errorMessage, whoAmI, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, useColor, verifyHostIdentity,
   type JsonManifestError, type LeaseFlags,
 } from '../common.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
@@ -21,6 +21,13 @@ import { kindOf } from '../../reconcile/kinds/index.js';
 import type { DesiredState } from '../../manifest/index.js';
 import { fleetHosts } from '../../fleet/parts.js';
 import { engineFlagOptions, fleetRefusal, reconcileFleet } from './reconcile-fleet.js';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import {
+  StalePlanError, applySavedPlan, consentText, manifestDifferences, parseSavedPlan, savedPlanDocument, type SavedPlan,
+} from '../../reconcile/saved-plan.js';
+import { leaseOrQueue } from '../lease-or-queue.js';
+import type { RequestRecord } from '../../state/index.js';
 
 export interface ReconcileFlags extends GitFlags, LeaseFlags {
   uri: string;
@@ -69,6 +76,14 @@ export interface ReconcileFlags extends GitFlags, LeaseFlags {
   /** Host manifests: propose/make rebalancing moves (at most `maxMoves`). */
   rebalance?: boolean;
   maxMoves?: number;
+  /** `--out FILE` with `--dry-run`: write the saved plan (src/reconcile/saved-plan.ts). */
+  out?: string;
+  /** `--plan FILE`: apply exactly the saved plan's steps, or refuse (exit 1) naming what changed. */
+  plan?: string;
+  /** `--no-queue` (false): with --plan, exit 1 naming the holder instead of queueing for a watcher. */
+  queue?: boolean;
+  /** `--queue-timeout` seconds: with --plan, how long to wait for a watcher to carry the plan out. */
+  queueTimeout?: number;
 }
 
 export async function runReconcile(dirArg: string | undefined, o: ReconcileFlags): Promise<number> {
@@ -94,6 +109,42 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     [{ file: dirArg ?? o.git ?? '', line: 1, col: 1, kind: null, name: null, field: null, message }];
 
   if (o.waitFor) o.wait = true;
+  // Saved plans: --out with --dry-run only; --plan applies (consent comes from the plan).
+  const usage = savedPlanUsage(o);
+  if (usage) {
+    err(`virtform: ${usage}\n`);
+    return invalid(wholeInput(usage));
+  }
+  let saved: SavedPlan | undefined;
+  if (o.plan) {
+    let text: string;
+    try {
+      text = await readFile(o.plan, 'utf8');
+    } catch (e) {
+      const m = `cannot read the plan ${o.plan}: ${errorMessage(e)}`;
+      err(`virtform: ${m}; nothing was changed\n`);
+      return invalid(wholeInput(m));
+    }
+    const parsed = parseSavedPlan(text, o.plan);
+    if (!parsed.ok) {
+      err(`virtform: ${parsed.message}; nothing was changed\n`);
+      if (parsed.code === 2) return invalid(wholeInput(parsed.message));
+      if (o.json) out(`${JSON.stringify({ dryRun: false, outcome: 'refused', plan: o.plan, reasons: [parsed.message] }, null, 2)}\n`);
+      return EXIT.failure;
+    }
+    saved = parsed.plan;
+    if (!dirArg && !o.git) {
+      if (saved.source.git) {
+        const m = `${o.plan} was made from --git ${saved.source.git.url}: give --git ${saved.source.git.url} again to apply it`;
+        err(`virtform: ${m}\n`);
+        return invalid(wholeInput(m));
+      }
+      dirArg = saved.source.dir;
+    }
+    o.allowEmpty = saved.consent.allowEmpty;
+    err(`virtform: applying the plan ${o.plan} (made ${saved.createdAt}${saved.createdBy ? ` by ${saved.createdBy}` : ''}, ` +
+      `${saved.steps.length} step(s)); consent from the plan: ${consentText(saved.consent)}\n`);
+  }
   if (o.wait && o.dryRun) {
     const m = '--wait cannot be combined with --dry-run (a dry-run starts nothing to wait for)';
     err(`virtform: ${m}\n`);
@@ -120,6 +171,12 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
   const cachedImageSize = async (sha256: string): Promise<number | undefined> => (await planCache.cached(sha256))?.header.virtualSize;
   const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy, cachedImageSize } : undefined;
   const dir = dirArg ?? '';
+  const refuseStale = (reasons: string[]): number => {
+    err(`virtform: refused: the plan ${o.plan} no longer matches; nothing was changed:\n${reasons.map((r) => `  - ${r}`).join('\n')}\n` +
+      'Make a new plan (reconcile --dry-run --out) and review it.\n');
+    if (o.json) out(`${JSON.stringify({ dryRun: false, outcome: 'refused', plan: o.plan, reasons }, null, 2)}\n`);
+    return EXIT.failure;
+  };
   let loaded: { ok: true; desired: Desired; state?: DesiredState } | undefined;
   if (!gitSpec) {
     const notFolder = await notAManifestFolder(dir, 'reconcile');
@@ -138,6 +195,15 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       return invalid(wholeInput('no manifests found; refusing to continue, since that would delete everything virtform manages (--allow-empty tears the whole environment down)'));
     }
     loaded = folder;
+    if (fleetHosts(folder.state).length > 0 && (o.plan || o.out)) {
+      const m = 'saved plans (--out, --plan) are not supported with Host manifests (a fleet) yet; plan and apply the fleet with reconcile';
+      err(`virtform: ${m}; nothing was changed\n`);
+      return invalid(wholeInput(m));
+    }
+    if (saved) {
+      const reasons = manifestDifferences(saved, folder.desired);
+      if (reasons.length > 0) return refuseStale(reasons);
+    }
   }
 
   let store: StateStore;
@@ -181,7 +247,26 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
   let git: Extract<GitDesired, { ok: true }> | undefined;
   let gitRead: GitDesired | undefined;
   try {
-    if (!o.dryRun) {
+    if (!o.dryRun && saved && !gitSpec) {
+      process.once('SIGINT', releaseOnSignal);
+      process.once('SIGTERM', releaseOnSignal);
+      // The writer lease, or (held by a watcher) a request it carries out; --no-queue: exit 1 naming the holder.
+      const got = await leaseOrQueue(store, {
+        command: `virtform reconcile --plan ${o.plan}`, timing: lease.timing, lockTimeoutMs: (o.lockTimeout ?? 0) * 1000,
+        noQueue: o.queue === false, ...(o.queueTimeout !== undefined ? { queueTimeoutMs: o.queueTimeout * 1000 } : {}),
+        type: 'plan', args: { plan: saved as unknown as Record<string, unknown>, dir: resolvePath(dir), file: o.plan! }, signal: abort.signal, err,
+      });
+      if ('refused' in got) {
+        err(`virtform: ${got.refused}\n`);
+        if (o.json) out(`${JSON.stringify({ dryRun: false, outcome: 'not-queued', plan: o.plan, error: got.refused }, null, 2)}\n`);
+        return EXIT.failure;
+      }
+      if ('request' in got) return reportRequest(got.request, o, { out, err, style });
+      writer = got.lease;
+      writer.keepAlive({
+        onLost: (why) => err(`virtform: ${why}: no further change is made to libvirt; the next holder finishes what is left\n`),
+      });
+    } else if (!o.dryRun) {
       process.once('SIGINT', releaseOnSignal);
       process.once('SIGTERM', releaseOnSignal);
       // The writer lease: held by another process, exit 1 naming it (or wait up to --lock-timeout).
@@ -207,6 +292,15 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       }
       git = gitRead;
       loaded = { ok: true, desired: buildDesired(git.state), state: git.state };
+      if (fleetHosts(git.state).length > 0 && (o.plan || o.out)) {
+        const m = 'saved plans (--out, --plan) are not supported with Host manifests (a fleet) yet; plan and apply the fleet with reconcile';
+        err(`virtform: ${m}; nothing was changed\n`);
+        return invalid(wholeInput(m));
+      }
+      if (saved) {
+        const reasons = manifestDifferences(saved, loaded.desired);
+        if (reasons.length > 0) return refuseStale(reasons);
+      }
       err(`virtform: ${git.repo.displayUrl} ${git.repo.spec.path ? `(path ${git.repo.spec.path}) ` : ''}at ${git.commit.slice(0, 12)}${o.dryRun ? ' (dry-run: nothing recorded)' : ''}\n`);
     }
     if (!loaded) throw new Error('no manifests loaded');
@@ -236,7 +330,12 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
     const progress = new ProgressLine({ write: err, isTTY: process.stderr.isTTY === true }, o.json === true);
 
-    const result = await reconcile({
+    const run = saved
+      ? (opts: Parameters<typeof reconcile>[0]) => applySavedPlan(saved, opts.desired, opts)
+      : reconcile;
+    let result: Awaited<ReturnType<typeof reconcile>>;
+    try {
+      result = await run({
       host: effectiveHost,
       store,
       desired: loaded.desired,
@@ -254,6 +353,10 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
         if (line) (o.json ? err : out)(`${line}\n`);
       },
     });
+    } catch (e) {
+      if (e instanceof StalePlanError) return refuseStale(e.reasons);
+      throw e;
+    }
 
     if (git && !o.dryRun) {
       await git.sync.recordRun(git.commit, result.outcome === 'noop' ? 'succeeded' : result.outcome, result.revisionId);
@@ -280,6 +383,17 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     }
     if (o.dryRun) {
       if (git && !o.json) out(`Git: would apply ${git.commit.slice(0, 7)} (${git.repo.displayUrl})\n`);
+      if (o.out) {
+        const doc = savedPlanDocument({
+          plan: result.plan, observed: result.observedHosts, desired: loaded.desired, uri: o.uri, createdBy: whoAmI(),
+          consent: { allowDataLoss: o.allowDataLoss === true, maxDeletions: o.maxDeletions ?? null, ignoreSuspend: o.ignoreSuspend === true, allowEmpty: o.allowEmpty === true },
+          source: gitSpec ? { git: { url: redactUrl(gitSpec.url), ...(gitSpec.ref ? { ref: String(gitSpec.ref) } : {}), ...(gitSpec.path ? { path: gitSpec.path } : {}) } } : { dir: resolvePath(dir) },
+        });
+        await writePlanFile(o.out, doc);
+        err(`virtform: plan saved to ${o.out} (${doc.steps.length} step(s); consent: ${consentText(doc.consent)}); apply it with: virtform reconcile --plan ${o.out}\n`);
+        if (o.json) out(`${JSON.stringify(doc, null, 2)}\n`);
+        return o.detailedExitcode && !result.plan.noop ? EXIT.changes : EXIT.ok;
+      }
       printJson();
       return o.detailedExitcode && !result.plan.noop ? EXIT.changes : EXIT.ok;
     }
@@ -342,6 +456,43 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     // safe-catch: cleanup in finally; SQLite keeps what was committed
     await store.close().catch(() => undefined);
   }
+}
+
+/** Flags that do not go together with saved plans (exit 2), or undefined. */
+function savedPlanUsage(o: ReconcileFlags): string | undefined {
+  if (o.out && !o.dryRun) return '--out writes a saved plan and needs --dry-run (reconcile --dry-run --out PLAN)';
+  if (o.plan && o.dryRun) return '--plan applies a saved plan and cannot be combined with --dry-run (the plan is the dry-run)';
+  if (o.plan && o.out) return '--plan and --out cannot be combined';
+  if (!o.plan && (o.queue === false || o.queueTimeout !== undefined)) return '--no-queue and --queue-timeout go with --plan';
+  if (o.plan) {
+    const given = [
+      ...(o.allowDataLoss ? ['--allow-data-loss'] : []), ...(o.maxDeletions !== undefined ? ['--max-deletions'] : []),
+      ...(o.ignoreSuspend ? ['--ignore-suspend'] : []), ...(o.allowEmpty ? ['--allow-empty'] : []),
+      ...(o.rebalance ? ['--rebalance'] : []),
+    ];
+    if (given.length > 0) return `${given.join(', ')}: with --plan the consent flags are the plan's (given when it was made); make a new plan with them`;
+  }
+  return undefined;
+}
+
+/** Written whole or not at all (a temporary file renamed over it). */
+async function writePlanFile(file: string, doc: SavedPlan): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o644 });
+  await rename(tmp, file);
+}
+
+/** What a watcher did with the plan it was asked to apply (the request's outcome): printed, and the exit code. */
+function reportRequest(r: RequestRecord, o: ReconcileFlags, io: { out: (s: string) => void; err: (s: string) => void; style: { color: boolean } }): number {
+  const outcome = r.outcome ?? { ok: false, exitCode: 1, message: `request ${r.id} ended ${r.status}` };
+  if (o.json) {
+    io.out(`${JSON.stringify({ dryRun: false, request: { id: r.id, status: r.status, claimedBy: r.claimedBy }, ...(outcome.result ?? { outcome: r.status, error: outcome.message }) }, null, 2)}\n`);
+  } else {
+    if (outcome.output) io.out(outcome.output.endsWith('\n') ? outcome.output : `${outcome.output}\n`);
+  }
+  io.err(`virtform: request ${r.id} ${r.status} (by the watcher ${r.claimedBy ?? '?'}): ${outcome.message}\n`);
+  if (o.wait) io.err('virtform: --wait: not waiting for addresses (the plan was applied by the watcher)\n');
+  return outcome.exitCode;
 }
 
 /** After the stop timeout, how long closing the journal, the connection and the DB may take before the process exits anyway. */

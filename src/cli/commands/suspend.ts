@@ -8,23 +8,11 @@
  * `virtform reconcile` refuses to apply on a suspended DB (exit 1) unless `--ignore-suspend`.
  * The switch is in the DB, so it survives watcher restarts and reboots.
  */
-import { hostname, userInfo } from 'node:os';
-import { EXIT, errorMessage, openStore } from '../common.js';
+import { EXIT, errorMessage, openStore, whoAmI } from '../common.js';
 import { StateDbMissingError, type StateStore } from '../../state/index.js';
 import { suspendedText } from './reconcile.js';
 
-/** `user@host (pid N)`; under sudo the invoking user. */
-export function whoAmI(): string {
-  let user = process.env.SUDO_USER;
-  if (!user) {
-    try {
-      user = userInfo().username;
-    } catch { // safe-catch: no passwd entry for this uid: the uid names the user instead
-      user = `uid ${process.getuid?.() ?? '?'}`;
-    }
-  }
-  return `${user}@${hostname()} (pid ${process.pid})`;
-}
+export { whoAmI } from '../common.js';
 
 /**
  * Open the DB, run `fn` on it and close it: exit 0, or 1 with `virtform: cannot VERB DB: error`

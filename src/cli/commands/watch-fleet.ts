@@ -14,7 +14,7 @@ import { fleetParts } from '../../fleet/parts.js';
 import { refusedTransports } from '../../fleet/connect.js';
 import { watchFleet, type FleetLogger } from '../../fleet/watch.js';
 import { FleetWatchStatus } from '../../fleet/watch-status.js';
-import { startStatusServer, type ListenAddress, type StatusServer } from '../../watch/index.js';
+import { refuseRequests, startStatusServer, type ListenAddress, type StatusServer } from '../../watch/index.js';
 import { EXIT, errorMessage, openStore, retryPolicy } from '../common.js';
 
 export interface FleetWatchFlags {
@@ -58,6 +58,7 @@ export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Pol
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  let requestRefuser: NodeJS.Timeout | undefined;
   try {
     store = await openStore(o.db, { dataDir: o.dataDir });
     log.info('starting (fleet)', { dir, hosts: first.state.hosts.map((h) => h.id), db: store.path, pid: process.pid });
@@ -74,6 +75,11 @@ export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Pol
     });
     const held = lease;
     status.leading(held);
+    // Requests (reconcile --plan, restart, …) are not carried out by the fleet watch yet: refused at once, not left waiting.
+    requestRefuser = setInterval(() => {
+      void refuseRequests(store!, `${held.holder}@${held.epoch}`, 'the writer lease is held by a fleet watch (Host manifests), which carries out no requests yet')
+        .catch((e: unknown) => log.warn('refusing queued requests failed', { error: errorMessage(e) }));
+    }, 1000);
     const fleetStatus = status;
     held.keepAlive({ onLost: (why) => {
       log.error('writer lease lost: no further change is made; stopping', { reason: why });
@@ -101,6 +107,7 @@ export async function runFleetWatch(dir: string, o: FleetWatchFlags, policy: Pol
     log.error('watch failed', { error: errorMessage(e) });
     return EXIT.failure;
   } finally {
+    clearInterval(requestRefuser);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     status?.stopping();

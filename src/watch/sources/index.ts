@@ -6,3 +6,4 @@ export { ResyncSource } from './resync.js';
 export { HostConnection, type ConnectionState, type ConnectionInfo, type ConnectHook, type HostConnectionOptions } from './connection.js';
 export { GitRepositorySource, type GitRepositorySourceOptions } from './git-repository.js';
 export { SuspendSource } from './suspend.js';
+export { RequestSource } from './requests.js';

@@ -4,7 +4,9 @@
  * Each test gets a fresh database.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { LeaseHeldError, openStateStore, type StateStore } from '../../../src/state/index.js';
+import {
+  LeaseHeldError, RequestOrphanedError, RequestTimeoutError, awaitOutcome, openStateStore, submit, type StateStore,
+} from '../../../src/state/index.js';
 import { resourceRef } from '../../../src/model/kinds.js';
 import { stateBackends } from '../../support/backends.js';
 
@@ -27,7 +29,7 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     expect(s.backend).toBe(backend.name);
     const names = async (x: StateStore) => (await x.db.withTables<{ kysely_migration: { name: string } }>().selectFrom('kysely_migration').select('name').orderBy('name').execute()).map((r) => r.name);
     const first = await names(s);
-    expect(first.at(-1)).toBe('0012_standby');
+    expect(first.at(-1)).toBe('0015_requests');
     expect(first[0]).toBe('0001_initial');
     expect(await names(await store(loc))).toEqual(first);
   });
@@ -242,5 +244,40 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     await expect(b.acquireLease({ command: 'other' })).rejects.toBeInstanceOf(LeaseHeldError);
     await lease.release();
     await (await b.acquireLease({ command: 'other' })).release();
+  });
+
+  // savedplan (issue 24): the request queue, written without the lease, served by its holder.
+  it('requests: submitted without the lease, claimed oldest first by the holder, finished, cancelled, abandoned', async () => {
+    const loc = await backend.fresh();
+    const [holder, requester] = [await store(loc), await store(loc)];
+    const lease = await holder.acquireLease({ command: 'virtform watch' });
+    const a = await submit(requester, { type: 'plan', args: { plan: { digest: 'x' } }, requestedBy: 'u@h (pid 1)' });
+    const b = await submit(requester, { type: 'restart', args: { vms: ['v'] }, requestedBy: 'u@h (pid 2)' });
+    expect(b).toBeGreaterThan(a);
+    expect((await requester.requests.get(a))).toMatchObject({ status: 'queued', type: 'plan', args: { plan: { digest: 'x' } }, outcome: null, claimedBy: null });
+    const claimed = await holder.requests.claim('me@1');
+    expect(claimed).toMatchObject({ id: a, status: 'running', claimedBy: 'me@1' });
+    // The requester cannot cancel what the holder took; it can cancel what is still queued.
+    expect(await requester.requests.cancel(a)).toBe(false);
+    expect(await requester.requests.cancel(b)).toBe(true);
+    expect(await holder.requests.claim('me@1')).toBeUndefined();
+    await holder.requests.finish(a, { ok: true, exitCode: 0, message: 'applied 2 steps' });
+    const done = await awaitOutcome(requester, a, { timeoutMs: 1000, pollMs: 10 });
+    expect(done).toMatchObject({ status: 'succeeded', outcome: { ok: true, exitCode: 0, message: 'applied 2 steps' } });
+    expect((await requester.requests.get(b))!.status).toBe('cancelled');
+    // A running request of another holder is abandoned by the next holder.
+    const c = await submit(requester, { type: 'plan', args: {}, requestedBy: 'u' });
+    await holder.requests.claim('old@1');
+    expect((await holder.requests.abandon('new@2', 'gone')).map((r) => r.id)).toEqual([c]);
+    expect(await requester.requests.get(c)).toMatchObject({ status: 'abandoned', outcome: { ok: false, exitCode: 1 } });
+    // A queued request times out (and is cancelled) while the holder never takes it.
+    const d = await submit(requester, { type: 'plan', args: {}, requestedBy: 'u' });
+    await expect(awaitOutcome(requester, d, { timeoutMs: 50, pollMs: 10 })).rejects.toBeInstanceOf(RequestTimeoutError);
+    expect((await requester.requests.get(d))!.status).toBe('cancelled');
+    // No live holder: a queued request is cancelled at once (the requester may take the lease).
+    await lease.release();
+    const e = await submit(requester, { type: 'plan', args: {}, requestedBy: 'u' });
+    await expect(awaitOutcome(requester, e, { timeoutMs: 5000, pollMs: 10 })).rejects.toBeInstanceOf(RequestOrphanedError);
+    expect((await requester.requests.list({ status: ['cancelled'] })).map((r) => r.id)).toEqual([e, d, b]);
   });
 });
