@@ -296,7 +296,9 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
     .addOption(dbOption())
     .addOption(dataDirOption())
     .option('--allow-data-loss', 'consent: the current contents of the VM\'s disks (and its running memory) are lost')
-    .option('--no-queue', 'while another process (a watcher) holds the writer lease: exit 1 naming it (today always the case: no queue yet)')
+    .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease before queueing (0: at once)', num('--lock-timeout', 0), 0)
+    .option('--no-queue', 'while another process (a watcher) holds the writer lease: exit 1 naming it, instead of queueing the revert for it')
+    .option('--queue-timeout <seconds>', 'queued: wait at most this long for the lease holder to carry it out (a request still queued then is cancelled)', num('--queue-timeout', 0))
     .option('--json', 'print the plan and the outcome as JSON'))
     .action(async (name: string, o) => {
       process.exitCode = await (await import('./commands/snapshot.js')).runSnapshotRevert(name, o);

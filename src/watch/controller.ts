@@ -41,6 +41,7 @@ import { leaseView, standbyReason, type LeaseView } from './lease-view.js';
 import { RequestSource } from './sources/requests.js';
 import { RequestHandlers } from './requests.js';
 import { planRequestHandler } from './plan-request.js';
+import { snapshotRevertRequestHandler } from './snapshot-request.js';
 
 export type { TriggerSource } from './queue.js';
 export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner.js';
@@ -172,6 +173,8 @@ export class WatchController {
     this.metrics = opts.metrics ?? new WatchMetrics();
     this.requests = opts.requestHandlers ?? new RequestHandlers();
     if (!this.requests.get('plan')) this.requests.handle('plan', planRequestHandler({ ...(opts.policy ? { policy: opts.policy } : {}) }));
+    // issue 24 (snaps): `virtform snapshot revert` while this watcher holds the lease.
+    if (!this.requests.get('snapshot-revert')) this.requests.handle('snapshot-revert', snapshotRevertRequestHandler());
     const log = this.#log;
     this.#queue = new CoalescingQueue((source) => {
       this.metrics.triggers.inc({ source });

@@ -2,24 +2,23 @@
  * `virtform snapshot revert NAME` and `virtform snapshot list` (issue 24). Snapshots are declared
  * (kind Snapshot, taken by reconcile); restoring one is the only imperative part: it changes the
  * VM's disks (and memory) and is not desired state. A revert needs consent (`--allow-data-loss`:
- * what the VM's disks hold now is lost) and the writer lease; it is journaled like a step (an entry
- * for the Snapshot resource, action `snapshot.revert`), so an interrupted revert is visible in the
- * journal and the next reconcile re-records the snapshot. Afterwards the manifests still rule: the
- * output names the drift the revert leaves (definition, state) for the next reconcile to correct.
- *
- * While another process (a watcher) holds the writer lease the revert is refused, exit 1, naming
- * the holder (`--no-queue` says so explicitly; queueing through the watcher comes with the request
- * queue of saved plans).
+ * what the VM's disks hold now is lost) and the writer lease; it is journaled like a step
+ * (src/reconcile/snapshot-revert.ts). While a watcher holds the lease, the revert is queued as a
+ * `snapshot-revert` request the watcher carries out (src/watch/snapshot-request.ts), and its
+ * outcome printed; `--no-queue` refuses instead (exit 1, naming the holder). Afterwards the
+ * manifests still rule: the output names the drift the revert leaves (definition, state) for the
+ * next reconcile (or the watcher's next run) to correct.
  */
-import { randomUUID } from 'node:crypto';
 import { EXIT, errorMessage, leaseTiming, openStore, verifyHostIdentity, type LeaseFlags } from '../common.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
 import { HostError, type HostPort } from '../../reconcile/ports.js';
-import { SNAPSHOT_KIND, listSnapshots, previewRevert, revertTo, type RevertPreview } from '../../reconcile/kinds/index.js';
-import { LeaseHeldError, StateDbMissingError, type Lease, type StateStore } from '../../state/index.js';
+import { SNAPSHOT_KIND, listSnapshots } from '../../reconcile/kinds/index.js';
+import { HELD_REVERT, UnknownSnapshotError, revertPreview, revertSnapshot, revertSummary, revertedLines } from '../../reconcile/snapshot-revert.js';
+import { StateDbMissingError, type Lease, type RequestRecord, type StateStore } from '../../state/index.js';
 import { LOCAL_HOST } from '../../model/kinds.js';
 import { printable } from '../../util/printable.js';
 import { crashAtBoundary } from '../../reconcile/faults.js';
+import { leaseOrQueue } from '../lease-or-queue.js';
 
 export interface SnapshotFlags extends LeaseFlags {
   uri: string;
@@ -76,7 +75,16 @@ export async function runSnapshotList(o: SnapshotFlags & { offline?: boolean }):
   }
 }
 
-export async function runSnapshotRevert(name: string, o: SnapshotFlags & { allowDataLoss?: boolean; queue?: boolean }): Promise<number> {
+export interface RevertFlags extends SnapshotFlags {
+  allowDataLoss?: boolean;
+  /** commander's `--no-queue`: false when given. */
+  queue?: boolean;
+  /** `--queue-timeout` seconds. */
+  queueTimeout?: number;
+  lockTimeout?: number;
+}
+
+export async function runSnapshotRevert(name: string, o: RevertFlags): Promise<number> {
   const lease = leaseTiming(o);
   if (!lease.ok) {
     err(`virtform: ${lease.message}\n`);
@@ -90,65 +98,46 @@ export async function runSnapshotRevert(name: string, o: SnapshotFlags & { allow
   const json = (doc: Record<string, unknown>): void => {
     if (o.json) out(`${JSON.stringify(doc, null, 2)}\n`);
   };
-  const summary = (p: RevertPreview): Record<string, unknown> => ({
-    snapshot: p.key, vm: p.vm, takenAt: p.takenAt, holds: p.holds, description: p.taken.description ?? null,
-    stateBefore: p.stateNow, stateAfter: p.stateAfter, disksLost: p.disks, definitionDrift: p.definitionDrift,
-  });
   try {
-    const rec = await store.resources.get({ kind: SNAPSHOT_KIND, name, host: LOCAL_HOST });
-    if (!rec || !rec.uuid) {
-      const m = `no Snapshot named ${name} taken by virtform in ${store.path} (\`virtform snapshot list\` shows them); nothing was changed`;
-      err(`virtform: ${m}\n`);
-      json({ outcome: 'invalid', error: m });
-      return EXIT.invalid;
-    }
     host = await openHost(o.uri, { domainType: o.domainType });
     await verifyHostIdentity(store, host, { record: false });
-    const preview = await previewRevert(host, name, rec);
+    // Read-only first: the plan of the revert, and the refusal without consent (no lease needed).
+    const preview = await revertPreview(host, store, name);
     if (!o.json) out(printable(`${preview.lines.join('\n')}\n`, { keepNewlines: true }));
     if (!o.allowDataLoss) {
-      const m = 'held: a revert destroys what the VM\'s disks hold now; to consent, run again with --allow-data-loss';
-      if (!o.json) out(`\nNothing was changed (${m}).\n`);
-      json({ outcome: 'held', held: m, ...summary(preview) });
+      if (!o.json) out(`\nNothing was changed (${HELD_REVERT}).\n`);
+      json({ outcome: 'held', held: HELD_REVERT, ...revertSummary(preview) });
       return EXIT.failure;
     }
-    try {
-      writer = await store.acquireLease({ command: `virtform snapshot revert ${name}` }, lease.timing, { timeoutMs: 0 });
-    } catch (e) {
-      if (!(e instanceof LeaseHeldError)) throw e;
-      const m = `${e.message.replace(/; --lock-timeout.*$/, '')}: a running watcher applies the manifests; the revert was not made ` +
-        `(${o.queue === false ? '--no-queue' : 'queueing through the watcher is not available yet: stop it, or retry when it is idle'})`;
-      err(`virtform: ${m}\n`);
-      json({ outcome: 'refused', error: m, holder: { pid: e.holderPid, host: e.holderHost, command: e.holderCommand }, ...summary(preview) });
+    const got = await leaseOrQueue(store, {
+      command: `virtform snapshot revert ${name}`, timing: lease.timing, lockTimeoutMs: (o.lockTimeout ?? 0) * 1000,
+      noQueue: o.queue === false, ...(o.queueTimeout !== undefined ? { queueTimeoutMs: o.queueTimeout * 1000 } : {}),
+      type: 'snapshot-revert', args: { name, allowDataLoss: true }, err,
+    });
+    if ('refused' in got) {
+      err(`virtform: ${got.refused}\n`);
+      json({ outcome: 'not-queued', error: got.refused, ...revertSummary(preview) });
       return EXIT.failure;
     }
+    if ('request' in got) return reportRequest(got.request, o.json === true);
+    writer = got.lease;
     writer.keepAlive({ onLost: (why) => err(`virtform: ${why}: the revert is not made\n`) });
-    host.setMutationGuard?.(() => writer?.refusal());
+    const w = writer;
+    host.setMutationGuard?.(() => w.refusal());
     // The crash matrix's hook (VIRTFORM_TEST_CRASH_AT): after the entry is journaled, and after the revert before it is closed.
     const crashAt = Number(process.env.VIRTFORM_TEST_CRASH_AT ?? 0);
     const boundary = crashAt > 0 ? crashAtBoundary(crashAt, (l) => err(`[test] crashing at boundary ${crashAt}: ${l}\n`)) : undefined;
-    const earlier = (await store.journal.listUnresolved()).filter((j) => j.kind === SNAPSHOT_KIND && j.name === name && j.action === 'snapshot.revert');
-    const id = await store.journal.begin({ kind: SNAPSHOT_KIND, name, host: LOCAL_HOST, runId: randomUUID(), action: 'snapshot.revert', intent: { vm: preview.vm } });
-    boundary?.(`${SNAPSHOT_KIND}/${name} snapshot.revert journaled`);
-    let done: { ms: number; state: 'running' | 'stopped' };
-    try {
-      done = await revertTo(host, preview);
-    } catch (e) {
-      await store.journal.finish(id, 'failed', errorMessage(e));
-      throw e;
-    }
-    boundary?.(`${SNAPSHOT_KIND}/${name} snapshot.revert done`);
-    await store.journal.finish(id, 'succeeded');
-    // A revert interrupted earlier (its entry left open or failed) is finished by this one.
-    if (earlier.length > 0) await store.journal.resolve(earlier.map((j) => j.id));
-    await store.events.append({ level: 'info', ref: { kind: SNAPSHOT_KIND, name, host: LOCAL_HOST }, message: `reverted VirtualMachine ${preview.vm} to snapshot ${name} (taken ${preview.takenAt}) in ${done.ms} ms` });
-    if (!o.json) {
-      out(`\nReverted VirtualMachine/${preview.vm} to Snapshot/${name} in ${(done.ms / 1000).toFixed(2)}s; the VM is ${done.state}.\n`);
-      if (preview.definitionDrift.length > 0) out('Its definition is now the snapshot\'s: drift from the manifest, corrected by the next reconcile.\n');
-    }
-    json({ outcome: 'reverted', ms: done.ms, state: done.state, ...summary(preview) });
+    const r = await revertSnapshot(host, store, name, { allowDataLoss: true, guard: () => w.refusal(), ...(boundary ? { boundary } : {}) });
+    if (r.outcome !== 'reverted') throw new Error('internal error: a consented revert was held');
+    if (!o.json) out(`\n${revertedLines(r).join('\n')}\n`);
+    json({ outcome: 'reverted', ms: r.ms, state: r.state, ...revertSummary(r.preview) });
     return EXIT.ok;
   } catch (e) {
+    if (e instanceof UnknownSnapshotError) {
+      err(`virtform: ${e.message}\n`);
+      json({ outcome: 'invalid', error: e.message });
+      return EXIT.invalid;
+    }
     err(`virtform: ${errorMessage(e)}${e instanceof HostError && e.code === 'not-found' ? '; nothing was changed' : ''}\n`);
     json({ outcome: 'error', error: errorMessage(e) });
     return EXIT.failure;
@@ -160,4 +149,20 @@ export async function runSnapshotRevert(name: string, o: SnapshotFlags & { allow
     // safe-catch: cleanup in finally; SQLite keeps what was committed
     await store.close().catch(() => undefined);
   }
+}
+
+/** A revert the lease holder (a watcher) carried out: its output and outcome, as the command itself would print them. */
+function reportRequest(r: RequestRecord, asJson: boolean): number {
+  const o = r.outcome;
+  if (!o) {
+    err(`virtform: request ${r.id} ended ${r.status} without an outcome\n`);
+    return EXIT.failure;
+  }
+  if (asJson) out(`${JSON.stringify({ request: r.id, by: r.claimedBy, ...(o.result ?? { outcome: o.ok ? 'reverted' : 'failed', message: o.message }) }, null, 2)}\n`);
+  else {
+    out(`\n(carried out by the lease holder, ${r.claimedBy ?? '?'}, as request ${r.id})\n`);
+    if (o.output) out(printable(`${o.output.split('\n').slice(-2).join('\n')}\n`, { keepNewlines: true }));
+    if (!o.ok) err(`virtform: ${o.message}\n`);
+  }
+  return o.exitCode;
 }
