@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { useSuite } from '../../support/suite.js';
-import { runCli } from '../../support/cli.js';
+import { runCli, startWatch, waitFor } from '../../support/cli.js';
 import { scenario } from '../../support/scenario.js';
 import { virsh } from '../../support/virsh.js';
 
@@ -119,6 +119,39 @@ describe.sequential('kind Snapshot and snapshot revert on qemu:///system', () =>
     const clean = await N.dryRun();
     expect(clean.code, clean.stdout).toBe(0);
   }, 120_000);
+
+  it('while a watcher holds the writer lease the revert is queued and carried out by it (whose next run corrects the drift); --no-queue refuses naming the holder', async () => {
+    // A snapshot of the VM as declared now (96MiB), then the manifest grows the VM again: a revert leaves 96MiB, drift from 112MiB.
+    await N.reconcileOk(manifests({ memory: '96MiB', snapshot: false }), ['--allow-data-loss']);
+    await N.reconcileOk(manifests({ memory: '96MiB' }));
+    N.write(manifests({ memory: '112MiB' }));
+    await N.reconcileOk();
+    expect(qemuIo(rootPath(), 'write -P 0xef 0 64k').ok).toBe(true);
+    const w = await startWatch([N.mdir, '--db', N.db, '--resync', '3600', '--debounce', '200']);
+    try {
+      const refused = await N.cli(['snapshot', 'revert', S1, '--allow-data-loss', '--no-queue']);
+      expect(refused.code, refused.stdout + refused.stderr).toBe(1);
+      expect(refused.stderr).toMatch(/locked by pid \d+ .*command: virtform watch.*not queued \(--no-queue\): nothing was done/);
+      expect(qemuIo(rootPath(), 'read -P 0xef 0 64k').ok).toBe(true);
+
+      const t0 = Date.now();
+      const queued = await N.cli(['snapshot', 'revert', S1, '--allow-data-loss', '--queue-timeout', '60']);
+      report(`queued revert through the watcher: ${Date.now() - t0} ms (CLI run)`);
+      expect(queued.code, queued.stdout + queued.stderr).toBe(0);
+      expect(queued.stderr).toMatch(/queued as request \d+/);
+      expect(queued.stdout).toMatch(/carried out by the lease holder/);
+      expect(queued.stdout).toMatch(/Reverted VirtualMachine\/.* in \d/);
+      expect(qemuIo(rootPath(), 'read -P 0xef 0 64k').ok).toBe(false);
+      // The revert left the snapshot's definition (96MiB): the watcher's next run defines the manifest's again.
+      await waitFor(() => virsh('dumpxml', '--inactive', VM).includes("<memory unit='KiB'>114688</memory>"), 'the watcher corrects the drift', 60_000);
+    } finally {
+      await w.stop();
+    }
+    const journal = execFileSync('sqlite3', [N.db, "select count(*) from journal where kind = 'Snapshot' and action = 'snapshot.revert' and status = 'succeeded'"], { encoding: 'utf8' });
+    expect(Number(journal.trim())).toBeGreaterThanOrEqual(2);
+    N.write(manifests({ memory: '96MiB' }));
+    await N.reconcileOk();
+  }, 180_000);
 
   it('a removed manifest is held (HeldForDataLoss), the snapshot kept; --allow-data-loss deletes it', async () => {
     N.write(manifests({ memory: '96MiB', snapshot: false }));
