@@ -63,7 +63,7 @@ describe.sequential('a memory snapshot of the running tiny guest (TCG)', () => {
     report(`memory create (running TCG guest, 128MiB): libvirt ${facts.facts.tookMs} ms, reconcile run ${ms} ms; qcow2 actual ${before.actualSize} → ${after.actualSize} bytes; vm-state ${after.snapshots[0]!.vmStateSize} bytes`);
     expect((await N.dryRun()).code).toBe(0);
 
-    // memory: true needs it running; the plan says why when it would not be.
+    // Stopped outside virtform: the revert brings it back running, from the memory it saved.
     virsh('destroy', GUEST);
     const rev = await N.cli(['snapshot', 'revert', MEM, '--allow-data-loss', '--json']);
     expect(rev.code, rev.stdout + rev.stderr).toBe(0);
@@ -77,7 +77,7 @@ describe.sequential('a memory snapshot of the running tiny guest (TCG)', () => {
     virsh('destroy', GUEST);
   }, 300_000);
 
-  it('memory: true on a VM declared stopped is refused at validate; stopped outside virtform, it is a conflict naming why', async () => {
+  it('memory: true on a VM declared stopped is refused at validate, naming why', async () => {
     N.write(manifests({ state: 'stopped' }));
     const v = await runCli(['validate', N.mdir]);
     expect(v.code).toBe(2);
