@@ -70,6 +70,14 @@ describe.sequential('kind Snapshot and snapshot revert on qemu:///system', () =>
     expect(list.code, list.stderr).toBe(0);
     const rows = (JSON.parse(list.stdout) as { snapshots: { name: string; vm: string; takenAt: string; holds: string; state: string; onHost: string }[] }).snapshots;
     expect(rows).toEqual([expect.objectContaining({ name: S1, vm: VM, holds: 'disks', state: 'shutoff', onHost: 'present', takenAt: expect.stringMatching(/Z$/) })]);
+    const offline = await N.cli(['snapshot', 'list', '--offline', '--json']);
+    expect((JSON.parse(offline.stdout) as { snapshots: { name: string; onHost: string }[] }).snapshots).toEqual([expect.objectContaining({ name: S1, onHost: 'unknown' })]);
+    const text = await N.cli(['snapshot', 'list']);
+    expect(text.stdout).toMatch(new RegExp(`^NAME\\s+VM\\s+TAKEN\\s+HOLDS\\s+VM WAS\\s+ON HOST\\n${S1}\\s+${VM}\\s+\\S+Z\\s+disks\\s+shutoff\\s+present`));
+    // A name virtform took no snapshot of: bad input, exit 2, nothing changed.
+    const unknown = await N.cli(['snapshot', 'revert', `${P}-nope`, '--allow-data-loss']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/no Snapshot named .* taken by virtform/);
   }, 120_000);
 
   it('a changed description is a conflict that leaves the snapshot as taken', async () => {
