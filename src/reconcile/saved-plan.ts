@@ -18,7 +18,9 @@
  * while the plan still describes the host (otherwise it is refused and a new plan is needed).
  */
 import { createHash } from 'node:crypto';
-import { hostOfKey, LOCAL_HOST } from '../model/kinds.js';
+import { hostOfKey, LOCAL_HOST, parseResourceKey } from '../model/kinds.js';
+import { flattenXml } from '../libvirt/xml/compare.js';
+import { kindOf } from './kinds/index.js';
 import { canonicalJson } from './core/resource.js';
 import type { ObservedHosts, Observed } from './core/observed.js';
 import type { Desired } from './desired.js';
@@ -67,6 +69,8 @@ export interface SavedPlan {
   observed: { objects: string[]; digest: string };
   /** Digest of the definition of every resource the plan touches, as read from the host ('absent': no object). */
   baselines: Record<string, string>;
+  /** The object of each touched resource that existed when planning, by key (`domain/x`, …): what its steps may remove. */
+  touchedObjects: Record<string, string>;
   noop: boolean;
   summary: Plan['summary'];
   changes: Record<string, unknown>[];
@@ -112,6 +116,20 @@ function objectsOf(o: Observed): string[] {
   return out;
 }
 
+/** The object label (as in {@link observedObjects}) of a resource's definition, where observe read one. */
+function objectLabel(hosts: ObservedHosts, key: string): string | undefined {
+  const o = hosts.get(hostOfKey(key));
+  const d = o?.definitions.get(key) as Record<string, unknown> | undefined;
+  if (!o || !d || typeof d.name !== 'string') return undefined;
+  const pre = (o.host ?? LOCAL_HOST) === LOCAL_HOST ? '' : `${o.host}/`;
+  const name = d.name;
+  if (typeof d.pool === 'string') return `${pre}volume/${d.pool}/${name}`;
+  if (Array.isArray(d.disks) && o.domains.has(name)) return `${pre}domain/${name}`;
+  if ('mode' in d && o.networks.has(name)) return `${pre}network/${name}`;
+  if (o.pools.has(name)) return `${pre}pool/${name}`;
+  return undefined;
+}
+
 export function observedObjects(hosts: ObservedHosts): string[] {
   return [...hosts.values()].flatMap(objectsOf).sort();
 }
@@ -122,9 +140,18 @@ export function definitionDigest(hosts: ObservedHosts, key: string): string {
   const d = o?.definitions.get(key);
   if (d === undefined) return o?.unreadable?.has(key) ? `unreadable:${sha256(o.unreadable.get(key)!)}` : 'absent';
   const xml = 'xml' in d && typeof d.xml === 'string' ? d.xml : undefined;
-  // The raw XML where the kind keeps it (exact), else the parsed definition; a domain's run state too.
+  // The XML where the kind keeps it (exact drift's), without what libvirt changes on its own (the
+  // kind's `exact.ignore`: a pool's capacity and allocation); else the parsed definition. A
+  // domain's run state too (running or not).
   const active = 'active' in d ? { active: d.active } : {};
-  return sha256(canonicalJson(xml !== undefined ? { xml, ...active } : d));
+  if (xml === undefined) return sha256(canonicalJson(d));
+  const ignore = kindOf(parseResourceKey(key).kind).exact?.ignore ?? [];
+  const ignored = (p: string): boolean => {
+    const parts = p.split('/');
+    return parts.some((_, i) => ignore.some((re) => re.test(parts.slice(0, i + 1).join('/'))));
+  };
+  const elements = [...flattenXml(xml)].filter(([p]) => !ignored(p)).map(([p, e]) => `${p}\u0000${e.sig}`).sort();
+  return sha256(canonicalJson({ elements, ...active }));
 }
 
 function stepsOf(plan: Plan): SavedStep[] {
@@ -169,6 +196,10 @@ export function savedPlanDocument(i: SavedPlanInput): SavedPlan {
     consent: i.consent,
     observed: { objects, digest: sha256(objects.join('\n')) },
     baselines: Object.fromEntries(touched(p).map((k) => [k, definitionDigest(i.observed, k)])),
+    touchedObjects: Object.fromEntries(touched(p).flatMap((k) => {
+      const label = objectLabel(i.observed, k);
+      return label ? [[k, label]] : [];
+    })),
     noop: p.noop,
     summary: p.summary,
     changes: p.changes.map((c) => redact({
@@ -200,7 +231,7 @@ export function parseSavedPlan(text: string, file: string): ParsedPlan {
     return { ok: false, code: 1, message: `${file} is a plan of format ${JSON.stringify(d.format)}; this virtform applies ${PLAN_FORMAT} only (make a new plan: reconcile --dry-run --out)` };
   }
   const { digest, ...rest } = d;
-  const missing = ['manifests', 'consent', 'observed', 'baselines', 'steps', 'source'].filter((k) => !(k in rest));
+  const missing = ['manifests', 'consent', 'observed', 'baselines', 'touchedObjects', 'steps', 'source'].filter((k) => !(k in rest));
   if (missing.length > 0) return { ok: false, code: 1, message: `${file} is damaged: missing ${missing.join(', ')}` };
   if (typeof digest !== 'string' || digest !== sha256(canonicalJson(rest))) {
     return { ok: false, code: 1, message: `${file} was edited after it was made: its digest does not match its content (make a new plan: reconcile --dry-run --out)` };
@@ -229,25 +260,41 @@ export function manifestDifferences(saved: SavedPlan, desired: Desired): string[
  * What differs between the saved plan and a plan made now of the same manifests with the same
  * consent: the objects on the host, the definitions of the touched objects, the steps.
  */
-export function planDifferences(saved: SavedPlan, plan: Plan, observed: ObservedHosts): string[] {
+export function planDifferences(saved: SavedPlan, plan: Plan, observed: ObservedHosts, o: { resuming?: boolean } = {}): string[] {
   const reasons: string[] = [];
   const now = new Set(observedObjects(observed));
   const was = new Set(saved.observed.objects);
-  const added = [...now].filter((x) => !was.has(x));
-  const removed = [...was].filter((x) => !now.has(x));
+  // Resuming (an earlier apply of this plan stopped half-way): the objects of the plan's own
+  // resources may have come or gone, and their definitions changed; nothing else may.
+  const ownNow = new Set(o.resuming ? Object.keys(saved.baselines).flatMap((k) => objectLabel(observed, k) ?? []) : []);
+  const ownWas = new Set(o.resuming ? Object.values(saved.touchedObjects) : []);
+  const added = [...now].filter((x) => !was.has(x) && !ownNow.has(x));
+  const removed = [...was].filter((x) => !now.has(x) && !ownWas.has(x));
   if (added.length) reasons.push(`object${added.length > 1 ? 's' : ''} added on the host since the plan: ${added.join(', ')}`);
   if (removed.length) reasons.push(`object${removed.length > 1 ? 's' : ''} removed from the host since the plan: ${removed.join(', ')}`);
   const changed: string[] = [];
-  for (const [key, digest] of Object.entries(saved.baselines)) {
+  for (const [key, digest] of o.resuming ? [] : Object.entries(saved.baselines)) {
     const current = definitionDigest(observed, key);
     if (current !== digest) changed.push(`${key}${digest === 'absent' ? ' (created)' : current === 'absent' ? ' (gone)' : ''}`);
   }
   if (changed.length) reasons.push(`the definition of ${changed.join(', ')} changed on the host since the plan`);
-  const key = (s: SavedStep): string => `${s.host}|${s.resource}|${s.op}|${s.digest}`;
+  // Resuming, a step is the plan's when it is the same operation on the same resource (its
+  // arguments may say what is left of it: a network defined but not started); forgetting the
+  // record of a resource the plan deletes (gone from the host already) is the rest of that delete.
+  const key = (s: SavedStep): string => `${s.host}|${s.resource}|${s.op}${o.resuming ? '' : `|${s.digest}`}`;
   const steps = stepsOf(plan);
   const planned = saved.steps.map(key).sort();
   const current = steps.map(key).sort();
-  if (planned.join('\n') !== current.join('\n')) {
+  const deleted = new Set(saved.steps.filter((s) => /\.delete$/.test(s.op)).map((s) => `${s.host}|${s.resource}`));
+  // Resuming: the steps left must be steps of the plan (each at most as often).
+  const left = [...planned];
+  const subset = current.every((k) => {
+    const i = left.indexOf(k);
+    if (i >= 0) left.splice(i, 1);
+    const [host, resource, op] = k.split('|');
+    return i >= 0 || (op === 'record.forget' && deleted.has(`${host}|${resource}`));
+  });
+  if (o.resuming ? !subset : planned.join('\n') !== current.join('\n')) {
     const p = new Set(planned);
     const c = new Set(current);
     const label = (k: string): string => {
@@ -285,18 +332,36 @@ export function consentText(c: PlanConsent): string {
  */
 export async function applySavedPlan(
   saved: SavedPlan, desired: Desired,
-  opts: Omit<ReconcileOptions, 'desired' | 'dryRun' | 'allowDataLoss' | 'maxDeletions' | 'ignoreSuspend' | 'checkPlan'>,
+  opts: Omit<ReconcileOptions, 'desired' | 'dryRun' | 'allowDataLoss' | 'maxDeletions' | 'ignoreSuspend' | 'checkPlan' | 'store'> & { store: SavedPlanStore },
+  hooks: { onResume?: (left: number) => void } = {},
 ): Promise<ReconcileResult> {
   const manifests = manifestDifferences(saved, desired);
   if (manifests.length > 0) throw new StalePlanError(manifests);
   if (desired.empty && !saved.consent.allowEmpty) throw new StalePlanError(['the manifests are empty and the plan was not made with --allow-empty']);
-  return reconcile({
+  const id = saved.digest.slice(0, 16);
+  const history = (await opts.store.events.recent(2000)).map((e) => e.message);
+  const applied = history.find((m) => m.startsWith(`${PLAN_EVENT} ${id} applied`));
+  if (applied) throw new StalePlanError([`this plan was applied already (${applied.slice(`${PLAN_EVENT} ${id} applied: `.length)})`]);
+  const resuming = history.some((m) => m.startsWith(`${PLAN_EVENT} ${id} started`));
+  const result = await reconcile({
     ...opts,
     desired,
     ...consentOptions(saved.consent),
-    checkPlan: (plan, observed) => {
-      const reasons = planDifferences(saved, plan, observed);
-      if (reasons.length > 0) throw new StalePlanError(reasons);
+    checkPlan: async (plan, observed) => {
+      const reasons = planDifferences(saved, plan, observed, { resuming });
+      if (reasons.length > 0) throw new StalePlanError(resuming ? [...reasons, 'an earlier apply of this plan stopped half-way; what it left is not what the plan describes'] : reasons);
+      if (resuming) hooks.onResume?.(plan.steps.length);
+      if (!resuming) await opts.store.events.append({ level: 'info', message: `${PLAN_EVENT} ${id} started: ${saved.steps.length} step(s)` });
     },
   });
+  if (result.outcome === 'succeeded' || result.outcome === 'noop') {
+    await opts.store.events.append({ level: 'info', message: `${PLAN_EVENT} ${id} applied: run ${result.runId}, ${new Date().toISOString()}` });
+  }
+  return result;
 }
+
+/** The events that say a saved plan's apply started and finished (a rerun after a crash resumes it). */
+const PLAN_EVENT = 'saved plan';
+
+/** The store a saved plan's apply needs: the engine's, and the events it reads back. */
+export type SavedPlanStore = ReconcileOptions['store'] & { events: ReconcileOptions['store']['events'] & { recent(limit?: number): Promise<{ message: string }[]> } };

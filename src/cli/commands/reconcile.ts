@@ -331,7 +331,9 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     const progress = new ProgressLine({ write: err, isTTY: process.stderr.isTTY === true }, o.json === true);
 
     const run = saved
-      ? (opts: Parameters<typeof reconcile>[0]) => applySavedPlan(saved, opts.desired, opts)
+      ? (opts: Parameters<typeof reconcile>[0]) => applySavedPlan(saved, opts.desired, { ...opts, store }, {
+        onResume: (left) => err(`virtform: resuming the plan ${o.plan}: an earlier apply of it stopped half-way; ${left} of its ${saved.steps.length} step(s) left\n`),
+      })
       : reconcile;
     let result: Awaited<ReturnType<typeof reconcile>>;
     try {

@@ -7,7 +7,7 @@
  * on the applying command. (A watcher holding the lease: saved-plan-queue.test.ts.)
  */
 import { describe, expect, it } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inventory, virsh, type CliResult } from '../../support/real-host.js';
 import { useSuite } from '../../support/suite.js';
@@ -103,11 +103,10 @@ describe('saved plans on the real daemon', () => {
     expect(inventory(S.prefix).domains).toEqual([VM]);
     expectCode(await S.dryRun(), 0); // converged
 
-    // The same plan again: the host moved on (what it creates exists now): refused, nothing done.
+    // The same plan again: refused, nothing done (it was applied already).
     const again = await S.cli(['reconcile', '--plan', file]);
     expectCode(again, 1);
-    expect(again.stderr).toMatch(/refused: the plan .* no longer matches; nothing was changed/);
-    expect(again.stderr).toContain('objects added on the host since the plan');
+    expect(again.stderr).toMatch(/refused: the plan .* no longer matches; nothing was changed:\n  - this plan was applied already \(run [0-9a-f-]+, /);
   });
 
   it('refusals: manifests edited, object added with virsh, touched object changed with virsh, file edited, other format — exit 1 naming it, nothing changed', async () => {
@@ -200,5 +199,13 @@ describe('saved plans on the real daemon', () => {
     expectCode(await S.cli(['reconcile', S.mdir, '--out', planFile('x')]), 2);
     expectCode(await S.cli(['reconcile', '--plan', consent.file, '--dry-run']), 2);
     expectCode(await S.cli(['reconcile', S.mdir, '--no-queue']), 2);
+    // Host manifests (a fleet): saved plans are refused clearly (exit 2), nothing planned or written.
+    const fleet = join(S.work, 'fleet');
+    mkdirSync(fleet, { recursive: true });
+    writeFileSync(join(fleet, 'hosts.yaml'), `apiVersion: virtform.dev/v1\nkind: Host\nmetadata: {name: h1}\nspec: {uri: 'qemu:///system'}\n---\n${doc('StoragePool', `${P}-fpool`, `{path: ${S.poolPath('fpool')}}`)}`);
+    const fleetPlan = await S.cli(['reconcile', fleet, '--dry-run', '--out', planFile('fleet')]);
+    expectCode(fleetPlan, 2);
+    expect(fleetPlan.stderr).toContain('saved plans (--out, --plan) are not supported with Host manifests (a fleet) yet');
+    expect(existsSync(planFile('fleet'))).toBe(false);
   });
 });
