@@ -8,7 +8,8 @@ URI="${VIRTFORM_TEST_URI:-qemu:///system}"
 V() { virsh -q -c "$URI" "$@" 2>/dev/null; }
 
 for d in $(V list --all --name | grep "^${PREFIX}" || true); do
-  V destroy "$d" >/dev/null; V undefine "$d" --nvram >/dev/null || V undefine "$d" >/dev/null
+  # --snapshots-metadata: a domain with snapshots (kind Snapshot) cannot be undefined otherwise
+  V destroy "$d" >/dev/null; V undefine "$d" --nvram --snapshots-metadata >/dev/null || V undefine "$d" --snapshots-metadata >/dev/null || V undefine "$d" >/dev/null
 done
 for n in $(V net-list --all --name | grep "^${PREFIX}" || true); do
   V net-destroy "$n" >/dev/null; V net-undefine "$n" >/dev/null

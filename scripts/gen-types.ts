@@ -23,6 +23,7 @@ const KIND_SPECS: [string, string, string][] = [
   ['Volume', 'volume.schema.json', 'VolumeSpec'],
   ['Network', 'network.schema.json', 'NetworkSpec'],
   ['VirtualMachine', 'virtualmachine.schema.json', 'VirtualMachineSpec'],
+  ['Snapshot', 'snapshot.schema.json', 'SnapshotSpec'],
   ['Host', 'host.schema.json', 'HostSpec'],
 ];
 

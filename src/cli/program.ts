@@ -313,5 +313,37 @@ A run killed between the stop and the start leaves the VM stopped: the next reco
       process.exitCode = await (await import('./commands/suspend.js')).runResume(o);
     });
 
+  // --- snapshots (issue 24: helper snaps) ----------------------------------------------------
+  const snapshot = program.command('snapshot')
+    .description('snapshots declared as kind Snapshot: list them, or revert a VM to one (the only imperative part: taking and deleting them is reconcile\'s)');
+  snapshot.command('list')
+    .description('the snapshots virtform took (kind Snapshot): VM, creation time, what they hold, and whether the host still has them')
+    .addOption(uriOption())
+    .addOption(insecureOption())
+    .addOption(dbOption())
+    .addOption(dataDirOption())
+    .option('--offline', 'do not contact libvirtd: what the state DB recorded')
+    .option('--json', 'print as JSON')
+    .action(async (o) => {
+      process.exitCode = await (await import('./commands/snapshot.js')).runSnapshotList(o);
+    });
+  leaseOptions(snapshot.command('revert')
+    .description('restore a VM to a snapshot virtform took: its disks, and its memory and running state when the snapshot saved them; ' +
+      'what the disks hold now is lost, so it needs --allow-data-loss (without it: the plan, exit 1); journaled; needs the writer lease. ' +
+      'Afterwards the manifests still rule: a definition or state that differs from them is drift, corrected by the next reconcile')
+    .argument('<name>', 'the Snapshot resource (metadata.name)')
+    .addOption(uriOption())
+    .addOption(insecureOption())
+    .addOption(dbOption())
+    .addOption(dataDirOption())
+    .option('--allow-data-loss', 'consent: the current contents of the VM\'s disks (and its running memory) are lost')
+    .option('--lock-timeout <seconds>', 'wait up to this long for the writer lease before queueing (0: at once)', num('--lock-timeout', 0), 0)
+    .option('--no-queue', 'while another process (a watcher) holds the writer lease: exit 1 naming it, instead of queueing the revert for it')
+    .option('--queue-timeout <seconds>', 'queued: wait at most this long for the lease holder to carry it out (a request still queued then is cancelled)', num('--queue-timeout', 0))
+    .option('--json', 'print the plan and the outcome as JSON'))
+    .action(async (name: string, o) => {
+      process.exitCode = await (await import('./commands/snapshot.js')).runSnapshotRevert(name, o);
+    });
+
   return program;
 }

@@ -354,8 +354,11 @@ export function stateOnHost(state: DesiredState, host: HostId, placeOf: (vm: str
   const roots = [...vms.flatMap((vm) => vmVolumes(vm.spec)), ...state.volumes.filter((v) => v.spec.host === host).map((v) => v.metadata.name)];
   for (const r of roots) for (const v of backingChain(r, (n) => backingOf.get(n))) here.add(v);
   const volumes = state.volumes.filter((v) => here.has(v.metadata.name));
-  const keep = new Set<AnyManifest>([...pools, ...volumes, ...networks, ...vms]);
-  return { ...state, manifests: state.manifests.filter((m) => keep.has(m)), pools, volumes, networks, vms };
+  // A snapshot lives with its VM.
+  const vmNames = new Set(vms.map((vm) => vm.metadata.name));
+  const snapshots = (state.snapshots ?? []).filter((s) => vmNames.has(s.spec.vm));
+  const keep = new Set<AnyManifest>([...pools, ...volumes, ...networks, ...vms, ...snapshots]);
+  return { ...state, manifests: state.manifests.filter((m) => keep.has(m)), pools, volumes, networks, vms, snapshots };
 }
 
 /** What placement needs of a VM manifest besides its demands: labels, pin, placement spec, group. */

@@ -18,6 +18,7 @@ import {
   type ManifestKind,
   type StoragePoolManifest,
   type VirtualMachineManifest,
+  type SnapshotManifest,
   type VolumeManifest,
 } from './model.js';
 import { validateAgainstSchema } from './schema.js';
@@ -189,12 +190,13 @@ export interface LoadOptions {
 }
 
 /** The manifests of each kind (the lists of `DesiredState`), in load order. */
-export function manifestsByKind(manifests: AnyManifest[]): Pick<DesiredState, 'pools' | 'volumes' | 'networks' | 'vms'> {
+export function manifestsByKind(manifests: AnyManifest[]): Pick<DesiredState, 'pools' | 'volumes' | 'networks' | 'vms' | 'snapshots'> {
   return {
     pools: manifests.filter((m): m is StoragePoolManifest => m.kind === 'StoragePool'),
     volumes: manifests.filter((m): m is VolumeManifest => m.kind === 'Volume'),
     networks: manifests.filter((m): m is NetworkManifest => m.kind === 'Network'),
     vms: manifests.filter((m): m is VirtualMachineManifest => m.kind === 'VirtualMachine'),
+    snapshots: manifests.filter((m): m is SnapshotManifest => m.kind === 'Snapshot'),
   };
 }
 

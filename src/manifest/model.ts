@@ -4,6 +4,7 @@ import type {
   HostSpec,
   ManifestMetadata,
   NetworkSpec,
+  SnapshotSpec,
   StoragePoolSpec,
   VirtualMachineSpec,
   VolumeMetadata,
@@ -57,7 +58,8 @@ export interface ImportRules {
 }
 export type NetworkManifest = Manifest<'Network', NetworkSpec>;
 export type VirtualMachineManifest = Manifest<'VirtualMachine', VirtualMachineSpec>;
-export type AnyManifest = StoragePoolManifest | VolumeManifest | NetworkManifest | VirtualMachineManifest;
+export type SnapshotManifest = Manifest<'Snapshot', SnapshotSpec>;
+export type AnyManifest = StoragePoolManifest | VolumeManifest | NetworkManifest | VirtualMachineManifest | SnapshotManifest;
 
 /**
  * A `kind: Host` manifest (a host of the fleet). Not a resource kind: no libvirt object; it is kept
@@ -72,7 +74,7 @@ export interface HostManifest {
 }
 
 /** The kinds a manifest may declare: the resource kinds and Host. */
-export const MANIFEST_KINDS: readonly (ResourceKind | 'Host')[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine', 'Host'];
+export const MANIFEST_KINDS: readonly (ResourceKind | 'Host')[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine', 'Snapshot', 'Host'];
 export type ManifestKind = ResourceKind | 'Host';
 
 export interface DesiredState {
@@ -86,6 +88,8 @@ export interface DesiredState {
   volumes: VolumeManifest[];
   networks: NetworkManifest[];
   vms: VirtualMachineManifest[];
+  /** Snapshots of VMs (kind Snapshot). */
+  snapshots: SnapshotManifest[];
   /**
    * The Host manifests, normalized, sorted by id. Empty: one implicit host (`--uri`), exactly the
    * behaviour before fleets. A Host changes the digest only when there is one.

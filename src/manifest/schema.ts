@@ -18,6 +18,7 @@ const KIND_FILES: Record<ManifestKind, string> = {
   Volume: 'volume.schema.json',
   Network: 'network.schema.json',
   VirtualMachine: 'virtualmachine.schema.json',
+  Snapshot: 'snapshot.schema.json',
   Host: 'host.schema.json',
 };
 

@@ -24,7 +24,7 @@ import type { ImportRules, ResourceKind } from './model.js';
 import { ManifestSizeError, formatSize, parseSize, roundUpToKiB } from './size.js';
 import { locate, type SourceDoc } from './yaml-source.js';
 import { fileSha256, readImageHeader, type LocalImageInfo } from './image.js';
-import type { NetworkSpec, StoragePoolSpec, VirtualMachineSpec, VolumeSpec } from './types.generated.js';
+import type { NetworkSpec, SnapshotSpec, StoragePoolSpec, VirtualMachineSpec, VolumeSpec } from './types.generated.js';
 
 export const MIN_MEMORY = 16 * 1024 ** 2;
 export const MAX_MEMORY = 4 * 1024 ** 4;
@@ -51,7 +51,9 @@ type Spec<K extends ResourceKind> = K extends 'StoragePool'
     ? VolumeSpec
     : K extends 'Network'
       ? NetworkSpec
-      : VirtualMachineSpec;
+      : K extends 'Snapshot'
+        ? SnapshotSpec
+        : VirtualMachineSpec;
 
 export function specOf<K extends ResourceKind>(e: Entry, _kind: K): Spec<K> {
   return e.data.spec as Spec<K>;
@@ -230,6 +232,7 @@ export async function checkSemantics(entries: Entry[], opts: {
     Volume: new Map(),
     Network: new Map(),
     VirtualMachine: new Map(),
+    Snapshot: new Map(),
   };
   for (const e of entries) {
     if (!e.name) continue;
@@ -264,6 +267,8 @@ export async function checkSemantics(entries: Entry[], opts: {
     if (e.kind === 'Volume') {
       refIfName(e, ['spec', 'pool'], 'StoragePool', spec.pool);
       refIfName(e, ['spec', 'backingVolume'], 'Volume', spec.backingVolume);
+    } else if (e.kind === 'Snapshot') {
+      refIfName(e, ['spec', 'vm'], 'VirtualMachine', spec.vm);
     } else if (e.kind === 'VirtualMachine') {
       if (Array.isArray(spec.disks)) {
         spec.disks.forEach((d: unknown, i) => {
@@ -550,6 +555,33 @@ export async function checkSemantics(entries: Entry[], opts: {
     if (!e.valid) continue;
     const boot = specOf(e, 'VirtualMachine').boot;
     if (boot) checkBoot(r, e, boot, (path, name) => refCheck(e, path, 'Volume', name), diskOwners);
+  }
+
+  // ---- Snapshots -----------------------------------------------------------------------------
+  // Internal qcow2 snapshots (libvirt 9.0 cannot revert external ones): every writable disk of the
+  // VM is a qcow2 volume, and no UEFI NVRAM (a raw pflash file). The cloud-init seed is a
+  // read-only CD-ROM, which libvirt leaves out of a snapshot.
+  for (const e of byKind('Snapshot')) {
+    if (!e.valid) continue;
+    const spec = specOf(e, 'Snapshot');
+    const vm = refCheck(e, ['spec', 'vm'], 'VirtualMachine', spec.vm);
+    if (!vm) continue;
+    const vmSpec = specOf(vm, 'VirtualMachine');
+    (vmSpec.disks ?? []).forEach((d) => {
+      const vol = validNamed('Volume', d.volume);
+      if (vol && specOf(vol, 'Volume').format === 'raw') {
+        r.at(e, ['spec', 'vm'], `VirtualMachine ${quote(spec.vm)} has a raw writable disk (volume ${quote(d.volume)}, ${where(vol)}): ` +
+          'an internal snapshot needs every writable disk to be qcow2 (libvirt 9.0 cannot revert external snapshots)');
+      }
+    });
+    if (vmSpec.boot?.firmware === 'uefi') {
+      r.at(e, ['spec', 'vm'], `VirtualMachine ${quote(spec.vm)} boots UEFI firmware (spec.boot.firmware, ${where(vm)}): its NVRAM is a raw pflash file, ` +
+        'which libvirt cannot snapshot internally');
+    }
+    if (spec.memory === true && vmSpec.state === 'stopped') {
+      r.at(e, ['spec', 'memory'], `VirtualMachine ${quote(spec.vm)} is declared stopped (${where(vm)}): a stopped VM has no memory to save; ` +
+        'set memory: false for a snapshot of its disks, or declare it running');
+    }
   }
   return r.errors;
 }

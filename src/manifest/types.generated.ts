@@ -79,6 +79,7 @@ export interface ManifestSpecs {
   Volume: VolumeSpec;
   Network: NetworkSpec;
   VirtualMachine: VirtualMachineSpec;
+  Snapshot: SnapshotSpec;
   Host: HostSpec;
 }
 /**
@@ -369,6 +370,21 @@ export interface VmSpreadBy {
    * DoNotSchedule (default): a VM that would exceed maxSkew is unschedulable; ScheduleAnyway: skew only lowers a host's score.
    */
   whenUnsatisfiable?: 'DoNotSchedule' | 'ScheduleAnyway';
+}
+/**
+ * This interface was referenced by `ManifestSpecs`'s JSON-Schema
+ * via the `definition` "SnapshotSpec".
+ */
+export interface SnapshotSpec {
+  vm: ResourceName;
+  /**
+   * Free text stored with the snapshot (libvirt's <description>).
+   */
+  description?: string;
+  /**
+   * true: the running VM's memory is saved too (a revert resumes it where it was); the VM must be running when the snapshot is taken. false (default): the disks only; the VM must be stopped when it is taken (libvirt takes an internal snapshot of a running VM only with its memory).
+   */
+  memory?: boolean;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema

@@ -237,10 +237,43 @@ export interface VolumeDetail {
   backingPath?: string;
 }
 
+// --- snapshots (kind Snapshot, issue 24) ------------------------------------------------------
+
+/** An internal snapshot virtform takes of a domain (virDomainSnapshotCreateXML). */
+export interface SnapshotDef {
+  /** The domain. */
+  domain: string;
+  /** The snapshot's name (the Snapshot resource's name). */
+  name: string;
+  description?: string;
+  /** The running domain's memory is saved too (internal, `savevm`); false: disks only (a shut-off domain). */
+  memory: boolean;
+}
+
+/** A domain snapshot as libvirt describes it (virDomainSnapshotGetXMLDesc). */
+export interface SnapshotDetail {
+  domain: string;
+  name: string;
+  description?: string;
+  /** `<creationTime>`: seconds since the epoch. */
+  creationTime: number;
+  /** `<state>`: the domain's state when it was taken (running, shutoff, paused, disk-snapshot). */
+  state: string;
+  /** `<memory snapshot>`: internal (memory saved), external, or no. */
+  memory: string;
+  /** `<disks>`: each disk's target and how it was snapshotted (internal, external, no). */
+  disks: { target: string; snapshot: string }[];
+  /** `<parent><name>`, when it has one. */
+  parent?: string;
+  /** The domain's persistent definition the snapshot carries (`<inactiveDomain>` when the domain ran, else `<domain>`): what a revert defines. */
+  domainXml?: string;
+}
+
 /** What observe reads back of each kind's object (`Observed.definitions`, `definitionOf`). */
 export interface DetailOfKind {
   StoragePool: PoolDetail;
   Volume: VolumeDetail;
   Network: NetworkDetail;
   VirtualMachine: DomainDetail;
+  Snapshot: SnapshotDetail;
 }

@@ -8,10 +8,10 @@
  * showed them); other hosts' keys print as `host/Kind/name`.
  */
 
-export type ResourceKind = 'StoragePool' | 'Volume' | 'Network' | 'VirtualMachine';
+export type ResourceKind = 'StoragePool' | 'Volume' | 'Network' | 'VirtualMachine' | 'Snapshot';
 
-/** Every kind, in build-up order: pools → volumes → networks → VMs (teardown runs the other way). */
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine'];
+/** Every kind, in build-up order: pools → volumes → networks → VMs → snapshots of VMs (teardown runs the other way). */
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['StoragePool', 'Volume', 'Network', 'VirtualMachine', 'Snapshot'];
 
 /**
  * The id of a libvirt host in virtform's keys (`hosts.id` in the state DB). One host is the

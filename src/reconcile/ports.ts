@@ -9,10 +9,10 @@
 export type { ResourceKind } from '../model/kinds.js';
 export type {
   OwnerMarker, VolumeFormat, PoolDef, VolumeDef, DhcpHost, NetworkMode, NetworkDef, DomainDiskDef, DomainNicDef,
-  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail, DomainCapabilities,
+  DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail, DomainCapabilities, SnapshotDef, SnapshotDetail,
 } from '../model/definitions.js';
 import type {
-  DhcpHost, DomainCapabilities, DomainDef, DomainDetail, NetworkDef, NetworkDetail, PoolDef, PoolDetail, VolumeDef, VolumeDetail,
+  DhcpHost, DomainCapabilities, DomainDef, DomainDetail, NetworkDef, NetworkDetail, PoolDef, PoolDetail, SnapshotDef, SnapshotDetail, VolumeDef, VolumeDetail,
 } from '../model/definitions.js';
 // hot-plug (issue 24; helper restart)
 import type { DomainDiskDef, DomainNicDef } from '../model/definitions.js';
@@ -425,6 +425,25 @@ export interface HostPort {
   setMutationGuard?(guard: MutationGuard | undefined): void;
   /** Observe every call made to the host (count, latency, errors). */
   setCallObserver(cb: ((info: HostCallInfo) => void) | undefined): void;
+
+  // --- snapshots (kind Snapshot, issue 24: helper snaps) --------------------------------------
+  /**
+   * Every snapshot of each listed domain, by domain name (virDomainListAllSnapshots, then one XML
+   * read per snapshot, pipelined); a domain gone since it was listed is left out.
+   */
+  listDomainSnapshots(list: ObservedDomain[]): Promise<Map<string, SnapshotDetail[]>>;
+  /** One snapshot of a domain; null when the domain or the snapshot does not exist. */
+  getDomainSnapshot(domain: string, name: string): Promise<SnapshotDetail | null>;
+  /** Take an internal snapshot (virDomainSnapshotCreateXML); `already-exists` when one of that name exists. */
+  createDomainSnapshot(def: SnapshotDef): Promise<SnapshotDetail>;
+  /** Delete a snapshot and its data (virDomainSnapshotDelete); a missing domain or snapshot is done already. */
+  deleteDomainSnapshot(domain: string, name: string): Promise<void>;
+  /**
+   * Revert a domain to a snapshot (virDomainRevertToSnapshot): its disks (and memory, when taken),
+   * its definition, and its state then (running or shut off).
+   */
+  revertDomainSnapshot(domain: string, name: string): Promise<void>;
+  // --- end snapshots ---------------------------------------------------------------------------
 
   close(): Promise<void>;
 }

@@ -47,6 +47,7 @@ import { RequestSource } from './sources/requests.js';
 import { RequestHandlers } from './requests.js';
 import { planRequestHandler } from './plan-request.js';
 import { restartRequestHandler } from './restart-request.js';
+import { snapshotRevertRequestHandler } from './snapshot-request.js';
 
 export type { TriggerSource } from './queue.js';
 export type { RunInfo, RunOutcome, StalledResource, RequeueInfo } from './runner.js';
@@ -181,6 +182,8 @@ export class WatchController {
     if (!this.requests.get('plan')) this.requests.handle('plan', planRequestHandler({ ...(opts.policy ? { policy: opts.policy } : {}) }));
     // issue 24 (helper restart): `virtform restart` while this watcher holds the lease.
     if (!this.requests.get('restart')) this.requests.handle('restart', restartRequestHandler());
+    // issue 24 (snaps): `virtform snapshot revert` while this watcher holds the lease.
+    if (!this.requests.get('snapshot-revert')) this.requests.handle('snapshot-revert', snapshotRevertRequestHandler());
     const log = this.#log;
     this.#queue = new CoalescingQueue((source) => {
       this.metrics.triggers.inc({ source });

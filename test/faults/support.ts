@@ -18,7 +18,7 @@ export async function declaredFrom(dir: string): Promise<Declared> {
     if (r.kind === 'VirtualMachine') out.domains.push(r.name);
     else if (r.kind === 'Network') out.networks.push(r.name);
     else if (r.kind === 'StoragePool') out.pools.push(r.name);
-    else {
+    else if (r.kind === 'Volume') {
       out.volumes.push(`${r.config.pool}/${r.config.volName}`);
       out.files.push(r.config.path);
     }

@@ -51,6 +51,7 @@ import {
   type DhcpHost, type DomainCapabilities, type DomainDef, type DomainLifecycleEvent, type HostCallInfo, type DomainDetail, type HostDefinitions, type HostIdentity, type HostPort,
   type HostSnapshot, type NetworkDef, type NodeInfo, type ObservedPool, type PoolInfo,
   type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail, type VolumeDef, type VolumeDetail, type VolumeHole,
+  type SnapshotDef, type SnapshotDetail,
 } from '../../src/reconcile/ports.js';
 // hot-plug (issue 24; helper restart)
 import type { HotplugDevice } from '../../src/reconcile/ports.js';
@@ -538,8 +539,68 @@ export class FakeHost implements HostPort {
   domainSnapshots = new Map<string, number>();
   async domainSnapshotCount(name: string): Promise<number> {
     this.call('domainSnapshotCount', name, false);
-    return this.domainSnapshots.get(name) ?? 0;
+    return (this.domainSnapshots.get(name) ?? 0) + (this.snapshotList.get(name)?.length ?? 0);
   }
+
+  // --- snapshots (kind Snapshot, issue 24: helper snaps) --------------------------------------
+  /** Snapshots taken through the port, per domain name (a revert restores `def`, `active` and the disk contents). */
+  snapshotList = new Map<string, (SnapshotDetail & { saved: { def: DomainDef; active: boolean; contents: Map<string, Buffer> } })[]>();
+  /** Seconds since the epoch a new snapshot records (tests set it). */
+  snapshotClock = (): number => Math.floor(Date.now() / 1000);
+  private snapshotOut(s: SnapshotDetail): SnapshotDetail {
+    const { saved: _saved, ...rest } = s as SnapshotDetail & { saved?: unknown };
+    return { ...rest, disks: rest.disks.map((d) => ({ ...d })) };
+  }
+  async listDomainSnapshots(list: ObservedDomain[]): Promise<Map<string, SnapshotDetail[]>> {
+    this.call('listDomainSnapshots', '*', false);
+    const out = new Map<string, SnapshotDetail[]>();
+    for (const d of list) if (this.domains.has(d.name)) out.set(d.name, (this.snapshotList.get(d.name) ?? []).map((s) => this.snapshotOut(s)));
+    return out;
+  }
+  async getDomainSnapshot(domain: string, name: string): Promise<SnapshotDetail | null> {
+    this.call('getDomainSnapshot', name, false);
+    const s = this.snapshotList.get(domain)?.find((x) => x.name === name);
+    return s ? this.snapshotOut(s) : null;
+  }
+  async createDomainSnapshot(def: SnapshotDef): Promise<SnapshotDetail> {
+    this.call('createDomainSnapshot', def.name, true);
+    const d = this.need(this.domains, def.domain, 'domain');
+    const list = this.snapshotList.get(def.domain) ?? [];
+    if (list.some((x) => x.name === def.name)) throw new HostError('already-exists', `a snapshot named ${def.name} exists`);
+    if (d.active && !def.memory) throw invalid('Operation not supported: internal snapshot of a running VM must include the memory state');
+    const raw = d.def.disks.find((x) => x.format === 'raw');
+    if (raw) throw invalid(`internal snapshot for disk ${raw.target} unsupported for storage type raw`);
+    const contents = new Map<string, Buffer>();
+    for (const x of d.def.disks) {
+      const c = this.contents.get(x.path);
+      if (c) contents.set(x.path, Buffer.from(c));
+    }
+    const s = {
+      domain: def.domain, name: def.name, ...(def.description ? { description: def.description } : {}),
+      creationTime: this.snapshotClock(), state: d.active ? 'running' : 'shutoff', memory: d.active ? 'internal' : 'no',
+      disks: d.def.disks.map((x) => ({ target: x.target, snapshot: 'internal' })),
+      saved: { def: structuredClone(d.def), active: d.active, contents },
+    };
+    list.push(s);
+    this.snapshotList.set(def.domain, list);
+    return this.snapshotOut(s);
+  }
+  async deleteDomainSnapshot(domain: string, name: string): Promise<void> {
+    this.call('deleteDomainSnapshot', name, true);
+    const list = this.snapshotList.get(domain);
+    if (list) this.snapshotList.set(domain, list.filter((x) => x.name !== name));
+  }
+  async revertDomainSnapshot(domain: string, name: string): Promise<void> {
+    this.call('revertDomainSnapshot', name, true);
+    const d = this.need(this.domains, domain, 'domain');
+    const s = this.snapshotList.get(domain)?.find((x) => x.name === name);
+    if (!s) throw new HostError('not-found', `Domain snapshot not found: no domain snapshot with matching name '${name}'`);
+    d.def = structuredClone(s.saved.def);
+    for (const [path, c] of s.saved.contents) this.contents.set(path, Buffer.from(c));
+    if (s.saved.active && !d.active) await this.startDomain(domain);
+    else if (!s.saved.active && d.active) await this.stopDomain(domain);
+  }
+  // --- end snapshots ---------------------------------------------------------------------------
   /** The volume's bytes (`contents`, else zeros of its capacity), runs of 64 KiB zeros as holes. */
   async downloadVolume(pool: string, name: string): Promise<AsyncIterable<Uint8Array | VolumeHole>> {
     this.call('downloadVolume', name, false);
@@ -782,6 +843,7 @@ export class FakeHost implements HostPort {
       d.def = d.live ?? d.def;
       d.live = undefined;
     } else this.domains.delete(name);
+    this.snapshotList.delete(name); // VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA (the qcow2 keeps their data)
     this.emit(name, d.uuid, 'undefined', 0);
   }
   private eventSubscribers = new Set<(e: DomainLifecycleEvent) => void>();

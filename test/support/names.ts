@@ -58,6 +58,9 @@ export const SUITES = {
   flwatch: 117,
   // issue 23 (helper dashsrv): test/integration/dashboard/server.test.ts, test/integration/dashboard/netns-auth.test.ts
   dashsrv: 145, dashnet: 146,
+  // issue 24 (helper snaps): test/integration/reconcile/snapshot.test.ts, test/faults/snapshot-crash.test.ts,
+  // test/integration/guest/snapshot-memory.test.ts
+  snapshot: 165, snapcrash: 166, snapmem: 167,
   // savedplan (issue 24): test/integration/reconcile/saved-plan.test.ts, saved-plan-queue.test.ts; test/faults/saved-plan-crash.test.ts
   savplan: 155, planq: 156, plancrash: 157,
   // issue 23 (dashui): test/dashboard/dashboard.test.ts (the dashboard in chromium on a real watch), scripts/dashboard-screenshots.ts

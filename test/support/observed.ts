@@ -326,6 +326,8 @@ function definitionOf(r: DesiredResource): PoolDefinition | NetworkDefinition | 
         marker: d.marker as OwnerMarker,
       };
     }
+    case 'Snapshot':
+      throw new Error('internal error: the observed builder does not build snapshots (use the FakeHost)');
   }
 }
 

@@ -223,7 +223,7 @@ export function compareReadback(exp: Expected, facts: HostFacts, prev?: Snapshot
     if (r.kind === 'StoragePool') comparePool(r, facts, d);
     else if (r.kind === 'Network') compareNetwork(r, facts, d);
     else if (r.kind === 'Volume') compareVolume(r, facts, paths, d, snapshot, prev);
-    else compareVm(r, facts, paths, links, bridges, d, snapshot, prev);
+    else if (r.kind === 'VirtualMachine') compareVm(r, facts, paths, links, bridges, d, snapshot, prev);
     out.push(...d.list);
   }
   return { differences: out, snapshot };
@@ -580,7 +580,7 @@ export async function readHost(exp: Expected, uri: string): Promise<HostFacts> {
       const e = (facts.pools[r.name] = { xml: '', info: '' });
       add(['pool-dumpxml', '--inactive', r.name], (s) => (e.xml = s));
       add(['pool-info', r.name], (s) => (e.info = s));
-    } else {
+    } else if (r.kind === 'Volume') {
       const key = `${r.config.pool}/${posix.basename(paths.get(r.name)!)}`;
       add(['vol-dumpxml', '--pool', r.config.pool, posix.basename(paths.get(r.name)!)], (s) => (facts.volumes[key] = s));
     }

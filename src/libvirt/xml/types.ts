@@ -20,6 +20,7 @@ export { RESOURCE_KINDS } from '../../model/kinds.js';
 export type {
   OwnerMarker, VolumeFormat, PoolDef, VolumeDef, DhcpHost, NetworkMode, NetworkDef, DomainDiskDef, DomainNicDef,
   DomainBoot, DomainDef, DomainDetail, NetworkDetail, PoolDetail, VolumeDetail, CpuMode, DomainCpuDef, GraphicsType, DomainGraphicsDef, DomainCapabilities,
+  SnapshotDef, SnapshotDetail,
 } from '../../model/definitions.js';
 import type { DomainBoot, NetworkDetail, PoolDetail, OwnerMarker, VolumeDetail } from '../../model/definitions.js';
 

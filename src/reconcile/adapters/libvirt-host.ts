@@ -33,6 +33,7 @@ import {
   VIR_STORAGE_XML_INACTIVE,
   VIR_DOMAIN_UNDEFINE_MANAGED_SAVE,
   VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+  VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE,
   VIR_NETWORK_SECTION_IP_DHCP_HOST,
   VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
   VIR_NETWORK_UPDATE_COMMAND_DELETE,
@@ -40,6 +41,7 @@ import {
   VIR_ERR_NO_NETWORK,
   VIR_ERR_NO_STORAGE_POOL,
   VIR_ERR_NO_STORAGE_VOL,
+  VIR_ERR_NO_DOMAIN_SNAPSHOT,
   VIR_ERR_DOM_EXIST,
   VIR_ERR_NETWORK_EXIST,
   VIR_ERR_STORAGE_VOL_EXIST,
@@ -82,6 +84,7 @@ import {
   buildNetworkXml,
   buildPoolXml,
   buildVolumeXml,
+  buildSnapshotXml,
   chooseDomainType,
   type DomainTypeChoice,
   LibvirtXmlError,
@@ -91,13 +94,14 @@ import {
   parseNetworkXml,
   parsePoolXml,
   parseVolumeXml,
+  parseSnapshotXml,
 } from '../../libvirt/xml/index.js';
 import {
   HostError, MutationRefusedError, type MutationGuard,
   type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
   type HostDefinitions, type HostSnapshot, type NodeInfo, type ObservedPool, type PoolInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
-  type VolumeDef, type VolumeDetail, type VolumeHole,
+  type VolumeDef, type VolumeDetail, type VolumeHole, type SnapshotDef, type SnapshotDetail,
 } from '../ports.js';
 // hot-plug (issue 24; helper restart)
 import type { HotplugDevice } from '../ports.js';
@@ -116,7 +120,7 @@ const VIR_NETWORK_UPDATE_AFFECT_CONFIG = 2;
 /** virDomainDefineXMLFlags: libvirt checks the whole definition against its RNG schema (an unknown attribute in an extra device is refused, not dropped). */
 const VIR_DOMAIN_DEFINE_VALIDATE = 1;
 
-const NOT_FOUND = new Set([VIR_ERR_NO_DOMAIN, VIR_ERR_NO_NETWORK, VIR_ERR_NO_STORAGE_POOL, VIR_ERR_NO_STORAGE_VOL]);
+const NOT_FOUND = new Set([VIR_ERR_NO_DOMAIN, VIR_ERR_NO_NETWORK, VIR_ERR_NO_STORAGE_POOL, VIR_ERR_NO_STORAGE_VOL, VIR_ERR_NO_DOMAIN_SNAPSHOT]);
 const EXISTS = new Set([VIR_ERR_DOM_EXIST, VIR_ERR_NETWORK_EXIST, VIR_ERR_STORAGE_VOL_EXIST]);
 /** Errors that retrying cannot cure: the request itself is wrong for this host. */
 const INVALID = new Set([
@@ -906,6 +910,57 @@ export class LibvirtHost implements HostPort {
         if (isNotFound(e)) return;
         await this.client.domainUndefine(d); // drivers without those flags
       }
+    });
+  }
+
+  // --- snapshots (kind Snapshot, issue 24: helper snaps) --------------------------------------
+
+  listDomainSnapshots(list: ObservedDomain[]): Promise<Map<string, SnapshotDetail[]>> {
+    return this.describe('domain snapshots', list, undefined, async (d) => {
+      const ref = { name: d.name, uuid: d.uuid, id: d.id };
+      const { snapshots } = await this.client.domainListAllSnapshots(ref, 1, 0);
+      const out: SnapshotDetail[] = [];
+      for (const x of await Promise.all(snapshots.map((s) => this.maybe(() => this.client.domainSnapshotGetXmlDesc(s, 0))))) {
+        if (x !== null) out.push(parseSnapshotXml(x, d.name)); // deleted since the listing: left out
+      }
+      return out;
+    });
+  }
+  getDomainSnapshot(domain: string, name: string): Promise<SnapshotDetail | null> {
+    return this.op(`get snapshot ${name} of domain ${domain}`, false, async () => {
+      const d = await this.domain(domain);
+      const s = d ? await this.maybe(() => this.client.domainSnapshotLookupByName(d, name, 0)) : null;
+      const xml = s ? await this.maybe(() => this.client.domainSnapshotGetXmlDesc(s, 0)) : null;
+      return xml === null ? null : parseSnapshotXml(xml, domain);
+    });
+  }
+  createDomainSnapshot(def: SnapshotDef): Promise<SnapshotDetail> {
+    return this.op(`take snapshot ${def.name} of domain ${def.domain}`, true, async () => {
+      const d = await this.client.domainLookupByName(def.domain);
+      if (await this.maybe(() => this.client.domainSnapshotLookupByName(d, def.name, 0))) {
+        throw new HostError('already-exists', `take snapshot ${def.name} of domain ${def.domain}: a snapshot of that name exists`);
+      }
+      const s = await this.client.domainSnapshotCreateXml(d, buildSnapshotXml(def), VIR_DOMAIN_SNAPSHOT_CREATE_VALIDATE);
+      return parseSnapshotXml(await this.client.domainSnapshotGetXmlDesc(s, 0), def.domain);
+    });
+  }
+  deleteDomainSnapshot(domain: string, name: string): Promise<void> {
+    return this.op(`delete snapshot ${name} of domain ${domain}`, true, async () => {
+      const d = await this.domain(domain);
+      const s = d ? await this.maybe(() => this.client.domainSnapshotLookupByName(d, name, 0)) : null;
+      if (!s) return;
+      try {
+        await this.client.domainSnapshotDelete(s, 0);
+      } catch (e) {
+        if (!isNotFound(e)) throw e; // deleted meanwhile: done
+      }
+    });
+  }
+  revertDomainSnapshot(domain: string, name: string): Promise<void> {
+    return this.op(`revert domain ${domain} to snapshot ${name}`, true, async () => {
+      const d = await this.client.domainLookupByName(domain);
+      const s = await this.client.domainSnapshotLookupByName(d, name, 0);
+      await this.client.domainRevertToSnapshot(s, 0);
     });
   }
 

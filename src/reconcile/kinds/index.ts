@@ -9,16 +9,17 @@ import { poolKind, type DesiredPool, type PoolOp } from './pool/index.js';
 import { volumeKind, type DesiredVolume, type VolumeOp } from './volume/index.js';
 import { networkKind, type DesiredNetwork, type NetworkOp } from './network/index.js';
 import { vmKind, type DesiredVm, type VmOp } from './vm/index.js';
+import { snapshotKind, type DesiredSnapshot, type SnapshotOp } from './snapshot/index.js';
 import type { KindHandler, KindRegistry, Locator, OpInfo } from '../core/kind.js';
 import type { ForgetOp, PlanStep as CorePlanStep, ResourceChange as CoreResourceChange } from '../core/change.js';
 import type { Desired as CoreDesired } from '../core/resource.js';
 import type { Observed } from '../core/observed.js';
 import { ownershipById, type Ownership } from '../core/ownership.js';
 
-export type DesiredResource = DesiredPool | DesiredVolume | DesiredNetwork | DesiredVm;
+export type DesiredResource = DesiredPool | DesiredVolume | DesiredNetwork | DesiredVm | DesiredSnapshot;
 
 export type { ForgetOp };
-export type StepOp = PoolOp | VolumeOp | NetworkOp | VmOp | ForgetOp;
+export type StepOp = PoolOp | VolumeOp | NetworkOp | VmOp | SnapshotOp | ForgetOp;
 
 /** A change of any kind's resource, with the union of their step operations. */
 export type ResourceChange = CoreResourceChange<StepOp, DesiredResource>;
@@ -37,6 +38,7 @@ export const KINDS: { readonly [K in ResourceKind]: AnyKindHandler } = {
   Volume: volumeKind,
   Network: networkKind,
   VirtualMachine: vmKind,
+  Snapshot: snapshotKind,
 };
 
 export function kindOf(kind: ResourceKind): AnyKindHandler {
@@ -71,10 +73,13 @@ export function ownershipOf(observed: Observed, kind: ResourceKind, name: string
   return ownershipById(observed, kind, name, kindOf(kind).identity(observed, name, where), key);
 }
 
-export type { DesiredPool, DesiredVolume, DesiredNetwork, DesiredVm };
+export type { DesiredPool, DesiredVolume, DesiredNetwork, DesiredVm, DesiredSnapshot };
 export type { PoolConfig } from './pool/index.js';
 export type { VolumeConfig } from './volume/index.js';
 export type { NetworkConfig } from './network/index.js';
 export type { VmConfig } from './vm/index.js';
+export type { SnapshotConfig } from './snapshot/index.js';
+/** `virtform snapshot revert|list` (issue 24): the Snapshot kind's imperative side, for the CLI. */
+export { SNAPSHOT_KIND, listSnapshots, previewRevert, revertTo, type RevertPreview, type SnapshotRow } from './snapshot/revert.js';
 export type { KindHandler } from '../core/kind.js';
 export type { Ownership } from '../core/ownership.js';

@@ -59,7 +59,7 @@ describe('request queue served by a watcher', () => {
     other = await openStateStore(fx.dbPath);
     const unknown = await awaitOutcome(other, await submit(other, { type: 'nope', args: {}, requestedBy: 'u' }), { timeoutMs: 10_000, pollMs: 20 });
     expect(unknown.status).toBe('failed');
-    expect(unknown.outcome?.message).toMatch(/serves no request of type 'nope' \(it serves: boom, plan, restart\); nothing was done/);
+    expect(unknown.outcome?.message).toMatch(/serves no request of type 'nope' \(it serves: boom, plan, restart, snapshot-revert\); nothing was done/);
     const boom = await awaitOutcome(other, await submit(other, { type: 'boom', args: {}, requestedBy: 'u' }), { timeoutMs: 10_000, pollMs: 20 });
     expect(boom).toMatchObject({ status: 'failed', outcome: { ok: false, exitCode: 1, message: 'failed: kaput' } });
   });
