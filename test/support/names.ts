@@ -33,6 +33,8 @@ export const SUITES = {
   crash: 17, drift: 18, exactdrift: 19, xdev: 20, contract: 21, prop: 22, pooldirs: 23, eng: 24, rec: 44,
   rob: 25, safety: 26, stoptimeout: 27, td: 28, urlpolicy: 29, url: 30, vmdrift: 31, hw: 32, vmo: 33,
   urlcrash: 45, lvd: 46, lease: 47, upg: 48, typed: 49, controls: 34, data: 35, sbxva: 36, sbxgit: 37, sbxout: 38, addr: 39, status: 40, git: 41, watch: 42,
+  // issue 22 (incwatch): test/integration/watch/incremental.test.ts
+  incw: 140,
   // test/guest
   guestdeb: 60,
   // test/fleet/transport.test.ts (ssh and TLS)
