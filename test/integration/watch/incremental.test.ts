@@ -27,7 +27,7 @@ const doc = (body: string): string => `apiVersion: virtform.dev/v1\n${body}`;
 function base(): string {
   return [
     doc(`kind: StoragePool\nmetadata: {name: ${POOL}}\nspec: {path: ${N.poolPath()}}\n`),
-    doc(`kind: Network\nmetadata: {name: ${NET}}\nspec:\n  mode: isolated\n  cidr: ${N.cidr()}\n  dhcp:\n    hosts:\n      - {mac: "${N.mac(11)}", ip: ${N.ip(11)}}\n`),
+    doc(`kind: Network\nmetadata: {name: ${NET}}\nspec:\n  mode: isolated\n  cidr: ${N.cidr()}\n  dhcp:\n    start: ${N.ip(100)}\n    end: ${N.ip(150)}\n    hosts:\n      - {mac: "${N.mac(11)}", ip: ${N.ip(11)}}\n`),
     ...[1, 2, 3, 4].map((i) => doc(`kind: Volume\nmetadata: {name: ${disk(i)}}\nspec: {pool: ${POOL}, capacity: 1MiB, format: qcow2}\n`)),
   ].join('---\n');
 }
