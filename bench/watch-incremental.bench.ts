@@ -275,15 +275,16 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
       process.stderr.write(`kept ${work}\n`);
       return;
     }
-    // Remove what the bench created: an empty folder under --allow-empty.
+    // Remove what the bench created: an empty folder, reconciled with consent (the volumes are data).
     rmSync(mdir, { recursive: true, force: true });
     mkdirSync(mdir);
     if (created) {
-      const s = await session(current, mdir, db, { allowEmpty: true, maxDeletions: 'all' as WatchOptions['maxDeletions'] }).catch((e: unknown) => {
+      try {
+        execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'reconcile', mdir, '--uri', URI, '--db', db,
+          '--allow-empty', '--allow-data-loss', '--max-deletions', 'all'], { stdio: ['ignore', 'ignore', 'inherit'], cwd: ROOT });
+      } catch (e) {
         process.stderr.write(`clean-up failed: ${String(e)}\n`);
-        return undefined;
-      });
-      await s?.stop();
+      }
     }
     rmSync(work, { recursive: true, force: true });
   }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { writeManifests } from '../../support/manifests.js';
 import { runCli, sleep, startWatch, waitFor, type LogLine, type Watcher } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
-import { dhcpHosts, tryVirsh, URI, virsh } from '../../support/virsh.js';
+import { dhcpHosts, redefineDomain, tryVirsh, URI, virsh } from '../../support/virsh.js';
 
 const N = suiteNames('incw');
 const POOL = N.name('pool');
@@ -143,8 +143,9 @@ describe('incremental watch on qemu:///system', () => {
 
   it('a VM changed with virsh outside virtform is corrected by its lifecycle event, incrementally', async () => {
     const before = runs().length;
-    // `virsh setmaxmem --config` redefines the domain: libvirt sends `defined` (updated).
-    virsh('setmaxmem', vm(3), String(128 * 1024), '--config');
+    // `virsh define` of an edited definition: libvirt sends `defined` (updated).
+    redefineDomain(vm(3), (xml) => xml.replace(/<memory unit='KiB'>\d+<\/memory>/, "<memory unit='KiB'>131072</memory>")
+      .replace(/<currentMemory unit='KiB'>\d+<\/currentMemory>/, "<currentMemory unit='KiB'>131072</currentMemory>"), work);
     expect(memoryMiB(vm(3))).toBe(128);
     const { run, steps } = await nextRun(before, 'the event run');
     expect(run.sources).toEqual(['event']);
@@ -194,7 +195,7 @@ describe('incremental watch on qemu:///system', () => {
     const expected = validate.stderr.split('\n').filter((l) => /vm1\.yaml:\d+:\d+: /.test(l));
     expect(expected.length).toBeGreaterThan(0);
     expect(logged.length).toBeGreaterThan(0);
-    for (const text of logged) expect(text).toMatch(/vm1\.yaml:5:11: .*memory/);
+    for (const text of logged) expect(text).toMatch(/vm1\.yaml:6:11: .*memory/);
     for (const line of expected) expect(logged.some((t) => line.includes(t))).toBe(true);
     expect(runs().length).toBe(before); // no reconcile ran
     expect(memoryMiB(vm(1))).toBe(64);
@@ -230,7 +231,9 @@ describe('incremental watch on qemu:///system', () => {
     before = runs().length;
     await waitFor(() => dhcpHosts(NET).length === 1, 'the reservation back', 20_000);
     const took = Date.now() - changed;
-    const fixer = runs().slice(before).find((l) => Number((l.plan as { change?: number } | undefined)?.change ?? 0) > 0)!;
+    const applying = (l: LogLine): boolean => Number((l.plan as { steps?: number } | undefined)?.steps ?? 0) > 0;
+    await waitFor(() => runs().slice(before).some(applying), 'the run that applied it (logged after its step)', 20_000);
+    const fixer = runs().slice(before).find(applying)!;
     expect(fixer.sources).toContain('resync');
     expect(timing(fixer).read).toBe('full');
     expect(took).toBeLessThan(4_000 + 10_000); // the period, plus the run
