@@ -21,9 +21,7 @@
  * Reads and invalidations can interleave (an event arrives while a read is on the wire): every
  * object has a generation, and a read stores its result only if no invalidation came meanwhile.
  */
-import type {
-  DomainDetail, HostDefinitions, HostPort, NetworkDetail, ObservedDomain, ObservedNetwork, ObservedPool, ObservedVolume, PoolDetail, VolumeDetail,
-} from '../reconcile/ports.js';
+import type { HostDefinitions, HostPort, ObservedDomain, ObservedNetwork, ObservedPool, ObservedVolume } from '../reconcile/ports.js';
 
 type Family = 'domain' | 'network' | 'pool' | 'volume';
 
@@ -202,5 +200,3 @@ const sameNetwork = (a: ObservedNetwork, b: ObservedNetwork): boolean =>
 const samePool = (a: ObservedPool, b: ObservedPool): boolean =>
   a.uuid === b.uuid && a.active === b.active && a.autostart === b.autostart && a.persistent === b.persistent;
 const sameVolume = (a: ObservedVolume, b: ObservedVolume): boolean => a.key === b.key && a.pool === b.pool && a.name === b.name;
-
-export type { DomainDetail, NetworkDetail, PoolDetail, VolumeDetail };
