@@ -205,7 +205,9 @@ a PostgreSQL password comes from PGPASSFILE (default ~/.pgpass) or PGPASSWORD, n
     .addOption(insecureOption())
     .addOption(dbOption())
     .addOption(dataDirOption())
-    .option('--resync <seconds>', 'periodic full reconcile interval', num('--resync', 1), 300)
+    .option('--resync <seconds>', 'period of the full read: a run reading every manifest file and host definition again ' +
+      '(drift of networks, pools and volumes, which libvirt announces with no event, is corrected within it)', num('--resync', 1), 300)
+    .option('--no-incremental', 'every run is a full read (default: runs started by a file change or a lifecycle event read again only what changed)')
     .option('--debounce <ms>', 'quiet time after file changes before reconciling', num('--debounce', 0), 500)
     .option('--listen <host:port>', 'HTTP listener for the dashboard (/), /api/v1, /healthz /readyz /status /metrics; a non-loopback address needs --http-token-file and --http-tls-cert/--http-tls-key', '127.0.0.1:9465')
     .option('--no-listen', 'no HTTP listener')

@@ -42,6 +42,7 @@ export type { ManifestError } from './errors.js';
 export { formatManifestError } from './errors.js';
 export type { LoadResult, LoadOptions } from './loader.js';
 export { loadManifests, digestManifests, digestState, manifestsByKind, NAME_RE } from './loader.js';
+export { ManifestCache, type CacheLoadStats } from './cache.js';
 export { checkFleet, libvirtUriProblem, vmVolumes, vmNetworks, vmOwnPools, backingChain, scopeOf, volumeGroups, stateOnHost, vmPlacementFacts, type HostEntry, type VmPlacementFacts } from './hosts.js';
 export { parseSize, formatSize, roundUpToKiB, ManifestSizeError } from './size.js';
 export { SCHEMA_DIR } from './schema.js';

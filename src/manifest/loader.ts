@@ -145,15 +145,30 @@ function canonical(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
-/** sha256 over the manifests sorted by kind and name, without source positions. */
-export function digestManifests(manifests: AnyManifest[]): string {
-  const normalized = manifests
-    .map((m) => ({ apiVersion: m.apiVersion, kind: m.kind, metadata: m.metadata, spec: m.spec }))
-    .sort((a, b) => (a.kind === b.kind ? (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0) : a.kind < b.kind ? -1 : 1));
-  return createHash('sha256').update(canonical(normalized)).digest('hex');
+/**
+ * The canonical text of one manifest, kept per spec object: a file the watch's cache did not read
+ * again hands over the same objects, whose text is not built again. Manifests are never changed
+ * after loading (the cache relies on it too).
+ */
+const canonicalMemo = new WeakMap<object, { kind: string; metadata: object; text: string }>();
+
+function canonicalManifest(m: AnyManifest): string {
+  const key = m.spec as object;
+  const memo = typeof key === 'object' && key !== null ? canonicalMemo.get(key) : undefined;
+  if (memo && memo.kind === m.kind && memo.metadata === m.metadata) return memo.text;
+  const text = canonical({ apiVersion: m.apiVersion, kind: m.kind, metadata: m.metadata, spec: m.spec });
+  if (typeof key === 'object' && key !== null) canonicalMemo.set(key, { kind: m.kind, metadata: m.metadata, text });
+  return text;
 }
 
-async function gitInfo(dir: string): Promise<{ gitCommit?: string; gitDirty?: boolean }> {
+/** sha256 over the manifests sorted by kind and name, without source positions. */
+export function digestManifests(manifests: AnyManifest[]): string {
+  const sorted = [...manifests]
+    .sort((a, b) => (a.kind === b.kind ? (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0) : a.kind < b.kind ? -1 : 1));
+  return createHash('sha256').update(`[${sorted.map(canonicalManifest).join(',')}]`).digest('hex');
+}
+
+export async function gitInfo(dir: string): Promise<{ gitCommit?: string; gitDirty?: boolean }> {
   try {
     const opts = { cwd: dir, timeout: 10_000, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } };
     const inside = await execFileAsync('git', ['rev-parse', '--is-inside-work-tree'], opts);
@@ -200,7 +215,56 @@ export function manifestsByKind(manifests: AnyManifest[]): Pick<DesiredState, 'p
   };
 }
 
-export async function loadManifests(dir: string, opts: LoadOptions = {}): Promise<LoadResult> {
+/** One manifest file checked on its own: its documents (schema-checked entries) and the file's own errors. */
+export interface FileLoad {
+  errors: ManifestError[];
+  entries: Entry[];
+  hostEntries: HostEntry[];
+}
+
+/** Parse one file's bytes and check each document on its own (apiVersion, kind, schema); no cross-file rule. */
+export function checkFile(file: string, bytes: Buffer): FileLoad {
+  const parsed = parseYamlFile(file, bytes);
+  const errors: ManifestError[] = [...parsed.errors];
+  const entries: Entry[] = [];
+  const hostEntries: HostEntry[] = [];
+  for (const sd of parsed.docs) {
+    const entry = checkDocument(sd, errors);
+    if (entry && isHostEntry(entry)) hostEntries.push(entry);
+    else if (entry) entries.push(entry);
+  }
+  return { errors, entries, hostEntries };
+}
+
+/**
+ * Reads one manifest file (after the sandbox check): the load's per-file step. `loadManifests`
+ * reads every file; a caller that keeps files between loads (the watch's per-file cache,
+ * `cache.ts`) passes its own.
+ */
+export type FileReader = (file: string) => Promise<FileLoad>;
+
+/** The per-file step without a cache: stat (size limit), read, {@link checkFile}. */
+export async function readManifestFile(file: string): Promise<FileLoad> {
+  let bytes: Buffer;
+  try {
+    const fst = await stat(file);
+    if (fst.size > MAX_FILE_BYTES) {
+      return { errors: [{ file, line: 1, col: 1, message: `file is ${fst.size} bytes, larger than the ${MAX_FILE_BYTES}-byte (1 MiB) limit` }], entries: [], hostEntries: [] };
+    }
+    bytes = await readFile(file);
+  } catch (err) {
+    return { errors: [{ file, line: 1, col: 1, message: `cannot read file: ${(err as Error).message}` }], entries: [], hostEntries: [] };
+  }
+  return checkFile(file, bytes);
+}
+
+/** What `loadManifests` takes besides the options: how each file is read, and how the git state is found. */
+export interface LoadHooks {
+  readFile?: FileReader;
+  gitInfo?: (dir: string) => Promise<{ gitCommit?: string; gitDirty?: boolean }>;
+}
+
+export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: LoadHooks = {}): Promise<LoadResult> {
   const st = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
   if (st instanceof Error) {
     const why = st.code === 'ENOENT' ? 'does not exist' : `cannot be read (${st.code ?? st.message})`;
@@ -232,30 +296,18 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}): Promis
   const errors: ManifestError[] = [];
   const entries: Entry[] = [];
   const hostEntries: HostEntry[] = [];
+  const read = hooks.readFile ?? readManifestFile;
   for (const file of files) {
-    let bytes: Buffer;
     if (outside(file)) {
       errors.push({ file, line: 1, col: 1, message: `manifest file ${escapes}` });
       continue;
     }
-    try {
-      const fst = await stat(file);
-      if (fst.size > MAX_FILE_BYTES) {
-        errors.push({ file, line: 1, col: 1, message: `file is ${fst.size} bytes, larger than the ${MAX_FILE_BYTES}-byte (1 MiB) limit` });
-        continue;
-      }
-      bytes = await readFile(file);
-    } catch (err) {
-      errors.push({ file, line: 1, col: 1, message: `cannot read file: ${(err as Error).message}` });
-      continue;
-    }
-    const parsed = parseYamlFile(file, bytes);
-    errors.push(...parsed.errors);
-    for (const sd of parsed.docs) {
-      const entry = checkDocument(sd, errors);
-      if (entry && isHostEntry(entry)) hostEntries.push(entry);
-      else if (entry) entries.push(entry);
-    }
+    const load = await read(file);
+    errors.push(...load.errors);
+    // Copies: the checks below set fields on an entry (a probed image, import rules), never on
+    // the per-file result a cache keeps.
+    for (const e of load.entries) entries.push({ ...e });
+    hostEntries.push(...load.hostEntries);
   }
   // The policy first: a source path it refuses is never opened (not even to read an image header).
   const refused = opts.policy ? checkPolicy(entries, opts.policy) : [];
@@ -300,7 +352,7 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}): Promis
     ...manifestsByKind(manifests),
     hosts: fleet.hosts,
     digest: digestState(manifests, fleet.hosts),
-    ...(await gitInfo(gitDir)),
+    ...(await (hooks.gitInfo ?? gitInfo)(gitDir)),
   };
   return { ok: true, desired };
 }

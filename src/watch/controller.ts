@@ -25,6 +25,8 @@ import {
 } from '../status/index.js';
 import { silentLogger, type Logger } from './logger.js';
 import { ManifestState } from './manifests.js';
+import { CallClock } from './call-clock.js';
+import { DefinitionCache } from './definition-cache.js';
 import { WatchMetrics } from './metrics.js';
 import { hostOf, type HostId } from '../model/kinds.js';
 import { CoalescingQueue, type TriggerSource } from './queue.js';
@@ -75,8 +77,18 @@ export interface WatchOptions extends RunOptions {
   maxDebounceMs?: number;
   /** Coalescing window for lifecycle events (default 100 ms). */
   eventDebounceMs?: number;
-  /** Periodic full reconcile (default 300 000 ms); 0 disables it. */
+  /**
+   * Periodic full read (default 300 000 ms; 0 disables it): a run that reads every manifest file
+   * and every definition again. Between them, runs are incremental (see `incremental`), and drift
+   * no libvirt event announces (networks, pools, volumes) is corrected at the latest by it.
+   */
   resyncMs?: number;
+  /**
+   * Incremental runs (default true): a run started by a file change, a lifecycle event or a lifted
+   * suspension reads again only the manifest files that changed and the definitions that may have
+   * (DefinitionCache); false: every run reads everything.
+   */
+  incremental?: boolean;
   /** Reconnect backoff: first delay, cap and growth factor (defaults 500 ms, 30 s, 2). */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number };
   /** The writer lease's durations (default DEFAULT_LEASE_TIMING: 15 s, renew deadline 10 s, retry 2 s). */
@@ -160,6 +172,8 @@ export class WatchController {
   readonly #runner: Runner;
   readonly #sources: Source[];
   readonly #folder: ManifestFolderSource;
+  readonly #definitions = new DefinitionCache();
+  readonly #clock = new CallClock();
   /** Aborted on stop(): the run in flight finishes its current steps and starts no new ones. */
   readonly #abort = new AbortController();
   #lease: Lease | undefined;
@@ -191,8 +205,10 @@ export class WatchController {
       this.#runner.kick();
     });
     this.#manifests = new ManifestState(this.#o.dir, { allowEmpty: opts.allowEmpty, policy: opts.policy, metrics: this.metrics, logger: log, provider: opts.git });
-    this.#connection = new HostConnection({ connect: opts.connect, wrapHost: opts.wrapHost, reconnect: opts.reconnect, metrics: this.metrics, logger: log });
+    this.#connection = new HostConnection({ connect: opts.connect, wrapHost: opts.wrapHost, reconnect: opts.reconnect, metrics: this.metrics, logger: log, clock: this.#clock });
     this.#events = new LifecycleEventSource(this.#connection, opts.eventDebounceMs ?? 100, log);
+    // Every domain lifecycle event (of any domain, managed or not) forgets that domain's kept definition at once.
+    this.#connection.onConnect((raw) => raw.subscribeDomainEvents((e) => this.#definitions.invalidate('domain', e.name)));
     opts.git?.attachMetrics(this.metrics);
     this.#folder = new ManifestFolderSource({ dir: this.#o.dir, debounceMs: opts.debounceMs, maxDebounceMs: opts.maxDebounceMs, logger: log });
     this.#runner = new Runner({
@@ -201,6 +217,7 @@ export class WatchController {
       shutdownTimeoutMs: opts.shutdownTimeoutMs, stopTimeoutMs: opts.stopTimeoutMs, requeue: opts.requeue, maxDeletions: opts.maxDeletions,
       historyRuns: opts.historyRuns, feed: this.#feed,
       afterRun: () => this.#afterRun(),
+      definitions: this.#definitions, clock: this.#clock, incremental: opts.incremental ?? true,
       leader: () => this.#leading,
       guard: () => (this.#lease ? this.#lease.refusal() : 'this watcher does not hold the writer lease'),
       requests: { handlers: this.requests, claimedBy: () => (this.#leading && this.#lease ? `${this.#lease.holder}@${this.#lease.epoch}` : undefined) },

@@ -4,7 +4,7 @@
  * keeps the last good desired state and reports every error; nothing is applied from a broken
  * folder.
  */
-import { loadManifests, formatManifestError, type DesiredState, type ManifestError, type Policy } from '../manifest/index.js';
+import { formatManifestError, ManifestCache, type CacheLoadStats, type DesiredState, type LoadResult as ManifestLoad, type ManifestError, type Policy } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { WatchMetrics } from './metrics.js';
@@ -28,6 +28,9 @@ function errText(e: unknown): string {
 
 export class ManifestState {
   #lastGood: Desired | undefined;
+  /** Files kept between loads: only files whose stamp or bytes changed are parsed and checked again. */
+  readonly #cache = new ManifestCache();
+  #lastStats: CacheLoadStats | undefined;
   #errors: ManifestError[] = [];
   #problem: string | undefined;
   readonly #log: Logger;
@@ -55,7 +58,18 @@ export class ManifestState {
     return [...this.#errors.map(formatManifestError), ...(this.#problem ? [this.#problem] : [])];
   }
 
+  /** Forget the kept files: the next load reads and checks every file (the full read). */
+  clear(): void {
+    this.#cache.clear();
+  }
+
+  /** What the last load read: files listed, read again and parsed again (undefined: preloaded by the git source). */
+  get lastStats(): CacheLoadStats | undefined {
+    return this.#lastStats;
+  }
+
   async load(): Promise<LoadResult> {
+    this.#lastStats = undefined;
     const m = this.o.metrics;
     let dir = this.dir;
     let gitCommit: string | undefined;
@@ -67,9 +81,14 @@ export class ManifestState {
       gitCommit = p.gitCommit;
       preloaded = p.state;
     }
-    let result: Awaited<ReturnType<typeof loadManifests>>;
+    let result: ManifestLoad;
     try {
-      result = preloaded ? { ok: true, desired: preloaded } : await loadManifests(dir, { policy: this.o.policy });
+      if (preloaded) result = { ok: true, desired: preloaded };
+      else {
+        const loaded = await this.#cache.load(dir, { policy: this.o.policy });
+        this.#lastStats = loaded.stats;
+        result = loaded;
+      }
     } catch (e) {
       return this.#fail(`cannot read ${dir}: ${errText(e)}`);
     }

@@ -28,6 +28,11 @@ export class WatchMetrics {
   readonly connected: Gauge;
   readonly runs: Counter<'outcome'>;
   readonly runDuration: Histogram;
+  /** A run's time waiting on libvirt (union of its calls' intervals) and its own time (the rest), by read (full, incremental). */
+  readonly runLibvirt: Histogram<'read'>;
+  readonly runOwn: Histogram<'read'>;
+  /** Manifest files and definitions an incremental run took from the watch's caches, and read again. */
+  readonly cacheReuse: Counter<'what' | 'outcome'>;
   readonly steps: Counter<'op' | 'outcome'>;
   readonly resources: Gauge<'kind' | 'state' | 'host'>;
   readonly driftCorrections: Counter;
@@ -64,6 +69,15 @@ export class WatchMetrics {
     this.connected = gauge('virtform_connected', '1 while connected to libvirtd');
     this.runs = counter('virtform_reconcile_runs_total', 'Reconcile runs by outcome (noop, succeeded, failed, interrupted, invalid, error)', ['outcome']);
     this.runDuration = new Histogram({ name: 'virtform_reconcile_duration_seconds', help: 'Duration of reconcile runs', buckets: DEFAULT_DURATION_BUCKETS, registers });
+    this.runLibvirt = new Histogram({
+      name: 'virtform_reconcile_libvirt_seconds', help: 'Time a reconcile run waited on libvirt calls (the union of the calls\' intervals), by read (full, incremental)',
+      labelNames: ['read'], buckets: DEFAULT_DURATION_BUCKETS, registers,
+    });
+    this.runOwn = new Histogram({
+      name: 'virtform_reconcile_own_seconds', help: 'A reconcile run\'s own time: its duration minus the time it waited on libvirt, by read (full, incremental)',
+      labelNames: ['read'], buckets: DEFAULT_DURATION_BUCKETS, registers,
+    });
+    this.cacheReuse = counter('virtform_watch_cache_total', 'Manifest files and host definitions a run took from the watch\'s caches (hit) or read again (read)', ['what', 'outcome']);
     this.steps = counter('virtform_apply_steps_total', 'Apply steps by operation and outcome', ['op', 'outcome']);
     this.resources = gauge('virtform_resources', 'Resources in the state DB by kind and last observed state (and host, for hosts other than the local one)', ['kind', 'state', 'host']);
     this.driftCorrections = counter('virtform_drift_corrections_total', 'Succeeded steps that corrected drift on the host');

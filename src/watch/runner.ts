@@ -34,6 +34,8 @@ import { planKeys, type PlanRecord, type RunFeedEvent } from './feed.js';
 import { randomUUID } from 'node:crypto';
 import type { RunRecord } from '../state/index.js';
 import { serveRequests, type RequestHandlers } from './requests.js';
+import type { CallClock } from './call-clock.js';
+import type { DefinitionCache } from './definition-cache.js';
 
 export type RunOutcome = ReconcileResult['outcome'] | 'invalid' | 'error';
 
@@ -64,7 +66,30 @@ export interface RunInfo {
   /** Set when this run was requeued. */
   requeue?: { attempt: number; delayMs: number; reason: string };
   error?: string;
+  /**
+   * Where the run's time went: `libvirtMs` waiting on libvirt calls (the union of the calls'
+   * intervals), `ownMs` the rest (loading manifests, observe's parsing, diff, plan, the state DB);
+   * `read`: `full` (every file and definition read again) or `incremental` (only what changed);
+   * `loadMs`: of it, loading the manifests; `files`: manifest files listed, read again and parsed
+   * again; `definitions`: host definitions taken from the cache and read.
+   */
+  timing?: RunTiming;
 }
+
+export interface RunTiming {
+  read: 'full' | 'incremental';
+  ms: number;
+  libvirtMs: number;
+  ownMs: number;
+  calls: number;
+  /** Of `ms`: loading the manifests (files, checks, the desired state; no libvirt call). */
+  loadMs?: number;
+  files?: { listed: number; read: number; parsed: number };
+  definitions?: { cached: number; read: number; readBy?: Partial<Record<string, number>> };
+}
+
+/** Triggers whose run reads everything again (the caches are cleared first): the guard against missed events. */
+export const FULL_READ_SOURCES: ReadonlySet<string> = new Set(['initial', 'reconnect', 'resync', 'lease', 'requeue']);
 
 export interface StalledResource {
   resource: string;
@@ -114,6 +139,19 @@ export interface RunnerOptions {
    * this holder's id (`holder@epoch`), undefined while not holding the lease.
    */
   requests?: { handlers: RequestHandlers; claimedBy: () => string | undefined };
+  /**
+   * The observed definitions kept between runs (incremental runs read only what may have
+   * changed); absent: every run reads every definition.
+   */
+  definitions?: DefinitionCache;
+  /** Times the libvirt calls of each run (RunInfo.timing). */
+  clock?: CallClock;
+  /**
+   * false: every run is a full read (manifest files and definitions read again, as before the
+   * caches); default true: runs triggered by a file change, an event or a lifted suspension read
+   * only what changed, runs of {@link FULL_READ_SOURCES} read everything.
+   */
+  incremental?: boolean;
 }
 
 /** The default of `--history-runs`. */
@@ -134,6 +172,8 @@ export function runRecord(run: RunInfo, steps: RunRecord['steps']): RunRecord {
     steps,
   };
 }
+
+const round = (x: number): number => Math.round(x * 10) / 10;
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -159,6 +199,8 @@ export class Runner {
   #lastObserved: { observed: ReconcileResult['observed']; mutations: number } | undefined;
   #lastPlan: PlanRecord | undefined;
   #active = 0;
+  /** The next run reads everything (after a run that failed or threw). */
+  #fullNext = true;
   /** Largest number of runs ever in flight at once (1 by construction; exposed for tests). */
   maxConcurrentRuns = 0;
 
@@ -298,16 +340,30 @@ export class Runner {
     this.#inFlight = true;
     const seq = ++this.#seq;
     const started = Date.now();
+    const t0 = performance.now();
+    const full = o.incremental === false || this.#fullNext || sources.some((s) => FULL_READ_SOURCES.has(s));
+    if (full) {
+      o.manifests.clear();
+      o.definitions?.clear();
+    }
+    this.#fullNext = false;
+    o.definitions?.takeStats();
+    o.clock?.begin(t0);
+    let loadMs: number | undefined;
     const base = { seq, sources, startedAt: new Date(started).toISOString() };
     const steps: RunRecord['steps'] = [];
     const finish = (info: Omit<RunInfo, keyof typeof base | 'finishedAt' | 'durationMs'>): RunInfo => {
-      const run: RunInfo = { ...base, finishedAt: new Date().toISOString(), durationMs: Date.now() - started, ...info };
+      const timing = this.#timing(full, t0, loadMs);
+      const run: RunInfo = { ...base, finishedAt: new Date().toISOString(), durationMs: Date.now() - started, ...info, timing };
       this.#lastRun = run;
       m.runs.inc({ outcome: run.outcome });
+      if (run.outcome === 'failed' || run.outcome === 'error' || run.outcome === 'interrupted') this.#fullNext = true;
       return run;
     };
     try {
+      const tl = performance.now();
       const loaded = await o.manifests.load();
+      loadMs = performance.now() - tl;
       if (!loaded.ok) {
         finish({ outcome: 'invalid', failures: [], blocked: [], error: 'manifests invalid; last good state kept, nothing changed' });
         this.#log.warn('manifests invalid: nothing changed; keeping the last good desired state', {
@@ -318,7 +374,7 @@ export class Runner {
       const desired = loaded.desired;
       this.#log.info('reconcile started', { seq, sources, digest: desired.digest, resources: desired.resources.length, ...(desired.gitCommit ? { commit: desired.gitCommit.slice(0, 7) } : {}) });
       const result = await reconcile({
-        host: connected,
+        host: o.definitions ? o.definitions.port(connected) : connected,
         store: o.store,
         desired,
         concurrency: o.concurrency,
@@ -386,7 +442,7 @@ export class Runner {
       this.#settle(run, [...(result.applied?.skips ?? new Map<string, SkipReason>()).values()], causes);
       const fields = {
         seq, sources, outcome: run.outcome, durationMs: run.durationMs, plan: run.plan, mutations: run.mutations,
-        failures: run.failures.length, blocked: run.blocked.length,
+        failures: run.failures.length, blocked: run.blocked.length, timing: run.timing,
       };
       if (run.outcome === 'failed') this.#log.error('reconcile finished with failures', { ...fields, failed: run.failures.slice(0, 10) });
       else this.#log.info('reconcile finished', fields);
@@ -420,6 +476,34 @@ export class Runner {
     } catch (e) {
       this.#log.warn('recording the run in the history failed', { seq: run.seq, error: errText(e) });
     }
+  }
+
+  /** The run's time split (RunInfo.timing), also into the metrics. */
+  #timing(full: boolean, t0: number, loadMs: number | undefined): RunTiming {
+    const o = this.#o;
+    const end = performance.now();
+    const { busyMs, calls } = o.clock?.end(end) ?? { busyMs: 0, calls: 0 };
+    const ms = end - t0;
+    const read = full ? 'full' : 'incremental';
+    const files = o.manifests.lastStats;
+    const defs = o.definitions?.takeStats();
+    const timing: RunTiming = {
+      read, ms: round(ms), libvirtMs: round(busyMs), ownMs: round(ms - busyMs), calls,
+      ...(loadMs !== undefined ? { loadMs: round(loadMs) } : {}),
+      ...(files ? { files: { listed: files.files, read: files.read, parsed: files.parsed } } : {}),
+      ...(defs ? { definitions: { cached: defs.hits, read: defs.reads, ...(defs.reads > 0 ? { readBy: defs.readBy } : {}) } } : {}),
+    };
+    o.metrics.runLibvirt.observe({ read }, busyMs / 1000);
+    o.metrics.runOwn.observe({ read }, (ms - busyMs) / 1000);
+    if (files) {
+      o.metrics.cacheReuse.inc({ what: 'file', outcome: 'hit' }, files.files - files.read);
+      o.metrics.cacheReuse.inc({ what: 'file', outcome: 'read' }, files.read);
+    }
+    if (defs) {
+      o.metrics.cacheReuse.inc({ what: 'definition', outcome: 'hit' }, defs.hits);
+      o.metrics.cacheReuse.inc({ what: 'definition', outcome: 'read' }, defs.reads);
+    }
+    return timing;
   }
 
   /** Decide what follows a run: reset, requeue with backoff, or stall. */

@@ -31,6 +31,8 @@ export interface WatchFlags extends GitFlags, LeaseFlags, HttpFlags {
   /** `--data-dir`: the folder of the image and git caches. */
   dataDir?: string;
   resync: number;
+  /** false with --no-incremental: every run a full read. */
+  incremental?: boolean;
   debounce: number;
   listen: string | false;
   /** --allowed-host: more Host header names the HTTP listener answers. */
@@ -146,6 +148,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       policy: policy.policy,
       debounceMs: o.debounce,
       resyncMs: o.resync * 1000,
+      incremental: o.incremental !== false,
       reconnect: { initialDelayMs: 500, maxDelayMs: (o.reconnectMax ?? 30) * 1000 },
       requeue: { initialDelayMs: 1000, maxDelayMs: (o.requeueMax ?? 60) * 1000 },
       concurrency: o.concurrency,

@@ -7,6 +7,7 @@
  */
 import type { HostCallInfo, HostPort } from '../../reconcile/ports.js';
 import { Backoff, type BackoffPolicy } from '../../util/backoff.js';
+import type { CallClock } from '../call-clock.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { WatchMetrics } from '../metrics.js';
 import { errText, type Enqueue, type Source } from './types.js';
@@ -32,6 +33,8 @@ export interface HostConnectionOptions {
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number };
   metrics: WatchMetrics;
   logger?: Logger;
+  /** Keeps each call's interval (a run's time waiting on libvirt). */
+  clock?: CallClock;
 }
 
 export class HostConnection implements Source {
@@ -191,5 +194,6 @@ export class HostConnection implements Source {
     m.calls.inc(labels);
     if (info.error) m.callErrors.inc(labels);
     m.callDuration.observe(labels, info.ms / 1000);
+    this.#o.clock?.record(info.ms);
   }
 }

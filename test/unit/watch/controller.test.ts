@@ -516,3 +516,35 @@ describe('sources', () => {
     expect(stopped).toBe(true);
   });
 });
+
+describe('incremental runs (issue 22)', () => {
+  const finishedRuns = (): Record<string, unknown>[] => logs.filter((l) => l.msg === 'reconcile finished');
+  const readOf = (l: Record<string, unknown>): string => (l.timing as { read: string }).read;
+
+  it('a file or event run is incremental; initial, resync, requeue and reconnect runs are full reads; --no-incremental: all full', async () => {
+    const c = await startConverged();
+    expect(readOf(finishedRuns().at(-1)!)).toBe('full');
+    for (const [source, read] of [['event', 'incremental'], ['file', 'incremental'], ['resync', 'full'], ['event', 'incremental'], ['requeue', 'full'], ['reconnect', 'full']] as const) {
+      const n = finishedRuns().length;
+      c.trigger(source);
+      await c.idle();
+      const run = finishedRuns()[n]!;
+      expect([source, run.sources, readOf(run)]).toEqual([source, [source], read]);
+    }
+    // The first incremental run read again what the initial run changed (virtform's own calls
+    // forget what they touch); the second one read no definition and no file again.
+    const [first, second] = finishedRuns().filter((l) => readOf(l) === 'incremental');
+    expect((first!.timing as { definitions: { read: number } }).definitions.read).toBeGreaterThan(0);
+    const inc = second!;
+    expect(inc.timing).toMatchObject({ definitions: { read: 0 }, files: { read: 0, parsed: 0 } });
+    expect((c.lastRun?.timing?.ownMs ?? -1) >= 0).toBe(true);
+    expect(await metric(c, 'virtform_watch_cache_total', { what: 'definition', outcome: 'hit' })).toBeGreaterThan(0);
+    await c.stop();
+
+    logs = [];
+    const full = await startConverged({ incremental: false });
+    full.trigger('event');
+    await full.idle();
+    expect(finishedRuns().map(readOf)).toEqual(['full', 'full']);
+  });
+});

@@ -1,0 +1,113 @@
+/**
+ * A per-file cache of manifest loads, for a process that loads the same folder again and again
+ * (`virtform watch`): a file whose path, size, inode, mtime and ctime (nanoseconds) are what they
+ * were is not read again; a file whose bytes hash to what they were is not parsed again. Either
+ * way its documents' own checks (apiVersion, kind, schema) are reused; the cross-file checks
+ * (names, references, address plans, policy) still run over the whole set at every load, in
+ * `loadManifests`, exactly as without the cache, and every error keeps its file:line:col.
+ *
+ * What the cache cannot see (a file rewritten in place within one clock tick to the same size) is
+ * seen by the next {@link ManifestCache.clear} (the watch clears it at every full read, `--resync`).
+ * Whether the folder is a git work tree is remembered the same way (a folder that is not one is
+ * not asked again until the next clear; one that is is asked at every load: its dirty state moves
+ * with every edit).
+ */
+import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { MAX_FILE_BYTES } from './yaml-source.js';
+import { checkFile, gitInfo, loadManifests, type FileLoad, type LoadOptions, type LoadResult } from './loader.js';
+
+interface Cached {
+  /** size, inode, mtime and ctime in nanoseconds. */
+  stamp: string;
+  sha256: string;
+  load: FileLoad;
+}
+
+/** What one load did: files listed, read again (stamp changed) and parsed again (bytes changed). */
+export interface CacheLoadStats {
+  files: number;
+  read: number;
+  parsed: number;
+}
+
+export class ManifestCache {
+  #files = new Map<string, Cached>();
+  /** Folders known not to be git work trees (until the next clear). */
+  #notGit = new Set<string>();
+  /** The git state of the last load, reused while no file changed. */
+  #git: { dir: string; info: { gitCommit?: string; gitDirty?: boolean } } | undefined;
+
+  /** Forget everything: the next load reads, parses and checks every file again. */
+  clear(): void {
+    this.#files.clear();
+    this.#notGit.clear();
+    this.#git = undefined;
+  }
+
+  /** Number of files held. */
+  get size(): number {
+    return this.#files.size;
+  }
+
+  /** `loadManifests(dir, opts)`, with unchanged files taken from the cache. */
+  async load(dir: string, opts: LoadOptions = {}): Promise<LoadResult & { stats: CacheLoadStats }> {
+    const stats: CacheLoadStats = { files: 0, read: 0, parsed: 0 };
+    const seen = new Set<string>();
+    const before = new Set(this.#files.keys());
+    const result = await loadManifests(dir, opts, {
+      readFile: async (file) => {
+        stats.files += 1;
+        seen.add(file);
+        return this.#read(file, stats);
+      },
+      gitInfo: async (gitDir) => {
+        if (this.#notGit.has(gitDir)) return {};
+        // No file read again and the same files: the work tree's state is what it was (a commit
+        // that changes no manifest file is recorded from the next change or full read on).
+        const same = stats.read === 0 && seen.size === before.size && [...seen].every((f) => before.has(f));
+        if (same && this.#git?.dir === gitDir) return this.#git.info;
+        const info = await gitInfo(gitDir);
+        if (info.gitCommit === undefined) this.#notGit.add(gitDir);
+        this.#git = { dir: gitDir, info };
+        return info;
+      },
+    });
+    // Files gone from the folder (deleted, renamed) are forgotten.
+    for (const file of this.#files.keys()) if (!seen.has(file)) this.#files.delete(file);
+    return { ...result, stats };
+  }
+
+  async #read(file: string, stats: CacheLoadStats): Promise<FileLoad> {
+    const fail = (message: string): FileLoad => {
+      this.#files.delete(file);
+      return { errors: [{ file, line: 1, col: 1, message }], entries: [], hostEntries: [] };
+    };
+    let stamp: string;
+    let bytes: Buffer;
+    try {
+      // Synchronous: a thousand unchanged files cost a few milliseconds this way, where as many
+      // awaited stats each wait for a turn of the thread pool and of the event loop.
+      const st = statSync(file, { bigint: true });
+      if (st.size > BigInt(MAX_FILE_BYTES)) return fail(`file is ${st.size} bytes, larger than the ${MAX_FILE_BYTES}-byte (1 MiB) limit`);
+      stamp = `${st.size}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
+      const cached = this.#files.get(file);
+      if (cached && cached.stamp === stamp) return cached.load;
+      stats.read += 1;
+      bytes = await readFile(file);
+    } catch (err) {
+      return fail(`cannot read file: ${(err as Error).message}`);
+    }
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const cached = this.#files.get(file);
+    if (cached && cached.sha256 === sha256) {
+      cached.stamp = stamp;
+      return cached.load;
+    }
+    stats.parsed += 1;
+    const load = checkFile(file, bytes);
+    this.#files.set(file, { stamp, sha256, load });
+    return load;
+  }
+}

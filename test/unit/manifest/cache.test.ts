@@ -1,0 +1,128 @@
+/**
+ * The per-file manifest cache (src/manifest/cache.ts): the same result as loadManifests, with only
+ * changed files read and parsed again; deleted, renamed and added files; a bad edit gives exactly
+ * loadManifests' errors (file:line:col) and a fix loads again; cross-file rules still see the
+ * whole set; clear() reads everything again.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadManifests, ManifestCache } from '../../../src/manifest/index.js';
+
+let dir: string;
+
+const pool = `apiVersion: virtform.dev/v1
+kind: StoragePool
+metadata: {name: p}
+spec: {path: /srv/pools/p}
+`;
+const vol = (i: number, capacity = '1MiB'): string => `apiVersion: virtform.dev/v1
+kind: Volume
+metadata: {name: v${i}}
+spec: {pool: p, capacity: ${capacity}, format: qcow2}
+`;
+
+function write(name: string, text: string): void {
+  const tmp = join(dir, `.${name}.tmp`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, join(dir, name));
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'vftest-mcache-'));
+  write('pool.yaml', pool);
+  for (let i = 0; i < 5; i++) write(`v${i}.yaml`, vol(i));
+});
+
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const strip = <T extends { ok: boolean }>(r: T): Omit<T, 'stats'> => {
+  const { stats: _s, ...rest } = r as T & { stats?: unknown };
+  return rest;
+};
+
+describe('ManifestCache', () => {
+  it('loads what loadManifests loads, and reads again only the changed file', async () => {
+    const cache = new ManifestCache();
+    const first = await cache.load(dir);
+    expect(first.stats).toEqual({ files: 6, read: 6, parsed: 6 });
+    expect(strip(first)).toEqual(await loadManifests(dir));
+
+    const again = await cache.load(dir);
+    expect(again.stats).toEqual({ files: 6, read: 0, parsed: 0 });
+    expect(strip(again)).toEqual(await loadManifests(dir));
+
+    write('v2.yaml', vol(2, '2MiB'));
+    const edited = await cache.load(dir);
+    expect(edited.stats).toEqual({ files: 6, read: 1, parsed: 1 });
+    expect(strip(edited)).toEqual(await loadManifests(dir));
+    expect(edited.ok && edited.desired.digest).not.toBe(first.ok && first.desired.digest);
+
+    // The same bytes written again (a touch, a checkout): read, not parsed.
+    write('v3.yaml', vol(3));
+    expect((await cache.load(dir)).stats).toEqual({ files: 6, read: 1, parsed: 0 });
+  });
+
+  it('a file added, renamed or deleted', async () => {
+    const cache = new ManifestCache();
+    await cache.load(dir);
+    write('v9.yaml', vol(9));
+    let r = await cache.load(dir);
+    expect(r.stats).toEqual({ files: 7, read: 1, parsed: 1 });
+    expect(strip(r)).toEqual(await loadManifests(dir));
+
+    renameSync(join(dir, 'v9.yaml'), join(dir, 'renamed.yaml'));
+    r = await cache.load(dir);
+    expect(r.stats).toEqual({ files: 7, read: 1, parsed: 1 });
+    expect(strip(r)).toEqual(await loadManifests(dir));
+    expect(r.ok && r.desired.volumes.find((v) => v.metadata.name === 'v9')?.source.file).toBe(join(dir, 'renamed.yaml'));
+
+    unlinkSync(join(dir, 'renamed.yaml'));
+    r = await cache.load(dir);
+    expect(r.stats).toEqual({ files: 6, read: 0, parsed: 0 });
+    expect(strip(r)).toEqual(await loadManifests(dir));
+    expect(cache.size).toBe(6);
+  });
+
+  it('a bad edit gives loadManifests errors (file:line:col); the fix loads again', async () => {
+    const cache = new ManifestCache();
+    await cache.load(dir);
+    write('v1.yaml', vol(1, 'lots'));
+    const bad = await cache.load(dir);
+    expect(bad.ok).toBe(false);
+    expect(strip(bad)).toEqual(await loadManifests(dir));
+    expect(!bad.ok && bad.errors[0]).toMatchObject({ file: join(dir, 'v1.yaml'), line: 4, col: 27, field: 'spec.capacity' });
+    // Again without a change: the same errors from the kept file.
+    expect(strip(await cache.load(dir))).toEqual(await loadManifests(dir));
+    write('v1.yaml', vol(1));
+    const fixed = await cache.load(dir);
+    expect(fixed.ok).toBe(true);
+    expect(strip(fixed)).toEqual(await loadManifests(dir));
+  });
+
+  it('cross-file rules run over the whole set: a duplicate in a new file names both places', async () => {
+    const cache = new ManifestCache();
+    await cache.load(dir);
+    write('dup.yaml', vol(0));
+    const r = await cache.load(dir);
+    expect(r.stats.parsed).toBe(1);
+    expect(r.ok).toBe(false);
+    expect(strip(r)).toEqual(await loadManifests(dir));
+    expect(!r.ok && r.errors.map((e) => e.message).join('\n')).toMatch(/duplicate Volume name "v0"/);
+    // The pool's file removed, the volumes' files unchanged: every volume's reference is dangling.
+    unlinkSync(join(dir, 'dup.yaml'));
+    unlinkSync(join(dir, 'pool.yaml'));
+    const dangling = await cache.load(dir);
+    expect(dangling.stats).toEqual({ files: 5, read: 0, parsed: 0 });
+    expect(!dangling.ok && dangling.errors.filter((e) => /StoragePool "p" is not defined/.test(e.message))).toHaveLength(5);
+  });
+
+  it('clear() reads and parses every file again', async () => {
+    const cache = new ManifestCache();
+    await cache.load(dir);
+    cache.clear();
+    expect(cache.size).toBe(0);
+    expect((await cache.load(dir)).stats).toEqual({ files: 6, read: 6, parsed: 6 });
+  });
+});

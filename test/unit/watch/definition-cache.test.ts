@@ -1,0 +1,148 @@
+/**
+ * The watch's kept definitions (src/watch/definition-cache.ts) on the FakeHost: a second observe
+ * reads no definition again; a mutating call through the port, an invalidation (a lifecycle event)
+ * and a changed listing make exactly that object be read again; an invalidation while a read is on
+ * the wire is not lost; a plan through the cache equals the plan without it. The real daemon:
+ * test/integration/watch/incremental.test.ts.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeHost } from '../../support/fake-host.js';
+import { desiredFrom, labManifests, writeManifests } from '../../support/manifests.js';
+import { openStateStore, type StateStore } from '../../../src/state/index.js';
+import { planOnly, reconcile } from '../../../src/reconcile/engine.js';
+import { DefinitionCache } from '../../../src/watch/definition-cache.js';
+import { CallClock } from '../../../src/watch/call-clock.js';
+
+const P = 'vftest-dcache';
+let work: string;
+let store: StateStore;
+let fake: FakeHost;
+
+const reads = (): string[] => fake.calls.filter((c) => c.startsWith('describe'));
+
+beforeEach(async () => {
+  work = mkdtempSync(join(tmpdir(), 'vftest-dcache-'));
+  writeManifests(join(work, 'm'), labManifests({ prefix: P, poolPath: '/srv/pools/dcache', withVm2: true }));
+  store = await openStateStore(join(work, 'state.db'));
+  fake = new FakeHost();
+  const r = await reconcile({ host: fake, store, desired: await desiredFrom(join(work, 'm')) });
+  expect(r.outcome).toBe('succeeded');
+});
+
+afterEach(async () => {
+  await store.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('DefinitionCache', () => {
+  it('a second observe through the cache reads no definition again, and plans the same', async () => {
+    const desired = await desiredFrom(join(work, 'm'));
+    const cache = new DefinitionCache();
+    const port = cache.port(fake);
+    fake.calls = [];
+    const first = await planOnly(port, store, desired);
+    const firstReads = reads().length;
+    expect(firstReads).toBeGreaterThan(5);
+    expect(cache.takeStats()).toMatchObject({ hits: 0, reads: firstReads });
+    fake.calls = [];
+    const second = await planOnly(port, store, desired);
+    expect(reads()).toEqual([]);
+    expect(cache.takeStats()).toMatchObject({ hits: firstReads, reads: 0 });
+    expect(second.plan.noop).toBe(true);
+    expect(second.plan.changes).toEqual(first.plan.changes);
+  });
+
+  it('an edit planned through the cache is the plan without it', async () => {
+    const cache = new DefinitionCache();
+    const port = cache.port(fake);
+    await planOnly(port, store, await desiredFrom(join(work, 'm')));
+    writeManifests(join(work, 'm'), labManifests({ prefix: P, poolPath: '/srv/pools/dcache', withVm2: true, vm2Memory: '96MiB' }));
+    const edited = await desiredFrom(join(work, 'm'));
+    const cached = await planOnly(port, store, edited);
+    const fresh = await planOnly(fake, store, edited);
+    expect(cached.plan.changes.map((c) => c.key)).toEqual([`VirtualMachine/${P}-vm2`]);
+    expect(cached.plan.changes).toEqual(fresh.plan.changes);
+    expect(cached.plan.steps.map((s) => s.op.op)).toEqual(fresh.plan.steps.map((s) => s.op.op));
+  });
+
+  it('a mutating call through the port, an invalidation and a changed listing each re-read only that object', async () => {
+    const desired = await desiredFrom(join(work, 'm'));
+    const cache = new DefinitionCache();
+    const port = cache.port(fake);
+    await planOnly(port, store, desired);
+
+    // virtform's own call: forgotten before and after it.
+    await port.setDomainAutostart(`${P}-vm2`, false);
+    fake.calls = [];
+    await planOnly(port, store, desired);
+    expect(reads()).toEqual([`describeDomain:${P}-vm2`]);
+
+    // A change outside (no call through the port): kept until invalidated (the lifecycle event).
+    const vm1 = fake.domains.get(`${P}-vm1`)!.def;
+    await fake.defineDomain({ ...vm1, uuid: fake.domains.get(`${P}-vm1`)!.uuid, memoryKiB: vm1.memoryKiB * 2, maxMemoryKiB: vm1.memoryKiB * 2 });
+    fake.calls = [];
+    const stale = await planOnly(port, store, desired);
+    expect(reads()).toEqual([]);
+    expect(stale.plan.changes.map((c) => c.key)).not.toContain(`VirtualMachine/${P}-vm1`);
+    cache.invalidate('domain', `${P}-vm1`);
+    fake.calls = [];
+    const seen = await planOnly(port, store, desired);
+    expect(reads()).toEqual([`describeDomain:${P}-vm1`]);
+    expect(seen.plan.changes.map((c) => c.key)).toContain(`VirtualMachine/${P}-vm1`);
+
+    // A changed listing (autostart set outside): that domain is read again.
+    await fake.setDomainAutostart(`${P}-vm2`, true);
+    fake.calls = [];
+    await planOnly(port, store, desired);
+    expect(reads()).toEqual([`describeDomain:${P}-vm2`]);
+
+    // clear(): everything again (the full read).
+    cache.clear();
+    fake.calls = [];
+    await planOnly(port, store, desired);
+    expect(reads().length).toBeGreaterThan(5);
+
+    // A new connection starts empty.
+    const other = new DefinitionCache();
+    expect(other.port(fake)).not.toBe(port);
+    expect(cache.port(fake)).toBe(port);
+  });
+
+  it('a definition invalidated while its read is on the wire is not kept', async () => {
+    const cache = new DefinitionCache();
+    const port = cache.port(fake);
+    const snap = await fake.snapshot();
+    const d = snap.domains.find((x) => x.name === `${P}-vm1`)!;
+    const real = fake.definitions.domains;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    (fake.definitions as { domains: typeof real }).domains = async (list, u) => {
+      await gate;
+      return real(list, u);
+    };
+    const read = port.definitions.domains([d]);
+    cache.invalidate('domain', d.name);
+    release();
+    expect((await read).size).toBe(1);
+    (fake.definitions as { domains: typeof real }).domains = real;
+    fake.calls = [];
+    await port.definitions.domains([d]);
+    expect(reads()).toEqual([`describeDomain:${d.name}`]);
+  });
+});
+
+describe('CallClock', () => {
+  it('counts overlapping calls once, and only inside the window', () => {
+    const c = new CallClock();
+    c.begin(100);
+    c.record(30, 140); // 110..140
+    c.record(20, 150); // 130..150: overlaps
+    c.record(10, 200); // 190..200
+    c.record(50, 120); // 70..120: 100..120 inside
+    expect(c.end(195)).toEqual({ busyMs: 50 + 5, calls: 4 });
+    expect(c.end(300)).toEqual({ busyMs: 0, calls: 0 });
+  });
+});
