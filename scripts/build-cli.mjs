@@ -15,7 +15,9 @@
  * dist/'s other files stay tsc's (tests and tools import them); src/ is what is read and reviewed.
  *
  *   node scripts/build-cli.mjs            # after tsc (npm run build does both)
- *   node scripts/build-cli.mjs --metafile # also write dist/cli/meta.json (which sources are in which chunk)
+ *
+ * It also writes dist/chunks/meta.json, esbuild's metafile: which sources and packages each chunk
+ * holds and what it imports (test/integration/cli/fast-start.test.ts checks what each command loads).
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -48,7 +50,6 @@ const precompiled = {
   },
 };
 
-const metafile = process.argv.includes('--metafile');
 rmSync(join(DIST, 'chunks'), { recursive: true, force: true });
 mkdirSync(join(DIST, 'chunks'), { recursive: true });
 const result = await build({
@@ -67,10 +68,11 @@ const result = await build({
   // Bundled CommonJS packages (commander, ajv's runtime) call require() for Node's built-ins.
   banner: { js: "import { createRequire as __vfCreateRequire } from 'node:module'; const require = __vfCreateRequire(import.meta.url);" },
   plugins: [precompiled],
-  metafile,
+  metafile: true,
+  absWorkingDir: ROOT, // metafile paths relative to the repository: src/…, node_modules/…, dist/…
   logLevel: 'warning',
 });
-if (metafile) writeFileSync(join(DIST, 'cli/meta.json'), JSON.stringify(result.metafile));
+writeFileSync(join(DIST, 'chunks/meta.json'), `${JSON.stringify(result.metafile, null, 1)}\n`);
 // main.js keeps its shebang (esbuild keeps the entry's first line) and its mode.
 const main = join(DIST, 'cli/main.js');
 if (!readFileSync(main, 'utf8').startsWith('#!')) throw new Error('dist/cli/main.js lost its #! line');

@@ -298,14 +298,23 @@ const YAML_1_2_CORE = FAILSAFE_SCHEMA.extend({
 });
 
 /**
- * What the fast read leaves to `yaml`, found in the text (approximately, erring towards `yaml`):
- * a directive (`%YAML`), a byte order mark or a carriage return, a node property or alias
- * (`&a`, `*a`, `!tag`) or an explicit key (`? `) after a separator, a key that is empty or null
- * (`: x`, `~: x`: `yaml` makes it "", js-yaml "null") or a collection (`[a]: x`), and a line over
- * 1,024 characters (`yaml` refuses longer implicit keys). Reserved indicators (`@`, backquote) and
- * every YAML error make js-yaml throw, which also hands the file to `yaml`.
+ * What the fast read leaves to `yaml`, found in the text (approximately, always erring towards
+ * `yaml`: a false match only costs time). Every pattern is something the two libraries read
+ * differently, or that only `yaml` refuses (test/unit/manifest/fast-yaml.test.ts compares them).
+ * Besides these, every error or warning of js-yaml hands the file to `yaml`.
  */
-const LEAVE_TO_YAML = /^%|[\uFEFF\r]|(?:^|[\s,[\]{}:?-])[&*!]|(?:^|[\s,[{])\?(?:\s|$)|(?:^|[\s,[{]|-\s)(?:~|null|Null|NULL)?[ \t]*:(?:\s|$)|[\]}][ \t]*:(?:\s|$)|^[^\n]{1025}/m;
+const LEAVE_TO_YAML = new RegExp([
+  /^%/, // a directive (%YAML 1.1 changes the resolution)
+  /[\uFEFF\r]/, // a byte order mark, a carriage return
+  /(?:^|[\s,[\]{}:?-])[&*!]/, // an anchor, alias or tag (aliases need yaml's expansion guards)
+  /(?:^|[\s,[{])\?(?:\s|$)/, // an explicit key
+  /(?:^|[\s,[{]|-\s)(?:~|null|Null|NULL)?[ \t]*:(?:\s|$)/, // an empty or null key: "" in yaml, "null" in js-yaml
+  /[\]}][ \t]*:(?:\s|$)/, // a collection as a key (yaml warns)
+  /[[\]{},"']#/, // a comment not separated from the token before it (yaml refuses it)
+  /^---[ \t]+[^\s#]/, // content on the line of "---" (yaml refuses a block collection there)
+  /^\.\.\./, // a document end marker (yaml refuses content after it on its line)
+  /^[^\n]{1025}/, // a line over 1,024 characters (yaml refuses a longer implicit key)
+].map((r) => r.source).join('|'), 'm');
 
 type DepthState = JsYamlState & { depth: number };
 

@@ -51,6 +51,8 @@ export const SUITES = {
   flstatus: 125,
   // test/fleet/fleetwatch.test.ts (fleet watch's HTTP endpoints)
   flwatch: 117,
+  // issue 22 (fastcli): test/integration/cli/fast-start.test.ts (the bundled CLI: what each command loads)
+  faststart: 130,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
