@@ -279,19 +279,32 @@ function parseWithPositions(text: string, lineCounter: LineCounter): Document.Pa
  * nan/inf, exponent, fraction) and the same conversions. js-yaml's own CORE_SCHEMA differs
  * (`1_000` is a number there, a string in YAML 1.2 core).
  */
+const INT = /^(?:0o[0-7]+|[-+]?[0-9]+|0x[0-9a-fA-F]+)$/;
+const FLOAT_SPECIAL = /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
+const FLOAT = /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$|^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/;
+/** Whether a plain scalar can be a number at all (most are names, sizes, words: no regex for them). */
+const numeric = (s: string): boolean => {
+  const c = s.charCodeAt(0);
+  return (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e; // 0-9 + - .
+};
 const YAML_1_2_CORE = FAILSAFE_SCHEMA.extend({
   implicit: [
-    new JsYamlType('tag:yaml.org,2002:null', { kind: 'scalar', resolve: (s: string) => /^(?:~|[Nn]ull|NULL)?$/.test(s), construct: () => null }),
-    new JsYamlType('tag:yaml.org,2002:bool', { kind: 'scalar', resolve: (s: string) => /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/.test(s), construct: (s: string) => s[0] === 't' || s[0] === 'T' }),
+    new JsYamlType('tag:yaml.org,2002:null', {
+      kind: 'scalar', resolve: (s: string) => s === '' || s === '~' || s === 'null' || s === 'Null' || s === 'NULL', construct: () => null,
+    }),
+    new JsYamlType('tag:yaml.org,2002:bool', {
+      kind: 'scalar',
+      resolve: (s: string) => s === 'true' || s === 'True' || s === 'TRUE' || s === 'false' || s === 'False' || s === 'FALSE',
+      construct: (s: string) => s[0] === 't' || s[0] === 'T',
+    }),
     new JsYamlType('tag:yaml.org,2002:int', {
       kind: 'scalar',
-      resolve: (s: string) => /^(?:0o[0-7]+|[-+]?[0-9]+|0x[0-9a-fA-F]+)$/.test(s),
+      resolve: (s: string) => numeric(s) && INT.test(s),
       construct: (s: string) => (s.startsWith('0o') ? parseInt(s.slice(2), 8) : s.startsWith('0x') ? parseInt(s.slice(2), 16) : parseInt(s, 10)),
     }),
     new JsYamlType('tag:yaml.org,2002:float', {
       kind: 'scalar',
-      resolve: (s: string) => /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/.test(s) ||
-        /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$/.test(s) || /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/.test(s),
+      resolve: (s: string) => numeric(s) && (FLOAT_SPECIAL.test(s) || FLOAT.test(s)),
       construct: (s: string) => (/^[-+]?\.(?:inf|Inf|INF)$/.test(s) ? (s[0] === '-' ? -Infinity : Infinity) : /nan$/i.test(s) ? NaN : parseFloat(s)),
     }),
   ],
