@@ -323,6 +323,8 @@ const LEAVE_TO_YAML = new RegExp([
   /(?:^|[\s,[{])\?(?:\s|$)/, // an explicit key
   /(?:^|[\s,[{]|-\s)(?:~|null|Null|NULL)?[ \t]*:(?:\s|$)/, // an empty or null key: "" in yaml, "null" in js-yaml
   /[\]}][ \t]*:(?:\s|$)/, // a collection as a key (yaml warns)
+  /\{[ \t\n]*[[{]|,[ \t\n]*\[[^\][{},\n]*\][ \t\n]*[,}]/, // one as a key of a flow mapping ({[a]}, {b: 1, [a]}): see also fastParse
+  /^ *\t/, // a tab in indentation (yaml refuses it, even on a blank line)
   /[[\]{},"']#/, // a comment not separated from the token before it (yaml refuses it)
   /^---[ \t]+[^\s#]/, // content on the line of "---" (yaml refuses a block collection there)
   /^\.\.\./, // a document end marker (yaml refuses content after it on its line)
@@ -341,6 +343,7 @@ function fastParse(file: string, text: string): SourceDoc[] | undefined {
   if (LEAVE_TO_YAML.test(text)) return undefined;
   const starts: number[] = [];
   let warned = false;
+  let suspicious = false;
   let values: unknown[];
   try {
     values = jsYamlLoadAll(text, null, {
@@ -350,12 +353,16 @@ function fastParse(file: string, text: string): SourceDoc[] | undefined {
       onWarning: () => { warned = true; },
       listener: (event, state) => {
         if (event === 'open' && (state as DepthState).depth === 1) starts.push(state.position);
+        // A collection used as a key: js-yaml makes it "[object Object]" or "a,b" ([] → ""), yaml "{ a: 1 }" or "[ a, b ]".
+        else if (event === 'close' && state.kind === 'mapping') {
+          for (const k of Object.keys(state.result as object)) if (k === '' || k.includes(',') || k === '[object Object]') suspicious = true;
+        }
       },
     } as JsYamlOptions);
   } catch { // safe-catch: a file js-yaml cannot read is read by yaml, whose errors are the ones reported
     return undefined;
   }
-  if (warned || starts.length !== values.length || values.some((v) => v === null || v === undefined)) return undefined;
+  if (warned || suspicious || starts.length !== values.length || values.some((v) => v === null || v === undefined)) return undefined;
   const positions = positionsOf(text, starts);
   let reparsed: { docs: Document.Parsed[]; lineCounter: LineCounter } | undefined;
   const withPositions = (): { docs: Document.Parsed[]; lineCounter: LineCounter } => {

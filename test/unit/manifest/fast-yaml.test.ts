@@ -100,6 +100,10 @@ describe('fast read of manifest YAML', () => {
     ['explicit key', '? a\n: b\n'],
     ['collection key', '[a, b]: c\n'],
     ['flow collection key', '{a: 1}: c\n'],
+    ['collections as keys of a flow mapping', 'a: {matchLabels:, {zone: c}}\nb: {{z: c}}\nc: {b: 1, [x]}\nd: {b: 1, [x, y]}\ne: {b: 1, []}\nf: {[x]}\n'],
+    ['lists of flow mappings', 'a: [{x: 1}, {y: 2}]\nb: [a, [b], c]\nc: {b: {c: 1}, d: [1]}\n'],
+    ['a tab on a blank line', 'metadata:\n\t\n\nyes: p\n'],
+    ['a tab in a block scalar', 'a: |\n  x\n\t\n  y\n'],
     ['anchors', 'a: &x {b: 1}\nc: *x\n'],
     ['tags', 'a: !!str 1\nb: !!int "2"\nc: !foo x\nd: !!binary aGk=\n'],
     ['directive', '%YAML 1.1\n---\na: yes\n'],
@@ -152,7 +156,7 @@ describe('fast read of manifest YAML', () => {
 
   it('agrees on mutations of real manifests (insert, delete, replace YAML-significant characters)', () => {
     const texts = files.map((f) => readFileSync(f, 'utf8')).filter((t) => t.length > 0 && t.length < 4000);
-    const CHARS = [' ', ':', '-', '[', ']', '{', '}', ',', '#', '&', '*', '!', '|', '>', "'", '"', '?', '%', '@', '`', '\t', '\n', '~', '.', '0', '1', 'x', '\\',
+    const CHARS = ['{[', ', {', ', [', '[]', '\t\n',' ', ':', '-', '[', ']', '{', '}', ',', '#', '&', '*', '!', '|', '>', "'", '"', '?', '%', '@', '`', '\t', '\n', '~', '.', '0', '1', 'x', '\\',
       '---\n', '--- ', '...', ': ', '- ', '\n  ', '\n- ', ' #c', '#c', '"q"', "'q'", '[a]', '{a: 1}', '|\n', '>-\n', '|2\n', '&a ', '*a', '!!str ', '? ', '~', 'null',
       '0o7', '0x1', '1e3', '.5', '1_0', '.inf', 'True', 'yes', '\u2028', '\u00e9', '  ', '\n\n'];
     const mutation = fc.record({ at: fc.nat(), del: fc.nat({ max: 3 }), ins: fc.constantFrom(...CHARS) });
