@@ -3,8 +3,8 @@
  * positions kept, and mapping a field path back to the YAML node's line and column.
  *
  * Two parsers, one result. `yaml` (the stack's parser) keeps every node's position, which errors
- * need; it costs ~10x more than `js-yaml`, which gives only the values (measured: bench/FINDINGS.md,
- * "Manifest loading"). A file is first read by js-yaml with a schema that resolves plain scalars
+ * need; it costs ~7x more than `js-yaml`, which gives only the values (measured: bench/FINDINGS.md,
+ * "Start-up and manifest loading"). A file is first read by js-yaml with a schema that resolves plain scalars
  * exactly as `yaml`'s YAML 1.2 core schema does; `yaml` parses it only when that fast read is not
  * certain to give the same documents (see {@link fastParse}: anchors, aliases, tags, directives,
  * explicit or null keys, any error or warning — those files take `yaml`'s path as before, with its
@@ -50,7 +50,7 @@ export interface SourceDoc {
   readonly lineCounter: LineCounter;
   /** Start of the document's content. */
   start: Position;
-  /** The document as plain JS, when the fast read produced it (then {@link docToJs} returns it, once). */
+  /** The document as plain JS, when the fast read produced it ({@link docToJs} hands it out once). */
   value?: unknown;
 }
 
@@ -325,6 +325,7 @@ const LEAVE_TO_YAML = new RegExp([
   /[\]}][ \t]*:(?:\s|$)/, // a collection as a key (yaml warns)
   /\{[ \t\n]*[[{]|,[ \t\n]*\[[^\][{},\n]*\][ \t\n]*[,}]/, // one as a key of a flow mapping ({[a]}, {b: 1, [a]}): see also fastParse
   /^ *\t/, // a tab in indentation (yaml refuses it, even on a blank line)
+  /(?:^|[ \t])-[ \t]*(?:#.*)?$/, // an empty sequence entry (js-yaml runs a less indented "- x" after it into its list)
   /[[\]{},"']#/, // a comment not separated from the token before it (yaml refuses it)
   /^---[ \t]+[^\s#]/, // content on the line of "---" (yaml refuses a block collection there)
   /^\.\.\./, // a document end marker (yaml refuses content after it on its line)
@@ -404,12 +405,19 @@ function positionsOf(text: string, offsets: readonly number[]): Position[] {
   return out;
 }
 
+/** Fast-read documents whose value was handed out (validation fills defaults into it). */
+const handedOut = new WeakSet<SourceDoc>();
+
 /**
- * Convert a document to plain JS, or an error (alias expansion over the library's limit). A
- * document read fast hands out its value: call this once per document (validation fills defaults in).
+ * Convert a document to plain JS, or an error (alias expansion over the library's limit). Each
+ * call returns a value of its own: a document read fast hands out the value js-yaml made the first
+ * time, later calls convert `yaml`'s tree (parsed then).
  */
 export function docToJs(sd: SourceDoc): { ok: true; value: unknown } | { ok: false; error: ManifestError } {
-  if ('value' in sd) return { ok: true, value: sd.value };
+  if ('value' in sd && !handedOut.has(sd)) {
+    handedOut.add(sd);
+    return { ok: true, value: sd.value };
+  }
   try {
     return { ok: true, value: sd.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) as unknown };
   } catch (err) {

@@ -102,6 +102,10 @@ describe('fast read of manifest YAML', () => {
     ['flow collection key', '{a: 1}: c\n'],
     ['collections as keys of a flow mapping', 'a: {matchLabels:, {zone: c}}\nb: {{z: c}}\nc: {b: 1, [x]}\nd: {b: 1, [x, y]}\ne: {b: 1, []}\nf: {[x]}\n'],
     ['lists of flow mappings', 'a: [{x: 1}, {y: 2}]\nb: [a, [b], c]\nc: {b: {c: 1}, d: [1]}\n'],
+    ['empty sequence entries', 'a:\n  b:\n    -\n- x\n'],
+    ['an empty entry, then a less indented one', '- a:\n  -\n- x\n'],
+    ['an empty entry with a comment', 'a:\n  - # c\n- x\n'],
+    ['an empty entry at the end of a list', 'b:\n  -\n  - x\nc: -\n'],
     ['a tab on a blank line', 'metadata:\n\t\n\nyes: p\n'],
     ['a tab in a block scalar', 'a: |\n  x\n\t\n  y\n'],
     ['anchors', 'a: &x {b: 1}\nc: *x\n'],
@@ -147,6 +151,20 @@ describe('fast read of manifest YAML', () => {
   ];
   it.each(cases)('%s', (_name, text) => {
     same(text, { positions: true });
+  });
+
+  it('hands a fast-read value out once: a second docToJs gets a fresh value (validation fills defaults into the first)', () => {
+    const r = parseYamlFile('m.yaml', Buffer.from('a: {b: 1}\nc: [x]\n'));
+    const sd = r.docs[0]!;
+    expect('value' in sd).toBe(true);
+    const first = docToJs(sd);
+    const second = docToJs(sd);
+    expect(first.ok && second.ok).toBe(true);
+    if (!first.ok || !second.ok) return;
+    expect(second.value).toEqual(first.value);
+    expect(second.value).not.toBe(first.value);
+    (first.value as { a: { b: number } }).a.b = 2;
+    expect((second.value as { a: { b: number } }).a.b).toBe(1);
   });
 
   it('takes plain manifests (a file like the generated bench sets) fast', () => {
