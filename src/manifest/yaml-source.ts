@@ -354,9 +354,10 @@ function fastParse(file: string, text: string): SourceDoc[] | undefined {
       onWarning: () => { warned = true; },
       listener: (event, state) => {
         if (event === 'open' && (state as DepthState).depth === 1) starts.push(state.position);
-        // A collection used as a key: js-yaml makes it "[object Object]" or "a,b" ([] → ""), yaml "{ a: 1 }" or "[ a, b ]".
+        // A collection used as a key: js-yaml makes it "[object Object]" or "a,b" ([] → ""), yaml "{ a: 1 }" or "[ a, b ]";
+        // a null key ({null}, {~}): js-yaml "null", yaml "".
         else if (event === 'close' && state.kind === 'mapping') {
-          for (const k of Object.keys(state.result as object)) if (k === '' || k.includes(',') || k === '[object Object]') suspicious = true;
+          for (const k of Object.keys(state.result as object)) if (k === '' || k === 'null' || k.includes(',') || k === '[object Object]') suspicious = true;
         }
       },
     } as JsYamlOptions);

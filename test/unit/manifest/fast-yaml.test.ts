@@ -97,6 +97,7 @@ describe('fast read of manifest YAML', () => {
     ['keys', '1: a\ntrue: b\n"": c\n0x10: d\n1.50: e\nkey with spaces: f\n"k:v": g\n'],
     ['null keys', '~: a\n', ],
     ['empty key', ': a\n'],
+    ['null keys of a flow mapping', 'a: {null}\nb: {~, c}\nc: {x: 1, NULL}\n"null": quoted\n'],
     ['explicit key', '? a\n: b\n'],
     ['collection key', '[a, b]: c\n'],
     ['flow collection key', '{a: 1}: c\n'],
