@@ -16,7 +16,7 @@ LOGS="${BENCH_LOGS:-/tmp/virtform-bench-logs}"
 mkdir -p "$RESULTS" "$LOGS"
 
 echo "== building"
-npx tsc -p tsconfig.json || { echo "build failed" >&2; exit 1; }
+npm run -s build || { echo "build failed" >&2; exit 1; }
 
 benches=()
 if [ $# -gt 0 ]; then

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { stat } from 'node:fs/promises';
-import { loadManifests, loadPolicy, formatManifestError, type DesiredState, type LoadOptions, type ManifestError, type Policy } from '../manifest/index.js';
+import { loadManifests, formatManifestError, type DesiredState, type LoadOptions, type ManifestError, type Policy } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
@@ -10,6 +10,7 @@ import { DEFAULT_LEASE_TIMING, defaultDbPath, isPostgresLocation, leaseTimingPro
 import { dirname, resolve } from 'node:path';
 
 export { EXIT } from './exit.js';
+export { formatErrors, manifestErrorsJson, resolvePolicy, type JsonManifestError, type LoadedPolicy } from './manifest-input.js';
 
 /** The retry policy of the --max-attempts and --retry-delay flags. */
 export function retryPolicy(o: { maxAttempts: number; retryDelay: number }): RetryPolicy {
@@ -38,23 +39,6 @@ export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** One manifest error as the `--json` outputs print it: every key present, null when unknown. */
-export interface JsonManifestError {
-  file: string;
-  line: number;
-  col: number;
-  kind: string | null;
-  name: string | null;
-  field: string | null;
-  message: string;
-}
-
-export function manifestErrorsJson(errors: readonly ManifestError[]): JsonManifestError[] {
-  return errors.map((e) => ({
-    file: e.file, line: e.line, col: e.col, kind: e.kind ?? null, name: e.name ?? null, field: e.field ?? null, message: e.message,
-  }));
-}
-
 /**
  * `reconcile` and `watch` converge the host to the WHOLE folder: given one file of it, everything
  * the other files declare would be planned for deletion. Returns the refusal message when `dir`
@@ -72,22 +56,6 @@ export async function notAManifestFolder(dir: string, command: 'reconcile' | 'wa
 export type LoadedDesired =
   | { ok: true; desired: Desired; manifestCount: number; state: DesiredState }
   | { ok: false; errors: ManifestError[]; text: string };
-
-export function formatErrors(errors: readonly ManifestError[]): string[] {
-  return errors.map(formatManifestError);
-}
-
-export type LoadedPolicy = { ok: true; policy: Policy | undefined } | { ok: false; errors: ManifestError[]; text: string };
-
-/**
- * The policy of `--policy FILE` (which must exist), else `/etc/virtform/policy.yaml` when it exists
- * (`$VIRTFORM_POLICY` overrides that default path), else none. A broken policy is invalid input (exit 2).
- */
-export async function resolvePolicy(file: string | undefined): Promise<LoadedPolicy> {
-  const r = await loadPolicy(file, process.env.VIRTFORM_POLICY || undefined);
-  if (r.ok) return r;
-  return { ok: false, errors: r.errors, text: `${r.errors.map(formatManifestError).join('\n')}\ninvalid policy file; nothing was changed` };
-}
 
 /** Load and validate a manifest folder (against the policy, when one is given); nothing is written anywhere. */
 export async function loadDesired(dir: string, policy?: Policy, opts: Omit<LoadOptions, 'policy'> = {}): Promise<LoadedDesired> {

@@ -3,11 +3,9 @@
  * dot-files, not following symlinked directories), parse every document, validate everything and
  * return either the complete desired state or every error found, sorted by file, line, column.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { fieldPathString as fieldPath, quote, sortErrors, type ManifestError } from './errors.js';
 import {
   API_VERSION,
@@ -28,8 +26,6 @@ import { checkExtraDevices } from './extra-devices.js';
 import { checkFleet, type HostEntry } from './hosts.js';
 import type { HostDefinition } from '../model/hosts.js';
 import { MAX_FILE_BYTES, docToJs, locate, parseYamlFile, type SourceDoc } from './yaml-source.js';
-
-const execFileAsync = promisify(execFile);
 
 export type LoadResult = { ok: true; desired: DesiredState } | { ok: false; errors: ManifestError[] };
 
@@ -169,6 +165,10 @@ export function digestManifests(manifests: AnyManifest[]): string {
 }
 
 export async function gitInfo(dir: string): Promise<{ gitCommit?: string; gitDirty?: boolean }> {
+  // Loaded here: node:child_process (and net, …) is not needed by a load without a revision (validate).
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const execFileAsync = promisify(execFile);
   try {
     const opts = { cwd: dir, timeout: 10_000, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } };
     const inside = await execFileAsync('git', ['rev-parse', '--is-inside-work-tree'], opts);
@@ -202,6 +202,11 @@ export interface LoadOptions {
   confineTo?: string;
   /** Plan-time limits: the virtual size of a URL image already in the image cache. */
   cachedImageSize?: CachedImageSize;
+  /**
+   * false: do not ask git for the folder's revision (`gitCommit`, `gitDirty` stay unset): `validate`
+   * records nothing and spares the git processes. Default true.
+   */
+  revision?: boolean;
 }
 
 /** The manifests of each kind (the lists of `DesiredState`), in load order. */
@@ -345,14 +350,16 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: 
       ...(e.importRules ? { importRules: e.importRules } : {}),
     } as AnyManifest;
   });
-  const desired: DesiredState = {
+  const desired = {
     dir,
     files,
     manifests,
     ...manifestsByKind(manifests),
     hosts: fleet.hosts,
-    digest: digestState(manifests, fleet.hosts),
-    ...(await (hooks.gitInfo ?? gitInfo)(gitDir)),
-  };
+    ...(opts.revision === false ? {} : await (hooks.gitInfo ?? gitInfo)(gitDir)),
+  } as DesiredState;
+  // The digest hashes every manifest: computed when first read (validate never reads it).
+  let digest: string | undefined;
+  Object.defineProperty(desired, 'digest', { enumerable: true, configurable: true, get: () => (digest ??= digestState(manifests, fleet.hosts)) });
   return { ok: true, desired };
 }

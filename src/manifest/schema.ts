@@ -6,10 +6,12 @@
  * Validation fills schema defaults into the data (`useDefaults`).
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { Ajv2020, ErrorObject, Options, ValidateFunction } from 'ajv/dist/2020.js';
 import type { ManifestKind } from './model.js';
 import { fieldPathString, quote as quoteValue, type FieldPath } from './errors.js';
+import { PRECOMPILED } from './validators.js';
 
 export const SCHEMA_DIR = fileURLToPath(new URL('../../schemas/', import.meta.url));
 
@@ -22,23 +24,46 @@ const KIND_FILES: Record<ManifestKind, string> = {
   Host: 'host.schema.json',
 };
 
-let validators: Record<ManifestKind, ValidateFunction> | undefined;
-let policyValidator: ValidateFunction | undefined;
+/** Every schema validated against: the manifest kinds and the policy file. */
+type SchemaName = ManifestKind | 'Policy';
+const POLICY_FILE = 'policy.schema.json';
+
+let validators: Record<SchemaName, ValidateFunction> | undefined;
 
 function readSchema(file: string): Record<string, unknown> {
   return JSON.parse(readFileSync(`${SCHEMA_DIR}${file}`, 'utf8')) as Record<string, unknown>;
 }
 
-function getValidators(): Record<ManifestKind, ValidateFunction> {
-  if (validators) return validators;
-  const ajv = new Ajv2020({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true });
+/**
+ * The ajv instance with every schema added, and the `$id` of each schema by name. The one place
+ * the options are set: the run-time compilation below and the build's standalone code
+ * (scripts/build-cli.mjs passes `code` options) both come from here.
+ */
+export function createAjv(extra: Partial<Options> = {}): { ajv: Ajv2020; refs: Record<SchemaName, string> } {
+  // Loaded here, not at the top: the bundled CLI's validators are precompiled and never load ajv's compiler.
+  const { Ajv2020: Ajv } = createRequire(import.meta.url)('ajv/dist/2020.js') as typeof import('ajv/dist/2020.js');
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true, allowUnionTypes: true, ...extra });
   ajv.addKeyword({ keyword: PATTERN_MESSAGE_KEYWORD, schemaType: 'string' });
   ajv.addSchema(readSchema('common.schema.json'));
-  const out = {} as Record<ManifestKind, ValidateFunction>;
-  for (const [kind, file] of Object.entries(KIND_FILES) as [ManifestKind, string][]) {
-    out[kind] = ajv.compile(readSchema(file));
+  const refs = {} as Record<SchemaName, string>;
+  for (const [name, file] of [...Object.entries(KIND_FILES), ['Policy', POLICY_FILE]] as [SchemaName, string][]) {
+    const schema = readSchema(file);
+    ajv.addSchema(schema);
+    refs[name] = String(schema.$id);
   }
-  policyValidator = ajv.compile(readSchema('policy.schema.json'));
+  return { ajv, refs };
+}
+
+/**
+ * The validators: the bundled CLI's, compiled at build time (`PRECOMPILED`); else (tsc's dist/,
+ * tsx, vitest) compiled from schemas/ at first use.
+ */
+function getValidators(): Record<SchemaName, ValidateFunction> {
+  if (validators) return validators;
+  if (PRECOMPILED) return (validators = PRECOMPILED as Record<SchemaName, ValidateFunction>);
+  const { ajv, refs } = createAjv();
+  const out = {} as Record<SchemaName, ValidateFunction>;
+  for (const [name, ref] of Object.entries(refs) as [SchemaName, string][]) out[name] = ajv.getSchema(ref)!;
   validators = out;
   return out;
 }
@@ -181,8 +206,7 @@ export function validateAgainstSchema(kind: ManifestKind, data: unknown): Schema
 
 /** Validate a policy document against `schemas/policy.schema.json`. */
 export function validatePolicyAgainstSchema(data: unknown): SchemaProblem[] {
-  getValidators();
-  const validate = policyValidator!;
+  const validate = getValidators().Policy;
   if (validate(data)) return [];
   const problems: SchemaProblem[] = [];
   for (const e of validate.errors ?? []) {

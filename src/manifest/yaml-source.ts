@@ -1,7 +1,17 @@
 /**
  * Reading one manifest file: size/encoding/nesting guards, multi-document YAML parsing with
  * positions kept, and mapping a field path back to the YAML node's line and column.
+ *
+ * Two parsers, one result. `yaml` (the stack's parser) keeps every node's position, which errors
+ * need; it costs ~7x more than `js-yaml`, which gives only the values (measured: bench/FINDINGS.md,
+ * "Start-up and manifest loading"). A file is first read by js-yaml with a schema that resolves plain scalars
+ * exactly as `yaml`'s YAML 1.2 core schema does; `yaml` parses it only when that fast read is not
+ * certain to give the same documents (see {@link fastParse}: anchors, aliases, tags, directives,
+ * explicit or null keys, any error or warning — those files take `yaml`'s path as before, with its
+ * error messages), and, for a file read fast, at the first use of a position (`SourceDoc.doc`,
+ * `SourceDoc.lineCounter`, `locate`): only files with errors pay for positions.
  */
+import { FAILSAFE_SCHEMA, Type as JsYamlType, loadAll as jsYamlLoadAll, type LoadOptions as JsYamlOptions, type State as JsYamlState } from 'js-yaml';
 import {
   Alias,
   Document,
@@ -33,12 +43,15 @@ export interface Position {
 
 export interface SourceDoc {
   file: string;
-  /** 0-based index of the document inside the file. */
+  /** 0-based index of the document among the file's non-empty documents. */
   index: number;
-  doc: Document.Parsed;
-  lineCounter: LineCounter;
+  /** The document with positions (for a file read fast: parsed by `yaml` at first use). */
+  readonly doc: Document.Parsed;
+  readonly lineCounter: LineCounter;
   /** Start of the document's content. */
   start: Position;
+  /** The document as plain JS, when the fast read produced it ({@link docToJs} hands it out once). */
+  value?: unknown;
 }
 
 export interface ParsedFile {
@@ -180,8 +193,18 @@ function checkTree(sd: SourceDoc): ManifestError | undefined {
   return fileError(file, at, `alias *${worst.source} expands the document beyond ${MAX_EXPANDED_NODES} nodes (YAML alias bomb?)`);
 }
 
-/** Parse a file's text into its non-empty documents, or file-level errors. */
-export function parseYamlFile(file: string, bytes: Buffer): ParsedFile {
+/** Options of {@link parseYamlFile}. */
+export interface ParseOptions {
+  /** false: always `yaml`'s parse (tests compare both paths). Default true. */
+  fast?: boolean;
+}
+
+/**
+ * Parse one file's text into its non-empty documents, or file-level errors. The one function that
+ * turns a manifest file into documents (the loader, the policy file, and a watcher re-reading one
+ * changed file all call it).
+ */
+export function parseYamlFile(file: string, bytes: Buffer, opts: ParseOptions = {}): ParsedFile {
   const errors: ManifestError[] = [];
   if (bytes.length > MAX_FILE_BYTES) {
     errors.push(fileError(file, { line: 1, col: 1 }, `file is ${bytes.length} bytes, larger than the ${MAX_FILE_BYTES}-byte (1 MiB) limit`));
@@ -204,26 +227,31 @@ export function parseYamlFile(file: string, bytes: Buffer): ParsedFile {
     errors.push(fileError(file, posInText(text, deep), `nesting deeper than ${MAX_DEPTH} levels`));
     return { docs: [], errors };
   }
+  if (opts.fast !== false) {
+    const docs = fastParse(file, text);
+    if (docs) return { docs, errors };
+  }
   const lineCounter = new LineCounter();
   let parsed: Document.Parsed[];
   try {
-    const r = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: '1.2', merge: false });
-    parsed = Array.isArray(r) ? r : [r as unknown as Document.Parsed];
+    parsed = parseWithPositions(text, lineCounter);
   } catch (err) {
     errors.push(fileError(file, { line: 1, col: 1 }, `cannot parse YAML: ${err instanceof Error ? err.message : String(err)}`));
     return { docs: [], errors };
   }
   const docs: SourceDoc[] = [];
-  parsed.forEach((doc, index) => {
+  let index = 0;
+  parsed.forEach((doc) => {
     const problems = [...doc.errors, ...doc.warnings];
     for (const p of problems) {
       errors.push(fileError(file, posOf(lineCounter, p.pos[0]), `YAML: ${p.message}`));
     }
-    if (problems.length) return;
     if (isEmptyDoc(doc)) return;
+    const i = index++;
+    if (problems.length) return;
     const contents = doc.contents as YamlNode;
     const start = posOf(lineCounter, contents.range?.[0] ?? 0);
-    const sd: SourceDoc = { file, index, doc, lineCounter, start };
+    const sd: SourceDoc = { file, index: i, doc, lineCounter, start };
     const treeError = checkTree(sd);
     if (treeError) {
       errors.push(treeError);
@@ -234,8 +262,163 @@ export function parseYamlFile(file: string, bytes: Buffer): ParsedFile {
   return { docs, errors };
 }
 
-/** Convert a document to plain JS, or an error (alias expansion over the library's limit). */
+/**
+ * `yaml`'s parse of a whole file, positions kept: the options of every manifest parse. Throws only
+ * on what the library cannot handle at all (reported as `cannot parse YAML`).
+ */
+function parseWithPositions(text: string, lineCounter: LineCounter): Document.Parsed[] {
+  const r = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: '1.2', merge: false });
+  return Array.isArray(r) ? r : [r as unknown as Document.Parsed];
+}
+
+// ---- The fast read -------------------------------------------------------------------------------
+
+/**
+ * js-yaml's schema resolving plain scalars as `yaml`'s YAML 1.2 core schema does (version '1.2',
+ * no custom tags): the same tests in the same order (null, bool, int: octal, decimal, hex; float:
+ * nan/inf, exponent, fraction) and the same conversions. js-yaml's own CORE_SCHEMA differs
+ * (`1_000` is a number there, a string in YAML 1.2 core).
+ */
+const INT = /^(?:0o[0-7]+|[-+]?[0-9]+|0x[0-9a-fA-F]+)$/;
+const FLOAT_SPECIAL = /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
+const FLOAT = /^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$|^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/;
+/** Whether a plain scalar can be a number at all (most are names, sizes, words: no regex for them). */
+const numeric = (s: string): boolean => {
+  const c = s.charCodeAt(0);
+  return (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e; // 0-9 + - .
+};
+const YAML_1_2_CORE = FAILSAFE_SCHEMA.extend({
+  implicit: [
+    new JsYamlType('tag:yaml.org,2002:null', {
+      kind: 'scalar', resolve: (s: string) => s === '' || s === '~' || s === 'null' || s === 'Null' || s === 'NULL', construct: () => null,
+    }),
+    new JsYamlType('tag:yaml.org,2002:bool', {
+      kind: 'scalar',
+      resolve: (s: string) => s === 'true' || s === 'True' || s === 'TRUE' || s === 'false' || s === 'False' || s === 'FALSE',
+      construct: (s: string) => s[0] === 't' || s[0] === 'T',
+    }),
+    new JsYamlType('tag:yaml.org,2002:int', {
+      kind: 'scalar',
+      resolve: (s: string) => numeric(s) && INT.test(s),
+      construct: (s: string) => (s.startsWith('0o') ? parseInt(s.slice(2), 8) : s.startsWith('0x') ? parseInt(s.slice(2), 16) : parseInt(s, 10)),
+    }),
+    new JsYamlType('tag:yaml.org,2002:float', {
+      kind: 'scalar',
+      resolve: (s: string) => numeric(s) && (FLOAT_SPECIAL.test(s) || FLOAT.test(s)),
+      construct: (s: string) => (/^[-+]?\.(?:inf|Inf|INF)$/.test(s) ? (s[0] === '-' ? -Infinity : Infinity) : /nan$/i.test(s) ? NaN : parseFloat(s)),
+    }),
+  ],
+});
+
+/**
+ * What the fast read leaves to `yaml`, found in the text (approximately, always erring towards
+ * `yaml`: a false match only costs time). Every pattern is something the two libraries read
+ * differently, or that only `yaml` refuses (test/unit/manifest/fast-yaml.test.ts compares them).
+ * Besides these, every error or warning of js-yaml hands the file to `yaml`.
+ */
+const LEAVE_TO_YAML = new RegExp([
+  /^%/, // a directive (%YAML 1.1 changes the resolution)
+  /[\uFEFF\r]/, // a byte order mark, a carriage return
+  /(?:^|[\s,[\]{}:?-])[&*!]/, // an anchor, alias or tag (aliases need yaml's expansion guards)
+  /(?:^|[\s,[{])\?(?:\s|$)/, // an explicit key
+  /(?:^|[\s,[{]|-\s)(?:~|null|Null|NULL)?[ \t]*:(?:\s|$)/, // an empty or null key: "" in yaml, "null" in js-yaml
+  /[\]}][ \t]*:(?:\s|$)/, // a collection as a key (yaml warns)
+  /\{[ \t\n]*[[{]|,[ \t\n]*\[[^\][{},\n]*\][ \t\n]*[,}]/, // one as a key of a flow mapping ({[a]}, {b: 1, [a]}): see also fastParse
+  /^ *\t/, // a tab in indentation (yaml refuses it, even on a blank line)
+  /(?:^|[ \t])-[ \t]*(?:#.*)?$/, // an empty sequence entry (js-yaml runs a less indented "- x" after it into its list)
+  /[[\]{},"']#/, // a comment not separated from the token before it (yaml refuses it)
+  /^---[ \t]+[^\s#]/, // content on the line of "---" (yaml refuses a block collection there)
+  /^\.\.\./, // a document end marker (yaml refuses content after it on its line)
+  /^[^\n]{1025}/, // a line over 1,024 characters (yaml refuses a longer implicit key)
+].map((r) => r.source).join('|'), 'm');
+
+type DepthState = JsYamlState & { depth: number };
+
+/**
+ * The documents of `text` read by js-yaml, each with its start (the position `yaml` gives its
+ * contents) and a lazy `yaml` parse for positions; undefined when `yaml` must read the file (see
+ * {@link LEAVE_TO_YAML}; js-yaml threw or warned; an empty or null document, whose meaning the two
+ * libraries tell apart differently; nesting near {@link MAX_DEPTH}).
+ */
+function fastParse(file: string, text: string): SourceDoc[] | undefined {
+  if (LEAVE_TO_YAML.test(text)) return undefined;
+  const starts: number[] = [];
+  let warned = false;
+  let suspicious = false;
+  let values: unknown[];
+  try {
+    values = jsYamlLoadAll(text, null, {
+      schema: YAML_1_2_CORE,
+      // js-yaml counts scalars too: a collection at MAX_DEPTH with scalar items throws here and is left to yaml.
+      maxDepth: MAX_DEPTH,
+      onWarning: () => { warned = true; },
+      listener: (event, state) => {
+        if (event === 'open' && (state as DepthState).depth === 1) starts.push(state.position);
+        // A collection used as a key: js-yaml makes it "[object Object]" or "a,b" ([] → ""), yaml "{ a: 1 }" or "[ a, b ]";
+        // a null key ({null}, {~}): js-yaml "null", yaml "".
+        else if (event === 'close' && state.kind === 'mapping') {
+          for (const k of Object.keys(state.result as object)) if (k === '' || k === 'null' || k.includes(',') || k === '[object Object]') suspicious = true;
+        }
+      },
+    } as JsYamlOptions);
+  } catch { // safe-catch: a file js-yaml cannot read is read by yaml, whose errors are the ones reported
+    return undefined;
+  }
+  if (warned || suspicious || starts.length !== values.length || values.some((v) => v === null || v === undefined)) return undefined;
+  const positions = positionsOf(text, starts);
+  let reparsed: { docs: Document.Parsed[]; lineCounter: LineCounter } | undefined;
+  const withPositions = (): { docs: Document.Parsed[]; lineCounter: LineCounter } => {
+    if (reparsed) return reparsed;
+    const lineCounter = new LineCounter();
+    let docs: Document.Parsed[];
+    try {
+      docs = parseWithPositions(text, lineCounter).filter((d) => !isEmptyDoc(d));
+    } catch { // safe-catch: js-yaml read the file; without yaml's tree, errors point at the document's start
+      docs = [];
+    }
+    return (reparsed = { docs, lineCounter });
+  };
+  return values.map((value, index): SourceDoc => ({
+    file, index, start: positions[index]!, value,
+    get doc() {
+      return withPositions().docs[index] ?? new Document(null) as unknown as Document.Parsed;
+    },
+    get lineCounter() {
+      return withPositions().lineCounter;
+    },
+  }));
+}
+
+/** 1-based line and column of each of the sorted `offsets` in `text`. */
+function positionsOf(text: string, offsets: readonly number[]): Position[] {
+  const out: Position[] = [];
+  let line = 1;
+  let lineStart = 0;
+  let at = 0;
+  for (const offset of offsets) {
+    for (let nl = text.indexOf('\n', at); nl !== -1 && nl < offset; nl = text.indexOf('\n', nl + 1)) {
+      line++;
+      lineStart = nl + 1;
+    }
+    at = lineStart;
+    out.push({ line, col: offset - lineStart + 1 });
+  }
+  return out;
+}
+
+/** Fast-read documents whose value was handed out (validation fills defaults into it). */
+const handedOut = new WeakSet<SourceDoc>();
+
+/**
+ * Convert a document to plain JS, or an error (alias expansion over the library's limit). Each
+ * call returns a value of its own: a document read fast hands out the value js-yaml made the first
+ * time, later calls convert `yaml`'s tree (parsed then).
+ */
 export function docToJs(sd: SourceDoc): { ok: true; value: unknown } | { ok: false; error: ManifestError } {
+  if ('value' in sd && !handedOut.has(sd)) {
+    handedOut.add(sd);
+    return { ok: true, value: sd.value };
+  }
   try {
     return { ok: true, value: sd.doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) as unknown };
   } catch (err) {

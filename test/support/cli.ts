@@ -15,9 +15,9 @@ export const CLI = join(ROOT, 'dist/cli/main.js');
 let built = false;
 const BUILD_STAMP = join(ROOT, 'dist/.build-stamp');
 
-/** Newest modification time (ms) of what `dist/` is built from: `src/`, `schemas/`, tsconfig.json. */
+/** Newest modification time (ms) of what `dist/` is built from: `src/`, `schemas/`, tsconfig.json, the bundler. */
 function newestSourceMtime(): number {
-  let newest = statSync(join(ROOT, 'tsconfig.json')).mtimeMs;
+  let newest = Math.max(statSync(join(ROOT, 'tsconfig.json')).mtimeMs, statSync(join(ROOT, 'scripts/build-cli.mjs')).mtimeMs);
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
@@ -46,6 +46,8 @@ export function ensureBuilt(): void {
   if (!existsSync(CLI) || stamp < newestSourceMtime()) {
     const started = new Date();
     execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe' });
+    // `npm run build`'s second step: the bundled CLI (dist/cli/main.js, dist/chunks/) that users run.
+    execFileSync(process.execPath, [join(ROOT, 'scripts/build-cli.mjs')], { cwd: ROOT, stdio: 'pipe' });
     // The dashboard's script and stylesheet, as `npm run build` copies them.
     if (existsSync(join(ROOT, 'src/dashboard/assets'))) cpSync(join(ROOT, 'src/dashboard/assets'), join(ROOT, 'dist/dashboard/assets'), { recursive: true });
     writeFileSync(BUILD_STAMP, '');

@@ -67,6 +67,8 @@ export const SUITES = {
   savplan: 155, planq: 156, plancrash: 157,
   // issue 23 (dashui): test/dashboard/dashboard.test.ts (the dashboard in chromium on a real watch), scripts/dashboard-screenshots.ts
   dashui: 150, dashshot: 151,
+  // issue 22 (fastcli): test/integration/cli/fast-start.test.ts (the bundled CLI: what each command loads)
+  faststart: 130,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

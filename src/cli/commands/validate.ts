@@ -1,4 +1,8 @@
-import { EXIT, loadDesired, manifestErrorsJson, resolvePolicy } from '../common.js';
+// The manifest layer only: validate loads no state DB driver, libvirt client or engine (a test
+// checks the bundled CLI: test/integration/cli/fast-start.test.ts).
+import { formatManifestError, loadManifests } from '../../manifest/index.js';
+import { EXIT } from '../exit.js';
+import { manifestErrorsJson, resolvePolicy } from '../manifest-input.js';
 
 /**
  * `virtform validate DIR|FILE`: exit 0 when valid, 2 with every error otherwise (manifests outside
@@ -13,19 +17,20 @@ export async function runValidate(dir: string, o: { json?: boolean; policy?: str
     process.stderr.write(`${policy.text}\n`);
     return EXIT.invalid;
   }
-  const loaded = await loadDesired(dir, policy.policy);
+  // The checks reconcile makes before it plans (it then builds the desired state from what passed).
+  const loaded = await loadManifests(dir, { policy: policy.policy, revision: false });
   const policyFile = policy.policy?.file ?? null;
   if (o.json) {
     const out = loaded.ok
-      ? { valid: true, resources: loaded.manifestCount, policy: policyFile, errors: [] }
+      ? { valid: true, resources: loaded.desired.manifests.length, policy: policyFile, errors: [] }
       : { valid: false, policy: policyFile, errors: manifestErrorsJson(loaded.errors) };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return loaded.ok ? EXIT.ok : EXIT.invalid;
   }
   if (!loaded.ok) {
-    process.stderr.write(`${loaded.text}\n${loaded.errors.length} error(s) in ${dir}\n`);
+    process.stderr.write(`${loaded.errors.map(formatManifestError).join('\n')}\n${loaded.errors.length} error(s) in ${dir}\n`);
     return EXIT.invalid;
   }
-  process.stdout.write(`${dir}: ${loaded.manifestCount} resource(s), valid${policyFile ? ` (policy ${policyFile})` : ''}\n`);
+  process.stdout.write(`${dir}: ${loaded.desired.manifests.length} resource(s), valid${policyFile ? ` (policy ${policyFile})` : ''}\n`);
   return EXIT.ok;
 }
