@@ -10,7 +10,7 @@ import type { DomainDetail } from '../../../model/definitions.js';
 import { parseDomainXml } from '../../../libvirt/xml/domain.js';
 import { addNote, change, withdrawNotes, type ResourceChange } from '../../core/change.js';
 import type { HostPort } from '../../ports.js';
-import { runningDiskHolders, type Observed } from '../../core/observed.js';
+import { definitionOf, runningDiskHolders, type Observed } from '../../core/observed.js';
 import { ownershipById } from '../../core/ownership.js';
 import { usedKeys } from './define.js';
 import { pendingRestart } from './facts.js';
@@ -69,8 +69,10 @@ export async function readLiveDisks(
 ): Promise<void> {
   const map = new Map<string, string[]>();
   await Promise.all([...wanted].map(async ([key, w]) => {
-    const d = definitions.get(key);
-    if (!d || pendingRestart(observed, key, w.name) === undefined) return;
+    if (pendingRestart(observed, key, w.name) === undefined) return;
+    // An unparsed definition (the no-op fast path) is parsed: its live XML is read here.
+    const d = definitions.get(key) ?? definitionOf(observed, 'VirtualMachine', key);
+    if (!d) return;
     const paths = d.liveXml !== undefined
       ? parseDomainXml(d.liveXml).disks.map((x) => x.path)
       : (await host.getRunningDomain(w.name))?.disks.map((x) => x.path);
