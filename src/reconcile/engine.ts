@@ -14,7 +14,7 @@ import { imageCacheFor, type ImageCache } from './images.js';
 import { brakeDeletions, holdDataLoss, type MaxDeletions } from './safety.js';
 import { HELD_FOR_DATA_LOSS_FACT, RECONCILE_DISABLED_FACT } from './diff.js';
 import { recordedFacts } from './core/change.js';
-import { definitionStats, definitionXml, type DefinitionStats } from './core/observed.js';
+import { definitionStats, definitionXml, type DefinitionCounts, type DefinitionStats } from './core/observed.js';
 import { checkInputs } from './core/checks.js';
 import type { DefinitionCheck, StoredReference, Suspension } from '../state/index.js';
 import { RESOURCE_KINDS } from '../model/kinds.js';
@@ -249,7 +249,17 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
 }
 
 function sumStats(all: DefinitionStats[]): DefinitionStats {
-  return all.reduce((a, b) => ({ read: a.read + b.read, parsed: a.parsed + b.parsed, unchanged: a.unchanged + b.unchanged }), { read: 0, parsed: 0, unchanged: 0 });
+  const out: DefinitionStats = { read: 0, parsed: 0, unchanged: 0, byKind: {} };
+  const add = (a: DefinitionCounts, b: DefinitionCounts): void => {
+    a.read += b.read;
+    a.parsed += b.parsed;
+    a.unchanged += b.unchanged;
+  };
+  for (const s of all) {
+    add(out, s);
+    for (const [k, c] of Object.entries(s.byKind)) add((out.byKind[k] ??= { read: 0, parsed: 0, unchanged: 0 }), c);
+  }
+  return out;
 }
 
 async function rebaseline(store: EngineStore, observed: Observed, plan: Plan, applied: ApplyResult): Promise<void> {

@@ -51,6 +51,8 @@ export const SUITES = {
   flstatus: 125,
   // test/fleet/fleetwatch.test.ts (fleet watch's HTTP endpoints)
   flwatch: 117,
+  // issue 22 (digest): test/integration/reconcile/fast-path.test.ts
+  fastpath: 135,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

@@ -194,8 +194,8 @@ export async function runningDomainWithDisk(host: HostPort, observed: Observed, 
   return undefined;
 }
 
-/** What observe read of definitions, at the time asked (`--json`'s `observe.definitions`). */
-export interface DefinitionStats {
+/** Definitions read, parsed and left unparsed. */
+export interface DefinitionCounts {
   /** Definitions read from the host. */
   read: number;
   /** Of them, parsed: by the read, or later because something needed it. */
@@ -204,7 +204,22 @@ export interface DefinitionStats {
   unchanged: number;
 }
 
+/** What observe read of definitions, at the time asked (`--json`'s `definitions`), in all and by kind. */
+export interface DefinitionStats extends DefinitionCounts {
+  byKind: Record<string, DefinitionCounts>;
+}
+
 export function definitionStats(observed: Observed): DefinitionStats {
-  const unchanged = observed.unparsed?.size ?? 0;
-  return { read: observed.definitions.size + unchanged, parsed: observed.definitions.size, unchanged };
+  const out: DefinitionStats = { read: 0, parsed: 0, unchanged: 0, byKind: {} };
+  const count = (key: string, parsed: boolean): void => {
+    const k = (out.byKind[parseResourceKey(key).kind] ??= { read: 0, parsed: 0, unchanged: 0 });
+    for (const c of [out, k]) {
+      c.read += 1;
+      if (parsed) c.parsed += 1;
+      else c.unchanged += 1;
+    }
+  };
+  for (const key of observed.definitions.keys()) count(key, true);
+  for (const key of observed.unparsed?.keys() ?? []) count(key, false);
+  return out;
 }
