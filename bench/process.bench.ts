@@ -286,8 +286,8 @@ The dry-run's \`--json\` \`definitions\` (read, parsed, left unparsed by the fas
 
 ## Targets
 
-- no-op dry-run ≤ 0.6x one virsh session reading every definition virtform reads: **${target(dry <= 0.6 * read)}** (${(dry / read).toFixed(2)}x)
-- no-op dry-run ≤ 0.25x one virsh session running \`dominfo\` for each VM: **${target(dry <= 0.25 * info)}** (${(dry / info).toFixed(2)}x)
+- no-op dry-run ≤ 0.6x one virsh session reading every definition virtform reads: ${target(dry <= 0.6 * read)} (${(dry / read).toFixed(2)}x)
+- no-op dry-run ≤ 0.25x one virsh session running \`dominfo\` for each VM: ${target(dry <= 0.25 * info)} (${(dry / info).toFixed(2)}x)
 - for reference: ${(dry / list).toFixed(1)}x bare \`virsh list --all --name\`; \`--version\` ${(med('virtform --version') / node0).toFixed(2)}x and \`validate\` ${(med('virtform validate') / node0).toFixed(2)}x \`node -e 0\` (start-up and validate are another helper's: their own bench)
 
 ## CPU profile of one dry-run (\`node --cpu-prof\`, self time by package or source folder)
@@ -330,7 +330,9 @@ async function main(): Promise<void> {
   const pass = process.argv.slice(2).filter((a, i, all) => a !== '--host' && all[i - 1] !== '--host');
   try {
     if (own) testHost(['up', host, String(OWN_INDEX)]);
-    const r = spawnSync('bash', [SCRIPT, 'exec', host, '--', process.execPath, '--import', 'tsx', join(ROOT, 'bench/process.bench.ts'), ...pass, '--here'], {
+    // Inside, from the repository's folder (nsenter starts in /): tsx and the relative --out resolve there.
+    const r = spawnSync('bash', [SCRIPT, 'exec', host, '--', 'bash', '-c', 'cd "$0" && exec "$@"', process.cwd(),
+      process.execPath, '--import', 'tsx', join(ROOT, 'bench/process.bench.ts'), ...pass, '--here'], {
       stdio: 'inherit', cwd: ROOT,
     });
     if (r.status !== 0) throw new Error(`the bench inside host ${host} exited ${r.status}`);
