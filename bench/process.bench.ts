@@ -311,8 +311,11 @@ ${bigSetup}
 ${table(['command', 'VMs', 'median wall ms (3 runs)', 'peak RSS MiB'], bigRows)}
 ` : ''}`);
   } finally {
-    process.stderr.write('pruning …\n');
-    prune();
+    // The bench's own host goes down with everything in it: nothing to prune there.
+    if (f['no-prune'] !== 'true') {
+      process.stderr.write('pruning …\n');
+      prune();
+    }
     rmSync(work, { recursive: true, force: true });
   }
 }
@@ -332,7 +335,7 @@ async function main(): Promise<void> {
     if (own) testHost(['up', host, String(OWN_INDEX)]);
     // Inside, from the repository's folder (nsenter starts in /): tsx and the relative --out resolve there.
     const r = spawnSync('bash', [SCRIPT, 'exec', host, '--', 'bash', '-c', 'cd "$0" && exec "$@"', process.cwd(),
-      process.execPath, '--import', 'tsx', join(ROOT, 'bench/process.bench.ts'), ...pass, '--here'], {
+      process.execPath, '--import', 'tsx', join(ROOT, 'bench/process.bench.ts'), ...pass, ...(own ? ['--no-prune'] : []), '--here'], {
       stdio: 'inherit', cwd: ROOT,
     });
     if (r.status !== 0) throw new Error(`the bench inside host ${host} exited ${r.status}`);
