@@ -169,11 +169,14 @@ function isDomainDetail(d: Definition): d is DomainDetail {
  * on, `Observed.liveDisks`), else the persistent one (a running domain takes its persistent
  * definition's disks at start). Host data every kind may ask about (a volume's file held open).
  */
-export function runningDiskHolders(observed: Observed): Map<string, string[]> {
+export function runningDiskHolders(observed: Observed, parseUnchanged: (key: string) => boolean = () => true): Map<string, string[]> {
   const out = new Map<string, string[]>();
   const live = observed.liveDisks;
-  // Unparsed definitions of running domains are parsed (stopped ones hold no file open).
-  for (const key of [...(observed.unparsed?.keys() ?? [])]) if (observed.domains.get(parseResourceKey(key).name)?.active) parseLate(observed, key);
+  // Unparsed definitions (the no-op fast path) of running domains are parsed (stopped ones hold no
+  // file open), those a caller does not need left out (`parseUnchanged`).
+  for (const key of [...(observed.unparsed?.keys() ?? [])]) {
+    if (observed.domains.get(parseResourceKey(key).name)?.active && parseUnchanged(key)) parseLate(observed, key);
+  }
   for (const d of observed.definitions.values()) {
     if (!isDomainDetail(d) || !observed.domains.get(d.name)?.active) continue;
     const paths = live?.get(d.name) ?? d.disks.map((x) => x.path);

@@ -90,7 +90,16 @@ export async function readLiveDisks(
  * run once the disk is free) and a stopped one is not started, with a note saying why.
  */
 export function orderDiskHandover(vms: DesiredVm[], observed: Observed, changes: ResourceChange[]): void {
-  const holders = runningDiskHolders(observed);
+  // A running VM whose definition the no-op fast path left unparsed holds exactly the disks it
+  // declares (its comparison, disks included, found no difference): it can block another VM only
+  // on a path another VM declares too, so only such a one is parsed.
+  const declared = new Map<string, number>();
+  for (const r of vms) for (const p of new Set(r.config.disks.map((d) => d.path))) declared.set(p, (declared.get(p) ?? 0) + 1);
+  const byKey = new Map(vms.map((r) => [r.key, r]));
+  const holders = runningDiskHolders(observed, (key) => {
+    const r = byKey.get(key);
+    return !r || observed.liveDisks?.has(r.name) === true || r.config.disks.some((d) => (declared.get(d.path) ?? 0) > 1);
+  });
   if (holders.size === 0) return;
   const waits = new Map<string, string>();
   for (const r of vms) {
