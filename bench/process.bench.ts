@@ -185,9 +185,24 @@ async function inside(): Promise<void> {
     const noChanges = (r: Run): void => {
       if (r.code !== 0 || !r.stdout.includes('No changes.')) throw new Error(`the dry-run is not a no-op: exit ${r.code}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
     };
+    /** The --json dry-run: outcome noop; its engine time (observe + diff + plan) kept. */
+    const engineMs = new Map<string, number[]>();
+    const noopJson = (name: string) => (r: Run): void => {
+      const j = (() => {
+        try {
+          return JSON.parse(r.stdout) as { outcome: string; durationMs: number };
+        } catch {
+          return undefined;
+        }
+      })();
+      if (r.code !== 0 || j?.outcome !== 'noop') throw new Error(`the dry-run is not a no-op: exit ${r.code}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
+      engineMs.set(name, [...(engineMs.get(name) ?? []), j.durationMs]);
+    };
+    noChanges(must(measure(process.execPath, [CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', db]), 'dry-run'));
+    if (BASE_CLI) noChanges(must(measure(process.execPath, [BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', baseDb]), 'baseline dry-run'));
     const rows: Row[] = [
-      { name: 'virtform reconcile --dry-run', cmd: process.execPath, args: [CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', db], check: noChanges },
-      ...(BASE_CLI ? [{ name: 'baseline build: reconcile --dry-run', cmd: process.execPath, args: [BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', baseDb], check: noChanges }] : []),
+      { name: 'virtform reconcile --dry-run', cmd: process.execPath, args: [CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', db], check: noopJson('virtform reconcile --dry-run') },
+      ...(BASE_CLI ? [{ name: 'baseline build: reconcile --dry-run', cmd: process.execPath, args: [BASE_CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', baseDb], check: noopJson('baseline build: reconcile --dry-run') }] : []),
       { name: 'virsh session: every definition virtform reads', cmd: 'virsh', args: ['-c', URI], input: readCmds },
       { name: 'virsh session: dominfo of each VM', cmd: 'virsh', args: ['-c', URI], input: infoCmds },
       { name: 'virsh list --all --name', cmd: 'virsh', args: ['-c', URI, 'list', '--all', '--name'] },
@@ -224,6 +239,7 @@ async function inside(): Promise<void> {
       return '';
     };
     const main = rows.map((r) => [r.name, ms(med(r.name)), ms(Math.min(...runs.get(r.name)!.map((x) => x.wallMs))), (rss(r.name) / 1024).toFixed(1), vs(r.name)]);
+    const engineRows = [...engineMs].map(([name, xs]) => [name, ms(median(xs)), `${(median(xs) / read).toFixed(2)}x`, `${(median(xs) / med(name)).toFixed(2)}`]);
 
     // Where the dry-run's time goes.
     const profDir = join(work, 'prof');
@@ -281,6 +297,11 @@ dry-run writes nothing, so the first dry-run right after an apply still parses a
 ## Whole process, ${N} VMs
 
 ${table(['command', 'median ms', 'min ms', 'peak RSS MiB', 'ratio'], main)}
+
+The dry-runs' own engine time (\`--json\` \`durationMs\`: observe + diff + plan, from the connection on; the rest of the
+process is start-up, module loading, opening the DB and loading + validating the manifests):
+
+${table(['dry-run', 'engine median ms', 'engine / read session', 'engine share of the process'], engineRows)}
 
 The dry-run's \`--json\` \`definitions\` (read, parsed, left unparsed by the fast path): \`${JSON.stringify(defs)}\`.
 
