@@ -52,22 +52,29 @@ const NET = `${P}-net`;
 const pad = (i: number): string => String(i).padStart(5, '0');
 const doc = (b: string): string => `apiVersion: virtform.dev/v1\n${b}\n`;
 
-/** Two files: the pool, the network and the volumes; the VMs. */
+/**
+ * Two files up to 2,000 VMs (the pool, the network and the volumes; the VMs), the VMs and volumes
+ * of each further 2,000 in two more (the loader refuses files over 1 MiB).
+ */
 function writeManifests(dir: string, n: number): void {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const a = [
-    `kind: StoragePool\nmetadata: {name: ${POOL}}\nspec: {path: /var/lib/virtform-test/${POOL}}`,
-    `kind: Network\nmetadata: {name: ${NET}}\nspec: {mode: isolated, cidr: 10.239.0.0/16}`,
-  ];
-  const b: string[] = [];
-  for (let i = 0; i < n; i++) {
-    a.push(`kind: Volume\nmetadata: {name: ${P}-v${pad(i)}}\nspec: {pool: ${POOL}, capacity: 1MiB, format: qcow2}`);
-    b.push(`kind: VirtualMachine\nmetadata: {name: ${P}-d${pad(i)}}\nspec: {vcpus: 1, memory: 64MiB, state: stopped, ` +
-      `disks: [{volume: ${P}-v${pad(i)}}], nics: [{network: ${NET}}]}`);
+  const PER = 2000;
+  for (let start = 0; start < Math.max(n, 1); start += PER) {
+    const a = start > 0 ? [] : [
+      `kind: StoragePool\nmetadata: {name: ${POOL}}\nspec: {path: /var/lib/virtform-test/${POOL}}`,
+      `kind: Network\nmetadata: {name: ${NET}}\nspec: {mode: isolated, cidr: 10.239.0.0/16}`,
+    ];
+    const b: string[] = [];
+    for (let i = start; i < Math.min(n, start + PER); i++) {
+      a.push(`kind: Volume\nmetadata: {name: ${P}-v${pad(i)}}\nspec: {pool: ${POOL}, capacity: 1MiB, format: qcow2}`);
+      b.push(`kind: VirtualMachine\nmetadata: {name: ${P}-d${pad(i)}}\nspec: {vcpus: 1, memory: 64MiB, state: stopped, ` +
+        `disks: [{volume: ${P}-v${pad(i)}}], nics: [{network: ${NET}}]}`);
+    }
+    const part = start === 0 ? '' : `-${pad(start)}`;
+    writeFileSync(join(dir, `a-volumes${part}.yaml`), a.map(doc).join('---\n'));
+    writeFileSync(join(dir, `b-vms${part}.yaml`), b.map(doc).join('---\n'));
   }
-  writeFileSync(join(dir, 'a-volumes.yaml'), a.map(doc).join('---\n'));
-  writeFileSync(join(dir, 'b-vms.yaml'), b.map(doc).join('---\n'));
 }
 
 interface Run { wallMs: number; rssKiB: number; code: number | null; stdout: string; stderr: string }
@@ -251,35 +258,7 @@ async function inside(): Promise<void> {
       return profileBy(join(d, readdirSync(d)[0]!));
     })() : undefined;
 
-    // The big inventory: peak RSS of a dry-run.
-    let bigRows: (string | number)[][] = [];
-    let bigSetup = '';
-    if (BIG > 0) {
-      process.stderr.write(`converging ${BIG} VMs + ${BIG} volumes …\n`);
-      const big = converge(dir, db, BIG);
-      bigSetup = `apply of ${BIG} VMs + ${BIG} volumes (from the ${N} already there; \`--concurrency 8\`): ${big.applyS.toFixed(1)} s; the recording no-op reconcile: ${big.noopS.toFixed(1)} s.`;
-      const bigBaseDb = join(work, 'baseline-big.db');
-      if (BASE_CLI) baselineDb(db, bigBaseDb, BASE_CLI);
-      const bigRuns: { name: string; r: Run }[] = [];
-      for (let rep = 0; rep < 3; rep++) {
-        const r = measure(process.execPath, [CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', db]);
-        noChanges(r);
-        bigRuns.push({ name: 'virtform reconcile --dry-run', r });
-        if (BASE_CLI) {
-          const b = measure(process.execPath, [BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', bigBaseDb]);
-          noChanges(b);
-          bigRuns.push({ name: 'baseline build: reconcile --dry-run', r: b });
-        }
-      }
-      bigRows = [...new Set(bigRuns.map((x) => x.name))].map((name) => {
-        const xs = bigRuns.filter((x) => x.name === name).map((x) => x.r);
-        return [name, BIG, ms(median(xs.map((x) => x.wallMs))), (Math.max(...xs.map((x) => x.rssKiB)) / 1024).toFixed(1)];
-      });
-    }
-
-    const loadAfter = loadavg()[0]!;
-    const target = (ok: boolean): string => (ok ? 'met' : '**MISSED**');
-    writeReport(f.out, `# Whole-process benchmark
+    const REPORT = (loadAfter: number, target: (ok: boolean) => string, bigDone: boolean): string => `# Whole-process benchmark
 
 \`virtform\` as a user runs it (\`node dist/cli/main.js …\`, a fresh process each time) on \`${URI}\` of a private namespace
 libvirt host, with ${N} stopped VMs (64 MiB, 1 vCPU, one 1 MiB qcow2 volume and one NIC each), one dir pool and one isolated
@@ -324,13 +303,46 @@ ${baseProf ? `
 The baseline build's dry-run, for comparison (total ${ms(baseProf.totalMs)} ms):
 
 ${table(['where', 'self ms', 'share'], baseProf.byPkg)}
-` : ''}${BIG > 0 ? `
+` : ''}${BIG > 0 && bigDone ? `
 ## Peak RSS at ${BIG} VMs
 
 ${bigSetup}
 
 ${table(['command', 'VMs', 'median wall ms (3 runs)', 'peak RSS MiB'], bigRows)}
-` : ''}`);
+` : ''}`;
+    // The big inventory: peak RSS of a dry-run (the report is written first without it).
+    let bigRows: (string | number)[][] = [];
+    let bigSetup = '';
+    const report = (bigDone: boolean): string => {
+      const loadAfter = loadavg()[0]!;
+      const target = (ok: boolean): string => (ok ? 'met' : '**MISSED**');
+      return REPORT(loadAfter, target, bigDone);
+    };
+    writeReport(f.out, report(false));
+    if (BIG > 0) {
+      process.stderr.write(`converging ${BIG} VMs + ${BIG} volumes …\n`);
+      const big = converge(dir, db, BIG);
+      bigSetup = `apply of ${BIG} VMs + ${BIG} volumes (from the ${N} already there; \`--concurrency 8\`): ${big.applyS.toFixed(1)} s; the recording no-op reconcile: ${big.noopS.toFixed(1)} s.`;
+      const bigBaseDb = join(work, 'baseline-big.db');
+      if (BASE_CLI) baselineDb(db, bigBaseDb, BASE_CLI);
+      const bigRuns: { name: string; r: Run }[] = [];
+      for (let rep = 0; rep < 3; rep++) {
+        const r = measure(process.execPath, [CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', db]);
+        noChanges(r);
+        bigRuns.push({ name: 'virtform reconcile --dry-run', r });
+        if (BASE_CLI) {
+          const b = measure(process.execPath, [BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', bigBaseDb]);
+          noChanges(b);
+          bigRuns.push({ name: 'baseline build: reconcile --dry-run', r: b });
+        }
+      }
+      bigRows = [...new Set(bigRuns.map((x) => x.name))].map((name) => {
+        const xs = bigRuns.filter((x) => x.name === name).map((x) => x.r);
+        return [name, BIG, ms(median(xs.map((x) => x.wallMs))), (Math.max(...xs.map((x) => x.rssKiB)) / 1024).toFixed(1)];
+      });
+    }
+
+    writeReport(f.out, report(true));
   } finally {
     // The bench's own host goes down with everything in it: nothing to prune there.
     if (f['no-prune'] !== 'true') {
