@@ -118,8 +118,11 @@ interface Row { name: string; cmd: string; args: string[]; input?: string; check
 /** Apply `n`, then the recording no-op run; times of both. */
 function converge(dir: string, db: string, n: number): { applyS: number; noopS: number } {
   writeManifests(dir, n);
-  const up = must(measure(process.execPath, [CLI, 'reconcile', dir, '--uri', URI, '--db', db, '--concurrency', '8', '--json']), `apply of ${n}`);
-  const noop = must(measure(process.execPath, [CLI, 'reconcile', dir, '--uri', URI, '--db', db, '--json']), `no-op reconcile of ${n}`);
+  // A long lease: planning 10,000 creations blocks the event loop for seconds on a loaded machine,
+  // longer than the default renew deadline (the run then steps down and applies nothing).
+  const lease = ['--lease-duration', '300', '--renew-deadline', '240'];
+  const up = must(measure(process.execPath, [CLI, 'reconcile', dir, '--uri', URI, '--db', db, '--concurrency', '8', '--json', ...lease]), `apply of ${n}`);
+  const noop = must(measure(process.execPath, [CLI, 'reconcile', dir, '--uri', URI, '--db', db, '--json', ...lease]), `no-op reconcile of ${n}`);
   const j = JSON.parse(noop.stdout) as { outcome: string };
   if (j.outcome !== 'noop') throw new Error(`the reconcile after the apply of ${n} was not a no-op: ${j.outcome}`);
   return { applyS: up.wallMs / 1000, noopS: noop.wallMs / 1000 };
