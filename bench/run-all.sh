@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build virtform, then run every bench/*.bench.ts (observe, apply, the rpc/watch benches, and
-# watch-incremental: the incremental watch step next to the tree of its --baseline-ref), each as
-# `npx tsx bench/<name>.bench.ts --out bench/results/<name>.md`, and write
+# Build virtform, then run every bench/*.bench.ts (observe, apply, process — the whole CLI process
+# against libvirt's own cost, in its own namespace host —, cli — start-up and validate —,
+# watch-incremental — the incremental watch step next to the tree of its --baseline-ref —, and the
+# rpc/watch benches), each as `npx tsx bench/<name>.bench.ts --out bench/results/<name>.md`, and write
 # bench/results/README.md: an index with the machine's details and each bench's status and time.
 #
 #   bash bench/run-all.sh            # all benches (~10 min on a 2-core host)

@@ -14,8 +14,9 @@ import { imageCacheFor, type ImageCache } from './images.js';
 import { brakeDeletions, holdDataLoss, type MaxDeletions } from './safety.js';
 import { HELD_FOR_DATA_LOSS_FACT, RECONCILE_DISABLED_FACT } from './diff.js';
 import { recordedFacts } from './core/change.js';
-import { definitionXml } from './core/observed.js';
-import type { StoredReference, Suspension } from '../state/index.js';
+import { definitionStats, definitionXml, type DefinitionCounts, type DefinitionStats } from './core/observed.js';
+import { checkInputs } from './core/checks.js';
+import type { DefinitionCheck, StoredReference, Suspension } from '../state/index.js';
 import { RESOURCE_KINDS } from '../model/kinds.js';
 import { kindOf, ownershipOf } from './kinds/index.js';
 import { apply, type ApplyEvent, type ApplyResult, type ApplyStore, type RetryPolicy } from './apply.js';
@@ -30,6 +31,10 @@ export interface EngineStore extends StateReader, ApplyStore {
   };
   /** `ref`: the resource the event is about (its host included; absent on run-wide events). */
   events: { append(e: { level: 'info' | 'warn' | 'error'; ref?: ResourceRef; message: string }): Promise<void> };
+  /** The no-op fast path's record (`core/checks.ts`): written after each applying run. */
+  definitionChecks?: NonNullable<StateReader['definitionChecks']> & {
+    sync(host: string, put: (ResourceRef & DefinitionCheck)[], keep: ReadonlySet<string>): Promise<void>;
+  };
   /** Uses of files seen on the host (the data rule): recorded after each applying run. */
   references?: StateReader['references'] & {
     record(host: string, refs: StoredReference[]): Promise<void>;
@@ -112,6 +117,8 @@ export interface ReconcileResult {
   /** Mutating host calls made by this run. */
   mutations: number;
   durationMs: number;
+  /** Definitions observe read, parsed and left unparsed (the no-op fast path), over every host, after planning. */
+  definitions: DefinitionStats;
 }
 
 export interface PlanOptions {
@@ -166,7 +173,10 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   await opts.checkPlan?.(plan, observedHosts);
   const suspension = await opts.store.controls?.suspension();
   opts.onPlan?.(plan);
-  const base = { runId, plan, observed, observedHosts, held: plan.held, ...(suspension ? { suspension } : {}) };
+  const base = {
+    runId, plan, observed, observedHosts, held: plan.held, ...(suspension ? { suspension } : {}),
+    definitions: sumStats([...observedHosts.values()].map(definitionStats)),
+  };
   if (opts.dryRun) {
     return { ...base, outcome: plan.noop ? 'noop' : 'planned', mutations: 0, durationMs: Date.now() - started };
   }
@@ -234,7 +244,8 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   };
   for (const o of observedHosts.values()) {
     await recordSafetyFacts(opts.store, opts.desired, o, plan, applied);
-    await recordReferences(opts.store, o, plan, applied);
+    const forgot = await recordReferences(opts.store, o, plan, applied);
+    await recordChecks(opts.store, opts.desired, o, plan, applied, forgot);
   }
   const interrupted = !ok && opts.signal?.aborted === true && applied.failed.size === 0;
   const outcome = onlyHeld ? 'held' : ok ? (plan.noop ? 'noop' : 'succeeded') : interrupted ? 'interrupted' : 'failed';
@@ -245,6 +256,20 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     mutations: mutationCount() - mutationsBefore,
     durationMs: Date.now() - started,
   };
+}
+
+function sumStats(all: DefinitionStats[]): DefinitionStats {
+  const out: DefinitionStats = { read: 0, parsed: 0, unchanged: 0, byKind: {} };
+  const add = (a: DefinitionCounts, b: DefinitionCounts): void => {
+    a.read += b.read;
+    a.parsed += b.parsed;
+    a.unchanged += b.unchanged;
+  };
+  for (const s of all) {
+    add(out, s);
+    for (const [k, c] of Object.entries(s.byKind)) add((out.byKind[k] ??= { read: 0, parsed: 0, unchanged: 0 }), c);
+  }
+  return out;
 }
 
 async function rebaseline(store: EngineStore, observed: Observed, plan: Plan, applied: ApplyResult): Promise<void> {
@@ -264,14 +289,49 @@ async function rebaseline(store: EngineStore, observed: Observed, plan: Plan, ap
  * Uses of files this run saw on the host are remembered (a volume once used stays data); the uses
  * of files this run deleted with consent are forgotten (a new file there starts pristine).
  */
-async function recordReferences(store: EngineStore, observed: Observed, plan: Plan, applied: ApplyResult): Promise<void> {
-  if (!store.references) return;
+async function recordReferences(store: EngineStore, observed: Observed, plan: Plan, applied: ApplyResult): Promise<boolean> {
+  if (!store.references) return false;
   const seen = RESOURCE_KINDS.flatMap((k) => kindOf(k).referencesSeen?.(observed) ?? []);
   const done = (key: string): boolean => !applied.failed.has(key) && !applied.skipped.has(key) && !plan.held.has(key) && !plan.blocked.has(key);
   const host = hostOf(observed);
   const destroyed = new Set(plan.changes.filter((c) => hostOfKey(c.key) === host && done(c.key)).flatMap((c) => (c.dataLoss ?? []).flatMap((l) => (l.path ? [l.path] : []))));
   await store.references.record(host, seen.filter((r) => !destroyed.has(r.path)));
   await store.references.forget(host, [...destroyed]);
+  return destroyed.size > 0;
+}
+
+/**
+ * The no-op fast path's record (`core/checks.ts`): each definition this run parsed and compared
+ * for a resource it planned nothing for (nor failed, skipped, held or blocked, no open journal,
+ * no re-baseline) is recorded with the sha256 of its bytes and the digest of the comparison's
+ * inputs, where that differs from what is recorded; rows of other resources are dropped. A run
+ * that forgot uses of files (data destroyed with consent) drops the host's rows: the next run
+ * parses every definition again, so the uses still in them are recorded again (`recordReferences`
+ * sees parsed definitions only).
+ */
+async function recordChecks(store: EngineStore, desired: Desired, observed: Observed, plan: Plan, applied: ApplyResult, forgot: boolean): Promise<void> {
+  if (!store.definitionChecks || !observed.checks) return;
+  const host = hostOf(observed);
+  const e = observed.exact;
+  const changed = new Set(plan.changes.map((c) => c.key));
+  const settled = (key: string): boolean => !changed.has(key) && !applied.failed.has(key) && !applied.skipped.has(key)
+    && !plan.held.has(key) && !plan.blocked.has(key) && !observed.openJournal.has(key) && !observed.unreadable?.has(key) && !e?.rebaseline.has(key);
+  const keep = new Set<string>();
+  const put: (ResourceRef & DefinitionCheck)[] = [];
+  if (!forgot) {
+    for (const key of observed.unparsed?.keys() ?? []) if (settled(key)) keep.add(key);
+    for (const [key, sha256] of observed.digests ?? []) {
+      const r = desired.byKey.get(key);
+      const record = observed.records.get(key);
+      if (!r || !record || r.suspended || !observed.definitions.has(key) || !settled(key)) continue;
+      const inputs = checkInputs(r, record, e?.baselines.get(key), e?.version);
+      keep.add(key);
+      const now = observed.checks.get(key);
+      if (now?.sha256 !== sha256 || now.inputs !== inputs) put.push({ ...parseResourceKey(key), sha256, inputs });
+    }
+  }
+  const stale = [...observed.checks.keys()].some((k) => !keep.has(k));
+  if (put.length > 0 || stale) await store.definitionChecks.sync(host, put, keep);
 }
 
 /**

@@ -4,14 +4,15 @@
  * Never one lookup per resource for the whole inventory.
  */
 import { RESOURCE_KINDS, type ResourceKind, type ResourceRef } from '../model/kinds.js';
-import type { Locator } from './core/kind.js';
+import type { Wanted } from './core/kind.js';
 import type { ExactView, Observed } from './core/observed.js';
 import { definitionXml, localHosts, type HostPorts, type ObservedHosts } from './core/observed.js';
 import type { HostPort, HostSnapshot, ObservedVolume } from './ports.js';
-import type { BaselineEntry, JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
+import type { BaselineEntry, DefinitionCheck, JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
 import { xmlSha256 } from '../libvirt/xml/compare.js';
 import { hostOf, LOCAL_HOST, parseResourceKey, resourceKey, type HostId } from '../model/kinds.js';
 import { kindOf, type Desired } from './kinds/index.js';
+import { knownDigest } from './core/checks.js';
 import { HostError } from './ports.js';
 
 export type { Definition, ExactView, HostPorts, Observed, ObservedHosts } from './core/observed.js';
@@ -36,6 +37,8 @@ export interface StateReader {
     index(): Promise<Map<string, BaselineEntry>>;
     xml(keys: { kind: string; name: string; host: HostId }[]): Promise<Map<string, string>>;
   };
+  /** Definitions compared without a difference by earlier runs (the no-op fast path, `core/checks.ts`). */
+  definitionChecks?: { index(): Promise<Map<string, DefinitionCheck>> };
   /** Uses of files recorded by earlier runs (the data rule reads them only for what a plan would destroy). */
   references?: { list(host: string, paths: string[]): Promise<StoredReference[]> };
 }
@@ -203,7 +206,7 @@ async function finishHost(
   };
 
   // Deep comparison: the definitions of everything declared, recorded or journaled that exists.
-  const wanted = new Map<ResourceKind, Map<string, { name: string; where: Locator }>>(RESOURCE_KINDS.map((k) => [k, new Map()]));
+  const wanted = new Map<ResourceKind, Map<string, Wanted>>(RESOURCE_KINDS.map((k) => [k, new Map()]));
   for (const r of desired) wanted.get(r.kind)!.set(r.key, { name: r.name, where: { config: r.config } });
   for (const [key, r] of recordMap) {
     const w = wanted.get(r.kind as ResourceKind);
@@ -230,6 +233,23 @@ async function finishHost(
   const capsP = needCaps
     ? counted(host.domainCapabilities()).then((c) => ({ c }), (error: unknown) => ({ error }))
     : Promise.resolve({ c: undefined });
+  // The no-op fast path: a declared, recorded resource whose definition an earlier run compared
+  // without a difference under the same inputs is read unparsed when its bytes hash the same.
+  const [baselines, checks, version] = await Promise.all([
+    exactOn ? state.baselines!.index() : undefined,
+    state.definitionChecks?.index(),
+    run.versionP,
+  ]);
+  if (checks) observed.checks = checks;
+  if (checks && checks.size > 0) {
+    const byKey = new Map(desired.map((r) => [r.key, r]));
+    for (const w of wanted.values()) {
+      for (const [key, entry] of w) {
+        const known = knownDigest(checks.get(key), byKey.get(key), recordMap.get(key), openJournal.has(key), baselines?.get(key), version);
+        if (known !== undefined) entry.known = known;
+      }
+    }
+  }
   const reads = await Promise.all(RESOURCE_KINDS.map((k) => counted(kindOf(k).readDefinitions(host, observed, wanted.get(k)!))));
   const capsR = await capsP;
   if ('error' in capsR && !(capsR.error instanceof HostError && capsR.error.code === 'invalid')) throw capsR.error;
@@ -238,15 +258,14 @@ async function finishHost(
   for (const m of reads) for (const [key, d] of m) observed.definitions.set(key, d);
   if (exactOn) {
     // Exact drift: the raw bytes' hash first; the baseline XML is read only where it differs.
-    const baselines = await state.baselines!.index();
-    const exact: ExactView = { version: await run.versionP!, baselines, sha256: new Map(), xml: new Map(), rebaseline: new Set() };
+    const exact: ExactView = { version: version!, baselines: baselines!, sha256: new Map(), xml: new Map(), rebaseline: new Set() };
     const differ: ResourceRef[] = [];
-    for (const key of observed.definitions.keys()) {
+    for (const key of [...observed.definitions.keys(), ...(observed.unparsed?.keys() ?? [])]) {
       const xml = definitionXml(observed, key);
       if (xml === undefined) continue;
-      const sha = xmlSha256(xml);
+      const sha = observed.digests?.get(key) ?? xmlSha256(xml);
       exact.sha256.set(key, sha);
-      const b = baselines.get(key);
+      const b = exact.baselines.get(key);
       if (b && b.sha256 !== sha && b.version === exact.version) differ.push(parseResourceKey(key));
     }
     if (differ.length > 0) exact.xml = await state.baselines!.xml(differ);

@@ -64,10 +64,31 @@ export interface ObservedDomain {
  * without it, it fails the read. Connection and daemon errors always fail the read.
  */
 export interface HostDefinitions {
-  domains(list: ObservedDomain[], unreadable?: Map<string, string>): Promise<Map<string, DomainDetail>>;
+  domains(list: ObservedDomain[], unreadable?: Map<string, string>, read?: DefinitionRead<DomainDetail>): Promise<Map<string, DomainDetail>>;
   networks(list: ObservedNetwork[], unreadable?: Map<string, string>): Promise<Map<string, NetworkDetail>>;
   pools(list: ObservedPool[], unreadable?: Map<string, string>): Promise<Map<string, PoolDetail>>;
-  volumes(list: ObservedVolume[], unreadable?: Map<string, string>): Promise<Map<string, VolumeDetail>>;
+  volumes(list: ObservedVolume[], unreadable?: Map<string, string>, read?: DefinitionRead<VolumeDetail>): Promise<Map<string, VolumeDetail>>;
+}
+
+/**
+ * The no-op fast path of a definitions read (`src/reconcile/core/checks.ts`): `known` gives, by
+ * object (name; volumes: key), the sha256 of bytes an earlier run compared without a difference.
+ * An object whose raw definition hashes to it is not parsed: it is left out of the result and put
+ * in `unparsed` with its raw XML and a parse for whoever still needs it. `digests` gets the
+ * sha256 of every definition read. A host that cannot tell (the fake host) parses everything.
+ */
+export interface DefinitionRead<D> {
+  known: ReadonlyMap<string, string>;
+  digests: Map<string, string>;
+  unparsed: Map<string, UnparsedDefinition<D>>;
+}
+
+/** A definition read but not parsed (its bytes are the ones compared before): `parse` on demand. */
+export interface UnparsedDefinition<D> {
+  xml: string;
+  /** A running domain's live XML, read with it. */
+  liveXml?: string;
+  parse(): D;
 }
 
 /** One bulk snapshot of the host: a constant number of list calls, independent of inventory size. */

@@ -38,7 +38,7 @@ export type HostBinding =
  * migration adding a per-host table adds it here (the rekey contract test checks every table with
  * a `host` column is listed).
  */
-export const HOST_KEYED_TABLES = ['resources', 'journal', 'events', 'conditions', 'baselines', 'created_paths', 'volume_references'] as const;
+export const HOST_KEYED_TABLES = ['resources', 'journal', 'events', 'conditions', 'baselines', 'created_paths', 'volume_references', 'definition_checks'] as const;
 export type HostKeyedTable = typeof HOST_KEYED_TABLES[number];
 
 /** What {@link StateStore.hosts.rekey} did. */

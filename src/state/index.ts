@@ -18,6 +18,7 @@ export {
   type OpenOptions,
   type Suspension, type ConditionSyncOptions,
   type BaselineEntry,
+  type DefinitionCheck,
   type StoredReference,
   StateDbOpenError,
   StateDbUrlError,

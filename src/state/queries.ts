@@ -14,7 +14,7 @@ import type { GitSourcesTable, HostsTable, JournalTable, RequestsTable, Resource
 import { isConditionType, type Condition, type ConditionDraft } from '../model/conditions.js';
 import { resourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import type {
-  BaselineEntry, EventRecord, GitCommitRecord, GitSourceRecord, RunRecord, GitSourceUpdate, JournalEntry, ResourceIndexEntry, ResourceRecord, ResourceUpsert,
+  BaselineEntry, DefinitionCheck, EventRecord, GitCommitRecord, GitSourceRecord, RunRecord, GitSourceUpdate, JournalEntry, ResourceIndexEntry, ResourceRecord, ResourceUpsert,
   ConditionSyncOptions, RequestOutcome, RequestRecord, RequestStatus, RevisionRecord, StateStore, StoredReference, Suspension,
 } from './types.js';
 
@@ -815,6 +815,32 @@ export abstract class KyselyStateStore implements StateStore {
     },
     delete: async (ref: ResourceRef): Promise<void> => {
       await this.db.deleteFrom('baselines').where('host', '=', ref.host).where('kind', '=', ref.kind).where('name', '=', ref.name).execute();
+    },
+  };
+
+  /**
+   * The no-op fast path (migration 0013): definitions a run compared without a difference, the
+   * sha256 of their bytes and a digest of the comparison's other inputs. `index` is read every
+   * run; `sync` writes after a run (only rows that changed) and drops rows of forgotten resources.
+   */
+  readonly definitionChecks = {
+    index: async (): Promise<Map<string, DefinitionCheck>> => {
+      const rows = await this.db.selectFrom('definition_checks').select(['host', 'kind', 'name', 'sha256', 'inputs']).execute();
+      return new Map(rows.map((r) => [resourceKey(r.kind, r.name, r.host), { sha256: r.sha256, inputs: r.inputs }]));
+    },
+    sync: async (host: string, put: (ResourceRef & DefinitionCheck)[], keep: ReadonlySet<string>): Promise<void> => {
+      await this.retrying(() => this.db.transaction().execute(async (trx) => {
+        const rows = await trx.selectFrom('definition_checks').select(['kind', 'name']).where('host', '=', host).execute();
+        for (const r of rows) {
+          if (keep.has(resourceKey(r.kind, r.name, host))) continue;
+          await trx.deleteFrom('definition_checks').where('host', '=', host).where('kind', '=', r.kind).where('name', '=', r.name).execute();
+        }
+        for (const c of put) {
+          const values = { sha256: c.sha256, inputs: c.inputs };
+          await trx.insertInto('definition_checks').values({ ...refWhere(c), ...values })
+            .onConflict((oc) => oc.columns(['host', 'kind', 'name']).doUpdateSet(values)).execute();
+        }
+      }));
     },
   };
 

@@ -158,6 +158,15 @@ export interface BaselinesTable {
   recorded_at: string;
 }
 
+/** The no-op fast path's record of definitions compared without a difference (migration 0013). */
+export interface DefinitionChecksTable {
+  host: Generated<string>;
+  kind: string;
+  name: string;
+  sha256: string;
+  inputs: string;
+}
+
 /** Paths on the host virtform created for a resource (migration 0007). */
 export interface CreatedPathsTable {
   host: Generated<string>;
@@ -231,6 +240,7 @@ export interface StateDatabase {
   git_commits: GitCommitsTable;
   requests: RequestsTable;
   baselines: BaselinesTable;
+  definition_checks: DefinitionChecksTable;
   volume_references: VolumeReferencesTable;
   controls: ControlsTable;
   conditions: ConditionsTable;

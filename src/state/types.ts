@@ -167,6 +167,14 @@ export interface GitCommitRecord {
   committedAt: string;
 }
 
+/** A definition compared without a difference (the no-op fast path, `src/reconcile/core/checks.ts`). */
+export interface DefinitionCheck {
+  /** sha256 of the definition's raw bytes. */
+  sha256: string;
+  /** Digest of everything else the comparison depended on. */
+  inputs: string;
+}
+
 export interface EventRecord {
   at: string;
   level: string;
@@ -360,6 +368,12 @@ export interface StateStore {
     xml(keys: ResourceRef[]): Promise<Map<string, string>>;
     put(b: ResourceRef & { xml: string; sha256: string; version: string }): Promise<void>;
     delete(ref: ResourceRef): Promise<void>;
+  };
+  /** Definitions compared without a difference (the no-op fast path), by resource key. */
+  readonly definitionChecks: {
+    index(): Promise<Map<string, DefinitionCheck>>;
+    /** Insert or replace these, and delete `host`'s rows of resources not in `keep` (by key), in one transaction. */
+    sync(host: string, put: (ResourceRef & DefinitionCheck)[], keep: ReadonlySet<string>): Promise<void>;
   };
   readonly events: {
     append(e: { level: 'info' | 'warn' | 'error'; ref?: ResourceRef; message: string }): Promise<void>;

@@ -69,6 +69,8 @@ export const SUITES = {
   dashui: 150, dashshot: 151,
   // issue 22 (fastcli): test/integration/cli/fast-start.test.ts (the bundled CLI: what each command loads)
   faststart: 130,
+  // issue 22 (digest): test/integration/reconcile/fast-path.test.ts
+  fastpath: 135,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

@@ -372,7 +372,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
         ...(o.wait ? { wait: wait?.report ?? null } : {}),
         held: Object.fromEntries(result.held),
         suspension: result.suspension ?? null,
-        mutations: result.mutations, durationMs: result.durationMs,
+        mutations: result.mutations, durationMs: result.durationMs, definitions: result.definitions,
         steps: result.applied?.outcomes.map((s) => ({
           resource: s.step.key, host: s.step.host, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
         })) ?? [],

@@ -96,11 +96,12 @@ import {
   parseVolumeXml,
   parseSnapshotXml,
 } from '../../libvirt/xml/index.js';
+import { xmlSha256 } from '../../libvirt/xml/compare.js';
 import {
   HostError, MutationRefusedError, type MutationGuard,
   type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
-  type HostDefinitions, type HostSnapshot, type NodeInfo, type ObservedPool, type PoolInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
+  type DefinitionRead, type HostDefinitions, type HostSnapshot, type NodeInfo, type ObservedPool, type PoolInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail, type VolumeHole, type SnapshotDef, type SnapshotDetail,
 } from '../ports.js';
 // hot-plug (issue 24; helper restart)
@@ -112,6 +113,19 @@ const run = promisify(execFile);
 
 /** Definition reads kept on the wire at once by `definitions` (enough to keep libvirtd's workers busy). */
 const DESCRIBE_IN_FLIGHT = 16;
+
+/**
+ * A definition's parse, or nothing when its bytes are the ones `read.known` names (the no-op fast
+ * path: kept unparsed in `read.unparsed`); its sha256 goes to `read.digests` either way.
+ */
+function unparsedOr<D>(read: DefinitionRead<D> | undefined, id: string, xml: string, parse: () => D, liveXml?: string): D | null {
+  if (!read) return parse();
+  const sha = xmlSha256(xml);
+  read.digests.set(id, sha);
+  if (read.known.get(id) !== sha) return parse();
+  read.unparsed.set(id, { xml, parse, ...(liveXml !== undefined ? { liveXml } : {}) });
+  return null;
+}
 /** Runs of zeros at least this long are sent as holes on a sparse upload. */
 const UPLOAD_HOLE_MIN = 64 * 1024;
 
@@ -326,12 +340,13 @@ export class LibvirtHost implements HostPort {
   // --- persistent definitions of listed objects (one call each, pipelined) ---------------------
 
   readonly definitions: HostDefinitions = {
-    domains: (list, unreadable) => this.describe('domain definitions', list, unreadable, async (d) => {
+    domains: (list, unreadable, read) => this.describe('domain definitions', list, unreadable, async (d) => {
       const ref = { name: d.name, uuid: d.uuid, id: d.id };
       const xml = await this.readInactive('domain', (flags) => this.client.domainGetXmlDesc(ref, flags), VIR_DOMAIN_XML_INACTIVE);
       // A running domain's live XML too: a device attached live only is drift (its device list is compared).
       const liveXml = d.active ? await this.client.domainGetXmlDesc(ref, 0) : undefined;
-      return { ...parseDomainXml(xml), active: d.active, autostart: d.autostart, xml, ...(liveXml !== undefined ? { liveXml } : {}) };
+      const parse = (): DomainDetail => ({ ...parseDomainXml(xml), active: d.active, autostart: d.autostart, xml, ...(liveXml !== undefined ? { liveXml } : {}) });
+      return unparsedOr(read, d.name, xml, parse, liveXml);
     }),
     networks: (list, unreadable) => this.describe('network definitions', list, unreadable, async (n) => {
       const xml = await this.readInactive('network', (flags) => this.client.networkGetXmlDesc({ name: n.name, uuid: n.uuid }, flags), VIR_NETWORK_XML_INACTIVE);
@@ -341,8 +356,10 @@ export class LibvirtHost implements HostPort {
       const xml = await this.readInactive('pool', (flags) => this.client.storagePoolGetXmlDesc({ name: p.name, uuid: p.uuid }, flags), VIR_STORAGE_XML_INACTIVE);
       return { ...parsePoolXml(xml), active: p.active, autostart: p.autostart, xml };
     }),
-    volumes: (list, unreadable) => this.describe('volume definitions', list, unreadable, async (v) =>
-      parseVolumeXml(await this.client.storageVolGetXmlDesc({ pool: v.pool, name: v.name, key: v.key }, 0), v.pool), (v) => v.key),
+    volumes: (list, unreadable, read) => this.describe('volume definitions', list, unreadable, async (v) => {
+      const xml = await this.client.storageVolGetXmlDesc({ pool: v.pool, name: v.name, key: v.key }, 0);
+      return unparsedOr(read, v.key, xml, () => parseVolumeXml(xml, v.pool));
+    }, (v) => v.key),
   };
 
   inactiveXml(kind: 'domain' | 'network' | 'pool', name: string): Promise<string | null> {
@@ -434,7 +451,7 @@ export class LibvirtHost implements HostPort {
    * is left out and named there with the reason instead of failing the whole read.
    */
   private describe<T extends { name: string }, D>(
-    context: string, list: T[], unreadable: Map<string, string> | undefined, read: (o: T) => Promise<D>,
+    context: string, list: T[], unreadable: Map<string, string> | undefined, read: (o: T) => Promise<D | null>,
     keyOf: (o: T) => string = (o) => o.name,
   ): Promise<Map<string, D>> {
     return this.op(context, false, async () => {

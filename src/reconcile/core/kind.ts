@@ -38,6 +38,18 @@ export interface BuildContext {
 }
 
 /** Where to find an object whose identity needs more than its name (a volume: its pool and file). */
+/**
+ * A resource observe wants the definition of: its object's name, where to find it, and `known`:
+ * the sha256 of bytes an earlier run compared without a difference under the same inputs (the
+ * no-op fast path, `checks.ts`): a kind that supports it reads the object's definition unparsed
+ * when its bytes still hash to that (`Observed.unparsed`).
+ */
+export interface Wanted {
+  name: string;
+  where: Locator;
+  known?: string;
+}
+
 export interface Locator {
   /** The desired or recorded config. */
   config?: unknown;
@@ -177,7 +189,7 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
    * resources in `wanted` (declared, recorded or named by the journal), by resource key. Diff
    * compares them with the desired state: this is how changes made outside virtform are seen.
    */
-  readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, { name: string; where: Locator }>): Promise<Map<string, Definition>>;
+  readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, Wanted>): Promise<Map<string, Definition>>;
   /**
    * Names of every object of this kind the host lists whose definition observe reads, managed or
    * not (networks, pools: a new network's CIDR or pool's path is checked against them).

@@ -1,6 +1,7 @@
 /** Small pieces several kind modules share. */
-import type { HostSnapshot } from '../ports.js';
-import type { ExecContext, Locator } from '../core/kind.js';
+import type { DefinitionRead, HostSnapshot, UnparsedDefinition } from '../ports.js';
+import type { ExecContext, Wanted } from '../core/kind.js';
+import type { Definition, Observed } from '../core/observed.js';
 
 /**
  * UUID to define an object with: the observed one (none when replacing it); on a retry, the
@@ -35,9 +36,11 @@ export function listedState(
  */
 export async function readListed<O extends { name: string }, D>(
   listed: Map<string, O>,
-  wanted: Map<string, { name: string; where: Locator }>,
-  read: (list: O[], unreadable: Map<string, string>) => Promise<Map<string, D>>,
+  wanted: Map<string, Wanted>,
+  read: (list: O[], unreadable: Map<string, string>, fast?: DefinitionRead<D>) => Promise<Map<string, D>>,
   unreadable: Map<string, string>,
+  /** The no-op fast path: definitions whose bytes are `known` stay unparsed in `observed.unparsed`. */
+  fast?: Observed,
 ): Promise<Map<string, D>> {
   const keyByName = new Map<string, string>();
   const list: O[] = [];
@@ -51,7 +54,32 @@ export async function readListed<O extends { name: string }, D>(
   const out = new Map<string, D>();
   if (list.length === 0) return out;
   const bad = new Map<string, string>();
-  for (const [name, d] of await read(list, bad)) out.set(keyByName.get(name)!, d);
+  const dr = fast ? fastRead<D>(wanted, (_key, w) => w.name) : undefined;
+  for (const [name, d] of await read(list, bad, dr)) out.set(keyByName.get(name)!, d);
   for (const [name, why] of bad) unreadable.set(keyByName.get(name)!, why);
+  if (fast && dr) keepFastRead(fast, dr, (name) => keyByName.get(name));
   return out;
+}
+
+/** A {@link DefinitionRead} for the wanted resources with a `known` digest, by the id the host reads by. */
+export function fastRead<D>(wanted: Map<string, Wanted>, idOf: (key: string, w: Wanted) => string | undefined): DefinitionRead<D> {
+  const known = new Map<string, string>();
+  for (const [key, w] of wanted) {
+    const id = w.known !== undefined ? idOf(key, w) : undefined;
+    if (id !== undefined) known.set(id, w.known!);
+  }
+  return { known, digests: new Map(), unparsed: new Map() };
+}
+
+/** What a fast read found, by resource key, into `observed.digests` and `observed.unparsed`. */
+export function keepFastRead<D>(observed: Observed, dr: DefinitionRead<D>, keyOf: (id: string) => string | undefined): void {
+  const digests = (observed.digests ??= new Map());
+  for (const [id, sha] of dr.digests) {
+    const key = keyOf(id);
+    if (key !== undefined) digests.set(key, sha);
+  }
+  for (const [id, u] of dr.unparsed) {
+    const key = keyOf(id);
+    if (key !== undefined) (observed.unparsed ??= new Map()).set(key, u as unknown as UnparsedDefinition<Definition>);
+  }
 }

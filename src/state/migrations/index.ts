@@ -9,6 +9,7 @@ import * as m0007 from './0007_created_paths.js';
 import * as m0008 from './0008_host_keys.js';
 import * as m0009 from './0009_lease.js';
 import * as m0012 from './0012_standby.js';
+import * as m0013 from './0013_definition_checks.js';
 import * as m0014 from './0014_runs.js';
 import * as m0015 from './0015_requests.js';
 
@@ -27,6 +28,7 @@ export const migrations: Record<string, Migration> = {
   '0008_host_keys': m0008,
   '0009_lease': m0009,
   '0012_standby': m0012,
+  '0013_definition_checks': m0013,
   '0014_runs': m0014,
   '0015_requests': m0015,
 };

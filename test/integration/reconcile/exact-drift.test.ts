@@ -19,6 +19,9 @@ const N = useSuite('exactdrift', {
   setup: async () => {
     writeManifests(N.mdir, MANIFESTS);
     await reconcileOk();
+    // A no-op run records the no-op fast path's checks (issue 22): every change below is made to
+    // definitions whose bytes the fast path would otherwise skip; each must still be seen.
+    await reconcileOk();
   },
 });
 const P = N.base;

@@ -247,6 +247,22 @@ describe.each(backends)('StateStore contract on $name', (backend) => {
     expect(await s.createdPaths.list(resourceRef('StoragePool', 'p', 'h2'))).toEqual(['/srv/c']);
   });
 
+  it('definition checks (the no-op fast path): written and replaced per host, rows not kept dropped, other hosts untouched', async () => {
+    const s = await store();
+    const vm = resourceRef('VirtualMachine', 'v');
+    const vol = resourceRef('Volume', 'x');
+    const other = resourceRef('VirtualMachine', 'v', 'h2');
+    await s.definitionChecks.sync('local', [{ ...vm, sha256: 's1', inputs: 'i1' }, { ...vol, sha256: 's2', inputs: 'i2' }], new Set(['VirtualMachine/v', 'Volume/x']));
+    await s.definitionChecks.sync('h2', [{ ...other, sha256: 's3', inputs: 'i3' }], new Set(['h2/VirtualMachine/v']));
+    // Replaced in place; the volume's row is not kept: dropped; h2's row stays.
+    await s.definitionChecks.sync('local', [{ ...vm, sha256: 's1b', inputs: 'i1b' }], new Set(['VirtualMachine/v']));
+    expect(await s.definitionChecks.index()).toEqual(new Map([
+      ['VirtualMachine/v', { sha256: 's1b', inputs: 'i1b' }], ['h2/VirtualMachine/v', { sha256: 's3', inputs: 'i3' }],
+    ]));
+    await s.definitionChecks.sync('local', [], new Set());
+    expect([...(await s.definitionChecks.index()).keys()]).toEqual(['h2/VirtualMachine/v']);
+  });
+
   it('hosts: first use, same host, refusal of another host while records remain', async () => {
     const s = await store();
     const id = { uri: 'qemu:///system', hostname: 'h', uuid: 'u1', driver: 'qemu' };

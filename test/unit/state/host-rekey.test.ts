@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { HOST_KEYED_TABLES, openStateStore, type HostIdentity, type StateStore } from '../../../src/state/index.js';
-import { resourceRef } from '../../../src/model/kinds.js';
+import { resourceKey, resourceRef } from '../../../src/model/kinds.js';
 import { stateBackends } from '../../support/backends.js';
 
 const backends = stateBackends('rekey');
@@ -36,6 +36,7 @@ describe.each(backends)('hosts.rekey on $name', (backend) => {
     await s.events.append({ level: 'info', message: 'about no resource' });
     await s.conditions.sync([{ ...vm, conditions: [{ type: 'Ready', status: 'True', reason: 'Converged', message: 'ok' }] }]);
     await s.baselines.put({ ...vm, xml: '<domain/>', sha256: 'x', version: '1' });
+    await s.definitionChecks.sync('local', [{ ...vm, sha256: 'x', inputs: 'i' }], new Set([resourceKey('VirtualMachine', 'web')]));
     await s.createdPaths.add(vol, ['/pool/disk.qcow2']);
     await s.references.record('local', [
       { path: '/pool/disk.qcow2', by: 'VirtualMachine/web', role: 'disk', source: 'persistent definition', managed: true },
@@ -58,7 +59,7 @@ describe.each(backends)('hosts.rekey on $name', (backend) => {
     const r = await s.hosts.rekey(ident({ uri: 'qemu+tcp://10.0.0.1/system', uuid: 'bbbb-2' }), { to: 'h1' });
     expect(r.status).toBe('rekeyed');
     if (r.status !== 'rekeyed') return;
-    expect(r.moved).toEqual({ resources: 2, journal: 1, events: 1, conditions: 1, baselines: 1, created_paths: 1, volume_references: 2 });
+    expect(r.moved).toEqual({ resources: 2, journal: 1, events: 1, conditions: 1, baselines: 1, created_paths: 1, volume_references: 2, definition_checks: 1 });
     expect(await s.resources.list({ host: 'local' })).toEqual([]);
     const after = await s.resources.get(resourceRef('VirtualMachine', 'web', 'h1'));
     expect(after).toMatchObject({ uuid: 'u-1', specHash: 'h', generation: before!.generation, createdAt: before!.createdAt, updatedAt: before!.updatedAt });
@@ -66,6 +67,7 @@ describe.each(backends)('hosts.rekey on $name', (backend) => {
     expect((await s.events.recent()).map((e) => e.host ?? null).sort()).toEqual(['h1', null]);
     expect([...(await s.conditions.list()).keys()]).toEqual(['h1/VirtualMachine/web']);
     expect([...(await s.baselines.index()).keys()]).toEqual(['h1/VirtualMachine/web']);
+    expect([...(await s.definitionChecks.index()).keys()]).toEqual(['h1/VirtualMachine/web']);
     expect(await s.createdPaths.list(resourceRef('Volume', 'disk', 'h1'))).toEqual(['/pool/disk.qcow2']);
     expect(await s.createdPaths.list(resourceRef('Volume', 'disk'))).toEqual([]);
     expect((await s.references.list('h1', ['/pool/disk.qcow2'])).map((x) => x.by).sort()).toEqual(['domain other', 'h1/VirtualMachine/web']);

@@ -68,7 +68,7 @@ describe('openStateStore', () => {
       .selectFrom('kysely_migration')
       .select('name')
       .execute();
-    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts', '0003_git_sources', '0004_safety', '0005_baselines', '0006_volume_references', '0007_created_paths', '0008_host_keys', '0009_lease', '0012_standby', '0014_runs', '0015_requests']);
+    expect(rows.map((r) => r.name)).toEqual(['0001_initial', '0002_hosts', '0003_git_sources', '0004_safety', '0005_baselines', '0006_volume_references', '0007_created_paths', '0008_host_keys', '0009_lease', '0012_standby', '0013_definition_checks', '0014_runs', '0015_requests']);
   });
 
   it('serializes concurrent opens of a fresh file in one process', async () => {

@@ -10,7 +10,7 @@ import {
   addNote, change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
   type DiffContext, type FieldChange, type NoteTopic, type ResourceChange,
 } from '../../core/change.js';
-import { definitionOf, runningDiskHolders } from '../../core/observed.js';
+import { definitionLiveXml, definitionOf, definitionXml, runningDiskHolders, unchangedDefinition } from '../../core/observed.js';
 import { ownershipById } from '../../core/ownership.js';
 import type { ExactSpec } from '../../core/kind.js';
 import { bootedSeed, factsOf, pendingRestart, shortDigest } from './facts.js';
@@ -77,7 +77,11 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   const own = ownershipById(observed, r.kind, r.name, observed.domains.get(r.name)?.uuid, key);
   const obs = observed.domains.get(r.name);
   const record = observed.records.get(key);
-  const cur = definitionOf(observed, 'VirtualMachine', key);
+  // The no-op fast path: the definition and everything its comparison depends on are the ones an
+  // earlier run compared without a difference (field lines and exact drift: none), so it is not
+  // parsed nor compared again (`core/checks.ts`); the runtime (state, autostart, seed) still is.
+  const unchanged = own.state === 'owned' && own.via === 'record' && record?.specHash === r.specHash && unchangedDefinition(observed, key);
+  const cur = unchanged ? undefined : definitionOf(observed, 'VirtualMachine', key);
   const wantRunning = r.state === 'running';
   const graceful = opts.gracefulStop ?? true;
   const conflict = conflictOrAdopt(r, own) ?? seedNameTaken(r, observed, own);
@@ -148,7 +152,7 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   drift ||= exact.length > 0 || (transient && !adopting);
   // Devices of the running domain its definition lacks (attached live only): a restart drops
   // them; until then the restart-required mark names them (a detach could need the guest).
-  const liveOnly = running && !adopting && !transient ? liveOnlyDevices(cur?.liveXml, cur?.xml) : [];
+  const liveOnly = running && !adopting && !transient ? liveOnlyDevices(definitionLiveXml(observed, key), definitionXml(observed, key)) : [];
   const liveOnlyKnown = canonicalJson(pending?.running[LIVE_ONLY]) === canonicalJson(liveOnly.map((f) => f.field).join(', '));
   const liveOnlyNew = liveOnly.length > 0 && !liveOnlyKnown ? liveOnly : [];
   for (const f of liveOnlyNew) f.effect = 'restart';
@@ -157,7 +161,7 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   const seed = planSeed(r, observed, facts, adopting ? undefined : recordedConfig<VmConfig>(observed, key));
   drift ||= seed.drift;
   const specChanged = !adopting && record?.specHash !== r.specHash;
-  const redefine = fields.length > 0 || adopting || specChanged || !cur || transient;
+  const redefine = fields.length > 0 || adopting || specChanged || !(cur || unchanged) || transient;
   if (redefine && unmet) return change(r, 'conflict', unmet, own);
 
   // Converged: definition, state and autostart match (a pending restart is a notice, not a change).
@@ -185,7 +189,7 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
         : liveOnlyNew.length > 0 && fields.length === liveOnlyNew.length ? 'devices attached to the running domain outside virtform (drift): dropped at its next boot'
         : drift ? 'definition changed outside virtform (drift)'
         : fields.length > 0 ? interruptedOr(own, 'definition changed')
-        : !cur ? interruptedOr(own, 'definition unreadable') : 'recording the declared config';
+        : !cur && !unchanged ? interruptedOr(own, 'definition unreadable') : 'recording the declared config';
       reasons.push(why);
       // What the plan expects to be left for the next boot. A line that is drift was most likely
       // changed in the persistent definition only (`virsh … --config`): the running domain still

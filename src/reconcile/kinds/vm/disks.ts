@@ -10,7 +10,7 @@ import type { DomainDetail } from '../../../model/definitions.js';
 import { parseDomainXml } from '../../../libvirt/xml/domain.js';
 import { addNote, change, withdrawNotes, type ResourceChange } from '../../core/change.js';
 import type { HostPort } from '../../ports.js';
-import { runningDiskHolders, type Observed } from '../../core/observed.js';
+import { definitionOf, runningDiskHolders, type Observed } from '../../core/observed.js';
 import { ownershipById } from '../../core/ownership.js';
 import { usedKeys } from './define.js';
 import { pendingRestart } from './facts.js';
@@ -69,8 +69,10 @@ export async function readLiveDisks(
 ): Promise<void> {
   const map = new Map<string, string[]>();
   await Promise.all([...wanted].map(async ([key, w]) => {
-    const d = definitions.get(key);
-    if (!d || pendingRestart(observed, key, w.name) === undefined) return;
+    if (pendingRestart(observed, key, w.name) === undefined) return;
+    // An unparsed definition (the no-op fast path) is parsed: its live XML is read here.
+    const d = definitions.get(key) ?? definitionOf(observed, 'VirtualMachine', key);
+    if (!d) return;
     const paths = d.liveXml !== undefined
       ? parseDomainXml(d.liveXml).disks.map((x) => x.path)
       : (await host.getRunningDomain(w.name))?.disks.map((x) => x.path);
@@ -88,7 +90,16 @@ export async function readLiveDisks(
  * run once the disk is free) and a stopped one is not started, with a note saying why.
  */
 export function orderDiskHandover(vms: DesiredVm[], observed: Observed, changes: ResourceChange[]): void {
-  const holders = runningDiskHolders(observed);
+  // A running VM whose definition the no-op fast path left unparsed holds exactly the disks it
+  // declares (its comparison, disks included, found no difference): it can block another VM only
+  // on a path another VM declares too, so only such a one is parsed.
+  const declared = new Map<string, number>();
+  for (const r of vms) for (const p of new Set(r.config.disks.map((d) => d.path))) declared.set(p, (declared.get(p) ?? 0) + 1);
+  const byKey = new Map(vms.map((r) => [r.key, r]));
+  const holders = runningDiskHolders(observed, (key) => {
+    const r = byKey.get(key);
+    return !r || observed.liveDisks?.has(r.name) === true || r.config.disks.some((d) => (declared.get(d.path) ?? 0) > 1);
+  });
   if (holders.size === 0) return;
   const waits = new Map<string, string>();
   for (const r of vms) {

@@ -30,6 +30,8 @@
 import { posix } from 'node:path';
 import { listedState, readListed } from '../common.js';
 import type { KindHandler } from '../../core/kind.js';
+import type { ObservedDomain } from '../../ports.js';
+import type { DomainDetail } from '../../../model/definitions.js';
 import { buildVms } from './build.js';
 import { usedKeys } from './define.js';
 import { VM_EXACT, diffVm } from './diff.js';
@@ -105,7 +107,7 @@ export const vmKind: KindHandler<DesiredVm, VmOp> = {
   identity: (observed, name) => observed.domains.get(name)?.uuid,
 
   async readDefinitions(host, observed, wanted) {
-    const defs = await readListed(observed.domains, wanted, (l, u) => host.definitions.domains(l, u), (observed.unreadable ??= new Map()));
+    const defs = await readListed<ObservedDomain, DomainDetail>(observed.domains, wanted, (l, u, fast) => host.definitions.domains(l, u, fast), (observed.unreadable ??= new Map()), observed);
     // After the definitions: the live disks of domains with a restart pending come from the live XML read with them.
     await readLiveDisks(host, observed, wanted, defs);
     return defs;

@@ -15,8 +15,9 @@ import {
 } from '../../core/change.js';
 import { ownershipById } from '../../core/ownership.js';
 import type { ExecContext, KindHandler, Locator } from '../../core/kind.js';
-import { definitionOf, runningDiskHolders, runningDomainWithDisk, type Observed } from '../../core/observed.js';
+import { definitionOf, runningDiskHolders, runningDomainWithDisk, unchangedDefinition, type Observed } from '../../core/observed.js';
 import { observedReferences, volumeDataLoss } from './data.js';
+import { fastRead, keepFastRead } from '../common.js';
 import { checkMovedCopy, executeMove, moveVolume } from './move.js';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -184,8 +185,12 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     const out = new Map<string, VolumeDetail>();
     if (list.length === 0) return out;
     const bad = new Map<string, string>();
-    for (const [volKey, d] of await host.definitions.volumes(list, bad)) out.set(keyByVolume.get(volKey)!, d);
+    // The no-op fast path: a volume whose XML is the one compared before stays unparsed.
+    const byKey = new Map<string, string>([...keyByVolume].map(([volKey, key]) => [key, volKey]));
+    const fast = fastRead<VolumeDetail>(wanted, (key) => byKey.get(key));
+    for (const [volKey, d] of await host.definitions.volumes(list, bad, fast)) out.set(keyByVolume.get(volKey)!, d);
     for (const [volKey, why] of bad) (observed.unreadable ??= new Map()).set(keyByVolume.get(volKey)!, why);
+    keepFastRead(observed, fast, (volKey) => keyByVolume.get(volKey));
     return out;
   },
 
@@ -229,6 +234,9 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       });
     }
     const adopting = own.state === 'foreign';
+    // The no-op fast path: the volume's XML and everything its comparison below depends on are the
+    // ones an earlier run compared without a difference (nor a spec to record): nothing to do.
+    if (own.state === 'owned' && own.via !== 'journal' && record?.specHash === r.specHash && unchangedDefinition(observed, key)) return undefined;
     const actual = definitionOf(observed, 'Volume', key);
     if (!prev && own.state === 'owned' && own.via === 'journal') {
       // Created by an interrupted run and never recorded: its contents are unknown, so make it again.

@@ -1,0 +1,58 @@
+/**
+ * The no-op fast path (issue 22): a definition whose raw bytes hash to the value recorded when an
+ * earlier run compared it WITHOUT a difference, under the same comparison inputs, cannot compare
+ * differently now: it is neither parsed nor compared (`Observed.unparsed`, `unchangedDefinition`).
+ *
+ * What is recorded (`store.definitionChecks`, migration 0013) is written only after a run that
+ * really parsed and compared the definition and planned no change for the resource; a dry-run
+ * writes nothing. The inputs digest covers everything else a kind's comparison of the definition
+ * reads: the desired spec hash (the config is hashed into it), the record (identity, spec hash,
+ * desired state, last error, facts: a VM's MACs and pending restart), the exact-drift baseline
+ * (hash and versions) and libvirt's version now, and {@link COMPARE_REVISION}. Any byte of the
+ * definition or any of these that differs: the full comparison runs, as without the fast path.
+ */
+import { createHash } from 'node:crypto';
+import type { BaselineEntry, DefinitionCheck } from '../../state/index.js';
+import { canonicalJson, type AnyDesired } from './resource.js';
+
+/**
+ * Bump when what a definition compares as changes in a way its bytes do not show: a parser of
+ * `src/libvirt/xml/`, a kind's field table or comparison. Every recorded check is then stale,
+ * and the next run compares everything once.
+ */
+export const COMPARE_REVISION = 1;
+
+/** What of a record the comparison of its definition reads (an index entry or a full record). */
+export interface CheckedRecord {
+  uuid: string | null;
+  specHash: string | null;
+  desiredState: string | null;
+  lastError: string | null;
+  facts?: Record<string, unknown>;
+  details?: { facts?: unknown };
+}
+
+/** Digest of a definition comparison's inputs other than the definition itself. */
+export function checkInputs(
+  desired: AnyDesired, record: CheckedRecord, baseline: BaselineEntry | undefined, version: string | undefined,
+): string {
+  const facts = record.facts ?? record.details?.facts ?? null;
+  return createHash('sha256').update(canonicalJson([
+    COMPARE_REVISION, version ?? null, baseline?.sha256 ?? null, baseline?.version ?? null,
+    desired.kind, desired.specHash, desired.suspended ?? false, desired.adopt ?? false,
+    record.uuid, record.specHash, record.desiredState, record.lastError, facts,
+  ])).digest('hex');
+}
+
+/**
+ * The sha256 a definition's bytes must hash to for its parse and comparison to be skipped, or
+ * undefined: no check recorded, another input, an open journal entry (an interrupted write), a
+ * suspended resource.
+ */
+export function knownDigest(
+  check: DefinitionCheck | undefined, desired: AnyDesired | undefined, record: CheckedRecord | undefined, openJournal: boolean,
+  baseline: BaselineEntry | undefined, version: string | undefined,
+): string | undefined {
+  if (!check || !desired || !record || openJournal || desired.suspended) return undefined;
+  return check.inputs === checkInputs(desired, record, baseline, version) ? check.sha256 : undefined;
+}
