@@ -121,7 +121,12 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
     const liveTargets = running && cur.liveXml ? parseDomainXml(cur.liveXml).disks.map((x) => x.target) : [];
     const want = resolveTargets(r.config, cur, facts?.disks, liveTargets);
     const match = matchNics(want.nics, cur.nics, facts?.nics);
-    const heldElsewhere = new Set([...runningDiskHolders(observed)].filter(([, names]) => names.some((n) => n !== r.name)).map(([p]) => p));
+    // Which of our disks another running domain has open: asked only when a disk is added (what
+    // hot-plug needs it for), so the no-op fast path leaves the other running VMs unparsed otherwise.
+    const curPaths = new Set(cur.disks.map((d) => d.path));
+    const heldElsewhere = r.config.disks.some((d) => !curPaths.has(d.path))
+      ? new Set([...runningDiskHolders(observed)].filter(([, names]) => names.some((n) => n !== r.name)).map(([p]) => p))
+      : new Set<string>();
     const diffs = compareVm(cur, want, match, pendingFields, { runs: running && wantRunning, heldElsewhere });
     fields.push(...linesOf(diffs));
     liveFields.push(...diffs.filter((d) => d.effect === 'live').map((d) => d.field));
