@@ -26,7 +26,9 @@ need_root
 # an sshd of their own inside a test host (its own host keys, port and pid file; virt-ssh-helper
 # from libvirt-clients, or nc, reaches that host's libvirtd) and make a CA and certificates with
 # openssl for qemu+tls. Installing openssh-server must not start the machine's own sshd: see below.
-PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client iproute2 util-linux postgresql openssh-server netcat-openbsd openssl)
+# curl: the dashboard's non-loopback test (test/integration/dashboard/netns-auth.test.ts) asks the
+# watcher from inside a network namespace of its own.
+PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base procps xorriso genisoimage cpio python3-yaml ovmf git openssh-client iproute2 util-linux postgresql openssh-server netcat-openbsd openssl curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
