@@ -4,7 +4,7 @@
  * test/integration/cli/git-cli.test.ts (it needs libvirtd's test driver).
  */
 import { describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gitInput } from '../../../src/cli/git.js';
 import { runReconcile } from '../../../src/cli/commands/reconcile.js';
@@ -44,11 +44,15 @@ describe('--git flag rules', () => {
 describe('reconcile --git: credentials', () => {
   it('credentials in the URL are never printed', async () => {
     const work = tempDir('vftest-gitcli-');
-    const db = join(work, 'state.db');
-    writeFileSync(join(work, 'x'), '');
-    const r = await capture(() => runReconcile(undefined, { ...base, db, git: 'https://deploy:hunter2-secret@127.0.0.1:1/none.git', json: true }));
-    expect(r.code).toBe(1);
-    expect(r.stdout + r.stderr).not.toContain('hunter2-secret');
-    expect(r.stderr).toContain('https://***@127.0.0.1:1/none.git');
+    try {
+      const db = join(work, 'state.db');
+      writeFileSync(join(work, 'x'), '');
+      const r = await capture(() => runReconcile(undefined, { ...base, db, git: 'https://deploy:hunter2-secret@127.0.0.1:1/none.git', json: true }));
+      expect(r.code).toBe(1);
+      expect(r.stdout + r.stderr).not.toContain('hunter2-secret');
+      expect(r.stderr).toContain('https://***@127.0.0.1:1/none.git');
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });

@@ -4,7 +4,7 @@
  * ssh signing keys made by ssh-keygen for --verify-commits.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../../support/manifests.js';
 import { TestRepo, fakeSshBin, git, gpgSigningKey, sshSigningKey, startGitDaemon, startHttpGit, type SigningKey } from '../../support/git.js';
@@ -40,7 +40,7 @@ beforeEach(() => {
 });
 
 afterAll(() => {
-  // tempDir is under the system temp folder; leave it to the OS if removal races.
+  rmSync(work, { recursive: true, force: true });
 });
 
 describe('remote URLs and redaction', () => {
