@@ -38,8 +38,13 @@ async function run(argv: string[]): Promise<{ code: number | null; out: string }
 }
 
 const file = (): string => join(S.mdir, 'lab.yaml');
-/** The README's prose between two phrases (the paragraph an assertion comes from). */
-const prose = (from: string): string => sec.text.slice(sec.text.indexOf(from), sec.text.indexOf('\n\n', sec.text.indexOf(from) + from.length + 200));
+/** The README paragraph that starts with `from` (what an assertion takes its quoted phrases from). */
+const prose = (from: string): string => {
+  const start = sec.text.indexOf(from);
+  if (start < 0) throw new Error(`README's walkthrough has no paragraph starting "${from}"`);
+  const end = sec.text.indexOf('\n\n', start);
+  return sec.text.slice(start, end < 0 ? undefined : end);
+};
 
 describe("README: Your first manifests (run as written)", () => {
   it('the section has its YAML block and two shell blocks', () => {
