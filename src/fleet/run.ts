@@ -154,7 +154,8 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         if (r.status === 'rekeyed') bound.push({ host: id, resources: r.moved.resources, shown: true });
       }
     } else {
-      for (const [id] of binding) bound.push({ host: id, resources: (await o.store.resources.list({ host: LOCAL_HOST })).length, shown: false });
+      const recorded = binding.length > 0 ? (await o.store.resources.list({ host: LOCAL_HOST })).length : 0;
+      for (const [id] of binding) bound.push({ host: id, resources: recorded, shown: false });
     }
     // Each Host's id and URI in the `hosts` table (`status` finds hosts without the manifests); a
     // host whose records describe another libvirt host is not touched (as with --uri).
