@@ -98,17 +98,29 @@ describe('dashboard pages in chromium (fixture data)', () => {
     const page = await ctx.newPage();
     await page.goto(`${srv.url}/resources`);
     await page.waitForFunction(() => document.body.getAttribute('data-enhanced') === 'true');
-    await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
-    await page.keyboard.press('Enter');
-    expect(await page.evaluate(() => location.hash)).toBe('#main');
     const focused = async (id: string): Promise<string | undefined> => {
       // Focus moves with the key event; under load the read can come a frame early.
-      await page.waitForFunction((want) => document.activeElement?.id === want, id, { timeout: 2000 }).catch(() => undefined);
+      await page.waitForFunction((want) => document.activeElement?.id === want, id, { timeout: 5000 }).catch(() => undefined);
       return page.evaluate(() => document.activeElement?.id);
     };
     await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
+    const fetched: string[] = [];
+    page.on('request', (r) => { if (r.url().includes('fragment=1')) fetched.push(r.url()); });
+    await page.keyboard.press('Enter');
+    expect(await page.evaluate(() => location.hash)).toBe('#main');
+    // The skip link changes only the hash: the page fetches nothing and does not move focus later
+    // (it did: the hash change fired popstate, the page re-fetched its content and focused <main>
+    // when the fetch came back, by then often after the user had tabbed on to the filters).
+    // The fragment navigation focuses <main> (tabindex=-1) a task after the hash changes: a Tab
+    // pressed before that would start from the skip link and then lose focus to <main> (CI failed
+    // so once: Tab, then focus on "main", not "f-kind"). A user's next Tab comes after it.
+    expect(await focused('main')).toBe('main');
+    await page.keyboard.press('Tab');
     expect(await focused('f-kind')).toBe('f-kind');
+    await page.waitForTimeout(300);
+    expect(fetched).toEqual([]);
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('f-kind');
     // The host filter from the keyboard.
     await page.keyboard.press('Tab');
     expect(await focused('f-host')).toBe('f-host');

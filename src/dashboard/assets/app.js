@@ -219,6 +219,9 @@
 
   // In-place navigation of the resources table: sort links, page links and the filter form fetch
   // the fragment and patch it (the URL is pushed, so back/forward and reload work as links do).
+  // The path and query whose content <main> shows now.
+  var shown = location.pathname + location.search;
+
   function navigate(url, focusSel, push) {
     return fetch(fragmentUrl(url), { credentials: 'same-origin', cache: 'no-store' })
       .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.text(); })
@@ -229,6 +232,7 @@
         var u = new URL(url, location.href);
         u.searchParams.delete(FRAGMENT);
         if (push !== false) history.pushState({ vf: true }, '', u.pathname + u.search);
+        shown = u.pathname + u.search;
         var f = focusSel && main.querySelector(focusSel);
         if (f) f.focus({ preventScroll: true });
         else main.focus({ preventScroll: true });
@@ -257,7 +261,13 @@
       var qs = params.toString();
       navigate('/resources' + (qs ? '?' + qs : ''), 'form.filters button[type="submit"]');
     });
-    window.addEventListener('popstate', function () { navigate(location.href, null, false); });
+    // A fragment link (the skip link to #main) also fires popstate: the content shown is still the
+    // URL's, so nothing is fetched and focus stays where the browser put it. Only a change of path
+    // or query (back/forward over pushed URLs) fetches.
+    window.addEventListener('popstate', function () {
+      if (location.pathname + location.search === shown) return;
+      navigate(location.href, null, false);
+    });
   }
 
   function start() {
