@@ -35,6 +35,8 @@ export const SUITES = {
   urlcrash: 45, lvd: 46, lease: 47, upg: 48, typed: 49, controls: 34, data: 35, sbxva: 36, sbxgit: 37, sbxout: 38, addr: 39, status: 40, git: 41, watch: 42,
   // test/integration/guide/walkthrough.test.ts (README's walkthrough, run as written)
   guidewt: 171,
+  // README's "On a remote host" over qemu+ssh: test/fleet/remote-guide.test.ts
+  sshwalk: 173,
   // issue 22 (incwatch): test/integration/watch/incremental.test.ts
   incw: 140,
   // test/guest
