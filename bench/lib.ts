@@ -103,6 +103,8 @@ export async function cpuProfile(fn: () => Promise<void>, o: { top?: number; roo
   await fn();
   const { profile: prof } = await session.post('Profiler.stop') as unknown as { profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] } };
   session.disconnect();
+  // VF_PROFILE_OUT=FILE keeps the raw profile (a .cpuprofile: Chrome DevTools, or inclusive times by caller).
+  if (process.env.VF_PROFILE_OUT) (await import('node:fs')).writeFileSync(process.env.VF_PROFILE_OUT, JSON.stringify(prof));
   const self = new Map<number, number>();
   prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0) / 1000));
   const parent = new Map<number, number>();
