@@ -34,6 +34,7 @@ const CI = `${P}-ci`;
 const SEED = `${CI}-cidata.iso`;
 const EXT = `${P}-ext`;
 const ADOPT = `${P}-adopt`;
+const OWN = `${P}-own`;
 const Q = ['--domain-type', 'qemu'];
 
 const sha = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -183,6 +184,29 @@ describe.sequential('cdrom disks and an existing cloud-init seed on qemu:///syst
     expect((await N.dryRun(files(asVolume), Q)).code).toBe(0);
     await N.reconcileOk(files({ [EXT]: undefined }), Q);
     expect(tryVirsh('dominfo', EXT)).toBe('');
+    expect(tryVirsh('vol-info', '--pool', POOL, name)).toBe('');
+  });
+
+  it('a seedVolume virtform never built: kept when cloudInit is removed, deleted with the VM', async () => {
+    const name = `${OWN}-seed.iso`;
+    const path = join(POOL_DIR, name);
+    virsh('vol-create-as', POOL, name, '64KiB', '--format', 'raw');
+    const foreign = sha(path);
+    await N.reconcileOk(files({ [OWN]: seedVm({ seedVolume: name }, 'stopped') }), Q);
+    expect(def(OWN).cdroms.map((c) => c.path)).toEqual([path]);
+    // cloudInit removed: the CD-ROM goes, the volume (not virtform's to delete) stays, untouched.
+    const dry = await N.dryRun(files({ [OWN]: { spec: { state: 'stopped', disks: [] } } }), Q);
+    expect(dry.code, out(dry)).toBe(3);
+    expect(dry.stdout).toContain(`the seed volume ${POOL}/${name} (spec.cloudInit.seedVolume before, not built by virtform) is no longer attached; it is kept`);
+    expect(dry.stdout).not.toContain('delete cloud-init seed');
+    await N.reconcileOk(undefined, Q);
+    expect(def(OWN).cdroms).toEqual([]);
+    expect(sha(path)).toBe(foreign);
+    // Declared again, then the VM removed: the seed goes with it (derived data of the VM).
+    await N.reconcileOk(files({ [OWN]: seedVm({ seedVolume: name }, 'stopped') }), Q);
+    expect(sha(path)).toBe(foreign);
+    await N.reconcileOk(files({ [OWN]: undefined }), Q);
+    expect(tryVirsh('dominfo', OWN)).toBe('');
     expect(tryVirsh('vol-info', '--pool', POOL, name)).toBe('');
   });
 
