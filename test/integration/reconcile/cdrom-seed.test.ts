@@ -128,6 +128,13 @@ describe.sequential('cdrom disks and an existing cloud-init seed on qemu:///syst
     expect(dry.code, out(dry)).toBe(0);
     expect(dry.stdout).toMatch(/^No changes/);
     expect(dry.stdout).not.toContain(CI);
+    // A saved plan of it: nothing to apply, applied exactly (nothing).
+    const planFile = join(N.work, 'roundtrip.plan.json');
+    const saved = await N.cli(['reconcile', N.mdir, '--dry-run', '--out', planFile, ...Q]);
+    expect(saved.code, out(saved)).toBe(0);
+    const fromPlan = await N.cli(['reconcile', '--plan', planFile]);
+    expect(fromPlan.code, out(fromPlan)).toBe(0);
+    expect(inactive(CI)).toBe(xml);
     const applied = await N.reconcileOk(undefined, Q);
     expect(applied.stdout).toMatch(/^No changes/);
     expect(applied.stdout).not.toContain(CI);
