@@ -76,11 +76,30 @@ describe('spec.cloudInit.seedVolume', () => {
     expect(r.outcome).toBe('succeeded');
     expect(fx.host.domains.get(VM)!.def.cdroms).toEqual([expect.objectContaining({ path: `/srv/pools/cd/${SEED}`, bus: 'ide' })]);
     expect(fx.host.contents.get(`/srv/pools/cd/${SEED}`)).toBeUndefined();
+    fx.host.failures.delete(`deleteVolume:${SEED}`);
     const p = await fx.plan(seeded({ userData: '#cloud-config\n' }));
     const c = p.changes.find((x) => x.name === VM)!;
     expect(p.held.get(c.key), renderPlan(p, plain)).toContain('would destroy the contents');
     const ok = await fx.reconcile(seeded({ userData: '#cloud-config\n' }), { allowDataLoss: true });
     expect(ok.outcome).toBe('succeeded');
     expect(fx.host.contents.get(`/srv/pools/cd/${SEED}`)).toBeDefined();
+  });
+
+  it('interrupted while switching to content (defined, seed not built): still held, not a conflict; built with consent', async () => {
+    await fx.reconcile(base());
+    await fx.host.createVolume({ pool: POOL, name: SEED, capacityBytes: 4096, format: 'raw' });
+    expect((await fx.reconcile(seeded({ seedVolume: SEED }))).outcome).toBe('succeeded');
+    fx.host.failNext('deleteVolume', SEED, 20);
+    const failed = await fx.reconcile(seeded({ userData: '#cloud-config\n' }), { allowDataLoss: true });
+    expect(failed.outcome).not.toBe('succeeded');
+    expect(fx.host.contents.get(`/srv/pools/cd/${SEED}`)).toBeUndefined();
+    fx.host.failures.delete(`deleteVolume:${SEED}`);
+    const p = await fx.plan(seeded({ userData: '#cloud-config\n' }));
+    const c = p.changes.find((x) => x.name === VM)!;
+    expect(c.action, renderPlan(p, plain)).toBe('update');
+    expect(p.held.get(c.key), renderPlan(p, plain)).toContain('would destroy the contents');
+    expect((await fx.reconcile(seeded({ userData: '#cloud-config\n' }), { allowDataLoss: true })).outcome).toBe('succeeded');
+    expect(fx.host.contents.get(`/srv/pools/cd/${SEED}`)).toBeDefined();
+    expect((await fx.plan(seeded({ userData: '#cloud-config\n' }))).changes).toEqual([]);
   });
 });

@@ -132,8 +132,10 @@ export function planSeed(r: DesiredVm, observed: Observed, facts: VmFacts | unde
   if (have && have.sha256 === want.seed && !moved && !missing) return out;
   const old = prev?.cloudInit;
   // Written over the volume the VM had as its seedVolume (virtform did not build it): consent needed.
-  const overwrites = !!old && old.existing !== undefined && old.pool === want.pool && old.volume === want.volume && !missing &&
-    !seedIsOurs(observed, r.key, want.pool, want.volume);
+  // Only a recorded upload makes it virtform's here: an interrupted step's journal entry does not
+  // (it may have failed before touching the volume), so consent is asked again rather than assumed.
+  const builtThere = have?.pool === want.pool && have.volume === want.volume;
+  const overwrites = wasSeedVolume(prev, facts, want.pool, want.volume) && !missing && !builtThere;
   if (overwrites) {
     out.overwrites = { pool: want.pool, volume: want.volume };
     out.notes.length = 0;
@@ -157,6 +159,18 @@ export function planSeed(r: DesiredVm, observed: Observed, facts: VmFacts | unde
     else if (have && have.sha256 !== want.seed) out.notes.push('instance-id unchanged (set in metaData): cloud-init reads the new seed at next boot without running its per-instance modules again');
   }
   return out;
+}
+
+/**
+ * Whether `pool/volume` was the VM's seedVolume (an existing volume virtform did not build): by the
+ * recorded config, or by the facts of its last definition (a run interrupted between defining the
+ * domain with a content seed and building that seed recorded the config already).
+ */
+export function wasSeedVolume(prev: VmConfig | undefined, facts: VmFacts | undefined, pool: string, volume: string): boolean {
+  const old = prev?.cloudInit;
+  if (old?.existing !== undefined && old.pool === pool && old.volume === volume) return true;
+  const f = facts?.seedVolume;
+  return !!f && f.pool === pool && f.volume === volume;
 }
 
 /** Seed volumes created by this run (keyed by its observation): a retry may write over them. */
@@ -185,8 +199,7 @@ export function seedNameTaken(r: DesiredVm, observed: Observed, own: Ownership, 
   const existing = observed.volumes.get(ci.pool)?.get(ci.volume);
   if (!existing || seedIsOurs(observed, r.key, ci.pool, ci.volume)) return undefined;
   // The VM's own seedVolume until now: written over with consent (the data rule holds it), not a conflict.
-  const old = prev?.cloudInit;
-  if (old?.existing !== undefined && old.pool === ci.pool && old.volume === ci.volume) return undefined;
+  if (wasSeedVolume(prev, factsOf(observed, r.key), ci.pool, ci.volume)) return undefined;
   return change(r, 'conflict', `the cloud-init seed's volume ${ci.pool}/${ci.volume} already exists and virtform did not create it (${existing.key}); remove or rename it, or adopt the VM (metadata.adopt: true)`, own);
 }
 

@@ -129,6 +129,12 @@ export interface VmFacts {
   restartRequired?: RestartRequired;
   /** The seed volume and the digest virtform uploaded into it last. */
   seed?: SeedFact;
+  /**
+   * The existing seed volume (`spec.cloudInit.seedVolume`, not built by virtform) the domain was
+   * last defined with; kept until virtform builds a seed (so that a run interrupted while switching
+   * to content still knows it was the VM's own seedVolume, written over only with consent).
+   */
+  seedVolume?: { pool: string; volume: string };
   /** When virtform last started the domain (ms since the epoch) and the libvirt id it got. */
   startedAt?: { atMs: number; domainId: number };
   /** What the last live change could verify in the guest (`memory verified`, `vCPUs not verified (…)`). */
