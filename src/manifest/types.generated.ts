@@ -318,7 +318,7 @@ export interface VmCloudInit {
   sshAuthorizedKeys?: string[];
   pool?: ResourceName;
   /**
-   * The VM's NoCloud seed is this existing volume in `pool`, attached as the read-only IDE CD-ROM as it is: virtform neither builds, rebuilds nor reads it (plans and status show 'existing volume POOL/NAME (not built by virtform)'). Like a seed virtform built, it is derived data of the VM: deleted with the VM. Exclusive with userData, userDataFile, metaData, networkConfig and sshAuthorizedKeys; not a Volume manifest. A missing volume is a conflict (virtform cannot build it).
+   * The VM's NoCloud seed is this existing volume in `pool`, attached as the read-only IDE CD-ROM as it is: virtform neither builds, rebuilds nor reads it (plans and the state DB show 'existing volume POOL/NAME (not built by virtform)'). Like a seed virtform built, it is derived data of the VM: deleted with the VM. Exclusive with userData, userDataFile, metaData, networkConfig and sshAuthorizedKeys; not a Volume manifest. A missing volume is a conflict (virtform cannot build it).
    */
   seedVolume?: string;
 }
