@@ -374,8 +374,12 @@ export class FakeHost implements HostPort {
       // a running domain's graphics has the port libvirt picked (5900 + n)
       graphics: def.graphics ? [{ type: def.graphics.type, listen: def.graphics.listen, ...(view === 'current' && d.active ? { port: 5900 + (d.id ?? 0) } : {}) }] : [],
       guestAgent: def.guestAgent ?? true,
-      disks: def.disks.map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
-      cdroms: (def.cdroms ?? []).map((x) => ({ path: x.path, target: x.target, bus: x.bus })),
+      // As the XML parser reports them: device='cdrom' disks (declared cdroms, then the seed) in `cdroms`.
+      disks: def.disks.filter((x) => x.device !== 'cdrom').map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
+      cdroms: [
+        ...def.disks.filter((x) => x.device === 'cdrom').map((x) => ({ path: x.path, target: x.target, bus: x.bus, format: x.format, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) })),
+        ...(def.cdroms ?? []).map((x) => ({ path: x.path, target: x.target, bus: x.bus })),
+      ],
       nics: def.nics.map((x) => ({ network: x.network, mac: x.mac ?? '', model: x.model })), marker: def.marker,
       extraDevices: [...(def.extraDevices ?? [])],
     };

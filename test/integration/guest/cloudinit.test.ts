@@ -135,7 +135,7 @@ describe.sequential('spec.cloudInit on qemu:///system: the tiny guest configured
     expect(virsh('vol-dumpxml', '--pool', POOL, SEED)).toMatch(/<mode>0600<\/mode>/);
     const xml = virsh('dumpxml', '--inactive', VM);
     expect(xml).toMatch(new RegExp(`<disk type='file' device='cdrom'>\\s*<driver name='qemu' type='raw'/>\\s*<source file='${SEED_PATH}'/>\\s*<target dev='hda' bus='ide'/>\\s*<readonly/>`));
-    expect(parseDomainXml(xml).cdroms).toEqual([{ path: SEED_PATH, target: 'hda', bus: 'ide' }]);
+    expect(parseDomainXml(xml).cdroms).toEqual([{ path: SEED_PATH, target: 'hda', bus: 'ide', format: 'raw' }]);
     expect(virsh('net-dumpxml', NET)).not.toContain('<forward');
   });
 

@@ -310,3 +310,24 @@ describe('cpu, graphics and the guest agent channel', () => {
     expect(parseDomainXml(back).guestAgent).toBe(true);
   });
 });
+
+describe('cdrom disks (issue 24, helper cdseed)', () => {
+  it("a disk with device cdrom is a read-only device='cdrom' on its bus, read back as a CD-ROM with its format and boot order", () => {
+    const iso = { path: '/p/tools.img', format: 'raw' as const, bus: 'sata' as const, target: 'sda', bootOrder: 2, device: 'cdrom' as const };
+    const xml = buildDomainXml(def({ disks: [def().disks[0]!, iso], cdroms: [{ path: '/p/vm1-cidata.iso', bus: 'ide', target: 'hda' }] }));
+    const cds = flat(xml).match(/<disk type="file" device="cdrom">.*?<\/disk>|<disk type='file' device='cdrom'>.*?<\/disk>/g)!;
+    expect(cds).toHaveLength(2);
+    for (const c of cds) expect(c).toContain('readonly');
+    const p = parseDomainXml(xml);
+    expect(p.disks.map((d) => d.path)).toEqual(['/var/lib/vf/vm1.qcow2']);
+    expect(p.cdroms).toEqual([
+      { path: '/p/tools.img', target: 'sda', bus: 'sata', format: 'raw', bootOrder: 2 },
+      { path: '/p/vm1-cidata.iso', target: 'hda', bus: 'ide', format: 'raw' },
+    ]);
+  });
+
+  it('refuses a cdrom on the virtio bus', () => {
+    const iso = { path: '/p/tools.img', format: 'raw' as const, bus: 'virtio' as const, target: 'vdb', device: 'cdrom' as const };
+    expect(() => buildDomainXml(def({ disks: [iso] }))).toThrow(/a cdrom cannot be on the virtio bus/);
+  });
+});

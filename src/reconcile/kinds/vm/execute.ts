@@ -53,12 +53,14 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
         nics: d.config.nics.map((n, i) => ({ network: n.network, model: n.model, mac: resolved[i]!, declared: !!n.mac })),
         disks: config.disks.map((x) => ({ path: x.path, target: x.target })),
       };
+      const ci = d.config.cloudInit;
+      const seedVolume = ci?.existing !== undefined ? { pool: ci.pool, volume: ci.volume } : facts.seedVolume;
       // The mark as an earlier step of this change left it (a detach the guest did not complete).
       const previous = hotplugged && ctx.facts ? ((await ctx.facts()) as VmFacts).restartRequired : facts.restartRequired;
       await ctx.record({
         uuid: uuid ?? null, observedStatus: observedDomain?.active ? 'running' : 'stopped',
         desiredState: d.state, config: true,
-        facts: { ...next, restartRequired: observedDomain?.active ? await restartState(host, d.name, previous, { facts, current: facts.seed?.sha256 }) : null },
+        facts: { ...next, seedVolume: seedVolume ?? null, restartRequired: observedDomain?.active ? await restartState(host, d.name, previous, { facts, current: facts.seed?.sha256 }) : null },
       });
       return;
     }
@@ -90,7 +92,8 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
       const made = seedsMade(ctx.observed);
       const at = `${op.pool}/${op.volume}`;
       if (await host.getVolume(op.pool, op.volume)) {
-        if (!d.adopt && !made.has(at) && !seedIsOurs(ctx.observed, step.key, op.pool, op.volume)) {
+        // `replace`: the VM's seedVolume until now, written over with --allow-data-loss (the plan held it otherwise).
+        if (!d.adopt && !op.replace && !made.has(at) && !seedIsOurs(ctx.observed, step.key, op.pool, op.volume)) {
           throw new HostError('already-exists', `a volume ${op.volume} that virtform did not create exists in pool ${op.pool}: the cloud-init seed is not written over it`);
         }
         await host.deleteVolume(op.pool, op.volume);
@@ -101,7 +104,8 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
       const old = facts.seed;
       if (old && (old.pool !== op.pool || old.volume !== op.volume)) await host.deleteVolume(old.pool, old.volume);
       const live = await host.getRunningDomain(step.name);
-      const seedFacts = { seed: { pool: op.pool, volume: op.volume, sha256: op.sha256 } satisfies SeedFact };
+      // Built now: the seedVolume it replaces (if any) is no longer the VM's.
+      const seedFacts = { seed: { pool: op.pool, volume: op.volume, sha256: op.sha256 } satisfies SeedFact, seedVolume: null };
       const rr = live ? await restartState(host, step.name, facts.restartRequired, { facts, current: op.sha256 }) : null;
       ctx.boundary();
       await ctx.record({
