@@ -80,18 +80,18 @@ function writeManifests(dir: string, n: number): void {
   }
 }
 
-interface Run { wallMs: number; rssKiB: number; code: number | null; stdout: string; stderr: string }
+interface Run { wallMs: number; rssKiB: number; cpuMs: number; code: number | null; stdout: string; stderr: string }
 
-/** One process under /usr/bin/time: wall time measured here, peak RSS from time's report. */
+/** One process under /usr/bin/time: wall time measured here, peak RSS and CPU time (user + system) from time's report. */
 function measure(cmd: string, args: string[], input?: string): Run {
   const timeOut = join(tmpdir(), `vfbproc-time-${process.pid}`);
   const t = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-o', timeOut, '-f', '%M', cmd, ...args], {
+  const r = spawnSync('/usr/bin/time', ['-o', timeOut, '-f', '%M %U %S', cmd, ...args], {
     encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1' }, ...(input !== undefined ? { input } : { stdio: ['ignore', 'pipe', 'pipe'] }),
   });
   const wallMs = performance.now() - t;
-  const rssKiB = Number(readFileSync(timeOut, 'utf8').trim().split('\n').pop());
-  return { wallMs, rssKiB, code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  const [rss, user, sys] = (readFileSync(timeOut, 'utf8').trim().split('\n').pop() ?? '').split(' ').map(Number);
+  return { wallMs, rssKiB: rss!, cpuMs: (user! + sys!) * 1000, code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
 function must(r: Run, what: string, codes = [0]): Run {
@@ -255,7 +255,8 @@ async function inside(): Promise<void> {
       if (name.startsWith('virtform')) return `${(med(name) / node0).toFixed(2)}x node -e 0`;
       return '';
     };
-    const main = rows.map((r) => [r.name, ms(med(r.name)), ms(Math.min(...runs.get(r.name)!.map((x) => x.wallMs))), (rss(r.name) / 1024).toFixed(1), vs(r.name)]);
+    const cpu = (name: string): number => median(runs.get(name)!.map((r) => r.cpuMs));
+    const main = rows.map((r) => [r.name, ms(med(r.name)), ms(Math.min(...runs.get(r.name)!.map((x) => x.wallMs))), ms(cpu(r.name)), (rss(r.name) / 1024).toFixed(1), vs(r.name)]);
     const engineRows = [...engineMs].map(([name, xs]) => [name, ms(median(xs)), `${(median(xs) / read).toFixed(2)}x`, `${(median(xs) / med(name)).toFixed(2)}`]);
 
     // Where the dry-run's time goes.
@@ -285,7 +286,10 @@ dry-run writes nothing, so the first dry-run right after an apply still parses a
 
 ## Whole process, ${N} VMs
 
-${table(['command', 'median ms', 'min ms', 'peak RSS MiB', 'ratio'], main)}
+${table(['command', 'median ms', 'min ms', 'median CPU ms (user + sys)', 'peak RSS MiB', 'ratio'], main)}
+
+CPU time is the process's own (for \`virsh\` not libvirtd's): less sensitive to the machine's load than wall time, and the part
+of a dry-run that virtform's code can cut.
 
 The dry-runs' own engine time (\`--json\` \`durationMs\`: observe + diff + plan, from the connection on; the rest of the
 process is start-up, module loading, opening the DB and loading + validating the manifests):
