@@ -133,6 +133,27 @@ describe('the load cache', () => {
     expect((await cached()).cacheStats).toMatchObject({ cached: 3, digest: true });
   });
 
+  it('keeps Host manifests too: the hosts of a fleet and the digest are those of loadManifests (a Host edit: another digest)', async () => {
+    const hostDoc = (zone: string): string => `apiVersion: virtform.dev/v1
+kind: Host
+metadata: {name: h1, labels: {zone: ${zone}}}
+spec:
+  uri: qemu+tcp://10.251.1.2/system
+  insecure: true
+`;
+    writeFileSync(join(dir, 'hosts.yaml'), hostDoc('a'));
+    await cached();
+    const hit = await cached();
+    expect(hit.cacheStats).toMatchObject({ files: 4, cached: 4, digest: true });
+    expect(plain(hit)).toEqual(plain(await direct()));
+    expect(hit.ok && hit.desired.hosts.map((h) => [h.id, h.labels.zone])).toEqual([['h1', 'a']]);
+    writeFileSync(join(dir, 'hosts.yaml'), hostDoc('b'));
+    const edited = await cached();
+    expect(edited.cacheStats).toMatchObject({ cached: 3, digest: false });
+    expect(plain(edited)).toEqual(plain(await direct()));
+    expect(edited.ok && hit.ok && edited.desired.digest).not.toBe(hit.ok && hit.desired.digest);
+  });
+
   it('write: false (a dry-run) writes nothing, and nothing is written into a folder that does not exist', async () => {
     expect((await cached(false)).cacheStats.written).toBe(false);
     expect(existsSync(cacheFile)).toBe(false);
