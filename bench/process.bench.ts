@@ -17,7 +17,8 @@
  *
  * Then, in ONE interleaved run (each rep runs every row once, the order rotated from rep to rep),
  * each command a fresh process, wall time and peak RSS (`/usr/bin/time`'s maximum resident set):
- *   - `virtform reconcile DIR --dry-run` (no-op: "No changes."), and with `--baseline-cli` the
+ *   - `virtform reconcile DIR --dry-run` (no-op: "No changes."; its load cache written by the setup's
+ *     applying runs), the same without the load cache (`--data-dir` of an empty folder), and with `--baseline-cli` the
  *     same with another build (e.g. main's) on a copy of the state DB without this build's tables;
  *   - one `virsh` session reading every definition virtform reads (`dumpxml --inactive` of each VM,
  *     `vol-dumpxml` of each volume, the pool's and the network's), commands on its stdin;
@@ -49,6 +50,8 @@ const P = 'vftest-bench-proc';
 const POOL = `${P}-pool`;
 const NET = `${P}-net`;
 
+const NO_CACHE = 'virtform reconcile --dry-run, no load cache';
+
 const pad = (i: number): string => String(i).padStart(5, '0');
 const doc = (b: string): string => `apiVersion: virtform.dev/v1\n${b}\n`;
 
@@ -77,18 +80,18 @@ function writeManifests(dir: string, n: number): void {
   }
 }
 
-interface Run { wallMs: number; rssKiB: number; code: number | null; stdout: string; stderr: string }
+interface Run { wallMs: number; rssKiB: number; cpuMs: number; code: number | null; stdout: string; stderr: string }
 
-/** One process under /usr/bin/time: wall time measured here, peak RSS from time's report. */
+/** One process under /usr/bin/time: wall time measured here, peak RSS and CPU time (user + system) from time's report. */
 function measure(cmd: string, args: string[], input?: string): Run {
   const timeOut = join(tmpdir(), `vfbproc-time-${process.pid}`);
   const t = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-o', timeOut, '-f', '%M', cmd, ...args], {
+  const r = spawnSync('/usr/bin/time', ['-o', timeOut, '-f', '%M %U %S', cmd, ...args], {
     encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1' }, ...(input !== undefined ? { input } : { stdio: ['ignore', 'pipe', 'pipe'] }),
   });
   const wallMs = performance.now() - t;
-  const rssKiB = Number(readFileSync(timeOut, 'utf8').trim().split('\n').pop());
-  return { wallMs, rssKiB, code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  const [rss, user, sys] = (readFileSync(timeOut, 'utf8').trim().split('\n').pop() ?? '').split(' ').map(Number);
+  return { wallMs, rssKiB: rss!, cpuMs: (user! + sys!) * 1000, code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
 function must(r: Run, what: string, codes = [0]): Run {
@@ -192,6 +195,8 @@ async function inside(): Promise<void> {
       `net-dumpxml --inactive ${NET}`, `pool-dumpxml --inactive ${POOL}`].join('\n') + '\n';
     const infoCmds = doms.map((d) => `dominfo ${d}`).join('\n') + '\n';
 
+    const noCacheDir = join(work, 'no-load-cache');
+    mkdirSync(noCacheDir);
     const noChanges = (r: Run): void => {
       if (r.code !== 0 || !r.stdout.includes('No changes.')) throw new Error(`the dry-run is not a no-op: exit ${r.code}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
     };
@@ -212,6 +217,8 @@ async function inside(): Promise<void> {
     if (BASE_CLI) noChanges(must(measure(process.execPath, [BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', baseDb]), 'baseline dry-run'));
     const rows: Row[] = [
       { name: 'virtform reconcile --dry-run', cmd: process.execPath, args: [CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', db], check: noopJson('virtform reconcile --dry-run') },
+      // The same build without its load cache (a data dir with none; a dry-run writes none): every manifest file parsed.
+      { name: NO_CACHE, cmd: process.execPath, args: [CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', db, '--data-dir', noCacheDir], check: noopJson(NO_CACHE) },
       ...(BASE_CLI ? [{ name: 'baseline build: reconcile --dry-run', cmd: process.execPath, args: [BASE_CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', baseDb], check: noopJson('baseline build: reconcile --dry-run') }] : []),
       { name: 'virsh session: every definition virtform reads', cmd: 'virsh', args: ['-c', URI], input: readCmds },
       { name: 'virsh session: dominfo of each VM', cmd: 'virsh', args: ['-c', URI], input: infoCmds },
@@ -242,13 +249,14 @@ async function inside(): Promise<void> {
     const defs = (JSON.parse(json.stdout) as { definitions?: unknown }).definitions;
 
     const vs = (name: string): string => {
-      if (name === 'virtform reconcile --dry-run' || name === 'baseline build: reconcile --dry-run') {
+      if (name === 'virtform reconcile --dry-run' || name === NO_CACHE || name === 'baseline build: reconcile --dry-run') {
         return `${(med(name) / read).toFixed(2)}x read session, ${(med(name) / info).toFixed(2)}x dominfo session, ${(med(name) / list).toFixed(1)}x virsh list`;
       }
       if (name.startsWith('virtform')) return `${(med(name) / node0).toFixed(2)}x node -e 0`;
       return '';
     };
-    const main = rows.map((r) => [r.name, ms(med(r.name)), ms(Math.min(...runs.get(r.name)!.map((x) => x.wallMs))), (rss(r.name) / 1024).toFixed(1), vs(r.name)]);
+    const cpu = (name: string): number => median(runs.get(name)!.map((r) => r.cpuMs));
+    const main = rows.map((r) => [r.name, ms(med(r.name)), ms(Math.min(...runs.get(r.name)!.map((x) => x.wallMs))), ms(cpu(r.name)), (rss(r.name) / 1024).toFixed(1), vs(r.name)]);
     const engineRows = [...engineMs].map(([name, xs]) => [name, ms(median(xs)), `${(median(xs) / read).toFixed(2)}x`, `${(median(xs) / med(name)).toFixed(2)}`]);
 
     // Where the dry-run's time goes.
@@ -278,12 +286,18 @@ dry-run writes nothing, so the first dry-run right after an apply still parses a
 
 ## Whole process, ${N} VMs
 
-${table(['command', 'median ms', 'min ms', 'peak RSS MiB', 'ratio'], main)}
+${table(['command', 'median ms', 'min ms', 'median CPU ms (user + sys)', 'peak RSS MiB', 'ratio'], main)}
+
+CPU time is the process's own (for \`virsh\` not libvirtd's): less sensitive to the machine's load than wall time, and the part
+of a dry-run that virtform's code can cut.
 
 The dry-runs' own engine time (\`--json\` \`durationMs\`: observe + diff + plan, from the connection on; the rest of the
 process is start-up, module loading, opening the DB and loading + validating the manifests):
 
 ${table(['dry-run', 'engine median ms', 'engine / read session', 'engine share of the process'], engineRows)}
+
+"${NO_CACHE}" is this build with \`--data-dir\` of an empty folder: no load cache (src/manifest/load-cache.ts), every manifest
+file parsed and checked, as before it.
 
 The dry-run's \`--json\` \`definitions\` (read, parsed, left unparsed by the fast path): \`${JSON.stringify(defs)}\`.
 

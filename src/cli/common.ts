@@ -2,12 +2,15 @@
 import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { stat } from 'node:fs/promises';
-import { loadManifests, formatManifestError, type DesiredState, type LoadOptions, type ManifestError, type Policy } from '../manifest/index.js';
+import {
+  LOAD_CACHE_FILE, loadManifests, loadManifestsCached, formatManifestError,
+  type DesiredState, type LoadCacheStats, type LoadOptions, type ManifestError, type Policy,
+} from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { HostPort } from '../reconcile/ports.js';
 import { DEFAULT_LEASE_TIMING, defaultDbPath, isPostgresLocation, leaseTimingProblem, openStateStore, type HostBinding, type LeaseTiming, type StateStore } from '../state/index.js';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 export { EXIT } from './exit.js';
 export { formatErrors, manifestErrorsJson, resolvePolicy, type JsonManifestError, type LoadedPolicy } from './manifest-input.js';
@@ -54,16 +57,37 @@ export async function notAManifestFolder(dir: string, command: 'reconcile' | 'wa
 }
 
 export type LoadedDesired =
-  | { ok: true; desired: Desired; manifestCount: number; state: DesiredState }
+  | { ok: true; desired: Desired; manifestCount: number; state: DesiredState; cache?: LoadCacheStats }
   | { ok: false; errors: ManifestError[]; text: string };
 
-/** Load and validate a manifest folder (against the policy, when one is given); nothing is written anywhere. */
-export async function loadDesired(dir: string, policy?: Policy, opts: Omit<LoadOptions, 'policy'> = {}): Promise<LoadedDesired> {
-  const result = await loadManifests(dir, { ...opts, policy });
+/** Where the load cache of a data dir is (src/manifest/load-cache.ts). */
+export function loadCacheFile(dataDir: string): string {
+  return join(dataDir, LOAD_CACHE_FILE);
+}
+
+/**
+ * Load and validate a manifest folder (against the policy, when one is given). With `cache`, the
+ * load cache of that file (`src/manifest/load-cache.ts`): unchanged files are not parsed again; it
+ * is written only with `cache.write` (never by a dry-run). Nothing else is written anywhere.
+ */
+export async function loadDesired(
+  dir: string, policy?: Policy, opts: Omit<LoadOptions, 'policy'> & { cache?: { file: string; write: boolean } } = {},
+): Promise<LoadedDesired> {
+  const { cache, ...load } = opts;
+  let stats: LoadCacheStats | undefined;
+  let result;
+  if (cache) {
+    const { cacheStats, ...r } = await loadManifestsCached(dir, { ...load, policy }, cache);
+    stats = cacheStats;
+    result = r as Awaited<ReturnType<typeof loadManifests>>;
+  } else result = await loadManifests(dir, { ...load, policy });
   if (!result.ok) {
     return { ok: false, errors: result.errors, text: result.errors.map(formatManifestError).join('\n') };
   }
-  return { ok: true, desired: buildDesired(result.desired), manifestCount: result.desired.manifests.length, state: result.desired };
+  return {
+    ok: true, desired: buildDesired(result.desired), manifestCount: result.desired.manifests.length, state: result.desired,
+    ...(stats ? { cache: stats } : {}),
+  };
 }
 
 export interface OpenStoreOptions {

@@ -43,6 +43,7 @@ export { formatManifestError } from './errors.js';
 export type { LoadResult, LoadOptions } from './loader.js';
 export { loadManifests, digestManifests, digestState, manifestsByKind, NAME_RE } from './loader.js';
 export { ManifestCache, type CacheLoadStats } from './cache.js';
+export { loadManifestsCached, LOAD_CACHE_FILE, type LoadCacheOptions, type LoadCacheStats } from './load-cache.js';
 export { checkFleet, libvirtUriProblem, vmVolumes, vmNetworks, vmOwnPools, backingChain, scopeOf, volumeGroups, stateOnHost, vmPlacementFacts, type HostEntry, type VmPlacementFacts } from './hosts.js';
 export { diskBus } from './semantics.js';
 export { parseSize, formatSize, roundUpToKiB, ManifestSizeError } from './size.js';

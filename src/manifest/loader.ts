@@ -248,19 +248,23 @@ export function checkFile(file: string, bytes: Buffer): FileLoad {
  */
 export type FileReader = (file: string) => Promise<FileLoad>;
 
-/** The per-file step without a cache: stat (size limit), read, {@link checkFile}. */
-export async function readManifestFile(file: string): Promise<FileLoad> {
-  let bytes: Buffer;
+/** A manifest file's bytes after the size check, or the file's error. */
+export async function readManifestBytes(file: string): Promise<Buffer | FileLoad> {
   try {
     const fst = await stat(file);
     if (fst.size > MAX_FILE_BYTES) {
       return { errors: [{ file, line: 1, col: 1, message: `file is ${fst.size} bytes, larger than the ${MAX_FILE_BYTES}-byte (1 MiB) limit` }], entries: [], hostEntries: [] };
     }
-    bytes = await readFile(file);
+    return await readFile(file);
   } catch (err) {
     return { errors: [{ file, line: 1, col: 1, message: `cannot read file: ${(err as Error).message}` }], entries: [], hostEntries: [] };
   }
-  return checkFile(file, bytes);
+}
+
+/** The per-file step without a cache: stat (size limit), read, {@link checkFile}. */
+export async function readManifestFile(file: string): Promise<FileLoad> {
+  const bytes = await readManifestBytes(file);
+  return Buffer.isBuffer(bytes) ? checkFile(file, bytes) : bytes;
 }
 
 /** What `loadManifests` takes besides the options: how each file is read, and how the git state is found. */

@@ -366,27 +366,49 @@ function fastParse(file: string, text: string): SourceDoc[] | undefined {
   }
   if (warned || suspicious || starts.length !== values.length || values.some((v) => v === null || v === undefined)) return undefined;
   const positions = positionsOf(text, starts);
-  let reparsed: { docs: Document.Parsed[]; lineCounter: LineCounter } | undefined;
-  const withPositions = (): { docs: Document.Parsed[]; lineCounter: LineCounter } => {
+  const withPositions = lazyPositions(() => text);
+  return values.map((value, index): SourceDoc => sourceDoc(file, index, positions[index]!, withPositions, { value }));
+}
+
+type PositionsOf = () => { docs: Document.Parsed[]; lineCounter: LineCounter };
+
+/** `yaml`'s position-keeping parse of a file's text, made at the first call and kept. */
+function lazyPositions(textOf: () => string): PositionsOf {
+  let reparsed: ReturnType<PositionsOf> | undefined;
+  return () => {
     if (reparsed) return reparsed;
     const lineCounter = new LineCounter();
     let docs: Document.Parsed[];
     try {
-      docs = parseWithPositions(text, lineCounter).filter((d) => !isEmptyDoc(d));
+      docs = parseWithPositions(textOf(), lineCounter).filter((d) => !isEmptyDoc(d));
     } catch { // safe-catch: js-yaml read the file; without yaml's tree, errors point at the document's start
       docs = [];
     }
     return (reparsed = { docs, lineCounter });
   };
-  return values.map((value, index): SourceDoc => ({
-    file, index, start: positions[index]!, value,
+}
+
+/** A document whose `doc` and `lineCounter` come from `withPositions` at their first use. */
+function sourceDoc(file: string, index: number, start: Position, withPositions: PositionsOf, value?: { value: unknown }): SourceDoc {
+  return {
+    file, index, start, ...value,
     get doc() {
       return withPositions().docs[index] ?? new Document(null) as unknown as Document.Parsed;
     },
     get lineCounter() {
       return withPositions().lineCounter;
     },
-  }));
+  };
+}
+
+/**
+ * The documents of a file whose values were taken from elsewhere (the load cache,
+ * `load-cache.ts`: values checked in an earlier run, by the sha256 of these same bytes): no value,
+ * positions from `yaml`'s parse of `bytes` at their first use, as for a file read fast.
+ */
+export function restoredDocs(file: string, bytes: Buffer, starts: readonly Position[]): SourceDoc[] {
+  const withPositions = lazyPositions(() => bytes.toString('utf8'));
+  return starts.map((start, index) => sourceDoc(file, index, start, withPositions));
 }
 
 /** 1-based line and column of each of the sorted `offsets` in `text`. */

@@ -75,6 +75,8 @@ export const SUITES = {
   faststart: 130,
   // issue 22 (digest): test/integration/reconcile/fast-path.test.ts
   fastpath: 135,
+  // issue 22 (helper noopfast): test/integration/reconcile/load-cache.test.ts
+  loadcache: 190,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

@@ -1,5 +1,5 @@
 import {
-  EXIT, dataDirOf, errorMessage, whoAmI, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, useColor, verifyHostIdentity,
+  EXIT, dataDirOf, errorMessage, loadCacheFile, whoAmI, leaseTiming, loadDesired, manifestErrorsJson, notAManifestFolder, openStore, resolvePolicy, useColor, verifyHostIdentity,
   type JsonManifestError, type LeaseFlags,
 } from '../common.js';
 import type { MaxDeletions } from '../../reconcile/safety.js';
@@ -18,7 +18,7 @@ import { gitDesired, gitInput, type GitDesired, type GitFlags } from '../git.js'
 import { redactUrl } from '../../git/index.js';
 import { formatManifestError } from '../../manifest/index.js';
 import { kindOf } from '../../reconcile/kinds/index.js';
-import type { DesiredState } from '../../manifest/index.js';
+import type { DesiredState, LoadCacheStats } from '../../manifest/index.js';
 import { fleetHosts } from '../../fleet/parts.js';
 import { engineFlagOptions, fleetRefusal, reconcileFleet } from './reconcile-fleet.js';
 import { readFile, rename, writeFile } from 'node:fs/promises';
@@ -178,13 +178,17 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     return EXIT.failure;
   };
   let loaded: { ok: true; desired: Desired; state?: DesiredState } | undefined;
+  /** What the load took from the load cache (a folder's load; not --git). */
+  let loadCache: LoadCacheStats | undefined;
   if (!gitSpec) {
     const notFolder = await notAManifestFolder(dir, 'reconcile');
     if (notFolder) {
       err(`virtform: ${notFolder}; nothing was changed\n`);
       return invalid(wholeInput(notFolder));
     }
-    const folder = await loadDesired(dir, policy.policy, { cachedImageSize });
+    const folder = await loadDesired(dir, policy.policy, {
+      cachedImageSize, cache: { file: loadCacheFile(dataDirOf(o.db, o.dataDir)), write: !o.dryRun },
+    });
     if (!folder.ok) {
       err(`${folder.text}\n${folder.errors.length} error(s) in ${dir}; nothing was changed\n`);
       return invalid(manifestErrorsJson(folder.errors));
@@ -195,6 +199,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       return invalid(wholeInput('no manifests found; refusing to continue, since that would delete everything virtform manages (--allow-empty tears the whole environment down)'));
     }
     loaded = folder;
+    loadCache = folder.cache;
     if (fleetHosts(folder.state).length > 0 && (o.plan || o.out)) {
       const m = 'saved plans (--out, --plan) are not supported with Host manifests (a fleet) yet; plan and apply the fleet with reconcile';
       err(`virtform: ${m}; nothing was changed\n`);
@@ -373,6 +378,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
         held: Object.fromEntries(result.held),
         suspension: result.suspension ?? null,
         mutations: result.mutations, durationMs: result.durationMs, definitions: result.definitions,
+        ...(loadCache ? { manifestCache: { files: loadCache.files, cached: loadCache.cached, digest: loadCache.digest, written: loadCache.written, ignored: loadCache.ignored ?? null } } : {}),
         steps: result.applied?.outcomes.map((s) => ({
           resource: s.step.key, host: s.step.host, op: s.step.op.op, status: s.status, attempts: s.attempts, ms: s.ms, error: s.error ?? null,
         })) ?? [],

@@ -9,7 +9,7 @@
  */
 import { printable } from '../../util/printable.js';
 import { hostOf, LOCAL_HOST, resourceKey, type HostId } from '../../model/kinds.js';
-import { EXIT, errorMessage, loadDesired, openStore, resolvePolicy } from '../common.js';
+import { EXIT, dataDirOf, errorMessage, loadCacheFile, loadDesired, openStore, resolvePolicy } from '../common.js';
 import { fleetHosts } from '../../fleet/parts.js';
 import { refusedTransports } from '../../fleet/connect.js';
 import { transportRefusal } from '../../fleet/transport.js';
@@ -49,7 +49,8 @@ export async function runStatus(
   }
   const gitSpec = 'spec' in source ? { ...source.spec, policy: policy.policy } : undefined;
   if (dir) {
-    const loaded = await loadDesired(dir, policy.policy);
+    // The load cache is read, never written (status writes nothing).
+    const loaded = await loadDesired(dir, policy.policy, { cache: { file: loadCacheFile(dataDirOf(o.db, o.dataDir)), write: false } });
     if (!loaded.ok) {
       process.stderr.write(`${loaded.text}\n`);
       return EXIT.invalid;

@@ -10,7 +10,7 @@
  * position (`ip/dhcp/range`, `ip/dhcp/range[2]`). A subtree added or removed is named once, at
  * its top (`devices/watchdog added`, not each child).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { XMLParser } from 'fast-xml-parser';
 
 export type XmlChange = 'added' | 'removed' | 'changed';
@@ -28,7 +28,7 @@ export interface XmlDifference {
 
 /** sha256 (hex) of a document's raw bytes: equal hashes need no parse. */
 export function xmlSha256(xml: string): string {
-  return createHash('sha256').update(xml, 'utf8').digest('hex');
+  return hash('sha256', xml);
 }
 
 type Ordered = Record<string, unknown>;

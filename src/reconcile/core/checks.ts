@@ -11,7 +11,7 @@
  * (hash and versions) and libvirt's version now, and {@link COMPARE_REVISION}. Any byte of the
  * definition or any of these that differs: the full comparison runs, as without the fast path.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { BaselineEntry, DefinitionCheck } from '../../state/index.js';
 import { canonicalJson, type AnyDesired } from './resource.js';
 
@@ -37,11 +37,11 @@ export function checkInputs(
   desired: AnyDesired, record: CheckedRecord, baseline: BaselineEntry | undefined, version: string | undefined,
 ): string {
   const facts = record.facts ?? record.details?.facts ?? null;
-  return createHash('sha256').update(canonicalJson([
+  return hash('sha256', canonicalJson([
     COMPARE_REVISION, version ?? null, baseline?.sha256 ?? null, baseline?.version ?? null,
     desired.kind, desired.specHash, desired.suspended ?? false, desired.adopt ?? false,
     record.uuid, record.specHash, record.desiredState, record.lastError, facts,
-  ])).digest('hex');
+  ]));
 }
 
 /**
