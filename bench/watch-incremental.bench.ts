@@ -6,7 +6,7 @@
  * the incremental watch: a full reload and a full observe every step), interleaved in one run.
  *
  *   npx tsx bench/watch-incremental.bench.ts [--out bench/results/watch-incremental.md] [--vms 1000]
- *       [--edits 6] [--rounds 2] [--baseline-ref 512d214] [--baseline-root DIR] [--uri qemu:///system]
+ *       [--edits 6] [--rounds 2] [--profile true (each step of this tree: a CPU profile of the step alone)] [--baseline-ref 512d214] [--baseline-root DIR] [--uri qemu:///system]
  *
  * Needs root and libvirtd (qemu:///system; a test host: `scripts/test-host.sh exec NAME -- …`).
  * Objects are named vftest-bench-iw-*; the bench creates them with virtform (the first
@@ -147,7 +147,7 @@ interface Session {
   run(source: string): Promise<Step>;
 }
 
-async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<WatchOptions> = {}): Promise<Session> {
+async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<WatchOptions> = {}, profileSteps = false): Promise<Session> {
   const clock = new CallClock();
   const store = await impl.openStateStore(dbPath);
   let trigger: { source: string; at: number } | undefined;
@@ -187,8 +187,18 @@ async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<W
     applied.clear();
     const calls0 = clock.calls;
     const fin = done();
-    start();
-    const end = await fin;
+    let end!: Awaited<typeof fin>;
+    if (profileSteps) {
+      // Only the step is profiled (from the edit to the end of the step), not the settling after it.
+      const top = await cpuProfile(async () => {
+        start();
+        end = await fin;
+      }, { root: ROOT, top: Number(f['profile-top'] ?? 40) });
+      process.stderr.write(`${top.map((r) => r.join('  ')).join('\n')}\n`);
+    } else {
+      start();
+      end = await fin;
+    }
     if (!trigger) throw new Error(`${impl.label}: no trigger seen`);
     const t = trigger as { source: string; at: number };
     if (t.source !== source) throw new Error(`${impl.label}: the run was started by ${t.source}, not ${source}`);
@@ -247,18 +257,13 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
       for (const impl of f['skip-baseline'] === 'true' ? [current] : order) {
         const t0 = performance.now();
         process.stderr.write(`${impl.label}: starting (${created ? 'applied fixture' : 'creating the fixture'})\n`);
-        const s = await session(impl, mdir, db);
+        const s = await session(impl, mdir, db, {}, f.profile === 'true' && impl === current);
         if (!created) process.stderr.write(`created ${VMS * 2 + 2} resources in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
         created = true;
         for (let e = 0; e < EDITS; e++) {
           memory = memory === 64 ? 72 : 64;
           const edit = (): Promise<Step> => s.edit(file, vmFile(target, memory), resource);
-          let st: Step | undefined;
-          if (f.profile === 'true' && impl === current) {
-            const top = await cpuProfile(async () => void (st = await edit()), { root: ROOT, top: 40 });
-            process.stderr.write(`${top.map((r) => r.join('  ')).join('\n')}\n`);
-          } else st = await edit();
-          if (!st) throw new Error('no step');
+          const st = await edit();
           steps.push(st);
           process.stderr.write(`${impl.label}: edit ${e + 1}: ${ms(st.ms)} ms, libvirt ${ms(st.libvirtMs)} ms, own ${ms(st.ownMs)} ms, ${st.calls} calls${st.timing ? ` ${JSON.stringify(st.timing)}` : ''}\n`);
         }

@@ -71,6 +71,8 @@ export const SUITES = {
   faststart: 130,
   // issue 22 (digest): test/integration/reconcile/fast-path.test.ts
   fastpath: 135,
+  // issue 22 (helper watchfast): test/integration/watch/incremental-deps.test.ts
+  wfdeps: 185,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;
