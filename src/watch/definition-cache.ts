@@ -18,9 +18,17 @@
  * outside virtform are seen at the next full read, i.e. within the resync period. The same holds
  * for a running domain's live-only device changes (device events are not lifecycle events).
  *
+ * The no-op fast path (`src/reconcile/core/checks.ts`) works on kept definitions as on read ones:
+ * the caller's `DefinitionRead` (domains, volumes) is forwarded to the host's read, and a kept
+ * definition whose bytes (their sha256, kept with it) are the ones `known` names is handed out
+ * unparsed (`unparsed`, its sha256 in `digests`), exactly as the host's own read would. To keep
+ * every definition's XML and sha256 (a volume's parse has no XML), the cache asks the host as if
+ * every definition were known and parses, itself, those the caller's `known` does not name.
+ *
  * Reads and invalidations can interleave (an event arrives while a read is on the wire): every
  * object has a generation, and a read stores its result only if no invalidation came meanwhile.
  */
+import { LibvirtXmlError } from '../libvirt/xml/types.js';
 import type { DefinitionRead, HostDefinitions, HostPort, ObservedDomain, ObservedNetwork, ObservedPool, ObservedVolume } from '../reconcile/ports.js';
 
 type Family = 'domain' | 'network' | 'pool' | 'volume';
@@ -186,14 +194,8 @@ export class DefinitionCache {
       if (fast && k.sha256 !== undefined) fast.digests.set(id, k.sha256);
       // The no-op fast path, as the host's own read does it: bytes compared before stay unparsed.
       const raw = rawOf(k);
-      const known = fast !== undefined && k.sha256 !== undefined && fast.known.get(id) === k.sha256;
-      if (known && raw) fast.unparsed.set(id, { ...raw, parse: () => parsedOf(k) });
-      else if (known) {
-        // Kept parsed without its XML (a volume's parse has none) and now on the fast path: read
-        // once more, to be kept unparsed with its XML as the host's own read gives it.
-        missing.push(o);
-        continue;
-      } else out.set(id, parsedOf(k));
+      if (fast && raw && k.sha256 !== undefined && fast.known.get(id) === k.sha256) fast.unparsed.set(id, { ...raw, parse: () => parsedOf(k) });
+      else out.set(id, parsedOf(k));
     }
     this.#stats.hits += list.length - missing.length;
     if (missing.length === 0) return out;
@@ -202,19 +204,32 @@ export class DefinitionCache {
     const epoch = this.#epoch;
     const gens = this.#gens[family];
     const before = new Map(missing.map((o) => [idOf(o), gens.get(idOf(o)) ?? 0]));
-    const inner: DefinitionRead<D> | undefined = fast ? { known: fast.known, digests: new Map(), unparsed: new Map() } : undefined;
+    // Asked of the host as if every definition were known: each comes back unparsed with its XML
+    // and sha256, both kept; it is parsed here unless the caller's `known` names those bytes.
+    const digests = new Map<string, string>();
+    const inner: DefinitionRead<D> | undefined = fast ? { known: new EveryDigest(digests), digests, unparsed: new Map() } : undefined;
     const fresh = await read(missing, unreadable, inner);
     for (const o of missing) {
       const id = keyOf(o);
-      const sha256 = inner?.digests.get(id);
+      const sha256 = digests.get(id);
       if (sha256 !== undefined) fast!.digests.set(id, sha256);
       const u = inner?.unparsed.get(id);
       const d = fresh.get(id);
       let entry: Kept<O, D>;
       if (u) {
-        entry = { listed: o, sha256, raw: { xml: u.xml, ...(u.liveXml !== undefined ? { liveXml: u.liveXml } : {}) }, parse: u.parse };
-        const e = entry;
-        fast!.unparsed.set(id, { ...e.raw!, parse: () => parsedOf(e) });
+        const e: Kept<O, D> = { listed: o, sha256, raw: { xml: u.xml, ...(u.liveXml !== undefined ? { liveXml: u.liveXml } : {}) }, parse: u.parse };
+        entry = e;
+        if (fast!.known.get(id) === sha256) fast!.unparsed.set(id, { ...e.raw!, parse: () => parsedOf(e) });
+        else {
+          try {
+            out.set(id, parsedOf(e));
+          } catch (err) {
+            // As the host's read names a definition its parser refuses (not kept: read again next run).
+            if (!(unreadable && err instanceof LibvirtXmlError)) throw err;
+            unreadable.set(id, `its definition cannot be read: ${err.message}`);
+            continue;
+          }
+        }
       } else if (d !== undefined) {
         entry = { listed: o, sha256, detail: d };
         out.set(id, d);
@@ -223,6 +238,21 @@ export class DefinitionCache {
       if (this.#epoch === epoch && (gens.get(gid) ?? 0) === before.get(gid)) kept.set(gid, entry);
     }
     return out;
+  }
+}
+
+/** The `known` of a read that leaves every definition unparsed: each definition's own sha256 (set before it is asked). */
+class EveryDigest extends Map<string, string> {
+  constructor(private readonly of: ReadonlyMap<string, string>) {
+    super();
+  }
+
+  override get(id: string): string | undefined {
+    return this.of.get(id);
+  }
+
+  override has(id: string): boolean {
+    return this.of.has(id);
   }
 }
 

@@ -82,7 +82,7 @@ function stableJson(v: unknown, inArray: boolean): string | undefined {
   }
   let out = '{';
   let first = true;
-  for (const key of sortedKeys(v)) {
+  for (const key of sortedKeys(v as object)) {
     const item = stableJson((v as Record<string, unknown>)[key], false);
     if (item === undefined) continue;
     out += `${first ? '' : ','}${JSON.stringify(key)}:${item}`;
