@@ -286,10 +286,10 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
       }
     }
   } finally {
-    if (KEEP) {
-      process.stderr.write(`kept ${work}\n`);
-      return;
-    }
+    if (KEEP) process.stderr.write(`kept ${work}\n`);
+    else await cleanUp();
+  }
+  async function cleanUp(): Promise<void> {
     // Remove what the bench created: an empty folder, reconciled with consent (the volumes are data).
     rmSync(mdir, { recursive: true, force: true });
     mkdirSync(mdir);
@@ -334,9 +334,11 @@ same way for every tree). Target: median ≤ 100 ms.
 
 ${table(['tree', 'edits', 'own median ms', 'own p95 ms', 'libvirt median ms', 'total median ms', 'calls'], impls.map((i) => row(i.label, of(i.label))))}
 
-Own time, incremental / full reload (${BASELINE_REF}): **${ratio(own(current.label), b.length ? own(base.label) : Number.NaN)}** (medians)${
-  main ? `; this tree / ${main.label}: **${ratio(own(current.label), own(main.label))}**` : ''}${
-  full ? `; incremental / --no-incremental (this tree): **${ratio(own(current.label), own(full.label))}**` : ''}.
+Own time (medians): ${[
+  ...(b.length ? [`incremental / full reload (${BASELINE_REF}): **${ratio(own(current.label), own(base.label))}**`] : []),
+  ...(main ? [`this tree / ${main.label}: **${ratio(own(current.label), own(main.label))}**`] : []),
+  ...(full ? [`incremental / --no-incremental (this tree): **${ratio(own(current.label), own(full.label))}**`] : []),
+].join('; ')}.
 
 This tree's edit steps by stage (medians, ms of wall time, libvirt calls included): load ${stage('load')},
 observe ${stage('observe')}, diff + plan ${stage('diff')}, apply ${stage('apply')}, record ${stage('record')};
