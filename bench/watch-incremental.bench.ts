@@ -6,7 +6,7 @@
  * the incremental watch: a full reload and a full observe every step), interleaved in one run.
  *
  *   npx tsx bench/watch-incremental.bench.ts [--out bench/results/watch-incremental.md] [--vms 1000]
- *       [--edits 6] [--rounds 2] [--baseline-ref 512d214] [--baseline-root DIR] [--uri qemu:///system]
+ *       [--edits 6] [--rounds 2] [--profile true (each step of this tree: a CPU profile of the step alone)] [--baseline-ref 512d214] [--baseline-root DIR] [--uri qemu:///system]
  *
  * Needs root and libvirtd (qemu:///system; a test host: `scripts/test-host.sh exec NAME -- …`).
  * Objects are named vftest-bench-iw-*; the bench creates them with virtform (the first
@@ -106,30 +106,34 @@ function timedHost(raw: HostPort, clock: CallClock): HostPort {
 
 interface Impl {
   label: string;
+  /** One letter for the per-edit list. */
+  short: string;
+  /** Options of its sessions (`incremental: false`: what `--no-incremental` runs). */
+  extra?: Partial<WatchOptions>;
   WatchController: typeof WatchControllerType;
   openHost: (uri: string) => Promise<HostPort>;
   openStateStore: (path: string) => Promise<{ close(): Promise<void> } & Record<string, unknown>>;
 }
 
-async function loadImpl(label: string, root: string): Promise<Impl> {
+async function loadImpl(label: string, short: string, root: string, extra?: Partial<WatchOptions>): Promise<Impl> {
   const imp = (p: string): Promise<Record<string, unknown>> => import(pathToFileURL(join(root, p)).href) as Promise<Record<string, unknown>>;
   const watch = await imp('src/watch/index.ts');
   const adapter = await imp('src/reconcile/adapters/libvirt-host.ts');
   const state = await imp('src/state/index.ts');
   return {
-    label,
+    label, short, ...(extra ? { extra } : {}),
     WatchController: watch.WatchController as Impl['WatchController'],
     openHost: adapter.openHost as Impl['openHost'],
     openStateStore: state.openStateStore as Impl['openStateStore'],
   };
 }
 
-function baselineTree(work: string): string {
-  if (f['baseline-root']) return resolve(f['baseline-root']);
-  const dir = join(work, 'baseline');
+function baselineTree(work: string, ref = BASELINE_REF, name = 'baseline'): string {
+  if (f['baseline-root'] && name === 'baseline') return resolve(f['baseline-root']);
+  const dir = join(work, name);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir);
-  const tar = execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', BASELINE_REF, 'src', 'schemas', 'package.json'], { maxBuffer: 1 << 28 });
+  const tar = execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', ref, 'src', 'schemas', 'package.json'], { maxBuffer: 1 << 28 });
   execFileSync('tar', ['-x', '-C', dir], { input: tar });
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   return dir;
@@ -147,7 +151,7 @@ interface Session {
   run(source: string): Promise<Step>;
 }
 
-async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<WatchOptions> = {}): Promise<Session> {
+async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<WatchOptions> = {}, profileSteps = false): Promise<Session> {
   const clock = new CallClock();
   const store = await impl.openStateStore(dbPath);
   let trigger: { source: string; at: number } | undefined;
@@ -187,8 +191,18 @@ async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<W
     applied.clear();
     const calls0 = clock.calls;
     const fin = done();
-    start();
-    const end = await fin;
+    let end!: Awaited<typeof fin>;
+    if (profileSteps) {
+      // Only the step is profiled (from the edit to the end of the step), not the settling after it.
+      const top = await cpuProfile(async () => {
+        start();
+        end = await fin;
+      }, { root: ROOT, top: Number(f['profile-top'] ?? 40) });
+      process.stderr.write(`${top.map((r) => r.join('  ')).join('\n')}\n`);
+    } else {
+      start();
+      end = await fin;
+    }
     if (!trigger) throw new Error(`${impl.label}: no trigger seen`);
     const t = trigger as { source: string; at: number };
     if (t.source !== source) throw new Error(`${impl.label}: the run was started by ${t.source}, not ${source}`);
@@ -232,8 +246,13 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   for (let i = 0; i < VMS; i++) writeFileSync(join(mdir, `vm-${pad(i)}.yaml`), vmFile(i, 64));
   const db = join(work, 'state.db');
   let created = existsSync(db);
-  const current = await loadImpl('incremental (this tree)', ROOT);
-  const base = await loadImpl(`full reload (${BASELINE_REF})`, baselineTree(work));
+  const current = await loadImpl('incremental (this tree)', 'I', ROOT);
+  const base = await loadImpl(`full reload (${BASELINE_REF})`, 'B', baselineTree(work));
+  // --main-ref REF: the incremental watch of another tree (main before this work), side by side.
+  const main = f['main-ref'] ? await loadImpl(`incremental (${f['main-ref']})`, 'M', baselineTree(work, f['main-ref'], 'main')) : undefined;
+  // --no-incremental true: this tree's watch with --no-incremental (every run a full read).
+  const full = f['no-incremental'] === 'true' ? await loadImpl('--no-incremental (this tree)', 'N', ROOT, { incremental: false }) : undefined;
+  const impls = [base, ...(main ? [main] : []), current, ...(full ? [full] : [])].filter((i) => f['skip-baseline'] !== 'true' || i !== base);
   const steps: Step[] = [];
   const fullReads: Step[] = [];
   const noopIncremental: Step[] = [];
@@ -243,22 +262,18 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   const resource = `VirtualMachine/${P}-vm-${pad(target)}`;
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? [base, current] : [current, base];
-      for (const impl of f['skip-baseline'] === 'true' ? [current] : order) {
+      // Each round in another order (rotated, then reversed), so no tree always runs first.
+      const rot = [...impls.slice(round % impls.length), ...impls.slice(0, round % impls.length)];
+      for (const impl of round % 2 === 0 ? rot : rot.reverse()) {
         const t0 = performance.now();
         process.stderr.write(`${impl.label}: starting (${created ? 'applied fixture' : 'creating the fixture'})\n`);
-        const s = await session(impl, mdir, db);
+        const s = await session(impl, mdir, db, impl.extra ?? {}, f.profile === 'true' && impl === current);
         if (!created) process.stderr.write(`created ${VMS * 2 + 2} resources in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
         created = true;
         for (let e = 0; e < EDITS; e++) {
           memory = memory === 64 ? 72 : 64;
           const edit = (): Promise<Step> => s.edit(file, vmFile(target, memory), resource);
-          let st: Step | undefined;
-          if (f.profile === 'true' && impl === current) {
-            const top = await cpuProfile(async () => void (st = await edit()), { root: ROOT, top: 40 });
-            process.stderr.write(`${top.map((r) => r.join('  ')).join('\n')}\n`);
-          } else st = await edit();
-          if (!st) throw new Error('no step');
+          const st = await edit();
           steps.push(st);
           process.stderr.write(`${impl.label}: edit ${e + 1}: ${ms(st.ms)} ms, libvirt ${ms(st.libvirtMs)} ms, own ${ms(st.ownMs)} ms, ${st.calls} calls${st.timing ? ` ${JSON.stringify(st.timing)}` : ''}\n`);
         }
@@ -271,10 +286,10 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
       }
     }
   } finally {
-    if (KEEP) {
-      process.stderr.write(`kept ${work}\n`);
-      return;
-    }
+    if (KEEP) process.stderr.write(`kept ${work}\n`);
+    else await cleanUp();
+  }
+  async function cleanUp(): Promise<void> {
     // Remove what the bench created: an empty folder, reconciled with consent (the volumes are data).
     rmSync(mdir, { recursive: true, force: true });
     mkdirSync(mdir);
@@ -297,24 +312,37 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   const b = of(base.label);
   const c = of(current.label);
   const fr = fullReads;
+  const own = (label: string): number => median(of(label).map((x) => x.ownMs));
+  // This tree's own split of its edit steps (RunInfo.timing: wall time of each stage, libvirt calls included).
+  type T = { loadMs?: number; stages?: Record<string, number>; definitions?: { compared?: number; unchanged?: number } };
+  const tm = (x: Step): T => (x.timing ?? {}) as T;
+  const stage = (k: string): string => ms(median(c.map((x) => (k === 'load' ? tm(x).loadMs : tm(x).stages?.[k]) ?? Number.NaN)));
   const md = `# Incremental watch step (issue 22)
 
 Produced by \`npx tsx bench/watch-incremental.bench.ts${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}\`
 on ${URI}: ${VMS} stopped VMs + ${VMS} qcow2 volumes + 1 pool + 1 network (${VMS * 2 + 2} resources), one
 manifest file per VM and its volume, applied. One VM's memory is edited ${EDITS} times per session;
-sessions of the two trees alternate (${ROUNDS} rounds), on one state DB and the same host, so
-every number below comes from one interleaved run.
+sessions of the ${impls.length} trees alternate (${ROUNDS} rounds, the order rotated each round), on one state DB
+and the same host, so every number below comes from one interleaved run.
 
 ${machineBlock()}
 
 **Own time** = from the end of the debounce (the controller's \`trigger\` log line, source \`file\`) to
 the end of the step (\`reconcile finished\`), minus the time during which at least one libvirt call of
 the step was outstanding (the union of the calls' intervals; the port is wrapped by the bench, the
-same way for both trees). Target: median ≤ 100 ms.
+same way for every tree). Target: median ≤ 100 ms.
 
-${table(['tree', 'edits', 'own median ms', 'own p95 ms', 'libvirt median ms', 'total median ms', 'calls'], [row(b[0]?.impl ?? base.label, b), row(current.label, c)])}
+${table(['tree', 'edits', 'own median ms', 'own p95 ms', 'libvirt median ms', 'total median ms', 'calls'], impls.map((i) => row(i.label, of(i.label))))}
 
-Own time, incremental / full reload: **${ratio(median(c.map((x) => x.ownMs)), median(b.map((x) => x.ownMs)))}** (medians).
+Own time (medians): ${[
+  ...(b.length ? [`incremental / full reload (${BASELINE_REF}): **${ratio(own(current.label), own(base.label))}**`] : []),
+  ...(main ? [`this tree / ${main.label}: **${ratio(own(current.label), own(main.label))}**`] : []),
+  ...(full ? [`incremental / --no-incremental (this tree): **${ratio(own(current.label), own(full.label))}**`] : []),
+].join('; ')}.
+
+This tree's edit steps by stage (medians, ms of wall time, libvirt calls included): load ${stage('load')},
+observe ${stage('observe')}, diff + plan ${stage('diff')}, apply ${stage('apply')}, record ${stage('record')};
+definitions compared ${median(c.map((x) => tm(x).definitions?.compared ?? Number.NaN))}, left unparsed by the no-op fast path ${median(c.map((x) => tm(x).definitions?.unchanged ?? Number.NaN))}.
 
 ## The periodic full read
 
@@ -330,7 +358,7 @@ ${table(['step', 'runs', 'own median ms', 'libvirt median ms', 'total median ms'
 At the default period (300 s) the full read costs ${ms(median(fr.map((x) => x.ms)))} ms of wall time every 300 s
 (${((100 * median(fr.map((x) => x.ms))) / 300_000).toFixed(2)} % of the time).
 
-Per edit (ms): ${steps.map((s) => `${s.impl.startsWith('full') ? 'B' : 'I'} ${ms(s.ownMs)}`).join(', ')}
+Per edit, own ms (${impls.map((i) => `${i.short}: ${i.label}`).join('; ')}): ${steps.map((s) => `${impls.find((i) => i.label === s.impl)?.short ?? '?'} ${ms(s.ownMs)}`).join(', ')}
 `;
   writeReport(OUT, md);
 }

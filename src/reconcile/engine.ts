@@ -119,6 +119,20 @@ export interface ReconcileResult {
   durationMs: number;
   /** Definitions observe read, parsed and left unparsed (the no-op fast path), over every host, after planning. */
   definitions: DefinitionStats;
+  /**
+   * Wall time of the run's stages in ms (libvirt calls included): `observe`, `diff` (diff, data
+   * rule, plan, notices, brake), `apply` (the steps), `record` (what the state DB keeps after
+   * them). The watch reports it with each run (`RunInfo.timing.stages`).
+   */
+  stages: RunStages;
+}
+
+/** See {@link ReconcileResult.stages}. */
+export interface RunStages {
+  observe: number;
+  diff: number;
+  apply?: number;
+  record?: number;
 }
 
 export interface PlanOptions {
@@ -143,9 +157,11 @@ function mainObserved(hosts: ObservedHosts): Observed {
 
 export async function planOnly(
   host: HostPort | HostPorts, store: StateReader, desired: Desired, gracefulStop = true, opts: PlanOptions = {},
-): Promise<{ plan: Plan; observed: Observed; observedHosts: ObservedHosts }> {
+): Promise<{ plan: Plan; observed: Observed; observedHosts: ObservedHosts; stages: RunStages }> {
   const hosts = runHosts(host);
+  const t0 = performance.now();
   const observedHosts = await observeHosts(hosts, store, desired);
+  const t1 = performance.now();
   const allowDataLoss = opts.allowDataLoss ?? false;
   const changes = diff(desired, observedHosts, { gracefulStop, allowDataLoss });
   const refs = store.references;
@@ -158,7 +174,8 @@ export async function planOnly(
   const plan = buildPlan(desired, changes, held, suspendedAbsent);
   plan.notices = notices(desired, observedHosts, changes, { gracefulStop });
   plan.brake = brakeDeletions(observedHosts, changes, opts.maxDeletions);
-  return { plan, observed: mainObserved(observedHosts), observedHosts };
+  const stages = { observe: round(t1 - t0), diff: round(performance.now() - t1) };
+  return { plan, observed: mainObserved(observedHosts), observedHosts, stages };
 }
 
 export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult> {
@@ -167,7 +184,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const hosts = runHosts(opts.host, opts.hosts);
   const mutationCount = (): number => [...hosts.values()].reduce((n, h) => n + h.mutationCount(), 0);
   const mutationsBefore = mutationCount();
-  const { plan, observed, observedHosts } = await planOnly(hosts, opts.store, opts.desired, opts.gracefulStop ?? true, {
+  const { plan, observed, observedHosts, stages } = await planOnly(hosts, opts.store, opts.desired, opts.gracefulStop ?? true, {
     allowDataLoss: opts.allowDataLoss ?? false, maxDeletions: opts.maxDeletions,
   });
   await opts.checkPlan?.(plan, observedHosts);
@@ -175,7 +192,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   opts.onPlan?.(plan);
   const base = {
     runId, plan, observed, observedHosts, held: plan.held, ...(suspension ? { suspension } : {}),
-    definitions: sumStats([...observedHosts.values()].map(definitionStats)),
+    definitions: sumStats([...observedHosts.values()].map(definitionStats)), stages,
   };
   if (opts.dryRun) {
     return { ...base, outcome: plan.noop ? 'noop' : 'planned', mutations: 0, durationMs: Date.now() - started };
@@ -200,6 +217,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     runId, manifestDigest: opts.desired.digest, gitCommit: opts.desired.gitCommit ?? null, gitDirty: opts.desired.gitDirty ?? false,
   });
   const images = opts.images ?? imageCacheFor(opts.store.dataDir);
+  const ta = performance.now();
   const applied = await apply(plan, {
     hosts, store: opts.store, desired: opts.desired, observed: observedHosts, runId, revisionId,
     concurrency: opts.concurrency, retry: opts.retry, boundary: opts.boundary, onEvent: opts.onEvent,
@@ -207,6 +225,8 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     ...(opts.detachTimeoutMs !== undefined ? { detachTimeoutMs: opts.detachTimeoutMs } : {}), stopTimeoutMs: opts.stopTimeoutMs, images,
     guard: opts.guard, ...(opts.moveBandwidth !== undefined ? { moveBandwidth: opts.moveBandwidth } : {}),
   });
+  const tr = performance.now();
+  stages.apply = round(tr - ta);
   // Downloaded images no declared volume names any more, partial downloads and converted copies
   // left by killed runs, are removed.
   const keep = new Set(opts.desired.resources.flatMap((r) => kindOf(r.kind).cachedImages?.(r) ?? []));
@@ -250,6 +270,7 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const interrupted = !ok && opts.signal?.aborted === true && applied.failed.size === 0;
   const outcome = onlyHeld ? 'held' : ok ? (plan.noop ? 'noop' : 'succeeded') : interrupted ? 'interrupted' : 'failed';
   await opts.store.revisions.finish(revisionId, outcome === 'noop' ? 'succeeded' : outcome, summary);
+  stages.record = round(performance.now() - tr);
   return {
     ...base, applied, revisionId,
     outcome,
@@ -257,6 +278,8 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
     durationMs: Date.now() - started,
   };
 }
+
+const round = (ms: number): number => Math.round(ms * 10) / 10;
 
 function sumStats(all: DefinitionStats[]): DefinitionStats {
   const out: DefinitionStats = { read: 0, parsed: 0, unchanged: 0, byKind: {} };

@@ -18,10 +18,18 @@
  * outside virtform are seen at the next full read, i.e. within the resync period. The same holds
  * for a running domain's live-only device changes (device events are not lifecycle events).
  *
+ * The no-op fast path (`src/reconcile/core/checks.ts`) works on kept definitions as on read ones:
+ * the caller's `DefinitionRead` (domains, volumes) is forwarded to the host's read, and a kept
+ * definition whose bytes (their sha256, kept with it) are the ones `known` names is handed out
+ * unparsed (`unparsed`, its sha256 in `digests`), exactly as the host's own read would. To keep
+ * every definition's XML and sha256 (a volume's parse has no XML), the cache asks the host as if
+ * every definition were known and parses, itself, those the caller's `known` does not name.
+ *
  * Reads and invalidations can interleave (an event arrives while a read is on the wire): every
  * object has a generation, and a read stores its result only if no invalidation came meanwhile.
  */
-import type { HostDefinitions, HostPort, ObservedDomain, ObservedNetwork, ObservedPool, ObservedVolume } from '../reconcile/ports.js';
+import { LibvirtXmlError } from '../libvirt/xml/types.js';
+import type { DefinitionRead, HostDefinitions, HostPort, ObservedDomain, ObservedNetwork, ObservedPool, ObservedVolume } from '../reconcile/ports.js';
 
 type Family = 'domain' | 'network' | 'pool' | 'volume';
 
@@ -70,9 +78,16 @@ function volumeId(def: unknown): string {
   return `${String(d?.pool)}/${String(d?.name)}`;
 }
 
+/**
+ * One kept definition: parsed (`detail`), or left unparsed by the no-op fast path (`raw` and
+ * `parse`; parsed on first demand); `sha256`: of its raw bytes, where the host tells it.
+ */
 interface Kept<O, D> {
   listed: O;
-  detail: D;
+  sha256?: string | undefined;
+  detail?: D;
+  raw?: { xml: string; liveXml?: string };
+  parse?: () => D;
 }
 
 /** How many definitions the last runs took from the cache and how many they read. */
@@ -132,10 +147,10 @@ export class DefinitionCache {
     this.clear();
     this.#of = host;
     const definitions: HostDefinitions = {
-      domains: (list, unreadable) => this.#read('domain', list, (d) => d.name, sameDomain, (l, u) => host.definitions.domains(l, u), unreadable),
+      domains: (list, unreadable, fast) => this.#read('domain', list, (d) => d.name, sameDomain, (l, u, f) => host.definitions.domains(l, u, f), unreadable, undefined, fast),
       networks: (list, unreadable) => this.#read('network', list, (n) => n.name, sameNetwork, (l, u) => host.definitions.networks(l, u), unreadable),
       pools: (list, unreadable) => this.#read('pool', list, (p) => p.name, samePool, (l, u) => host.definitions.pools(l, u), unreadable),
-      volumes: (list, unreadable) => this.#read('volume', list, (v) => `${v.pool}/${v.name}`, sameVolume, (l, u) => host.definitions.volumes(l, u), unreadable, (v) => v.key),
+      volumes: (list, unreadable, fast) => this.#read('volume', list, (v) => `${v.pool}/${v.name}`, sameVolume, (l, u, f) => host.definitions.volumes(l, u, f), unreadable, (v) => v.key, fast),
     };
     this.#port = new Proxy(host, {
       get: (target, prop) => {
@@ -163,16 +178,24 @@ export class DefinitionCache {
 
   async #read<O, D>(
     family: Family, list: O[], idOf: (o: O) => string, same: (a: O, b: O) => boolean,
-    read: (list: O[], unreadable?: Map<string, string>) => Promise<Map<string, D>>,
-    unreadable: Map<string, string> | undefined, keyOf: (o: O) => string = idOf,
+    read: (list: O[], unreadable?: Map<string, string>, fast?: DefinitionRead<D>) => Promise<Map<string, D>>,
+    unreadable: Map<string, string> | undefined, keyOf: (o: O) => string = idOf, fast?: DefinitionRead<D>,
   ): Promise<Map<string, D>> {
     const kept = this.#kept[family] as Map<string, Kept<O, D>>;
     const out = new Map<string, D>();
     const missing: O[] = [];
     for (const o of list) {
       const k = kept.get(idOf(o));
-      if (k && same(k.listed, o)) out.set(keyOf(o), k.detail);
-      else missing.push(o);
+      if (!k || !same(k.listed, o)) {
+        missing.push(o);
+        continue;
+      }
+      const id = keyOf(o);
+      if (fast && k.sha256 !== undefined) fast.digests.set(id, k.sha256);
+      // The no-op fast path, as the host's own read does it: bytes compared before stay unparsed.
+      const raw = rawOf(k);
+      if (fast && raw && k.sha256 !== undefined && fast.known.get(id) === k.sha256) fast.unparsed.set(id, { ...raw, parse: () => parsedOf(k) });
+      else out.set(id, parsedOf(k));
     }
     this.#stats.hits += list.length - missing.length;
     if (missing.length === 0) return out;
@@ -181,16 +204,70 @@ export class DefinitionCache {
     const epoch = this.#epoch;
     const gens = this.#gens[family];
     const before = new Map(missing.map((o) => [idOf(o), gens.get(idOf(o)) ?? 0]));
-    const fresh = await read(missing, unreadable);
+    // Asked of the host as if every definition were known: each comes back unparsed with its XML
+    // and sha256, both kept; it is parsed here unless the caller's `known` names those bytes.
+    const digests = new Map<string, string>();
+    const inner: DefinitionRead<D> | undefined = fast ? { known: new EveryDigest(digests), digests, unparsed: new Map() } : undefined;
+    const fresh = await read(missing, unreadable, inner);
     for (const o of missing) {
-      const d = fresh.get(keyOf(o));
-      if (d === undefined) continue;
-      out.set(keyOf(o), d);
-      const id = idOf(o);
-      if (this.#epoch === epoch && (gens.get(id) ?? 0) === before.get(id)) kept.set(id, { listed: o, detail: d });
+      const id = keyOf(o);
+      const sha256 = digests.get(id);
+      if (sha256 !== undefined) fast!.digests.set(id, sha256);
+      const u = inner?.unparsed.get(id);
+      const d = fresh.get(id);
+      let entry: Kept<O, D>;
+      if (u) {
+        const e: Kept<O, D> = { listed: o, sha256, raw: { xml: u.xml, ...(u.liveXml !== undefined ? { liveXml: u.liveXml } : {}) }, parse: u.parse };
+        entry = e;
+        if (fast!.known.get(id) === sha256) fast!.unparsed.set(id, { ...e.raw!, parse: () => parsedOf(e) });
+        else {
+          try {
+            out.set(id, parsedOf(e));
+          } catch (err) {
+            // As the host's read names a definition its parser refuses (not kept: read again next run).
+            if (!(unreadable && err instanceof LibvirtXmlError)) throw err;
+            unreadable.set(id, `its definition cannot be read: ${err.message}`);
+            continue;
+          }
+        }
+      } else if (d !== undefined) {
+        entry = { listed: o, sha256, detail: d };
+        out.set(id, d);
+      } else continue;
+      const gid = idOf(o);
+      if (this.#epoch === epoch && (gens.get(gid) ?? 0) === before.get(gid)) kept.set(gid, entry);
     }
     return out;
   }
+}
+
+/** The `known` of a read that leaves every definition unparsed: each definition's own sha256 (set before it is asked). */
+class EveryDigest extends Map<string, string> {
+  constructor(private readonly of: ReadonlyMap<string, string>) {
+    super();
+  }
+
+  override get(id: string): string | undefined {
+    return this.of.get(id);
+  }
+
+  override has(id: string): boolean {
+    return this.of.has(id);
+  }
+}
+
+/** A kept definition's parse (parsed once, on the first demand, then kept). */
+function parsedOf<O, D>(k: Kept<O, D>): D {
+  if (k.detail === undefined) k.detail = k.parse!();
+  return k.detail;
+}
+
+/** A kept definition's raw XML: kept as read unparsed, or the parse's own (a domain's keeps its XML; a volume's does not). */
+function rawOf<O, D>(k: Kept<O, D>): { xml: string; liveXml?: string } | undefined {
+  if (k.raw) return k.raw;
+  const d = k.detail as { xml?: unknown; liveXml?: unknown } | undefined;
+  if (!d || typeof d.xml !== 'string') return undefined;
+  return { xml: d.xml, ...(typeof d.liveXml === 'string' ? { liveXml: d.liveXml } : {}) };
 }
 
 const sameDomain = (a: ObservedDomain, b: ObservedDomain): boolean =>

@@ -16,7 +16,8 @@
  *   instead of requeueing;
  * - invalid manifests: nothing changed and nothing is requeued; the next file change reloads.
  */
-import { reconcile, type ReconcileResult } from '../reconcile/engine.js';
+import { reconcile, type ReconcileResult, type RunStages } from '../reconcile/engine.js';
+import type { DefinitionStats } from '../reconcile/core/observed.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
 import type { FailureCause } from '../reconcile/ports.js';
 import type { SkipReason } from '../reconcile/apply.js';
@@ -71,7 +72,9 @@ export interface RunInfo {
    * intervals), `ownMs` the rest (loading manifests, observe's parsing, diff, plan, the state DB);
    * `read`: `full` (every file and definition read again) or `incremental` (only what changed);
    * `loadMs`: of it, loading the manifests; `files`: manifest files listed, read again and parsed
-   * again; `definitions`: host definitions taken from the cache and read.
+   * again; `definitions`: host definitions taken from the cache and read, and of all of them those
+   * parsed and compared (`compared`) and those the no-op fast path left unparsed (`unchanged`:
+   * their bytes and comparison inputs are the ones an earlier run found no difference with).
    */
   timing?: RunTiming;
 }
@@ -85,7 +88,9 @@ export interface RunTiming {
   /** Of `ms`: loading the manifests (files, checks, the desired state; no libvirt call). */
   loadMs?: number;
   files?: { listed: number; read: number; parsed: number };
-  definitions?: { cached: number; read: number; readBy?: Partial<Record<string, number>> };
+  definitions?: { cached: number; read: number; readBy?: Partial<Record<string, number>>; compared?: number; unchanged?: number };
+  /** Of `ms`: the engine's stages (wall time, libvirt calls included; `ReconcileResult.stages`). */
+  stages?: RunStages;
 }
 
 /** Triggers whose run reads everything again (the caches are cleared first): the guard against missed events. */
@@ -350,10 +355,12 @@ export class Runner {
     o.definitions?.takeStats();
     o.clock?.begin(t0);
     let loadMs: number | undefined;
+    let stages: RunStages | undefined;
+    let compared: DefinitionStats | undefined;
     const base = { seq, sources, startedAt: new Date(started).toISOString() };
     const steps: RunRecord['steps'] = [];
     const finish = (info: Omit<RunInfo, keyof typeof base | 'finishedAt' | 'durationMs'>): RunInfo => {
-      const timing = this.#timing(full, t0, loadMs);
+      const timing = this.#timing(full, t0, loadMs, stages, compared);
       const run: RunInfo = { ...base, finishedAt: new Date().toISOString(), durationMs: Date.now() - started, ...info, timing };
       this.#lastRun = run;
       m.runs.inc({ outcome: run.outcome });
@@ -406,6 +413,8 @@ export class Runner {
           }
         },
       });
+      stages = result.stages;
+      compared = result.definitions;
       this.#firstReconcileDone = true;
       if (this.#lastPlan?.plan === result.plan) this.#lastPlan = { ...this.#lastPlan, runId: result.runId };
       m.runDuration.observe(result.durationMs / 1000);
@@ -479,7 +488,7 @@ export class Runner {
   }
 
   /** The run's time split (RunInfo.timing), also into the metrics. */
-  #timing(full: boolean, t0: number, loadMs: number | undefined): RunTiming {
+  #timing(full: boolean, t0: number, loadMs: number | undefined, stages?: RunStages, compared?: DefinitionStats): RunTiming {
     const o = this.#o;
     const end = performance.now();
     const { busyMs, calls } = o.clock?.end(end) ?? { busyMs: 0, calls: 0 };
@@ -491,7 +500,13 @@ export class Runner {
       read, ms: round(ms), libvirtMs: round(busyMs), ownMs: round(ms - busyMs), calls,
       ...(loadMs !== undefined ? { loadMs: round(loadMs) } : {}),
       ...(files ? { files: { listed: files.files, read: files.read, parsed: files.parsed } } : {}),
-      ...(defs ? { definitions: { cached: defs.hits, read: defs.reads, ...(defs.reads > 0 ? { readBy: defs.readBy } : {}) } } : {}),
+      ...(defs ? {
+        definitions: {
+          cached: defs.hits, read: defs.reads, ...(defs.reads > 0 ? { readBy: defs.readBy } : {}),
+          ...(compared ? { compared: compared.parsed, unchanged: compared.unchanged } : {}),
+        },
+      } : {}),
+      ...(stages ? { stages } : {}),
     };
     o.metrics.runLibvirt.observe({ read }, busyMs / 1000);
     o.metrics.runOwn.observe({ read }, (ms - busyMs) / 1000);

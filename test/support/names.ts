@@ -77,6 +77,8 @@ export const SUITES = {
   fastpath: 135,
   // issue 22 (helper noopfast): test/integration/reconcile/load-cache.test.ts
   loadcache: 190,
+  // issue 22 (helper watchfast): test/integration/watch/incremental-deps.test.ts
+  wfdeps: 185,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

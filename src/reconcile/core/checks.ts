@@ -37,12 +37,27 @@ export function checkInputs(
   desired: AnyDesired, record: CheckedRecord, baseline: BaselineEntry | undefined, version: string | undefined,
 ): string {
   const facts = record.facts ?? record.details?.facts ?? null;
-  return hash('sha256', canonicalJson([
+  const inputs = [
     COMPARE_REVISION, version ?? null, baseline?.sha256 ?? null, baseline?.version ?? null,
     desired.kind, desired.specHash, desired.suspended ?? false, desired.adopt ?? false,
     record.uuid, record.specHash, record.desiredState, record.lastError, facts,
-  ]));
+  ];
+  // Every run asks this of every declared, recorded resource with the same inputs as the run before
+  // (a watch): the inputs' plain JSON (no key sorting, a fraction of the canonical form's cost) is
+  // the same exactly when they are, so the digest computed last time for this resource is reused.
+  const id = JSON.stringify(inputs);
+  const kept = lastInputs.get(desired.key);
+  if (kept?.id === id) return kept.digest;
+  const digest = hash('sha256', canonicalJson(inputs));
+  if (lastInputs.size >= LAST_INPUTS_MAX) lastInputs.clear();
+  lastInputs.set(desired.key, { id, digest });
+  return digest;
 }
+
+/** The last digest {@link checkInputs} computed for each resource key, with its inputs' plain JSON. */
+const lastInputs = new Map<string, { id: string; digest: string }>();
+/** Bound of {@link lastInputs} (resources no longer declared are dropped with everything at that size). */
+const LAST_INPUTS_MAX = 100_000;
 
 /**
  * The sha256 a definition's bytes must hash to for its parse and comparison to be skipped, or

@@ -38,19 +38,57 @@ export interface Desired<R extends AnyDesired = AnyDesired> {
   empty: boolean;
 }
 
-/** Stable JSON: keys sorted, undefined dropped. */
+/**
+ * Stable JSON: keys sorted, undefined dropped. Exactly `JSON.stringify` of the value with every
+ * object's keys sorted (what a replacer that copies each object in sorted order gives; spec hashes
+ * recorded in state DBs depend on it, test/unit/reconcile/canonical-json.test.ts compares the two),
+ * written in one pass without copying each object: it runs for every resource of every run.
+ */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => {
-    if (v && typeof v === 'object' && !Array.isArray(v)) {
-      const out: Record<string, unknown> = {};
-      for (const key of Object.keys(v as Record<string, unknown>).sort()) {
-        const item = (v as Record<string, unknown>)[key];
-        if (item !== undefined) out[key] = item;
-      }
-      return out;
-    }
-    return v;
-  });
+  return stableJson(value, false) as string;
+}
+
+/** An array index ("0" … "4294967294"): a JavaScript object lists such keys first, in numeric order. */
+const isIndex = (k: string): boolean => /^(?:0|[1-9]\d{0,9})$/.test(k) && Number(k) <= 4294967294;
+
+/** The keys in the order of an object built by inserting them sorted: indexes numerically first, then the rest sorted. */
+function sortedKeys(v: object): string[] {
+  const keys = Object.keys(v).sort();
+  if (!keys.some(isIndex)) return keys;
+  const indexes = keys.filter(isIndex).sort((a, b) => Number(a) - Number(b));
+  return [...indexes, ...keys.filter((k) => !isIndex(k))];
+}
+
+/** One value's JSON; undefined where `JSON.stringify` leaves the value out (an object's member). */
+function stableJson(v: unknown, inArray: boolean): string | undefined {
+  switch (typeof v) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+    case 'bigint': // JSON.stringify throws, as it should
+      return JSON.stringify(v);
+    case 'undefined':
+    case 'function':
+    case 'symbol':
+      return inArray ? 'null' : undefined;
+  }
+  if (v === null) return 'null';
+  const o = v as { toJSON?: unknown };
+  if (typeof o.toJSON === 'function') return stableJson((o.toJSON as () => unknown)(), inArray);
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) out += `${i > 0 ? ',' : ''}${stableJson(v[i], true) as string}`;
+    return `${out}]`;
+  }
+  let out = '{';
+  let first = true;
+  for (const key of sortedKeys(v as object)) {
+    const item = stableJson((v as Record<string, unknown>)[key], false);
+    if (item === undefined) continue;
+    out += `${first ? '' : ','}${JSON.stringify(key)}:${item}`;
+    first = false;
+  }
+  return `${out}}`;
 }
 
 export function hashConfig(config: unknown): string {

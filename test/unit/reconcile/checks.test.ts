@@ -42,3 +42,27 @@ describe('knownDigest: the bytes a definition must hash to for its comparison to
     for (const [why, args] of cases) expect(knownDigest(...args), why).toBeUndefined();
   });
 });
+
+describe('checkInputs: the digest kept per resource between runs', () => {
+  it('is the digest of the inputs as they are now, run after run (the same facts in another key order too), never a stale one', () => {
+    const fresh = (r: CheckedRecord): string => {
+      // The digest computed as the first run of a process does: from a resource key not asked before.
+      const other = { ...desired, key: `VirtualMachine/fresh-${Math.random()}` } as AnyDesired;
+      return checkInputs(other, r, baseline, version);
+    };
+    const facts = { nics: ['52:54:00:00:00:01'], pending: { a: 1, b: 2 } };
+    const r1: CheckedRecord = { ...record, facts };
+    const d1 = checkInputs(desired, r1, baseline, version);
+    expect(d1).toBe(fresh(r1));
+    expect(checkInputs(desired, r1, baseline, version)).toBe(d1);
+    // The same facts in another key order: the same digest (the canonical form decides).
+    expect(checkInputs(desired, { ...record, facts: { pending: { b: 2, a: 1 }, nics: ['52:54:00:00:00:01'] } }, baseline, version)).toBe(d1);
+    // The same object changed in place: another digest, the one of its new content.
+    facts.pending.a = 3;
+    const d2 = checkInputs(desired, r1, baseline, version);
+    expect(d2).not.toBe(d1);
+    expect(d2).toBe(fresh(r1));
+    facts.pending.a = 1;
+    expect(checkInputs(desired, r1, baseline, version)).toBe(d1);
+  });
+});

@@ -15,6 +15,9 @@ import { openStateStore, type StateStore } from '../../../src/state/index.js';
 import { planOnly, reconcile } from '../../../src/reconcile/engine.js';
 import { DefinitionCache } from '../../../src/watch/definition-cache.js';
 import { CallClock } from '../../../src/watch/call-clock.js';
+import { createHash } from 'node:crypto';
+import { LibvirtXmlError } from '../../../src/libvirt/xml/types.js';
+import type { DefinitionRead, DomainDetail, HostDefinitions } from '../../../src/reconcile/ports.js';
 
 const P = 'vftest-dcache';
 let work: string;
@@ -131,6 +134,92 @@ describe('DefinitionCache', () => {
     fake.calls = [];
     await port.definitions.domains([d]);
     expect(reads()).toEqual([`describeDomain:${d.name}`]);
+  });
+});
+
+/**
+ * The FakeHost's domain reads with the no-op fast path the adapter has (`unparsedOr`): the sha256
+ * of a stand-in XML (the parse as JSON) goes to `digests`; a definition whose sha256 `known` names
+ * is put in `unparsed`. `refuse`: names whose parse throws the XML parser's error.
+ */
+function withFastPath(refuse: Set<string> = new Set()): void {
+  const real = fake.definitions.domains.bind(fake.definitions);
+  const domains: HostDefinitions['domains'] = async (list, unreadable, read) => {
+    const parsed = await real(list, unreadable);
+    if (!read) return parsed;
+    const out = new Map<string, DomainDetail>();
+    for (const [name, d] of parsed) {
+      const xml = JSON.stringify(d);
+      const parse = (): DomainDetail => {
+        if (refuse.has(name)) throw new LibvirtXmlError('malformed-xml', `refused ${name}`);
+        return d;
+      };
+      const sha = createHash('sha256').update(xml).digest('hex');
+      read.digests.set(name, sha);
+      if (read.known.get(name) === sha) read.unparsed.set(name, { xml, parse });
+      else {
+        try {
+          out.set(name, parse());
+        } catch (e) {
+          unreadable?.set(name, `its definition cannot be read: ${(e as Error).message}`);
+        }
+      }
+    }
+    return out;
+  };
+  (fake.definitions as { domains: HostDefinitions['domains'] }).domains = domains;
+}
+
+const fastRead = (known: [string, string][] = []): DefinitionRead<DomainDetail> => ({ known: new Map(known), digests: new Map(), unparsed: new Map() });
+
+describe('DefinitionCache and the no-op fast path', () => {
+  it('a kept definition whose bytes the caller knows is handed out unparsed, as the host read gives it, without a read', async () => {
+    withFastPath();
+    const cache = new DefinitionCache();
+    const port = cache.port(fake);
+    const list = (await fake.snapshot()).domains.filter((d) => d.name.startsWith(P));
+    const [vm1, vm2] = [`${P}-vm1`, `${P}-vm2`];
+    const first = fastRead();
+    const parsed = await port.definitions.domains(list, new Map(), first);
+    expect([...parsed.keys()].sort()).toEqual([vm1, vm2]);
+    expect(first.unparsed.size).toBe(0);
+    expect([...first.digests.keys()].sort()).toEqual([vm1, vm2]);
+
+    // vm1's bytes known: unparsed (with its XML), vm2 parsed; both from the cache.
+    fake.calls = [];
+    const second = fastRead([[vm1, first.digests.get(vm1)!]]);
+    const out = await port.definitions.domains(list, new Map(), second);
+    expect(reads()).toEqual([]);
+    expect([...out.keys()]).toEqual([vm2]);
+    expect([...second.unparsed.keys()]).toEqual([vm1]);
+    expect(second.unparsed.get(vm1)!.xml).toBe(JSON.stringify(parsed.get(vm1)));
+    expect(second.unparsed.get(vm1)!.parse()).toEqual(parsed.get(vm1));
+    expect(second.digests).toEqual(first.digests);
+
+    // Other bytes known (the definition changed since it was compared): parsed.
+    const third = fastRead([[vm1, 'f'.repeat(64)]]);
+    expect([...(await port.definitions.domains(list, new Map(), third)).keys()].sort()).toEqual([vm1, vm2]);
+    expect(third.unparsed.size).toBe(0);
+
+    // A fresh read (after clear) whose bytes the caller knows: unparsed at once, as the host gives it.
+    cache.clear();
+    const fourth = fastRead([[vm2, first.digests.get(vm2)!]]);
+    expect([...(await port.definitions.domains(list, new Map(), fourth)).keys()]).toEqual([vm1]);
+    expect([...fourth.unparsed.keys()]).toEqual([vm2]);
+  });
+
+  it("a definition the XML parser refuses is named unreadable, as by the host's read, and not kept", async () => {
+    withFastPath(new Set([`${P}-vm2`]));
+    const cache = new DefinitionCache();
+    const port = cache.port(fake);
+    const list = (await fake.snapshot()).domains.filter((d) => d.name.startsWith(P));
+    const unreadable = new Map<string, string>();
+    const out = await port.definitions.domains(list, unreadable, fastRead());
+    expect([...out.keys()]).toEqual([`${P}-vm1`]);
+    expect(unreadable).toEqual(new Map([[`${P}-vm2`, `its definition cannot be read: refused ${P}-vm2`]]));
+    fake.calls = [];
+    await port.definitions.domains(list, new Map(), fastRead());
+    expect(reads()).toEqual([`describeDomain:${P}-vm2`]);
   });
 });
 
