@@ -22,7 +22,7 @@ import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSyn
 import { dirname } from 'node:path';
 import type { HostEntry } from './hosts.js';
 import { checkFile, loadManifests, readManifestBytes, type FileLoad, type LoadOptions, type LoadResult } from './loader.js';
-import type { ManifestKind } from './model.js';
+import type { AnyManifest, ManifestKind } from './model.js';
 import { SCHEMA_DIR } from './schema.js';
 import type { Entry } from './semantics.js';
 import { restoredDocs, type Position } from './yaml-source.js';
@@ -149,9 +149,19 @@ function fromCached(file: string, bytes: Buffer, docs: CachedDoc[]): FileLoad {
   return load;
 }
 
-/** The key of a desired state's digest: every file's path and sha256, in load order. */
-function stateKey(files: readonly string[]): string {
-  return createHash('sha256').update(files.join('\n')).digest('hex');
+/**
+ * The key of a desired state's digest: every file's path and sha256, in load order, and what the
+ * load read into the manifests' values from outside them — a `userDataFile`'s text, which the
+ * cross-file step puts in `spec.cloudInit.userData` (the only such read: src/manifest/semantics.ts).
+ * Without it an edit of a user-data file alone would keep the old digest.
+ */
+function stateKey(files: readonly string[], manifests: readonly AnyManifest[]): string {
+  const h = createHash('sha256').update(files.join('\n'));
+  for (const m of manifests) {
+    const ci = (m.spec as { cloudInit?: { userDataFile?: unknown; userData?: unknown } }).cloudInit;
+    if (typeof ci?.userDataFile === 'string') h.update(`\n${m.kind}/${m.metadata.name}\0${ci.userDataFile}\0`).update(String(ci.userData ?? ''));
+  }
+  return h.digest('hex');
 }
 
 /**
@@ -186,8 +196,8 @@ export async function loadManifestsCached(dir: string, opts: LoadOptions, cache:
     },
   });
   if (!result.ok) return { ...result, cacheStats: stats };
-  const key = stateKey(fileKeys);
   const desired = result.desired;
+  const key = stateKey(fileKeys, desired.manifests);
   if (body?.digest?.key === key && typeof body.digest.value === 'string') {
     const value = body.digest.value;
     Object.defineProperty(desired, 'digest', { enumerable: true, configurable: true, value });

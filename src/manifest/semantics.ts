@@ -190,6 +190,8 @@ async function checkCloudInit(
     if (st instanceof Error) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} ${unreadable(st)}`);
     if (!st.isFile()) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is not a regular file`);
     if (st.size > MAX_USER_DATA) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} is larger than 1MiB (${st.size} bytes)`);
+    // The one read from outside the manifest files into their values: the load cache keys the
+    // desired state's digest on it too (load-cache.ts, stateKey); another such read must go there.
     const bytes = await readFile(abs).catch((err: NodeJS.ErrnoException) => err);
     if (bytes instanceof Error) return r.at(e, at('userDataFile'), `user-data file ${quote(abs, 512)} ${unreadable(bytes)}`);
     const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);

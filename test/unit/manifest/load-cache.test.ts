@@ -58,6 +58,19 @@ const cached = (write = true) => loadManifestsCached(dir, { revision: false }, {
 const direct = () => loadManifests(dir, { revision: false });
 
 describe('the load cache', () => {
+  it('a user-data file edited while the manifests stay the same: the digest is the new one (the file is outside the manifests)', async () => {
+    writeFileSync(join(dir, 'ud.txt'), '#cloud-config\nhostname: one\n');
+    writeFileSync(join(dir, 'c.yaml'), `${vm(3).slice(4)}  cloudInit: {pool: p, userDataFile: ud.txt}\n`);
+    const first = await cached();
+    expect(first.ok).toBe(true);
+    writeFileSync(join(dir, 'ud.txt'), '#cloud-config\nhostname: two\n');
+    const again = await cached();
+    const fresh = await direct();
+    expect(again.ok && fresh.ok).toBe(true);
+    expect(plain(again)).toEqual(plain(fresh));
+    expect(again.ok && first.ok && again.desired.digest).not.toBe(first.ok && first.desired.digest);
+  });
+
   it('gives loadManifests\' result, then the same again without parsing any file', async () => {
     const first = await cached();
     expect(first.cacheStats).toMatchObject({ files: 3, cached: 0, digest: false, written: true });
