@@ -16,7 +16,10 @@ import type { ExactSpec } from '../../core/kind.js';
 import { bootedSeed, factsOf, pendingRestart, shortDigest } from './facts.js';
 import { compareVm, hotPlug, LIVE_ONLY, linesOf, liveOp, vmField, vmMatch, type HotPlug } from './fields.js';
 import { resolveTargets } from './define.js';
-import { parseDomainXml } from '../../../libvirt/xml/domain.js';
+import { buildDomainXml, parseDomainXml } from '../../../libvirt/xml/domain.js';
+import { domainAdoptionDifferences } from '../../../libvirt/xml/domain-adopt.js';
+import type { DomainDetail } from '../../../model/definitions.js';
+import { domainDef } from './define.js';
 import { matchNics } from './match.js';
 import { mergeRestart, restartText, stopNote } from './restart.js';
 import { planSeed, seedNameTaken, seedOp, shortLine } from './seed.js';
@@ -148,6 +151,9 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
       }
     }
     for (const f of fields) if (sinceApplied.has(f.field)) f.drift = drift = true;
+    // Adopting: what the definition virtform writes would change beyond the fields (video,
+    // controllers, inputs, features, machine type, …), named under the adopt step (issue 24).
+    if (adopting) fields.push(...adoptionLines(r, cur, want, match.macs, definitionXml(observed, key), fields));
   }
   // Exact drift: the whole definition against its baseline (a definition made transient has none to compare).
   const transient = obs.persistent === false;
@@ -209,10 +215,16 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
     const attach = { disks: hot.disks?.attach ?? [], nics: hot.nics?.attach ?? [] };
     if (detach.disks.length + detach.nics.length > 0) steps.push({ op: 'vm.detach', ...detach });
     if (attach.disks.length + attach.nics.length > 0) steps.push({ op: 'vm.attach', ...attach });
+    // Adopting a definition that is already what virtform would define: only the owner marker is
+    // written (the addresses, and everything libvirt filled in, stay as they are).
+    const markerOnly = adopting && fields.length === 0 && steps.every((s) => s.op !== 'vm.attach' && s.op !== 'vm.detach');
     steps.push({
       op: 'vm.define', define: redefine,
       autostart: obs.autostart !== r.autostart || redefine ? r.autostart : undefined,
+      ...(markerOnly ? { markerOnly: true } : {}),
     });
+    if (markerOnly) notes.push('the definition is what virtform would define: adopting writes only virtform\'s owner marker into it');
+    else if (adopting) notes.push('adopting defines the domain anew from the manifest: what the lines above name is rewritten, and libvirt assigns the device addresses again');
     if (obs.autostart !== r.autostart) {
       // Flipped on the host while the manifest stayed as applied: drift.
       const flipped = !adopting && !!record && record.specHash === r.specHash && !transient;
@@ -263,4 +275,28 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   if (stop) addNote(topical, 'stop', stopNote(stop.graceful));
   if (steps.length === 0) return undefined;
   return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields: lines, ...topical, steps, adopt: adopting, drift });
+}
+
+/**
+ * The plan lines of what adopting would rewrite in a foreign domain's definition beyond the
+ * field-level lines: the definition virtform would define (the manifest, with the disk targets
+ * and MACs the domain has) against the one on the host, after libvirt's normalization
+ * (`domain-adopt.ts`). Each is `[restart]`: the running domain keeps what it has until it boots.
+ */
+function adoptionLines(
+  r: DesiredVm, cur: DomainDetail, want: VmConfig, macs: (string | undefined)[], currentXml: string | undefined, fields: FieldChange[],
+): FieldChange[] {
+  if (currentXml === undefined) return [];
+  const type = r.config.domainType ?? (cur.type === 'kvm' || cur.type === 'qemu' ? cur.type : 'kvm');
+  let built: string;
+  try {
+    built = buildDomainXml(domainDef({ ...r, config: want }, type, cur.uuid, macs));
+  } catch (e) {
+    // Reported, not dropped: the define would fail the same way.
+    return [{ field: 'definition', before: undefined, after: `cannot be built: ${(e as Error).message}`, effect: 'restart' }];
+  }
+  const disksOrNics = fields.some((f) => /^spec\.(disks|nics)\b/.test(f.field));
+  return domainAdoptionDifferences(currentXml, built, { disksOrNics }).map((d) => ({
+    field: d.path, before: d.before, after: d.after, xml: d.change, effect: 'restart' as const,
+  }));
 }
