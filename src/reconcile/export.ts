@@ -32,7 +32,7 @@ export function selectExports(objects: readonly ExportedObject[], sel: ExportSel
     const kind = slash > 0 ? raw.slice(0, slash) : undefined;
     const name = slash > 0 ? raw.slice(slash + 1) : raw;
     if (kind !== undefined && !isResourceKind(kind)) {
-      errors.push(`${raw}: ${kind} is not a kind (StoragePool, Volume, Network, VirtualMachine)`);
+      errors.push(`${raw}: ${kind} is not a kind`);
       continue;
     }
     const hits = objects.filter((o) => (kind === undefined || o.kind === kind) && (o.name === name || o.libvirtName === name));

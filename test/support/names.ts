@@ -71,6 +71,8 @@ export const SUITES = {
   faststart: 130,
   // issue 22 (digest): test/integration/reconcile/fast-path.test.ts
   fastpath: 135,
+  // issue 24 (helper export): test/integration/export/virsh-adopt.test.ts, test/integration/export/round-trip.test.ts
+  expvirsh: 180, expround: 181,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

@@ -36,12 +36,6 @@ export interface ExportIo {
   stderr: { write(s: string): unknown };
 }
 
-const FILE_PREFIX: Record<string, string> = { StoragePool: 'pool', Volume: 'volume', Network: 'network', VirtualMachine: 'vm', Snapshot: 'snapshot' };
-
-export function fileNameOf(o: Pick<ExportedObject, 'kind' | 'name'>): string {
-  return `${FILE_PREFIX[o.kind] ?? o.kind.toLowerCase()}-${o.name}.yaml`;
-}
-
 /** One manifest as YAML: its comments (and warnings) above it. */
 export function manifestYaml(o: ExportedObject): string {
   const doc = new Document(o.doc);
@@ -84,7 +78,7 @@ export async function runExport(names: string[], o: ExportOptions, io: ExportIo 
 
   const files = new Map<ExportedObject, string>();
   if (o.out !== undefined) {
-    for (const x of written) files.set(x, join(o.out, fileNameOf(x)));
+    for (const x of written) files.set(x, join(o.out, x.file));
     const existing = [...files.values()].filter((f) => existsSync(f));
     if (existing.length > 0 && !o.force) {
       return fail(EXIT.invalid, `${existing.map((f) => printable(f)).join(', ')} exist${existing.length === 1 ? 's' : ''}: nothing written (--force overwrites)`);

@@ -32,6 +32,8 @@ export interface ExportedObject {
   comments: string[];
   /** What the manifest does not carry over (printed, in `--json`, and as comments in the file). */
   warnings: string[];
+  /** The file `--out DIR` writes it to (`vm-NAME.yaml`, `volume-NAME.yaml`, `network-NAME.yaml`, `pool-NAME.yaml`). */
+  file: string;
   /** The resources it needs (a VM: its volumes and networks; a volume: its pool and backing volume). */
   needs: { kind: ResourceKind; name: string }[];
 }

@@ -73,7 +73,7 @@ function unexpressed(xml: string, mode: string): string[] {
 export function exportNetworks(h: ExportHost): ExportedObject[] {
   return h.networks.map((n) => {
     const out: ExportedObject = {
-      kind: 'Network', name: n.name, object: `network ${n.name}`, libvirtName: n.name, managed: !!n.marker, comments: [], warnings: [], needs: [],
+      kind: 'Network', name: n.name, file: `network-${n.name}.yaml`, object: `network ${n.name}`, libvirtName: n.name, managed: !!n.marker, comments: [], warnings: [], needs: [],
     };
     if (!RESOURCE_NAME.test(n.name)) {
       out.warnings.push(`network name ${JSON.stringify(n.name)} is not a resource name (1-63 lowercase letters, digits, "-"): virtform cannot manage it under that name`);

@@ -6,7 +6,7 @@ import { API_VERSION, RESOURCE_NAME, type ExportHost, type ExportedObject } from
 export function exportPools(h: ExportHost): ExportedObject[] {
   return h.pools.map((p) => {
     const out: ExportedObject = {
-      kind: 'StoragePool', name: p.name, object: `pool ${p.name}`, libvirtName: p.name, managed: 'unknown', comments: [], warnings: [], needs: [],
+      kind: 'StoragePool', name: p.name, file: `pool-${p.name}.yaml`, object: `pool ${p.name}`, libvirtName: p.name, managed: 'unknown', comments: [], warnings: [], needs: [],
     };
     if (!RESOURCE_NAME.test(p.name)) {
       out.warnings.push(`pool name ${JSON.stringify(p.name)} is not a resource name (1-63 lowercase letters, digits, "-"): virtform cannot manage it under that name (rename the pool first)`);

@@ -33,7 +33,7 @@ export function exportVms(h: ExportHost, volumeName: VolumeNamer): ExportedObjec
   const byPath = new Map(h.volumes.map((v) => [v.path, v]));
   return h.domains.map((d) => {
     const out: ExportedObject = {
-      kind: 'VirtualMachine', name: d.name, object: `domain ${d.name}`, libvirtName: d.name, managed: false, comments: [], warnings: [], needs: [],
+      kind: 'VirtualMachine', name: d.name, file: `vm-${d.name}.yaml`, object: `domain ${d.name}`, libvirtName: d.name, managed: false, comments: [], warnings: [], needs: [],
     };
     const p = parseDomainXml(d.xml);
     out.managed = !!p.marker;

@@ -25,7 +25,7 @@ export function exportVolumes(h: ExportHost): ExportedObject[] {
   return h.volumes.map((v) => {
     const name = volumeResourceName(v);
     const out: ExportedObject = {
-      kind: 'Volume', name: name ?? v.name, object: `volume ${v.pool}/${v.name}`, libvirtName: v.name, managed: 'unknown',
+      kind: 'Volume', name: name ?? v.name, file: `volume-${name ?? v.name}.yaml`, object: `volume ${v.pool}/${v.name}`, libvirtName: v.name, managed: 'unknown',
       comments: [], warnings: [], needs: [],
     };
     const pool = h.pools.find((p) => p.name === v.pool);
