@@ -13,14 +13,15 @@
  * 2 bad input, nothing written (an unknown NAME, neither NAME nor --all, files in DIR that exist
  * without --force); 1 libvirt unreachable or a write failed.
  */
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Document } from 'yaml';
 import { openHost } from '../../reconcile/adapters/libvirt-host.js';
 import { exportHostObjects } from '../../reconcile/kinds/index.js';
 import { selectExports, type ExportedObject } from '../../reconcile/export.js';
 import { printable } from '../../util/printable.js';
-import { EXIT, errorMessage } from '../common.js';
+import { EXIT, errorMessage, loadDesired } from '../common.js';
 
 export interface ExportOptions {
   uri: string;
@@ -46,6 +47,36 @@ export function manifestYaml(o: ExportedObject): string {
   ];
   doc.commentBefore = lines.map((l) => ` ${l.replace(/[\r\n]+/g, ' ')}`).join('\n');
   return doc.toString({ lineWidth: 0 });
+}
+
+/**
+ * For virtform's own objects with alternatives (a VM's domainType declared or not): the manifest
+ * whose spec hash is the owner marker's, found by loading the manifests as `reconcile` would.
+ */
+async function matchMarkers(objects: ExportedObject[]): Promise<void> {
+  const open = objects.filter((o) => o.doc && o.markerHash && o.alternatives?.length);
+  if (open.length === 0) return;
+  const dir = mkdtempSync(join(tmpdir(), 'virtform-export-'));
+  try {
+    const hashes = async (): Promise<Map<string, string> | undefined> => {
+      for (const o of objects) if (o.doc) writeFileSync(join(dir, o.file), manifestYaml(o));
+      const loaded = await loadDesired(dir);
+      return loaded.ok ? new Map(loaded.desired.resources.map((r) => [`${r.kind}/${r.name}`, r.specHash])) : undefined;
+    };
+    let now = await hashes();
+    for (const o of open) {
+      if (!now || now.get(`${o.kind}/${o.name}`) === o.markerHash) continue;
+      const first = o.doc;
+      for (const alt of o.alternatives!) {
+        o.doc = alt;
+        now = await hashes();
+        if (now?.get(`${o.kind}/${o.name}`) === o.markerHash) break;
+        o.doc = first;
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export async function runExport(names: string[], o: ExportOptions, io: ExportIo = process): Promise<number> {
@@ -74,6 +105,7 @@ export async function runExport(names: string[], o: ExportOptions, io: ExportIo 
   const sel = selectExports(objects, { names, all: !!o.all, includeManaged: !!o.includeManaged });
   if (!sel.ok) return fail(EXIT.invalid, sel.errors.join('; '));
   const chosen = sel.objects;
+  await matchMarkers(chosen);
   const written = chosen.filter((x) => x.doc !== undefined);
 
   const files = new Map<ExportedObject, string>();

@@ -7,7 +7,7 @@
  * for an x86_64 `pc` domain, measured on libvirt 9.0 / QEMU 7.2: PCI and drive addresses, the
  * `pc` machine type expanded (`pc-i440fx-7.2`), `<clock offset='utc'/>`, the emulator, the
  * controllers (`pci-root`, `piix3-uhci` USB, IDE, virtio-serial for a virtio channel), the PS/2
- * mouse and keyboard, with graphics a `cirrus` video and an `<audio>` backend, the serial port's
+ * mouse and keyboard, an `<audio>` backend (`none`; `spice` with SPICE graphics), with graphics a `cirrus` video, the serial port's
  * `isa-serial` target model, a graphics port `-1`. Everything else of the current definition that
  * differs is a difference: an element virtform would drop (`dropped by adoption`), one it would
  * add (`added by adoption`), one it would write otherwise (`rewritten by adoption`).
@@ -88,10 +88,8 @@ function libvirtDefaults(built: Frag): Frag[] {
     out.push(el('controller', { type: 'virtio-serial', index: '0' }));
   }
   const graphics = devices?.children.find((c) => c.name === 'graphics');
-  if (graphics) {
-    out.push(el('video', {}, [el('model', { type: 'cirrus', vram: '16384', heads: '1', primary: 'yes' })]));
-    out.push(el('audio', { id: '1', type: graphics.attrs.type === 'spice' ? 'spice' : 'none' }));
-  }
+  if (graphics) out.push(el('video', {}, [el('model', { type: 'cirrus', vram: '16384', heads: '1', primary: 'yes' })]));
+  out.push(el('audio', { id: '1', type: graphics?.attrs.type === 'spice' ? 'spice' : 'none' }));
   return out;
 }
 

@@ -34,6 +34,13 @@ export interface ExportedObject {
   warnings: string[];
   /** The file `--out DIR` writes it to (`vm-NAME.yaml`, `volume-NAME.yaml`, `network-NAME.yaml`, `pool-NAME.yaml`). */
   file: string;
+  /** The spec hash in the object's owner marker (virtform's own objects): the manifest it was defined from hashes to it. */
+  markerHash?: string;
+  /**
+   * Other manifests the definition is equally true to (a VM's `spec.domainType` declared or left
+   * to the host): for an object with a marker, the one whose spec hash is the marker's is written.
+   */
+  alternatives?: Record<string, unknown>[];
   /** The resources it needs (a VM: its volumes and networks; a volume: its pool and backing volume). */
   needs: { kind: ResourceKind; name: string }[];
 }

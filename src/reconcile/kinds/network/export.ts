@@ -108,6 +108,7 @@ export function exportNetworks(h: ExportHost): ExportedObject[] {
     spec.autostart = n.autostart;
     out.warnings.push(...unexpressed(n.xml, n.mode).map((w) => `network ${n.name}: ${w}`));
     out.doc = { apiVersion: API_VERSION, kind: 'Network', metadata: { name: n.name, adopt: true }, spec };
+    if (n.marker) out.markerHash = n.marker.specHash;
     return out;
   });
 }

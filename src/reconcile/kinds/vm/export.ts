@@ -160,6 +160,11 @@ export function exportVms(h: ExportHost, volumeName: VolumeNamer): ExportedObjec
       }
     }
     out.doc = { apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: { name: d.name, adopt: true }, spec };
+    if (p.marker) {
+      // spec.domainType declared, or left to the host: the XML says the same; the marker's hash tells.
+      out.markerHash = p.marker.specHash;
+      out.alternatives = [{ ...out.doc, spec: { ...spec, domainType: p.type } }];
+    }
     return out;
   });
 }
