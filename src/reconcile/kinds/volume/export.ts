@@ -10,7 +10,7 @@ import { volumeFileName } from './index.js';
 
 /** The resource name of a volume file (`web-1-root.qcow2` → `web-1-root`), when its name and format allow one. */
 export function volumeResourceName(v: Pick<VolumeDetail, 'name' | 'format'>): string | undefined {
-  const format = v.format === 'qcow2' || v.format === 'raw' ? v.format : undefined;
+  const format = v.format === 'qcow2' || v.format === 'raw' ? v.format : v.format === 'iso' ? 'raw' : undefined;
   if (!format) return undefined;
   const ext = format === 'qcow2' ? '.qcow2' : '.img';
   if (!v.name.endsWith(ext)) return undefined;
@@ -30,7 +30,7 @@ export function exportVolumes(h: ExportHost): ExportedObject[] {
     };
     const pool = h.pools.find((p) => p.name === v.pool);
     if (!name) {
-      out.warnings.push(v.format !== 'qcow2' && v.format !== 'raw'
+      out.warnings.push(v.format !== 'qcow2' && v.format !== 'raw' && v.format !== 'iso'
         ? `volume ${v.pool}/${v.name} has format ${v.format || '(unknown)'}: virtform manages qcow2 and raw volumes only`
         : `volume file ${v.pool}/${v.name} is not named <name>.${v.format === 'qcow2' ? 'qcow2' : 'img'} with a resource name (1-63 lowercase letters, digits, "-"): ` +
           'virtform names a volume\'s file after the resource, so it cannot manage this one under its file name (rename the file first)');
@@ -40,7 +40,8 @@ export function exportVolumes(h: ExportHost): ExportedObject[] {
       out.warnings.push(`volume ${v.pool}/${v.name} is in a ${pool?.type ?? 'unknown'} pool: virtform manages directory pools only`);
       return out;
     }
-    const spec: Record<string, unknown> = { pool: v.pool, capacity: v.capacityBytes, format: v.format };
+    // An ISO image is a raw file (libvirt probes it as format `iso`).
+    const spec: Record<string, unknown> = { pool: v.pool, capacity: v.capacityBytes, format: v.format === 'iso' ? 'raw' : v.format };
     if (v.backingPath) {
       const base = byPath.get(v.backingPath);
       const baseName = base ? volumeResourceName(base) : undefined;

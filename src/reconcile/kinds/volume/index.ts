@@ -264,7 +264,8 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       ...(prev ?? r.config),
       path: actual.path,
       capacityBytes: actual.capacityBytes,
-      format: (actual.format || (prev ?? r.config).format) as VolumeFormat,
+      // libvirt probes a raw file holding an ISO 9660 image as format `iso`: raw data all the same.
+      format: (actual.format === 'iso' ? 'raw' : actual.format || (prev ?? r.config).format) as VolumeFormat,
       backingPath: actual.backingPath,
     };
     // Recorded by an earlier virtform by path only: taken to hold the declared image (identified
