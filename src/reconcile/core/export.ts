@@ -41,6 +41,8 @@ export interface ExportedObject {
    * to the host): for an object with a marker, the one whose spec hash is the marker's is written.
    */
   alternatives?: Record<string, unknown>[];
+  /** Other host objects its manifest covers (`volume POOL/FILE` of a VM's cloud-init seed): not exported on their own. */
+  claims?: string[];
   /** The resources it needs (a VM: its volumes and networks; a volume: its pool and backing volume). */
   needs: { kind: ResourceKind; name: string }[];
 }

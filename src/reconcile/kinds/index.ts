@@ -104,5 +104,8 @@ export async function exportHostObjects(host: HostPort): Promise<ExportedObject[
     networks: await readNetworksForExport(host, snapshot),
     domains: await readDomainsForExport(host, snapshot),
   };
-  return [...exportPools(h), ...exportVolumes(h), ...exportNetworks(h), ...exportVms(h, volumeResourceName)];
+  const all = [...exportPools(h), ...exportVolumes(h), ...exportNetworks(h), ...exportVms(h, volumeResourceName)];
+  // A VM's cloud-init seed is part of the VM's manifest (cloudInit.seedVolume), not a Volume.
+  const claimed = new Set(all.flatMap((o) => o.claims ?? []));
+  return all.filter((o) => !claimed.has(o.object));
 }

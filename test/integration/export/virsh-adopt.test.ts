@@ -1,9 +1,10 @@
 /**
  * `virtform export` and adoption on the real daemon (issue 24), with objects made by virsh in the
  * shapes kcli and terraform-provider-libvirt give them: a directory pool, a qcow2 base image and a
- * qcow2 clone of it (backing store), a NAT network with DHCP, and a domain booting from the clone
- * with the usual devices (virtio disk and NIC, serial console, guest agent channel, VNC on
- * loopback, a virtio RNG, a USB tablet).
+ * qcow2 clone of it (backing store), a cloud-init NoCloud ISO (made with genisoimage, as
+ * `libvirt_cloudinit_disk` and kcli make it) attached as an IDE CD-ROM, a NAT network with DHCP, and
+ * a domain booting from the clone with the usual devices (virtio disk and NIC, serial console,
+ * guest agent channel, VNC on loopback, a virtio RNG, a USB tablet).
  *
  * - export names what the VM needs (its volumes, their pool, its network) and writes one file each;
  * - `reconcile --dry-run` of the exported folder plans only adoptions (no create, no replace, no
@@ -17,6 +18,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { runCli } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
 import { virsh } from '../../support/virsh.js';
@@ -56,6 +58,12 @@ function domainXml(name: string, extra: { top?: string; devices?: string; metada
       <source file='${POOL_PATH}/${name}-root.qcow2'/>
       <target dev='vda' bus='virtio'/>
     </disk>
+    ${name === VM ? `<disk type='file' device='cdrom'>
+      <driver name='qemu' type='raw'/>
+      <source file='${POOL_PATH}/${name}-seed.img'/>
+      <target dev='hdd' bus='ide'/>
+      <readonly/>
+    </disk>` : ''}
     <interface type='network'><mac address='${N.mac(name === VM ? 1 : 2)}'/><source network='${NET}'/><model type='virtio'/></interface>
     <serial type='pty'><target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
@@ -79,6 +87,13 @@ beforeAll(() => {
   for (const vm of [VM, ODD]) {
     virsh('vol-create-as', POOL, `${vm}-root.qcow2`, '128M', '--format', 'qcow2', '--backing-vol', `${POOL_PATH}/${P}base.qcow2`, '--backing-vol-format', 'qcow2');
   }
+  // The cloud-init seed as other tools make it: an ISO 9660 image labelled cidata (a raw file).
+  const seed = join(work, 'seed');
+  mkdirSync(seed);
+  writeFileSync(join(seed, 'user-data'), '#cloud-config\nhostname: vm\n');
+  writeFileSync(join(seed, 'meta-data'), `instance-id: ${VM}\nlocal-hostname: vm\n`);
+  execFileSync('genisoimage', ['-quiet', '-output', `${POOL_PATH}/${VM}-seed.img`, '-volid', 'cidata', '-joliet', '-rock', join(seed, 'user-data'), join(seed, 'meta-data')]);
+  virsh('pool-refresh', POOL);
   defineFromXml('net-define', `<network><name>${NET}</name><forward mode='nat'><nat><port start='1024' end='65535'/></nat></forward>
   <ip address='${N.ip(1)}' netmask='255.255.255.0'><dhcp><range start='${N.ip(100)}' end='${N.ip(199)}'/></dhcp></ip></network>`);
   virsh('net-start', NET);
@@ -101,10 +116,15 @@ describe.sequential('export and adoption of objects made by virsh (kcli / terraf
     const r = await runCli(['export', VM, '--out', out]);
     expect(r.stderr).not.toMatch(/warning/);
     expect(r.code).toBe(0);
-    expect(readdirSync(out).sort()).toEqual([`network-${NET}.yaml`, `pool-${POOL}.yaml`, `vm-${VM}.yaml`, `volume-${P}base.yaml`, `volume-${VM}-root.yaml`].sort());
+    expect(readdirSync(out).sort()).toEqual([
+      `network-${NET}.yaml`, `pool-${POOL}.yaml`, `vm-${VM}.yaml`, `volume-${P}base.yaml`, `volume-${VM}-root.yaml`, `volume-${VM}-seed.yaml`,
+    ].sort());
     const vm = readFileSync(join(out, `vm-${VM}.yaml`), 'utf8');
     expect(vm).toContain('adopt: true');
     expect(vm).toContain(`- volume: ${VM}-root`);
+    // The seed ISO: a Volume (never decoded) attached as a CD-ROM on its IDE target.
+    expect(vm).toMatch(new RegExp(`- volume: ${VM}-seed\\n\\s+device: cdrom\\n\\s+bus: ide`));
+    expect(readFileSync(join(out, `volume-${VM}-seed.yaml`), 'utf8')).toMatch(/format: raw/);
     expect(vm).toContain("<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>");
     expect(vm).toContain("<input bus='usb' type='tablet'/>");
     expect(vm).not.toMatch(/<address /);
@@ -136,7 +156,7 @@ describe.sequential('export and adoption of objects made by virsh (kcli / terraf
     const plan = await runCli(['reconcile', out, '--dry-run', '--db', db, '--json']);
     expect(plan.code, plan.stderr).toBe(0);
     const p = JSON.parse(plan.stdout) as { plan: { summary: Record<string, number>; changes: { kind: string; name: string; action: string; reason: string; fields: unknown[]; notes: string[] }[] } };
-    expect(p.plan.summary).toMatchObject({ create: 0, replace: 0, delete: 0, conflict: 0, change: 5 });
+    expect(p.plan.summary).toMatchObject({ create: 0, replace: 0, delete: 0, conflict: 0, change: 6 });
     for (const c of p.plan.changes) {
       expect(c.action, c.name).toBe('update');
       expect(c.reason, c.name).toMatch(/^adopting existing /);

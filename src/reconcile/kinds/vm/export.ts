@@ -11,7 +11,7 @@ import type { DomainDef, VolumeDetail } from '../../../model/definitions.js';
 import { buildDomainXml, parseDomainXml } from '../../../libvirt/xml/domain.js';
 import { domainAdoptionDifferences } from '../../../libvirt/xml/domain-adopt.js';
 import { canonicalFragment, extraDevicesOf, fragOf, hostReachOf, type Frag } from '../../../libvirt/xml/extra-devices.js';
-import { parseRoot, child } from '../../../libvirt/xml/xml-util.js';
+import { parseRoot, child, type XNode } from '../../../libvirt/xml/xml-util.js';
 import type { HostPort, HostSnapshot } from '../../ports.js';
 import { API_VERSION, RESOURCE_NAME, type ExportHost, type ExportedObject } from '../../core/export.js';
 
@@ -26,6 +26,14 @@ function withoutAddresses(f: Frag): Frag {
   return { ...f, children: f.children.filter((c) => c.name !== 'address' && c.name !== 'alias').map(withoutAddresses) };
 }
 
+type DiskBus = DomainDef['disks'][number]['bus'];
+
+/** The targets of a domain's `<disk>` elements (disks and CD-ROMs), in definition order. */
+function diskTargetsInOrder(root: XNode): string[] {
+  const disks = child(root, 'devices')?.disk;
+  return (Array.isArray(disks) ? disks : []).map((x) => String(child(x as XNode, 'target')?.['@_dev'] ?? '')).filter((t) => t !== '');
+}
+
 /** The resource name a volume file gets (`<name>.qcow2` / `<name>.img`), as the Volume exporter names it. */
 export type VolumeNamer = (v: VolumeDetail) => string | undefined;
 
@@ -33,7 +41,7 @@ export function exportVms(h: ExportHost, volumeName: VolumeNamer): ExportedObjec
   const byPath = new Map(h.volumes.map((v) => [v.path, v]));
   return h.domains.map((d) => {
     const out: ExportedObject = {
-      kind: 'VirtualMachine', name: d.name, file: `vm-${d.name}.yaml`, object: `domain ${d.name}`, libvirtName: d.name, managed: false, comments: [], warnings: [], needs: [],
+      kind: 'VirtualMachine', name: d.name, file: `vm-${d.name}.yaml`, object: `domain ${d.name}`, libvirtName: d.name, managed: false, comments: [], warnings: [], needs: [], claims: [],
     };
     const p = parseDomainXml(d.xml);
     out.managed = !!p.marker;
@@ -94,27 +102,61 @@ export function exportVms(h: ExportHost, volumeName: VolumeNamer): ExportedObjec
       def.graphics = { type: g.type, listen: g.listen };
     }
     if (!p.guestAgent) spec.guestAgent = false;
-    // disks on volumes, in definition order (targets by bus, as virtform assigns them).
+    // Disks and CD-ROMs on volumes, in definition order (targets by bus, as virtform assigns them).
     const disks: Record<string, unknown>[] = [];
-    for (const x of p.disks) {
-      const v = byPath.get(x.path);
-      const name = v ? volumeName(v) : undefined;
-      if (!v || !name) {
-        out.warnings.push(`disk ${x.target} (${x.path || 'no source'}) is ${v ? 'a volume virtform cannot name' : 'not a volume of a pool'}: left out`);
-        continue;
+    const cdromAt = new Map(p.cdroms.map((c) => [c.target, c]));
+    const diskAt = new Map(p.disks.map((x) => [x.target, x]));
+    for (const target of diskTargetsInOrder(root)) {
+      const x = diskAt.get(target);
+      const c = cdromAt.get(target);
+      if (x) {
+        const v = byPath.get(x.path);
+        const name = v ? volumeName(v) : undefined;
+        if (!v || !name) {
+          out.warnings.push(`disk ${x.target} (${x.path || 'no source'}) is ${v ? 'a volume virtform cannot name' : 'not a volume of a pool'}: left out`);
+          continue;
+        }
+        if (!['virtio', 'sata', 'scsi', 'ide'].includes(x.bus)) {
+          out.warnings.push(`disk ${x.target} is on bus ${x.bus}: virtform attaches disks on virtio, sata, scsi or ide; left out`);
+          continue;
+        }
+        disks.push({ volume: name, bus: x.bus, ...(x.bootOrder !== undefined ? { boot: x.bootOrder } : {}) });
+        def.disks.push({ path: x.path, format: v.format === 'qcow2' ? 'qcow2' : 'raw', bus: x.bus as DiskBus, target: x.target, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) });
+        out.needs.push({ kind: 'Volume', name });
+      } else if (c) {
+        const v = c.path ? byPath.get(c.path) : undefined;
+        const name = v ? volumeName(v) : undefined;
+        const bootOrder = (c as { bootOrder?: number }).bootOrder;
+        if (!c.path || !v) {
+          out.warnings.push(`CD-ROM ${c.target} (${c.path || 'empty'}) ${c.path ? 'is not a volume of a pool' : 'holds no medium'}: left out`);
+          continue;
+        }
+        if (!['sata', 'scsi', 'ide'].includes(c.bus)) {
+          out.warnings.push(`CD-ROM ${c.target} is on bus ${c.bus}: virtform attaches CD-ROMs on ide, sata or scsi; left out`);
+          continue;
+        }
+        const ownSeed = !!p.marker && v.name === `${d.name}-cidata.iso`;
+        if (!ownSeed && name) {
+          // A Volume (never decoded) attached as a CD-ROM as it is.
+          disks.push({ volume: name, device: 'cdrom', bus: c.bus, ...(bootOrder !== undefined ? { boot: bootOrder } : {}) });
+          def.disks.push({ path: c.path, format: 'raw', bus: c.bus as DiskBus, target: c.target, device: 'cdrom', ...(bootOrder !== undefined ? { bootOrder } : {}) } as DomainDef['disks'][number]);
+          out.needs.push({ kind: 'Volume', name });
+        } else if (!spec.cloudInit && c.bus === 'ide' && bootOrder === undefined) {
+          // virtform's own seed (`<vm>-cidata.iso`), or an ISO a Volume cannot name (`commoninit.iso`):
+          // the VM's cloud-init seed, attached as it is (cloudInit.seedVolume).
+          spec.cloudInit = { pool: v.pool, seedVolume: v.name };
+          def.cdroms = [{ path: c.path, bus: 'ide', target: c.target }];
+          out.needs.push({ kind: 'StoragePool', name: v.pool });
+          out.claims!.push(`volume ${v.pool}/${v.name}`);
+          if (!ownSeed) {
+            out.warnings.push(`CD-ROM ${c.target} on ${v.pool}/${v.name}: exported as the VM's cloud-init seed (spec.cloudInit.seedVolume), which is derived data of the VM: deleted with it (a Volume cannot name the file)`);
+          }
+        } else {
+          out.warnings.push(`CD-ROM ${c.target} on ${v.pool}/${v.name}: a Volume cannot name the file (and the VM has its cloud-init seed already): left out`);
+        }
       }
-      if (!['virtio', 'sata', 'scsi', 'ide'].includes(x.bus)) {
-        out.warnings.push(`disk ${x.target} is on bus ${x.bus}: virtform attaches disks on virtio, sata, scsi or ide; left out`);
-        continue;
-      }
-      disks.push({ volume: name, bus: x.bus, ...(x.bootOrder !== undefined ? { boot: x.bootOrder } : {}) });
-      def.disks.push({ path: x.path, format: (v.format === 'raw' ? 'raw' : 'qcow2'), bus: x.bus as DomainDef['disks'][number]['bus'], target: x.target, ...(x.bootOrder !== undefined ? { bootOrder: x.bootOrder } : {}) });
-      out.needs.push({ kind: 'Volume', name });
     }
     if (disks.length) spec.disks = disks;
-    for (const c of p.cdroms) {
-      out.warnings.push(`CD-ROM ${c.target} (${c.path || 'empty'}): not exported (virtform has no CD-ROM disks yet)`);
-    }
     const nics: Record<string, unknown>[] = [];
     for (const n of p.nics) {
       if (n.type !== 'network' || !n.network) {
@@ -155,7 +197,8 @@ export function exportVms(h: ExportHost, volumeName: VolumeNamer): ExportedObjec
     }
     if (built !== undefined) {
       for (const x of domainAdoptionDifferences(d.xml, built, { disksOrNics: false })) {
-        if (x.path.startsWith('devices/disk[') && x.change === 'dropped by adoption' && p.cdroms.some((c) => x.path === `devices/disk[${c.target}]`)) continue;
+        // A disk or CD-ROM left out is warned about above already.
+        if (x.path.startsWith('devices/disk[') && x.change === 'dropped by adoption') continue;
         out.warnings.push(`${x.path} ${x.change}${x.change === 'rewritten by adoption' ? `: ${x.before ?? ''} → ${x.after ?? ''}` : `: ${x.before ?? x.after ?? ''}`}`);
       }
     }
