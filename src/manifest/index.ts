@@ -44,6 +44,7 @@ export type { LoadResult, LoadOptions } from './loader.js';
 export { loadManifests, digestManifests, digestState, manifestsByKind, NAME_RE } from './loader.js';
 export { ManifestCache, type CacheLoadStats } from './cache.js';
 export { checkFleet, libvirtUriProblem, vmVolumes, vmNetworks, vmOwnPools, backingChain, scopeOf, volumeGroups, stateOnHost, vmPlacementFacts, type HostEntry, type VmPlacementFacts } from './hosts.js';
+export { diskBus } from './semantics.js';
 export { parseSize, formatSize, roundUpToKiB, ManifestSizeError } from './size.js';
 export { SCHEMA_DIR } from './schema.js';
 export { loadPolicy, checkPolicy, POLICY_FIELDS, DEFAULT_POLICY_PATH, type Policy, type PolicyField, type PolicyCategory, type CachedImageSize } from './policy.js';

@@ -161,6 +161,13 @@ async function checkCloudInit(
   if (ci.pool !== undefined) ref(at('pool'), ci.pool);
   else if (diskPool !== undefined) ci.pool = diskPool;
   else r.at(e, ['spec', 'cloudInit'], 'the seed needs a pool: set spec.cloudInit.pool (or give the VM a disk: its volume\'s pool is the default)', { key: true });
+  if (ci.seedVolume !== undefined) {
+    // An existing seed, attached as it is: nothing to build, so nothing to build it from.
+    for (const f of ['userData', 'userDataFile', 'metaData', 'networkConfig', 'sshAuthorizedKeys'] as const) {
+      if (ci[f] !== undefined) r.at(e, at(f), `${f} and seedVolume are mutually exclusive (seedVolume attaches an existing seed as it is; virtform builds none)`);
+    }
+    return;
+  }
   if (ci.userData !== undefined && ci.userDataFile !== undefined) {
     r.at(e, at('userDataFile'), 'userData and userDataFile are mutually exclusive');
     return;
@@ -204,6 +211,11 @@ async function checkCloudInit(
     const p = path[0] === 'metaData' && !(ci.metaData && String(path[1]) in ci.metaData) ? ['metaData'] : path;
     r.at(e, at(...p), err.message.replace(/^[^:]*: /, ''));
   }
+}
+
+/** The bus of a declared disk: its own, else virtio (ide for a cdrom). */
+export function diskBus(d: { bus?: string; device?: string }): 'virtio' | 'sata' | 'scsi' | 'ide' {
+  return (d.bus ?? (d.device === 'cdrom' ? 'ide' : 'virtio')) as 'virtio' | 'sata' | 'scsi' | 'ide';
 }
 
 function isUnicast(mac: string): boolean {
@@ -517,6 +529,12 @@ export async function checkSemantics(entries: Entry[], opts: {
         }
       }
       ownVolumes.add(d.volume);
+      // The bus default depends on the device (the schema has none): virtio, ide for a cdrom.
+      const explicitBus = d.bus;
+      d.bus = diskBus(d);
+      if (d.device === 'cdrom' && explicitBus === 'virtio') {
+        r.at(e, ['spec', 'disks', i, 'bus'], 'a cdrom cannot be on the virtio bus: use ide (the default for a cdrom), sata or scsi');
+      }
       if (d.boot !== undefined) {
         const prev = boots.get(d.boot);
         if (prev !== undefined) r.at(e, ['spec', 'disks', i, 'boot'], `boot order ${d.boot} is already used by disks[${prev}]`);
@@ -524,7 +542,7 @@ export async function checkSemantics(entries: Entry[], opts: {
       }
     });
     // IDE: the pc machine has one controller, two buses of two units: four devices, the seed's cdrom included.
-    const ide = (spec.disks ?? []).map((d, i) => (d.bus === 'ide' ? i : -1)).filter((i) => i >= 0);
+    const ide = (spec.disks ?? []).map((d, i) => (diskBus(d) === 'ide' ? i : -1)).filter((i) => i >= 0);
     const ideMax = spec.cloudInit ? 3 : 4;
     if (ide.length > ideMax) {
       r.at(e, ['spec', 'disks', ide[ideMax]!, 'bus'], `more than ${ideMax} ide disks${spec.cloudInit ? ' (the cloud-init seed is a fourth ide device)' : ''}: the machine has one IDE controller with four units; use virtio, sata or scsi`);
@@ -533,6 +551,11 @@ export async function checkSemantics(entries: Entry[], opts: {
       const firstDisk = spec.disks?.[0]?.volume;
       const diskPool = firstDisk !== undefined ? validNamed('Volume', firstDisk) : undefined;
       await checkCloudInit(r, e, spec.cloudInit, diskPool ? specOf(diskPool, 'Volume').pool : undefined, (path, name) => refCheck(e, path, 'StoragePool', name), opts.confine);
+      const sv = spec.cloudInit.seedVolume;
+      const declared = sv !== undefined ? validNamed('Volume', sv) : undefined;
+      if (declared && specOf(declared, 'Volume').pool === spec.cloudInit.pool) {
+        r.at(e, ['spec', 'cloudInit', 'seedVolume'], `seedVolume ${quote(sv!)} is declared as a Volume (${where(declared)}): the seed is derived data of the VM (deleted with it), not a Volume of its own; remove that Volume manifest`);
+      }
     }
     (spec.nics ?? []).forEach((n, i) => {
       refCheck(e, ['spec', 'nics', i, 'network'], 'Network', n.network);
@@ -568,6 +591,7 @@ export async function checkSemantics(entries: Entry[], opts: {
     if (!vm) continue;
     const vmSpec = specOf(vm, 'VirtualMachine');
     (vmSpec.disks ?? []).forEach((d) => {
+      if (d.device === 'cdrom') return; // read-only: libvirt leaves it out of a snapshot, like the seed
       const vol = validNamed('Volume', d.volume);
       if (vol && specOf(vol, 'Volume').format === 'raw') {
         r.at(e, ['spec', 'vm'], `VirtualMachine ${quote(spec.vm)} has a raw writable disk (volume ${quote(d.volume)}, ${where(vol)}): ` +

@@ -288,7 +288,7 @@ export interface VmGraphics {
   listen?: Ipv4Address;
 }
 /**
- * cloud-init NoCloud seed: virtform builds an ISO 9660 image (label cidata) with user-data, meta-data and network-config, stores it as the volume <vm>-cidata.iso (mode 0600) in `pool` and attaches it as a read-only IDE CD-ROM. Derived data: rebuilt when its content changes, deleted with the VM. Only sha256 digests of its content appear in plans, logs, status and the state DB.
+ * cloud-init NoCloud seed: virtform builds an ISO 9660 image (label cidata) with user-data, meta-data and network-config, stores it as the volume <vm>-cidata.iso (mode 0600) in `pool` and attaches it as a read-only IDE CD-ROM. Derived data: rebuilt when its content changes, deleted with the VM. Only sha256 digests of its content appear in plans, logs, status and the state DB. Or, with seedVolume, an existing seed volume attached as it is.
  *
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
  * via the `definition` "VmCloudInit".
@@ -317,6 +317,10 @@ export interface VmCloudInit {
    */
   sshAuthorizedKeys?: string[];
   pool?: ResourceName;
+  /**
+   * The VM's NoCloud seed is this existing volume in `pool`, attached as the read-only IDE CD-ROM as it is: virtform neither builds, rebuilds nor reads it (plans and status show 'existing volume POOL/NAME (not built by virtform)'). Like a seed virtform built, it is derived data of the VM: deleted with the VM. Exclusive with userData, userDataFile, metaData, networkConfig and sshAuthorizedKeys; not a Volume manifest. A missing volume is a conflict (virtform cannot build it).
+   */
+  seedVolume?: string;
 }
 /**
  * This interface was referenced by `ManifestSpecs`'s JSON-Schema
@@ -324,6 +328,13 @@ export interface VmCloudInit {
  */
 export interface VmDisk {
   volume: ResourceName;
+  /**
+   * disk (default) or cdrom: a read-only CD-ROM (<readonly/>) holding the volume as it is (typically a raw ISO), on bus ide, sata or scsi (not virtio). Its target is assigned once, like a disk's; a change to a cdrom is [restart], never hot-plugged.
+   */
+  device?: 'disk' | 'cdrom';
+  /**
+   * Disk bus (default virtio; ide for a cdrom). virtio disks are hot-plugged into a running VM; the others take a restart. A cdrom takes ide, sata or scsi.
+   */
   bus?: 'virtio' | 'sata' | 'scsi' | 'ide';
   /**
    * Boot order (1 = first), unique within the VM.

@@ -63,6 +63,8 @@ export interface DomainDiskDef {
   bus: 'virtio' | 'sata' | 'scsi' | 'ide';
   target: string;
   bootOrder?: number;
+  /** `cdrom`: a read-only CD-ROM (`device='cdrom'`, `<readonly/>`; not on virtio); absent: a disk. */
+  device?: 'cdrom';
 }
 
 export interface DomainCdromDef {
@@ -128,7 +130,7 @@ export interface DomainDef {
   /** The QEMU guest agent's virtio channel (`org.qemu.guest_agent.0`, a unix socket libvirt places). Default true. */
   guestAgent?: boolean;
   disks: DomainDiskDef[];
-  /** Read-only raw CD-ROMs (the cloud-init seed), after the disks. */
+  /** Read-only raw CD-ROMs (the cloud-init seed), after the disks (a declared cdrom disk is in `disks`). */
   cdroms?: DomainCdromDef[];
   nics: DomainNicDef[];
   /** spec.extraDevices: one device element each (validated, canonical), appended to `<devices>`. */
@@ -162,9 +164,10 @@ export interface DomainDetail {
   graphics: { type: string; listen?: string; port?: number }[];
   /** A virtio channel named `org.qemu.guest_agent.0` exists. */
   guestAgent: boolean;
-  disks: { path: string; target: string; bus: string; bootOrder?: number; format?: string }[];
+  /** `device='disk'` disks; `device` is set only in a view that adds declared CD-ROMs (`diskView`). */
+  disks: { path: string; target: string; bus: string; bootOrder?: number; format?: string; device?: 'cdrom' }[];
   /** `device='cdrom'` disks (absent: read by something that does not report them). */
-  cdroms?: { path: string; target: string; bus: string }[];
+  cdroms?: { path: string; target: string; bus: string; bootOrder?: number; format?: string }[];
   /** `model` is libvirt's default for x86 QEMU (rtl8139) when the XML names none. */
   nics: { network: string; mac: string; model: string }[];
   /** The devices virtform does not model otherwise (watchdog, rng, …), canonical one-line XML (absent: read by something that does not report them). */

@@ -42,6 +42,8 @@ export const SUITES = {
   // issue 24, helper restart: hot-plug and virtform restart (test/integration/reconcile/hotplug.test.ts,
   // test/integration/cli/restart.test.ts, test/integration/guest/hotplug-guest.test.ts)
   hotplug: 160, vmrestart: 161, hotguest: 162,
+  // issue 24, helper cdseed: cdrom disks and spec.cloudInit.seedVolume (test/integration/reconcile/cdrom-seed.test.ts)
+  cdseed: 175,
   // test/fleet/transport.test.ts (ssh and TLS)
   transport: 100,
   // test/faults

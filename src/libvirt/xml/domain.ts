@@ -51,10 +51,14 @@ export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
 // --- hot-plug (issue 24): one device's XML, as `<devices>` of a built domain has it -----------
 
 function diskElement(d: DomainDiskDef): XElement {
-  return el('disk', { type: 'file', device: 'disk' }, [
+  const cdrom = d.device === 'cdrom';
+  if (cdrom && d.bus === 'virtio') throw new LibvirtXmlError('invalid-input', `cdrom ${d.target}: a cdrom cannot be on the virtio bus`);
+  return el('disk', { type: 'file', device: cdrom ? 'cdrom' : 'disk' }, [
     el('driver', { name: 'qemu', type: d.format }),
     el('source', { file: d.path }),
     el('target', { dev: d.target, bus: d.bus }),
+    // A CD-ROM is read-only (QEMU refuses a writable one).
+    cdrom && el('readonly'),
     d.bootOrder !== undefined && el('boot', { order: d.bootOrder }),
   ]);
 }
@@ -220,7 +224,12 @@ export function parseDomainXml(xml: string): ParsedDomain {
   for (const d of children(devices, 'disk')) {
     if (attr(d, 'device') === 'cdrom') {
       const t = child(d, 'target');
-      cdroms.push({ path: attr(child(d, 'source'), 'file') ?? '', target: attr(t, 'dev') ?? '', bus: attr(t, 'bus') ?? '' });
+      const cd: ParsedDomain['cdroms'][number] = { path: attr(child(d, 'source'), 'file') ?? '', target: attr(t, 'dev') ?? '', bus: attr(t, 'bus') ?? '' };
+      const cdOrder = attr(child(d, 'boot'), 'order');
+      if (cdOrder !== undefined) cd.bootOrder = parseIntStrict(cdOrder, 'cdrom boot order');
+      const cdFormat = attr(child(d, 'driver'), 'type');
+      if (cdFormat !== undefined) cd.format = cdFormat;
+      cdroms.push(cd);
       continue;
     }
     if ((attr(d, 'device') ?? 'disk') !== 'disk') continue;

@@ -69,7 +69,7 @@ export interface ParsedDomain {
   guestAgent: boolean;
   disks: ParsedDomainDisk[];
   /** `device='cdrom'` entries: source file ('' when empty), target, bus. */
-  cdroms: { path: string; target: string; bus: string }[];
+  cdroms: { path: string; target: string; bus: string; bootOrder?: number; format?: string }[];
   nics: ParsedDomainNic[];
   /** Devices virtform does not model otherwise (extra-devices.ts), canonical, in libvirt's order. */
   extraDevices: string[];

@@ -3,11 +3,11 @@ import type { DesiredState } from '../../../manifest/index.js';
 import type { CpuMode, GraphicsType } from '../../../model/definitions.js';
 import type { VirtualMachineSpec } from '../../../manifest/types.generated.js';
 import { canonicalFragment, fragOf } from '../../../libvirt/xml/extra-devices.js';
-import { parseSize } from '../../../manifest/index.js';
+import { diskBus, parseSize } from '../../../manifest/index.js';
 import { desiredBase } from '../../core/resource.js';
 import type { BuildContext } from '../../core/kind.js';
 import { diskTarget } from './define.js';
-import { cloudInitConfig } from './seed.js';
+import { cloudInitConfig, existingSeedConfig } from './seed.js';
 import type { DesiredVm, DiskBus, RestartPolicy, VmBoot, VmConfig } from './types.js';
 
 export function buildVms(state: DesiredState, ctx: BuildContext): DesiredVm[] {
@@ -27,13 +27,13 @@ export function buildVms(state: DesiredState, ctx: BuildContext): DesiredVm[] {
       // Precedence: the VM's own field, then its host's Host manifest (--domain-type comes last, at define).
       ...(vm.spec.domainType !== undefined ? { domainType: vm.spec.domainType as 'kvm' | 'qemu' } : ctx.domainType ? { domainType: ctx.domainType } : {}),
       disks: (vm.spec.disks ?? []).map((d) => {
-        const bus = (d.bus ?? 'virtio') as DiskBus;
+        const bus = diskBus(d) as DiskBus;
         const family = bus === 'virtio' ? 'vd' : bus === 'ide' ? 'hd' : 'sd';
         const index = busCounters.get(family) ?? 0;
         busCounters.set(family, index + 1);
         return {
           volume: d.volume, path: ctx.volumePath(d.volume), format: ctx.volumeFormat(d.volume), bus,
-          target: diskTarget(bus, index), bootOrder: d.boot,
+          target: diskTarget(bus, index), bootOrder: d.boot, ...(d.device === 'cdrom' ? { device: 'cdrom' as const } : {}),
         };
       }),
       nics: (vm.spec.nics ?? []).map((nic) => ({
@@ -41,8 +41,10 @@ export function buildVms(state: DesiredState, ctx: BuildContext): DesiredVm[] {
       })),
       ...(vm.spec.extraDevices?.length ? { extraDevices: vm.spec.extraDevices.map((x) => canonicalFragment(fragOf(x))) } : {}),
     };
-    const seed = vm.spec.cloudInit ? cloudInitConfig(vm.metadata.name, vm.spec.cloudInit, config.disks, ctx) : undefined;
+    const ci = vm.spec.cloudInit;
+    const seed = ci && ci.seedVolume === undefined ? cloudInitConfig(vm.metadata.name, ci, config.disks, ctx) : undefined;
     if (seed) config.cloudInit = seed.config;
+    else if (ci?.seedVolume !== undefined) config.cloudInit = existingSeedConfig(ci.seedVolume, ci.pool!, config.disks, ctx);
     const r: DesiredVm = {
       ...desiredBase('VirtualMachine', vm, ctx.host, config),
       autostart: vm.spec.autostart ?? false, state: (vm.spec.state ?? 'running') as 'running' | 'stopped',

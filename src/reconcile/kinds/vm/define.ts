@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { resourceKey } from '../../../model/kinds.js';
 import type { DomainBoot, DomainDef, DomainDetail } from '../../../model/definitions.js';
 import type { HostPort } from '../../ports.js';
+import { diskView } from './match.js';
 import type { DesiredVm, VmBoot, VmConfig } from './types.js';
 
 /** Disk target names in attach order for a bus: vda, vdb… for virtio; sda… for sata/scsi; hda… for ide. */
@@ -36,7 +37,7 @@ export function domainDef(r: DesiredVm, type: 'kvm' | 'qemu', uuid?: string, mac
     ...(c.cpu ? { cpu: { ...c.cpu } } : {}),
     ...(c.graphics ? { graphics: { ...c.graphics } } : {}),
     guestAgent: c.guestAgent ?? true,
-    disks: c.disks.map((d) => ({ path: d.path, format: d.format, bus: d.bus, target: d.target, bootOrder: d.bootOrder })),
+    disks: c.disks.map((d) => ({ path: d.path, format: d.format, bus: d.bus, target: d.target, bootOrder: d.bootOrder, ...(d.device ? { device: d.device } : {}) })),
     ...(c.cloudInit ? { cdroms: [{ path: c.cloudInit.path, bus: 'ide' as const, target: c.cloudInit.target }] } : {}),
     nics: c.nics.map((n, i) => ({ network: n.network, mac: n.mac ?? macs[i], model: n.model })),
     ...(c.extraDevices ? { extraDevices: [...c.extraDevices] } : {}),
@@ -101,6 +102,8 @@ export function resolveTargets(
   /** Targets the running domain still has (a detach the guest has not completed): never given to a new disk. */
   busy: Iterable<string> = [],
 ): VmConfig {
+  // Declared CD-ROMs are disks here (their targets kept like any disk's); the seed stays a CD-ROM.
+  current = current && diskView(current, c);
   const disks = c.disks;
   const out: (string | undefined)[] = disks.map(() => undefined);
   const taken = new Set<string>();

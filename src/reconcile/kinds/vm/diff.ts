@@ -5,7 +5,8 @@
  * restart (restartPolicy) or the restart-required note, start/stop.
  */
 import type { DomainCapabilities } from '../../../model/definitions.js';
-import { canonicalJson } from '../../core/resource.js';
+import { canonicalJson, hashConfig } from '../../core/resource.js';
+import { resourceKey } from '../../../model/kinds.js';
 import {
   addNote, change, conflictOrAdopt, createReason, exactDrift, fieldChanges, interruptedOr, isMissingDrift, liveOnlyDevices, recordedConfig,
   type DiffContext, type FieldChange, type NoteTopic, type ResourceChange,
@@ -20,9 +21,9 @@ import { buildDomainXml, parseDomainXml } from '../../../libvirt/xml/domain.js';
 import { domainAdoptionDifferences } from '../../../libvirt/xml/domain-adopt.js';
 import type { DomainDetail } from '../../../model/definitions.js';
 import { domainDef } from './define.js';
-import { matchNics } from './match.js';
+import { diskView, matchNics } from './match.js';
 import { mergeRestart, restartText, stopNote } from './restart.js';
-import { planSeed, seedNameTaken, seedOp, shortLine } from './seed.js';
+import { planSeed, seedNameTaken, seedOp, seedVolumeMissing, shortLine } from './seed.js';
 import type { DesiredVm, RestartRequired, VmConfig, VmOp } from './types.js';
 
 /**
@@ -83,12 +84,18 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   // The no-op fast path: the definition and everything its comparison depends on are the ones an
   // earlier run compared without a difference (field lines and exact drift: none), so it is not
   // parsed nor compared again (`core/checks.ts`); the runtime (state, autostart, seed) still is.
-  const unchanged = own.state === 'owned' && own.via === 'record' && record?.specHash === r.specHash && unchangedDefinition(observed, key);
+  // The record's spec hash, or the same VM with its seed declared as the seedVolume it built (a
+  // round trip through `export`): that switch alone changes nothing (`sameBuiltSeed`).
+  const recordedCfg = own.state === 'owned' && record?.specHash !== r.specHash ? recordedConfig<VmConfig>(observed, key) : undefined;
+  const specMatches = record?.specHash === r.specHash || (!!record?.specHash && sameBuiltSeed(r, recordedCfg, record.specHash));
+  const unchanged = own.state === 'owned' && own.via === 'record' && specMatches && unchangedDefinition(observed, key);
   const cur = unchanged ? undefined : definitionOf(observed, 'VirtualMachine', key);
   const wantRunning = r.state === 'running';
   const graceful = opts.gracefulStop ?? true;
-  const conflict = conflictOrAdopt(r, own) ?? seedNameTaken(r, observed, own);
+  const conflict = conflictOrAdopt(r, own) ?? seedNameTaken(r, observed, own, own.state === 'owned' ? recordedConfig<VmConfig>(observed, key) : undefined);
   if (conflict) return conflict;
+  const noSeed = seedVolumeMissing(r, observed);
+  if (noSeed) return change(r, 'conflict', noSeed, own);
   // What the definition asks of the hypervisor, checked before it is defined (libvirt would
   // define it and refuse it only at start).
   const capsNotes: string[] = [];
@@ -101,7 +108,7 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
       fields: fieldChanges(undefined, { ...r.config, state: r.state, autostart: r.autostart }).map(shortLine),
       steps: [
         { op: 'vm.define', define: true, autostart: r.autostart },
-        ...(r.config.cloudInit ? [seedOp(r.config.cloudInit)] : []),
+        ...(r.config.cloudInit && r.config.cloudInit.existing === undefined ? [seedOp(r.config.cloudInit)] : []),
         ...(r.state === 'running' ? [{ op: 'vm.start' as const }] : []),
       ],
     });
@@ -134,11 +141,11 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
     fields.push(...linesOf(diffs));
     liveFields.push(...diffs.filter((d) => d.effect === 'live').map((d) => d.field));
     if (running && wantRunning && diffs.some((d) => d.effect === 'live' && (d.field === 'disks' || d.field === 'nics'))) {
-      const all = hotPlug({ cur, want, pending: pendingFields, match: vmMatch(cur, want, match), heldElsewhere, runs: true });
+      const all = hotPlug({ cur: diskView(cur, want), want, pending: pendingFields, match: vmMatch(cur, want, match), heldElsewhere, runs: true });
       const live = new Set(liveFields);
       hot = { ...(live.has('disks') && all.disks ? { disks: all.disks } : {}), ...(live.has('nics') && all.nics ? { nics: all.nics } : {}) };
     }
-    const recorded = adopting ? undefined : recordedConfig<VmConfig>(observed, key) ?? (record?.specHash === r.specHash ? r.config : undefined);
+    const recorded = adopting ? undefined : recordedConfig<VmConfig>(observed, key) ?? (specMatches ? r.config : undefined);
     const prev = recorded === r.config ? want : recorded ? resolveTargets(recorded, cur, facts?.disks, liveTargets) : undefined;
     // A line is drift when the host also differs there from what virtform applied last.
     const sinceApplied = new Set<string>();
@@ -171,7 +178,7 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   drift ||= liveOnlyNew.length > 0;
   const seed = planSeed(r, observed, facts, adopting ? undefined : recordedConfig<VmConfig>(observed, key));
   drift ||= seed.drift;
-  const specChanged = !adopting && record?.specHash !== r.specHash;
+  const specChanged = !adopting && !specMatches;
   const redefine = fields.length > 0 || adopting || specChanged || !(cur || unchanged) || transient;
   if (redefine && unmet) return change(r, 'conflict', unmet, own);
 
@@ -241,11 +248,13 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
     lines.push(...seed.lines.map(shortLine));
     for (const n of seed.notes) addNote(topical, 'next-boot', n);
     if (seed.reason) reasons.push(seed.reason);
+    if (seed.overwrites) addNote(topical, 'next-boot', `writes the seed built from spec.cloudInit over ${seed.overwrites.pool}/${seed.overwrites.volume}, the seedVolume virtform did not build (needs --allow-data-loss)`);
     const booted = bootedSeed(facts, obs.id);
     if (running && wantRunning && booted !== r.config.cloudInit?.seed) {
       restartRequired = mergeRestart(restartRequired ?? pending, [{ field: 'spec.cloudInit', before: shortDigest(booted), after: shortDigest(r.config.cloudInit?.seed) }]);
     }
   }
+  else for (const n of seed.notes) notes.push(n);
   const setters = liveFields.filter((f) => f !== 'disks' && f !== 'nics');
   if (live.length > 0 && setters.length > 0) {
     const op = liveOp(setters, r.config);
@@ -274,7 +283,31 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   const stop = steps.find((s): s is Extract<VmOp, { op: 'vm.stop' }> => s.op === 'vm.stop');
   if (stop) addNote(topical, 'stop', stopNote(stop.graceful));
   if (steps.length === 0) return undefined;
-  return change(r, 'update', reasons.join('; ') || 'autostart differs', own, { fields: lines, ...topical, steps, adopt: adopting, drift });
+  const overwrites = seed.op?.op === 'vm.seed' && seed.overwrites ? seed.overwrites : undefined;
+  return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
+    fields: lines, ...topical, steps, adopt: adopting, drift,
+    // Held by the data rule without --allow-data-loss: a seed virtform did not build is written over.
+    ...(overwrites ? {
+      dataLoss: [{
+        volume: resourceKey('Volume', overwrites.volume, r.host), path: r.config.cloudInit?.path,
+        why: [`the VM's seedVolume until now (not built by virtform): the seed built from spec.cloudInit is written over it`],
+      }],
+    } : {}),
+  });
+}
+
+/**
+ * Whether the desired VM is the recorded one (`specHash`) with only its seed declared differently:
+ * as `seedVolume` naming the very volume virtform built from content before (pool and volume the
+ * same; the CD-ROM is the same element). Such a VM needs no change at all (no seed step, no
+ * redefinition): the export of a VM virtform converged round-trips to "No changes.".
+ */
+export function sameBuiltSeed(r: DesiredVm, recorded: VmConfig | undefined, specHash: string): boolean {
+  const want = r.config.cloudInit;
+  const had = recorded?.cloudInit;
+  if (!want || want.existing === undefined || !had || had.existing !== undefined) return false;
+  if (want.pool !== had.pool || want.volume !== had.volume) return false;
+  return hashConfig({ ...r.config, cloudInit: had }) === specHash;
 }
 
 /**

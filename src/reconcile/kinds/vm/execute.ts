@@ -92,7 +92,8 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
       const made = seedsMade(ctx.observed);
       const at = `${op.pool}/${op.volume}`;
       if (await host.getVolume(op.pool, op.volume)) {
-        if (!d.adopt && !made.has(at) && !seedIsOurs(ctx.observed, step.key, op.pool, op.volume)) {
+        // `replace`: the VM's seedVolume until now, written over with --allow-data-loss (the plan held it otherwise).
+        if (!d.adopt && !op.replace && !made.has(at) && !seedIsOurs(ctx.observed, step.key, op.pool, op.volume)) {
           throw new HostError('already-exists', `a volume ${op.volume} that virtform did not create exists in pool ${op.pool}: the cloud-init seed is not written over it`);
         }
         await host.deleteVolume(op.pool, op.volume);

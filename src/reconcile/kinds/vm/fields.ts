@@ -13,7 +13,7 @@ import { compareConfigs, liveOnlyDevices, type ConfigDifference, type FieldChang
 import type { HostPort } from '../../ports.js';
 import type { ChangeEffect, FieldSpec } from '../../core/kind.js';
 import { bootedSeed, shortDigest } from './facts.js';
-import { lower, matchDisks, type NicMatch } from './match.js';
+import { diskView, lower, matchDisks, type NicMatch } from './match.js';
 import type { VmConfig, VmFacts, VmOp } from './types.js';
 
 /** Plan lines of one field, in order: `[line name, value]`. */
@@ -89,7 +89,11 @@ function liveCpu(live: DomainDetail['cpu'], defined: DomainDetail['cpu']): Domai
 }
 
 /** Lists shown compactly in restart notes: `vda=/p/root.qcow2 (virtio)`, `52:54:00:…@net (virtio)`. */
-const diskList = (d: DomainDetail): string => d.disks.map((x) => `${x.target}=${x.path} (${x.bus}${x.bootOrder ? `, boot ${x.bootOrder}` : ''})`).sort().join(', ');
+const diskList = (d: DomainDetail): string => [
+  ...d.disks.map((x) => `${x.target}=${x.path} (${x.bus}${x.bootOrder ? `, boot ${x.bootOrder}` : ''})`),
+  // CD-ROMs (declared cdrom disks and the seed) too: a change of them waits for the next boot.
+  ...(d.cdroms ?? []).map((x) => `${x.target}=${x.path} (${x.bus}, cdrom${x.bootOrder ? `, boot ${x.bootOrder}` : ''})`),
+].sort().join(', ');
 const nicList = (d: DomainDetail): string => d.nics.map((x) => `${x.mac.toLowerCase()}@${x.network} (${x.model})`).sort().join(', ');
 
 /** Field of the restart-required mark for devices a running domain has that its definition lacks. */
@@ -103,7 +107,7 @@ function one(name: string, want: (c: VmConfig) => unknown, read: (d: DomainDetai
 }
 const same = (get: (d: DomainDetail) => unknown) => (b: BootCtx): [unknown, unknown] => [get(b.live), get(b.defined)];
 
-const DISK_KEYS = ['volume', 'path', 'format', 'bus', 'target', 'bootOrder'] as const;
+const DISK_KEYS = ['volume', 'path', 'format', 'bus', 'target', 'bootOrder', 'device'] as const;
 
 export const VM_FIELDS: readonly VmField[] = [
   {
@@ -202,9 +206,9 @@ export const VM_FIELDS: readonly VmField[] = [
         const x = j === undefined ? undefined : cur.disks[j]!;
         // The volume is named by its path: a line of its own only for a disk that is not there.
         return x ? [[`spec.disks[${i}].volume`, d.volume], [`spec.disks[${i}].path`, x.path], [`spec.disks[${i}].format`, x.format ?? d.format],
-          [`spec.disks[${i}].bus`, x.bus], [`spec.disks[${i}].target`, x.target], [`spec.disks[${i}].bootOrder`, x.bootOrder]] : [];
+          [`spec.disks[${i}].bus`, x.bus], [`spec.disks[${i}].target`, x.target], [`spec.disks[${i}].bootOrder`, x.bootOrder], [`spec.disks[${i}].device`, x.device]] : [];
       }),
-      ...cur.disks.flatMap((x, j): Lines => ([...m.disks.values()].includes(j) ? [] : [[`spec.disks[${x.target}]`, { path: x.path, bus: x.bus, bootOrder: x.bootOrder }]])),
+      ...cur.disks.flatMap((x, j): Lines => ([...m.disks.values()].includes(j) ? [] : [[`spec.disks[${x.target}]`, { path: x.path, bus: x.bus, bootOrder: x.bootOrder, ...(x.device ? { device: x.device } : {}) }]])),
     ],
     booted: same(diskList),
   },
@@ -279,6 +283,7 @@ export function compareVm(
   /** Hot-plug: whether the domain runs and stays running, and the disks other running domains hold. */
   hot?: { runs: boolean; heldElsewhere: ReadonlySet<string> },
 ): ConfigDifference[] {
+  cur = diskView(cur, want);
   const m: VmMatch = { nics, disks: matchDisks(want.disks, cur.disks) };
   const desired = {} as View;
   const actual = {} as View;
@@ -347,12 +352,12 @@ export function hotPlug({ cur, want, pending, match, heldElsewhere, runs }: Effe
         continue;
       }
       const x = cur.disks[j]!;
-      if (x.path !== d.path || (x.format ?? d.format) !== d.format || x.bus !== d.bus || x.target !== d.target || x.bootOrder !== d.bootOrder) break disks;
+      if (x.path !== d.path || (x.format ?? d.format) !== d.format || x.bus !== d.bus || x.target !== d.target || x.bootOrder !== d.bootOrder || x.device !== d.device) break disks;
     }
     const kept = new Set(match.disks.values());
     for (const [j, x] of cur.disks.entries()) {
       if (kept.has(j)) continue;
-      if (x.bus !== 'virtio') break disks;
+      if (x.bus !== 'virtio' || x.device !== undefined) break disks;
       detach.push({ path: x.path, format: (x.format ?? 'raw') as AttachOp['disks'][number]['format'], bus: 'virtio', target: x.target });
     }
     if (attach.length + detach.length > 0) out.disks = { attach, detach };
@@ -379,5 +384,5 @@ export function hotPlug({ cur, want, pending, match, heldElsewhere, runs }: Effe
 
 /** The match `compareVm` decides effects on (disks by path then target, NICs as given). */
 export function vmMatch(cur: DomainDetail, want: VmConfig, nics: NicMatch): VmMatch {
-  return { nics, disks: matchDisks(want.disks, cur.disks) };
+  return { nics, disks: matchDisks(want.disks, diskView(cur, want).disks) };
 }

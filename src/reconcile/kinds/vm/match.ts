@@ -78,3 +78,24 @@ export function matchDisks(want: VmConfig['disks'], current: DomainDetail['disks
   }
   return pairs;
 }
+
+/**
+ * The definition's disks as a desired config declares them: its `device='disk'` disks, and its
+ * CD-ROMs at a path a desired disk declares (`device: 'cdrom'`, whatever the desired device: a
+ * cdrom attached where a disk is wanted, or the reverse, is a difference of that disk); the other
+ * CD-ROMs (the cloud-init seed, one not declared) stay in `cdroms`. Idempotent.
+ */
+export function diskView<T extends Pick<DomainDetail, 'disks' | 'cdroms'>>(cur: T, want: { disks: readonly { path: string }[] }): T {
+  const paths = new Set(want.disks.map((d) => d.path));
+  const cds = cur.cdroms ?? [];
+  const declared = cds.filter((c) => c.path !== '' && paths.has(c.path));
+  if (declared.length === 0) return cur;
+  return {
+    ...cur,
+    disks: [...cur.disks, ...declared.map((c) => ({
+      path: c.path, target: c.target, bus: c.bus, device: 'cdrom' as const,
+      ...(c.bootOrder !== undefined ? { bootOrder: c.bootOrder } : {}), ...(c.format !== undefined ? { format: c.format } : {}),
+    }))],
+    cdroms: cds.filter((c) => !declared.includes(c)),
+  };
+}

@@ -13,7 +13,7 @@ import type { Ownership } from '../../core/ownership.js';
 import type { BuildContext } from '../../core/kind.js';
 import { diskTarget } from './define.js';
 import { factsOf, shortDigest } from './facts.js';
-import type { DesiredVm, VmCloudInit, VmConfig, VmFacts, VmOp } from './types.js';
+import type { BuiltSeedConfig, DesiredVm, ExistingSeedConfig, VmCloudInit, VmConfig, VmFacts, VmOp } from './types.js';
 
 const digest = (data: Uint8Array | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -25,7 +25,7 @@ const digest = (data: Uint8Array | string): string => `sha256:${createHash('sha2
  */
 export function cloudInitConfig(
   name: string, ci: NonNullable<VirtualMachineSpec['cloudInit']>, disks: VmConfig['disks'], ctx: BuildContext,
-): { config: VmCloudInit; image: Seed } {
+): { config: BuiltSeedConfig; image: Seed } {
   const pool = ci.pool!; // the manifest layer filled in the default (the first disk's pool)
   const volume = `${name}-cidata.iso`;
   const userMeta = (ci.metaData ?? {}) as Record<string, unknown>;
@@ -43,7 +43,7 @@ export function cloudInitConfig(
     image,
     config: {
       pool, volume, path: posix.join(ctx.poolPath(pool), volume),
-      target: diskTarget('ide', disks.filter((d) => d.bus === 'ide').length),
+      target: seedTarget(disks),
       seed: `sha256:${image.sha256}`, userData: digest(file('user-data') ?? ''), metaData: digest(file('meta-data') ?? ''),
       ...(nc !== undefined ? { networkConfig: digest(nc) } : {}),
       instanceId,
@@ -51,7 +51,17 @@ export function cloudInitConfig(
   };
 }
 
-export const seedOp = (ci: VmCloudInit): VmOp => ({ op: 'vm.seed', pool: ci.pool, volume: ci.volume, sha256: ci.seed });
+/** The seed CD-ROM's IDE target as built: the first after the VM's IDE disks and cdroms (resolved against the definition later). */
+export const seedTarget = (disks: VmConfig['disks']): string => diskTarget('ide', disks.filter((d) => d.bus === 'ide').length);
+
+/** spec.cloudInit.seedVolume → the seed's config: an existing volume, attached as it is (no digests: virtform never reads it). */
+export function existingSeedConfig(volume: string, pool: string, disks: VmConfig['disks'], ctx: BuildContext): ExistingSeedConfig {
+  return { pool, volume, path: posix.join(ctx.poolPath(pool), volume), target: seedTarget(disks), existing: existingText(pool, volume) };
+}
+export const existingText = (pool: string, volume: string): string => `existing volume ${pool}/${volume} (not built by virtform)`;
+
+/** The `vm.seed` step of a seed virtform builds (`replace`: consented to write over a volume it did not build). */
+export const seedOp = (ci: BuiltSeedConfig, replace?: boolean): VmOp => ({ op: 'vm.seed', pool: ci.pool, volume: ci.volume, sha256: ci.seed, ...(replace ? { replace: true } : {}) });
 
 /** A plan line with digests shortened (`sha256:0123456789ab…`). */
 export function shortLine(f: FieldChange): FieldChange {
@@ -64,17 +74,43 @@ export interface SeedPlan {
   notes: string[];
   reason?: string;
   drift: boolean;
+  /** The seed volume this step writes over that virtform did not build (a seedVolume before): held without --allow-data-loss. */
+  overwrites?: { pool: string; volume: string };
+}
+
+/** A seedVolume the recorded config declared, now neither declared nor attached: kept, never deleted (virtform did not build it). */
+function keptNote(prev: VmConfig | undefined, want: VmCloudInit | undefined): string | undefined {
+  const old = prev?.cloudInit;
+  if (!old || old.existing === undefined || (want && want.pool === old.pool && want.volume === old.volume)) return undefined;
+  return `the seed volume ${old.pool}/${old.volume} (spec.cloudInit.seedVolume before, not built by virtform) is no longer attached; it is kept`;
+}
+
+/**
+ * A declared seedVolume missing from its pool (or its pool not there): the VM's change is a
+ * conflict naming it (virtform cannot build a seed it never reads); nothing is deleted.
+ */
+export function seedVolumeMissing(r: DesiredVm, observed: Observed): string | undefined {
+  const ci = r.config.cloudInit;
+  if (!ci || ci.existing === undefined) return undefined;
+  const listing = observed.volumes.get(ci.pool);
+  if (listing?.has(ci.volume)) return undefined;
+  return `the cloud-init seed volume ${ci.pool}/${ci.volume} (spec.cloudInit.seedVolume) does not exist` +
+    `${listing ? '' : ` (pool ${ci.pool} is not there or not active)`}: virtform cannot build it (it attaches a seedVolume as it is); ` +
+    'create that volume, or declare the seed\'s content (userData, metaData, ...) instead';
 }
 
 /**
  * Whether the seed volume needs building: none uploaded yet, another content or place than the
  * one uploaded last, or the volume gone from its pool's listing (drift). Its lines show digests
- * only; `[restart]`: cloud-init reads the seed at boot.
+ * only; `[restart]`: cloud-init reads the seed at boot. A seedVolume is never built: only a seed
+ * virtform built elsewhere before is deleted (no longer declared).
  */
 export function planSeed(r: DesiredVm, observed: Observed, facts: VmFacts | undefined, prev: VmConfig | undefined): SeedPlan {
   const want = r.config.cloudInit;
   const have = facts?.seed;
   const out: SeedPlan = { lines: [], notes: [], drift: false };
+  const kept = keptNote(prev, want);
+  if (kept) out.notes.push(kept);
   if (!want) {
     if (!have) return out;
     out.op = { op: 'vm.unseed', pool: have.pool, volume: have.volume };
@@ -82,21 +118,38 @@ export function planSeed(r: DesiredVm, observed: Observed, facts: VmFacts | unde
     out.reason = 'cloud-init seed no longer declared';
     return out;
   }
+  if (want.existing !== undefined) {
+    // The seed virtform built at that very place (a round trip through export): nothing to do.
+    if (!have || (have.pool === want.pool && have.volume === want.volume)) return out;
+    out.op = { op: 'vm.unseed', pool: have.pool, volume: have.volume };
+    out.lines.push({ field: 'spec.cloudInit.seed', before: have.sha256, after: want.existing, effect: 'restart' });
+    out.reason = `cloud-init seed is now the ${want.existing}; the seed virtform built (${have.pool}/${have.volume}) is deleted`;
+    return out;
+  }
   const listing = observed.volumes.get(want.pool);
   const missing = listing !== undefined && !listing.has(want.volume);
   const moved = !!have && (have.pool !== want.pool || have.volume !== want.volume);
   if (have && have.sha256 === want.seed && !moved && !missing) return out;
-  out.op = seedOp(want);
-  out.lines.push({ field: 'spec.cloudInit.seed', before: have?.sha256, after: want.seed, effect: 'restart' });
+  const old = prev?.cloudInit;
+  // Written over the volume the VM had as its seedVolume (virtform did not build it): consent needed.
+  const overwrites = !!old && old.existing !== undefined && old.pool === want.pool && old.volume === want.volume && !missing &&
+    !seedIsOurs(observed, r.key, want.pool, want.volume);
+  if (overwrites) {
+    out.overwrites = { pool: want.pool, volume: want.volume };
+    out.notes.length = 0;
+  }
+  out.op = seedOp(want, overwrites);
+  out.lines.push({ field: 'spec.cloudInit.seed', before: have?.sha256 ?? old?.existing, after: want.seed, effect: 'restart' });
   if (have && have.sha256 === want.seed && !moved) {
     out.drift = true;
     out.lines[0]!.drift = true;
     out.reason = `cloud-init seed volume ${want.pool}/${want.volume} is missing (drift)`;
     return out;
   }
-  out.reason = !have ? 'cloud-init seed to build' : moved ? 'cloud-init seed moves' : 'cloud-init seed changed';
+  out.reason = !have ? (old?.existing !== undefined ? 'cloud-init seed to build (instead of the existing seedVolume)' : 'cloud-init seed to build')
+    : moved ? 'cloud-init seed moves' : 'cloud-init seed changed';
   const before = prev?.cloudInit;
-  if (before) {
+  if (before && before.existing === undefined) {
     for (const k of ['userData', 'metaData', 'networkConfig', 'instanceId'] as const) {
       if (before[k] !== want[k]) out.lines.push({ field: `spec.cloudInit.${k}`, before: before[k], after: want[k], effect: 'restart' });
     }
@@ -125,11 +178,15 @@ export function seedIsOurs(observed: Observed, key: string, pool: string, volume
  * The seed's fixed name (`<vm>-cidata.iso`) taken by a volume virtform did not create: a conflict
  * (the seed would overwrite it, and deleting the VM would delete it) unless the VM is adopted.
  */
-export function seedNameTaken(r: DesiredVm, observed: Observed, own: Ownership): ResourceChange | undefined {
+export function seedNameTaken(r: DesiredVm, observed: Observed, own: Ownership, prev: VmConfig | undefined): ResourceChange | undefined {
   const ci = r.config.cloudInit;
-  if (!ci || r.adopt) return undefined;
+  // A seedVolume is an existing volume by definition.
+  if (!ci || r.adopt || ci.existing !== undefined) return undefined;
   const existing = observed.volumes.get(ci.pool)?.get(ci.volume);
   if (!existing || seedIsOurs(observed, r.key, ci.pool, ci.volume)) return undefined;
+  // The VM's own seedVolume until now: written over with consent (the data rule holds it), not a conflict.
+  const old = prev?.cloudInit;
+  if (old?.existing !== undefined && old.pool === ci.pool && old.volume === ci.volume) return undefined;
   return change(r, 'conflict', `the cloud-init seed's volume ${ci.pool}/${ci.volume} already exists and virtform did not create it (${existing.key}); remove or rename it, or adopt the VM (metadata.adopt: true)`, own);
 }
 

@@ -28,7 +28,8 @@ export interface VmConfig {
   domainType?: 'kvm' | 'qemu';
   /** Only when declared. Digests only: the seed's text (user-data can hold secrets) never enters a config. */
   cloudInit?: VmCloudInit;
-  disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number }[];
+  /** `device` only for a cdrom (absent: a disk), so older spec hashes stay valid. */
+  disks: { volume: string; path: string; format: VolumeFormat; bus: DiskBus; target: string; bootOrder?: number; device?: 'cdrom' }[];
   nics: { network: string; mac?: string; model: string }[];
   /** spec.extraDevices, canonical (one line each); only when declared and not empty, so older spec hashes stay valid. */
   extraDevices?: string[];
@@ -44,20 +45,36 @@ export interface VmBoot {
 }
 /**
  * spec.cloudInit normalized: where the seed volume is, the CD-ROM it is attached as, and sha256
- * digests (`sha256:<hex>`) of the ISO and of each file in it.
+ * digests (`sha256:<hex>`) of the ISO and of each file in it; or, for `seedVolume`, `existing`
+ * and no digests (virtform never reads that volume).
  */
-export interface VmCloudInit {
+export type VmCloudInit = BuiltSeedConfig | ExistingSeedConfig;
+interface SeedPlace {
   pool: string;
-  /** `<vm>-cidata.iso`. */
+  /** `<vm>-cidata.iso`, or the declared `seedVolume`. */
   volume: string;
   path: string;
   /** IDE target of the CD-ROM (the first after the VM's IDE disks: hda for a VM without any). */
   target: string;
+}
+/** A seed virtform builds from spec.cloudInit. */
+export interface BuiltSeedConfig extends SeedPlace {
+  existing?: undefined;
   seed: string;
   userData: string;
   metaData: string;
   networkConfig?: string;
   instanceId: string;
+}
+/** spec.cloudInit.seedVolume: an existing volume attached as it is (never built, rebuilt nor read). */
+export interface ExistingSeedConfig extends SeedPlace {
+  /** `existing volume POOL/NAME (not built by virtform)`: what plans, status and the DB show of it. */
+  existing: string;
+  seed?: undefined;
+  userData?: undefined;
+  metaData?: undefined;
+  networkConfig?: undefined;
+  instanceId?: undefined;
 }
 
 /** Where a seed volume is and what was uploaded into it (VM facts). */
@@ -139,7 +156,8 @@ export type VmOp =
   | { op: 'vm.detach'; disks: HotDisk[]; nics: (HotNic & { mac: string })[] }
   /** Hot-plug: devices attached to the running domain and its definition (after their volumes and networks exist). */
   | { op: 'vm.attach'; disks: HotDisk[]; nics: HotNic[] }
-  | { op: 'vm.seed'; pool: string; volume: string; sha256: string }
+  /** `replace`: the volume is not one virtform built (a seedVolume before) and --allow-data-loss consents to writing over it. */
+  | { op: 'vm.seed'; pool: string; volume: string; sha256: string; replace?: boolean }
   | { op: 'vm.unseed'; pool: string; volume: string }
   | { op: 'vm.start' }
   | { op: 'vm.stop'; graceful: boolean; restart?: boolean }
