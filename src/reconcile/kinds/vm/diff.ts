@@ -24,7 +24,7 @@ import { domainDef } from './define.js';
 import { diskView, matchNics } from './match.js';
 import { mergeRestart, restartText, stopNote } from './restart.js';
 import { planSeed, seedNameTaken, seedOp, seedVolumeMissing, shortLine } from './seed.js';
-import type { DesiredVm, RestartRequired, VmConfig, VmOp } from './types.js';
+import type { DesiredVm, RestartRequired, VmConfig, VmFacts, VmOp } from './types.js';
 
 /**
  * Why the host cannot run what a VM declares (its domain capabilities for the domain type in use),
@@ -87,7 +87,10 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   // The record's spec hash, or the same VM with its seed declared as the seedVolume it built (a
   // round trip through `export`): that switch alone changes nothing (`sameBuiltSeed`).
   const recordedCfg = own.state === 'owned' && record?.specHash !== r.specHash ? recordedConfig<VmConfig>(observed, key) : undefined;
-  const specMatches = record?.specHash === r.specHash || (!!record?.specHash && sameBuiltSeed(r, recordedCfg, record.specHash));
+  // Also the same VM when the manifest declares explicitly what the record resolved (a MAC virtform
+  // chose, the domain type the domain has: an exported manifest, issue 24; `sameAsRecorded`).
+  const specMatches = record?.specHash === r.specHash || (!!record?.specHash && (sameBuiltSeed(r, recordedCfg, record.specHash)
+    || sameAsRecorded(r, recordedCfg, record.specHash, factsOf(observed, key), () => definitionOf(observed, 'VirtualMachine', key)?.type)));
   const unchanged = own.state === 'owned' && own.via === 'record' && specMatches && unchangedDefinition(observed, key);
   const cur = unchanged ? undefined : definitionOf(observed, 'VirtualMachine', key);
   const wantRunning = r.state === 'running';
@@ -308,6 +311,32 @@ export function sameBuiltSeed(r: DesiredVm, recorded: VmConfig | undefined, spec
   if (!want || want.existing === undefined || !had || had.existing !== undefined) return false;
   if (want.pool !== had.pool || want.volume !== had.volume) return false;
   return hashConfig({ ...r.config, cloudInit: had }) === specHash;
+}
+
+/**
+ * Whether the desired VM is the recorded one with only what the record resolved declared
+ * explicitly (issue 24: a manifest `virtform export` wrote, from libvirt alone): a NIC's MAC that
+ * virtform chose itself (recorded as not declared), `spec.domainType` naming the type the domain
+ * has, and the seed as the `seedVolume` virtform built ({@link sameBuiltSeed}). Such a VM needs no
+ * change at all: the round trip of an export is "No changes.".
+ */
+export function sameAsRecorded(
+  r: DesiredVm, recorded: VmConfig | undefined, specHash: string, facts: VmFacts | undefined, domainType: () => string | undefined,
+): boolean {
+  if (!recorded) return false;
+  const cfg: VmConfig = { ...r.config };
+  if (recorded.nics.length === cfg.nics.length) {
+    cfg.nics = cfg.nics.map((n, i) => {
+      const was = recorded.nics[i]!;
+      const chosen = facts?.nics?.find((x) => !x.declared && x.mac.toLowerCase() === n.mac);
+      return n.mac && !was.mac && chosen && chosen.network === n.network ? { ...n, mac: undefined } : n;
+    });
+  }
+  if (cfg.domainType !== undefined && recorded.domainType === undefined && cfg.domainType === domainType()) delete cfg.domainType;
+  const want = cfg.cloudInit;
+  const had = recorded.cloudInit;
+  if (want && want.existing !== undefined && had && had.existing === undefined && want.pool === had.pool && want.volume === had.volume) cfg.cloudInit = had;
+  return hashConfig(cfg) === specHash;
 }
 
 /**
