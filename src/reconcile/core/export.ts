@@ -6,6 +6,7 @@
  */
 import type { ResourceKind } from '../../model/kinds.js';
 import type { NetworkDetail, PoolDetail, VolumeDetail } from '../../model/definitions.js';
+import { HostError } from '../ports.js';
 
 /** The host as export reads it: every pool, volume, network and domain, with its definition. */
 export interface ExportHost {
@@ -60,4 +61,14 @@ export function resourceNameOf(libvirtName: string): string | undefined {
   if (RESOURCE_NAME.test(libvirtName)) return libvirtName;
   const n = libvirtName.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+/, '').replace(/-+$/, '').slice(0, 63).replace(/-+$/, '');
   return RESOURCE_NAME.test(n) ? n : undefined;
+}
+
+/** An object gone since the host was listed (another tool removed it meanwhile): left out of the export. */
+export async function unlessGone<T>(read: () => Promise<T>): Promise<T | null> {
+  try {
+    return await read();
+  } catch (e) {
+    if (e instanceof HostError && e.code === 'not-found') return null;
+    throw e;
+  }
 }

@@ -6,7 +6,7 @@
  */
 import type { HostPort, HostSnapshot } from '../../ports.js';
 import { parseNetworkXml } from '../../../libvirt/xml/network.js';
-import { API_VERSION, RESOURCE_NAME, type ExportHost, type ExportedObject } from '../../core/export.js';
+import { API_VERSION, RESOURCE_NAME, unlessGone, type ExportHost, type ExportedObject } from '../../core/export.js';
 import { fragFromNode, canonicalFragment, type Frag } from '../../../libvirt/xml/extra-devices.js';
 import { OWNER_NS } from '../../../libvirt/xml/marker.js';
 import { parseRoot } from '../../../libvirt/xml/xml-util.js';
@@ -117,12 +117,12 @@ export function exportNetworks(h: ExportHost): ExportedObject[] {
 export async function readNetworksForExport(host: HostPort, snapshot: HostSnapshot): Promise<ExportHost['networks']> {
   const out: ExportHost['networks'] = [];
   for (const o of snapshot.networks) {
-    const xml = host.inactiveXml ? await host.inactiveXml('network', o.name) : null;
+    const xml = host.inactiveXml ? await unlessGone(() => host.inactiveXml!('network', o.name)) : null;
     if (xml !== null) {
       out.push({ ...parseNetworkXml(xml), active: o.active, autostart: o.autostart, xml });
       continue;
     }
-    const d = await host.getNetwork(o.name);
+    const d = await unlessGone(() => host.getNetwork(o.name));
     if (d) out.push({ ...d, xml: d.xml ?? `<network><name>${o.name}</name></network>` });
   }
   return out;

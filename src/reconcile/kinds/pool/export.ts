@@ -1,7 +1,7 @@
 /** `virtform export` of storage pools: a `dir` pool → a StoragePool manifest (path, autostart). */
 import type { HostPort, HostSnapshot } from '../../ports.js';
 import { parsePoolXml } from '../../../libvirt/xml/pool.js';
-import { API_VERSION, RESOURCE_NAME, type ExportHost, type ExportedObject } from '../../core/export.js';
+import { API_VERSION, RESOURCE_NAME, unlessGone, type ExportHost, type ExportedObject } from '../../core/export.js';
 
 export function exportPools(h: ExportHost): ExportedObject[] {
   return h.pools.map((p) => {
@@ -29,13 +29,13 @@ export function exportPools(h: ExportHost): ExportedObject[] {
 export async function readPoolsForExport(host: HostPort, snapshot: HostSnapshot): Promise<ExportHost['pools']> {
   const out: ExportHost['pools'] = [];
   for (const o of snapshot.pools) {
-    const xml = host.inactiveXml ? await host.inactiveXml('pool', o.name) : null;
+    const xml = host.inactiveXml ? await unlessGone(() => host.inactiveXml!('pool', o.name)) : null;
     if (xml !== null) {
       const p = parsePoolXml(xml);
       out.push({ name: o.name, uuid: o.uuid, active: o.active, autostart: o.autostart, path: p.path, type: p.type });
       continue;
     }
-    const d = await host.getPool(o.name);
+    const d = await unlessGone(() => host.getPool(o.name));
     if (d) out.push({ ...d, type: 'dir' });
   }
   return out;

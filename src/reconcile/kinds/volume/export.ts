@@ -5,7 +5,7 @@
  */
 import type { VolumeDetail } from '../../../model/definitions.js';
 import type { HostPort } from '../../ports.js';
-import { API_VERSION, RESOURCE_NAME, type ExportHost, type ExportedObject } from '../../core/export.js';
+import { API_VERSION, RESOURCE_NAME, unlessGone, type ExportHost, type ExportedObject } from '../../core/export.js';
 import { volumeFileName } from './index.js';
 
 /** The resource name of a volume file (`web-1-root.qcow2` → `web-1-root`), when its name and format allow one. */
@@ -64,8 +64,8 @@ export async function readVolumesForExport(host: HostPort, pools: ExportHost['po
   const out: VolumeDetail[] = [];
   for (const p of pools) {
     if (!p.active) continue;
-    for (const v of await host.listVolumes(p.name)) {
-      const d = await host.getVolume(p.name, v.name);
+    for (const v of (await unlessGone(() => host.listVolumes(p.name))) ?? []) {
+      const d = await unlessGone(() => host.getVolume(p.name, v.name));
       if (d) out.push(d);
     }
   }
