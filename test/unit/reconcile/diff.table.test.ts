@@ -14,7 +14,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { diff, type DiffOptions, type FieldChange, type ResourceChange, type StepOp } from '../../../src/reconcile/diff.js';
-import { convergedHost, desiredOf, observed, res, uuidFor, type ManifestSet, type ObservedBuilder } from '../../support/observed.js';
+import { convergedHost, desiredOf, generatedMac, observed, res, uuidFor, type ManifestSet, type ObservedBuilder } from '../../support/observed.js';
 import { BASE, DATA, HOST1, HOST2, lab, MiB, NET, POOL, POOL_Q, ROOT, VM1, VM2 } from './fixtures.js';
 import type { Desired } from '../../../src/reconcile/desired.js';
 
@@ -765,6 +765,12 @@ const networkRows: Row[] = [
 // ---------------------------------------------------------------------------------------------
 const LAB = lab();
 const vmRows: Row[] = [
+  {
+    // Issue 24 (export): a manifest written from libvirt alone declares the MAC virtform chose; the same VM.
+    name: 'the MAC virtform chose for a NIC, now declared: the same VM, no change (not "recording the declared config")',
+    desired: lab({ vm2: { nics: [{ network: 'net', mac: generatedMac('vm2', 0) }] } }), host: () => hostOf(LAB),
+    want: [],
+  },
   {
     name: 'create: new, stopped',
     desired: lab({ vm1: null }), host: () => hostOf(lab({ vm1: null, vm2: null })),
