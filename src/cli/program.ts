@@ -276,8 +276,8 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
     .addHelpText('after', `
 Export reads libvirt only, never the state DB, and never reads a volume's contents: volumes are written
 without spec.source (a comment says so) and keep what they hold. Devices virtform does not model go into
-spec.extraDevices; a device the policy would refuse (a host directory share, a host device) is left out
-with a warning. Every element of a domain's definition the manifest would not keep is a warning: the
+spec.extraDevices; a device the default policy refuses (a host directory share, a host device) is left
+out with a warning (add it by hand, with a --policy that allows it). Every element of a domain's definition the manifest would not keep is a warning: the
 plan of \`virtform reconcile --dry-run\` names the same elements under the adoption.
 Exit codes: 0 everything exported as it is; 3 something was not (warnings on stderr and in --json; the
 rest is written); 2 bad input, nothing written (unknown NAME, neither NAME nor --all, files in DIR exist
