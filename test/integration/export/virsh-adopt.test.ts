@@ -13,7 +13,9 @@
  *   (`virsh dumpxml --inactive` before and after); the next dry-run is "No changes.";
  * - a domain with what virtform does not model (a `pae` feature, a `vga` video, balloon stats,
  *   libosinfo metadata): export warns about each (exit 3) and the adoption plan names each element
- *   it would drop or rewrite (before this change the adoption plan named none of them).
+ *   it would drop or rewrite (before this change the adoption plan named none of them);
+ * - a network adopted with other DHCP static hosts: the hosts change, its bridge name, MAC and DNS
+ *   domain stay (before, adoption defined it anew from the manifest: another bridge and MAC).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -220,4 +222,36 @@ describe.sequential('export and adoption of objects made by virsh (kcli / terraf
     // The seed is attached as it is: no seed step, no CD-ROM line.
     expect(block).not.toMatch(/cloudInit|devices\/disk/);
   }, 180_000);
+
+  it('a network adopted with other DHCP hosts: the hosts change (live and in the config), the rest of its definition stays, with the marker', async () => {
+    const net2 = N.name('net2');
+    defineFromXml('net-define', `<network><name>${net2}</name><forward mode='nat'/><domain name='lab.test'/>
+  <ip address='${N.ip(1, 1)}' prefix='24'><dhcp><range start='${N.ip(100, 1)}' end='${N.ip(199, 1)}'/>
+  <host mac='${N.mac(7, 1)}' name='old' ip='${N.ip(7, 1)}'/></dhcp></ip></network>`);
+    virsh('net-start', net2);
+    const before = virsh('net-dumpxml', '--inactive', net2);
+    const dir = join(work, 'net2');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'net.yaml'), `apiVersion: virtform.dev/v1
+kind: Network
+metadata: {name: ${net2}, adopt: true}
+spec:
+  mode: nat
+  cidr: ${N.cidr(1)}
+  dhcp: {start: ${N.ip(100, 1)}, end: ${N.ip(199, 1)}, hosts: [{mac: "${N.mac(8, 1)}", ip: ${N.ip(8, 1)}, name: new}]}
+  autostart: false
+`);
+    const db2 = join(work, 'net2.db');
+    const r = await runCli(['reconcile', dir, '--db', db2]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const after = virsh('net-dumpxml', '--inactive', net2);
+    expect(after).toContain(`kind="Network" name="${net2}"`);
+    expect(after).toContain(`name='new'`);
+    expect(after).not.toContain(`name='old'`);
+    // Everything else as it was: the bridge name and MAC libvirt chose, the DNS domain virtform does not model.
+    const rest = (x: string): string => withoutMarker(x).replace(/\s*<host [^>]*\/>/g, '');
+    expect(rest(after)).toBe(rest(before));
+    expect(virsh('net-dumpxml', net2)).toContain(`name='new'`);
+    expect((await runCli(['reconcile', dir, '--db', db2, '--dry-run'])).stdout).toContain('No changes.');
+  }, 120_000);
 });

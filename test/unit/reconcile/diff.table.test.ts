@@ -655,7 +655,7 @@ const networkRows: Row[] = [
     want: [{ key: 'Network/net', action: 'update', reason: 'adopting existing network (metadata.adopt)', ownership: 'foreign', adopt: true,
       fields: [f('spec.autostart', true, false)],
       // Issue 24: the network is what the manifest declares: only the owner marker is written into its definition.
-      notes: ['the network is what the manifest declares: adopting writes only virtform\'s owner marker into its definition'],
+      notes: ['adopting writes only virtform\'s owner marker into the network\'s definition; the rest stays as it is'],
       steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [], deleteHosts: [], markerOnly: true }] }],
   },
   {
@@ -666,8 +666,8 @@ const networkRows: Row[] = [
       ownership: 'foreign', adopt: true,
       fields: [f('spec.dhcpHosts[0].ip', '10.231.0.12', '10.231.0.11'), f('spec.dhcpHosts[0].mac', '52:54:00:aa:00:02', '52:54:00:aa:00:01'),
         f('spec.dhcpHosts[0].name', 'two', undefined)],
-      notes: ['adopting defines the network anew from the manifest: what it does not model (its bridge name and MAC, DNS, IPv6, …) is written anew'],
-      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [H1], deleteHosts: [H2] }] }],
+      notes: ['adopting writes only virtform\'s owner marker into the network\'s definition (after the DHCP host changes above); the rest stays as it is'],
+      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [H1], deleteHosts: [H2], markerOnly: true }] }],
   },
   {
     name: 'adopt: a foreign network on another CIDR is recreated (replace)',

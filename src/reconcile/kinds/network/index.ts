@@ -241,15 +241,15 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     // Made by an interrupted run, or applied with another spec that the host already matches: record it.
     const unrecorded = own.state === 'owned' && (own.via === 'journal' || record?.specHash !== r.specHash);
     if (unrecorded && !define && fields.length === 0) reasons.push(interruptedOr(own, 'the host already matches the manifest: recording it'));
-    // Adopting a network the manifest already describes: its definition is kept as it is (bridge
-    // name, MAC, DNS, … included), with virtform's owner marker added (issue 24).
-    const markerOnly = adopting && fields.length === 0 && addHosts.length + deleteHosts.length === 0;
+    // Adopting: what is left to change are DHCP hosts (the rest replaces the network, above), which
+    // are changed live and in the config; the definition is then kept as it is (bridge name, MAC,
+    // DNS, … included), with virtform's owner marker added (issue 24).
+    const markerOnly = adopting;
     drift = runtimeDifferences('network', obs, r.autostart, fields, reasons, !adopting && !transient && record?.specHash === r.specHash) || drift;
     if (fields.length === 0 && !define && !unrecorded) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
-      notes: markerOnly ? ['the network is what the manifest declares: adopting writes only virtform\'s owner marker into its definition']
-        : adopting ? ['adopting defines the network anew from the manifest: what it does not model (its bridge name and MAC, DNS, IPv6, …) is written anew'] : [],
+      notes: markerOnly ? [`adopting writes only virtform's owner marker into the network's definition${fields.some((x) => x.field.startsWith('spec.dhcpHosts')) ? ' (after the DHCP host changes above)' : ''}; the rest stays as it is`] : [],
       steps: [{
         op: 'network.ensure', define, start: !obs.active,
         autostart: obs.autostart !== r.autostart || define ? r.autostart : undefined,
