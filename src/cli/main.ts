@@ -10,7 +10,8 @@
  *   2  invalid input (manifest errors, empty manifest folder without --allow-empty, a file given to
  *      reconcile/watch instead of a folder, bad flags, a --uri that is not a libvirt URI or that the
  *      transport rules refuse: plain qemu+tcp to another machine, no_verify, without --insecure)
- *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending (held ones included)
+ *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending (held ones included);
+ *      `export`: something could not be exported as it is (warnings; the rest is written)
  */
 import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';

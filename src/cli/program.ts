@@ -261,6 +261,31 @@ Exit codes: 0 left (Ctrl-], end of stdin) or the console closed because the VM s
       process.exitCode = await (await import('./commands/console.js')).runConsole(vm, o);
     });
 
+  // issue 24 (helper export): manifests for what already runs on a host.
+  program.command('export')
+    .description('write manifests (metadata.adopt: true) for objects that already exist on a host — VMs with the volumes, pools and networks they use, ' +
+      'or every object without virtform\'s owner marker (--all) — read from libvirt only; what a manifest cannot carry over is a warning')
+    .argument('[names...]', 'objects to export: VM, volume (resource or file name), network or pool names; Kind/NAME when a name is taken by several kinds')
+    .addOption(uriOption())
+    .addOption(insecureOption())
+    .option('--all', 'every object without virtform\'s owner marker (pools and volumes carry none: all but those only virtform\'s VMs use)')
+    .option('--include-managed', 'every object, virtform\'s own included (a round trip of a managed host)')
+    .option('--out <dir>', 'write one file per object into DIR (vm-NAME.yaml, volume-NAME.yaml, network-NAME.yaml, pool-NAME.yaml); default: one YAML stream on stdout')
+    .option('--force', 'overwrite files that exist in --out DIR')
+    .option('--json', 'machine-readable result on stdout: each object, its file, its warnings and its manifest')
+    .addHelpText('after', `
+Export reads libvirt only, never the state DB, and never reads a volume's contents: volumes are written
+without spec.source (a comment says so) and keep what they hold. Devices virtform does not model go into
+spec.extraDevices; a device the default policy refuses (a host directory share, a host device) is left
+out with a warning (add it by hand, with a --policy that allows it). Every element of a domain's definition the manifest would not keep is a warning: the
+plan of \`virtform reconcile --dry-run\` names the same elements under the adoption.
+Exit codes: 0 everything exported as it is; 3 something was not (warnings on stderr and in --json; the
+rest is written); 2 bad input, nothing written (unknown NAME, neither NAME nor --all, files in DIR exist
+without --force); 1 libvirt unreachable or a file could not be written.`)
+    .action(async (names: string[], o) => {
+      process.exitCode = await (await import('./commands/export.js')).runExport(names, o);
+    });
+
   // issue 24 (helper restart): restart VMs to take what their definition holds for the next boot.
   const restart = program.command('restart')
     .description('restart VMs (graceful shutdown, forced after --shutdown-timeout; then start) so they boot with the changes reconcile marked ' +

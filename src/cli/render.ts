@@ -84,8 +84,8 @@ function fieldLine(style: Style, c: ResourceChange, raw: FieldChange): string {
   const marks = `${raw.drift ? ` ${paint(style, 'yellow', '(drift)')}` : ''}${effect ? ` ${paint(style, 'cyan', `[${effect}]`)}` : ''}`;
   // Exact drift: the XML path and what happened to it on the host (`devices/watchdog added (drift)`), then its content.
   if (raw.xml) {
-    const shown = raw.xml === 'removed' ? raw.after : raw.before;
-    const detail = raw.xml === 'changed' ? `: ${String(raw.before)} → ${String(raw.after)}` : shown ? `: ${String(shown)}` : '';
+    const shown = raw.xml === 'removed' || raw.xml === 'added by adoption' ? raw.after : raw.before;
+    const detail = raw.xml === 'changed' || raw.xml === 'rewritten by adoption' ? `: ${String(raw.before)} → ${String(raw.after)}` : shown ? `: ${String(shown)}` : '';
     return `      ${paint(style, 'yellow', '~')} ${raw.field} ${raw.xml}${marks}${detail}`;
   }
   if (c.action === 'create' || f.before === undefined) return `      ${paint(style, 'green', '+')} ${f.field}: ${value(f.field, f.after)}${marks}`;

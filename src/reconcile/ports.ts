@@ -15,7 +15,7 @@ import type {
   DhcpHost, DomainCapabilities, DomainDef, DomainDetail, NetworkDef, NetworkDetail, PoolDef, PoolDetail, SnapshotDef, SnapshotDetail, VolumeDef, VolumeDetail,
 } from '../model/definitions.js';
 // hot-plug (issue 24; helper restart)
-import type { DomainDiskDef, DomainNicDef } from '../model/definitions.js';
+import type { DomainDiskDef, DomainNicDef, OwnerMarker } from '../model/definitions.js';
 
 // ---------------------------------------------------------------------------------------------
 // Observed objects: what bulk list calls return, cheaply, for every object on the host.
@@ -372,6 +372,19 @@ export interface HostPort {
   undefineNetwork(name: string): Promise<void>;
 
   defineDomain(def: DomainDef): Promise<{ uuid: string }>;
+  /**
+   * Write virtform's owner marker into a domain's metadata (virDomainSetMetadata, the persistent
+   * definition and, when running, the live one) and change nothing else: adopting a domain whose
+   * definition is already what virtform would define (issue 24). Optional: a host without it is
+   * adopted by defining it whole.
+   */
+  setDomainMarker?(name: string, marker: OwnerMarker): Promise<void>;
+  /**
+   * Write virtform's owner marker into a network's persistent definition, everything else as it
+   * is (its definition written again with the marker: libvirt 9.0 has no virNetworkSetMetadata).
+   * Optional: a host without it adopts a network by defining it from the manifest.
+   */
+  setNetworkMarker?(name: string, marker: OwnerMarker): Promise<void>;
   startDomain(name: string): Promise<void>;
   /** Graceful shutdown with a timeout, then forced off. Blank-disk test VMs go straight to destroy. */
   stopDomain(name: string, opts?: { graceful?: boolean; timeoutMs?: number }): Promise<void>;

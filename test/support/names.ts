@@ -79,6 +79,8 @@ export const SUITES = {
   loadcache: 190,
   // issue 22 (helper watchfast): test/integration/watch/incremental-deps.test.ts
   wfdeps: 185,
+  // issue 24 (helper export): test/integration/export/virsh-adopt.test.ts, test/integration/export/round-trip.test.ts
+  expvirsh: 180, expround: 181,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

@@ -6,7 +6,7 @@
  * another prefix (e.g. when set through virDomainSetMetadata with a different key).
  */
 import { LibvirtXmlError, RESOURCE_KINDS, type OwnerMarker, type ResourceKind } from './types.js';
-import { attr, childTags, children, el, requireNonEmpty, type XElement, type XNode } from './xml-util.js';
+import { attr, childTags, children, el, renderXml, requireNonEmpty, type XElement, type XNode } from './xml-util.js';
 
 export const OWNER_NS = 'https://virtform.dev/xmlns/owner/v1';
 export const OWNER_PREFIX = 'vf';
@@ -24,6 +24,33 @@ export function markerMetadata(marker: OwnerMarker): XElement {
       'spec-hash': requireNonEmpty(marker.specHash, 'marker specHash'),
     }),
   ]);
+}
+
+/**
+ * The marker element for virDomainSetMetadata (`<owner kind=… name=… spec-hash=…/>`, no
+ * namespace: libvirt puts it in the namespace of the call's URI {@link OWNER_NS} under the key
+ * {@link OWNER_PREFIX}).
+ */
+export function markerElementXml(marker: OwnerMarker): string {
+  const owner = markerMetadata(marker).children![0] as XElement;
+  const attrs = { ...owner.attrs };
+  delete attrs[`xmlns:${OWNER_PREFIX}`];
+  return renderXml({ tag: 'owner', attrs }).trim();
+}
+
+/**
+ * A definition's XML with the owner marker added (into its `<metadata>`, made after `<uuid>` or
+ * `<name>` when there is none), everything else as it is: a network adopted as it is (libvirt 9.0
+ * has no virNetworkSetMetadata, so its definition is written again with the marker in it).
+ */
+export function withMarker(xml: string, marker: OwnerMarker): string {
+  const owner = renderXml(markerMetadata(marker).children![0] as XElement).trim();
+  if (/<metadata\s*\/>/.test(xml)) return xml.replace(/<metadata\s*\/>/, `<metadata>${owner}</metadata>`);
+  if (/<\/metadata>/.test(xml)) return xml.replace(/<\/metadata>/, `${owner}</metadata>`);
+  const at = /<\/uuid>/.test(xml) ? '</uuid>' : '</name>';
+  const i = xml.indexOf(at);
+  if (i < 0) throw new LibvirtXmlError('unexpected-document', 'a definition without <name>');
+  return `${xml.slice(0, i + at.length)}\n  <metadata>${owner}</metadata>${xml.slice(i + at.length)}`;
 }
 
 /** Namespace URI bound to `prefix` ('' = default namespace) on the element or its ancestors. */

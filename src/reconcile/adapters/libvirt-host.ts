@@ -58,6 +58,7 @@ import {
   VIR_DOMAIN_AFFECT_LIVE,
   VIR_DOMAIN_BLOCK_RESIZE_BYTES,
   VIR_DOMAIN_METADATA_DESCRIPTION,
+  VIR_DOMAIN_METADATA_ELEMENT,
   VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM,
   VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM,
   VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
@@ -97,9 +98,10 @@ import {
   parseSnapshotXml,
 } from '../../libvirt/xml/index.js';
 import { xmlSha256 } from '../../libvirt/xml/compare.js';
+import { markerElementXml, OWNER_NS, OWNER_PREFIX, withMarker } from '../../libvirt/xml/marker.js';
 import {
   HostError, MutationRefusedError, type MutationGuard,
-  type DhcpHost, type DhcpLease, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
+  type DhcpHost, type DhcpLease, type OwnerMarker, type DomainAddresses, type InterfaceAddressSource, type ObservedDomain, type ObservedNetwork,
   type DomainCapabilities, type DomainDef, type DomainDetail, type DomainLifecycleEvent, type HostCallInfo, type HostIdentity, type HostPort,
   type DefinitionRead, type HostDefinitions, type HostSnapshot, type NodeInfo, type ObservedPool, type PoolInfo, type NetworkDef, type NetworkDetail, type ObservedVolume, type PoolDef, type PoolDetail,
   type VolumeDef, type VolumeDetail, type VolumeHole, type SnapshotDef, type SnapshotDetail,
@@ -768,6 +770,12 @@ export class LibvirtHost implements HostPort {
       await this.client.networkDefineXml(buildNetworkXml(def));
     });
   }
+  setNetworkMarker(name: string, marker: OwnerMarker): Promise<void> {
+    return this.op(`mark network ${name} as virtform's`, true, async () => {
+      const xml = await this.client.networkGetXmlDesc(await this.client.networkLookupByName(name), VIR_NETWORK_XML_INACTIVE);
+      await this.client.networkDefineXml(withMarker(xml, marker));
+    });
+  }
   startNetwork(name: string): Promise<void> {
     return this.op(`start network ${name}`, true, async () => {
       const n = await this.client.networkLookupByName(name);
@@ -885,6 +893,12 @@ export class LibvirtHost implements HostPort {
         if (e instanceof LibvirtError && UNAVAILABLE.has(e.code)) return null;
         throw e;
       }
+    });
+  }
+  setDomainMarker(name: string, marker: OwnerMarker): Promise<void> {
+    return this.op(`mark domain ${name} as virtform's`, true, async () => {
+      const d = await this.client.domainLookupByName(name);
+      await this.client.domainSetMetadata(d, VIR_DOMAIN_METADATA_ELEMENT, markerElementXml(marker), OWNER_PREFIX, OWNER_NS, await this.affect(d));
     });
   }
   setDomainDescription(name: string, description: string | undefined): Promise<void> {

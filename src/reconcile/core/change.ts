@@ -69,7 +69,7 @@ export interface FieldChange {
    * was added, removed or changed on the host since virtform's last write (its baseline);
    * `live only`: a device of the running domain its definition lacks.
    */
-  xml?: XmlChange | 'live only';
+  xml?: XmlChange | 'live only' | 'dropped by adoption' | 'added by adoption' | 'rewritten by adoption';
 }
 
 /** What a note a later pass may withdraw is about. */

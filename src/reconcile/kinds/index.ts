@@ -15,6 +15,12 @@ import type { ForgetOp, PlanStep as CorePlanStep, ResourceChange as CoreResource
 import type { Desired as CoreDesired } from '../core/resource.js';
 import type { Observed } from '../core/observed.js';
 import { ownershipById, type Ownership } from '../core/ownership.js';
+import type { HostPort } from '../ports.js';
+import type { ExportedObject, ExportHost } from '../core/export.js';
+import { exportPools, readPoolsForExport } from './pool/export.js';
+import { exportVolumes, readVolumesForExport, volumeResourceName } from './volume/export.js';
+import { exportNetworks, readNetworksForExport } from './network/export.js';
+import { exportVms, readDomainsForExport } from './vm/export.js';
 
 export type DesiredResource = DesiredPool | DesiredVolume | DesiredNetwork | DesiredVm | DesiredSnapshot;
 
@@ -83,3 +89,23 @@ export type { SnapshotConfig } from './snapshot/index.js';
 export { SNAPSHOT_KIND, listSnapshots, previewRevert, revertTo, type RevertPreview, type SnapshotRow } from './snapshot/revert.js';
 export type { KindHandler } from '../core/kind.js';
 export type { Ownership } from '../core/ownership.js';
+
+/**
+ * `virtform export` (issue 24): every pool, volume, network and domain of the host, read from
+ * libvirt only, each as a manifest or with why it cannot be one, in kind order. Each kind's
+ * `export.ts` holds its mapping.
+ */
+export async function exportHostObjects(host: HostPort): Promise<ExportedObject[]> {
+  const snapshot = await host.snapshot();
+  const pools = await readPoolsForExport(host, snapshot);
+  const h: ExportHost = {
+    pools,
+    volumes: await readVolumesForExport(host, pools),
+    networks: await readNetworksForExport(host, snapshot),
+    domains: await readDomainsForExport(host, snapshot),
+  };
+  const all = [...exportPools(h), ...exportVolumes(h), ...exportNetworks(h), ...exportVms(h, volumeResourceName)];
+  // A VM's cloud-init seed is part of the VM's manifest (cloudInit.seedVolume), not a Volume.
+  const claimed = new Set(all.flatMap((o) => o.claims ?? []));
+  return all.filter((o) => !claimed.has(o.object));
+}

@@ -14,7 +14,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { diff, type DiffOptions, type FieldChange, type ResourceChange, type StepOp } from '../../../src/reconcile/diff.js';
-import { convergedHost, desiredOf, observed, res, uuidFor, type ManifestSet, type ObservedBuilder } from '../../support/observed.js';
+import { convergedHost, desiredOf, generatedMac, observed, res, uuidFor, type ManifestSet, type ObservedBuilder } from '../../support/observed.js';
 import { BASE, DATA, HOST1, HOST2, lab, MiB, NET, POOL, POOL_Q, ROOT, VM1, VM2 } from './fixtures.js';
 import type { Desired } from '../../../src/reconcile/desired.js';
 
@@ -179,8 +179,10 @@ const poolRows: Row[] = [
   {
     name: 'adopt: foreign pool with metadata.adopt, at the declared path: no definition field changes',
     desired: { pools: [{ ...POOL, adopt: true }] }, host: () => observed().pool('p'),
+    // Issue 24: a pool carries no owner marker, so adopting it records it and keeps its definition (no define).
     want: [{ key: 'StoragePool/p', action: 'update', reason: 'adopting existing pool (metadata.adopt)', ownership: 'foreign', adopt: true,
-      steps: [{ op: 'pool.ensure', define: true, start: false, autostart: true }] }],
+      notes: ['adopting records the pool: its definition is kept as it is'],
+      steps: [{ op: 'pool.ensure', define: false, start: false, autostart: undefined }] }],
   },
   {
     name: 'adopt: foreign pool at another path: replaced at the declared path (its real path is the before)',
@@ -652,7 +654,9 @@ const networkRows: Row[] = [
     // adopted pools and networks both list the fields that really differ on the host (here none).
     want: [{ key: 'Network/net', action: 'update', reason: 'adopting existing network (metadata.adopt)', ownership: 'foreign', adopt: true,
       fields: [f('spec.autostart', true, false)],
-      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [], deleteHosts: [] }] }],
+      // Issue 24: the network is what the manifest declares: only the owner marker is written into its definition.
+      notes: ['adopting writes only virtform\'s owner marker into the network\'s definition; the rest stays as it is'],
+      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [], deleteHosts: [], markerOnly: true }] }],
   },
   {
     name: 'adopt: a foreign network with other DHCP hosts: its real hosts are replaced by the declared ones',
@@ -662,7 +666,8 @@ const networkRows: Row[] = [
       ownership: 'foreign', adopt: true,
       fields: [f('spec.dhcpHosts[0].ip', '10.231.0.12', '10.231.0.11'), f('spec.dhcpHosts[0].mac', '52:54:00:aa:00:02', '52:54:00:aa:00:01'),
         f('spec.dhcpHosts[0].name', 'two', undefined)],
-      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [H1], deleteHosts: [H2] }] }],
+      notes: ['adopting writes only virtform\'s owner marker into the network\'s definition (after the DHCP host changes above); the rest stays as it is'],
+      steps: [{ op: 'network.ensure', define: true, start: false, autostart: false, addHosts: [H1], deleteHosts: [H2], markerOnly: true }] }],
   },
   {
     name: 'adopt: a foreign network on another CIDR is recreated (replace)',
@@ -760,6 +765,12 @@ const networkRows: Row[] = [
 // ---------------------------------------------------------------------------------------------
 const LAB = lab();
 const vmRows: Row[] = [
+  {
+    // Issue 24 (export): a manifest written from libvirt alone declares the MAC virtform chose; the same VM.
+    name: 'the MAC virtform chose for a NIC, now declared: the same VM, no change (not "recording the declared config")',
+    desired: lab({ vm2: { nics: [{ network: 'net', mac: generatedMac('vm2', 0) }] } }), host: () => hostOf(LAB),
+    want: [],
+  },
   {
     name: 'create: new, stopped',
     desired: lab({ vm1: null }), host: () => hostOf(lab({ vm1: null, vm2: null })),
@@ -868,7 +879,7 @@ const vmRows: Row[] = [
       // Compared with the domain's real definition (1 vCPU, 64 MiB, no disk, no NIC): only the NIC differs.
       fields: [f('spec.state', 'running', 'stopped'), fr('spec.nics[0].network', undefined, 'net'), fr('spec.nics[0].model', undefined, 'virtio'),
         f('spec.autostart', true, false)],
-      notes: [GRACEFUL_STOP],
+      notes: ['adopting defines the domain anew from the manifest: what the lines above name is rewritten, and libvirt assigns the device addresses again', GRACEFUL_STOP],
       steps: [{ op: 'vm.stop', graceful: true }, { op: 'vm.define', define: true, autostart: false }] }],
   },
   {

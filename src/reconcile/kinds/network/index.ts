@@ -26,7 +26,8 @@ export interface NetworkConfig {
 export type DesiredNetwork = DesiredBase<'Network', NetworkConfig> & { autostart: boolean };
 
 export type NetworkOp =
-  | { op: 'network.ensure'; define: boolean; start: boolean; autostart?: boolean; addHosts: DhcpHost[]; deleteHosts: DhcpHost[] }
+  /** `markerOnly`: adopting a network that is already what the manifest declares: only the owner marker is written into its definition. */
+  | { op: 'network.ensure'; define: boolean; start: boolean; autostart?: boolean; addHosts: DhcpHost[]; deleteHosts: DhcpHost[]; markerOnly?: boolean }
   | { op: 'network.delete' };
 
 function ipToInt(ip: string): number {
@@ -240,14 +241,19 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
     // Made by an interrupted run, or applied with another spec that the host already matches: record it.
     const unrecorded = own.state === 'owned' && (own.via === 'journal' || record?.specHash !== r.specHash);
     if (unrecorded && !define && fields.length === 0) reasons.push(interruptedOr(own, 'the host already matches the manifest: recording it'));
+    // Adopting: what is left to change are DHCP hosts (the rest replaces the network, above), which
+    // are changed live and in the config; the definition is then kept as it is (bridge name, MAC,
+    // DNS, … included), with virtform's owner marker added (issue 24).
+    const markerOnly = adopting;
     drift = runtimeDifferences('network', obs, r.autostart, fields, reasons, !adopting && !transient && record?.specHash === r.specHash) || drift;
     if (fields.length === 0 && !define && !unrecorded) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
+      notes: markerOnly ? [`adopting writes only virtform's owner marker into the network's definition${fields.some((x) => x.field.startsWith('spec.dhcpHosts')) ? ' (after the DHCP host changes above)' : ''}; the rest stays as it is`] : [],
       steps: [{
         op: 'network.ensure', define, start: !obs.active,
         autostart: obs.autostart !== r.autostart || define ? r.autostart : undefined,
-        addHosts, deleteHosts,
+        addHosts, deleteHosts, ...(markerOnly ? { markerOnly: true } : {}),
       }],
     });
   },
@@ -262,7 +268,8 @@ export const networkKind: KindHandler<DesiredNetwork, NetworkOp> = {
         const define = async (): Promise<void> => {
           // A replaced network keeps its UUID: it is the same network, with another address plan.
           const uuid = await uuidToDefine({ ...ctx, replacing: false }, ctx.observed.networks.get(d.name)?.uuid, () => host.getNetwork(d.name));
-          await host.defineNetwork(networkDef(d, uuid));
+          if (op.markerOnly && host.setNetworkMarker && ctx.observed.networks.has(d.name)) await host.setNetworkMarker(d.name, networkDef(d, uuid).marker);
+          else await host.defineNetwork(networkDef(d, uuid));
         };
         // A new network is defined, then started. An existing one gets its DHCP hosts changed
         // live and in its config first, and is redefined (adoption, lost marker) after, so the

@@ -137,10 +137,13 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
     else if (unrecorded) reasons.push(interruptedOr(own, 'the host already matches the manifest: recording it'));
     const drift = runtimeDifferences('pool', obs, r.autostart, fields, reasons, !adopting && !transient && record?.specHash === r.specHash)
       || exact.length > 0 || (transient && !adopting);
-    const define = adopting || (own.state === 'owned' && own.via === 'journal') || transient || exact.length > 0;
-    if (fields.length === 0 && !define && !unrecorded) return undefined;
+    // Adopting: a pool carries no owner marker (its XML has no place for one), so its definition is
+    // kept as it is (permissions, owner, … included) and only recorded (issue 24).
+    const define = (own.state === 'owned' && own.via === 'journal') || transient || exact.length > 0;
+    if (fields.length === 0 && !define && !unrecorded && !adopting) return undefined;
     return change(r, 'update', reasons.join('; ') || 'autostart differs', own, {
       fields, adopt: adopting, drift,
+      ...(adopting ? { notes: ['adopting records the pool: its definition is kept as it is'] } : {}),
       steps: [{
         op: 'pool.ensure', define, start: !obs.active,
         autostart: obs.autostart !== r.autostart || define ? r.autostart : undefined,

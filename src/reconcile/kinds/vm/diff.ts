@@ -17,11 +17,14 @@ import type { ExactSpec } from '../../core/kind.js';
 import { bootedSeed, factsOf, pendingRestart, shortDigest } from './facts.js';
 import { compareVm, hotPlug, LIVE_ONLY, linesOf, liveOp, vmField, vmMatch, type HotPlug } from './fields.js';
 import { resolveTargets } from './define.js';
-import { parseDomainXml } from '../../../libvirt/xml/domain.js';
+import { buildDomainXml, parseDomainXml } from '../../../libvirt/xml/domain.js';
+import { domainAdoptionDifferences } from '../../../libvirt/xml/domain-adopt.js';
+import type { DomainDetail } from '../../../model/definitions.js';
+import { domainDef } from './define.js';
 import { diskView, matchNics } from './match.js';
 import { mergeRestart, restartText, stopNote } from './restart.js';
 import { planSeed, seedNameTaken, seedOp, seedVolumeMissing, shortLine } from './seed.js';
-import type { DesiredVm, RestartRequired, VmConfig, VmOp } from './types.js';
+import type { DesiredVm, RestartRequired, VmConfig, VmFacts, VmOp } from './types.js';
 
 /**
  * Why the host cannot run what a VM declares (its domain capabilities for the domain type in use),
@@ -84,7 +87,10 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
   // The record's spec hash, or the same VM with its seed declared as the seedVolume it built (a
   // round trip through `export`): that switch alone changes nothing (`sameBuiltSeed`).
   const recordedCfg = own.state === 'owned' && record?.specHash !== r.specHash ? recordedConfig<VmConfig>(observed, key) : undefined;
-  const specMatches = record?.specHash === r.specHash || (!!record?.specHash && sameBuiltSeed(r, recordedCfg, record.specHash));
+  // Also the same VM when the manifest declares explicitly what the record resolved (a MAC virtform
+  // chose, the domain type the domain has: an exported manifest, issue 24; `sameAsRecorded`).
+  const specMatches = record?.specHash === r.specHash || (!!record?.specHash && (sameBuiltSeed(r, recordedCfg, record.specHash)
+    || sameAsRecorded(r, recordedCfg, record.specHash, factsOf(observed, key), () => definitionOf(observed, 'VirtualMachine', key)?.type)));
   const unchanged = own.state === 'owned' && own.via === 'record' && specMatches && unchangedDefinition(observed, key);
   const cur = unchanged ? undefined : definitionOf(observed, 'VirtualMachine', key);
   const wantRunning = r.state === 'running';
@@ -155,6 +161,9 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
       }
     }
     for (const f of fields) if (sinceApplied.has(f.field)) f.drift = drift = true;
+    // Adopting: what the definition virtform writes would change beyond the fields (video,
+    // controllers, inputs, features, machine type, …), named under the adopt step (issue 24).
+    if (adopting) fields.push(...adoptionLines(r, cur, want, match.macs, definitionXml(observed, key), fields));
   }
   // Exact drift: the whole definition against its baseline (a definition made transient has none to compare).
   const transient = obs.persistent === false;
@@ -216,10 +225,16 @@ export function diffVm(r: DesiredVm, { observed, opts }: DiffContext): ResourceC
     const attach = { disks: hot.disks?.attach ?? [], nics: hot.nics?.attach ?? [] };
     if (detach.disks.length + detach.nics.length > 0) steps.push({ op: 'vm.detach', ...detach });
     if (attach.disks.length + attach.nics.length > 0) steps.push({ op: 'vm.attach', ...attach });
+    // Adopting a definition that is already what virtform would define: only the owner marker is
+    // written (the addresses, and everything libvirt filled in, stay as they are).
+    const markerOnly = adopting && fields.length === 0 && steps.every((s) => s.op !== 'vm.attach' && s.op !== 'vm.detach');
     steps.push({
       op: 'vm.define', define: redefine,
       autostart: obs.autostart !== r.autostart || redefine ? r.autostart : undefined,
+      ...(markerOnly ? { markerOnly: true } : {}),
     });
+    if (markerOnly) notes.push('the definition is what virtform would define: adopting writes only virtform\'s owner marker into it');
+    else if (adopting) notes.push('adopting defines the domain anew from the manifest: what the lines above name is rewritten, and libvirt assigns the device addresses again');
     if (obs.autostart !== r.autostart) {
       // Flipped on the host while the manifest stayed as applied: drift.
       const flipped = !adopting && !!record && record.specHash === r.specHash && !transient;
@@ -296,4 +311,54 @@ export function sameBuiltSeed(r: DesiredVm, recorded: VmConfig | undefined, spec
   if (!want || want.existing === undefined || !had || had.existing !== undefined) return false;
   if (want.pool !== had.pool || want.volume !== had.volume) return false;
   return hashConfig({ ...r.config, cloudInit: had }) === specHash;
+}
+
+/**
+ * Whether the desired VM is the recorded one with only what the record resolved declared
+ * explicitly (issue 24: a manifest `virtform export` wrote, from libvirt alone): a NIC's MAC that
+ * virtform chose itself (recorded as not declared), `spec.domainType` naming the type the domain
+ * has, and the seed as the `seedVolume` virtform built ({@link sameBuiltSeed}). Such a VM needs no
+ * change at all: the round trip of an export is "No changes.".
+ */
+export function sameAsRecorded(
+  r: DesiredVm, recorded: VmConfig | undefined, specHash: string, facts: VmFacts | undefined, domainType: () => string | undefined,
+): boolean {
+  if (!recorded) return false;
+  const cfg: VmConfig = { ...r.config };
+  if (recorded.nics.length === cfg.nics.length) {
+    cfg.nics = cfg.nics.map((n, i) => {
+      const was = recorded.nics[i]!;
+      const chosen = facts?.nics?.find((x) => !x.declared && x.mac.toLowerCase() === n.mac);
+      return n.mac && !was.mac && chosen && chosen.network === n.network ? { ...n, mac: undefined } : n;
+    });
+  }
+  if (cfg.domainType !== undefined && recorded.domainType === undefined && cfg.domainType === domainType()) delete cfg.domainType;
+  const want = cfg.cloudInit;
+  const had = recorded.cloudInit;
+  if (want && want.existing !== undefined && had && had.existing === undefined && want.pool === had.pool && want.volume === had.volume) cfg.cloudInit = had;
+  return hashConfig(cfg) === specHash;
+}
+
+/**
+ * The plan lines of what adopting would rewrite in a foreign domain's definition beyond the
+ * field-level lines: the definition virtform would define (the manifest, with the disk targets
+ * and MACs the domain has) against the one on the host, after libvirt's normalization
+ * (`domain-adopt.ts`). Each is `[restart]`: the running domain keeps what it has until it boots.
+ */
+function adoptionLines(
+  r: DesiredVm, cur: DomainDetail, want: VmConfig, macs: (string | undefined)[], currentXml: string | undefined, fields: FieldChange[],
+): FieldChange[] {
+  if (currentXml === undefined) return [];
+  const type = r.config.domainType ?? (cur.type === 'kvm' || cur.type === 'qemu' ? cur.type : 'kvm');
+  let built: string;
+  try {
+    built = buildDomainXml(domainDef({ ...r, config: want }, type, cur.uuid, macs));
+  } catch (e) {
+    // Reported, not dropped: the define would fail the same way.
+    return [{ field: 'definition', before: undefined, after: `cannot be built: ${(e as Error).message}`, effect: 'restart' }];
+  }
+  const disksOrNics = fields.some((f) => /^spec\.(disks|nics)\b/.test(f.field));
+  return domainAdoptionDifferences(currentXml, built, { disksOrNics }).map((d) => ({
+    field: d.path, before: d.before, after: d.after, xml: d.change, effect: 'restart' as const,
+  }));
 }

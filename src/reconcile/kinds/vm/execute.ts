@@ -44,7 +44,9 @@ export async function executeVm(op: VmOp, ctx: ExecContext<DesiredVm>): Promise<
         taken.add(fresh);
         return fresh;
       });
-      uuid = (await host.defineDomain(domainDef({ ...d, config }, await domainTypeFor(host, d, current, !!observedDomain), uuid, resolved))).uuid;
+      // Adopting a definition that is already virtform's (the plan said so): the owner marker only.
+      if (op.markerOnly && host.setDomainMarker && current) await host.setDomainMarker(d.name, { kind: d.kind, name: d.name, specHash: d.specHash });
+      else uuid = (await host.defineDomain(domainDef({ ...d, config }, await domainTypeFor(host, d, current, !!observedDomain), uuid, resolved))).uuid;
       if (op.autostart !== undefined) await host.setDomainAutostart(d.name, op.autostart);
       ctx.boundary();
       const next: VmFacts = {

@@ -155,7 +155,8 @@ export interface HotDisk { path: string; format: VolumeFormat; bus: 'virtio'; ta
 export interface HotNic { network: string; model: string; mac?: string }
 
 export type VmOp =
-  | { op: 'vm.define'; define: boolean; autostart?: boolean }
+  /** `markerOnly`: adopting a definition that is already virtform's: only the owner marker is written into it. */
+  | { op: 'vm.define'; define: boolean; autostart?: boolean; markerOnly?: boolean }
   | { op: 'vm.live'; vcpus?: number; memoryKiB?: number; description?: string | null }
   /** Hot-plug (issue 24): devices detached from the running domain and its definition (a teardown: before their volumes go). */
   | { op: 'vm.detach'; disks: HotDisk[]; nics: (HotNic & { mac: string })[] }

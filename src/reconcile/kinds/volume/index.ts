@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import { resourceKey } from '../../../model/kinds.js';
 import type { VolumeDef, VolumeDetail, VolumeFormat } from '../../../model/definitions.js';
 import { formatSize, parseSize } from '../../../manifest/index.js';
-import { desiredBase } from '../../core/resource.js';
+import { desiredBase, hashConfig } from '../../core/resource.js';
 import type { DesiredVolume, VolumeConfig, VolumeImage, VolumeOp } from './types.js';
 import { HostError } from '../../ports.js';
 import {
@@ -194,13 +194,21 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     return out;
   },
 
-  diff(r, { observed }) {
+  diff(declared, { observed }) {
+    let r = declared;
     const key = r.key;
     const own = ownershipById(observed, r.kind, r.name, volumeIdentity(observed, { config: r.config }), key);
     const record = observed.records.get(key);
     const conflict = conflictOrAdopt(r, own);
     if (conflict) return conflict;
     const prev = recordedConfig<VolumeConfig>(observed, key);
+    // A manifest without `source` for a volume virtform imported an image into (an exported
+    // manifest, issue 24: export never reads contents): the volume keeps what it holds, as if the
+    // image were still declared; a source declared again is compared as always.
+    if (own.state === 'owned' && r.config.sourceSha256 === undefined && prev?.sourceSha256 !== undefined && !r.image) {
+      const config = { ...r.config, sourceSha256: prev.sourceSha256 };
+      r = { ...r, config, specHash: hashConfig(config) };
+    }
     if (own.state === 'absent') {
       if (record && !observed.volumes.has(r.config.pool)) {
         // The pool is inactive or gone, so its volumes could not be listed: once the pool's own
@@ -256,7 +264,8 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       ...(prev ?? r.config),
       path: actual.path,
       capacityBytes: actual.capacityBytes,
-      format: (actual.format || (prev ?? r.config).format) as VolumeFormat,
+      // libvirt probes a raw file holding an ISO 9660 image as format `iso`: raw data all the same.
+      format: (actual.format === 'iso' ? 'raw' : actual.format || (prev ?? r.config).format) as VolumeFormat,
       backingPath: actual.backingPath,
     };
     // Recorded by an earlier virtform by path only: taken to hold the declared image (identified
