@@ -141,8 +141,9 @@ function fromCached(file: string, bytes: Buffer, docs: CachedDoc[]): FileLoad {
   const load: FileLoad = { errors: [], entries: [], hostEntries: [] };
   docs.forEach((d, i) => {
     const base = { sd: sds[i]!, ...(d.name !== undefined ? { name: d.name } : {}), valid: true };
-    // The cache's body is parsed anew by every load: its values are this load's own.
-    const data = d.value;
+    // A copy: the load's later checks fill in values (a userDataFile's text goes into
+    // spec.cloudInit.userData), and the cache's own entry is written back as the file was.
+    const data = structuredClone(d.value);
     if (d.kind === 'Host') load.hostEntries.push({ ...base, data: data as HostEntry['data'] });
     else load.entries.push({ ...base, kind: d.kind, data: data as Entry['data'] });
   });

@@ -58,6 +58,17 @@ const cached = (write = true) => loadManifestsCached(dir, { revision: false }, {
 const direct = () => loadManifests(dir, { revision: false });
 
 describe('the load cache', () => {
+  it('a cached file whose user-data the load reads, kept while another file changes: the cache keeps the file as written (the load filled in userData on its own copy)', async () => {
+    writeFileSync(join(dir, 'ud.txt'), '#cloud-config\nhostname: one\n');
+    writeFileSync(join(dir, 'c.yaml'), `${vm(3).slice(4)}  cloudInit: {pool: p, userDataFile: ud.txt}\n`);
+    expect((await cached()).ok).toBe(true);
+    writeFileSync(join(dir, 'b.yaml'), [0, 1, 2].map((i) => vm(i, '128MiB')).join(''));
+    expect((await cached()).ok).toBe(true); // c.yaml from the cache, b.yaml parsed: the cache is written again
+    const third = await cached();
+    expect(third.ok ? [] : third.errors).toEqual([]);
+    expect(plain(third)).toEqual(plain(await direct()));
+  });
+
   it('a user-data file edited while the manifests stay the same: the digest is the new one (the file is outside the manifests)', async () => {
     writeFileSync(join(dir, 'ud.txt'), '#cloud-config\nhostname: one\n');
     writeFileSync(join(dir, 'c.yaml'), `${vm(3).slice(4)}  cloudInit: {pool: p, userDataFile: ud.txt}\n`);
