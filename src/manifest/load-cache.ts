@@ -128,7 +128,7 @@ function toCached(load: FileLoad): CachedDoc[] | undefined {
   const docs: CachedDoc[] = [];
   for (const e of all) {
     const kind: ManifestKind = 'kind' in e ? e.kind : 'Host';
-    // A deep copy now: later checks never change a manifest, but the cache must not depend on it.
+    // A deep copy now: the load's later checks fill in values (semantics.ts: a user-data file's text).
     docs[e.sd.index] = { start: e.sd.start, kind, ...(e.name !== undefined ? { name: e.name } : {}), value: structuredClone(e.data) };
   }
   // Every document made an entry (an error would have been reported): no gap.
