@@ -104,7 +104,7 @@ export async function exportHostObjects(host: HostPort): Promise<ExportedObject[
     networks: await readNetworksForExport(host, snapshot),
     domains: await readDomainsForExport(host, snapshot),
   };
-  const names = volumeNames(h.volumes);
+  const names = volumeNames(h.volumes, [...h.domains, ...h.networks, ...h.pools].map((o) => o.name));
   const all = [...exportPools(h), ...exportVolumes(h, names), ...exportNetworks(h), ...exportVms(h, names)];
   // A VM's cloud-init seed is part of the VM's manifest (cloudInit.seedVolume), not a Volume.
   const claimed = new Set(all.flatMap((o) => o.claims ?? []));

@@ -142,9 +142,9 @@ describe('export: resource names of volume files', () => {
     expect(of('p', 'ubuntu-qcow2')).toEqual({ name: 'ubuntu-qcow2', fileName: 'ubuntu-qcow2' });
     expect(of('p', 'commoninit.iso')).toEqual({ name: 'commoninit', fileName: 'commoninit.iso' });
     expect(of('p', '_0.img')).toEqual({ name: '0', fileName: '_0.img' });
-    // Same resource name from two files: the second (pool, then file order) gets -2, -3.
-    expect(of('p', 'Web.QCOW2')).toEqual({ name: 'web-2', fileName: 'Web.QCOW2' });
-    expect(of('q', 'web.qcow2')).toEqual({ name: 'web-3', fileName: 'web.qcow2' });
+    // Same resource name from two files: the extension is kept, then -2, -3 (pool, then file order).
+    expect(of('p', 'Web.QCOW2')).toEqual({ name: 'web-qcow2', fileName: 'Web.QCOW2' });
+    expect(of('q', 'web.qcow2')).toEqual({ name: 'web-qcow2-2', fileName: 'web.qcow2' });
     // Another format, or a file spec.fileName cannot take: no name (export warns).
     expect(of('p', 'x.vmdk')).toBeUndefined();
     expect(of('p', 'my disk.img')).toBeUndefined();
@@ -152,10 +152,18 @@ describe('export: resource names of volume files', () => {
     expect(new Set(all).size).toBe(all.length);
   });
 
+  it('a derived name differs from the host\'s other objects\' names (kcli\'s seed `<vm>.ISO` beside domain `<vm>`)', () => {
+    const names = volumeNames([v('p', 'kvm.ISO', 'iso'), v('p', 'kvm_0.img'), v('p', 'net')], ['kvm', 'net']);
+    expect(names({ pool: 'p', name: 'kvm.ISO' })).toEqual({ name: 'kvm-iso', fileName: 'kvm.ISO' });
+    expect(names({ pool: 'p', name: 'kvm_0.img' })).toEqual({ name: 'kvm-0', fileName: 'kvm_0.img' });
+    expect(names({ pool: 'p', name: 'net' })).toEqual({ name: 'net-2', fileName: 'net' });
+  });
+
   it('a long file name is cut to 63 characters, its numbered twin too', () => {
     const long = 'a'.repeat(70);
     const names = volumeNames([v('p', `${long}.img`, 'raw'), v('p', `${long}.qcow2`)]);
     expect(names({ pool: 'p', name: `${long}.img` })).toEqual({ name: 'a'.repeat(63), fileName: `${long}.img` });
-    expect(names({ pool: 'p', name: `${long}.qcow2` })!.name).toBe(`${'a'.repeat(61)}-2`);
+    expect(names({ pool: 'p', name: `${long}.qcow2` })!.name).toBe(`${'a'.repeat(61)}-2`); // the kept extension is cut off too
+
   });
 });

@@ -27,9 +27,11 @@ export function volumeResourceName(v: Pick<VolumeDetail, 'name' | 'format'>): st
   return RESOURCE_NAME.test(name) && volumeFileName(name, format) === v.name ? name : undefined;
 }
 
+const KNOWN_EXT = /\.(qcow2|img|raw|iso)$/i;
+
 /** `kcli_vm_0.IMG` → `kcli-vm-0`: lower case, a known extension dropped, other characters `-`, at most 63. */
-function derivedName(file: string): string {
-  const base = file.replace(/\.(qcow2|img|raw|iso)$/i, '').toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 63).replace(/-+$/, '');
+function derivedName(file: string, keepExtension = false): string {
+  const base = (keepExtension ? file : file.replace(KNOWN_EXT, '')).toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 63).replace(/-+$/, '');
   return base || 'volume';
 }
 
@@ -37,13 +39,16 @@ export type VolumeNames = (v: Pick<VolumeDetail, 'pool' | 'name'>) => { name: st
 
 /**
  * The resource name of every volume of the export: `<name>` for a file named `<name>.qcow2` /
- * `<name>.img` (kept first), else derived from the file name (`derivedName`), made unique within
- * the export with `-2`, `-3`… in pool and file order, with the file as `fileName`. A file
- * `spec.fileName` cannot take, or of another format, has none.
+ * `<name>.img` (kept first), else derived from the file name (`derivedName`) with the file as
+ * `fileName`. A derived name is unique within the export, and differs from the names in `others`
+ * (the host's domains, networks and pools, so that `export NAME` names one object): when taken, the
+ * extension is kept (`kvm.ISO` → `kvm-iso`, beside domain `kvm`), then `-2`, `-3`… in pool and
+ * file order. A file `spec.fileName` cannot take, or of another format, has none.
  */
-export function volumeNames(volumes: readonly VolumeDetail[]): VolumeNames {
+export function volumeNames(volumes: readonly VolumeDetail[], others: Iterable<string> = []): VolumeNames {
   const out = new Map<string, { name: string; fileName?: string }>();
   const taken = new Set<string>();
+  const reserved = new Set(others);
   const key = (v: Pick<VolumeDetail, 'pool' | 'name'>): string => `${v.pool}/${v.name}`;
   const sorted = [...volumes].sort((a, b) => (a.pool === b.pool ? (a.name < b.name ? -1 : 1) : a.pool < b.pool ? -1 : 1));
   for (const v of sorted) {
@@ -55,9 +60,11 @@ export function volumeNames(volumes: readonly VolumeDetail[]): VolumeNames {
   }
   for (const v of sorted) {
     if (out.has(key(v)) || !exportFormat(v) || !FILE_NAME.test(v.name)) continue;
-    const base = derivedName(v.name);
+    const used = (n: string): boolean => taken.has(n) || reserved.has(n);
+    let base = derivedName(v.name);
+    if (used(base) && KNOWN_EXT.test(v.name)) base = derivedName(v.name, true);
     let name = base;
-    for (let i = 2; taken.has(name); i += 1) name = `${base.slice(0, 62 - String(i).length).replace(/-+$/, '')}-${i}`;
+    for (let i = 2; used(name); i += 1) name = `${base.slice(0, 62 - String(i).length).replace(/-+$/, '')}-${i}`;
     taken.add(name);
     out.set(key(v), { name, fileName: v.name });
   }
