@@ -9,8 +9,9 @@
  * - export of both VMs exits 0 without a warning, each volume a Volume with `fileName`; the
  *   dry-run plans only adoptions; the apply changes the domains' definitions by the owner marker
  *   only and no volume file; the next dry-run is "No changes.";
- * - a fresh Volume with `fileName` is created under that name and attached; removing its
- *   manifests holds its deletion without --allow-data-loss (file kept), deletes it with.
+ * - a fresh Volume with `fileName` is created under that name and attached; another fileName is a
+ *   replace held without --allow-data-loss (file kept); removing its manifests holds its deletion
+ *   without --allow-data-loss (file kept), deletes it with.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -187,6 +188,17 @@ describe.sequential('Volume spec.fileName: kcli and terraform-provider-libvirt v
     expect(virsh('vol-list', pool2)).toContain(fresh);
     expect(virsh('vol-dumpxml', '--pool', pool2, fresh)).toContain("<format type='qcow2'/>");
     expect(virsh('dumpxml', '--inactive', N.name('fvm'))).toContain(`<source file='${path2}/${fresh}'/>`);
+    expect((await runCli(['reconcile', dir, '--db', db2, '--dry-run'])).stdout).toContain('No changes.');
+
+    // Another fileName: a replace (the old file deleted), held without --allow-data-loss.
+    const renamed = `${P}fresh-disk`;
+    writeFileSync(join(dir, 'vol.yaml'), `${H}kind: Volume\nmetadata: {name: ${P}fresh}\nspec: {pool: ${pool2}, capacity: 16MiB, fileName: ${renamed}}\n`);
+    const moved = await runCli(['reconcile', dir, '--db', db2]);
+    expect(moved.code, moved.stdout + moved.stderr).toBe(1);
+    expect(moved.stdout).toContain(`file name changes (${fresh} → ${renamed}, spec.fileName)`);
+    expect(moved.stdout).toContain('To consent to the data loss, run again with --allow-data-loss.');
+    expect(readdirSync(path2)).toEqual([fresh]);
+    writeFileSync(join(dir, 'vol.yaml'), `${H}kind: Volume\nmetadata: {name: ${P}fresh}\nspec: {pool: ${pool2}, capacity: 16MiB, fileName: ${fresh}}\n`);
     expect((await runCli(['reconcile', dir, '--db', db2, '--dry-run'])).stdout).toContain('No changes.');
 
     rmSync(join(dir, 'vol.yaml'));
