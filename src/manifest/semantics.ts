@@ -59,6 +59,11 @@ export function specOf<K extends ResourceKind>(e: Entry, _kind: K): Spec<K> {
   return e.data.spec as Spec<K>;
 }
 
+/** A Volume's file name in its pool: spec.fileName, else `<name>.qcow2` (qcow2) / `<name>.img` (raw). */
+function volumeFileOf(name: string, spec: VolumeSpec): string {
+  return spec.fileName ?? `${name}.${spec.format === 'raw' ? 'img' : 'qcow2'}`;
+}
+
 function where(e: Entry): string {
   return `${e.sd.file}:${e.sd.start.line}`;
 }
@@ -426,6 +431,20 @@ export async function checkSemantics(entries: Entry[], opts: {
     }
   }
 
+  // Files: a volume's file in its pool (`spec.fileName`, else `<name>.qcow2` / `<name>.img`) is
+  // its own; a second Volume naming it would be the same file under two resources.
+  const volumeFiles = new Map<string, Entry>(); // `pool/file` → Volume
+  for (const e of byKind('Volume')) {
+    if (!e.valid || !e.name || names.Volume.get(e.name) !== e) continue;
+    const spec = specOf(e, 'Volume');
+    const file = volumeFileOf(e.name, spec);
+    const first = volumeFiles.get(`${spec.pool}/${file}`);
+    if (first) {
+      r.at(e, spec.fileName !== undefined ? ['spec', 'fileName'] : ['metadata', 'name'],
+        `file ${quote(file)} in pool ${quote(spec.pool)} is already the file of Volume ${quote(first.name!)} (${where(first)}): two Volumes cannot name the same file`);
+    } else volumeFiles.set(`${spec.pool}/${file}`, e);
+  }
+
   // ---- Networks ------------------------------------------------------------------------------
   const cidrs: { e: Entry; cidr: Cidr; text: string }[] = [];
   const reservedMacs = new Map<string, { e: Entry; path: FieldPath; network: string }>();
@@ -557,6 +576,14 @@ export async function checkSemantics(entries: Entry[], opts: {
       const declared = sv !== undefined ? validNamed('Volume', sv) : undefined;
       if (declared && specOf(declared, 'Volume').pool === spec.cloudInit.pool) {
         r.at(e, ['spec', 'cloudInit', 'seedVolume'], `seedVolume ${quote(sv!)} is declared as a Volume (${where(declared)}): the seed is derived data of the VM (deleted with it), not a Volume of its own; remove that Volume manifest`);
+      } else if (spec.cloudInit.pool !== undefined && e.name) {
+        // The seed's file (`<vm>-cidata.iso` or seedVolume) named by a Volume's spec.fileName: one file, two owners.
+        const seedFile = sv ?? `${e.name}-cidata.iso`;
+        const owner = volumeFiles.get(`${spec.cloudInit.pool}/${seedFile}`);
+        if (owner) {
+          r.at(e, ['spec', 'cloudInit', sv !== undefined ? 'seedVolume' : 'pool'],
+            `the cloud-init seed's file ${quote(seedFile)} in pool ${quote(spec.cloudInit.pool)} is the file of Volume ${quote(owner.name!)} (${where(owner)}): the seed is derived data of the VM (deleted with it), not a Volume; give that Volume another spec.fileName or remove it`);
+        }
       }
     }
     (spec.nics ?? []).forEach((n, i) => {

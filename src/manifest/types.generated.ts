@@ -127,6 +127,10 @@ export interface VolumeSpec {
    * Image format.
    */
   format?: 'qcow2' | 'raw';
+  /**
+   * The volume's file name in its pool (default <name>.qcow2 for qcow2, <name>.img for raw); set it to adopt a file of another name (kcli's <vm>_0.img, terraform-provider-libvirt's any name). No two Volumes, and no Volume and a VM's cloud-init seed, may name the same file in the same pool. Changing it replaces the volume (the old file is deleted: held without reconcile --allow-data-loss).
+   */
+  fileName?: string;
   backingVolume?: ResourceName;
   /**
    * Image to import into the volume: a local file path, or {url, sha256} to download over http(s). Mutually exclusive with backingVolume. A changed image (sha256) replaces the volume; the same image at another path or URL is no change.

@@ -81,6 +81,8 @@ export const SUITES = {
   wfdeps: 185,
   // issue 24 (helper export): test/integration/export/virsh-adopt.test.ts, test/integration/export/round-trip.test.ts
   expvirsh: 180, expround: 181,
+  // issue 24 (helper volfile): Volume spec.fileName, export of kcli / terraform volume names (test/integration/export/volfile.test.ts)
+  expfile: 195,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

@@ -18,7 +18,7 @@ import { ownershipById, type Ownership } from '../core/ownership.js';
 import type { HostPort } from '../ports.js';
 import type { ExportedObject, ExportHost } from '../core/export.js';
 import { exportPools, readPoolsForExport } from './pool/export.js';
-import { exportVolumes, readVolumesForExport, volumeResourceName } from './volume/export.js';
+import { exportVolumes, readVolumesForExport, volumeNames } from './volume/export.js';
 import { exportNetworks, readNetworksForExport } from './network/export.js';
 import { exportVms, readDomainsForExport } from './vm/export.js';
 
@@ -104,7 +104,8 @@ export async function exportHostObjects(host: HostPort): Promise<ExportedObject[
     networks: await readNetworksForExport(host, snapshot),
     domains: await readDomainsForExport(host, snapshot),
   };
-  const all = [...exportPools(h), ...exportVolumes(h), ...exportNetworks(h), ...exportVms(h, volumeResourceName)];
+  const names = volumeNames(h.volumes, [...h.domains, ...h.networks, ...h.pools].map((o) => o.name));
+  const all = [...exportPools(h), ...exportVolumes(h, names), ...exportNetworks(h), ...exportVms(h, names)];
   // A VM's cloud-init seed is part of the VM's manifest (cloudInit.seedVolume), not a Volume.
   const claimed = new Set(all.flatMap((o) => o.claims ?? []));
   return all.filter((o) => !claimed.has(o.object));

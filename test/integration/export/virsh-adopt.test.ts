@@ -2,7 +2,7 @@
  * `virtform export` and adoption on the real daemon (issue 24), with objects made by virsh in the
  * shapes kcli and terraform-provider-libvirt give them: a directory pool, a qcow2 base image and a
  * qcow2 clone of it (backing store), a cloud-init NoCloud ISO (made with genisoimage, as
- * `libvirt_cloudinit_disk` and kcli make it) attached as an IDE CD-ROM, a NAT network with DHCP, and
+ * `libvirt_cloudinit_disk` and kcli make it; `commoninit.iso` is a Volume with spec.fileName) attached as an IDE CD-ROM, a NAT network with DHCP, and
  * a domain booting from the clone with the usual devices (virtio disk and NIC, serial console,
  * guest agent channel, VNC on loopback, a virtio RNG, a USB tablet).
  *
@@ -100,7 +100,7 @@ beforeAll(() => {
   writeFileSync(join(seed, 'user-data'), '#cloud-config\nhostname: vm\n');
   writeFileSync(join(seed, 'meta-data'), `instance-id: ${VM}\nlocal-hostname: vm\n`);
   execFileSync('genisoimage', ['-quiet', '-output', `${POOL_PATH}/${VM}-seed.img`, '-volid', 'cidata', '-joliet', '-rock', join(seed, 'user-data'), join(seed, 'meta-data')]);
-  // terraform-provider-libvirt's name for it: a file a Volume cannot name (`<name>.img` only).
+  // terraform-provider-libvirt's name for it: a Volume with spec.fileName.
   execFileSync('genisoimage', ['-quiet', '-output', `${POOL_PATH}/${ODD}-commoninit.iso`, '-volid', 'cidata', '-joliet', '-rock', join(seed, 'user-data'), join(seed, 'meta-data')]);
   virsh('pool-refresh', POOL);
   defineFromXml('net-define', `<network><name>${NET}</name><forward mode='nat'><nat><port start='1024' end='65535'/></nat></forward>
@@ -199,11 +199,13 @@ describe.sequential('export and adoption of objects made by virsh (kcli / terraf
     expect(warnings).toMatch(/devices\/video.*rewritten by adoption.*vga/);
     expect(warnings).toMatch(/devices\/memballoon.*stats/);
     expect(warnings).toMatch(/metadata\/libosinfo:libosinfo dropped by adoption/);
-    // The seed ISO named commoninit.iso: the VM's cloud-init seed attached as it is (a Volume cannot name it).
-    expect(warnings).toMatch(/CD-ROM hdc on .*commoninit\.iso: exported as the VM's cloud-init seed \(spec\.cloudInit\.seedVolume\)/);
+    // The seed ISO named commoninit.iso (terraform's libvirt_cloudinit_disk, a resource of its own):
+    // a Volume with spec.fileName attached as a CD-ROM (helper volfile), no warning about it.
+    expect(warnings).not.toMatch(/commoninit/);
     const oddVm = readFileSync(join(out, `vm-${ODD}.yaml`), 'utf8');
-    expect(oddVm).toMatch(new RegExp(`cloudInit:\\n\\s+pool: ${POOL}\\n\\s+seedVolume: ${ODD}-commoninit.iso`));
-    expect(readdirSync(out).some((f) => f.includes('commoninit'))).toBe(false);
+    expect(oddVm).toMatch(new RegExp(`- volume: ${ODD}-commoninit\\n\\s+device: cdrom\\n\\s+bus: ide`));
+    expect(oddVm).not.toMatch(/cloudInit|seedVolume/);
+    expect(readFileSync(join(out, `volume-${ODD}-commoninit.yaml`), 'utf8')).toContain(`fileName: ${ODD}-commoninit.iso`);
     expect(existsSync(join(out, `vm-${ODD}.yaml`))).toBe(true);
     expect(readFileSync(join(out, `vm-${ODD}.yaml`), 'utf8')).toMatch(/# WARNING: features rewritten by adoption/);
 
@@ -219,7 +221,7 @@ describe.sequential('export and adoption of objects made by virsh (kcli / terraf
     expect(block).toMatch(/~ devices\/memballoon.*rewritten by adoption/);
     expect(block).toMatch(/~ metadata\/libosinfo:libosinfo dropped by adoption/);
     expect(block).not.toMatch(/writes only virtform's owner marker/);
-    // The seed is attached as it is: no seed step, no CD-ROM line.
+    // The CD-ROM on the commoninit Volume is adopted as it is: no seed step, no CD-ROM line.
     expect(block).not.toMatch(/cloudInit|devices\/disk/);
   }, 180_000);
 

@@ -34,8 +34,11 @@ function diskTargetsInOrder(root: XNode): string[] {
   return (Array.isArray(disks) ? disks : []).map((x) => String(child(x as XNode, 'target')?.['@_dev'] ?? '')).filter((t) => t !== '');
 }
 
-/** The resource name a volume file gets (`<name>.qcow2` / `<name>.img`), as the Volume exporter names it. */
-export type VolumeNamer = (v: VolumeDetail) => string | undefined;
+/**
+ * The resource name a volume file gets, as the Volume exporter names it: `<name>` for
+ * `<name>.qcow2` / `<name>.img`, else one derived from the file name, with the file in `fileName`.
+ */
+export type VolumeNamer = (v: VolumeDetail) => { name: string; fileName?: string } | undefined;
 
 export function exportVms(h: ExportHost, volumeName: VolumeNamer): ExportedObject[] {
   const byPath = new Map(h.volumes.map((v) => [v.path, v]));
@@ -98,7 +101,7 @@ function exportVm(d: ExportHost['domains'][number], byPath: Map<string, VolumeDe
     for (const [k, path] of [['kernel', p.boot.kernel], ['initrd', p.boot.initrd]] as const) {
       if (path === undefined) continue;
       const v = byPath.get(path);
-      const name = v ? volumeName(v) : undefined;
+      const name = v ? volumeName(v)?.name : undefined;
       if (name) {
         boot[`${k}Volume`] = name;
         out.needs.push({ kind: 'Volume', name });
@@ -124,7 +127,7 @@ function exportVm(d: ExportHost['domains'][number], byPath: Map<string, VolumeDe
     const c = cdromAt.get(target);
     if (x) {
       const v = byPath.get(x.path);
-      const name = v ? volumeName(v) : undefined;
+      const name = v ? volumeName(v)?.name : undefined;
       if (!v || !name) {
         out.warnings.push(`disk ${x.target} (${x.path || 'no source'}) is ${v ? 'a volume virtform cannot name' : 'not a volume of a pool'}: left out`);
         continue;
@@ -138,7 +141,7 @@ function exportVm(d: ExportHost['domains'][number], byPath: Map<string, VolumeDe
       out.needs.push({ kind: 'Volume', name });
     } else if (c) {
       const v = c.path ? byPath.get(c.path) : undefined;
-      const name = v ? volumeName(v) : undefined;
+      const name = v ? volumeName(v)?.name : undefined;
       const bootOrder = (c as { bootOrder?: number }).bootOrder;
       if (!c.path || !v) {
         out.warnings.push(`CD-ROM ${c.target} (${c.path || 'empty'}) ${c.path ? 'is not a volume of a pool' : 'holds no medium'}: left out`);
@@ -149,20 +152,22 @@ function exportVm(d: ExportHost['domains'][number], byPath: Map<string, VolumeDe
         continue;
       }
       const ownSeed = !!p.marker && v.name === `${d.name}-cidata.iso`;
+      // Any other file (terraform's `commoninit.iso` too, with spec.fileName) is a Volume: it stays
+      // when the VM goes, as terraform's libvirt_cloudinit_disk is a resource of its own.
       if (!ownSeed && name) {
         // A Volume (never decoded) attached as a CD-ROM as it is.
         disks.push({ volume: name, device: 'cdrom', bus: c.bus, ...(bootOrder !== undefined ? { boot: bootOrder } : {}) });
         def.disks.push({ path: c.path, format: 'raw', bus: c.bus as DiskBus, target: c.target, device: 'cdrom', ...(bootOrder !== undefined ? { bootOrder } : {}) } as DomainDef['disks'][number]);
         out.needs.push({ kind: 'Volume', name });
       } else if (!spec.cloudInit && c.bus === 'ide' && bootOrder === undefined) {
-        // virtform's own seed (`<vm>-cidata.iso`), or an ISO a Volume cannot name (`commoninit.iso`):
+        // virtform's own seed (`<vm>-cidata.iso`), or an ISO a Volume cannot name (not a file name spec.fileName takes):
         // the VM's cloud-init seed, attached as it is (cloudInit.seedVolume).
         spec.cloudInit = { pool: v.pool, seedVolume: v.name };
         def.cdroms = [{ path: c.path, bus: 'ide', target: c.target }];
         out.needs.push({ kind: 'StoragePool', name: v.pool });
         out.claims!.push(`volume ${v.pool}/${v.name}`);
         if (!ownSeed) {
-          out.warnings.push(`CD-ROM ${c.target} on ${v.pool}/${v.name}: exported as the VM's cloud-init seed (spec.cloudInit.seedVolume), which is derived data of the VM: deleted with it (a Volume cannot name the file)`);
+          out.warnings.push(`CD-ROM ${c.target} on ${v.pool}/${v.name}: exported as the VM's cloud-init seed (spec.cloudInit.seedVolume), which is derived data of the VM: deleted with it (to keep it, declare it as a Volume with spec.fileName and attach it with device: cdrom)`);
         }
       } else {
         out.warnings.push(`CD-ROM ${c.target} on ${v.pool}/${v.name}: a Volume cannot name the file (and the VM has its cloud-init seed already): left out`);

@@ -1,5 +1,5 @@
 /**
- * Volume: a file in a `dir` pool (`<pool path>/<name>.qcow2|.img`). Identity: its libvirt key
+ * Volume: a file in a `dir` pool (`<pool path>/<name>.qcow2|.img`, or `spec.fileName`). Identity: its libvirt key
  * (the file path). Capacity grows in place; format, backing volume, source image, pool, and a
  * shrink replace the volume (recreated empty).
  */
@@ -31,8 +31,9 @@ const execFileP = promisify(execFile);
 
 export type { DesiredVolume, VolumeConfig, VolumeImage, VolumeOp } from './types.js';
 
-export function volumeFileName(name: string, format: VolumeFormat): string {
-  return `${name}.${format === 'qcow2' ? 'qcow2' : 'img'}`;
+/** A volume's file name in its pool: the declared `spec.fileName`, else `<name>.qcow2` / `<name>.img`. */
+export function volumeFileName(name: string, format: VolumeFormat, fileName?: string): string {
+  return fileName ?? `${name}.${format === 'qcow2' ? 'qcow2' : 'img'}`;
 }
 
 /** The volume to create; an imported image's volume is created with the image's size when no capacity is declared. */
@@ -86,6 +87,7 @@ function replaceReason(prev: VolumeConfig, next: VolumeConfig): string {
   if ((prev.backingVolume ?? '') !== (next.backingVolume ?? '') || prev.backingPath !== next.backingPath)
     return 'backing volume is immutable';
   if ((prev.sourceSha256 ?? '') !== (next.sourceSha256 ?? '')) return 'source image changed (another sha256)';
+  if (prev.pool === next.pool && prev.volName !== next.volName) return `file name changes (${prev.volName} → ${next.volName}, spec.fileName)`;
   if (prev.pool !== next.pool || prev.path !== next.path) return 'volume moves to another pool or path';
   if ((next.capacityBytes ?? 0) < (prev.capacityBytes ?? 0)) return 'capacity cannot shrink in place';
   return 'immutable field changed';
@@ -104,7 +106,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   },
   fields: [
     { field: 'pool', manifest: 'spec.pool', effect: 'replace' },
-    { field: 'volName', manifest: 'metadata.name', effect: 'replace' },
+    { field: 'volName', manifest: 'spec.fileName', effect: 'replace' },
     { field: 'path', manifest: 'spec.pool', effect: 'replace' },
     { field: 'format', manifest: 'spec.format', effect: 'replace' },
     { field: 'capacityBytes', manifest: 'spec.capacity', unit: 'bytes', effect: (a, b) => (Number(b) < Number(a) ? 'replace' : 'live') },
@@ -118,7 +120,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
     const volumeFormat = (name: string): VolumeFormat => (volumes.get(name)?.spec.format ?? 'qcow2') as VolumeFormat;
     const volumePath = (name: string): string => {
       const v = volumes.get(name);
-      return v ? volumeFilePath(ctx.poolPath(v.spec.pool), name, volumeFormat(name)) : `/nonexistent/${name}`;
+      return v ? volumeFilePath(ctx.poolPath(v.spec.pool), name, volumeFormat(name), v.spec.fileName) : `/nonexistent/${name}`;
     };
     return { volumePath, volumeFormat };
   },
@@ -141,7 +143,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       const base = v.spec.backingVolume ? state.volumes.find((x) => x.metadata.name === v.spec.backingVolume) : undefined;
       const config: VolumeConfig = {
         pool: v.spec.pool,
-        volName: volumeFileName(v.metadata.name, format),
+        volName: volumeFileName(v.metadata.name, format, v.spec.fileName),
         path: ctx.volumePath(v.metadata.name),
         format,
         // A local image's virtual size is known from its header: the capacity it defaults to.
@@ -154,7 +156,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
       return {
         ...desiredBase('Volume', v, ctx.host, config), ...(image ? { image } : {}),
         ...(v.spec.backingVolume ? { backingFormat: ctx.volumeFormat(v.spec.backingVolume) } : {}),
-        ...(base ? { backingVolName: { pool: base.spec.pool, volName: volumeFileName(base.metadata.name, ctx.volumeFormat(base.metadata.name)) } } : {}),
+        ...(base ? { backingVolName: { pool: base.spec.pool, volName: volumeFileName(base.metadata.name, ctx.volumeFormat(base.metadata.name), base.spec.fileName) } } : {}),
       };
     });
   },
@@ -458,8 +460,8 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
 };
 
 /** Path of a volume file, given its pool's path. */
-export function volumeFilePath(poolPath: string, name: string, format: VolumeFormat): string {
-  return posix.join(poolPath, volumeFileName(name, format));
+export function volumeFilePath(poolPath: string, name: string, format: VolumeFormat, fileName?: string): string {
+  return posix.join(poolPath, volumeFileName(name, format, fileName));
 }
 
 /** An image ready to be written into a volume: a local file (the source, a cached download or a converted copy). */
