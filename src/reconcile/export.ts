@@ -44,28 +44,23 @@ export function selectExports(objects: readonly ExportedObject[], sel: ExportSel
   if (errors.length) return { ok: false, errors };
   if (sel.all || sel.includeManaged) {
     // What only managed objects need is theirs too (their volumes, the pools of those).
-    const ofManaged = new Set<string>();
-    const walk = (o: ExportedObject): void => {
-      for (const n of o.needs) {
-        const k = keyOf(n);
-        if (ofManaged.has(k)) continue;
-        ofManaged.add(k);
-        const dep = byKey.get(k);
-        if (dep) walk(dep);
-      }
+    /** Everything the objects with `managed === which` need, transitively (their keys). */
+    const neededBy = (which: boolean): Set<string> => {
+      const seen = new Set<string>();
+      const walk = (o: ExportedObject): void => {
+        for (const n of o.needs) {
+          const k = keyOf(n);
+          if (seen.has(k)) continue;
+          seen.add(k);
+          const dep = byKey.get(k);
+          if (dep) walk(dep);
+        }
+      };
+      for (const o of objects) if (o.managed === which) walk(o);
+      return seen;
     };
-    for (const o of objects) if (o.managed === true) walk(o);
-    const usedByForeign = new Set<string>();
-    const walkForeign = (o: ExportedObject): void => {
-      for (const n of o.needs) {
-        const k = keyOf(n);
-        if (usedByForeign.has(k)) continue;
-        usedByForeign.add(k);
-        const dep = byKey.get(k);
-        if (dep) walkForeign(dep);
-      }
-    };
-    for (const o of objects) if (o.managed === false) walkForeign(o);
+    const ofManaged = neededBy(true);
+    const usedByForeign = neededBy(false);
     for (const o of objects) {
       const k = keyOf(o);
       if (sel.includeManaged || o.managed === false || (o.managed === 'unknown' && (!ofManaged.has(k) || usedByForeign.has(k)))) chosen.add(k);

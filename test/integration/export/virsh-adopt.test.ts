@@ -24,6 +24,7 @@ import { execFileSync } from 'node:child_process';
 import { runCli } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
 import { virsh } from '../../support/virsh.js';
+import { defineFromXml, withoutMarker } from '../../support/virsh-made.js';
 
 const N = suiteNames('expvirsh');
 const P = N.prefix;
@@ -34,14 +35,6 @@ const VM = N.name('vm');
 const ODD = N.name('odd');
 let work: string;
 let db: string;
-
-const withoutMarker = (xml: string): string => xml.replace(/\s*<metadata>[\s\S]*?<\/metadata>/, '');
-
-function defineFromXml(kind: 'define' | 'net-define' | 'pool-define', xml: string): void {
-  const f = join(work, `${kind}-${Math.random().toString(36).slice(2)}.xml`);
-  writeFileSync(f, xml);
-  virsh(kind, f);
-}
 
 function domainXml(name: string, extra: { top?: string; devices?: string; metadata?: string } = {}): string {
   return `<domain type='qemu'>
@@ -88,7 +81,7 @@ beforeAll(() => {
   work = N.tempDir();
   db = join(work, 'state.db');
   mkdirSync(POOL_PATH, { recursive: true });
-  defineFromXml('pool-define', `<pool type='dir'><name>${POOL}</name><target><path>${POOL_PATH}</path></target></pool>`);
+  defineFromXml(work, 'pool-define', `<pool type='dir'><name>${POOL}</name><target><path>${POOL_PATH}</path></target></pool>`);
   virsh('pool-start', POOL);
   virsh('vol-create-as', POOL, `${P}base.qcow2`, '64M', '--format', 'qcow2');
   for (const vm of [VM, ODD]) {
@@ -103,11 +96,11 @@ beforeAll(() => {
   // terraform-provider-libvirt's name for it: a Volume with spec.fileName.
   execFileSync('genisoimage', ['-quiet', '-output', `${POOL_PATH}/${ODD}-commoninit.iso`, '-volid', 'cidata', '-joliet', '-rock', join(seed, 'user-data'), join(seed, 'meta-data')]);
   virsh('pool-refresh', POOL);
-  defineFromXml('net-define', `<network><name>${NET}</name><forward mode='nat'><nat><port start='1024' end='65535'/></nat></forward>
+  defineFromXml(work, 'net-define', `<network><name>${NET}</name><forward mode='nat'><nat><port start='1024' end='65535'/></nat></forward>
   <ip address='${N.ip(1)}' netmask='255.255.255.0'><dhcp><range start='${N.ip(100)}' end='${N.ip(199)}'/></dhcp></ip></network>`);
   virsh('net-start', NET);
-  defineFromXml('define', domainXml(VM));
-  defineFromXml('define', domainXml(ODD, {
+  defineFromXml(work, 'define', domainXml(VM));
+  defineFromXml(work, 'define', domainXml(ODD, {
     top: '<pae/>',
     devices: "<video><model type='vga' vram='16384' heads='1' primary='yes'/></video><memballoon model='virtio'><stats period='10'/></memballoon>",
     metadata: "<metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'><libosinfo:os id='http://ubuntu.com/ubuntu/22.04'/></libosinfo:libosinfo></metadata>",
@@ -227,7 +220,7 @@ describe.sequential('export and adoption of objects made by virsh (kcli / terraf
 
   it('a network adopted with other DHCP hosts: the hosts change (live and in the config), the rest of its definition stays, with the marker', async () => {
     const net2 = N.name('net2');
-    defineFromXml('net-define', `<network><name>${net2}</name><forward mode='nat'/><domain name='lab.test'/>
+    defineFromXml(work, 'net-define', `<network><name>${net2}</name><forward mode='nat'/><domain name='lab.test'/>
   <ip address='${N.ip(1, 1)}' prefix='24'><dhcp><range start='${N.ip(100, 1)}' end='${N.ip(199, 1)}'/>
   <host mac='${N.mac(7, 1)}' name='old' ip='${N.ip(7, 1)}'/></dhcp></ip></network>`);
     virsh('net-start', net2);

@@ -20,6 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { runCli } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
 import { virsh } from '../../support/virsh.js';
+import { defineFromXml, withoutMarker } from '../../support/virsh-made.js';
 
 const N = suiteNames('expfile');
 const P = N.prefix;
@@ -33,14 +34,6 @@ const TBASE = `${P}ubuntu_base`;
 const FILES = [KBASE, `${KVM}_0.img`, `${KVM}.ISO`, TBASE, `${TVM}-qcow2`, `${TVM}-commoninit.iso`];
 let work: string;
 let db: string;
-
-const withoutMarker = (xml: string): string => xml.replace(/\s*<metadata>[\s\S]*?<\/metadata>/, '');
-
-function defineFromXml(kind: 'define' | 'net-define' | 'pool-define', xml: string): void {
-  const f = join(work, `${kind}-${Math.random().toString(36).slice(2)}.xml`);
-  writeFileSync(f, xml);
-  virsh(kind, f);
-}
 
 function domainXml(name: string, disk: string, seed: string, mac: string): string {
   return `<domain type='qemu'>
@@ -84,7 +77,7 @@ beforeAll(() => {
   work = N.tempDir();
   db = join(work, 'state.db');
   mkdirSync(POOL_PATH, { recursive: true });
-  defineFromXml('pool-define', `<pool type='dir'><name>${POOL}</name><target><path>${POOL_PATH}</path></target></pool>`);
+  defineFromXml(work, 'pool-define', `<pool type='dir'><name>${POOL}</name><target><path>${POOL_PATH}</path></target></pool>`);
   virsh('pool-start', POOL);
   virsh('vol-create-as', POOL, KBASE, '64M', '--format', 'qcow2');
   virsh('vol-create-as', POOL, `${KVM}_0.img`, '128M', '--format', 'qcow2', '--backing-vol', `${POOL_PATH}/${KBASE}`, '--backing-vol-format', 'qcow2');
@@ -98,11 +91,11 @@ beforeAll(() => {
     execFileSync('genisoimage', ['-quiet', '-output', `${POOL_PATH}/${iso}`, '-volid', 'cidata', '-joliet', '-rock', join(seed, 'user-data'), join(seed, 'meta-data')]);
   }
   virsh('pool-refresh', POOL);
-  defineFromXml('net-define', `<network><name>${NET}</name><forward mode='nat'/>
+  defineFromXml(work, 'net-define', `<network><name>${NET}</name><forward mode='nat'/>
   <ip address='${N.ip(1)}' netmask='255.255.255.0'><dhcp><range start='${N.ip(100)}' end='${N.ip(199)}'/></dhcp></ip></network>`);
   virsh('net-start', NET);
-  defineFromXml('define', domainXml(KVM, `${KVM}_0.img`, `${KVM}.ISO`, N.mac(1)));
-  defineFromXml('define', domainXml(TVM, `${TVM}-qcow2`, `${TVM}-commoninit.iso`, N.mac(2)));
+  defineFromXml(work, 'define', domainXml(KVM, `${KVM}_0.img`, `${KVM}.ISO`, N.mac(1)));
+  defineFromXml(work, 'define', domainXml(TVM, `${TVM}-qcow2`, `${TVM}-commoninit.iso`, N.mac(2)));
 }, 120_000);
 
 afterAll(() => {
