@@ -59,6 +59,8 @@ export interface Snapshot {
   /** volume path -> inodes of the clone and of its backing file. */
   /** `born`: the clone file's birth time (a file recreated at once can reuse the freed inode number). */
   clones: Record<string, { ino: number; born?: number; backingIno: number }>;
+  /** `vm|domain uuid|disk file` -> target: a disk keeps its target while it stays attached. */
+  targets?: Record<string, string>;
 }
 
 export interface FileFacts {
@@ -438,14 +440,29 @@ function compareVm(
     const found = extraHave.some((h) => h.name === w.name && attrs.every((k) => h.x[k] === w.x[k]));
     d.eq(`extra device <${w.name}> ${attrs.map((k) => `${k.slice(2)}=${String(w.x[k])}`).join(' ')}`, 'present', found ? 'present' : 'missing');
   }
+  // Disks by their file. Targets are assigned once and kept (issue 24: removing a disk renames no
+  // other): a disk the previous readback saw in this domain keeps its target; in a domain seen for
+  // the first time the targets are positional per bus (buildDesired's); a disk added to a known
+  // domain takes a free target of its bus (checked: the family, and no target twice).
   const disks = kids(devices, 'disk').filter((x) => (at(x, 'device') ?? 'disk') === 'disk');
-  const byTarget = new Map(disks.map((x) => [at(first(x, 'target'), 'dev') ?? '', x]));
-  d.eq('disk targets', c.disks.map((x) => x.target).sort().join(',') || '(none)', [...byTarget.keys()].sort().join(',') || '(none)');
+  const byPath = new Map(disks.map((x) => [at(first(x, 'source'), 'file') ?? '', x]));
+  const targetOf = (x: XNode): string => at(first(x, 'target'), 'dev') ?? '';
+  d.eq('disk files', c.disks.map((x) => paths.get(x.volume) ?? x.volume).sort().join(',') || '(none)', [...byPath.keys()].sort().join(',') || '(none)');
+  d.eq('disk targets used once', String(disks.length), String(new Set(disks.map(targetOf)).size));
+  const knownDomain = prev !== undefined && Object.keys(prev.targets ?? {}).some((k) => k.startsWith(`${r.name}|${uuid}|`));
+  const family = (bus: string): string => (bus === 'virtio' ? 'vd' : bus === 'ide' ? 'hd' : 'sd');
   for (const want of c.disks) {
-    const x = byTarget.get(want.target);
+    const path = paths.get(want.volume);
+    const x = path === undefined ? undefined : byPath.get(path);
     if (!x) continue;
-    const p = `disk ${want.target} `;
-    d.eq(`${p}source`, paths.get(want.volume), at(first(x, 'source'), 'file'));
+    const target = targetOf(x);
+    const key = `${r.name}|${uuid}|${path}`;
+    const was = prev?.targets?.[key];
+    const p = `disk ${want.volume} `;
+    if (was !== undefined) d.eq(`${p}target (kept since the previous readback)`, was, target);
+    else if (!knownDomain) d.eq(`${p}target (positional in a new domain)`, want.target, target);
+    else d.eq(`${p}target's bus family`, family(want.bus), target.slice(0, 2));
+    (snap.targets ??= {})[key] = target;
     d.eq(`${p}bus`, want.bus, at(first(x, 'target'), 'bus'));
     d.eq(`${p}boot order`, want.bootOrder === undefined ? undefined : String(want.bootOrder), at(first(x, 'boot'), 'order'));
     d.eq(`${p}driver type`, want.format, at(first(x, 'driver'), 'type'));
@@ -648,12 +665,12 @@ export async function readback(dir: string, uri: string, prev?: Snapshot): Promi
  */
 export function mergeSnapshots(older: Snapshot | undefined, newer: Snapshot, keep: 'first' | 'last' = 'first'): Snapshot {
   if (!older) return newer;
-  if (keep === 'last') return { macs: { ...older.macs, ...newer.macs }, clones: { ...older.clones, ...newer.clones } };
+  if (keep === 'last') return { macs: { ...older.macs, ...newer.macs }, clones: { ...older.clones, ...newer.clones }, targets: { ...older.targets, ...newer.targets } };
   const clones = { ...newer.clones };
   for (const [path, c] of Object.entries(older.clones)) {
     if (!clones[path] || clones[path]!.ino === c.ino) clones[path] = c;
   }
-  return { macs: { ...newer.macs, ...older.macs }, clones };
+  return { macs: { ...newer.macs, ...older.macs }, clones, targets: { ...newer.targets, ...older.targets } };
 }
 
 export function formatDifferences(diffs: Difference[]): string {

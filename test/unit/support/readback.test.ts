@@ -21,6 +21,7 @@ const VM1 = `VirtualMachine/${P}-vm1`;
 const VM2 = `VirtualMachine/${P}-vm2`;
 const NET = `Network/${P}-net`;
 const ROOT_QCOW = `${POOL}/${P}-root.qcow2`;
+const DATA_IMG = `${POOL}/${P}-data.img`;
 const BASE_QCOW = `${POOL}/${P}-base.qcow2`;
 
 let work: string;
@@ -84,20 +85,40 @@ describe('readback comparison on a canned converged host', () => {
     ]);
   });
 
-  it('disk source, bus, boot order and driver type; a missing disk', () => {
+  it('disk files, bus, boot order, driver type and targets; a missing disk', () => {
     const f = facts();
     const vm = f.domains[`${P}-vm1`]!;
-    vm.xml = vm.xml
-      .replace(`${P}-root.qcow2'/>`, `${P}-other.qcow2'/>`)
+    const xml = vm.xml;
+    const at = (field: string, expected: string, actual: string): Difference => d(VM1, field, expected, actual);
+    vm.xml = xml
       .replace("<boot order='1'/>", "<boot order='2'/>")
       .replace("<driver name='qemu' type='raw'/>", "<driver name='qemu' type='qcow2'/>");
-    expect(diffs(f)).toEqual([
-      d(VM1, 'disk vda source', ROOT_QCOW, `${POOL}/${P}-other.qcow2`),
-      d(VM1, 'disk vda boot order', '1', '2'),
-      d(VM1, 'disk vdb driver type', 'raw', 'qcow2'),
+    expect(diffs(f)).toEqual([at(`disk ${P}-root boot order`, '1', '2'), at(`disk ${P}-data driver type`, 'raw', 'qcow2')]);
+    vm.xml = xml.replace(`${P}-root.qcow2'/>`, `${P}-other.qcow2'/>`);
+    expect(diffs(f)).toEqual([at('disk files', `${DATA_IMG},${ROOT_QCOW}`, `${DATA_IMG},${POOL}/${P}-other.qcow2`)]);
+    // A domain seen for the first time: positional targets per bus.
+    vm.xml = xml.replace("<target dev='vdb' bus='virtio'/>", "<target dev='sdb' bus='sata'/>");
+    expect(diffs(f)).toEqual([at(`disk ${P}-data target (positional in a new domain)`, 'vdb', 'sdb'), at(`disk ${P}-data bus`, 'virtio', 'sata')]);
+    vm.xml = xml.replace("<target dev='vdb' bus='virtio'/>", "<target dev='vda' bus='virtio'/>");
+    expect(diffs(f)).toContainEqual(at('disk targets used once', '2', '1'));
+  });
+
+  it('a disk keeps the target the previous readback saw (targets are assigned once, not by position)', () => {
+    const f = facts();
+    const vm = f.domains[`${P}-vm1`]!;
+    const xml = vm.xml;
+    const first = compareReadback(exp, f);
+    expect(first.differences).toEqual([]);
+    // Another target than before: a difference, even where the position would give it.
+    vm.xml = xml.replace("<target dev='vdb' bus='virtio'/>", "<target dev='vdc' bus='virtio'/>");
+    expect(compareReadback(exp, f, first.snapshot).differences).toEqual([
+      d(VM1, `disk ${P}-data target (kept since the previous readback)`, 'vdb', 'vdc'),
     ]);
-    vm.xml = vm.xml.replace("<target dev='vdb' bus='virtio'/>", "<target dev='sdb' bus='sata'/>");
-    expect(diffs(f)).toContainEqual(d(VM1, 'disk targets', 'vda,vdb', 'sdb,vda'));
+    // A domain the previous readback knew: a disk it had not seen takes any free target of its bus.
+    const seen = { ...first.snapshot, targets: Object.fromEntries(Object.entries(first.snapshot.targets ?? {}).filter(([k]) => !k.endsWith(DATA_IMG))) };
+    expect(compareReadback(exp, f, seen).differences).toEqual([]);
+    vm.xml = xml.replace("<target dev='vdb' bus='virtio'/>", "<target dev='sdc' bus='virtio'/>");
+    expect(compareReadback(exp, f, seen).differences).toEqual([d(VM1, `disk ${P}-data target's bus family`, 'vd', 'sd')]);
   });
 
   it('declared MAC, NIC network and model; a missing owner marker', () => {
@@ -266,7 +287,7 @@ describe('pools and volumes', () => {
       // the host still has the qcow2 clone: the raw root volume is missing, the VM points at the old file
       const out = diffs(facts(), e);
       expect(out).toContainEqual(d(`Volume/${P}-root`, 'file', `${POOL}/${P}-root.img`, '(missing)'));
-      expect(out).toContainEqual(d(VM1, 'disk vda source', `${POOL}/${P}-root.img`, ROOT_QCOW));
+      expect(out).toContainEqual(d(VM1, 'disk files', `${DATA_IMG},${POOL}/${P}-root.img`, `${DATA_IMG},${ROOT_QCOW}`));
     } finally {
       rmSync(w, { recursive: true, force: true });
     }
