@@ -441,7 +441,7 @@ function compareVm(
     d.eq(`extra device <${w.name}> ${attrs.map((k) => `${k.slice(2)}=${String(w.x[k])}`).join(' ')}`, 'present', found ? 'present' : 'missing');
   }
   // Disks by their file. Targets are assigned once and kept (issue 24: removing a disk renames no
-  // other): a disk the previous readback saw in this domain keeps its target; in a domain seen for
+  // other): a disk the previous readback saw in this domain keeps its target while its bus stays; in a domain seen for
   // the first time the targets are positional per bus (buildDesired's); a disk added to a known
   // domain takes a free target of its bus (checked: the family, and no target twice).
   const disks = kids(devices, 'disk').filter((x) => (at(x, 'device') ?? 'disk') === 'disk');
@@ -459,7 +459,7 @@ function compareVm(
     const key = `${r.name}|${uuid}|${path}`;
     const was = prev?.targets?.[key];
     const p = `disk ${want.volume} `;
-    if (was !== undefined) d.eq(`${p}target (kept since the previous readback)`, was, target);
+    if (was !== undefined && was.slice(0, 2) === family(want.bus)) d.eq(`${p}target (kept since the previous readback)`, was, target);
     else if (!knownDomain) d.eq(`${p}target (positional in a new domain)`, want.target, target);
     else d.eq(`${p}target's bus family`, family(want.bus), target.slice(0, 2));
     (snap.targets ??= {})[key] = target;

@@ -117,6 +117,16 @@ describe('readback comparison on a canned converged host', () => {
     // A domain the previous readback knew: a disk it had not seen takes any free target of its bus.
     const seen = { ...first.snapshot, targets: Object.fromEntries(Object.entries(first.snapshot.targets ?? {}).filter(([k]) => !k.endsWith(DATA_IMG))) };
     expect(compareReadback(exp, f, seen).differences).toEqual([]);
+    // A disk moved to another bus takes a target of that bus.
+    const sataExp = structuredClone(exp);
+    for (const r of sataExp.desired.resources) {
+      if (r.kind !== 'VirtualMachine' || r.name !== `${P}-vm1`) continue;
+      for (const x of (r.config as { disks: { volume: string; bus: string; target: string }[] }).disks) {
+        if (x.volume === `${P}-data`) Object.assign(x, { bus: 'sata', target: 'sda' });
+      }
+    }
+    vm.xml = xml.replace("<target dev='vdb' bus='virtio'/>", "<target dev='sdc' bus='sata'/>");
+    expect(compareReadback(sataExp, f, first.snapshot).differences).toEqual([]);
     vm.xml = xml.replace("<target dev='vdb' bus='virtio'/>", "<target dev='sdc' bus='virtio'/>");
     expect(compareReadback(exp, f, seen).differences).toEqual([d(VM1, `disk ${P}-data target's bus family`, 'vd', 'sd')]);
   });
