@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { dirname, resolve } from 'node:path';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 // Integration tests talk to the real libvirtd. Every object they create is named with the
 // `vftest` prefix; this removes leftovers before the run (e.g. from a killed run) and after it.
@@ -13,8 +14,22 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // In the folder of the test pools, which each private test host (scripts/test-host.sh) has of its
 // own: a run on another host's libvirtd does not stop this one from sweeping its own.
 const RUNS_DIR = '/var/lib/virtform-test/.integration-runs';
+// Temp folders `/tmp/vftest-*` a killed (or leaky) run left: removed once they are older than any
+// run (3 h untouched), since /tmp is shared with the runs of other test hosts, which this run's
+// registry does not see.
+const STALE_TMP_MS = 3 * 3600_000;
+function sweepStaleTmp(): void {
+  const dir = tmpdir();
+  for (const name of readdirSync(dir)) {
+    if (!name.startsWith('vftest-')) continue;
+    const path = join(dir, name);
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (st && Date.now() - st.mtimeMs > STALE_TMP_MS) rmSync(path, { recursive: true, force: true });
+  }
+}
 const cleanup = (): void => {
   execFileSync('bash', [resolve(root, 'scripts/cleanup-test-objects.sh'), 'vftest'], { stdio: 'inherit' });
+  sweepStaleTmp();
 };
 
 function alive(pid: number): boolean {
