@@ -128,8 +128,8 @@ function toCached(load: FileLoad): CachedDoc[] | undefined {
   const docs: CachedDoc[] = [];
   for (const e of all) {
     const kind: ManifestKind = 'kind' in e ? e.kind : 'Host';
-    // A deep copy now: the load's later checks fill in values (semantics.ts: a user-data file's text).
-    docs[e.sd.index] = { start: e.sd.start, kind, ...(e.name !== undefined ? { name: e.name } : {}), value: structuredClone(e.data) };
+    // The per-file result as parsed: the load's later checks work on copies (loader.ts).
+    docs[e.sd.index] = { start: e.sd.start, kind, ...(e.name !== undefined ? { name: e.name } : {}), value: e.data };
   }
   // Every document made an entry (an error would have been reported): no gap.
   return docs.length === all.length && !docs.includes(undefined as unknown as CachedDoc) ? docs : undefined;
@@ -141,9 +141,9 @@ function fromCached(file: string, bytes: Buffer, docs: CachedDoc[]): FileLoad {
   const load: FileLoad = { errors: [], entries: [], hostEntries: [] };
   docs.forEach((d, i) => {
     const base = { sd: sds[i]!, ...(d.name !== undefined ? { name: d.name } : {}), valid: true };
-    // A copy: the load's later checks fill in values (a userDataFile's text goes into
-    // spec.cloudInit.userData), and the cache's own entry is written back as the file was.
-    const data = structuredClone(d.value);
+    // The load's later checks fill in values on a copy of it (loader.ts), so the cache's own
+    // entry is written back as the file was.
+    const data = d.value;
     if (d.kind === 'Host') load.hostEntries.push({ ...base, data: data as HostEntry['data'] });
     else load.entries.push({ ...base, kind: d.kind, data: data as Entry['data'] });
   });

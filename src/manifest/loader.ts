@@ -313,9 +313,11 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: 
     }
     const load = await read(file);
     errors.push(...load.errors);
-    // Copies: the checks below set fields on an entry (a probed image, import rules), never on
-    // the per-file result a cache keeps.
-    for (const e of load.entries) entries.push({ ...e });
+    // Copies, the document's value too: the checks below set fields on an entry (a probed image,
+    // import rules) and fill in its value (defaults, absolute paths, a userDataFile's text in
+    // spec.cloudInit.userData), never on the per-file result a cache keeps (ManifestCache, the
+    // load cache): a kept file must load again as it did the first time.
+    for (const e of load.entries) entries.push({ ...e, data: structuredClone(e.data) });
     hostEntries.push(...load.hostEntries);
   }
   // The policy first: a source path it refuses is never opened (not even to read an image header).

@@ -43,6 +43,32 @@ const strip = <T extends { ok: boolean }>(r: T): Omit<T, 'stats'> => {
 };
 
 describe('ManifestCache', () => {
+  it("a VM whose user-data the load reads from a file: a kept file loads again as the first time (the load's cross-file step fills in the text on its own copy, never on the kept file)", async () => {
+    write('ud.txt', '#cloud-config\nhostname: one\n');
+    write('vm.yaml', `apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: d0}
+spec:
+  vcpus: 1
+  memory: 64MiB
+  disks: [{volume: v0}]
+  nics: []
+  cloudInit: {pool: p, userDataFile: ud.txt}
+`);
+    const cache = new ManifestCache();
+    const first = await cache.load(dir);
+    expect(first.ok ? [] : first.errors).toEqual([]);
+    const again = await cache.load(dir);
+    expect(again.stats.parsed).toBe(0);
+    expect(again.ok ? [] : again.errors).toEqual([]);
+    expect(strip(again)).toEqual(await loadManifests(dir));
+    // The user-data file edited alone: the new text, as a fresh load reads it.
+    write('ud.txt', '#cloud-config\nhostname: two\n');
+    const edited = await cache.load(dir);
+    expect(strip(edited)).toEqual(await loadManifests(dir));
+    expect(edited.ok && edited.desired.digest).not.toBe(first.ok && first.desired.digest);
+  });
+
   it('loads what loadManifests loads, and reads again only the changed file', async () => {
     const cache = new ManifestCache();
     const first = await cache.load(dir);
