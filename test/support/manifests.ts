@@ -88,3 +88,25 @@ spec:
 `}`,
   };
 }
+
+/**
+ * A stopped VM `<prefix>-ci` without disks whose cloud-init user-data holds a secret (`userData`,
+ * the #cloud-config lines after its first): what the dashboard must never show or send.
+ */
+export function secretSeedVm(prefix: string, labels: string, userData: string): string {
+  return `apiVersion: virtform.dev/v1
+kind: VirtualMachine
+metadata: {name: ${prefix}-ci, labels: {${labels}}}
+spec:
+  vcpus: 1
+  memory: 64MiB
+  state: stopped
+  disks: []
+  nics: []
+  cloudInit:
+    pool: ${prefix}-pool
+    userData: |
+      #cloud-config
+      ${userData}
+`;
+}

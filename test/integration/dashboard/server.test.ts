@@ -9,7 +9,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeManifests } from '../../support/manifests.js';
+import { secretSeedVm, writeManifests } from '../../support/manifests.js';
 import { startWatch, waitFor, type Watcher } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
 import { lab } from '../../support/suite.js';
@@ -25,21 +25,7 @@ const SECRET = 'correct-horse-battery-staple-145';
 function manifests(): Record<string, string> {
   return {
     ...lab(N, { dhcpHosts: [11], mac: 11 }).files(),
-    'ci.yaml': `apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${P}-ci, labels: {role: db}}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  state: stopped
-  disks: []
-  nics: []
-  cloudInit:
-    pool: ${P}-pool
-    userData: |
-      #cloud-config
-      chpasswd: {list: "root:${SECRET}"}
-`,
+    'ci.yaml': secretSeedVm(P, 'role: db', `chpasswd: {list: "root:${SECRET}"}`),
   };
 }
 

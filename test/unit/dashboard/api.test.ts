@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { labManifests } from '../../support/manifests.js';
+import { labManifests, secretSeedVm } from '../../support/manifests.js';
 import { FAST_RETRY, useHarness } from '../../support/harness.js';
 import { WatchController, startStatusServer, type StatusServer } from '../../../src/watch/index.js';
 import { dashboardFor } from '../../../src/cli/http-options.js';
@@ -22,21 +22,7 @@ const SECRET = 'hunter2-very-secret-password';
 
 const manifests = {
   ...labManifests({ prefix: P, poolPath: '/srv/pools/dash' }),
-  'ci.yaml': `apiVersion: virtform.dev/v1
-kind: VirtualMachine
-metadata: {name: ${P}-ci, labels: {role: db, tier: back}}
-spec:
-  vcpus: 1
-  memory: 64MiB
-  state: stopped
-  disks: []
-  nics: []
-  cloudInit:
-    pool: ${P}-pool
-    userData: |
-      #cloud-config
-      password: ${SECRET}
-`,
+  'ci.yaml': secretSeedVm(P, 'role: db, tier: back', `password: ${SECRET}`),
 };
 
 const fx = useHarness({ dirPrefix: 'vftest-dash-api-', manifestDir: 'm', manifests });
