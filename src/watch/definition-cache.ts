@@ -93,6 +93,8 @@ interface Kept<O, D> {
 /** How many definitions the last runs took from the cache and how many they read. */
 export interface DefinitionCacheStats {
   hits: number;
+  /** Objects taken from the cache, by family. */
+  hitBy: Partial<Record<Family, number>>;
   reads: number;
   /** Objects read again, by family (domain, network, pool, volume). */
   readBy: Partial<Record<Family, number>>;
@@ -110,7 +112,7 @@ export class DefinitionCache {
   #of: HostPort | undefined;
   #port: HostPort | undefined;
   /** Counts since the last {@link takeStats}. */
-  #stats: DefinitionCacheStats = { hits: 0, reads: 0, readBy: {} };
+  #stats: DefinitionCacheStats = { hits: 0, hitBy: {}, reads: 0, readBy: {} };
 
   /** Forget every definition (the next run reads all of them: a full read). */
   clear(): void {
@@ -134,7 +136,7 @@ export class DefinitionCache {
   /** Hits and reads since the last call. */
   takeStats(): DefinitionCacheStats {
     const s = this.#stats;
-    this.#stats = { hits: 0, reads: 0, readBy: {} };
+    this.#stats = { hits: 0, hitBy: {}, reads: 0, readBy: {} };
     return s;
   }
 
@@ -198,6 +200,7 @@ export class DefinitionCache {
       else out.set(id, parsedOf(k));
     }
     this.#stats.hits += list.length - missing.length;
+    if (list.length > missing.length) this.#stats.hitBy[family] = (this.#stats.hitBy[family] ?? 0) + list.length - missing.length;
     if (missing.length === 0) return out;
     this.#stats.reads += missing.length;
     this.#stats.readBy[family] = (this.#stats.readBy[family] ?? 0) + missing.length;

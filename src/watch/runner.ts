@@ -88,7 +88,7 @@ export interface RunTiming {
   /** Of `ms`: loading the manifests (files, checks, the desired state; no libvirt call). */
   loadMs?: number;
   files?: { listed: number; read: number; parsed: number };
-  definitions?: { cached: number; read: number; readBy?: Partial<Record<string, number>>; compared?: number; unchanged?: number };
+  definitions?: { cached: number; cachedBy?: Partial<Record<string, number>>; read: number; readBy?: Partial<Record<string, number>>; compared?: number; unchanged?: number };
   /** Of `ms`: the engine's stages (wall time, libvirt calls included; `ReconcileResult.stages`). */
   stages?: RunStages;
 }
@@ -502,7 +502,7 @@ export class Runner {
       ...(files ? { files: { listed: files.files, read: files.read, parsed: files.parsed } } : {}),
       ...(defs ? {
         definitions: {
-          cached: defs.hits, read: defs.reads, ...(defs.reads > 0 ? { readBy: defs.readBy } : {}),
+          cached: defs.hits, ...(defs.hits > 0 ? { cachedBy: defs.hitBy } : {}), read: defs.reads, ...(defs.reads > 0 ? { readBy: defs.readBy } : {}),
           ...(compared ? { compared: compared.parsed, unchanged: compared.unchanged } : {}),
         },
       } : {}),
