@@ -5,10 +5,10 @@
  * whole set; clear() reads everything again.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadManifests, ManifestCache } from '../../../src/manifest/index.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 let dir: string;
 
@@ -30,7 +30,7 @@ function write(name: string, text: string): void {
 }
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vftest-mcache-'));
+  dir = makeTempDir('vftest-mcache-');
   write('pool.yaml', pool);
   for (let i = 0; i < 5; i++) write(`v${i}.yaml`, vol(i));
 });
