@@ -213,7 +213,9 @@ export function spawnWatch(args: string[], o: SpawnOptions = {}): Watcher {
     },
     async stop(signal = 'SIGTERM') {
       if (exitCode === undefined) child.kill(signal);
-      await waitFor(() => exitCode !== undefined, 'the watcher to exit', 30_000);
+      await waitFor(() => exitCode !== undefined, `the watcher to exit on ${signal}`, 30_000).catch((e: unknown) => {
+        throw new Error(`${(e as Error).message}; its last log lines:\n${tail()}`);
+      });
       return exitCode!;
     },
   };

@@ -82,6 +82,8 @@ export const SUITES = {
   expvirsh: 180, expround: 181,
   // issue 24 (helper volfile): Volume spec.fileName, export of kcli / terraform volume names (test/integration/export/volfile.test.ts)
   expfile: 195,
+  // the watcher's exit after its manifest folder was replaced: test/integration/watch/folder-replaced-exit.test.ts
+  wexit: 208,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

@@ -186,6 +186,9 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
     });
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // The process lives until it is stopped, not as long as some handle happens to be open (the
+    // folder's file watches do not hold it: src/watch/sources/manifest-folder.ts).
+    const keepAlive = setInterval(() => undefined, 1 << 30);
     try {
       log.info('starting', {
         ...(git ? { git: git.sync.repo.displayUrl, ref: git.sync.status().ref, path: git.sync.repo.spec.path, gitIntervalMs: git.intervalMs, cache: git.sync.repo.cacheDir } : { dir }),
@@ -220,6 +223,7 @@ export async function runWatch(dirArg: string | undefined, o: WatchFlags): Promi
       await controller.stop();
       return EXIT.ok;
     } finally {
+      clearInterval(keepAlive);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }

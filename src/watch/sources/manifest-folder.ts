@@ -4,9 +4,12 @@
  * that never pauses still fires `maxDebounceMs` after its first event. `.git/`, editor swap,
  * backup and lock files and non-YAML files are ignored (directory add/remove counts). When the
  * folder itself is removed (a deploy tool replacing it) the source waits for it to come back and
- * watches it again.
+ * watches it again. A folder removed and re-created within a few milliseconds (`rm -r`, `mkdir`,
+ * `cp`) often sends no event chokidar reports, and its watches stay on the removed directory: the
+ * folder's identity (device, inode and birth time) is checked every `identityCheckMs` (default 1 s), and a
+ * changed one is watched again like a removal.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, resolve as resolvePath, sep } from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import { silentLogger, type Logger } from '../logger.js';
@@ -32,6 +35,24 @@ export interface ManifestFolderOptions {
   /** Longest a continuous stream of events can postpone the trigger (default max(5 s, 10 × debounce)). */
   maxDebounceMs?: number;
   logger?: Logger;
+  /** How often the folder's identity is checked (default 1000 ms; 0: never). */
+  identityCheckMs?: number;
+}
+
+/**
+ * The folder's device, inode and birth time, or undefined while it does not exist. The inode
+ * alone does not do: a directory removed and made again at once often gets the same inode number
+ * (ext4, tmpfs); its birth time differs (0 where the file system keeps none: there, a folder
+ * re-created with the same inode number is not told apart, and the resync reloads it).
+ */
+function identityOf(dir: string): string | undefined {
+  try {
+    const st = statSync(dir, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.birthtimeNs}`;
+  } catch {
+    // safe-catch: a folder that is not there has no identity (removed: the rewatch waits for it)
+    return undefined;
+  }
 }
 
 export class ManifestFolderSource implements Source {
@@ -46,10 +67,15 @@ export class ManifestFolderSource implements Source {
   #timer: NodeJS.Timeout | undefined;
   #burstStart: number | undefined;
   #stopped = false;
+  /** The identity of the folder the current watcher watches. */
+  #identity: string | undefined;
+  #identityTimer: NodeJS.Timeout | undefined;
+  readonly #identityCheckMs: number;
 
   constructor(o: ManifestFolderOptions) {
     this.dir = resolvePath(o.dir);
     this.debounceMs = o.debounceMs ?? 500;
+    this.#identityCheckMs = o.identityCheckMs ?? 1000;
     this.maxDebounceMs = o.maxDebounceMs ?? Math.max(5_000, this.debounceMs * 10);
     this.#log = o.logger ?? silentLogger;
   }
@@ -57,10 +83,15 @@ export class ManifestFolderSource implements Source {
   async start(enqueue: Enqueue): Promise<void> {
     this.#enqueue = enqueue;
     await this.#watch();
+    if (this.#identityCheckMs > 0) {
+      this.#identityTimer = setInterval(() => this.#checkIdentity(), this.#identityCheckMs);
+      this.#identityTimer.unref();
+    }
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#identityTimer);
     clearTimeout(this.#timer);
     const w = this.#watcher;
     this.#watcher = undefined;
@@ -70,15 +101,32 @@ export class ManifestFolderSource implements Source {
 
   async #watch(): Promise<void> {
     const dir = this.dir;
+    this.#identity = identityOf(dir);
     const watcher = chokidarWatch(dir, {
       ignoreInitial: true,
-      persistent: true,
+      // Not persistent: chokidar (4.0.3, 5.0.0) drops the closer of a directory's fs.watch when
+      // close() lands during that directory's scan (paulmillr/chokidar#1482), which happens when
+      // the folder is replaced (the old watcher is closed on its removal) or at stop. A persistent
+      // orphan kept the process alive after its graceful stop, and being shared process-wide by
+      // path, it was reused by the next watcher of the folder, bound to the removed directory: the
+      // re-created folder's edits went unseen until the resync. Non-persistent handles are each
+      // watcher's own and never keep the process alive; `virtform watch` keeps itself alive.
+      persistent: false,
       ignored: (path: string) => path !== dir && isIgnoredPath(path.startsWith(dir) ? path.slice(dir.length) || sep : path),
     });
     this.#watcher = watcher;
     watcher.on('all', (event, path) => this.#onEvent(event, path));
     watcher.on('error', (e) => this.#log.warn('file watcher error', { error: errText(e) }));
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+  }
+
+  /** A folder replaced under the watcher (another directory at its path, or none): watched again. */
+  #checkIdentity(): void {
+    if (this.#stopped || this.#rewatching || !this.#watcher) return;
+    const now = identityOf(this.dir);
+    if (now === this.#identity) return;
+    this.#log.warn(now === undefined ? 'manifest folder removed; watching for it to come back' : 'manifest folder replaced; watching the new one', { dir: this.dir });
+    void this.#rewatch();
   }
 
   /** Re-create the watcher once the folder exists again, then trigger a reload. */
