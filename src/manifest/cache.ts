@@ -11,12 +11,17 @@
  * Whether the folder is a git work tree is remembered the same way (a folder that is not one is
  * not asked again until the next clear; one that is is asked at every load: its dirty state moves
  * with every edit).
+ *
+ * A manifest equal (deep, its source position included) to the one of the same kind and name the
+ * last load returned is handed out as that same object: what is computed per manifest object (the
+ * digest's canonical text, the watch's desired resources: `rebuildDesired`) is not computed again.
  */
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { MAX_FILE_BYTES } from './yaml-source.js';
-import { checkFile, gitInfo, loadManifests, type FileLoad, type LoadOptions, type LoadResult } from './loader.js';
+import { checkFile, digestState, gitInfo, loadManifests, manifestsByKind, type FileLoad, type LoadOptions, type LoadResult } from './loader.js';
+import type { AnyManifest, DesiredState } from './model.js';
 
 interface Cached {
   /** size, inode, mtime and ctime in nanoseconds. */
@@ -32,10 +37,36 @@ export interface CacheLoadStats {
   parsed: number;
 }
 
+/**
+ * Deep equality of two loaded manifests (JSON-like values: plain objects, arrays, primitives;
+ * key order ignored). A value of another class (never in a loaded manifest) is equal only to itself.
+ */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const pa = Object.getPrototypeOf(a) as unknown;
+  if ((pa !== Object.prototype && pa !== null) || Object.getPrototypeOf(b) !== pa) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) {
+    if (!Object.prototype.hasOwnProperty.call(b, k)) return false;
+    if (!sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}
+
 export class ManifestCache {
   #files = new Map<string, Cached>();
   /** Folders known not to be git work trees (until the next clear). */
   #notGit = new Set<string>();
+  /** The manifests the last successful load returned, by kind and name. */
+  #manifests = new Map<string, AnyManifest>();
   /** The git state of the last load, reused while no file changed. */
   #git: { dir: string; info: { gitCommit?: string; gitDirty?: boolean } } | undefined;
 
@@ -44,6 +75,7 @@ export class ManifestCache {
     this.#files.clear();
     this.#notGit.clear();
     this.#git = undefined;
+    this.#manifests.clear();
   }
 
   /** Number of files held. */
@@ -76,7 +108,30 @@ export class ManifestCache {
     });
     // Files gone from the folder (deleted, renamed) are forgotten.
     for (const file of this.#files.keys()) if (!seen.has(file)) this.#files.delete(file);
+    if (result.ok) result.desired = this.#keepUnchanged(result.desired);
     return { ...result, stats };
+  }
+
+  /** `state` with each manifest equal to the last load's of its kind and name replaced by that object. */
+  #keepUnchanged(state: DesiredState): DesiredState {
+    const key = (m: AnyManifest): string => `${m.kind}/${m.metadata.name}`;
+    const prev = this.#manifests;
+    let kept = 0;
+    const manifests = state.manifests.map((m) => {
+      const p = prev.get(key(m));
+      if (p === undefined || !sameValue(p, m)) return m;
+      kept += 1;
+      return p;
+    });
+    this.#manifests = new Map(manifests.map((m) => [key(m), m]));
+    if (kept === 0) return state;
+    // Every field but the digest (a getter over every manifest: not evaluated here) and the lists.
+    const next = {} as Record<string, unknown>;
+    for (const k of Object.keys(state)) if (k !== 'digest') next[k] = (state as unknown as Record<string, unknown>)[k];
+    Object.assign(next, { manifests }, manifestsByKind(manifests));
+    let digest: string | undefined;
+    Object.defineProperty(next, 'digest', { enumerable: true, configurable: true, get: () => (digest ??= digestState(manifests, state.hosts)) });
+    return next as unknown as DesiredState;
   }
 
   async #read(file: string, stats: CacheLoadStats): Promise<FileLoad> {
