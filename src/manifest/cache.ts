@@ -61,6 +61,12 @@ export function sameValue(a: unknown, b: unknown): boolean {
   return true;
 }
 
+function deepFreeze(v: unknown): void {
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return;
+  Object.freeze(v);
+  for (const x of Object.values(v)) deepFreeze(x);
+}
+
 export class ManifestCache {
   #files = new Map<string, Cached>();
   /** Folders known not to be git work trees (until the next clear). */
@@ -162,6 +168,9 @@ export class ManifestCache {
     }
     stats.parsed += 1;
     const load = checkFile(file, bytes);
+    // Kept and handed to every later load: frozen, so that nothing writes into it (the loader
+    // copies what its checks fill in: writableValue in loader.ts).
+    for (const e of [...load.entries, ...load.hostEntries]) deepFreeze(e.data);
     this.#files.set(file, { stamp, sha256, load });
     return load;
   }

@@ -114,6 +114,31 @@ function checkDocument(sd: SourceDoc, errors: ManifestError[]): Entry | HostEntr
   return { sd, kind, ...(name ? { name } : {}), valid: ok, data: data as Entry['data'] };
 }
 
+/**
+ * A document's value as the cross-file checks may fill it in: copies of the objects they write to
+ * (the value, its `spec` — a relative `source` made absolute, `memory`/`maxMemory` normalized —,
+ * `spec.cloudInit` — the seed pool, a userDataFile's path and text — and each of `spec.disks` — its
+ * bus default), everything below shared with
+ * the per-file result. Copying only these (not the whole value: a deep copy of 2,002 documents
+ * was most of a watch step's load) relies on the checks writing nothing else; the watch's cache
+ * (cache.ts) freezes what it keeps, so a write anywhere else fails loudly there, in its tests.
+ */
+function writableValue(data: Entry['data']): Entry['data'] {
+  if (!isPlainObject(data)) return data;
+  const spec = data.spec;
+  if (!isPlainObject(spec)) return { ...data };
+  const ci = spec.cloudInit;
+  const disks = spec.disks;
+  return {
+    ...data,
+    spec: {
+      ...spec,
+      ...(isPlainObject(ci) ? { cloudInit: { ...ci } } : {}),
+      ...(Array.isArray(disks) ? { disks: disks.map((d: unknown) => (isPlainObject(d) ? { ...d } : d)) } : {}),
+    },
+  } as Entry['data'];
+}
+
 function isHostEntry(e: Entry | HostEntry): e is HostEntry {
   return !('kind' in e);
 }
@@ -313,11 +338,10 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: 
     }
     const load = await read(file);
     errors.push(...load.errors);
-    // Copies, the document's value too: the checks below set fields on an entry (a probed image,
-    // import rules) and fill in its value (defaults, absolute paths, a userDataFile's text in
-    // spec.cloudInit.userData), never on the per-file result a cache keeps (ManifestCache, the
+    // Copies: the checks below set fields on an entry (a probed image, import rules) and fill in
+    // its value (writableValue), never on the per-file result a cache keeps (ManifestCache, the
     // load cache): a kept file must load again as it did the first time.
-    for (const e of load.entries) entries.push({ ...e, data: structuredClone(e.data) });
+    for (const e of load.entries) entries.push({ ...e, data: writableValue(e.data) });
     hostEntries.push(...load.hostEntries);
   }
   // The policy first: a source path it refuses is never opened (not even to read an image header).

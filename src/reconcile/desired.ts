@@ -145,7 +145,15 @@ export function mergeDesired(parts: readonly Desired[]): Desired {
   };
 }
 
-/** Keys of the resources a resource depends on (for ordering and for skipping dependents). */
-export function dependenciesOf(r: DesiredResource): string[] {
-  return kindOf(r.kind).dependencies(r);
+/**
+ * Keys of the resources a resource depends on (for ordering and for skipping dependents). Kept per
+ * resource object (desired resources are never changed after building; the watch's incremental
+ * step hands the unchanged ones over from run to run, so their dependencies are not computed again).
+ */
+export function dependenciesOf(r: DesiredResource): readonly string[] {
+  let deps = dependencyMemo.get(r);
+  if (!deps) dependencyMemo.set(r, (deps = Object.freeze(kindOf(r.kind).dependencies(r))));
+  return deps;
 }
+
+const dependencyMemo = new WeakMap<DesiredResource, readonly string[]>();
