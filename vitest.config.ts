@@ -9,6 +9,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          setupFiles: ['test/support/temp-cleanup.ts'],
           testTimeout: 20_000,
         },
       },
@@ -39,6 +40,7 @@ export default defineConfig({
             'test/integration/upgrade/**',
           ],
           globalSetup: ['test/support/global-setup.ts'],
+          setupFiles: ['test/support/temp-cleanup.ts'],
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 120_000,

@@ -9,6 +9,7 @@ export default defineConfig({
   test: {
     include: ['test/dashboard/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
+    setupFiles: ['test/support/temp-cleanup.ts'],
     fileParallelism: false,
     testTimeout: 180_000,
     hookTimeout: 300_000,

@@ -21,6 +21,7 @@ export default defineConfig({
       'test/integration/cli/restart.test.ts',
     ],
     globalSetup: ['test/support/global-setup.ts'],
+    setupFiles: ['test/support/temp-cleanup.ts'],
     fileParallelism: false,
     testTimeout: 900_000,
     hookTimeout: 1_800_000,

@@ -9,6 +9,7 @@ export default defineConfig({
   test: {
     include: ['test/faults/**/*.test.ts', 'test/integration/reconcile/crash.test.ts'],
     globalSetup: ['test/faults/global-setup.ts'],
+    setupFiles: ['test/support/temp-cleanup.ts'],
     fileParallelism: false,
     testTimeout: 600_000,
     hookTimeout: 180_000,

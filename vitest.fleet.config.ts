@@ -10,6 +10,7 @@ export default defineConfig({
   test: {
     include: ['test/fleet/**/*.test.ts'],
     globalSetup: ['test/support/postgres-global-setup.ts', 'test/support/global-setup.ts', 'test/support/fleet-global-setup.ts'],
+    setupFiles: ['test/support/temp-cleanup.ts'],
     fileParallelism: false,
     testTimeout: 600_000,
     hookTimeout: 600_000,

@@ -5,6 +5,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     name: 'unit',
+    setupFiles: ['test/support/temp-cleanup.ts'],
     include: [
       'test/unit/reconcile/volume-data.test.ts',
       'test/unit/reconcile/safety.test.ts',

@@ -18,6 +18,7 @@ export default defineConfig({
       'test/integration/reconcile/lease.test.ts',
     ],
     globalSetup: ['test/support/postgres-global-setup.ts', 'test/support/global-setup.ts'],
+    setupFiles: ['test/support/temp-cleanup.ts'],
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 120_000,

@@ -11,8 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { writeManifests } from '../support/manifests.js';
@@ -22,6 +21,7 @@ import { TINY_CMDLINE } from '../support/guest.js';
 import { openJournal } from '../support/real-host.js';
 import type { MoveRun, MoveRunResult } from './moves-support.js';
 import { useMoveHosts } from './moves-hosts.js';
+import { makeTempDir } from '../support/temp-dirs.js';
 
 const N = suiteNames('movescrash');
 const P = N.base;
@@ -33,7 +33,7 @@ let work = '';
 let guest = '';
 
 beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), N.prefix));
+  work = makeTempDir(N.prefix);
   chmodSync(work, 0o755);
   const built = execFileSync('bash', [join(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
   guest = join(work, 'guest');

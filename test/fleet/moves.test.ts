@@ -10,8 +10,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll } from 'vitest';
 import { writeManifests } from '../support/manifests.js';
@@ -20,6 +19,7 @@ import { suiteNames } from '../support/names.js';
 import { TINY_CMDLINE } from '../support/guest.js';
 import { runMove, type MoveRun } from './moves-support.js';
 import { useMoveHosts } from './moves-hosts.js';
+import { makeTempDir } from '../support/temp-dirs.js';
 
 const N = suiteNames('moves');
 const P = N.base;
@@ -34,7 +34,7 @@ const H = useMoveHosts('m', N.prefix);
 let work = '';
 let guest = '';
 beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), N.prefix));
+  work = makeTempDir(N.prefix);
   // The tiny guest (kernel + initramfs) at the same path for both hosts (/tmp is not private to them).
   const built = execFileSync('bash', [join(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
   guest = join(work, 'guest');

@@ -30,7 +30,6 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildNoCloudSeed } from '../../src/cloudinit/seed.js';
@@ -59,6 +58,7 @@ import {
   virsh,
   waitForGuest,
 } from './support.js';
+import { makeTempDir } from '../support/temp-dirs.js';
 
 // Pools and files live here (cleanup-test-objects.sh sweeps vftest* in /var/lib/virtform-test);
 // VFTEST_GUEST_ROOT moves them, e.g. where other test runs sharing the directory cannot sweep them.
@@ -78,7 +78,7 @@ beforeAll(async () => {
   for (const p of [guest.kernel, guest.initrd, guest.image]) {
     if (!existsSync(p)) throw new Error(`build-debian-guest.sh --print-paths named ${p}, which does not exist`);
   }
-  tmp = mkdtempSync(join(tmpdir(), `${PREFIX}-`));
+  tmp = makeTempDir(`${PREFIX}-`);
   mkdirSync(TEST_ROOT, { recursive: true });
 }, 1_600_000);
 

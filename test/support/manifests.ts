@@ -1,12 +1,13 @@
 /** Write manifest folders for tests and load them the way the CLI does. */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadManifests } from '../../src/manifest/index.js';
 import { buildDesired, type Desired } from '../../src/reconcile/desired.js';
+import { makeTempDir } from './temp-dirs.js';
 
+/** A fresh temp directory, removed after the test file (test/support/temp-dirs.ts). */
 export function tempDir(prefix = 'vftest-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return makeTempDir(prefix);
 }
 
 export function writeManifests(dir: string, files: Record<string, string>): string {

@@ -12,10 +12,9 @@
  * The global sweep (test/support/global-setup.ts) removes everything `vftest*` before and after a run.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makeTempDir } from './temp-dirs.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const TEST_POOL_ROOT = '/var/lib/virtform-test';
@@ -128,7 +127,7 @@ export interface SuiteNames {
   mac(host: number, n?: number): string;
   /** Removes this suite's libvirt objects and pool directories (scripts/cleanup-test-objects.sh). */
   cleanup(): void;
-  /** A fresh temp directory `/tmp/vftest-<id>-XXXXXX`. */
+  /** A fresh temp directory `/tmp/vftest-<id>-XXXXXX`, removed after the test file (test/support/temp-dirs.ts). */
   tempDir(): string;
 }
 
@@ -152,6 +151,6 @@ export function suiteNames(id: SuiteId): SuiteNames {
     cleanup: () => {
       execFileSync('bash', [join(ROOT, 'scripts/cleanup-test-objects.sh'), prefix], { stdio: 'ignore' });
     },
-    tempDir: () => mkdtempSync(join(tmpdir(), prefix)),
+    tempDir: () => makeTempDir(prefix),
   };
 }

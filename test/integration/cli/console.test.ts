@@ -13,12 +13,12 @@
  * same after the session as before. Everything is named `vftest-console*` and removed.
  */
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ROOT, TEST_POOL_ROOT, ensureBuilt, runCli, virsh } from '../../support/real-host.js';
 import { suiteNames } from '../../support/names.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const N = suiteNames('console');
 const P = N.base;
@@ -88,7 +88,7 @@ function stopGuest(): void {
 beforeAll(() => {
   N.cleanup();
   ensureBuilt();
-  tmp = mkdtempSync(join(tmpdir(), `${P}-`));
+  tmp = makeTempDir(`${P}-`);
   const guest = execFileSync('bash', [join(ROOT, 'scripts/build-tiny-guest.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 280_000 }).trim();
   // Copies: libvirt relabels the kernel and initrd at start, not the shared cache.
   mkdirSync(DIR, { recursive: true });

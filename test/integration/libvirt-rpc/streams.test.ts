@@ -9,8 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,6 +25,7 @@ import {
   VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM,
 } from '../../../src/libvirt/index.js';
 import { suiteNames } from '../../support/names.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const N = suiteNames('strm');
 const P = N.base;
@@ -83,7 +83,7 @@ async function readAll(s: LibvirtStream): Promise<{ bytes: Buffer; holes: number
 
 beforeAll(async () => {
   c = await LibvirtClient.connect(URI);
-  dir = mkdtempSync(join(tmpdir(), `${P}-`));
+  dir = makeTempDir(`${P}-`);
   pool = await c.storagePoolDefineXml(`<pool type='dir'><name>${POOL}</name><target><path>${dir}</path></target></pool>`);
   await c.storagePoolBuild(pool);
   await c.storagePoolCreate(pool);

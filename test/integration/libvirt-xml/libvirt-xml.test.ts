@@ -5,8 +5,7 @@
  * concurrently. All objects are named vftest-xml-* and removed in afterAll.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +28,7 @@ import {
   type VolumeDef,
 } from '../../../src/libvirt/xml/index.js';
 import { suiteNames } from '../../support/names.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const N = suiteNames('xml');
 const P = N.base;
@@ -71,7 +71,7 @@ function file(xml: string): string {
 }
 
 beforeAll(() => {
-  tmp = mkdtempSync(join(tmpdir(), `${P}-`));
+  tmp = makeTempDir(`${P}-`);
 });
 
 afterAll(async () => {

@@ -6,12 +6,12 @@
  * instead of skipping the CPU/graphics checks (finding 10).
  */
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { writeManifests } from '../../support/manifests.js';
 import { runCli, virsh } from '../../support/real-host.js';
 import { useSuite } from '../../support/suite.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const N = useSuite('rob', {
   setup: async () => {
@@ -70,7 +70,7 @@ spec: {vcpus: 1, memory: 1000001KB, state: running, disks: [], nics: []}
 }
 
 function redefineNet(xml: string): void {
-  const dir = mkdtempSync(join(tmpdir(), `${P}xml-`));
+  const dir = makeTempDir(`${P}xml-`);
   try {
     writeFileSync(join(dir, 'net.xml'), xml);
     virsh('net-define', join(dir, 'net.xml'));

@@ -82,7 +82,7 @@ async function quiet(quietMs = 1500): Promise<void> {
   }
 }
 
-type Timing = { read: string; files?: { listed: number; read: number; parsed: number }; definitions?: { cached: number; read: number }; ownMs: number; libvirtMs: number };
+type Timing = { read: string; files?: { listed: number; read: number; parsed: number }; definitions?: { cached: number; cachedBy?: Record<string, number>; read: number; readBy?: Record<string, number> }; ownMs: number; libvirtMs: number };
 const timing = (l: LogLine): Timing => l.timing as Timing;
 
 async function watch(resync: number): Promise<void> {

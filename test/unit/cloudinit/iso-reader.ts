@@ -3,9 +3,9 @@
  * util-linux's blkid, which is what cloud-init uses to find the seed by its label).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 export function requireTools(): void {
   for (const [tool, pkg] of [
@@ -41,7 +41,7 @@ export interface IsoView {
 }
 
 export function readIso(img: Uint8Array): IsoView {
-  const dir = mkdtempSync(join(tmpdir(), 'vf-iso-'));
+  const dir = makeTempDir('vf-iso-');
   try {
     const path = join(dir, 'image.iso');
     writeFileSync(path, img);

@@ -7,8 +7,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
 import { Auth, readTokenFile, tokenMatches, parseCookies, SESSION_COOKIE } from '../../../src/dashboard/auth.js';
@@ -18,9 +17,10 @@ import { httpSetup } from '../../../src/cli/http-options.js';
 import { runWatch, type WatchFlags } from '../../../src/cli/commands/watch.js';
 import { createHash } from 'node:crypto';
 import { openSse } from './sse.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const TOKEN = 'a'.repeat(8) + 'b7c1d2e3f4a5b6c7d8e9f0';
-const dir = mkdtempSync(join(tmpdir(), 'vftest-dash-auth-'));
+const dir = makeTempDir('vftest-dash-auth-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A minimal status source with an empty status (the listener's behaviour is what is tested). */

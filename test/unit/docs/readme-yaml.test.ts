@@ -7,12 +7,12 @@
  * so a new full example cannot slip in unchecked.
  */
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { loadManifests, loadPolicy } from '../../../src/manifest/index.js';
 import { codeBlocks, readme } from '../../support/readme.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const blocks = codeBlocks(readme()).filter((b) => b.lang === 'yaml');
 
@@ -26,7 +26,7 @@ describe('README YAML examples', () => {
     it(`README.md:${b.line}: ${excerpt ? 'an excerpt that parses as YAML' : 'a valid manifest set'}`, async () => {
       for (const d of parseAllDocuments(b.text)) expect(d.errors.map((e) => e.message), `README.md:${b.line}`).toEqual([]);
       if (excerpt) return;
-      const dir = mkdtempSync(join(tmpdir(), 'vf-readme-'));
+      const dir = makeTempDir('vf-readme-');
       try {
         writeFileSync(join(dir, 'example.yaml'), b.text);
         // A policy file is checked as --policy loads it; everything else as a manifest folder.

@@ -4,8 +4,7 @@
  * "mutating" rule, generated codecs against XDR bytes computed by hand, and, when libvirt's
  * sources are in the cache, a byte-for-byte regeneration of src/libvirt/generated/.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CACHE, diffDirs, generate, isMutatingAcl, LIBVIRT_VERSION, OUT_DIR, procMethodName, writeOutput } from '../../../scripts/gen-protocol.js';
@@ -32,6 +31,7 @@ import {
   XdrReader,
   XdrWriter,
 } from '../../../src/libvirt/index.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const enc = (f: (w: XdrWriter) => void) => {
@@ -300,7 +300,7 @@ describe('regeneration', () => {
   it.skipIf(!cached)(
     `src/libvirt/generated/ is byte for byte what libvirt ${LIBVIRT_VERSION}'s cached sources generate (skipped without ${DEFAULT_CACHE}: run make check-protocol)`,
     () => {
-      const tmp = mkdtempSync(join(tmpdir(), 'vf-gen-test-'));
+      const tmp = makeTempDir('vf-gen-test-');
       try {
         const files = generate(join(DEFAULT_CACHE, `libvirt-${LIBVIRT_VERSION}`));
         writeOutput(files, tmp);

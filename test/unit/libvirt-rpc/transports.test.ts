@@ -7,9 +7,8 @@
  * host: test/fleet/transport.test.ts.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { checkTransportSecurity, isLoopbackHost, TransportSecurityError } from '
 import { connectSsh, diagnoseSsh, sshArgv, sshRemoteCommand } from '../../../src/libvirt/ssh.js';
 import { connectTls, tlsCredentialPaths } from '../../../src/libvirt/tls.js';
 import { parseUri, redactUri, UriError } from '../../../src/libvirt/uri.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const FIX = join(import.meta.dirname, '../../fixtures/tls');
 
@@ -83,7 +83,7 @@ describe('ssh: argv and remote command', () => {
   });
 
   it('the remote command means what it says once the login shell and sh -c have parsed it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vftest-sshcmd-'));
+    const dir = makeTempDir('vftest-sshcmd-');
     try {
       const stub = (name: string): void => {
         writeFileSync(join(dir, name), `#!/bin/sh\necho "${name}"; for a in "$@"; do echo "[$a]"; done\n`);
@@ -127,7 +127,7 @@ describe("ssh: its stderr as a clear error", () => {
   });
 
   it('a failing ssh fails the pending call with the diagnosis, and the child is reaped', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vftest-fakessh-'));
+    const dir = makeTempDir('vftest-fakessh-');
     try {
       const fake = join(dir, 'ssh');
       writeFileSync(fake, '#!/bin/sh\necho "Host key verification failed." >&2\nexit 255\n');
@@ -142,7 +142,7 @@ describe("ssh: its stderr as a clear error", () => {
   });
 
   it('close() ends the child: stdin closed, killed if it lingers, never left a zombie', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vftest-fakessh-'));
+    const dir = makeTempDir('vftest-fakessh-');
     try {
       const fake = join(dir, 'ssh');
       writeFileSync(fake, '#!/bin/sh\nexec sleep 60\n'); // ignores stdin's EOF
@@ -161,7 +161,7 @@ describe("ssh: its stderr as a clear error", () => {
   }, 10_000);
 
   it('ssh gets a short environment: no secrets of this process', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vftest-fakessh-'));
+    const dir = makeTempDir('vftest-fakessh-');
     try {
       const fake = join(dir, 'ssh');
       writeFileSync(fake, `#!/bin/sh\nenv > ${dir}/env\nexit 0\n`);
@@ -225,7 +225,7 @@ describe('tls: credentials and the check byte', () => {
   let behaviour: (s: TLSSocket) => void = (s) => s.write(Buffer.from([1]));
   let pki: string;
   beforeAll(async () => {
-    pki = mkdtempSync(join(tmpdir(), 'vftest-pki-'));
+    pki = makeTempDir('vftest-pki-');
     const dir = (name: string, ca: string): string => {
       mkdirSync(join(pki, name));
       copyFileSync(join(FIX, ca), join(pki, name, 'cacert.pem'));

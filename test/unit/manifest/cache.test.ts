@@ -5,11 +5,11 @@
  * whole set; clear() reads everything again.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadManifests, ManifestCache } from '../../../src/manifest/index.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 let dir: string;
 
@@ -31,7 +31,7 @@ function write(name: string, text: string): void {
 }
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vftest-mcache-'));
+  dir = makeTempDir('vftest-mcache-');
   write('pool.yaml', pool);
   for (let i = 0; i < 5; i++) write(`v${i}.yaml`, vol(i));
 });

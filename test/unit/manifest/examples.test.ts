@@ -1,10 +1,10 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { RESOURCE_KINDS, SCHEMA_DIR, formatManifestError, loadManifests, type DesiredState } from '../../../src/manifest/index.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../../manifests/examples', import.meta.url));
 const BRIEF = fileURLToPath(new URL('../../fixtures/manifests/valid/brief', import.meta.url));
@@ -133,7 +133,7 @@ describe('manifests/examples', () => {
   });
 
   it('manifests/snapshot-example validates beside manifests/examples and uses every Snapshot field', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vf-snapshot-example-'));
+    const dir = makeTempDir('vf-snapshot-example-');
     try {
       cpSync(EXAMPLES, dir, { recursive: true });
       cpSync(SNAPSHOT_EXAMPLE, join(dir, 'snapshots'), { recursive: true });

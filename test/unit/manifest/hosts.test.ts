@@ -2,13 +2,13 @@
  * `kind: Host` manifests and the fields placing the other kinds on hosts (issue 21): what loads,
  * what it normalizes to, and every error at its file:line:col.
  */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatManifestError, libvirtUriProblem, loadManifests, type DesiredState, type LoadResult, type ManifestError } from '../../../src/manifest/index.js';
 import { hostRemovalConflicts, matchesSelector, selectHosts } from '../../../src/model/hosts.js';
 import { resourceRef } from '../../../src/model/kinds.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const H = 'apiVersion: virtform.dev/v1\n';
 const host = (name: string, spec: string, labels = ''): string => `${H}kind: Host\nmetadata: {name: ${name}${labels ? `, labels: {${labels}}` : ''}}\nspec:\n${spec}`;
@@ -21,7 +21,7 @@ const TWO_HOSTS = `${host('h1', '  uri: qemu+tcp://10.251.1.2/system\n  insecure
 
 const dirs: string[] = [];
 function tmp(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vf-hosts-'));
+  const dir = makeTempDir('vf-hosts-');
   dirs.push(dir);
   for (const [rel, content] of Object.entries(files)) {
     mkdirSync(join(dir, rel, '..'), { recursive: true });

@@ -5,11 +5,11 @@
  * (a dry-run) writes nothing; files with errors are never kept.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadManifests, loadManifestsCached, type LoadResult } from '../../../src/manifest/index.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 let work: string;
 let dir: string;
@@ -42,7 +42,7 @@ spec:
 `;
 
 beforeEach(() => {
-  work = mkdtempSync(join(tmpdir(), 'vftest-loadcache-'));
+  work = makeTempDir('vftest-loadcache-');
   dir = join(work, 'm');
   mkdirSync(dir);
   cacheFile = join(work, 'manifest-cache.json');

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatManifestError, loadManifests, type DesiredState, type LoadResult } from '../../../src/manifest/index.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const H = 'apiVersion: virtform.dev/v1\n';
 const POOL = `${H}kind: StoragePool\nmetadata: {name: p}\nspec: {path: /srv/pools/p}\n`;
@@ -13,7 +13,7 @@ const VM = `${H}kind: VirtualMachine\nmetadata: {name: vm}\nspec:\n  vcpus: 2\n 
 
 const dirs: string[] = [];
 function tmp(files: Record<string, string | Buffer> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'vf-manifest-'));
+  const dir = makeTempDir('vf-manifest-');
   dirs.push(dir);
   for (const [rel, content] of Object.entries(files)) {
     mkdirSync(join(dir, rel, '..'), { recursive: true });

@@ -3,14 +3,14 @@
  * lists GB. Memory sizes in powers of 1000 (or any byte count) are rounded UP to a whole KiB; the
  * VM definition gets the rounded KiB count. Sizes that are whole KiB are left exactly as written.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { formatManifestError, loadManifests, roundUpToKiB } from '../../../src/manifest/index.js';
 import { buildDesired } from '../../../src/reconcile/desired.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
-const work = mkdtempSync(join(tmpdir(), 'vftest-mem-'));
+const work = makeTempDir('vftest-mem-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 let n = 0;

@@ -4,9 +4,8 @@
  * the Host's domainType; and what the scheduler is asked (placementRequests).
  */
 import { createServer } from 'node:http';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatManifestError, loadManifests, type DesiredState } from '../../../src/manifest/index.js';
@@ -14,6 +13,7 @@ import { buildDesired, type DesiredVm, type DesiredVolume } from '../../../src/r
 import { buildFleetDesired, placementRequests } from '../../../src/reconcile/fleet-desired.js';
 import { ImageCache } from '../../../src/reconcile/images.js';
 import { KINDS } from '../../../src/reconcile/kinds/index.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const H = 'apiVersion: virtform.dev/v1\n';
 const host = (name: string, labels: string, extra = ''): string => `${H}kind: Host\nmetadata: {name: ${name}, labels: {${labels}}}\nspec:\n  uri: qemu+tcp://${name}.example/system\n${extra}`;
@@ -25,7 +25,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 async function load(docs: string[]): Promise<DesiredState> {
-  const dir = mkdtempSync(join(tmpdir(), 'vf-fleetd-'));
+  const dir = makeTempDir('vf-fleetd-');
   dirs.push(dir);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'all.yaml'), docs.join('---\n'));
@@ -155,7 +155,7 @@ describe('a URL image on several hosts', () => {
       const d = buildFleetDesired(state, (vm) => ({ web1: 'h1', web2: 'h2' } as Record<string, string>)[vm]);
       const bases = d.resources.filter((r) => r.name === 'base') as DesiredVolume[];
       expect(bases).toHaveLength(2);
-      const cacheDir = mkdtempSync(join(tmpdir(), 'vf-fleetd-cache-'));
+      const cacheDir = makeTempDir('vf-fleetd-cache-');
       dirs.push(cacheDir);
       const cache = new ImageCache(cacheDir);
       // Each host's volume step asks the one cache of the run (ExecContext.images): concurrently, then again.

@@ -5,12 +5,12 @@
  * renamed, a user-data file), and keeps the unchanged resources as the same objects.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManifestCache, type DesiredState } from '../../../src/manifest/index.js';
 import { buildDesired, rebuildDesired, type Desired, type DesiredBuild } from '../../../src/reconcile/desired.js';
 import { LOCAL_HOST } from '../../../src/model/kinds.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 let dir: string;
 
@@ -34,7 +34,7 @@ function write(name: string, text: string): void {
 }
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vftest-rebuild-'));
+  dir = makeTempDir('vftest-rebuild-');
   write('pool.yaml', pool());
   write('net.yaml', net());
   write('ud.txt', '#cloud-config\nhostname: a\n');

@@ -5,8 +5,7 @@
  * its format), a changed fileName is a replace held by the data rule, and export's names for
  * files not named `<name>.qcow2|.img`.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatManifestError, loadManifests } from '../../../src/manifest/index.js';
@@ -16,6 +15,7 @@ import type { VolumeDetail } from '../../../src/model/definitions.js';
 import { useHarness } from '../../support/harness.js';
 import { scenario } from '../../support/scenario.js';
 import { renderPlan } from '../../../src/cli/render.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const H = 'apiVersion: virtform.dev/v1\n';
 const pool = (name = 'p', path = `/srv/pools/${name}`): string => `${H}kind: StoragePool\nmetadata: {name: ${name}}\nspec: {path: ${path}}\n`;
@@ -26,7 +26,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 async function errorsOf(docs: string[]): Promise<string[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'vftest-volfile-'));
+  const dir = makeTempDir('vftest-volfile-');
   dirs.push(dir);
   writeFileSync(join(dir, 'all.yaml'), docs.join('---\n'));
   const r = await loadManifests(dir);

@@ -3,8 +3,7 @@
  * every row of every table is kept (resources with their ids and the AUTOINCREMENT counter),
  * names become unique per host, events gain a host.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, type Migration } from 'kysely';
@@ -12,10 +11,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStateStore } from '../../../src/state/index.js';
 import { migrations } from '../../../src/state/migrations/index.js';
 import { resourceRef } from '../../../src/model/kinds.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 let dir: string;
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vf-m0008-'));
+  dir = makeTempDir('vf-m0008-');
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 

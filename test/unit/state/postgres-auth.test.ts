@@ -4,13 +4,13 @@
  * private cluster): a role that must give a password (scram-sha-256 in pg_hba.conf, ahead of the
  * cluster's `trust` lines), a database it owns.
  */
-import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openStateStore, StateDbOpenError } from '../../../src/state/index.js';
 import { resourceRef } from '../../../src/model/kinds.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const PG = process.env.VIRTFORM_TEST_PG_URL;
 const DIR = process.env.VIRTFORM_TEST_PG_DIR;
@@ -38,7 +38,7 @@ describe.runIf(PG && DIR)('PostgreSQL password from PGPASSWORD / PGPASSFILE', ()
     u.username = ROLE;
     u.pathname = `/${ROLE}_db`;
     url = u.toString();
-    work = mkdtempSync(join(tmpdir(), 'vftest-pgpass-'));
+    work = makeTempDir('vftest-pgpass-');
   });
   afterEach(() => vi.unstubAllEnvs());
   afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -1,10 +1,10 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStateStore, type ResourceIndexEntry, type StateStore } from '../../../src/state/index.js';
 import { resourceRef, LOCAL_HOST } from '../../../src/model/kinds.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const TABLES = ['events', 'journal', 'resources', 'revisions'];
 
@@ -18,7 +18,7 @@ async function open(path = join(dir, 'state.db'), now?: () => Date): Promise<Sta
 }
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vf-state-'));
+  dir = makeTempDir('vf-state-');
 });
 afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
@@ -279,7 +279,7 @@ const collectPages = async (store: StateStore, size: number): Promise<ResourceIn
 
 describe('resources.indexPages and getMany', () => {
   it('indexes every resource without details, in pages, and fetches full records for chosen keys', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vftest-state-'));
+    const dir = makeTempDir('vftest-state-');
     const store = await openStateStore(join(dir, 'state.db'));
     try {
       expect(await collectPages(store, 100)).toEqual([]);
@@ -320,7 +320,7 @@ describe('resources.indexPages and getMany', () => {
 
 describe('journal.listUnresolved and resolve', () => {
   it('lists open entries and failed ones not followed by a success; resolve closes them', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vftest-state-'));
+    const dir = makeTempDir('vftest-state-');
     const store = await openStateStore(join(dir, 'state.db'));
     try {
       const j = store.journal;

@@ -6,8 +6,7 @@
  * test/integration/watch/incremental.test.ts.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FakeHost } from '../../support/fake-host.js';
 import { desiredFrom, labManifests, writeManifests } from '../../support/manifests.js';
@@ -18,6 +17,7 @@ import { CallClock } from '../../../src/watch/call-clock.js';
 import { createHash } from 'node:crypto';
 import { LibvirtXmlError } from '../../../src/libvirt/xml/types.js';
 import type { DefinitionRead, DomainDetail, HostDefinitions } from '../../../src/reconcile/ports.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 const P = 'vftest-dcache';
 let work: string;
@@ -27,7 +27,7 @@ let fake: FakeHost;
 const reads = (): string[] => fake.calls.filter((c) => c.startsWith('describe'));
 
 beforeEach(async () => {
-  work = mkdtempSync(join(tmpdir(), 'vftest-dcache-'));
+  work = makeTempDir('vftest-dcache-');
   writeManifests(join(work, 'm'), labManifests({ prefix: P, poolPath: '/srv/pools/dcache', withVm2: true }));
   store = await openStateStore(join(work, 'state.db'));
   fake = new FakeHost();

@@ -5,13 +5,13 @@
  * one) and after clear() (the full read: nothing kept).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadManifests } from '../../../src/manifest/index.js';
 import { buildDesired, type Desired } from '../../../src/reconcile/desired.js';
 import { ManifestState } from '../../../src/watch/manifests.js';
 import { WatchMetrics } from '../../../src/watch/metrics.js';
+import { makeTempDir } from '../../support/temp-dirs.js';
 
 let dir: string;
 
@@ -25,7 +25,7 @@ function write(name: string, text: string): void {
 }
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'vftest-mstate-'));
+  dir = makeTempDir('vftest-mstate-');
   write('pool.yaml', `${head('StoragePool', 'p')}spec: {path: /srv/pools/p}\n`);
   for (let i = 0; i < 3; i++) {
     write(`v${i}.yaml`, `${head('Volume', `v${i}`)}spec: {pool: p, capacity: 1MiB, format: qcow2}\n`);

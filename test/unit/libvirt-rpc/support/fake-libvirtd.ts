@@ -4,9 +4,8 @@
  * (split into tiny chunks, merged, out of order, dropped), inject keepalive pings, events and
  * unhandled packet kinds, and kill connections.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   buildPacket,
@@ -25,6 +24,7 @@ import {
   XdrReader,
   type XdrWriter,
 } from '../../../../src/libvirt/index.js';
+import { makeTempDir } from '../../../support/temp-dirs.js';
 
 export type Reply =
   | { ok?: (w: XdrWriter) => void; delayMs?: number }
@@ -163,7 +163,7 @@ export class FakeLibvirtd {
   port = 0;
 
   static async start(opts: { tcp?: boolean } = {}): Promise<FakeLibvirtd> {
-    const dir = mkdtempSync(join(tmpdir(), 'vf-fake-libvirtd-'));
+    const dir = makeTempDir('vf-fake-libvirtd-');
     const path = join(dir, 'sock');
     let fake!: FakeLibvirtd;
     const server = createServer((s) => fake.conns.push(new FakeConn(s, fake)));
