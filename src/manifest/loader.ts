@@ -114,6 +114,31 @@ function checkDocument(sd: SourceDoc, errors: ManifestError[]): Entry | HostEntr
   return { sd, kind, ...(name ? { name } : {}), valid: ok, data: data as Entry['data'] };
 }
 
+/**
+ * A document's value as the cross-file checks may fill it in: copies of the objects they write to
+ * (the value, its `spec` — a relative `source` made absolute, `memory`/`maxMemory` normalized —,
+ * `spec.cloudInit` — the seed pool, a userDataFile's path and text — and each of `spec.disks` — its
+ * bus default), everything below shared with
+ * the per-file result. Copying only these (not the whole value: a deep copy of 2,002 documents
+ * was most of a watch step's load) relies on the checks writing nothing else; the watch's cache
+ * (cache.ts) freezes what it keeps, so a write anywhere else fails loudly there, in its tests.
+ */
+function writableValue(data: Entry['data']): Entry['data'] {
+  if (!isPlainObject(data)) return data;
+  const spec = data.spec;
+  if (!isPlainObject(spec)) return { ...data };
+  const ci = spec.cloudInit;
+  const disks = spec.disks;
+  return {
+    ...data,
+    spec: {
+      ...spec,
+      ...(isPlainObject(ci) ? { cloudInit: { ...ci } } : {}),
+      ...(Array.isArray(disks) ? { disks: disks.map((d: unknown) => (isPlainObject(d) ? { ...d } : d)) } : {}),
+    },
+  } as Entry['data'];
+}
+
 function isHostEntry(e: Entry | HostEntry): e is HostEntry {
   return !('kind' in e);
 }
@@ -246,7 +271,7 @@ export function checkFile(file: string, bytes: Buffer): FileLoad {
  * reads every file; a caller that keeps files between loads (the watch's per-file cache,
  * `cache.ts`) passes its own.
  */
-export type FileReader = (file: string) => Promise<FileLoad>;
+export type FileReader = (file: string) => FileLoad | Promise<FileLoad>;
 
 /** A manifest file's bytes after the size check, or the file's error. */
 export async function readManifestBytes(file: string): Promise<Buffer | FileLoad> {
@@ -311,13 +336,15 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: 
       errors.push({ file, line: 1, col: 1, message: `manifest file ${escapes}` });
       continue;
     }
-    const load = await read(file);
+    const got = read(file);
+    // A reader that has the file at hand (the watch's cache) answers without a promise: a thousand
+    // unchanged files take no thousand turns of the microtask queue.
+    const load = got instanceof Promise ? await got : got;
     errors.push(...load.errors);
-    // Copies, the document's value too: the checks below set fields on an entry (a probed image,
-    // import rules) and fill in its value (defaults, absolute paths, a userDataFile's text in
-    // spec.cloudInit.userData), never on the per-file result a cache keeps (ManifestCache, the
+    // Copies: the checks below set fields on an entry (a probed image, import rules) and fill in
+    // its value (writableValue), never on the per-file result a cache keeps (ManifestCache, the
     // load cache): a kept file must load again as it did the first time.
-    for (const e of load.entries) entries.push({ ...e, data: structuredClone(e.data) });
+    for (const e of load.entries) entries.push({ ...e, data: writableValue(e.data) });
     hostEntries.push(...load.hostEntries);
   }
   // The policy first: a source path it refuses is never opened (not even to read an image header).

@@ -5,7 +5,8 @@
  * folder.
  */
 import { formatManifestError, ManifestCache, type CacheLoadStats, type DesiredState, type LoadResult as ManifestLoad, type ManifestError, type Policy } from '../manifest/index.js';
-import { buildDesired, type Desired } from '../reconcile/desired.js';
+import { rebuildDesired, type Desired, type DesiredBuild } from '../reconcile/desired.js';
+import { LOCAL_HOST } from '../model/kinds.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { WatchMetrics } from './metrics.js';
 
@@ -31,6 +32,8 @@ export class ManifestState {
   /** Files kept between loads: only files whose stamp or bytes changed are parsed and checked again. */
   readonly #cache = new ManifestCache();
   #lastStats: CacheLoadStats | undefined;
+  /** The last desired state built: the next load builds again only the resources whose manifests changed. */
+  #build: DesiredBuild | undefined;
   #errors: ManifestError[] = [];
   #problem: string | undefined;
   readonly #log: Logger;
@@ -61,6 +64,7 @@ export class ManifestState {
   /** Forget the kept files: the next load reads and checks every file (the full read). */
   clear(): void {
     this.#cache.clear();
+    this.#build = undefined;
   }
 
   /** What the last load read: files listed, read again and parsed again (undefined: preloaded by the git source). */
@@ -110,7 +114,8 @@ export class ManifestState {
       return this.#fail(`${this.o.provider?.label ?? this.dir} declares Host manifests (${result.desired.hosts.map((h) => h.id).join(', ')}): ` +
         'this watch manages the one host of --uri: restart `virtform watch DIR` to run the fleet (a folder with Host manifests at start-up; not with --git yet); nothing is applied');
     }
-    const desired = buildDesired(result.desired);
+    const desired = rebuildDesired(result.desired, this.#build);
+    this.#build = { state: result.desired, desired, host: LOCAL_HOST };
     if (desired.empty && !this.o.allowEmpty) {
       return { ...this.#fail(`no manifests found in ${this.o.provider?.label ?? this.dir}; refusing to delete everything virtform manages (no --allow-empty)`), empty: true };
     }

@@ -166,7 +166,12 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
   /** Per-field spec of the config: manifest name, unit, and how a change takes effect. */
   readonly fields: readonly FieldSpec<R extends { config: infer C } ? C : never>[];
 
-  /** Normalize this kind's manifests into desired resources. */
+  /**
+   * Normalize this kind's manifests into desired resources: one per manifest, in their order, made
+   * from that manifest and `ctx` alone. A kind whose build reads other manifests of the state
+   * answers lookups (its resources are then built again whenever one of its manifests changes:
+   * `rebuildDesired` in desired.ts, the watch's incremental step).
+   */
   build(state: DesiredState, ctx: BuildContext): R[];
   /**
    * The lookups of `BuildContext` this kind answers (the pool kind: `poolPath`; the volume kind:

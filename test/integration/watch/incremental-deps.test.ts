@@ -10,12 +10,12 @@
  * Every object is named vftest-wfdeps-*; the network is isolated and no VM runs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeManifests, desiredFrom } from '../../support/manifests.js';
 import { waitFor } from '../../support/cli.js';
 import { suiteNames } from '../../support/names.js';
-import { URI } from '../../support/virsh.js';
+import { redefineDomain, URI } from '../../support/virsh.js';
 import { openHost } from '../../../src/reconcile/adapters/libvirt-host.js';
 import { planOnly } from '../../../src/reconcile/engine.js';
 import type { HostPort } from '../../../src/reconcile/ports.js';
@@ -30,9 +30,9 @@ const vm = (i: number): string => N.name(`vm${i}`);
 const disk = (i: number): string => N.name(`disk${i}`);
 const doc = (body: string): string => `apiVersion: virtform.dev/v1\n${body}`;
 
-function base(o: { capacity?: string; cidr?: string } = {}): string {
+function base(o: { capacity?: string; cidr?: string; poolPath?: string } = {}): string {
   return [
-    doc(`kind: StoragePool\nmetadata: {name: ${POOL}}\nspec: {path: ${N.poolPath()}}\n`),
+    doc(`kind: StoragePool\nmetadata: {name: ${POOL}}\nspec: {path: ${o.poolPath ?? N.poolPath()}}\n`),
     doc(`kind: Network\nmetadata: {name: ${NET}}\nspec: {mode: isolated, cidr: ${o.cidr ?? N.cidr()}}\n`),
     doc(`kind: Volume\nmetadata: {name: ${disk(1)}}\nspec: {pool: ${POOL}, capacity: ${o.capacity ?? '1MiB'}, format: qcow2}\n`),
     doc(`kind: Volume\nmetadata: {name: ${disk(2)}}\nspec: {pool: ${POOL}, capacity: 1MiB, format: qcow2}\n`),
@@ -195,5 +195,50 @@ describe('incremental watch: an edited dependency of an unchanged VM', () => {
       expect(run.timing?.read).toBe('incremental');
       expect(decisions(plan!)).toEqual(decisions(await fullPlan()));
     }
+  });
+
+  // wstep (issue 22): the watch keeps unchanged manifests and desired resources between runs
+  // (ManifestCache, rebuildDesired) and each resource's dependencies; these edits reach what is kept.
+  it("the pool's path edited (every disk path resolves through it) and back: each incremental plan is the full plan", async () => {
+    for (const poolPath of [`${N.poolPath()}-moved`, N.poolPath()]) {
+      const seq = c.lastRun!.seq;
+      writeAtomic(join(mdir, 'base.yaml'), base({ capacity: '2MiB', cidr: N.cidr(1), poolPath }));
+      const { run, plan } = await runAfter(seq, `the pool path edit to ${poolPath}`, 'file');
+      expect(run.timing?.read).toBe('incremental');
+      if (poolPath !== N.poolPath()) expect(plan!.changes.map((x) => x.key)).toContain(`StoragePool/${POOL}`);
+      expect(decisions(plan!)).toEqual(decisions(await fullPlan()));
+    }
+  });
+
+  it('a VM file renamed, then deleted: each incremental plan is the full plan', async () => {
+    let seq = c.lastRun!.seq;
+    renameSync(join(mdir, 'vm2.yaml'), join(mdir, 'renamed.yaml'));
+    let r = await runAfter(seq, 'the rename', 'file');
+    expect(r.run.timing?.read).toBe('incremental');
+    expect(r.plan!.changes.map((x) => x.key)).not.toContain(`VirtualMachine/${vm(2)}`);
+    expect(decisions(r.plan!)).toEqual(decisions(await fullPlan()));
+    seq = c.lastRun!.seq;
+    unlinkSync(join(mdir, 'renamed.yaml'));
+    r = await runAfter(seq, 'the delete', 'file');
+    expect(r.run.timing?.read).toBe('incremental');
+    expect(r.plan!.changes.map((x) => x.key)).toContain(`VirtualMachine/${vm(2)}`);
+    expect(decisions(r.plan!)).toEqual(decisions(await fullPlan()));
+    // Back: the VM is declared again, as it is on the host.
+    seq = c.lastRun!.seq;
+    writeAtomic(join(mdir, 'vm2.yaml'), vmFile(2, 72));
+    r = await runAfter(seq, 'the file back', 'file');
+    expect(decisions(r.plan!)).toEqual(decisions(await fullPlan()));
+  });
+
+  it("a VM's domain changed outside virtform: the lifecycle event's incremental plan is the full plan", async () => {
+    await quiet();
+    const seq = c.lastRun!.seq;
+    // `virsh define` of an edited definition: libvirt sends `defined` (updated).
+    redefineDomain(vm(2), (xml) => xml.replace(/<memory unit='KiB'>\d+<\/memory>/, "<memory unit='KiB'>131072</memory>")
+      .replace(/<currentMemory unit='KiB'>\d+<\/currentMemory>/, "<currentMemory unit='KiB'>131072</currentMemory>"), work);
+    const { run, plan } = await runAfter(seq, 'the event run', 'event');
+    expect(run.timing?.read).toBe('incremental');
+    expect(plan!.changes.map((x) => x.key)).toContain(`VirtualMachine/${vm(2)}`);
+    expect(decisions(plan!)).toEqual(decisions(await fullPlan()));
   });
 });

@@ -5,8 +5,9 @@
  * whole set; clear() reads everything again.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadManifests, ManifestCache } from '../../../src/manifest/index.js';
 import { makeTempDir } from '../../support/temp-dirs.js';
 
@@ -150,5 +151,42 @@ spec:
     cache.clear();
     expect(cache.size).toBe(0);
     expect((await cache.load(dir)).stats).toEqual({ files: 6, read: 6, parsed: 6 });
+  });
+
+  // wstep (issue 22): the cache freezes what it keeps and the loader copies only what its
+  // cross-file checks write to (writableValue): a write anywhere else throws here.
+  it('every fixture and example folder loads through the cache (twice) as loadManifests loads it', async () => {
+    const root = fileURLToPath(new URL('../../fixtures/manifests/', import.meta.url));
+    const folders = [
+      ...['valid', 'broken'].flatMap((d) => readdirSync(join(root, d)).map((x) => join(root, d, x))),
+      fileURLToPath(new URL('../../../manifests/examples', import.meta.url)),
+    ];
+    expect(folders.length).toBeGreaterThan(100);
+    for (const folder of folders) {
+      const cache = new ManifestCache();
+      const want = await loadManifests(folder);
+      expect(strip(await cache.load(folder)), folder).toEqual(want);
+      const again = await cache.load(folder);
+      expect(again.stats.parsed, folder).toBe(0);
+      expect(strip(again), folder).toEqual(want);
+    }
+  });
+
+  it('an unchanged manifest is handed out as the same object as by the last load; a changed one, or after clear(), is new', async () => {
+    const cache = new ManifestCache();
+    const first = await cache.load(dir);
+    write('v2.yaml', vol(2, '2MiB'));
+    const edited = await cache.load(dir);
+    if (!first.ok || !edited.ok) throw new Error('load failed');
+    const by = (r: typeof first, name: string) => r.ok ? r.desired.manifests.find((m) => m.metadata.name === name) : undefined;
+    expect(by(edited, 'v1')).toBe(by(first, 'v1'));
+    expect(by(edited, 'p')).toBe(by(first, 'p'));
+    expect(edited.desired.volumes[1]).toBe(by(first, 'v1'));
+    expect(by(edited, 'v2')).not.toBe(by(first, 'v2'));
+    expect(edited.desired.digest).toBe((await loadManifests(dir) as typeof first & { ok: true }).desired.digest);
+    cache.clear();
+    const fresh = await cache.load(dir);
+    expect(by(fresh, 'v1')).not.toBe(by(first, 'v1'));
+    expect(strip(fresh)).toEqual(await loadManifests(dir));
   });
 });
