@@ -178,7 +178,7 @@ spec:
     write('v2.yaml', vol(2, '2MiB'));
     const edited = await cache.load(dir);
     if (!first.ok || !edited.ok) throw new Error('load failed');
-    const by = (r: typeof first, name: string) => r.ok ? r.desired.manifests.find((m) => m.metadata.name === name) : undefined;
+    const by = (r: Awaited<ReturnType<typeof cache.load>>, name: string) => r.ok ? r.desired.manifests.find((m) => m.metadata.name === name) : undefined;
     expect(by(edited, 'v1')).toBe(by(first, 'v1'));
     expect(by(edited, 'p')).toBe(by(first, 'p'));
     expect(edited.desired.volumes[1]).toBe(by(first, 'v1'));
