@@ -173,6 +173,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   identity: (observed, _name, where) => volumeIdentity(observed, where),
   poolsToList: ({ journal }) => (journal && typeof journal.intent.pool === 'string' ? [journal.intent.pool] : []),
 
+  readsVolumes: true,
   async readDefinitions(host, observed, wanted) {
     const keyByVolume = new Map<string, string>();
     const list = [];
