@@ -5,11 +5,17 @@
  *
  *   npx tsx bench/process.bench.ts --out bench/results/process.md [--n 1000] [--reps 9] [--big 10000]
  *                                  [--baseline-cli /path/to/other/dist/cli/main.js] [--host NAME | --here]
+ *                                  [--work DIR]
  *
  * Where: by default the bench starts its own namespace libvirt host (scripts/test-host.sh, `vfbproc`,
  * INDEX 225), runs itself inside it (its qemu:///system is private: nothing else's objects, nobody
  * else's) and takes it down at the end, also after a failure. `--host NAME` runs inside a host that
  * is up (its objects are pruned at the end); `--here` runs on this namespace's qemu:///system.
+ *
+ * `--work DIR` (a folder inside the host's mount namespace, e.g. under /tmp): the manifests and state DB live
+ * there and are kept (no prune at the end); a later run with the same DIR on the same host reuses the
+ * converged inventory (its setup is not timed again). For iterating on a profile; a report for the record
+ * is made without it.
  *
  * Setup (timed, reported): apply of the 2N + 2 resources (`--concurrency 8`), then one applying
  * no-op reconcile: it compares every definition and records the no-op fast path's checks
@@ -172,18 +178,22 @@ function profileBy(file: string): { byPkg: (string | number)[][]; top: (string |
 
 async function inside(): Promise<void> {
   if (!existsSync(CLI)) execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
-  const work = mkdtempSync(join(tmpdir(), `${P}-`));
+  const keep = f.work !== undefined;
+  const work = keep ? resolve(f.work!) : mkdtempSync(join(tmpdir(), `${P}-`));
   const dir = join(work, 'm');
   const db = join(work, 'state.db');
   const empty = join(work, 'empty');
-  mkdirSync(empty);
+  const reuse = keep && existsSync(db) && existsSync(join(work, 'converged'));
+  rmSync(empty, { recursive: true, force: true });
+  mkdirSync(empty, { recursive: true });
   const prune = (): void => {
     spawnSync(process.execPath, [CLI, 'reconcile', empty, '--uri', URI, '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all', '--concurrency', '8'], { stdio: 'ignore' });
   };
   const loadBefore = loadavg()[0]!;
   try {
     process.stderr.write(`converging ${N} VMs + ${N} volumes …\n`);
-    const small = converge(dir, db, N);
+    const small = reuse ? { applyS: Number.NaN, noopS: Number.NaN } : converge(dir, db, N);
+    if (keep) writeFileSync(join(work, 'converged'), `${N}\n`);
     const baseDb = join(work, 'baseline.db');
     if (BASE_CLI) baselineDb(db, baseDb, BASE_CLI);
 
@@ -196,6 +206,7 @@ async function inside(): Promise<void> {
     const infoCmds = doms.map((d) => `dominfo ${d}`).join('\n') + '\n';
 
     const noCacheDir = join(work, 'no-load-cache');
+    rmSync(noCacheDir, { recursive: true, force: true });
     mkdirSync(noCacheDir);
     const noChanges = (r: Run): void => {
       if (r.code !== 0 || !r.stdout.includes('No changes.')) throw new Error(`the dry-run is not a no-op: exit ${r.code}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
@@ -261,10 +272,12 @@ async function inside(): Promise<void> {
 
     // Where the dry-run's time goes.
     const profDir = join(work, 'prof');
+    rmSync(profDir, { recursive: true, force: true });
     must(measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '250', CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', db]), 'profiled dry-run');
     const prof = profileBy(join(profDir, readdirSync(profDir)[0]!));
     const baseProf = BASE_CLI ? (() => {
       const d = join(work, 'prof-base');
+      rmSync(d, { recursive: true, force: true });
       must(measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', d, '--cpu-prof-interval', '250', BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', baseDb]), 'profiled baseline dry-run');
       return profileBy(join(d, readdirSync(d)[0]!));
     })() : undefined;
@@ -362,11 +375,15 @@ ${table(['command', 'VMs', 'median wall ms (3 runs)', 'peak RSS MiB'], bigRows)}
     writeReport(f.out, report(true));
   } finally {
     // The bench's own host goes down with everything in it: nothing to prune there.
-    if (f['no-prune'] !== 'true') {
-      process.stderr.write('pruning …\n');
-      prune();
+    if (keep) {
+      process.stderr.write(`kept ${work} (--work)\n`);
+    } else {
+      if (f['no-prune'] !== 'true') {
+        process.stderr.write('pruning …\n');
+        prune();
+      }
+      rmSync(work, { recursive: true, force: true });
     }
-    rmSync(work, { recursive: true, force: true });
   }
 }
 
