@@ -107,8 +107,6 @@ export class Transport {
   private buffered = 0;
 
   private corked = false;
-  /** Call packets issued in this tick, written together at its end (see {@link queueCall}). */
-  private outgoing: Buffer[] = [];
   private closedFlag = false;
   private closeError: ConnectionError | undefined;
   private resolveClosed!: (err: ConnectionError) => void;
@@ -292,7 +290,7 @@ export class Transport {
         }, timeoutMs);
       }
       this.pending.set(serial, entry);
-      this.queueCall(packet);
+      this.send(packet);
     });
     return { promise, serial };
   }
@@ -303,27 +301,7 @@ export class Transport {
     this.send(buildPacket({ serial: 0, ...header }, encode));
   }
 
-  /**
-   * A call's packet: the calls issued in the same tick (a pipelined read's next calls, as replies
-   * come in) go out as ONE buffer in one socket write at the end of the tick, not one write each
-   * (each write through the socket's stream costs more CPU than the packet's bytes: ~15 µs).
-   */
-  private queueCall(packet: Buffer): void {
-    this.outgoing.push(packet);
-    if (this.outgoing.length === 1) process.nextTick(() => this.flushCalls());
-  }
-
-  /** Writes the queued call packets (before any other packet, so the order on the wire is the order sent). */
-  private flushCalls(): void {
-    if (this.outgoing.length === 0) return;
-    const packets = this.outgoing;
-    this.outgoing = [];
-    if (this.closedFlag) return; // their calls were failed with the connection
-    if (!this.socket.write(packets.length === 1 ? packets[0]! : Buffer.concat(packets))) this.needDrain = true;
-  }
-
   private send(packet: Buffer): void {
-    this.flushCalls();
     // Batch the packets of calls issued in the same tick into one write.
     if (!this.corked && this.socket.cork && this.socket.uncork) {
       this.corked = true;
