@@ -395,6 +395,7 @@ The dry-run's \`--json\` \`definitions\` (read, parsed, left unparsed by the fas
 
 - no-op dry-run ≤ 0.6x one virsh session reading every definition virtform reads: ${target(dry <= 0.6 * read)} (${(dry / read).toFixed(2)}x)
 - no-op dry-run ≤ 0.25x one virsh session running \`dominfo\` for each VM: ${target(dry <= 0.25 * info)} (${(dry / info).toFixed(2)}x)
+- what no change to the engine can go below, same reps: the floor row (node, connect, the same definition reads pipelined and hashed, nothing else) ${(med(FLOOR) / read).toFixed(2)}x the read session and ${(med(FLOOR) / info).toFixed(2)}x the \`dominfo\` session; \`node -e 0\` alone ${(node0 / read).toFixed(2)}x / ${(node0 / info).toFixed(2)}x; libvirtd's own CPU for the dry-run's calls ${lcpu('virtform reconcile --dry-run')} ms (for the read session's ${lcpu('virsh session: every definition virtform reads')} ms). A target below the floor's ratio needs fewer calls, not less of virtform's work (libvirt 9.0 has no change counter and no bulk definition read)
 - for reference: ${(dry / list).toFixed(1)}x bare \`virsh list --all --name\`; \`--version\` ${(med('virtform --version') / node0).toFixed(2)}x and \`validate\` ${(med('virtform validate') / node0).toFixed(2)}x \`node -e 0\` (start-up and validate are another helper's: their own bench)
 
 ## CPU profile of one dry-run (\`node --cpu-prof\`, self time by package or source folder)
