@@ -5,11 +5,17 @@
  *
  *   npx tsx bench/process.bench.ts --out bench/results/process.md [--n 1000] [--reps 9] [--big 10000]
  *                                  [--baseline-cli /path/to/other/dist/cli/main.js] [--host NAME | --here]
+ *                                  [--work DIR]
  *
  * Where: by default the bench starts its own namespace libvirt host (scripts/test-host.sh, `vfbproc`,
  * INDEX 225), runs itself inside it (its qemu:///system is private: nothing else's objects, nobody
  * else's) and takes it down at the end, also after a failure. `--host NAME` runs inside a host that
  * is up (its objects are pruned at the end); `--here` runs on this namespace's qemu:///system.
+ *
+ * `--work DIR` (a folder inside the host's mount namespace, e.g. under /tmp): the manifests and state DB live
+ * there and are kept (no prune at the end); a later run with the same DIR on the same host reuses the
+ * converged inventory (its setup is not timed again). For iterating on a profile; a report for the record
+ * is made without it.
  *
  * Setup (timed, reported): apply of the 2N + 2 resources (`--concurrency 8`), then one applying
  * no-op reconcile: it compares every definition and records the no-op fast path's checks
@@ -51,6 +57,7 @@ const POOL = `${P}-pool`;
 const NET = `${P}-net`;
 
 const NO_CACHE = 'virtform reconcile --dry-run, no load cache';
+const FLOOR = 'node: connect + the same reads alone (bench/process-read-floor.mjs)';
 
 const pad = (i: number): string => String(i).padStart(5, '0');
 const doc = (b: string): string => `apiVersion: virtform.dev/v1\n${b}\n`;
@@ -80,18 +87,36 @@ function writeManifests(dir: string, n: number): void {
   }
 }
 
-interface Run { wallMs: number; rssKiB: number; cpuMs: number; code: number | null; stdout: string; stderr: string }
+interface Run { wallMs: number; rssKiB: number; cpuMs: number; libvirtdCpuMs?: number; code: number | null; stdout: string; stderr: string }
+
+/**
+ * CPU time (user + system, ms) libvirtd has used so far, from /proc: the namespace host's daemon
+ * (scripts/test-host.sh exec sets VIRTFORM_LIBVIRTD_PIDFILE); undefined elsewhere (`--here` on a
+ * libvirtd others use: its CPU is not this run's alone).
+ */
+function libvirtdCpuMs(): number | undefined {
+  const pidFile = process.env.VIRTFORM_LIBVIRTD_PIDFILE;
+  if (!pidFile || !existsSync(pidFile)) return undefined;
+  const stat = readFileSync(`/proc/${readFileSync(pidFile, 'utf8').trim()}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, in clock ticks of 1/100 s
+}
 
 /** One process under /usr/bin/time: wall time measured here, peak RSS and CPU time (user + system) from time's report. */
 function measure(cmd: string, args: string[], input?: string): Run {
   const timeOut = join(tmpdir(), `vfbproc-time-${process.pid}`);
+  const l0 = libvirtdCpuMs();
   const t = performance.now();
   const r = spawnSync('/usr/bin/time', ['-o', timeOut, '-f', '%M %U %S', cmd, ...args], {
     encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1' }, ...(input !== undefined ? { input } : { stdio: ['ignore', 'pipe', 'pipe'] }),
   });
   const wallMs = performance.now() - t;
+  const l1 = libvirtdCpuMs();
   const [rss, user, sys] = (readFileSync(timeOut, 'utf8').trim().split('\n').pop() ?? '').split(' ').map(Number);
-  return { wallMs, rssKiB: rss!, cpuMs: (user! + sys!) * 1000, code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  return {
+    wallMs, rssKiB: rss!, cpuMs: (user! + sys!) * 1000, ...(l0 !== undefined && l1 !== undefined ? { libvirtdCpuMs: l1 - l0 } : {}),
+    code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '',
+  };
 }
 
 function must(r: Run, what: string, codes = [0]): Run {
@@ -131,7 +156,15 @@ function converge(dir: string, db: string, n: number): { applyS: number; noopS: 
   return { applyS: up.wallMs / 1000, noopS: noop.wallMs / 1000 };
 }
 
-function profileBy(file: string): { byPkg: (string | number)[][]; top: (string | number)[][]; totalMs: number } {
+interface Profile {
+  byPkg: (string | number)[][];
+  top: (string | number)[][];
+  totalMs: number;
+  /** When the engine (`planOnly`: observe, diff, plan) ran, in ms from the profile's start, and its samples by what they were. */
+  engine?: { fromMs: number; toMs: number; idleMs: number; gcMs: number; busyMs: number };
+}
+
+function profileBy(file: string): Profile {
   interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
   const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
@@ -139,11 +172,41 @@ function profileBy(file: string): { byPkg: (string | number)[][]; top: (string |
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map<number, number>();
   let total = 0;
+  const inEngine = new Map<number, boolean>();
+  const underPlan = (id: number): boolean => {
+    let v = inEngine.get(id);
+    if (v === undefined) {
+      const n = byId.get(id)!;
+      v = n.callFrame.functionName === 'planOnly' || (parent.has(id) && underPlan(parent.get(id)!));
+      inEngine.set(id, v);
+    }
+    return v;
+  };
+  const times: number[] = [];
   p.samples.forEach((id, i) => {
     const d = (p.timeDeltas[i] ?? 0) / 1000;
     self.set(id, (self.get(id) ?? 0) + d);
     total += d;
+    times.push(total);
   });
+  // The engine's span: from its first sample to its last (idle and GC samples in between count: libvirt's replies awaited).
+  const engineAt = p.samples.map((id, i) => (underPlan(id) ? i : -1)).filter((i) => i >= 0);
+  let engine: Profile['engine'];
+  if (engineAt.length > 0) {
+    const first = engineAt[0]!;
+    const last = engineAt[engineAt.length - 1]!;
+    let idleMs = 0;
+    let gcMs = 0;
+    for (let i = first; i <= last; i++) {
+      const f = byId.get(p.samples[i]!)!.callFrame.functionName;
+      const d = (p.timeDeltas[i] ?? 0) / 1000;
+      if (f === '(idle)') idleMs += d;
+      else if (f === '(garbage collector)') gcMs += d;
+    }
+    const fromMs = times[first]!;
+    const toMs = times[last]!;
+    engine = { fromMs, toMs, idleMs, gcMs, busyMs: toMs - fromMs - idleMs - gcMs };
+  }
   const pkg = (u: string): string => {
     if (!u) return '(native)';
     if (u.startsWith('node:')) return 'node: (module loading, fs, net)';
@@ -167,25 +230,38 @@ function profileBy(file: string): { byPkg: (string | number)[][]; top: (string |
   }
   const rows = (m: Map<string, number>, top: number): (string | number)[][] =>
     [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, v]) => [k, ms(v), `${((100 * v) / total).toFixed(1)}%`]);
-  return { byPkg: rows(byPkg, 14), top: rows(byFn, 12), totalMs: total };
+  return { byPkg: rows(byPkg, 14), top: rows(byFn, 12), totalMs: total, ...(engine ? { engine } : {}) };
 }
 
 async function inside(): Promise<void> {
   if (!existsSync(CLI)) execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
-  const work = mkdtempSync(join(tmpdir(), `${P}-`));
+  const keep = f.work !== undefined;
+  const work = keep ? resolve(f.work!) : mkdtempSync(join(tmpdir(), `${P}-`));
   const dir = join(work, 'm');
   const db = join(work, 'state.db');
   const empty = join(work, 'empty');
-  mkdirSync(empty);
+  const reuse = keep && existsSync(db) && existsSync(join(work, 'converged'));
+  rmSync(empty, { recursive: true, force: true });
+  mkdirSync(empty, { recursive: true });
   const prune = (): void => {
     spawnSync(process.execPath, [CLI, 'reconcile', empty, '--uri', URI, '--db', db, '--allow-empty', '--allow-data-loss', '--max-deletions', 'all', '--concurrency', '8'], { stdio: 'ignore' });
   };
   const loadBefore = loadavg()[0]!;
   try {
     process.stderr.write(`converging ${N} VMs + ${N} volumes …\n`);
-    const small = converge(dir, db, N);
+    const small = reuse ? { applyS: Number.NaN, noopS: Number.NaN } : converge(dir, db, N);
+    if (keep) writeFileSync(join(work, 'converged'), `${N}\n`);
     const baseDb = join(work, 'baseline.db');
-    if (BASE_CLI) baselineDb(db, baseDb, BASE_CLI);
+    // The baseline build's own data dir: its load cache, written by its own applying no-op run (a
+    // cache is used only by the build that wrote it), so both builds' dry-runs run as a user's do.
+    const baseData = join(work, 'baseline-data');
+    if (BASE_CLI) {
+      baselineDb(db, baseDb, BASE_CLI);
+      rmSync(baseData, { recursive: true, force: true });
+      mkdirSync(baseData);
+      const j = JSON.parse(must(measure(process.execPath, [BASE_CLI, 'reconcile', dir, '--uri', URI, '--db', baseDb, '--data-dir', baseData, '--json']), 'baseline no-op reconcile').stdout) as { outcome: string };
+      if (j.outcome !== 'noop') throw new Error(`the baseline build's reconcile was not a no-op: ${j.outcome}`);
+    }
 
     // virsh sessions: what libvirt itself costs for the same reads.
     const doms = virsh('list', '--all', '--name').split('\n').map((s) => s.trim()).filter((s) => s.startsWith(`${P}-d`));
@@ -196,6 +272,7 @@ async function inside(): Promise<void> {
     const infoCmds = doms.map((d) => `dominfo ${d}`).join('\n') + '\n';
 
     const noCacheDir = join(work, 'no-load-cache');
+    rmSync(noCacheDir, { recursive: true, force: true });
     mkdirSync(noCacheDir);
     const noChanges = (r: Run): void => {
       if (r.code !== 0 || !r.stdout.includes('No changes.')) throw new Error(`the dry-run is not a no-op: exit ${r.code}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
@@ -214,13 +291,15 @@ async function inside(): Promise<void> {
       engineMs.set(name, [...(engineMs.get(name) ?? []), j.durationMs]);
     };
     noChanges(must(measure(process.execPath, [CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', db]), 'dry-run'));
-    if (BASE_CLI) noChanges(must(measure(process.execPath, [BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', baseDb]), 'baseline dry-run'));
+    if (BASE_CLI) noChanges(must(measure(process.execPath, [BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', baseDb, '--data-dir', baseData]), 'baseline dry-run'));
     const rows: Row[] = [
       { name: 'virtform reconcile --dry-run', cmd: process.execPath, args: [CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', db], check: noopJson('virtform reconcile --dry-run') },
       // The same build without its load cache (a data dir with none; a dry-run writes none): every manifest file parsed.
       { name: NO_CACHE, cmd: process.execPath, args: [CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', db, '--data-dir', noCacheDir], check: noopJson(NO_CACHE) },
-      ...(BASE_CLI ? [{ name: 'baseline build: reconcile --dry-run', cmd: process.execPath, args: [BASE_CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', baseDb], check: noopJson('baseline build: reconcile --dry-run') }] : []),
+      ...(BASE_CLI ? [{ name: 'baseline build: reconcile --dry-run', cmd: process.execPath, args: [BASE_CLI, 'reconcile', dir, '--dry-run', '--json', '--uri', URI, '--db', baseDb, '--data-dir', baseData], check: noopJson('baseline build: reconcile --dry-run') }] : []),
       { name: 'virsh session: every definition virtform reads', cmd: 'virsh', args: ['-c', URI], input: readCmds },
+      // The floor of the dry-run's reads: node, virtform's RPC client, the same reads pipelined and hashed, nothing else.
+      { name: FLOOR, cmd: process.execPath, args: [join(ROOT, 'bench/process-read-floor.mjs'), URI, POOL] },
       { name: 'virsh session: dominfo of each VM', cmd: 'virsh', args: ['-c', URI], input: infoCmds },
       { name: 'virsh list --all --name', cmd: 'virsh', args: ['-c', URI, 'list', '--all', '--name'] },
       { name: 'virtform status', cmd: process.execPath, args: [CLI, 'status', dir, '--uri', URI, '--db', db] },
@@ -253,19 +332,26 @@ async function inside(): Promise<void> {
         return `${(med(name) / read).toFixed(2)}x read session, ${(med(name) / info).toFixed(2)}x dominfo session, ${(med(name) / list).toFixed(1)}x virsh list`;
       }
       if (name.startsWith('virtform')) return `${(med(name) / node0).toFixed(2)}x node -e 0`;
+      if (name === FLOOR) return `${(med(name) / read).toFixed(2)}x read session, ${(med(name) / info).toFixed(2)}x dominfo session`;
       return '';
     };
     const cpu = (name: string): number => median(runs.get(name)!.map((r) => r.cpuMs));
-    const main = rows.map((r) => [r.name, ms(med(r.name)), ms(Math.min(...runs.get(r.name)!.map((x) => x.wallMs))), ms(cpu(r.name)), (rss(r.name) / 1024).toFixed(1), vs(r.name)]);
+    const lcpu = (name: string): string => {
+      const xs = runs.get(name)!.map((r) => r.libvirtdCpuMs).filter((x) => x !== undefined);
+      return xs.length > 0 ? ms(median(xs)) : '-';
+    };
+    const main = rows.map((r) => [r.name, ms(med(r.name)), ms(Math.min(...runs.get(r.name)!.map((x) => x.wallMs))), ms(cpu(r.name)), lcpu(r.name), (rss(r.name) / 1024).toFixed(1), vs(r.name)]);
     const engineRows = [...engineMs].map(([name, xs]) => [name, ms(median(xs)), `${(median(xs) / read).toFixed(2)}x`, `${(median(xs) / med(name)).toFixed(2)}`]);
 
     // Where the dry-run's time goes.
     const profDir = join(work, 'prof');
+    rmSync(profDir, { recursive: true, force: true });
     must(measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '250', CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', db]), 'profiled dry-run');
     const prof = profileBy(join(profDir, readdirSync(profDir)[0]!));
     const baseProf = BASE_CLI ? (() => {
       const d = join(work, 'prof-base');
-      must(measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', d, '--cpu-prof-interval', '250', BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', baseDb]), 'profiled baseline dry-run');
+      rmSync(d, { recursive: true, force: true });
+      must(measure(process.execPath, ['--cpu-prof', '--cpu-prof-dir', d, '--cpu-prof-interval', '250', BASE_CLI, 'reconcile', dir, '--dry-run', '--uri', URI, '--db', baseDb, '--data-dir', baseData]), 'profiled baseline dry-run');
       return profileBy(join(d, readdirSync(d)[0]!));
     })() : undefined;
 
@@ -277,7 +363,8 @@ network: ${2 * N + 2} resources in two manifest files, converged. Every row is a
 bench, peak RSS by \`/usr/bin/time\` (maximum resident set size). ${REPS} interleaved repetitions (each runs every row once,
 order rotated): medians, and ratios of medians. Load average (1 min) ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after:
 this 2-core machine is shared, so compare ratios within the table, not absolute times across runs.
-${BASE_CLI ? `\n"baseline build" is another build run side by side in the same reps (\`--baseline-cli ${BASE_CLI}\`) on a copy of the same state DB.\n` : ''}
+${BASE_CLI ? `\n"baseline build" is another build run side by side in the same reps (\`--baseline-cli ${BASE_CLI}\`) on a copy of the same state DB,
+with its own load cache and no-op checks (written by one applying no-op run of that build before the reps).\n` : ''}
 ${machineBlock()}
 
 Setup: apply of the ${2 * N + 2} resources (\`--concurrency 8\`): ${small.applyS.toFixed(1)} s; then one applying no-op reconcile
@@ -286,10 +373,13 @@ dry-run writes nothing, so the first dry-run right after an apply still parses a
 
 ## Whole process, ${N} VMs
 
-${table(['command', 'median ms', 'min ms', 'median CPU ms (user + sys)', 'peak RSS MiB', 'ratio'], main)}
+${table(['command', 'median ms', 'min ms', 'median CPU ms (user + sys)', 'libvirtd CPU ms', 'peak RSS MiB', 'ratio'], main)}
 
 CPU time is the process's own (for \`virsh\` not libvirtd's): less sensitive to the machine's load than wall time, and the part
-of a dry-run that virtform's code can cut.
+of a dry-run that virtform's code can cut. "libvirtd CPU ms" is the namespace host's libvirtd's CPU time while the row ran
+(median): libvirt's own cost of the row's calls. "${FLOOR}" is a node process that connects with virtform's RPC
+client and makes the dry-run's definition reads (each domain's inactive XML, each volume's XML; 16 in flight per kind,
+each hashed) and nothing else: no manifests, no state DB, no pool refresh, no diff.
 
 The dry-runs' own engine time (\`--json\` \`durationMs\`: observe + diff + plan, from the connection on; the rest of the
 process is start-up, module loading, opening the DB and loading + validating the manifests):
@@ -305,11 +395,14 @@ The dry-run's \`--json\` \`definitions\` (read, parsed, left unparsed by the fas
 
 - no-op dry-run ≤ 0.6x one virsh session reading every definition virtform reads: ${target(dry <= 0.6 * read)} (${(dry / read).toFixed(2)}x)
 - no-op dry-run ≤ 0.25x one virsh session running \`dominfo\` for each VM: ${target(dry <= 0.25 * info)} (${(dry / info).toFixed(2)}x)
+- what no change to the engine can go below, same reps: the floor row (node, connect, the same definition reads pipelined and hashed, nothing else) ${(med(FLOOR) / read).toFixed(2)}x the read session and ${(med(FLOOR) / info).toFixed(2)}x the \`dominfo\` session; \`node -e 0\` alone ${(node0 / read).toFixed(2)}x / ${(node0 / info).toFixed(2)}x; libvirtd's own CPU for the dry-run's calls ${lcpu('virtform reconcile --dry-run')} ms (for the read session's ${lcpu('virsh session: every definition virtform reads')} ms). A target below the floor's ratio needs fewer calls, not less of virtform's work (libvirt 9.0 has no change counter and no bulk definition read)
 - for reference: ${(dry / list).toFixed(1)}x bare \`virsh list --all --name\`; \`--version\` ${(med('virtform --version') / node0).toFixed(2)}x and \`validate\` ${(med('virtform validate') / node0).toFixed(2)}x \`node -e 0\` (start-up and validate are another helper's: their own bench)
 
 ## CPU profile of one dry-run (\`node --cpu-prof\`, self time by package or source folder)
 
-Total sampled ${ms(prof.totalMs)} ms (profiling slows it down).
+Total sampled ${ms(prof.totalMs)} ms (profiling slows it down).${prof.engine ? ` The engine (\`planOnly\`: observe, diff, plan) ran from
+${ms(prof.engine.fromMs)} to ${ms(prof.engine.toMs)} ms: before it, ${ms(prof.engine.fromMs)} ms of start-up, module loading, manifest loading,
+opening the state DB and connecting; in it, ${ms(prof.engine.busyMs)} ms busy, ${ms(prof.engine.gcMs)} ms GC and ${ms(prof.engine.idleMs)} ms idle (waiting for libvirtd's replies).` : ''}
 
 ${table(['where', 'self ms', 'share'], prof.byPkg)}
 
@@ -362,11 +455,15 @@ ${table(['command', 'VMs', 'median wall ms (3 runs)', 'peak RSS MiB'], bigRows)}
     writeReport(f.out, report(true));
   } finally {
     // The bench's own host goes down with everything in it: nothing to prune there.
-    if (f['no-prune'] !== 'true') {
-      process.stderr.write('pruning …\n');
-      prune();
+    if (keep) {
+      process.stderr.write(`kept ${work} (--work)\n`);
+    } else {
+      if (f['no-prune'] !== 'true') {
+        process.stderr.write('pruning …\n');
+        prune();
+      }
+      rmSync(work, { recursive: true, force: true });
     }
-    rmSync(work, { recursive: true, force: true });
   }
 }
 

@@ -48,7 +48,10 @@ export function buildDesired(state: DesiredState, host: HostId = LOCAL_HOST): De
   return {
     resources,
     byKey: new Map(resources.map((r) => [r.key, r])),
-    digest: state.digest,
+    // Read when first asked (a run's record, not a dry-run): the load computes it lazily too.
+    get digest() {
+      return state.digest;
+    },
     gitCommit: state.gitCommit,
     gitDirty: state.gitDirty,
     empty: resources.length === 0,

@@ -5,7 +5,7 @@
  */
 import { RESOURCE_KINDS, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import type { Wanted } from './core/kind.js';
-import type { ExactView, Observed } from './core/observed.js';
+import type { Definition, ExactView, Observed } from './core/observed.js';
 import { definitionXml, localHosts, type HostPorts, type ObservedHosts } from './core/observed.js';
 import type { HostPort, HostSnapshot, ObservedVolume } from './ports.js';
 import type { BaselineEntry, DefinitionCheck, JournalEntry, ResourceIndexEntry, ResourceRecord, StoredReference } from '../state/index.js';
@@ -181,15 +181,41 @@ async function finishHost(
   recordMap: Observed['records'], openJournal: Map<string, JournalEntry[]>,
 ): Promise<Observed> {
   const { host, counted, exactOn } = run;
+  // What to read, and the no-op fast path's inputs, before the listings are awaited: none of it
+  // needs them (only the state DB and libvirt's version, whose call went out with the listings),
+  // so the definition reads go on the wire the moment the snapshot is in.
+  const wanted = new Map<ResourceKind, Map<string, Wanted>>(RESOURCE_KINDS.map((k) => [k, new Map()]));
+  for (const r of desired) wanted.get(r.kind)!.set(r.key, { name: r.name, where: { config: r.config } });
+  for (const [key, r] of recordMap) {
+    const w = wanted.get(r.kind as ResourceKind);
+    if (w && !w.has(key)) w.set(key, { name: r.name, where: { config: r.details?.config, intents: openJournal.get(key)?.map((j) => j.intent) } });
+  }
+  for (const [key, entries] of openJournal) {
+    const w = wanted.get(entries[0]!.kind as ResourceKind);
+    if (w && !w.has(key)) w.set(key, { name: entries[0]!.name, where: { intents: entries.map((j) => j.intent) } });
+  }
+  // The no-op fast path: a declared, recorded resource whose definition an earlier run compared
+  // without a difference under the same inputs is read unparsed when its bytes hash the same.
+  const [baselines, checks, version] = await Promise.all([
+    exactOn ? state.baselines!.index() : undefined,
+    state.definitionChecks?.index(),
+    run.versionP,
+  ]);
+  if (checks && checks.size > 0) {
+    const byKey = new Map(desired.map((r) => [r.key, r]));
+    for (const w of wanted.values()) {
+      for (const [key, entry] of w) {
+        const check = checks.get(key);
+        // Its digest when its definition arrives (every input is read by then and stays as it is).
+        if (check) entry.known = () => knownDigest(check, byKey.get(key), recordMap.get(key), openJournal.has(key), baselines?.get(key), version);
+      }
+    }
+  }
+
   const snapshot = await run.snapshotP;
   const pools = new Map(snapshot.pools.map((p) => [p.name, p]));
+  /** Filled from the pools' listings below, before the reads of the kinds that need them start. */
   const volumes = new Map<string, Map<string, ObservedVolume>>();
-  for (const [name, p] of run.listing) {
-    const r = await p;
-    if (!pools.get(name)?.active) continue; // absent or inactive: its volumes cannot be listed
-    if ('error' in r) throw r.error;
-    volumes.set(name, new Map(r.list.map((v) => [v.name, v])));
-  }
 
   const observed: Observed = {
     ...(hostId === LOCAL_HOST ? {} : { host: hostId }),
@@ -204,18 +230,9 @@ async function finishHost(
     unreadable: new Map(),
     hostCalls: 0,
   };
+  if (checks) observed.checks = checks;
 
   // Deep comparison: the definitions of everything declared, recorded or journaled that exists.
-  const wanted = new Map<ResourceKind, Map<string, Wanted>>(RESOURCE_KINDS.map((k) => [k, new Map()]));
-  for (const r of desired) wanted.get(r.kind)!.set(r.key, { name: r.name, where: { config: r.config } });
-  for (const [key, r] of recordMap) {
-    const w = wanted.get(r.kind as ResourceKind);
-    if (w && !w.has(key)) w.set(key, { name: r.name, where: { config: r.details?.config, intents: openJournal.get(key)?.map((j) => j.intent) } });
-  }
-  for (const [key, entries] of openJournal) {
-    const w = wanted.get(entries[0]!.kind as ResourceKind);
-    if (w && !w.has(key)) w.set(key, { name: entries[0]!.name, where: { intents: entries.map((j) => j.intent) } });
-  }
   // Every object of a kind that asks for it (networks, pools) is read, managed or not: a new
   // network's CIDR or a new pool's path is checked against them before anything is created.
   for (const k of RESOURCE_KINDS) {
@@ -233,24 +250,19 @@ async function finishHost(
   const capsP = needCaps
     ? counted(host.domainCapabilities()).then((c) => ({ c }), (error: unknown) => ({ error }))
     : Promise.resolve({ c: undefined });
-  // The no-op fast path: a declared, recorded resource whose definition an earlier run compared
-  // without a difference under the same inputs is read unparsed when its bytes hash the same.
-  const [baselines, checks, version] = await Promise.all([
-    exactOn ? state.baselines!.index() : undefined,
-    state.definitionChecks?.index(),
-    run.versionP,
-  ]);
-  if (checks) observed.checks = checks;
-  if (checks && checks.size > 0) {
-    const byKey = new Map(desired.map((r) => [r.key, r]));
-    for (const w of wanted.values()) {
-      for (const [key, entry] of w) {
-        const known = knownDigest(checks.get(key), byKey.get(key), recordMap.get(key), openJournal.has(key), baselines?.get(key), version);
-        if (known !== undefined) entry.known = known;
-      }
-    }
+  const readKind = (k: ResourceKind): Promise<Map<string, Definition>> => counted(kindOf(k).readDefinitions(host, observed, wanted.get(k)!));
+  // The reads of kinds that need no volume listing go on the wire now: libvirtd works on them
+  // while the pools' listings (a directory refresh each) complete.
+  const early = new Map(RESOURCE_KINDS.filter((k) => !kindOf(k).readsVolumes).map((k) => [k, readKind(k)] as const));
+  // safe-catch: only marks a rejection handled while the listings are awaited; each is awaited below and throws there.
+  for (const p of early.values()) p.catch(() => undefined);
+  for (const [name, p] of run.listing) {
+    const r = await p;
+    if (!pools.get(name)?.active) continue; // absent or inactive: its volumes cannot be listed
+    if ('error' in r) throw r.error;
+    volumes.set(name, new Map(r.list.map((v) => [v.name, v])));
   }
-  const reads = await Promise.all(RESOURCE_KINDS.map((k) => counted(kindOf(k).readDefinitions(host, observed, wanted.get(k)!))));
+  const reads = await Promise.all(RESOURCE_KINDS.map((k) => early.get(k) ?? readKind(k)));
   const capsR = await capsP;
   if ('error' in capsR && !(capsR.error instanceof HostError && capsR.error.code === 'invalid')) throw capsR.error;
   const caps = 'c' in capsR ? capsR.c : undefined;

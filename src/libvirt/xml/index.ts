@@ -5,7 +5,7 @@ export { buildNetworkXml, buildDhcpHostXml, parseNetworkXml } from './network.js
 export { buildPoolXml, parsePoolXml } from './pool.js';
 export { buildVolumeXml, parseVolumeXml } from './volume.js';
 export { buildSnapshotXml, parseSnapshotXml } from './snapshot.js';
-export { parseCapabilities, parseDomainCapabilities, chooseDomainType, type DomainTypeChoice, type HostCapabilities, type GuestCapability } from './capabilities.js';
+export { capabilitiesHostUuid, parseCapabilities, parseDomainCapabilities, chooseDomainType, type DomainTypeChoice, type HostCapabilities, type GuestCapability } from './capabilities.js';
 export { OWNER_NS, OWNER_PREFIX } from './marker.js';
 export { escapeAttr, escapeText, decodeEntities } from './xml-util.js';
 export {

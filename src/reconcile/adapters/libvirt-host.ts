@@ -89,6 +89,7 @@ import {
   chooseDomainType,
   type DomainTypeChoice,
   LibvirtXmlError,
+  capabilitiesHostUuid,
   parseCapabilities,
   parseDomainCapabilities,
   parseDomainXml,
@@ -267,9 +268,8 @@ export class LibvirtHost implements HostPort {
 
   hostIdentity(): Promise<HostIdentity> {
     return this.op('host identity', false, async () => {
-      const caps = parseCapabilities(await this.client.connectGetCapabilities());
-      const hostname = await this.client.connectGetHostname();
-      return { uri: redactUri(this.client.uri), hostname, uuid: caps.hostUuid, driver: parseUri(this.client.uri).driver };
+      const [caps, hostname] = await Promise.all([this.client.connectGetCapabilities(), this.client.connectGetHostname()]);
+      return { uri: redactUri(this.client.uri), hostname, uuid: capabilitiesHostUuid(caps), driver: parseUri(this.client.uri).driver };
     });
   }
 

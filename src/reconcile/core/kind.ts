@@ -42,12 +42,14 @@ export interface BuildContext {
  * A resource observe wants the definition of: its object's name, where to find it, and `known`:
  * the sha256 of bytes an earlier run compared without a difference under the same inputs (the
  * no-op fast path, `checks.ts`): a kind that supports it reads the object's definition unparsed
- * when its bytes still hash to that (`Observed.unparsed`).
+ * when its bytes still hash to that (`Observed.unparsed`). Computed when asked, i.e. when the
+ * definition arrives (the digest of the comparison's inputs, ~10 µs a resource, is then spent
+ * while libvirtd works on the other reads, not before the first read goes out); undefined: none.
  */
 export interface Wanted {
   name: string;
   where: Locator;
-  known?: string;
+  known?: () => string | undefined;
 }
 
 export interface Locator {
@@ -195,6 +197,11 @@ export interface KindHandler<R extends AnyDesired = never, O extends StepOpBase 
    * compares them with the desired state: this is how changes made outside virtform are seen.
    */
   readDefinitions(host: HostPort, observed: Observed, wanted: Map<string, Wanted>): Promise<Map<string, Definition>>;
+  /**
+   * This kind's reads look its objects up in `observed.volumes`: observe starts them once the
+   * pools' volume listings are in (a directory refresh each); the other kinds' reads go out first.
+   */
+  readsVolumes?: boolean;
   /**
    * Names of every object of this kind the host lists whose definition observe reads, managed or
    * not (networks, pools: a new network's CIDR or pool's path is checked against them).

@@ -63,12 +63,35 @@ export async function readListed<O extends { name: string }, D>(
 
 /** A {@link DefinitionRead} for the wanted resources with a `known` digest, by the id the host reads by. */
 export function fastRead<D>(wanted: Map<string, Wanted>, idOf: (key: string, w: Wanted) => string | undefined): DefinitionRead<D> {
-  const known = new Map<string, string>();
+  const digestOf = new Map<string, () => string | undefined>();
   for (const [key, w] of wanted) {
     const id = w.known !== undefined ? idOf(key, w) : undefined;
-    if (id !== undefined) known.set(id, w.known!);
+    if (id !== undefined) digestOf.set(id, w.known!);
   }
-  return { known, digests: new Map(), unparsed: new Map() };
+  return { known: new KnownOnDemand(digestOf), digests: new Map(), unparsed: new Map() };
+}
+
+/**
+ * The `known` of a fast read: each id's digest computed when first asked (the host's read asks as
+ * each definition arrives) and kept. Only `get` and `has` are meaningful (all a read asks).
+ */
+class KnownOnDemand extends Map<string, string> {
+  constructor(private readonly digestOf: ReadonlyMap<string, () => string | undefined>) {
+    super();
+  }
+
+  override get(id: string): string | undefined {
+    if (!super.has(id)) {
+      const digest = this.digestOf.get(id)?.();
+      if (digest === undefined) return undefined;
+      super.set(id, digest);
+    }
+    return super.get(id);
+  }
+
+  override has(id: string): boolean {
+    return this.get(id) !== undefined;
+  }
 }
 
 /** What a fast read found, by resource key, into `observed.digests` and `observed.unparsed`. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseDomainType, LibvirtXmlError, parseCapabilities, parseDomainCapabilities } from '../../../src/libvirt/xml/index.js';
+import { capabilitiesHostUuid, chooseDomainType, LibvirtXmlError, parseCapabilities, parseDomainCapabilities } from '../../../src/libvirt/xml/index.js';
 import { fixture } from './helpers.js';
 
 function caps(guests: string): string {
@@ -24,6 +24,22 @@ describe('parseCapabilities', () => {
     const xml = '<capabilities><host><uuid> aca42082-0fa6-4126-89cb-d995ec095b97 </uuid><cpu><arch>x86_64</arch></cpu></host></capabilities>';
     expect(parseCapabilities(xml).hostUuid).toBe('aca42082-0fa6-4126-89cb-d995ec095b97');
     expect(parseCapabilities(caps('')).hostUuid).toBeNull();
+  });
+
+  it('capabilitiesHostUuid: the UUID parseCapabilities reads, from the layout libvirt writes without a parse, from any other by parsing', () => {
+    const real = fixture('libvirt9-caps.xml');
+    expect(capabilitiesHostUuid(real)).toBe('7f2f6a65-832b-4fc7-a605-9cbe7c4a85c0');
+    // Other shapes than libvirt's: an XML declaration, padding in the element, UUID elsewhere, none.
+    const shapes = [
+      `<?xml version="1.0"?>\n${real}`,
+      '<capabilities><host><uuid> aca42082-0fa6-4126-89cb-d995ec095b97 </uuid><cpu><arch>x86_64</arch></cpu></host></capabilities>',
+      '<capabilities><host><cpu><arch>x86_64</arch></cpu><uuid>aca42082-0fa6-4126-89cb-d995ec095b97</uuid></host></capabilities>',
+      caps(''),
+    ];
+    for (const xml of shapes) expect(capabilitiesHostUuid(xml)).toBe(parseCapabilities(xml).hostUuid);
+    expect(capabilitiesHostUuid(shapes[2]!)).toBe('aca42082-0fa6-4126-89cb-d995ec095b97');
+    // Not a capabilities document: refused as by the full parse.
+    expect(() => capabilitiesHostUuid('<domain/>')).toThrow(LibvirtXmlError);
   });
 
   it('TCG only', () => {

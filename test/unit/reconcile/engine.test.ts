@@ -37,13 +37,14 @@ describe('create and converge', () => {
     await run(await desired());
     fx.host.calls = [];
     await fx.planResult(await desired());
-    // one snapshot + one volume listing for the one pool, then each object's persistent definition
+    // one snapshot + one volume listing for the one pool, then each object's persistent definition:
+    // the volumes' last, once their pool's listing is in (the other reads go out before it is awaited)
     expect(fx.host.calls).toEqual([
       'snapshot:*', `listVolumes:${P}-pool`,
       `describePool:${P}-pool`,
-      `describeVolume:${P}-base.qcow2`, `describeVolume:${P}-root.qcow2`, `describeVolume:${P}-data.img`,
       `describeNetwork:${P}-net`,
       `describeDomain:${P}-vm1`, `describeDomain:${P}-vm2`,
+      `describeVolume:${P}-base.qcow2`, `describeVolume:${P}-root.qcow2`, `describeVolume:${P}-data.img`,
     ]);
     expect(fx.host.calls.some((c) => c.startsWith('get'))).toBe(false);
   });

@@ -71,7 +71,14 @@ export const poolKind: KindHandler<DesiredPool, PoolOp> = {
 
   lookups(state) {
     const pools = new Map(state.pools.map((p) => [p.metadata.name, p]));
-    return { poolPath: (name) => posix.normalize(pools.get(name)?.spec.path ?? `/nonexistent/${name}`) };
+    // Asked for every volume: each pool's path is normalized once.
+    const paths = new Map<string, string>();
+    const poolPath = (name: string): string => {
+      let path = paths.get(name);
+      if (path === undefined) paths.set(name, (path = posix.normalize(pools.get(name)?.spec.path ?? `/nonexistent/${name}`)));
+      return path;
+    };
+    return { poolPath };
   },
 
   build(state, ctx) {

@@ -118,9 +118,16 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   lookups(state, ctx) {
     const volumes = new Map(state.volumes.map((v) => [v.metadata.name, v]));
     const volumeFormat = (name: string): VolumeFormat => (volumes.get(name)?.spec.format ?? 'qcow2') as VolumeFormat;
+    // Asked for every volume and every VM disk: each path is joined once (~5 µs each, 2,000 at 1,000 VMs).
+    const paths = new Map<string, string>();
     const volumePath = (name: string): string => {
-      const v = volumes.get(name);
-      return v ? volumeFilePath(ctx.poolPath(v.spec.pool), name, volumeFormat(name), v.spec.fileName) : `/nonexistent/${name}`;
+      let path = paths.get(name);
+      if (path === undefined) {
+        const v = volumes.get(name);
+        path = v ? volumeFilePath(ctx.poolPath(v.spec.pool), name, volumeFormat(name), v.spec.fileName) : `/nonexistent/${name}`;
+        paths.set(name, path);
+      }
+      return path;
     };
     return { volumePath, volumeFormat };
   },
@@ -173,6 +180,7 @@ export const volumeKind: KindHandler<DesiredVolume, VolumeOp> = {
   identity: (observed, _name, where) => volumeIdentity(observed, where),
   poolsToList: ({ journal }) => (journal && typeof journal.intent.pool === 'string' ? [journal.intent.pool] : []),
 
+  readsVolumes: true,
   async readDefinitions(host, observed, wanted) {
     const keyByVolume = new Map<string, string>();
     const list = [];
