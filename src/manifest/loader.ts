@@ -317,7 +317,9 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: 
     // import rules) and fill in its value (defaults, absolute paths, a userDataFile's text in
     // spec.cloudInit.userData), never on the per-file result a cache keeps (ManifestCache, the
     // load cache): a kept file must load again as it did the first time.
-    for (const e of load.entries) entries.push({ ...e, data: structuredClone(e.data) });
+    // A file read here (no reader of the caller's) is kept by nobody: its entries need no copy.
+    if (hooks.readFile) for (const e of load.entries) entries.push({ ...e, data: structuredClone(e.data) });
+    else entries.push(...load.entries);
     hostEntries.push(...load.hostEntries);
   }
   // The policy first: a source path it refuses is never opened (not even to read an image header).
