@@ -9,22 +9,12 @@
  * certain to give the same documents (see {@link fastParse}: anchors, aliases, tags, directives,
  * explicit or null keys, any error or warning — those files take `yaml`'s path as before, with its
  * error messages), and, for a file read fast, at the first use of a position (`SourceDoc.doc`,
- * `SourceDoc.lineCounter`, `locate`): only files with errors pay for positions.
+ * `SourceDoc.lineCounter`, `locate`): only files with errors pay for positions. `yaml` itself is
+ * loaded then too (src/util/yaml-lib.ts): a run that reads only valid files never loads it.
  */
 import { FAILSAFE_SCHEMA, Type as JsYamlType, loadAll as jsYamlLoadAll, type LoadOptions as JsYamlOptions, type State as JsYamlState } from 'js-yaml';
-import {
-  Alias,
-  Document,
-  LineCounter,
-  isAlias,
-  isCollection,
-  isMap,
-  isPair,
-  isScalar,
-  isSeq,
-  parseAllDocuments,
-  type Node as YamlNode,
-} from 'yaml';
+import type { Alias, Document, LineCounter, Node as YamlNode } from 'yaml';
+import { yamlLib } from '../util/yaml-lib.js';
 import type { FieldPath, ManifestError } from './errors.js';
 
 /** Files larger than this are refused before parsing. */
@@ -141,12 +131,13 @@ function fileError(file: string, pos: Position, message: string): ManifestError 
 /** True for a document with no content at all (e.g. a trailing `---` or only comments). */
 function isEmptyDoc(doc: Document.Parsed): boolean {
   const c = doc.contents;
-  return c === null || (isScalar(c) && c.value === null && (c.source === '' || c.source === undefined) && !c.tag);
+  return c === null || (yamlLib().isScalar(c) && c.value === null && (c.source === '' || c.source === undefined) && !c.tag);
 }
 
 /** Walk the node tree (not following aliases): depth guard and expanded-size guard against alias bombs. */
 function checkTree(sd: SourceDoc): ManifestError | undefined {
   const { doc, lineCounter: lc, file } = sd;
+  const { isAlias, isCollection, isPair } = yamlLib();
   const root = doc.contents;
   if (!root) return undefined;
   // Depth, iteratively.
@@ -251,7 +242,7 @@ export function parseYamlFile(file: string, bytes: Buffer, opts: ParseOptions = 
     const docs = fastParse(file, text);
     if (docs) return { docs, errors };
   }
-  const lineCounter = new LineCounter();
+  const lineCounter = new (yamlLib().LineCounter)();
   let parsed: Document.Parsed[];
   try {
     parsed = parseWithPositions(text, lineCounter);
@@ -287,7 +278,7 @@ export function parseYamlFile(file: string, bytes: Buffer, opts: ParseOptions = 
  * on what the library cannot handle at all (reported as `cannot parse YAML`).
  */
 function parseWithPositions(text: string, lineCounter: LineCounter): Document.Parsed[] {
-  const r = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: '1.2', merge: false });
+  const r = yamlLib().parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: '1.2', merge: false });
   return Array.isArray(r) ? r : [r as unknown as Document.Parsed];
 }
 
@@ -397,7 +388,7 @@ function lazyPositions(textOf: () => string): PositionsOf {
   let reparsed: ReturnType<PositionsOf> | undefined;
   return () => {
     if (reparsed) return reparsed;
-    const lineCounter = new LineCounter();
+    const lineCounter = new (yamlLib().LineCounter)();
     let docs: Document.Parsed[];
     try {
       docs = parseWithPositions(textOf(), lineCounter).filter((d) => !isEmptyDoc(d));
@@ -413,7 +404,7 @@ function sourceDoc(file: string, index: number, start: Position, withPositions: 
   return {
     file, index, start, ...value,
     get doc() {
-      return withPositions().docs[index] ?? new Document(null) as unknown as Document.Parsed;
+      return withPositions().docs[index] ?? new (yamlLib().Document)(null) as unknown as Document.Parsed;
     },
     get lineCounter() {
       return withPositions().lineCounter;
@@ -480,6 +471,7 @@ function nodeStart(sd: SourceDoc, node: unknown): Position | undefined {
  * deepest existing node is used. Implicit nulls (`spec:` with nothing after it) point at their key.
  */
 export function locate(sd: SourceDoc, path: FieldPath, opts: { key?: boolean } = {}): Position {
+  const { isAlias, isMap, isScalar, isSeq } = yamlLib();
   let node: unknown = sd.doc.contents;
   let pos: Position = sd.start;
   for (let i = 0; i < path.length; i++) {

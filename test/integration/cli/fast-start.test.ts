@@ -132,6 +132,8 @@ describe('the bundled CLI', () => {
     expect(sources).toContain('src/cli/commands/validate.ts');
     expect(sources.some((s) => s.startsWith('node_modules/js-yaml/'))).toBe(true);
     expect(sources.filter((s) => HOST_OR_DB.some((re) => re.test(s)))).toEqual([]);
+    // Valid files are read by js-yaml alone: `yaml` (positions) is neither bundled on this path nor loaded.
+    expect(sources.filter((s) => s.startsWith('node_modules/yaml/'))).toEqual([]);
     // The validators are precompiled: ajv's compiler is not loaded.
     expect(sources.filter((s) => /node_modules\/ajv\/dist\/(core|compile|2020)/.test(s))).toEqual([]);
   });
@@ -185,6 +187,13 @@ describe('the bundled CLI', () => {
         expect(lines[i], name).toContain(x.messageIncludes);
       });
     }
+  });
+
+  it('a file with an error loads `yaml` for its positions, at that moment (node_modules: not bundled on validate\'s path)', () => {
+    const r = traced(['validate', join(BROKEN, 'vcpus-string')], 'validate-broken');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/:\d+:\d+: /);
+    expect(r.loaded.some((f) => f.startsWith('node_modules/yaml/dist/'))).toBe(true);
   });
 
   it('validate --json of the whole broken corpus: the same errors as the sources\' loader (precompiled validators = ajv at run time)', async () => {
