@@ -61,7 +61,7 @@ const opensQuote = (prev: string): boolean => prev === ' ' || prev === '\t' || p
  */
 function flowDepthViolation(text: string, limit: number): number | undefined {
   // Jumps from one character that matters to the next (a regex scan, not a loop over every
-  // character: ~10x less CPU on a 340 KB file, cold).
+  // character: ~6-9 instead of ~6-13 ms CPU on the 510 KB of the 2,002-resource bench set, cold).
   let depth = 0;
   for (let i = 0; ;) {
     FLOW_SPECIAL.lastIndex = i;
