@@ -13,11 +13,19 @@
  *   3  `reconcile --dry-run --detailed-exitcode` only: changes are pending (held ones included);
  *      `export`: something could not be exported as it is (warnings; the rest is written)
  */
-import { CommanderError } from 'commander';
-import { buildProgram } from './program.js';
 import { EXIT } from './exit.js';
+import { VERSION } from './version.js';
 
 async function main(): Promise<void> {
+  // `virtform --version` alone is answered before commander and the command tree are loaded (a
+  // start ~1.1x `node -e 0`: bench/results/cli.md); any other command line, `--version` among
+  // other arguments included, goes to commander, which prints the same.
+  const args = process.argv.slice(2);
+  if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  const [{ CommanderError }, { buildProgram }] = await Promise.all([import('commander'), import('./program.js')]);
   const program = buildProgram();
   try {
     await program.parseAsync(process.argv);

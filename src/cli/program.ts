@@ -6,6 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { checkPostgresUrl, isPostgresLocation } from '../state/location.js';
 import { EXIT } from './exit.js';
 import { addGitOptions } from './git-options.js';
+import { VERSION } from './version.js';
 // Each command's implementation (engine, libvirt client, state DB, schemas) is imported when that
 // command runs, so `--help` and `--version` load only commander.
 
@@ -48,7 +49,7 @@ function maxDeletions(v: string): number | 'all' {
 export function buildProgram(): Command {
   const program = new Command('virtform')
     .description('Declarative reconciliation controller for KVM/QEMU hosts: YAML manifests in, converged libvirt out.')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     // Throw instead of exiting on usage errors, so they map to exit 2. Set before the subcommands
     // are added: they copy it from here (set later, a bad flag of a subcommand exited 1).

@@ -15,7 +15,7 @@
  * sha256 digest identifies the content: a reconciler can compare it with the uploaded volume's.
  */
 import { createHash } from 'node:crypto';
-import { isMap, parseDocument, stringify } from 'yaml';
+import { yamlLib } from '../util/yaml-lib.js';
 import { buildIso9660 } from './iso9660.js';
 
 export const SEED_LABEL = 'cidata';
@@ -97,14 +97,14 @@ export function seedFiles(input: SeedInput): SeedFile[] {
 function networkConfigText(nc: Record<string, unknown> | string): string {
   let obj: unknown;
   if (typeof nc === 'string') {
-    const doc = parseDocument(nc, { version: '1.1' }); // as cloud-init (PyYAML) reads it
+    const doc = yamlLib().parseDocument(nc, { version: '1.1' }); // as cloud-init (PyYAML) reads it
     if (doc.errors.length > 0) {
       // The parser's message quotes the text around the error: only where and what, never the text (it may hold secrets).
       const first = doc.errors[0]!;
       const at = first.linePos?.[0];
       throw new SeedError('networkConfig', `not valid YAML${at ? ` at line ${at.line}, column ${at.col} of the text` : ''} (${first.code}; the text is not shown)`);
     }
-    if (!isMap(doc.contents)) throw new SeedError('networkConfig', 'must be a YAML mapping');
+    if (!yamlLib().isMap(doc.contents)) throw new SeedError('networkConfig', 'must be a YAML mapping');
     obj = doc.toJS();
   } else if (isPlainObject(nc)) {
     obj = nc;
@@ -125,7 +125,7 @@ function networkConfigText(nc: Record<string, unknown> | string): string {
  * with the YAML 1.1 schema quotes every such string.
  */
 function yaml(v: unknown): string {
-  return stringify(v, { version: '1.1', sortMapEntries: true, lineWidth: 0 });
+  return yamlLib().stringify(v, { version: '1.1', sortMapEntries: true, lineWidth: 0 });
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -20,7 +20,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, posix } from 'node:path';
-import { isScalar } from 'yaml';
 import {
   EXTRA_DEVICE_ELEMENTS, MODELLED_DEVICE_ELEMENTS, hostReachOf, implicitDevice, parseFragment,
 } from '../libvirt/xml/extra-devices.js';
@@ -29,6 +28,7 @@ import { quote } from './errors.js';
 import { realPathOf, within, type Policy } from './policy.js';
 import { Reporter, specOf, type Entry } from './semantics.js';
 import { locate, type Position } from './yaml-source.js';
+import { yamlLib } from '../util/yaml-lib.js';
 
 /** Check every VM's `spec.extraDevices` (with or without a policy: deny by default). */
 export function checkExtraDevices(entries: readonly Entry[], policy: Policy | undefined): ManifestError[] {
@@ -96,7 +96,7 @@ export function checkExtraDevices(entries: readonly Entry[], policy: Policy | un
  */
 function inFile(e: Entry, at: FieldPath, line: number, col: number): Position | undefined {
   const node = e.sd.doc.getIn(at, true);
-  if (!isScalar(node) || !node.range || typeof node.value !== 'string') return undefined;
+  if (!yamlLib().isScalar(node) || !node.range || typeof node.value !== 'string') return undefined;
   const start = locate(e.sd, at);
   const value = node.value;
   if (node.type === 'BLOCK_LITERAL') {

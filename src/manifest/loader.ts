@@ -344,7 +344,9 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: 
     // Copies: the checks below set fields on an entry (a probed image, import rules) and fill in
     // its value (writableValue), never on the per-file result a cache keeps (ManifestCache, the
     // load cache): a kept file must load again as it did the first time.
-    for (const e of load.entries) entries.push({ ...e, data: writableValue(e.data) });
+    // A file read here (no reader of the caller's) is kept by nobody: its entries need no copy.
+    if (hooks.readFile) for (const e of load.entries) entries.push({ ...e, data: writableValue(e.data) });
+    else entries.push(...load.entries);
     hostEntries.push(...load.hostEntries);
   }
   // The policy first: a source path it refuses is never opened (not even to read an image header).

@@ -91,20 +91,31 @@ describe('the bundled CLI', () => {
   it('is what dist/cli/main.js is: one entry, its chunks beside it, the shebang kept', () => {
     const main = readFileSync(CLI, 'utf8');
     expect(main.startsWith('#!/usr/bin/env node\n')).toBe(true);
-    expect(meta.outputs['dist/cli/main.js']).toBeDefined();
-    // The entry holds the command tree; each command is a chunk of its own, loaded when it runs.
-    expect(Object.keys(meta.outputs['dist/cli/main.js']!.inputs)).toContain('src/cli/program.ts');
-    expect(meta.outputs['dist/cli/main.js']!.imports.filter((i) => i.kind === 'dynamic-import').length).toBeGreaterThanOrEqual(6);
+    const entry = meta.outputs['dist/cli/main.js'];
+    expect(entry).toBeDefined();
+    // The entry holds neither commander nor the command tree: both are a chunk it imports when the
+    // command line is more than `--version`; each command is a chunk of its own, loaded when it runs.
+    expect(Object.keys(entry!.inputs)).toContain('src/cli/main.ts');
+    expect(Object.keys(entry!.inputs).filter((i) => i === 'src/cli/program.ts' || i.startsWith('node_modules/'))).toEqual([]);
+    const tree = entry!.imports.filter((i) => i.kind === 'dynamic-import').map((i) => i.path)
+      .find((p) => Object.keys(meta.outputs[p]!.inputs).includes('src/cli/program.ts'));
+    expect(tree).toBeDefined();
+    expect(meta.outputs[tree!]!.imports.filter((i) => i.kind === 'dynamic-import').length).toBeGreaterThanOrEqual(6);
   });
 
-  it('--version prints the version, exit 0, and loads neither the manifest layer nor a command', () => {
-    const r = traced(['--version'], 'version');
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string}\n`);
-    const sources = sourcesOf(r.loaded);
-    expect(sources).toContain('src/cli/program.ts');
-    expect(sources).toContain('node_modules/commander/lib/command.js');
-    expect(sources.filter((s) => /^src\/manifest\/|node_modules\/(yaml|js-yaml|ajv)\//.test(s) || HOST_OR_DB.some((re) => re.test(s)))).toEqual([]);
+  it('--version prints the version, exit 0, and loads neither commander nor the manifest layer nor a command', () => {
+    const version = `${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string}\n`;
+    for (const flag of ['--version', '-V']) {
+      const r = traced([flag], `version${flag}`);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(version);
+      const sources = sourcesOf(r.loaded);
+      expect(sources).toContain('src/cli/main.ts');
+      expect(sources.filter((s) => s === 'src/cli/program.ts' || /^src\/manifest\/|node_modules\/(commander|yaml|js-yaml|ajv)\//.test(s) || HOST_OR_DB.some((re) => re.test(s)))).toEqual([]);
+    }
+    // With other arguments, commander answers it: the same text.
+    const withOther = cli(['--version', 'validate']);
+    expect(withOther).toEqual({ code: 0, stdout: version, stderr: '' });
   });
 
   it('validate loads the manifest layer only: no state DB driver, no libvirt client, no engine, no chokidar or browser', () => {
@@ -121,6 +132,8 @@ describe('the bundled CLI', () => {
     expect(sources).toContain('src/cli/commands/validate.ts');
     expect(sources.some((s) => s.startsWith('node_modules/js-yaml/'))).toBe(true);
     expect(sources.filter((s) => HOST_OR_DB.some((re) => re.test(s)))).toEqual([]);
+    // Valid files are read by js-yaml alone: `yaml` (positions) is neither bundled on this path nor loaded.
+    expect(sources.filter((s) => s.startsWith('node_modules/yaml/'))).toEqual([]);
     // The validators are precompiled: ajv's compiler is not loaded.
     expect(sources.filter((s) => /node_modules\/ajv\/dist\/(core|compile|2020)/.test(s))).toEqual([]);
   });
@@ -174,6 +187,13 @@ describe('the bundled CLI', () => {
         expect(lines[i], name).toContain(x.messageIncludes);
       });
     }
+  });
+
+  it('a file with an error loads `yaml` for its positions, at that moment (node_modules: not bundled on validate\'s path)', () => {
+    const r = traced(['validate', join(BROKEN, 'vcpus-string')], 'validate-broken');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/:\d+:\d+: /);
+    expect(r.loaded.some((f) => f.startsWith('node_modules/yaml/dist/'))).toBe(true);
   });
 
   it('validate --json of the whole broken corpus: the same errors as the sources\' loader (precompiled validators = ajv at run time)', async () => {
