@@ -121,14 +121,12 @@ beforeAll(async () => {
   });
   c.subscribe((e) => {
     if (e.type === 'runEnd') finished.push({ run: e.run, plan: c.lastPlan?.plan });
-    if (e.type === 'runEnd' && process.env.VF_DEBUG_RUNS) console.error('RUN', e.run.seq, e.run.sources, e.run.outcome, JSON.stringify(c.lastPlan?.plan.summary));
   });
   await c.start();
   expect((await runAfter(0, 'the initial run', 'initial')).run.outcome).toBe('succeeded');
   await quiet();
   // One applied edit (recording the no-op fast path's checks), then the lifecycle events' run.
   const seq = c.lastRun!.seq;
-  if (process.env.VF_DEBUG_RUNS) console.error('EDIT after', seq);
   writeAtomic(join(mdir, 'vm2.yaml'), vmFile(2, 72));
   expect((await runAfter(seq, 'the first edit', 'file')).run.outcome).toBe('succeeded');
   await quiet();
