@@ -45,6 +45,11 @@ export function buildContext(state: DesiredState, host: string, domainType?: 'kv
 export function buildDesired(state: DesiredState, host: HostId = LOCAL_HOST): Desired {
   const ctx = buildContext(state, host);
   const resources: DesiredResource[] = RESOURCE_KINDS.flatMap((k) => KINDS[k].build(state, ctx) as DesiredResource[]);
+  return desiredOf(state, resources);
+}
+
+/** The desired state of `resources`, built from `state`. */
+function desiredOf(state: DesiredState, resources: DesiredResource[]): Desired {
   return {
     resources,
     byKey: new Map(resources.map((r) => [r.key, r])),
@@ -112,14 +117,7 @@ export function rebuildDesired(state: DesiredState, prev: DesiredBuild | undefin
       resources.push(r);
     }
   }
-  return {
-    resources,
-    byKey: new Map(resources.map((r) => [r.key, r])),
-    digest: state.digest,
-    gitCommit: state.gitCommit,
-    gitDirty: state.gitDirty,
-    empty: resources.length === 0,
-  };
+  return desiredOf(state, resources);
 }
 
 /** The state's fields but the manifests and the digest (a getter over every manifest: not evaluated). */
