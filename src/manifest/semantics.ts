@@ -24,6 +24,7 @@ import type { ImportRules, ResourceKind } from './model.js';
 import { ManifestSizeError, formatSize, parseSize, roundUpToKiB } from './size.js';
 import { locate, type SourceDoc } from './yaml-source.js';
 import { fileSha256, readImageHeader, type LocalImageInfo } from './image.js';
+import { isScratchPoolName } from '../model/definitions.js';
 import type { NetworkSpec, SnapshotSpec, StoragePoolSpec, VirtualMachineSpec, VolumeSpec } from './types.generated.js';
 
 export const MIN_MEMORY = 16 * 1024 ** 2;
@@ -307,6 +308,7 @@ export async function checkSemantics(entries: Entry[], opts: {
   for (const e of byKind('StoragePool')) {
     if (!e.valid) continue;
     const spec = specOf(e, 'StoragePool');
+    if (e.name && isScratchPoolName(e.name)) r.at(e, ['metadata', 'name'], `name ${quote(e.name)} is reserved: virtform names its own scratch pools so (virtform-probe-… and virtform-rmdir-… with 12 hex digits)`);
     const p = spec.path;
     if (hasDotDot(p)) r.at(e, ['spec', 'path'], `path ${quote(p)} must not contain ".." segments`);
     else if (p === '/') r.at(e, ['spec', 'path'], 'path must not be the root directory');

@@ -18,6 +18,30 @@ export function directoryPoolMarker(name: string): OwnerMarker {
   return { kind: 'StoragePool', name, specHash: '' };
 }
 
+/**
+ * Scratch pools: the throw-away pools virtform creates only to reach a directory on a host (a
+ * transient `virtform-probe-…` to test that a directory exists, an inactive `virtform-rmdir-…` to
+ * remove one). Each lives for one call; a process killed in between leaves one behind. They are
+ * never observed as pools (they would conflict with the pools whose directories they reach) and
+ * are removed after the next apply. The names are reserved: no manifest may declare them.
+ */
+export type ScratchPoolPurpose = 'probe' | 'rmdir';
+export const SCRATCH_POOL_NAME = /^virtform-(probe|rmdir)-[0-9a-f]{12}$/;
+export function isScratchPoolName(name: string): boolean {
+  return SCRATCH_POOL_NAME.test(name);
+}
+
+/**
+ * Whether a listed pool is a scratch pool left behind: its name, and the state each purpose leaves
+ * (a probe is transient, an rmdir pool defined and never started). Pool XML has no room for a
+ * marker (src/libvirt/xml/pool.ts), so the name and that state are all there is to go by.
+ */
+export function isLeftoverScratchPool(p: { name: string; persistent: boolean; active: boolean }): boolean {
+  const m = SCRATCH_POOL_NAME.exec(p.name);
+  if (!m) return false;
+  return m[1] === 'probe' ? !p.persistent : p.persistent && !p.active;
+}
+
 export type VolumeFormat = 'qcow2' | 'raw';
 
 export interface PoolDef {

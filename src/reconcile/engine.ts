@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LOCAL_HOST, hostOf, hostOfKey, parseResourceKey, type ResourceRef } from '../model/kinds.js';
-import type { HostPort, MutationGuard } from './ports.js';
+import type { HostPort, MutationGuard, ObservedPool } from './ports.js';
 import type { Desired } from './desired.js';
 import { localHosts, observeHosts, type HostPorts, type Observed, type ObservedHosts, type StateReader } from './observe.js';
 import { diff, notices } from './diff.js';
@@ -150,6 +150,14 @@ export function runHosts(host: HostPort | HostPorts | undefined, hosts?: HostPor
   return localHosts(host as HostPort);
 }
 
+/** Remove the scratch pools a killed run left on a host (best effort: the next apply tries again). */
+async function removeScratchPools(host: HostPort | undefined, pools: readonly ObservedPool[] | undefined, store: EngineStore): Promise<void> {
+  if (!host?.removeScratchPools || !pools?.length) return;
+  // safe-catch: best effort; a pool left here is removed after the next apply and is never observed as a pool
+  const removed = await host.removeScratchPools(pools).catch(() => [] as string[]);
+  if (removed.length > 0) await store.events.append({ level: 'info', message: `removed scratch pools left by an interrupted run: ${removed.join(', ')}` });
+}
+
 /** The observation a single-host caller reads: the local host's, else the first host's. */
 function mainObserved(hosts: ObservedHosts): Observed {
   return hosts.get(LOCAL_HOST) ?? hosts.values().next().value!;
@@ -232,6 +240,9 @@ export async function reconcile(opts: ReconcileOptions): Promise<ReconcileResult
   const keep = new Set(opts.desired.resources.flatMap((r) => kindOf(r.kind).cachedImages?.(r) ?? []));
   // safe-catch: the image cache clean-up is best effort; the next apply prunes again
   await images.prune(keep).catch(() => undefined);
+  // Scratch pools left by a killed run (a probe or rmdir pool) are removed, never reported as drift.
+  // Like every change, only while this process still holds the writer lease.
+  if (!opts.guard?.()) for (const [hostName, o] of observedHosts) await removeScratchPools(hosts.get(hostName), o.snapshot.scratchPools, opts.store);
 
   // Baselines taken again without a change (first run after an upgrade, another libvirt version,
   // an interrupted run): from the XML observed, which no step of this run rewrote.

@@ -96,6 +96,11 @@ export interface HostSnapshot {
   pools: ObservedPool[];
   networks: ObservedNetwork[];
   domains: ObservedDomain[];
+  /**
+   * virtform's own scratch pools left by a process killed while using one (`isScratchPoolName`):
+   * not in `pools` (never observed, planned or reported as pools); removed after the next apply.
+   */
+  scratchPools?: ObservedPool[];
 }
 
 /** IP address family of a lease or an interface address. */
@@ -336,6 +341,11 @@ export interface HostPort {
   deletePool(name: string, opts?: { deleteDir?: boolean }): Promise<void>;
   /** Remove directories (deepest first) that are empty; the others are kept, with why. */
   removeDirs(paths: string[]): Promise<{ removed: string[]; kept: { path: string; why: string }[] }>;
+  /**
+   * Stop and forget scratch pools left behind (`HostSnapshot.scratchPools`), each only when it
+   * carries a scratch pool's marker; never removes a directory. Returns the names removed.
+   */
+  removeScratchPools?(pools: readonly ObservedPool[]): Promise<string[]>;
 
   createVolume(def: VolumeDef): Promise<VolumeDetail>;
   resizeVolume(pool: string, name: string, capacityBytes: number): Promise<void>;

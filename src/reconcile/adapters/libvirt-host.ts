@@ -110,7 +110,7 @@ import {
 // hot-plug (issue 24; helper restart)
 import type { HotplugDevice } from '../ports.js';
 import { buildDiskDeviceXml, buildNicDeviceXml } from '../../libvirt/xml/domain.js';
-import { directoryPoolMarker } from '../../model/definitions.js';
+import { directoryPoolMarker, isLeftoverScratchPool, type ScratchPoolPurpose } from '../../model/definitions.js';
 
 const run = promisify(execFile);
 
@@ -192,6 +192,11 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export interface LibvirtHostOptions {
   /** Domain type of the domains virtform defines: `auto` (default) is kvm when offered, else qemu (TCG). */
   domainType?: DomainTypeChoice;
+}
+
+/** A fresh name for a scratch pool ({@link isScratchPoolName}): 12 random hex digits. */
+function scratchPoolName(purpose: ScratchPoolPurpose): string {
+  return `virtform-${purpose}-${randomBytes(6).toString('hex')}`;
 }
 
 export class LibvirtHost implements HostPort {
@@ -317,10 +322,13 @@ export class LibvirtHost implements HostPort {
       const trD = ids(tranD);
       const trN = ids(tranN);
       const trP = ids(tranP);
+      const observedPools = pools.map((p) => ({ name: p.name, uuid: p.uuid, active: actP.has(p.uuid), autostart: autoP.has(p.uuid), persistent: !trP.has(p.uuid) }));
+      const scratchPools = observedPools.filter(isLeftoverScratchPool);
       return {
         domains: domains.map((d) => ({ name: d.name, uuid: d.uuid, id: d.id, active: d.id !== -1, autostart: autoD.has(d.uuid), persistent: !trD.has(d.uuid) })),
         networks: networks.map((n) => ({ name: n.name, uuid: n.uuid, active: actN.has(n.uuid), autostart: autoN.has(n.uuid), persistent: !trN.has(n.uuid) })),
-        pools: pools.map((p) => ({ name: p.name, uuid: p.uuid, active: actP.has(p.uuid), autostart: autoP.has(p.uuid), persistent: !trP.has(p.uuid) })),
+        pools: scratchPools.length > 0 ? observedPools.filter((p) => !isLeftoverScratchPool(p)) : observedPools,
+        ...(scratchPools.length > 0 ? { scratchPools } : {}),
       };
     });
   }
@@ -641,7 +649,7 @@ export class LibvirtHost implements HostPort {
 
   /** Whether a directory exists on the host: a transient dir pool on it starts (and is stopped at once) or not. */
   private async dirExists(dir: string): Promise<boolean> {
-    const name = `virtform-probe-${randomBytes(6).toString('hex')}`;
+    const name = scratchPoolName('probe');
     try {
       const t = await this.client.storagePoolCreateXml(buildPoolXml({ name, path: dir, marker: directoryPoolMarker(name) }), 0);
       // safe-catch: a transient probe pool; one left running only holds a name, gone with libvirtd's restart
@@ -652,6 +660,24 @@ export class LibvirtHost implements HostPort {
     }
   }
 
+  removeScratchPools(pools: readonly ObservedPool[]): Promise<string[]> {
+    return this.op('remove scratch pools', true, async () => {
+      const removed: string[] = [];
+      for (const o of pools) {
+        const p = await this.pool(o.name);
+        if (!p) continue;
+        // Only while it is still what a scratch pool leaves (listed again: the listing may be old).
+        const [active, persistent] = await Promise.all([this.client.storagePoolIsActive(p), this.client.storagePoolIsPersistent(p)]);
+        if (!isLeftoverScratchPool({ name: o.name, active, persistent })) continue;
+        // Stopped or forgotten only, never deleted: storagePoolDelete would remove the directory.
+        if (active) await this.client.storagePoolDestroy(p);
+        else await this.client.storagePoolUndefine(p);
+        removed.push(o.name);
+      }
+      return removed;
+    });
+  }
+
   removeDirs(paths: string[]): Promise<{ removed: string[]; kept: { path: string; why: string }[] }> {
     return this.op(`remove directories ${paths.join(', ')}`, true, async () => {
       const removed: string[] = [];
@@ -659,7 +685,7 @@ export class LibvirtHost implements HostPort {
       // Deepest first: a parent can only go once its children have.
       for (const dir of [...paths].sort((a, b) => b.split('/').length - a.split('/').length || b.localeCompare(a))) {
         // rmdir through libvirt: an inactive pool on the directory, deleted (rmdir: only when empty), undefined.
-        const name = `virtform-rmdir-${randomBytes(6).toString('hex')}`;
+        const name = scratchPoolName('rmdir');
         let p;
         try {
           p = await this.client.storagePoolDefineXml(buildPoolXml({ name, path: dir, marker: directoryPoolMarker(name) }), 0);
