@@ -4,7 +4,7 @@ import { hostname, userInfo } from 'node:os';
 import { stat } from 'node:fs/promises';
 import {
   LOAD_CACHE_FILE, loadManifests, loadManifestsCached, formatManifestError,
-  type DesiredState, type LoadCacheOptions, type LoadCacheStats, type LoadOptions, type ManifestError, type Policy,
+  type DesiredState, type LoadCacheStats, type LoadOptions, type ManifestError, type Policy,
 } from '../manifest/index.js';
 import { buildDesired, type Desired } from '../reconcile/desired.js';
 import type { RetryPolicy } from '../reconcile/apply.js';
@@ -71,7 +71,7 @@ export function loadCacheFile(dataDir: string): string {
  * is written only with `cache.write` (never by a dry-run). Nothing else is written anywhere.
  */
 export async function loadDesired(
-  dir: string, policy?: Policy, opts: Omit<LoadOptions, 'policy'> & { cache?: LoadCacheOptions } = {},
+  dir: string, policy?: Policy, opts: Omit<LoadOptions, 'policy'> & { cache?: { file: string; write: boolean } } = {},
 ): Promise<LoadedDesired> {
   const { cache, ...load } = opts;
   let stats: LoadCacheStats | undefined;

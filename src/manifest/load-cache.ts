@@ -68,13 +68,6 @@ export interface LoadCacheOptions {
   file: string;
   /** Write the cache after a load that parsed something (false: a dry-run). */
   write: boolean;
-  /**
-   * Called when every file was read without an error and taken from the cache, before the
-   * cross-file checks: files that loaded before, byte for byte (a caller may start work that a
-   * valid load is likely to need; the load can still fail in those checks). `hostManifests`: how
-   * many Host documents they hold.
-   */
-  onAllCached?: (info: { hostManifests: number }) => void;
 }
 
 let identityMemo: string | undefined;
@@ -201,11 +194,6 @@ export async function loadManifestsCached(dir: string, opts: LoadOptions, cache:
       const docs = toCached(load);
       if (docs) kept[sha256] = docs;
       return load;
-    },
-    filesRead: (errors) => {
-      if (!cache.onAllCached || errors > 0 || parsed || stats.files === 0 || stats.cached !== stats.files) return;
-      const hostManifests = Object.values(kept).reduce((n, docs) => n + docs.filter((d) => d.kind === 'Host').length, 0);
-      cache.onAllCached({ hostManifests });
     },
   });
   if (!result.ok) return { ...result, cacheStats: stats };

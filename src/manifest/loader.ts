@@ -296,8 +296,6 @@ export async function readManifestFile(file: string): Promise<FileLoad> {
 export interface LoadHooks {
   readFile?: FileReader;
   gitInfo?: (dir: string) => Promise<{ gitCommit?: string; gitDirty?: boolean }>;
-  /** Called once every file is read, before the cross-file checks, with the number of errors so far. */
-  filesRead?: (errors: number) => void;
 }
 
 export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: LoadHooks = {}): Promise<LoadResult> {
@@ -351,7 +349,6 @@ export async function loadManifests(dir: string, opts: LoadOptions = {}, hooks: 
     else entries.push(...load.entries);
     hostEntries.push(...load.hostEntries);
   }
-  hooks.filesRead?.(errors.length);
   // The policy first: a source path it refuses is never opened (not even to read an image header).
   const refused = opts.policy ? checkPolicy(entries, opts.policy) : [];
   errors.push(...refused);

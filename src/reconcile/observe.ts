@@ -140,64 +140,6 @@ async function observeMoveSources(hosts: HostPorts, desired: Desired, results: (
   }));
 }
 
-/** A host whose first calls were started ahead of the engine: see {@link prefetching}. */
-export interface Prefetching {
-  /** The host to give the engine: each early answer is handed out once, every other call goes to the host. */
-  host: HostPort;
-  /** Start the volume listings observe makes for these desired resources (their pools). */
-  listPools(desired: Desired): void;
-}
-
-const EARLY = ['hostIdentity', 'snapshot', 'versionTag'] as const;
-
-/**
- * Observe's first calls, started before the engine runs (issue 22: a dry-run starts them while the
- * rest of its manifests' load, the desired state's build and the state DB's opening run, so
- * libvirtd works on them meanwhile): the host's identity (the DB's host check), its snapshot, its
- * libvirt version and, once the desired state is known, its pools' volume listings. Each early
- * answer is handed out once, to the first caller of that method (with that pool); any later call
- * goes to the host. Only for a run that observes once and holds no writer lease to observe under
- * (a dry-run): the answers are from before anything else of the run.
- */
-export function prefetching(host: HostPort): Prefetching {
-  const early = new Map<string, Promise<unknown>>();
-  const keep = (key: string, p: Promise<unknown>): void => {
-    // safe-catch: only marks the rejection handled; the engine's own call gets the promise and throws there.
-    p.catch(() => undefined);
-    early.set(key, p);
-  };
-  for (const m of EARLY) {
-    const f = host[m] as (() => Promise<unknown>) | undefined;
-    if (f) keep(m, f.call(host));
-  }
-  const once = (key: string, call: () => Promise<unknown>): Promise<unknown> => {
-    const p = early.get(key);
-    if (!p) return call();
-    early.delete(key);
-    return p;
-  };
-  const wrapped = new Proxy(host, {
-    get(target, prop) {
-      if (typeof prop === 'string' && (EARLY as readonly string[]).includes(prop) && target[prop as (typeof EARLY)[number]]) {
-        return () => once(prop, () => (target[prop as (typeof EARLY)[number]] as () => Promise<unknown>).call(target));
-      }
-      if (prop === 'listVolumes') return (pool: string) => once(`pool\0${pool}`, () => target.listVolumes(pool));
-      const v: unknown = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-  return {
-    host: wrapped,
-    listPools(desired) {
-      for (const r of desired.resources) {
-        for (const p of kindOf(r.kind).poolsToList?.({ desired: r }) ?? []) {
-          if (!early.has(`pool\0${p}`)) keep(`pool\0${p}`, host.listVolumes(p));
-        }
-      }
-    },
-  };
-}
-
 /** One host's calls started before the state DB is read. */
 interface HostRun {
   host: HostPort;

@@ -84,8 +84,6 @@ export const SUITES = {
   expfile: 195,
   // the watcher's exit after its manifest folder was replaced: test/integration/watch/folder-replaced-exit.test.ts
   wexit: 208,
-  // issue 22 (helper dry6): the dry-run's early connection and observe calls: test/integration/reconcile/early-observe.test.ts
-  earlyobs: 209,
 } as const satisfies Record<string, number>;
 
 export type SuiteId = keyof typeof SUITES;

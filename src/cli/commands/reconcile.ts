@@ -5,7 +5,6 @@ import {
 import type { MaxDeletions } from '../../reconcile/safety.js';
 import type { Suspension } from '../../state/index.js';
 import { openHost, type LibvirtHostOptions } from '../../reconcile/adapters/libvirt-host.js';
-import { prefetching, type Prefetching } from '../../reconcile/observe.js';
 import { reconcile } from '../../reconcile/engine.js';
 import { faultWrapperFromEnv } from '../../reconcile/faults.js';
 import { LeaseHeldError, defaultDbPath, type Lease, type StateStore } from '../../state/index.js';
@@ -181,19 +180,6 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
   let loaded: { ok: true; desired: Desired; state?: DesiredState } | undefined;
   /** What the load took from the load cache (a folder's load; not --git). */
   let loadCache: LoadCacheStats | undefined;
-  /**
-   * A dry-run whose manifest files all come from the load cache (they loaded before, byte for
-   * byte) connects and starts observe's first calls while the rest of the load and the DB's
-   * opening run (src/reconcile/observe.ts prefetching). A load that still fails closes it unused
-   * (exit 2 as always); a cold or changed folder connects after its load, as before.
-   */
-  let early: Promise<Prefetching> | undefined;
-  const dropEarly = async (): Promise<void> => {
-    const e = early;
-    early = undefined;
-    // safe-catch: an unused early connection; its failure is this run's only if the run goes on to use it
-    await e?.then((p) => p.host.close(), () => undefined).catch(() => undefined);
-  };
   if (!gitSpec) {
     const notFolder = await notAManifestFolder(dir, 'reconcile');
     if (notFolder) {
@@ -201,26 +187,12 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
       return invalid(wholeInput(notFolder));
     }
     const folder = await loadDesired(dir, policy.policy, {
-      cachedImageSize,
-      cache: {
-        file: loadCacheFile(dataDirOf(o.db, o.dataDir)), write: !o.dryRun,
-        ...(o.dryRun && !saved ? {
-          onAllCached: ({ hostManifests }: { hostManifests: number }) => {
-            if (hostManifests > 0) return; // a fleet: its hosts are connected by reconcileFleet
-            early = openHost(o.uri, { domainType: o.domainType }).then(prefetching);
-            // safe-catch: only marks a failed connection handled until it is awaited below, where it throws
-            early.catch(() => undefined);
-          },
-        } : {}),
-      },
+      cachedImageSize, cache: { file: loadCacheFile(dataDirOf(o.db, o.dataDir)), write: !o.dryRun },
     });
-    if (!folder.ok || (folder.desired.empty && !o.allowEmpty)) await dropEarly();
     if (!folder.ok) {
       err(`${folder.text}\n${folder.errors.length} error(s) in ${dir}; nothing was changed\n`);
       return invalid(manifestErrorsJson(folder.errors));
     }
-    // safe-catch: a failed connection is thrown where it is awaited below; here only the listings are started
-    early?.then((p) => p.listPools(folder.desired), () => undefined).catch(() => undefined);
     if (folder.desired.empty && !o.allowEmpty) {
       err(`virtform: no manifests found in ${dir}; refusing to continue, since that would delete everything virtform manages.\n` +
         `Check the path, or pass --allow-empty to tear the whole environment down.\n`);
@@ -244,7 +216,6 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     store = await openStore(o.db, { create: !o.dryRun, dataDir: o.dataDir });
   } catch (e) {
     // StateDbOpenError: the message names the DB path and the reason.
-    await dropEarly();
     err(`virtform: ${errorMessage(e)}\n`);
     return EXIT.failure;
   }
@@ -358,9 +329,7 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
         store, out, err, style, abort, stopTimeoutMs, writer, git,
       });
     }
-    const pre = early;
-    early = undefined;
-    host = pre ? (await pre).host : await openHost(o.uri, { domainType: o.domainType });
+    host = await openHost(o.uri, { domainType: o.domainType });
     // Refuses (HostMismatchError, exit 1) a DB that holds the records of another host.
     await verifyHostIdentity(store, host, { record: !o.dryRun });
     const effectiveHost = faultWrapperFromEnv()?.(host) ?? host;
@@ -488,7 +457,6 @@ async function reconcileCommand(dirArg: string | undefined, o: ReconcileFlags, s
     process.off('SIGINT', releaseOnSignal);
     process.off('SIGTERM', releaseOnSignal);
     gitRead?.repo.dispose();
-    await dropEarly();
     // safe-catch: cleanup in finally; the run's own outcome is already decided and reported
     await host?.close().catch(() => undefined);
     // safe-catch: cleanup in finally; a lease left behind expires and is taken over
