@@ -340,6 +340,20 @@ async function inside(): Promise<void> {
       const xs = runs.get(name)!.map((r) => r.libvirtdCpuMs).filter((x) => x !== undefined);
       return xs.length > 0 ? ms(median(xs)) : '-';
     };
+    /** The CPU a row asks of the machine: its own (user + sys) and libvirtd's, medians (undefined without libvirtd's). */
+    const demand = (name: string): number | undefined => {
+      const xs = runs.get(name)!.map((r) => r.libvirtdCpuMs).filter((x) => x !== undefined);
+      return xs.length > 0 ? cpu(name) + median(xs) : undefined;
+    };
+    const demandLine = (() => {
+      const d = demand('virtform reconcile --dry-run');
+      const r = demand('virsh session: every definition virtform reads');
+      const b = BASE_CLI ? demand('baseline build: reconcile --dry-run') : undefined;
+      if (d === undefined || r === undefined) return '';
+      return `\n- CPU demand, same reps (the process's own CPU + libvirtd's for its calls; what wall time follows when the 2 cores are busy with other work): ` +
+        `dry-run ${ms(d)} ms vs the read session's ${ms(r)} ms: **${(d / r).toFixed(2)}x**${b !== undefined ? ` (baseline build ${(b / r).toFixed(2)}x)` : ''}; ` +
+        `0.6x of it leaves the dry-run ${ms(0.6 * r - (d - cpu('virtform reconcile --dry-run')))} ms of its own CPU (it took ${ms(cpu('virtform reconcile --dry-run'))})`;
+    })();
     const main = rows.map((r) => [r.name, ms(med(r.name)), ms(Math.min(...runs.get(r.name)!.map((x) => x.wallMs))), ms(cpu(r.name)), lcpu(r.name), (rss(r.name) / 1024).toFixed(1), vs(r.name)]);
     const engineRows = [...engineMs].map(([name, xs]) => [name, ms(median(xs)), `${(median(xs) / read).toFixed(2)}x`, `${(median(xs) / med(name)).toFixed(2)}`]);
 
@@ -395,7 +409,7 @@ The dry-run's \`--json\` \`definitions\` (read, parsed, left unparsed by the fas
 
 - no-op dry-run ≤ 0.6x one virsh session reading every definition virtform reads: ${target(dry <= 0.6 * read)} (${(dry / read).toFixed(2)}x)
 - no-op dry-run ≤ 0.25x one virsh session running \`dominfo\` for each VM: ${target(dry <= 0.25 * info)} (${(dry / info).toFixed(2)}x)
-- what no change to the engine can go below, same reps: the floor row (node, connect, the same definition reads pipelined and hashed, nothing else) ${(med(FLOOR) / read).toFixed(2)}x the read session and ${(med(FLOOR) / info).toFixed(2)}x the \`dominfo\` session; \`node -e 0\` alone ${(node0 / read).toFixed(2)}x / ${(node0 / info).toFixed(2)}x; libvirtd's own CPU for the dry-run's calls ${lcpu('virtform reconcile --dry-run')} ms (for the read session's ${lcpu('virsh session: every definition virtform reads')} ms). A target below the floor's ratio needs fewer calls, not less of virtform's work (libvirt 9.0 has no change counter and no bulk definition read)
+- what no change to the engine can go below, same reps: the floor row (node, connect, the same definition reads pipelined and hashed, nothing else) ${(med(FLOOR) / read).toFixed(2)}x the read session and ${(med(FLOOR) / info).toFixed(2)}x the \`dominfo\` session; \`node -e 0\` alone ${(node0 / read).toFixed(2)}x / ${(node0 / info).toFixed(2)}x; libvirtd's own CPU for the dry-run's calls ${lcpu('virtform reconcile --dry-run')} ms (for the read session's ${lcpu('virsh session: every definition virtform reads')} ms). A target below the floor's ratio needs fewer calls, not less of virtform's work (libvirt 9.0 has no change counter and no bulk definition read)${demandLine}
 - for reference: ${(dry / list).toFixed(1)}x bare \`virsh list --all --name\`; \`--version\` ${(med('virtform --version') / node0).toFixed(2)}x and \`validate\` ${(med('virtform validate') / node0).toFixed(2)}x \`node -e 0\` (start-up and validate are another helper's: their own bench)
 
 ## CPU profile of one dry-run (\`node --cpu-prof\`, self time by package or source folder)
