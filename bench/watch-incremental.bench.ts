@@ -21,7 +21,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { HostPort } from '../src/reconcile/ports.js';
@@ -254,6 +254,8 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   const full = f['no-incremental'] === 'true' ? await loadImpl('--no-incremental (this tree)', 'N', ROOT, { incremental: false }) : undefined;
   const impls = [base, ...(main ? [main] : []), current, ...(full ? [full] : [])].filter((i) => f['skip-baseline'] !== 'true' || i !== base);
   const steps: Step[] = [];
+  /** The machine's 1-minute load average after each edit step. */
+  const loads: number[] = [];
   const fullReads: Step[] = [];
   const noopIncremental: Step[] = [];
   let memory = 64;
@@ -262,9 +264,12 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   const resource = `VirtualMachine/${P}-vm-${pad(target)}`;
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      // Each round in another order (rotated, then reversed), so no tree always runs first.
+      // Each round in another order, so no tree always runs first: rotated by the round (with two
+      // trees, a rotation reversed on odd rounds was the same order every round: the first tree
+      // always ran first, and paid the warm-up of the modules both share); with three or more
+      // trees, reversed on odd rounds too.
       const rot = [...impls.slice(round % impls.length), ...impls.slice(0, round % impls.length)];
-      for (const impl of round % 2 === 0 ? rot : rot.reverse()) {
+      for (const impl of round % 2 === 1 && impls.length > 2 ? rot.reverse() : rot) {
         const t0 = performance.now();
         process.stderr.write(`${impl.label}: starting (${created ? 'applied fixture' : 'creating the fixture'})\n`);
         const s = await session(impl, mdir, db, impl.extra ?? {}, f.profile === 'true' && impl === current);
@@ -275,6 +280,7 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
           const edit = (): Promise<Step> => s.edit(file, vmFile(target, memory), resource);
           const st = await edit();
           steps.push(st);
+          loads.push(loadavg()[0]!);
           process.stderr.write(`${impl.label}: edit ${e + 1}: ${ms(st.ms)} ms, libvirt ${ms(st.libvirtMs)} ms, own ${ms(st.ownMs)} ms, ${st.calls} calls${st.timing ? ` ${JSON.stringify(st.timing)}` : ''}\n`);
         }
         if (impl === current) {
@@ -326,6 +332,7 @@ sessions of the ${impls.length} trees alternate (${ROUNDS} rounds, the order rot
 and the same host, so every number below comes from one interleaved run.
 
 ${machineBlock()}
+- load average (1 min) after the edit steps: ${loads.length ? `${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}, median ${median(loads).toFixed(1)}` : 'n/a'}
 
 **Own time** = from the end of the debounce (the controller's \`trigger\` log line, source \`file\`) to
 the end of the step (\`reconcile finished\`), minus the time during which at least one libvirt call of
