@@ -139,7 +139,8 @@ function baselineTree(work: string, ref = BASELINE_REF, name = 'baseline'): stri
   return dir;
 }
 
-interface Step { impl: string; ms: number; libvirtMs: number; ownMs: number; calls: number; timing?: unknown }
+/** `cpuMs`: CPU time of this whole process (user + system, every thread) from the end of the debounce to the end of the step. */
+interface Step { impl: string; ms: number; libvirtMs: number; ownMs: number; cpuMs: number; calls: number; timing?: unknown }
 
 interface Session {
   controller: WatchControllerType;
@@ -154,28 +155,28 @@ interface Session {
 async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<WatchOptions> = {}, profileSteps = false): Promise<Session> {
   const clock = new CallClock();
   const store = await impl.openStateStore(dbPath);
-  let trigger: { source: string; at: number } | undefined;
-  let finished: ((s: { at: number; seq: number; outcome: string; fields: Record<string, unknown> }) => void) | undefined;
+  let trigger: { source: string; at: number; cpu: NodeJS.CpuUsage } | undefined;
+  let finished: ((s: { at: number; cpu: NodeJS.CpuUsage; seq: number; outcome: string; fields: Record<string, unknown> }) => void) | undefined;
   const applied = new Set<string>();
   const logger: Logger = {
     debug(msg, fields) {
-      if (msg === 'trigger' && !trigger) trigger = { source: String(fields?.source), at: performance.now() };
+      if (msg === 'trigger' && !trigger) trigger = { source: String(fields?.source), at: performance.now(), cpu: process.cpuUsage() };
     },
     warn(msg, fields) { if (msg.startsWith('manifest')) process.stderr.write(`${impl.label}: ${msg} ${JSON.stringify(fields)}\n`); },
     error(msg, fields) {
       process.stderr.write(`${impl.label}: ${msg} ${JSON.stringify(fields)}\n`);
-      if (msg === 'reconcile finished with failures') finished?.({ at: performance.now(), seq: Number(fields?.seq), outcome: 'failed', fields: fields ?? {} });
+      if (msg === 'reconcile finished with failures') finished?.({ at: performance.now(), cpu: process.cpuUsage(), seq: Number(fields?.seq), outcome: 'failed', fields: fields ?? {} });
     },
     info(msg, fields) {
       if (msg === 'step done') applied.add(String(fields?.resource));
-      if (msg === 'reconcile finished') finished?.({ at: performance.now(), seq: Number(fields?.seq), outcome: String(fields?.outcome), fields: fields ?? {} });
+      if (msg === 'reconcile finished') finished?.({ at: performance.now(), cpu: process.cpuUsage(), seq: Number(fields?.seq), outcome: String(fields?.outcome), fields: fields ?? {} });
     },
   };
   const c = new impl.WatchController({
     dir, store: store as unknown as WatchOptions['store'], connect: () => impl.openHost(URI), wrapHost: (h) => timedHost(h, clock),
     debounceMs: DEBOUNCE, resyncMs: 0, eventDebounceMs: 100, logger, concurrency: 8, gracefulStop: false, ...extra,
   });
-  const done = (): Promise<{ at: number; seq: number; outcome: string; fields: Record<string, unknown> }> => new Promise((r) => (finished = r));
+  const done = (): Promise<{ at: number; cpu: NodeJS.CpuUsage; seq: number; outcome: string; fields: Record<string, unknown> }> => new Promise((r) => (finished = r));
   const settle = async (): Promise<void> => {
     await c.idle();
     await new Promise((r) => setTimeout(r, 1200)); // the step's own lifecycle events make one more run
@@ -204,13 +205,14 @@ async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<W
       end = await fin;
     }
     if (!trigger) throw new Error(`${impl.label}: no trigger seen`);
-    const t = trigger as { source: string; at: number };
+    const t = trigger as { source: string; at: number; cpu: NodeJS.CpuUsage };
     if (t.source !== source) throw new Error(`${impl.label}: the run was started by ${t.source}, not ${source}`);
     if (end.outcome !== 'succeeded' && end.outcome !== 'noop') throw new Error(`${impl.label}: run ${end.outcome}`);
     if (want && !applied.has(want)) throw new Error(`${impl.label}: ${want} was not applied by the run (${[...applied].join(', ')})`);
     const total = end.at - t.at;
     const libvirtMs = clock.busy(t.at, end.at);
-    const step = { impl: impl.label, ms: total, libvirtMs, ownMs: total - libvirtMs, calls: clock.calls - calls0, timing: end.fields.timing };
+    const cpuMs = (end.cpu.user - t.cpu.user + end.cpu.system - t.cpu.system) / 1000;
+    const step = { impl: impl.label, ms: total, libvirtMs, ownMs: total - libvirtMs, cpuMs, calls: clock.calls - calls0, timing: end.fields.timing };
     await settle();
     return step;
   };
@@ -281,7 +283,7 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
           const st = await edit();
           steps.push(st);
           loads.push(loadavg()[0]!);
-          process.stderr.write(`${impl.label}: edit ${e + 1}: ${ms(st.ms)} ms, libvirt ${ms(st.libvirtMs)} ms, own ${ms(st.ownMs)} ms, ${st.calls} calls${st.timing ? ` ${JSON.stringify(st.timing)}` : ''}\n`);
+          process.stderr.write(`${impl.label}: edit ${e + 1}: ${ms(st.ms)} ms, libvirt ${ms(st.libvirtMs)} ms, own ${ms(st.ownMs)} ms, cpu ${ms(st.cpuMs)} ms, ${st.calls} calls${st.timing ? ` ${JSON.stringify(st.timing)}` : ''}\n`);
         }
         if (impl === current) {
           // The periodic full read (what --resync runs), and a step with no change at all.
@@ -313,7 +315,8 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   const of = (label: string): Step[] => steps.filter((s) => s.impl === label);
   const row = (label: string, xs: Step[]): (string | number)[] => [
     label, xs.length, ms(median(xs.map((x) => x.ownMs))), ms(percentile(xs.map((x) => x.ownMs), 95)),
-    ms(median(xs.map((x) => x.libvirtMs))), ms(median(xs.map((x) => x.ms))), median(xs.map((x) => x.calls)),
+    ms(median(xs.map((x) => x.libvirtMs))), ms(median(xs.map((x) => x.ms))), ms(median(xs.map((x) => x.cpuMs))), ms(percentile(xs.map((x) => x.cpuMs), 95)),
+    median(xs.map((x) => x.calls)),
   ];
   const b = of(base.label);
   const c = of(current.label);
@@ -339,7 +342,12 @@ the end of the step (\`reconcile finished\`), minus the time during which at lea
 the step was outstanding (the union of the calls' intervals; the port is wrapped by the bench, the
 same way for every tree). Target: median ≤ 100 ms.
 
-${table(['tree', 'edits', 'own median ms', 'own p95 ms', 'libvirt median ms', 'total median ms', 'calls'], impls.map((i) => row(i.label, of(i.label))))}
+${table(['tree', 'edits', 'own median ms', 'own p95 ms', 'libvirt median ms', 'total median ms', 'CPU median ms', 'CPU p95 ms', 'calls'], impls.map((i) => row(i.label, of(i.label))))}
+
+**CPU** = the process's CPU time (user + system, all threads: the JIT and GC threads, libuv's
+pool, chokidar's rescan of the folder if it is still running) over the same interval: what the
+load of the machine stretches least (the own time is wall time: at a load average of 8 on 2 cores
+it is mostly time spent waiting for a core).
 
 Own time (medians): ${[
   ...(b.length ? [`incremental / full reload (${BASELINE_REF}): **${ratio(own(current.label), own(base.label))}**`] : []),
@@ -364,6 +372,11 @@ ${table(['step', 'runs', 'own median ms', 'libvirt median ms', 'total median ms'
 
 At the default period (300 s) the full read costs ${ms(median(fr.map((x) => x.ms)))} ms of wall time every 300 s
 (${((100 * median(fr.map((x) => x.ms))) / 300_000).toFixed(2)} % of the time).
+
+CPU (medians): ${[
+  ...(main ? [`this tree / ${main.label}: **${ratio(median(c.map((x) => x.cpuMs)), median(of(main.label).map((x) => x.cpuMs)))}**`] : []),
+  ...(full ? [`incremental / --no-incremental (this tree): **${ratio(median(c.map((x) => x.cpuMs)), median(of(full.label).map((x) => x.cpuMs)))}**`] : []),
+].join('; ') || 'n/a'}.
 
 Per edit, own ms (${impls.map((i) => `${i.short}: ${i.label}`).join('; ')}): ${steps.map((s) => `${impls.find((i) => i.label === s.impl)?.short ?? '?'} ${ms(s.ownMs)}`).join(', ')}
 `;
