@@ -355,6 +355,11 @@ Own time (medians): ${[
   ...(full ? [`incremental / --no-incremental (this tree): **${ratio(own(current.label), own(full.label))}**`] : []),
 ].join('; ')}.
 
+CPU (medians): ${[
+  ...(main ? [`this tree / ${main.label}: **${ratio(median(c.map((x) => x.cpuMs)), median(of(main.label).map((x) => x.cpuMs)))}**`] : []),
+  ...(full ? [`incremental / --no-incremental (this tree): **${ratio(median(c.map((x) => x.cpuMs)), median(of(full.label).map((x) => x.cpuMs)))}**`] : []),
+].join('; ') || 'n/a'}.
+
 This tree's edit steps by stage (medians, ms of wall time, libvirt calls included): load ${stage('load')},
 observe ${stage('observe')}, diff + plan ${stage('diff')}, apply ${stage('apply')}, record ${stage('record')};
 definitions compared ${median(c.map((x) => tm(x).definitions?.compared ?? Number.NaN))}, left unparsed by the no-op fast path ${median(c.map((x) => tm(x).definitions?.unchanged ?? Number.NaN))}.
@@ -372,11 +377,6 @@ ${table(['step', 'runs', 'own median ms', 'libvirt median ms', 'total median ms'
 
 At the default period (300 s) the full read costs ${ms(median(fr.map((x) => x.ms)))} ms of wall time every 300 s
 (${((100 * median(fr.map((x) => x.ms))) / 300_000).toFixed(2)} % of the time).
-
-CPU (medians): ${[
-  ...(main ? [`this tree / ${main.label}: **${ratio(median(c.map((x) => x.cpuMs)), median(of(main.label).map((x) => x.cpuMs)))}**`] : []),
-  ...(full ? [`incremental / --no-incremental (this tree): **${ratio(median(c.map((x) => x.cpuMs)), median(of(full.label).map((x) => x.cpuMs)))}**`] : []),
-].join('; ') || 'n/a'}.
 
 Per edit, own ms (${impls.map((i) => `${i.short}: ${i.label}`).join('; ')}): ${steps.map((s) => `${impls.find((i) => i.label === s.impl)?.short ?? '?'} ${ms(s.ownMs)}`).join(', ')}
 `;
