@@ -93,6 +93,8 @@ export function writeReport(path: string | undefined, text: string): void {
 export interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
 
 /** CPU-profile `fn` and return the top functions by self time (ms) with their file:line. */
+let profiles = 0;
+
 export async function cpuProfile(fn: () => Promise<void>, o: { top?: number; root: string }): Promise<(string | number)[][]> {
   const top = o.top ?? 15;
   const session = new Session();
@@ -104,7 +106,8 @@ export async function cpuProfile(fn: () => Promise<void>, o: { top?: number; roo
   const { profile: prof } = await session.post('Profiler.stop') as unknown as { profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] } };
   session.disconnect();
   // VF_PROFILE_OUT=FILE keeps the raw profile (a .cpuprofile: Chrome DevTools, or inclusive times by caller).
-  if (process.env.VF_PROFILE_OUT) (await import('node:fs')).writeFileSync(process.env.VF_PROFILE_OUT, JSON.stringify(prof));
+  // Each profile of the process gets its own file: FILE, FILE.1, FILE.2, …
+  if (process.env.VF_PROFILE_OUT) (await import('node:fs')).writeFileSync(`${process.env.VF_PROFILE_OUT}${profiles++ ? `.${profiles - 1}` : ''}`, JSON.stringify(prof));
   const self = new Map<number, number>();
   prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0) / 1000));
   const parent = new Map<number, number>();

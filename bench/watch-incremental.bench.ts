@@ -21,7 +21,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { HostPort } from '../src/reconcile/ports.js';
@@ -139,7 +139,8 @@ function baselineTree(work: string, ref = BASELINE_REF, name = 'baseline'): stri
   return dir;
 }
 
-interface Step { impl: string; ms: number; libvirtMs: number; ownMs: number; calls: number; timing?: unknown }
+/** `cpuMs`: CPU time of this whole process (user + system, every thread) from the end of the debounce to the end of the step. */
+interface Step { impl: string; ms: number; libvirtMs: number; ownMs: number; cpuMs: number; calls: number; timing?: unknown }
 
 interface Session {
   controller: WatchControllerType;
@@ -154,28 +155,28 @@ interface Session {
 async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<WatchOptions> = {}, profileSteps = false): Promise<Session> {
   const clock = new CallClock();
   const store = await impl.openStateStore(dbPath);
-  let trigger: { source: string; at: number } | undefined;
-  let finished: ((s: { at: number; seq: number; outcome: string; fields: Record<string, unknown> }) => void) | undefined;
+  let trigger: { source: string; at: number; cpu: NodeJS.CpuUsage } | undefined;
+  let finished: ((s: { at: number; cpu: NodeJS.CpuUsage; seq: number; outcome: string; fields: Record<string, unknown> }) => void) | undefined;
   const applied = new Set<string>();
   const logger: Logger = {
     debug(msg, fields) {
-      if (msg === 'trigger' && !trigger) trigger = { source: String(fields?.source), at: performance.now() };
+      if (msg === 'trigger' && !trigger) trigger = { source: String(fields?.source), at: performance.now(), cpu: process.cpuUsage() };
     },
     warn(msg, fields) { if (msg.startsWith('manifest')) process.stderr.write(`${impl.label}: ${msg} ${JSON.stringify(fields)}\n`); },
     error(msg, fields) {
       process.stderr.write(`${impl.label}: ${msg} ${JSON.stringify(fields)}\n`);
-      if (msg === 'reconcile finished with failures') finished?.({ at: performance.now(), seq: Number(fields?.seq), outcome: 'failed', fields: fields ?? {} });
+      if (msg === 'reconcile finished with failures') finished?.({ at: performance.now(), cpu: process.cpuUsage(), seq: Number(fields?.seq), outcome: 'failed', fields: fields ?? {} });
     },
     info(msg, fields) {
       if (msg === 'step done') applied.add(String(fields?.resource));
-      if (msg === 'reconcile finished') finished?.({ at: performance.now(), seq: Number(fields?.seq), outcome: String(fields?.outcome), fields: fields ?? {} });
+      if (msg === 'reconcile finished') finished?.({ at: performance.now(), cpu: process.cpuUsage(), seq: Number(fields?.seq), outcome: String(fields?.outcome), fields: fields ?? {} });
     },
   };
   const c = new impl.WatchController({
     dir, store: store as unknown as WatchOptions['store'], connect: () => impl.openHost(URI), wrapHost: (h) => timedHost(h, clock),
     debounceMs: DEBOUNCE, resyncMs: 0, eventDebounceMs: 100, logger, concurrency: 8, gracefulStop: false, ...extra,
   });
-  const done = (): Promise<{ at: number; seq: number; outcome: string; fields: Record<string, unknown> }> => new Promise((r) => (finished = r));
+  const done = (): Promise<{ at: number; cpu: NodeJS.CpuUsage; seq: number; outcome: string; fields: Record<string, unknown> }> => new Promise((r) => (finished = r));
   const settle = async (): Promise<void> => {
     await c.idle();
     await new Promise((r) => setTimeout(r, 1200)); // the step's own lifecycle events make one more run
@@ -204,13 +205,14 @@ async function session(impl: Impl, dir: string, dbPath: string, extra: Partial<W
       end = await fin;
     }
     if (!trigger) throw new Error(`${impl.label}: no trigger seen`);
-    const t = trigger as { source: string; at: number };
+    const t = trigger as { source: string; at: number; cpu: NodeJS.CpuUsage };
     if (t.source !== source) throw new Error(`${impl.label}: the run was started by ${t.source}, not ${source}`);
     if (end.outcome !== 'succeeded' && end.outcome !== 'noop') throw new Error(`${impl.label}: run ${end.outcome}`);
     if (want && !applied.has(want)) throw new Error(`${impl.label}: ${want} was not applied by the run (${[...applied].join(', ')})`);
     const total = end.at - t.at;
     const libvirtMs = clock.busy(t.at, end.at);
-    const step = { impl: impl.label, ms: total, libvirtMs, ownMs: total - libvirtMs, calls: clock.calls - calls0, timing: end.fields.timing };
+    const cpuMs = (end.cpu.user - t.cpu.user + end.cpu.system - t.cpu.system) / 1000;
+    const step = { impl: impl.label, ms: total, libvirtMs, ownMs: total - libvirtMs, cpuMs, calls: clock.calls - calls0, timing: end.fields.timing };
     await settle();
     return step;
   };
@@ -254,6 +256,8 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   const full = f['no-incremental'] === 'true' ? await loadImpl('--no-incremental (this tree)', 'N', ROOT, { incremental: false }) : undefined;
   const impls = [base, ...(main ? [main] : []), current, ...(full ? [full] : [])].filter((i) => f['skip-baseline'] !== 'true' || i !== base);
   const steps: Step[] = [];
+  /** The machine's 1-minute load average after each edit step. */
+  const loads: number[] = [];
   const fullReads: Step[] = [];
   const noopIncremental: Step[] = [];
   let memory = 64;
@@ -262,9 +266,12 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   const resource = `VirtualMachine/${P}-vm-${pad(target)}`;
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      // Each round in another order (rotated, then reversed), so no tree always runs first.
+      // Each round in another order, so no tree always runs first: rotated by the round (with two
+      // trees, a rotation reversed on odd rounds was the same order every round: the first tree
+      // always ran first, and paid the warm-up of the modules both share); with three or more
+      // trees, reversed on odd rounds too.
       const rot = [...impls.slice(round % impls.length), ...impls.slice(0, round % impls.length)];
-      for (const impl of round % 2 === 0 ? rot : rot.reverse()) {
+      for (const impl of round % 2 === 1 && impls.length > 2 ? rot.reverse() : rot) {
         const t0 = performance.now();
         process.stderr.write(`${impl.label}: starting (${created ? 'applied fixture' : 'creating the fixture'})\n`);
         const s = await session(impl, mdir, db, impl.extra ?? {}, f.profile === 'true' && impl === current);
@@ -275,7 +282,8 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
           const edit = (): Promise<Step> => s.edit(file, vmFile(target, memory), resource);
           const st = await edit();
           steps.push(st);
-          process.stderr.write(`${impl.label}: edit ${e + 1}: ${ms(st.ms)} ms, libvirt ${ms(st.libvirtMs)} ms, own ${ms(st.ownMs)} ms, ${st.calls} calls${st.timing ? ` ${JSON.stringify(st.timing)}` : ''}\n`);
+          loads.push(loadavg()[0]!);
+          process.stderr.write(`${impl.label}: edit ${e + 1}: ${ms(st.ms)} ms, libvirt ${ms(st.libvirtMs)} ms, own ${ms(st.ownMs)} ms, cpu ${ms(st.cpuMs)} ms, ${st.calls} calls${st.timing ? ` ${JSON.stringify(st.timing)}` : ''}\n`);
         }
         if (impl === current) {
           // The periodic full read (what --resync runs), and a step with no change at all.
@@ -307,7 +315,8 @@ spec: {mode: isolated, cidr: 10.239.0.0/16}
   const of = (label: string): Step[] => steps.filter((s) => s.impl === label);
   const row = (label: string, xs: Step[]): (string | number)[] => [
     label, xs.length, ms(median(xs.map((x) => x.ownMs))), ms(percentile(xs.map((x) => x.ownMs), 95)),
-    ms(median(xs.map((x) => x.libvirtMs))), ms(median(xs.map((x) => x.ms))), median(xs.map((x) => x.calls)),
+    ms(median(xs.map((x) => x.libvirtMs))), ms(median(xs.map((x) => x.ms))), ms(median(xs.map((x) => x.cpuMs))), ms(percentile(xs.map((x) => x.cpuMs), 95)),
+    median(xs.map((x) => x.calls)),
   ];
   const b = of(base.label);
   const c = of(current.label);
@@ -326,19 +335,30 @@ sessions of the ${impls.length} trees alternate (${ROUNDS} rounds, the order rot
 and the same host, so every number below comes from one interleaved run.
 
 ${machineBlock()}
+- load average (1 min) after the edit steps: ${loads.length ? `${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}, median ${median(loads).toFixed(1)}` : 'n/a'}
 
 **Own time** = from the end of the debounce (the controller's \`trigger\` log line, source \`file\`) to
 the end of the step (\`reconcile finished\`), minus the time during which at least one libvirt call of
 the step was outstanding (the union of the calls' intervals; the port is wrapped by the bench, the
 same way for every tree). Target: median ≤ 100 ms.
 
-${table(['tree', 'edits', 'own median ms', 'own p95 ms', 'libvirt median ms', 'total median ms', 'calls'], impls.map((i) => row(i.label, of(i.label))))}
+${table(['tree', 'edits', 'own median ms', 'own p95 ms', 'libvirt median ms', 'total median ms', 'CPU median ms', 'CPU p95 ms', 'calls'], impls.map((i) => row(i.label, of(i.label))))}
+
+**CPU** = the process's CPU time (user + system, all threads: the JIT and GC threads, libuv's
+pool, chokidar's rescan of the folder if it is still running) over the same interval: what the
+load of the machine stretches least (the own time is wall time: at a load average of 8 on 2 cores
+it is mostly time spent waiting for a core).
 
 Own time (medians): ${[
   ...(b.length ? [`incremental / full reload (${BASELINE_REF}): **${ratio(own(current.label), own(base.label))}**`] : []),
   ...(main ? [`this tree / ${main.label}: **${ratio(own(current.label), own(main.label))}**`] : []),
   ...(full ? [`incremental / --no-incremental (this tree): **${ratio(own(current.label), own(full.label))}**`] : []),
 ].join('; ')}.
+
+CPU (medians): ${[
+  ...(main ? [`this tree / ${main.label}: **${ratio(median(c.map((x) => x.cpuMs)), median(of(main.label).map((x) => x.cpuMs)))}**`] : []),
+  ...(full ? [`incremental / --no-incremental (this tree): **${ratio(median(c.map((x) => x.cpuMs)), median(of(full.label).map((x) => x.cpuMs)))}**`] : []),
+].join('; ') || 'n/a'}.
 
 This tree's edit steps by stage (medians, ms of wall time, libvirt calls included): load ${stage('load')},
 observe ${stage('observe')}, diff + plan ${stage('diff')}, apply ${stage('apply')}, record ${stage('record')};

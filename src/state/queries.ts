@@ -69,6 +69,37 @@ function parseJson(text: string | null | undefined): Record<string, unknown> {
   }
 }
 
+/** The tables whose whole-table reads a store may keep in memory ({@link KyselyStateStore.keptRows}). */
+export const KEPT_TABLES = ['resources', 'baselines', 'definition_checks'] as const;
+export type KeptTable = (typeof KEPT_TABLES)[number];
+
+/** What a backend tells of a kept table (see {@link KyselyStateStore.keptRows}). */
+export interface TableChanges {
+  /** Moves when another connection commits (SQLite `PRAGMA data_version`): everything is read again. */
+  version: string;
+  /** Keys (`resourceKey`) of the rows this connection wrote since the last call, committed or rolled back, or `all`. */
+  written: ReadonlyMap<string, ResourceRef> | 'all';
+}
+
+/** `refs` in chunks of 200 (one OR of refs per query); a single undefined chunk: every row. */
+function keyChunks(refs: ResourceRef[] | undefined): (ResourceRef[] | undefined)[] {
+  if (!refs) return [undefined];
+  const out: ResourceRef[][] = [];
+  for (let i = 0; i < refs.length; i += 200) out.push(refs.slice(i, i + 200));
+  return out;
+}
+
+/** Freeze a kept value and everything in it (arrays, plain objects, Maps' values); returns it. */
+function deepFreeze<T>(v: T): T {
+  if (v instanceof Map) {
+    for (const x of v.values()) deepFreeze(x);
+  } else if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
 /** One row of the resource index as a backend's JSON aggregation returns it (see {@link KyselyStateStore.indexPage}). */
 export type IndexTuple = [number, string, string, string, string | null, string | null, string | null, string | null, Record<string, unknown> | null];
 
@@ -185,7 +216,105 @@ export abstract class KyselyStateStore implements StateStore {
   /** Close the backend's connections (after {@link close} marked the store closed). */
   protected abstract closeBackend(): Promise<void>;
 
+  /**
+   * What changed in `table` since the last call (and forgets it), or undefined when the backend
+   * keeps nothing (PostgreSQL) or cannot tell now (inside a transaction: what it reads may yet be
+   * rolled back). See {@link keptRows}.
+   */
+  protected tableChanges(_table: KeptTable): TableChanges | undefined {
+    return undefined;
+  }
+
+  readonly #kept = new Map<KeptTable, { version: string; rows: Map<string, unknown>; list?: unknown[] }>();
+  readonly #keeping = new Map<KeptTable, Promise<unknown>>();
+
+  /**
+   * The whole-table reads every run makes (the resource index, the baselines' and the checks'
+   * indexes, 2,002 rows each at 1,000 VMs), kept in memory by key: while no other connection
+   * commits ({@link TableChanges.version}), only the rows this connection wrote since (any
+   * statement, committed or rolled back) are read again, by key. What is kept is frozen and
+   * shared by every caller. Calls for one table are serialized (a patch in flight is never skipped).
+   */
+  protected async keptRows<R>(
+    table: KeptTable, readAll: () => Promise<Map<string, R>>, readKeys: (refs: ResourceRef[]) => Promise<Map<string, R>>,
+  ): Promise<{ rows: ReadonlyMap<string, R>; sorted: (by: (a: R, b: R) => number) => R[] }> {
+    const prev = this.#keeping.get(table);
+    const run = (async () => {
+      // safe-catch: the previous call's error was its caller's; this one starts afresh
+      if (prev) await prev.catch(() => undefined);
+      return this.#keptRows(table, readAll, readKeys);
+    })();
+    this.#keeping.set(table, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#keeping.get(table) === run) this.#keeping.delete(table);
+    }
+  }
+
+  async #keptRows<R>(
+    table: KeptTable, readAll: () => Promise<Map<string, R>>, readKeys: (refs: ResourceRef[]) => Promise<Map<string, R>>,
+  ): Promise<{ rows: ReadonlyMap<string, R>; sorted: (by: (a: R, b: R) => number) => R[] }> {
+    const ch = this.tableChanges(table);
+    if (!ch) {
+      const rows = await readAll();
+      return { rows, sorted: (by) => [...rows.values()].sort(by) };
+    }
+    let kept = this.#kept.get(table) as { version: string; rows: Map<string, R>; list?: R[] } | undefined;
+    if (!kept || kept.version !== ch.version || ch.written === 'all') {
+      this.#kept.delete(table);
+      kept = { version: ch.version, rows: deepFreeze(await readAll()) };
+      this.#kept.set(table, kept);
+    } else if (ch.written.size > 0) {
+      const fresh = await readKeys([...ch.written.values()]);
+      for (const k of ch.written.keys()) {
+        const r = fresh.get(k);
+        if (r === undefined) kept.rows.delete(k);
+        else kept.rows.set(k, deepFreeze(r));
+      }
+      delete kept.list;
+    }
+    const k = kept;
+    return { rows: k.rows, sorted: (by) => (k.list ??= [...k.rows.values()].sort(by)) };
+  }
+
   async *#indexPages(pageSize: number): AsyncGenerator<ResourceIndexEntry[]> {
+    if (!this.keepsTables) {
+      yield* this.#readIndexPages(pageSize);
+      return;
+    }
+    // Kept in memory: the rows written since the last read are read again by key (keptRows).
+    const kept = await this.keptRows<ResourceIndexEntry>('resources', async () => {
+      const all = new Map<string, ResourceIndexEntry>();
+      for await (const page of this.#readIndexPages(pageSize)) {
+        for (const e of page) all.set(resourceKey(e.kind, e.name, e.host), e);
+        await new Promise((r) => setImmediate(r)); // as a caller does between pages: I/O flows meanwhile
+      }
+      return all;
+    }, async (written) => {
+      const out = new Map<string, ResourceIndexEntry>();
+      for (const refs of keyChunks(written)) {
+        const rows = await this.db.selectFrom('resources').select([...INDEX_COLUMNS, 'details'])
+          .where((eb) => eb.or(refs!.map((r) => eb.and(refWhere(r))))).execute();
+        for (const r of rows) {
+          const facts = (typeof r.details === 'string' ? parseJson(r.details) : (r.details as Record<string, unknown> | null) ?? {}).facts;
+          const [e] = toIndexEntries([[Number(r.id), r.host, r.kind, r.name, r.uuid, r.spec_hash, r.desired_state, r.last_error,
+            facts && typeof facts === 'object' ? facts as Record<string, unknown> : null]]);
+          out.set(resourceKey(e!.kind, e!.name, e!.host), e!);
+        }
+      }
+      return out;
+    });
+    const all = kept.sorted((a, b) => a.id - b.id);
+    for (let i = 0; i < all.length; i += pageSize) yield all.slice(i, i + pageSize);
+  }
+
+  /** Whether this backend keeps the whole-table reads (see {@link keptRows}). */
+  protected get keepsTables(): boolean {
+    return false;
+  }
+
+  async *#readIndexPages(pageSize: number): AsyncGenerator<ResourceIndexEntry[]> {
     for (let after = 0; ;) {
       const tuples = await this.indexPage(after, pageSize);
       if (tuples.length === 0) return;
@@ -795,8 +924,16 @@ export abstract class KyselyStateStore implements StateStore {
    */
   readonly baselines = {
     index: async (): Promise<Map<string, BaselineEntry>> => {
-      const rows = await this.db.selectFrom('baselines').select(['host', 'kind', 'name', 'sha256', 'version']).execute();
-      return new Map(rows.map((r) => [resourceKey(r.kind, r.name, r.host), { sha256: r.sha256, version: r.version }]));
+      const read = async (keys?: ResourceRef[]): Promise<Map<string, BaselineEntry>> => {
+        const out = new Map<string, BaselineEntry>();
+        for (const part of keyChunks(keys)) {
+          let q = this.db.selectFrom('baselines').select(['host', 'kind', 'name', 'sha256', 'version']);
+          if (part) q = q.where((eb) => eb.or(part.map((k) => eb.and(refWhere(k)))));
+          for (const r of await q.execute()) out.set(resourceKey(r.kind, r.name, r.host), { sha256: r.sha256, version: r.version });
+        }
+        return out;
+      };
+      return new Map((await this.keptRows('baselines', () => read(), read)).rows);
     },
     xml: async (keys: ResourceRef[]): Promise<Map<string, string>> => {
       const out = new Map<string, string>();
@@ -825,8 +962,16 @@ export abstract class KyselyStateStore implements StateStore {
    */
   readonly definitionChecks = {
     index: async (): Promise<Map<string, DefinitionCheck>> => {
-      const rows = await this.db.selectFrom('definition_checks').select(['host', 'kind', 'name', 'sha256', 'inputs']).execute();
-      return new Map(rows.map((r) => [resourceKey(r.kind, r.name, r.host), { sha256: r.sha256, inputs: r.inputs }]));
+      const read = async (keys?: ResourceRef[]): Promise<Map<string, DefinitionCheck>> => {
+        const out = new Map<string, DefinitionCheck>();
+        for (const part of keyChunks(keys)) {
+          let q = this.db.selectFrom('definition_checks').select(['host', 'kind', 'name', 'sha256', 'inputs']);
+          if (part) q = q.where((eb) => eb.or(part.map((k) => eb.and(refWhere(k)))));
+          for (const r of await q.execute()) out.set(resourceKey(r.kind, r.name, r.host), { sha256: r.sha256, inputs: r.inputs });
+        }
+        return out;
+      };
+      return new Map((await this.keptRows('definition_checks', () => read(), read)).rows);
     },
     sync: async (host: string, put: (ResourceRef & DefinitionCheck)[], keep: ReadonlySet<string>): Promise<void> => {
       await this.retrying(() => this.db.transaction().execute(async (trx) => {

@@ -10,9 +10,13 @@ import Database from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
 import { backoffDelay, sleep } from '../util/backoff.js';
 import { migrationProvider, migrations } from './migrations/index.js';
-import { INDEX_COLUMNS, KyselyStateStore, type IndexTuple } from './queries.js';
+import { INDEX_COLUMNS, KEPT_TABLES, KyselyStateStore, type IndexTuple, type KeptTable, type TableChanges } from './queries.js';
+import { resourceKey, type ResourceKind, type ResourceRef } from '../model/kinds.js';
 import type { StateDatabase } from './schema.js';
 import { StateDbMissingError, StateDbOpenError, type OpenOptions, type StateStore } from './types.js';
+
+/** Rows of a kept table written between two reads beyond which the whole table is read again. */
+const KEPT_WRITTEN_MAX = 10_000;
 
 /** SQLITE_BUSY retries: 10 ms doubling to 250 ms, half of it random. */
 const BUSY_BACKOFF = { baseMs: 10, maxMs: 250 } as const;
@@ -47,6 +51,47 @@ export class SqliteStateStore extends KyselyStateStore {
   constructor(path: string, sqlite: Database.Database, clock?: () => Date, dataDir?: string) {
     super(path, new SqliteDialect({ database: sqlite }), clock, dataDir, 'begin immediate');
     this.#sqlite = sqlite;
+  }
+
+  /** Keys of the rows of each kept table this connection wrote since the last {@link tableChanges}. */
+  readonly #written = new Map<KeptTable, Map<string, ResourceRef> | 'all'>(KEPT_TABLES.map((t) => [t, new Map()]));
+  #dataVersion: Database.Statement | undefined;
+
+  /**
+   * For {@link openSqliteStore}, after the migrations: note the key of every row this connection
+   * writes in the kept tables (temporary triggers, this connection's own, calling a function of
+   * this process: a row written in a transaction rolled back later is noted too, and read again).
+   * Another connection's commits (another process) move `PRAGMA data_version`.
+   */
+  installChangeTokens(): void {
+    this.#sqlite.function('virtform_row_written', { deterministic: false }, (table: unknown, host: unknown, kind: unknown, name: unknown) => {
+      const t = table as KeptTable;
+      const w = this.#written.get(t);
+      if (w === 'all') return null;
+      const ref = { kind: String(kind) as ResourceKind, name: String(name), host: String(host) };
+      w!.set(resourceKey(ref.kind, ref.name, ref.host), ref);
+      if (w!.size > KEPT_WRITTEN_MAX) this.#written.set(t, 'all');
+      return null;
+    });
+    for (const t of KEPT_TABLES) {
+      const rows = { insert: ['NEW'], update: ['OLD', 'NEW'], delete: ['OLD'] };
+      for (const [op, refs] of Object.entries(rows)) {
+        const calls = refs.map((r) => `SELECT virtform_row_written('${t}', ${r}.host, ${r}.kind, ${r}.name);`).join(' ');
+        this.#sqlite.exec(`CREATE TEMP TRIGGER IF NOT EXISTS virtform_written_${t}_${op} AFTER ${op.toUpperCase()} ON main.${t} BEGIN ${calls} END`);
+      }
+    }
+    this.#dataVersion = this.#sqlite.prepare('PRAGMA data_version').pluck();
+  }
+
+  protected override get keepsTables(): boolean {
+    return this.#dataVersion !== undefined;
+  }
+
+  protected override tableChanges(table: KeptTable): TableChanges | undefined {
+    if (!this.#dataVersion || !this.#sqlite.open || this.#sqlite.inTransaction) return undefined;
+    const written = this.#written.get(table)!;
+    this.#written.set(table, new Map());
+    return { version: String(this.#dataVersion.get()), written };
   }
 
   protected async indexPage(after: number, pageSize: number): Promise<IndexTuple[]> {
@@ -197,6 +242,7 @@ export async function openSqliteStore(path: string, opts: OpenOptions = {}): Pro
   const store = new SqliteStateStore(path, sqlite, opts.now, opts.dataDir ?? (memory ? undefined : dirname(path)));
   try {
     await store.migrate();
+    store.installChangeTokens();
   } catch (err) {
     await store.close();
     const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;

@@ -66,3 +66,36 @@ describe('checkInputs: the digest kept per resource between runs', () => {
     expect(checkInputs(desired, r1, baseline, version)).toBe(d1);
   });
 });
+
+describe('checkInputs: the memo of the same frozen objects (a watch step, SQLite kept indexes)', () => {
+  // The digest as a process computes it first (a key and objects not seen before). No defaults: an
+  // explicit undefined baseline is an input.
+  const fresh = (r: CheckedRecord, b: typeof baseline | undefined, v: string = version, d: AnyDesired = desired): string =>
+    checkInputs({ ...d, key: `VirtualMachine/fresh-${Math.random()}` } as AnyDesired, { ...r }, b && { ...b }, v);
+
+  it('answers the digest of the inputs as they are: another record, baseline, version or desired field gives its own', () => {
+    const d = { ...desired, key: 'VirtualMachine/memo' } as AnyDesired;
+    const r1 = Object.freeze({ ...record, facts: Object.freeze({ nics: ['52:54:00:00:00:01'] }) });
+    const b1 = Object.freeze({ ...baseline });
+    const first = checkInputs(d, r1, b1, version);
+    expect(first).toBe(fresh(r1, b1));
+    expect(checkInputs(d, r1, b1, version)).toBe(first);
+    // Another (frozen) record object, as the store hands out after that row was written.
+    const r2 = Object.freeze({ ...r1, lastError: 'boom' });
+    expect(checkInputs(d, r2, b1, version)).toBe(fresh(r2, b1));
+    expect(checkInputs(d, r2, b1, version)).not.toBe(first);
+    const b2 = Object.freeze({ ...baseline, sha256: 'b2' });
+    expect(checkInputs(d, r1, b2, version)).toBe(fresh(r1, b2));
+    expect(checkInputs(d, r1, undefined, version)).toBe(fresh(r1, undefined));
+    expect(checkInputs(d, r1, b1, 'libvirt 9.1.0')).toBe(fresh(r1, b1, 'libvirt 9.1.0'));
+    expect(checkInputs(d, r1, b1, version)).toBe(first);
+    // The desired object's fields that are inputs, changed in place: its new digest.
+    (d as { specHash: string }).specHash = 'h9';
+    expect(checkInputs(d, r1, b1, version)).toBe(fresh(r1, b1, version, d));
+    (d as { specHash: string }).specHash = 'h1';
+    (d as { adopt: boolean }).adopt = true;
+    expect(checkInputs(d, r1, b1, version)).toBe(fresh(r1, b1, version, d));
+    (d as { adopt: boolean }).adopt = false;
+    expect(checkInputs(d, r1, b1, version)).toBe(first);
+  });
+});
