@@ -48,6 +48,8 @@ const TARGET: Record<string, (args: unknown[]) => [Family, string][]> = {
   startPool: (a) => [['pool', String(a[0])]],
   setPoolAutostart: (a) => [['pool', String(a[0])]],
   deletePool: (a) => [['pool', String(a[0])]],
+  // Scratch pools are never observed (nor cached): forgetting them keeps every other definition.
+  removeScratchPools: (a) => (a[0] as readonly ObservedPool[]).map((p): [Family, string] => ['pool', p.name]),
   createVolume: (a) => [['volume', volumeId(a[0])]],
   resizeVolume: (a) => [['volume', `${String(a[0])}/${String(a[1])}`]],
   uploadVolume: (a) => [['volume', `${String(a[0])}/${String(a[1])}`]],
