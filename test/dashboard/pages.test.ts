@@ -36,6 +36,36 @@ afterAll(async () => {
   await srv?.close();
 });
 
+/**
+ * Listen in the page for `name` before causing it: the listener is in place when this returns (a
+ * listener added by an evaluate not awaited could come after the event it waits for: a live update
+ * sent by the server travels another way than the evaluate, and a busy machine reorders them).
+ * The returned function waits for the event's detail.
+ */
+async function armEvent(page: Page, name: string): Promise<() => Promise<unknown>> {
+  const slot = `__vfEvent_${name.replace(/\W/g, '_')}`;
+  await page.evaluate(([n, s]) => {
+    (window as unknown as Record<string, unknown>)[s] = new Promise((r) => document.addEventListener(n, (e) => r((e as CustomEvent).detail), { once: true }));
+  }, [name, slot] as const);
+  return async () => {
+    let timer: NodeJS.Timeout | undefined;
+    // Bounded, with what the page's live client knows, instead of the test's silent timeout.
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        void page.evaluate(() => {
+          const l = (window as unknown as { vfLive?: { connected: boolean; errors: number; events: unknown[]; patches: unknown[] } }).vfLive;
+          return JSON.stringify({ connected: l?.connected, errors: l?.errors, events: l?.events.length, patches: l?.patches.length, seq: document.body.getAttribute('data-seq') });
+        }).catch((e: unknown) => String(e)).then((live) => reject(new Error(`${name} did not come within 60 s; the page's live client: ${live}`)));
+      }, 60_000);
+    });
+    try {
+      return await Promise.race([page.evaluate((s) => (window as unknown as Record<string, Promise<unknown>>)[s], slot), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
 const PAGES = ['/', '/resources', '/resources?host=h2&condition=Drifted', `/resources/${encodeURIComponent('h2/Volume/res-00001')}`, '/plan', '/history', '/history/41', '/attention', '/login', '/resources/nope'];
 
 describe('dashboard pages in chromium (fixture data)', () => {
@@ -79,10 +109,10 @@ describe('dashboard pages in chromium (fixture data)', () => {
     await page.evaluate(() => window.scrollTo(0, 4000));
     await page.evaluate(() => document.querySelectorAll('#resource-rows tr').forEach((r, i) => ((r as HTMLElement & { mark?: number }).mark = i)));
     const scrollBefore = await page.evaluate(() => window.scrollY);
-    const patched = page.evaluate(() => new Promise((r) => document.addEventListener('vf:patched', (e) => r((e as CustomEvent).detail), { once: true })));
+    const patched = await armEvent(page, 'vf:patched');
     srv.src.set(target.key, 'Reconciling');
     srv.emit({ runId: '43', phase: 'start', changedKeys: [target.key] });
-    const rec = await patched as { patchedRows: string[]; states: Record<string, string> };
+    const rec = await patched() as { patchedRows: string[]; states: Record<string, string> };
     expect(rec.patchedRows).toEqual([target.key]);
     expect(rec.states[target.key]).toBe('Reconciling');
     const kept = await page.evaluate(() => [...document.querySelectorAll('#resource-rows tr')].filter((r) => (r as HTMLElement & { mark?: number }).mark !== undefined).length);
@@ -126,18 +156,18 @@ describe('dashboard pages in chromium (fixture data)', () => {
     expect(await focused('f-host')).toBe('f-host');
     await page.selectOption('#f-host', 'h2');
     await page.focus('form.filters button[type="submit"]');
-    const nav = page.evaluate(() => new Promise((r) => document.addEventListener('vf:navigated', (e) => r((e as CustomEvent).detail), { once: true })));
+    const nav = await armEvent(page, 'vf:navigated');
     await page.keyboard.press('Enter');
-    await nav;
+    await nav();
     expect(new URL(page.url()).searchParams.get('host')).toBe('h2');
     const hosts = await page.locator('#resource-rows tr td:nth-child(3)').allTextContents();
     expect(hosts.length).toBe(50);
     expect(new Set(hosts)).toEqual(new Set(['h2']));
     // Sort by name descending from the keyboard.
     await page.focus('a[data-sort="name"]');
-    const sorted = page.evaluate(() => new Promise((r) => document.addEventListener('vf:navigated', (e) => r((e as CustomEvent).detail), { once: true })));
+    const sorted = await armEvent(page, 'vf:navigated');
     await page.keyboard.press('Enter');
-    await sorted;
+    await sorted();
     expect(new URL(page.url()).searchParams.get('order')).toBe('desc');
     expect(await page.evaluate(() => document.activeElement?.getAttribute('data-sort'))).toBe('name');
     const names = await page.locator('#resource-rows tr th').allTextContents();
