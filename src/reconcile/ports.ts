@@ -97,7 +97,7 @@ export interface HostSnapshot {
   networks: ObservedNetwork[];
   domains: ObservedDomain[];
   /**
-   * virtform's own scratch pools left by a process killed while using one (`isScratchPoolName`):
+   * virtform's own scratch pools left by a process killed while using one (`isLeftoverScratchPool`):
    * not in `pools` (never observed, planned or reported as pools); removed after the next apply.
    */
   scratchPools?: ObservedPool[];
@@ -342,8 +342,9 @@ export interface HostPort {
   /** Remove directories (deepest first) that are empty; the others are kept, with why. */
   removeDirs(paths: string[]): Promise<{ removed: string[]; kept: { path: string; why: string }[] }>;
   /**
-   * Stop and forget scratch pools left behind (`HostSnapshot.scratchPools`), each only when it
-   * carries a scratch pool's marker; never removes a directory. Returns the names removed.
+   * Stop and forget scratch pools left behind (`HostSnapshot.scratchPools`), each only when its
+   * name and state, read again, still make it one (`isLeftoverScratchPool`); never removes a
+   * directory. Returns the names removed.
    */
   removeScratchPools?(pools: readonly ObservedPool[]): Promise<string[]>;
 

@@ -652,7 +652,7 @@ export class LibvirtHost implements HostPort {
     const name = scratchPoolName('probe');
     try {
       const t = await this.client.storagePoolCreateXml(buildPoolXml({ name, path: dir, marker: directoryPoolMarker(name) }), 0);
-      // safe-catch: a transient probe pool; one left running only holds a name, gone with libvirtd's restart
+      // safe-catch: a transient probe pool; one left running is a leftover scratch pool, removed after the next apply
       await this.client.storagePoolDestroy(t).catch(() => undefined);
       return true;
     } catch (e) {
